@@ -1,0 +1,106 @@
+# postern: `make` builds bin/posternd and bin/posternctl; `make run` starts
+# a demo instance; `make test` builds with ASan+UBSan and runs every test.
+# Missing Debian packages are installed by scripts/deps.sh (as root).
+
+CC ?= cc
+VERSION = 0.1.0
+WARN = -Wall -Wextra -Wformat=2 -Wshadow -Werror
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -Iinclude -Isrc/smtp \
+	-DPOSTERN_VERSION=\"$(VERSION)\" $(WARN) -MMD -MP
+CFLAGS ?= -O2 -g
+LIBS = -levent -levent_openssl -lssl -lcrypto -lsqlite3 -lcrypt -lpthread
+SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
+	-fno-omit-frame-pointer
+
+LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
+	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c \
+	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
+	src/dir/dir.c src/dir/dir_sqlite.c src/maildir/maildir.c \
+	src/policy/policy.c
+D_SRC = src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c
+CTL_SRC = src/cmd/posternctl.c
+UNIT_SRC = $(wildcard tests/unit/*.c)
+
+REL = build/rel
+ASAN = build/asan
+obj = $(patsubst %.c,$(1)/%.o,$(2))
+
+all: bin/posternd bin/posternctl
+
+deps:
+	@scripts/deps.sh build
+
+# ---- release build -------------------------------------------------------
+$(REL)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(CFLAGS) -c $< -o $@
+
+bin/posternd: $(call obj,$(REL),$(LIB_SRC) $(D_SRC))
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+bin/posternctl: $(call obj,$(REL),$(LIB_SRC) $(CTL_SRC))
+	@mkdir -p bin
+	$(CC) $(CFLAGS) -o $@ $^ $(LIBS)
+
+# ---- sanitizer build (used by every test) --------------------------------
+$(ASAN)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) -O1 -g $(SAN) -c $< -o $@
+
+$(ASAN)/posternd: $(call obj,$(ASAN),$(LIB_SRC) $(D_SRC))
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+$(ASAN)/posternctl: $(call obj,$(ASAN),$(LIB_SRC) $(CTL_SRC))
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+$(ASAN)/unit_tests: $(call obj,$(ASAN),$(LIB_SRC) $(UNIT_SRC))
+	$(CC) $(SAN) -o $@ $^ $(LIBS) -lcmocka
+
+asan: $(ASAN)/posternd $(ASAN)/posternctl $(ASAN)/unit_tests
+
+# ---- the two commands of README.md ---------------------------------------
+run: deps all
+	@scripts/demo.sh
+
+test:
+	@scripts/deps.sh test
+	$(MAKE) asan
+	@echo "== unit tests (cmocka, ASan+UBSan)"
+	$(ASAN)/unit_tests
+	@echo "== integration tests (pytest against the real daemon, ASan+UBSan)"
+	POSTERND=$(CURDIR)/$(ASAN)/posternd POSTERNCTL=$(CURDIR)/$(ASAN)/posternctl \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/proto
+
+# ---- fuzzing (clang libFuzzer), bounded ---------------------------------
+FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data
+FUZZ_TIME ?= 20
+FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
+FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
+	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c
+
+build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
+	@mkdir -p build/fuzz
+	clang -std=c11 -D_GNU_SOURCE -Iinclude $(FUZZ_FLAGS) -o $@ $^
+
+fuzz:
+	@scripts/deps.sh test
+	$(MAKE) $(addprefix build/fuzz/,$(FUZZ_TARGETS))
+	@for t in $(FUZZ_TARGETS); do \
+		mkdir -p build/fuzz/corpus-$$t; \
+		echo "== $$t ($(FUZZ_TIME)s)"; \
+		build/fuzz/$$t -max_total_time=$(FUZZ_TIME) -max_len=4096 \
+			-dict=tests/fuzz/$$t.dict build/fuzz/corpus-$$t \
+			tests/fuzz/corpus/$$t || exit 1; \
+	done
+
+bench: deps all
+	@scripts/deps.sh bench
+	bench/smtp_bench.sh
+
+clean:
+	rm -rf build bin
+
+.PHONY: all deps run test asan fuzz bench clean
+
+-include $(shell find build -name '*.d' 2>/dev/null)

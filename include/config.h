@@ -1,0 +1,60 @@
+/*
+ * Configuration: postern.conf parsed into an immutable struct config.
+ * Reload builds a new struct and swaps it in; sessions keep a reference to
+ * the one they started with (config_ref / config_unref).
+ */
+#ifndef POSTERN_CONFIG_H
+#define POSTERN_CONFIG_H
+
+#include <sys/socket.h>
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct listen_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[64]; /* as written, for logs */
+};
+
+struct listen_list {
+	struct listen_addr *v;
+	size_t n;
+};
+
+struct config {
+	int refs;
+	char *path;
+	/* strings are never NULL ("" when unset) */
+	char *hostname, *data_dir, *user, *pid_file, *tls_cert, *tls_key;
+	struct listen_list smtp_listen, submission_listen, submissions_listen;
+	size_t message_size_limit, recipient_limit, max_sessions;
+	size_t max_sessions_per_ip, max_errors, command_line_limit;
+	size_t text_line_limit, header_size_limit, expansion_limit;
+	size_t workers;
+	unsigned smtp_timeout_ms, greet_pause_ms, shutdown_timeout_ms;
+	int log_level;
+	char *db_path; /* derived: data_dir/postern.db */
+};
+
+/*
+ * Parses text (len bytes; need not be NUL-terminated) read from `filename`.
+ * On success returns 0 and a new config in *out (refs = 1).  On error
+ * returns -1 and writes "file:line: message" into err.
+ * Defaults fill every key the text omits.  Pure: no files are touched.
+ */
+int config_parse(const char *text, size_t len, const char *filename,
+    struct config **out, char *err, size_t errlen);
+/* Reads and parses a file; fills hostname from gethostname(2) if unset. */
+int config_load(const char *path, struct config **out, char *err,
+    size_t errlen);
+struct config *config_ref(struct config *);
+/* Drops one reference; frees at zero; NULLs *cfg. Accepts NULL. */
+void config_unref(struct config **cfg);
+/* Parses "host:port", "[v6]:port", "*:port". Returns 0 or -1. */
+int config_parse_listen(const char *s, struct listen_addr *out);
+
+/* For docs and `posternctl check -d`: key i's name and default, or NULL. */
+const char *config_key_name(size_t i, const char **default_out);
+
+#endif

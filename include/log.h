@@ -1,0 +1,40 @@
+/*
+ * Logging: one key=value line per event, to stderr (foreground) or syslog.
+ * Safe to call from worker threads: each line is formatted into a local
+ * buffer and written with a single write(2) / syslog(3) call.
+ */
+#ifndef POSTERN_LOG_H
+#define POSTERN_LOG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
+
+/* ident: program name; to_stderr: foreground mode; level: threshold. */
+void log_init(const char *ident, bool to_stderr, enum log_level level);
+void log_set_level(enum log_level);
+/* Parses "err", "warn", "info", "debug". Returns 0 or -1. */
+int log_level_parse(const char *, enum log_level *out);
+void log_msg(enum log_level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Logs at err level with strerror(errno) appended, then exits 1. */
+void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
+__attribute__((noreturn));
+/* Logs at err level, then exits 1. */
+void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
+__attribute__((noreturn));
+/*
+ * Copies peer text for logging: printable ASCII is kept except '"' and '\',
+ * everything else becomes \xHH.  Always NUL-terminates dst (dstlen > 0);
+ * output that does not fit is cut and ends in "...".
+ */
+void log_sanitize(char *dst, size_t dstlen, const uint8_t *src, size_t len);
+
+#define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+
+#endif

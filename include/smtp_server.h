@@ -1,0 +1,31 @@
+/*
+ * The SMTP server: listeners, session limits and graceful shutdown.  It
+ * owns the sessions; posternd only creates it, runs the loop and asks it
+ * to stop.
+ */
+#ifndef POSTERN_SMTP_SERVER_H
+#define POSTERN_SMTP_SERVER_H
+
+#include <stdbool.h>
+
+struct event_base;
+struct config;
+struct workers;
+struct committer;
+struct smtp_server;
+
+/*
+ * Binds every listener in cfg (call before dropping privileges) and loads
+ * the TLS certificate.  Returns NULL with a message in err on failure.
+ */
+struct smtp_server *smtp_server_new(struct event_base *, struct config *cfg,
+    char *err, size_t errlen);
+/* Starts accepting; workers and committer must outlive the server. */
+void smtp_server_start(struct smtp_server *, struct workers *,
+    struct committer *);
+/* Stops accepting, lets transactions finish (shutdown_timeout), then
+ * closes the rest; calls event_base_loopexit when no session is left. */
+void smtp_server_shutdown(struct smtp_server *);
+void smtp_server_free(struct smtp_server **);
+
+#endif

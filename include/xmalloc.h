@@ -1,0 +1,22 @@
+/*
+ * Allocation wrappers that abort on out-of-memory.  Every input-driven size
+ * in postern is capped before it reaches an allocator, so running out of
+ * memory is a bug or a machine problem, never a peer's doing.
+ */
+#ifndef POSTERN_XMALLOC_H
+#define POSTERN_XMALLOC_H
+
+#include <stddef.h>
+
+void *xmalloc(size_t);
+void *xcalloc(size_t, size_t);
+void *xreallocarray(void *, size_t, size_t);
+/* Returns a NUL-terminated copy that belongs to the caller. */
+char *xstrdup(const char *);
+/* Copies len bytes and adds a NUL; the result belongs to the caller. */
+char *xstrndup(const char *, size_t len);
+/* Copies src into dst (size dstsize), always NUL-terminating; returns
+ * strlen(src) so that a result >= dstsize means truncation. */
+size_t strlcpy_p(char *dst, const char *src, size_t dstsize);
+
+#endif

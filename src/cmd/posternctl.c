@@ -1,0 +1,518 @@
+/*
+ * posternctl: the admin tool.  A thin main over the config parser and the
+ * directory interface: every subcommand is one row of a table, prints
+ * plain text a script can parse (one item per line, fields separated by a
+ * tab) and reports errors as one line on stderr with a non-zero exit.
+ * Passwords come from a prompt or stdin, never from the command line.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "config.h"
+#include "dir.h"
+#include "passwd.h"
+
+#define ERRLEN 512
+
+struct ctl {
+	struct config *cfg;
+	struct dir *dir;
+	char err[ERRLEN];
+};
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "posternctl: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	return 1;
+}
+
+static void
+print_row(void *arg, const char *a, const char *b)
+{
+	(void)arg;
+	if (b != NULL)
+		printf("%s\t%s\n", a, b);
+	else
+		printf("%s\n", a);
+}
+
+static int
+split(const char *s, char *local, char *domain)
+{
+	const char *why;
+
+	if (dir_split_address(s, local, ADDR_LOCAL_MAX + 1, domain,
+		ADDR_DOMAIN_MAX + 1, &why) == -1) {
+		fprintf(stderr, "posternctl: %s: %s\n", s, why);
+		return -1;
+	}
+	return 0;
+}
+
+/* A mailbox name becomes a directory: allow only safe Dot-strings. */
+static int
+check_mailbox_local(const char *local)
+{
+	if (!addr_local_is_dot_string(local) || strchr(local, '/') != NULL) {
+		fprintf(stderr, "posternctl: %s: a user name must be a plain "
+				"dot-atom without '/'\n",
+		    local);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+domain_arg(const char *in, char *out)
+{
+	if (addr_domain_normalize(in, out, ADDR_DOMAIN_MAX + 1) == -1)
+		return die("bad domain name: %s", in), -1;
+	return 0;
+}
+
+/* Reads a password: prompt twice on a terminal, else one stdin line. */
+static int
+read_password(char *pw, size_t len)
+{
+	char again[256];
+	struct termios t, saved;
+	bool tty = isatty(0);
+	size_t n;
+
+	if (tty) {
+		tcgetattr(0, &saved);
+		t = saved;
+		t.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(0, TCSAFLUSH, &t);
+		fputs("Password: ", stderr);
+	}
+	if (fgets(pw, (int)len, stdin) == NULL)
+		pw[0] = '\0';
+	if (tty) {
+		fputs("\nAgain: ", stderr);
+		if (fgets(again, sizeof(again), stdin) == NULL)
+			again[0] = '\0';
+		tcsetattr(0, TCSAFLUSH, &saved);
+		fputc('\n', stderr);
+	}
+	n = strcspn(pw, "\r\n");
+	pw[n] = '\0';
+	if (tty) {
+		again[strcspn(again, "\r\n")] = '\0';
+		if (strcmp(pw, again) != 0) {
+			explicit_bzero(again, sizeof(again));
+			return die("%s", "passwords do not match"), -1;
+		}
+		explicit_bzero(again, sizeof(again));
+	}
+	if (pw[0] == '\0')
+		return die("%s", "empty password"), -1;
+	return 0;
+}
+
+static int
+hash_from_input(char *hash, size_t hlen)
+{
+	char pw[256];
+	int r;
+
+	if (read_password(pw, sizeof(pw)) == -1)
+		return -1;
+	r = passwd_hash(pw, hash, hlen);
+	explicit_bzero(pw, sizeof(pw));
+	if (r == -1)
+		return die("%s", "password hashing failed"), -1;
+	return 0;
+}
+
+static int
+result(struct ctl *c, int r)
+{
+	if (r == -1)
+		return die("%s", c->err);
+	return 0;
+}
+
+/* ---- subcommands: argv holds the words after the subcommand ---------- */
+
+static int
+c_domain_add(struct ctl *c, char **a)
+{
+	char d[ADDR_DOMAIN_MAX + 1];
+
+	if (domain_arg(a[0], d) == -1)
+		return 1;
+	return result(c, c->dir->ops->domain_add(c->dir, d, c->err, ERRLEN));
+}
+
+static int
+c_domain_del(struct ctl *c, char **a)
+{
+	char d[ADDR_DOMAIN_MAX + 1];
+
+	if (domain_arg(a[0], d) == -1)
+		return 1;
+	return result(c, c->dir->ops->domain_del(c->dir, d, c->err, ERRLEN));
+}
+
+static int
+c_domain_list(struct ctl *c, char **a)
+{
+	(void)a;
+	return result(c, c->dir->ops->list_rows(c->dir, "domains", NULL,
+			     print_row, NULL, c->err, ERRLEN));
+}
+
+static int
+c_halias_add(struct ctl *c, char **a)
+{
+	char al[ADDR_DOMAIN_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+
+	if (domain_arg(a[0], al) == -1 || domain_arg(a[1], d) == -1)
+		return 1;
+	return result(c, c->dir->ops->host_alias_add(c->dir, al, d, c->err,
+			     ERRLEN));
+}
+
+static int
+c_halias_del(struct ctl *c, char **a)
+{
+	char al[ADDR_DOMAIN_MAX + 1];
+
+	if (domain_arg(a[0], al) == -1)
+		return 1;
+	return result(c, c->dir->ops->host_alias_del(c->dir, al, c->err,
+			     ERRLEN));
+}
+
+static int
+c_halias_list(struct ctl *c, char **a)
+{
+	(void)a;
+	return result(c, c->dir->ops->list_rows(c->dir, "host-aliases", NULL,
+			     print_row, NULL, c->err, ERRLEN));
+}
+
+static int
+c_user_add(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1], h[256];
+
+	if (split(a[0], l, d) == -1 || check_mailbox_local(l) == -1 ||
+	    hash_from_input(h, sizeof(h)) == -1)
+		return 1;
+	return result(c, c->dir->ops->user_add(c->dir, l, d, h, c->err,
+			     ERRLEN));
+}
+
+static int
+c_user_passwd(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1], h[256];
+
+	if (split(a[0], l, d) == -1 || hash_from_input(h, sizeof(h)) == -1)
+		return 1;
+	return result(c, c->dir->ops->user_passwd(c->dir, l, d, h, c->err,
+			     ERRLEN));
+}
+
+static int
+c_user_del(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	return result(c, c->dir->ops->user_del(c->dir, l, d, c->err, ERRLEN));
+}
+
+static int
+c_user_list(struct ctl *c, char **a)
+{
+	char d[ADDR_DOMAIN_MAX + 1];
+
+	if (a[0] != NULL && domain_arg(a[0], d) == -1)
+		return 1;
+	return result(c, c->dir->ops->list_rows(c->dir, "users",
+			     a[0] ? d : NULL, print_row, NULL, c->err,
+			     ERRLEN));
+}
+
+/* Alias targets and list members: any valid address, local or remote. */
+static int
+target_arg(const char *in, char *out, size_t len)
+{
+	struct addr t;
+	const char *why;
+
+	if (addr_parse_mailbox(in, &t, &why) == -1 || t.is_literal) {
+		fprintf(stderr, "posternctl: %s: %s\n", in,
+		    t.is_literal ? "address literals are not allowed" : why);
+		return -1;
+	}
+	for (char *p = t.local; *p; p++)
+		if (*p >= 'A' && *p <= 'Z')
+			*p = (char)(*p - 'A' + 'a');
+	if (addr_format(&t, out, len) >= len)
+		return die("%s", "address too long"), -1;
+	return 0;
+}
+
+static int
+c_alias_add(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1], t[ADDR_PATH_MAX];
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	for (int i = 1; a[i] != NULL; i++) {
+		if (target_arg(a[i], t, sizeof(t)) == -1 ||
+		    result(c, c->dir->ops->alias_add(c->dir, l, d, t, c->err,
+				  ERRLEN)) != 0)
+			return 1;
+	}
+	return 0;
+}
+
+static int
+c_alias_del(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1], t[ADDR_PATH_MAX];
+
+	if (split(a[0], l, d) == -1 ||
+	    (a[1] != NULL && target_arg(a[1], t, sizeof(t)) == -1))
+		return 1;
+	return result(c, c->dir->ops->alias_del(c->dir, l, d,
+			     a[1] ? t : NULL, c->err, ERRLEN));
+}
+
+static int
+c_alias_list(struct ctl *c, char **a)
+{
+	char d[ADDR_DOMAIN_MAX + 1];
+
+	if (a[0] != NULL && domain_arg(a[0], d) == -1)
+		return 1;
+	return result(c, c->dir->ops->list_rows(c->dir, "aliases",
+			     a[0] ? d : NULL, print_row, NULL, c->err,
+			     ERRLEN));
+}
+
+static int
+c_list_add(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	return result(c, c->dir->ops->list_add(c->dir, l, d, c->err, ERRLEN));
+}
+
+static int
+c_list_del(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	return result(c, c->dir->ops->list_del(c->dir, l, d, c->err, ERRLEN));
+}
+
+static int
+list_member(struct ctl *c, char **a, bool add)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1], t[ADDR_PATH_MAX];
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	for (int i = 1; a[i] != NULL; i++)
+		if (target_arg(a[i], t, sizeof(t)) == -1 ||
+		    result(c, c->dir->ops->list_member(c->dir, l, d, t, add,
+				  c->err, ERRLEN)) != 0)
+			return 1;
+	return 0;
+}
+
+static int
+c_list_member_add(struct ctl *c, char **a)
+{
+	return list_member(c, a, true);
+}
+
+static int
+c_list_member_del(struct ctl *c, char **a)
+{
+	return list_member(c, a, false);
+}
+
+static int
+c_list_show(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1], full[400];
+	struct strlist t = { 0 };
+	enum dir_kind kind;
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	if (c->dir->ops->address_lookup(c->dir, l, d, &kind, &t, c->err,
+		ERRLEN) == -1)
+		return die("%s", c->err);
+	strlist_clear(&t);
+	if (kind != DIR_KIND_LIST)
+		return die("no such list: %s", a[0]);
+	snprintf(full, sizeof(full), "%s@%s", l, d);
+	return result(c, c->dir->ops->list_rows(c->dir, "members", full,
+			     print_row, NULL, c->err, ERRLEN));
+}
+
+static int
+c_list_list(struct ctl *c, char **a)
+{
+	char d[ADDR_DOMAIN_MAX + 1];
+
+	if (a[0] != NULL && domain_arg(a[0], d) == -1)
+		return 1;
+	return result(c, c->dir->ops->list_rows(c->dir, "lists",
+			     a[0] ? d : NULL, print_row, NULL, c->err,
+			     ERRLEN));
+}
+
+static const struct subcmd {
+	const char *w1, *w2, *w3;
+	int min, max; /* argument count after the words */
+	int (*fn)(struct ctl *, char **);
+	const char *usage;
+} subcmds[] = {
+	{ "domain", "add", NULL, 1, 1, c_domain_add, "DOMAIN" },
+	{ "domain", "del", NULL, 1, 1, c_domain_del, "DOMAIN" },
+	{ "domain", "list", NULL, 0, 0, c_domain_list, "" },
+	{ "domain", "alias", "add", 2, 2, c_halias_add, "ALIAS DOMAIN" },
+	{ "domain", "alias", "del", 1, 1, c_halias_del, "ALIAS" },
+	{ "domain", "alias", "list", 0, 0, c_halias_list, "" },
+	{ "user", "add", NULL, 1, 1, c_user_add, "ADDRESS  (password on "
+	    "stdin or prompt)" },
+	{ "user", "del", NULL, 1, 1, c_user_del, "ADDRESS" },
+	{ "user", "list", NULL, 0, 1, c_user_list, "[DOMAIN]" },
+	{ "user", "passwd", NULL, 1, 1, c_user_passwd, "ADDRESS" },
+	{ "alias", "add", NULL, 2, 64, c_alias_add, "ADDRESS TARGET..." },
+	{ "alias", "del", NULL, 1, 2, c_alias_del, "ADDRESS [TARGET]" },
+	{ "alias", "list", NULL, 0, 1, c_alias_list, "[DOMAIN]" },
+	{ "list", "add", NULL, 1, 1, c_list_add, "LIST" },
+	{ "list", "del", NULL, 1, 1, c_list_del, "LIST" },
+	{ "list", "member-add", NULL, 2, 64, c_list_member_add,
+	    "LIST MEMBER..." },
+	{ "list", "member-del", NULL, 2, 64, c_list_member_del,
+	    "LIST MEMBER..." },
+	{ "list", "show", NULL, 1, 1, c_list_show, "LIST" },
+	{ "list", "list", NULL, 0, 1, c_list_list, "[DOMAIN]" },
+};
+
+static int
+usage(void)
+{
+	fprintf(stderr, "usage: posternctl -c FILE check\n");
+	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++)
+		fprintf(stderr, "       posternctl -c FILE %s %s%s%s %s\n",
+		    subcmds[i].w1, subcmds[i].w2, subcmds[i].w3 ? " " : "",
+		    subcmds[i].w3 ? subcmds[i].w3 : "", subcmds[i].usage);
+	return 2;
+}
+
+/* Opens (creating if needed) the directory, owned by the run user. */
+static int
+open_dir(struct ctl *c)
+{
+	struct passwd *pw = geteuid() == 0 ? getpwnam(c->cfg->user) : NULL;
+	char path[4096];
+
+	if (mkdir(c->cfg->data_dir, 0750) == -1 && errno != EEXIST)
+		return die("cannot create data_dir: %s", strerror(errno));
+	c->dir = dir_sqlite_open(c->cfg->db_path, false, c->err, ERRLEN);
+	if (c->dir == NULL)
+		return die("%s", c->err);
+	if (pw != NULL) {
+		/* The daemon reads the database as this user. */
+		if (chown(c->cfg->db_path, pw->pw_uid, pw->pw_gid) == -1 ||
+		    chown(c->cfg->data_dir, pw->pw_uid, pw->pw_gid) == -1)
+			return die("chown: %s", strerror(errno));
+		snprintf(path, sizeof(path), "%s-journal", c->cfg->db_path);
+		(void)chown(path, pw->pw_uid, pw->pw_gid);
+	}
+	return 0;
+}
+
+static int
+check(struct ctl *c)
+{
+	printf("ok: %s\n", c->cfg->path);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct ctl c = { 0 };
+	const char *conf = NULL;
+	int ch, rc = 2;
+
+	while ((ch = getopt(argc, argv, "+c:")) != -1) {
+		if (ch != 'c')
+			return usage();
+		conf = optarg;
+	}
+	argc -= optind;
+	argv += optind;
+	if (conf == NULL || argc < 1)
+		return usage();
+	if (config_load(conf, &c.cfg, c.err, ERRLEN) == -1)
+		return die("%s", c.err);
+	if (strcmp(argv[0], "check") == 0) {
+		rc = argc == 1 ? check(&c) : usage();
+		config_unref(&c.cfg);
+		return rc;
+	}
+	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++) {
+		const struct subcmd *s = &subcmds[i];
+		int words = s->w3 ? 3 : 2, nargs = argc - words;
+
+		if (argc < words || strcmp(argv[0], s->w1) != 0 ||
+		    strcmp(argv[1], s->w2) != 0 ||
+		    (s->w3 && strcmp(argv[2], s->w3) != 0))
+			continue;
+		if (nargs < s->min || nargs > s->max) {
+			rc = usage();
+			break;
+		}
+		if (open_dir(&c) != 0) {
+			rc = 1;
+			break;
+		}
+		rc = s->fn(&c, argv + words);
+		break;
+	}
+	if (rc == 2)
+		usage();
+	dir_close(&c.dir);
+	config_unref(&c.cfg);
+	return rc;
+}

@@ -1,0 +1,232 @@
+/*
+ * posternd: the mail daemon.  A thin main: load the config, bind the
+ * listeners (as root if need be), detach, drop privileges, start the
+ * worker pool and the Maildir committer, and run the event loop until
+ * SIGTERM; then stop gracefully.  Until it is ready it reports errors on
+ * stderr and the parent's exit code tells whether start-up worked.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "dir.h"
+#include "log.h"
+#include "maildir.h"
+#include "smtp_server.h"
+#include "worker.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: posternd -c FILE [-f]\n");
+	exit(2);
+}
+
+static void *
+worker_dir_open(void *arg)
+{
+	const struct config *cfg = arg;
+	char err[256];
+	struct dir *d = dir_sqlite_open(cfg->db_path, true, err, sizeof(err));
+
+	if (d == NULL)
+		log_err("event=directory-open error=\"%s\"", err);
+	return d;
+}
+
+static void
+worker_dir_close(void *ctx)
+{
+	struct dir *d = ctx;
+
+	dir_close(&d);
+}
+
+/* Creates data_dir and the directory database; owned by the run user. */
+static void
+prepare_data_dir(const struct config *cfg, const struct passwd *pw)
+{
+	char path[4096], err[256];
+	struct dir *d;
+
+	if (mkdir(cfg->data_dir, 0750) == -1 && errno != EEXIST)
+		fatal("mkdir %s", cfg->data_dir);
+	snprintf(path, sizeof(path), "%s/mail", cfg->data_dir);
+	if (mkdir(path, 0750) == -1 && errno != EEXIST)
+		fatal("mkdir %s", path);
+	d = dir_sqlite_open(cfg->db_path, false, err, sizeof(err));
+	if (d == NULL)
+		fatalx("directory: %s", err);
+	dir_close(&d);
+	if (pw != NULL) {
+		const char *paths[] = { cfg->data_dir, path, cfg->db_path };
+
+		for (size_t i = 0; i < 3; i++)
+			if (chown(paths[i], pw->pw_uid, pw->pw_gid) == -1)
+				fatal("chown %s", paths[i]);
+	}
+}
+
+static void
+drop_privileges(const struct passwd *pw)
+{
+	if (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1)
+		fatal("cannot drop privileges to %s", pw->pw_name);
+	if (setuid(0) != -1)
+		fatalx("privileges not dropped: setuid(0) still works");
+	log_info("event=privileges-dropped user=%s uid=%u", pw->pw_name,
+	    (unsigned)pw->pw_uid);
+}
+
+/* Forks; the parent waits for the child's "ready" byte and exits. */
+static int
+daemonize(void)
+{
+	int p[2];
+	pid_t pid;
+	char c;
+
+	if (pipe(p) == -1)
+		fatal("pipe");
+	pid = fork();
+	if (pid == -1)
+		fatal("fork");
+	if (pid > 0) {
+		close(p[1]);
+		_exit(read(p[0], &c, 1) == 1 ? 0 : 1);
+	}
+	close(p[0]);
+	setsid();
+	return p[1];
+}
+
+static void
+write_pid(const char *path)
+{
+	FILE *f = fopen(path, "w");
+
+	if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 ||
+	    fclose(f) != 0)
+		fatal("pid file %s", path);
+}
+
+static void
+on_term(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	log_info("event=signal signal=%d", (int)sig);
+	smtp_server_shutdown(arg);
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_warn("event=reload result=ignored reason=\"live reload arrives "
+		 "with the relay-policy work; restart to apply changes\"");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct config *cfg = NULL;
+	struct passwd *pw = NULL;
+	struct event_base *base;
+	struct smtp_server *srv;
+	struct workers *workers;
+	struct committer *committer;
+	struct event *sigs[3];
+	const char *conf = NULL;
+	bool foreground = false;
+	char err[512];
+	int ch, ready_fd = -1;
+
+	while ((ch = getopt(argc, argv, "c:f")) != -1) {
+		if (ch == 'c')
+			conf = optarg;
+		else if (ch == 'f')
+			foreground = true;
+		else
+			usage();
+	}
+	if (conf == NULL || optind != argc)
+		usage();
+	log_init("posternd", true, LOG_LVL_INFO);
+	if (config_load(conf, &cfg, err, sizeof(err)) == -1)
+		fatalx("config: %s", err);
+	log_set_level((enum log_level)cfg->log_level);
+	if (geteuid() == 0) {
+		pw = getpwnam(cfg->user);
+		if (pw == NULL)
+			fatalx("user %s does not exist (set \"user\" in %s)",
+			    cfg->user, conf);
+		if (pw->pw_uid == 0)
+			fatalx("user must not be root");
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if (!foreground)
+		ready_fd = daemonize();
+	prepare_data_dir(cfg, pw);
+	base = event_base_new();
+	if (base == NULL)
+		fatalx("event_base_new failed");
+	srv = smtp_server_new(base, cfg, err, sizeof(err));
+	if (srv == NULL)
+		fatalx("%s", err);
+	if (pw != NULL)
+		drop_privileges(pw);
+	write_pid(cfg->pid_file);
+	workers = workers_new(base, cfg->workers, worker_dir_open,
+	    worker_dir_close, cfg);
+	committer = committer_new(cfg->data_dir, workers);
+	smtp_server_start(srv, workers, committer);
+	sigs[0] = evsignal_new(base, SIGTERM, on_term, srv);
+	sigs[1] = evsignal_new(base, SIGINT, on_term, srv);
+	sigs[2] = evsignal_new(base, SIGHUP, on_hup, srv);
+	for (int i = 0; i < 3; i++)
+		evsignal_add(sigs[i], NULL);
+	log_info("event=start version=%s hostname=%s data_dir=%s",
+	    POSTERN_VERSION, cfg->hostname, cfg->data_dir);
+	if (ready_fd != -1) {
+		int null = open("/dev/null", O_RDWR);
+
+		log_init("posternd", false, (enum log_level)cfg->log_level);
+		if (null != -1) {
+			dup2(null, 0);
+			dup2(null, 1);
+			dup2(null, 2);
+			if (null > 2)
+				close(null);
+		}
+		if (write(ready_fd, "1", 1) != 1)
+			log_warn("event=start ready-pipe write failed");
+		close(ready_fd);
+	}
+	event_base_dispatch(base);
+	log_info("event=stop");
+	for (int i = 0; i < 3; i++)
+		event_free(sigs[i]);
+	committer_free(&committer);
+	workers_free(&workers);
+	smtp_server_free(&srv);
+	unlink(cfg->pid_file);
+	event_base_free(base);
+	config_unref(&cfg);
+	return 0;
+}

@@ -1,0 +1,487 @@
+/*
+ * config: lexer and parser for postern.conf (main.cf style: "key = value",
+ * '#' comment lines, lists separated by spaces or commas).  The keyword
+ * table is sorted and binary-searched; each entry names a value type, the
+ * field it fills and its default as text, so defaults go through the same
+ * parser as user values.  Unknown keys, duplicate keys and bad values are
+ * errors with file:line.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "xmalloc.h"
+
+enum cfg_type { T_STR, T_SIZE, T_COUNT, T_MS, T_LISTEN, T_LEVEL };
+
+struct cfg_key {
+	const char *name;
+	enum cfg_type type;
+	size_t off;
+	const char *def;
+	size_t min, max; /* for T_SIZE, T_COUNT, T_MS */
+};
+
+#define O(f) offsetof(struct config, f)
+
+/* Sorted by name: config_find uses bsearch. */
+static const struct cfg_key cfg_keys[] = {
+	{ "command_line_limit", T_SIZE, O(command_line_limit), "1024", 512,
+	    65536 },
+	{ "data_dir", T_STR, O(data_dir), "/var/lib/postern", 0, 0 },
+	{ "expansion_limit", T_COUNT, O(expansion_limit), "1000", 1,
+	    100000 },
+	{ "greet_pause", T_MS, O(greet_pause_ms), "0", 0, 60000 },
+	{ "header_size_limit", T_SIZE, O(header_size_limit), "102400", 1024,
+	    SIZE_MAX },
+	{ "hostname", T_STR, O(hostname), "", 0, 0 },
+	{ "log_level", T_LEVEL, O(log_level), "info", 0, 0 },
+	{ "max_errors", T_COUNT, O(max_errors), "10", 1, 1000 },
+	{ "max_sessions", T_COUNT, O(max_sessions), "1000", 1, 100000 },
+	{ "max_sessions_per_ip", T_COUNT, O(max_sessions_per_ip), "50", 1,
+	    100000 },
+	{ "message_size_limit", T_SIZE, O(message_size_limit), "10485760",
+	    1024, (size_t)1 << 31 },
+	{ "pid_file", T_STR, O(pid_file), "", 0, 0 },
+	{ "recipient_limit", T_COUNT, O(recipient_limit), "1000", 1, 100000 },
+	{ "shutdown_timeout", T_MS, O(shutdown_timeout_ms), "30s", 0,
+	    3600000 },
+	{ "smtp_listen", T_LISTEN, O(smtp_listen), "0.0.0.0:25 [::]:25", 0,
+	    0 },
+	{ "smtp_timeout", T_MS, O(smtp_timeout_ms), "300s", 1000, 3600000 },
+	{ "submission_listen", T_LISTEN, O(submission_listen),
+	    "0.0.0.0:587 [::]:587", 0, 0 },
+	{ "submissions_listen", T_LISTEN, O(submissions_listen), "", 0, 0 },
+	{ "text_line_limit", T_SIZE, O(text_line_limit), "1000", 1000,
+	    1048576 },
+	{ "tls_cert", T_STR, O(tls_cert), "", 0, 0 },
+	{ "tls_key", T_STR, O(tls_key), "", 0, 0 },
+	{ "user", T_STR, O(user), "postern", 0, 0 },
+	{ "workers", T_COUNT, O(workers), "4", 1, 64 },
+};
+#define NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
+
+const char *
+config_key_name(size_t i, const char **default_out)
+{
+	if (i >= NKEYS)
+		return NULL;
+	if (default_out != NULL)
+		*default_out = cfg_keys[i].def;
+	return cfg_keys[i].name;
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	return strcmp(a, ((const struct cfg_key *)b)->name);
+}
+
+static const struct cfg_key *
+config_find(const char *name)
+{
+	return bsearch(name, cfg_keys, NKEYS, sizeof(cfg_keys[0]), key_cmp);
+}
+
+/* Parses a decimal number with an optional unit from `units`. */
+static int
+parse_scaled(const char *s, const char *const *units, const uint64_t *mult,
+    uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	for (size_t i = 0; units[i] != NULL; i++) {
+		if (strcmp(end, units[i]) == 0) {
+			if (mult[i] != 0 && v > UINT64_MAX / mult[i])
+				return -1;
+			*out = v * mult[i];
+			return 0;
+		}
+	}
+	return -1;
+}
+
+int
+config_parse_listen(const char *s, struct listen_addr *out)
+{
+	char host[64];
+	const char *colon, *hs;
+	size_t hl;
+	char *end;
+	unsigned long port;
+
+	memset(out, 0, sizeof(*out));
+	if (strlen(s) >= sizeof(out->text))
+		return -1;
+	strlcpy_p(out->text, s, sizeof(out->text));
+	if (s[0] == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (rb == NULL || rb[1] != ':')
+			return -1;
+		hs = s + 1;
+		hl = (size_t)(rb - hs);
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (colon == NULL)
+			return -1;
+		hs = s;
+		hl = (size_t)(colon - s);
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return -1;
+	memcpy(host, hs, hl);
+	host[hl] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || end == colon + 1 || port > 65535)
+		return -1;
+	if (strcmp(host, "*") == 0)
+		strlcpy_p(host, "0.0.0.0", sizeof(host));
+	if (s[0] != '[') {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&out->ss;
+
+		if (inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+			return -1;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons((uint16_t)port);
+		out->len = sizeof(*sin);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&out->ss;
+
+		if (inet_pton(AF_INET6, host, &sin6->sin6_addr) != 1)
+			return -1;
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons((uint16_t)port);
+		out->len = sizeof(*sin6);
+	}
+	return 0;
+}
+
+static int
+parse_listen_list(char *v, struct listen_list *out, const char **why)
+{
+	char *save = NULL;
+
+	free(out->v);
+	out->v = NULL;
+	out->n = 0;
+	for (char *t = strtok_r(v, " ,\t", &save); t != NULL;
+	     t = strtok_r(NULL, " ,\t", &save)) {
+		if (out->n >= 64) {
+			*why = "too many addresses (at most 64)";
+			return -1;
+		}
+		out->v = xreallocarray(out->v, out->n + 1, sizeof(*out->v));
+		if (config_parse_listen(t, &out->v[out->n]) == -1) {
+			*why = "bad listen address (want IPV4:PORT or "
+			       "[IPV6]:PORT)";
+			return -1;
+		}
+		out->n++;
+	}
+	return 0;
+}
+
+static int
+config_set(struct config *c, const struct cfg_key *k, char *v,
+    const char **why)
+{
+	static const char *const size_units[] = { "", "k", "K", "m", "M",
+		"g", "G", NULL };
+	static const uint64_t size_mult[] = { 1, 1024, 1024, 1048576,
+		1048576, 1073741824, 1073741824 };
+	static const char *const count_units[] = { "", NULL };
+	static const uint64_t count_mult[] = { 1 };
+	static const char *const ms_units[] = { "", "ms", "s", "m", "h", "d",
+		NULL };
+	static const uint64_t ms_mult[] = { 1000, 1, 1000, 60000, 3600000,
+		86400000 };
+	void *field = (char *)c + k->off;
+	uint64_t n;
+
+	switch (k->type) {
+	case T_STR:
+		free(*(char **)field);
+		*(char **)field = xstrdup(v);
+		return 0;
+	case T_LISTEN:
+		return parse_listen_list(v, field, why);
+	case T_LEVEL: {
+		enum log_level lv;
+
+		if (log_level_parse(v, &lv) == -1) {
+			*why = "want err, warn, info or debug";
+			return -1;
+		}
+		*(int *)field = (int)lv;
+		return 0;
+	}
+	case T_SIZE:
+	case T_COUNT:
+		if (parse_scaled(v, k->type == T_SIZE ? size_units : count_units,
+			k->type == T_SIZE ? size_mult : count_mult, &n) == -1) {
+			*why = k->type == T_SIZE
+			    ? "want a number of bytes (suffix k, M or G "
+			      "allowed)"
+			    : "want a whole number";
+			return -1;
+		}
+		break;
+	case T_MS:
+		if (parse_scaled(v, ms_units, ms_mult, &n) == -1) {
+			*why = "want a duration: a number with ms, s, m, h "
+			       "or d (plain number: seconds)";
+			return -1;
+		}
+		break;
+	default:
+		return -1;
+	}
+	if (n < k->min || n > k->max) {
+		*why = "value out of range";
+		return -1;
+	}
+	if (k->type == T_MS)
+		*(unsigned *)field = (unsigned)n;
+	else
+		*(size_t *)field = (size_t)n;
+	return 0;
+}
+
+static void
+config_free(struct config *c)
+{
+	if (c == NULL)
+		return;
+	free(c->path);
+	free(c->hostname);
+	free(c->data_dir);
+	free(c->user);
+	free(c->pid_file);
+	free(c->tls_cert);
+	free(c->tls_key);
+	free(c->db_path);
+	free(c->smtp_listen.v);
+	free(c->submission_listen.v);
+	free(c->submissions_listen.v);
+	free(c);
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+/* Cross-key checks once every line is read. */
+static int
+config_check(struct config *c, const char **why)
+{
+	char path[4096];
+
+	if (c->data_dir[0] != '/') {
+		*why = "data_dir must be an absolute path";
+		return -1;
+	}
+	if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
+		*why = "tls_cert and tls_key must be set together";
+		return -1;
+	}
+	if (c->submissions_listen.n > 0 && c->tls_cert[0] == '\0') {
+		*why = "submissions_listen needs tls_cert and tls_key "
+		       "(implicit TLS)";
+		return -1;
+	}
+	if (c->smtp_listen.n + c->submission_listen.n +
+		c->submissions_listen.n ==
+	    0) {
+		*why = "no listener: set smtp_listen, submission_listen or "
+		       "submissions_listen";
+		return -1;
+	}
+	if (snprintf(path, sizeof(path), "%s/postern.db", c->data_dir) >=
+	    (int)sizeof(path)) {
+		*why = "data_dir too long";
+		return -1;
+	}
+	c->db_path = xstrdup(path);
+	if (c->pid_file[0] == '\0') {
+		snprintf(path, sizeof(path), "%s/posternd.pid", c->data_dir);
+		free(c->pid_file);
+		c->pid_file = xstrdup(path);
+	}
+	return 0;
+}
+
+int
+config_parse(const char *text, size_t len, const char *filename,
+    struct config **out, char *err, size_t errlen)
+{
+	struct config *c = xcalloc(1, sizeof(*c));
+	unsigned set_line[NKEYS] = { 0 };
+	const char *why = NULL;
+	size_t pos = 0;
+	unsigned lineno = 0;
+
+	c->refs = 1;
+	c->path = xstrdup(filename);
+	for (size_t i = 0; i < NKEYS; i++) {
+		char *d = xstrdup(cfg_keys[i].def);
+
+		if (config_set(c, &cfg_keys[i], d, &why) == -1)
+			fatalx("config: bad default for %s", cfg_keys[i].name);
+		free(d);
+	}
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t ll = nl ? (size_t)(nl - (text + pos)) : len - pos;
+		char *line, *key, *val, *eq;
+		const struct cfg_key *k;
+
+		lineno++;
+		if (ll > 65536 || memchr(text + pos, '\0', ll) != NULL) {
+			snprintf(err, errlen, "%s:%u: line too long or "
+			    "contains NUL", filename, lineno);
+			goto fail;
+		}
+		line = xstrndup(text + pos, ll);
+		pos += ll + (nl ? 1 : 0);
+		key = trim(line);
+		if (*key == '\0' || *key == '#') {
+			free(line);
+			continue;
+		}
+		eq = strchr(key, '=');
+		if (eq == NULL) {
+			snprintf(err, errlen, "%s:%u: expected \"key = value\"",
+			    filename, lineno);
+			free(line);
+			goto fail;
+		}
+		*eq = '\0';
+		val = trim(eq + 1);
+		key = trim(key);
+		k = config_find(key);
+		if (k == NULL) {
+			snprintf(err, errlen, "%s:%u: unknown key \"%.64s\"",
+			    filename, lineno, key);
+			free(line);
+			goto fail;
+		}
+		if (set_line[k - cfg_keys] != 0) {
+			snprintf(err, errlen, "%s:%u: %s is already set at "
+			    "line %u", filename, lineno, k->name,
+			    set_line[k - cfg_keys]);
+			free(line);
+			goto fail;
+		}
+		set_line[k - cfg_keys] = lineno;
+		if (config_set(c, k, val, &why) == -1) {
+			snprintf(err, errlen, "%s:%u: %s: %s", filename, lineno,
+			    k->name, why);
+			free(line);
+			goto fail;
+		}
+		free(line);
+	}
+	if (config_check(c, &why) == -1) {
+		snprintf(err, errlen, "%s: %s", filename, why);
+		goto fail;
+	}
+	*out = c;
+	return 0;
+fail:
+	config_free(c);
+	*out = NULL;
+	return -1;
+}
+
+int
+config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	char *text;
+	struct stat st;
+	ssize_t n;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (st.st_size > 1048576) {
+		snprintf(err, errlen, "%s: file too large", path);
+		close(fd);
+		return -1;
+	}
+	text = xmalloc((size_t)st.st_size + 1);
+	n = read(fd, text, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		snprintf(err, errlen, "%s: short read", path);
+		free(text);
+		return -1;
+	}
+	if (config_parse(text, (size_t)n, path, out, err, errlen) == -1) {
+		free(text);
+		return -1;
+	}
+	free(text);
+	if ((*out)->hostname[0] == '\0') {
+		char host[256] = "localhost";
+
+		if (gethostname(host, sizeof(host) - 1) == -1)
+			strlcpy_p(host, "localhost", sizeof(host));
+		free((*out)->hostname);
+		(*out)->hostname = xstrdup(host);
+	}
+	return 0;
+}
+
+struct config *
+config_ref(struct config *c)
+{
+	__atomic_add_fetch(&c->refs, 1, __ATOMIC_SEQ_CST);
+	return c;
+}
+
+void
+config_unref(struct config **cp)
+{
+	if (*cp == NULL)
+		return;
+	if (__atomic_sub_fetch(&(*cp)->refs, 1, __ATOMIC_SEQ_CST) == 0)
+		config_free(*cp);
+	*cp = NULL;
+}

@@ -1,0 +1,70 @@
+/*
+ * buf: bounded growable buffer (include/buf.h).  Growth doubles up to max,
+ * so appends are amortised O(1) and memory never exceeds max (+ slack of
+ * one doubling step capped at max).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "xmalloc.h"
+
+void
+buf_init(struct buf *b, size_t max)
+{
+	b->data = NULL;
+	b->len = b->cap = 0;
+	b->max = max;
+}
+
+static int
+buf_grow(struct buf *b, size_t need)
+{
+	size_t cap;
+
+	if (need > b->max)
+		return -1;
+	if (need <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 256;
+	while (cap < need)
+		cap = cap > b->max / 2 ? b->max : cap * 2;
+	b->data = xreallocarray(b->data, cap, 1);
+	b->cap = cap;
+	return 0;
+}
+
+int
+buf_append(struct buf *b, const void *p, size_t len)
+{
+	if (len > b->max - b->len || buf_grow(b, b->len + len) == -1)
+		return -1;
+	/* UNSAFE: bounded by buf_grow above. */
+	memcpy(b->data + b->len, p, len);
+	b->len += len;
+	return 0;
+}
+
+int
+buf_putc(struct buf *b, uint8_t c)
+{
+	if (b->len < b->cap) {
+		b->data[b->len++] = c;
+		return 0;
+	}
+	return buf_append(b, &c, 1);
+}
+
+void
+buf_reset(struct buf *b)
+{
+	b->len = 0;
+}
+
+void
+buf_release(struct buf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = b->cap = 0;
+}

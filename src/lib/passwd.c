@@ -1,0 +1,50 @@
+/* passwd: crypt_r wrappers (include/passwd.h). */
+#include <crypt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "passwd.h"
+#include "xmalloc.h"
+
+int
+passwd_hash(const char *pw, char *out, size_t outlen)
+{
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+	const char *h;
+	int r = -1;
+
+	/* NULL entropy: libxcrypt reads the OS random source. */
+	if (crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof(salt)) != NULL) {
+		h = crypt_r(pw, salt, cd);
+		if (h != NULL && h[0] == '$' && strlen(h) < outlen) {
+			snprintf(out, outlen, "%s", h);
+			r = 0;
+		}
+	}
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	return r;
+}
+
+bool
+passwd_verify(const char *pw, const char *hash)
+{
+	struct crypt_data *cd = xcalloc(1, sizeof(*cd));
+	const char *h = crypt_r(pw, hash, cd);
+	size_t n = strlen(hash);
+	unsigned char diff = 0;
+	bool ok;
+
+	/* crypt_r returns a string starting with '*' on failure. */
+	ok = h != NULL && h[0] != '*' && strlen(h) == n;
+	if (ok) {
+		for (size_t i = 0; i < n; i++)
+			diff |= (unsigned char)(h[i] ^ hash[i]);
+		ok = diff == 0;
+	}
+	explicit_bzero(cd, sizeof(*cd));
+	free(cd);
+	return ok;
+}

@@ -1,0 +1,44 @@
+/* strlist: owned string arrays (include/strlist.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "strlist.h"
+#include "xmalloc.h"
+
+void
+strlist_add(struct strlist *l, const char *s)
+{
+	if (l->n == l->cap) {
+		l->cap = l->cap ? l->cap * 2 : 8;
+		l->v = xreallocarray(l->v, l->cap, sizeof(*l->v));
+	}
+	l->v[l->n++] = xstrdup(s);
+}
+
+bool
+strlist_has(const struct strlist *l, const char *s)
+{
+	for (size_t i = 0; i < l->n; i++)
+		if (strcmp(l->v[i], s) == 0)
+			return true;
+	return false;
+}
+
+bool
+strlist_add_unique(struct strlist *l, const char *s)
+{
+	if (strlist_has(l, s))
+		return false;
+	strlist_add(l, s);
+	return true;
+}
+
+void
+strlist_clear(struct strlist *l)
+{
+	for (size_t i = 0; i < l->n; i++)
+		free(l->v[i]);
+	free(l->v);
+	l->v = NULL;
+	l->n = l->cap = 0;
+}

@@ -1,0 +1,139 @@
+/*
+ * smtp_data: byte-at-a-time state machine over the DATA stream
+ * (include/smtp_data.h).  States say what the previous bytes were:
+ *   BOL     start of a line (after CRLF, or at the start)
+ *   MID     inside a line
+ *   CR      after a CR inside a line
+ *   DOT     after "." at the start of a line (the dot is dropped:
+ *           RFC 5321 4.5.2 transparency)
+ *   DOT_CR  after "." CR at the start of a line: LF now ends the data
+ * Once any flag is set nothing more is stored, but the stream is still
+ * read to its true end.
+ */
+#include <stdio.h>
+
+#include "smtp_data.h"
+
+enum { S_BOL, S_MID, S_CR, S_DOT, S_DOT_CR };
+
+void
+smtp_data_init(struct smtp_data *d, struct buf *out, size_t line_limit,
+    size_t size_limit, size_t header_limit)
+{
+	d->state = S_BOL;
+	d->flags = 0;
+	d->in_header = true;
+	d->line_len = d->header_size = d->size = d->lines = 0;
+	d->line_limit = line_limit;
+	d->size_limit = size_limit;
+	d->header_limit = header_limit;
+	d->out = out;
+}
+
+static void
+store(struct smtp_data *d, uint8_t c)
+{
+	if (d->flags != 0)
+		return;
+	if (d->size + 1 > d->size_limit || buf_putc(d->out, c) == -1) {
+		d->flags |= SMTP_DATA_TOO_BIG;
+		return;
+	}
+	d->size++;
+}
+
+/* A full CRLF-terminated line ended: store LF and check header limits. */
+static void
+end_line(struct smtp_data *d)
+{
+	/* The empty line that ends the header: line_len counts CR LF. */
+	if (d->in_header && d->line_len == 2)
+		d->in_header = false;
+	store(d, '\n');
+	d->lines++;
+	d->line_len = 0;
+}
+
+int
+smtp_data_parse(struct smtp_data *d, const uint8_t *p, size_t len,
+    size_t *consumed)
+{
+	for (size_t i = 0; i < len; i++) {
+		uint8_t c = p[i];
+
+		d->line_len++;
+		if (d->line_len > d->line_limit)
+			d->flags |= SMTP_DATA_LINE_TOO_LONG;
+		if (d->in_header && ++d->header_size > d->header_limit)
+			d->flags |= SMTP_DATA_HEADER_TOO_BIG;
+		if (c == 0)
+			d->flags |= SMTP_DATA_NUL;
+		switch (d->state) {
+		case S_BOL:
+			if (c == '.') {
+				d->state = S_DOT;
+				break;
+			}
+			/* FALLTHROUGH */
+		case S_MID:
+		mid:
+			if (c == '\r') {
+				d->state = S_CR;
+			} else if (c == '\n') {
+				d->flags |= SMTP_DATA_BARE_LF;
+				d->state = S_MID;
+			} else {
+				store(d, c);
+				d->state = S_MID;
+			}
+			break;
+		case S_CR:
+			if (c == '\n') {
+				end_line(d);
+				d->state = S_BOL;
+				break;
+			}
+			d->flags |= SMTP_DATA_BARE_CR;
+			goto mid;
+		case S_DOT:
+			if (c == '\r') {
+				d->state = S_DOT_CR;
+				break;
+			}
+			goto mid;
+		case S_DOT_CR:
+			if (c == '\n') {
+				*consumed = i + 1;
+				return 1;
+			}
+			d->flags |= SMTP_DATA_BARE_CR;
+			goto mid;
+		}
+	}
+	*consumed = len;
+	return 0;
+}
+
+const char *
+smtp_data_error_reply(unsigned flags, size_t size_limit)
+{
+	static __thread char msg[160];
+
+	if (flags & SMTP_DATA_TOO_BIG) {
+		snprintf(msg, sizeof(msg),
+		    "552 5.3.4 Message size exceeds fixed limit of %zu octets",
+		    size_limit);
+		return msg;
+	}
+	if (flags & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR))
+		return "554 5.6.0 Message refused: bare CR or LF in message "
+		       "text; every line must end with CRLF (RFC 5321 2.3.8)";
+	if (flags & SMTP_DATA_NUL)
+		return "554 5.6.0 Message refused: NUL byte in message text";
+	if (flags & SMTP_DATA_HEADER_TOO_BIG)
+		return "552 5.3.4 Message header too large";
+	if (flags & SMTP_DATA_LINE_TOO_LONG)
+		return "554 5.6.0 Message refused: text line longer than "
+		       "the limit (RFC 5321 4.5.3.1.6)";
+	return "451 4.3.0 Internal error";
+}

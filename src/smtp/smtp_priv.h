@@ -1,0 +1,107 @@
+/* Private to src/smtp: the server and session structures. */
+#ifndef POSTERN_SMTP_PRIV_H
+#define POSTERN_SMTP_PRIV_H
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <netinet/in.h>
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "addr.h"
+#include "buf.h"
+#include "config.h"
+#include "maildir.h"
+#include "smtp_data.h"
+#include "strlist.h"
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                           \
+	for ((var) = TAILQ_FIRST(head);                                       \
+	     (var) && ((tvar) = TAILQ_NEXT(var, field), 1); (var) = (tvar))
+#endif
+
+enum listener_kind { LK_SMTP, LK_SUBMISSION, LK_SUBMISSIONS };
+
+struct ipcount {
+	struct ipcount *next;
+	char ip[INET6_ADDRSTRLEN];
+	size_t n;
+};
+
+#define IPTABLE_SIZE 1024
+
+struct smtp_listener {
+	struct evconnlistener *lev;
+	enum listener_kind kind;
+	struct smtp_server *srv;
+};
+
+struct session;
+
+struct smtp_server {
+	struct event_base *base;
+	struct config *cfg;
+	struct workers *workers;
+	struct committer *committer;
+	SSL_CTX *tls;
+	struct smtp_listener *listeners;
+	size_t nlisteners;
+	size_t nsessions;
+	struct ipcount *iptable[IPTABLE_SIZE];
+	TAILQ_HEAD(, session) sessions;
+	bool is_shutting_down;
+	struct event *shutdown_timer;
+	uint32_t session_seq, queue_seq;
+};
+
+enum session_state { ST_GREETING, ST_CMD, ST_DATA, ST_CLOSING };
+
+struct session {
+	TAILQ_ENTRY(session) entry;
+	struct smtp_server *srv;
+	struct config *cfg;
+	struct bufferevent *bev;
+	struct event *greet_timer;
+	enum listener_kind kind;
+	enum session_state state;
+	char id[9];
+	char ip[INET6_ADDRSTRLEN];
+	char helo[256];
+	bool has_helo, is_esmtp, is_tls;
+	bool is_busy;	     /* a worker job is in flight */
+	bool is_dead;	     /* peer gone while busy: free on completion */
+	bool is_discarding;  /* skipping the rest of an overlong line */
+	bool close_after_txn; /* shutdown: close once the transaction ends */
+	bool is_forced;	      /* shutdown timeout hit while busy */
+	unsigned errors;
+	unsigned long ncommands, nmessages;
+	/* The transaction (MAIL .. end of DATA). */
+	bool has_mail;
+	struct addr mail_from;
+	char queue_id[16];
+	size_t nrcpt;
+	struct strlist mailboxes; /* final local mailboxes, unique */
+	struct strlist rcpt_log;  /* accepted RCPT addresses as given */
+	struct buf msg;
+	struct smtp_data data;
+	char *headers; /* Return-Path + Received, built at end of DATA */
+	struct maildir_delivery dlv;
+	struct rcpt_job *job;
+	uint8_t *line; /* command line scratch, command_line_limit + 1 */
+};
+
+/* smtp_session.c */
+void session_start(struct smtp_server *, int fd, const char *ip,
+    enum listener_kind);
+void session_shutdown(struct session *);
+void session_force_close(struct session *);
+
+/* smtp_server.c */
+void server_session_gone(struct smtp_server *, struct session *);
+
+#endif

@@ -1,0 +1,316 @@
+/*
+ * smtp_server: listening sockets, admission (max_sessions,
+ * max_sessions_per_ip), the TLS context and graceful shutdown.  Sessions
+ * live in smtp_session.c; this file only counts them and refuses new ones
+ * with "421 4.7.0" before any session state is allocated.
+ */
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "log.h"
+#include "smtp_priv.h"
+#include "smtp_server.h"
+#include "xmalloc.h"
+
+static const char *const kind_names[] = { "smtp", "submission",
+	"submissions" };
+
+static unsigned
+ip_hash(const char *ip)
+{
+	unsigned h = 2166136261u;
+
+	for (; *ip; ip++)
+		h = (h ^ (unsigned char)*ip) * 16777619u;
+	return h % IPTABLE_SIZE;
+}
+
+/* Adds delta to ip's session count; returns the new count. */
+static size_t
+ip_count(struct smtp_server *srv, const char *ip, int delta)
+{
+	struct ipcount **pp = &srv->iptable[ip_hash(ip)], *c;
+
+	for (; (c = *pp) != NULL; pp = &c->next)
+		if (strcmp(c->ip, ip) == 0)
+			break;
+	if (c == NULL) {
+		if (delta <= 0)
+			return 0;
+		c = xcalloc(1, sizeof(*c));
+		snprintf(c->ip, sizeof(c->ip), "%s", ip);
+		*pp = c;
+	}
+	c->n = (size_t)((long)c->n + delta);
+	if (c->n == 0) {
+		*pp = c->next;
+		free(c);
+		return 0;
+	}
+	return c->n;
+}
+
+/* Text form of a peer; IPv4-mapped IPv6 becomes plain IPv4. */
+static void
+peer_ip(const struct sockaddr *sa, char *dst, size_t len)
+{
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], dst,
+			    (socklen_t)len);
+		else
+			inet_ntop(AF_INET6, &s6->sin6_addr, dst,
+			    (socklen_t)len);
+	} else {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    dst, (socklen_t)len);
+	}
+}
+
+static void
+refuse(int fd, const char *ip, const char *why)
+{
+	char line[256];
+	int n;
+
+	n = snprintf(line, sizeof(line), "421 4.7.0 %s, try again later\r\n",
+	    why);
+	/* Best effort: the socket is new, so its send buffer is empty. */
+	if (send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("event=refuse client=%s send: %s", ip,
+		    strerror(errno));
+	log_warn("event=refuse client=%s reason=\"%s\"", ip, why);
+	close(fd);
+}
+
+static void
+on_accept(struct evconnlistener *lev, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct smtp_listener *l = arg;
+	struct smtp_server *srv = l->srv;
+	char ip[INET6_ADDRSTRLEN];
+
+	(void)lev;
+	(void)salen;
+	peer_ip(sa, ip, sizeof(ip));
+	if (srv->is_shutting_down) {
+		refuse(fd, ip, "Service shutting down");
+		return;
+	}
+	if (srv->nsessions >= srv->cfg->max_sessions) {
+		refuse(fd, ip, "Too many connections");
+		return;
+	}
+	if (ip_count(srv, ip, 0) >= srv->cfg->max_sessions_per_ip) {
+		refuse(fd, ip, "Too many connections from your address");
+		return;
+	}
+	ip_count(srv, ip, 1);
+	srv->nsessions++;
+	session_start(srv, fd, ip, l->kind);
+}
+
+void
+server_session_gone(struct smtp_server *srv, struct session *s)
+{
+	ip_count(srv, s->ip, -1);
+	srv->nsessions--;
+	if (srv->is_shutting_down && srv->nsessions == 0)
+		event_base_loopexit(srv->base, NULL);
+}
+
+static SSL_CTX *
+tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	if (ctx == NULL)
+		goto fail;
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_CIPHER_SERVER_PREFERENCE);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+		snprintf(err, errlen, "tls_cert %s: %s", cfg->tls_cert,
+		    ERR_reason_error_string(ERR_get_error()));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) !=
+		1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		snprintf(err, errlen, "tls_key %s: %s", cfg->tls_key,
+		    ERR_reason_error_string(ERR_get_error()));
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	return ctx;
+fail:
+	snprintf(err, errlen, "TLS: %s",
+	    ERR_reason_error_string(ERR_get_error()));
+	return NULL;
+}
+
+static int
+bind_one(struct smtp_server *srv, const struct listen_addr *la,
+    enum listener_kind kind, char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct smtp_listener *l;
+	char ip[INET6_ADDRSTRLEN];
+	int fd, one = 1;
+
+	fd = socket(la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (la->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&la->ss, la->len) == -1 ||
+	    listen(fd, 511) == -1) {
+		close(fd);
+		goto fail;
+	}
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	peer_ip((struct sockaddr *)&ss, ip, sizeof(ip));
+	srv->listeners = xreallocarray(srv->listeners, srv->nlisteners + 1,
+	    sizeof(*srv->listeners));
+	l = &srv->listeners[srv->nlisteners++];
+	l->kind = kind;
+	l->srv = srv;
+	l->lev = evconnlistener_new(srv->base, on_accept, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
+	    -1, fd);
+	if (l->lev == NULL)
+		fatalx("evconnlistener_new failed");
+	log_info("event=listen kind=%s addr=%s%s%s:%u", kind_names[kind],
+	    ss.ss_family == AF_INET6 ? "[" : "", ip,
+	    ss.ss_family == AF_INET6 ? "]" : "",
+	    ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	return 0;
+fail:
+	snprintf(err, errlen, "%s listener %s: %s", kind_names[kind], la->text,
+	    strerror(errno));
+	return -1;
+}
+
+struct smtp_server *
+smtp_server_new(struct event_base *base, struct config *cfg, char *err,
+    size_t errlen)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+	const struct listen_list *lists[] = { &cfg->smtp_listen,
+		&cfg->submission_listen, &cfg->submissions_listen };
+
+	srv->base = base;
+	srv->cfg = config_ref(cfg);
+	TAILQ_INIT(&srv->sessions);
+	arc4random_buf(&srv->session_seq, sizeof(srv->session_seq));
+	arc4random_buf(&srv->queue_seq, sizeof(srv->queue_seq));
+	if (cfg->tls_cert[0] != '\0' &&
+	    (srv->tls = tls_ctx_new(cfg, err, errlen)) == NULL)
+		goto fail;
+	for (size_t k = 0; k < 3; k++)
+		for (size_t i = 0; i < lists[k]->n; i++)
+			if (bind_one(srv, &lists[k]->v[i],
+				(enum listener_kind)k, err, errlen) == -1)
+				goto fail;
+	return srv;
+fail:
+	smtp_server_free(&srv);
+	return NULL;
+}
+
+void
+smtp_server_start(struct smtp_server *srv, struct workers *w,
+    struct committer *c)
+{
+	srv->workers = w;
+	srv->committer = c;
+	for (size_t i = 0; i < srv->nlisteners; i++) {
+		evconnlistener_set_cb(srv->listeners[i].lev, on_accept,
+		    &srv->listeners[i]);
+		evconnlistener_enable(srv->listeners[i].lev);
+	}
+}
+
+static void
+on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct session *s, *next;
+
+	(void)fd;
+	(void)what;
+	log_warn("event=shutdown-timeout sessions=%zu", srv->nsessions);
+	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
+		session_force_close(s);
+}
+
+void
+smtp_server_shutdown(struct smtp_server *srv)
+{
+	struct session *s, *next;
+	struct timeval tv;
+
+	if (srv->is_shutting_down)
+		return;
+	srv->is_shutting_down = true;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		evconnlistener_disable(srv->listeners[i].lev);
+	log_info("event=shutdown sessions=%zu", srv->nsessions);
+	if (srv->nsessions == 0) {
+		event_base_loopexit(srv->base, NULL);
+		return;
+	}
+	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
+		session_shutdown(s);
+	tv.tv_sec = srv->cfg->shutdown_timeout_ms / 1000;
+	tv.tv_usec = (srv->cfg->shutdown_timeout_ms % 1000) * 1000;
+	srv->shutdown_timer = evtimer_new(srv->base, on_shutdown_timeout, srv);
+	evtimer_add(srv->shutdown_timer, &tv);
+}
+
+void
+smtp_server_free(struct smtp_server **sp)
+{
+	struct smtp_server *srv = *sp;
+
+	if (srv == NULL)
+		return;
+	for (size_t i = 0; i < srv->nlisteners; i++)
+		evconnlistener_free(srv->listeners[i].lev);
+	free(srv->listeners);
+	for (size_t i = 0; i < IPTABLE_SIZE; i++)
+		while (srv->iptable[i] != NULL) {
+			struct ipcount *c = srv->iptable[i];
+
+			srv->iptable[i] = c->next;
+			free(c);
+		}
+	if (srv->shutdown_timer)
+		event_free(srv->shutdown_timer);
+	if (srv->tls)
+		SSL_CTX_free(srv->tls);
+	config_unref(&srv->cfg);
+	free(srv);
+	*sp = NULL;
+}

@@ -1,0 +1,940 @@
+/*
+ * smtp_session: one SMTP conversation (RFC 5321) over a bufferevent, which
+ * is our transport abstraction: a plain socket, a TLS filter after
+ * STARTTLS, or TLS from the first byte on the submissions port.
+ *
+ * Input is handled one command at a time, in order, so pipelined commands
+ * (RFC 2920) get their replies in order.  A command that needs blocking
+ * work (directory lookup at RCPT, delivery at end of DATA) sets is_busy and
+ * goes to the worker pool; nothing more is read from the buffer until its
+ * completion runs on the loop.  If the peer vanishes meanwhile the session
+ * is only marked dead and freed by that completion.
+ */
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/ssl.h>
+
+#include "dir.h"
+#include "log.h"
+#include "policy.h"
+#include "smtp_parse.h"
+#include "smtp_priv.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+static const char *const kind_names[] = { "smtp", "submission",
+	"submissions" };
+
+struct rcpt_job {
+	struct session *s;
+	struct addr rcpt;
+	char rcpt_text[ADDR_PATH_MAX + 8];
+	size_t limit;
+	enum dir_expand_result result;
+	struct strlist users, remote;
+	struct verdict verdict;
+	struct client_facts facts;
+	struct addr mail_from;
+	char err[256];
+};
+
+static void session_process(struct session *);
+static void session_on_read(struct bufferevent *, void *);
+static void session_on_write(struct bufferevent *, void *);
+static void session_on_event(struct bufferevent *, short, void *);
+
+/* ---- replies ---------------------------------------------------------- */
+
+static void
+reply(struct session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+reply(struct session *s, const char *fmt, ...)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(out, fmt, ap);
+	va_end(ap);
+	evbuffer_add(out, "\r\n", 2);
+}
+
+static void
+session_free(struct session *s)
+{
+	struct smtp_server *srv = s->srv;
+
+	log_info("session=%s event=disconnect client=%s commands=%lu "
+		 "messages=%lu errors=%u",
+	    s->id, s->ip, s->ncommands, s->nmessages, s->errors);
+	TAILQ_REMOVE(&srv->sessions, s, entry);
+	if (s->greet_timer)
+		event_free(s->greet_timer);
+	if (s->bev)
+		bufferevent_free(s->bev);
+	strlist_clear(&s->mailboxes);
+	strlist_clear(&s->rcpt_log);
+	buf_release(&s->msg);
+	free(s->headers);
+	free(s->line);
+	config_unref(&s->cfg);
+	server_session_gone(srv, s);
+	free(s);
+}
+
+/* Stops reading; frees the session once the output has been sent. */
+static void
+session_close(struct session *s)
+{
+	s->state = ST_CLOSING;
+	bufferevent_disable(s->bev, EV_READ);
+	if (s->is_busy)
+		return; /* the completion will come back here */
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
+		session_free(s);
+		return;
+	}
+	bufferevent_setcb(s->bev, NULL, session_on_write, session_on_event, s);
+}
+
+/* Counts a client error; past max_errors the session ends (421). */
+static void
+reply_error(struct session *s, const char *code, const char *text)
+{
+	if (code[0] == '\0')
+		reply(s, "%s", text); /* text carries its own code */
+	else
+		reply(s, "%s %s", code, text);
+	if (++s->errors >= s->cfg->max_errors) {
+		reply(s, "421 4.7.0 %s Error: too many errors",
+		    s->cfg->hostname);
+		log_warn("session=%s event=too-many-errors client=%s "
+			 "errors=%u",
+		    s->id, s->ip, s->errors);
+		session_close(s);
+	}
+}
+
+/* ---- transaction ------------------------------------------------------ */
+
+static void
+txn_reset(struct session *s)
+{
+	s->has_mail = false;
+	s->nrcpt = 0;
+	s->queue_id[0] = '\0';
+	strlist_clear(&s->mailboxes);
+	strlist_clear(&s->rcpt_log);
+	buf_release(&s->msg);
+	free(s->headers);
+	s->headers = NULL;
+}
+
+static void
+txn_end(struct session *s)
+{
+	txn_reset(s);
+	if (s->close_after_txn && s->state != ST_CLOSING) {
+		reply(s, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname);
+		session_close(s);
+	}
+}
+
+/* ---- commands --------------------------------------------------------- */
+
+static bool
+need_helo(struct session *s)
+{
+	if (s->has_helo)
+		return true;
+	reply_error(s, "503 5.5.1", "Error: send HELO/EHLO first");
+	return false;
+}
+
+static void
+cmd_helo(struct session *s, struct smtp_cmd *c)
+{
+	char name[sizeof(s->helo)];
+
+	/* Any printable token is accepted; it is only recorded. */
+	log_sanitize(name, sizeof(name), (const uint8_t *)c->arg.p,
+	    c->arg.len);
+	snprintf(s->helo, sizeof(s->helo), "%s", name);
+	s->has_helo = true;
+	s->is_esmtp = c->verb == SMTP_CMD_EHLO;
+	txn_reset(s);
+	if (!s->is_esmtp) {
+		reply(s, "250 %s", s->cfg->hostname);
+		return;
+	}
+	reply(s, "250-%s Hello [%s]", s->cfg->hostname, s->ip);
+	reply(s, "250-PIPELINING");
+	reply(s, "250-SIZE %zu", s->cfg->message_size_limit);
+	if (s->srv->tls != NULL && !s->is_tls)
+		reply(s, "250-STARTTLS");
+	reply(s, "250-ENHANCEDSTATUSCODES");
+	reply(s, "250 8BITMIME");
+}
+
+static bool
+mail_params(struct session *s, struct smtp_cmd *c)
+{
+	for (size_t i = 0; i < c->nparams; i++) {
+		struct smtp_param *p = &c->params[i];
+
+		if (!s->is_esmtp) {
+			reply_error(s, "555 5.5.4",
+			    "Error: parameters need EHLO");
+			return false;
+		}
+		if (span_eq_ci(p->key, "SIZE") && p->value.p != NULL) {
+			char num[24];
+			char *end;
+			unsigned long long v;
+
+			if (p->value.len >= sizeof(num)) {
+				reply_error(s, "501 5.5.4", "Bad SIZE value");
+				return false;
+			}
+			memcpy(num, p->value.p, p->value.len);
+			num[p->value.len] = '\0';
+			v = strtoull(num, &end, 10);
+			if (*end != '\0' || num[0] < '0' || num[0] > '9') {
+				reply_error(s, "501 5.5.4", "Bad SIZE value");
+				return false;
+			}
+			if (v > s->cfg->message_size_limit) {
+				reply(s, "552 5.3.4 Message size exceeds "
+					 "fixed limit of %zu octets",
+				    s->cfg->message_size_limit);
+				return false;
+			}
+		} else if (span_eq_ci(p->key, "BODY") && p->value.p != NULL &&
+		    (span_eq_ci(p->value, "7BIT") ||
+			span_eq_ci(p->value, "8BITMIME"))) {
+			/* 8-bit text is stored as is. */
+		} else {
+			reply_error(s, "555 5.5.4",
+			    "Error: unsupported MAIL parameter");
+			return false;
+		}
+	}
+	return true;
+}
+
+static void
+cmd_mail(struct session *s, struct smtp_cmd *c)
+{
+	char from[ADDR_PATH_MAX + 8];
+
+	if (!need_helo(s))
+		return;
+	if (s->has_mail) {
+		reply_error(s, "503 5.5.1", "Error: nested MAIL command");
+		return;
+	}
+	if (!mail_params(s, c))
+		return;
+	s->mail_from = c->addr;
+	s->has_mail = true;
+	snprintf(s->queue_id, sizeof(s->queue_id), "%08X%05X",
+	    (unsigned)time(NULL), ++s->srv->queue_seq & 0xfffff);
+	addr_format(&s->mail_from, from, sizeof(from));
+	log_info("session=%s id=%s event=mail from=<%s>%s", s->id, s->queue_id,
+	    from, s->mail_from.had_route ? " route=dropped" : "");
+	reply(s, "250 2.1.0 Ok");
+}
+
+/* Worker thread: directory expansion and the policy decision. */
+static void
+rcpt_job_run(void *arg, void *ctx)
+{
+	struct rcpt_job *j = arg;
+	struct envelope env = { &j->mail_from, &j->rcpt };
+	struct dir *d = ctx;
+
+	if (d == NULL) {
+		j->result = DIR_EXPAND_TEMPFAIL;
+		snprintf(j->err, sizeof(j->err), "directory unavailable");
+		return;
+	}
+	if (j->rcpt.is_literal) {
+		j->result = DIR_EXPAND_NONLOCAL;
+	} else {
+		j->result = dir_expand(d, &j->rcpt, j->limit, &j->users,
+		    &j->remote, j->err, sizeof(j->err));
+	}
+	if (j->result == DIR_EXPAND_LOCAL || j->result == DIR_EXPAND_NONLOCAL)
+		j->verdict = policy_rcpt(NULL, &j->facts, &env,
+		    j->result == DIR_EXPAND_LOCAL);
+}
+
+static void
+rcpt_log(struct session *s, struct rcpt_job *j, const char *result,
+    const char *code, const char *reason, const char *rule)
+{
+	char from[ADDR_PATH_MAX + 8], r[600];
+
+	addr_format(&s->mail_from, from, sizeof(from));
+	log_sanitize(r, sizeof(r), (const uint8_t *)reason, strlen(reason));
+	log_info("session=%s id=%s event=rcpt client=%s from=<%s> to=<%s> "
+		 "result=%s code=%.3s rule=%s reason=\"%s\"",
+	    s->id, s->queue_id, s->ip, from, j->rcpt_text, result, code, rule,
+	    r);
+}
+
+static void
+rcpt_apply(struct session *s, struct rcpt_job *j)
+{
+	const char *code, *text;
+
+	switch (j->result) {
+	case DIR_EXPAND_UNKNOWN:
+		rcpt_log(s, j, "reject", "550", "no such user", "directory");
+		reply_error(s, "550 5.1.1", "Recipient address rejected: "
+		    "no such user here");
+		return;
+	case DIR_EXPAND_TEMPFAIL:
+		rcpt_log(s, j, "tempfail", "451", j->err, "directory");
+		reply(s, "451 4.3.0 Temporary directory failure, try again "
+			 "later");
+		return;
+	case DIR_EXPAND_LIMIT:
+		rcpt_log(s, j, "reject", "550", "expansion limit", "directory");
+		reply_error(s, "550 5.3.0", "Recipient address rejected: "
+		    "alias or list expands to too many addresses");
+		return;
+	case DIR_EXPAND_NONLOCAL:
+	case DIR_EXPAND_LOCAL:
+		break;
+	}
+	code = j->verdict.code;
+	text = j->verdict.reason;
+	if (j->verdict.kind != VERDICT_ACCEPT) {
+		rcpt_log(s, j, j->verdict.kind == VERDICT_REJECT ? "reject"
+								 : "tempfail",
+		    code, text, j->verdict.rule);
+		if (j->verdict.kind == VERDICT_REJECT)
+			reply_error(s, code, text);
+		else
+			reply(s, "%s %s", code, text);
+		return;
+	}
+	if (j->remote.n > 0) {
+		/* Outbound delivery arrives with the queue; until then a
+		 * forward to another domain is refused, not dropped. */
+		rcpt_log(s, j, "tempfail", "451", "alias has remote targets",
+		    "no-outbound");
+		reply(s, "451 4.4.0 Recipient forwards to another domain and "
+			 "outbound delivery is not enabled here");
+		return;
+	}
+	if (j->users.n == 0) {
+		rcpt_log(s, j, "reject", "550", "no mailbox behind address",
+		    "directory");
+		reply_error(s, "550 5.1.1", "Recipient address rejected: "
+		    "no mailbox behind this address");
+		return;
+	}
+	for (size_t i = 0; i < j->users.n; i++)
+		strlist_add_unique(&s->mailboxes, j->users.v[i]);
+	strlist_add(&s->rcpt_log, j->rcpt_text);
+	s->nrcpt++;
+	rcpt_log(s, j, "accept", code, text, j->verdict.rule);
+	reply(s, "250 2.1.5 Ok");
+}
+
+static void
+rcpt_job_done(void *arg)
+{
+	struct rcpt_job *j = arg;
+	struct session *s = j->s;
+
+	s->is_busy = false;
+	s->job = NULL;
+	if (!s->is_dead && s->state != ST_CLOSING)
+		rcpt_apply(s, j);
+	strlist_clear(&j->users);
+	strlist_clear(&j->remote);
+	free(j);
+	if (s->is_dead) {
+		session_free(s);
+		return;
+	}
+	if (s->is_forced && s->state != ST_CLOSING)
+		session_force_close(s);
+	if (s->state == ST_CLOSING) {
+		session_close(s);
+		return;
+	}
+	session_process(s);
+}
+
+static void
+cmd_rcpt(struct session *s, struct smtp_cmd *c)
+{
+	struct rcpt_job *j;
+
+	if (!s->has_mail) {
+		reply_error(s, "503 5.5.1", "Error: need MAIL command");
+		return;
+	}
+	if (c->nparams > 0) {
+		reply_error(s, "555 5.5.4", "Error: unsupported RCPT parameter");
+		return;
+	}
+	if (s->nrcpt >= s->cfg->recipient_limit) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		log_warn("session=%s id=%s event=rcpt result=tempfail code=452 "
+			 "reason=\"recipient limit %zu\"",
+		    s->id, s->queue_id, s->cfg->recipient_limit);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->rcpt = c->addr;
+	if (j->rcpt.is_postmaster)
+		snprintf(j->rcpt.domain, sizeof(j->rcpt.domain), "%s",
+		    s->cfg->hostname);
+	addr_format(&j->rcpt, j->rcpt_text, sizeof(j->rcpt_text));
+	j->limit = s->cfg->expansion_limit;
+	j->mail_from = s->mail_from;
+	j->facts.ip = s->ip;
+	j->facts.listener = kind_names[s->kind];
+	j->facts.is_tls = s->is_tls;
+	s->job = j;
+	s->is_busy = true;
+	workers_submit(s->srv->workers, rcpt_job_run, rcpt_job_done, j);
+}
+
+static void
+cmd_data(struct session *s, struct smtp_cmd *c)
+{
+	(void)c;
+	if (!s->has_mail) {
+		reply_error(s, "503 5.5.1", "Error: need MAIL command");
+		return;
+	}
+	if (s->nrcpt == 0) {
+		reply_error(s, "554 5.5.1", "Error: no valid recipients");
+		return;
+	}
+	buf_init(&s->msg, s->cfg->message_size_limit);
+	smtp_data_init(&s->data, &s->msg, s->cfg->text_line_limit,
+	    s->cfg->message_size_limit, s->cfg->header_size_limit);
+	s->state = ST_DATA;
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void
+cmd_rset(struct session *s, struct smtp_cmd *c)
+{
+	(void)c;
+	txn_reset(s);
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_noop(struct session *s, struct smtp_cmd *c)
+{
+	(void)c;
+	reply(s, "250 2.0.0 Ok");
+}
+
+static void
+cmd_quit(struct session *s, struct smtp_cmd *c)
+{
+	(void)c;
+	reply(s, "221 2.0.0 Bye");
+	session_close(s);
+}
+
+static void
+cmd_vrfy(struct session *s, struct smtp_cmd *c)
+{
+	(void)c;
+	/* RFC 5321 3.5.3: 252 avoids both address harvesting and lies. */
+	reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and "
+		 "attempt delivery");
+}
+
+static void
+cmd_help(struct session *s, struct smtp_cmd *c)
+{
+	(void)c;
+	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP "
+		 "QUIT VRFY HELP%s",
+	    s->srv->tls != NULL ? " STARTTLS" : "");
+}
+
+static void
+cmd_not_impl(struct session *s, struct smtp_cmd *c)
+{
+	reply_error(s, "502 5.5.1", c->verb == SMTP_CMD_AUTH
+		? "Error: authentication not enabled"
+		: "Error: command not implemented");
+}
+
+static void
+cmd_unknown(struct session *s, struct smtp_cmd *c)
+{
+	(void)c;
+	reply_error(s, "500 5.5.2", "Error: command not recognized");
+}
+
+static void
+tls_upgrade(struct session *s)
+{
+	struct bufferevent *tb;
+	SSL *ssl = SSL_new(s->srv->tls);
+
+	/* RFC 3207 4.2 / CVE-2011-0411: anything the client pipelined
+	 * after STARTTLS was sent in clear; it is discarded unread. */
+	evbuffer_drain(bufferevent_get_input(s->bev),
+	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+	tb = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (tb == NULL) {
+		SSL_free(ssl);
+		session_close(s);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	s->bev = tb;
+	s->is_tls = true;
+	/* RFC 3207 4.2: forget everything learned before TLS. */
+	s->has_helo = s->is_esmtp = false;
+	s->helo[0] = '\0';
+	txn_reset(s);
+	bufferevent_setcb(tb, session_on_read, NULL, session_on_event, s);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+}
+
+static void
+cmd_starttls(struct session *s, struct smtp_cmd *c)
+{
+	(void)c;
+	if (s->srv->tls == NULL) {
+		reply_error(s, "502 5.5.1", "Error: TLS not available");
+		return;
+	}
+	if (s->is_tls) {
+		reply_error(s, "503 5.5.1", "Error: TLS already active");
+		return;
+	}
+	if (s->has_mail) {
+		reply_error(s, "503 5.5.1", "Error: STARTTLS inside a mail "
+		    "transaction");
+		return;
+	}
+	reply(s, "220 2.0.0 Ready to start TLS");
+	tls_upgrade(s);
+}
+
+static const struct {
+	enum smtp_verb verb;
+	void (*fn)(struct session *, struct smtp_cmd *);
+} handlers[] = {
+	{ SMTP_CMD_HELO, cmd_helo },
+	{ SMTP_CMD_EHLO, cmd_helo },
+	{ SMTP_CMD_MAIL, cmd_mail },
+	{ SMTP_CMD_RCPT, cmd_rcpt },
+	{ SMTP_CMD_DATA, cmd_data },
+	{ SMTP_CMD_RSET, cmd_rset },
+	{ SMTP_CMD_NOOP, cmd_noop },
+	{ SMTP_CMD_QUIT, cmd_quit },
+	{ SMTP_CMD_VRFY, cmd_vrfy },
+	{ SMTP_CMD_HELP, cmd_help },
+	{ SMTP_CMD_STARTTLS, cmd_starttls },
+	{ SMTP_CMD_EXPN, cmd_not_impl },
+	{ SMTP_CMD_AUTH, cmd_not_impl },
+	{ SMTP_CMD_BDAT, cmd_not_impl },
+	{ SMTP_CMD_ETRN, cmd_not_impl },
+	{ SMTP_CMD_UNKNOWN, cmd_unknown },
+};
+
+static void
+session_command(struct session *s, const uint8_t *line, size_t len)
+{
+	struct smtp_cmd c;
+	const char *code, *why;
+
+	s->ncommands++;
+	if (smtp_cmd_parse(line, len, &c, &code, &why) == -1) {
+		reply_error(s, code, why);
+		return;
+	}
+	if (s->close_after_txn && !s->has_mail && c.verb != SMTP_CMD_QUIT) {
+		reply(s, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname);
+		session_close(s);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+		if (handlers[i].verb == c.verb) {
+			handlers[i].fn(s, &c);
+			return;
+		}
+	}
+	cmd_unknown(s, &c);
+}
+
+/* ---- DATA ------------------------------------------------------------- */
+
+static void
+build_headers(struct session *s)
+{
+	char from[ADDR_PATH_MAX + 8], date[64], hdr[2048], tls[160] = "";
+	struct tm tm;
+	time_t now = time(NULL);
+	SSL *ssl;
+
+	addr_format(&s->mail_from, from, sizeof(from));
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	if (s->is_tls && (ssl = bufferevent_openssl_get_ssl(s->bev)) != NULL)
+		snprintf(tls, sizeof(tls), "\n\t(using %s with cipher %s)",
+		    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	/* RFC 5321 4.4: trace header first; Return-Path at delivery. Lines
+	 * end in LF: the Maildir convention. */
+	snprintf(hdr, sizeof(hdr),
+	    "Return-Path: <%s>\n"
+	    "Received: from %s ([%s])%s\n"
+	    "\tby %s (postern) with %s%s id %s%s%s%s;\n"
+	    "\t%s\n",
+	    from, s->helo, s->ip, tls, s->cfg->hostname,
+	    s->is_esmtp ? "ESMTP" : "SMTP", s->is_tls ? "S" : "", s->queue_id,
+	    s->nrcpt == 1 ? "\n\tfor <" : "",
+	    s->nrcpt == 1 ? s->rcpt_log.v[0] : "", s->nrcpt == 1 ? ">" : "",
+	    date);
+	s->headers = xstrdup(hdr);
+}
+
+static void
+delivery_done(void *arg)
+{
+	struct session *s = arg;
+	struct maildir_delivery *d = &s->dlv;
+	char from[ADDR_PATH_MAX + 8];
+
+	s->is_busy = false;
+	addr_format(&s->mail_from, from, sizeof(from));
+	if (d->result == 0) {
+		s->nmessages++;
+		log_info("session=%s id=%s event=delivered from=<%s> nrcpt=%zu "
+			 "mailboxes=%zu size=%zu result=ok",
+		    s->id, s->queue_id, from, s->nrcpt, s->mailboxes.n,
+		    s->msg.len);
+		if (!s->is_dead)
+			reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
+	} else {
+		log_err("session=%s id=%s event=delivered from=<%s> "
+			"result=fail error=\"%s\"",
+		    s->id, s->queue_id, from, d->error);
+		if (!s->is_dead)
+			reply(s, "451 4.3.0 Error: local delivery failed, try "
+				 "again later");
+	}
+	if (s->is_dead) {
+		session_free(s);
+		return;
+	}
+	if (s->state == ST_DATA)
+		s->state = ST_CMD;
+	txn_end(s);
+	if (s->is_forced && s->state != ST_CLOSING)
+		session_force_close(s);
+	if (s->state == ST_CLOSING) {
+		session_close(s);
+		return;
+	}
+	session_process(s);
+}
+
+static void
+deliver_job(void *arg, void *ctx)
+{
+	struct session *s = arg;
+
+	(void)ctx;
+	maildir_deliver(s->srv->committer, &s->dlv);
+}
+
+static void
+data_end(struct session *s)
+{
+	struct maildir_delivery *d = &s->dlv;
+
+	if (s->data.flags != 0) {
+		const char *r = smtp_data_error_reply(s->data.flags,
+		    s->cfg->message_size_limit);
+
+		log_warn("session=%s id=%s event=data result=reject "
+			 "flags=0x%x reply=\"%s\"",
+		    s->id, s->queue_id, s->data.flags, r);
+		s->state = ST_CMD;
+		reply_error(s, "", r);
+		if (s->state != ST_CLOSING)
+			txn_end(s);
+		return;
+	}
+	build_headers(s);
+	memset(d, 0, sizeof(*d));
+	d->mailboxes = &s->mailboxes;
+	d->iov[0].iov_base = s->headers;
+	d->iov[0].iov_len = strlen(s->headers);
+	d->iov[1].iov_base = s->msg.data;
+	d->iov[1].iov_len = s->msg.len;
+	d->iovcnt = 2;
+	/* ",W=": the size with CRLF line ends, as POP3/IMAP count it. */
+	d->wsize = d->iov[0].iov_len + 5 + s->msg.len + s->data.lines;
+	d->done = delivery_done;
+	d->done_arg = s;
+	s->is_busy = true;
+	workers_submit(s->srv->workers, deliver_job, NULL, s);
+}
+
+/* Feeds buffered input to the DATA parser. */
+static bool
+data_feed(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v[8];
+	int n = evbuffer_peek(in, -1, NULL, v, 8);
+	size_t used_total = 0;
+	bool done = false;
+
+	for (int i = 0; i < n && i < 8 && !done; i++) {
+		size_t used;
+
+		done = smtp_data_parse(&s->data, v[i].iov_base, v[i].iov_len,
+			   &used) == 1;
+		used_total += used;
+	}
+	evbuffer_drain(in, used_total);
+	if (done)
+		data_end(s);
+	return done;
+}
+
+/* ---- input ------------------------------------------------------------ */
+
+/* Takes one command line from the buffer. Returns false if none yet. */
+static bool
+command_feed(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	size_t limit = s->cfg->command_line_limit, eol_len, len;
+	struct evbuffer_ptr p;
+
+	p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
+	if (p.pos == -1) {
+		if (evbuffer_get_length(in) <= limit)
+			return false;
+		/* RFC 5321 4.5.3.1.4: line too long; skip to its end. */
+		evbuffer_drain(in, evbuffer_get_length(in));
+		if (!s->is_discarding)
+			reply_error(s, "500 5.5.2", "Error: line too long");
+		s->is_discarding = true;
+		return false;
+	}
+	len = (size_t)p.pos;
+	if (s->is_discarding || len + 1 > limit) {
+		evbuffer_drain(in, len + 1);
+		if (!s->is_discarding)
+			reply_error(s, "500 5.5.2", "Error: line too long");
+		s->is_discarding = false;
+		return true;
+	}
+	evbuffer_remove(in, s->line, len + 1);
+	if (len == 0 || s->line[len - 1] != '\r') {
+		reply_error(s, "500 5.5.2",
+		    "Error: bare LF in command; lines must end with CRLF");
+		return true;
+	}
+	session_command(s, s->line, len - 1);
+	return true;
+}
+
+static void
+session_process(struct session *s)
+{
+	while (!s->is_busy && s->state != ST_CLOSING) {
+		bool progressed = s->state == ST_DATA ? data_feed(s)
+						      : command_feed(s);
+
+		if (!progressed)
+			break;
+	}
+}
+
+static void
+session_on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_process(arg);
+}
+
+static void
+session_on_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == ST_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		session_free(s);
+}
+
+static void
+session_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("session=%s event=timeout client=%s state=%d", s->id,
+		    s->ip, (int)s->state);
+		if (s->state == ST_CLOSING && !s->is_busy) {
+			session_free(s); /* the peer stopped reading */
+			return;
+		}
+		if (s->state != ST_CLOSING) {
+			reply(s, "421 4.4.2 %s Error: timeout exceeded",
+			    s->cfg->hostname);
+			session_close(s);
+		}
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (s->state == ST_DATA)
+			log_info("session=%s id=%s event=lost-in-data "
+				 "client=%s",
+			    s->id, s->queue_id, s->ip);
+		if (s->is_busy) {
+			s->is_dead = true;
+			bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+			return;
+		}
+		session_free(s);
+	}
+}
+
+/* ---- start and stop --------------------------------------------------- */
+
+static void
+send_greeting(evutil_socket_t fd_unused, short what, void *arg)
+{
+	struct session *s = arg;
+	char c;
+	int fd = (int)bufferevent_getfd(s->bev);
+
+	(void)fd_unused;
+	(void)what;
+	/* A client that talks before the greeting is not speaking SMTP
+	 * (RFC 5321 4.3.1); spam bots do it to save time. */
+	if (s->kind != LK_SUBMISSIONS &&
+	    recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
+		log_warn("session=%s event=pregreet client=%s", s->id, s->ip);
+		reply(s, "554 5.5.1 %s Error: client sent data before the "
+			 "greeting",
+		    s->cfg->hostname);
+		session_close(s);
+		return;
+	}
+	s->state = ST_CMD;
+	reply(s, "220 %s ESMTP postern", s->cfg->hostname);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+void
+session_start(struct smtp_server *srv, int fd, const char *ip,
+    enum listener_kind kind)
+{
+	struct session *s = xcalloc(1, sizeof(*s));
+	struct timeval tmo;
+	int opt = BEV_OPT_CLOSE_ON_FREE;
+
+	s->srv = srv;
+	s->cfg = config_ref(srv->cfg);
+	s->kind = kind;
+	s->state = ST_GREETING;
+	snprintf(s->id, sizeof(s->id), "%08x", ++srv->session_seq);
+	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	s->line = xmalloc(s->cfg->command_line_limit + 1);
+	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
+	if (kind == LK_SUBMISSIONS) {
+		s->bev = bufferevent_openssl_socket_new(srv->base, fd,
+		    SSL_new(srv->tls), BUFFEREVENT_SSL_ACCEPTING, opt);
+		s->is_tls = true;
+		if (s->bev)
+			bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	} else {
+		s->bev = bufferevent_socket_new(srv->base, fd, opt);
+	}
+	if (s->bev == NULL) {
+		close(fd);
+		session_free(s);
+		return;
+	}
+	log_info("session=%s event=connect client=%s listener=%s", s->id,
+	    s->ip, kind_names[kind]);
+	bufferevent_setcb(s->bev, session_on_read, NULL, session_on_event, s);
+	tmo.tv_sec = s->cfg->smtp_timeout_ms / 1000;
+	tmo.tv_usec = (s->cfg->smtp_timeout_ms % 1000) * 1000;
+	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
+	/* Stop reading a flood of pipelined input until it is handled. */
+	bufferevent_setwatermark(s->bev, EV_READ, 0,
+	    s->cfg->command_line_limit * 4 + 65536);
+	if (s->cfg->greet_pause_ms > 0 && kind != LK_SUBMISSIONS) {
+		struct timeval tv = { s->cfg->greet_pause_ms / 1000,
+			(s->cfg->greet_pause_ms % 1000) * 1000 };
+
+		bufferevent_disable(s->bev, EV_READ);
+		s->greet_timer = evtimer_new(srv->base, send_greeting, s);
+		evtimer_add(s->greet_timer, &tv);
+		return;
+	}
+	send_greeting(-1, 0, s);
+}
+
+void
+session_shutdown(struct session *s)
+{
+	if (s->state == ST_CLOSING)
+		return;
+	if (s->has_mail || s->is_busy || s->state == ST_DATA) {
+		s->close_after_txn = true;
+		return;
+	}
+	reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+	session_close(s);
+}
+
+void
+session_force_close(struct session *s)
+{
+	if (s->state == ST_CLOSING)
+		return;
+	if (s->is_busy) {
+		s->is_forced = true; /* the completion replies first */
+		return;
+	}
+	reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+	session_close(s);
+}
