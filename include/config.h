@@ -26,7 +26,7 @@ struct config {
 	int refs;
 	char *path;
 	/* strings are never NULL ("" when unset) */
-	char *hostname, *data_dir, *user, *pid_file, *tls_cert, *tls_key;
+	char *hostname, *primary_domain, *data_dir, *user, *pid_file, *tls_cert, *tls_key;
 	struct listen_list smtp_listen, submission_listen, submissions_listen;
 	size_t message_size_limit, recipient_limit, max_sessions;
 	size_t max_sessions_per_ip, max_errors, command_line_limit;

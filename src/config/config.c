@@ -49,13 +49,14 @@ static const struct cfg_key cfg_keys[] = {
 	    SIZE_MAX },
 	{ "hostname", T_STR, O(hostname), "", 0, 0 },
 	{ "log_level", T_LEVEL, O(log_level), "info", 0, 0 },
-	{ "max_errors", T_COUNT, O(max_errors), "10", 1, 1000 },
+	{ "max_errors", T_COUNT, O(max_errors), "20", 1, 1000 },
 	{ "max_sessions", T_COUNT, O(max_sessions), "1000", 1, 100000 },
 	{ "max_sessions_per_ip", T_COUNT, O(max_sessions_per_ip), "50", 1,
 	    100000 },
 	{ "message_size_limit", T_SIZE, O(message_size_limit), "10485760",
 	    1024, (size_t)1 << 31 },
 	{ "pid_file", T_STR, O(pid_file), "", 0, 0 },
+	{ "primary_domain", T_STR, O(primary_domain), "", 0, 0 },
 	{ "recipient_limit", T_COUNT, O(recipient_limit), "1000", 1, 100000 },
 	{ "shutdown_timeout", T_MS, O(shutdown_timeout_ms), "30s", 0,
 	    3600000 },
@@ -277,6 +278,7 @@ config_free(struct config *c)
 		return;
 	free(c->path);
 	free(c->hostname);
+	free(c->primary_domain);
 	free(c->data_dir);
 	free(c->user);
 	free(c->pid_file);
@@ -465,6 +467,15 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 			strlcpy_p(host, "localhost", sizeof(host));
 		free((*out)->hostname);
 		(*out)->hostname = xstrdup(host);
+	}
+	if ((*out)->primary_domain[0] == '\0') {
+		/* Like Postfix's mydomain: the hostname less its first label
+		 * when that leaves a dotted name. */
+		const char *h = (*out)->hostname, *dot = strchr(h, '.');
+
+		free((*out)->primary_domain);
+		(*out)->primary_domain = xstrdup(
+		    dot != NULL && strchr(dot + 1, '.') != NULL ? dot + 1 : h);
 	}
 	return 0;
 }

@@ -411,7 +411,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	j->rcpt = c->addr;
 	if (j->rcpt.is_postmaster)
 		snprintf(j->rcpt.domain, sizeof(j->rcpt.domain), "%s",
-		    s->cfg->hostname);
+		    s->cfg->primary_domain);
 	addr_format(&j->rcpt, j->rcpt_text, sizeof(j->rcpt_text));
 	j->limit = s->cfg->expansion_limit;
 	j->mail_from = s->mail_from;
@@ -577,6 +577,12 @@ session_command(struct session *s, const uint8_t *line, size_t len)
 
 	s->ncommands++;
 	if (smtp_cmd_parse(line, len, &c, &code, &why) == -1) {
+		char text[200];
+
+		log_sanitize(text, sizeof(text), line, len);
+		log_info("session=%s event=syntax-error client=%s reply=\"%s "
+			 "%s\" line=\"%s\"",
+		    s->id, s->ip, code, why, text);
 		reply_error(s, code, why);
 		return;
 	}

@@ -1,0 +1,122 @@
+/* Config parser: defaults, every value type, and file:line errors. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "unit.h"
+
+static const struct {
+	const char *text;
+	int want;
+	const char *err; /* substring of the error */
+} cases[] = {
+	{ "", 0, NULL },
+	{ "# comment\n\n   # indented comment\n", 0, NULL },
+	{ "hostname = mx.example\n", 0, NULL },
+	{ "message_size_limit = 20M\n", 0, NULL },
+	{ "message_size_limit = 20X\n", -1, "t.conf:1: message_size_limit" },
+	{ "message_size_limit = 10\n", -1, "out of range" },
+	{ "message_size_limit = -5\n", -1, "message_size_limit" },
+	{ "recipient_limit = 100\n", 0, NULL },
+	{ "recipient_limit = 1k\n", -1, "whole number" },
+	{ "smtp_timeout = 5m\n", 0, NULL },
+	{ "smtp_timeout = 5 minutes\n", -1, "duration" },
+	{ "greet_pause = 250ms\n", 0, NULL },
+	{ "log_level = debug\n", 0, NULL },
+	{ "log_level = loud\n", -1, "t.conf:1: log_level" },
+	{ "smtp_listen = 127.0.0.1:25, [::1]:25\n", 0, NULL },
+	{ "smtp_listen = 127.0.0.1\n", -1, "bad listen address" },
+	{ "smtp_listen = 127.0.0.1:99999\n", -1, "bad listen address" },
+	{ "smtp_listen = [::1:25\n", -1, "bad listen address" },
+	{ "smtp_listen = localhost:25\n", -1, "bad listen address" },
+	{ "nosuchkey = 1\n", -1, "t.conf:1: unknown key \"nosuchkey\"" },
+	{ "\n\nhostname\n", -1, "t.conf:3: expected" },
+	{ "hostname = a\nhostname = b\n", -1, "already set at line 1" },
+	{ "data_dir = relative/path\n", -1, "absolute" },
+	{ "tls_cert = /x.pem\n", -1, "together" },
+	{ "submissions_listen = 127.0.0.1:465\n", -1, "needs tls_cert" },
+	{ "smtp_listen =\nsubmission_listen =\n", -1, "no listener" },
+	{ "workers = 0\n", -1, "out of range" },
+	{ "hostname = a\r\n", 0, NULL },
+};
+
+static void
+test_cases(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *c = NULL;
+		char err[256] = "";
+		int got = config_parse(cases[i].text, strlen(cases[i].text),
+		    "t.conf", &c, err, sizeof(err));
+
+		if (got != cases[i].want)
+			fail_msg("case %zu (%s): got %d, want %d: %s", i,
+			    cases[i].text, got, cases[i].want, err);
+		if (got == -1 && strstr(err, cases[i].err) == NULL)
+			fail_msg("case %zu: error \"%s\" lacks \"%s\"", i, err,
+			    cases[i].err);
+		config_unref(&c);
+	}
+}
+
+static void
+test_values(void **state)
+{
+	const char *text = "message_size_limit = 2M\nsmtp_timeout = 2m\n"
+			   "greet_pause = 1500ms\n"
+			   "smtp_listen = 127.0.0.1:2525 [::1]:2526\n"
+			   "data_dir = /srv/mail\n";
+	struct config *c;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(config_parse(text, strlen(text), "t", &c, err,
+			     sizeof(err)),
+	    0);
+	assert_int_equal(c->message_size_limit, 2 * 1048576);
+	assert_int_equal(c->smtp_timeout_ms, 120000);
+	assert_int_equal(c->greet_pause_ms, 1500);
+	assert_int_equal(c->smtp_listen.n, 2);
+	assert_int_equal(c->smtp_listen.v[1].ss.ss_family, AF_INET6);
+	assert_int_equal(
+	    ntohs(((struct sockaddr_in6 *)&c->smtp_listen.v[1].ss)->sin6_port),
+	    2526);
+	assert_string_equal(c->db_path, "/srv/mail/postern.db");
+	assert_string_equal(c->pid_file, "/srv/mail/posternd.pid");
+	/* defaults */
+	assert_int_equal(c->recipient_limit, 1000);
+	assert_int_equal(c->text_line_limit, 1000);
+	assert_int_equal(c->submission_listen.n, 2);
+	config_unref(&c);
+	assert_null(c);
+}
+
+static void
+test_key_table_sorted(void **state)
+{
+	const char *prev = NULL, *name, *def;
+
+	(void)state;
+	for (size_t i = 0; (name = config_key_name(i, &def)) != NULL; i++) {
+		if (prev != NULL && strcmp(prev, name) >= 0)
+			fail_msg("key %s after %s: table not sorted", name,
+			    prev);
+		prev = name;
+	}
+}
+
+int
+run_config_tests(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_cases),
+		cmocka_unit_test(test_values),
+		cmocka_unit_test(test_key_table_sorted),
+	};
+
+	return cmocka_run_group_tests_name("config", tests, NULL, NULL);
+}

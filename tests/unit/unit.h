@@ -1,0 +1,19 @@
+/* Unit test groups (cmocka); each test_*.c exports one runner. */
+#ifndef POSTERN_UNIT_H
+#define POSTERN_UNIT_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+int run_addr_tests(void);
+int run_smtp_parse_tests(void);
+int run_smtp_data_tests(void);
+int run_config_tests(void);
+int run_maildir_tests(void);
+int run_dir_tests(void);
+
+#endif

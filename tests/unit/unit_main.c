@@ -1,0 +1,16 @@
+/* Runs every unit test group; exit status is the number of failures. */
+#include "unit.h"
+
+int
+main(void)
+{
+	int failed = 0;
+
+	failed += run_addr_tests();
+	failed += run_smtp_parse_tests();
+	failed += run_smtp_data_tests();
+	failed += run_config_tests();
+	failed += run_maildir_tests();
+	failed += run_dir_tests();
+	return failed != 0;
+}
