@@ -77,6 +77,8 @@ struct session {
 	bool is_dead;	     /* peer gone while busy: free on completion */
 	bool is_discarding;  /* skipping the rest of an overlong line */
 	bool close_after_txn; /* shutdown: close once the transaction ends */
+	bool is_tls_switching; /* STARTTLS: waiting for "220" to be sent */
+	bool is_free_pending; /* session_free is scheduled on the loop */
 	bool is_forced;	      /* shutdown timeout hit while busy */
 	unsigned errors;
 	unsigned long ncommands, nmessages;

@@ -65,13 +65,21 @@ reply(struct session *s, const char *fmt, ...)
 static void
 reply(struct session *s, const char *fmt, ...)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char line[1024];
 	va_list ap;
+	int n;
 
 	va_start(ap, fmt);
-	evbuffer_add_vprintf(out, fmt, ap);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
 	va_end(ap);
-	evbuffer_add(out, "\r\n", 2);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	/* One add per reply: one TLS record, one write. */
+	line[n++] = '\r';
+	line[n++] = '\n';
+	evbuffer_add(bufferevent_get_output(s->bev), line, (size_t)n);
 }
 
 static void
@@ -97,6 +105,29 @@ session_free(struct session *s)
 	free(s);
 }
 
+static void
+session_free_deferred(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_free(arg);
+}
+
+/* Frees from the loop, never from inside the caller's stack: command
+ * handlers and the input loop may still hold the session. */
+static void
+session_schedule_free(struct session *s)
+{
+	static const struct timeval now = { 0, 0 };
+
+	if (s->is_free_pending)
+		return;
+	s->is_free_pending = true;
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	event_base_once(s->srv->base, -1, EV_TIMEOUT, session_free_deferred, s,
+	    &now);
+}
+
 /* Stops reading; frees the session once the output has been sent. */
 static void
 session_close(struct session *s)
@@ -105,11 +136,9 @@ session_close(struct session *s)
 	bufferevent_disable(s->bev, EV_READ);
 	if (s->is_busy)
 		return; /* the completion will come back here */
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
-		session_free(s);
-		return;
-	}
 	bufferevent_setcb(s->bev, NULL, session_on_write, session_on_event, s);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_schedule_free(s);
 }
 
 /* Counts a client error; past max_errors the session ends (421). */
@@ -498,32 +527,68 @@ cmd_unknown(struct session *s, struct smtp_cmd *c)
 	reply_error(s, "500 5.5.2", "Error: command not recognized");
 }
 
+/*
+ * Second half of STARTTLS, once "220" has left our buffer: the plain
+ * bufferevent lets go of the socket and a TLS one takes it, so TLS runs
+ * directly on the socket (as on the submissions port) and an empty output
+ * buffer always means "handed to the kernel".
+ */
 static void
-tls_upgrade(struct session *s)
+tls_switch(struct bufferevent *plain, void *arg)
 {
+	struct session *s = arg;
 	struct bufferevent *tb;
-	SSL *ssl = SSL_new(s->srv->tls);
+	evutil_socket_t fd = bufferevent_getfd(plain);
+	SSL *ssl;
 
-	/* RFC 3207 4.2 / CVE-2011-0411: anything the client pipelined
-	 * after STARTTLS was sent in clear; it is discarded unread. */
-	evbuffer_drain(bufferevent_get_input(s->bev),
-	    evbuffer_get_length(bufferevent_get_input(s->bev)));
-	tb = bufferevent_openssl_filter_new(s->srv->base, s->bev, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (evbuffer_get_length(bufferevent_get_output(plain)) != 0)
+		return;
+	s->is_tls_switching = false;
+	bufferevent_setfd(plain, -1); /* keep the socket open */
+	bufferevent_free(plain);
+	ssl = SSL_new(s->srv->tls);
+	tb = ssl ? bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
+		       BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+		 : NULL;
 	if (tb == NULL) {
-		SSL_free(ssl);
-		session_close(s);
+		/* Nothing can be said to the peer any more: just go. */
+		s->bev = bufferevent_socket_new(s->srv->base, fd,
+		    BEV_OPT_CLOSE_ON_FREE);
+		if (s->bev == NULL) {
+			close(fd);
+			session_free(s);
+			return;
+		}
+		session_schedule_free(s);
 		return;
 	}
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	s->bev = tb;
 	s->is_tls = true;
+	{
+		struct timeval tmo = { s->cfg->smtp_timeout_ms / 1000,
+			(s->cfg->smtp_timeout_ms % 1000) * 1000 };
+
+		bufferevent_set_timeouts(tb, &tmo, &tmo);
+	}
+	bufferevent_setcb(tb, session_on_read, NULL, session_on_event, s);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+}
+
+static void
+tls_upgrade(struct session *s)
+{
+	/* RFC 3207 4.2 / CVE-2011-0411: anything the client pipelined
+	 * after STARTTLS was sent in clear; it is discarded unread. */
+	bufferevent_disable(s->bev, EV_READ);
+	evbuffer_drain(bufferevent_get_input(s->bev),
+	    evbuffer_get_length(bufferevent_get_input(s->bev)));
 	/* RFC 3207 4.2: forget everything learned before TLS. */
 	s->has_helo = s->is_esmtp = false;
 	s->helo[0] = '\0';
 	txn_reset(s);
-	bufferevent_setcb(tb, session_on_read, NULL, session_on_event, s);
-	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	s->is_tls_switching = true;
+	bufferevent_setcb(s->bev, NULL, tls_switch, session_on_event, s);
 }
 
 static void
@@ -781,7 +846,7 @@ command_feed(struct session *s)
 static void
 session_process(struct session *s)
 {
-	while (!s->is_busy && s->state != ST_CLOSING) {
+	while (!s->is_busy && !s->is_tls_switching && s->state != ST_CLOSING) {
 		bool progressed = s->state == ST_DATA ? data_feed(s)
 						      : command_feed(s);
 
@@ -804,7 +869,7 @@ session_on_write(struct bufferevent *bev, void *arg)
 
 	if (s->state == ST_CLOSING &&
 	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		session_free(s);
+		session_schedule_free(s);
 }
 
 static void
@@ -813,11 +878,13 @@ session_on_event(struct bufferevent *bev, short what, void *arg)
 	struct session *s = arg;
 
 	(void)bev;
+	if (s->is_free_pending)
+		return;
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("session=%s event=timeout client=%s state=%d", s->id,
 		    s->ip, (int)s->state);
 		if (s->state == ST_CLOSING && !s->is_busy) {
-			session_free(s); /* the peer stopped reading */
+			session_schedule_free(s); /* the peer stopped reading */
 			return;
 		}
 		if (s->state != ST_CLOSING) {
@@ -837,7 +904,7 @@ session_on_event(struct bufferevent *bev, short what, void *arg)
 			bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 			return;
 		}
-		session_free(s);
+		session_schedule_free(s);
 	}
 }
 
@@ -895,7 +962,7 @@ session_start(struct smtp_server *srv, int fd, const char *ip,
 	}
 	if (s->bev == NULL) {
 		close(fd);
-		session_free(s);
+		session_free(s); /* nothing else refers to it yet */
 		return;
 	}
 	log_info("session=%s event=connect client=%s listener=%s", s->id,

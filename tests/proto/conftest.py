@@ -241,6 +241,11 @@ class Raw:
         except socket.timeout:
             return False
 
+    def starttls(self, ctx):
+        """Wraps the socket after a 220 to STARTTLS (or for port 465)."""
+        assert self.buf == b"", "server sent data after the 220"
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+
     def close(self):
         self.sock.close()
 

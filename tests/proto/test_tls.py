@@ -1,0 +1,110 @@
+"""STARTTLS (RFC 3207) and implicit TLS (RFC 8314) with the test
+certificate, through smtplib, swaks, curl and a raw socket."""
+import smtplib
+import socket
+import ssl
+import subprocess
+
+from conftest import Raw, tls_context
+
+
+def test_starttls_smtplib(server, cert):
+    with smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=20) as s:
+        s.ehlo("client.example")
+        assert s.has_extn("starttls")
+        code, _ = s.starttls(context=tls_context(cert))
+        assert code == 220
+        s.ehlo("client.example")
+        assert not s.has_extn("starttls"), "STARTTLS is not offered twice"
+        s.sendmail("x@remote.example", ["alice@example.test"], b"Subject: tls\r\n\r\nsecret\r\n")
+    [msg] = server.messages("alice")
+    assert b"with ESMTPS id" in msg
+    assert b"(using TLSv1.3 with cipher" in msg
+
+
+def test_starttls_resets_session(server, cert):
+    r = Raw(server.ports["smtp"])
+    r.cmd("EHLO client.example")
+    assert r.cmd("STARTTLS").startswith("220 2.0.0")
+    r.starttls(tls_context(cert))
+    assert r.cmd("MAIL FROM:<x@remote.example>").startswith("503 5.5.1"), \
+        "EHLO must be sent again after TLS"
+    assert "STARTTLS" not in r.cmd("EHLO client.example")
+    assert r.cmd("STARTTLS").startswith("503 5.5.1")
+    r.close()
+
+
+def test_commands_pipelined_after_starttls_are_discarded(server, cert):
+    r = Raw(server.ports["smtp"])
+    r.cmd("EHLO client.example")
+    # The injected MAIL/RCPT arrive in clear with STARTTLS (CVE-2011-0411).
+    r.send("STARTTLS\r\nMAIL FROM:<evil@remote.example>\r\nRCPT TO:<bob@example.test>\r\n")
+    assert r.reply().startswith("220")
+    r.starttls(tls_context(cert))
+    assert r.cmd("EHLO client.example").startswith("250-")
+    assert r.cmd("RCPT TO:<bob@example.test>").startswith("503 5.5.1"), \
+        "the injected MAIL was never executed"
+    r.close()
+    assert server.all_files() == []
+
+
+def test_starttls_not_inside_transaction(server):
+    r = Raw(server.ports["smtp"])
+    r.cmd("EHLO client.example")
+    r.cmd("MAIL FROM:<x@remote.example>")
+    assert r.cmd("STARTTLS").startswith("503 5.5.1")
+
+
+def test_no_tls_configured(make_server):
+    s = make_server({"tls_cert": "", "tls_key": "", "submissions_listen": ""})
+    r = Raw(s.ports["smtp"])
+    assert "STARTTLS" not in r.cmd("EHLO client.example")
+    assert r.cmd("STARTTLS").startswith("502 5.5.1")
+
+
+def test_implicit_tls_smtplib(server, cert):
+    with smtplib.SMTP_SSL("127.0.0.1", server.ports["submissions"], timeout=20,
+                          context=tls_context(cert)) as s:
+        s.ehlo("client.example")
+        assert not s.has_extn("starttls")
+        s.sendmail("x@remote.example", ["bob@example.test"], b"Subject: 465\r\n\r\nx\r\n")
+    [msg] = server.messages("bob")
+    assert b"ESMTPS" in msg
+
+
+def test_implicit_tls_swaks_and_curl(server, cert, tmp_path):
+    r = subprocess.run(["swaks", "-s", "127.0.0.1", "-p", str(server.ports["submissions"]),
+                        "--tls-on-connect", "-f", "x@remote.example", "-t", "carol@example.test"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    mail = tmp_path / "m.eml"
+    mail.write_bytes(b"Subject: curl\r\n\r\nvia curl\r\n")
+    r = subprocess.run(["curl", "-sS", "--cacert", cert[0],
+                        f"smtps://localhost:{server.ports['submissions']}",
+                        "--resolve", f"localhost:{server.ports['submissions']}:127.0.0.1",
+                        "--mail-from", "x@remote.example", "--mail-rcpt", "carol@example.test",
+                        "--upload-file", str(mail)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(["swaks", "-s", "127.0.0.1", "-p", str(server.ports["smtp"]), "--tls",
+                        "-f", "x@remote.example", "-t", "carol@example.test"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(server.messages("carol")) == 3
+
+
+def test_plaintext_on_tls_port_and_bad_handshake(server):
+    sock = socket.create_connection(("127.0.0.1", server.ports["submissions"]), timeout=10)
+    sock.sendall(b"EHLO client.example\r\n")
+    try:
+        data = sock.recv(1000)
+    except ConnectionResetError:
+        data = b""
+    assert not data.startswith(b"220"), "no SMTP in clear on the TLS port"
+    sock.close()
+    r = Raw(server.ports["smtp"])
+    r.cmd("EHLO client.example")
+    assert r.cmd("STARTTLS").startswith("220")
+    r.send(b"\x16\x03\x01garbage-not-a-hello" * 10)
+    assert r.closed()
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=20) as s:
+        assert s.noop()[0] == 250
