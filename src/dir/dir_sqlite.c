@@ -200,7 +200,8 @@ need_free(struct dir *d, const char *local, const char *domain, char *err,
 {
 	struct strlist t = { 0 };
 	enum dir_kind kind;
-	static const char *const names[] = { "", "user", "alias", "list" };
+	static const char *const names[] = { "", "a user", "an alias",
+		"a list" };
 
 	if (need_domain(d, domain, err, errlen) == -1)
 		return -1;
@@ -208,7 +209,7 @@ need_free(struct dir *d, const char *local, const char *domain, char *err,
 		return -1;
 	strlist_clear(&t);
 	if (kind != DIR_KIND_NONE) {
-		snprintf(err, errlen, "%s@%s already exists as a %s", local,
+		snprintf(err, errlen, "%s@%s already exists as %s", local,
 		    domain, names[kind]);
 		return -1;
 	}
@@ -332,8 +333,8 @@ s_alias_add(struct dir *d, const char *local, const char *domain,
 		return -1;
 	strlist_clear(&t);
 	if (kind != DIR_KIND_NONE && kind != DIR_KIND_ALIAS) {
-		snprintf(err, errlen, "%s@%s already exists as a %s", local,
-		    domain, kind == DIR_KIND_USER ? "user" : "list");
+		snprintf(err, errlen, "%s@%s already exists as %s", local,
+		    domain, kind == DIR_KIND_USER ? "a user" : "a list");
 		return -1;
 	}
 	return change(d, "INSERT OR IGNORE INTO aliases(local, domain, target) "

@@ -54,6 +54,7 @@ class Server:
         self.extra = dict(extra)
         self.proc = None
         self.ports = {}
+        self.log_offset = 0
         self.write_conf()
 
     def write_conf(self):
@@ -94,6 +95,7 @@ class Server:
 
     def start(self, foreground=True, wait=True):
         self.logf = open(self.logpath, "ab")
+        self.log_offset = self.logf.tell()
         args = [POSTERND, "-c", self.conf] + (["-f"] if foreground else [])
         self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf)
         if wait:
@@ -103,7 +105,7 @@ class Server:
     def wait_started(self, timeout=30):
         deadline = time.time() + timeout
         while time.time() < deadline:
-            log = self.log()
+            log = self.log()[self.log_offset:]
             if "event=start " in log:
                 self.ports = {}
                 for kind, port in re.findall(r"event=listen kind=(\w+) addr=127\.0\.0\.1:(\d+)", log):

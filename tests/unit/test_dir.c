@@ -167,7 +167,7 @@ test_admin_errors(void **state)
 	assert_int_equal(d->ops->user_add(d, "info", "example.test", "h", err,
 			     sizeof(err)),
 	    -1);
-	assert_non_null(strstr(err, "already exists as a alias"));
+	assert_non_null(strstr(err, "already exists as an alias"));
 	assert_int_equal(d->ops->user_add(d, "x", "nosuch.test", "h", err,
 			     sizeof(err)),
 	    -1);

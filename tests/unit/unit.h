@@ -15,5 +15,6 @@ int run_smtp_data_tests(void);
 int run_config_tests(void);
 int run_maildir_tests(void);
 int run_dir_tests(void);
+int run_passwd_tests(void);
 
 #endif

@@ -12,5 +12,6 @@ main(void)
 	failed += run_config_tests();
 	failed += run_maildir_tests();
 	failed += run_dir_tests();
+	failed += run_passwd_tests();
 	return failed != 0;
 }
