@@ -5,6 +5,7 @@
  * SIGTERM; then stop gracefully.  Until it is ready it reports errors on
  * stderr and the parent's exit code tells whether start-up worked.
  */
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -180,6 +181,16 @@ main(int argc, char **argv)
 			fatalx("user must not be root");
 	}
 	signal(SIGPIPE, SIG_IGN);
+	{
+		/* One descriptor per session: allow as many as we may. */
+		struct rlimit rl;
+
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+		    rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
+	}
 	if (!foreground)
 		ready_fd = daemonize();
 	prepare_data_dir(cfg, pw);

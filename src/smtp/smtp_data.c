@@ -11,6 +11,7 @@
  * read to its true end.
  */
 #include <stdio.h>
+#include <string.h>
 
 #include "smtp_data.h"
 
@@ -54,12 +55,59 @@ end_line(struct smtp_data *d)
 	d->line_len = 0;
 }
 
+/*
+ * Fast path for the bulk of a message: a run of ordinary bytes inside a
+ * line (no CR, LF or NUL) is counted and stored in one step.  Returns the
+ * length of the run at p (0 if p[0] is special).
+ */
+static size_t
+plain_run(struct smtp_data *d, const uint8_t *p, size_t len)
+{
+	const uint8_t *cr = memchr(p, '\r', len);
+	size_t n = cr ? (size_t)(cr - p) : len;
+	const uint8_t *lf = memchr(p, '\n', n);
+
+	if (lf != NULL)
+		n = (size_t)(lf - p);
+	lf = memchr(p, '\0', n);
+	if (lf != NULL)
+		n = (size_t)(lf - p);
+	if (n == 0)
+		return 0;
+	d->line_len += n;
+	if (d->line_len > d->line_limit)
+		d->flags |= SMTP_DATA_LINE_TOO_LONG;
+	if (d->in_header) {
+		d->header_size += n;
+		if (d->header_size > d->header_limit)
+			d->flags |= SMTP_DATA_HEADER_TOO_BIG;
+	}
+	if (d->flags == 0) {
+		if (d->size + n > d->size_limit ||
+		    buf_append(d->out, p, n) == -1)
+			d->flags |= SMTP_DATA_TOO_BIG;
+		else
+			d->size += n;
+	}
+	d->state = S_MID;
+	return n;
+}
+
 int
 smtp_data_parse(struct smtp_data *d, const uint8_t *p, size_t len,
     size_t *consumed)
 {
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = p[i];
+
+		if (d->state == S_MID || (d->state == S_BOL && c != '.')) {
+			size_t n = plain_run(d, p + i, len - i);
+
+			if (n > 0) {
+				i += n - 1;
+				continue;
+			}
+		}
 
 		d->line_len++;
 		if (d->line_len > d->line_limit)

@@ -707,10 +707,20 @@ delivery_done(void *arg)
 	s->is_busy = false;
 	addr_format(&s->mail_from, from, sizeof(from));
 	if (d->result == 0) {
+		char to[1024];
+		size_t o = 0;
+
+		to[0] = '\0';
+		for (size_t i = 0; i < s->rcpt_log.n && o < sizeof(to); i++) {
+			int n = snprintf(to + o, sizeof(to) - o, "%s<%s>",
+			    i ? "," : "", s->rcpt_log.v[i]);
+
+			o += n > 0 ? (size_t)n : 0;
+		}
 		s->nmessages++;
-		log_info("session=%s id=%s event=delivered from=<%s> nrcpt=%zu "
-			 "mailboxes=%zu size=%zu result=ok",
-		    s->id, s->queue_id, from, s->nrcpt, s->mailboxes.n,
+		log_info("session=%s id=%s event=delivered from=<%s> to=%s "
+			 "nrcpt=%zu mailboxes=%zu size=%zu result=ok",
+		    s->id, s->queue_id, from, to, s->nrcpt, s->mailboxes.n,
 		    s->msg.len);
 		if (!s->is_dead)
 			reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
@@ -971,6 +981,8 @@ session_start(struct smtp_server *srv, int fd, const char *ip,
 	tmo.tv_sec = s->cfg->smtp_timeout_ms / 1000;
 	tmo.tv_usec = (s->cfg->smtp_timeout_ms % 1000) * 1000;
 	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
+	/* Fewer, larger reads for message bodies. */
+	bufferevent_set_max_single_read(s->bev, 131072);
 	/* Stop reading a flood of pipelined input until it is handled. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0,
 	    s->cfg->command_line_limit * 4 + 65536);
