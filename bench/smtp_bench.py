@@ -104,6 +104,13 @@ class Postern:
     def delivered(self):
         return count_files(os.path.join(self.data, "d/mail"))
 
+    def peak_rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+        return 0
+
     def pids(self):
         return [self.proc.pid]
 
@@ -161,10 +168,11 @@ def load(server, port, size, rcpts, count):
         time.sleep(0.02)
     t_done = time.monotonic()
     got = server.delivered()
+    peak = server.peak_rss_kib() if hasattr(server, "peak_rss_kib") else 0
     server.stop()
     if got < expect:
         raise SystemExit(f"{server.name}: only {got} of {expect} copies delivered")
-    return count / (t_done - t0), count / (t_sent - t0)
+    return count / (t_done - t0), peak
 
 
 def idle_sessions(server, port, n=1000):
@@ -195,14 +203,18 @@ def main():
     p, f = Postern(base), Postfix(base)
     print(f"# {ROUNDS} rounds per load, {SESSIONS} sessions; msg/s = messages fully "
           "delivered to Maildir per second (median)")
-    print(f"{'size':>7} {'rcpt':>4} {'msgs':>5} {'postern':>9} {'postfix':>9} {'ratio':>6}")
+    print(f"{'size':>7} {'rcpt':>4} {'msgs':>5} {'postern':>9} {'postfix':>9} {'ratio':>6}"
+          f" {'postern peak RSS':>17}")
     for size, rcpts, count in LOADS:
-        pr, fr = [], []
+        pr, fr, peaks = [], [], []
         for _ in range(ROUNDS):
-            pr.append(load(p, P_PORT, size, rcpts, count)[0])
+            rate, peak = load(p, P_PORT, size, rcpts, count)
+            pr.append(rate)
+            peaks.append(peak)
             fr.append(load(f, F_PORT, size, rcpts, count)[0])
         pm, fm = statistics.median(pr), statistics.median(fr)
-        print(f"{size:>7} {rcpts:>4} {count:>5} {pm:>9.0f} {fm:>9.0f} {pm / fm:>6.2f}", flush=True)
+        print(f"{size:>7} {rcpts:>4} {count:>5} {pm:>9.0f} {fm:>9.0f} {pm / fm:>6.2f}"
+              f" {max(peaks) / 1024:>13.1f} MiB", flush=True)
     pm, pn = idle_sessions(p, P_PORT)
     fm, fn = idle_sessions(f, F_PORT)
     print(f"# 1,000 idle sessions: postern {pm / 1024:.1f} MiB PSS in {pn} process(es); "
