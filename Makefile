@@ -63,8 +63,16 @@ asan: $(ASAN)/posternd $(ASAN)/posternctl $(ASAN)/unit_tests
 run: deps all
 	@scripts/demo.sh
 
+# STYLE.md: gcc and clang both build with -Werror.
+check-clang:
+	@for f in $(LIB_SRC) $(D_SRC) $(CTL_SRC); do \
+		clang $(filter-out -MMD -MP,$(BASE_CFLAGS)) -fsyntax-only $$f \
+			|| exit 1; done
+	@echo "clang -Werror: ok"
+
 test:
 	@scripts/deps.sh test
+	$(MAKE) check-clang
 	$(MAKE) asan
 	@echo "== unit tests (cmocka, ASan+UBSan)"
 	$(ASAN)/unit_tests
@@ -101,6 +109,6 @@ bench: deps all
 clean:
 	rm -rf build bin
 
-.PHONY: all deps run test asan fuzz bench clean
+.PHONY: all deps run test asan check-clang fuzz bench clean
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -389,6 +389,20 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	reply(s, "250 2.1.5 Ok");
 }
 
+/* After a worker completion: carry on with buffered input, or finish
+ * closing if the session was told to close meanwhile. */
+static void
+session_resume(struct session *s)
+{
+	if (s->is_forced && s->state != ST_CLOSING)
+		session_force_close(s);
+	if (s->state == ST_CLOSING) {
+		session_close(s);
+		return;
+	}
+	session_process(s);
+}
+
 static void
 rcpt_job_done(void *arg)
 {
@@ -406,13 +420,7 @@ rcpt_job_done(void *arg)
 		session_free(s);
 		return;
 	}
-	if (s->is_forced && s->state != ST_CLOSING)
-		session_force_close(s);
-	if (s->state == ST_CLOSING) {
-		session_close(s);
-		return;
-	}
-	session_process(s);
+	session_resume(s);
 }
 
 static void
@@ -739,13 +747,7 @@ delivery_done(void *arg)
 	if (s->state == ST_DATA)
 		s->state = ST_CMD;
 	txn_end(s);
-	if (s->is_forced && s->state != ST_CLOSING)
-		session_force_close(s);
-	if (s->state == ST_CLOSING) {
-		session_close(s);
-		return;
-	}
-	session_process(s);
+	session_resume(s);
 }
 
 static void
