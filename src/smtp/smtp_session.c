@@ -249,6 +249,10 @@ mail_params(struct session *s, struct smtp_cmd *c)
 				return false;
 			}
 			if (v > s->cfg->message_size_limit) {
+				log_info("session=%s event=mail result=reject "
+					 "code=552 reason=\"SIZE=%llu over "
+					 "limit %zu\"",
+				    s->id, v, s->cfg->message_size_limit);
 				reply(s, "552 5.3.4 Message size exceeds "
 					 "fixed limit of %zu octets",
 				    s->cfg->message_size_limit);
@@ -832,21 +836,31 @@ command_feed(struct session *s)
 			return false;
 		/* RFC 5321 4.5.3.1.4: line too long; skip to its end. */
 		evbuffer_drain(in, evbuffer_get_length(in));
-		if (!s->is_discarding)
+		if (!s->is_discarding) {
+			log_info("session=%s event=line-too-long client=%s "
+				 "limit=%zu",
+			    s->id, s->ip, limit);
 			reply_error(s, "500 5.5.2", "Error: line too long");
+		}
 		s->is_discarding = true;
 		return false;
 	}
 	len = (size_t)p.pos;
 	if (s->is_discarding || len + 1 > limit) {
 		evbuffer_drain(in, len + 1);
-		if (!s->is_discarding)
+		if (!s->is_discarding) {
+			log_info("session=%s event=line-too-long client=%s "
+				 "limit=%zu",
+			    s->id, s->ip, limit);
 			reply_error(s, "500 5.5.2", "Error: line too long");
+		}
 		s->is_discarding = false;
 		return true;
 	}
 	evbuffer_remove(in, s->line, len + 1);
 	if (len == 0 || s->line[len - 1] != '\r') {
+		log_info("session=%s event=bare-lf-in-command client=%s", s->id,
+		    s->ip);
 		reply_error(s, "500 5.5.2",
 		    "Error: bare LF in command; lines must end with CRLF");
 		return true;

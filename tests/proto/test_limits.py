@@ -23,6 +23,7 @@ def test_command_line_too_long(server):
     r.send("NOOP " + "y" * 300000 + "\r\n")
     assert r.reply().startswith("500 5.5.2")
     assert r.cmd("NOOP").startswith("250"), "session continues after the long line"
+    assert "event=line-too-long" in server.log()
     assert r.cmd("MAIL FROM:<" + "a" * 70 + "@remote.example>").startswith("501 5.1.7")
 
 
@@ -43,6 +44,7 @@ def test_size_declared_too_big(server):
     r.cmd("EHLO client.example")
     rep = r.cmd("MAIL FROM:<x@remote.example> SIZE=99999999")
     assert rep.startswith("552 5.3.4")
+    assert "SIZE=99999999 over limit" in server.log()
     assert r.cmd("MAIL FROM:<x@remote.example> SIZE=1000").startswith("250")
 
 

@@ -227,3 +227,19 @@ def test_many_messages_one_session(server):
     msgs = server.messages("bob")
     assert len(msgs) == 30
     assert len({m for m in msgs}) == 30
+
+
+def test_whole_dialogue_one_byte_at_a_time(server):
+    """The command framing and the DATA parser see every split."""
+    r = Raw(server.ports["smtp"])
+    dialogue = ("EHLO trickle.example\r\nMAIL FROM:<x@remote.example>\r\n"
+                "RCPT TO:<bob@example.test>\r\nDATA\r\n")
+    for ch in dialogue:
+        r.send(ch)
+    assert [r.reply()[:3] for _ in range(4)] == ["250", "250", "250", "354"]
+    for ch in "Subject: trickle\r\n\r\n..dot\r\n.\r\nQUIT\r\n":
+        r.send(ch)
+    assert r.reply().startswith("250 2.0.0")
+    assert r.reply().startswith("221")
+    [msg] = server.messages("bob")
+    assert msg.endswith(b"Subject: trickle\n\n.dot\n")
