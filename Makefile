@@ -8,7 +8,8 @@ WARN = -Wall -Wextra -Wformat=2 -Wshadow -Werror
 BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -Iinclude -Isrc/smtp \
 	-DPOSTERN_VERSION=\"$(VERSION)\" $(WARN) -MMD -MP
 CFLAGS ?= -O2 -g
-LIBS = -levent -levent_openssl -lssl -lcrypto -lsqlite3 -lcrypt -lpthread
+LIBS = -levent -levent_openssl -lssl -lcrypto -lsqlite3 -lcrypt -lcares \
+	-lpthread
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 
@@ -16,8 +17,10 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
 	src/dir/dir.c src/dir/dir_sqlite.c src/maildir/maildir.c \
-	src/policy/policy.c
-D_SRC = src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c
+	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \
+	src/queue/dsn.c
+D_SRC = src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
+	src/queue/queue.c src/queue/outbound.c src/queue/dns.c
 CTL_SRC = src/cmd/posternctl.c
 UNIT_SRC = $(wildcard tests/unit/*.c)
 

@@ -22,6 +22,28 @@ struct listen_list {
 	size_t n;
 };
 
+struct route {
+	char domain[256]; /* "example.org" or "*.example.org" */
+	char hop[300];	  /* "[host]:port", "host:port" or "host" */
+};
+
+struct route_list {
+	struct route *v;
+	size_t n;
+};
+
+struct cidr {
+	int family;
+	unsigned char addr[16];
+	unsigned prefix;
+	char text[64];
+};
+
+struct cidr_list {
+	struct cidr *v;
+	size_t n;
+};
+
 struct config {
 	int refs;
 	char *path;
@@ -35,6 +57,14 @@ struct config {
 	unsigned smtp_timeout_ms, greet_pause_ms, shutdown_timeout_ms;
 	int log_level;
 	char *db_path; /* derived: data_dir/postern.db */
+	/* outbound */
+	char *relayhost, *dns_servers, *smtp_tls;
+	struct route_list routes;
+	size_t smtp_port, smtp_max_connections, smtp_max_connections_per_domain;
+	unsigned smtp_connect_timeout_ms;
+	unsigned queue_retry_min_ms, queue_retry_max_ms, queue_lifetime_ms;
+	unsigned queue_delay_warning_ms;
+	struct cidr_list relay_addresses;
 };
 
 /*
@@ -53,6 +83,12 @@ struct config *config_ref(struct config *);
 void config_unref(struct config **cfg);
 /* Parses "host:port", "[v6]:port", "*:port". Returns 0 or -1. */
 int config_parse_listen(const char *s, struct listen_addr *out);
+
+/* True if ip (text) is inside one of the list's networks.  IPv4-mapped
+ * IPv6 addresses match IPv4 entries. */
+bool config_cidr_match(const struct cidr_list *, const char *ip);
+/* Parses "addr" or "addr/prefix". Returns 0 or -1. */
+int config_parse_cidr(const char *s, struct cidr *out);
 
 /* For docs and `posternctl check -d`: key i's name and default, or NULL. */
 const char *config_key_name(size_t i, const char **default_out);

@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "queue_file.h"
 #include "strlist.h"
 #include "worker.h"
 
@@ -28,6 +29,11 @@ struct maildir_delivery {
 	struct iovec iov[MAILDIR_IOV_MAX];
 	int iovcnt;
 	size_t wsize;	/* size with CRLF line ends (",W=") */
+	/* Remote recipients: a queue entry written in the same commit, or
+	 * NULL.  The queue copy leaves out the first rp_len bytes of iov[0]
+	 * (the Return-Path line, which only final delivery adds). */
+	const struct qenv *qenv;
+	size_t rp_len;
 	worker_done_fn done;
 	void *done_arg;
 	/* Result, valid in done: 0 delivered, -1 failed (error says why). */

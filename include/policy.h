@@ -35,8 +35,12 @@ struct envelope {
 	const struct addr *rcpt;
 };
 
+struct cidr_list;
+
 struct policy_config {
-	int reserved; /* relay modes arrive with the relay-policy issue */
+	/* Clients that may relay (IPs and CIDR networks).  The relay modes
+	 * of the relay-policy issue build on this. */
+	const struct cidr_list *relay_addresses;
 };
 
 /*

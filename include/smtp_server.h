@@ -12,6 +12,7 @@ struct event_base;
 struct config;
 struct workers;
 struct committer;
+struct queue;
 struct smtp_server;
 
 /*
@@ -22,7 +23,7 @@ struct smtp_server *smtp_server_new(struct event_base *, struct config *cfg,
     char *err, size_t errlen);
 /* Starts accepting; workers and committer must outlive the server. */
 void smtp_server_start(struct smtp_server *, struct workers *,
-    struct committer *);
+    struct committer *, struct queue *);
 /* Stops accepting, lets transactions finish (shutdown_timeout), then
  * closes the rest; calls event_base_loopexit when no session is left. */
 void smtp_server_shutdown(struct smtp_server *);

@@ -6,9 +6,14 @@
  * Passwords come from a prompt or stdin, never from the command line.
  */
 #include <sys/stat.h>
+#include <sys/socket.h>
 #include <sys/types.h>
+#include <sys/un.h>
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <time.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -22,6 +27,7 @@
 #include "config.h"
 #include "dir.h"
 #include "passwd.h"
+#include "queue_file.h"
 
 #define ERRLEN 512
 
@@ -397,6 +403,236 @@ c_list_list(struct ctl *c, char **a)
 			     ERRLEN));
 }
 
+static int usage(void);
+
+/* ---- queue ------------------------------------------------------------ */
+
+/* Reads one queue entry's .env; 0, or -1 after printing why. */
+static int
+read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size)
+{
+	char path[4096], *text;
+	struct stat st;
+	const char *why;
+	ssize_t n;
+	int fd;
+
+	if (strlen(id) >= QID_MAX || strspn(id, "0123456789ABCDEF") !=
+	    strlen(id))
+		return die("bad queue id: %s", id), -1;
+	queue_path(path, sizeof(path), data_dir, "entries", id, ".env");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		if (fd != -1)
+			close(fd);
+		return die("no such queue entry: %s", id), -1;
+	}
+	text = malloc((size_t)st.st_size + 1);
+	n = text ? read(fd, text, (size_t)st.st_size) : -1;
+	close(fd);
+	if (n != st.st_size || queue_env_parse(text, (size_t)n, e, &why) == -1) {
+		free(text);
+		return die("%s: %s", path, n == st.st_size ? why : "short read"),
+		       -1;
+	}
+	free(text);
+	queue_path(path, sizeof(path), data_dir, "entries", id, ".msg");
+	*size = stat(path, &st) == 0 ? st.st_size : 0;
+	return 0;
+}
+
+/* JSON string body: escapes quotes, backslashes and control bytes. */
+static void
+json_str(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			printf("\\%c", *s);
+		else if ((unsigned char)*s < 0x20)
+			printf("\\u%04x", *s);
+		else
+			putchar(*s);
+	}
+	putchar('"');
+}
+
+static time_t
+next_attempt(const struct qenv *e)
+{
+	time_t next = 0;
+
+	for (size_t i = 0; i < e->nrcpt; i++)
+		if (e->rcpts[i].state == QRCPT_PENDING &&
+		    (next == 0 || e->rcpts[i].next < next))
+			next = e->rcpts[i].next;
+	return next;
+}
+
+static void
+print_entry(const struct qenv *e, off_t size, bool json, bool first)
+{
+	time_t now = time(NULL);
+
+	if (!json) {
+		printf("%s\t%lld\t%lld\t<%s>\t%lld\t%s\n", e->id,
+		    (long long)size, (long long)(now - e->arrival), e->from,
+		    (long long)next_attempt(e), e->is_held ? "held" : "active");
+		for (size_t i = 0; i < e->nrcpt; i++)
+			printf("\t<%s>\t%s\t%u\t%s\n", e->rcpts[i].addr,
+			    queue_state_name(e->rcpts[i].state),
+			    e->rcpts[i].attempts, e->rcpts[i].error);
+		return;
+	}
+	printf("%s{\"id\":\"%s\",\"size\":%lld,\"age\":%lld,\"sender\":",
+	    first ? "" : ",", e->id, (long long)size,
+	    (long long)(now - e->arrival));
+	json_str(e->from);
+	printf(",\"held\":%s,\"next_attempt\":%lld,\"recipients\":[",
+	    e->is_held ? "true" : "false", (long long)next_attempt(e));
+	for (size_t i = 0; i < e->nrcpt; i++) {
+		printf("%s{\"address\":", i ? "," : "");
+		json_str(e->rcpts[i].addr);
+		printf(",\"state\":\"%s\",\"attempts\":%u,\"last_error\":",
+		    queue_state_name(e->rcpts[i].state), e->rcpts[i].attempts);
+		json_str(e->rcpts[i].error);
+		printf("}");
+	}
+	printf("]}");
+}
+
+static int
+c_queue_list(struct ctl *c, char **a)
+{
+	char path[4096];
+	bool json = a[0] != NULL;
+	struct dirent *de;
+	bool first = true;
+	DIR *d;
+
+	if (json && strcmp(a[0], "--json") != 0)
+		return usage();
+	snprintf(path, sizeof(path), "%s/queue/entries", c->cfg->data_dir);
+	if (json)
+		printf("[");
+	if ((d = opendir(path)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			size_t l = strlen(de->d_name);
+			char id[QID_MAX + 8];
+			struct qenv e;
+			off_t size;
+
+			if (l < 5 || l - 4 >= sizeof(id) ||
+			    strcmp(de->d_name + l - 4, ".env") != 0)
+				continue;
+			snprintf(id, sizeof(id), "%.*s", (int)(l - 4),
+			    de->d_name);
+			if (read_env(c->cfg->data_dir, id, &e, &size) == -1)
+				continue;
+			print_entry(&e, size, json, first);
+			first = false;
+			queue_env_clear(&e);
+		}
+		closedir(d);
+	}
+	if (json)
+		printf("]\n");
+	return 0;
+}
+
+static int
+c_queue_show(struct ctl *c, char **a)
+{
+	char path[4096], buf[65536];
+	struct qenv e;
+	off_t size;
+	ssize_t n;
+	int fd;
+	char *end;
+
+	if (read_env(c->cfg->data_dir, a[0], &e, &size) == -1)
+		return 1;
+	print_entry(&e, size, false, true);
+	queue_env_clear(&e);
+	queue_path(path, sizeof(path), c->cfg->data_dir, "entries", a[0],
+	    ".msg");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return die("%s: %s", path, strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n < 0)
+		return die("%s: %s", path, strerror(errno));
+	buf[n] = '\0';
+	end = strstr(buf, "\n\n");
+	printf("\n%.*s", end ? (int)(end - buf + 1) : (int)n, buf);
+	return 0;
+}
+
+/* Sends "queue VERB [ARG]" to posternd's control socket. */
+static int
+queue_send(struct ctl *c, const char *verb, const char *arg)
+{
+	struct sockaddr_un sun;
+	char line[256], reply[512];
+	ssize_t n;
+	size_t got = 0;
+	int fd;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/control.sock",
+	    c->cfg->data_dir);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		if (fd != -1)
+			close(fd);
+		return die("posternd is not running (%s: %s)", sun.sun_path,
+		    strerror(errno));
+	}
+	snprintf(line, sizeof(line), "queue %s%s%s\n", verb, arg ? " " : "",
+	    arg ? arg : "");
+	if (write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
+		close(fd);
+		return die("control socket: %s", strerror(errno));
+	}
+	while (got < sizeof(reply) - 1 &&
+	    (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	reply[got] = '\0';
+	reply[strcspn(reply, "\n")] = '\0';
+	if (strcmp(reply, "ok") != 0)
+		return die("%s", strncmp(reply, "error: ", 7) == 0 ? reply + 7
+								    : reply);
+	return 0;
+}
+
+static int
+c_queue_flush(struct ctl *c, char **a)
+{
+	return queue_send(c, "flush", a[0]);
+}
+
+static int
+c_queue_delete(struct ctl *c, char **a)
+{
+	return queue_send(c, "delete", a[0]);
+}
+
+static int
+c_queue_hold(struct ctl *c, char **a)
+{
+	return queue_send(c, "hold", a[0]);
+}
+
+static int
+c_queue_release(struct ctl *c, char **a)
+{
+	return queue_send(c, "release", a[0]);
+}
+
 static const struct subcmd {
 	const char *w1, *w2, *w3;
 	int min, max; /* argument count after the words */
@@ -425,6 +661,12 @@ static const struct subcmd {
 	    "LIST MEMBER..." },
 	{ "list", "show", NULL, 1, 1, c_list_show, "LIST" },
 	{ "list", "list", NULL, 0, 1, c_list_list, "[DOMAIN]" },
+	{ "queue", "list", NULL, 0, 1, c_queue_list, "[--json]" },
+	{ "queue", "show", NULL, 1, 1, c_queue_show, "ID" },
+	{ "queue", "flush", NULL, 0, 1, c_queue_flush, "[ID]" },
+	{ "queue", "delete", NULL, 1, 1, c_queue_delete, "ID|all" },
+	{ "queue", "hold", NULL, 1, 1, c_queue_hold, "ID" },
+	{ "queue", "release", NULL, 1, 1, c_queue_release, "ID" },
 };
 
 static int
@@ -503,7 +745,7 @@ main(int argc, char **argv)
 			rc = usage();
 			break;
 		}
-		if (open_dir(&c) != 0) {
+		if (strcmp(s->w1, "queue") != 0 && open_dir(&c) != 0) {
 			rc = 1;
 			break;
 		}

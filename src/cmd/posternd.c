@@ -18,12 +18,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 
 #include "config.h"
 #include "dir.h"
+#include "dns.h"
+#include "queue.h"
 #include "log.h"
 #include "maildir.h"
 #include "smtp_server.h"
@@ -68,6 +77,20 @@ prepare_data_dir(const struct config *cfg, const struct passwd *pw)
 	snprintf(path, sizeof(path), "%s/mail", cfg->data_dir);
 	if (mkdir(path, 0750) == -1 && errno != EEXIST)
 		fatal("mkdir %s", path);
+	{
+		static const char *const subs[] = { "queue", "queue/tmp",
+			"queue/entries", "queue/corrupt" };
+		char q[4096];
+
+		for (size_t i = 0; i < 4; i++) {
+			snprintf(q, sizeof(q), "%s/%s", cfg->data_dir, subs[i]);
+			if (mkdir(q, 0700) == -1 && errno != EEXIST)
+				fatal("mkdir %s", q);
+			if (pw != NULL &&
+			    chown(q, pw->pw_uid, pw->pw_gid) == -1)
+				fatal("chown %s", q);
+		}
+	}
 	d = dir_sqlite_open(cfg->db_path, false, err, sizeof(err));
 	if (d == NULL)
 		fatalx("directory: %s", err);
@@ -125,6 +148,91 @@ write_pid(const char *path)
 		fatal("pid file %s", path);
 }
 
+/* ---- control socket: one command line in, "ok" or "error: ..." out -- */
+
+static void
+ctl_on_write(struct bufferevent *bev, void *arg)
+{
+	(void)arg;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		bufferevent_free(bev);
+}
+
+static void
+ctl_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	bufferevent_free(bev);
+}
+
+static void
+ctl_on_read(struct bufferevent *bev, void *arg)
+{
+	struct queue *q = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char *line = evbuffer_readln(in, NULL, EVBUFFER_EOL_LF);
+	char err[256];
+
+	if (line == NULL) {
+		if (evbuffer_get_length(in) > 1024)
+			bufferevent_free(bev);
+		return;
+	}
+	log_info("event=control command=\"%.100s\"", line);
+	if (strncmp(line, "queue ", 6) == 0 &&
+	    queue_command(q, line + 6, err, sizeof(err)) == 0)
+		evbuffer_add_printf(bufferevent_get_output(bev), "ok\n");
+	else
+		evbuffer_add_printf(bufferevent_get_output(bev), "error: %s\n",
+		    strncmp(line, "queue ", 6) == 0 ? err : "unknown command");
+	free(line);
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, NULL);
+}
+
+static void
+ctl_on_accept(struct evconnlistener *l, evutil_socket_t fd,
+    struct sockaddr *sa, int len, void *arg)
+{
+	struct bufferevent *bev = bufferevent_socket_new(
+	    evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
+
+	(void)sa;
+	(void)len;
+	if (bev == NULL) {
+		close(fd);
+		return;
+	}
+	bufferevent_setcb(bev, ctl_on_read, NULL, ctl_on_event, arg);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+}
+
+/* data_dir/control.sock, mode 0600, owned by the run user. */
+static struct evconnlistener *
+control_listen(struct event_base *base, const struct config *cfg,
+    struct queue *q)
+{
+	struct sockaddr_un sun;
+	struct evconnlistener *l;
+	mode_t old;
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/control.sock",
+		cfg->data_dir) >= (int)sizeof(sun.sun_path))
+		fatalx("data_dir too long for control.sock");
+	unlink(sun.sun_path);
+	old = umask(0077);
+	l = evconnlistener_new_bind(base, ctl_on_accept, q,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16,
+	    (struct sockaddr *)&sun, sizeof(sun));
+	umask(old);
+	if (l == NULL)
+		fatal("control socket %s", sun.sun_path);
+	return l;
+}
+
 static void
 on_term(evutil_socket_t sig, short what, void *arg)
 {
@@ -152,6 +260,8 @@ main(int argc, char **argv)
 	struct smtp_server *srv;
 	struct workers *workers;
 	struct committer *committer;
+	struct queue *queue;
+	struct evconnlistener *ctl;
 	struct event *sigs[3];
 	const char *conf = NULL;
 	bool foreground = false;
@@ -203,10 +313,15 @@ main(int argc, char **argv)
 	if (pw != NULL)
 		drop_privileges(pw);
 	write_pid(cfg->pid_file);
+	if (dns_init() == -1)
+		fatalx("c-ares initialisation failed");
 	workers = workers_new(base, cfg->workers, worker_dir_open,
 	    worker_dir_close, cfg);
 	committer = committer_new(cfg->data_dir, workers);
-	smtp_server_start(srv, workers, committer);
+	queue = queue_new(base, cfg, workers, committer);
+	queue_load(queue);
+	ctl = control_listen(base, cfg, queue);
+	smtp_server_start(srv, workers, committer, queue);
 	sigs[0] = evsignal_new(base, SIGTERM, on_term, srv);
 	sigs[1] = evsignal_new(base, SIGINT, on_term, srv);
 	sigs[2] = evsignal_new(base, SIGHUP, on_hup, srv);
@@ -230,13 +345,35 @@ main(int argc, char **argv)
 		close(ready_fd);
 	}
 	event_base_dispatch(base);
+	evconnlistener_free(ctl);
+	{
+		/* Let delivery attempts in flight finish and be recorded,
+		 * within shutdown_timeout; after that the state on disk is
+		 * still consistent and they are retried at the next start. */
+		time_t deadline = time(NULL) + cfg->shutdown_timeout_ms / 1000;
+
+		while (!queue_idle(queue) && time(NULL) <= deadline)
+			event_base_loop(base, EVLOOP_ONCE);
+		if (!queue_idle(queue)) {
+			log_warn("event=stop result=abandoned-attempts");
+			unlink(cfg->pid_file);
+			_exit(0);
+		}
+	}
 	log_info("event=stop");
 	for (int i = 0; i < 3; i++)
 		event_free(sigs[i]);
+	queue_free(&queue);
 	committer_free(&committer);
 	workers_free(&workers);
 	smtp_server_free(&srv);
 	unlink(cfg->pid_file);
+	{
+		char sock[4096];
+
+		snprintf(sock, sizeof(sock), "%s/control.sock", cfg->data_dir);
+		unlink(sock);
+	}
 	event_base_free(base);
 	config_unref(&cfg);
 	return 0;

@@ -21,11 +21,24 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "config.h"
 #include "log.h"
 #include "xmalloc.h"
 
-enum cfg_type { T_STR, T_SIZE, T_COUNT, T_MS, T_LISTEN, T_LEVEL };
+enum cfg_type {
+	T_STR,
+	T_SIZE,
+	T_COUNT,
+	T_MS,
+	T_LISTEN,
+	T_LEVEL,
+	T_ROUTES,
+	T_CIDRS,
+	T_DNS,
+	T_TLSMODE,
+	T_HOP,
+};
 
 struct cfg_key {
 	const char *name;
@@ -42,6 +55,7 @@ static const struct cfg_key cfg_keys[] = {
 	{ "command_line_limit", T_SIZE, O(command_line_limit), "1024", 512,
 	    65536 },
 	{ "data_dir", T_STR, O(data_dir), "/var/lib/postern", 0, 0 },
+	{ "dns_servers", T_DNS, O(dns_servers), "", 0, 0 },
 	{ "expansion_limit", T_COUNT, O(expansion_limit), "1000", 1,
 	    100000 },
 	{ "greet_pause", T_MS, O(greet_pause_ms), "0", 0, 60000 },
@@ -57,12 +71,31 @@ static const struct cfg_key cfg_keys[] = {
 	    1024, (size_t)1 << 31 },
 	{ "pid_file", T_STR, O(pid_file), "", 0, 0 },
 	{ "primary_domain", T_STR, O(primary_domain), "", 0, 0 },
+	{ "queue_delay_warning", T_MS, O(queue_delay_warning_ms), "4h", 0,
+	    30u * 86400000u },
+	{ "queue_lifetime", T_MS, O(queue_lifetime_ms), "5d", 1000,
+	    30u * 86400000u },
+	{ "queue_retry_max", T_MS, O(queue_retry_max_ms), "1h", 1000,
+	    86400000 },
+	{ "queue_retry_min", T_MS, O(queue_retry_min_ms), "5m", 100,
+	    86400000 },
 	{ "recipient_limit", T_COUNT, O(recipient_limit), "1000", 1, 100000 },
+	{ "relay_addresses", T_CIDRS, O(relay_addresses), "", 0, 0 },
+	{ "relayhost", T_HOP, O(relayhost), "", 0, 0 },
+	{ "routes", T_ROUTES, O(routes), "", 0, 0 },
 	{ "shutdown_timeout", T_MS, O(shutdown_timeout_ms), "30s", 0,
 	    3600000 },
+	{ "smtp_connect_timeout", T_MS, O(smtp_connect_timeout_ms), "30s", 100,
+	    600000 },
 	{ "smtp_listen", T_LISTEN, O(smtp_listen), "0.0.0.0:25 [::]:25", 0,
 	    0 },
+	{ "smtp_max_connections", T_COUNT, O(smtp_max_connections), "20", 1,
+	    1000 },
+	{ "smtp_max_connections_per_domain", T_COUNT,
+	    O(smtp_max_connections_per_domain), "10", 1, 1000 },
+	{ "smtp_port", T_COUNT, O(smtp_port), "25", 1, 65535 },
 	{ "smtp_timeout", T_MS, O(smtp_timeout_ms), "300s", 1000, 3600000 },
+	{ "smtp_tls", T_TLSMODE, O(smtp_tls), "may", 0, 0 },
 	{ "submission_listen", T_LISTEN, O(submission_listen),
 	    "0.0.0.0:587 [::]:587", 0, 0 },
 	{ "submissions_listen", T_LISTEN, O(submissions_listen), "", 0, 0 },
@@ -205,6 +238,189 @@ parse_listen_list(char *v, struct listen_list *out, const char **why)
 	return 0;
 }
 
+int
+config_parse_cidr(const char *s, struct cidr *out)
+{
+	char ip[64];
+	const char *slash = strchr(s, '/');
+	size_t iplen = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned max;
+
+	memset(out, 0, sizeof(*out));
+	if (iplen == 0 || iplen >= sizeof(ip) || strlen(s) >= sizeof(out->text))
+		return -1;
+	memcpy(ip, s, iplen);
+	ip[iplen] = '\0';
+	if (inet_pton(AF_INET, ip, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, ip, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else {
+		return -1;
+	}
+	out->prefix = max;
+	if (slash != NULL) {
+		char *end;
+		unsigned long p;
+
+		errno = 0;
+		p = strtoul(slash + 1, &end, 10);
+		if (errno != 0 || *end != '\0' || end == slash + 1 || p > max)
+			return -1;
+		out->prefix = (unsigned)p;
+	}
+	snprintf(out->text, sizeof(out->text), "%s", s);
+	return 0;
+}
+
+static bool
+prefix_match(const unsigned char *a, const unsigned char *b, unsigned bits)
+{
+	unsigned full = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, b, full) != 0)
+		return false;
+	return rest == 0 ||
+	    ((a[full] ^ b[full]) & (unsigned char)(0xff << (8 - rest))) == 0;
+}
+
+bool
+config_cidr_match(const struct cidr_list *l, const char *ip)
+{
+	unsigned char a4[4], a6[16];
+	bool is4 = inet_pton(AF_INET, ip, a4) == 1;
+	bool is6 = !is4 && inet_pton(AF_INET6, ip, a6) == 1;
+
+	/* ::ffff:a.b.c.d is the IPv4 client a.b.c.d. */
+	if (is6 && IN6_IS_ADDR_V4MAPPED((struct in6_addr *)a6)) {
+		memcpy(a4, a6 + 12, 4);
+		is4 = true;
+		is6 = false;
+	}
+	for (size_t i = 0; i < l->n; i++) {
+		const struct cidr *c = &l->v[i];
+
+		if (is4 && c->family == AF_INET &&
+		    prefix_match(c->addr, a4, c->prefix))
+			return true;
+		if (is6 && c->family == AF_INET6 &&
+		    prefix_match(c->addr, a6, c->prefix))
+			return true;
+	}
+	return false;
+}
+
+/* "[host]:port", "host:port" or "host". */
+static bool
+hop_valid(const char *v)
+{
+	const char *host = v, *port = NULL;
+	size_t hl;
+
+	if (v[0] == '[') {
+		const char *rb = strchr(v, ']');
+
+		if (rb == NULL || (rb[1] != '\0' && rb[1] != ':'))
+			return false;
+		host = v + 1;
+		hl = (size_t)(rb - host);
+		port = rb[1] == ':' ? rb + 2 : NULL;
+	} else {
+		const char *colon = strchr(v, ':');
+
+		hl = colon ? (size_t)(colon - v) : strlen(v);
+		port = colon ? colon + 1 : NULL;
+	}
+	if (hl == 0 || hl > 255)
+		return false;
+	for (size_t i = 0; i < hl; i++)
+		if (!isalnum((unsigned char)host[i]) && host[i] != '.' &&
+		    host[i] != '-' && host[i] != ':')
+			return false;
+	if (port != NULL) {
+		char *end;
+		unsigned long p = strtoul(port, &end, 10);
+
+		if (*end != '\0' || end == port || p == 0 || p > 65535)
+			return false;
+	}
+	return strlen(v) < 300;
+}
+
+static int
+parse_list_type(struct config *c, const struct cfg_key *k, char *v,
+    const char **why)
+{
+	void *field = (char *)c + k->off;
+	char *save = NULL, csv[1024] = "";
+
+	for (char *t = strtok_r(v, " ,\t", &save); t != NULL;
+	     t = strtok_r(NULL, " ,\t", &save)) {
+		if (k->type == T_CIDRS) {
+			struct cidr_list *l = field;
+
+			l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+			if (config_parse_cidr(t, &l->v[l->n]) == -1) {
+				*why = "bad address or network (want IP or "
+				       "IP/PREFIX)";
+				return -1;
+			}
+			l->n++;
+		} else if (k->type == T_ROUTES) {
+			struct route_list *l = field;
+			char *eq = strchr(t, '=');
+			char d[256];
+
+			if (eq == NULL || !hop_valid(eq + 1) ||
+			    (size_t)(eq - t) >= sizeof(d)) {
+				*why = "bad route (want DOMAIN=[HOST]:PORT, "
+				       "*.DOMAIN=HOST:PORT or DOMAIN=HOST)";
+				return -1;
+			}
+			*eq = '\0';
+			if (addr_domain_normalize(t[0] == '*' && t[1] == '.'
+				    ? t + 2
+				    : t,
+				d, sizeof(d)) == -1) {
+				*why = "bad route domain";
+				return -1;
+			}
+			l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
+			snprintf(l->v[l->n].domain, sizeof(l->v[l->n].domain),
+			    "%s%.250s", t[0] == '*' ? "*." : "", d);
+			snprintf(l->v[l->n].hop, sizeof(l->v[l->n].hop), "%s",
+			    eq + 1);
+			l->n++;
+		} else { /* T_DNS: IP or IP:PORT or [IPv6]:PORT */
+			struct listen_addr la;
+			struct cidr one;
+			char with_port[80];
+
+			snprintf(with_port, sizeof(with_port), "%s:53", t);
+			if (config_parse_cidr(t, &one) == -1 &&
+			    config_parse_listen(t, &la) == -1 &&
+			    config_parse_listen(with_port, &la) == -1) {
+				*why = "bad DNS server (want IP or IP:PORT)";
+				return -1;
+			}
+			if (strlen(csv) + strlen(t) + 2 >= sizeof(csv)) {
+				*why = "too many DNS servers";
+				return -1;
+			}
+			if (csv[0] != '\0')
+				strncat(csv, ",", sizeof(csv) - strlen(csv) - 1);
+			strncat(csv, t, sizeof(csv) - strlen(csv) - 1);
+		}
+	}
+	if (k->type == T_DNS) {
+		free(*(char **)field);
+		*(char **)field = xstrdup(csv);
+	}
+	return 0;
+}
+
 static int
 config_set(struct config *c, const struct cfg_key *k, char *v,
     const char **why)
@@ -229,6 +445,27 @@ config_set(struct config *c, const struct cfg_key *k, char *v,
 		return 0;
 	case T_LISTEN:
 		return parse_listen_list(v, field, why);
+	case T_ROUTES:
+	case T_CIDRS:
+	case T_DNS:
+		return parse_list_type(c, k, v, why);
+	case T_TLSMODE:
+		if (strcmp(v, "may") != 0 && strcmp(v, "encrypt") != 0 &&
+		    strcmp(v, "none") != 0) {
+			*why = "want may, encrypt or none";
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(v);
+		return 0;
+	case T_HOP:
+		if (v[0] != '\0' && !hop_valid(v)) {
+			*why = "want [HOST]:PORT, HOST:PORT or HOST";
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(v);
+		return 0;
 	case T_LEVEL: {
 		enum log_level lv;
 
@@ -285,6 +522,11 @@ config_free(struct config *c)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->db_path);
+	free(c->relayhost);
+	free(c->dns_servers);
+	free(c->smtp_tls);
+	free(c->routes.v);
+	free(c->relay_addresses.v);
 	free(c->smtp_listen.v);
 	free(c->submission_listen.v);
 	free(c->submissions_listen.v);

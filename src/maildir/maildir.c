@@ -215,12 +215,71 @@ write_copies(struct committer *c, struct maildir_delivery *d)
 	}
 }
 
+/* Writes the queue entry's .msg and .env into queue/tmp. */
+static void
+write_queue_entry(struct committer *c, struct maildir_delivery *d)
+{
+	struct iovec v[MAILDIR_IOV_MAX];
+	char tmp[PATH_MAX], dst[PATH_MAX];
+	struct buf env;
+	int fd;
+
+	memcpy(v, d->iov, sizeof(v));
+	/* UNSAFE: rp_len <= iov[0].iov_len, set by the caller. */
+	v[0].iov_base = (char *)v[0].iov_base + d->rp_len;
+	v[0].iov_len -= d->rp_len;
+	for (int k = 0; k < 2; k++) {
+		const char *ext = k == 0 ? ".msg" : ".env";
+
+		if (queue_path(tmp, sizeof(tmp), c->data_dir, "tmp",
+			d->qenv->id, ext) == -1 ||
+		    queue_path(dst, sizeof(dst), c->data_dir, "entries",
+			d->qenv->id, ext) == -1) {
+			errno = ENAMETOOLONG;
+			fail_delivery(d, "queue path", d->qenv->id);
+			return;
+		}
+		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd == -1) {
+			fail_delivery(d, "create", tmp);
+			return;
+		}
+		strlist_add(&d->tmp_paths, tmp);
+		if (k == 0) {
+			if (write_all(fd, v, d->iovcnt) == -1) {
+				close(fd);
+				fail_delivery(d, "write", tmp);
+				return;
+			}
+		} else {
+			buf_init(&env, 64u << 20);
+			if (queue_env_format(d->qenv, &env) == -1 ||
+			    write(fd, env.data, env.len) != (ssize_t)env.len) {
+				buf_release(&env);
+				close(fd);
+				fail_delivery(d, "write", tmp);
+				return;
+			}
+			buf_release(&env);
+		}
+		if (close(fd) == -1) {
+			fail_delivery(d, "close", tmp);
+			return;
+		}
+		/* .msg is renamed before .env: an .env always has its .msg */
+		strlist_add(&d->new_paths, dst);
+	}
+}
+
 void
 maildir_deliver(struct committer *c, struct maildir_delivery *d)
 {
 	d->result = 0;
 	d->error[0] = '\0';
-	write_copies(c, d);
+	if (d->mailboxes != NULL && d->mailboxes->n > 0)
+		write_copies(c, d);
+	if (d->result == 0 && d->qenv != NULL)
+		write_queue_entry(c, d);
 	if (d->result == -1) {
 		strlist_clear(&d->tmp_paths);
 		strlist_clear(&d->new_paths);

@@ -4,6 +4,7 @@
  * the relay modes, accept list and AUTH add rules here, each with a name
  * that the log and `posternctl relay-check` report.
  */
+#include "config.h"
 #include "policy.h"
 
 struct verdict
@@ -12,14 +13,20 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 {
 	struct verdict v;
 
-	(void)pc;
-	(void)cf;
 	(void)env;
 	if (rcpt_is_local) {
 		v.kind = VERDICT_ACCEPT;
 		v.code = "250 2.1.5";
 		v.reason = "local recipient";
 		v.rule = "local-recipient";
+		return v;
+	}
+	if (pc != NULL && pc->relay_addresses != NULL &&
+	    config_cidr_match(pc->relay_addresses, cf->ip)) {
+		v.kind = VERDICT_ACCEPT;
+		v.code = "250 2.1.5";
+		v.reason = "client address is in relay_addresses";
+		v.rule = "relay-addresses";
 		return v;
 	}
 	v.kind = VERDICT_REJECT;

@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "config.h"
 #include "maildir.h"
+#include "queue_file.h"
 #include "smtp_data.h"
 #include "strlist.h"
 
@@ -48,6 +49,7 @@ struct smtp_server {
 	struct config *cfg;
 	struct workers *workers;
 	struct committer *committer;
+	struct queue *queue;
 	SSL_CTX *tls;
 	struct smtp_listener *listeners;
 	size_t nlisteners;
@@ -85,9 +87,11 @@ struct session {
 	/* The transaction (MAIL .. end of DATA). */
 	bool has_mail;
 	struct addr mail_from;
-	char queue_id[16];
+	char queue_id[QID_MAX];
 	size_t nrcpt;
 	struct strlist mailboxes; /* final local mailboxes, unique */
+	struct strlist remote;	  /* recipients for the queue, unique */
+	struct qenv qenv;	  /* the queue entry while it is written */
 	struct strlist rcpt_log;  /* accepted RCPT addresses as given */
 	struct buf msg;
 	struct smtp_data data;

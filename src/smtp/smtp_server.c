@@ -241,10 +241,11 @@ fail:
 
 void
 smtp_server_start(struct smtp_server *srv, struct workers *w,
-    struct committer *c)
+    struct committer *c, struct queue *q)
 {
 	srv->workers = w;
 	srv->committer = c;
+	srv->queue = q;
 	for (size_t i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_set_cb(srv->listeners[i].lev, on_accept,
 		    &srv->listeners[i]);

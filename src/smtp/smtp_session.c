@@ -30,6 +30,7 @@
 #include "dir.h"
 #include "log.h"
 #include "policy.h"
+#include "queue.h"
 #include "smtp_parse.h"
 #include "smtp_priv.h"
 #include "worker.h"
@@ -48,6 +49,7 @@ struct rcpt_job {
 	struct verdict verdict;
 	struct client_facts facts;
 	struct addr mail_from;
+	struct config *cfg; /* the session's; outlives the job */
 	char err[256];
 };
 
@@ -96,9 +98,11 @@ session_free(struct session *s)
 	if (s->bev)
 		bufferevent_free(s->bev);
 	strlist_clear(&s->mailboxes);
+	strlist_clear(&s->remote);
 	strlist_clear(&s->rcpt_log);
 	buf_release(&s->msg);
 	free(s->headers);
+	queue_env_clear(&s->qenv);
 	free(s->line);
 	config_unref(&s->cfg);
 	server_session_gone(srv, s);
@@ -168,10 +172,12 @@ txn_reset(struct session *s)
 	s->nrcpt = 0;
 	s->queue_id[0] = '\0';
 	strlist_clear(&s->mailboxes);
+	strlist_clear(&s->remote);
 	strlist_clear(&s->rcpt_log);
 	buf_release(&s->msg);
 	free(s->headers);
 	s->headers = NULL;
+	queue_env_clear(&s->qenv);
 }
 
 static void
@@ -286,8 +292,7 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 		return;
 	s->mail_from = c->addr;
 	s->has_mail = true;
-	snprintf(s->queue_id, sizeof(s->queue_id), "%08X%05X",
-	    (unsigned)time(NULL), ++s->srv->queue_seq & 0xfffff);
+	queue_new_id(s->queue_id);
 	addr_format(&s->mail_from, from, sizeof(from));
 	log_info("session=%s id=%s event=mail from=<%s>%s", s->id, s->queue_id,
 	    from, s->mail_from.had_route ? " route=dropped" : "");
@@ -313,9 +318,12 @@ rcpt_job_run(void *arg, void *ctx)
 		j->result = dir_expand(d, &j->rcpt, j->limit, &j->users,
 		    &j->remote, j->err, sizeof(j->err));
 	}
-	if (j->result == DIR_EXPAND_LOCAL || j->result == DIR_EXPAND_NONLOCAL)
-		j->verdict = policy_rcpt(NULL, &j->facts, &env,
+	if (j->result == DIR_EXPAND_LOCAL || j->result == DIR_EXPAND_NONLOCAL) {
+		struct policy_config pc = { &j->cfg->relay_addresses };
+
+		j->verdict = policy_rcpt(&pc, &j->facts, &env,
 		    j->result == DIR_EXPAND_LOCAL);
+	}
 }
 
 static void
@@ -369,22 +377,18 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 			reply(s, "%s %s", code, text);
 		return;
 	}
-	if (j->remote.n > 0) {
-		/* Outbound delivery arrives with the queue; until then a
-		 * forward to another domain is refused, not dropped. */
-		rcpt_log(s, j, "tempfail", "451", "alias has remote targets",
-		    "no-outbound");
-		reply(s, "451 4.4.0 Recipient forwards to another domain and "
-			 "outbound delivery is not enabled here");
-		return;
-	}
-	if (j->users.n == 0) {
+	if (j->result == DIR_EXPAND_NONLOCAL)
+		strlist_add_unique(&s->remote, j->rcpt_text);
+	else if (j->users.n == 0 && j->remote.n == 0) {
 		rcpt_log(s, j, "reject", "550", "no mailbox behind address",
 		    "directory");
 		reply_error(s, "550 5.1.1", "Recipient address rejected: "
 		    "no mailbox behind this address");
 		return;
 	}
+	/* Alias and list targets in other domains go to the queue. */
+	for (size_t i = 0; i < j->remote.n; i++)
+		strlist_add_unique(&s->remote, j->remote.v[i]);
 	for (size_t i = 0; i < j->users.n; i++)
 		strlist_add_unique(&s->mailboxes, j->users.v[i]);
 	strlist_add(&s->rcpt_log, j->rcpt_text);
@@ -459,6 +463,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	j->facts.ip = s->ip;
 	j->facts.listener = kind_names[s->kind];
 	j->facts.is_tls = s->is_tls;
+	j->cfg = s->cfg;
 	s->job = j;
 	s->is_busy = true;
 	workers_submit(s->srv->workers, rcpt_job_run, rcpt_job_done, j);
@@ -731,9 +736,12 @@ delivery_done(void *arg)
 		}
 		s->nmessages++;
 		log_info("session=%s id=%s event=delivered from=<%s> to=%s "
-			 "nrcpt=%zu mailboxes=%zu size=%zu result=ok",
+			 "nrcpt=%zu mailboxes=%zu queued=%zu size=%zu "
+			 "result=ok",
 		    s->id, s->queue_id, from, to, s->nrcpt, s->mailboxes.n,
-		    s->msg.len);
+		    s->remote.n, s->msg.len);
+		if (d->qenv != NULL)
+			queue_add(s->srv->queue, &s->qenv);
 		if (!s->is_dead)
 			reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
 	} else {
@@ -793,6 +801,19 @@ data_end(struct session *s)
 	d->wsize = d->iov[0].iov_len + 5 + s->msg.len + s->data.lines;
 	d->done = delivery_done;
 	d->done_arg = s;
+	if (s->remote.n > 0) {
+		struct qenv *q = &s->qenv;
+
+		memset(q, 0, sizeof(*q));
+		snprintf(q->id, sizeof(q->id), "%s", s->queue_id);
+		addr_format(&s->mail_from, q->from, sizeof(q->from));
+		q->arrival = time(NULL);
+		for (size_t i = 0; i < s->remote.n; i++)
+			queue_env_add_rcpt(q, s->remote.v[i], q->arrival);
+		d->qenv = q;
+		/* The queue copy starts after the Return-Path line. */
+		d->rp_len = (size_t)(strchr(s->headers, '\n') - s->headers) + 1;
+	}
 	s->is_busy = true;
 	workers_submit(s->srv->workers, deliver_job, NULL, s);
 }

@@ -42,16 +42,79 @@ def cert(tmp_path_factory):
     return crt, key
 
 
+def free_port(ip="127.0.0.1", kind=socket.SOCK_STREAM):
+    s = socket.socket(socket.AF_INET, kind)
+    s.bind((ip, 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+# Test DNS: every name the tests use, served by dnsmasq on loopback.  Each
+# posternd under test queries only this server (dns_servers), never the
+# machine's resolver.
+DNS_HOSTS = {
+    "mx1.remote.example": "127.0.0.2",
+    "mx1.backup.example": "127.0.0.3",   # nothing listens: refused
+    "mx2.backup.example": "127.0.0.4",
+    "mx1.tempmx.example": "127.0.0.5",   # answers 451 to MAIL
+    "mx2.tempmx.example": "127.0.0.6",
+    "implicit.example": "127.0.0.7",     # no MX: its A record is used
+    "mx1.refuse.example": "127.0.0.8",   # 550 to RCPT
+    "mx1.retry.example": "127.0.0.9",    # 451 once, then accepts
+    "mx1.down.example": "127.0.0.10",    # nothing listens
+    "mx1.tls.example": "127.0.0.14",     # offers STARTTLS
+}
+DNS_MX = [
+    ("remote.example", "mx1.remote.example", 10),
+    ("backup.example", "mx1.backup.example", 10),
+    ("backup.example", "mx2.backup.example", 20),
+    ("tempmx.example", "mx1.tempmx.example", 10),
+    ("tempmx.example", "mx2.tempmx.example", 20),
+    ("refuse.example", "mx1.refuse.example", 10),
+    ("retry.example", "mx1.retry.example", 10),
+    ("down.example", "mx1.down.example", 10),
+    ("tls.example", "mx1.tls.example", 10),
+]
+
+
+@pytest.fixture(scope="session")
+def dns():
+    port = free_port(kind=socket.SOCK_DGRAM)
+    args = ["dnsmasq", "-k", "-p", str(port), "--listen-address=127.0.0.1",
+            "--bind-interfaces", "--no-resolv", "--no-hosts", "--local=/example/",
+            "--dns-rr=nullmx.example,15,000000", "--log-facility=-"]
+    if os.geteuid() == 0:
+        args.append("--user=root")
+    for name, host, pref in DNS_MX:
+        args.append(f"--mx-host={name},{host},{pref}")
+    for name, ip in DNS_HOSTS.items():
+        args.append(f"--host-record={name},{ip}")
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    time.sleep(0.3)
+    if proc.poll() is not None:
+        raise AssertionError("dnsmasq failed: " + proc.stderr.read().decode())
+    yield f"127.0.0.1:{port}"
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="session")
+def sink_port():
+    return free_port("127.0.0.2")
+
+
 class Server:
     """One posternd instance and helpers to inspect what it stored."""
 
-    def __init__(self, base, cert, extra):
+    def __init__(self, base, cert, extra, dns="", sink_port=25):
         self.base = base
         self.data = os.path.join(base, "data")
         self.conf = os.path.join(base, "postern.conf")
         self.logpath = os.path.join(base, "posternd.log")
         self.cert, self.key = cert
         self.extra = dict(extra)
+        self.dns, self.sink_port = dns, sink_port
         self.proc = None
         self.ports = {}
         self.log_offset = 0
@@ -69,6 +132,8 @@ class Server:
             "tls_key": self.key,
             "log_level": "debug",
             "shutdown_timeout": "10s",
+            "dns_servers": self.dns,
+            "smtp_port": str(self.sink_port),
         }
         conf.update(self.extra)
         with open(self.conf, "w") as f:
@@ -163,10 +228,11 @@ class Server:
             assert m not in log, "sanitizer report in posternd log:\n" + log
 
 
-def new_server(tmp_path_factory, cert, extra=None, populate=True, start=True):
+def new_server(tmp_path_factory, cert, extra=None, populate=True, start=True,
+               dns="", sink_port=25):
     base = tempfile.mkdtemp(prefix="postern-test-")
     os.chmod(base, 0o755)  # the daemon runs as an unprivileged user
-    s = Server(base, cert, extra or {})
+    s = Server(base, cert, extra or {}, dns, sink_port)
     if populate:
         s.populate()
     if start:
@@ -175,11 +241,11 @@ def new_server(tmp_path_factory, cert, extra=None, populate=True, start=True):
 
 
 @pytest.fixture
-def make_server(tmp_path_factory, cert):
+def make_server(tmp_path_factory, cert, dns, sink_port):
     made = []
 
     def factory(extra=None, populate=True, start=True):
-        s = new_server(tmp_path_factory, cert, extra, populate, start)
+        s = new_server(tmp_path_factory, cert, extra, populate, start, dns, sink_port)
         made.append(s)
         return s
 
@@ -255,3 +321,69 @@ class Raw:
 def tls_context(cert):
     ctx = ssl.create_default_context(cafile=cert[0])
     return ctx
+
+
+class Sink:
+    """A capture SMTP server (aiosmtpd) on one loopback address."""
+
+    def __init__(self, ip, port, mode="ok", hostname=None, tls=None, fail_first=0):
+        from aiosmtpd.controller import Controller
+        self.messages = []
+        self.mode, self.fail_first, self.attempts = mode, fail_first, 0
+        kw = {}
+        if tls is not None:
+            kw["tls_context"] = tls
+            kw["require_starttls"] = False
+        self.controller = Controller(self, hostname=ip, port=port,
+                                     server_hostname=hostname or f"sink-{ip}", **kw)
+        self.controller.start()
+
+    async def handle_MAIL(self, server, session, envelope, address, options):
+        if self.mode == "mail451":
+            return "451 4.3.0 MAIL temporarily refused"
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        if self.mode == "rcpt550":
+            return "550 5.1.1 <%s>: no such user here" % address
+        self.attempts += 1
+        if self.attempts <= self.fail_first:
+            return "451 4.2.0 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
+                              "data": envelope.original_content,
+                              "tls": session.ssl is not None})
+        return "250 2.0.0 OK captured"
+
+    def stop(self):
+        if self.controller._thread is not None:
+            self.controller.stop()
+
+
+@pytest.fixture
+def sinks(sink_port):
+    made = []
+
+    def factory(ip, **kw):
+        s = Sink(ip, sink_port, **kw)
+        made.append(s)
+        return s
+
+    yield factory
+    for s in made:
+        s.stop()
+
+
+def wait_for(cond, timeout=20, what="condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        v = cond()
+        if v:
+            return v
+        time.sleep(0.1)
+    raise AssertionError("timed out waiting for " + what)

@@ -41,6 +41,24 @@ static const struct {
 	{ "smtp_listen =\nsubmission_listen =\n", -1, "no listener" },
 	{ "workers = 0\n", -1, "out of range" },
 	{ "hostname = a\r\n", 0, NULL },
+	{ "dns_servers = 127.0.0.1:5353 [::1]:53 192.0.2.1\n", 0, NULL },
+	{ "dns_servers = resolver.example\n", -1, "bad DNS server" },
+	{ "relayhost = [192.0.2.1]:2525\n", 0, NULL },
+	{ "relayhost = smart.example\n", 0, NULL },
+	{ "relayhost = [smart.example:25\n", -1, "relayhost" },
+	{ "relayhost = smart.example:0\n", -1, "relayhost" },
+	{ "routes = a.example=[127.0.0.1]:25, *.b.example=h.example\n", 0,
+	    NULL },
+	{ "routes = a.example\n", -1, "bad route" },
+	{ "routes = bad..example=h.example\n", -1, "bad route domain" },
+	{ "relay_addresses = 192.0.2.0/24 2001:db8::/32 10.1.2.3\n", 0,
+	    NULL },
+	{ "relay_addresses = 192.0.2.0/33\n", -1, "bad address" },
+	{ "relay_addresses = example.net\n", -1, "bad address" },
+	{ "smtp_tls = encrypt\n", 0, NULL },
+	{ "smtp_tls = maybe\n", -1, "want may, encrypt or none" },
+	{ "queue_lifetime = 2d\n", 0, NULL },
+	{ "smtp_port = 70000\n", -1, "out of range" },
 };
 
 static void
@@ -96,6 +114,46 @@ test_values(void **state)
 }
 
 static void
+test_cidr_match(void **state)
+{
+	static const struct {
+		const char *list, *ip;
+		bool want;
+	} cidr_cases[] = {
+		{ "192.0.2.0/24", "192.0.2.77", true },
+		{ "192.0.2.0/24", "192.0.3.1", false },
+		{ "192.0.2.0/24", "::ffff:192.0.2.9", true },
+		{ "10.0.0.1", "10.0.0.1", true },
+		{ "10.0.0.1", "10.0.0.2", false },
+		{ "0.0.0.0/0", "203.0.113.5", true },
+		{ "2001:db8::/32", "2001:db8:1::5", true },
+		{ "2001:db8::/32", "2001:db9::5", false },
+		{ "192.0.2.128/25", "192.0.2.127", false },
+		{ "192.0.2.128/25", "192.0.2.128", true },
+		{ "2001:db8::/32", "192.0.2.1", false },
+		{ "192.0.2.0/24", "not-an-ip", false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cidr_cases) / sizeof(cidr_cases[0]); i++) {
+		char text[128];
+		struct config *c;
+		char err[256];
+
+		snprintf(text, sizeof(text), "relay_addresses = %s\n",
+		    cidr_cases[i].list);
+		assert_int_equal(config_parse(text, strlen(text), "t", &c, err,
+				     sizeof(err)),
+		    0);
+		if (config_cidr_match(&c->relay_addresses, cidr_cases[i].ip) !=
+		    cidr_cases[i].want)
+			fail_msg("case %zu: %s in %s: want %d", i, cidr_cases[i].ip,
+			    cidr_cases[i].list, cidr_cases[i].want);
+		config_unref(&c);
+	}
+}
+
+static void
 test_key_table_sorted(void **state)
 {
 	const char *prev = NULL, *name, *def;
@@ -116,6 +174,7 @@ run_config_tests(void)
 		cmocka_unit_test(test_cases),
 		cmocka_unit_test(test_values),
 		cmocka_unit_test(test_key_table_sorted),
+		cmocka_unit_test(test_cidr_match),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -1,0 +1,48 @@
+/*
+ * Next-hop resolution for outbound mail (RFC 5321 section 5.1) with
+ * c-ares: MX records in preference order (random among equals), implicit
+ * MX (the domain's own A/AAAA) when there is none, null MX (RFC 7505).
+ * Blocking: call it from an outbound thread, never from the loop.
+ */
+#ifndef POSTERN_DNS_H
+#define POSTERN_DNS_H
+
+#include <sys/socket.h>
+
+#include <stddef.h>
+
+#define DNS_MAX_HOSTS 16
+#define DNS_MAX_ADDRS 8
+
+struct dns_host {
+	char name[256];
+	int pref;
+	size_t naddr;
+	struct sockaddr_storage addrs[DNS_MAX_ADDRS];
+};
+
+struct dns_hops {
+	size_t n;
+	struct dns_host hosts[DNS_MAX_HOSTS];
+};
+
+enum dns_status {
+	DNS_OK,
+	DNS_TEMPFAIL,	/* try again later */
+	DNS_NOTFOUND,	/* the domain or host does not exist: bounce */
+	DNS_NULLMX,	/* the domain accepts no mail: bounce */
+};
+
+/* Initialises c-ares once per process (call before threads start). */
+int dns_init(void);
+/*
+ * MX lookup for domain; servers: "ip[:port],..." or "" for resolv.conf.
+ * Fills hops with hosts that have at least one address.
+ */
+enum dns_status dns_resolve_mx(const char *domain, const char *servers,
+    struct dns_hops *hops, char *err, size_t errlen);
+/* A/AAAA of one host (or an IP literal) into hops (one entry). */
+enum dns_status dns_resolve_host(const char *host, const char *servers,
+    struct dns_hops *hops, char *err, size_t errlen);
+
+#endif

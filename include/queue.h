@@ -1,0 +1,44 @@
+/*
+ * The queue manager: owns the in-memory view of data_dir/queue/entries,
+ * schedules delivery attempts on the outbound threads (within
+ * smtp_max_connections and smtp_max_connections_per_domain), applies
+ * their results (sent, deferred with backoff, bounced, expired), sends
+ * DSNs, and persists each entry's state.  Runs on the event loop; every
+ * file operation goes to a worker thread.
+ */
+#ifndef POSTERN_QUEUE_H
+#define POSTERN_QUEUE_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include "queue_file.h"
+
+struct event_base;
+struct config;
+struct workers;
+struct committer;
+struct queue;
+
+struct queue *queue_new(struct event_base *, struct config *,
+    struct workers *, struct committer *);
+/* Loads every entry from disk; corrupt ones are moved to queue/corrupt.
+ * Call before the loop runs.  Returns the number loaded. */
+size_t queue_load(struct queue *);
+/* Takes ownership of e (its recipients) and schedules it. */
+void queue_add(struct queue *, struct qenv *e);
+/* Stops scheduling; in-flight attempts finish.  True when none is left. */
+bool queue_idle(struct queue *);
+void queue_free(struct queue **);
+/*
+ * Applies an admin command ("flush [ID]", "delete ID|all", "hold ID",
+ * "release ID").  Returns 0, or -1 with a reason in err.
+ */
+int queue_command(struct queue *, const char *cmd, char *err, size_t errlen);
+
+/* A new unique queue id (hex, time-based plus a counter). */
+void queue_new_id(char out[QID_MAX]);
+/* Retry delay after n failed attempts: min doubling up to max (ms). */
+unsigned queue_backoff_ms(unsigned attempts, unsigned min_ms, unsigned max_ms);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * Queue entry files.  An entry is two files in data_dir/queue/entries:
+ * QID.msg (the message as stored, LF line ends, no Return-Path) and
+ * QID.env (the envelope and per-recipient state, text):
+ *
+ *   postern-queue 1
+ *   id<TAB>QID
+ *   from<TAB>ADDRESS            (empty for the null sender)
+ *   arrival<TAB>UNIX-TIME
+ *   flags<TAB>[held][,warned][,bounce]
+ *   rcpt<TAB>STATE<TAB>ATTEMPTS<TAB>NEXT<TAB>ADDRESS<TAB>LAST-ERROR
+ *
+ * STATE is pending, sent or failed.  Fields never hold a tab or a line
+ * break (the writer replaces them).  The parser is pure and fuzzed: a
+ * truncated or corrupt file is an error, never a crash.
+ */
+#ifndef POSTERN_QUEUE_FILE_H
+#define POSTERN_QUEUE_FILE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+
+#include "buf.h"
+
+#define QID_MAX 24
+#define QADDR_MAX 300
+#define QERR_MAX 400
+
+enum qrcpt_state { QRCPT_PENDING, QRCPT_SENT, QRCPT_FAILED };
+
+struct qrcpt {
+	enum qrcpt_state state;
+	unsigned attempts;
+	time_t next;
+	char addr[QADDR_MAX];
+	char error[QERR_MAX];
+};
+
+struct qenv {
+	char id[QID_MAX];
+	char from[QADDR_MAX]; /* "" = null sender */
+	time_t arrival;
+	bool is_held, is_warned, is_bounce;
+	size_t nrcpt;
+	struct qrcpt *rcpts;
+};
+
+/* Parses an .env file.  Returns 0, or -1 with a static reason. */
+int queue_env_parse(const char *text, size_t len, struct qenv *out,
+    const char **why);
+/* Appends the .env text for e to out.  Returns 0 or -1 (out full). */
+int queue_env_format(const struct qenv *e, struct buf *out);
+/* Frees the recipients; the struct may be reused. */
+void queue_env_clear(struct qenv *);
+/* Deep copy. */
+void queue_env_copy(struct qenv *dst, const struct qenv *src);
+/* Adds a pending recipient. */
+void queue_env_add_rcpt(struct qenv *, const char *addr, time_t next);
+/* Copies text into dst replacing tabs, CR and LF by spaces. */
+void queue_field_clean(char *dst, size_t dstlen, const char *src);
+const char *queue_state_name(enum qrcpt_state);
+/* Paths: data_dir/queue/SUB/ID.EXT ("entries", "tmp"). 0 or -1. */
+int queue_path(char *dst, size_t len, const char *data_dir, const char *sub,
+    const char *id, const char *ext);
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * dns: blocking MX and address lookups over c-ares (dns.h).  Each call
+ * makes its own channel, so threads never share one; the channel's
+ * sockets are polled with poll(2) (no FD_SETSIZE limit).  The server list
+ * comes from dns_servers, so tests and benchmarks query a resolver on
+ * loopback and never the machine's own.
+ */
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <netinet/in.h>
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <ares.h>
+
+#include "dns.h"
+
+struct query {
+	bool done;
+	int status;
+	unsigned char *abuf;
+	int alen;
+	struct ares_addrinfo *ai;
+};
+
+int
+dns_init(void)
+{
+	return ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS ? 0 : -1;
+}
+
+static int
+channel_new(ares_channel *ch, const char *servers, char *err, size_t errlen)
+{
+	struct ares_options o;
+
+	memset(&o, 0, sizeof(o));
+	o.timeout = 3000;
+	o.tries = 2;
+	if (ares_init_options(ch, &o, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES) !=
+	    ARES_SUCCESS) {
+		snprintf(err, errlen, "resolver init failed");
+		return -1;
+	}
+	if (servers != NULL && servers[0] != '\0' &&
+	    ares_set_servers_ports_csv(*ch, servers) != ARES_SUCCESS) {
+		snprintf(err, errlen, "bad dns_servers: %s", servers);
+		ares_destroy(*ch);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+wait_done(ares_channel ch, const bool *done)
+{
+	while (!*done) {
+		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
+		struct pollfd pfd[ARES_GETSOCK_MAXNUM];
+		struct timeval tv, *tvp;
+		/* c-ares' own ARES_GETSOCK_* macros shift a signed 1 into the
+		 * sign bit (undefined); test the bits as unsigned. */
+		unsigned bits = (unsigned)ares_getsock(ch, socks,
+		    ARES_GETSOCK_MAXNUM);
+		nfds_t n = 0;
+
+		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
+			short ev = 0;
+
+			if (bits & (1u << i))
+				ev |= POLLIN;
+			if (bits & (1u << (i + ARES_GETSOCK_MAXNUM)))
+				ev |= POLLOUT;
+			if (ev == 0)
+				continue;
+			pfd[n].fd = socks[i];
+			pfd[n].events = ev;
+			pfd[n].revents = 0;
+			n++;
+		}
+		tvp = ares_timeout(ch, NULL, &tv);
+		poll(pfd, n, tvp ? (int)(tvp->tv_sec * 1000 +
+				       tvp->tv_usec / 1000) + 1
+				 : 1000);
+		if (n == 0) {
+			ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
+			continue;
+		}
+		for (nfds_t i = 0; i < n; i++)
+			ares_process_fd(ch,
+			    pfd[i].revents & (POLLIN | POLLERR | POLLHUP)
+				? pfd[i].fd
+				: ARES_SOCKET_BAD,
+			    pfd[i].revents & POLLOUT ? pfd[i].fd
+						     : ARES_SOCKET_BAD);
+	}
+}
+
+static void
+on_query(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct query *q = arg;
+
+	(void)timeouts;
+	q->done = true;
+	q->status = status;
+	if (status == ARES_SUCCESS && abuf != NULL) {
+		q->abuf = malloc((size_t)alen);
+		if (q->abuf != NULL) {
+			memcpy(q->abuf, abuf, (size_t)alen);
+			q->alen = alen;
+		}
+	}
+}
+
+static void
+on_addrinfo(void *arg, int status, int timeouts, struct ares_addrinfo *ai)
+{
+	struct query *q = arg;
+
+	(void)timeouts;
+	q->done = true;
+	q->status = status;
+	q->ai = ai;
+}
+
+static enum dns_status
+map_status(int st)
+{
+	if (st == ARES_ENOTFOUND || st == ARES_ENODATA)
+		return DNS_NOTFOUND;
+	return DNS_TEMPFAIL;
+}
+
+/* Looks up name's addresses into h. */
+static enum dns_status
+lookup_addrs(ares_channel ch, const char *name, struct dns_host *h,
+    char *err, size_t errlen)
+{
+	struct ares_addrinfo_hints hints;
+	struct query q = { 0 };
+
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	ares_getaddrinfo(ch, name, NULL, &hints, on_addrinfo, &q);
+	wait_done(ch, &q.done);
+	if (q.status != ARES_SUCCESS) {
+		snprintf(err, errlen, "%s: %s", name, ares_strerror(q.status));
+		if (q.ai)
+			ares_freeaddrinfo(q.ai);
+		return map_status(q.status);
+	}
+	h->naddr = 0;
+	for (struct ares_addrinfo_node *n = q.ai->nodes;
+	     n != NULL && h->naddr < DNS_MAX_ADDRS; n = n->ai_next) {
+		if (n->ai_addrlen > sizeof(h->addrs[0]))
+			continue;
+		memcpy(&h->addrs[h->naddr++], n->ai_addr, n->ai_addrlen);
+	}
+	ares_freeaddrinfo(q.ai);
+	if (h->naddr == 0) {
+		snprintf(err, errlen, "%s: no address", name);
+		return DNS_NOTFOUND;
+	}
+	return DNS_OK;
+}
+
+static int
+host_cmp(const void *a, const void *b)
+{
+	const struct dns_host *x = a, *y = b;
+
+	return x->pref - y->pref;
+}
+
+/* RFC 5321 5.1: equal preferences are tried in random order. */
+static void
+shuffle_equal(struct dns_host *h, size_t n)
+{
+	for (size_t i = 0; i < n;) {
+		size_t j = i;
+
+		while (j < n && h[j].pref == h[i].pref)
+			j++;
+		for (size_t k = j - 1; k > i; k--) {
+			size_t r = i + arc4random_uniform((uint32_t)(k - i + 1));
+			struct dns_host t = h[k];
+
+			h[k] = h[r];
+			h[r] = t;
+		}
+		i = j;
+	}
+}
+
+enum dns_status
+dns_resolve_host(const char *host, const char *servers, struct dns_hops *hops,
+    char *err, size_t errlen)
+{
+	ares_channel ch;
+	enum dns_status st;
+	struct dns_host *h = &hops->hosts[0];
+
+	memset(hops, 0, sizeof(*hops));
+	snprintf(h->name, sizeof(h->name), "%s", host);
+	if (channel_new(&ch, servers, err, errlen) == -1)
+		return DNS_TEMPFAIL;
+	st = lookup_addrs(ch, host, h, err, errlen);
+	ares_destroy(ch);
+	if (st == DNS_OK)
+		hops->n = 1;
+	return st;
+}
+
+enum dns_status
+dns_resolve_mx(const char *domain, const char *servers, struct dns_hops *hops,
+    char *err, size_t errlen)
+{
+	struct ares_mx_reply *mx = NULL;
+	struct query q = { 0 };
+	enum dns_status st = DNS_OK, worst = DNS_NOTFOUND;
+	ares_channel ch;
+	struct dns_host cand[DNS_MAX_HOSTS];
+	size_t n = 0;
+
+	memset(hops, 0, sizeof(*hops));
+	if (channel_new(&ch, servers, err, errlen) == -1)
+		return DNS_TEMPFAIL;
+	ares_query(ch, domain, ns_c_in, ns_t_mx, on_query, &q);
+	wait_done(ch, &q.done);
+	if (q.status == ARES_ENODATA) {
+		/* No MX: the domain itself is the implicit MX, pref 0. */
+		memset(&cand[0], 0, sizeof(cand[0]));
+		snprintf(cand[0].name, sizeof(cand[0].name), "%s", domain);
+		n = 1;
+	} else if (q.status != ARES_SUCCESS) {
+		snprintf(err, errlen, "MX %s: %s", domain,
+		    ares_strerror(q.status));
+		ares_destroy(ch);
+		return map_status(q.status);
+	} else if (ares_parse_mx_reply(q.abuf, q.alen, &mx) != ARES_SUCCESS) {
+		snprintf(err, errlen, "MX %s: malformed answer", domain);
+		free(q.abuf);
+		ares_destroy(ch);
+		return DNS_TEMPFAIL;
+	}
+	free(q.abuf);
+	for (struct ares_mx_reply *m = mx; m && n < DNS_MAX_HOSTS;
+	     m = m->next) {
+		/* RFC 7505: a single MX "." (empty name) means no mail. */
+		if (m->host[0] == '\0' || strcmp(m->host, ".") == 0) {
+			if (mx->next == NULL) {
+				snprintf(err, errlen, "%s accepts no mail "
+				    "(null MX, RFC 7505)", domain);
+				ares_free_data(mx);
+				ares_destroy(ch);
+				return DNS_NULLMX;
+			}
+			continue;
+		}
+		memset(&cand[n], 0, sizeof(cand[n]));
+		snprintf(cand[n].name, sizeof(cand[n].name), "%s", m->host);
+		cand[n].pref = m->priority;
+		n++;
+	}
+	if (mx)
+		ares_free_data(mx);
+	qsort(cand, n, sizeof(cand[0]), host_cmp);
+	shuffle_equal(cand, n);
+	for (size_t i = 0; i < n; i++) {
+		st = lookup_addrs(ch, cand[i].name, &cand[i], err, errlen);
+		if (st == DNS_OK)
+			hops->hosts[hops->n++] = cand[i];
+		else if (st == DNS_TEMPFAIL)
+			worst = DNS_TEMPFAIL;
+	}
+	ares_destroy(ch);
+	if (hops->n == 0)
+		return worst;
+	return DNS_OK;
+}

@@ -1,0 +1,799 @@
+/*
+ * outbound: the SMTP client (outbound.h).  Blocking sockets with
+ * SO_RCVTIMEO/SO_SNDTIMEO per phase (RFC 5321 4.5.3.2 timeouts), OpenSSL
+ * for STARTTLS.  Stored messages have LF line ends; every line goes out
+ * as CRLF and dot-stuffed, and a lone CR is never sent, so postern cannot
+ * be the sending side of SMTP smuggling.  Connections that end cleanly
+ * are kept a few seconds in a small cache for the next message to the
+ * same host and port.
+ */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+#include "dns.h"
+#include "log.h"
+#include "outbound.h"
+#include "smtp_reply.h"
+#include "xmalloc.h"
+
+#define T_GREETING 300
+#define T_COMMAND 300
+#define T_DATA_INIT 120
+#define T_DATA_BLOCK 180
+#define T_DATA_END 600
+#define CACHE_MAX 32
+
+struct conn {
+	int fd;
+	SSL *ssl;
+	SSL_CTX *ctx;
+	char key[320];	 /* "ip:port" */
+	char host[256];
+	char relay[320];
+	bool has_pipelining, has_size, has_8bit, has_starttls, is_esmtp;
+	size_t max_size;
+	char in[4096];
+	size_t in_len;
+	time_t idle_since;
+};
+
+static pthread_mutex_t cache_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct conn *cache[CACHE_MAX];
+
+static void
+set_timeout(struct conn *c, int secs)
+{
+	struct timeval tv = { secs, 0 };
+
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+static void
+conn_free(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->ssl) {
+		SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+	}
+	if (c->ctx)
+		SSL_CTX_free(c->ctx);
+	if (c->fd != -1)
+		close(c->fd);
+	free(c);
+}
+
+static int
+conn_write(struct conn *c, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = c->ssl ? SSL_write(c->ssl, p, (int)len)
+				   : send(c->fd, p, len, MSG_NOSIGNAL);
+
+		if (n <= 0) {
+			if (!c->ssl && n == -1 && errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+conn_printf(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+conn_printf(struct conn *c, const char *fmt, ...)
+{
+	char line[1200];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(line) - 2)
+		return -1;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	return conn_write(c, line, (size_t)n);
+}
+
+/* Reads one line (CRLF or LF stripped) into out. */
+static int
+conn_line(struct conn *c, char *out, size_t outlen)
+{
+	for (;;) {
+		char *nl = memchr(c->in, '\n', c->in_len);
+		ssize_t n;
+
+		if (nl != NULL) {
+			size_t ll = (size_t)(nl - c->in);
+			size_t keep = ll > 0 && c->in[ll - 1] == '\r' ? ll - 1
+								     : ll;
+
+			if (keep >= outlen)
+				keep = outlen - 1;
+			memcpy(out, c->in, keep);
+			out[keep] = '\0';
+			memmove(c->in, nl + 1, c->in_len - ll - 1);
+			c->in_len -= ll + 1;
+			return 0;
+		}
+		if (c->in_len == sizeof(c->in))
+			return -1; /* a reply line over 4 KiB */
+		n = c->ssl ? SSL_read(c->ssl, c->in + c->in_len,
+				 (int)(sizeof(c->in) - c->in_len))
+			   : recv(c->fd, c->in + c->in_len,
+				 sizeof(c->in) - c->in_len, 0);
+		if (n <= 0)
+			return -1;
+		c->in_len += (size_t)n;
+	}
+}
+
+/*
+ * Reads a whole reply.  Returns the code (or -1 on I/O error, 0 on a
+ * malformed reply); the text (lines joined by spaces) goes to text.
+ * When ext is not NULL, EHLO keywords are recorded on c.
+ */
+static int
+conn_reply(struct conn *c, char *text, size_t textlen, bool ehlo)
+{
+	char line[1024];
+	size_t o = 0;
+	int code = 0, first = -1;
+
+	text[0] = '\0';
+	for (int lines = 0; lines < 100; lines++) {
+		const char *t;
+		bool last;
+
+		if (conn_line(c, line, sizeof(line)) == -1)
+			return -1;
+		if (smtp_reply_line_parse(line, strlen(line), &code, &last,
+			&t) == -1 ||
+		    (first != -1 && code != first))
+			return 0;
+		first = code;
+		if (ehlo && lines > 0) {
+			if (strcasecmp(t, "PIPELINING") == 0)
+				c->has_pipelining = true;
+			else if (strcasecmp(t, "8BITMIME") == 0)
+				c->has_8bit = true;
+			else if (strcasecmp(t, "STARTTLS") == 0)
+				c->has_starttls = true;
+			else if (strncasecmp(t, "SIZE", 4) == 0 &&
+			    (t[4] == '\0' || t[4] == ' ')) {
+				c->has_size = true;
+				c->max_size = t[4] ? strtoul(t + 5, NULL, 10) : 0;
+			}
+		}
+		if (o < textlen - 1) {
+			int n = snprintf(text + o, textlen - o, "%s%d%s%s",
+			    o ? " " : "", code, *t ? " " : "", t);
+
+			o += n > 0 ? (size_t)n : 0;
+		}
+		if (last)
+			return code;
+	}
+	return 0;
+}
+
+/* True when addr:port is one of our own SMTP listeners. */
+static bool
+is_self(const struct config *cfg, const struct sockaddr_storage *ss,
+    int port)
+{
+	const struct listen_list *ls[] = { &cfg->smtp_listen,
+		&cfg->submission_listen, &cfg->submissions_listen };
+	char want[INET6_ADDRSTRLEN];
+	struct ifaddrs *ifa = NULL;
+	bool self = false;
+
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((struct sockaddr_in *)ss)->sin_addr, want,
+		    sizeof(want));
+	else
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ss)->sin6_addr,
+		    want, sizeof(want));
+	for (size_t k = 0; k < 3 && !self; k++) {
+		for (size_t i = 0; i < ls[k]->n && !self; i++) {
+			const struct listen_addr *la = &ls[k]->v[i];
+			char have[INET6_ADDRSTRLEN];
+			int lport = ntohs(
+			    ((const struct sockaddr_in *)&la->ss)->sin_port);
+
+			if (lport != port || la->ss.ss_family != ss->ss_family)
+				continue;
+			if (la->ss.ss_family == AF_INET)
+				inet_ntop(AF_INET,
+				    &((const struct sockaddr_in *)&la->ss)
+					 ->sin_addr,
+				    have, sizeof(have));
+			else
+				inet_ntop(AF_INET6,
+				    &((const struct sockaddr_in6 *)&la->ss)
+					 ->sin6_addr,
+				    have, sizeof(have));
+			if (strcmp(have, want) == 0)
+				self = true;
+			else if (strcmp(have, "0.0.0.0") == 0 ||
+			    strcmp(have, "::") == 0) {
+				/* Wildcard listener: any local address. */
+				if (ifa == NULL && getifaddrs(&ifa) == -1)
+					continue;
+				for (struct ifaddrs *f = ifa; f && !self;
+				     f = f->ifa_next) {
+					char a[INET6_ADDRSTRLEN] = "";
+
+					if (f->ifa_addr == NULL ||
+					    f->ifa_addr->sa_family !=
+						ss->ss_family)
+						continue;
+					if (ss->ss_family == AF_INET)
+						inet_ntop(AF_INET,
+						    &((struct sockaddr_in *)
+							     f->ifa_addr)
+							 ->sin_addr,
+						    a, sizeof(a));
+					else
+						inet_ntop(AF_INET6,
+						    &((struct sockaddr_in6 *)
+							     f->ifa_addr)
+							 ->sin6_addr,
+						    a, sizeof(a));
+					self = strcmp(a, want) == 0;
+				}
+			}
+		}
+	}
+	if (ifa)
+		freeifaddrs(ifa);
+	return self;
+}
+
+static struct conn *
+cache_take(const char *key)
+{
+	struct conn *c = NULL;
+
+	pthread_mutex_lock(&cache_mu);
+	for (int i = 0; i < CACHE_MAX && c == NULL; i++)
+		if (cache[i] && strcmp(cache[i]->key, key) == 0) {
+			c = cache[i];
+			cache[i] = NULL;
+		}
+	pthread_mutex_unlock(&cache_mu);
+	if (c != NULL) {
+		/* Still open?  A closed peer reads as EOF at once. */
+		struct pollfd p = { c->fd, POLLIN, 0 };
+
+		if (poll(&p, 1, 0) != 0) {
+			conn_free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+static void
+cache_put(struct conn *c)
+{
+	struct conn *old = NULL;
+	int slot = -1;
+
+	c->idle_since = time(NULL);
+	pthread_mutex_lock(&cache_mu);
+	for (int i = 0; i < CACHE_MAX && slot == -1; i++)
+		if (cache[i] == NULL)
+			slot = i;
+	if (slot == -1) {
+		slot = 0;
+		old = cache[0];
+	}
+	cache[slot] = c;
+	pthread_mutex_unlock(&cache_mu);
+	if (old) {
+		conn_printf(old, "QUIT");
+		conn_free(old);
+	}
+}
+
+void
+outbound_cache_expire(int max_idle)
+{
+	struct conn *expired[CACHE_MAX];
+	int n = 0;
+	time_t now = time(NULL);
+
+	pthread_mutex_lock(&cache_mu);
+	for (int i = 0; i < CACHE_MAX; i++)
+		if (cache[i] && now - cache[i]->idle_since >= max_idle) {
+			expired[n++] = cache[i];
+			cache[i] = NULL;
+		}
+	pthread_mutex_unlock(&cache_mu);
+	for (int i = 0; i < n; i++) {
+		set_timeout(expired[i], 5);
+		conn_printf(expired[i], "QUIT");
+		conn_free(expired[i]);
+	}
+}
+
+static int
+connect_to(const struct sockaddr_storage *ss, int port, int timeout_ms)
+{
+	struct sockaddr_storage a = *ss;
+	socklen_t len;
+	int fd, err = 0;
+	socklen_t el = sizeof(err);
+	struct pollfd p;
+
+	if (a.ss_family == AF_INET) {
+		((struct sockaddr_in *)&a)->sin_port = htons((uint16_t)port);
+		len = sizeof(struct sockaddr_in);
+	} else {
+		((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
+		len = sizeof(struct sockaddr_in6);
+	}
+	fd = socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
+	    0);
+	if (fd == -1)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&a, len) == -1 &&
+	    errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	p.fd = fd;
+	p.events = POLLOUT;
+	if (poll(&p, 1, timeout_ms) != 1 ||
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == -1 ||
+	    err != 0) {
+		close(fd);
+		errno = err ? err : ETIMEDOUT;
+		return -1;
+	}
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	return fd;
+}
+
+/* EHLO (HELO fallback), then STARTTLS per smtp_tls.  0, or -1 with why. */
+static int
+handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
+{
+	char text[QERR_MAX];
+	int code;
+
+	set_timeout(c, T_GREETING);
+	code = conn_reply(c, text, sizeof(text), false);
+	if (code != 220) {
+		snprintf(why, wl, "%s", code > 0 ? text : "no greeting");
+		return -1;
+	}
+	for (int round = 0; round < 2; round++) {
+		set_timeout(c, T_COMMAND);
+		c->has_pipelining = c->has_size = c->has_8bit = false;
+		c->has_starttls = false;
+		if (conn_printf(c, "EHLO %s", cfg->hostname) == -1)
+			return snprintf(why, wl, "lost connection"), -1;
+		code = conn_reply(c, text, sizeof(text), true);
+		c->is_esmtp = code == 250;
+		if (code != 250) {
+			if (conn_printf(c, "HELO %s", cfg->hostname) == -1 ||
+			    conn_reply(c, text, sizeof(text), false) != 250)
+				return snprintf(why, wl, "%s", text), -1;
+		}
+		/* Greeting name equal to ours: the mail would loop. */
+		if (strncasecmp(text + 4, cfg->hostname,
+			strlen(cfg->hostname)) == 0 &&
+		    (text[4 + strlen(cfg->hostname)] == ' ' ||
+			text[4 + strlen(cfg->hostname)] == '\0')) {
+			snprintf(why, wl, "loop: %s greets with my own name",
+			    c->host);
+			return -2;
+		}
+		if (c->ssl || strcmp(cfg->smtp_tls, "none") == 0)
+			break;
+		if (!c->has_starttls) {
+			if (strcmp(cfg->smtp_tls, "encrypt") == 0)
+				return snprintf(why, wl, "TLS is required "
+				    "(smtp_tls = encrypt) but %s does not "
+				    "offer STARTTLS", c->host), -1;
+			break;
+		}
+		if (conn_printf(c, "STARTTLS") == -1 ||
+		    conn_reply(c, text, sizeof(text), false) != 220) {
+			if (strcmp(cfg->smtp_tls, "encrypt") == 0)
+				return snprintf(why, wl, "STARTTLS: %.380s", text),
+				       -1;
+			break;
+		}
+		c->ctx = SSL_CTX_new(TLS_client_method());
+		c->ssl = c->ctx ? SSL_new(c->ctx) : NULL;
+		/* Opportunistic TLS (RFC 7435): encrypt, do not verify. */
+		if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
+		    SSL_set_tlsext_host_name(c->ssl, c->host) != 1 ||
+		    SSL_connect(c->ssl) != 1)
+			return snprintf(why, wl, "TLS handshake with %s "
+			    "failed", c->host), -1;
+		c->in_len = 0;
+	}
+	return 0;
+}
+
+/* Sends the stored message: LF -> CRLF, dot-stuffing, final ".". */
+static int
+send_body(struct conn *c, const char *path)
+{
+	char in[65536], out[65536 * 2 + 8];
+	bool bol = true;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		return -1;
+	while ((n = read(fd, in, sizeof(in))) > 0) {
+		size_t o = 0;
+
+		for (ssize_t i = 0; i < n; i++) {
+			char ch = in[i];
+
+			if (bol && ch == '.')
+				out[o++] = '.';
+			if (ch == '\n') {
+				out[o++] = '\r';
+				bol = true;
+			} else {
+				bol = false;
+			}
+			if (ch != '\r') /* never a CR of our own making */
+				out[o++] = ch;
+		}
+		if (conn_write(c, out, o) == -1) {
+			close(fd);
+			return -1;
+		}
+	}
+	close(fd);
+	if (n < 0)
+		return -1;
+	return conn_write(c, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5);
+}
+
+static void
+set_all(struct outbound_job *j, enum outbound_result r, int code,
+    const char *text)
+{
+	for (size_t i = 0; i < j->nrcpt; i++) {
+		struct outbound_rcpt *rc = &j->rcpts[i];
+
+		if (rc->result != OUT_DEFER || rc->status[0] == '2')
+			continue;
+		rc->result = r;
+		smtp_reply_status(code, code ? text + 4 : "", rc->status,
+		    sizeof(rc->status));
+		if (code == 0)
+			snprintf(rc->status, sizeof(rc->status),
+			    r == OUT_BOUNCE ? "5.4.4" : "4.4.1");
+		queue_field_clean(rc->reply, sizeof(rc->reply), text);
+	}
+}
+
+/*
+ * One message over an open connection.  Returns 0 when the connection
+ * ended in a clean state (reusable), -1 when it must be closed, and
+ * -2 when the failure was the host's (try the next one).
+ */
+static int
+transaction(struct conn *c, struct outbound_job *j, off_t size)
+{
+	char text[QERR_MAX], sz[48] = "";
+	int code, accepted = 0;
+	bool pipe = c->has_pipelining;
+	int rcpt_code[1024];
+
+	if (c->has_size && c->max_size > 0 && (size_t)size > c->max_size) {
+		snprintf(text, sizeof(text), "552 5.3.4 message size %lld "
+		    "exceeds the limit of %s (%zu)", (long long)size, c->host,
+		    c->max_size);
+		set_all(j, OUT_BOUNCE, 552, text);
+		return 0;
+	}
+	if (c->has_size)
+		snprintf(sz, sizeof(sz), " SIZE=%lld", (long long)size);
+	set_timeout(c, T_COMMAND);
+	if (conn_printf(c, "MAIL FROM:<%s>%s%s", j->from, sz,
+		c->has_8bit ? " BODY=8BITMIME" : "") == -1)
+		return -2;
+	if (!pipe && (code = conn_reply(c, text, sizeof(text), false)) != 250)
+		goto mail_failed;
+	for (size_t i = 0; i < j->nrcpt && i < 1024; i++) {
+		if (conn_printf(c, "RCPT TO:<%s>", j->rcpts[i].addr) == -1)
+			return -2;
+		if (!pipe)
+			rcpt_code[i] = conn_reply(c, j->rcpts[i].reply,
+			    sizeof(j->rcpts[i].reply), false);
+	}
+	if (pipe) {
+		if (conn_printf(c, "DATA") == -1)
+			return -2;
+		code = conn_reply(c, text, sizeof(text), false);
+		if (code != 250)
+			goto mail_failed_pipelined;
+		for (size_t i = 0; i < j->nrcpt && i < 1024; i++)
+			rcpt_code[i] = conn_reply(c, j->rcpts[i].reply,
+			    sizeof(j->rcpts[i].reply), false);
+	}
+	for (size_t i = 0; i < j->nrcpt && i < 1024; i++) {
+		struct outbound_rcpt *rc = &j->rcpts[i];
+
+		if (rcpt_code[i] == -1)
+			return -2;
+		if (rcpt_code[i] >= 200 && rcpt_code[i] < 300) {
+			accepted++;
+			continue;
+		}
+		rc->result = rcpt_code[i] >= 500 ? OUT_BOUNCE : OUT_DEFER;
+		smtp_reply_status(rcpt_code[i] > 0 ? rcpt_code[i] : 451,
+		    rc->reply + 4, rc->status, sizeof(rc->status));
+		rc->status[0] = rc->result == OUT_BOUNCE ? '5' : '4';
+	}
+	if (!pipe && accepted > 0 && conn_printf(c, "DATA") == -1)
+		return -2;
+	if (accepted == 0) {
+		if (pipe)
+			conn_reply(c, text, sizeof(text), false); /* DATA */
+		conn_printf(c, "RSET");
+		return conn_reply(c, text, sizeof(text), false) == 250 ? 0
+									: -1;
+	}
+	set_timeout(c, T_DATA_INIT);
+	code = conn_reply(c, text, sizeof(text), false);
+	if (code != 354)
+		goto data_failed;
+	set_timeout(c, T_DATA_BLOCK);
+	if (send_body(c, j->msg_path) == -1)
+		return -2;
+	set_timeout(c, T_DATA_END);
+	code = conn_reply(c, text, sizeof(text), false);
+	if (code == -1)
+		return -2;
+data_failed:
+	for (size_t i = 0; i < j->nrcpt && i < 1024; i++) {
+		struct outbound_rcpt *rc = &j->rcpts[i];
+
+		if (rcpt_code[i] < 200 || rcpt_code[i] >= 300)
+			continue;
+		rc->result = code >= 200 && code < 300 ? OUT_SENT
+		    : code >= 500			 ? OUT_BOUNCE
+							 : OUT_DEFER;
+		smtp_reply_status(code > 0 ? code : 451, code > 0 ? text + 4 : "",
+		    rc->status, sizeof(rc->status));
+		queue_field_clean(rc->reply, sizeof(rc->reply),
+		    code > 0 ? text : "lost connection after DATA");
+	}
+	return code >= 200 && code < 300 ? 0 : -1;
+mail_failed_pipelined:
+	/* MAIL failed: the RCPT and DATA replies still arrive. */
+	for (size_t i = 0; i <= j->nrcpt && i < 1024; i++)
+		conn_reply(c, j->rcpts[0].reply, sizeof(j->rcpts[0].reply),
+		    false);
+mail_failed:
+	queue_field_clean(j->last_error, sizeof(j->last_error),
+	    code > 0 ? text : "lost connection");
+	if (code == -1 || code == 0 || code / 100 == 4)
+		return -2; /* try the next host */
+	set_all(j, OUT_BOUNCE, code, text);
+	return -1;
+}
+
+/* Resolves the next hops: routes, then relayhost, then MX. */
+static enum dns_status
+next_hops(struct outbound_job *j, struct dns_hops *hops, int *port,
+    char *why, size_t wl)
+{
+	const struct config *cfg = j->cfg;
+	char host[256] = "";
+	bool bracket = false;
+	const char *hop = NULL;
+
+	*port = (int)cfg->smtp_port;
+	if (j->domain[0] == '[') {
+		/* Address literal: that address, no DNS (RFC 5321 5.1). */
+		const char *ip = j->domain + 1;
+		size_t l;
+
+		if (strncasecmp(ip, "IPv6:", 5) == 0)
+			ip += 5;
+		l = strcspn(ip, "]");
+		snprintf(host, sizeof(host), "%.*s", (int)l, ip);
+		return dns_resolve_host(host, cfg->dns_servers, hops, why, wl);
+	}
+	for (size_t i = 0; i < cfg->routes.n && hop == NULL; i++) {
+		const char *pat = cfg->routes.v[i].domain;
+		size_t pl = strlen(pat), dl = strlen(j->domain);
+
+		if (strcmp(pat, j->domain) == 0 ||
+		    (pat[0] == '*' && dl > pl - 1 &&
+			strcmp(j->domain + dl - (pl - 1), pat + 1) == 0))
+			hop = cfg->routes.v[i].hop;
+	}
+	if (hop == NULL && cfg->relayhost[0] != '\0')
+		hop = cfg->relayhost;
+	if (hop == NULL)
+		return dns_resolve_mx(j->domain, cfg->dns_servers, hops, why,
+		    wl);
+	if (hop[0] == '[') {
+		const char *rb = strchr(hop, ']');
+
+		bracket = true;
+		snprintf(host, sizeof(host), "%.*s", (int)(rb - hop - 1),
+		    hop + 1);
+		if (rb[1] == ':')
+			*port = atoi(rb + 2);
+	} else {
+		const char *colon = strrchr(hop, ':');
+
+		snprintf(host, sizeof(host), "%.*s",
+		    colon ? (int)(colon - hop) : (int)strlen(hop), hop);
+		if (colon)
+			*port = atoi(colon + 1);
+	}
+	if (bracket)
+		return dns_resolve_host(host, cfg->dns_servers, hops, why, wl);
+	return dns_resolve_mx(host, cfg->dns_servers, hops, why, wl);
+}
+
+static void
+fmt_relay(char *out, size_t len, const char *host,
+    const struct sockaddr_storage *ss, int port)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
+		    ip, sizeof(ip));
+	else
+		inet_ntop(AF_INET6,
+		    &((const struct sockaddr_in6 *)ss)->sin6_addr, ip,
+		    sizeof(ip));
+	snprintf(out, len, "%s[%s]:%d", host, ip, port);
+}
+
+void
+outbound_deliver(struct outbound_job *j)
+{
+	struct dns_hops *hops = xcalloc(1, sizeof(*hops));
+	char why[QERR_MAX] = "", text[QERR_MAX + 64];
+	enum dns_status st;
+	struct stat sb;
+	int port;
+
+	snprintf(j->relay, sizeof(j->relay), "none");
+	for (size_t i = 0; i < j->nrcpt; i++) {
+		j->rcpts[i].result = OUT_DEFER;
+		snprintf(j->rcpts[i].status, sizeof(j->rcpts[i].status),
+		    "4.4.1");
+	}
+	if (stat(j->msg_path, &sb) == -1) {
+		snprintf(text, sizeof(text), "queue file missing: %s",
+		    strerror(errno));
+		set_all(j, OUT_DEFER, 0, text);
+		free(hops);
+		return;
+	}
+	st = next_hops(j, hops, &port, why, sizeof(why));
+	if (st != DNS_OK) {
+		snprintf(text, sizeof(text), "%s", why);
+		set_all(j, st == DNS_TEMPFAIL ? OUT_DEFER : OUT_BOUNCE, 0, text);
+		if (st == DNS_NULLMX || st == DNS_NOTFOUND)
+			for (size_t i = 0; i < j->nrcpt; i++)
+				snprintf(j->rcpts[i].status,
+				    sizeof(j->rcpts[i].status), "%s",
+				    st == DNS_NULLMX ? "5.1.10" : "5.1.2");
+		free(hops);
+		return;
+	}
+	for (size_t h = 0; h < hops->n; h++) {
+		struct dns_host *dh = &hops->hosts[h];
+
+		for (size_t a = 0; a < dh->naddr; a++) {
+			struct conn *c;
+			int r;
+			char key[320];
+
+			fmt_relay(key, sizeof(key), dh->name, &dh->addrs[a],
+			    port);
+			snprintf(j->relay, sizeof(j->relay), "%s", key);
+			snprintf(j->remote_host, sizeof(j->remote_host), "%s",
+			    dh->name);
+			if (is_self(j->cfg, &dh->addrs[a], port)) {
+				snprintf(text, sizeof(text), "mail for %.200s "
+				    "loops back to myself (%.200s)", j->domain,
+				    key);
+				set_all(j, OUT_BOUNCE, 0, text);
+				for (size_t i = 0; i < j->nrcpt; i++)
+					snprintf(j->rcpts[i].status, 16,
+					    "5.4.6");
+				free(hops);
+				return;
+			}
+			c = cache_take(key);
+			if (c == NULL) {
+				int fd = connect_to(&dh->addrs[a], port,
+				    (int)j->cfg->smtp_connect_timeout_ms);
+
+				if (fd == -1) {
+					snprintf(why, sizeof(why),
+					    "connect to %s: %s", key,
+					    strerror(errno));
+					continue;
+				}
+				c = xcalloc(1, sizeof(*c));
+				c->fd = fd;
+				snprintf(c->key, sizeof(c->key), "%s", key);
+				snprintf(c->host, sizeof(c->host), "%s",
+				    dh->name);
+				r = handshake(c, j->cfg, why, sizeof(why));
+				if (r == -2) {
+					set_all(j, OUT_BOUNCE, 0, why);
+					for (size_t i = 0; i < j->nrcpt; i++)
+						snprintf(j->rcpts[i].status,
+						    16, "5.4.6");
+					conn_free(c);
+					free(hops);
+					return;
+				}
+				if (r == -1) {
+					conn_free(c);
+					continue;
+				}
+			}
+			r = transaction(c, j, sb.st_size);
+			if (r == 0) {
+				cache_put(c);
+				free(hops);
+				return;
+			}
+			if (r == -1) {
+				conn_printf(c, "QUIT");
+				conn_free(c);
+				free(hops);
+				return;
+			}
+			snprintf(why, sizeof(why), "%.100s: %.290s", key,
+			    j->last_error[0] ? j->last_error
+					     : "lost connection");
+			conn_free(c);
+		}
+	}
+	set_all(j, OUT_DEFER, 0, why[0] ? why : "no host could be reached");
+	free(hops);
+}

@@ -1,0 +1,891 @@
+/*
+ * queue: the queue manager (include/queue.h).  The loop owns every
+ * struct qentry; outbound threads get a copy of what they need (a job per
+ * entry and destination domain) and hand back per-recipient results.
+ * Entry state is written to disk by a worker (write, fsync, rename, fsync
+ * the directory) after each attempt; an entry is busy-persisting at most
+ * once at a time, later changes mark it dirty and are written next.
+ *
+ * Guarantee: at least once.  A recipient the remote side accepted is
+ * marked sent on disk right after the attempt; if posternd dies between
+ * the remote's 250 and that write, the recipient gets the message again.
+ */
+#include <sys/queue.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "dir.h"
+#include "dsn.h"
+#include "log.h"
+#include "maildir.h"
+#include "outbound.h"
+#include "queue.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+struct qentry {
+	TAILQ_ENTRY(qentry) link;
+	struct qenv env;
+	bool *busy;	   /* per recipient: in an attempt now */
+	int active_jobs;
+	bool is_persisting, is_dirty, is_deleted;
+};
+
+struct domcount {
+	struct domcount *next;
+	char domain[256];
+	size_t n;
+};
+
+struct queue {
+	struct event_base *base;
+	struct config *cfg;
+	struct workers *workers;  /* directory + file work */
+	struct workers *outbound; /* SMTP client threads */
+	struct committer *committer;
+	TAILQ_HEAD(, qentry) entries;
+	struct event *timer;
+	size_t active;
+	struct domcount *domains;
+	bool is_stopping;
+};
+
+struct attempt {
+	struct queue *q;
+	struct qentry *e;
+	struct outbound_job job;
+	time_t started;
+};
+
+struct persist {
+	struct queue *q;
+	struct qentry *e;
+	struct qenv snap;
+	bool is_delete;
+	int result;
+};
+
+struct bounce {
+	struct queue *q;
+	struct config *cfg;
+	struct qenv orig;	   /* only failed/delayed recipients */
+	struct dsn_rcpt *dr;	   /* parallel to orig.rcpts */
+	char (*st)[16];		   /* status codes dr[i].status may use */
+	char remote[QADDR_MAX];
+	bool is_delay, to_postmaster;
+	/* built by the worker */
+	struct strlist mailboxes;
+	struct qenv out;
+	struct buf content;
+	char *trace;
+	struct maildir_delivery dlv;
+};
+
+static void queue_run(struct queue *);
+static void entry_persist(struct queue *, struct qentry *);
+
+static unsigned long long id_seq;
+
+void
+queue_new_id(char out[QID_MAX])
+{
+	static bool seeded;
+	unsigned long long n;
+
+	if (!__atomic_exchange_n(&seeded, true, __ATOMIC_SEQ_CST)) {
+		unsigned r;
+
+		arc4random_buf(&r, sizeof(r));
+		__atomic_store_n(&id_seq, r & 0xfffff, __ATOMIC_SEQ_CST);
+	}
+	n = __atomic_add_fetch(&id_seq, 1, __ATOMIC_SEQ_CST);
+	snprintf(out, QID_MAX, "%08X%05X", (unsigned)time(NULL),
+	    (unsigned)(n & 0xfffff));
+}
+
+unsigned
+queue_backoff_ms(unsigned attempts, unsigned min_ms, unsigned max_ms)
+{
+	unsigned long long d = min_ms;
+
+	for (unsigned i = 1; i < attempts && d < max_ms; i++)
+		d *= 2;
+	return d > max_ms ? max_ms : (unsigned)d;
+}
+
+
+static const char *
+rcpt_domain(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at ? at + 1 : "";
+}
+
+static struct domcount **
+dom_find(struct queue *q, const char *d)
+{
+	struct domcount **pp = &q->domains;
+
+	while (*pp && strcmp((*pp)->domain, d) != 0)
+		pp = &(*pp)->next;
+	return pp;
+}
+
+static size_t
+dom_count(struct queue *q, const char *d, int delta)
+{
+	struct domcount **pp = dom_find(q, d), *c = *pp;
+
+	if (c == NULL) {
+		if (delta <= 0)
+			return 0;
+		c = xcalloc(1, sizeof(*c));
+		snprintf(c->domain, sizeof(c->domain), "%s", d);
+		*pp = c;
+	}
+	c->n = (size_t)((long)c->n + delta);
+	if (c->n == 0) {
+		*pp = c->next;
+		free(c);
+		return 0;
+	}
+	return c->n;
+}
+
+static void
+entry_free(struct qentry *e)
+{
+	queue_env_clear(&e->env);
+	free(e->busy);
+	free(e);
+}
+
+static bool
+entry_done(const struct qentry *e)
+{
+	for (size_t i = 0; i < e->env.nrcpt; i++)
+		if (e->env.rcpts[i].state == QRCPT_PENDING)
+			return false;
+	return true;
+}
+
+/* ---- persisting and deleting (worker thread) --------------------------- */
+
+static int
+write_env_file(const char *data_dir, const struct qenv *e)
+{
+	char tmp[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX];
+	struct buf b;
+	int fd, r = -1;
+
+	buf_init(&b, 64u << 20);
+	if (queue_env_format(e, &b) == -1 ||
+	    queue_path(tmp, sizeof(tmp), data_dir, "tmp", e->id, ".env.new") ||
+	    queue_path(dst, sizeof(dst), data_dir, "entries", e->id, ".env"))
+		goto out;
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1)
+		goto out;
+	if (write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) == -1) {
+		close(fd);
+		unlink(tmp);
+		goto out;
+	}
+	close(fd);
+	if (rename(tmp, dst) == -1)
+		goto out;
+	snprintf(dir, sizeof(dir), "%s/queue/entries", data_dir);
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd != -1) {
+		r = fsync(fd);
+		close(fd);
+	}
+out:
+	buf_release(&b);
+	return r;
+}
+
+static void
+persist_run(void *arg, void *ctx)
+{
+	struct persist *p = arg;
+	char path[PATH_MAX];
+
+	(void)ctx;
+	if (p->is_delete) {
+		/* .env first: without it the .msg is only garbage. */
+		queue_path(path, sizeof(path), p->q->cfg->data_dir, "entries",
+		    p->snap.id, ".env");
+		p->result = unlink(path);
+		queue_path(path, sizeof(path), p->q->cfg->data_dir, "entries",
+		    p->snap.id, ".msg");
+		unlink(path);
+		return;
+	}
+	p->result = write_env_file(p->q->cfg->data_dir, &p->snap);
+}
+
+static void
+persist_done(void *arg)
+{
+	struct persist *p = arg;
+	struct qentry *e = p->e;
+	struct queue *q = p->q;
+
+	e->is_persisting = false;
+	if (p->result == -1)
+		log_err("id=%s event=queue-write result=fail error=\"%s\"",
+		    p->snap.id, strerror(errno));
+	queue_env_clear(&p->snap);
+	if (p->is_delete) {
+		log_info("id=%s event=removed", e->env.id);
+		TAILQ_REMOVE(&q->entries, e, link);
+		entry_free(e);
+	} else if (e->is_dirty || e->is_deleted) {
+		entry_persist(q, e);
+	}
+	free(p);
+}
+
+/* Writes (or, when finished or deleted, removes) the entry on disk. */
+static void
+entry_persist(struct queue *q, struct qentry *e)
+{
+	struct persist *p;
+
+	if (e->is_persisting) {
+		e->is_dirty = true;
+		return;
+	}
+	if (e->active_jobs > 0 && e->is_deleted)
+		return; /* removed when the attempt returns */
+	e->is_dirty = false;
+	e->is_persisting = true;
+	p = xcalloc(1, sizeof(*p));
+	p->q = q;
+	p->e = e;
+	p->is_delete = e->is_deleted || entry_done(e);
+	queue_env_copy(&p->snap, &e->env);
+	workers_submit(q->workers, persist_run, persist_done, p);
+}
+
+/* ---- bounces and delay warnings ---------------------------------------- */
+
+static void
+bounce_free(struct bounce *b)
+{
+	queue_env_clear(&b->orig);
+	queue_env_clear(&b->out);
+	free(b->dr);
+	free(b->st);
+	strlist_clear(&b->mailboxes);
+	buf_release(&b->content);
+	free(b->trace);
+	config_unref(&b->cfg);
+	free(b);
+}
+
+static void
+bounce_stored(void *arg)
+{
+	struct bounce *b = arg;
+
+	if (b->dlv.result == 0) {
+		log_info("id=%s event=dsn kind=%s orig=%s to=<%s>", b->out.id,
+		    b->is_delay ? "delay" : "failure", b->orig.id,
+		    b->to_postmaster ? "postmaster" : b->orig.from);
+		if (b->out.nrcpt > 0) {
+			struct qenv *e = xcalloc(1, sizeof(*e));
+
+			*e = b->out;
+			b->out.rcpts = NULL;
+			b->out.nrcpt = 0;
+			queue_add(b->q, e);
+			free(e);
+		}
+	} else {
+		log_err("id=%s event=dsn result=fail error=\"%s\"", b->orig.id,
+		    b->dlv.error);
+	}
+	bounce_free(b);
+}
+
+/* Reads the header section of the original (up to 64 KiB). */
+static size_t
+read_headers(const char *path, char *out, size_t cap)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+	char *end;
+
+	if (fd == -1)
+		return 0;
+	n = read(fd, out, cap - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	out[n] = '\0';
+	end = strstr(out, "\n\n");
+	return end ? (size_t)(end - out + 1) : (size_t)n;
+}
+
+/* Worker: compose the DSN, find where it goes, store it. */
+static void
+bounce_run(void *arg, void *ctx)
+{
+	struct bounce *b = arg;
+	struct dir *d = ctx;
+	struct strlist remote = { 0 };
+	char *hdrs = xmalloc(65536), path[PATH_MAX], err[256], date[64];
+	struct dsn_info info;
+	struct addr to;
+	const char *why;
+	time_t now = time(NULL);
+	struct tm tm;
+	enum dir_expand_result r = DIR_EXPAND_TEMPFAIL;
+
+	queue_path(path, sizeof(path), b->cfg->data_dir, "entries", b->orig.id,
+	    ".msg");
+	memset(&info, 0, sizeof(info));
+	info.hostname = b->cfg->hostname;
+	info.queue_id = b->orig.id;
+	info.to = b->to_postmaster ? "postmaster" : b->orig.from;
+	info.arrival = b->orig.arrival;
+	info.now = now;
+	info.retry_until = b->orig.arrival + b->cfg->queue_lifetime_ms / 1000;
+	info.is_delay = b->is_delay;
+	info.rcpts = b->dr;
+	info.nrcpt = b->orig.nrcpt;
+	info.headers = hdrs;
+	info.headers_len = read_headers(path, hdrs, 65536);
+	queue_new_id(b->out.id);
+	b->out.arrival = now;
+	b->out.from[0] = '\0'; /* DSNs have the null sender (RFC 3464) */
+	b->out.is_bounce = b->to_postmaster;
+	for (int tries = 0; tries < 2; tries++) {
+		char target[QADDR_MAX];
+
+		snprintf(target, sizeof(target), "%s%s%s",
+		    b->to_postmaster ? "postmaster@" : b->orig.from,
+		    b->to_postmaster ? b->cfg->primary_domain : "", "");
+		if (addr_parse_mailbox(target, &to, &why) == 0 && d != NULL)
+			r = dir_expand(d, &to, b->cfg->expansion_limit,
+			    &b->mailboxes, &remote, err, sizeof(err));
+		if (r == DIR_EXPAND_LOCAL &&
+		    b->mailboxes.n + remote.n > 0)
+			break;
+		if (r == DIR_EXPAND_NONLOCAL) {
+			strlist_add(&remote, target);
+			r = DIR_EXPAND_LOCAL;
+			break;
+		}
+		/* Nowhere to send it: tell the postmaster, once. */
+		strlist_clear(&b->mailboxes);
+		strlist_clear(&remote);
+		if (b->to_postmaster || b->orig.is_bounce)
+			break;
+		b->to_postmaster = true;
+		b->out.is_bounce = true;
+		info.to = "postmaster";
+	}
+	buf_init(&b->content, 1u << 20);
+	if (r != DIR_EXPAND_LOCAL || b->mailboxes.n + remote.n == 0 ||
+	    dsn_compose(&info, &b->content) == -1) {
+		b->dlv.result = -1;
+		snprintf(b->dlv.error, sizeof(b->dlv.error),
+		    "no deliverable address for the DSN");
+		free(hdrs);
+		strlist_clear(&remote);
+		workers_post(b->q->workers, bounce_stored, b);
+		return;
+	}
+	free(hdrs);
+	for (size_t i = 0; i < remote.n; i++)
+		queue_env_add_rcpt(&b->out, remote.v[i], now);
+	strlist_clear(&remote);
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	b->trace = xmalloc(512);
+	snprintf(b->trace, 512,
+	    "Return-Path: <>\nReceived: by %s (postern) id %s;\n\t%s\n",
+	    b->cfg->hostname, b->out.id, date);
+	memset(&b->dlv, 0, sizeof(b->dlv));
+	b->dlv.mailboxes = &b->mailboxes;
+	b->dlv.iov[0].iov_base = b->trace;
+	b->dlv.iov[0].iov_len = strlen(b->trace);
+	b->dlv.iov[1].iov_base = b->content.data;
+	b->dlv.iov[1].iov_len = b->content.len;
+	b->dlv.iovcnt = 2;
+	b->dlv.rp_len = strlen("Return-Path: <>\n");
+	b->dlv.wsize = b->dlv.iov[0].iov_len + b->content.len + 8;
+	b->dlv.qenv = b->out.nrcpt > 0 ? &b->out : NULL;
+	b->dlv.done = bounce_stored;
+	b->dlv.done_arg = b;
+	maildir_deliver(b->q->committer, &b->dlv);
+}
+
+/* Sends a DSN about the recipients of e whose index is in idx. */
+static void
+send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
+    char (*status)[16], size_t n, bool is_delay, const char *remote)
+{
+	struct bounce *b;
+
+	if (n == 0)
+		return;
+	if (e->env.from[0] == '\0' && e->env.is_bounce) {
+		/* A notice to the postmaster failed: the end of the road. */
+		log_warn("id=%s event=dsn result=dropped reason=\"a "
+			 "postmaster notice could not be delivered\"",
+		    e->env.id);
+		return;
+	}
+	b = xcalloc(1, sizeof(*b));
+	b->q = q;
+	b->cfg = config_ref(q->cfg);
+	b->is_delay = is_delay;
+	/* Never a DSN to <>: mail from the null sender goes to postmaster. */
+	b->to_postmaster = e->env.from[0] == '\0';
+	b->orig = e->env;
+	b->orig.rcpts = xcalloc(n, sizeof(*b->orig.rcpts));
+	b->orig.nrcpt = n;
+	b->dr = xcalloc(n, sizeof(*b->dr));
+	b->st = xcalloc(n, sizeof(*b->st));
+	snprintf(b->remote, sizeof(b->remote), "%s", remote ? remote : "");
+	for (size_t i = 0; i < n; i++) {
+		b->orig.rcpts[i] = e->env.rcpts[idx[i]];
+		b->dr[i].addr = b->orig.rcpts[i].addr;
+		b->dr[i].diagnostic = b->orig.rcpts[i].error;
+		b->dr[i].status = is_delay ? "4.4.7" : "5.0.0";
+		b->dr[i].remote_mta = b->remote;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (status != NULL && status[i][0] != '\0') {
+			memcpy(b->st[i], status[i], sizeof(b->st[i]));
+			b->dr[i].status = b->st[i];
+		}
+	workers_submit(q->workers, bounce_run, NULL, b);
+}
+
+/* ---- attempts ---------------------------------------------------------- */
+
+static void
+attempt_run(void *arg, void *ctx)
+{
+	struct attempt *a = arg;
+
+	(void)ctx;
+	outbound_deliver(&a->job);
+}
+
+static void
+log_result(struct qentry *e, const struct attempt *a,
+    const struct outbound_rcpt *r, const char *status, time_t now)
+{
+	log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, status=%s (%s)",
+	    e->env.id, r->addr, a->job.relay,
+	    (long long)(now - e->env.arrival), r->status, status, r->reply);
+}
+
+static void
+attempt_done(void *arg)
+{
+	struct attempt *a = arg;
+	struct queue *q = a->q;
+	struct qentry *e = a->e;
+	size_t *failed = xcalloc(a->job.nrcpt + 1, sizeof(*failed));
+	char (*fstatus)[16] = xcalloc(a->job.nrcpt + 1, sizeof(*fstatus));
+	size_t nfailed = 0;
+	time_t now = time(NULL);
+
+	q->active--;
+	dom_count(q, a->job.domain, -1);
+	e->active_jobs--;
+	for (size_t i = 0; i < a->job.nrcpt; i++) {
+		struct outbound_rcpt *r = &a->job.rcpts[i];
+		struct qrcpt *qr = &e->env.rcpts[r->index];
+
+		e->busy[r->index] = false;
+		qr->attempts++;
+		queue_field_clean(qr->error, sizeof(qr->error), r->reply);
+		if (r->result == OUT_SENT) {
+			qr->state = QRCPT_SENT;
+			log_result(e, a, r, "sent", now);
+			continue;
+		}
+		if (r->result == OUT_DEFER &&
+		    (unsigned long long)(now - e->env.arrival) * 1000 <
+			q->cfg->queue_lifetime_ms) {
+			qr->next = now + queue_backoff_ms(qr->attempts,
+					     q->cfg->queue_retry_min_ms,
+					     q->cfg->queue_retry_max_ms) /
+				1000;
+			if (qr->next <= now)
+				qr->next = now + 1;
+			log_result(e, a, r, "deferred", now);
+			continue;
+		}
+		if (r->result == OUT_DEFER) {
+			char why[QERR_MAX];
+
+			snprintf(why, sizeof(why), "delivery time expired; "
+			    "last error: %.300s", r->reply);
+			queue_field_clean(qr->error, sizeof(qr->error), why);
+			snprintf(r->status, sizeof(r->status), "4.4.7");
+		}
+		qr->state = QRCPT_FAILED;
+		log_result(e, a, r, "bounced", now);
+		snprintf(fstatus[nfailed], sizeof(fstatus[nfailed]), "%s",
+		    r->status);
+		failed[nfailed++] = r->index;
+	}
+	send_dsn(q, e, failed, fstatus, nfailed, false, a->job.remote_host);
+	free(failed);
+	free(fstatus);
+	/* Delay warning (RFC 3464 "delayed") once, for real senders. */
+	if (q->cfg->queue_delay_warning_ms > 0 && !e->env.is_warned &&
+	    e->env.from[0] != '\0' && !entry_done(e) &&
+	    (unsigned long long)(now - e->env.arrival) * 1000 >=
+		q->cfg->queue_delay_warning_ms) {
+		size_t *pend = xcalloc(e->env.nrcpt, sizeof(*pend)), np = 0;
+
+		for (size_t i = 0; i < e->env.nrcpt; i++)
+			if (e->env.rcpts[i].state == QRCPT_PENDING)
+				pend[np++] = i;
+		e->env.is_warned = true;
+		send_dsn(q, e, pend, NULL, np, true, a->job.remote_host);
+		free(pend);
+	}
+	free(a->job.rcpts);
+	config_unref(&a->job.cfg);
+	free(a);
+	if (e->active_jobs == 0 || entry_done(e))
+		entry_persist(q, e);
+	else
+		e->is_dirty = true;
+	queue_run(q);
+}
+
+/* Starts attempts for the due recipients of e, one job per domain. */
+static void
+entry_schedule(struct queue *q, struct qentry *e, time_t now)
+{
+	for (size_t i = 0; i < e->env.nrcpt; i++) {
+		const char *dom;
+		struct attempt *a;
+
+		if (q->active >= q->cfg->smtp_max_connections)
+			return;
+		if (e->busy[i] || e->env.rcpts[i].state != QRCPT_PENDING ||
+		    e->env.rcpts[i].next > now)
+			continue;
+		dom = rcpt_domain(e->env.rcpts[i].addr);
+		if (dom_count(q, dom, 0) >=
+		    q->cfg->smtp_max_connections_per_domain)
+			continue;
+		a = xcalloc(1, sizeof(*a));
+		a->q = q;
+		a->e = e;
+		a->started = now;
+		a->job.cfg = config_ref(q->cfg);
+		snprintf(a->job.id, sizeof(a->job.id), "%s", e->env.id);
+		snprintf(a->job.from, sizeof(a->job.from), "%s", e->env.from);
+		snprintf(a->job.domain, sizeof(a->job.domain), "%s", dom);
+		queue_path(a->job.msg_path, sizeof(a->job.msg_path),
+		    q->cfg->data_dir, "entries", e->env.id, ".msg");
+		a->job.rcpts = xcalloc(e->env.nrcpt, sizeof(*a->job.rcpts));
+		for (size_t k = i; k < e->env.nrcpt; k++) {
+			struct qrcpt *r = &e->env.rcpts[k];
+			struct outbound_rcpt *o;
+
+			if (e->busy[k] || r->state != QRCPT_PENDING ||
+			    r->next > now ||
+			    strcmp(rcpt_domain(r->addr), dom) != 0)
+				continue;
+			o = &a->job.rcpts[a->job.nrcpt++];
+			snprintf(o->addr, sizeof(o->addr), "%s", r->addr);
+			o->index = k;
+			e->busy[k] = true;
+		}
+		e->active_jobs++;
+		q->active++;
+		dom_count(q, dom, 1);
+		workers_submit(q->outbound, attempt_run, attempt_done, a);
+	}
+}
+
+static void
+queue_run(struct queue *q)
+{
+	time_t now = time(NULL);
+	struct qentry *e;
+
+	if (q->is_stopping)
+		return;
+	TAILQ_FOREACH(e, &q->entries, link) {
+		if (q->active >= q->cfg->smtp_max_connections)
+			break;
+		if (e->env.is_held || e->is_deleted || e->is_persisting)
+			continue;
+		entry_schedule(q, e, now);
+	}
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct queue *q = arg;
+
+	(void)fd;
+	(void)what;
+	outbound_cache_expire(5);
+	queue_run(q);
+}
+
+/* ---- public ------------------------------------------------------------ */
+
+static struct qentry *
+entry_new(struct qenv *env)
+{
+	struct qentry *e = xcalloc(1, sizeof(*e));
+
+	e->env = *env;
+	e->busy = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof(*e->busy));
+	return e;
+}
+
+void
+queue_add(struct queue *q, struct qenv *env)
+{
+	struct qentry *e = entry_new(env);
+
+	env->rcpts = NULL;
+	env->nrcpt = 0;
+	TAILQ_INSERT_TAIL(&q->entries, e, link);
+	log_info("id=%s event=queued from=<%s> nrcpt=%zu", e->env.id,
+	    e->env.from, e->env.nrcpt);
+	queue_run(q);
+}
+
+struct queue *
+queue_new(struct event_base *base, struct config *cfg, struct workers *w,
+    struct committer *c)
+{
+	struct queue *q = xcalloc(1, sizeof(*q));
+	struct timeval tv = { 1, 0 };
+
+	q->base = base;
+	q->cfg = config_ref(cfg);
+	q->workers = w;
+	q->committer = c;
+	TAILQ_INIT(&q->entries);
+	q->outbound = workers_new(base, cfg->smtp_max_connections, NULL, NULL,
+	    NULL);
+	q->timer = event_new(base, -1, EV_PERSIST, on_timer, q);
+	event_add(q->timer, &tv);
+	return q;
+}
+
+static void
+set_aside(const char *data_dir, const char *name)
+{
+	char from[PATH_MAX], to[PATH_MAX];
+
+	snprintf(from, sizeof(from), "%s/queue/entries/%s", data_dir, name);
+	snprintf(to, sizeof(to), "%s/queue/corrupt/%s", data_dir, name);
+	if (rename(from, to) == -1)
+		log_err("event=queue-load file=%s error=\"cannot set aside: "
+			"%s\"",
+		    name, strerror(errno));
+}
+
+static int
+load_one(struct queue *q, const char *name)
+{
+	char path[PATH_MAX], *text;
+	struct stat st;
+	struct qenv env;
+	const char *why = "unreadable";
+	ssize_t n = -1;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/queue/entries/%s", q->cfg->data_dir,
+	    name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1 || fstat(fd, &st) == -1 || st.st_size > (64 << 20)) {
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	text = xmalloc((size_t)st.st_size + 1);
+	n = read(fd, text, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size ||
+	    queue_env_parse(text, (size_t)n, &env, &why) == -1) {
+		char msg[300];
+
+		log_err("event=queue-load file=%s result=corrupt reason=\"%s\" "
+			"action=set-aside",
+		    name, why);
+		set_aside(q->cfg->data_dir, name);
+		snprintf(msg, sizeof(msg), "%.*s.msg",
+		    (int)(strlen(name) - 4), name);
+		set_aside(q->cfg->data_dir, msg);
+		free(text);
+		return -1;
+	}
+	free(text);
+	{
+		/* TAILQ_INSERT_TAIL evaluates its element more than once. */
+		struct qentry *e = entry_new(&env);
+
+		TAILQ_INSERT_TAIL(&q->entries, e, link);
+	}
+	return 0;
+}
+
+size_t
+queue_load(struct queue *q)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	/* tmp/ holds only files of transactions that never completed. */
+	snprintf(path, sizeof(path), "%s/queue/tmp", q->cfg->data_dir);
+	if ((d = opendir(path)) != NULL) {
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			/* Relative to the directory: no path to overflow. */
+			unlinkat(dirfd(d), de->d_name, 0);
+		}
+		closedir(d);
+	}
+	snprintf(path, sizeof(path), "%s/queue/entries", q->cfg->data_dir);
+	if ((d = opendir(path)) == NULL)
+		return 0;
+	while ((de = readdir(d)) != NULL) {
+		size_t l = strlen(de->d_name);
+
+		if (l > 4 && strcmp(de->d_name + l - 4, ".env") == 0 &&
+		    load_one(q, de->d_name) == 0)
+			n++;
+	}
+	closedir(d);
+	log_info("event=queue-load entries=%zu", n);
+	return n;
+}
+
+static struct qentry *
+entry_find(struct queue *q, const char *id)
+{
+	struct qentry *e;
+
+	TAILQ_FOREACH(e, &q->entries, link)
+		if (strcmp(e->env.id, id) == 0 && !e->is_deleted)
+			return e;
+	return NULL;
+}
+
+int
+queue_command(struct queue *q, const char *cmd, char *err, size_t errlen)
+{
+	char verb[16] = "", id[QID_MAX + 8] = "";
+	struct qentry *e, *next;
+	int n = sscanf(cmd, "%15s %31s", verb, id);
+	bool all = n < 2 || strcmp(id, "all") == 0;
+
+	if (n < 1) {
+		snprintf(err, errlen, "empty command");
+		return -1;
+	}
+	if (!all && entry_find(q, id) == NULL) {
+		snprintf(err, errlen, "no such queue entry: %s", id);
+		return -1;
+	}
+	if (strcmp(verb, "delete") == 0 && n < 2) {
+		snprintf(err, errlen, "delete needs an ID or all");
+		return -1;
+	}
+	for (e = TAILQ_FIRST(&q->entries); e != NULL; e = next) {
+		next = TAILQ_NEXT(e, link);
+		if (e->is_deleted || (!all && strcmp(e->env.id, id) != 0))
+			continue;
+		if (strcmp(verb, "flush") == 0 || strcmp(verb, "release") == 0) {
+			for (size_t i = 0; i < e->env.nrcpt; i++)
+				e->env.rcpts[i].next = 0;
+			if (strcmp(verb, "release") == 0) {
+				e->env.is_held = false;
+				entry_persist(q, e);
+			}
+		} else if (strcmp(verb, "hold") == 0) {
+			e->env.is_held = true;
+			entry_persist(q, e);
+		} else if (strcmp(verb, "delete") == 0) {
+			e->is_deleted = true;
+			entry_persist(q, e);
+		} else {
+			snprintf(err, errlen, "unknown queue command: %s", verb);
+			return -1;
+		}
+		log_info("id=%s event=queue-%s", e->env.id, verb);
+	}
+	queue_run(q);
+	return 0;
+}
+
+bool
+queue_idle(struct queue *q)
+{
+	struct qentry *e;
+
+	q->is_stopping = true;
+	if (q->active > 0)
+		return false;
+	TAILQ_FOREACH(e, &q->entries, link)
+		if (e->is_persisting)
+			return false;
+	return true;
+}
+
+void
+queue_free(struct queue **qp)
+{
+	struct queue *q = *qp;
+	struct qentry *e;
+
+	if (q == NULL)
+		return;
+	q->is_stopping = true;
+	workers_free(&q->outbound);
+	event_free(q->timer);
+	while ((e = TAILQ_FIRST(&q->entries)) != NULL) {
+		TAILQ_REMOVE(&q->entries, e, link);
+		entry_free(e);
+	}
+	while (q->domains) {
+		struct domcount *c = q->domains;
+
+		q->domains = c->next;
+		free(c);
+	}
+	outbound_cache_expire(0);
+	config_unref(&q->cfg);
+	free(q);
+	*qp = NULL;
+}

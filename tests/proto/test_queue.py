@@ -1,0 +1,280 @@
+"""Outbound mail: the durable queue, MX delivery, retries, bounces and the
+queue commands, against capture SMTP servers (aiosmtpd) on loopback
+addresses and dnsmasq on loopback for DNS."""
+import email
+import email.policy
+import json
+import os
+import signal
+import smtplib
+import ssl
+import subprocess
+import time
+
+import pytest
+
+from conftest import Raw, wait_for
+
+FAST = {"relay_addresses": "127.0.0.1", "queue_retry_min": "1s", "queue_retry_max": "2s"}
+
+
+def send(server, frm, to, body=b"Subject: out\r\n\r\nhello\r\n"):
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=20) as s:
+        s.sendmail(frm, to, body)
+
+
+def queue_ids(server):
+    out = server.ctl("queue", "list").stdout
+    return [l.split("\t")[0] for l in out.splitlines() if l and not l.startswith("\t")]
+
+
+def dsn_of(msg_bytes):
+    m = email.message_from_bytes(msg_bytes, policy=email.policy.default)
+    assert m.get_content_type() == "multipart/report"
+    assert m.get_param("report-type") == "delivery-status"
+    parts = list(m.iter_parts())
+    assert [p.get_content_type() for p in parts] == [
+        "text/plain", "message/delivery-status", "text/rfc822-headers"]
+    return m, parts
+
+
+def test_delivery_via_mx_byte_exact_and_dot_stuffed(make_server, sinks):
+    mx = sinks("127.0.0.2")
+    s = make_server(FAST)
+    body = (b"Subject: outbound\r\nTo: bob@remote.example\r\n\r\n"
+            b"line\r\n.leading dot\r\n..two\r\n.\ttab\r\n8bit \xc3\xa9\r\nend\r\n")
+    send(s, "alice@example.test", ["bob@remote.example", "carol@remote.example"], body)
+    wait_for(lambda: mx.messages, what="delivery")
+    [m] = mx.messages
+    assert m["from"] == "alice@example.test"
+    assert m["to"] == ["bob@remote.example", "carol@remote.example"]
+    received, rest = m["data"].split(b"Subject: outbound", 1)
+    assert received.startswith(b"Received: from ")
+    assert b"Return-Path" not in m["data"]
+    assert b"Subject: outbound" + rest == body, "dot-stuffing undone by the sink gives the original"
+    log = wait_for(lambda: "status=sent" in s.log() and s.log(), what="log")
+    assert "to=<bob@remote.example>, relay=mx1.remote.example[127.0.0.2]:" in log
+    assert "dsn=2.0.0, status=sent (250 2.0.0 OK captured)" in log
+    wait_for(lambda: queue_ids(s) == [], what="queue empty")
+
+
+def test_mixed_local_and_remote_in_one_transaction(make_server, sinks):
+    mx = sinks("127.0.0.2")
+    s = make_server(FAST)
+    send(s, "x@remote.example", ["alice@example.test", "bob@remote.example"])
+    wait_for(lambda: mx.messages, what="remote copy")
+    assert len(s.messages("alice")) == 1
+
+
+def test_alias_forward_to_remote(make_server, sinks):
+    mx = sinks("127.0.0.2")
+    s = make_server({"queue_retry_min": "1s"})  # no relay_addresses
+    s.ctl("alias", "add", "fwd2@example.test", "far@remote.example", "alice@example.test")
+    send(s, "x@other.example", ["fwd2@example.test"])
+    wait_for(lambda: mx.messages, what="forward")
+    assert mx.messages[0]["to"] == ["far@remote.example"]
+    assert len(s.messages("alice")) == 1
+
+
+def test_second_mx_when_first_refuses(make_server, sinks):
+    mx2 = sinks("127.0.0.4")
+    s = make_server(FAST)
+    send(s, "alice@example.test", ["u@backup.example"])
+    wait_for(lambda: mx2.messages, what="backup MX")
+
+
+def test_second_mx_when_first_answers_4xx(make_server, sinks):
+    sinks("127.0.0.5", mode="mail451")
+    mx2 = sinks("127.0.0.6")
+    s = make_server(FAST)
+    send(s, "alice@example.test", ["u@tempmx.example"])
+    wait_for(lambda: mx2.messages, what="second MX")
+
+
+def test_implicit_mx_from_a_record(make_server, sinks):
+    host = sinks("127.0.0.7")
+    s = make_server(FAST)
+    send(s, "alice@example.test", ["u@implicit.example"])
+    wait_for(lambda: host.messages, what="implicit MX")
+
+
+def test_null_mx_bounces_at_once(make_server):
+    s = make_server(FAST)
+    send(s, "alice@example.test", ["u@nullmx.example"])
+    [dsn] = wait_for(lambda: s.messages("alice"), what="DSN")
+    m, parts = dsn_of(dsn.split(b"\n", 1)[1])
+    assert "Status: 5.1.10" in parts[1].as_string()
+    assert "null MX" in dsn.decode()
+    assert dsn.startswith(b"Return-Path: <>\n")
+
+
+def test_nxdomain_bounces(make_server):
+    s = make_server(FAST)
+    send(s, "alice@example.test", ["u@nosuchdomain.example"])
+    [dsn] = wait_for(lambda: s.messages("alice"), what="DSN")
+    assert b"Status: 5.1.2" in dsn
+
+
+def test_5xx_bounce_is_a_wellformed_dsn_to_the_sender(make_server, sinks):
+    sinks("127.0.0.8", mode="rcpt550")
+    s = make_server(FAST)
+    send(s, "alice@example.test", ["nobody@refuse.example"],
+         b"Subject: will bounce\r\nMessage-ID: <orig@example.test>\r\n\r\nbody\r\n")
+    [raw] = wait_for(lambda: s.messages("alice"), what="DSN")
+    m, parts = dsn_of(raw.split(b"\n", 1)[1])
+    assert m["From"].addresses[0].username == "MAILER-DAEMON"
+    assert m["To"].addresses[0].addr_spec == "alice@example.test"
+    status = parts[1].as_string()
+    assert "Reporting-MTA: dns; mx.example.test" in status
+    assert "Final-Recipient: rfc822; nobody@refuse.example" in status
+    assert "Action: failed" in status
+    assert "Status: 5.1.1" in status
+    assert "Remote-MTA: dns; mx1.refuse.example" in status
+    assert "Diagnostic-Code: smtp; 550 5.1.1" in status
+    assert "Message-ID: <orig@example.test>" in parts[2].as_string()
+    assert "status=bounced" in s.log()
+    wait_for(lambda: queue_ids(s) == [], what="entries removed")
+
+
+def test_4xx_then_success_on_retry(make_server, sinks):
+    mx = sinks("127.0.0.9", fail_first=1)
+    s = make_server(FAST)
+    send(s, "alice@example.test", ["u@retry.example"])
+    wait_for(lambda: "status=deferred" in s.log(), what="deferral")
+    wait_for(lambda: mx.messages, timeout=30, what="retry")
+    assert s.messages("alice") == [], "no bounce"
+
+
+def test_expiry_bounce(make_server):
+    s = make_server(dict(FAST, queue_lifetime="3s"))
+    send(s, "alice@example.test", ["u@down.example"])
+    [dsn] = wait_for(lambda: s.messages("alice"), timeout=40, what="expiry DSN")
+    assert b"delivery time expired" in dsn
+    assert b"Status: 4.4.7" in dsn or b"Status: 4.4.1" in dsn
+
+
+def test_delay_warning(make_server):
+    s = make_server(dict(FAST, queue_delay_warning="1s"))
+    send(s, "alice@example.test", ["u@down.example"])
+    [dsn] = wait_for(lambda: s.messages("alice"), timeout=40, what="delay DSN")
+    assert b"Action: delayed" in dsn
+    assert b"Delayed Mail" in dsn
+    assert queue_ids(s), "still queued after the warning"
+
+
+def test_no_bounce_to_null_sender(make_server, sinks):
+    sinks("127.0.0.8", mode="rcpt550")
+    s = make_server(FAST)
+    send(s, "", ["nobody@refuse.example"])
+    [notice] = wait_for(lambda: s.messages("postmaster"), what="postmaster notice")
+    assert b"Final-Recipient: rfc822; nobody@refuse.example" in notice
+    time.sleep(1)
+    assert "to=<>" not in s.log()
+    assert len(s.messages("postmaster")) == 1
+
+
+def test_relayhost_and_routes(make_server, sinks, sink_port):
+    hub = sinks("127.0.0.11")
+    routed = sinks("127.0.0.12")
+    s = make_server(dict(FAST, relayhost=f"[127.0.0.11]:{sink_port}",
+                         routes=f"routed.example=[127.0.0.12]:{sink_port}, "
+                                f"*.sub.example=[127.0.0.12]:{sink_port}"))
+    send(s, "alice@example.test", ["a@anywhere.example"])
+    send(s, "alice@example.test", ["b@routed.example"])
+    send(s, "alice@example.test", ["c@deep.sub.example"])
+    wait_for(lambda: len(hub.messages) == 1 and len(routed.messages) == 2, what="routing")
+    assert hub.messages[0]["to"] == ["a@anywhere.example"]
+    assert sorted(m["to"][0] for m in routed.messages) == ["b@routed.example", "c@deep.sub.example"]
+
+
+def test_starttls_used_when_offered(make_server, sinks, cert):
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*cert)
+    mx = sinks("127.0.0.14", tls=ctx)
+    s = make_server(FAST)
+    send(s, "alice@example.test", ["u@tls.example"])
+    [m] = wait_for(lambda: mx.messages, what="TLS delivery")
+    assert m["tls"]
+
+
+def test_encrypt_refuses_plaintext_host(make_server, sinks):
+    sinks("127.0.0.2")
+    s = make_server(dict(FAST, smtp_tls="encrypt"))
+    send(s, "alice@example.test", ["u@remote.example"])
+    wait_for(lambda: "does not offer STARTTLS" in s.log(), what="TLS refusal")
+    assert "status=deferred" in s.log()
+
+
+def test_loop_back_to_myself_bounces(make_server, sinks, sink_port):
+    sinks("127.0.0.13", hostname="mx.example.test")
+    s = make_server(dict(FAST, routes=f"loop.example=[127.0.0.13]:{sink_port}"))
+    send(s, "alice@example.test", ["u@loop.example"])
+    [dsn] = wait_for(lambda: s.messages("alice"), what="loop DSN")
+    assert b"Status: 5.4.6" in dsn
+
+
+def test_kill9_during_delivery_then_delivered_after_restart(make_server, sinks):
+    s = make_server(dict(FAST, queue_retry_min="1s"))
+    # Nothing listens yet: the message waits in the queue.
+    send(s, "alice@example.test", ["u@remote.example"])
+    wait_for(lambda: "status=deferred" in s.log(), what="deferral")
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait()
+    mx = sinks("127.0.0.2")
+    s.start()
+    wait_for(lambda: mx.messages, timeout=30, what="delivery after restart")
+    assert len(mx.messages) == 1
+
+
+def test_queue_commands(make_server, sinks):
+    s = make_server(dict(FAST, queue_retry_min="1h", queue_retry_max="1h"))
+    send(s, "alice@example.test", ["u@remote.example"], b"Subject: held one\r\n\r\nx\r\n")
+    wait_for(lambda: "status=deferred" in s.log(), what="deferral")
+    [qid] = queue_ids(s)
+    listing = s.ctl("queue", "list").stdout
+    assert f"{qid}\t" in listing and "\t<alice@example.test>\t" in listing
+    assert "\t<u@remote.example>\tpending\t1\t" in listing
+    js = json.loads(s.ctl("queue", "list", "--json").stdout)
+    assert js[0]["id"] == qid and js[0]["recipients"][0]["state"] == "pending"
+    assert js[0]["recipients"][0]["attempts"] == 1 and js[0]["held"] is False
+    show = s.ctl("queue", "show", qid).stdout
+    assert "Subject: held one" in show and "Received: from" in show
+    s.ctl("queue", "hold", qid)
+    wait_for(lambda: json.loads(s.ctl("queue", "list", "--json").stdout)[0]["held"], what="hold")
+    mx = sinks("127.0.0.2")
+    s.ctl("queue", "flush")
+    time.sleep(1.5)
+    assert mx.messages == [], "a held message is not delivered"
+    s.ctl("queue", "release", qid)
+    wait_for(lambda: mx.messages, what="release")
+    wait_for(lambda: queue_ids(s) == [], what="removed after delivery")
+    mx.stop()
+    send(s, "alice@example.test", ["v@remote.example"])
+    wait_for(lambda: "status=deferred" in s.log().split("v@remote.example", 1)[-1], what="deferral 2")
+    [qid2] = queue_ids(s)
+    s.ctl("queue", "delete", qid2)
+    wait_for(lambda: queue_ids(s) == [], what="delete")
+    for args, text in [(("queue", "show", "0000"), "no such queue entry"),
+                       (("queue", "hold", "ABCDEF"), "no such queue entry"),
+                       (("queue", "show", "../etc"), "bad queue id")]:
+        r = s.ctl(*args, check=False)
+        assert r.returncode == 1 and text in r.stderr, r.stderr
+    s.stop()
+    r = s.ctl("queue", "flush", check=False)
+    assert r.returncode == 1 and "not running" in r.stderr
+
+
+def test_corrupt_queue_file_is_set_aside(make_server, sinks):
+    mx = sinks("127.0.0.2")
+    s = make_server(FAST, start=False)
+    entries = os.path.join(s.data, "queue", "entries")
+    os.makedirs(entries, exist_ok=True)
+    with open(os.path.join(entries, "00000000DEAD1.env"), "w") as f:
+        f.write("postern-queue 1\nid\t00000000DEAD1\nfrom\ta@b.example\narr")
+    with open(os.path.join(entries, "00000000DEAD1.msg"), "w") as f:
+        f.write("Subject: x\n\nbody\n")
+    s.start()
+    assert "result=corrupt" in s.log()
+    assert os.path.exists(os.path.join(s.data, "queue", "corrupt", "00000000DEAD1.env"))
+    send(s, "alice@example.test", ["u@remote.example"])
+    wait_for(lambda: mx.messages, what="other mail still flows")
