@@ -38,7 +38,5 @@ int queue_command(struct queue *, const char *cmd, char *err, size_t errlen);
 
 /* A new unique queue id (hex, time-based plus a counter). */
 void queue_new_id(char out[QID_MAX]);
-/* Retry delay after n failed attempts: min doubling up to max (ms). */
-unsigned queue_backoff_ms(unsigned attempts, unsigned min_ms, unsigned max_ms);
 
 #endif

@@ -60,6 +60,12 @@ void queue_env_add_rcpt(struct qenv *, const char *addr, time_t next);
 /* Copies text into dst replacing tabs, CR and LF by spaces. */
 void queue_field_clean(char *dst, size_t dstlen, const char *src);
 const char *queue_state_name(enum qrcpt_state);
+/* Retry delay after n failed attempts: min doubling up to max (ms). */
+unsigned queue_backoff_ms(unsigned attempts, unsigned min_ms, unsigned max_ms);
+/* The route for domain ("[host]:port" ...) from routes, else relayhost,
+ * else NULL (use MX).  "*.example.org" matches subdomains only. */
+struct config;
+const char *queue_route_for(const struct config *, const char *domain);
 /* Paths: data_dir/queue/SUB/ID.EXT ("entries", "tmp"). 0 or -1. */
 int queue_path(char *dst, size_t len, const char *data_dir, const char *sub,
     const char *id, const char *ext);

@@ -636,17 +636,7 @@ next_hops(struct outbound_job *j, struct dns_hops *hops, int *port,
 		snprintf(host, sizeof(host), "%.*s", (int)l, ip);
 		return dns_resolve_host(host, cfg->dns_servers, hops, why, wl);
 	}
-	for (size_t i = 0; i < cfg->routes.n && hop == NULL; i++) {
-		const char *pat = cfg->routes.v[i].domain;
-		size_t pl = strlen(pat), dl = strlen(j->domain);
-
-		if (strcmp(pat, j->domain) == 0 ||
-		    (pat[0] == '*' && dl > pl - 1 &&
-			strcmp(j->domain + dl - (pl - 1), pat + 1) == 0))
-			hop = cfg->routes.v[i].hop;
-	}
-	if (hop == NULL && cfg->relayhost[0] != '\0')
-		hop = cfg->relayhost;
+	hop = queue_route_for(cfg, j->domain);
 	if (hop == NULL)
 		return dns_resolve_mx(j->domain, cfg->dns_servers, hops, why,
 		    wl);

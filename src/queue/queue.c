@@ -115,15 +115,6 @@ queue_new_id(char out[QID_MAX])
 	    (unsigned)(n & 0xfffff));
 }
 
-unsigned
-queue_backoff_ms(unsigned attempts, unsigned min_ms, unsigned max_ms)
-{
-	unsigned long long d = min_ms;
-
-	for (unsigned i = 1; i < attempts && d < max_ms; i++)
-		d *= 2;
-	return d > max_ms ? max_ms : (unsigned)d;
-}
 
 
 static const char *

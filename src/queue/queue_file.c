@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "queue_file.h"
 #include "xmalloc.h"
 
@@ -247,4 +248,34 @@ queue_path(char *dst, size_t len, const char *data_dir, const char *sub,
 	int n = snprintf(dst, len, "%s/queue/%s/%s%s", data_dir, sub, id, ext);
 
 	return n < 0 || (size_t)n >= len ? -1 : 0;
+}
+
+unsigned
+queue_backoff_ms(unsigned attempts, unsigned min_ms, unsigned max_ms)
+{
+	unsigned long long d = min_ms;
+
+	for (unsigned i = 1; i < attempts && d < max_ms; i++)
+		d *= 2;
+	return d > max_ms ? max_ms : (unsigned)d;
+}
+
+const char *
+queue_route_for(const struct config *cfg, const char *domain)
+{
+	size_t dl = strlen(domain);
+
+	for (size_t i = 0; i < cfg->routes.n; i++) {
+		const char *pat = cfg->routes.v[i].domain;
+		size_t pl = strlen(pat);
+
+		if (strcmp(pat, domain) == 0)
+			return cfg->routes.v[i].hop;
+		/* "*.example.org": suffix ".example.org", at least one label
+		 * before it. */
+		if (pat[0] == '*' && dl > pl - 1 &&
+		    strcmp(domain + dl - (pl - 1), pat + 1) == 0)
+			return cfg->routes.v[i].hop;
+	}
+	return cfg->relayhost[0] != '\0' ? cfg->relayhost : NULL;
 }

@@ -326,9 +326,11 @@ def tls_context(cert):
 class Sink:
     """A capture SMTP server (aiosmtpd) on one loopback address."""
 
-    def __init__(self, ip, port, mode="ok", hostname=None, tls=None, fail_first=0):
+    def __init__(self, ip, port, mode="ok", hostname=None, tls=None, fail_first=0,
+                 data_delay=0):
         from aiosmtpd.controller import Controller
         self.messages = []
+        self.data_delay, self.in_data = data_delay, False
         self.mode, self.fail_first, self.attempts = mode, fail_first, 0
         kw = {}
         if tls is not None:
@@ -355,6 +357,10 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.data_delay:
+            import asyncio
+            self.in_data = True
+            await asyncio.sleep(self.data_delay)
         self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
                               "data": envelope.original_content,
                               "tls": session.ssl is not None})

@@ -213,7 +213,7 @@ def test_loop_back_to_myself_bounces(make_server, sinks, sink_port):
     assert b"Status: 5.4.6" in dsn
 
 
-def test_kill9_during_delivery_then_delivered_after_restart(make_server, sinks):
+def test_kill9_while_waiting_then_delivered_after_restart(make_server, sinks):
     s = make_server(dict(FAST, queue_retry_min="1s"))
     # Nothing listens yet: the message waits in the queue.
     send(s, "alice@example.test", ["u@remote.example"])
@@ -224,6 +224,21 @@ def test_kill9_during_delivery_then_delivered_after_restart(make_server, sinks):
     s.start()
     wait_for(lambda: mx.messages, timeout=30, what="delivery after restart")
     assert len(mx.messages) == 1
+
+
+def test_kill9_in_the_middle_of_delivery(make_server, sinks):
+    slow = sinks("127.0.0.2", data_delay=30)
+    s = make_server(dict(FAST, queue_retry_min="1s"))
+    send(s, "alice@example.test", ["u@remote.example"], b"Subject: interrupted\r\n\r\nx\r\n")
+    wait_for(lambda: slow.in_data, what="delivery in progress")
+    s.proc.send_signal(signal.SIGKILL)
+    s.proc.wait()
+    slow.stop()
+    mx = sinks("127.0.0.2")
+    s.start()
+    [m] = wait_for(lambda: mx.messages, timeout=30, what="delivery after restart")
+    assert b"Subject: interrupted" in m["data"]
+    wait_for(lambda: queue_ids(s) == [], what="entry removed")
 
 
 def test_queue_commands(make_server, sinks):

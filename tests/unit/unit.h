@@ -16,5 +16,6 @@ int run_config_tests(void);
 int run_maildir_tests(void);
 int run_dir_tests(void);
 int run_passwd_tests(void);
+int run_queue_tests(void);
 
 #endif

@@ -13,5 +13,6 @@ main(void)
 	failed += run_maildir_tests();
 	failed += run_dir_tests();
 	failed += run_passwd_tests();
+	failed += run_queue_tests();
 	return failed != 0;
 }
