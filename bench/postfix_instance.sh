@@ -3,7 +3,8 @@
 # config, queue and data directories under DIR, SMTP on 127.0.0.1:PORT,
 # virtual Maildir delivery for USERS@example.test under DIR/mail.  Never
 # touches /etc/postfix.  Usage: postfix_instance.sh DIR PORT USER...
-# Stop it with: postfix -c DIR/etc stop
+# Stop it with: postfix -c DIR/etc stop.  RELAYHOST=[127.0.0.1]:PORT makes
+# it relay everything for 127.0.0.0/8 clients to that host.
 set -eu
 dir=$1 port=$2
 shift 2
@@ -42,6 +43,8 @@ smtpd_client_connection_rate_limit = 0
 default_process_limit = 1100
 disable_dns_lookups = yes
 smtp_dns_support_level = disabled
+relayhost = ${RELAYHOST:-}
+default_destination_concurrency_limit = 20
 maillog_file = $dir/maillog
 maillog_file_prefixes = $dir
 biff = no

@@ -83,6 +83,7 @@ class Postern:
     def __init__(self, base):
         self.base = base
         self.proc = None
+        self.relay_sink = None
 
     def start(self, run):
         self.data = os.path.join(self.base, f"p{run}")
@@ -94,6 +95,13 @@ class Postern:
                     f"user = nobody\nsmtp_listen = 127.0.0.1:{P_PORT}\nsubmission_listen =\n"
                     "max_sessions = 2000\nmax_sessions_per_ip = 2000\nlog_level = warn\n"
                     "message_size_limit = 20M\n")
+            if getattr(self, "relay_sink", None):
+                f.write(f"relayhost = [127.0.0.1]:{self.relay_sink}\n"
+                        "relay_addresses = 127.0.0.0/8\n"
+                        "smtp_max_connections_per_domain = 20\n"
+                        "dns_servers = 127.0.0.1:9\n")
+            else:
+                f.write("dns_servers = 127.0.0.1:9\n")
         sh(POSTERNCTL, "-c", self.conf, "domain", "add", "example.test")
         for u in USERS:
             sh(POSTERNCTL, "-c", self.conf, "user", "add", f"{u}@example.test", input="pw\n")
@@ -175,6 +183,48 @@ def load(server, port, size, rcpts, count):
     return count / (t_done - t0), peak
 
 
+def queue_files_postern(server):
+    d = os.path.join(server.data, "d/queue/entries")
+    return len([f for f in os.listdir(d) if f.endswith(".env")]) if os.path.isdir(d) else 0
+
+
+def queue_files_postfix(server):
+    n = 0
+    for sub in ("maildrop", "incoming", "active", "deferred"):
+        for _dp, _dn, files in os.walk(os.path.join(server.dir, "queue", sub)):
+            n += len(files)
+    return n
+
+
+def relay_load(server, port, sink_port, size, count):
+    """Remote mail: accepted, queued, relayed to smtp-sink, dequeued."""
+    sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1000"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(sink_port)
+    os.environ["RELAYHOST"] = f"[127.0.0.1]:{sink_port}"
+    server.relay_sink = sink_port
+    server.start(f"relay-{size}-{time.time_ns()}")
+    t0 = time.monotonic()
+    subprocess.run(["smtp-source", "-s", str(SESSIONS), "-m", str(count), "-l", str(size),
+                    "-f", "bench@remote.example", "-t", "someone@elsewhere.example",
+                    f"127.0.0.1:{port}"], check=True, timeout=600)
+    count_fn = queue_files_postern if server.name == "postern" else queue_files_postfix
+    deadline = t0 + 600
+    time.sleep(0.05)
+    while count_fn(server) > 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    t_done = time.monotonic()
+    left = count_fn(server)
+    server.stop()
+    server.relay_sink = None
+    del os.environ["RELAYHOST"]
+    sink.terminate()
+    sink.wait()
+    if left:
+        raise SystemExit(f"{server.name}: {left} messages still queued")
+    return count / (t_done - t0)
+
+
 def idle_sessions(server, port, n=1000):
     server.start(f"idle-{time.time_ns()}")
     socks = []
@@ -205,7 +255,8 @@ def main():
           "delivered to Maildir per second (median)")
     print(f"{'size':>7} {'rcpt':>4} {'msgs':>5} {'postern':>9} {'postfix':>9} {'ratio':>6}"
           f" {'postern peak RSS':>17}")
-    for size, rcpts, count in LOADS:
+    only = os.environ.get("BENCH_ONLY", "")
+    for size, rcpts, count in LOADS if only in ("", "maildir") else []:
         pr, fr, peaks = [], [], []
         for _ in range(ROUNDS):
             rate, peak = load(p, P_PORT, size, rcpts, count)
@@ -215,6 +266,19 @@ def main():
         pm, fm = statistics.median(pr), statistics.median(fr)
         print(f"{size:>7} {rcpts:>4} {count:>5} {pm:>9.0f} {fm:>9.0f} {pm / fm:>6.2f}"
               f" {max(peaks) / 1024:>13.1f} MiB", flush=True)
+    print("# relay: accepted for a remote domain, queued, delivered to a local "
+          "smtp-sink, removed from the queue (msg/s, median)")
+    print(f"{'size':>7} {'msgs':>5} {'postern':>9} {'postfix':>9} {'ratio':>6}")
+    for size, count in ((1024, 2000), (102400, 500)) if only in ("", "relay") else []:
+        pr, fr = [], []
+        for _ in range(ROUNDS):
+            pr.append(relay_load(p, P_PORT, 2727, size, count))
+            fr.append(relay_load(f, F_PORT, 2727, size, count))
+        pm, fm = statistics.median(pr), statistics.median(fr)
+        print(f"{size:>7} {count:>5} {pm:>9.0f} {fm:>9.0f} {pm / fm:>6.2f}", flush=True)
+    if only:
+        subprocess.run(["rm", "-rf", base])
+        return
     pm, pn = idle_sessions(p, P_PORT)
     fm, fn = idle_sessions(f, F_PORT)
     print(f"# 1,000 idle sessions: postern {pm / 1024:.1f} MiB PSS in {pn} process(es); "

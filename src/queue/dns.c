@@ -208,6 +208,22 @@ dns_resolve_host(const char *host, const char *servers, struct dns_hops *hops,
 
 	memset(hops, 0, sizeof(*hops));
 	snprintf(h->name, sizeof(h->name), "%s", host);
+	/* An IP address needs no resolver at all. */
+	{
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&h->addrs[0];
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&h->addrs[0];
+
+		if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+			s4->sin_family = AF_INET;
+			h->naddr = hops->n = 1;
+			return DNS_OK;
+		}
+		if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+			s6->sin6_family = AF_INET6;
+			h->naddr = hops->n = 1;
+			return DNS_OK;
+		}
+	}
 	if (channel_new(&ch, servers, err, errlen) == -1)
 		return DNS_TEMPFAIL;
 	st = lookup_addrs(ch, host, h, err, errlen);

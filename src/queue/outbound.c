@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 
 #include <openssl/ssl.h>
 
+#include "buf.h"
 #include "dns.h"
 #include "log.h"
 #include "outbound.h"
@@ -381,6 +383,9 @@ connect_to(const struct sockaddr_storage *ss, int port, int timeout_ms)
 		return -1;
 	}
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	/* Pipelined commands are separate small writes: without this,
+	 * Nagle holds each one until the previous is acknowledged. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	return fd;
 }
 
@@ -529,21 +534,40 @@ transaction(struct conn *c, struct outbound_job *j, off_t size)
 	if (c->has_size)
 		snprintf(sz, sizeof(sz), " SIZE=%lld", (long long)size);
 	set_timeout(c, T_COMMAND);
-	if (conn_printf(c, "MAIL FROM:<%s>%s%s", j->from, sz,
-		c->has_8bit ? " BODY=8BITMIME" : "") == -1)
+	if (pipe) {
+		/* RFC 2920: the whole envelope and DATA in one write. */
+		struct buf b;
+		char line[QADDR_MAX + 64];
+		int r = 0;
+
+		buf_init(&b, 1u << 24);
+		snprintf(line, sizeof(line), "MAIL FROM:<%s>%s%s\r\n", j->from,
+		    sz, c->has_8bit ? " BODY=8BITMIME" : "");
+		r |= buf_append(&b, line, strlen(line));
+		for (size_t i = 0; i < j->nrcpt && i < 1024; i++) {
+			snprintf(line, sizeof(line), "RCPT TO:<%s>\r\n",
+			    j->rcpts[i].addr);
+			r |= buf_append(&b, line, strlen(line));
+		}
+		r |= buf_append(&b, "DATA\r\n", 6);
+		if (r != 0 || conn_write(c, (char *)b.data, b.len) == -1) {
+			buf_release(&b);
+			return -2;
+		}
+		buf_release(&b);
+	} else if (conn_printf(c, "MAIL FROM:<%s>%s%s", j->from, sz,
+		       c->has_8bit ? " BODY=8BITMIME" : "") == -1) {
 		return -2;
+	}
 	if (!pipe && (code = conn_reply(c, text, sizeof(text), false)) != 250)
 		goto mail_failed;
-	for (size_t i = 0; i < j->nrcpt && i < 1024; i++) {
+	for (size_t i = 0; !pipe && i < j->nrcpt && i < 1024; i++) {
 		if (conn_printf(c, "RCPT TO:<%s>", j->rcpts[i].addr) == -1)
 			return -2;
-		if (!pipe)
-			rcpt_code[i] = conn_reply(c, j->rcpts[i].reply,
-			    sizeof(j->rcpts[i].reply), false);
+		rcpt_code[i] = conn_reply(c, j->rcpts[i].reply,
+		    sizeof(j->rcpts[i].reply), false);
 	}
 	if (pipe) {
-		if (conn_printf(c, "DATA") == -1)
-			return -2;
 		code = conn_reply(c, text, sizeof(text), false);
 		if (code != 250)
 			goto mail_failed_pipelined;

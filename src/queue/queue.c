@@ -270,7 +270,9 @@ entry_persist(struct queue *q, struct qentry *e)
 	p->e = e;
 	p->is_delete = e->is_deleted || entry_done(e);
 	queue_env_copy(&p->snap, &e->env);
-	workers_submit(q->workers, persist_run, persist_done, p);
+	/* On the outbound threads: unlink can block for a long time (online
+	 * discard), and must not hold up the workers that serve sessions. */
+	workers_submit(q->outbound, persist_run, persist_done, p);
 }
 
 /* ---- bounces and delay warnings ---------------------------------------- */
