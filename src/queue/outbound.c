@@ -537,7 +537,7 @@ transaction(struct conn *c, struct outbound_job *j, off_t size)
 	if (pipe) {
 		/* RFC 2920: the whole envelope and DATA in one write. */
 		struct buf b;
-		char line[QADDR_MAX + 64];
+		char line[QADDR_MAX + 128];
 		int r = 0;
 
 		buf_init(&b, 1u << 24);
