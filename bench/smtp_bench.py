@@ -163,7 +163,15 @@ def wait_port(port, timeout=30):
     raise SystemExit(f"server on port {port} did not start")
 
 
+def settle():
+    """Lets the previous run's writes and discards finish, so that each
+    server starts on a quiet disk (both get the same treatment)."""
+    os.sync()
+    time.sleep(2)
+
+
 def load(server, port, size, rcpts, count):
+    settle()
     server.start(f"{size}-{rcpts}-{time.time_ns()}")
     expect = count * rcpts
     t0 = time.monotonic()
@@ -203,6 +211,7 @@ def relay_load(server, port, sink_port, size, count):
     wait_port(sink_port)
     os.environ["RELAYHOST"] = f"[127.0.0.1]:{sink_port}"
     server.relay_sink = sink_port
+    settle()
     server.start(f"relay-{size}-{time.time_ns()}")
     t0 = time.monotonic()
     subprocess.run(["smtp-source", "-s", str(SESSIONS), "-m", str(count), "-l", str(size),

@@ -465,21 +465,35 @@ send_body(struct conn *c, const char *path)
 	if (fd == -1)
 		return -1;
 	while ((n = read(fd, in, sizeof(in))) > 0) {
+		const char *p = in, *end = in + n;
 		size_t o = 0;
 
-		for (ssize_t i = 0; i < n; i++) {
-			char ch = in[i];
+		/* Line by line with memchr: a body is mostly long runs. */
+		while (p < end) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			const char *seg_end = nl ? nl : end;
+			size_t len = (size_t)(seg_end - p);
 
-			if (bol && ch == '.')
+			if (bol && *p == '.')
 				out[o++] = '.';
-			if (ch == '\n') {
-				out[o++] = '\r';
-				bol = true;
+			if (memchr(p, '\r', len) == NULL) {
+				memcpy(out + o, p, len);
+				o += len;
 			} else {
-				bol = false;
+				/* never a CR of our own making */
+				for (size_t i = 0; i < len; i++)
+					if (p[i] != '\r')
+						out[o++] = p[i];
 			}
-			if (ch != '\r') /* never a CR of our own making */
-				out[o++] = ch;
+			if (nl != NULL) {
+				out[o++] = '\r';
+				out[o++] = '\n';
+				bol = true;
+				p = nl + 1;
+			} else {
+				bol = len == 0 && bol;
+				p = end;
+			}
 		}
 		if (conn_write(c, out, o) == -1) {
 			close(fd);

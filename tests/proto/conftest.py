@@ -331,6 +331,7 @@ class Sink:
         from aiosmtpd.controller import Controller
         self.messages = []
         self.data_delay, self.in_data = data_delay, False
+        self.ehlos, self.active, self.max_active = 0, 0, 0
         self.mode, self.fail_first, self.attempts = mode, fail_first, 0
         kw = {}
         if tls is not None:
@@ -339,6 +340,13 @@ class Sink:
         self.controller = Controller(self, hostname=ip, port=port,
                                      server_hostname=hostname or f"sink-{ip}", **kw)
         self.controller.start()
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        self.ehlos += 1
+        if self.mode == "noehlo":
+            return ["502 5.5.1 EHLO not implemented"]
+        session.host_name = hostname
+        return responses
 
     async def handle_MAIL(self, server, session, envelope, address, options):
         if self.mode == "mail451":
@@ -357,10 +365,13 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        self.active += 1
+        self.max_active = max(self.max_active, self.active)
         if self.data_delay:
             import asyncio
             self.in_data = True
             await asyncio.sleep(self.data_delay)
+        self.active -= 1
         self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
                               "data": envelope.original_content,
                               "tls": session.ssl is not None})

@@ -293,3 +293,28 @@ def test_corrupt_queue_file_is_set_aside(make_server, sinks):
     assert os.path.exists(os.path.join(s.data, "queue", "corrupt", "00000000DEAD1.env"))
     send(s, "alice@example.test", ["u@remote.example"])
     wait_for(lambda: mx.messages, what="other mail still flows")
+
+
+def test_connection_reuse(make_server, sinks):
+    mx = sinks("127.0.0.2")
+    s = make_server(FAST)
+    for i in range(3):
+        send(s, "alice@example.test", [f"u{i}@remote.example"])
+        wait_for(lambda: len(mx.messages) == i + 1, what=f"message {i}")
+    assert mx.ehlos == 1, "one connection carried all three messages"
+
+
+def test_helo_fallback(make_server, sinks):
+    mx = sinks("127.0.0.2", mode="noehlo")
+    s = make_server(FAST)
+    send(s, "alice@example.test", ["u@remote.example"])
+    wait_for(lambda: mx.messages, what="delivery over HELO")
+
+
+def test_per_domain_connection_limit(make_server, sinks):
+    mx = sinks("127.0.0.2", data_delay=0.5)
+    s = make_server(dict(FAST, smtp_max_connections_per_domain="1"))
+    for i in range(4):
+        send(s, "alice@example.test", [f"u{i}@remote.example"])
+    wait_for(lambda: len(mx.messages) == 4, timeout=30, what="all four")
+    assert mx.max_active == 1
