@@ -14,6 +14,7 @@ SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 
 LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
+	src/lib/base64.c \
 	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
 	src/dir/dir.c src/dir/dir_sqlite.c src/maildir/maildir.c \
@@ -90,7 +91,8 @@ FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
-	src/queue/queue_file.c src/queue/smtp_reply.c
+	src/queue/queue_file.c src/queue/smtp_reply.c src/policy/policy.c \
+	src/lib/strlist.c
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p build/fuzz

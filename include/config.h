@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "strlist.h"
+
 struct listen_addr {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -44,6 +46,8 @@ struct cidr_list {
 	size_t n;
 };
 
+struct accept_list;
+
 struct config {
 	int refs;
 	char *path;
@@ -65,6 +69,17 @@ struct config {
 	unsigned queue_retry_min_ms, queue_retry_max_ms, queue_lifetime_ms;
 	unsigned queue_delay_warning_ms;
 	struct cidr_list relay_addresses;
+	/* relay policy */
+	int relay_mode; /* enum relay_mode */
+	struct strlist relay_domains;
+	char *relay_recipients_file, *accept_file;
+	bool has_relay_recipients;
+	struct strlist relay_recipients; /* loaded by config_load */
+	struct accept_list *accept;	 /* loaded by config_load */
+	bool auth_advertise, auth_require_tls;
+	size_t auth_max_failures;
+	unsigned auth_failure_window_ms, auth_lockout_ms;
+	char *auth_sender_match; /* "yes", "no", "submission" */
 };
 
 /*

@@ -1,17 +1,40 @@
 /*
- * Relay policy: a pure function from (client facts, envelope, directory
- * answer, config) to a verdict with a reason.  This is the one place the
- * SMTP session asks "may this recipient be accepted?"; the relay modes of
- * the relay-policy issue plug in here.  No sockets, no globals.
+ * Relay policy: a pure function from (client facts, envelope, what the
+ * directory and DNS said, config) to a verdict with a reason and the name
+ * of the rule that decided.  The modes are those of IMail Server's "Mail
+ * Relay Options" (see docs/admin.md):
+ *
+ *   anyone       every client may relay (open relay)
+ *   addresses    clients in relay_addresses; also mail to a domain whose
+ *                MX hosts resolve into relay_addresses (backup MX)
+ *   none         only authenticated clients
+ *   local-hosts  MAIL FROM's domain is local, a host alias, or a host in
+ *                the accept list
+ *   local-users  MAIL FROM is an existing local user, or a user in the
+ *                accept list
+ *
+ * In every mode: local recipients need no relaying, SMTP AUTH lets a
+ * client relay, relay_domains are accepted (limited by relay_recipients),
+ * and a client IP in the accept list may relay in the two sender modes.
+ * No sockets, no globals, no I/O: table-tested (tests/policy).
  */
 #ifndef POSTERN_POLICY_H
 #define POSTERN_POLICY_H
 
-#include <sys/socket.h>
-
 #include <stdbool.h>
 
 #include "addr.h"
+#include "strlist.h"
+
+struct cidr_list;
+
+enum relay_mode {
+	RELAY_NONE,
+	RELAY_ANYONE,
+	RELAY_ADDRESSES,
+	RELAY_LOCAL_HOSTS,
+	RELAY_LOCAL_USERS,
+};
 
 enum verdict_kind { VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_TEMPFAIL };
 
@@ -22,10 +45,22 @@ struct verdict {
 	const char *rule;   /* which rule decided, for the log */
 };
 
+/* IMail's accept.txt: IP addresses, host names and user addresses. */
+struct accept_list {
+	struct strlist ips, hosts, users;
+};
+
+struct policy_config {
+	enum relay_mode mode;
+	const struct cidr_list *relay_addresses;
+	const struct strlist *relay_domains;	/* lower case */
+	const struct strlist *relay_recipients; /* NULL: no restriction */
+	const struct accept_list *accept;	/* may be NULL */
+};
+
 struct client_facts {
-	const struct sockaddr *addr;
-	const char *ip;	      /* text form */
-	const char *listener; /* "smtp", "submission", "submissions" */
+	const char *ip;	       /* text form, IPv4-mapped as IPv4 */
+	const char *listener;  /* "smtp", "submission", "submissions" */
 	const char *auth_user; /* NULL when not authenticated */
 	bool is_tls;
 };
@@ -35,19 +70,30 @@ struct envelope {
 	const struct addr *rcpt;
 };
 
-struct cidr_list;
-
-struct policy_config {
-	/* Clients that may relay (IPs and CIDR networks).  The relay modes
-	 * of the relay-policy issue build on this. */
-	const struct cidr_list *relay_addresses;
+/* What the directory and DNS said, gathered before the decision. */
+struct policy_facts {
+	bool rcpt_is_local;	   /* local domain or host alias */
+	bool sender_domain_local;  /* MAIL FROM's domain is ours */
+	bool sender_is_user;	   /* MAIL FROM is a local user (not alias) */
+	int rcpt_mx_in_relay;	   /* 1 yes, 0 no, -1 lookup failed */
 };
 
-/*
- * Decides one RCPT.  rcpt_is_local: the directory resolved the recipient's
- * domain as local (mail to it never needs relaying).  Default deny.
- */
+/* Decides one RCPT.  Default deny: relay only on an explicit rule. */
 struct verdict policy_rcpt(const struct policy_config *,
-    const struct client_facts *, const struct envelope *, bool rcpt_is_local);
+    const struct client_facts *, const struct envelope *,
+    const struct policy_facts *);
+
+/* "anyone" -> RELAY_ANYONE ...; returns 0 or -1. */
+int policy_mode_parse(const char *, enum relay_mode *out);
+const char *policy_mode_name(enum relay_mode);
+
+/*
+ * Parses an accept list (IMail accept.txt): one IP, host name or user
+ * address per line, '#' comments, exact match.  Returns 0, or -1 with
+ * "line N: why" in err.
+ */
+int accept_list_parse(const char *text, size_t len, struct accept_list *out,
+    char *err, size_t errlen);
+void accept_list_clear(struct accept_list *);
 
 #endif

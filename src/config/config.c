@@ -23,6 +23,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "policy.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -38,6 +39,10 @@ enum cfg_type {
 	T_DNS,
 	T_TLSMODE,
 	T_HOP,
+	T_MODE,
+	T_DOMAINS,
+	T_BOOL,
+	T_SENDER_MATCH,
 };
 
 struct cfg_key {
@@ -52,6 +57,15 @@ struct cfg_key {
 
 /* Sorted by name: config_find uses bsearch. */
 static const struct cfg_key cfg_keys[] = {
+	{ "accept_file", T_STR, O(accept_file), "", 0, 0 },
+	{ "auth_advertise", T_BOOL, O(auth_advertise), "yes", 0, 0 },
+	{ "auth_failure_window", T_MS, O(auth_failure_window_ms), "10m", 1000,
+	    86400000 },
+	{ "auth_lockout", T_MS, O(auth_lockout_ms), "15m", 1000, 86400000 },
+	{ "auth_max_failures", T_COUNT, O(auth_max_failures), "5", 1, 1000 },
+	{ "auth_require_tls", T_BOOL, O(auth_require_tls), "yes", 0, 0 },
+	{ "auth_sender_match", T_SENDER_MATCH, O(auth_sender_match),
+	    "submission", 0, 0 },
 	{ "command_line_limit", T_SIZE, O(command_line_limit), "1024", 512,
 	    65536 },
 	{ "data_dir", T_STR, O(data_dir), "/var/lib/postern", 0, 0 },
@@ -80,7 +94,10 @@ static const struct cfg_key cfg_keys[] = {
 	{ "queue_retry_min", T_MS, O(queue_retry_min_ms), "5m", 100,
 	    86400000 },
 	{ "recipient_limit", T_COUNT, O(recipient_limit), "1000", 1, 100000 },
+	{ "relay", T_MODE, O(relay_mode), "none", 0, 0 },
 	{ "relay_addresses", T_CIDRS, O(relay_addresses), "", 0, 0 },
+	{ "relay_domains", T_DOMAINS, O(relay_domains), "", 0, 0 },
+	{ "relay_recipients", T_STR, O(relay_recipients_file), "", 0, 0 },
 	{ "relayhost", T_HOP, O(relayhost), "", 0, 0 },
 	{ "routes", T_ROUTES, O(routes), "", 0, 0 },
 	{ "shutdown_timeout", T_MS, O(shutdown_timeout_ms), "30s", 0,
@@ -449,6 +466,50 @@ config_set(struct config *c, const struct cfg_key *k, char *v,
 	case T_CIDRS:
 	case T_DNS:
 		return parse_list_type(c, k, v, why);
+	case T_MODE: {
+		enum relay_mode m;
+
+		if (policy_mode_parse(v, &m) == -1) {
+			*why = "want anyone, addresses, none, local-hosts or "
+			       "local-users";
+			return -1;
+		}
+		*(int *)field = (int)m;
+		return 0;
+	}
+	case T_BOOL:
+		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
+			*why = "want yes or no";
+			return -1;
+		}
+		*(bool *)field = strcmp(v, "yes") == 0;
+		return 0;
+	case T_SENDER_MATCH:
+		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0 &&
+		    strcmp(v, "submission") != 0) {
+			*why = "want yes, no or submission";
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = xstrdup(v);
+		return 0;
+	case T_DOMAINS: {
+		struct strlist *l = field;
+		char *save = NULL;
+
+		strlist_clear(l);
+		for (char *t = strtok_r(v, " ,\t", &save); t != NULL;
+		     t = strtok_r(NULL, " ,\t", &save)) {
+			char d[256];
+
+			if (addr_domain_normalize(t, d, sizeof(d)) == -1) {
+				*why = "bad domain name";
+				return -1;
+			}
+			strlist_add_unique(l, d);
+		}
+		return 0;
+	}
 	case T_TLSMODE:
 		if (strcmp(v, "may") != 0 && strcmp(v, "encrypt") != 0 &&
 		    strcmp(v, "none") != 0) {
@@ -522,6 +583,15 @@ config_free(struct config *c)
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->db_path);
+	free(c->accept_file);
+	free(c->relay_recipients_file);
+	free(c->auth_sender_match);
+	strlist_clear(&c->relay_domains);
+	strlist_clear(&c->relay_recipients);
+	if (c->accept != NULL) {
+		accept_list_clear(c->accept);
+		free(c->accept);
+	}
 	free(c->relayhost);
 	free(c->dns_servers);
 	free(c->smtp_tls);
@@ -669,6 +739,82 @@ fail:
 	return -1;
 }
 
+/* Reads a whole small file; NULL with err set on failure. */
+static char *
+read_small_file(const char *path, size_t *len_out, char *err, size_t errlen)
+{
+	struct stat st;
+	char *text;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1 || fstat(fd, &st) == -1 || st.st_size > (64 << 20)) {
+		snprintf(err, errlen, "%s: %s", path,
+		    fd == -1 ? strerror(errno) : "file too large");
+		if (fd != -1)
+			close(fd);
+		return NULL;
+	}
+	text = xmalloc((size_t)st.st_size + 1);
+	n = read(fd, text, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		snprintf(err, errlen, "%s: short read", path);
+		free(text);
+		return NULL;
+	}
+	text[n] = '\0';
+	*len_out = (size_t)n;
+	return text;
+}
+
+/* The accept list and relay_recipients files named by the config. */
+static int
+config_load_lists(struct config *c, char *err, size_t errlen)
+{
+	char why[400];
+	size_t len;
+	char *text;
+
+	if (c->accept_file[0] != '\0') {
+		if ((text = read_small_file(c->accept_file, &len, err,
+			 errlen)) == NULL)
+			return -1;
+		c->accept = xcalloc(1, sizeof(*c->accept));
+		if (accept_list_parse(text, len, c->accept, why,
+			sizeof(why)) == -1) {
+			snprintf(err, errlen, "%s: %s", c->accept_file, why);
+			free(text);
+			return -1;
+		}
+		free(text);
+	}
+	if (c->relay_recipients_file[0] != '\0') {
+		struct accept_list tmp;
+
+		if ((text = read_small_file(c->relay_recipients_file, &len, err,
+			 errlen)) == NULL)
+			return -1;
+		/* Same line format: one address per line, '#' comments. */
+		if (accept_list_parse(text, len, &tmp, why, sizeof(why)) == -1 ||
+		    tmp.ips.n + tmp.hosts.n > 0) {
+			snprintf(err, errlen, "%s: %s", c->relay_recipients_file,
+			    tmp.ips.n + tmp.hosts.n > 0
+				? "only addresses (user@domain) allowed"
+				: why);
+			accept_list_clear(&tmp);
+			free(text);
+			return -1;
+		}
+		c->relay_recipients = tmp.users;
+		c->has_relay_recipients = true;
+		strlist_clear(&tmp.ips);
+		strlist_clear(&tmp.hosts);
+		free(text);
+	}
+	return 0;
+}
+
 int
 config_load(const char *path, struct config **out, char *err, size_t errlen)
 {
@@ -709,6 +855,10 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 			strlcpy_p(host, "localhost", sizeof(host));
 		free((*out)->hostname);
 		(*out)->hostname = xstrdup(host);
+	}
+	if (config_load_lists(*out, err, errlen) == -1) {
+		config_unref(out);
+		return -1;
 	}
 	if ((*out)->primary_domain[0] == '\0') {
 		/* Like Postfix's mydomain: the hostname less its first label

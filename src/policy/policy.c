@@ -1,39 +1,254 @@
 /*
- * policy: the relay decision (include/policy.h).  For now the only rules
- * are "local recipients are accepted" and "everything else is denied";
- * the relay modes, accept list and AUTH add rules here, each with a name
- * that the log and `posternctl relay-check` report.
+ * policy: the relay decision (include/policy.h).  The rules are tried in
+ * a fixed order and the first that matches decides; each has a name that
+ * the log and `posternctl relay-check` print.  Addresses arrive parsed
+ * (src/lib/addr.c), so '%', '!', quoted '@' and source routes can never
+ * make a remote address look local or the reverse.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "config.h"
 #include "policy.h"
 
+static const char *const mode_names[] = { "none", "anyone", "addresses",
+	"local-hosts", "local-users" };
+
+int
+policy_mode_parse(const char *s, enum relay_mode *out)
+{
+	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]);
+	     i++)
+		if (strcmp(s, mode_names[i]) == 0) {
+			*out = (enum relay_mode)i;
+			return 0;
+		}
+	return -1;
+}
+
+const char *
+policy_mode_name(enum relay_mode m)
+{
+	return mode_names[m];
+}
+
+static struct verdict
+verdict(enum verdict_kind k, const char *code, const char *reason,
+    const char *rule)
+{
+	struct verdict v = { k, code, reason, rule };
+
+	return v;
+}
+
+static bool
+accept_has_ip(const struct accept_list *a, const char *ip)
+{
+	return a != NULL && strlist_has(&a->ips, ip);
+}
+
+/* The text form of an address as the accept list stores it. */
+static bool
+accept_has_user(const struct accept_list *a, const struct addr *from)
+{
+	char text[ADDR_PATH_MAX + 8];
+
+	if (a == NULL || from->is_null)
+		return false;
+	addr_format(from, text, sizeof(text));
+	for (char *p = text; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return strlist_has(&a->users, text);
+}
+
+static const char *
+deny_reason(enum relay_mode m)
+{
+	switch (m) {
+	case RELAY_ADDRESSES:
+		return "Relaying denied: your address may not relay through "
+		       "this server; authenticate with SMTP AUTH (port 587) or "
+		       "send from an allowed network";
+	case RELAY_LOCAL_HOSTS:
+	case RELAY_LOCAL_USERS:
+		return "Relaying denied: your sender address may not relay "
+		       "through this server; authenticate with SMTP AUTH "
+		       "(port 587)";
+	default:
+		return "Relaying denied: authenticate with SMTP AUTH (port "
+		       "587) to send mail to other domains";
+	}
+}
+
 struct verdict
 policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
-    const struct envelope *env, bool rcpt_is_local)
+    const struct envelope *env, const struct policy_facts *f)
 {
-	struct verdict v;
+	bool is_submission = cf->listener != NULL &&
+	    strcmp(cf->listener, "smtp") != 0;
 
-	(void)env;
-	if (rcpt_is_local) {
-		v.kind = VERDICT_ACCEPT;
-		v.code = "250 2.1.5";
-		v.reason = "local recipient";
-		v.rule = "local-recipient";
-		return v;
+	/* RFC 6409: submission is for authenticated users only. */
+	if (is_submission && cf->auth_user == NULL)
+		return verdict(VERDICT_REJECT, "530 5.7.0",
+		    "Authentication required on the submission port",
+		    "submission-needs-auth");
+	if (f->rcpt_is_local)
+		return verdict(VERDICT_ACCEPT, "250 2.1.5", "local recipient",
+		    "local-recipient");
+	if (cf->auth_user != NULL)
+		return verdict(VERDICT_ACCEPT, "250 2.1.5",
+		    "authenticated client", "authenticated");
+	if (!env->rcpt->is_literal && pc->relay_domains != NULL &&
+	    strlist_has(pc->relay_domains, env->rcpt->domain)) {
+		char text[ADDR_PATH_MAX + 8];
+
+		addr_format(env->rcpt, text, sizeof(text));
+		for (char *p = text; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		/* Backscatter: refuse now what the final MX would refuse. */
+		if (pc->relay_recipients != NULL &&
+		    !strlist_has(pc->relay_recipients, text))
+			return verdict(VERDICT_REJECT, "550 5.1.1",
+			    "Recipient address rejected: not a known "
+			    "recipient for this domain",
+			    "relay-recipients");
+		return verdict(VERDICT_ACCEPT, "250 2.1.5",
+		    "recipient domain is in relay_domains", "relay-domains");
 	}
-	if (pc != NULL && pc->relay_addresses != NULL &&
-	    config_cidr_match(pc->relay_addresses, cf->ip)) {
-		v.kind = VERDICT_ACCEPT;
-		v.code = "250 2.1.5";
-		v.reason = "client address is in relay_addresses";
-		v.rule = "relay-addresses";
-		return v;
+	switch (pc->mode) {
+	case RELAY_ANYONE:
+		return verdict(VERDICT_ACCEPT, "250 2.1.5",
+		    "relay = anyone (open relay)", "relay-anyone");
+	case RELAY_ADDRESSES:
+		if (pc->relay_addresses != NULL &&
+		    config_cidr_match(pc->relay_addresses, cf->ip))
+			return verdict(VERDICT_ACCEPT, "250 2.1.5",
+			    "client address is in relay_addresses",
+			    "relay-addresses");
+		if (f->rcpt_mx_in_relay == 1)
+			return verdict(VERDICT_ACCEPT, "250 2.1.5",
+			    "recipient domain's MX is in relay_addresses "
+			    "(backup MX)",
+			    "backup-mx");
+		if (f->rcpt_mx_in_relay == -1)
+			return verdict(VERDICT_TEMPFAIL, "451 4.4.3",
+			    "Temporary DNS failure looking up the recipient "
+			    "domain, try again later",
+			    "backup-mx-dns");
+		break;
+	case RELAY_LOCAL_HOSTS:
+		if (accept_has_ip(pc->accept, cf->ip))
+			return verdict(VERDICT_ACCEPT, "250 2.1.5",
+			    "client address is in the accept list",
+			    "accept-list-ip");
+		if (f->sender_domain_local)
+			return verdict(VERDICT_ACCEPT, "250 2.1.5",
+			    "sender domain is local", "local-hosts");
+		if (!env->mail_from->is_null && pc->accept != NULL &&
+		    !env->mail_from->is_literal &&
+		    strlist_has(&pc->accept->hosts, env->mail_from->domain))
+			return verdict(VERDICT_ACCEPT, "250 2.1.5",
+			    "sender domain is in the accept list",
+			    "accept-list-host");
+		break;
+	case RELAY_LOCAL_USERS:
+		if (accept_has_ip(pc->accept, cf->ip))
+			return verdict(VERDICT_ACCEPT, "250 2.1.5",
+			    "client address is in the accept list",
+			    "accept-list-ip");
+		if (f->sender_is_user)
+			return verdict(VERDICT_ACCEPT, "250 2.1.5",
+			    "sender is a local user", "local-users");
+		if (accept_has_user(pc->accept, env->mail_from))
+			return verdict(VERDICT_ACCEPT, "250 2.1.5",
+			    "sender is in the accept list",
+			    "accept-list-user");
+		break;
+	case RELAY_NONE:
+		break;
 	}
-	v.kind = VERDICT_REJECT;
-	v.code = "550 5.7.1";
-	v.reason = "Relay access denied: this server only accepts mail for "
-		   "its own domains from your address; to send elsewhere, "
-		   "use your provider's submission server";
-	v.rule = "default-deny";
-	return v;
+	return verdict(VERDICT_REJECT, "550 5.7.1", deny_reason(pc->mode),
+	    "default-deny");
+}
+
+void
+accept_list_clear(struct accept_list *a)
+{
+	strlist_clear(&a->ips);
+	strlist_clear(&a->hosts);
+	strlist_clear(&a->users);
+}
+
+int
+accept_list_parse(const char *text, size_t len, struct accept_list *out,
+    char *err, size_t errlen)
+{
+	size_t pos = 0;
+	unsigned lineno = 0;
+
+	memset(out, 0, sizeof(*out));
+	while (pos < len) {
+		const char *nl = memchr(text + pos, '\n', len - pos);
+		size_t ll = nl ? (size_t)(nl - (text + pos)) : len - pos;
+		char line[512], *s, *e;
+		unsigned char bin[16];
+		struct addr a;
+		const char *why;
+
+		lineno++;
+		if (ll >= sizeof(line)) {
+			snprintf(err, errlen, "line %u: too long", lineno);
+			goto fail;
+		}
+		memcpy(line, text + pos, ll);
+		line[ll] = '\0';
+		pos += ll + (nl ? 1 : 0);
+		if ((s = strchr(line, '#')) != NULL)
+			*s = '\0';
+		for (s = line; *s == ' ' || *s == '\t'; s++)
+			;
+		e = s + strlen(s);
+		while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+			*--e = '\0';
+		if (*s == '\0')
+			continue;
+		for (char *p = s; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		if (inet_pton(AF_INET, s, bin) == 1 ||
+		    inet_pton(AF_INET6, s, bin) == 1) {
+			char norm[64];
+
+			inet_ntop(strchr(s, ':') ? AF_INET6 : AF_INET, bin,
+			    norm, sizeof(norm));
+			strlist_add_unique(&out->ips, norm);
+		} else if (strchr(s, '@') != NULL) {
+			char t[ADDR_PATH_MAX + 8];
+
+			if (addr_parse_mailbox(s, &a, &why) == -1) {
+				snprintf(err, errlen, "line %u: %s: %s", lineno,
+				    s, why);
+				goto fail;
+			}
+			addr_format(&a, t, sizeof(t));
+			strlist_add_unique(&out->users, t);
+		} else {
+			char d[ADDR_DOMAIN_MAX + 1];
+
+			if (addr_domain_normalize(s, d, sizeof(d)) == -1) {
+				snprintf(err, errlen, "line %u: %s: not an IP "
+				    "address, host name or user address",
+				    lineno, s);
+				goto fail;
+			}
+			strlist_add_unique(&out->hosts, d);
+		}
+	}
+	return 0;
+fail:
+	accept_list_clear(out);
+	return -1;
 }

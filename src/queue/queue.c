@@ -58,6 +58,7 @@ struct queue {
 	TAILQ_HEAD(, qentry) entries;
 	struct event *timer;
 	size_t active;
+	size_t dsn_pending; /* DSNs being composed or stored */
 	struct domcount *domains;
 	bool is_stopping;
 };
@@ -296,6 +297,7 @@ bounce_stored(void *arg)
 {
 	struct bounce *b = arg;
 
+	b->q->dsn_pending--;
 	if (b->dlv.result == 0) {
 		log_info("id=%s event=dsn kind=%s orig=%s to=<%s>", b->out.id,
 		    b->is_delay ? "delay" : "failure", b->orig.id,
@@ -448,6 +450,7 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 	}
 	b = xcalloc(1, sizeof(*b));
 	b->q = q;
+	q->dsn_pending++;
 	b->cfg = config_ref(q->cfg);
 	b->is_delay = is_delay;
 	/* Never a DSN to <>: mail from the null sender goes to postmaster. */
@@ -638,13 +641,22 @@ queue_run(struct queue *q)
 }
 
 static void
+cache_expire_run(void *arg, void *ctx)
+{
+	(void)arg;
+	(void)ctx;
+	outbound_cache_expire(5); /* may send QUIT: not on the loop */
+}
+
+static void
 on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct queue *q = arg;
 
 	(void)fd;
 	(void)what;
-	outbound_cache_expire(5);
+	if (!q->is_stopping)
+		workers_submit(q->outbound, cache_expire_run, NULL, NULL);
 	queue_run(q);
 }
 
@@ -848,7 +860,7 @@ queue_idle(struct queue *q)
 	struct qentry *e;
 
 	q->is_stopping = true;
-	if (q->active > 0)
+	if (q->active > 0 || q->dsn_pending > 0)
 		return false;
 	TAILQ_FOREACH(e, &q->entries, link)
 		if (e->is_persisting)

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -42,6 +43,13 @@ struct smtp_listener {
 	struct smtp_server *srv;
 };
 
+struct authfail {
+	struct authfail *next;
+	char ip[INET6_ADDRSTRLEN];
+	unsigned count;
+	time_t first, locked_until, last_success;
+};
+
 struct session;
 
 struct smtp_server {
@@ -58,7 +66,8 @@ struct smtp_server {
 	TAILQ_HEAD(, session) sessions;
 	bool is_shutting_down;
 	struct event *shutdown_timer;
-	uint32_t session_seq, queue_seq;
+	uint32_t session_seq;
+	struct authfail *authfails;
 };
 
 enum session_state { ST_GREETING, ST_CMD, ST_DATA, ST_CLOSING };
@@ -99,7 +108,15 @@ struct session {
 	struct maildir_delivery dlv;
 	struct rcpt_job *job;
 	uint8_t *line; /* command line scratch, command_line_limit + 1 */
+	/* SMTP AUTH (RFC 4954) */
+	char auth_user[ADDR_PATH_MAX + 8]; /* "" until authenticated */
+	int auth_step;			   /* AUTH_STEP_* */
+	char auth_login_user[ADDR_PATH_MAX + 8];
+	struct strlist auth_addresses; /* MAIL FROM addresses it owns */
 };
+
+enum { AUTH_STEP_NONE, AUTH_STEP_PLAIN, AUTH_STEP_LOGIN_USER,
+	AUTH_STEP_LOGIN_PASS };
 
 /* smtp_session.c */
 void session_start(struct smtp_server *, int fd, const char *ip,
@@ -109,5 +126,11 @@ void session_force_close(struct session *);
 
 /* smtp_server.c */
 void server_session_gone(struct smtp_server *, struct session *);
+/* AUTH failure accounting per client IP (auth_max_failures in
+ * auth_failure_window locks the IP out for auth_lockout, unless it logged
+ * in successfully within that time). */
+bool server_auth_locked(struct smtp_server *, const char *ip, time_t now);
+void server_auth_result(struct smtp_server *, const char *ip, bool ok,
+    time_t now);
 
 #endif

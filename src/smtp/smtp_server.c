@@ -127,6 +127,59 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	session_start(srv, fd, ip, l->kind);
 }
 
+static struct authfail *
+authfail_get(struct smtp_server *srv, const char *ip, bool create)
+{
+	struct authfail *a;
+
+	for (a = srv->authfails; a != NULL; a = a->next)
+		if (strcmp(a->ip, ip) == 0)
+			return a;
+	if (!create)
+		return NULL;
+	a = xcalloc(1, sizeof(*a));
+	snprintf(a->ip, sizeof(a->ip), "%s", ip);
+	a->next = srv->authfails;
+	srv->authfails = a;
+	return a;
+}
+
+bool
+server_auth_locked(struct smtp_server *srv, const char *ip, time_t now)
+{
+	const struct authfail *a = authfail_get(srv, ip, false);
+
+	if (a == NULL || a->locked_until <= now)
+		return false;
+	/* An address this user logged in from lately is not locked out. */
+	return a->last_success == 0 ||
+	    now - a->last_success > (time_t)(srv->cfg->auth_lockout_ms / 1000);
+}
+
+void
+server_auth_result(struct smtp_server *srv, const char *ip, bool ok,
+    time_t now)
+{
+	struct authfail *a = authfail_get(srv, ip, true);
+	const struct config *c = srv->cfg;
+
+	if (ok) {
+		a->last_success = now;
+		a->count = 0;
+		return;
+	}
+	if (a->count == 0 ||
+	    now - a->first > (time_t)(c->auth_failure_window_ms / 1000)) {
+		a->first = now;
+		a->count = 0;
+	}
+	if (++a->count >= c->auth_max_failures) {
+		a->locked_until = now + (time_t)(c->auth_lockout_ms / 1000);
+		log_warn("event=auth-lockout client=%s failures=%u until=%lld",
+		    ip, a->count, (long long)a->locked_until);
+	}
+}
+
 void
 server_session_gone(struct smtp_server *srv, struct session *s)
 {
@@ -224,7 +277,6 @@ smtp_server_new(struct event_base *base, struct config *cfg, char *err,
 	srv->cfg = config_ref(cfg);
 	TAILQ_INIT(&srv->sessions);
 	arc4random_buf(&srv->session_seq, sizeof(srv->session_seq));
-	arc4random_buf(&srv->queue_seq, sizeof(srv->queue_seq));
 	if (cfg->tls_cert[0] != '\0' &&
 	    (srv->tls = tls_ctx_new(cfg, err, errlen)) == NULL)
 		goto fail;
@@ -307,6 +359,12 @@ smtp_server_free(struct smtp_server **sp)
 			srv->iptable[i] = c->next;
 			free(c);
 		}
+	while (srv->authfails != NULL) {
+		struct authfail *a = srv->authfails;
+
+		srv->authfails = a->next;
+		free(a);
+	}
 	if (srv->shutdown_timer)
 		event_free(srv->shutdown_timer);
 	if (srv->tls)

@@ -13,6 +13,10 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -27,8 +31,11 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "base64.h"
 #include "dir.h"
+#include "dns.h"
 #include "log.h"
+#include "passwd.h"
 #include "policy.h"
 #include "queue.h"
 #include "smtp_parse.h"
@@ -54,6 +61,8 @@ struct rcpt_job {
 };
 
 static void session_process(struct session *);
+static void session_resume(struct session *);
+static void auth_continue(struct session *, const uint8_t *, size_t);
 static void session_on_read(struct bufferevent *, void *);
 static void session_on_write(struct bufferevent *, void *);
 static void session_on_event(struct bufferevent *, short, void *);
@@ -103,6 +112,8 @@ session_free(struct session *s)
 	buf_release(&s->msg);
 	free(s->headers);
 	queue_env_clear(&s->qenv);
+	strlist_clear(&s->auth_addresses);
+	explicit_bzero(s->auth_login_user, sizeof(s->auth_login_user));
 	free(s->line);
 	config_unref(&s->cfg);
 	server_session_gone(srv, s);
@@ -223,6 +234,9 @@ cmd_helo(struct session *s, struct smtp_cmd *c)
 	reply(s, "250-SIZE %zu", s->cfg->message_size_limit);
 	if (s->srv->tls != NULL && !s->is_tls)
 		reply(s, "250-STARTTLS");
+	if (s->cfg->auth_advertise &&
+	    (s->is_tls || !s->cfg->auth_require_tls))
+		reply(s, "250-AUTH PLAIN LOGIN");
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250 8BITMIME");
 }
@@ -277,6 +291,15 @@ mail_params(struct session *s, struct smtp_cmd *c)
 	return true;
 }
 
+static bool
+sender_must_match(const struct session *s)
+{
+	const char *m = s->cfg->auth_sender_match;
+
+	return strcmp(m, "yes") == 0 ||
+	    (strcmp(m, "submission") == 0 && s->kind != LK_SMTP);
+}
+
 static void
 cmd_mail(struct session *s, struct smtp_cmd *c)
 {
@@ -288,8 +311,28 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 		reply_error(s, "503 5.5.1", "Error: nested MAIL command");
 		return;
 	}
+	if (s->kind != LK_SMTP && s->auth_user[0] == '\0') {
+		/* RFC 6409 4.3: submission is for authenticated users. */
+		reply_error(s, "530 5.7.0", "Authentication required");
+		return;
+	}
 	if (!mail_params(s, c))
 		return;
+	if (s->auth_user[0] != '\0' && sender_must_match(s)) {
+		char given[ADDR_PATH_MAX + 8];
+
+		addr_format(&c->addr, given, sizeof(given));
+		for (char *p = given; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+		if (!strlist_has(&s->auth_addresses, given)) {
+			log_info("session=%s event=mail result=reject code=553 "
+				 "reason=\"sender <%s> not owned by %s\"",
+			    s->id, given, s->auth_user);
+			reply_error(s, "553 5.7.1", "Sender address rejected: "
+			    "not owned by the authenticated user");
+			return;
+		}
+	}
 	s->mail_from = c->addr;
 	s->has_mail = true;
 	queue_new_id(s->queue_id);
@@ -299,12 +342,73 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	reply(s, "250 2.1.0 Ok");
 }
 
-/* Worker thread: directory expansion and the policy decision. */
+/* True if any address of domain's MX hosts is in relay_addresses;
+ * -1 when DNS failed temporarily. */
+static int
+mx_in_relay(const struct config *cfg, const char *domain)
+{
+	struct dns_hops *hops = xcalloc(1, sizeof(*hops));
+	char err[256], ip[INET6_ADDRSTRLEN];
+	enum dns_status st = dns_resolve_mx(domain, cfg->dns_servers, hops,
+	    err, sizeof(err));
+	int r = st == DNS_TEMPFAIL ? -1 : 0;
+
+	for (size_t h = 0; st == DNS_OK && h < hops->n && r == 0; h++)
+		for (size_t a = 0; a < hops->hosts[h].naddr && r == 0; a++) {
+			const struct sockaddr_storage *ss =
+			    &hops->hosts[h].addrs[a];
+
+			if (ss->ss_family == AF_INET)
+				inet_ntop(AF_INET,
+				    &((const struct sockaddr_in *)ss)->sin_addr,
+				    ip, sizeof(ip));
+			else
+				inet_ntop(AF_INET6,
+				    &((const struct sockaddr_in6 *)ss)
+					 ->sin6_addr,
+				    ip, sizeof(ip));
+			if (config_cidr_match(&cfg->relay_addresses, ip))
+				r = 1;
+		}
+	free(hops);
+	return r;
+}
+
+/* What the directory says about the sender, for the sender modes. */
+static void
+sender_facts(struct dir *d, const struct addr *from, struct policy_facts *f,
+    char *err, size_t errlen)
+{
+	char canon[ADDR_DOMAIN_MAX + 1], local[ADDR_LOCAL_MAX + 1];
+	struct strlist t = { 0 };
+	enum dir_kind kind;
+
+	if (from->is_null || from->is_literal ||
+	    d->ops->domain_resolve(d, from->domain, canon, sizeof(canon), err,
+		errlen) != 1)
+		return;
+	f->sender_domain_local = true;
+	snprintf(local, sizeof(local), "%s", from->local);
+	for (char *p = local; *p; p++)
+		*p = (char)tolower((unsigned char)*p);
+	if (d->ops->address_lookup(d, local, canon, &kind, &t, err, errlen) ==
+	    0)
+		f->sender_is_user = kind == DIR_KIND_USER;
+	strlist_clear(&t);
+}
+
+/* Worker thread: directory expansion, DNS if needed, the policy. */
 static void
 rcpt_job_run(void *arg, void *ctx)
 {
 	struct rcpt_job *j = arg;
 	struct envelope env = { &j->mail_from, &j->rcpt };
+	const struct config *cfg = j->cfg;
+	struct policy_config pc = { (enum relay_mode)cfg->relay_mode,
+		&cfg->relay_addresses, &cfg->relay_domains,
+		cfg->has_relay_recipients ? &cfg->relay_recipients : NULL,
+		cfg->accept };
+	struct policy_facts f = { false, false, false, 0 };
 	struct dir *d = ctx;
 
 	if (d == NULL) {
@@ -318,12 +422,20 @@ rcpt_job_run(void *arg, void *ctx)
 		j->result = dir_expand(d, &j->rcpt, j->limit, &j->users,
 		    &j->remote, j->err, sizeof(j->err));
 	}
-	if (j->result == DIR_EXPAND_LOCAL || j->result == DIR_EXPAND_NONLOCAL) {
-		struct policy_config pc = { &j->cfg->relay_addresses };
-
-		j->verdict = policy_rcpt(&pc, &j->facts, &env,
-		    j->result == DIR_EXPAND_LOCAL);
+	if (j->result != DIR_EXPAND_LOCAL && j->result != DIR_EXPAND_NONLOCAL)
+		return;
+	f.rcpt_is_local = j->result == DIR_EXPAND_LOCAL;
+	if (!f.rcpt_is_local && j->facts.auth_user == NULL) {
+		if (pc.mode == RELAY_LOCAL_HOSTS || pc.mode == RELAY_LOCAL_USERS)
+			sender_facts(d, &j->mail_from, &f, j->err,
+			    sizeof(j->err));
+		/* Backup MX: only asked when nothing cheaper decides. */
+		if (pc.mode == RELAY_ADDRESSES && !j->rcpt.is_literal &&
+		    !config_cidr_match(&cfg->relay_addresses, j->facts.ip) &&
+		    !strlist_has(&cfg->relay_domains, j->rcpt.domain))
+			f.rcpt_mx_in_relay = mx_in_relay(cfg, j->rcpt.domain);
 	}
+	j->verdict = policy_rcpt(&pc, &j->facts, &env, &f);
 }
 
 static void
@@ -463,6 +575,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	j->facts.ip = s->ip;
 	j->facts.listener = kind_names[s->kind];
 	j->facts.is_tls = s->is_tls;
+	j->facts.auth_user = s->auth_user[0] ? s->auth_user : NULL;
 	j->cfg = s->cfg;
 	s->job = j;
 	s->is_busy = true;
@@ -532,9 +645,8 @@ cmd_help(struct session *s, struct smtp_cmd *c)
 static void
 cmd_not_impl(struct session *s, struct smtp_cmd *c)
 {
-	reply_error(s, "502 5.5.1", c->verb == SMTP_CMD_AUTH
-		? "Error: authentication not enabled"
-		: "Error: command not implemented");
+	(void)c;
+	reply_error(s, "502 5.5.1", "Error: command not implemented");
 }
 
 static void
@@ -603,6 +715,9 @@ tls_upgrade(struct session *s)
 	/* RFC 3207 4.2: forget everything learned before TLS. */
 	s->has_helo = s->is_esmtp = false;
 	s->helo[0] = '\0';
+	s->auth_user[0] = '\0';
+	s->auth_step = AUTH_STEP_NONE;
+	strlist_clear(&s->auth_addresses);
 	txn_reset(s);
 	s->is_tls_switching = true;
 	bufferevent_setcb(s->bev, NULL, tls_switch, session_on_event, s);
@@ -629,6 +744,260 @@ cmd_starttls(struct session *s, struct smtp_cmd *c)
 	tls_upgrade(s);
 }
 
+/* ---- AUTH (RFC 4954) ---------------------------------------------------- */
+
+struct auth_job {
+	struct session *s;
+	struct config *cfg;
+	char user[ADDR_PATH_MAX + 8];
+	char pass[256];
+	bool ok;
+	struct strlist owned;
+};
+
+static void
+collect_aliases(void *arg, const char *alias, const char *target)
+{
+	struct auth_job *j = arg;
+
+	if (target != NULL && strcmp(target, j->user) == 0)
+		strlist_add_unique(&j->owned, alias);
+}
+
+/* Worker: check the password (slow on purpose) and collect the addresses
+ * the user may send from: its own and the aliases that point to it. */
+static void
+auth_job_run(void *arg, void *ctx)
+{
+	struct auth_job *j = arg;
+	struct dir *d = ctx;
+	char local[ADDR_LOCAL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1];
+	char canon[ADDR_DOMAIN_MAX + 1], err[256];
+	const char *why;
+	char *hash = NULL;
+
+	j->ok = false;
+	if (d != NULL &&
+	    dir_split_address(j->user, local, sizeof(local), domain,
+		sizeof(domain), &why) == 0 &&
+	    d->ops->domain_resolve(d, domain, canon, sizeof(canon), err,
+		sizeof(err)) == 1 &&
+	    d->ops->user_hash(d, local, canon, &hash, err, sizeof(err)) == 0 &&
+	    passwd_verify(j->pass, hash)) {
+		j->ok = true;
+		snprintf(j->user, sizeof(j->user), "%.64s@%.190s", local,
+		    canon);
+		strlist_add_unique(&j->owned, j->user);
+		d->ops->list_rows(d, "aliases", NULL, collect_aliases, j, err,
+		    sizeof(err));
+	}
+	free(hash);
+	explicit_bzero(j->pass, sizeof(j->pass));
+}
+
+static void
+auth_job_done(void *arg)
+{
+	struct auth_job *j = arg;
+	struct session *s = j->s;
+	time_t now = time(NULL);
+
+	s->is_busy = false;
+	server_auth_result(s->srv, s->ip, j->ok, now);
+	if (!s->is_dead && s->state != ST_CLOSING) {
+		if (j->ok) {
+			snprintf(s->auth_user, sizeof(s->auth_user), "%s",
+			    j->user);
+			strlist_clear(&s->auth_addresses);
+			s->auth_addresses = j->owned;
+			j->owned.v = NULL;
+			j->owned.n = j->owned.cap = 0;
+			log_info("session=%s event=auth result=ok client=%s "
+				 "user=%s",
+			    s->id, s->ip, s->auth_user);
+			reply(s, "235 2.7.0 Authentication successful");
+		} else {
+			char u[200];
+
+			log_sanitize(u, sizeof(u), (const uint8_t *)j->user,
+			    strlen(j->user));
+			log_warn("session=%s event=auth result=fail client=%s "
+				 "user=\"%s\"",
+			    s->id, s->ip, u);
+			if (server_auth_locked(s->srv, s->ip, now)) {
+				reply(s, "421 4.7.0 %s Too many "
+					 "authentication failures, try again "
+					 "later",
+				    s->cfg->hostname);
+				session_close(s);
+			} else {
+				reply_error(s, "535 5.7.8", "Authentication "
+				    "credentials invalid");
+			}
+		}
+	}
+	strlist_clear(&j->owned);
+	free(j);
+	if (s->is_dead) {
+		session_free(s);
+		return;
+	}
+	session_resume(s);
+}
+
+static void
+auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
+    size_t plen)
+{
+	struct auth_job *j;
+
+	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
+		server_auth_result(s->srv, s->ip, false, time(NULL));
+		reply_error(s, "535 5.7.8", "Authentication credentials "
+		    "invalid");
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->cfg = s->cfg;
+	memcpy(j->user, user, ulen);
+	memcpy(j->pass, pass, plen);
+	s->is_busy = true;
+	workers_submit(s->srv->workers, auth_job_run, auth_job_done, j);
+}
+
+/* PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd. */
+static void
+auth_plain(struct session *s, const char *b64, size_t len)
+{
+	uint8_t buf[1024];
+	long n = base64_decode(b64, len, buf, sizeof(buf));
+	const uint8_t *z1, *z2;
+
+	if (n < 0) {
+		reply_error(s, "501 5.5.2", "Cannot decode the AUTH response");
+		return;
+	}
+	z1 = memchr(buf, 0, (size_t)n);
+	z2 = z1 ? memchr(z1 + 1, 0, (size_t)(buf + n - z1 - 1)) : NULL;
+	if (z2 == NULL) {
+		explicit_bzero(buf, sizeof(buf));
+		reply_error(s, "501 5.5.2", "Malformed PLAIN response");
+		return;
+	}
+	/* An authorisation identity other than the user: not allowed. */
+	if (z1 != buf && ((size_t)(z2 - z1 - 1) != (size_t)(z1 - buf) ||
+			     memcmp(buf, z1 + 1, (size_t)(z1 - buf)) != 0)) {
+		explicit_bzero(buf, sizeof(buf));
+		server_auth_result(s->srv, s->ip, false, time(NULL));
+		reply_error(s, "535 5.7.8", "Authentication credentials "
+		    "invalid");
+		return;
+	}
+	auth_check(s, (const char *)z1 + 1, (size_t)(z2 - z1 - 1),
+	    (const char *)z2 + 1, (size_t)(buf + n - z2 - 1));
+	explicit_bzero(buf, sizeof(buf));
+}
+
+/* A line sent in answer to a 334 challenge. */
+static void
+auth_continue(struct session *s, const uint8_t *line, size_t len)
+{
+	int step = s->auth_step;
+	uint8_t buf[512];
+	long n;
+
+	s->auth_step = AUTH_STEP_NONE;
+	if (len == 1 && line[0] == '*') {
+		reply_error(s, "501 5.0.0", "Authentication cancelled");
+		return;
+	}
+	if (step == AUTH_STEP_PLAIN) {
+		auth_plain(s, (const char *)line, len);
+		return;
+	}
+	n = base64_decode((const char *)line, len, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		reply_error(s, "501 5.5.2", "Cannot decode the AUTH response");
+		return;
+	}
+	if (step == AUTH_STEP_LOGIN_USER) {
+		if ((size_t)n >= sizeof(s->auth_login_user)) {
+			reply_error(s, "501 5.5.2", "User name too long");
+			return;
+		}
+		memcpy(s->auth_login_user, buf, (size_t)n);
+		s->auth_login_user[n] = '\0';
+		s->auth_step = AUTH_STEP_LOGIN_PASS;
+		reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+		return;
+	}
+	auth_check(s, s->auth_login_user, strlen(s->auth_login_user),
+	    (const char *)buf, (size_t)n);
+	explicit_bzero(buf, sizeof(buf));
+	explicit_bzero(s->auth_login_user, sizeof(s->auth_login_user));
+}
+
+static void
+cmd_auth(struct session *s, struct smtp_cmd *c)
+{
+	const char *sp = memchr(c->arg.p, ' ', c->arg.len);
+	struct span mech = { c->arg.p, sp ? (size_t)(sp - c->arg.p)
+					  : c->arg.len };
+	const char *ir = sp ? sp + 1 : NULL;
+	size_t irlen = sp ? c->arg.len - mech.len - 1 : 0;
+
+	if (!s->is_esmtp) {
+		reply_error(s, "503 5.5.1", "Error: send EHLO first");
+		return;
+	}
+	if (s->auth_user[0] != '\0') {
+		reply_error(s, "503 5.5.1", "Error: already authenticated");
+		return;
+	}
+	if (s->has_mail) {
+		reply_error(s, "503 5.5.1", "Error: AUTH not allowed during "
+		    "a mail transaction");
+		return;
+	}
+	if (!s->is_tls && s->cfg->auth_require_tls) {
+		reply_error(s, "538 5.7.11", "Encryption required for "
+		    "requested authentication mechanism");
+		return;
+	}
+	if (server_auth_locked(s->srv, s->ip, time(NULL))) {
+		log_warn("session=%s event=auth result=locked client=%s", s->id,
+		    s->ip);
+		reply(s, "421 4.7.0 %s Too many authentication failures, try "
+			 "again later",
+		    s->cfg->hostname);
+		session_close(s);
+		return;
+	}
+	if (span_eq_ci(mech, "PLAIN")) {
+		if (ir == NULL) {
+			s->auth_step = AUTH_STEP_PLAIN;
+			reply(s, "334 ");
+		} else if (irlen == 1 && ir[0] == '=') {
+			reply_error(s, "501 5.5.2", "Malformed PLAIN response");
+		} else {
+			auth_plain(s, ir, irlen);
+		}
+		return;
+	}
+	if (span_eq_ci(mech, "LOGIN")) {
+		if (ir == NULL) {
+			s->auth_step = AUTH_STEP_LOGIN_USER;
+			reply(s, "334 VXNlcm5hbWU6"); /* "Username:" */
+			return;
+		}
+		s->auth_step = AUTH_STEP_LOGIN_USER;
+		auth_continue(s, (const uint8_t *)ir, irlen);
+		return;
+	}
+	reply_error(s, "504 5.5.4", "Unrecognized authentication mechanism");
+}
+
 static const struct {
 	enum smtp_verb verb;
 	void (*fn)(struct session *, struct smtp_cmd *);
@@ -645,7 +1014,7 @@ static const struct {
 	{ SMTP_CMD_HELP, cmd_help },
 	{ SMTP_CMD_STARTTLS, cmd_starttls },
 	{ SMTP_CMD_EXPN, cmd_not_impl },
-	{ SMTP_CMD_AUTH, cmd_not_impl },
+	{ SMTP_CMD_AUTH, cmd_auth },
 	{ SMTP_CMD_BDAT, cmd_not_impl },
 	{ SMTP_CMD_ETRN, cmd_not_impl },
 	{ SMTP_CMD_UNKNOWN, cmd_unknown },
@@ -658,6 +1027,10 @@ session_command(struct session *s, const uint8_t *line, size_t len)
 	const char *code, *why;
 
 	s->ncommands++;
+	if (s->auth_step != AUTH_STEP_NONE) {
+		auth_continue(s, line, len);
+		return;
+	}
 	if (smtp_cmd_parse(line, len, &c, &code, &why) == -1) {
 		char text[200];
 
@@ -703,11 +1076,18 @@ build_headers(struct session *s)
 	 * end in LF: the Maildir convention. */
 	snprintf(hdr, sizeof(hdr),
 	    "Return-Path: <%s>\n"
-	    "Received: from %s ([%s])%s\n"
+	    "Received: from %s ([%s])%s%s%s%s\n"
 	    "\tby %s (postern) with %s%s id %s%s%s%s;\n"
 	    "\t%s\n",
-	    from, s->helo, s->ip, tls, s->cfg->hostname,
-	    s->is_esmtp ? "ESMTP" : "SMTP", s->is_tls ? "S" : "", s->queue_id,
+	    from, s->helo, s->ip, tls,
+	    s->auth_user[0] ? "\n\t(authenticated sender: " : "",
+	    s->auth_user, s->auth_user[0] ? ")" : "", s->cfg->hostname,
+	    s->is_esmtp ? "ESMTP" : "SMTP",
+	    s->is_tls && s->auth_user[0] ? "SA"
+	    : s->is_tls			  ? "S"
+	    : s->auth_user[0]		  ? "A"
+					  : "",
+	    s->queue_id,
 	    s->nrcpt == 1 ? "\n\tfor <" : "",
 	    s->nrcpt == 1 ? s->rcpt_log.v[0] : "", s->nrcpt == 1 ? ">" : "",
 	    date);

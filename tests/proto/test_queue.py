@@ -15,7 +15,8 @@ import pytest
 
 from conftest import Raw, wait_for
 
-FAST = {"relay_addresses": "127.0.0.1", "queue_retry_min": "1s", "queue_retry_max": "2s"}
+FAST = {"relay": "addresses", "relay_addresses": "127.0.0.1", "queue_retry_min": "1s",
+        "queue_retry_max": "2s"}
 
 
 def send(server, frm, to, body=b"Subject: out\r\n\r\nhello\r\n"):

@@ -16,9 +16,12 @@ def test_starttls_smtplib(server, cert):
         assert code == 220
         s.ehlo("client.example")
         assert not s.has_extn("starttls"), "STARTTLS is not offered twice"
-        s.sendmail("x@remote.example", ["alice@example.test"], b"Subject: tls\r\n\r\nsecret\r\n")
+        s.login("alice@example.test", "secret-alice")
+        s.sendmail("alice@example.test", ["alice@example.test"], b"Subject: tls\r\n\r\nsecret\r\n")
     [msg] = server.messages("alice")
-    assert b"with ESMTPS id" in msg
+    assert b"with ESMTPSA id" in msg
+    assert b"(authenticated sender: alice@example.test)" in msg
+    assert b"secret-alice" not in msg
     assert b"(using TLSv1.3 with cipher" in msg
 
 
@@ -67,14 +70,16 @@ def test_implicit_tls_smtplib(server, cert):
                           context=tls_context(cert)) as s:
         s.ehlo("client.example")
         assert not s.has_extn("starttls")
-        s.sendmail("x@remote.example", ["bob@example.test"], b"Subject: 465\r\n\r\nx\r\n")
+        s.login("bob@example.test", "secret-bob")
+        s.sendmail("bob@example.test", ["bob@example.test"], b"Subject: 465\r\n\r\nx\r\n")
     [msg] = server.messages("bob")
     assert b"ESMTPS" in msg
 
 
 def test_implicit_tls_swaks_and_curl(server, cert, tmp_path):
     r = subprocess.run(["swaks", "-s", "127.0.0.1", "-p", str(server.ports["submissions"]),
-                        "--tls-on-connect", "-f", "x@remote.example", "-t", "carol@example.test"],
+                        "--tls-on-connect", "-a", "PLAIN", "-au", "carol@example.test",
+                        "-ap", "secret-carol", "-f", "carol@example.test", "-t", "carol@example.test"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
     mail = tmp_path / "m.eml"
@@ -82,7 +87,8 @@ def test_implicit_tls_swaks_and_curl(server, cert, tmp_path):
     r = subprocess.run(["curl", "-sS", "--cacert", cert[0],
                         f"smtps://localhost:{server.ports['submissions']}",
                         "--resolve", f"localhost:{server.ports['submissions']}:127.0.0.1",
-                        "--mail-from", "x@remote.example", "--mail-rcpt", "carol@example.test",
+                        "--user", "carol@example.test:secret-carol",
+                        "--mail-from", "carol@example.test", "--mail-rcpt", "carol@example.test",
                         "--upload-file", str(mail)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     r = subprocess.run(["swaks", "-s", "127.0.0.1", "-p", str(server.ports["smtp"]), "--tls",
