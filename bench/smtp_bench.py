@@ -97,7 +97,7 @@ class Postern:
                     "message_size_limit = 20M\n")
             if getattr(self, "relay_sink", None):
                 f.write(f"relayhost = [127.0.0.1]:{self.relay_sink}\n"
-                        "relay_addresses = 127.0.0.0/8\n"
+                        "relay = addresses\nrelay_addresses = 127.0.0.0/8\n"
                         "smtp_max_connections_per_domain = 20\n"
                         "dns_servers = 127.0.0.1:9\n")
             else:
