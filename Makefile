@@ -61,7 +61,17 @@ $(ASAN)/posternctl: $(call obj,$(ASAN),$(LIB_SRC) $(CTL_SRC))
 $(ASAN)/unit_tests: $(call obj,$(ASAN),$(LIB_SRC) $(UNIT_SRC))
 	$(CC) $(SAN) -o $@ $^ $(LIBS) -lcmocka
 
-asan: $(ASAN)/posternd $(ASAN)/posternctl $(ASAN)/unit_tests
+$(ASAN)/policy_golden: $(call obj,$(ASAN),$(LIB_SRC) tests/policy/policy_golden.c)
+	$(CC) $(SAN) -o $@ $^ $(LIBS)
+
+asan: $(ASAN)/posternd $(ASAN)/posternctl $(ASAN)/unit_tests $(ASAN)/policy_golden
+
+# Policy golden files: each tests/policy/X.in must produce X.out exactly.
+policy-golden: $(ASAN)/policy_golden
+	@pass=0; fail=0; for f in tests/policy/*.in; do \
+		if $(ASAN)/policy_golden $$f | diff -u $${f%.in}.out - ; then \
+			pass=$$((pass+1)); else fail=$$((fail+1)); fi; done; \
+		echo "policy golden: $$pass passed, $$fail failed"; [ $$fail -eq 0 ]
 
 # ---- the two commands of README.md ---------------------------------------
 run: deps all
@@ -80,6 +90,8 @@ test:
 	$(MAKE) asan
 	@echo "== unit tests (cmocka, ASan+UBSan)"
 	$(ASAN)/unit_tests
+	@echo "== policy golden files"
+	$(MAKE) policy-golden
 	@echo "== integration tests (pytest against the real daemon, ASan+UBSan)"
 	POSTERND=$(CURDIR)/$(ASAN)/posternd POSTERNCTL=$(CURDIR)/$(ASAN)/posternctl \
 		/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/proto
@@ -116,6 +128,6 @@ bench: deps all
 clean:
 	rm -rf build bin
 
-.PHONY: all deps run test asan check-clang fuzz bench clean
+.PHONY: all deps run test asan check-clang policy-golden fuzz bench clean
 
 -include $(shell find build -name '*.d' 2>/dev/null)
