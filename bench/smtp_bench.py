@@ -86,6 +86,7 @@ class Postern:
         self.relay_sink = None
 
     def start(self, run):
+        port_free(P_PORT)
         self.data = os.path.join(self.base, f"p{run}")
         os.makedirs(self.data)
         os.chmod(self.data, 0o755)
@@ -135,6 +136,7 @@ class Postfix:
         self.base = base
 
     def start(self, run):
+        port_free(F_PORT)
         self.dir = os.path.join(self.base, f"f{run}")
         sh(os.path.join(TOP, "bench/postfix_instance.sh"), self.dir, str(F_PORT), *USERS)
         wait_port(F_PORT)
@@ -150,6 +152,14 @@ class Postfix:
         subprocess.run(["postfix", "-c", os.path.join(self.dir, "etc"), "stop"],
                        capture_output=True)
         time.sleep(1)
+
+
+def port_free(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return
+    raise SystemExit(f"port {port} is busy: a server from an earlier run is still there")
 
 
 def wait_port(port, timeout=30):
