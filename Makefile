@@ -19,9 +19,9 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
 	src/dir/dir.c src/dir/dir_sqlite.c src/maildir/maildir.c \
 	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \
-	src/queue/dsn.c
+	src/queue/dsn.c src/queue/dns.c src/policy/relay.c
 D_SRC = src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
-	src/queue/queue.c src/queue/outbound.c src/queue/dns.c
+	src/queue/queue.c src/queue/outbound.c
 CTL_SRC = src/cmd/posternctl.c
 UNIT_SRC = $(wildcard tests/unit/*.c)
 

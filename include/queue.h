@@ -30,6 +30,8 @@ void queue_add(struct queue *, struct qenv *e);
 /* Stops scheduling; in-flight attempts finish.  True when none is left. */
 bool queue_idle(struct queue *);
 void queue_free(struct queue **);
+/* Attempts started from now on use cfg (retry, routes, limits...). */
+void queue_set_config(struct queue *, struct config *cfg);
 /*
  * Applies an admin command ("flush [ID]", "delete ID|all", "hold ID",
  * "release ID").  Returns 0, or -1 with a reason in err.

@@ -28,5 +28,7 @@ void smtp_server_start(struct smtp_server *, struct workers *,
  * closes the rest; calls event_base_loopexit when no session is left. */
 void smtp_server_shutdown(struct smtp_server *);
 void smtp_server_free(struct smtp_server **);
+/* New sessions use cfg from now on; sessions in progress keep theirs. */
+void smtp_server_set_config(struct smtp_server *, struct config *cfg);
 
 #endif

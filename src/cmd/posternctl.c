@@ -10,6 +10,8 @@
 #include <sys/types.h>
 #include <sys/un.h>
 
+#include <arpa/inet.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -28,6 +30,8 @@
 #include "dir.h"
 #include "passwd.h"
 #include "queue_file.h"
+#include "relay.h"
+#include "dns.h"
 
 #define ERRLEN 512
 
@@ -591,7 +595,8 @@ queue_send(struct ctl *c, const char *verb, const char *arg)
 		return die("posternd is not running (%s: %s)", sun.sun_path,
 		    strerror(errno));
 	}
-	snprintf(line, sizeof(line), "queue %s%s%s\n", verb, arg ? " " : "",
+	snprintf(line, sizeof(line), "%s%s%s%s\n",
+	    strcmp(verb, "reload") == 0 ? "" : "queue ", verb, arg ? " " : "",
 	    arg ? arg : "");
 	if (write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
 		close(fd);
@@ -672,7 +677,11 @@ static const struct subcmd {
 static int
 usage(void)
 {
-	fprintf(stderr, "usage: posternctl -c FILE check\n");
+	fprintf(stderr, "usage: posternctl -c FILE check\n"
+			"       posternctl -c FILE reload\n"
+			"       posternctl -c FILE relay-check --client IP "
+			"--from ADDR --to ADDR [--auth USER] "
+			"[--port smtp|submission|submissions]\n");
 	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++)
 		fprintf(stderr, "       posternctl -c FILE %s %s%s%s %s\n",
 		    subcmds[i].w1, subcmds[i].w2, subcmds[i].w3 ? " " : "",
@@ -706,8 +715,96 @@ open_dir(struct ctl *c)
 static int
 check(struct ctl *c)
 {
+	char warn[4096];
+
+	relay_config_warnings(c->cfg, warn, sizeof(warn));
+	fputs(warn, stdout);
 	printf("ok: %s\n", c->cfg->path);
 	return 0;
+}
+
+/* "<a@b>", "a@b" or "<>" -> struct addr. */
+static int
+path_arg(const char *in, bool allow_null, struct addr *out)
+{
+	char buf[ADDR_PATH_MAX + 8];
+	const char *why = "trailing characters after the address";
+	size_t used = 0;
+
+	snprintf(buf, sizeof(buf), in[0] == '<' ? "%s" : "<%s>", in);
+	if (addr_parse_path((const uint8_t *)buf, strlen(buf), allow_null,
+		true, out, &used, &why) != 1 || used != strlen(buf))
+		return die("%s: %s", in, why), -1;
+	return 0;
+}
+
+/*
+ * relay-check: the verdict the server would give for one RCPT, from the
+ * live config and directory, through the same code (relay_decide).
+ */
+static int
+c_relay_check(struct ctl *c, char **a)
+{
+	const char *client = NULL, *from = NULL, *to = NULL, *auth = NULL;
+	const char *port = "smtp";
+	struct client_facts cf;
+	struct addr fa, ta;
+	struct relay_answer ans;
+	unsigned char bin[16];
+
+	for (int i = 0; a[i] != NULL; i += 2) {
+		const char **slot = strcmp(a[i], "--client") == 0 ? &client
+		    : strcmp(a[i], "--from") == 0		  ? &from
+		    : strcmp(a[i], "--to") == 0			  ? &to
+		    : strcmp(a[i], "--auth") == 0		  ? &auth
+		    : strcmp(a[i], "--port") == 0		  ? &port
+								  : NULL;
+
+		if (slot == NULL || a[i + 1] == NULL)
+			return usage();
+		*slot = a[i + 1];
+	}
+	if (client == NULL || from == NULL || to == NULL)
+		return usage();
+	if (inet_pton(AF_INET, client, bin) != 1 &&
+	    inet_pton(AF_INET6, client, bin) != 1)
+		return die("--client %s: not an IP address", client);
+	if (strcmp(port, "smtp") != 0 && strcmp(port, "submission") != 0 &&
+	    strcmp(port, "submissions") != 0)
+		return die("--port %s: want smtp, submission or submissions",
+		    port);
+	if (path_arg(from, true, &fa) == -1 || path_arg(to, false, &ta) == -1)
+		return 1;
+	if (ta.is_postmaster)
+		snprintf(ta.domain, sizeof(ta.domain), "%s",
+		    c->cfg->primary_domain);
+	if (dns_init() == -1)
+		return die("%s", "resolver initialisation failed");
+	memset(&cf, 0, sizeof(cf));
+	cf.ip = client;
+	cf.listener = port;
+	cf.auth_user = auth;
+	cf.is_tls = true;
+	relay_decide(c->cfg, c->dir, &cf, &fa, &ta, &ans);
+	printf("%s %s %s\nrule: %s\nmode: %s\n",
+	    ans.verdict.kind == VERDICT_ACCEPT	 ? "ACCEPT"
+	    : ans.verdict.kind == VERDICT_REJECT ? "REJECT"
+						 : "TEMPFAIL",
+	    ans.verdict.code, ans.verdict.reason, ans.verdict.rule,
+	    policy_mode_name((enum relay_mode)c->cfg->relay_mode));
+	for (size_t i = 0; i < ans.users.n; i++)
+		printf("mailbox: %s\n", ans.users.v[i]);
+	for (size_t i = 0; i < ans.remote.n; i++)
+		printf("forward: %s\n", ans.remote.v[i]);
+	relay_answer_clear(&ans);
+	return ans.verdict.kind == VERDICT_ACCEPT ? 0 : 3;
+}
+
+static int
+c_reload(struct ctl *c, char **a)
+{
+	(void)a;
+	return queue_send(c, "reload", NULL);
 }
 
 int
@@ -728,6 +825,20 @@ main(int argc, char **argv)
 		return usage();
 	if (config_load(conf, &c.cfg, c.err, ERRLEN) == -1)
 		return die("%s", c.err);
+	if (strcmp(argv[0], "relay-check") == 0) {
+		if (open_dir(&c) != 0)
+			rc = 1;
+		else
+			rc = c_relay_check(&c, argv + 1);
+		dir_close(&c.dir);
+		config_unref(&c.cfg);
+		return rc;
+	}
+	if (strcmp(argv[0], "reload") == 0 && argc == 1) {
+		rc = c_reload(&c, argv + 1);
+		config_unref(&c.cfg);
+		return rc;
+	}
 	if (strcmp(argv[0], "check") == 0) {
 		rc = argc == 1 ? check(&c) : usage();
 		config_unref(&c.cfg);

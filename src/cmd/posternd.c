@@ -33,6 +33,7 @@
 #include "dir.h"
 #include "dns.h"
 #include "queue.h"
+#include "relay.h"
 #include "log.h"
 #include "maildir.h"
 #include "smtp_server.h"
@@ -148,6 +149,60 @@ write_pid(const char *path)
 		fatal("pid file %s", path);
 }
 
+/* ---- live reload (SIGHUP, posternctl reload) ------------------------- */
+
+struct daemon {
+	const char *conf_path;
+	struct config *boot; /* paths and listeners come from this one */
+	struct smtp_server *srv;
+	struct queue *queue;
+};
+
+static bool
+listen_same(const struct listen_list *a, const struct listen_list *b)
+{
+	if (a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->v[i].text, b->v[i].text) != 0)
+			return false;
+	return true;
+}
+
+/* Parses the config anew; on any error the running one stays. */
+static int
+daemon_reload(struct daemon *dm, char *err, size_t errlen)
+{
+	struct config *n;
+	char warn[4096];
+
+	if (config_load(dm->conf_path, &n, err, errlen) == -1) {
+		log_err("event=reload result=fail error=\"%s\"", err);
+		return -1;
+	}
+	if (strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
+	    strcmp(n->user, dm->boot->user) != 0 ||
+	    strcmp(n->tls_cert, dm->boot->tls_cert) != 0 ||
+	    strcmp(n->tls_key, dm->boot->tls_key) != 0 ||
+	    n->workers != dm->boot->workers ||
+	    !listen_same(&n->smtp_listen, &dm->boot->smtp_listen) ||
+	    !listen_same(&n->submission_listen, &dm->boot->submission_listen) ||
+	    !listen_same(&n->submissions_listen,
+		&dm->boot->submissions_listen))
+		log_warn("event=reload note=\"data_dir, user, listeners, "
+			 "certificates and workers change only at restart\"");
+	smtp_server_set_config(dm->srv, n);
+	queue_set_config(dm->queue, n);
+	log_set_level((enum log_level)n->log_level);
+	relay_config_warnings(n, warn, sizeof(warn));
+	for (char *l = strtok(warn, "\n"); l; l = strtok(NULL, "\n"))
+		log_warn("event=config %s", l);
+	log_info("event=reload result=ok relay=%s",
+	    policy_mode_name((enum relay_mode)n->relay_mode));
+	config_unref(&n);
+	return 0;
+}
+
 /* ---- control socket: one command line in, "ok" or "error: ..." out -- */
 
 static void
@@ -169,7 +224,8 @@ ctl_on_event(struct bufferevent *bev, short what, void *arg)
 static void
 ctl_on_read(struct bufferevent *bev, void *arg)
 {
-	struct queue *q = arg;
+	struct daemon *dm = arg;
+	struct queue *q = dm->queue;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char *line = evbuffer_readln(in, NULL, EVBUFFER_EOL_LF);
 	char err[256];
@@ -180,7 +236,14 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 		return;
 	}
 	log_info("event=control command=\"%.100s\"", line);
-	if (strncmp(line, "queue ", 6) == 0 &&
+	if (strcmp(line, "reload") == 0) {
+		if (daemon_reload(dm, err, sizeof(err)) == 0)
+			evbuffer_add_printf(bufferevent_get_output(bev),
+			    "ok\n");
+		else
+			evbuffer_add_printf(bufferevent_get_output(bev),
+			    "error: %s\n", err);
+	} else if (strncmp(line, "queue ", 6) == 0 &&
 	    queue_command(q, line + 6, err, sizeof(err)) == 0)
 		evbuffer_add_printf(bufferevent_get_output(bev), "ok\n");
 	else
@@ -211,7 +274,7 @@ ctl_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 /* data_dir/control.sock, mode 0600, owned by the run user. */
 static struct evconnlistener *
 control_listen(struct event_base *base, const struct config *cfg,
-    struct queue *q)
+    struct daemon *q)
 {
 	struct sockaddr_un sun;
 	struct evconnlistener *l;
@@ -244,11 +307,11 @@ on_term(evutil_socket_t sig, short what, void *arg)
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
+	char err[512];
+
 	(void)sig;
 	(void)what;
-	(void)arg;
-	log_warn("event=reload result=ignored reason=\"live reload arrives "
-		 "with the relay-policy work; restart to apply changes\"");
+	daemon_reload(arg, err, sizeof(err));
 }
 
 int
@@ -262,6 +325,7 @@ main(int argc, char **argv)
 	struct committer *committer;
 	struct queue *queue;
 	struct evconnlistener *ctl;
+	struct daemon dm;
 	struct event *sigs[3];
 	const char *conf = NULL;
 	bool foreground = false;
@@ -320,15 +384,27 @@ main(int argc, char **argv)
 	committer = committer_new(cfg->data_dir, workers);
 	queue = queue_new(base, cfg, workers, committer);
 	queue_load(queue);
-	ctl = control_listen(base, cfg, queue);
+	dm.conf_path = conf;
+	dm.boot = cfg;
+	dm.srv = srv;
+	dm.queue = queue;
+	ctl = control_listen(base, cfg, &dm);
 	smtp_server_start(srv, workers, committer, queue);
 	sigs[0] = evsignal_new(base, SIGTERM, on_term, srv);
 	sigs[1] = evsignal_new(base, SIGINT, on_term, srv);
-	sigs[2] = evsignal_new(base, SIGHUP, on_hup, srv);
+	sigs[2] = evsignal_new(base, SIGHUP, on_hup, &dm);
 	for (int i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
-	log_info("event=start version=%s hostname=%s data_dir=%s",
-	    POSTERN_VERSION, cfg->hostname, cfg->data_dir);
+	log_info("event=start version=%s hostname=%s data_dir=%s relay=%s",
+	    POSTERN_VERSION, cfg->hostname, cfg->data_dir,
+	    policy_mode_name((enum relay_mode)cfg->relay_mode));
+	{
+		char warn[4096];
+
+		relay_config_warnings(cfg, warn, sizeof(warn));
+		for (char *l = strtok(warn, "\n"); l; l = strtok(NULL, "\n"))
+			log_warn("event=config %s", l);
+	}
 	if (ready_fd != -1) {
 		int null = open("/dev/null", O_RDWR);
 

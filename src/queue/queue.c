@@ -894,3 +894,11 @@ queue_free(struct queue **qp)
 	free(q);
 	*qp = NULL;
 }
+
+void
+queue_set_config(struct queue *q, struct config *cfg)
+{
+	config_unref(&q->cfg);
+	q->cfg = config_ref(cfg);
+	queue_run(q);
+}

@@ -373,3 +373,10 @@ smtp_server_free(struct smtp_server **sp)
 	free(srv);
 	*sp = NULL;
 }
+
+void
+smtp_server_set_config(struct smtp_server *srv, struct config *cfg)
+{
+	config_unref(&srv->cfg);
+	srv->cfg = config_ref(cfg);
+}

@@ -37,6 +37,7 @@
 #include "log.h"
 #include "passwd.h"
 #include "policy.h"
+#include "relay.h"
 #include "queue.h"
 #include "smtp_parse.h"
 #include "smtp_priv.h"
@@ -342,100 +343,19 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	reply(s, "250 2.1.0 Ok");
 }
 
-/* True if any address of domain's MX hosts is in relay_addresses;
- * -1 when DNS failed temporarily. */
-static int
-mx_in_relay(const struct config *cfg, const char *domain)
-{
-	struct dns_hops *hops = xcalloc(1, sizeof(*hops));
-	char err[256], ip[INET6_ADDRSTRLEN];
-	enum dns_status st = dns_resolve_mx(domain, cfg->dns_servers, hops,
-	    err, sizeof(err));
-	int r = st == DNS_TEMPFAIL ? -1 : 0;
-
-	for (size_t h = 0; st == DNS_OK && h < hops->n && r == 0; h++)
-		for (size_t a = 0; a < hops->hosts[h].naddr && r == 0; a++) {
-			const struct sockaddr_storage *ss =
-			    &hops->hosts[h].addrs[a];
-
-			if (ss->ss_family == AF_INET)
-				inet_ntop(AF_INET,
-				    &((const struct sockaddr_in *)ss)->sin_addr,
-				    ip, sizeof(ip));
-			else
-				inet_ntop(AF_INET6,
-				    &((const struct sockaddr_in6 *)ss)
-					 ->sin6_addr,
-				    ip, sizeof(ip));
-			if (config_cidr_match(&cfg->relay_addresses, ip))
-				r = 1;
-		}
-	free(hops);
-	return r;
-}
-
-/* What the directory says about the sender, for the sender modes. */
-static void
-sender_facts(struct dir *d, const struct addr *from, struct policy_facts *f,
-    char *err, size_t errlen)
-{
-	char canon[ADDR_DOMAIN_MAX + 1], local[ADDR_LOCAL_MAX + 1];
-	struct strlist t = { 0 };
-	enum dir_kind kind;
-
-	if (from->is_null || from->is_literal ||
-	    d->ops->domain_resolve(d, from->domain, canon, sizeof(canon), err,
-		errlen) != 1)
-		return;
-	f->sender_domain_local = true;
-	snprintf(local, sizeof(local), "%s", from->local);
-	for (char *p = local; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	if (d->ops->address_lookup(d, local, canon, &kind, &t, err, errlen) ==
-	    0)
-		f->sender_is_user = kind == DIR_KIND_USER;
-	strlist_clear(&t);
-}
-
-/* Worker thread: directory expansion, DNS if needed, the policy. */
+/* Worker thread: the same decision as `posternctl relay-check`. */
 static void
 rcpt_job_run(void *arg, void *ctx)
 {
 	struct rcpt_job *j = arg;
-	struct envelope env = { &j->mail_from, &j->rcpt };
-	const struct config *cfg = j->cfg;
-	struct policy_config pc = { (enum relay_mode)cfg->relay_mode,
-		&cfg->relay_addresses, &cfg->relay_domains,
-		cfg->has_relay_recipients ? &cfg->relay_recipients : NULL,
-		cfg->accept };
-	struct policy_facts f = { false, false, false, 0 };
-	struct dir *d = ctx;
+	struct relay_answer a;
 
-	if (d == NULL) {
-		j->result = DIR_EXPAND_TEMPFAIL;
-		snprintf(j->err, sizeof(j->err), "directory unavailable");
-		return;
-	}
-	if (j->rcpt.is_literal) {
-		j->result = DIR_EXPAND_NONLOCAL;
-	} else {
-		j->result = dir_expand(d, &j->rcpt, j->limit, &j->users,
-		    &j->remote, j->err, sizeof(j->err));
-	}
-	if (j->result != DIR_EXPAND_LOCAL && j->result != DIR_EXPAND_NONLOCAL)
-		return;
-	f.rcpt_is_local = j->result == DIR_EXPAND_LOCAL;
-	if (!f.rcpt_is_local && j->facts.auth_user == NULL) {
-		if (pc.mode == RELAY_LOCAL_HOSTS || pc.mode == RELAY_LOCAL_USERS)
-			sender_facts(d, &j->mail_from, &f, j->err,
-			    sizeof(j->err));
-		/* Backup MX: only asked when nothing cheaper decides. */
-		if (pc.mode == RELAY_ADDRESSES && !j->rcpt.is_literal &&
-		    !config_cidr_match(&cfg->relay_addresses, j->facts.ip) &&
-		    !strlist_has(&cfg->relay_domains, j->rcpt.domain))
-			f.rcpt_mx_in_relay = mx_in_relay(cfg, j->rcpt.domain);
-	}
-	j->verdict = policy_rcpt(&pc, &j->facts, &env, &f);
+	relay_decide(j->cfg, ctx, &j->facts, &j->mail_from, &j->rcpt, &a);
+	j->result = a.dir_result;
+	j->verdict = a.verdict;
+	j->users = a.users;
+	j->remote = a.remote;
+	snprintf(j->err, sizeof(j->err), "%s", a.err);
 }
 
 static void
