@@ -366,10 +366,11 @@ rcpt_log(struct session *s, struct rcpt_job *j, const char *result,
 
 	addr_format(&s->mail_from, from, sizeof(from));
 	log_sanitize(r, sizeof(r), (const uint8_t *)reason, strlen(reason));
-	log_info("session=%s id=%s event=rcpt client=%s from=<%s> to=<%s> "
-		 "result=%s code=%.3s rule=%s reason=\"%s\"",
-	    s->id, s->queue_id, s->ip, from, j->rcpt_text, result, code, rule,
-	    r);
+	log_info("session=%s id=%s event=rcpt client=%s auth=%s from=<%s> "
+		 "to=<%s> result=%s code=%.3s mode=%s rule=%s reason=\"%s\"",
+	    s->id, s->queue_id, s->ip, s->auth_user[0] ? s->auth_user : "-",
+	    from, j->rcpt_text, result, code,
+	    policy_mode_name((enum relay_mode)j->cfg->relay_mode), rule, r);
 }
 
 static void

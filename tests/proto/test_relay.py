@@ -268,3 +268,27 @@ def test_reload_while_session_open(make_server, sinks):
     s.ctl("reload")
     assert rcpt_reply(s, "x@remote.example", "e@remote.example")[0] == 250
     assert old.cmd("QUIT").startswith("221")
+
+
+def test_starttls_forgets_auth(make_server, cert):
+    s = make_server(dict(BASE, auth_require_tls="no"))
+    r = Raw(s.ports["submission"])
+    r.cmd("EHLO client.example")
+    good = base64.b64encode(b"\0alice@example.test\0secret-alice").decode()
+    assert r.cmd("AUTH PLAIN " + good).startswith("235")
+    assert r.cmd("STARTTLS").startswith("220")
+    r.starttls(tls_context(cert))
+    r.cmd("EHLO client.example")
+    assert r.cmd("MAIL FROM:<alice@example.test>").startswith("530 5.7.0")
+    assert r.cmd("AUTH PLAIN " + good).startswith("235")
+    assert r.cmd("MAIL FROM:<alice@example.test>").startswith("250")
+
+
+def test_rcpt_log_line_explains(make_server):
+    s = make_server(dict(BASE, relay="local-users"))
+    rcpt_reply(s, "x@remote.example", "far@remote.example")
+    line = [l for l in s.log().splitlines() if "to=<far@remote.example>" in l][0]
+    for part in ("session=", "client=127.0.0.1", "auth=-", "from=<x@remote.example>",
+                 "result=reject", "code=550", "mode=local-users", "rule=default-deny",
+                 "reason=\"Relaying denied"):
+        assert part in line, (part, line)

@@ -115,7 +115,7 @@ def test_relay_denial_explains(server):
     r.cmd("MAIL FROM:<x@remote.example>")
     rep = r.cmd("RCPT TO:<someone@remote.example>")
     assert rep.startswith("550 5.7.1") and "denied" in rep and len(rep) > 40
-    assert re.search(r"event=rcpt .*to=<someone@remote.example> result=reject code=550 rule=default-deny", server.log())
+    assert re.search(r"event=rcpt .*to=<someone@remote.example> result=reject code=550 mode=none rule=default-deny", server.log())
 
 
 def test_source_route_is_dropped_not_followed(server):
