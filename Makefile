@@ -98,13 +98,13 @@ test:
 
 # ---- fuzzing (clang libFuzzer), bounded ---------------------------------
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
-	fuzz_queue_env fuzz_smtp_reply
+	fuzz_queue_env fuzz_smtp_reply fuzz_accept
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
 	src/queue/queue_file.c src/queue/smtp_reply.c src/policy/policy.c \
-	src/lib/strlist.c
+	src/lib/strlist.c src/lib/base64.c
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p build/fuzz

@@ -17,5 +17,6 @@ int run_maildir_tests(void);
 int run_dir_tests(void);
 int run_passwd_tests(void);
 int run_queue_tests(void);
+int run_base64_tests(void);
 
 #endif

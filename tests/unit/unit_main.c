@@ -14,5 +14,6 @@ main(void)
 	failed += run_dir_tests();
 	failed += run_passwd_tests();
 	failed += run_queue_tests();
+	failed += run_base64_tests();
 	return failed != 0;
 }
