@@ -14,14 +14,15 @@ SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 
 LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
-	src/lib/base64.c \
+	src/lib/base64.c src/lib/authfail.c src/lib/tls.c \
 	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
 	src/dir/dir.c src/dir/dir_sqlite.c src/maildir/maildir.c \
 	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \
-	src/queue/dsn.c src/queue/dns.c src/policy/relay.c
+	src/queue/dsn.c src/queue/dns.c src/policy/relay.c \
+	src/maildir/mailbox.c src/pop3/pop3_parse.c
 D_SRC = src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
-	src/queue/queue.c src/queue/outbound.c
+	src/queue/queue.c src/queue/outbound.c src/pop3/pop3_session.c
 CTL_SRC = src/cmd/posternctl.c
 UNIT_SRC = $(wildcard tests/unit/*.c)
 
@@ -98,13 +99,13 @@ test:
 
 # ---- fuzzing (clang libFuzzer), bounded ---------------------------------
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
-	fuzz_queue_env fuzz_smtp_reply fuzz_accept
+	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
 	src/queue/queue_file.c src/queue/smtp_reply.c src/policy/policy.c \
-	src/lib/strlist.c src/lib/base64.c
+	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p build/fuzz

@@ -54,6 +54,9 @@ struct config {
 	/* strings are never NULL ("" when unset) */
 	char *hostname, *primary_domain, *data_dir, *user, *pid_file, *tls_cert, *tls_key;
 	struct listen_list smtp_listen, submission_listen, submissions_listen;
+	struct listen_list pop3_listen, pop3s_listen;
+	bool pop3_allow_plaintext;
+	unsigned pop3_timeout_ms;
 	size_t message_size_limit, recipient_limit, max_sessions;
 	size_t max_sessions_per_ip, max_errors, command_line_limit;
 	size_t text_line_limit, header_size_limit, expansion_limit;

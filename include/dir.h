@@ -94,6 +94,15 @@ enum dir_expand_result dir_expand(struct dir *, const struct addr *rcpt,
     size_t limit, struct strlist *users, struct strlist *remote, char *err,
     size_t errlen);
 
+/*
+ * Checks a login: user is "local@domain" (a host alias works), pass the
+ * password.  On success returns 1 and writes the canonical address
+ * ("local@domain") to canon; 0 for bad credentials; -1 on a directory
+ * error.  Slow (password hashing): call from a worker.
+ */
+int dir_auth(struct dir *, const char *user, const char *pass, char *canon,
+    size_t canonlen);
+
 /* Splits "local@domain" written by an admin into normalised parts. */
 int dir_split_address(const char *s, char *local, size_t llen, char *domain,
     size_t dlen, const char **why);

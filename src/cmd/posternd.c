@@ -29,9 +29,11 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "authfail.h"
 #include "config.h"
 #include "dir.h"
 #include "dns.h"
+#include "pop3.h"
 #include "queue.h"
 #include "relay.h"
 #include "log.h"
@@ -155,6 +157,7 @@ struct daemon {
 	const char *conf_path;
 	struct config *boot; /* paths and listeners come from this one */
 	struct smtp_server *srv;
+	struct pop3_server *pop3;
 	struct queue *queue;
 };
 
@@ -192,6 +195,7 @@ daemon_reload(struct daemon *dm, char *err, size_t errlen)
 		log_warn("event=reload note=\"data_dir, user, listeners, "
 			 "certificates and workers change only at restart\"");
 	smtp_server_set_config(dm->srv, n);
+	pop3_server_set_config(dm->pop3, n);
 	queue_set_config(dm->queue, n);
 	log_set_level((enum log_level)n->log_level);
 	relay_config_warnings(n, warn, sizeof(warn));
@@ -299,9 +303,12 @@ control_listen(struct event_base *base, const struct config *cfg,
 static void
 on_term(evutil_socket_t sig, short what, void *arg)
 {
+	struct daemon *dm = arg;
+
 	(void)what;
 	log_info("event=signal signal=%d", (int)sig);
-	smtp_server_shutdown(arg);
+	pop3_server_shutdown(dm->pop3);
+	smtp_server_shutdown(dm->srv);
 }
 
 static void
@@ -326,6 +333,8 @@ main(int argc, char **argv)
 	struct queue *queue;
 	struct evconnlistener *ctl;
 	struct daemon dm;
+	struct pop3_server *pop3;
+	struct authfail_table *authfails;
 	struct event *sigs[3];
 	const char *conf = NULL;
 	bool foreground = false;
@@ -374,6 +383,9 @@ main(int argc, char **argv)
 	srv = smtp_server_new(base, cfg, err, sizeof(err));
 	if (srv == NULL)
 		fatalx("%s", err);
+	pop3 = pop3_server_new(base, cfg, err, sizeof(err));
+	if (pop3 == NULL)
+		fatalx("%s", err);
 	if (pw != NULL)
 		drop_privileges(pw);
 	write_pid(cfg->pid_file);
@@ -387,11 +399,14 @@ main(int argc, char **argv)
 	dm.conf_path = conf;
 	dm.boot = cfg;
 	dm.srv = srv;
+	dm.pop3 = pop3;
 	dm.queue = queue;
 	ctl = control_listen(base, cfg, &dm);
-	smtp_server_start(srv, workers, committer, queue);
-	sigs[0] = evsignal_new(base, SIGTERM, on_term, srv);
-	sigs[1] = evsignal_new(base, SIGINT, on_term, srv);
+	authfails = authfail_new();
+	smtp_server_start(srv, workers, committer, queue, authfails);
+	pop3_server_start(pop3, workers, authfails);
+	sigs[0] = evsignal_new(base, SIGTERM, on_term, &dm);
+	sigs[1] = evsignal_new(base, SIGINT, on_term, &dm);
 	sigs[2] = evsignal_new(base, SIGHUP, on_hup, &dm);
 	for (int i = 0; i < 3; i++)
 		evsignal_add(sigs[i], NULL);
@@ -428,9 +443,10 @@ main(int argc, char **argv)
 		 * still consistent and they are retried at the next start. */
 		time_t deadline = time(NULL) + cfg->shutdown_timeout_ms / 1000;
 
-		while (!queue_idle(queue) && time(NULL) <= deadline)
+		while ((!queue_idle(queue) || pop3_server_sessions(pop3) > 0) &&
+		    time(NULL) <= deadline)
 			event_base_loop(base, EVLOOP_ONCE);
-		if (!queue_idle(queue)) {
+		if (!queue_idle(queue) || pop3_server_sessions(pop3) > 0) {
 			log_warn("event=stop result=abandoned-attempts");
 			unlink(cfg->pid_file);
 			_exit(0);
@@ -443,6 +459,8 @@ main(int argc, char **argv)
 	committer_free(&committer);
 	workers_free(&workers);
 	smtp_server_free(&srv);
+	pop3_server_free(&pop3);
+	authfail_free(&authfails);
 	unlink(cfg->pid_file);
 	{
 		char sock[4096];

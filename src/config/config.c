@@ -84,6 +84,11 @@ static const struct cfg_key cfg_keys[] = {
 	{ "message_size_limit", T_SIZE, O(message_size_limit), "10485760",
 	    1024, (size_t)1 << 31 },
 	{ "pid_file", T_STR, O(pid_file), "", 0, 0 },
+	{ "pop3_allow_plaintext", T_BOOL, O(pop3_allow_plaintext), "no", 0,
+	    0 },
+	{ "pop3_listen", T_LISTEN, O(pop3_listen), "", 0, 0 },
+	{ "pop3_timeout", T_MS, O(pop3_timeout_ms), "10m", 1000, 86400000 },
+	{ "pop3s_listen", T_LISTEN, O(pop3s_listen), "", 0, 0 },
 	{ "primary_domain", T_STR, O(primary_domain), "", 0, 0 },
 	{ "queue_delay_warning", T_MS, O(queue_delay_warning_ms), "4h", 0,
 	    30u * 86400000u },
@@ -597,6 +602,8 @@ config_free(struct config *c)
 	free(c->smtp_tls);
 	free(c->routes.v);
 	free(c->relay_addresses.v);
+	free(c->pop3_listen.v);
+	free(c->pop3s_listen.v);
 	free(c->smtp_listen.v);
 	free(c->submission_listen.v);
 	free(c->submissions_listen.v);
@@ -628,6 +635,10 @@ config_check(struct config *c, const char **why)
 	}
 	if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
 		*why = "tls_cert and tls_key must be set together";
+		return -1;
+	}
+	if (c->pop3s_listen.n > 0 && c->tls_cert[0] == '\0') {
+		*why = "pop3s_listen needs tls_cert and tls_key (implicit TLS)";
 		return -1;
 	}
 	if (c->submissions_listen.n > 0 && c->tls_cert[0] == '\0') {

@@ -6,9 +6,11 @@
  */
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dir.h"
+#include "passwd.h"
 
 #define EXPAND_MAX_DEPTH 20
 
@@ -141,5 +143,34 @@ dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
 		r = DIR_EXPAND_LIMIT;
 	strlist_clear(&queue);
 	strlist_clear(&seen);
+	return r;
+}
+
+int
+dir_auth(struct dir *d, const char *user, const char *pass, char *canon,
+    size_t canonlen)
+{
+	char local[ADDR_LOCAL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1];
+	char cdom[ADDR_DOMAIN_MAX + 1], err[256];
+	const char *why;
+	char *hash = NULL;
+	int r;
+
+	if (dir_split_address(user, local, sizeof(local), domain,
+		sizeof(domain), &why) == -1)
+		return 0;
+	r = d->ops->domain_resolve(d, domain, cdom, sizeof(cdom), err,
+	    sizeof(err));
+	if (r != 1)
+		return r;
+	r = d->ops->user_hash(d, local, cdom, &hash, err, sizeof(err));
+	if (r != 0) {
+		free(hash);
+		return r == 1 ? 0 : -1;
+	}
+	r = passwd_verify(pass, hash) ? 1 : 0;
+	free(hash);
+	if (r == 1)
+		snprintf(canon, canonlen, "%s@%s", local, cdom);
 	return r;
 }

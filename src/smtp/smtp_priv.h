@@ -43,13 +43,6 @@ struct smtp_listener {
 	struct smtp_server *srv;
 };
 
-struct authfail {
-	struct authfail *next;
-	char ip[INET6_ADDRSTRLEN];
-	unsigned count;
-	time_t first, locked_until, last_success;
-};
-
 struct session;
 
 struct smtp_server {
@@ -67,7 +60,7 @@ struct smtp_server {
 	bool is_shutting_down;
 	struct event *shutdown_timer;
 	uint32_t session_seq;
-	struct authfail *authfails;
+	struct authfail_table *authfails; /* shared with POP3 */
 };
 
 enum session_state { ST_GREETING, ST_CMD, ST_DATA, ST_CLOSING };

@@ -24,6 +24,8 @@
 #include "log.h"
 #include "smtp_priv.h"
 #include "smtp_server.h"
+#include "tls.h"
+#include "authfail.h"
 #include "xmalloc.h"
 
 static const char *const kind_names[] = { "smtp", "submission",
@@ -127,57 +129,18 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	session_start(srv, fd, ip, l->kind);
 }
 
-static struct authfail *
-authfail_get(struct smtp_server *srv, const char *ip, bool create)
-{
-	struct authfail *a;
-
-	for (a = srv->authfails; a != NULL; a = a->next)
-		if (strcmp(a->ip, ip) == 0)
-			return a;
-	if (!create)
-		return NULL;
-	a = xcalloc(1, sizeof(*a));
-	snprintf(a->ip, sizeof(a->ip), "%s", ip);
-	a->next = srv->authfails;
-	srv->authfails = a;
-	return a;
-}
-
 bool
 server_auth_locked(struct smtp_server *srv, const char *ip, time_t now)
 {
-	const struct authfail *a = authfail_get(srv, ip, false);
-
-	if (a == NULL || a->locked_until <= now)
-		return false;
-	/* An address this user logged in from lately is not locked out. */
-	return a->last_success == 0 ||
-	    now - a->last_success > (time_t)(srv->cfg->auth_lockout_ms / 1000);
+	return authfail_locked(srv->authfails, srv->cfg, ip, now);
 }
 
 void
 server_auth_result(struct smtp_server *srv, const char *ip, bool ok,
     time_t now)
 {
-	struct authfail *a = authfail_get(srv, ip, true);
-	const struct config *c = srv->cfg;
-
-	if (ok) {
-		a->last_success = now;
-		a->count = 0;
-		return;
-	}
-	if (a->count == 0 ||
-	    now - a->first > (time_t)(c->auth_failure_window_ms / 1000)) {
-		a->first = now;
-		a->count = 0;
-	}
-	if (++a->count >= c->auth_max_failures) {
-		a->locked_until = now + (time_t)(c->auth_lockout_ms / 1000);
-		log_warn("event=auth-lockout client=%s failures=%u until=%lld",
-		    ip, a->count, (long long)a->locked_until);
-	}
+	if (authfail_result(srv->authfails, srv->cfg, ip, ok, now))
+		log_warn("event=auth-lockout client=%s", ip);
 }
 
 void
@@ -187,37 +150,6 @@ server_session_gone(struct smtp_server *srv, struct session *s)
 	srv->nsessions--;
 	if (srv->is_shutting_down && srv->nsessions == 0)
 		event_base_loopexit(srv->base, NULL);
-}
-
-static SSL_CTX *
-tls_ctx_new(const struct config *cfg, char *err, size_t errlen)
-{
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-
-	if (ctx == NULL)
-		goto fail;
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-		snprintf(err, errlen, "tls_cert %s: %s", cfg->tls_cert,
-		    ERR_reason_error_string(ERR_get_error()));
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) !=
-		1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errlen, "tls_key %s: %s", cfg->tls_key,
-		    ERR_reason_error_string(ERR_get_error()));
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	return ctx;
-fail:
-	snprintf(err, errlen, "TLS: %s",
-	    ERR_reason_error_string(ERR_get_error()));
-	return NULL;
 }
 
 static int
@@ -278,7 +210,7 @@ smtp_server_new(struct event_base *base, struct config *cfg, char *err,
 	TAILQ_INIT(&srv->sessions);
 	arc4random_buf(&srv->session_seq, sizeof(srv->session_seq));
 	if (cfg->tls_cert[0] != '\0' &&
-	    (srv->tls = tls_ctx_new(cfg, err, errlen)) == NULL)
+	    (srv->tls = tls_server_ctx_new(cfg, err, errlen)) == NULL)
 		goto fail;
 	for (size_t k = 0; k < 3; k++)
 		for (size_t i = 0; i < lists[k]->n; i++)
@@ -293,8 +225,9 @@ fail:
 
 void
 smtp_server_start(struct smtp_server *srv, struct workers *w,
-    struct committer *c, struct queue *q)
+    struct committer *c, struct queue *q, struct authfail_table *af)
 {
+	srv->authfails = af;
 	srv->workers = w;
 	srv->committer = c;
 	srv->queue = q;
@@ -359,12 +292,6 @@ smtp_server_free(struct smtp_server **sp)
 			srv->iptable[i] = c->next;
 			free(c);
 		}
-	while (srv->authfails != NULL) {
-		struct authfail *a = srv->authfails;
-
-		srv->authfails = a->next;
-		free(a);
-	}
 	if (srv->shutdown_timer)
 		event_free(srv->shutdown_timer);
 	if (srv->tls)

@@ -128,6 +128,8 @@ class Server:
             "smtp_listen": "127.0.0.1:0",
             "submission_listen": "127.0.0.1:0",
             "submissions_listen": "127.0.0.1:0",
+            "pop3_listen": "127.0.0.1:0",
+            "pop3s_listen": "127.0.0.1:0",
             "tls_cert": self.cert,
             "tls_key": self.key,
             "log_level": "debug",

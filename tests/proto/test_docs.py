@@ -9,7 +9,7 @@ from conftest import POSTERNCTL, ROOT
 
 def parser_keys():
     src = open(os.path.join(ROOT, "src/config/config.c")).read()
-    return dict(re.findall(r'\{ "([a-z_]+)", T_[A-Z_]+,\s*O\([a-z_]+\),\s*"([^"]*)"', src))
+    return dict(re.findall(r'\{ "([a-z0-9_]+)", T_[A-Z_]+,\s*O\([a-z0-9_]+\),\s*"([^"]*)"', src))
 
 
 def test_every_key_documented_with_its_default():
@@ -17,7 +17,7 @@ def test_every_key_documented_with_its_default():
     assert len(keys) > 30
     doc = open(os.path.join(ROOT, "docs/configuration.md")).read()
     rows = {m.group(1): m.group(2) for m in
-            re.finditer(r"^\| `([a-z_]+)` \| ([^|]*) \|", doc, re.M)}
+            re.finditer(r"^\| `([a-z0-9_]+)` \| ([^|]*) \|", doc, re.M)}
     assert sorted(rows) == sorted(keys), "docs/configuration.md and config.c differ"
     for k, default in keys.items():
         if default:

@@ -59,7 +59,7 @@ def test_starttls_not_inside_transaction(server):
 
 
 def test_no_tls_configured(make_server):
-    s = make_server({"tls_cert": "", "tls_key": "", "submissions_listen": ""})
+    s = make_server({"tls_cert": "", "tls_key": "", "submissions_listen": "", "pop3s_listen": ""})
     r = Raw(s.ports["smtp"])
     assert "STARTTLS" not in r.cmd("EHLO client.example")
     assert r.cmd("STARTTLS").startswith("502 5.5.1")

@@ -18,5 +18,6 @@ int run_dir_tests(void);
 int run_passwd_tests(void);
 int run_queue_tests(void);
 int run_base64_tests(void);
+int run_pop3_tests(void);
 
 #endif

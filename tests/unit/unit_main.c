@@ -15,5 +15,6 @@ main(void)
 	failed += run_passwd_tests();
 	failed += run_queue_tests();
 	failed += run_base64_tests();
+	failed += run_pop3_tests();
 	return failed != 0;
 }

@@ -1,0 +1,53 @@
+/*
+ * The mailbox layer shared by POP3 (and IMAP later): a snapshot of one
+ * Maildir (new/ and cur/), unique ids that survive flag changes, moves and
+ * restarts (the Maildir unique name, RFC 1939 UIDL-safe), sizes with CRLF
+ * line ends as POP3 and IMAP count them, an exclusive lock per mailbox,
+ * and deletion.  Blocking file I/O: call from a worker thread.
+ */
+#ifndef POSTERN_MAILBOX_H
+#define POSTERN_MAILBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "buf.h"
+
+struct mailbox_msg {
+	char *path;	/* "new/NAME" or "cur/NAME", relative to the Maildir */
+	char uid[72];	/* stable unique id, 1..70 printable characters */
+	size_t size;	/* octets with CRLF line ends */
+	bool is_deleted;
+};
+
+struct mailbox {
+	char *dir;	/* the Maildir */
+	int lock_fd;
+	struct mailbox_msg *msgs;
+	size_t n;
+};
+
+/*
+ * Opens dir (creating it if missing), takes the exclusive lock (returns 1
+ * without a mailbox when another session holds it), and lists the
+ * messages, oldest first.  Messages found in new/ are moved to cur/ (they
+ * have been seen by a client, Maildir spec).  0 ok, 1 in use, -1 error.
+ */
+int mailbox_open(const char *dir, struct mailbox **out, char *err,
+    size_t errlen);
+/* Releases the lock and frees; NULLs *mb. */
+void mailbox_close(struct mailbox **mb);
+/*
+ * Reads message i as the client sees it: CRLF line ends, dot-stuffed,
+ * ending with ".\r\n".  lines >= 0 limits the body to that many lines
+ * (TOP); -1 sends it all.  Appends to out.  0 or -1.
+ */
+int mailbox_read(const struct mailbox *, size_t i, long lines,
+    struct buf *out);
+/* Unlinks the messages marked deleted; returns how many failed. */
+int mailbox_expunge(struct mailbox *);
+/* The UIDL form of a Maildir file name (exposed for tests). */
+void mailbox_uid(const char *name, char *out, size_t outlen);
+
+#endif

@@ -1,0 +1,64 @@
+/*
+ * POP3 (RFC 1939, 2449 CAPA, 2595 STLS, 5034 SASL) on the mailbox layer.
+ * pop3_cmd_parse is pure (fuzzed); the server runs sessions on the loop
+ * and does every file and password operation on the worker pool.
+ */
+#ifndef POSTERN_POP3_H
+#define POSTERN_POP3_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum pop3_verb {
+	POP3_UNKNOWN,
+	POP3_USER,
+	POP3_PASS,
+	POP3_QUIT,
+	POP3_STAT,
+	POP3_LIST,
+	POP3_RETR,
+	POP3_DELE,
+	POP3_NOOP,
+	POP3_RSET,
+	POP3_TOP,
+	POP3_UIDL,
+	POP3_CAPA,
+	POP3_STLS,
+	POP3_AUTH,
+	POP3_APOP,
+};
+
+struct pop3_cmd {
+	enum pop3_verb verb;
+	const char *arg;  /* the rest of the line after one space, or "" */
+	size_t arglen;
+	int nnum;	  /* numeric arguments parsed (LIST, TOP, ...) */
+	unsigned long num[2];
+};
+
+/*
+ * Parses one line without CRLF.  Returns 0, or -1 with a static reason
+ * (bad bytes, bad or missing numeric argument).  Unknown verbs parse as
+ * POP3_UNKNOWN.  arg points into line.
+ */
+int pop3_cmd_parse(const uint8_t *line, size_t len, struct pop3_cmd *out,
+    const char **why);
+
+struct event_base;
+struct config;
+struct workers;
+struct authfail_table;
+struct pop3_server;
+
+/* Binds pop3_listen and pop3s_listen (as root, before the drop). */
+struct pop3_server *pop3_server_new(struct event_base *, struct config *,
+    char *err, size_t errlen);
+void pop3_server_start(struct pop3_server *, struct workers *,
+    struct authfail_table *);
+void pop3_server_set_config(struct pop3_server *, struct config *);
+/* Stops listening and closes sessions (deleting nothing). */
+void pop3_server_shutdown(struct pop3_server *);
+size_t pop3_server_sessions(const struct pop3_server *);
+void pop3_server_free(struct pop3_server **);
+
+#endif

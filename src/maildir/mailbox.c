@@ -1,0 +1,275 @@
+/*
+ * mailbox: Maildir as POP3/IMAP see it (include/mailbox.h).  A message's
+ * unique id is its Maildir unique name (before the first ':' or ','),
+ * which no program changes when it renames the file to set flags or
+ * moves it from new/ to cur/; if it is unusable as a UIDL (too long, odd
+ * bytes) a hex hash of it is used instead.  Sizes come from ",W=" in the
+ * name when present (postern writes it), else from counting the file.
+ * Files from other programs may already use CRLF: only a LF that is not
+ * preceded by CR is expanded, so sizes and RETR agree for both.
+ */
+#include <sys/file.h>
+#include <sys/stat.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "mailbox.h"
+#include "maildir.h"
+#include "xmalloc.h"
+
+void
+mailbox_uid(const char *name, char *out, size_t outlen)
+{
+	size_t n = strcspn(name, ":,");
+	bool ok = n > 0 && n <= 70 && n < outlen;
+
+	for (size_t i = 0; ok && i < n; i++)
+		ok = name[i] > 0x20 && name[i] < 0x7f;
+	if (ok) {
+		memcpy(out, name, n);
+		out[n] = '\0';
+		return;
+	}
+	/* FNV-1a, 64 bits: stable for the same name. */
+	{
+		unsigned long long h = 1469598103934665603ULL;
+
+		for (size_t i = 0; i < n; i++)
+			h = (h ^ (unsigned char)name[i]) * 1099511628211ULL;
+		snprintf(out, outlen, "H%016llx", h);
+	}
+}
+
+/* CRLF size of a file: bytes + one for each LF without a CR before it. */
+static ssize_t
+crlf_size(const char *path)
+{
+	char buf[65536];
+	ssize_t n, total = 0;
+	char prev = 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		return -1;
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		total += n;
+		for (ssize_t i = 0; i < n; i++) {
+			if (buf[i] == '\n' && prev != '\r')
+				total++;
+			prev = buf[i];
+		}
+	}
+	close(fd);
+	return n < 0 ? -1 : total;
+}
+
+struct entry {
+	char *rel;
+	time_t mtime;
+};
+
+static int
+entry_cmp(const void *a, const void *b)
+{
+	const struct entry *x = a, *y = b;
+
+	if (x->mtime != y->mtime)
+		return x->mtime < y->mtime ? -1 : 1;
+	return strcmp(x->rel, y->rel);
+}
+
+/* Lists sub/ into *v; new/ files are renamed into cur/ first. */
+static int
+scan(const char *dir, const char *sub, struct entry **v, size_t *n)
+{
+	char path[PATH_MAX];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, sub);
+	if ((d = opendir(path)) == NULL)
+		return errno == ENOENT ? 0 : -1;
+	while ((de = readdir(d)) != NULL) {
+		char from[PATH_MAX], rel[PATH_MAX];
+		struct stat st;
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(rel, sizeof(rel), "%s/%.*s", sub, NAME_MAX,
+		    de->d_name);
+		if (strcmp(sub, "new") == 0) {
+			char to[PATH_MAX];
+
+			snprintf(from, sizeof(from), "%.3000s/%.1000s", dir, rel);
+			snprintf(to, sizeof(to), "%.3000s/cur/%.*s:2,", dir,
+			    NAME_MAX - 3, de->d_name);
+			if (rename(from, to) == 0)
+				snprintf(rel, sizeof(rel), "cur/%.*s:2,",
+				    NAME_MAX - 3, de->d_name);
+		}
+		snprintf(from, sizeof(from), "%.3000s/%.1000s", dir, rel);
+		if (stat(from, &st) == -1 || !S_ISREG(st.st_mode))
+			continue;
+		*v = xreallocarray(*v, *n + 1, sizeof(**v));
+		(*v)[*n].rel = xstrdup(rel);
+		(*v)[*n].mtime = st.st_mtime;
+		(*n)++;
+	}
+	closedir(d);
+	return 0;
+}
+
+int
+mailbox_open(const char *dir, struct mailbox **out, char *err, size_t errlen)
+{
+	struct mailbox *mb;
+	struct entry *v = NULL;
+	size_t n = 0;
+	char path[PATH_MAX];
+
+	*out = NULL;
+	if (maildir_create(dir) == -1) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		return -1;
+	}
+	snprintf(path, sizeof(path), "%s/.postern-lock", dir);
+	mb = xcalloc(1, sizeof(*mb));
+	mb->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (mb->lock_fd == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		free(mb);
+		return -1;
+	}
+	/* flock: per open file, so it also excludes other sessions of
+	 * this process. */
+	if (flock(mb->lock_fd, LOCK_EX | LOCK_NB) == -1) {
+		close(mb->lock_fd);
+		free(mb);
+		return 1;
+	}
+	mb->dir = xstrdup(dir);
+	if (scan(dir, "cur", &v, &n) == -1 || scan(dir, "new", &v, &n) == -1) {
+		snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+		for (size_t i = 0; i < n; i++)
+			free(v[i].rel);
+		free(v);
+		mailbox_close(&mb);
+		return -1;
+	}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), entry_cmp);
+	mb->msgs = xcalloc(n ? n : 1, sizeof(*mb->msgs));
+	for (size_t i = 0; i < n; i++) {
+		struct mailbox_msg *m = &mb->msgs[mb->n];
+		const char *name = strchr(v[i].rel, '/') + 1;
+		const char *w = strstr(name, ",W=");
+		ssize_t sz;
+
+		snprintf(path, sizeof(path), "%.3000s/%.1000s", dir, v[i].rel);
+		sz = w ? (ssize_t)strtoul(w + 3, NULL, 10) : crlf_size(path);
+		if (sz < 0) {
+			free(v[i].rel);
+			continue;
+		}
+		m->path = v[i].rel;
+		m->size = (size_t)sz;
+		mailbox_uid(name, m->uid, sizeof(m->uid));
+		mb->n++;
+	}
+	free(v);
+	*out = mb;
+	return 0;
+}
+
+void
+mailbox_close(struct mailbox **mbp)
+{
+	struct mailbox *mb = *mbp;
+
+	if (mb == NULL)
+		return;
+	for (size_t i = 0; i < mb->n; i++)
+		free(mb->msgs[i].path);
+	free(mb->msgs);
+	if (mb->lock_fd != -1)
+		close(mb->lock_fd); /* releases the flock */
+	free(mb->dir);
+	free(mb);
+	*mbp = NULL;
+}
+
+int
+mailbox_read(const struct mailbox *mb, size_t i, long lines, struct buf *out)
+{
+	char path[PATH_MAX], in[65536];
+	bool bol = true, in_body = false;
+	char prev = 0;
+	long body_lines = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%.3000s/%.1000s", mb->dir, mb->msgs[i].path);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return -1;
+	while ((n = read(fd, in, sizeof(in))) > 0) {
+		for (ssize_t k = 0; k < n; k++) {
+			char c = in[k];
+
+			if (lines >= 0 && in_body && body_lines >= lines)
+				goto done;
+			if (bol && c == '.' && buf_putc(out, '.') == -1)
+				goto fail;
+			if (c == '\n') {
+				if (prev != '\r' && buf_putc(out, '\r') == -1)
+					goto fail;
+				if (buf_putc(out, '\n') == -1)
+					goto fail;
+				/* An empty line ends the header. */
+				if (bol && !in_body)
+					in_body = true;
+				else if (in_body)
+					body_lines++;
+				bol = true;
+			} else {
+				if (buf_putc(out, (uint8_t)c) == -1)
+					goto fail;
+				bol = c == '\r' ? bol : false;
+			}
+			prev = c;
+		}
+	}
+	if (n < 0)
+		goto fail;
+done:
+	close(fd);
+	if (!bol && buf_append(out, "\r\n", 2) == -1)
+		return -1;
+	return buf_append(out, ".\r\n", 3);
+fail:
+	close(fd);
+	return -1;
+}
+
+int
+mailbox_expunge(struct mailbox *mb)
+{
+	char path[PATH_MAX];
+	int failed = 0;
+
+	for (size_t i = 0; i < mb->n; i++) {
+		if (!mb->msgs[i].is_deleted)
+			continue;
+		snprintf(path, sizeof(path), "%.3000s/%.1000s", mb->dir,
+		    mb->msgs[i].path);
+		if (unlink(path) == -1 && errno != ENOENT)
+			failed++;
+	}
+	return failed;
+}

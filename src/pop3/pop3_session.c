@@ -1,0 +1,1001 @@
+/*
+ * pop3_session: the POP3 server (include/pop3.h).  Like the SMTP session:
+ * one bufferevent per client (plain, STLS, or TLS from the start on
+ * pop3s), one command at a time, and every blocking step (password check,
+ * opening the maildrop, reading a message, deleting at QUIT) on a worker;
+ * the session reads nothing more until that step's completion runs.
+ *
+ * RFC 1939 rules kept here: deletions happen only in the UPDATE state
+ * (QUIT after a successful login); a dropped connection deletes nothing;
+ * one session per maildrop ([IN-USE]); mail delivered during a session is
+ * not shown in it (the maildrop is a snapshot taken at login).
+ */
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include "authfail.h"
+#include "base64.h"
+#include "buf.h"
+#include "config.h"
+#include "dir.h"
+#include "log.h"
+#include "mailbox.h"
+#include "maildir.h"
+#include "pop3.h"
+#include "tls.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+#define POP3_LINE_MAX 1024
+#define POP3_MAX_ERRORS 20
+
+enum pstate { P_AUTH, P_TRANS, P_CLOSING };
+
+struct pop3_session;
+
+struct pop3_server {
+	struct event_base *base;
+	struct config *cfg;
+	struct workers *workers;
+	struct authfail_table *authfails;
+	SSL_CTX *tls;
+	struct evconnlistener **lev;
+	bool *lev_tls;
+	size_t nlev;
+	size_t nsessions;
+	uint32_t seq;
+	TAILQ_HEAD(, pop3_session) sessions;
+};
+
+struct pop3_session {
+	TAILQ_ENTRY(pop3_session) entry;
+	struct pop3_server *srv;
+	struct config *cfg;
+	struct bufferevent *bev;
+	char id[9];
+	char ip[INET6_ADDRSTRLEN];
+	enum pstate state;
+	bool is_tls, is_busy, is_dead, is_free_pending, is_switching;
+	int auth_step; /* 0, 1 PLAIN, 2 LOGIN user, 3 LOGIN pass */
+	unsigned errors;
+	char user[320];
+	char login[320];
+	struct mailbox *mb;
+};
+
+struct pjob {
+	struct pop3_session *s;
+	int kind; /* 0 login, 1 read, 2 quit */
+	char user[320], pass[256], canon[320], maildir[PATH_MAX];
+	int result;
+	char err[256];
+	size_t index;
+	long lines;
+	struct buf out;
+	struct mailbox *mb;
+};
+
+static void p_process(struct pop3_session *);
+static void p_on_read(struct bufferevent *, void *);
+static void p_on_write(struct bufferevent *, void *);
+static void p_on_event(struct bufferevent *, short, void *);
+
+static void
+p_reply(struct pop3_session *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+p_reply(struct pop3_session *s, const char *fmt, ...)
+{
+	char line[1100];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	evbuffer_add(bufferevent_get_output(s->bev), line, (size_t)n);
+}
+
+static void
+p_free(struct pop3_session *s)
+{
+	log_info("pop3=%s event=disconnect client=%s user=%s", s->id, s->ip,
+	    s->user[0] ? s->user : "-");
+	TAILQ_REMOVE(&s->srv->sessions, s, entry);
+	s->srv->nsessions--;
+	if (s->bev)
+		bufferevent_free(s->bev);
+	mailbox_close(&s->mb); /* releases the lock; deletes nothing */
+	explicit_bzero(s->login, sizeof(s->login));
+	config_unref(&s->cfg);
+	free(s);
+}
+
+static void
+p_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	p_free(arg);
+}
+
+static void
+p_schedule_free(struct pop3_session *s)
+{
+	static const struct timeval now = { 0, 0 };
+
+	if (s->is_free_pending)
+		return;
+	s->is_free_pending = true;
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	event_base_once(s->srv->base, -1, EV_TIMEOUT, p_free_cb, s, &now);
+}
+
+static void
+p_close(struct pop3_session *s)
+{
+	s->state = P_CLOSING;
+	bufferevent_disable(s->bev, EV_READ);
+	if (s->is_busy)
+		return;
+	bufferevent_setcb(s->bev, NULL, p_on_write, p_on_event, s);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		p_schedule_free(s);
+}
+
+static void
+p_err(struct pop3_session *s, const char *text)
+{
+	p_reply(s, "-ERR %s", text);
+	if (++s->errors >= POP3_MAX_ERRORS) {
+		p_reply(s, "-ERR too many errors, closing");
+		p_close(s);
+	}
+}
+
+static bool
+plain_ok(const struct pop3_session *s)
+{
+	return s->is_tls || s->cfg->pop3_allow_plaintext;
+}
+
+/* ---- worker jobs ------------------------------------------------------- */
+
+static void
+job_run(void *arg, void *ctx)
+{
+	struct pjob *j = arg;
+	struct dir *d = ctx;
+
+	if (j->kind == 0) {
+		j->result = d ? dir_auth(d, j->user, j->pass, j->canon,
+				    sizeof(j->canon))
+			      : -1;
+		explicit_bzero(j->pass, sizeof(j->pass));
+		if (j->result != 1)
+			return;
+		if (maildir_path(j->maildir, sizeof(j->maildir),
+			j->s->cfg->data_dir, j->canon) == -1) {
+			j->result = -1;
+			return;
+		}
+		j->result = 2 + mailbox_open(j->maildir, &j->mb, j->err,
+				    sizeof(j->err));
+		return; /* 2 ok, 3 in use, 1 error */
+	}
+	if (j->kind == 1) {
+		buf_init(&j->out, (size_t)1 << 31);
+		j->result = mailbox_read(j->s->mb, j->index, j->lines, &j->out);
+		return;
+	}
+	j->result = mailbox_expunge(j->s->mb);
+}
+
+static void
+p_resume(struct pop3_session *s)
+{
+	if (s->is_dead) {
+		p_free(s);
+		return;
+	}
+	if (s->state == P_CLOSING) {
+		p_close(s);
+		return;
+	}
+	p_process(s);
+}
+
+static void
+login_done(struct pjob *j)
+{
+	struct pop3_session *s = j->s;
+	time_t now = time(NULL);
+	size_t total = 0;
+
+	authfail_result(s->srv->authfails, s->cfg, s->ip, j->result >= 2,
+	    now);
+	if (j->result == 0 || j->result == -1) {
+		log_warn("pop3=%s event=login result=fail client=%s", s->id,
+		    s->ip);
+		if (j->result == -1)
+			p_reply(s, "-ERR [SYS/TEMP] temporary failure, try "
+				   "again later");
+		else if (authfail_locked(s->srv->authfails, s->cfg, s->ip,
+			     now)) {
+			p_reply(s, "-ERR [AUTH] too many failed logins, try "
+				   "again later");
+			p_close(s);
+		} else {
+			p_err(s, "[AUTH] invalid login");
+		}
+		return;
+	}
+	if (j->result == 1) {
+		log_err("pop3=%s event=login result=fail user=%s error=\"%s\"",
+		    s->id, j->canon, j->err);
+		p_reply(s, "-ERR [SYS/TEMP] cannot open the maildrop");
+		return;
+	}
+	if (j->result == 3) {
+		log_info("pop3=%s event=login result=in-use user=%s", s->id,
+		    j->canon);
+		p_reply(s, "-ERR [IN-USE] the maildrop is in use by another "
+			   "session");
+		return;
+	}
+	s->mb = j->mb;
+	j->mb = NULL;
+	snprintf(s->user, sizeof(s->user), "%s", j->canon);
+	s->state = P_TRANS;
+	for (size_t i = 0; i < s->mb->n; i++)
+		total += s->mb->msgs[i].size;
+	log_info("pop3=%s event=login result=ok client=%s user=%s messages=%zu",
+	    s->id, s->ip, s->user, s->mb->n);
+	p_reply(s, "+OK %s has %zu messages (%zu octets)", s->user, s->mb->n,
+	    total);
+}
+
+static void
+job_done(void *arg)
+{
+	struct pjob *j = arg;
+	struct pop3_session *s = j->s;
+
+	s->is_busy = false;
+	if (!s->is_dead && s->state != P_CLOSING) {
+		if (j->kind == 0) {
+			login_done(j);
+		} else if (j->kind == 1) {
+			if (j->result == 0) {
+				p_reply(s, "+OK");
+				evbuffer_add(bufferevent_get_output(s->bev),
+				    j->out.data, j->out.len);
+			} else {
+				p_err(s, "[SYS/TEMP] cannot read the message");
+			}
+		}
+	}
+	if (j->kind == 2) {
+		size_t n = 0;
+
+		for (size_t i = 0; s->mb && i < s->mb->n; i++)
+			n += s->mb->msgs[i].is_deleted;
+		log_info("pop3=%s event=update user=%s deleted=%zu failed=%d",
+		    s->id, s->user, n, j->result);
+		if (!s->is_dead)
+			p_reply(s, j->result == 0
+				    ? "+OK bye, %zu messages deleted"
+				    : "-ERR [SYS/TEMP] some messages were not "
+				      "deleted (%zu marked)",
+			    n);
+		mailbox_close(&s->mb);
+		if (!s->is_dead)
+			p_close(s);
+	}
+	buf_release(&j->out);
+	mailbox_close(&j->mb);
+	free(j);
+	p_resume(s);
+}
+
+static void
+submit(struct pop3_session *s, struct pjob *j)
+{
+	j->s = s;
+	s->is_busy = true;
+	workers_submit(s->srv->workers, job_run, job_done, j);
+}
+
+static void
+start_login(struct pop3_session *s, const char *user, size_t ulen,
+    const char *pass, size_t plen)
+{
+	struct pjob *j;
+
+	if (authfail_locked(s->srv->authfails, s->cfg, s->ip, time(NULL))) {
+		p_reply(s, "-ERR [AUTH] too many failed logins, try again "
+			   "later");
+		p_close(s);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
+		free(j);
+		authfail_result(s->srv->authfails, s->cfg, s->ip, false,
+		    time(NULL));
+		p_err(s, "[AUTH] invalid login");
+		return;
+	}
+	memcpy(j->user, user, ulen);
+	memcpy(j->pass, pass, plen);
+	submit(s, j);
+}
+
+/* ---- commands ---------------------------------------------------------- */
+
+/* Message number n (1-based) that exists and is not deleted, or -1. */
+static long
+msg_index(struct pop3_session *s, unsigned long n)
+{
+	if (n == 0 || n > s->mb->n) {
+		p_err(s, "no such message");
+		return -1;
+	}
+	if (s->mb->msgs[n - 1].is_deleted) {
+		p_err(s, "message is deleted");
+		return -1;
+	}
+	return (long)(n - 1);
+}
+
+static void
+cmd_capa(struct pop3_session *s)
+{
+	p_reply(s, "+OK capability list follows");
+	p_reply(s, "TOP");
+	p_reply(s, "UIDL");
+	p_reply(s, "RESP-CODES");
+	p_reply(s, "AUTH-RESP-CODE");
+	p_reply(s, "PIPELINING");
+	if (s->state == P_AUTH && plain_ok(s)) {
+		p_reply(s, "USER");
+		p_reply(s, "SASL PLAIN LOGIN");
+	}
+	if (s->srv->tls != NULL && !s->is_tls && s->state == P_AUTH)
+		p_reply(s, "STLS");
+	p_reply(s, "EXPIRE NEVER");
+	p_reply(s, "IMPLEMENTATION postern");
+	p_reply(s, ".");
+}
+
+static void
+p_switch_tls(struct bufferevent *plain, void *arg)
+{
+	struct pop3_session *s = arg;
+	evutil_socket_t fd = bufferevent_getfd(plain);
+	SSL *ssl;
+
+	if (evbuffer_get_length(bufferevent_get_output(plain)) != 0)
+		return;
+	s->is_switching = false;
+	bufferevent_setfd(plain, -1);
+	bufferevent_free(plain);
+	ssl = SSL_new(s->srv->tls);
+	s->bev = ssl ? bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
+			   BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+		     : NULL;
+	if (s->bev == NULL) {
+		close(fd);
+		p_free(s);
+		return;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	s->is_tls = true;
+	{
+		struct timeval t = { s->cfg->pop3_timeout_ms / 1000, 0 };
+
+		bufferevent_set_timeouts(s->bev, &t, &t);
+	}
+	bufferevent_setcb(s->bev, p_on_read, NULL, p_on_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void
+cmd_stls(struct pop3_session *s)
+{
+	if (s->srv->tls == NULL || s->is_tls || s->state != P_AUTH) {
+		p_err(s, "STLS not available");
+		return;
+	}
+	p_reply(s, "+OK begin TLS negotiation");
+	/* RFC 2595 4: anything pipelined after STLS is discarded. */
+	bufferevent_disable(s->bev, EV_READ);
+	evbuffer_drain(bufferevent_get_input(s->bev),
+	    evbuffer_get_length(bufferevent_get_input(s->bev)));
+	s->login[0] = '\0';
+	s->is_switching = true;
+	bufferevent_setcb(s->bev, NULL, p_switch_tls, p_on_event, s);
+}
+
+static void
+auth_plain(struct pop3_session *s, const char *b64, size_t len)
+{
+	uint8_t buf[1024];
+	long n = base64_decode(b64, len, buf, sizeof(buf));
+	const uint8_t *z1, *z2;
+
+	if (n < 0) {
+		p_err(s, "cannot decode the AUTH response");
+		return;
+	}
+	z1 = memchr(buf, 0, (size_t)n);
+	z2 = z1 ? memchr(z1 + 1, 0, (size_t)(buf + n - z1 - 1)) : NULL;
+	if (z2 == NULL || (z1 != buf && ((size_t)(z2 - z1 - 1) !=
+					       (size_t)(z1 - buf) ||
+					    memcmp(buf, z1 + 1,
+						(size_t)(z1 - buf)) != 0))) {
+		explicit_bzero(buf, sizeof(buf));
+		p_err(s, "[AUTH] invalid login");
+		return;
+	}
+	start_login(s, (const char *)z1 + 1, (size_t)(z2 - z1 - 1),
+	    (const char *)z2 + 1, (size_t)(buf + n - z2 - 1));
+	explicit_bzero(buf, sizeof(buf));
+}
+
+static void
+auth_continue(struct pop3_session *s, const uint8_t *line, size_t len)
+{
+	int step = s->auth_step;
+	uint8_t buf[512];
+	long n;
+
+	s->auth_step = 0;
+	if (len == 1 && line[0] == '*') {
+		p_err(s, "authentication cancelled");
+		return;
+	}
+	if (step == 1) {
+		auth_plain(s, (const char *)line, len);
+		return;
+	}
+	n = base64_decode((const char *)line, len, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		p_err(s, "cannot decode the AUTH response");
+		return;
+	}
+	if (step == 2) {
+		if ((size_t)n >= sizeof(s->login)) {
+			p_err(s, "user name too long");
+			return;
+		}
+		memcpy(s->login, buf, (size_t)n);
+		s->login[n] = '\0';
+		s->auth_step = 3;
+		p_reply(s, "+ UGFzc3dvcmQ6");
+		return;
+	}
+	start_login(s, s->login, strlen(s->login), (const char *)buf,
+	    (size_t)n);
+	explicit_bzero(buf, sizeof(buf));
+	explicit_bzero(s->login, sizeof(s->login));
+}
+
+static void
+cmd_auth(struct pop3_session *s, struct pop3_cmd *c)
+{
+	const char *sp = memchr(c->arg, ' ', c->arglen);
+	size_t mlen = sp ? (size_t)(sp - c->arg) : c->arglen;
+
+	if (c->arglen == 0) {
+		/* RFC 5034 4: AUTH alone lists the mechanisms. */
+		p_reply(s, "+OK");
+		if (plain_ok(s)) {
+			p_reply(s, "PLAIN");
+			p_reply(s, "LOGIN");
+		}
+		p_reply(s, ".");
+		return;
+	}
+	if (!plain_ok(s)) {
+		p_err(s, "[AUTH] use STLS first: no passwords in clear text");
+		return;
+	}
+	if (mlen == 5 && strncasecmp(c->arg, "PLAIN", 5) == 0) {
+		if (sp == NULL) {
+			s->auth_step = 1;
+			p_reply(s, "+ ");
+		} else {
+			auth_plain(s, sp + 1, c->arglen - mlen - 1);
+		}
+		return;
+	}
+	if (mlen == 5 && strncasecmp(c->arg, "LOGIN", 5) == 0) {
+		s->auth_step = 2;
+		if (sp == NULL)
+			p_reply(s, "+ VXNlcm5hbWU6");
+		else
+			auth_continue(s, (const uint8_t *)sp + 1,
+			    c->arglen - mlen - 1);
+		return;
+	}
+	p_err(s, "unsupported authentication mechanism");
+}
+
+static void
+cmd_auth_state(struct pop3_session *s, struct pop3_cmd *c)
+{
+	switch (c->verb) {
+	case POP3_USER:
+		if (!plain_ok(s)) {
+			p_err(s, "[AUTH] use STLS first: no passwords in clear "
+				 "text");
+			return;
+		}
+		if (c->arglen == 0 || c->arglen >= sizeof(s->login)) {
+			p_err(s, "USER needs a name");
+			return;
+		}
+		memcpy(s->login, c->arg, c->arglen);
+		s->login[c->arglen] = '\0';
+		p_reply(s, "+OK send PASS");
+		return;
+	case POP3_PASS:
+		if (s->login[0] == '\0') {
+			p_err(s, "USER first");
+			return;
+		}
+		start_login(s, s->login, strlen(s->login), c->arg, c->arglen);
+		explicit_bzero(s->login, sizeof(s->login));
+		return;
+	case POP3_AUTH:
+		cmd_auth(s, c);
+		return;
+	case POP3_STLS:
+		cmd_stls(s);
+		return;
+	case POP3_APOP:
+		p_err(s, "APOP is not supported");
+		return;
+	default:
+		p_err(s, "command not valid before login");
+		return;
+	}
+}
+
+static void
+cmd_list_uidl(struct pop3_session *s, struct pop3_cmd *c, bool uidl)
+{
+	struct mailbox *mb = s->mb;
+	long i;
+
+	if (c->nnum == 1) {
+		if ((i = msg_index(s, c->num[0])) < 0)
+			return;
+		if (uidl)
+			p_reply(s, "+OK %ld %s", i + 1, mb->msgs[i].uid);
+		else
+			p_reply(s, "+OK %ld %zu", i + 1, mb->msgs[i].size);
+		return;
+	}
+	p_reply(s, "+OK");
+	for (size_t k = 0; k < mb->n; k++) {
+		if (mb->msgs[k].is_deleted)
+			continue;
+		if (uidl)
+			p_reply(s, "%zu %s", k + 1, mb->msgs[k].uid);
+		else
+			p_reply(s, "%zu %zu", k + 1, mb->msgs[k].size);
+	}
+	p_reply(s, ".");
+}
+
+static void
+cmd_trans_state(struct pop3_session *s, struct pop3_cmd *c)
+{
+	struct mailbox *mb = s->mb;
+	struct pjob *j;
+	size_t n = 0, total = 0;
+	long i;
+
+	switch (c->verb) {
+	case POP3_STAT:
+		for (size_t k = 0; k < mb->n; k++)
+			if (!mb->msgs[k].is_deleted) {
+				n++;
+				total += mb->msgs[k].size;
+			}
+		p_reply(s, "+OK %zu %zu", n, total);
+		return;
+	case POP3_LIST:
+	case POP3_UIDL:
+		cmd_list_uidl(s, c, c->verb == POP3_UIDL);
+		return;
+	case POP3_RETR:
+	case POP3_TOP:
+		if ((i = msg_index(s, c->num[0])) < 0)
+			return;
+		j = xcalloc(1, sizeof(*j));
+		j->kind = 1;
+		j->index = (size_t)i;
+		j->lines = c->verb == POP3_TOP ? (long)c->num[1] : -1;
+		submit(s, j);
+		return;
+	case POP3_DELE:
+		if ((i = msg_index(s, c->num[0])) < 0)
+			return;
+		mb->msgs[i].is_deleted = true;
+		p_reply(s, "+OK message %ld deleted", i + 1);
+		return;
+	case POP3_RSET:
+		for (size_t k = 0; k < mb->n; k++)
+			mb->msgs[k].is_deleted = false;
+		p_reply(s, "+OK");
+		return;
+	case POP3_NOOP:
+		p_reply(s, "+OK");
+		return;
+	default:
+		p_err(s, "command not valid after login");
+		return;
+	}
+}
+
+static void
+p_command(struct pop3_session *s, const uint8_t *line, size_t len)
+{
+	struct pop3_cmd c;
+	const char *why;
+
+	if (s->auth_step != 0) {
+		auth_continue(s, line, len);
+		return;
+	}
+	if (pop3_cmd_parse(line, len, &c, &why) == -1) {
+		p_err(s, why);
+		return;
+	}
+	if (c.verb == POP3_CAPA) {
+		cmd_capa(s);
+		return;
+	}
+	if (c.verb == POP3_QUIT) {
+		struct pjob *j;
+
+		if (s->state != P_TRANS) {
+			p_reply(s, "+OK bye");
+			p_close(s);
+			return;
+		}
+		/* RFC 1939 6: the UPDATE state. */
+		j = xcalloc(1, sizeof(*j));
+		j->kind = 2;
+		submit(s, j);
+		return;
+	}
+	if (c.verb == POP3_UNKNOWN) {
+		p_err(s, "unknown command");
+		return;
+	}
+	if (s->state == P_AUTH)
+		cmd_auth_state(s, &c);
+	else
+		cmd_trans_state(s, &c);
+}
+
+static void
+p_process(struct pop3_session *s)
+{
+	struct evbuffer *in;
+
+	while (!s->is_busy && !s->is_switching && s->state != P_CLOSING) {
+		uint8_t line[POP3_LINE_MAX + 1];
+		struct evbuffer_ptr p;
+		size_t eol, len;
+
+		in = bufferevent_get_input(s->bev);
+		p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
+		if (p.pos == -1) {
+			if (evbuffer_get_length(in) > POP3_LINE_MAX) {
+				p_reply(s, "-ERR line too long");
+				p_close(s);
+			}
+			return;
+		}
+		len = (size_t)p.pos;
+		if (len + 1 > POP3_LINE_MAX) {
+			evbuffer_drain(in, len + 1);
+			p_err(s, "line too long");
+			continue;
+		}
+		evbuffer_remove(in, line, len + 1);
+		if (len > 0 && line[len - 1] == '\r')
+			len--;
+		p_command(s, line, len);
+	}
+}
+
+static void
+p_on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	p_process(arg);
+}
+
+static void
+p_on_write(struct bufferevent *bev, void *arg)
+{
+	struct pop3_session *s = arg;
+
+	if (s->state == P_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		p_schedule_free(s);
+}
+
+static void
+p_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct pop3_session *s = arg;
+
+	(void)bev;
+	if (s->is_free_pending)
+		return;
+	if ((what & BEV_EVENT_TIMEOUT) && s->state != P_CLOSING) {
+		/* RFC 1939 3: an idle session ends without UPDATE. */
+		log_info("pop3=%s event=timeout client=%s", s->id, s->ip);
+		p_reply(s, "-ERR idle timeout, closing");
+		p_close(s);
+		return;
+	}
+	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
+		return; /* e.g. BEV_EVENT_CONNECTED after a TLS handshake */
+	if (s->is_busy) {
+		s->is_dead = true;
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	p_schedule_free(s);
+}
+
+/* ---- server ------------------------------------------------------------ */
+
+static void
+peer_text(const struct sockaddr *sa, char *dst, size_t len)
+{
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], dst,
+			    (socklen_t)len);
+		else
+			inet_ntop(AF_INET6, &s6->sin6_addr, dst,
+			    (socklen_t)len);
+	} else {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+		    dst, (socklen_t)len);
+	}
+}
+
+static size_t
+sessions_from(const struct pop3_server *srv, const char *ip)
+{
+	const struct pop3_session *s;
+	size_t n = 0;
+
+	TAILQ_FOREACH(s, &srv->sessions, entry)
+		n += strcmp(s->ip, ip) == 0;
+	return n;
+}
+
+static void
+on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct pop3_server *srv = arg;
+	struct pop3_session *s;
+	bool tls = false;
+	char ip[INET6_ADDRSTRLEN];
+	struct timeval t;
+
+	(void)salen;
+	for (size_t i = 0; i < srv->nlev; i++)
+		if (srv->lev[i] == l)
+			tls = srv->lev_tls[i];
+	peer_text(sa, ip, sizeof(ip));
+	if (srv->nsessions >= srv->cfg->max_sessions ||
+	    sessions_from(srv, ip) >= srv->cfg->max_sessions_per_ip) {
+		static const char msg[] = "-ERR [SYS/TEMP] too many "
+					  "connections, try again later\r\n";
+
+		if (!tls && send(fd, msg, sizeof(msg) - 1,
+				MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+			log_debug("pop3 refuse send: %s", strerror(errno));
+		log_warn("event=pop3-refuse client=%s", ip);
+		close(fd);
+		return;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->srv = srv;
+	s->cfg = config_ref(srv->cfg);
+	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	snprintf(s->id, sizeof(s->id), "%08x", ++srv->seq);
+	s->bev = tls ? bufferevent_openssl_socket_new(srv->base, fd,
+			   SSL_new(srv->tls), BUFFEREVENT_SSL_ACCEPTING,
+			   BEV_OPT_CLOSE_ON_FREE)
+		     : bufferevent_socket_new(srv->base, fd,
+			   BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		close(fd);
+		config_unref(&s->cfg);
+		free(s);
+		return;
+	}
+	s->is_tls = tls;
+	if (tls)
+		bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
+	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
+	srv->nsessions++;
+	t.tv_sec = s->cfg->pop3_timeout_ms / 1000;
+	t.tv_usec = 0;
+	bufferevent_set_timeouts(s->bev, &t, &t);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, 65536);
+	bufferevent_setcb(s->bev, p_on_read, NULL, p_on_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	log_info("pop3=%s event=connect client=%s tls=%s", s->id, s->ip,
+	    tls ? "yes" : "no");
+	p_reply(s, "+OK postern POP3 server ready");
+}
+
+static int
+listen_on(struct pop3_server *srv, const struct listen_addr *la, bool tls,
+    char *err, size_t errlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+	int fd, one = 1;
+
+	fd = socket(la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
+	    SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		goto fail;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (la->ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (const struct sockaddr *)&la->ss, la->len) == -1 ||
+	    listen(fd, 511) == -1) {
+		close(fd);
+		goto fail;
+	}
+	getsockname(fd, (struct sockaddr *)&ss, &sl);
+	peer_text((struct sockaddr *)&ss, ip, sizeof(ip));
+	srv->lev = xreallocarray(srv->lev, srv->nlev + 1, sizeof(*srv->lev));
+	srv->lev_tls = xreallocarray(srv->lev_tls, srv->nlev + 1,
+	    sizeof(*srv->lev_tls));
+	srv->lev[srv->nlev] = evconnlistener_new(srv->base, on_accept, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
+	    -1, fd);
+	srv->lev_tls[srv->nlev++] = tls;
+	log_info("event=listen kind=%s addr=%s%s%s:%u", tls ? "pop3s" : "pop3",
+	    ss.ss_family == AF_INET6 ? "[" : "", ip,
+	    ss.ss_family == AF_INET6 ? "]" : "",
+	    ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	return 0;
+fail:
+	snprintf(err, errlen, "%s listener %s: %s", tls ? "pop3s" : "pop3",
+	    la->text, strerror(errno));
+	return -1;
+}
+
+struct pop3_server *
+pop3_server_new(struct event_base *base, struct config *cfg, char *err,
+    size_t errlen)
+{
+	struct pop3_server *srv = xcalloc(1, sizeof(*srv));
+
+	srv->base = base;
+	srv->cfg = config_ref(cfg);
+	TAILQ_INIT(&srv->sessions);
+	if (cfg->tls_cert[0] != '\0' &&
+	    (srv->tls = tls_server_ctx_new(cfg, err, errlen)) == NULL)
+		goto fail;
+	for (size_t i = 0; i < cfg->pop3_listen.n; i++)
+		if (listen_on(srv, &cfg->pop3_listen.v[i], false, err,
+			errlen) == -1)
+			goto fail;
+	for (size_t i = 0; i < cfg->pop3s_listen.n; i++)
+		if (listen_on(srv, &cfg->pop3s_listen.v[i], true, err,
+			errlen) == -1)
+			goto fail;
+	return srv;
+fail:
+	pop3_server_free(&srv);
+	return NULL;
+}
+
+void
+pop3_server_start(struct pop3_server *srv, struct workers *w,
+    struct authfail_table *af)
+{
+	srv->workers = w;
+	srv->authfails = af;
+	for (size_t i = 0; i < srv->nlev; i++)
+		evconnlistener_enable(srv->lev[i]);
+}
+
+void
+pop3_server_set_config(struct pop3_server *srv, struct config *cfg)
+{
+	config_unref(&srv->cfg);
+	srv->cfg = config_ref(cfg);
+}
+
+void
+pop3_server_shutdown(struct pop3_server *srv)
+{
+	struct pop3_session *s, *next;
+
+	for (size_t i = 0; i < srv->nlev; i++)
+		evconnlistener_disable(srv->lev[i]);
+	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		if (s->state != P_CLOSING && !s->is_free_pending) {
+			p_reply(s, "-ERR server shutting down");
+			p_close(s);
+		}
+	}
+}
+
+size_t
+pop3_server_sessions(const struct pop3_server *srv)
+{
+	return srv->nsessions;
+}
+
+void
+pop3_server_free(struct pop3_server **sp)
+{
+	struct pop3_server *srv = *sp;
+
+	if (srv == NULL)
+		return;
+	while (!TAILQ_EMPTY(&srv->sessions))
+		p_free(TAILQ_FIRST(&srv->sessions));
+	for (size_t i = 0; i < srv->nlev; i++)
+		evconnlistener_free(srv->lev[i]);
+	free(srv->lev);
+	free(srv->lev_tls);
+	if (srv->tls)
+		SSL_CTX_free(srv->tls);
+	config_unref(&srv->cfg);
+	free(srv);
+	*sp = NULL;
+}
