@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <limits.h>
@@ -89,8 +90,9 @@ struct pjob {
 	char user[320], pass[256], canon[320], maildir[PATH_MAX];
 	int result;
 	char err[256];
-	size_t index;
-	long lines;
+	size_t nread;		/* RETR/TOP batch (pipelined) */
+	size_t index[64];
+	long lines[64];
 	struct buf out;
 	struct mailbox *mb;
 };
@@ -211,8 +213,21 @@ job_run(void *arg, void *ctx)
 		return; /* 2 ok, 3 in use, 1 error */
 	}
 	if (j->kind == 1) {
+		/* Each reply in order: "+OK", the message, or an error. */
 		buf_init(&j->out, (size_t)1 << 31);
-		j->result = mailbox_read(j->s->mb, j->index, j->lines, &j->out);
+		j->result = 0;
+		for (size_t k = 0; k < j->nread; k++) {
+			size_t mark = j->out.len;
+
+			if (buf_append(&j->out, "+OK\r\n", 5) == -1 ||
+			    mailbox_read(j->s->mb, j->index[k], j->lines[k],
+				&j->out) == -1) {
+				j->out.len = mark;
+				if (buf_append(&j->out, "-ERR [SYS/TEMP] cannot "
+				    "read the message\r\n", 38) == -1)
+					j->result = -1;
+			}
+		}
 		return;
 	}
 	j->result = mailbox_expunge(j->s->mb);
@@ -293,13 +308,11 @@ job_done(void *arg)
 		if (j->kind == 0) {
 			login_done(j);
 		} else if (j->kind == 1) {
-			if (j->result == 0) {
-				p_reply(s, "+OK");
+			if (j->result == 0)
 				evbuffer_add(bufferevent_get_output(s->bev),
 				    j->out.data, j->out.len);
-			} else {
+			else
 				p_err(s, "[SYS/TEMP] cannot read the message");
-			}
 		}
 	}
 	if (j->kind == 2) {
@@ -617,6 +630,39 @@ cmd_list_uidl(struct pop3_session *s, struct pop3_cmd *c, bool uidl)
 	p_reply(s, ".");
 }
 
+/*
+ * If the next buffered line is a valid RETR or TOP, takes it off the
+ * input and adds it to the job.  Anything else stays for p_process, so
+ * replies keep the order of the commands.
+ */
+static bool
+take_pipelined_read(struct pop3_session *s, struct pjob *j)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	uint8_t line[64];
+	struct evbuffer_ptr p;
+	struct pop3_cmd c;
+	const char *why;
+	size_t eol, len;
+
+	p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
+	if (p.pos == -1 || (size_t)p.pos + 1 > sizeof(line))
+		return false;
+	len = (size_t)p.pos;
+	evbuffer_copyout(in, line, len);
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (pop3_cmd_parse(line, len, &c, &why) == -1 ||
+	    (c.verb != POP3_RETR && c.verb != POP3_TOP) || c.num[0] == 0 ||
+	    c.num[0] > s->mb->n || s->mb->msgs[c.num[0] - 1].is_deleted)
+		return false;
+	evbuffer_drain(in, (size_t)p.pos + 1);
+	j->index[j->nread] = c.num[0] - 1;
+	j->lines[j->nread] = c.verb == POP3_TOP ? (long)c.num[1] : -1;
+	j->nread++;
+	return true;
+}
+
 static void
 cmd_trans_state(struct pop3_session *s, struct pop3_cmd *c)
 {
@@ -644,8 +690,12 @@ cmd_trans_state(struct pop3_session *s, struct pop3_cmd *c)
 			return;
 		j = xcalloc(1, sizeof(*j));
 		j->kind = 1;
-		j->index = (size_t)i;
-		j->lines = c->verb == POP3_TOP ? (long)c->num[1] : -1;
+		j->index[0] = (size_t)i;
+		j->lines[0] = c->verb == POP3_TOP ? (long)c->num[1] : -1;
+		j->nread = 1;
+		/* Pipelined RETR/TOP right behind it share the worker trip. */
+		while (j->nread < 64 && take_pipelined_read(s, j))
+			;
 		submit(s, j);
 		return;
 	case POP3_DELE:
@@ -842,6 +892,9 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		close(fd);
 		return;
 	}
+	/* Replies are written as they are ready: do not let Nagle hold the
+	 * tail of a batch for the peer's delayed ACK. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->cfg = config_ref(srv->cfg);

@@ -9,6 +9,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <errno.h>
 #include <stdio.h>
@@ -126,6 +127,8 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	}
 	ip_count(srv, ip, 1);
 	srv->nsessions++;
+	/* Pipelined replies must not wait for the client's delayed ACK. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
 	session_start(srv, fd, ip, l->kind);
 }
 
