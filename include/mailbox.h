@@ -18,6 +18,7 @@ struct mailbox_msg {
 	char *path;	/* "new/NAME" or "cur/NAME", relative to the Maildir */
 	char uid[72];	/* stable unique id, 1..70 printable characters */
 	size_t size;	/* octets with CRLF line ends */
+	char flags[16];	/* Maildir info flags after ":2," (e.g. "RS") */
 	bool is_deleted;
 };
 

@@ -181,6 +181,13 @@ mailbox_open(const char *dir, struct mailbox **out, char *err, size_t errlen)
 		m->path = v[i].rel;
 		m->size = (size_t)sz;
 		mailbox_uid(name, m->uid, sizeof(m->uid));
+		{
+			/* Flags for IMAP: the letters after ":2,". */
+			const char *info = strstr(name, ":2,");
+
+			snprintf(m->flags, sizeof(m->flags), "%.15s",
+			    info ? info + 3 : "");
+		}
 		mb->n++;
 	}
 	free(v);

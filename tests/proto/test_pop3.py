@@ -276,3 +276,12 @@ def test_stls_discards_pipelined_commands(server, cert):
     r.starttls(tls_context(cert))
     r.send("STAT\r\n")
     assert r.line().startswith("-ERR"), "the pipelined login was not executed"
+
+
+def test_sessions_per_ip(make_server):
+    s = make_server({"max_sessions_per_ip": "2"})
+    a, b = Raw(s.ports["pop3"], greet=False), Raw(s.ports["pop3"], greet=False)
+    a.line(), b.line()
+    c = Raw(s.ports["pop3"], greet=False)
+    assert c.line().startswith("-ERR [SYS/TEMP]")
+    assert c.closed()
