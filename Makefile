@@ -125,6 +125,7 @@ fuzz:
 bench: deps all
 	@scripts/deps.sh bench
 	bench/smtp_bench.sh
+	/usr/bin/python3 bench/pop3_bench.py
 
 clean:
 	rm -rf build bin

@@ -10,7 +10,7 @@ case $level in
 test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang libclang-rt-14-dev sqlite3" ;;
 esac
 case $level in
-bench) pkgs="$pkgs postfix procps" ;;
+bench) pkgs="$pkgs postfix procps dovecot-pop3d" ;;
 esac
 missing=""
 for p in $pkgs; do
