@@ -19,6 +19,8 @@ user = $runuser
 smtp_listen = 127.0.0.1:2525 [::1]:2525
 submission_listen = 127.0.0.1:2587
 submissions_listen = 127.0.0.1:2465
+pop3_listen = 127.0.0.1:2110
+pop3s_listen = 127.0.0.1:2995
 tls_cert = $run/cert.pem
 tls_key = $run/key.pem
 log_level = info
@@ -43,12 +45,15 @@ if ! $ctl domain list 2>/dev/null | grep -qx example.test; then
 fi
 cat <<MSG
 
-postern demo: SMTP 127.0.0.1:2525, submission 2587 (STARTTLS), submissions 2465 (TLS)
+postern demo: SMTP 127.0.0.1:2525, submission 2587 (STARTTLS), submissions 2465 (TLS),
+POP3 2110 (STLS), POP3S 2995
 user alice@example.test, password: $(cat "$run/alice.password")
 
 Send alice a message (in another terminal):
   swaks -s 127.0.0.1 -p 2525 -f demo@example.net -t alice@example.test
 It lands in: $run/data/mail/example.test/alice/Maildir/new/
+Read it over POP3:
+  curl -k --ssl-reqd -u 'alice@example.test:$(cat "$run/alice.password")' pop3://127.0.0.1:2110/1
 
 Stop with Ctrl-C.
 MSG
