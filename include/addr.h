@@ -12,19 +12,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define ADDR_LOCAL_MAX 64	/* RFC 5321 4.5.3.1.1, as written */
-#define ADDR_DOMAIN_MAX 255	/* RFC 5321 4.5.3.1.2 */
-#define ADDR_PATH_MAX 256	/* RFC 5321 4.5.3.1.3, with the brackets */
+#define ADDR_LOCAL_MAX 64   /* RFC 5321 4.5.3.1.1, as written */
+#define ADDR_DOMAIN_MAX 255 /* RFC 5321 4.5.3.1.2 */
+#define ADDR_PATH_MAX 256   /* RFC 5321 4.5.3.1.3, with the brackets */
 
 struct addr {
 	/* Local part with quoting removed (may hold '@', '"', spaces). */
 	char local[ADDR_LOCAL_MAX + 1];
 	/* Lower-case domain without trailing dot; literals keep brackets. */
 	char domain[ADDR_DOMAIN_MAX + 1];
-	bool is_null;	  /* "<>" */
-	bool is_quoted;	  /* local part was a Quoted-string */
-	bool is_literal;  /* domain is an address literal */
-	bool had_route;	  /* a source route was present (and dropped) */
+	bool is_null;       /* "<>" */
+	bool is_quoted;     /* local part was a Quoted-string */
+	bool is_literal;    /* domain is an address literal */
+	bool had_route;     /* a source route was present (and dropped) */
 	bool is_postmaster; /* "<Postmaster>" with no domain (RCPT only) */
 };
 
@@ -40,8 +40,7 @@ int addr_parse_path(const uint8_t *p, size_t len, bool allow_null,
     const char **error_out);
 
 /* Parses a bare "local@domain" (no brackets) that fills all of s. */
-int addr_parse_mailbox(const char *s, struct addr *out,
-    const char **error_out);
+int addr_parse_mailbox(const char *s, struct addr *out, const char **error_out);
 
 /*
  * Writes the address as RFC 5321 text without brackets ("" for null),

@@ -15,8 +15,8 @@ struct authfail_table;
 
 struct authfail_table *authfail_new(void);
 void authfail_free(struct authfail_table **);
-bool authfail_locked(struct authfail_table *, const struct config *,
-    const char *ip, time_t now);
+bool authfail_locked(
+    struct authfail_table *, const struct config *, const char *ip, time_t now);
 /* Records a login result; returns true if this failure locked the IP. */
 bool authfail_result(struct authfail_table *, const struct config *,
     const char *ip, bool ok, time_t now);

@@ -26,7 +26,7 @@ struct listen_list {
 
 struct route {
 	char domain[256]; /* "example.org" or "*.example.org" */
-	char hop[300];	  /* "[host]:port", "host:port" or "host" */
+	char hop[300];    /* "[host]:port", "host:port" or "host" */
 };
 
 struct route_list {
@@ -52,7 +52,8 @@ struct config {
 	int refs;
 	char *path;
 	/* strings are never NULL ("" when unset) */
-	char *hostname, *primary_domain, *data_dir, *user, *pid_file, *tls_cert, *tls_key;
+	char *hostname, *primary_domain, *data_dir, *user, *pid_file, *tls_cert,
+	    *tls_key;
 	struct listen_list smtp_listen, submission_listen, submissions_listen;
 	struct listen_list pop3_listen, pop3s_listen;
 	bool pop3_allow_plaintext;
@@ -78,7 +79,7 @@ struct config {
 	char *relay_recipients_file, *accept_file;
 	bool has_relay_recipients;
 	struct strlist relay_recipients; /* loaded by config_load */
-	struct accept_list *accept;	 /* loaded by config_load */
+	struct accept_list *accept;      /* loaded by config_load */
 	bool auth_advertise, auth_require_tls;
 	size_t auth_max_failures;
 	unsigned auth_failure_window_ms, auth_lockout_ms;
@@ -94,8 +95,8 @@ struct config {
 int config_parse(const char *text, size_t len, const char *filename,
     struct config **out, char *err, size_t errlen);
 /* Reads and parses a file; fills hostname from gethostname(2) if unset. */
-int config_load(const char *path, struct config **out, char *err,
-    size_t errlen);
+int config_load(
+    const char *path, struct config **out, char *err, size_t errlen);
 struct config *config_ref(struct config *);
 /* Drops one reference; frees at zero; NULLs *cfg. Accepts NULL. */
 void config_unref(struct config **cfg);

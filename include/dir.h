@@ -41,8 +41,8 @@ struct dir_ops {
 	int (*domain_del)(struct dir *, const char *domain, char *err, size_t);
 	int (*host_alias_add)(struct dir *, const char *alias,
 	    const char *domain, char *err, size_t);
-	int (*host_alias_del)(struct dir *, const char *alias, char *err,
-	    size_t);
+	int (*host_alias_del)(
+	    struct dir *, const char *alias, char *err, size_t);
 	int (*user_add)(struct dir *, const char *local, const char *domain,
 	    const char *hash, char *err, size_t);
 	int (*user_del)(struct dir *, const char *local, const char *domain,
@@ -71,8 +71,8 @@ struct dir {
 };
 
 /* Opens the SQLite directory at path (creating the schema if writable). */
-struct dir *dir_sqlite_open(const char *path, bool read_only, char *err,
-    size_t errlen);
+struct dir *dir_sqlite_open(
+    const char *path, bool read_only, char *err, size_t errlen);
 /* Closes and NULLs *d; accepts NULL. */
 void dir_close(struct dir **d);
 

@@ -28,9 +28,9 @@ struct dns_hops {
 
 enum dns_status {
 	DNS_OK,
-	DNS_TEMPFAIL,	/* try again later */
-	DNS_NOTFOUND,	/* the domain or host does not exist: bounce */
-	DNS_NULLMX,	/* the domain accepts no mail: bounce */
+	DNS_TEMPFAIL, /* try again later */
+	DNS_NOTFOUND, /* the domain or host does not exist: bounce */
+	DNS_NULLMX,   /* the domain accepts no mail: bounce */
 };
 
 /* Initialises c-ares once per process (call before threads start). */

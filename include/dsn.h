@@ -14,20 +14,20 @@
 
 struct dsn_rcpt {
 	const char *addr;
-	const char *status;	 /* "5.1.1" */
-	const char *diagnostic;	 /* remote reply or our reason */
-	const char *remote_mta;	 /* host name, or NULL */
+	const char *status;     /* "5.1.1" */
+	const char *diagnostic; /* remote reply or our reason */
+	const char *remote_mta; /* host name, or NULL */
 };
 
 struct dsn_info {
-	const char *hostname;	 /* reporting MTA */
+	const char *hostname; /* reporting MTA */
 	const char *queue_id;
-	const char *to;		 /* envelope sender of the original */
+	const char *to; /* envelope sender of the original */
 	time_t arrival, now, retry_until;
-	bool is_delay;		 /* warning (Action: delayed), not failure */
+	bool is_delay; /* warning (Action: delayed), not failure */
 	const struct dsn_rcpt *rcpts;
 	size_t nrcpt;
-	const char *headers;	 /* original header section, LF line ends */
+	const char *headers; /* original header section, LF line ends */
 	size_t headers_len;
 };
 

@@ -15,15 +15,15 @@
 #include "buf.h"
 
 struct mailbox_msg {
-	char *path;	/* "new/NAME" or "cur/NAME", relative to the Maildir */
-	char uid[72];	/* stable unique id, 1..70 printable characters */
-	size_t size;	/* octets with CRLF line ends */
-	char flags[16];	/* Maildir info flags after ":2," (e.g. "RS") */
+	char *path;     /* "new/NAME" or "cur/NAME", relative to the Maildir */
+	char uid[72];   /* stable unique id, 1..70 printable characters */
+	size_t size;    /* octets with CRLF line ends */
+	char flags[16]; /* Maildir info flags after ":2," (e.g. "RS") */
 	bool is_deleted;
 };
 
 struct mailbox {
-	char *dir;	/* the Maildir */
+	char *dir; /* the Maildir */
 	int lock_fd;
 	struct mailbox_msg *msgs;
 	size_t n;
@@ -35,8 +35,8 @@ struct mailbox {
  * messages, oldest first.  Messages found in new/ are moved to cur/ (they
  * have been seen by a client, Maildir spec).  0 ok, 1 in use, -1 error.
  */
-int mailbox_open(const char *dir, struct mailbox **out, char *err,
-    size_t errlen);
+int mailbox_open(
+    const char *dir, struct mailbox **out, char *err, size_t errlen);
 /* Releases the lock and frees; NULLs *mb. */
 void mailbox_close(struct mailbox **mb);
 /*
@@ -44,8 +44,7 @@ void mailbox_close(struct mailbox **mb);
  * ending with ".\r\n".  lines >= 0 limits the body to that many lines
  * (TOP); -1 sends it all.  Appends to out.  0 or -1.
  */
-int mailbox_read(const struct mailbox *, size_t i, long lines,
-    struct buf *out);
+int mailbox_read(const struct mailbox *, size_t i, long lines, struct buf *out);
 /* Unlinks the messages marked deleted; returns how many failed. */
 int mailbox_expunge(struct mailbox *);
 /* The UIDL form of a Maildir file name (exposed for tests). */

@@ -28,7 +28,7 @@ struct maildir_delivery {
 	const struct strlist *mailboxes; /* "local@domain", canonical */
 	struct iovec iov[MAILDIR_IOV_MAX];
 	int iovcnt;
-	size_t wsize;	/* size with CRLF line ends (",W=") */
+	size_t wsize; /* size with CRLF line ends (",W=") */
 	/* Remote recipients: a queue entry written in the same commit, or
 	 * NULL.  The queue copy leaves out the first rp_len bytes of iov[0]
 	 * (the Return-Path line, which only final delivery adds). */
@@ -67,8 +67,8 @@ int maildir_unique_name(char *dst, size_t dstlen, const struct timespec *ts,
     size_t wsize);
 
 /* data_dir/mail/DOMAIN/LOCAL/Maildir for "local@domain". */
-int maildir_path(char *dst, size_t dstlen, const char *data_dir,
-    const char *mailbox);
+int maildir_path(
+    char *dst, size_t dstlen, const char *data_dir, const char *mailbox);
 
 /* Creates DIR, DIR/tmp, DIR/new, DIR/cur (and parents) mode 0700. */
 int maildir_create(const char *dir);

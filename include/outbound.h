@@ -19,22 +19,22 @@ enum outbound_result { OUT_SENT, OUT_DEFER, OUT_BOUNCE };
 
 struct outbound_rcpt {
 	char addr[QADDR_MAX];
-	size_t index;		/* into the queue entry's recipients */
+	size_t index; /* into the queue entry's recipients */
 	enum outbound_result result;
-	char status[16];	/* enhanced status, "2.0.0" */
-	char reply[QERR_MAX];	/* remote reply or our reason */
+	char status[16];      /* enhanced status, "2.0.0" */
+	char reply[QERR_MAX]; /* remote reply or our reason */
 };
 
 struct outbound_job {
-	struct config *cfg;	/* reference held by the job */
+	struct config *cfg; /* reference held by the job */
 	char id[QID_MAX];
 	char from[QADDR_MAX];
 	char domain[256];
 	char msg_path[PATH_MAX];
 	size_t nrcpt;
 	struct outbound_rcpt *rcpts;
-	char relay[320];	/* "host[ip]:port", or "none" */
-	char remote_host[256];	/* for DSN Remote-MTA */
+	char relay[320];           /* "host[ip]:port", or "none" */
+	char remote_host[256];     /* for DSN Remote-MTA */
 	char last_error[QERR_MAX]; /* why the last host failed */
 };
 

@@ -53,13 +53,13 @@ struct accept_list {
 struct policy_config {
 	enum relay_mode mode;
 	const struct cidr_list *relay_addresses;
-	const struct strlist *relay_domains;	/* lower case */
+	const struct strlist *relay_domains;    /* lower case */
 	const struct strlist *relay_recipients; /* NULL: no restriction */
-	const struct accept_list *accept;	/* may be NULL */
+	const struct accept_list *accept;       /* may be NULL */
 };
 
 struct client_facts {
-	const char *ip;	       /* text form, IPv4-mapped as IPv4 */
+	const char *ip;        /* text form, IPv4-mapped as IPv4 */
 	const char *listener;  /* "smtp", "submission", "submissions" */
 	const char *auth_user; /* NULL when not authenticated */
 	bool is_tls;
@@ -72,10 +72,10 @@ struct envelope {
 
 /* What the directory and DNS said, gathered before the decision. */
 struct policy_facts {
-	bool rcpt_is_local;	   /* local domain or host alias */
-	bool sender_domain_local;  /* MAIL FROM's domain is ours */
-	bool sender_is_user;	   /* MAIL FROM is a local user (not alias) */
-	int rcpt_mx_in_relay;	   /* 1 yes, 0 no, -1 lookup failed */
+	bool rcpt_is_local;       /* local domain or host alias */
+	bool sender_domain_local; /* MAIL FROM's domain is ours */
+	bool sender_is_user;      /* MAIL FROM is a local user (not alias) */
+	int rcpt_mx_in_relay;     /* 1 yes, 0 no, -1 lookup failed */
 };
 
 /* Decides one RCPT.  Default deny: relay only on an explicit rule. */

@@ -30,9 +30,9 @@ enum pop3_verb {
 
 struct pop3_cmd {
 	enum pop3_verb verb;
-	const char *arg;  /* the rest of the line after one space, or "" */
+	const char *arg; /* the rest of the line after one space, or "" */
 	size_t arglen;
-	int nnum;	  /* numeric arguments parsed (LIST, TOP, ...) */
+	int nnum; /* numeric arguments parsed (LIST, TOP, ...) */
 	unsigned long num[2];
 };
 
@@ -41,8 +41,8 @@ struct pop3_cmd {
  * (bad bytes, bad or missing numeric argument).  Unknown verbs parse as
  * POP3_UNKNOWN.  arg points into line.
  */
-int pop3_cmd_parse(const uint8_t *line, size_t len, struct pop3_cmd *out,
-    const char **why);
+int pop3_cmd_parse(
+    const uint8_t *line, size_t len, struct pop3_cmd *out, const char **why);
 
 struct event_base;
 struct config;
@@ -51,10 +51,10 @@ struct authfail_table;
 struct pop3_server;
 
 /* Binds pop3_listen and pop3s_listen (as root, before the drop). */
-struct pop3_server *pop3_server_new(struct event_base *, struct config *,
-    char *err, size_t errlen);
-void pop3_server_start(struct pop3_server *, struct workers *,
-    struct authfail_table *);
+struct pop3_server *pop3_server_new(
+    struct event_base *, struct config *, char *err, size_t errlen);
+void pop3_server_start(
+    struct pop3_server *, struct workers *, struct authfail_table *);
 void pop3_server_set_config(struct pop3_server *, struct config *);
 /* Stops listening and closes sessions (deleting nothing). */
 void pop3_server_shutdown(struct pop3_server *);

@@ -20,8 +20,8 @@ struct workers;
 struct committer;
 struct queue;
 
-struct queue *queue_new(struct event_base *, struct config *,
-    struct workers *, struct committer *);
+struct queue *queue_new(
+    struct event_base *, struct config *, struct workers *, struct committer *);
 /* Loads every entry from disk; corrupt ones are moved to queue/corrupt.
  * Call before the loop runs.  Returns the number loaded. */
 size_t queue_load(struct queue *);

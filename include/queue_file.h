@@ -47,8 +47,8 @@ struct qenv {
 };
 
 /* Parses an .env file.  Returns 0, or -1 with a static reason. */
-int queue_env_parse(const char *text, size_t len, struct qenv *out,
-    const char **why);
+int queue_env_parse(
+    const char *text, size_t len, struct qenv *out, const char **why);
 /* Appends the .env text for e to out.  Returns 0 or -1 (out full). */
 int queue_env_format(const struct qenv *e, struct buf *out);
 /* Frees the recipients; the struct may be reused. */

@@ -15,7 +15,7 @@
 struct relay_answer {
 	enum dir_expand_result dir_result;
 	struct strlist users, remote; /* filled when the recipient is local */
-	struct verdict verdict;	      /* also set for directory outcomes */
+	struct verdict verdict;       /* also set for directory outcomes */
 	char err[256];
 };
 

@@ -29,14 +29,14 @@ enum {
 
 struct smtp_data {
 	int state;
-	unsigned flags;	      /* SMTP_DATA_* seen so far */
-	bool in_header;	      /* before the first empty line */
-	size_t line_len;      /* wire octets of the current line */
-	size_t header_size;   /* wire octets of the header */
-	size_t size;	      /* octets stored (LF line ends) */
-	size_t lines;	      /* LFs stored */
+	unsigned flags;     /* SMTP_DATA_* seen so far */
+	bool in_header;     /* before the first empty line */
+	size_t line_len;    /* wire octets of the current line */
+	size_t header_size; /* wire octets of the header */
+	size_t size;        /* octets stored (LF line ends) */
+	size_t lines;       /* LFs stored */
 	size_t line_limit, size_limit, header_limit;
-	struct buf *out;      /* stored text; nothing stored after an error */
+	struct buf *out; /* stored text; nothing stored after an error */
 };
 
 /* Starts a message; out must be initialised (its max is a hard cap). */
@@ -48,8 +48,8 @@ void smtp_data_init(struct smtp_data *, struct buf *out, size_t line_limit,
  * *consumed the bytes used through the final LF (the rest belongs to the
  * next command); 0 when all len bytes were used and more are needed.
  */
-int smtp_data_parse(struct smtp_data *, const uint8_t *p, size_t len,
-    size_t *consumed);
+int smtp_data_parse(
+    struct smtp_data *, const uint8_t *p, size_t len, size_t *consumed);
 
 /* Reply for a message with flags set: "554 5.6.0 ..." (static text). */
 const char *smtp_data_error_reply(unsigned flags, size_t size_limit);

@@ -44,8 +44,8 @@ struct smtp_param {
 
 struct smtp_cmd {
 	enum smtp_verb verb;
-	struct span arg;   /* text after the verb and one space */
-	struct addr addr;  /* MAIL, RCPT */
+	struct span arg;  /* text after the verb and one space */
+	struct addr addr; /* MAIL, RCPT */
 	struct smtp_param params[SMTP_MAX_PARAMS];
 	size_t nparams;
 };

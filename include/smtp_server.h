@@ -19,8 +19,8 @@ struct smtp_server;
  * Binds every listener in cfg (call before dropping privileges) and loads
  * the TLS certificate.  Returns NULL with a message in err on failure.
  */
-struct smtp_server *smtp_server_new(struct event_base *, struct config *cfg,
-    char *err, size_t errlen);
+struct smtp_server *smtp_server_new(
+    struct event_base *, struct config *cfg, char *err, size_t errlen);
 /* Starts accepting; workers and committer must outlive the server. */
 struct authfail_table;
 void smtp_server_start(struct smtp_server *, struct workers *,

@@ -29,8 +29,8 @@ void workers_free(struct workers **w);
  * the loop.  done may be NULL when the job arranges its own completion
  * (with workers_post).
  */
-void workers_submit(struct workers *, worker_job_fn job, worker_done_fn done,
-    void *arg);
+void workers_submit(
+    struct workers *, worker_job_fn job, worker_done_fn done, void *arg);
 /* Thread-safe: makes done(arg) run on the loop thread soon. */
 void workers_post(struct workers *, worker_done_fn done, void *arg);
 /* Jobs queued or running plus completions not yet run. */

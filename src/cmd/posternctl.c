@@ -72,7 +72,7 @@ split(const char *s, char *local, char *domain)
 	const char *why;
 
 	if (dir_split_address(s, local, ADDR_LOCAL_MAX + 1, domain,
-		ADDR_DOMAIN_MAX + 1, &why) == -1) {
+	        ADDR_DOMAIN_MAX + 1, &why) == -1) {
 		fprintf(stderr, "posternctl: %s: %s\n", s, why);
 		return -1;
 	}
@@ -84,8 +84,9 @@ static int
 check_mailbox_local(const char *local)
 {
 	if (!addr_local_is_dot_string(local) || strchr(local, '/') != NULL) {
-		fprintf(stderr, "posternctl: %s: a user name must be a plain "
-				"dot-atom without '/'\n",
+		fprintf(stderr,
+		    "posternctl: %s: a user name must be a plain "
+		    "dot-atom without '/'\n",
 		    local);
 		return -1;
 	}
@@ -190,7 +191,7 @@ c_domain_list(struct ctl *c, char **a)
 {
 	(void)a;
 	return result(c, c->dir->ops->list_rows(c->dir, "domains", NULL,
-			     print_row, NULL, c->err, ERRLEN));
+	                     print_row, NULL, c->err, ERRLEN));
 }
 
 static int
@@ -200,8 +201,8 @@ c_halias_add(struct ctl *c, char **a)
 
 	if (domain_arg(a[0], al) == -1 || domain_arg(a[1], d) == -1)
 		return 1;
-	return result(c, c->dir->ops->host_alias_add(c->dir, al, d, c->err,
-			     ERRLEN));
+	return result(
+	    c, c->dir->ops->host_alias_add(c->dir, al, d, c->err, ERRLEN));
 }
 
 static int
@@ -211,8 +212,8 @@ c_halias_del(struct ctl *c, char **a)
 
 	if (domain_arg(a[0], al) == -1)
 		return 1;
-	return result(c, c->dir->ops->host_alias_del(c->dir, al, c->err,
-			     ERRLEN));
+	return result(
+	    c, c->dir->ops->host_alias_del(c->dir, al, c->err, ERRLEN));
 }
 
 static int
@@ -220,7 +221,7 @@ c_halias_list(struct ctl *c, char **a)
 {
 	(void)a;
 	return result(c, c->dir->ops->list_rows(c->dir, "host-aliases", NULL,
-			     print_row, NULL, c->err, ERRLEN));
+	                     print_row, NULL, c->err, ERRLEN));
 }
 
 static int
@@ -231,8 +232,8 @@ c_user_add(struct ctl *c, char **a)
 	if (split(a[0], l, d) == -1 || check_mailbox_local(l) == -1 ||
 	    hash_from_input(h, sizeof(h)) == -1)
 		return 1;
-	return result(c, c->dir->ops->user_add(c->dir, l, d, h, c->err,
-			     ERRLEN));
+	return result(
+	    c, c->dir->ops->user_add(c->dir, l, d, h, c->err, ERRLEN));
 }
 
 static int
@@ -242,8 +243,8 @@ c_user_passwd(struct ctl *c, char **a)
 
 	if (split(a[0], l, d) == -1 || hash_from_input(h, sizeof(h)) == -1)
 		return 1;
-	return result(c, c->dir->ops->user_passwd(c->dir, l, d, h, c->err,
-			     ERRLEN));
+	return result(
+	    c, c->dir->ops->user_passwd(c->dir, l, d, h, c->err, ERRLEN));
 }
 
 static int
@@ -264,8 +265,7 @@ c_user_list(struct ctl *c, char **a)
 	if (a[0] != NULL && domain_arg(a[0], d) == -1)
 		return 1;
 	return result(c, c->dir->ops->list_rows(c->dir, "users",
-			     a[0] ? d : NULL, print_row, NULL, c->err,
-			     ERRLEN));
+	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
 }
 
 /* Alias targets and list members: any valid address, local or remote. */
@@ -297,8 +297,8 @@ c_alias_add(struct ctl *c, char **a)
 		return 1;
 	for (int i = 1; a[i] != NULL; i++) {
 		if (target_arg(a[i], t, sizeof(t)) == -1 ||
-		    result(c, c->dir->ops->alias_add(c->dir, l, d, t, c->err,
-				  ERRLEN)) != 0)
+		    result(c, c->dir->ops->alias_add(
+		                  c->dir, l, d, t, c->err, ERRLEN)) != 0)
 			return 1;
 	}
 	return 0;
@@ -312,8 +312,8 @@ c_alias_del(struct ctl *c, char **a)
 	if (split(a[0], l, d) == -1 ||
 	    (a[1] != NULL && target_arg(a[1], t, sizeof(t)) == -1))
 		return 1;
-	return result(c, c->dir->ops->alias_del(c->dir, l, d,
-			     a[1] ? t : NULL, c->err, ERRLEN));
+	return result(c, c->dir->ops->alias_del(
+	                     c->dir, l, d, a[1] ? t : NULL, c->err, ERRLEN));
 }
 
 static int
@@ -324,8 +324,7 @@ c_alias_list(struct ctl *c, char **a)
 	if (a[0] != NULL && domain_arg(a[0], d) == -1)
 		return 1;
 	return result(c, c->dir->ops->list_rows(c->dir, "aliases",
-			     a[0] ? d : NULL, print_row, NULL, c->err,
-			     ERRLEN));
+	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
 }
 
 static int
@@ -357,8 +356,8 @@ list_member(struct ctl *c, char **a, bool add)
 		return 1;
 	for (int i = 1; a[i] != NULL; i++)
 		if (target_arg(a[i], t, sizeof(t)) == -1 ||
-		    result(c, c->dir->ops->list_member(c->dir, l, d, t, add,
-				  c->err, ERRLEN)) != 0)
+		    result(c, c->dir->ops->list_member(
+		                  c->dir, l, d, t, add, c->err, ERRLEN)) != 0)
 			return 1;
 	return 0;
 }
@@ -379,20 +378,20 @@ static int
 c_list_show(struct ctl *c, char **a)
 {
 	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1], full[400];
-	struct strlist t = { 0 };
+	struct strlist t = {0};
 	enum dir_kind kind;
 
 	if (split(a[0], l, d) == -1)
 		return 1;
-	if (c->dir->ops->address_lookup(c->dir, l, d, &kind, &t, c->err,
-		ERRLEN) == -1)
+	if (c->dir->ops->address_lookup(
+	        c->dir, l, d, &kind, &t, c->err, ERRLEN) == -1)
 		return die("%s", c->err);
 	strlist_clear(&t);
 	if (kind != DIR_KIND_LIST)
 		return die("no such list: %s", a[0]);
 	snprintf(full, sizeof(full), "%s@%s", l, d);
 	return result(c, c->dir->ops->list_rows(c->dir, "members", full,
-			     print_row, NULL, c->err, ERRLEN));
+	                     print_row, NULL, c->err, ERRLEN));
 }
 
 static int
@@ -403,8 +402,7 @@ c_list_list(struct ctl *c, char **a)
 	if (a[0] != NULL && domain_arg(a[0], d) == -1)
 		return 1;
 	return result(c, c->dir->ops->list_rows(c->dir, "lists",
-			     a[0] ? d : NULL, print_row, NULL, c->err,
-			     ERRLEN));
+	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
 }
 
 static int usage(void);
@@ -421,8 +419,8 @@ read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size)
 	ssize_t n;
 	int fd;
 
-	if (strlen(id) >= QID_MAX || strspn(id, "0123456789ABCDEF") !=
-	    strlen(id))
+	if (strlen(id) >= QID_MAX ||
+	    strspn(id, "0123456789ABCDEF") != strlen(id))
 		return die("bad queue id: %s", id), -1;
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".env");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -434,9 +432,11 @@ read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size)
 	text = malloc((size_t)st.st_size + 1);
 	n = text ? read(fd, text, (size_t)st.st_size) : -1;
 	close(fd);
-	if (n != st.st_size || queue_env_parse(text, (size_t)n, e, &why) == -1) {
+	if (n != st.st_size ||
+	    queue_env_parse(text, (size_t)n, e, &why) == -1) {
 		free(text);
-		return die("%s: %s", path, n == st.st_size ? why : "short read"),
+		return die("%s: %s", path,
+		           n == st.st_size ? why : "short read"),
 		       -1;
 	}
 	free(text);
@@ -529,8 +529,8 @@ c_queue_list(struct ctl *c, char **a)
 			if (l < 5 || l - 4 >= sizeof(id) ||
 			    strcmp(de->d_name + l - 4, ".env") != 0)
 				continue;
-			snprintf(id, sizeof(id), "%.*s", (int)(l - 4),
-			    de->d_name);
+			snprintf(
+			    id, sizeof(id), "%.*s", (int)(l - 4), de->d_name);
 			if (read_env(c->cfg->data_dir, id, &e, &size) == -1)
 				continue;
 			print_entry(&e, size, json, first);
@@ -558,8 +558,8 @@ c_queue_show(struct ctl *c, char **a)
 		return 1;
 	print_entry(&e, size, false, true);
 	queue_env_clear(&e);
-	queue_path(path, sizeof(path), c->cfg->data_dir, "entries", a[0],
-	    ".msg");
+	queue_path(
+	    path, sizeof(path), c->cfg->data_dir, "entries", a[0], ".msg");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
 		return die("%s: %s", path, strerror(errno));
@@ -603,14 +603,14 @@ queue_send(struct ctl *c, const char *verb, const char *arg)
 		return die("control socket: %s", strerror(errno));
 	}
 	while (got < sizeof(reply) - 1 &&
-	    (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+	       (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
 		got += (size_t)n;
 	close(fd);
 	reply[got] = '\0';
 	reply[strcspn(reply, "\n")] = '\0';
 	if (strcmp(reply, "ok") != 0)
-		return die("%s", strncmp(reply, "error: ", 7) == 0 ? reply + 7
-								    : reply);
+		return die("%s",
+		    strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
 	return 0;
 }
 
@@ -644,44 +644,43 @@ static const struct subcmd {
 	int (*fn)(struct ctl *, char **);
 	const char *usage;
 } subcmds[] = {
-	{ "domain", "add", NULL, 1, 1, c_domain_add, "DOMAIN" },
-	{ "domain", "del", NULL, 1, 1, c_domain_del, "DOMAIN" },
-	{ "domain", "list", NULL, 0, 0, c_domain_list, "" },
-	{ "domain", "alias", "add", 2, 2, c_halias_add, "ALIAS DOMAIN" },
-	{ "domain", "alias", "del", 1, 1, c_halias_del, "ALIAS" },
-	{ "domain", "alias", "list", 0, 0, c_halias_list, "" },
-	{ "user", "add", NULL, 1, 1, c_user_add, "ADDRESS  (password on "
-	    "stdin or prompt)" },
-	{ "user", "del", NULL, 1, 1, c_user_del, "ADDRESS" },
-	{ "user", "list", NULL, 0, 1, c_user_list, "[DOMAIN]" },
-	{ "user", "passwd", NULL, 1, 1, c_user_passwd, "ADDRESS" },
-	{ "alias", "add", NULL, 2, 64, c_alias_add, "ADDRESS TARGET..." },
-	{ "alias", "del", NULL, 1, 2, c_alias_del, "ADDRESS [TARGET]" },
-	{ "alias", "list", NULL, 0, 1, c_alias_list, "[DOMAIN]" },
-	{ "list", "add", NULL, 1, 1, c_list_add, "LIST" },
-	{ "list", "del", NULL, 1, 1, c_list_del, "LIST" },
-	{ "list", "member-add", NULL, 2, 64, c_list_member_add,
-	    "LIST MEMBER..." },
-	{ "list", "member-del", NULL, 2, 64, c_list_member_del,
-	    "LIST MEMBER..." },
-	{ "list", "show", NULL, 1, 1, c_list_show, "LIST" },
-	{ "list", "list", NULL, 0, 1, c_list_list, "[DOMAIN]" },
-	{ "queue", "list", NULL, 0, 1, c_queue_list, "[--json]" },
-	{ "queue", "show", NULL, 1, 1, c_queue_show, "ID" },
-	{ "queue", "flush", NULL, 0, 1, c_queue_flush, "[ID]" },
-	{ "queue", "delete", NULL, 1, 1, c_queue_delete, "ID|all" },
-	{ "queue", "hold", NULL, 1, 1, c_queue_hold, "ID" },
-	{ "queue", "release", NULL, 1, 1, c_queue_release, "ID" },
+    {"domain", "add", NULL, 1, 1, c_domain_add, "DOMAIN"},
+    {"domain", "del", NULL, 1, 1, c_domain_del, "DOMAIN"},
+    {"domain", "list", NULL, 0, 0, c_domain_list, ""},
+    {"domain", "alias", "add", 2, 2, c_halias_add, "ALIAS DOMAIN"},
+    {"domain", "alias", "del", 1, 1, c_halias_del, "ALIAS"},
+    {"domain", "alias", "list", 0, 0, c_halias_list, ""},
+    {"user", "add", NULL, 1, 1, c_user_add,
+        "ADDRESS  (password on "
+        "stdin or prompt)"},
+    {"user", "del", NULL, 1, 1, c_user_del, "ADDRESS"},
+    {"user", "list", NULL, 0, 1, c_user_list, "[DOMAIN]"},
+    {"user", "passwd", NULL, 1, 1, c_user_passwd, "ADDRESS"},
+    {"alias", "add", NULL, 2, 64, c_alias_add, "ADDRESS TARGET..."},
+    {"alias", "del", NULL, 1, 2, c_alias_del, "ADDRESS [TARGET]"},
+    {"alias", "list", NULL, 0, 1, c_alias_list, "[DOMAIN]"},
+    {"list", "add", NULL, 1, 1, c_list_add, "LIST"},
+    {"list", "del", NULL, 1, 1, c_list_del, "LIST"},
+    {"list", "member-add", NULL, 2, 64, c_list_member_add, "LIST MEMBER..."},
+    {"list", "member-del", NULL, 2, 64, c_list_member_del, "LIST MEMBER..."},
+    {"list", "show", NULL, 1, 1, c_list_show, "LIST"},
+    {"list", "list", NULL, 0, 1, c_list_list, "[DOMAIN]"},
+    {"queue", "list", NULL, 0, 1, c_queue_list, "[--json]"},
+    {"queue", "show", NULL, 1, 1, c_queue_show, "ID"},
+    {"queue", "flush", NULL, 0, 1, c_queue_flush, "[ID]"},
+    {"queue", "delete", NULL, 1, 1, c_queue_delete, "ID|all"},
+    {"queue", "hold", NULL, 1, 1, c_queue_hold, "ID"},
+    {"queue", "release", NULL, 1, 1, c_queue_release, "ID"},
 };
 
 static int
 usage(void)
 {
 	fprintf(stderr, "usage: posternctl -c FILE check\n"
-			"       posternctl -c FILE reload\n"
-			"       posternctl -c FILE relay-check --client IP "
-			"--from ADDR --to ADDR [--auth USER] "
-			"[--port smtp|submission|submissions]\n");
+	                "       posternctl -c FILE reload\n"
+	                "       posternctl -c FILE relay-check --client IP "
+	                "--from ADDR --to ADDR [--auth USER] "
+	                "[--port smtp|submission|submissions]\n");
 	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++)
 		fprintf(stderr, "       posternctl -c FILE %s %s%s%s %s\n",
 		    subcmds[i].w1, subcmds[i].w2, subcmds[i].w3 ? " " : "",
@@ -732,8 +731,9 @@ path_arg(const char *in, bool allow_null, struct addr *out)
 	size_t used = 0;
 
 	snprintf(buf, sizeof(buf), in[0] == '<' ? "%s" : "<%s>", in);
-	if (addr_parse_path((const uint8_t *)buf, strlen(buf), allow_null,
-		true, out, &used, &why) != 1 || used != strlen(buf))
+	if (addr_parse_path((const uint8_t *)buf, strlen(buf), allow_null, true,
+	        out, &used, &why) != 1 ||
+	    used != strlen(buf))
 		return die("%s: %s", in, why), -1;
 	return 0;
 }
@@ -754,11 +754,11 @@ c_relay_check(struct ctl *c, char **a)
 
 	for (int i = 0; a[i] != NULL; i += 2) {
 		const char **slot = strcmp(a[i], "--client") == 0 ? &client
-		    : strcmp(a[i], "--from") == 0		  ? &from
-		    : strcmp(a[i], "--to") == 0			  ? &to
-		    : strcmp(a[i], "--auth") == 0		  ? &auth
-		    : strcmp(a[i], "--port") == 0		  ? &port
-								  : NULL;
+		                    : strcmp(a[i], "--from") == 0 ? &from
+		                    : strcmp(a[i], "--to") == 0   ? &to
+		                    : strcmp(a[i], "--auth") == 0 ? &auth
+		                    : strcmp(a[i], "--port") == 0 ? &port
+		                                                  : NULL;
 
 		if (slot == NULL || a[i + 1] == NULL)
 			return usage();
@@ -771,13 +771,13 @@ c_relay_check(struct ctl *c, char **a)
 		return die("--client %s: not an IP address", client);
 	if (strcmp(port, "smtp") != 0 && strcmp(port, "submission") != 0 &&
 	    strcmp(port, "submissions") != 0)
-		return die("--port %s: want smtp, submission or submissions",
-		    port);
+		return die(
+		    "--port %s: want smtp, submission or submissions", port);
 	if (path_arg(from, true, &fa) == -1 || path_arg(to, false, &ta) == -1)
 		return 1;
 	if (ta.is_postmaster)
-		snprintf(ta.domain, sizeof(ta.domain), "%s",
-		    c->cfg->primary_domain);
+		snprintf(
+		    ta.domain, sizeof(ta.domain), "%s", c->cfg->primary_domain);
 	if (dns_init() == -1)
 		return die("%s", "resolver initialisation failed");
 	memset(&cf, 0, sizeof(cf));
@@ -787,9 +787,9 @@ c_relay_check(struct ctl *c, char **a)
 	cf.is_tls = true;
 	relay_decide(c->cfg, c->dir, &cf, &fa, &ta, &ans);
 	printf("%s %s %s\nrule: %s\nmode: %s\n",
-	    ans.verdict.kind == VERDICT_ACCEPT	 ? "ACCEPT"
+	    ans.verdict.kind == VERDICT_ACCEPT   ? "ACCEPT"
 	    : ans.verdict.kind == VERDICT_REJECT ? "REJECT"
-						 : "TEMPFAIL",
+	                                         : "TEMPFAIL",
 	    ans.verdict.code, ans.verdict.reason, ans.verdict.rule,
 	    policy_mode_name((enum relay_mode)c->cfg->relay_mode));
 	for (size_t i = 0; i < ans.users.n; i++)
@@ -810,7 +810,7 @@ c_reload(struct ctl *c, char **a)
 int
 main(int argc, char **argv)
 {
-	struct ctl c = { 0 };
+	struct ctl c = {0};
 	const char *conf = NULL;
 	int ch, rc = 2;
 

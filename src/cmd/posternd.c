@@ -81,8 +81,8 @@ prepare_data_dir(const struct config *cfg, const struct passwd *pw)
 	if (mkdir(path, 0750) == -1 && errno != EEXIST)
 		fatal("mkdir %s", path);
 	{
-		static const char *const subs[] = { "queue", "queue/tmp",
-			"queue/entries", "queue/corrupt" };
+		static const char *const subs[] = {
+		    "queue", "queue/tmp", "queue/entries", "queue/corrupt"};
 		char q[4096];
 
 		for (size_t i = 0; i < 4; i++) {
@@ -99,7 +99,7 @@ prepare_data_dir(const struct config *cfg, const struct passwd *pw)
 		fatalx("directory: %s", err);
 	dir_close(&d);
 	if (pw != NULL) {
-		const char *paths[] = { cfg->data_dir, path, cfg->db_path };
+		const char *paths[] = {cfg->data_dir, path, cfg->db_path};
 
 		for (size_t i = 0; i < 3; i++)
 			if (chown(paths[i], pw->pw_uid, pw->pw_gid) == -1)
@@ -190,10 +190,9 @@ daemon_reload(struct daemon *dm, char *err, size_t errlen)
 	    n->workers != dm->boot->workers ||
 	    !listen_same(&n->smtp_listen, &dm->boot->smtp_listen) ||
 	    !listen_same(&n->submission_listen, &dm->boot->submission_listen) ||
-	    !listen_same(&n->submissions_listen,
-		&dm->boot->submissions_listen))
+	    !listen_same(&n->submissions_listen, &dm->boot->submissions_listen))
 		log_warn("event=reload note=\"data_dir, user, listeners, "
-			 "certificates and workers change only at restart\"");
+		         "certificates and workers change only at restart\"");
 	smtp_server_set_config(dm->srv, n);
 	pop3_server_set_config(dm->pop3, n);
 	queue_set_config(dm->queue, n);
@@ -242,13 +241,13 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 	log_info("event=control command=\"%.100s\"", line);
 	if (strcmp(line, "reload") == 0) {
 		if (daemon_reload(dm, err, sizeof(err)) == 0)
-			evbuffer_add_printf(bufferevent_get_output(bev),
-			    "ok\n");
+			evbuffer_add_printf(
+			    bufferevent_get_output(bev), "ok\n");
 		else
-			evbuffer_add_printf(bufferevent_get_output(bev),
-			    "error: %s\n", err);
+			evbuffer_add_printf(
+			    bufferevent_get_output(bev), "error: %s\n", err);
 	} else if (strncmp(line, "queue ", 6) == 0 &&
-	    queue_command(q, line + 6, err, sizeof(err)) == 0)
+	           queue_command(q, line + 6, err, sizeof(err)) == 0)
 		evbuffer_add_printf(bufferevent_get_output(bev), "ok\n");
 	else
 		evbuffer_add_printf(bufferevent_get_output(bev), "error: %s\n",
@@ -259,8 +258,8 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 }
 
 static void
-ctl_on_accept(struct evconnlistener *l, evutil_socket_t fd,
-    struct sockaddr *sa, int len, void *arg)
+ctl_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int len, void *arg)
 {
 	struct bufferevent *bev = bufferevent_socket_new(
 	    evconnlistener_get_base(l), fd, BEV_OPT_CLOSE_ON_FREE);
@@ -277,8 +276,8 @@ ctl_on_accept(struct evconnlistener *l, evutil_socket_t fd,
 
 /* data_dir/control.sock, mode 0600, owned by the run user. */
 static struct evconnlistener *
-control_listen(struct event_base *base, const struct config *cfg,
-    struct daemon *q)
+control_listen(
+    struct event_base *base, const struct config *cfg, struct daemon *q)
 {
 	struct sockaddr_un sun;
 	struct evconnlistener *l;
@@ -287,7 +286,7 @@ control_listen(struct event_base *base, const struct config *cfg,
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	if (snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/control.sock",
-		cfg->data_dir) >= (int)sizeof(sun.sun_path))
+	        cfg->data_dir) >= (int)sizeof(sun.sun_path))
 		fatalx("data_dir too long for control.sock");
 	unlink(sun.sun_path);
 	old = umask(0077);
@@ -391,8 +390,8 @@ main(int argc, char **argv)
 	write_pid(cfg->pid_file);
 	if (dns_init() == -1)
 		fatalx("c-ares initialisation failed");
-	workers = workers_new(base, cfg->workers, worker_dir_open,
-	    worker_dir_close, cfg);
+	workers = workers_new(
+	    base, cfg->workers, worker_dir_open, worker_dir_close, cfg);
 	committer = committer_new(cfg->data_dir, workers);
 	queue = queue_new(base, cfg, workers, committer);
 	queue_load(queue);
@@ -444,7 +443,7 @@ main(int argc, char **argv)
 		time_t deadline = time(NULL) + cfg->shutdown_timeout_ms / 1000;
 
 		while ((!queue_idle(queue) || pop3_server_sessions(pop3) > 0) &&
-		    time(NULL) <= deadline)
+		       time(NULL) <= deadline)
 			event_base_loop(base, EVLOOP_ONCE);
 		if (!queue_idle(queue) || pop3_server_sessions(pop3) > 0) {
 			log_warn("event=stop result=abandoned-attempts");

@@ -57,76 +57,65 @@ struct cfg_key {
 
 /* Sorted by name: config_find uses bsearch. */
 static const struct cfg_key cfg_keys[] = {
-	{ "accept_file", T_STR, O(accept_file), "", 0, 0 },
-	{ "auth_advertise", T_BOOL, O(auth_advertise), "yes", 0, 0 },
-	{ "auth_failure_window", T_MS, O(auth_failure_window_ms), "10m", 1000,
-	    86400000 },
-	{ "auth_lockout", T_MS, O(auth_lockout_ms), "15m", 1000, 86400000 },
-	{ "auth_max_failures", T_COUNT, O(auth_max_failures), "5", 1, 1000 },
-	{ "auth_require_tls", T_BOOL, O(auth_require_tls), "yes", 0, 0 },
-	{ "auth_sender_match", T_SENDER_MATCH, O(auth_sender_match),
-	    "submission", 0, 0 },
-	{ "command_line_limit", T_SIZE, O(command_line_limit), "1024", 512,
-	    65536 },
-	{ "data_dir", T_STR, O(data_dir), "/var/lib/postern", 0, 0 },
-	{ "dns_servers", T_DNS, O(dns_servers), "", 0, 0 },
-	{ "expansion_limit", T_COUNT, O(expansion_limit), "1000", 1,
-	    100000 },
-	{ "greet_pause", T_MS, O(greet_pause_ms), "0", 0, 60000 },
-	{ "header_size_limit", T_SIZE, O(header_size_limit), "102400", 1024,
-	    SIZE_MAX },
-	{ "hostname", T_STR, O(hostname), "", 0, 0 },
-	{ "log_level", T_LEVEL, O(log_level), "info", 0, 0 },
-	{ "max_errors", T_COUNT, O(max_errors), "20", 1, 1000 },
-	{ "max_sessions", T_COUNT, O(max_sessions), "1000", 1, 100000 },
-	{ "max_sessions_per_ip", T_COUNT, O(max_sessions_per_ip), "50", 1,
-	    100000 },
-	{ "message_size_limit", T_SIZE, O(message_size_limit), "10485760",
-	    1024, (size_t)1 << 31 },
-	{ "pid_file", T_STR, O(pid_file), "", 0, 0 },
-	{ "pop3_allow_plaintext", T_BOOL, O(pop3_allow_plaintext), "no", 0,
-	    0 },
-	{ "pop3_listen", T_LISTEN, O(pop3_listen), "", 0, 0 },
-	{ "pop3_timeout", T_MS, O(pop3_timeout_ms), "10m", 1000, 86400000 },
-	{ "pop3s_listen", T_LISTEN, O(pop3s_listen), "", 0, 0 },
-	{ "primary_domain", T_STR, O(primary_domain), "", 0, 0 },
-	{ "queue_delay_warning", T_MS, O(queue_delay_warning_ms), "4h", 0,
-	    30u * 86400000u },
-	{ "queue_lifetime", T_MS, O(queue_lifetime_ms), "5d", 1000,
-	    30u * 86400000u },
-	{ "queue_retry_max", T_MS, O(queue_retry_max_ms), "1h", 1000,
-	    86400000 },
-	{ "queue_retry_min", T_MS, O(queue_retry_min_ms), "5m", 100,
-	    86400000 },
-	{ "recipient_limit", T_COUNT, O(recipient_limit), "1000", 1, 100000 },
-	{ "relay", T_MODE, O(relay_mode), "none", 0, 0 },
-	{ "relay_addresses", T_CIDRS, O(relay_addresses), "", 0, 0 },
-	{ "relay_domains", T_DOMAINS, O(relay_domains), "", 0, 0 },
-	{ "relay_recipients", T_STR, O(relay_recipients_file), "", 0, 0 },
-	{ "relayhost", T_HOP, O(relayhost), "", 0, 0 },
-	{ "routes", T_ROUTES, O(routes), "", 0, 0 },
-	{ "shutdown_timeout", T_MS, O(shutdown_timeout_ms), "30s", 0,
-	    3600000 },
-	{ "smtp_connect_timeout", T_MS, O(smtp_connect_timeout_ms), "30s", 100,
-	    600000 },
-	{ "smtp_listen", T_LISTEN, O(smtp_listen), "0.0.0.0:25 [::]:25", 0,
-	    0 },
-	{ "smtp_max_connections", T_COUNT, O(smtp_max_connections), "20", 1,
-	    1000 },
-	{ "smtp_max_connections_per_domain", T_COUNT,
-	    O(smtp_max_connections_per_domain), "10", 1, 1000 },
-	{ "smtp_port", T_COUNT, O(smtp_port), "25", 1, 65535 },
-	{ "smtp_timeout", T_MS, O(smtp_timeout_ms), "300s", 1000, 3600000 },
-	{ "smtp_tls", T_TLSMODE, O(smtp_tls), "may", 0, 0 },
-	{ "submission_listen", T_LISTEN, O(submission_listen),
-	    "0.0.0.0:587 [::]:587", 0, 0 },
-	{ "submissions_listen", T_LISTEN, O(submissions_listen), "", 0, 0 },
-	{ "text_line_limit", T_SIZE, O(text_line_limit), "1000", 1000,
-	    1048576 },
-	{ "tls_cert", T_STR, O(tls_cert), "", 0, 0 },
-	{ "tls_key", T_STR, O(tls_key), "", 0, 0 },
-	{ "user", T_STR, O(user), "postern", 0, 0 },
-	{ "workers", T_COUNT, O(workers), "4", 1, 64 },
+    {"accept_file", T_STR, O(accept_file), "", 0, 0},
+    {"auth_advertise", T_BOOL, O(auth_advertise), "yes", 0, 0},
+    {"auth_failure_window", T_MS, O(auth_failure_window_ms), "10m", 1000,
+        86400000},
+    {"auth_lockout", T_MS, O(auth_lockout_ms), "15m", 1000, 86400000},
+    {"auth_max_failures", T_COUNT, O(auth_max_failures), "5", 1, 1000},
+    {"auth_require_tls", T_BOOL, O(auth_require_tls), "yes", 0, 0},
+    {"auth_sender_match", T_SENDER_MATCH, O(auth_sender_match), "submission", 0,
+        0},
+    {"command_line_limit", T_SIZE, O(command_line_limit), "1024", 512, 65536},
+    {"data_dir", T_STR, O(data_dir), "/var/lib/postern", 0, 0},
+    {"dns_servers", T_DNS, O(dns_servers), "", 0, 0},
+    {"expansion_limit", T_COUNT, O(expansion_limit), "1000", 1, 100000},
+    {"greet_pause", T_MS, O(greet_pause_ms), "0", 0, 60000},
+    {"header_size_limit", T_SIZE, O(header_size_limit), "102400", 1024,
+        SIZE_MAX},
+    {"hostname", T_STR, O(hostname), "", 0, 0},
+    {"log_level", T_LEVEL, O(log_level), "info", 0, 0},
+    {"max_errors", T_COUNT, O(max_errors), "20", 1, 1000},
+    {"max_sessions", T_COUNT, O(max_sessions), "1000", 1, 100000},
+    {"max_sessions_per_ip", T_COUNT, O(max_sessions_per_ip), "50", 1, 100000},
+    {"message_size_limit", T_SIZE, O(message_size_limit), "10485760", 1024,
+        (size_t)1 << 31},
+    {"pid_file", T_STR, O(pid_file), "", 0, 0},
+    {"pop3_allow_plaintext", T_BOOL, O(pop3_allow_plaintext), "no", 0, 0},
+    {"pop3_listen", T_LISTEN, O(pop3_listen), "", 0, 0},
+    {"pop3_timeout", T_MS, O(pop3_timeout_ms), "10m", 1000, 86400000},
+    {"pop3s_listen", T_LISTEN, O(pop3s_listen), "", 0, 0},
+    {"primary_domain", T_STR, O(primary_domain), "", 0, 0},
+    {"queue_delay_warning", T_MS, O(queue_delay_warning_ms), "4h", 0,
+        30u * 86400000u},
+    {"queue_lifetime", T_MS, O(queue_lifetime_ms), "5d", 1000, 30u * 86400000u},
+    {"queue_retry_max", T_MS, O(queue_retry_max_ms), "1h", 1000, 86400000},
+    {"queue_retry_min", T_MS, O(queue_retry_min_ms), "5m", 100, 86400000},
+    {"recipient_limit", T_COUNT, O(recipient_limit), "1000", 1, 100000},
+    {"relay", T_MODE, O(relay_mode), "none", 0, 0},
+    {"relay_addresses", T_CIDRS, O(relay_addresses), "", 0, 0},
+    {"relay_domains", T_DOMAINS, O(relay_domains), "", 0, 0},
+    {"relay_recipients", T_STR, O(relay_recipients_file), "", 0, 0},
+    {"relayhost", T_HOP, O(relayhost), "", 0, 0},
+    {"routes", T_ROUTES, O(routes), "", 0, 0},
+    {"shutdown_timeout", T_MS, O(shutdown_timeout_ms), "30s", 0, 3600000},
+    {"smtp_connect_timeout", T_MS, O(smtp_connect_timeout_ms), "30s", 100,
+        600000},
+    {"smtp_listen", T_LISTEN, O(smtp_listen), "0.0.0.0:25 [::]:25", 0, 0},
+    {"smtp_max_connections", T_COUNT, O(smtp_max_connections), "20", 1, 1000},
+    {"smtp_max_connections_per_domain", T_COUNT,
+        O(smtp_max_connections_per_domain), "10", 1, 1000},
+    {"smtp_port", T_COUNT, O(smtp_port), "25", 1, 65535},
+    {"smtp_timeout", T_MS, O(smtp_timeout_ms), "300s", 1000, 3600000},
+    {"smtp_tls", T_TLSMODE, O(smtp_tls), "may", 0, 0},
+    {"submission_listen", T_LISTEN, O(submission_listen),
+        "0.0.0.0:587 [::]:587", 0, 0},
+    {"submissions_listen", T_LISTEN, O(submissions_listen), "", 0, 0},
+    {"text_line_limit", T_SIZE, O(text_line_limit), "1000", 1000, 1048576},
+    {"tls_cert", T_STR, O(tls_cert), "", 0, 0},
+    {"tls_key", T_STR, O(tls_key), "", 0, 0},
+    {"user", T_STR, O(user), "postern", 0, 0},
+    {"workers", T_COUNT, O(workers), "4", 1, 64},
 };
 #define NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 
@@ -305,7 +294,7 @@ prefix_match(const unsigned char *a, const unsigned char *b, unsigned bits)
 	if (memcmp(a, b, full) != 0)
 		return false;
 	return rest == 0 ||
-	    ((a[full] ^ b[full]) & (unsigned char)(0xff << (8 - rest))) == 0;
+	       ((a[full] ^ b[full]) & (unsigned char)(0xff << (8 - rest))) == 0;
 }
 
 bool
@@ -372,8 +361,8 @@ hop_valid(const char *v)
 }
 
 static int
-parse_list_type(struct config *c, const struct cfg_key *k, char *v,
-    const char **why)
+parse_list_type(
+    struct config *c, const struct cfg_key *k, char *v, const char **why)
 {
 	void *field = (char *)c + k->off;
 	char *save = NULL, csv[1024] = "";
@@ -402,10 +391,9 @@ parse_list_type(struct config *c, const struct cfg_key *k, char *v,
 				return -1;
 			}
 			*eq = '\0';
-			if (addr_domain_normalize(t[0] == '*' && t[1] == '.'
-				    ? t + 2
-				    : t,
-				d, sizeof(d)) == -1) {
+			if (addr_domain_normalize(
+			        t[0] == '*' && t[1] == '.' ? t + 2 : t, d,
+			        sizeof(d)) == -1) {
 				*why = "bad route domain";
 				return -1;
 			}
@@ -432,7 +420,8 @@ parse_list_type(struct config *c, const struct cfg_key *k, char *v,
 				return -1;
 			}
 			if (csv[0] != '\0')
-				strncat(csv, ",", sizeof(csv) - strlen(csv) - 1);
+				strncat(
+				    csv, ",", sizeof(csv) - strlen(csv) - 1);
 			strncat(csv, t, sizeof(csv) - strlen(csv) - 1);
 		}
 	}
@@ -444,19 +433,18 @@ parse_list_type(struct config *c, const struct cfg_key *k, char *v,
 }
 
 static int
-config_set(struct config *c, const struct cfg_key *k, char *v,
-    const char **why)
+config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 {
-	static const char *const size_units[] = { "", "k", "K", "m", "M",
-		"g", "G", NULL };
-	static const uint64_t size_mult[] = { 1, 1024, 1024, 1048576,
-		1048576, 1073741824, 1073741824 };
-	static const char *const count_units[] = { "", NULL };
-	static const uint64_t count_mult[] = { 1 };
-	static const char *const ms_units[] = { "", "ms", "s", "m", "h", "d",
-		NULL };
-	static const uint64_t ms_mult[] = { 1000, 1, 1000, 60000, 3600000,
-		86400000 };
+	static const char *const size_units[] = {
+	    "", "k", "K", "m", "M", "g", "G", NULL};
+	static const uint64_t size_mult[] = {
+	    1, 1024, 1024, 1048576, 1048576, 1073741824, 1073741824};
+	static const char *const count_units[] = {"", NULL};
+	static const uint64_t count_mult[] = {1};
+	static const char *const ms_units[] = {
+	    "", "ms", "s", "m", "h", "d", NULL};
+	static const uint64_t ms_mult[] = {
+	    1000, 1, 1000, 60000, 3600000, 86400000};
 	void *field = (char *)c + k->off;
 	uint64_t n;
 
@@ -544,12 +532,13 @@ config_set(struct config *c, const struct cfg_key *k, char *v,
 	}
 	case T_SIZE:
 	case T_COUNT:
-		if (parse_scaled(v, k->type == T_SIZE ? size_units : count_units,
-			k->type == T_SIZE ? size_mult : count_mult, &n) == -1) {
+		if (parse_scaled(v,
+		        k->type == T_SIZE ? size_units : count_units,
+		        k->type == T_SIZE ? size_mult : count_mult, &n) == -1) {
 			*why = k->type == T_SIZE
-			    ? "want a number of bytes (suffix k, M or G "
-			      "allowed)"
-			    : "want a whole number";
+			           ? "want a number of bytes (suffix k, M or G "
+			             "allowed)"
+			           : "want a whole number";
 			return -1;
 		}
 		break;
@@ -647,7 +636,7 @@ config_check(struct config *c, const char **why)
 		return -1;
 	}
 	if (c->smtp_listen.n + c->submission_listen.n +
-		c->submissions_listen.n ==
+	        c->submissions_listen.n ==
 	    0) {
 		*why = "no listener: set smtp_listen, submission_listen or "
 		       "submissions_listen";
@@ -672,7 +661,7 @@ config_parse(const char *text, size_t len, const char *filename,
     struct config **out, char *err, size_t errlen)
 {
 	struct config *c = xcalloc(1, sizeof(*c));
-	unsigned set_line[NKEYS] = { 0 };
+	unsigned set_line[NKEYS] = {0};
 	const char *why = NULL;
 	size_t pos = 0;
 	unsigned lineno = 0;
@@ -694,8 +683,10 @@ config_parse(const char *text, size_t len, const char *filename,
 
 		lineno++;
 		if (ll > 65536 || memchr(text + pos, '\0', ll) != NULL) {
-			snprintf(err, errlen, "%s:%u: line too long or "
-			    "contains NUL", filename, lineno);
+			snprintf(err, errlen,
+			    "%s:%u: line too long or "
+			    "contains NUL",
+			    filename, lineno);
 			goto fail;
 		}
 		line = xstrndup(text + pos, ll);
@@ -723,9 +714,10 @@ config_parse(const char *text, size_t len, const char *filename,
 			goto fail;
 		}
 		if (set_line[k - cfg_keys] != 0) {
-			snprintf(err, errlen, "%s:%u: %s is already set at "
-			    "line %u", filename, lineno, k->name,
-			    set_line[k - cfg_keys]);
+			snprintf(err, errlen,
+			    "%s:%u: %s is already set at "
+			    "line %u",
+			    filename, lineno, k->name, set_line[k - cfg_keys]);
 			free(line);
 			goto fail;
 		}
@@ -788,12 +780,12 @@ config_load_lists(struct config *c, char *err, size_t errlen)
 	char *text;
 
 	if (c->accept_file[0] != '\0') {
-		if ((text = read_small_file(c->accept_file, &len, err,
-			 errlen)) == NULL)
+		if ((text = read_small_file(
+		         c->accept_file, &len, err, errlen)) == NULL)
 			return -1;
 		c->accept = xcalloc(1, sizeof(*c->accept));
-		if (accept_list_parse(text, len, c->accept, why,
-			sizeof(why)) == -1) {
+		if (accept_list_parse(text, len, c->accept, why, sizeof(why)) ==
+		    -1) {
 			snprintf(err, errlen, "%s: %s", c->accept_file, why);
 			free(text);
 			return -1;
@@ -803,16 +795,18 @@ config_load_lists(struct config *c, char *err, size_t errlen)
 	if (c->relay_recipients_file[0] != '\0') {
 		struct accept_list tmp;
 
-		if ((text = read_small_file(c->relay_recipients_file, &len, err,
-			 errlen)) == NULL)
+		if ((text = read_small_file(
+		         c->relay_recipients_file, &len, err, errlen)) == NULL)
 			return -1;
 		/* Same line format: one address per line, '#' comments. */
-		if (accept_list_parse(text, len, &tmp, why, sizeof(why)) == -1 ||
+		if (accept_list_parse(text, len, &tmp, why, sizeof(why)) ==
+		        -1 ||
 		    tmp.ips.n + tmp.hosts.n > 0) {
-			snprintf(err, errlen, "%s: %s", c->relay_recipients_file,
+			snprintf(err, errlen, "%s: %s",
+			    c->relay_recipients_file,
 			    tmp.ips.n + tmp.hosts.n > 0
-				? "only addresses (user@domain) allowed"
-				: why);
+			        ? "only addresses (user@domain) allowed"
+			        : why);
 			accept_list_clear(&tmp);
 			free(text);
 			return -1;

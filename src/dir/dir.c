@@ -60,14 +60,14 @@ expand_one(struct dir *d, const char *local_in, const char *domain_in,
 {
 	char canon[ADDR_DOMAIN_MAX + 1], local[ADDR_LOCAL_MAX + 1];
 	char full[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
-	struct strlist targets = { 0 };
+	struct strlist targets = {0};
 	enum dir_kind kind;
 	int r;
 
 	snprintf(local, sizeof(local), "%s", local_in);
 	lower(local);
-	r = d->ops->domain_resolve(d, domain_in, canon, sizeof(canon), err,
-	    errlen);
+	r = d->ops->domain_resolve(
+	    d, domain_in, canon, sizeof(canon), err, errlen);
 	if (r == -1)
 		return DIR_EXPAND_TEMPFAIL;
 	if (r == 0) {
@@ -77,8 +77,8 @@ expand_one(struct dir *d, const char *local_in, const char *domain_in,
 		strlist_add_unique(remote, full);
 		return DIR_EXPAND_LOCAL;
 	}
-	if (d->ops->address_lookup(d, local, canon, &kind, &targets, err,
-		errlen) == -1)
+	if (d->ops->address_lookup(
+	        d, local, canon, &kind, &targets, err, errlen) == -1)
 		return DIR_EXPAND_TEMPFAIL;
 	snprintf(full, sizeof(full), "%s@%s", local, canon);
 	switch (kind) {
@@ -106,7 +106,7 @@ enum dir_expand_result
 dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
     struct strlist *users, struct strlist *remote, char *err, size_t errlen)
 {
-	struct strlist queue = { 0 }, seen = { 0 };
+	struct strlist queue = {0}, seen = {0};
 	enum dir_expand_result r;
 	size_t head = 0;
 
@@ -130,8 +130,8 @@ dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
 			if (!strlist_add_unique(&seen, queue.v[head]))
 				continue;
 			if (dir_split_address(queue.v[head], local,
-				sizeof(local), domain, sizeof(domain),
-				&why) == -1)
+			        sizeof(local), domain, sizeof(domain),
+			        &why) == -1)
 				continue; /* admin tools validate targets */
 			r = expand_one(d, local, domain, &queue, users, remote,
 			    false, err, errlen);
@@ -156,11 +156,11 @@ dir_auth(struct dir *d, const char *user, const char *pass, char *canon,
 	char *hash = NULL;
 	int r;
 
-	if (dir_split_address(user, local, sizeof(local), domain,
-		sizeof(domain), &why) == -1)
+	if (dir_split_address(
+	        user, local, sizeof(local), domain, sizeof(domain), &why) == -1)
 		return 0;
-	r = d->ops->domain_resolve(d, domain, cdom, sizeof(cdom), err,
-	    sizeof(err));
+	r = d->ops->domain_resolve(
+	    d, domain, cdom, sizeof(cdom), err, sizeof(err));
 	if (r != 1)
 		return r;
 	r = d->ops->user_hash(d, local, cdom, &hash, err, sizeof(err));

@@ -53,7 +53,7 @@ static int
 db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
     const char *p3, dir_row_fn fn, void *arg, char *err, size_t errlen)
 {
-	const char *params[3] = { p1, p2, p3 };
+	const char *params[3] = {p1, p2, p3};
 	sqlite3_stmt *st;
 	int rc, rows = 0;
 
@@ -66,8 +66,8 @@ db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
 		if (fn != NULL)
 			fn(arg, (const char *)sqlite3_column_text(st, 0),
 			    sqlite3_column_count(st) > 1
-				? (const char *)sqlite3_column_text(st, 1)
-				: NULL);
+			        ? (const char *)sqlite3_column_text(st, 1)
+			        : NULL);
 	}
 	if (rc != SQLITE_DONE) {
 		db_err(d, err, errlen);
@@ -118,8 +118,7 @@ s_domain_resolve(struct dir *d, const char *domain, char *canon,
 
 static int
 s_address_lookup(struct dir *d, const char *local, const char *domain,
-    enum dir_kind *kind_out, struct strlist *targets, char *err,
-    size_t errlen)
+    enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen)
 {
 	int n;
 
@@ -143,12 +142,11 @@ s_address_lookup(struct dir *d, const char *local, const char *domain,
 		return n;
 	*kind_out = DIR_KIND_LIST;
 	return db_exec(d,
-		   "SELECT member FROM list_members WHERE local = ?1 AND "
-		   "domain = ?2",
-		   local, domain, NULL, collect_list, targets, err,
-		   errlen) < 0
-	    ? -1
-	    : 0;
+	           "SELECT member FROM list_members WHERE local = ?1 AND "
+	           "domain = ?2",
+	           local, domain, NULL, collect_list, targets, err, errlen) < 0
+	           ? -1
+	           : 0;
 }
 
 static void
@@ -165,8 +163,9 @@ s_user_hash(struct dir *d, const char *local, const char *domain,
 	int n;
 
 	*hash_out = NULL;
-	n = db_exec(d, "SELECT hash FROM users WHERE local = ?1 AND domain = ?2",
-	    local, domain, NULL, collect_dup, hash_out, err, errlen);
+	n = db_exec(d,
+	    "SELECT hash FROM users WHERE local = ?1 AND domain = ?2", local,
+	    domain, NULL, collect_dup, hash_out, err, errlen);
 	if (n < 0)
 		return -1;
 	return n == 0 ? 1 : 0;
@@ -184,9 +183,9 @@ need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
 	if (n == 0) {
 		n = db_count(d, "SELECT 1 FROM host_aliases WHERE alias = ?1",
 		    domain, NULL, err, errlen);
-		snprintf(err, errlen, n > 0
-			? "%s is a host alias: use its domain"
-			: "no such domain: %s",
+		snprintf(err, errlen,
+		    n > 0 ? "%s is a host alias: use its domain"
+		          : "no such domain: %s",
 		    domain);
 		return -1;
 	}
@@ -198,10 +197,9 @@ static int
 need_free(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	struct strlist t = { 0 };
+	struct strlist t = {0};
 	enum dir_kind kind;
-	static const char *const names[] = { "", "a user", "an alias",
-		"a list" };
+	static const char *const names[] = {"", "a user", "an alias", "a list"};
 
 	if (need_domain(d, domain, err, errlen) == -1)
 		return -1;
@@ -237,8 +235,8 @@ s_domain_add(struct dir *d, const char *domain, char *err, size_t errlen)
 
 	if (r != 0) {
 		if (r == 1)
-			snprintf(err, errlen, "domain %s already exists",
-			    domain);
+			snprintf(
+			    err, errlen, "domain %s already exists", domain);
 		return -1;
 	}
 	return change(d, "INSERT INTO domains(name) VALUES(?1)", domain, NULL,
@@ -257,12 +255,14 @@ s_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 	if (n < 0)
 		return -1;
 	if (n > 0) {
-		snprintf(err, errlen, "domain %s still has %d users, aliases "
-		    "or lists: delete them first", domain, n);
+		snprintf(err, errlen,
+		    "domain %s still has %d users, aliases "
+		    "or lists: delete them first",
+		    domain, n);
 		return -1;
 	}
-	if (change(d, "DELETE FROM domains WHERE name = ?1", domain, NULL,
-		NULL, "no such domain", err, errlen) == -1)
+	if (change(d, "DELETE FROM domains WHERE name = ?1", domain, NULL, NULL,
+	        "no such domain", err, errlen) == -1)
 		return -1;
 	return change(d, "DELETE FROM host_aliases WHERE domain = ?1", domain,
 	    NULL, NULL, NULL, err, errlen);
@@ -280,12 +280,16 @@ s_host_alias_add(struct dir *d, const char *alias, const char *domain,
 	r = s_domain_resolve(d, alias, canon, sizeof(canon), err, errlen);
 	if (r != 0) {
 		if (r == 1)
-			snprintf(err, errlen, "%s is already a domain or "
-			    "host alias", alias);
+			snprintf(err, errlen,
+			    "%s is already a domain or "
+			    "host alias",
+			    alias);
 		return -1;
 	}
-	return change(d, "INSERT INTO host_aliases(alias, domain) "
-	    "VALUES(?1, ?2)", alias, domain, NULL, NULL, err, errlen);
+	return change(d,
+	    "INSERT INTO host_aliases(alias, domain) "
+	    "VALUES(?1, ?2)",
+	    alias, domain, NULL, NULL, err, errlen);
 }
 
 static int
@@ -301,8 +305,10 @@ s_user_add(struct dir *d, const char *local, const char *domain,
 {
 	if (need_free(d, local, domain, err, errlen) == -1)
 		return -1;
-	return change(d, "INSERT INTO users(local, domain, hash) "
-	    "VALUES(?1, ?2, ?3)", local, domain, hash, NULL, err, errlen);
+	return change(d,
+	    "INSERT INTO users(local, domain, hash) "
+	    "VALUES(?1, ?2, ?3)",
+	    local, domain, hash, NULL, err, errlen);
 }
 
 static int
@@ -317,15 +323,17 @@ static int
 s_user_passwd(struct dir *d, const char *local, const char *domain,
     const char *hash, char *err, size_t errlen)
 {
-	return change(d, "UPDATE users SET hash = ?3 WHERE local = ?1 AND "
-	    "domain = ?2", local, domain, hash, "no such user", err, errlen);
+	return change(d,
+	    "UPDATE users SET hash = ?3 WHERE local = ?1 AND "
+	    "domain = ?2",
+	    local, domain, hash, "no such user", err, errlen);
 }
 
 static int
 s_alias_add(struct dir *d, const char *local, const char *domain,
     const char *target, char *err, size_t errlen)
 {
-	struct strlist t = { 0 };
+	struct strlist t = {0};
 	enum dir_kind kind;
 
 	if (need_domain(d, domain, err, errlen) == -1 ||
@@ -337,8 +345,10 @@ s_alias_add(struct dir *d, const char *local, const char *domain,
 		    domain, kind == DIR_KIND_USER ? "a user" : "a list");
 		return -1;
 	}
-	return change(d, "INSERT OR IGNORE INTO aliases(local, domain, target) "
-	    "VALUES(?1, ?2, ?3)", local, domain, target, NULL, err, errlen);
+	return change(d,
+	    "INSERT OR IGNORE INTO aliases(local, domain, target) "
+	    "VALUES(?1, ?2, ?3)",
+	    local, domain, target, NULL, err, errlen);
 }
 
 static int
@@ -346,12 +356,14 @@ s_alias_del(struct dir *d, const char *local, const char *domain,
     const char *target, char *err, size_t errlen)
 {
 	if (target == NULL)
-		return change(d, "DELETE FROM aliases WHERE local = ?1 AND "
-		    "domain = ?2", local, domain, NULL, "no such alias", err,
-		    errlen);
-	return change(d, "DELETE FROM aliases WHERE local = ?1 AND "
-	    "domain = ?2 AND target = ?3", local, domain, target,
-	    "no such alias target", err, errlen);
+		return change(d,
+		    "DELETE FROM aliases WHERE local = ?1 AND "
+		    "domain = ?2",
+		    local, domain, NULL, "no such alias", err, errlen);
+	return change(d,
+	    "DELETE FROM aliases WHERE local = ?1 AND "
+	    "domain = ?2 AND target = ?3",
+	    local, domain, target, "no such alias target", err, errlen);
 }
 
 static int
@@ -369,18 +381,22 @@ s_list_del(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
 	if (change(d, "DELETE FROM lists WHERE local = ?1 AND domain = ?2",
-		local, domain, NULL, "no such list", err, errlen) == -1)
+	        local, domain, NULL, "no such list", err, errlen) == -1)
 		return -1;
-	return change(d, "DELETE FROM list_members WHERE local = ?1 AND "
-	    "domain = ?2", local, domain, NULL, NULL, err, errlen);
+	return change(d,
+	    "DELETE FROM list_members WHERE local = ?1 AND "
+	    "domain = ?2",
+	    local, domain, NULL, NULL, err, errlen);
 }
 
 static int
 s_list_member(struct dir *d, const char *local, const char *domain,
     const char *member, bool add, char *err, size_t errlen)
 {
-	int n = db_count(d, "SELECT 1 FROM lists WHERE local = ?1 AND "
-	    "domain = ?2", local, domain, err, errlen);
+	int n = db_count(d,
+	    "SELECT 1 FROM lists WHERE local = ?1 AND "
+	    "domain = ?2",
+	    local, domain, err, errlen);
 
 	if (n < 0)
 		return -1;
@@ -389,45 +405,46 @@ s_list_member(struct dir *d, const char *local, const char *domain,
 		return -1;
 	}
 	if (add)
-		return change(d, "INSERT OR IGNORE INTO list_members(local, "
-		    "domain, member) VALUES(?1, ?2, ?3)", local, domain,
-		    member, NULL, err, errlen);
-	return change(d, "DELETE FROM list_members WHERE local = ?1 AND "
-	    "domain = ?2 AND member = ?3", local, domain, member,
-	    "not a member", err, errlen);
+		return change(d,
+		    "INSERT OR IGNORE INTO list_members(local, "
+		    "domain, member) VALUES(?1, ?2, ?3)",
+		    local, domain, member, NULL, err, errlen);
+	return change(d,
+	    "DELETE FROM list_members WHERE local = ?1 AND "
+	    "domain = ?2 AND member = ?3",
+	    local, domain, member, "not a member", err, errlen);
 }
 
 static int
-s_list_rows(struct dir *d, const char *what, const char *filter,
-    dir_row_fn fn, void *arg, char *err, size_t errlen)
+s_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
+    void *arg, char *err, size_t errlen)
 {
 	static const struct {
 		const char *what, *all, *filtered;
 	} q[] = {
-		{ "domains", "SELECT name, NULL FROM domains ORDER BY name",
-		    NULL },
-		{ "host-aliases",
-		    "SELECT alias, domain FROM host_aliases ORDER BY alias",
-		    "SELECT alias, domain FROM host_aliases WHERE domain = ?1 "
-		    "ORDER BY alias" },
-		{ "users",
-		    "SELECT local || '@' || domain, NULL FROM users "
-		    "ORDER BY domain, local",
-		    "SELECT local || '@' || domain, NULL FROM users WHERE "
-		    "domain = ?1 ORDER BY local" },
-		{ "aliases",
-		    "SELECT local || '@' || domain, target FROM aliases "
-		    "ORDER BY domain, local, target",
-		    "SELECT local || '@' || domain, target FROM aliases WHERE "
-		    "domain = ?1 ORDER BY local, target" },
-		{ "lists",
-		    "SELECT local || '@' || domain, NULL FROM lists "
-		    "ORDER BY domain, local",
-		    "SELECT local || '@' || domain, NULL FROM lists WHERE "
-		    "domain = ?1 ORDER BY local" },
-		{ "members", NULL,
-		    "SELECT member, NULL FROM list_members WHERE "
-		    "local || '@' || domain = ?1 ORDER BY member" },
+	    {"domains", "SELECT name, NULL FROM domains ORDER BY name", NULL},
+	    {"host-aliases",
+	        "SELECT alias, domain FROM host_aliases ORDER BY alias",
+	        "SELECT alias, domain FROM host_aliases WHERE domain = ?1 "
+	        "ORDER BY alias"},
+	    {"users",
+	        "SELECT local || '@' || domain, NULL FROM users "
+	        "ORDER BY domain, local",
+	        "SELECT local || '@' || domain, NULL FROM users WHERE "
+	        "domain = ?1 ORDER BY local"},
+	    {"aliases",
+	        "SELECT local || '@' || domain, target FROM aliases "
+	        "ORDER BY domain, local, target",
+	        "SELECT local || '@' || domain, target FROM aliases WHERE "
+	        "domain = ?1 ORDER BY local, target"},
+	    {"lists",
+	        "SELECT local || '@' || domain, NULL FROM lists "
+	        "ORDER BY domain, local",
+	        "SELECT local || '@' || domain, NULL FROM lists WHERE "
+	        "domain = ?1 ORDER BY local"},
+	    {"members", NULL,
+	        "SELECT member, NULL FROM list_members WHERE "
+	        "local || '@' || domain = ?1 ORDER BY member"},
 	};
 
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
@@ -440,10 +457,10 @@ s_list_rows(struct dir *d, const char *what, const char *filter,
 			snprintf(err, errlen, "bad listing filter");
 			return -1;
 		}
-		return db_exec(d, sql, filter, NULL, NULL, fn, arg, err,
-			   errlen) < 0
-		    ? -1
-		    : 0;
+		return db_exec(
+		           d, sql, filter, NULL, NULL, fn, arg, err, errlen) < 0
+		           ? -1
+		           : 0;
 	}
 	snprintf(err, errlen, "unknown listing %s", what);
 	return -1;
@@ -457,23 +474,23 @@ s_close(struct dir *d)
 }
 
 static const struct dir_ops sqlite_ops = {
-	.close = s_close,
-	.domain_resolve = s_domain_resolve,
-	.address_lookup = s_address_lookup,
-	.user_hash = s_user_hash,
-	.domain_add = s_domain_add,
-	.domain_del = s_domain_del,
-	.host_alias_add = s_host_alias_add,
-	.host_alias_del = s_host_alias_del,
-	.user_add = s_user_add,
-	.user_del = s_user_del,
-	.user_passwd = s_user_passwd,
-	.alias_add = s_alias_add,
-	.alias_del = s_alias_del,
-	.list_add = s_list_add,
-	.list_del = s_list_del,
-	.list_member = s_list_member,
-	.list_rows = s_list_rows,
+    .close = s_close,
+    .domain_resolve = s_domain_resolve,
+    .address_lookup = s_address_lookup,
+    .user_hash = s_user_hash,
+    .domain_add = s_domain_add,
+    .domain_del = s_domain_del,
+    .host_alias_add = s_host_alias_add,
+    .host_alias_del = s_host_alias_del,
+    .user_add = s_user_add,
+    .user_del = s_user_del,
+    .user_passwd = s_user_passwd,
+    .alias_add = s_alias_add,
+    .alias_del = s_alias_del,
+    .list_add = s_list_add,
+    .list_del = s_list_del,
+    .list_member = s_list_member,
+    .list_rows = s_list_rows,
 };
 
 struct dir *
@@ -481,11 +498,11 @@ dir_sqlite_open(const char *path, bool read_only, char *err, size_t errlen)
 {
 	struct dir_sqlite *s = xcalloc(1, sizeof(*s));
 	int flags = read_only ? SQLITE_OPEN_READONLY
-			      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+	                      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 
 	s->base.ops = &sqlite_ops;
-	if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX,
-		NULL) != SQLITE_OK) {
+	if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) !=
+	    SQLITE_OK) {
 		snprintf(err, errlen, "%s: %s", path,
 		    s->db ? sqlite3_errmsg(s->db) : "cannot open");
 		sqlite3_close(s->db);

@@ -29,15 +29,15 @@ static bool
 is_atext(int ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	    (ch >= '0' && ch <= '9') ||
-	    (ch > 0 && strchr("!#$%&'*+-/=?^_`{|}~", ch) != NULL);
+	       (ch >= '0' && ch <= '9') ||
+	       (ch > 0 && strchr("!#$%&'*+-/=?^_`{|}~", ch) != NULL);
 }
 
 static bool
 is_letdig(int ch)
 {
 	return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-	    (ch >= '0' && ch <= '9');
+	       (ch >= '0' && ch <= '9');
 }
 
 static int
@@ -148,7 +148,7 @@ parse_local(struct cur *c, struct addr *a)
 				c->pos++;
 			} else if (ch < 32 || ch > 126) {
 				return fail(c, "bad character in quoted "
-					       "local part");
+				               "local part");
 			}
 			if (o >= ADDR_LOCAL_MAX)
 				return fail(c, "local part too long");
@@ -221,7 +221,7 @@ addr_parse_path(const uint8_t *p, size_t len, bool allow_null,
     bool allow_postmaster, struct addr *out, size_t *consumed,
     const char **error_out)
 {
-	struct cur c = { p, len, 0, NULL };
+	struct cur c = {p, len, 0, NULL};
 
 	memset(out, 0, sizeof(*out));
 	if (cur_peek(&c) != '<')
@@ -258,7 +258,7 @@ addr_parse_path(const uint8_t *p, size_t len, bool allow_null,
 int
 addr_parse_mailbox(const char *s, struct addr *out, const char **error_out)
 {
-	struct cur c = { (const uint8_t *)s, strlen(s), 0, NULL };
+	struct cur c = {(const uint8_t *)s, strlen(s), 0, NULL};
 
 	memset(out, 0, sizeof(*out));
 	if (parse_mailbox(&c, out) == -1)
@@ -271,7 +271,7 @@ addr_parse_mailbox(const char *s, struct addr *out, const char **error_out)
 int
 addr_domain_normalize(const char *in, char *out, size_t outlen)
 {
-	struct cur c = { (const uint8_t *)in, strlen(in), 0, NULL };
+	struct cur c = {(const uint8_t *)in, strlen(in), 0, NULL};
 
 	if (parse_domain(&c, out, outlen) == -1 || c.pos != c.len)
 		return -1;
@@ -304,11 +304,11 @@ addr_format(const struct addr *a, char *dst, size_t dstlen)
 {
 	size_t o = 0;
 
-#define PUT(ch)                                                               \
-	do {                                                                  \
-		if (o + 1 < dstlen)                                           \
-			dst[o] = (ch);                                        \
-		o++;                                                          \
+#define PUT(ch)                                                                \
+	do {                                                                   \
+		if (o + 1 < dstlen)                                            \
+			dst[o] = (ch);                                         \
+		o++;                                                           \
 	} while (0)
 	if (a->is_null) {
 		if (dstlen > 0)

@@ -63,14 +63,13 @@ hash(const char *ip)
 static bool
 stale(const struct authfail *a, const struct config *c, time_t now)
 {
-	time_t keep = (time_t)((c->auth_failure_window_ms >
-				   c->auth_lockout_ms
-				  ? c->auth_failure_window_ms
-				  : c->auth_lockout_ms) /
-	    1000);
+	time_t keep = (time_t)((c->auth_failure_window_ms > c->auth_lockout_ms
+	                               ? c->auth_failure_window_ms
+	                               : c->auth_lockout_ms) /
+	                       1000);
 
 	return a->locked_until <= now && now - a->first > keep &&
-	    now - a->last_success > keep;
+	       now - a->last_success > keep;
 }
 
 static struct authfail *
@@ -106,7 +105,7 @@ authfail_locked(struct authfail_table *t, const struct config *c,
 	if (a == NULL || a->locked_until <= now)
 		return false;
 	return a->last_success == 0 ||
-	    now - a->last_success > (time_t)(c->auth_lockout_ms / 1000);
+	       now - a->last_success > (time_t)(c->auth_lockout_ms / 1000);
 }
 
 bool

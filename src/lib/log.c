@@ -18,7 +18,7 @@ static const char *log_ident = "postern";
 static bool log_to_stderr = true;
 static volatile enum log_level log_threshold = LOG_LVL_INFO;
 
-static const char *const level_names[] = { "err", "warn", "info", "debug" };
+static const char *const level_names[] = {"err", "warn", "info", "debug"};
 
 void
 log_init(const char *ident, bool to_stderr, enum log_level level)
@@ -40,7 +40,7 @@ int
 log_level_parse(const char *s, enum log_level *out)
 {
 	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]);
-	    i++) {
+	     i++) {
 		if (strcmp(s, level_names[i]) == 0) {
 			*out = (enum log_level)i;
 			return 0;
@@ -53,11 +53,9 @@ static void log_vmsg(enum log_level, const char *, const char *, va_list)
     __attribute__((format(printf, 3, 0)));
 
 static void
-log_vmsg(enum log_level level, const char *suffix, const char *fmt,
-    va_list ap)
+log_vmsg(enum log_level level, const char *suffix, const char *fmt, va_list ap)
 {
-	static const int prio[] = { LOG_ERR, LOG_WARNING, LOG_INFO,
-		LOG_DEBUG };
+	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	char line[4096];
 	size_t off = 0;
 	int n;
@@ -79,13 +77,12 @@ log_vmsg(enum log_level level, const char *suffix, const char *fmt,
 	n = vsnprintf(line + off, sizeof(line) - off, fmt, ap);
 	if (n > 0)
 		off = off + (size_t)n >= sizeof(line) ? sizeof(line) - 1
-						      : off + (size_t)n;
+		                                      : off + (size_t)n;
 	if (suffix != NULL) {
 		n = snprintf(line + off, sizeof(line) - off, "%s", suffix);
 		if (n > 0)
-			off = off + (size_t)n >= sizeof(line)
-			    ? sizeof(line) - 1
-			    : off + (size_t)n;
+			off = off + (size_t)n >= sizeof(line) ? sizeof(line) - 1
+			                                      : off + (size_t)n;
 	}
 	if (log_to_stderr) {
 		if (off >= sizeof(line) - 1)
@@ -144,9 +141,8 @@ log_sanitize(char *dst, size_t dstlen, const uint8_t *src, size_t len)
 		return;
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = src[i];
-		size_t need = (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
-		    ? 1
-		    : 4;
+		size_t need =
+		    (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? 1 : 4;
 
 		if (o + need + 4 > dstlen) {
 			if (dstlen >= 4) {

@@ -18,8 +18,8 @@ tls_server_ctx_new(const struct config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_options(
+	    ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
 		snprintf(err, errlen, "tls_cert %s: %s", cfg->tls_cert,
 		    ERR_reason_error_string(ERR_get_error()));
@@ -27,7 +27,7 @@ tls_server_ctx_new(const struct config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) !=
-		1 ||
+	        1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
 		snprintf(err, errlen, "tls_key %s: %s", cfg->tls_key,
 		    ERR_reason_error_string(ERR_get_error()));

@@ -27,7 +27,7 @@ struct job {
 struct workers {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct job *head, *tail;	 /* jobs to run */
+	struct job *head, *tail;           /* jobs to run */
 	struct job *done_head, *done_tail; /* completions to run */
 	bool stopping;
 	size_t pending;
@@ -145,8 +145,8 @@ workers_new(struct event_base *base, size_t nthreads, worker_ctx_new_fn cnew,
 	w->init_arg = init_arg;
 	if (pipe2(w->pipe, O_NONBLOCK | O_CLOEXEC) == -1)
 		fatal("pipe2");
-	w->ev = event_new(base, w->pipe[0], EV_READ | EV_PERSIST,
-	    workers_on_pipe, w);
+	w->ev = event_new(
+	    base, w->pipe[0], EV_READ | EV_PERSIST, workers_on_pipe, w);
 	event_add(w->ev, NULL);
 	w->nthreads = nthreads;
 	w->threads = xcalloc(nthreads, sizeof(*w->threads));
@@ -157,8 +157,8 @@ workers_new(struct event_base *base, size_t nthreads, worker_ctx_new_fn cnew,
 }
 
 void
-workers_submit(struct workers *w, worker_job_fn fn, worker_done_fn done,
-    void *arg)
+workers_submit(
+    struct workers *w, worker_job_fn fn, worker_done_fn done, void *arg)
 {
 	struct job *j = xcalloc(1, sizeof(*j));
 

@@ -102,12 +102,13 @@ scan(const char *dir, const char *sub, struct entry **v, size_t *n)
 
 		if (de->d_name[0] == '.')
 			continue;
-		snprintf(rel, sizeof(rel), "%s/%.*s", sub, NAME_MAX,
-		    de->d_name);
+		snprintf(
+		    rel, sizeof(rel), "%s/%.*s", sub, NAME_MAX, de->d_name);
 		if (strcmp(sub, "new") == 0) {
 			char to[PATH_MAX];
 
-			snprintf(from, sizeof(from), "%.3000s/%.1000s", dir, rel);
+			snprintf(
+			    from, sizeof(from), "%.3000s/%.1000s", dir, rel);
 			snprintf(to, sizeof(to), "%.3000s/cur/%.*s:2,", dir,
 			    NAME_MAX - 3, de->d_name);
 			if (rename(from, to) == 0)
@@ -222,7 +223,8 @@ mailbox_read(const struct mailbox *mb, size_t i, long lines, struct buf *out)
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "%.3000s/%.1000s", mb->dir, mb->msgs[i].path);
+	snprintf(
+	    path, sizeof(path), "%.3000s/%.1000s", mb->dir, mb->msgs[i].path);
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
 		return -1;
 	while ((n = read(fd, in, sizeof(in))) > 0) {

@@ -65,8 +65,8 @@ maildir_unique_name(char *dst, size_t dstlen, const struct timespec *ts,
 }
 
 int
-maildir_path(char *dst, size_t dstlen, const char *data_dir,
-    const char *mailbox)
+maildir_path(
+    char *dst, size_t dstlen, const char *data_dir, const char *mailbox)
 {
 	const char *at = strrchr(mailbox, '@');
 	int n;
@@ -101,7 +101,7 @@ mkdir_p(char *path)
 int
 maildir_create(const char *dir)
 {
-	static const char *const subs[] = { "/tmp", "/new", "/cur" };
+	static const char *const subs[] = {"/tmp", "/new", "/cur"};
 	char path[PATH_MAX];
 
 	for (size_t i = 0; i < 3; i++) {
@@ -167,8 +167,8 @@ write_copies(struct committer *c, struct maildir_delivery *d)
 		size += d->iov[i].iov_len;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	if (maildir_unique_name(name, sizeof(name), &ts, getpid(),
-		__atomic_add_fetch(&name_seq, 1, __ATOMIC_SEQ_CST), c->host,
-		size, d->wsize) == -1) {
+	        __atomic_add_fetch(&name_seq, 1, __ATOMIC_SEQ_CST), c->host,
+	        size, d->wsize) == -1) {
 		errno = ENAMETOOLONG;
 		fail_delivery(d, "name", "");
 		return;
@@ -177,11 +177,11 @@ write_copies(struct committer *c, struct maildir_delivery *d)
 		int fd;
 
 		if (maildir_path(dir, sizeof(dir), c->data_dir,
-			d->mailboxes->v[i]) == -1 ||
+		        d->mailboxes->v[i]) == -1 ||
 		    snprintf(tmp, sizeof(tmp), "%s/tmp/%s", dir, name) >=
-			(int)sizeof(tmp) ||
+		        (int)sizeof(tmp) ||
 		    snprintf(newp, sizeof(newp), "%s/new/%s", dir, name) >=
-			(int)sizeof(newp)) {
+		        (int)sizeof(newp)) {
 			errno = ENAMETOOLONG;
 			fail_delivery(d, "path", d->mailboxes->v[i]);
 			return;
@@ -232,9 +232,9 @@ write_queue_entry(struct committer *c, struct maildir_delivery *d)
 		const char *ext = k == 0 ? ".msg" : ".env";
 
 		if (queue_path(tmp, sizeof(tmp), c->data_dir, "tmp",
-			d->qenv->id, ext) == -1 ||
+		        d->qenv->id, ext) == -1 ||
 		    queue_path(dst, sizeof(dst), c->data_dir, "entries",
-			d->qenv->id, ext) == -1) {
+		        d->qenv->id, ext) == -1) {
 			errno = ENAMETOOLONG;
 			fail_delivery(d, "queue path", d->qenv->id);
 			return;
@@ -343,7 +343,7 @@ commit_one(struct maildir_delivery *d, struct strlist *dirs)
 static void
 commit_batch(struct committer *c, struct maildir_delivery *batch)
 {
-	struct strlist dirs = { 0 };
+	struct strlist dirs = {0};
 	bool synced;
 
 	/* One syncfs covers every file written before it started. */
@@ -360,10 +360,10 @@ commit_batch(struct committer *c, struct maildir_delivery *batch)
 			continue;
 		/* The names may not be durable: fail everyone in that dir. */
 		for (struct maildir_delivery *d = batch; d; d = d->next)
-			for (size_t j = 0; d->result == 0 &&
-			     j < d->new_paths.n; j++)
+			for (size_t j = 0; d->result == 0 && j < d->new_paths.n;
+			     j++)
 				if (strncmp(d->new_paths.v[j], dirs.v[i],
-					strlen(dirs.v[i])) == 0)
+				        strlen(dirs.v[i])) == 0)
 					fail_delivery(d, "fsync", dirs.v[i]);
 	}
 	strlist_clear(&dirs);

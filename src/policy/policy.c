@@ -15,14 +15,13 @@
 #include "config.h"
 #include "policy.h"
 
-static const char *const mode_names[] = { "none", "anyone", "addresses",
-	"local-hosts", "local-users" };
+static const char *const mode_names[] = {
+    "none", "anyone", "addresses", "local-hosts", "local-users"};
 
 int
 policy_mode_parse(const char *s, enum relay_mode *out)
 {
-	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]);
-	     i++)
+	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
 		if (strcmp(s, mode_names[i]) == 0) {
 			*out = (enum relay_mode)i;
 			return 0;
@@ -37,10 +36,10 @@ policy_mode_name(enum relay_mode m)
 }
 
 static struct verdict
-verdict(enum verdict_kind k, const char *code, const char *reason,
-    const char *rule)
+verdict(
+    enum verdict_kind k, const char *code, const char *reason, const char *rule)
 {
-	struct verdict v = { k, code, reason, rule };
+	struct verdict v = {k, code, reason, rule};
 
 	return v;
 }
@@ -88,8 +87,8 @@ struct verdict
 policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
     const struct envelope *env, const struct policy_facts *f)
 {
-	bool is_submission = cf->listener != NULL &&
-	    strcmp(cf->listener, "smtp") != 0;
+	bool is_submission =
+	    cf->listener != NULL && strcmp(cf->listener, "smtp") != 0;
 
 	/* RFC 6409: submission is for authenticated users only. */
 	if (is_submission && cf->auth_user == NULL)
@@ -165,14 +164,13 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 			    "sender is a local user", "local-users");
 		if (accept_has_user(pc->accept, env->mail_from))
 			return verdict(VERDICT_ACCEPT, "250 2.1.5",
-			    "sender is in the accept list",
-			    "accept-list-user");
+			    "sender is in the accept list", "accept-list-user");
 		break;
 	case RELAY_NONE:
 		break;
 	}
-	return verdict(VERDICT_REJECT, "550 5.7.1", deny_reason(pc->mode),
-	    "default-deny");
+	return verdict(
+	    VERDICT_REJECT, "550 5.7.1", deny_reason(pc->mode), "default-deny");
 }
 
 void
@@ -212,7 +210,8 @@ accept_list_parse(const char *text, size_t len, struct accept_list *out,
 		for (s = line; *s == ' ' || *s == '\t'; s++)
 			;
 		e = s + strlen(s);
-		while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		while (
+		    e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
 			*--e = '\0';
 		if (*s == '\0')
 			continue;
@@ -239,7 +238,8 @@ accept_list_parse(const char *text, size_t len, struct accept_list *out,
 			char d[ADDR_DOMAIN_MAX + 1];
 
 			if (addr_domain_normalize(s, d, sizeof(d)) == -1) {
-				snprintf(err, errlen, "line %u: %s: not an IP "
+				snprintf(err, errlen,
+				    "line %u: %s: not an IP "
 				    "address, host name or user address",
 				    lineno, s);
 				goto fail;

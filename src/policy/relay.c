@@ -18,8 +18,8 @@
 static struct verdict
 dir_verdict(enum dir_expand_result r)
 {
-	struct verdict v = { VERDICT_REJECT, "550 5.1.1",
-		"Recipient address rejected: no such user here", "directory" };
+	struct verdict v = {VERDICT_REJECT, "550 5.1.1",
+	    "Recipient address rejected: no such user here", "directory"};
 
 	if (r == DIR_EXPAND_TEMPFAIL) {
 		v.kind = VERDICT_TEMPFAIL;
@@ -28,7 +28,7 @@ dir_verdict(enum dir_expand_result r)
 	} else if (r == DIR_EXPAND_LIMIT) {
 		v.code = "550 5.3.0";
 		v.reason = "Recipient address rejected: alias or list "
-			   "expands to too many addresses";
+		           "expands to too many addresses";
 	}
 	return v;
 }
@@ -38,8 +38,8 @@ mx_in_relay(const struct config *cfg, const char *domain)
 {
 	struct dns_hops *hops = xcalloc(1, sizeof(*hops));
 	char err[256], ip[INET6_ADDRSTRLEN];
-	enum dns_status st = dns_resolve_mx(domain, cfg->dns_servers, hops,
-	    err, sizeof(err));
+	enum dns_status st =
+	    dns_resolve_mx(domain, cfg->dns_servers, hops, err, sizeof(err));
 	int r = st == DNS_TEMPFAIL ? -1 : 0;
 
 	for (size_t h = 0; st == DNS_OK && h < hops->n && r == 0; h++)
@@ -54,7 +54,7 @@ mx_in_relay(const struct config *cfg, const char *domain)
 			else
 				inet_ntop(AF_INET6,
 				    &((const struct sockaddr_in6 *)ss)
-					 ->sin6_addr,
+				         ->sin6_addr,
 				    ip, sizeof(ip));
 			if (config_cidr_match(&cfg->relay_addresses, ip))
 				r = 1;
@@ -68,12 +68,12 @@ sender_facts(struct dir *d, const struct addr *from, struct policy_facts *f,
     char *err, size_t errlen)
 {
 	char canon[ADDR_DOMAIN_MAX + 1], local[ADDR_LOCAL_MAX + 1];
-	struct strlist t = { 0 };
+	struct strlist t = {0};
 	enum dir_kind kind;
 
 	if (from->is_null || from->is_literal ||
-	    d->ops->domain_resolve(d, from->domain, canon, sizeof(canon), err,
-		errlen) != 1)
+	    d->ops->domain_resolve(
+	        d, from->domain, canon, sizeof(canon), err, errlen) != 1)
 		return;
 	f->sender_domain_local = true;
 	snprintf(local, sizeof(local), "%s", from->local);
@@ -90,12 +90,12 @@ relay_decide(const struct config *cfg, struct dir *d,
     const struct client_facts *cf, const struct addr *from,
     const struct addr *rcpt, struct relay_answer *out)
 {
-	struct envelope env = { from, rcpt };
-	struct policy_config pc = { (enum relay_mode)cfg->relay_mode,
-		&cfg->relay_addresses, &cfg->relay_domains,
-		cfg->has_relay_recipients ? &cfg->relay_recipients : NULL,
-		cfg->accept };
-	struct policy_facts f = { false, false, false, 0 };
+	struct envelope env = {from, rcpt};
+	struct policy_config pc = {(enum relay_mode)cfg->relay_mode,
+	    &cfg->relay_addresses, &cfg->relay_domains,
+	    cfg->has_relay_recipients ? &cfg->relay_recipients : NULL,
+	    cfg->accept};
+	struct policy_facts f = {false, false, false, 0};
 
 	memset(out, 0, sizeof(*out));
 	if (d == NULL) {
@@ -114,7 +114,8 @@ relay_decide(const struct config *cfg, struct dir *d,
 	}
 	f.rcpt_is_local = out->dir_result == DIR_EXPAND_LOCAL;
 	if (!f.rcpt_is_local && cf->auth_user == NULL) {
-		if (pc.mode == RELAY_LOCAL_HOSTS || pc.mode == RELAY_LOCAL_USERS)
+		if (pc.mode == RELAY_LOCAL_HOSTS ||
+		    pc.mode == RELAY_LOCAL_USERS)
 			sender_facts(d, from, &f, out->err, sizeof(out->err));
 		if (pc.mode == RELAY_ADDRESSES && !rcpt->is_literal &&
 		    !config_cidr_match(&cfg->relay_addresses, cf->ip) &&
@@ -142,11 +143,11 @@ listens_outside(const struct listen_list *l)
 
 		if (ss->ss_family == AF_INET &&
 		    ((const struct sockaddr_in *)ss)->sin_addr.s_addr !=
-			htonl(INADDR_LOOPBACK))
+		        htonl(INADDR_LOOPBACK))
 			return true;
 		if (ss->ss_family == AF_INET6 &&
 		    !IN6_IS_ADDR_LOOPBACK(
-			&((const struct sockaddr_in6 *)ss)->sin6_addr))
+		        &((const struct sockaddr_in6 *)ss)->sin6_addr))
 			return true;
 	}
 	return false;
@@ -158,12 +159,12 @@ relay_config_warnings(const struct config *c, char *out, size_t outlen)
 	size_t o = 0;
 	int n = 0;
 
-#define WARN(...)                                                             \
-	do {                                                                  \
-		int w = snprintf(out + o, outlen - o, __VA_ARGS__);           \
-		if (w > 0 && o + (size_t)w < outlen)                          \
-			o += (size_t)w;                                       \
-		n++;                                                          \
+#define WARN(...)                                                              \
+	do {                                                                   \
+		int w = snprintf(out + o, outlen - o, __VA_ARGS__);            \
+		if (w > 0 && o + (size_t)w < outlen)                           \
+			o += (size_t)w;                                        \
+		n++;                                                           \
 	} while (0)
 	if (outlen > 0)
 		out[0] = '\0';
@@ -171,7 +172,7 @@ relay_config_warnings(const struct config *c, char *out, size_t outlen)
 		WARN("warning: relay = anyone: this is an OPEN RELAY; anyone "
 		     "on the network can send mail anywhere through it\n");
 	if ((c->relay_mode == RELAY_LOCAL_HOSTS ||
-		c->relay_mode == RELAY_LOCAL_USERS) &&
+	        c->relay_mode == RELAY_LOCAL_USERS) &&
 	    listens_outside(&c->smtp_listen))
 		WARN("warning: relay = %s trusts MAIL FROM, which any client "
 		     "can forge, and smtp_listen is reachable from outside; "

@@ -15,14 +15,21 @@ static const struct {
 	enum pop3_verb verb;
 	int min_num, max_num; /* numeric arguments */
 } verbs[] = {
-	{ "USER", POP3_USER, -1, -1 }, { "PASS", POP3_PASS, -1, -1 },
-	{ "QUIT", POP3_QUIT, 0, 0 },   { "STAT", POP3_STAT, 0, 0 },
-	{ "LIST", POP3_LIST, 0, 1 },   { "RETR", POP3_RETR, 1, 1 },
-	{ "DELE", POP3_DELE, 1, 1 },   { "NOOP", POP3_NOOP, 0, 0 },
-	{ "RSET", POP3_RSET, 0, 0 },   { "TOP", POP3_TOP, 2, 2 },
-	{ "UIDL", POP3_UIDL, 0, 1 },   { "CAPA", POP3_CAPA, 0, 0 },
-	{ "STLS", POP3_STLS, 0, 0 },   { "AUTH", POP3_AUTH, -1, -1 },
-	{ "APOP", POP3_APOP, -1, -1 },
+    {"USER", POP3_USER, -1, -1},
+    {"PASS", POP3_PASS, -1, -1},
+    {"QUIT", POP3_QUIT, 0, 0},
+    {"STAT", POP3_STAT, 0, 0},
+    {"LIST", POP3_LIST, 0, 1},
+    {"RETR", POP3_RETR, 1, 1},
+    {"DELE", POP3_DELE, 1, 1},
+    {"NOOP", POP3_NOOP, 0, 0},
+    {"RSET", POP3_RSET, 0, 0},
+    {"TOP", POP3_TOP, 2, 2},
+    {"UIDL", POP3_UIDL, 0, 1},
+    {"CAPA", POP3_CAPA, 0, 0},
+    {"STLS", POP3_STLS, 0, 0},
+    {"AUTH", POP3_AUTH, -1, -1},
+    {"APOP", POP3_APOP, -1, -1},
 };
 
 static int
@@ -63,8 +70,8 @@ parse_nums(struct pop3_cmd *c, int min, int max, const char **why)
 }
 
 int
-pop3_cmd_parse(const uint8_t *line, size_t len, struct pop3_cmd *out,
-    const char **why)
+pop3_cmd_parse(
+    const uint8_t *line, size_t len, struct pop3_cmd *out, const char **why)
 {
 	const char *p = (const char *)line;
 	size_t vlen = 0;
@@ -88,8 +95,8 @@ pop3_cmd_parse(const uint8_t *line, size_t len, struct pop3_cmd *out,
 			continue;
 		out->verb = verbs[i].verb;
 		if (verbs[i].min_num >= 0)
-			return parse_nums(out, verbs[i].min_num,
-			    verbs[i].max_num, why);
+			return parse_nums(
+			    out, verbs[i].min_num, verbs[i].max_num, why);
 		return 0;
 	}
 	out->verb = POP3_UNKNOWN;

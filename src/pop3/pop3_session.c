@@ -90,7 +90,7 @@ struct pjob {
 	char user[320], pass[256], canon[320], maildir[PATH_MAX];
 	int result;
 	char err[256];
-	size_t nread;		/* RETR/TOP batch (pipelined) */
+	size_t nread; /* RETR/TOP batch (pipelined) */
 	size_t index[64];
 	long lines[64];
 	struct buf out;
@@ -102,8 +102,7 @@ static void p_on_read(struct bufferevent *, void *);
 static void p_on_write(struct bufferevent *, void *);
 static void p_on_event(struct bufferevent *, short, void *);
 
-static void
-p_reply(struct pop3_session *s, const char *fmt, ...)
+static void p_reply(struct pop3_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -151,7 +150,7 @@ p_free_cb(evutil_socket_t fd, short what, void *arg)
 static void
 p_schedule_free(struct pop3_session *s)
 {
-	static const struct timeval now = { 0, 0 };
+	static const struct timeval now = {0, 0};
 
 	if (s->is_free_pending)
 		return;
@@ -198,18 +197,18 @@ job_run(void *arg, void *ctx)
 
 	if (j->kind == 0) {
 		j->result = d ? dir_auth(d, j->user, j->pass, j->canon,
-				    sizeof(j->canon))
-			      : -1;
+		                    sizeof(j->canon))
+		              : -1;
 		explicit_bzero(j->pass, sizeof(j->pass));
 		if (j->result != 1)
 			return;
 		if (maildir_path(j->maildir, sizeof(j->maildir),
-			j->s->cfg->data_dir, j->canon) == -1) {
+		        j->s->cfg->data_dir, j->canon) == -1) {
 			j->result = -1;
 			return;
 		}
-		j->result = 2 + mailbox_open(j->maildir, &j->mb, j->err,
-				    sizeof(j->err));
+		j->result = 2 + mailbox_open(
+		                    j->maildir, &j->mb, j->err, sizeof(j->err));
 		return; /* 2 ok, 3 in use, 1 error */
 	}
 	if (j->kind == 1) {
@@ -221,10 +220,12 @@ job_run(void *arg, void *ctx)
 
 			if (buf_append(&j->out, "+OK\r\n", 5) == -1 ||
 			    mailbox_read(j->s->mb, j->index[k], j->lines[k],
-				&j->out) == -1) {
+			        &j->out) == -1) {
 				j->out.len = mark;
-				if (buf_append(&j->out, "-ERR [SYS/TEMP] cannot "
-				    "read the message\r\n", 38) == -1)
+				if (buf_append(&j->out,
+				        "-ERR [SYS/TEMP] cannot "
+				        "read the message\r\n",
+				        38) == -1)
 					j->result = -1;
 			}
 		}
@@ -254,18 +255,17 @@ login_done(struct pjob *j)
 	time_t now = time(NULL);
 	size_t total = 0;
 
-	authfail_result(s->srv->authfails, s->cfg, s->ip, j->result >= 2,
-	    now);
+	authfail_result(s->srv->authfails, s->cfg, s->ip, j->result >= 2, now);
 	if (j->result == 0 || j->result == -1) {
-		log_warn("pop3=%s event=login result=fail client=%s", s->id,
-		    s->ip);
+		log_warn(
+		    "pop3=%s event=login result=fail client=%s", s->id, s->ip);
 		if (j->result == -1)
 			p_reply(s, "-ERR [SYS/TEMP] temporary failure, try "
-				   "again later");
-		else if (authfail_locked(s->srv->authfails, s->cfg, s->ip,
-			     now)) {
+			           "again later");
+		else if (authfail_locked(
+		             s->srv->authfails, s->cfg, s->ip, now)) {
 			p_reply(s, "-ERR [AUTH] too many failed logins, try "
-				   "again later");
+			           "again later");
 			p_close(s);
 		} else {
 			p_err(s, "[AUTH] invalid login");
@@ -282,7 +282,7 @@ login_done(struct pjob *j)
 		log_info("pop3=%s event=login result=in-use user=%s", s->id,
 		    j->canon);
 		p_reply(s, "-ERR [IN-USE] the maildrop is in use by another "
-			   "session");
+		           "session");
 		return;
 	}
 	s->mb = j->mb;
@@ -323,10 +323,11 @@ job_done(void *arg)
 		log_info("pop3=%s event=update user=%s deleted=%zu failed=%d",
 		    s->id, s->user, n, j->result);
 		if (!s->is_dead)
-			p_reply(s, j->result == 0
-				    ? "+OK bye, %zu messages deleted"
-				    : "-ERR [SYS/TEMP] some messages were not "
-				      "deleted (%zu marked)",
+			p_reply(s,
+			    j->result == 0
+			        ? "+OK bye, %zu messages deleted"
+			        : "-ERR [SYS/TEMP] some messages were not "
+			          "deleted (%zu marked)",
 			    n);
 		mailbox_close(&s->mb);
 		if (!s->is_dead)
@@ -354,15 +355,15 @@ start_login(struct pop3_session *s, const char *user, size_t ulen,
 
 	if (authfail_locked(s->srv->authfails, s->cfg, s->ip, time(NULL))) {
 		p_reply(s, "-ERR [AUTH] too many failed logins, try again "
-			   "later");
+		           "later");
 		p_close(s);
 		return;
 	}
 	j = xcalloc(1, sizeof(*j));
 	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
 		free(j);
-		authfail_result(s->srv->authfails, s->cfg, s->ip, false,
-		    time(NULL));
+		authfail_result(
+		    s->srv->authfails, s->cfg, s->ip, false, time(NULL));
 		p_err(s, "[AUTH] invalid login");
 		return;
 	}
@@ -422,8 +423,8 @@ p_switch_tls(struct bufferevent *plain, void *arg)
 	bufferevent_free(plain);
 	ssl = SSL_new(s->srv->tls);
 	s->bev = ssl ? bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
-			   BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
-		     : NULL;
+	                   BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+	             : NULL;
 	if (s->bev == NULL) {
 		close(fd);
 		p_free(s);
@@ -432,7 +433,7 @@ p_switch_tls(struct bufferevent *plain, void *arg)
 	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
 	s->is_tls = true;
 	{
-		struct timeval t = { s->cfg->pop3_timeout_ms / 1000, 0 };
+		struct timeval t = {s->cfg->pop3_timeout_ms / 1000, 0};
 
 		bufferevent_set_timeouts(s->bev, &t, &t);
 	}
@@ -470,10 +471,9 @@ auth_plain(struct pop3_session *s, const char *b64, size_t len)
 	}
 	z1 = memchr(buf, 0, (size_t)n);
 	z2 = z1 ? memchr(z1 + 1, 0, (size_t)(buf + n - z1 - 1)) : NULL;
-	if (z2 == NULL || (z1 != buf && ((size_t)(z2 - z1 - 1) !=
-					       (size_t)(z1 - buf) ||
-					    memcmp(buf, z1 + 1,
-						(size_t)(z1 - buf)) != 0))) {
+	if (z2 == NULL ||
+	    (z1 != buf && ((size_t)(z2 - z1 - 1) != (size_t)(z1 - buf) ||
+	                      memcmp(buf, z1 + 1, (size_t)(z1 - buf)) != 0))) {
 		explicit_bzero(buf, sizeof(buf));
 		p_err(s, "[AUTH] invalid login");
 		return;
@@ -515,8 +515,8 @@ auth_continue(struct pop3_session *s, const uint8_t *line, size_t len)
 		p_reply(s, "+ UGFzc3dvcmQ6");
 		return;
 	}
-	start_login(s, s->login, strlen(s->login), (const char *)buf,
-	    (size_t)n);
+	start_login(
+	    s, s->login, strlen(s->login), (const char *)buf, (size_t)n);
 	explicit_bzero(buf, sizeof(buf));
 	explicit_bzero(s->login, sizeof(s->login));
 }
@@ -555,8 +555,8 @@ cmd_auth(struct pop3_session *s, struct pop3_cmd *c)
 		if (sp == NULL)
 			p_reply(s, "+ VXNlcm5hbWU6");
 		else
-			auth_continue(s, (const uint8_t *)sp + 1,
-			    c->arglen - mlen - 1);
+			auth_continue(
+			    s, (const uint8_t *)sp + 1, c->arglen - mlen - 1);
 		return;
 	}
 	p_err(s, "unsupported authentication mechanism");
@@ -569,7 +569,7 @@ cmd_auth_state(struct pop3_session *s, struct pop3_cmd *c)
 	case POP3_USER:
 		if (!plain_ok(s)) {
 			p_err(s, "[AUTH] use STLS first: no passwords in clear "
-				 "text");
+			         "text");
 			return;
 		}
 		if (c->arglen == 0 || c->arglen >= sizeof(s->login)) {
@@ -846,8 +846,8 @@ peer_text(const struct sockaddr *sa, char *dst, size_t len)
 			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], dst,
 			    (socklen_t)len);
 		else
-			inet_ntop(AF_INET6, &s6->sin6_addr, dst,
-			    (socklen_t)len);
+			inet_ntop(
+			    AF_INET6, &s6->sin6_addr, dst, (socklen_t)len);
 	} else {
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
 		    dst, (socklen_t)len);
@@ -861,7 +861,7 @@ sessions_from(const struct pop3_server *srv, const char *ip)
 	size_t n = 0;
 
 	TAILQ_FOREACH(s, &srv->sessions, entry)
-		n += strcmp(s->ip, ip) == 0;
+	n += strcmp(s->ip, ip) == 0;
 	return n;
 }
 
@@ -883,10 +883,10 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	if (srv->nsessions >= srv->cfg->max_sessions ||
 	    sessions_from(srv, ip) >= srv->cfg->max_sessions_per_ip) {
 		static const char msg[] = "-ERR [SYS/TEMP] too many "
-					  "connections, try again later\r\n";
+		                          "connections, try again later\r\n";
 
 		if (!tls && send(fd, msg, sizeof(msg) - 1,
-				MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		                MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 			log_debug("pop3 refuse send: %s", strerror(errno));
 		log_warn("event=pop3-refuse client=%s", ip);
 		close(fd);
@@ -894,17 +894,17 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	}
 	/* Replies are written as they are ready: do not let Nagle hold the
 	 * tail of a batch for the peer's delayed ACK. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	s = xcalloc(1, sizeof(*s));
 	s->srv = srv;
 	s->cfg = config_ref(srv->cfg);
 	snprintf(s->ip, sizeof(s->ip), "%s", ip);
 	snprintf(s->id, sizeof(s->id), "%08x", ++srv->seq);
-	s->bev = tls ? bufferevent_openssl_socket_new(srv->base, fd,
-			   SSL_new(srv->tls), BUFFEREVENT_SSL_ACCEPTING,
-			   BEV_OPT_CLOSE_ON_FREE)
-		     : bufferevent_socket_new(srv->base, fd,
-			   BEV_OPT_CLOSE_ON_FREE);
+	s->bev =
+	    tls ? bufferevent_openssl_socket_new(srv->base, fd,
+	              SSL_new(srv->tls), BUFFEREVENT_SSL_ACCEPTING,
+	              BEV_OPT_CLOSE_ON_FREE)
+	        : bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	if (s->bev == NULL) {
 		close(fd);
 		config_unref(&s->cfg);
@@ -936,8 +936,8 @@ listen_on(struct pop3_server *srv, const struct listen_addr *la, bool tls,
 	char ip[INET6_ADDRSTRLEN];
 	int fd, one = 1;
 
-	fd = socket(la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+	fd = socket(
+	    la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -951,8 +951,8 @@ listen_on(struct pop3_server *srv, const struct listen_addr *la, bool tls,
 	getsockname(fd, (struct sockaddr *)&ss, &sl);
 	peer_text((struct sockaddr *)&ss, ip, sizeof(ip));
 	srv->lev = xreallocarray(srv->lev, srv->nlev + 1, sizeof(*srv->lev));
-	srv->lev_tls = xreallocarray(srv->lev_tls, srv->nlev + 1,
-	    sizeof(*srv->lev_tls));
+	srv->lev_tls =
+	    xreallocarray(srv->lev_tls, srv->nlev + 1, sizeof(*srv->lev_tls));
 	srv->lev[srv->nlev] = evconnlistener_new(srv->base, on_accept, srv,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
 	    -1, fd);
@@ -969,8 +969,8 @@ fail:
 }
 
 struct pop3_server *
-pop3_server_new(struct event_base *base, struct config *cfg, char *err,
-    size_t errlen)
+pop3_server_new(
+    struct event_base *base, struct config *cfg, char *err, size_t errlen)
 {
 	struct pop3_server *srv = xcalloc(1, sizeof(*srv));
 
@@ -981,12 +981,12 @@ pop3_server_new(struct event_base *base, struct config *cfg, char *err,
 	    (srv->tls = tls_server_ctx_new(cfg, err, errlen)) == NULL)
 		goto fail;
 	for (size_t i = 0; i < cfg->pop3_listen.n; i++)
-		if (listen_on(srv, &cfg->pop3_listen.v[i], false, err,
-			errlen) == -1)
+		if (listen_on(
+		        srv, &cfg->pop3_listen.v[i], false, err, errlen) == -1)
 			goto fail;
 	for (size_t i = 0; i < cfg->pop3s_listen.n; i++)
-		if (listen_on(srv, &cfg->pop3s_listen.v[i], true, err,
-			errlen) == -1)
+		if (listen_on(
+		        srv, &cfg->pop3s_listen.v[i], true, err, errlen) == -1)
 			goto fail;
 	return srv;
 fail:
@@ -995,8 +995,8 @@ fail:
 }
 
 void
-pop3_server_start(struct pop3_server *srv, struct workers *w,
-    struct authfail_table *af)
+pop3_server_start(
+    struct pop3_server *srv, struct workers *w, struct authfail_table *af)
 {
 	srv->workers = w;
 	srv->authfails = af;

@@ -64,8 +64,8 @@ wait_done(ares_channel ch, const bool *done)
 		struct timeval tv, *tvp;
 		/* c-ares' own ARES_GETSOCK_* macros shift a signed 1 into the
 		 * sign bit (undefined); test the bits as unsigned. */
-		unsigned bits = (unsigned)ares_getsock(ch, socks,
-		    ARES_GETSOCK_MAXNUM);
+		unsigned bits =
+		    (unsigned)ares_getsock(ch, socks, ARES_GETSOCK_MAXNUM);
 		nfds_t n = 0;
 
 		for (int i = 0; i < ARES_GETSOCK_MAXNUM; i++) {
@@ -83,9 +83,9 @@ wait_done(ares_channel ch, const bool *done)
 			n++;
 		}
 		tvp = ares_timeout(ch, NULL, &tv);
-		poll(pfd, n, tvp ? (int)(tvp->tv_sec * 1000 +
-				       tvp->tv_usec / 1000) + 1
-				 : 1000);
+		poll(pfd, n,
+		    tvp ? (int)(tvp->tv_sec * 1000 + tvp->tv_usec / 1000) + 1
+		        : 1000);
 		if (n == 0) {
 			ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 			continue;
@@ -93,10 +93,10 @@ wait_done(ares_channel ch, const bool *done)
 		for (nfds_t i = 0; i < n; i++)
 			ares_process_fd(ch,
 			    pfd[i].revents & (POLLIN | POLLERR | POLLHUP)
-				? pfd[i].fd
-				: ARES_SOCKET_BAD,
+			        ? pfd[i].fd
+			        : ARES_SOCKET_BAD,
 			    pfd[i].revents & POLLOUT ? pfd[i].fd
-						     : ARES_SOCKET_BAD);
+			                             : ARES_SOCKET_BAD);
 	}
 }
 
@@ -138,11 +138,11 @@ map_status(int st)
 
 /* Looks up name's addresses into h. */
 static enum dns_status
-lookup_addrs(ares_channel ch, const char *name, struct dns_host *h,
-    char *err, size_t errlen)
+lookup_addrs(ares_channel ch, const char *name, struct dns_host *h, char *err,
+    size_t errlen)
 {
 	struct ares_addrinfo_hints hints;
-	struct query q = { 0 };
+	struct query q = {0};
 
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
@@ -188,7 +188,8 @@ shuffle_equal(struct dns_host *h, size_t n)
 		while (j < n && h[j].pref == h[i].pref)
 			j++;
 		for (size_t k = j - 1; k > i; k--) {
-			size_t r = i + arc4random_uniform((uint32_t)(k - i + 1));
+			size_t r =
+			    i + arc4random_uniform((uint32_t)(k - i + 1));
 			struct dns_host t = h[k];
 
 			h[k] = h[r];
@@ -238,7 +239,7 @@ dns_resolve_mx(const char *domain, const char *servers, struct dns_hops *hops,
     char *err, size_t errlen)
 {
 	struct ares_mx_reply *mx = NULL;
-	struct query q = { 0 };
+	struct query q = {0};
 	enum dns_status st = DNS_OK, worst = DNS_NOTFOUND;
 	ares_channel ch;
 	struct dns_host cand[DNS_MAX_HOSTS];
@@ -255,8 +256,8 @@ dns_resolve_mx(const char *domain, const char *servers, struct dns_hops *hops,
 		snprintf(cand[0].name, sizeof(cand[0].name), "%s", domain);
 		n = 1;
 	} else if (q.status != ARES_SUCCESS) {
-		snprintf(err, errlen, "MX %s: %s", domain,
-		    ares_strerror(q.status));
+		snprintf(
+		    err, errlen, "MX %s: %s", domain, ares_strerror(q.status));
 		ares_destroy(ch);
 		return map_status(q.status);
 	} else if (ares_parse_mx_reply(q.abuf, q.alen, &mx) != ARES_SUCCESS) {
@@ -271,8 +272,10 @@ dns_resolve_mx(const char *domain, const char *servers, struct dns_hops *hops,
 		/* RFC 7505: a single MX "." (empty name) means no mail. */
 		if (m->host[0] == '\0' || strcmp(m->host, ".") == 0) {
 			if (mx->next == NULL) {
-				snprintf(err, errlen, "%s accepts no mail "
-				    "(null MX, RFC 7505)", domain);
+				snprintf(err, errlen,
+				    "%s accepts no mail "
+				    "(null MX, RFC 7505)",
+				    domain);
 				ares_free_data(mx);
 				ares_destroy(ch);
 				return DNS_NULLMX;

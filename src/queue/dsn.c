@@ -48,45 +48,49 @@ dsn_compose(const struct dsn_info *d, struct buf *out)
 	rfc5322_date(d->arrival, arrival, sizeof(arrival));
 	snprintf(boundary, sizeof(boundary), "%s.%lld/%s", d->queue_id,
 	    (long long)d->now, d->hostname);
-	r |= add(out, "From: Mail Delivery System <MAILER-DAEMON@%s>\n"
-		      "To: <%s>\n"
-		      "Subject: %s\n"
-		      "Date: %s\n"
-		      "Message-ID: <%s.%lld.dsn@%s>\n"
-		      "Auto-Submitted: auto-replied\n"
-		      "MIME-Version: 1.0\n"
-		      "Content-Type: multipart/report; "
-		      "report-type=delivery-status;\n"
-		      "\tboundary=\"%s\"\n\n"
-		      "This is a MIME-encapsulated message.\n\n",
+	r |= add(out,
+	    "From: Mail Delivery System <MAILER-DAEMON@%s>\n"
+	    "To: <%s>\n"
+	    "Subject: %s\n"
+	    "Date: %s\n"
+	    "Message-ID: <%s.%lld.dsn@%s>\n"
+	    "Auto-Submitted: auto-replied\n"
+	    "MIME-Version: 1.0\n"
+	    "Content-Type: multipart/report; "
+	    "report-type=delivery-status;\n"
+	    "\tboundary=\"%s\"\n\n"
+	    "This is a MIME-encapsulated message.\n\n",
 	    d->hostname, d->to,
 	    d->is_delay ? "Delayed Mail (still being retried)"
-			: "Undelivered Mail Returned to Sender",
+	                : "Undelivered Mail Returned to Sender",
 	    now, d->queue_id, (long long)d->now, d->hostname, boundary);
-	r |= add(out, "--%s\nContent-Description: Notification\n"
-		      "Content-Type: text/plain; charset=us-ascii\n\n"
-		      "This is the mail system at host %s.\n\n%s\n\n",
+	r |= add(out,
+	    "--%s\nContent-Description: Notification\n"
+	    "Content-Type: text/plain; charset=us-ascii\n\n"
+	    "This is the mail system at host %s.\n\n%s\n\n",
 	    boundary, d->hostname,
 	    d->is_delay
-		? "Your message could not be delivered yet to the "
-		  "recipients below. It will be retried; you do not need "
-		  "to send it again."
-		: "Your message could not be delivered to the recipients "
-		  "below. This is a permanent error.");
+	        ? "Your message could not be delivered yet to the "
+	          "recipients below. It will be retried; you do not need "
+	          "to send it again."
+	        : "Your message could not be delivered to the recipients "
+	          "below. This is a permanent error.");
 	for (size_t i = 0; i < d->nrcpt; i++)
 		r |= add(out, "<%s>: %s\n", d->rcpts[i].addr,
 		    d->rcpts[i].diagnostic);
-	r |= add(out, "\n--%s\nContent-Description: Delivery report\n"
-		      "Content-Type: message/delivery-status\n\n"
-		      "Reporting-MTA: dns; %s\n"
-		      "X-Postern-Queue-ID: %s\n"
-		      "Arrival-Date: %s\n",
+	r |= add(out,
+	    "\n--%s\nContent-Description: Delivery report\n"
+	    "Content-Type: message/delivery-status\n\n"
+	    "Reporting-MTA: dns; %s\n"
+	    "X-Postern-Queue-ID: %s\n"
+	    "Arrival-Date: %s\n",
 	    boundary, d->hostname, d->queue_id, arrival);
 	for (size_t i = 0; i < d->nrcpt; i++) {
 		const struct dsn_rcpt *rc = &d->rcpts[i];
 
-		r |= add(out, "\nFinal-Recipient: rfc822; %s\n"
-			      "Action: %s\nStatus: %s\n",
+		r |= add(out,
+		    "\nFinal-Recipient: rfc822; %s\n"
+		    "Action: %s\nStatus: %s\n",
 		    rc->addr, d->is_delay ? "delayed" : "failed", rc->status);
 		if (rc->remote_mta != NULL && rc->remote_mta[0] != '\0')
 			r |= add(out, "Remote-MTA: dns; %s\n", rc->remote_mta);
@@ -100,8 +104,9 @@ dsn_compose(const struct dsn_info *d, struct buf *out)
 			r |= add(out, "Will-Retry-Until: %s\n", until);
 		}
 	}
-	r |= add(out, "\n--%s\nContent-Description: Undelivered Message "
-		      "Headers\nContent-Type: text/rfc822-headers\n\n",
+	r |= add(out,
+	    "\n--%s\nContent-Description: Undelivered Message "
+	    "Headers\nContent-Type: text/rfc822-headers\n\n",
 	    boundary);
 	r |= buf_append(out, d->headers, d->headers_len);
 	if (d->headers_len > 0 && d->headers[d->headers_len - 1] != '\n')

@@ -48,7 +48,7 @@ struct conn {
 	int fd;
 	SSL *ssl;
 	SSL_CTX *ctx;
-	char key[320];	 /* "ip:port" */
+	char key[320]; /* "ip:port" */
 	char host[256];
 	char relay[320];
 	bool has_pipelining, has_size, has_8bit, has_starttls, is_esmtp;
@@ -64,7 +64,7 @@ static struct conn *cache[CACHE_MAX];
 static void
 set_timeout(struct conn *c, int secs)
 {
-	struct timeval tv = { secs, 0 };
+	struct timeval tv = {secs, 0};
 
 	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
@@ -91,7 +91,7 @@ conn_write(struct conn *c, const char *p, size_t len)
 {
 	while (len > 0) {
 		ssize_t n = c->ssl ? SSL_write(c->ssl, p, (int)len)
-				   : send(c->fd, p, len, MSG_NOSIGNAL);
+		                   : send(c->fd, p, len, MSG_NOSIGNAL);
 
 		if (n <= 0) {
 			if (!c->ssl && n == -1 && errno == EINTR)
@@ -104,8 +104,7 @@ conn_write(struct conn *c, const char *p, size_t len)
 	return 0;
 }
 
-static int
-conn_printf(struct conn *c, const char *fmt, ...)
+static int conn_printf(struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static int
@@ -135,8 +134,8 @@ conn_line(struct conn *c, char *out, size_t outlen)
 
 		if (nl != NULL) {
 			size_t ll = (size_t)(nl - c->in);
-			size_t keep = ll > 0 && c->in[ll - 1] == '\r' ? ll - 1
-								     : ll;
+			size_t keep =
+			    ll > 0 && c->in[ll - 1] == '\r' ? ll - 1 : ll;
 
 			if (keep >= outlen)
 				keep = outlen - 1;
@@ -149,9 +148,9 @@ conn_line(struct conn *c, char *out, size_t outlen)
 		if (c->in_len == sizeof(c->in))
 			return -1; /* a reply line over 4 KiB */
 		n = c->ssl ? SSL_read(c->ssl, c->in + c->in_len,
-				 (int)(sizeof(c->in) - c->in_len))
-			   : recv(c->fd, c->in + c->in_len,
-				 sizeof(c->in) - c->in_len, 0);
+		                 (int)(sizeof(c->in) - c->in_len))
+		           : recv(c->fd, c->in + c->in_len,
+		                 sizeof(c->in) - c->in_len, 0);
 		if (n <= 0)
 			return -1;
 		c->in_len += (size_t)n;
@@ -177,8 +176,8 @@ conn_reply(struct conn *c, char *text, size_t textlen, bool ehlo)
 
 		if (conn_line(c, line, sizeof(line)) == -1)
 			return -1;
-		if (smtp_reply_line_parse(line, strlen(line), &code, &last,
-			&t) == -1 ||
+		if (smtp_reply_line_parse(
+		        line, strlen(line), &code, &last, &t) == -1 ||
 		    (first != -1 && code != first))
 			return 0;
 		first = code;
@@ -190,9 +189,10 @@ conn_reply(struct conn *c, char *text, size_t textlen, bool ehlo)
 			else if (strcasecmp(t, "STARTTLS") == 0)
 				c->has_starttls = true;
 			else if (strncasecmp(t, "SIZE", 4) == 0 &&
-			    (t[4] == '\0' || t[4] == ' ')) {
+			         (t[4] == '\0' || t[4] == ' ')) {
 				c->has_size = true;
-				c->max_size = t[4] ? strtoul(t + 5, NULL, 10) : 0;
+				c->max_size =
+				    t[4] ? strtoul(t + 5, NULL, 10) : 0;
 			}
 		}
 		if (o < textlen - 1) {
@@ -209,11 +209,10 @@ conn_reply(struct conn *c, char *text, size_t textlen, bool ehlo)
 
 /* True when addr:port is one of our own SMTP listeners. */
 static bool
-is_self(const struct config *cfg, const struct sockaddr_storage *ss,
-    int port)
+is_self(const struct config *cfg, const struct sockaddr_storage *ss, int port)
 {
-	const struct listen_list *ls[] = { &cfg->smtp_listen,
-		&cfg->submission_listen, &cfg->submissions_listen };
+	const struct listen_list *ls[] = {&cfg->smtp_listen,
+	    &cfg->submission_listen, &cfg->submissions_listen};
 	char want[INET6_ADDRSTRLEN];
 	struct ifaddrs *ifa = NULL;
 	bool self = false;
@@ -236,17 +235,17 @@ is_self(const struct config *cfg, const struct sockaddr_storage *ss,
 			if (la->ss.ss_family == AF_INET)
 				inet_ntop(AF_INET,
 				    &((const struct sockaddr_in *)&la->ss)
-					 ->sin_addr,
+				         ->sin_addr,
 				    have, sizeof(have));
 			else
 				inet_ntop(AF_INET6,
 				    &((const struct sockaddr_in6 *)&la->ss)
-					 ->sin6_addr,
+				         ->sin6_addr,
 				    have, sizeof(have));
 			if (strcmp(have, want) == 0)
 				self = true;
 			else if (strcmp(have, "0.0.0.0") == 0 ||
-			    strcmp(have, "::") == 0) {
+			         strcmp(have, "::") == 0) {
 				/* Wildcard listener: any local address. */
 				if (ifa == NULL && getifaddrs(&ifa) == -1)
 					continue;
@@ -256,19 +255,19 @@ is_self(const struct config *cfg, const struct sockaddr_storage *ss,
 
 					if (f->ifa_addr == NULL ||
 					    f->ifa_addr->sa_family !=
-						ss->ss_family)
+					        ss->ss_family)
 						continue;
 					if (ss->ss_family == AF_INET)
 						inet_ntop(AF_INET,
 						    &((struct sockaddr_in *)
-							     f->ifa_addr)
-							 ->sin_addr,
+						            f->ifa_addr)
+						         ->sin_addr,
 						    a, sizeof(a));
 					else
 						inet_ntop(AF_INET6,
 						    &((struct sockaddr_in6 *)
-							     f->ifa_addr)
-							 ->sin6_addr,
+						            f->ifa_addr)
+						         ->sin6_addr,
 						    a, sizeof(a));
 					self = strcmp(a, want) == 0;
 				}
@@ -294,7 +293,7 @@ cache_take(const char *key)
 	pthread_mutex_unlock(&cache_mu);
 	if (c != NULL) {
 		/* Still open?  A closed peer reads as EOF at once. */
-		struct pollfd p = { c->fd, POLLIN, 0 };
+		struct pollfd p = {c->fd, POLLIN, 0};
 
 		if (poll(&p, 1, 0) != 0) {
 			conn_free(c);
@@ -364,8 +363,7 @@ connect_to(const struct sockaddr_storage *ss, int port, int timeout_ms)
 		((struct sockaddr_in6 *)&a)->sin6_port = htons((uint16_t)port);
 		len = sizeof(struct sockaddr_in6);
 	}
-	fd = socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-	    0);
+	fd = socket(a.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return -1;
 	if (connect(fd, (struct sockaddr *)&a, len) == -1 &&
@@ -376,8 +374,7 @@ connect_to(const struct sockaddr_storage *ss, int port, int timeout_ms)
 	p.fd = fd;
 	p.events = POLLOUT;
 	if (poll(&p, 1, timeout_ms) != 1 ||
-	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == -1 ||
-	    err != 0) {
+	    getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el) == -1 || err != 0) {
 		close(fd);
 		errno = err ? err : ETIMEDOUT;
 		return -1;
@@ -385,7 +382,7 @@ connect_to(const struct sockaddr_storage *ss, int port, int timeout_ms)
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
 	/* Pipelined commands are separate small writes: without this,
 	 * Nagle holds each one until the previous is acknowledged. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	return fd;
 }
 
@@ -416,10 +413,10 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 				return snprintf(why, wl, "%s", text), -1;
 		}
 		/* Greeting name equal to ours: the mail would loop. */
-		if (strncasecmp(text + 4, cfg->hostname,
-			strlen(cfg->hostname)) == 0 &&
+		if (strncasecmp(
+		        text + 4, cfg->hostname, strlen(cfg->hostname)) == 0 &&
 		    (text[4 + strlen(cfg->hostname)] == ' ' ||
-			text[4 + strlen(cfg->hostname)] == '\0')) {
+		        text[4 + strlen(cfg->hostname)] == '\0')) {
 			snprintf(why, wl, "loop: %s greets with my own name",
 			    c->host);
 			return -2;
@@ -428,15 +425,20 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 			break;
 		if (!c->has_starttls) {
 			if (strcmp(cfg->smtp_tls, "encrypt") == 0)
-				return snprintf(why, wl, "TLS is required "
-				    "(smtp_tls = encrypt) but %s does not "
-				    "offer STARTTLS", c->host), -1;
+				return snprintf(why, wl,
+				           "TLS is required "
+				           "(smtp_tls = encrypt) but %s does "
+				           "not "
+				           "offer STARTTLS",
+				           c->host),
+				       -1;
 			break;
 		}
 		if (conn_printf(c, "STARTTLS") == -1 ||
 		    conn_reply(c, text, sizeof(text), false) != 220) {
 			if (strcmp(cfg->smtp_tls, "encrypt") == 0)
-				return snprintf(why, wl, "STARTTLS: %.380s", text),
+				return snprintf(
+				           why, wl, "STARTTLS: %.380s", text),
 				       -1;
 			break;
 		}
@@ -446,8 +448,11 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 		if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
 		    SSL_set_tlsext_host_name(c->ssl, c->host) != 1 ||
 		    SSL_connect(c->ssl) != 1)
-			return snprintf(why, wl, "TLS handshake with %s "
-			    "failed", c->host), -1;
+			return snprintf(why, wl,
+			           "TLS handshake with %s "
+			           "failed",
+			           c->host),
+			       -1;
 		c->in_len = 0;
 	}
 	return 0;
@@ -507,8 +512,8 @@ send_body(struct conn *c, const char *path)
 }
 
 static void
-set_all(struct outbound_job *j, enum outbound_result r, int code,
-    const char *text)
+set_all(
+    struct outbound_job *j, enum outbound_result r, int code, const char *text)
 {
 	for (size_t i = 0; i < j->nrcpt; i++) {
 		struct outbound_rcpt *rc = &j->rcpts[i];
@@ -516,8 +521,8 @@ set_all(struct outbound_job *j, enum outbound_result r, int code,
 		if (rc->result != OUT_DEFER || rc->status[0] == '2')
 			continue;
 		rc->result = r;
-		smtp_reply_status(code, code ? text + 4 : "", rc->status,
-		    sizeof(rc->status));
+		smtp_reply_status(
+		    code, code ? text + 4 : "", rc->status, sizeof(rc->status));
 		if (code == 0)
 			snprintf(rc->status, sizeof(rc->status),
 			    r == OUT_BOUNCE ? "5.4.4" : "4.4.1");
@@ -539,9 +544,10 @@ transaction(struct conn *c, struct outbound_job *j, off_t size)
 	int rcpt_code[1024];
 
 	if (c->has_size && c->max_size > 0 && (size_t)size > c->max_size) {
-		snprintf(text, sizeof(text), "552 5.3.4 message size %lld "
-		    "exceeds the limit of %s (%zu)", (long long)size, c->host,
-		    c->max_size);
+		snprintf(text, sizeof(text),
+		    "552 5.3.4 message size %lld "
+		    "exceeds the limit of %s (%zu)",
+		    (long long)size, c->host, c->max_size);
 		set_all(j, OUT_BOUNCE, 552, text);
 		return 0;
 	}
@@ -570,7 +576,7 @@ transaction(struct conn *c, struct outbound_job *j, off_t size)
 		}
 		buf_release(&b);
 	} else if (conn_printf(c, "MAIL FROM:<%s>%s%s", j->from, sz,
-		       c->has_8bit ? " BODY=8BITMIME" : "") == -1) {
+	               c->has_8bit ? " BODY=8BITMIME" : "") == -1) {
 		return -2;
 	}
 	if (!pipe && (code = conn_reply(c, text, sizeof(text), false)) != 250)
@@ -578,8 +584,8 @@ transaction(struct conn *c, struct outbound_job *j, off_t size)
 	for (size_t i = 0; !pipe && i < j->nrcpt && i < 1024; i++) {
 		if (conn_printf(c, "RCPT TO:<%s>", j->rcpts[i].addr) == -1)
 			return -2;
-		rcpt_code[i] = conn_reply(c, j->rcpts[i].reply,
-		    sizeof(j->rcpts[i].reply), false);
+		rcpt_code[i] = conn_reply(
+		    c, j->rcpts[i].reply, sizeof(j->rcpts[i].reply), false);
 	}
 	if (pipe) {
 		code = conn_reply(c, text, sizeof(text), false);
@@ -609,8 +615,7 @@ transaction(struct conn *c, struct outbound_job *j, off_t size)
 		if (pipe)
 			conn_reply(c, text, sizeof(text), false); /* DATA */
 		conn_printf(c, "RSET");
-		return conn_reply(c, text, sizeof(text), false) == 250 ? 0
-									: -1;
+		return conn_reply(c, text, sizeof(text), false) == 250 ? 0 : -1;
 	}
 	set_timeout(c, T_DATA_INIT);
 	code = conn_reply(c, text, sizeof(text), false);
@@ -630,10 +635,10 @@ data_failed:
 		if (rcpt_code[i] < 200 || rcpt_code[i] >= 300)
 			continue;
 		rc->result = code >= 200 && code < 300 ? OUT_SENT
-		    : code >= 500			 ? OUT_BOUNCE
-							 : OUT_DEFER;
-		smtp_reply_status(code > 0 ? code : 451, code > 0 ? text + 4 : "",
-		    rc->status, sizeof(rc->status));
+		             : code >= 500             ? OUT_BOUNCE
+		                                       : OUT_DEFER;
+		smtp_reply_status(code > 0 ? code : 451,
+		    code > 0 ? text + 4 : "", rc->status, sizeof(rc->status));
 		queue_field_clean(rc->reply, sizeof(rc->reply),
 		    code > 0 ? text : "lost connection after DATA");
 	}
@@ -641,8 +646,8 @@ data_failed:
 mail_failed_pipelined:
 	/* MAIL failed: the RCPT and DATA replies still arrive. */
 	for (size_t i = 0; i <= j->nrcpt && i < 1024; i++)
-		conn_reply(c, j->rcpts[0].reply, sizeof(j->rcpts[0].reply),
-		    false);
+		conn_reply(
+		    c, j->rcpts[0].reply, sizeof(j->rcpts[0].reply), false);
 mail_failed:
 	queue_field_clean(j->last_error, sizeof(j->last_error),
 	    code > 0 ? text : "lost connection");
@@ -654,8 +659,8 @@ mail_failed:
 
 /* Resolves the next hops: routes, then relayhost, then MX. */
 static enum dns_status
-next_hops(struct outbound_job *j, struct dns_hops *hops, int *port,
-    char *why, size_t wl)
+next_hops(struct outbound_job *j, struct dns_hops *hops, int *port, char *why,
+    size_t wl)
 {
 	const struct config *cfg = j->cfg;
 	char host[256] = "";
@@ -676,14 +681,14 @@ next_hops(struct outbound_job *j, struct dns_hops *hops, int *port,
 	}
 	hop = queue_route_for(cfg, j->domain);
 	if (hop == NULL)
-		return dns_resolve_mx(j->domain, cfg->dns_servers, hops, why,
-		    wl);
+		return dns_resolve_mx(
+		    j->domain, cfg->dns_servers, hops, why, wl);
 	if (hop[0] == '[') {
 		const char *rb = strchr(hop, ']');
 
 		bracket = true;
-		snprintf(host, sizeof(host), "%.*s", (int)(rb - hop - 1),
-		    hop + 1);
+		snprintf(
+		    host, sizeof(host), "%.*s", (int)(rb - hop - 1), hop + 1);
 		if (rb[1] == ':')
 			*port = atoi(rb + 2);
 	} else {
@@ -727,8 +732,8 @@ outbound_deliver(struct outbound_job *j)
 	snprintf(j->relay, sizeof(j->relay), "none");
 	for (size_t i = 0; i < j->nrcpt; i++) {
 		j->rcpts[i].result = OUT_DEFER;
-		snprintf(j->rcpts[i].status, sizeof(j->rcpts[i].status),
-		    "4.4.1");
+		snprintf(
+		    j->rcpts[i].status, sizeof(j->rcpts[i].status), "4.4.1");
 	}
 	if (stat(j->msg_path, &sb) == -1) {
 		snprintf(text, sizeof(text), "queue file missing: %s",
@@ -740,7 +745,8 @@ outbound_deliver(struct outbound_job *j)
 	st = next_hops(j, hops, &port, why, sizeof(why));
 	if (st != DNS_OK) {
 		snprintf(text, sizeof(text), "%s", why);
-		set_all(j, st == DNS_TEMPFAIL ? OUT_DEFER : OUT_BOUNCE, 0, text);
+		set_all(
+		    j, st == DNS_TEMPFAIL ? OUT_DEFER : OUT_BOUNCE, 0, text);
 		if (st == DNS_NULLMX || st == DNS_NOTFOUND)
 			for (size_t i = 0; i < j->nrcpt; i++)
 				snprintf(j->rcpts[i].status,
@@ -757,19 +763,20 @@ outbound_deliver(struct outbound_job *j)
 			int r;
 			char key[320];
 
-			fmt_relay(key, sizeof(key), dh->name, &dh->addrs[a],
-			    port);
+			fmt_relay(
+			    key, sizeof(key), dh->name, &dh->addrs[a], port);
 			snprintf(j->relay, sizeof(j->relay), "%s", key);
 			snprintf(j->remote_host, sizeof(j->remote_host), "%s",
 			    dh->name);
 			if (is_self(j->cfg, &dh->addrs[a], port)) {
-				snprintf(text, sizeof(text), "mail for %.200s "
-				    "loops back to myself (%.200s)", j->domain,
-				    key);
+				snprintf(text, sizeof(text),
+				    "mail for %.200s "
+				    "loops back to myself (%.200s)",
+				    j->domain, key);
 				set_all(j, OUT_BOUNCE, 0, text);
 				for (size_t i = 0; i < j->nrcpt; i++)
-					snprintf(j->rcpts[i].status, 16,
-					    "5.4.6");
+					snprintf(
+					    j->rcpts[i].status, 16, "5.4.6");
 				free(hops);
 				return;
 			}
@@ -787,14 +794,14 @@ outbound_deliver(struct outbound_job *j)
 				c = xcalloc(1, sizeof(*c));
 				c->fd = fd;
 				snprintf(c->key, sizeof(c->key), "%s", key);
-				snprintf(c->host, sizeof(c->host), "%s",
-				    dh->name);
+				snprintf(
+				    c->host, sizeof(c->host), "%s", dh->name);
 				r = handshake(c, j->cfg, why, sizeof(why));
 				if (r == -2) {
 					set_all(j, OUT_BOUNCE, 0, why);
 					for (size_t i = 0; i < j->nrcpt; i++)
-						snprintf(j->rcpts[i].status,
-						    16, "5.4.6");
+						snprintf(j->rcpts[i].status, 16,
+						    "5.4.6");
 					conn_free(c);
 					free(hops);
 					return;
@@ -818,7 +825,7 @@ outbound_deliver(struct outbound_job *j)
 			}
 			snprintf(why, sizeof(why), "%.100s: %.290s", key,
 			    j->last_error[0] ? j->last_error
-					     : "lost connection");
+			                     : "lost connection");
 			conn_free(c);
 		}
 	}

@@ -38,7 +38,7 @@
 struct qentry {
 	TAILQ_ENTRY(qentry) link;
 	struct qenv env;
-	bool *busy;	   /* per recipient: in an attempt now */
+	bool *busy; /* per recipient: in an attempt now */
 	int active_jobs;
 	bool is_persisting, is_dirty, is_deleted;
 };
@@ -81,9 +81,9 @@ struct persist {
 struct bounce {
 	struct queue *q;
 	struct config *cfg;
-	struct qenv orig;	   /* only failed/delayed recipients */
-	struct dsn_rcpt *dr;	   /* parallel to orig.rcpts */
-	char (*st)[16];		   /* status codes dr[i].status may use */
+	struct qenv orig;    /* only failed/delayed recipients */
+	struct dsn_rcpt *dr; /* parallel to orig.rcpts */
+	char (*st)[16];      /* status codes dr[i].status may use */
 	char remote[QADDR_MAX];
 	bool is_delay, to_postmaster;
 	/* built by the worker */
@@ -115,8 +115,6 @@ queue_new_id(char out[QID_MAX])
 	snprintf(out, QID_MAX, "%08X%05X", (unsigned)time(NULL),
 	    (unsigned)(n & 0xfffff));
 }
-
-
 
 static const char *
 rcpt_domain(const char *addr)
@@ -343,7 +341,7 @@ bounce_run(void *arg, void *ctx)
 {
 	struct bounce *b = arg;
 	struct dir *d = ctx;
-	struct strlist remote = { 0 };
+	struct strlist remote = {0};
 	char *hdrs = xmalloc(65536), path[PATH_MAX], err[256], date[64];
 	struct dsn_info info;
 	struct addr to;
@@ -379,8 +377,7 @@ bounce_run(void *arg, void *ctx)
 		if (addr_parse_mailbox(target, &to, &why) == 0 && d != NULL)
 			r = dir_expand(d, &to, b->cfg->expansion_limit,
 			    &b->mailboxes, &remote, err, sizeof(err));
-		if (r == DIR_EXPAND_LOCAL &&
-		    b->mailboxes.n + remote.n > 0)
+		if (r == DIR_EXPAND_LOCAL && b->mailboxes.n + remote.n > 0)
 			break;
 		if (r == DIR_EXPAND_NONLOCAL) {
 			strlist_add(&remote, target);
@@ -444,7 +441,7 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 	if (e->env.from[0] == '\0' && e->env.is_bounce) {
 		/* A notice to the postmaster failed: the end of the road. */
 		log_warn("id=%s event=dsn result=dropped reason=\"a "
-			 "postmaster notice could not be delivered\"",
+		         "postmaster notice could not be delivered\"",
 		    e->env.id);
 		return;
 	}
@@ -492,8 +489,8 @@ log_result(struct qentry *e, const struct attempt *a,
     const struct outbound_rcpt *r, const char *status, time_t now)
 {
 	log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, status=%s (%s)",
-	    e->env.id, r->addr, a->job.relay,
-	    (long long)(now - e->env.arrival), r->status, status, r->reply);
+	    e->env.id, r->addr, a->job.relay, (long long)(now - e->env.arrival),
+	    r->status, status, r->reply);
 }
 
 static void
@@ -503,7 +500,7 @@ attempt_done(void *arg)
 	struct queue *q = a->q;
 	struct qentry *e = a->e;
 	size_t *failed = xcalloc(a->job.nrcpt + 1, sizeof(*failed));
-	char (*fstatus)[16] = xcalloc(a->job.nrcpt + 1, sizeof(*fstatus));
+	char(*fstatus)[16] = xcalloc(a->job.nrcpt + 1, sizeof(*fstatus));
 	size_t nfailed = 0;
 	time_t now = time(NULL);
 
@@ -524,11 +521,11 @@ attempt_done(void *arg)
 		}
 		if (r->result == OUT_DEFER &&
 		    (unsigned long long)(now - e->env.arrival) * 1000 <
-			q->cfg->queue_lifetime_ms) {
+		        q->cfg->queue_lifetime_ms) {
 			qr->next = now + queue_backoff_ms(qr->attempts,
-					     q->cfg->queue_retry_min_ms,
-					     q->cfg->queue_retry_max_ms) /
-				1000;
+			                     q->cfg->queue_retry_min_ms,
+			                     q->cfg->queue_retry_max_ms) /
+			                     1000;
 			if (qr->next <= now)
 				qr->next = now + 1;
 			log_result(e, a, r, "deferred", now);
@@ -537,8 +534,10 @@ attempt_done(void *arg)
 		if (r->result == OUT_DEFER) {
 			char why[QERR_MAX];
 
-			snprintf(why, sizeof(why), "delivery time expired; "
-			    "last error: %.300s", r->reply);
+			snprintf(why, sizeof(why),
+			    "delivery time expired; "
+			    "last error: %.300s",
+			    r->reply);
 			queue_field_clean(qr->error, sizeof(qr->error), why);
 			snprintf(r->status, sizeof(r->status), "4.4.7");
 		}
@@ -555,7 +554,7 @@ attempt_done(void *arg)
 	if (q->cfg->queue_delay_warning_ms > 0 && !e->env.is_warned &&
 	    e->env.from[0] != '\0' && !entry_done(e) &&
 	    (unsigned long long)(now - e->env.arrival) * 1000 >=
-		q->cfg->queue_delay_warning_ms) {
+	        q->cfg->queue_delay_warning_ms) {
 		size_t *pend = xcalloc(e->env.nrcpt, sizeof(*pend)), np = 0;
 
 		for (size_t i = 0; i < e->env.nrcpt; i++)
@@ -631,7 +630,8 @@ queue_run(struct queue *q)
 
 	if (q->is_stopping)
 		return;
-	TAILQ_FOREACH(e, &q->entries, link) {
+	TAILQ_FOREACH(e, &q->entries, link)
+	{
 		if (q->active >= q->cfg->smtp_max_connections)
 			break;
 		if (e->env.is_held || e->is_deleted || e->is_persisting)
@@ -690,15 +690,15 @@ queue_new(struct event_base *base, struct config *cfg, struct workers *w,
     struct committer *c)
 {
 	struct queue *q = xcalloc(1, sizeof(*q));
-	struct timeval tv = { 1, 0 };
+	struct timeval tv = {1, 0};
 
 	q->base = base;
 	q->cfg = config_ref(cfg);
 	q->workers = w;
 	q->committer = c;
 	TAILQ_INIT(&q->entries);
-	q->outbound = workers_new(base, cfg->smtp_max_connections, NULL, NULL,
-	    NULL);
+	q->outbound =
+	    workers_new(base, cfg->smtp_max_connections, NULL, NULL, NULL);
 	q->timer = event_new(base, -1, EV_PERSIST, on_timer, q);
 	event_add(q->timer, &tv);
 	return q;
@@ -713,7 +713,7 @@ set_aside(const char *data_dir, const char *name)
 	snprintf(to, sizeof(to), "%s/queue/corrupt/%s", data_dir, name);
 	if (rename(from, to) == -1)
 		log_err("event=queue-load file=%s error=\"cannot set aside: "
-			"%s\"",
+		        "%s\"",
 		    name, strerror(errno));
 }
 
@@ -727,8 +727,8 @@ load_one(struct queue *q, const char *name)
 	ssize_t n = -1;
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/queue/entries/%s", q->cfg->data_dir,
-	    name);
+	snprintf(
+	    path, sizeof(path), "%s/queue/entries/%s", q->cfg->data_dir, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1 || fstat(fd, &st) == -1 || st.st_size > (64 << 20)) {
 		if (fd != -1)
@@ -743,11 +743,11 @@ load_one(struct queue *q, const char *name)
 		char msg[300];
 
 		log_err("event=queue-load file=%s result=corrupt reason=\"%s\" "
-			"action=set-aside",
+		        "action=set-aside",
 		    name, why);
 		set_aside(q->cfg->data_dir, name);
-		snprintf(msg, sizeof(msg), "%.*s.msg",
-		    (int)(strlen(name) - 4), name);
+		snprintf(msg, sizeof(msg), "%.*s.msg", (int)(strlen(name) - 4),
+		    name);
 		set_aside(q->cfg->data_dir, msg);
 		free(text);
 		return -1;
@@ -802,8 +802,8 @@ entry_find(struct queue *q, const char *id)
 	struct qentry *e;
 
 	TAILQ_FOREACH(e, &q->entries, link)
-		if (strcmp(e->env.id, id) == 0 && !e->is_deleted)
-			return e;
+	if (strcmp(e->env.id, id) == 0 && !e->is_deleted)
+		return e;
 	return NULL;
 }
 
@@ -831,7 +831,8 @@ queue_command(struct queue *q, const char *cmd, char *err, size_t errlen)
 		next = TAILQ_NEXT(e, link);
 		if (e->is_deleted || (!all && strcmp(e->env.id, id) != 0))
 			continue;
-		if (strcmp(verb, "flush") == 0 || strcmp(verb, "release") == 0) {
+		if (strcmp(verb, "flush") == 0 ||
+		    strcmp(verb, "release") == 0) {
 			for (size_t i = 0; i < e->env.nrcpt; i++)
 				e->env.rcpts[i].next = 0;
 			if (strcmp(verb, "release") == 0) {
@@ -845,7 +846,8 @@ queue_command(struct queue *q, const char *cmd, char *err, size_t errlen)
 			e->is_deleted = true;
 			entry_persist(q, e);
 		} else {
-			snprintf(err, errlen, "unknown queue command: %s", verb);
+			snprintf(
+			    err, errlen, "unknown queue command: %s", verb);
 			return -1;
 		}
 		log_info("id=%s event=queue-%s", e->env.id, verb);
@@ -863,8 +865,8 @@ queue_idle(struct queue *q)
 	if (q->active > 0 || q->dsn_pending > 0)
 		return false;
 	TAILQ_FOREACH(e, &q->entries, link)
-		if (e->is_persisting)
-			return false;
+	if (e->is_persisting)
+		return false;
 	return true;
 }
 

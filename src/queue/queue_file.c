@@ -13,7 +13,7 @@
 
 #define MAX_RCPTS 100000
 
-static const char *const state_names[] = { "pending", "sent", "failed" };
+static const char *const state_names[] = {"pending", "sent", "failed"};
 
 const char *
 queue_state_name(enum qrcpt_state s)
@@ -29,9 +29,8 @@ queue_field_clean(char *dst, size_t dstlen, const char *src)
 	if (dstlen == 0)
 		return;
 	for (; *src != '\0' && o + 1 < dstlen; src++)
-		dst[o++] = (*src == '\t' || *src == '\r' || *src == '\n')
-		    ? ' '
-		    : *src;
+		dst[o++] =
+		    (*src == '\t' || *src == '\r' || *src == '\n') ? ' ' : *src;
 	dst[o] = '\0';
 }
 
@@ -47,11 +46,11 @@ void
 queue_env_copy(struct qenv *dst, const struct qenv *src)
 {
 	*dst = *src;
-	dst->rcpts = xreallocarray(NULL, src->nrcpt ? src->nrcpt : 1,
-	    sizeof(*dst->rcpts));
+	dst->rcpts = xreallocarray(
+	    NULL, src->nrcpt ? src->nrcpt : 1, sizeof(*dst->rcpts));
 	if (src->nrcpt > 0)
-		memcpy(dst->rcpts, src->rcpts,
-		    src->nrcpt * sizeof(*dst->rcpts));
+		memcpy(
+		    dst->rcpts, src->rcpts, src->nrcpt * sizeof(*dst->rcpts));
 }
 
 void
@@ -173,11 +172,12 @@ parse_line(struct qenv *e, char *line, unsigned *seen, const char **why)
 		return -1;
 	}
 	if (strcmp(f[0], "id") == 0 && strlen(f[1]) > 0 &&
-	    strlen(f[1]) < sizeof(e->id) && strspn(f[1],
-	    "0123456789ABCDEF") == strlen(f[1])) {
+	    strlen(f[1]) < sizeof(e->id) &&
+	    strspn(f[1], "0123456789ABCDEF") == strlen(f[1])) {
 		memcpy(e->id, f[1], strlen(f[1]) + 1);
 		*seen |= 1;
-	} else if (strcmp(f[0], "from") == 0 && strlen(f[1]) < sizeof(e->from)) {
+	} else if (strcmp(f[0], "from") == 0 &&
+	           strlen(f[1]) < sizeof(e->from)) {
 		memcpy(e->from, f[1], strlen(f[1]) + 1);
 		*seen |= 2;
 	} else if (strcmp(f[0], "arrival") == 0 && parse_num(f[1], &v) == 0) {
@@ -196,8 +196,8 @@ parse_line(struct qenv *e, char *line, unsigned *seen, const char **why)
 }
 
 int
-queue_env_parse(const char *text, size_t len, struct qenv *out,
-    const char **why)
+queue_env_parse(
+    const char *text, size_t len, struct qenv *out, const char **why)
 {
 	static const char magic[] = "postern-queue 1\n";
 	size_t pos = sizeof(magic) - 1;

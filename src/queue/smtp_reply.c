@@ -11,11 +11,10 @@ smtp_reply_line_parse(const char *line, size_t len, int *code_out,
 {
 	if (len < 3 || !isdigit((unsigned char)line[0]) ||
 	    !isdigit((unsigned char)line[1]) ||
-	    !isdigit((unsigned char)line[2]) || line[0] < '2' ||
-	    line[0] > '5')
+	    !isdigit((unsigned char)line[2]) || line[0] < '2' || line[0] > '5')
 		return -1;
-	*code_out = (line[0] - '0') * 100 + (line[1] - '0') * 10 +
-	    (line[2] - '0');
+	*code_out =
+	    (line[0] - '0') * 100 + (line[1] - '0') * 10 + (line[2] - '0');
 	if (len == 3) {
 		*is_last_out = true;
 		*text_out = line + 3;

@@ -94,8 +94,8 @@ plain_run(struct smtp_data *d, const uint8_t *p, size_t len)
 }
 
 int
-smtp_data_parse(struct smtp_data *d, const uint8_t *p, size_t len,
-    size_t *consumed)
+smtp_data_parse(
+    struct smtp_data *d, const uint8_t *p, size_t len, size_t *consumed)
 {
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = p[i];

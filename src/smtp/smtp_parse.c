@@ -18,21 +18,21 @@ static const struct {
 	enum smtp_verb verb;
 	enum arg_rule rule;
 } verbs[] = {
-	{ "AUTH", SMTP_CMD_AUTH, ARG_REQUIRED },
-	{ "BDAT", SMTP_CMD_BDAT, ARG_ANY },
-	{ "DATA", SMTP_CMD_DATA, ARG_NONE },
-	{ "EHLO", SMTP_CMD_EHLO, ARG_REQUIRED },
-	{ "ETRN", SMTP_CMD_ETRN, ARG_ANY },
-	{ "EXPN", SMTP_CMD_EXPN, ARG_ANY },
-	{ "HELO", SMTP_CMD_HELO, ARG_REQUIRED },
-	{ "HELP", SMTP_CMD_HELP, ARG_ANY },
-	{ "MAIL", SMTP_CMD_MAIL, ARG_MAIL },
-	{ "NOOP", SMTP_CMD_NOOP, ARG_ANY },
-	{ "QUIT", SMTP_CMD_QUIT, ARG_NONE },
-	{ "RCPT", SMTP_CMD_RCPT, ARG_RCPT },
-	{ "RSET", SMTP_CMD_RSET, ARG_NONE },
-	{ "STARTTLS", SMTP_CMD_STARTTLS, ARG_NONE },
-	{ "VRFY", SMTP_CMD_VRFY, ARG_REQUIRED },
+    {"AUTH", SMTP_CMD_AUTH, ARG_REQUIRED},
+    {"BDAT", SMTP_CMD_BDAT, ARG_ANY},
+    {"DATA", SMTP_CMD_DATA, ARG_NONE},
+    {"EHLO", SMTP_CMD_EHLO, ARG_REQUIRED},
+    {"ETRN", SMTP_CMD_ETRN, ARG_ANY},
+    {"EXPN", SMTP_CMD_EXPN, ARG_ANY},
+    {"HELO", SMTP_CMD_HELO, ARG_REQUIRED},
+    {"HELP", SMTP_CMD_HELP, ARG_ANY},
+    {"MAIL", SMTP_CMD_MAIL, ARG_MAIL},
+    {"NOOP", SMTP_CMD_NOOP, ARG_ANY},
+    {"QUIT", SMTP_CMD_QUIT, ARG_NONE},
+    {"RCPT", SMTP_CMD_RCPT, ARG_RCPT},
+    {"RSET", SMTP_CMD_RSET, ARG_NONE},
+    {"STARTTLS", SMTP_CMD_STARTTLS, ARG_NONE},
+    {"VRFY", SMTP_CMD_VRFY, ARG_REQUIRED},
 };
 
 const char *
@@ -92,8 +92,8 @@ parse_params(const char *p, size_t len, struct smtp_cmd *out,
 			i++;
 			prm->value.p = p + i;
 			/* esmtp-value = 1*(%d33-60 / %d62-126) */
-			while (i < len && p[i] > 32 && p[i] < 127 &&
-			    p[i] != '=')
+			while (
+			    i < len && p[i] > 32 && p[i] < 127 && p[i] != '=')
 				i++;
 			prm->value.len = (size_t)(p + i - prm->value.p);
 			if (prm->value.len == 0)
@@ -119,13 +119,13 @@ parse_envelope(const char *p, size_t len, bool is_mail, struct smtp_cmd *out,
 	if (len < kwlen || strncasecmp(p, kw, kwlen) != 0)
 		return err(code_out, "501 5.5.4", error_out,
 		    is_mail ? "syntax: MAIL FROM:<address>"
-			    : "syntax: RCPT TO:<address>");
+		            : "syntax: RCPT TO:<address>");
 	i = kwlen;
 	/* RFC 5321 has no space here; common clients send one: allow. */
 	while (i < len && p[i] == ' ')
 		i++;
-	if (addr_parse_path((const uint8_t *)p + i, len - i, is_mail,
-		!is_mail, &out->addr, &used, &why) == -1)
+	if (addr_parse_path((const uint8_t *)p + i, len - i, is_mail, !is_mail,
+	        &out->addr, &used, &why) == -1)
 		return err(code_out, is_mail ? "501 5.1.7" : "501 5.1.3",
 		    error_out, why);
 	i += used;
@@ -184,10 +184,10 @@ smtp_cmd_parse(const uint8_t *line, size_t len, struct smtp_cmd *out,
 		case ARG_MAIL:
 		case ARG_RCPT:
 			return parse_envelope(arg.p, arg.len,
-				   verbs[i].rule == ARG_MAIL, out, code_out,
-				   error_out) == -1
-			    ? -1
-			    : 1;
+			           verbs[i].rule == ARG_MAIL, out, code_out,
+			           error_out) == -1
+			           ? -1
+			           : 1;
 		case ARG_ANY:
 			break;
 		}

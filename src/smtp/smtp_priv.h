@@ -22,8 +22,8 @@
 #include "strlist.h"
 
 #ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                           \
-	for ((var) = TAILQ_FIRST(head);                                       \
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                             \
+	for ((var) = TAILQ_FIRST(head);                                        \
 	     (var) && ((tvar) = TAILQ_NEXT(var, field), 1); (var) = (tvar))
 #endif
 
@@ -77,13 +77,13 @@ struct session {
 	char ip[INET6_ADDRSTRLEN];
 	char helo[256];
 	bool has_helo, is_esmtp, is_tls;
-	bool is_busy;	     /* a worker job is in flight */
-	bool is_dead;	     /* peer gone while busy: free on completion */
-	bool is_discarding;  /* skipping the rest of an overlong line */
-	bool close_after_txn; /* shutdown: close once the transaction ends */
+	bool is_busy;          /* a worker job is in flight */
+	bool is_dead;          /* peer gone while busy: free on completion */
+	bool is_discarding;    /* skipping the rest of an overlong line */
+	bool close_after_txn;  /* shutdown: close once the transaction ends */
 	bool is_tls_switching; /* STARTTLS: waiting for "220" to be sent */
-	bool is_free_pending; /* session_free is scheduled on the loop */
-	bool is_forced;	      /* shutdown timeout hit while busy */
+	bool is_free_pending;  /* session_free is scheduled on the loop */
+	bool is_forced;        /* shutdown timeout hit while busy */
 	unsigned errors;
 	unsigned long ncommands, nmessages;
 	/* The transaction (MAIL .. end of DATA). */
@@ -92,8 +92,8 @@ struct session {
 	char queue_id[QID_MAX];
 	size_t nrcpt;
 	struct strlist mailboxes; /* final local mailboxes, unique */
-	struct strlist remote;	  /* recipients for the queue, unique */
-	struct qenv qenv;	  /* the queue entry while it is written */
+	struct strlist remote;    /* recipients for the queue, unique */
+	struct qenv qenv;         /* the queue entry while it is written */
 	struct strlist rcpt_log;  /* accepted RCPT addresses as given */
 	struct buf msg;
 	struct smtp_data data;
@@ -103,17 +103,21 @@ struct session {
 	uint8_t *line; /* command line scratch, command_line_limit + 1 */
 	/* SMTP AUTH (RFC 4954) */
 	char auth_user[ADDR_PATH_MAX + 8]; /* "" until authenticated */
-	int auth_step;			   /* AUTH_STEP_* */
+	int auth_step;                     /* AUTH_STEP_* */
 	char auth_login_user[ADDR_PATH_MAX + 8];
 	struct strlist auth_addresses; /* MAIL FROM addresses it owns */
 };
 
-enum { AUTH_STEP_NONE, AUTH_STEP_PLAIN, AUTH_STEP_LOGIN_USER,
-	AUTH_STEP_LOGIN_PASS };
+enum {
+	AUTH_STEP_NONE,
+	AUTH_STEP_PLAIN,
+	AUTH_STEP_LOGIN_USER,
+	AUTH_STEP_LOGIN_PASS
+};
 
 /* smtp_session.c */
-void session_start(struct smtp_server *, int fd, const char *ip,
-    enum listener_kind);
+void session_start(
+    struct smtp_server *, int fd, const char *ip, enum listener_kind);
 void session_shutdown(struct session *);
 void session_force_close(struct session *);
 
@@ -123,7 +127,7 @@ void server_session_gone(struct smtp_server *, struct session *);
  * auth_failure_window locks the IP out for auth_lockout, unless it logged
  * in successfully within that time). */
 bool server_auth_locked(struct smtp_server *, const char *ip, time_t now);
-void server_auth_result(struct smtp_server *, const char *ip, bool ok,
-    time_t now);
+void server_auth_result(
+    struct smtp_server *, const char *ip, bool ok, time_t now);
 
 #endif

@@ -29,8 +29,7 @@
 #include "authfail.h"
 #include "xmalloc.h"
 
-static const char *const kind_names[] = { "smtp", "submission",
-	"submissions" };
+static const char *const kind_names[] = {"smtp", "submission", "submissions"};
 
 static unsigned
 ip_hash(const char *ip)
@@ -78,8 +77,8 @@ peer_ip(const struct sockaddr *sa, char *dst, size_t len)
 			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], dst,
 			    (socklen_t)len);
 		else
-			inet_ntop(AF_INET6, &s6->sin6_addr, dst,
-			    (socklen_t)len);
+			inet_ntop(
+			    AF_INET6, &s6->sin6_addr, dst, (socklen_t)len);
 	} else {
 		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
 		    dst, (socklen_t)len);
@@ -92,19 +91,19 @@ refuse(int fd, const char *ip, const char *why)
 	char line[256];
 	int n;
 
-	n = snprintf(line, sizeof(line), "421 4.7.0 %s, try again later\r\n",
-	    why);
+	n = snprintf(
+	    line, sizeof(line), "421 4.7.0 %s, try again later\r\n", why);
 	/* Best effort: the socket is new, so its send buffer is empty. */
 	if (send(fd, line, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-		log_debug("event=refuse client=%s send: %s", ip,
-		    strerror(errno));
+		log_debug(
+		    "event=refuse client=%s send: %s", ip, strerror(errno));
 	log_warn("event=refuse client=%s reason=\"%s\"", ip, why);
 	close(fd);
 }
 
 static void
-on_accept(struct evconnlistener *lev, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
 {
 	struct smtp_listener *l = arg;
 	struct smtp_server *srv = l->srv;
@@ -128,7 +127,7 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd,
 	ip_count(srv, ip, 1);
 	srv->nsessions++;
 	/* Pipelined replies must not wait for the client's delayed ACK. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	session_start(srv, fd, ip, l->kind);
 }
 
@@ -139,8 +138,7 @@ server_auth_locked(struct smtp_server *srv, const char *ip, time_t now)
 }
 
 void
-server_auth_result(struct smtp_server *srv, const char *ip, bool ok,
-    time_t now)
+server_auth_result(struct smtp_server *srv, const char *ip, bool ok, time_t now)
 {
 	if (authfail_result(srv->authfails, srv->cfg, ip, ok, now))
 		log_warn("event=auth-lockout client=%s", ip);
@@ -165,8 +163,8 @@ bind_one(struct smtp_server *srv, const struct listen_addr *la,
 	char ip[INET6_ADDRSTRLEN];
 	int fd, one = 1;
 
-	fd = socket(la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK |
-	    SOCK_CLOEXEC, 0);
+	fd = socket(
+	    la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		goto fail;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -179,8 +177,8 @@ bind_one(struct smtp_server *srv, const struct listen_addr *la,
 	}
 	getsockname(fd, (struct sockaddr *)&ss, &sl);
 	peer_ip((struct sockaddr *)&ss, ip, sizeof(ip));
-	srv->listeners = xreallocarray(srv->listeners, srv->nlisteners + 1,
-	    sizeof(*srv->listeners));
+	srv->listeners = xreallocarray(
+	    srv->listeners, srv->nlisteners + 1, sizeof(*srv->listeners));
 	l = &srv->listeners[srv->nlisteners++];
 	l->kind = kind;
 	l->srv = srv;
@@ -201,12 +199,12 @@ fail:
 }
 
 struct smtp_server *
-smtp_server_new(struct event_base *base, struct config *cfg, char *err,
-    size_t errlen)
+smtp_server_new(
+    struct event_base *base, struct config *cfg, char *err, size_t errlen)
 {
 	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
-	const struct listen_list *lists[] = { &cfg->smtp_listen,
-		&cfg->submission_listen, &cfg->submissions_listen };
+	const struct listen_list *lists[] = {&cfg->smtp_listen,
+	    &cfg->submission_listen, &cfg->submissions_listen};
 
 	srv->base = base;
 	srv->cfg = config_ref(cfg);
@@ -218,7 +216,7 @@ smtp_server_new(struct event_base *base, struct config *cfg, char *err,
 	for (size_t k = 0; k < 3; k++)
 		for (size_t i = 0; i < lists[k]->n; i++)
 			if (bind_one(srv, &lists[k]->v[i],
-				(enum listener_kind)k, err, errlen) == -1)
+			        (enum listener_kind)k, err, errlen) == -1)
 				goto fail;
 	return srv;
 fail:
@@ -235,8 +233,8 @@ smtp_server_start(struct smtp_server *srv, struct workers *w,
 	srv->committer = c;
 	srv->queue = q;
 	for (size_t i = 0; i < srv->nlisteners; i++) {
-		evconnlistener_set_cb(srv->listeners[i].lev, on_accept,
-		    &srv->listeners[i]);
+		evconnlistener_set_cb(
+		    srv->listeners[i].lev, on_accept, &srv->listeners[i]);
 		evconnlistener_enable(srv->listeners[i].lev);
 	}
 }
@@ -251,7 +249,7 @@ on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_warn("event=shutdown-timeout sessions=%zu", srv->nsessions);
 	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
-		session_force_close(s);
+	session_force_close(s);
 }
 
 void
@@ -271,7 +269,7 @@ smtp_server_shutdown(struct smtp_server *srv)
 		return;
 	}
 	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
-		session_shutdown(s);
+	session_shutdown(s);
 	tv.tv_sec = srv->cfg->shutdown_timeout_ms / 1000;
 	tv.tv_usec = (srv->cfg->shutdown_timeout_ms % 1000) * 1000;
 	srv->shutdown_timer = evtimer_new(srv->base, on_shutdown_timeout, srv);

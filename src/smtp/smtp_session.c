@@ -44,8 +44,7 @@
 #include "worker.h"
 #include "xmalloc.h"
 
-static const char *const kind_names[] = { "smtp", "submission",
-	"submissions" };
+static const char *const kind_names[] = {"smtp", "submission", "submissions"};
 
 struct rcpt_job {
 	struct session *s;
@@ -70,8 +69,7 @@ static void session_on_event(struct bufferevent *, short, void *);
 
 /* ---- replies ---------------------------------------------------------- */
 
-static void
-reply(struct session *s, const char *fmt, ...)
+static void reply(struct session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -100,7 +98,7 @@ session_free(struct session *s)
 	struct smtp_server *srv = s->srv;
 
 	log_info("session=%s event=disconnect client=%s commands=%lu "
-		 "messages=%lu errors=%u",
+	         "messages=%lu errors=%u",
 	    s->id, s->ip, s->ncommands, s->nmessages, s->errors);
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	if (s->greet_timer)
@@ -134,14 +132,14 @@ session_free_deferred(evutil_socket_t fd, short what, void *arg)
 static void
 session_schedule_free(struct session *s)
 {
-	static const struct timeval now = { 0, 0 };
+	static const struct timeval now = {0, 0};
 
 	if (s->is_free_pending)
 		return;
 	s->is_free_pending = true;
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-	event_base_once(s->srv->base, -1, EV_TIMEOUT, session_free_deferred, s,
-	    &now);
+	event_base_once(
+	    s->srv->base, -1, EV_TIMEOUT, session_free_deferred, s, &now);
 }
 
 /* Stops reading; frees the session once the output has been sent. */
@@ -166,10 +164,10 @@ reply_error(struct session *s, const char *code, const char *text)
 	else
 		reply(s, "%s %s", code, text);
 	if (++s->errors >= s->cfg->max_errors) {
-		reply(s, "421 4.7.0 %s Error: too many errors",
-		    s->cfg->hostname);
+		reply(
+		    s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
 		log_warn("session=%s event=too-many-errors client=%s "
-			 "errors=%u",
+		         "errors=%u",
 		    s->id, s->ip, s->errors);
 		session_close(s);
 	}
@@ -197,8 +195,8 @@ txn_end(struct session *s)
 {
 	txn_reset(s);
 	if (s->close_after_txn && s->state != ST_CLOSING) {
-		reply(s, "421 4.3.2 %s Service shutting down",
-		    s->cfg->hostname);
+		reply(
+		    s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 		session_close(s);
 	}
 }
@@ -220,8 +218,7 @@ cmd_helo(struct session *s, struct smtp_cmd *c)
 	char name[sizeof(s->helo)];
 
 	/* Any printable token is accepted; it is only recorded. */
-	log_sanitize(name, sizeof(name), (const uint8_t *)c->arg.p,
-	    c->arg.len);
+	log_sanitize(name, sizeof(name), (const uint8_t *)c->arg.p, c->arg.len);
 	snprintf(s->helo, sizeof(s->helo), "%s", name);
 	s->has_helo = true;
 	s->is_esmtp = c->verb == SMTP_CMD_EHLO;
@@ -235,8 +232,7 @@ cmd_helo(struct session *s, struct smtp_cmd *c)
 	reply(s, "250-SIZE %zu", s->cfg->message_size_limit);
 	if (s->srv->tls != NULL && !s->is_tls)
 		reply(s, "250-STARTTLS");
-	if (s->cfg->auth_advertise &&
-	    (s->is_tls || !s->cfg->auth_require_tls))
+	if (s->cfg->auth_advertise && (s->is_tls || !s->cfg->auth_require_tls))
 		reply(s, "250-AUTH PLAIN LOGIN");
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250 8BITMIME");
@@ -249,8 +245,8 @@ mail_params(struct session *s, struct smtp_cmd *c)
 		struct smtp_param *p = &c->params[i];
 
 		if (!s->is_esmtp) {
-			reply_error(s, "555 5.5.4",
-			    "Error: parameters need EHLO");
+			reply_error(
+			    s, "555 5.5.4", "Error: parameters need EHLO");
 			return false;
 		}
 		if (span_eq_ci(p->key, "SIZE") && p->value.p != NULL) {
@@ -271,17 +267,18 @@ mail_params(struct session *s, struct smtp_cmd *c)
 			}
 			if (v > s->cfg->message_size_limit) {
 				log_info("session=%s event=mail result=reject "
-					 "code=552 reason=\"SIZE=%llu over "
-					 "limit %zu\"",
+				         "code=552 reason=\"SIZE=%llu over "
+				         "limit %zu\"",
 				    s->id, v, s->cfg->message_size_limit);
-				reply(s, "552 5.3.4 Message size exceeds "
-					 "fixed limit of %zu octets",
+				reply(s,
+				    "552 5.3.4 Message size exceeds "
+				    "fixed limit of %zu octets",
 				    s->cfg->message_size_limit);
 				return false;
 			}
 		} else if (span_eq_ci(p->key, "BODY") && p->value.p != NULL &&
-		    (span_eq_ci(p->value, "7BIT") ||
-			span_eq_ci(p->value, "8BITMIME"))) {
+		           (span_eq_ci(p->value, "7BIT") ||
+		               span_eq_ci(p->value, "8BITMIME"))) {
 			/* 8-bit text is stored as is. */
 		} else {
 			reply_error(s, "555 5.5.4",
@@ -298,7 +295,7 @@ sender_must_match(const struct session *s)
 	const char *m = s->cfg->auth_sender_match;
 
 	return strcmp(m, "yes") == 0 ||
-	    (strcmp(m, "submission") == 0 && s->kind != LK_SMTP);
+	       (strcmp(m, "submission") == 0 && s->kind != LK_SMTP);
 }
 
 static void
@@ -327,9 +324,10 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 			*p = (char)tolower((unsigned char)*p);
 		if (!strlist_has(&s->auth_addresses, given)) {
 			log_info("session=%s event=mail result=reject code=553 "
-				 "reason=\"sender <%s> not owned by %s\"",
+			         "reason=\"sender <%s> not owned by %s\"",
 			    s->id, given, s->auth_user);
-			reply_error(s, "553 5.7.1", "Sender address rejected: "
+			reply_error(s, "553 5.7.1",
+			    "Sender address rejected: "
 			    "not owned by the authenticated user");
 			return;
 		}
@@ -367,7 +365,7 @@ rcpt_log(struct session *s, struct rcpt_job *j, const char *result,
 	addr_format(&s->mail_from, from, sizeof(from));
 	log_sanitize(r, sizeof(r), (const uint8_t *)reason, strlen(reason));
 	log_info("session=%s id=%s event=rcpt client=%s auth=%s from=<%s> "
-		 "to=<%s> result=%s code=%.3s mode=%s rule=%s reason=\"%s\"",
+	         "to=<%s> result=%s code=%.3s mode=%s rule=%s reason=\"%s\"",
 	    s->id, s->queue_id, s->ip, s->auth_user[0] ? s->auth_user : "-",
 	    from, j->rcpt_text, result, code,
 	    policy_mode_name((enum relay_mode)j->cfg->relay_mode), rule, r);
@@ -381,17 +379,19 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	switch (j->result) {
 	case DIR_EXPAND_UNKNOWN:
 		rcpt_log(s, j, "reject", "550", "no such user", "directory");
-		reply_error(s, "550 5.1.1", "Recipient address rejected: "
+		reply_error(s, "550 5.1.1",
+		    "Recipient address rejected: "
 		    "no such user here");
 		return;
 	case DIR_EXPAND_TEMPFAIL:
 		rcpt_log(s, j, "tempfail", "451", j->err, "directory");
 		reply(s, "451 4.3.0 Temporary directory failure, try again "
-			 "later");
+		         "later");
 		return;
 	case DIR_EXPAND_LIMIT:
 		rcpt_log(s, j, "reject", "550", "expansion limit", "directory");
-		reply_error(s, "550 5.3.0", "Recipient address rejected: "
+		reply_error(s, "550 5.3.0",
+		    "Recipient address rejected: "
 		    "alias or list expands to too many addresses");
 		return;
 	case DIR_EXPAND_NONLOCAL:
@@ -401,8 +401,8 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	code = j->verdict.code;
 	text = j->verdict.reason;
 	if (j->verdict.kind != VERDICT_ACCEPT) {
-		rcpt_log(s, j, j->verdict.kind == VERDICT_REJECT ? "reject"
-								 : "tempfail",
+		rcpt_log(s, j,
+		    j->verdict.kind == VERDICT_REJECT ? "reject" : "tempfail",
 		    code, text, j->verdict.rule);
 		if (j->verdict.kind == VERDICT_REJECT)
 			reply_error(s, code, text);
@@ -415,7 +415,8 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	else if (j->users.n == 0 && j->remote.n == 0) {
 		rcpt_log(s, j, "reject", "550", "no mailbox behind address",
 		    "directory");
-		reply_error(s, "550 5.1.1", "Recipient address rejected: "
+		reply_error(s, "550 5.1.1",
+		    "Recipient address rejected: "
 		    "no mailbox behind this address");
 		return;
 	}
@@ -474,13 +475,14 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 		return;
 	}
 	if (c->nparams > 0) {
-		reply_error(s, "555 5.5.4", "Error: unsupported RCPT parameter");
+		reply_error(
+		    s, "555 5.5.4", "Error: unsupported RCPT parameter");
 		return;
 	}
 	if (s->nrcpt >= s->cfg->recipient_limit) {
 		reply(s, "452 4.5.3 Error: too many recipients");
 		log_warn("session=%s id=%s event=rcpt result=tempfail code=452 "
-			 "reason=\"recipient limit %zu\"",
+		         "reason=\"recipient limit %zu\"",
 		    s->id, s->queue_id, s->cfg->recipient_limit);
 		return;
 	}
@@ -551,15 +553,16 @@ cmd_vrfy(struct session *s, struct smtp_cmd *c)
 	(void)c;
 	/* RFC 5321 3.5.3: 252 avoids both address harvesting and lies. */
 	reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and "
-		 "attempt delivery");
+	         "attempt delivery");
 }
 
 static void
 cmd_help(struct session *s, struct smtp_cmd *c)
 {
 	(void)c;
-	reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP "
-		 "QUIT VRFY HELP%s",
+	reply(s,
+	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP "
+	    "QUIT VRFY HELP%s",
 	    s->srv->tls != NULL ? " STARTTLS" : "");
 }
 
@@ -598,12 +601,12 @@ tls_switch(struct bufferevent *plain, void *arg)
 	bufferevent_free(plain);
 	ssl = SSL_new(s->srv->tls);
 	tb = ssl ? bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
-		       BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
-		 : NULL;
+	               BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+	         : NULL;
 	if (tb == NULL) {
 		/* Nothing can be said to the peer any more: just go. */
-		s->bev = bufferevent_socket_new(s->srv->base, fd,
-		    BEV_OPT_CLOSE_ON_FREE);
+		s->bev = bufferevent_socket_new(
+		    s->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
 		if (s->bev == NULL) {
 			close(fd);
 			session_free(s);
@@ -616,8 +619,8 @@ tls_switch(struct bufferevent *plain, void *arg)
 	s->bev = tb;
 	s->is_tls = true;
 	{
-		struct timeval tmo = { s->cfg->smtp_timeout_ms / 1000,
-			(s->cfg->smtp_timeout_ms % 1000) * 1000 };
+		struct timeval tmo = {s->cfg->smtp_timeout_ms / 1000,
+		    (s->cfg->smtp_timeout_ms % 1000) * 1000};
 
 		bufferevent_set_timeouts(tb, &tmo, &tmo);
 	}
@@ -657,7 +660,8 @@ cmd_starttls(struct session *s, struct smtp_cmd *c)
 		return;
 	}
 	if (s->has_mail) {
-		reply_error(s, "503 5.5.1", "Error: STARTTLS inside a mail "
+		reply_error(s, "503 5.5.1",
+		    "Error: STARTTLS inside a mail "
 		    "transaction");
 		return;
 	}
@@ -700,17 +704,17 @@ auth_job_run(void *arg, void *ctx)
 	j->ok = false;
 	if (d != NULL &&
 	    dir_split_address(j->user, local, sizeof(local), domain,
-		sizeof(domain), &why) == 0 &&
-	    d->ops->domain_resolve(d, domain, canon, sizeof(canon), err,
-		sizeof(err)) == 1 &&
+	        sizeof(domain), &why) == 0 &&
+	    d->ops->domain_resolve(
+	        d, domain, canon, sizeof(canon), err, sizeof(err)) == 1 &&
 	    d->ops->user_hash(d, local, canon, &hash, err, sizeof(err)) == 0 &&
 	    passwd_verify(j->pass, hash)) {
 		j->ok = true;
-		snprintf(j->user, sizeof(j->user), "%.64s@%.190s", local,
-		    canon);
+		snprintf(
+		    j->user, sizeof(j->user), "%.64s@%.190s", local, canon);
 		strlist_add_unique(&j->owned, j->user);
-		d->ops->list_rows(d, "aliases", NULL, collect_aliases, j, err,
-		    sizeof(err));
+		d->ops->list_rows(
+		    d, "aliases", NULL, collect_aliases, j, err, sizeof(err));
 	}
 	free(hash);
 	explicit_bzero(j->pass, sizeof(j->pass));
@@ -727,14 +731,14 @@ auth_job_done(void *arg)
 	server_auth_result(s->srv, s->ip, j->ok, now);
 	if (!s->is_dead && s->state != ST_CLOSING) {
 		if (j->ok) {
-			snprintf(s->auth_user, sizeof(s->auth_user), "%s",
-			    j->user);
+			snprintf(
+			    s->auth_user, sizeof(s->auth_user), "%s", j->user);
 			strlist_clear(&s->auth_addresses);
 			s->auth_addresses = j->owned;
 			j->owned.v = NULL;
 			j->owned.n = j->owned.cap = 0;
 			log_info("session=%s event=auth result=ok client=%s "
-				 "user=%s",
+			         "user=%s",
 			    s->id, s->ip, s->auth_user);
 			reply(s, "235 2.7.0 Authentication successful");
 		} else {
@@ -743,16 +747,18 @@ auth_job_done(void *arg)
 			log_sanitize(u, sizeof(u), (const uint8_t *)j->user,
 			    strlen(j->user));
 			log_warn("session=%s event=auth result=fail client=%s "
-				 "user=\"%s\"",
+			         "user=\"%s\"",
 			    s->id, s->ip, u);
 			if (server_auth_locked(s->srv, s->ip, now)) {
-				reply(s, "421 4.7.0 %s Too many "
-					 "authentication failures, try again "
-					 "later",
+				reply(s,
+				    "421 4.7.0 %s Too many "
+				    "authentication failures, try again "
+				    "later",
 				    s->cfg->hostname);
 				session_close(s);
 			} else {
-				reply_error(s, "535 5.7.8", "Authentication "
+				reply_error(s, "535 5.7.8",
+				    "Authentication "
 				    "credentials invalid");
 			}
 		}
@@ -774,7 +780,8 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 
 	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
 		server_auth_result(s->srv, s->ip, false, time(NULL));
-		reply_error(s, "535 5.7.8", "Authentication credentials "
+		reply_error(s, "535 5.7.8",
+		    "Authentication credentials "
 		    "invalid");
 		return;
 	}
@@ -808,10 +815,11 @@ auth_plain(struct session *s, const char *b64, size_t len)
 	}
 	/* An authorisation identity other than the user: not allowed. */
 	if (z1 != buf && ((size_t)(z2 - z1 - 1) != (size_t)(z1 - buf) ||
-			     memcmp(buf, z1 + 1, (size_t)(z1 - buf)) != 0)) {
+	                     memcmp(buf, z1 + 1, (size_t)(z1 - buf)) != 0)) {
 		explicit_bzero(buf, sizeof(buf));
 		server_auth_result(s->srv, s->ip, false, time(NULL));
-		reply_error(s, "535 5.7.8", "Authentication credentials "
+		reply_error(s, "535 5.7.8",
+		    "Authentication credentials "
 		    "invalid");
 		return;
 	}
@@ -863,8 +871,8 @@ static void
 cmd_auth(struct session *s, struct smtp_cmd *c)
 {
 	const char *sp = memchr(c->arg.p, ' ', c->arg.len);
-	struct span mech = { c->arg.p, sp ? (size_t)(sp - c->arg.p)
-					  : c->arg.len };
+	struct span mech = {
+	    c->arg.p, sp ? (size_t)(sp - c->arg.p) : c->arg.len};
 	const char *ir = sp ? sp + 1 : NULL;
 	size_t irlen = sp ? c->arg.len - mech.len - 1 : 0;
 
@@ -877,20 +885,23 @@ cmd_auth(struct session *s, struct smtp_cmd *c)
 		return;
 	}
 	if (s->has_mail) {
-		reply_error(s, "503 5.5.1", "Error: AUTH not allowed during "
+		reply_error(s, "503 5.5.1",
+		    "Error: AUTH not allowed during "
 		    "a mail transaction");
 		return;
 	}
 	if (!s->is_tls && s->cfg->auth_require_tls) {
-		reply_error(s, "538 5.7.11", "Encryption required for "
+		reply_error(s, "538 5.7.11",
+		    "Encryption required for "
 		    "requested authentication mechanism");
 		return;
 	}
 	if (server_auth_locked(s->srv, s->ip, time(NULL))) {
 		log_warn("session=%s event=auth result=locked client=%s", s->id,
 		    s->ip);
-		reply(s, "421 4.7.0 %s Too many authentication failures, try "
-			 "again later",
+		reply(s,
+		    "421 4.7.0 %s Too many authentication failures, try "
+		    "again later",
 		    s->cfg->hostname);
 		session_close(s);
 		return;
@@ -923,22 +934,22 @@ static const struct {
 	enum smtp_verb verb;
 	void (*fn)(struct session *, struct smtp_cmd *);
 } handlers[] = {
-	{ SMTP_CMD_HELO, cmd_helo },
-	{ SMTP_CMD_EHLO, cmd_helo },
-	{ SMTP_CMD_MAIL, cmd_mail },
-	{ SMTP_CMD_RCPT, cmd_rcpt },
-	{ SMTP_CMD_DATA, cmd_data },
-	{ SMTP_CMD_RSET, cmd_rset },
-	{ SMTP_CMD_NOOP, cmd_noop },
-	{ SMTP_CMD_QUIT, cmd_quit },
-	{ SMTP_CMD_VRFY, cmd_vrfy },
-	{ SMTP_CMD_HELP, cmd_help },
-	{ SMTP_CMD_STARTTLS, cmd_starttls },
-	{ SMTP_CMD_EXPN, cmd_not_impl },
-	{ SMTP_CMD_AUTH, cmd_auth },
-	{ SMTP_CMD_BDAT, cmd_not_impl },
-	{ SMTP_CMD_ETRN, cmd_not_impl },
-	{ SMTP_CMD_UNKNOWN, cmd_unknown },
+    {SMTP_CMD_HELO, cmd_helo},
+    {SMTP_CMD_EHLO, cmd_helo},
+    {SMTP_CMD_MAIL, cmd_mail},
+    {SMTP_CMD_RCPT, cmd_rcpt},
+    {SMTP_CMD_DATA, cmd_data},
+    {SMTP_CMD_RSET, cmd_rset},
+    {SMTP_CMD_NOOP, cmd_noop},
+    {SMTP_CMD_QUIT, cmd_quit},
+    {SMTP_CMD_VRFY, cmd_vrfy},
+    {SMTP_CMD_HELP, cmd_help},
+    {SMTP_CMD_STARTTLS, cmd_starttls},
+    {SMTP_CMD_EXPN, cmd_not_impl},
+    {SMTP_CMD_AUTH, cmd_auth},
+    {SMTP_CMD_BDAT, cmd_not_impl},
+    {SMTP_CMD_ETRN, cmd_not_impl},
+    {SMTP_CMD_UNKNOWN, cmd_unknown},
 };
 
 static void
@@ -957,14 +968,14 @@ session_command(struct session *s, const uint8_t *line, size_t len)
 
 		log_sanitize(text, sizeof(text), line, len);
 		log_info("session=%s event=syntax-error client=%s reply=\"%s "
-			 "%s\" line=\"%s\"",
+		         "%s\" line=\"%s\"",
 		    s->id, s->ip, code, why, text);
 		reply_error(s, code, why);
 		return;
 	}
 	if (s->close_after_txn && !s->has_mail && c.verb != SMTP_CMD_QUIT) {
-		reply(s, "421 4.3.2 %s Service shutting down",
-		    s->cfg->hostname);
+		reply(
+		    s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 		session_close(s);
 		return;
 	}
@@ -1001,15 +1012,14 @@ build_headers(struct session *s)
 	    "\tby %s (postern) with %s%s id %s%s%s%s;\n"
 	    "\t%s\n",
 	    from, s->helo, s->ip, tls,
-	    s->auth_user[0] ? "\n\t(authenticated sender: " : "",
-	    s->auth_user, s->auth_user[0] ? ")" : "", s->cfg->hostname,
+	    s->auth_user[0] ? "\n\t(authenticated sender: " : "", s->auth_user,
+	    s->auth_user[0] ? ")" : "", s->cfg->hostname,
 	    s->is_esmtp ? "ESMTP" : "SMTP",
 	    s->is_tls && s->auth_user[0] ? "SA"
-	    : s->is_tls			  ? "S"
-	    : s->auth_user[0]		  ? "A"
-					  : "",
-	    s->queue_id,
-	    s->nrcpt == 1 ? "\n\tfor <" : "",
+	    : s->is_tls                  ? "S"
+	    : s->auth_user[0]            ? "A"
+	                                 : "",
+	    s->queue_id, s->nrcpt == 1 ? "\n\tfor <" : "",
 	    s->nrcpt == 1 ? s->rcpt_log.v[0] : "", s->nrcpt == 1 ? ">" : "",
 	    date);
 	s->headers = xstrdup(hdr);
@@ -1037,8 +1047,8 @@ delivery_done(void *arg)
 		}
 		s->nmessages++;
 		log_info("session=%s id=%s event=delivered from=<%s> to=%s "
-			 "nrcpt=%zu mailboxes=%zu queued=%zu size=%zu "
-			 "result=ok",
+		         "nrcpt=%zu mailboxes=%zu queued=%zu size=%zu "
+		         "result=ok",
 		    s->id, s->queue_id, from, to, s->nrcpt, s->mailboxes.n,
 		    s->remote.n, s->msg.len);
 		if (d->qenv != NULL)
@@ -1047,11 +1057,11 @@ delivery_done(void *arg)
 			reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
 	} else {
 		log_err("session=%s id=%s event=delivered from=<%s> "
-			"result=fail error=\"%s\"",
+		        "result=fail error=\"%s\"",
 		    s->id, s->queue_id, from, d->error);
 		if (!s->is_dead)
 			reply(s, "451 4.3.0 Error: local delivery failed, try "
-				 "again later");
+			         "again later");
 	}
 	if (s->is_dead) {
 		session_free(s);
@@ -1078,11 +1088,11 @@ data_end(struct session *s)
 	struct maildir_delivery *d = &s->dlv;
 
 	if (s->data.flags != 0) {
-		const char *r = smtp_data_error_reply(s->data.flags,
-		    s->cfg->message_size_limit);
+		const char *r = smtp_data_error_reply(
+		    s->data.flags, s->cfg->message_size_limit);
 
 		log_warn("session=%s id=%s event=data result=reject "
-			 "flags=0x%x reply=\"%s\"",
+		         "flags=0x%x reply=\"%s\"",
 		    s->id, s->queue_id, s->data.flags, r);
 		s->state = ST_CMD;
 		reply_error(s, "", r);
@@ -1132,8 +1142,8 @@ data_feed(struct session *s)
 	for (int i = 0; i < n && i < 8 && !done; i++) {
 		size_t used;
 
-		done = smtp_data_parse(&s->data, v[i].iov_base, v[i].iov_len,
-			   &used) == 1;
+		done = smtp_data_parse(
+		           &s->data, v[i].iov_base, v[i].iov_len, &used) == 1;
 		used_total += used;
 	}
 	evbuffer_drain(in, used_total);
@@ -1160,7 +1170,7 @@ command_feed(struct session *s)
 		evbuffer_drain(in, evbuffer_get_length(in));
 		if (!s->is_discarding) {
 			log_info("session=%s event=line-too-long client=%s "
-				 "limit=%zu",
+			         "limit=%zu",
 			    s->id, s->ip, limit);
 			reply_error(s, "500 5.5.2", "Error: line too long");
 		}
@@ -1172,7 +1182,7 @@ command_feed(struct session *s)
 		evbuffer_drain(in, len + 1);
 		if (!s->is_discarding) {
 			log_info("session=%s event=line-too-long client=%s "
-				 "limit=%zu",
+			         "limit=%zu",
 			    s->id, s->ip, limit);
 			reply_error(s, "500 5.5.2", "Error: line too long");
 		}
@@ -1195,8 +1205,8 @@ static void
 session_process(struct session *s)
 {
 	while (!s->is_busy && !s->is_tls_switching && s->state != ST_CLOSING) {
-		bool progressed = s->state == ST_DATA ? data_feed(s)
-						      : command_feed(s);
+		bool progressed =
+		    s->state == ST_DATA ? data_feed(s) : command_feed(s);
 
 		if (!progressed)
 			break;
@@ -1245,7 +1255,7 @@ session_on_event(struct bufferevent *bev, short what, void *arg)
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
 		if (s->state == ST_DATA)
 			log_info("session=%s id=%s event=lost-in-data "
-				 "client=%s",
+			         "client=%s",
 			    s->id, s->queue_id, s->ip);
 		if (s->is_busy) {
 			s->is_dead = true;
@@ -1272,8 +1282,9 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 	if (s->kind != LK_SUBMISSIONS &&
 	    recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
 		log_warn("session=%s event=pregreet client=%s", s->id, s->ip);
-		reply(s, "554 5.5.1 %s Error: client sent data before the "
-			 "greeting",
+		reply(s,
+		    "554 5.5.1 %s Error: client sent data before the "
+		    "greeting",
 		    s->cfg->hostname);
 		session_close(s);
 		return;
@@ -1284,8 +1295,8 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 }
 
 void
-session_start(struct smtp_server *srv, int fd, const char *ip,
-    enum listener_kind kind)
+session_start(
+    struct smtp_server *srv, int fd, const char *ip, enum listener_kind kind)
 {
 	struct session *s = xcalloc(1, sizeof(*s));
 	struct timeval tmo;
@@ -1313,8 +1324,8 @@ session_start(struct smtp_server *srv, int fd, const char *ip,
 		session_free(s); /* nothing else refers to it yet */
 		return;
 	}
-	log_info("session=%s event=connect client=%s listener=%s", s->id,
-	    s->ip, kind_names[kind]);
+	log_info("session=%s event=connect client=%s listener=%s", s->id, s->ip,
+	    kind_names[kind]);
 	bufferevent_setcb(s->bev, session_on_read, NULL, session_on_event, s);
 	tmo.tv_sec = s->cfg->smtp_timeout_ms / 1000;
 	tmo.tv_usec = (s->cfg->smtp_timeout_ms % 1000) * 1000;
@@ -1322,11 +1333,11 @@ session_start(struct smtp_server *srv, int fd, const char *ip,
 	/* Fewer, larger reads for message bodies. */
 	bufferevent_set_max_single_read(s->bev, 131072);
 	/* Stop reading a flood of pipelined input until it is handled. */
-	bufferevent_setwatermark(s->bev, EV_READ, 0,
-	    s->cfg->command_line_limit * 4 + 65536);
+	bufferevent_setwatermark(
+	    s->bev, EV_READ, 0, s->cfg->command_line_limit * 4 + 65536);
 	if (s->cfg->greet_pause_ms > 0 && kind != LK_SUBMISSIONS) {
-		struct timeval tv = { s->cfg->greet_pause_ms / 1000,
-			(s->cfg->greet_pause_ms % 1000) * 1000 };
+		struct timeval tv = {s->cfg->greet_pause_ms / 1000,
+		    (s->cfg->greet_pause_ms % 1000) * 1000};
 
 		bufferevent_disable(s->bev, EV_READ);
 		s->greet_timer = evtimer_new(srv->base, send_greeting, s);

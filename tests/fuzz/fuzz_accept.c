@@ -21,8 +21,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char enc[8192];
 	long n;
 
-	if (accept_list_parse((const char *)data, size, &a, err,
-		sizeof(err)) == 0)
+	if (accept_list_parse((const char *)data, size, &a, err, sizeof(err)) ==
+	    0)
 		accept_list_clear(&a);
 	n = base64_decode((const char *)data, size, out, sizeof(out));
 	if (n >= 0) {

@@ -35,7 +35,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	addr_format(&a, text, sizeof(text));
 	snprintf(path, sizeof(path), "<%s>", text);
 	if (addr_parse_path((const uint8_t *)path, strlen(path), false, false,
-		&b, &used, &why) != 1 ||
+	        &b, &used, &why) != 1 ||
 	    strcmp(a.local, b.local) != 0 || strcmp(a.domain, b.domain) != 0)
 		__builtin_trap();
 	return 0;

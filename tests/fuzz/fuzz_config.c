@@ -13,7 +13,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[512];
 
 	if (config_parse((const char *)data, size, "fuzz.conf", &c, err,
-		sizeof(err)) == 0)
+	        sizeof(err)) == 0)
 		config_unref(&c);
 	return 0;
 }

@@ -16,8 +16,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (smtp_cmd_parse(data, size, &c, &code, &why) == 1) {
 		/* Spans must stay inside the input. */
-		if (c.arg.len > 0 && (c.arg.p < (const char *)data ||
-		    c.arg.p + c.arg.len > (const char *)data + size))
+		if (c.arg.len > 0 &&
+		    (c.arg.p < (const char *)data ||
+		        c.arg.p + c.arg.len > (const char *)data + size))
 			__builtin_trap();
 		if (c.verb == SMTP_CMD_MAIL || c.verb == SMTP_CMD_RCPT)
 			addr_format(&c.addr, out, sizeof(out));

@@ -51,7 +51,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* After an error the stored text is discarded, so only a clean
 	 * message must be stored identically. */
 	if (fa == 0 && (a.len != b.len ||
-	    (a.len > 0 && memcmp(a.data, b.data, a.len) != 0)))
+	                   (a.len > 0 && memcmp(a.data, b.data, a.len) != 0)))
 		__builtin_trap();
 	/* Stored text never holds a CR: lines end in LF only. */
 	if (fa == 0 && a.len > 0 && memchr(a.data, '\r', a.len) != NULL)

@@ -43,8 +43,8 @@ parse_path(const char *text, struct addr *a)
 	const char *why;
 	size_t used;
 
-	return addr_parse_path((const uint8_t *)text, strlen(text), true,
-	    true, a, &used, &why);
+	return addr_parse_path(
+	    (const uint8_t *)text, strlen(text), true, true, a, &used, &why);
 }
 
 static void
@@ -53,15 +53,15 @@ check(struct world *w, char *line)
 	char client[64] = "", port[32] = "smtp", auth[300] = "-";
 	char from[400] = "", to[400] = "", key[300];
 	struct addr fa, ta;
-	struct policy_facts f = { false, false, false, 0 };
+	struct policy_facts f = {false, false, false, 0};
 	struct client_facts cf;
-	struct envelope env = { &fa, &ta };
+	struct envelope env = {&fa, &ta};
 	struct verdict v;
 	const char *cd;
 	char *save = NULL, *orig = strdup(line);
 
-	for (char *t = strtok_r(line, " ", &save); t; t = strtok_r(NULL, " ",
-	    &save)) {
+	for (char *t = strtok_r(line, " ", &save); t;
+	     t = strtok_r(NULL, " ", &save)) {
 		if (strncmp(t, "client=", 7) == 0)
 			snprintf(client, sizeof(client), "%s", t + 7);
 		else if (strncmp(t, "port=", 5) == 0)
@@ -98,7 +98,7 @@ check(struct world *w, char *line)
 	printf("%s => %s %s %s\n", orig,
 	    v.kind == VERDICT_ACCEPT   ? "ACCEPT"
 	    : v.kind == VERDICT_REJECT ? "REJECT"
-				       : "TEMPFAIL",
+	                               : "TEMPFAIL",
 	    v.code, v.rule);
 	free(orig);
 }
@@ -148,7 +148,7 @@ main(int argc, char **argv)
 
 			snprintf(cl, sizeof(cl), "relay_addresses = %s\n", arg);
 			if (config_parse(cl, strlen(cl), "golden", &c2, err,
-				sizeof(err)) == -1)
+			        sizeof(err)) == -1)
 				return 2;
 			config_unref(&w.cfg);
 			w.cfg = c2;
@@ -165,7 +165,7 @@ main(int argc, char **argv)
 			    sizeof(accept_text) - strlen(accept_text) - 1);
 			accept_list_clear(&w.accept);
 			if (accept_list_parse(accept_text, strlen(accept_text),
-				&w.accept, err, sizeof(err)) == -1) {
+			        &w.accept, err, sizeof(err)) == -1) {
 				fprintf(stderr, "accept: %s\n", err);
 				return 2;
 			}

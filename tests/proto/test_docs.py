@@ -9,7 +9,7 @@ from conftest import POSTERNCTL, ROOT
 
 def parser_keys():
     src = open(os.path.join(ROOT, "src/config/config.c")).read()
-    return dict(re.findall(r'\{ "([a-z0-9_]+)", T_[A-Z_]+,\s*O\([a-z0-9_]+\),\s*"([^"]*)"', src))
+    return dict(re.findall(r'\{\s*"([a-z0-9_]+)",\s*T_[A-Z_]+,\s*O\([a-z0-9_]+\),\s*"([^"]*)"', src))
 
 
 def test_every_key_documented_with_its_default():

@@ -11,77 +11,73 @@
 
 static const struct {
 	const char *in;
-	int want;	     /* 1 ok, -1 error */
-	const char *local;   /* decoded local part */
+	int want;          /* 1 ok, -1 error */
+	const char *local; /* decoded local part */
 	const char *domain;
 	const char *formatted;
 } path_cases[] = {
-	{ "<alice@example.test>", 1, "alice", "example.test",
-	    "alice@example.test" },
-	{ "<Alice@EXAMPLE.Test>", 1, "Alice", "example.test",
-	    "Alice@example.test" },
-	{ "<alice@example.test.>", 1, "alice", "example.test",
-	    "alice@example.test" },
-	{ "<>", 1, "", "", "" },
-	{ "<user%remote.example@example.test>", 1, "user%remote.example",
-	    "example.test", "user%remote.example@example.test" },
-	{ "<remote.example!user@example.test>", 1, "remote.example!user",
-	    "example.test", "remote.example!user@example.test" },
-	{ "<\"user@remote.example\"@example.test>", 1, "user@remote.example",
-	    "example.test", "\"user@remote.example\"@example.test" },
-	{ "<\"a b\"@example.test>", 1, "a b", "example.test",
-	    "\"a b\"@example.test" },
-	{ "<\"a\\\"b\"@example.test>", 1, "a\"b", "example.test",
-	    "\"a\\\"b\"@example.test" },
-	{ "<\"alice\"@example.test>", 1, "alice", "example.test",
-	    "alice@example.test" },
-	{ "<@relay.example:user@remote.example>", 1, "user", "remote.example",
-	    "user@remote.example" },
-	{ "<@a.example,@b.example:user@c.example>", 1, "user", "c.example",
-	    "user@c.example" },
-	{ "<user@[192.0.2.7]>", 1, "user", "[192.0.2.7]", "user@[192.0.2.7]" },
-	{ "<user@[IPv6:2001:db8::1]>", 1, "user", "[IPv6:2001:db8::1]",
-	    "user@[IPv6:2001:db8::1]" },
-	{ "<user@[ipv6:2001:DB8::1]>", 1, "user", "[IPv6:2001:db8::1]",
-	    "user@[IPv6:2001:db8::1]" },
-	{ "<first.last@sub.example.test>", 1, "first.last",
-	    "sub.example.test", "first.last@sub.example.test" },
-	{ "<a+tag@x-y.example>", 1, "a+tag", "x-y.example",
-	    "a+tag@x-y.example" },
-	/* errors */
-	{ "alice@example.test", -1, NULL, NULL, NULL },
-	{ "<alice@example.test", -1, NULL, NULL, NULL },
-	{ "<alice>", -1, NULL, NULL, NULL },
-	{ "<@example.test>", -1, NULL, NULL, NULL },
-	{ "<alice@>", -1, NULL, NULL, NULL },
-	{ "<user@remote.example@example.test>", -1, NULL, NULL, NULL },
-	{ "<alice@example..test>", -1, NULL, NULL, NULL },
-	{ "<alice@-example.test>", -1, NULL, NULL, NULL },
-	{ "<alice@example-.test>", -1, NULL, NULL, NULL },
-	{ "<alice@.example.test>", -1, NULL, NULL, NULL },
-	{ "<.alice@example.test>", -1, NULL, NULL, NULL },
-	{ "<alice.@example.test>", -1, NULL, NULL, NULL },
-	{ "<al..ice@example.test>", -1, NULL, NULL, NULL },
-	{ "<al ice@example.test>", -1, NULL, NULL, NULL },
-	{ "<alice@exa mple.test>", -1, NULL, NULL, NULL },
-	{ "<alice@example_test>", -1, NULL, NULL, NULL },
-	{ "<\"unterminated@example.test>", -1, NULL, NULL, NULL },
-	{ "<user@[192.0.2.300]>", -1, NULL, NULL, NULL },
-	{ "<user@[IPv6:zz::1]>", -1, NULL, NULL, NULL },
-	{ "<user@[foo:bar]>", -1, NULL, NULL, NULL },
-	{ "<user@[192.0.2.7>", -1, NULL, NULL, NULL },
-	{ "<user@[]>", -1, NULL, NULL, NULL },
-	{ "<@relay.example user@remote.example>", -1, NULL, NULL, NULL },
-	{ "<@relay.example:>", -1, NULL, NULL, NULL },
-	{ "<alice@example.test>>", 1, "alice", "example.test",
-	    "alice@example.test" }, /* trailing text is the caller's */
-	{ "<a(comment)@example.test>", -1, NULL, NULL, NULL },
-	{ "<alice@example.test\x01>", -1, NULL, NULL, NULL },
-	{ "<\"a\x7f\"@example.test>", -1, NULL, NULL, NULL },
-	{ "<alice@exam\xc3\xa9ple.test>", -1, NULL, NULL, NULL },
-	{ "<user@remote.example,@example.test>", -1, NULL, NULL, NULL },
-	{ "<", -1, NULL, NULL, NULL },
-	{ "", -1, NULL, NULL, NULL },
+    {"<alice@example.test>", 1, "alice", "example.test", "alice@example.test"},
+    {"<Alice@EXAMPLE.Test>", 1, "Alice", "example.test", "Alice@example.test"},
+    {"<alice@example.test.>", 1, "alice", "example.test", "alice@example.test"},
+    {"<>", 1, "", "", ""},
+    {"<user%remote.example@example.test>", 1, "user%remote.example",
+        "example.test", "user%remote.example@example.test"},
+    {"<remote.example!user@example.test>", 1, "remote.example!user",
+        "example.test", "remote.example!user@example.test"},
+    {"<\"user@remote.example\"@example.test>", 1, "user@remote.example",
+        "example.test", "\"user@remote.example\"@example.test"},
+    {"<\"a b\"@example.test>", 1, "a b", "example.test",
+        "\"a b\"@example.test"},
+    {"<\"a\\\"b\"@example.test>", 1, "a\"b", "example.test",
+        "\"a\\\"b\"@example.test"},
+    {"<\"alice\"@example.test>", 1, "alice", "example.test",
+        "alice@example.test"},
+    {"<@relay.example:user@remote.example>", 1, "user", "remote.example",
+        "user@remote.example"},
+    {"<@a.example,@b.example:user@c.example>", 1, "user", "c.example",
+        "user@c.example"},
+    {"<user@[192.0.2.7]>", 1, "user", "[192.0.2.7]", "user@[192.0.2.7]"},
+    {"<user@[IPv6:2001:db8::1]>", 1, "user", "[IPv6:2001:db8::1]",
+        "user@[IPv6:2001:db8::1]"},
+    {"<user@[ipv6:2001:DB8::1]>", 1, "user", "[IPv6:2001:db8::1]",
+        "user@[IPv6:2001:db8::1]"},
+    {"<first.last@sub.example.test>", 1, "first.last", "sub.example.test",
+        "first.last@sub.example.test"},
+    {"<a+tag@x-y.example>", 1, "a+tag", "x-y.example", "a+tag@x-y.example"},
+    /* errors */
+    {"alice@example.test", -1, NULL, NULL, NULL},
+    {"<alice@example.test", -1, NULL, NULL, NULL},
+    {"<alice>", -1, NULL, NULL, NULL},
+    {"<@example.test>", -1, NULL, NULL, NULL},
+    {"<alice@>", -1, NULL, NULL, NULL},
+    {"<user@remote.example@example.test>", -1, NULL, NULL, NULL},
+    {"<alice@example..test>", -1, NULL, NULL, NULL},
+    {"<alice@-example.test>", -1, NULL, NULL, NULL},
+    {"<alice@example-.test>", -1, NULL, NULL, NULL},
+    {"<alice@.example.test>", -1, NULL, NULL, NULL},
+    {"<.alice@example.test>", -1, NULL, NULL, NULL},
+    {"<alice.@example.test>", -1, NULL, NULL, NULL},
+    {"<al..ice@example.test>", -1, NULL, NULL, NULL},
+    {"<al ice@example.test>", -1, NULL, NULL, NULL},
+    {"<alice@exa mple.test>", -1, NULL, NULL, NULL},
+    {"<alice@example_test>", -1, NULL, NULL, NULL},
+    {"<\"unterminated@example.test>", -1, NULL, NULL, NULL},
+    {"<user@[192.0.2.300]>", -1, NULL, NULL, NULL},
+    {"<user@[IPv6:zz::1]>", -1, NULL, NULL, NULL},
+    {"<user@[foo:bar]>", -1, NULL, NULL, NULL},
+    {"<user@[192.0.2.7>", -1, NULL, NULL, NULL},
+    {"<user@[]>", -1, NULL, NULL, NULL},
+    {"<@relay.example user@remote.example>", -1, NULL, NULL, NULL},
+    {"<@relay.example:>", -1, NULL, NULL, NULL},
+    {"<alice@example.test>>", 1, "alice", "example.test",
+        "alice@example.test"}, /* trailing text is the caller's */
+    {"<a(comment)@example.test>", -1, NULL, NULL, NULL},
+    {"<alice@example.test\x01>", -1, NULL, NULL, NULL},
+    {"<\"a\x7f\"@example.test>", -1, NULL, NULL, NULL},
+    {"<alice@exam\xc3\xa9ple.test>", -1, NULL, NULL, NULL},
+    {"<user@remote.example,@example.test>", -1, NULL, NULL, NULL},
+    {"<", -1, NULL, NULL, NULL},
+    {"", -1, NULL, NULL, NULL},
 };
 
 static void
@@ -127,26 +123,26 @@ test_limits(void **state)
 	/* 64-octet local part is the maximum; 65 fails. */
 	snprintf(buf, sizeof(buf), "<%064d@example.test>", 0);
 	assert_int_equal(addr_parse_path((uint8_t *)buf, strlen(buf), false,
-			     false, &a, &used, &why),
+	                     false, &a, &used, &why),
 	    1);
 	snprintf(buf, sizeof(buf), "<%065d@example.test>", 0);
 	assert_int_equal(addr_parse_path((uint8_t *)buf, strlen(buf), false,
-			     false, &a, &used, &why),
+	                     false, &a, &used, &why),
 	    -1);
 	/* 63-octet label ok, 64 fails. */
 	snprintf(buf, sizeof(buf), "<a@%063d.example>", 0);
 	assert_int_equal(addr_parse_path((uint8_t *)buf, strlen(buf), false,
-			     false, &a, &used, &why),
+	                     false, &a, &used, &why),
 	    1);
 	snprintf(buf, sizeof(buf), "<a@%064d.example>", 0);
 	assert_int_equal(addr_parse_path((uint8_t *)buf, strlen(buf), false,
-			     false, &a, &used, &why),
+	                     false, &a, &used, &why),
 	    -1);
 	/* Domain over 255 octets fails. */
-	snprintf(buf, sizeof(buf), "<a@%060d.%060d.%060d.%060d.%060d.ex>", 0,
-	    0, 0, 0, 0);
+	snprintf(buf, sizeof(buf), "<a@%060d.%060d.%060d.%060d.%060d.ex>", 0, 0,
+	    0, 0, 0);
 	assert_int_equal(addr_parse_path((uint8_t *)buf, strlen(buf), false,
-			     false, &a, &used, &why),
+	                     false, &a, &used, &why),
 	    -1);
 }
 
@@ -158,16 +154,16 @@ test_null_and_postmaster(void **state)
 	size_t used;
 
 	(void)state;
-	assert_int_equal(addr_parse_path((uint8_t *)"<>", 2, false, false, &a,
-			     &used, &why),
+	assert_int_equal(
+	    addr_parse_path((uint8_t *)"<>", 2, false, false, &a, &used, &why),
 	    -1);
 	assert_int_equal(addr_parse_path((uint8_t *)"<Postmaster>", 12, false,
-			     true, &a, &used, &why),
+	                     true, &a, &used, &why),
 	    1);
 	assert_true(a.is_postmaster);
 	assert_string_equal(a.local, "postmaster");
 	assert_int_equal(addr_parse_path((uint8_t *)"<Postmaster>", 12, false,
-			     false, &a, &used, &why),
+	                     false, &a, &used, &why),
 	    -1);
 }
 
@@ -181,11 +177,11 @@ test_mailbox_and_domain(void **state)
 	(void)state;
 	assert_int_equal(addr_parse_mailbox("bob@Example.TEST.", &a, &why), 0);
 	assert_string_equal(a.domain, "example.test");
-	assert_int_equal(addr_parse_mailbox("bob@example.test x", &a, &why),
-	    -1);
+	assert_int_equal(
+	    addr_parse_mailbox("bob@example.test x", &a, &why), -1);
 	assert_int_equal(addr_parse_mailbox("bob", &a, &why), -1);
-	assert_int_equal(addr_domain_normalize("MX.Example.Net.", d, sizeof(d)),
-	    0);
+	assert_int_equal(
+	    addr_domain_normalize("MX.Example.Net.", d, sizeof(d)), 0);
 	assert_string_equal(d, "mx.example.net");
 	assert_int_equal(addr_domain_normalize("a/b", d, sizeof(d)), -1);
 	assert_int_equal(addr_domain_normalize("..", d, sizeof(d)), -1);
@@ -199,10 +195,10 @@ int
 run_addr_tests(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_paths),
-		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_null_and_postmaster),
-		cmocka_unit_test(test_mailbox_and_domain),
+	    cmocka_unit_test(test_paths),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_null_and_postmaster),
+	    cmocka_unit_test(test_mailbox_and_domain),
 	};
 
 	return cmocka_run_group_tests_name("addr", tests, NULL, NULL);

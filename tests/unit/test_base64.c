@@ -10,17 +10,21 @@ test_vectors(void **state)
 	static const struct {
 		const char *plain, *enc;
 	} cases[] = {
-		{ "", "" }, { "f", "Zg==" }, { "fo", "Zm8=" }, { "foo", "Zm9v" },
-		{ "foob", "Zm9vYg==" }, { "fooba", "Zm9vYmE=" },
-		{ "foobar", "Zm9vYmFy" },
+	    {"", ""},
+	    {"f", "Zg=="},
+	    {"fo", "Zm8="},
+	    {"foo", "Zm9v"},
+	    {"foob", "Zm9vYg=="},
+	    {"fooba", "Zm9vYmE="},
+	    {"foobar", "Zm9vYmFy"},
 	};
 	uint8_t out[64];
 	char enc[64];
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		long n = base64_decode(cases[i].enc, strlen(cases[i].enc), out,
-		    sizeof(out));
+		long n = base64_decode(
+		    cases[i].enc, strlen(cases[i].enc), out, sizeof(out));
 
 		if (n != (long)strlen(cases[i].plain) ||
 		    memcmp(out, cases[i].plain, (size_t)n) != 0)
@@ -35,8 +39,8 @@ test_vectors(void **state)
 static void
 test_strict(void **state)
 {
-	static const char *const bad[] = { "Zg=", "Zg", "Z===", "Zm9v Zg==",
-		"Zm=v", "Zg==Zg==", "!!!!", "Zm9\n" };
+	static const char *const bad[] = {"Zg=", "Zg",
+	    "Z===", "Zm9v Zg==", "Zm=v", "Zg==Zg==", "!!!!", "Zm9\n"};
 	uint8_t out[64];
 
 	(void)state;
@@ -51,8 +55,8 @@ int
 run_base64_tests(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vectors),
-		cmocka_unit_test(test_strict),
+	    cmocka_unit_test(test_vectors),
+	    cmocka_unit_test(test_strict),
 	};
 
 	return cmocka_run_group_tests_name("base64", tests, NULL, NULL);

@@ -13,52 +13,50 @@ static const struct {
 	int want;
 	const char *err; /* substring of the error */
 } cases[] = {
-	{ "", 0, NULL },
-	{ "# comment\n\n   # indented comment\n", 0, NULL },
-	{ "hostname = mx.example\n", 0, NULL },
-	{ "message_size_limit = 20M\n", 0, NULL },
-	{ "message_size_limit = 20X\n", -1, "t.conf:1: message_size_limit" },
-	{ "message_size_limit = 10\n", -1, "out of range" },
-	{ "message_size_limit = -5\n", -1, "message_size_limit" },
-	{ "recipient_limit = 100\n", 0, NULL },
-	{ "recipient_limit = 1k\n", -1, "whole number" },
-	{ "smtp_timeout = 5m\n", 0, NULL },
-	{ "smtp_timeout = 5 minutes\n", -1, "duration" },
-	{ "greet_pause = 250ms\n", 0, NULL },
-	{ "log_level = debug\n", 0, NULL },
-	{ "log_level = loud\n", -1, "t.conf:1: log_level" },
-	{ "smtp_listen = 127.0.0.1:25, [::1]:25\n", 0, NULL },
-	{ "smtp_listen = 127.0.0.1\n", -1, "bad listen address" },
-	{ "smtp_listen = 127.0.0.1:99999\n", -1, "bad listen address" },
-	{ "smtp_listen = [::1:25\n", -1, "bad listen address" },
-	{ "smtp_listen = localhost:25\n", -1, "bad listen address" },
-	{ "nosuchkey = 1\n", -1, "t.conf:1: unknown key \"nosuchkey\"" },
-	{ "\n\nhostname\n", -1, "t.conf:3: expected" },
-	{ "hostname = a\nhostname = b\n", -1, "already set at line 1" },
-	{ "data_dir = relative/path\n", -1, "absolute" },
-	{ "tls_cert = /x.pem\n", -1, "together" },
-	{ "submissions_listen = 127.0.0.1:465\n", -1, "needs tls_cert" },
-	{ "smtp_listen =\nsubmission_listen =\n", -1, "no listener" },
-	{ "workers = 0\n", -1, "out of range" },
-	{ "hostname = a\r\n", 0, NULL },
-	{ "dns_servers = 127.0.0.1:5353 [::1]:53 192.0.2.1\n", 0, NULL },
-	{ "dns_servers = resolver.example\n", -1, "bad DNS server" },
-	{ "relayhost = [192.0.2.1]:2525\n", 0, NULL },
-	{ "relayhost = smart.example\n", 0, NULL },
-	{ "relayhost = [smart.example:25\n", -1, "relayhost" },
-	{ "relayhost = smart.example:0\n", -1, "relayhost" },
-	{ "routes = a.example=[127.0.0.1]:25, *.b.example=h.example\n", 0,
-	    NULL },
-	{ "routes = a.example\n", -1, "bad route" },
-	{ "routes = bad..example=h.example\n", -1, "bad route domain" },
-	{ "relay_addresses = 192.0.2.0/24 2001:db8::/32 10.1.2.3\n", 0,
-	    NULL },
-	{ "relay_addresses = 192.0.2.0/33\n", -1, "bad address" },
-	{ "relay_addresses = example.net\n", -1, "bad address" },
-	{ "smtp_tls = encrypt\n", 0, NULL },
-	{ "smtp_tls = maybe\n", -1, "want may, encrypt or none" },
-	{ "queue_lifetime = 2d\n", 0, NULL },
-	{ "smtp_port = 70000\n", -1, "out of range" },
+    {"", 0, NULL},
+    {"# comment\n\n   # indented comment\n", 0, NULL},
+    {"hostname = mx.example\n", 0, NULL},
+    {"message_size_limit = 20M\n", 0, NULL},
+    {"message_size_limit = 20X\n", -1, "t.conf:1: message_size_limit"},
+    {"message_size_limit = 10\n", -1, "out of range"},
+    {"message_size_limit = -5\n", -1, "message_size_limit"},
+    {"recipient_limit = 100\n", 0, NULL},
+    {"recipient_limit = 1k\n", -1, "whole number"},
+    {"smtp_timeout = 5m\n", 0, NULL},
+    {"smtp_timeout = 5 minutes\n", -1, "duration"},
+    {"greet_pause = 250ms\n", 0, NULL},
+    {"log_level = debug\n", 0, NULL},
+    {"log_level = loud\n", -1, "t.conf:1: log_level"},
+    {"smtp_listen = 127.0.0.1:25, [::1]:25\n", 0, NULL},
+    {"smtp_listen = 127.0.0.1\n", -1, "bad listen address"},
+    {"smtp_listen = 127.0.0.1:99999\n", -1, "bad listen address"},
+    {"smtp_listen = [::1:25\n", -1, "bad listen address"},
+    {"smtp_listen = localhost:25\n", -1, "bad listen address"},
+    {"nosuchkey = 1\n", -1, "t.conf:1: unknown key \"nosuchkey\""},
+    {"\n\nhostname\n", -1, "t.conf:3: expected"},
+    {"hostname = a\nhostname = b\n", -1, "already set at line 1"},
+    {"data_dir = relative/path\n", -1, "absolute"},
+    {"tls_cert = /x.pem\n", -1, "together"},
+    {"submissions_listen = 127.0.0.1:465\n", -1, "needs tls_cert"},
+    {"smtp_listen =\nsubmission_listen =\n", -1, "no listener"},
+    {"workers = 0\n", -1, "out of range"},
+    {"hostname = a\r\n", 0, NULL},
+    {"dns_servers = 127.0.0.1:5353 [::1]:53 192.0.2.1\n", 0, NULL},
+    {"dns_servers = resolver.example\n", -1, "bad DNS server"},
+    {"relayhost = [192.0.2.1]:2525\n", 0, NULL},
+    {"relayhost = smart.example\n", 0, NULL},
+    {"relayhost = [smart.example:25\n", -1, "relayhost"},
+    {"relayhost = smart.example:0\n", -1, "relayhost"},
+    {"routes = a.example=[127.0.0.1]:25, *.b.example=h.example\n", 0, NULL},
+    {"routes = a.example\n", -1, "bad route"},
+    {"routes = bad..example=h.example\n", -1, "bad route domain"},
+    {"relay_addresses = 192.0.2.0/24 2001:db8::/32 10.1.2.3\n", 0, NULL},
+    {"relay_addresses = 192.0.2.0/33\n", -1, "bad address"},
+    {"relay_addresses = example.net\n", -1, "bad address"},
+    {"smtp_tls = encrypt\n", 0, NULL},
+    {"smtp_tls = maybe\n", -1, "want may, encrypt or none"},
+    {"queue_lifetime = 2d\n", 0, NULL},
+    {"smtp_port = 70000\n", -1, "out of range"},
 };
 
 static void
@@ -85,16 +83,15 @@ static void
 test_values(void **state)
 {
 	const char *text = "message_size_limit = 2M\nsmtp_timeout = 2m\n"
-			   "greet_pause = 1500ms\n"
-			   "smtp_listen = 127.0.0.1:2525 [::1]:2526\n"
-			   "data_dir = /srv/mail\n";
+	                   "greet_pause = 1500ms\n"
+	                   "smtp_listen = 127.0.0.1:2525 [::1]:2526\n"
+	                   "data_dir = /srv/mail\n";
 	struct config *c;
 	char err[256];
 
 	(void)state;
-	assert_int_equal(config_parse(text, strlen(text), "t", &c, err,
-			     sizeof(err)),
-	    0);
+	assert_int_equal(
+	    config_parse(text, strlen(text), "t", &c, err, sizeof(err)), 0);
 	assert_int_equal(c->message_size_limit, 2 * 1048576);
 	assert_int_equal(c->smtp_timeout_ms, 120000);
 	assert_int_equal(c->greet_pause_ms, 1500);
@@ -120,35 +117,37 @@ test_cidr_match(void **state)
 		const char *list, *ip;
 		bool want;
 	} cidr_cases[] = {
-		{ "192.0.2.0/24", "192.0.2.77", true },
-		{ "192.0.2.0/24", "192.0.3.1", false },
-		{ "192.0.2.0/24", "::ffff:192.0.2.9", true },
-		{ "10.0.0.1", "10.0.0.1", true },
-		{ "10.0.0.1", "10.0.0.2", false },
-		{ "0.0.0.0/0", "203.0.113.5", true },
-		{ "2001:db8::/32", "2001:db8:1::5", true },
-		{ "2001:db8::/32", "2001:db9::5", false },
-		{ "192.0.2.128/25", "192.0.2.127", false },
-		{ "192.0.2.128/25", "192.0.2.128", true },
-		{ "2001:db8::/32", "192.0.2.1", false },
-		{ "192.0.2.0/24", "not-an-ip", false },
+	    {"192.0.2.0/24", "192.0.2.77", true},
+	    {"192.0.2.0/24", "192.0.3.1", false},
+	    {"192.0.2.0/24", "::ffff:192.0.2.9", true},
+	    {"10.0.0.1", "10.0.0.1", true},
+	    {"10.0.0.1", "10.0.0.2", false},
+	    {"0.0.0.0/0", "203.0.113.5", true},
+	    {"2001:db8::/32", "2001:db8:1::5", true},
+	    {"2001:db8::/32", "2001:db9::5", false},
+	    {"192.0.2.128/25", "192.0.2.127", false},
+	    {"192.0.2.128/25", "192.0.2.128", true},
+	    {"2001:db8::/32", "192.0.2.1", false},
+	    {"192.0.2.0/24", "not-an-ip", false},
 	};
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cidr_cases) / sizeof(cidr_cases[0]); i++) {
+	for (size_t i = 0; i < sizeof(cidr_cases) / sizeof(cidr_cases[0]);
+	     i++) {
 		char text[128];
 		struct config *c;
 		char err[256];
 
 		snprintf(text, sizeof(text), "relay_addresses = %s\n",
 		    cidr_cases[i].list);
-		assert_int_equal(config_parse(text, strlen(text), "t", &c, err,
-				     sizeof(err)),
+		assert_int_equal(
+		    config_parse(text, strlen(text), "t", &c, err, sizeof(err)),
 		    0);
 		if (config_cidr_match(&c->relay_addresses, cidr_cases[i].ip) !=
 		    cidr_cases[i].want)
-			fail_msg("case %zu: %s in %s: want %d", i, cidr_cases[i].ip,
-			    cidr_cases[i].list, cidr_cases[i].want);
+			fail_msg("case %zu: %s in %s: want %d", i,
+			    cidr_cases[i].ip, cidr_cases[i].list,
+			    cidr_cases[i].want);
 		config_unref(&c);
 	}
 }
@@ -161,8 +160,8 @@ test_key_table_sorted(void **state)
 	(void)state;
 	for (size_t i = 0; (name = config_key_name(i, &def)) != NULL; i++) {
 		if (prev != NULL && strcmp(prev, name) >= 0)
-			fail_msg("key %s after %s: table not sorted", name,
-			    prev);
+			fail_msg(
+			    "key %s after %s: table not sorted", name, prev);
 		prev = name;
 	}
 }
@@ -171,10 +170,10 @@ int
 run_config_tests(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cases),
-		cmocka_unit_test(test_values),
-		cmocka_unit_test(test_key_table_sorted),
-		cmocka_unit_test(test_cidr_match),
+	    cmocka_unit_test(test_cases),
+	    cmocka_unit_test(test_values),
+	    cmocka_unit_test(test_key_table_sorted),
+	    cmocka_unit_test(test_cidr_match),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -9,19 +9,19 @@ static const struct {
 	const char *hash, *pw;
 	bool want;
 } cases[] = {
-	{ "$2b$05$SnMx0fiEEX/qQ77DXosZ2e.eMlMeEnapPU31KwKcLUXVhWskYcYVm",
-	    "hunter2", true },
-	{ "$2b$05$SnMx0fiEEX/qQ77DXosZ2e.eMlMeEnapPU31KwKcLUXVhWskYcYVm",
-	    "hunter3", false },
-	{ "$6$oiLmn9XUJcDXlORu$8qMWiuwqE7ORtkVfyuhKfq/QjD1beiml4/z4EcdZXugo6Q"
-	  "vkrxzuzH1WOOp36Kd83TD0LgN8vYeU5075Yu8hE0",
-	    "hunter2", true },
-	{ "$6$oiLmn9XUJcDXlORu$8qMWiuwqE7ORtkVfyuhKfq/QjD1beiml4/z4EcdZXugo6Q"
-	  "vkrxzuzH1WOOp36Kd83TD0LgN8vYeU5075Yu8hE0",
-	    "", false },
-	{ "*", "hunter2", false },
-	{ "", "", false },
-	{ "$y$garbage", "x", false },
+    {"$2b$05$SnMx0fiEEX/qQ77DXosZ2e.eMlMeEnapPU31KwKcLUXVhWskYcYVm", "hunter2",
+        true},
+    {"$2b$05$SnMx0fiEEX/qQ77DXosZ2e.eMlMeEnapPU31KwKcLUXVhWskYcYVm", "hunter3",
+        false},
+    {"$6$oiLmn9XUJcDXlORu$8qMWiuwqE7ORtkVfyuhKfq/QjD1beiml4/z4EcdZXugo6Q"
+     "vkrxzuzH1WOOp36Kd83TD0LgN8vYeU5075Yu8hE0",
+        "hunter2", true},
+    {"$6$oiLmn9XUJcDXlORu$8qMWiuwqE7ORtkVfyuhKfq/QjD1beiml4/z4EcdZXugo6Q"
+     "vkrxzuzH1WOOp36Kd83TD0LgN8vYeU5075Yu8hE0",
+        "", false},
+    {"*", "hunter2", false},
+    {"", "", false},
+    {"$y$garbage", "x", false},
 };
 
 static void
@@ -53,8 +53,8 @@ int
 run_passwd_tests(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_verify),
-		cmocka_unit_test(test_new_hash_is_yescrypt),
+	    cmocka_unit_test(test_verify),
+	    cmocka_unit_test(test_new_hash_is_yescrypt),
 	};
 
 	return cmocka_run_group_tests_name("passwd", tests, NULL, NULL);

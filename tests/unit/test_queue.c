@@ -50,27 +50,27 @@ static void
 test_env_damage(void **state)
 {
 	static const char *const bad[] = {
-		"",
-		"postern-queue 2\n",
-		"postern-queue 1\n",
-		"postern-queue 1\nid\tABC\n",
-		"postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n",
-		"postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
-		"rcpt\tpending\t0\t0\ta@b.example\t",
-		"postern-queue 1\nid\tABC\nfrom\t\narrival\tx\nflags\t\n"
-		"rcpt\tpending\t0\t0\ta@b.example\t\n",
-		"postern-queue 1\nid\tabc\nfrom\t\narrival\t1\nflags\t\n"
-		"rcpt\tpending\t0\t0\ta@b.example\t\n",
-		"postern-queue 1\nid\t../x\nfrom\t\narrival\t1\nflags\t\n"
-		"rcpt\tpending\t0\t0\ta@b.example\t\n",
-		"postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
-		"rcpt\tdone\t0\t0\ta@b.example\t\n",
-		"postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
-		"rcpt\tpending\t0\t0\t\t\n",
-		"postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
-		"rcpt\tpending\t-1\t0\ta@b.example\t\n",
-		"postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
-		"bogus\tline\n",
+	    "",
+	    "postern-queue 2\n",
+	    "postern-queue 1\n",
+	    "postern-queue 1\nid\tABC\n",
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n",
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tpending\t0\t0\ta@b.example\t",
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\tx\nflags\t\n"
+	    "rcpt\tpending\t0\t0\ta@b.example\t\n",
+	    "postern-queue 1\nid\tabc\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tpending\t0\t0\ta@b.example\t\n",
+	    "postern-queue 1\nid\t../x\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tpending\t0\t0\ta@b.example\t\n",
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tdone\t0\t0\ta@b.example\t\n",
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tpending\t0\t0\t\t\n",
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tpending\t-1\t0\ta@b.example\t\n",
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "bogus\tline\n",
 	};
 
 	(void)state;
@@ -101,23 +101,23 @@ test_backoff(void **state)
 	static const struct {
 		unsigned attempts, want;
 	} cases[] = {
-		{ 0, 300000 },
-		{ 1, 300000 },
-		{ 2, 600000 },
-		{ 3, 1200000 },
-		{ 4, 2400000 },
-		{ 5, 3600000 },
-		{ 50, 3600000 },
+	    {0, 300000},
+	    {1, 300000},
+	    {2, 600000},
+	    {3, 1200000},
+	    {4, 2400000},
+	    {5, 3600000},
+	    {50, 3600000},
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		unsigned got = queue_backoff_ms(cases[i].attempts, 300000,
-		    3600000);
+		unsigned got =
+		    queue_backoff_ms(cases[i].attempts, 300000, 3600000);
 
 		if (got != cases[i].want)
-			fail_msg("case %zu: got %u, want %u", i, got,
-			    cases[i].want);
+			fail_msg(
+			    "case %zu: got %u, want %u", i, got, cases[i].want);
 	}
 }
 
@@ -125,33 +125,31 @@ static void
 test_routes(void **state)
 {
 	const char *text = "routes = a.example=[127.0.0.1]:2525, "
-			   "*.b.example=hub.example:25\n"
-			   "relayhost = [192.0.2.1]\n";
+	                   "*.b.example=hub.example:25\n"
+	                   "relayhost = [192.0.2.1]\n";
 	static const struct {
 		const char *domain, *want;
 	} cases[] = {
-		{ "a.example", "[127.0.0.1]:2525" },
-		{ "x.a.example", "[192.0.2.1]" },
-		{ "b.example", "[192.0.2.1]" },
-		{ "c.b.example", "hub.example:25" },
-		{ "d.c.b.example", "hub.example:25" },
-		{ "xb.example", "[192.0.2.1]" },
-		{ "other.example", "[192.0.2.1]" },
+	    {"a.example", "[127.0.0.1]:2525"},
+	    {"x.a.example", "[192.0.2.1]"},
+	    {"b.example", "[192.0.2.1]"},
+	    {"c.b.example", "hub.example:25"},
+	    {"d.c.b.example", "hub.example:25"},
+	    {"xb.example", "[192.0.2.1]"},
+	    {"other.example", "[192.0.2.1]"},
 	};
 	struct config *c;
 	char err[256];
 
 	(void)state;
-	assert_int_equal(config_parse(text, strlen(text), "t", &c, err,
-			     sizeof(err)),
-	    0);
+	assert_int_equal(
+	    config_parse(text, strlen(text), "t", &c, err, sizeof(err)), 0);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		const char *got = queue_route_for(c, cases[i].domain);
 
 		if (got == NULL || strcmp(got, cases[i].want) != 0)
 			fail_msg("case %zu (%s): got %s, want %s", i,
-			    cases[i].domain, got ? got : "(MX)",
-			    cases[i].want);
+			    cases[i].domain, got ? got : "(MX)", cases[i].want);
 	}
 	config_unref(&c);
 	assert_int_equal(config_parse("", 0, "t", &c, err, sizeof(err)), 0);
@@ -167,16 +165,16 @@ test_reply_lines(void **state)
 		int want, code;
 		bool last;
 	} cases[] = {
-		{ "250 OK", 0, 250, true },
-		{ "250-PIPELINING", 0, 250, false },
-		{ "250", 0, 250, true },
-		{ "451 4.3.0 later", 0, 451, true },
-		{ "25 x", -1, 0, false },
-		{ "2500 x", -1, 0, false },
-		{ "abc def", -1, 0, false },
-		{ "150 x", -1, 0, false },
-		{ "650 x", -1, 0, false },
-		{ "", -1, 0, false },
+	    {"250 OK", 0, 250, true},
+	    {"250-PIPELINING", 0, 250, false},
+	    {"250", 0, 250, true},
+	    {"451 4.3.0 later", 0, 451, true},
+	    {"25 x", -1, 0, false},
+	    {"2500 x", -1, 0, false},
+	    {"abc def", -1, 0, false},
+	    {"150 x", -1, 0, false},
+	    {"650 x", -1, 0, false},
+	    {"", -1, 0, false},
 	};
 	char st[16];
 
@@ -185,12 +183,12 @@ test_reply_lines(void **state)
 		int code = 0;
 		bool last = false;
 		const char *t;
-		int got = smtp_reply_line_parse(cases[i].line,
-		    strlen(cases[i].line), &code, &last, &t);
+		int got = smtp_reply_line_parse(
+		    cases[i].line, strlen(cases[i].line), &code, &last, &t);
 
 		if (got != cases[i].want ||
-		    (got == 0 && (code != cases[i].code ||
-				     last != cases[i].last)))
+		    (got == 0 &&
+		        (code != cases[i].code || last != cases[i].last)))
 			fail_msg("case %zu (%s): got %d/%d/%d", i,
 			    cases[i].line, got, code, last);
 	}
@@ -208,14 +206,14 @@ static void
 test_dsn(void **state)
 {
 	const struct dsn_rcpt r[] = {
-		{ "bob@remote.example", "5.1.1", "550 5.1.1 no such user",
-		    "mx.remote.example" },
-		{ "eve@nullmx.example", "5.1.10", "accepts no mail", NULL },
+	    {"bob@remote.example", "5.1.1", "550 5.1.1 no such user",
+	        "mx.remote.example"},
+	    {"eve@nullmx.example", "5.1.10", "accepts no mail", NULL},
 	};
 	const char hdrs[] = "Subject: hi\nMessage-ID: <m@x>\n";
-	struct dsn_info d = { "mx.example.test", "ABC123",
-		"alice@example.test", 1795846462, 1795846500, 1795846462 + 86400,
-		false, r, 2, hdrs, sizeof(hdrs) - 1 };
+	struct dsn_info d = {"mx.example.test", "ABC123", "alice@example.test",
+	    1795846462, 1795846500, 1795846462 + 86400, false, r, 2, hdrs,
+	    sizeof(hdrs) - 1};
 	struct buf b;
 	char *text;
 
@@ -224,17 +222,18 @@ test_dsn(void **state)
 	assert_int_equal(dsn_compose(&d, &b), 0);
 	text = strndup((char *)b.data, b.len);
 	assert_non_null(strstr(text, "Content-Type: multipart/report; "
-				     "report-type=delivery-status;"));
-	assert_non_null(strstr(text, "\nReporting-MTA: dns; mx.example.test\n"));
+	                             "report-type=delivery-status;"));
+	assert_non_null(
+	    strstr(text, "\nReporting-MTA: dns; mx.example.test\n"));
 	assert_non_null(strstr(text, "\nFinal-Recipient: rfc822; "
-				     "bob@remote.example\nAction: failed\n"
-				     "Status: 5.1.1\nRemote-MTA: dns; "
-				     "mx.remote.example\nDiagnostic-Code: "
-				     "smtp; 550 5.1.1 no such user\n"));
+	                             "bob@remote.example\nAction: failed\n"
+	                             "Status: 5.1.1\nRemote-MTA: dns; "
+	                             "mx.remote.example\nDiagnostic-Code: "
+	                             "smtp; 550 5.1.1 no such user\n"));
 	assert_non_null(strstr(text, "Status: 5.1.10\nDiagnostic-Code: "
-				     "x-postern; accepts no mail\n"));
+	                             "x-postern; accepts no mail\n"));
 	assert_non_null(strstr(text, "Content-Type: text/rfc822-headers\n\n"
-				     "Subject: hi\nMessage-ID: <m@x>\n"));
+	                             "Subject: hi\nMessage-ID: <m@x>\n"));
 	assert_null(strchr(text, '\r'));
 	assert_null(strstr(text, "Will-Retry-Until"));
 	free(text);
@@ -253,12 +252,12 @@ int
 run_queue_tests(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_env_round_trip),
-		cmocka_unit_test(test_env_damage),
-		cmocka_unit_test(test_backoff),
-		cmocka_unit_test(test_routes),
-		cmocka_unit_test(test_reply_lines),
-		cmocka_unit_test(test_dsn),
+	    cmocka_unit_test(test_env_round_trip),
+	    cmocka_unit_test(test_env_damage),
+	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_routes),
+	    cmocka_unit_test(test_reply_lines),
+	    cmocka_unit_test(test_dsn),
 	};
 
 	return cmocka_run_group_tests_name("queue", tests, NULL, NULL);

@@ -10,33 +10,32 @@
 
 static const struct {
 	const char *in;
-	int done;	     /* end-of-data found */
-	size_t rest;	     /* bytes left after the end marker */
+	int done;    /* end-of-data found */
+	size_t rest; /* bytes left after the end marker */
 	unsigned flags;
-	const char *stored;  /* when flags == 0 */
+	const char *stored; /* when flags == 0 */
 } cases[] = {
-	{ "Subject: x\r\n\r\nbody\r\n.\r\n", 1, 0, 0,
-	    "Subject: x\n\nbody\n" },
-	{ ".\r\n", 1, 0, 0, "" },
-	{ "a\r\n..b\r\n.\r\n", 1, 0, 0, "a\n.b\n" },
-	{ "a\r\n...\r\n.\r\n", 1, 0, 0, "a\n..\n" },
-	{ "a\r\n.\r\nQUIT\r\n", 1, 6, 0, "a\n" },
-	{ "a\r\n.x\r\n.\r\n", 1, 0, 0, "a\nx\n" },
-	{ "a\r\n", 0, 0, 0, NULL },
-	{ "a\r\n.\r", 0, 0, 0, NULL },
-	/* smuggling variants: never an end, always flagged */
-	{ "a\n.\nMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_LF, NULL },
-	{ "a\n.\r\nMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_LF, NULL },
-	{ "a\r.\r\nMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_CR, NULL },
-	{ "a\r\n.\nMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_LF, NULL },
-	{ "a\r\n.\rMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_CR, NULL },
-	{ "a\r.\rMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_CR, NULL },
-	/* ... and with a real end later */
-	{ "a\n.\nb\r\n.\r\n", 1, 0, SMTP_DATA_BARE_LF, NULL },
-	{ "a\r\n.\r\r\n.\r\n", 1, 0, SMTP_DATA_BARE_CR, NULL },
-	{ "bare\rcr\r\n.\r\n", 1, 0, SMTP_DATA_BARE_CR, NULL },
-	{ "bare\nlf\r\n.\r\n", 1, 0, SMTP_DATA_BARE_LF, NULL },
-	{ "x\r\r\n.\r\n", 1, 0, SMTP_DATA_BARE_CR, NULL },
+    {"Subject: x\r\n\r\nbody\r\n.\r\n", 1, 0, 0, "Subject: x\n\nbody\n"},
+    {".\r\n", 1, 0, 0, ""},
+    {"a\r\n..b\r\n.\r\n", 1, 0, 0, "a\n.b\n"},
+    {"a\r\n...\r\n.\r\n", 1, 0, 0, "a\n..\n"},
+    {"a\r\n.\r\nQUIT\r\n", 1, 6, 0, "a\n"},
+    {"a\r\n.x\r\n.\r\n", 1, 0, 0, "a\nx\n"},
+    {"a\r\n", 0, 0, 0, NULL},
+    {"a\r\n.\r", 0, 0, 0, NULL},
+    /* smuggling variants: never an end, always flagged */
+    {"a\n.\nMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_LF, NULL},
+    {"a\n.\r\nMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_LF, NULL},
+    {"a\r.\r\nMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_CR, NULL},
+    {"a\r\n.\nMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_LF, NULL},
+    {"a\r\n.\rMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_CR, NULL},
+    {"a\r.\rMAIL FROM:<x@y>\r\n", 0, 0, SMTP_DATA_BARE_CR, NULL},
+    /* ... and with a real end later */
+    {"a\n.\nb\r\n.\r\n", 1, 0, SMTP_DATA_BARE_LF, NULL},
+    {"a\r\n.\r\r\n.\r\n", 1, 0, SMTP_DATA_BARE_CR, NULL},
+    {"bare\rcr\r\n.\r\n", 1, 0, SMTP_DATA_BARE_CR, NULL},
+    {"bare\nlf\r\n.\r\n", 1, 0, SMTP_DATA_BARE_LF, NULL},
+    {"x\r\r\n.\r\n", 1, 0, SMTP_DATA_BARE_CR, NULL},
 };
 
 static void
@@ -67,7 +66,7 @@ run_case(size_t i, bool trickle)
 		    trickle ? " (trickle)" : "", d.flags, cases[i].flags);
 	if (cases[i].stored != NULL &&
 	    (b.len != strlen(cases[i].stored) ||
-		(b.len > 0 && memcmp(b.data, cases[i].stored, b.len) != 0)))
+	        (b.len > 0 && memcmp(b.data, cases[i].stored, b.len) != 0)))
 		fail_msg("case %zu%s: stored %.*s", i,
 		    trickle ? " (trickle)" : "", (int)b.len, (char *)b.data);
 	buf_release(&b);
@@ -106,15 +105,14 @@ test_limits(void **state)
 	memset(big, 'x', sizeof(big));
 	memcpy(big + 1500, "\r\n.\r\n", 6);
 	/* 1500-octet line against a 1000 limit */
-	assert_int_equal(flags_for(big, 1000, 1 << 20, 1 << 16),
-	    SMTP_DATA_LINE_TOO_LONG);
-	assert_int_equal(flags_for(big, 2000, 100, 1 << 16),
-	    SMTP_DATA_TOO_BIG);
-	assert_int_equal(flags_for("A: b\r\nC: d\r\n\r\nbody\r\n.\r\n", 1000,
-			     1 << 20, 8),
+	assert_int_equal(
+	    flags_for(big, 1000, 1 << 20, 1 << 16), SMTP_DATA_LINE_TOO_LONG);
+	assert_int_equal(flags_for(big, 2000, 100, 1 << 16), SMTP_DATA_TOO_BIG);
+	assert_int_equal(
+	    flags_for("A: b\r\nC: d\r\n\r\nbody\r\n.\r\n", 1000, 1 << 20, 8),
 	    SMTP_DATA_HEADER_TOO_BIG);
-	assert_int_equal(flags_for("A: b\r\n\r\nlong body line\r\n.\r\n", 1000,
-			     1 << 20, 10),
+	assert_int_equal(
+	    flags_for("A: b\r\n\r\nlong body line\r\n.\r\n", 1000, 1 << 20, 10),
 	    0);
 }
 
@@ -132,10 +130,10 @@ test_nul(void **state)
 	assert_int_equal(smtp_data_parse(&d, in, sizeof(in) - 1, &used), 1);
 	assert_int_equal(d.flags, SMTP_DATA_NUL);
 	assert_non_null(strstr(smtp_data_error_reply(d.flags, 1000), "NUL"));
-	assert_non_null(strstr(smtp_data_error_reply(SMTP_DATA_BARE_LF, 1),
-	    "554 5.6.0"));
-	assert_non_null(strstr(smtp_data_error_reply(SMTP_DATA_TOO_BIG, 1),
-	    "552 5.3.4"));
+	assert_non_null(
+	    strstr(smtp_data_error_reply(SMTP_DATA_BARE_LF, 1), "554 5.6.0"));
+	assert_non_null(
+	    strstr(smtp_data_error_reply(SMTP_DATA_TOO_BIG, 1), "552 5.3.4"));
 	buf_release(&b);
 }
 
@@ -143,9 +141,9 @@ int
 run_smtp_data_tests(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_cases),
-		cmocka_unit_test(test_limits),
-		cmocka_unit_test(test_nul),
+	    cmocka_unit_test(test_cases),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_nul),
 	};
 
 	return cmocka_run_group_tests_name("smtp_data", tests, NULL, NULL);
