@@ -85,8 +85,14 @@ check-clang:
 			|| exit 1; done
 	@echo "clang -Werror: ok"
 
+# STYLE.md: the checked-in .clang-format is the layout.
+format-check:
+	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h' 2>/dev/null || \
+		find src include tests -name '*.[ch]') && echo "clang-format: ok"
+
 test:
 	@scripts/deps.sh test
+	$(MAKE) format-check
 	$(MAKE) check-clang
 	$(MAKE) asan
 	@echo "== unit tests (cmocka, ASan+UBSan)"
@@ -130,6 +136,7 @@ bench: deps all
 clean:
 	rm -rf build bin
 
-.PHONY: all deps run test asan check-clang policy-golden fuzz bench clean
+.PHONY: all deps run test asan check-clang format-check policy-golden fuzz \
+	bench clean
 
 -include $(shell find build -name '*.d' 2>/dev/null)
