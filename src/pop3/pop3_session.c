@@ -42,7 +42,9 @@
 #include "log.h"
 #include "mailbox.h"
 #include "maildir.h"
+#include "net.h"
 #include "pop3.h"
+#include "sasl.h"
 #include "tls.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -461,26 +463,20 @@ cmd_stls(struct pop3_session *s)
 static void
 auth_plain(struct pop3_session *s, const char *b64, size_t len)
 {
-	uint8_t buf[1024];
-	long n = base64_decode(b64, len, buf, sizeof(buf));
-	const uint8_t *z1, *z2;
+	char user[320], pass[256];
+	int r =
+	    sasl_plain_decode(b64, len, user, sizeof(user), pass, sizeof(pass));
 
-	if (n < 0) {
+	if (r == -1) {
 		p_err(s, "cannot decode the AUTH response");
 		return;
 	}
-	z1 = memchr(buf, 0, (size_t)n);
-	z2 = z1 ? memchr(z1 + 1, 0, (size_t)(buf + n - z1 - 1)) : NULL;
-	if (z2 == NULL ||
-	    (z1 != buf && ((size_t)(z2 - z1 - 1) != (size_t)(z1 - buf) ||
-	                      memcmp(buf, z1 + 1, (size_t)(z1 - buf)) != 0))) {
-		explicit_bzero(buf, sizeof(buf));
+	if (r == -2) {
 		p_err(s, "[AUTH] invalid login");
 		return;
 	}
-	start_login(s, (const char *)z1 + 1, (size_t)(z2 - z1 - 1),
-	    (const char *)z2 + 1, (size_t)(buf + n - z2 - 1));
-	explicit_bzero(buf, sizeof(buf));
+	start_login(s, user, strlen(user), pass, strlen(pass));
+	explicit_bzero(pass, sizeof(pass));
 }
 
 static void
@@ -836,24 +832,6 @@ p_on_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- server ------------------------------------------------------------ */
 
-static void
-peer_text(const struct sockaddr *sa, char *dst, size_t len)
-{
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-
-		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], dst,
-			    (socklen_t)len);
-		else
-			inet_ntop(
-			    AF_INET6, &s6->sin6_addr, dst, (socklen_t)len);
-	} else {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-		    dst, (socklen_t)len);
-	}
-}
-
 static size_t
 sessions_from(const struct pop3_server *srv, const char *ip)
 {
@@ -879,7 +857,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	for (size_t i = 0; i < srv->nlev; i++)
 		if (srv->lev[i] == l)
 			tls = srv->lev_tls[i];
-	peer_text(sa, ip, sizeof(ip));
+	net_addr_text(sa, ip, sizeof(ip));
 	if (srv->nsessions >= srv->cfg->max_sessions ||
 	    sessions_from(srv, ip) >= srv->cfg->max_sessions_per_ip) {
 		static const char msg[] = "-ERR [SYS/TEMP] too many "
@@ -931,25 +909,14 @@ static int
 listen_on(struct pop3_server *srv, const struct listen_addr *la, bool tls,
     char *err, size_t errlen)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN];
-	int fd, one = 1;
+	char bound[80];
+	int fd = net_listen(la, bound, sizeof(bound));
 
-	fd = socket(
-	    la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		goto fail;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (la->ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&la->ss, la->len) == -1 ||
-	    listen(fd, 511) == -1) {
-		close(fd);
-		goto fail;
+	if (fd == -1) {
+		snprintf(err, errlen, "%s listener %s: %s",
+		    tls ? "pop3s" : "pop3", la->text, strerror(errno));
+		return -1;
 	}
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	peer_text((struct sockaddr *)&ss, ip, sizeof(ip));
 	srv->lev = xreallocarray(srv->lev, srv->nlev + 1, sizeof(*srv->lev));
 	srv->lev_tls =
 	    xreallocarray(srv->lev_tls, srv->nlev + 1, sizeof(*srv->lev_tls));
@@ -957,15 +924,8 @@ listen_on(struct pop3_server *srv, const struct listen_addr *la, bool tls,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
 	    -1, fd);
 	srv->lev_tls[srv->nlev++] = tls;
-	log_info("event=listen kind=%s addr=%s%s%s:%u", tls ? "pop3s" : "pop3",
-	    ss.ss_family == AF_INET6 ? "[" : "", ip,
-	    ss.ss_family == AF_INET6 ? "]" : "",
-	    ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	log_info("event=listen kind=%s addr=%s", tls ? "pop3s" : "pop3", bound);
 	return 0;
-fail:
-	snprintf(err, errlen, "%s listener %s: %s", tls ? "pop3s" : "pop3",
-	    la->text, strerror(errno));
-	return -1;
 }
 
 struct pop3_server *

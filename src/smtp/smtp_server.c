@@ -24,6 +24,7 @@
 
 #include "log.h"
 #include "smtp_priv.h"
+#include "net.h"
 #include "smtp_server.h"
 #include "tls.h"
 #include "authfail.h"
@@ -66,25 +67,6 @@ ip_count(struct smtp_server *srv, const char *ip, int delta)
 	return c->n;
 }
 
-/* Text form of a peer; IPv4-mapped IPv6 becomes plain IPv4. */
-static void
-peer_ip(const struct sockaddr *sa, char *dst, size_t len)
-{
-	if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const void *)sa;
-
-		if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
-			inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], dst,
-			    (socklen_t)len);
-		else
-			inet_ntop(
-			    AF_INET6, &s6->sin6_addr, dst, (socklen_t)len);
-	} else {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
-		    dst, (socklen_t)len);
-	}
-}
-
 static void
 refuse(int fd, const char *ip, const char *why)
 {
@@ -111,7 +93,7 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 
 	(void)lev;
 	(void)salen;
-	peer_ip(sa, ip, sizeof(ip));
+	net_addr_text(sa, ip, sizeof(ip));
 	if (srv->is_shutting_down) {
 		refuse(fd, ip, "Service shutting down");
 		return;
@@ -157,26 +139,15 @@ static int
 bind_one(struct smtp_server *srv, const struct listen_addr *la,
     enum listener_kind kind, char *err, size_t errlen)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct smtp_listener *l;
-	char ip[INET6_ADDRSTRLEN];
-	int fd, one = 1;
+	char bound[80];
+	int fd = net_listen(la, bound, sizeof(bound));
 
-	fd = socket(
-	    la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		goto fail;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (la->ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&la->ss, la->len) == -1 ||
-	    listen(fd, 511) == -1) {
-		close(fd);
-		goto fail;
+	if (fd == -1) {
+		snprintf(err, errlen, "%s listener %s: %s", kind_names[kind],
+		    la->text, strerror(errno));
+		return -1;
 	}
-	getsockname(fd, (struct sockaddr *)&ss, &sl);
-	peer_ip((struct sockaddr *)&ss, ip, sizeof(ip));
 	srv->listeners = xreallocarray(
 	    srv->listeners, srv->nlisteners + 1, sizeof(*srv->listeners));
 	l = &srv->listeners[srv->nlisteners++];
@@ -187,15 +158,8 @@ bind_one(struct smtp_server *srv, const struct listen_addr *la,
 	    -1, fd);
 	if (l->lev == NULL)
 		fatalx("evconnlistener_new failed");
-	log_info("event=listen kind=%s addr=%s%s%s:%u", kind_names[kind],
-	    ss.ss_family == AF_INET6 ? "[" : "", ip,
-	    ss.ss_family == AF_INET6 ? "]" : "",
-	    ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	log_info("event=listen kind=%s addr=%s", kind_names[kind], bound);
 	return 0;
-fail:
-	snprintf(err, errlen, "%s listener %s: %s", kind_names[kind], la->text,
-	    strerror(errno));
-	return -1;
 }
 
 struct smtp_server *

@@ -38,6 +38,7 @@
 #include "passwd.h"
 #include "policy.h"
 #include "relay.h"
+#include "sasl.h"
 #include "queue.h"
 #include "smtp_parse.h"
 #include "smtp_priv.h"
@@ -798,34 +799,23 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 static void
 auth_plain(struct session *s, const char *b64, size_t len)
 {
-	uint8_t buf[1024];
-	long n = base64_decode(b64, len, buf, sizeof(buf));
-	const uint8_t *z1, *z2;
+	char user[ADDR_PATH_MAX + 8], pass[256];
+	int r =
+	    sasl_plain_decode(b64, len, user, sizeof(user), pass, sizeof(pass));
 
-	if (n < 0) {
+	if (r == -1) {
 		reply_error(s, "501 5.5.2", "Cannot decode the AUTH response");
 		return;
 	}
-	z1 = memchr(buf, 0, (size_t)n);
-	z2 = z1 ? memchr(z1 + 1, 0, (size_t)(buf + n - z1 - 1)) : NULL;
-	if (z2 == NULL) {
-		explicit_bzero(buf, sizeof(buf));
-		reply_error(s, "501 5.5.2", "Malformed PLAIN response");
-		return;
-	}
-	/* An authorisation identity other than the user: not allowed. */
-	if (z1 != buf && ((size_t)(z2 - z1 - 1) != (size_t)(z1 - buf) ||
-	                     memcmp(buf, z1 + 1, (size_t)(z1 - buf)) != 0)) {
-		explicit_bzero(buf, sizeof(buf));
+	if (r == -2) {
+		/* An authorisation identity other than the user. */
 		server_auth_result(s->srv, s->ip, false, time(NULL));
-		reply_error(s, "535 5.7.8",
-		    "Authentication credentials "
-		    "invalid");
+		reply_error(
+		    s, "535 5.7.8", "Authentication credentials invalid");
 		return;
 	}
-	auth_check(s, (const char *)z1 + 1, (size_t)(z2 - z1 - 1),
-	    (const char *)z2 + 1, (size_t)(buf + n - z2 - 1));
-	explicit_bzero(buf, sizeof(buf));
+	auth_check(s, user, strlen(user), pass, strlen(pass));
+	explicit_bzero(pass, sizeof(pass));
 }
 
 /* A line sent in answer to a 334 challenge. */

@@ -1,6 +1,6 @@
 /*
- * libFuzzer harness: the accept list (IMail accept.txt) parser, and the
- * base64 decoder used by SMTP AUTH (decode, encode, decode again).
+ * libFuzzer harness: the accept list (IMail accept.txt) parser, the
+ * SASL PLAIN decoder, and base64 (decode, encode, decode again).
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -9,6 +9,7 @@
 
 #include "base64.h"
 #include "policy.h"
+#include "sasl.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -24,6 +25,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (accept_list_parse((const char *)data, size, &a, err, sizeof(err)) ==
 	    0)
 		accept_list_clear(&a);
+	{
+		char user[320], pass[256];
+
+		if (sasl_plain_decode((const char *)data, size, user,
+		        sizeof(user), pass, sizeof(pass)) == 0 &&
+		    (strlen(user) == 0 || strlen(user) >= sizeof(user)))
+			__builtin_trap();
+	}
 	n = base64_decode((const char *)data, size, out, sizeof(out));
 	if (n >= 0) {
 		size_t e = base64_encode(out, (size_t)n, enc);
