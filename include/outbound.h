@@ -31,6 +31,7 @@ struct outbound_job {
 	char from[QADDR_MAX];
 	char domain[256];
 	char msg_path[PATH_MAX];
+	size_t body_offset; /* the message starts here in msg_path */
 	size_t nrcpt;
 	struct outbound_rcpt *rcpts;
 	char relay[320];           /* "host[ip]:port", or "none" */

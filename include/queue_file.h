@@ -1,7 +1,8 @@
 /*
- * Queue entry files.  An entry is two files in data_dir/queue/entries:
- * QID.msg (the message as stored, LF line ends, no Return-Path) and
- * QID.env (the envelope and per-recipient state, text):
+ * Queue entry files in data_dir/queue/entries: QID.msg holds the envelope
+ * as first written, an empty line, and the message (LF line ends, no
+ * Return-Path); QID.env, written when the state changes, holds the current
+ * envelope and per-recipient state and takes precedence.  The envelope:
  *
  *   postern-queue 1
  *   id<TAB>QID
@@ -49,6 +50,13 @@ struct qenv {
 /* Parses an .env file.  Returns 0, or -1 with a static reason. */
 int queue_env_parse(
     const char *text, size_t len, struct qenv *out, const char **why);
+/*
+ * A queued message file (ID.msg) starts with its first envelope: the .env
+ * text, then an empty line, then the message.  Returns the offset of the
+ * message (just after the empty line), or 0 if text does not start with
+ * a complete envelope block.  The envelope is text[0 .. offset - 1).
+ */
+size_t queue_msg_body_offset(const char *text, size_t len);
 /* Appends the .env text for e to out.  Returns 0 or -1 (out full). */
 int queue_env_format(const struct qenv *e, struct buf *out);
 /* Frees the recipients; the struct may be reused. */

@@ -409,39 +409,72 @@ static int usage(void);
 
 /* ---- queue ------------------------------------------------------------ */
 
-/* Reads one queue entry's .env; 0, or -1 after printing why. */
-static int
-read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size)
+/* Reads up to max bytes of a file; NULL if it cannot be read. */
+static char *
+slurp(const char *path, size_t max, size_t *len_out, off_t *size_out)
 {
-	char path[4096], *text;
 	struct stat st;
-	const char *why;
+	char *text;
 	ssize_t n;
-	int fd;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
 
-	if (strlen(id) >= QID_MAX ||
-	    strspn(id, "0123456789ABCDEF") != strlen(id))
-		return die("bad queue id: %s", id), -1;
-	queue_path(path, sizeof(path), data_dir, "entries", id, ".env");
-	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1 || fstat(fd, &st) == -1) {
 		if (fd != -1)
 			close(fd);
-		return die("no such queue entry: %s", id), -1;
+		return NULL;
 	}
-	text = malloc((size_t)st.st_size + 1);
-	n = text ? read(fd, text, (size_t)st.st_size) : -1;
+	if ((size_t)st.st_size < max)
+		max = (size_t)st.st_size;
+	text = malloc(max + 1);
+	n = text ? read(fd, text, max) : -1;
 	close(fd);
-	if (n != st.st_size ||
-	    queue_env_parse(text, (size_t)n, e, &why) == -1) {
+	if (n < 0) {
 		free(text);
-		return die("%s: %s", path,
-		           n == st.st_size ? why : "short read"),
-		       -1;
+		return NULL;
 	}
-	free(text);
+	text[n] = '\0';
+	*len_out = (size_t)n;
+	if (size_out)
+		*size_out = st.st_size;
+	return text;
+}
+
+/*
+ * Reads one queue entry: the state from ID.env when the daemon has
+ * written one, else the envelope at the head of ID.msg.  *size is the
+ * message's size, *offset where it starts in ID.msg.  0, or -1 after
+ * printing why.
+ */
+static int
+read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size,
+    size_t *offset)
+{
+	char path[4096], *text, *etext;
+	const char *why = "";
+	size_t len, elen;
+	off_t total = 0;
+	int r;
+
+	if (strlen(id) >= QID_MAX || strlen(id) == 0 ||
+	    strspn(id, "0123456789ABCDEF") != strlen(id))
+		return die("bad queue id: %s", id), -1;
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".msg");
-	*size = stat(path, &st) == 0 ? st.st_size : 0;
+	if ((text = slurp(path, 16u << 20, &len, &total)) == NULL)
+		return die("no such queue entry: %s", id), -1;
+	*offset = queue_msg_body_offset(text, len);
+	if (*offset == 0) {
+		free(text);
+		return die("%s: no envelope", path), -1;
+	}
+	*size = total - (off_t)*offset;
+	queue_path(path, sizeof(path), data_dir, "entries", id, ".env");
+	etext = slurp(path, 64u << 20, &elen, NULL);
+	r = etext ? queue_env_parse(etext, elen, e, &why)
+	          : queue_env_parse(text, *offset - 1, e, &why);
+	free(etext);
+	free(text);
+	if (r == -1)
+		return die("queue entry %s: %s", id, why), -1;
 	return 0;
 }
 
@@ -525,13 +558,15 @@ c_queue_list(struct ctl *c, char **a)
 			char id[QID_MAX + 8];
 			struct qenv e;
 			off_t size;
+			size_t off;
 
 			if (l < 5 || l - 4 >= sizeof(id) ||
-			    strcmp(de->d_name + l - 4, ".env") != 0)
+			    strcmp(de->d_name + l - 4, ".msg") != 0)
 				continue;
 			snprintf(
 			    id, sizeof(id), "%.*s", (int)(l - 4), de->d_name);
-			if (read_env(c->cfg->data_dir, id, &e, &size) == -1)
+			if (read_env(c->cfg->data_dir, id, &e, &size, &off) ==
+			    -1)
 				continue;
 			print_entry(&e, size, json, first);
 			first = false;
@@ -550,11 +585,12 @@ c_queue_show(struct ctl *c, char **a)
 	char path[4096], buf[65536];
 	struct qenv e;
 	off_t size;
+	size_t off;
 	ssize_t n;
 	int fd;
 	char *end;
 
-	if (read_env(c->cfg->data_dir, a[0], &e, &size) == -1)
+	if (read_env(c->cfg->data_dir, a[0], &e, &size, &off) == -1)
 		return 1;
 	print_entry(&e, size, false, true);
 	queue_env_clear(&e);
@@ -563,7 +599,7 @@ c_queue_show(struct ctl *c, char **a)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
 		return die("%s: %s", path, strerror(errno));
-	n = read(fd, buf, sizeof(buf) - 1);
+	n = pread(fd, buf, sizeof(buf) - 1, (off_t)off);
 	close(fd);
 	if (n < 0)
 		return die("%s: %s", path, strerror(errno));

@@ -117,7 +117,7 @@ maildir_create(const char *dir)
 static int
 write_all(int fd, struct iovec *iov, int iovcnt)
 {
-	struct iovec v[MAILDIR_IOV_MAX];
+	struct iovec v[MAILDIR_IOV_MAX + 1];
 	int i = 0;
 
 	memcpy(v, iov, sizeof(*v) * (size_t)iovcnt);
@@ -215,60 +215,62 @@ write_copies(struct committer *c, struct maildir_delivery *d)
 	}
 }
 
-/* Writes the queue entry's .msg and .env into queue/tmp. */
+/*
+ * Writes the queue entry as one file, queue/tmp/ID.msg: the envelope
+ * (the .env text), an empty line, then the message.  One file per queued
+ * message, like a Maildir copy: a second file cost a third of the relay
+ * throughput.  Later state changes go to a separate ID.env (queue.c).
+ */
 static void
 write_queue_entry(struct committer *c, struct maildir_delivery *d)
 {
-	struct iovec v[MAILDIR_IOV_MAX];
+	struct iovec v[MAILDIR_IOV_MAX + 1];
 	char tmp[PATH_MAX], dst[PATH_MAX];
 	struct buf env;
 	int fd;
 
-	memcpy(v, d->iov, sizeof(v));
-	/* UNSAFE: rp_len <= iov[0].iov_len, set by the caller. */
-	v[0].iov_base = (char *)v[0].iov_base + d->rp_len;
-	v[0].iov_len -= d->rp_len;
-	for (int k = 0; k < 2; k++) {
-		const char *ext = k == 0 ? ".msg" : ".env";
-
-		if (queue_path(tmp, sizeof(tmp), c->data_dir, "tmp",
-		        d->qenv->id, ext) == -1 ||
-		    queue_path(dst, sizeof(dst), c->data_dir, "entries",
-		        d->qenv->id, ext) == -1) {
-			errno = ENAMETOOLONG;
-			fail_delivery(d, "queue path", d->qenv->id);
-			return;
-		}
-		fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd == -1) {
-			fail_delivery(d, "create", tmp);
-			return;
-		}
-		strlist_add(&d->tmp_paths, tmp);
-		if (k == 0) {
-			if (write_all(fd, v, d->iovcnt) == -1) {
-				close(fd);
-				fail_delivery(d, "write", tmp);
-				return;
-			}
-		} else {
-			buf_init(&env, 64u << 20);
-			if (queue_env_format(d->qenv, &env) == -1 ||
-			    write(fd, env.data, env.len) != (ssize_t)env.len) {
-				buf_release(&env);
-				close(fd);
-				fail_delivery(d, "write", tmp);
-				return;
-			}
-			buf_release(&env);
-		}
-		if (close(fd) == -1) {
-			fail_delivery(d, "close", tmp);
-			return;
-		}
-		/* .msg is renamed before .env: an .env always has its .msg */
-		strlist_add(&d->new_paths, dst);
+	buf_init(&env, 64u << 20);
+	if (queue_env_format(d->qenv, &env) == -1 ||
+	    buf_append(&env, "\n", 1) == -1) {
+		buf_release(&env);
+		errno = EFBIG;
+		fail_delivery(d, "envelope", d->qenv->id);
+		return;
 	}
+	v[0].iov_base = env.data;
+	v[0].iov_len = env.len;
+	memcpy(v + 1, d->iov, sizeof(*v) * (size_t)d->iovcnt);
+	/* UNSAFE: rp_len <= iov[0].iov_len, set by the caller. */
+	v[1].iov_base = (char *)v[1].iov_base + d->rp_len;
+	v[1].iov_len -= d->rp_len;
+	if (queue_path(tmp, sizeof(tmp), c->data_dir, "tmp", d->qenv->id,
+	        ".msg") == -1 ||
+	    queue_path(dst, sizeof(dst), c->data_dir, "entries", d->qenv->id,
+	        ".msg") == -1) {
+		buf_release(&env);
+		errno = ENAMETOOLONG;
+		fail_delivery(d, "queue path", d->qenv->id);
+		return;
+	}
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		buf_release(&env);
+		fail_delivery(d, "create", tmp);
+		return;
+	}
+	strlist_add(&d->tmp_paths, tmp);
+	if (write_all(fd, v, d->iovcnt + 1) == -1) {
+		buf_release(&env);
+		close(fd);
+		fail_delivery(d, "write", tmp);
+		return;
+	}
+	buf_release(&env);
+	if (close(fd) == -1) {
+		fail_delivery(d, "close", tmp);
+		return;
+	}
+	strlist_add(&d->new_paths, dst);
 }
 
 void

@@ -460,7 +460,7 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 
 /* Sends the stored message: LF -> CRLF, dot-stuffing, final ".". */
 static int
-send_body(struct conn *c, const char *path)
+send_body(struct conn *c, const char *path, size_t offset)
 {
 	char in[65536], out[65536 * 2 + 8];
 	bool bol = true;
@@ -469,6 +469,11 @@ send_body(struct conn *c, const char *path)
 
 	if (fd == -1)
 		return -1;
+	/* Skip the envelope block in front of the message. */
+	if (lseek(fd, (off_t)offset, SEEK_SET) == -1) {
+		close(fd);
+		return -1;
+	}
 	while ((n = read(fd, in, sizeof(in))) > 0) {
 		const char *p = in, *end = in + n;
 		size_t o = 0;
@@ -622,7 +627,7 @@ transaction(struct conn *c, struct outbound_job *j, off_t size)
 	if (code != 354)
 		goto data_failed;
 	set_timeout(c, T_DATA_BLOCK);
-	if (send_body(c, j->msg_path) == -1)
+	if (send_body(c, j->msg_path, j->body_offset) == -1)
 		return -2;
 	set_timeout(c, T_DATA_END);
 	code = conn_reply(c, text, sizeof(text), false);
@@ -811,7 +816,8 @@ outbound_deliver(struct outbound_job *j)
 					continue;
 				}
 			}
-			r = transaction(c, j, sb.st_size);
+			r = transaction(
+			    c, j, sb.st_size - (off_t)j->body_offset);
 			if (r == 0) {
 				cache_put(c);
 				free(hops);

@@ -38,7 +38,9 @@
 struct qentry {
 	TAILQ_ENTRY(qentry) link;
 	struct qenv env;
-	bool *busy; /* per recipient: in an attempt now */
+	size_t body_offset; /* where the message starts in ID.msg */
+	int dsn_refs;       /* DSNs still reading this entry's message */
+	bool *busy;         /* per recipient: in an attempt now */
 	int active_jobs;
 	bool is_persisting, is_dirty, is_deleted;
 };
@@ -80,11 +82,13 @@ struct persist {
 
 struct bounce {
 	struct queue *q;
+	struct qentry *e; /* kept on disk until the DSN has read it */
 	struct config *cfg;
 	struct qenv orig;    /* only failed/delayed recipients */
 	struct dsn_rcpt *dr; /* parallel to orig.rcpts */
 	char (*st)[16];      /* status codes dr[i].status may use */
 	char remote[QADDR_MAX];
+	size_t body_offset;
 	bool is_delay, to_postmaster;
 	/* built by the worker */
 	struct strlist mailboxes;
@@ -216,13 +220,15 @@ persist_run(void *arg, void *ctx)
 
 	(void)ctx;
 	if (p->is_delete) {
-		/* .env first: without it the .msg is only garbage. */
-		queue_path(path, sizeof(path), p->q->cfg->data_dir, "entries",
-		    p->snap.id, ".env");
-		p->result = unlink(path);
+		/* .msg first: an .env without its .msg is only garbage, and
+		 * queue_load removes it. */
 		queue_path(path, sizeof(path), p->q->cfg->data_dir, "entries",
 		    p->snap.id, ".msg");
-		unlink(path);
+		p->result = unlink(path);
+		queue_path(path, sizeof(path), p->q->cfg->data_dir, "entries",
+		    p->snap.id, ".env");
+		if (unlink(path) == -1 && errno != ENOENT)
+			p->result = -1;
 		return;
 	}
 	p->result = write_env_file(p->q->cfg->data_dir, &p->snap);
@@ -262,6 +268,8 @@ entry_persist(struct queue *q, struct qentry *e)
 	}
 	if (e->active_jobs > 0 && e->is_deleted)
 		return; /* removed when the attempt returns */
+	if (e->dsn_refs > 0 && (e->is_deleted || entry_done(e)))
+		return; /* removed when its DSNs have read the message */
 	e->is_dirty = false;
 	e->is_persisting = true;
 	p = xcalloc(1, sizeof(*p));
@@ -296,6 +304,9 @@ bounce_stored(void *arg)
 	struct bounce *b = arg;
 
 	b->q->dsn_pending--;
+	if (b->e != NULL && --b->e->dsn_refs == 0 &&
+	    (b->e->is_deleted || entry_done(b->e)))
+		entry_persist(b->q, b->e);
 	if (b->dlv.result == 0) {
 		log_info("id=%s event=dsn kind=%s orig=%s to=<%s>", b->out.id,
 		    b->is_delay ? "delay" : "failure", b->orig.id,
@@ -318,7 +329,7 @@ bounce_stored(void *arg)
 
 /* Reads the header section of the original (up to 64 KiB). */
 static size_t
-read_headers(const char *path, char *out, size_t cap)
+read_headers(const char *path, size_t offset, char *out, size_t cap)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
@@ -326,7 +337,7 @@ read_headers(const char *path, char *out, size_t cap)
 
 	if (fd == -1)
 		return 0;
-	n = read(fd, out, cap - 1);
+	n = pread(fd, out, cap - 1, (off_t)offset);
 	close(fd);
 	if (n <= 0)
 		return 0;
@@ -363,7 +374,7 @@ bounce_run(void *arg, void *ctx)
 	info.rcpts = b->dr;
 	info.nrcpt = b->orig.nrcpt;
 	info.headers = hdrs;
-	info.headers_len = read_headers(path, hdrs, 65536);
+	info.headers_len = read_headers(path, b->body_offset, hdrs, 65536);
 	queue_new_id(b->out.id);
 	b->out.arrival = now;
 	b->out.from[0] = '\0'; /* DSNs have the null sender (RFC 3464) */
@@ -450,6 +461,9 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 	q->dsn_pending++;
 	b->cfg = config_ref(q->cfg);
 	b->is_delay = is_delay;
+	b->body_offset = e->body_offset;
+	b->e = e;
+	e->dsn_refs++;
 	/* Never a DSN to <>: mail from the null sender goes to postmaster. */
 	b->to_postmaster = e->env.from[0] == '\0';
 	b->orig = e->env;
@@ -601,6 +615,7 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 		snprintf(a->job.domain, sizeof(a->job.domain), "%s", dom);
 		queue_path(a->job.msg_path, sizeof(a->job.msg_path),
 		    q->cfg->data_dir, "entries", e->env.id, ".msg");
+		a->job.body_offset = e->body_offset;
 		a->job.rcpts = xcalloc(e->env.nrcpt, sizeof(*a->job.rcpts));
 		for (size_t k = i; k < e->env.nrcpt; k++) {
 			struct qrcpt *r = &e->env.rcpts[k];
@@ -675,7 +690,15 @@ entry_new(struct qenv *env)
 void
 queue_add(struct queue *q, struct qenv *env)
 {
-	struct qentry *e = entry_new(env);
+	struct qentry *e;
+	struct buf b;
+
+	/* The envelope block the writer put in front of the message. */
+	buf_init(&b, 64u << 20);
+	queue_env_format(env, &b);
+	e = entry_new(env);
+	e->body_offset = b.len + 1;
+	buf_release(&b);
 
 	env->rcpts = NULL;
 	env->nrcpt = 0;
@@ -711,55 +734,93 @@ set_aside(const char *data_dir, const char *name)
 
 	snprintf(from, sizeof(from), "%s/queue/entries/%s", data_dir, name);
 	snprintf(to, sizeof(to), "%s/queue/corrupt/%s", data_dir, name);
-	if (rename(from, to) == -1)
+	if (rename(from, to) == -1 && errno != ENOENT)
 		log_err("event=queue-load file=%s error=\"cannot set aside: "
 		        "%s\"",
 		    name, strerror(errno));
 }
 
+/* Reads at most max bytes of path; NULL on error. */
+static char *
+read_file(const char *path, size_t max, size_t *len_out)
+{
+	struct stat st;
+	char *text;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		if (fd != -1)
+			close(fd);
+		return NULL;
+	}
+	if ((size_t)st.st_size < max)
+		max = (size_t)st.st_size;
+	text = xmalloc(max + 1);
+	n = read(fd, text, max);
+	close(fd);
+	if (n < 0) {
+		free(text);
+		return NULL;
+	}
+	text[n] = '\0';
+	*len_out = (size_t)n;
+	return text;
+}
+
+/* Loads ID.msg (and ID.env when the state was updated). */
 static int
 load_one(struct queue *q, const char *name)
 {
-	char path[PATH_MAX], *text;
-	struct stat st;
-	struct qenv env;
+	char path[PATH_MAX], id[QID_MAX + 8];
 	const char *why = "unreadable";
-	ssize_t n = -1;
-	int fd;
+	struct qenv env;
+	size_t len = 0, elen = 0, off;
+	char *text, *etext;
+	struct qentry *e;
 
+	snprintf(id, sizeof(id), "%.*s", (int)(strlen(name) - 4), name);
 	snprintf(
 	    path, sizeof(path), "%s/queue/entries/%s", q->cfg->data_dir, name);
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1 || fstat(fd, &st) == -1 || st.st_size > (64 << 20)) {
-		if (fd != -1)
-			close(fd);
-		return -1;
+	/* The envelope is at the head; 16 MiB is far more than it needs. */
+	text = read_file(path, 16u << 20, &len);
+	off = text ? queue_msg_body_offset(text, len) : 0;
+	if (off == 0) {
+		why = "no envelope at the start of the .msg file";
+		goto corrupt;
 	}
-	text = xmalloc((size_t)st.st_size + 1);
-	n = read(fd, text, (size_t)st.st_size);
-	close(fd);
-	if (n != st.st_size ||
-	    queue_env_parse(text, (size_t)n, &env, &why) == -1) {
-		char msg[300];
+	queue_path(path, sizeof(path), q->cfg->data_dir, "entries", id, ".env");
+	etext = read_file(path, 64u << 20, &elen);
+	if (etext != NULL) {
+		int r = queue_env_parse(etext, elen, &env, &why);
 
-		log_err("event=queue-load file=%s result=corrupt reason=\"%s\" "
-		        "action=set-aside",
-		    name, why);
-		set_aside(q->cfg->data_dir, name);
-		snprintf(msg, sizeof(msg), "%.*s.msg", (int)(strlen(name) - 4),
-		    name);
-		set_aside(q->cfg->data_dir, msg);
-		free(text);
-		return -1;
+		free(etext);
+		if (r == -1)
+			goto corrupt;
+	} else if (queue_env_parse(text, off - 1, &env, &why) == -1) {
+		goto corrupt;
 	}
 	free(text);
-	{
-		/* TAILQ_INSERT_TAIL evaluates its element more than once. */
-		struct qentry *e = entry_new(&env);
-
-		TAILQ_INSERT_TAIL(&q->entries, e, link);
+	if (strcmp(env.id, id) != 0) {
+		queue_env_clear(&env);
+		why = "id does not match the file name";
+		text = NULL;
+		goto corrupt;
 	}
+	/* TAILQ_INSERT_TAIL evaluates its element more than once. */
+	e = entry_new(&env);
+	e->body_offset = off;
+	TAILQ_INSERT_TAIL(&q->entries, e, link);
 	return 0;
+corrupt:
+	free(text);
+	log_err("event=queue-load file=%s result=corrupt reason=\"%s\" "
+	        "action=set-aside",
+	    name, why);
+	set_aside(q->cfg->data_dir, name);
+	snprintf(path, sizeof(path), "%s.env", id);
+	set_aside(q->cfg->data_dir, path);
+	return -1;
 }
 
 size_t
@@ -786,10 +847,20 @@ queue_load(struct queue *q)
 		return 0;
 	while ((de = readdir(d)) != NULL) {
 		size_t l = strlen(de->d_name);
+		char msg[256];
+		struct stat st;
 
-		if (l > 4 && strcmp(de->d_name + l - 4, ".env") == 0 &&
+		if (l > 4 && strcmp(de->d_name + l - 4, ".msg") == 0 &&
 		    load_one(q, de->d_name) == 0)
 			n++;
+		/* An .env whose .msg is gone: a removal was cut short. */
+		if (l <= 4 || l > 200 ||
+		    strcmp(de->d_name + l - 4, ".env") != 0)
+			continue;
+		snprintf(
+		    msg, sizeof(msg), "%.*s.msg", (int)(l - 4), de->d_name);
+		if (fstatat(dirfd(d), msg, &st, 0) == -1 && errno == ENOENT)
+			unlinkat(dirfd(d), de->d_name, 0);
 	}
 	closedir(d);
 	log_info("event=queue-load entries=%zu", n);

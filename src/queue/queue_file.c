@@ -279,3 +279,16 @@ queue_route_for(const struct config *cfg, const char *domain)
 	}
 	return cfg->relayhost[0] != '\0' ? cfg->relayhost : NULL;
 }
+
+size_t
+queue_msg_body_offset(const char *text, size_t len)
+{
+	static const char magic[] = "postern-queue 1\n";
+	const char *end;
+
+	if (len < sizeof(magic) - 1 ||
+	    memcmp(text, magic, sizeof(magic) - 1) != 0)
+		return 0;
+	end = memmem(text, len, "\n\n", 2);
+	return end ? (size_t)(end - text) + 2 : 0;
+}

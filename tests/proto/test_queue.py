@@ -289,9 +289,24 @@ def test_corrupt_queue_file_is_set_aside(make_server, sinks):
         f.write("postern-queue 1\nid\t00000000DEAD1\nfrom\ta@b.example\narr")
     with open(os.path.join(entries, "00000000DEAD1.msg"), "w") as f:
         f.write("Subject: x\n\nbody\n")
+    # A message written by an earlier run that never got an .env: the
+    # envelope at its head is enough to deliver it.
+    with open(os.path.join(entries, "00000000BEEF1.msg"), "w") as f:
+        f.write("postern-queue 1\nid\t00000000BEEF1\nfrom\talice@example.test\n"
+                "arrival\t1795846462\nflags\t\n"
+                "rcpt\tpending\t0\t0\tleftover@remote.example\t\n\n"
+                "Subject: left over\n\nbody\n")
+    # An .env whose .msg is gone (a removal cut short) is removed.
+    with open(os.path.join(entries, "00000000CAFE1.env"), "w") as f:
+        f.write("postern-queue 1\n")
     s.start()
     assert "result=corrupt" in s.log()
     assert os.path.exists(os.path.join(s.data, "queue", "corrupt", "00000000DEAD1.env"))
+    assert os.path.exists(os.path.join(s.data, "queue", "corrupt", "00000000DEAD1.msg"))
+    assert not os.path.exists(os.path.join(entries, "00000000CAFE1.env"))
+    m = wait_for(lambda: [m for m in mx.messages if m["to"] == ["leftover@remote.example"]],
+                 what="left-over message")
+    assert m[0]["data"].endswith(b"Subject: left over\r\n\r\nbody\r\n")
     send(s, "alice@example.test", ["u@remote.example"])
     wait_for(lambda: mx.messages, what="other mail still flows")
 

@@ -96,6 +96,21 @@ test_env_damage(void **state)
 }
 
 static void
+test_body_offset(void **state)
+{
+	const char ok[] =
+	    "postern-queue 1\nid\tAB\nrcpt\tx\n\nSubject: s\n\nb\n";
+
+	(void)state;
+	assert_int_equal(queue_msg_body_offset(ok, strlen(ok)),
+	    strlen("postern-queue 1\nid\tAB\nrcpt\tx\n\n"));
+	assert_int_equal(queue_msg_body_offset("Subject: x\n\nbody\n", 17), 0);
+	assert_int_equal(
+	    queue_msg_body_offset("postern-queue 1\nid\tAB\n", 22), 0);
+	assert_int_equal(queue_msg_body_offset("postern", 7), 0);
+}
+
+static void
 test_backoff(void **state)
 {
 	static const struct {
@@ -255,6 +270,7 @@ run_queue_tests(void)
 	    cmocka_unit_test(test_env_round_trip),
 	    cmocka_unit_test(test_env_damage),
 	    cmocka_unit_test(test_backoff),
+	    cmocka_unit_test(test_body_offset),
 	    cmocka_unit_test(test_routes),
 	    cmocka_unit_test(test_reply_lines),
 	    cmocka_unit_test(test_dsn),
