@@ -32,6 +32,7 @@
 #include "queue_file.h"
 #include "relay.h"
 #include "dns.h"
+#include "file.h"
 
 #define ERRLEN 512
 
@@ -409,36 +410,6 @@ static int usage(void);
 
 /* ---- queue ------------------------------------------------------------ */
 
-/* Reads up to max bytes of a file; NULL if it cannot be read. */
-static char *
-slurp(const char *path, size_t max, size_t *len_out, off_t *size_out)
-{
-	struct stat st;
-	char *text;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd == -1 || fstat(fd, &st) == -1) {
-		if (fd != -1)
-			close(fd);
-		return NULL;
-	}
-	if ((size_t)st.st_size < max)
-		max = (size_t)st.st_size;
-	text = malloc(max + 1);
-	n = text ? read(fd, text, max) : -1;
-	close(fd);
-	if (n < 0) {
-		free(text);
-		return NULL;
-	}
-	text[n] = '\0';
-	*len_out = (size_t)n;
-	if (size_out)
-		*size_out = st.st_size;
-	return text;
-}
-
 /*
  * Reads one queue entry: the state from ID.env when the daemon has
  * written one, else the envelope at the head of ID.msg.  *size is the
@@ -459,7 +430,7 @@ read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size,
 	    strspn(id, "0123456789ABCDEF") != strlen(id))
 		return die("bad queue id: %s", id), -1;
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".msg");
-	if ((text = slurp(path, 16u << 20, &len, &total)) == NULL)
+	if ((text = file_read(path, 16u << 20, &len, &total)) == NULL)
 		return die("no such queue entry: %s", id), -1;
 	*offset = queue_msg_body_offset(text, len);
 	if (*offset == 0) {
@@ -468,7 +439,7 @@ read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size,
 	}
 	*size = total - (off_t)*offset;
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".env");
-	etext = slurp(path, 64u << 20, &elen, NULL);
+	etext = file_read(path, 64u << 20, &elen, NULL);
 	r = etext ? queue_env_parse(etext, elen, e, &why)
 	          : queue_env_parse(text, *offset - 1, e, &why);
 	free(etext);

@@ -23,6 +23,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "file.h"
 #include "policy.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -742,35 +743,6 @@ fail:
 	return -1;
 }
 
-/* Reads a whole small file; NULL with err set on failure. */
-static char *
-read_small_file(const char *path, size_t *len_out, char *err, size_t errlen)
-{
-	struct stat st;
-	char *text;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd == -1 || fstat(fd, &st) == -1 || st.st_size > (64 << 20)) {
-		snprintf(err, errlen, "%s: %s", path,
-		    fd == -1 ? strerror(errno) : "file too large");
-		if (fd != -1)
-			close(fd);
-		return NULL;
-	}
-	text = xmalloc((size_t)st.st_size + 1);
-	n = read(fd, text, (size_t)st.st_size);
-	close(fd);
-	if (n != st.st_size) {
-		snprintf(err, errlen, "%s: short read", path);
-		free(text);
-		return NULL;
-	}
-	text[n] = '\0';
-	*len_out = (size_t)n;
-	return text;
-}
-
 /* The accept list and relay_recipients files named by the config. */
 static int
 config_load_lists(struct config *c, char *err, size_t errlen)
@@ -780,9 +752,12 @@ config_load_lists(struct config *c, char *err, size_t errlen)
 	char *text;
 
 	if (c->accept_file[0] != '\0') {
-		if ((text = read_small_file(
-		         c->accept_file, &len, err, errlen)) == NULL)
+		if ((text = file_read(c->accept_file, 64u << 20, &len, NULL)) ==
+		    NULL) {
+			snprintf(err, errlen, "%s: %s", c->accept_file,
+			    strerror(errno));
 			return -1;
+		}
 		c->accept = xcalloc(1, sizeof(*c->accept));
 		if (accept_list_parse(text, len, c->accept, why, sizeof(why)) ==
 		    -1) {
@@ -795,9 +770,12 @@ config_load_lists(struct config *c, char *err, size_t errlen)
 	if (c->relay_recipients_file[0] != '\0') {
 		struct accept_list tmp;
 
-		if ((text = read_small_file(
-		         c->relay_recipients_file, &len, err, errlen)) == NULL)
+		if ((text = file_read(c->relay_recipients_file, 64u << 20, &len,
+		         NULL)) == NULL) {
+			snprintf(err, errlen, "%s: %s",
+			    c->relay_recipients_file, strerror(errno));
 			return -1;
+		}
 		/* Same line format: one address per line, '#' comments. */
 		if (accept_list_parse(text, len, &tmp, why, sizeof(why)) ==
 		        -1 ||

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "dir.h"
 #include "dsn.h"
+#include "file.h"
 #include "log.h"
 #include "maildir.h"
 #include "outbound.h"
@@ -740,34 +741,6 @@ set_aside(const char *data_dir, const char *name)
 		    name, strerror(errno));
 }
 
-/* Reads at most max bytes of path; NULL on error. */
-static char *
-read_file(const char *path, size_t max, size_t *len_out)
-{
-	struct stat st;
-	char *text;
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	if (fd == -1 || fstat(fd, &st) == -1) {
-		if (fd != -1)
-			close(fd);
-		return NULL;
-	}
-	if ((size_t)st.st_size < max)
-		max = (size_t)st.st_size;
-	text = xmalloc(max + 1);
-	n = read(fd, text, max);
-	close(fd);
-	if (n < 0) {
-		free(text);
-		return NULL;
-	}
-	text[n] = '\0';
-	*len_out = (size_t)n;
-	return text;
-}
-
 /* Loads ID.msg (and ID.env when the state was updated). */
 static int
 load_one(struct queue *q, const char *name)
@@ -783,14 +756,14 @@ load_one(struct queue *q, const char *name)
 	snprintf(
 	    path, sizeof(path), "%s/queue/entries/%s", q->cfg->data_dir, name);
 	/* The envelope is at the head; 16 MiB is far more than it needs. */
-	text = read_file(path, 16u << 20, &len);
+	text = file_read(path, 16u << 20, &len, NULL);
 	off = text ? queue_msg_body_offset(text, len) : 0;
 	if (off == 0) {
 		why = "no envelope at the start of the .msg file";
 		goto corrupt;
 	}
 	queue_path(path, sizeof(path), q->cfg->data_dir, "entries", id, ".env");
-	etext = read_file(path, 64u << 20, &elen);
+	etext = file_read(path, 64u << 20, &elen, NULL);
 	if (etext != NULL) {
 		int r = queue_env_parse(etext, elen, &env, &why);
 
