@@ -4,9 +4,30 @@
 
 #include <sys/socket.h>
 
+#include <stdarg.h>
 #include <stddef.h>
 
+#include <openssl/ssl.h>
+
+struct bufferevent;
+struct event_base;
+struct evbuffer;
 struct listen_addr;
+
+/* Appends one protocol reply line (fmt, then CRLF) in a single add, so it
+ * is one write and, over TLS, one record.  Lines are cut at 1 KiB. */
+void net_add_line(struct evbuffer *out, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+/*
+ * STARTTLS / STLS: once plain's output is sent, lets go of its socket and
+ * returns a server-side TLS bufferevent on the same socket with the given
+ * idle timeout, or NULL (socket closed) when TLS cannot start.  plain is
+ * freed either way.  TLS then runs directly on the socket, so an empty
+ * output buffer always means "handed to the kernel".
+ */
+struct bufferevent *net_tls_takeover(struct event_base *,
+    struct bufferevent *plain, SSL_CTX *, unsigned timeout_ms);
 
 /* Text form of an address; an IPv4-mapped IPv6 address becomes IPv4. */
 void net_addr_text(const struct sockaddr *, char *dst, size_t len);

@@ -5,7 +5,12 @@
 #include <netinet/in.h>
 
 #include <stdio.h>
+#include <sys/time.h>
 #include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 
 #include "config.h"
 #include "net.h"
@@ -55,4 +60,43 @@ net_listen(const struct listen_addr *la, char *bound, size_t boundlen)
 	    ss.ss_family == AF_INET6 ? "]" : "",
 	    ntohs(((struct sockaddr_in *)&ss)->sin_port));
 	return fd;
+}
+
+void
+net_add_line(struct evbuffer *out, const char *fmt, va_list ap)
+{
+	char line[1100];
+	int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof(line) - 3)
+		n = (int)sizeof(line) - 3;
+	line[n++] = '\r';
+	line[n++] = '\n';
+	evbuffer_add(out, line, (size_t)n);
+}
+
+struct bufferevent *
+net_tls_takeover(struct event_base *base, struct bufferevent *plain,
+    SSL_CTX *ctx, unsigned timeout_ms)
+{
+	evutil_socket_t fd = bufferevent_getfd(plain);
+	struct timeval t = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	struct bufferevent *tb;
+	SSL *ssl;
+
+	bufferevent_setfd(plain, -1); /* keep the socket open */
+	bufferevent_free(plain);
+	ssl = SSL_new(ctx);
+	tb = ssl ? bufferevent_openssl_socket_new(base, fd, ssl,
+	               BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
+	         : NULL;
+	if (tb == NULL) {
+		close(fd);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
+	bufferevent_set_timeouts(tb, &t, &t);
+	return tb;
 }

@@ -110,20 +110,11 @@ static void p_reply(struct pop3_session *s, const char *fmt, ...)
 static void
 p_reply(struct pop3_session *s, const char *fmt, ...)
 {
-	char line[1100];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	net_add_line(bufferevent_get_output(s->bev), fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 3)
-		n = (int)sizeof(line) - 3;
-	line[n++] = '\r';
-	line[n++] = '\n';
-	evbuffer_add(bufferevent_get_output(s->bev), line, (size_t)n);
 }
 
 static void
@@ -415,30 +406,17 @@ static void
 p_switch_tls(struct bufferevent *plain, void *arg)
 {
 	struct pop3_session *s = arg;
-	evutil_socket_t fd = bufferevent_getfd(plain);
-	SSL *ssl;
 
 	if (evbuffer_get_length(bufferevent_get_output(plain)) != 0)
 		return;
 	s->is_switching = false;
-	bufferevent_setfd(plain, -1);
-	bufferevent_free(plain);
-	ssl = SSL_new(s->srv->tls);
-	s->bev = ssl ? bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
-	                   BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
-	             : NULL;
+	s->bev = net_tls_takeover(
+	    s->srv->base, plain, s->srv->tls, s->cfg->pop3_timeout_ms);
 	if (s->bev == NULL) {
-		close(fd);
 		p_free(s);
 		return;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
 	s->is_tls = true;
-	{
-		struct timeval t = {s->cfg->pop3_timeout_ms / 1000, 0};
-
-		bufferevent_set_timeouts(s->bev, &t, &t);
-	}
 	bufferevent_setcb(s->bev, p_on_read, NULL, p_on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }

@@ -35,6 +35,7 @@
 #include "dir.h"
 #include "dns.h"
 #include "log.h"
+#include "net.h"
 #include "passwd.h"
 #include "policy.h"
 #include "relay.h"
@@ -76,21 +77,11 @@ static void reply(struct session *s, const char *fmt, ...)
 static void
 reply(struct session *s, const char *fmt, ...)
 {
-	char line[1024];
 	va_list ap;
-	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
+	net_add_line(bufferevent_get_output(s->bev), fmt, ap);
 	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 3)
-		n = (int)sizeof(line) - 3;
-	/* One add per reply: one TLS record, one write. */
-	line[n++] = '\r';
-	line[n++] = '\n';
-	evbuffer_add(bufferevent_get_output(s->bev), line, (size_t)n);
 }
 
 static void
@@ -437,6 +428,10 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 static void
 session_resume(struct session *s)
 {
+	if (s->is_dead) {
+		session_free(s); /* the peer left while the job ran */
+		return;
+	}
 	if (s->is_forced && s->state != ST_CLOSING)
 		session_force_close(s);
 	if (s->state == ST_CLOSING) {
@@ -459,10 +454,6 @@ rcpt_job_done(void *arg)
 	strlist_clear(&j->users);
 	strlist_clear(&j->remote);
 	free(j);
-	if (s->is_dead) {
-		session_free(s);
-		return;
-	}
 	session_resume(s);
 }
 
@@ -591,42 +582,20 @@ static void
 tls_switch(struct bufferevent *plain, void *arg)
 {
 	struct session *s = arg;
-	struct bufferevent *tb;
-	evutil_socket_t fd = bufferevent_getfd(plain);
-	SSL *ssl;
 
 	if (evbuffer_get_length(bufferevent_get_output(plain)) != 0)
 		return;
 	s->is_tls_switching = false;
-	bufferevent_setfd(plain, -1); /* keep the socket open */
-	bufferevent_free(plain);
-	ssl = SSL_new(s->srv->tls);
-	tb = ssl ? bufferevent_openssl_socket_new(s->srv->base, fd, ssl,
-	               BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE)
-	         : NULL;
-	if (tb == NULL) {
+	s->bev = net_tls_takeover(
+	    s->srv->base, plain, s->srv->tls, s->cfg->smtp_timeout_ms);
+	if (s->bev == NULL) {
 		/* Nothing can be said to the peer any more: just go. */
-		s->bev = bufferevent_socket_new(
-		    s->srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-		if (s->bev == NULL) {
-			close(fd);
-			session_free(s);
-			return;
-		}
-		session_schedule_free(s);
+		session_free(s);
 		return;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
-	s->bev = tb;
 	s->is_tls = true;
-	{
-		struct timeval tmo = {s->cfg->smtp_timeout_ms / 1000,
-		    (s->cfg->smtp_timeout_ms % 1000) * 1000};
-
-		bufferevent_set_timeouts(tb, &tmo, &tmo);
-	}
-	bufferevent_setcb(tb, session_on_read, NULL, session_on_event, s);
-	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	bufferevent_setcb(s->bev, session_on_read, NULL, session_on_event, s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
 static void
@@ -766,10 +735,6 @@ auth_job_done(void *arg)
 	}
 	strlist_clear(&j->owned);
 	free(j);
-	if (s->is_dead) {
-		session_free(s);
-		return;
-	}
 	session_resume(s);
 }
 

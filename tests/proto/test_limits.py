@@ -175,3 +175,17 @@ def test_garbage_flood_never_crashes(server):
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=20) as s:
         s.sendmail("x@remote.example", ["alice@example.test"], b"Subject: after\r\n\r\nok\r\n")
     assert len(server.messages("alice")) == 1
+
+
+def test_expansion_limit(make_server):
+    # team expands to alice, carol and info (alice, bob): 3 mailboxes.
+    s = make_server({"expansion_limit": "2"})
+    r = Raw(s.ports["smtp"])
+    r.cmd("EHLO client.example")
+    r.cmd("MAIL FROM:<x@remote.example>")
+    assert r.cmd("RCPT TO:<team@example.test>").startswith("550 5.3.0")
+    assert r.cmd("RCPT TO:<info@example.test>").startswith("250")
+    r.cmd("DATA")
+    assert r.cmd("Subject: e\r\n\r\nx\r\n.").startswith("250")
+    assert s.messages("carol") == []
+    assert len(s.messages("bob")) == 1

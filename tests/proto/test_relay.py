@@ -292,3 +292,12 @@ def test_rcpt_log_line_explains(make_server):
                  "result=reject", "code=550", "mode=local-users", "rule=default-deny",
                  "reason=\"Relaying denied"):
         assert part in line, (part, line)
+
+
+def test_auth_before_ehlo(make_server):
+    s = make_server(dict(BASE, auth_require_tls="no"))
+    r = Raw(s.ports["submission"])
+    good = base64.b64encode(b"\0alice@example.test\0secret-alice").decode()
+    assert r.cmd("AUTH PLAIN " + good).startswith("503 5.5.1")
+    r.cmd("EHLO client.example")
+    assert r.cmd("AUTH PLAIN " + good).startswith("235")
