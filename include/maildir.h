@@ -34,6 +34,8 @@ struct maildir_delivery {
 	 * (the Return-Path line, which only final delivery adds). */
 	const struct qenv *qenv;
 	size_t rp_len;
+	/* Result: where the message starts in the queue file. */
+	size_t queue_offset;
 	worker_done_fn done;
 	void *done_arg;
 	/* Result, valid in done: 0 delivered, -1 failed (error says why). */

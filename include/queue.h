@@ -25,8 +25,9 @@ struct queue *queue_new(
 /* Loads every entry from disk; corrupt ones are moved to queue/corrupt.
  * Call before the loop runs.  Returns the number loaded. */
 size_t queue_load(struct queue *);
-/* Takes ownership of e (its recipients) and schedules it. */
-void queue_add(struct queue *, struct qenv *e);
+/* Takes ownership of e (its recipients) and schedules it; body_offset is
+ * where the message starts in ID.msg (maildir_delivery.queue_offset). */
+void queue_add(struct queue *, struct qenv *e, size_t body_offset);
 /* Stops scheduling; in-flight attempts finish.  True when none is left. */
 bool queue_idle(struct queue *);
 void queue_free(struct queue **);

@@ -239,6 +239,7 @@ write_queue_entry(struct committer *c, struct maildir_delivery *d)
 	}
 	v[0].iov_base = env.data;
 	v[0].iov_len = env.len;
+	d->queue_offset = env.len;
 	memcpy(v + 1, d->iov, sizeof(*v) * (size_t)d->iovcnt);
 	/* UNSAFE: rp_len <= iov[0].iov_len, set by the caller. */
 	v[1].iov_base = (char *)v[1].iov_base + d->rp_len;

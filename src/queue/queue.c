@@ -318,7 +318,7 @@ bounce_stored(void *arg)
 			*e = b->out;
 			b->out.rcpts = NULL;
 			b->out.nrcpt = 0;
-			queue_add(b->q, e);
+			queue_add(b->q, e, b->dlv.queue_offset);
 			free(e);
 		}
 	} else {
@@ -689,17 +689,11 @@ entry_new(struct qenv *env)
 }
 
 void
-queue_add(struct queue *q, struct qenv *env)
+queue_add(struct queue *q, struct qenv *env, size_t body_offset)
 {
-	struct qentry *e;
-	struct buf b;
+	struct qentry *e = entry_new(env);
 
-	/* The envelope block the writer put in front of the message. */
-	buf_init(&b, 64u << 20);
-	queue_env_format(env, &b);
-	e = entry_new(env);
-	e->body_offset = b.len + 1;
-	buf_release(&b);
+	e->body_offset = body_offset;
 
 	env->rcpts = NULL;
 	env->nrcpt = 0;

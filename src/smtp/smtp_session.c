@@ -1007,7 +1007,7 @@ delivery_done(void *arg)
 		    s->id, s->queue_id, from, to, s->nrcpt, s->mailboxes.n,
 		    s->remote.n, s->msg.len);
 		if (d->qenv != NULL)
-			queue_add(s->srv->queue, &s->qenv);
+			queue_add(s->srv->queue, &s->qenv, d->queue_offset);
 		if (!s->is_dead)
 			reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
 	} else {
