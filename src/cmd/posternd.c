@@ -40,6 +40,7 @@
 #include "maildir.h"
 #include "smtp_server.h"
 #include "worker.h"
+#include "xmalloc.h"
 
 static void
 usage(void)
@@ -159,6 +160,16 @@ struct daemon {
 	struct smtp_server *srv;
 	struct pop3_server *pop3;
 	struct queue *queue;
+	struct workers *workers;
+	bool is_stopping; /* the loop has ended: apply nothing more */
+};
+
+/* A reload: the files are read on a worker, applied on the loop. */
+struct reload {
+	struct daemon *dm;
+	struct bufferevent *bev; /* posternctl reload waiting, or NULL */
+	struct config *cfg;
+	char err[512];
 };
 
 static bool
@@ -172,38 +183,84 @@ listen_same(const struct listen_list *a, const struct listen_list *b)
 	return true;
 }
 
-/* Parses the config anew; on any error the running one stays. */
-static int
-daemon_reload(struct daemon *dm, char *err, size_t errlen)
+static void ctl_on_write(struct bufferevent *, void *);
+static void ctl_on_event(struct bufferevent *, short, void *);
+
+/* Worker: parse postern.conf, the accept list and relay_recipients. */
+static void
+reload_run(void *arg, void *ctx)
 {
-	struct config *n;
+	struct reload *r = arg;
+
+	(void)ctx;
+	if (config_load(r->dm->conf_path, &r->cfg, r->err, sizeof(r->err)) ==
+	    -1)
+		r->cfg = NULL;
+}
+
+/* Loop: swap the new config in; on any error the running one stays. */
+static void
+reload_done(void *arg)
+{
+	struct reload *r = arg;
+	struct daemon *dm = r->dm;
+	struct config *n = r->cfg;
 	char warn[4096];
 
-	if (config_load(dm->conf_path, &n, err, errlen) == -1) {
-		log_err("event=reload result=fail error=\"%s\"", err);
-		return -1;
+	if (dm->is_stopping) {
+		config_unref(&r->cfg);
+	} else if (n == NULL) {
+		log_err("event=reload result=fail error=\"%s\"", r->err);
+	} else {
+		if (strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
+		    strcmp(n->user, dm->boot->user) != 0 ||
+		    strcmp(n->tls_cert, dm->boot->tls_cert) != 0 ||
+		    strcmp(n->tls_key, dm->boot->tls_key) != 0 ||
+		    n->workers != dm->boot->workers ||
+		    !listen_same(&n->smtp_listen, &dm->boot->smtp_listen) ||
+		    !listen_same(
+		        &n->submission_listen, &dm->boot->submission_listen) ||
+		    !listen_same(
+		        &n->submissions_listen, &dm->boot->submissions_listen))
+			log_warn(
+			    "event=reload note=\"data_dir, user, listeners, "
+			    "certificates and workers change only at "
+			    "restart\"");
+		smtp_server_set_config(dm->srv, n);
+		pop3_server_set_config(dm->pop3, n);
+		queue_set_config(dm->queue, n);
+		log_set_level((enum log_level)n->log_level);
+		relay_config_warnings(n, warn, sizeof(warn));
+		for (char *l = strtok(warn, "\n"); l; l = strtok(NULL, "\n"))
+			log_warn("event=config %s", l);
+		log_info("event=reload result=ok relay=%s",
+		    policy_mode_name((enum relay_mode)n->relay_mode));
+		config_unref(&r->cfg);
 	}
-	if (strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
-	    strcmp(n->user, dm->boot->user) != 0 ||
-	    strcmp(n->tls_cert, dm->boot->tls_cert) != 0 ||
-	    strcmp(n->tls_key, dm->boot->tls_key) != 0 ||
-	    n->workers != dm->boot->workers ||
-	    !listen_same(&n->smtp_listen, &dm->boot->smtp_listen) ||
-	    !listen_same(&n->submission_listen, &dm->boot->submission_listen) ||
-	    !listen_same(&n->submissions_listen, &dm->boot->submissions_listen))
-		log_warn("event=reload note=\"data_dir, user, listeners, "
-		         "certificates and workers change only at restart\"");
-	smtp_server_set_config(dm->srv, n);
-	pop3_server_set_config(dm->pop3, n);
-	queue_set_config(dm->queue, n);
-	log_set_level((enum log_level)n->log_level);
-	relay_config_warnings(n, warn, sizeof(warn));
-	for (char *l = strtok(warn, "\n"); l; l = strtok(NULL, "\n"))
-		log_warn("event=config %s", l);
-	log_info("event=reload result=ok relay=%s",
-	    policy_mode_name((enum relay_mode)n->relay_mode));
-	config_unref(&n);
-	return 0;
+	if (r->bev != NULL) {
+		if (n != NULL)
+			evbuffer_add_printf(
+			    bufferevent_get_output(r->bev), "ok\n");
+		else
+			evbuffer_add_printf(bufferevent_get_output(r->bev),
+			    "error: %s\n", r->err);
+		bufferevent_setcb(
+		    r->bev, NULL, ctl_on_write, ctl_on_event, NULL);
+		bufferevent_enable(r->bev, EV_WRITE);
+	}
+	free(r);
+}
+
+static void
+daemon_reload(struct daemon *dm, struct bufferevent *bev)
+{
+	struct reload *r = xcalloc(1, sizeof(*r));
+
+	r->dm = dm;
+	r->bev = bev;
+	if (bev != NULL) /* nothing more from this client until the reply */
+		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	workers_submit(dm->workers, reload_run, reload_done, r);
 }
 
 /* ---- control socket: one command line in, "ok" or "error: ..." out -- */
@@ -240,12 +297,10 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 	}
 	log_info("event=control command=\"%.100s\"", line);
 	if (strcmp(line, "reload") == 0) {
-		if (daemon_reload(dm, err, sizeof(err)) == 0)
-			evbuffer_add_printf(
-			    bufferevent_get_output(bev), "ok\n");
-		else
-			evbuffer_add_printf(
-			    bufferevent_get_output(bev), "error: %s\n", err);
+		free(line);
+		bufferevent_disable(bev, EV_READ);
+		daemon_reload(dm, bev);
+		return;
 	} else if (strncmp(line, "queue ", 6) == 0 &&
 	           queue_command(q, line + 6, err, sizeof(err)) == 0)
 		evbuffer_add_printf(bufferevent_get_output(bev), "ok\n");
@@ -313,11 +368,9 @@ on_term(evutil_socket_t sig, short what, void *arg)
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
-	char err[512];
-
 	(void)sig;
 	(void)what;
-	daemon_reload(arg, err, sizeof(err));
+	daemon_reload(arg, NULL);
 }
 
 int
@@ -400,6 +453,8 @@ main(int argc, char **argv)
 	dm.srv = srv;
 	dm.pop3 = pop3;
 	dm.queue = queue;
+	dm.workers = workers;
+	dm.is_stopping = false;
 	ctl = control_listen(base, cfg, &dm);
 	authfails = authfail_new();
 	smtp_server_start(srv, workers, committer, queue, authfails);
@@ -436,6 +491,7 @@ main(int argc, char **argv)
 	}
 	event_base_dispatch(base);
 	evconnlistener_free(ctl);
+	dm.is_stopping = true;
 	{
 		/* Let delivery attempts in flight finish and be recorded,
 		 * within shutdown_timeout; after that the state on disk is
