@@ -25,4 +25,26 @@ void buf_reset(struct buf *);
 /* Frees the memory; the buffer may be reused after buf_init. */
 void buf_release(struct buf *);
 
+/*
+ * A few released buffers kept for reuse by one thread, so a busy server
+ * does not grow every message buffer from nothing (a chain of reallocs,
+ * and page faults on fresh memory) for each message.  Bounded in count
+ * and bytes; buffers larger than BUFPOOL_KEEP_MAX are freed.
+ */
+#define BUFPOOL_SLOTS 32
+#define BUFPOOL_BYTES (8u << 20)
+#define BUFPOOL_KEEP_MAX (1u << 20)
+
+struct bufpool {
+	struct buf v[BUFPOOL_SLOTS];
+	size_t n, bytes;
+};
+
+/* buf_init(b, max), reusing a pooled buffer's memory when there is one. */
+void bufpool_get(struct bufpool *, struct buf *b, size_t max);
+/* buf_release(b), keeping its memory in the pool when it fits. */
+void bufpool_put(struct bufpool *, struct buf *b);
+/* Frees every pooled buffer. */
+void bufpool_clear(struct bufpool *);
+
 #endif

@@ -68,3 +68,41 @@ buf_release(struct buf *b)
 	b->data = NULL;
 	b->len = b->cap = 0;
 }
+
+void
+bufpool_get(struct bufpool *p, struct buf *b, size_t max)
+{
+	buf_init(b, max);
+	if (p->n == 0)
+		return;
+	*b = p->v[--p->n];
+	p->bytes -= b->cap;
+	b->len = 0;
+	b->max = max;
+	if (b->cap > max) { /* the limit went down since: honour it */
+		buf_release(b);
+		buf_init(b, max);
+	}
+}
+
+void
+bufpool_put(struct bufpool *p, struct buf *b)
+{
+	if (b->data != NULL && b->cap <= BUFPOOL_KEEP_MAX &&
+	    p->n < BUFPOOL_SLOTS && p->bytes + b->cap <= BUFPOOL_BYTES) {
+		p->bytes += b->cap;
+		p->v[p->n++] = *b;
+		b->data = NULL;
+		b->len = b->cap = 0;
+		return;
+	}
+	buf_release(b);
+}
+
+void
+bufpool_clear(struct bufpool *p)
+{
+	while (p->n > 0)
+		buf_release(&p->v[--p->n]);
+	p->bytes = 0;
+}

@@ -43,6 +43,7 @@ struct qentry {
 	int dsn_refs;       /* DSNs still reading this entry's message */
 	bool *busy;         /* per recipient: in an attempt now */
 	int active_jobs;
+	bool has_env; /* an ID.env next to ID.msg holds newer state */
 	bool is_persisting, is_dirty, is_deleted;
 };
 
@@ -71,13 +72,18 @@ struct attempt {
 	struct qentry *e;
 	struct outbound_job job;
 	time_t started;
+	/* The job holds every recipient still pending: when all are sent,
+	 * the thread removes the files itself (no second trip to a thread
+	 * just to unlink them). */
+	bool remove_if_sent, has_env;
+	bool removed; /* set by the thread */
 };
 
 struct persist {
 	struct queue *q;
 	struct qentry *e;
 	struct qenv snap;
-	bool is_delete;
+	bool is_delete, has_env;
 	int result;
 };
 
@@ -168,6 +174,16 @@ entry_free(struct qentry *e)
 	free(e);
 }
 
+static size_t
+entry_pending(const struct qentry *e)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < e->env.nrcpt; i++)
+		n += e->env.rcpts[i].state == QRCPT_PENDING;
+	return n;
+}
+
 static bool
 entry_done(const struct qentry *e)
 {
@@ -213,26 +229,37 @@ out:
 	return r;
 }
 
+/*
+ * Removes ID.msg, then ID.env when there is one: an .env without its .msg
+ * is only garbage, and queue_load removes it.  A file already gone counts
+ * as removed.
+ */
+static int
+remove_entry_files(const char *data_dir, const char *id, bool has_env)
+{
+	char path[PATH_MAX];
+	int r = 0;
+
+	queue_path(path, sizeof(path), data_dir, "entries", id, ".msg");
+	if (unlink(path) == -1 && errno != ENOENT)
+		r = -1;
+	queue_path(path, sizeof(path), data_dir, "entries", id, ".env");
+	if (has_env && unlink(path) == -1 && errno != ENOENT)
+		r = -1;
+	return r;
+}
+
 static void
 persist_run(void *arg, void *ctx)
 {
 	struct persist *p = arg;
-	char path[PATH_MAX];
 
 	(void)ctx;
-	if (p->is_delete) {
-		/* .msg first: an .env without its .msg is only garbage, and
-		 * queue_load removes it. */
-		queue_path(path, sizeof(path), p->q->cfg->data_dir, "entries",
-		    p->snap.id, ".msg");
-		p->result = unlink(path);
-		queue_path(path, sizeof(path), p->q->cfg->data_dir, "entries",
-		    p->snap.id, ".env");
-		if (unlink(path) == -1 && errno != ENOENT)
-			p->result = -1;
-		return;
-	}
-	p->result = write_env_file(p->q->cfg->data_dir, &p->snap);
+	if (p->is_delete)
+		p->result = remove_entry_files(
+		    p->q->cfg->data_dir, p->snap.id, p->has_env);
+	else
+		p->result = write_env_file(p->q->cfg->data_dir, &p->snap);
 }
 
 static void
@@ -246,6 +273,8 @@ persist_done(void *arg)
 	if (p->result == -1)
 		log_err("id=%s event=queue-write result=fail error=\"%s\"",
 		    p->snap.id, strerror(errno));
+	else if (!p->is_delete)
+		e->has_env = true;
 	queue_env_clear(&p->snap);
 	if (p->is_delete) {
 		log_info("id=%s event=removed", e->env.id);
@@ -277,6 +306,8 @@ entry_persist(struct queue *q, struct qentry *e)
 	p->q = q;
 	p->e = e;
 	p->is_delete = e->is_deleted || entry_done(e);
+	/* A write still in flight may create the .env: always try. */
+	p->has_env = true;
 	queue_env_copy(&p->snap, &e->env);
 	/* On the outbound threads: unlink can block for a long time (online
 	 * discard), and must not hold up the workers that serve sessions. */
@@ -497,6 +528,33 @@ attempt_run(void *arg, void *ctx)
 
 	(void)ctx;
 	outbound_deliver(&a->job);
+	if (!a->remove_if_sent)
+		return;
+	for (size_t i = 0; i < a->job.nrcpt; i++)
+		if (a->job.rcpts[i].result != OUT_SENT)
+			return;
+	a->removed = remove_entry_files(
+	                 a->job.cfg->data_dir, a->job.id, a->has_env) == 0;
+}
+
+/*
+ * The attempt's thread removed e's files: forget e.  When something else
+ * still holds e, or a queue command wrote an ID.env after the attempt
+ * started, the ordinary delete path finishes the job (it removes what is
+ * left, logs and frees once nobody holds e).
+ */
+static void
+entry_removed(struct queue *q, struct qentry *e, bool env_known)
+{
+	if (e->is_persisting || e->active_jobs > 0 || e->dsn_refs > 0 ||
+	    (e->has_env && !env_known)) {
+		e->is_deleted = true;
+		entry_persist(q, e);
+		return;
+	}
+	log_info("id=%s event=removed", e->env.id);
+	TAILQ_REMOVE(&q->entries, e, link);
+	entry_free(e);
 }
 
 static void
@@ -581,11 +639,13 @@ attempt_done(void *arg)
 	}
 	free(a->job.rcpts);
 	config_unref(&a->job.cfg);
-	free(a);
-	if (e->active_jobs == 0 || entry_done(e))
+	if (a->removed)
+		entry_removed(q, e, a->has_env);
+	else if (e->active_jobs == 0 || entry_done(e))
 		entry_persist(q, e);
 	else
 		e->is_dirty = true;
+	free(a);
 	queue_run(q);
 }
 
@@ -631,6 +691,9 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 			o->index = k;
 			e->busy[k] = true;
 		}
+		a->has_env = e->has_env;
+		a->remove_if_sent =
+		    e->dsn_refs == 0 && a->job.nrcpt == entry_pending(e);
 		e->active_jobs++;
 		q->active++;
 		dom_count(q, dom, 1);
@@ -745,6 +808,7 @@ load_one(struct queue *q, const char *name)
 	size_t len = 0, elen = 0, off;
 	char *text, *etext;
 	struct qentry *e;
+	bool has_env;
 
 	snprintf(id, sizeof(id), "%.*s", (int)(strlen(name) - 4), name);
 	snprintf(
@@ -758,6 +822,7 @@ load_one(struct queue *q, const char *name)
 	}
 	queue_path(path, sizeof(path), q->cfg->data_dir, "entries", id, ".env");
 	etext = file_read(path, 64u << 20, &elen, NULL);
+	has_env = etext != NULL;
 	if (etext != NULL) {
 		int r = queue_env_parse(etext, elen, &env, &why);
 
@@ -777,6 +842,7 @@ load_one(struct queue *q, const char *name)
 	/* TAILQ_INSERT_TAIL evaluates its element more than once. */
 	e = entry_new(&env);
 	e->body_offset = off;
+	e->has_env = has_env;
 	TAILQ_INSERT_TAIL(&q->entries, e, link);
 	return 0;
 corrupt:

@@ -61,6 +61,7 @@ struct smtp_server {
 	struct event *shutdown_timer;
 	uint32_t session_seq;
 	struct authfail_table *authfails; /* shared with POP3 */
+	struct bufpool msgbufs; /* message buffers, loop thread only */
 };
 
 enum session_state { ST_GREETING, ST_CMD, ST_DATA, ST_CLOSING };

@@ -261,6 +261,7 @@ smtp_server_free(struct smtp_server **sp)
 		event_free(srv->shutdown_timer);
 	if (srv->tls)
 		SSL_CTX_free(srv->tls);
+	bufpool_clear(&srv->msgbufs);
 	config_unref(&srv->cfg);
 	free(srv);
 	*sp = NULL;

@@ -100,7 +100,7 @@ session_free(struct session *s)
 	strlist_clear(&s->mailboxes);
 	strlist_clear(&s->remote);
 	strlist_clear(&s->rcpt_log);
-	buf_release(&s->msg);
+	bufpool_put(&s->srv->msgbufs, &s->msg);
 	free(s->headers);
 	queue_env_clear(&s->qenv);
 	strlist_clear(&s->auth_addresses);
@@ -176,7 +176,7 @@ txn_reset(struct session *s)
 	strlist_clear(&s->mailboxes);
 	strlist_clear(&s->remote);
 	strlist_clear(&s->rcpt_log);
-	buf_release(&s->msg);
+	bufpool_put(&s->srv->msgbufs, &s->msg);
 	free(s->headers);
 	s->headers = NULL;
 	queue_env_clear(&s->qenv);
@@ -509,7 +509,7 @@ cmd_data(struct session *s, struct smtp_cmd *c)
 		reply_error(s, "554 5.5.1", "Error: no valid recipients");
 		return;
 	}
-	buf_init(&s->msg, s->cfg->message_size_limit);
+	bufpool_get(&s->srv->msgbufs, &s->msg, s->cfg->message_size_limit);
 	smtp_data_init(&s->data, &s->msg, s->cfg->text_line_limit,
 	    s->cfg->message_size_limit, s->cfg->header_size_limit);
 	s->state = ST_DATA;

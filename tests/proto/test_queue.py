@@ -280,6 +280,25 @@ def test_queue_commands(make_server, sinks):
     assert r.returncode == 1 and "not running" in r.stderr
 
 
+def test_hold_and_delete_while_the_attempt_succeeds(make_server, sinks):
+    """A queue command that lands while the message is on the wire: the
+    attempt's thread removes the finished entry itself, and the entry, its
+    files and any .env the command wrote meanwhile are all gone, once."""
+    slow = sinks("127.0.0.2", data_delay=1)
+    s = make_server(FAST)
+    entries = os.path.join(s.data, "queue", "entries")
+    for verb in ("hold", "delete"):
+        send(s, "alice@example.test", ["u@remote.example"], f"Subject: {verb}\r\n\r\nx\r\n".encode())
+        wait_for(lambda: slow.active == 1, what="delivery in progress")
+        [qid] = queue_ids(s)
+        s.ctl("queue", verb, qid)
+        wait_for(lambda: queue_ids(s) == [], what=f"removed after {verb}")
+        wait_for(lambda: os.listdir(entries) == [], what="no files left")
+        assert s.log().count(f"id={qid} event=removed") == 1
+    assert [m["data"].count(b"Subject: ") for m in slow.messages] == [1, 1]
+    assert "result=fail" not in s.log()
+
+
 def test_corrupt_queue_file_is_set_aside(make_server, sinks):
     mx = sinks("127.0.0.2")
     s = make_server(FAST, start=False)

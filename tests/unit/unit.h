@@ -19,5 +19,6 @@ int run_passwd_tests(void);
 int run_queue_tests(void);
 int run_base64_tests(void);
 int run_pop3_tests(void);
+int run_buf_tests(void);
 
 #endif

@@ -16,5 +16,6 @@ main(void)
 	failed += run_queue_tests();
 	failed += run_base64_tests();
 	failed += run_pop3_tests();
+	failed += run_buf_tests();
 	return failed != 0;
 }
