@@ -13,6 +13,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
+
 #include "smtp_data.h"
 
 enum { S_BOL, S_MID, S_CR, S_DOT, S_DOT_CR };
@@ -56,24 +60,40 @@ end_line(struct smtp_data *d)
 }
 
 /*
- * Fast path for the bulk of a message: a run of ordinary bytes inside a
- * line (no CR, LF or NUL) is counted and stored in one step.  Returns the
- * length of the run at p (0 if p[0] is special).
+ * Length of the run of ordinary bytes at p: the index of the first CR, LF
+ * or NUL, or len.  Sixteen bytes at a time where SSE2 is there (every
+ * x86-64), a byte at a time elsewhere.
  */
 static size_t
-plain_run(struct smtp_data *d, const uint8_t *p, size_t len)
+ordinary_span(const uint8_t *p, size_t len)
 {
-	const uint8_t *cr = memchr(p, '\r', len);
-	size_t n = cr ? (size_t)(cr - p) : len;
-	const uint8_t *lf = memchr(p, '\n', n);
+	size_t i = 0;
 
-	if (lf != NULL)
-		n = (size_t)(lf - p);
-	lf = memchr(p, '\0', n);
-	if (lf != NULL)
-		n = (size_t)(lf - p);
-	if (n == 0)
-		return 0;
+#ifdef __SSE2__
+	const __m128i cr = _mm_set1_epi8('\r'), lf = _mm_set1_epi8('\n'),
+	              nul = _mm_setzero_si128();
+
+	for (; i + 16 <= len; i += 16) {
+		__m128i v =
+		    _mm_loadu_si128((const __m128i *)(const void *)(p + i));
+		int m = _mm_movemask_epi8(_mm_or_si128(
+		    _mm_or_si128(_mm_cmpeq_epi8(v, cr), _mm_cmpeq_epi8(v, lf)),
+		    _mm_cmpeq_epi8(v, nul)));
+
+		if (m != 0)
+			return i + (size_t)__builtin_ctz((unsigned)m);
+	}
+#endif
+	for (; i < len; i++)
+		if (p[i] == '\r' || p[i] == '\n' || p[i] == '\0')
+			break;
+	return i;
+}
+
+/* Counts n more octets of the current line (and of the header). */
+static void
+count_octets(struct smtp_data *d, size_t n)
+{
 	d->line_len += n;
 	if (d->line_len > d->line_limit)
 		d->flags |= SMTP_DATA_LINE_TOO_LONG;
@@ -82,14 +102,36 @@ plain_run(struct smtp_data *d, const uint8_t *p, size_t len)
 		if (d->header_size > d->header_limit)
 			d->flags |= SMTP_DATA_HEADER_TOO_BIG;
 	}
-	if (d->flags == 0) {
-		if (d->size + n > d->size_limit ||
-		    buf_append(d->out, p, n) == -1)
-			d->flags |= SMTP_DATA_TOO_BIG;
-		else
-			d->size += n;
+}
+
+/*
+ * Fast path for the bulk of a message: a run of ordinary bytes inside a
+ * line is counted and stored in one step, and the CRLF that usually ends
+ * it is taken here too.  Returns the bytes used at p (0 if p[0] is
+ * special and not the start of a CRLF).
+ */
+static size_t
+plain_run(struct smtp_data *d, const uint8_t *p, size_t len)
+{
+	size_t n = ordinary_span(p, len);
+
+	if (n > 0) {
+		count_octets(d, n);
+		if (d->flags == 0) {
+			if (d->size + n > d->size_limit ||
+			    buf_append(d->out, p, n) == -1)
+				d->flags |= SMTP_DATA_TOO_BIG;
+			else
+				d->size += n;
+		}
+		d->state = S_MID;
 	}
-	d->state = S_MID;
+	if (n + 1 < len && p[n] == '\r' && p[n + 1] == '\n') {
+		count_octets(d, 2);
+		end_line(d);
+		d->state = S_BOL;
+		n += 2;
+	}
 	return n;
 }
 
