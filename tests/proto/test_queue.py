@@ -59,6 +59,27 @@ def test_delivery_via_mx_byte_exact_and_dot_stuffed(make_server, sinks):
     wait_for(lambda: queue_ids(s) == [], what="queue empty")
 
 
+def test_large_message_byte_exact_across_read_chunks(make_server, sinks):
+    """The outbound copy is read in 64 KiB pieces. Every line is dots, so
+    whatever byte a piece starts with, a dot doubled there that does not
+    start a line (or one left single that does) changes what the sink
+    gets; the last piece goes out with the end-of-data line."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(FAST, message_size_limit="10M"))
+    lines, size, i = [], 0, 0
+    while size < 300_000:
+        line = b"." * (1 + i % 97) + b"\r\n"  # a dot wherever a piece may end
+        lines.append(line)
+        size += len(line)
+        i += 1
+    body = b"Subject: big\r\n\r\n" + b"".join(lines) + b".\r\n..\r\nlast"
+    body += b"\r\n"
+    send(s, "alice@example.test", ["bob@remote.example"], body)
+    [m] = wait_for(lambda: mx.messages, what="delivery")
+    assert m["data"].split(b"Subject: big", 1)[1] == body[len(b"Subject: big"):]
+    wait_for(lambda: queue_ids(s) == [], what="queue empty")
+
+
 def test_mixed_local_and_remote_in_one_transaction(make_server, sinks):
     mx = sinks("127.0.0.2")
     s = make_server(FAST)
