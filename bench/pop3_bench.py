@@ -20,7 +20,7 @@ TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSTERND = os.path.join(TOP, "bin/posternd")
 POSTERNCTL = os.path.join(TOP, "bin/posternctl")
 MESSAGES = int(os.environ.get("POP3_MESSAGES", "10000"))
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 P_PORT, D_PORT = 2810, 2811
 
 

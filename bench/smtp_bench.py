@@ -25,7 +25,7 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSTERND = os.path.join(TOP, "bin/posternd")
 POSTERNCTL = os.path.join(TOP, "bin/posternctl")
-ROUNDS = int(os.environ.get("ROUNDS", "3"))
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
 SESSIONS = 20
 USERS = ["alice"] + [f"{i}alice" for i in range(1, 11)]
 LOADS = [  # (message size, recipients, messages)
@@ -297,14 +297,16 @@ def main():
               f" {max(peaks) / 1024:>13.1f} MiB", flush=True)
     print("# relay: accepted for a remote domain, queued, delivered to a local "
           "smtp-sink, removed from the queue (msg/s, median)")
-    print(f"{'size':>7} {'msgs':>5} {'postern':>9} {'postfix':>9} {'ratio':>6}")
+    print(f"{'size':>7} {'msgs':>5} {'postern':>9} {'postfix':>9} {'ratio':>6}"
+          "  rounds: postern / postfix")
     for size, count in RELAY_LOADS if only in ("", "relay") else []:
         pr, fr = [], []
         for _ in range(ROUNDS):
             pr.append(relay_load(p, P_PORT, 2727, size, count))
             fr.append(relay_load(f, F_PORT, 2727, size, count))
         pm, fm = statistics.median(pr), statistics.median(fr)
-        print(f"{size:>7} {count:>5} {pm:>9.0f} {fm:>9.0f} {pm / fm:>6.2f}", flush=True)
+        each = " ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(pr, fr))
+        print(f"{size:>7} {count:>5} {pm:>9.0f} {fm:>9.0f} {pm / fm:>6.2f}  {each}", flush=True)
     if only:
         subprocess.run(["rm", "-rf", base])
         return
