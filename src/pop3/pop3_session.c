@@ -37,6 +37,7 @@
 #include "authfail.h"
 #include "base64.h"
 #include "buf.h"
+#include "counter.h"
 #include "config.h"
 #include "dir.h"
 #include "log.h"
@@ -66,6 +67,7 @@ struct pop3_server {
 	bool *lev_tls;
 	size_t nlev;
 	size_t nsessions;
+	struct counter *ips; /* sessions per client IP */
 	uint32_t seq;
 	TAILQ_HEAD(, pop3_session) sessions;
 };
@@ -124,6 +126,7 @@ p_free(struct pop3_session *s)
 	    s->user[0] ? s->user : "-");
 	TAILQ_REMOVE(&s->srv->sessions, s, entry);
 	s->srv->nsessions--;
+	counter_add(s->srv->ips, s->ip, -1);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	mailbox_close(&s->mb); /* releases the lock; deletes nothing */
@@ -810,17 +813,6 @@ p_on_event(struct bufferevent *bev, short what, void *arg)
 
 /* ---- server ------------------------------------------------------------ */
 
-static size_t
-sessions_from(const struct pop3_server *srv, const char *ip)
-{
-	const struct pop3_session *s;
-	size_t n = 0;
-
-	TAILQ_FOREACH(s, &srv->sessions, entry)
-	n += strcmp(s->ip, ip) == 0;
-	return n;
-}
-
 static void
 on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -837,7 +829,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 			tls = srv->lev_tls[i];
 	net_addr_text(sa, ip, sizeof(ip));
 	if (srv->nsessions >= srv->cfg->max_sessions ||
-	    sessions_from(srv, ip) >= srv->cfg->max_sessions_per_ip) {
+	    counter_get(srv->ips, ip) >= srv->cfg->max_sessions_per_ip) {
 		static const char msg[] = "-ERR [SYS/TEMP] too many "
 		                          "connections, try again later\r\n";
 
@@ -872,6 +864,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsessions++;
+	counter_add(srv->ips, s->ip, 1);
 	t.tv_sec = s->cfg->pop3_timeout_ms / 1000;
 	t.tv_usec = 0;
 	bufferevent_set_timeouts(s->bev, &t, &t);
@@ -914,6 +907,7 @@ pop3_server_new(
 
 	srv->base = base;
 	srv->cfg = config_ref(cfg);
+	srv->ips = counter_new(256);
 	TAILQ_INIT(&srv->sessions);
 	if (cfg->tls_cert[0] != '\0' &&
 	    (srv->tls = tls_server_ctx_new(cfg, err, errlen)) == NULL)
@@ -986,6 +980,7 @@ pop3_server_free(struct pop3_server **sp)
 	free(srv->lev_tls);
 	if (srv->tls)
 		SSL_CTX_free(srv->tls);
+	counter_free(&srv->ips);
 	config_unref(&srv->cfg);
 	free(srv);
 	*sp = NULL;

@@ -26,6 +26,7 @@
 #include <event2/event.h>
 
 #include "config.h"
+#include "counter.h"
 #include "dir.h"
 #include "dsn.h"
 #include "file.h"
@@ -47,12 +48,6 @@ struct qentry {
 	bool is_persisting, is_dirty, is_deleted;
 };
 
-struct domcount {
-	struct domcount *next;
-	char domain[256];
-	size_t n;
-};
-
 struct queue {
 	struct event_base *base;
 	struct config *cfg;
@@ -62,8 +57,8 @@ struct queue {
 	TAILQ_HEAD(, qentry) entries;
 	struct event *timer;
 	size_t active;
-	size_t dsn_pending; /* DSNs being composed or stored */
-	struct domcount *domains;
+	size_t dsn_pending;      /* DSNs being composed or stored */
+	struct counter *domains; /* outbound connections per domain */
 	bool is_stopping;
 };
 
@@ -133,37 +128,6 @@ rcpt_domain(const char *addr)
 	const char *at = strrchr(addr, '@');
 
 	return at ? at + 1 : "";
-}
-
-static struct domcount **
-dom_find(struct queue *q, const char *d)
-{
-	struct domcount **pp = &q->domains;
-
-	while (*pp && strcmp((*pp)->domain, d) != 0)
-		pp = &(*pp)->next;
-	return pp;
-}
-
-static size_t
-dom_count(struct queue *q, const char *d, int delta)
-{
-	struct domcount **pp = dom_find(q, d), *c = *pp;
-
-	if (c == NULL) {
-		if (delta <= 0)
-			return 0;
-		c = xcalloc(1, sizeof(*c));
-		snprintf(c->domain, sizeof(c->domain), "%s", d);
-		*pp = c;
-	}
-	c->n = (size_t)((long)c->n + delta);
-	if (c->n == 0) {
-		*pp = c->next;
-		free(c);
-		return 0;
-	}
-	return c->n;
 }
 
 static void
@@ -578,7 +542,7 @@ attempt_done(void *arg)
 	time_t now = time(NULL);
 
 	q->active--;
-	dom_count(q, a->job.domain, -1);
+	counter_add(q->domains, a->job.domain, -1);
 	e->active_jobs--;
 	for (size_t i = 0; i < a->job.nrcpt; i++) {
 		struct outbound_rcpt *r = &a->job.rcpts[i];
@@ -663,7 +627,7 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 		    e->env.rcpts[i].next > now)
 			continue;
 		dom = rcpt_domain(e->env.rcpts[i].addr);
-		if (dom_count(q, dom, 0) >=
+		if (counter_get(q->domains, dom) >=
 		    q->cfg->smtp_max_connections_per_domain)
 			continue;
 		a = xcalloc(1, sizeof(*a));
@@ -696,7 +660,7 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 		    e->dsn_refs == 0 && a->job.nrcpt == entry_pending(e);
 		e->active_jobs++;
 		q->active++;
-		dom_count(q, dom, 1);
+		counter_add(q->domains, dom, 1);
 		workers_submit(q->outbound, attempt_run, attempt_done, a);
 	}
 }
@@ -777,6 +741,7 @@ queue_new(struct event_base *base, struct config *cfg, struct workers *w,
 	q->cfg = config_ref(cfg);
 	q->workers = w;
 	q->committer = c;
+	q->domains = counter_new(64);
 	TAILQ_INIT(&q->entries);
 	q->outbound =
 	    workers_new(base, cfg->smtp_max_connections, NULL, NULL, NULL);
@@ -989,12 +954,7 @@ queue_free(struct queue **qp)
 		TAILQ_REMOVE(&q->entries, e, link);
 		entry_free(e);
 	}
-	while (q->domains) {
-		struct domcount *c = q->domains;
-
-		q->domains = c->next;
-		free(c);
-	}
+	counter_free(&q->domains);
 	outbound_cache_expire(0);
 	config_unref(&q->cfg);
 	free(q);

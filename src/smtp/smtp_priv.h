@@ -29,14 +29,6 @@
 
 enum listener_kind { LK_SMTP, LK_SUBMISSION, LK_SUBMISSIONS };
 
-struct ipcount {
-	struct ipcount *next;
-	char ip[INET6_ADDRSTRLEN];
-	size_t n;
-};
-
-#define IPTABLE_SIZE 1024
-
 struct smtp_listener {
 	struct evconnlistener *lev;
 	enum listener_kind kind;
@@ -55,7 +47,7 @@ struct smtp_server {
 	struct smtp_listener *listeners;
 	size_t nlisteners;
 	size_t nsessions;
-	struct ipcount *iptable[IPTABLE_SIZE];
+	struct counter *ips; /* sessions per client IP */
 	TAILQ_HEAD(, session) sessions;
 	bool is_shutting_down;
 	struct event *shutdown_timer;

@@ -28,44 +28,10 @@
 #include "smtp_server.h"
 #include "tls.h"
 #include "authfail.h"
+#include "counter.h"
 #include "xmalloc.h"
 
 static const char *const kind_names[] = {"smtp", "submission", "submissions"};
-
-static unsigned
-ip_hash(const char *ip)
-{
-	unsigned h = 2166136261u;
-
-	for (; *ip; ip++)
-		h = (h ^ (unsigned char)*ip) * 16777619u;
-	return h % IPTABLE_SIZE;
-}
-
-/* Adds delta to ip's session count; returns the new count. */
-static size_t
-ip_count(struct smtp_server *srv, const char *ip, int delta)
-{
-	struct ipcount **pp = &srv->iptable[ip_hash(ip)], *c;
-
-	for (; (c = *pp) != NULL; pp = &c->next)
-		if (strcmp(c->ip, ip) == 0)
-			break;
-	if (c == NULL) {
-		if (delta <= 0)
-			return 0;
-		c = xcalloc(1, sizeof(*c));
-		snprintf(c->ip, sizeof(c->ip), "%s", ip);
-		*pp = c;
-	}
-	c->n = (size_t)((long)c->n + delta);
-	if (c->n == 0) {
-		*pp = c->next;
-		free(c);
-		return 0;
-	}
-	return c->n;
-}
 
 static void
 refuse(int fd, const char *ip, const char *why)
@@ -102,11 +68,11 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 		refuse(fd, ip, "Too many connections");
 		return;
 	}
-	if (ip_count(srv, ip, 0) >= srv->cfg->max_sessions_per_ip) {
+	if (counter_get(srv->ips, ip) >= srv->cfg->max_sessions_per_ip) {
 		refuse(fd, ip, "Too many connections from your address");
 		return;
 	}
-	ip_count(srv, ip, 1);
+	counter_add(srv->ips, ip, 1);
 	srv->nsessions++;
 	/* Pipelined replies must not wait for the client's delayed ACK. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
@@ -129,7 +95,7 @@ server_auth_result(struct smtp_server *srv, const char *ip, bool ok, time_t now)
 void
 server_session_gone(struct smtp_server *srv, struct session *s)
 {
-	ip_count(srv, s->ip, -1);
+	counter_add(srv->ips, s->ip, -1);
 	srv->nsessions--;
 	if (srv->is_shutting_down && srv->nsessions == 0)
 		event_base_loopexit(srv->base, NULL);
@@ -172,6 +138,7 @@ smtp_server_new(
 
 	srv->base = base;
 	srv->cfg = config_ref(cfg);
+	srv->ips = counter_new(1024);
 	TAILQ_INIT(&srv->sessions);
 	arc4random_buf(&srv->session_seq, sizeof(srv->session_seq));
 	if (cfg->tls_cert[0] != '\0' &&
@@ -250,13 +217,7 @@ smtp_server_free(struct smtp_server **sp)
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i].lev);
 	free(srv->listeners);
-	for (size_t i = 0; i < IPTABLE_SIZE; i++)
-		while (srv->iptable[i] != NULL) {
-			struct ipcount *c = srv->iptable[i];
-
-			srv->iptable[i] = c->next;
-			free(c);
-		}
+	counter_free(&srv->ips);
 	if (srv->shutdown_timer)
 		event_free(srv->shutdown_timer);
 	if (srv->tls)

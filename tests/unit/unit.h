@@ -20,5 +20,6 @@ int run_queue_tests(void);
 int run_base64_tests(void);
 int run_pop3_tests(void);
 int run_buf_tests(void);
+int run_counter_tests(void);
 
 #endif

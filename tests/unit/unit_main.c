@@ -17,5 +17,6 @@ main(void)
 	failed += run_base64_tests();
 	failed += run_pop3_tests();
 	failed += run_buf_tests();
+	failed += run_counter_tests();
 	return failed != 0;
 }
