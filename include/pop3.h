@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/ssl.h>
+
 enum pop3_verb {
 	POP3_UNKNOWN,
 	POP3_USER,
@@ -56,6 +58,8 @@ struct pop3_server *pop3_server_new(
 void pop3_server_start(
     struct pop3_server *, struct workers *, struct authfail_table *);
 void pop3_server_set_config(struct pop3_server *, struct config *);
+/* As smtp_server_set_tls. */
+void pop3_server_set_tls(struct pop3_server *, SSL_CTX *ctx);
 /* Stops listening and closes sessions (deleting nothing). */
 void pop3_server_shutdown(struct pop3_server *);
 size_t pop3_server_sessions(const struct pop3_server *);

@@ -8,6 +8,8 @@
 
 #include <stdbool.h>
 
+#include <openssl/ssl.h>
+
 struct event_base;
 struct config;
 struct workers;
@@ -31,5 +33,8 @@ void smtp_server_shutdown(struct smtp_server *);
 void smtp_server_free(struct smtp_server **);
 /* New sessions use cfg from now on; sessions in progress keep theirs. */
 void smtp_server_set_config(struct smtp_server *, struct config *cfg);
+/* New sessions and STARTTLS use ctx (a reference is taken); sessions
+ * already in TLS keep the context they started with. */
+void smtp_server_set_tls(struct smtp_server *, SSL_CTX *ctx);
 
 #endif

@@ -11,4 +11,15 @@ struct config;
 /* Returns a new context, or NULL with a message in err. */
 SSL_CTX *tls_server_ctx_new(const struct config *, char *err, size_t errlen);
 
+/* Enough for tls_files_sig of two paths of up to PATH_MAX. */
+#define TLS_SIG_MAX (2 * 4096 + 256)
+/*
+ * What identifies tls_cert and tls_key on disk (path, device, inode,
+ * size, modification time) as text: a reload re-reads the files only
+ * when this changed, so a key only root can read does not make every
+ * reload fail once privileges are dropped.  Returns -1 when a file
+ * cannot be looked at (e.g. in a directory this user cannot search).
+ */
+int tls_files_sig(const struct config *, char *out, size_t outlen);
+
 #endif

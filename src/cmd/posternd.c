@@ -39,6 +39,7 @@
 #include "log.h"
 #include "maildir.h"
 #include "smtp_server.h"
+#include "tls.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -161,7 +162,8 @@ struct daemon {
 	struct pop3_server *pop3;
 	struct queue *queue;
 	struct workers *workers;
-	bool is_stopping; /* the loop has ended: apply nothing more */
+	bool is_stopping;          /* the loop has ended: apply nothing more */
+	char tls_sig[TLS_SIG_MAX]; /* the certificate files now in use */
 };
 
 /* A reload: the files are read on a worker, applied on the loop. */
@@ -170,6 +172,9 @@ struct reload {
 	struct bufferevent *bev; /* posternctl reload waiting, or NULL */
 	struct config *cfg;
 	char err[512];
+	char tls_sig[TLS_SIG_MAX]; /* in use at submit, then what was read */
+	SSL_CTX *tls;              /* new certificate files, or NULL */
+	bool tls_unseen;           /* this user cannot look at the files */
 };
 
 static bool
@@ -194,8 +199,28 @@ reload_run(void *arg, void *ctx)
 
 	(void)ctx;
 	if (config_load(r->dm->conf_path, &r->cfg, r->err, sizeof(r->err)) ==
-	    -1)
+	    -1) {
 		r->cfg = NULL;
+		return;
+	}
+	/* Certificates: re-read when the files (or their paths) changed. A
+	 * renewed certificate then needs no restart; one that cannot be
+	 * read fails the whole reload, so nothing half-applies. */
+	if (r->cfg->tls_cert[0] != '\0' && r->dm->boot->tls_cert[0] != '\0') {
+		char sig[TLS_SIG_MAX];
+
+		if (tls_files_sig(r->cfg, sig, sizeof(sig)) == -1) {
+			r->tls_unseen = true;
+			return;
+		}
+		if (strcmp(sig, r->tls_sig) == 0)
+			return;
+		r->tls = tls_server_ctx_new(r->cfg, r->err, sizeof(r->err));
+		if (r->tls == NULL)
+			config_unref(&r->cfg);
+		else
+			snprintf(r->tls_sig, sizeof(r->tls_sig), "%s", sig);
+	}
 }
 
 /* Loop: swap the new config in; on any error the running one stays. */
@@ -209,13 +234,15 @@ reload_done(void *arg)
 
 	if (dm->is_stopping) {
 		config_unref(&r->cfg);
+		if (r->tls)
+			SSL_CTX_free(r->tls);
 	} else if (n == NULL) {
 		log_err("event=reload result=fail error=\"%s\"", r->err);
 	} else {
 		if (strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
 		    strcmp(n->user, dm->boot->user) != 0 ||
-		    strcmp(n->tls_cert, dm->boot->tls_cert) != 0 ||
-		    strcmp(n->tls_key, dm->boot->tls_key) != 0 ||
+		    (n->tls_cert[0] == '\0') !=
+		        (dm->boot->tls_cert[0] == '\0') ||
 		    n->workers != dm->boot->workers ||
 		    !listen_same(&n->smtp_listen, &dm->boot->smtp_listen) ||
 		    !listen_same(
@@ -224,10 +251,24 @@ reload_done(void *arg)
 		        &n->submissions_listen, &dm->boot->submissions_listen))
 			log_warn(
 			    "event=reload note=\"data_dir, user, listeners, "
-			    "certificates and workers change only at "
-			    "restart\"");
+			    "workers and turning TLS on or off change only "
+			    "at restart\"");
 		smtp_server_set_config(dm->srv, n);
 		pop3_server_set_config(dm->pop3, n);
+		if (r->tls != NULL) {
+			smtp_server_set_tls(dm->srv, r->tls);
+			pop3_server_set_tls(dm->pop3, r->tls);
+			SSL_CTX_free(r->tls);
+			snprintf(
+			    dm->tls_sig, sizeof(dm->tls_sig), "%s", r->tls_sig);
+			log_info(
+			    "event=reload tls=reloaded cert=%s", n->tls_cert);
+		}
+		if (r->tls_unseen)
+			log_warn(
+			    "event=reload note=\"tls_cert or tls_key "
+			    "cannot be looked at by this user: certificate "
+			    "changes need a restart\"");
 		queue_set_config(dm->queue, n);
 		log_set_level((enum log_level)n->log_level);
 		relay_config_warnings(n, warn, sizeof(warn));
@@ -258,6 +299,7 @@ daemon_reload(struct daemon *dm, struct bufferevent *bev)
 
 	r->dm = dm;
 	r->bev = bev;
+	snprintf(r->tls_sig, sizeof(r->tls_sig), "%s", dm->tls_sig);
 	if (bev != NULL) /* nothing more from this client until the reply */
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	workers_submit(dm->workers, reload_run, reload_done, r);
@@ -429,6 +471,9 @@ main(int argc, char **argv)
 	if (!foreground)
 		ready_fd = daemonize();
 	prepare_data_dir(cfg, pw);
+	/* Before the files are read: a change in between is re-read at the
+	 * next reload rather than missed. */
+	tls_files_sig(cfg, dm.tls_sig, sizeof(dm.tls_sig));
 	base = event_base_new();
 	if (base == NULL)
 		fatalx("event_base_new failed");

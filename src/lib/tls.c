@@ -1,5 +1,11 @@
 /* tls: the server-side OpenSSL context (include/tls.h). */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -16,6 +22,19 @@ tls_server_ctx_new(const struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "TLS: %s",
 		    ERR_reason_error_string(ERR_get_error()));
 		return NULL;
+	}
+	/* A clear reason for the common failure (a reload as the unprivileged
+	 * user meeting a root-only key) rather than OpenSSL's "system lib". */
+	for (int i = 0; i < 2; i++) {
+		const char *path = i == 0 ? cfg->tls_cert : cfg->tls_key;
+
+		if (access(path, R_OK) == -1) {
+			snprintf(err, errlen, "%s %s: %s",
+			    i == 0 ? "tls_cert" : "tls_key", path,
+			    strerror(errno));
+			SSL_CTX_free(ctx);
+			return NULL;
+		}
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(
@@ -35,4 +54,33 @@ tls_server_ctx_new(const struct config *cfg, char *err, size_t errlen)
 		return NULL;
 	}
 	return ctx;
+}
+
+int
+tls_files_sig(const struct config *cfg, char *out, size_t outlen)
+{
+	const char *paths[2] = {cfg->tls_cert, cfg->tls_key};
+	size_t o = 0;
+	int r = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < 2; i++) {
+		struct stat st;
+		int n;
+
+		if (stat(paths[i], &st) == -1) {
+			r = -1;
+			n = snprintf(out + o, outlen - o, "%s:error %d;",
+			    paths[i], errno);
+		} else
+			n = snprintf(out + o, outlen - o,
+			    "%s:%ju:%ju:%jd:%jd.%09ld;", paths[i],
+			    (uintmax_t)st.st_dev, (uintmax_t)st.st_ino,
+			    (intmax_t)st.st_size, (intmax_t)st.st_mtim.tv_sec,
+			    st.st_mtim.tv_nsec);
+		if (n < 0 || (size_t)n >= outlen - o)
+			return r;
+		o += (size_t)n;
+	}
+	return r;
 }

@@ -985,3 +985,12 @@ pop3_server_free(struct pop3_server **sp)
 	free(srv);
 	*sp = NULL;
 }
+
+void
+pop3_server_set_tls(struct pop3_server *srv, SSL_CTX *ctx)
+{
+	SSL_CTX_up_ref(ctx);
+	if (srv->tls)
+		SSL_CTX_free(srv->tls);
+	srv->tls = ctx;
+}

@@ -234,3 +234,12 @@ smtp_server_set_config(struct smtp_server *srv, struct config *cfg)
 	config_unref(&srv->cfg);
 	srv->cfg = config_ref(cfg);
 }
+
+void
+smtp_server_set_tls(struct smtp_server *srv, SSL_CTX *ctx)
+{
+	SSL_CTX_up_ref(ctx);
+	if (srv->tls)
+		SSL_CTX_free(srv->tls);
+	srv->tls = ctx;
+}
