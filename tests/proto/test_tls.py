@@ -186,8 +186,16 @@ def test_reload_picks_up_a_renewed_certificate(make_server, cert_dir):
     r = s.ctl("reload", check=False)
     assert r.returncode != 0 and "tls_key" in (r.stdout + r.stderr), r
     assert _served_cert(s.ports["submissions"]) == second
-    # Put the right key back: the next reload takes it.
+    # The right key back, but only root may read it: the daemon's user
+    # cannot, and says so.
     os.replace(os.path.join(d, "second.key.bak"), key)
+    if os.geteuid() == 0:
+        os.chmod(key, 0o600)
+        r = s.ctl("reload", check=False)
+        assert r.returncode != 0 and f"tls_key {key}: Permission denied" in r.stderr, r
+        assert _served_cert(s.ports["submissions"]) == second
+        os.chmod(key, 0o644)
+    # Readable again: the next reload takes it.
     s.ctl("reload")  # raises unless it succeeded
     assert _served_cert(s.ports["submissions"]) == second
 
