@@ -16,23 +16,15 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from smtp_bench import wait_port  # noqa: E402
+
 TOP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POSTERND = os.path.join(TOP, "bin/posternd")
 POSTERNCTL = os.path.join(TOP, "bin/posternctl")
 MESSAGES = int(os.environ.get("POP3_MESSAGES", "10000"))
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 P_PORT, D_PORT = 2810, 2811
-
-
-def wait_port(port, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"port {port} did not open")
 
 
 def make_maildir(path):

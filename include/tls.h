@@ -11,6 +11,10 @@ struct config;
 /* Returns a new context, or NULL with a message in err. */
 SSL_CTX *tls_server_ctx_new(const struct config *, char *err, size_t errlen);
 
+/* *slot takes a reference to ctx and drops the one it held (if any).
+ * Sessions started with the old context keep it alive until they end. */
+void tls_ctx_replace(SSL_CTX **slot, SSL_CTX *ctx);
+
 /* Enough for tls_files_sig of two paths of up to PATH_MAX. */
 #define TLS_SIG_MAX (2 * 4096 + 256)
 /*

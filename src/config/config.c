@@ -361,6 +361,27 @@ hop_valid(const char *v)
 	return strlen(v) < 300;
 }
 
+/* Replaces a string setting. */
+static int
+set_str(void *field, const char *v)
+{
+	free(*(char **)field);
+	*(char **)field = xstrdup(v);
+	return 0;
+}
+
+/* A string setting that must be one of words; want says which. */
+static int
+set_word(void *field, const char *v, const char *const *words, const char *want,
+    const char **why)
+{
+	for (size_t i = 0; words[i] != NULL; i++)
+		if (strcmp(v, words[i]) == 0)
+			return set_str(field, v);
+	*why = want;
+	return -1;
+}
+
 static int
 parse_list_type(
     struct config *c, const struct cfg_key *k, char *v, const char **why)
@@ -426,11 +447,7 @@ parse_list_type(
 			strncat(csv, t, sizeof(csv) - strlen(csv) - 1);
 		}
 	}
-	if (k->type == T_DNS) {
-		free(*(char **)field);
-		*(char **)field = xstrdup(csv);
-	}
-	return 0;
+	return k->type == T_DNS ? set_str(field, csv) : 0;
 }
 
 static int
@@ -451,9 +468,7 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 
 	switch (k->type) {
 	case T_STR:
-		free(*(char **)field);
-		*(char **)field = xstrdup(v);
-		return 0;
+		return set_str(field, v);
 	case T_LISTEN:
 		return parse_listen_list(v, field, why);
 	case T_ROUTES:
@@ -479,14 +494,9 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 		*(bool *)field = strcmp(v, "yes") == 0;
 		return 0;
 	case T_SENDER_MATCH:
-		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0 &&
-		    strcmp(v, "submission") != 0) {
-			*why = "want yes, no or submission";
-			return -1;
-		}
-		free(*(char **)field);
-		*(char **)field = xstrdup(v);
-		return 0;
+		return set_word(field, v,
+		    (const char *const[]){"yes", "no", "submission", NULL},
+		    "want yes, no or submission", why);
 	case T_DOMAINS: {
 		struct strlist *l = field;
 		char *save = NULL;
@@ -505,22 +515,15 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 		return 0;
 	}
 	case T_TLSMODE:
-		if (strcmp(v, "may") != 0 && strcmp(v, "encrypt") != 0 &&
-		    strcmp(v, "none") != 0) {
-			*why = "want may, encrypt or none";
-			return -1;
-		}
-		free(*(char **)field);
-		*(char **)field = xstrdup(v);
-		return 0;
+		return set_word(field, v,
+		    (const char *const[]){"may", "encrypt", "none", NULL},
+		    "want may, encrypt or none", why);
 	case T_HOP:
 		if (v[0] != '\0' && !hop_valid(v)) {
 			*why = "want [HOST]:PORT, HOST:PORT or HOST";
 			return -1;
 		}
-		free(*(char **)field);
-		*(char **)field = xstrdup(v);
-		return 0;
+		return set_str(field, v);
 	case T_LEVEL: {
 		enum log_level lv;
 

@@ -84,3 +84,12 @@ tls_files_sig(const struct config *cfg, char *out, size_t outlen)
 	}
 	return r;
 }
+
+void
+tls_ctx_replace(SSL_CTX **slot, SSL_CTX *ctx)
+{
+	SSL_CTX_up_ref(ctx);
+	if (*slot != NULL)
+		SSL_CTX_free(*slot);
+	*slot = ctx;
+}

@@ -989,8 +989,5 @@ pop3_server_free(struct pop3_server **sp)
 void
 pop3_server_set_tls(struct pop3_server *srv, SSL_CTX *ctx)
 {
-	SSL_CTX_up_ref(ctx);
-	if (srv->tls)
-		SSL_CTX_free(srv->tls);
-	srv->tls = ctx;
+	tls_ctx_replace(&srv->tls, ctx);
 }

@@ -78,7 +78,7 @@ struct persist {
 	struct queue *q;
 	struct qentry *e;
 	struct qenv snap;
-	bool is_delete, has_env;
+	bool is_delete;
 	int result;
 };
 
@@ -220,8 +220,9 @@ persist_run(void *arg, void *ctx)
 
 	(void)ctx;
 	if (p->is_delete)
-		p->result = remove_entry_files(
-		    p->q->cfg->data_dir, p->snap.id, p->has_env);
+		/* A write still in flight may have created the .env. */
+		p->result =
+		    remove_entry_files(p->q->cfg->data_dir, p->snap.id, true);
 	else
 		p->result = write_env_file(p->q->cfg->data_dir, &p->snap);
 }
@@ -270,8 +271,6 @@ entry_persist(struct queue *q, struct qentry *e)
 	p->q = q;
 	p->e = e;
 	p->is_delete = e->is_deleted || entry_done(e);
-	/* A write still in flight may create the .env: always try. */
-	p->has_env = true;
 	queue_env_copy(&p->snap, &e->env);
 	/* On the outbound threads: unlink can block for a long time (online
 	 * discard), and must not hold up the workers that serve sessions. */

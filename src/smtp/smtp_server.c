@@ -238,8 +238,5 @@ smtp_server_set_config(struct smtp_server *srv, struct config *cfg)
 void
 smtp_server_set_tls(struct smtp_server *srv, SSL_CTX *ctx)
 {
-	SSL_CTX_up_ref(ctx);
-	if (srv->tls)
-		SSL_CTX_free(srv->tls);
-	srv->tls = ctx;
+	tls_ctx_replace(&srv->tls, ctx);
 }
