@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <openssl/ssl.h>
@@ -13,6 +14,20 @@ struct bufferevent;
 struct event_base;
 struct evbuffer;
 struct listen_addr;
+
+/*
+ * Output backpressure (SMTP and POP3): a session handles no further input
+ * while more than NET_OUTPUT_MAX bytes of its replies are unsent, and
+ * carries on once the output has drained to NET_OUTPUT_LOW (the write
+ * low-watermark callback).  Unread input then fills the input buffer up to
+ * its high watermark and libevent stops reading the socket, so a client
+ * that pipelines without reading gets TCP flow control, not our memory.
+ */
+#define NET_OUTPUT_MAX (64u * 1024)
+#define NET_OUTPUT_LOW (16u * 1024)
+
+/* True when the bufferevent's unsent output is above NET_OUTPUT_MAX. */
+bool net_output_full(struct bufferevent *);
 
 /* Appends one protocol reply line (fmt, then CRLF) in a single add, so it
  * is one write and, over TLS, one record.  Lines are cut at 1 KiB. */

@@ -62,6 +62,13 @@ net_listen(const struct listen_addr *la, char *bound, size_t boundlen)
 	return fd;
 }
 
+bool
+net_output_full(struct bufferevent *bev)
+{
+	return evbuffer_get_length(bufferevent_get_output(bev)) >
+	       NET_OUTPUT_MAX;
+}
+
 void
 net_add_line(struct evbuffer *out, const char *fmt, va_list ap)
 {

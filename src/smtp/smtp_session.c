@@ -594,7 +594,11 @@ tls_switch(struct bufferevent *plain, void *arg)
 		return;
 	}
 	s->is_tls = true;
-	bufferevent_setcb(s->bev, session_on_read, NULL, session_on_event, s);
+	bufferevent_setcb(
+	    s->bev, session_on_read, session_on_write, session_on_event, s);
+	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
+	bufferevent_setwatermark(
+	    s->bev, EV_READ, 0, s->cfg->command_line_limit * 4 + 65536);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
@@ -1160,7 +1164,14 @@ static void
 session_process(struct session *s)
 {
 	while (!s->is_busy && !s->is_tls_switching && s->state != ST_CLOSING) {
-		bool progressed =
+		bool progressed;
+
+		/* Backpressure: replies the client does not read stop us
+		 * handling (and so reading) its input; session_on_write
+		 * carries on when they have drained. */
+		if (net_output_full(s->bev))
+			break;
+		progressed =
 		    s->state == ST_DATA ? data_feed(s) : command_feed(s);
 
 		if (!progressed)
@@ -1175,14 +1186,20 @@ session_on_read(struct bufferevent *bev, void *arg)
 	session_process(arg);
 }
 
+/* The output drained to the low watermark (NET_OUTPUT_LOW), or emptied
+ * while closing. */
 static void
 session_on_write(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->state == ST_CLOSING &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		session_schedule_free(s);
+	if (s->state == ST_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_schedule_free(s);
+		return;
+	}
+	if (!s->is_busy && !s->is_free_pending)
+		session_process(s);
 }
 
 static void
@@ -1281,7 +1298,9 @@ session_start(
 	}
 	log_info("session=%s event=connect client=%s listener=%s", s->id, s->ip,
 	    kind_names[kind]);
-	bufferevent_setcb(s->bev, session_on_read, NULL, session_on_event, s);
+	bufferevent_setcb(
+	    s->bev, session_on_read, session_on_write, session_on_event, s);
+	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
 	tmo.tv_sec = s->cfg->smtp_timeout_ms / 1000;
 	tmo.tv_usec = (s->cfg->smtp_timeout_ms % 1000) * 1000;
 	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
