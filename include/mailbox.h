@@ -40,6 +40,32 @@ int mailbox_open(
 /* Releases the lock and frees; NULLs *mb. */
 void mailbox_close(struct mailbox **mb);
 /*
+ * A message read in pieces, for replies that must not be built whole in
+ * memory (POP3 RETR/TOP): the same conversion as mailbox_read, with its
+ * state kept between pieces.  Blocking file I/O, like the rest.
+ */
+struct mailbox_reader {
+	int fd;
+	long lines, body_lines;
+	bool bol, in_body;
+	char prev;
+};
+
+/* Opens message i for reading (lines as in mailbox_read).  0 or -1. */
+int mailbox_reader_open(
+    const struct mailbox *, size_t i, long lines, struct mailbox_reader *out);
+/*
+ * Appends the next piece to out, stopping once out->len reaches max (it
+ * may go past max by at most twice MAILBOX_READ_PIECE bytes).  Returns 1
+ * when the message is complete (".\r\n" appended, the reader closed), 0
+ * when more is to come, -1 on an error (the reader closed).
+ */
+#define MAILBOX_READ_PIECE 16384
+int mailbox_reader_next(struct mailbox_reader *, struct buf *out, size_t max);
+/* Closes a reader that did not finish; safe on a closed one. */
+void mailbox_reader_close(struct mailbox_reader *);
+
+/*
  * Reads message i as the client sees it: CRLF line ends, dot-stuffed,
  * ending with ".\r\n".  lines >= 0 limits the body to that many lines
  * (TOP); -1 sends it all.  Appends to out.  0 or -1.

@@ -214,56 +214,102 @@ mailbox_close(struct mailbox **mbp)
 }
 
 int
-mailbox_read(const struct mailbox *mb, size_t i, long lines, struct buf *out)
+mailbox_reader_open(
+    const struct mailbox *mb, size_t i, long lines, struct mailbox_reader *r)
 {
-	char path[PATH_MAX], in[65536];
-	bool bol = true, in_body = false;
-	char prev = 0;
-	long body_lines = 0;
-	ssize_t n;
-	int fd;
+	char path[PATH_MAX];
 
 	snprintf(
 	    path, sizeof(path), "%.3000s/%.1000s", mb->dir, mb->msgs[i].path);
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return -1;
-	while ((n = read(fd, in, sizeof(in))) > 0) {
-		for (ssize_t k = 0; k < n; k++) {
-			char c = in[k];
+	memset(r, 0, sizeof(*r));
+	r->lines = lines;
+	r->bol = true;
+	r->fd = open(path, O_RDONLY | O_CLOEXEC);
+	return r->fd == -1 ? -1 : 0;
+}
 
-			if (lines >= 0 && in_body && body_lines >= lines)
-				goto done;
-			if (bol && c == '.' && buf_putc(out, '.') == -1)
-				goto fail;
-			if (c == '\n') {
-				if (prev != '\r' && buf_putc(out, '\r') == -1)
-					goto fail;
-				if (buf_putc(out, '\n') == -1)
-					goto fail;
-				/* An empty line ends the header. */
-				if (bol && !in_body)
-					in_body = true;
-				else if (in_body)
-					body_lines++;
-				bol = true;
-			} else {
-				if (buf_putc(out, (uint8_t)c) == -1)
-					goto fail;
-				bol = c == '\r' ? bol : false;
-			}
-			prev = c;
+void
+mailbox_reader_close(struct mailbox_reader *r)
+{
+	if (r->fd != -1)
+		close(r->fd);
+	r->fd = -1;
+}
+
+/*
+ * Converts n stored bytes: LF becomes CRLF (a CRLF stays), a "." at the
+ * start of a line is doubled (RFC 1939 3).  Returns 1 when TOP's line
+ * count is reached, 0 to go on, -1 when out is full.
+ */
+static int
+reader_convert(
+    struct mailbox_reader *r, const char *in, size_t n, struct buf *out)
+{
+	for (size_t k = 0; k < n; k++) {
+		char c = in[k];
+
+		if (r->lines >= 0 && r->in_body && r->body_lines >= r->lines)
+			return 1;
+		if (r->bol && c == '.' && buf_putc(out, '.') == -1)
+			return -1;
+		if (c == '\n') {
+			if (r->prev != '\r' && buf_putc(out, '\r') == -1)
+				return -1;
+			if (buf_putc(out, '\n') == -1)
+				return -1;
+			/* An empty line ends the header. */
+			if (r->bol && !r->in_body)
+				r->in_body = true;
+			else if (r->in_body)
+				r->body_lines++;
+			r->bol = true;
+		} else {
+			if (buf_putc(out, (uint8_t)c) == -1)
+				return -1;
+			r->bol = c == '\r' ? r->bol : false;
 		}
+		r->prev = c;
 	}
-	if (n < 0)
+	return 0;
+}
+
+int
+mailbox_reader_next(struct mailbox_reader *r, struct buf *out, size_t max)
+{
+	char in[MAILBOX_READ_PIECE];
+	ssize_t n = 1;
+	int done = 0;
+
+	while (out->len < max && done == 0) {
+		n = read(r->fd, in, sizeof(in));
+		if (n <= 0)
+			break;
+		done = reader_convert(r, in, (size_t)n, out);
+	}
+	if (done == -1 || n < 0)
 		goto fail;
-done:
-	close(fd);
-	if (!bol && buf_append(out, "\r\n", 2) == -1)
+	if (done == 0 && n > 0)
+		return 0; /* out is full for now */
+	mailbox_reader_close(r);
+	if (!r->bol && buf_append(out, "\r\n", 2) == -1)
 		return -1;
-	return buf_append(out, ".\r\n", 3);
+	return buf_append(out, ".\r\n", 3) == -1 ? -1 : 1;
 fail:
-	close(fd);
+	mailbox_reader_close(r);
 	return -1;
+}
+
+int
+mailbox_read(const struct mailbox *mb, size_t i, long lines, struct buf *out)
+{
+	struct mailbox_reader r;
+	int rc;
+
+	if (mailbox_reader_open(mb, i, lines, &r) == -1)
+		return -1;
+	while ((rc = mailbox_reader_next(&r, out, SIZE_MAX)) == 0)
+		;
+	return rc == 1 ? 0 : -1;
 }
 
 int

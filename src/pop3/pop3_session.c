@@ -52,6 +52,10 @@
 
 #define POP3_LINE_MAX 1024
 #define POP3_MAX_ERRORS 20
+/* Reply bytes a RETR/TOP job reads per worker trip: messages are sent in
+ * pieces of this size, never built whole (a client pipelining RETRs of a
+ * large message without reading the replies cost 1 MB per RETR). */
+#define POP3_READ_CHUNK (128u * 1024)
 
 enum pstate { P_AUTH, P_TRANS, P_CLOSING };
 
@@ -86,6 +90,7 @@ struct pop3_session {
 	char user[320];
 	char login[320];
 	struct mailbox *mb;
+	struct pjob *stream; /* RETR/TOP waiting for the output to drain */
 };
 
 struct pjob {
@@ -97,11 +102,15 @@ struct pjob {
 	size_t nread; /* RETR/TOP batch (pipelined) */
 	size_t index[64];
 	long lines[64];
+	size_t next;              /* batch entry being sent */
+	bool is_reading;          /* rd is open on index[next] */
+	struct mailbox_reader rd; /* its file, converted piece by piece */
 	struct buf out;
 	struct mailbox *mb;
 };
 
 static void p_process(struct pop3_session *);
+static void submit(struct pop3_session *, struct pjob *);
 static void p_on_read(struct bufferevent *, void *);
 static void p_on_write(struct bufferevent *, void *);
 static void p_on_event(struct bufferevent *, short, void *);
@@ -120,6 +129,21 @@ p_reply(struct pop3_session *s, const char *fmt, ...)
 }
 
 static void
+pjob_free(struct pjob **jp)
+{
+	struct pjob *j = *jp;
+
+	if (j == NULL)
+		return;
+	if (j->is_reading)
+		mailbox_reader_close(&j->rd);
+	buf_release(&j->out);
+	mailbox_close(&j->mb);
+	free(j);
+	*jp = NULL;
+}
+
+static void
 p_free(struct pop3_session *s)
 {
 	log_info("pop3=%s event=disconnect client=%s user=%s", s->id, s->ip,
@@ -129,6 +153,7 @@ p_free(struct pop3_session *s)
 	counter_add(s->srv->ips, s->ip, -1);
 	if (s->bev)
 		bufferevent_free(s->bev);
+	pjob_free(&s->stream);
 	mailbox_close(&s->mb); /* releases the lock; deletes nothing */
 	explicit_bzero(s->login, sizeof(s->login));
 	config_unref(&s->cfg);
@@ -162,6 +187,7 @@ p_close(struct pop3_session *s)
 	bufferevent_disable(s->bev, EV_READ);
 	if (s->is_busy)
 		return;
+	pjob_free(&s->stream); /* the rest of a RETR is not sent */
 	bufferevent_setcb(s->bev, NULL, p_on_write, p_on_event, s);
 	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
 		p_schedule_free(s);
@@ -184,6 +210,46 @@ plain_ok(const struct pop3_session *s)
 }
 
 /* ---- worker jobs ------------------------------------------------------- */
+
+/*
+ * Worker: the next piece of the replies to a RETR/TOP batch, in order
+ * ("+OK", the message, or an error), about POP3_READ_CHUNK bytes.  A
+ * message that cannot be opened gets -ERR; one that fails half-way sent
+ * has no clean reply left (result -1: the session closes).
+ */
+static void
+read_chunk(struct pjob *j)
+{
+	static const char no_msg[] = "-ERR [SYS/TEMP] cannot read the "
+	                             "message\r\n";
+
+	buf_reset(&j->out);
+	j->result = 0;
+	while (j->next < j->nread && j->out.len < POP3_READ_CHUNK) {
+		int r;
+
+		if (!j->is_reading) {
+			if (mailbox_reader_open(j->s->mb, j->index[j->next],
+			        j->lines[j->next], &j->rd) == -1) {
+				buf_append(&j->out, no_msg, sizeof(no_msg) - 1);
+				j->next++;
+				continue;
+			}
+			j->is_reading = true;
+			buf_append(&j->out, "+OK\r\n", 5);
+		}
+		r = mailbox_reader_next(&j->rd, &j->out, POP3_READ_CHUNK);
+		if (r == 0)
+			continue;
+		j->is_reading = false;
+		if (r == -1) {
+			snprintf(j->err, sizeof(j->err), "%s", strerror(errno));
+			j->result = -1;
+			return;
+		}
+		j->next++;
+	}
+}
 
 static void
 job_run(void *arg, void *ctx)
@@ -208,23 +274,7 @@ job_run(void *arg, void *ctx)
 		return; /* 2 ok, 3 in use, 1 error */
 	}
 	if (j->kind == 1) {
-		/* Each reply in order: "+OK", the message, or an error. */
-		buf_init(&j->out, (size_t)1 << 31);
-		j->result = 0;
-		for (size_t k = 0; k < j->nread; k++) {
-			size_t mark = j->out.len;
-
-			if (buf_append(&j->out, "+OK\r\n", 5) == -1 ||
-			    mailbox_read(j->s->mb, j->index[k], j->lines[k],
-			        &j->out) == -1) {
-				j->out.len = mark;
-				if (buf_append(&j->out,
-				        "-ERR [SYS/TEMP] cannot "
-				        "read the message\r\n",
-				        38) == -1)
-					j->result = -1;
-			}
-		}
+		read_chunk(j);
 		return;
 	}
 	j->result = mailbox_expunge(j->s->mb);
@@ -293,6 +343,33 @@ login_done(struct pjob *j)
 	    total);
 }
 
+/*
+ * Loop: a piece of a RETR/TOP batch is read; queue it for the client.
+ * Returns true when the job goes on: read the next piece now if at most
+ * one piece is waiting to be sent, else when the output has drained
+ * (p_on_write).  So a session holds about two pieces, whatever it asked.
+ */
+static bool
+read_chunk_done(struct pop3_session *s, struct pjob *j)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+
+	evbuffer_add(out, j->out.data, j->out.len);
+	if (j->result == -1) {
+		log_err("pop3=%s event=retr result=fail user=%s error=\"%s\"",
+		    s->id, s->user, j->err);
+		p_close(s); /* a message cut short has no clean ending */
+		return false;
+	}
+	if (j->next >= j->nread)
+		return false;
+	if (evbuffer_get_length(out) <= POP3_READ_CHUNK)
+		submit(s, j);
+	else
+		s->stream = j;
+	return true;
+}
+
 static void
 job_done(void *arg)
 {
@@ -303,12 +380,8 @@ job_done(void *arg)
 	if (!s->is_dead && s->state != P_CLOSING) {
 		if (j->kind == 0) {
 			login_done(j);
-		} else if (j->kind == 1) {
-			if (j->result == 0)
-				evbuffer_add(bufferevent_get_output(s->bev),
-				    j->out.data, j->out.len);
-			else
-				p_err(s, "[SYS/TEMP] cannot read the message");
+		} else if (j->kind == 1 && read_chunk_done(s, j)) {
+			return; /* more of the batch to send */
 		}
 	}
 	if (j->kind == 2) {
@@ -329,9 +402,7 @@ job_done(void *arg)
 		if (!s->is_dead)
 			p_close(s);
 	}
-	buf_release(&j->out);
-	mailbox_close(&j->mb);
-	free(j);
+	pjob_free(&j);
 	p_resume(s);
 }
 
@@ -420,7 +491,9 @@ p_switch_tls(struct bufferevent *plain, void *arg)
 		return;
 	}
 	s->is_tls = true;
-	bufferevent_setcb(s->bev, p_on_read, NULL, p_on_event, s);
+	bufferevent_setcb(s->bev, p_on_read, p_on_write, p_on_event, s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, 65536);
+	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
@@ -667,6 +740,7 @@ cmd_trans_state(struct pop3_session *s, struct pop3_cmd *c)
 			return;
 		j = xcalloc(1, sizeof(*j));
 		j->kind = 1;
+		buf_init(&j->out, POP3_READ_CHUNK + 4 * MAILBOX_READ_PIECE);
 		j->index[0] = (size_t)i;
 		j->lines[0] = c->verb == POP3_TOP ? (long)c->num[1] : -1;
 		j->nread = 1;
@@ -742,10 +816,16 @@ p_process(struct pop3_session *s)
 {
 	struct evbuffer *in;
 
-	while (!s->is_busy && !s->is_switching && s->state != P_CLOSING) {
+	while (!s->is_busy && !s->is_switching && s->state != P_CLOSING &&
+	       s->stream == NULL) {
 		uint8_t line[POP3_LINE_MAX + 1];
 		struct evbuffer_ptr p;
 		size_t eol, len;
+
+		/* Backpressure (net.h): no more commands while the client
+		 * leaves our replies unread; p_on_write carries on. */
+		if (net_output_full(s->bev))
+			return;
 
 		in = bufferevent_get_input(s->bev);
 		p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
@@ -776,14 +856,26 @@ p_on_read(struct bufferevent *bev, void *arg)
 	p_process(arg);
 }
 
+/* The output drained to NET_OUTPUT_LOW, or emptied while closing. */
 static void
 p_on_write(struct bufferevent *bev, void *arg)
 {
 	struct pop3_session *s = arg;
+	struct pjob *j = s->stream;
 
-	if (s->state == P_CLOSING &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-		p_schedule_free(s);
+	if (s->state == P_CLOSING) {
+		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			p_schedule_free(s);
+		return;
+	}
+	if (s->is_busy || s->is_free_pending)
+		return;
+	if (j != NULL) {
+		s->stream = NULL;
+		submit(s, j); /* the next piece of a RETR/TOP batch */
+		return;
+	}
+	p_process(s);
 }
 
 static void
@@ -869,7 +961,8 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	t.tv_usec = 0;
 	bufferevent_set_timeouts(s->bev, &t, &t);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, 65536);
-	bufferevent_setcb(s->bev, p_on_read, NULL, p_on_event, s);
+	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
+	bufferevent_setcb(s->bev, p_on_read, p_on_write, p_on_event, s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 	log_info("pop3=%s event=connect client=%s tls=%s", s->id, s->ip,
 	    tls ? "yes" : "no");
