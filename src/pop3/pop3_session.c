@@ -863,13 +863,13 @@ p_on_write(struct bufferevent *bev, void *arg)
 	struct pop3_session *s = arg;
 	struct pjob *j = s->stream;
 
+	if (s->is_busy || s->is_free_pending)
+		return; /* the job's completion comes back to p_resume */
 	if (s->state == P_CLOSING) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			p_schedule_free(s);
 		return;
 	}
-	if (s->is_busy || s->is_free_pending)
-		return;
 	if (j != NULL) {
 		s->stream = NULL;
 		submit(s, j); /* the next piece of a RETR/TOP batch */

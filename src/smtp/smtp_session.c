@@ -1012,13 +1012,15 @@ delivery_done(void *arg)
 		    s->remote.n, s->msg.len);
 		if (d->qenv != NULL)
 			queue_add(s->srv->queue, &s->qenv, d->queue_offset);
-		if (!s->is_dead)
+		/* A session that already said 421 (it timed out while the
+		 * delivery ran) says nothing more; the log has the result. */
+		if (!s->is_dead && s->state != ST_CLOSING)
 			reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
 	} else {
 		log_err("session=%s id=%s event=delivered from=<%s> "
 		        "result=fail error=\"%s\"",
 		    s->id, s->queue_id, from, d->error);
-		if (!s->is_dead)
+		if (!s->is_dead && s->state != ST_CLOSING)
 			reply(s, "451 4.3.0 Error: local delivery failed, try "
 			         "again later");
 	}
@@ -1193,13 +1195,14 @@ session_on_write(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
+	if (s->is_busy || s->is_free_pending)
+		return; /* a completion comes back to session_resume */
 	if (s->state == ST_CLOSING) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			session_schedule_free(s);
 		return;
 	}
-	if (!s->is_busy && !s->is_free_pending)
-		session_process(s);
+	session_process(s);
 }
 
 static void

@@ -184,3 +184,42 @@ def test_pop3_pipelined_retr_without_reading(make_server):
         top.append(line)
     assert top[-2:] == ["..dot line 0", "line 0000001 x"]
     assert r.cmd("QUIT").startswith("+OK")
+
+
+def test_no_reply_after_timeout_421(make_server):
+    """The idle timeout fires while the delivery is still in flight: the
+    client gets 421 and nothing after it, and the log has the result.
+    Deterministic: one worker thread, held up by a RCPT lookup that waits
+    on a directory locked by the test, so the delivery queued behind it
+    ends long after the 1 s timeout."""
+    import sqlite3
+    server = make_server({"workers": "1", "smtp_timeout": "1s"})
+    a = Raw(server.ports["smtp"])
+    assert a.cmd("EHLO a").startswith("250")
+    assert a.cmd("MAIL FROM:<x@remote.example>").startswith("250")
+    assert a.cmd("RCPT TO:<alice@example.test>").startswith("250")
+    assert a.cmd("DATA").startswith("354")
+    a.send(b"Subject: late\r\n\r\nbody\r\n")
+    db = sqlite3.connect(os.path.join(server.data, "postern.db"),
+                         isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        b = Raw(server.ports["smtp"])
+        assert b.cmd("EHLO b").startswith("250")
+        assert b.cmd("MAIL FROM:<y@remote.example>").startswith("250")
+        b.send("RCPT TO:<bob@example.test>\r\n")  # waits on the lock
+        time.sleep(0.5)
+        a.send(b".\r\n")  # the delivery queues behind that lookup
+        a.sock.settimeout(10)
+        assert a.line().startswith("421 4.4.2")
+        time.sleep(1.5)
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    assert a.closed(timeout=15)
+    assert a.buf == b"", f"sent after 421: {a.buf!r}"
+    # b timed out too, waiting for its RCPT: 421, and nothing after it.
+    assert b.line().startswith("421 4.4.2")
+    assert b.closed(timeout=15) and b.buf == b""
+    wait_for(lambda: "event=delivered" in server.log(), what="delivery log")
+    assert len(server.messages("alice")) == 1
