@@ -63,6 +63,8 @@ struct config {
 	size_t text_line_limit, header_size_limit, expansion_limit;
 	size_t workers;
 	unsigned smtp_timeout_ms, greet_pause_ms, shutdown_timeout_ms;
+	unsigned smtp_data_timeout_ms; /* a deadline for the whole DATA */
+	size_t smtp_memory_limit;      /* message bytes in RAM, all sessions */
 	int log_level;
 	char *db_path; /* derived: data_dir/postern.db */
 	/* outbound */

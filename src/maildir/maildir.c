@@ -142,6 +142,58 @@ write_all(int fd, struct iovec *iov, int iovcnt)
 	return 0;
 }
 
+/* Appends src_len bytes of src_fd to fd (in-kernel where it can). */
+static int
+copy_src(int fd, const struct maildir_delivery *d)
+{
+	char buf[65536];
+	off_t off = 0;
+	bool in_kernel = true;
+
+	while ((size_t)off < d->src_len) {
+		size_t want = d->src_len - (size_t)off;
+		ssize_t n;
+
+		if (in_kernel) {
+			n = copy_file_range(d->src_fd, &off, fd, NULL, want, 0);
+			if (n == -1 && errno != EINTR) {
+				in_kernel = false; /* EXDEV, ENOSYS, ... */
+				continue;
+			}
+			if (n == 0) {
+				errno = EIO; /* the spool file is short */
+				return -1;
+			}
+			continue;
+		}
+		n = pread(d->src_fd, buf,
+		    want < sizeof(buf) ? want : sizeof(buf), off);
+		if (n <= 0) {
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		if (write_all(fd, &(struct iovec){buf, (size_t)n}, 1) == -1)
+			return -1;
+		off += n;
+	}
+	return 0;
+}
+
+/* Writes the message: iov[0..nhead), the spooled part, the rest. */
+static int
+write_message(int fd, struct iovec *iov, int iovcnt, int nhead,
+    const struct maildir_delivery *d)
+{
+	if (d->src_len == 0)
+		return write_all(fd, iov, iovcnt);
+	if (write_all(fd, iov, nhead) == -1 || copy_src(fd, d) == -1)
+		return -1;
+	return write_all(fd, iov + nhead, iovcnt - nhead);
+}
+
 static void
 fail_delivery(struct maildir_delivery *d, const char *what, const char *path)
 {
@@ -161,7 +213,7 @@ write_copies(struct committer *c, struct maildir_delivery *d)
 {
 	char dir[PATH_MAX], name[512], tmp[PATH_MAX], newp[PATH_MAX];
 	struct timespec ts;
-	size_t size = 0;
+	size_t size = d->src_len;
 
 	for (int i = 0; i < d->iovcnt; i++)
 		size += d->iov[i].iov_len;
@@ -202,7 +254,7 @@ write_copies(struct committer *c, struct maildir_delivery *d)
 			return;
 		}
 		strlist_add(&d->tmp_paths, tmp);
-		if (write_all(fd, d->iov, d->iovcnt) == -1) {
+		if (write_message(fd, d->iov, d->iovcnt, 1, d) == -1) {
 			close(fd);
 			fail_delivery(d, "write", tmp);
 			return;
@@ -260,7 +312,7 @@ write_queue_entry(struct committer *c, struct maildir_delivery *d)
 		return;
 	}
 	strlist_add(&d->tmp_paths, tmp);
-	if (write_all(fd, v, d->iovcnt + 1) == -1) {
+	if (write_message(fd, v, d->iovcnt + 1, 2, d) == -1) {
 		buf_release(&env);
 		close(fd);
 		fail_delivery(d, "write", tmp);

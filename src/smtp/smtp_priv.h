@@ -29,6 +29,17 @@
 
 enum listener_kind { LK_SMTP, LK_SUBMISSION, LK_SUBMISSIONS };
 
+/*
+ * DATA beyond SMTP_SPOOL_THRESHOLD bytes of a message goes to a spool file
+ * (an unlinked file in data_dir/queue/tmp, written on a worker), one chunk
+ * at a time; so does anything beyond SMTP_SPOOL_MIN_CHUNK while the
+ * message bytes in memory of all sessions exceed smtp_memory_limit.  The
+ * threshold stays above the 100 KiB benchmark message: that path is
+ * unchanged (in memory, one write at delivery).
+ */
+#define SMTP_SPOOL_THRESHOLD (256u * 1024)
+#define SMTP_SPOOL_MIN_CHUNK (64u * 1024)
+
 struct smtp_listener {
 	struct evconnlistener *lev;
 	enum listener_kind kind;
@@ -54,6 +65,7 @@ struct smtp_server {
 	uint32_t session_seq;
 	struct authfail_table *authfails; /* shared with POP3 */
 	struct bufpool msgbufs; /* message buffers, loop thread only */
+	size_t msg_memory;      /* bytes in sessions' message buffers */
 };
 
 enum session_state { ST_GREETING, ST_CMD, ST_DATA, ST_CLOSING };
@@ -88,8 +100,13 @@ struct session {
 	struct strlist remote;    /* recipients for the queue, unique */
 	struct qenv qenv;         /* the queue entry while it is written */
 	struct strlist rcpt_log;  /* accepted RCPT addresses as given */
-	struct buf msg;
+	struct buf msg;           /* the message, or its part not yet spooled */
 	struct smtp_data data;
+	size_t msg_charged;       /* msg.len counted in srv->msg_memory */
+	int spool_fd;             /* -1, or the spool (owned, unlinked) */
+	size_t spool_len;         /* bytes written to it */
+	bool has_spool_error;     /* a chunk write failed: 451 at the end */
+	struct event *data_timer; /* smtp_data_timeout, while in DATA */
 	char *headers; /* Return-Path + Received, built at end of DATA */
 	struct maildir_delivery dlv;
 	struct rcpt_job *job;

@@ -18,6 +18,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +65,8 @@ struct rcpt_job {
 };
 
 static void session_process(struct session *);
+static void msg_charge(struct session *);
+static void spool_discard(struct session *);
 static void session_resume(struct session *);
 static void auth_continue(struct session *, const uint8_t *, size_t);
 static void session_on_read(struct bufferevent *, void *);
@@ -101,6 +105,10 @@ session_free(struct session *s)
 	strlist_clear(&s->remote);
 	strlist_clear(&s->rcpt_log);
 	bufpool_put(&s->srv->msgbufs, &s->msg);
+	msg_charge(s);
+	spool_discard(s);
+	if (s->data_timer != NULL)
+		event_free(s->data_timer);
 	free(s->headers);
 	queue_env_clear(&s->qenv);
 	strlist_clear(&s->auth_addresses);
@@ -165,6 +173,164 @@ reply_error(struct session *s, const char *code, const char *text)
 	}
 }
 
+/* ---- DATA spool (smtp_priv.h) ---------------------------------------- */
+
+struct spool_job {
+	struct session *s;
+	int fd; /* -1: create the spool first */
+	size_t off;
+	struct buf chunk;
+	char path[PATH_MAX]; /* data_dir/queue/tmp */
+	char err[256];
+};
+
+/* Keeps srv->msg_memory equal to the sum of the sessions' msg.len. */
+static void
+msg_charge(struct session *s)
+{
+	s->srv->msg_memory -= s->msg_charged;
+	s->srv->msg_memory += s->msg.len;
+	s->msg_charged = s->msg.len;
+}
+
+/* Worker: closing an unlinked file frees its blocks (discards here). */
+static void
+spool_close_job(void *arg, void *ctx)
+{
+	(void)ctx;
+	close(*(int *)arg);
+	free(arg);
+}
+
+/* Drops the spool file: it has no name, so closing it removes it. */
+static void
+spool_discard(struct session *s)
+{
+	int *fd;
+
+	if (s->spool_fd == -1)
+		return;
+	fd = xmalloc(sizeof(*fd));
+	*fd = s->spool_fd;
+	workers_submit(s->srv->workers, spool_close_job, NULL, fd);
+	s->spool_fd = -1;
+	s->spool_len = 0;
+}
+
+/* An unlinked file in dir: O_TMPFILE, else a unique name unlinked at
+ * once (a crash in between leaves it to the queue's start-up cleanup). */
+static int
+spool_open(const char *dir)
+{
+	char path[PATH_MAX];
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+
+	if (fd != -1 ||
+	    (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd;
+	for (int i = 0; i < 100 && fd == -1; i++) {
+		snprintf(path, sizeof(path), "%s/spool.%d.%u", dir,
+		    (int)getpid(), (unsigned)random());
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	}
+	if (fd != -1)
+		unlink(path);
+	return fd;
+}
+
+/* Worker: appends one chunk, creating the spool first if need be. */
+static void
+spool_job_run(void *arg, void *ctx)
+{
+	struct spool_job *j = arg;
+	size_t done = 0;
+
+	(void)ctx;
+	if (j->fd == -1 && (j->fd = spool_open(j->path)) == -1) {
+		snprintf(j->err, sizeof(j->err), "spool in %.150s: %s", j->path,
+		    strerror(errno));
+		return;
+	}
+	while (done < j->chunk.len) {
+		/* UNSAFE: done < chunk.len. */
+		ssize_t n = pwrite(j->fd, j->chunk.data + done,
+		    j->chunk.len - done, (off_t)(j->off + done));
+
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			snprintf(j->err, sizeof(j->err), "spool write: %s",
+			    strerror(n == 0 ? EIO : errno));
+			return;
+		}
+		done += (size_t)n;
+	}
+}
+
+static void
+spool_job_done(void *arg)
+{
+	struct spool_job *j = arg;
+	struct session *s = j->s;
+
+	s->is_busy = false;
+	s->spool_fd = j->fd;
+	if (j->err[0] != '\0') {
+		if (!s->has_spool_error)
+			log_err("session=%s id=%s event=spool result=fail "
+			        "error=\"%s\"",
+			    s->id, s->queue_id, j->err);
+		s->has_spool_error = true;
+	} else {
+		s->spool_len += j->chunk.len;
+	}
+	bufpool_put(&s->srv->msgbufs, &j->chunk);
+	free(j);
+	session_resume(s);
+}
+
+/*
+ * Hands what the message buffer holds to a worker that appends it to the
+ * spool.  The session is busy until the write is done: it reads no more
+ * of the message meanwhile, so the socket is flow-controlled and the
+ * chunks reach the file in order, one at a time.
+ */
+static void
+spool_chunk(struct session *s)
+{
+	struct spool_job *j;
+
+	if (s->has_spool_error) {
+		buf_reset(&s->msg); /* parse to the end; 451 there */
+		msg_charge(s);
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->fd = s->spool_fd;
+	j->off = s->spool_len;
+	snprintf(j->path, sizeof(j->path), "%s/queue/tmp", s->cfg->data_dir);
+	j->chunk = s->msg;
+	bufpool_get(&s->srv->msgbufs, &s->msg, s->cfg->message_size_limit);
+	msg_charge(s);
+	s->is_busy = true;
+	workers_submit(s->srv->workers, spool_job_run, spool_job_done, j);
+}
+
+/* After a piece of DATA was parsed: spool the message buffer if it is
+ * large, or if all sessions' buffers are over smtp_memory_limit. */
+static void
+spool_check(struct session *s)
+{
+	msg_charge(s);
+	if (s->data.flags != 0)
+		return; /* nothing more is stored */
+	if (s->msg.len >= SMTP_SPOOL_THRESHOLD ||
+	    (s->msg.len >= SMTP_SPOOL_MIN_CHUNK &&
+	        s->srv->msg_memory > s->cfg->smtp_memory_limit))
+		spool_chunk(s);
+}
+
 /* ---- transaction ------------------------------------------------------ */
 
 static void
@@ -177,6 +343,11 @@ txn_reset(struct session *s)
 	strlist_clear(&s->remote);
 	strlist_clear(&s->rcpt_log);
 	bufpool_put(&s->srv->msgbufs, &s->msg);
+	msg_charge(s);
+	spool_discard(s);
+	s->has_spool_error = false;
+	if (s->data_timer != NULL)
+		evtimer_del(s->data_timer);
 	free(s->headers);
 	s->headers = NULL;
 	queue_env_clear(&s->qenv);
@@ -498,8 +669,26 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 }
 
 static void
+data_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->state != ST_DATA || s->is_free_pending)
+		return;
+	log_info("session=%s id=%s event=data-timeout client=%s size=%zu",
+	    s->id, s->queue_id, s->ip, s->data.size);
+	reply(s, "421 4.4.2 %s Error: timeout exceeded for DATA",
+	    s->cfg->hostname);
+	session_close(s); /* nothing is delivered; the spool goes at free */
+}
+
+static void
 cmd_data(struct session *s, struct smtp_cmd *c)
 {
+	struct timeval tv;
+
 	(void)c;
 	if (!s->has_mail) {
 		reply_error(s, "503 5.5.1", "Error: need MAIL command");
@@ -513,6 +702,13 @@ cmd_data(struct session *s, struct smtp_cmd *c)
 	smtp_data_init(&s->data, &s->msg, s->cfg->text_line_limit,
 	    s->cfg->message_size_limit, s->cfg->header_size_limit);
 	s->state = ST_DATA;
+	/* A deadline for the whole DATA phase, beside the idle timeout:
+	 * a client trickling a byte now and then cannot hold it forever. */
+	tv.tv_sec = s->cfg->smtp_data_timeout_ms / 1000;
+	tv.tv_usec = (s->cfg->smtp_data_timeout_ms % 1000) * 1000;
+	if (s->data_timer == NULL)
+		s->data_timer = evtimer_new(s->srv->base, data_timeout, s);
+	evtimer_add(s->data_timer, &tv);
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 }
 
@@ -1009,7 +1205,7 @@ delivery_done(void *arg)
 		         "nrcpt=%zu mailboxes=%zu queued=%zu size=%zu "
 		         "result=ok",
 		    s->id, s->queue_id, from, to, s->nrcpt, s->mailboxes.n,
-		    s->remote.n, s->msg.len);
+		    s->remote.n, s->data.size);
 		if (d->qenv != NULL)
 			queue_add(s->srv->queue, &s->qenv, d->queue_offset);
 		/* A session that already said 421 (it timed out while the
@@ -1048,6 +1244,14 @@ data_end(struct session *s)
 {
 	struct maildir_delivery *d = &s->dlv;
 
+	evtimer_del(s->data_timer);
+	if (s->has_spool_error) {
+		s->state = ST_CMD;
+		reply(s, "451 4.3.0 Error: local delivery failed, try again "
+		         "later");
+		txn_end(s);
+		return;
+	}
 	if (s->data.flags != 0) {
 		const char *r = smtp_data_error_reply(
 		    s->data.flags, s->cfg->message_size_limit);
@@ -1066,11 +1270,14 @@ data_end(struct session *s)
 	d->mailboxes = &s->mailboxes;
 	d->iov[0].iov_base = s->headers;
 	d->iov[0].iov_len = strlen(s->headers);
+	/* A large message: the spooled part, then the rest in memory. */
+	d->src_fd = s->spool_fd;
+	d->src_len = s->spool_len;
 	d->iov[1].iov_base = s->msg.data;
 	d->iov[1].iov_len = s->msg.len;
 	d->iovcnt = 2;
 	/* ",W=": the size with CRLF line ends, as POP3/IMAP count it. */
-	d->wsize = d->iov[0].iov_len + 5 + s->msg.len + s->data.lines;
+	d->wsize = d->iov[0].iov_len + 5 + s->data.size + s->data.lines;
 	d->done = delivery_done;
 	d->done_arg = s;
 	if (s->remote.n > 0) {
@@ -1108,9 +1315,13 @@ data_feed(struct session *s)
 		used_total += used;
 	}
 	evbuffer_drain(in, used_total);
-	if (done)
+	if (done) {
+		msg_charge(s);
 		data_end(s);
-	return done;
+	} else {
+		spool_check(s);
+	}
+	return done || used_total > 0;
 }
 
 /* ---- input ------------------------------------------------------------ */
@@ -1284,6 +1495,7 @@ session_start(
 	snprintf(s->id, sizeof(s->id), "%08x", ++srv->session_seq);
 	snprintf(s->ip, sizeof(s->ip), "%s", ip);
 	s->line = xmalloc(s->cfg->command_line_limit + 1);
+	s->spool_fd = -1;
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	if (kind == LK_SUBMISSIONS) {
 		s->bev = bufferevent_openssl_socket_new(srv->base, fd,

@@ -20,6 +20,15 @@ from conftest import Raw, wait_for
 MIB = 1024 * 1024
 
 
+@pytest.fixture(autouse=True)
+def small_asan_quarantine(monkeypatch):
+    """ASan keeps freed memory in a quarantine (256 MiB by default), which
+    counts in RSS and hides what the code holds; keep it small here."""
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    monkeypatch.setenv("ASAN_OPTIONS", opts + ":quarantine_size_mb=4:"
+                       "thread_local_quarantine_size_kb=64")
+
+
 def rss(pid):
     """The daemon's resident set size in bytes."""
     with open(f"/proc/{pid}/status") as f:
@@ -223,3 +232,165 @@ def test_no_reply_after_timeout_421(make_server):
     assert b.closed(timeout=15) and b.buf == b""
     wait_for(lambda: "event=delivered" in server.log(), what="delivery log")
     assert len(server.messages("alice")) == 1
+
+
+def spool_fds(pid):
+    """The daemon's open DATA spool files (unlinked, in queue/tmp)."""
+    out = []
+    d = f"/proc/{pid}/fd"
+    for fd in os.listdir(d):
+        try:
+            target = os.readlink(os.path.join(d, fd))
+        except OSError:
+            continue
+        if "/queue/tmp/" in target:
+            out.append(target)
+    return out
+
+
+def message_lines(tag, size):
+    """Unstuffed text lines of about size bytes, dot lines included."""
+    lines = [b"Subject: " + tag, b""]
+    i, total = 0, 0
+    while total < size:
+        line = (b"." if i % 53 == 0 else b"") + tag + b" %08d " % i + \
+            b"y" * (i % 90)
+        lines.append(line)
+        total += len(line) + 2
+        i += 1
+    return lines
+
+
+def wire(lines):
+    return b"".join((b"." + l if l.startswith(b".") else l) + b"\r\n"
+                    for l in lines)
+
+
+def stored_form(lines):
+    return b"".join(l + b"\n" for l in lines)
+
+
+def open_data(server, rcpt="alice@example.test"):
+    r = Raw(server.ports["smtp"], timeout=60)
+    assert r.cmd("EHLO c").startswith("250")
+    assert r.cmd("MAIL FROM:<x@remote.example>").startswith("250")
+    assert r.cmd(f"RCPT TO:<{rcpt}>").startswith("250")
+    assert r.cmd("DATA").startswith("354")
+    return r
+
+
+def test_data_held_open_is_spooled_not_kept_in_memory(server):
+    """6 sessions each send 9 MiB without the final dot: RSS stays
+    bounded (the text is in spool files); then they finish and every
+    message arrives byte-identical."""
+    pid = server.proc.pid
+    before = rss(pid)
+    sessions = []
+    for k in range(6):
+        lines = message_lines(b"m%d" % k, 9 * MIB)
+        r = open_data(server)
+        t, box = sender(r.sock, wire(lines))
+        sessions.append((r, lines, t, box))
+    peak = peak_rss_during(pid, 60, until=lambda: not any(
+        t.is_alive() for _, _, t, _ in sessions))
+    for _, _, t, box in sessions:
+        t.join(60)
+        assert box.get("ok"), box
+    # Everything sent has been read: wait until nothing is left unspooled.
+    wait_for(lambda: len(spool_fds(pid)) == 6, what="six spool files")
+    peak = max(peak, peak_rss_during(pid, 1))
+    grew = peak - before
+    print(f"held DATA: rss before {before >> 20} MiB, peak {peak >> 20} MiB")
+    assert grew < 40 * MIB, f"RSS grew by {grew >> 20} MiB"
+    smtp_still_served(server)
+    for r, _, _, _ in sessions:
+        r.send(b".\r\n")
+    for r, _, _, _ in sessions:
+        assert r.reply().startswith("250 2.0.0")
+        assert r.cmd("QUIT").startswith("221")
+    got = server.messages("alice")
+    assert len(got) == 6
+    for _, lines, _, _ in sessions:
+        want = stored_form(lines)
+        same = [m for m in got if m.endswith(b"\n" + want)]
+        assert len(same) == 1, f"message {lines[0]!r} not byte-identical"
+        assert same[0].startswith(b"Return-Path: <x@remote.example>\n")
+    wait_for(lambda: spool_fds(pid) == [], what="spool files closed")
+
+
+def test_large_message_local_and_remote_intact(make_server, sinks):
+    """5 MiB to a local user and to a remote recipient in one
+    transaction: both copies come from the spool, byte-identical."""
+    mx = sinks("127.0.0.2")
+    server = make_server({"relay": "addresses", "relay_addresses": "127.0.0.1",
+                          "queue_retry_min": "1s"})
+    lines = message_lines(b"big", 5 * MIB)
+    text = b"".join(l + b"\r\n" for l in lines)  # smtplib dot-stuffs
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=60) as s:
+        s.sendmail("x@remote.example", ["alice@example.test", "bob@remote.example"],
+                   text)
+    [local] = server.messages("alice")
+    assert local.endswith(b"\n" + stored_form(lines))
+    [m] = wait_for(lambda: mx.messages, timeout=60, what="remote copy")
+    assert m["data"].endswith(b"\r\n" + text)
+    assert spool_fds(server.proc.pid) == []
+
+
+def test_memory_limit_sends_data_to_the_spool_early(make_server):
+    """Over smtp_memory_limit, a message goes to the spool from 64 KiB
+    on, well below the 256 KiB threshold."""
+    server = make_server({"smtp_memory_limit": "0"})
+    pid = server.proc.pid
+    lines = message_lines(b"small", 200 * 1024)
+    r = open_data(server)
+    r.send(wire(lines))
+    wait_for(lambda: len(spool_fds(pid)) == 1, what="a spool file")
+    assert r.cmd(".").startswith("250 2.0.0")
+    [m] = server.messages("alice")
+    assert m.endswith(b"\n" + stored_form(lines))
+    wait_for(lambda: spool_fds(pid) == [], what="spool file closed")
+
+
+def test_aborted_data_leaves_no_spool_file(server):
+    pid = server.proc.pid
+    r = open_data(server)
+    r.send(wire(message_lines(b"gone", 2 * MIB)))
+    wait_for(lambda: len(spool_fds(pid)) == 1, what="a spool file")
+    r.close()
+    wait_for(lambda: spool_fds(pid) == [], what="spool file removed")
+    wait_for(lambda: "event=lost-in-data" in server.log(), what="log")
+    assert server.messages("alice") == []
+    assert os.listdir(os.path.join(server.data, "queue", "tmp")) == []
+
+
+def test_data_deadline_421_and_nothing_delivered(make_server):
+    """A client that keeps DATA alive with a line now and then (never
+    idle for smtp_timeout) is cut at smtp_data_timeout."""
+    server = make_server({"smtp_data_timeout": "3s", "smtp_timeout": "30s"})
+    pid = server.proc.pid
+    r = open_data(server)
+    r.send(wire(message_lines(b"slow", 400 * 1024)))  # spooled part too
+    t0 = time.time()
+    r.sock.settimeout(0.5)
+    got = b""
+    while time.time() - t0 < 20:
+        try:
+            r.sock.sendall(b"trickle\r\n")
+        except OSError:
+            break
+        try:
+            chunk = r.sock.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+        except socket.timeout:
+            pass
+        if b"\r\n" in got:
+            break
+    assert got.startswith(b"421 4.4.2"), got
+    assert 2 < time.time() - t0 < 15
+    assert r.closed(timeout=10)
+    wait_for(lambda: spool_fds(pid) == [], what="spool file removed")
+    assert "event=data-timeout" in server.log()
+    assert server.messages("alice") == []
+    assert [f for f in server.all_files()] == []
