@@ -282,13 +282,16 @@ mail_params(struct session *s, struct smtp_cmd *c)
 	return true;
 }
 
+/*
+ * auth_sender_match: "yes" and "submission" (the default) check every
+ * authenticated session, on port 25 as on the submission ports: a client
+ * that logged in relays with the server's trust, so it may only send as
+ * its own addresses wherever it logged in.  Only "no" turns it off.
+ */
 static bool
 sender_must_match(const struct session *s)
 {
-	const char *m = s->cfg->auth_sender_match;
-
-	return strcmp(m, "yes") == 0 ||
-	       (strcmp(m, "submission") == 0 && s->kind != LK_SMTP);
+	return strcmp(s->cfg->auth_sender_match, "no") != 0;
 }
 
 static void
