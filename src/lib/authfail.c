@@ -108,6 +108,7 @@ static bool
 is_trusted(const struct af_rec *r, const struct config *c, time_t now)
 {
 	return r != NULL && r->last_success != 0 &&
+	       c->auth_trusted_period_ms >= 1000 &&
 	       now - r->last_success <= secs(c->auth_trusted_period_ms);
 }
 
@@ -455,7 +456,8 @@ authfail_end(struct authfail_table *t, const struct config *c,
 		 * checked stands: the right password does not lift it. */
 		v = slot_locked(t, slot, canon, now) ? AUTHFAIL_LOCKED
 		                                     : AUTHFAIL_OK;
-		pair = v == AUTHFAIL_OK && slot->account[0]
+		pair = v == AUTHFAIL_OK && slot->account[0] &&
+		               c->auth_trusted_period_ms >= 1000
 		           ? rec_get(t, c, AF_PAIR, slot->src, slot->account)
 		           : NULL;
 		if (pair != NULL) {

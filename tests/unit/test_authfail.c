@@ -213,13 +213,24 @@ static const struct step ipv6_by_prefix[] = {
     {END, 0, NULL, NULL, AUTHFAIL_BAD, NULL, 2, AUTHFAIL_LOCKED},
 };
 
+/* conf with the lines of extra in place of the same keys. */
 static struct config *
 test_config(const char *extra)
 {
 	char text[1024], err[256];
 	struct config *c = NULL;
+	const char *p = conf, *nl, *eq;
+	size_t n = 0;
 
-	snprintf(text, sizeof(text), "%s%s", conf, extra);
+	n += (size_t)snprintf(text, sizeof(text), "%s", extra);
+	for (; (nl = strchr(p, '\n')) != NULL; p = nl + 1) {
+		eq = strchr(p, '=');
+		/* UNSAFE: key length from the line's own pointers. */
+		if (strncmp(extra, p, (size_t)(eq - p)) == 0)
+			continue;
+		n += (size_t)snprintf(
+		    text + n, sizeof(text) - n, "%.*s", (int)(nl - p + 1), p);
+	}
 	if (config_parse(text, strlen(text), "t", &c, err, sizeof(err)) != 0)
 		fail_msg("config: %s", err);
 	return c;
@@ -287,6 +298,28 @@ test_prefix_setting(void **state)
 	    authfail_fail(t, c, "2001:db8::1", T0), AUTHFAIL_DENIED);
 	assert_int_equal(
 	    authfail_fail(t, c, "2001:db8::1", T0), AUTHFAIL_LOCKED);
+	authfail_free(&t);
+	config_unref(&c);
+}
+
+static void
+test_no_trust(void **state)
+{
+	struct config *c = test_config("auth_trusted_period = 0\n");
+	struct authfail_table *t = authfail_new();
+	struct authfail_slot slot;
+
+	(void)state;
+	assert_int_equal(authfail_begin(t, c, "10.0.0.1", "alice@x", T0, &slot),
+	    AUTHFAIL_OK);
+	assert_int_equal(
+	    authfail_end(t, c, &slot, AUTHFAIL_GOOD, NULL, T0), AUTHFAIL_OK);
+	assert_int_equal(authfail_records(t), 0); /* no pair kept */
+	assert_int_equal(authfail_fail(t, c, "10.0.0.1", T0), AUTHFAIL_DENIED);
+	assert_int_equal(authfail_fail(t, c, "10.0.0.1", T0), AUTHFAIL_DENIED);
+	assert_int_equal(authfail_fail(t, c, "10.0.0.1", T0), AUTHFAIL_LOCKED);
+	assert_int_equal(authfail_begin(t, c, "10.0.0.1", "alice@x", T0, &slot),
+	    AUTHFAIL_LOCKED);
 	authfail_free(&t);
 	config_unref(&c);
 }
@@ -387,6 +420,7 @@ run_authfail_tests(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rule),
 	    cmocka_unit_test(test_prefix_setting),
+	    cmocka_unit_test(test_no_trust),
 	    cmocka_unit_test(test_bounded),
 	    cmocka_unit_test(test_ip_key),
 	};
