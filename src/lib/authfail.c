@@ -463,6 +463,7 @@ authfail_end(struct authfail_table *t, const struct config *c,
 		if (pair != NULL) {
 			pair->last_success = now;
 			pair->failures = 0;
+			pair->locked_until = 0;
 		}
 	} else {
 		count_failure(t, c, slot, canon, now);
