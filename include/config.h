@@ -83,9 +83,11 @@ struct config {
 	struct strlist relay_recipients; /* loaded by config_load */
 	struct accept_list *accept;      /* loaded by config_load */
 	bool auth_advertise, auth_require_tls;
-	size_t auth_max_failures;
-	unsigned auth_failure_window_ms, auth_lockout_ms;
-	char *auth_sender_match; /* "yes", "no", "submission" */
+	size_t auth_max_failures, auth_account_max_failures, auth_table_limit;
+	unsigned auth_failure_window_ms, auth_lockout_ms,
+	    auth_trusted_period_ms;
+	size_t ipv6_prefix_length; /* sessions and lock-out group IPv6 by it */
+	char *auth_sender_match;   /* "yes", "no", "submission" */
 };
 
 /*

@@ -94,12 +94,24 @@ enum dir_expand_result dir_expand(struct dir *, const struct addr *rcpt,
     size_t limit, struct strlist *users, struct strlist *remote, char *err,
     size_t errlen);
 
+enum dir_login_result {
+	DIR_LOGIN_OK,           /* right password */
+	DIR_LOGIN_BAD_PASSWORD, /* an existing user, wrong password */
+	DIR_LOGIN_UNKNOWN,      /* no such user or domain, or bad syntax */
+	DIR_LOGIN_TEMPFAIL,     /* directory error: try again later */
+};
+
 /*
  * Checks a login: user is "local@domain" (a host alias works), pass the
- * password.  On success returns 1 and writes the canonical address
- * ("local@domain") to canon; 0 for bad credentials; -1 on a directory
- * error.  Slow (password hashing): call from a worker.
+ * password.  For DIR_LOGIN_OK and DIR_LOGIN_BAD_PASSWORD writes the
+ * canonical address ("local@domain") to canon.  An unknown user costs the
+ * same hash work as a known one (passwd_verify_dummy), so the time taken
+ * does not tell which names exist.  Slow: call from a worker.
  */
+enum dir_login_result dir_login(struct dir *, const char *user,
+    const char *pass, char *canon, size_t canonlen);
+
+/* dir_login as 1 (ok), 0 (bad or unknown) or -1 (directory error). */
 int dir_auth(struct dir *, const char *user, const char *pass, char *canon,
     size_t canonlen);
 

@@ -38,6 +38,7 @@
 #include "relay.h"
 #include "log.h"
 #include "maildir.h"
+#include "passwd.h"
 #include "smtp_server.h"
 #include "tls.h"
 #include "worker.h"
@@ -502,6 +503,8 @@ main(int argc, char **argv)
 	dm.is_stopping = false;
 	ctl = control_listen(base, cfg, &dm);
 	authfails = authfail_new();
+	/* The dummy hash for unknown login names, made before any login. */
+	passwd_init();
 	smtp_server_start(srv, workers, committer, queue, authfails);
 	pop3_server_start(pop3, workers, authfails);
 	sigs[0] = evsignal_new(base, SIGTERM, on_term, &dm);

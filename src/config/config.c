@@ -59,6 +59,8 @@ struct cfg_key {
 /* Sorted by name: config_find uses bsearch. */
 static const struct cfg_key cfg_keys[] = {
     {"accept_file", T_STR, O(accept_file), "", 0, 0},
+    {"auth_account_max_failures", T_COUNT, O(auth_account_max_failures), "10",
+        1, 100000},
     {"auth_advertise", T_BOOL, O(auth_advertise), "yes", 0, 0},
     {"auth_failure_window", T_MS, O(auth_failure_window_ms), "10m", 1000,
         86400000},
@@ -67,6 +69,9 @@ static const struct cfg_key cfg_keys[] = {
     {"auth_require_tls", T_BOOL, O(auth_require_tls), "yes", 0, 0},
     {"auth_sender_match", T_SENDER_MATCH, O(auth_sender_match), "submission", 0,
         0},
+    {"auth_table_limit", T_COUNT, O(auth_table_limit), "10000", 100, 10000000},
+    {"auth_trusted_period", T_MS, O(auth_trusted_period_ms), "30d", 0,
+        45u * 86400000u},
     {"command_line_limit", T_SIZE, O(command_line_limit), "1024", 512, 65536},
     {"data_dir", T_STR, O(data_dir), "/var/lib/postern", 0, 0},
     {"dns_servers", T_DNS, O(dns_servers), "", 0, 0},
@@ -75,6 +80,7 @@ static const struct cfg_key cfg_keys[] = {
     {"header_size_limit", T_SIZE, O(header_size_limit), "102400", 1024,
         SIZE_MAX},
     {"hostname", T_STR, O(hostname), "", 0, 0},
+    {"ipv6_prefix_length", T_COUNT, O(ipv6_prefix_length), "64", 16, 128},
     {"log_level", T_LEVEL, O(log_level), "info", 0, 0},
     {"max_errors", T_COUNT, O(max_errors), "20", 1, 1000},
     {"max_sessions", T_COUNT, O(max_sessions), "1000", 1, 100000},

@@ -146,31 +146,55 @@ dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
 	return r;
 }
 
-int
-dir_auth(struct dir *d, const char *user, const char *pass, char *canon,
+enum dir_login_result
+dir_login(struct dir *d, const char *user, const char *pass, char *canon,
     size_t canonlen)
 {
 	char local[ADDR_LOCAL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1];
 	char cdom[ADDR_DOMAIN_MAX + 1], err[256];
 	const char *why;
 	char *hash = NULL;
-	int r;
+	int r = 0;
 
 	if (dir_split_address(
-	        user, local, sizeof(local), domain, sizeof(domain), &why) == -1)
-		return 0;
-	r = d->ops->domain_resolve(
-	    d, domain, cdom, sizeof(cdom), err, sizeof(err));
-	if (r != 1)
-		return r;
-	r = d->ops->user_hash(d, local, cdom, &hash, err, sizeof(err));
-	if (r != 0) {
-		free(hash);
-		return r == 1 ? 0 : -1;
-	}
-	r = passwd_verify(pass, hash) ? 1 : 0;
-	free(hash);
+	        user, local, sizeof(local), domain, sizeof(domain), &why) == 0)
+		r = d->ops->domain_resolve(
+		    d, domain, cdom, sizeof(cdom), err, sizeof(err));
 	if (r == 1)
-		snprintf(canon, canonlen, "%s@%s", local, cdom);
-	return r;
+		r = d->ops->user_hash(d, local, cdom, &hash, err, sizeof(err));
+	else if (r == 0)
+		r = 1; /* not a local domain: no such user */
+	if (r == -1) {
+		free(hash);
+		return DIR_LOGIN_TEMPFAIL;
+	}
+	if (r == 1) {
+		/* The same hash work as for a real user (timing). */
+		free(hash);
+		passwd_verify_dummy(pass);
+		return DIR_LOGIN_UNKNOWN;
+	}
+	snprintf(canon, canonlen, "%s@%s", local, cdom);
+	/* A disabled account ("*", "!..."): no hash to check, same work. */
+	r = hash != NULL && hash[0] == '$' ? passwd_verify(pass, hash)
+	                                   : passwd_verify_dummy(pass);
+	free(hash);
+	return r ? DIR_LOGIN_OK : DIR_LOGIN_BAD_PASSWORD;
+}
+
+int
+dir_auth(struct dir *d, const char *user, const char *pass, char *canon,
+    size_t canonlen)
+{
+	char c[ADDR_PATH_MAX + 8];
+
+	switch (dir_login(d, user, pass, c, sizeof(c))) {
+	case DIR_LOGIN_OK:
+		snprintf(canon, canonlen, "%s", c);
+		return 1;
+	case DIR_LOGIN_TEMPFAIL:
+		return -1;
+	default:
+		return 0;
+	}
 }

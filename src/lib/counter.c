@@ -1,4 +1,8 @@
 /* counter: hashed chains of (key, count) (include/counter.h). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -95,4 +99,27 @@ counter_get(struct counter *c, const char *key)
 	struct centry *e = *find(c, key);
 
 	return e ? e->n : 0;
+}
+
+void
+counter_ip_key(const char *ip, unsigned v6_prefix, char *out, size_t outlen)
+{
+	struct in6_addr a;
+	char text[INET6_ADDRSTRLEN];
+
+	if (v6_prefix >= 128 || strchr(ip, ':') == NULL ||
+	    inet_pton(AF_INET6, ip, &a) != 1) {
+		snprintf(out, outlen, "%s", ip);
+		return;
+	}
+	if (IN6_IS_ADDR_V4MAPPED(&a)) {
+		/* The same client as its IPv4 address. */
+		inet_ntop(AF_INET, &a.s6_addr[12], text, sizeof(text));
+		snprintf(out, outlen, "%s", text);
+		return;
+	}
+	for (unsigned bit = v6_prefix; bit < 128; bit++)
+		a.s6_addr[bit / 8] &= (uint8_t) ~(0x80u >> (bit % 8));
+	inet_ntop(AF_INET6, &a, text, sizeof(text));
+	snprintf(out, outlen, "%s/%u", text, v6_prefix);
 }

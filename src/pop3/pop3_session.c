@@ -83,6 +83,7 @@ struct pop3_session {
 	struct bufferevent *bev;
 	char id[9];
 	char ip[INET6_ADDRSTRLEN];
+	char ip_key[COUNTER_IP_KEY_MAX]; /* sessions per IP */
 	enum pstate state;
 	bool is_tls, is_busy, is_dead, is_free_pending, is_switching;
 	int auth_step; /* 0, 1 PLAIN, 2 LOGIN user, 3 LOGIN pass */
@@ -98,6 +99,9 @@ struct pjob {
 	int kind; /* 0 login, 1 read, 2 quit */
 	char user[320], pass[256], canon[320], maildir[PATH_MAX];
 	int result;
+	enum dir_login_result login;
+	struct authfail_slot slot;     /* login: the lock-out's reservation */
+	enum authfail_verdict verdict; /* login: authfail_end's answer */
 	char err[256];
 	size_t nread; /* RETR/TOP batch (pipelined) */
 	size_t index[64];
@@ -150,7 +154,7 @@ p_free(struct pop3_session *s)
 	    s->user[0] ? s->user : "-");
 	TAILQ_REMOVE(&s->srv->sessions, s, entry);
 	s->srv->nsessions--;
-	counter_add(s->srv->ips, s->ip, -1);
+	counter_add(s->srv->ips, s->ip_key, -1);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	pjob_free(&s->stream);
@@ -258,12 +262,14 @@ job_run(void *arg, void *ctx)
 	struct dir *d = ctx;
 
 	if (j->kind == 0) {
-		j->result = d ? dir_auth(d, j->user, j->pass, j->canon,
-		                    sizeof(j->canon))
-		              : -1;
+		j->login = d ? dir_login(d, j->user, j->pass, j->canon,
+		                   sizeof(j->canon))
+		             : DIR_LOGIN_TEMPFAIL;
 		explicit_bzero(j->pass, sizeof(j->pass));
-		if (j->result != 1)
+		if (j->login != DIR_LOGIN_OK) {
+			j->result = j->login == DIR_LOGIN_TEMPFAIL ? -1 : 0;
 			return;
+		}
 		if (maildir_path(j->maildir, sizeof(j->maildir),
 		        j->s->cfg->data_dir, j->canon) == -1) {
 			j->result = -1;
@@ -294,28 +300,64 @@ p_resume(struct pop3_session *s)
 	p_process(s);
 }
 
+/* The reply to a login the lock-out refused or failed. */
+static void
+login_refuse(struct pop3_session *s, enum authfail_verdict v)
+{
+	if (v == AUTHFAIL_LOCKED) {
+		p_reply(s, "-ERR [AUTH] too many failed logins, try again "
+		           "later");
+		p_close(s);
+	} else if (v == AUTHFAIL_BUSY || v == AUTHFAIL_TEMP) {
+		p_reply(s, "-ERR [SYS/TEMP] temporary failure, try again "
+		           "later");
+	} else {
+		p_err(s, "[AUTH] invalid login");
+	}
+}
+
+static enum authfail_outcome
+login_outcome(enum dir_login_result r)
+{
+	switch (r) {
+	case DIR_LOGIN_OK:
+		return AUTHFAIL_GOOD;
+	case DIR_LOGIN_BAD_PASSWORD:
+		return AUTHFAIL_BAD;
+	case DIR_LOGIN_UNKNOWN:
+		return AUTHFAIL_UNKNOWN;
+	default:
+		return AUTHFAIL_ERROR;
+	}
+}
+
+/* Counts a finished password check (even if the client has gone). */
+static void
+login_count(struct pjob *j)
+{
+	struct pop3_session *s = j->s;
+
+	j->verdict = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
+	    login_outcome(j->login),
+	    j->login == DIR_LOGIN_OK || j->login == DIR_LOGIN_BAD_PASSWORD
+	        ? j->canon
+	        : NULL,
+	    time(NULL));
+}
+
 static void
 login_done(struct pjob *j)
 {
 	struct pop3_session *s = j->s;
-	time_t now = time(NULL);
 	size_t total = 0;
 
-	authfail_result(s->srv->authfails, s->cfg, s->ip, j->result >= 2, now);
-	if (j->result == 0 || j->result == -1) {
-		log_warn(
-		    "pop3=%s event=login result=fail client=%s", s->id, s->ip);
-		if (j->result == -1)
-			p_reply(s, "-ERR [SYS/TEMP] temporary failure, try "
-			           "again later");
-		else if (authfail_locked(
-		             s->srv->authfails, s->cfg, s->ip, now)) {
-			p_reply(s, "-ERR [AUTH] too many failed logins, try "
-			           "again later");
-			p_close(s);
-		} else {
-			p_err(s, "[AUTH] invalid login");
-		}
+	if (j->verdict != AUTHFAIL_OK) {
+		log_warn("pop3=%s event=login result=%s client=%s", s->id,
+		    j->verdict == AUTHFAIL_TEMP     ? "tempfail"
+		    : j->verdict == AUTHFAIL_LOCKED ? "locked"
+		                                    : "fail",
+		    s->ip);
+		login_refuse(s, j->verdict);
 		return;
 	}
 	if (j->result == 1) {
@@ -377,6 +419,8 @@ job_done(void *arg)
 	struct pop3_session *s = j->s;
 
 	s->is_busy = false;
+	if (j->kind == 0)
+		login_count(j);
 	if (!s->is_dead && s->state != P_CLOSING) {
 		if (j->kind == 0) {
 			login_done(j);
@@ -414,27 +458,39 @@ submit(struct pop3_session *s, struct pjob *j)
 	workers_submit(s->srv->workers, job_run, job_done, j);
 }
 
+/* A failure decided before any password check (bad syntax). */
+static void
+login_fail_now(struct pop3_session *s)
+{
+	enum authfail_verdict v =
+	    authfail_fail(s->srv->authfails, s->srv->cfg, s->ip, time(NULL));
+
+	login_refuse(s, v == AUTHFAIL_OK ? AUTHFAIL_DENIED : v);
+}
+
 static void
 start_login(struct pop3_session *s, const char *user, size_t ulen,
     const char *pass, size_t plen)
 {
-	struct pjob *j;
+	struct pjob *j = xcalloc(1, sizeof(*j));
+	enum authfail_verdict v;
 
-	if (authfail_locked(s->srv->authfails, s->cfg, s->ip, time(NULL))) {
-		p_reply(s, "-ERR [AUTH] too many failed logins, try again "
-		           "later");
-		p_close(s);
-		return;
-	}
-	j = xcalloc(1, sizeof(*j));
 	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
 		free(j);
-		authfail_result(
-		    s->srv->authfails, s->cfg, s->ip, false, time(NULL));
-		p_err(s, "[AUTH] invalid login");
+		login_fail_now(s);
 		return;
 	}
 	memcpy(j->user, user, ulen);
+	/* The lock is checked, and a slot taken, for every attempt. */
+	v = authfail_begin(s->srv->authfails, s->srv->cfg, s->ip, j->user,
+	    time(NULL), &j->slot);
+	if (v != AUTHFAIL_OK) {
+		log_warn("pop3=%s event=login result=%s client=%s", s->id,
+		    v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip);
+		free(j);
+		login_refuse(s, v);
+		return;
+	}
 	memcpy(j->pass, pass, plen);
 	submit(s, j);
 }
@@ -526,7 +582,8 @@ auth_plain(struct pop3_session *s, const char *b64, size_t len)
 		return;
 	}
 	if (r == -2) {
-		p_err(s, "[AUTH] invalid login");
+		/* An authorisation identity other than the user. */
+		login_fail_now(s);
 		return;
 	}
 	start_login(s, user, strlen(user), pass, strlen(pass));
@@ -912,7 +969,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	struct pop3_server *srv = arg;
 	struct pop3_session *s;
 	bool tls = false;
-	char ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN], key[COUNTER_IP_KEY_MAX];
 	struct timeval t;
 
 	(void)salen;
@@ -920,8 +977,11 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		if (srv->lev[i] == l)
 			tls = srv->lev_tls[i];
 	net_addr_text(sa, ip, sizeof(ip));
+	/* IPv6 counts per ipv6_prefix_length, as for SMTP. */
+	counter_ip_key(
+	    ip, (unsigned)srv->cfg->ipv6_prefix_length, key, sizeof(key));
 	if (srv->nsessions >= srv->cfg->max_sessions ||
-	    counter_get(srv->ips, ip) >= srv->cfg->max_sessions_per_ip) {
+	    counter_get(srv->ips, key) >= srv->cfg->max_sessions_per_ip) {
 		static const char msg[] = "-ERR [SYS/TEMP] too many "
 		                          "connections, try again later\r\n";
 
@@ -939,6 +999,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 	s->srv = srv;
 	s->cfg = config_ref(srv->cfg);
 	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	snprintf(s->ip_key, sizeof(s->ip_key), "%s", key);
 	snprintf(s->id, sizeof(s->id), "%08x", ++srv->seq);
 	s->bev =
 	    tls ? bufferevent_openssl_socket_new(srv->base, fd,
@@ -956,7 +1017,7 @@ on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
 		bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
 	srv->nsessions++;
-	counter_add(srv->ips, s->ip, 1);
+	counter_add(srv->ips, s->ip_key, 1);
 	t.tv_sec = s->cfg->pop3_timeout_ms / 1000;
 	t.tv_usec = 0;
 	bufferevent_set_timeouts(s->bev, &t, &t);

@@ -16,6 +16,7 @@
 #include "addr.h"
 #include "buf.h"
 #include "config.h"
+#include "counter.h"
 #include "maildir.h"
 #include "queue_file.h"
 #include "smtp_data.h"
@@ -80,6 +81,7 @@ struct session {
 	enum session_state state;
 	char id[9];
 	char ip[INET6_ADDRSTRLEN];
+	char ip_key[COUNTER_IP_KEY_MAX]; /* sessions per IP (counter_ip_key) */
 	char helo[256];
 	bool has_helo, is_esmtp, is_tls;
 	bool is_busy;          /* a worker job is in flight */
@@ -133,11 +135,5 @@ void session_force_close(struct session *);
 
 /* smtp_server.c */
 void server_session_gone(struct smtp_server *, struct session *);
-/* AUTH failure accounting per client IP (auth_max_failures in
- * auth_failure_window locks the IP out for auth_lockout, unless it logged
- * in successfully within that time). */
-bool server_auth_locked(struct smtp_server *, const char *ip, time_t now);
-void server_auth_result(
-    struct smtp_server *, const char *ip, bool ok, time_t now);
 
 #endif

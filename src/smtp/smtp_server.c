@@ -55,7 +55,7 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 {
 	struct smtp_listener *l = arg;
 	struct smtp_server *srv = l->srv;
-	char ip[INET6_ADDRSTRLEN];
+	char ip[INET6_ADDRSTRLEN], key[COUNTER_IP_KEY_MAX];
 
 	(void)lev;
 	(void)salen;
@@ -68,34 +68,25 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 		refuse(fd, ip, "Too many connections");
 		return;
 	}
-	if (counter_get(srv->ips, ip) >= srv->cfg->max_sessions_per_ip) {
+	/* IPv6 counts per ipv6_prefix_length (a host has a whole /64);
+	 * session_start keeps the same key for server_session_gone. */
+	counter_ip_key(
+	    ip, (unsigned)srv->cfg->ipv6_prefix_length, key, sizeof(key));
+	if (counter_get(srv->ips, key) >= srv->cfg->max_sessions_per_ip) {
 		refuse(fd, ip, "Too many connections from your address");
 		return;
 	}
-	counter_add(srv->ips, ip, 1);
+	counter_add(srv->ips, key, 1);
 	srv->nsessions++;
 	/* Pipelined replies must not wait for the client's delayed ACK. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	session_start(srv, fd, ip, l->kind);
 }
 
-bool
-server_auth_locked(struct smtp_server *srv, const char *ip, time_t now)
-{
-	return authfail_locked(srv->authfails, srv->cfg, ip, now);
-}
-
-void
-server_auth_result(struct smtp_server *srv, const char *ip, bool ok, time_t now)
-{
-	if (authfail_result(srv->authfails, srv->cfg, ip, ok, now))
-		log_warn("event=auth-lockout client=%s", ip);
-}
-
 void
 server_session_gone(struct smtp_server *srv, struct session *s)
 {
-	counter_add(srv->ips, s->ip, -1);
+	counter_add(srv->ips, s->ip_key, -1);
 	srv->nsessions--;
 	if (srv->is_shutting_down && srv->nsessions == 0)
 		event_base_loopexit(srv->base, NULL);

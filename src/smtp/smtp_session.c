@@ -33,6 +33,7 @@
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "authfail.h"
 #include "base64.h"
 #include "dir.h"
 #include "dns.h"
@@ -452,13 +453,16 @@ mail_params(struct session *s, struct smtp_cmd *c)
 	return true;
 }
 
+/*
+ * auth_sender_match: "yes" and "submission" (the default) check every
+ * authenticated session, on port 25 as on the submission ports: a client
+ * that logged in relays with the server's trust, so it may only send as
+ * its own addresses wherever it logged in.  Only "no" turns it off.
+ */
 static bool
 sender_must_match(const struct session *s)
 {
-	const char *m = s->cfg->auth_sender_match;
-
-	return strcmp(m, "yes") == 0 ||
-	       (strcmp(m, "submission") == 0 && s->kind != LK_SMTP);
+	return strcmp(s->cfg->auth_sender_match, "no") != 0;
 }
 
 static void
@@ -846,7 +850,9 @@ struct auth_job {
 	struct config *cfg;
 	char user[ADDR_PATH_MAX + 8];
 	char pass[256];
-	bool ok;
+	enum dir_login_result result;
+	char canon[ADDR_PATH_MAX + 8];
+	struct authfail_slot slot;
 	struct strlist owned;
 };
 
@@ -855,39 +861,63 @@ collect_aliases(void *arg, const char *alias, const char *target)
 {
 	struct auth_job *j = arg;
 
-	if (target != NULL && strcmp(target, j->user) == 0)
+	if (target != NULL && strcmp(target, j->canon) == 0)
 		strlist_add_unique(&j->owned, alias);
 }
 
-/* Worker: check the password (slow on purpose) and collect the addresses
- * the user may send from: its own and the aliases that point to it. */
+/* Worker: check the password (slow on purpose, as slow for an unknown
+ * name) and collect the addresses the user may send from: its own and
+ * the aliases that point to it. */
 static void
 auth_job_run(void *arg, void *ctx)
 {
 	struct auth_job *j = arg;
 	struct dir *d = ctx;
-	char local[ADDR_LOCAL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1];
-	char canon[ADDR_DOMAIN_MAX + 1], err[256];
-	const char *why;
-	char *hash = NULL;
+	char err[256];
 
-	j->ok = false;
-	if (d != NULL &&
-	    dir_split_address(j->user, local, sizeof(local), domain,
-	        sizeof(domain), &why) == 0 &&
-	    d->ops->domain_resolve(
-	        d, domain, canon, sizeof(canon), err, sizeof(err)) == 1 &&
-	    d->ops->user_hash(d, local, canon, &hash, err, sizeof(err)) == 0 &&
-	    passwd_verify(j->pass, hash)) {
-		j->ok = true;
-		snprintf(
-		    j->user, sizeof(j->user), "%.64s@%.190s", local, canon);
-		strlist_add_unique(&j->owned, j->user);
-		d->ops->list_rows(
-		    d, "aliases", NULL, collect_aliases, j, err, sizeof(err));
-	}
-	free(hash);
+	j->result = d == NULL ? DIR_LOGIN_TEMPFAIL
+	                      : dir_login(d, j->user, j->pass, j->canon,
+	                            sizeof(j->canon));
 	explicit_bzero(j->pass, sizeof(j->pass));
+	if (j->result != DIR_LOGIN_OK)
+		return;
+	strlist_add_unique(&j->owned, j->canon);
+	d->ops->list_rows(
+	    d, "aliases", NULL, collect_aliases, j, err, sizeof(err));
+}
+
+/* The reply to a login the lock-out refused or failed. */
+static void
+auth_refuse(struct session *s, enum authfail_verdict v)
+{
+	if (v == AUTHFAIL_LOCKED) {
+		reply(s,
+		    "421 4.7.0 %s Too many authentication failures, try "
+		    "again later",
+		    s->cfg->hostname);
+		session_close(s);
+	} else if (v == AUTHFAIL_BUSY || v == AUTHFAIL_TEMP) {
+		reply_error(s, "454 4.7.0",
+		    "Temporary authentication failure, try again later");
+	} else {
+		reply_error(
+		    s, "535 5.7.8", "Authentication credentials invalid");
+	}
+}
+
+static enum authfail_outcome
+auth_outcome(enum dir_login_result r)
+{
+	switch (r) {
+	case DIR_LOGIN_OK:
+		return AUTHFAIL_GOOD;
+	case DIR_LOGIN_BAD_PASSWORD:
+		return AUTHFAIL_BAD;
+	case DIR_LOGIN_UNKNOWN:
+		return AUTHFAIL_UNKNOWN;
+	default:
+		return AUTHFAIL_ERROR;
+	}
 }
 
 static void
@@ -895,14 +925,23 @@ auth_job_done(void *arg)
 {
 	struct auth_job *j = arg;
 	struct session *s = j->s;
-	time_t now = time(NULL);
+	enum authfail_verdict v;
+	char u[200];
 
 	s->is_busy = false;
-	server_auth_result(s->srv, s->ip, j->ok, now);
+	/* Counted even when the client has gone: the guess was made. */
+	v = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
+	    auth_outcome(j->result),
+	    j->result == DIR_LOGIN_OK || j->result == DIR_LOGIN_BAD_PASSWORD
+	        ? j->canon
+	        : NULL,
+	    time(NULL));
 	if (!s->is_dead && s->state != ST_CLOSING) {
-		if (j->ok) {
+		log_sanitize(
+		    u, sizeof(u), (const uint8_t *)j->user, strlen(j->user));
+		if (v == AUTHFAIL_OK) {
 			snprintf(
-			    s->auth_user, sizeof(s->auth_user), "%s", j->user);
+			    s->auth_user, sizeof(s->auth_user), "%s", j->canon);
 			strlist_clear(&s->auth_addresses);
 			s->auth_addresses = j->owned;
 			j->owned.v = NULL;
@@ -912,25 +951,14 @@ auth_job_done(void *arg)
 			    s->id, s->ip, s->auth_user);
 			reply(s, "235 2.7.0 Authentication successful");
 		} else {
-			char u[200];
-
-			log_sanitize(u, sizeof(u), (const uint8_t *)j->user,
-			    strlen(j->user));
-			log_warn("session=%s event=auth result=fail client=%s "
+			log_warn("session=%s event=auth result=%s client=%s "
 			         "user=\"%s\"",
-			    s->id, s->ip, u);
-			if (server_auth_locked(s->srv, s->ip, now)) {
-				reply(s,
-				    "421 4.7.0 %s Too many "
-				    "authentication failures, try again "
-				    "later",
-				    s->cfg->hostname);
-				session_close(s);
-			} else {
-				reply_error(s, "535 5.7.8",
-				    "Authentication "
-				    "credentials invalid");
-			}
+			    s->id,
+			    v == AUTHFAIL_TEMP     ? "tempfail"
+			    : v == AUTHFAIL_LOCKED ? "locked"
+			                           : "fail",
+			    s->ip, u);
+			auth_refuse(s, v);
 		}
 	}
 	strlist_clear(&j->owned);
@@ -938,23 +966,41 @@ auth_job_done(void *arg)
 	session_resume(s);
 }
 
+/* A failure decided before any password check (bad syntax). */
+static void
+auth_fail_now(struct session *s)
+{
+	enum authfail_verdict v =
+	    authfail_fail(s->srv->authfails, s->srv->cfg, s->ip, time(NULL));
+
+	auth_refuse(s, v == AUTHFAIL_OK ? AUTHFAIL_DENIED : v);
+}
+
 static void
 auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
     size_t plen)
 {
 	struct auth_job *j;
+	enum authfail_verdict v;
 
 	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
-		server_auth_result(s->srv, s->ip, false, time(NULL));
-		reply_error(s, "535 5.7.8",
-		    "Authentication credentials "
-		    "invalid");
+		auth_fail_now(s);
 		return;
 	}
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->cfg = s->cfg;
 	memcpy(j->user, user, ulen);
+	/* The lock is checked, and a slot taken, for every attempt. */
+	v = authfail_begin(s->srv->authfails, s->srv->cfg, s->ip, j->user,
+	    time(NULL), &j->slot);
+	if (v != AUTHFAIL_OK) {
+		log_warn("session=%s event=auth result=%s client=%s", s->id,
+		    v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip);
+		free(j);
+		auth_refuse(s, v);
+		return;
+	}
 	memcpy(j->pass, pass, plen);
 	s->is_busy = true;
 	workers_submit(s->srv->workers, auth_job_run, auth_job_done, j);
@@ -974,9 +1020,7 @@ auth_plain(struct session *s, const char *b64, size_t len)
 	}
 	if (r == -2) {
 		/* An authorisation identity other than the user. */
-		server_auth_result(s->srv, s->ip, false, time(NULL));
-		reply_error(
-		    s, "535 5.7.8", "Authentication credentials invalid");
+		auth_fail_now(s);
 		return;
 	}
 	auth_check(s, user, strlen(user), pass, strlen(pass));
@@ -1051,16 +1095,9 @@ cmd_auth(struct session *s, struct smtp_cmd *c)
 		    "requested authentication mechanism");
 		return;
 	}
-	if (server_auth_locked(s->srv, s->ip, time(NULL))) {
-		log_warn("session=%s event=auth result=locked client=%s", s->id,
-		    s->ip);
-		reply(s,
-		    "421 4.7.0 %s Too many authentication failures, try "
-		    "again later",
-		    s->cfg->hostname);
-		session_close(s);
-		return;
-	}
+	/* The lock-out is checked once the user name is known
+	 * (auth_check): a client locked out for others may still be
+	 * trusted for the account that logged in from it before. */
 	if (span_eq_ci(mech, "PLAIN")) {
 		if (ir == NULL) {
 			s->auth_step = AUTH_STEP_PLAIN;
@@ -1494,6 +1531,8 @@ session_start(
 	s->state = ST_GREETING;
 	snprintf(s->id, sizeof(s->id), "%08x", ++srv->session_seq);
 	snprintf(s->ip, sizeof(s->ip), "%s", ip);
+	counter_ip_key(ip, (unsigned)s->cfg->ipv6_prefix_length, s->ip_key,
+	    sizeof(s->ip_key));
 	s->line = xmalloc(s->cfg->command_line_limit + 1);
 	s->spool_fd = -1;
 	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
