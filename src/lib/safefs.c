@@ -157,11 +157,16 @@ dir_at(int dfd, const char *name, mode_t mode, const char *shown, char *err,
 		return fail(err, errlen, "%s: %s", shown, strerror(errno));
 	if (check_stat(&st, true, geteuid(), shown, err, errlen) == -1)
 		return -1;
-	/* O_NOFOLLOW again: the name may have changed since fstatat. */
+	/* O_NOFOLLOW again: the name may have changed since fstatat (a link
+	 * gives ELOOP, or ENOTDIR with O_DIRECTORY). */
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (fd == -1) /* on a link: ELOOP, or ENOTDIR with O_DIRECTORY */
-		return open_fail(
-		    errno == ENOTDIR ? ELOOP : errno, shown, err, errlen);
+	if (fd == -1 && (errno == ELOOP || errno == ENOTDIR))
+		return fail(err, errlen,
+		    "%s changed while being checked: "
+		    "refusing it",
+		    shown);
+	if (fd == -1)
+		return open_fail(errno, shown, err, errlen);
 	return fd;
 }
 
