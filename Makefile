@@ -16,7 +16,7 @@ SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/base64.c src/lib/authfail.c src/lib/tls.c src/lib/net.c \
 	src/lib/sasl.c src/lib/file.c src/lib/counter.c \
-	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c \
+	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c src/lib/safefs.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
 	src/dir/dir.c src/dir/dir_sqlite.c src/maildir/maildir.c \
 	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <time.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -33,6 +34,8 @@
 #include "relay.h"
 #include "dns.h"
 #include "file.h"
+#include "log.h"
+#include "safefs.h"
 
 #define ERRLEN 512
 
@@ -695,26 +698,78 @@ usage(void)
 	return 2;
 }
 
-/* Opens (creating if needed) the directory, owned by the run user. */
+/*
+ * Run as root, posternctl creates data_dir if need be (given to the run
+ * user through a descriptor opened with O_NOFOLLOW) and then becomes the
+ * run user for good: nothing inside data_dir, which that user controls,
+ * is ever opened as root.  *data_fd_out (when not NULL) gets data_dir's
+ * descriptor, or -1 when it was not asked for.
+ */
+static int
+become_run_user(struct ctl *c, int *data_fd_out)
+{
+	struct passwd *pw = NULL;
+	char err[4352];
+	mode_t old;
+	int fd;
+
+	if (geteuid() == 0) {
+		pw = getpwnam(c->cfg->user);
+		if (pw == NULL)
+			return die(
+			    "user %s does not exist (set \"user\" in %s)",
+			    c->cfg->user, c->cfg->path);
+		if (pw->pw_uid == 0)
+			return die("%s", "user must not be root");
+	}
+	if (data_fd_out != NULL) {
+		fd = safefs_data_dir(c->cfg->data_dir,
+		    pw ? pw->pw_uid : geteuid(), pw ? pw->pw_gid : getegid(),
+		    &old, err, sizeof(err));
+		if (fd == -1)
+			return die("data_dir: %s", err);
+		if (old != 0)
+			fprintf(stderr,
+			    "posternctl: note: %s mode %04o tightened to "
+			    "%04o\n",
+			    c->cfg->data_dir, (unsigned)old,
+			    (unsigned)SAFEFS_DATA_DIR_MODE);
+		*data_fd_out = fd;
+	}
+	if (pw != NULL &&
+	    (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
+	        setuid(pw->pw_uid) == -1 || setuid(0) != -1))
+		return die(
+		    "cannot become user %s: %s", pw->pw_name, strerror(errno));
+	return 0;
+}
+
+/* Opens (creating if needed) data_dir's tree and the directory. */
 static int
 open_dir(struct ctl *c)
 {
-	struct passwd *pw = geteuid() == 0 ? getpwnam(c->cfg->user) : NULL;
-	char path[4096];
+	char err[4352], note[4096];
+	int fd = -1, r;
 
-	if (mkdir(c->cfg->data_dir, 0750) == -1 && errno != EEXIST)
-		return die("cannot create data_dir: %s", strerror(errno));
+	if (become_run_user(c, &fd) != 0) {
+		if (fd != -1)
+			close(fd);
+		return 1;
+	}
+	r = safefs_prepare(fd, c->cfg->data_dir, "postern.db", note,
+	    sizeof(note), err, sizeof(err));
+	close(fd);
+	if (r == -1)
+		return die("data_dir: %s", err);
+	for (char *l = strtok(note, "\n"); l; l = strtok(NULL, "\n")) {
+		char safe[1024]; /* names under mail/ are the run user's */
+
+		log_sanitize(safe, sizeof(safe), (const uint8_t *)l, strlen(l));
+		fprintf(stderr, "posternctl: note: %s\n", safe);
+	}
 	c->dir = dir_sqlite_open(c->cfg->db_path, false, c->err, ERRLEN);
 	if (c->dir == NULL)
 		return die("%s", c->err);
-	if (pw != NULL) {
-		/* The daemon reads the database as this user. */
-		if (chown(c->cfg->db_path, pw->pw_uid, pw->pw_gid) == -1 ||
-		    chown(c->cfg->data_dir, pw->pw_uid, pw->pw_gid) == -1)
-			return die("chown: %s", strerror(errno));
-		snprintf(path, sizeof(path), "%s-journal", c->cfg->db_path);
-		(void)chown(path, pw->pw_uid, pw->pw_gid);
-	}
 	return 0;
 }
 
@@ -842,7 +897,8 @@ main(int argc, char **argv)
 		return rc;
 	}
 	if (strcmp(argv[0], "reload") == 0 && argc == 1) {
-		rc = c_reload(&c, argv + 1);
+		rc =
+		    become_run_user(&c, NULL) != 0 ? 1 : c_reload(&c, argv + 1);
 		config_unref(&c.cfg);
 		return rc;
 	}
@@ -863,7 +919,11 @@ main(int argc, char **argv)
 			rc = usage();
 			break;
 		}
-		if (strcmp(s->w1, "queue") != 0 && open_dir(&c) != 0) {
+		/* The queue commands read the run user's files or talk to
+		 * its socket: as that user, never as root. */
+		if (strcmp(s->w1, "queue") != 0
+		        ? open_dir(&c) != 0
+		        : become_run_user(&c, NULL) != 0) {
 			rc = 1;
 			break;
 		}

@@ -37,6 +37,7 @@
 #include "queue.h"
 #include "relay.h"
 #include "log.h"
+#include "safefs.h"
 #include "maildir.h"
 #include "passwd.h"
 #include "smtp_server.h"
@@ -71,43 +72,53 @@ worker_dir_close(void *ctx)
 	dir_close(&d);
 }
 
-/* Creates data_dir and the directory database; owned by the run user. */
-static void
+/*
+ * As root (or as whoever started us): creates data_dir if missing and
+ * gives it to the run user, through a descriptor opened with O_NOFOLLOW.
+ * Nothing inside data_dir is touched here: the run user controls it.
+ * Returns data_dir's descriptor for prepare_data_tree.
+ */
+static int
 prepare_data_dir(const struct config *cfg, const struct passwd *pw)
 {
-	char path[4096], err[256];
+	char err[4352];
+	mode_t old;
+	int fd = safefs_data_dir(cfg->data_dir, pw ? pw->pw_uid : geteuid(),
+	    pw ? pw->pw_gid : getegid(), &old, err, sizeof(err));
+
+	if (fd == -1)
+		fatalx("data_dir: %s", err);
+	if (old != 0)
+		log_warn("event=data-dir path=%s mode=%04o tightened=%04o",
+		    cfg->data_dir, (unsigned)old,
+		    (unsigned)SAFEFS_DATA_DIR_MODE);
+	return fd;
+}
+
+/*
+ * As the run user, after the privilege drop: the queue directories,
+ * mail/ and the directory database, refusing a symbolic link (or a hard
+ * link) where one of them must be.
+ */
+static void
+prepare_data_tree(const struct config *cfg, int data_fd)
+{
+	char err[4352], note[4096];
 	struct dir *d;
 
-	if (mkdir(cfg->data_dir, 0750) == -1 && errno != EEXIST)
-		fatal("mkdir %s", cfg->data_dir);
-	snprintf(path, sizeof(path), "%s/mail", cfg->data_dir);
-	if (mkdir(path, 0750) == -1 && errno != EEXIST)
-		fatal("mkdir %s", path);
-	{
-		static const char *const subs[] = {
-		    "queue", "queue/tmp", "queue/entries", "queue/corrupt"};
-		char q[4096];
+	if (safefs_prepare(data_fd, cfg->data_dir, "postern.db", note,
+	        sizeof(note), err, sizeof(err)) == -1)
+		fatalx("data_dir: %s", err);
+	for (char *l = strtok(note, "\n"); l; l = strtok(NULL, "\n")) {
+		char safe[1024]; /* names under mail/ are the run user's */
 
-		for (size_t i = 0; i < 4; i++) {
-			snprintf(q, sizeof(q), "%s/%s", cfg->data_dir, subs[i]);
-			if (mkdir(q, 0700) == -1 && errno != EEXIST)
-				fatal("mkdir %s", q);
-			if (pw != NULL &&
-			    chown(q, pw->pw_uid, pw->pw_gid) == -1)
-				fatal("chown %s", q);
-		}
+		log_sanitize(safe, sizeof(safe), (const uint8_t *)l, strlen(l));
+		log_warn("event=data-dir note=\"%s\"", safe);
 	}
 	d = dir_sqlite_open(cfg->db_path, false, err, sizeof(err));
 	if (d == NULL)
 		fatalx("directory: %s", err);
 	dir_close(&d);
-	if (pw != NULL) {
-		const char *paths[] = {cfg->data_dir, path, cfg->db_path};
-
-		for (size_t i = 0; i < 3; i++)
-			if (chown(paths[i], pw->pw_uid, pw->pw_gid) == -1)
-				fatal("chown %s", paths[i]);
-	}
 }
 
 static void
@@ -144,11 +155,17 @@ daemonize(void)
 	return p[1];
 }
 
+/* Written as the run user; a symbolic link there is refused. */
 static void
 write_pid(const char *path)
 {
-	FILE *f = fopen(path, "w");
+	int fd = safefs_create(AT_FDCWD, path, 0644);
+	FILE *f;
 
+	if (fd == -1 && errno == ELOOP)
+		fatalx("pid file %s is a symbolic link: refusing to follow it",
+		    path);
+	f = fd == -1 ? NULL : fdopen(fd, "w");
 	if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 ||
 	    fclose(f) != 0)
 		fatal("pid file %s", path);
@@ -434,7 +451,7 @@ main(int argc, char **argv)
 	const char *conf = NULL;
 	bool foreground = false;
 	char err[512];
-	int ch, ready_fd = -1;
+	int ch, ready_fd = -1, data_fd;
 
 	while ((ch = getopt(argc, argv, "c:f")) != -1) {
 		if (ch == 'c')
@@ -471,7 +488,7 @@ main(int argc, char **argv)
 	}
 	if (!foreground)
 		ready_fd = daemonize();
-	prepare_data_dir(cfg, pw);
+	data_fd = prepare_data_dir(cfg, pw);
 	/* Before the files are read: a change in between is re-read at the
 	 * next reload rather than missed. */
 	tls_files_sig(cfg, dm.tls_sig, sizeof(dm.tls_sig));
@@ -486,6 +503,8 @@ main(int argc, char **argv)
 		fatalx("%s", err);
 	if (pw != NULL)
 		drop_privileges(pw);
+	prepare_data_tree(cfg, data_fd);
+	close(data_fd);
 	write_pid(cfg->pid_file);
 	if (dns_init() == -1)
 		fatalx("c-ares initialisation failed");

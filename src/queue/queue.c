@@ -77,9 +77,11 @@ struct attempt {
 struct persist {
 	struct queue *q;
 	struct qentry *e;
+	struct config *cfg; /* its own reference: a reload may swap q->cfg */
 	struct qenv snap;
 	bool is_delete;
 	int result;
+	char err[PATH_MAX + 64]; /* the thread's reason when result is -1 */
 };
 
 struct bounce {
@@ -159,35 +161,62 @@ entry_done(const struct qentry *e)
 
 /* ---- persisting and deleting (worker thread) --------------------------- */
 
+/* Records what failed and why, from errno on this thread. */
 static int
-write_env_file(const char *data_dir, const struct qenv *e)
+persist_fail(char *err, size_t errlen, const char *what, const char *path)
+{
+	if (err != NULL)
+		snprintf(err, errlen, "%s %s: %s", what, path, strerror(errno));
+	return -1;
+}
+
+/* Writes e's state to ID.env; -1 with the reason in err. */
+static int
+write_env_file(
+    const char *data_dir, const struct qenv *e, char *err, size_t errlen)
 {
 	char tmp[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX];
 	struct buf b;
+	ssize_t n;
 	int fd, r = -1;
 
 	buf_init(&b, 64u << 20);
 	if (queue_env_format(e, &b) == -1 ||
 	    queue_path(tmp, sizeof(tmp), data_dir, "tmp", e->id, ".env.new") ||
-	    queue_path(dst, sizeof(dst), data_dir, "entries", e->id, ".env"))
+	    queue_path(dst, sizeof(dst), data_dir, "entries", e->id, ".env")) {
+		snprintf(err, errlen, "envelope of %s too large", e->id);
 		goto out;
+	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1)
+	if (fd == -1) {
+		persist_fail(err, errlen, "open", tmp);
 		goto out;
-	if (write(fd, b.data, b.len) != (ssize_t)b.len || fsync(fd) == -1) {
+	}
+	n = write(fd, b.data, b.len);
+	if (n != (ssize_t)b.len || fsync(fd) == -1) {
+		if (n >= 0 && n != (ssize_t)b.len)
+			snprintf(err, errlen, "write %s: short write", tmp);
+		else
+			persist_fail(err, errlen, "write", tmp);
 		close(fd);
 		unlink(tmp);
 		goto out;
 	}
 	close(fd);
-	if (rename(tmp, dst) == -1)
+	if (rename(tmp, dst) == -1) {
+		persist_fail(err, errlen, "rename to", dst);
+		unlink(tmp);
 		goto out;
+	}
 	snprintf(dir, sizeof(dir), "%s/queue/entries", data_dir);
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (fd != -1) {
-		r = fsync(fd);
-		close(fd);
+	if (fd == -1) {
+		persist_fail(err, errlen, "open", dir);
+		goto out;
 	}
+	if ((r = fsync(fd)) == -1)
+		persist_fail(err, errlen, "fsync", dir);
+	close(fd);
 out:
 	buf_release(&b);
 	return r;
@@ -196,23 +225,25 @@ out:
 /*
  * Removes ID.msg, then ID.env when there is one: an .env without its .msg
  * is only garbage, and queue_load removes it.  A file already gone counts
- * as removed.
+ * as removed.  On failure err (when not NULL) gets the reason.
  */
 static int
-remove_entry_files(const char *data_dir, const char *id, bool has_env)
+remove_entry_files(const char *data_dir, const char *id, bool has_env,
+    char *err, size_t errlen)
 {
 	char path[PATH_MAX];
 	int r = 0;
 
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".msg");
 	if (unlink(path) == -1 && errno != ENOENT)
-		r = -1;
+		r = persist_fail(err, errlen, "unlink", path);
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".env");
 	if (has_env && unlink(path) == -1 && errno != ENOENT)
-		r = -1;
+		r = persist_fail(err, errlen, "unlink", path);
 	return r;
 }
 
+/* Outbound thread: only p's own copies (snapshot, config reference). */
 static void
 persist_run(void *arg, void *ctx)
 {
@@ -221,10 +252,11 @@ persist_run(void *arg, void *ctx)
 	(void)ctx;
 	if (p->is_delete)
 		/* A write still in flight may have created the .env. */
-		p->result =
-		    remove_entry_files(p->q->cfg->data_dir, p->snap.id, true);
+		p->result = remove_entry_files(
+		    p->cfg->data_dir, p->snap.id, true, p->err, sizeof(p->err));
 	else
-		p->result = write_env_file(p->q->cfg->data_dir, &p->snap);
+		p->result = write_env_file(
+		    p->cfg->data_dir, &p->snap, p->err, sizeof(p->err));
 }
 
 static void
@@ -237,10 +269,11 @@ persist_done(void *arg)
 	e->is_persisting = false;
 	if (p->result == -1)
 		log_err("id=%s event=queue-write result=fail error=\"%s\"",
-		    p->snap.id, strerror(errno));
+		    p->snap.id, p->err);
 	else if (!p->is_delete)
 		e->has_env = true;
 	queue_env_clear(&p->snap);
+	config_unref(&p->cfg);
 	if (p->is_delete) {
 		log_info("id=%s event=removed", e->env.id);
 		TAILQ_REMOVE(&q->entries, e, link);
@@ -270,6 +303,7 @@ entry_persist(struct queue *q, struct qentry *e)
 	p = xcalloc(1, sizeof(*p));
 	p->q = q;
 	p->e = e;
+	p->cfg = config_ref(q->cfg);
 	p->is_delete = e->is_deleted || entry_done(e);
 	queue_env_copy(&p->snap, &e->env);
 	/* On the outbound threads: unlink can block for a long time (online
@@ -496,8 +530,8 @@ attempt_run(void *arg, void *ctx)
 	for (size_t i = 0; i < a->job.nrcpt; i++)
 		if (a->job.rcpts[i].result != OUT_SENT)
 			return;
-	a->removed = remove_entry_files(
-	                 a->job.cfg->data_dir, a->job.id, a->has_env) == 0;
+	a->removed = remove_entry_files(a->job.cfg->data_dir, a->job.id,
+	                 a->has_env, NULL, 0) == 0;
 }
 
 /*

@@ -22,5 +22,6 @@ int run_pop3_tests(void);
 int run_buf_tests(void);
 int run_counter_tests(void);
 int run_authfail_tests(void);
+int run_safefs_tests(void);
 
 #endif

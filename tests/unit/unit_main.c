@@ -19,5 +19,6 @@ main(void)
 	failed += run_buf_tests();
 	failed += run_counter_tests();
 	failed += run_authfail_tests();
+	failed += run_safefs_tests();
 	return failed != 0;
 }

@@ -1,0 +1,62 @@
+/*
+ * safefs: opening data_dir and what posternd keeps in it without ever
+ * following a symbolic link or a stray hard link planted there.
+ *
+ * Trust model: data_dir's parents belong to the admin and are trusted;
+ * data_dir itself and everything in it belong to the run user, which may
+ * be compromised, so its contents are hostile.  Root only ever touches
+ * data_dir itself (safefs_data_dir, through a descriptor opened with
+ * O_NOFOLLOW); the tree inside is prepared by safefs_prepare after the
+ * privilege drop, as the run user.
+ */
+#ifndef POSTERN_SAFEFS_H
+#define POSTERN_SAFEFS_H
+
+#include <sys/types.h>
+
+#include <stddef.h>
+
+/* The mode data_dir is created with and tightened to. */
+#define SAFEFS_DATA_DIR_MODE 0750
+/* The mode of the directory database (and its -journal/-wal/-shm). */
+#define SAFEFS_DB_MODE 0600
+
+/*
+ * Creates path (one level) with SAFEFS_DATA_DIR_MODE if it is missing and
+ * opens it with O_DIRECTORY|O_NOFOLLOW (a symbolic link there is
+ * followed only when root owns it: the admin's, like the parents).  owner is
+ * the run user's uid: when the caller is root, a data_dir owned by root is
+ * given to owner:group with fchown on the open descriptor; one owned by anybody
+ * else than owner (or root, when the caller is root) is refused.  A mode
+ * looser than SAFEFS_DATA_DIR_MODE is tightened with fchmod and
+ * *old_mode_out gets the old mode (else 0).
+ * Returns the descriptor (the caller closes it), or -1 with a reason in
+ * err naming the path, e.g. "/x/data is a symbolic link".
+ */
+int safefs_data_dir(const char *path, uid_t owner, gid_t group,
+    mode_t *old_mode_out, char *err, size_t errlen);
+
+/*
+ * Under data_fd (data_dir, shown as data_dir in messages), creates if
+ * missing and checks everything posternd keeps there: mail/ (0750),
+ * queue/, queue/tmp, queue/entries, queue/corrupt (0700) must be real
+ * directories, db_name must be a regular file with one link (created
+ * SAFEFS_DB_MODE when missing), its -journal, -wal and -shm siblings, if
+ * present, too; all owned by the caller's effective uid.  A database file
+ * looser than SAFEFS_DB_MODE is tightened; each change made is appended
+ * to note as one line ("PATH mode 0644 tightened to 0600\n").  Symbolic
+ * links directly under mail/ are reported in note too (deliveries follow
+ * them as the run user, root never does).
+ * Returns 0, or -1 with err naming the path and why.
+ */
+int safefs_prepare(int data_fd, const char *data_dir, const char *db_name,
+    char *note, size_t notelen, char *err, size_t errlen);
+
+/*
+ * Opens name under dfd (dfd may be AT_FDCWD) for writing with
+ * O_CREAT|O_TRUNC|O_NOFOLLOW and mode; -1 with errno set (ELOOP when
+ * name is a symbolic link).
+ */
+int safefs_create(int dfd, const char *name, mode_t mode);
+
+#endif

@@ -1,0 +1,301 @@
+/*
+ * safefs: data_dir and its tree without following planted links
+ * (include/safefs.h).  Everything goes through descriptors: a directory
+ * is opened with O_DIRECTORY|O_NOFOLLOW relative to its parent's
+ * descriptor, looked at with fstat on that descriptor and changed with
+ * fchown/fchmod on it, so a name swapped between a check and a use
+ * cannot redirect the change.  Used by posternd and posternctl.
+ */
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "safefs.h"
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+static void
+note_add(char *note, size_t notelen, const char *shown, mode_t from, mode_t to)
+{
+	size_t used = strlen(note);
+
+	if (used < notelen)
+		snprintf(note + used, notelen - used,
+		    "%s mode %04o tightened to %04o\n", shown,
+		    (unsigned)(from & 07777), (unsigned)(to & 07777));
+}
+
+/* Why an open with O_NOFOLLOW failed, in words an admin can act on. */
+static int
+open_fail(int saved, const char *shown, char *err, size_t errlen)
+{
+	if (saved == ELOOP)
+		return fail(err, errlen,
+		    "%s is a symbolic link: refusing to follow it", shown);
+	if (saved == ENOTDIR)
+		return fail(err, errlen, "%s is not a directory", shown);
+	return fail(err, errlen, "%s: %s", shown, strerror(saved));
+}
+
+/* A stat result that is not what postern itself would have made. */
+static int
+check_stat(const struct stat *st, bool want_dir, uid_t owner, const char *shown,
+    char *err, size_t errlen)
+{
+	if (S_ISLNK(st->st_mode))
+		return fail(err, errlen,
+		    "%s is a symbolic link: refusing to follow it", shown);
+	if (want_dir && !S_ISDIR(st->st_mode))
+		return fail(err, errlen, "%s is not a directory", shown);
+	if (!want_dir && !S_ISREG(st->st_mode))
+		return fail(err, errlen, "%s is not a regular file", shown);
+	/* A hard link to a file elsewhere (st_nlink 2) is never ours. */
+	if (!want_dir && st->st_nlink != 1)
+		return fail(err, errlen,
+		    "%s has %lu hard links: refusing to use it", shown,
+		    (unsigned long)st->st_nlink);
+	if (st->st_uid != owner)
+		return fail(err, errlen, "%s is owned by uid %lu, not uid %lu",
+		    shown, (unsigned long)st->st_uid, (unsigned long)owner);
+	return 0;
+}
+
+int
+safefs_data_dir(const char *path, uid_t owner, gid_t group,
+    mode_t *old_mode_out, char *err, size_t errlen)
+{
+	bool is_root = geteuid() == 0;
+	struct stat st;
+	mode_t loose;
+	int fd;
+
+	*old_mode_out = 0;
+	/* mkdir never follows a symbolic link in the last component. */
+	if (mkdir(path, SAFEFS_DATA_DIR_MODE) == -1 && errno != EEXIST)
+		return fail(
+		    err, errlen, "cannot create %s: %s", path, strerror(errno));
+	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	/* A link root made (data_dir moved to another disk) is the admin's,
+	 * like the parents; nobody else can swap it in a trusted parent. */
+	if (fd == -1 && (errno == ELOOP || errno == ENOTDIR)) {
+		int saved = errno;
+
+		if (lstat(path, &st) == 0 && S_ISLNK(st.st_mode)) {
+			saved = ELOOP;
+			if (st.st_uid == 0)
+				fd = open(
+				    path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (fd == -1 && st.st_uid == 0)
+				saved = errno;
+		}
+		errno = saved;
+	}
+	if (fd == -1)
+		return open_fail(errno, path, err, errlen);
+	if (fstat(fd, &st) == -1) {
+		fail(err, errlen, "%s: %s", path, strerror(errno));
+		goto bad;
+	}
+	if (is_root && st.st_uid == 0 && owner != 0) {
+		if (fchown(fd, owner, group) == -1) {
+			fail(
+			    err, errlen, "chown %s: %s", path, strerror(errno));
+			goto bad;
+		}
+		st.st_uid = owner;
+	}
+	if (check_stat(&st, true, owner, path, err, errlen) == -1)
+		goto bad;
+	loose = st.st_mode & 0777 & ~(mode_t)SAFEFS_DATA_DIR_MODE;
+	if (loose != 0) {
+		if (fchmod(fd, st.st_mode & (07000 | SAFEFS_DATA_DIR_MODE)) ==
+		    -1) {
+			fail(
+			    err, errlen, "chmod %s: %s", path, strerror(errno));
+			goto bad;
+		}
+		*old_mode_out = st.st_mode & 07777;
+	}
+	return fd;
+bad:
+	close(fd);
+	return -1;
+}
+
+/* Creates (if missing) and opens the directory name under dfd. */
+static int
+dir_at(int dfd, const char *name, mode_t mode, const char *shown, char *err,
+    size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	if (mkdirat(dfd, name, mode) == -1 && errno != EEXIST)
+		return fail(err, errlen, "cannot create %s: %s", shown,
+		    strerror(errno));
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return fail(err, errlen, "%s: %s", shown, strerror(errno));
+	if (check_stat(&st, true, geteuid(), shown, err, errlen) == -1)
+		return -1;
+	/* O_NOFOLLOW again: the name may have changed since fstatat (a link
+	 * gives ELOOP, or ENOTDIR with O_DIRECTORY). */
+	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd == -1 && (errno == ELOOP || errno == ENOTDIR))
+		return fail(err, errlen,
+		    "%s changed while being checked: "
+		    "refusing it",
+		    shown);
+	if (fd == -1)
+		return open_fail(errno, shown, err, errlen);
+	return fd;
+}
+
+/*
+ * Checks the regular file name under dfd (creating it SAFEFS_DB_MODE when
+ * create is set and it is missing) and tightens a looser mode.
+ */
+static int
+file_at(int dfd, const char *name, bool create, const char *shown, char *note,
+    size_t notelen, char *err, size_t errlen)
+{
+	struct stat st, now;
+	int fd;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (errno != ENOENT)
+			return fail(
+			    err, errlen, "%s: %s", shown, strerror(errno));
+		if (!create)
+			return 0;
+		/* O_EXCL: never through a link, never an existing file. */
+		fd = openat(dfd, name,
+		    O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		    SAFEFS_DB_MODE);
+		if (fd == -1)
+			return fail(err, errlen, "cannot create %s: %s", shown,
+			    strerror(errno));
+		close(fd);
+		return 0;
+	}
+	if (check_stat(&st, false, geteuid(), shown, err, errlen) == -1)
+		return -1;
+	if ((st.st_mode & 0777 & ~(mode_t)SAFEFS_DB_MODE) == 0)
+		return 0;
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1)
+		return open_fail(errno, shown, err, errlen);
+	if (fstat(fd, &now) == -1 || now.st_ino != st.st_ino ||
+	    now.st_dev != st.st_dev ||
+	    fchmod(fd, st.st_mode & SAFEFS_DB_MODE) == -1) {
+		close(fd);
+		return fail(
+		    err, errlen, "%s changed while being checked", shown);
+	}
+	close(fd);
+	note_add(note, notelen, shown, st.st_mode, st.st_mode & SAFEFS_DB_MODE);
+	return 0;
+}
+
+/* Names a link directly under mail/ in note: root never follows it. */
+static void
+mail_links(int mail_fd, const char *shown, char *note, size_t notelen)
+{
+	int fd = dup(mail_fd);
+	struct dirent *de;
+	DIR *d;
+
+	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		struct stat st;
+		size_t used = strlen(note);
+
+		if (de->d_type != DT_LNK && de->d_type != DT_UNKNOWN)
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) ==
+		        -1 ||
+		    !S_ISLNK(st.st_mode) || used >= notelen)
+			continue;
+		snprintf(note + used, notelen - used,
+		    "%s/%s is a symbolic link: deliveries follow it as the "
+		    "run user\n",
+		    shown, de->d_name);
+	}
+	closedir(d);
+}
+
+int
+safefs_prepare(int data_fd, const char *data_dir, const char *db_name,
+    char *note, size_t notelen, char *err, size_t errlen)
+{
+	static const char *const qsubs[] = {"tmp", "entries", "corrupt"};
+	static const char *const db_sibs[] = {"-journal", "-wal", "-shm"};
+	char shown[4096], name[256];
+	int fd, qfd;
+
+	if (notelen > 0)
+		note[0] = '\0';
+	snprintf(shown, sizeof(shown), "%s/mail", data_dir);
+	if ((fd = dir_at(data_fd, "mail", 0750, shown, err, errlen)) == -1)
+		return -1;
+	mail_links(fd, shown, note, notelen);
+	close(fd);
+	snprintf(shown, sizeof(shown), "%s/queue", data_dir);
+	if ((qfd = dir_at(data_fd, "queue", 0700, shown, err, errlen)) == -1)
+		return -1;
+	for (size_t i = 0; i < sizeof(qsubs) / sizeof(qsubs[0]); i++) {
+		snprintf(
+		    shown, sizeof(shown), "%s/queue/%s", data_dir, qsubs[i]);
+		if ((fd = dir_at(qfd, qsubs[i], 0700, shown, err, errlen)) ==
+		    -1) {
+			close(qfd);
+			return -1;
+		}
+		close(fd);
+	}
+	close(qfd);
+	snprintf(shown, sizeof(shown), "%s/%s", data_dir, db_name);
+	if (file_at(data_fd, db_name, true, shown, note, notelen, err,
+	        errlen) == -1)
+		return -1;
+	for (size_t i = 0; i < sizeof(db_sibs) / sizeof(db_sibs[0]); i++) {
+		if (snprintf(name, sizeof(name), "%s%s", db_name, db_sibs[i]) >=
+		    (int)sizeof(name))
+			return fail(err, errlen, "%s: name too long", db_name);
+		snprintf(shown, sizeof(shown), "%s/%s", data_dir, name);
+		if (file_at(data_fd, name, false, shown, note, notelen, err,
+		        errlen) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+int
+safefs_create(int dfd, const char *name, mode_t mode)
+{
+	return openat(dfd, name,
+	    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+}
