@@ -501,8 +501,10 @@ print_entry(const struct qenv *e, off_t size, bool json, bool first)
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		printf("%s{\"address\":", i ? "," : "");
 		json_str(e->rcpts[i].addr);
-		printf(",\"state\":\"%s\",\"attempts\":%u,\"last_error\":",
-		    queue_state_name(e->rcpts[i].state), e->rcpts[i].attempts);
+		printf(",\"state\":\"%s\",\"attempts\":%u,\"pinned\":%s,"
+		       "\"last_error\":",
+		    queue_state_name(e->rcpts[i].state), e->rcpts[i].attempts,
+		    e->rcpts[i].is_pinned ? "true" : "false");
 		json_str(e->rcpts[i].error);
 		printf("}");
 	}
