@@ -175,7 +175,6 @@ txn_reset(struct session *s)
 	strlist_clear(&s->mailboxes);
 	strlist_clear(&s->remote);
 	strlist_clear(&s->pinned);
-	strlist_clear(&s->pinned);
 	strlist_clear(&s->rcpt_log);
 	bufpool_put(&s->srv->msgbufs, &s->msg);
 	free(s->headers);
