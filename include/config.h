@@ -68,13 +68,17 @@ struct config {
 	int log_level;
 	char *db_path; /* derived: data_dir/postern.db */
 	/* outbound */
-	char *relayhost, *dns_servers, *smtp_tls;
+	char *relayhost, *dns_servers, *smtp_tls, *smtp_tls_ca_file;
 	struct route_list routes;
 	size_t smtp_port, smtp_max_connections, smtp_max_connections_per_domain;
 	unsigned smtp_connect_timeout_ms;
 	unsigned queue_retry_min_ms, queue_retry_max_ms, queue_lifetime_ms;
 	unsigned queue_delay_warning_ms;
 	struct cidr_list relay_addresses;
+	/* DNS for the relay policy (backup MX): bounds per client IP, in
+	 * total, and per lookup */
+	size_t smtp_dns_lookups, smtp_dns_lookups_per_ip;
+	unsigned smtp_dns_timeout_ms;
 	/* relay policy */
 	int relay_mode; /* enum relay_mode */
 	struct strlist relay_domains;

@@ -14,9 +14,17 @@
 #define DNS_MAX_HOSTS 16
 #define DNS_MAX_ADDRS 8
 
+enum dns_status {
+	DNS_OK,
+	DNS_TEMPFAIL, /* try again later */
+	DNS_NOTFOUND, /* the domain or host does not exist: bounce */
+	DNS_NULLMX,   /* the domain accepts no mail: bounce */
+};
+
 struct dns_host {
 	char name[256];
 	int pref;
+	enum dns_status status; /* of this host's address lookup */
 	size_t naddr;
 	struct sockaddr_storage addrs[DNS_MAX_ADDRS];
 };
@@ -24,13 +32,6 @@ struct dns_host {
 struct dns_hops {
 	size_t n;
 	struct dns_host hosts[DNS_MAX_HOSTS];
-};
-
-enum dns_status {
-	DNS_OK,
-	DNS_TEMPFAIL, /* try again later */
-	DNS_NOTFOUND, /* the domain or host does not exist: bounce */
-	DNS_NULLMX,   /* the domain accepts no mail: bounce */
 };
 
 /* Initialises c-ares once per process (call before threads start). */
@@ -41,6 +42,15 @@ int dns_init(void);
  */
 enum dns_status dns_resolve_mx(const char *domain, const char *servers,
     struct dns_hops *hops, char *err, size_t errlen);
+/*
+ * The same lookup for the relay policy: every MX host is kept, in
+ * preference order (random among equals), with its own status (a host
+ * whose addresses could not be found has naddr 0), so the caller can
+ * judge all of them.  The whole lookup ends after timeout_ms (then
+ * DNS_TEMPFAIL, "timed out").
+ */
+enum dns_status dns_resolve_mx_all(const char *domain, const char *servers,
+    unsigned timeout_ms, struct dns_hops *hops, char *err, size_t errlen);
 /* A/AAAA of one host (or an IP literal) into hops (one entry). */
 enum dns_status dns_resolve_host(const char *host, const char *servers,
     struct dns_hops *hops, char *err, size_t errlen);

@@ -30,6 +30,7 @@ struct outbound_job {
 	char id[QID_MAX];
 	char from[QADDR_MAX];
 	char domain[256];
+	bool is_pinned; /* backup MX: only to addresses in relay_addresses */
 	char msg_path[PATH_MAX];
 	size_t body_offset; /* the message starts here in msg_path */
 	size_t nrcpt;

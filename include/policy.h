@@ -6,7 +6,8 @@
  *
  *   anyone       every client may relay (open relay)
  *   addresses    clients in relay_addresses; also mail to a domain whose
- *                MX hosts resolve into relay_addresses (backup MX)
+ *                delivery hosts all resolve only into relay_addresses
+ *                (backup MX, gateway; policy_mx_delivery)
  *   none         only authenticated clients
  *   local-hosts  MAIL FROM's domain is local, a host alias, or a host in
  *                the accept list
@@ -70,13 +71,42 @@ struct envelope {
 	const struct addr *rcpt;
 };
 
+/* The backup-MX fact: are the hosts mail would be delivered to listed? */
+enum policy_mx {
+	POLICY_MX_NOT_LISTED = 0, /* some delivery host or address is not */
+	POLICY_MX_ALL_LISTED = 1, /* every address of every delivery host */
+	POLICY_MX_DNS_FAIL = -1,  /* a lookup failed or timed out */
+};
+
 /* What the directory and DNS said, gathered before the decision. */
 struct policy_facts {
 	bool rcpt_is_local;       /* local domain or host alias */
 	bool sender_domain_local; /* MAIL FROM's domain is ours */
 	bool sender_is_user;      /* MAIL FROM is a local user (not alias) */
-	int rcpt_mx_in_relay;     /* 1 yes, 0 no, -1 lookup failed */
+	enum policy_mx rcpt_mx;   /* addresses mode, unlisted client only */
 };
+
+/* One MX host of the recipient domain, as DNS answered (sorted by pref). */
+struct policy_mx_host {
+	int pref;
+	bool is_self; /* this server (relay_host_is_self) */
+	int status;   /* 0 resolved, 1 does not exist, -1 lookup failed */
+	size_t naddr; /* 0 unless status is 0 */
+	const char *const *addrs; /* text form */
+};
+
+/*
+ * The backup-MX rule.  The delivery hosts are the MX hosts more preferred
+ * than this server when it is one of them (the first is_self host), else
+ * all of them; *nuse_out is their count (a prefix of h).  ALL_LISTED when
+ * there is at least one and every address of every one is in relay;
+ * NOT_LISTED when one is not (or does not exist, or has no address, or
+ * there is none: we are the most preferred MX of a domain that is not
+ * ours); else DNS_FAIL when a lookup failed.  A definite "not listed" wins
+ * over a failure.  Pure; h sorted by pref.
+ */
+enum policy_mx policy_mx_delivery(const struct cidr_list *relay,
+    const struct policy_mx_host *h, size_t n, size_t *nuse_out);
 
 /* Decides one RCPT.  Default deny: relay only on an explicit rule. */
 struct verdict policy_rcpt(const struct policy_config *,

@@ -9,11 +9,14 @@
  *   from<TAB>ADDRESS            (empty for the null sender)
  *   arrival<TAB>UNIX-TIME
  *   flags<TAB>[held][,warned][,bounce]
- *   rcpt<TAB>STATE<TAB>ATTEMPTS<TAB>NEXT<TAB>ADDRESS<TAB>LAST-ERROR
+ *   rcpt<TAB>STATE<TAB>ATTEMPTS<TAB>NEXT<TAB>ADDRESS<TAB>LAST-ERROR[<TAB>pin]
  *
- * STATE is pending, sent or failed.  Fields never hold a tab or a line
- * break (the writer replaces them).  The parser is pure and fuzzed: a
- * truncated or corrupt file is an error, never a crash.
+ * STATE is pending, sent or failed.  The optional seventh field "pin"
+ * (written only when set, so entries without it read as before) marks a
+ * recipient accepted by the backup-MX rule: it is delivered only to
+ * addresses in relay_addresses, checked again at every attempt.  Fields never
+ * hold a tab or a line break (the writer replaces them).  The parser is pure
+ * and fuzzed: a truncated or corrupt file is an error, never a crash.
  */
 #ifndef POSTERN_QUEUE_FILE_H
 #define POSTERN_QUEUE_FILE_H
@@ -32,6 +35,7 @@ enum qrcpt_state { QRCPT_PENDING, QRCPT_SENT, QRCPT_FAILED };
 
 struct qrcpt {
 	enum qrcpt_state state;
+	bool is_pinned; /* deliver only to relay_addresses (backup MX) */
 	unsigned attempts;
 	time_t next;
 	char addr[QADDR_MAX];

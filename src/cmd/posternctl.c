@@ -504,8 +504,10 @@ print_entry(const struct qenv *e, off_t size, bool json, bool first)
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		printf("%s{\"address\":", i ? "," : "");
 		json_str(e->rcpts[i].addr);
-		printf(",\"state\":\"%s\",\"attempts\":%u,\"last_error\":",
-		    queue_state_name(e->rcpts[i].state), e->rcpts[i].attempts);
+		printf(",\"state\":\"%s\",\"attempts\":%u,\"pinned\":%s,"
+		       "\"last_error\":",
+		    queue_state_name(e->rcpts[i].state), e->rcpts[i].attempts,
+		    e->rcpts[i].is_pinned ? "true" : "false");
 		json_str(e->rcpts[i].error);
 		printf("}");
 	}
@@ -802,7 +804,9 @@ path_arg(const char *in, bool allow_null, struct addr *out)
 
 /*
  * relay-check: the verdict the server would give for one RCPT, from the
- * live config and directory, through the same code (relay_decide).
+ * live config and directory, through the same code (relay_decide: the
+ * directory phase, then the DNS phase when it is needed; the server's
+ * per-IP and total DNS bounds are runtime limits, not policy).
  */
 static int
 c_relay_check(struct ctl *c, char **a)
@@ -858,6 +862,9 @@ c_relay_check(struct ctl *c, char **a)
 		printf("mailbox: %s\n", ans.users.v[i]);
 	for (size_t i = 0; i < ans.remote.n; i++)
 		printf("forward: %s\n", ans.remote.v[i]);
+	if (ans.is_pinned)
+		printf("pinned: delivered only to addresses in "
+		       "relay_addresses\n");
 	relay_answer_clear(&ans);
 	return ans.verdict.kind == VERDICT_ACCEPT ? 0 : 3;
 }

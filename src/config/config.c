@@ -109,6 +109,10 @@ static const struct cfg_key cfg_keys[] = {
     {"smtp_connect_timeout", T_MS, O(smtp_connect_timeout_ms), "30s", 100,
         600000},
     {"smtp_data_timeout", T_MS, O(smtp_data_timeout_ms), "10m", 1000, 86400000},
+    {"smtp_dns_lookups", T_COUNT, O(smtp_dns_lookups), "32", 1, 1024},
+    {"smtp_dns_lookups_per_ip", T_COUNT, O(smtp_dns_lookups_per_ip), "2", 1,
+        1024},
+    {"smtp_dns_timeout", T_MS, O(smtp_dns_timeout_ms), "10s", 500, 120000},
     {"smtp_listen", T_LISTEN, O(smtp_listen), "0.0.0.0:25 [::]:25", 0, 0},
     {"smtp_max_connections", T_COUNT, O(smtp_max_connections), "20", 1, 1000},
     {"smtp_max_connections_per_domain", T_COUNT,
@@ -118,6 +122,7 @@ static const struct cfg_key cfg_keys[] = {
     {"smtp_port", T_COUNT, O(smtp_port), "25", 1, 65535},
     {"smtp_timeout", T_MS, O(smtp_timeout_ms), "300s", 1000, 3600000},
     {"smtp_tls", T_TLSMODE, O(smtp_tls), "may", 0, 0},
+    {"smtp_tls_ca_file", T_STR, O(smtp_tls_ca_file), "", 0, 0},
     {"submission_listen", T_LISTEN, O(submission_listen),
         "0.0.0.0:587 [::]:587", 0, 0},
     {"submissions_listen", T_LISTEN, O(submissions_listen), "", 0, 0},
@@ -525,8 +530,9 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 	}
 	case T_TLSMODE:
 		return set_word(field, v,
-		    (const char *const[]){"may", "encrypt", "none", NULL},
-		    "want may, encrypt or none", why);
+		    (const char *const[]){
+		        "may", "encrypt", "verify", "none", NULL},
+		    "want may, encrypt, verify or none", why);
 	case T_HOP:
 		if (v[0] != '\0' && !hop_valid(v)) {
 			*why = "want [HOST]:PORT, HOST:PORT or HOST";
@@ -602,6 +608,7 @@ config_free(struct config *c)
 	free(c->relayhost);
 	free(c->dns_servers);
 	free(c->smtp_tls);
+	free(c->smtp_tls_ca_file);
 	free(c->routes.v);
 	free(c->relay_addresses.v);
 	free(c->pop3_listen.v);

@@ -128,12 +128,12 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 			return verdict(VERDICT_ACCEPT, "250 2.1.5",
 			    "client address is in relay_addresses",
 			    "relay-addresses");
-		if (f->rcpt_mx_in_relay == 1)
+		if (f->rcpt_mx == POLICY_MX_ALL_LISTED)
 			return verdict(VERDICT_ACCEPT, "250 2.1.5",
-			    "recipient domain's MX is in relay_addresses "
-			    "(backup MX)",
+			    "every host the recipient domain's mail goes to "
+			    "is in relay_addresses (backup MX, gateway)",
 			    "backup-mx");
-		if (f->rcpt_mx_in_relay == -1)
+		if (f->rcpt_mx == POLICY_MX_DNS_FAIL)
 			return verdict(VERDICT_TEMPFAIL, "451 4.4.3",
 			    "Temporary DNS failure looking up the recipient "
 			    "domain, try again later",
@@ -171,6 +171,40 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 	}
 	return verdict(
 	    VERDICT_REJECT, "550 5.7.1", deny_reason(pc->mode), "default-deny");
+}
+
+enum policy_mx
+policy_mx_delivery(const struct cidr_list *relay,
+    const struct policy_mx_host *h, size_t n, size_t *nuse_out)
+{
+	bool failed = false;
+	size_t use = n;
+
+	/* RFC 5321 5.1: a relay that is itself an MX delivers only to more
+	 * preferred hosts. */
+	for (size_t i = 0; i < n; i++)
+		if (h[i].is_self) {
+			use = i;
+			while (use > 0 && h[use - 1].pref >= h[i].pref)
+				use--;
+			break;
+		}
+	*nuse_out = use;
+	if (use == 0)
+		return POLICY_MX_NOT_LISTED;
+	for (size_t i = 0; i < use; i++) {
+		if (h[i].status == -1) {
+			failed = true;
+			continue;
+		}
+		if (h[i].status != 0 || h[i].naddr == 0)
+			return POLICY_MX_NOT_LISTED;
+		for (size_t a = 0; a < h[i].naddr; a++)
+			if (relay == NULL ||
+			    !config_cidr_match(relay, h[i].addrs[a]))
+				return POLICY_MX_NOT_LISTED;
+	}
+	return failed ? POLICY_MX_DNS_FAIL : POLICY_MX_ALL_LISTED;
 }
 
 void

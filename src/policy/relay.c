@@ -1,15 +1,18 @@
 /*
  * relay: facts for the policy, then the verdict (include/relay.h).  The
  * order keeps DNS last: the backup-MX lookup is made only in addresses
- * mode, for a remote recipient, when nothing cheaper decided.
+ * mode, for a remote recipient, when nothing cheaper decided, and it is
+ * a separate phase so the session can run it with its own bounds.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
 #include <ctype.h>
+#include <ifaddrs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "dns.h"
 #include "relay.h"
@@ -33,32 +36,117 @@ dir_verdict(enum dir_expand_result r)
 	return v;
 }
 
-static int
-mx_in_relay(const struct config *cfg, const char *domain)
+void
+relay_addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr,
+		    out, (socklen_t)len);
+	else if (ss->ss_family == AF_INET6 &&
+	         IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr))
+		inet_ntop(
+		    AF_INET, &s6->sin6_addr.s6_addr[12], out, (socklen_t)len);
+	else if (ss->ss_family == AF_INET6)
+		inet_ntop(AF_INET6, &s6->sin6_addr, out, (socklen_t)len);
+	else
+		snprintf(out, len, "?");
+}
+
+/* True when ip (text) is a local interface address. */
+static bool
+is_local_interface(const char *ip)
+{
+	struct ifaddrs *ifa = NULL;
+	bool found = false;
+
+	if (getifaddrs(&ifa) == -1)
+		return false;
+	for (struct ifaddrs *f = ifa; f != NULL && !found; f = f->ifa_next) {
+		char a[INET6_ADDRSTRLEN];
+
+		if (f->ifa_addr == NULL ||
+		    (f->ifa_addr->sa_family != AF_INET &&
+		        f->ifa_addr->sa_family != AF_INET6))
+			continue;
+		relay_addr_text(
+		    (const struct sockaddr_storage *)(void *)f->ifa_addr, a,
+		    sizeof(a));
+		found = strcmp(a, ip) == 0;
+	}
+	freeifaddrs(ifa);
+	return found;
+}
+
+bool
+relay_host_is_self(const struct config *cfg, const struct dns_host *h)
+{
+	const struct listen_list *l = &cfg->smtp_listen;
+
+	if (cfg->hostname[0] != '\0' && strcasecmp(h->name, cfg->hostname) == 0)
+		return true;
+	for (size_t a = 0; a < h->naddr; a++) {
+		char want[INET6_ADDRSTRLEN];
+
+		relay_addr_text(&h->addrs[a], want, sizeof(want));
+		for (size_t i = 0; i < l->n; i++) {
+			char have[INET6_ADDRSTRLEN];
+
+			relay_addr_text(&l->v[i].ss, have, sizeof(have));
+			if (strcmp(have, want) == 0)
+				return true;
+			if ((strcmp(have, "0.0.0.0") == 0 ||
+			        strcmp(have, "::") == 0) &&
+			    is_local_interface(want))
+				return true;
+		}
+	}
+	return false;
+}
+
+enum policy_mx
+relay_mx_delivery(
+    const struct config *cfg, const struct dns_hops *hops, size_t *nuse_out)
+{
+	struct policy_mx_host h[DNS_MAX_HOSTS];
+	char text[DNS_MAX_HOSTS][DNS_MAX_ADDRS][INET6_ADDRSTRLEN];
+	const char *ptr[DNS_MAX_HOSTS][DNS_MAX_ADDRS];
+
+	for (size_t i = 0; i < hops->n && i < DNS_MAX_HOSTS; i++) {
+		const struct dns_host *d = &hops->hosts[i];
+
+		h[i].pref = d->pref;
+		h[i].is_self = relay_host_is_self(cfg, d);
+		h[i].status = d->status == DNS_OK         ? 0
+		              : d->status == DNS_TEMPFAIL ? -1
+		                                          : 1;
+		h[i].naddr = d->status == DNS_OK ? d->naddr : 0;
+		for (size_t a = 0; a < h[i].naddr; a++) {
+			relay_addr_text(
+			    &d->addrs[a], text[i][a], sizeof(text[i][a]));
+			ptr[i][a] = text[i][a];
+		}
+		h[i].addrs = ptr[i];
+	}
+	return policy_mx_delivery(&cfg->relay_addresses, h,
+	    hops->n < DNS_MAX_HOSTS ? hops->n : DNS_MAX_HOSTS, nuse_out);
+}
+
+/* The backup-MX fact for domain (blocking, at most smtp_dns_timeout). */
+static enum policy_mx
+mx_facts(const struct config *cfg, const char *domain, char *err, size_t errlen)
 {
 	struct dns_hops *hops = xcalloc(1, sizeof(*hops));
-	char err[256], ip[INET6_ADDRSTRLEN];
-	enum dns_status st =
-	    dns_resolve_mx(domain, cfg->dns_servers, hops, err, sizeof(err));
-	int r = st == DNS_TEMPFAIL ? -1 : 0;
+	enum dns_status st = dns_resolve_mx_all(domain, cfg->dns_servers,
+	    cfg->smtp_dns_timeout_ms, hops, err, errlen);
+	enum policy_mx r = POLICY_MX_NOT_LISTED;
+	size_t nuse;
 
-	for (size_t h = 0; st == DNS_OK && h < hops->n && r == 0; h++)
-		for (size_t a = 0; a < hops->hosts[h].naddr && r == 0; a++) {
-			const struct sockaddr_storage *ss =
-			    &hops->hosts[h].addrs[a];
-
-			if (ss->ss_family == AF_INET)
-				inet_ntop(AF_INET,
-				    &((const struct sockaddr_in *)ss)->sin_addr,
-				    ip, sizeof(ip));
-			else
-				inet_ntop(AF_INET6,
-				    &((const struct sockaddr_in6 *)ss)
-				         ->sin6_addr,
-				    ip, sizeof(ip));
-			if (config_cidr_match(&cfg->relay_addresses, ip))
-				r = 1;
-		}
+	if (st == DNS_TEMPFAIL)
+		r = POLICY_MX_DNS_FAIL;
+	else if (st == DNS_OK)
+		r = relay_mx_delivery(cfg, hops, &nuse);
 	free(hops);
 	return r;
 }
@@ -85,17 +173,30 @@ sender_facts(struct dir *d, const struct addr *from, struct policy_facts *f,
 	strlist_clear(&t);
 }
 
-void
-relay_decide(const struct config *cfg, struct dir *d,
-    const struct client_facts *cf, const struct addr *from,
-    const struct addr *rcpt, struct relay_answer *out)
+static void
+answer_policy(const struct config *cfg, const struct client_facts *cf,
+    const struct addr *from, const struct addr *rcpt, struct relay_answer *out)
 {
 	struct envelope env = {from, rcpt};
 	struct policy_config pc = {(enum relay_mode)cfg->relay_mode,
 	    &cfg->relay_addresses, &cfg->relay_domains,
 	    cfg->has_relay_recipients ? &cfg->relay_recipients : NULL,
 	    cfg->accept};
-	struct policy_facts f = {false, false, false, 0};
+
+	out->verdict = policy_rcpt(&pc, cf, &env, &out->facts);
+	out->is_pinned = out->verdict.kind == VERDICT_ACCEPT &&
+	                 strcmp(out->verdict.rule, "backup-mx") == 0;
+	if (out->verdict.kind == VERDICT_ACCEPT && out->facts.rcpt_is_local &&
+	    out->users.n == 0 && out->remote.n == 0)
+		out->verdict = dir_verdict(DIR_EXPAND_UNKNOWN);
+}
+
+void
+relay_decide_dir(const struct config *cfg, struct dir *d,
+    const struct client_facts *cf, const struct addr *from,
+    const struct addr *rcpt, struct relay_answer *out)
+{
+	struct policy_facts *f = &out->facts;
 
 	memset(out, 0, sizeof(*out));
 	if (d == NULL) {
@@ -112,20 +213,44 @@ relay_decide(const struct config *cfg, struct dir *d,
 		out->verdict = dir_verdict(out->dir_result);
 		return;
 	}
-	f.rcpt_is_local = out->dir_result == DIR_EXPAND_LOCAL;
-	if (!f.rcpt_is_local && cf->auth_user == NULL) {
-		if (pc.mode == RELAY_LOCAL_HOSTS ||
-		    pc.mode == RELAY_LOCAL_USERS)
-			sender_facts(d, from, &f, out->err, sizeof(out->err));
-		if (pc.mode == RELAY_ADDRESSES && !rcpt->is_literal &&
+	f->rcpt_is_local = out->dir_result == DIR_EXPAND_LOCAL;
+	if (!f->rcpt_is_local && cf->auth_user == NULL) {
+		if (cfg->relay_mode == RELAY_LOCAL_HOSTS ||
+		    cfg->relay_mode == RELAY_LOCAL_USERS)
+			sender_facts(d, from, f, out->err, sizeof(out->err));
+		/* The DNS phase is needed only when nothing cheaper can
+		 * decide: addresses mode, a remote domain, an unlisted
+		 * client, not in relay_domains. */
+		if (cfg->relay_mode == RELAY_ADDRESSES && !rcpt->is_literal &&
+		    (cf->listener == NULL ||
+		        strcmp(cf->listener, "smtp") == 0) &&
 		    !config_cidr_match(&cfg->relay_addresses, cf->ip) &&
-		    !strlist_has(&cfg->relay_domains, rcpt->domain))
-			f.rcpt_mx_in_relay = mx_in_relay(cfg, rcpt->domain);
+		    !strlist_has(&cfg->relay_domains, rcpt->domain)) {
+			out->needs_dns = true;
+			return;
+		}
 	}
-	out->verdict = policy_rcpt(&pc, cf, &env, &f);
-	if (out->verdict.kind == VERDICT_ACCEPT && f.rcpt_is_local &&
-	    out->users.n == 0 && out->remote.n == 0)
-		out->verdict = dir_verdict(DIR_EXPAND_UNKNOWN);
+	answer_policy(cfg, cf, from, rcpt, out);
+}
+
+void
+relay_decide_dns(const struct config *cfg, const struct client_facts *cf,
+    const struct addr *from, const struct addr *rcpt, struct relay_answer *out)
+{
+	out->needs_dns = false;
+	out->facts.rcpt_mx =
+	    mx_facts(cfg, rcpt->domain, out->err, sizeof(out->err));
+	answer_policy(cfg, cf, from, rcpt, out);
+}
+
+void
+relay_decide(const struct config *cfg, struct dir *d,
+    const struct client_facts *cf, const struct addr *from,
+    const struct addr *rcpt, struct relay_answer *out)
+{
+	relay_decide_dir(cfg, d, cf, from, rcpt, out);
+	if (out->needs_dns)
+		relay_decide_dns(cfg, cf, from, rcpt, out);
 }
 
 void

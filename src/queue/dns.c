@@ -11,13 +11,21 @@
 
 #include <poll.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <ares.h>
 
 #include "dns.h"
+
+/* A lookup's channel and its deadline (0: none, CLOCK_MONOTONIC ms). */
+struct chan {
+	ares_channel ch;
+	uint64_t deadline;
+};
 
 struct query {
 	bool done;
@@ -33,14 +41,32 @@ dns_init(void)
 	return ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS ? 0 : -1;
 }
 
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* timeout_ms 0: no deadline, 3 s per try; else the lookup ends then. */
 static int
-channel_new(ares_channel *ch, const char *servers, char *err, size_t errlen)
+channel_new(struct chan *c, const char *servers, unsigned timeout_ms, char *err,
+    size_t errlen)
 {
 	struct ares_options o;
+	ares_channel *ch = &c->ch;
 
 	memset(&o, 0, sizeof(o));
 	o.timeout = 3000;
 	o.tries = 2;
+	c->deadline = 0;
+	if (timeout_ms != 0) {
+		/* Two tries within the deadline. */
+		o.timeout = (int)(timeout_ms / 2 > 0 ? timeout_ms / 2 : 1);
+		c->deadline = now_ms() + timeout_ms;
+	}
 	if (ares_init_options(ch, &o, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES) !=
 	    ARES_SUCCESS) {
 		snprintf(err, errlen, "resolver init failed");
@@ -55,9 +81,13 @@ channel_new(ares_channel *ch, const char *servers, char *err, size_t errlen)
 	return 0;
 }
 
+/* Runs ch until *done; past the deadline the queries are cancelled (their
+ * callbacks run with ARES_ECANCELLED). */
 static void
-wait_done(ares_channel ch, const bool *done)
+wait_done(struct chan *c, const bool *done)
 {
+	ares_channel ch = c->ch;
+
 	while (!*done) {
 		ares_socket_t socks[ARES_GETSOCK_MAXNUM];
 		struct pollfd pfd[ARES_GETSOCK_MAXNUM];
@@ -82,10 +112,19 @@ wait_done(ares_channel ch, const bool *done)
 			pfd[n].revents = 0;
 			n++;
 		}
+		int ms;
+		uint64_t now = now_ms();
+
+		if (c->deadline != 0 && now >= c->deadline) {
+			ares_cancel(ch);
+			continue;
+		}
 		tvp = ares_timeout(ch, NULL, &tv);
-		poll(pfd, n,
-		    tvp ? (int)(tvp->tv_sec * 1000 + tvp->tv_usec / 1000) + 1
-		        : 1000);
+		ms = tvp ? (int)(tvp->tv_sec * 1000 + tvp->tv_usec / 1000) + 1
+		         : 1000;
+		if (c->deadline != 0 && (uint64_t)ms > c->deadline - now)
+			ms = (int)(c->deadline - now) + 1;
+		poll(pfd, n, ms);
 		if (n == 0) {
 			ares_process_fd(ch, ARES_SOCKET_BAD, ARES_SOCKET_BAD);
 			continue;
@@ -138,7 +177,7 @@ map_status(int st)
 
 /* Looks up name's addresses into h. */
 static enum dns_status
-lookup_addrs(ares_channel ch, const char *name, struct dns_host *h, char *err,
+lookup_addrs(struct chan *c, const char *name, struct dns_host *h, char *err,
     size_t errlen)
 {
 	struct ares_addrinfo_hints hints;
@@ -147,15 +186,17 @@ lookup_addrs(ares_channel ch, const char *name, struct dns_host *h, char *err,
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	ares_getaddrinfo(ch, name, NULL, &hints, on_addrinfo, &q);
-	wait_done(ch, &q.done);
+	h->naddr = 0;
+	ares_getaddrinfo(c->ch, name, NULL, &hints, on_addrinfo, &q);
+	wait_done(c, &q.done);
 	if (q.status != ARES_SUCCESS) {
-		snprintf(err, errlen, "%s: %s", name, ares_strerror(q.status));
+		snprintf(err, errlen, "%s: %s", name,
+		    q.status == ARES_ECANCELLED ? "DNS lookup timed out"
+		                                : ares_strerror(q.status));
 		if (q.ai)
 			ares_freeaddrinfo(q.ai);
-		return map_status(q.status);
+		return h->status = map_status(q.status);
 	}
-	h->naddr = 0;
 	for (struct ares_addrinfo_node *n = q.ai->nodes;
 	     n != NULL && h->naddr < DNS_MAX_ADDRS; n = n->ai_next) {
 		if (n->ai_addrlen > sizeof(h->addrs[0]))
@@ -165,9 +206,9 @@ lookup_addrs(ares_channel ch, const char *name, struct dns_host *h, char *err,
 	ares_freeaddrinfo(q.ai);
 	if (h->naddr == 0) {
 		snprintf(err, errlen, "%s: no address", name);
-		return DNS_NOTFOUND;
+		return h->status = DNS_NOTFOUND;
 	}
-	return DNS_OK;
+	return h->status = DNS_OK;
 }
 
 static int
@@ -203,7 +244,7 @@ enum dns_status
 dns_resolve_host(const char *host, const char *servers, struct dns_hops *hops,
     char *err, size_t errlen)
 {
-	ares_channel ch;
+	struct chan c;
 	enum dns_status st;
 	struct dns_host *h = &hops->hosts[0];
 
@@ -225,49 +266,49 @@ dns_resolve_host(const char *host, const char *servers, struct dns_hops *hops,
 			return DNS_OK;
 		}
 	}
-	if (channel_new(&ch, servers, err, errlen) == -1)
+	if (channel_new(&c, servers, 0, err, errlen) == -1)
 		return DNS_TEMPFAIL;
-	st = lookup_addrs(ch, host, h, err, errlen);
-	ares_destroy(ch);
+	st = lookup_addrs(&c, host, h, err, errlen);
+	ares_destroy(c.ch);
 	if (st == DNS_OK)
 		hops->n = 1;
 	return st;
 }
 
-enum dns_status
-dns_resolve_mx(const char *domain, const char *servers, struct dns_hops *hops,
+/*
+ * The MX query of domain into cand (sorted, names only).  Returns DNS_OK
+ * with *n set, or the failure (err says why).
+ */
+static enum dns_status
+query_mx(struct chan *c, const char *domain, struct dns_host *cand, size_t *n,
     char *err, size_t errlen)
 {
 	struct ares_mx_reply *mx = NULL;
 	struct query q = {0};
-	enum dns_status st = DNS_OK, worst = DNS_NOTFOUND;
-	ares_channel ch;
-	struct dns_host cand[DNS_MAX_HOSTS];
-	size_t n = 0;
 
-	memset(hops, 0, sizeof(*hops));
-	if (channel_new(&ch, servers, err, errlen) == -1)
-		return DNS_TEMPFAIL;
-	ares_query(ch, domain, ns_c_in, ns_t_mx, on_query, &q);
-	wait_done(ch, &q.done);
+	*n = 0;
+	ares_query(c->ch, domain, ns_c_in, ns_t_mx, on_query, &q);
+	wait_done(c, &q.done);
 	if (q.status == ARES_ENODATA) {
 		/* No MX: the domain itself is the implicit MX, pref 0. */
 		memset(&cand[0], 0, sizeof(cand[0]));
 		snprintf(cand[0].name, sizeof(cand[0].name), "%s", domain);
-		n = 1;
-	} else if (q.status != ARES_SUCCESS) {
-		snprintf(
-		    err, errlen, "MX %s: %s", domain, ares_strerror(q.status));
-		ares_destroy(ch);
+		*n = 1;
+		return DNS_OK;
+	}
+	if (q.status != ARES_SUCCESS) {
+		snprintf(err, errlen, "MX %s: %s", domain,
+		    q.status == ARES_ECANCELLED ? "DNS lookup timed out"
+		                                : ares_strerror(q.status));
 		return map_status(q.status);
-	} else if (ares_parse_mx_reply(q.abuf, q.alen, &mx) != ARES_SUCCESS) {
+	}
+	if (ares_parse_mx_reply(q.abuf, q.alen, &mx) != ARES_SUCCESS) {
 		snprintf(err, errlen, "MX %s: malformed answer", domain);
 		free(q.abuf);
-		ares_destroy(ch);
 		return DNS_TEMPFAIL;
 	}
 	free(q.abuf);
-	for (struct ares_mx_reply *m = mx; m && n < DNS_MAX_HOSTS;
+	for (struct ares_mx_reply *m = mx; m && *n < DNS_MAX_HOSTS;
 	     m = m->next) {
 		/* RFC 7505: a single MX "." (empty name) means no mail. */
 		if (m->host[0] == '\0' || strcmp(m->host, ".") == 0) {
@@ -277,29 +318,65 @@ dns_resolve_mx(const char *domain, const char *servers, struct dns_hops *hops,
 				    "(null MX, RFC 7505)",
 				    domain);
 				ares_free_data(mx);
-				ares_destroy(ch);
 				return DNS_NULLMX;
 			}
 			continue;
 		}
-		memset(&cand[n], 0, sizeof(cand[n]));
-		snprintf(cand[n].name, sizeof(cand[n].name), "%s", m->host);
-		cand[n].pref = m->priority;
-		n++;
+		memset(&cand[*n], 0, sizeof(cand[*n]));
+		snprintf(cand[*n].name, sizeof(cand[*n].name), "%s", m->host);
+		cand[*n].pref = m->priority;
+		(*n)++;
 	}
 	if (mx)
 		ares_free_data(mx);
-	qsort(cand, n, sizeof(cand[0]), host_cmp);
-	shuffle_equal(cand, n);
+	qsort(cand, *n, sizeof(cand[0]), host_cmp);
+	shuffle_equal(cand, *n);
+	return DNS_OK;
+}
+
+/* keep_all: also keep the hosts without an address (policy). */
+static enum dns_status
+resolve_mx(const char *domain, const char *servers, unsigned timeout_ms,
+    bool keep_all, struct dns_hops *hops, char *err, size_t errlen)
+{
+	enum dns_status st, worst = DNS_NOTFOUND;
+	struct chan c;
+	struct dns_host cand[DNS_MAX_HOSTS];
+	size_t n = 0;
+
+	memset(hops, 0, sizeof(*hops));
+	if (channel_new(&c, servers, timeout_ms, err, errlen) == -1)
+		return DNS_TEMPFAIL;
+	st = query_mx(&c, domain, cand, &n, err, errlen);
+	if (st != DNS_OK) {
+		ares_destroy(c.ch);
+		return st;
+	}
 	for (size_t i = 0; i < n; i++) {
-		st = lookup_addrs(ch, cand[i].name, &cand[i], err, errlen);
-		if (st == DNS_OK)
+		st = lookup_addrs(&c, cand[i].name, &cand[i], err, errlen);
+		if (st == DNS_OK || keep_all)
 			hops->hosts[hops->n++] = cand[i];
-		else if (st == DNS_TEMPFAIL)
+		if (st == DNS_TEMPFAIL)
 			worst = DNS_TEMPFAIL;
 	}
-	ares_destroy(ch);
+	ares_destroy(c.ch);
+	if (keep_all)
+		return DNS_OK;
 	if (hops->n == 0)
 		return worst;
 	return DNS_OK;
+}
+
+enum dns_status
+dns_resolve_mx(const char *domain, const char *servers, struct dns_hops *hops,
+    char *err, size_t errlen)
+{
+	return resolve_mx(domain, servers, 0, false, hops, err, errlen);
+}
+
+enum dns_status
+dns_resolve_mx_all(const char *domain, const char *servers, unsigned timeout_ms,
+    struct dns_hops *hops, char *err, size_t errlen)
+{
+	return resolve_mx(domain, servers, timeout_ms, true, hops, err, errlen);
 }

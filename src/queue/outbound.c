@@ -29,11 +29,13 @@
 #include <unistd.h>
 
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "buf.h"
 #include "dns.h"
 #include "log.h"
 #include "outbound.h"
+#include "relay.h"
 #include "smtp_reply.h"
 #include "xmalloc.h"
 
@@ -386,6 +388,91 @@ connect_to(const struct sockaddr_storage *ss, int port, int timeout_ms)
 	return fd;
 }
 
+static bool
+tls_required(const struct config *cfg)
+{
+	return strcmp(cfg->smtp_tls, "encrypt") == 0 ||
+	       strcmp(cfg->smtp_tls, "verify") == 0;
+}
+
+/*
+ * smtp_tls = verify: the chain must lead to a trusted CA (the system
+ * store, or smtp_tls_ca_file) and the certificate must name the host we
+ * meant: the MX host name, or for a next hop written as [IP] the IP
+ * address.  DANE is not done.  0, or -1 with why.
+ */
+static int
+tls_verify_setup(struct conn *c, const struct config *cfg, char *why, size_t wl)
+{
+	unsigned char bin[16];
+	bool is_ip = inet_pton(AF_INET, c->host, bin) == 1 ||
+	             inet_pton(AF_INET6, c->host, bin) == 1;
+	int ok = cfg->smtp_tls_ca_file[0] != '\0'
+	             ? SSL_CTX_load_verify_locations(
+	                   c->ctx, cfg->smtp_tls_ca_file, NULL)
+	             : SSL_CTX_set_default_verify_paths(c->ctx);
+
+	if (ok != 1) {
+		snprintf(why, wl, "TLS: cannot load CA certificates%s%s",
+		    cfg->smtp_tls_ca_file[0] ? " from " : "",
+		    cfg->smtp_tls_ca_file);
+		return -1;
+	}
+	SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
+	c->ssl = SSL_new(c->ctx);
+	if (c->ssl == NULL)
+		return snprintf(why, wl, "TLS: out of memory"), -1;
+	SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	if (is_ip)
+		ok = X509_VERIFY_PARAM_set1_ip_asc(
+		    SSL_get0_param(c->ssl), c->host);
+	else
+		ok = SSL_set1_host(c->ssl, c->host);
+	if (ok != 1)
+		return snprintf(why, wl, "TLS: bad peer name %s", c->host), -1;
+	return 0;
+}
+
+/* STARTTLS accepted: the handshake per smtp_tls.  0, or -1 with why. */
+static int
+tls_start(struct conn *c, const struct config *cfg, char *why, size_t wl)
+{
+	unsigned char bin[16];
+	bool is_verify = strcmp(cfg->smtp_tls, "verify") == 0;
+	bool is_ip = inet_pton(AF_INET, c->host, bin) == 1 ||
+	             inet_pton(AF_INET6, c->host, bin) == 1;
+
+	c->ctx = SSL_CTX_new(TLS_client_method());
+	if (c->ctx == NULL)
+		return snprintf(why, wl, "TLS: out of memory"), -1;
+	if (is_verify) {
+		if (tls_verify_setup(c, cfg, why, wl) == -1)
+			return -1;
+	} else {
+		/* Opportunistic TLS (RFC 7435): encrypt, do not verify. */
+		c->ssl = SSL_new(c->ctx);
+	}
+	/* RFC 6066 3: SNI carries host names, never IP addresses. */
+	if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
+	    (!is_ip && SSL_set_tlsext_host_name(c->ssl, c->host) != 1))
+		return snprintf(why, wl, "TLS setup for %s failed", c->host),
+		       -1;
+	if (SSL_connect(c->ssl) != 1) {
+		long v = SSL_get_verify_result(c->ssl);
+
+		if (is_verify && v != X509_V_OK)
+			snprintf(why, wl,
+			    "TLS certificate of %s not verified "
+			    "(smtp_tls = verify): %s",
+			    c->host, X509_verify_cert_error_string(v));
+		else
+			snprintf(
+			    why, wl, "TLS handshake with %s failed", c->host);
+		return -1;
+	}
+	return 0;
+}
+
 /* EHLO (HELO fallback), then STARTTLS per smtp_tls.  0, or -1 with why. */
 static int
 handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
@@ -424,35 +511,26 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 		if (c->ssl || strcmp(cfg->smtp_tls, "none") == 0)
 			break;
 		if (!c->has_starttls) {
-			if (strcmp(cfg->smtp_tls, "encrypt") == 0)
+			if (tls_required(cfg))
 				return snprintf(why, wl,
 				           "TLS is required "
-				           "(smtp_tls = encrypt) but %s does "
+				           "(smtp_tls = %s) but %s does "
 				           "not "
 				           "offer STARTTLS",
-				           c->host),
+				           cfg->smtp_tls, c->host),
 				       -1;
 			break;
 		}
 		if (conn_printf(c, "STARTTLS") == -1 ||
 		    conn_reply(c, text, sizeof(text), false) != 220) {
-			if (strcmp(cfg->smtp_tls, "encrypt") == 0)
+			if (tls_required(cfg))
 				return snprintf(
 				           why, wl, "STARTTLS: %.380s", text),
 				       -1;
 			break;
 		}
-		c->ctx = SSL_CTX_new(TLS_client_method());
-		c->ssl = c->ctx ? SSL_new(c->ctx) : NULL;
-		/* Opportunistic TLS (RFC 7435): encrypt, do not verify. */
-		if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1 ||
-		    SSL_set_tlsext_host_name(c->ssl, c->host) != 1 ||
-		    SSL_connect(c->ssl) != 1)
-			return snprintf(why, wl,
-			           "TLS handshake with %s "
-			           "failed",
-			           c->host),
-			       -1;
+		if (tls_start(c, cfg, why, wl) == -1)
+			return -1;
 		c->in_len = 0;
 	}
 	return 0;
@@ -701,6 +779,9 @@ next_hops(struct outbound_job *j, struct dns_hops *hops, int *port, char *why,
 		return dns_resolve_host(host, cfg->dns_servers, hops, why, wl);
 	}
 	hop = queue_route_for(cfg, j->domain);
+	if (hop == NULL && j->is_pinned)
+		return dns_resolve_mx_all(
+		    j->domain, cfg->dns_servers, 0, hops, why, wl);
 	if (hop == NULL)
 		return dns_resolve_mx(
 		    j->domain, cfg->dns_servers, hops, why, wl);
@@ -741,6 +822,39 @@ fmt_relay(char *out, size_t len, const char *host,
 	snprintf(out, len, "%s[%s]:%d", host, ip, port);
 }
 
+/*
+ * A pinned (backup-MX) recipient: DNS was looked up again just now; keep
+ * only the hosts delivery may use (those more preferred than this server
+ * when it is an MX, as at RCPT) and, of them, only the addresses in the
+ * current relay_addresses.  Returns the hosts left (0: defer, never send
+ * anywhere else).
+ */
+static size_t
+pin_filter(const struct outbound_job *j, struct dns_hops *hops)
+{
+	size_t nuse = hops->n, out = 0;
+
+	if (j->domain[0] != '[' && queue_route_for(j->cfg, j->domain) == NULL)
+		relay_mx_delivery(j->cfg, hops, &nuse);
+	for (size_t h = 0; h < nuse; h++) {
+		struct dns_host *dh = &hops->hosts[h];
+		size_t keep = 0;
+
+		for (size_t a = 0; dh->status == DNS_OK && a < dh->naddr; a++) {
+			char ip[INET6_ADDRSTRLEN];
+
+			relay_addr_text(&dh->addrs[a], ip, sizeof(ip));
+			if (config_cidr_match(&j->cfg->relay_addresses, ip))
+				dh->addrs[keep++] = dh->addrs[a];
+		}
+		dh->naddr = keep;
+		if (keep > 0)
+			hops->hosts[out++] = *dh;
+	}
+	hops->n = out;
+	return out;
+}
+
 void
 outbound_deliver(struct outbound_job *j)
 {
@@ -773,6 +887,18 @@ outbound_deliver(struct outbound_job *j)
 				snprintf(j->rcpts[i].status,
 				    sizeof(j->rcpts[i].status), "%s",
 				    st == DNS_NULLMX ? "5.1.10" : "5.1.2");
+		free(hops);
+		return;
+	}
+	if (j->is_pinned && pin_filter(j, hops) == 0) {
+		snprintf(text, sizeof(text),
+		    "delivery pinned to relay_addresses (accepted as backup "
+		    "MX): no delivery host of %.200s resolves into "
+		    "relay_addresses now",
+		    j->domain);
+		set_all(j, OUT_DEFER, 0, text);
+		for (size_t i = 0; i < j->nrcpt; i++)
+			snprintf(j->rcpts[i].status, 16, "4.4.4");
 		free(hops);
 		return;
 	}

@@ -671,6 +671,8 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 		snprintf(a->job.id, sizeof(a->job.id), "%s", e->env.id);
 		snprintf(a->job.from, sizeof(a->job.from), "%s", e->env.from);
 		snprintf(a->job.domain, sizeof(a->job.domain), "%s", dom);
+		/* Pinned (backup-MX) recipients travel in their own job. */
+		a->job.is_pinned = e->env.rcpts[i].is_pinned;
 		queue_path(a->job.msg_path, sizeof(a->job.msg_path),
 		    q->cfg->data_dir, "entries", e->env.id, ".msg");
 		a->job.body_offset = e->body_offset;
@@ -680,7 +682,7 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 			struct outbound_rcpt *o;
 
 			if (e->busy[k] || r->state != QRCPT_PENDING ||
-			    r->next > now ||
+			    r->next > now || r->is_pinned != a->job.is_pinned ||
 			    strcmp(rcpt_domain(r->addr), dom) != 0)
 				continue;
 			o = &a->job.rcpts[a->job.nrcpt++];

@@ -87,9 +87,9 @@ queue_env_format(const struct qenv *e, struct buf *out)
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		const struct qrcpt *r = &e->rcpts[i];
 
-		snprintf(line, sizeof(line), "rcpt\t%s\t%u\t%lld\t%s\t%s\n",
+		snprintf(line, sizeof(line), "rcpt\t%s\t%u\t%lld\t%s\t%s%s\n",
 		    state_names[r->state], r->attempts, (long long)r->next,
-		    r->addr, r->error);
+		    r->addr, r->error, r->is_pinned ? "\tpin" : "");
 		if (put(out, line) == -1)
 			return -1;
 	}
@@ -131,8 +131,10 @@ parse_rcpt(struct qenv *e, char **f, size_t n, const char **why)
 	long long attempts, next;
 	size_t s;
 
-	if (n != 6 || parse_num(f[2], &attempts) == -1 ||
-	    parse_num(f[3], &next) == -1 || attempts > 1000000) {
+	/* A seventh field holds flags; "pin" is the only one. */
+	if ((n != 6 && (n != 7 || strcmp(f[6], "pin") != 0)) ||
+	    parse_num(f[2], &attempts) == -1 || parse_num(f[3], &next) == -1 ||
+	    attempts > 1000000) {
 		*why = "bad rcpt line";
 		return -1;
 	}
@@ -149,6 +151,7 @@ parse_rcpt(struct qenv *e, char **f, size_t n, const char **why)
 		return -1;
 	}
 	r.state = (enum qrcpt_state)s;
+	r.is_pinned = n == 7;
 	r.attempts = (unsigned)attempts;
 	r.next = (time_t)next;
 	memcpy(r.addr, f[4], strlen(f[4]) + 1);
@@ -161,8 +164,8 @@ parse_rcpt(struct qenv *e, char **f, size_t n, const char **why)
 static int
 parse_line(struct qenv *e, char *line, unsigned *seen, const char **why)
 {
-	char *f[7];
-	size_t n = split_tabs(line, f, 7);
+	char *f[8];
+	size_t n = split_tabs(line, f, 8);
 	long long v;
 
 	if (strcmp(f[0], "rcpt") == 0)

@@ -65,8 +65,14 @@ struct smtp_server {
 	struct event *shutdown_timer;
 	uint32_t session_seq;
 	struct authfail_table *authfails; /* shared with POP3 */
-	struct bufpool msgbufs; /* message buffers, loop thread only */
-	size_t msg_memory;      /* bytes in sessions' message buffers */
+	/* Relay-policy DNS (backup MX) runs on its own pool, so a client
+	 * whose domains never answer holds only these threads, never the
+	 * workers that serve directory lookups, logins and deliveries. */
+	struct workers *dns_workers;
+	struct counter *dns_ips; /* lookups in flight per client IP */
+	size_t dns_inflight;     /* in total */
+	struct bufpool msgbufs;  /* message buffers, loop thread only */
+	size_t msg_memory;       /* bytes in sessions' message buffers */
 };
 
 enum session_state { ST_GREETING, ST_CMD, ST_DATA, ST_CLOSING };
@@ -100,6 +106,7 @@ struct session {
 	size_t nrcpt;
 	struct strlist mailboxes; /* final local mailboxes, unique */
 	struct strlist remote;    /* recipients for the queue, unique */
+	struct strlist pinned;    /* of those, accepted as backup MX */
 	struct qenv qenv;         /* the queue entry while it is written */
 	struct strlist rcpt_log;  /* accepted RCPT addresses as given */
 	struct buf msg;           /* the message, or its part not yet spooled */

@@ -29,6 +29,7 @@
 #include "tls.h"
 #include "authfail.h"
 #include "counter.h"
+#include "worker.h"
 #include "xmalloc.h"
 
 static const char *const kind_names[] = {"smtp", "submission", "submissions"};
@@ -152,6 +153,12 @@ smtp_server_start(struct smtp_server *srv, struct workers *w,
 {
 	srv->authfails = af;
 	srv->workers = w;
+	/* Threads beyond 64 would only sleep in poll: lookups past them
+	 * wait for one (still within smtp_dns_lookups in flight). */
+	srv->dns_workers = workers_new(srv->base,
+	    srv->cfg->smtp_dns_lookups < 64 ? srv->cfg->smtp_dns_lookups : 64,
+	    NULL, NULL, NULL);
+	srv->dns_ips = counter_new(1024);
 	srv->committer = c;
 	srv->queue = q;
 	for (size_t i = 0; i < srv->nlisteners; i++) {
@@ -209,6 +216,8 @@ smtp_server_free(struct smtp_server **sp)
 		evconnlistener_free(srv->listeners[i].lev);
 	free(srv->listeners);
 	counter_free(&srv->ips);
+	workers_free(&srv->dns_workers);
+	counter_free(&srv->dns_ips);
 	if (srv->shutdown_timer)
 		event_free(srv->shutdown_timer);
 	if (srv->tls)

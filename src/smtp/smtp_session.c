@@ -48,6 +48,7 @@
 #include "smtp_priv.h"
 #include "worker.h"
 #include "xmalloc.h"
+#include "counter.h"
 
 static const char *const kind_names[] = {"smtp", "submission", "submissions"};
 
@@ -56,13 +57,10 @@ struct rcpt_job {
 	struct addr rcpt;
 	char rcpt_text[ADDR_PATH_MAX + 8];
 	size_t limit;
-	enum dir_expand_result result;
-	struct strlist users, remote;
-	struct verdict verdict;
+	struct relay_answer ans; /* directory phase, then DNS phase */
 	struct client_facts facts;
 	struct addr mail_from;
 	struct config *cfg; /* the session's; outlives the job */
-	char err[256];
 };
 
 static void session_process(struct session *);
@@ -104,6 +102,7 @@ session_free(struct session *s)
 		bufferevent_free(s->bev);
 	strlist_clear(&s->mailboxes);
 	strlist_clear(&s->remote);
+	strlist_clear(&s->pinned);
 	strlist_clear(&s->rcpt_log);
 	bufpool_put(&s->srv->msgbufs, &s->msg);
 	msg_charge(s);
@@ -342,6 +341,7 @@ txn_reset(struct session *s)
 	s->queue_id[0] = '\0';
 	strlist_clear(&s->mailboxes);
 	strlist_clear(&s->remote);
+	strlist_clear(&s->pinned);
 	strlist_clear(&s->rcpt_log);
 	bufpool_put(&s->srv->msgbufs, &s->msg);
 	msg_charge(s);
@@ -508,19 +508,25 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	reply(s, "250 2.1.0 Ok");
 }
 
-/* Worker thread: the same decision as `posternctl relay-check`. */
+/* Worker thread: the directory phase of the decision `posternctl
+ * relay-check` makes. */
 static void
 rcpt_job_run(void *arg, void *ctx)
 {
 	struct rcpt_job *j = arg;
-	struct relay_answer a;
 
-	relay_decide(j->cfg, ctx, &j->facts, &j->mail_from, &j->rcpt, &a);
-	j->result = a.dir_result;
-	j->verdict = a.verdict;
-	j->users = a.users;
-	j->remote = a.remote;
-	snprintf(j->err, sizeof(j->err), "%s", a.err);
+	relay_decide_dir(
+	    j->cfg, ctx, &j->facts, &j->mail_from, &j->rcpt, &j->ans);
+}
+
+/* DNS pool thread: the DNS phase (backup-MX lookup, smtp_dns_timeout). */
+static void
+rcpt_dns_run(void *arg, void *ctx)
+{
+	struct rcpt_job *j = arg;
+
+	(void)ctx;
+	relay_decide_dns(j->cfg, &j->facts, &j->mail_from, &j->rcpt, &j->ans);
 }
 
 static void
@@ -543,7 +549,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 {
 	const char *code, *text;
 
-	switch (j->result) {
+	switch (j->ans.dir_result) {
 	case DIR_EXPAND_UNKNOWN:
 		rcpt_log(s, j, "reject", "550", "no such user", "directory");
 		reply_error(s, "550 5.1.1",
@@ -551,7 +557,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		    "no such user here");
 		return;
 	case DIR_EXPAND_TEMPFAIL:
-		rcpt_log(s, j, "tempfail", "451", j->err, "directory");
+		rcpt_log(s, j, "tempfail", "451", j->ans.err, "directory");
 		reply(s, "451 4.3.0 Temporary directory failure, try again "
 		         "later");
 		return;
@@ -565,21 +571,25 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	case DIR_EXPAND_LOCAL:
 		break;
 	}
-	code = j->verdict.code;
-	text = j->verdict.reason;
-	if (j->verdict.kind != VERDICT_ACCEPT) {
+	code = j->ans.verdict.code;
+	text = j->ans.verdict.reason;
+	if (j->ans.verdict.kind != VERDICT_ACCEPT) {
 		rcpt_log(s, j,
-		    j->verdict.kind == VERDICT_REJECT ? "reject" : "tempfail",
-		    code, text, j->verdict.rule);
-		if (j->verdict.kind == VERDICT_REJECT)
+		    j->ans.verdict.kind == VERDICT_REJECT ? "reject"
+		                                          : "tempfail",
+		    code, text, j->ans.verdict.rule);
+		if (j->ans.verdict.kind == VERDICT_REJECT)
 			reply_error(s, code, text);
 		else
 			reply(s, "%s %s", code, text);
 		return;
 	}
-	if (j->result == DIR_EXPAND_NONLOCAL)
+	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL) {
 		strlist_add_unique(&s->remote, j->rcpt_text);
-	else if (j->users.n == 0 && j->remote.n == 0) {
+		/* Backup MX: this recipient goes only to relay_addresses. */
+		if (j->ans.is_pinned)
+			strlist_add_unique(&s->pinned, j->rcpt_text);
+	} else if (j->ans.users.n == 0 && j->ans.remote.n == 0) {
 		rcpt_log(s, j, "reject", "550", "no mailbox behind address",
 		    "directory");
 		reply_error(s, "550 5.1.1",
@@ -588,13 +598,13 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		return;
 	}
 	/* Alias and list targets in other domains go to the queue. */
-	for (size_t i = 0; i < j->remote.n; i++)
-		strlist_add_unique(&s->remote, j->remote.v[i]);
-	for (size_t i = 0; i < j->users.n; i++)
-		strlist_add_unique(&s->mailboxes, j->users.v[i]);
+	for (size_t i = 0; i < j->ans.remote.n; i++)
+		strlist_add_unique(&s->remote, j->ans.remote.v[i]);
+	for (size_t i = 0; i < j->ans.users.n; i++)
+		strlist_add_unique(&s->mailboxes, j->ans.users.v[i]);
 	strlist_add(&s->rcpt_log, j->rcpt_text);
 	s->nrcpt++;
-	rcpt_log(s, j, "accept", code, text, j->verdict.rule);
+	rcpt_log(s, j, "accept", code, text, j->ans.verdict.rule);
 	reply(s, "250 2.1.5 Ok");
 }
 
@@ -617,19 +627,73 @@ session_resume(struct session *s)
 }
 
 static void
-rcpt_job_done(void *arg)
+rcpt_finish(struct rcpt_job *j)
 {
-	struct rcpt_job *j = arg;
 	struct session *s = j->s;
 
 	s->is_busy = false;
 	s->job = NULL;
 	if (!s->is_dead && s->state != ST_CLOSING)
 		rcpt_apply(s, j);
-	strlist_clear(&j->users);
-	strlist_clear(&j->remote);
+	relay_answer_clear(&j->ans);
 	free(j);
 	session_resume(s);
+}
+
+static void
+rcpt_dns_done(void *arg)
+{
+	struct rcpt_job *j = arg;
+	struct smtp_server *srv = j->s->srv;
+
+	counter_add(srv->dns_ips, j->s->ip, -1);
+	srv->dns_inflight--;
+	rcpt_finish(j);
+}
+
+/*
+ * Admission to the DNS phase: at most smtp_dns_lookups_per_ip lookups in
+ * flight per client IP and smtp_dns_lookups in total.  Beyond them the
+ * RCPT gets a temporary failure at once rather than waiting: a client
+ * that needs many backup-MX lookups at the same time is the attack, a
+ * real backup MX retries.  Returns false when refused (reply sent).
+ */
+static bool
+rcpt_dns_admit(struct session *s, struct rcpt_job *j)
+{
+	struct smtp_server *srv = s->srv;
+	bool per_ip =
+	    counter_get(srv->dns_ips, s->ip) >= s->cfg->smtp_dns_lookups_per_ip;
+
+	if (!per_ip && srv->dns_inflight < s->cfg->smtp_dns_lookups) {
+		counter_add(srv->dns_ips, s->ip, 1);
+		srv->dns_inflight++;
+		return true;
+	}
+	j->ans.verdict.kind = VERDICT_TEMPFAIL;
+	j->ans.verdict.code = "451 4.4.3";
+	j->ans.verdict.reason =
+	    per_ip ? "Too many DNS lookups in progress for your address, "
+	             "try again later"
+	           : "Too many DNS lookups in progress, try again later";
+	j->ans.verdict.rule = per_ip ? "dns-limit-ip" : "dns-limit";
+	return false;
+}
+
+static void
+rcpt_job_done(void *arg)
+{
+	struct rcpt_job *j = arg;
+	struct session *s = j->s;
+
+	/* The DNS phase, unless the session is gone or refused a slot. */
+	if (j->ans.needs_dns && !s->is_dead && s->state != ST_CLOSING &&
+	    rcpt_dns_admit(s, j)) {
+		workers_submit(
+		    s->srv->dns_workers, rcpt_dns_run, rcpt_dns_done, j);
+		return;
+	}
+	rcpt_finish(j);
 }
 
 static void
@@ -1324,8 +1388,11 @@ data_end(struct session *s)
 		snprintf(q->id, sizeof(q->id), "%s", s->queue_id);
 		addr_format(&s->mail_from, q->from, sizeof(q->from));
 		q->arrival = time(NULL);
-		for (size_t i = 0; i < s->remote.n; i++)
+		for (size_t i = 0; i < s->remote.n; i++) {
 			queue_env_add_rcpt(q, s->remote.v[i], q->arrival);
+			q->rcpts[q->nrcpt - 1].is_pinned =
+			    strlist_has(&s->pinned, s->remote.v[i]);
+		}
 		d->qenv = q;
 		/* The queue copy starts after the Return-Path line. */
 		d->rp_len = (size_t)(strchr(s->headers, '\n') - s->headers) + 1;

@@ -27,7 +27,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		__builtin_trap();
 	for (size_t i = 0; i < e.nrcpt; i++)
 		if (strcmp(e.rcpts[i].addr, e2.rcpts[i].addr) != 0 ||
-		    e.rcpts[i].state != e2.rcpts[i].state)
+		    strcmp(e.rcpts[i].error, e2.rcpts[i].error) != 0 ||
+		    e.rcpts[i].state != e2.rcpts[i].state ||
+		    e.rcpts[i].attempts != e2.rcpts[i].attempts ||
+		    e.rcpts[i].next != e2.rcpts[i].next ||
+		    e.rcpts[i].is_pinned != e2.rcpts[i].is_pinned)
 			__builtin_trap();
 	queue_env_clear(&e);
 	queue_env_clear(&e2);

@@ -3,11 +3,14 @@
  * "check" line through the pure policy_rcpt() with a small in-memory
  * directory, and prints "check ... => VERDICT CODE RULE".  `make test`
  * diffs the output against the matching .out file.  No sockets, no DNS:
- * the backup-MX answer for a domain is given by an "mx" line.
+ * the backup-MX answer for a domain is given by an "mx" line (the fact
+ * itself), or by "mxhost" lines (the domain's MX layout, judged by the
+ * pure policy_mx_delivery; the output then names the delivery hosts).
  *
  * Lines:  relay MODE | relay_addresses CIDR... | relay_domains DOMAIN... |
  *         relay_recipients ADDRESS... | accept ENTRY | local DOMAIN |
  *         hostalias ALIAS DOMAIN | user ADDRESS | mx DOMAIN 1|0|-1 |
+ *         mxhost DOMAIN PREF NAME [self] IP...|nxdomain|dnsfail |
  *         check client=IP port=smtp|submission auth=USER|- from=<..> to=<..>
  */
 #include <ctype.h>
@@ -26,7 +29,42 @@ struct world {
 	bool has_recipients;
 	struct strlist locals, aliases_from, aliases_to, users, mx_dom;
 	int mx_val[64];
+	/* mxhost lines, in file order (the file lists them by pref) */
+	size_t nhost;
+	struct {
+		char domain[256], name[256];
+		struct policy_mx_host h;
+		char addr[8][64];
+		const char *ptr[8];
+	} hosts[64];
 };
+
+/* The layout of domain: f->rcpt_mx and the delivery hosts' names. */
+static bool
+mx_layout(struct world *w, const char *domain, struct policy_facts *f,
+    char *names, size_t len)
+{
+	struct policy_mx_host h[64];
+	size_t n = 0, use, o = 0;
+	size_t idx[64];
+
+	for (size_t i = 0; i < w->nhost; i++)
+		if (strcmp(w->hosts[i].domain, domain) == 0) {
+			idx[n] = i;
+			h[n++] = w->hosts[i].h;
+		}
+	if (n == 0)
+		return false;
+	f->rcpt_mx = policy_mx_delivery(w->pc.relay_addresses, h, n, &use);
+	names[0] = '\0';
+	for (size_t i = 0; i < use && o < len; i++) {
+		int r = snprintf(names + o, len - o, "%s%s", i ? "," : "",
+		    w->hosts[idx[i]].name);
+
+		o += r > 0 ? (size_t)r : 0;
+	}
+	return true;
+}
 
 static const char *
 canon_domain(struct world *w, const char *d)
@@ -53,7 +91,9 @@ check(struct world *w, char *line)
 	char client[64] = "", port[32] = "smtp", auth[300] = "-";
 	char from[400] = "", to[400] = "", key[300];
 	struct addr fa, ta;
-	struct policy_facts f = {false, false, false, 0};
+	struct policy_facts f = {false, false, false, POLICY_MX_NOT_LISTED};
+	char delivery[600] = "";
+	bool has_layout;
 	struct client_facts cf;
 	struct envelope env = {&fa, &ta};
 	struct verdict v;
@@ -89,18 +129,63 @@ check(struct world *w, char *line)
 	}
 	for (size_t i = 0; i < w->mx_dom.n; i++)
 		if (strcmp(w->mx_dom.v[i], ta.domain) == 0)
-			f.rcpt_mx_in_relay = w->mx_val[i];
+			f.rcpt_mx = (enum policy_mx)w->mx_val[i];
+	has_layout = !ta.is_literal &&
+	             mx_layout(w, ta.domain, &f, delivery, sizeof(delivery));
 	cf.ip = client;
 	cf.listener = port;
 	cf.auth_user = strcmp(auth, "-") == 0 ? NULL : auth;
 	cf.is_tls = true;
 	v = policy_rcpt(&w->pc, &cf, &env, &f);
-	printf("%s => %s %s %s\n", orig,
+	printf("%s => %s %s %s", orig,
 	    v.kind == VERDICT_ACCEPT   ? "ACCEPT"
 	    : v.kind == VERDICT_REJECT ? "REJECT"
 	                               : "TEMPFAIL",
 	    v.code, v.rule);
+	if (has_layout)
+		printf(" mx=%s delivery=%s",
+		    f.rcpt_mx == POLICY_MX_ALL_LISTED   ? "all-listed"
+		    : f.rcpt_mx == POLICY_MX_NOT_LISTED ? "not-listed"
+		                                        : "dns-fail",
+		    delivery[0] ? delivery : "(none)");
+	printf("\n");
 	free(orig);
+}
+
+/* "DOMAIN PREF NAME [self] IP...|nxdomain|dnsfail" */
+static int
+add_mxhost(struct world *w, char *arg)
+{
+	char *save = NULL, *t;
+	char *dom = strtok_r(arg, " ", &save);
+	char *pref = strtok_r(NULL, " ", &save);
+	char *name = strtok_r(NULL, " ", &save);
+	struct policy_mx_host *h = &w->hosts[w->nhost].h;
+
+	if (dom == NULL || pref == NULL || name == NULL)
+		return -1;
+	memset(h, 0, sizeof(*h));
+	snprintf(w->hosts[w->nhost].domain, 256, "%s", dom);
+	snprintf(w->hosts[w->nhost].name, 256, "%s", name);
+	h->pref = atoi(pref);
+	while ((t = strtok_r(NULL, " ", &save)) != NULL) {
+		if (strcmp(t, "self") == 0)
+			h->is_self = true;
+		else if (strcmp(t, "nxdomain") == 0)
+			h->status = 1;
+		else if (strcmp(t, "dnsfail") == 0)
+			h->status = -1;
+		else if (h->naddr < 8) {
+			snprintf(
+			    w->hosts[w->nhost].addr[h->naddr], 64, "%s", t);
+			w->hosts[w->nhost].ptr[h->naddr] =
+			    w->hosts[w->nhost].addr[h->naddr];
+			h->naddr++;
+		}
+	}
+	h->addrs = w->hosts[w->nhost].ptr;
+	w->nhost++;
+	return 0;
 }
 
 int
@@ -188,6 +273,11 @@ main(int argc, char **argv)
 				return 2;
 			strlist_add(&w.mx_dom, d);
 			w.mx_val[w.mx_dom.n - 1] = v;
+		} else if (strncmp(line, "mxhost ", 7) == 0 && w.nhost < 64) {
+			if (add_mxhost(&w, arg) == -1) {
+				fprintf(stderr, "bad mxhost: %s\n", line);
+				return 2;
+			}
 		} else {
 			fprintf(stderr, "bad line: %s\n", line);
 			return 2;

@@ -91,7 +91,7 @@ def test_sighup_does_not_stop(server):
     ("message_size_limit = lots", "postern.conf:{n}: message_size_limit"),
     ("text_line_limit = 5", "postern.conf:{n}: text_line_limit: value out of range"),
     ("garbage", "postern.conf:{n}: expected \"key = value\""),
-    ("smtp_tls = sometimes", "postern.conf:{n}: smtp_tls: want may, encrypt or none"),
+    ("smtp_tls = sometimes", "postern.conf:{n}: smtp_tls: want may, encrypt, verify or none"),
     ("routes = example.net", "postern.conf:{n}: routes: bad route"),
     ("relay_addresses = 10.0.0.0/33", "postern.conf:{n}: relay_addresses: bad address"),
 ])

@@ -81,8 +81,16 @@ def test_addresses_mode_refuses_unlisted_client(make_server, sinks):
 
 def test_backup_mx_case(make_server, sinks):
     mx2 = sinks("127.0.0.4")
-    # We are "mx1.backup.example" (127.0.0.3): its MX resolves into the list.
+    # Only MX 10 (127.0.0.3) listed: delivery would also use MX 20
+    # (127.0.0.4, unlisted), so the backup-MX rule does not apply.
     s = make_server(dict(BASE, relay="addresses", relay_addresses="127.0.0.3"))
+    code, _ = rcpt_reply(s, "x@remote.example", "someone@backup.example")
+    assert code == 550
+    s.stop()
+    # Both MX hosts listed (gateway): accepted, delivered to MX 20 when
+    # MX 10 refuses.
+    s = make_server(dict(BASE, relay="addresses",
+                         relay_addresses="127.0.0.3 127.0.0.4"))
     code, _ = rcpt_reply(s, "x@remote.example", "someone@backup.example")
     assert code == 250
     assert "rule=backup-mx" in s.log()

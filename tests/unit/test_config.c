@@ -54,7 +54,7 @@ static const struct {
     {"relay_addresses = 192.0.2.0/33\n", -1, "bad address"},
     {"relay_addresses = example.net\n", -1, "bad address"},
     {"smtp_tls = encrypt\n", 0, NULL},
-    {"smtp_tls = maybe\n", -1, "want may, encrypt or none"},
+    {"smtp_tls = maybe\n", -1, "want may, encrypt, verify or none"},
     {"queue_lifetime = 2d\n", 0, NULL},
     {"smtp_port = 70000\n", -1, "out of range"},
 };

@@ -41,8 +41,40 @@ test_env_round_trip(void **state)
 	assert_memory_equal(b.data, good, b.len);
 	assert_int_equal(queue_env_parse((char *)b.data, b.len, &e2, &why), 0);
 	assert_int_equal(e2.nrcpt, 2);
+	/* An entry written before the pin flag existed reads unpinned. */
+	assert_false(e2.rcpts[0].is_pinned);
+	assert_false(e2.rcpts[1].is_pinned);
 	queue_env_clear(&e);
 	queue_env_clear(&e2);
+	buf_release(&b);
+}
+
+/* The backup-MX pin: a seventh field, written only when set. */
+static void
+test_env_pin(void **state)
+{
+	static const char pinned[] =
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tpending\t0\t5\ta@gw.example\t\tpin\n"
+	    "rcpt\tpending\t1\t6\tb@gw.example\t451 later\n"
+	    "rcpt\tsent\t1\t0\tc@gw.example\t250 ok\tpin\n";
+	struct qenv e;
+	const char *why;
+	struct buf b;
+
+	(void)state;
+	assert_int_equal(queue_env_parse(pinned, strlen(pinned), &e, &why), 0);
+	assert_int_equal(e.nrcpt, 3);
+	assert_true(e.rcpts[0].is_pinned);
+	assert_string_equal(e.rcpts[0].error, "");
+	assert_false(e.rcpts[1].is_pinned);
+	assert_true(e.rcpts[2].is_pinned);
+	assert_string_equal(e.rcpts[2].error, "250 ok");
+	buf_init(&b, 1 << 20);
+	assert_int_equal(queue_env_format(&e, &b), 0);
+	assert_int_equal(b.len, strlen(pinned));
+	assert_memory_equal(b.data, pinned, b.len);
+	queue_env_clear(&e);
 	buf_release(&b);
 }
 
@@ -71,6 +103,10 @@ test_env_damage(void **state)
 	    "rcpt\tpending\t-1\t0\ta@b.example\t\n",
 	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
 	    "bogus\tline\n",
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tpending\t0\t0\ta@b.example\t\tpinned\n",
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tpending\t0\t0\ta@b.example\t\tpin\tpin\n",
 	};
 
 	(void)state;
@@ -268,6 +304,7 @@ run_queue_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_env_round_trip),
+	    cmocka_unit_test(test_env_pin),
 	    cmocka_unit_test(test_env_damage),
 	    cmocka_unit_test(test_backoff),
 	    cmocka_unit_test(test_body_offset),
