@@ -69,7 +69,7 @@ struct smtp_server {
 	 * whose domains never answer holds only these threads, never the
 	 * workers that serve directory lookups, logins and deliveries. */
 	struct workers *dns_workers;
-	struct counter *dns_ips; /* lookups in flight per client IP */
+	struct counter *dns_ips; /* lookups in flight per client (ip_key) */
 	size_t dns_inflight;     /* in total */
 	struct bufpool msgbufs;  /* message buffers, loop thread only */
 	size_t msg_memory;       /* bytes in sessions' message buffers */

@@ -646,7 +646,7 @@ rcpt_dns_done(void *arg)
 	struct rcpt_job *j = arg;
 	struct smtp_server *srv = j->s->srv;
 
-	counter_add(srv->dns_ips, j->s->ip, -1);
+	counter_add(srv->dns_ips, j->s->ip_key, -1);
 	srv->dns_inflight--;
 	rcpt_finish(j);
 }
@@ -662,11 +662,11 @@ static bool
 rcpt_dns_admit(struct session *s, struct rcpt_job *j)
 {
 	struct smtp_server *srv = s->srv;
-	bool per_ip =
-	    counter_get(srv->dns_ips, s->ip) >= s->cfg->smtp_dns_lookups_per_ip;
+	bool per_ip = counter_get(srv->dns_ips, s->ip_key) >=
+	              s->cfg->smtp_dns_lookups_per_ip;
 
 	if (!per_ip && srv->dns_inflight < s->cfg->smtp_dns_lookups) {
-		counter_add(srv->dns_ips, s->ip, 1);
+		counter_add(srv->dns_ips, s->ip_key, 1);
 		srv->dns_inflight++;
 		return true;
 	}
