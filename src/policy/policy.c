@@ -56,9 +56,9 @@ accept_has_user(const struct accept_list *a, const struct addr *from)
 {
 	char text[ADDR_PATH_MAX + 8];
 
-	if (a == NULL || from->is_null)
+	if (a == NULL || from->is_null ||
+	    addr_format(from, text, sizeof(text)) == -1)
 		return false;
-	addr_format(from, text, sizeof(text));
 	for (char *p = text; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	return strlist_has(&a->users, text);
@@ -105,7 +105,9 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 	    strlist_has(pc->relay_domains, env->rcpt->domain)) {
 		char text[ADDR_PATH_MAX + 8];
 
-		addr_format(env->rcpt, text, sizeof(text));
+		if (addr_format(env->rcpt, text, sizeof(text)) == -1)
+			return verdict(VERDICT_REJECT, "501 5.1.3",
+			    "Recipient address too long", "address-length");
 		for (char *p = text; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		/* Backscatter: refuse now what the final MX would refuse. */
@@ -232,7 +234,11 @@ accept_list_parse(const char *text, size_t len, struct accept_list *out,
 				    s, why);
 				goto fail;
 			}
-			addr_format(&a, t, sizeof(t));
+			if (addr_format(&a, t, sizeof(t)) == -1) {
+				snprintf(err, errlen,
+				    "line %u: %s: address too long", lineno, s);
+				goto fail;
+			}
 			strlist_add_unique(&out->users, t);
 		} else {
 			char d[ADDR_DOMAIN_MAX + 1];

@@ -281,6 +281,18 @@ mail_params(struct session *s, struct smtp_cmd *c)
 	return true;
 }
 
+/*
+ * For addresses that already formatted in full at MAIL or RCPT (every
+ * caller's buffer is at least ADDR_MAILBOX_MAX + 1): a failure is a bug.
+ */
+static void
+addr_text(const struct addr *a, char *dst, size_t len)
+{
+	if (addr_format(a, dst, len) == -1)
+		fatalx(
+		    "bug: an accepted address no longer fits %zu bytes", len);
+}
+
 static bool
 sender_must_match(const struct session *s)
 {
@@ -308,10 +320,15 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	}
 	if (!mail_params(s, c))
 		return;
+	/* Never a cut address after this point (RFC 5321 4.5.3.1.3). */
+	if (addr_format(&c->addr, from, sizeof(from)) == -1) {
+		reply_error(s, "501 5.1.3", "Sender address too long");
+		return;
+	}
 	if (s->auth_user[0] != '\0' && sender_must_match(s)) {
 		char given[ADDR_PATH_MAX + 8];
 
-		addr_format(&c->addr, given, sizeof(given));
+		addr_text(&c->addr, given, sizeof(given));
 		for (char *p = given; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		if (!strlist_has(&s->auth_addresses, given)) {
@@ -327,7 +344,6 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	s->mail_from = c->addr;
 	s->has_mail = true;
 	queue_new_id(s->queue_id);
-	addr_format(&s->mail_from, from, sizeof(from));
 	log_info("session=%s id=%s event=mail from=<%s>%s", s->id, s->queue_id,
 	    from, s->mail_from.had_route ? " route=dropped" : "");
 	reply(s, "250 2.1.0 Ok");
@@ -354,7 +370,7 @@ rcpt_log(struct session *s, struct rcpt_job *j, const char *result,
 {
 	char from[ADDR_PATH_MAX + 8], r[600];
 
-	addr_format(&s->mail_from, from, sizeof(from));
+	addr_text(&s->mail_from, from, sizeof(from));
 	log_sanitize(r, sizeof(r), (const uint8_t *)reason, strlen(reason));
 	log_info("session=%s id=%s event=rcpt client=%s auth=%s from=<%s> "
 	         "to=<%s> result=%s code=%.3s mode=%s rule=%s reason=\"%s\"",
@@ -484,7 +500,12 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	if (j->rcpt.is_postmaster)
 		snprintf(j->rcpt.domain, sizeof(j->rcpt.domain), "%s",
 		    s->cfg->primary_domain);
-	addr_format(&j->rcpt, j->rcpt_text, sizeof(j->rcpt_text));
+	/* Decide on exactly the text that will be queued: never cut it. */
+	if (addr_format(&j->rcpt, j->rcpt_text, sizeof(j->rcpt_text)) == -1) {
+		free(j);
+		reply_error(s, "501 5.1.3", "Recipient address too long");
+		return;
+	}
 	j->limit = s->cfg->expansion_limit;
 	j->mail_from = s->mail_from;
 	j->facts.ip = s->ip;
@@ -953,7 +974,7 @@ build_headers(struct session *s)
 	time_t now = time(NULL);
 	SSL *ssl;
 
-	addr_format(&s->mail_from, from, sizeof(from));
+	addr_text(&s->mail_from, from, sizeof(from));
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	if (s->is_tls && (ssl = bufferevent_openssl_get_ssl(s->bev)) != NULL)
@@ -988,7 +1009,7 @@ delivery_done(void *arg)
 	char from[ADDR_PATH_MAX + 8];
 
 	s->is_busy = false;
-	addr_format(&s->mail_from, from, sizeof(from));
+	addr_text(&s->mail_from, from, sizeof(from));
 	if (d->result == 0) {
 		char to[1024];
 		size_t o = 0;
@@ -1072,7 +1093,7 @@ data_end(struct session *s)
 
 		memset(q, 0, sizeof(*q));
 		snprintf(q->id, sizeof(q->id), "%s", s->queue_id);
-		addr_format(&s->mail_from, q->from, sizeof(q->from));
+		addr_text(&s->mail_from, q->from, sizeof(q->from));
 		q->arrival = time(NULL);
 		for (size_t i = 0; i < s->remote.n; i++)
 			queue_env_add_rcpt(q, s->remote.v[i], q->arrival);
