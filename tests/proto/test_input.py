@@ -93,3 +93,30 @@ def test_route_longer_than_command_line_refused(server):
     assert rep.startswith("500 5.5.2"), rep
     assert r.cmd("DATA").startswith("554")
     assert server.all_files() == [] and entries(server) == []
+
+
+def test_size_counts_crlf_on_the_wire(make_server):
+    """RFC 1870: SIZE counts CRLF line ends; stored LF size is smaller."""
+    s = make_server({"message_size_limit": "4k"})
+    r = Raw(s.ports["smtp"])
+    assert "SIZE 4096" in r.cmd("EHLO client.example")
+    over = "Subject: big\r\n\r\n" + ("x" * 39 + "\r\n") * 100
+    assert len(over.replace("\r\n", "\n")) < 4096 < len(over)
+    assert r.cmd("MAIL FROM:<x@remote.example>").startswith("250")
+    assert r.cmd("RCPT TO:<alice@example.test>").startswith("250")
+    assert r.cmd("DATA").startswith("354")
+    r.send(over + ".\r\n")
+    rep = r.reply()
+    assert rep.startswith("552 5.3.4"), rep
+    assert s.all_files() == [] and entries(s) == []
+    # Exactly 4096 octets on the wire, with stuffed dots (not counted).
+    fits = "Subject: x\r\n\r\n" + ("." + "x" * 37 + "\r\n") * 102 + "\r\n"
+    assert len(fits) == 4096
+    wire = fits.replace("\r\n.", "\r\n..")
+    assert r.cmd("MAIL FROM:<x@remote.example> SIZE=4096").startswith("250")
+    assert r.cmd("RCPT TO:<alice@example.test>").startswith("250")
+    assert r.cmd("DATA").startswith("354")
+    r.send(wire + ".\r\n")
+    assert r.reply().startswith("250")
+    [m] = s.messages("alice")
+    assert m.endswith(fits.replace("\r\n", "\n").encode())
