@@ -44,10 +44,32 @@ verdict(
 	return v;
 }
 
+/*
+ * An address as the accept list stores it: inet_ntop form, with an
+ * IPv4-mapped IPv6 address as plain IPv4 (the client and the entry may be
+ * written either way).  Returns 0 or -1 (not an address).
+ */
+static int
+ip_normalize(const char *in, char *out, size_t outlen)
+{
+	unsigned char bin[16];
+
+	if (inet_pton(AF_INET, in, bin) == 1)
+		return inet_ntop(AF_INET, bin, out, outlen) ? 0 : -1;
+	if (inet_pton(AF_INET6, in, bin) != 1)
+		return -1;
+	if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(void *)bin))
+		return inet_ntop(AF_INET, bin + 12, out, outlen) ? 0 : -1;
+	return inet_ntop(AF_INET6, bin, out, outlen) ? 0 : -1;
+}
+
 static bool
 accept_has_ip(const struct accept_list *a, const char *ip)
 {
-	return a != NULL && strlist_has(&a->ips, ip);
+	char norm[INET6_ADDRSTRLEN];
+
+	return a != NULL && ip_normalize(ip, norm, sizeof(norm)) == 0 &&
+	       strlist_has(&a->ips, norm);
 }
 
 /* The text form of an address as the accept list stores it. */
@@ -223,8 +245,11 @@ accept_list_parse(const char *text, size_t len, struct accept_list *out,
 		    inet_pton(AF_INET6, s, bin) == 1) {
 			char norm[64];
 
-			inet_ntop(strchr(s, ':') ? AF_INET6 : AF_INET, bin,
-			    norm, sizeof(norm));
+			if (ip_normalize(s, norm, sizeof(norm)) == -1) {
+				snprintf(err, errlen,
+				    "line %u: %s: bad address", lineno, s);
+				goto fail;
+			}
 			strlist_add_unique(&out->ips, norm);
 		} else if (strchr(s, '@') != NULL) {
 			char t[ADDR_PATH_MAX + 8];
