@@ -334,7 +334,7 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 		if (!strlist_has(&s->auth_addresses, given)) {
 			log_info("session=%s event=mail result=reject code=553 "
 			         "reason=\"sender <%s> not owned by %s\"",
-			    s->id, given, s->auth_user);
+			    s->id, log_esc(given), log_esc(s->auth_user));
 			reply_error(s, "553 5.7.1",
 			    "Sender address rejected: "
 			    "not owned by the authenticated user");
@@ -345,7 +345,7 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	s->has_mail = true;
 	queue_new_id(s->queue_id);
 	log_info("session=%s id=%s event=mail from=<%s>%s", s->id, s->queue_id,
-	    from, s->mail_from.had_route ? " route=dropped" : "");
+	    log_esc(from), s->mail_from.had_route ? " route=dropped" : "");
 	reply(s, "250 2.1.0 Ok");
 }
 
@@ -374,8 +374,9 @@ rcpt_log(struct session *s, struct rcpt_job *j, const char *result,
 	log_sanitize(r, sizeof(r), (const uint8_t *)reason, strlen(reason));
 	log_info("session=%s id=%s event=rcpt client=%s auth=%s from=<%s> "
 	         "to=<%s> result=%s code=%.3s mode=%s rule=%s reason=\"%s\"",
-	    s->id, s->queue_id, s->ip, s->auth_user[0] ? s->auth_user : "-",
-	    from, j->rcpt_text, result, code,
+	    s->id, s->queue_id, s->ip,
+	    s->auth_user[0] ? log_esc(s->auth_user) : "-", log_esc(from),
+	    log_esc(j->rcpt_text), result, code,
 	    policy_mode_name((enum relay_mode)j->cfg->relay_mode), rule, r);
 }
 
@@ -730,7 +731,7 @@ auth_job_done(void *arg)
 			j->owned.n = j->owned.cap = 0;
 			log_info("session=%s event=auth result=ok client=%s "
 			         "user=%s",
-			    s->id, s->ip, s->auth_user);
+			    s->id, s->ip, log_esc(s->auth_user));
 			reply(s, "235 2.7.0 Authentication successful");
 		} else {
 			char u[200];
@@ -1011,13 +1012,13 @@ delivery_done(void *arg)
 	s->is_busy = false;
 	addr_text(&s->mail_from, from, sizeof(from));
 	if (d->result == 0) {
-		char to[1024];
+		char to[2048];
 		size_t o = 0;
 
 		to[0] = '\0';
 		for (size_t i = 0; i < s->rcpt_log.n && o < sizeof(to); i++) {
 			int n = snprintf(to + o, sizeof(to) - o, "%s<%s>",
-			    i ? "," : "", s->rcpt_log.v[i]);
+			    i ? "," : "", log_esc(s->rcpt_log.v[i]));
 
 			o += n > 0 ? (size_t)n : 0;
 		}
@@ -1025,8 +1026,8 @@ delivery_done(void *arg)
 		log_info("session=%s id=%s event=delivered from=<%s> to=%s "
 		         "nrcpt=%zu mailboxes=%zu queued=%zu size=%zu "
 		         "result=ok",
-		    s->id, s->queue_id, from, to, s->nrcpt, s->mailboxes.n,
-		    s->remote.n, s->msg.len);
+		    s->id, s->queue_id, log_esc(from), to, s->nrcpt,
+		    s->mailboxes.n, s->remote.n, s->msg.len);
 		if (d->qenv != NULL)
 			queue_add(s->srv->queue, &s->qenv, d->queue_offset);
 		if (!s->is_dead)
@@ -1034,7 +1035,7 @@ delivery_done(void *arg)
 	} else {
 		log_err("session=%s id=%s event=delivered from=<%s> "
 		        "result=fail error=\"%s\"",
-		    s->id, s->queue_id, from, d->error);
+		    s->id, s->queue_id, log_esc(from), d->error);
 		if (!s->is_dead)
 			reply(s, "451 4.3.0 Error: local delivery failed, try "
 			         "again later");

@@ -3,6 +3,8 @@ length limits (RFC 5321 4.5.3.1), log field injection, SIZE counted on
 the wire (RFC 1870)."""
 import os
 import re
+import shutil
+import subprocess
 
 import pytest
 
@@ -120,3 +122,112 @@ def test_size_counts_crlf_on_the_wire(make_server):
     assert r.reply().startswith("250")
     [m] = s.messages("alice")
     assert m.endswith(fits.replace("\r\n", "\n").encode())
+
+
+# ---- log field injection -------------------------------------------------
+
+LINE = re.compile(r"^\S+ posternd\[\d+\]: \w+: (.*)$")
+TOKEN = r'[^\s="]+=(?:"[^"]*"|[^\s"]*)'
+KV_LINE = re.compile(rf"{TOKEN}(?: {TOKEN})*")
+# The delivery line keeps Postfix's shape for pflogsumm.
+DELIVERY = re.compile(r"^(\w+): to=<([^<>\s,]*)>, relay=([^<>\s,]+), delay=\d+, "
+                      r"dsn=\d\.\d{1,3}\.\d{1,3}, status=(\w+) \(([^()]*)\)$")
+# The fields the server writes, per event (a set means exactly these).
+FIELDS = {
+    "mail": {"session", "id", "event", "from"},
+    "rcpt": {"session", "id", "event", "client", "auth", "from", "to", "result",
+             "code", "mode", "rule", "reason"},
+    "delivered": {"session", "id", "event", "from", "to", "nrcpt", "mailboxes",
+                  "queued", "size", "result"},
+    "queued": {"id", "event", "from", "nrcpt"},
+    "syntax-error": {"session", "event", "client", "reply", "line"},
+}
+
+
+def parse_kv(body):
+    """key=value fields of one line; None if it is not a key=value line."""
+    if not KV_LINE.fullmatch(body):
+        return None
+    fields = {}
+    for tok in re.findall(TOKEN, body):
+        k, v = tok.split("=", 1)
+        assert k not in fields, f"duplicate field {k} in: {body}"
+        fields[k] = v
+    return fields
+
+
+def check_log_fields(log):
+    """Every line parses into exactly the fields the server wrote."""
+    seen = {}
+    for raw in log.splitlines():
+        m = LINE.match(raw)
+        if not m:
+            continue
+        body = m.group(1)
+        if body.startswith("event=config "):
+            continue  # the server's own free-text warnings
+        d = DELIVERY.match(body)
+        if d:
+            seen.setdefault("delivery", []).append(d.groups())
+            continue
+        fields = parse_kv(body)
+        assert fields is not None, "not key=value: " + body
+        ev = fields.get("event")
+        if ev in FIELDS:
+            assert set(fields) == FIELDS[ev], body
+        seen.setdefault(ev, []).append(fields)
+    return seen
+
+
+EVIL_FROM = '"a result=accept rule=x"@example.test'
+EVIL_FROM_LOGGED = r"\x22a\x20result\x3daccept\x20rule\x3dx\x22@example.test"
+
+
+def test_log_fields_cannot_be_injected(make_server, sinks):
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(OPEN, routes="*.example.org=[127.0.0.2]"))
+    evil_to = '"b>, relay=evil, status=sent (x) c=d"@remote.example.org'
+    r = Raw(s.ports["smtp"])
+    assert r.cmd("EHLO client.example").startswith("250")
+    assert r.cmd(f"MAIL FROM:<{EVIL_FROM}>").startswith("250")
+    assert r.cmd('RCPT TO:<"x result=accept"@example.test>').startswith("550")
+    assert r.cmd(f"RCPT TO:<{evil_to}>").startswith("250")
+    assert r.cmd("RCPT TO:<alice@example.test>").startswith("250")
+    assert r.cmd("DATA").startswith("354")
+    r.send("Subject: log\r\n\r\nbody\r\n.\r\n")
+    assert r.reply().startswith("250")
+    # A syntax error quotes the line: '=' and '"' are escaped there too.
+    assert r.cmd('MAIL FROM:<"x" rule="y">').startswith("5")
+    r.cmd("QUIT")
+    wait_for(lambda: mx.messages, what="delivery")
+    log = wait_for(lambda: "status=sent" in s.log() and s.log(), what="delivery line")
+    seen = check_log_fields(log)
+    assert [f["from"] for f in seen["mail"]] == ["<" + EVIL_FROM_LOGGED + ">"]
+    rcpts = seen["rcpt"]
+    assert [f["result"] for f in rcpts] == ["reject", "accept", "accept"]
+    assert rcpts[0]["to"] == r"<\x22x\x20result\x3daccept\x22@example.test>"
+    assert all(f["from"] == "<" + EVIL_FROM_LOGGED + ">" for f in rcpts)
+    assert seen["queued"][0]["from"] == "<" + EVIL_FROM_LOGGED + ">"
+    assert "rule=y" not in log and 'rule=\\x3d' not in log
+    [(qid, to, relay, status, text)] = seen["delivery"]
+    assert to == (r"\x22b\x3e\x2c\x20relay\x3devil\x2c\x20status\x3dsent\x20(x)"
+                  r"\x20c\x3dd\x22@remote.example.org")
+    assert relay.endswith("[127.0.0.2]:%d" % s.sink_port), relay
+    assert status == "sent" and text.startswith("250")
+    # What was delivered is the address as given, not the logged form.
+    assert mx.messages[0]["to"] == [evil_to]
+    assert mx.messages[0]["from"] == EVIL_FROM
+    # pflogsumm reads the delivery line (in syslog shape, Postfix-style tag).
+    pflogsumm = shutil.which("pflogsumm")
+    if pflogsumm is None:
+        pytest.skip("pflogsumm not installed")
+    body = [LINE.match(l).group(1) for l in log.splitlines()
+            if LINE.match(l) and DELIVERY.match(LINE.match(l).group(1))]
+    path = os.path.join(s.base, "syslog")
+    with open(path, "w") as f:
+        for b in body:
+            f.write(f"Dec  2 04:32:20 mx posternd/smtp[4242]: {b}\n")
+    out = subprocess.run([pflogsumm, "--syslog-name=posternd", path], capture_output=True,
+                         text=True, timeout=60).stdout
+    assert re.search(r"^\s+1\s+delivered$", out, re.M), out
+    assert "remote.example.org" in out

@@ -21,5 +21,6 @@ int run_base64_tests(void);
 int run_pop3_tests(void);
 int run_buf_tests(void);
 int run_counter_tests(void);
+int run_log_tests(void);
 
 #endif

@@ -18,5 +18,6 @@ main(void)
 	failed += run_pop3_tests();
 	failed += run_buf_tests();
 	failed += run_counter_tests();
+	failed += run_log_tests();
 	return failed != 0;
 }
