@@ -358,6 +358,75 @@ test_dsn(void **state)
 	buf_release(&b);
 }
 
+/* The boundary of a composed DSN, from its Content-Type. */
+static void
+dsn_boundary_of(const char *text, char *out, size_t len)
+{
+	const char *p = strstr(text, "boundary=\"");
+	const char *e = p ? strchr(p + 10, '"') : NULL;
+
+	assert_non_null(e);
+	snprintf(out, len, "%.*s", (int)(e - p - 10), p + 10);
+}
+
+/*
+ * The returned headers are the sender's: they may hold the boundary the
+ * old code used (queue id, time, host) or any other delimiter.  The
+ * boundary is random, and the only lines that start with "--" boundary
+ * are the four delimiters dsn_compose writes.
+ */
+static void
+test_dsn_boundary(void **state)
+{
+	const char old[] = "ABC123.1795846500/mx.example.test";
+	char hdrs[512], b1[80], b2[80], delim[96];
+	const struct dsn_rcpt r[] = {
+	    {"bob@remote.example", "5.1.1", "550 5.1.1 --ABC123", NULL},
+	};
+	struct dsn_info d = {"mx.example.test", "ABC123", "alice@example.test",
+	    1795846462, 1795846500, 1795846462 + 86400, false, r, 1, hdrs, 0};
+	struct buf b;
+	char *text;
+	size_t n = 0;
+
+	(void)state;
+	snprintf(hdrs, sizeof(hdrs),
+	    "Subject: forged\n--%s\nContent-Type: text/html\n\n<p>x\n"
+	    "--%s--\n",
+	    old, old);
+	d.headers_len = strlen(hdrs);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(dsn_compose(&d, &b), 0);
+	text = strndup((char *)b.data, b.len);
+	dsn_boundary_of(text, b1, sizeof(b1));
+	assert_int_equal(strlen(b1), strlen(DSN_BOUNDARY_PREFIX) + 24);
+	assert_memory_equal(b1, DSN_BOUNDARY_PREFIX, 10);
+	assert_null(strstr(b1, "ABC123"));
+	snprintf(delim, sizeof(delim), "--%s", b1);
+	for (const char *l = text; l != NULL && *l; l = strchr(l, '\n')) {
+		if (*l == '\n')
+			l++;
+		if (strncmp(l, delim, strlen(delim)) == 0)
+			n++;
+	}
+	assert_int_equal(n, 4); /* three parts and the close */
+	assert_true(dsn_boundary_ok(&d, b1));
+	/* A boundary found in the returned text is refused, whatever part. */
+	assert_false(dsn_boundary_ok(&d, old));
+	assert_false(dsn_boundary_ok(&d, "forged"));
+	assert_false(dsn_boundary_ok(&d, "5.1.1 --ABC"));
+	assert_false(dsn_boundary_ok(&d, "alice@"));
+	free(text);
+	/* A new boundary each time. */
+	buf_reset(&b);
+	assert_int_equal(dsn_compose(&d, &b), 0);
+	text = strndup((char *)b.data, b.len);
+	dsn_boundary_of(text, b2, sizeof(b2));
+	assert_string_not_equal(b1, b2);
+	free(text);
+	buf_release(&b);
+}
+
 int
 run_queue_tests(void)
 {
@@ -370,6 +439,7 @@ run_queue_tests(void)
 	    cmocka_unit_test(test_reply_lines),
 	    cmocka_unit_test(test_reply_joined),
 	    cmocka_unit_test(test_dsn),
+	    cmocka_unit_test(test_dsn_boundary),
 	};
 
 	return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
