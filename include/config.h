@@ -114,7 +114,9 @@ int config_parse_listen(const char *s, struct listen_addr *out);
 /* True if ip (text) is inside one of the list's networks.  IPv4-mapped
  * IPv6 addresses match IPv4 entries. */
 bool config_cidr_match(const struct cidr_list *, const char *ip);
-/* Parses "addr" or "addr/prefix". Returns 0 or -1. */
+/* Parses "addr" or "addr/prefix". Returns 0 or -1.  An IPv4-mapped
+ * "::ffff:a.b.c.d/P" (P >= 96) becomes the IPv4 "a.b.c.d/(P - 96)"; a
+ * mapped address with P < 96 is refused. */
 int config_parse_cidr(const char *s, struct cidr *out);
 
 /* For docs and `posternctl check -d`: key i's name and default, or NULL. */

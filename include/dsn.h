@@ -31,7 +31,22 @@ struct dsn_info {
 	size_t headers_len;
 };
 
-/* Appends the whole message (LF line ends) to out.  0, or -1 if full. */
+/*
+ * Appends the whole message (LF line ends) to out.  0, or -1 if full.
+ * The MIME boundary is random (DSN_BOUNDARY_PREFIX and 24 hex digits) and
+ * drawn again until dsn_boundary_ok(): the returned headers and the
+ * remote replies are the sender's and a remote server's text.
+ */
 int dsn_compose(const struct dsn_info *, struct buf *out);
+
+#define DSN_BOUNDARY_PREFIX "=_postern_"
+
+/*
+ * True if boundary occurs nowhere in the text d carries from outside
+ * (returned headers, recipients, diagnostics, remote MTA names, the
+ * envelope sender), so no line of the message can be a delimiter except
+ * the ones dsn_compose writes (RFC 2046 5.1.1).
+ */
+bool dsn_boundary_ok(const struct dsn_info *d, const char *boundary);
 
 #endif

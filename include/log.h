@@ -26,11 +26,34 @@ __attribute__((noreturn));
 void fatalx(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 __attribute__((noreturn));
 /*
- * Copies peer text for logging: printable ASCII is kept except '"' and '\',
- * everything else becomes \xHH.  Always NUL-terminates dst (dstlen > 0);
- * output that does not fit is cut and ends in "...".
+ * Copies peer text for a quoted log value (reason="..."): printable ASCII
+ * is kept except '"', '\' and '=', everything else becomes \xHH, so the
+ * text can neither end the quotes nor look like a key.  Always
+ * NUL-terminates dst (dstlen > 0); output that does not fit is cut and
+ * ends in "...".
  */
 void log_sanitize(char *dst, size_t dstlen, const uint8_t *src, size_t len);
+/*
+ * The same for an unquoted value (from=<...>, user=..., the to=<...> of a
+ * delivery line): also space, ',', '<' and '>' become \xHH, so a value
+ * is one token that cannot end early or add a field.  A client's
+ * MAIL FROM:<"a result=accept"@x> logs as from=<"a\x20result\x3daccept"@x>.
+ * Ordinary addresses and host names are unchanged.  dst needs at most
+ * LOG_ESC_SIZE(strlen(src)) bytes.
+ */
+void log_escape(char *dst, size_t dstlen, const char *src);
+#define LOG_ESC_SIZE(n) (4 * (n) + 1)
+/*
+ * log_escape() into one of LOG_ESC_SLOTS thread-local buffers of
+ * LOG_ESC_SLOT bytes (a longer result is cut and ends in "..."), for use
+ * as a log_*() argument: log_info("from=<%s>", log_esc(from)).  The
+ * result is borrowed and stays valid for LOG_ESC_SLOTS - 1 further calls
+ * on the same thread, so one log line may escape up to LOG_ESC_SLOTS
+ * values.
+ */
+const char *log_esc(const char *src);
+#define LOG_ESC_SLOTS 8
+#define LOG_ESC_SLOT 1100 /* a whole escaped Mailbox: LOG_ESC_SIZE(254) */
 
 #define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)

@@ -34,7 +34,9 @@ struct smtp_data {
 	size_t line_len;    /* wire octets of the current line */
 	size_t header_size; /* wire octets of the header */
 	size_t size;        /* octets stored (LF line ends) */
-	size_t lines;       /* LFs stored */
+	/* size_limit: RFC 1870 message size, size + lines (CRLF counted,
+	 * stuffing dots and the final "." not) */
+	size_t lines; /* LFs stored */
 	size_t line_limit, size_limit, header_limit;
 	struct buf *out; /* stored text; nothing stored after an error */
 };

@@ -287,7 +287,7 @@ target_arg(const char *in, char *out, size_t len)
 	for (char *p = t.local; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
-	if (addr_format(&t, out, len) >= len)
+	if (addr_format(&t, out, len) == -1)
 		return die("%s", "address too long"), -1;
 	return 0;
 }

@@ -355,7 +355,7 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 			bufferevent_free(bev);
 		return;
 	}
-	log_info("event=control command=\"%.100s\"", line);
+	log_info("event=control command=\"%.100s\"", log_esc(line));
 	if (strcmp(line, "reload") == 0) {
 		free(line);
 		bufferevent_disable(bev, EV_READ);

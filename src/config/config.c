@@ -298,6 +298,29 @@ config_parse_cidr(const char *s, struct cidr *out)
 		out->prefix = (unsigned)p;
 	}
 	snprintf(out->text, sizeof(out->text), "%s", s);
+	/*
+	 * ::ffff:a.b.c.d/96+N is the IPv4 network a.b.c.d/N: clients are
+	 * matched as IPv4 (config_cidr_match), so keep it as IPv4 or it
+	 * would never match.  A shorter prefix would also cover non-mapped
+	 * IPv6 space: refused rather than guessed.
+	 */
+	if (out->family == AF_INET6 &&
+	    IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(void *)out->addr)) {
+		char v4[INET_ADDRSTRLEN];
+
+		if (out->prefix < 96)
+			return -1;
+		out->family = AF_INET;
+		memmove(out->addr, out->addr + 12, 4);
+		memset(out->addr + 4, 0, 12);
+		out->prefix -= 96;
+		inet_ntop(AF_INET, out->addr, v4, sizeof(v4));
+		if (slash != NULL)
+			snprintf(out->text, sizeof(out->text), "%s/%u", v4,
+			    out->prefix);
+		else
+			snprintf(out->text, sizeof(out->text), "%s", v4);
+	}
 	return 0;
 }
 

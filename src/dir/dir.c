@@ -71,9 +71,18 @@ expand_one(struct dir *d, const char *local_in, const char *domain_in,
 	if (r == -1)
 		return DIR_EXPAND_TEMPFAIL;
 	if (r == 0) {
+		struct addr t = {0};
+
 		if (is_top)
 			return DIR_EXPAND_NONLOCAL;
-		snprintf(full, sizeof(full), "%s@%s", local_in, domain_in);
+		/* Quote the local part again ("a b"@x): it goes to the queue
+		 * and on the wire as an address; never cut. */
+		snprintf(t.local, sizeof(t.local), "%s", local_in);
+		snprintf(t.domain, sizeof(t.domain), "%s", domain_in);
+		if (addr_format(&t, full, sizeof(full)) == -1) {
+			snprintf(err, errlen, "alias target too long");
+			return DIR_EXPAND_LOCAL;
+		}
 		strlist_add_unique(remote, full);
 		return DIR_EXPAND_LOCAL;
 	}

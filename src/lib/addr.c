@@ -3,7 +3,9 @@
  * Domain and address-literal (include/addr.h).  Pure: bytes in, struct
  * out.  Each production is one small function over a cursor; a function
  * either consumes its production and returns 0, or returns -1 and sets the
- * error message.  Length limits are checked against the text as written.
+ * error message.  Length limits (RFC 5321 4.5.3.1) are checked against the
+ * text as written, which is never shorter than the decoded or formatted
+ * form, so what passes here always formats in full (addr_format).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -60,7 +62,8 @@ parse_domain(struct cur *c, char *out, size_t outlen)
 			return fail(c, "bad domain name");
 		while (is_letdig(cur_peek(c)) || cur_peek(c) == '-') {
 			if (o + 1 >= outlen)
-				return fail(c, "domain name too long");
+				return fail(c, ADDR_ERR_TOO_LONG
+				    ": domain over 255 octets");
 			out[o++] = (char)tolower(c->p[c->pos++]);
 		}
 		if (c->pos - label > 63)
@@ -75,7 +78,7 @@ parse_domain(struct cur *c, char *out, size_t outlen)
 		out[o++] = '.';
 	}
 	if (c->pos - start > ADDR_DOMAIN_MAX)
-		return fail(c, "domain name too long");
+		return fail(c, ADDR_ERR_TOO_LONG ": domain over 255 octets");
 	out[o] = '\0';
 	return 0;
 }
@@ -100,8 +103,11 @@ parse_literal(struct cur *c, char *out, size_t outlen)
 	if (cur_peek(c) != ']')
 		return fail(c, "unterminated address literal");
 	n = c->pos - start - 1;
-	if (n == 0 || n >= sizeof(text) || n + 2 >= outlen)
+	if (n == 0)
 		return fail(c, "bad address literal");
+	/* "[" n "]" is the domain: at most ADDR_DOMAIN_MAX octets. */
+	if (n + 2 > ADDR_DOMAIN_MAX || n >= sizeof(text) || n + 2 >= outlen)
+		return fail(c, ADDR_ERR_TOO_LONG ": domain over 255 octets");
 	memcpy(text, c->p + start + 1, n);
 	text[n] = '\0';
 	c->pos++;
@@ -151,7 +157,8 @@ parse_local(struct cur *c, struct addr *a)
 				               "local part");
 			}
 			if (o >= ADDR_LOCAL_MAX)
-				return fail(c, "local part too long");
+				return fail(c, ADDR_ERR_TOO_LONG
+				    ": local part over 64 octets");
 			a->local[o++] = (char)ch;
 		}
 	} else {
@@ -160,26 +167,34 @@ parse_local(struct cur *c, struct addr *a)
 				return fail(c, "bad local part");
 			while (is_atext(cur_peek(c))) {
 				if (o >= ADDR_LOCAL_MAX)
-					return fail(c, "local part too long");
+					return fail(c, ADDR_ERR_TOO_LONG
+					    ": local part over 64 octets");
 				a->local[o++] = (char)c->p[c->pos++];
 			}
 			if (cur_peek(c) != '.')
 				break;
 			if (o >= ADDR_LOCAL_MAX)
-				return fail(c, "local part too long");
+				return fail(c, ADDR_ERR_TOO_LONG
+				    ": local part over 64 octets");
 			a->local[o++] = '.';
 			c->pos++;
 		}
 	}
+	/* 64 octets as written: quotes and backslashes count. */
 	if (c->pos - start > ADDR_LOCAL_MAX)
-		return fail(c, "local part longer than 64 octets");
+		return fail(c, ADDR_ERR_TOO_LONG ": local part over 64 octets");
 	a->local[o] = '\0';
 	return 0;
 }
 
+/* Mailbox = Local-part "@" ( Domain / address-literal ), as written at
+ * most ADDR_MAILBOX_MAX octets so that "<" Mailbox ">" is a valid Path. */
 static int
 parse_mailbox(struct cur *c, struct addr *a)
 {
+	size_t start = c->pos;
+	int r;
+
 	if (parse_local(c, a) == -1)
 		return -1;
 	if (cur_peek(c) != '@')
@@ -187,9 +202,13 @@ parse_mailbox(struct cur *c, struct addr *a)
 	c->pos++;
 	if (cur_peek(c) == '[') {
 		a->is_literal = true;
-		return parse_literal(c, a->domain, sizeof(a->domain));
+		r = parse_literal(c, a->domain, sizeof(a->domain));
+	} else {
+		r = parse_domain(c, a->domain, sizeof(a->domain));
 	}
-	return parse_domain(c, a->domain, sizeof(a->domain));
+	if (r == 0 && c->pos - start > ADDR_MAILBOX_MAX)
+		return fail(c, ADDR_ERR_TOO_LONG ": path over 256 octets");
+	return r;
 }
 
 /* A-d-l = At-domain *( "," At-domain ) ":"  -- parsed, then dropped. */
@@ -249,8 +268,8 @@ addr_parse_path(const uint8_t *p, size_t len, bool allow_null,
 	if (cur_peek(&c) != '>')
 		return (*error_out = "expected '>' after address"), -1;
 	c.pos++;
-	if (c.pos > ADDR_PATH_MAX + (out->had_route ? 1024 : 0))
-		return (*error_out = "address too long"), -1;
+	/* The Path limit holds for the Mailbox (parse_mailbox); a dropped
+	 * route is bounded only by the command line that carries it. */
 	*consumed = c.pos;
 	return 1;
 }
@@ -299,11 +318,13 @@ addr_local_is_dot_string(const char *s)
 	return !prev_dot;
 }
 
-size_t
+int
 addr_format(const struct addr *a, char *dst, size_t dstlen)
 {
 	size_t o = 0;
 
+	if (dstlen == 0)
+		return -1;
 #define PUT(ch)                                                                \
 	do {                                                                   \
 		if (o + 1 < dstlen)                                            \
@@ -311,8 +332,7 @@ addr_format(const struct addr *a, char *dst, size_t dstlen)
 		o++;                                                           \
 	} while (0)
 	if (a->is_null) {
-		if (dstlen > 0)
-			dst[0] = '\0';
+		dst[0] = '\0';
 		return 0;
 	}
 	if (addr_local_is_dot_string(a->local)) {
@@ -333,7 +353,11 @@ addr_format(const struct addr *a, char *dst, size_t dstlen)
 			PUT(*s);
 	}
 #undef PUT
-	if (dstlen > 0)
-		dst[o < dstlen ? o : dstlen - 1] = '\0';
-	return o;
+	if (o >= dstlen) {
+		/* Never hand out a cut address: it names someone else. */
+		dst[0] = '\0';
+		return -1;
+	}
+	dst[o] = '\0';
+	return 0;
 }

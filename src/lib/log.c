@@ -131,20 +131,38 @@ fatalx(const char *fmt, ...)
 	exit(1);
 }
 
-void
-log_sanitize(char *dst, size_t dstlen, const uint8_t *src, size_t len)
+/* Output bytes for c: itself, or \xHH. */
+static size_t
+esc_need(uint8_t c, const char *special)
+{
+	return c >= 0x20 && c < 0x7f && c != '\\' && strchr(special, c) == NULL
+	           ? 1
+	           : 4;
+}
+
+/*
+ * One escaper for every client value in a log line: bytes outside
+ * printable ASCII, and the bytes in `special`, become \xHH; '\' is always
+ * special so the escaping itself is unambiguous.
+ */
+static void
+escape(char *dst, size_t dstlen, const uint8_t *src, size_t len,
+    const char *special)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t o = 0;
+	size_t o = 0, total = 0, reserve;
 
 	if (dstlen == 0)
 		return;
+	for (size_t i = 0; i < len; i++)
+		total += esc_need(src[i], special);
+	/* All of it, or as much as leaves room for "..." and the NUL. */
+	reserve = total + 1 <= dstlen ? 1 : 4;
 	for (size_t i = 0; i < len; i++) {
 		uint8_t c = src[i];
-		size_t need =
-		    (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ? 1 : 4;
+		size_t need = esc_need(c, special);
 
-		if (o + need + 4 > dstlen) {
+		if (o + need + reserve > dstlen) {
 			if (dstlen >= 4) {
 				o = o > dstlen - 4 ? dstlen - 4 : o;
 				memcpy(dst + o, "...", 3);
@@ -162,4 +180,27 @@ log_sanitize(char *dst, size_t dstlen, const uint8_t *src, size_t len)
 		}
 	}
 	dst[o] = '\0';
+}
+
+void
+log_sanitize(char *dst, size_t dstlen, const uint8_t *src, size_t len)
+{
+	escape(dst, dstlen, src, len, "\"=");
+}
+
+void
+log_escape(char *dst, size_t dstlen, const char *src)
+{
+	escape(dst, dstlen, (const uint8_t *)src, strlen(src), "\"= ,<>");
+}
+
+const char *
+log_esc(const char *src)
+{
+	static __thread char slots[LOG_ESC_SLOTS][LOG_ESC_SLOT];
+	static __thread unsigned next;
+	char *dst = slots[next++ % LOG_ESC_SLOTS];
+
+	log_escape(dst, LOG_ESC_SLOT, src);
+	return dst;
 }

@@ -44,10 +44,32 @@ verdict(
 	return v;
 }
 
+/*
+ * An address as the accept list stores it: inet_ntop form, with an
+ * IPv4-mapped IPv6 address as plain IPv4 (the client and the entry may be
+ * written either way).  Returns 0 or -1 (not an address).
+ */
+static int
+ip_normalize(const char *in, char *out, size_t outlen)
+{
+	unsigned char bin[16];
+
+	if (inet_pton(AF_INET, in, bin) == 1)
+		return inet_ntop(AF_INET, bin, out, outlen) ? 0 : -1;
+	if (inet_pton(AF_INET6, in, bin) != 1)
+		return -1;
+	if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(void *)bin))
+		return inet_ntop(AF_INET, bin + 12, out, outlen) ? 0 : -1;
+	return inet_ntop(AF_INET6, bin, out, outlen) ? 0 : -1;
+}
+
 static bool
 accept_has_ip(const struct accept_list *a, const char *ip)
 {
-	return a != NULL && strlist_has(&a->ips, ip);
+	char norm[INET6_ADDRSTRLEN];
+
+	return a != NULL && ip_normalize(ip, norm, sizeof(norm)) == 0 &&
+	       strlist_has(&a->ips, norm);
 }
 
 /* The text form of an address as the accept list stores it. */
@@ -56,9 +78,9 @@ accept_has_user(const struct accept_list *a, const struct addr *from)
 {
 	char text[ADDR_PATH_MAX + 8];
 
-	if (a == NULL || from->is_null)
+	if (a == NULL || from->is_null ||
+	    addr_format(from, text, sizeof(text)) == -1)
 		return false;
-	addr_format(from, text, sizeof(text));
 	for (char *p = text; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
 	return strlist_has(&a->users, text);
@@ -105,7 +127,9 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 	    strlist_has(pc->relay_domains, env->rcpt->domain)) {
 		char text[ADDR_PATH_MAX + 8];
 
-		addr_format(env->rcpt, text, sizeof(text));
+		if (addr_format(env->rcpt, text, sizeof(text)) == -1)
+			return verdict(VERDICT_REJECT, "501 5.1.3",
+			    "Recipient address too long", "address-length");
 		for (char *p = text; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		/* Backscatter: refuse now what the final MX would refuse. */
@@ -255,8 +279,11 @@ accept_list_parse(const char *text, size_t len, struct accept_list *out,
 		    inet_pton(AF_INET6, s, bin) == 1) {
 			char norm[64];
 
-			inet_ntop(strchr(s, ':') ? AF_INET6 : AF_INET, bin,
-			    norm, sizeof(norm));
+			if (ip_normalize(s, norm, sizeof(norm)) == -1) {
+				snprintf(err, errlen,
+				    "line %u: %s: bad address", lineno, s);
+				goto fail;
+			}
 			strlist_add_unique(&out->ips, norm);
 		} else if (strchr(s, '@') != NULL) {
 			char t[ADDR_PATH_MAX + 8];
@@ -266,7 +293,11 @@ accept_list_parse(const char *text, size_t len, struct accept_list *out,
 				    s, why);
 				goto fail;
 			}
-			addr_format(&a, t, sizeof(t));
+			if (addr_format(&a, t, sizeof(t)) == -1) {
+				snprintf(err, errlen,
+				    "line %u: %s: address too long", lineno, s);
+				goto fail;
+			}
 			strlist_add_unique(&out->users, t);
 		} else {
 			char d[ADDR_DOMAIN_MAX + 1];

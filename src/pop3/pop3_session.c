@@ -151,7 +151,7 @@ static void
 p_free(struct pop3_session *s)
 {
 	log_info("pop3=%s event=disconnect client=%s user=%s", s->id, s->ip,
-	    s->user[0] ? s->user : "-");
+	    s->user[0] ? log_esc(s->user) : "-");
 	TAILQ_REMOVE(&s->srv->sessions, s, entry);
 	s->srv->nsessions--;
 	counter_add(s->srv->ips, s->ip_key, -1);
@@ -362,13 +362,13 @@ login_done(struct pjob *j)
 	}
 	if (j->result == 1) {
 		log_err("pop3=%s event=login result=fail user=%s error=\"%s\"",
-		    s->id, j->canon, j->err);
+		    s->id, log_esc(j->canon), j->err);
 		p_reply(s, "-ERR [SYS/TEMP] cannot open the maildrop");
 		return;
 	}
 	if (j->result == 3) {
 		log_info("pop3=%s event=login result=in-use user=%s", s->id,
-		    j->canon);
+		    log_esc(j->canon));
 		p_reply(s, "-ERR [IN-USE] the maildrop is in use by another "
 		           "session");
 		return;
@@ -380,7 +380,7 @@ login_done(struct pjob *j)
 	for (size_t i = 0; i < s->mb->n; i++)
 		total += s->mb->msgs[i].size;
 	log_info("pop3=%s event=login result=ok client=%s user=%s messages=%zu",
-	    s->id, s->ip, s->user, s->mb->n);
+	    s->id, s->ip, log_esc(s->user), s->mb->n);
 	p_reply(s, "+OK %s has %zu messages (%zu octets)", s->user, s->mb->n,
 	    total);
 }
@@ -434,7 +434,7 @@ job_done(void *arg)
 		for (size_t i = 0; s->mb && i < s->mb->n; i++)
 			n += s->mb->msgs[i].is_deleted;
 		log_info("pop3=%s event=update user=%s deleted=%zu failed=%d",
-		    s->id, s->user, n, j->result);
+		    s->id, log_esc(s->user), n, j->result);
 		if (!s->is_dead)
 			p_reply(s,
 			    j->result == 0

@@ -1,10 +1,13 @@
 /*
  * dsn: composes RFC 3464 delivery status notifications (dsn.h).  The
  * message is written with LF line ends, like every stored message; the
- * SMTP client turns them into CRLF on the wire.
+ * SMTP client turns them into CRLF on the wire.  The MIME boundary is
+ * random and never occurs in the returned text, so a sender cannot end
+ * a part early or forge one.
  */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "dsn.h"
@@ -38,16 +41,60 @@ rfc5322_date(time_t t, char *out, size_t len)
 	strftime(out, len, "%a, %d %b %Y %H:%M:%S +0000", &tm);
 }
 
+static bool
+has(const char *text, size_t len, const char *needle)
+{
+	return text != NULL &&
+	       memmem(text, len, needle, strlen(needle)) != NULL;
+}
+
+bool
+dsn_boundary_ok(const struct dsn_info *d, const char *boundary)
+{
+	if (has(d->headers, d->headers_len, boundary) ||
+	    has(d->to, strlen(d->to), boundary) ||
+	    has(d->hostname, strlen(d->hostname), boundary))
+		return false;
+	for (size_t i = 0; i < d->nrcpt; i++) {
+		const struct dsn_rcpt *rc = &d->rcpts[i];
+
+		if (has(rc->addr, strlen(rc->addr), boundary) ||
+		    has(rc->diagnostic, strlen(rc->diagnostic), boundary) ||
+		    (rc->remote_mta != NULL &&
+		        has(rc->remote_mta, strlen(rc->remote_mta), boundary)))
+			return false;
+	}
+	return true;
+}
+
+/* DSN_BOUNDARY_PREFIX and 96 random bits in hex. */
+static void
+new_boundary(char *out, size_t len)
+{
+	unsigned char rnd[12];
+	size_t o;
+
+	arc4random_buf(rnd, sizeof(rnd));
+	o = (size_t)snprintf(out, len, "%s", DSN_BOUNDARY_PREFIX);
+	for (size_t i = 0; i < sizeof(rnd) && o + 2 < len; i++, o += 2)
+		snprintf(out + o, len - o, "%02x", rnd[i]);
+}
+
 int
 dsn_compose(const struct dsn_info *d, struct buf *out)
 {
-	char now[64], arrival[64], boundary[96];
-	int r = 0;
+	char now[64], arrival[64], boundary[64];
+	int r = 0, tries = 0;
 
 	rfc5322_date(d->now, now, sizeof(now));
 	rfc5322_date(d->arrival, arrival, sizeof(arrival));
-	snprintf(boundary, sizeof(boundary), "%s.%lld/%s", d->queue_id,
-	    (long long)d->now, d->hostname);
+	/* A collision needs a guess of 96 random bits; still, never trust
+	 * luck with a delimiter the sender's text could forge. */
+	do {
+		if (tries++ == 16)
+			return -1;
+		new_boundary(boundary, sizeof(boundary));
+	} while (!dsn_boundary_ok(d, boundary));
 	r |= add(out,
 	    "From: Mail Delivery System <MAILER-DAEMON@%s>\n"
 	    "To: <%s>\n"

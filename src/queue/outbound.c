@@ -197,12 +197,7 @@ conn_reply(struct conn *c, char *text, size_t textlen, bool ehlo)
 				    t[4] ? strtoul(t + 5, NULL, 10) : 0;
 			}
 		}
-		if (o < textlen - 1) {
-			int n = snprintf(text + o, textlen - o, "%s%d%s%s",
-			    o ? " " : "", code, *t ? " " : "", t);
-
-			o += n > 0 ? (size_t)n : 0;
-		}
+		smtp_reply_append(text, textlen, &o, code, t);
 		if (last)
 			return code;
 	}
@@ -478,6 +473,7 @@ static int
 handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 {
 	char text[QERR_MAX];
+	const char *t;
 	int code;
 
 	set_timeout(c, T_GREETING);
@@ -500,10 +496,10 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 				return snprintf(why, wl, "%s", text), -1;
 		}
 		/* Greeting name equal to ours: the mail would loop. */
-		if (strncasecmp(
-		        text + 4, cfg->hostname, strlen(cfg->hostname)) == 0 &&
-		    (text[4 + strlen(cfg->hostname)] == ' ' ||
-		        text[4 + strlen(cfg->hostname)] == '\0')) {
+		t = smtp_reply_text(text);
+		if (strncasecmp(t, cfg->hostname, strlen(cfg->hostname)) == 0 &&
+		    (t[strlen(cfg->hostname)] == ' ' ||
+		        t[strlen(cfg->hostname)] == '\0')) {
 			snprintf(why, wl, "loop: %s greets with my own name",
 			    c->host);
 			return -2;
@@ -620,8 +616,8 @@ set_all(
 		if (rc->result != OUT_DEFER || rc->status[0] == '2')
 			continue;
 		rc->result = r;
-		smtp_reply_status(
-		    code, code ? text + 4 : "", rc->status, sizeof(rc->status));
+		smtp_reply_status(code, smtp_reply_text(text), rc->status,
+		    sizeof(rc->status));
 		if (code == 0)
 			snprintf(rc->status, sizeof(rc->status),
 			    r == OUT_BOUNCE ? "5.4.4" : "4.4.1");
@@ -705,7 +701,7 @@ transaction(struct conn *c, struct outbound_job *j, off_t size)
 		}
 		rc->result = rcpt_code[i] >= 500 ? OUT_BOUNCE : OUT_DEFER;
 		smtp_reply_status(rcpt_code[i] > 0 ? rcpt_code[i] : 451,
-		    rc->reply + 4, rc->status, sizeof(rc->status));
+		    smtp_reply_text(rc->reply), rc->status, sizeof(rc->status));
 		rc->status[0] = rc->result == OUT_BOUNCE ? '5' : '4';
 	}
 	if (!pipe && accepted > 0 && conn_printf(c, "DATA") == -1)
@@ -737,7 +733,8 @@ data_failed:
 		             : code >= 500             ? OUT_BOUNCE
 		                                       : OUT_DEFER;
 		smtp_reply_status(code > 0 ? code : 451,
-		    code > 0 ? text + 4 : "", rc->status, sizeof(rc->status));
+		    code > 0 ? smtp_reply_text(text) : "", rc->status,
+		    sizeof(rc->status));
 		queue_field_clean(rc->reply, sizeof(rc->reply),
 		    code > 0 ? text : "lost connection after DATA");
 	}

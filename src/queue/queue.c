@@ -339,7 +339,7 @@ bounce_stored(void *arg)
 	if (b->dlv.result == 0) {
 		log_info("id=%s event=dsn kind=%s orig=%s to=<%s>", b->out.id,
 		    b->is_delay ? "delay" : "failure", b->orig.id,
-		    b->to_postmaster ? "postmaster" : b->orig.from);
+		    b->to_postmaster ? "postmaster" : log_esc(b->orig.from));
 		if (b->out.nrcpt > 0) {
 			struct qenv *e = xcalloc(1, sizeof(*e));
 
@@ -558,9 +558,16 @@ static void
 log_result(struct qentry *e, const struct attempt *a,
     const struct outbound_rcpt *r, const char *status, time_t now)
 {
+	char reply[QERR_MAX * 4];
+
+	/* Postfix's shape, for pflogsumm; the remote reply keeps its spaces
+	 * but no quote, '=' or control byte, like every peer text. */
+	log_sanitize(
+	    reply, sizeof(reply), (const uint8_t *)r->reply, strlen(r->reply));
 	log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, status=%s (%s)",
-	    e->env.id, r->addr, a->job.relay, (long long)(now - e->env.arrival),
-	    r->status, status, r->reply);
+	    e->env.id, log_esc(r->addr), log_esc(a->job.relay),
+	    (long long)(now - e->env.arrival), log_esc(r->status), status,
+	    reply);
 }
 
 static void
@@ -761,7 +768,7 @@ queue_add(struct queue *q, struct qenv *env, size_t body_offset)
 	env->nrcpt = 0;
 	TAILQ_INSERT_TAIL(&q->entries, e, link);
 	log_info("id=%s event=queued from=<%s> nrcpt=%zu", e->env.id,
-	    e->env.from, e->env.nrcpt);
+	    log_esc(e->env.from), e->env.nrcpt);
 	queue_run(q);
 }
 
@@ -795,7 +802,7 @@ set_aside(const char *data_dir, const char *name)
 	if (rename(from, to) == -1 && errno != ENOENT)
 		log_err("event=queue-load file=%s error=\"cannot set aside: "
 		        "%s\"",
-		    name, strerror(errno));
+		    log_esc(name), strerror(errno));
 }
 
 /* Loads ID.msg (and ID.env when the state was updated). */
@@ -849,7 +856,7 @@ corrupt:
 	free(text);
 	log_err("event=queue-load file=%s result=corrupt reason=\"%s\" "
 	        "action=set-aside",
-	    name, why);
+	    log_esc(name), why);
 	set_aside(q->cfg->data_dir, name);
 	snprintf(path, sizeof(path), "%s.env", id);
 	set_aside(q->cfg->data_dir, path);

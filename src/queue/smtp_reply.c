@@ -27,6 +27,33 @@ smtp_reply_line_parse(const char *line, size_t len, int *code_out,
 	return 0;
 }
 
+void
+smtp_reply_append(
+    char *text, size_t textlen, size_t *off, int code, const char *t)
+{
+	int n;
+
+	if (textlen == 0 || *off >= textlen - 1)
+		return;
+	n = snprintf(text + *off, textlen - *off, "%s%d%s%s", *off ? " " : "",
+	    code, *t ? " " : "", t);
+	if (n > 0)
+		*off = *off + (size_t)n >= textlen ? textlen - 1
+		                                   : *off + (size_t)n;
+}
+
+const char *
+smtp_reply_text(const char *reply)
+{
+	/* A bare "NNN" ends at reply[3]: reply + 4 would be past the NUL. */
+	for (int i = 0; i < 3; i++)
+		if (!isdigit((unsigned char)reply[i]))
+			return "";
+	if (reply[3] != ' ' && reply[3] != '-')
+		return "";
+	return reply + 4;
+}
+
 /* status-code = class "." subject "." detail (RFC 3463): 1 digit, 1-3, 1-3 */
 static size_t
 status_len(const char *t, int cls)

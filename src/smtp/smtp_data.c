@@ -9,6 +9,10 @@
  *   DOT_CR  after "." CR at the start of a line: LF now ends the data
  * Once any flag is set nothing more is stored, but the stream is still
  * read to its true end.
+ *
+ * size_limit is the SIZE we advertise, so it counts what RFC 1870 section
+ * 4 calls the message size: octets with CRLF line ends (each stored LF is
+ * two octets on the wire), without the stuffing dots and the final ".".
  */
 #include <stdio.h>
 #include <string.h>
@@ -35,12 +39,21 @@ smtp_data_init(struct smtp_data *d, struct buf *out, size_t line_limit,
 	d->out = out;
 }
 
+/* The message size on the wire (RFC 1870) once n more octets are stored. */
+static size_t
+wire_size(const struct smtp_data *d, size_t n)
+{
+	return d->size + d->lines + n;
+}
+
 static void
 store(struct smtp_data *d, uint8_t c)
 {
 	if (d->flags != 0)
 		return;
-	if (d->size + 1 > d->size_limit || buf_putc(d->out, c) == -1) {
+	/* A stored LF stands for CR LF: two octets of the message size. */
+	if (wire_size(d, c == '\n' ? 2 : 1) > d->size_limit ||
+	    buf_putc(d->out, c) == -1) {
 		d->flags |= SMTP_DATA_TOO_BIG;
 		return;
 	}
@@ -118,7 +131,7 @@ plain_run(struct smtp_data *d, const uint8_t *p, size_t len)
 	if (n > 0) {
 		count_octets(d, n);
 		if (d->flags == 0) {
-			if (d->size + n > d->size_limit ||
+			if (wire_size(d, n) > d->size_limit ||
 			    buf_append(d->out, p, n) == -1)
 				d->flags |= SMTP_DATA_TOO_BIG;
 			else

@@ -125,9 +125,16 @@ parse_envelope(const char *p, size_t len, bool is_mail, struct smtp_cmd *out,
 	while (i < len && p[i] == ' ')
 		i++;
 	if (addr_parse_path((const uint8_t *)p + i, len - i, is_mail, !is_mail,
-	        &out->addr, &used, &why) == -1)
-		return err(code_out, is_mail ? "501 5.1.7" : "501 5.1.3",
-		    error_out, why);
+	        &out->addr, &used, &why) == -1) {
+		/* RFC 5321 4.5.3.1.9: a path over the limits is refused with
+		 * 501, for MAIL too, as 5.1.3 (address length, not syntax). */
+		bool is_long = strncmp(why, ADDR_ERR_TOO_LONG,
+		                   strlen(ADDR_ERR_TOO_LONG)) == 0;
+
+		return err(code_out,
+		    is_mail && !is_long ? "501 5.1.7" : "501 5.1.3", error_out,
+		    why);
+	}
 	i += used;
 	if (i < len && p[i] != ' ')
 		return err(code_out, "501 5.5.4", error_out,

@@ -454,6 +454,18 @@ mail_params(struct session *s, struct smtp_cmd *c)
 }
 
 /*
+ * For addresses that already formatted in full at MAIL or RCPT (every
+ * caller's buffer is at least ADDR_MAILBOX_MAX + 1): a failure is a bug.
+ */
+static void
+addr_text(const struct addr *a, char *dst, size_t len)
+{
+	if (addr_format(a, dst, len) == -1)
+		fatalx(
+		    "bug: an accepted address no longer fits %zu bytes", len);
+}
+
+/*
  * auth_sender_match: "yes" and "submission" (the default) check every
  * authenticated session, on port 25 as on the submission ports: a client
  * that logged in relays with the server's trust, so it may only send as
@@ -483,16 +495,21 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	}
 	if (!mail_params(s, c))
 		return;
+	/* Never a cut address after this point (RFC 5321 4.5.3.1.3). */
+	if (addr_format(&c->addr, from, sizeof(from)) == -1) {
+		reply_error(s, "501 5.1.3", "Sender address too long");
+		return;
+	}
 	if (s->auth_user[0] != '\0' && sender_must_match(s)) {
 		char given[ADDR_PATH_MAX + 8];
 
-		addr_format(&c->addr, given, sizeof(given));
+		addr_text(&c->addr, given, sizeof(given));
 		for (char *p = given; *p; p++)
 			*p = (char)tolower((unsigned char)*p);
 		if (!strlist_has(&s->auth_addresses, given)) {
 			log_info("session=%s event=mail result=reject code=553 "
 			         "reason=\"sender <%s> not owned by %s\"",
-			    s->id, given, s->auth_user);
+			    s->id, log_esc(given), log_esc(s->auth_user));
 			reply_error(s, "553 5.7.1",
 			    "Sender address rejected: "
 			    "not owned by the authenticated user");
@@ -502,9 +519,8 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	s->mail_from = c->addr;
 	s->has_mail = true;
 	queue_new_id(s->queue_id);
-	addr_format(&s->mail_from, from, sizeof(from));
 	log_info("session=%s id=%s event=mail from=<%s>%s", s->id, s->queue_id,
-	    from, s->mail_from.had_route ? " route=dropped" : "");
+	    log_esc(from), s->mail_from.had_route ? " route=dropped" : "");
 	reply(s, "250 2.1.0 Ok");
 }
 
@@ -535,12 +551,13 @@ rcpt_log(struct session *s, struct rcpt_job *j, const char *result,
 {
 	char from[ADDR_PATH_MAX + 8], r[600];
 
-	addr_format(&s->mail_from, from, sizeof(from));
+	addr_text(&s->mail_from, from, sizeof(from));
 	log_sanitize(r, sizeof(r), (const uint8_t *)reason, strlen(reason));
 	log_info("session=%s id=%s event=rcpt client=%s auth=%s from=<%s> "
 	         "to=<%s> result=%s code=%.3s mode=%s rule=%s reason=\"%s\"",
-	    s->id, s->queue_id, s->ip, s->auth_user[0] ? s->auth_user : "-",
-	    from, j->rcpt_text, result, code,
+	    s->id, s->queue_id, s->ip,
+	    s->auth_user[0] ? log_esc(s->auth_user) : "-", log_esc(from),
+	    log_esc(j->rcpt_text), result, code,
 	    policy_mode_name((enum relay_mode)j->cfg->relay_mode), rule, r);
 }
 
@@ -723,7 +740,12 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	if (j->rcpt.is_postmaster)
 		snprintf(j->rcpt.domain, sizeof(j->rcpt.domain), "%s",
 		    s->cfg->primary_domain);
-	addr_format(&j->rcpt, j->rcpt_text, sizeof(j->rcpt_text));
+	/* Decide on exactly the text that will be queued: never cut it. */
+	if (addr_format(&j->rcpt, j->rcpt_text, sizeof(j->rcpt_text)) == -1) {
+		free(j);
+		reply_error(s, "501 5.1.3", "Recipient address too long");
+		return;
+	}
 	j->limit = s->cfg->expansion_limit;
 	j->mail_from = s->mail_from;
 	j->facts.ip = s->ip;
@@ -1012,7 +1034,7 @@ auth_job_done(void *arg)
 			j->owned.n = j->owned.cap = 0;
 			log_info("session=%s event=auth result=ok client=%s "
 			         "user=%s",
-			    s->id, s->ip, s->auth_user);
+			    s->id, s->ip, log_esc(s->auth_user));
 			reply(s, "235 2.7.0 Authentication successful");
 		} else {
 			log_warn("session=%s event=auth result=%s client=%s "
@@ -1254,7 +1276,7 @@ build_headers(struct session *s)
 	time_t now = time(NULL);
 	SSL *ssl;
 
-	addr_format(&s->mail_from, from, sizeof(from));
+	addr_text(&s->mail_from, from, sizeof(from));
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
 	if (s->is_tls && (ssl = bufferevent_openssl_get_ssl(s->bev)) != NULL)
@@ -1289,15 +1311,15 @@ delivery_done(void *arg)
 	char from[ADDR_PATH_MAX + 8];
 
 	s->is_busy = false;
-	addr_format(&s->mail_from, from, sizeof(from));
+	addr_text(&s->mail_from, from, sizeof(from));
 	if (d->result == 0) {
-		char to[1024];
+		char to[2048];
 		size_t o = 0;
 
 		to[0] = '\0';
 		for (size_t i = 0; i < s->rcpt_log.n && o < sizeof(to); i++) {
 			int n = snprintf(to + o, sizeof(to) - o, "%s<%s>",
-			    i ? "," : "", s->rcpt_log.v[i]);
+			    i ? "," : "", log_esc(s->rcpt_log.v[i]));
 
 			o += n > 0 ? (size_t)n : 0;
 		}
@@ -1305,8 +1327,8 @@ delivery_done(void *arg)
 		log_info("session=%s id=%s event=delivered from=<%s> to=%s "
 		         "nrcpt=%zu mailboxes=%zu queued=%zu size=%zu "
 		         "result=ok",
-		    s->id, s->queue_id, from, to, s->nrcpt, s->mailboxes.n,
-		    s->remote.n, s->data.size);
+		    s->id, s->queue_id, log_esc(from), to, s->nrcpt,
+		    s->mailboxes.n, s->remote.n, s->data.size);
 		if (d->qenv != NULL)
 			queue_add(s->srv->queue, &s->qenv, d->queue_offset);
 		/* A session that already said 421 (it timed out while the
@@ -1316,7 +1338,7 @@ delivery_done(void *arg)
 	} else {
 		log_err("session=%s id=%s event=delivered from=<%s> "
 		        "result=fail error=\"%s\"",
-		    s->id, s->queue_id, from, d->error);
+		    s->id, s->queue_id, log_esc(from), d->error);
 		if (!s->is_dead && s->state != ST_CLOSING)
 			reply(s, "451 4.3.0 Error: local delivery failed, try "
 			         "again later");
@@ -1386,7 +1408,7 @@ data_end(struct session *s)
 
 		memset(q, 0, sizeof(*q));
 		snprintf(q->id, sizeof(q->id), "%s", s->queue_id);
-		addr_format(&s->mail_from, q->from, sizeof(q->from));
+		addr_text(&s->mail_from, q->from, sizeof(q->from));
 		q->arrival = time(NULL);
 		for (size_t i = 0; i < s->remote.n; i++) {
 			queue_env_add_rcpt(q, s->remote.v[i], q->arrival);

@@ -1,7 +1,8 @@
 /*
  * libFuzzer harness: addr_parse_path.  Checks invariants, not just
- * crashes: a parsed address formats and re-parses to the same address,
- * and the domain is lower-case without a trailing dot.
+ * crashes: a parsed address formats in full into ADDR_MAILBOX_MAX + 1
+ * bytes (never cut), is no longer than it was written, re-parses to the
+ * same address, and the domain is lower-case without a trailing dot.
  */
 #include <ctype.h>
 #include <stddef.h>
@@ -19,7 +20,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct addr a, b;
 	const char *why;
 	size_t used;
-	char text[600], path[610];
+	char text[ADDR_MAILBOX_MAX + 1], path[ADDR_PATH_MAX + 1];
 
 	if (addr_parse_path(data, size, true, true, &a, &used, &why) != 1)
 		return 0;
@@ -32,8 +33,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		__builtin_trap();
 	if (a.is_null || a.is_postmaster)
 		return 0;
-	addr_format(&a, text, sizeof(text));
-	snprintf(path, sizeof(path), "<%s>", text);
+	if (addr_format(&a, text, sizeof(text)) == -1 ||
+	    strlen(text) + 2 > used)
+		__builtin_trap();
+	if ((size_t)snprintf(path, sizeof(path), "<%s>", text) >= sizeof(path))
+		__builtin_trap();
 	if (addr_parse_path((const uint8_t *)path, strlen(path), false, false,
 	        &b, &used, &why) != 1 ||
 	    strcmp(a.local, b.local) != 0 || strcmp(a.domain, b.domain) != 0)

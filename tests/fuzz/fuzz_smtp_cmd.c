@@ -20,8 +20,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    (c.arg.p < (const char *)data ||
 		        c.arg.p + c.arg.len > (const char *)data + size))
 			__builtin_trap();
-		if (c.verb == SMTP_CMD_MAIL || c.verb == SMTP_CMD_RCPT)
-			addr_format(&c.addr, out, sizeof(out));
+		/* An accepted address always formats in full. */
+		if ((c.verb == SMTP_CMD_MAIL || c.verb == SMTP_CMD_RCPT) &&
+		    addr_format(&c.addr, out, sizeof(out)) == -1)
+			__builtin_trap();
 	} else if (code == NULL || why == NULL || strlen(code) != 9) {
 		__builtin_trap();
 	}

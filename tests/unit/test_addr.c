@@ -4,6 +4,7 @@
  * quoted '@' stay in the local part; source routes are dropped).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "addr.h"
@@ -104,8 +105,8 @@ test_paths(void **state)
 			fail_msg("case %zu: got %s @ %s, want %s @ %s", i,
 			    a.local, a.domain, path_cases[i].local,
 			    path_cases[i].domain);
-		addr_format(&a, out, sizeof(out));
-		if (strcmp(out, path_cases[i].formatted) != 0)
+		if (addr_format(&a, out, sizeof(out)) == -1 ||
+		    strcmp(out, path_cases[i].formatted) != 0)
 			fail_msg("case %zu: formatted %s, want %s", i, out,
 			    path_cases[i].formatted);
 	}
@@ -144,6 +145,149 @@ test_limits(void **state)
 	assert_int_equal(addr_parse_path((uint8_t *)buf, strlen(buf), false,
 	                     false, &a, &used, &why),
 	    -1);
+}
+
+/* A domain of exactly n octets: 63-octet labels, then the rest. */
+static void
+make_domain(char *dst, size_t n)
+{
+	size_t o = 0;
+
+	while (o < n) {
+		size_t label = n - o > 63 ? 63 : n - o;
+
+		if (label == 1 && o > 0) {
+			/* "x." then one more octet: shift a dot left. */
+			dst[o - 2] = '.';
+			dst[o - 1] = 'e';
+		}
+		memset(dst + o, 'd', label);
+		o += label;
+		if (o < n)
+			dst[o++] = '.';
+	}
+	dst[o] = '\0';
+}
+
+/*
+ * RFC 5321 4.5.3.1 limits, counted as written: local part 64, domain 255,
+ * "<" Mailbox ">" 256 (a dropped source route does not count).  A quoted
+ * local part counts with its quotes and backslashes, so its decoded form
+ * may be shorter than the limit and still be refused.
+ */
+static const struct {
+	const char *route; /* "" or an A-d-l with its ':' */
+	const char *local; /* as written; "=N" means N octets of 'l' */
+	size_t domain_len;
+	int want;
+	const char *err;       /* start of *error_out when want == -1 */
+	const char *formatted; /* local part as formatted, NULL = as written */
+} limit_cases[] = {
+    {"", "=64", 10, 1, NULL, NULL},
+    {"", "=65", 10, -1, ADDR_ERR_TOO_LONG ": local part", NULL},
+    {"", "=1", 252, 1, NULL, NULL}, /* path "<l@...>" is 256 */
+    {"", "=1", 253, -1, ADDR_ERR_TOO_LONG ": path", NULL},
+    {"", "=1", 255, -1, ADDR_ERR_TOO_LONG ": path", NULL},
+    {"", "=1", 256, -1, ADDR_ERR_TOO_LONG ": domain", NULL},
+    {"", "=64", 189, 1, NULL, NULL}, /* 64 + 1 + 189 = 254 */
+    {"", "=64", 190, -1, ADDR_ERR_TOO_LONG ": path", NULL},
+    {"@r.example:", "=64", 189, 1, NULL, NULL},
+    {"@r.example:", "=64", 190, -1, ADDR_ERR_TOO_LONG ": path", NULL},
+    {"@r.example:", "=1", 252, 1, NULL, NULL},
+    {"@r.example:", "=1", 253, -1, ADDR_ERR_TOO_LONG ": path", NULL},
+    {"@r.example:", "=64", 255, -1, ADDR_ERR_TOO_LONG ": path", NULL},
+    {"@r.example:", "=65", 10, -1, ADDR_ERR_TOO_LONG ": local part", NULL},
+    {"@r.example,@s.example:", "=1", 252, 1, NULL, NULL},
+    /* Quoted: 64 written (62 decoded) fits and formats the same. */
+    {"", "\"a b=c result=accept rule=x lllllllllllllllllllllllllllllllllll\"",
+        10, 1, NULL, NULL},
+    /* 65 written but only 62 decoded: refused, the written form counts. */
+    {"",
+        "\"\\a\\b\\c "
+        "llllllllllllllllllllllllllllllllllllllllllllllllllllllll\"",
+        10, -1, ADDR_ERR_TOO_LONG ": local part", NULL},
+    /* 64 written, a Dot-string once decoded: formats shorter. */
+    {"",
+        "\"\\a\\b\\cllllllllllllllllllllllllllllllllllllllllllllllllllllllll\"",
+        10, 1, NULL,
+        "abcllllllllllllllllllllllllllllllllllllllllllllllllllllllll"},
+    /* 64 written with escapes that stay: formats the same. */
+    {"",
+        "\"\\\"\\\\ "
+        "lllllllllllllllllllllllllllllllllllllllllllllllllllllllll\"",
+        10, 1, NULL, NULL},
+};
+
+static void
+test_limit_table(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(limit_cases) / sizeof(limit_cases[0]);
+	     i++) {
+		char local[100], domain[300], in[700],
+		    out[ADDR_MAILBOX_MAX + 1];
+		char want[400];
+		struct addr a;
+		const char *why = "";
+		size_t used = 0;
+		int got;
+
+		if (limit_cases[i].local[0] == '=') {
+			size_t n = (size_t)atoi(limit_cases[i].local + 1);
+
+			memset(local, 'l', n);
+			local[n] = '\0';
+		} else {
+			snprintf(
+			    local, sizeof(local), "%s", limit_cases[i].local);
+		}
+		make_domain(domain, limit_cases[i].domain_len);
+		assert_int_equal(strlen(domain), limit_cases[i].domain_len);
+		snprintf(in, sizeof(in), "<%s%s@%s>", limit_cases[i].route,
+		    local, domain);
+		got = addr_parse_path((const uint8_t *)in, strlen(in), false,
+		    false, &a, &used, &why);
+		if (got != limit_cases[i].want)
+			fail_msg("case %zu: got %d, want %d (%s)", i, got,
+			    limit_cases[i].want, why);
+		if (got == -1) {
+			if (strncmp(why, limit_cases[i].err,
+			        strlen(limit_cases[i].err)) != 0)
+				fail_msg("case %zu: error \"%s\", want \"%s\"",
+				    i, why, limit_cases[i].err);
+			continue;
+		}
+		/* Accepted: formats in full, never longer than written. */
+		snprintf(want, sizeof(want), "%s@%s",
+		    limit_cases[i].formatted ? limit_cases[i].formatted : local,
+		    domain);
+		if (used != strlen(in) ||
+		    addr_format(&a, out, sizeof(out)) == -1 ||
+		    strcmp(out, want) != 0)
+			fail_msg("case %zu: formatted \"%s\", want \"%s\"", i,
+			    out, want);
+	}
+}
+
+/* addr_format never returns a cut address. */
+static void
+test_format_truncation(void **state)
+{
+	struct addr a;
+	const char *why;
+	char out[12];
+
+	(void)state;
+	assert_int_equal(addr_parse_mailbox("alice@example.test", &a, &why), 0);
+	memset(out, 'x', sizeof(out));
+	assert_int_equal(addr_format(&a, out, sizeof(out)), -1);
+	assert_string_equal(out, "");
+	assert_int_equal(addr_format(&a, out, 0), -1);
+	assert_int_equal(addr_parse_mailbox("a@example.io", &a, &why), 0);
+	assert_int_equal(addr_format(&a, out, sizeof(out)), -1);
+	assert_int_equal(addr_parse_mailbox("a@exampl.io", &a, &why), 0);
+	assert_int_equal(addr_format(&a, out, sizeof(out)), 0);
+	assert_string_equal(out, "a@exampl.io");
 }
 
 static void
@@ -197,6 +341,8 @@ run_addr_tests(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_paths),
 	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_limit_table),
+	    cmocka_unit_test(test_format_truncation),
 	    cmocka_unit_test(test_null_and_postmaster),
 	    cmocka_unit_test(test_mailbox_and_domain),
 	};

@@ -129,6 +129,16 @@ test_cidr_match(void **state)
 	    {"192.0.2.128/25", "192.0.2.128", true},
 	    {"2001:db8::/32", "192.0.2.1", false},
 	    {"192.0.2.0/24", "not-an-ip", false},
+	    /* IPv4-mapped entries are IPv4 networks. */
+	    {"::ffff:10.0.0.0/104", "10.1.2.3", true},
+	    {"::ffff:10.0.0.0/104", "::ffff:10.9.9.9", true},
+	    {"::ffff:10.0.0.0/104", "11.0.0.1", false},
+	    {"::ffff:1.2.3.4", "1.2.3.4", true},
+	    {"::ffff:1.2.3.4", "::ffff:1.2.3.4", true},
+	    {"::ffff:1.2.3.4", "1.2.3.5", false},
+	    {"::FFFF:0102:0304/128", "1.2.3.4", true},
+	    {"::ffff:0.0.0.0/96", "203.0.113.5", true},
+	    {"::ffff:0.0.0.0/96", "2001:db8::1", false},
 	};
 
 	(void)state;
@@ -149,6 +159,45 @@ test_cidr_match(void **state)
 			    cidr_cases[i].ip, cidr_cases[i].list,
 			    cidr_cases[i].want);
 		config_unref(&c);
+	}
+}
+
+static void
+test_cidr_parse(void **state)
+{
+	static const struct {
+		const char *in;
+		int want, family;
+		unsigned prefix;
+		const char *text;
+	} parse_cases[] = {
+	    {"::ffff:10.0.0.0/104", 0, AF_INET, 8, "10.0.0.0/8"},
+	    {"::ffff:1.2.3.4", 0, AF_INET, 32, "1.2.3.4"},
+	    {"::ffff:1.2.3.4/128", 0, AF_INET, 32, "1.2.3.4/32"},
+	    {"::ffff:0.0.0.0/96", 0, AF_INET, 0, "0.0.0.0/0"},
+	    {"::ffff:0:0/95", -1, 0, 0, NULL}, /* wider than IPv4 space */
+	    {"::ffff:1.2.3.4/129", -1, 0, 0, NULL},
+	    {"2001:db8::/32", 0, AF_INET6, 32, "2001:db8::/32"},
+	    {"::1", 0, AF_INET6, 128, "::1"},
+	    {"10.0.0.0/8", 0, AF_INET, 8, "10.0.0.0/8"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]);
+	     i++) {
+		struct cidr c;
+		int got = config_parse_cidr(parse_cases[i].in, &c);
+
+		if (got != parse_cases[i].want)
+			fail_msg("case %zu (%s): got %d, want %d", i,
+			    parse_cases[i].in, got, parse_cases[i].want);
+		if (got == 0 && (c.family != parse_cases[i].family ||
+		                    c.prefix != parse_cases[i].prefix ||
+		                    strcmp(c.text, parse_cases[i].text) != 0))
+			fail_msg("case %zu (%s): got %d/%u %s, want %d/%u %s",
+			    i, parse_cases[i].in, c.family, c.prefix, c.text,
+			    parse_cases[i].family, parse_cases[i].prefix,
+			    parse_cases[i].text);
 	}
 }
 
@@ -174,6 +223,7 @@ run_config_tests(void)
 	    cmocka_unit_test(test_values),
 	    cmocka_unit_test(test_key_table_sorted),
 	    cmocka_unit_test(test_cidr_match),
+	    cmocka_unit_test(test_cidr_parse),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

@@ -44,6 +44,8 @@ setup(void **state)
 	    d, "info", "example.test", "bob@example.test", err, sizeof(err)));
 	OK(d->ops->alias_add(d, "fwd", "example.test", "someone@remote.example",
 	    err, sizeof(err)));
+	OK(d->ops->alias_add(d, "fwdq", "example.test",
+	    "\"some one\"@remote.example", err, sizeof(err)));
 	OK(d->ops->alias_add(d, "loop1", "example.test", "loop2@example.test",
 	    err, sizeof(err)));
 	OK(d->ops->alias_add(d, "loop2", "example.test", "loop1@example.test",
@@ -88,6 +90,8 @@ static const struct {
     {"info@example.test", DIR_EXPAND_LOCAL,
         "alice@example.test,bob@example.test", ""},
     {"fwd@example.test", DIR_EXPAND_LOCAL, "", "someone@remote.example"},
+    /* A quoted remote target stays quoted: it is queued as an address. */
+    {"fwdq@example.test", DIR_EXPAND_LOCAL, "", "\"some one\"@remote.example"},
     {"loop1@example.test", DIR_EXPAND_LOCAL, "alice@example.test", ""},
     {"team@example.test", DIR_EXPAND_LOCAL,
         "alice@example.test,carol@other.test,bob@example.test", ""},

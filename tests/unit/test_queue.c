@@ -253,6 +253,101 @@ test_reply_lines(void **state)
 	assert_string_equal(st, "5.0.0");
 }
 
+/*
+ * Whole replies as outbound.c reads them: lines joined, then the text
+ * after the code and the enhanced status.  Every string is an exact-size
+ * heap copy, so ASan catches a read past a bare "NNN" reply's end.
+ */
+static int
+join_reply(const char *wire, char *text, size_t textlen)
+{
+	size_t off = 0;
+	int first = -1;
+
+	text[0] = '\0';
+	while (*wire != '\0') {
+		const char *eol = strstr(wire, "\r\n"), *t;
+		char *line;
+		bool last;
+		int code, r;
+
+		if (eol == NULL)
+			return 0;
+		line = strndup(wire, (size_t)(eol - wire));
+		r = smtp_reply_line_parse(line, strlen(line), &code, &last, &t);
+		if (r == 0 && (first == -1 || code == first))
+			smtp_reply_append(text, textlen, &off, code, t);
+		free(line);
+		if (r == -1 || (first != -1 && code != first))
+			return 0;
+		first = code;
+		if (last)
+			return code;
+		wire = eol + 2;
+	}
+	return 0;
+}
+
+static void
+test_reply_joined(void **state)
+{
+	static const struct {
+		const char *wire;
+		int code;
+		const char *joined, *text, *status;
+	} cases[] = {
+	    {"250\r\n", 250, "250", "", "2.0.0"},
+	    {"250-\r\n250\r\n", 250, "250 250", "250", "2.0.0"},
+	    {"220-\r\n220 \r\n", 220, "220 220", "220", "2.0.0"},
+	    {"2\r\n", 0, "", "", "0.0.0"},
+	    {"25\r\n", 0, "", "", "0.0.0"},
+	    {"550\r\n", 550, "550", "", "5.0.0"},
+	    {"250 2.0.0\r\n", 250, "250 2.0.0", "2.0.0", "2.0.0"},
+	    {"250 2.0.0 Ok\r\n", 250, "250 2.0.0 Ok", "2.0.0 Ok", "2.0.0"},
+	    {"550-5.1.1 no\r\n550 5.1.1 such user\r\n", 550,
+	        "550 5.1.1 no 550 5.1.1 such user",
+	        "5.1.1 no 550 5.1.1 such user", "5.1.1"},
+	    {"250-a\r\n251 b\r\n", 0, "250 a", "a", "0.0.0"},
+	    {"451 4.\r\n", 451, "451 4.", "4.", "4.0.0"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *buf = malloc(400), *joined, st[16];
+		int code = join_reply(cases[i].wire, buf, 400);
+		const char *t;
+
+		joined = strdup(buf);
+		free(buf);
+		t = smtp_reply_text(joined);
+		if (code != cases[i].code || strcmp(joined, cases[i].joined) ||
+		    strcmp(t, cases[i].text) != 0)
+			fail_msg("case %zu: got %d \"%s\" \"%s\", want %d "
+			         "\"%s\" \"%s\"",
+			    i, code, joined, t, cases[i].code, cases[i].joined,
+			    cases[i].text);
+		if (code > 0) {
+			smtp_reply_status(code, t, st, sizeof(st));
+			if (strcmp(st, cases[i].status) != 0)
+				fail_msg("case %zu: status %s, want %s", i, st,
+				    cases[i].status);
+		}
+		free(joined);
+	}
+	/* The joined text never overflows its buffer. */
+	{
+		char small[8];
+		size_t off = 0;
+
+		small[0] = '\0';
+		smtp_reply_append(small, sizeof(small), &off, 250, "abcdefgh");
+		assert_int_equal(off, 7);
+		assert_string_equal(small, "250 abc");
+		smtp_reply_append(small, sizeof(small), &off, 250, "x");
+		assert_string_equal(small, "250 abc");
+	}
+}
+
 static void
 test_dsn(void **state)
 {
@@ -299,6 +394,75 @@ test_dsn(void **state)
 	buf_release(&b);
 }
 
+/* The boundary of a composed DSN, from its Content-Type. */
+static void
+dsn_boundary_of(const char *text, char *out, size_t len)
+{
+	const char *p = strstr(text, "boundary=\"");
+	const char *e = p ? strchr(p + 10, '"') : NULL;
+
+	assert_non_null(e);
+	snprintf(out, len, "%.*s", (int)(e - p - 10), p + 10);
+}
+
+/*
+ * The returned headers are the sender's: they may hold the boundary the
+ * old code used (queue id, time, host) or any other delimiter.  The
+ * boundary is random, and the only lines that start with "--" boundary
+ * are the four delimiters dsn_compose writes.
+ */
+static void
+test_dsn_boundary(void **state)
+{
+	const char old[] = "ABC123.1795846500/mx.example.test";
+	char hdrs[512], b1[80], b2[80], delim[96];
+	const struct dsn_rcpt r[] = {
+	    {"bob@remote.example", "5.1.1", "550 5.1.1 --ABC123", NULL},
+	};
+	struct dsn_info d = {"mx.example.test", "ABC123", "alice@example.test",
+	    1795846462, 1795846500, 1795846462 + 86400, false, r, 1, hdrs, 0};
+	struct buf b;
+	char *text;
+	size_t n = 0;
+
+	(void)state;
+	snprintf(hdrs, sizeof(hdrs),
+	    "Subject: forged\n--%s\nContent-Type: text/html\n\n<p>x\n"
+	    "--%s--\n",
+	    old, old);
+	d.headers_len = strlen(hdrs);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(dsn_compose(&d, &b), 0);
+	text = strndup((char *)b.data, b.len);
+	dsn_boundary_of(text, b1, sizeof(b1));
+	assert_int_equal(strlen(b1), strlen(DSN_BOUNDARY_PREFIX) + 24);
+	assert_memory_equal(b1, DSN_BOUNDARY_PREFIX, 10);
+	assert_null(strstr(b1, "ABC123"));
+	snprintf(delim, sizeof(delim), "--%s", b1);
+	for (const char *l = text; l != NULL && *l; l = strchr(l, '\n')) {
+		if (*l == '\n')
+			l++;
+		if (strncmp(l, delim, strlen(delim)) == 0)
+			n++;
+	}
+	assert_int_equal(n, 4); /* three parts and the close */
+	assert_true(dsn_boundary_ok(&d, b1));
+	/* A boundary found in the returned text is refused, whatever part. */
+	assert_false(dsn_boundary_ok(&d, old));
+	assert_false(dsn_boundary_ok(&d, "forged"));
+	assert_false(dsn_boundary_ok(&d, "5.1.1 --ABC"));
+	assert_false(dsn_boundary_ok(&d, "alice@"));
+	free(text);
+	/* A new boundary each time. */
+	buf_reset(&b);
+	assert_int_equal(dsn_compose(&d, &b), 0);
+	text = strndup((char *)b.data, b.len);
+	dsn_boundary_of(text, b2, sizeof(b2));
+	assert_string_not_equal(b1, b2);
+	free(text);
+	buf_release(&b);
+}
+
 int
 run_queue_tests(void)
 {
@@ -310,7 +474,9 @@ run_queue_tests(void)
 	    cmocka_unit_test(test_body_offset),
 	    cmocka_unit_test(test_routes),
 	    cmocka_unit_test(test_reply_lines),
+	    cmocka_unit_test(test_reply_joined),
 	    cmocka_unit_test(test_dsn),
+	    cmocka_unit_test(test_dsn_boundary),
 	};
 
 	return cmocka_run_group_tests_name("queue", tests, NULL, NULL);

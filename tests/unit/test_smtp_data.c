@@ -116,6 +116,64 @@ test_limits(void **state)
 	    0);
 }
 
+/*
+ * message_size_limit is the advertised SIZE: RFC 1870 counts the message
+ * with CRLF line ends, without stuffing dots and the final ".".
+ */
+static const struct {
+	const char *line; /* repeated n times, then ".\r\n" */
+	size_t n, limit;
+	unsigned want;
+} size_cases[] = {
+    {"abcdefgh\r\n", 10, 100, 0},                /* wire 100 */
+    {"abcdefgh\r\n", 10, 99, SMTP_DATA_TOO_BIG}, /* stored 90, wire 100 */
+    {"abcdefgh\r\n", 10, 91, SMTP_DATA_TOO_BIG}, /* stored 90 fits */
+    {"abcdefgh\r\n", 10, 101, 0},
+    {"\r\n", 50, 100, 0}, /* empty lines count 2 */
+    {"\r\n", 51, 100, SMTP_DATA_TOO_BIG},
+    {"..x\r\n", 1, 4, 0}, /* ".x" CRLF: 4 */
+    {"..x\r\n", 1, 3, SMTP_DATA_TOO_BIG},
+    {"..\r\n", 25, 75, 0}, /* "." CRLF: 3 each */
+    {"..\r\n", 25, 74, SMTP_DATA_TOO_BIG},
+    {"a\r\n", 1, 3, 0}, /* the final "." is free */
+    {"", 1, 1, 0},      /* empty message */
+};
+
+static void
+test_size_on_the_wire(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(size_cases) / sizeof(size_cases[0]);
+	     i++) {
+		char in[4096];
+		size_t o = 0, l = strlen(size_cases[i].line);
+
+		for (size_t k = 0; k < size_cases[i].n; k++, o += l)
+			memcpy(in + o, size_cases[i].line, l);
+		memcpy(in + o, ".\r\n", 4);
+		for (int trickle = 0; trickle < 2; trickle++) {
+			struct smtp_data d;
+			struct buf b;
+			size_t used, step = trickle ? 1 : o + 3;
+			int r = 0;
+
+			buf_init(&b, 1 << 16);
+			smtp_data_init(
+			    &d, &b, 1000, size_cases[i].limit, 1 << 16);
+			for (size_t at = 0; at < o + 3 && r == 0; at += used)
+				r = smtp_data_parse(&d,
+				    (const uint8_t *)in + at,
+				    at + step > o + 3 ? o + 3 - at : step,
+				    &used);
+			if (r != 1 || d.flags != size_cases[i].want)
+				fail_msg("case %zu%s: got %d/0x%x, want 1/0x%x",
+				    i, trickle ? " (trickle)" : "", r, d.flags,
+				    size_cases[i].want);
+			buf_release(&b);
+		}
+	}
+}
+
 static void
 test_nul(void **state)
 {
@@ -143,6 +201,7 @@ run_smtp_data_tests(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cases),
 	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_size_on_the_wire),
 	    cmocka_unit_test(test_nul),
 	};
 

@@ -23,5 +23,6 @@ int run_buf_tests(void);
 int run_counter_tests(void);
 int run_authfail_tests(void);
 int run_safefs_tests(void);
+int run_log_tests(void);
 
 #endif

@@ -20,5 +20,6 @@ main(void)
 	failed += run_counter_tests();
 	failed += run_authfail_tests();
 	failed += run_safefs_tests();
+	failed += run_log_tests();
 	return failed != 0;
 }
