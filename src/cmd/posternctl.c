@@ -1,8 +1,9 @@
 /*
  * posternctl: the admin tool.  A thin main over the config parser and the
- * directory interface: every subcommand is one row of a table, prints
- * plain text a script can parse (one item per line, fields separated by a
- * tab) and reports errors as one line on stderr with a non-zero exit.
+ * directory interface: every command is one row of ctl_cmds, which both
+ * dispatch and every help text come from.  A command prints plain text a
+ * script can parse (one item per line, fields separated by a tab) and
+ * reports errors as one line on stderr: exit 0 ok, 1 error, 2 usage.
  * Passwords come from a prompt or stdin, never from the command line.
  */
 #include <sys/stat.h>
