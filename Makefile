@@ -26,6 +26,8 @@ D_SRC = src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
 	src/queue/queue.c src/queue/outbound.c src/pop3/pop3_session.c
 CTL_SRC = src/cmd/posternctl.c
 UNIT_SRC = $(wildcard tests/unit/*.c)
+# Durations and times as an admin reads them (posternctl, tests/unit).
+LIB_SRC += src/lib/human.c
 
 REL = build/rel
 ASAN = build/asan

@@ -33,11 +33,18 @@ bool queue_idle(struct queue *);
 void queue_free(struct queue **);
 /* Attempts started from now on use cfg (retry, routes, limits...). */
 void queue_set_config(struct queue *, struct config *cfg);
+/* What an admin command did, for posternctl to report. */
+struct queue_cmd_result {
+	size_t done;         /* entries changed (flush: scheduled now) */
+	size_t skipped_held; /* flush only: held entries left alone */
+};
 /*
- * Applies an admin command ("flush [ID]", "delete ID|all", "hold ID",
- * "release ID").  Returns 0, or -1 with a reason in err.
+ * Applies an admin command ("flush [ID|all]", "delete ID|all",
+ * "hold [ID|all]", "release [ID|all]") and fills *out.  Returns 0, or -1
+ * with a reason in err ("no such message: ID" for an unknown ID).
  */
-int queue_command(struct queue *, const char *cmd, char *err, size_t errlen);
+int queue_command(struct queue *, const char *cmd, struct queue_cmd_result *out,
+    char *err, size_t errlen);
 
 /* A new unique queue id (hex, time-based plus a counter). */
 void queue_new_id(char out[QID_MAX]);

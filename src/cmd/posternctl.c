@@ -1,8 +1,9 @@
 /*
  * posternctl: the admin tool.  A thin main over the config parser and the
- * directory interface: every subcommand is one row of a table, prints
- * plain text a script can parse (one item per line, fields separated by a
- * tab) and reports errors as one line on stderr with a non-zero exit.
+ * directory interface: every command is one row of ctl_cmds, which both
+ * dispatch and every help text come from.  A command prints plain text a
+ * script can parse (one item per line, fields separated by a tab) and
+ * reports errors as one line on stderr: exit 0 ok, 1 error, 2 usage.
  * Passwords come from a prompt or stdin, never from the command line.
  */
 #include <sys/stat.h>
@@ -12,9 +13,11 @@
 
 #include <arpa/inet.h>
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <grp.h>
 #include <time.h>
 #include <pwd.h>
@@ -34,6 +37,7 @@
 #include "relay.h"
 #include "dns.h"
 #include "file.h"
+#include "human.h"
 #include "log.h"
 #include "safefs.h"
 
@@ -409,7 +413,16 @@ c_list_list(struct ctl *c, char **a)
 	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
 }
 
-static int usage(void);
+static int usage_error(const char *name);
+
+/* A queue id as posternd makes them: upper-case hex, shorter than QID_MAX. */
+static bool
+is_qid(const char *id)
+{
+	size_t n = strlen(id);
+
+	return n > 0 && n < QID_MAX && strspn(id, "0123456789ABCDEF") == n;
+}
 
 /* ---- queue ------------------------------------------------------------ */
 
@@ -429,12 +442,11 @@ read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size,
 	off_t total = 0;
 	int r;
 
-	if (strlen(id) >= QID_MAX || strlen(id) == 0 ||
-	    strspn(id, "0123456789ABCDEF") != strlen(id))
+	if (!is_qid(id))
 		return die("bad queue id: %s", id), -1;
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".msg");
 	if ((text = file_read(path, 16u << 20, &len, &total)) == NULL)
-		return die("no such queue entry: %s", id), -1;
+		return die("no such message: %s", id), -1;
 	*offset = queue_msg_body_offset(text, len);
 	if (*offset == 0) {
 		free(text);
@@ -468,45 +480,70 @@ json_str(const char *s)
 	putchar('"');
 }
 
+/* The earliest next attempt of a pending recipient; -1 when none is. */
 static time_t
 next_attempt(const struct qenv *e)
 {
-	time_t next = 0;
+	time_t next = -1;
 
 	for (size_t i = 0; i < e->nrcpt; i++)
 		if (e->rcpts[i].state == QRCPT_PENDING &&
-		    (next == 0 || e->rcpts[i].next < next))
+		    (next == -1 || e->rcpts[i].next < next))
 			next = e->rcpts[i].next;
 	return next;
 }
 
-static void
-print_entry(const struct qenv *e, off_t size, bool json, bool first)
+/* NEXT for people: "held", "-" (nothing pending), "now" or a local time. */
+static const char *
+next_text(const struct qenv *e, time_t now, char *out, size_t len)
 {
-	time_t now = time(NULL);
+	time_t next = next_attempt(e);
 
-	if (!json) {
-		printf("%s\t%lld\t%lld\t<%s>\t%lld\t%s\n", e->id,
-		    (long long)size, (long long)(now - e->arrival), e->from,
-		    (long long)next_attempt(e), e->is_held ? "held" : "active");
-		for (size_t i = 0; i < e->nrcpt; i++)
-			printf("\t<%s>\t%s\t%u\t%s\n", e->rcpts[i].addr,
-			    queue_state_name(e->rcpts[i].state),
-			    e->rcpts[i].attempts, e->rcpts[i].error);
-		return;
-	}
-	printf("%s{\"id\":\"%s\",\"size\":%lld,\"age\":%lld,\"sender\":",
-	    first ? "" : ",", e->id, (long long)size,
+	if (e->is_held)
+		return "held";
+	if (next == -1)
+		return "-";
+	if (next <= now)
+		return "now";
+	return human_time(out, len, next, now);
+}
+
+static void
+print_entry_text(const struct qenv *e, off_t size, time_t now)
+{
+	char age[HUMAN_MAX], next[HUMAN_MAX];
+
+	printf("%s\t%lld\t%s\t<%s>\t%s\t%s\n", e->id, (long long)size,
+	    human_duration(age, sizeof(age), (long long)(now - e->arrival)),
+	    e->from, next_text(e, now, next, sizeof(next)),
+	    e->is_held ? "held" : "active");
+	for (size_t i = 0; i < e->nrcpt; i++)
+		printf("\t<%s>\t%s\t%u\t%s\n", e->rcpts[i].addr,
+		    queue_state_name(e->rcpts[i].state), e->rcpts[i].attempts,
+		    e->rcpts[i].error);
+}
+
+/* Raw numbers for scripts: docs/admin.md lists the fields. */
+static void
+print_entry_json(const struct qenv *e, off_t size, time_t now, bool first)
+{
+	time_t next = next_attempt(e);
+
+	printf("%s{\"id\":\"%s\",\"size\":%lld,\"arrival\":%lld,\"age\":%lld,"
+	       "\"sender\":",
+	    first ? "" : ",", e->id, (long long)size, (long long)e->arrival,
 	    (long long)(now - e->arrival));
 	json_str(e->from);
 	printf(",\"held\":%s,\"next_attempt\":%lld,\"recipients\":[",
-	    e->is_held ? "true" : "false", (long long)next_attempt(e));
+	    e->is_held ? "true" : "false", (long long)(next == -1 ? 0 : next));
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		printf("%s{\"address\":", i ? "," : "");
 		json_str(e->rcpts[i].addr);
-		printf(",\"state\":\"%s\",\"attempts\":%u,\"pinned\":%s,"
-		       "\"last_error\":",
+		printf(
+		    ",\"state\":\"%s\",\"attempts\":%u,\"next_attempt\":%lld,"
+		    "\"pinned\":%s,\"last_error\":",
 		    queue_state_name(e->rcpts[i].state), e->rcpts[i].attempts,
+		    (long long)e->rcpts[i].next,
 		    e->rcpts[i].is_pinned ? "true" : "false");
 		json_str(e->rcpts[i].error);
 		printf("}");
@@ -521,13 +558,17 @@ c_queue_list(struct ctl *c, char **a)
 	bool json = a[0] != NULL;
 	struct dirent *de;
 	bool first = true;
+	time_t now = time(NULL);
 	DIR *d;
 
 	if (json && strcmp(a[0], "--json") != 0)
-		return usage();
+		return usage_error("queue list");
 	snprintf(path, sizeof(path), "%s/queue/entries", c->cfg->data_dir);
 	if (json)
 		printf("[");
+	else if (isatty(1))
+		printf("ID\tSIZE\tAGE\tSENDER\tNEXT\tSTATE\n"
+		       "\tRECIPIENT\tSTATE\tATTEMPTS\tLAST-ERROR\n");
 	if ((d = opendir(path)) != NULL) {
 		while ((de = readdir(d)) != NULL) {
 			size_t l = strlen(de->d_name);
@@ -544,7 +585,10 @@ c_queue_list(struct ctl *c, char **a)
 			if (read_env(c->cfg->data_dir, id, &e, &size, &off) ==
 			    -1)
 				continue;
-			print_entry(&e, size, json, first);
+			if (json)
+				print_entry_json(&e, size, now, first);
+			else
+				print_entry_text(&e, size, now);
 			first = false;
 			queue_env_clear(&e);
 		}
@@ -568,7 +612,7 @@ c_queue_show(struct ctl *c, char **a)
 
 	if (read_env(c->cfg->data_dir, a[0], &e, &size, &off) == -1)
 		return 1;
-	print_entry(&e, size, false, true);
+	print_entry_text(&e, size, time(NULL));
 	queue_env_clear(&e);
 	queue_path(
 	    path, sizeof(path), c->cfg->data_dir, "entries", a[0], ".msg");
@@ -585,9 +629,13 @@ c_queue_show(struct ctl *c, char **a)
 	return 0;
 }
 
-/* Sends "queue VERB [ARG]" to posternd's control socket. */
+/*
+ * Sends "queue VERB [ARG]" (or "reload") to posternd's control socket.
+ * posternd answers "ok DONE HELD" (queue.h: struct queue_cmd_result) or
+ * "ok" for a reload; *res gets the counts, -1 each when none came.
+ */
 static int
-queue_send(struct ctl *c, const char *verb, const char *arg)
+ctl_send(struct ctl *c, const char *verb, const char *arg, long long res[2])
 {
 	struct sockaddr_un sun;
 	char line[256], reply[512];
@@ -595,6 +643,7 @@ queue_send(struct ctl *c, const char *verb, const char *arg)
 	size_t got = 0;
 	int fd;
 
+	res[0] = res[1] = -1;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/control.sock",
@@ -620,84 +669,71 @@ queue_send(struct ctl *c, const char *verb, const char *arg)
 	close(fd);
 	reply[got] = '\0';
 	reply[strcspn(reply, "\n")] = '\0';
-	if (strcmp(reply, "ok") != 0)
-		return die("%s",
-		    strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
+	if (strcmp(reply, "ok") == 0)
+		return 0;
+	if (sscanf(reply, "ok %lld %lld", &res[0], &res[1]) == 2)
+		return 0;
+	return die("%s", strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
+}
+
+static const char *
+plural(long long n)
+{
+	return n == 1 ? "" : "s";
+}
+
+/*
+ * One queue command on the daemon, then one line saying what it did:
+ * "message ID held" for one message, "4 messages held" for all.
+ */
+static int
+queue_do(struct ctl *c, const char *verb, const char *id, const char *did)
+{
+	bool all = id == NULL || strcmp(id, "all") == 0;
+	long long res[2];
+
+	if (!all && !is_qid(id))
+		return die("bad queue id: %s", id);
+	if (ctl_send(c, verb, all ? "all" : id, res) != 0)
+		return 1;
+	if (!all && res[1] > 0)
+		printf("message %s is held: not scheduled (posternctl queue "
+		       "release %s sends it)\n",
+		    id, id);
+	else if (!all)
+		printf("message %s %s\n", id, did);
+	else if (res[0] < 0)
+		printf("all messages %s\n", did); /* a daemon without counts */
+	else if (res[1] > 0)
+		printf("%lld message%s %s; %lld held message%s left alone\n",
+		    res[0], plural(res[0]), did, res[1], plural(res[1]));
+	else
+		printf("%lld message%s %s\n", res[0], plural(res[0]), did);
 	return 0;
 }
 
 static int
 c_queue_flush(struct ctl *c, char **a)
 {
-	return queue_send(c, "flush", a[0]);
+	return queue_do(c, "flush", a[0], "scheduled");
 }
 
 static int
 c_queue_delete(struct ctl *c, char **a)
 {
-	return queue_send(c, "delete", a[0]);
+	return queue_do(c, "delete", a[0], "deleted");
 }
 
 static int
 c_queue_hold(struct ctl *c, char **a)
 {
-	return queue_send(c, "hold", a[0]);
+	return queue_do(c, "hold", a[0], "held");
 }
 
 static int
 c_queue_release(struct ctl *c, char **a)
 {
-	return queue_send(c, "release", a[0]);
-}
-
-static const struct subcmd {
-	const char *w1, *w2, *w3;
-	int min, max; /* argument count after the words */
-	int (*fn)(struct ctl *, char **);
-	const char *usage;
-} subcmds[] = {
-    {"domain", "add", NULL, 1, 1, c_domain_add, "DOMAIN"},
-    {"domain", "del", NULL, 1, 1, c_domain_del, "DOMAIN"},
-    {"domain", "list", NULL, 0, 0, c_domain_list, ""},
-    {"domain", "alias", "add", 2, 2, c_halias_add, "ALIAS DOMAIN"},
-    {"domain", "alias", "del", 1, 1, c_halias_del, "ALIAS"},
-    {"domain", "alias", "list", 0, 0, c_halias_list, ""},
-    {"user", "add", NULL, 1, 1, c_user_add,
-        "ADDRESS  (password on "
-        "stdin or prompt)"},
-    {"user", "del", NULL, 1, 1, c_user_del, "ADDRESS"},
-    {"user", "list", NULL, 0, 1, c_user_list, "[DOMAIN]"},
-    {"user", "passwd", NULL, 1, 1, c_user_passwd, "ADDRESS"},
-    {"alias", "add", NULL, 2, 64, c_alias_add, "ADDRESS TARGET..."},
-    {"alias", "del", NULL, 1, 2, c_alias_del, "ADDRESS [TARGET]"},
-    {"alias", "list", NULL, 0, 1, c_alias_list, "[DOMAIN]"},
-    {"list", "add", NULL, 1, 1, c_list_add, "LIST"},
-    {"list", "del", NULL, 1, 1, c_list_del, "LIST"},
-    {"list", "member-add", NULL, 2, 64, c_list_member_add, "LIST MEMBER..."},
-    {"list", "member-del", NULL, 2, 64, c_list_member_del, "LIST MEMBER..."},
-    {"list", "show", NULL, 1, 1, c_list_show, "LIST"},
-    {"list", "list", NULL, 0, 1, c_list_list, "[DOMAIN]"},
-    {"queue", "list", NULL, 0, 1, c_queue_list, "[--json]"},
-    {"queue", "show", NULL, 1, 1, c_queue_show, "ID"},
-    {"queue", "flush", NULL, 0, 1, c_queue_flush, "[ID]"},
-    {"queue", "delete", NULL, 1, 1, c_queue_delete, "ID|all"},
-    {"queue", "hold", NULL, 1, 1, c_queue_hold, "ID"},
-    {"queue", "release", NULL, 1, 1, c_queue_release, "ID"},
-};
-
-static int
-usage(void)
-{
-	fprintf(stderr, "usage: posternctl -c FILE check\n"
-	                "       posternctl -c FILE reload\n"
-	                "       posternctl -c FILE relay-check --client IP "
-	                "--from ADDR --to ADDR [--auth USER] "
-	                "[--port smtp|submission|submissions]\n");
-	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++)
-		fprintf(stderr, "       posternctl -c FILE %s %s%s%s %s\n",
-		    subcmds[i].w1, subcmds[i].w2, subcmds[i].w3 ? " " : "",
-		    subcmds[i].w3 ? subcmds[i].w3 : "", subcmds[i].usage);
-	return 2;
+	return queue_do(c, "release", a[0], "released");
 }
 
 /*
@@ -827,11 +863,11 @@ c_relay_check(struct ctl *c, char **a)
 		                                                  : NULL;
 
 		if (slot == NULL || a[i + 1] == NULL)
-			return usage();
+			return usage_error("relay-check");
 		*slot = a[i + 1];
 	}
 	if (client == NULL || from == NULL || to == NULL)
-		return usage();
+		return usage_error("relay-check");
 	if (inet_pton(AF_INET, client, bin) != 1 &&
 	    inet_pton(AF_INET6, client, bin) != 1)
 		return die("--client %s: not an IP address", client);
@@ -872,73 +908,306 @@ c_relay_check(struct ctl *c, char **a)
 static int
 c_reload(struct ctl *c, char **a)
 {
+	long long res[2];
+
 	(void)a;
-	return queue_send(c, "reload", NULL);
+	if (ctl_send(c, "reload", NULL, res) != 0)
+		return 1;
+	printf("posternd reloaded %s\n", c->cfg->path);
+	return 0;
+}
+
+static int
+c_check(struct ctl *c, char **a)
+{
+	(void)a;
+	return check(c);
+}
+
+/* ---- the command table: dispatch and help ----------------------------- */
+
+enum ctl_setup {
+	CTL_CONFIG,   /* the config only */
+	CTL_RUN_USER, /* as the run user: queue files, the control socket */
+	CTL_DIR,      /* as the run user, with the directory open */
+};
+
+/*
+ * Every command, once: main() dispatches from this table and every help
+ * text is printed from it, so help cannot miss a command (and
+ * tests/proto/test_cli.py checks docs/admin.md lists each one).
+ */
+static const struct ctl_cmd {
+	const char *name; /* its words, one space apart */
+	const char *args; /* shown after the name */
+	int min, max;     /* argument count after the words */
+	enum ctl_setup setup;
+	int (*fn)(struct ctl *, char **);
+	const char *desc; /* one line */
+	const char *more; /* lines for NAME --help, or NULL */
+} ctl_cmds[] = {
+    {"check", "", 0, 0, CTL_CONFIG, c_check,
+        "check the config: ok, or FILE:LINE: error", NULL},
+    {"reload", "", 0, 0, CTL_RUN_USER, c_reload,
+        "make the running posternd re-read its config",
+        "Like SIGHUP: postern.conf, the accept list and relay_recipients.\n"
+        "If anything is wrong the running config stays and the error is\n"
+        "printed.  data_dir, user and listeners change only at restart.\n"},
+    {"relay-check", "--client IP --from ADDR --to ADDR [OPTIONS]", 6, 10,
+        CTL_DIR, c_relay_check, "the verdict posternd would give one RCPT",
+        "Options: --auth USER (as if USER had logged in), --port smtp|\n"
+        "submission|submissions (default smtp).  Prints the verdict, the\n"
+        "rule and the mode, without sending anything.  Exit status 3 when\n"
+        "the verdict is not ACCEPT.\n"},
+    {"domain add", "DOMAIN", 1, 1, CTL_DIR, c_domain_add, "add a local domain",
+        NULL},
+    {"domain del", "DOMAIN", 1, 1, CTL_DIR, c_domain_del,
+        "remove a domain (not while it has addresses)", NULL},
+    {"domain list", "", 0, 0, CTL_DIR, c_domain_list, "list local domains",
+        NULL},
+    {"domain alias add", "ALIAS DOMAIN", 2, 2, CTL_DIR, c_halias_add,
+        "host alias: user@ALIAS is user@DOMAIN", NULL},
+    {"domain alias del", "ALIAS", 1, 1, CTL_DIR, c_halias_del,
+        "remove a host alias", NULL},
+    {"domain alias list", "", 0, 0, CTL_DIR, c_halias_list,
+        "list host aliases: ALIAS<tab>DOMAIN", NULL},
+    {"user add", "ADDRESS", 1, 1, CTL_DIR, c_user_add,
+        "add a mailbox (password: prompt or stdin)",
+        "The password is asked twice on a terminal, else read from the\n"
+        "first line of stdin, never from the command line; it is stored\n"
+        "as a yescrypt hash.  The user name must be a plain dot-atom\n"
+        "without '/'.\n"},
+    {"user del", "ADDRESS", 1, 1, CTL_DIR, c_user_del,
+        "remove a mailbox (its Maildir stays on disk)", NULL},
+    {"user list", "[DOMAIN]", 0, 1, CTL_DIR, c_user_list, "list mailboxes",
+        NULL},
+    {"user passwd", "ADDRESS", 1, 1, CTL_DIR, c_user_passwd,
+        "set a password (prompt or stdin)", NULL},
+    {"alias add", "ADDRESS TARGET...", 2, 64, CTL_DIR, c_alias_add,
+        "forward ADDRESS to local or remote TARGETs", NULL},
+    {"alias del", "ADDRESS [TARGET]", 1, 2, CTL_DIR, c_alias_del,
+        "remove one TARGET, or the whole alias", NULL},
+    {"alias list", "[DOMAIN]", 0, 1, CTL_DIR, c_alias_list,
+        "list aliases: ADDRESS<tab>TARGET", NULL},
+    {"list add", "LIST", 1, 1, CTL_DIR, c_list_add, "add a mailing list", NULL},
+    {"list del", "LIST", 1, 1, CTL_DIR, c_list_del, "remove a mailing list",
+        NULL},
+    {"list member-add", "LIST MEMBER...", 2, 64, CTL_DIR, c_list_member_add,
+        "add members to a list", NULL},
+    {"list member-del", "LIST MEMBER...", 2, 64, CTL_DIR, c_list_member_del,
+        "remove members from a list", NULL},
+    {"list show", "LIST", 1, 1, CTL_DIR, c_list_show, "list a list's members",
+        NULL},
+    {"list list", "[DOMAIN]", 0, 1, CTL_DIR, c_list_list, "list mailing lists",
+        NULL},
+    {"queue list", "[--json]", 0, 1, CTL_RUN_USER, c_queue_list,
+        "queued messages (--json: raw numbers)",
+        "One line per message: ID SIZE AGE <SENDER> NEXT STATE, then one\n"
+        "indented line per recipient: <ADDRESS> STATE ATTEMPTS LAST-ERROR\n"
+        "(tab-separated; a header line on a terminal).  SIZE is in bytes,\n"
+        "AGE like 45s, 3m, 2h5m or 1d3h; NEXT is the next attempt in local\n"
+        "time (14:05:33 today, else 2026-12-02 14:05), \"now\", \"held\" or\n"
+        "\"-\" (nothing pending).  --json prints one array with Unix times\n"
+        "and seconds (fields: docs/admin.md).  Works while posternd is\n"
+        "stopped.\n"},
+    {"queue show", "ID", 1, 1, CTL_RUN_USER, c_queue_show,
+        "one message's entry, then its headers", NULL},
+    {"queue flush", "[ID|all]", 0, 1, CTL_RUN_USER, c_queue_flush,
+        "retry now: one message, or all (the default)",
+        "Prints what it did (\"4 messages scheduled\"); a held message\n"
+        "waits for queue release.  Needs posternd running.\n"},
+    {"queue hold", "ID|all", 1, 1, CTL_RUN_USER, c_queue_hold,
+        "stop delivery attempts", NULL},
+    {"queue release", "ID|all", 1, 1, CTL_RUN_USER, c_queue_release,
+        "resume delivery attempts, starting now", NULL},
+    {"queue delete", "ID|all", 1, 1, CTL_RUN_USER, c_queue_delete,
+        "remove without a bounce", NULL},
+};
+
+#define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))
+
+static const char exit_text[] = "Exit status: 0 ok, 1 error, 2 usage error.\n";
+
+/* How many leading words of name equal w[0..nw-1]. */
+static int
+common_words(const char *name, char **w, int nw)
+{
+	int k = 0;
+
+	while (k < nw) {
+		size_t l = strcspn(name, " ");
+
+		if (strlen(w[k]) != l || strncmp(name, w[k], l) != 0)
+			break;
+		k++;
+		if (name[l] == '\0')
+			break;
+		name += l + 1;
+	}
+	return k;
+}
+
+static int
+name_words(const char *name)
+{
+	int n = 1;
+
+	for (; *name; name++)
+		n += *name == ' ';
+	return n;
+}
+
+static bool
+wants_help(char **a, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (strcmp(a[i], "--help") == 0 || strcmp(a[i], "-h") == 0)
+			return true;
+	return false;
+}
+
+/* One line of the list; a long synopsis puts the description below. */
+static void
+help_line(FILE *f, const struct ctl_cmd *cmd)
+{
+	char head[128];
+
+	snprintf(head, sizeof(head), "%s%s%s", cmd->name,
+	    cmd->args[0] ? " " : "", cmd->args);
+	if (strlen(head) > 30)
+		fprintf(f, "  %s\n  %-30s  %s\n", head, "", cmd->desc);
+	else
+		fprintf(f, "  %-30s  %s\n", head, cmd->desc);
+}
+
+/* The commands whose first k words are w[0..k-1] (all when k is 0). */
+static void
+help_list(FILE *f, char **w, int k)
+{
+	fprintf(f, "usage: posternctl -c FILE ");
+	for (int i = 0; i < k; i++)
+		fprintf(f, "%s ", w[i]);
+	fprintf(f, "COMMAND [ARGUMENTS]\n"
+	           "       posternctl [COMMAND] --help\n\nCommands:\n");
+	for (size_t i = 0; i < CTL_NCMDS; i++)
+		if (common_words(ctl_cmds[i].name, w, k) == k)
+			help_line(f, &ctl_cmds[i]);
+	fprintf(f,
+	    "\nOptions (before the command):\n"
+	    "  -c FILE     the config file (every command needs it)\n"
+	    "  -h, --help  this list; COMMAND --help for one command\n"
+	    "\nExit status: 0 ok, 1 error, 2 usage error (relay-check: 3 when "
+	    "the\nverdict is not ACCEPT).\n");
+}
+
+static void
+help_cmd(FILE *f, const struct ctl_cmd *cmd)
+{
+	fprintf(f, "usage: posternctl -c FILE %s%s%s\n\n%c%s.\n", cmd->name,
+	    cmd->args[0] ? " " : "", cmd->args,
+	    toupper((unsigned char)cmd->desc[0]), cmd->desc + 1);
+	if (cmd->more != NULL)
+		fprintf(f, "%s", cmd->more);
+	fprintf(f, "\n%s", exit_text);
+}
+
+static int
+usage_error(const char *name)
+{
+	for (size_t i = 0; i < CTL_NCMDS; i++)
+		if (strcmp(ctl_cmds[i].name, name) == 0)
+			fprintf(stderr,
+			    "usage: posternctl -c FILE %s%s%s\n"
+			    "(posternctl %s --help for more)\n",
+			    name, ctl_cmds[i].args[0] ? " " : "",
+			    ctl_cmds[i].args, name);
+	return 2;
+}
+
+/*
+ * No command matched w: the help of the group the words start (for
+ * "queue --help"), or a usage error naming what was not understood.
+ */
+static int
+no_command(char **w, int nw)
+{
+	int k = 0;
+
+	for (size_t i = 0; i < CTL_NCMDS; i++) {
+		int m = common_words(ctl_cmds[i].name, w, nw);
+
+		k = m > k ? m : k;
+	}
+	if (k > 0 && wants_help(w + k, nw - k)) {
+		help_list(stdout, w, k);
+		return 0;
+	}
+	if (nw > k) {
+		fprintf(stderr, "posternctl: unknown command:");
+		for (int i = 0; i <= k; i++)
+			fprintf(stderr, " %s", w[i]);
+		fputc('\n', stderr);
+	}
+	help_list(stderr, w, k);
+	return 2;
+}
+
+static int
+setup(struct ctl *c, enum ctl_setup s)
+{
+	switch (s) {
+	case CTL_CONFIG:
+		return 0;
+	case CTL_RUN_USER:
+		/* The queue commands read the run user's files or talk to
+		 * its socket: as that user, never as root. */
+		return become_run_user(c, NULL);
+	case CTL_DIR:
+		return open_dir(c);
+	}
+	return 1;
 }
 
 int
 main(int argc, char **argv)
 {
+	static const struct option opts[] = {
+	    {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+	const struct ctl_cmd *cmd = NULL;
 	struct ctl c = {0};
 	const char *conf = NULL;
-	int ch, rc = 2;
+	int ch, rc, nargs;
 
-	while ((ch = getopt(argc, argv, "+c:")) != -1) {
-		if (ch != 'c')
-			return usage();
-		conf = optarg;
+	while ((ch = getopt_long(argc, argv, "+c:h", opts, NULL)) != -1) {
+		if (ch == 'c') {
+			conf = optarg;
+			continue;
+		}
+		help_list(ch == 'h' ? stdout : stderr, NULL, 0);
+		return ch == 'h' ? 0 : 2;
 	}
 	argc -= optind;
 	argv += optind;
-	if (conf == NULL || argc < 1)
-		return usage();
+	for (size_t i = 0; i < CTL_NCMDS && cmd == NULL; i++)
+		if (common_words(ctl_cmds[i].name, argv, argc) ==
+		    name_words(ctl_cmds[i].name))
+			cmd = &ctl_cmds[i];
+	if (cmd == NULL)
+		return no_command(argv, argc);
+	nargs = argc - name_words(cmd->name);
+	if (wants_help(argv + argc - nargs, nargs)) {
+		help_cmd(stdout, cmd);
+		return 0;
+	}
+	if (nargs < cmd->min || nargs > cmd->max)
+		return usage_error(cmd->name);
+	if (conf == NULL) {
+		fprintf(stderr, "posternctl: -c FILE is required\n");
+		return usage_error(cmd->name);
+	}
 	if (config_load(conf, &c.cfg, c.err, ERRLEN) == -1)
 		return die("%s", c.err);
-	if (strcmp(argv[0], "relay-check") == 0) {
-		if (open_dir(&c) != 0)
-			rc = 1;
-		else
-			rc = c_relay_check(&c, argv + 1);
-		dir_close(&c.dir);
-		config_unref(&c.cfg);
-		return rc;
-	}
-	if (strcmp(argv[0], "reload") == 0 && argc == 1) {
-		rc =
-		    become_run_user(&c, NULL) != 0 ? 1 : c_reload(&c, argv + 1);
-		config_unref(&c.cfg);
-		return rc;
-	}
-	if (strcmp(argv[0], "check") == 0) {
-		rc = argc == 1 ? check(&c) : usage();
-		config_unref(&c.cfg);
-		return rc;
-	}
-	for (size_t i = 0; i < sizeof(subcmds) / sizeof(subcmds[0]); i++) {
-		const struct subcmd *s = &subcmds[i];
-		int words = s->w3 ? 3 : 2, nargs = argc - words;
-
-		if (argc < words || strcmp(argv[0], s->w1) != 0 ||
-		    strcmp(argv[1], s->w2) != 0 ||
-		    (s->w3 && strcmp(argv[2], s->w3) != 0))
-			continue;
-		if (nargs < s->min || nargs > s->max) {
-			rc = usage();
-			break;
-		}
-		/* The queue commands read the run user's files or talk to
-		 * its socket: as that user, never as root. */
-		if (strcmp(s->w1, "queue") != 0
-		        ? open_dir(&c) != 0
-		        : become_run_user(&c, NULL) != 0) {
-			rc = 1;
-			break;
-		}
-		rc = s->fn(&c, argv + words);
-		break;
-	}
-	if (rc == 2)
-		usage();
+	rc = setup(&c, cmd->setup) != 0 ? 1 : cmd->fn(&c, argv + argc - nargs);
 	dir_close(&c.dir);
 	config_unref(&c.cfg);
 	return rc;

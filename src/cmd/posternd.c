@@ -348,6 +348,7 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 	struct queue *q = dm->queue;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char *line = evbuffer_readln(in, NULL, EVBUFFER_EOL_LF);
+	struct queue_cmd_result res;
 	char err[256];
 
 	if (line == NULL) {
@@ -362,8 +363,10 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 		daemon_reload(dm, bev);
 		return;
 	} else if (strncmp(line, "queue ", 6) == 0 &&
-	           queue_command(q, line + 6, err, sizeof(err)) == 0)
-		evbuffer_add_printf(bufferevent_get_output(bev), "ok\n");
+	           queue_command(q, line + 6, &res, err, sizeof(err)) == 0)
+		/* "ok DONE HELD": what posternctl reports (queue.h). */
+		evbuffer_add_printf(bufferevent_get_output(bev), "ok %zu %zu\n",
+		    res.done, res.skipped_held);
 	else
 		evbuffer_add_printf(bufferevent_get_output(bev), "error: %s\n",
 		    strncmp(line, "queue ", 6) == 0 ? err : "unknown command");

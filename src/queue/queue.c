@@ -919,19 +919,26 @@ entry_find(struct queue *q, const char *id)
 }
 
 int
-queue_command(struct queue *q, const char *cmd, char *err, size_t errlen)
+queue_command(struct queue *q, const char *cmd, struct queue_cmd_result *out,
+    char *err, size_t errlen)
 {
 	char verb[16] = "", id[QID_MAX + 8] = "";
 	struct qentry *e, *next;
 	int n = sscanf(cmd, "%15s %31s", verb, id);
 	bool all = n < 2 || strcmp(id, "all") == 0;
 
+	memset(out, 0, sizeof(*out));
 	if (n < 1) {
 		snprintf(err, errlen, "empty command");
 		return -1;
 	}
+	if (strcmp(verb, "flush") != 0 && strcmp(verb, "hold") != 0 &&
+	    strcmp(verb, "release") != 0 && strcmp(verb, "delete") != 0) {
+		snprintf(err, errlen, "unknown queue command: %s", verb);
+		return -1;
+	}
 	if (!all && entry_find(q, id) == NULL) {
-		snprintf(err, errlen, "no such queue entry: %s", id);
+		snprintf(err, errlen, "no such message: %s", id);
 		return -1;
 	}
 	if (strcmp(verb, "delete") == 0 && n < 2) {
@@ -953,14 +960,15 @@ queue_command(struct queue *q, const char *cmd, char *err, size_t errlen)
 		} else if (strcmp(verb, "hold") == 0) {
 			e->env.is_held = true;
 			entry_persist(q, e);
-		} else if (strcmp(verb, "delete") == 0) {
+		} else { /* delete: the verb was checked above */
 			e->is_deleted = true;
 			entry_persist(q, e);
-		} else {
-			snprintf(
-			    err, errlen, "unknown queue command: %s", verb);
-			return -1;
 		}
+		/* A held entry flushed goes out when it is released. */
+		if (strcmp(verb, "flush") == 0 && e->env.is_held)
+			out->skipped_held++;
+		else
+			out->done++;
 		log_info("id=%s event=queue-%s", e->env.id, verb);
 	}
 	queue_run(q);

@@ -181,7 +181,7 @@ def test_root_posternctl_queue_reads_as_the_run_user(make_server, victim):
     as_run_user("ln", "-s", victim["secret"],
                 os.path.join(s.data, "queue/entries", qid + ".msg"))
     r = s.ctl("queue", "show", qid, check=False)
-    assert r.returncode == 1 and "no such queue entry" in r.stderr
+    assert r.returncode == 1 and "no such message" in r.stderr
     assert "top-secret" not in r.stdout + r.stderr
     untouched(victim)
 

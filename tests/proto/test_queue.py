@@ -291,8 +291,8 @@ def test_queue_commands(make_server, sinks):
     [qid2] = queue_ids(s)
     s.ctl("queue", "delete", qid2)
     wait_for(lambda: queue_ids(s) == [], what="delete")
-    for args, text in [(("queue", "show", "0000"), "no such queue entry"),
-                       (("queue", "hold", "ABCDEF"), "no such queue entry"),
+    for args, text in [(("queue", "show", "0000"), "no such message"),
+                       (("queue", "hold", "ABCDEF"), "no such message"),
                        (("queue", "show", "../etc"), "bad queue id")]:
         r = s.ctl(*args, check=False)
         assert r.returncode == 1 and text in r.stderr, r.stderr

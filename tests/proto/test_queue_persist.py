@@ -47,12 +47,12 @@ def test_reloads_while_queue_state_is_written(make_server):
         send(s, [f"u{i}@down.example"])
     wait_for(lambda: len(queued_ids(s)) == 12, what="12 queued entries")
     for _ in range(150):
-        assert control(s, "queue hold all") == "ok\n"
+        assert control(s, "queue hold all") == "ok 12 0\n"
         s.proc.send_signal(signal.SIGHUP)
-        assert control(s, "queue release all") == "ok\n"
+        assert control(s, "queue release all") == "ok 12 0\n"
         s.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: s.log().count("event=reload result=ok") >= 10, what="reloads")
-    assert control(s, "queue hold all") == "ok\n"
+    assert control(s, "queue hold all") == "ok 12 0\n"
     assert s.proc.poll() is None, s.log()
     assert "event=queue-write result=fail" not in s.log()
     assert len(queued_ids(s)) == 12
@@ -69,7 +69,7 @@ def test_failed_write_logs_the_threads_reason(make_server):
     entries = os.path.join(s.data, "queue", "entries")
     os.chmod(entries, 0o500)
     try:
-        assert control(s, f"queue hold {qid}") == "ok\n"
+        assert control(s, f"queue hold {qid}") == "ok 1 0\n"
         line = wait_for(lambda: re.search(
             rf"id={qid} event=queue-write result=fail error=\"([^\"]*)\"", s.log()),
             what="the failed write")
@@ -77,5 +77,5 @@ def test_failed_write_logs_the_threads_reason(make_server):
         os.chmod(entries, 0o700)
     assert line.group(1) == f"rename to {entries}/{qid}.env: Permission denied"
     # The entry stays and its next write works again.
-    assert control(s, f"queue release {qid}") == "ok\n"
+    assert control(s, f"queue release {qid}") == "ok 1 0\n"
     wait_for(lambda: os.path.exists(os.path.join(entries, qid + ".env")), what="rewrite")

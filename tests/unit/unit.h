@@ -24,5 +24,6 @@ int run_counter_tests(void);
 int run_authfail_tests(void);
 int run_safefs_tests(void);
 int run_log_tests(void);
+int run_human_tests(void);
 
 #endif

@@ -21,5 +21,6 @@ main(void)
 	failed += run_authfail_tests();
 	failed += run_safefs_tests();
 	failed += run_log_tests();
+	failed += run_human_tests();
 	return failed != 0;
 }
