@@ -1,10 +1,11 @@
 /*
  * config: lexer and parser for postern.conf (main.cf style: "key = value",
- * '#' comment lines, lists separated by spaces or commas).  The keyword
- * table is sorted and binary-searched; each entry names a value type, the
- * field it fills and its default as text, so defaults go through the same
- * parser as user values.  Unknown keys, duplicate keys and bad values are
- * errors with file:line.
+ * '#' comments: whole lines, or after a blank to the end of the line;
+ * "double quotes" for a value with a literal " #"; lists separated by
+ * spaces or commas).  The keyword table is sorted and binary-searched;
+ * each entry names a value type, the field it fills and its default as
+ * text, so defaults go through the same parser as user values.  Unknown
+ * keys, duplicate keys and bad values are errors with file:line.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -655,6 +656,46 @@ trim(char *s)
 	return s;
 }
 
+/*
+ * The value of a "key = value" line, already trimmed.  A '#' at the start
+ * of the value or after a blank starts a comment to the end of the line
+ * (admins write "user = postern   # why"); a '#' right after other text
+ * is part of the value ("/srv/mail#2").  A value in double quotes is
+ * taken as written up to the closing quote, '#' and blanks included; only
+ * blanks and a comment may follow it.  The value is cut in place; NULL
+ * with why when a quote is not closed or text follows it.
+ */
+static char *
+value_strip(char *v, const char **why)
+{
+	char *p;
+
+	if (v[0] == '"') {
+		char *end = strchr(v + 1, '"');
+
+		if (end == NULL) {
+			*why = "missing closing quote (\")";
+			return NULL;
+		}
+		*end = '\0';
+		for (p = end + 1; *p == ' ' || *p == '\t'; p++)
+			;
+		if (*p != '\0' && *p != '#') {
+			*why = "text after the closing quote (a comment starts "
+			       "with #)";
+			return NULL;
+		}
+		return v + 1;
+	}
+	for (p = v; *p != '\0'; p++) {
+		if (*p == '#' && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			break;
+		}
+	}
+	return trim(v);
+}
+
 /* Cross-key checks once every line is read. */
 static int
 config_check(struct config *c, const char **why)
@@ -765,7 +806,8 @@ config_parse(const char *text, size_t len, const char *filename,
 			goto fail;
 		}
 		set_line[k - cfg_keys] = lineno;
-		if (config_set(c, k, val, &why) == -1) {
+		if ((val = value_strip(val, &why)) == NULL ||
+		    config_set(c, k, val, &why) == -1) {
 			snprintf(err, errlen, "%s:%u: %s: %s", filename, lineno,
 			    k->name, why);
 			free(line);
