@@ -9,6 +9,7 @@
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -16,6 +17,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,6 +157,36 @@ static const struct cfg_key *
 config_find(const char *name)
 {
 	return bsearch(name, cfg_keys, NKEYS, sizeof(cfg_keys[0]), key_cmp);
+}
+
+unsigned
+config_key_line(const struct config *c, const char *key)
+{
+	const struct cfg_key *k = config_find(key);
+
+	return k != NULL && c->key_lines != NULL ? c->key_lines[k - cfg_keys]
+	                                         : 0;
+}
+
+int
+config_run_user(
+    const struct config *c, struct passwd **pw_out, char *err, size_t errlen)
+{
+	struct passwd *pw = getpwnam(c->user);
+
+	*pw_out = NULL;
+	if (pw == NULL) {
+		snprintf(err, errlen,
+		    "user %s does not exist (set \"user\" in %s)", c->user,
+		    c->path);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		snprintf(err, errlen, "user must not be root");
+		return -1;
+	}
+	*pw_out = pw;
+	return 0;
 }
 
 /* Parses a decimal number with an optional unit from `units`. */
@@ -640,6 +672,7 @@ config_free(struct config *c)
 	free(c->smtp_listen.v);
 	free(c->submission_listen.v);
 	free(c->submissions_listen.v);
+	free(c->key_lines);
 	free(c);
 }
 
@@ -731,6 +764,13 @@ config_check(struct config *c, const char **why)
 		*why = "data_dir too long";
 		return -1;
 	}
+	/* posternd's control socket is data_dir/control.sock. */
+	if (strlen(c->data_dir) + sizeof("/control.sock") >
+	    sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
+		*why = "data_dir too long: data_dir/control.sock must fit in "
+		       "a socket address (at most 94 characters)";
+		return -1;
+	}
 	c->db_path = xstrdup(path);
 	if (c->pid_file[0] == '\0') {
 		snprintf(path, sizeof(path), "%s/posternd.pid", c->data_dir);
@@ -815,6 +855,8 @@ config_parse(const char *text, size_t len, const char *filename,
 		}
 		free(line);
 	}
+	c->key_lines = xreallocarray(NULL, NKEYS, sizeof(*c->key_lines));
+	memcpy(c->key_lines, set_line, sizeof(set_line));
 	if (config_check(c, &why) == -1) {
 		snprintf(err, errlen, "%s: %s", filename, why);
 		goto fail;

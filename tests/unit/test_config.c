@@ -8,6 +8,10 @@
 #include "config.h"
 #include "unit.h"
 
+/* 93 characters: "/" DIR93 is the longest data_dir (94). */
+#define DIR93 D31 D31 D31
+#define D31 "ddddddddddddddddddddddddddddddd"
+
 static const struct {
 	const char *text;
 	int want;
@@ -66,6 +70,9 @@ static const struct {
     {"\nrelay = \"none\" # quoted\n", 0, NULL},
     {"relay = # forgot the value\n", -1, "t.conf:1: relay: want"},
     {"data_dir = \"relative # x\"\n", -1, "absolute"},
+    /* data_dir/control.sock must fit in a sockaddr_un. */
+    {"data_dir = /" DIR93 "\n", 0, NULL},
+    {"data_dir = /" DIR93 "x\n", -1, "data_dir too long"},
 };
 
 static void
