@@ -25,3 +25,14 @@ def test_every_key_documented_with_its_default():
 
 # The example config itself (its keys, its comments, that check passes and
 # posternd starts from it): test_check.py.
+
+
+def test_readme_warns_listeners_default_to_every_interface():
+    """README names the real defaults of the two listeners that are on
+    when unset, and shows the loopback-only form for a first try."""
+    keys = parser_keys()
+    readme = open(os.path.join(ROOT, "README.md")).read()
+    for k in ("smtp_listen", "submission_listen"):
+        assert keys[k].startswith("0.0.0.0:")
+        assert f"`{keys[k]}`" in readme, (k, keys[k])
+        assert re.search(rf"^{k} = 127\.0\.0\.1:\d+$", readme, re.M), k
