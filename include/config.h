@@ -92,6 +92,7 @@ struct config {
 	    auth_trusted_period_ms;
 	size_t ipv6_prefix_length; /* sessions and lock-out group IPv6 by it */
 	char *auth_sender_match;   /* "yes", "no", "submission" */
+	unsigned *key_lines;       /* config_key_line */
 };
 
 /*
@@ -118,6 +119,18 @@ bool config_cidr_match(const struct cidr_list *, const char *ip);
  * "::ffff:a.b.c.d/P" (P >= 96) becomes the IPv4 "a.b.c.d/(P - 96)"; a
  * mapped address with P < 96 is refused. */
 int config_parse_cidr(const char *s, struct cidr *out);
+
+/* The line that set key, or 0 when it has its default. */
+unsigned config_key_line(const struct config *, const char *key);
+
+struct passwd;
+/*
+ * The run user posternd started as root switches to: getpwnam(user),
+ * which must exist and not be root.  0 with *pw_out (getpwnam's static
+ * entry), or -1 with err.
+ */
+int config_run_user(
+    const struct config *, struct passwd **pw_out, char *err, size_t errlen);
 
 /* For docs and `posternctl check -d`: key i's name and default, or NULL. */
 const char *config_key_name(size_t i, const char **default_out);

@@ -52,5 +52,12 @@ void net_addr_text(const struct sockaddr *, char *dst, size_t len);
  * Returns the fd, or -1 with errno set.
  */
 int net_listen(const struct listen_addr *la, char *bound, size_t boundlen);
+/*
+ * Binds a socket to la as net_listen does, without listening, and closes
+ * it at once (posternctl check): 0, or -1 with errno (EADDRINUSE: taken,
+ * EACCES: a port below 1024 without privilege, EADDRNOTAVAIL: not an
+ * address of this machine).
+ */
+int net_bind_check(const struct listen_addr *la);
 
 #endif

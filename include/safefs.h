@@ -37,6 +37,18 @@ int safefs_data_dir(const char *path, uid_t owner, gid_t group,
     mode_t *old_mode_out, char *err, size_t errlen);
 
 /*
+ * What safefs_data_dir(path, owner, ...) would do, changing nothing (for
+ * posternctl check): 0 when start-up would accept path, -1 with err (the
+ * same text safefs_data_dir gives) when it would refuse it.  What the
+ * start would do first (create it, give it to owner, tighten its mode) is
+ * written to note as lines.  *fd_out gets path's descriptor, opened as
+ * safefs_data_dir opens it (for safefs_prepare_check; the caller closes
+ * it), or -1 when path does not exist yet.
+ */
+int safefs_data_dir_check(const char *path, uid_t owner, int *fd_out,
+    char *note, size_t notelen, char *err, size_t errlen);
+
+/*
  * Under data_fd (data_dir, shown as data_dir in messages), creates if
  * missing and checks everything posternd keeps there: mail/ (0750),
  * queue/, queue/tmp, queue/entries, queue/corrupt (0700) must be real
@@ -53,10 +65,27 @@ int safefs_prepare(int data_fd, const char *data_dir, const char *db_name,
     char *note, size_t notelen, char *err, size_t errlen);
 
 /*
+ * safefs_prepare's checks, creating and changing nothing: what exists
+ * must pass them (else -1 with the same err); what is missing would be
+ * created.  note gets "PATH mode 0644 would be tightened to 0600" lines
+ * and the links under mail/.
+ */
+int safefs_prepare_check(int data_fd, const char *data_dir, const char *db_name,
+    char *note, size_t notelen, char *err, size_t errlen);
+
+/*
  * Opens name under dfd (dfd may be AT_FDCWD) for writing with
  * O_CREAT|O_TRUNC|O_NOFOLLOW and mode; -1 with errno set (ELOOP when
  * name is a symbolic link).
  */
 int safefs_create(int dfd, const char *name, mode_t mode);
+
+/*
+ * Whether safefs_create(AT_FDCWD, path, ...) would work for this caller,
+ * creating nothing: 0, or -1 with errno (ELOOP: a symbolic link, EISDIR,
+ * EACCES: the file or its directory is not writable, ENOENT: no such
+ * directory).
+ */
+int safefs_create_check(const char *path);
 
 #endif

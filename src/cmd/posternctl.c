@@ -10,8 +10,10 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <ctype.h>
 #include <dirent.h>
@@ -39,7 +41,9 @@
 #include "file.h"
 #include "human.h"
 #include "log.h"
+#include "net.h"
 #include "safefs.h"
+#include "tls.h"
 
 #define ERRLEN 512
 
@@ -811,13 +815,374 @@ open_dir(struct ctl *c)
 	return 0;
 }
 
+/*
+ * check: everything posternd's start-up would refuse, found without
+ * changing anything, through the functions start-up itself uses
+ * (config_load, config_run_user, tls_server_ctx_new, the socket set-up of
+ * net_listen, the safefs steps in their read-only form).  As root, what
+ * posternd does after the privilege drop (data_dir's tree, the database,
+ * the pid file) is checked by a child that has become the run user.
+ * Errors go to stderr as "FILE:LINE: key: why" (the line that set the
+ * key) and make the exit status 1; warnings go to stdout (with the
+ * relay policy's), notes on what start-up would change to stderr.
+ */
+struct check {
+	const struct config *cfg;
+	const struct passwd *pw; /* the run user, when started as root */
+	int errors;
+};
+
+static void check_say(struct check *, bool is_error, const char *key,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+check_say(struct check *k, bool is_error, const char *key, const char *fmt, ...)
+{
+	unsigned line = config_key_line(k->cfg, key);
+	FILE *f = is_error ? stderr : stdout;
+	va_list ap;
+
+	if (is_error)
+		k->errors++;
+	fprintf(f, "%s", is_error ? "posternctl: " : "warning: ");
+	if (line != 0)
+		fprintf(f, "%s:%u: ", k->cfg->path, line);
+	else
+		fprintf(f, "%s: ", k->cfg->path);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fputc('\n', f);
+}
+
+static void
+check_notes(const char *note)
+{
+	char copy[4096], safe[1024];
+
+	snprintf(copy, sizeof(copy), "%s", note);
+	for (char *l = strtok(copy, "\n"); l; l = strtok(NULL, "\n")) {
+		/* names under mail/ are the run user's */
+		log_sanitize(safe, sizeof(safe), (const uint8_t *)l, strlen(l));
+		fprintf(stderr, "posternctl: note: %s\n", safe);
+	}
+}
+
+static void
+check_user(struct check *k)
+{
+	struct passwd *pw;
+	char err[600];
+
+	if (config_run_user(k->cfg, &pw, err, sizeof(err)) == 0) {
+		if (geteuid() == 0)
+			k->pw = pw;
+		return;
+	}
+	if (geteuid() == 0)
+		check_say(k, true, "user", "%s", err);
+	else
+		check_say(k, false, "user",
+		    "%s: posternd started as root would refuse to start", err);
+}
+
+static void
+check_tls(struct check *k)
+{
+	const char *paths[2] = {k->cfg->tls_cert, k->cfg->tls_key};
+	char err[ERRLEN];
+	SSL_CTX *ctx;
+
+	if (k->cfg->tls_cert[0] == '\0')
+		return;
+	/* Start-up reads them as root: a check by another user cannot. */
+	for (int i = 0; i < 2 && geteuid() != 0; i++) {
+		if (access(paths[i], R_OK) == -1 && errno == EACCES) {
+			check_say(k, false, i ? "tls_key" : "tls_cert",
+			    "%s %s: not readable by uid %lu, so not checked "
+			    "(run check as root)",
+			    i ? "tls_key" : "tls_cert", paths[i],
+			    (unsigned long)geteuid());
+			return;
+		}
+	}
+	ctx = tls_server_ctx_new(k->cfg, err, sizeof(err));
+	if (ctx == NULL)
+		check_say(k, true,
+		    strncmp(err, "tls_key", 7) == 0 ? "tls_key" : "tls_cert",
+		    "%s", err);
+	else
+		SSL_CTX_free(ctx);
+}
+
+static int
+check_port(const struct listen_addr *la)
+{
+	return la->ss.ss_family == AF_INET6
+	           ? ntohs(((const struct sockaddr_in6 *)&la->ss)->sin6_port)
+	           : ntohs(((const struct sockaddr_in *)&la->ss)->sin_port);
+}
+
+/* Two listeners start-up cannot both bind: same family and port, and the
+ * same address or one of them the wildcard. */
+static bool
+check_listen_clash(const struct listen_addr *a, const struct listen_addr *b)
+{
+	static const unsigned char any[16];
+	const void *pa, *pb;
+	size_t n;
+
+	if (a->ss.ss_family != b->ss.ss_family ||
+	    check_port(a) != check_port(b) || check_port(a) == 0)
+		return false;
+	if (a->ss.ss_family == AF_INET6) {
+		pa = &((const struct sockaddr_in6 *)&a->ss)->sin6_addr;
+		pb = &((const struct sockaddr_in6 *)&b->ss)->sin6_addr;
+		n = 16;
+	} else {
+		pa = &((const struct sockaddr_in *)&a->ss)->sin_addr;
+		pb = &((const struct sockaddr_in *)&b->ss)->sin_addr;
+		n = 4;
+	}
+	return memcmp(pa, pb, n) == 0 || memcmp(pa, any, n) == 0 ||
+	       memcmp(pb, any, n) == 0;
+}
+
+/*
+ * Every listen address is parsed already (config_load); here each is
+ * bound the way start-up binds it and closed at once.  A port in use is
+ * a warning: the running posternd holds its own ports.
+ */
+static void
+check_listen(struct check *k)
+{
+	const struct {
+		const char *key, *kind;
+		const struct listen_list *l;
+	} lists[] = {
+	    {"smtp_listen", "smtp", &k->cfg->smtp_listen},
+	    {"submission_listen", "submission", &k->cfg->submission_listen},
+	    {"submissions_listen", "submissions", &k->cfg->submissions_listen},
+	    {"pop3_listen", "pop3", &k->cfg->pop3_listen},
+	    {"pop3s_listen", "pop3s", &k->cfg->pop3s_listen},
+	};
+	const size_t nl = sizeof(lists) / sizeof(lists[0]);
+
+	for (size_t i = 0; i < nl; i++) {
+		for (size_t j = 0; j < lists[i].l->n; j++) {
+			const struct listen_addr *la = &lists[i].l->v[j];
+			bool clash = false;
+
+			for (size_t pi = 0; pi <= i && !clash; pi++)
+				for (size_t pj = 0;
+				     pj < lists[pi].l->n &&
+				     (pi < i || pj < j) && !clash;
+				     pj++) {
+					if (!check_listen_clash(
+					        la, &lists[pi].l->v[pj]))
+						continue;
+					clash = true;
+					check_say(k, true, lists[i].key,
+					    "%s listener %s: the port is "
+					    "also taken by %s %s",
+					    lists[i].kind, la->text,
+					    lists[pi].key,
+					    lists[pi].l->v[pj].text);
+				}
+			if (clash || check_port(la) == 0 ||
+			    net_bind_check(la) == 0)
+				continue;
+			if (errno == EADDRINUSE)
+				check_say(k, false, lists[i].key,
+				    "%s listener %s: %s (by a running "
+				    "posternd? "
+				    "Else posternd will not start)",
+				    lists[i].kind, la->text, strerror(errno));
+			else if (errno == EACCES && geteuid() != 0)
+				check_say(k, false, lists[i].key,
+				    "%s listener %s: %s: posternd must be "
+				    "started as root for this port",
+				    lists[i].kind, la->text, strerror(errno));
+			else
+				check_say(k, true, lists[i].key,
+				    "%s listener %s: %s", lists[i].kind,
+				    la->text, strerror(errno));
+		}
+	}
+}
+
+static void
+check_count_row(void *arg, const char *a, const char *b)
+{
+	(void)a;
+	(void)b;
+	(*(size_t *)arg)++;
+}
+
+/* The database start-up opens, read-only here. */
+static void
+check_database(struct check *k, int data_fd)
+{
+	char err[ERRLEN];
+	struct stat st;
+	struct dir *d;
+	size_t n = 0;
+
+	if (fstatat(data_fd, "postern.db", &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return; /* created at start */
+	d = dir_sqlite_open(k->cfg->db_path, true, err, sizeof(err));
+	if (d == NULL)
+		check_say(k, true, "data_dir", "directory: %s", err);
+	else if (d->ops->list_rows(d, "domains", NULL, check_count_row, &n, err,
+	             sizeof(err)) == -1) /* err: "directory: why" */
+		check_say(k, true, "data_dir", "directory: %s: %s",
+		    k->cfg->db_path,
+		    strncmp(err, "directory: ", 11) == 0 ? err + 11 : err);
+	dir_close(&d);
+}
+
+/* What posternd does as the run user: data_dir's tree, the database, the
+ * pid file; and the files the run user reads later. */
+static void
+check_as_run_user(struct check *k, int data_fd)
+{
+	const char *reread[2] = {
+	    k->cfg->accept_file, k->cfg->relay_recipients_file};
+	const char *reread_key[2] = {"accept_file", "relay_recipients"};
+	const char *pid = k->cfg->pid_file;
+	size_t dl = strlen(k->cfg->data_dir);
+	char err[4352], note[4096];
+	struct stat st;
+
+	if (data_fd != -1 && faccessat(data_fd, ".", X_OK, 0) == -1) {
+		fprintf(stderr,
+		    "posternctl: note: %s: not searchable by uid %lu before "
+		    "start-up gives it to that user: what is inside is "
+		    "checked then\n",
+		    k->cfg->data_dir, (unsigned long)geteuid());
+		data_fd = -1;
+	} else if (data_fd != -1) {
+		if (safefs_prepare_check(data_fd, k->cfg->data_dir,
+		        "postern.db", note, sizeof(note), err,
+		        sizeof(err)) == -1)
+			check_say(k, true, "data_dir", "data_dir: %s", err);
+		else {
+			check_notes(note);
+			check_database(k, data_fd);
+		}
+		if (fstatat(data_fd, "control.sock", &st,
+		        AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISDIR(st.st_mode))
+			check_say(k, true, "data_dir",
+			    "data_dir: %s/control.sock is a directory",
+			    k->cfg->data_dir);
+	}
+	/* A pid file in a data_dir not made yet is made with it. */
+	if (!(data_fd == -1 && strncmp(pid, k->cfg->data_dir, dl) == 0 &&
+	        pid[dl] == '/') &&
+	    safefs_create_check(pid) == -1) {
+		if (errno == ELOOP)
+			check_say(k, true, "pid_file",
+			    "pid file %s is a symbolic link: refusing to "
+			    "follow it",
+			    pid);
+		else
+			check_say(k, true, "pid_file", "pid file %s: %s", pid,
+			    strerror(errno));
+	}
+	if (k->cfg->smtp_tls_ca_file[0] != '\0') {
+		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+		if (access(k->cfg->smtp_tls_ca_file, R_OK) == -1)
+			check_say(k, true, "smtp_tls_ca_file",
+			    "smtp_tls_ca_file %s: %s (posternd reads it as "
+			    "uid %lu)",
+			    k->cfg->smtp_tls_ca_file, strerror(errno),
+			    (unsigned long)geteuid());
+		else if (ctx == NULL ||
+		         SSL_CTX_load_verify_locations(
+		             ctx, k->cfg->smtp_tls_ca_file, NULL) != 1)
+			check_say(k, true, "smtp_tls_ca_file",
+			    "smtp_tls_ca_file %s: no CA certificate could be "
+			    "loaded from it",
+			    k->cfg->smtp_tls_ca_file);
+		SSL_CTX_free(ctx);
+	}
+	/* Start-up reads these as root; a reload, as the run user. */
+	for (int i = 0; i < 2 && k->pw != NULL; i++)
+		if (reread[i][0] != '\0' && access(reread[i], R_OK) == -1)
+			check_say(k, false, reread_key[i],
+			    "%s %s: %s as %s: a reload would fail (start-up "
+			    "reads it as root)",
+			    reread_key[i], reread[i], strerror(errno),
+			    k->pw->pw_name);
+}
+
+/* As root: the run-user part in a child that has become that user, as
+ * posternd becomes it; its errors count here. */
+static void
+check_fork_run_user(struct check *k, int data_fd)
+{
+	int status;
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	if ((pid = fork()) == -1) {
+		check_say(k, true, "user", "fork: %s", strerror(errno));
+		return;
+	}
+	if (pid == 0) {
+		if (setgroups(1, &k->pw->pw_gid) == -1 ||
+		    setgid(k->pw->pw_gid) == -1 ||
+		    setuid(k->pw->pw_uid) == -1 || setuid(0) != -1) {
+			check_say(k, true, "user", "cannot become user %s: %s",
+			    k->pw->pw_name, strerror(errno));
+			_exit(1);
+		}
+		k->errors = 0;
+		check_as_run_user(k, data_fd);
+		fflush(stdout);
+		_exit(k->errors > 0 ? 1 : 0);
+	}
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		k->errors++;
+}
+
 static int
 check(struct ctl *c)
 {
-	char warn[4096];
+	struct check k = {.cfg = c->cfg};
+	char warn[4096], err[4352], note[4096];
+	int data_fd = -1;
 
 	relay_config_warnings(c->cfg, warn, sizeof(warn));
 	fputs(warn, stdout);
+	check_user(&k);
+	check_tls(&k);
+	check_listen(&k);
+	if (safefs_data_dir_check(c->cfg->data_dir,
+	        k.pw ? k.pw->pw_uid : geteuid(), &data_fd, note, sizeof(note),
+	        err, sizeof(err)) == -1)
+		check_say(&k, true, "data_dir", "data_dir: %s", err);
+	else {
+		check_notes(note);
+		if (k.pw != NULL)
+			check_fork_run_user(&k, data_fd);
+		else if (geteuid() != 0)
+			check_as_run_user(&k, data_fd);
+	}
+	if (data_fd != -1)
+		close(data_fd);
+	if (k.errors > 0) {
+		fprintf(stderr,
+		    "posternctl: %s: %d error%s: posternd would refuse to "
+		    "start\n",
+		    c->cfg->path, k.errors, k.errors == 1 ? "" : "s");
+		return 1;
+	}
 	printf("ok: %s\n", c->cfg->path);
 	return 0;
 }

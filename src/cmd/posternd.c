@@ -470,14 +470,8 @@ main(int argc, char **argv)
 	if (config_load(conf, &cfg, err, sizeof(err)) == -1)
 		fatalx("config: %s", err);
 	log_set_level((enum log_level)cfg->log_level);
-	if (geteuid() == 0) {
-		pw = getpwnam(cfg->user);
-		if (pw == NULL)
-			fatalx("user %s does not exist (set \"user\" in %s)",
-			    cfg->user, conf);
-		if (pw->pw_uid == 0)
-			fatalx("user must not be root");
-	}
+	if (geteuid() == 0 && config_run_user(cfg, &pw, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	signal(SIGPIPE, SIG_IGN);
 	{
 		/* One descriptor per session: allow as many as we may. */

@@ -1,13 +1,15 @@
 /*
  * config: lexer and parser for postern.conf (main.cf style: "key = value",
- * '#' comment lines, lists separated by spaces or commas).  The keyword
- * table is sorted and binary-searched; each entry names a value type, the
- * field it fills and its default as text, so defaults go through the same
- * parser as user values.  Unknown keys, duplicate keys and bad values are
- * errors with file:line.
+ * '#' comments: whole lines, or after a blank to the end of the line;
+ * "double quotes" for a value with a literal " #"; lists separated by
+ * spaces or commas).  The keyword table is sorted and binary-searched;
+ * each entry names a value type, the field it fills and its default as
+ * text, so defaults go through the same parser as user values.  Unknown
+ * keys, duplicate keys and bad values are errors with file:line.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -15,6 +17,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +157,36 @@ static const struct cfg_key *
 config_find(const char *name)
 {
 	return bsearch(name, cfg_keys, NKEYS, sizeof(cfg_keys[0]), key_cmp);
+}
+
+unsigned
+config_key_line(const struct config *c, const char *key)
+{
+	const struct cfg_key *k = config_find(key);
+
+	return k != NULL && c->key_lines != NULL ? c->key_lines[k - cfg_keys]
+	                                         : 0;
+}
+
+int
+config_run_user(
+    const struct config *c, struct passwd **pw_out, char *err, size_t errlen)
+{
+	struct passwd *pw = getpwnam(c->user);
+
+	*pw_out = NULL;
+	if (pw == NULL) {
+		snprintf(err, errlen,
+		    "user %s does not exist (set \"user\" in %s)", c->user,
+		    c->path);
+		return -1;
+	}
+	if (pw->pw_uid == 0) {
+		snprintf(err, errlen, "user must not be root");
+		return -1;
+	}
+	*pw_out = pw;
+	return 0;
 }
 
 /* Parses a decimal number with an optional unit from `units`. */
@@ -639,6 +672,7 @@ config_free(struct config *c)
 	free(c->smtp_listen.v);
 	free(c->submission_listen.v);
 	free(c->submissions_listen.v);
+	free(c->key_lines);
 	free(c);
 }
 
@@ -653,6 +687,46 @@ trim(char *s)
 	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
 		*--e = '\0';
 	return s;
+}
+
+/*
+ * The value of a "key = value" line, already trimmed.  A '#' at the start
+ * of the value or after a blank starts a comment to the end of the line
+ * (admins write "user = postern   # why"); a '#' right after other text
+ * is part of the value ("/srv/mail#2").  A value in double quotes is
+ * taken as written up to the closing quote, '#' and blanks included; only
+ * blanks and a comment may follow it.  The value is cut in place; NULL
+ * with why when a quote is not closed or text follows it.
+ */
+static char *
+value_strip(char *v, const char **why)
+{
+	char *p;
+
+	if (v[0] == '"') {
+		char *end = strchr(v + 1, '"');
+
+		if (end == NULL) {
+			*why = "missing closing quote (\")";
+			return NULL;
+		}
+		*end = '\0';
+		for (p = end + 1; *p == ' ' || *p == '\t'; p++)
+			;
+		if (*p != '\0' && *p != '#') {
+			*why = "text after the closing quote (a comment starts "
+			       "with #)";
+			return NULL;
+		}
+		return v + 1;
+	}
+	for (p = v; *p != '\0'; p++) {
+		if (*p == '#' && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
+			break;
+		}
+	}
+	return trim(v);
 }
 
 /* Cross-key checks once every line is read. */
@@ -688,6 +762,13 @@ config_check(struct config *c, const char **why)
 	if (snprintf(path, sizeof(path), "%s/postern.db", c->data_dir) >=
 	    (int)sizeof(path)) {
 		*why = "data_dir too long";
+		return -1;
+	}
+	/* posternd's control socket is data_dir/control.sock. */
+	if (strlen(c->data_dir) + sizeof("/control.sock") >
+	    sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
+		*why = "data_dir too long: data_dir/control.sock must fit in "
+		       "a socket address (at most 94 characters)";
 		return -1;
 	}
 	c->db_path = xstrdup(path);
@@ -765,7 +846,8 @@ config_parse(const char *text, size_t len, const char *filename,
 			goto fail;
 		}
 		set_line[k - cfg_keys] = lineno;
-		if (config_set(c, k, val, &why) == -1) {
+		if ((val = value_strip(val, &why)) == NULL ||
+		    config_set(c, k, val, &why) == -1) {
 			snprintf(err, errlen, "%s:%u: %s: %s", filename, lineno,
 			    k->name, why);
 			free(line);
@@ -773,6 +855,8 @@ config_parse(const char *text, size_t len, const char *filename,
 		}
 		free(line);
 	}
+	c->key_lines = xreallocarray(NULL, NKEYS, sizeof(*c->key_lines));
+	memcpy(c->key_lines, set_line, sizeof(set_line));
 	if (config_check(c, &why) == -1) {
 		snprintf(err, errlen, "%s: %s", filename, why);
 		goto fail;

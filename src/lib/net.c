@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -33,13 +34,12 @@ net_addr_text(const struct sockaddr *sa, char *dst, size_t len)
 	}
 }
 
-int
-net_listen(const struct listen_addr *la, char *bound, size_t boundlen)
+/* A socket bound to la the way every listener is (SO_REUSEADDR, IPv6
+ * sockets IPv6-only), not yet listening; -1 with errno. */
+static int
+bound_socket(const struct listen_addr *la)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
-	char ip[INET6_ADDRSTRLEN];
-	int fd, one = 1;
+	int fd, one = 1, saved;
 
 	fd = socket(
 	    la->ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -48,8 +48,37 @@ net_listen(const struct listen_addr *la, char *bound, size_t boundlen)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (la->ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (const struct sockaddr *)&la->ss, la->len) == -1 ||
-	    listen(fd, 511) == -1 ||
+	if (bind(fd, (const struct sockaddr *)&la->ss, la->len) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+int
+net_bind_check(const struct listen_addr *la)
+{
+	int fd = bound_socket(la);
+
+	if (fd == -1)
+		return -1;
+	close(fd);
+	return 0;
+}
+
+int
+net_listen(const struct listen_addr *la, char *bound, size_t boundlen)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+	int fd;
+
+	if ((fd = bound_socket(la)) == -1)
+		return -1;
+	if (listen(fd, 511) == -1 ||
 	    getsockname(fd, (struct sockaddr *)&ss, &sl) == -1) {
 		close(fd);
 		return -1;

@@ -4,7 +4,9 @@
  * is opened with O_DIRECTORY|O_NOFOLLOW relative to its parent's
  * descriptor, looked at with fstat on that descriptor and changed with
  * fchown/fchmod on it, so a name swapped between a check and a use
- * cannot redirect the change.  Used by posternd and posternctl.
+ * cannot redirect the change.  Used by posternd and posternctl; the
+ * *_check variants run the same checks and change nothing (posternctl
+ * check).
  */
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -34,15 +36,18 @@ fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
+/* would: a check that changes nothing says what the start would do. */
 static void
-note_add(char *note, size_t notelen, const char *shown, mode_t from, mode_t to)
+note_add(char *note, size_t notelen, const char *shown, mode_t from, mode_t to,
+    bool would)
 {
 	size_t used = strlen(note);
 
 	if (used < notelen)
 		snprintf(note + used, notelen - used,
-		    "%s mode %04o tightened to %04o\n", shown,
-		    (unsigned)(from & 07777), (unsigned)(to & 07777));
+		    "%s mode %04o %stightened to %04o\n", shown,
+		    (unsigned)(from & 07777), would ? "would be " : "",
+		    (unsigned)(to & 07777));
 }
 
 /* Why an open with O_NOFOLLOW failed, in words an admin can act on. */
@@ -80,23 +85,18 @@ check_stat(const struct stat *st, bool want_dir, uid_t owner, const char *shown,
 	return 0;
 }
 
-int
-safefs_data_dir(const char *path, uid_t owner, gid_t group,
-    mode_t *old_mode_out, char *err, size_t errlen)
+/*
+ * Opens data_dir with O_DIRECTORY|O_NOFOLLOW; a symbolic link there is
+ * followed only when root owns it (data_dir moved to another disk by the
+ * admin, like the parents; nobody else can swap it in a trusted parent).
+ */
+static int
+data_dir_open(const char *path, char *err, size_t errlen)
 {
-	bool is_root = geteuid() == 0;
 	struct stat st;
-	mode_t loose;
 	int fd;
 
-	*old_mode_out = 0;
-	/* mkdir never follows a symbolic link in the last component. */
-	if (mkdir(path, SAFEFS_DATA_DIR_MODE) == -1 && errno != EEXIST)
-		return fail(
-		    err, errlen, "cannot create %s: %s", path, strerror(errno));
 	fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	/* A link root made (data_dir moved to another disk) is the admin's,
-	 * like the parents; nobody else can swap it in a trusted parent. */
 	if (fd == -1 && (errno == ELOOP || errno == ENOTDIR)) {
 		int saved = errno;
 
@@ -112,11 +112,36 @@ safefs_data_dir(const char *path, uid_t owner, gid_t group,
 	}
 	if (fd == -1)
 		return open_fail(errno, path, err, errlen);
+	return fd;
+}
+
+/* True when safefs_data_dir, run by this caller, gives data_dir away. */
+static bool
+data_dir_is_given(const struct stat *st, uid_t owner)
+{
+	return geteuid() == 0 && st->st_uid == 0 && owner != 0;
+}
+
+int
+safefs_data_dir(const char *path, uid_t owner, gid_t group,
+    mode_t *old_mode_out, char *err, size_t errlen)
+{
+	struct stat st;
+	mode_t loose;
+	int fd;
+
+	*old_mode_out = 0;
+	/* mkdir never follows a symbolic link in the last component. */
+	if (mkdir(path, SAFEFS_DATA_DIR_MODE) == -1 && errno != EEXIST)
+		return fail(
+		    err, errlen, "cannot create %s: %s", path, strerror(errno));
+	if ((fd = data_dir_open(path, err, errlen)) == -1)
+		return -1;
 	if (fstat(fd, &st) == -1) {
 		fail(err, errlen, "%s: %s", path, strerror(errno));
 		goto bad;
 	}
-	if (is_root && st.st_uid == 0 && owner != 0) {
+	if (data_dir_is_given(&st, owner)) {
 		if (fchown(fd, owner, group) == -1) {
 			fail(
 			    err, errlen, "chown %s: %s", path, strerror(errno));
@@ -142,19 +167,84 @@ bad:
 	return -1;
 }
 
-/* Creates (if missing) and opens the directory name under dfd. */
+int
+safefs_data_dir_check(const char *path, uid_t owner, int *fd_out, char *note,
+    size_t notelen, char *err, size_t errlen)
+{
+	char parent[4096];
+	struct stat st;
+	char *slash;
+	int fd;
+
+	*fd_out = -1;
+	if (notelen > 0)
+		note[0] = '\0';
+	if (lstat(path, &st) == -1 && errno == ENOENT) {
+		/* mkdir makes one level, in a parent this caller may write. */
+		if (snprintf(parent, sizeof(parent), "%s", path) >=
+		        (int)sizeof(parent) ||
+		    (slash = strrchr(parent, '/')) == NULL)
+			return fail(err, errlen, "cannot create %s: %s", path,
+			    strerror(ENAMETOOLONG));
+		if (slash == parent)
+			slash++;
+		*slash = '\0';
+		if (stat(parent, &st) == -1)
+			return fail(err, errlen, "cannot create %s: %s", path,
+			    strerror(errno));
+		if (!S_ISDIR(st.st_mode))
+			return fail(err, errlen, "cannot create %s: %s", path,
+			    strerror(ENOTDIR));
+		if (access(parent, W_OK | X_OK) == -1)
+			return fail(err, errlen, "cannot create %s: %s", path,
+			    strerror(errno));
+		snprintf(note, notelen,
+		    "%s does not exist yet: it is created "
+		    "mode %04o at start\n",
+		    path, (unsigned)SAFEFS_DATA_DIR_MODE);
+		return 0;
+	}
+	if ((fd = data_dir_open(path, err, errlen)) == -1)
+		return -1;
+	if (fstat(fd, &st) == -1) {
+		fail(err, errlen, "%s: %s", path, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	if (data_dir_is_given(&st, owner))
+		snprintf(note, notelen,
+		    "%s is owned by root: it is given to uid %lu at start\n",
+		    path, (unsigned long)owner);
+	else if (check_stat(&st, true, owner, path, err, errlen) == -1) {
+		close(fd);
+		return -1;
+	}
+	if ((st.st_mode & 0777 & ~(mode_t)SAFEFS_DATA_DIR_MODE) != 0)
+		note_add(note, notelen, path, st.st_mode,
+		    st.st_mode & (07000 | SAFEFS_DATA_DIR_MODE), true);
+	*fd_out = fd;
+	return 0;
+}
+
+/*
+ * Creates (if missing) and opens the directory name under dfd.  is_dry
+ * (a check): creates nothing and returns -2 when name is missing.
+ */
 static int
-dir_at(int dfd, const char *name, mode_t mode, const char *shown, char *err,
-    size_t errlen)
+dir_at(int dfd, const char *name, mode_t mode, bool is_dry, const char *shown,
+    char *err, size_t errlen)
 {
 	struct stat st;
 	int fd;
 
-	if (mkdirat(dfd, name, mode) == -1 && errno != EEXIST)
+	if (!is_dry && mkdirat(dfd, name, mode) == -1 && errno != EEXIST)
 		return fail(err, errlen, "cannot create %s: %s", shown,
 		    strerror(errno));
-	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+		if (is_dry && errno == ENOENT)
+			return -2;
 		return fail(err, errlen, "%s: %s", shown, strerror(errno));
+	}
 	if (check_stat(&st, true, geteuid(), shown, err, errlen) == -1)
 		return -1;
 	/* O_NOFOLLOW again: the name may have changed since fstatat (a link
@@ -172,11 +262,12 @@ dir_at(int dfd, const char *name, mode_t mode, const char *shown, char *err,
 
 /*
  * Checks the regular file name under dfd (creating it SAFEFS_DB_MODE when
- * create is set and it is missing) and tightens a looser mode.
+ * create is set and it is missing) and tightens a looser mode.  is_dry:
+ * creates and changes nothing, the note says what would be tightened.
  */
 static int
-file_at(int dfd, const char *name, bool create, const char *shown, char *note,
-    size_t notelen, char *err, size_t errlen)
+file_at(int dfd, const char *name, bool create, bool is_dry, const char *shown,
+    char *note, size_t notelen, char *err, size_t errlen)
 {
 	struct stat st, now;
 	int fd;
@@ -185,7 +276,7 @@ file_at(int dfd, const char *name, bool create, const char *shown, char *note,
 		if (errno != ENOENT)
 			return fail(
 			    err, errlen, "%s: %s", shown, strerror(errno));
-		if (!create)
+		if (!create || is_dry)
 			return 0;
 		/* O_EXCL: never through a link, never an existing file. */
 		fd = openat(dfd, name,
@@ -201,18 +292,22 @@ file_at(int dfd, const char *name, bool create, const char *shown, char *note,
 		return -1;
 	if ((st.st_mode & 0777 & ~(mode_t)SAFEFS_DB_MODE) == 0)
 		return 0;
-	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd == -1)
-		return open_fail(errno, shown, err, errlen);
-	if (fstat(fd, &now) == -1 || now.st_ino != st.st_ino ||
-	    now.st_dev != st.st_dev ||
-	    fchmod(fd, st.st_mode & SAFEFS_DB_MODE) == -1) {
+	if (!is_dry) {
+		fd = openat(
+		    dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd == -1)
+			return open_fail(errno, shown, err, errlen);
+		if (fstat(fd, &now) == -1 || now.st_ino != st.st_ino ||
+		    now.st_dev != st.st_dev ||
+		    fchmod(fd, st.st_mode & SAFEFS_DB_MODE) == -1) {
+			close(fd);
+			return fail(err, errlen,
+			    "%s changed while being checked", shown);
+		}
 		close(fd);
-		return fail(
-		    err, errlen, "%s changed while being checked", shown);
 	}
-	close(fd);
-	note_add(note, notelen, shown, st.st_mode, st.st_mode & SAFEFS_DB_MODE);
+	note_add(note, notelen, shown, st.st_mode, st.st_mode & SAFEFS_DB_MODE,
+	    is_dry);
 	return 0;
 }
 
@@ -247,8 +342,9 @@ mail_links(int mail_fd, const char *shown, char *note, size_t notelen)
 	closedir(d);
 }
 
-int
-safefs_prepare(int data_fd, const char *data_dir, const char *db_name,
+/* safefs_prepare, or with is_dry its check that changes nothing. */
+static int
+prepare(int data_fd, const char *data_dir, const char *db_name, bool is_dry,
     char *note, size_t notelen, char *err, size_t errlen)
 {
 	static const char *const qsubs[] = {"tmp", "entries", "corrupt"};
@@ -259,26 +355,33 @@ safefs_prepare(int data_fd, const char *data_dir, const char *db_name,
 	if (notelen > 0)
 		note[0] = '\0';
 	snprintf(shown, sizeof(shown), "%s/mail", data_dir);
-	if ((fd = dir_at(data_fd, "mail", 0750, shown, err, errlen)) == -1)
+	fd = dir_at(data_fd, "mail", 0750, is_dry, shown, err, errlen);
+	if (fd == -1)
 		return -1;
-	mail_links(fd, shown, note, notelen);
-	close(fd);
+	if (fd >= 0) {
+		mail_links(fd, shown, note, notelen);
+		close(fd);
+	}
 	snprintf(shown, sizeof(shown), "%s/queue", data_dir);
-	if ((qfd = dir_at(data_fd, "queue", 0700, shown, err, errlen)) == -1)
+	qfd = dir_at(data_fd, "queue", 0700, is_dry, shown, err, errlen);
+	if (qfd == -1)
 		return -1;
-	for (size_t i = 0; i < sizeof(qsubs) / sizeof(qsubs[0]); i++) {
+	for (size_t i = 0; qfd >= 0 && i < sizeof(qsubs) / sizeof(qsubs[0]);
+	     i++) {
 		snprintf(
 		    shown, sizeof(shown), "%s/queue/%s", data_dir, qsubs[i]);
-		if ((fd = dir_at(qfd, qsubs[i], 0700, shown, err, errlen)) ==
-		    -1) {
+		fd = dir_at(qfd, qsubs[i], 0700, is_dry, shown, err, errlen);
+		if (fd == -1) {
 			close(qfd);
 			return -1;
 		}
-		close(fd);
+		if (fd >= 0)
+			close(fd);
 	}
-	close(qfd);
+	if (qfd >= 0)
+		close(qfd);
 	snprintf(shown, sizeof(shown), "%s/%s", data_dir, db_name);
-	if (file_at(data_fd, db_name, true, shown, note, notelen, err,
+	if (file_at(data_fd, db_name, true, is_dry, shown, note, notelen, err,
 	        errlen) == -1)
 		return -1;
 	for (size_t i = 0; i < sizeof(db_sibs) / sizeof(db_sibs[0]); i++) {
@@ -286,11 +389,27 @@ safefs_prepare(int data_fd, const char *data_dir, const char *db_name,
 		    (int)sizeof(name))
 			return fail(err, errlen, "%s: name too long", db_name);
 		snprintf(shown, sizeof(shown), "%s/%s", data_dir, name);
-		if (file_at(data_fd, name, false, shown, note, notelen, err,
-		        errlen) == -1)
+		if (file_at(data_fd, name, false, is_dry, shown, note, notelen,
+		        err, errlen) == -1)
 			return -1;
 	}
 	return 0;
+}
+
+int
+safefs_prepare(int data_fd, const char *data_dir, const char *db_name,
+    char *note, size_t notelen, char *err, size_t errlen)
+{
+	return prepare(
+	    data_fd, data_dir, db_name, false, note, notelen, err, errlen);
+}
+
+int
+safefs_prepare_check(int data_fd, const char *data_dir, const char *db_name,
+    char *note, size_t notelen, char *err, size_t errlen)
+{
+	return prepare(
+	    data_fd, data_dir, db_name, true, note, notelen, err, errlen);
 }
 
 int
@@ -298,4 +417,30 @@ safefs_create(int dfd, const char *name, mode_t mode)
 {
 	return openat(dfd, name,
 	    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+}
+
+int
+safefs_create_check(const char *path)
+{
+	char dir[4096];
+	struct stat st;
+	char *slash;
+
+	if (lstat(path, &st) == 0) {
+		if (S_ISLNK(st.st_mode))
+			return errno = ELOOP, -1;
+		if (S_ISDIR(st.st_mode))
+			return errno = EISDIR, -1;
+		return access(path, W_OK);
+	}
+	if (errno != ENOENT ||
+	    snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
+		return -1;
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	return access(dir, W_OK | X_OK);
 }

@@ -8,6 +8,10 @@
 #include "config.h"
 #include "unit.h"
 
+/* 93 characters: "/" DIR93 is the longest data_dir (94). */
+#define DIR93 D31 D31 D31
+#define D31 "ddddddddddddddddddddddddddddddd"
+
 static const struct {
 	const char *text;
 	int want;
@@ -57,6 +61,18 @@ static const struct {
     {"smtp_tls = maybe\n", -1, "want may, encrypt, verify or none"},
     {"queue_lifetime = 2d\n", 0, NULL},
     {"smtp_port = 70000\n", -1, "out of range"},
+    /* Comments after a value (a blank, then '#'), and quoted values. */
+    {"message_size_limit = 20M   # twenty\n", 0, NULL},
+    {"smtp_listen = 127.0.0.1:25 # loopback\n", 0, NULL},
+    {"log_level = debug#x\n", -1, "t.conf:1: log_level"},
+    {"user = \"postern\n", -1, "t.conf:1: user: missing closing quote"},
+    {"user = \"a\" b\n", -1, "t.conf:1: user: text after the closing"},
+    {"\nrelay = \"none\" # quoted\n", 0, NULL},
+    {"relay = # forgot the value\n", -1, "t.conf:1: relay: want"},
+    {"data_dir = \"relative # x\"\n", -1, "absolute"},
+    /* data_dir/control.sock must fit in a sockaddr_un. */
+    {"data_dir = /" DIR93 "\n", 0, NULL},
+    {"data_dir = /" DIR93 "x\n", -1, "data_dir too long"},
 };
 
 static void
@@ -108,6 +124,65 @@ test_values(void **state)
 	assert_int_equal(c->submission_listen.n, 2);
 	config_unref(&c);
 	assert_null(c);
+}
+
+/*
+ * What a value becomes once its comment is cut: trailing comments, a '#'
+ * without a blank before it, quoted values, lists with comments, empty
+ * values.  A string key (user) shows the text, a list the entry count.
+ */
+static void
+test_comments(void **state)
+{
+	static const struct {
+		const char *text;
+		const char *user; /* NULL: user not checked */
+		size_t listen_n;  /* smtp_listen entries; 99: not checked */
+	} comment_cases[] = {
+	    {"user = postern   # posternd drops root to this user\n", "postern",
+	        99},
+	    {"user = postern\t# a tab before\n", "postern", 99},
+	    {"user = postern# no blank: part of the value\n",
+	        "postern# no blank: part of the value", 99},
+	    {"user = post#ern\n", "post#ern", 99},
+	    {"user = a # b # c\n", "a", 99},
+	    {"user = # only a comment\n", "", 99},
+	    {"user =# only a comment\n", "", 99},
+	    {"user =\n", "", 99},
+	    {"user = \"\"  # quoted empty\n", "", 99},
+	    {"user = \"my user # 2\"\n", "my user # 2", 99},
+	    {"user = \"postern\"   # and a comment\n", "postern", 99},
+	    {"user = \"a#b\"#c\n", "a#b", 99},
+	    {"user = a\"b\n", "a\"b", 99},
+	    {"user = postern   # c\r\n", "postern", 99},
+	    {"smtp_listen = 127.0.0.1:25, [::1]:25   # both\n", NULL, 2},
+	    {"smtp_listen = 127.0.0.1:25 #, [::1]:25\n", NULL, 1},
+	    {"smtp_listen = \"127.0.0.1:25 [::1]:25\" # c\n", NULL, 2},
+	    {"smtp_listen = # off\nsubmission_listen = 127.0.0.1:587\n", NULL,
+	        0},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(comment_cases) / sizeof(comment_cases[0]);
+	     i++) {
+		struct config *c = NULL;
+		char err[256] = "";
+
+		if (config_parse(comment_cases[i].text,
+		        strlen(comment_cases[i].text), "t.conf", &c, err,
+		        sizeof(err)) == -1)
+			fail_msg(
+			    "case %zu (%s): %s", i, comment_cases[i].text, err);
+		if (comment_cases[i].user != NULL &&
+		    strcmp(c->user, comment_cases[i].user) != 0)
+			fail_msg("case %zu: user got \"%s\", want \"%s\"", i,
+			    c->user, comment_cases[i].user);
+		if (comment_cases[i].listen_n != 99 &&
+		    c->smtp_listen.n != comment_cases[i].listen_n)
+			fail_msg("case %zu: smtp_listen got %zu, want %zu", i,
+			    c->smtp_listen.n, comment_cases[i].listen_n);
+		config_unref(&c);
+	}
 }
 
 static void
@@ -221,6 +296,7 @@ run_config_tests(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cases),
 	    cmocka_unit_test(test_values),
+	    cmocka_unit_test(test_comments),
 	    cmocka_unit_test(test_key_table_sorted),
 	    cmocka_unit_test(test_cidr_match),
 	    cmocka_unit_test(test_cidr_parse),

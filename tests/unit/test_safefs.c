@@ -37,6 +37,27 @@ plant(const char *dd, const char *outside, const char *name, enum plant p)
 	}
 }
 
+/* Names, types and modes under dd, as text: did anything change? */
+struct tree {
+	char text[4096];
+};
+
+static void
+dry_tree(const char *dd, struct tree *t)
+{
+	char cmd[400];
+	FILE *f;
+	size_t n;
+
+	snprintf(cmd, sizeof(cmd),
+	    "find '%s' -printf '%%P %%y %%m %%n\\n' | sort", dd);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	n = fread(t->text, 1, sizeof(t->text) - 1, f);
+	t->text[n] = '\0';
+	pclose(f);
+}
+
 static void
 test_prepare(void **state)
 {
@@ -69,6 +90,7 @@ test_prepare(void **state)
 	};
 	char base[] = "/tmp/postern-safefs-XXXXXX", dd[300], outside[300];
 	char cmd[700], err[4352], note[4096];
+	struct tree before, after;
 
 	(void)state;
 	assert_non_null(mkdtemp(base));
@@ -94,6 +116,23 @@ test_prepare(void **state)
 			assert_int_equal(mkdir(sub, 0700), 0);
 		}
 		plant(dd, outside, cases[i].name, cases[i].plant);
+		/* The check (posternctl check) comes to the same verdict
+		 * and changes nothing: no mode, no new entry. */
+		dry_tree(dd, &before);
+		err[0] = '\0';
+		r = safefs_prepare_check(
+		    fd, dd, "postern.db", note, sizeof(note), err, sizeof(err));
+		if (r != cases[i].want ||
+		    (r == -1 && strstr(err, cases[i].why) == NULL))
+			fail_msg("case %zu (%s): check got %d \"%s\", want %d "
+			         "\"%s\"",
+			    i, cases[i].name, r, err, cases[i].want,
+			    cases[i].why);
+		dry_tree(dd, &after);
+		if (strcmp(before.text, after.text) != 0)
+			fail_msg("case %zu: the check changed data_dir:\n%s\n"
+			         "---\n%s",
+			    i, before.text, after.text);
 		err[0] = '\0';
 		r = safefs_prepare(
 		    fd, dd, "postern.db", note, sizeof(note), err, sizeof(err));
@@ -163,12 +202,81 @@ test_data_dir(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/* safefs_data_dir_check: the verdict safefs_data_dir would give, with
+ * nothing created or changed. */
+static void
+test_data_dir_check(void **state)
+{
+	static const struct {
+		const char *make; /* "" nothing, "dir777", "file", "link" */
+		const char *path; /* under base */
+		int want;
+		const char *why; /* in err (want -1) or note (want 0) */
+	} cases[] = {
+	    {"", "new", 0, "/new does not exist yet"},
+	    {"", "no/such/new", -1, "cannot create"},
+	    {"file", "x", -1, "/x is not a directory"},
+	    {"dir777", "x", 0, "/x mode 0777 would be tightened to 0750"},
+	    {"link", "x", -1, "/x is a symbolic link"},
+	};
+	char base[] = "/tmp/postern-safefs-XXXXXX", path[300], cmd[2048];
+	char err[4352], note[4096];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct stat st, after;
+		int fd = -1, r;
+
+		snprintf(base, sizeof(base), "/tmp/postern-safefs-XXXXXX");
+		assert_non_null(mkdtemp(base));
+		snprintf(path, sizeof(path), "%s/%s", base, cases[i].path);
+		if (strcmp(cases[i].make, "file") == 0)
+			close(open(path, O_WRONLY | O_CREAT, 0600));
+		if (strcmp(cases[i].make, "dir777") == 0) {
+			assert_int_equal(mkdir(path, 0700), 0);
+			assert_int_equal(chmod(path, 0777), 0);
+		}
+		if (strcmp(cases[i].make, "link") == 0) {
+			assert_int_equal(mkdir(path, 0700), 0);
+			snprintf(cmd, sizeof(cmd),
+			    "mv '%s' '%s.real' && ln -s "
+			    "'%s.real' '%s' && chown -h 65534 '%s' 2>/dev/null "
+			    "|| true",
+			    path, path, path, path, path);
+			assert_int_equal(system(cmd), 0);
+			if (geteuid() != 0 && lstat(path, &st) == 0 &&
+			    st.st_uid == 0)
+				continue; /* only root's links are trusted */
+		}
+		lstat(path, &st);
+		err[0] = note[0] = '\0';
+		r = safefs_data_dir_check(
+		    path, geteuid(), &fd, note, sizeof(note), err, sizeof(err));
+		if (r != cases[i].want ||
+		    strstr(r == 0 ? note : err, cases[i].why) == NULL)
+			fail_msg("case %zu (%s): got %d \"%s\" \"%s\", want %d "
+			         "\"%s\"",
+			    i, cases[i].path, r, err, note, cases[i].want,
+			    cases[i].why);
+		if (fd != -1)
+			close(fd);
+		/* Nothing made, nothing changed. */
+		if (lstat(path, &after) == 0)
+			assert_int_equal(after.st_mode, st.st_mode);
+		else
+			assert_int_equal(strcmp(cases[i].make, ""), 0);
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
 int
 run_safefs_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_prepare),
 	    cmocka_unit_test(test_data_dir),
+	    cmocka_unit_test(test_data_dir_check),
 	};
 
 	return cmocka_run_group_tests_name("safefs", tests, NULL, NULL);
