@@ -28,6 +28,8 @@ void log_init(const char *ident, bool to_stderr, enum log_level level);
  */
 int log_file_open(const char *path, char *err, size_t errlen);
 bool log_file_is_open(void);
+/* The syslog socket (default _PATH_LOG, /dev/log); for tests. */
+void log_set_syslog_path(const char *path);
 void log_set_level(enum log_level);
 /* Parses "err", "warn", "info", "debug". Returns 0 or -1. */
 int log_level_parse(const char *, enum log_level *out);

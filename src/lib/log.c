@@ -39,6 +39,7 @@ static atomic_int log_fd = -1;
 static pthread_mutex_t syslog_lock = PTHREAD_MUTEX_INITIALIZER;
 static int syslog_fd = -1;
 static bool syslog_is_stream;
+static char syslog_path[108] = _PATH_LOG;
 
 static const char *const level_names[] = {"err", "warn", "info", "debug"};
 /* Postfix's convention: info lines carry no level word. */
@@ -119,6 +120,17 @@ log_file_is_open(void)
 	return atomic_load(&log_fd) != -1;
 }
 
+void
+log_set_syslog_path(const char *path)
+{
+	pthread_mutex_lock(&syslog_lock);
+	snprintf(syslog_path, sizeof(syslog_path), "%s", path);
+	if (syslog_fd != -1)
+		close(syslog_fd);
+	syslog_fd = -1;
+	pthread_mutex_unlock(&syslog_lock);
+}
+
 /* "2025-01-31T12:00:00.123+01:00": RFC 3339 in local time. */
 static size_t
 stamp_rfc3339(char *dst, size_t len)
@@ -145,7 +157,7 @@ syslog_connect(void)
 	static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", _PATH_LOG);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", syslog_path);
 	for (size_t i = 0; i < 2; i++) {
 		int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
 

@@ -244,14 +244,21 @@ smtp_data_flag_names(unsigned flags, char *buf, size_t len)
 		flags &= ~names[i].flag;
 		n = snprintf(
 		    buf + o, len - o, "%s%s", o ? "," : "", names[i].name);
-		if (n < 0 || (size_t)n >= len - o)
-			return; /* cut: buf stays NUL-terminated */
+		if (n < 0 || (size_t)n >= len - o) {
+			buf[o] = '\0'; /* whole names only */
+			return;
+		}
 		o += (size_t)n;
 	}
-	if (flags != 0) /* a flag without a name yet: still shown */
-		snprintf(buf + o, len - o, "%s0x%x", o ? "," : "", flags);
-	else if (o == 0)
+	if (flags != 0) { /* a flag without a name yet: still shown */
+		int n =
+		    snprintf(buf + o, len - o, "%s0x%x", o ? "," : "", flags);
+
+		if (n < 0 || (size_t)n >= len - o)
+			buf[o] = '\0';
+	} else if (o == 0) {
 		snprintf(buf, len, "none");
+	}
 }
 
 const char *
