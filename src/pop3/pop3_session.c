@@ -254,6 +254,11 @@ read_chunk(struct pjob *j)
 		if (!j->is_reading) {
 			if (mailbox_reader_open(j->s->mb, j->index[j->next],
 			        j->lines[j->next], &j->rd) == -1) {
+				/* Worker thread: the session waits for us. */
+				log_err("pop3=%s event=retr result=fail "
+				        "user=%s msg=%zu error=\"%s\"",
+				    j->s->id, log_esc(j->s->user),
+				    j->index[j->next] + 1, strerror(errno));
 				buf_append(&j->out, no_msg, sizeof(no_msg) - 1);
 				j->next++;
 				continue;
@@ -426,7 +431,7 @@ read_chunk_done(struct pop3_session *s, struct pjob *j)
 	evbuffer_add(out, j->out.data, j->out.len);
 	if (j->result == -1) {
 		log_err("pop3=%s event=retr result=fail user=%s error=\"%s\"",
-		    s->id, s->user, j->err);
+		    s->id, log_esc(s->user), j->err);
 		p_close(s); /* a message cut short has no clean ending */
 		return false;
 	}

@@ -295,3 +295,23 @@ def test_pflogsumm_counts_received_and_delivered(make_server, sinks):
     assert got["delivered"] == 3, r.stdout
     assert got["bytes received"] == 2 * len(BODY), r.stdout
     assert "example.net" in r.stdout and "remote.example" in r.stdout
+
+
+def test_pop3_unreadable_message_logged(server, cert):
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=20) as c:
+        c.sendmail("a@example.net", ["alice@example.test"], BODY)
+    wait_for(lambda: server.messages("alice"), what="delivery")
+    p = poplib.POP3("127.0.0.1", server.ports["pop3"], timeout=20)
+    p.stls(context=tls_context(cert))
+    p.user("alice@example.test")
+    p.pass_("secret-alice")
+    new = os.path.join(server.maildir("alice"), "new")
+    cur = os.path.join(server.maildir("alice"), "cur")
+    for d in (new, cur):
+        for name in os.listdir(d):
+            os.chmod(os.path.join(d, name), 0)
+    with pytest.raises(poplib.error_proto, match=r"SYS/TEMP"):
+        p.retr(1)
+    p.quit()
+    line = one_line(server, r"pop3=\w+ event=retr result=fail")
+    assert "user=alice@example.test msg=1" in line and "Permission denied" in line, line
