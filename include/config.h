@@ -66,7 +66,8 @@ struct config {
 	unsigned smtp_data_timeout_ms; /* a deadline for the whole DATA */
 	size_t smtp_memory_limit;      /* message bytes in RAM, all sessions */
 	int log_level;
-	char *db_path; /* derived: data_dir/postern.db */
+	char *log_file; /* "" : syslog (stderr with -f) */
+	char *db_path;  /* derived: data_dir/postern.db */
 	/* outbound */
 	char *relayhost, *dns_servers, *smtp_tls, *smtp_tls_ca_file;
 	struct route_list routes;

@@ -110,6 +110,8 @@ enum dir_login_result {
  */
 enum dir_login_result dir_login(struct dir *, const char *user,
     const char *pass, char *canon, size_t canonlen);
+/* For the log: "wrong password", "no such user", ... (static text). */
+const char *dir_login_reason(enum dir_login_result);
 
 /* dir_login as 1 (ok), 0 (bad or unknown) or -1 (directory error). */
 int dir_auth(struct dir *, const char *user, const char *pass, char *canon,

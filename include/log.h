@@ -1,7 +1,8 @@
 /*
- * Logging: one key=value line per event, to stderr (foreground) or syslog.
- * Safe to call from worker threads: each line is formatted into a local
- * buffer and written with a single write(2) / syslog(3) call.
+ * Logging: one key=value line per event, to stderr (foreground) and/or
+ * log_file, else to syslog (facility mail).  Safe to call from worker
+ * threads: each line is formatted into a local buffer and written with a
+ * single write(2) / send(2) call.
  */
 #ifndef POSTERN_LOG_H
 #define POSTERN_LOG_H
@@ -12,13 +13,35 @@
 
 enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 
-/* ident: program name; to_stderr: foreground mode; level: threshold. */
+/*
+ * ident: program name (the syslog tag); to_stderr: foreground mode (lines
+ * go to stderr; without it, and without a log file, to syslog); level:
+ * threshold.  May be called again to switch from stderr to syslog.
+ */
 void log_init(const char *ident, bool to_stderr, enum log_level level);
+/*
+ * Opens (or reopens, for logrotate) the log file every line also goes to
+ * from now on, instead of syslog: O_APPEND|O_CREAT|O_NOFOLLOW, mode 0640,
+ * as the calling user.  A reopen swaps the file under the same
+ * descriptor, so other threads never write to a closed one.  Returns 0,
+ * or -1 with the reason in err (the previous file, if any, stays).
+ */
+int log_file_open(const char *path, char *err, size_t errlen);
+bool log_file_is_open(void);
+/* The syslog socket (default _PATH_LOG, /dev/log); for tests. */
+void log_set_syslog_path(const char *path);
 void log_set_level(enum log_level);
 /* Parses "err", "warn", "info", "debug". Returns 0 or -1. */
 int log_level_parse(const char *, enum log_level *out);
 void log_msg(enum log_level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/*
+ * The same with the tag IDENT/sub ("posternd/smtp"): for the lines in
+ * Postfix's shape that log tools such as pflogsumm read, which know a
+ * line's role by that tag.
+ */
+void log_msg_as(enum log_level, const char *sub, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 /* Logs at err level with strerror(errno) appended, then exits 1. */
 void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 __attribute__((noreturn));
@@ -59,5 +82,6 @@ const char *log_esc(const char *src);
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
+#define log_info_as(sub, ...) log_msg_as(LOG_LVL_INFO, sub, __VA_ARGS__)
 
 #endif

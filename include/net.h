@@ -44,6 +44,18 @@ void net_add_line(struct evbuffer *out, const char *fmt, va_list ap)
 struct bufferevent *net_tls_takeover(struct event_base *,
     struct bufferevent *plain, SSL_CTX *, unsigned timeout_ms);
 
+/*
+ * One log line for a server-side TLS handshake, called from a session's
+ * event callback with its events: on BEV_EVENT_CONNECTED
+ * "SESSION event=tls mode=MODE result=ok client=IP protocol=TLSv1.3
+ * cipher=..." ; on an error or EOF before it, "... result=fail
+ * reason=\"OpenSSL's reason\"" (unsupported protocol, no shared cipher,
+ * wrong version number, ...).  Logs once per session: *is_logged is set.
+ * idkey is "session" or "pop3", mode "starttls", "stls" or "implicit".
+ */
+void net_tls_log(struct bufferevent *, short what, const char *idkey,
+    const char *id, const char *mode, const char *ip, bool *is_logged);
+
 /* Text form of an address; an IPv4-mapped IPv6 address becomes IPv4. */
 void net_addr_text(const struct sockaddr *, char *dst, size_t len);
 /*

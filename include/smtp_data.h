@@ -53,6 +53,12 @@ void smtp_data_init(struct smtp_data *, struct buf *out, size_t line_limit,
 int smtp_data_parse(
     struct smtp_data *, const uint8_t *p, size_t len, size_t *consumed);
 
+/*
+ * The names of the flags set, comma-separated, for the log:
+ * "bare_lf,line_too_long" ("none" for 0; a bit without a name as 0xNN).
+ * Always NUL-terminates buf (len > 0); cut if it does not fit.
+ */
+void smtp_data_flag_names(unsigned flags, char *buf, size_t len);
 /* Reply for a message with flags set: "554 5.6.0 ..." (static text). */
 const char *smtp_data_error_reply(unsigned flags, size_t size_limit);
 

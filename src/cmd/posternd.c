@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -182,6 +183,7 @@ struct daemon {
 	struct workers *workers;
 	bool is_stopping;          /* the loop has ended: apply nothing more */
 	char tls_sig[TLS_SIG_MAX]; /* the certificate files now in use */
+	char log_file[PATH_MAX];   /* the live config's log_file */
 };
 
 /* A reload: the files are read on a worker, applied on the loop. */
@@ -209,6 +211,30 @@ listen_same(const struct listen_list *a, const struct listen_list *b)
 static void ctl_on_write(struct bufferevent *, void *);
 static void ctl_on_event(struct bufferevent *, short, void *);
 
+/*
+ * (Re)opens log_file as the run user: root never opens it, so the run
+ * user cannot point it anywhere root could write.  A failure keeps the
+ * old file and says why in it.
+ */
+static void
+log_reopen(const char *path)
+{
+	char err[PATH_MAX + 128];
+
+	if (log_file_open(path, err, sizeof(err)) == -1)
+		log_err(
+		    "event=log-reopen result=fail error=\"%s\"", log_esc(err));
+	else
+		log_info("event=log-reopen result=ok path=%s", log_esc(path));
+}
+
+static void
+log_reopen_run(void *arg, void *ctx)
+{
+	(void)ctx;
+	log_reopen(arg);
+}
+
 /* Worker: parse postern.conf, the accept list and relay_recipients. */
 static void
 reload_run(void *arg, void *ctx)
@@ -221,6 +247,9 @@ reload_run(void *arg, void *ctx)
 		r->cfg = NULL;
 		return;
 	}
+	/* logrotate: a reload also reopens log_file (as the run user). */
+	if (r->cfg->log_file[0] != '\0')
+		log_reopen(r->cfg->log_file);
 	/* Certificates: re-read when the files (or their paths) changed. A
 	 * renewed certificate then needs no restart; one that cannot be
 	 * read fails the whole reload, so nothing half-applies. */
@@ -289,6 +318,7 @@ reload_done(void *arg)
 			    "changes need a restart\"");
 		queue_set_config(dm->queue, n);
 		log_set_level((enum log_level)n->log_level);
+		snprintf(dm->log_file, sizeof(dm->log_file), "%s", n->log_file);
 		relay_config_warnings(n, warn, sizeof(warn));
 		for (char *l = strtok(warn, "\n"); l; l = strtok(NULL, "\n"))
 			log_warn("event=config %s", l);
@@ -428,6 +458,19 @@ on_term(evutil_socket_t sig, short what, void *arg)
 	smtp_server_shutdown(dm->srv);
 }
 
+/* SIGUSR1: reopen log_file after logrotate moved it (on a worker). */
+static void
+on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+	struct daemon *dm = arg;
+
+	(void)sig;
+	(void)what;
+	if (dm->log_file[0] != '\0')
+		workers_submit(
+		    dm->workers, log_reopen_run, free, xstrdup(dm->log_file));
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
@@ -450,7 +493,7 @@ main(int argc, char **argv)
 	struct daemon dm;
 	struct pop3_server *pop3;
 	struct authfail_table *authfails;
-	struct event *sigs[3];
+	struct event *sigs[4];
 	const char *conf = NULL;
 	bool foreground = false;
 	char err[512];
@@ -502,6 +545,10 @@ main(int argc, char **argv)
 		drop_privileges(pw);
 	prepare_data_tree(cfg, data_fd);
 	close(data_fd);
+	/* As the run user, like every reopen: see log_reopen. */
+	if (cfg->log_file[0] != '\0' &&
+	    log_file_open(cfg->log_file, err, sizeof(err)) == -1)
+		fatalx("%s", err);
 	write_pid(cfg->pid_file);
 	if (dns_init() == -1)
 		fatalx("c-ares initialisation failed");
@@ -517,6 +564,7 @@ main(int argc, char **argv)
 	dm.queue = queue;
 	dm.workers = workers;
 	dm.is_stopping = false;
+	snprintf(dm.log_file, sizeof(dm.log_file), "%s", cfg->log_file);
 	ctl = control_listen(base, cfg, &dm);
 	authfails = authfail_new();
 	/* The dummy hash for unknown login names, made before any login. */
@@ -526,7 +574,8 @@ main(int argc, char **argv)
 	sigs[0] = evsignal_new(base, SIGTERM, on_term, &dm);
 	sigs[1] = evsignal_new(base, SIGINT, on_term, &dm);
 	sigs[2] = evsignal_new(base, SIGHUP, on_hup, &dm);
-	for (int i = 0; i < 3; i++)
+	sigs[3] = evsignal_new(base, SIGUSR1, on_usr1, &dm);
+	for (int i = 0; i < 4; i++)
 		evsignal_add(sigs[i], NULL);
 	log_info("event=start version=%s hostname=%s data_dir=%s relay=%s",
 	    POSTERN_VERSION, cfg->hostname, cfg->data_dir,
@@ -572,7 +621,7 @@ main(int argc, char **argv)
 		}
 	}
 	log_info("event=stop");
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		event_free(sigs[i]);
 	queue_free(&queue);
 	committer_free(&committer);

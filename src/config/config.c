@@ -84,6 +84,7 @@ static const struct cfg_key cfg_keys[] = {
         SIZE_MAX},
     {"hostname", T_STR, O(hostname), "", 0, 0},
     {"ipv6_prefix_length", T_COUNT, O(ipv6_prefix_length), "64", 16, 128},
+    {"log_file", T_STR, O(log_file), "", 0, 0},
     {"log_level", T_LEVEL, O(log_level), "info", 0, 0},
     {"max_errors", T_COUNT, O(max_errors), "20", 1, 1000},
     {"max_sessions", T_COUNT, O(max_sessions), "1000", 1, 100000},
@@ -649,6 +650,7 @@ config_free(struct config *c)
 	free(c->data_dir);
 	free(c->user);
 	free(c->pid_file);
+	free(c->log_file);
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->db_path);
@@ -772,6 +774,10 @@ config_check(struct config *c, const char **why)
 		return -1;
 	}
 	c->db_path = xstrdup(path);
+	if (c->log_file[0] != '\0' && c->log_file[0] != '/') {
+		*why = "log_file must be an absolute path";
+		return -1;
+	}
 	if (c->pid_file[0] == '\0') {
 		snprintf(path, sizeof(path), "%s/posternd.pid", c->data_dir);
 		free(c->pid_file);

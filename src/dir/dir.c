@@ -207,3 +207,19 @@ dir_auth(struct dir *d, const char *user, const char *pass, char *canon,
 		return 0;
 	}
 }
+
+const char *
+dir_login_reason(enum dir_login_result r)
+{
+	switch (r) {
+	case DIR_LOGIN_OK:
+		return "ok";
+	case DIR_LOGIN_BAD_PASSWORD:
+		return "wrong password";
+	case DIR_LOGIN_UNKNOWN:
+		return "no such user";
+	case DIR_LOGIN_TEMPFAIL:
+		return "directory error";
+	}
+	return "?";
+}

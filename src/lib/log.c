@@ -1,10 +1,21 @@
 /*
- * log: key=value event lines (include/log.h).  Foreground mode writes to
- * stderr with a timestamp; daemon mode uses syslog(3) with LOG_MAIL so the
- * lines land where admins look for mail logs.
+ * log: key=value event lines (include/log.h).  Every line has one shape,
+ * the one syslog daemons write and log tools (pflogsumm) read:
+ *   2025-01-31T12:00:00.123+01:00 HOST posternd[PID]: MESSAGE
+ * on stderr in foreground mode and in log_file; in daemon mode without
+ * log_file the line goes to the local syslog socket (facility mail).
+ * Lines in Postfix's shape carry their own tag (posternd/smtpd, ...), so
+ * syslog is spoken here directly: openlog()'s ident is one per process.
  */
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,20 +25,40 @@
 
 #include "log.h"
 
+#define LOG_LINE_MAX 4096
+
 static const char *log_ident = "postern";
 static bool log_to_stderr = true;
 static volatile enum log_level log_threshold = LOG_LVL_INFO;
+static char log_host[64] = "localhost";
+/* log_file's descriptor: reopened in place with dup2(), so a thread
+ * writing meanwhile reaches the old file or the new one, never a
+ * closed or reused descriptor. */
+static atomic_int log_fd = -1;
+/* The syslog socket; connected lazily, again after the daemon restarts. */
+static pthread_mutex_t syslog_lock = PTHREAD_MUTEX_INITIALIZER;
+static int syslog_fd = -1;
+static bool syslog_is_stream;
+static char syslog_path[108] = _PATH_LOG;
 
 static const char *const level_names[] = {"err", "warn", "info", "debug"};
+/* Postfix's convention: info lines carry no level word. */
+static const char *const level_prefix[] = {
+    "error: ", "warning: ", "", "debug: "};
 
 void
 log_init(const char *ident, bool to_stderr, enum log_level level)
 {
+	char *dot;
+
 	log_ident = ident;
 	log_to_stderr = to_stderr;
 	log_threshold = level;
-	if (!to_stderr)
-		openlog(ident, LOG_PID | LOG_NDELAY, LOG_MAIL);
+	if (gethostname(log_host, sizeof(log_host)) != 0)
+		snprintf(log_host, sizeof(log_host), "localhost");
+	log_host[sizeof(log_host) - 1] = '\0';
+	if ((dot = strchr(log_host, '.')) != NULL)
+		*dot = '\0'; /* like syslogd: the short name */
 }
 
 void
@@ -49,51 +80,176 @@ log_level_parse(const char *s, enum log_level *out)
 	return -1;
 }
 
-static void log_vmsg(enum log_level, const char *, const char *, va_list)
-    __attribute__((format(printf, 3, 0)));
+int
+log_file_open(const char *path, char *err, size_t errlen)
+{
+	struct stat st;
+	int old = atomic_load(&log_fd);
+	int fd = open(path,
+	    O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+	    0640);
+
+	if (fd == -1) {
+		snprintf(err, errlen, "log_file %s: %s%s", path,
+		    strerror(errno),
+		    errno == ELOOP ? " (a symbolic link: not followed)" : "");
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(err, errlen, "log_file %s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if (old == -1) {
+		atomic_store(&log_fd, fd);
+		return 0;
+	}
+	if (dup2(fd, old) == -1) {
+		snprintf(err, errlen, "log_file %s: dup2: %s", path,
+		    strerror(errno));
+		close(fd);
+		return -1;
+	}
+	close(fd);
+	return 0;
+}
+
+bool
+log_file_is_open(void)
+{
+	return atomic_load(&log_fd) != -1;
+}
+
+void
+log_set_syslog_path(const char *path)
+{
+	pthread_mutex_lock(&syslog_lock);
+	snprintf(syslog_path, sizeof(syslog_path), "%s", path);
+	if (syslog_fd != -1)
+		close(syslog_fd);
+	syslog_fd = -1;
+	pthread_mutex_unlock(&syslog_lock);
+}
+
+/* "2025-01-31T12:00:00.123+01:00": RFC 3339 in local time. */
+static size_t
+stamp_rfc3339(char *dst, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	long off;
+	size_t n;
+	int r;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	localtime_r(&ts.tv_sec, &tm);
+	n = strftime(dst, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	off = tm.tm_gmtoff / 60;
+	r = snprintf(dst + n, len - n, ".%03ld%c%02ld:%02ld",
+	    ts.tv_nsec / 1000000, off < 0 ? '-' : '+', labs(off) / 60,
+	    labs(off) % 60);
+	return r > 0 && (size_t)r < len - n ? n + (size_t)r : n;
+}
+
+static int
+syslog_connect(void)
+{
+	static const int types[] = {SOCK_DGRAM, SOCK_STREAM};
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", syslog_path);
+	for (size_t i = 0; i < 2; i++) {
+		int fd = socket(AF_UNIX, types[i] | SOCK_CLOEXEC, 0);
+
+		if (fd == -1)
+			continue;
+		if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+			syslog_is_stream = types[i] == SOCK_STREAM;
+			return fd;
+		}
+		close(fd);
+	}
+	return -1;
+}
+
+/*
+ * RFC 3164 to the local socket, as syslog(3) sends it:
+ * "<PRI>Mmm dd hh:mm:ss TAG[PID]: MESSAGE" (the daemon adds the host).
+ * A stream socket gets a NUL after each message.  Lost when no syslog
+ * daemon listens: that is what log_file is for.
+ */
+static void
+syslog_send(int prio, const char *tag, const char *msg)
+{
+	char line[LOG_LINE_MAX + 128], date[32];
+	struct tm tm;
+	time_t now = time(NULL);
+	int n;
+
+	localtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%b %e %H:%M:%S", &tm);
+	n = snprintf(line, sizeof(line), "<%d>%s %s[%d]: %s", LOG_MAIL | prio,
+	    date, tag, (int)getpid(), msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line))
+		n = (int)sizeof(line) - 1;
+	pthread_mutex_lock(&syslog_lock);
+	for (int tries = 0; tries < 2; tries++) {
+		if (syslog_fd == -1 && (syslog_fd = syslog_connect()) == -1)
+			break;
+		/* The NUL ends a message on a stream socket. */
+		if (send(syslog_fd, line, (size_t)n + syslog_is_stream,
+		        MSG_NOSIGNAL) >= 0)
+			break;
+		close(syslog_fd);
+		syslog_fd = -1;
+	}
+	pthread_mutex_unlock(&syslog_lock);
+}
+
+static void log_vmsg(enum log_level, const char *, const char *, const char *,
+    va_list) __attribute__((format(printf, 4, 0)));
 
 static void
-log_vmsg(enum log_level level, const char *suffix, const char *fmt, va_list ap)
+log_vmsg(enum log_level level, const char *sub, const char *suffix,
+    const char *fmt, va_list ap)
 {
 	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
-	char line[4096];
-	size_t off = 0;
-	int n;
+	char msg[LOG_LINE_MAX], tag[64], line[LOG_LINE_MAX + 256];
+	size_t off;
+	int n, fd;
 
 	if (level > log_threshold)
 		return;
-	if (log_to_stderr) {
-		struct timespec ts;
-		struct tm tm;
-
-		clock_gettime(CLOCK_REALTIME, &ts);
-		gmtime_r(&ts.tv_sec, &tm);
-		off = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-		n = snprintf(line + off, sizeof(line) - off,
-		    ".%03ldZ %s[%d]: %s: ", ts.tv_nsec / 1000000, log_ident,
-		    (int)getpid(), level_names[level]);
-		off += n > 0 ? (size_t)n : 0;
-	}
-	n = vsnprintf(line + off, sizeof(line) - off, fmt, ap);
+	snprintf(tag, sizeof(tag), "%s%s%s", log_ident, sub ? "/" : "",
+	    sub ? sub : "");
+	n = snprintf(msg, sizeof(msg), "%s", level_prefix[level]);
+	off = n > 0 ? (size_t)n : 0;
+	n = vsnprintf(msg + off, sizeof(msg) - off, fmt, ap);
 	if (n > 0)
-		off = off + (size_t)n >= sizeof(line) ? sizeof(line) - 1
-		                                      : off + (size_t)n;
-	if (suffix != NULL) {
-		n = snprintf(line + off, sizeof(line) - off, "%s", suffix);
-		if (n > 0)
-			off = off + (size_t)n >= sizeof(line) ? sizeof(line) - 1
-			                                      : off + (size_t)n;
+		off = off + (size_t)n >= sizeof(msg) ? sizeof(msg) - 1
+		                                     : off + (size_t)n;
+	if (suffix != NULL)
+		snprintf(msg + off, sizeof(msg) - off, "%s", suffix);
+	fd = atomic_load(&log_fd);
+	if (!log_to_stderr && fd == -1) {
+		syslog_send(prio[level], tag, msg);
+		return;
 	}
-	if (log_to_stderr) {
-		if (off >= sizeof(line) - 1)
-			off = sizeof(line) - 2;
-		line[off++] = '\n';
-		/* One write per line keeps lines from threads whole. */
-		if (write(STDERR_FILENO, line, off) < 0) {
-			/* Nothing sensible to do when stderr is gone. */
-		}
-	} else {
-		syslog(prio[level], "%s", line);
+	off = stamp_rfc3339(line, sizeof(line));
+	n = snprintf(line + off, sizeof(line) - off, " %s %s[%d]: %s", log_host,
+	    tag, (int)getpid(), msg);
+	if (n > 0)
+		off = off + (size_t)n >= sizeof(line) - 1 ? sizeof(line) - 2
+		                                          : off + (size_t)n;
+	line[off++] = '\n';
+	/* One write per line keeps lines from threads whole (O_APPEND). */
+	if (log_to_stderr && write(STDERR_FILENO, line, off) < 0) {
+		/* Nothing sensible to do when stderr is gone. */
+	}
+	if (fd != -1 && write(fd, line, off) < 0) {
+		/* Nor when the log file is: the disk is full. */
 	}
 }
 
@@ -103,7 +259,17 @@ log_msg(enum log_level level, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vmsg(level, NULL, fmt, ap);
+	log_vmsg(level, NULL, NULL, fmt, ap);
+	va_end(ap);
+}
+
+void
+log_msg_as(enum log_level level, const char *sub, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vmsg(level, sub, NULL, fmt, ap);
 	va_end(ap);
 }
 
@@ -115,7 +281,7 @@ fatal(const char *fmt, ...)
 
 	snprintf(suffix, sizeof(suffix), ": %s", strerror(errno));
 	va_start(ap, fmt);
-	log_vmsg(LOG_LVL_ERR, suffix, fmt, ap);
+	log_vmsg(LOG_LVL_ERR, NULL, suffix, fmt, ap);
 	va_end(ap);
 	exit(1);
 }
@@ -126,7 +292,7 @@ fatalx(const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	log_vmsg(LOG_LVL_ERR, NULL, fmt, ap);
+	log_vmsg(LOG_LVL_ERR, NULL, NULL, fmt, ap);
 	va_end(ap);
 	exit(1);
 }

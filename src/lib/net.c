@@ -6,14 +6,18 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "config.h"
+#include "log.h"
 #include "net.h"
 
 void
@@ -135,4 +139,52 @@ net_tls_takeover(struct event_base *base, struct bufferevent *plain,
 	bufferevent_openssl_set_allow_dirty_shutdown(tb, 1);
 	bufferevent_set_timeouts(tb, &t, &t);
 	return tb;
+}
+
+/* The first error OpenSSL queued on bev (the cause), the rest drained. */
+static void
+tls_reason(struct bufferevent *bev, short what, char *dst, size_t len)
+{
+	unsigned long e, first = 0;
+	const char *r;
+	int err = errno;
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		if (first == 0)
+			first = e;
+	if (first != 0 && (r = ERR_reason_error_string(first)) != NULL)
+		snprintf(dst, len, "%s", r);
+	else if (first != 0)
+		ERR_error_string_n(first, dst, len);
+	else if (what & BEV_EVENT_EOF)
+		snprintf(dst, len, "connection closed during the handshake");
+	else
+		snprintf(dst, len, "handshake failed: %s",
+		    err != 0 ? strerror(err) : "connection error");
+}
+
+void
+net_tls_log(struct bufferevent *bev, short what, const char *idkey,
+    const char *id, const char *mode, const char *ip, bool *is_logged)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	char why[256], safe[300];
+
+	if (*is_logged || ssl == NULL)
+		return;
+	if (what & BEV_EVENT_CONNECTED) {
+		*is_logged = true;
+		log_info("%s=%s event=tls mode=%s result=ok client=%s "
+		         "protocol=%s cipher=%s",
+		    idkey, id, mode, ip, SSL_get_version(ssl),
+		    SSL_get_cipher_name(ssl));
+		return;
+	}
+	if (!(what & (BEV_EVENT_ERROR | BEV_EVENT_EOF)))
+		return;
+	*is_logged = true;
+	tls_reason(bev, what, why, sizeof(why));
+	log_sanitize(safe, sizeof(safe), (const uint8_t *)why, strlen(why));
+	log_info("%s=%s event=tls mode=%s result=fail client=%s reason=\"%s\"",
+	    idkey, id, mode, ip, safe);
 }

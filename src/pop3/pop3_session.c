@@ -17,6 +17,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -86,6 +87,8 @@ struct pop3_session {
 	char ip_key[COUNTER_IP_KEY_MAX]; /* sessions per IP */
 	enum pstate state;
 	bool is_tls, is_busy, is_dead, is_free_pending, is_switching;
+	bool is_stls, is_tls_logged; /* for the log */
+	char verb[8];                /* the command being handled */
 	int auth_step; /* 0, 1 PLAIN, 2 LOGIN user, 3 LOGIN pass */
 	unsigned errors;
 	char user[320];
@@ -197,14 +200,30 @@ p_close(struct pop3_session *s)
 		p_schedule_free(s);
 }
 
+/* Counts a client error, for a refusal the caller logged already. */
 static void
-p_err(struct pop3_session *s, const char *text)
+p_err_logged(struct pop3_session *s, const char *text)
 {
 	p_reply(s, "-ERR %s", text);
 	if (++s->errors >= POP3_MAX_ERRORS) {
+		log_warn("pop3=%s event=too-many-errors client=%s errors=%u",
+		    s->id, s->ip, s->errors);
 		p_reply(s, "-ERR too many errors, closing");
 		p_close(s);
 	}
+}
+
+/* A refusal, with one log line that says which and why. */
+static void
+p_err(struct pop3_session *s, const char *text)
+{
+	char r[300];
+
+	log_sanitize(r, sizeof(r), (const uint8_t *)text, strlen(text));
+	log_info("pop3=%s event=reject client=%s user=%s cmd=%s reason=\"%s\"",
+	    s->id, s->ip, s->user[0] ? log_esc(s->user) : "-",
+	    s->verb[0] ? s->verb : "-", r);
+	p_err_logged(s, text);
 }
 
 static bool
@@ -235,6 +254,11 @@ read_chunk(struct pjob *j)
 		if (!j->is_reading) {
 			if (mailbox_reader_open(j->s->mb, j->index[j->next],
 			        j->lines[j->next], &j->rd) == -1) {
+				/* Worker thread: the session waits for us. */
+				log_err("pop3=%s event=retr result=fail "
+				        "user=%s msg=%zu error=\"%s\"",
+				    j->s->id, log_esc(j->s->user),
+				    j->index[j->next] + 1, strerror(errno));
 				buf_append(&j->out, no_msg, sizeof(no_msg) - 1);
 				j->next++;
 				continue;
@@ -312,7 +336,7 @@ login_refuse(struct pop3_session *s, enum authfail_verdict v)
 		p_reply(s, "-ERR [SYS/TEMP] temporary failure, try again "
 		           "later");
 	} else {
-		p_err(s, "[AUTH] invalid login");
+		p_err_logged(s, "[AUTH] invalid login");
 	}
 }
 
@@ -352,11 +376,19 @@ login_done(struct pjob *j)
 	size_t total = 0;
 
 	if (j->verdict != AUTHFAIL_OK) {
-		log_warn("pop3=%s event=login result=%s client=%s", s->id,
+		char u[200];
+
+		log_sanitize(
+		    u, sizeof(u), (const uint8_t *)j->user, strlen(j->user));
+		log_warn("pop3=%s event=login result=%s client=%s user=\"%s\" "
+		         "reason=\"%s\"",
+		    s->id,
 		    j->verdict == AUTHFAIL_TEMP     ? "tempfail"
 		    : j->verdict == AUTHFAIL_LOCKED ? "locked"
 		                                    : "fail",
-		    s->ip);
+		    s->ip, u,
+		    j->verdict == AUTHFAIL_LOCKED ? "locked out"
+		                                  : dir_login_reason(j->login));
 		login_refuse(s, j->verdict);
 		return;
 	}
@@ -399,7 +431,7 @@ read_chunk_done(struct pop3_session *s, struct pjob *j)
 	evbuffer_add(out, j->out.data, j->out.len);
 	if (j->result == -1) {
 		log_err("pop3=%s event=retr result=fail user=%s error=\"%s\"",
-		    s->id, s->user, j->err);
+		    s->id, log_esc(s->user), j->err);
 		p_close(s); /* a message cut short has no clean ending */
 		return false;
 	}
@@ -460,11 +492,16 @@ submit(struct pop3_session *s, struct pjob *j)
 
 /* A failure decided before any password check (bad syntax). */
 static void
-login_fail_now(struct pop3_session *s)
+login_fail_now(struct pop3_session *s, const char *why)
 {
 	enum authfail_verdict v =
 	    authfail_fail(s->srv->authfails, s->srv->cfg, s->ip, time(NULL));
 
+	log_warn("pop3=%s event=login result=%s client=%s reason=\"%s\"", s->id,
+	    v == AUTHFAIL_LOCKED ? "locked"
+	    : v == AUTHFAIL_BUSY ? "busy"
+	                         : "fail",
+	    s->ip, why);
 	login_refuse(s, v == AUTHFAIL_OK ? AUTHFAIL_DENIED : v);
 }
 
@@ -477,7 +514,7 @@ start_login(struct pop3_session *s, const char *user, size_t ulen,
 
 	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
 		free(j);
-		login_fail_now(s);
+		login_fail_now(s, "empty or overlong user name or password");
 		return;
 	}
 	memcpy(j->user, user, ulen);
@@ -485,8 +522,11 @@ start_login(struct pop3_session *s, const char *user, size_t ulen,
 	v = authfail_begin(s->srv->authfails, s->srv->cfg, s->ip, j->user,
 	    time(NULL), &j->slot);
 	if (v != AUTHFAIL_OK) {
-		log_warn("pop3=%s event=login result=%s client=%s", s->id,
-		    v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip);
+		char u[200];
+
+		log_sanitize(u, sizeof(u), (const uint8_t *)j->user, ulen);
+		log_warn("pop3=%s event=login result=%s client=%s user=\"%s\"",
+		    s->id, v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip, u);
 		free(j);
 		login_refuse(s, v);
 		return;
@@ -566,6 +606,7 @@ cmd_stls(struct pop3_session *s)
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	    evbuffer_get_length(bufferevent_get_input(s->bev)));
 	s->login[0] = '\0';
+	s->is_stls = true;
 	s->is_switching = true;
 	bufferevent_setcb(s->bev, NULL, p_switch_tls, p_on_event, s);
 }
@@ -583,7 +624,7 @@ auth_plain(struct pop3_session *s, const char *b64, size_t len)
 	}
 	if (r == -2) {
 		/* An authorisation identity other than the user. */
-		login_fail_now(s);
+		login_fail_now(s, "authorization identity is not the user");
 		return;
 	}
 	start_login(s, user, strlen(user), pass, strlen(pass));
@@ -826,6 +867,22 @@ cmd_trans_state(struct pop3_session *s, struct pop3_cmd *c)
 	}
 }
 
+/* The command word, for the log: up to 4 letters, upper case, or "?". */
+static void
+p_verb(struct pop3_session *s, const uint8_t *line, size_t len)
+{
+	size_t n = 0;
+
+	while (n < len && n < 4 && isalpha(line[n])) {
+		s->verb[n] = (char)toupper(line[n]);
+		n++;
+	}
+	if (n == 0 || (n < len && line[n] != ' '))
+		snprintf(s->verb, sizeof(s->verb), "?");
+	else
+		s->verb[n] = '\0';
+}
+
 static void
 p_command(struct pop3_session *s, const uint8_t *line, size_t len)
 {
@@ -833,9 +890,10 @@ p_command(struct pop3_session *s, const uint8_t *line, size_t len)
 	const char *why;
 
 	if (s->auth_step != 0) {
-		auth_continue(s, line, len);
+		auth_continue(s, line, len); /* s->verb stays "AUTH" */
 		return;
 	}
+	p_verb(s, line, len);
 	if (pop3_cmd_parse(line, len, &c, &why) == -1) {
 		p_err(s, why);
 		return;
@@ -888,6 +946,9 @@ p_process(struct pop3_session *s)
 		p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
 		if (p.pos == -1) {
 			if (evbuffer_get_length(in) > POP3_LINE_MAX) {
+				log_info("pop3=%s event=reject client=%s "
+				         "reason=\"line too long\" limit=%d",
+				    s->id, s->ip, POP3_LINE_MAX);
 				p_reply(s, "-ERR line too long");
 				p_close(s);
 			}
@@ -940,9 +1001,11 @@ p_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct pop3_session *s = arg;
 
-	(void)bev;
 	if (s->is_free_pending)
 		return;
+	if (s->is_tls)
+		net_tls_log(bev, what, "pop3", s->id,
+		    s->is_stls ? "stls" : "implicit", s->ip, &s->is_tls_logged);
 	if ((what & BEV_EVENT_TIMEOUT) && s->state != P_CLOSING) {
 		/* RFC 1939 3: an idle session ends without UPDATE. */
 		log_info("pop3=%s event=timeout client=%s", s->id, s->ip);

@@ -560,11 +560,13 @@ log_result(struct qentry *e, const struct attempt *a,
 {
 	char reply[QERR_MAX * 4];
 
-	/* Postfix's shape, for pflogsumm; the remote reply keeps its spaces
-	 * but no quote, '=' or control byte, like every peer text. */
+	/* Postfix's shape and tag (posternd/smtp), for pflogsumm; the
+	 * remote reply keeps its spaces but no quote, '=' or control byte,
+	 * like every peer text. */
 	log_sanitize(
 	    reply, sizeof(reply), (const uint8_t *)r->reply, strlen(r->reply));
-	log_info("%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, status=%s (%s)",
+	log_info_as("smtp",
+	    "%s: to=<%s>, relay=%s, delay=%lld, dsn=%s, status=%s (%s)",
 	    e->env.id, log_esc(r->addr), log_esc(a->job.relay),
 	    (long long)(now - e->env.arrival), log_esc(r->status), status,
 	    reply);

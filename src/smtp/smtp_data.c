@@ -217,6 +217,50 @@ smtp_data_parse(
 	return 0;
 }
 
+void
+smtp_data_flag_names(unsigned flags, char *buf, size_t len)
+{
+	static const struct {
+		unsigned flag;
+		const char *name;
+	} names[] = {
+	    {SMTP_DATA_BARE_LF, "bare_lf"},
+	    {SMTP_DATA_BARE_CR, "bare_cr"},
+	    {SMTP_DATA_NUL, "nul"},
+	    {SMTP_DATA_LINE_TOO_LONG, "line_too_long"},
+	    {SMTP_DATA_TOO_BIG, "too_big"},
+	    {SMTP_DATA_HEADER_TOO_BIG, "header_too_big"},
+	};
+	size_t o = 0;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		int n;
+
+		if (!(flags & names[i].flag))
+			continue;
+		flags &= ~names[i].flag;
+		n = snprintf(
+		    buf + o, len - o, "%s%s", o ? "," : "", names[i].name);
+		if (n < 0 || (size_t)n >= len - o) {
+			buf[o] = '\0'; /* whole names only */
+			return;
+		}
+		o += (size_t)n;
+	}
+	if (flags != 0) { /* a flag without a name yet: still shown */
+		int n =
+		    snprintf(buf + o, len - o, "%s0x%x", o ? "," : "", flags);
+
+		if (n < 0 || (size_t)n >= len - o)
+			buf[o] = '\0';
+	} else if (o == 0) {
+		snprintf(buf, len, "none");
+	}
+}
+
 const char *
 smtp_data_error_reply(unsigned flags, size_t size_limit)
 {

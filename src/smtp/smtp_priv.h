@@ -125,6 +125,9 @@ struct session {
 	int auth_step;                     /* AUTH_STEP_* */
 	char auth_login_user[ADDR_PATH_MAX + 8];
 	struct strlist auth_addresses; /* MAIL FROM addresses it owns */
+	/* Logs */
+	const char *verb;   /* the command being handled ("MAIL") */
+	bool is_tls_logged; /* the handshake's result was logged */
 };
 
 enum {

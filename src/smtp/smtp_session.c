@@ -155,14 +155,14 @@ session_close(struct session *s)
 		session_schedule_free(s);
 }
 
-/* Counts a client error; past max_errors the session ends (421). */
+/*
+ * Counts a client error; past max_errors the session ends (421).  For a
+ * refusal the caller has logged already with more detail (RCPT, a
+ * syntax error, DATA); reply_error() logs the others.
+ */
 static void
-reply_error(struct session *s, const char *code, const char *text)
+count_error(struct session *s)
 {
-	if (code[0] == '\0')
-		reply(s, "%s", text); /* text carries its own code */
-	else
-		reply(s, "%s %s", code, text);
 	if (++s->errors >= s->cfg->max_errors) {
 		reply(
 		    s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
@@ -171,6 +171,30 @@ reply_error(struct session *s, const char *code, const char *text)
 		    s->id, s->ip, s->errors);
 		session_close(s);
 	}
+}
+
+static void
+reply_error_logged(struct session *s, const char *code, const char *text)
+{
+	if (code[0] == '\0')
+		reply(s, "%s", text); /* text carries its own code */
+	else
+		reply(s, "%s %s", code, text);
+	count_error(s);
+}
+
+/* A refusal, with one log line that says which and why. */
+static void
+reply_error(struct session *s, const char *code, const char *text)
+{
+	char r[300];
+
+	log_sanitize(r, sizeof(r), (const uint8_t *)text, strlen(text));
+	log_info("session=%s%s%s event=reject client=%s cmd=%s code=%.3s "
+	         "reason=\"%s\"",
+	    s->id, s->queue_id[0] ? " id=" : "", s->queue_id, s->ip,
+	    s->verb ? s->verb : "-", code[0] ? code : text, r);
+	reply_error_logged(s, code, text);
 }
 
 /* ---- DATA spool (smtp_priv.h) ---------------------------------------- */
@@ -438,6 +462,7 @@ mail_params(struct session *s, struct smtp_cmd *c)
 				    "552 5.3.4 Message size exceeds "
 				    "fixed limit of %zu octets",
 				    s->cfg->message_size_limit);
+				count_error(s); /* a client error like others */
 				return false;
 			}
 		} else if (span_eq_ci(p->key, "BODY") && p->value.p != NULL &&
@@ -510,7 +535,7 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 			log_info("session=%s event=mail result=reject code=553 "
 			         "reason=\"sender <%s> not owned by %s\"",
 			    s->id, log_esc(given), log_esc(s->auth_user));
-			reply_error(s, "553 5.7.1",
+			reply_error_logged(s, "553 5.7.1",
 			    "Sender address rejected: "
 			    "not owned by the authenticated user");
 			return;
@@ -569,7 +594,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	switch (j->ans.dir_result) {
 	case DIR_EXPAND_UNKNOWN:
 		rcpt_log(s, j, "reject", "550", "no such user", "directory");
-		reply_error(s, "550 5.1.1",
+		reply_error_logged(s, "550 5.1.1",
 		    "Recipient address rejected: "
 		    "no such user here");
 		return;
@@ -580,7 +605,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		return;
 	case DIR_EXPAND_LIMIT:
 		rcpt_log(s, j, "reject", "550", "expansion limit", "directory");
-		reply_error(s, "550 5.3.0",
+		reply_error_logged(s, "550 5.3.0",
 		    "Recipient address rejected: "
 		    "alias or list expands to too many addresses");
 		return;
@@ -596,7 +621,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		                                          : "tempfail",
 		    code, text, j->ans.verdict.rule);
 		if (j->ans.verdict.kind == VERDICT_REJECT)
-			reply_error(s, code, text);
+			reply_error_logged(s, code, text);
 		else
 			reply(s, "%s %s", code, text);
 		return;
@@ -609,7 +634,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	} else if (j->ans.users.n == 0 && j->ans.remote.n == 0) {
 		rcpt_log(s, j, "reject", "550", "no mailbox behind address",
 		    "directory");
-		reply_error(s, "550 5.1.1",
+		reply_error_logged(s, "550 5.1.1",
 		    "Recipient address rejected: "
 		    "no mailbox behind this address");
 		return;
@@ -983,10 +1008,10 @@ auth_refuse(struct session *s, enum authfail_verdict v)
 		    s->cfg->hostname);
 		session_close(s);
 	} else if (v == AUTHFAIL_BUSY || v == AUTHFAIL_TEMP) {
-		reply_error(s, "454 4.7.0",
+		reply_error_logged(s, "454 4.7.0",
 		    "Temporary authentication failure, try again later");
 	} else {
-		reply_error(
+		reply_error_logged(
 		    s, "535 5.7.8", "Authentication credentials invalid");
 	}
 }
@@ -1038,12 +1063,14 @@ auth_job_done(void *arg)
 			reply(s, "235 2.7.0 Authentication successful");
 		} else {
 			log_warn("session=%s event=auth result=%s client=%s "
-			         "user=\"%s\"",
+			         "user=\"%s\" reason=\"%s\"",
 			    s->id,
 			    v == AUTHFAIL_TEMP     ? "tempfail"
 			    : v == AUTHFAIL_LOCKED ? "locked"
 			                           : "fail",
-			    s->ip, u);
+			    s->ip, u,
+			    v == AUTHFAIL_LOCKED ? "locked out"
+			                         : dir_login_reason(j->result));
 			auth_refuse(s, v);
 		}
 	}
@@ -1054,11 +1081,17 @@ auth_job_done(void *arg)
 
 /* A failure decided before any password check (bad syntax). */
 static void
-auth_fail_now(struct session *s)
+auth_fail_now(struct session *s, const char *why)
 {
 	enum authfail_verdict v =
 	    authfail_fail(s->srv->authfails, s->srv->cfg, s->ip, time(NULL));
 
+	log_warn("session=%s event=auth result=%s client=%s reason=\"%s\"",
+	    s->id,
+	    v == AUTHFAIL_LOCKED ? "locked"
+	    : v == AUTHFAIL_BUSY ? "busy"
+	                         : "fail",
+	    s->ip, why);
 	auth_refuse(s, v == AUTHFAIL_OK ? AUTHFAIL_DENIED : v);
 }
 
@@ -1070,7 +1103,7 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 	enum authfail_verdict v;
 
 	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
-		auth_fail_now(s);
+		auth_fail_now(s, "empty or overlong user name or password");
 		return;
 	}
 	j = xcalloc(1, sizeof(*j));
@@ -1081,8 +1114,12 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 	v = authfail_begin(s->srv->authfails, s->srv->cfg, s->ip, j->user,
 	    time(NULL), &j->slot);
 	if (v != AUTHFAIL_OK) {
-		log_warn("session=%s event=auth result=%s client=%s", s->id,
-		    v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip);
+		char u[200];
+
+		log_sanitize(u, sizeof(u), (const uint8_t *)j->user, ulen);
+		log_warn("session=%s event=auth result=%s client=%s "
+		         "user=\"%s\"",
+		    s->id, v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip, u);
 		free(j);
 		auth_refuse(s, v);
 		return;
@@ -1106,7 +1143,7 @@ auth_plain(struct session *s, const char *b64, size_t len)
 	}
 	if (r == -2) {
 		/* An authorisation identity other than the user. */
-		auth_fail_now(s);
+		auth_fail_now(s, "authorization identity is not the user");
 		return;
 	}
 	auth_check(s, user, strlen(user), pass, strlen(pass));
@@ -1238,6 +1275,7 @@ session_command(struct session *s, const uint8_t *line, size_t len)
 
 	s->ncommands++;
 	if (s->auth_step != AUTH_STEP_NONE) {
+		/* s->verb stays "AUTH": this answers its challenge. */
 		auth_continue(s, line, len);
 		return;
 	}
@@ -1248,9 +1286,10 @@ session_command(struct session *s, const uint8_t *line, size_t len)
 		log_info("session=%s event=syntax-error client=%s reply=\"%s "
 		         "%s\" line=\"%s\"",
 		    s->id, s->ip, code, why, text);
-		reply_error(s, code, why);
+		reply_error_logged(s, code, why);
 		return;
 	}
+	s->verb = smtp_verb_name(c.verb);
 	if (s->close_after_txn && !s->has_mail && c.verb != SMTP_CMD_QUIT) {
 		reply(
 		    s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
@@ -1303,6 +1342,28 @@ build_headers(struct session *s)
 	s->headers = xstrdup(hdr);
 }
 
+/*
+ * The same acceptance in Postfix's shape, tagged as Postfix's programs
+ * tag it, so pflogsumm --syslog-name=posternd counts it: smtpd's client
+ * line (received), qmgr's from/size line, and one virtual-delivery line
+ * per mailbox (delivered; the Maildir copies are on disk before the
+ * 250).  Queued recipients get theirs from the queue (posternd/smtp).
+ */
+static void
+log_postfix_accepted(struct session *s, const char *from)
+{
+	log_info_as("smtpd", "%s: client=unknown[%s]%s%s", s->queue_id, s->ip,
+	    s->auth_user[0] ? ", sasl_username=" : "",
+	    s->auth_user[0] ? log_esc(s->auth_user) : "");
+	log_info_as("qmgr", "%s: from=<%s>, size=%zu, nrcpt=%zu (queue active)",
+	    s->queue_id, log_esc(from), s->data.size + s->data.lines, s->nrcpt);
+	for (size_t i = 0; i < s->mailboxes.n; i++)
+		log_info_as("virtual",
+		    "%s: to=<%s>, relay=virtual, delay=0, dsn=2.0.0, "
+		    "status=sent (delivered to maildir)",
+		    s->queue_id, log_esc(s->mailboxes.v[i]));
+}
+
 static void
 delivery_done(void *arg)
 {
@@ -1324,11 +1385,14 @@ delivery_done(void *arg)
 			o += n > 0 ? (size_t)n : 0;
 		}
 		s->nmessages++;
-		log_info("session=%s id=%s event=delivered from=<%s> to=%s "
-		         "nrcpt=%zu mailboxes=%zu queued=%zu size=%zu "
-		         "result=ok",
-		    s->id, s->queue_id, log_esc(from), to, s->nrcpt,
-		    s->mailboxes.n, s->remote.n, s->data.size);
+		log_info("session=%s id=%s event=accepted client=%s auth=%s "
+		         "from=<%s> to=%s nrcpt=%zu mailboxes=%zu queued=%zu "
+		         "size=%zu",
+		    s->id, s->queue_id, s->ip,
+		    s->auth_user[0] ? log_esc(s->auth_user) : "-",
+		    log_esc(from), to, s->nrcpt, s->mailboxes.n, s->remote.n,
+		    s->data.size + s->data.lines);
+		log_postfix_accepted(s, from);
 		if (d->qenv != NULL)
 			queue_add(s->srv->queue, &s->qenv, d->queue_offset);
 		/* A session that already said 421 (it timed out while the
@@ -1336,8 +1400,8 @@ delivery_done(void *arg)
 		if (!s->is_dead && s->state != ST_CLOSING)
 			reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
 	} else {
-		log_err("session=%s id=%s event=delivered from=<%s> "
-		        "result=fail error=\"%s\"",
+		log_err("session=%s id=%s event=data result=tempfail code=451 "
+		        "from=<%s> error=\"%s\"",
 		    s->id, s->queue_id, log_esc(from), d->error);
 		if (!s->is_dead && s->state != ST_CLOSING)
 			reply(s, "451 4.3.0 Error: local delivery failed, try "
@@ -1369,6 +1433,9 @@ data_end(struct session *s)
 
 	evtimer_del(s->data_timer);
 	if (s->has_spool_error) {
+		log_err("session=%s id=%s event=data result=tempfail code=451 "
+		        "error=\"spool write failed\"",
+		    s->id, s->queue_id);
 		s->state = ST_CMD;
 		reply(s, "451 4.3.0 Error: local delivery failed, try again "
 		         "later");
@@ -1378,12 +1445,14 @@ data_end(struct session *s)
 	if (s->data.flags != 0) {
 		const char *r = smtp_data_error_reply(
 		    s->data.flags, s->cfg->message_size_limit);
+		char names[160];
 
-		log_warn("session=%s id=%s event=data result=reject "
-		         "flags=0x%x reply=\"%s\"",
-		    s->id, s->queue_id, s->data.flags, r);
+		smtp_data_flag_names(s->data.flags, names, sizeof(names));
+		log_warn("session=%s id=%s event=data result=reject client=%s "
+		         "code=%.3s flags=%s reply=\"%s\"",
+		    s->id, s->queue_id, s->ip, r, names, r);
 		s->state = ST_CMD;
-		reply_error(s, "", r);
+		reply_error_logged(s, "", r);
 		if (s->state != ST_CLOSING)
 			txn_end(s);
 		return;
@@ -1470,7 +1539,8 @@ command_feed(struct session *s)
 			log_info("session=%s event=line-too-long client=%s "
 			         "limit=%zu",
 			    s->id, s->ip, limit);
-			reply_error(s, "500 5.5.2", "Error: line too long");
+			reply_error_logged(
+			    s, "500 5.5.2", "Error: line too long");
 		}
 		s->is_discarding = true;
 		return false;
@@ -1482,7 +1552,8 @@ command_feed(struct session *s)
 			log_info("session=%s event=line-too-long client=%s "
 			         "limit=%zu",
 			    s->id, s->ip, limit);
-			reply_error(s, "500 5.5.2", "Error: line too long");
+			reply_error_logged(
+			    s, "500 5.5.2", "Error: line too long");
 		}
 		s->is_discarding = false;
 		return true;
@@ -1491,7 +1562,7 @@ command_feed(struct session *s)
 	if (len == 0 || s->line[len - 1] != '\r') {
 		log_info("session=%s event=bare-lf-in-command client=%s", s->id,
 		    s->ip);
-		reply_error(s, "500 5.5.2",
+		reply_error_logged(s, "500 5.5.2",
 		    "Error: bare LF in command; lines must end with CRLF");
 		return true;
 	}
@@ -1547,9 +1618,12 @@ session_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
-	(void)bev;
 	if (s->is_free_pending)
 		return;
+	if (s->is_tls)
+		net_tls_log(bev, what, "session", s->id,
+		    s->kind == LK_SUBMISSIONS ? "implicit" : "starttls", s->ip,
+		    &s->is_tls_logged);
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("session=%s event=timeout client=%s state=%d", s->id,
 		    s->ip, (int)s->state);

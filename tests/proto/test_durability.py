@@ -105,7 +105,7 @@ def test_failed_delivery_leaves_no_copy(server):
     rep = r.cmd("Subject: fail\r\n\r\nx\r\n.")
     assert rep.startswith("451 4.3.0"), rep
     assert sorted(server.all_files()) == before
-    assert "result=fail" in server.log()
+    assert "event=data result=tempfail code=451" in server.log()
     # The session goes on and other mail still flows.
     r.cmd("MAIL FROM:<x@remote.example>")
     r.cmd("RCPT TO:<bob@example.test>")

@@ -126,19 +126,28 @@ def test_size_counts_crlf_on_the_wire(make_server):
 
 # ---- log field injection -------------------------------------------------
 
-LINE = re.compile(r"^\S+ posternd\[\d+\]: \w+: (.*)$")
+# The syslog shape: time, host, tag[pid], then a level word unless info.
+LINE = re.compile(r"^\S+ \S+ posternd(?:/(\w+))?\[\d+\]: (?:(?:warning|error|debug): )?(.*)$")
 TOKEN = r'[^\s="]+=(?:"[^"]*"|[^\s"]*)'
 KV_LINE = re.compile(rf"{TOKEN}(?: {TOKEN})*")
-# The delivery line keeps Postfix's shape for pflogsumm.
+# The lines tagged posternd/smtpd, /qmgr, /virtual and /smtp keep
+# Postfix's shape for pflogsumm.
 DELIVERY = re.compile(r"^(\w+): to=<([^<>\s,]*)>, relay=([^<>\s,]+), delay=\d+, "
                       r"dsn=\d\.\d{1,3}\.\d{1,3}, status=(\w+) \(([^()]*)\)$")
+POSTFIX = {
+    "smtpd": re.compile(r"^(\w+): client=unknown\[[0-9a-f.:]+\](?:, sasl_username=[^\s,]+)?$"),
+    "qmgr": re.compile(r"^(\w+): from=<([^<>\s,]*)>, size=\d+, nrcpt=\d+ \(queue active\)$"),
+    "virtual": DELIVERY,
+    "smtp": DELIVERY,
+}
 # The fields the server writes, per event (a set means exactly these).
 FIELDS = {
     "mail": {"session", "id", "event", "from"},
     "rcpt": {"session", "id", "event", "client", "auth", "from", "to", "result",
              "code", "mode", "rule", "reason"},
-    "delivered": {"session", "id", "event", "from", "to", "nrcpt", "mailboxes",
-                  "queued", "size", "result"},
+    "accepted": {"session", "id", "event", "client", "auth", "from", "to", "nrcpt",
+                 "mailboxes", "queued", "size"},
+    "reject": {"session", "id", "event", "client", "cmd", "code", "reason"},
     "queued": {"id", "event", "from", "nrcpt"},
     "syntax-error": {"session", "event", "client", "reply", "line"},
 }
@@ -163,12 +172,15 @@ def check_log_fields(log):
         m = LINE.match(raw)
         if not m:
             continue
-        body = m.group(1)
+        tag, body = m.group(1), m.group(2)
         if body.startswith("event=config "):
             continue  # the server's own free-text warnings
-        d = DELIVERY.match(body)
-        if d:
-            seen.setdefault("delivery", []).append(d.groups())
+        if tag is not None:
+            d = POSTFIX[tag].match(body)
+            assert d, f"not in Postfix's {tag} shape: {body}"
+            if tag == "smtp":
+                seen.setdefault("delivery", []).append(d.groups())
+            seen.setdefault(tag, []).append(d.groups())
             continue
         fields = parse_kv(body)
         assert fields is not None, "not key=value: " + body
@@ -217,17 +229,13 @@ def test_log_fields_cannot_be_injected(make_server, sinks):
     # What was delivered is the address as given, not the logged form.
     assert mx.messages[0]["to"] == [evil_to]
     assert mx.messages[0]["from"] == EVIL_FROM
-    # pflogsumm reads the delivery line (in syslog shape, Postfix-style tag).
+    # pflogsumm reads the daemon's own lines (syslog shape, Postfix tags):
+    # one message received, delivered to alice and to the escaped address.
     pflogsumm = shutil.which("pflogsumm")
     if pflogsumm is None:
         pytest.skip("pflogsumm not installed")
-    body = [LINE.match(l).group(1) for l in log.splitlines()
-            if LINE.match(l) and DELIVERY.match(LINE.match(l).group(1))]
-    path = os.path.join(s.base, "syslog")
-    with open(path, "w") as f:
-        for b in body:
-            f.write(f"Dec  2 04:32:20 mx posternd/smtp[4242]: {b}\n")
-    out = subprocess.run([pflogsumm, "--syslog-name=posternd", path], capture_output=True,
-                         text=True, timeout=60).stdout
-    assert re.search(r"^\s+1\s+delivered$", out, re.M), out
+    out = subprocess.run([pflogsumm, "--syslog-name=posternd", s.logpath],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert re.search(r"^\s+1\s+received$", out, re.M), out
+    assert re.search(r"^\s+2\s+delivered$", out, re.M), out
     assert "remote.example.org" in out

@@ -230,7 +230,7 @@ def test_no_reply_after_timeout_421(make_server):
     # b timed out too, waiting for its RCPT: 421, and nothing after it.
     assert b.line().startswith("421 4.4.2")
     assert b.closed(timeout=15) and b.buf == b""
-    wait_for(lambda: "event=delivered" in server.log(), what="delivery log")
+    wait_for(lambda: "event=accepted" in server.log(), what="accepted log")
     assert len(server.messages("alice")) == 1
 
 

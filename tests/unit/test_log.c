@@ -3,10 +3,18 @@
  * field to a key=value line, and ordinary addresses and names stay as
  * they are.
  */
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <regex.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <syslog.h>
+#include <unistd.h>
 
 #include "log.h"
+#include "smtp_data.h"
 #include "unit.h"
 
 static const struct {
@@ -93,6 +101,94 @@ test_esc_slots(void **state)
 	}
 }
 
+/* DATA flags as the log names them (event=data result=reject flags=). */
+static void
+test_flag_names(void **state)
+{
+	static const struct {
+		unsigned flags;
+		size_t len;
+		const char *want;
+	} cases[] = {
+	    {0, 64, "none"},
+	    {SMTP_DATA_BARE_LF, 64, "bare_lf"},
+	    {0x29, 64, "bare_lf,line_too_long,header_too_big"},
+	    {SMTP_DATA_BARE_CR | SMTP_DATA_NUL | SMTP_DATA_TOO_BIG, 64,
+	        "bare_cr,nul,too_big"},
+	    {SMTP_DATA_NUL | 0x400, 64, "nul,0x400"},
+	    {0x29, 12, "bare_lf"}, /* cut, still terminated */
+	    {0x29, 1, ""},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[64];
+
+		memset(buf, 'x', sizeof(buf));
+		smtp_data_flag_names(cases[i].flags, buf, cases[i].len);
+		if (strcmp(buf, cases[i].want) != 0)
+			fail_msg("case %zu: got \"%s\", want \"%s\"", i, buf,
+			    cases[i].want);
+	}
+}
+
+/*
+ * Daemon mode without log_file: each line is one RFC 3164 datagram to
+ * the syslog socket, with facility mail and the line's own tag, so
+ * syslogd writes "... posternd/smtp[PID]: ..." as pflogsumm wants.
+ */
+static void
+test_syslog_datagrams(void **state)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char path[] = "/tmp/postern-unit-syslog-XXXXXX", buf[512], want[128];
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	struct timeval tv = {5, 0};
+	regex_t re;
+	ssize_t n;
+
+	(void)state;
+	assert_true(mkdtemp(path) != NULL);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/log", path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	log_set_syslog_path(sun.sun_path);
+	log_init("posternd", false, LOG_LVL_INFO);
+	log_info_as("smtp", "6B0A: to=<a@b>, status=sent (x)");
+	log_warn("event=x y=%d", 1);
+	log_debug("not sent: below the threshold");
+	assert_int_equal(regcomp(&re,
+	                     "^<[0-9]+>[A-Z][a-z]{2} [ 0-9][0-9] "
+	                     "[0-9]{2}:[0-9]{2}:[0-9]{2} ",
+	                     REG_EXTENDED | REG_NOSUB),
+	    0);
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	snprintf(want, sizeof(want), "<%d>", LOG_MAIL | LOG_INFO);
+	assert_memory_equal(buf, want, strlen(want));
+	assert_int_equal(regexec(&re, buf, 0, NULL, 0), 0);
+	snprintf(want, sizeof(want),
+	    " posternd/smtp[%d]: 6B0A: to=<a@b>, status=sent (x)",
+	    (int)getpid());
+	assert_non_null(strstr(buf, want));
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	snprintf(want, sizeof(want), "<%d>", LOG_MAIL | LOG_WARNING);
+	assert_memory_equal(buf, want, strlen(want));
+	snprintf(want, sizeof(want), " posternd[%d]: warning: event=x y=1",
+	    (int)getpid());
+	assert_non_null(strstr(buf, want));
+	assert_true(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
+	regfree(&re);
+	log_init("unit", true, LOG_LVL_INFO); /* back to stderr */
+	log_set_syslog_path("/dev/log");
+	close(fd);
+	unlink(sun.sun_path);
+	rmdir(path);
+}
+
 int
 run_log_tests(void)
 {
@@ -100,6 +196,8 @@ run_log_tests(void)
 	    cmocka_unit_test(test_escape_table),
 	    cmocka_unit_test(test_escape_sizes),
 	    cmocka_unit_test(test_esc_slots),
+	    cmocka_unit_test(test_flag_names),
+	    cmocka_unit_test(test_syslog_datagrams),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);
