@@ -57,6 +57,9 @@ static const struct {
     {"smtp_tls = maybe\n", -1, "want may, encrypt, verify or none"},
     {"queue_lifetime = 2d\n", 0, NULL},
     {"smtp_port = 70000\n", -1, "out of range"},
+    {"smtp_bare_newline = reject\n", 0, NULL},
+    {"smtp_bare_newline = normalize\n", 0, NULL},
+    {"smtp_bare_newline = fix\n", -1, "want normalize or reject"},
 };
 
 static void
@@ -105,6 +108,7 @@ test_values(void **state)
 	/* defaults */
 	assert_int_equal(c->recipient_limit, 1000);
 	assert_int_equal(c->text_line_limit, 1000);
+	assert_false(c->smtp_bare_newline_reject); /* normalize */
 	assert_int_equal(c->submission_listen.n, 2);
 	config_unref(&c);
 	assert_null(c);
