@@ -133,6 +133,15 @@ count_octets(struct smtp_data *d, size_t n)
 	}
 }
 
+/* n, cut so that used + n stays within limit. */
+static size_t
+run_room(size_t n, size_t used, size_t limit)
+{
+	size_t room = used < limit ? limit - used : 0;
+
+	return n < room ? n : room;
+}
+
 /*
  * Fast path for the bulk of a message: a run of ordinary bytes inside a
  * line is counted and stored in one step, and the CRLF that usually ends
@@ -144,6 +153,18 @@ plain_run(struct smtp_data *d, const uint8_t *p, size_t len)
 {
 	size_t n = ordinary_span(p, len);
 
+	/*
+	 * While the message is clean, a run stops short of the byte that
+	 * crosses the line or header limit (that byte takes the slow path):
+	 * otherwise the run would be flagged as a whole and not stored, and
+	 * a size limit crossed earlier in it would go unflagged, so the
+	 * reply (552 or 554) would depend on how the input was split.
+	 */
+	if (d->flags == 0) {
+		n = run_room(n, d->line_len, d->line_limit);
+		if (d->in_header)
+			n = run_room(n, d->header_size, d->header_limit);
+	}
 	if (n > 0) {
 		count_octets(d, n);
 		if (d->flags == 0) {

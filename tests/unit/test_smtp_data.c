@@ -290,6 +290,46 @@ test_size_on_the_wire(void **state)
 	}
 }
 
+/*
+ * The flags, and so the reply, do not depend on how the input is split:
+ * a long run that crosses the size limit and then the line limit is
+ * both too big and too long, whole or a byte at a time.  (The fast path
+ * once flagged only the line, the byte states both.)
+ */
+static void
+test_flags_whatever_the_split(void **state)
+{
+	char in[4400];
+	size_t o = 0;
+
+	(void)state;
+	memcpy(in, "\r\n", 2);
+	o = 2;
+	for (int k = 0; k < 40; k++, o += 100) {
+		memset(in + o, 'x', 98);
+		memcpy(in + o + 98, "\r\n", 2);
+	}
+	memset(in + o, 'x', 150);
+	memcpy(in + o + 150, "\r\n.\r\n", 6);
+	o += 155;
+	for (int k = 0; k < 4; k++) {
+		struct smtp_data d;
+		struct buf b;
+		size_t used, step = (k & 1) ? 1 : o;
+		int r = 0;
+
+		buf_init(&b, 4096);
+		smtp_data_init(&d, &b, 100, 4096, 512, k & 2);
+		for (size_t at = 0; at < o && r == 0; at += used)
+			r = smtp_data_parse(&d, (const uint8_t *)in + at,
+			    at + step > o ? o - at : step, &used);
+		if (r != 1 ||
+		    d.flags != (SMTP_DATA_TOO_BIG | SMTP_DATA_LINE_TOO_LONG))
+			fail_msg("run %d: got %d/0x%x", k, r, d.flags);
+		buf_release(&b);
+	}
+}
+
 static void
 test_nul(void **state)
 {
@@ -330,6 +370,7 @@ run_smtp_data_tests(void)
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_limits_bare_lf),
 	    cmocka_unit_test(test_size_on_the_wire),
+	    cmocka_unit_test(test_flags_whatever_the_split),
 	    cmocka_unit_test(test_nul),
 	};
 
