@@ -237,8 +237,8 @@ smtp_data_parse(
 			if (c == '\r') {
 				d->state = S_CR;
 			} else if (c == '\n' && d->is_lf_line_end) {
-				count_octets(
-				    d, 1); /* the CR it is relayed with */
+				/* a bare LF: count the CR it is relayed with */
+				count_octets(d, 1);
 				end_line(d, false);
 			} else if (c == '\n') {
 				d->flags |= SMTP_DATA_BARE_LF;
