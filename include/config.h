@@ -61,6 +61,7 @@ struct config {
 	size_t message_size_limit, recipient_limit, max_sessions;
 	size_t max_sessions_per_ip, max_errors, command_line_limit;
 	size_t text_line_limit, header_size_limit, expansion_limit;
+	bool smtp_bare_newline_reject; /* smtp_bare_newline = reject */
 	size_t workers;
 	unsigned smtp_timeout_ms, greet_pause_ms, shutdown_timeout_ms;
 	unsigned smtp_data_timeout_ms; /* a deadline for the whole DATA */

@@ -7,7 +7,12 @@
  *
  * Only CRLF "." CRLF ends the data.  A bare LF or bare CR never starts a
  * line for that purpose, so "\n.\n", "\n.\r\n", "\r.\r\n" and the like are
- * message content (and the message is refused): no SMTP smuggling.
+ * message content: no SMTP smuggling.  A bare CR or a NUL always refuses
+ * the message.  A bare LF refuses it too, unless is_lf_line_end
+ * (smtp_bare_newline = normalize): then it ends a line as CRLF would, a
+ * leading dot after it is unstuffed like any other, and a line that is
+ * only "." but not the end ("." LF, or "." CRLF after a bare LF) is kept
+ * as the text ".".  The end of data is at the same byte in both modes.
  */
 #ifndef POSTERN_SMTP_DATA_H
 #define POSTERN_SMTP_DATA_H
@@ -29,21 +34,28 @@ enum {
 
 struct smtp_data {
 	int state;
-	unsigned flags;     /* SMTP_DATA_* seen so far */
-	bool in_header;     /* before the first empty line */
-	size_t line_len;    /* wire octets of the current line */
-	size_t header_size; /* wire octets of the header */
-	size_t size;        /* octets stored (LF line ends) */
+	unsigned flags;        /* SMTP_DATA_* seen so far */
+	bool in_header;        /* before the first empty line */
+	bool is_lf_line_end;   /* a bare LF ends a line (else: refused) */
+	bool is_after_bare_lf; /* the current line began after a bare LF */
+	size_t line_len;       /* wire octets of the current line */
+	size_t header_size;    /* wire octets of the header */
+	size_t size;           /* octets stored (LF line ends) */
 	/* size_limit: RFC 1870 message size, size + lines (CRLF counted,
 	 * stuffing dots and the final "." not) */
-	size_t lines; /* LFs stored */
+	size_t lines;         /* LFs stored */
+	size_t bare_lf_lines; /* lines that ended in a bare LF */
 	size_t line_limit, size_limit, header_limit;
 	struct buf *out; /* stored text; nothing stored after an error */
 };
 
-/* Starts a message; out must be initialised (its max is a hard cap). */
+/*
+ * Starts a message; out must be initialised (its max is a hard cap).
+ * line_limit and header_limit count wire octets as relayed (CRLF line
+ * ends); is_lf_line_end: see above.
+ */
 void smtp_data_init(struct smtp_data *, struct buf *out, size_t line_limit,
-    size_t size_limit, size_t header_limit);
+    size_t size_limit, size_t header_limit, bool is_lf_line_end);
 
 /*
  * Consumes bytes from p[0..len).  Returns 1 when end-of-data was seen, with

@@ -47,6 +47,7 @@ enum cfg_type {
 	T_DOMAINS,
 	T_BOOL,
 	T_SENDER_MATCH,
+	T_BARE_NEWLINE,
 };
 
 struct cfg_key {
@@ -110,6 +111,8 @@ static const struct cfg_key cfg_keys[] = {
     {"relayhost", T_HOP, O(relayhost), "", 0, 0},
     {"routes", T_ROUTES, O(routes), "", 0, 0},
     {"shutdown_timeout", T_MS, O(shutdown_timeout_ms), "30s", 0, 3600000},
+    {"smtp_bare_newline", T_BARE_NEWLINE, O(smtp_bare_newline_reject),
+        "normalize", 0, 0},
     {"smtp_connect_timeout", T_MS, O(smtp_connect_timeout_ms), "30s", 100,
         600000},
     {"smtp_data_timeout", T_MS, O(smtp_data_timeout_ms), "10m", 1000, 86400000},
@@ -563,6 +566,15 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 			return -1;
 		}
 		*(bool *)field = strcmp(v, "yes") == 0;
+		return 0;
+	case T_BARE_NEWLINE:
+		/* normalize: a bare LF in DATA ends a line (Postfix 3.9's
+		 * default); reject: 554 5.6.0.  Only CRLF.CRLF ends DATA. */
+		if (strcmp(v, "normalize") != 0 && strcmp(v, "reject") != 0) {
+			*why = "want normalize or reject";
+			return -1;
+		}
+		*(bool *)field = strcmp(v, "reject") == 0;
 		return 0;
 	case T_SENDER_MATCH:
 		return set_word(field, v,

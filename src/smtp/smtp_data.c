@@ -1,12 +1,17 @@
 /*
  * smtp_data: byte-at-a-time state machine over the DATA stream
  * (include/smtp_data.h).  States say what the previous bytes were:
- *   BOL     start of a line (after CRLF, or at the start)
+ *   BOL     start of a line (after a line end, or at the start)
  *   MID     inside a line
  *   CR      after a CR inside a line
  *   DOT     after "." at the start of a line (the dot is dropped:
  *           RFC 5321 4.5.2 transparency)
- *   DOT_CR  after "." CR at the start of a line: LF now ends the data
+ *   DOT_CR  after "." CR at the start of a line: LF now ends the data,
+ *           unless the line began after a bare LF
+ * With is_lf_line_end (smtp_bare_newline = normalize) a bare LF ends a
+ * line like CRLF, but only CRLF "." CRLF ends the data, so the end is at
+ * the same byte in both modes.  A line ended by a bare LF counts as it
+ * will be relayed (CRLF, two octets) against every limit.
  * Once any flag is set nothing more is stored, but the stream is still
  * read to its true end.
  *
@@ -27,12 +32,15 @@ enum { S_BOL, S_MID, S_CR, S_DOT, S_DOT_CR };
 
 void
 smtp_data_init(struct smtp_data *d, struct buf *out, size_t line_limit,
-    size_t size_limit, size_t header_limit)
+    size_t size_limit, size_t header_limit, bool is_lf_line_end)
 {
 	d->state = S_BOL;
 	d->flags = 0;
 	d->in_header = true;
+	d->is_lf_line_end = is_lf_line_end;
+	d->is_after_bare_lf = false;
 	d->line_len = d->header_size = d->size = d->lines = 0;
+	d->bare_lf_lines = 0;
 	d->line_limit = line_limit;
 	d->size_limit = size_limit;
 	d->header_limit = header_limit;
@@ -60,9 +68,13 @@ store(struct smtp_data *d, uint8_t c)
 	d->size++;
 }
 
-/* A full CRLF-terminated line ended: store LF and check header limits. */
+/*
+ * A line ended (CRLF, or a bare LF in normalize mode; the caller counted
+ * its octets): store LF.  A line begun after a bare LF can never be the
+ * final ".", so the next hop, which gets CRLF, sees the same end.
+ */
 static void
-end_line(struct smtp_data *d)
+end_line(struct smtp_data *d, bool is_crlf)
 {
 	/* The empty line that ends the header: line_len counts CR LF. */
 	if (d->in_header && d->line_len == 2)
@@ -70,6 +82,10 @@ end_line(struct smtp_data *d)
 	store(d, '\n');
 	d->lines++;
 	d->line_len = 0;
+	d->is_after_bare_lf = !is_crlf;
+	if (!is_crlf)
+		d->bare_lf_lines++;
+	d->state = S_BOL;
 }
 
 /*
@@ -117,6 +133,15 @@ count_octets(struct smtp_data *d, size_t n)
 	}
 }
 
+/* n, cut so that used + n stays within limit. */
+static size_t
+run_room(size_t n, size_t used, size_t limit)
+{
+	size_t room = used < limit ? limit - used : 0;
+
+	return n < room ? n : room;
+}
+
 /*
  * Fast path for the bulk of a message: a run of ordinary bytes inside a
  * line is counted and stored in one step, and the CRLF that usually ends
@@ -128,6 +153,18 @@ plain_run(struct smtp_data *d, const uint8_t *p, size_t len)
 {
 	size_t n = ordinary_span(p, len);
 
+	/*
+	 * While the message is clean, a run stops short of the byte that
+	 * crosses the line or header limit (that byte takes the slow path):
+	 * otherwise the run would be flagged as a whole and not stored, and
+	 * a size limit crossed earlier in it would go unflagged, so the
+	 * reply (552 or 554) would depend on how the input was split.
+	 */
+	if (d->flags == 0) {
+		n = run_room(n, d->line_len, d->line_limit);
+		if (d->in_header)
+			n = run_room(n, d->header_size, d->header_limit);
+	}
 	if (n > 0) {
 		count_octets(d, n);
 		if (d->flags == 0) {
@@ -141,11 +178,28 @@ plain_run(struct smtp_data *d, const uint8_t *p, size_t len)
 	}
 	if (n + 1 < len && p[n] == '\r' && p[n + 1] == '\n') {
 		count_octets(d, 2);
-		end_line(d);
-		d->state = S_BOL;
+		end_line(d, true);
 		n += 2;
+	} else if (n < len && p[n] == '\n' && d->is_lf_line_end) {
+		/* Only reached in MID or BOL, so this LF is bare; it is
+		 * relayed as CRLF, so it counts two octets. */
+		count_octets(d, 2);
+		end_line(d, false);
+		n += 1;
 	}
 	return n;
+}
+
+/*
+ * A line that is only "." but not the end ("." bare-LF, or "." CRLF
+ * after a bare LF): no stuffing made it (that gives ".."), so the dot is
+ * kept.  Relayed as ".." CRLF: the stuffing dot counts too.
+ */
+static void
+lone_dot(struct smtp_data *d)
+{
+	count_octets(d, 1);
+	store(d, '.');
 }
 
 int
@@ -182,6 +236,10 @@ smtp_data_parse(
 		mid:
 			if (c == '\r') {
 				d->state = S_CR;
+			} else if (c == '\n' && d->is_lf_line_end) {
+				/* a bare LF: count the CR it is relayed with */
+				count_octets(d, 1);
+				end_line(d, false);
 			} else if (c == '\n') {
 				d->flags |= SMTP_DATA_BARE_LF;
 				d->state = S_MID;
@@ -192,8 +250,7 @@ smtp_data_parse(
 			break;
 		case S_CR:
 			if (c == '\n') {
-				end_line(d);
-				d->state = S_BOL;
+				end_line(d, true);
 				break;
 			}
 			d->flags |= SMTP_DATA_BARE_CR;
@@ -203,11 +260,18 @@ smtp_data_parse(
 				d->state = S_DOT_CR;
 				break;
 			}
+			if (c == '\n' && d->is_lf_line_end)
+				lone_dot(d);
 			goto mid;
 		case S_DOT_CR:
-			if (c == '\n') {
+			if (c == '\n' && !d->is_after_bare_lf) {
 				*consumed = i + 1;
 				return 1;
+			}
+			if (c == '\n') {
+				lone_dot(d);
+				end_line(d, true);
+				break;
 			}
 			d->flags |= SMTP_DATA_BARE_CR;
 			goto mid;

@@ -815,7 +815,8 @@ cmd_data(struct session *s, struct smtp_cmd *c)
 	}
 	bufpool_get(&s->srv->msgbufs, &s->msg, s->cfg->message_size_limit);
 	smtp_data_init(&s->data, &s->msg, s->cfg->text_line_limit,
-	    s->cfg->message_size_limit, s->cfg->header_size_limit);
+	    s->cfg->message_size_limit, s->cfg->header_size_limit,
+	    !s->cfg->smtp_bare_newline_reject);
 	s->state = ST_DATA;
 	/* A deadline for the whole DATA phase, beside the idle timeout:
 	 * a client trickling a byte now and then cannot hold it forever. */
@@ -1457,6 +1458,12 @@ data_end(struct session *s)
 			txn_end(s);
 		return;
 	}
+	/* smtp_bare_newline = normalize took bare LFs as CRLF: say so, so
+	 * an admin can find such clients before choosing reject. */
+	if (s->data.bare_lf_lines > 0)
+		log_info("session=%s id=%s event=data bare_lf_lines=%zu "
+		         "action=normalized",
+		    s->id, s->queue_id, s->data.bare_lf_lines);
 	build_headers(s);
 	memset(d, 0, sizeof(*d));
 	d->mailboxes = &s->mailboxes;

@@ -73,6 +73,9 @@ static const struct {
     /* data_dir/control.sock must fit in a sockaddr_un. */
     {"data_dir = /" DIR93 "\n", 0, NULL},
     {"data_dir = /" DIR93 "x\n", -1, "data_dir too long"},
+    {"smtp_bare_newline = reject\n", 0, NULL},
+    {"smtp_bare_newline = normalize\n", 0, NULL},
+    {"smtp_bare_newline = fix\n", -1, "want normalize or reject"},
 };
 
 static void
@@ -121,6 +124,7 @@ test_values(void **state)
 	/* defaults */
 	assert_int_equal(c->recipient_limit, 1000);
 	assert_int_equal(c->text_line_limit, 1000);
+	assert_false(c->smtp_bare_newline_reject); /* normalize */
 	assert_int_equal(c->submission_listen.n, 2);
 	config_unref(&c);
 	assert_null(c);
