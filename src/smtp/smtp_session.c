@@ -1073,6 +1073,17 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 		auth_fail_now(s);
 		return;
 	}
+	if (workers_pending(s->srv->auth_workers) >=
+	    s->srv->cfg->auth_max_pending) {
+		/* Too many logins queued: refused at once, counting
+		 * nothing (neither a failure nor a lock). */
+		log_warn("session=%s event=auth result=busy reason=pending "
+		         "client=%s",
+		    s->id, s->ip);
+		reply_error(s, "454 4.7.0",
+		    "Too many logins in progress, try again later");
+		return;
+	}
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->cfg = s->cfg;
@@ -1089,7 +1100,7 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 	}
 	memcpy(j->pass, pass, plen);
 	s->is_busy = true;
-	workers_submit(s->srv->workers, auth_job_run, auth_job_done, j);
+	workers_submit(s->srv->auth_workers, auth_job_run, auth_job_done, j);
 }
 
 /* PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd. */

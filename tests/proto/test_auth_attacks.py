@@ -1,0 +1,68 @@
+"""Logins under attack, part two (the review of the lock-out rework): a
+flood of password checks beside local mail, the lock as an existence
+oracle, imported hashes and timing, filling the lock-out table, and one
+account filling the trusted-pair table.  Clients bind distinct loopback
+addresses (127.x.y.z) to play distinct attackers."""
+import base64
+import collections
+import crypt
+import os
+import socket
+import sqlite3
+import statistics
+import time
+
+from test_auth import PLAINTEXT, plain, pop_login, smtp_auth, smtp_from
+
+
+def open_ehlo(server, source):
+    k = socket.create_connection(("127.0.0.1", server.ports["smtp"]), timeout=120,
+                                 source_address=(source, 0))
+    f = k.makefile("rb")
+    assert f.readline().startswith(b"220")
+    k.sendall(b"EHLO client.example\r\n")
+    while not f.readline().startswith(b"250 "):
+        pass
+    return k, f
+
+
+def rcpt_time(server):
+    """Seconds a local RCPT takes to answer (from a session of its own)."""
+    c = smtp_from(server, "127.0.0.1")
+    assert c.mail("someone@remote.example")[0] == 250
+    t = time.perf_counter()
+    code, _ = c.rcpt("alice@example.test")
+    dt = time.perf_counter() - t
+    c.quit()
+    assert code == 250
+    return dt
+
+
+def test_login_flood_does_not_delay_local_mail(make_server):
+    """400 sessions from 100 addresses send AUTH PLAIN for unknown names
+    at once (each under auth_max_failures, so nothing locks).  Before,
+    every one cost a yescrypt hash on the pool that also serves RCPT: a
+    local RCPT waited for the flood (25 s for 600).  Now logins have their
+    own pool, at most auth_max_pending are checked or queued, the rest
+    answer 454 at once, and a RCPT answers as quickly as ever."""
+    s = make_server(dict(PLAINTEXT))
+    socks = [open_ehlo(s, f"127.6.0.{1 + n // 4}") for n in range(400)]
+    for n, (k, _) in enumerate(socks):
+        k.sendall(b"AUTH " + plain(f"nosuch{n}@example.test", "x").encode() + b"\r\n")
+    time.sleep(0.2)
+    during = rcpt_time(s)
+    replies = [f.readline().decode() for _, f in socks]
+    for k, f in socks:
+        f.close()
+        k.close()
+    codes = collections.Counter(r[:3] for r in replies)
+    assert during < 3.0, f"a local RCPT took {during:.1f}s during the flood ({codes})"
+    assert set(codes) <= {"535", "454"}, codes
+    busy = [r for r in replies if r.startswith("454")]
+    assert busy and all("4.7.0 Too many logins in progress" in r for r in busy), codes
+    assert codes["535"] >= 32, codes
+    assert "event=auth result=busy reason=pending" in s.log()
+    # The refused ones counted nothing; a real login works at once, also
+    # from an address of the flood.
+    assert smtp_auth(s, "127.6.0.1", "alice@example.test", "secret-alice")[0] == 235
+    assert pop_login(s, "127.6.0.2", "bob@example.test", "secret-bob").startswith("+OK")
