@@ -5,12 +5,12 @@ account filling the trusted-pair table.  Clients bind distinct loopback
 addresses (127.x.y.z) to play distinct attackers."""
 import base64
 import collections
-import crypt
 import os
 import socket
 import sqlite3
 import statistics
 import time
+import warnings
 
 from test_auth import PLAINTEXT, plain, pop_login, smtp_auth, smtp_from
 
@@ -66,3 +66,52 @@ def test_login_flood_does_not_delay_local_mail(make_server):
     # from an address of the flood.
     assert smtp_auth(s, "127.6.0.1", "alice@example.test", "secret-alice")[0] == 235
     assert pop_login(s, "127.6.0.2", "bob@example.test", "secret-bob").startswith("+OK")
+
+
+def import_hashes(server, users):
+    """Writes users with hashes imported from elsewhere (as a migration
+    from Dovecot or /etc/shadow would) straight into the directory."""
+    con = sqlite3.connect(os.path.join(server.data, "postern.db"))
+    for user, h in users.items():
+        con.execute("INSERT INTO users VALUES(?,?,?)", (user, "example.test", h))
+    con.commit()
+    con.close()
+
+
+def mkhash(method, password, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import crypt
+    return crypt.crypt(password, crypt.mksalt(getattr(crypt, method), **kw))
+
+
+def test_imported_fast_hashes_take_as_long_as_yescrypt(make_server):
+    """A $6$ (sha512-crypt) or cheap bcrypt hash verifies in a fraction of
+    yescrypt's time: before, a wrong password for such a user answered
+    7 times sooner than one for an unknown name, telling that the account
+    exists.  Every check now takes at least as long as a yescrypt one."""
+    s = make_server(dict(PLAINTEXT, auth_max_failures="1000",
+                         auth_account_max_failures="1000"))
+    import_hashes(s, {"six": mkhash("METHOD_SHA512", "pw6"),
+                      "blow": mkhash("METHOD_BLOWFISH", "pw2", rounds=1 << 5)})
+
+    def median(user):
+        c = smtp_from(s, "127.0.0.90")
+        times = []
+        for i in range(7):
+            t = time.perf_counter()
+            code, _ = c.docmd("AUTH", plain(user, f"wrong{i}"))
+            times.append(time.perf_counter() - t)
+            assert code == 535
+        c.close()
+        return statistics.median(times)
+
+    unknown = median("nosuch@example.test")
+    yes = median("alice@example.test")
+    for user in ("six@example.test", "blow@example.test"):
+        t = median(user)
+        assert t >= unknown / 2 and t >= yes / 2, \
+            f"{user}: {t * 1000:.1f} ms, unknown {unknown * 1000:.1f} ms, yescrypt {yes * 1000:.1f} ms"
+    # The imported hashes still log in.
+    assert smtp_auth(s, "127.0.0.91", "six@example.test", "pw6")[0] == 235
+    assert pop_login(s, "127.0.0.91", "blow@example.test", "pw2").startswith("+OK")
