@@ -165,6 +165,7 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	const char *why;
 	char *hash = NULL;
 	struct timespec start;
+	bool is_local;
 	int r = 0;
 
 	clock_gettime(CLOCK_MONOTONIC, &start);
@@ -172,6 +173,7 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	        user, local, sizeof(local), domain, sizeof(domain), &why) == 0)
 		r = d->ops->domain_resolve(
 		    d, domain, cdom, sizeof(cdom), err, sizeof(err));
+	is_local = r == 1;
 	if (r == 1)
 		r = d->ops->user_hash(d, local, cdom, &hash, err, sizeof(err));
 	else if (r == 0)
@@ -180,6 +182,10 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 		free(hash);
 		return DIR_LOGIN_TEMPFAIL;
 	}
+	if (r == 1 && is_local)
+		/* No such user in a local domain: the canonical name all the
+		 * same, so the lock-out counts it as it would a real one. */
+		snprintf(canon, canonlen, "%s@%s", local, cdom);
 	if (r == 1) {
 		/* The same hash work and time as for a real user. */
 		free(hash);

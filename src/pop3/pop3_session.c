@@ -339,11 +339,7 @@ login_count(struct pjob *j)
 	struct pop3_session *s = j->s;
 
 	j->verdict = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
-	    login_outcome(j->login),
-	    j->login == DIR_LOGIN_OK || j->login == DIR_LOGIN_BAD_PASSWORD
-	        ? j->canon
-	        : NULL,
-	    time(NULL));
+	    login_outcome(j->login), j->canon[0] ? j->canon : NULL, time(NULL));
 }
 
 static void

@@ -1017,11 +1017,7 @@ auth_job_done(void *arg)
 	s->is_busy = false;
 	/* Counted even when the client has gone: the guess was made. */
 	v = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
-	    auth_outcome(j->result),
-	    j->result == DIR_LOGIN_OK || j->result == DIR_LOGIN_BAD_PASSWORD
-	        ? j->canon
-	        : NULL,
-	    time(NULL));
+	    auth_outcome(j->result), j->canon[0] ? j->canon : NULL, time(NULL));
 	if (!s->is_dead && s->state != ST_CLOSING) {
 		log_sanitize(
 		    u, sizeof(u), (const uint8_t *)j->user, strlen(j->user));

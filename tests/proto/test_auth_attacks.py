@@ -115,3 +115,78 @@ def test_imported_fast_hashes_take_as_long_as_yescrypt(make_server):
     # The imported hashes still log in.
     assert smtp_auth(s, "127.0.0.91", "six@example.test", "pw6")[0] == 235
     assert pop_login(s, "127.0.0.91", "blow@example.test", "pw2").startswith("+OK")
+
+
+def test_account_lock_does_not_tell_which_accounts_exist(make_server):
+    """Defaults (5 per client, 10 per account): 11 wrong passwords from
+    3 clients, spelt directly, in capitals and through the host alias.
+    Before, an existing account locked (535 x9, then 421) and an unknown
+    name never did (535 x11): the lock told which accounts exist."""
+    s = make_server(dict(PLAINTEXT))
+    res = {}
+    for base, local in ((70, "bob"), (80, "nosuch")):
+        codes = []
+        for i in range(11):
+            domain = ("example.test", "mail.example.test", "EXAMPLE.test")[i % 3]
+            codes.append(smtp_auth(s, f"127.0.0.{base + i // 4}",
+                                   f"{local}@{domain}", f"guess{i}")[0])
+        res[local] = codes
+    assert res["bob"] == res["nosuch"], res
+    assert res["bob"] == [535] * 9 + [421] * 2, res
+    assert 'event=auth-lockout account="nosuch@example.test" scope=account' in s.log()
+    # POP3 answers alike too.
+    assert pop_login(s, "127.0.0.99", "nosuch@example.test", "x") == \
+        pop_login(s, "127.0.0.98", "bob@example.test", "x")
+
+
+def auth_no_hash(server, ip):
+    """AUTH PLAIN with an authorisation identity other than the user:
+    a failure counted for the client, with no password check at all."""
+    c = smtp_from(server, ip)
+    code, _ = c.docmd("AUTH", "PLAIN " + base64.b64encode(b"x\0y@z\0p").decode())
+    c.close()
+    return code
+
+
+def test_full_lockout_table_evicts_and_never_refuses(make_server):
+    """Failures that cost no hash filled the table (auth_table_limit),
+    after which every new client was answered 454 for the whole window:
+    a login DoS.  Now the table evicts (unlocked records with the fewest
+    failures first), and a real user from a new address logs in."""
+    s = make_server(dict(PLAINTEXT, auth_table_limit="10"))
+    # A locked client before the flood (auth_max_failures = 5).
+    assert [auth_no_hash(s, "127.1.9.9") for _ in range(5)][-1] == 421
+    codes = [auth_no_hash(s, f"127.1.0.{1 + i}") for i in range(40)]
+    assert set(codes) == {535}, codes
+    assert smtp_auth(s, "127.2.0.1", "alice@example.test", "secret-alice")[0] == 235
+    assert pop_login(s, "127.2.0.2", "alice@example.test", "secret-alice").startswith("+OK")
+    assert "event=auth-table-evict kind=client" in s.log()
+    # The locked client was kept (evicted last).
+    assert auth_no_hash(s, "127.1.9.9") == 421
+
+
+def test_one_account_cannot_strip_others_of_trust(make_server):
+    """carol logs in from 105 addresses (auth_table_limit 100): before,
+    the trusted-pair table was full for 30 days, bob's login from home was
+    silently not trusted, and 4 guesses elsewhere locked him out at home
+    too.  Now an account keeps at most auth_trusted_per_account pairs and
+    a success is always trusted."""
+    for limit, logins in (("100", 105), ("10", 14)):
+        s = make_server(dict(PLAINTEXT, auth_table_limit=limit,
+                             auth_max_failures="3", auth_account_max_failures="4"))
+        for i in range(logins):
+            assert smtp_auth(s, f"127.3.0.{1 + i}", "carol@example.test",
+                             "secret-carol")[0] == 235
+        assert smtp_auth(s, "127.4.0.1", "bob@example.test", "secret-bob")[0] == 235
+        codes = [smtp_auth(s, f"127.5.0.{1 + i}", "bob@example.test", f"g{i}")[0]
+                 for i in range(4)]
+        assert codes == [535, 535, 535, 421], codes
+        assert smtp_auth(s, "127.5.0.9", "bob@example.test", "secret-bob")[0] == 421
+        assert smtp_auth(s, "127.4.0.1", "bob@example.test", "secret-bob")[0] == 235, \
+            f"bob locked out where he logged in before (auth_table_limit {limit})"
+        log = s.log()
+        if limit == "100":
+            assert 'event=auth-trusted-evict account="carol@example.test" limit=16' in log
+        else:
+            assert "event=auth-table-evict kind=trusted" in log
+        s.stop()
