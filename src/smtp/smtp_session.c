@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -951,9 +952,31 @@ collect_aliases(void *arg, const char *alias, const char *target)
 		strlist_add_unique(&j->owned, alias);
 }
 
+/* Each owned address (canonical) spelt through this host alias of its
+ * domain too: alice@mail.example.test is alice@example.test. */
+static void
+collect_host_alias(void *arg, const char *alias, const char *domain)
+{
+	struct auth_job *j = arg;
+	char spelt[ADDR_PATH_MAX + 8];
+	const char *at;
+	size_t n = j->owned.n;
+
+	for (size_t i = 0; domain != NULL && i < n; i++) {
+		at = strrchr(j->owned.v[i], '@');
+		if (at == NULL || strcasecmp(at + 1, domain) != 0)
+			continue;
+		/* UNSAFE: at points into owned.v[i], after its local part */
+		if ((size_t)snprintf(spelt, sizeof(spelt), "%.*s@%s",
+		        (int)(at - j->owned.v[i]), j->owned.v[i],
+		        alias) < sizeof(spelt))
+			strlist_add_unique(&j->owned, spelt);
+	}
+}
+
 /* Worker: check the password (slow on purpose, as slow for an unknown
  * name) and collect the addresses the user may send from: its own and
- * the aliases that point to it. */
+ * the aliases that point to it, in every host alias's spelling too. */
 static void
 auth_job_run(void *arg, void *ctx)
 {
@@ -970,6 +993,8 @@ auth_job_run(void *arg, void *ctx)
 	strlist_add_unique(&j->owned, j->canon);
 	d->ops->list_rows(
 	    d, "aliases", NULL, collect_aliases, j, err, sizeof(err));
+	d->ops->list_rows(
+	    d, "host-aliases", NULL, collect_host_alias, j, err, sizeof(err));
 }
 
 /* The reply to a login the lock-out refused or failed. */

@@ -190,3 +190,26 @@ def test_one_account_cannot_strip_others_of_trust(make_server):
         else:
             assert "event=auth-table-evict kind=trusted" in log
         s.stop()
+
+
+def test_sender_match_spellings(make_server, cert):
+    """After AUTH, the user's own addresses are accepted in every host
+    alias's spelling (they were refused with 553); another user's address
+    in any spelling, and the null sender, are refused with 553 5.7.1."""
+    from conftest import tls_context
+    s = make_server()
+    c = smtp_from(s)
+    c.starttls(context=tls_context(cert))
+    c.ehlo("client.example")
+    c.login("alice@example.test", "secret-alice")
+    got = {}
+    for frm in ("<alice@example.test>", "<ALICE@Mail.Example.Test>",
+                "<alice@mail.example.test>", "<info@mail.example.test>",
+                "<bob@mail.example.test>", "<bob@example.test>", "<>"):
+        got[frm] = c.docmd("MAIL FROM:" + frm)[0]
+        c.rset()
+    c.quit()
+    assert got == {"<alice@example.test>": 250, "<ALICE@Mail.Example.Test>": 250,
+                   "<alice@mail.example.test>": 250, "<info@mail.example.test>": 250,
+                   "<bob@mail.example.test>": 553, "<bob@example.test>": 553,
+                   "<>": 553}, got
