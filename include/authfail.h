@@ -6,8 +6,12 @@
  *
  * - auth_max_failures failures from a client within auth_failure_window
  *   lock the client out for auth_lockout, for every account;
- * - auth_account_max_failures failures for an existing account from any
- *   clients lock that account out for auth_lockout, from every client;
+ * - auth_account_max_failures failures for an account name from any
+ *   clients lock that account out for auth_lockout, from every client,
+ *   whether the account exists or not (so the lock does not tell); the
+ *   name is counted by its canonical spelling (host alias resolved,
+ *   which dir_login gives for unknown users too), and a spelling that
+ *   failed is linked to it so that its next begin sees that lock;
  * - except that a client the account logged in from within
  *   auth_trusted_period is judged for that account by the pair's own
  *   count alone (auth_max_failures), so neither a locked client address
@@ -18,8 +22,13 @@
  * and gives it back with the outcome; a success is refused when the lock
  * came down while the password was being checked.  A directory error
  * counts nothing.  Records expire; at most auth_table_limit client and
- * account records, and as many pairs, are kept: when full, a new client
- * is answered "busy" (454) until records expire.  Loop thread only.
+ * account records, and as many pairs, are kept: when full, a record is
+ * evicted (not in flight, not locked, fewest failures, idle longest
+ * first, among up to 32 looked at; for pairs the oldest of the account
+ * holding the most), logged as event=auth-table-evict, so a login is
+ * never refused for want of room.  An account keeps at most
+ * auth_trusted_per_account pairs (its oldest is forgotten); a success
+ * always makes its pair trusted.  Loop thread only.
  */
 #ifndef POSTERN_AUTHFAIL_H
 #define POSTERN_AUTHFAIL_H
@@ -40,14 +49,15 @@ enum authfail_verdict {
 	AUTHFAIL_OK,     /* begin: check the password; end: logged in */
 	AUTHFAIL_DENIED, /* end: bad credentials, not locked: 535 */
 	AUTHFAIL_LOCKED, /* locked out: 421 (SMTP) and close */
-	AUTHFAIL_BUSY,   /* begin: too many in flight or table full: 454 */
+	AUTHFAIL_BUSY,   /* begin: too many in flight: 454 */
 	AUTHFAIL_TEMP,   /* end: directory error, nothing counted: 454 */
 };
 
 enum authfail_outcome {
 	AUTHFAIL_GOOD,    /* the password was right */
 	AUTHFAIL_BAD,     /* wrong password for an existing account */
-	AUTHFAIL_UNKNOWN, /* no such account or unusable credentials */
+	AUTHFAIL_UNKNOWN, /* no such account or unusable credentials:
+	                   * counted exactly like AUTHFAIL_BAD */
 	AUTHFAIL_ERROR,   /* the directory failed: count nothing */
 };
 
@@ -74,11 +84,11 @@ enum authfail_verdict authfail_begin(struct authfail_table *,
 
 /*
  * After the check: gives the slot back and counts the outcome.  canon is
- * the account's canonical name (for AUTHFAIL_GOOD and AUTHFAIL_BAD; NULL
- * means the name as given).  Returns AUTHFAIL_OK (logged in),
- * AUTHFAIL_DENIED, AUTHFAIL_LOCKED (also for a right password when the
- * lock came down meanwhile) or AUTHFAIL_TEMP (outcome AUTHFAIL_ERROR).
- * Logs event=auth-lockout when this failure locks something.
+ * the account's canonical name (dir_login's, for every outcome but
+ * AUTHFAIL_ERROR; NULL or "" means the name as given).  Returns AUTHFAIL_OK
+ * (logged in), AUTHFAIL_DENIED, AUTHFAIL_LOCKED (also for a right password when
+ * the lock came down meanwhile) or AUTHFAIL_TEMP (outcome AUTHFAIL_ERROR). Logs
+ * event=auth-lockout when this failure locks something.
  */
 enum authfail_verdict authfail_end(struct authfail_table *,
     const struct config *, struct authfail_slot *slot,
@@ -87,7 +97,8 @@ enum authfail_verdict authfail_end(struct authfail_table *,
 /*
  * A failure with no account and no password check (undecodable or
  * oversized credentials): authfail_begin + authfail_end(UNKNOWN).
- * Returns AUTHFAIL_DENIED, AUTHFAIL_LOCKED or AUTHFAIL_BUSY.
+ * Returns AUTHFAIL_DENIED, AUTHFAIL_LOCKED or AUTHFAIL_BUSY (a slot
+ * of the client's is in flight).
  */
 enum authfail_verdict authfail_fail(
     struct authfail_table *, const struct config *, const char *ip, time_t now);

@@ -90,6 +90,9 @@ struct config {
 	struct accept_list *accept;      /* loaded by config_load */
 	bool auth_advertise, auth_require_tls;
 	size_t auth_max_failures, auth_account_max_failures, auth_table_limit;
+	size_t auth_workers;     /* threads for password checks */
+	size_t auth_max_pending; /* logins checked or queued, in total */
+	size_t auth_trusted_per_account; /* trusted pairs per account */
 	unsigned auth_failure_window_ms, auth_lockout_ms,
 	    auth_trusted_period_ms;
 	size_t ipv6_prefix_length; /* sessions and lock-out group IPv6 by it */

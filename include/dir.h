@@ -103,10 +103,13 @@ enum dir_login_result {
 
 /*
  * Checks a login: user is "local@domain" (a host alias works), pass the
- * password.  For DIR_LOGIN_OK and DIR_LOGIN_BAD_PASSWORD writes the
- * canonical address ("local@domain") to canon.  An unknown user costs the
- * same hash work as a known one (passwd_verify_dummy), so the time taken
- * does not tell which names exist.  Slow: call from a worker.
+ * password.  Writes the canonical address ("local@domain", the host
+ * alias resolved) to canon whenever the domain is local, whether or not
+ * the user exists (for DIR_LOGIN_UNKNOWN in a domain that is not local,
+ * canon is left alone).  Every check spends the work and at least the
+ * time of one yescrypt verification (passwd_check), so the time taken
+ * does not tell which names exist (except a slower imported hash).  Slow
+ * and may sleep: call from a login worker.
  */
 enum dir_login_result dir_login(struct dir *, const char *user,
     const char *pass, char *canon, size_t canonlen);

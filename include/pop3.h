@@ -55,8 +55,9 @@ struct pop3_server;
 /* Binds pop3_listen and pop3s_listen (as root, before the drop). */
 struct pop3_server *pop3_server_new(
     struct event_base *, struct config *, char *err, size_t errlen);
-void pop3_server_start(
-    struct pop3_server *, struct workers *, struct authfail_table *);
+/* auth: the pool for password checks (shared with SMTP). */
+void pop3_server_start(struct pop3_server *, struct workers *,
+    struct workers *auth, struct authfail_table *);
 void pop3_server_set_config(struct pop3_server *, struct config *);
 /* As smtp_server_set_tls. */
 void pop3_server_set_tls(struct pop3_server *, SSL_CTX *ctx);

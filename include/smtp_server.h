@@ -23,10 +23,12 @@ struct smtp_server;
  */
 struct smtp_server *smtp_server_new(
     struct event_base *, struct config *cfg, char *err, size_t errlen);
-/* Starts accepting; workers and committer must outlive the server. */
+/* Starts accepting; the pools and committer must outlive the server.
+ * auth runs password checks only (shared with POP3). */
 struct authfail_table;
 void smtp_server_start(struct smtp_server *, struct workers *,
-    struct committer *, struct queue *, struct authfail_table *);
+    struct workers *auth, struct committer *, struct queue *,
+    struct authfail_table *);
 /* Stops accepting, lets transactions finish (shutdown_timeout), then
  * closes the rest; calls event_base_loopexit when no session is left. */
 void smtp_server_shutdown(struct smtp_server *);

@@ -73,6 +73,20 @@ worker_dir_close(void *ctx)
 	dir_close(&d);
 }
 
+/* A login thread: its own directory handle, and a lower priority than
+ * the threads serving RCPT, DATA and deliveries, so a flood of password
+ * checks slows logins, not mail (Linux: nice is per thread). */
+static void *
+auth_worker_open(void *arg)
+{
+	errno = 0;
+	if (setpriority(PRIO_PROCESS, (id_t)gettid(), 5) == -1)
+		log_warn("event=auth-workers note=\"cannot lower the priority: "
+		         "%s\"",
+		    strerror(errno));
+	return worker_dir_open(arg);
+}
+
 /*
  * As root (or as whoever started us): creates data_dir if missing and
  * gives it to the run user, through a descriptor opened with O_NOFOLLOW.
@@ -291,6 +305,7 @@ reload_done(void *arg)
 		    (n->tls_cert[0] == '\0') !=
 		        (dm->boot->tls_cert[0] == '\0') ||
 		    n->workers != dm->boot->workers ||
+		    n->auth_workers != dm->boot->auth_workers ||
 		    !listen_same(&n->smtp_listen, &dm->boot->smtp_listen) ||
 		    !listen_same(
 		        &n->submission_listen, &dm->boot->submission_listen) ||
@@ -298,7 +313,8 @@ reload_done(void *arg)
 		        &n->submissions_listen, &dm->boot->submissions_listen))
 			log_warn(
 			    "event=reload note=\"data_dir, user, listeners, "
-			    "workers and turning TLS on or off change only "
+			    "workers, auth_workers and turning TLS on or off "
+			    "change only "
 			    "at restart\"");
 		smtp_server_set_config(dm->srv, n);
 		pop3_server_set_config(dm->pop3, n);
@@ -486,7 +502,7 @@ main(int argc, char **argv)
 	struct passwd *pw = NULL;
 	struct event_base *base;
 	struct smtp_server *srv;
-	struct workers *workers;
+	struct workers *workers, *auth_workers;
 	struct committer *committer;
 	struct queue *queue;
 	struct evconnlistener *ctl;
@@ -554,6 +570,10 @@ main(int argc, char **argv)
 		fatalx("c-ares initialisation failed");
 	workers = workers_new(
 	    base, cfg->workers, worker_dir_open, worker_dir_close, cfg);
+	/* Password checks have their own pool (auth_workers): a flood of
+	 * them never delays the lookups and writes of mail. */
+	auth_workers = workers_new(
+	    base, cfg->auth_workers, auth_worker_open, worker_dir_close, cfg);
 	committer = committer_new(cfg->data_dir, workers);
 	queue = queue_new(base, cfg, workers, committer);
 	queue_load(queue);
@@ -569,8 +589,9 @@ main(int argc, char **argv)
 	authfails = authfail_new();
 	/* The dummy hash for unknown login names, made before any login. */
 	passwd_init();
-	smtp_server_start(srv, workers, committer, queue, authfails);
-	pop3_server_start(pop3, workers, authfails);
+	smtp_server_start(
+	    srv, workers, auth_workers, committer, queue, authfails);
+	pop3_server_start(pop3, workers, auth_workers, authfails);
 	sigs[0] = evsignal_new(base, SIGTERM, on_term, &dm);
 	sigs[1] = evsignal_new(base, SIGINT, on_term, &dm);
 	sigs[2] = evsignal_new(base, SIGHUP, on_hup, &dm);
@@ -626,6 +647,7 @@ main(int argc, char **argv)
 	queue_free(&queue);
 	committer_free(&committer);
 	workers_free(&workers);
+	workers_free(&auth_workers);
 	smtp_server_free(&srv);
 	pop3_server_free(&pop3);
 	authfail_free(&authfails);

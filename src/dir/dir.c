@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "dir.h"
 #include "passwd.h"
@@ -163,12 +164,16 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	char cdom[ADDR_DOMAIN_MAX + 1], err[256];
 	const char *why;
 	char *hash = NULL;
+	struct timespec start;
+	bool is_local;
 	int r = 0;
 
+	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (dir_split_address(
 	        user, local, sizeof(local), domain, sizeof(domain), &why) == 0)
 		r = d->ops->domain_resolve(
 		    d, domain, cdom, sizeof(cdom), err, sizeof(err));
+	is_local = r == 1;
 	if (r == 1)
 		r = d->ops->user_hash(d, local, cdom, &hash, err, sizeof(err));
 	else if (r == 0)
@@ -177,16 +182,20 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 		free(hash);
 		return DIR_LOGIN_TEMPFAIL;
 	}
+	if (r == 1 && is_local)
+		/* No such user in a local domain: the canonical name all the
+		 * same, so the lock-out counts it as it would a real one. */
+		snprintf(canon, canonlen, "%s@%s", local, cdom);
 	if (r == 1) {
-		/* The same hash work as for a real user (timing). */
+		/* The same hash work and time as for a real user. */
 		free(hash);
-		passwd_verify_dummy(pass);
+		(void)passwd_check(pass, NULL, &start);
 		return DIR_LOGIN_UNKNOWN;
 	}
 	snprintf(canon, canonlen, "%s@%s", local, cdom);
-	/* A disabled account ("*", "!..."): no hash to check, same work. */
-	r = hash != NULL && hash[0] == '$' ? passwd_verify(pass, hash)
-	                                   : passwd_verify_dummy(pass);
+	/* A disabled account ("*", "!..."): no hash to check, same work;
+	 * a faster imported hash takes as long as a yescrypt one. */
+	r = passwd_check(pass, hash, &start);
 	free(hash);
 	return r ? DIR_LOGIN_OK : DIR_LOGIN_BAD_PASSWORD;
 }

@@ -4,8 +4,11 @@
  * on one "clock" list: every new record advances the clock over two old
  * ones, freeing those that have expired and moving the others to the back,
  * so expiry runs as records come in; when a kind reaches auth_table_limit
- * a full sweep runs (at most once a second) before a new record is
- * refused.  Memory is therefore bounded by 2 * auth_table_limit records.
+ * a full sweep runs (at most once a second), and if it is still full a
+ * live record is evicted: a new login is never refused for want of room.
+ * Pairs are also listed per account (struct af_owner, keyed by the
+ * canonical name), oldest success first, for auth_trusted_per_account.
+ * Memory is bounded by 2 * auth_table_limit records and as many owners.
  */
 #include <sys/queue.h>
 
@@ -21,24 +24,48 @@
 
 #define AF_BUCKETS 4096
 #define AF_CLOCK_STEP 2
+/* Records of the full class an eviction looks at (from the clock's head,
+ * where the records longest without a look sit): bounded work per login. */
+#define AF_EVICT_SAMPLE 32
 
 enum af_kind { AF_SRC, AF_ACCT, AF_PAIR };
+
+struct af_owner;
 
 struct af_rec {
 	struct af_rec *next; /* hash chain */
 	TAILQ_ENTRY(af_rec) clock;
 	enum af_kind kind;
 	unsigned failures, in_flight;
-	time_t first, locked_until, last_success;
+	time_t first, locked_until, last_success, last;
+	/* AF_ACCT spelt through a host alias: the canonical name, whose
+	 * lock the next begin checks too (NULL if none; owned). */
+	char *link;
+	/* AF_PAIR: the account's list of pairs. */
+	struct af_owner *owner;
+	TAILQ_ENTRY(af_rec) owned;
 	char key[]; /* "s:CLIENT", "a:ACCOUNT", "p:CLIENT ACCOUNT" */
+};
+
+/* One account's trusted pairs, oldest success first. */
+struct af_owner {
+	struct af_owner *next; /* hash chain */
+	TAILQ_HEAD(, af_rec) pairs;
+	size_t n;
+	char account[];
 };
 
 struct authfail_table {
 	struct af_rec *b[AF_BUCKETS];
+	struct af_owner *ob[AF_BUCKETS];
 	TAILQ_HEAD(, af_rec) clock;
 	size_t n[3]; /* records per kind */
 	time_t last_sweep;
+	size_t evicted[3]; /* since the last event=auth-table-evict */
+	time_t last_evict_log;
 };
+
+static void rec_free(struct authfail_table *, struct af_rec *);
 
 struct authfail_table *
 authfail_new(void)
@@ -57,10 +84,8 @@ authfail_free(struct authfail_table **tp)
 
 	if (t == NULL)
 		return;
-	while ((r = TAILQ_FIRST(&t->clock)) != NULL) {
-		TAILQ_REMOVE(&t->clock, r, clock);
-		free(r);
-	}
+	while ((r = TAILQ_FIRST(&t->clock)) != NULL)
+		rec_free(t, r);
 	free(t);
 	*tp = NULL;
 }
@@ -122,6 +147,51 @@ is_expired(const struct af_rec *r, const struct config *c, time_t now)
 	       (r->kind != AF_PAIR || !is_trusted(r, c, now));
 }
 
+static struct af_owner *
+owner_find(struct authfail_table *t, const char *account)
+{
+	struct af_owner *o;
+
+	for (o = t->ob[hash(account)]; o != NULL; o = o->next)
+		if (strcmp(o->account, account) == 0)
+			return o;
+	return NULL;
+}
+
+static struct af_owner *
+owner_get(struct authfail_table *t, const char *account)
+{
+	struct af_owner *o = owner_find(t, account);
+	size_t len = strlen(account);
+
+	if (o != NULL)
+		return o;
+	o = xcalloc(1, sizeof(*o) + len + 1);
+	memcpy(o->account, account, len + 1);
+	TAILQ_INIT(&o->pairs);
+	o->next = t->ob[hash(account)];
+	t->ob[hash(account)] = o;
+	return o;
+}
+
+/* Takes a pair off its account's list; frees the list when empty. */
+static void
+owner_drop(struct authfail_table *t, struct af_rec *r)
+{
+	struct af_owner *o = r->owner, **pp;
+
+	if (o == NULL)
+		return;
+	TAILQ_REMOVE(&o->pairs, r, owned);
+	r->owner = NULL;
+	if (--o->n > 0)
+		return;
+	for (pp = &t->ob[hash(o->account)]; *pp != o; pp = &(*pp)->next)
+		;
+	*pp = o->next;
+	free(o);
+}
+
 static void
 rec_free(struct authfail_table *t, struct af_rec *r)
 {
@@ -131,7 +201,9 @@ rec_free(struct authfail_table *t, struct af_rec *r)
 		pp = &(*pp)->next;
 	*pp = r->next;
 	TAILQ_REMOVE(&t->clock, r, clock);
+	owner_drop(t, r);
 	t->n[r->kind]--;
+	free(r->link);
 	free(r);
 }
 
@@ -215,30 +287,131 @@ maintain(struct authfail_table *t, const struct config *c, time_t now)
 		sweep_all(t, c, now);
 		if (is_full(t, c, AF_SRC) || is_full(t, c, AF_PAIR))
 			log_warn("event=auth-table-full clients=%zu "
-			         "accounts=%zu trusted=%zu limit=%zu",
+			         "accounts=%zu trusted=%zu limit=%zu "
+			         "note=\"evicting\"",
 			    t->n[AF_SRC], t->n[AF_ACCT], t->n[AF_PAIR],
 			    c->auth_table_limit);
 	}
 }
 
-/* The record, made if missing; NULL when its kind is at the limit. */
+static const char *const kind_names[] = {"client", "account", "trusted"};
+
+/* At most one line a second, with the evictions since the last. */
+static void
+log_evict(struct authfail_table *t, const struct config *c, time_t now)
+{
+	if (t->last_evict_log == now)
+		return;
+	t->last_evict_log = now;
+	for (int k = AF_SRC; k <= AF_PAIR; k++)
+		if (t->evicted[k] > 0)
+			log_warn("event=auth-table-evict kind=%s evicted=%zu "
+			         "limit=%zu",
+			    kind_names[k], t->evicted[k], c->auth_table_limit);
+	memset(t->evicted, 0, sizeof(t->evicted));
+}
+
+/* True if a is the better victim than b: one not in flight, then one not
+ * locked, then fewer failures; of equals, the one idle longest. */
+static bool
+is_better_victim(const struct af_rec *a, const struct af_rec *b,
+    const struct config *c, time_t now)
+{
+	unsigned fa = live_failures(a, c, now), fb = live_failures(b, c, now);
+
+	if ((a->in_flight > 0) != (b->in_flight > 0))
+		return a->in_flight == 0;
+	if (is_locked(a, now) != is_locked(b, now))
+		return !is_locked(a, now);
+	if (fa != fb)
+		return fa < fb;
+	return a->last < b->last;
+}
+
+/*
+ * Room for one client or account record: looks at up to AF_EVICT_SAMPLE
+ * of them from the clock's head (moving each to the back, so the next
+ * eviction looks at others) and frees the best victim; never keep.
+ */
+static void
+evict_client_or_account(struct authfail_table *t, const struct config *c,
+    const struct af_rec *keep, time_t now)
+{
+	struct af_rec *r, *victim = NULL;
+	size_t seen = 0, steps = authfail_records(t);
+
+	while (seen < AF_EVICT_SAMPLE && steps-- > 0 &&
+	       (r = TAILQ_FIRST(&t->clock)) != NULL) {
+		TAILQ_REMOVE(&t->clock, r, clock);
+		TAILQ_INSERT_TAIL(&t->clock, r, clock);
+		if (r->kind == AF_PAIR || r == keep)
+			continue;
+		seen++;
+		if (victim == NULL || is_better_victim(r, victim, c, now))
+			victim = r;
+	}
+	if (victim == NULL)
+		return;
+	t->evicted[victim->kind]++;
+	rec_free(t, victim);
+	log_evict(t, c, now);
+}
+
+/* The oldest pair of the account holding the most (of equals, the one
+ * whose oldest success is oldest). */
+static struct af_rec *
+pair_victim(struct authfail_table *t)
+{
+	struct af_owner *o, *best = NULL;
+
+	for (size_t i = 0; i < AF_BUCKETS; i++)
+		for (o = t->ob[i]; o != NULL; o = o->next)
+			if (best == NULL || o->n > best->n ||
+			    (o->n == best->n &&
+			        TAILQ_FIRST(&o->pairs)->last_success <
+			            TAILQ_FIRST(&best->pairs)->last_success))
+				best = o;
+	return best != NULL ? TAILQ_FIRST(&best->pairs) : NULL;
+}
+
+static void
+evict_pair(struct authfail_table *t, const struct config *c, time_t now)
+{
+	struct af_rec *r = pair_victim(t);
+
+	if (r == NULL)
+		return;
+	t->evicted[AF_PAIR]++;
+	rec_free(t, r);
+	log_evict(t, c, now);
+}
+
+/* The record, made if missing; when its kind is at the limit another
+ * record (never keep) is evicted to make room.  Never NULL. */
 static struct af_rec *
 rec_get(struct authfail_table *t, const struct config *c, enum af_kind kind,
-    const char *src, const char *account)
+    const char *src, const char *account, const struct af_rec *keep, time_t now)
 {
 	char key[COUNTER_IP_KEY_MAX + AUTHFAIL_ACCOUNT_MAX + 4];
 	struct af_rec *r = rec_find(t, kind, src, account);
 	size_t len;
 
-	if (r != NULL)
+	if (r != NULL) {
+		r->last = now;
 		return r;
-	if (is_full(t, c, kind))
-		return NULL;
+	}
+	if (is_full(t, c, kind)) {
+		if (kind == AF_PAIR)
+			evict_pair(t, c, now);
+		else
+			evict_client_or_account(t, c, keep, now);
+	}
 	make_key(key, sizeof(key), kind, src, account);
 	len = strlen(key);
 	r = xcalloc(1, sizeof(*r) + len + 1);
 	memcpy(r->key, key, len + 1);
 	r->kind = kind;
+	r->last = now;
 	r->next = t->b[hash(key)];
 	t->b[hash(key)] = r;
 	TAILQ_INSERT_TAIL(&t->clock, r, clock);
@@ -297,7 +470,23 @@ begin_trusted(const struct config *c, struct af_rec *pair,
 	if (at_limit(pair, c, c->auth_max_failures, now))
 		return AUTHFAIL_BUSY;
 	pair->in_flight++;
+	pair->last = now;
 	slot->is_trusted = slot->is_held = true;
+	return AUTHFAIL_OK;
+}
+
+/* The verdict on the records of an untrusted attempt (no change). */
+static enum authfail_verdict
+judge(const struct config *c, const struct af_rec *src,
+    const struct af_rec *acct, const struct af_rec *canon, time_t now)
+{
+	if (is_locked(src, now) || is_locked(acct, now) ||
+	    is_locked(canon, now))
+		return AUTHFAIL_LOCKED;
+	if (at_limit(src, c, c->auth_max_failures, now) ||
+	    at_limit(acct, c, c->auth_account_max_failures, now) ||
+	    at_limit(canon, c, c->auth_account_max_failures, now))
+		return AUTHFAIL_BUSY;
 	return AUTHFAIL_OK;
 }
 
@@ -305,8 +494,8 @@ enum authfail_verdict
 authfail_begin(struct authfail_table *t, const struct config *c, const char *ip,
     const char *account, time_t now, struct authfail_slot *slot)
 {
-	struct af_rec *pair, *src, *acct = NULL;
-	enum authfail_verdict v = AUTHFAIL_OK;
+	struct af_rec *pair, *src, *acct = NULL, *canon = NULL;
+	enum authfail_verdict v;
 
 	memset(slot, 0, sizeof(*slot));
 	counter_ip_key(
@@ -317,20 +506,17 @@ authfail_begin(struct authfail_table *t, const struct config *c, const char *ip,
 	                        : NULL;
 	if (is_trusted(pair, c, now))
 		return begin_trusted(c, pair, slot, now);
-	src = rec_get(t, c, AF_SRC, slot->src, NULL);
+	src = rec_get(t, c, AF_SRC, slot->src, NULL, NULL, now);
 	if (slot->account[0])
-		acct = rec_get(t, c, AF_ACCT, NULL, slot->account);
-	if (src == NULL || (slot->account[0] && acct == NULL))
-		v = AUTHFAIL_BUSY;
-	else if (is_locked(src, now) || is_locked(acct, now))
-		v = AUTHFAIL_LOCKED;
-	else if (at_limit(src, c, c->auth_max_failures, now) ||
-	         at_limit(acct, c, c->auth_account_max_failures, now))
-		v = AUTHFAIL_BUSY;
+		acct = rec_get(t, c, AF_ACCT, NULL, slot->account, src, now);
+	/* Spelt through a host alias before: the canonical account's lock
+	 * holds here too, before any password is checked. */
+	if (acct != NULL && acct->link != NULL)
+		canon = rec_find(t, AF_ACCT, NULL, acct->link);
+	v = judge(c, src, acct, canon, now);
 	if (v != AUTHFAIL_OK) {
 		/* Records made just now for nothing. */
-		if (src != NULL)
-			drop_if_expired(t, c, src, now);
+		drop_if_expired(t, c, src, now);
 		if (acct != NULL)
 			drop_if_expired(t, c, acct, now);
 		return v;
@@ -353,6 +539,7 @@ release(struct authfail_table *t, struct authfail_slot *slot)
 			r->in_flight--;
 		return;
 	}
+	/* A record evicted meanwhile is simply missing. */
 	r = rec_find(t, AF_SRC, slot->src, NULL);
 	if (r != NULL && r->in_flight > 0)
 		r->in_flight--;
@@ -379,22 +566,34 @@ log_lockout(const char *what, const char *src, const char *account)
 		    src, a);
 }
 
-/* Counts a failure everywhere it belongs: the client, the account (when
- * it exists) and the pair (when the account logged in from there). */
+/*
+ * Counts a failure everywhere it belongs: the client, the account (by its
+ * canonical name, whether it exists or not, so a lock tells nothing about
+ * existence), the name as spelt when that differs (linked to the
+ * canonical one for the next begin), and the pair (when the account
+ * logged in from there).
+ */
 static void
 count_failure(struct authfail_table *t, const struct config *c,
     const struct authfail_slot *slot, const char *canon, time_t now)
 {
-	struct af_rec *r;
+	struct af_rec *r, *a = NULL;
 
-	r = rec_get(t, c, AF_SRC, slot->src, NULL);
-	if (r != NULL && rec_fail(r, c, c->auth_max_failures, now))
+	r = rec_get(t, c, AF_SRC, slot->src, NULL, NULL, now);
+	if (rec_fail(r, c, c->auth_max_failures, now))
 		log_lockout("client", slot->src, "");
 	if (canon != NULL) {
-		r = rec_get(t, c, AF_ACCT, NULL, canon);
-		if (r != NULL &&
-		    rec_fail(r, c, c->auth_account_max_failures, now))
+		a = rec_get(t, c, AF_ACCT, NULL, canon, NULL, now);
+		if (rec_fail(a, c, c->auth_account_max_failures, now))
 			log_lockout("account", slot->src, canon);
+	}
+	if (canon != NULL && strcmp(canon, slot->account) != 0) {
+		r = rec_get(t, c, AF_ACCT, NULL, slot->account, a, now);
+		(void)rec_fail(r, c, c->auth_account_max_failures, now);
+		if (r->link == NULL || strcmp(r->link, canon) != 0) {
+			free(r->link);
+			r->link = xstrdup(canon);
+		}
 	}
 	r = slot->account[0] ? rec_find(t, AF_PAIR, slot->src, slot->account)
 	                     : NULL;
@@ -429,6 +628,49 @@ tidy(struct authfail_table *t, const struct config *c,
 		drop_if_expired(t, c, rec_find(t, AF_ACCT, NULL, canon), now);
 }
 
+/*
+ * A success: the pair is trusted from now on, always.  It goes to the
+ * back of its account's list; a new pair past auth_trusted_per_account
+ * makes room by forgetting that account's oldest pair, and a full pair
+ * table by forgetting the oldest pair of the account holding the most.
+ */
+static void
+trust(struct authfail_table *t, const struct config *c,
+    const struct authfail_slot *slot, const char *canon, time_t now)
+{
+	struct af_rec *pair = rec_find(t, AF_PAIR, slot->src, slot->account);
+	struct af_owner *o;
+	char a[200];
+
+	if (pair != NULL && pair->owner != NULL) {
+		o = pair->owner;
+		TAILQ_REMOVE(&o->pairs, pair, owned);
+		TAILQ_INSERT_TAIL(&o->pairs, pair, owned);
+	} else if (pair == NULL) {
+		while ((o = owner_find(t, canon)) != NULL &&
+		       o->n >= c->auth_trusted_per_account) {
+			log_sanitize(a, sizeof(a), (const uint8_t *)canon,
+			    strlen(canon));
+			log_info("event=auth-trusted-evict account=\"%s\" "
+			         "limit=%zu",
+			    a, c->auth_trusted_per_account);
+			rec_free(t, TAILQ_FIRST(&o->pairs));
+		}
+		/* May evict another account's pair (pair table full). */
+		pair =
+		    rec_get(t, c, AF_PAIR, slot->src, slot->account, NULL, now);
+	}
+	if (pair->owner == NULL) {
+		o = owner_get(t, canon);
+		TAILQ_INSERT_TAIL(&o->pairs, pair, owned);
+		pair->owner = o;
+		o->n++;
+	}
+	pair->last_success = pair->last = now;
+	pair->failures = 0;
+	pair->locked_until = 0;
+}
+
 enum authfail_verdict
 authfail_end(struct authfail_table *t, const struct config *c,
     struct authfail_slot *slot, enum authfail_outcome outcome,
@@ -437,16 +679,15 @@ authfail_end(struct authfail_table *t, const struct config *c,
 	char canon_buf[AUTHFAIL_ACCOUNT_MAX];
 	const char *canon = NULL;
 	enum authfail_verdict v;
-	struct af_rec *pair;
 
 	if (!slot->is_held)
 		return AUTHFAIL_TEMP;
 	slot->is_held = false;
 	maintain(t, c, now);
 	release(t, slot);
-	if (outcome == AUTHFAIL_GOOD || outcome == AUTHFAIL_BAD) {
+	if (outcome != AUTHFAIL_ERROR) {
 		lower_copy(canon_buf, sizeof(canon_buf),
-		    canon_in != NULL ? canon_in : slot->account);
+		    canon_in != NULL && canon_in[0] ? canon_in : slot->account);
 		canon = canon_buf[0] ? canon_buf : NULL;
 	}
 	if (outcome == AUTHFAIL_ERROR) {
@@ -456,15 +697,9 @@ authfail_end(struct authfail_table *t, const struct config *c,
 		 * checked stands: the right password does not lift it. */
 		v = slot_locked(t, slot, canon, now) ? AUTHFAIL_LOCKED
 		                                     : AUTHFAIL_OK;
-		pair = v == AUTHFAIL_OK && slot->account[0] &&
-		               c->auth_trusted_period_ms >= 1000
-		           ? rec_get(t, c, AF_PAIR, slot->src, slot->account)
-		           : NULL;
-		if (pair != NULL) {
-			pair->last_success = now;
-			pair->failures = 0;
-			pair->locked_until = 0;
-		}
+		if (v == AUTHFAIL_OK && canon != NULL &&
+		    c->auth_trusted_period_ms >= 1000)
+			trust(t, c, slot, canon, now);
 	} else {
 		count_failure(t, c, slot, canon, now);
 		v = slot_locked(t, slot, canon, now) ? AUTHFAIL_LOCKED

@@ -66,6 +66,7 @@ struct pop3_server {
 	struct event_base *base;
 	struct config *cfg;
 	struct workers *workers;
+	struct workers *auth_workers; /* password checks, shared with SMTP */
 	struct authfail_table *authfails;
 	SSL_CTX *tls;
 	struct evconnlistener **lev;
@@ -362,11 +363,7 @@ login_count(struct pjob *j)
 	struct pop3_session *s = j->s;
 
 	j->verdict = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
-	    login_outcome(j->login),
-	    j->login == DIR_LOGIN_OK || j->login == DIR_LOGIN_BAD_PASSWORD
-	        ? j->canon
-	        : NULL,
-	    time(NULL));
+	    login_outcome(j->login), j->canon[0] ? j->canon : NULL, time(NULL));
 }
 
 static void
@@ -487,7 +484,10 @@ submit(struct pop3_session *s, struct pjob *j)
 {
 	j->s = s;
 	s->is_busy = true;
-	workers_submit(s->srv->workers, job_run, job_done, j);
+	/* A login (password check, then the maildrop's listing) runs on
+	 * the login pool: a flood of them never delays mail. */
+	workers_submit(j->kind == 0 ? s->srv->auth_workers : s->srv->workers,
+	    job_run, job_done, j);
 }
 
 /* A failure decided before any password check (bad syntax). */
@@ -515,6 +515,18 @@ start_login(struct pop3_session *s, const char *user, size_t ulen,
 	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
 		free(j);
 		login_fail_now(s, "empty or overlong user name or password");
+		return;
+	}
+	if (workers_pending(s->srv->auth_workers) >=
+	    s->srv->cfg->auth_max_pending) {
+		/* Too many logins queued: refused at once, counting
+		 * nothing (neither a failure nor a lock). */
+		log_warn("pop3=%s event=login result=busy reason=pending "
+		         "client=%s",
+		    s->id, s->ip);
+		free(j);
+		p_reply(s, "-ERR [SYS/TEMP] too many logins in progress, try "
+		           "again later");
 		return;
 	}
 	memcpy(j->user, user, ulen);
@@ -1144,10 +1156,11 @@ fail:
 }
 
 void
-pop3_server_start(
-    struct pop3_server *srv, struct workers *w, struct authfail_table *af)
+pop3_server_start(struct pop3_server *srv, struct workers *w,
+    struct workers *auth, struct authfail_table *af)
 {
 	srv->workers = w;
+	srv->auth_workers = auth;
 	srv->authfails = af;
 	for (size_t i = 0; i < srv->nlev; i++)
 		evconnlistener_enable(srv->lev[i]);

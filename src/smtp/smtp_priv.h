@@ -65,6 +65,9 @@ struct smtp_server {
 	struct event *shutdown_timer;
 	uint32_t session_seq;
 	struct authfail_table *authfails; /* shared with POP3 */
+	/* Password checks only, shared with POP3: at most auth_max_pending
+	 * logins in flight or queued there (workers_pending). */
+	struct workers *auth_workers;
 	/* Relay-policy DNS (backup MX) runs on its own pool, so a client
 	 * whose domains never answer holds only these threads, never the
 	 * workers that serve directory lookups, logins and deliveries. */

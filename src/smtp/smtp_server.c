@@ -149,10 +149,12 @@ fail:
 
 void
 smtp_server_start(struct smtp_server *srv, struct workers *w,
-    struct committer *c, struct queue *q, struct authfail_table *af)
+    struct workers *auth, struct committer *c, struct queue *q,
+    struct authfail_table *af)
 {
 	srv->authfails = af;
 	srv->workers = w;
+	srv->auth_workers = auth;
 	/* Threads beyond 64 would only sleep in poll: lookups past them
 	 * wait for one (still within smtp_dns_lookups in flight). */
 	srv->dns_workers = workers_new(srv->base,

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -977,9 +978,31 @@ collect_aliases(void *arg, const char *alias, const char *target)
 		strlist_add_unique(&j->owned, alias);
 }
 
+/* Each owned address (canonical) spelt through this host alias of its
+ * domain too: alice@mail.example.test is alice@example.test. */
+static void
+collect_host_alias(void *arg, const char *alias, const char *domain)
+{
+	struct auth_job *j = arg;
+	char spelt[ADDR_PATH_MAX + 8];
+	const char *at;
+	size_t n = j->owned.n;
+
+	for (size_t i = 0; domain != NULL && i < n; i++) {
+		at = strrchr(j->owned.v[i], '@');
+		if (at == NULL || strcasecmp(at + 1, domain) != 0)
+			continue;
+		/* UNSAFE: at points into owned.v[i], after its local part */
+		if ((size_t)snprintf(spelt, sizeof(spelt), "%.*s@%s",
+		        (int)(at - j->owned.v[i]), j->owned.v[i],
+		        alias) < sizeof(spelt))
+			strlist_add_unique(&j->owned, spelt);
+	}
+}
+
 /* Worker: check the password (slow on purpose, as slow for an unknown
  * name) and collect the addresses the user may send from: its own and
- * the aliases that point to it. */
+ * the aliases that point to it, in every host alias's spelling too. */
 static void
 auth_job_run(void *arg, void *ctx)
 {
@@ -996,6 +1019,8 @@ auth_job_run(void *arg, void *ctx)
 	strlist_add_unique(&j->owned, j->canon);
 	d->ops->list_rows(
 	    d, "aliases", NULL, collect_aliases, j, err, sizeof(err));
+	d->ops->list_rows(
+	    d, "host-aliases", NULL, collect_host_alias, j, err, sizeof(err));
 }
 
 /* The reply to a login the lock-out refused or failed. */
@@ -1043,11 +1068,7 @@ auth_job_done(void *arg)
 	s->is_busy = false;
 	/* Counted even when the client has gone: the guess was made. */
 	v = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
-	    auth_outcome(j->result),
-	    j->result == DIR_LOGIN_OK || j->result == DIR_LOGIN_BAD_PASSWORD
-	        ? j->canon
-	        : NULL,
-	    time(NULL));
+	    auth_outcome(j->result), j->canon[0] ? j->canon : NULL, time(NULL));
 	if (!s->is_dead && s->state != ST_CLOSING) {
 		log_sanitize(
 		    u, sizeof(u), (const uint8_t *)j->user, strlen(j->user));
@@ -1107,6 +1128,17 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 		auth_fail_now(s, "empty or overlong user name or password");
 		return;
 	}
+	if (workers_pending(s->srv->auth_workers) >=
+	    s->srv->cfg->auth_max_pending) {
+		/* Too many logins queued: refused at once, counting
+		 * nothing (neither a failure nor a lock). */
+		log_warn("session=%s event=auth result=busy reason=pending "
+		         "client=%s",
+		    s->id, s->ip);
+		reply_error(s, "454 4.7.0",
+		    "Too many logins in progress, try again later");
+		return;
+	}
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->cfg = s->cfg;
@@ -1127,7 +1159,7 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 	}
 	memcpy(j->pass, pass, plen);
 	s->is_busy = true;
-	workers_submit(s->srv->workers, auth_job_run, auth_job_done, j);
+	workers_submit(s->srv->auth_workers, auth_job_run, auth_job_done, j);
 }
 
 /* PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd. */

@@ -67,7 +67,7 @@ static const struct step success_spares_one_account[] = {
 static const struct step in_flight_counts[] = {
     {BEGIN, 0, "10.0.0.2", "bob@example.test", 0, NULL, 0, AUTHFAIL_OK},
     {BEGIN, 1, "10.0.0.2", "bob@example.test", 0, NULL, 0, AUTHFAIL_OK},
-    {BEGIN, 2, "10.0.0.2", "carol@example.test", 0, NULL, 0, AUTHFAIL_OK},
+    {BEGIN, 2, "10.0.0.2", "zed@example.test", 0, NULL, 0, AUTHFAIL_OK},
     /* Three in flight from one client: the fourth waits. */
     {BEGIN, 3, "10.0.0.2", "dave@example.test", 0, NULL, 0, AUTHFAIL_BUSY},
     {FAIL, 0, "10.0.0.2", NULL, 0, NULL, 0, AUTHFAIL_BUSY},
@@ -106,9 +106,13 @@ static const struct step account_lock[] = {
     LOGIN("10.2.0.4", "alice@example.test", AUTHFAIL_BAD, NULL, 2,
         AUTHFAIL_LOCKED),
     {BEGIN, 0, "10.2.0.5", "alice@example.test", 0, NULL, 3, AUTHFAIL_LOCKED},
-    /* Spelt through a host alias: caught when the canonical name is
-     * known, even with the right password. */
-    LOGIN("10.2.0.5", "alice@mail.example.test", AUTHFAIL_GOOD,
+    /* Spelt through a host alias, which failed before (step 3): caught
+     * at begin, before the password is checked. */
+    {BEGIN, 0, "10.2.0.5", "alice@mail.example.test", 0, NULL, 3,
+        AUTHFAIL_LOCKED},
+    /* A spelling never seen: caught when the canonical name is known,
+     * even with the right password. */
+    LOGIN("10.2.0.6", "Alice@MAIL.example.test.", AUTHFAIL_GOOD,
         "alice@example.test", 3, AUTHFAIL_LOCKED),
     /* Only that account: bob from the same client is judged as usual. */
     LOGIN("10.2.0.5", "bob@example.test", AUTHFAIL_GOOD, NULL, 3, AUTHFAIL_OK),
@@ -139,17 +143,49 @@ static const struct step account_lock[] = {
         AUTHFAIL_DENIED),
     {BEGIN, 0, "10.3.1.5", "bob@example.test", 0, NULL, 111, AUTHFAIL_BUSY},
     {END, 1, NULL, NULL, AUTHFAIL_BAD, NULL, 111, AUTHFAIL_LOCKED},
-    /* An unknown account name is counted for the client only. */
+    /* An unknown name is counted per account exactly like a real one
+     * (else the lock would tell which accounts exist), also when spelt
+     * through a host alias (dir_login gives the canonical name). */
     LOGIN("10.4.0.1", "nobody@example.test", AUTHFAIL_UNKNOWN, NULL, 112,
         AUTHFAIL_DENIED),
-    LOGIN("10.4.0.2", "nobody@example.test", AUTHFAIL_UNKNOWN, NULL, 112,
-        AUTHFAIL_DENIED),
-    LOGIN("10.4.0.3", "nobody@example.test", AUTHFAIL_UNKNOWN, NULL, 112,
+    LOGIN("10.4.0.2", "nobody@mail.example.test", AUTHFAIL_UNKNOWN,
+        "nobody@example.test", 112, AUTHFAIL_DENIED),
+    LOGIN("10.4.0.3", "NOBODY@example.test", AUTHFAIL_UNKNOWN, NULL, 112,
         AUTHFAIL_DENIED),
     LOGIN("10.4.0.4", "nobody@example.test", AUTHFAIL_UNKNOWN, NULL, 112,
+        AUTHFAIL_LOCKED),
+    {BEGIN, 0, "10.4.0.5", "nobody@example.test", 0, NULL, 112,
+        AUTHFAIL_LOCKED},
+    /* The alias spelling failed before, so its record knows the
+     * canonical name: refused before any password check. */
+    {BEGIN, 0, "10.4.0.6", "nobody@mail.example.test", 0, NULL, 112,
+        AUTHFAIL_LOCKED},
+    /* A name outside the local domains: counted as spelt. */
+    LOGIN("10.4.1.1", "x@remote.example", AUTHFAIL_UNKNOWN, NULL, 113,
         AUTHFAIL_DENIED),
-    LOGIN("10.4.0.5", "nobody@example.test", AUTHFAIL_UNKNOWN, NULL, 112,
+    LOGIN("10.4.1.2", "x@remote.example", AUTHFAIL_UNKNOWN, NULL, 113,
         AUTHFAIL_DENIED),
+    LOGIN("10.4.1.3", "x@remote.example", AUTHFAIL_UNKNOWN, NULL, 113,
+        AUTHFAIL_DENIED),
+    LOGIN("10.4.1.4", "x@remote.example", AUTHFAIL_UNKNOWN, NULL, 113,
+        AUTHFAIL_LOCKED),
+};
+
+/* A host-alias spelling that failed once links to the canonical account:
+ * once that is locked, the alias spelling is refused at begin (no hash). */
+static const struct step alias_spelling_checked_at_begin[] = {
+    LOGIN("10.7.0.1", "alice@mail.example.test", AUTHFAIL_BAD,
+        "alice@example.test", 0, AUTHFAIL_DENIED),
+    LOGIN("10.7.0.2", "alice@example.test", AUTHFAIL_BAD, NULL, 0,
+        AUTHFAIL_DENIED),
+    LOGIN("10.7.0.3", "alice@example.test", AUTHFAIL_BAD, NULL, 0,
+        AUTHFAIL_DENIED),
+    LOGIN("10.7.0.4", "alice@example.test", AUTHFAIL_BAD, NULL, 0,
+        AUTHFAIL_LOCKED),
+    {BEGIN, 0, "10.7.0.5", "alice@mail.example.test", 0, NULL, 1,
+        AUTHFAIL_LOCKED},
+    {BEGIN, 0, "10.7.0.5", "ALICE@Mail.Example.Test", 0, NULL, 1,
+        AUTHFAIL_LOCKED},
 };
 
 static const struct step trusted_pair_own_limit[] = {
@@ -275,6 +311,7 @@ test_rule(void **state)
 	RUN(success_spares_one_account);
 	RUN(in_flight_counts);
 	RUN(account_lock);
+	RUN(alias_spelling_checked_at_begin);
 	RUN(trusted_pair_own_limit);
 	RUN(directory_error_counts_nothing);
 	RUN(ipv6_by_prefix);
@@ -325,9 +362,10 @@ test_no_trust(void **state)
 }
 
 /* Many sources (one failure each from distinct IPv6 /64s): the table stays
- * within auth_table_limit, a full table answers BUSY for new clients but
- * keeps serving known ones, and expired records are dropped as new ones
- * come in. */
+ * within auth_table_limit, a full table evicts (never refuses: that was
+ * a login DoS for every new client), evicts a locked client last, keeps
+ * the trusted pairs (their own table), and expired records are dropped as
+ * new ones come in. */
 static void
 test_bounded(void **state)
 {
@@ -335,51 +373,153 @@ test_bounded(void **state)
 	struct authfail_table *t = authfail_new();
 	struct authfail_slot slot;
 	char ip[64];
-	size_t busy = 0;
 
 	(void)state;
-	/* A trusted pair made before the flood. */
+	/* A trusted pair made before the flood, and a locked client. */
 	assert_int_equal(
 	    authfail_begin(t, c, "192.0.2.1", "alice@x", T0, &slot),
 	    AUTHFAIL_OK);
 	assert_int_equal(
 	    authfail_end(t, c, &slot, AUTHFAIL_GOOD, NULL, T0), AUTHFAIL_OK);
+	for (int i = 0; i < 3; i++)
+		(void)authfail_fail(t, c, "198.51.100.9", T0);
 	for (unsigned i = 0; i < 10000; i++) {
 		snprintf(ip, sizeof(ip), "2001:db8:%x:%x::1", i >> 8, i & 255);
-		if (authfail_fail(t, c, ip, T0 + 1) == AUTHFAIL_BUSY)
-			busy++;
+		if (authfail_fail(t, c, ip, T0 + 1) != AUTHFAIL_DENIED)
+			fail_msg("source %u refused", i);
 		if (authfail_records(t) > 101)
 			fail_msg("after %u sources: %zu records", i,
 			    authfail_records(t));
 	}
-	assert_true(busy >= 10000 - 100);
-	/* The known user still logs in from where it did before. */
+	/* A new client logs in during the flood. */
+	assert_int_equal(
+	    authfail_begin(t, c, "203.0.113.5", "bob@x", T0 + 1, &slot),
+	    AUTHFAIL_OK);
+	assert_int_equal(authfail_end(t, c, &slot, AUTHFAIL_GOOD, NULL, T0 + 1),
+	    AUTHFAIL_OK);
+	/* The locked client is still locked; the known user still logs in
+	 * from where it did before. */
+	assert_int_equal(
+	    authfail_fail(t, c, "198.51.100.9", T0 + 2), AUTHFAIL_LOCKED);
 	assert_int_equal(
 	    authfail_begin(t, c, "192.0.2.1", "alice@x", T0 + 2, &slot),
 	    AUTHFAIL_OK);
 	assert_int_equal(authfail_end(t, c, &slot, AUTHFAIL_GOOD, NULL, T0 + 2),
 	    AUTHFAIL_OK);
-	/* Past the window the flood's records have expired: a new client
-	 * gets in again (the clock frees two old records per step). */
 	assert_int_equal(
 	    authfail_fail(t, c, "198.51.100.1", T0 + 62), AUTHFAIL_DENIED);
-	if (authfail_records(t) > 101)
+	if (authfail_records(t) > 102)
 		fail_msg("after the window: %zu records", authfail_records(t));
 	/* Without a full table, the clock drops expired records too. */
 	for (unsigned i = 0; i < 50; i++) {
 		snprintf(ip, sizeof(ip), "10.9.0.%u", i);
 		assert_int_equal(
-		    authfail_fail(t, c, ip, T0 + 100), AUTHFAIL_DENIED);
+		    authfail_fail(t, c, ip, T0 + 200), AUTHFAIL_DENIED);
 	}
 	for (unsigned i = 0; i < 30; i++) {
 		snprintf(ip, sizeof(ip), "10.10.0.%u", i);
 		assert_int_equal(
-		    authfail_fail(t, c, ip, T0 + 200), AUTHFAIL_DENIED);
+		    authfail_fail(t, c, ip, T0 + 300), AUTHFAIL_DENIED);
 	}
-	if (authfail_records(t) > 31)
+	if (authfail_records(t) > 33)
 		fail_msg("expired records kept: %zu", authfail_records(t));
 	authfail_free(&t);
 	config_unref(&c);
+}
+
+/* One login from src for account; the verdict of its end. */
+static int
+login(struct authfail_table *t, const struct config *c, const char *src,
+    const char *account, enum authfail_outcome out, time_t now)
+{
+	struct authfail_slot slot;
+	int v = (int)authfail_begin(t, c, src, account, now, &slot);
+
+	if (v != AUTHFAIL_OK)
+		return v;
+	return (int)authfail_end(t, c, &slot, out, NULL, now);
+}
+
+/* Locks account from four fresh clients (auth_account_max_failures). */
+static void
+lock_account(struct authfail_table *t, const struct config *c,
+    const char *account, time_t now)
+{
+	char ip[64];
+
+	for (int i = 0; i < 4; i++) {
+		snprintf(ip, sizeof(ip), "10.99.%d.%d", (int)(now % 200), i);
+		(void)login(t, c, ip, account, AUTHFAIL_BAD, now);
+	}
+	assert_int_equal(login(t, c, "10.98.0.1", account, AUTHFAIL_GOOD, now),
+	    AUTHFAIL_LOCKED);
+}
+
+/* auth_trusted_per_account: a new pair forgets that account's oldest;
+ * a full pair table forgets the oldest pair of the account holding the
+ * most, so one account cannot strip another's trust. */
+static void
+test_trusted_pairs_bounded(void **state)
+{
+	struct config *c = test_config("auth_trusted_per_account = 2\n");
+	struct config *c2 = test_config("auth_table_limit = 10\n");
+	struct authfail_table *t = authfail_new();
+	char ip[64];
+
+	(void)state;
+	assert_int_equal(
+	    login(t, c, "10.1.0.1", "alice@x", AUTHFAIL_GOOD, T0), AUTHFAIL_OK);
+	assert_int_equal(
+	    login(t, c, "10.1.0.2", "alice@x", AUTHFAIL_GOOD, T0 + 1),
+	    AUTHFAIL_OK);
+	assert_int_equal(
+	    login(t, c, "10.1.0.3", "alice@x", AUTHFAIL_GOOD, T0 + 2),
+	    AUTHFAIL_OK);
+	lock_account(t, c, "alice@x", T0 + 3);
+	/* The first pair is forgotten; the two newest stay trusted. */
+	assert_int_equal(
+	    login(t, c, "10.1.0.1", "alice@x", AUTHFAIL_GOOD, T0 + 4),
+	    AUTHFAIL_LOCKED);
+	assert_int_equal(
+	    login(t, c, "10.1.0.2", "alice@x", AUTHFAIL_GOOD, T0 + 4),
+	    AUTHFAIL_OK);
+	assert_int_equal(
+	    login(t, c, "10.1.0.3", "alice@x", AUTHFAIL_GOOD, T0 + 4),
+	    AUTHFAIL_OK);
+	authfail_free(&t);
+
+	/* Pair table of 10: carol from 12 places, then bob at home. */
+	t = authfail_new();
+	assert_int_equal(
+	    login(t, c2, "10.2.0.1", "bob@x", AUTHFAIL_GOOD, T0), AUTHFAIL_OK);
+	for (int i = 0; i < 12; i++) {
+		snprintf(ip, sizeof(ip), "10.3.0.%d", i);
+		assert_int_equal(
+		    login(t, c2, ip, "carol@x", AUTHFAIL_GOOD, T0 + 1 + i),
+		    AUTHFAIL_OK);
+	}
+	assert_int_equal(
+	    login(t, c2, "10.2.0.2", "dave@x", AUTHFAIL_GOOD, T0 + 20),
+	    AUTHFAIL_OK);
+	lock_account(t, c2, "bob@x", T0 + 21);
+	lock_account(t, c2, "dave@x", T0 + 22);
+	/* bob and dave are still trusted at home; carol lost her oldest. */
+	assert_int_equal(
+	    login(t, c2, "10.2.0.1", "bob@x", AUTHFAIL_GOOD, T0 + 23),
+	    AUTHFAIL_OK);
+	assert_int_equal(
+	    login(t, c2, "10.2.0.2", "dave@x", AUTHFAIL_GOOD, T0 + 23),
+	    AUTHFAIL_OK);
+	lock_account(t, c2, "carol@x", T0 + 24);
+	assert_int_equal(
+	    login(t, c2, "10.3.0.0", "carol@x", AUTHFAIL_GOOD, T0 + 25),
+	    AUTHFAIL_LOCKED);
+	assert_int_equal(
+	    login(t, c2, "10.3.0.11", "carol@x", AUTHFAIL_GOOD, T0 + 25),
+	    AUTHFAIL_OK);
+	authfail_free(&t);
+	config_unref(&c);
+	config_unref(&c2);
 }
 
 static void
@@ -422,6 +562,7 @@ run_authfail_tests(void)
 	    cmocka_unit_test(test_prefix_setting),
 	    cmocka_unit_test(test_no_trust),
 	    cmocka_unit_test(test_bounded),
+	    cmocka_unit_test(test_trusted_pairs_bounded),
 	    cmocka_unit_test(test_ip_key),
 	};
 

@@ -1,6 +1,7 @@
 /* Password hashes: new yescrypt hashes, and foreign bcrypt / sha512-crypt
  * hashes (as Dovecot and /etc/shadow store them) verify. */
 #include <string.h>
+#include <time.h>
 
 #include "passwd.h"
 #include "unit.h"
@@ -49,12 +50,49 @@ test_new_hash_is_yescrypt(void **state)
 	assert_int_equal(passwd_hash("x", h1, 10), -1);
 }
 
+static double
+ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 +
+	       (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* A login check answers no sooner than a yescrypt verification: a $6$
+ * hash (a fraction of that work) is padded to the measured floor. */
+static void
+test_check_has_a_time_floor(void **state)
+{
+	struct timespec t0;
+	double six, floor_ms;
+
+	(void)state;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_false(passwd_check("x", NULL, &t0));
+	assert_false(passwd_check("x", "*", &t0));
+	floor_ms = (double)passwd_floor_ms();
+	assert_true(floor_ms >= 1);
+	for (size_t i = 0; i < 4; i++) {
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(passwd_check(cases[2].pw, cases[2].hash, &t0),
+		    cases[2].want);
+		six = ms_since(&t0);
+		/* Generous: the floor is a running mean. */
+		if (six < floor_ms / 2)
+			fail_msg("$6$ check took %.1f ms, floor %.1f ms", six,
+			    floor_ms);
+	}
+}
+
 int
 run_passwd_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_verify),
 	    cmocka_unit_test(test_new_hash_is_yescrypt),
+	    cmocka_unit_test(test_check_has_a_time_floor),
 	};
 
 	return cmocka_run_group_tests_name("passwd", tests, NULL, NULL);
