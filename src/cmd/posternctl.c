@@ -1080,16 +1080,8 @@ check_as_run_user(struct check *k, int data_fd)
 	/* A pid file in a data_dir not made yet is made with it. */
 	if (!(data_fd == -1 && strncmp(pid, k->cfg->data_dir, dl) == 0 &&
 	        pid[dl] == '/') &&
-	    safefs_create_check(pid) == -1) {
-		if (errno == ELOOP)
-			check_say(k, true, "pid_file",
-			    "pid file %s is a symbolic link: refusing to "
-			    "follow it",
-			    pid);
-		else
-			check_say(k, true, "pid_file", "pid file %s: %s", pid,
-			    strerror(errno));
-	}
+	    safefs_create_check(pid, err, sizeof(err)) == -1)
+		check_say(k, true, "pid_file", "pid file %s", err);
 	if (k->cfg->smtp_tls_ca_file[0] != '\0') {
 		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
@@ -1163,6 +1155,13 @@ check(struct ctl *c)
 	check_user(&k);
 	check_tls(&k);
 	check_listen(&k);
+	/* As root, safefs_data_dir_check applies the rule itself. */
+	if (geteuid() != 0 &&
+	    safefs_data_dir_parents(c->cfg->data_dir, err, sizeof(err)) == -1)
+		check_say(&k, false, "data_dir",
+		    "data_dir: %s: posternd started as root would refuse to "
+		    "start",
+		    err);
 	if (safefs_data_dir_check(c->cfg->data_dir,
 	        k.pw ? k.pw->pw_uid : geteuid(), &data_fd, note, sizeof(note),
 	        err, sizeof(err)) == -1)

@@ -155,17 +155,21 @@ daemonize(void)
 	return p[1];
 }
 
-/* Written as the run user; a symbolic link there is refused. */
+/*
+ * Written as the run user, never through a symbolic link and never
+ * blocking: anything but a regular file of the run user's with one link
+ * (a FIFO, say) is refused.
+ */
 static void
 write_pid(const char *path)
 {
-	int fd = safefs_create(AT_FDCWD, path, 0644);
+	char err[4352];
+	int fd = safefs_create(AT_FDCWD, path, path, 0644, err, sizeof(err));
 	FILE *f;
 
-	if (fd == -1 && errno == ELOOP)
-		fatalx("pid file %s is a symbolic link: refusing to follow it",
-		    path);
-	f = fd == -1 ? NULL : fdopen(fd, "w");
+	if (fd == -1)
+		fatalx("pid file %s", err);
+	f = fdopen(fd, "w");
 	if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 ||
 	    fclose(f) != 0)
 		fatal("pid file %s", path);
