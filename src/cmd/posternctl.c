@@ -6,6 +6,7 @@
  * reports errors as one line on stderr: exit 0 ok, 1 error, 2 usage.
  * Passwords come from a prompt or stdin, never from the command line.
  */
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -755,15 +756,9 @@ become_run_user(struct ctl *c, int *data_fd_out)
 	mode_t old;
 	int fd;
 
-	if (geteuid() == 0) {
-		pw = getpwnam(c->cfg->user);
-		if (pw == NULL)
-			return die(
-			    "user %s does not exist (set \"user\" in %s)",
-			    c->cfg->user, c->cfg->path);
-		if (pw->pw_uid == 0)
-			return die("%s", "user must not be root");
-	}
+	if (geteuid() == 0 &&
+	    config_run_user(c->cfg, &pw, err, sizeof(err)) == -1)
+		return die("%s", err);
 	if (data_fd_out != NULL) {
 		fd = safefs_data_dir(c->cfg->data_dir,
 		    pw ? pw->pw_uid : geteuid(), pw ? pw->pw_gid : getegid(),
@@ -780,7 +775,8 @@ become_run_user(struct ctl *c, int *data_fd_out)
 	}
 	if (pw != NULL &&
 	    (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
-	        setuid(pw->pw_uid) == -1 || setuid(0) != -1))
+	        setuid(pw->pw_uid) == -1 || setuid(0) != -1 ||
+	        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1))
 		return die(
 		    "cannot become user %s: %s", pw->pw_name, strerror(errno));
 	return 0;
@@ -1127,7 +1123,8 @@ check_fork_run_user(struct check *k, int data_fd)
 	if (pid == 0) {
 		if (setgroups(1, &k->pw->pw_gid) == -1 ||
 		    setgid(k->pw->pw_gid) == -1 ||
-		    setuid(k->pw->pw_uid) == -1 || setuid(0) != -1) {
+		    setuid(k->pw->pw_uid) == -1 || setuid(0) != -1 ||
+		    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
 			check_say(k, true, "user", "cannot become user %s: %s",
 			    k->pw->pw_name, strerror(errno));
 			_exit(1);

@@ -5,6 +5,7 @@
  * SIGTERM; then stop gracefully.  Until it is ready it reports errors on
  * stderr and the parent's exit code tells whether start-up worked.
  */
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -129,6 +130,9 @@ drop_privileges(const struct passwd *pw)
 		fatal("cannot drop privileges to %s", pw->pw_name);
 	if (setuid(0) != -1)
 		fatalx("privileges not dropped: setuid(0) still works");
+	/* No exec (there is none) can ever gain privileges back. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		fatal("prctl(PR_SET_NO_NEW_PRIVS)");
 	log_info("event=privileges-dropped user=%s uid=%u", pw->pw_name,
 	    (unsigned)pw->pw_uid);
 }

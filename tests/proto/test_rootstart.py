@@ -204,3 +204,42 @@ def test_fifo_in_the_queue_does_not_hang_the_load(make_server):
     assert stat.S_ISFIFO(os.lstat(os.path.join(s.data, "queue", "corrupt",
                                                qid + ".msg")).st_mode)
 
+
+# ---- the run user and what it keeps --------------------------------------
+
+def test_no_new_privileges_after_the_drop(make_server):
+    s = make_server()
+    status = open(f"/proc/{s.proc.pid}/status").read()
+    fields = dict(l.split(":\t", 1) for l in status.splitlines() if ":\t" in l)
+    assert fields["NoNewPrivs"].strip() == "1", status
+    assert fields["CapEff"].strip() == "0000000000000000"
+    assert fields["CapPrm"].strip() == "0000000000000000"
+    assert fields["Uid"].split()[:3] == [str(uid())] * 3
+    assert "0" not in fields["Gid"].split() and fields["Groups"].split() == fields["Gid"].split()[:1]
+
+
+@pytest.fixture
+def gid0_user():
+    name = f"postern-g0-{os.getpid()}"
+    subprocess.run(["useradd", "-r", "-M", "-N", "-g", "0", "-d", "/nonexistent",
+                    "-s", "/usr/sbin/nologin", name], check=True, capture_output=True, timeout=60)
+    try:
+        yield name
+    finally:
+        subprocess.run(["userdel", name], capture_output=True, timeout=60)
+
+
+def test_run_user_with_group_0_is_refused(make_server, gid0_user):
+    s = make_server(start=False, populate=False)
+    s.extra["user"] = gid0_user
+    s.write_conf()
+    why = f"user {gid0_user} has primary group 0 (root)"
+    p = subprocess.run([POSTERND, "-f", "-c", s.conf], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode != 0 and why in p.stderr, p.stderr
+    assert not os.path.exists(s.data)
+    r = s.ctl("check", check=False)
+    assert r.returncode == 1 and why in r.stderr, r.stderr
+    r = s.ctl("domain", "list", check=False)
+    assert r.returncode == 1 and why in r.stderr, r.stderr
+    assert not os.path.exists(s.data)
