@@ -243,3 +243,15 @@ def test_run_user_with_group_0_is_refused(make_server, gid0_user):
     r = s.ctl("domain", "list", check=False)
     assert r.returncode == 1 and why in r.stderr, r.stderr
     assert not os.path.exists(s.data)
+
+
+def test_root_owned_journal_left_by_root_sqlite3_stops_the_start(make_server):
+    # What root's sqlite3 leaves behind (admin.md: import as the run user).
+    s = installed(make_server)
+    journal = os.path.join(s.data, "postern.db-journal")
+    with open(journal, "w"):
+        pass
+    rc, err = run_start(s, True)
+    assert rc != 0 and f"{journal} is owned by uid 0, not uid {uid()}" in err, err
+    r = s.ctl("check", check=False)
+    assert r.returncode == 1 and f"{journal} is owned by uid 0" in r.stderr, r.stderr
