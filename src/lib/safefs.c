@@ -213,8 +213,8 @@ trusted_walk(
 		}
 		if (fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
 			if (errno == ENOENT && !is_last) {
-				fail(err, errlen, "cannot create %s: %s: %s",
-				    path, shown, strerror(errno));
+				fail(err, errlen, "cannot create %s: %s", path,
+				    strerror(errno));
 				goto bad;
 			}
 			if (errno != ENOENT) {
