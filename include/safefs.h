@@ -2,7 +2,8 @@
  * safefs: opening data_dir and what posternd keeps in it without ever
  * following a symbolic link or a stray hard link planted there.
  *
- * Trust model: data_dir's parents belong to the admin and are trusted;
+ * Trust model: data_dir's parents belong to the admin and are trusted
+ * (checked when root starts: root-owned, writable by root only);
  * data_dir itself and everything in it belong to the run user, which may
  * be compromised, so its contents are hostile.  Root only ever touches
  * data_dir itself (safefs_data_dir, through a descriptor opened with
@@ -24,7 +25,13 @@
 /*
  * Creates path (one level) with SAFEFS_DATA_DIR_MODE if it is missing and
  * opens it with O_DIRECTORY|O_NOFOLLOW (a symbolic link there is
- * followed only when root owns it: the admin's, like the parents).  owner is
+ * followed only when root owns it: the admin's, like the parents).
+ * When the caller is root, path is first walked from / one component at a
+ * time: every directory on the way (where a followed link leads too, but
+ * not data_dir itself) must be owned by root and not writable by group or
+ * others unless sticky, and every link on the way must be root's; else
+ * -1 with err naming it ("data_dir's parents must be root-owned and not
+ * writable by others"), before anything is created or changed.  owner is
  * the run user's uid: when the caller is root, a data_dir owned by root is
  * given to owner:group with fchown on the open descriptor; one owned by anybody
  * else than owner (or root, when the caller is root) is refused.  A mode
@@ -74,18 +81,29 @@ int safefs_prepare_check(int data_fd, const char *data_dir, const char *db_name,
     char *note, size_t notelen, char *err, size_t errlen);
 
 /*
- * Opens name under dfd (dfd may be AT_FDCWD) for writing with
- * O_CREAT|O_TRUNC|O_NOFOLLOW and mode; -1 with errno set (ELOOP when
- * name is a symbolic link).
+ * Opens name under dfd (dfd may be AT_FDCWD; shown names it in messages)
+ * for writing, creating it with mode if missing, never through a symbolic
+ * link and never blocking on what is there: an existing name must be a
+ * regular file of the caller's effective uid with one link (a FIFO, a
+ * device, a directory, a hard link or another user's file is refused); it
+ * is then truncated.  Returns the descriptor, or -1 with err, e.g.
+ * "/x/posternd.pid is not a regular file".
  */
-int safefs_create(int dfd, const char *name, mode_t mode);
+int safefs_create(int dfd, const char *name, const char *shown, mode_t mode,
+    char *err, size_t errlen);
 
 /*
  * Whether safefs_create(AT_FDCWD, path, ...) would work for this caller,
- * creating nothing: 0, or -1 with errno (ELOOP: a symbolic link, EISDIR,
- * EACCES: the file or its directory is not writable, ENOENT: no such
- * directory).
+ * creating nothing: 0, or -1 with err (the same texts, or "PATH: why"
+ * when the file or its directory is not writable or does not exist).
  */
-int safefs_create_check(const char *path);
+int safefs_create_check(const char *path, char *err, size_t errlen);
+
+/*
+ * The rule root's start-up applies to the way to data_dir (see
+ * safefs_data_dir), checked by any caller, changing nothing: 0, or -1
+ * with err naming the directory or link that breaks it.
+ */
+int safefs_data_dir_parents(const char *path, char *err, size_t errlen);
 
 #endif

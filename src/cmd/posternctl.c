@@ -6,6 +6,7 @@
  * reports errors as one line on stderr: exit 0 ok, 1 error, 2 usage.
  * Passwords come from a prompt or stdin, never from the command line.
  */
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -755,15 +756,9 @@ become_run_user(struct ctl *c, int *data_fd_out)
 	mode_t old;
 	int fd;
 
-	if (geteuid() == 0) {
-		pw = getpwnam(c->cfg->user);
-		if (pw == NULL)
-			return die(
-			    "user %s does not exist (set \"user\" in %s)",
-			    c->cfg->user, c->cfg->path);
-		if (pw->pw_uid == 0)
-			return die("%s", "user must not be root");
-	}
+	if (geteuid() == 0 &&
+	    config_run_user(c->cfg, &pw, err, sizeof(err)) == -1)
+		return die("%s", err);
 	if (data_fd_out != NULL) {
 		fd = safefs_data_dir(c->cfg->data_dir,
 		    pw ? pw->pw_uid : geteuid(), pw ? pw->pw_gid : getegid(),
@@ -780,7 +775,8 @@ become_run_user(struct ctl *c, int *data_fd_out)
 	}
 	if (pw != NULL &&
 	    (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
-	        setuid(pw->pw_uid) == -1 || setuid(0) != -1))
+	        setuid(pw->pw_uid) == -1 || setuid(0) != -1 ||
+	        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1))
 		return die(
 		    "cannot become user %s: %s", pw->pw_name, strerror(errno));
 	return 0;
@@ -1080,16 +1076,8 @@ check_as_run_user(struct check *k, int data_fd)
 	/* A pid file in a data_dir not made yet is made with it. */
 	if (!(data_fd == -1 && strncmp(pid, k->cfg->data_dir, dl) == 0 &&
 	        pid[dl] == '/') &&
-	    safefs_create_check(pid) == -1) {
-		if (errno == ELOOP)
-			check_say(k, true, "pid_file",
-			    "pid file %s is a symbolic link: refusing to "
-			    "follow it",
-			    pid);
-		else
-			check_say(k, true, "pid_file", "pid file %s: %s", pid,
-			    strerror(errno));
-	}
+	    safefs_create_check(pid, err, sizeof(err)) == -1)
+		check_say(k, true, "pid_file", "pid file %s", err);
 	if (k->cfg->smtp_tls_ca_file[0] != '\0') {
 		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
@@ -1135,7 +1123,8 @@ check_fork_run_user(struct check *k, int data_fd)
 	if (pid == 0) {
 		if (setgroups(1, &k->pw->pw_gid) == -1 ||
 		    setgid(k->pw->pw_gid) == -1 ||
-		    setuid(k->pw->pw_uid) == -1 || setuid(0) != -1) {
+		    setuid(k->pw->pw_uid) == -1 || setuid(0) != -1 ||
+		    prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1) {
 			check_say(k, true, "user", "cannot become user %s: %s",
 			    k->pw->pw_name, strerror(errno));
 			_exit(1);
@@ -1163,6 +1152,13 @@ check(struct ctl *c)
 	check_user(&k);
 	check_tls(&k);
 	check_listen(&k);
+	/* As root, safefs_data_dir_check applies the rule itself. */
+	if (geteuid() != 0 &&
+	    safefs_data_dir_parents(c->cfg->data_dir, err, sizeof(err)) == -1)
+		check_say(&k, false, "data_dir",
+		    "data_dir: %s: posternd started as root would refuse to "
+		    "start",
+		    err);
 	if (safefs_data_dir_check(c->cfg->data_dir,
 	        k.pw ? k.pw->pw_uid : geteuid(), &data_fd, note, sizeof(note),
 	        err, sizeof(err)) == -1)

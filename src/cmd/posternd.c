@@ -5,6 +5,7 @@
  * SIGTERM; then stop gracefully.  Until it is ready it reports errors on
  * stderr and the parent's exit code tells whether start-up worked.
  */
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
@@ -144,6 +145,9 @@ drop_privileges(const struct passwd *pw)
 		fatal("cannot drop privileges to %s", pw->pw_name);
 	if (setuid(0) != -1)
 		fatalx("privileges not dropped: setuid(0) still works");
+	/* No exec (there is none) can ever gain privileges back. */
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1)
+		fatal("prctl(PR_SET_NO_NEW_PRIVS)");
 	log_info("event=privileges-dropped user=%s uid=%u", pw->pw_name,
 	    (unsigned)pw->pw_uid);
 }
@@ -170,17 +174,21 @@ daemonize(void)
 	return p[1];
 }
 
-/* Written as the run user; a symbolic link there is refused. */
+/*
+ * Written as the run user, never through a symbolic link and never
+ * blocking: anything but a regular file of the run user's with one link
+ * (a FIFO, say) is refused.
+ */
 static void
 write_pid(const char *path)
 {
-	int fd = safefs_create(AT_FDCWD, path, 0644);
+	char err[4352];
+	int fd = safefs_create(AT_FDCWD, path, path, 0644, err, sizeof(err));
 	FILE *f;
 
-	if (fd == -1 && errno == ELOOP)
-		fatalx("pid file %s is a symbolic link: refusing to follow it",
-		    path);
-	f = fd == -1 ? NULL : fdopen(fd, "w");
+	if (fd == -1)
+		fatalx("pid file %s", err);
+	f = fdopen(fd, "w");
 	if (f == NULL || fprintf(f, "%d\n", (int)getpid()) < 0 ||
 	    fclose(f) != 0)
 		fatal("pid file %s", path);

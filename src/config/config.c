@@ -193,6 +193,14 @@ config_run_user(
 		snprintf(err, errlen, "user must not be root");
 		return -1;
 	}
+	/* Group 0 owns files root means for itself (0640 root:root keys). */
+	if (pw->pw_gid == 0) {
+		snprintf(err, errlen,
+		    "user %s has primary group 0 (root): it must not run with "
+		    "gid 0; give it a group of its own",
+		    c->user);
+		return -1;
+	}
 	*pw_out = pw;
 	return 0;
 }

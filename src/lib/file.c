@@ -15,12 +15,16 @@ file_read(const char *path, size_t max, size_t *len_out, off_t *size_out)
 	struct stat st;
 	char *text;
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), saved;
+	/* O_NONBLOCK: a FIFO planted there must not hang the reader. */
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), saved;
 
 	if (fd == -1)
 		return NULL;
-	if (fstat(fd, &st) == -1) {
-		saved = errno;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		if (fstat(fd, &st) == -1)
+			saved = errno;
+		else
+			saved = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
 		close(fd);
 		errno = saved;
 		return NULL;

@@ -115,6 +115,210 @@ data_dir_open(const char *path, char *err, size_t errlen)
 	return fd;
 }
 
+/* The most symbolic links trusted_walk follows (the kernel's MAXSYMLINKS). */
+#define WALK_LINKS_MAX 40
+
+static const char parents_rule[] =
+    "data_dir's parents must be root-owned and not writable by others";
+
+/*
+ * A directory on the way to data_dir, when root starts: owned by root and
+ * not writable by group or others, unless sticky (like /tmp: nobody can
+ * then rename or remove what root put there).
+ */
+static int
+verify_parent(
+    const struct stat *st, const char *shown, char *err, size_t errlen)
+{
+	if (st->st_uid != 0)
+		return fail(err, errlen, "%s is owned by uid %lu, not root: %s",
+		    shown, (unsigned long)st->st_uid, parents_rule);
+	if ((st->st_mode & 022) != 0 && (st->st_mode & S_ISVTX) == 0)
+		return fail(err, errlen, "%s is writable by %s (mode %04o): %s",
+		    shown, (st->st_mode & 002) != 0 ? "others" : "its group",
+		    (unsigned)(st->st_mode & 07777), parents_rule);
+	return 0;
+}
+
+/* walked (a directory's real path) with name appended, into out: 0, or
+ * -1 when it does not fit. */
+static int
+walk_join(char *out, size_t outlen, const char *walked, const char *name)
+{
+	int n = snprintf(out, outlen, "%s%s%s", walked,
+	    strcmp(walked, "/") == 0 ? "" : "/", name);
+
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
+/*
+ * As root: opens the directory path names, from / one component at a
+ * time with openat(O_DIRECTORY|O_NOFOLLOW), each directory on the way
+ * checked with verify_parent on its descriptor.  A symbolic link on the
+ * way (data_dir itself too) is followed only when root owns it: it then
+ * sits in a checked directory, so nobody else can have made or swapped
+ * it; its target is walked the same way.  So every directory that decides
+ * where data_dir is can be changed by root only, and the descriptor
+ * returned is the directory the admin meant.  data_dir itself is not
+ * checked here (the caller's rules apply).
+ * A missing last component is created SAFEFS_DATA_DIR_MODE, or with
+ * is_dry returns 1 with *fd_out -1.  0 with *fd_out, or -1 with err.
+ */
+static int
+trusted_walk(
+    const char *path, bool is_dry, int *fd_out, char *err, size_t errlen)
+{
+	char todo[8192], walked[4096], shown[4096], target[4096];
+	char name[256];
+	int cur, nfd, links = 0, tries = 0;
+	struct stat st;
+
+	*fd_out = -1;
+	if (path[0] != '/')
+		return fail(err, errlen, "%s is not an absolute path", path);
+	if (snprintf(todo, sizeof(todo), "%s", path) >= (int)sizeof(todo))
+		return fail(
+		    err, errlen, "%s: %s", path, strerror(ENAMETOOLONG));
+	snprintf(walked, sizeof(walked), "/");
+	cur = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (cur == -1)
+		return fail(err, errlen, "/: %s", strerror(errno));
+	if (fstat(cur, &st) == -1 || verify_parent(&st, "/", err, errlen) == -1)
+		goto bad;
+	for (;;) {
+		char *p = todo + strspn(todo, "/");
+		size_t n = strcspn(p, "/");
+		bool is_last;
+
+		if (n == 0) { /* "/" itself, or a trailing slash */
+			*fd_out = cur;
+			return 0;
+		}
+		if (n >= sizeof(name)) {
+			fail(err, errlen, "%s: %s", path,
+			    strerror(ENAMETOOLONG));
+			goto bad;
+		}
+		memcpy(name, p, n);
+		name[n] = '\0';
+		is_last = p[n + strspn(p + n, "/")] == '\0';
+		if (walk_join(shown, sizeof(shown), walked, name) == -1) {
+			fail(err, errlen, "%s: %s", path,
+			    strerror(ENAMETOOLONG));
+			goto bad;
+		}
+		if (strcmp(name, ".") == 0) {
+			memmove(todo, p + n, strlen(p + n) + 1);
+			continue;
+		}
+		if (fstatat(cur, name, &st, AT_SYMLINK_NOFOLLOW) == -1) {
+			if (errno == ENOENT && !is_last) {
+				fail(err, errlen, "cannot create %s: %s", path,
+				    strerror(errno));
+				goto bad;
+			}
+			if (errno != ENOENT) {
+				fail(err, errlen, "%s: %s", shown,
+				    strerror(errno));
+				goto bad;
+			}
+			if (is_dry) {
+				close(cur);
+				return 1;
+			}
+			/* In a checked directory: only root makes names. */
+			if ((mkdirat(cur, name, SAFEFS_DATA_DIR_MODE) == -1 &&
+			        errno != EEXIST) ||
+			    ++tries > 3) {
+				fail(err, errlen, "cannot create %s: %s", shown,
+				    strerror(errno));
+				goto bad;
+			}
+			continue;
+		}
+		if (S_ISLNK(st.st_mode)) {
+			ssize_t tl;
+			char rest[8192];
+
+			if (st.st_uid != 0) {
+				fail(err, errlen,
+				    "%s is a symbolic link: refusing to "
+				    "follow it (it is owned by uid %lu, not "
+				    "root)",
+				    shown, (unsigned long)st.st_uid);
+				goto bad;
+			}
+			tl = readlinkat(cur, name, target, sizeof(target));
+			if (tl <= 0 || (size_t)tl >= sizeof(target) ||
+			    ++links > WALK_LINKS_MAX) {
+				fail(err, errlen, "%s: %s", shown,
+				    strerror(tl <= 0 ? errno : ELOOP));
+				goto bad;
+			}
+			target[tl] = '\0';
+			if (snprintf(rest, sizeof(rest), "%s/%s", target,
+			        p + n) >= (int)sizeof(rest)) {
+				fail(err, errlen, "%s: %s", path,
+				    strerror(ENAMETOOLONG));
+				goto bad;
+			}
+			memcpy(todo, rest, strlen(rest) + 1);
+			if (target[0] == '/') {
+				close(cur);
+				snprintf(walked, sizeof(walked), "/");
+				cur = open(
+				    "/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+				if (cur == -1)
+					return fail(err, errlen, "/: %s",
+					    strerror(errno));
+			}
+			continue;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			fail(err, errlen, "%s is not a directory", shown);
+			goto bad;
+		}
+		nfd = openat(
+		    cur, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (nfd == -1) {
+			if (errno == ELOOP || errno == ENOTDIR)
+				fail(err, errlen,
+				    "%s changed while being checked: "
+				    "refusing it",
+				    shown);
+			else
+				open_fail(errno, shown, err, errlen);
+			goto bad;
+		}
+		close(cur);
+		cur = nfd;
+		if (strcmp(name, "..") == 0) {
+			char *slash = strrchr(walked, '/');
+
+			if (slash == walked)
+				slash[1] = '\0';
+			else if (slash != NULL)
+				*slash = '\0';
+		} else {
+			memcpy(walked, shown, sizeof(walked));
+		}
+		memmove(todo, p + n, strlen(p + n) + 1);
+		if (is_last) {
+			*fd_out = cur;
+			return 0;
+		}
+		if (fstat(cur, &st) == -1) {
+			fail(err, errlen, "%s: %s", shown, strerror(errno));
+			goto bad;
+		}
+		if (verify_parent(&st, walked, err, errlen) == -1)
+			goto bad;
+	}
+bad:
+	close(cur);
+	return -1;
+}
+
 /* True when safefs_data_dir, run by this caller, gives data_dir away. */
 static bool
 data_dir_is_given(const struct stat *st, uid_t owner)
@@ -131,12 +335,18 @@ safefs_data_dir(const char *path, uid_t owner, gid_t group,
 	int fd;
 
 	*old_mode_out = 0;
-	/* mkdir never follows a symbolic link in the last component. */
-	if (mkdir(path, SAFEFS_DATA_DIR_MODE) == -1 && errno != EEXIST)
-		return fail(
-		    err, errlen, "cannot create %s: %s", path, strerror(errno));
-	if ((fd = data_dir_open(path, err, errlen)) == -1)
-		return -1;
+	if (geteuid() == 0) {
+		/* Before root changes anything: the way there is root's. */
+		if (trusted_walk(path, false, &fd, err, errlen) == -1)
+			return -1;
+	} else {
+		/* mkdir never follows a symbolic link in the last one. */
+		if (mkdir(path, SAFEFS_DATA_DIR_MODE) == -1 && errno != EEXIST)
+			return fail(err, errlen, "cannot create %s: %s", path,
+			    strerror(errno));
+		if ((fd = data_dir_open(path, err, errlen)) == -1)
+			return -1;
+	}
 	if (fstat(fd, &st) == -1) {
 		fail(err, errlen, "%s: %s", path, strerror(errno));
 		goto bad;
@@ -179,7 +389,19 @@ safefs_data_dir_check(const char *path, uid_t owner, int *fd_out, char *note,
 	*fd_out = -1;
 	if (notelen > 0)
 		note[0] = '\0';
-	if (lstat(path, &st) == -1 && errno == ENOENT) {
+	if (geteuid() == 0) {
+		int r = trusted_walk(path, true, &fd, err, errlen);
+
+		if (r == -1)
+			return -1;
+		if (r == 1) {
+			snprintf(note, notelen,
+			    "%s does not exist yet: it is created "
+			    "mode %04o at start\n",
+			    path, (unsigned)SAFEFS_DATA_DIR_MODE);
+			return 0;
+		}
+	} else if (lstat(path, &st) == -1 && errno == ENOENT) {
 		/* mkdir makes one level, in a parent this caller may write. */
 		if (snprintf(parent, sizeof(parent), "%s", path) >=
 		        (int)sizeof(parent) ||
@@ -203,8 +425,7 @@ safefs_data_dir_check(const char *path, uid_t owner, int *fd_out, char *note,
 		    "mode %04o at start\n",
 		    path, (unsigned)SAFEFS_DATA_DIR_MODE);
 		return 0;
-	}
-	if ((fd = data_dir_open(path, err, errlen)) == -1)
+	} else if ((fd = data_dir_open(path, err, errlen)) == -1)
 		return -1;
 	if (fstat(fd, &st) == -1) {
 		fail(err, errlen, "%s: %s", path, strerror(errno));
@@ -412,35 +633,85 @@ safefs_prepare_check(int data_fd, const char *data_dir, const char *db_name,
 	    data_fd, data_dir, db_name, true, note, notelen, err, errlen);
 }
 
-int
-safefs_create(int dfd, const char *name, mode_t mode)
+/* Why what is at name (under dfd) is no file to write to, if it is not. */
+static int
+create_refusal(int dfd, const char *name, const char *shown, int saved,
+    char *err, size_t errlen)
 {
-	return openat(dfd, name,
-	    O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, mode);
+	struct stat st;
+
+	if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    (S_ISLNK(st.st_mode) || !S_ISREG(st.st_mode)))
+		return check_stat(&st, false, geteuid(), shown, err, errlen);
+	return fail(err, errlen, "%s: %s", shown, strerror(saved));
 }
 
 int
-safefs_create_check(const char *path)
+safefs_create(int dfd, const char *name, const char *shown, mode_t mode,
+    char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	/* O_NONBLOCK: a FIFO there must not hang the open (ENXIO); no
+	 * O_TRUNC before fstat has shown what was opened. */
+	fd = openat(dfd, name,
+	    O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, mode);
+	if (fd == -1)
+		return create_refusal(dfd, name, shown, errno, err, errlen);
+	if (fstat(fd, &st) == -1) {
+		fail(err, errlen, "%s: %s", shown, strerror(errno));
+		goto bad;
+	}
+	if (check_stat(&st, false, geteuid(), shown, err, errlen) == -1)
+		goto bad;
+	if (ftruncate(fd, 0) == -1 ||
+	    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK) == -1) {
+		fail(err, errlen, "%s: %s", shown, strerror(errno));
+		goto bad;
+	}
+	return fd;
+bad:
+	close(fd);
+	return -1;
+}
+
+int
+safefs_create_check(const char *path, char *err, size_t errlen)
 {
 	char dir[4096];
 	struct stat st;
 	char *slash;
 
 	if (lstat(path, &st) == 0) {
-		if (S_ISLNK(st.st_mode))
-			return errno = ELOOP, -1;
-		if (S_ISDIR(st.st_mode))
-			return errno = EISDIR, -1;
-		return access(path, W_OK);
+		if (check_stat(&st, false, geteuid(), path, err, errlen) == -1)
+			return -1;
+		if (access(path, W_OK) == -1)
+			return fail(
+			    err, errlen, "%s: %s", path, strerror(errno));
+		return 0;
 	}
 	if (errno != ENOENT ||
 	    snprintf(dir, sizeof(dir), "%s", path) >= (int)sizeof(dir))
-		return -1;
+		return fail(err, errlen, "%s: %s", path,
+		    strerror(errno == ENOENT ? ENAMETOOLONG : errno));
 	if ((slash = strrchr(dir, '/')) == NULL)
 		snprintf(dir, sizeof(dir), ".");
 	else if (slash == dir)
 		slash[1] = '\0';
 	else
 		*slash = '\0';
-	return access(dir, W_OK | X_OK);
+	if (access(dir, W_OK | X_OK) == -1)
+		return fail(err, errlen, "%s: %s", path, strerror(errno));
+	return 0;
+}
+
+int
+safefs_data_dir_parents(const char *path, char *err, size_t errlen)
+{
+	int fd, r = trusted_walk(path, true, &fd, err, errlen);
+
+	if (fd != -1)
+		close(fd);
+	return r == -1 ? -1 : 0;
 }

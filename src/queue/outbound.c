@@ -393,8 +393,9 @@ tls_required(const struct config *cfg)
 /*
  * smtp_tls = verify: the chain must lead to a trusted CA (the system
  * store, or smtp_tls_ca_file) and the certificate must name the host we
- * meant: the MX host name, or for a next hop written as [IP] the IP
- * address.  DANE is not done.  0, or -1 with why.
+ * meant (in its subjectAltName: the subject's CN is never used): the MX
+ * host name, or for a next hop written as [IP] the IP address.  DANE is
+ * not done.  0, or -1 with why.
  */
 static int
 tls_verify_setup(struct conn *c, const struct config *cfg, char *why, size_t wl)
@@ -417,7 +418,10 @@ tls_verify_setup(struct conn *c, const struct config *cfg, char *why, size_t wl)
 	c->ssl = SSL_new(c->ctx);
 	if (c->ssl == NULL)
 		return snprintf(why, wl, "TLS: out of memory"), -1;
-	SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+	/* RFC 6125 6.4.4: names come from subjectAltName only, never the
+	 * subject's CN (OpenSSL falls back to it without this flag). */
+	SSL_set_hostflags(c->ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS |
+	                              X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
 	if (is_ip)
 		ok = X509_VERIFY_PARAM_set1_ip_asc(
 		    SSL_get0_param(c->ssl), c->host);
@@ -458,7 +462,7 @@ tls_start(struct conn *c, const struct config *cfg, char *why, size_t wl)
 		if (is_verify && v != X509_V_OK)
 			snprintf(why, wl,
 			    "TLS certificate of %s not verified "
-			    "(smtp_tls = verify): %s",
+			    "(smtp_tls is verify): %s",
 			    c->host, X509_verify_cert_error_string(v));
 		else
 			snprintf(

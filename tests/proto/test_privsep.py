@@ -126,11 +126,25 @@ def test_root_start_refuses_symlinked_pid_file(make_server, victim):
 
 
 def test_root_start_refuses_symlinked_data_dir_of_the_run_user(make_server, victim):
-    # data_dir in a directory the run user may write (here: its own).
+    # data_dir in a directory the run user may write (here: its own): the
+    # way to data_dir is not root's, so nothing there is trusted.
     s = make_server(start=False, populate=False)
     uid = pwd.getpwnam(run_user()).pw_uid
     os.chown(s.base, uid, -1)
     as_run_user("ln", "-s", victim["dir"], s.data)
+    why = f"{s.base} is owned by uid {uid}, not root"
+    start_refused(s, why, victim)
+    r = s.ctl("domain", "list", check=False)
+    assert r.returncode == 1 and why in r.stderr
+    untouched(victim)
+
+
+def test_root_start_refuses_a_data_dir_link_of_the_run_user(make_server, victim):
+    # In a root-owned parent, a link root does not own (lchown) is refused.
+    s = make_server(start=False, populate=False)
+    uid = pwd.getpwnam(run_user()).pw_uid
+    os.symlink(victim["dir"], s.data)
+    os.lchown(s.data, uid, -1)
     start_refused(s, f"{s.data} is a symbolic link", victim)
     r = s.ctl("domain", "list", check=False)
     assert r.returncode == 1 and f"{s.data} is a symbolic link" in r.stderr

@@ -109,3 +109,83 @@ def test_encrypt_still_sends_to_self_signed(make_server, sinks, private_dns, pki
     send(s, "u@self.example")
     wait_for(lambda: selfs.messages, what="delivery over unverified TLS")
     assert selfs.messages[0]["tls"] is True
+
+
+# ---- names only from subjectAltName (RFC 6125 6.4.4), review of issue 9 --
+
+def _mk(d, name, cn, san, ca, ca_key, nb, na, is_ca=False):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+    b = (x509.CertificateBuilder().subject_name(subject)
+         .issuer_name(ca.subject if ca else subject)
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(nb).not_valid_after(na))
+    if san:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in san]),
+                            critical=False)
+    b = b.add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+    cert = b.sign(ca_key or key, hashes.SHA256())
+    cp, kp = d / f"{name}.pem", d / f"{name}.key"
+    cp.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    kp.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                     serialization.PrivateFormat.PKCS8,
+                                     serialization.NoEncryption()))
+    return cert, key, (str(cp), str(kp))
+
+
+@pytest.fixture(scope="module")
+def pki_names():
+    pytest.importorskip("cryptography")
+    import datetime
+    d = pathlib.Path(tempfile.mkdtemp(prefix="postern-pki2-"))
+    os.chmod(d, 0o755)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    day = datetime.timedelta(days=1)
+    ca, cak, capair = _mk(d, "ca", "postern names CA", None, None, None, now - day,
+                          now + 30 * day, is_ca=True)
+    os.chmod(capair[0], 0o644)
+    out = {"ca": capair[0]}
+    # CN names the host, no subjectAltName: OpenSSL's CN fallback took it.
+    _, _, out["cn"] = _mk(d, "cn", "mx1.cn.example", None, ca, cak, now - day, now + 30 * day)
+    # CN names the host, the SAN names another: the SAN decides.
+    _, _, out["other"] = _mk(d, "other", "mx1.other.example", ["elsewhere.example"], ca, cak,
+                             now - day, now + 30 * day)
+    _, _, out["expired"] = _mk(d, "expired", "mx1.expired.example", ["mx1.expired.example"],
+                               ca, cak, now - 60 * day, now - 30 * day)
+    _, _, out["partial"] = _mk(d, "partial", "m*.partial.example", ["m*.partial.example"],
+                               ca, cak, now - day, now + 30 * day)
+    _, _, out["wild"] = _mk(d, "wild", "*.wild.example", ["*.wild.example"], ca, cak,
+                            now - day, now + 30 * day)
+    yield out
+    shutil.rmtree(d, ignore_errors=True)
+
+
+def test_verify_takes_names_from_the_san_only(make_server, sinks, private_dns, pki_names):  # noqa: F811
+    ips = {"cn": "127.0.0.61", "other": "127.0.0.62", "expired": "127.0.0.63",
+           "partial": "127.0.0.64", "wild": "127.0.0.65"}
+    sk = {k: sinks(ip, tls=server_ctx(pki_names[k])) for k, ip in ips.items()}
+    dns = private_dns([(f"{k}.example", f"mx1.{k}.example", 10) for k in ips],
+                      {f"mx1.{k}.example": ip for k, ip in ips.items()})
+    s = make_server(dict(BASE, dns_servers=dns.server, smtp_tls="verify",
+                         smtp_tls_ca_file=pki_names["ca"]))
+    for k in ips:
+        send(s, f"u@{k}.example")
+    wait_for(lambda: all(f"to=<u@{k}.example>, relay=" in s.log() for k in ips),
+             timeout=40, what="an attempt to each")
+    wait_for(lambda: sk["wild"].messages, what="delivery to the wildcard name")
+    time.sleep(1)
+    log = s.log().splitlines()
+    for k in ("cn", "other", "expired", "partial"):
+        assert sk[k].messages == [], f"{k}: sent over a certificate that does not verify"
+        line = [l for l in log if f"to=<u@{k}.example>" in l and "status=" in l][0]
+        assert "status=deferred" in line and "not verified (smtp_tls is verify)" in line, line
+    for k in ("cn", "other", "partial"):
+        line = [l for l in log if f"to=<u@{k}.example>" in l and "status=" in l][0]
+        assert "mismatch" in line, line
+    # The server's own reason has no '=' to be escaped in the log.
+    assert r"\x3d" not in "\n".join(l for l in log if "not verified" in l)

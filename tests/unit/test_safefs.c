@@ -1,12 +1,14 @@
 /* safefs: what the run user may have planted in data_dir is refused. */
 #include <sys/stat.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "file.h"
 #include "safefs.h"
 #include "unit.h"
 
@@ -270,6 +272,164 @@ test_data_dir_check(void **state)
 	}
 }
 
+/*
+ * Root's walk to data_dir: every directory on the way root's and not
+ * writable by others (unless sticky), every link on the way root's.
+ * Table: a shell snippet run in base (as root), the data_dir path under
+ * base, the verdict and a piece of the reason.
+ */
+static void
+test_data_dir_parents(void **state)
+{
+	static const struct {
+		const char *make;
+		const char *path;
+		int want;
+		const char *why; /* in err when want is -1 */
+	} cases[] = {
+	    {"mkdir p", "p/data", 0, ""},
+	    {"mkdir p && chmod 0775 p", "p/data", -1,
+	        "/p is writable by its group (mode 0775): data_dir's parents "
+	        "must be root-owned and not writable by others"},
+	    {"mkdir p && chmod 0757 p", "p/data", -1,
+	        "/p is writable by others (mode 0757)"},
+	    {"mkdir p && chmod 1777 p", "p/data", 0, ""},
+	    {"mkdir p && chown 65534 p", "p/data", -1,
+	        "/p is owned by uid 65534, not root"},
+	    /* root's links, relative and absolute, are followed */
+	    {"mkdir -p disk/d && ln -s disk mnt && ln -s \"$PWD/mnt/d\" data",
+	        "data", 0, ""},
+	    /* the target's parent is checked too */
+	    {"mkdir -p disk/d && chown 65534 disk && ln -s disk/d data", "data",
+	        -1, "/disk is owned by uid 65534, not root"},
+	    /* a link that is not root's, on the way or at data_dir */
+	    {"mkdir p && ln -s p via && chown -h 65534 via", "via/data", -1,
+	        "/via is a symbolic link: refusing to follow it"},
+	    {"mkdir p && ln -s p data && chown -h 65534 data", "data", -1,
+	        "/data is a symbolic link: refusing to follow it"},
+	    {"ln -s loop loop", "loop/data", -1, "Too many levels"},
+	    {"touch f", "f/data", -1, "/f is not a directory"},
+	    {"", "no/such/data", -1, "cannot create"},
+	    {"mkdir p", "p/../p/./data", 0, ""},
+	};
+	char base[64], path[300], cmd[1024], err[4352], note[4096];
+	struct stat st;
+	mode_t old;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int fd = -1, r;
+
+		snprintf(base, sizeof(base), "/tmp/postern-safefs-XXXXXX");
+		assert_non_null(mkdtemp(base));
+		snprintf(cmd, sizeof(cmd), "cd '%s' && { %s; }", base,
+		    cases[i].make[0] ? cases[i].make : "true");
+		assert_int_equal(system(cmd), 0);
+		snprintf(path, sizeof(path), "%s/%s", base, cases[i].path);
+		/* The check says what the start does, changing nothing. */
+		err[0] = '\0';
+		r = safefs_data_dir_check(
+		    path, 1234, &fd, note, sizeof(note), err, sizeof(err));
+		if (fd != -1)
+			close(fd);
+		if (r != cases[i].want || strstr(err, cases[i].why) == NULL)
+			fail_msg("check case %zu (%s): got %d \"%s\"", i,
+			    cases[i].path, r, err);
+		r = safefs_data_dir_parents(path, err, sizeof(err));
+		if (r != cases[i].want || strstr(err, cases[i].why) == NULL)
+			fail_msg("parents case %zu (%s): got %d \"%s\"", i,
+			    cases[i].path, r, err);
+		err[0] = '\0';
+		fd = safefs_data_dir(path, 1234, 1234, &old, err, sizeof(err));
+		if ((fd >= 0 ? 0 : -1) != cases[i].want ||
+		    strstr(err, cases[i].why) == NULL)
+			fail_msg("case %zu (%s): got %d \"%s\"", i,
+			    cases[i].path, fd, err);
+		if (fd >= 0) {
+			/* Made by root, given to the run user. */
+			assert_int_equal(fstat(fd, &st), 0);
+			assert_int_equal(st.st_uid, 1234);
+			close(fd);
+		}
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+/* safefs_create: a regular file of the caller's with one link, or no. */
+static void
+test_create(void **state)
+{
+	static const struct {
+		const char *make; /* shell, in base */
+		const char *why;  /* NULL: opened */
+	} cases[] = {
+	    {"true", NULL},
+	    {"echo 12345 > f", NULL},
+	    {"mkfifo f", "/f is not a regular file"},
+	    {"mkdir f", "/f is not a regular file"},
+	    {"ln -s /etc/passwd f", "/f is a symbolic link"},
+	    {"touch g && ln g f", "/f has 2 hard links"},
+	    {"touch f && chown 65534 f", "/f is owned by uid 65534"},
+	};
+	char base[64], path[300], cmd[512], err[4352];
+	struct stat st;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int fd, r;
+
+		if (geteuid() != 0 && strstr(cases[i].make, "chown") != NULL)
+			continue;
+		snprintf(base, sizeof(base), "/tmp/postern-safefs-XXXXXX");
+		assert_non_null(mkdtemp(base));
+		snprintf(cmd, sizeof(cmd), "cd '%s' && { %s; }", base,
+		    cases[i].make);
+		assert_int_equal(system(cmd), 0);
+		snprintf(path, sizeof(path), "%s/f", base);
+		err[0] = '\0';
+		r = safefs_create_check(path, err, sizeof(err));
+		if ((r == 0) != (cases[i].why == NULL) ||
+		    (cases[i].why && strstr(err, cases[i].why) == NULL))
+			fail_msg("check case %zu: got %d \"%s\"", i, r, err);
+		fd =
+		    safefs_create(AT_FDCWD, path, path, 0644, err, sizeof(err));
+		if ((fd >= 0) != (cases[i].why == NULL) ||
+		    (cases[i].why && strstr(err, cases[i].why) == NULL))
+			fail_msg("case %zu: got %d \"%s\"", i, fd, err);
+		if (fd >= 0) { /* truncated, blocking again */
+			assert_int_equal(fstat(fd, &st), 0);
+			assert_int_equal(st.st_size, 0);
+			assert_int_equal(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+			close(fd);
+		}
+		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", base);
+		assert_int_equal(system(cmd), 0);
+	}
+}
+
+/* file_read: a FIFO (no writer) gives EINVAL at once, never a hang. */
+static void
+test_file_read_fifo(void **state)
+{
+	char base[] = "/tmp/postern-safefs-XXXXXX", path[300];
+	size_t len = 0;
+
+	(void)state;
+	assert_non_null(mkdtemp(base));
+	snprintf(path, sizeof(path), "%s/fifo", base);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	errno = 0;
+	assert_null(file_read(path, 1024, &len, NULL));
+	assert_int_equal(errno, EINVAL);
+	unlink(path);
+	assert_null(file_read(base, 1024, &len, NULL));
+	assert_int_equal(errno, EISDIR);
+	rmdir(base);
+}
+
 int
 run_safefs_tests(void)
 {
@@ -277,6 +437,9 @@ run_safefs_tests(void)
 	    cmocka_unit_test(test_prepare),
 	    cmocka_unit_test(test_data_dir),
 	    cmocka_unit_test(test_data_dir_check),
+	    cmocka_unit_test(test_data_dir_parents),
+	    cmocka_unit_test(test_create),
+	    cmocka_unit_test(test_file_read_fifo),
 	};
 
 	return cmocka_run_group_tests_name("safefs", tests, NULL, NULL);
