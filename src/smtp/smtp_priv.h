@@ -62,6 +62,7 @@ struct smtp_server {
 	struct counter *ips; /* sessions per client IP */
 	TAILQ_HEAD(, session) sessions;
 	bool is_shutting_down;
+	bool is_stopped; /* the loop ended with busy sessions left */
 	struct event *shutdown_timer;
 	uint32_t session_seq;
 	struct authfail_table *authfails; /* shared with POP3 */
@@ -83,6 +84,7 @@ struct session {
 	struct config *cfg;
 	struct bufferevent *bev;
 	struct event *greet_timer;
+	struct event *free_ev; /* session_schedule_free */
 	enum listener_kind kind;
 	enum session_state state;
 	char id[9];
@@ -138,7 +140,18 @@ enum {
 void session_start(
     struct smtp_server *, int fd, const char *ip, enum listener_kind);
 void session_shutdown(struct session *);
+/*
+ * shutdown_timeout expired.  A busy session is marked and closes after
+ * its completion (its reply, then 421); one whose output is still unsent
+ * is freed now (the peer is not reading; its 421 is written only if the
+ * socket takes it at once); any other gets 421 and closes.  May free s:
+ * call it from a server timer, never from the session's own callbacks.
+ */
 void session_force_close(struct session *);
+/* The shutdown grace expired: frees s now (best-effort write of what is
+ * queued), or marks it dead for its completion to free when busy.  May
+ * free s, as session_force_close. */
+void session_kill(struct session *);
 
 /* smtp_server.c */
 void server_session_gone(struct smtp_server *, struct session *);

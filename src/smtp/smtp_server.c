@@ -168,17 +168,44 @@ smtp_server_start(struct smtp_server *srv, struct workers *w,
 	}
 }
 
+/*
+ * The grace after shutdown_timeout is over: every session left is freed
+ * (a busy one by its completion, which may run after the loop: is_stopped
+ * tells it the workers may be gone) and the loop ends, so no client, TLS
+ * or not, reading or not, holds up the exit.
+ */
 static void
-on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+on_shutdown_grace(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_server *srv = arg;
 	struct session *s, *next;
 
 	(void)fd;
 	(void)what;
+	log_warn("event=shutdown-grace sessions=%zu", srv->nsessions);
+	srv->is_stopped = true;
+	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
+	session_kill(s);
+	event_base_loopexit(srv->base, NULL);
+}
+
+static void
+on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct session *s, *next;
+	struct timeval tv = {NET_SHUTDOWN_GRACE_MS / 1000,
+	    (NET_SHUTDOWN_GRACE_MS % 1000) * 1000};
+
+	(void)fd;
+	(void)what;
 	log_warn("event=shutdown-timeout sessions=%zu", srv->nsessions);
 	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
 	session_force_close(s);
+	if (srv->nsessions == 0)
+		return; /* server_session_gone ended the loop */
+	evtimer_assign(srv->shutdown_timer, srv->base, on_shutdown_grace, srv);
+	evtimer_add(srv->shutdown_timer, &tv);
 }
 
 void
@@ -212,11 +239,12 @@ smtp_server_free(struct smtp_server **sp)
 
 	if (srv == NULL)
 		return;
+	/* First: a lookup's completion may still free a session. */
+	workers_free(&srv->dns_workers);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i].lev);
 	free(srv->listeners);
 	counter_free(&srv->ips);
-	workers_free(&srv->dns_workers);
 	counter_free(&srv->dns_ips);
 	if (srv->shutdown_timer)
 		event_free(srv->shutdown_timer);

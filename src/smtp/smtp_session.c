@@ -98,6 +98,8 @@ session_free(struct session *s)
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	if (s->greet_timer)
 		event_free(s->greet_timer);
+	if (s->free_ev)
+		event_free(s->free_ev); /* a scheduled free, now moot */
 	if (s->bev)
 		bufferevent_free(s->bev);
 	strlist_clear(&s->mailboxes);
@@ -128,7 +130,8 @@ session_free_deferred(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Frees from the loop, never from inside the caller's stack: command
- * handlers and the input loop may still hold the session. */
+ * handlers and the input loop may still hold the session.  The event is
+ * the session's own, so a session freed meanwhile (shutdown) cancels it. */
 static void
 session_schedule_free(struct session *s)
 {
@@ -138,16 +141,39 @@ session_schedule_free(struct session *s)
 		return;
 	s->is_free_pending = true;
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-	event_base_once(
-	    s->srv->base, -1, EV_TIMEOUT, session_free_deferred, s, &now);
+	s->free_ev = evtimer_new(s->srv->base, session_free_deferred, s);
+	evtimer_add(s->free_ev, &now);
 }
 
-/* Stops reading; frees the session once the output has been sent. */
+/*
+ * The peer reads nothing (a write timed out) or must go now (shutdown):
+ * nothing more can be said.  Freed at once, or by the completion of the
+ * job in flight (is_dead), which must not run on a freed session.
+ */
+static void
+session_drop(struct session *s)
+{
+	if (s->is_busy) {
+		s->is_dead = true;
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	session_schedule_free(s);
+}
+
+/*
+ * Stops reading; frees the session once the output has been sent.  The
+ * write side is (re)armed with its timeout: libevent disables EV_WRITE
+ * when a write times out, and a closing session with nothing armed would
+ * wait for ever for a peer that never reads (session_on_event drops it).
+ */
 static void
 session_close(struct session *s)
 {
 	s->state = ST_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
+	if (!s->is_tls_switching)
+		bufferevent_enable(s->bev, EV_WRITE);
 	if (s->is_busy)
 		return; /* the completion will come back here */
 	bufferevent_setcb(s->bev, NULL, session_on_write, session_on_event, s);
@@ -210,6 +236,13 @@ spool_discard(struct session *s)
 
 	if (s->spool_fd == -1)
 		return;
+	if (s->srv->is_stopped) {
+		/* After the loop: the workers may be gone already. */
+		close(s->spool_fd);
+		s->spool_fd = -1;
+		s->spool_len = 0;
+		return;
+	}
 	fd = xmalloc(sizeof(*fd));
 	*fd = s->spool_fd;
 	workers_submit(s->srv->workers, spool_close_job, NULL, fd);
@@ -635,8 +668,9 @@ session_resume(struct session *s)
 		return;
 	}
 	if (s->is_forced && s->state != ST_CLOSING)
-		session_force_close(s);
-	if (s->state == ST_CLOSING) {
+		reply(s, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname); /* the shutdown grace bounds the rest */
+	if (s->is_forced || s->state == ST_CLOSING) {
 		session_close(s);
 		return;
 	}
@@ -1551,17 +1585,19 @@ session_on_event(struct bufferevent *bev, short what, void *arg)
 	if (s->is_free_pending)
 		return;
 	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("session=%s event=timeout client=%s state=%d", s->id,
-		    s->ip, (int)s->state);
-		if (s->state == ST_CLOSING && !s->is_busy) {
-			session_schedule_free(s); /* the peer stopped reading */
+		log_info("session=%s event=timeout client=%s state=%d%s", s->id,
+		    s->ip, (int)s->state,
+		    (what & BEV_EVENT_WRITING) ? " writing=yes" : "");
+		/* A write timed out, or the last reply has not left in
+		 * smtp_timeout: the peer is not reading, a 421 would never
+		 * arrive either. */
+		if ((what & BEV_EVENT_WRITING) || s->state == ST_CLOSING) {
+			session_drop(s);
 			return;
 		}
-		if (s->state != ST_CLOSING) {
-			reply(s, "421 4.4.2 %s Error: timeout exceeded",
-			    s->cfg->hostname);
-			session_close(s);
-		}
+		reply(s, "421 4.4.2 %s Error: timeout exceeded",
+		    s->cfg->hostname);
+		session_close(s);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -1589,6 +1625,8 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 
 	(void)fd_unused;
 	(void)what;
+	if (s->state == ST_CLOSING)
+		return; /* shut down during greet_pause: 421 already said */
 	/* A client that talks before the greeting is not speaking SMTP
 	 * (RFC 5321 4.3.1); spam bots do it to save time. */
 	if (s->kind != LK_SUBMISSIONS &&
@@ -1680,12 +1718,37 @@ session_shutdown(struct session *s)
 void
 session_force_close(struct session *s)
 {
-	if (s->state == ST_CLOSING)
+	bool is_stuck;
+
+	if (s->is_free_pending || s->is_dead)
 		return;
 	if (s->is_busy) {
 		s->is_forced = true; /* the completion replies first */
 		return;
 	}
-	reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
-	session_close(s);
+	/* Output still unsent since the shutdown began: the peer is not
+	 * reading, and waiting for it would hold up the exit. */
+	is_stuck = evbuffer_get_length(bufferevent_get_output(s->bev)) > 0;
+	if (s->state != ST_CLOSING)
+		reply(
+		    s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+	if (!is_stuck) {
+		session_close(s); /* the grace timer ends it if need be */
+		return;
+	}
+	net_write_nowait(s->bev);
+	session_free(s);
+}
+
+void
+session_kill(struct session *s)
+{
+	if (s->is_dead)
+		return;
+	if (s->is_busy) {
+		session_drop(s);
+		return;
+	}
+	net_write_nowait(s->bev);
+	session_free(s);
 }
