@@ -74,6 +74,11 @@ struct smtp_server {
 	size_t dns_inflight;     /* in total */
 	struct bufpool msgbufs;  /* message buffers, loop thread only */
 	size_t msg_memory;       /* bytes in sessions' message buffers */
+	/* Free bytes on data_dir's file system (spool_min_free): statvfs on
+	 * a worker at most once a second, less what was spooled since. */
+	uint64_t disk_free;
+	uint64_t disk_checked_ms; /* CLOCK_MONOTONIC of the last check */
+	bool is_disk_checking;
 };
 
 enum session_state { ST_GREETING, ST_CMD, ST_DATA, ST_CLOSING };
@@ -117,6 +122,7 @@ struct session {
 	int spool_fd;             /* -1, or the spool (owned, unlinked) */
 	size_t spool_len;         /* bytes written to it */
 	bool has_spool_error;     /* a chunk write failed: 451 at the end */
+	bool is_spool_full;       /* spool_min_free reached: 452 at the end */
 	struct event *data_timer; /* smtp_data_timeout, while in DATA */
 	char *headers; /* Return-Path + Received, built at end of DATA */
 	struct maildir_delivery dlv;
@@ -155,5 +161,14 @@ void session_kill(struct session *);
 
 /* smtp_server.c */
 void server_session_gone(struct smtp_server *, struct session *);
+/*
+ * Free bytes on data_dir's file system as last measured (UINT64_MAX when
+ * statvfs failed: nothing is refused then), less what server_disk_use
+ * counted since; starts a new measurement on a worker when the last is
+ * over a second old.  Never blocks.
+ */
+uint64_t server_disk_free(struct smtp_server *);
+/* Counts n bytes about to be written to data_dir's file system. */
+void server_disk_use(struct smtp_server *, size_t n);
 
 #endif

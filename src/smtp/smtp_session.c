@@ -210,7 +210,8 @@ struct spool_job {
 	char err[256];
 };
 
-/* Keeps srv->msg_memory equal to the sum of the sessions' msg.len. */
+/* Keeps srv->msg_memory equal to the sum of the sessions' msg.len (plus
+ * the chunks being written, spool_chunk). */
 static void
 msg_charge(struct session *s)
 {
@@ -317,6 +318,7 @@ spool_job_done(void *arg)
 	} else {
 		s->spool_len += j->chunk.len;
 	}
+	s->srv->msg_memory -= j->chunk.len;
 	bufpool_put(&s->srv->msgbufs, &j->chunk);
 	free(j);
 	session_resume(s);
@@ -332,12 +334,25 @@ static void
 spool_chunk(struct session *s)
 {
 	struct spool_job *j;
+	size_t reserve = s->cfg->spool_min_free;
 
-	if (s->has_spool_error) {
-		buf_reset(&s->msg); /* parse to the end; 451 there */
+	/* spool_min_free: the spool leaves that much free, so a few
+	 * unauthenticated DATA phases cannot fill the disk that deliveries
+	 * (and MAIL, down to half of it) still need. */
+	if (!s->has_spool_error && !s->is_spool_full && reserve > 0 &&
+	    server_disk_free(s->srv) < (uint64_t)reserve + s->msg.len) {
+		log_warn("session=%s id=%s event=spool result=refused "
+		         "reason=\"spool_min_free\" spooled=%zu",
+		    s->id, s->queue_id, s->spool_len);
+		s->is_spool_full = true;
+		spool_discard(s); /* nothing of it will be delivered */
+	}
+	if (s->has_spool_error || s->is_spool_full) {
+		buf_reset(&s->msg); /* parse to the end; 451/452 there */
 		msg_charge(s);
 		return;
 	}
+	server_disk_use(s->srv, s->msg.len);
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->fd = s->spool_fd;
@@ -346,6 +361,9 @@ spool_chunk(struct session *s)
 	j->chunk = s->msg;
 	bufpool_get(&s->srv->msgbufs, &s->msg, s->cfg->message_size_limit);
 	msg_charge(s);
+	/* The chunk stays counted until it is written: smtp_memory_limit
+	 * covers the text workers still hold, not only the sessions'. */
+	s->srv->msg_memory += j->chunk.len;
 	s->is_busy = true;
 	workers_submit(s->srv->workers, spool_job_run, spool_job_done, j);
 }
@@ -380,6 +398,7 @@ txn_reset(struct session *s)
 	msg_charge(s);
 	spool_discard(s);
 	s->has_spool_error = false;
+	s->is_spool_full = false;
 	if (s->data_timer != NULL)
 		evtimer_del(s->data_timer);
 	free(s->headers);
@@ -436,8 +455,9 @@ cmd_helo(struct session *s, struct smtp_cmd *c)
 }
 
 static bool
-mail_params(struct session *s, struct smtp_cmd *c)
+mail_params(struct session *s, struct smtp_cmd *c, uint64_t *size_out)
 {
+	*size_out = 0;
 	for (size_t i = 0; i < c->nparams; i++) {
 		struct smtp_param *p = &c->params[i];
 
@@ -473,6 +493,7 @@ mail_params(struct session *s, struct smtp_cmd *c)
 				    s->cfg->message_size_limit);
 				return false;
 			}
+			*size_out = v;
 		} else if (span_eq_ci(p->key, "BODY") && p->value.p != NULL &&
 		           (span_eq_ci(p->value, "7BIT") ||
 		               span_eq_ci(p->value, "8BITMIME"))) {
@@ -510,10 +531,31 @@ sender_must_match(const struct session *s)
 	return strcmp(s->cfg->auth_sender_match, "no") != 0;
 }
 
+/*
+ * spool_min_free at MAIL: refused (452 4.3.1, RFC 1870 6.1) when less
+ * than half the reserve plus the declared SIZE is free.  Half: a spool
+ * stops at the whole reserve, so small messages still get through while
+ * large ones are being refused.
+ */
+static bool
+mail_disk_check(struct session *s, uint64_t size)
+{
+	uint64_t need = s->cfg->spool_min_free / 2 + size;
+
+	if (s->cfg->spool_min_free == 0 || server_disk_free(s->srv) >= need)
+		return true;
+	log_warn("session=%s event=mail result=tempfail code=452 "
+	         "reason=\"free space below spool_min_free\" size=%llu",
+	    s->id, (unsigned long long)size);
+	reply(s, "452 4.3.1 Insufficient system storage");
+	return false;
+}
+
 static void
 cmd_mail(struct session *s, struct smtp_cmd *c)
 {
 	char from[ADDR_PATH_MAX + 8];
+	uint64_t size;
 
 	if (!need_helo(s))
 		return;
@@ -526,7 +568,7 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 		reply_error(s, "530 5.7.0", "Authentication required");
 		return;
 	}
-	if (!mail_params(s, c))
+	if (!mail_params(s, c, &size) || !mail_disk_check(s, size))
 		return;
 	/* Never a cut address after this point (RFC 5321 4.5.3.1.3). */
 	if (addr_format(&c->addr, from, sizeof(from)) == -1) {
@@ -1402,6 +1444,12 @@ data_end(struct session *s)
 	struct maildir_delivery *d = &s->dlv;
 
 	evtimer_del(s->data_timer);
+	if (s->is_spool_full) {
+		s->state = ST_CMD;
+		reply(s, "452 4.3.1 Insufficient system storage");
+		txn_end(s);
+		return;
+	}
 	if (s->has_spool_error) {
 		s->state = ST_CMD;
 		reply(s, "451 4.3.0 Error: local delivery failed, try again "
