@@ -134,3 +134,27 @@ def test_sigterm_with_non_reading_clients(make_server, cert):
     assert took < 3 + 2 + 6, f"stopped after {took:.1f} s"
     assert len(srv.messages("alice")) == 1
     assert b"kept" in srv.messages("alice")[0]
+
+
+def test_idle_clients_that_read_still_get_the_timeout_reply(make_server, cert):
+    """Only a client that does not read is dropped without a word: an idle
+    one gets 421 4.4.2 (plain, STARTTLS, 465) or -ERR (POP3), then EOF."""
+    srv = make_server({"smtp_timeout": "2s", "pop3_timeout": "2s"})
+    ctx = tls_context(cert)
+    plain = Raw(srv.ports["smtp"])
+    starttls = Raw(srv.ports["smtp"])
+    assert starttls.cmd("EHLO c").startswith("250")
+    assert starttls.cmd("STARTTLS").startswith("220")
+    starttls.starttls(ctx)
+    implicit = Raw(srv.ports["submissions"], greet=False)
+    implicit.starttls(ctx)
+    assert implicit.reply().startswith("220")
+    for r in (plain, starttls, implicit):
+        r.sock.settimeout(15)
+        assert r.reply().startswith("421 4.4.2")
+        assert r.closed(timeout=10)
+    p = socket.create_connection(("127.0.0.1", srv.ports["pop3"]), timeout=15)
+    f = p.makefile("rb")
+    assert f.readline().startswith(b"+OK")
+    assert f.readline().startswith(b"-ERR")
+    assert f.read() == b""
