@@ -66,6 +66,7 @@ struct config {
 	unsigned smtp_timeout_ms, greet_pause_ms, shutdown_timeout_ms;
 	unsigned smtp_data_timeout_ms; /* a deadline for the whole DATA */
 	size_t smtp_memory_limit;      /* message bytes in RAM, all sessions */
+	size_t spool_min_free;         /* free bytes the DATA spool leaves */
 	int log_level;
 	char *log_file; /* "" : syslog (stderr with -f) */
 	char *db_path;  /* derived: data_dir/postern.db */

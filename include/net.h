@@ -29,6 +29,21 @@ struct listen_addr;
 /* True when the bufferevent's unsent output is above NET_OUTPUT_MAX. */
 bool net_output_full(struct bufferevent *);
 
+/*
+ * Best effort before a session is freed without waiting: writes as much
+ * of bev's unsent output as a plain socket takes at once (nothing over
+ * TLS, whose records only the TLS bufferevent may write).  Never blocks.
+ */
+void net_write_nowait(struct bufferevent *);
+
+/*
+ * Shutdown (SMTP and POP3): shutdown_timeout after SIGTERM, sessions
+ * that are not busy are closed (those whose output is stuck are freed at
+ * once); NET_SHUTDOWN_GRACE_MS later every session left is freed (a busy
+ * one by its completion) and the loop ends.
+ */
+#define NET_SHUTDOWN_GRACE_MS 2000u
+
 /* Appends one protocol reply line (fmt, then CRLF) in a single add, so it
  * is one write and, over TLS, one record.  Lines are cut at 1 KiB. */
 void net_add_line(struct evbuffer *out, const char *fmt, va_list ap)

@@ -41,6 +41,7 @@
 #include "log.h"
 #include "safefs.h"
 #include "maildir.h"
+#include "net.h"
 #include "passwd.h"
 #include "smtp_server.h"
 #include "tls.h"
@@ -204,6 +205,7 @@ struct daemon {
 	struct queue *queue;
 	struct workers *workers;
 	bool is_stopping;          /* the loop has ended: apply nothing more */
+	time_t term_at;            /* when SIGTERM/SIGINT came, or 0 */
 	char tls_sig[TLS_SIG_MAX]; /* the certificate files now in use */
 	char log_file[PATH_MAX];   /* the live config's log_file */
 };
@@ -478,6 +480,8 @@ on_term(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	log_info("event=signal signal=%d", (int)sig);
+	if (dm->term_at == 0)
+		dm->term_at = time(NULL);
 	pop3_server_shutdown(dm->pop3);
 	smtp_server_shutdown(dm->srv);
 }
@@ -636,9 +640,12 @@ main(int argc, char **argv)
 	dm.is_stopping = true;
 	{
 		/* Let delivery attempts in flight finish and be recorded,
-		 * within shutdown_timeout; after that the state on disk is
-		 * still consistent and they are retried at the next start. */
-		time_t deadline = time(NULL) + cfg->shutdown_timeout_ms / 1000;
+		 * within shutdown_timeout (and the sessions' grace) from the
+		 * signal; after that the state on disk is still consistent
+		 * and they are retried at the next start. */
+		time_t deadline = (dm.term_at ? dm.term_at : time(NULL)) +
+		                  cfg->shutdown_timeout_ms / 1000 +
+		                  NET_SHUTDOWN_GRACE_MS / 1000;
 
 		while ((!queue_idle(queue) || pop3_server_sessions(pop3) > 0) &&
 		       time(NULL) <= deadline)

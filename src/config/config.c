@@ -134,6 +134,7 @@ static const struct cfg_key cfg_keys[] = {
     {"smtp_timeout", T_MS, O(smtp_timeout_ms), "300s", 1000, 3600000},
     {"smtp_tls", T_TLSMODE, O(smtp_tls), "may", 0, 0},
     {"smtp_tls_ca_file", T_STR, O(smtp_tls_ca_file), "", 0, 0},
+    {"spool_min_free", T_SIZE, O(spool_min_free), "100M", 0, SIZE_MAX},
     {"submission_listen", T_LISTEN, O(submission_listen),
         "0.0.0.0:587 [::]:587", 0, 0},
     {"submissions_listen", T_LISTEN, O(submissions_listen), "", 0, 0},

@@ -103,6 +103,21 @@ net_output_full(struct bufferevent *bev)
 }
 
 void
+net_write_nowait(struct bufferevent *bev)
+{
+	struct evbuffer *out = bufferevent_get_output(bev);
+	evutil_socket_t fd = bufferevent_getfd(bev);
+
+	/* TLS output is plain text: only the TLS bufferevent may write it. */
+	if (fd == -1 || bufferevent_openssl_get_ssl(bev) != NULL)
+		return;
+	/* The socket is non-blocking: this takes what the kernel accepts
+	 * now, and SIGPIPE is ignored (posternd). */
+	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
+		;
+}
+
+void
 net_add_line(struct evbuffer *out, const char *fmt, va_list ap)
 {
 	char line[1100];

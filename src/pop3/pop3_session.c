@@ -76,6 +76,7 @@ struct pop3_server {
 	struct counter *ips; /* sessions per client IP */
 	uint32_t seq;
 	TAILQ_HEAD(, pop3_session) sessions;
+	struct event *shutdown_timer; /* shutdown_timeout, then the grace */
 };
 
 struct pop3_session {
@@ -90,6 +91,8 @@ struct pop3_session {
 	bool is_tls, is_busy, is_dead, is_free_pending, is_switching;
 	bool is_stls, is_tls_logged; /* for the log */
 	char verb[8];                /* the command being handled */
+	bool is_forced;              /* shutdown_timeout hit while busy */
+	struct event *free_ev;       /* p_schedule_free */
 	int auth_step; /* 0, 1 PLAIN, 2 LOGIN user, 3 LOGIN pass */
 	unsigned errors;
 	char user[320];
@@ -161,6 +164,8 @@ p_free(struct pop3_session *s)
 	counter_add(s->srv->ips, s->ip_key, -1);
 	if (s->bev)
 		bufferevent_free(s->bev);
+	if (s->free_ev)
+		event_free(s->free_ev); /* a scheduled free, now moot */
 	pjob_free(&s->stream);
 	mailbox_close(&s->mb); /* releases the lock; deletes nothing */
 	explicit_bzero(s->login, sizeof(s->login));
@@ -176,6 +181,8 @@ p_free_cb(evutil_socket_t fd, short what, void *arg)
 	p_free(arg);
 }
 
+/* The session's own event, so a session freed meanwhile (shutdown)
+ * cancels it. */
 static void
 p_schedule_free(struct pop3_session *s)
 {
@@ -185,14 +192,33 @@ p_schedule_free(struct pop3_session *s)
 		return;
 	s->is_free_pending = true;
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-	event_base_once(s->srv->base, -1, EV_TIMEOUT, p_free_cb, s, &now);
+	s->free_ev = evtimer_new(s->srv->base, p_free_cb, s);
+	evtimer_add(s->free_ev, &now);
 }
 
+/* The peer reads nothing, or must go now: freed at once, or by the
+ * completion of the job in flight (is_dead). */
+static void
+p_drop(struct pop3_session *s)
+{
+	if (s->is_busy) {
+		s->is_dead = true;
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	p_schedule_free(s);
+}
+
+/* Stops reading, frees once the output is sent.  EV_WRITE is re-armed
+ * with its timeout (libevent disables it when a write times out), so a
+ * peer that never reads the last reply is dropped (p_on_event). */
 static void
 p_close(struct pop3_session *s)
 {
 	s->state = P_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
+	if (!s->is_switching)
+		bufferevent_enable(s->bev, EV_WRITE);
 	if (s->is_busy)
 		return;
 	pjob_free(&s->stream); /* the rest of a RETR is not sent */
@@ -318,8 +344,10 @@ p_resume(struct pop3_session *s)
 		p_free(s);
 		return;
 	}
-	if (s->state == P_CLOSING) {
-		p_close(s);
+	if (s->is_forced && s->state != P_CLOSING)
+		p_reply(s, "-ERR server shutting down");
+	if (s->is_forced || s->state == P_CLOSING) {
+		p_close(s); /* the shutdown grace bounds a forced one */
 		return;
 	}
 	p_process(s);
@@ -1018,9 +1046,16 @@ p_on_event(struct bufferevent *bev, short what, void *arg)
 	if (s->is_tls)
 		net_tls_log(bev, what, "pop3", s->id,
 		    s->is_stls ? "stls" : "implicit", s->ip, &s->is_tls_logged);
-	if ((what & BEV_EVENT_TIMEOUT) && s->state != P_CLOSING) {
+	if (what & BEV_EVENT_TIMEOUT) {
 		/* RFC 1939 3: an idle session ends without UPDATE. */
-		log_info("pop3=%s event=timeout client=%s", s->id, s->ip);
+		log_info("pop3=%s event=timeout client=%s%s", s->id, s->ip,
+		    (what & BEV_EVENT_WRITING) ? " writing=yes" : "");
+		/* A write timed out, or the last reply did not leave in
+		 * pop3_timeout: the peer is not reading. */
+		if ((what & BEV_EVENT_WRITING) || s->state == P_CLOSING) {
+			p_drop(s);
+			return;
+		}
 		p_reply(s, "-ERR idle timeout, closing");
 		p_close(s);
 		return;
@@ -1173,10 +1208,69 @@ pop3_server_set_config(struct pop3_server *srv, struct config *cfg)
 	srv->cfg = config_ref(cfg);
 }
 
+/* The grace is over: every session left goes (a busy one when its job
+ * completes), so no client holds up the exit. */
+static void
+p_shutdown_grace(evutil_socket_t fd, short what, void *arg)
+{
+	struct pop3_server *srv = arg;
+	struct pop3_session *s, *next;
+
+	(void)fd;
+	(void)what;
+	if (srv->nsessions > 0)
+		log_warn(
+		    "event=pop3-shutdown-grace sessions=%zu", srv->nsessions);
+	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		if (s->is_busy) {
+			p_drop(s);
+			continue;
+		}
+		net_write_nowait(s->bev);
+		p_free(s);
+	}
+}
+
+/*
+ * shutdown_timeout after SIGTERM: a busy session closes after its job
+ * (QUIT's UPDATE finishes); one whose output is still unsent is freed now
+ * (the peer is not reading); the others close, within the grace.
+ */
+static void
+p_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct pop3_server *srv = arg;
+	struct pop3_session *s, *next;
+	struct timeval tv = {NET_SHUTDOWN_GRACE_MS / 1000,
+	    (NET_SHUTDOWN_GRACE_MS % 1000) * 1000};
+
+	(void)fd;
+	(void)what;
+	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		if (s->is_dead || s->is_free_pending)
+			continue;
+		if (s->is_busy) {
+			s->is_forced = true;
+		} else if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
+		           0) {
+			net_write_nowait(s->bev);
+			p_free(s);
+		} else {
+			p_close(s);
+		}
+	}
+	evtimer_assign(srv->shutdown_timer, srv->base, p_shutdown_grace, srv);
+	evtimer_add(srv->shutdown_timer, &tv);
+}
+
 void
 pop3_server_shutdown(struct pop3_server *srv)
 {
 	struct pop3_session *s, *next;
+	struct timeval tv = {srv->cfg->shutdown_timeout_ms / 1000,
+	    (srv->cfg->shutdown_timeout_ms % 1000) * 1000};
 
 	for (size_t i = 0; i < srv->nlev; i++)
 		evconnlistener_disable(srv->lev[i]);
@@ -1186,6 +1280,11 @@ pop3_server_shutdown(struct pop3_server *srv)
 			p_reply(s, "-ERR server shutting down");
 			p_close(s);
 		}
+	}
+	if (srv->shutdown_timer == NULL) {
+		srv->shutdown_timer =
+		    evtimer_new(srv->base, p_shutdown_timeout, srv);
+		evtimer_add(srv->shutdown_timer, &tv);
 	}
 }
 
@@ -1204,6 +1303,8 @@ pop3_server_free(struct pop3_server **sp)
 		return;
 	while (!TAILQ_EMPTY(&srv->sessions))
 		p_free(TAILQ_FIRST(&srv->sessions));
+	if (srv->shutdown_timer)
+		event_free(srv->shutdown_timer);
 	for (size_t i = 0; i < srv->nlev; i++)
 		evconnlistener_free(srv->lev[i]);
 	free(srv->lev);

@@ -62,6 +62,7 @@ struct smtp_server {
 	struct counter *ips; /* sessions per client IP */
 	TAILQ_HEAD(, session) sessions;
 	bool is_shutting_down;
+	bool is_stopped; /* the loop ended with busy sessions left */
 	struct event *shutdown_timer;
 	uint32_t session_seq;
 	struct authfail_table *authfails; /* shared with POP3 */
@@ -76,6 +77,11 @@ struct smtp_server {
 	size_t dns_inflight;     /* in total */
 	struct bufpool msgbufs;  /* message buffers, loop thread only */
 	size_t msg_memory;       /* bytes in sessions' message buffers */
+	/* Free bytes on data_dir's file system (spool_min_free): statvfs on
+	 * a worker at most once a second, less what was spooled since. */
+	uint64_t disk_free;
+	uint64_t disk_checked_ms; /* CLOCK_MONOTONIC of the last check */
+	bool is_disk_checking;
 };
 
 enum session_state { ST_GREETING, ST_CMD, ST_DATA, ST_CLOSING };
@@ -86,6 +92,7 @@ struct session {
 	struct config *cfg;
 	struct bufferevent *bev;
 	struct event *greet_timer;
+	struct event *free_ev; /* session_schedule_free */
 	enum listener_kind kind;
 	enum session_state state;
 	char id[9];
@@ -118,6 +125,7 @@ struct session {
 	int spool_fd;             /* -1, or the spool (owned, unlinked) */
 	size_t spool_len;         /* bytes written to it */
 	bool has_spool_error;     /* a chunk write failed: 451 at the end */
+	bool is_spool_full;       /* spool_min_free reached: 452 at the end */
 	struct event *data_timer; /* smtp_data_timeout, while in DATA */
 	char *headers; /* Return-Path + Received, built at end of DATA */
 	struct maildir_delivery dlv;
@@ -144,9 +152,29 @@ enum {
 void session_start(
     struct smtp_server *, int fd, const char *ip, enum listener_kind);
 void session_shutdown(struct session *);
+/*
+ * shutdown_timeout expired.  A busy session is marked and closes after
+ * its completion (its reply, then 421); one whose output is still unsent
+ * is freed now (the peer is not reading; its 421 is written only if the
+ * socket takes it at once); any other gets 421 and closes.  May free s:
+ * call it from a server timer, never from the session's own callbacks.
+ */
 void session_force_close(struct session *);
+/* The shutdown grace expired: frees s now (best-effort write of what is
+ * queued), or marks it dead for its completion to free when busy.  May
+ * free s, as session_force_close. */
+void session_kill(struct session *);
 
 /* smtp_server.c */
 void server_session_gone(struct smtp_server *, struct session *);
+/*
+ * Free bytes on data_dir's file system as last measured (UINT64_MAX when
+ * statvfs failed: nothing is refused then), less what server_disk_use
+ * counted since; starts a new measurement on a worker when the last is
+ * over a second old.  Never blocks.
+ */
+uint64_t server_disk_free(struct smtp_server *);
+/* Counts n bytes about to be written to data_dir's file system. */
+void server_disk_use(struct smtp_server *, size_t n);
 
 #endif

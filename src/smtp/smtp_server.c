@@ -5,6 +5,7 @@
  * with "421 4.7.0" before any session state is allocated.
  */
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 
 #include <arpa/inet.h>
@@ -12,9 +13,12 @@
 #include <netinet/tcp.h>
 
 #include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -82,6 +86,82 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	/* Pipelined replies must not wait for the client's delayed ACK. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	session_start(srv, fd, ip, l->kind);
+}
+
+/* ---- free space on data_dir (spool_min_free) ---------------------------- */
+
+struct disk_job {
+	struct smtp_server *srv;
+	char path[PATH_MAX];
+	uint64_t free;
+};
+
+static uint64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* Bytes an unprivileged writer may still use there; UINT64_MAX when
+ * unknown, so an error refuses nothing. */
+static uint64_t
+disk_measure(const char *path)
+{
+	struct statvfs st;
+
+	if (statvfs(path, &st) == -1) {
+		log_debug("event=statvfs path=%s error=\"%s\"", path,
+		    strerror(errno));
+		return UINT64_MAX;
+	}
+	return (uint64_t)st.f_bavail * (uint64_t)st.f_frsize;
+}
+
+/* Worker: statvfs can wait on a slow file system; not on the loop. */
+static void
+disk_job_run(void *arg, void *ctx)
+{
+	struct disk_job *j = arg;
+
+	(void)ctx;
+	j->free = disk_measure(j->path);
+}
+
+static void
+disk_job_done(void *arg)
+{
+	struct disk_job *j = arg;
+
+	j->srv->disk_free = j->free;
+	j->srv->is_disk_checking = false;
+	free(j);
+}
+
+uint64_t
+server_disk_free(struct smtp_server *srv)
+{
+	uint64_t now = now_ms();
+	struct disk_job *j;
+
+	if (!srv->is_disk_checking && now - srv->disk_checked_ms >= 1000) {
+		j = xcalloc(1, sizeof(*j));
+		j->srv = srv;
+		snprintf(j->path, sizeof(j->path), "%s", srv->cfg->data_dir);
+		srv->is_disk_checking = true;
+		srv->disk_checked_ms = now;
+		workers_submit(srv->workers, disk_job_run, disk_job_done, j);
+	}
+	return srv->disk_free;
+}
+
+void
+server_disk_use(struct smtp_server *srv, size_t n)
+{
+	if (srv->disk_free != UINT64_MAX)
+		srv->disk_free = srv->disk_free > n ? srv->disk_free - n : 0;
 }
 
 void
@@ -163,6 +243,9 @@ smtp_server_start(struct smtp_server *srv, struct workers *w,
 	srv->dns_ips = counter_new(1024);
 	srv->committer = c;
 	srv->queue = q;
+	/* Start-up, before the loop runs: measured here once. */
+	srv->disk_free = disk_measure(srv->cfg->data_dir);
+	srv->disk_checked_ms = now_ms();
 	for (size_t i = 0; i < srv->nlisteners; i++) {
 		evconnlistener_set_cb(
 		    srv->listeners[i].lev, on_accept, &srv->listeners[i]);
@@ -170,17 +253,44 @@ smtp_server_start(struct smtp_server *srv, struct workers *w,
 	}
 }
 
+/*
+ * The grace after shutdown_timeout is over: every session left is freed
+ * (a busy one by its completion, which may run after the loop: is_stopped
+ * tells it the workers may be gone) and the loop ends, so no client, TLS
+ * or not, reading or not, holds up the exit.
+ */
 static void
-on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+on_shutdown_grace(evutil_socket_t fd, short what, void *arg)
 {
 	struct smtp_server *srv = arg;
 	struct session *s, *next;
 
 	(void)fd;
 	(void)what;
+	log_warn("event=shutdown-grace sessions=%zu", srv->nsessions);
+	srv->is_stopped = true;
+	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
+	session_kill(s);
+	event_base_loopexit(srv->base, NULL);
+}
+
+static void
+on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	struct session *s, *next;
+	struct timeval tv = {NET_SHUTDOWN_GRACE_MS / 1000,
+	    (NET_SHUTDOWN_GRACE_MS % 1000) * 1000};
+
+	(void)fd;
+	(void)what;
 	log_warn("event=shutdown-timeout sessions=%zu", srv->nsessions);
 	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
 	session_force_close(s);
+	if (srv->nsessions == 0)
+		return; /* server_session_gone ended the loop */
+	evtimer_assign(srv->shutdown_timer, srv->base, on_shutdown_grace, srv);
+	evtimer_add(srv->shutdown_timer, &tv);
 }
 
 void
@@ -214,11 +324,12 @@ smtp_server_free(struct smtp_server **sp)
 
 	if (srv == NULL)
 		return;
+	/* First: a lookup's completion may still free a session. */
+	workers_free(&srv->dns_workers);
 	for (size_t i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i].lev);
 	free(srv->listeners);
 	counter_free(&srv->ips);
-	workers_free(&srv->dns_workers);
 	counter_free(&srv->dns_ips);
 	if (srv->shutdown_timer)
 		event_free(srv->shutdown_timer);

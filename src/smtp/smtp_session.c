@@ -99,6 +99,8 @@ session_free(struct session *s)
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	if (s->greet_timer)
 		event_free(s->greet_timer);
+	if (s->free_ev)
+		event_free(s->free_ev); /* a scheduled free, now moot */
 	if (s->bev)
 		bufferevent_free(s->bev);
 	strlist_clear(&s->mailboxes);
@@ -129,7 +131,8 @@ session_free_deferred(evutil_socket_t fd, short what, void *arg)
 }
 
 /* Frees from the loop, never from inside the caller's stack: command
- * handlers and the input loop may still hold the session. */
+ * handlers and the input loop may still hold the session.  The event is
+ * the session's own, so a session freed meanwhile (shutdown) cancels it. */
 static void
 session_schedule_free(struct session *s)
 {
@@ -139,16 +142,39 @@ session_schedule_free(struct session *s)
 		return;
 	s->is_free_pending = true;
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-	event_base_once(
-	    s->srv->base, -1, EV_TIMEOUT, session_free_deferred, s, &now);
+	s->free_ev = evtimer_new(s->srv->base, session_free_deferred, s);
+	evtimer_add(s->free_ev, &now);
 }
 
-/* Stops reading; frees the session once the output has been sent. */
+/*
+ * The peer reads nothing (a write timed out) or must go now (shutdown):
+ * nothing more can be said.  Freed at once, or by the completion of the
+ * job in flight (is_dead), which must not run on a freed session.
+ */
+static void
+session_drop(struct session *s)
+{
+	if (s->is_busy) {
+		s->is_dead = true;
+		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	session_schedule_free(s);
+}
+
+/*
+ * Stops reading; frees the session once the output has been sent.  The
+ * write side is (re)armed with its timeout: libevent disables EV_WRITE
+ * when a write times out, and a closing session with nothing armed would
+ * wait for ever for a peer that never reads (session_on_event drops it).
+ */
 static void
 session_close(struct session *s)
 {
 	s->state = ST_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
+	if (!s->is_tls_switching)
+		bufferevent_enable(s->bev, EV_WRITE);
 	if (s->is_busy)
 		return; /* the completion will come back here */
 	bufferevent_setcb(s->bev, NULL, session_on_write, session_on_event, s);
@@ -209,7 +235,8 @@ struct spool_job {
 	char err[256];
 };
 
-/* Keeps srv->msg_memory equal to the sum of the sessions' msg.len. */
+/* Keeps srv->msg_memory equal to the sum of the sessions' msg.len (plus
+ * the chunks being written, spool_chunk). */
 static void
 msg_charge(struct session *s)
 {
@@ -235,6 +262,13 @@ spool_discard(struct session *s)
 
 	if (s->spool_fd == -1)
 		return;
+	if (s->srv->is_stopped) {
+		/* After the loop: the workers may be gone already. */
+		close(s->spool_fd);
+		s->spool_fd = -1;
+		s->spool_len = 0;
+		return;
+	}
 	fd = xmalloc(sizeof(*fd));
 	*fd = s->spool_fd;
 	workers_submit(s->srv->workers, spool_close_job, NULL, fd);
@@ -309,6 +343,7 @@ spool_job_done(void *arg)
 	} else {
 		s->spool_len += j->chunk.len;
 	}
+	s->srv->msg_memory -= j->chunk.len;
 	bufpool_put(&s->srv->msgbufs, &j->chunk);
 	free(j);
 	session_resume(s);
@@ -324,12 +359,25 @@ static void
 spool_chunk(struct session *s)
 {
 	struct spool_job *j;
+	size_t reserve = s->cfg->spool_min_free;
 
-	if (s->has_spool_error) {
-		buf_reset(&s->msg); /* parse to the end; 451 there */
+	/* spool_min_free: the spool leaves that much free, so a few
+	 * unauthenticated DATA phases cannot fill the disk that deliveries
+	 * (and MAIL, down to half of it) still need. */
+	if (!s->has_spool_error && !s->is_spool_full && reserve > 0 &&
+	    server_disk_free(s->srv) < (uint64_t)reserve + s->msg.len) {
+		log_warn("session=%s id=%s event=spool result=refused "
+		         "reason=\"spool_min_free\" spooled=%zu",
+		    s->id, s->queue_id, s->spool_len);
+		s->is_spool_full = true;
+		spool_discard(s); /* nothing of it will be delivered */
+	}
+	if (s->has_spool_error || s->is_spool_full) {
+		buf_reset(&s->msg); /* parse to the end; 451/452 there */
 		msg_charge(s);
 		return;
 	}
+	server_disk_use(s->srv, s->msg.len);
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->fd = s->spool_fd;
@@ -338,6 +386,9 @@ spool_chunk(struct session *s)
 	j->chunk = s->msg;
 	bufpool_get(&s->srv->msgbufs, &s->msg, s->cfg->message_size_limit);
 	msg_charge(s);
+	/* The chunk stays counted until it is written: smtp_memory_limit
+	 * covers the text workers still hold, not only the sessions'. */
+	s->srv->msg_memory += j->chunk.len;
 	s->is_busy = true;
 	workers_submit(s->srv->workers, spool_job_run, spool_job_done, j);
 }
@@ -372,6 +423,7 @@ txn_reset(struct session *s)
 	msg_charge(s);
 	spool_discard(s);
 	s->has_spool_error = false;
+	s->is_spool_full = false;
 	if (s->data_timer != NULL)
 		evtimer_del(s->data_timer);
 	free(s->headers);
@@ -428,8 +480,9 @@ cmd_helo(struct session *s, struct smtp_cmd *c)
 }
 
 static bool
-mail_params(struct session *s, struct smtp_cmd *c)
+mail_params(struct session *s, struct smtp_cmd *c, uint64_t *size_out)
 {
+	*size_out = 0;
 	for (size_t i = 0; i < c->nparams; i++) {
 		struct smtp_param *p = &c->params[i];
 
@@ -466,6 +519,7 @@ mail_params(struct session *s, struct smtp_cmd *c)
 				count_error(s); /* a client error like others */
 				return false;
 			}
+			*size_out = v;
 		} else if (span_eq_ci(p->key, "BODY") && p->value.p != NULL &&
 		           (span_eq_ci(p->value, "7BIT") ||
 		               span_eq_ci(p->value, "8BITMIME"))) {
@@ -503,10 +557,31 @@ sender_must_match(const struct session *s)
 	return strcmp(s->cfg->auth_sender_match, "no") != 0;
 }
 
+/*
+ * spool_min_free at MAIL: refused (452 4.3.1, RFC 1870 6.1) when less
+ * than half the reserve plus the declared SIZE is free.  Half: a spool
+ * stops at the whole reserve, so small messages still get through while
+ * large ones are being refused.
+ */
+static bool
+mail_disk_check(struct session *s, uint64_t size)
+{
+	uint64_t need = s->cfg->spool_min_free / 2 + size;
+
+	if (s->cfg->spool_min_free == 0 || server_disk_free(s->srv) >= need)
+		return true;
+	log_warn("session=%s event=mail result=tempfail code=452 "
+	         "reason=\"free space below spool_min_free\" size=%llu",
+	    s->id, (unsigned long long)size);
+	reply(s, "452 4.3.1 Insufficient system storage");
+	return false;
+}
+
 static void
 cmd_mail(struct session *s, struct smtp_cmd *c)
 {
 	char from[ADDR_PATH_MAX + 8];
+	uint64_t size;
 
 	if (!need_helo(s))
 		return;
@@ -519,7 +594,7 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 		reply_error(s, "530 5.7.0", "Authentication required");
 		return;
 	}
-	if (!mail_params(s, c))
+	if (!mail_params(s, c, &size) || !mail_disk_check(s, size))
 		return;
 	/* Never a cut address after this point (RFC 5321 4.5.3.1.3). */
 	if (addr_format(&c->addr, from, sizeof(from)) == -1) {
@@ -661,8 +736,9 @@ session_resume(struct session *s)
 		return;
 	}
 	if (s->is_forced && s->state != ST_CLOSING)
-		session_force_close(s);
-	if (s->state == ST_CLOSING) {
+		reply(s, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname); /* the shutdown grace bounds the rest */
+	if (s->is_forced || s->state == ST_CLOSING) {
 		session_close(s);
 		return;
 	}
@@ -1465,6 +1541,12 @@ data_end(struct session *s)
 	struct maildir_delivery *d = &s->dlv;
 
 	evtimer_del(s->data_timer);
+	if (s->is_spool_full) {
+		s->state = ST_CMD;
+		reply(s, "452 4.3.1 Insufficient system storage");
+		txn_end(s);
+		return;
+	}
 	if (s->has_spool_error) {
 		log_err("session=%s id=%s event=data result=tempfail code=451 "
 		        "error=\"spool write failed\"",
@@ -1664,17 +1746,19 @@ session_on_event(struct bufferevent *bev, short what, void *arg)
 		    s->kind == LK_SUBMISSIONS ? "implicit" : "starttls", s->ip,
 		    &s->is_tls_logged);
 	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("session=%s event=timeout client=%s state=%d", s->id,
-		    s->ip, (int)s->state);
-		if (s->state == ST_CLOSING && !s->is_busy) {
-			session_schedule_free(s); /* the peer stopped reading */
+		log_info("session=%s event=timeout client=%s state=%d%s", s->id,
+		    s->ip, (int)s->state,
+		    (what & BEV_EVENT_WRITING) ? " writing=yes" : "");
+		/* A write timed out, or the last reply has not left in
+		 * smtp_timeout: the peer is not reading, a 421 would never
+		 * arrive either. */
+		if ((what & BEV_EVENT_WRITING) || s->state == ST_CLOSING) {
+			session_drop(s);
 			return;
 		}
-		if (s->state != ST_CLOSING) {
-			reply(s, "421 4.4.2 %s Error: timeout exceeded",
-			    s->cfg->hostname);
-			session_close(s);
-		}
+		reply(s, "421 4.4.2 %s Error: timeout exceeded",
+		    s->cfg->hostname);
+		session_close(s);
 		return;
 	}
 	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
@@ -1702,6 +1786,8 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 
 	(void)fd_unused;
 	(void)what;
+	if (s->state == ST_CLOSING)
+		return; /* shut down during greet_pause: 421 already said */
 	/* A client that talks before the greeting is not speaking SMTP
 	 * (RFC 5321 4.3.1); spam bots do it to save time. */
 	if (s->kind != LK_SUBMISSIONS &&
@@ -1793,12 +1879,37 @@ session_shutdown(struct session *s)
 void
 session_force_close(struct session *s)
 {
-	if (s->state == ST_CLOSING)
+	bool is_stuck;
+
+	if (s->is_free_pending || s->is_dead)
 		return;
 	if (s->is_busy) {
 		s->is_forced = true; /* the completion replies first */
 		return;
 	}
-	reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
-	session_close(s);
+	/* Output still unsent since the shutdown began: the peer is not
+	 * reading, and waiting for it would hold up the exit. */
+	is_stuck = evbuffer_get_length(bufferevent_get_output(s->bev)) > 0;
+	if (s->state != ST_CLOSING)
+		reply(
+		    s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+	if (!is_stuck) {
+		session_close(s); /* the grace timer ends it if need be */
+		return;
+	}
+	net_write_nowait(s->bev);
+	session_free(s);
+}
+
+void
+session_kill(struct session *s)
+{
+	if (s->is_dead)
+		return;
+	if (s->is_busy) {
+		session_drop(s);
+		return;
+	}
+	net_write_nowait(s->bev);
+	session_free(s);
 }
