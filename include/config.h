@@ -75,6 +75,7 @@ struct config {
 	struct route_list routes;
 	size_t smtp_port, smtp_max_connections, smtp_max_connections_per_domain;
 	unsigned smtp_connect_timeout_ms;
+	unsigned smtp_delivery_dns_timeout_ms; /* each delivery's lookups */
 	unsigned queue_retry_min_ms, queue_retry_max_ms, queue_lifetime_ms;
 	unsigned queue_delay_warning_ms;
 	struct cidr_list relay_addresses;

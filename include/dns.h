@@ -9,6 +9,7 @@
 
 #include <sys/socket.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #define DNS_MAX_HOSTS 16
@@ -26,11 +27,15 @@ struct dns_host {
 	int pref;
 	enum dns_status status; /* of this host's address lookup */
 	size_t naddr;
+	bool is_cut; /* the host had more than DNS_MAX_ADDRS addresses */
 	struct sockaddr_storage addrs[DNS_MAX_ADDRS];
 };
 
 struct dns_hops {
 	size_t n;
+	/* The MX answer had more than DNS_MAX_HOSTS hosts: the most
+	 * preferred ones were kept (sorted before the cut). */
+	bool is_cut;
 	struct dns_host hosts[DNS_MAX_HOSTS];
 };
 
@@ -38,10 +43,15 @@ struct dns_hops {
 int dns_init(void);
 /*
  * MX lookup for domain; servers: "ip[:port],..." or "" for resolv.conf.
- * Fills hops with hosts that have at least one address.
+ * Fills hops with hosts that have at least one address: the
+ * DNS_MAX_HOSTS most preferred (hops->is_cut when the answer had more),
+ * each with at most DNS_MAX_ADDRS addresses (is_cut when it had more).
+ * timeout_ms: the whole lookup (the MX query and every host's
+ * addresses) ends then, the hosts not yet resolved count as failed
+ * ("DNS lookup timed out"); 0: no deadline (3 s per query, 2 tries).
  */
 enum dns_status dns_resolve_mx(const char *domain, const char *servers,
-    struct dns_hops *hops, char *err, size_t errlen);
+    unsigned timeout_ms, struct dns_hops *hops, char *err, size_t errlen);
 /*
  * The same lookup for the relay policy: every MX host is kept, in
  * preference order (random among equals), with its own status (a host
@@ -51,8 +61,9 @@ enum dns_status dns_resolve_mx(const char *domain, const char *servers,
  */
 enum dns_status dns_resolve_mx_all(const char *domain, const char *servers,
     unsigned timeout_ms, struct dns_hops *hops, char *err, size_t errlen);
-/* A/AAAA of one host (or an IP literal) into hops (one entry). */
+/* A/AAAA of one host (or an IP literal) into hops (one entry); the
+ * lookup ends after timeout_ms as above. */
 enum dns_status dns_resolve_host(const char *host, const char *servers,
-    struct dns_hops *hops, char *err, size_t errlen);
+    unsigned timeout_ms, struct dns_hops *hops, char *err, size_t errlen);
 
 #endif

@@ -32,8 +32,23 @@ struct dsn_info {
 };
 
 /*
- * Appends the whole message (LF line ends) to out.  0, or -1 if full.
- * The MIME boundary is random (DSN_BOUNDARY_PREFIX and 24 hex digits) and
+ * What one DSN carries at most, so that it is always produced whatever
+ * the message: the first DSN_RCPTS_MAX recipients are listed (in both
+ * parts), the rest are counted in one line of the human part; each
+ * diagnostic is cut to DSN_DIAG_MAX octets, each address and remote MTA
+ * name to DSN_NAME_MAX, the returned headers to DSN_HEADERS_MAX (at a
+ * line end).  The whole message then stays under DSN_SIZE_MAX.
+ */
+#define DSN_RCPTS_MAX 400
+#define DSN_DIAG_MAX 400
+#define DSN_NAME_MAX 256
+#define DSN_HEADERS_MAX 65536
+#define DSN_SIZE_MAX (1u << 20)
+
+/*
+ * Appends the whole message (LF line ends, under DSN_SIZE_MAX octets) to
+ * out.  0, or -1 if out is full (never with DSN_SIZE_MAX of room).  The
+ * MIME boundary is random (DSN_BOUNDARY_PREFIX and 24 hex digits) and
  * drawn again until dsn_boundary_ok(): the returned headers and the
  * remote replies are the sender's and a remote server's text.
  */

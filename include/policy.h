@@ -92,6 +92,7 @@ struct policy_mx_host {
 	bool is_self; /* this server (relay_host_is_self) */
 	int status;   /* 0 resolved, 1 does not exist, -1 lookup failed */
 	size_t naddr; /* 0 unless status is 0 */
+	bool is_cut;  /* DNS gave more addresses than addrs holds */
 	const char *const *addrs; /* text form */
 };
 
@@ -104,9 +105,14 @@ struct policy_mx_host {
  * there is none: we are the most preferred MX of a domain that is not
  * ours); else DNS_FAIL when a lookup failed.  A definite "not listed" wins
  * over a failure.  Pure; h sorted by pref.
+ *
+ * What was not judged is not listed: a delivery host with more addresses
+ * than were kept (is_cut), and, when is_cut says the answer had more MX
+ * hosts than h (the n most preferred), any answer in which this server
+ * is not among h (a host left out could be a delivery host).
  */
 enum policy_mx policy_mx_delivery(const struct cidr_list *relay,
-    const struct policy_mx_host *h, size_t n, size_t *nuse_out);
+    const struct policy_mx_host *h, size_t n, bool is_cut, size_t *nuse_out);
 
 /* Decides one RCPT.  Default deny: relay only on an explicit rule. */
 struct verdict policy_rcpt(const struct policy_config *,

@@ -44,7 +44,9 @@
 #include "log.h"
 #include "net.h"
 #include "safefs.h"
+#include "smtp_parse.h"
 #include "tls.h"
+#include "xmalloc.h"
 
 #define ERRLEN 512
 
@@ -1183,20 +1185,75 @@ check(struct ctl *c)
 	return 0;
 }
 
-/* "<a@b>", "a@b" or "<>" -> struct addr. */
+/*
+ * "<a@b>", "a@b" or "<>" -> struct addr, exactly as the server reads it:
+ * the command line "MAIL FROM:<...>" or "RCPT TO:<...>" through the same
+ * parser (smtp_cmd_parse) under the same command_line_limit, so a path the
+ * server accepts (source routes included) is never cut or refused here,
+ * and one it refuses is refused with its reply.
+ */
 static int
-path_arg(const char *in, bool allow_null, struct addr *out)
+path_arg(
+    const struct config *cfg, const char *in, bool is_mail, struct addr *out)
 {
-	char buf[ADDR_PATH_MAX + 8];
-	const char *why = "trailing characters after the address";
-	size_t used = 0;
+	const char *code = "", *why = "";
+	const char *verb = is_mail ? "MAIL FROM:" : "RCPT TO:";
+	size_t len = strlen(verb) + strlen(in) + 2; /* "<" ">" */
+	char *line = xmalloc(len + 1), text[ADDR_MAILBOX_MAX + 1];
+	struct smtp_cmd cmd;
+	int r;
 
-	snprintf(buf, sizeof(buf), in[0] == '<' ? "%s" : "<%s>", in);
-	if (addr_parse_path((const uint8_t *)buf, strlen(buf), allow_null, true,
-	        out, &used, &why) != 1 ||
-	    used != strlen(buf))
-		return die("%s: %s", in, why), -1;
+	snprintf(line, len + 1, in[0] == '<' ? "%s%s" : "%s<%s>", verb, in);
+	len = strlen(line);
+	/* The server's limit counts the CRLF. */
+	if (len + 2 > cfg->command_line_limit) {
+		free(line);
+		return die("%s: 500 5.5.2 line too long (command_line_limit "
+		           "%zu)",
+		           in, cfg->command_line_limit),
+		       -1;
+	}
+	r = smtp_cmd_parse((const uint8_t *)line, len, &cmd, &code, &why);
+	if (r == 1 && cmd.nparams > 0) {
+		code = "501 5.5.4";
+		why = "an address only, no parameters";
+		r = -1;
+	}
+	if (r == 1) {
+		*out = cmd.addr;
+		if (!is_mail && out->is_postmaster)
+			snprintf(out->domain, sizeof(out->domain), "%s",
+			    cfg->primary_domain);
+		/* As at MAIL and RCPT: decide on the text that is queued. */
+		if (addr_format(out, text, sizeof(text)) == -1) {
+			code = "501 5.1.3";
+			why = "address too long";
+			r = -1;
+		}
+	}
+	free(line);
+	if (r != 1)
+		return die("%s: %s %s", in, code, why), -1;
 	return 0;
+}
+
+/* An IP address as the server writes a client's: IPv4-mapped IPv6 as
+ * IPv4, IPv6 in inet_ntop's form.  0, or -1 when ip is not an address. */
+static int
+client_arg(const char *ip, char *out, size_t len)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET, ip, &a4) == 1)
+		return inet_ntop(AF_INET, &a4, out, (socklen_t)len) ? 0 : -1;
+	if (inet_pton(AF_INET6, ip, &a6) != 1)
+		return -1;
+	if (IN6_IS_ADDR_V4MAPPED(&a6))
+		return inet_ntop(AF_INET, &a6.s6_addr[12], out, (socklen_t)len)
+		           ? 0
+		           : -1;
+	return inet_ntop(AF_INET6, &a6, out, (socklen_t)len) ? 0 : -1;
 }
 
 /*
@@ -1213,7 +1270,7 @@ c_relay_check(struct ctl *c, char **a)
 	struct client_facts cf;
 	struct addr fa, ta;
 	struct relay_answer ans;
-	unsigned char bin[16];
+	char ip[INET6_ADDRSTRLEN];
 
 	for (int i = 0; a[i] != NULL; i += 2) {
 		const char **slot = strcmp(a[i], "--client") == 0 ? &client
@@ -1229,22 +1286,19 @@ c_relay_check(struct ctl *c, char **a)
 	}
 	if (client == NULL || from == NULL || to == NULL)
 		return usage_error("relay-check");
-	if (inet_pton(AF_INET, client, bin) != 1 &&
-	    inet_pton(AF_INET6, client, bin) != 1)
+	if (client_arg(client, ip, sizeof(ip)) == -1)
 		return die("--client %s: not an IP address", client);
 	if (strcmp(port, "smtp") != 0 && strcmp(port, "submission") != 0 &&
 	    strcmp(port, "submissions") != 0)
 		return die(
 		    "--port %s: want smtp, submission or submissions", port);
-	if (path_arg(from, true, &fa) == -1 || path_arg(to, false, &ta) == -1)
+	if (path_arg(c->cfg, from, true, &fa) == -1 ||
+	    path_arg(c->cfg, to, false, &ta) == -1)
 		return 1;
-	if (ta.is_postmaster)
-		snprintf(
-		    ta.domain, sizeof(ta.domain), "%s", c->cfg->primary_domain);
 	if (dns_init() == -1)
 		return die("%s", "resolver initialisation failed");
 	memset(&cf, 0, sizeof(cf));
-	cf.ip = client;
+	cf.ip = ip;
 	cf.listener = port;
 	cf.auth_user = auth;
 	cf.is_tls = true;

@@ -120,6 +120,8 @@ static const struct cfg_key cfg_keys[] = {
     {"smtp_connect_timeout", T_MS, O(smtp_connect_timeout_ms), "30s", 100,
         600000},
     {"smtp_data_timeout", T_MS, O(smtp_data_timeout_ms), "10m", 1000, 86400000},
+    {"smtp_delivery_dns_timeout", T_MS, O(smtp_delivery_dns_timeout_ms), "30s",
+        500, 600000},
     {"smtp_dns_lookups", T_COUNT, O(smtp_dns_lookups), "32", 1, 1024},
     {"smtp_dns_lookups_per_ip", T_COUNT, O(smtp_dns_lookups_per_ip), "2", 1,
         1024},

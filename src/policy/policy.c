@@ -199,29 +199,32 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 
 enum policy_mx
 policy_mx_delivery(const struct cidr_list *relay,
-    const struct policy_mx_host *h, size_t n, size_t *nuse_out)
+    const struct policy_mx_host *h, size_t n, bool is_cut, size_t *nuse_out)
 {
-	bool failed = false;
+	bool failed = false, is_self_seen = false;
 	size_t use = n;
 
 	/* RFC 5321 5.1: a relay that is itself an MX delivers only to more
 	 * preferred hosts. */
 	for (size_t i = 0; i < n; i++)
 		if (h[i].is_self) {
+			is_self_seen = true;
 			use = i;
 			while (use > 0 && h[use - 1].pref >= h[i].pref)
 				use--;
 			break;
 		}
 	*nuse_out = use;
-	if (use == 0)
+	/* Hosts left out of a long answer are less preferred than those
+	 * kept: they matter unless this server comes before them. */
+	if (use == 0 || (is_cut && !is_self_seen))
 		return POLICY_MX_NOT_LISTED;
 	for (size_t i = 0; i < use; i++) {
 		if (h[i].status == -1) {
 			failed = true;
 			continue;
 		}
-		if (h[i].status != 0 || h[i].naddr == 0)
+		if (h[i].status != 0 || h[i].naddr == 0 || h[i].is_cut)
 			return POLICY_MX_NOT_LISTED;
 		for (size_t a = 0; a < h[i].naddr; a++)
 			if (relay == NULL ||

@@ -122,6 +122,7 @@ relay_mx_delivery(
 		              : d->status == DNS_TEMPFAIL ? -1
 		                                          : 1;
 		h[i].naddr = d->status == DNS_OK ? d->naddr : 0;
+		h[i].is_cut = d->is_cut;
 		for (size_t a = 0; a < h[i].naddr; a++) {
 			relay_addr_text(
 			    &d->addrs[a], text[i][a], sizeof(text[i][a]));
@@ -130,7 +131,8 @@ relay_mx_delivery(
 		h[i].addrs = ptr[i];
 	}
 	return policy_mx_delivery(&cfg->relay_addresses, h,
-	    hops->n < DNS_MAX_HOSTS ? hops->n : DNS_MAX_HOSTS, nuse_out);
+	    hops->n < DNS_MAX_HOSTS ? hops->n : DNS_MAX_HOSTS, hops->is_cut,
+	    nuse_out);
 }
 
 /* The backup-MX fact for domain (blocking, at most smtp_dns_timeout). */

@@ -197,10 +197,17 @@ lookup_addrs(struct chan *c, const char *name, struct dns_host *h, char *err,
 			ares_freeaddrinfo(q.ai);
 		return h->status = map_status(q.status);
 	}
-	for (struct ares_addrinfo_node *n = q.ai->nodes;
-	     n != NULL && h->naddr < DNS_MAX_ADDRS; n = n->ai_next) {
+	h->is_cut = false;
+	for (struct ares_addrinfo_node *n = q.ai->nodes; n != NULL;
+	     n = n->ai_next) {
 		if (n->ai_addrlen > sizeof(h->addrs[0]))
 			continue;
+		/* More than we keep: say so, so the policy never judges a
+		 * host by some of its addresses only. */
+		if (h->naddr == DNS_MAX_ADDRS) {
+			h->is_cut = true;
+			break;
+		}
 		memcpy(&h->addrs[h->naddr++], n->ai_addr, n->ai_addrlen);
 	}
 	ares_freeaddrinfo(q.ai);
@@ -209,14 +216,6 @@ lookup_addrs(struct chan *c, const char *name, struct dns_host *h, char *err,
 		return h->status = DNS_NOTFOUND;
 	}
 	return h->status = DNS_OK;
-}
-
-static int
-host_cmp(const void *a, const void *b)
-{
-	const struct dns_host *x = a, *y = b;
-
-	return x->pref - y->pref;
 }
 
 /* RFC 5321 5.1: equal preferences are tried in random order. */
@@ -241,8 +240,8 @@ shuffle_equal(struct dns_host *h, size_t n)
 }
 
 enum dns_status
-dns_resolve_host(const char *host, const char *servers, struct dns_hops *hops,
-    char *err, size_t errlen)
+dns_resolve_host(const char *host, const char *servers, unsigned timeout_ms,
+    struct dns_hops *hops, char *err, size_t errlen)
 {
 	struct chan c;
 	enum dns_status st;
@@ -266,7 +265,7 @@ dns_resolve_host(const char *host, const char *servers, struct dns_hops *hops,
 			return DNS_OK;
 		}
 	}
-	if (channel_new(&c, servers, 0, err, errlen) == -1)
+	if (channel_new(&c, servers, timeout_ms, err, errlen) == -1)
 		return DNS_TEMPFAIL;
 	st = lookup_addrs(&c, host, h, err, errlen);
 	ares_destroy(c.ch);
@@ -276,12 +275,38 @@ dns_resolve_host(const char *host, const char *servers, struct dns_hops *hops,
 }
 
 /*
- * The MX query of domain into cand (sorted, names only).  Returns DNS_OK
- * with *n set, or the failure (err says why).
+ * Keeps the DNS_MAX_HOSTS most preferred of the records seen so far in
+ * cand[0..*n) (sorted by pref); *is_cut once one had to be left out.
+ */
+static void
+keep_best(
+    struct dns_host *cand, size_t *n, bool *is_cut, const char *name, int pref)
+{
+	size_t i;
+
+	if (*n == DNS_MAX_HOSTS) {
+		*is_cut = true;
+		if (pref >= cand[DNS_MAX_HOSTS - 1].pref)
+			return;
+		(*n)--; /* the least preferred makes room */
+	}
+	/* Insertion after any equal preference (stable). */
+	for (i = *n; i > 0 && cand[i - 1].pref > pref; i--)
+		cand[i] = cand[i - 1];
+	memset(&cand[i], 0, sizeof(cand[i]));
+	snprintf(cand[i].name, sizeof(cand[i].name), "%s", name);
+	cand[i].pref = pref;
+	(*n)++;
+}
+
+/*
+ * The MX query of domain into cand (sorted, names only): the
+ * DNS_MAX_HOSTS most preferred of the whole answer, *is_cut when there
+ * were more.  Returns DNS_OK with *n set, or the failure (err says why).
  */
 static enum dns_status
 query_mx(struct chan *c, const char *domain, struct dns_host *cand, size_t *n,
-    char *err, size_t errlen)
+    bool *is_cut, char *err, size_t errlen)
 {
 	struct ares_mx_reply *mx = NULL;
 	struct query q = {0};
@@ -308,8 +333,7 @@ query_mx(struct chan *c, const char *domain, struct dns_host *cand, size_t *n,
 		return DNS_TEMPFAIL;
 	}
 	free(q.abuf);
-	for (struct ares_mx_reply *m = mx; m && *n < DNS_MAX_HOSTS;
-	     m = m->next) {
+	for (struct ares_mx_reply *m = mx; m != NULL; m = m->next) {
 		/* RFC 7505: a single MX "." (empty name) means no mail. */
 		if (m->host[0] == '\0' || strcmp(m->host, ".") == 0) {
 			if (mx->next == NULL) {
@@ -322,14 +346,10 @@ query_mx(struct chan *c, const char *domain, struct dns_host *cand, size_t *n,
 			}
 			continue;
 		}
-		memset(&cand[*n], 0, sizeof(cand[*n]));
-		snprintf(cand[*n].name, sizeof(cand[*n].name), "%s", m->host);
-		cand[*n].pref = m->priority;
-		(*n)++;
+		keep_best(cand, n, is_cut, m->host, m->priority);
 	}
 	if (mx)
 		ares_free_data(mx);
-	qsort(cand, *n, sizeof(cand[0]), host_cmp);
 	shuffle_equal(cand, *n);
 	return DNS_OK;
 }
@@ -347,7 +367,7 @@ resolve_mx(const char *domain, const char *servers, unsigned timeout_ms,
 	memset(hops, 0, sizeof(*hops));
 	if (channel_new(&c, servers, timeout_ms, err, errlen) == -1)
 		return DNS_TEMPFAIL;
-	st = query_mx(&c, domain, cand, &n, err, errlen);
+	st = query_mx(&c, domain, cand, &n, &hops->is_cut, err, errlen);
 	if (st != DNS_OK) {
 		ares_destroy(c.ch);
 		return st;
@@ -368,10 +388,11 @@ resolve_mx(const char *domain, const char *servers, unsigned timeout_ms,
 }
 
 enum dns_status
-dns_resolve_mx(const char *domain, const char *servers, struct dns_hops *hops,
-    char *err, size_t errlen)
+dns_resolve_mx(const char *domain, const char *servers, unsigned timeout_ms,
+    struct dns_hops *hops, char *err, size_t errlen)
 {
-	return resolve_mx(domain, servers, 0, false, hops, err, errlen);
+	return resolve_mx(
+	    domain, servers, timeout_ms, false, hops, err, errlen);
 }
 
 enum dns_status

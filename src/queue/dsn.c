@@ -85,6 +85,16 @@ dsn_compose(const struct dsn_info *d, struct buf *out)
 {
 	char now[64], arrival[64], boundary[64];
 	int r = 0, tries = 0;
+	size_t listed = d->nrcpt < DSN_RCPTS_MAX ? d->nrcpt : DSN_RCPTS_MAX;
+	size_t hlen = d->headers_len;
+
+	/* Bounded input, bounded output (dsn.h): a DSN is always made. */
+	if (hlen > DSN_HEADERS_MAX) {
+		const char *nl = memrchr(d->headers, '\n', DSN_HEADERS_MAX);
+
+		hlen = nl != NULL ? (size_t)(nl - d->headers) + 1
+		                  : DSN_HEADERS_MAX;
+	}
 
 	rfc5322_date(d->now, now, sizeof(now));
 	rfc5322_date(d->arrival, arrival, sizeof(arrival));
@@ -122,9 +132,14 @@ dsn_compose(const struct dsn_info *d, struct buf *out)
 	          "to send it again."
 	        : "Your message could not be delivered to the recipients "
 	          "below. This is a permanent error.");
-	for (size_t i = 0; i < d->nrcpt; i++)
-		r |= add(out, "<%s>: %s\n", d->rcpts[i].addr,
-		    d->rcpts[i].diagnostic);
+	for (size_t i = 0; i < listed; i++)
+		r |= add(out, "<%.*s>: %.*s\n", DSN_NAME_MAX, d->rcpts[i].addr,
+		    DSN_DIAG_MAX, d->rcpts[i].diagnostic);
+	if (listed < d->nrcpt)
+		r |= add(out,
+		    "\n... and %zu more recipients, not listed here (the "
+		    "postmaster's log of queue ID %s names each)\n",
+		    d->nrcpt - listed, d->queue_id);
 	r |= add(out,
 	    "\n--%s\nContent-Description: Delivery report\n"
 	    "Content-Type: message/delivery-status\n\n"
@@ -132,18 +147,20 @@ dsn_compose(const struct dsn_info *d, struct buf *out)
 	    "X-Postern-Queue-ID: %s\n"
 	    "Arrival-Date: %s\n",
 	    boundary, d->hostname, d->queue_id, arrival);
-	for (size_t i = 0; i < d->nrcpt; i++) {
+	for (size_t i = 0; i < listed; i++) {
 		const struct dsn_rcpt *rc = &d->rcpts[i];
 
 		r |= add(out,
-		    "\nFinal-Recipient: rfc822; %s\n"
-		    "Action: %s\nStatus: %s\n",
-		    rc->addr, d->is_delay ? "delayed" : "failed", rc->status);
+		    "\nFinal-Recipient: rfc822; %.*s\n"
+		    "Action: %s\nStatus: %.15s\n",
+		    DSN_NAME_MAX, rc->addr, d->is_delay ? "delayed" : "failed",
+		    rc->status);
 		if (rc->remote_mta != NULL && rc->remote_mta[0] != '\0')
-			r |= add(out, "Remote-MTA: dns; %s\n", rc->remote_mta);
-		r |= add(out, "Diagnostic-Code: %s; %s\n",
+			r |= add(out, "Remote-MTA: dns; %.*s\n", DSN_NAME_MAX,
+			    rc->remote_mta);
+		r |= add(out, "Diagnostic-Code: %s; %.*s\n",
 		    rc->remote_mta && rc->remote_mta[0] ? "smtp" : "x-postern",
-		    rc->diagnostic);
+		    DSN_DIAG_MAX, rc->diagnostic);
 		if (d->is_delay) {
 			char until[64];
 
@@ -155,8 +172,8 @@ dsn_compose(const struct dsn_info *d, struct buf *out)
 	    "\n--%s\nContent-Description: Undelivered Message "
 	    "Headers\nContent-Type: text/rfc822-headers\n\n",
 	    boundary);
-	r |= buf_append(out, d->headers, d->headers_len);
-	if (d->headers_len > 0 && d->headers[d->headers_len - 1] != '\n')
+	r |= buf_append(out, d->headers, hlen);
+	if (hlen > 0 && d->headers[hlen - 1] != '\n')
 		r |= add(out, "\n");
 	r |= add(out, "\n--%s--\n", boundary);
 	return r == 0 ? 0 : -1;

@@ -610,6 +610,42 @@ send_body(struct conn *c, const char *path, size_t offset)
 	return conn_write(c, out, o + (bol ? 3 : 5));
 }
 
+/*
+ * The message's size as RFC 1870 counts it: the octets sent, every line
+ * ending CRLF (the stored text has LF), no dot-stuffing, no final ".".
+ * It follows wire_form: CRs are dropped, each LF becomes CRLF, and a last
+ * line without one gets one.  Returns 0, or -1 when the file cannot be
+ * read.
+ */
+static int
+wire_size(const char *path, size_t offset, off_t *out)
+{
+	char in[65536];
+	off_t at = (off_t)offset, size = 0;
+	char last = '\n';
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd == -1)
+		return -1;
+	while ((n = pread(fd, in, sizeof(in), at)) > 0) {
+		size += n;
+		for (const char *p = in, *end = in + n;
+		     (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++)
+			size++;
+		for (const char *p = in, *end = in + n;
+		     (p = memchr(p, '\r', (size_t)(end - p))) != NULL; p++)
+			size--;
+		last = in[n - 1];
+		at += n;
+	}
+	close(fd);
+	if (n < 0)
+		return -1;
+	*out = size + (last != '\n' ? 2 : 0);
+	return 0;
+}
+
 static void
 set_all(
     struct outbound_job *j, enum outbound_result r, int code, const char *text)
@@ -635,13 +671,22 @@ set_all(
  * -2 when the failure was the host's (try the next one).
  */
 static int
-transaction(struct conn *c, struct outbound_job *j, off_t size)
+transaction(struct conn *c, struct outbound_job *j, off_t *wsize)
 {
 	char text[QERR_MAX], sz[48] = "";
 	int code, accepted = 0;
 	bool pipe = c->has_pipelining;
 	int rcpt_code[1024];
+	off_t size;
 
+	/* Counted once per attempt, and only for a peer that wants it. */
+	if (c->has_size && *wsize == -1 &&
+	    wire_size(j->msg_path, j->body_offset, wsize) == -1) {
+		queue_field_clean(j->last_error, sizeof(j->last_error),
+		    "cannot read the queue file");
+		return -2;
+	}
+	size = *wsize;
 	if (c->has_size && c->max_size > 0 && (size_t)size > c->max_size) {
 		snprintf(text, sizeof(text),
 		    "552 5.3.4 message size %lld "
@@ -757,12 +802,17 @@ mail_failed:
 	return -1;
 }
 
-/* Resolves the next hops: routes, then relayhost, then MX. */
+/*
+ * Resolves the next hops: routes, then relayhost, then MX.  Every lookup
+ * of an attempt ends after smtp_delivery_dns_timeout, so a domain whose
+ * DNS never answers holds a connection slot no longer than that.
+ */
 static enum dns_status
 next_hops(struct outbound_job *j, struct dns_hops *hops, int *port, char *why,
     size_t wl)
 {
 	const struct config *cfg = j->cfg;
+	unsigned t = cfg->smtp_delivery_dns_timeout_ms;
 	char host[256] = "";
 	bool bracket = false;
 	const char *hop = NULL;
@@ -777,15 +827,13 @@ next_hops(struct outbound_job *j, struct dns_hops *hops, int *port, char *why,
 			ip += 5;
 		l = strcspn(ip, "]");
 		snprintf(host, sizeof(host), "%.*s", (int)l, ip);
-		return dns_resolve_host(host, cfg->dns_servers, hops, why, wl);
+		return dns_resolve_host(
+		    host, cfg->dns_servers, t, hops, why, wl);
 	}
 	hop = queue_route_for(cfg, j->domain);
-	if (hop == NULL && j->is_pinned)
-		return dns_resolve_mx_all(
-		    j->domain, cfg->dns_servers, 0, hops, why, wl);
 	if (hop == NULL)
 		return dns_resolve_mx(
-		    j->domain, cfg->dns_servers, hops, why, wl);
+		    j->domain, cfg->dns_servers, t, hops, why, wl);
 	if (hop[0] == '[') {
 		const char *rb = strchr(hop, ']');
 
@@ -803,8 +851,9 @@ next_hops(struct outbound_job *j, struct dns_hops *hops, int *port, char *why,
 			*port = atoi(colon + 1);
 	}
 	if (bracket)
-		return dns_resolve_host(host, cfg->dns_servers, hops, why, wl);
-	return dns_resolve_mx(host, cfg->dns_servers, hops, why, wl);
+		return dns_resolve_host(
+		    host, cfg->dns_servers, t, hops, why, wl);
+	return dns_resolve_mx(host, cfg->dns_servers, t, hops, why, wl);
 }
 
 static void
@@ -824,20 +873,58 @@ fmt_relay(char *out, size_t len, const char *host,
 }
 
 /*
- * A pinned (backup-MX) recipient: DNS was looked up again just now; keep
- * only the hosts delivery may use (those more preferred than this server
- * when it is an MX, as at RCPT) and, of them, only the addresses in the
- * current relay_addresses.  Returns the hosts left (0: defer, never send
- * anywhere else).
+ * Why a pinned domain's MX hosts no longer pass the backup-MX rule: the
+ * first delivery host (of hops[0..nuse)) that is not listed.
  */
-static size_t
-pin_filter(const struct outbound_job *j, struct dns_hops *hops)
+static void
+pin_reason(const struct outbound_job *j, const struct dns_hops *mx, size_t nuse,
+    char *why, size_t wl)
 {
-	size_t nuse = hops->n, out = 0;
-
-	if (j->domain[0] != '[' && queue_route_for(j->cfg, j->domain) == NULL)
-		relay_mx_delivery(j->cfg, hops, &nuse);
+	snprintf(why, wl,
+	    "no delivery host of %.100s resolves into relay_addresses "
+	    "now",
+	    j->domain);
 	for (size_t h = 0; h < nuse; h++) {
+		const struct dns_host *dh = &mx->hosts[h];
+
+		if (dh->status != DNS_OK) {
+			snprintf(why, wl,
+			    "MX host %.100s of %.100s has no address", dh->name,
+			    j->domain);
+			return;
+		}
+		if (dh->is_cut) {
+			snprintf(why, wl,
+			    "MX host %.100s of %.100s has more than %d "
+			    "addresses",
+			    dh->name, j->domain, DNS_MAX_ADDRS);
+			return;
+		}
+		for (size_t a = 0; a < dh->naddr; a++) {
+			char ip[INET6_ADDRSTRLEN];
+
+			relay_addr_text(&dh->addrs[a], ip, sizeof(ip));
+			if (!config_cidr_match(&j->cfg->relay_addresses, ip)) {
+				snprintf(why, wl,
+				    "MX host %.100s[%s] of %.100s is not in "
+				    "relay_addresses",
+				    dh->name, ip, j->domain);
+				return;
+			}
+		}
+	}
+	if (mx->is_cut)
+		snprintf(why, wl, "%.100s has more than %d MX hosts", j->domain,
+		    DNS_MAX_HOSTS);
+}
+
+/* Keeps only the addresses in relay_addresses; returns the hosts left. */
+static size_t
+pin_filter(const struct config *cfg, struct dns_hops *hops)
+{
+	size_t out = 0;
+
+	for (size_t h = 0; h < hops->n; h++) {
 		struct dns_host *dh = &hops->hosts[h];
 		size_t keep = 0;
 
@@ -845,7 +932,7 @@ pin_filter(const struct outbound_job *j, struct dns_hops *hops)
 			char ip[INET6_ADDRSTRLEN];
 
 			relay_addr_text(&dh->addrs[a], ip, sizeof(ip));
-			if (config_cidr_match(&j->cfg->relay_addresses, ip))
+			if (config_cidr_match(&cfg->relay_addresses, ip))
 				dh->addrs[keep++] = dh->addrs[a];
 		}
 		dh->naddr = keep;
@@ -856,12 +943,78 @@ pin_filter(const struct outbound_job *j, struct dns_hops *hops)
 	return out;
 }
 
+/*
+ * A pinned (backup-MX) recipient, at every attempt, whatever the next
+ * hop: the domain's MX hosts are looked up again and judged as at RCPT
+ * (every delivery host only in relay_addresses), then the hosts to
+ * connect to (those delivery hosts, or a route's or relayhost's) keep
+ * only their listed addresses.  Otherwise a domain accepted once could
+ * move its MX to any host and still get mail relayed (through a
+ * smarthost that delivers by MX).  Returns DNS_OK with hops filled, or
+ * the failure with why and *dsn_out (4.4.3 lookup failed, 4.4.4 not
+ * listed; 5.x as for any recipient when the domain no longer exists).
+ */
+static enum dns_status
+pin_hops(struct outbound_job *j, struct dns_hops *hops, int *port, char *why,
+    size_t wl, const char **dsn_out)
+{
+	const struct config *cfg = j->cfg;
+	char reason[QERR_MAX];
+	enum dns_status st = DNS_OK;
+	enum policy_mx r;
+	size_t nuse = 0;
+
+	*dsn_out = "4.4.4";
+	*port = (int)cfg->smtp_port;
+	if (j->domain[0] != '[') {
+		st = dns_resolve_mx_all(j->domain, cfg->dns_servers,
+		    cfg->smtp_delivery_dns_timeout_ms, hops, why, wl);
+		if (st != DNS_OK) {
+			*dsn_out = st == DNS_TEMPFAIL ? "4.4.3" : NULL;
+			return st;
+		}
+		r = relay_mx_delivery(cfg, hops, &nuse);
+		if (r == POLICY_MX_DNS_FAIL) {
+			*dsn_out = "4.4.3";
+			return DNS_TEMPFAIL;
+		}
+		if (r != POLICY_MX_ALL_LISTED) {
+			pin_reason(j, hops, nuse, reason, sizeof(reason));
+			snprintf(why, wl,
+			    "delivery pinned to relay_addresses (accepted as "
+			    "backup MX): %.300s",
+			    reason);
+			return DNS_TEMPFAIL;
+		}
+		hops->n = nuse;
+	}
+	/* The hop actually connected to must be listed too. */
+	if (j->domain[0] == '[' || queue_route_for(cfg, j->domain) != NULL) {
+		st = next_hops(j, hops, port, why, wl);
+		if (st != DNS_OK) {
+			*dsn_out = st == DNS_TEMPFAIL ? "4.4.3" : "4.4.4";
+			return DNS_TEMPFAIL;
+		}
+	}
+	if (pin_filter(cfg, hops) == 0) {
+		snprintf(why, wl,
+		    "delivery pinned to relay_addresses (accepted as backup "
+		    "MX): the next hop for %.200s does not resolve into "
+		    "relay_addresses",
+		    j->domain);
+		return DNS_TEMPFAIL;
+	}
+	return DNS_OK;
+}
+
 void
 outbound_deliver(struct outbound_job *j)
 {
 	struct dns_hops *hops = xcalloc(1, sizeof(*hops));
 	char why[QERR_MAX] = "", text[QERR_MAX + 64];
 	enum dns_status st;
+	const char *dsn = NULL;
+	off_t wsize = -1; /* RFC 1870 size, counted when first needed */
 	struct stat sb;
 	int port;
 
@@ -878,28 +1031,22 @@ outbound_deliver(struct outbound_job *j)
 		free(hops);
 		return;
 	}
-	st = next_hops(j, hops, &port, why, sizeof(why));
+	if (j->is_pinned)
+		st = pin_hops(j, hops, &port, why, sizeof(why), &dsn);
+	else
+		st = next_hops(j, hops, &port, why, sizeof(why));
 	if (st != DNS_OK) {
+		/* RFC 3463: X.4.3 directory (DNS) failure. */
+		if (dsn == NULL || st != DNS_TEMPFAIL)
+			dsn = st == DNS_NULLMX     ? "5.1.10"
+			      : st == DNS_NOTFOUND ? "5.1.2"
+			                           : "4.4.3";
 		snprintf(text, sizeof(text), "%s", why);
 		set_all(
 		    j, st == DNS_TEMPFAIL ? OUT_DEFER : OUT_BOUNCE, 0, text);
-		if (st == DNS_NULLMX || st == DNS_NOTFOUND)
-			for (size_t i = 0; i < j->nrcpt; i++)
-				snprintf(j->rcpts[i].status,
-				    sizeof(j->rcpts[i].status), "%s",
-				    st == DNS_NULLMX ? "5.1.10" : "5.1.2");
-		free(hops);
-		return;
-	}
-	if (j->is_pinned && pin_filter(j, hops) == 0) {
-		snprintf(text, sizeof(text),
-		    "delivery pinned to relay_addresses (accepted as backup "
-		    "MX): no delivery host of %.200s resolves into "
-		    "relay_addresses now",
-		    j->domain);
-		set_all(j, OUT_DEFER, 0, text);
 		for (size_t i = 0; i < j->nrcpt; i++)
-			snprintf(j->rcpts[i].status, 16, "4.4.4");
+			snprintf(j->rcpts[i].status, sizeof(j->rcpts[i].status),
+			    "%s", dsn);
 		free(hops);
 		return;
 	}
@@ -959,8 +1106,7 @@ outbound_deliver(struct outbound_job *j)
 					continue;
 				}
 			}
-			r = transaction(
-			    c, j, sb.st_size - (off_t)j->body_offset);
+			r = transaction(c, j, &wsize);
 			if (r == 0) {
 				cache_put(c);
 				free(hops);

@@ -433,7 +433,7 @@ bounce_run(void *arg, void *ctx)
 		b->out.is_bounce = true;
 		info.to = "postmaster";
 	}
-	buf_init(&b->content, 1u << 20);
+	buf_init(&b->content, DSN_SIZE_MAX);
 	if (r != DIR_EXPAND_LOCAL || b->mailboxes.n + remote.n == 0 ||
 	    dsn_compose(&info, &b->content) == -1) {
 		b->dlv.result = -1;

@@ -10,7 +10,10 @@
  * Lines:  relay MODE | relay_addresses CIDR... | relay_domains DOMAIN... |
  *         relay_recipients ADDRESS... | accept ENTRY | local DOMAIN |
  *         hostalias ALIAS DOMAIN | user ADDRESS | mx DOMAIN 1|0|-1 |
- *         mxhost DOMAIN PREF NAME [self] IP...|nxdomain|dnsfail |
+ *         mxhost DOMAIN PREF NAME [self] IP...|nxdomain|dnsfail [more] |
+ *         mxcut DOMAIN (the answer had more MX hosts than the mxhost
+ *         lines: dns_resolve_mx_all kept the most preferred) |
+ *         ("more": the host had more addresses than were kept)
  *         check client=IP port=smtp|submission auth=USER|- from=<..> to=<..>
  */
 #include <ctype.h>
@@ -28,6 +31,7 @@ struct world {
 	struct strlist relay_domains, relay_recipients;
 	bool has_recipients;
 	struct strlist locals, aliases_from, aliases_to, users, mx_dom;
+	struct strlist mx_cut; /* mxcut lines */
 	int mx_val[64];
 	/* mxhost lines, in file order (the file lists them by pref) */
 	size_t nhost;
@@ -55,7 +59,8 @@ mx_layout(struct world *w, const char *domain, struct policy_facts *f,
 		}
 	if (n == 0)
 		return false;
-	f->rcpt_mx = policy_mx_delivery(w->pc.relay_addresses, h, n, &use);
+	f->rcpt_mx = policy_mx_delivery(
+	    w->pc.relay_addresses, h, n, strlist_has(&w->mx_cut, domain), &use);
 	names[0] = '\0';
 	for (size_t i = 0; i < use && o < len; i++) {
 		int r = snprintf(names + o, len - o, "%s%s", i ? "," : "",
@@ -152,7 +157,7 @@ check(struct world *w, char *line)
 	free(orig);
 }
 
-/* "DOMAIN PREF NAME [self] IP...|nxdomain|dnsfail" */
+/* "DOMAIN PREF NAME [self] IP...|nxdomain|dnsfail [more]" */
 static int
 add_mxhost(struct world *w, char *arg)
 {
@@ -175,6 +180,8 @@ add_mxhost(struct world *w, char *arg)
 			h->status = 1;
 		else if (strcmp(t, "dnsfail") == 0)
 			h->status = -1;
+		else if (strcmp(t, "more") == 0)
+			h->is_cut = true;
 		else if (h->naddr < 8) {
 			snprintf(
 			    w->hosts[w->nhost].addr[h->naddr], 64, "%s", t);
@@ -273,6 +280,8 @@ main(int argc, char **argv)
 				return 2;
 			strlist_add(&w.mx_dom, d);
 			w.mx_val[w.mx_dom.n - 1] = v;
+		} else if (strncmp(line, "mxcut ", 6) == 0) {
+			strlist_add(&w.mx_cut, arg);
 		} else if (strncmp(line, "mxhost ", 7) == 0 && w.nhost < 64) {
 			if (add_mxhost(&w, arg) == -1) {
 				fprintf(stderr, "bad mxhost: %s\n", line);
@@ -292,6 +301,7 @@ main(int argc, char **argv)
 	strlist_clear(&w.aliases_to);
 	strlist_clear(&w.users);
 	strlist_clear(&w.mx_dom);
+	strlist_clear(&w.mx_cut);
 	config_unref(&w.cfg);
 	return 0;
 }

@@ -463,6 +463,67 @@ test_dsn_boundary(void **state)
 	buf_release(&b);
 }
 
+/*
+ * 1,000 failed recipients with the longest addresses, remote MTA names
+ * and replies, and 64 KiB of headers: the DSN is still made, within
+ * DSN_SIZE_MAX, with the first DSN_RCPTS_MAX recipients in full and the
+ * rest counted; an over-long diagnostic is cut.
+ */
+static void
+test_dsn_many_long(void **state)
+{
+	enum { N = 1000 };
+	struct dsn_rcpt *r = calloc(N, sizeof(*r));
+	char(*addr)[300] = calloc(N, sizeof(*addr));
+	char mta[256], diag[2100], *hdrs = malloc(70000), *text, want[500];
+	struct dsn_info d = {"mx.example.test", "ABC123", "alice@example.test",
+	    1795846462, 1795846500, 1795846462 + 86400, false, r, N, hdrs, 0};
+	struct buf b;
+
+	(void)state;
+	memset(mta, 'm', sizeof(mta) - 1);
+	mta[sizeof(mta) - 1] = '\0';
+	snprintf(diag, sizeof(diag), "550 5.1.1 ");
+	memset(diag + 10, 'd', sizeof(diag) - 11);
+	diag[sizeof(diag) - 1] = '\0';
+	for (size_t i = 0; i < N; i++) {
+		snprintf(addr[i], sizeof(addr[i]), "u%04zu%.*s@remote.example",
+		    i, 230, diag + 10);
+		r[i] = (struct dsn_rcpt){addr[i], "5.1.1", diag, mta};
+	}
+	for (size_t o = 0; o + 100 <= 69900; o += 100)
+		snprintf(hdrs + o, 101, "X-Long: %091zu\n", o);
+	d.headers_len = strlen(hdrs);
+	buf_init(&b, DSN_SIZE_MAX);
+	assert_int_equal(dsn_compose(&d, &b), 0);
+	assert_true(b.len < DSN_SIZE_MAX);
+	text = strndup((char *)b.data, b.len);
+	snprintf(want, sizeof(want), "Final-Recipient: rfc822; u0000");
+	assert_non_null(strstr(text, want));
+	snprintf(want, sizeof(want), "Final-Recipient: rfc822; u%04d",
+	    DSN_RCPTS_MAX - 1);
+	assert_non_null(strstr(text, want));
+	snprintf(want, sizeof(want), "u%04d", DSN_RCPTS_MAX);
+	assert_null(strstr(text, want));
+	snprintf(
+	    want, sizeof(want), "and %d more recipients", N - DSN_RCPTS_MAX);
+	assert_non_null(strstr(text, want));
+	/* A diagnostic is cut at DSN_DIAG_MAX octets. */
+	snprintf(want, sizeof(want), "smtp; %.*s\n", DSN_DIAG_MAX, diag);
+	assert_non_null(strstr(text, want));
+	/* The headers are cut at a line end, within DSN_HEADERS_MAX. */
+	assert_non_null(strstr(text, "X-Long: "));
+	snprintf(want, sizeof(want), "X-Long: %091d\n", 65400);
+	assert_non_null(strstr(text, want));
+	snprintf(want, sizeof(want), "X-Long: %091d\n", 65500);
+	assert_null(strstr(text, want));
+	free(text);
+	buf_release(&b);
+	free(r);
+	free(addr);
+	free(hdrs);
+}
+
 int
 run_queue_tests(void)
 {
@@ -477,6 +538,7 @@ run_queue_tests(void)
 	    cmocka_unit_test(test_reply_joined),
 	    cmocka_unit_test(test_dsn),
 	    cmocka_unit_test(test_dsn_boundary),
+	    cmocka_unit_test(test_dsn_many_long),
 	};
 
 	return cmocka_run_group_tests_name("queue", tests, NULL, NULL);
