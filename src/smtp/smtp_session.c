@@ -1589,8 +1589,12 @@ data_end(struct session *s)
 	d->iov[1].iov_base = s->msg.data;
 	d->iov[1].iov_len = s->msg.len;
 	d->iovcnt = 2;
-	/* ",W=": the size with CRLF line ends, as POP3/IMAP count it. */
-	d->wsize = d->iov[0].iov_len + 5 + s->data.size + s->data.lines;
+	/* ",W=": the size with CRLF line ends, as POP3/IMAP count it
+	 * (RFC 1939: exact).  The trace headers have as many lines as TLS,
+	 * AUTH and the recipient count make them: count their LFs. */
+	d->wsize = d->iov[0].iov_len + s->data.size + s->data.lines;
+	for (const char *p = s->headers; (p = strchr(p, '\n')) != NULL; p++)
+		d->wsize++;
 	d->done = delivery_done;
 	d->done_arg = s;
 	if (s->remote.n > 0) {

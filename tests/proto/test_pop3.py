@@ -285,3 +285,28 @@ def test_sessions_per_ip(make_server):
     c = Raw(s.ports["pop3"], greet=False)
     assert c.line().startswith("-ERR [SYS/TEMP]")
     assert c.closed()
+
+
+def test_list_size_exact_for_submitted_mail(server, cert):
+    """LIST/STAT must give the exact size RETR sends (RFC 1939), also when
+    the trace headers have extra lines (TLS cipher, authenticated sender)
+    or lose one (no "for <...>" with two recipients): the ",W=" size counts
+    the header's line ends, it does not assume five."""
+    body = b"Subject: sized\r\n\r\n" + b"line\r\n" * 50
+    c = smtplib.SMTP("127.0.0.1", server.ports["submission"], timeout=30)
+    c.ehlo("client.example")
+    c.starttls(context=tls_context(cert))
+    c.ehlo("client.example")
+    c.login("alice@example.test", "secret-alice")
+    c.sendmail("alice@example.test", ["alice@example.test"], body)
+    c.sendmail("alice@example.test", ["alice@example.test", "bob@example.test"], body)
+    c.quit()
+    deliver(server)  # port 25, no TLS, one recipient
+    p = pop(server, cert)
+    _, listing, _ = p.list()
+    sizes = [int(l.split()[1]) for l in listing]
+    assert len(sizes) == 3
+    for i, size in enumerate(sizes, 1):
+        _, lines, octets = p.retr(i)
+        assert size == octets == len(b"\r\n".join(lines) + b"\r\n"), (i, size, octets)
+    p.quit()
