@@ -27,6 +27,13 @@ void log_init(const char *ident, bool to_stderr, enum log_level level);
  * or -1 with the reason in err (the previous file, if any, stays).
  */
 int log_file_open(const char *path, char *err, size_t errlen);
+/*
+ * What log_file_open would say, found without creating or changing
+ * anything (posternctl check): an existing path must be a regular file,
+ * not a symbolic link, writable by the caller; a missing one needs a
+ * directory the caller may write.  Returns 0 or -1 with err.
+ */
+int log_file_check(const char *path, char *err, size_t errlen);
 bool log_file_is_open(void);
 /* The syslog socket (default _PATH_LOG, /dev/log); for tests. */
 void log_set_syslog_path(const char *path);

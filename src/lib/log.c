@@ -114,6 +114,45 @@ log_file_open(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
+int
+log_file_check(const char *path, char *err, size_t errlen)
+{
+	char dir[4096];
+	struct stat st;
+	char *slash;
+	int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY |
+	                        O_NONBLOCK | O_CLOEXEC);
+
+	if (fd != -1) {
+		int r = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? 0 : -1;
+
+		close(fd);
+		if (r == -1)
+			snprintf(err, errlen, "log_file %s: not a regular file",
+			    path);
+		return r;
+	}
+	if (errno != ENOENT) {
+		snprintf(err, errlen, "log_file %s: %s%s", path,
+		    strerror(errno),
+		    errno == ELOOP ? " (a symbolic link: not followed)" : "");
+		return -1;
+	}
+	/* Missing: O_CREAT would need to write its directory. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &st) == -1 || access(dir, W_OK | X_OK) == -1) {
+		snprintf(err, errlen, "log_file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 bool
 log_file_is_open(void)
 {
