@@ -35,6 +35,17 @@ int log_file_open(const char *path, char *err, size_t errlen);
  */
 int log_file_check(const char *path, char *err, size_t errlen);
 bool log_file_is_open(void);
+/*
+ * Start-up: the lines logged from log_hold() on (to stderr, the
+ * terminal) are also kept, up to LOG_HOLD_MAX bytes, until log_replay()
+ * sends them to the final target (log_file if open, else syslog if not
+ * in foreground mode) and stops keeping.  So the daemon's log has the
+ * listen, privileges-dropped and start lines it logged before it knew
+ * where its log was.
+ */
+#define LOG_HOLD_MAX 65536
+void log_hold(void);
+void log_replay(void);
 /* The syslog socket (default _PATH_LOG, /dev/log); for tests. */
 void log_set_syslog_path(const char *path);
 void log_set_level(enum log_level);

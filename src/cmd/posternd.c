@@ -541,6 +541,11 @@ main(int argc, char **argv)
 	if (config_load(conf, &cfg, err, sizeof(err)) == -1)
 		fatalx("config: %s", err);
 	log_set_level((enum log_level)cfg->log_level);
+	/* The lines until the final log target is set (listen, privileges-
+	 * dropped, start, the config warnings) go to the terminal and are
+	 * replayed to log_file or syslog once that is open. */
+	if (!foreground || cfg->log_file[0] != '\0')
+		log_hold();
 	if (geteuid() == 0 && config_run_user(cfg, &pw, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	signal(SIGPIPE, SIG_IGN);
@@ -577,6 +582,8 @@ main(int argc, char **argv)
 	if (cfg->log_file[0] != '\0' &&
 	    log_file_open(cfg->log_file, err, sizeof(err)) == -1)
 		fatalx("%s", err);
+	if (cfg->log_file[0] != '\0')
+		log_replay();
 	write_pid(cfg->pid_file);
 	if (dns_init() == -1)
 		fatalx("c-ares initialisation failed");
@@ -624,6 +631,7 @@ main(int argc, char **argv)
 		int null = open("/dev/null", O_RDWR);
 
 		log_init("posternd", false, (enum log_level)cfg->log_level);
+		log_replay(); /* to syslog, when there is no log_file */
 		if (null != -1) {
 			dup2(null, 0);
 			dup2(null, 1);

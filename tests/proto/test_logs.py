@@ -264,6 +264,22 @@ def test_log_file_reopen_on_usr1_and_reload(make_server):
              what="reload reopens log_file")
 
 
+def test_start_up_lines_reach_log_file(make_server):
+    """The lines logged before log_file is open (listen, privileges-
+    dropped) are in the file too, with start and the config warnings."""
+    s, path = with_log_file(make_server, {"relay": "anyone"})
+    s.start()
+    wait_for(lambda: os.path.exists(path) and "OPEN RELAY" in open(path).read(),
+             what="config warning in log_file")
+    text = open(path).read()
+    for want in ("event=listen kind=smtp", "event=start ",
+                 "event=queue-load", "warning: event=config"):
+        assert want in text, (want, text)
+    if os.geteuid() == 0:
+        assert "event=privileges-dropped" in text, text
+    assert text.count("event=listen kind=smtp") == 1, text
+
+
 def test_log_file_symlink_refused(make_server):
     s, path = with_log_file(make_server)
     target = path + ".target"
