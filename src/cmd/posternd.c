@@ -271,9 +271,14 @@ reload_run(void *arg, void *ctx)
 		r->cfg = NULL;
 		return;
 	}
-	/* logrotate: a reload also reopens log_file (as the run user). */
-	if (r->cfg->log_file[0] != '\0')
-		log_reopen(r->cfg->log_file);
+	/* logrotate: a reload also reopens log_file (as the run user).  A
+	 * log_file that cannot be opened fails the reload: the old config
+	 * and the old file stay, and posternctl reload says why. */
+	if (r->cfg->log_file[0] != '\0' &&
+	    log_file_open(r->cfg->log_file, r->err, sizeof(r->err)) == -1) {
+		config_unref(&r->cfg);
+		return;
+	}
 	/* Certificates: re-read when the files (or their paths) changed. A
 	 * renewed certificate then needs no restart; one that cannot be
 	 * read fails the whole reload, so nothing half-applies. */
@@ -308,7 +313,8 @@ reload_done(void *arg)
 		if (r->tls)
 			SSL_CTX_free(r->tls);
 	} else if (n == NULL) {
-		log_err("event=reload result=fail error=\"%s\"", r->err);
+		log_err(
+		    "event=reload result=fail error=\"%s\"", log_esc(r->err));
 	} else {
 		if (strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
 		    strcmp(n->user, dm->boot->user) != 0 ||

@@ -280,6 +280,30 @@ def test_start_up_lines_reach_log_file(make_server):
     assert text.count("event=listen kind=smtp") == 1, text
 
 
+def test_reload_with_unopenable_log_file_fails(make_server):
+    """A reload whose log_file cannot be opened fails like any bad
+    reload: posternctl reload exits 1 with the reason, the old config and
+    the old log file stay."""
+    s, path = with_log_file(make_server)
+    s.start()
+    wait_for(lambda: os.path.exists(path) and "event=start" in open(path).read(),
+             what="start line in log_file")
+    bad = os.path.join(s.base, "no", "such", "dir", "x.log")
+    s.extra["log_file"] = bad
+    s.extra["recipient_limit"] = "1"
+    s.write_conf()
+    r = s.ctl("reload", check=False)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert re.search(r"log_file .*/no/such/dir/x\.log: No such file", r.stderr), r.stderr
+    assert "reloaded" not in r.stdout
+    wait_for(lambda: "event=reload result=fail" in open(path).read(),
+             what="reload failure in the old log_file")
+    assert not os.path.exists(os.path.dirname(bad))
+    # The old config stays: two recipients are still accepted.
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20) as c:
+        c.sendmail("a@example.net", ["alice@example.test", "bob@example.test"], BODY)
+
+
 def test_log_file_symlink_refused(make_server):
     s, path = with_log_file(make_server)
     target = path + ".target"
