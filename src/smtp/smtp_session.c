@@ -1146,8 +1146,7 @@ auth_job_done(void *arg)
 	v = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
 	    auth_outcome(j->result), j->canon[0] ? j->canon : NULL, time(NULL));
 	if (!s->is_dead && s->state != ST_CLOSING) {
-		log_sanitize(
-		    u, sizeof(u), (const uint8_t *)j->user, strlen(j->user));
+		log_escape(u, sizeof(u), j->user);
 		if (v == AUTHFAIL_OK) {
 			snprintf(
 			    s->auth_user, sizeof(s->auth_user), "%s", j->canon);
@@ -1161,7 +1160,7 @@ auth_job_done(void *arg)
 			reply(s, "235 2.7.0 Authentication successful");
 		} else {
 			log_warn("session=%s event=auth result=%s client=%s "
-			         "user=\"%s\" reason=\"%s\"",
+			         "user=%s reason=\"%s\"",
 			    s->id,
 			    v == AUTHFAIL_TEMP     ? "tempfail"
 			    : v == AUTHFAIL_LOCKED ? "locked"
@@ -1225,9 +1224,9 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 	if (v != AUTHFAIL_OK) {
 		char u[200];
 
-		log_sanitize(u, sizeof(u), (const uint8_t *)j->user, ulen);
+		log_escape(u, sizeof(u), j->user);
 		log_warn("session=%s event=auth result=%s client=%s "
-		         "user=\"%s\"",
+		         "user=%s",
 		    s->id, v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip, u);
 		free(j);
 		auth_refuse(s, v);
