@@ -334,6 +334,14 @@ def test_pflogsumm_counts_received_and_delivered(make_server, sinks):
     assert got["received"] == 2, r.stdout
     assert got["delivered"] == 3, r.stdout
     assert got["bytes received"] == 2 * len(BODY), r.stdout
+    # The refused RCPT is a NOQUEUE reject line pflogsumm counts.
+    m = re.search(r"^\s+(\d+)\s+rejected\b", r.stdout, re.M)
+    assert m and int(m.group(1)) == 1, r.stdout
+    line = one_line(s, r"posternd/smtpd\[\d+\]: NOQUEUE: reject: RCPT")
+    assert re.search(r"RCPT from unknown\[127\.0\.0\.1\]: 550 5\.1\.1 "
+                     r"<nobody@example\.test>: Recipient address rejected: "
+                     r"no such user here; from=<c@example\.net> "
+                     r"to=<nobody@example\.test> proto=ESMTP helo=<", line), line
     assert "example.net" in r.stdout and "remote.example" in r.stdout
 
 
