@@ -27,7 +27,25 @@ void log_init(const char *ident, bool to_stderr, enum log_level level);
  * or -1 with the reason in err (the previous file, if any, stays).
  */
 int log_file_open(const char *path, char *err, size_t errlen);
+/*
+ * What log_file_open would say, found without creating or changing
+ * anything (posternctl check): an existing path must be a regular file,
+ * not a symbolic link, writable by the caller; a missing one needs a
+ * directory the caller may write.  Returns 0 or -1 with err.
+ */
+int log_file_check(const char *path, char *err, size_t errlen);
 bool log_file_is_open(void);
+/*
+ * Start-up: the lines logged from log_hold() on (to stderr, the
+ * terminal) are also kept, up to LOG_HOLD_MAX bytes, until log_replay()
+ * sends them to the final target (log_file if open, else syslog if not
+ * in foreground mode) and stops keeping.  So the daemon's log has the
+ * listen, privileges-dropped and start lines it logged before it knew
+ * where its log was.
+ */
+#define LOG_HOLD_MAX 65536
+void log_hold(void);
+void log_replay(void);
 /* The syslog socket (default _PATH_LOG, /dev/log); for tests. */
 void log_set_syslog_path(const char *path);
 void log_set_level(enum log_level);

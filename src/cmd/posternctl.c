@@ -1080,21 +1080,27 @@ check_as_run_user(struct check *k, int data_fd)
 	        pid[dl] == '/') &&
 	    safefs_create_check(pid, err, sizeof(err)) == -1)
 		check_say(k, true, "pid_file", "pid file %s", err);
+	/* posternd opens it after the privilege drop, as this user. */
+	if (k->cfg->log_file[0] != '\0' &&
+	    log_file_check(k->cfg->log_file, err, sizeof(err)) == -1)
+		check_say(k, true, "log_file", "%s", err);
 	if (k->cfg->smtp_tls_ca_file[0] != '\0') {
 		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
+		/* Read at each outbound connection, not at start-up: a
+		 * bad one fails the deliveries that verify, so it warns. */
 		if (access(k->cfg->smtp_tls_ca_file, R_OK) == -1)
-			check_say(k, true, "smtp_tls_ca_file",
+			check_say(k, false, "smtp_tls_ca_file",
 			    "smtp_tls_ca_file %s: %s (posternd reads it as "
-			    "uid %lu)",
+			    "uid %lu at each outbound TLS connection)",
 			    k->cfg->smtp_tls_ca_file, strerror(errno),
 			    (unsigned long)geteuid());
 		else if (ctx == NULL ||
 		         SSL_CTX_load_verify_locations(
 		             ctx, k->cfg->smtp_tls_ca_file, NULL) != 1)
-			check_say(k, true, "smtp_tls_ca_file",
+			check_say(k, false, "smtp_tls_ca_file",
 			    "smtp_tls_ca_file %s: no CA certificate could be "
-			    "loaded from it",
+			    "loaded from it: outbound TLS verification fails",
 			    k->cfg->smtp_tls_ca_file);
 		SSL_CTX_free(ctx);
 	}

@@ -271,9 +271,14 @@ reload_run(void *arg, void *ctx)
 		r->cfg = NULL;
 		return;
 	}
-	/* logrotate: a reload also reopens log_file (as the run user). */
-	if (r->cfg->log_file[0] != '\0')
-		log_reopen(r->cfg->log_file);
+	/* logrotate: a reload also reopens log_file (as the run user).  A
+	 * log_file that cannot be opened fails the reload: the old config
+	 * and the old file stay, and posternctl reload says why. */
+	if (r->cfg->log_file[0] != '\0' &&
+	    log_file_open(r->cfg->log_file, r->err, sizeof(r->err)) == -1) {
+		config_unref(&r->cfg);
+		return;
+	}
 	/* Certificates: re-read when the files (or their paths) changed. A
 	 * renewed certificate then needs no restart; one that cannot be
 	 * read fails the whole reload, so nothing half-applies. */
@@ -308,7 +313,8 @@ reload_done(void *arg)
 		if (r->tls)
 			SSL_CTX_free(r->tls);
 	} else if (n == NULL) {
-		log_err("event=reload result=fail error=\"%s\"", r->err);
+		log_err(
+		    "event=reload result=fail error=\"%s\"", log_esc(r->err));
 	} else {
 		if (strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
 		    strcmp(n->user, dm->boot->user) != 0 ||
@@ -541,6 +547,11 @@ main(int argc, char **argv)
 	if (config_load(conf, &cfg, err, sizeof(err)) == -1)
 		fatalx("config: %s", err);
 	log_set_level((enum log_level)cfg->log_level);
+	/* The lines until the final log target is set (listen, privileges-
+	 * dropped, start, the config warnings) go to the terminal and are
+	 * replayed to log_file or syslog once that is open. */
+	if (!foreground || cfg->log_file[0] != '\0')
+		log_hold();
 	if (geteuid() == 0 && config_run_user(cfg, &pw, err, sizeof(err)) == -1)
 		fatalx("%s", err);
 	signal(SIGPIPE, SIG_IGN);
@@ -577,6 +588,8 @@ main(int argc, char **argv)
 	if (cfg->log_file[0] != '\0' &&
 	    log_file_open(cfg->log_file, err, sizeof(err)) == -1)
 		fatalx("%s", err);
+	if (cfg->log_file[0] != '\0')
+		log_replay();
 	write_pid(cfg->pid_file);
 	if (dns_init() == -1)
 		fatalx("c-ares initialisation failed");
@@ -624,6 +637,7 @@ main(int argc, char **argv)
 		int null = open("/dev/null", O_RDWR);
 
 		log_init("posternd", false, (enum log_level)cfg->log_level);
+		log_replay(); /* to syslog, when there is no log_file */
 		if (null != -1) {
 			dup2(null, 0);
 			dup2(null, 1);

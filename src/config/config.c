@@ -742,9 +742,11 @@ value_strip(char *v, const char **why)
 		*end = '\0';
 		for (p = end + 1; *p == ' ' || *p == '\t'; p++)
 			;
-		if (*p != '\0' && *p != '#') {
+		/* A comment, like one after any value, starts after a
+		 * blank: "postern"#c is a typo, not a comment. */
+		if (*p != '\0' && !(*p == '#' && p > end + 1)) {
 			*why = "text after the closing quote (a comment starts "
-			       "with #)";
+			       "with a blank and #)";
 			return NULL;
 		}
 		return v + 1;
@@ -845,6 +847,26 @@ config_parse(const char *text, size_t len, const char *filename,
 			    "contains NUL",
 			    filename, lineno);
 			goto fail;
+		}
+		/* Control bytes are refused everywhere (a tab is a blank;
+		 * a CR only as the CRLF line end): a CR-only file is not
+		 * read as one long line, a stray ESC or CR never hides in
+		 * a value. */
+		for (size_t i = 0; i < ll; i++) {
+			unsigned char ch = (unsigned char)text[pos + i];
+
+			if ((ch < 0x20 && ch != '\t' &&
+			        !(ch == '\r' && i == ll - 1)) ||
+			    ch == 0x7f) {
+				snprintf(err, errlen,
+				    "%s:%u: control character 0x%02x%s",
+				    filename, lineno, ch,
+				    ch == '\r' ? " (a CR not followed by LF: "
+				                 "lines must end with LF or "
+				                 "CRLF)"
+				               : "");
+				goto fail;
+			}
 		}
 		line = xstrndup(text + pos, ll);
 		pos += ll + (nl ? 1 : 0);

@@ -41,6 +41,12 @@ static int syslog_fd = -1;
 static bool syslog_is_stream;
 static char syslog_path[108] = _PATH_LOG;
 
+/* log_hold's lines: "PRIO TAG\tMSG\n" each, as they were logged. */
+static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool hold_on;
+static char *hold_buf;
+static size_t hold_len;
+
 static const char *const level_names[] = {"err", "warn", "info", "debug"};
 /* Postfix's convention: info lines carry no level word. */
 static const char *const level_prefix[] = {
@@ -111,6 +117,45 @@ log_file_open(const char *path, char *err, size_t errlen)
 		return -1;
 	}
 	close(fd);
+	return 0;
+}
+
+int
+log_file_check(const char *path, char *err, size_t errlen)
+{
+	char dir[4096];
+	struct stat st;
+	char *slash;
+	int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NOCTTY |
+	                        O_NONBLOCK | O_CLOEXEC);
+
+	if (fd != -1) {
+		int r = fstat(fd, &st) == 0 && S_ISREG(st.st_mode) ? 0 : -1;
+
+		close(fd);
+		if (r == -1)
+			snprintf(err, errlen, "log_file %s: not a regular file",
+			    path);
+		return r;
+	}
+	if (errno != ENOENT) {
+		snprintf(err, errlen, "log_file %s: %s%s", path,
+		    strerror(errno),
+		    errno == ELOOP ? " (a symbolic link: not followed)" : "");
+		return -1;
+	}
+	/* Missing: O_CREAT would need to write its directory. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((slash = strrchr(dir, '/')) == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (stat(dir, &st) == -1 || access(dir, W_OK | X_OK) == -1) {
+		snprintf(err, errlen, "log_file %s: %s", path, strerror(errno));
+		return -1;
+	}
 	return 0;
 }
 
@@ -232,6 +277,18 @@ log_vmsg(enum log_level level, const char *sub, const char *suffix,
 		                                     : off + (size_t)n;
 	if (suffix != NULL)
 		snprintf(msg + off, sizeof(msg) - off, "%s", suffix);
+	if (atomic_load(&hold_on)) {
+		pthread_mutex_lock(&hold_lock);
+		if (atomic_load(&hold_on) && hold_buf != NULL) {
+			int w = snprintf(hold_buf + hold_len,
+			    LOG_HOLD_MAX - hold_len, "%d %s\t%s\n", prio[level],
+			    tag, msg);
+
+			if (w > 0 && (size_t)w < LOG_HOLD_MAX - hold_len)
+				hold_len += (size_t)w;
+		}
+		pthread_mutex_unlock(&hold_lock);
+	}
 	fd = atomic_load(&log_fd);
 	if (!log_to_stderr && fd == -1) {
 		syslog_send(prio[level], tag, msg);
@@ -251,6 +308,71 @@ log_vmsg(enum log_level level, const char *sub, const char *suffix,
 	if (fd != -1 && write(fd, line, off) < 0) {
 		/* Nor when the log file is: the disk is full. */
 	}
+}
+
+void
+log_hold(void)
+{
+	pthread_mutex_lock(&hold_lock);
+	if (hold_buf == NULL)
+		hold_buf = malloc(LOG_HOLD_MAX);
+	hold_len = 0;
+	atomic_store(&hold_on, hold_buf != NULL);
+	pthread_mutex_unlock(&hold_lock);
+}
+
+/* One held line to log_file or syslog, never to stderr (it was there). */
+static void
+replay_one(int prio, const char *tag, const char *msg)
+{
+	char line[LOG_LINE_MAX + 256];
+	int fd = atomic_load(&log_fd), n;
+	size_t off;
+
+	if (fd == -1) {
+		if (!log_to_stderr)
+			syslog_send(prio, tag, msg);
+		return;
+	}
+	off = stamp_rfc3339(line, sizeof(line));
+	n = snprintf(line + off, sizeof(line) - off, " %s %s[%d]: %s", log_host,
+	    tag, (int)getpid(), msg);
+	if (n > 0)
+		off = off + (size_t)n >= sizeof(line) - 1 ? sizeof(line) - 2
+		                                          : off + (size_t)n;
+	line[off++] = '\n';
+	if (write(fd, line, off) < 0) {
+		/* The disk is full: nothing to do. */
+	}
+}
+
+void
+log_replay(void)
+{
+	char *p, *end;
+
+	pthread_mutex_lock(&hold_lock);
+	if (!atomic_load(&hold_on)) {
+		pthread_mutex_unlock(&hold_lock);
+		return;
+	}
+	atomic_store(&hold_on, false);
+	for (p = hold_buf, end = hold_buf + hold_len; p < end;) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		char *sp = memchr(p, ' ', (size_t)(end - p));
+		char *tab = memchr(p, '\t', (size_t)(end - p));
+
+		if (nl == NULL || sp == NULL || tab == NULL || sp > tab ||
+		    tab > nl)
+			break;
+		*sp = *tab = *nl = '\0';
+		replay_one(atoi(p), sp + 1, tab + 1);
+		p = nl + 1;
+	}
+	free(hold_buf);
+	hold_buf = NULL;
+	hold_len = 0;
+	pthread_mutex_unlock(&hold_lock);
 }
 
 void

@@ -403,9 +403,8 @@ login_done(struct pjob *j)
 	if (j->verdict != AUTHFAIL_OK) {
 		char u[200];
 
-		log_sanitize(
-		    u, sizeof(u), (const uint8_t *)j->user, strlen(j->user));
-		log_warn("pop3=%s event=login result=%s client=%s user=\"%s\" "
+		log_escape(u, sizeof(u), j->user);
+		log_warn("pop3=%s event=login result=%s client=%s user=%s "
 		         "reason=\"%s\"",
 		    s->id,
 		    j->verdict == AUTHFAIL_TEMP     ? "tempfail"
@@ -564,8 +563,8 @@ start_login(struct pop3_session *s, const char *user, size_t ulen,
 	if (v != AUTHFAIL_OK) {
 		char u[200];
 
-		log_sanitize(u, sizeof(u), (const uint8_t *)j->user, ulen);
-		log_warn("pop3=%s event=login result=%s client=%s user=\"%s\"",
+		log_escape(u, sizeof(u), j->user);
+		log_warn("pop3=%s event=login result=%s client=%s user=%s",
 		    s->id, v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip, u);
 		free(j);
 		login_refuse(s, v);

@@ -336,8 +336,15 @@ smtp_data_error_reply(unsigned flags, size_t size_limit)
 		    size_limit);
 		return msg;
 	}
-	if (flags & (SMTP_DATA_BARE_LF | SMTP_DATA_BARE_CR))
+	/* Name what was there: under normalize only a bare CR is refused. */
+	if ((flags & SMTP_DATA_BARE_LF) && (flags & SMTP_DATA_BARE_CR))
 		return "554 5.6.0 Message refused: bare CR or LF in message "
+		       "text; every line must end with CRLF (RFC 5321 2.3.8)";
+	if (flags & SMTP_DATA_BARE_LF)
+		return "554 5.6.0 Message refused: bare LF in message "
+		       "text; every line must end with CRLF (RFC 5321 2.3.8)";
+	if (flags & SMTP_DATA_BARE_CR)
+		return "554 5.6.0 Message refused: bare CR in message "
 		       "text; every line must end with CRLF (RFC 5321 2.3.8)";
 	if (flags & SMTP_DATA_NUL)
 		return "554 5.6.0 Message refused: NUL byte in message text";

@@ -662,6 +662,33 @@ rcpt_log(struct session *s, struct rcpt_job *j, const char *result,
 	    policy_mode_name((enum relay_mode)j->cfg->relay_mode), rule, r);
 }
 
+/*
+ * A refused recipient in Postfix's shape, tagged posternd/smtpd, so log
+ * tools (pflogsumm) count the rejections:
+ *   NOQUEUE: reject: RCPT from unknown[IP]: 550 5.1.1 <rcpt>: TEXT;
+ *   from=<..> to=<..> proto=ESMTP helo=<..>
+ * Then the reply; a 5xx counts as a client error.
+ */
+static void
+rcpt_refuse(
+    struct session *s, struct rcpt_job *j, const char *code, const char *text)
+{
+	char from[ADDR_PATH_MAX + 8], r[600];
+
+	addr_text(&s->mail_from, from, sizeof(from));
+	log_sanitize(r, sizeof(r), (const uint8_t *)text, strlen(text));
+	log_info_as("smtpd",
+	    "NOQUEUE: reject: RCPT from unknown[%s]: %s <%s>: %s; from=<%s> "
+	    "to=<%s> proto=%s helo=<%s>",
+	    s->ip, code, log_esc(j->rcpt_text), r, log_esc(from),
+	    log_esc(j->rcpt_text), s->is_esmtp ? "ESMTP" : "SMTP",
+	    log_esc(s->helo));
+	if (code[0] == '5')
+		reply_error_logged(s, code, text);
+	else
+		reply(s, "%s %s", code, text);
+}
+
 static void
 rcpt_apply(struct session *s, struct rcpt_job *j)
 {
@@ -670,18 +697,18 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	switch (j->ans.dir_result) {
 	case DIR_EXPAND_UNKNOWN:
 		rcpt_log(s, j, "reject", "550", "no such user", "directory");
-		reply_error_logged(s, "550 5.1.1",
+		rcpt_refuse(s, j, "550 5.1.1",
 		    "Recipient address rejected: "
 		    "no such user here");
 		return;
 	case DIR_EXPAND_TEMPFAIL:
 		rcpt_log(s, j, "tempfail", "451", j->ans.err, "directory");
-		reply(s, "451 4.3.0 Temporary directory failure, try again "
-		         "later");
+		rcpt_refuse(s, j, "451 4.3.0",
+		    "Temporary directory failure, try again later");
 		return;
 	case DIR_EXPAND_LIMIT:
 		rcpt_log(s, j, "reject", "550", "expansion limit", "directory");
-		reply_error_logged(s, "550 5.3.0",
+		rcpt_refuse(s, j, "550 5.3.0",
 		    "Recipient address rejected: "
 		    "alias or list expands to too many addresses");
 		return;
@@ -696,10 +723,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		    j->ans.verdict.kind == VERDICT_REJECT ? "reject"
 		                                          : "tempfail",
 		    code, text, j->ans.verdict.rule);
-		if (j->ans.verdict.kind == VERDICT_REJECT)
-			reply_error_logged(s, code, text);
-		else
-			reply(s, "%s %s", code, text);
+		rcpt_refuse(s, j, code, text);
 		return;
 	}
 	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL) {
@@ -710,7 +734,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	} else if (j->ans.users.n == 0 && j->ans.remote.n == 0) {
 		rcpt_log(s, j, "reject", "550", "no mailbox behind address",
 		    "directory");
-		reply_error_logged(s, "550 5.1.1",
+		rcpt_refuse(s, j, "550 5.1.1",
 		    "Recipient address rejected: "
 		    "no mailbox behind this address");
 		return;
@@ -1146,8 +1170,7 @@ auth_job_done(void *arg)
 	v = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
 	    auth_outcome(j->result), j->canon[0] ? j->canon : NULL, time(NULL));
 	if (!s->is_dead && s->state != ST_CLOSING) {
-		log_sanitize(
-		    u, sizeof(u), (const uint8_t *)j->user, strlen(j->user));
+		log_escape(u, sizeof(u), j->user);
 		if (v == AUTHFAIL_OK) {
 			snprintf(
 			    s->auth_user, sizeof(s->auth_user), "%s", j->canon);
@@ -1161,7 +1184,7 @@ auth_job_done(void *arg)
 			reply(s, "235 2.7.0 Authentication successful");
 		} else {
 			log_warn("session=%s event=auth result=%s client=%s "
-			         "user=\"%s\" reason=\"%s\"",
+			         "user=%s reason=\"%s\"",
 			    s->id,
 			    v == AUTHFAIL_TEMP     ? "tempfail"
 			    : v == AUTHFAIL_LOCKED ? "locked"
@@ -1225,9 +1248,9 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 	if (v != AUTHFAIL_OK) {
 		char u[200];
 
-		log_sanitize(u, sizeof(u), (const uint8_t *)j->user, ulen);
+		log_escape(u, sizeof(u), j->user);
 		log_warn("session=%s event=auth result=%s client=%s "
-		         "user=\"%s\"",
+		         "user=%s",
 		    s->id, v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip, u);
 		free(j);
 		auth_refuse(s, v);

@@ -180,7 +180,7 @@ def test_auth_failures_logged_with_user_and_reason(server, cert):
     assert code == 535
     c.close()
     line = one_line(server, r"event=auth result=fail .*wrong password")
-    assert 'user="alice@example.test"' in line
+    assert 'user=alice@example.test ' in line  # the form of result=ok
     one_line(server, r'event=auth result=fail .*reason="authorization identity is not the user"')
 
 
@@ -202,9 +202,9 @@ def test_pop3_refusals_logged(server, cert):
     p.quit()
     line = one_line(server, r"pop3=\w+ event=reject .*cmd=USER")
     assert "STLS first" in line and "user=-" in line
-    line = one_line(server, r'event=login result=fail .*user="alice@example.test"')
+    line = one_line(server, r'event=login result=fail .*user=alice@example\.test ')
     assert 'reason="wrong password"' in line
-    line = one_line(server, r'event=login result=fail .*user="nobody@example.test"')
+    line = one_line(server, r'event=login result=fail .*user=nobody@example\.test ')
     assert 'reason="no such user"' in line
     line = one_line(server, r"pop3=\w+ event=reject .*cmd=RETR")
     assert "user=alice@example.test" in line and 'reason="no such message"' in line
@@ -264,6 +264,46 @@ def test_log_file_reopen_on_usr1_and_reload(make_server):
              what="reload reopens log_file")
 
 
+def test_start_up_lines_reach_log_file(make_server):
+    """The lines logged before log_file is open (listen, privileges-
+    dropped) are in the file too, with start and the config warnings."""
+    s, path = with_log_file(make_server, {"relay": "anyone"})
+    s.start()
+    wait_for(lambda: os.path.exists(path) and "OPEN RELAY" in open(path).read(),
+             what="config warning in log_file")
+    text = open(path).read()
+    for want in ("event=listen kind=smtp", "event=start ",
+                 "event=queue-load", "warning: event=config"):
+        assert want in text, (want, text)
+    if os.geteuid() == 0:
+        assert "event=privileges-dropped" in text, text
+    assert text.count("event=listen kind=smtp") == 1, text
+
+
+def test_reload_with_unopenable_log_file_fails(make_server):
+    """A reload whose log_file cannot be opened fails like any bad
+    reload: posternctl reload exits 1 with the reason, the old config and
+    the old log file stay."""
+    s, path = with_log_file(make_server)
+    s.start()
+    wait_for(lambda: os.path.exists(path) and "event=start" in open(path).read(),
+             what="start line in log_file")
+    bad = os.path.join(s.base, "no", "such", "dir", "x.log")
+    s.extra["log_file"] = bad
+    s.extra["recipient_limit"] = "1"
+    s.write_conf()
+    r = s.ctl("reload", check=False)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert re.search(r"log_file .*/no/such/dir/x\.log: No such file", r.stderr), r.stderr
+    assert "reloaded" not in r.stdout
+    wait_for(lambda: "event=reload result=fail" in open(path).read(),
+             what="reload failure in the old log_file")
+    assert not os.path.exists(os.path.dirname(bad))
+    # The old config stays: two recipients are still accepted.
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20) as c:
+        c.sendmail("a@example.net", ["alice@example.test", "bob@example.test"], BODY)
+
+
 def test_log_file_symlink_refused(make_server):
     s, path = with_log_file(make_server)
     target = path + ".target"
@@ -294,6 +334,14 @@ def test_pflogsumm_counts_received_and_delivered(make_server, sinks):
     assert got["received"] == 2, r.stdout
     assert got["delivered"] == 3, r.stdout
     assert got["bytes received"] == 2 * len(BODY), r.stdout
+    # The refused RCPT is a NOQUEUE reject line pflogsumm counts.
+    m = re.search(r"^\s+(\d+)\s+rejected\b", r.stdout, re.M)
+    assert m and int(m.group(1)) == 1, r.stdout
+    line = one_line(s, r"posternd/smtpd\[\d+\]: NOQUEUE: reject: RCPT")
+    assert re.search(r"RCPT from unknown\[127\.0\.0\.1\]: 550 5\.1\.1 "
+                     r"<nobody@example\.test>: Recipient address rejected: "
+                     r"no such user here; from=<c@example\.net> "
+                     r"to=<nobody@example\.test> proto=ESMTP helo=<", line), line
     assert "example.net" in r.stdout and "remote.example" in r.stdout
 
 

@@ -189,6 +189,62 @@ test_syslog_datagrams(void **state)
 	rmdir(path);
 }
 
+/*
+ * Start-up in daemon mode: the lines logged to the terminal before the
+ * switch to syslog are replayed there, in order, once; none after.
+ */
+static void
+test_hold_replays_to_syslog(void **state)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char path[] = "/tmp/postern-unit-syslog-XXXXXX", buf[512], want[128];
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	struct timeval tv = {5, 0};
+	ssize_t n;
+
+	(void)state;
+	assert_true(mkdtemp(path) != NULL);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/log", path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	log_set_syslog_path(sun.sun_path);
+	log_init("posternd", true, LOG_LVL_INFO);
+	log_hold();
+	log_info("event=listen kind=smtp addr=127.0.0.1:25");
+	log_warn("event=config warning: OPEN RELAY");
+	assert_true(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
+	log_init("posternd", false, LOG_LVL_INFO);
+	log_replay();
+	log_info("event=after");
+	log_replay(); /* a second one sends nothing */
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	snprintf(want, sizeof(want), "<%d>", LOG_MAIL | LOG_INFO);
+	assert_memory_equal(buf, want, strlen(want));
+	snprintf(want, sizeof(want),
+	    " posternd[%d]: event=listen kind=smtp addr=127.0.0.1:25",
+	    (int)getpid());
+	assert_non_null(strstr(buf, want));
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	snprintf(want, sizeof(want), "<%d>", LOG_MAIL | LOG_WARNING);
+	assert_memory_equal(buf, want, strlen(want));
+	assert_non_null(
+	    strstr(buf, "warning: event=config warning: OPEN RELAY"));
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "]: event=after"));
+	assert_true(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
+	log_init("unit", true, LOG_LVL_INFO); /* back to stderr */
+	log_set_syslog_path("/dev/log");
+	close(fd);
+	unlink(sun.sun_path);
+	rmdir(path);
+}
+
 int
 run_log_tests(void)
 {
@@ -198,6 +254,7 @@ run_log_tests(void)
 	    cmocka_unit_test(test_esc_slots),
 	    cmocka_unit_test(test_flag_names),
 	    cmocka_unit_test(test_syslog_datagrams),
+	    cmocka_unit_test(test_hold_replays_to_syslog),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);

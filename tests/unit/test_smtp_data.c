@@ -360,6 +360,14 @@ test_nul(void **state)
 	    strstr(smtp_data_error_reply(SMTP_DATA_BARE_LF, 1), "554 5.6.0"));
 	assert_non_null(
 	    strstr(smtp_data_error_reply(SMTP_DATA_TOO_BIG, 1), "552 5.3.4"));
+	/* The reply names what was there (normalize refuses only CR). */
+	assert_non_null(strstr(
+	    smtp_data_error_reply(SMTP_DATA_BARE_CR, 1), ": bare CR in "));
+	assert_non_null(strstr(
+	    smtp_data_error_reply(SMTP_DATA_BARE_LF, 1), ": bare LF in "));
+	assert_non_null(strstr(
+	    smtp_data_error_reply(SMTP_DATA_BARE_CR | SMTP_DATA_BARE_LF, 1),
+	    ": bare CR or LF in "));
 }
 
 int
