@@ -196,6 +196,21 @@ stamp_rfc3339(char *dst, size_t len)
 	return r > 0 && (size_t)r < len - n ? n + (size_t)r : n;
 }
 
+/* "STAMP HOST TAG[PID]: MSG\n" into line (len > 2), cut to fit but always
+ * ending in a newline; returns its length.  The log_file and stderr form. */
+static size_t
+format_line(char *line, size_t len, const char *tag, const char *msg)
+{
+	size_t off = stamp_rfc3339(line, len);
+	int n = snprintf(line + off, len - off, " %s %s[%d]: %s", log_host, tag,
+	    (int)getpid(), msg);
+
+	if (n > 0)
+		off = off + (size_t)n >= len - 1 ? len - 2 : off + (size_t)n;
+	line[off++] = '\n';
+	return off;
+}
+
 static int
 syslog_connect(void)
 {
@@ -294,13 +309,7 @@ log_vmsg(enum log_level level, const char *sub, const char *suffix,
 		syslog_send(prio[level], tag, msg);
 		return;
 	}
-	off = stamp_rfc3339(line, sizeof(line));
-	n = snprintf(line + off, sizeof(line) - off, " %s %s[%d]: %s", log_host,
-	    tag, (int)getpid(), msg);
-	if (n > 0)
-		off = off + (size_t)n >= sizeof(line) - 1 ? sizeof(line) - 2
-		                                          : off + (size_t)n;
-	line[off++] = '\n';
+	off = format_line(line, sizeof(line), tag, msg);
 	/* One write per line keeps lines from threads whole (O_APPEND). */
 	if (log_to_stderr && write(STDERR_FILENO, line, off) < 0) {
 		/* Nothing sensible to do when stderr is gone. */
@@ -326,7 +335,7 @@ static void
 replay_one(int prio, const char *tag, const char *msg)
 {
 	char line[LOG_LINE_MAX + 256];
-	int fd = atomic_load(&log_fd), n;
+	int fd = atomic_load(&log_fd);
 	size_t off;
 
 	if (fd == -1) {
@@ -334,13 +343,7 @@ replay_one(int prio, const char *tag, const char *msg)
 			syslog_send(prio, tag, msg);
 		return;
 	}
-	off = stamp_rfc3339(line, sizeof(line));
-	n = snprintf(line + off, sizeof(line) - off, " %s %s[%d]: %s", log_host,
-	    tag, (int)getpid(), msg);
-	if (n > 0)
-		off = off + (size_t)n >= sizeof(line) - 1 ? sizeof(line) - 2
-		                                          : off + (size_t)n;
-	line[off++] = '\n';
+	off = format_line(line, sizeof(line), tag, msg);
 	if (write(fd, line, off) < 0) {
 		/* The disk is full: nothing to do. */
 	}
