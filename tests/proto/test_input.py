@@ -135,7 +135,10 @@ KV_LINE = re.compile(rf"{TOKEN}(?: {TOKEN})*")
 DELIVERY = re.compile(r"^(\w+): to=<([^<>\s,]*)>, relay=([^<>\s,]+), delay=\d+, "
                       r"dsn=\d\.\d{1,3}\.\d{1,3}, status=(\w+) \(([^()]*)\)$")
 POSTFIX = {
-    "smtpd": re.compile(r"^(\w+): client=unknown\[[0-9a-f.:]+\](?:, sasl_username=[^\s,]+)?$"),
+    "smtpd": re.compile(r"^(?:(\w+): client=unknown\[[0-9a-f.:]+\](?:, sasl_username=[^\s,]+)?"
+                        r"|NOQUEUE: reject: RCPT from unknown\[[0-9a-f.:]+\]: \d{3} \d\.\d{1,3}\.\d{1,3} "
+                        r"<[^<>\s]*>: [^;<>=\\]*; from=<[^<>\s]*> to=<[^<>\s]*> "
+                        r"proto=E?SMTP helo=<[^<>\s]*>)$"),
     "qmgr": re.compile(r"^(\w+): from=<([^<>\s,]*)>, size=\d+, nrcpt=\d+ \(queue active\)$"),
     "virtual": DELIVERY,
     "smtp": DELIVERY,
