@@ -1119,7 +1119,7 @@ check_as_run_user(struct check *k, int data_fd)
 static void
 check_fork_run_user(struct check *k, int data_fd)
 {
-	int status;
+	int status = 0, r;
 	pid_t pid;
 
 	fflush(stdout);
@@ -1142,9 +1142,9 @@ check_fork_run_user(struct check *k, int data_fd)
 		fflush(stdout);
 		_exit(k->errors > 0 ? 1 : 0);
 	}
-	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+	while ((r = waitpid(pid, &status, 0)) == -1 && errno == EINTR)
 		;
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+	if (r == -1 || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		k->errors++;
 }
 

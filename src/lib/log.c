@@ -91,14 +91,19 @@ log_file_open(const char *path, char *err, size_t errlen)
 {
 	struct stat st;
 	int old = atomic_load(&log_fd);
+	/* O_NONBLOCK: a FIFO planted at the path must not hang start-up or
+	 * a reload; it is refused below.  Regular files ignore the flag. */
 	int fd = open(path,
-	    O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC,
+	    O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK |
+	        O_CLOEXEC,
 	    0640);
 
 	if (fd == -1) {
 		snprintf(err, errlen, "log_file %s: %s%s", path,
 		    strerror(errno),
-		    errno == ELOOP ? " (a symbolic link: not followed)" : "");
+		    errno == ELOOP   ? " (a symbolic link: not followed)"
+		    : errno == ENXIO ? " (a FIFO: not a regular file)"
+		                     : "");
 		return -1;
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {

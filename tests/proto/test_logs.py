@@ -5,6 +5,7 @@ line per refusal, named DATA flags, the error count, log_file with its
 reopen, and a pflogsumm report over a real log_file."""
 import base64
 import os
+import pwd
 import poplib
 import re
 import signal
@@ -16,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Raw, tls_context, wait_for
+from conftest import Raw, run_user, tls_context, wait_for
 
 FAST = {"relay": "addresses", "relay_addresses": "127.0.0.1",
         "queue_retry_min": "1s", "queue_retry_max": "2s"}
@@ -313,6 +314,18 @@ def test_log_file_symlink_refused(make_server):
     assert p.wait(30) != 0
     assert "symbolic link" in s.log()
     assert open(target).read() == ""
+
+
+def test_log_file_fifo_refused_without_hanging(make_server):
+    """A FIFO at log_file (the run user may own its directory) is refused
+    at once: opening it must not block start-up waiting for a reader."""
+    s, path = with_log_file(make_server)
+    os.mkfifo(path, 0o600)
+    pw = pwd.getpwnam(run_user())
+    os.chown(path, pw.pw_uid, pw.pw_gid)  # planted by the run user
+    p = s.start(wait=False)
+    assert p.wait(30) != 0, "posternd must refuse, not hang or run"
+    assert "not a regular file" in s.log()
 
 
 def test_pflogsumm_counts_received_and_delivered(make_server, sinks):
