@@ -113,8 +113,12 @@ net_write_nowait(struct bufferevent *bev)
 		return;
 	/* The socket is non-blocking: this takes what the kernel accepts
 	 * now, and SIGPIPE is ignored (posternd). */
+	/* A socket bufferevent keeps the front of its output frozen for its
+	 * own write callback: unfreeze it for this write, as that one does. */
+	evbuffer_unfreeze(out, 1);
 	while (evbuffer_get_length(out) > 0 && evbuffer_write(out, fd) > 0)
 		;
+	evbuffer_freeze(out, 1);
 }
 
 void

@@ -429,6 +429,15 @@ login_done(struct pjob *j)
 		           "session");
 		return;
 	}
+	if (j->mb == NULL) {
+		/* The password was right but the maildrop could not be named
+		 * or opened (result -1): never a session without a mailbox. */
+		log_err("pop3=%s event=login result=fail user=%s "
+		        "error=\"cannot open the maildrop\"",
+		    s->id, log_esc(j->canon));
+		p_reply(s, "-ERR [SYS/TEMP] cannot open the maildrop");
+		return;
+	}
 	s->mb = j->mb;
 	j->mb = NULL;
 	snprintf(s->user, sizeof(s->user), "%s", j->canon);
@@ -1051,7 +1060,11 @@ p_on_event(struct bufferevent *bev, short what, void *arg)
 		    (what & BEV_EVENT_WRITING) ? " writing=yes" : "");
 		/* A write timed out, or the last reply did not leave in
 		 * pop3_timeout: the peer is not reading. */
-		if ((what & BEV_EVENT_WRITING) || s->state == P_CLOSING) {
+		/* Also while a RETR/TOP is streaming (the client sends nothing
+		 * while it downloads): a reply now would land inside the
+		 * message, so the session just ends. */
+		if ((what & BEV_EVENT_WRITING) || s->state == P_CLOSING ||
+		    s->stream != NULL || s->is_busy) {
 			p_drop(s);
 			return;
 		}
