@@ -34,7 +34,6 @@ int log_file_open(const char *path, char *err, size_t errlen);
  * directory the caller may write.  Returns 0 or -1 with err.
  */
 int log_file_check(const char *path, char *err, size_t errlen);
-bool log_file_is_open(void);
 /*
  * Start-up: the lines logged from log_hold() on (to stderr, the
  * terminal) are also kept, up to LOG_HOLD_MAX bytes, until log_replay()

@@ -13,13 +13,6 @@
 int passwd_hash(const char *pw, char *out, size_t outlen);
 /* True if pw matches hash (constant-time compare of the results). */
 bool passwd_verify(const char *pw, const char *hash);
-/*
- * For a login name that has no hash (no such user or domain): spends the
- * work of one passwd_verify against a hash of passwd_hash's scheme and
- * cost, made once from a random password, and returns false, so an
- * unknown name answers as slowly as a known one.  Thread-safe.
- */
-bool passwd_verify_dummy(const char *pw);
 /* Makes the dummy hash now (at start-up) rather than at the first login. */
 void passwd_init(void);
 

@@ -164,12 +164,6 @@ log_file_check(const char *path, char *err, size_t errlen)
 	return 0;
 }
 
-bool
-log_file_is_open(void)
-{
-	return atomic_load(&log_fd) != -1;
-}
-
 void
 log_set_syslog_path(const char *path)
 {

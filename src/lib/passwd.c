@@ -81,14 +81,6 @@ passwd_init(void)
 	pthread_once(&dummy_once, dummy_make);
 }
 
-bool
-passwd_verify_dummy(const char *pw)
-{
-	passwd_init();
-	(void)passwd_verify(pw, dummy_hash);
-	return false;
-}
-
 /* Nanoseconds of a yescrypt verification at the dummy's cost: a running
  * mean (weight 1/8 for each new measure); 0 until the first. */
 static _Atomic uint64_t floor_ns;

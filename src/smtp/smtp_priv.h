@@ -129,7 +129,6 @@ struct session {
 	struct event *data_timer; /* smtp_data_timeout, while in DATA */
 	char *headers; /* Return-Path + Received, built at end of DATA */
 	struct maildir_delivery dlv;
-	struct rcpt_job *job;
 	uint8_t *line; /* command line scratch, command_line_limit + 1 */
 	/* SMTP AUTH (RFC 4954) */
 	char auth_user[ADDR_PATH_MAX + 8]; /* "" until authenticated */

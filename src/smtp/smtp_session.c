@@ -57,7 +57,6 @@ struct rcpt_job {
 	struct session *s;
 	struct addr rcpt;
 	char rcpt_text[ADDR_PATH_MAX + 8];
-	size_t limit;
 	struct relay_answer ans; /* directory phase, then DNS phase */
 	struct client_facts facts;
 	struct addr mail_from;
@@ -775,7 +774,6 @@ rcpt_finish(struct rcpt_job *j)
 	struct session *s = j->s;
 
 	s->is_busy = false;
-	s->job = NULL;
 	if (!s->is_dead && s->state != ST_CLOSING)
 		rcpt_apply(s, j);
 	relay_answer_clear(&j->ans);
@@ -872,14 +870,12 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 		reply_error(s, "501 5.1.3", "Recipient address too long");
 		return;
 	}
-	j->limit = s->cfg->expansion_limit;
 	j->mail_from = s->mail_from;
 	j->facts.ip = s->ip;
 	j->facts.listener = kind_names[s->kind];
 	j->facts.is_tls = s->is_tls;
 	j->facts.auth_user = s->auth_user[0] ? s->auth_user : NULL;
 	j->cfg = s->cfg;
-	s->job = j;
 	s->is_busy = true;
 	workers_submit(s->srv->workers, rcpt_job_run, rcpt_job_done, j);
 }
