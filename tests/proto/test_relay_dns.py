@@ -32,19 +32,27 @@ class Dns:
         self.dir = tempfile.mkdtemp(prefix="postern-dns-")
         self.hosts_file = os.path.join(self.dir, "hosts")
         self.write_hosts(hosts)
-        self.port = free_port(kind=socket.SOCK_DGRAM)
-        args = ["dnsmasq", "-k", "-p", str(self.port), "--listen-address=127.0.0.1",
-                "--bind-interfaces", "--no-resolv", "--no-hosts",
-                "--addn-hosts=" + self.hosts_file,
-                "--local=/example/", "--local=/test/", "--log-facility=-"]
-        if os.geteuid() == 0:
-            args.append("--user=root")
-        for name, host, pref in mx:
-            args.append(f"--mx-host={name},{host},{pref}")
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
-        time.sleep(0.3)
-        assert self.proc.poll() is None, self.proc.stderr.read().decode()
+        # free_port() checks UDP only and dnsmasq binds TCP on the same
+        # port too, which another test's socket may hold: a few tries.
+        for _ in range(5):
+            self.port = free_port(kind=socket.SOCK_DGRAM)
+            args = ["dnsmasq", "-k", "-p", str(self.port), "--listen-address=127.0.0.1",
+                    "--bind-interfaces", "--no-resolv", "--no-hosts",
+                    "--addn-hosts=" + self.hosts_file,
+                    "--local=/example/", "--local=/test/", "--log-facility=-"]
+            if os.geteuid() == 0:
+                args.append("--user=root")
+            for name, host, pref in mx:
+                args.append(f"--mx-host={name},{host},{pref}")
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE)
+            time.sleep(0.3)
+            if self.proc.poll() is None:
+                return
+            err = self.proc.stderr.read().decode()
+            if "Address already in use" not in err:
+                break
+        raise AssertionError("dnsmasq did not start: " + err)
 
     def write_hosts(self, hosts):
         with open(self.hosts_file + ".new", "w") as f:
