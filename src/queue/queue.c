@@ -700,6 +700,7 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 		queue_path(a->job.msg_path, sizeof(a->job.msg_path),
 		    q->cfg->data_dir, "entries", e->env.id, ".msg");
 		a->job.body_offset = e->body_offset;
+		a->job.size = e->env.size;
 		a->job.rcpts = xcalloc(e->env.nrcpt, sizeof(*a->job.rcpts));
 		for (size_t k = i; k < e->env.nrcpt; k++) {
 			struct qrcpt *r = &e->env.rcpts[k];

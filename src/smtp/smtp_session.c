@@ -1698,6 +1698,9 @@ data_end(struct session *s)
 		d->qenv = q;
 		/* The queue copy starts after the Return-Path line. */
 		d->rp_len = (size_t)(strchr(j->headers, '\n') - j->headers) + 1;
+		/* RFC 1870 size of the queue copy as relayed: the Maildir
+		 * size less the Return-Path line (rp_len octets, one LF). */
+		q->size = d->wsize - d->rp_len - 1;
 	}
 	s->is_busy = true;
 	/* done NULL: the committer posts delivery_done once durable. */
