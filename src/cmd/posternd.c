@@ -219,6 +219,7 @@ struct reload {
 	char tls_sig[TLS_SIG_MAX]; /* in use at submit, then what was read */
 	SSL_CTX *tls;              /* new certificate files, or NULL */
 	bool tls_unseen;           /* this user cannot look at the files */
+	int log_fd; /* the new log_file, opened; installed with the rest */
 };
 
 static bool
@@ -273,9 +274,11 @@ reload_run(void *arg, void *ctx)
 	}
 	/* logrotate: a reload also reopens log_file (as the run user).  A
 	 * log_file that cannot be opened fails the reload: the old config
-	 * and the old file stay, and posternctl reload says why. */
+	 * and the old file stay, and posternctl reload says why.  Opened
+	 * here, installed by reload_done with the rest: all or nothing. */
 	if (r->cfg->log_file[0] != '\0' &&
-	    log_file_open(r->cfg->log_file, r->err, sizeof(r->err)) == -1) {
+	    (r->log_fd = log_file_prepare(
+	         r->cfg->log_file, r->err, sizeof(r->err))) == -1) {
 		config_unref(&r->cfg);
 		return;
 	}
@@ -292,9 +295,12 @@ reload_run(void *arg, void *ctx)
 		if (strcmp(sig, r->tls_sig) == 0)
 			return;
 		r->tls = tls_server_ctx_new(r->cfg, r->err, sizeof(r->err));
-		if (r->tls == NULL)
+		if (r->tls == NULL) {
 			config_unref(&r->cfg);
-		else
+			if (r->log_fd != -1)
+				close(r->log_fd); /* the old file stays */
+			r->log_fd = -1;
+		} else
 			snprintf(r->tls_sig, sizeof(r->tls_sig), "%s", sig);
 	}
 }
@@ -312,9 +318,20 @@ reload_done(void *arg)
 		config_unref(&r->cfg);
 		if (r->tls)
 			SSL_CTX_free(r->tls);
+		if (r->log_fd != -1)
+			close(r->log_fd);
 	} else if (n == NULL) {
 		log_err(
 		    "event=reload result=fail error=\"%s\"", log_esc(r->err));
+	} else if (r->log_fd != -1 &&
+	           log_file_install(r->log_fd, r->err, sizeof(r->err)) == -1) {
+		/* The first part applied; nothing of it happened. */
+		log_err(
+		    "event=reload result=fail error=\"%s\"", log_esc(r->err));
+		config_unref(&r->cfg);
+		if (r->tls)
+			SSL_CTX_free(r->tls);
+		n = NULL; /* the reply says error */
 	} else {
 		if (strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
 		    strcmp(n->user, dm->boot->user) != 0 ||
@@ -379,6 +396,7 @@ daemon_reload(struct daemon *dm, struct bufferevent *bev)
 
 	r->dm = dm;
 	r->bev = bev;
+	r->log_fd = -1;
 	snprintf(r->tls_sig, sizeof(r->tls_sig), "%s", dm->tls_sig);
 	if (bev != NULL) /* nothing more from this client until the reply */
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
@@ -636,7 +654,7 @@ main(int argc, char **argv)
 	if (ready_fd != -1) {
 		int null = open("/dev/null", O_RDWR);
 
-		log_init("posternd", false, (enum log_level)cfg->log_level);
+		log_set_stderr(false); /* threads run: no log_init now */
 		log_replay(); /* to syslog, when there is no log_file */
 		if (null != -1) {
 			dup2(null, 0);
