@@ -28,6 +28,7 @@ struct dir_sqlite {
 	unsigned timeout_ms;
 	struct timespec deadline; /* of the running statement */
 	bool is_timed_out;        /* the deadline stopped it */
+	bool is_schema;           /* creating the schema: no time limit */
 };
 
 /* The index on aliases(target) is the reverse-alias lookup behind sender
@@ -92,7 +93,7 @@ on_progress(void *arg)
 {
 	struct dir_sqlite *s = arg;
 
-	if (past_deadline(s)) {
+	if (!s->is_schema && past_deadline(s)) {
 		s->is_timed_out = true;
 		return 1;
 	}
@@ -141,9 +142,16 @@ connect_db(struct dir_sqlite *s, char *err, size_t errlen)
 	sqlite3_busy_handler(s->db, on_busy, s);
 	sqlite3_progress_handler(s->db, 1000, on_progress, s);
 	if (s->flags & DIR_OPEN_ADMIN) {
+		int rc;
+
+		/* Building a new index on a large older database may take
+		 * longer than one lookup may: only the wait for a lock is
+		 * bounded here. */
 		set_deadline(s);
-		if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) !=
-		    SQLITE_OK) {
+		s->is_schema = true;
+		rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+		s->is_schema = false;
+		if (rc != SQLITE_OK) {
 			snprintf(err, errlen, "directory: %s: %s", s->path,
 			    s->is_timed_out ? "timed out creating the schema"
 			                    : sqlite3_errmsg(s->db));
