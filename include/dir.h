@@ -21,8 +21,10 @@
  *
  * A struct dir is used by one thread at a time; the daemon opens one per
  * worker thread.  A backend re-connects lazily: an error that means the
- * connection is gone (SQLite: I/O error, cannot open, not a database)
- * drops it, and the next call (not the failing one) connects again.
+ * connection is gone (SQLite: I/O error, cannot open, not a database,
+ * corrupt; or, checked at most once a second, the file replaced or
+ * removed) drops it, and the next call (not the failing one) connects
+ * again.
  * Every query is bounded by directory_timeout (waiting for a lock
  * included): past it the call fails as a temporary error.
  *

@@ -29,6 +29,7 @@ struct dir_sqlite {
 	struct timespec deadline; /* of the running statement */
 	bool is_timed_out;        /* the deadline stopped it */
 	bool is_schema;           /* creating the schema: no time limit */
+	time_t moved_checked;     /* last has-moved check (monotonic s) */
 };
 
 /* The index on aliases(target) is the reverse-alias lookup behind sender
@@ -122,6 +123,28 @@ disconnect(struct dir_sqlite *s)
 	s->db = NULL;
 }
 
+/*
+ * A connection keeps the file it opened: a database replaced by a rename
+ * (a restored backup) or removed would be read from the old inode for
+ * ever.  At most once a second (two stat calls), ask SQLite whether the
+ * path still names that file; if not, drop the connection.
+ */
+static void
+check_moved(struct dir_sqlite *s)
+{
+	struct timespec now;
+	int moved = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (s->db == NULL || now.tv_sec == s->moved_checked)
+		return;
+	s->moved_checked = now.tv_sec;
+	if (sqlite3_file_control(
+	        s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+	    moved)
+		disconnect(s);
+}
+
 /* Connects if not connected: 0, or -1 with err (left disconnected). */
 static int
 connect_db(struct dir_sqlite *s, char *err, size_t errlen)
@@ -209,6 +232,7 @@ db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
 	sqlite3_stmt *st;
 	int rc, rows = 0;
 
+	check_moved(s);
 	if (connect_db(s, err, errlen) == -1)
 		return -1;
 	set_deadline(s);

@@ -8,6 +8,8 @@ that kept the old file open would never see the good one."""
 import base64
 import os
 import smtplib
+import sqlite3
+import time
 
 PLAINTEXT = {"auth_require_tls": "no"}
 
@@ -124,3 +126,35 @@ def test_auth_tempfails_and_counts_nothing_then_works(make_server):
         assert c.mail(sender)[0] == want, sender
         c.rset()
     c.quit()
+
+
+def test_database_replaced_by_a_rename_is_seen(make_server):
+    """A healthy connection keeps the file it opened; a database put in
+    place by a rename (a restored backup, a garbage file) is seen within
+    about a second by every worker, without a restart."""
+    s = make_server()
+    db = Db(s)
+    assert rcpt(s, "alice@example.test")[0] == 250
+    # A copy without alice, renamed over the live file.
+    copy = db.path + ".copy"
+    with open(copy, "wb") as f:
+        f.write(db.good)
+    con = sqlite3.connect(copy)
+    con.execute("DELETE FROM users WHERE local = 'alice'")
+    con.commit()
+    con.close()
+    with open(copy, "rb") as f:
+        without_alice = f.read()
+    os.unlink(copy)
+    db.replace(without_alice, db.mode)
+    time.sleep(1.5)
+    for _ in range(6):
+        assert rcpt(s, "alice@example.test")[0] == 550
+    db.replace(b"x" * len(db.good), db.mode)
+    time.sleep(1.5)
+    for _ in range(6):
+        code, text, _ = rcpt(s, "alice@example.test")
+        assert (code, text[:5]) == (451, "4.3.0"), text
+    db.restore()
+    for _ in range(6):
+        assert rcpt(s, "alice@example.test")[0] == 250

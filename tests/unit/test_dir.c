@@ -5,8 +5,9 @@
  * the limit, login, sender-match addresses, temporary errors.  One
  * cmocka group per backend: SQLite on a temp file, dir_fake; the
  * PostgreSQL backend adds a row to `backends`.  Then SQLite's own:
- * read-only handles, the per-query timeout, lazy re-connection, an old
- * database without the new indexes, dir_open's backend choice.
+ * read-only handles, the per-query timeout, lazy re-connection (and a
+ * file replaced under an open handle), an old database without the new
+ * indexes, dir_open's backend choice.
  */
 #include <sys/stat.h>
 
@@ -948,6 +949,49 @@ test_sqlite_old_schema(void **state)
 	sqlite3_close(db);
 }
 
+/* A database replaced by a rename, or removed, is seen within a second
+ * by a handle that had the old file open. */
+static void
+test_sqlite_replaced(void **state)
+{
+	struct timespec nap = {1, 100000000};
+	char err[256], canon[256], keep[160], other[160];
+	struct dir *w = fresh_admin(), *r;
+
+	(void)state;
+	dir_close(&w);
+	snprintf(keep, sizeof(keep), "%s.keep", dbpath);
+	snprintf(other, sizeof(other), "%s/other.db", tmpdir);
+	assert_int_equal(link(dbpath, keep), 0);
+	w = dir_sqlite_open(other, 5000, DIR_OPEN_ADMIN, err, sizeof(err));
+	assert_non_null(w);
+	OK(w->admin->domain_add(w, "other.test", err, sizeof(err)));
+	dir_close(&w);
+	r = dir_sqlite_open(dbpath, 5000, DIR_OPEN_READ, err, sizeof(err));
+	assert_non_null(r);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	assert_int_equal(rename(other, dbpath), 0);
+	nanosleep(&nap, NULL);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    0);
+	assert_int_equal(dir_domain_resolve(r, "other.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	assert_int_equal(unlink(dbpath), 0);
+	nanosleep(&nap, NULL);
+	assert_int_equal(dir_domain_resolve(r, "other.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    -1);
+	assert_int_equal(rename(keep, dbpath), 0);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	dir_close(&r);
+}
+
 /* dir_open: the backend from `directory`, SQLite at db_path. */
 static void
 test_dir_open_config(void **state)
@@ -1002,6 +1046,7 @@ run_dir_tests(void)
 	    cmocka_unit_test(test_sqlite_busy_timeout),
 	    cmocka_unit_test(test_sqlite_query_timeout),
 	    cmocka_unit_test(test_sqlite_old_schema),
+	    cmocka_unit_test(test_sqlite_replaced),
 	    cmocka_unit_test(test_dir_open_config),
 	};
 	int failed = 0;
