@@ -60,9 +60,12 @@ worker_dir_open(void *arg)
 {
 	const struct config *cfg = arg;
 	char err[256];
-	struct dir *d = dir_sqlite_open(cfg->db_path, true, err, sizeof(err));
+	/* Read side only; a backend out of reach now is tried again at the
+	 * next lookup (those answer 4xx meanwhile). */
+	struct dir *d =
+	    dir_open(cfg, DIR_OPEN_READ | DIR_OPEN_LAZY, err, sizeof(err));
 
-	if (d == NULL)
+	if (err[0] != '\0')
 		log_err("event=directory-open error=\"%s\"", err);
 	return d;
 }
@@ -123,7 +126,7 @@ prepare_data_tree(const struct config *cfg, int data_fd)
 	char err[4352], note[4096];
 	struct dir *d;
 
-	if (safefs_prepare(data_fd, cfg->data_dir, "postern.db", note,
+	if (safefs_prepare(data_fd, cfg->data_dir, CONFIG_DB_FILE, note,
 	        sizeof(note), err, sizeof(err)) == -1)
 		fatalx("data_dir: %s", err);
 	for (char *l = strtok(note, "\n"); l; l = strtok(NULL, "\n")) {
@@ -132,9 +135,9 @@ prepare_data_tree(const struct config *cfg, int data_fd)
 		log_sanitize(safe, sizeof(safe), (const uint8_t *)l, strlen(l));
 		log_warn("event=data-dir note=\"%s\"", safe);
 	}
-	d = dir_sqlite_open(cfg->db_path, false, err, sizeof(err));
+	d = dir_open(cfg, DIR_OPEN_ADMIN, err, sizeof(err));
 	if (d == NULL)
-		fatalx("directory: %s", err);
+		fatalx("%s", err);
 	dir_close(&d);
 }
 

@@ -183,26 +183,30 @@ mx_facts(const struct config *cfg, const char *domain, char *err, size_t errlen)
 	return r;
 }
 
-static void
+/* The sender's standing: 0, or -1 when the directory failed. */
+static int
 sender_facts(struct dir *d, const struct addr *from, struct policy_facts *f,
     char *err, size_t errlen)
 {
 	char canon[ADDR_DOMAIN_MAX + 1], local[ADDR_LOCAL_MAX + 1];
 	struct strlist t = {0};
 	enum dir_kind kind;
+	int r;
 
-	if (from->is_null || from->is_literal ||
-	    d->ops->domain_resolve(
-	        d, from->domain, canon, sizeof(canon), err, errlen) != 1)
-		return;
+	if (from->is_null || from->is_literal)
+		return 0;
+	r = dir_domain_resolve(
+	    d, from->domain, canon, sizeof(canon), err, errlen);
+	if (r != 1)
+		return r;
 	f->sender_domain_local = true;
 	snprintf(local, sizeof(local), "%s", from->local);
 	for (char *p = local; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (d->ops->address_lookup(d, local, canon, &kind, &t, err, errlen) ==
-	    0)
-		f->sender_is_user = kind == DIR_KIND_USER;
+	r = dir_address_lookup(d, local, canon, &kind, &t, err, errlen);
+	f->sender_is_user = r == 1 && kind == DIR_KIND_USER;
 	strlist_clear(&t);
+	return r == -1 ? -1 : 0;
 }
 
 static void
@@ -247,9 +251,15 @@ relay_decide_dir(const struct config *cfg, struct dir *d,
 	}
 	f->rcpt_is_local = out->dir_result == DIR_EXPAND_LOCAL;
 	if (!f->rcpt_is_local && cf->auth_user == NULL) {
-		if (cfg->relay_mode == RELAY_LOCAL_HOSTS ||
-		    cfg->relay_mode == RELAY_LOCAL_USERS)
-			sender_facts(d, from, f, out->err, sizeof(out->err));
+		/* A directory error is a 451, never a relay refusal. */
+		if ((cfg->relay_mode == RELAY_LOCAL_HOSTS ||
+		        cfg->relay_mode == RELAY_LOCAL_USERS) &&
+		    sender_facts(d, from, f, out->err, sizeof(out->err)) ==
+		        -1) {
+			out->dir_result = DIR_EXPAND_TEMPFAIL;
+			out->verdict = dir_verdict(DIR_EXPAND_TEMPFAIL);
+			return;
+		}
 		/* The DNS phase is needed only when nothing cheaper can
 		 * decide: addresses mode, a remote domain, an unlisted
 		 * client, not in relay_domains. */
@@ -266,13 +276,21 @@ relay_decide_dir(const struct config *cfg, struct dir *d,
 }
 
 void
+relay_decide_mx(const struct config *cfg, const struct client_facts *cf,
+    const struct addr *from, const struct addr *rcpt, enum policy_mx mx,
+    struct relay_answer *out)
+{
+	out->needs_dns = false;
+	out->facts.rcpt_mx = mx;
+	answer_policy(cfg, cf, from, rcpt, out);
+}
+
+void
 relay_decide_dns(const struct config *cfg, const struct client_facts *cf,
     const struct addr *from, const struct addr *rcpt, struct relay_answer *out)
 {
-	out->needs_dns = false;
-	out->facts.rcpt_mx =
-	    mx_facts(cfg, rcpt->domain, out->err, sizeof(out->err));
-	answer_policy(cfg, cf, from, rcpt, out);
+	relay_decide_mx(cfg, cf, from, rcpt,
+	    mx_facts(cfg, rcpt->domain, out->err, sizeof(out->err)), out);
 }
 
 void

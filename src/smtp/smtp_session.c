@@ -1089,40 +1089,11 @@ struct auth_job {
 	struct strlist owned;
 };
 
-static void
-collect_aliases(void *arg, const char *alias, const char *target)
-{
-	struct auth_job *j = arg;
-
-	if (target != NULL && strcmp(target, j->canon) == 0)
-		strlist_add_unique(&j->owned, alias);
-}
-
-/* Each owned address (canonical) spelt through this host alias of its
- * domain too: alice@mail.example.test is alice@example.test. */
-static void
-collect_host_alias(void *arg, const char *alias, const char *domain)
-{
-	struct auth_job *j = arg;
-	char spelt[ADDR_PATH_MAX + 8];
-	const char *at;
-	size_t n = j->owned.n;
-
-	for (size_t i = 0; domain != NULL && i < n; i++) {
-		at = strrchr(j->owned.v[i], '@');
-		if (at == NULL || strcasecmp(at + 1, domain) != 0)
-			continue;
-		/* UNSAFE: at points into owned.v[i], after its local part */
-		if ((size_t)snprintf(spelt, sizeof(spelt), "%.*s@%s",
-		        (int)(at - j->owned.v[i]), j->owned.v[i],
-		        alias) < sizeof(spelt))
-			strlist_add_unique(&j->owned, spelt);
-	}
-}
-
 /* Worker: check the password (slow on purpose, as slow for an unknown
  * name) and collect the addresses the user may send from: its own and
- * the aliases that point to it, in every host alias's spelling too. */
+ * the aliases that point to it, in every host alias's spelling too (one
+ * indexed reverse-alias lookup).  A directory error at either step is a
+ * temporary failure (454, no lock-out strike). */
 static void
 auth_job_run(void *arg, void *ctx)
 {
@@ -1130,17 +1101,11 @@ auth_job_run(void *arg, void *ctx)
 	struct dir *d = ctx;
 	char err[256];
 
-	j->result = d == NULL ? DIR_LOGIN_TEMPFAIL
-	                      : dir_login(d, j->user, j->pass, j->canon,
-	                            sizeof(j->canon));
+	j->result = dir_login(d, j->user, j->pass, j->canon, sizeof(j->canon));
 	explicit_bzero(j->pass, sizeof(j->pass));
-	if (j->result != DIR_LOGIN_OK)
-		return;
-	strlist_add_unique(&j->owned, j->canon);
-	d->ops->list_rows(
-	    d, "aliases", NULL, collect_aliases, j, err, sizeof(err));
-	d->ops->list_rows(
-	    d, "host-aliases", NULL, collect_host_alias, j, err, sizeof(err));
+	if (j->result == DIR_LOGIN_OK &&
+	    dir_owned_addresses(d, j->canon, &j->owned, err, sizeof(err)) == -1)
+		j->result = DIR_LOGIN_TEMPFAIL;
 }
 
 /* The reply to a login the lock-out refused or failed. */
