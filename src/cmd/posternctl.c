@@ -904,7 +904,8 @@ check_tls(struct check *k)
 			return;
 		}
 	}
-	ctx = tls_server_ctx_new(k->cfg, err, sizeof(err));
+	ctx = tls_server_ctx_new(
+	    k->cfg->tls_cert, k->cfg->tls_key, err, sizeof(err));
 	if (ctx == NULL)
 		check_say(k, true,
 		    strncmp(err, "tls_key", 7) == 0 ? "tls_key" : "tls_cert",
@@ -1314,7 +1315,7 @@ c_relay_check(struct ctl *c, char **a)
 	    : ans.verdict.kind == VERDICT_REJECT ? "REJECT"
 	                                         : "TEMPFAIL",
 	    ans.verdict.code, ans.verdict.reason, ans.verdict.rule,
-	    policy_mode_name((enum relay_mode)c->cfg->relay_mode));
+	    config_relay_mode_name(c->cfg->relay_mode));
 	for (size_t i = 0; i < ans.users.n; i++)
 		printf("mailbox: %s\n", ans.users.v[i]);
 	for (size_t i = 0; i < ans.remote.n; i++)

@@ -16,7 +16,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "config.h"
 #include "log.h"
 #include "net.h"
 

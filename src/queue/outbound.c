@@ -386,8 +386,8 @@ connect_to(const struct sockaddr_storage *ss, int port, int timeout_ms)
 static bool
 tls_required(const struct config *cfg)
 {
-	return strcmp(cfg->smtp_tls, "encrypt") == 0 ||
-	       strcmp(cfg->smtp_tls, "verify") == 0;
+	return cfg->smtp_tls == SMTP_TLS_ENCRYPT ||
+	       cfg->smtp_tls == SMTP_TLS_VERIFY;
 }
 
 /*
@@ -437,7 +437,7 @@ static int
 tls_start(struct conn *c, const struct config *cfg, char *why, size_t wl)
 {
 	unsigned char bin[16];
-	bool is_verify = strcmp(cfg->smtp_tls, "verify") == 0;
+	bool is_verify = cfg->smtp_tls == SMTP_TLS_VERIFY;
 	bool is_ip = inet_pton(AF_INET, c->host, bin) == 1 ||
 	             inet_pton(AF_INET6, c->host, bin) == 1;
 
@@ -508,7 +508,7 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 			    c->host);
 			return -2;
 		}
-		if (c->ssl || strcmp(cfg->smtp_tls, "none") == 0)
+		if (c->ssl || cfg->smtp_tls == SMTP_TLS_NONE)
 			break;
 		if (!c->has_starttls) {
 			if (tls_required(cfg))
@@ -517,7 +517,8 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 				           "(smtp_tls = %s) but %s does "
 				           "not "
 				           "offer STARTTLS",
-				           cfg->smtp_tls, c->host),
+				           config_smtp_tls_name(cfg->smtp_tls),
+				           c->host),
 				       -1;
 			break;
 		}
@@ -904,7 +905,7 @@ pin_reason(const struct outbound_job *j, const struct dns_hops *mx, size_t nuse,
 			char ip[INET6_ADDRSTRLEN];
 
 			relay_addr_text(&dh->addrs[a], ip, sizeof(ip));
-			if (!config_cidr_match(&j->cfg->relay_addresses, ip)) {
+			if (!cidr_match(&j->cfg->relay_addresses, ip)) {
 				snprintf(why, wl,
 				    "MX host %.100s[%s] of %.100s is not in "
 				    "relay_addresses",
@@ -932,7 +933,7 @@ pin_filter(const struct config *cfg, struct dns_hops *hops)
 			char ip[INET6_ADDRSTRLEN];
 
 			relay_addr_text(&dh->addrs[a], ip, sizeof(ip));
-			if (config_cidr_match(&cfg->relay_addresses, ip))
+			if (cidr_match(&cfg->relay_addresses, ip))
 				dh->addrs[keep++] = dh->addrs[a];
 		}
 		dh->naddr = keep;

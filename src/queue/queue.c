@@ -31,7 +31,7 @@
 #include "dsn.h"
 #include "file.h"
 #include "log.h"
-#include "maildir.h"
+#include "delivery.h"
 #include "outbound.h"
 #include "queue.h"
 #include "worker.h"
@@ -99,7 +99,7 @@ struct bounce {
 	struct qenv out;
 	struct buf content;
 	char *trace;
-	struct maildir_delivery dlv;
+	struct delivery dlv;
 };
 
 static void queue_run(struct queue *);
@@ -466,7 +466,7 @@ bounce_run(void *arg, void *ctx)
 	b->dlv.qenv = b->out.nrcpt > 0 ? &b->out : NULL;
 	b->dlv.done = bounce_stored;
 	b->dlv.done_arg = b;
-	maildir_deliver(b->q->committer, &b->dlv);
+	delivery_run(b->q->committer, &b->dlv);
 }
 
 /* Sends a DSN about the recipients of e whose index is in idx. */

@@ -17,7 +17,7 @@
 #include "buf.h"
 #include "config.h"
 #include "counter.h"
-#include "maildir.h"
+#include "delivery.h"
 #include "queue_file.h"
 #include "smtp_data.h"
 #include "strlist.h"
@@ -128,7 +128,7 @@ struct session {
 	bool is_spool_full;       /* spool_min_free reached: 452 at the end */
 	struct event *data_timer; /* smtp_data_timeout, while in DATA */
 	char *headers; /* Return-Path + Received, built at end of DATA */
-	struct maildir_delivery dlv;
+	struct delivery dlv;
 	uint8_t *line; /* command line scratch, command_line_limit + 1 */
 	/* SMTP AUTH (RFC 4954) */
 	char auth_user[ADDR_PATH_MAX + 8]; /* "" until authenticated */

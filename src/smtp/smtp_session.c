@@ -553,7 +553,7 @@ addr_text(const struct addr *a, char *dst, size_t len)
 static bool
 sender_must_match(const struct session *s)
 {
-	return strcmp(s->cfg->auth_sender_match, "no") != 0;
+	return s->cfg->auth_sender_match != SENDER_MATCH_NO;
 }
 
 /*
@@ -658,7 +658,7 @@ rcpt_log(struct session *s, struct rcpt_job *j, const char *result,
 	    s->id, s->queue_id, s->ip,
 	    s->auth_user[0] ? log_esc(s->auth_user) : "-", log_esc(from),
 	    log_esc(j->rcpt_text), result, code,
-	    policy_mode_name((enum relay_mode)j->cfg->relay_mode), rule, r);
+	    config_relay_mode_name(j->cfg->relay_mode), rule, r);
 }
 
 /*
@@ -1163,7 +1163,7 @@ auth_job_done(void *arg)
 
 	s->is_busy = false;
 	/* Counted even when the client has gone: the guess was made. */
-	v = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
+	v = authfail_end(s->srv->authfails, &s->srv->cfg->authfail, &j->slot,
 	    auth_outcome(j->result), j->canon[0] ? j->canon : NULL, time(NULL));
 	if (!s->is_dead && s->state != ST_CLOSING) {
 		log_escape(u, sizeof(u), j->user);
@@ -1200,8 +1200,8 @@ auth_job_done(void *arg)
 static void
 auth_fail_now(struct session *s, const char *why)
 {
-	enum authfail_verdict v =
-	    authfail_fail(s->srv->authfails, s->srv->cfg, s->ip, time(NULL));
+	enum authfail_verdict v = authfail_fail(
+	    s->srv->authfails, &s->srv->cfg->authfail, s->ip, time(NULL));
 
 	log_warn("session=%s event=auth result=%s client=%s reason=\"%s\"",
 	    s->id,
@@ -1239,8 +1239,8 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 	j->cfg = s->cfg;
 	memcpy(j->user, user, ulen);
 	/* The lock is checked, and a slot taken, for every attempt. */
-	v = authfail_begin(s->srv->authfails, s->srv->cfg, s->ip, j->user,
-	    time(NULL), &j->slot);
+	v = authfail_begin(s->srv->authfails, &s->srv->cfg->authfail, s->ip,
+	    j->user, time(NULL), &j->slot);
 	if (v != AUTHFAIL_OK) {
 		char u[200];
 
@@ -1496,7 +1496,7 @@ static void
 delivery_done(void *arg)
 {
 	struct session *s = arg;
-	struct maildir_delivery *d = &s->dlv;
+	struct delivery *d = &s->dlv;
 	char from[ADDR_PATH_MAX + 8];
 
 	s->is_busy = false;
@@ -1551,13 +1551,13 @@ deliver_job(void *arg, void *ctx)
 	struct session *s = arg;
 
 	(void)ctx;
-	maildir_deliver(s->srv->committer, &s->dlv);
+	delivery_run(s->srv->committer, &s->dlv);
 }
 
 static void
 data_end(struct session *s)
 {
-	struct maildir_delivery *d = &s->dlv;
+	struct delivery *d = &s->dlv;
 
 	evtimer_del(s->data_timer);
 	if (s->is_spool_full) {

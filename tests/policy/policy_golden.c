@@ -231,7 +231,7 @@ main(int argc, char **argv)
 		if (strncmp(line, "relay ", 6) == 0) {
 			enum relay_mode m;
 
-			if (policy_mode_parse(arg, &m) == -1)
+			if (config_relay_mode_parse(arg, &m) == -1)
 				return 2;
 			w.pc.mode = m;
 		} else if (strncmp(line, "relay_addresses ", 16) == 0) {

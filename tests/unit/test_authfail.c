@@ -275,7 +275,8 @@ test_config(const char *extra)
 static void
 run_steps(const char *name, const struct step *steps, size_t n)
 {
-	struct config *c = test_config("");
+	struct config *cfg_c = test_config("");
+	const struct authfail_limits *c = &cfg_c->authfail;
 	struct authfail_table *t = authfail_new();
 	struct authfail_slot slots[10];
 	int got;
@@ -299,7 +300,7 @@ run_steps(const char *name, const struct step *steps, size_t n)
 	}
 	authfail_free(&t);
 	assert_null(t);
-	config_unref(&c);
+	config_unref(&cfg_c);
 }
 
 #define RUN(x) run_steps(#x, x, sizeof(x) / sizeof(x[0]))
@@ -320,7 +321,8 @@ test_rule(void **state)
 static void
 test_prefix_setting(void **state)
 {
-	struct config *c = test_config("ipv6_prefix_length = 128\n");
+	struct config *cfg_c = test_config("ipv6_prefix_length = 128\n");
+	const struct authfail_limits *c = &cfg_c->authfail;
 	struct authfail_table *t = authfail_new();
 
 	(void)state;
@@ -336,13 +338,14 @@ test_prefix_setting(void **state)
 	assert_int_equal(
 	    authfail_fail(t, c, "2001:db8::1", T0), AUTHFAIL_LOCKED);
 	authfail_free(&t);
-	config_unref(&c);
+	config_unref(&cfg_c);
 }
 
 static void
 test_no_trust(void **state)
 {
-	struct config *c = test_config("auth_trusted_period = 0\n");
+	struct config *cfg_c = test_config("auth_trusted_period = 0\n");
+	const struct authfail_limits *c = &cfg_c->authfail;
 	struct authfail_table *t = authfail_new();
 	struct authfail_slot slot;
 
@@ -358,7 +361,7 @@ test_no_trust(void **state)
 	assert_int_equal(authfail_begin(t, c, "10.0.0.1", "alice@x", T0, &slot),
 	    AUTHFAIL_LOCKED);
 	authfail_free(&t);
-	config_unref(&c);
+	config_unref(&cfg_c);
 }
 
 /* Many sources (one failure each from distinct IPv6 /64s): the table stays
@@ -369,7 +372,8 @@ test_no_trust(void **state)
 static void
 test_bounded(void **state)
 {
-	struct config *c = test_config("");
+	struct config *cfg_c = test_config("");
+	const struct authfail_limits *c = &cfg_c->authfail;
 	struct authfail_table *t = authfail_new();
 	struct authfail_slot slot;
 	char ip[64];
@@ -424,13 +428,13 @@ test_bounded(void **state)
 	if (authfail_records(t) > 33)
 		fail_msg("expired records kept: %zu", authfail_records(t));
 	authfail_free(&t);
-	config_unref(&c);
+	config_unref(&cfg_c);
 }
 
 /* One login from src for account; the verdict of its end. */
 static int
-login(struct authfail_table *t, const struct config *c, const char *src,
-    const char *account, enum authfail_outcome out, time_t now)
+login(struct authfail_table *t, const struct authfail_limits *c,
+    const char *src, const char *account, enum authfail_outcome out, time_t now)
 {
 	struct authfail_slot slot;
 	int v = (int)authfail_begin(t, c, src, account, now, &slot);
@@ -442,7 +446,7 @@ login(struct authfail_table *t, const struct config *c, const char *src,
 
 /* Locks account from four fresh clients (auth_account_max_failures). */
 static void
-lock_account(struct authfail_table *t, const struct config *c,
+lock_account(struct authfail_table *t, const struct authfail_limits *c,
     const char *account, time_t now)
 {
 	char ip[64];
@@ -461,8 +465,10 @@ lock_account(struct authfail_table *t, const struct config *c,
 static void
 test_trusted_pairs_bounded(void **state)
 {
-	struct config *c = test_config("auth_trusted_per_account = 2\n");
-	struct config *c2 = test_config("auth_table_limit = 10\n");
+	struct config *cfg_c = test_config("auth_trusted_per_account = 2\n");
+	const struct authfail_limits *c = &cfg_c->authfail;
+	struct config *cfg_c2 = test_config("auth_table_limit = 10\n");
+	const struct authfail_limits *c2 = &cfg_c2->authfail;
 	struct authfail_table *t = authfail_new();
 	char ip[64];
 
@@ -518,8 +524,8 @@ test_trusted_pairs_bounded(void **state)
 	    login(t, c2, "10.3.0.11", "carol@x", AUTHFAIL_GOOD, T0 + 25),
 	    AUTHFAIL_OK);
 	authfail_free(&t);
-	config_unref(&c);
-	config_unref(&c2);
+	config_unref(&cfg_c);
+	config_unref(&cfg_c2);
 }
 
 static void

@@ -244,7 +244,7 @@ test_cidr_match(void **state)
 		assert_int_equal(
 		    config_parse(text, strlen(text), "t", &c, err, sizeof(err)),
 		    0);
-		if (config_cidr_match(&c->relay_addresses, cidr_cases[i].ip) !=
+		if (cidr_match(&c->relay_addresses, cidr_cases[i].ip) !=
 		    cidr_cases[i].want)
 			fail_msg("case %zu: %s in %s: want %d", i,
 			    cidr_cases[i].ip, cidr_cases[i].list,
@@ -277,7 +277,7 @@ test_cidr_parse(void **state)
 	for (size_t i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]);
 	     i++) {
 		struct cidr c;
-		int got = config_parse_cidr(parse_cases[i].in, &c);
+		int got = cidr_parse(parse_cases[i].in, &c);
 
 		if (got != parse_cases[i].want)
 			fail_msg("case %zu (%s): got %d, want %d", i,
