@@ -5,6 +5,9 @@
  * script can parse (one item per line, fields separated by a tab) and
  * reports errors as one line on stderr: exit 0 ok, 1 error, 2 usage.
  * Passwords come from a prompt or stdin, never from the command line.
+ * It reaches a running posternd only through its control socket (reload,
+ * queue commands: the daemon's loop owns the queue), and never edits a
+ * queue file itself.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>

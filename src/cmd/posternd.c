@@ -1,9 +1,11 @@
 /*
  * posternd: the mail daemon.  A thin main: load the config, bind the
  * listeners (as root if need be), detach, drop privileges, start the
- * worker pool and the Maildir committer, and run the event loop until
- * SIGTERM; then stop gracefully.  Until it is ready it reports errors on
- * stderr and the parent's exit code tells whether start-up worked.
+ * worker pool and the committer (durable deliveries), and run the event
+ * loop until SIGTERM; then stop gracefully.  Until it is ready it reports
+ * errors on stderr and the parent's exit code tells whether start-up worked.
+ * Main only wires services together: no protocol or policy logic here,
+ * and nothing that blocks once the loop runs.
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>

@@ -6,6 +6,10 @@
  * each entry names a value type, the field it fills and its default as
  * text, so defaults go through the same parser as user values.  Unknown
  * keys, duplicate keys and bad values are errors with file:line.
+ * Pure apart from config_load (which reads the file and the lists it
+ * names): never touches the network, never changes the running daemon
+ * (a new config is built whole and swapped in by the caller), and never
+ * accepts a value it cannot represent (out of range is an error).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>

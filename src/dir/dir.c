@@ -3,6 +3,8 @@
  * expansion over the dir_ops primitives, and address normalisation for
  * administration.  Expansion is breadth-first with a visited set, so alias
  * loops end and every mailbox appears once.
+ * No SQL and no backend knowledge here: only the dir_ops vtable; never
+ * decides policy (that is policy.c), only what an address expands to.
  */
 #include <ctype.h>
 #include <stdio.h>

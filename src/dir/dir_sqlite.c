@@ -3,6 +3,8 @@
  * One connection per struct dir; the daemon opens one per worker thread
  * read-only, posternctl opens one read-write.  The schema is created on
  * first read-write open.  A busy timeout rides over posternctl writes.
+ * Blocking: never call it on the event loop (workers and posternctl
+ * only); never builds SQL from input (bound parameters only).
  */
 #include <stdio.h>
 #include <stdlib.h>

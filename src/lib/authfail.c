@@ -9,6 +9,8 @@
  * Pairs are also listed per account (struct af_owner, keyed by the
  * canonical name), oldest success first, for auth_trusted_per_account.
  * Memory is bounded by 2 * auth_table_limit records and as many owners.
+ * Loop thread only (no locks); knows no config (struct authfail_limits)
+ * and never refuses a login for want of room.
  */
 #include <sys/queue.h>
 

@@ -3,6 +3,8 @@
  * in a FIFO under one mutex; completions in another list.  The first
  * completion posted into an empty list writes one byte to the pipe, so a
  * busy loop drains many completions per wake-up.
+ * A job never touches loop-owned state; only its done callback, which
+ * runs on the loop thread, may.
  */
 #include <errno.h>
 #include <fcntl.h>

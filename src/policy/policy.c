@@ -4,6 +4,8 @@
  * the log and `posternctl relay-check` print.  Addresses arrive parsed
  * (src/lib/addr.c), so '%', '!', quoted '@' and source routes can never
  * make a remote address look local or the reverse.
+ * Pure: no sockets, no globals, no directory or DNS calls (relay.c
+ * gathers those facts); default deny.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>

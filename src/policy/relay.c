@@ -3,6 +3,8 @@
  * order keeps DNS last: the backup-MX lookup is made only in addresses
  * mode, for a remote recipient, when nothing cheaper decided, and it is
  * a separate phase so the session can run it with its own bounds.
+ * Blocking (directory, DNS): runs on workers and the policy DNS pool or
+ * in posternctl, never on the event loop; decides nothing itself.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -6,6 +6,9 @@
  * be the sending side of SMTP smuggling.  Connections that end cleanly
  * are kept a few seconds in a small cache for the next message to the
  * same host and port.
+ * Runs on outbound threads only: never touches the queue's entries (the
+ * job carries copies) and never changes the stored message beyond line
+ * ends and dot-stuffing.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -162,7 +165,8 @@ conn_line(struct conn *c, char *out, size_t outlen)
 /*
  * Reads a whole reply.  Returns the code (or -1 on I/O error, 0 on a
  * malformed reply); the text (lines joined by spaces) goes to text.
- * When ext is not NULL, EHLO keywords are recorded on c.
+ * When ehlo is true, the EHLO keywords (PIPELINING, SIZE, 8BITMIME,
+ * STARTTLS) are recorded on c.
  */
 static int
 conn_reply(struct conn *c, char *text, size_t textlen, bool ehlo)
@@ -537,10 +541,10 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 	return 0;
 }
 
-/* Sends the stored message: LF -> CRLF, dot-stuffing, final ".". */
 /*
- * Stored text (LF line ends) to the wire: CRLF, leading dots doubled.
- * Returns the bytes written to out, at most 2 * len.
+ * Stored text (LF line ends) to the wire: CRLF, leading dots doubled, CRs
+ * dropped.  *bol says whether in starts a line and is carried from one
+ * piece to the next.  Returns the bytes written to out, at most 2 * len.
  */
 static size_t
 wire_form(const char *in, size_t len, char *out, bool *bol)
@@ -667,9 +671,11 @@ set_all(
 }
 
 /*
- * One message over an open connection.  Returns 0 when the connection
- * ended in a clean state (reusable), -1 when it must be closed, and
- * -2 when the failure was the host's (try the next one).
+ * One message over an open connection.  *wsize is the message's RFC 1870
+ * size, -1 until counted (once per attempt, only for a peer that offers
+ * SIZE).  Returns 0 when the connection ended in a clean state
+ * (reusable), -1 when it must be closed, and -2 when the failure was the
+ * host's (try the next one).
  */
 static int
 transaction(struct conn *c, struct outbound_job *j, off_t *wsize)

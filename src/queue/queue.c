@@ -9,6 +9,8 @@
  * Guarantee: at least once.  A recipient the remote side accepted is
  * marked sent on disk right after the attempt; if posternd dies between
  * the remote's 250 and that write, the recipient gets the message again.
+ * The loop owns every entry: threads never read or change one, and
+ * nothing here blocks the loop (file writes go to a worker).
  */
 #include <sys/queue.h>
 #include <sys/stat.h>

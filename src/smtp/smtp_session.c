@@ -1,7 +1,9 @@
 /*
  * smtp_session: one SMTP conversation (RFC 5321) over a bufferevent, which
- * is our transport abstraction: a plain socket, a TLS filter after
- * STARTTLS, or TLS from the first byte on the submissions port.
+ * is our transport abstraction: a plain socket, then after STARTTLS a
+ * TLS bufferevent on the same socket (net_tls_takeover: the plain one is
+ * freed and bufferevent_openssl_socket_new takes the fd), or TLS from the
+ * first byte on the submissions port.
  *
  * Input is handled one command at a time, in order, so pipelined commands
  * (RFC 2920) get their replies in order.  A command that needs blocking
