@@ -328,6 +328,11 @@ def tls_context(cert):
 class Sink:
     """A capture SMTP server (aiosmtpd) on one loopback address."""
 
+    mails, first_mail = 0, None
+
+    def _note(self, name, value):
+        self.__dict__.setdefault(name, []).append(value)
+
     def __init__(self, ip, port, mode="ok", hostname=None, tls=None, fail_first=0,
                  data_delay=0):
         from aiosmtpd.controller import Controller
@@ -336,9 +341,8 @@ class Sink:
         self.ehlos, self.active, self.max_active = 0, 0, 0
         # What peers did, in order: "EHLO"/"HELO" per greeting, MAIL
         # commands seen (and when the first came), and per message
-        # whether it came over ESMTP.
+        # whether it came over ESMTP (subclasses may skip __init__).
         self.greetings, self.sessions_esmtp = [], []
-        self.mails, self.first_mail = 0, None
         self.mode, self.fail_first, self.attempts = mode, fail_first, 0
         kw = {}
         if tls is not None:
@@ -349,13 +353,13 @@ class Sink:
         self.controller.start()
 
     async def handle_HELO(self, server, session, envelope, hostname):
-        self.greetings.append("HELO")
+        self._note("greetings", "HELO")
         session.host_name = hostname
         return "250 " + server.hostname
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.ehlos += 1
-        self.greetings.append("EHLO")
+        self._note("greetings", "EHLO")
         if self.mode == "noehlo":
             return ["502 5.5.1 EHLO not implemented"]
         session.host_name = hostname
@@ -388,7 +392,7 @@ class Sink:
             self.in_data = True
             await asyncio.sleep(self.data_delay)
         self.active -= 1
-        self.sessions_esmtp.append(session.extended_smtp)
+        self._note("sessions_esmtp", session.extended_smtp)
         self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
                               "data": envelope.original_content,
                               "tls": session.ssl is not None})
