@@ -39,8 +39,22 @@
 
 #include "counter.h"
 
-struct config;
 struct authfail_table;
+
+/*
+ * The limits the rules above use, named as their config keys (the caller
+ * fills them: struct config keeps one, config.c sets it from the keys).
+ */
+struct authfail_limits {
+	size_t max_failures;         /* auth_max_failures */
+	size_t account_max_failures; /* auth_account_max_failures */
+	size_t table_limit;          /* auth_table_limit */
+	size_t trusted_per_account;  /* auth_trusted_per_account */
+	unsigned failure_window_ms;  /* auth_failure_window */
+	unsigned lockout_ms;         /* auth_lockout */
+	unsigned trusted_period_ms;  /* auth_trusted_period */
+	unsigned ipv6_prefix_length; /* ipv6_prefix_length */
+};
 
 /* Room for the account name a slot keeps (RFC 5321 path and more). */
 #define AUTHFAIL_ACCOUNT_MAX 328
@@ -79,8 +93,8 @@ void authfail_free(struct authfail_table **t);
  * AUTHFAIL_LOCKED or AUTHFAIL_BUSY hold nothing.
  */
 enum authfail_verdict authfail_begin(struct authfail_table *,
-    const struct config *, const char *ip, const char *account, time_t now,
-    struct authfail_slot *slot);
+    const struct authfail_limits *, const char *ip, const char *account,
+    time_t now, struct authfail_slot *slot);
 
 /*
  * After the check: gives the slot back and counts the outcome.  canon is
@@ -91,7 +105,7 @@ enum authfail_verdict authfail_begin(struct authfail_table *,
  * event=auth-lockout when this failure locks something.
  */
 enum authfail_verdict authfail_end(struct authfail_table *,
-    const struct config *, struct authfail_slot *slot,
+    const struct authfail_limits *, struct authfail_slot *slot,
     enum authfail_outcome outcome, const char *canon, time_t now);
 
 /*
@@ -100,8 +114,8 @@ enum authfail_verdict authfail_end(struct authfail_table *,
  * Returns AUTHFAIL_DENIED, AUTHFAIL_LOCKED or AUTHFAIL_BUSY (a slot
  * of the client's is in flight).
  */
-enum authfail_verdict authfail_fail(
-    struct authfail_table *, const struct config *, const char *ip, time_t now);
+enum authfail_verdict authfail_fail(struct authfail_table *,
+    const struct authfail_limits *, const char *ip, time_t now);
 
 /* Records held (clients, accounts, pairs): for tests and status. */
 size_t authfail_records(const struct authfail_table *);

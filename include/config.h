@@ -11,14 +11,12 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "authfail.h"
+#include "cidr.h"
+#include "net.h"
 #include "strlist.h"
 
-struct listen_addr {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	char text[64]; /* as written, for logs */
-};
-
+/* Listeners: struct listen_addr is net.h's (the sockets are lib's). */
 struct listen_list {
 	struct listen_addr *v;
 	size_t n;
@@ -34,16 +32,28 @@ struct route_list {
 	size_t n;
 };
 
-struct cidr {
-	int family;
-	unsigned char addr[16];
-	unsigned prefix;
-	char text[64];
+/* relay = (the relay policy, include/policy.h) */
+enum relay_mode {
+	RELAY_NONE,
+	RELAY_ANYONE,
+	RELAY_ADDRESSES,
+	RELAY_LOCAL_HOSTS,
+	RELAY_LOCAL_USERS,
 };
 
-struct cidr_list {
-	struct cidr *v;
-	size_t n;
+/* smtp_tls = (outbound STARTTLS) */
+enum smtp_tls_mode {
+	SMTP_TLS_MAY,     /* STARTTLS when offered, unverified */
+	SMTP_TLS_ENCRYPT, /* STARTTLS required, unverified */
+	SMTP_TLS_VERIFY,  /* STARTTLS required, chain and name verified */
+	SMTP_TLS_NONE,    /* never STARTTLS */
+};
+
+/* auth_sender_match = */
+enum sender_match {
+	SENDER_MATCH_YES,
+	SENDER_MATCH_NO,
+	SENDER_MATCH_SUBMISSION,
 };
 
 struct accept_list;
@@ -81,7 +91,8 @@ struct config {
 	int directory;                 /* enum config_directory */
 	unsigned directory_timeout_ms; /* bound on each directory query */
 	/* outbound */
-	char *relayhost, *dns_servers, *smtp_tls, *smtp_tls_ca_file;
+	char *relayhost, *dns_servers, *smtp_tls_ca_file;
+	enum smtp_tls_mode smtp_tls;
 	struct route_list routes;
 	size_t smtp_port, smtp_max_connections, smtp_max_connections_per_domain;
 	unsigned smtp_connect_timeout_ms;
@@ -94,7 +105,7 @@ struct config {
 	size_t smtp_dns_lookups, smtp_dns_lookups_per_ip;
 	unsigned smtp_dns_timeout_ms;
 	/* relay policy */
-	int relay_mode; /* enum relay_mode */
+	enum relay_mode relay_mode;
 	struct strlist relay_domains;
 	char *relay_recipients_file, *accept_file;
 	bool has_relay_recipients;
@@ -108,8 +119,10 @@ struct config {
 	unsigned auth_failure_window_ms, auth_lockout_ms,
 	    auth_trusted_period_ms;
 	size_t ipv6_prefix_length; /* sessions and lock-out group IPv6 by it */
-	char *auth_sender_match;   /* "yes", "no", "submission" */
-	unsigned *key_lines;       /* config_key_line */
+	enum sender_match auth_sender_match;
+	/* derived from the auth_* keys and ipv6_prefix_length */
+	struct authfail_limits authfail;
+	unsigned *key_lines; /* config_key_line */
 };
 
 /*
@@ -129,13 +142,11 @@ void config_unref(struct config **cfg);
 /* Parses "host:port", "[v6]:port", "*:port". Returns 0 or -1. */
 int config_parse_listen(const char *s, struct listen_addr *out);
 
-/* True if ip (text) is inside one of the list's networks.  IPv4-mapped
- * IPv6 addresses match IPv4 entries. */
-bool config_cidr_match(const struct cidr_list *, const char *ip);
-/* Parses "addr" or "addr/prefix". Returns 0 or -1.  An IPv4-mapped
- * "::ffff:a.b.c.d/P" (P >= 96) becomes the IPv4 "a.b.c.d/(P - 96)"; a
- * mapped address with P < 96 is refused. */
-int config_parse_cidr(const char *s, struct cidr *out);
+/* "anyone" -> RELAY_ANYONE ... as the relay key spells them; 0 or -1. */
+int config_relay_mode_parse(const char *, enum relay_mode *out);
+/* The key's spelling of an enum value (static strings). */
+const char *config_relay_mode_name(enum relay_mode);
+const char *config_smtp_tls_name(enum smtp_tls_mode);
 
 /* The line that set key, or 0 when it has its default. */
 unsigned config_key_line(const struct config *, const char *key);

@@ -1,8 +1,10 @@
-/* Reading small files whole (config, accept lists, queue envelopes). */
+/* Reading small files whole (config, accept lists, queue envelopes), and
+ * writing messages completely (Maildir copies, queue entries). */
 #ifndef POSTERN_FILE_H
 #define POSTERN_FILE_H
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <stddef.h>
 
@@ -15,5 +17,21 @@
  * with errno EINVAL (EISDIR for a directory).
  */
 char *file_read(const char *path, size_t max, size_t *len_out, off_t *size_out);
+
+/* The most iovecs file_writev_all takes. */
+#define FILE_IOV_MAX 8
+
+/* Writes every byte of iov[0..iovcnt) (iovcnt <= FILE_IOV_MAX), retrying
+ * short writes and EINTR.  0, or -1 with errno. */
+int file_writev_all(int fd, const struct iovec *iov, int iovcnt);
+/* Appends the first src_len bytes of src_fd (read from offset 0; the fd's
+ * offset is not used) to fd, in the kernel where it can.  0, or -1 with
+ * errno (EIO: src_fd is shorter). */
+int file_copy_fd(int fd, int src_fd, size_t src_len);
+/* A message with a spooled middle: iov[0..nhead), then src_len bytes of
+ * src_fd (file_copy_fd; none when src_len is 0), then iov[nhead..iovcnt).
+ * 0, or -1 with errno. */
+int file_write_spliced(int fd, const struct iovec *iov, int iovcnt, int nhead,
+    int src_fd, size_t src_len);
 
 #endif

@@ -1,11 +1,10 @@
 /*
- * Maildir delivery with group commit.  A delivery writes one file into the
- * first mailbox's tmp/ and hard-links it into the others' tmp/ (on a worker
- * thread, no fsync).  The committer thread then takes every delivery that
- * is waiting, makes all their data durable with one syncfs(2), renames each
- * tmp/ file into new/, fsyncs each new/ directory once, and only then posts
- * the completions.  So "250" is sent only after every copy is on stable
- * storage, and the cost of a sync is shared by all concurrent sessions.
+ * Maildir: file names, paths, creation, and the write of a message's
+ * copies.  A delivery writes one file into the first mailbox's tmp/ and
+ * hard-links it into the others' tmp/ (on a worker thread, no fsync); the
+ * renames into new/ go to the committer (include/committer.h), which makes
+ * them durable together with everything else waiting.  A whole delivery
+ * (Maildir copies and a queue entry in one commit) is include/delivery.h.
  */
 #ifndef POSTERN_MAILDIR_H
 #define POSTERN_MAILDIR_H
@@ -17,52 +16,29 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "queue_file.h"
+#include "committer.h"
 #include "strlist.h"
-#include "worker.h"
 
 #define MAILDIR_IOV_MAX 4
 
-struct maildir_delivery {
-	/* Filled by the caller. */
-	const struct strlist *mailboxes; /* "local@domain", canonical */
-	struct iovec iov[MAILDIR_IOV_MAX];
-	int iovcnt;
-	size_t wsize; /* size with CRLF line ends (",W=") */
-	/* A message spooled to a file: when src_len > 0, the first src_len
-	 * bytes of src_fd (read with pread, the offset is not used) go
-	 * between iov[0] and iov[1].  The caller keeps the fd. */
+/* One message as it is written: iov[0..iovcnt) with, when src_len > 0,
+ * the first src_len bytes of src_fd (pread) between iov[0] and iov[1]. */
+struct maildir_msg {
+	const struct iovec *iov;
+	int iovcnt; /* at most MAILDIR_IOV_MAX */
 	int src_fd;
 	size_t src_len;
-	/* Remote recipients: a queue entry written in the same commit, or
-	 * NULL.  The queue copy leaves out the first rp_len bytes of iov[0]
-	 * (the Return-Path line, which only final delivery adds). */
-	const struct qenv *qenv;
-	size_t rp_len;
-	/* Result: where the message starts in the queue file. */
-	size_t queue_offset;
-	worker_done_fn done;
-	void *done_arg;
-	/* Result, valid in done: 0 delivered, -1 failed (error says why). */
-	int result;
-	char error[256];
-	/* Private to maildir.c. */
-	struct strlist tmp_paths, new_paths;
-	struct maildir_delivery *next;
+	size_t wsize; /* size with CRLF line ends (",W=") */
 };
 
-struct committer;
-
-struct committer *committer_new(const char *data_dir, struct workers *);
-/* Stops the thread after finishing queued deliveries; NULLs *c. */
-void committer_free(struct committer **c);
-
 /*
- * Worker job (worker_job_fn): arg is a struct maildir_delivery; the
- * committer posts d->done when the delivery is durable or has failed.
- * ctx must be the struct committer (see maildir_job_ctx).
+ * Worker thread.  Writes m into the tmp/ of each of mailboxes
+ * ("local@domain", canonical; at least one) under data_dir (creating the
+ * Maildirs), one file and hard links, and adds each tmp/ -> new/ rename
+ * to cm.  0, or -1 after commit_fail(cm) (nothing of cm is left).
  */
-void maildir_deliver(struct committer *, struct maildir_delivery *);
+int maildir_write(const char *data_dir, const struct strlist *mailboxes,
+    const struct maildir_msg *m, struct commit *cm);
 
 /*
  * Writes a unique Maildir file name (Maildir spec, "time.MusecPpidQn.host"

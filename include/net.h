@@ -13,7 +13,13 @@
 struct bufferevent;
 struct event_base;
 struct evbuffer;
-struct listen_addr;
+
+/* A listening address from the config (smtp_listen, pop3_listen...). */
+struct listen_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char text[64]; /* as written, for logs */
+};
 
 /*
  * Output backpressure (SMTP and POP3): a session handles no further input

@@ -24,18 +24,11 @@
 
 #include <stdbool.h>
 
+#include "accept.h"
 #include "addr.h"
+#include "cidr.h"
+#include "config.h" /* enum relay_mode */
 #include "strlist.h"
-
-struct cidr_list;
-
-enum relay_mode {
-	RELAY_NONE,
-	RELAY_ANYONE,
-	RELAY_ADDRESSES,
-	RELAY_LOCAL_HOSTS,
-	RELAY_LOCAL_USERS,
-};
 
 enum verdict_kind { VERDICT_ACCEPT, VERDICT_REJECT, VERDICT_TEMPFAIL };
 
@@ -44,11 +37,6 @@ struct verdict {
 	const char *code;   /* "550 5.7.1" */
 	const char *reason; /* human text for the reply and the log */
 	const char *rule;   /* which rule decided, for the log */
-};
-
-/* IMail's accept.txt: IP addresses, host names and user addresses. */
-struct accept_list {
-	struct strlist ips, hosts, users;
 };
 
 struct policy_config {
@@ -118,18 +106,5 @@ enum policy_mx policy_mx_delivery(const struct cidr_list *relay,
 struct verdict policy_rcpt(const struct policy_config *,
     const struct client_facts *, const struct envelope *,
     const struct policy_facts *);
-
-/* "anyone" -> RELAY_ANYONE ...; returns 0 or -1. */
-int policy_mode_parse(const char *, enum relay_mode *out);
-const char *policy_mode_name(enum relay_mode);
-
-/*
- * Parses an accept list (IMail accept.txt): one IP, host name or user
- * address per line, '#' comments, exact match.  Returns 0, or -1 with
- * "line N: why" in err.
- */
-int accept_list_parse(const char *text, size_t len, struct accept_list *out,
-    char *err, size_t errlen);
-void accept_list_clear(struct accept_list *);
 
 #endif

@@ -26,7 +26,7 @@ struct queue *queue_new(
  * Call before the loop runs.  Returns the number loaded. */
 size_t queue_load(struct queue *);
 /* Takes ownership of e (its recipients) and schedules it; body_offset is
- * where the message starts in ID.msg (maildir_delivery.queue_offset). */
+ * where the message starts in ID.msg (struct delivery's queue_offset). */
 void queue_add(struct queue *, struct qenv *e, size_t body_offset);
 /* Stops scheduling; in-flight attempts finish.  True when none is left. */
 bool queue_idle(struct queue *);

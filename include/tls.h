@@ -1,4 +1,4 @@
-/* TLS server context from tls_cert / tls_key (TLS 1.2 and up). */
+/* TLS server context from the tls_cert / tls_key files (TLS 1.2 and up). */
 #ifndef POSTERN_TLS_H
 #define POSTERN_TLS_H
 
@@ -6,10 +6,10 @@
 
 #include <openssl/ssl.h>
 
-struct config;
-
-/* Returns a new context, or NULL with a message in err. */
-SSL_CTX *tls_server_ctx_new(const struct config *, char *err, size_t errlen);
+/* From the files tls_cert (the chain) and tls_key name (messages name the
+ * keys).  Returns a new context, or NULL with a message in err. */
+SSL_CTX *tls_server_ctx_new(
+    const char *cert, const char *key, char *err, size_t errlen);
 
 /* *slot takes a reference to ctx and drops the one it held (if any).
  * Sessions started with the old context keep it alive until they end. */
@@ -24,6 +24,6 @@ void tls_ctx_replace(SSL_CTX **slot, SSL_CTX *ctx);
  * reload fail once privileges are dropped.  Returns -1 when a file
  * cannot be looked at (e.g. in a directory this user cannot search).
  */
-int tls_files_sig(const struct config *, char *out, size_t outlen);
+int tls_files_sig(const char *cert, const char *key, char *out, size_t outlen);
 
 #endif

@@ -5,6 +5,9 @@
  * script can parse (one item per line, fields separated by a tab) and
  * reports errors as one line on stderr: exit 0 ok, 1 error, 2 usage.
  * Passwords come from a prompt or stdin, never from the command line.
+ * It reaches a running posternd only through its control socket (reload,
+ * queue commands: the daemon's loop owns the queue), and never edits a
+ * queue file itself.
  */
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -903,7 +906,8 @@ check_tls(struct check *k)
 			return;
 		}
 	}
-	ctx = tls_server_ctx_new(k->cfg, err, sizeof(err));
+	ctx = tls_server_ctx_new(
+	    k->cfg->tls_cert, k->cfg->tls_key, err, sizeof(err));
 	if (ctx == NULL)
 		check_say(k, true,
 		    strncmp(err, "tls_key", 7) == 0 ? "tls_key" : "tls_cert",
@@ -1305,7 +1309,7 @@ c_relay_check(struct ctl *c, char **a)
 	    : ans.verdict.kind == VERDICT_REJECT ? "REJECT"
 	                                         : "TEMPFAIL",
 	    ans.verdict.code, ans.verdict.reason, ans.verdict.rule,
-	    policy_mode_name((enum relay_mode)c->cfg->relay_mode));
+	    config_relay_mode_name(c->cfg->relay_mode));
 	for (size_t i = 0; i < ans.users.n; i++)
 		printf("mailbox: %s\n", ans.users.v[i]);
 	for (size_t i = 0; i < ans.remote.n; i++)

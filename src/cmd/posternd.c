@@ -1,9 +1,11 @@
 /*
  * posternd: the mail daemon.  A thin main: load the config, bind the
  * listeners (as root if need be), detach, drop privileges, start the
- * worker pool and the Maildir committer, and run the event loop until
- * SIGTERM; then stop gracefully.  Until it is ready it reports errors on
- * stderr and the parent's exit code tells whether start-up worked.
+ * worker pool and the committer (durable deliveries), and run the event
+ * loop until SIGTERM; then stop gracefully.  Until it is ready it reports
+ * errors on stderr and the parent's exit code tells whether start-up worked.
+ * Main only wires services together: no protocol or policy logic here,
+ * and nothing that blocks once the loop runs.
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -40,7 +42,7 @@
 #include "relay.h"
 #include "log.h"
 #include "safefs.h"
-#include "maildir.h"
+#include "committer.h"
 #include "net.h"
 #include "passwd.h"
 #include "smtp_server.h"
@@ -291,13 +293,15 @@ reload_run(void *arg, void *ctx)
 	if (r->cfg->tls_cert[0] != '\0' && r->dm->boot->tls_cert[0] != '\0') {
 		char sig[TLS_SIG_MAX];
 
-		if (tls_files_sig(r->cfg, sig, sizeof(sig)) == -1) {
+		if (tls_files_sig(r->cfg->tls_cert, r->cfg->tls_key, sig,
+		        sizeof(sig)) == -1) {
 			r->tls_unseen = true;
 			return;
 		}
 		if (strcmp(sig, r->tls_sig) == 0)
 			return;
-		r->tls = tls_server_ctx_new(r->cfg, r->err, sizeof(r->err));
+		r->tls = tls_server_ctx_new(
+		    r->cfg->tls_cert, r->cfg->tls_key, r->err, sizeof(r->err));
 		if (r->tls == NULL) {
 			config_unref(&r->cfg);
 			if (r->log_fd != -1)
@@ -375,7 +379,7 @@ reload_done(void *arg)
 		for (char *l = strtok(warn, "\n"); l; l = strtok(NULL, "\n"))
 			log_warn("event=config %s", l);
 		log_info("event=reload result=ok relay=%s",
-		    policy_mode_name((enum relay_mode)n->relay_mode));
+		    config_relay_mode_name(n->relay_mode));
 		config_unref(&r->cfg);
 	}
 	if (r->bev != NULL) {
@@ -591,7 +595,8 @@ main(int argc, char **argv)
 	data_fd = prepare_data_dir(cfg, pw);
 	/* Before the files are read: a change in between is re-read at the
 	 * next reload rather than missed. */
-	tls_files_sig(cfg, dm.tls_sig, sizeof(dm.tls_sig));
+	tls_files_sig(
+	    cfg->tls_cert, cfg->tls_key, dm.tls_sig, sizeof(dm.tls_sig));
 	base = event_base_new();
 	if (base == NULL)
 		fatalx("event_base_new failed");
@@ -646,7 +651,7 @@ main(int argc, char **argv)
 		evsignal_add(sigs[i], NULL);
 	log_info("event=start version=%s hostname=%s data_dir=%s relay=%s",
 	    POSTERN_VERSION, cfg->hostname, cfg->data_dir,
-	    policy_mode_name((enum relay_mode)cfg->relay_mode));
+	    config_relay_mode_name(cfg->relay_mode));
 	{
 		char warn[4096];
 

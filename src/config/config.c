@@ -6,6 +6,10 @@
  * each entry names a value type, the field it fills and its default as
  * text, so defaults go through the same parser as user values.  Unknown
  * keys, duplicate keys and bad values are errors with file:line.
+ * Pure apart from config_load (which reads the file and the lists it
+ * names): never touches the network, never changes the running daemon
+ * (a new config is built whole and swapped in by the caller), and never
+ * accepts a value it cannot represent (out of range is an error).
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -27,7 +31,8 @@
 #include "addr.h"
 #include "config.h"
 #include "file.h"
-#include "policy.h"
+#include "accept.h"
+#include "cidr.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -319,103 +324,6 @@ parse_listen_list(char *v, struct listen_list *out, const char **why)
 	return 0;
 }
 
-int
-config_parse_cidr(const char *s, struct cidr *out)
-{
-	char ip[64];
-	const char *slash = strchr(s, '/');
-	size_t iplen = slash ? (size_t)(slash - s) : strlen(s);
-	unsigned max;
-
-	memset(out, 0, sizeof(*out));
-	if (iplen == 0 || iplen >= sizeof(ip) || strlen(s) >= sizeof(out->text))
-		return -1;
-	memcpy(ip, s, iplen);
-	ip[iplen] = '\0';
-	if (inet_pton(AF_INET, ip, out->addr) == 1) {
-		out->family = AF_INET;
-		max = 32;
-	} else if (inet_pton(AF_INET6, ip, out->addr) == 1) {
-		out->family = AF_INET6;
-		max = 128;
-	} else {
-		return -1;
-	}
-	out->prefix = max;
-	if (slash != NULL) {
-		char *end;
-		unsigned long p;
-
-		errno = 0;
-		p = strtoul(slash + 1, &end, 10);
-		if (errno != 0 || *end != '\0' || end == slash + 1 || p > max)
-			return -1;
-		out->prefix = (unsigned)p;
-	}
-	snprintf(out->text, sizeof(out->text), "%s", s);
-	/*
-	 * ::ffff:a.b.c.d/96+N is the IPv4 network a.b.c.d/N: clients are
-	 * matched as IPv4 (config_cidr_match), so keep it as IPv4 or it
-	 * would never match.  A shorter prefix would also cover non-mapped
-	 * IPv6 space: refused rather than guessed.
-	 */
-	if (out->family == AF_INET6 &&
-	    IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(void *)out->addr)) {
-		char v4[INET_ADDRSTRLEN];
-
-		if (out->prefix < 96)
-			return -1;
-		out->family = AF_INET;
-		memmove(out->addr, out->addr + 12, 4);
-		memset(out->addr + 4, 0, 12);
-		out->prefix -= 96;
-		inet_ntop(AF_INET, out->addr, v4, sizeof(v4));
-		if (slash != NULL)
-			snprintf(out->text, sizeof(out->text), "%s/%u", v4,
-			    out->prefix);
-		else
-			snprintf(out->text, sizeof(out->text), "%s", v4);
-	}
-	return 0;
-}
-
-static bool
-prefix_match(const unsigned char *a, const unsigned char *b, unsigned bits)
-{
-	unsigned full = bits / 8, rest = bits % 8;
-
-	if (memcmp(a, b, full) != 0)
-		return false;
-	return rest == 0 ||
-	       ((a[full] ^ b[full]) & (unsigned char)(0xff << (8 - rest))) == 0;
-}
-
-bool
-config_cidr_match(const struct cidr_list *l, const char *ip)
-{
-	unsigned char a4[4], a6[16];
-	bool is4 = inet_pton(AF_INET, ip, a4) == 1;
-	bool is6 = !is4 && inet_pton(AF_INET6, ip, a6) == 1;
-
-	/* ::ffff:a.b.c.d is the IPv4 client a.b.c.d. */
-	if (is6 && IN6_IS_ADDR_V4MAPPED((struct in6_addr *)a6)) {
-		memcpy(a4, a6 + 12, 4);
-		is4 = true;
-		is6 = false;
-	}
-	for (size_t i = 0; i < l->n; i++) {
-		const struct cidr *c = &l->v[i];
-
-		if (is4 && c->family == AF_INET &&
-		    prefix_match(c->addr, a4, c->prefix))
-			return true;
-		if (is6 && c->family == AF_INET6 &&
-		    prefix_match(c->addr, a6, c->prefix))
-			return true;
-	}
-	return false;
-}
-
 /* "[host]:port", "host:port" or "host". */
 static bool
 hop_valid(const char *v)
@@ -463,15 +371,49 @@ set_str(void *field, const char *v)
 }
 
 /* A string setting that must be one of words; want says which. */
+static const char *const relay_mode_names[] = {
+    "none", "anyone", "addresses", "local-hosts", "local-users", NULL};
+static const char *const smtp_tls_names[] = {
+    "may", "encrypt", "verify", "none", NULL};
+static const char *const sender_match_names[] = {
+    "yes", "no", "submission", NULL};
+
+/* An enum key: the index of v in words (NULL-terminated) into *(int *). */
 static int
-set_word(void *field, const char *v, const char *const *words, const char *want,
+set_enum(void *field, const char *v, const char *const *words, const char *want,
     const char **why)
 {
 	for (size_t i = 0; words[i] != NULL; i++)
-		if (strcmp(v, words[i]) == 0)
-			return set_str(field, v);
+		if (strcmp(v, words[i]) == 0) {
+			*(int *)field = (int)i;
+			return 0;
+		}
 	*why = want;
 	return -1;
+}
+
+int
+config_relay_mode_parse(const char *s, enum relay_mode *out)
+{
+	int m;
+	const char *why;
+
+	if (set_enum(&m, s, relay_mode_names, "", &why) == -1)
+		return -1;
+	*out = (enum relay_mode)m;
+	return 0;
+}
+
+const char *
+config_relay_mode_name(enum relay_mode m)
+{
+	return relay_mode_names[m];
+}
+
+const char *
+config_smtp_tls_name(enum smtp_tls_mode m)
+{
+	return smtp_tls_names[m];
 }
 
 static int
@@ -487,7 +429,7 @@ parse_list_type(
 			struct cidr_list *l = field;
 
 			l->v = xreallocarray(l->v, l->n + 1, sizeof(*l->v));
-			if (config_parse_cidr(t, &l->v[l->n]) == -1) {
+			if (cidr_parse(t, &l->v[l->n]) == -1) {
 				*why = "bad address or network (want IP or "
 				       "IP/PREFIX)";
 				return -1;
@@ -523,7 +465,7 @@ parse_list_type(
 			char with_port[80];
 
 			snprintf(with_port, sizeof(with_port), "%s:53", t);
-			if (config_parse_cidr(t, &one) == -1 &&
+			if (cidr_parse(t, &one) == -1 &&
 			    config_parse_listen(t, &la) == -1 &&
 			    config_parse_listen(with_port, &la) == -1) {
 				*why = "bad DNS server (want IP or IP:PORT)";
@@ -567,17 +509,10 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 	case T_CIDRS:
 	case T_DNS:
 		return parse_list_type(c, k, v, why);
-	case T_MODE: {
-		enum relay_mode m;
-
-		if (policy_mode_parse(v, &m) == -1) {
-			*why = "want anyone, addresses, none, local-hosts or "
-			       "local-users";
-			return -1;
-		}
-		*(int *)field = (int)m;
-		return 0;
-	}
+	case T_MODE:
+		return set_enum(field, v, relay_mode_names,
+		    "want anyone, addresses, none, local-hosts or local-users",
+		    why);
 	case T_BOOL:
 		if (strcmp(v, "yes") != 0 && strcmp(v, "no") != 0) {
 			*why = "want yes or no";
@@ -603,8 +538,7 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 		*(int *)field = CONFIG_DIRECTORY_SQLITE;
 		return 0;
 	case T_SENDER_MATCH:
-		return set_word(field, v,
-		    (const char *const[]){"yes", "no", "submission", NULL},
+		return set_enum(field, v, sender_match_names,
 		    "want yes, no or submission", why);
 	case T_DOMAINS: {
 		struct strlist *l = field;
@@ -624,9 +558,7 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 		return 0;
 	}
 	case T_TLSMODE:
-		return set_word(field, v,
-		    (const char *const[]){
-		        "may", "encrypt", "verify", "none", NULL},
+		return set_enum(field, v, smtp_tls_names,
 		    "want may, encrypt, verify or none", why);
 	case T_HOP:
 		if (v[0] != '\0' && !hop_valid(v)) {
@@ -694,7 +626,6 @@ config_free(struct config *c)
 	free(c->db_path);
 	free(c->accept_file);
 	free(c->relay_recipients_file);
-	free(c->auth_sender_match);
 	strlist_clear(&c->relay_domains);
 	strlist_clear(&c->relay_recipients);
 	if (c->accept != NULL) {
@@ -703,7 +634,6 @@ config_free(struct config *c)
 	}
 	free(c->relayhost);
 	free(c->dns_servers);
-	free(c->smtp_tls);
 	free(c->smtp_tls_ca_file);
 	free(c->routes.v);
 	free(c->relay_addresses.v);
@@ -823,6 +753,16 @@ config_check(struct config *c, const char **why)
 		free(c->pid_file);
 		c->pid_file = xstrdup(path);
 	}
+	c->authfail = (struct authfail_limits){
+	    .max_failures = c->auth_max_failures,
+	    .account_max_failures = c->auth_account_max_failures,
+	    .table_limit = c->auth_table_limit,
+	    .trusted_per_account = c->auth_trusted_per_account,
+	    .failure_window_ms = c->auth_failure_window_ms,
+	    .lockout_ms = c->auth_lockout_ms,
+	    .trusted_period_ms = c->auth_trusted_period_ms,
+	    .ipv6_prefix_length = (unsigned)c->ipv6_prefix_length,
+	};
 	return 0;
 }
 

@@ -9,6 +9,8 @@
  * rather than holding a worker.  An error that means the file is gone or
  * broken drops the connection; the next call opens it again (never a
  * retry loop inside one call).  Never treats an error as "not found".
+ * Blocking: never call it on the event loop (workers and posternctl
+ * only); never builds SQL from input (bound parameters only).
  */
 #include <stdio.h>
 #include <stdlib.h>

@@ -6,6 +6,8 @@
  * error message.  Length limits (RFC 5321 4.5.3.1) are checked against the
  * text as written, which is never shorter than the decoded or formatted
  * form, so what passes here always formats in full (addr_format).
+ * Never turns '%', '!' or a source route into routing, and never
+ * allocates: the caller's struct holds the result.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>

@@ -9,6 +9,8 @@
  * Pairs are also listed per account (struct af_owner, keyed by the
  * canonical name), oldest success first, for auth_trusted_per_account.
  * Memory is bounded by 2 * auth_table_limit records and as many owners.
+ * Loop thread only (no locks); knows no config (struct authfail_limits)
+ * and never refuses a login for want of room.
  */
 #include <sys/queue.h>
 
@@ -18,7 +20,6 @@
 #include <string.h>
 
 #include "authfail.h"
-#include "config.h"
 #include "log.h"
 #include "xmalloc.h"
 
@@ -121,26 +122,27 @@ is_locked(const struct af_rec *r, time_t now)
 
 /* Failures still inside the window. */
 static unsigned
-live_failures(const struct af_rec *r, const struct config *c, time_t now)
+live_failures(
+    const struct af_rec *r, const struct authfail_limits *c, time_t now)
 {
 	if (r == NULL || r->failures == 0 ||
-	    now - r->first > secs(c->auth_failure_window_ms))
+	    now - r->first > secs(c->failure_window_ms))
 		return 0;
 	return r->failures;
 }
 
 static bool
-is_trusted(const struct af_rec *r, const struct config *c, time_t now)
+is_trusted(const struct af_rec *r, const struct authfail_limits *c, time_t now)
 {
 	return r != NULL && r->last_success != 0 &&
-	       c->auth_trusted_period_ms >= 1000 &&
-	       now - r->last_success <= secs(c->auth_trusted_period_ms);
+	       c->trusted_period_ms >= 1000 &&
+	       now - r->last_success <= secs(c->trusted_period_ms);
 }
 
 /* Nothing left to remember: no attempt in flight, no lock, no failure in
  * the window, and (for a pair) no success within auth_trusted_period. */
 static bool
-is_expired(const struct af_rec *r, const struct config *c, time_t now)
+is_expired(const struct af_rec *r, const struct authfail_limits *c, time_t now)
 {
 	return r->in_flight == 0 && !is_locked(r, now) &&
 	       live_failures(r, c, now) == 0 &&
@@ -209,8 +211,8 @@ rec_free(struct authfail_table *t, struct af_rec *r)
 
 /* Advances the clock over up to n records. */
 static void
-clock_step(
-    struct authfail_table *t, const struct config *c, time_t now, size_t n)
+clock_step(struct authfail_table *t, const struct authfail_limits *c,
+    time_t now, size_t n)
 {
 	struct af_rec *r;
 
@@ -225,7 +227,7 @@ clock_step(
 }
 
 static void
-sweep_all(struct authfail_table *t, const struct config *c, time_t now)
+sweep_all(struct authfail_table *t, const struct authfail_limits *c, time_t now)
 {
 	struct af_rec *r, *next;
 
@@ -264,12 +266,12 @@ rec_find(struct authfail_table *t, enum af_kind kind, const char *src,
 
 /* Client and account records share one limit, pairs have their own. */
 static bool
-is_full(
-    const struct authfail_table *t, const struct config *c, enum af_kind kind)
+is_full(const struct authfail_table *t, const struct authfail_limits *c,
+    enum af_kind kind)
 {
 	if (kind == AF_PAIR)
-		return t->n[AF_PAIR] >= c->auth_table_limit;
-	return t->n[AF_SRC] + t->n[AF_ACCT] >= c->auth_table_limit;
+		return t->n[AF_PAIR] >= c->table_limit;
+	return t->n[AF_SRC] + t->n[AF_ACCT] >= c->table_limit;
 }
 
 /*
@@ -278,7 +280,7 @@ is_full(
  * (at most once a second, so a flood costs one walk a second).
  */
 static void
-maintain(struct authfail_table *t, const struct config *c, time_t now)
+maintain(struct authfail_table *t, const struct authfail_limits *c, time_t now)
 {
 	clock_step(t, c, now, AF_CLOCK_STEP);
 	if ((is_full(t, c, AF_SRC) || is_full(t, c, AF_PAIR)) &&
@@ -290,7 +292,7 @@ maintain(struct authfail_table *t, const struct config *c, time_t now)
 			         "accounts=%zu trusted=%zu limit=%zu "
 			         "note=\"evicting\"",
 			    t->n[AF_SRC], t->n[AF_ACCT], t->n[AF_PAIR],
-			    c->auth_table_limit);
+			    c->table_limit);
 	}
 }
 
@@ -298,7 +300,7 @@ static const char *const kind_names[] = {"client", "account", "trusted"};
 
 /* At most one line a second, with the evictions since the last. */
 static void
-log_evict(struct authfail_table *t, const struct config *c, time_t now)
+log_evict(struct authfail_table *t, const struct authfail_limits *c, time_t now)
 {
 	if (t->last_evict_log == now)
 		return;
@@ -307,7 +309,7 @@ log_evict(struct authfail_table *t, const struct config *c, time_t now)
 		if (t->evicted[k] > 0)
 			log_warn("event=auth-table-evict kind=%s evicted=%zu "
 			         "limit=%zu",
-			    kind_names[k], t->evicted[k], c->auth_table_limit);
+			    kind_names[k], t->evicted[k], c->table_limit);
 	memset(t->evicted, 0, sizeof(t->evicted));
 }
 
@@ -315,7 +317,7 @@ log_evict(struct authfail_table *t, const struct config *c, time_t now)
  * locked, then fewer failures; of equals, the one idle longest. */
 static bool
 is_better_victim(const struct af_rec *a, const struct af_rec *b,
-    const struct config *c, time_t now)
+    const struct authfail_limits *c, time_t now)
 {
 	unsigned fa = live_failures(a, c, now), fb = live_failures(b, c, now);
 
@@ -334,8 +336,8 @@ is_better_victim(const struct af_rec *a, const struct af_rec *b,
  * eviction looks at others) and frees the best victim; never keep.
  */
 static void
-evict_client_or_account(struct authfail_table *t, const struct config *c,
-    const struct af_rec *keep, time_t now)
+evict_client_or_account(struct authfail_table *t,
+    const struct authfail_limits *c, const struct af_rec *keep, time_t now)
 {
 	struct af_rec *r, *victim = NULL;
 	size_t seen = 0, steps = authfail_records(t);
@@ -375,7 +377,8 @@ pair_victim(struct authfail_table *t)
 }
 
 static void
-evict_pair(struct authfail_table *t, const struct config *c, time_t now)
+evict_pair(
+    struct authfail_table *t, const struct authfail_limits *c, time_t now)
 {
 	struct af_rec *r = pair_victim(t);
 
@@ -389,8 +392,9 @@ evict_pair(struct authfail_table *t, const struct config *c, time_t now)
 /* The record, made if missing; when its kind is at the limit another
  * record (never keep) is evicted to make room.  Never NULL. */
 static struct af_rec *
-rec_get(struct authfail_table *t, const struct config *c, enum af_kind kind,
-    const char *src, const char *account, const struct af_rec *keep, time_t now)
+rec_get(struct authfail_table *t, const struct authfail_limits *c,
+    enum af_kind kind, const char *src, const char *account,
+    const struct af_rec *keep, time_t now)
 {
 	char key[COUNTER_IP_KEY_MAX + AUTHFAIL_ACCOUNT_MAX + 4];
 	struct af_rec *r = rec_find(t, kind, src, account);
@@ -420,7 +424,7 @@ rec_get(struct authfail_table *t, const struct config *c, enum af_kind kind,
 }
 
 static void
-drop_if_expired(struct authfail_table *t, const struct config *c,
+drop_if_expired(struct authfail_table *t, const struct authfail_limits *c,
     struct af_rec *r, time_t now)
 {
 	if (r != NULL && is_expired(r, c, now))
@@ -429,7 +433,8 @@ drop_if_expired(struct authfail_table *t, const struct config *c,
 
 /* Counts one failure; true if it locked the record. */
 static bool
-rec_fail(struct af_rec *r, const struct config *c, size_t max, time_t now)
+rec_fail(
+    struct af_rec *r, const struct authfail_limits *c, size_t max, time_t now)
 {
 	if (live_failures(r, c, now) == 0) {
 		r->first = now;
@@ -438,13 +443,14 @@ rec_fail(struct af_rec *r, const struct config *c, size_t max, time_t now)
 	if (++r->failures < max)
 		return false;
 	/* Locked: the count starts again when the lock ends. */
-	r->locked_until = now + secs(c->auth_lockout_ms);
+	r->locked_until = now + secs(c->lockout_ms);
 	r->failures = 0;
 	return true;
 }
 
 static bool
-at_limit(const struct af_rec *r, const struct config *c, size_t max, time_t now)
+at_limit(const struct af_rec *r, const struct authfail_limits *c, size_t max,
+    time_t now)
 {
 	return r != NULL &&
 	       (size_t)live_failures(r, c, now) + r->in_flight >= max;
@@ -462,12 +468,12 @@ lower_copy(char *out, size_t outlen, const char *in)
 
 /* A trusted pair: judged by its own count alone. */
 static enum authfail_verdict
-begin_trusted(const struct config *c, struct af_rec *pair,
+begin_trusted(const struct authfail_limits *c, struct af_rec *pair,
     struct authfail_slot *slot, time_t now)
 {
 	if (is_locked(pair, now))
 		return AUTHFAIL_LOCKED;
-	if (at_limit(pair, c, c->auth_max_failures, now))
+	if (at_limit(pair, c, c->max_failures, now))
 		return AUTHFAIL_BUSY;
 	pair->in_flight++;
 	pair->last = now;
@@ -477,29 +483,28 @@ begin_trusted(const struct config *c, struct af_rec *pair,
 
 /* The verdict on the records of an untrusted attempt (no change). */
 static enum authfail_verdict
-judge(const struct config *c, const struct af_rec *src,
+judge(const struct authfail_limits *c, const struct af_rec *src,
     const struct af_rec *acct, const struct af_rec *canon, time_t now)
 {
 	if (is_locked(src, now) || is_locked(acct, now) ||
 	    is_locked(canon, now))
 		return AUTHFAIL_LOCKED;
-	if (at_limit(src, c, c->auth_max_failures, now) ||
-	    at_limit(acct, c, c->auth_account_max_failures, now) ||
-	    at_limit(canon, c, c->auth_account_max_failures, now))
+	if (at_limit(src, c, c->max_failures, now) ||
+	    at_limit(acct, c, c->account_max_failures, now) ||
+	    at_limit(canon, c, c->account_max_failures, now))
 		return AUTHFAIL_BUSY;
 	return AUTHFAIL_OK;
 }
 
 enum authfail_verdict
-authfail_begin(struct authfail_table *t, const struct config *c, const char *ip,
-    const char *account, time_t now, struct authfail_slot *slot)
+authfail_begin(struct authfail_table *t, const struct authfail_limits *c,
+    const char *ip, const char *account, time_t now, struct authfail_slot *slot)
 {
 	struct af_rec *pair, *src, *acct = NULL, *canon = NULL;
 	enum authfail_verdict v;
 
 	memset(slot, 0, sizeof(*slot));
-	counter_ip_key(
-	    ip, (unsigned)c->ipv6_prefix_length, slot->src, sizeof(slot->src));
+	counter_ip_key(ip, c->ipv6_prefix_length, slot->src, sizeof(slot->src));
 	lower_copy(slot->account, sizeof(slot->account), account);
 	maintain(t, c, now);
 	pair = slot->account[0] ? rec_find(t, AF_PAIR, slot->src, slot->account)
@@ -574,22 +579,22 @@ log_lockout(const char *what, const char *src, const char *account)
  * logged in from there).
  */
 static void
-count_failure(struct authfail_table *t, const struct config *c,
+count_failure(struct authfail_table *t, const struct authfail_limits *c,
     const struct authfail_slot *slot, const char *canon, time_t now)
 {
 	struct af_rec *r, *a = NULL;
 
 	r = rec_get(t, c, AF_SRC, slot->src, NULL, NULL, now);
-	if (rec_fail(r, c, c->auth_max_failures, now))
+	if (rec_fail(r, c, c->max_failures, now))
 		log_lockout("client", slot->src, "");
 	if (canon != NULL) {
 		a = rec_get(t, c, AF_ACCT, NULL, canon, NULL, now);
-		if (rec_fail(a, c, c->auth_account_max_failures, now))
+		if (rec_fail(a, c, c->account_max_failures, now))
 			log_lockout("account", slot->src, canon);
 	}
 	if (canon != NULL && strcmp(canon, slot->account) != 0) {
 		r = rec_get(t, c, AF_ACCT, NULL, slot->account, a, now);
-		(void)rec_fail(r, c, c->auth_account_max_failures, now);
+		(void)rec_fail(r, c, c->account_max_failures, now);
 		if (r->link == NULL || strcmp(r->link, canon) != 0) {
 			free(r->link);
 			r->link = xstrdup(canon);
@@ -597,7 +602,7 @@ count_failure(struct authfail_table *t, const struct config *c,
 	}
 	r = slot->account[0] ? rec_find(t, AF_PAIR, slot->src, slot->account)
 	                     : NULL;
-	if (r != NULL && rec_fail(r, c, c->auth_max_failures, now))
+	if (r != NULL && rec_fail(r, c, c->max_failures, now))
 		log_lockout("pair", slot->src, slot->account);
 }
 
@@ -617,7 +622,7 @@ slot_locked(struct authfail_table *t, const struct authfail_slot *slot,
 }
 
 static void
-tidy(struct authfail_table *t, const struct config *c,
+tidy(struct authfail_table *t, const struct authfail_limits *c,
     const struct authfail_slot *slot, const char *canon, time_t now)
 {
 	drop_if_expired(t, c, rec_find(t, AF_SRC, slot->src, NULL), now);
@@ -635,7 +640,7 @@ tidy(struct authfail_table *t, const struct config *c,
  * table by forgetting the oldest pair of the account holding the most.
  */
 static void
-trust(struct authfail_table *t, const struct config *c,
+trust(struct authfail_table *t, const struct authfail_limits *c,
     const struct authfail_slot *slot, const char *canon, time_t now)
 {
 	struct af_rec *pair = rec_find(t, AF_PAIR, slot->src, slot->account);
@@ -648,12 +653,12 @@ trust(struct authfail_table *t, const struct config *c,
 		TAILQ_INSERT_TAIL(&o->pairs, pair, owned);
 	} else if (pair == NULL) {
 		while ((o = owner_find(t, canon)) != NULL &&
-		       o->n >= c->auth_trusted_per_account) {
+		       o->n >= c->trusted_per_account) {
 			log_sanitize(a, sizeof(a), (const uint8_t *)canon,
 			    strlen(canon));
 			log_info("event=auth-trusted-evict account=\"%s\" "
 			         "limit=%zu",
-			    a, c->auth_trusted_per_account);
+			    a, c->trusted_per_account);
 			rec_free(t, TAILQ_FIRST(&o->pairs));
 		}
 		/* May evict another account's pair (pair table full). */
@@ -672,7 +677,7 @@ trust(struct authfail_table *t, const struct config *c,
 }
 
 enum authfail_verdict
-authfail_end(struct authfail_table *t, const struct config *c,
+authfail_end(struct authfail_table *t, const struct authfail_limits *c,
     struct authfail_slot *slot, enum authfail_outcome outcome,
     const char *canon_in, time_t now)
 {
@@ -698,7 +703,7 @@ authfail_end(struct authfail_table *t, const struct config *c,
 		v = slot_locked(t, slot, canon, now) ? AUTHFAIL_LOCKED
 		                                     : AUTHFAIL_OK;
 		if (v == AUTHFAIL_OK && canon != NULL &&
-		    c->auth_trusted_period_ms >= 1000)
+		    c->trusted_period_ms >= 1000)
 			trust(t, c, slot, canon, now);
 	} else {
 		count_failure(t, c, slot, canon, now);
@@ -710,8 +715,8 @@ authfail_end(struct authfail_table *t, const struct config *c,
 }
 
 enum authfail_verdict
-authfail_fail(struct authfail_table *t, const struct config *c, const char *ip,
-    time_t now)
+authfail_fail(struct authfail_table *t, const struct authfail_limits *c,
+    const char *ip, time_t now)
 {
 	struct authfail_slot slot;
 	enum authfail_verdict v = authfail_begin(t, c, ip, NULL, now, &slot);

@@ -1,4 +1,9 @@
-/* base64: strict RFC 4648 coding for SMTP AUTH (include/base64.h). */
+/*
+ * base64: strict RFC 4648 coding for SMTP AUTH and POP3 AUTH
+ * (include/base64.h).  Pure; never accepts whitespace, missing padding
+ * or bytes outside the alphabet, and never writes past the given output
+ * size.
+ */
 #include "base64.h"
 
 static const char alphabet[] =

@@ -2,6 +2,8 @@
  * buf: bounded growable buffer (include/buf.h).  Growth doubles up to max,
  * so appends are amortised O(1) and memory never exceeds max (+ slack of
  * one doubling step capped at max).
+ * Never grows past max: an append that would is refused (-1) and the
+ * caller answers "too long".
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,9 @@
-/* counter: hashed chains of (key, count) (include/counter.h). */
+/*
+ * counter: hashed chains of (key, count) (include/counter.h): sessions
+ * per client (IPv6 grouped by prefix) and connections per domain.  Loop
+ * thread only (no locks); a key at zero is freed, so memory follows what
+ * is in use, never what was seen.
+ */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 

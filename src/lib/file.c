@@ -1,9 +1,18 @@
-/* file: whole-file reads with a size cap (include/file.h). */
+/*
+ * file: whole-file reads with a size cap, and the complete writes that
+ * Maildir copies and queue entries are made of (include/file.h).  Plain
+ * blocking system calls: callers run these on worker threads, never on
+ * the event loop (config and accept-list reads at start-up and reload
+ * excepted).
+ */
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "file.h"
@@ -45,4 +54,88 @@ file_read(const char *path, size_t max, size_t *len_out, off_t *size_out)
 	if (size_out != NULL)
 		*size_out = st.st_size;
 	return text;
+}
+
+int
+file_writev_all(int fd, const struct iovec *iov, int iovcnt)
+{
+	struct iovec v[FILE_IOV_MAX];
+	int i = 0;
+
+	if (iovcnt < 0 || iovcnt > FILE_IOV_MAX) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(v, iov, sizeof(*v) * (size_t)iovcnt);
+	while (i < iovcnt) {
+		ssize_t n = writev(fd, v + i, iovcnt - i);
+
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		while (i < iovcnt && (size_t)n >= v[i].iov_len) {
+			n -= (ssize_t)v[i].iov_len;
+			i++;
+		}
+		if (i < iovcnt) {
+			/* UNSAFE: partial write, advance within v[i]. */
+			v[i].iov_base = (char *)v[i].iov_base + n;
+			v[i].iov_len -= (size_t)n;
+		}
+	}
+	return 0;
+}
+
+int
+file_copy_fd(int fd, int src_fd, size_t src_len)
+{
+	char buf[65536];
+	off_t off = 0;
+	bool in_kernel = true;
+
+	while ((size_t)off < src_len) {
+		size_t want = src_len - (size_t)off;
+		ssize_t n;
+
+		if (in_kernel) {
+			n = copy_file_range(src_fd, &off, fd, NULL, want, 0);
+			if (n == -1 && errno != EINTR) {
+				in_kernel = false; /* EXDEV, ENOSYS, ... */
+				continue;
+			}
+			if (n == 0) {
+				errno = EIO; /* the spool file is short */
+				return -1;
+			}
+			continue;
+		}
+		n = pread(
+		    src_fd, buf, want < sizeof(buf) ? want : sizeof(buf), off);
+		if (n <= 0) {
+			if (n == -1 && errno == EINTR)
+				continue;
+			if (n == 0)
+				errno = EIO;
+			return -1;
+		}
+		if (file_writev_all(fd, &(struct iovec){buf, (size_t)n}, 1) ==
+		    -1)
+			return -1;
+		off += n;
+	}
+	return 0;
+}
+
+int
+file_write_spliced(int fd, const struct iovec *iov, int iovcnt, int nhead,
+    int src_fd, size_t src_len)
+{
+	if (src_len == 0)
+		return file_writev_all(fd, iov, iovcnt);
+	if (file_writev_all(fd, iov, nhead) == -1 ||
+	    file_copy_fd(fd, src_fd, src_len) == -1)
+		return -1;
+	return file_writev_all(fd, iov + nhead, iovcnt - nhead);
 }

@@ -6,6 +6,9 @@
  * log_file the line goes to the local syslog socket (facility mail).
  * Lines in Postfix's shape carry their own tag (posternd/smtpd, ...), so
  * syslog is spoken here directly: openlog()'s ident is one per process.
+ * Peer text is escaped (log_sanitize/log_esc) before it reaches a line;
+ * the log file and the syslog socket are opened non-blocking, so a
+ * planted FIFO or a stuck syslog never hangs the daemon.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>

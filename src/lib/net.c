@@ -1,4 +1,9 @@
-/* net: socket helpers (include/net.h). */
+/*
+ * net: socket helpers shared by the SMTP and POP3 servers (include/net.h):
+ * listening sockets, output back-pressure, the STARTTLS takeover, reply
+ * lines and the TLS log line.  Knows no config and no protocol; never
+ * blocks (every socket is non-blocking).
+ */
 #include <sys/socket.h>
 
 #include <arpa/inet.h>
@@ -16,7 +21,6 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "config.h"
 #include "log.h"
 #include "net.h"
 

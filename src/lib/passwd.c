@@ -2,6 +2,8 @@
  * passwd: crypt_r wrappers (include/passwd.h), and the time floor of a
  * login check: a running mean of how long a yescrypt verification at the
  * dummy's cost takes here, which every check is padded to.
+ * Runs on the login pool's threads, never on the event loop; never logs
+ * or keeps a password (callers wipe theirs).
  */
 #include <crypt.h>
 #include <errno.h>

@@ -7,6 +7,8 @@
  * cannot redirect the change.  Used by posternd and posternctl; the
  * *_check variants run the same checks and change nothing (posternctl
  * check).
+ * Never follows a symbolic link inside data_dir and never changes
+ * anything outside it.
  */
 #include <sys/stat.h>
 #include <sys/types.h>

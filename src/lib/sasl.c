@@ -1,4 +1,8 @@
-/* sasl: PLAIN response decoding (include/sasl.h). */
+/*
+ * sasl: PLAIN response decoding (include/sasl.h).  Pure: it splits the
+ * decoded response, never checks a password, and never keeps a copy of
+ * the credentials beyond the caller's buffers.
+ */
 #include <string.h>
 
 #include "base64.h"

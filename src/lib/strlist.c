@@ -1,4 +1,7 @@
-/* strlist: owned string arrays (include/strlist.h). */
+/*
+ * strlist: owned string arrays (include/strlist.h).  The list owns a
+ * copy of every string; it never keeps a caller's pointer.
+ */
 #include <stdlib.h>
 #include <string.h>
 

@@ -1,4 +1,9 @@
-/* tls: the server-side OpenSSL context (include/tls.h). */
+/*
+ * tls: the server-side OpenSSL context (include/tls.h) from a certificate
+ * chain and key file, and the signature that tells a reload whether the
+ * files changed.  Knows file names, not the config; never reads a file
+ * on the event loop after start-up except on a reload.
+ */
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -10,11 +15,10 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
-#include "config.h"
 #include "tls.h"
 
 SSL_CTX *
-tls_server_ctx_new(const struct config *cfg, char *err, size_t errlen)
+tls_server_ctx_new(const char *cert, const char *key, char *err, size_t errlen)
 {
 	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
 
@@ -26,7 +30,7 @@ tls_server_ctx_new(const struct config *cfg, char *err, size_t errlen)
 	/* A clear reason for the common failure (a reload as the unprivileged
 	 * user meeting a root-only key) rather than OpenSSL's "system lib". */
 	for (int i = 0; i < 2; i++) {
-		const char *path = i == 0 ? cfg->tls_cert : cfg->tls_key;
+		const char *path = i == 0 ? cert : key;
 
 		if (access(path, R_OK) == -1) {
 			snprintf(err, errlen, "%s %s: %s",
@@ -39,16 +43,15 @@ tls_server_ctx_new(const struct config *cfg, char *err, size_t errlen)
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(
 	    ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-	if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
-		snprintf(err, errlen, "tls_cert %s: %s", cfg->tls_cert,
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		snprintf(err, errlen, "tls_cert %s: %s", cert,
 		    ERR_reason_error_string(ERR_get_error()));
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) !=
-	        1 ||
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
 	    SSL_CTX_check_private_key(ctx) != 1) {
-		snprintf(err, errlen, "tls_key %s: %s", cfg->tls_key,
+		snprintf(err, errlen, "tls_key %s: %s", key,
 		    ERR_reason_error_string(ERR_get_error()));
 		SSL_CTX_free(ctx);
 		return NULL;
@@ -57,9 +60,9 @@ tls_server_ctx_new(const struct config *cfg, char *err, size_t errlen)
 }
 
 int
-tls_files_sig(const struct config *cfg, char *out, size_t outlen)
+tls_files_sig(const char *cert, const char *key, char *out, size_t outlen)
 {
-	const char *paths[2] = {cfg->tls_cert, cfg->tls_key};
+	const char *paths[2] = {cert, key};
 	size_t o = 0;
 	int r = 0;
 

@@ -1,6 +1,8 @@
 /*
  * xmalloc: allocation that cannot fail.  OOM aborts with a message; callers
  * never check for NULL.  See include/xmalloc.h.
+ * Sizes are multiplied with overflow checks; input-driven sizes are
+ * capped by callers, so an abort here means a bug, never a peer's doing.
  */
 #include <stdint.h>
 #include <stdio.h>

@@ -7,6 +7,9 @@
  * name when present (postern writes it), else from counting the file.
  * Files from other programs may already use CRLF: only a LF that is not
  * preceded by CR is expanded, so sizes and RETR agree for both.
+ * Blocking file I/O: worker threads only, never the event loop; it never
+ * changes a message's content, only its name (new/ to cur/) or, at
+ * expunge, removes it.
  */
 #include <sys/file.h>
 #include <sys/stat.h>

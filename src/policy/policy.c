@@ -4,6 +4,8 @@
  * the log and `posternctl relay-check` print.  Addresses arrive parsed
  * (src/lib/addr.c), so '%', '!', quoted '@' and source routes can never
  * make a remote address look local or the reverse.
+ * Pure: no sockets, no globals, no directory or DNS calls (relay.c
+ * gathers those facts); default deny.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,28 +14,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
+#include "accept.h"
+#include "cidr.h"
 #include "policy.h"
-
-static const char *const mode_names[] = {
-    "none", "anyone", "addresses", "local-hosts", "local-users"};
-
-int
-policy_mode_parse(const char *s, enum relay_mode *out)
-{
-	for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++)
-		if (strcmp(s, mode_names[i]) == 0) {
-			*out = (enum relay_mode)i;
-			return 0;
-		}
-	return -1;
-}
-
-const char *
-policy_mode_name(enum relay_mode m)
-{
-	return mode_names[m];
-}
 
 static struct verdict
 verdict(
@@ -42,48 +25,6 @@ verdict(
 	struct verdict v = {k, code, reason, rule};
 
 	return v;
-}
-
-/*
- * An address as the accept list stores it: inet_ntop form, with an
- * IPv4-mapped IPv6 address as plain IPv4 (the client and the entry may be
- * written either way).  Returns 0 or -1 (not an address).
- */
-static int
-ip_normalize(const char *in, char *out, size_t outlen)
-{
-	unsigned char bin[16];
-
-	if (inet_pton(AF_INET, in, bin) == 1)
-		return inet_ntop(AF_INET, bin, out, outlen) ? 0 : -1;
-	if (inet_pton(AF_INET6, in, bin) != 1)
-		return -1;
-	if (IN6_IS_ADDR_V4MAPPED((const struct in6_addr *)(void *)bin))
-		return inet_ntop(AF_INET, bin + 12, out, outlen) ? 0 : -1;
-	return inet_ntop(AF_INET6, bin, out, outlen) ? 0 : -1;
-}
-
-static bool
-accept_has_ip(const struct accept_list *a, const char *ip)
-{
-	char norm[INET6_ADDRSTRLEN];
-
-	return a != NULL && ip_normalize(ip, norm, sizeof(norm)) == 0 &&
-	       strlist_has(&a->ips, norm);
-}
-
-/* The text form of an address as the accept list stores it. */
-static bool
-accept_has_user(const struct accept_list *a, const struct addr *from)
-{
-	char text[ADDR_PATH_MAX + 8];
-
-	if (a == NULL || from->is_null ||
-	    addr_format(from, text, sizeof(text)) == -1)
-		return false;
-	for (char *p = text; *p; p++)
-		*p = (char)tolower((unsigned char)*p);
-	return strlist_has(&a->users, text);
 }
 
 static const char *
@@ -148,7 +89,7 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 		    "relay = anyone (open relay)", "relay-anyone");
 	case RELAY_ADDRESSES:
 		if (pc->relay_addresses != NULL &&
-		    config_cidr_match(pc->relay_addresses, cf->ip))
+		    cidr_match(pc->relay_addresses, cf->ip))
 			return verdict(VERDICT_ACCEPT, "250 2.1.5",
 			    "client address is in relay_addresses",
 			    "relay-addresses");
@@ -164,7 +105,7 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 			    "backup-mx-dns");
 		break;
 	case RELAY_LOCAL_HOSTS:
-		if (accept_has_ip(pc->accept, cf->ip))
+		if (accept_list_has_ip(pc->accept, cf->ip))
 			return verdict(VERDICT_ACCEPT, "250 2.1.5",
 			    "client address is in the accept list",
 			    "accept-list-ip");
@@ -179,14 +120,14 @@ policy_rcpt(const struct policy_config *pc, const struct client_facts *cf,
 			    "accept-list-host");
 		break;
 	case RELAY_LOCAL_USERS:
-		if (accept_has_ip(pc->accept, cf->ip))
+		if (accept_list_has_ip(pc->accept, cf->ip))
 			return verdict(VERDICT_ACCEPT, "250 2.1.5",
 			    "client address is in the accept list",
 			    "accept-list-ip");
 		if (f->sender_is_user)
 			return verdict(VERDICT_ACCEPT, "250 2.1.5",
 			    "sender is a local user", "local-users");
-		if (accept_has_user(pc->accept, env->mail_from))
+		if (accept_list_has_user(pc->accept, env->mail_from))
 			return verdict(VERDICT_ACCEPT, "250 2.1.5",
 			    "sender is in the accept list", "accept-list-user");
 		break;
@@ -227,96 +168,8 @@ policy_mx_delivery(const struct cidr_list *relay,
 		if (h[i].status != 0 || h[i].naddr == 0 || h[i].is_cut)
 			return POLICY_MX_NOT_LISTED;
 		for (size_t a = 0; a < h[i].naddr; a++)
-			if (relay == NULL ||
-			    !config_cidr_match(relay, h[i].addrs[a]))
+			if (relay == NULL || !cidr_match(relay, h[i].addrs[a]))
 				return POLICY_MX_NOT_LISTED;
 	}
 	return failed ? POLICY_MX_DNS_FAIL : POLICY_MX_ALL_LISTED;
-}
-
-void
-accept_list_clear(struct accept_list *a)
-{
-	strlist_clear(&a->ips);
-	strlist_clear(&a->hosts);
-	strlist_clear(&a->users);
-}
-
-int
-accept_list_parse(const char *text, size_t len, struct accept_list *out,
-    char *err, size_t errlen)
-{
-	size_t pos = 0;
-	unsigned lineno = 0;
-
-	memset(out, 0, sizeof(*out));
-	while (pos < len) {
-		const char *nl = memchr(text + pos, '\n', len - pos);
-		size_t ll = nl ? (size_t)(nl - (text + pos)) : len - pos;
-		char line[512], *s, *e;
-		unsigned char bin[16];
-		struct addr a;
-		const char *why;
-
-		lineno++;
-		if (ll >= sizeof(line)) {
-			snprintf(err, errlen, "line %u: too long", lineno);
-			goto fail;
-		}
-		memcpy(line, text + pos, ll);
-		line[ll] = '\0';
-		pos += ll + (nl ? 1 : 0);
-		if ((s = strchr(line, '#')) != NULL)
-			*s = '\0';
-		for (s = line; *s == ' ' || *s == '\t'; s++)
-			;
-		e = s + strlen(s);
-		while (
-		    e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
-			*--e = '\0';
-		if (*s == '\0')
-			continue;
-		for (char *p = s; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
-		if (inet_pton(AF_INET, s, bin) == 1 ||
-		    inet_pton(AF_INET6, s, bin) == 1) {
-			char norm[64];
-
-			if (ip_normalize(s, norm, sizeof(norm)) == -1) {
-				snprintf(err, errlen,
-				    "line %u: %s: bad address", lineno, s);
-				goto fail;
-			}
-			strlist_add_unique(&out->ips, norm);
-		} else if (strchr(s, '@') != NULL) {
-			char t[ADDR_PATH_MAX + 8];
-
-			if (addr_parse_mailbox(s, &a, &why) == -1) {
-				snprintf(err, errlen, "line %u: %s: %s", lineno,
-				    s, why);
-				goto fail;
-			}
-			if (addr_format(&a, t, sizeof(t)) == -1) {
-				snprintf(err, errlen,
-				    "line %u: %s: address too long", lineno, s);
-				goto fail;
-			}
-			strlist_add_unique(&out->users, t);
-		} else {
-			char d[ADDR_DOMAIN_MAX + 1];
-
-			if (addr_domain_normalize(s, d, sizeof(d)) == -1) {
-				snprintf(err, errlen,
-				    "line %u: %s: not an IP "
-				    "address, host name or user address",
-				    lineno, s);
-				goto fail;
-			}
-			strlist_add_unique(&out->hosts, d);
-		}
-	}
-	return 0;
-fail:
-	accept_list_clear(out);
-	return -1;
 }

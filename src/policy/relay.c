@@ -3,6 +3,8 @@
  * order keeps DNS last: the backup-MX lookup is made only in addresses
  * mode, for a remote recipient, when nothing cheaper decided, and it is
  * a separate phase so the session can run it with its own bounds.
+ * Blocking (directory, DNS): runs on workers and the policy DNS pool or
+ * in posternctl, never on the event loop; decides nothing itself.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -214,8 +216,8 @@ answer_policy(const struct config *cfg, const struct client_facts *cf,
     const struct addr *from, const struct addr *rcpt, struct relay_answer *out)
 {
 	struct envelope env = {from, rcpt};
-	struct policy_config pc = {(enum relay_mode)cfg->relay_mode,
-	    &cfg->relay_addresses, &cfg->relay_domains,
+	struct policy_config pc = {cfg->relay_mode, &cfg->relay_addresses,
+	    &cfg->relay_domains,
 	    cfg->has_relay_recipients ? &cfg->relay_recipients : NULL,
 	    cfg->accept};
 
@@ -266,7 +268,7 @@ relay_decide_dir(const struct config *cfg, struct dir *d,
 		if (cfg->relay_mode == RELAY_ADDRESSES && !rcpt->is_literal &&
 		    (cf->listener == NULL ||
 		        strcmp(cf->listener, "smtp") == 0) &&
-		    !config_cidr_match(&cfg->relay_addresses, cf->ip) &&
+		    !cidr_match(&cfg->relay_addresses, cf->ip) &&
 		    !strlist_has(&cfg->relay_domains, rcpt->domain)) {
 			out->needs_dns = true;
 			return;
@@ -352,7 +354,7 @@ relay_config_warnings(const struct config *c, char *out, size_t outlen)
 		WARN("warning: relay = %s trusts MAIL FROM, which any client "
 		     "can forge, and smtp_listen is reachable from outside; "
 		     "use relay = none (SMTP AUTH) or addresses\n",
-		    policy_mode_name((enum relay_mode)c->relay_mode));
+		    config_relay_mode_name(c->relay_mode));
 	for (size_t i = 0; i < c->relay_addresses.n; i++) {
 		const struct cidr *r = &c->relay_addresses.v[i];
 

@@ -448,8 +448,9 @@ login_count(struct pjob *j)
 {
 	struct pop3_session *s = j->s;
 
-	j->verdict = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
-	    login_outcome(j->login), j->canon[0] ? j->canon : NULL, time(NULL));
+	j->verdict = authfail_end(s->srv->authfails, &s->srv->cfg->authfail,
+	    &j->slot, login_outcome(j->login), j->canon[0] ? j->canon : NULL,
+	    time(NULL));
 }
 
 static void
@@ -609,8 +610,8 @@ submit(struct pop3_session *s, struct pjob *j)
 static void
 login_fail_now(struct pop3_session *s, const char *why)
 {
-	enum authfail_verdict v =
-	    authfail_fail(s->srv->authfails, s->srv->cfg, s->ip, time(NULL));
+	enum authfail_verdict v = authfail_fail(
+	    s->srv->authfails, &s->srv->cfg->authfail, s->ip, time(NULL));
 
 	log_warn("pop3=%s event=login result=%s client=%s reason=\"%s\"", s->id,
 	    v == AUTHFAIL_LOCKED ? "locked"
@@ -646,8 +647,8 @@ start_login(struct pop3_session *s, const char *user, size_t ulen,
 	}
 	memcpy(j->user, user, ulen);
 	/* The lock is checked, and a slot taken, for every attempt. */
-	v = authfail_begin(s->srv->authfails, s->srv->cfg, s->ip, j->user,
-	    time(NULL), &j->slot);
+	v = authfail_begin(s->srv->authfails, &s->srv->cfg->authfail, s->ip,
+	    j->user, time(NULL), &j->slot);
 	if (v != AUTHFAIL_OK) {
 		char u[200];
 
@@ -1311,7 +1312,8 @@ pop3_server_new(
 	srv->ips = counter_new(256);
 	TAILQ_INIT(&srv->sessions);
 	if (cfg->tls_cert[0] != '\0' &&
-	    (srv->tls = tls_server_ctx_new(cfg, err, errlen)) == NULL)
+	    (srv->tls = tls_server_ctx_new(
+	         cfg->tls_cert, cfg->tls_key, err, errlen)) == NULL)
 		goto fail;
 	for (size_t i = 0; i < cfg->pop3_listen.n; i++)
 		if (listen_on(

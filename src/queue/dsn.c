@@ -4,6 +4,7 @@
  * SMTP client turns them into CRLF on the wire.  The MIME boundary is
  * random and never occurs in the returned text, so a sender cannot end
  * a part early or forge one.
+ * Pure: composes text, never sends or stores it (queue.c does).
  */
 #include <stdarg.h>
 #include <stdio.h>

@@ -6,6 +6,9 @@
  * be the sending side of SMTP smuggling.  Connections that end cleanly
  * are kept a few seconds in a small cache for the next message to the
  * same host and port.
+ * Runs on outbound threads only: never touches the queue's entries (the
+ * job carries copies) and never changes the stored message beyond line
+ * ends and dot-stuffing.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -162,7 +165,8 @@ conn_line(struct conn *c, char *out, size_t outlen)
 /*
  * Reads a whole reply.  Returns the code (or -1 on I/O error, 0 on a
  * malformed reply); the text (lines joined by spaces) goes to text.
- * When ext is not NULL, EHLO keywords are recorded on c.
+ * When ehlo is true, the EHLO keywords (PIPELINING, SIZE, 8BITMIME,
+ * STARTTLS) are recorded on c.
  */
 static int
 conn_reply(struct conn *c, char *text, size_t textlen, bool ehlo)
@@ -386,8 +390,8 @@ connect_to(const struct sockaddr_storage *ss, int port, int timeout_ms)
 static bool
 tls_required(const struct config *cfg)
 {
-	return strcmp(cfg->smtp_tls, "encrypt") == 0 ||
-	       strcmp(cfg->smtp_tls, "verify") == 0;
+	return cfg->smtp_tls == SMTP_TLS_ENCRYPT ||
+	       cfg->smtp_tls == SMTP_TLS_VERIFY;
 }
 
 /*
@@ -437,7 +441,7 @@ static int
 tls_start(struct conn *c, const struct config *cfg, char *why, size_t wl)
 {
 	unsigned char bin[16];
-	bool is_verify = strcmp(cfg->smtp_tls, "verify") == 0;
+	bool is_verify = cfg->smtp_tls == SMTP_TLS_VERIFY;
 	bool is_ip = inet_pton(AF_INET, c->host, bin) == 1 ||
 	             inet_pton(AF_INET6, c->host, bin) == 1;
 
@@ -508,7 +512,7 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 			    c->host);
 			return -2;
 		}
-		if (c->ssl || strcmp(cfg->smtp_tls, "none") == 0)
+		if (c->ssl || cfg->smtp_tls == SMTP_TLS_NONE)
 			break;
 		if (!c->has_starttls) {
 			if (tls_required(cfg))
@@ -517,7 +521,8 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 				           "(smtp_tls = %s) but %s does "
 				           "not "
 				           "offer STARTTLS",
-				           cfg->smtp_tls, c->host),
+				           config_smtp_tls_name(cfg->smtp_tls),
+				           c->host),
 				       -1;
 			break;
 		}
@@ -536,10 +541,10 @@ handshake(struct conn *c, const struct config *cfg, char *why, size_t wl)
 	return 0;
 }
 
-/* Sends the stored message: LF -> CRLF, dot-stuffing, final ".". */
 /*
- * Stored text (LF line ends) to the wire: CRLF, leading dots doubled.
- * Returns the bytes written to out, at most 2 * len.
+ * Stored text (LF line ends) to the wire: CRLF, leading dots doubled, CRs
+ * dropped.  *bol says whether in starts a line and is carried from one
+ * piece to the next.  Returns the bytes written to out, at most 2 * len.
  */
 static size_t
 wire_form(const char *in, size_t len, char *out, bool *bol)
@@ -689,10 +694,13 @@ local_error(struct outbound_job *j, const char *what)
 }
 
 /*
- * One message over an open connection.  Returns 0 when the connection
- * ended in a clean state (reusable), -1 when it must be closed, -2 when
- * the failure was the host's (try the next one), and -3 when it was
- * ours (the queue file could not be read: close, try no other host).
+ * One message over an open connection.  *wsize is the message's RFC 1870
+ * size: the one the queue entry records, or -1 until counted (once per
+ * attempt, only for a peer that offers SIZE).  Returns 0 when the
+ * connection ended in a clean state (reusable), -1 when it must be
+ * closed, -2 when the failure was the
+ * host's (try the next one), and -3 when it was ours (the queue file
+ * could not be read: close, try no other host).
  */
 static int
 transaction(struct conn *c, struct outbound_job *j, off_t *wsize)
@@ -927,7 +935,7 @@ pin_reason(const struct outbound_job *j, const struct dns_hops *mx, size_t nuse,
 			char ip[INET6_ADDRSTRLEN];
 
 			relay_addr_text(&dh->addrs[a], ip, sizeof(ip));
-			if (!config_cidr_match(&j->cfg->relay_addresses, ip)) {
+			if (!cidr_match(&j->cfg->relay_addresses, ip)) {
 				snprintf(why, wl,
 				    "MX host %.100s[%s] of %.100s is not in "
 				    "relay_addresses",
@@ -955,7 +963,7 @@ pin_filter(const struct config *cfg, struct dns_hops *hops)
 			char ip[INET6_ADDRSTRLEN];
 
 			relay_addr_text(&dh->addrs[a], ip, sizeof(ip));
-			if (config_cidr_match(&cfg->relay_addresses, ip))
+			if (cidr_match(&cfg->relay_addresses, ip))
 				dh->addrs[keep++] = dh->addrs[a];
 		}
 		dh->naddr = keep;

@@ -9,6 +9,8 @@
  * Guarantee: at least once.  A recipient the remote side accepted is
  * marked sent on disk right after the attempt; if posternd dies between
  * the remote's 250 and that write, the recipient gets the message again.
+ * The loop owns every entry: threads never read or change one, and
+ * nothing here blocks the loop (file writes go to a worker).
  */
 #include <sys/queue.h>
 #include <sys/stat.h>
@@ -31,7 +33,7 @@
 #include "dsn.h"
 #include "file.h"
 #include "log.h"
-#include "maildir.h"
+#include "delivery.h"
 #include "outbound.h"
 #include "queue.h"
 #include "worker.h"
@@ -109,7 +111,7 @@ struct bounce {
 	struct qenv out;
 	struct buf content;
 	char *trace;
-	struct maildir_delivery dlv;
+	struct delivery dlv;
 };
 
 static void queue_run(struct queue *);
@@ -479,7 +481,7 @@ bounce_run(void *arg, void *ctx)
 	b->dlv.qenv = b->out.nrcpt > 0 ? &b->out : NULL;
 	b->dlv.done = bounce_stored;
 	b->dlv.done_arg = b;
-	maildir_deliver(b->committer, &b->dlv);
+	delivery_run(b->committer, &b->dlv);
 }
 
 /* Sends a DSN about the recipients of e whose index is in idx. */

@@ -1,6 +1,8 @@
 /*
  * queue_file: the .env text format (include/queue_file.h).  Pure: no
  * files are touched here; queue.c reads and writes them.
+ * A truncated or corrupt file is an error, never a crash or a partial
+ * envelope.
  */
 #include <errno.h>
 #include <stdint.h>

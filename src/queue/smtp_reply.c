@@ -1,4 +1,8 @@
-/* smtp_reply: reply-line parsing for the SMTP client (smtp_reply.h). */
+/*
+ * smtp_reply: reply-line parsing for the SMTP client (smtp_reply.h):
+ * code, continuation, text and enhanced status.  Pure and fuzzed; never
+ * trusts a remote reply's length or shape.
+ */
 #include <ctype.h>
 #include <stdio.h>
 #include <string.h>

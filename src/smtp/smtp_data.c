@@ -18,6 +18,8 @@
  * size_limit is the SIZE we advertise, so it counts what RFC 1870 section
  * 4 calls the message size: octets with CRLF line ends (each stored LF is
  * two octets on the wire), without the stuffing dots and the final ".".
+ * Pure: never does I/O, never allocates beyond the caller's bounded
+ * buffer, and never lets a bare CR or LF end the data.
  */
 #include <stdio.h>
 #include <string.h>

@@ -4,6 +4,8 @@
  * and esmtp-params for MAIL/RCPT) so that the session code only applies
  * state and policy.  Bytes outside printable US-ASCII are refused: we do
  * not offer SMTPUTF8, so 8-bit or control bytes in a command are errors.
+ * Pure: no sockets, logs or config; never accepts a line a later step
+ * would have to re-check.
  */
 #include <ctype.h>
 #include <string.h>

@@ -17,7 +17,7 @@
 #include "buf.h"
 #include "config.h"
 #include "counter.h"
-#include "maildir.h"
+#include "delivery.h"
 #include "queue_file.h"
 #include "smtp_data.h"
 #include "strlist.h"

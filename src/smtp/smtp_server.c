@@ -217,7 +217,8 @@ smtp_server_new(
 	TAILQ_INIT(&srv->sessions);
 	arc4random_buf(&srv->session_seq, sizeof(srv->session_seq));
 	if (cfg->tls_cert[0] != '\0' &&
-	    (srv->tls = tls_server_ctx_new(cfg, err, errlen)) == NULL)
+	    (srv->tls = tls_server_ctx_new(
+	         cfg->tls_cert, cfg->tls_key, err, errlen)) == NULL)
 		goto fail;
 	for (size_t k = 0; k < 3; k++)
 		for (size_t i = 0; i < lists[k]->n; i++)

@@ -1,7 +1,9 @@
 /*
  * smtp_session: one SMTP conversation (RFC 5321) over a bufferevent, which
- * is our transport abstraction: a plain socket, a TLS filter after
- * STARTTLS, or TLS from the first byte on the submissions port.
+ * is our transport abstraction: a plain socket, then after STARTTLS a
+ * TLS bufferevent on the same socket (net_tls_takeover: the plain one is
+ * freed and bufferevent_openssl_socket_new takes the fd), or TLS from the
+ * first byte on the submissions port.
  *
  * Input is handled one command at a time, in order, so pipelined commands
  * (RFC 2920) get their replies in order.  A command that needs blocking
@@ -574,7 +576,7 @@ addr_text(const struct addr *a, char *dst, size_t len)
 static bool
 sender_must_match(const struct session *s)
 {
-	return strcmp(s->cfg->auth_sender_match, "no") != 0;
+	return s->cfg->auth_sender_match != SENDER_MATCH_NO;
 }
 
 /*
@@ -679,7 +681,7 @@ rcpt_log(struct session *s, struct rcpt_job *j, const char *result,
 	    s->id, s->queue_id, s->ip,
 	    s->auth_user[0] ? log_esc(s->auth_user) : "-", log_esc(from),
 	    log_esc(j->rcpt_text), result, code,
-	    policy_mode_name((enum relay_mode)j->cfg->relay_mode), rule, r);
+	    config_relay_mode_name(j->cfg->relay_mode), rule, r);
 }
 
 /*
@@ -1152,7 +1154,7 @@ auth_job_done(void *arg)
 
 	s->is_busy = false;
 	/* Counted even when the client has gone: the guess was made. */
-	v = authfail_end(s->srv->authfails, s->srv->cfg, &j->slot,
+	v = authfail_end(s->srv->authfails, &s->srv->cfg->authfail, &j->slot,
 	    auth_outcome(j->result), j->canon[0] ? j->canon : NULL, time(NULL));
 	if (!s->is_dead && s->state != ST_CLOSING) {
 		log_escape(u, sizeof(u), j->user);
@@ -1189,8 +1191,8 @@ auth_job_done(void *arg)
 static void
 auth_fail_now(struct session *s, const char *why)
 {
-	enum authfail_verdict v =
-	    authfail_fail(s->srv->authfails, s->srv->cfg, s->ip, time(NULL));
+	enum authfail_verdict v = authfail_fail(
+	    s->srv->authfails, &s->srv->cfg->authfail, s->ip, time(NULL));
 
 	log_warn("session=%s event=auth result=%s client=%s reason=\"%s\"",
 	    s->id,
@@ -1228,8 +1230,8 @@ auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
 	j->cfg = s->cfg;
 	memcpy(j->user, user, ulen);
 	/* The lock is checked, and a slot taken, for every attempt. */
-	v = authfail_begin(s->srv->authfails, s->srv->cfg, s->ip, j->user,
-	    time(NULL), &j->slot);
+	v = authfail_begin(s->srv->authfails, &s->srv->cfg->authfail, s->ip,
+	    j->user, time(NULL), &j->slot);
 	if (v != AUTHFAIL_OK) {
 		char u[200];
 
@@ -1493,7 +1495,7 @@ log_postfix_accepted(struct session *s, const char *from)
 struct deliver_job {
 	struct session *s; /* done only */
 	struct committer *committer;
-	struct maildir_delivery dlv; /* its pointers point into this job */
+	struct delivery dlv; /* its pointers point into this job */
 	struct strlist mailboxes;
 	char *headers;
 	struct buf msg;
@@ -1506,7 +1508,7 @@ delivery_done(void *arg)
 {
 	struct deliver_job *j = arg;
 	struct session *s = j->s;
-	struct maildir_delivery *d = &j->dlv;
+	struct delivery *d = &j->dlv;
 	char from[ADDR_PATH_MAX + 8];
 
 	s->is_busy = false;
@@ -1570,14 +1572,14 @@ deliver_job_run(void *arg, void *ctx)
 	struct deliver_job *j = arg;
 
 	(void)ctx;
-	maildir_deliver(j->committer, &j->dlv);
+	delivery_run(j->committer, &j->dlv);
 }
 
 static void
 data_end(struct session *s)
 {
 	struct deliver_job *j;
-	struct maildir_delivery *d;
+	struct delivery *d;
 
 	evtimer_del(s->data_timer);
 	if (s->is_spool_full) {

@@ -328,12 +328,21 @@ def tls_context(cert):
 class Sink:
     """A capture SMTP server (aiosmtpd) on one loopback address."""
 
+    mails, first_mail = 0, None
+
+    def _note(self, name, value):
+        self.__dict__.setdefault(name, []).append(value)
+
     def __init__(self, ip, port, mode="ok", hostname=None, tls=None, fail_first=0,
                  data_delay=0):
         from aiosmtpd.controller import Controller
         self.messages = []
         self.data_delay, self.in_data = data_delay, False
         self.ehlos, self.active, self.max_active = 0, 0, 0
+        # What peers did, in order: "EHLO"/"HELO" per greeting, MAIL
+        # commands seen (and when the first came), and per message
+        # whether it came over ESMTP (subclasses may skip __init__).
+        self.greetings, self.sessions_esmtp = [], []
         self.mode, self.fail_first, self.attempts = mode, fail_first, 0
         kw = {}
         if tls is not None:
@@ -343,14 +352,23 @@ class Sink:
                                      server_hostname=hostname or f"sink-{ip}", **kw)
         self.controller.start()
 
+    async def handle_HELO(self, server, session, envelope, hostname):
+        self._note("greetings", "HELO")
+        session.host_name = hostname
+        return "250 " + server.hostname
+
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.ehlos += 1
+        self._note("greetings", "EHLO")
         if self.mode == "noehlo":
             return ["502 5.5.1 EHLO not implemented"]
         session.host_name = hostname
         return responses
 
     async def handle_MAIL(self, server, session, envelope, address, options):
+        self.mails += 1
+        if self.first_mail is None:
+            self.first_mail = time.monotonic()
         if self.mode == "mail451":
             return "451 4.3.0 MAIL temporarily refused"
         envelope.mail_from = address
@@ -374,6 +392,7 @@ class Sink:
             self.in_data = True
             await asyncio.sleep(self.data_delay)
         self.active -= 1
+        self._note("sessions_esmtp", session.extended_smtp)
         self.messages.append({"from": envelope.mail_from, "to": list(envelope.rcpt_tos),
                               "data": envelope.original_content,
                               "tls": session.ssl is not None})

@@ -7,8 +7,10 @@ import json
 import os
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import pytest
@@ -98,26 +100,94 @@ def test_alias_forward_to_remote(make_server, sinks):
     assert len(s.messages("alice")) == 1
 
 
+class Dropper:
+    """A first MX that takes the TCP connection and closes it at once
+    (no greeting), recording when each connection came."""
+
+    def __init__(self, ip, port):
+        self.connects = []
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((ip, port))
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.connects.append(time.monotonic())
+            c.close()
+
+    def close(self):
+        self.sock.close()
+
+
+def sent_line(server, rcpt):
+    """The log's status=sent line for rcpt (waits for it)."""
+    def find():
+        for line in server.log().splitlines():
+            if f"to=<{rcpt}>," in line and "status=sent" in line:
+                return line
+        return None
+    return wait_for(find, what=f"status=sent for {rcpt}")
+
+
 def test_second_mx_when_first_refuses(make_server, sinks):
+    """mx1.backup.example (127.0.0.3): nothing listens, the connection is
+    refused; the message goes to mx2 (127.0.0.4), and the log says so."""
     mx2 = sinks("127.0.0.4")
     s = make_server(FAST)
     send(s, "alice@example.test", ["u@backup.example"])
     wait_for(lambda: mx2.messages, what="backup MX")
+    assert "relay=mx2.backup.example[127.0.0.4]:" in sent_line(s, "u@backup.example")
+    assert len(mx2.messages) == 1
+
+
+def test_second_mx_only_after_the_first(make_server, sinks, sink_port):
+    """The first MX is tried first: it takes the connection and drops it,
+    and only then does the second MX get the message."""
+    mx1 = Dropper("127.0.0.3", sink_port)
+    try:
+        mx2 = sinks("127.0.0.4")
+        s = make_server(FAST)
+        send(s, "alice@example.test", ["u@backup.example"])
+        wait_for(lambda: mx2.messages, what="backup MX")
+        done = time.monotonic()
+        assert mx1.connects, "the most preferred MX was never tried"
+        assert mx1.connects[0] < done
+        assert len(mx2.messages) == 1
+        assert "relay=mx2.backup.example[127.0.0.4]:" in sent_line(
+            s, "u@backup.example")
+    finally:
+        mx1.close()
 
 
 def test_second_mx_when_first_answers_4xx(make_server, sinks):
-    sinks("127.0.0.5", mode="mail451")
+    mx1 = sinks("127.0.0.5", mode="mail451")
     mx2 = sinks("127.0.0.6")
     s = make_server(FAST)
     send(s, "alice@example.test", ["u@tempmx.example"])
     wait_for(lambda: mx2.messages, what="second MX")
+    # mx1 was asked first (it refused MAIL with 451), and kept nothing.
+    assert mx1.mails >= 1, "the most preferred MX was never tried"
+    assert mx1.first_mail < mx2.first_mail
+    assert mx1.messages == [] and len(mx2.messages) == 1
+    assert "relay=mx2.tempmx.example[127.0.0.6]:" in sent_line(s, "u@tempmx.example")
 
 
 def test_implicit_mx_from_a_record(make_server, sinks):
+    """No MX record: the domain's own A record is the host (RFC 5321
+    5.1), named by the domain itself in the log."""
     host = sinks("127.0.0.7")
     s = make_server(FAST)
     send(s, "alice@example.test", ["u@implicit.example"])
     wait_for(lambda: host.messages, what="implicit MX")
+    assert host.messages[0]["to"] == ["u@implicit.example"]
+    assert "relay=implicit.example[127.0.0.7]:" in sent_line(s, "u@implicit.example")
 
 
 def test_null_mx_bounces_at_once(make_server):
@@ -365,6 +435,9 @@ def test_helo_fallback(make_server, sinks):
     s = make_server(FAST)
     send(s, "alice@example.test", ["u@remote.example"])
     wait_for(lambda: mx.messages, what="delivery over HELO")
+    # EHLO was refused (502), then HELO greeted on the same connection.
+    assert mx.greetings[:2] == ["EHLO", "HELO"], mx.greetings
+    assert not mx.sessions_esmtp[-1], "the message went over plain SMTP"
 
 
 def test_per_domain_connection_limit(make_server, sinks):

@@ -1,6 +1,9 @@
 /*
  * authfail: the login lock-out rule (docs/admin.md "Lock-out"), driven as
- * sequences of begin/end steps with a fake clock, and the table's bound.
+ * sequences of begin/end steps with a fake clock, under the limits the
+ * config gives and under limits set directly (table-driven: per client
+ * and IPv6 prefix, per account, per pair, expiry, in flight), and the
+ * table's bound and eviction.
  */
 #include <stdio.h>
 #include <string.h>
@@ -273,9 +276,9 @@ test_config(const char *extra)
 }
 
 static void
-run_steps(const char *name, const struct step *steps, size_t n)
+run_steps_with(const char *name, const struct authfail_limits *c,
+    const struct step *steps, size_t n)
 {
-	struct config *c = test_config("");
 	struct authfail_table *t = authfail_new();
 	struct authfail_slot slots[10];
 	int got;
@@ -299,7 +302,16 @@ run_steps(const char *name, const struct step *steps, size_t n)
 	}
 	authfail_free(&t);
 	assert_null(t);
-	config_unref(&c);
+}
+
+/* The steps under conf's limits, as config_parse fills them. */
+static void
+run_steps(const char *name, const struct step *steps, size_t n)
+{
+	struct config *cfg = test_config("");
+
+	run_steps_with(name, &cfg->authfail, steps, n);
+	config_unref(&cfg);
 }
 
 #define RUN(x) run_steps(#x, x, sizeof(x) / sizeof(x[0]))
@@ -320,7 +332,8 @@ test_rule(void **state)
 static void
 test_prefix_setting(void **state)
 {
-	struct config *c = test_config("ipv6_prefix_length = 128\n");
+	struct config *cfg_c = test_config("ipv6_prefix_length = 128\n");
+	const struct authfail_limits *c = &cfg_c->authfail;
 	struct authfail_table *t = authfail_new();
 
 	(void)state;
@@ -336,13 +349,14 @@ test_prefix_setting(void **state)
 	assert_int_equal(
 	    authfail_fail(t, c, "2001:db8::1", T0), AUTHFAIL_LOCKED);
 	authfail_free(&t);
-	config_unref(&c);
+	config_unref(&cfg_c);
 }
 
 static void
 test_no_trust(void **state)
 {
-	struct config *c = test_config("auth_trusted_period = 0\n");
+	struct config *cfg_c = test_config("auth_trusted_period = 0\n");
+	const struct authfail_limits *c = &cfg_c->authfail;
 	struct authfail_table *t = authfail_new();
 	struct authfail_slot slot;
 
@@ -358,7 +372,7 @@ test_no_trust(void **state)
 	assert_int_equal(authfail_begin(t, c, "10.0.0.1", "alice@x", T0, &slot),
 	    AUTHFAIL_LOCKED);
 	authfail_free(&t);
-	config_unref(&c);
+	config_unref(&cfg_c);
 }
 
 /* Many sources (one failure each from distinct IPv6 /64s): the table stays
@@ -369,7 +383,8 @@ test_no_trust(void **state)
 static void
 test_bounded(void **state)
 {
-	struct config *c = test_config("");
+	struct config *cfg_c = test_config("");
+	const struct authfail_limits *c = &cfg_c->authfail;
 	struct authfail_table *t = authfail_new();
 	struct authfail_slot slot;
 	char ip[64];
@@ -424,13 +439,13 @@ test_bounded(void **state)
 	if (authfail_records(t) > 33)
 		fail_msg("expired records kept: %zu", authfail_records(t));
 	authfail_free(&t);
-	config_unref(&c);
+	config_unref(&cfg_c);
 }
 
 /* One login from src for account; the verdict of its end. */
 static int
-login(struct authfail_table *t, const struct config *c, const char *src,
-    const char *account, enum authfail_outcome out, time_t now)
+login(struct authfail_table *t, const struct authfail_limits *c,
+    const char *src, const char *account, enum authfail_outcome out, time_t now)
 {
 	struct authfail_slot slot;
 	int v = (int)authfail_begin(t, c, src, account, now, &slot);
@@ -442,7 +457,7 @@ login(struct authfail_table *t, const struct config *c, const char *src,
 
 /* Locks account from four fresh clients (auth_account_max_failures). */
 static void
-lock_account(struct authfail_table *t, const struct config *c,
+lock_account(struct authfail_table *t, const struct authfail_limits *c,
     const char *account, time_t now)
 {
 	char ip[64];
@@ -461,8 +476,10 @@ lock_account(struct authfail_table *t, const struct config *c,
 static void
 test_trusted_pairs_bounded(void **state)
 {
-	struct config *c = test_config("auth_trusted_per_account = 2\n");
-	struct config *c2 = test_config("auth_table_limit = 10\n");
+	struct config *cfg_c = test_config("auth_trusted_per_account = 2\n");
+	const struct authfail_limits *c = &cfg_c->authfail;
+	struct config *cfg_c2 = test_config("auth_table_limit = 10\n");
+	const struct authfail_limits *c2 = &cfg_c2->authfail;
 	struct authfail_table *t = authfail_new();
 	char ip[64];
 
@@ -518,8 +535,159 @@ test_trusted_pairs_bounded(void **state)
 	    login(t, c2, "10.3.0.11", "carol@x", AUTHFAIL_GOOD, T0 + 25),
 	    AUTHFAIL_OK);
 	authfail_free(&t);
-	config_unref(&c);
-	config_unref(&c2);
+	config_unref(&cfg_c);
+	config_unref(&cfg_c2);
+}
+
+/*
+ * The rules under limits set directly (no config): each case names the
+ * limit it turns and steps that hit its edges.
+ */
+static const struct step lockout_ends[] = {
+    {FAIL, 0, "10.20.0.1", NULL, 0, NULL, 0, AUTHFAIL_DENIED},
+    {FAIL, 0, "10.20.0.1", NULL, 0, NULL, 1, AUTHFAIL_LOCKED},
+    /* locked at 1 for 100 s: still at 100, over at 101 */
+    {BEGIN, 0, "10.20.0.1", "bob@x", 0, NULL, 100, AUTHFAIL_LOCKED},
+    {FAIL, 0, "10.20.0.1", NULL, 0, NULL, 100, AUTHFAIL_LOCKED},
+    LOGIN("10.20.0.1", "bob@x", AUTHFAIL_GOOD, NULL, 101, AUTHFAIL_OK),
+    /* the count started again when the lock ended */
+    {FAIL, 0, "10.20.0.1", NULL, 0, NULL, 102, AUTHFAIL_DENIED},
+    {FAIL, 0, "10.20.0.1", NULL, 0, NULL, 103, AUTHFAIL_LOCKED},
+};
+
+static const struct step window_expires[] = {
+    {FAIL, 0, "10.21.0.1", NULL, 0, NULL, 0, AUTHFAIL_DENIED},
+    /* 61 s after the first failure it no longer counts */
+    {FAIL, 0, "10.21.0.1", NULL, 0, NULL, 61, AUTHFAIL_DENIED},
+    {FAIL, 0, "10.21.0.1", NULL, 0, NULL, 62, AUTHFAIL_LOCKED},
+    /* exactly at the window's end it still counts */
+    {FAIL, 0, "10.21.0.2", NULL, 0, NULL, 0, AUTHFAIL_DENIED},
+    {FAIL, 0, "10.21.0.2", NULL, 0, NULL, 60, AUTHFAIL_LOCKED},
+};
+
+static const struct step prefix_56[] = {
+    /* one /56, two /64s: one client when grouped by 56 bits */
+    {FAIL, 0, "2001:db8:0:100::1", NULL, 0, NULL, 0, AUTHFAIL_DENIED},
+    {FAIL, 0, "2001:db8:0:1ff::1", NULL, 0, NULL, 0, AUTHFAIL_LOCKED},
+    {BEGIN, 0, "2001:db8:0:1aa::7", "bob@x", 0, NULL, 1, AUTHFAIL_LOCKED},
+    /* the next /56 is another client */
+    LOGIN("2001:db8:0:200::1", "bob@x", AUTHFAIL_GOOD, NULL, 1, AUTHFAIL_OK),
+};
+
+static const struct step prefix_64[] = {
+    {FAIL, 0, "2001:db8:0:100::1", NULL, 0, NULL, 0, AUTHFAIL_DENIED},
+    {FAIL, 0, "2001:db8:0:1ff::1", NULL, 0, NULL, 0, AUTHFAIL_DENIED},
+    {FAIL, 0, "2001:db8:0:100::2", NULL, 0, NULL, 0, AUTHFAIL_LOCKED},
+    LOGIN("2001:db8:0:1ff::9", "bob@x", AUTHFAIL_GOOD, NULL, 1, AUTHFAIL_OK),
+};
+
+static const struct step one_in_flight[] = {
+    /* max_failures 1: an attempt in flight is the whole allowance */
+    {BEGIN, 0, "10.22.0.1", "bob@x", 0, NULL, 0, AUTHFAIL_OK},
+    {BEGIN, 1, "10.22.0.1", "carol@x", 0, NULL, 0, AUTHFAIL_BUSY},
+    {FAIL, 0, "10.22.0.1", NULL, 0, NULL, 0, AUTHFAIL_BUSY},
+    {END, 0, NULL, NULL, AUTHFAIL_GOOD, NULL, 0, AUTHFAIL_OK},
+    /* given back: the next one may go */
+    {BEGIN, 1, "10.22.0.1", "carol@x", 0, NULL, 1, AUTHFAIL_OK},
+    {END, 1, NULL, NULL, AUTHFAIL_BAD, NULL, 1, AUTHFAIL_LOCKED},
+};
+
+static const struct step account_of_one[] = {
+    /* account_max_failures 1: one bad password locks the account from
+     * everywhere, but not the client for other accounts */
+    LOGIN("10.23.0.1", "bob@x", AUTHFAIL_BAD, NULL, 0, AUTHFAIL_LOCKED),
+    {BEGIN, 0, "10.23.0.2", "bob@x", 0, NULL, 1, AUTHFAIL_LOCKED},
+    LOGIN("10.23.0.1", "carol@x", AUTHFAIL_GOOD, NULL, 1, AUTHFAIL_OK),
+    /* a trusted pair keeps its own count (max_failures) */
+    LOGIN("10.23.0.1", "carol@x", AUTHFAIL_BAD, NULL, 2, AUTHFAIL_DENIED),
+    {BEGIN, 0, "10.23.0.1", "carol@x", 0, NULL, 2, AUTHFAIL_OK},
+    {END, 0, NULL, NULL, AUTHFAIL_GOOD, NULL, 2, AUTHFAIL_OK},
+};
+
+static const struct step no_trust_period[] = {
+    /* trusted_period 0: a success trusts nothing afterwards */
+    LOGIN("10.24.0.1", "bob@x", AUTHFAIL_GOOD, NULL, 0, AUTHFAIL_OK),
+    {FAIL, 0, "10.24.0.1", NULL, 0, NULL, 1, AUTHFAIL_DENIED},
+    {FAIL, 0, "10.24.0.1", NULL, 0, NULL, 1, AUTHFAIL_LOCKED},
+    {BEGIN, 0, "10.24.0.1", "bob@x", 0, NULL, 2, AUTHFAIL_LOCKED},
+};
+
+#define LIMITS(maxf, acct, window, lock, trust, prefix)                        \
+	{                                                                      \
+		.max_failures = (maxf), .account_max_failures = (acct),        \
+		.table_limit = 100, .trusted_per_account = 4,                  \
+		.failure_window_ms = (window)*1000u,                           \
+		.lockout_ms = (lock)*1000u,                                    \
+		.trusted_period_ms = (trust)*1000u,                            \
+		.ipv6_prefix_length = (prefix)                                 \
+	}
+
+#define CASE(steps, lim)                                                       \
+	{                                                                      \
+#steps, lim, steps, sizeof(steps) / sizeof(steps[0])           \
+	}
+
+static void
+test_limits_table(void **state)
+{
+	static const struct {
+		const char *name;
+		struct authfail_limits lim;
+		const struct step *steps;
+		size_t n;
+	} cases[] = {
+	    CASE(lockout_ends, LIMITS(2, 10, 60, 100, 1000, 64)),
+	    CASE(window_expires, LIMITS(2, 10, 60, 100, 1000, 64)),
+	    CASE(prefix_56, LIMITS(2, 10, 60, 100, 1000, 56)),
+	    CASE(prefix_64, LIMITS(2, 10, 60, 100, 1000, 64)),
+	    CASE(one_in_flight, LIMITS(1, 10, 60, 100, 1000, 64)),
+	    CASE(account_of_one, LIMITS(3, 1, 60, 100, 1000, 64)),
+	    CASE(no_trust_period, LIMITS(2, 10, 60, 100, 0, 64)),
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		run_steps_with(
+		    cases[i].name, &cases[i].lim, cases[i].steps, cases[i].n);
+}
+
+/* Eviction when full, for several table sizes: a flood of new clients is
+ * never refused, the table never holds more than its limit (plus the
+ * record being made), and a locked client made before the flood is
+ * evicted last: still locked after it. */
+static void
+test_eviction_table(void **state)
+{
+	static const size_t limits[] = {10, 37, 200};
+	char ip[64];
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(limits) / sizeof(limits[0]); k++) {
+		struct authfail_limits lim = LIMITS(2, 10, 60, 100, 1000, 64);
+		struct authfail_table *t = authfail_new();
+
+		lim.table_limit = limits[k];
+		(void)authfail_fail(t, &lim, "198.51.100.1", T0);
+		assert_int_equal(authfail_fail(t, &lim, "198.51.100.1", T0),
+		    AUTHFAIL_LOCKED);
+		for (size_t i = 0; i < 5 * limits[k]; i++) {
+			snprintf(
+			    ip, sizeof(ip), "10.%zu.%zu.1", i / 250, i % 250);
+			if (authfail_fail(t, &lim, ip, T0 + 1) !=
+			    AUTHFAIL_DENIED)
+				fail_msg("limit %zu: source %zu refused",
+				    limits[k], i);
+			if (authfail_records(t) > limits[k] + 1)
+				fail_msg("limit %zu: %zu records after %zu "
+				         "sources",
+				    limits[k], authfail_records(t), i);
+		}
+		if (authfail_fail(t, &lim, "198.51.100.1", T0 + 2) !=
+		    AUTHFAIL_LOCKED)
+			fail_msg("limit %zu: the locked client was evicted",
+			    limits[k]);
+		authfail_free(&t);
+	}
 }
 
 static void
@@ -564,6 +732,8 @@ run_authfail_tests(void)
 	    cmocka_unit_test(test_bounded),
 	    cmocka_unit_test(test_trusted_pairs_bounded),
 	    cmocka_unit_test(test_ip_key),
+	    cmocka_unit_test(test_limits_table),
+	    cmocka_unit_test(test_eviction_table),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

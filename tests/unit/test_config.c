@@ -244,7 +244,7 @@ test_cidr_match(void **state)
 		assert_int_equal(
 		    config_parse(text, strlen(text), "t", &c, err, sizeof(err)),
 		    0);
-		if (config_cidr_match(&c->relay_addresses, cidr_cases[i].ip) !=
+		if (cidr_match(&c->relay_addresses, cidr_cases[i].ip) !=
 		    cidr_cases[i].want)
 			fail_msg("case %zu: %s in %s: want %d", i,
 			    cidr_cases[i].ip, cidr_cases[i].list,
@@ -277,7 +277,7 @@ test_cidr_parse(void **state)
 	for (size_t i = 0; i < sizeof(parse_cases) / sizeof(parse_cases[0]);
 	     i++) {
 		struct cidr c;
-		int got = config_parse_cidr(parse_cases[i].in, &c);
+		int got = cidr_parse(parse_cases[i].in, &c);
 
 		if (got != parse_cases[i].want)
 			fail_msg("case %zu (%s): got %d, want %d", i,
@@ -292,18 +292,35 @@ test_cidr_parse(void **state)
 	}
 }
 
+/* The key table: sorted (it is binary-searched), and not empty or cut:
+ * it holds the keys every config relies on, so a loop over an empty
+ * table cannot pass. */
 static void
 test_key_table_sorted(void **state)
 {
+	static const char *const must[] = {"auth_max_failures", "data_dir",
+	    "hostname", "message_size_limit", "relay", "relay_addresses",
+	    "smtp_listen", "smtp_tls", "tls_cert", "workers"};
 	const char *prev = NULL, *name, *def;
+	size_t n = 0, found = 0;
 
 	(void)state;
 	for (size_t i = 0; (name = config_key_name(i, &def)) != NULL; i++) {
 		if (prev != NULL && strcmp(prev, name) >= 0)
 			fail_msg(
 			    "key %s after %s: table not sorted", name, prev);
+		if (def == NULL)
+			fail_msg("key %s has no default text", name);
+		for (size_t k = 0; k < sizeof(must) / sizeof(must[0]); k++)
+			found += strcmp(name, must[k]) == 0;
 		prev = name;
+		n++;
 	}
+	if (n < 40)
+		fail_msg("key table: got %zu keys, want at least 40", n);
+	if (found != sizeof(must) / sizeof(must[0]))
+		fail_msg("key table: got %zu of the %zu keys it must hold",
+		    found, sizeof(must) / sizeof(must[0]));
 }
 
 int

@@ -26,5 +26,7 @@ int run_safefs_tests(void);
 int run_log_tests(void);
 int run_human_tests(void);
 int run_worker_tests(void);
+int run_mailbox_tests(void);
+int run_committer_tests(void);
 
 #endif

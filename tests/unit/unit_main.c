@@ -23,5 +23,7 @@ main(void)
 	failed += run_log_tests();
 	failed += run_human_tests();
 	failed += run_worker_tests();
+	failed += run_mailbox_tests();
+	failed += run_committer_tests();
 	return failed != 0;
 }

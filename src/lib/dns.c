@@ -4,6 +4,8 @@
  * sockets are polled with poll(2) (no FD_SETSIZE limit).  The server list
  * comes from dns_servers, so tests and benchmarks query a resolver on
  * loopback and never the machine's own.
+ * Blocking: called on worker or outbound threads, never on the event
+ * loop; never falls back to the system resolver when dns_servers is set.
  */
 #include <arpa/inet.h>
 #include <arpa/nameser.h>

@@ -1,0 +1,60 @@
+#!/bin/sh
+# include-graph.sh: the #include edges between src/ subfolders, and a
+# check that they form no cycle (run by `make test`).
+#
+# A header include/X.h belongs to the folder that implements it: the one
+# holding X.c, else X_*.c (include/pop3.h -> src/pop3/pop3_*.c); a header
+# with neither is shared and belongs to no folder.  A file's folder is its
+# src/ subfolder (a header in include/: the folder it belongs to).  Every
+# `#include "X.h"` from a file in folder A of a header of folder B != A
+# is an edge A -> B.  Prints "A -> B  (file: header, ...)" per edge, then
+# "acyclic" and exits 0, or prints the cycle and exits 1.
+# Usage: scripts/include-graph.sh [-q]   (-q: only the verdict)
+set -eu
+cd "$(dirname "$0")/.."
+quiet=${1:-}
+
+folder_of_header() {
+	h=${1%.h}
+	for c in src/*/"$h".c src/*/"$h"_*.c src/*/"$h".h; do
+		[ -e "$c" ] || continue
+		d=${c#src/}
+		echo "${d%%/*}"
+		return
+	done
+}
+
+folder_of_file() {
+	case $1 in
+	src/*) d=${1#src/}; echo "${d%%/*}" ;;
+	include/*) folder_of_header "${1#include/}" ;;
+	esac
+}
+
+edges=$(mktemp)
+trap 'rm -f "$edges" "$edges.pairs" "$edges.err"' EXIT
+for f in include/*.h src/*/*.c src/*/*.h; do
+	from=$(folder_of_file "$f")
+	[ -n "$from" ] || continue
+	sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' \
+	    "$f" | while read -r inc; do
+		to=$(folder_of_header "${inc##*/}")
+		if [ -n "$to" ] && [ "$to" != "$from" ]; then
+			echo "$from $to $f:$inc"
+		fi
+	done
+done | sort -u >"$edges"
+
+if [ "$quiet" != -q ]; then
+	awk '{k = $1 " -> " $2; w[k] = w[k] (w[k] == "" ? "" : ", ") $3}
+	    END {for (k in w) print k "  (" w[k] ")"}' "$edges" | sort
+fi
+awk '{print $1, $2}' "$edges" | sort -u >"$edges.pairs"
+if tsort <"$edges.pairs" >/dev/null 2>"$edges.err"; then
+	echo "include graph: acyclic"
+	exit 0
+fi
+echo "include graph: CYCLE between src/ subfolders:" >&2
+grep -v "input contains a loop" "$edges.err" |
+    sed 's/^tsort: /  /' >&2 || true
+exit 1
