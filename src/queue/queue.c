@@ -735,8 +735,7 @@ queue_run(struct queue *q)
 
 	if (q->is_stopping)
 		return;
-	TAILQ_FOREACH(e, &q->entries, link)
-	{
+	TAILQ_FOREACH(e, &q->entries, link) {
 		if (q->active >= q->cfg->smtp_max_connections)
 			break;
 		if (e->env.is_held || e->is_deleted || e->is_persisting)
@@ -933,8 +932,8 @@ entry_find(struct queue *q, const char *id)
 	struct qentry *e;
 
 	TAILQ_FOREACH(e, &q->entries, link)
-	if (strcmp(e->env.id, id) == 0 && !e->is_deleted)
-		return e;
+		if (strcmp(e->env.id, id) == 0 && !e->is_deleted)
+			return e;
 	return NULL;
 }
 
@@ -1004,8 +1003,8 @@ queue_idle(struct queue *q)
 	if (q->active > 0 || q->dsn_pending > 0)
 		return false;
 	TAILQ_FOREACH(e, &q->entries, link)
-	if (e->is_persisting)
-		return false;
+		if (e->is_persisting)
+			return false;
 	return true;
 }
 

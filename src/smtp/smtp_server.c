@@ -274,7 +274,7 @@ on_shutdown_grace(evutil_socket_t fd, short what, void *arg)
 	log_warn("event=shutdown-grace sessions=%zu", srv->nsessions);
 	srv->is_stopped = true;
 	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
-	session_kill(s);
+		session_kill(s);
 	event_base_loopexit(srv->base, NULL);
 }
 
@@ -290,7 +290,7 @@ on_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	log_warn("event=shutdown-timeout sessions=%zu", srv->nsessions);
 	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
-	session_force_close(s);
+		session_force_close(s);
 	if (srv->nsessions == 0)
 		return; /* server_session_gone ended the loop */
 	evtimer_assign(srv->shutdown_timer, srv->base, on_shutdown_grace, srv);
@@ -314,7 +314,7 @@ smtp_server_shutdown(struct smtp_server *srv)
 		return;
 	}
 	TAILQ_FOREACH_SAFE(s, &srv->sessions, entry, next)
-	session_shutdown(s);
+		session_shutdown(s);
 	tv.tv_sec = srv->cfg->shutdown_timeout_ms / 1000;
 	tv.tv_usec = (srv->cfg->shutdown_timeout_ms % 1000) * 1000;
 	srv->shutdown_timer = evtimer_new(srv->base, on_shutdown_timeout, srv);
