@@ -30,6 +30,13 @@ enum pop3_verb {
 	POP3_APOP,
 };
 
+/* The RFC 1939 states; a session moves only forward through them. */
+enum pop3_state {
+	POP3_STATE_AUTH,    /* AUTHORIZATION: before a login */
+	POP3_STATE_TRANS,   /* TRANSACTION: a maildrop is open */
+	POP3_STATE_CLOSING, /* after QUIT or an error: no more commands */
+};
+
 struct pop3_cmd {
 	enum pop3_verb verb;
 	const char *arg; /* the rest of the line after one space, or "" */
@@ -45,6 +52,14 @@ struct pop3_cmd {
  */
 int pop3_cmd_parse(
     const uint8_t *line, size_t len, struct pop3_cmd *out, const char **why);
+
+/*
+ * The dispatch rule of the command table: NULL when verb may be given in
+ * state, else the exact text of the refusal after "-ERR " ("unknown
+ * command", "command not valid before login", "command not valid after
+ * login").  Pure; the session asks this before calling a verb's handler.
+ */
+const char *pop3_cmd_refusal(enum pop3_verb verb, enum pop3_state state);
 
 struct event_base;
 struct config;

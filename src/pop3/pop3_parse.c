@@ -1,7 +1,9 @@
 /*
- * pop3_parse: one POP3 command line -> struct pop3_cmd (include/pop3.h).
- * Pure.  Message numbers are checked for shape here (decimal, no sign,
- * not absurd); the session checks them against the maildrop.
+ * pop3_parse: one POP3 command line -> struct pop3_cmd (include/pop3.h),
+ * and the command table: each verb's argument shape and the states it is
+ * valid in.  Pure: no sockets, logs or config.  Message numbers are
+ * checked for shape here (decimal, no sign, not absurd); the session
+ * checks them against the maildrop.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -10,26 +12,32 @@
 
 #include "pop3.h"
 
+#define IN_AUTH (1u << POP3_STATE_AUTH)
+#define IN_TRANS (1u << POP3_STATE_TRANS)
+
 static const struct {
 	const char *name;
 	enum pop3_verb verb;
-	int min_num, max_num; /* numeric arguments */
+	int min_num, max_num; /* numeric arguments; -1: free text */
+	unsigned states;      /* IN_AUTH, IN_TRANS: where it is valid */
 } verbs[] = {
-    {"USER", POP3_USER, -1, -1},
-    {"PASS", POP3_PASS, -1, -1},
-    {"QUIT", POP3_QUIT, 0, 0},
-    {"STAT", POP3_STAT, 0, 0},
-    {"LIST", POP3_LIST, 0, 1},
-    {"RETR", POP3_RETR, 1, 1},
-    {"DELE", POP3_DELE, 1, 1},
-    {"NOOP", POP3_NOOP, 0, 0},
-    {"RSET", POP3_RSET, 0, 0},
-    {"TOP", POP3_TOP, 2, 2},
-    {"UIDL", POP3_UIDL, 0, 1},
-    {"CAPA", POP3_CAPA, 0, 0},
-    {"STLS", POP3_STLS, 0, 0},
-    {"AUTH", POP3_AUTH, -1, -1},
-    {"APOP", POP3_APOP, -1, -1},
+    {"USER", POP3_USER, -1, -1, IN_AUTH},
+    {"PASS", POP3_PASS, -1, -1, IN_AUTH},
+    {"QUIT", POP3_QUIT, 0, 0, IN_AUTH | IN_TRANS},
+    {"STAT", POP3_STAT, 0, 0, IN_TRANS},
+    {"LIST", POP3_LIST, 0, 1, IN_TRANS},
+    {"RETR", POP3_RETR, 1, 1, IN_TRANS},
+    {"DELE", POP3_DELE, 1, 1, IN_TRANS},
+    {"NOOP", POP3_NOOP, 0, 0, IN_TRANS},
+    {"RSET", POP3_RSET, 0, 0, IN_TRANS},
+    {"TOP", POP3_TOP, 2, 2, IN_TRANS},
+    {"UIDL", POP3_UIDL, 0, 1, IN_TRANS},
+    {"CAPA", POP3_CAPA, 0, 0, IN_AUTH | IN_TRANS},
+    {"STLS", POP3_STLS, 0, 0, IN_AUTH},
+    {"AUTH", POP3_AUTH, -1, -1, IN_AUTH},
+    /* Valid, to be refused by name: its handler says it is not
+     * supported. */
+    {"APOP", POP3_APOP, -1, -1, IN_AUTH},
 };
 
 static int
@@ -101,4 +109,19 @@ pop3_cmd_parse(
 	}
 	out->verb = POP3_UNKNOWN;
 	return 0;
+}
+
+const char *
+pop3_cmd_refusal(enum pop3_verb verb, enum pop3_state state)
+{
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++) {
+		if (verbs[i].verb != verb)
+			continue;
+		if (verbs[i].states & (1u << state))
+			return NULL;
+		return state == POP3_STATE_AUTH
+		           ? "command not valid before login"
+		           : "command not valid after login";
+	}
+	return "unknown command";
 }

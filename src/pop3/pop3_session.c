@@ -9,6 +9,13 @@
  * (QUIT after a successful login); a dropped connection deletes nothing;
  * one session per maildrop ([IN-USE]); mail delivered during a session is
  * not shown in it (the maildrop is a snapshot taken at login).
+ *
+ * Commands go through one table (cmds[], below): pop3_cmd_refusal
+ * (pop3_parse.c, pure) says whether a verb is valid in the session's
+ * state, and its handler runs.  A worker job (struct pjob) owns what it
+ * reads: copies of the strings, a config reference, and the maildrop lent
+ * to it for the trip; it never dereferences the session.  Its completion,
+ * on the loop, is the only place that touches the session again.
  */
 #include <sys/queue.h>
 #include <sys/socket.h>
@@ -58,7 +65,28 @@
  * large message without reading the replies cost 1 MB per RETR). */
 #define POP3_READ_CHUNK (128u * 1024)
 
-enum pstate { P_AUTH, P_TRANS, P_CLOSING };
+/* Where a SASL exchange (AUTH) is: what the next line answers. */
+enum pop3_auth_step {
+	AUTH_STEP_NONE,       /* not in an exchange: lines are commands */
+	AUTH_STEP_PLAIN,      /* the PLAIN response */
+	AUTH_STEP_LOGIN_USER, /* LOGIN's user name */
+	AUTH_STEP_LOGIN_PASS, /* LOGIN's password */
+};
+
+enum pjob_kind {
+	PJOB_LOGIN,  /* password check, then the maildrop's listing */
+	PJOB_READ,   /* the next piece of a RETR/TOP batch */
+	PJOB_UPDATE, /* QUIT in TRANSACTION: RFC 1939 6, the UPDATE state */
+};
+
+/* What a login job's maildrop step came to. */
+enum pjob_open {
+	PJOB_OPEN_NONE,    /* not tried: the password check did not pass */
+	PJOB_OPEN_NO_PATH, /* the Maildir's path could not be formed */
+	PJOB_OPEN_OK,      /* j->mb is the maildrop */
+	PJOB_OPEN_IN_USE,  /* another session holds its lock */
+	PJOB_OPEN_ERROR,   /* mailbox_open failed; j->err says why */
+};
 
 struct pop3_session;
 
@@ -87,28 +115,38 @@ struct pop3_session {
 	char id[9];
 	char ip[INET6_ADDRSTRLEN];
 	char ip_key[COUNTER_IP_KEY_MAX]; /* sessions per IP */
-	enum pstate state;
+	enum pop3_state state;
 	bool is_tls, is_busy, is_dead, is_free_pending, is_switching;
 	bool is_stls, is_tls_logged; /* for the log */
 	char verb[8];                /* the command being handled */
 	bool is_forced;              /* shutdown_timeout hit while busy */
 	struct event *free_ev;       /* p_schedule_free */
-	int auth_step; /* 0, 1 PLAIN, 2 LOGIN user, 3 LOGIN pass */
+	enum pop3_auth_step auth_step;
 	unsigned errors;
 	char user[320];
 	char login[320];
-	struct mailbox *mb;
+	struct mailbox *mb;  /* NULL while lent to a job (submit) */
 	struct pjob *stream; /* RETR/TOP waiting for the output to drain */
 };
 
+/*
+ * A worker job.  The worker reads and writes only the job: what it needs
+ * from the session is copied in (id, user), referenced (cfg) or lent
+ * (mb: the session's maildrop, handed over by submit and back by
+ * job_done, so one side holds it at a time).
+ */
 struct pjob {
-	struct pop3_session *s;
-	int kind; /* 0 login, 1 read, 2 quit */
-	char user[320], pass[256], canon[320], maildir[PATH_MAX];
-	int result;
+	struct pop3_session *s; /* the owner: for the completion only */
+	enum pjob_kind kind;
+	struct config *cfg; /* login: a reference, for data_dir */
+	char id[9];         /* the session's, for the worker's log lines */
+	char user[320];     /* login: the name given; read: the session's */
+	char pass[256], canon[320], maildir[PATH_MAX];
 	enum dir_login_result login;
+	enum pjob_open open;
 	struct authfail_slot slot;     /* login: the lock-out's reservation */
 	enum authfail_verdict verdict; /* login: authfail_end's answer */
+	int result; /* read: 0, or -1 (cut short); update: unlinks failed */
 	char err[256];
 	size_t nread; /* RETR/TOP batch (pipelined) */
 	size_t index[64];
@@ -117,7 +155,7 @@ struct pjob {
 	bool is_reading;          /* rd is open on index[next] */
 	struct mailbox_reader rd; /* its file, converted piece by piece */
 	struct buf out;
-	struct mailbox *mb;
+	struct mailbox *mb; /* login: the maildrop opened; else lent */
 };
 
 static void p_process(struct pop3_session *);
@@ -128,6 +166,8 @@ static void p_on_event(struct bufferevent *, short, void *);
 
 static void p_reply(struct pop3_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* ---- session plumbing: replies, close, free ---------------------------- */
 
 static void
 p_reply(struct pop3_session *s, const char *fmt, ...)
@@ -150,6 +190,8 @@ pjob_free(struct pjob **jp)
 		mailbox_reader_close(&j->rd);
 	buf_release(&j->out);
 	mailbox_close(&j->mb);
+	config_unref(&j->cfg);
+	explicit_bzero(j->pass, sizeof(j->pass));
 	free(j);
 	*jp = NULL;
 }
@@ -215,7 +257,7 @@ p_drop(struct pop3_session *s)
 static void
 p_close(struct pop3_session *s)
 {
-	s->state = P_CLOSING;
+	s->state = POP3_STATE_CLOSING;
 	bufferevent_disable(s->bev, EV_READ);
 	if (!s->is_switching)
 		bufferevent_enable(s->bev, EV_WRITE);
@@ -279,12 +321,12 @@ read_chunk(struct pjob *j)
 		int r;
 
 		if (!j->is_reading) {
-			if (mailbox_reader_open(j->s->mb, j->index[j->next],
+			if (mailbox_reader_open(j->mb, j->index[j->next],
 			        j->lines[j->next], &j->rd) == -1) {
-				/* Worker thread: the session waits for us. */
+				/* Worker thread: the job's own copies. */
 				log_err("pop3=%s event=retr result=fail "
 				        "user=%s msg=%zu error=\"%s\"",
-				    j->s->id, log_esc(j->s->user),
+				    j->id, log_esc(j->user),
 				    j->index[j->next] + 1, strerror(errno));
 				buf_append(&j->out, no_msg, sizeof(no_msg) - 1);
 				j->next++;
@@ -306,37 +348,53 @@ read_chunk(struct pjob *j)
 	}
 }
 
+/* Worker: the password check, then the maildrop opened and listed. */
+static void
+login_run(struct pjob *j, struct dir *d)
+{
+	j->login =
+	    d ? dir_login(d, j->user, j->pass, j->canon, sizeof(j->canon))
+	      : DIR_LOGIN_TEMPFAIL;
+	explicit_bzero(j->pass, sizeof(j->pass));
+	if (j->login != DIR_LOGIN_OK)
+		return; /* PJOB_OPEN_NONE */
+	if (maildir_path(j->maildir, sizeof(j->maildir), j->cfg->data_dir,
+	        j->canon) == -1) {
+		j->open = PJOB_OPEN_NO_PATH;
+		return;
+	}
+	switch (mailbox_open(j->maildir, &j->mb, j->err, sizeof(j->err))) {
+	case 0:
+		j->open = PJOB_OPEN_OK;
+		break;
+	case 1:
+		j->open = PJOB_OPEN_IN_USE;
+		break;
+	default:
+		j->open = PJOB_OPEN_ERROR;
+		break;
+	}
+}
+
 static void
 job_run(void *arg, void *ctx)
 {
 	struct pjob *j = arg;
-	struct dir *d = ctx;
 
-	if (j->kind == 0) {
-		j->login = d ? dir_login(d, j->user, j->pass, j->canon,
-		                   sizeof(j->canon))
-		             : DIR_LOGIN_TEMPFAIL;
-		explicit_bzero(j->pass, sizeof(j->pass));
-		if (j->login != DIR_LOGIN_OK) {
-			j->result = j->login == DIR_LOGIN_TEMPFAIL ? -1 : 0;
-			return;
-		}
-		if (maildir_path(j->maildir, sizeof(j->maildir),
-		        j->s->cfg->data_dir, j->canon) == -1) {
-			j->result = -1;
-			return;
-		}
-		j->result = 2 + mailbox_open(
-		                    j->maildir, &j->mb, j->err, sizeof(j->err));
-		return; /* 2 ok, 3 in use, 1 error */
-	}
-	if (j->kind == 1) {
+	switch (j->kind) {
+	case PJOB_LOGIN:
+		login_run(j, ctx);
+		break;
+	case PJOB_READ:
 		read_chunk(j);
-		return;
+		break;
+	case PJOB_UPDATE:
+		j->result = mailbox_expunge(j->mb);
+		break;
 	}
-	j->result = mailbox_expunge(j->s->mb);
 }
 
+/* Session plumbing: a job's completion is over; carry on, or close. */
 static void
 p_resume(struct pop3_session *s)
 {
@@ -344,9 +402,9 @@ p_resume(struct pop3_session *s)
 		p_free(s);
 		return;
 	}
-	if (s->is_forced && s->state != P_CLOSING)
+	if (s->is_forced && s->state != POP3_STATE_CLOSING)
 		p_reply(s, "-ERR server shutting down");
-	if (s->is_forced || s->state == P_CLOSING) {
+	if (s->is_forced || s->state == POP3_STATE_CLOSING) {
 		p_close(s); /* the shutdown grace bounds a forced one */
 		return;
 	}
@@ -416,22 +474,22 @@ login_done(struct pjob *j)
 		login_refuse(s, j->verdict);
 		return;
 	}
-	if (j->result == 1) {
+	if (j->open == PJOB_OPEN_ERROR) {
 		log_err("pop3=%s event=login result=fail user=%s error=\"%s\"",
 		    s->id, log_esc(j->canon), j->err);
 		p_reply(s, "-ERR [SYS/TEMP] cannot open the maildrop");
 		return;
 	}
-	if (j->result == 3) {
+	if (j->open == PJOB_OPEN_IN_USE) {
 		log_info("pop3=%s event=login result=in-use user=%s", s->id,
 		    log_esc(j->canon));
 		p_reply(s, "-ERR [IN-USE] the maildrop is in use by another "
 		           "session");
 		return;
 	}
-	if (j->mb == NULL) {
+	if (j->open != PJOB_OPEN_OK || j->mb == NULL) {
 		/* The password was right but the maildrop could not be named
-		 * or opened (result -1): never a session without a mailbox. */
+		 * (PJOB_OPEN_NO_PATH): never a session without a mailbox. */
 		log_err("pop3=%s event=login result=fail user=%s "
 		        "error=\"cannot open the maildrop\"",
 		    s->id, log_esc(j->canon));
@@ -441,7 +499,7 @@ login_done(struct pjob *j)
 	s->mb = j->mb;
 	j->mb = NULL;
 	snprintf(s->user, sizeof(s->user), "%s", j->canon);
-	s->state = P_TRANS;
+	s->state = POP3_STATE_TRANS;
 	for (size_t i = 0; i < s->mb->n; i++)
 		total += s->mb->msgs[i].size;
 	log_info("pop3=%s event=login result=ok client=%s user=%s messages=%zu",
@@ -484,16 +542,20 @@ job_done(void *arg)
 	struct pop3_session *s = j->s;
 
 	s->is_busy = false;
-	if (j->kind == 0)
+	if (j->kind != PJOB_LOGIN) {
+		s->mb = j->mb; /* the loan ends (submit) */
+		j->mb = NULL;
+	}
+	if (j->kind == PJOB_LOGIN)
 		login_count(j);
-	if (!s->is_dead && s->state != P_CLOSING) {
-		if (j->kind == 0) {
+	if (!s->is_dead && s->state != POP3_STATE_CLOSING) {
+		if (j->kind == PJOB_LOGIN) {
 			login_done(j);
-		} else if (j->kind == 1 && read_chunk_done(s, j)) {
+		} else if (j->kind == PJOB_READ && read_chunk_done(s, j)) {
 			return; /* more of the batch to send */
 		}
 	}
-	if (j->kind == 2) {
+	if (j->kind == PJOB_UPDATE) {
 		size_t n = 0;
 
 		for (size_t i = 0; s->mb && i < s->mb->n; i++)
@@ -515,14 +577,31 @@ job_done(void *arg)
 	p_resume(s);
 }
 
+/* A job for session s, with the copies every kind logs with. */
+static struct pjob *
+pjob_new(struct pop3_session *s, enum pjob_kind kind)
+{
+	struct pjob *j = xcalloc(1, sizeof(*j));
+
+	j->s = s;
+	j->kind = kind;
+	snprintf(j->id, sizeof(j->id), "%s", s->id);
+	return j;
+}
+
 static void
 submit(struct pop3_session *s, struct pjob *j)
 {
-	j->s = s;
 	s->is_busy = true;
+	if (j->kind != PJOB_LOGIN) {
+		/* The maildrop is the job's until job_done hands it back. */
+		j->mb = s->mb;
+		s->mb = NULL;
+	}
 	/* A login (password check, then the maildrop's listing) runs on
 	 * the login pool: a flood of them never delays mail. */
-	workers_submit(j->kind == 0 ? s->srv->auth_workers : s->srv->workers,
+	workers_submit(
+	    j->kind == PJOB_LOGIN ? s->srv->auth_workers : s->srv->workers,
 	    job_run, job_done, j);
 }
 
@@ -545,11 +624,11 @@ static void
 start_login(struct pop3_session *s, const char *user, size_t ulen,
     const char *pass, size_t plen)
 {
-	struct pjob *j = xcalloc(1, sizeof(*j));
+	struct pjob *j = pjob_new(s, PJOB_LOGIN);
 	enum authfail_verdict v;
 
 	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
-		free(j);
+		pjob_free(&j);
 		login_fail_now(s, "empty or overlong user name or password");
 		return;
 	}
@@ -560,7 +639,7 @@ start_login(struct pop3_session *s, const char *user, size_t ulen,
 		log_warn("pop3=%s event=login result=busy reason=pending "
 		         "client=%s",
 		    s->id, s->ip);
-		free(j);
+		pjob_free(&j);
 		p_reply(s, "-ERR [SYS/TEMP] too many logins in progress, try "
 		           "again later");
 		return;
@@ -575,50 +654,16 @@ start_login(struct pop3_session *s, const char *user, size_t ulen,
 		log_escape(u, sizeof(u), j->user);
 		log_warn("pop3=%s event=login result=%s client=%s user=%s",
 		    s->id, v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip, u);
-		free(j);
+		pjob_free(&j);
 		login_refuse(s, v);
 		return;
 	}
 	memcpy(j->pass, pass, plen);
+	j->cfg = config_ref(s->cfg);
 	submit(s, j);
 }
 
-/* ---- commands ---------------------------------------------------------- */
-
-/* Message number n (1-based) that exists and is not deleted, or -1. */
-static long
-msg_index(struct pop3_session *s, unsigned long n)
-{
-	if (n == 0 || n > s->mb->n) {
-		p_err(s, "no such message");
-		return -1;
-	}
-	if (s->mb->msgs[n - 1].is_deleted) {
-		p_err(s, "message is deleted");
-		return -1;
-	}
-	return (long)(n - 1);
-}
-
-static void
-cmd_capa(struct pop3_session *s)
-{
-	p_reply(s, "+OK capability list follows");
-	p_reply(s, "TOP");
-	p_reply(s, "UIDL");
-	p_reply(s, "RESP-CODES");
-	p_reply(s, "AUTH-RESP-CODE");
-	p_reply(s, "PIPELINING");
-	if (s->state == P_AUTH && plain_ok(s)) {
-		p_reply(s, "USER");
-		p_reply(s, "SASL PLAIN LOGIN");
-	}
-	if (s->srv->tls != NULL && !s->is_tls && s->state == P_AUTH)
-		p_reply(s, "STLS");
-	p_reply(s, "EXPIRE NEVER");
-	p_reply(s, "IMPLEMENTATION postern");
-	p_reply(s, ".");
-}
+/* ---- STLS takeover (session plumbing) ---------------------------------- */
 
 static void
 p_switch_tls(struct bufferevent *plain, void *arg)
@@ -641,23 +686,21 @@ p_switch_tls(struct bufferevent *plain, void *arg)
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
+/* After the reply that accepts STLS: reads nothing more in clear text,
+ * and hands the socket to TLS once that reply is sent. */
 static void
-cmd_stls(struct pop3_session *s)
+p_start_tls(struct pop3_session *s)
 {
-	if (s->srv->tls == NULL || s->is_tls || s->state != P_AUTH) {
-		p_err(s, "STLS not available");
-		return;
-	}
-	p_reply(s, "+OK begin TLS negotiation");
 	/* RFC 2595 4: anything pipelined after STLS is discarded. */
 	bufferevent_disable(s->bev, EV_READ);
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	    evbuffer_get_length(bufferevent_get_input(s->bev)));
-	s->login[0] = '\0';
 	s->is_stls = true;
 	s->is_switching = true;
 	bufferevent_setcb(s->bev, NULL, p_switch_tls, p_on_event, s);
 }
+
+/* ---- SASL exchange: AUTH PLAIN and LOGIN (session plumbing) ------------ */
 
 static void
 auth_plain(struct pop3_session *s, const char *b64, size_t len)
@@ -679,19 +722,20 @@ auth_plain(struct pop3_session *s, const char *b64, size_t len)
 	explicit_bzero(pass, sizeof(pass));
 }
 
+/* A line that answers the challenge of s->auth_step. */
 static void
 auth_continue(struct pop3_session *s, const uint8_t *line, size_t len)
 {
-	int step = s->auth_step;
+	enum pop3_auth_step step = s->auth_step;
 	uint8_t buf[512];
 	long n;
 
-	s->auth_step = 0;
+	s->auth_step = AUTH_STEP_NONE;
 	if (len == 1 && line[0] == '*') {
 		p_err(s, "authentication cancelled");
 		return;
 	}
-	if (step == 1) {
+	if (step == AUTH_STEP_PLAIN) {
 		auth_plain(s, (const char *)line, len);
 		return;
 	}
@@ -700,14 +744,14 @@ auth_continue(struct pop3_session *s, const uint8_t *line, size_t len)
 		p_err(s, "cannot decode the AUTH response");
 		return;
 	}
-	if (step == 2) {
+	if (step == AUTH_STEP_LOGIN_USER) {
 		if ((size_t)n >= sizeof(s->login)) {
 			p_err(s, "user name too long");
 			return;
 		}
 		memcpy(s->login, buf, (size_t)n);
 		s->login[n] = '\0';
-		s->auth_step = 3;
+		s->auth_step = AUTH_STEP_LOGIN_PASS;
 		p_reply(s, "+ UGFzc3dvcmQ6");
 		return;
 	}
@@ -715,6 +759,57 @@ auth_continue(struct pop3_session *s, const uint8_t *line, size_t len)
 	    s, s->login, strlen(s->login), (const char *)buf, (size_t)n);
 	explicit_bzero(buf, sizeof(buf));
 	explicit_bzero(s->login, sizeof(s->login));
+}
+
+/* ---- command handlers (one per verb; cmds[] says where each is valid) -- */
+
+/* Message number n (1-based) that exists and is not deleted, or -1. */
+static long
+msg_index(struct pop3_session *s, unsigned long n)
+{
+	if (n == 0 || n > s->mb->n) {
+		p_err(s, "no such message");
+		return -1;
+	}
+	if (s->mb->msgs[n - 1].is_deleted) {
+		p_err(s, "message is deleted");
+		return -1;
+	}
+	return (long)(n - 1);
+}
+
+static void
+cmd_capa(struct pop3_session *s, struct pop3_cmd *c)
+{
+	(void)c;
+	p_reply(s, "+OK capability list follows");
+	p_reply(s, "TOP");
+	p_reply(s, "UIDL");
+	p_reply(s, "RESP-CODES");
+	p_reply(s, "AUTH-RESP-CODE");
+	p_reply(s, "PIPELINING");
+	if (s->state == POP3_STATE_AUTH && plain_ok(s)) {
+		p_reply(s, "USER");
+		p_reply(s, "SASL PLAIN LOGIN");
+	}
+	if (s->srv->tls != NULL && !s->is_tls && s->state == POP3_STATE_AUTH)
+		p_reply(s, "STLS");
+	p_reply(s, "EXPIRE NEVER");
+	p_reply(s, "IMPLEMENTATION postern");
+	p_reply(s, ".");
+}
+
+static void
+cmd_stls(struct pop3_session *s, struct pop3_cmd *c)
+{
+	(void)c;
+	if (s->srv->tls == NULL || s->is_tls || s->state != POP3_STATE_AUTH) {
+		p_err(s, "STLS not available");
+		return;
+	}
+	p_reply(s, "+OK begin TLS negotiation");
+	s->login[0] = '\0';
+	p_start_tls(s);
 }
 
 static void
@@ -739,7 +834,7 @@ cmd_auth(struct pop3_session *s, struct pop3_cmd *c)
 	}
 	if (mlen == 5 && strncasecmp(c->arg, "PLAIN", 5) == 0) {
 		if (sp == NULL) {
-			s->auth_step = 1;
+			s->auth_step = AUTH_STEP_PLAIN;
 			p_reply(s, "+ ");
 		} else {
 			auth_plain(s, sp + 1, c->arglen - mlen - 1);
@@ -747,7 +842,7 @@ cmd_auth(struct pop3_session *s, struct pop3_cmd *c)
 		return;
 	}
 	if (mlen == 5 && strncasecmp(c->arg, "LOGIN", 5) == 0) {
-		s->auth_step = 2;
+		s->auth_step = AUTH_STEP_LOGIN_USER;
 		if (sp == NULL)
 			p_reply(s, "+ VXNlcm5hbWU6");
 		else
@@ -759,50 +854,73 @@ cmd_auth(struct pop3_session *s, struct pop3_cmd *c)
 }
 
 static void
-cmd_auth_state(struct pop3_session *s, struct pop3_cmd *c)
+cmd_user(struct pop3_session *s, struct pop3_cmd *c)
 {
-	switch (c->verb) {
-	case POP3_USER:
-		if (!plain_ok(s)) {
-			p_err(s, "[AUTH] use STLS first: no passwords in clear "
-			         "text");
-			return;
-		}
-		if (c->arglen == 0 || c->arglen >= sizeof(s->login)) {
-			p_err(s, "USER needs a name");
-			return;
-		}
-		memcpy(s->login, c->arg, c->arglen);
-		s->login[c->arglen] = '\0';
-		p_reply(s, "+OK send PASS");
-		return;
-	case POP3_PASS:
-		if (s->login[0] == '\0') {
-			p_err(s, "USER first");
-			return;
-		}
-		start_login(s, s->login, strlen(s->login), c->arg, c->arglen);
-		explicit_bzero(s->login, sizeof(s->login));
-		return;
-	case POP3_AUTH:
-		cmd_auth(s, c);
-		return;
-	case POP3_STLS:
-		cmd_stls(s);
-		return;
-	case POP3_APOP:
-		p_err(s, "APOP is not supported");
-		return;
-	default:
-		p_err(s, "command not valid before login");
+	if (!plain_ok(s)) {
+		p_err(s, "[AUTH] use STLS first: no passwords in clear text");
 		return;
 	}
+	if (c->arglen == 0 || c->arglen >= sizeof(s->login)) {
+		p_err(s, "USER needs a name");
+		return;
+	}
+	memcpy(s->login, c->arg, c->arglen);
+	s->login[c->arglen] = '\0';
+	p_reply(s, "+OK send PASS");
 }
 
 static void
-cmd_list_uidl(struct pop3_session *s, struct pop3_cmd *c, bool uidl)
+cmd_pass(struct pop3_session *s, struct pop3_cmd *c)
+{
+	if (s->login[0] == '\0') {
+		p_err(s, "USER first");
+		return;
+	}
+	start_login(s, s->login, strlen(s->login), c->arg, c->arglen);
+	explicit_bzero(s->login, sizeof(s->login));
+}
+
+static void
+cmd_apop(struct pop3_session *s, struct pop3_cmd *c)
+{
+	(void)c;
+	p_err(s, "APOP is not supported");
+}
+
+static void
+cmd_quit(struct pop3_session *s, struct pop3_cmd *c)
+{
+	(void)c;
+	if (s->state != POP3_STATE_TRANS) {
+		p_reply(s, "+OK bye");
+		p_close(s);
+		return;
+	}
+	/* RFC 1939 6: the UPDATE state; the reply comes with its end. */
+	submit(s, pjob_new(s, PJOB_UPDATE));
+}
+
+static void
+cmd_stat(struct pop3_session *s, struct pop3_cmd *c)
 {
 	struct mailbox *mb = s->mb;
+	size_t n = 0, total = 0;
+
+	(void)c;
+	for (size_t k = 0; k < mb->n; k++)
+		if (!mb->msgs[k].is_deleted) {
+			n++;
+			total += mb->msgs[k].size;
+		}
+	p_reply(s, "+OK %zu %zu", n, total);
+}
+
+/* LIST and UIDL: one message, or every one not deleted. */
+static void
+cmd_list(struct pop3_session *s, struct pop3_cmd *c)
+{
+	struct mailbox *mb = s->mb;
+	bool uidl = c->verb == POP3_UIDL;
 	long i;
 
 	if (c->nnum == 1) {
@@ -859,61 +977,81 @@ take_pipelined_read(struct pop3_session *s, struct pjob *j)
 	return true;
 }
 
+/* RETR and TOP: read on a worker, with those pipelined behind them. */
 static void
-cmd_trans_state(struct pop3_session *s, struct pop3_cmd *c)
+cmd_retr(struct pop3_session *s, struct pop3_cmd *c)
 {
-	struct mailbox *mb = s->mb;
 	struct pjob *j;
-	size_t n = 0, total = 0;
 	long i;
 
-	switch (c->verb) {
-	case POP3_STAT:
-		for (size_t k = 0; k < mb->n; k++)
-			if (!mb->msgs[k].is_deleted) {
-				n++;
-				total += mb->msgs[k].size;
-			}
-		p_reply(s, "+OK %zu %zu", n, total);
+	if ((i = msg_index(s, c->num[0])) < 0)
 		return;
-	case POP3_LIST:
-	case POP3_UIDL:
-		cmd_list_uidl(s, c, c->verb == POP3_UIDL);
-		return;
-	case POP3_RETR:
-	case POP3_TOP:
-		if ((i = msg_index(s, c->num[0])) < 0)
-			return;
-		j = xcalloc(1, sizeof(*j));
-		j->kind = 1;
-		buf_init(&j->out, POP3_READ_CHUNK + 4 * MAILBOX_READ_PIECE);
-		j->index[0] = (size_t)i;
-		j->lines[0] = c->verb == POP3_TOP ? (long)c->num[1] : -1;
-		j->nread = 1;
-		/* Pipelined RETR/TOP right behind it share the worker trip. */
-		while (j->nread < 64 && take_pipelined_read(s, j))
-			;
-		submit(s, j);
-		return;
-	case POP3_DELE:
-		if ((i = msg_index(s, c->num[0])) < 0)
-			return;
-		mb->msgs[i].is_deleted = true;
-		p_reply(s, "+OK message %ld deleted", i + 1);
-		return;
-	case POP3_RSET:
-		for (size_t k = 0; k < mb->n; k++)
-			mb->msgs[k].is_deleted = false;
-		p_reply(s, "+OK");
-		return;
-	case POP3_NOOP:
-		p_reply(s, "+OK");
-		return;
-	default:
-		p_err(s, "command not valid after login");
-		return;
-	}
+	j = pjob_new(s, PJOB_READ);
+	snprintf(j->user, sizeof(j->user), "%s", s->user);
+	buf_init(&j->out, POP3_READ_CHUNK + 4 * MAILBOX_READ_PIECE);
+	j->index[0] = (size_t)i;
+	j->lines[0] = c->verb == POP3_TOP ? (long)c->num[1] : -1;
+	j->nread = 1;
+	/* Pipelined RETR/TOP right behind it share the worker trip. */
+	while (j->nread < 64 && take_pipelined_read(s, j))
+		;
+	submit(s, j);
 }
+
+static void
+cmd_dele(struct pop3_session *s, struct pop3_cmd *c)
+{
+	long i;
+
+	if ((i = msg_index(s, c->num[0])) < 0)
+		return;
+	s->mb->msgs[i].is_deleted = true;
+	p_reply(s, "+OK message %ld deleted", i + 1);
+}
+
+static void
+cmd_rset(struct pop3_session *s, struct pop3_cmd *c)
+{
+	(void)c;
+	for (size_t k = 0; k < s->mb->n; k++)
+		s->mb->msgs[k].is_deleted = false;
+	p_reply(s, "+OK");
+}
+
+static void
+cmd_noop(struct pop3_session *s, struct pop3_cmd *c)
+{
+	(void)c;
+	p_reply(s, "+OK");
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+/*
+ * The handler of each verb.  Which state a verb is valid in is the
+ * table's other half, pure and unit-tested: pop3_cmd_refusal
+ * (pop3_parse.c).  POP3_UNKNOWN has no row: it is always refused.
+ */
+static const struct {
+	enum pop3_verb verb;
+	void (*fn)(struct pop3_session *, struct pop3_cmd *);
+} cmds[] = {
+    {POP3_USER, cmd_user},
+    {POP3_PASS, cmd_pass},
+    {POP3_QUIT, cmd_quit},
+    {POP3_STAT, cmd_stat},
+    {POP3_LIST, cmd_list},
+    {POP3_RETR, cmd_retr},
+    {POP3_DELE, cmd_dele},
+    {POP3_NOOP, cmd_noop},
+    {POP3_RSET, cmd_rset},
+    {POP3_TOP, cmd_retr},
+    {POP3_UIDL, cmd_list},
+    {POP3_CAPA, cmd_capa},
+    {POP3_STLS, cmd_stls},
+    {POP3_AUTH, cmd_auth},
+    {POP3_APOP, cmd_apop},
+};
 
 /* The command word, for the log: up to 4 letters, upper case, or "?". */
 static void
@@ -937,7 +1075,7 @@ p_command(struct pop3_session *s, const uint8_t *line, size_t len)
 	struct pop3_cmd c;
 	const char *why;
 
-	if (s->auth_step != 0) {
+	if (s->auth_step != AUTH_STEP_NONE) {
 		auth_continue(s, line, len); /* s->verb stays "AUTH" */
 		return;
 	}
@@ -946,41 +1084,27 @@ p_command(struct pop3_session *s, const uint8_t *line, size_t len)
 		p_err(s, why);
 		return;
 	}
-	if (c.verb == POP3_CAPA) {
-		cmd_capa(s);
+	if ((why = pop3_cmd_refusal(c.verb, s->state)) != NULL) {
+		p_err(s, why);
 		return;
 	}
-	if (c.verb == POP3_QUIT) {
-		struct pjob *j;
-
-		if (s->state != P_TRANS) {
-			p_reply(s, "+OK bye");
-			p_close(s);
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
+		if (cmds[i].verb == c.verb) {
+			cmds[i].fn(s, &c);
 			return;
 		}
-		/* RFC 1939 6: the UPDATE state. */
-		j = xcalloc(1, sizeof(*j));
-		j->kind = 2;
-		submit(s, j);
-		return;
-	}
-	if (c.verb == POP3_UNKNOWN) {
-		p_err(s, "unknown command");
-		return;
-	}
-	if (s->state == P_AUTH)
-		cmd_auth_state(s, &c);
-	else
-		cmd_trans_state(s, &c);
+	fatalx("pop3: verb %d is valid but has no handler", (int)c.verb);
 }
+
+/* ---- session plumbing: input, output back-pressure, timeouts ----------- */
 
 static void
 p_process(struct pop3_session *s)
 {
 	struct evbuffer *in;
 
-	while (!s->is_busy && !s->is_switching && s->state != P_CLOSING &&
-	       s->stream == NULL) {
+	while (!s->is_busy && !s->is_switching &&
+	       s->state != POP3_STATE_CLOSING && s->stream == NULL) {
 		uint8_t line[POP3_LINE_MAX + 1];
 		struct evbuffer_ptr p;
 		size_t eol, len;
@@ -1031,7 +1155,7 @@ p_on_write(struct bufferevent *bev, void *arg)
 
 	if (s->is_busy || s->is_free_pending)
 		return; /* the job's completion comes back to p_resume */
-	if (s->state == P_CLOSING) {
+	if (s->state == POP3_STATE_CLOSING) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			p_schedule_free(s);
 		return;
@@ -1063,8 +1187,9 @@ p_on_event(struct bufferevent *bev, short what, void *arg)
 		/* Also while a RETR/TOP is streaming (the client sends nothing
 		 * while it downloads): a reply now would land inside the
 		 * message, so the session just ends. */
-		if ((what & BEV_EVENT_WRITING) || s->state == P_CLOSING ||
-		    s->stream != NULL || s->is_busy) {
+		if ((what & BEV_EVENT_WRITING) ||
+		    s->state == POP3_STATE_CLOSING || s->stream != NULL ||
+		    s->is_busy) {
 			p_drop(s);
 			return;
 		}
@@ -1288,7 +1413,7 @@ pop3_server_shutdown(struct pop3_server *srv)
 		evconnlistener_disable(srv->lev[i]);
 	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, entry);
-		if (s->state != P_CLOSING && !s->is_free_pending) {
+		if (s->state != POP3_STATE_CLOSING && !s->is_free_pending) {
 			p_reply(s, "-ERR server shutting down");
 			p_close(s);
 		}

@@ -1,4 +1,4 @@
-/* POP3 command parser, and mailbox unique ids. */
+/* POP3 command parser, its dispatch table, and mailbox unique ids. */
 #include <string.h>
 
 #include "mailbox.h"
@@ -62,6 +62,97 @@ test_parse(void **state)
 	}
 }
 
+#define BEFORE "command not valid before login"
+#define AFTER "command not valid after login"
+#define UNKNOWN "unknown command"
+
+/* Every verb in both states a command can arrive in: accepted (NULL) or
+ * the exact -ERR text (RFC 1939 sections 4-6, RFC 2449, 2595, 5034). */
+static const struct {
+	enum pop3_verb verb;
+	const char *in_auth, *in_trans;
+} dispatch[] = {
+    {POP3_USER, NULL, AFTER},
+    {POP3_PASS, NULL, AFTER},
+    {POP3_QUIT, NULL, NULL},
+    {POP3_STAT, BEFORE, NULL},
+    {POP3_LIST, BEFORE, NULL},
+    {POP3_RETR, BEFORE, NULL},
+    {POP3_DELE, BEFORE, NULL},
+    {POP3_NOOP, BEFORE, NULL},
+    {POP3_RSET, BEFORE, NULL},
+    {POP3_TOP, BEFORE, NULL},
+    {POP3_UIDL, BEFORE, NULL},
+    {POP3_CAPA, NULL, NULL},
+    {POP3_STLS, NULL, AFTER},
+    {POP3_AUTH, NULL, AFTER},
+    {POP3_APOP, NULL, AFTER},
+    {POP3_UNKNOWN, UNKNOWN, UNKNOWN},
+};
+
+static void
+check_refusal(const char *what, size_t i, const char *got, const char *want)
+{
+	if ((got == NULL) != (want == NULL) ||
+	    (got != NULL && strcmp(got, want) != 0))
+		fail_msg("case %zu (%s): got \"%s\", want \"%s\"", i, what,
+		    got ? got : "(accepted)", want ? want : "(accepted)");
+}
+
+static void
+test_dispatch(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(dispatch) / sizeof(dispatch[0]); i++) {
+		check_refusal("auth", i,
+		    pop3_cmd_refusal(dispatch[i].verb, POP3_STATE_AUTH),
+		    dispatch[i].in_auth);
+		check_refusal("trans", i,
+		    pop3_cmd_refusal(dispatch[i].verb, POP3_STATE_TRANS),
+		    dispatch[i].in_trans);
+	}
+}
+
+/* A line through the parser then the table, as the session does: the
+ * parser's refusal (bad arguments) comes first. */
+static const struct {
+	const char *in;
+	enum pop3_state state;
+	const char *want; /* NULL: the handler runs */
+} lines[] = {
+    {"user alice", POP3_STATE_AUTH, NULL},
+    {"USER alice", POP3_STATE_TRANS, AFTER},
+    {"stat", POP3_STATE_AUTH, BEFORE},
+    {"STAT 1", POP3_STATE_AUTH, "too many arguments"},
+    {"RETR x", POP3_STATE_AUTH, "bad number"},
+    {"RETR 1", POP3_STATE_AUTH, BEFORE},
+    {"RETR 1", POP3_STATE_TRANS, NULL},
+    {"TOP 1", POP3_STATE_TRANS, "missing argument"},
+    {"NOOP", POP3_STATE_AUTH, BEFORE},
+    {"Capa", POP3_STATE_TRANS, NULL},
+    {"QUIT", POP3_STATE_AUTH, NULL},
+    {"STLS", POP3_STATE_TRANS, AFTER},
+    {"APOP a b", POP3_STATE_AUTH, NULL},
+    {"XTND", POP3_STATE_AUTH, UNKNOWN},
+    {"XTND", POP3_STATE_TRANS, UNKNOWN},
+    {"", POP3_STATE_TRANS, UNKNOWN},
+};
+
+static void
+test_dispatch_lines(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		struct pop3_cmd c;
+		const char *why = NULL;
+
+		if (pop3_cmd_parse((const uint8_t *)lines[i].in,
+		        strlen(lines[i].in), &c, &why) == 0)
+			why = pop3_cmd_refusal(c.verb, lines[i].state);
+		check_refusal(lines[i].in, i, why, lines[i].want);
+	}
+}
+
 static void
 test_uids(void **state)
 {
@@ -88,6 +179,8 @@ run_pop3_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_dispatch),
+	    cmocka_unit_test(test_dispatch_lines),
 	    cmocka_unit_test(test_uids),
 	};
 
