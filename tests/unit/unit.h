@@ -25,5 +25,6 @@ int run_authfail_tests(void);
 int run_safefs_tests(void);
 int run_log_tests(void);
 int run_human_tests(void);
+int run_span_tests(void);
 
 #endif

@@ -22,5 +22,6 @@ main(void)
 	failed += run_safefs_tests();
 	failed += run_log_tests();
 	failed += run_human_tests();
+	failed += run_span_tests();
 	return failed != 0;
 }
