@@ -46,4 +46,8 @@ void smtp_server_set_config(struct smtp_server *, struct config *cfg);
  * already in TLS keep the context they started with. */
 void smtp_server_set_tls(struct smtp_server *, SSL_CTX *ctx);
 
+/* The same, for posternd's service registry (service.h). */
+struct service;
+extern const struct service smtp_service;
+
 #endif

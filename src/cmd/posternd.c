@@ -45,6 +45,7 @@
 #include "maildir.h"
 #include "net.h"
 #include "passwd.h"
+#include "service.h"
 #include "smtp_server.h"
 #include "tls.h"
 #include "worker.h"
@@ -199,81 +200,7 @@ write_pid(const char *path)
 
 /* ---- the service registry --------------------------------------------- */
 
-/* What a service may use; posternd owns all of it and outlives them. */
-struct daemon_env {
-	struct workers *dir;   /* directory lookups (RCPT, bounces) */
-	struct workers *store; /* Maildir, queue and spool writes */
-	struct workers *auth;  /* password checks */
-	struct committer *committer;
-	struct queue *queue;
-	struct authfail_table *authfails;
-};
-
-/*
- * A network service: a protocol server on the core (core.h).  new binds
- * its listeners before the privilege drop; start begins accepting;
- * set_config and set_tls apply a reload; shutdown stops accepting and
- * tells the sessions; is_idle is true once none is left; free runs after
- * the loop.  Adding a service is one row of services[].
- */
-struct service {
-	const char *name;
-	void *(*new)(struct event_base *, struct config *, char *, size_t);
-	void (*start)(void *, const struct daemon_env *);
-	void (*set_config)(void *, struct config *);
-	void (*set_tls)(void *, SSL_CTX *);
-	void (*shutdown)(void *);
-	bool (*is_idle)(const void *);
-	void (*free)(void *);
-};
-
-/* Adapters from each server's typed API to struct service. */
-static void *
-smtp_new(struct event_base *base, struct config *cfg, char *err, size_t len)
-{
-	return smtp_server_new(base, cfg, err, len);
-}
-
-static void
-smtp_start(void *srv, const struct daemon_env *e)
-{
-	struct smtp_pools p = {e->dir, e->store, e->auth};
-
-	smtp_server_start(srv, &p, e->committer, e->queue, e->authfails);
-}
-
-static void
-smtp_set_config(void *srv, struct config *cfg)
-{
-	smtp_server_set_config(srv, cfg);
-}
-
-static void
-smtp_set_tls(void *srv, SSL_CTX *ctx)
-{
-	smtp_server_set_tls(srv, ctx);
-}
-
-static void
-smtp_shutdown(void *srv)
-{
-	smtp_server_shutdown(srv);
-}
-
-static bool
-smtp_is_idle(const void *srv)
-{
-	return smtp_server_is_idle(srv);
-}
-
-static void
-smtp_free(void *srv)
-{
-	struct smtp_server *p = srv;
-
-	smtp_server_free(&p);
-}
-
+/* POP3's adapters to struct service (until pop3.h exports its own). */
 static void *
 pop3_new(struct event_base *base, struct config *cfg, char *err, size_t len)
 {
@@ -281,7 +208,7 @@ pop3_new(struct event_base *base, struct config *cfg, char *err, size_t len)
 }
 
 static void
-pop3_start(void *srv, const struct daemon_env *e)
+pop3_start(void *srv, const struct service_env *e)
 {
 	pop3_server_start(srv, e->store, e->auth, e->authfails);
 }
@@ -318,11 +245,13 @@ pop3_free(void *srv)
 	pop3_server_free(&p);
 }
 
-static const struct service services[] = {
-    {"smtp", smtp_new, smtp_start, smtp_set_config, smtp_set_tls, smtp_shutdown,
-        smtp_is_idle, smtp_free},
-    {"pop3", pop3_new, pop3_start, pop3_set_config, pop3_set_tls, pop3_shutdown,
-        pop3_is_idle, pop3_free},
+static const struct service pop3_service = {"pop3", pop3_new, pop3_start,
+    pop3_set_config, pop3_set_tls, pop3_shutdown, pop3_is_idle, pop3_free};
+
+/* The services, in start order; stopped and freed in reverse. */
+static const struct service *const services[] = {
+    &smtp_service,
+    &pop3_service,
 };
 
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
@@ -465,10 +394,10 @@ reload_done(void *arg)
 			    "workers, dir_workers, auth_workers and turning "
 			    "TLS on or off change only at restart\"");
 		for (size_t i = 0; i < NSERVICES; i++)
-			services[i].set_config(dm->svc[i], n);
+			services[i]->set_config(dm->svc[i], n);
 		if (r->tls != NULL) {
 			for (size_t i = 0; i < NSERVICES; i++)
-				services[i].set_tls(dm->svc[i], r->tls);
+				services[i]->set_tls(dm->svc[i], r->tls);
 			SSL_CTX_free(r->tls);
 			snprintf(
 			    dm->tls_sig, sizeof(dm->tls_sig), "%s", r->tls_sig);
@@ -616,7 +545,7 @@ static bool
 daemon_is_idle(struct daemon *dm)
 {
 	for (size_t i = 0; i < NSERVICES; i++)
-		if (!services[i].is_idle(dm->svc[i]))
+		if (!services[i]->is_idle(dm->svc[i]))
 			return false;
 	return queue_idle(dm->queue);
 }
@@ -655,7 +584,7 @@ on_term(evutil_socket_t sig, short what, void *arg)
 	if (dm->term_at == 0)
 		dm->term_at = time(NULL);
 	for (size_t i = 0; i < NSERVICES; i++)
-		services[i].shutdown(dm->svc[i]);
+		services[i]->shutdown(dm->svc[i]);
 	evtimer_add(dm->stop_timer, &every);
 }
 
@@ -694,7 +623,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
  * pool), the pools.
  */
 static void
-daemon_stop(struct daemon *dm, struct daemon_env *env,
+daemon_stop(struct daemon *dm, struct service_env *env,
     struct evconnlistener *ctl, struct event **sigs)
 {
 	struct workers *pools[] = {env->dir, env->store, env->auth};
@@ -725,7 +654,7 @@ daemon_stop(struct daemon *dm, struct daemon_env *env,
 	for (int i = 0; i < 4; i++)
 		event_free(sigs[i]);
 	for (size_t i = NSERVICES; i-- > 0;)
-		services[i].free(dm->svc[i]);
+		services[i]->free(dm->svc[i]);
 	queue_free(&env->queue);
 	committer_free(&env->committer);
 	workers_free(&env->dir);
@@ -743,7 +672,7 @@ main(int argc, char **argv)
 	struct evconnlistener *ctl;
 	struct daemon dm;
 	struct event *sigs[4];
-	struct daemon_env env;
+	struct service_env env;
 	const char *conf = NULL;
 	bool foreground = false;
 	char err[512];
@@ -791,7 +720,7 @@ main(int argc, char **argv)
 	if (base == NULL)
 		fatalx("event_base_new failed");
 	for (size_t i = 0; i < NSERVICES; i++)
-		if ((dm.svc[i] = services[i].new(
+		if ((dm.svc[i] = services[i]->new (
 		         base, cfg, err, sizeof(err))) == NULL)
 			fatalx("%s", err);
 	if (pw != NULL)
@@ -834,7 +763,7 @@ main(int argc, char **argv)
 	/* The dummy hash for unknown login names, made before any login. */
 	passwd_init();
 	for (size_t i = 0; i < NSERVICES; i++)
-		services[i].start(dm.svc[i], &env);
+		services[i]->start(dm.svc[i], &env);
 	sigs[0] = evsignal_new(base, SIGTERM, on_term, &dm);
 	sigs[1] = evsignal_new(base, SIGINT, on_term, &dm);
 	sigs[2] = evsignal_new(base, SIGHUP, on_hup, &dm);

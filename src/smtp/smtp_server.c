@@ -30,6 +30,7 @@
 #include "log.h"
 #include "smtp_priv.h"
 #include "net.h"
+#include "service.h"
 #include "smtp_server.h"
 #include "tls.h"
 #include "authfail.h"
@@ -207,3 +208,55 @@ smtp_server_set_tls(struct smtp_server *srv, SSL_CTX *ctx)
 {
 	core_server_set_tls(srv->core, ctx);
 }
+
+/* ---- the service posternd's registry runs (service.h) ------------------- */
+
+static void *
+service_new(struct event_base *base, struct config *cfg, char *err, size_t len)
+{
+	return smtp_server_new(base, cfg, err, len);
+}
+
+static void
+service_start(void *srv, const struct service_env *e)
+{
+	struct smtp_pools p = {e->dir, e->store, e->auth};
+
+	smtp_server_start(srv, &p, e->committer, e->queue, e->authfails);
+}
+
+static void
+service_set_config(void *srv, struct config *cfg)
+{
+	smtp_server_set_config(srv, cfg);
+}
+
+static void
+service_set_tls(void *srv, SSL_CTX *ctx)
+{
+	smtp_server_set_tls(srv, ctx);
+}
+
+static void
+service_shutdown(void *srv)
+{
+	smtp_server_shutdown(srv);
+}
+
+static bool
+service_is_idle(const void *srv)
+{
+	return smtp_server_is_idle(srv);
+}
+
+static void
+service_free(void *srv)
+{
+	struct smtp_server *p = srv;
+
+	smtp_server_free(&p);
+}
+
+const struct service smtp_service = {"smtp", service_new, service_start,
+    service_set_config, service_set_tls, service_shutdown, service_is_idle,
+    service_free};
