@@ -97,6 +97,9 @@ struct core_proto {
 	size_t (*input_max)(const struct config *); /* read high watermark */
 	size_t max_single_read;                     /* 0: libevent's */
 	bool refuse_on_tls; /* send the refusal on implicit TLS too */
+	/* Session ids count from a random start (unique across restarts in
+	 * the log), else from 1. */
+	bool is_seq_random;
 	/* The refusal line (with CRLF) before a session exists. */
 	void (*refusal)(enum core_refusal, char *line, size_t len);
 	/* A new session (bev set up, not yet reading): the greeting. */

@@ -140,7 +140,8 @@ core_server_new(struct event_base *base, struct config *cfg,
 	srv->arg = arg;
 	srv->ips = counter_new(1024);
 	TAILQ_INIT(&srv->sessions);
-	arc4random_buf(&srv->session_seq, sizeof(srv->session_seq));
+	if (proto->is_seq_random)
+		arc4random_buf(&srv->session_seq, sizeof(srv->session_seq));
 	if (cfg->tls_cert[0] != '\0' &&
 	    (srv->tls = tls_server_ctx_new(cfg, err, errlen)) == NULL)
 		goto fail;

@@ -1652,6 +1652,7 @@ const struct core_proto smtp_proto = {
     .input_max = smtp_input_max,
     .max_single_read = 131072,
     .refuse_on_tls = true,
+    .is_seq_random = true,
     .refusal = smtp_refusal,
     .start = smtp_start,
     .feed = smtp_feed,
