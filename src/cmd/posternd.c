@@ -200,54 +200,6 @@ write_pid(const char *path)
 
 /* ---- the service registry --------------------------------------------- */
 
-/* POP3's adapters to struct service (until pop3.h exports its own). */
-static void *
-pop3_new(struct event_base *base, struct config *cfg, char *err, size_t len)
-{
-	return pop3_server_new(base, cfg, err, len);
-}
-
-static void
-pop3_start(void *srv, const struct service_env *e)
-{
-	pop3_server_start(srv, e->store, e->auth, e->authfails);
-}
-
-static void
-pop3_set_config(void *srv, struct config *cfg)
-{
-	pop3_server_set_config(srv, cfg);
-}
-
-static void
-pop3_set_tls(void *srv, SSL_CTX *ctx)
-{
-	pop3_server_set_tls(srv, ctx);
-}
-
-static void
-pop3_shutdown(void *srv)
-{
-	pop3_server_shutdown(srv);
-}
-
-static bool
-pop3_is_idle(const void *srv)
-{
-	return pop3_server_sessions(srv) == 0;
-}
-
-static void
-pop3_free(void *srv)
-{
-	struct pop3_server *p = srv;
-
-	pop3_server_free(&p);
-}
-
-static const struct service pop3_service = {"pop3", pop3_new, pop3_start,
-    pop3_set_config, pop3_set_tls, pop3_shutdown, pop3_is_idle, pop3_free};
-
 /* The services, in start order; stopped and freed in reverse. */
 static const struct service *const services[] = {
     &smtp_service,
