@@ -242,9 +242,8 @@ core_server_shutdown(struct core_server *srv)
 	core_session_shutdown(s);
 	tv.tv_sec = srv->cfg->shutdown_timeout_ms / 1000;
 	tv.tv_usec = (srv->cfg->shutdown_timeout_ms % 1000) * 1000;
+	/* Deleted when the last session goes (core_server_session_gone). */
 	srv->shutdown_timer = evtimer_new(srv->base, on_shutdown_timeout, srv);
-	/* The last session may have gone already (a close frees at once
-	 * only from the loop, so it has not): arm the timeout. */
 	evtimer_add(srv->shutdown_timer, &tv);
 }
 
