@@ -1,12 +1,35 @@
 /*
- * The directory: local domains, host aliases, users, aliases and lists.
- * Every access goes through struct dir_ops, so SQLite (dir_sqlite.c) and a
- * later PostgreSQL backend are interchangeable.  A struct dir is used by
- * one thread at a time; the daemon opens one per worker thread.
+ * The directory: local domains, host aliases, users, aliases and lists,
+ * behind two vtables so SQLite (dir_sqlite.c), the in-memory dir_fake
+ * (tests only) and a later PostgreSQL backend are interchangeable:
+ *
+ *   struct dir_read_ops   what the daemon needs on the mail path: resolve
+ *                         a domain, look up an address, a user's hash,
+ *                         the reverse alias and host-alias lookups behind
+ *                         sender match (room for a quota lookup later);
+ *   struct dir_admin_ops  what posternctl and the web admin change and
+ *                         list.  A handle opened DIR_OPEN_READ has
+ *                         admin == NULL: the daemon's workers cannot
+ *                         write.
+ *
+ * Return convention, for every backend and every caller:
+ *   read ops    1 found, 0 not found, -1 temporary error (err filled);
+ *   admin ops   0 done, -1 refused or failed (err filled: one line, for
+ *               the admin: "no such user", "directory: disk I/O error").
+ * -1 on the read side never means "no": callers answer 4xx / tempfail.
+ * Callers on the read side use the dir_* wrappers below, not the ops.
+ *
+ * A struct dir is used by one thread at a time; the daemon opens one per
+ * worker thread.  A backend re-connects lazily: an error that means the
+ * connection is gone (SQLite: I/O error, cannot open, not a database,
+ * corrupt; or, checked at most once a second, the file replaced or
+ * removed) drops it, and the next call (not the failing one) connects
+ * again.
+ * Every query is bounded by directory_timeout (waiting for a lock
+ * included): past it the call fails as a temporary error.
  *
  * Names are stored normalised: domains lower-case without trailing dot,
- * local parts lower-case.  Returns: 0 ok, -1 error with a message in err
- * (for lookups, -1 means "temporary failure": never treat it as "no").
+ * local parts lower-case.
  */
 #ifndef POSTERN_DIR_H
 #define POSTERN_DIR_H
@@ -19,24 +42,36 @@
 
 enum dir_kind { DIR_KIND_NONE, DIR_KIND_USER, DIR_KIND_ALIAS, DIR_KIND_LIST };
 
+struct config;
 struct dir;
 typedef void (*dir_row_fn)(void *arg, const char *a, const char *b);
 
-struct dir_ops {
+struct dir_read_ops {
 	void (*close)(struct dir *);
-	/* 1: local, canonical domain in canon; 0: not local; -1: error */
+	/* 1: local (a domain or host alias), canonical domain in canon. */
 	int (*domain_resolve)(struct dir *, const char *domain, char *canon,
 	    size_t canonlen, char *err, size_t errlen);
-	/* Kind of local@domain (domain canonical); alias targets or list
-	 * members are appended to targets. */
+	/* 1: local@domain (domain canonical) exists, *kind_out says what;
+	 * alias targets or list members are appended to targets.  0: no
+	 * such address (*kind_out DIR_KIND_NONE). */
 	int (*address_lookup)(struct dir *, const char *local,
 	    const char *domain, enum dir_kind *kind_out,
 	    struct strlist *targets, char *err, size_t errlen);
-	/* Password hash of a user (caller frees *hash_out); 0, or 1 if no
-	 * such user, or -1. */
+	/* 1: the user's password hash in *hash_out (caller frees); 0: no
+	 * such user (*hash_out NULL). */
 	int (*user_hash)(struct dir *, const char *local, const char *domain,
 	    char **hash_out, char *err, size_t errlen);
-	/* Administration: each returns 0 or -1 with a one-line reason. */
+	/* Reverse alias, indexed: appends "local@domain" of every alias
+	 * with target (exactly as stored) to out.  1: some, 0: none. */
+	int (*alias_sources)(struct dir *, const char *target,
+	    struct strlist *out, char *err, size_t errlen);
+	/* Appends the host aliases of the (canonical) domain to out. */
+	int (*domain_aliases)(struct dir *, const char *domain,
+	    struct strlist *out, char *err, size_t errlen);
+};
+
+struct dir_admin_ops {
+	/* Each returns 0 or -1 with a one-line reason in err. */
 	int (*domain_add)(struct dir *, const char *domain, char *err, size_t);
 	int (*domain_del)(struct dir *, const char *domain, char *err, size_t);
 	int (*host_alias_add)(struct dir *, const char *alias,
@@ -60,21 +95,63 @@ struct dir_ops {
 	    char *err, size_t);
 	int (*list_member)(struct dir *, const char *local, const char *domain,
 	    const char *member, bool add, char *err, size_t);
-	/* Listing: what is "domains", "host-aliases", "users", "aliases",
-	 * "lists", "members"; filter: a domain or list address or NULL. */
+	/* Listing, sorted: what is "domains", "host-aliases", "users",
+	 * "aliases", "lists", "members"; filter: a domain (a list address
+	 * for "members", where it is required) or NULL.  fn gets two
+	 * columns (b NULL for one-column listings). */
 	int (*list_rows)(struct dir *, const char *what, const char *filter,
 	    dir_row_fn, void *arg, char *err, size_t);
 };
 
 struct dir {
-	const struct dir_ops *ops;
+	const struct dir_read_ops *ops;
+	const struct dir_admin_ops *admin; /* NULL: opened DIR_OPEN_READ */
 };
 
-/* Opens the SQLite directory at path (creating the schema if writable). */
-struct dir *dir_sqlite_open(
-    const char *path, bool read_only, char *err, size_t errlen);
+enum dir_open_flags {
+	DIR_OPEN_READ = 0,       /* read ops only, never writes */
+	DIR_OPEN_ADMIN = 1 << 0, /* read and admin ops; creates the schema
+	                            (and new indexes) if missing */
+	DIR_OPEN_LAZY = 1 << 1,  /* a handle even when the backend cannot be
+	                            reached now (err says why): the first
+	                            call connects again */
+};
+
+/*
+ * Opens the directory backend config `directory` names, with its
+ * settings (SQLite: db_path, directory_timeout).  NULL with err when it
+ * cannot be opened (with DIR_OPEN_LAZY: only for a backend that does not
+ * exist).  Close with dir_close.
+ */
+struct dir *dir_open(
+    const struct config *, int flags, char *err, size_t errlen);
 /* Closes and NULLs *d; accepts NULL. */
 void dir_close(struct dir **d);
+
+/* Backends, as dir_open calls them (the conformance tests open them
+ * directly).  timeout_ms bounds each query. */
+struct dir *dir_sqlite_open(
+    const char *path, unsigned timeout_ms, int flags, char *err, size_t errlen);
+
+/*
+ * The read side, for callers (d may be NULL: "directory unavailable",
+ * -1).  Same returns as the ops; err is set on -1 only.
+ */
+int dir_domain_resolve(struct dir *, const char *domain, char *canon,
+    size_t canonlen, char *err, size_t errlen);
+int dir_address_lookup(struct dir *, const char *local, const char *domain,
+    enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen);
+int dir_user_hash(struct dir *, const char *local, const char *domain,
+    char **hash_out, char *err, size_t errlen);
+/*
+ * The addresses the user canon ("local@domain", canonical) may send
+ * from, for sender match: canon itself, every alias whose target is
+ * canon, and each of those spelt through every host alias of its domain
+ * (alice@mail.example.test is alice@example.test).  Two indexed lookups
+ * per domain, no scan.  Appends to out (no duplicates); 1, or -1.
+ */
+int dir_owned_addresses(struct dir *, const char *canon, struct strlist *out,
+    char *err, size_t errlen);
 
 enum dir_expand_result {
 	DIR_EXPAND_LOCAL,    /* users (and maybe remote) filled in */
@@ -102,14 +179,16 @@ enum dir_login_result {
 };
 
 /*
- * Checks a login: user is "local@domain" (a host alias works), pass the
- * password.  Writes the canonical address ("local@domain", the host
- * alias resolved) to canon whenever the domain is local, whether or not
- * the user exists (for DIR_LOGIN_UNKNOWN in a domain that is not local,
- * canon is left alone).  Every check spends the work and at least the
- * time of one yescrypt verification (passwd_check), so the time taken
- * does not tell which names exist (except a slower imported hash).  Slow
- * and may sleep: call from a login worker.
+ * Checks a login (SMTP AUTH and POP3 both come here): user is
+ * "local@domain" (a host alias works), pass the password.  Writes the
+ * canonical address ("local@domain", the host alias resolved) to canon
+ * whenever the domain is local, whether or not the user exists (for
+ * DIR_LOGIN_UNKNOWN in a domain that is not local, canon is left alone).
+ * Every check spends the work and at least the time of one yescrypt
+ * verification (passwd_check), so the time taken does not tell which
+ * names exist (except a slower imported hash).  DIR_LOGIN_TEMPFAIL
+ * spends nothing and must not count as a failed guess.  Slow and may
+ * sleep: call from a login worker.  d may be NULL (TEMPFAIL).
  */
 enum dir_login_result dir_login(struct dir *, const char *user,
     const char *pass, char *canon, size_t canonlen);

@@ -16,9 +16,16 @@ enum log_level { LOG_LVL_ERR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 /*
  * ident: program name (the syslog tag); to_stderr: foreground mode (lines
  * go to stderr; without it, and without a log file, to syslog); level:
- * threshold.  May be called again to switch from stderr to syslog.
+ * threshold.  Sets the ident and host name the lines carry: call it
+ * before any other thread logs (again only in single-threaded tests).
  */
 void log_init(const char *ident, bool to_stderr, enum log_level level);
+/*
+ * Switches foreground mode (to_stderr, as in log_init) on or off, e.g.
+ * from stderr to syslog once the daemon has detached.  Atomic: safe while
+ * other threads log; each line goes by the old mode or the new.
+ */
+void log_set_stderr(bool to_stderr);
 /*
  * Opens (or reopens, for logrotate) the log file every line also goes to
  * from now on, instead of syslog: O_APPEND|O_CREAT|O_NOFOLLOW, mode 0640,
@@ -27,6 +34,17 @@ void log_init(const char *ident, bool to_stderr, enum log_level level);
  * or -1 with the reason in err (the previous file, if any, stays).
  */
 int log_file_open(const char *path, char *err, size_t errlen);
+/*
+ * log_file_open in two steps, so a reload can open the new file (on a
+ * worker) and install it only once every other part has succeeded:
+ * log_file_prepare opens and checks path, returning the descriptor (the
+ * caller's: close it if it is not installed) or -1 with err;
+ * log_file_install makes it the log file, taking fd in every case, and
+ * returns 0 or -1 with err (the previous file stays).  Concurrent calls
+ * are safe: two first installs never leave a descriptor behind.
+ */
+int log_file_prepare(const char *path, char *err, size_t errlen);
+int log_file_install(int fd, char *err, size_t errlen);
 /*
  * What log_file_open would say, found without creating or changing
  * anything (posternctl check): an existing path must be a regular file,

@@ -33,11 +33,13 @@ struct outbound_job {
 	bool is_pinned; /* backup MX: only to addresses in relay_addresses */
 	char msg_path[PATH_MAX];
 	size_t body_offset; /* the message starts here in msg_path */
+	size_t size;        /* RFC 1870 size as recorded, 0: count it */
 	size_t nrcpt;
 	struct outbound_rcpt *rcpts;
 	char relay[320];           /* "host[ip]:port", or "none" */
 	char remote_host[256];     /* for DSN Remote-MTA */
 	char last_error[QERR_MAX]; /* why the last host failed */
+	bool is_local_error;       /* the queue file could not be read */
 };
 
 /* Performs the attempt; fills every rcpt's result. */

@@ -9,12 +9,17 @@
  *   from<TAB>ADDRESS            (empty for the null sender)
  *   arrival<TAB>UNIX-TIME
  *   flags<TAB>[held][,warned][,bounce]
+ *   size<TAB>OCTETS             (optional)
  *   rcpt<TAB>STATE<TAB>ATTEMPTS<TAB>NEXT<TAB>ADDRESS<TAB>LAST-ERROR[<TAB>pin]
  *
  * STATE is pending, sent or failed.  The optional seventh field "pin"
  * (written only when set, so entries without it read as before) marks a
  * recipient accepted by the backup-MX rule: it is delivered only to
- * addresses in relay_addresses, checked again at every attempt.  Fields never
+ * addresses in relay_addresses, checked again at every attempt.  The
+ * optional size line is the message's RFC 1870 size as it is relayed
+ * (CRLF line ends, no dot-stuffing), recorded when the entry is written so
+ * an attempt need not read the file twice; entries without it (written
+ * before it existed) are counted by the attempt instead.  Fields never
  * hold a tab or a line break (the writer replaces them).  The parser is pure
  * and fuzzed: a truncated or corrupt file is an error, never a crash.
  */
@@ -47,6 +52,7 @@ struct qenv {
 	char from[QADDR_MAX]; /* "" = null sender */
 	time_t arrival;
 	bool is_held, is_warned, is_bounce;
+	size_t size; /* RFC 1870 size as relayed; 0: not recorded */
 	size_t nrcpt;
 	struct qrcpt *rcpts;
 };

@@ -39,6 +39,11 @@ void relay_decide_dir(const struct config *, struct dir *d,
  * answer relay_decide_dir left with needs_dns; sets the verdict. */
 void relay_decide_dns(const struct config *, const struct client_facts *,
     const struct addr *from, const struct addr *rcpt, struct relay_answer *out);
+/* The DNS phase's second half with the backup-MX fact given (what
+ * relay_decide_dns found; the policy golden harness gives its own). */
+void relay_decide_mx(const struct config *, const struct client_facts *,
+    const struct addr *from, const struct addr *rcpt, enum policy_mx mx,
+    struct relay_answer *out);
 /*
  * This server among a domain's MX hosts: the host name is `hostname`, or
  * one of its addresses is an address an smtp_listen entry is bound to (a

@@ -22,7 +22,13 @@ typedef void (*worker_ctx_free_fn)(void *ctx);
 
 struct workers *workers_new(struct event_base *, size_t nthreads,
     worker_ctx_new_fn, worker_ctx_free_fn, void *init_arg);
-/* Joins the threads after finishing queued jobs; NULLs *w. */
+/*
+ * Call on the loop thread.  Runs every job queued or running (on the
+ * pool's threads) and every completion (here), again while completions
+ * submit or post more, then joins the threads; NULLs *w.  A completion
+ * that another thread posts later (a job with done NULL that hands its
+ * completion on, like the committer) must be posted before this call.
+ */
 void workers_free(struct workers **w);
 /*
  * Queues job(arg, ctx) on a worker; when it returns, done(arg) runs on

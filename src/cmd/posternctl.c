@@ -188,7 +188,7 @@ c_domain_add(struct ctl *c, char **a)
 
 	if (domain_arg(a[0], d) == -1)
 		return 1;
-	return result(c, c->dir->ops->domain_add(c->dir, d, c->err, ERRLEN));
+	return result(c, c->dir->admin->domain_add(c->dir, d, c->err, ERRLEN));
 }
 
 static int
@@ -198,14 +198,14 @@ c_domain_del(struct ctl *c, char **a)
 
 	if (domain_arg(a[0], d) == -1)
 		return 1;
-	return result(c, c->dir->ops->domain_del(c->dir, d, c->err, ERRLEN));
+	return result(c, c->dir->admin->domain_del(c->dir, d, c->err, ERRLEN));
 }
 
 static int
 c_domain_list(struct ctl *c, char **a)
 {
 	(void)a;
-	return result(c, c->dir->ops->list_rows(c->dir, "domains", NULL,
+	return result(c, c->dir->admin->list_rows(c->dir, "domains", NULL,
 	                     print_row, NULL, c->err, ERRLEN));
 }
 
@@ -217,7 +217,7 @@ c_halias_add(struct ctl *c, char **a)
 	if (domain_arg(a[0], al) == -1 || domain_arg(a[1], d) == -1)
 		return 1;
 	return result(
-	    c, c->dir->ops->host_alias_add(c->dir, al, d, c->err, ERRLEN));
+	    c, c->dir->admin->host_alias_add(c->dir, al, d, c->err, ERRLEN));
 }
 
 static int
@@ -228,14 +228,14 @@ c_halias_del(struct ctl *c, char **a)
 	if (domain_arg(a[0], al) == -1)
 		return 1;
 	return result(
-	    c, c->dir->ops->host_alias_del(c->dir, al, c->err, ERRLEN));
+	    c, c->dir->admin->host_alias_del(c->dir, al, c->err, ERRLEN));
 }
 
 static int
 c_halias_list(struct ctl *c, char **a)
 {
 	(void)a;
-	return result(c, c->dir->ops->list_rows(c->dir, "host-aliases", NULL,
+	return result(c, c->dir->admin->list_rows(c->dir, "host-aliases", NULL,
 	                     print_row, NULL, c->err, ERRLEN));
 }
 
@@ -248,7 +248,7 @@ c_user_add(struct ctl *c, char **a)
 	    hash_from_input(h, sizeof(h)) == -1)
 		return 1;
 	return result(
-	    c, c->dir->ops->user_add(c->dir, l, d, h, c->err, ERRLEN));
+	    c, c->dir->admin->user_add(c->dir, l, d, h, c->err, ERRLEN));
 }
 
 static int
@@ -259,7 +259,7 @@ c_user_passwd(struct ctl *c, char **a)
 	if (split(a[0], l, d) == -1 || hash_from_input(h, sizeof(h)) == -1)
 		return 1;
 	return result(
-	    c, c->dir->ops->user_passwd(c->dir, l, d, h, c->err, ERRLEN));
+	    c, c->dir->admin->user_passwd(c->dir, l, d, h, c->err, ERRLEN));
 }
 
 static int
@@ -269,7 +269,7 @@ c_user_del(struct ctl *c, char **a)
 
 	if (split(a[0], l, d) == -1)
 		return 1;
-	return result(c, c->dir->ops->user_del(c->dir, l, d, c->err, ERRLEN));
+	return result(c, c->dir->admin->user_del(c->dir, l, d, c->err, ERRLEN));
 }
 
 static int
@@ -279,7 +279,7 @@ c_user_list(struct ctl *c, char **a)
 
 	if (a[0] != NULL && domain_arg(a[0], d) == -1)
 		return 1;
-	return result(c, c->dir->ops->list_rows(c->dir, "users",
+	return result(c, c->dir->admin->list_rows(c->dir, "users",
 	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
 }
 
@@ -312,7 +312,7 @@ c_alias_add(struct ctl *c, char **a)
 		return 1;
 	for (int i = 1; a[i] != NULL; i++) {
 		if (target_arg(a[i], t, sizeof(t)) == -1 ||
-		    result(c, c->dir->ops->alias_add(
+		    result(c, c->dir->admin->alias_add(
 		                  c->dir, l, d, t, c->err, ERRLEN)) != 0)
 			return 1;
 	}
@@ -327,7 +327,7 @@ c_alias_del(struct ctl *c, char **a)
 	if (split(a[0], l, d) == -1 ||
 	    (a[1] != NULL && target_arg(a[1], t, sizeof(t)) == -1))
 		return 1;
-	return result(c, c->dir->ops->alias_del(
+	return result(c, c->dir->admin->alias_del(
 	                     c->dir, l, d, a[1] ? t : NULL, c->err, ERRLEN));
 }
 
@@ -338,7 +338,7 @@ c_alias_list(struct ctl *c, char **a)
 
 	if (a[0] != NULL && domain_arg(a[0], d) == -1)
 		return 1;
-	return result(c, c->dir->ops->list_rows(c->dir, "aliases",
+	return result(c, c->dir->admin->list_rows(c->dir, "aliases",
 	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
 }
 
@@ -349,7 +349,7 @@ c_list_add(struct ctl *c, char **a)
 
 	if (split(a[0], l, d) == -1)
 		return 1;
-	return result(c, c->dir->ops->list_add(c->dir, l, d, c->err, ERRLEN));
+	return result(c, c->dir->admin->list_add(c->dir, l, d, c->err, ERRLEN));
 }
 
 static int
@@ -359,7 +359,7 @@ c_list_del(struct ctl *c, char **a)
 
 	if (split(a[0], l, d) == -1)
 		return 1;
-	return result(c, c->dir->ops->list_del(c->dir, l, d, c->err, ERRLEN));
+	return result(c, c->dir->admin->list_del(c->dir, l, d, c->err, ERRLEN));
 }
 
 static int
@@ -371,7 +371,7 @@ list_member(struct ctl *c, char **a, bool add)
 		return 1;
 	for (int i = 1; a[i] != NULL; i++)
 		if (target_arg(a[i], t, sizeof(t)) == -1 ||
-		    result(c, c->dir->ops->list_member(
+		    result(c, c->dir->admin->list_member(
 		                  c->dir, l, d, t, add, c->err, ERRLEN)) != 0)
 			return 1;
 	return 0;
@@ -398,14 +398,13 @@ c_list_show(struct ctl *c, char **a)
 
 	if (split(a[0], l, d) == -1)
 		return 1;
-	if (c->dir->ops->address_lookup(
-	        c->dir, l, d, &kind, &t, c->err, ERRLEN) == -1)
+	if (dir_address_lookup(c->dir, l, d, &kind, &t, c->err, ERRLEN) == -1)
 		return die("%s", c->err);
 	strlist_clear(&t);
 	if (kind != DIR_KIND_LIST)
 		return die("no such list: %s", a[0]);
 	snprintf(full, sizeof(full), "%s@%s", l, d);
-	return result(c, c->dir->ops->list_rows(c->dir, "members", full,
+	return result(c, c->dir->admin->list_rows(c->dir, "members", full,
 	                     print_row, NULL, c->err, ERRLEN));
 }
 
@@ -416,7 +415,7 @@ c_list_list(struct ctl *c, char **a)
 
 	if (a[0] != NULL && domain_arg(a[0], d) == -1)
 		return 1;
-	return result(c, c->dir->ops->list_rows(c->dir, "lists",
+	return result(c, c->dir->admin->list_rows(c->dir, "lists",
 	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
 }
 
@@ -796,7 +795,7 @@ open_dir(struct ctl *c)
 			close(fd);
 		return 1;
 	}
-	r = safefs_prepare(fd, c->cfg->data_dir, "postern.db", note,
+	r = safefs_prepare(fd, c->cfg->data_dir, CONFIG_DB_FILE, note,
 	    sizeof(note), err, sizeof(err));
 	close(fd);
 	if (r == -1)
@@ -807,7 +806,7 @@ open_dir(struct ctl *c)
 		log_sanitize(safe, sizeof(safe), (const uint8_t *)l, strlen(l));
 		fprintf(stderr, "posternctl: note: %s\n", safe);
 	}
-	c->dir = dir_sqlite_open(c->cfg->db_path, false, c->err, ERRLEN);
+	c->dir = dir_open(c->cfg, DIR_OPEN_ADMIN, c->err, ERRLEN);
 	if (c->dir == NULL)
 		return die("%s", c->err);
 	return 0;
@@ -1009,30 +1008,22 @@ check_listen(struct check *k)
 	}
 }
 
-static void
-check_count_row(void *arg, const char *a, const char *b)
-{
-	(void)a;
-	(void)b;
-	(*(size_t *)arg)++;
-}
-
 /* The database start-up opens, read-only here. */
 static void
 check_database(struct check *k, int data_fd)
 {
-	char err[ERRLEN];
+	char err[ERRLEN], canon[ADDR_DOMAIN_MAX + 1];
 	struct stat st;
 	struct dir *d;
-	size_t n = 0;
 
-	if (fstatat(data_fd, "postern.db", &st, AT_SYMLINK_NOFOLLOW) == -1)
+	if (fstatat(data_fd, CONFIG_DB_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return; /* created at start */
-	d = dir_sqlite_open(k->cfg->db_path, true, err, sizeof(err));
-	if (d == NULL)
-		check_say(k, true, "data_dir", "directory: %s", err);
-	else if (d->ops->list_rows(d, "domains", NULL, check_count_row, &n, err,
-	             sizeof(err)) == -1) /* err: "directory: why" */
+	/* dir_open reads the database; a lookup shows it answers. */
+	d = dir_open(k->cfg, DIR_OPEN_READ, err, sizeof(err));
+	if (d == NULL) /* err: "directory: PATH: why" */
+		check_say(k, true, "data_dir", "%s", err);
+	else if (dir_domain_resolve(d, "check.invalid", canon, sizeof(canon),
+	             err, sizeof(err)) == -1) /* err: "directory: why" */
 		check_say(k, true, "data_dir", "directory: %s: %s",
 		    k->cfg->db_path,
 		    strncmp(err, "directory: ", 11) == 0 ? err + 11 : err);
@@ -1061,7 +1052,7 @@ check_as_run_user(struct check *k, int data_fd)
 		data_fd = -1;
 	} else if (data_fd != -1) {
 		if (safefs_prepare_check(data_fd, k->cfg->data_dir,
-		        "postern.db", note, sizeof(note), err,
+		        CONFIG_DB_FILE, note, sizeof(note), err,
 		        sizeof(err)) == -1)
 			check_say(k, true, "data_dir", "data_dir: %s", err);
 		else {

@@ -63,9 +63,12 @@ worker_dir_open(void *arg)
 {
 	const struct config *cfg = arg;
 	char err[256];
-	struct dir *d = dir_sqlite_open(cfg->db_path, true, err, sizeof(err));
+	/* Read side only; a backend out of reach now is tried again at the
+	 * next lookup (those answer 4xx meanwhile). */
+	struct dir *d =
+	    dir_open(cfg, DIR_OPEN_READ | DIR_OPEN_LAZY, err, sizeof(err));
 
-	if (d == NULL)
+	if (err[0] != '\0')
 		log_err("event=directory-open error=\"%s\"", err);
 	return d;
 }
@@ -126,7 +129,7 @@ prepare_data_tree(const struct config *cfg, int data_fd)
 	char err[4352], note[4096];
 	struct dir *d;
 
-	if (safefs_prepare(data_fd, cfg->data_dir, "postern.db", note,
+	if (safefs_prepare(data_fd, cfg->data_dir, CONFIG_DB_FILE, note,
 	        sizeof(note), err, sizeof(err)) == -1)
 		fatalx("data_dir: %s", err);
 	for (char *l = strtok(note, "\n"); l; l = strtok(NULL, "\n")) {
@@ -135,9 +138,9 @@ prepare_data_tree(const struct config *cfg, int data_fd)
 		log_sanitize(safe, sizeof(safe), (const uint8_t *)l, strlen(l));
 		log_warn("event=data-dir note=\"%s\"", safe);
 	}
-	d = dir_sqlite_open(cfg->db_path, false, err, sizeof(err));
+	d = dir_open(cfg, DIR_OPEN_ADMIN, err, sizeof(err));
 	if (d == NULL)
-		fatalx("directory: %s", err);
+		fatalx("%s", err);
 	dir_close(&d);
 }
 
@@ -232,6 +235,7 @@ struct reload {
 	char tls_sig[TLS_SIG_MAX]; /* in use at submit, then what was read */
 	SSL_CTX *tls;              /* new certificate files, or NULL */
 	bool tls_unseen;           /* this user cannot look at the files */
+	int log_fd; /* the new log_file, opened; installed with the rest */
 };
 
 static bool
@@ -286,9 +290,11 @@ reload_run(void *arg, void *ctx)
 	}
 	/* logrotate: a reload also reopens log_file (as the run user).  A
 	 * log_file that cannot be opened fails the reload: the old config
-	 * and the old file stay, and posternctl reload says why. */
+	 * and the old file stay, and posternctl reload says why.  Opened
+	 * here, installed by reload_done with the rest: all or nothing. */
 	if (r->cfg->log_file[0] != '\0' &&
-	    log_file_open(r->cfg->log_file, r->err, sizeof(r->err)) == -1) {
+	    (r->log_fd = log_file_prepare(
+	         r->cfg->log_file, r->err, sizeof(r->err))) == -1) {
 		config_unref(&r->cfg);
 		return;
 	}
@@ -305,9 +311,12 @@ reload_run(void *arg, void *ctx)
 		if (strcmp(sig, r->tls_sig) == 0)
 			return;
 		r->tls = tls_server_ctx_new(r->cfg, r->err, sizeof(r->err));
-		if (r->tls == NULL)
+		if (r->tls == NULL) {
 			config_unref(&r->cfg);
-		else
+			if (r->log_fd != -1)
+				close(r->log_fd); /* the old file stays */
+			r->log_fd = -1;
+		} else
 			snprintf(r->tls_sig, sizeof(r->tls_sig), "%s", sig);
 	}
 }
@@ -325,9 +334,20 @@ reload_done(void *arg)
 		config_unref(&r->cfg);
 		if (r->tls)
 			SSL_CTX_free(r->tls);
+		if (r->log_fd != -1)
+			close(r->log_fd);
 	} else if (n == NULL) {
 		log_err(
 		    "event=reload result=fail error=\"%s\"", log_esc(r->err));
+	} else if (r->log_fd != -1 &&
+	           log_file_install(r->log_fd, r->err, sizeof(r->err)) == -1) {
+		/* The first part applied; nothing of it happened. */
+		log_err(
+		    "event=reload result=fail error=\"%s\"", log_esc(r->err));
+		config_unref(&r->cfg);
+		if (r->tls)
+			SSL_CTX_free(r->tls);
+		n = NULL; /* the reply says error */
 	} else {
 		if (strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
 		    strcmp(n->user, dm->boot->user) != 0 ||
@@ -392,6 +412,7 @@ daemon_reload(struct daemon *dm, struct bufferevent *bev)
 
 	r->dm = dm;
 	r->bev = bev;
+	r->log_fd = -1;
 	snprintf(r->tls_sig, sizeof(r->tls_sig), "%s", dm->tls_sig);
 	if (bev != NULL) /* nothing more from this client until the reply */
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
@@ -735,7 +756,7 @@ main(int argc, char **argv)
 	if (ready_fd != -1) {
 		int null = open("/dev/null", O_RDWR);
 
-		log_init("posternd", false, (enum log_level)cfg->log_level);
+		log_set_stderr(false); /* threads run: no log_init now */
 		log_replay(); /* to syslog, when there is no log_file */
 		if (null != -1) {
 			dup2(null, 0);

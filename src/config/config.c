@@ -48,6 +48,7 @@ enum cfg_type {
 	T_BOOL,
 	T_SENDER_MATCH,
 	T_BARE_NEWLINE,
+	T_DIRECTORY,
 };
 
 struct cfg_key {
@@ -83,6 +84,8 @@ static const struct cfg_key cfg_keys[] = {
     {"command_line_limit", T_SIZE, O(command_line_limit), "1024", 512, 65536},
     {"data_dir", T_STR, O(data_dir), "/var/lib/postern", 0, 0},
     {"dir_workers", T_COUNT, O(dir_workers), "4", 1, 64},
+    {"directory", T_DIRECTORY, O(directory), "sqlite", 0, 0},
+    {"directory_timeout", T_MS, O(directory_timeout_ms), "5s", 10, 600000},
     {"dns_servers", T_DNS, O(dns_servers), "", 0, 0},
     {"expansion_limit", T_COUNT, O(expansion_limit), "1000", 1, 100000},
     {"greet_pause", T_MS, O(greet_pause_ms), "0", 0, 60000},
@@ -592,6 +595,14 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 		}
 		*(bool *)field = strcmp(v, "reject") == 0;
 		return 0;
+	case T_DIRECTORY:
+		/* The backends dir_open knows (src/dir/dir.c). */
+		if (strcmp(v, "sqlite") != 0) {
+			*why = "unknown directory backend (want sqlite)";
+			return -1;
+		}
+		*(int *)field = CONFIG_DIRECTORY_SQLITE;
+		return 0;
 	case T_SENDER_MATCH:
 		return set_word(field, v,
 		    (const char *const[]){"yes", "no", "submission", NULL},
@@ -791,8 +802,8 @@ config_check(struct config *c, const char **why)
 		       "submissions_listen";
 		return -1;
 	}
-	if (snprintf(path, sizeof(path), "%s/postern.db", c->data_dir) >=
-	    (int)sizeof(path)) {
+	if (snprintf(path, sizeof(path), "%s/%s", c->data_dir,
+	        CONFIG_DB_FILE) >= (int)sizeof(path)) {
 		*why = "data_dir too long";
 		return -1;
 	}

@@ -1,8 +1,11 @@
 /*
- * dir: backend-independent directory logic (include/dir.h): recipient
- * expansion over the dir_ops primitives, and address normalisation for
- * administration.  Expansion is breadth-first with a visited set, so alias
- * loops end and every mailbox appears once.
+ * dir: backend-independent directory logic (include/dir.h): dir_open's
+ * backend table, the read-side wrappers every caller uses, recipient
+ * expansion, login and sender-match addresses over the read primitives,
+ * and address normalisation for administration.  Expansion is
+ * breadth-first with a visited set, so alias loops end and every mailbox
+ * appears once.  Nothing here talks to a database itself, and nothing
+ * here may turn a backend's -1 (temporary) into "not found".
  */
 #include <ctype.h>
 #include <stdio.h>
@@ -10,10 +13,110 @@
 #include <string.h>
 #include <time.h>
 
+#include "config.h"
 #include "dir.h"
 #include "passwd.h"
 
 #define EXPAND_MAX_DEPTH 20
+
+struct dir *
+dir_open(const struct config *cfg, int flags, char *err, size_t errlen)
+{
+	err[0] = '\0';
+	switch ((enum config_directory)cfg->directory) {
+	case CONFIG_DIRECTORY_SQLITE:
+		return dir_sqlite_open(cfg->db_path, cfg->directory_timeout_ms,
+		    flags, err, errlen);
+	}
+	snprintf(err, errlen, "directory: unknown backend %d", cfg->directory);
+	return NULL;
+}
+
+static int
+unavailable(char *err, size_t errlen)
+{
+	snprintf(err, errlen, "directory unavailable");
+	return -1;
+}
+
+int
+dir_domain_resolve(struct dir *d, const char *domain, char *canon,
+    size_t canonlen, char *err, size_t errlen)
+{
+	if (d == NULL)
+		return unavailable(err, errlen);
+	return d->ops->domain_resolve(d, domain, canon, canonlen, err, errlen);
+}
+
+int
+dir_address_lookup(struct dir *d, const char *local, const char *domain,
+    enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen)
+{
+	*kind_out = DIR_KIND_NONE;
+	if (d == NULL)
+		return unavailable(err, errlen);
+	return d->ops->address_lookup(
+	    d, local, domain, kind_out, targets, err, errlen);
+}
+
+int
+dir_user_hash(struct dir *d, const char *local, const char *domain,
+    char **hash_out, char *err, size_t errlen)
+{
+	*hash_out = NULL;
+	if (d == NULL)
+		return unavailable(err, errlen);
+	return d->ops->user_hash(d, local, domain, hash_out, err, errlen);
+}
+
+int
+dir_owned_addresses(struct dir *d, const char *canon, struct strlist *out,
+    char *err, size_t errlen)
+{
+	struct strlist domains = {0}, halias = {0};
+	size_t first = out->n, n;
+	int r = 1;
+
+	if (d == NULL)
+		return unavailable(err, errlen);
+	strlist_add_unique(out, canon);
+	if (d->ops->alias_sources(d, canon, out, err, errlen) == -1)
+		return -1;
+	n = out->n;
+	for (size_t i = first; i < n; i++) {
+		const char *at = strrchr(out->v[i], '@');
+
+		if (at != NULL)
+			strlist_add_unique(&domains, at + 1);
+	}
+	/* One host-alias lookup per domain, each owned address of that
+	 * domain spelt through each alias. */
+	for (size_t k = 0; k < domains.n && r == 1; k++) {
+		strlist_clear(&halias);
+		if (d->ops->domain_aliases(
+		        d, domains.v[k], &halias, err, errlen) == -1) {
+			r = -1;
+			break;
+		}
+		for (size_t i = first; i < n; i++) {
+			const char *at = strrchr(out->v[i], '@');
+			char spelt[ADDR_PATH_MAX + 8];
+
+			if (at == NULL || strcmp(at + 1, domains.v[k]) != 0)
+				continue;
+			for (size_t h = 0; h < halias.n; h++)
+				/* UNSAFE: at points into out->v[i], after
+				 * its local part */
+				if ((size_t)snprintf(spelt, sizeof(spelt),
+				        "%.*s@%s", (int)(at - out->v[i]),
+				        out->v[i], halias.v[h]) < sizeof(spelt))
+					strlist_add_unique(out, spelt);
+		}
+	}
+	strlist_clear(&halias);
+	strlist_clear(&domains);
+	return r;
+}
 
 void
 dir_close(struct dir **d)
@@ -67,8 +170,7 @@ expand_one(struct dir *d, const char *local_in, const char *domain_in,
 
 	snprintf(local, sizeof(local), "%s", local_in);
 	lower(local);
-	r = d->ops->domain_resolve(
-	    d, domain_in, canon, sizeof(canon), err, errlen);
+	r = dir_domain_resolve(d, domain_in, canon, sizeof(canon), err, errlen);
 	if (r == -1)
 		return DIR_EXPAND_TEMPFAIL;
 	if (r == 0) {
@@ -87,9 +189,11 @@ expand_one(struct dir *d, const char *local_in, const char *domain_in,
 		strlist_add_unique(remote, full);
 		return DIR_EXPAND_LOCAL;
 	}
-	if (d->ops->address_lookup(
-	        d, local, canon, &kind, &targets, err, errlen) == -1)
+	if (dir_address_lookup(d, local, canon, &kind, &targets, err, errlen) ==
+	    -1) {
+		strlist_clear(&targets);
 		return DIR_EXPAND_TEMPFAIL;
+	}
 	snprintf(full, sizeof(full), "%s@%s", local, canon);
 	switch (kind) {
 	case DIR_KIND_NONE:
@@ -171,22 +275,20 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (dir_split_address(
 	        user, local, sizeof(local), domain, sizeof(domain), &why) == 0)
-		r = d->ops->domain_resolve(
+		r = dir_domain_resolve(
 		    d, domain, cdom, sizeof(cdom), err, sizeof(err));
 	is_local = r == 1;
 	if (r == 1)
-		r = d->ops->user_hash(d, local, cdom, &hash, err, sizeof(err));
-	else if (r == 0)
-		r = 1; /* not a local domain: no such user */
+		r = dir_user_hash(d, local, cdom, &hash, err, sizeof(err));
 	if (r == -1) {
 		free(hash);
 		return DIR_LOGIN_TEMPFAIL;
 	}
-	if (r == 1 && is_local)
+	if (r == 0 && is_local)
 		/* No such user in a local domain: the canonical name all the
 		 * same, so the lock-out counts it as it would a real one. */
 		snprintf(canon, canonlen, "%s@%s", local, cdom);
-	if (r == 1) {
+	if (r == 0) {
 		/* The same hash work and time as for a real user. */
 		free(hash);
 		(void)passwd_check(pass, NULL, &start);

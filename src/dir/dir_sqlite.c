@@ -1,12 +1,19 @@
 /*
  * dir_sqlite: the embedded directory backend (include/dir.h) on SQLite.
- * One connection per struct dir; the daemon opens one per worker thread
- * read-only, posternctl opens one read-write.  The schema is created on
- * first read-write open.  A busy timeout rides over posternctl writes.
+ * One connection per struct dir; the daemon's workers open theirs
+ * read-only (no admin table), posternctl and the start-up check
+ * read-write, which creates the schema and any index an older database
+ * lacks.  Every statement runs under a deadline (directory_timeout):
+ * the busy handler stops waiting for a lock and the progress handler
+ * interrupts a long query at it, so a lookup fails as a temporary error
+ * rather than holding a worker.  An error that means the file is gone or
+ * broken drops the connection; the next call opens it again (never a
+ * retry loop inside one call).  Never treats an error as "not found".
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <sqlite3.h>
 
@@ -15,9 +22,20 @@
 
 struct dir_sqlite {
 	struct dir base;
-	sqlite3 *db;
+	sqlite3 *db; /* NULL: not connected, the next call connects */
+	char *path;
+	int flags;
+	unsigned timeout_ms;
+	struct timespec deadline; /* of the running statement */
+	bool is_timed_out;        /* the deadline stopped it */
+	bool is_schema;           /* creating the schema: no time limit */
+	time_t moved_checked;     /* last has-moved check (monotonic s) */
 };
 
+/* The index on aliases(target) is the reverse-alias lookup behind sender
+ * match; host_aliases(domain) lists a domain's spellings.  IF NOT EXISTS:
+ * a writable open adds them to a database made before they existed (a
+ * read-only open of such a database still works, by a scan). */
 static const char schema[] =
     "CREATE TABLE IF NOT EXISTS domains(name TEXT PRIMARY KEY);"
     "CREATE TABLE IF NOT EXISTS host_aliases(alias TEXT PRIMARY KEY,"
@@ -30,18 +48,174 @@ static const char schema[] =
     " NULL, PRIMARY KEY(local, domain));"
     "CREATE TABLE IF NOT EXISTS list_members(local TEXT NOT NULL, domain"
     " TEXT NOT NULL, member TEXT NOT NULL,"
-    " PRIMARY KEY(local, domain, member));";
+    " PRIMARY KEY(local, domain, member));"
+    "CREATE INDEX IF NOT EXISTS aliases_target ON aliases(target);"
+    "CREATE INDEX IF NOT EXISTS host_aliases_domain ON host_aliases(domain);";
+
+static struct dir_sqlite *
+sq(struct dir *d)
+{
+	return (struct dir_sqlite *)d;
+}
 
 static sqlite3 *
 db_of(struct dir *d)
 {
-	return ((struct dir_sqlite *)d)->db;
+	return sq(d)->db;
 }
 
-static int
-db_err(struct dir *d, char *err, size_t errlen)
+static void
+set_deadline(struct dir_sqlite *s)
 {
-	snprintf(err, errlen, "directory: %s", sqlite3_errmsg(db_of(d)));
+	clock_gettime(CLOCK_MONOTONIC, &s->deadline);
+	s->deadline.tv_sec += s->timeout_ms / 1000;
+	s->deadline.tv_nsec += (long)(s->timeout_ms % 1000) * 1000000;
+	if (s->deadline.tv_nsec >= 1000000000) {
+		s->deadline.tv_sec++;
+		s->deadline.tv_nsec -= 1000000000;
+	}
+	s->is_timed_out = false;
+}
+
+static bool
+past_deadline(const struct dir_sqlite *s)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return now.tv_sec > s->deadline.tv_sec ||
+	       (now.tv_sec == s->deadline.tv_sec &&
+	           now.tv_nsec >= s->deadline.tv_nsec);
+}
+
+/* Every 1000 VM steps: stop a statement past its deadline. */
+static int
+on_progress(void *arg)
+{
+	struct dir_sqlite *s = arg;
+
+	if (!s->is_schema && past_deadline(s)) {
+		s->is_timed_out = true;
+		return 1;
+	}
+	return 0;
+}
+
+/* A lock held by a writer: wait in short sleeps up to the deadline. */
+static int
+on_busy(void *arg, int count)
+{
+	struct dir_sqlite *s = arg;
+	struct timespec nap = {0, count < 10 ? 1000000 : 10000000};
+
+	if (past_deadline(s)) {
+		s->is_timed_out = true;
+		return 0;
+	}
+	nanosleep(&nap, NULL);
+	return 1;
+}
+
+static void
+disconnect(struct dir_sqlite *s)
+{
+	sqlite3_close(s->db);
+	s->db = NULL;
+}
+
+/*
+ * A connection keeps the file it opened: a database replaced by a rename
+ * (a restored backup) or removed would be read from the old inode for
+ * ever.  At most once a second (two stat calls), ask SQLite whether the
+ * path still names that file; if not, drop the connection.
+ */
+static void
+check_moved(struct dir_sqlite *s)
+{
+	struct timespec now;
+	int moved = 0;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (s->db == NULL || now.tv_sec == s->moved_checked)
+		return;
+	s->moved_checked = now.tv_sec;
+	if (sqlite3_file_control(
+	        s->db, "main", SQLITE_FCNTL_HAS_MOVED, &moved) == SQLITE_OK &&
+	    moved)
+		disconnect(s);
+}
+
+/* Connects if not connected: 0, or -1 with err (left disconnected). */
+static int
+connect_db(struct dir_sqlite *s, char *err, size_t errlen)
+{
+	int flags = s->flags & DIR_OPEN_ADMIN
+	                ? SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE
+	                : SQLITE_OPEN_READONLY;
+
+	if (s->db != NULL)
+		return 0;
+	if (sqlite3_open_v2(s->path, &s->db, flags | SQLITE_OPEN_NOMUTEX,
+	        NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "directory: %s: %s", s->path,
+		    s->db ? sqlite3_errmsg(s->db) : "cannot open");
+		disconnect(s);
+		return -1;
+	}
+	sqlite3_busy_handler(s->db, on_busy, s);
+	sqlite3_progress_handler(s->db, 1000, on_progress, s);
+	if (s->flags & DIR_OPEN_ADMIN) {
+		int rc;
+
+		/* Building a new index on a large older database may take
+		 * longer than one lookup may: only the wait for a lock is
+		 * bounded here. */
+		set_deadline(s);
+		s->is_schema = true;
+		rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+		s->is_schema = false;
+		if (rc != SQLITE_OK) {
+			snprintf(err, errlen, "directory: %s: %s", s->path,
+			    s->is_timed_out ? "timed out creating the schema"
+			                    : sqlite3_errmsg(s->db));
+			disconnect(s);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* Errors after which the connection is not worth keeping. */
+static bool
+is_connection_error(int rc)
+{
+	switch (rc & 0xff) {
+	case SQLITE_IOERR:
+	case SQLITE_CANTOPEN:
+	case SQLITE_NOTADB:
+	case SQLITE_CORRUPT:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* The error of the last call in err; finalizes st (may be NULL) and
+ * drops a broken connection (after st: close needs no open statement). */
+static int
+db_fail(struct dir_sqlite *s, sqlite3_stmt *st, char *err, size_t errlen)
+{
+	int rc = sqlite3_extended_errcode(s->db);
+
+	if (s->is_timed_out)
+		snprintf(err, errlen,
+		    "directory: query timed out (directory_timeout %ums)",
+		    s->timeout_ms);
+	else
+		snprintf(err, errlen, "directory: %s", sqlite3_errmsg(s->db));
+	sqlite3_finalize(st);
+	if (is_connection_error(rc))
+		disconnect(s);
 	return -1;
 }
 
@@ -53,12 +227,17 @@ static int
 db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
     const char *p3, dir_row_fn fn, void *arg, char *err, size_t errlen)
 {
+	struct dir_sqlite *s = sq(d);
 	const char *params[3] = {p1, p2, p3};
 	sqlite3_stmt *st;
 	int rc, rows = 0;
 
-	if (sqlite3_prepare_v2(db_of(d), sql, -1, &st, NULL) != SQLITE_OK)
-		return db_err(d, err, errlen);
+	check_moved(s);
+	if (connect_db(s, err, errlen) == -1)
+		return -1;
+	set_deadline(s);
+	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
+		return db_fail(s, NULL, err, errlen);
 	for (int i = 0; i < 3 && params[i] != NULL; i++)
 		sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -69,11 +248,8 @@ db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
 			        ? (const char *)sqlite3_column_text(st, 1)
 			        : NULL);
 	}
-	if (rc != SQLITE_DONE) {
-		db_err(d, err, errlen);
-		sqlite3_finalize(st);
-		return -1;
-	}
+	if (rc != SQLITE_DONE)
+		return db_fail(s, st, err, errlen);
 	sqlite3_finalize(st);
 	return rows;
 }
@@ -97,6 +273,13 @@ collect_list(void *arg, const char *a, const char *b)
 {
 	(void)b;
 	strlist_add(arg, a);
+}
+
+static void
+collect_list_unique(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	strlist_add_unique(arg, a);
 }
 
 static int
@@ -126,27 +309,27 @@ s_address_lookup(struct dir *d, const char *local, const char *domain,
 	n = db_count(d, "SELECT 1 FROM users WHERE local = ?1 AND domain = ?2",
 	    local, domain, err, errlen);
 	if (n != 0) {
-		*kind_out = DIR_KIND_USER;
-		return n < 0 ? -1 : 0;
+		*kind_out = n < 0 ? DIR_KIND_NONE : DIR_KIND_USER;
+		return n < 0 ? -1 : 1;
 	}
 	n = db_exec(d,
 	    "SELECT target FROM aliases WHERE local = ?1 AND domain = ?2",
 	    local, domain, NULL, collect_list, targets, err, errlen);
 	if (n != 0) {
-		*kind_out = DIR_KIND_ALIAS;
-		return n < 0 ? -1 : 0;
+		*kind_out = n < 0 ? DIR_KIND_NONE : DIR_KIND_ALIAS;
+		return n < 0 ? -1 : 1;
 	}
 	n = db_count(d, "SELECT 1 FROM lists WHERE local = ?1 AND domain = ?2",
 	    local, domain, err, errlen);
 	if (n <= 0)
 		return n;
+	if (db_exec(d,
+	        "SELECT member FROM list_members WHERE local = ?1 AND "
+	        "domain = ?2",
+	        local, domain, NULL, collect_list, targets, err, errlen) < 0)
+		return -1;
 	*kind_out = DIR_KIND_LIST;
-	return db_exec(d,
-	           "SELECT member FROM list_members WHERE local = ?1 AND "
-	           "domain = ?2",
-	           local, domain, NULL, collect_list, targets, err, errlen) < 0
-	           ? -1
-	           : 0;
+	return 1;
 }
 
 static void
@@ -166,9 +349,36 @@ s_user_hash(struct dir *d, const char *local, const char *domain,
 	n = db_exec(d,
 	    "SELECT hash FROM users WHERE local = ?1 AND domain = ?2", local,
 	    domain, NULL, collect_dup, hash_out, err, errlen);
-	if (n < 0)
+	if (n < 0) {
+		free(*hash_out);
+		*hash_out = NULL;
 		return -1;
-	return n == 0 ? 1 : 0;
+	}
+	return n > 0 ? 1 : 0;
+}
+
+/* The reverse alias: aliases_target makes this a lookup, not a scan. */
+static int
+s_alias_sources(struct dir *d, const char *target, struct strlist *out,
+    char *err, size_t errlen)
+{
+	int n = db_exec(d,
+	    "SELECT local || '@' || domain FROM aliases WHERE target = ?1 "
+	    "ORDER BY domain, local",
+	    target, NULL, NULL, collect_list_unique, out, err, errlen);
+
+	return n < 0 ? -1 : n > 0;
+}
+
+static int
+s_domain_aliases(struct dir *d, const char *domain, struct strlist *out,
+    char *err, size_t errlen)
+{
+	int n = db_exec(d,
+	    "SELECT alias FROM host_aliases WHERE domain = ?1 ORDER BY alias",
+	    domain, NULL, NULL, collect_list_unique, out, err, errlen);
+
+	return n < 0 ? -1 : n > 0;
 }
 
 /* Fails unless domain is a real (not alias) local domain. */
@@ -183,6 +393,8 @@ need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
 	if (n == 0) {
 		n = db_count(d, "SELECT 1 FROM host_aliases WHERE alias = ?1",
 		    domain, NULL, err, errlen);
+		if (n < 0)
+			return -1;
 		snprintf(err, errlen,
 		    n > 0 ? "%s is a host alias: use its domain"
 		          : "no such domain: %s",
@@ -469,15 +681,23 @@ s_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 static void
 s_close(struct dir *d)
 {
-	sqlite3_close(db_of(d));
-	free(d);
+	struct dir_sqlite *s = sq(d);
+
+	disconnect(s);
+	free(s->path);
+	free(s);
 }
 
-static const struct dir_ops sqlite_ops = {
+static const struct dir_read_ops sqlite_read_ops = {
     .close = s_close,
     .domain_resolve = s_domain_resolve,
     .address_lookup = s_address_lookup,
     .user_hash = s_user_hash,
+    .alias_sources = s_alias_sources,
+    .domain_aliases = s_domain_aliases,
+};
+
+static const struct dir_admin_ops sqlite_admin_ops = {
     .domain_add = s_domain_add,
     .domain_del = s_domain_del,
     .host_alias_add = s_host_alias_add,
@@ -494,27 +714,32 @@ static const struct dir_ops sqlite_ops = {
 };
 
 struct dir *
-dir_sqlite_open(const char *path, bool read_only, char *err, size_t errlen)
+dir_sqlite_open(
+    const char *path, unsigned timeout_ms, int flags, char *err, size_t errlen)
 {
 	struct dir_sqlite *s = xcalloc(1, sizeof(*s));
-	int flags = read_only ? SQLITE_OPEN_READONLY
-	                      : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
 
-	s->base.ops = &sqlite_ops;
-	if (sqlite3_open_v2(path, &s->db, flags | SQLITE_OPEN_NOMUTEX, NULL) !=
-	    SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path,
-		    s->db ? sqlite3_errmsg(s->db) : "cannot open");
-		sqlite3_close(s->db);
-		free(s);
-		return NULL;
+	s->base.ops = &sqlite_read_ops;
+	s->base.admin = flags & DIR_OPEN_ADMIN ? &sqlite_admin_ops : NULL;
+	s->path = xstrdup(path);
+	s->flags = flags;
+	s->timeout_ms = timeout_ms;
+	err[0] = '\0';
+	/* sqlite3_open_v2 reads nothing; the first statement does.  A
+	 * read-only handle checks the file now, so a start-up error shows
+	 * at start-up. */
+	if (connect_db(s, err, errlen) == 0 && !(flags & DIR_OPEN_ADMIN) &&
+	    db_exec(&s->base, "SELECT 1 FROM domains LIMIT 1", NULL, NULL, NULL,
+	        NULL, NULL, err, errlen) == -1) {
+		char why[256];
+
+		/* "directory: PATH: why", as a failed open says it */
+		snprintf(why, sizeof(why), "%s",
+		    strncmp(err, "directory: ", 11) == 0 ? err + 11 : err);
+		snprintf(err, errlen, "directory: %s: %s", path, why);
 	}
-	sqlite3_busy_timeout(s->db, 5000);
-	if (!read_only &&
-	    sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
-		snprintf(err, errlen, "%s: %s", path, sqlite3_errmsg(s->db));
-		sqlite3_close(s->db);
-		free(s);
+	if (err[0] != '\0' && !(flags & DIR_OPEN_LAZY)) {
+		s_close(&s->base);
 		return NULL;
 	}
 	return &s->base;

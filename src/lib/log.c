@@ -27,13 +27,16 @@
 
 #define LOG_LINE_MAX 4096
 
+/* Set by log_init before any other thread runs; read-only after. */
 static const char *log_ident = "postern";
-static bool log_to_stderr = true;
-static volatile enum log_level log_threshold = LOG_LVL_INFO;
 static char log_host[64] = "localhost";
-/* log_file's descriptor: reopened in place with dup2(), so a thread
- * writing meanwhile reaches the old file or the new one, never a
- * closed or reused descriptor. */
+/* Switched at any time, from any thread (log_set_stderr, log_set_level):
+ * atomics, so a thread logging meanwhile sees the old mode or the new. */
+static atomic_bool log_to_stderr = true;
+static atomic_int log_threshold = LOG_LVL_INFO;
+/* log_file's descriptor: set once (compare-and-swap from -1), then
+ * reopened in place with dup2(), so a thread writing meanwhile reaches
+ * the old file or the new one, never a closed or reused descriptor. */
 static atomic_int log_fd = -1;
 /* The syslog socket; connected lazily, again after the daemon restarts. */
 static pthread_mutex_t syslog_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -58,8 +61,8 @@ log_init(const char *ident, bool to_stderr, enum log_level level)
 	char *dot;
 
 	log_ident = ident;
-	log_to_stderr = to_stderr;
-	log_threshold = level;
+	atomic_store(&log_to_stderr, to_stderr);
+	atomic_store(&log_threshold, (int)level);
 	if (gethostname(log_host, sizeof(log_host)) != 0)
 		snprintf(log_host, sizeof(log_host), "localhost");
 	log_host[sizeof(log_host) - 1] = '\0';
@@ -70,7 +73,13 @@ log_init(const char *ident, bool to_stderr, enum log_level level)
 void
 log_set_level(enum log_level level)
 {
-	log_threshold = level;
+	atomic_store(&log_threshold, (int)level);
+}
+
+void
+log_set_stderr(bool to_stderr)
+{
+	atomic_store(&log_to_stderr, to_stderr);
 }
 
 int
@@ -87,10 +96,9 @@ log_level_parse(const char *s, enum log_level *out)
 }
 
 int
-log_file_open(const char *path, char *err, size_t errlen)
+log_file_prepare(const char *path, char *err, size_t errlen)
 {
 	struct stat st;
-	int old = atomic_load(&log_fd);
 	/* O_NONBLOCK: a FIFO planted at the path must not hang start-up or
 	 * a reload; it is refused below.  Regular files ignore the flag. */
 	int fd = open(path,
@@ -111,18 +119,33 @@ log_file_open(const char *path, char *err, size_t errlen)
 		close(fd);
 		return -1;
 	}
-	if (old == -1) {
-		atomic_store(&log_fd, fd);
+	return fd;
+}
+
+int
+log_file_install(int fd, char *err, size_t errlen)
+{
+	int old = -1;
+
+	/* The first file: only one of two racing callers installs its fd;
+	 * the other (old now holds the winner's) reopens over it below. */
+	if (atomic_compare_exchange_strong(&log_fd, &old, fd))
 		return 0;
-	}
 	if (dup2(fd, old) == -1) {
-		snprintf(err, errlen, "log_file %s: dup2: %s", path,
-		    strerror(errno));
+		snprintf(err, errlen, "log_file: dup2: %s", strerror(errno));
 		close(fd);
 		return -1;
 	}
 	close(fd);
 	return 0;
+}
+
+int
+log_file_open(const char *path, char *err, size_t errlen)
+{
+	int fd = log_file_prepare(path, err, errlen);
+
+	return fd == -1 ? -1 : log_file_install(fd, err, errlen);
 }
 
 int
@@ -278,8 +301,9 @@ log_vmsg(enum log_level level, const char *sub, const char *suffix,
 	char msg[LOG_LINE_MAX], tag[64], line[LOG_LINE_MAX + 256];
 	size_t off;
 	int n, fd;
+	bool to_stderr;
 
-	if (level > log_threshold)
+	if ((int)level > atomic_load(&log_threshold))
 		return;
 	snprintf(tag, sizeof(tag), "%s%s%s", log_ident, sub ? "/" : "",
 	    sub ? sub : "");
@@ -304,13 +328,14 @@ log_vmsg(enum log_level level, const char *sub, const char *suffix,
 		pthread_mutex_unlock(&hold_lock);
 	}
 	fd = atomic_load(&log_fd);
-	if (!log_to_stderr && fd == -1) {
+	to_stderr = atomic_load(&log_to_stderr);
+	if (!to_stderr && fd == -1) {
 		syslog_send(prio[level], tag, msg);
 		return;
 	}
 	off = format_line(line, sizeof(line), tag, msg);
 	/* One write per line keeps lines from threads whole (O_APPEND). */
-	if (log_to_stderr && write(STDERR_FILENO, line, off) < 0) {
+	if (to_stderr && write(STDERR_FILENO, line, off) < 0) {
 		/* Nothing sensible to do when stderr is gone. */
 	}
 	if (fd != -1 && write(fd, line, off) < 0) {
@@ -338,7 +363,7 @@ replay_one(int prio, const char *tag, const char *msg)
 	size_t off;
 
 	if (fd == -1) {
-		if (!log_to_stderr)
+		if (!atomic_load(&log_to_stderr))
 			syslog_send(prio, tag, msg);
 		return;
 	}

@@ -2,7 +2,9 @@
  * worker: thread pool with a completion pipe (include/worker.h).  Jobs sit
  * in a FIFO under one mutex; completions in another list.  The first
  * completion posted into an empty list writes one byte to the pipe, so a
- * busy loop drains many completions per wake-up.
+ * busy loop drains many completions per wake-up.  Job functions run on
+ * the pool's threads and must touch only what their arg owns; done
+ * functions run on the loop thread only, never on a worker.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +32,9 @@ struct workers {
 	struct job *head, *tail;           /* jobs to run */
 	struct job *done_head, *done_tail; /* completions to run */
 	bool stopping;
-	size_t pending;
+	size_t pending; /* jobs queued or running + completions queued */
+	size_t njobs;   /* jobs queued or running */
+	pthread_cond_t idle_cv; /* njobs reached 0 (workers_free waits) */
 	pthread_t *threads;
 	size_t nthreads;
 	int pipe[2];
@@ -75,6 +79,10 @@ worker_main(void *p)
 			workers_post(w, j->done, j->arg);
 		pthread_mutex_lock(&w->mu);
 		w->pending--;
+		/* The completion, if any, is queued already: workers_free
+		 * sees it once njobs is 0. */
+		if (--w->njobs == 0)
+			pthread_cond_broadcast(&w->idle_cv);
 		free(j);
 	}
 	pthread_mutex_unlock(&w->mu);
@@ -140,6 +148,7 @@ workers_new(struct event_base *base, size_t nthreads, worker_ctx_new_fn cnew,
 
 	pthread_mutex_init(&w->mu, NULL);
 	pthread_cond_init(&w->cv, NULL);
+	pthread_cond_init(&w->idle_cv, NULL);
 	w->ctx_new = cnew;
 	w->ctx_free = cfree;
 	w->init_arg = init_arg;
@@ -168,6 +177,7 @@ workers_submit(
 	pthread_mutex_lock(&w->mu);
 	push(&w->head, &w->tail, j);
 	w->pending++;
+	w->njobs++;
 	pthread_cond_signal(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 }
@@ -190,19 +200,36 @@ workers_free(struct workers **wp)
 
 	if (w == NULL)
 		return;
+	/*
+	 * Drain: wait for the queued and running jobs, run the completions
+	 * they posted, and again while those completions submit or post
+	 * more, so every job runs on a pool thread (with its context) and
+	 * every completion runs here, on the loop thread.  Only then do the
+	 * threads stop.  A completion a job left to another thread (the
+	 * committer, with workers_post) must be posted before this call:
+	 * its owner stops that thread first.
+	 */
 	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (w->njobs > 0)
+			pthread_cond_wait(&w->idle_cv, &w->mu);
+		if (w->done_head == NULL)
+			break;
+		pthread_mutex_unlock(&w->mu);
+		workers_on_pipe(w->pipe[0], 0, w);
+		pthread_mutex_lock(&w->mu);
+	}
 	w->stopping = true;
 	pthread_cond_broadcast(&w->cv);
 	pthread_mutex_unlock(&w->mu);
 	for (size_t i = 0; i < w->nthreads; i++)
 		pthread_join(w->threads[i], NULL);
-	/* Run completions that arrived meanwhile so nothing leaks. */
-	workers_on_pipe(w->pipe[0], 0, w);
 	event_free(w->ev);
 	close(w->pipe[0]);
 	close(w->pipe[1]);
 	pthread_mutex_destroy(&w->mu);
 	pthread_cond_destroy(&w->cv);
+	pthread_cond_destroy(&w->idle_cv);
 	free(w->threads);
 	free(w);
 	*wp = NULL;

@@ -54,16 +54,26 @@ relay_addr_text(const struct sockaddr_storage *ss, char *out, size_t len)
 		snprintf(out, len, "?");
 }
 
+/* The local interfaces, read once per lookup (getifaddrs is a netlink
+ * round trip) however many MX hosts and addresses it checks. */
+struct if_cache {
+	struct ifaddrs *ifa;
+	bool is_read, is_failed;
+};
+
 /* True when ip (text) is a local interface address. */
 static bool
-is_local_interface(const char *ip)
+is_local_interface(const char *ip, struct if_cache *c)
 {
-	struct ifaddrs *ifa = NULL;
 	bool found = false;
 
-	if (getifaddrs(&ifa) == -1)
+	if (!c->is_read) {
+		c->is_read = true;
+		c->is_failed = getifaddrs(&c->ifa) == -1;
+	}
+	if (c->is_failed)
 		return false;
-	for (struct ifaddrs *f = ifa; f != NULL && !found; f = f->ifa_next) {
+	for (struct ifaddrs *f = c->ifa; f != NULL && !found; f = f->ifa_next) {
 		char a[INET6_ADDRSTRLEN];
 
 		if (f->ifa_addr == NULL ||
@@ -75,12 +85,20 @@ is_local_interface(const char *ip)
 		    sizeof(a));
 		found = strcmp(a, ip) == 0;
 	}
-	freeifaddrs(ifa);
 	return found;
 }
 
-bool
-relay_host_is_self(const struct config *cfg, const struct dns_host *h)
+static void
+if_cache_clear(struct if_cache *c)
+{
+	if (c->ifa != NULL)
+		freeifaddrs(c->ifa);
+	memset(c, 0, sizeof(*c));
+}
+
+static bool
+host_is_self(
+    const struct config *cfg, const struct dns_host *h, struct if_cache *c)
 {
 	const struct listen_list *l = &cfg->smtp_listen;
 
@@ -98,11 +116,21 @@ relay_host_is_self(const struct config *cfg, const struct dns_host *h)
 				return true;
 			if ((strcmp(have, "0.0.0.0") == 0 ||
 			        strcmp(have, "::") == 0) &&
-			    is_local_interface(want))
+			    is_local_interface(want, c))
 				return true;
 		}
 	}
 	return false;
+}
+
+bool
+relay_host_is_self(const struct config *cfg, const struct dns_host *h)
+{
+	struct if_cache c = {0};
+	bool r = host_is_self(cfg, h, &c);
+
+	if_cache_clear(&c);
+	return r;
 }
 
 enum policy_mx
@@ -112,12 +140,13 @@ relay_mx_delivery(
 	struct policy_mx_host h[DNS_MAX_HOSTS];
 	char text[DNS_MAX_HOSTS][DNS_MAX_ADDRS][INET6_ADDRSTRLEN];
 	const char *ptr[DNS_MAX_HOSTS][DNS_MAX_ADDRS];
+	struct if_cache ifc = {0};
 
 	for (size_t i = 0; i < hops->n && i < DNS_MAX_HOSTS; i++) {
 		const struct dns_host *d = &hops->hosts[i];
 
 		h[i].pref = d->pref;
-		h[i].is_self = relay_host_is_self(cfg, d);
+		h[i].is_self = host_is_self(cfg, d, &ifc);
 		h[i].status = d->status == DNS_OK         ? 0
 		              : d->status == DNS_TEMPFAIL ? -1
 		                                          : 1;
@@ -130,6 +159,7 @@ relay_mx_delivery(
 		}
 		h[i].addrs = ptr[i];
 	}
+	if_cache_clear(&ifc);
 	return policy_mx_delivery(&cfg->relay_addresses, h,
 	    hops->n < DNS_MAX_HOSTS ? hops->n : DNS_MAX_HOSTS, hops->is_cut,
 	    nuse_out);
@@ -153,26 +183,30 @@ mx_facts(const struct config *cfg, const char *domain, char *err, size_t errlen)
 	return r;
 }
 
-static void
+/* The sender's standing: 0, or -1 when the directory failed. */
+static int
 sender_facts(struct dir *d, const struct addr *from, struct policy_facts *f,
     char *err, size_t errlen)
 {
 	char canon[ADDR_DOMAIN_MAX + 1], local[ADDR_LOCAL_MAX + 1];
 	struct strlist t = {0};
 	enum dir_kind kind;
+	int r;
 
-	if (from->is_null || from->is_literal ||
-	    d->ops->domain_resolve(
-	        d, from->domain, canon, sizeof(canon), err, errlen) != 1)
-		return;
+	if (from->is_null || from->is_literal)
+		return 0;
+	r = dir_domain_resolve(
+	    d, from->domain, canon, sizeof(canon), err, errlen);
+	if (r != 1)
+		return r;
 	f->sender_domain_local = true;
 	snprintf(local, sizeof(local), "%s", from->local);
 	for (char *p = local; *p; p++)
 		*p = (char)tolower((unsigned char)*p);
-	if (d->ops->address_lookup(d, local, canon, &kind, &t, err, errlen) ==
-	    0)
-		f->sender_is_user = kind == DIR_KIND_USER;
+	r = dir_address_lookup(d, local, canon, &kind, &t, err, errlen);
+	f->sender_is_user = r == 1 && kind == DIR_KIND_USER;
 	strlist_clear(&t);
+	return r == -1 ? -1 : 0;
 }
 
 static void
@@ -217,9 +251,15 @@ relay_decide_dir(const struct config *cfg, struct dir *d,
 	}
 	f->rcpt_is_local = out->dir_result == DIR_EXPAND_LOCAL;
 	if (!f->rcpt_is_local && cf->auth_user == NULL) {
-		if (cfg->relay_mode == RELAY_LOCAL_HOSTS ||
-		    cfg->relay_mode == RELAY_LOCAL_USERS)
-			sender_facts(d, from, f, out->err, sizeof(out->err));
+		/* A directory error is a 451, never a relay refusal. */
+		if ((cfg->relay_mode == RELAY_LOCAL_HOSTS ||
+		        cfg->relay_mode == RELAY_LOCAL_USERS) &&
+		    sender_facts(d, from, f, out->err, sizeof(out->err)) ==
+		        -1) {
+			out->dir_result = DIR_EXPAND_TEMPFAIL;
+			out->verdict = dir_verdict(DIR_EXPAND_TEMPFAIL);
+			return;
+		}
 		/* The DNS phase is needed only when nothing cheaper can
 		 * decide: addresses mode, a remote domain, an unlisted
 		 * client, not in relay_domains. */
@@ -236,13 +276,21 @@ relay_decide_dir(const struct config *cfg, struct dir *d,
 }
 
 void
+relay_decide_mx(const struct config *cfg, const struct client_facts *cf,
+    const struct addr *from, const struct addr *rcpt, enum policy_mx mx,
+    struct relay_answer *out)
+{
+	out->needs_dns = false;
+	out->facts.rcpt_mx = mx;
+	answer_policy(cfg, cf, from, rcpt, out);
+}
+
+void
 relay_decide_dns(const struct config *cfg, const struct client_facts *cf,
     const struct addr *from, const struct addr *rcpt, struct relay_answer *out)
 {
-	out->needs_dns = false;
-	out->facts.rcpt_mx =
-	    mx_facts(cfg, rcpt->domain, out->err, sizeof(out->err));
-	answer_policy(cfg, cf, from, rcpt, out);
+	relay_decide_mx(cfg, cf, from, rcpt,
+	    mx_facts(cfg, rcpt->domain, out->err, sizeof(out->err)), out);
 }
 
 void

@@ -581,6 +581,9 @@ wire_form(const char *in, size_t len, char *out, bool *bol)
  * Sends the message and the end-of-data line.  Each chunk is written
  * once the next read shows there is more, so the last one goes out
  * together with the end-of-data line: one write fewer per message.
+ * Returns 0, -1 when the connection failed, or -2 (errno set) when the
+ * queue file could not be read: a local failure, and the end-of-data
+ * line was not sent, so the peer never takes a truncated message.
  */
 static int
 send_body(struct conn *c, const char *path, size_t offset)
@@ -590,10 +593,10 @@ send_body(struct conn *c, const char *path, size_t offset)
 	size_t o = 0;
 	off_t at = (off_t)offset; /* the envelope block comes first */
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), e;
 
 	if (fd == -1)
-		return -1;
+		return -2;
 	while ((n = pread(fd, in, sizeof(in), at)) > 0) {
 		if (o > 0 && conn_write(c, out, o) == -1) {
 			close(fd);
@@ -602,9 +605,12 @@ send_body(struct conn *c, const char *path, size_t offset)
 		at += n;
 		o = wire_form(in, (size_t)n, out, &bol);
 	}
+	e = errno;
 	close(fd);
-	if (n < 0)
-		return -1;
+	if (n < 0) {
+		errno = e;
+		return -2;
+	}
 	/* UNSAFE: o <= 2 * sizeof(in); out has 8 bytes to spare. */
 	memcpy(out + o, bol ? ".\r\n" : "\r\n.\r\n", bol ? 3 : 5);
 	return conn_write(c, out, o + (bol ? 3 : 5));
@@ -624,7 +630,7 @@ wire_size(const char *path, size_t offset, off_t *out)
 	off_t at = (off_t)offset, size = 0;
 	char last = '\n';
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC), e;
 
 	if (fd == -1)
 		return -1;
@@ -639,9 +645,12 @@ wire_size(const char *path, size_t offset, off_t *out)
 		last = in[n - 1];
 		at += n;
 	}
+	e = errno;
 	close(fd);
-	if (n < 0)
+	if (n < 0) {
+		errno = e;
 		return -1;
+	}
 	*out = size + (last != '\n' ? 2 : 0);
 	return 0;
 }
@@ -665,10 +674,25 @@ set_all(
 	}
 }
 
+/* The queue file could not be read: the attempt fails here, for every
+ * host (a local temporary failure, not the peer's). */
+static int
+local_error(struct outbound_job *j, const char *what)
+{
+	char text[QERR_MAX];
+
+	snprintf(text, sizeof(text), "local error: %s %.200s: %.100s", what,
+	    j->msg_path, strerror(errno));
+	queue_field_clean(j->last_error, sizeof(j->last_error), text);
+	j->is_local_error = true;
+	return -3;
+}
+
 /*
  * One message over an open connection.  Returns 0 when the connection
- * ended in a clean state (reusable), -1 when it must be closed, and
- * -2 when the failure was the host's (try the next one).
+ * ended in a clean state (reusable), -1 when it must be closed, -2 when
+ * the failure was the host's (try the next one), and -3 when it was
+ * ours (the queue file could not be read: close, try no other host).
  */
 static int
 transaction(struct conn *c, struct outbound_job *j, off_t *wsize)
@@ -681,11 +705,8 @@ transaction(struct conn *c, struct outbound_job *j, off_t *wsize)
 
 	/* Counted once per attempt, and only for a peer that wants it. */
 	if (c->has_size && *wsize == -1 &&
-	    wire_size(j->msg_path, j->body_offset, wsize) == -1) {
-		queue_field_clean(j->last_error, sizeof(j->last_error),
-		    "cannot read the queue file");
-		return -2;
-	}
+	    wire_size(j->msg_path, j->body_offset, wsize) == -1)
+		return local_error(j, "cannot read");
 	size = *wsize;
 	if (c->has_size && c->max_size > 0 && (size_t)size > c->max_size) {
 		snprintf(text, sizeof(text),
@@ -766,7 +787,9 @@ transaction(struct conn *c, struct outbound_job *j, off_t *wsize)
 	if (code != 354)
 		goto data_failed;
 	set_timeout(c, T_DATA_BLOCK);
-	if (send_body(c, j->msg_path, j->body_offset) == -1)
+	if ((code = send_body(c, j->msg_path, j->body_offset)) == -2)
+		return local_error(j, "cannot read");
+	if (code == -1)
 		return -2;
 	set_timeout(c, T_DATA_END);
 	code = conn_reply(c, text, sizeof(text), false);
@@ -1014,7 +1037,9 @@ outbound_deliver(struct outbound_job *j)
 	char why[QERR_MAX] = "", text[QERR_MAX + 64];
 	enum dns_status st;
 	const char *dsn = NULL;
-	off_t wsize = -1; /* RFC 1870 size, counted when first needed */
+	/* RFC 1870 size: as recorded in the entry, else counted (one more
+	 * read of the file) when a peer first asks for it. */
+	off_t wsize = j->size > 0 ? (off_t)j->size : -1;
 	struct stat sb;
 	int port;
 
@@ -1107,6 +1132,25 @@ outbound_deliver(struct outbound_job *j)
 				}
 			}
 			r = transaction(c, j, &wsize);
+			if (r == -3) {
+				/* Ours, not the host's: a later attempt. */
+				conn_free(c);
+				log_sanitize(text, sizeof(text),
+				    (const uint8_t *)j->last_error,
+				    strlen(j->last_error));
+				log_err(
+				    "id=%s event=attempt result=local-error "
+				    "error=\"%s\"",
+				    j->id, text);
+				snprintf(j->relay, sizeof(j->relay), "none");
+				set_all(j, OUT_DEFER, 0, j->last_error);
+				for (size_t i = 0; i < j->nrcpt; i++)
+					if (j->rcpts[i].result == OUT_DEFER)
+						snprintf(j->rcpts[i].status, 16,
+						    "4.3.0");
+				free(hops);
+				return;
+			}
 			if (r == 0) {
 				cache_put(c);
 				free(hops);

@@ -62,6 +62,9 @@ struct queue {
 	bool is_stopping;
 };
 
+/* A delivery attempt: attempt_run reads only job (its copies of the id,
+ * sender, domain, recipients and file path, its config reference) and
+ * the two flags below, set at submit; q and e are for attempt_done. */
 struct attempt {
 	struct queue *q;
 	struct qentry *e;
@@ -74,6 +77,8 @@ struct attempt {
 	bool removed; /* set by the thread */
 };
 
+/* An entry write or removal: persist_run reads only snap and cfg; q and
+ * e are for persist_done. */
 struct persist {
 	struct queue *q;
 	struct qentry *e;
@@ -84,13 +89,18 @@ struct persist {
 	char err[PATH_MAX + 64]; /* the thread's reason when result is -1 */
 };
 
+/* A DSN: composed and stored on a worker from b's own copies (the
+ * failed recipients, the config by reference, the pool and committer
+ * pointers); q and e are for bounce_stored, on the loop, only. */
 struct bounce {
 	struct queue *q;
 	struct qentry *e; /* kept on disk until the DSN has read it */
 	struct config *cfg;
-	struct qenv orig;    /* only failed/delayed recipients */
-	struct dsn_rcpt *dr; /* parallel to orig.rcpts */
-	char (*st)[16];      /* status codes dr[i].status may use */
+	struct workers *workers;     /* where bounce_stored is posted */
+	struct committer *committer; /* makes the DSN durable */
+	struct qenv orig;            /* only failed/delayed recipients */
+	struct dsn_rcpt *dr;         /* parallel to orig.rcpts */
+	char (*st)[16];              /* status codes dr[i].status may use */
 	char remote[QADDR_MAX];
 	size_t body_offset;
 	bool is_delay, to_postmaster;
@@ -356,7 +366,8 @@ bounce_stored(void *arg)
 	bounce_free(b);
 }
 
-/* Reads the header section of the original (up to 64 KiB). */
+/* Reads the header section of the original (up to cap - 1 bytes:
+ * DSN_HEADERS_MAX, what dsn_compose includes at most). */
 static size_t
 read_headers(const char *path, size_t offset, char *out, size_t cap)
 {
@@ -382,7 +393,8 @@ bounce_run(void *arg, void *ctx)
 	struct bounce *b = arg;
 	struct dir *d = ctx;
 	struct strlist remote = {0};
-	char *hdrs = xmalloc(65536), path[PATH_MAX], err[256], date[64];
+	char *hdrs = xmalloc(DSN_HEADERS_MAX + 1), path[PATH_MAX], err[256];
+	char date[64];
 	struct dsn_info info;
 	struct addr to;
 	const char *why;
@@ -403,7 +415,8 @@ bounce_run(void *arg, void *ctx)
 	info.rcpts = b->dr;
 	info.nrcpt = b->orig.nrcpt;
 	info.headers = hdrs;
-	info.headers_len = read_headers(path, b->body_offset, hdrs, 65536);
+	info.headers_len =
+	    read_headers(path, b->body_offset, hdrs, DSN_HEADERS_MAX + 1);
 	queue_new_id(b->out.id);
 	b->out.arrival = now;
 	b->out.from[0] = '\0'; /* DSNs have the null sender (RFC 3464) */
@@ -441,7 +454,7 @@ bounce_run(void *arg, void *ctx)
 		    "no deliverable address for the DSN");
 		free(hdrs);
 		strlist_clear(&remote);
-		workers_post(b->q->workers, bounce_stored, b);
+		workers_post(b->workers, bounce_stored, b);
 		return;
 	}
 	free(hdrs);
@@ -466,7 +479,7 @@ bounce_run(void *arg, void *ctx)
 	b->dlv.qenv = b->out.nrcpt > 0 ? &b->out : NULL;
 	b->dlv.done = bounce_stored;
 	b->dlv.done_arg = b;
-	maildir_deliver(b->q->committer, &b->dlv);
+	maildir_deliver(b->committer, &b->dlv);
 }
 
 /* Sends a DSN about the recipients of e whose index is in idx. */
@@ -489,6 +502,8 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 	b->q = q;
 	q->dsn_pending++;
 	b->cfg = config_ref(q->cfg);
+	b->workers = q->workers;
+	b->committer = q->committer;
 	b->is_delay = is_delay;
 	b->body_offset = e->body_offset;
 	b->e = e;
@@ -685,6 +700,7 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 		queue_path(a->job.msg_path, sizeof(a->job.msg_path),
 		    q->cfg->data_dir, "entries", e->env.id, ".msg");
 		a->job.body_offset = e->body_offset;
+		a->job.size = e->env.size;
 		a->job.rcpts = xcalloc(e->env.nrcpt, sizeof(*a->job.rcpts));
 		for (size_t k = i; k < e->env.nrcpt; k++) {
 			struct qrcpt *r = &e->env.rcpts[k];

@@ -3,6 +3,7 @@
  * files are touched here; queue.c reads and writes them.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,11 @@ queue_env_format(const struct qenv *e, struct buf *out)
 	    e->is_warned ? "warned," : "", e->is_bounce ? "bounce," : "");
 	if (put(out, line) == -1)
 		return -1;
+	if (e->size > 0) {
+		snprintf(line, sizeof(line), "size\t%zu\n", e->size);
+		if (put(out, line) == -1)
+			return -1;
+	}
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		const struct qrcpt *r = &e->rcpts[i];
 
@@ -191,6 +197,9 @@ parse_line(struct qenv *e, char *line, unsigned *seen, const char **why)
 		e->is_warned = strstr(f[1], "warned,") != NULL;
 		e->is_bounce = strstr(f[1], "bounce,") != NULL;
 		*seen |= 8;
+	} else if (strcmp(f[0], "size") == 0 && parse_num(f[1], &v) == 0 &&
+	           v <= (long long)(SIZE_MAX / 2)) {
+		e->size = (size_t)v; /* optional: not in *seen */
 	} else {
 		*why = "unknown line";
 		return -1;

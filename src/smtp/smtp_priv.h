@@ -89,7 +89,6 @@ struct session {
 	struct strlist mailboxes; /* final local mailboxes, unique */
 	struct strlist remote;    /* recipients for the queue, unique */
 	struct strlist pinned;    /* of those, accepted as backup MX */
-	struct qenv qenv;         /* the queue entry while it is written */
 	struct strlist rcpt_log;  /* accepted RCPT addresses as given */
 	struct buf msg;           /* the message, or its part not yet spooled */
 	struct smtp_data data;
@@ -100,7 +99,6 @@ struct session {
 	bool is_spool_full;       /* spool_min_free reached: 452 at the end */
 	struct event *data_timer; /* smtp_data_timeout, while in DATA */
 	char *headers; /* Return-Path + Received, built at end of DATA */
-	struct maildir_delivery dlv;
 	uint8_t *line; /* command line scratch, command_line_limit + 1 */
 	/* SMTP AUTH (RFC 4954); the exchange itself is the core's. */
 	char auth_user[ADDR_PATH_MAX + 8]; /* "" until authenticated */

@@ -41,8 +41,11 @@
 
 /* ---- free space on data_dir (spool_min_free) ---------------------------- */
 
+/* statvfs on a worker: the job owns a copy of the path and its result;
+ * srv is for the done function only (the loop), and outlives the job:
+ * the server's workers are freed before the server. */
 struct disk_job {
-	struct smtp_server *srv;
+	struct smtp_server *srv; /* done only */
 	char path[PATH_MAX];
 	uint64_t free;
 };

@@ -56,14 +56,30 @@
 
 static const char *const kind_names[] = {"smtp", "submission", "submissions"};
 
+/*
+ * Jobs own their data.  A job's run function (on a pool thread) reads
+ * only the job: copies of what it needs (addresses, the client's IP, the
+ * user name), the config by its own reference, and buffers the session
+ * handed over (the message, the spool descriptor) for as long as the job
+ * runs.  Its result and error text come back in the job.  Only the done
+ * function, on the loop, touches the session (s), and it is the only
+ * thing that clears is_busy: a busy session reads no input and is never
+ * freed, so s stays valid until then (a peer that left only marks it
+ * dead, and done frees it).
+ */
+
+/* RCPT: the directory phase on a worker, then maybe the DNS phase on
+ * the DNS pool; the same job travels through both. */
 struct rcpt_job {
-	struct session *s;
+	struct session *s; /* done only */
 	struct addr rcpt;
 	char rcpt_text[ADDR_PATH_MAX + 8];
-	struct relay_answer ans; /* directory phase, then DNS phase */
-	struct client_facts facts;
+	struct relay_answer ans;   /* directory phase, then DNS phase */
+	struct client_facts facts; /* its strings point into this job */
+	char ip[INET6_ADDRSTRLEN];
+	char auth_user[ADDR_PATH_MAX + 8];
 	struct addr mail_from;
-	struct config *cfg; /* the session's; outlives the job */
+	struct config *cfg; /* the job's own reference */
 };
 
 static void msg_charge(struct session *);
@@ -105,7 +121,6 @@ smtp_free(struct core_session *cs)
 	if (s->data_timer != NULL)
 		event_free(s->data_timer);
 	free(s->headers);
-	queue_env_clear(&s->qenv);
 	strlist_clear(&s->auth_addresses);
 	free(s->line);
 }
@@ -176,9 +191,15 @@ reply_error(struct session *s, const char *code, const char *text)
 
 /* ---- DATA spool (smtp_priv.h) ---------------------------------------- */
 
+/*
+ * One chunk for the spool.  The job owns the chunk (the session took a
+ * fresh buffer) and, while it runs, the spool descriptor: the session's
+ * spool_fd is -1 until spool_job_done hands the descriptor back (or the
+ * one the worker created).
+ */
 struct spool_job {
-	struct session *s;
-	int fd; /* -1: create the spool first */
+	struct session *s; /* done only */
+	int fd;            /* -1: create the spool first */
 	size_t off;
 	struct buf chunk;
 	char path[PATH_MAX]; /* data_dir/queue/tmp */
@@ -331,6 +352,7 @@ spool_chunk(struct session *s)
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->fd = s->spool_fd;
+	s->spool_fd = -1; /* the job's until spool_job_done */
 	j->off = s->spool_len;
 	snprintf(j->path, sizeof(j->path), "%s/queue/tmp", s->cfg->data_dir);
 	j->chunk = s->msg;
@@ -378,7 +400,6 @@ txn_reset(struct session *s)
 		evtimer_del(s->data_timer);
 	free(s->headers);
 	s->headers = NULL;
-	queue_env_clear(&s->qenv);
 }
 
 static void
@@ -709,6 +730,7 @@ rcpt_finish(struct rcpt_job *j)
 	if (core_job_end(&s->cs))
 		rcpt_apply(s, j);
 	relay_answer_clear(&j->ans);
+	config_unref(&j->cfg);
 	free(j);
 	session_resume(s);
 }
@@ -803,11 +825,13 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 		return;
 	}
 	j->mail_from = s->mail_from;
-	j->facts.ip = s->ip;
-	j->facts.listener = kind_names[s->kind];
+	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
+	snprintf(j->auth_user, sizeof(j->auth_user), "%s", s->auth_user);
+	j->facts.ip = j->ip;
+	j->facts.listener = kind_names[s->kind]; /* static */
 	j->facts.is_tls = s->cs.is_tls;
-	j->facts.auth_user = s->auth_user[0] ? s->auth_user : NULL;
-	j->cfg = s->cfg;
+	j->facts.auth_user = j->auth_user[0] ? j->auth_user : NULL;
+	j->cfg = config_ref(s->cfg);
 	core_submit(
 	    &s->cs, s->srv->dir_workers, rcpt_job_run, rcpt_job_done, j);
 }
@@ -961,40 +985,11 @@ struct auth_job {
 	struct strlist owned;
 };
 
-static void
-collect_aliases(void *arg, const char *alias, const char *target)
-{
-	struct auth_job *j = arg;
-
-	if (target != NULL && strcmp(target, j->canon) == 0)
-		strlist_add_unique(&j->owned, alias);
-}
-
-/* Each owned address (canonical) spelt through this host alias of its
- * domain too: alice@mail.example.test is alice@example.test. */
-static void
-collect_host_alias(void *arg, const char *alias, const char *domain)
-{
-	struct auth_job *j = arg;
-	char spelt[ADDR_PATH_MAX + 8];
-	const char *at;
-	size_t n = j->owned.n;
-
-	for (size_t i = 0; domain != NULL && i < n; i++) {
-		at = strrchr(j->owned.v[i], '@');
-		if (at == NULL || strcasecmp(at + 1, domain) != 0)
-			continue;
-		/* UNSAFE: at points into owned.v[i], after its local part */
-		if ((size_t)snprintf(spelt, sizeof(spelt), "%.*s@%s",
-		        (int)(at - j->owned.v[i]), j->owned.v[i],
-		        alias) < sizeof(spelt))
-			strlist_add_unique(&j->owned, spelt);
-	}
-}
-
 /* Worker: check the password (slow on purpose, as slow for an unknown
  * name) and collect the addresses the user may send from: its own and
- * the aliases that point to it, in every host alias's spelling too. */
+ * the aliases that point to it, in every host alias's spelling too (one
+ * indexed reverse-alias lookup).  A directory error at either step is a
+ * temporary failure (454, no lock-out strike). */
 static void
 auth_job_run(void *arg, void *ctx)
 {
@@ -1002,17 +997,11 @@ auth_job_run(void *arg, void *ctx)
 	struct dir *d = ctx;
 	char err[256];
 
-	j->result = d == NULL ? DIR_LOGIN_TEMPFAIL
-	                      : dir_login(d, j->user, j->pass, j->canon,
-	                            sizeof(j->canon));
+	j->result = dir_login(d, j->user, j->pass, j->canon, sizeof(j->canon));
 	explicit_bzero(j->pass, sizeof(j->pass));
-	if (j->result != DIR_LOGIN_OK)
-		return;
-	strlist_add_unique(&j->owned, j->canon);
-	d->ops->list_rows(
-	    d, "aliases", NULL, collect_aliases, j, err, sizeof(err));
-	d->ops->list_rows(
-	    d, "host-aliases", NULL, collect_host_alias, j, err, sizeof(err));
+	if (j->result == DIR_LOGIN_OK &&
+	    dir_owned_addresses(d, j->canon, &j->owned, err, sizeof(err)) == -1)
+		j->result = DIR_LOGIN_TEMPFAIL;
 }
 
 /* The reply to a login the lock-out refused or failed. */
@@ -1293,14 +1282,40 @@ log_postfix_accepted(struct session *s, const char *from)
 		    s->queue_id, log_esc(s->mailboxes.v[i]));
 }
 
+/*
+ * End of DATA: the Maildir copies and the queue entry, written by a
+ * worker and made durable by the committer, which posts delivery_done.
+ * The job owns what the worker and the committer read: the message
+ * buffer, the spool descriptor, the trace headers, the mailbox list and
+ * the queue envelope are moved out of the session at submit (pointers,
+ * never a copy of the text) and moved back in delivery_done, where the
+ * transaction's usual cleanup frees them.
+ */
+struct deliver_job {
+	struct session *s; /* done only */
+	struct committer *committer;
+	struct maildir_delivery dlv; /* its pointers point into this job */
+	struct strlist mailboxes;
+	char *headers;
+	struct buf msg;
+	int spool_fd;
+	struct qenv qenv; /* remote recipients, or none */
+};
+
 static void
 delivery_done(void *arg)
 {
-	struct session *s = arg;
-	struct maildir_delivery *d = &s->dlv;
+	struct deliver_job *j = arg;
+	struct session *s = j->s;
+	struct maildir_delivery *d = &j->dlv;
 	char from[ADDR_PATH_MAX + 8];
 	bool is_live = core_job_end(&s->cs);
 
+	/* Back to the session, whose transaction cleanup frees them. */
+	s->mailboxes = j->mailboxes;
+	s->headers = j->headers;
+	s->msg = j->msg;
+	s->spool_fd = j->spool_fd;
 	addr_text(&s->mail_from, from, sizeof(from));
 	if (d->result == 0) {
 		char to[2048];
@@ -1322,8 +1337,10 @@ delivery_done(void *arg)
 		    log_esc(from), to, s->nrcpt, s->mailboxes.n, s->remote.n,
 		    s->data.size + s->data.lines);
 		log_postfix_accepted(s, from);
-		if (d->qenv != NULL)
-			queue_add(s->srv->queue, &s->qenv, d->queue_offset);
+		/* After the loop (shutdown grace) the queue may be gone:
+		 * the entry is on disk and is loaded at the next start. */
+		if (d->qenv != NULL && !s->cs.srv->is_stopped)
+			queue_add(s->srv->queue, &j->qenv, d->queue_offset);
 		/* A session that already said 421 (it timed out while the
 		 * delivery ran) says nothing more; the log has the result. */
 		if (is_live)
@@ -1336,6 +1353,8 @@ delivery_done(void *arg)
 			reply(s, "451 4.3.0 Error: local delivery failed, try "
 			         "again later");
 	}
+	queue_env_clear(&j->qenv);
+	free(j);
 	if (s->cs.is_dead) {
 		session_free(s);
 		return;
@@ -1347,18 +1366,19 @@ delivery_done(void *arg)
 }
 
 static void
-deliver_job(void *arg, void *ctx)
+deliver_job_run(void *arg, void *ctx)
 {
-	struct session *s = arg;
+	struct deliver_job *j = arg;
 
 	(void)ctx;
-	maildir_deliver(s->srv->committer, &s->dlv);
+	maildir_deliver(j->committer, &j->dlv);
 }
 
 static void
 data_end(struct session *s)
 {
-	struct maildir_delivery *d = &s->dlv;
+	struct deliver_job *j;
+	struct maildir_delivery *d;
 
 	evtimer_del(s->data_timer);
 	if (s->is_spool_full) {
@@ -1399,28 +1419,40 @@ data_end(struct session *s)
 		         "action=normalized",
 		    s->id, s->queue_id, s->data.bare_lf_lines);
 	build_headers(s);
-	memset(d, 0, sizeof(*d));
-	d->mailboxes = &s->mailboxes;
-	d->iov[0].iov_base = s->headers;
-	d->iov[0].iov_len = strlen(s->headers);
+	j = xcalloc(1, sizeof(*j));
+	j->s = s;
+	j->committer = s->srv->committer;
+	/* Moved, not copied: the session gets them back in delivery_done
+	 * (s->msg stays charged in smtp_memory_limit meanwhile). */
+	j->mailboxes = s->mailboxes;
+	memset(&s->mailboxes, 0, sizeof(s->mailboxes));
+	j->headers = s->headers;
+	s->headers = NULL;
+	j->msg = s->msg;
+	memset(&s->msg, 0, sizeof(s->msg));
+	j->spool_fd = s->spool_fd;
+	s->spool_fd = -1;
+	d = &j->dlv;
+	d->mailboxes = &j->mailboxes;
+	d->iov[0].iov_base = j->headers;
+	d->iov[0].iov_len = strlen(j->headers);
 	/* A large message: the spooled part, then the rest in memory. */
-	d->src_fd = s->spool_fd;
+	d->src_fd = j->spool_fd;
 	d->src_len = s->spool_len;
-	d->iov[1].iov_base = s->msg.data;
-	d->iov[1].iov_len = s->msg.len;
+	d->iov[1].iov_base = j->msg.data;
+	d->iov[1].iov_len = j->msg.len;
 	d->iovcnt = 2;
 	/* ",W=": the size with CRLF line ends, as POP3/IMAP count it
 	 * (RFC 1939: exact).  The trace headers have as many lines as TLS,
 	 * AUTH and the recipient count make them: count their LFs. */
 	d->wsize = d->iov[0].iov_len + s->data.size + s->data.lines;
-	for (const char *p = s->headers; (p = strchr(p, '\n')) != NULL; p++)
+	for (const char *p = j->headers; (p = strchr(p, '\n')) != NULL; p++)
 		d->wsize++;
 	d->done = delivery_done;
-	d->done_arg = s;
+	d->done_arg = j;
 	if (s->remote.n > 0) {
-		struct qenv *q = &s->qenv;
+		struct qenv *q = &j->qenv;
 
-		memset(q, 0, sizeof(*q));
 		snprintf(q->id, sizeof(q->id), "%s", s->queue_id);
 		addr_text(&s->mail_from, q->from, sizeof(q->from));
 		q->arrival = time(NULL);
@@ -1431,9 +1463,13 @@ data_end(struct session *s)
 		}
 		d->qenv = q;
 		/* The queue copy starts after the Return-Path line. */
-		d->rp_len = (size_t)(strchr(s->headers, '\n') - s->headers) + 1;
+		d->rp_len = (size_t)(strchr(j->headers, '\n') - j->headers) + 1;
+		/* RFC 1870 size of the queue copy as relayed: the Maildir
+		 * size less the Return-Path line (rp_len octets, one LF). */
+		q->size = d->wsize - d->rp_len - 1;
 	}
-	core_submit(&s->cs, s->srv->store_workers, deliver_job, NULL, s);
+	/* done NULL: the committer posts delivery_done once durable. */
+	core_submit(&s->cs, s->srv->store_workers, deliver_job_run, NULL, j);
 }
 
 /* Feeds buffered input to the DATA parser. */

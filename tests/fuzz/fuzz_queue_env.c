@@ -23,7 +23,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (queue_env_format(&e, &b) != 0 ||
 	    queue_env_parse((const char *)b.data, b.len, &e2, &why) != 0 ||
 	    e2.nrcpt != e.nrcpt || strcmp(e2.id, e.id) != 0 ||
-	    strcmp(e2.from, e.from) != 0)
+	    strcmp(e2.from, e.from) != 0 || e2.size != e.size)
 		__builtin_trap();
 	for (size_t i = 0; i < e.nrcpt; i++)
 		if (strcmp(e.rcpts[i].addr, e2.rcpts[i].addr) != 0 ||

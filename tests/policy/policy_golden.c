@@ -1,36 +1,44 @@
 /*
  * Policy golden tests: reads a case file (tests/policy/NAME.in), runs each
- * "check" line through the pure policy_rcpt() with a small in-memory
- * directory, and prints "check ... => VERDICT CODE RULE".  `make test`
- * diffs the output against the matching .out file.  No sockets, no DNS:
- * the backup-MX answer for a domain is given by an "mx" line (the fact
- * itself), or by "mxhost" lines (the domain's MX layout, judged by the
- * pure policy_mx_delivery; the output then names the delivery hosts).
+ * "check" line through relay_decide_dir (what the SMTP session and
+ * `posternctl relay-check` run) over an in-memory directory (dir_fake,
+ * filled by the local/hostalias/user/alias/list lines), and prints
+ * "check ... => VERDICT CODE RULE".  `make test` diffs the output against
+ * the matching .out file.  No sockets, no DNS: where relay_decide_dir
+ * asks for the DNS phase, the backup-MX answer for a domain is given by
+ * an "mx" line (the fact itself), or by "mxhost" lines (the domain's MX
+ * layout, judged by the pure policy_mx_delivery; the output then names
+ * the delivery hosts), and passed to relay_decide_mx.
  *
  * Lines:  relay MODE | relay_addresses CIDR... | relay_domains DOMAIN... |
  *         relay_recipients ADDRESS... | accept ENTRY | local DOMAIN |
- *         hostalias ALIAS DOMAIN | user ADDRESS | mx DOMAIN 1|0|-1 |
+ *         hostalias ALIAS DOMAIN | user ADDRESS |
+ *         alias ADDRESS TARGET... | list ADDRESS [MEMBER...] |
+ *         dirfail 1|0 (from here every directory lookup fails, or works
+ *         again: a backend out of reach) |
+ *         mx DOMAIN 1|0|-1 |
  *         mxhost DOMAIN PREF NAME [self] IP...|nxdomain|dnsfail [more] |
  *         mxcut DOMAIN (the answer had more MX hosts than the mxhost
  *         lines: dns_resolve_mx_all kept the most preferred) |
  *         ("more": the host had more addresses than were kept)
  *         check client=IP port=smtp|submission auth=USER|- from=<..> to=<..>
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "dir_fake.h"
 #include "policy.h"
+#include "relay.h"
 
 struct world {
-	struct config *cfg;
-	struct policy_config pc;
+	char mode[64], addresses[2048]; /* the last relay, relay_addresses */
 	struct accept_list accept;
 	struct strlist relay_domains, relay_recipients;
 	bool has_recipients;
-	struct strlist locals, aliases_from, aliases_to, users, mx_dom;
+	struct dir *dir;
+	struct strlist mx_dom;
 	struct strlist mx_cut; /* mxcut lines */
 	int mx_val[64];
 	/* mxhost lines, in file order (the file lists them by pref) */
@@ -45,8 +53,8 @@ struct world {
 
 /* The layout of domain: f->rcpt_mx and the delivery hosts' names. */
 static bool
-mx_layout(struct world *w, const char *domain, struct policy_facts *f,
-    char *names, size_t len)
+mx_layout(struct world *w, const struct config *cfg, const char *domain,
+    enum policy_mx *mx_out, char *names, size_t len)
 {
 	struct policy_mx_host h[64];
 	size_t n = 0, use, o = 0;
@@ -59,8 +67,8 @@ mx_layout(struct world *w, const char *domain, struct policy_facts *f,
 		}
 	if (n == 0)
 		return false;
-	f->rcpt_mx = policy_mx_delivery(
-	    w->pc.relay_addresses, h, n, strlist_has(&w->mx_cut, domain), &use);
+	*mx_out = policy_mx_delivery(
+	    &cfg->relay_addresses, h, n, strlist_has(&w->mx_cut, domain), &use);
 	names[0] = '\0';
 	for (size_t i = 0; i < use && o < len; i++) {
 		int r = snprintf(names + o, len - o, "%s%s", i ? "," : "",
@@ -69,15 +77,6 @@ mx_layout(struct world *w, const char *domain, struct policy_facts *f,
 		o += r > 0 ? (size_t)r : 0;
 	}
 	return true;
-}
-
-static const char *
-canon_domain(struct world *w, const char *d)
-{
-	for (size_t i = 0; i < w->aliases_from.n; i++)
-		if (strcmp(w->aliases_from.v[i], d) == 0)
-			return w->aliases_to.v[i];
-	return strlist_has(&w->locals, d) ? d : NULL;
 }
 
 static int
@@ -90,19 +89,52 @@ parse_path(const char *text, struct addr *a)
 	    (const uint8_t *)text, strlen(text), true, true, a, &used, &why);
 }
 
+/* The config the check runs under: the file's lines so far. */
+static struct config *
+world_config(struct world *w)
+{
+	char text[8192], err[256];
+	size_t n;
+	struct config *c;
+
+	n = (size_t)snprintf(text, sizeof(text),
+	    "relay = %s\nrelay_addresses = %s\nrelay_domains =",
+	    w->mode[0] ? w->mode : "none", w->addresses);
+	for (size_t i = 0; i < w->relay_domains.n && n < sizeof(text); i++)
+		n += (size_t)snprintf(
+		    text + n, sizeof(text) - n, " %s", w->relay_domains.v[i]);
+	if (n + 2 >= sizeof(text)) {
+		fprintf(stderr, "config too long\n");
+		exit(2);
+	}
+	strncat(text, "\n", sizeof(text) - n - 1);
+	if (config_parse(text, strlen(text), "golden", &c, err, sizeof(err)) ==
+	    -1) {
+		fprintf(stderr, "config: %s\n", err);
+		exit(2);
+	}
+	if (w->has_recipients) {
+		c->has_relay_recipients = true;
+		for (size_t i = 0; i < w->relay_recipients.n; i++)
+			strlist_add(
+			    &c->relay_recipients, w->relay_recipients.v[i]);
+	}
+	c->accept = &w->accept; /* borrowed: unset before config_unref */
+	return c;
+}
+
 static void
 check(struct world *w, char *line)
 {
 	char client[64] = "", port[32] = "smtp", auth[300] = "-";
-	char from[400] = "", to[400] = "", key[300];
+	char from[400] = "", to[400] = "";
 	struct addr fa, ta;
-	struct policy_facts f = {false, false, false, POLICY_MX_NOT_LISTED};
 	char delivery[600] = "";
+	enum policy_mx mx = POLICY_MX_NOT_LISTED, layout_mx;
 	bool has_layout;
 	struct client_facts cf;
-	struct envelope env = {&fa, &ta};
-	struct verdict v;
-	const char *cd;
+	struct relay_answer ans;
+	struct config *cfg;
 	char *save = NULL, *orig = strdup(line);
 
 	for (char *t = strtok_r(line, " ", &save); t;
@@ -123,38 +155,72 @@ check(struct world *w, char *line)
 		free(orig);
 		return;
 	}
-	f.rcpt_is_local = !ta.is_literal && canon_domain(w, ta.domain) != NULL;
-	if (!fa.is_null && !fa.is_literal &&
-	    (cd = canon_domain(w, fa.domain)) != NULL) {
-		f.sender_domain_local = true;
-		snprintf(key, sizeof(key), "%s@%s", fa.local, cd);
-		for (char *p = key; *p; p++)
-			*p = (char)tolower((unsigned char)*p);
-		f.sender_is_user = strlist_has(&w->users, key);
-	}
+	cfg = world_config(w);
 	for (size_t i = 0; i < w->mx_dom.n; i++)
 		if (strcmp(w->mx_dom.v[i], ta.domain) == 0)
-			f.rcpt_mx = (enum policy_mx)w->mx_val[i];
-	has_layout = !ta.is_literal &&
-	             mx_layout(w, ta.domain, &f, delivery, sizeof(delivery));
+			mx = (enum policy_mx)w->mx_val[i];
+	has_layout = !ta.is_literal && mx_layout(w, cfg, ta.domain, &layout_mx,
+	                                   delivery, sizeof(delivery));
+	if (has_layout)
+		mx = layout_mx;
 	cf.ip = client;
 	cf.listener = port;
 	cf.auth_user = strcmp(auth, "-") == 0 ? NULL : auth;
 	cf.is_tls = true;
-	v = policy_rcpt(&w->pc, &cf, &env, &f);
+	relay_decide_dir(cfg, w->dir, &cf, &fa, &ta, &ans);
+	if (ans.needs_dns)
+		relay_decide_mx(cfg, &cf, &fa, &ta, mx, &ans);
 	printf("%s => %s %s %s", orig,
-	    v.kind == VERDICT_ACCEPT   ? "ACCEPT"
-	    : v.kind == VERDICT_REJECT ? "REJECT"
-	                               : "TEMPFAIL",
-	    v.code, v.rule);
+	    ans.verdict.kind == VERDICT_ACCEPT   ? "ACCEPT"
+	    : ans.verdict.kind == VERDICT_REJECT ? "REJECT"
+	                                         : "TEMPFAIL",
+	    ans.verdict.code, ans.verdict.rule);
 	if (has_layout)
 		printf(" mx=%s delivery=%s",
-		    f.rcpt_mx == POLICY_MX_ALL_LISTED   ? "all-listed"
-		    : f.rcpt_mx == POLICY_MX_NOT_LISTED ? "not-listed"
+		    layout_mx == POLICY_MX_ALL_LISTED   ? "all-listed"
+		    : layout_mx == POLICY_MX_NOT_LISTED ? "not-listed"
 		                                        : "dns-fail",
 		    delivery[0] ? delivery : "(none)");
 	printf("\n");
+	relay_answer_clear(&ans);
+	cfg->accept = NULL;
+	config_unref(&cfg);
 	free(orig);
+}
+
+/* An admin op on the fake directory; a refusal ends the run. */
+static void
+must(int r, const char *line, const char *err)
+{
+	if (r != 0) {
+		fprintf(stderr, "%s: %s\n", line, err);
+		exit(2);
+	}
+}
+
+/* "ADDRESS [MORE...]" as local, domain and the rest. */
+static void
+dir_line(struct world *w, const char *line, char *arg, bool is_list)
+{
+	char local[ADDR_LOCAL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1], err[256];
+	const char *why;
+	char *save = NULL, *a = strtok_r(arg, " ", &save), *t;
+
+	if (a == NULL || dir_split_address(a, local, sizeof(local), domain,
+	                     sizeof(domain), &why) == -1) {
+		fprintf(stderr, "bad address: %s\n", line);
+		exit(2);
+	}
+	if (is_list)
+		must(w->dir->admin->list_add(
+		         w->dir, local, domain, err, sizeof(err)),
+		    line, err);
+	while ((t = strtok_r(NULL, " ", &save)) != NULL)
+		must(is_list ? w->dir->admin->list_member(w->dir, local, domain,
+		                   t, true, err, sizeof(err))
+		             : w->dir->admin->alias_add(
+		                   w->dir, local, domain, t, err, sizeof(err)),
+		    line, err);
 }
 
 /* "DOMAIN PREF NAME [self] IP...|nxdomain|dnsfail [more]" */
@@ -207,11 +273,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	memset(&w, 0, sizeof(w));
-	if (config_parse("", 0, "golden", &w.cfg, err, sizeof(err)) == -1)
-		return 2;
-	w.pc.relay_addresses = &w.cfg->relay_addresses;
-	w.pc.relay_domains = &w.relay_domains;
-	w.pc.accept = &w.accept;
+	w.dir = dir_fake_new();
 	while (fgets(line, sizeof(line), fp) != NULL) {
 		char *arg, *nl = strchr(line, '\n');
 
@@ -229,27 +291,15 @@ main(int argc, char **argv)
 		}
 		printf("%s\n", line);
 		if (strncmp(line, "relay ", 6) == 0) {
-			enum relay_mode m;
-
-			if (policy_mode_parse(arg, &m) == -1)
-				return 2;
-			w.pc.mode = m;
+			snprintf(w.mode, sizeof(w.mode), "%s", arg);
 		} else if (strncmp(line, "relay_addresses ", 16) == 0) {
-			char cl[600];
-			struct config *c2;
-
-			snprintf(cl, sizeof(cl), "relay_addresses = %s\n", arg);
-			if (config_parse(cl, strlen(cl), "golden", &c2, err,
-			        sizeof(err)) == -1)
-				return 2;
-			config_unref(&w.cfg);
-			w.cfg = c2;
-			w.pc.relay_addresses = &w.cfg->relay_addresses;
+			snprintf(w.addresses, sizeof(w.addresses), "%s", arg);
 		} else if (strncmp(line, "relay_domains ", 14) == 0) {
+			/* each line adds; the config gets them all */
 			strlist_add(&w.relay_domains, arg);
 		} else if (strncmp(line, "relay_recipients ", 17) == 0) {
 			strlist_add(&w.relay_recipients, arg);
-			w.pc.relay_recipients = &w.relay_recipients;
+			w.has_recipients = true;
 		} else if (strncmp(line, "accept ", 7) == 0) {
 			strncat(accept_text, arg,
 			    sizeof(accept_text) - strlen(accept_text) - 2);
@@ -262,16 +312,33 @@ main(int argc, char **argv)
 				return 2;
 			}
 		} else if (strncmp(line, "local ", 6) == 0) {
-			strlist_add(&w.locals, arg);
+			must(w.dir->admin->domain_add(
+			         w.dir, arg, err, sizeof(err)),
+			    line, err);
 		} else if (strncmp(line, "hostalias ", 10) == 0) {
 			char a[256], d[256];
 
 			if (sscanf(arg, "%255s %255s", a, d) != 2)
 				return 2;
-			strlist_add(&w.aliases_from, a);
-			strlist_add(&w.aliases_to, d);
+			must(w.dir->admin->host_alias_add(
+			         w.dir, a, d, err, sizeof(err)),
+			    line, err);
 		} else if (strncmp(line, "user ", 5) == 0) {
-			strlist_add(&w.users, arg);
+			char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+			const char *why;
+
+			if (dir_split_address(
+			        arg, l, sizeof(l), d, sizeof(d), &why) == -1)
+				return 2;
+			must(w.dir->admin->user_add(
+			         w.dir, l, d, "*", err, sizeof(err)),
+			    line, err);
+		} else if (strncmp(line, "dirfail ", 8) == 0) {
+			dir_fake_fail(w.dir, strcmp(arg, "1") == 0);
+		} else if (strncmp(line, "alias ", 6) == 0) {
+			dir_line(&w, line, arg, false);
+		} else if (strncmp(line, "list ", 5) == 0) {
+			dir_line(&w, line, arg, true);
 		} else if (strncmp(line, "mx ", 3) == 0 && w.mx_dom.n < 64) {
 			char d[256];
 			int v;
@@ -296,12 +363,8 @@ main(int argc, char **argv)
 	accept_list_clear(&w.accept);
 	strlist_clear(&w.relay_domains);
 	strlist_clear(&w.relay_recipients);
-	strlist_clear(&w.locals);
-	strlist_clear(&w.aliases_from);
-	strlist_clear(&w.aliases_to);
-	strlist_clear(&w.users);
 	strlist_clear(&w.mx_dom);
 	strlist_clear(&w.mx_cut);
-	config_unref(&w.cfg);
+	dir_close(&w.dir);
 	return 0;
 }

@@ -213,3 +213,31 @@ def test_reload_with_certificate_files_this_user_cannot_see(make_server, cert):
     s.ctl("reload")  # raises unless it succeeded
     assert "tls=reloaded" not in s.log()
     assert "certificate changes need a restart" in s.log()
+
+
+def test_reload_failing_on_tls_installs_no_new_log_file(make_server, cert_dir):
+    """A reload is all or nothing: when the new certificate cannot be
+    loaded, the new log_file of the same reload is not installed either
+    (it used to be switched to before the TLS part failed), so every line
+    after the failed reload is still in the old file."""
+    d = cert_dir
+    crt, key = _new_cert(d, "first")
+    logs = os.path.join(d, "log")
+    os.mkdir(logs)
+    os.chmod(logs, 0o777)
+    old_log, new_log = os.path.join(logs, "old.log"), os.path.join(logs, "new.log")
+    s = make_server({"tls_cert": crt, "tls_key": key, "log_file": old_log})
+    _, other_key = _new_cert(d, "other")
+    os.replace(other_key, key)  # does not match the certificate
+    s.extra["log_file"] = new_log
+    s.write_conf()
+    r = s.ctl("reload", check=False)
+    assert r.returncode != 0 and "tls_key" in (r.stdout + r.stderr), r
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20) as c:
+        c.sendmail("a@example.net", ["alice@example.test"],
+                   b"Subject: after\r\n\r\nafter the failed reload\r\n")
+    text = open(old_log).read()
+    assert "event=reload result=fail" in text, text
+    assert "event=accepted" in text.split("event=reload result=fail")[1], text
+    assert not os.path.exists(new_log) or os.path.getsize(new_log) == 0, \
+        open(new_log).read()

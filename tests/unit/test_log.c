@@ -6,7 +6,12 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <sys/wait.h>
+
+#include <dirent.h>
+#include <pthread.h>
 #include <regex.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,7 +218,7 @@ test_hold_replays_to_syslog(void **state)
 	log_info("event=listen kind=smtp addr=127.0.0.1:25");
 	log_warn("event=config warning: OPEN RELAY");
 	assert_true(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
-	log_init("posternd", false, LOG_LVL_INFO);
+	log_set_stderr(false); /* as posternd does once detached */
 	log_replay();
 	log_info("event=after");
 	log_replay(); /* a second one sends nothing */
@@ -245,6 +250,153 @@ test_hold_replays_to_syslog(void **state)
 	rmdir(path);
 }
 
+/*
+ * The switch from stderr to syslog while other threads log: each line
+ * goes whole to one target or the other, and once the switch is made
+ * every line reaches syslog.  (The mode is an atomic: before, log_init
+ * rewrote ident, host and mode under the threads' feet.)
+ */
+static atomic_int spin_stop;
+
+static void *
+log_spinner(void *arg)
+{
+	(void)arg;
+	while (!atomic_load(&spin_stop))
+		log_debug("event=spin"); /* below the threshold: cheap */
+	return NULL;
+}
+
+static void
+test_stderr_switch_threads(void **state)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	char path[] = "/tmp/postern-unit-syslog-XXXXXX", buf[512];
+	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	struct timeval tv = {5, 0};
+	pthread_t t[3];
+	ssize_t n;
+
+	(void)state;
+	assert_true(mkdtemp(path) != NULL);
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/log", path);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	log_set_syslog_path(sun.sun_path);
+	log_init("posternd", true, LOG_LVL_INFO);
+	atomic_store(&spin_stop, 0);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(
+		    pthread_create(&t[i], NULL, log_spinner, NULL), 0);
+	for (int i = 0; i < 100; i++) {
+		log_set_stderr(i % 2 == 1);
+		log_set_level(i % 2 ? LOG_LVL_INFO : LOG_LVL_WARN);
+	}
+	log_set_stderr(false);
+	log_set_level(LOG_LVL_INFO);
+	log_info("event=switched");
+	atomic_store(&spin_stop, 1);
+	for (int i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_non_null(strstr(buf, "posternd["));
+	assert_non_null(strstr(buf, "]: event=switched"));
+	log_init("unit", true, LOG_LVL_INFO); /* back to stderr */
+	log_set_syslog_path("/dev/log");
+	close(fd);
+	unlink(sun.sun_path);
+	rmdir(path);
+}
+
+static int
+count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *de;
+	int n = 0;
+
+	if (d == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+struct opener {
+	pthread_barrier_t *go;
+	const char *path;
+	int result;
+};
+
+static void *
+log_opener(void *arg)
+{
+	struct opener *o = arg;
+	char err[256];
+
+	pthread_barrier_wait(o->go);
+	o->result = log_file_open(o->path, err, sizeof(err));
+	return NULL;
+}
+
+/*
+ * Two first opens at once (a reload and SIGUSR1's reopen at start-up):
+ * exactly one descriptor stays open, and lines reach the file.  Both
+ * used to see "no file yet" and install their own, leaking the other.
+ * In a child process: the log file, once open, stays open for good.
+ */
+static void
+test_log_file_open_race(void **state)
+{
+	char dir[] = "/tmp/postern-unit-logfile-XXXXXX", path[128];
+	int status;
+	pid_t pid;
+
+	(void)state;
+	assert_true(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/postern.log", dir);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pthread_barrier_t go;
+		struct opener o[8];
+		pthread_t t[8];
+		int before = count_fds(), after, bad = 0;
+		char line[256];
+		FILE *f;
+
+		pthread_barrier_init(&go, NULL, 8);
+		for (int i = 0; i < 8; i++) {
+			o[i] = (struct opener){&go, path, -2};
+			pthread_create(&t[i], NULL, log_opener, &o[i]);
+		}
+		for (int i = 0; i < 8; i++) {
+			pthread_join(t[i], NULL);
+			bad |= o[i].result != 0;
+		}
+		after = count_fds();
+		log_set_stderr(false);
+		log_info("event=race-test");
+		f = fopen(path, "r");
+		bad |= f == NULL || fgets(line, sizeof(line), f) == NULL ||
+		       strstr(line, "event=race-test") == NULL;
+		if (f != NULL)
+			fclose(f);
+		if (after != before + 1)
+			fprintf(
+			    stderr, "fds before %d after %d\n", before, after);
+		_exit(bad ? 2 : after == before + 1 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	unlink(path);
+	rmdir(dir);
+}
+
 int
 run_log_tests(void)
 {
@@ -255,6 +407,8 @@ run_log_tests(void)
 	    cmocka_unit_test(test_flag_names),
 	    cmocka_unit_test(test_syslog_datagrams),
 	    cmocka_unit_test(test_hold_replays_to_syslog),
+	    cmocka_unit_test(test_stderr_switch_threads),
+	    cmocka_unit_test(test_log_file_open_race),
 	};
 
 	return cmocka_run_group_tests_name("log", tests, NULL, NULL);

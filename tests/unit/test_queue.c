@@ -49,6 +49,45 @@ test_env_round_trip(void **state)
 	buf_release(&b);
 }
 
+/* The relayed size: an optional line, written only when known; an entry
+ * written before it existed reads as "not recorded" (0). */
+static void
+test_env_size(void **state)
+{
+	static const char sized[] =
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "size\t123456\n"
+	    "rcpt\tpending\t0\t5\ta@gw.example\t\n";
+	static const char *const bad[] = {
+	    "size\t\n", "size\t-1\n", "size\t12x\n", "size\t1\t2\n"};
+	struct qenv e;
+	const char *why;
+	struct buf b;
+
+	(void)state;
+	assert_int_equal(queue_env_parse(sized, strlen(sized), &e, &why), 0);
+	assert_int_equal(e.size, 123456);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(queue_env_format(&e, &b), 0);
+	assert_int_equal(b.len, strlen(sized));
+	assert_memory_equal(b.data, sized, b.len);
+	queue_env_clear(&e);
+	buf_release(&b);
+	assert_int_equal(queue_env_parse(good, strlen(good), &e, &why), 0);
+	assert_int_equal(e.size, 0);
+	queue_env_clear(&e);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char text[256];
+
+		snprintf(text, sizeof(text),
+		    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\n"
+		    "flags\t\n%srcpt\tpending\t0\t5\ta@gw.example\t\n",
+		    bad[i]);
+		if (queue_env_parse(text, strlen(text), &e, &why) != -1)
+			fail_msg("bad size %zu parsed", i);
+	}
+}
+
 /* The backup-MX pin: a seventh field, written only when set. */
 static void
 test_env_pin(void **state)
@@ -530,6 +569,7 @@ run_queue_tests(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_env_round_trip),
 	    cmocka_unit_test(test_env_pin),
+	    cmocka_unit_test(test_env_size),
 	    cmocka_unit_test(test_env_damage),
 	    cmocka_unit_test(test_backoff),
 	    cmocka_unit_test(test_body_offset),

@@ -26,5 +26,6 @@ int run_safefs_tests(void);
 int run_log_tests(void);
 int run_human_tests(void);
 int run_span_tests(void);
+int run_worker_tests(void);
 
 #endif

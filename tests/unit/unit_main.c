@@ -23,5 +23,6 @@ main(void)
 	failed += run_log_tests();
 	failed += run_human_tests();
 	failed += run_span_tests();
+	failed += run_worker_tests();
 	return failed != 0;
 }

@@ -1,0 +1,581 @@
+/*
+ * dir_fake: an in-memory directory backend (include/dir_fake.h) for the
+ * unit tests and the policy golden harness; never linked into posternd
+ * or posternctl.  It follows the contract of include/dir.h exactly as
+ * dir_sqlite does (the conformance suite, tests/unit/test_dir.c, runs
+ * both), including its admin refusals, and can be told to fail so the
+ * temporary-error paths can be tested.  Linear scans: tables are small.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dir_fake.h"
+#include "xmalloc.h"
+
+/* A row has up to three columns; a table is a growable array of rows. */
+struct row {
+	char *c[3];
+};
+
+struct table {
+	struct row *v;
+	size_t n;
+};
+
+enum { T_DOMAINS, T_HALIAS, T_USERS, T_ALIASES, T_LISTS, T_MEMBERS, T_N };
+
+struct dir_fake {
+	struct dir base;
+	struct table t[T_N];
+	bool is_failing;
+};
+
+static struct dir_fake *
+fk(struct dir *d)
+{
+	return (struct dir_fake *)d;
+}
+
+static bool
+col_eq(const char *have, const char *want)
+{
+	return want == NULL || strcmp(have, want) == 0;
+}
+
+/* Index of the first row of t matching a, b, c (NULL: any) at or after
+ * from, or -1. */
+static long
+find(const struct table *t, size_t from, const char *a, const char *b,
+    const char *c)
+{
+	for (size_t i = from; i < t->n; i++)
+		if (col_eq(t->v[i].c[0], a) &&
+		    (t->v[i].c[1] == NULL || col_eq(t->v[i].c[1], b)) &&
+		    (t->v[i].c[2] == NULL || col_eq(t->v[i].c[2], c)))
+			return (long)i;
+	return -1;
+}
+
+static void
+insert(struct table *t, const char *a, const char *b, const char *c)
+{
+	t->v = xreallocarray(t->v, t->n + 1, sizeof(*t->v));
+	t->v[t->n].c[0] = xstrdup(a);
+	t->v[t->n].c[1] = b ? xstrdup(b) : NULL;
+	t->v[t->n].c[2] = c ? xstrdup(c) : NULL;
+	t->n++;
+}
+
+/* Deletes the matching rows; returns how many. */
+static size_t delete (
+    struct table *t, const char *a, const char *b, const char *c)
+{
+	size_t n = 0;
+	long i;
+
+	while ((i = find(t, 0, a, b, c)) != -1) {
+		for (int k = 0; k < 3; k++)
+			free(t->v[i].c[k]);
+		t->v[i] = t->v[--t->n];
+		n++;
+	}
+	return n;
+}
+
+static int
+failing(struct dir *d, char *err, size_t errlen)
+{
+	if (!fk(d)->is_failing)
+		return 0;
+	snprintf(err, errlen, "directory: simulated failure");
+	return -1;
+}
+
+static int
+f_domain_resolve(struct dir *d, const char *domain, char *canon,
+    size_t canonlen, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	long i;
+
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	if (find(&f->t[T_DOMAINS], 0, domain, NULL, NULL) != -1) {
+		snprintf(canon, canonlen, "%s", domain);
+		return 1;
+	}
+	if ((i = find(&f->t[T_HALIAS], 0, domain, NULL, NULL)) != -1) {
+		snprintf(canon, canonlen, "%s", f->t[T_HALIAS].v[i].c[1]);
+		return 1;
+	}
+	return 0;
+}
+
+/* Appends column col of every row matching (a, b) to out, sorted;
+ * returns how many. */
+static size_t
+collect(const struct table *t, const char *a, const char *b, int col,
+    struct strlist *out)
+{
+	struct strlist tmp = {0};
+	size_t n;
+
+	for (long i = find(t, 0, a, b, NULL); i != -1;
+	     i = find(t, (size_t)i + 1, a, b, NULL))
+		strlist_add(&tmp, t->v[i].c[col]);
+	n = tmp.n;
+	for (size_t i = 0; i < tmp.n; i++)
+		for (size_t k = i + 1; k < tmp.n; k++)
+			if (strcmp(tmp.v[k], tmp.v[i]) < 0) {
+				char *x = tmp.v[i];
+
+				tmp.v[i] = tmp.v[k];
+				tmp.v[k] = x;
+			}
+	for (size_t i = 0; i < tmp.n; i++)
+		strlist_add(out, tmp.v[i]);
+	strlist_clear(&tmp);
+	return n;
+}
+
+static int
+f_address_lookup(struct dir *d, const char *local, const char *domain,
+    enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+
+	*kind_out = DIR_KIND_NONE;
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	if (find(&f->t[T_USERS], 0, local, domain, NULL) != -1)
+		*kind_out = DIR_KIND_USER;
+	else if (collect(&f->t[T_ALIASES], local, domain, 2, targets))
+		*kind_out = DIR_KIND_ALIAS;
+	else if (find(&f->t[T_LISTS], 0, local, domain, NULL) != -1) {
+		*kind_out = DIR_KIND_LIST;
+		collect(&f->t[T_MEMBERS], local, domain, 2, targets);
+	}
+	return *kind_out != DIR_KIND_NONE;
+}
+
+static int
+f_user_hash(struct dir *d, const char *local, const char *domain,
+    char **hash_out, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	long i;
+
+	*hash_out = NULL;
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	if ((i = find(&f->t[T_USERS], 0, local, domain, NULL)) == -1)
+		return 0;
+	*hash_out = xstrdup(f->t[T_USERS].v[i].c[2]);
+	return 1;
+}
+
+static int
+f_alias_sources(struct dir *d, const char *target, struct strlist *out,
+    char *err, size_t errlen)
+{
+	const struct table *t = &fk(d)->t[T_ALIASES];
+	int found = 0;
+
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	for (size_t i = 0; i < t->n; i++) {
+		char a[ADDR_PATH_MAX + 8];
+
+		if (strcmp(t->v[i].c[2], target) != 0)
+			continue;
+		snprintf(a, sizeof(a), "%s@%s", t->v[i].c[0], t->v[i].c[1]);
+		strlist_add_unique(out, a);
+		found = 1;
+	}
+	return found;
+}
+
+static int
+f_domain_aliases(struct dir *d, const char *domain, struct strlist *out,
+    char *err, size_t errlen)
+{
+	const struct table *t = &fk(d)->t[T_HALIAS];
+	int found = 0;
+
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	for (size_t i = 0; i < t->n; i++)
+		if (strcmp(t->v[i].c[1], domain) == 0) {
+			strlist_add_unique(out, t->v[i].c[0]);
+			found = 1;
+		}
+	return found;
+}
+
+/* ---- administration: the refusals dir_sqlite gives ---------------- */
+
+static int
+need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+
+	if (find(&f->t[T_DOMAINS], 0, domain, NULL, NULL) != -1)
+		return 0;
+	snprintf(err, errlen,
+	    find(&f->t[T_HALIAS], 0, domain, NULL, NULL) != -1
+	        ? "%s is a host alias: use its domain"
+	        : "no such domain: %s",
+	    domain);
+	return -1;
+}
+
+static enum dir_kind
+kind_of(struct dir *d, const char *local, const char *domain)
+{
+	struct strlist t = {0};
+	enum dir_kind kind;
+	char err[64];
+
+	(void)f_address_lookup(d, local, domain, &kind, &t, err, sizeof(err));
+	strlist_clear(&t);
+	return kind;
+}
+
+static int
+need_free(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	static const char *const names[] = {"", "a user", "an alias", "a list"};
+	enum dir_kind kind;
+
+	if (need_domain(d, domain, err, errlen) == -1)
+		return -1;
+	if ((kind = kind_of(d, local, domain)) != DIR_KIND_NONE) {
+		snprintf(err, errlen, "%s@%s already exists as %s", local,
+		    domain, names[kind]);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+gone(size_t n, const char *notfound, char *err, size_t errlen)
+{
+	if (n > 0)
+		return 0;
+	snprintf(err, errlen, "%s", notfound);
+	return -1;
+}
+
+static int
+f_domain_add(struct dir *d, const char *domain, char *err, size_t errlen)
+{
+	char canon[ADDR_DOMAIN_MAX + 1];
+	int r;
+
+	if ((r = f_domain_resolve(
+	         d, domain, canon, sizeof(canon), err, errlen)) != 0) {
+		if (r == 1)
+			snprintf(
+			    err, errlen, "domain %s already exists", domain);
+		return -1;
+	}
+	insert(&fk(d)->t[T_DOMAINS], domain, NULL, NULL);
+	return 0;
+}
+
+static int
+f_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	size_t n = 0;
+
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	for (int t = T_USERS; t <= T_LISTS; t++)
+		for (size_t i = 0; i < f->t[t].n; i++)
+			n += strcmp(f->t[t].v[i].c[1], domain) == 0;
+	if (n > 0) {
+		snprintf(err, errlen,
+		    "domain %s still has %zu users, aliases "
+		    "or lists: delete them first",
+		    domain, n);
+		return -1;
+	}
+	if (gone(delete (&f->t[T_DOMAINS], domain, NULL, NULL),
+	        "no such domain", err, errlen) == -1)
+		return -1;
+	delete (&f->t[T_HALIAS], NULL, domain, NULL);
+	return 0;
+}
+
+static int
+f_host_alias_add(struct dir *d, const char *alias, const char *domain,
+    char *err, size_t errlen)
+{
+	char canon[ADDR_DOMAIN_MAX + 1];
+	int r;
+
+	if (failing(d, err, errlen) == -1 ||
+	    need_domain(d, domain, err, errlen) == -1)
+		return -1;
+	if ((r = f_domain_resolve(
+	         d, alias, canon, sizeof(canon), err, errlen)) != 0) {
+		if (r == 1)
+			snprintf(err, errlen,
+			    "%s is already a domain or host alias", alias);
+		return -1;
+	}
+	insert(&fk(d)->t[T_HALIAS], alias, domain, NULL);
+	return 0;
+}
+
+static int
+f_host_alias_del(struct dir *d, const char *alias, char *err, size_t errlen)
+{
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	return gone(delete (&fk(d)->t[T_HALIAS], alias, NULL, NULL),
+	    "no such host alias", err, errlen);
+}
+
+static int
+f_user_add(struct dir *d, const char *local, const char *domain,
+    const char *hash, char *err, size_t errlen)
+{
+	if (failing(d, err, errlen) == -1 ||
+	    need_free(d, local, domain, err, errlen) == -1)
+		return -1;
+	insert(&fk(d)->t[T_USERS], local, domain, hash);
+	return 0;
+}
+
+static int
+f_user_del(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	return gone(delete (&fk(d)->t[T_USERS], local, domain, NULL),
+	    "no such user", err, errlen);
+}
+
+static int
+f_user_passwd(struct dir *d, const char *local, const char *domain,
+    const char *hash, char *err, size_t errlen)
+{
+	struct table *t = &fk(d)->t[T_USERS];
+	long i;
+
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	if ((i = find(t, 0, local, domain, NULL)) == -1)
+		return gone(0, "no such user", err, errlen);
+	free(t->v[i].c[2]);
+	t->v[i].c[2] = xstrdup(hash);
+	return 0;
+}
+
+static int
+f_alias_add(struct dir *d, const char *local, const char *domain,
+    const char *target, char *err, size_t errlen)
+{
+	struct table *t = &fk(d)->t[T_ALIASES];
+	enum dir_kind kind;
+
+	if (failing(d, err, errlen) == -1 ||
+	    need_domain(d, domain, err, errlen) == -1)
+		return -1;
+	kind = kind_of(d, local, domain);
+	if (kind != DIR_KIND_NONE && kind != DIR_KIND_ALIAS) {
+		snprintf(err, errlen, "%s@%s already exists as %s", local,
+		    domain, kind == DIR_KIND_USER ? "a user" : "a list");
+		return -1;
+	}
+	if (find(t, 0, local, domain, target) == -1)
+		insert(t, local, domain, target);
+	return 0;
+}
+
+static int
+f_alias_del(struct dir *d, const char *local, const char *domain,
+    const char *target, char *err, size_t errlen)
+{
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	return gone(delete (&fk(d)->t[T_ALIASES], local, domain, target),
+	    target ? "no such alias target" : "no such alias", err, errlen);
+}
+
+static int
+f_list_add(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	if (failing(d, err, errlen) == -1 ||
+	    need_free(d, local, domain, err, errlen) == -1)
+		return -1;
+	insert(&fk(d)->t[T_LISTS], local, domain, NULL);
+	return 0;
+}
+
+static int
+f_list_del(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	if (failing(d, err, errlen) == -1 ||
+	    gone(delete (&fk(d)->t[T_LISTS], local, domain, NULL),
+	        "no such list", err, errlen) == -1)
+		return -1;
+	delete (&fk(d)->t[T_MEMBERS], local, domain, NULL);
+	return 0;
+}
+
+static int
+f_list_member(struct dir *d, const char *local, const char *domain,
+    const char *member, bool add, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	if (find(&f->t[T_LISTS], 0, local, domain, NULL) == -1) {
+		snprintf(err, errlen, "no such list: %s@%s", local, domain);
+		return -1;
+	}
+	if (!add)
+		return gone(delete (&f->t[T_MEMBERS], local, domain, member),
+		    "not a member", err, errlen);
+	if (find(&f->t[T_MEMBERS], 0, local, domain, member) == -1)
+		insert(&f->t[T_MEMBERS], local, domain, member);
+	return 0;
+}
+
+/* A listing row: its sort key and its two output columns. */
+struct out_row {
+	char key[3 * 320], a[ADDR_PATH_MAX + 8], b[ADDR_PATH_MAX + 8];
+	bool has_b;
+};
+
+static int
+out_cmp(const void *x, const void *y)
+{
+	return strcmp(
+	    ((const struct out_row *)x)->key, ((const struct out_row *)y)->key);
+}
+
+static int
+f_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
+    void *arg, char *err, size_t errlen)
+{
+	static const char *const names[] = {
+	    "domains", "host-aliases", "users", "aliases", "lists", "members"};
+	struct dir_fake *f = fk(d);
+	struct out_row *o;
+	const struct table *t;
+	size_t n = 0;
+	int w = -1;
+
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	for (int i = 0; i < T_N; i++)
+		if (strcmp(names[i], what) == 0)
+			w = i;
+	if (w == -1) {
+		snprintf(err, errlen, "unknown listing %s", what);
+		return -1;
+	}
+	if ((w == T_DOMAINS && filter != NULL) ||
+	    (w == T_MEMBERS && filter == NULL)) {
+		snprintf(err, errlen, "bad listing filter");
+		return -1;
+	}
+	t = &f->t[w];
+	o = xcalloc(t->n + 1, sizeof(*o));
+	for (size_t i = 0; i < t->n; i++) {
+		const struct row *r = &t->v[i];
+		struct out_row *x = &o[n];
+		char full[ADDR_PATH_MAX + 8];
+
+		if (w >= T_USERS)
+			snprintf(full, sizeof(full), "%s@%s", r->c[0], r->c[1]);
+		if (filter != NULL &&
+		    strcmp(w == T_MEMBERS ? full : r->c[1], filter) != 0)
+			continue;
+		/* The orders dir_sqlite's queries give. */
+		if (w == T_DOMAINS || w == T_HALIAS)
+			snprintf(x->key, sizeof(x->key), "%s", r->c[0]);
+		else if (w == T_MEMBERS)
+			snprintf(x->key, sizeof(x->key), "%s", r->c[2]);
+		else
+			snprintf(x->key, sizeof(x->key), "%s%c%s%c%s", r->c[1],
+			    1, r->c[0], 1, w == T_ALIASES ? r->c[2] : "");
+		snprintf(x->a, sizeof(x->a), "%s",
+		    w == T_MEMBERS ? r->c[2]
+		    : w >= T_USERS ? full
+		                   : r->c[0]);
+		x->has_b = w == T_HALIAS || w == T_ALIASES;
+		if (x->has_b)
+			snprintf(x->b, sizeof(x->b), "%s",
+			    r->c[w == T_HALIAS ? 1 : 2]);
+		n++;
+	}
+	qsort(o, n, sizeof(*o), out_cmp);
+	for (size_t i = 0; i < n && fn != NULL; i++)
+		fn(arg, o[i].a, o[i].has_b ? o[i].b : NULL);
+	free(o);
+	return 0;
+}
+
+static void
+f_close(struct dir *d)
+{
+	struct dir_fake *f = fk(d);
+
+	for (int t = 0; t < T_N; t++) {
+		delete (&f->t[t], NULL, NULL, NULL);
+		free(f->t[t].v);
+	}
+	free(f);
+}
+
+static const struct dir_read_ops fake_read_ops = {
+    .close = f_close,
+    .domain_resolve = f_domain_resolve,
+    .address_lookup = f_address_lookup,
+    .user_hash = f_user_hash,
+    .alias_sources = f_alias_sources,
+    .domain_aliases = f_domain_aliases,
+};
+
+static const struct dir_admin_ops fake_admin_ops = {
+    .domain_add = f_domain_add,
+    .domain_del = f_domain_del,
+    .host_alias_add = f_host_alias_add,
+    .host_alias_del = f_host_alias_del,
+    .user_add = f_user_add,
+    .user_del = f_user_del,
+    .user_passwd = f_user_passwd,
+    .alias_add = f_alias_add,
+    .alias_del = f_alias_del,
+    .list_add = f_list_add,
+    .list_del = f_list_del,
+    .list_member = f_list_member,
+    .list_rows = f_list_rows,
+};
+
+struct dir *
+dir_fake_new(void)
+{
+	struct dir_fake *f = xcalloc(1, sizeof(*f));
+
+	f->base.ops = &fake_read_ops;
+	f->base.admin = &fake_admin_ops;
+	return &f->base;
+}
+
+void
+dir_fake_fail(struct dir *d, bool is_failing)
+{
+	fk(d)->is_failing = is_failing;
+}
