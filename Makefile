@@ -15,7 +15,7 @@ SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 
 LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/base64.c src/lib/authfail.c src/lib/tls.c src/lib/net.c \
-	src/lib/sasl.c src/lib/file.c src/lib/counter.c \
+	src/lib/sasl.c src/lib/file.c src/lib/counter.c src/lib/span.c \
 	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c src/lib/safefs.c \
 	src/lib/cidr.c src/lib/accept.c src/lib/dns.c src/lib/committer.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
@@ -24,7 +24,8 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \
 	src/queue/dsn.c src/policy/relay.c \
 	src/maildir/mailbox.c src/pop3/pop3_parse.c
-D_SRC = src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
+D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
+	src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
 	src/queue/queue.c src/queue/outbound.c src/pop3/pop3_session.c
 CTL_SRC = src/cmd/posternctl.c
 # The in-memory directory backend: tests only (unit, policy golden).

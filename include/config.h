@@ -80,7 +80,8 @@ struct config {
 	size_t max_sessions_per_ip, max_errors, command_line_limit;
 	size_t text_line_limit, header_size_limit, expansion_limit;
 	bool smtp_bare_newline_reject; /* smtp_bare_newline = reject */
-	size_t workers;
+	size_t workers;     /* storage pool: Maildir, queue, spool writes */
+	size_t dir_workers; /* directory pool: RCPT lookups */
 	unsigned smtp_timeout_ms, greet_pause_ms, shutdown_timeout_ms;
 	unsigned smtp_data_timeout_ms; /* a deadline for the whole DATA */
 	size_t smtp_memory_limit;      /* message bytes in RAM, all sessions */

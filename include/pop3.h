@@ -78,7 +78,9 @@ void pop3_server_set_config(struct pop3_server *, struct config *);
 void pop3_server_set_tls(struct pop3_server *, SSL_CTX *ctx);
 /* Stops listening and closes sessions (deleting nothing). */
 void pop3_server_shutdown(struct pop3_server *);
-size_t pop3_server_sessions(const struct pop3_server *);
 void pop3_server_free(struct pop3_server **);
+/* The same, for posternd's service registry (service.h). */
+struct service;
+extern const struct service pop3_service;
 
 #endif

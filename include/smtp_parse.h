@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "span.h"
 
 enum smtp_verb {
 	SMTP_CMD_UNKNOWN,
@@ -32,11 +33,6 @@ enum smtp_verb {
 };
 
 #define SMTP_MAX_PARAMS 8
-
-struct span {
-	const char *p;
-	size_t len;
-};
 
 struct smtp_param {
 	struct span key, value; /* value.p == NULL: no "=value" */
@@ -62,8 +58,5 @@ int smtp_cmd_parse(const uint8_t *line, size_t len, struct smtp_cmd *out,
 
 /* The verb's name ("MAIL"), for logs. */
 const char *smtp_verb_name(enum smtp_verb);
-
-/* Case-insensitive compare of a span with a NUL-terminated string. */
-int span_eq_ci(struct span, const char *);
 
 #endif

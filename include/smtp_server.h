@@ -23,20 +23,31 @@ struct smtp_server;
  */
 struct smtp_server *smtp_server_new(
     struct event_base *, struct config *cfg, char *err, size_t errlen);
-/* Starts accepting; the pools and committer must outlive the server.
- * auth runs password checks only (shared with POP3). */
+/* The worker pools SMTP uses (posternd owns them). */
+struct smtp_pools {
+	struct workers *dir;   /* RCPT: directory lookups */
+	struct workers *store; /* DATA spool, deliveries, disk checks */
+	struct workers *auth;  /* password checks (shared with POP3) */
+};
+/* Starts accepting; the pools and committer must outlive the server. */
 struct authfail_table;
-void smtp_server_start(struct smtp_server *, struct workers *,
-    struct workers *auth, struct committer *, struct queue *,
-    struct authfail_table *);
+void smtp_server_start(struct smtp_server *, const struct smtp_pools *,
+    struct committer *, struct queue *, struct authfail_table *);
 /* Stops accepting, lets transactions finish (shutdown_timeout), then
- * closes the rest; calls event_base_loopexit when no session is left. */
+ * closes the rest (core_server_shutdown). */
 void smtp_server_shutdown(struct smtp_server *);
+/* No session is left, not even one whose job is still running. */
+bool smtp_server_is_idle(const struct smtp_server *);
+/* After the loop: frees the sessions left (none busy) and the server. */
 void smtp_server_free(struct smtp_server **);
 /* New sessions use cfg from now on; sessions in progress keep theirs. */
 void smtp_server_set_config(struct smtp_server *, struct config *cfg);
 /* New sessions and STARTTLS use ctx (a reference is taken); sessions
  * already in TLS keep the context they started with. */
 void smtp_server_set_tls(struct smtp_server *, SSL_CTX *ctx);
+
+/* The same, for posternd's service registry (service.h). */
+struct service;
+extern const struct service smtp_service;
 
 #endif

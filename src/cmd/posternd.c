@@ -1,11 +1,13 @@
 /*
  * posternd: the mail daemon.  A thin main: load the config, bind the
- * listeners (as root if need be), detach, drop privileges, start the
- * worker pool and the committer (durable deliveries), and run the event
- * loop until SIGTERM; then stop gracefully.  Until it is ready it reports
- * errors on stderr and the parent's exit code tells whether start-up worked.
- * Main only wires services together: no protocol or policy logic here,
- * and nothing that blocks once the loop runs.
+ * listeners of every service in the registry (as root if need be),
+ * detach, drop privileges, start the worker pools and the Maildir
+ * committer, and run the event loop until SIGTERM; then stop in
+ * dependency order (docs/architecture.md, "Shutdown").  Until it is
+ * ready it reports errors on stderr and the parent's exit code tells
+ * whether start-up worked.  Main only wires services
+ * together: no protocol or policy logic here, and nothing that blocks
+ * once the loop runs.
  */
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -45,6 +47,7 @@
 #include "committer.h"
 #include "net.h"
 #include "passwd.h"
+#include "service.h"
 #include "smtp_server.h"
 #include "tls.h"
 #include "worker.h"
@@ -200,15 +203,25 @@ write_pid(const char *path)
 		fatal("pid file %s", path);
 }
 
+/* ---- the service registry --------------------------------------------- */
+
+/* The services, in start order; stopped and freed in reverse. */
+static const struct service *const services[] = {
+    &smtp_service,
+    &pop3_service,
+};
+
+#define NSERVICES (sizeof(services) / sizeof(services[0]))
+
 /* ---- live reload (SIGHUP, posternctl reload) ------------------------- */
 
 struct daemon {
 	const char *conf_path;
-	struct config *boot; /* paths and listeners come from this one */
-	struct smtp_server *srv;
-	struct pop3_server *pop3;
+	struct config *boot;  /* paths and listeners come from this one */
+	void *svc[NSERVICES]; /* services[i]'s server */
 	struct queue *queue;
-	struct workers *workers;
+	struct workers *workers;   /* the storage pool: reloads, log reopen */
+	struct event *stop_timer;  /* the shutdown poll (stop_poll) */
 	bool is_stopping;          /* the loop has ended: apply nothing more */
 	time_t term_at;            /* when SIGTERM/SIGINT came, or 0 */
 	char tls_sig[TLS_SIG_MAX]; /* the certificate files now in use */
@@ -345,6 +358,7 @@ reload_done(void *arg)
 		    (n->tls_cert[0] == '\0') !=
 		        (dm->boot->tls_cert[0] == '\0') ||
 		    n->workers != dm->boot->workers ||
+		    n->dir_workers != dm->boot->dir_workers ||
 		    n->auth_workers != dm->boot->auth_workers ||
 		    !listen_same(&n->smtp_listen, &dm->boot->smtp_listen) ||
 		    !listen_same(
@@ -353,14 +367,13 @@ reload_done(void *arg)
 		        &n->submissions_listen, &dm->boot->submissions_listen))
 			log_warn(
 			    "event=reload note=\"data_dir, user, listeners, "
-			    "workers, auth_workers and turning TLS on or off "
-			    "change only "
-			    "at restart\"");
-		smtp_server_set_config(dm->srv, n);
-		pop3_server_set_config(dm->pop3, n);
+			    "workers, dir_workers, auth_workers and turning "
+			    "TLS on or off change only at restart\"");
+		for (size_t i = 0; i < NSERVICES; i++)
+			services[i]->set_config(dm->svc[i], n);
 		if (r->tls != NULL) {
-			smtp_server_set_tls(dm->srv, r->tls);
-			pop3_server_set_tls(dm->pop3, r->tls);
+			for (size_t i = 0; i < NSERVICES; i++)
+				services[i]->set_tls(dm->svc[i], r->tls);
 			SSL_CTX_free(r->tls);
 			snprintf(
 			    dm->tls_sig, sizeof(dm->tls_sig), "%s", r->tls_sig);
@@ -504,17 +517,52 @@ control_listen(
 	return l;
 }
 
+/* Every service has no session left and the queue no attempt. */
+static bool
+daemon_is_idle(struct daemon *dm)
+{
+	for (size_t i = 0; i < NSERVICES; i++)
+		if (!services[i]->is_idle(dm->svc[i]))
+			return false;
+	return queue_idle(dm->queue);
+}
+
+/* The latest the drain may take: shutdown_timeout and the sessions'
+ * grace from the signal. */
+static time_t
+daemon_deadline(const struct daemon *dm)
+{
+	return dm->term_at + dm->boot->shutdown_timeout_ms / 1000 +
+	       NET_SHUTDOWN_GRACE_MS / 1000 + 1;
+}
+
+/* Shutdown, step 2: the loop ends once the sessions and the queue's
+ * attempts are gone, or at the deadline. */
+static void
+stop_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct daemon *dm = arg;
+
+	(void)fd;
+	(void)what;
+	if (daemon_is_idle(dm) || time(NULL) > daemon_deadline(dm))
+		event_base_loopexit(event_get_base(dm->stop_timer), NULL);
+}
+
+/* Shutdown, step 1: no service accepts; sessions are told to finish. */
 static void
 on_term(evutil_socket_t sig, short what, void *arg)
 {
 	struct daemon *dm = arg;
+	static const struct timeval every = {0, 20000};
 
 	(void)what;
 	log_info("event=signal signal=%d", (int)sig);
 	if (dm->term_at == 0)
 		dm->term_at = time(NULL);
-	pop3_server_shutdown(dm->pop3);
-	smtp_server_shutdown(dm->srv);
+	for (size_t i = 0; i < NSERVICES; i++)
+		services[i]->shutdown(dm->svc[i]);
+	evtimer_add(dm->stop_timer, &every);
 }
 
 /* SIGUSR1: reopen log_file after logrotate moved it (on a worker). */
@@ -538,21 +586,70 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	daemon_reload(arg, NULL);
 }
 
+/*
+ * After the loop (docs/architecture.md, "Shutdown"): on_term stopped the
+ * listeners and told the sessions (1); the loop ran until they and the
+ * queue's attempts were gone (2).  Past the deadline with work still in
+ * flight the state on disk is consistent and the rest is retried at the
+ * next start: exit at once, freeing nothing a running job may touch.
+ * Else (3) drain the pools: jobs still queued (spool closes, disk checks,
+ * log reopens) finish and their completions run while everything they
+ * touch still exists; then (4) free in reverse dependency order:
+ * services (they use the queue, committer and pools), the queue (it uses
+ * the committer and pools), the committer (it posts into the storage
+ * pool), the pools.
+ */
+static void
+daemon_stop(struct daemon *dm, struct service_env *env,
+    struct evconnlistener *ctl, struct event **sigs)
+{
+	struct workers *pools[] = {env->dir, env->store, env->auth};
+	bool is_pending = true;
+
+	evconnlistener_free(ctl);
+	dm->is_stopping = true;
+	if (!daemon_is_idle(dm)) {
+		log_warn("event=stop result=abandoned-attempts");
+		unlink(dm->boot->pid_file);
+		_exit(0);
+	}
+	while (is_pending && time(NULL) <= daemon_deadline(dm)) {
+		is_pending = false;
+		for (size_t i = 0; i < 3; i++)
+			is_pending |= workers_pending(pools[i]) > 0;
+		if (is_pending)
+			event_base_loop(
+			    event_get_base(dm->stop_timer), EVLOOP_ONCE);
+	}
+	if (is_pending) {
+		log_warn("event=stop result=abandoned-jobs");
+		unlink(dm->boot->pid_file);
+		_exit(0);
+	}
+	log_info("event=stop");
+	event_free(dm->stop_timer);
+	for (int i = 0; i < 4; i++)
+		event_free(sigs[i]);
+	for (size_t i = NSERVICES; i-- > 0;)
+		services[i]->free(dm->svc[i]);
+	queue_free(&env->queue);
+	committer_free(&env->committer);
+	workers_free(&env->dir);
+	workers_free(&env->store);
+	workers_free(&env->auth);
+	authfail_free(&env->authfails);
+}
+
 int
 main(int argc, char **argv)
 {
 	struct config *cfg = NULL;
 	struct passwd *pw = NULL;
 	struct event_base *base;
-	struct smtp_server *srv;
-	struct workers *workers, *auth_workers;
-	struct committer *committer;
-	struct queue *queue;
 	struct evconnlistener *ctl;
 	struct daemon dm;
-	struct pop3_server *pop3;
-	struct authfail_table *authfails;
 	struct event *sigs[4];
+	struct service_env env;
 	const char *conf = NULL;
 	bool foreground = false;
 	char err[512];
@@ -600,12 +697,10 @@ main(int argc, char **argv)
 	base = event_base_new();
 	if (base == NULL)
 		fatalx("event_base_new failed");
-	srv = smtp_server_new(base, cfg, err, sizeof(err));
-	if (srv == NULL)
-		fatalx("%s", err);
-	pop3 = pop3_server_new(base, cfg, err, sizeof(err));
-	if (pop3 == NULL)
-		fatalx("%s", err);
+	for (size_t i = 0; i < NSERVICES; i++)
+		if ((dm.svc[i] = services[i]->new (
+		         base, cfg, err, sizeof(err))) == NULL)
+			fatalx("%s", err);
 	if (pw != NULL)
 		drop_privileges(pw);
 	prepare_data_tree(cfg, data_fd);
@@ -619,30 +714,34 @@ main(int argc, char **argv)
 	write_pid(cfg->pid_file);
 	if (dns_init() == -1)
 		fatalx("c-ares initialisation failed");
-	workers = workers_new(
-	    base, cfg->workers, worker_dir_open, worker_dir_close, cfg);
-	/* Password checks have their own pool (auth_workers): a flood of
-	 * them never delays the lookups and writes of mail. */
-	auth_workers = workers_new(
+	/* Three pools, so one slow resource delays only its own work: the
+	 * directory (RCPT lookups; each thread its own read-only handle),
+	 * storage (Maildir, queue and spool writes: a slow disk never holds
+	 * up RCPT) and password checks (a login storm never holds up mail). */
+	env.dir = workers_new(
+	    base, cfg->dir_workers, worker_dir_open, worker_dir_close, cfg);
+	env.store = workers_new(base, cfg->workers, NULL, NULL, NULL);
+	env.auth = workers_new(
 	    base, cfg->auth_workers, auth_worker_open, worker_dir_close, cfg);
-	committer = committer_new(cfg->data_dir, workers);
-	queue = queue_new(base, cfg, workers, committer);
-	queue_load(queue);
+	env.committer = committer_new(cfg->data_dir, env.store);
+	/* Bounces are composed on the directory pool: they look up where
+	 * the DSN goes. */
+	env.queue = queue_new(base, cfg, env.dir, env.committer);
+	queue_load(env.queue);
+	env.authfails = authfail_new();
 	dm.conf_path = conf;
 	dm.boot = cfg;
-	dm.srv = srv;
-	dm.pop3 = pop3;
-	dm.queue = queue;
-	dm.workers = workers;
+	dm.queue = env.queue;
+	dm.workers = env.store;
 	dm.is_stopping = false;
+	dm.term_at = 0;
+	dm.stop_timer = event_new(base, -1, EV_PERSIST, stop_poll, &dm);
 	snprintf(dm.log_file, sizeof(dm.log_file), "%s", cfg->log_file);
 	ctl = control_listen(base, cfg, &dm);
-	authfails = authfail_new();
 	/* The dummy hash for unknown login names, made before any login. */
 	passwd_init();
-	smtp_server_start(
-	    srv, workers, auth_workers, committer, queue, authfails);
-	pop3_server_start(pop3, workers, auth_workers, authfails);
+	for (size_t i = 0; i < NSERVICES; i++)
+		services[i]->start(dm.svc[i], &env);
 	sigs[0] = evsignal_new(base, SIGTERM, on_term, &dm);
 	sigs[1] = evsignal_new(base, SIGINT, on_term, &dm);
 	sigs[2] = evsignal_new(base, SIGHUP, on_hup, &dm);
@@ -676,36 +775,7 @@ main(int argc, char **argv)
 		close(ready_fd);
 	}
 	event_base_dispatch(base);
-	evconnlistener_free(ctl);
-	dm.is_stopping = true;
-	{
-		/* Let delivery attempts in flight finish and be recorded,
-		 * within shutdown_timeout (and the sessions' grace) from the
-		 * signal; after that the state on disk is still consistent
-		 * and they are retried at the next start. */
-		time_t deadline = (dm.term_at ? dm.term_at : time(NULL)) +
-		                  cfg->shutdown_timeout_ms / 1000 +
-		                  NET_SHUTDOWN_GRACE_MS / 1000;
-
-		while ((!queue_idle(queue) || pop3_server_sessions(pop3) > 0) &&
-		       time(NULL) <= deadline)
-			event_base_loop(base, EVLOOP_ONCE);
-		if (!queue_idle(queue) || pop3_server_sessions(pop3) > 0) {
-			log_warn("event=stop result=abandoned-attempts");
-			unlink(cfg->pid_file);
-			_exit(0);
-		}
-	}
-	log_info("event=stop");
-	for (int i = 0; i < 4; i++)
-		event_free(sigs[i]);
-	queue_free(&queue);
-	committer_free(&committer);
-	workers_free(&workers);
-	workers_free(&auth_workers);
-	smtp_server_free(&srv);
-	pop3_server_free(&pop3);
-	authfail_free(&authfails);
+	daemon_stop(&dm, &env, ctl, sigs);
 	unlink(cfg->pid_file);
 	{
 		char sock[4096];

@@ -88,6 +88,7 @@ static const struct cfg_key cfg_keys[] = {
     {"auth_workers", T_COUNT, O(auth_workers), "2", 1, 64},
     {"command_line_limit", T_SIZE, O(command_line_limit), "1024", 512, 65536},
     {"data_dir", T_STR, O(data_dir), "/var/lib/postern", 0, 0},
+    {"dir_workers", T_COUNT, O(dir_workers), "4", 1, 64},
     {"directory", T_DIRECTORY, O(directory), "sqlite", 0, 0},
     {"directory_timeout", T_MS, O(directory_timeout_ms), "5s", 10, 600000},
     {"dns_servers", T_DNS, O(dns_servers), "", 0, 0},

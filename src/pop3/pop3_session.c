@@ -1,7 +1,7 @@
 /*
- * pop3_session: the POP3 server (include/pop3.h).  Like the SMTP session:
- * one bufferevent per client (plain, STLS, or TLS from the start on
- * pop3s), one command at a time, and every blocking step (password check,
+ * pop3_session: the POP3 server (include/pop3.h) on the protocol-server
+ * core (core.h: listeners, the session's life, STLS, SASL, shutdown).
+ * One command at a time, and every blocking step (password check,
  * opening the maildrop, reading a message, deleting at QUIT) on a worker;
  * the session reads nothing more until that step's completion runs.
  *
@@ -17,13 +17,6 @@
  * to it for the trip; it never dereferences the session.  Its completion,
  * on the loop, is the only place that touches the session again.
  */
-#include <sys/queue.h>
-#include <sys/socket.h>
-
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
@@ -32,29 +25,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <event2/listener.h>
-#include <openssl/ssl.h>
 
 #include "authfail.h"
-#include "base64.h"
 #include "buf.h"
-#include "counter.h"
 #include "config.h"
+#include "core.h"
 #include "dir.h"
 #include "log.h"
 #include "mailbox.h"
 #include "maildir.h"
 #include "net.h"
 #include "pop3.h"
-#include "sasl.h"
-#include "tls.h"
+#include "service.h"
+#include "span.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -64,14 +51,6 @@
  * pieces of this size, never built whole (a client pipelining RETRs of a
  * large message without reading the replies cost 1 MB per RETR). */
 #define POP3_READ_CHUNK (128u * 1024)
-
-/* Where a SASL exchange (AUTH) is: what the next line answers. */
-enum pop3_auth_step {
-	AUTH_STEP_NONE,       /* not in an exchange: lines are commands */
-	AUTH_STEP_PLAIN,      /* the PLAIN response */
-	AUTH_STEP_LOGIN_USER, /* LOGIN's user name */
-	AUTH_STEP_LOGIN_PASS, /* LOGIN's password */
-};
 
 enum pjob_kind {
 	PJOB_LOGIN,  /* password check, then the maildrop's listing */
@@ -91,37 +70,17 @@ enum pjob_open {
 struct pop3_session;
 
 struct pop3_server {
-	struct event_base *base;
-	struct config *cfg;
+	struct core_server *core;
 	struct workers *workers;
-	struct workers *auth_workers; /* password checks, shared with SMTP */
-	struct authfail_table *authfails;
-	SSL_CTX *tls;
-	struct evconnlistener **lev;
-	bool *lev_tls;
-	size_t nlev;
-	size_t nsessions;
-	struct counter *ips; /* sessions per client IP */
-	uint32_t seq;
-	TAILQ_HEAD(, pop3_session) sessions;
-	struct event *shutdown_timer; /* shutdown_timeout, then the grace */
 };
 
 struct pop3_session {
-	TAILQ_ENTRY(pop3_session) entry;
+	struct core_session cs; /* first: the core's part */
 	struct pop3_server *srv;
-	struct config *cfg;
-	struct bufferevent *bev;
-	char id[9];
-	char ip[INET6_ADDRSTRLEN];
-	char ip_key[COUNTER_IP_KEY_MAX]; /* sessions per IP */
-	enum pop3_state state;
-	bool is_tls, is_busy, is_dead, is_free_pending, is_switching;
-	bool is_stls, is_tls_logged; /* for the log */
-	char verb[8];                /* the command being handled */
-	bool is_forced;              /* shutdown_timeout hit while busy */
-	struct event *free_ev;       /* p_schedule_free */
-	enum pop3_auth_step auth_step;
+	struct config *cfg;    /* cs's, borrowed */
+	const char *id, *ip;   /* cs's, borrowed */
+	enum pop3_state state; /* closing is cs.is_closing */
+	char verb[8];          /* the command being handled */
 	unsigned errors;
 	char user[320];
 	char login[320];
@@ -158,11 +117,7 @@ struct pjob {
 	struct mailbox *mb; /* login: the maildrop opened; else lent */
 };
 
-static void p_process(struct pop3_session *);
 static void submit(struct pop3_session *, struct pjob *);
-static void p_on_read(struct bufferevent *, void *);
-static void p_on_write(struct bufferevent *, void *);
-static void p_on_event(struct bufferevent *, short, void *);
 
 static void p_reply(struct pop3_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -175,7 +130,7 @@ p_reply(struct pop3_session *s, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	net_add_line(bufferevent_get_output(s->bev), fmt, ap);
+	net_add_line(bufferevent_get_output(s->cs.bev), fmt, ap);
 	va_end(ap);
 }
 
@@ -197,76 +152,23 @@ pjob_free(struct pjob **jp)
 }
 
 static void
-p_free(struct pop3_session *s)
+p_free(struct core_session *cs)
 {
+	struct pop3_session *s = (struct pop3_session *)cs;
+
 	log_info("pop3=%s event=disconnect client=%s user=%s", s->id, s->ip,
 	    s->user[0] ? log_esc(s->user) : "-");
-	TAILQ_REMOVE(&s->srv->sessions, s, entry);
-	s->srv->nsessions--;
-	counter_add(s->srv->ips, s->ip_key, -1);
-	if (s->bev)
-		bufferevent_free(s->bev);
-	if (s->free_ev)
-		event_free(s->free_ev); /* a scheduled free, now moot */
 	pjob_free(&s->stream);
 	mailbox_close(&s->mb); /* releases the lock; deletes nothing */
 	explicit_bzero(s->login, sizeof(s->login));
-	config_unref(&s->cfg);
-	free(s);
 }
 
-static void
-p_free_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	p_free(arg);
-}
-
-/* The session's own event, so a session freed meanwhile (shutdown)
- * cancels it. */
-static void
-p_schedule_free(struct pop3_session *s)
-{
-	static const struct timeval now = {0, 0};
-
-	if (s->is_free_pending)
-		return;
-	s->is_free_pending = true;
-	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-	s->free_ev = evtimer_new(s->srv->base, p_free_cb, s);
-	evtimer_add(s->free_ev, &now);
-}
-
-/* The peer reads nothing, or must go now: freed at once, or by the
- * completion of the job in flight (is_dead). */
-static void
-p_drop(struct pop3_session *s)
-{
-	if (s->is_busy) {
-		s->is_dead = true;
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-		return;
-	}
-	p_schedule_free(s);
-}
-
-/* Stops reading, frees once the output is sent.  EV_WRITE is re-armed
- * with its timeout (libevent disables it when a write times out), so a
- * peer that never reads the last reply is dropped (p_on_event). */
 static void
 p_close(struct pop3_session *s)
 {
-	s->state = POP3_STATE_CLOSING;
-	bufferevent_disable(s->bev, EV_READ);
-	if (!s->is_switching)
-		bufferevent_enable(s->bev, EV_WRITE);
-	if (s->is_busy)
-		return;
-	pjob_free(&s->stream); /* the rest of a RETR is not sent */
-	bufferevent_setcb(s->bev, NULL, p_on_write, p_on_event, s);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		p_schedule_free(s);
+	if (!s->cs.is_busy)
+		pjob_free(&s->stream); /* the rest of a RETR is not sent */
+	core_close(&s->cs);
 }
 
 /* Counts a client error, for a refusal the caller logged already. */
@@ -298,7 +200,7 @@ p_err(struct pop3_session *s, const char *text)
 static bool
 plain_ok(const struct pop3_session *s)
 {
-	return s->is_tls || s->cfg->pop3_allow_plaintext;
+	return s->cs.is_tls || s->cfg->pop3_allow_plaintext;
 }
 
 /* ---- worker jobs ------------------------------------------------------- */
@@ -394,23 +296,6 @@ job_run(void *arg, void *ctx)
 	}
 }
 
-/* Session plumbing: a job's completion is over; carry on, or close. */
-static void
-p_resume(struct pop3_session *s)
-{
-	if (s->is_dead) {
-		p_free(s);
-		return;
-	}
-	if (s->is_forced && s->state != POP3_STATE_CLOSING)
-		p_reply(s, "-ERR server shutting down");
-	if (s->is_forced || s->state == POP3_STATE_CLOSING) {
-		p_close(s); /* the shutdown grace bounds a forced one */
-		return;
-	}
-	p_process(s);
-}
-
 /* The reply to a login the lock-out refused or failed. */
 static void
 login_refuse(struct pop3_session *s, enum authfail_verdict v)
@@ -448,9 +333,8 @@ login_count(struct pjob *j)
 {
 	struct pop3_session *s = j->s;
 
-	j->verdict = authfail_end(s->srv->authfails, &s->srv->cfg->authfail,
-	    &j->slot, login_outcome(j->login), j->canon[0] ? j->canon : NULL,
-	    time(NULL));
+	j->verdict =
+	    core_login_end(&s->cs, &j->slot, login_outcome(j->login), j->canon);
 }
 
 static void
@@ -518,7 +402,7 @@ login_done(struct pjob *j)
 static bool
 read_chunk_done(struct pop3_session *s, struct pjob *j)
 {
-	struct evbuffer *out = bufferevent_get_output(s->bev);
+	struct evbuffer *out = bufferevent_get_output(s->cs.bev);
 
 	evbuffer_add(out, j->out.data, j->out.len);
 	if (j->result == -1) {
@@ -541,15 +425,15 @@ job_done(void *arg)
 {
 	struct pjob *j = arg;
 	struct pop3_session *s = j->s;
+	bool is_live = core_job_end(&s->cs);
 
-	s->is_busy = false;
 	if (j->kind != PJOB_LOGIN) {
 		s->mb = j->mb; /* the loan ends (submit) */
 		j->mb = NULL;
 	}
 	if (j->kind == PJOB_LOGIN)
 		login_count(j);
-	if (!s->is_dead && s->state != POP3_STATE_CLOSING) {
+	if (is_live) {
 		if (j->kind == PJOB_LOGIN) {
 			login_done(j);
 		} else if (j->kind == PJOB_READ && read_chunk_done(s, j)) {
@@ -563,7 +447,7 @@ job_done(void *arg)
 			n += s->mb->msgs[i].is_deleted;
 		log_info("pop3=%s event=update user=%s deleted=%zu failed=%d",
 		    s->id, log_esc(s->user), n, j->result);
-		if (!s->is_dead)
+		if (!s->cs.is_dead)
 			p_reply(s,
 			    j->result == 0
 			        ? "+OK bye, %zu messages deleted"
@@ -571,11 +455,11 @@ job_done(void *arg)
 			          "deleted (%zu marked)",
 			    n);
 		mailbox_close(&s->mb);
-		if (!s->is_dead)
+		if (!s->cs.is_dead)
 			p_close(s);
 	}
 	pjob_free(&j);
-	p_resume(s);
+	core_resume(&s->cs);
 }
 
 /* A job for session s, with the copies every kind logs with. */
@@ -593,7 +477,6 @@ pjob_new(struct pop3_session *s, enum pjob_kind kind)
 static void
 submit(struct pop3_session *s, struct pjob *j)
 {
-	s->is_busy = true;
 	if (j->kind != PJOB_LOGIN) {
 		/* The maildrop is the job's until job_done hands it back. */
 		j->mb = s->mb;
@@ -601,24 +484,9 @@ submit(struct pop3_session *s, struct pjob *j)
 	}
 	/* A login (password check, then the maildrop's listing) runs on
 	 * the login pool: a flood of them never delays mail. */
-	workers_submit(
-	    j->kind == PJOB_LOGIN ? s->srv->auth_workers : s->srv->workers,
+	core_submit(&s->cs,
+	    j->kind == PJOB_LOGIN ? s->cs.srv->auth_workers : s->srv->workers,
 	    job_run, job_done, j);
-}
-
-/* A failure decided before any password check (bad syntax). */
-static void
-login_fail_now(struct pop3_session *s, const char *why)
-{
-	enum authfail_verdict v = authfail_fail(
-	    s->srv->authfails, &s->srv->cfg->authfail, s->ip, time(NULL));
-
-	log_warn("pop3=%s event=login result=%s client=%s reason=\"%s\"", s->id,
-	    v == AUTHFAIL_LOCKED ? "locked"
-	    : v == AUTHFAIL_BUSY ? "busy"
-	                         : "fail",
-	    s->ip, why);
-	login_refuse(s, v == AUTHFAIL_OK ? AUTHFAIL_DENIED : v);
 }
 
 static void
@@ -626,140 +494,16 @@ start_login(struct pop3_session *s, const char *user, size_t ulen,
     const char *pass, size_t plen)
 {
 	struct pjob *j = pjob_new(s, PJOB_LOGIN);
-	enum authfail_verdict v;
 
-	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
+	if (!core_login_begin(&s->cs, user, ulen, sizeof(j->user), plen,
+	        sizeof(j->pass), &j->slot)) {
 		pjob_free(&j);
-		login_fail_now(s, "empty or overlong user name or password");
-		return;
-	}
-	if (workers_pending(s->srv->auth_workers) >=
-	    s->srv->cfg->auth_max_pending) {
-		/* Too many logins queued: refused at once, counting
-		 * nothing (neither a failure nor a lock). */
-		log_warn("pop3=%s event=login result=busy reason=pending "
-		         "client=%s",
-		    s->id, s->ip);
-		pjob_free(&j);
-		p_reply(s, "-ERR [SYS/TEMP] too many logins in progress, try "
-		           "again later");
 		return;
 	}
 	memcpy(j->user, user, ulen);
-	/* The lock is checked, and a slot taken, for every attempt. */
-	v = authfail_begin(s->srv->authfails, &s->srv->cfg->authfail, s->ip,
-	    j->user, time(NULL), &j->slot);
-	if (v != AUTHFAIL_OK) {
-		char u[200];
-
-		log_escape(u, sizeof(u), j->user);
-		log_warn("pop3=%s event=login result=%s client=%s user=%s",
-		    s->id, v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip, u);
-		pjob_free(&j);
-		login_refuse(s, v);
-		return;
-	}
 	memcpy(j->pass, pass, plen);
 	j->cfg = config_ref(s->cfg);
 	submit(s, j);
-}
-
-/* ---- STLS takeover (session plumbing) ---------------------------------- */
-
-static void
-p_switch_tls(struct bufferevent *plain, void *arg)
-{
-	struct pop3_session *s = arg;
-
-	if (evbuffer_get_length(bufferevent_get_output(plain)) != 0)
-		return;
-	s->is_switching = false;
-	s->bev = net_tls_takeover(
-	    s->srv->base, plain, s->srv->tls, s->cfg->pop3_timeout_ms);
-	if (s->bev == NULL) {
-		p_free(s);
-		return;
-	}
-	s->is_tls = true;
-	bufferevent_setcb(s->bev, p_on_read, p_on_write, p_on_event, s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, 65536);
-	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
-
-/* After the reply that accepts STLS: reads nothing more in clear text,
- * and hands the socket to TLS once that reply is sent. */
-static void
-p_start_tls(struct pop3_session *s)
-{
-	/* RFC 2595 4: anything pipelined after STLS is discarded. */
-	bufferevent_disable(s->bev, EV_READ);
-	evbuffer_drain(bufferevent_get_input(s->bev),
-	    evbuffer_get_length(bufferevent_get_input(s->bev)));
-	s->is_stls = true;
-	s->is_switching = true;
-	bufferevent_setcb(s->bev, NULL, p_switch_tls, p_on_event, s);
-}
-
-/* ---- SASL exchange: AUTH PLAIN and LOGIN (session plumbing) ------------ */
-
-static void
-auth_plain(struct pop3_session *s, const char *b64, size_t len)
-{
-	char user[320], pass[256];
-	int r =
-	    sasl_plain_decode(b64, len, user, sizeof(user), pass, sizeof(pass));
-
-	if (r == -1) {
-		p_err(s, "cannot decode the AUTH response");
-		return;
-	}
-	if (r == -2) {
-		/* An authorisation identity other than the user. */
-		login_fail_now(s, "authorization identity is not the user");
-		return;
-	}
-	start_login(s, user, strlen(user), pass, strlen(pass));
-	explicit_bzero(pass, sizeof(pass));
-}
-
-/* A line that answers the challenge of s->auth_step. */
-static void
-auth_continue(struct pop3_session *s, const uint8_t *line, size_t len)
-{
-	enum pop3_auth_step step = s->auth_step;
-	uint8_t buf[512];
-	long n;
-
-	s->auth_step = AUTH_STEP_NONE;
-	if (len == 1 && line[0] == '*') {
-		p_err(s, "authentication cancelled");
-		return;
-	}
-	if (step == AUTH_STEP_PLAIN) {
-		auth_plain(s, (const char *)line, len);
-		return;
-	}
-	n = base64_decode((const char *)line, len, buf, sizeof(buf) - 1);
-	if (n < 0) {
-		p_err(s, "cannot decode the AUTH response");
-		return;
-	}
-	if (step == AUTH_STEP_LOGIN_USER) {
-		if ((size_t)n >= sizeof(s->login)) {
-			p_err(s, "user name too long");
-			return;
-		}
-		memcpy(s->login, buf, (size_t)n);
-		s->login[n] = '\0';
-		s->auth_step = AUTH_STEP_LOGIN_PASS;
-		p_reply(s, "+ UGFzc3dvcmQ6");
-		return;
-	}
-	start_login(
-	    s, s->login, strlen(s->login), (const char *)buf, (size_t)n);
-	explicit_bzero(buf, sizeof(buf));
-	explicit_bzero(s->login, sizeof(s->login));
 }
 
 /* ---- command handlers (one per verb; cmds[] says where each is valid) -- */
@@ -791,9 +535,9 @@ cmd_capa(struct pop3_session *s, struct pop3_cmd *c)
 	p_reply(s, "PIPELINING");
 	if (s->state == POP3_STATE_AUTH && plain_ok(s)) {
 		p_reply(s, "USER");
-		p_reply(s, "SASL PLAIN LOGIN");
+		p_reply(s, "SASL %s", core_sasl_mechs(' '));
 	}
-	if (s->srv->tls != NULL && !s->is_tls && s->state == POP3_STATE_AUTH)
+	if (core_tls_offered(&s->cs) && s->state == POP3_STATE_AUTH)
 		p_reply(s, "STLS");
 	p_reply(s, "EXPIRE NEVER");
 	p_reply(s, "IMPLEMENTATION postern");
@@ -804,28 +548,27 @@ static void
 cmd_stls(struct pop3_session *s, struct pop3_cmd *c)
 {
 	(void)c;
-	if (s->srv->tls == NULL || s->is_tls || s->state != POP3_STATE_AUTH) {
+	if (!core_tls_offered(&s->cs) || s->state != POP3_STATE_AUTH) {
 		p_err(s, "STLS not available");
 		return;
 	}
 	p_reply(s, "+OK begin TLS negotiation");
 	s->login[0] = '\0';
-	p_start_tls(s);
+	core_starttls(&s->cs);
 }
 
 static void
 cmd_auth(struct pop3_session *s, struct pop3_cmd *c)
 {
-	const char *sp = memchr(c->arg, ' ', c->arglen);
-	size_t mlen = sp ? (size_t)(sp - c->arg) : c->arglen;
+	struct span mech, ir;
+	bool has_ir =
+	    span_cut((struct span){c->arg, c->arglen}, ' ', &mech, &ir);
 
 	if (c->arglen == 0) {
 		/* RFC 5034 4: AUTH alone lists the mechanisms. */
 		p_reply(s, "+OK");
-		if (plain_ok(s)) {
-			p_reply(s, "PLAIN");
-			p_reply(s, "LOGIN");
-		}
+		for (size_t i = 0; plain_ok(s) && i < core_sasl_nmechs(); i++)
+			p_reply(s, "%s", core_sasl_mech(i));
 		p_reply(s, ".");
 		return;
 	}
@@ -833,25 +576,7 @@ cmd_auth(struct pop3_session *s, struct pop3_cmd *c)
 		p_err(s, "[AUTH] use STLS first: no passwords in clear text");
 		return;
 	}
-	if (mlen == 5 && strncasecmp(c->arg, "PLAIN", 5) == 0) {
-		if (sp == NULL) {
-			s->auth_step = AUTH_STEP_PLAIN;
-			p_reply(s, "+ ");
-		} else {
-			auth_plain(s, sp + 1, c->arglen - mlen - 1);
-		}
-		return;
-	}
-	if (mlen == 5 && strncasecmp(c->arg, "LOGIN", 5) == 0) {
-		s->auth_step = AUTH_STEP_LOGIN_USER;
-		if (sp == NULL)
-			p_reply(s, "+ VXNlcm5hbWU6");
-		else
-			auth_continue(
-			    s, (const uint8_t *)sp + 1, c->arglen - mlen - 1);
-		return;
-	}
-	p_err(s, "unsupported authentication mechanism");
+	core_sasl_start(&s->cs, mech.p, mech.len, ir.p, ir.len, has_ir);
 }
 
 static void
@@ -953,7 +678,7 @@ cmd_list(struct pop3_session *s, struct pop3_cmd *c)
 static bool
 take_pipelined_read(struct pop3_session *s, struct pjob *j)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = bufferevent_get_input(s->cs.bev);
 	uint8_t line[64];
 	struct evbuffer_ptr p;
 	struct pop3_cmd c;
@@ -1076,8 +801,9 @@ p_command(struct pop3_session *s, const uint8_t *line, size_t len)
 	struct pop3_cmd c;
 	const char *why;
 
-	if (s->auth_step != AUTH_STEP_NONE) {
-		auth_continue(s, line, len); /* s->verb stays "AUTH" */
+	if (s->cs.sasl_step != CORE_SASL_NONE) {
+		/* s->verb stays "AUTH" */
+		core_sasl_continue(&s->cs, line, len);
 		return;
 	}
 	p_verb(s, line, len);
@@ -1099,234 +825,195 @@ p_command(struct pop3_session *s, const uint8_t *line, size_t len)
 
 /* ---- session plumbing: input, output back-pressure, timeouts ----------- */
 
-static void
-p_process(struct pop3_session *s)
+/* proto->feed: one command line. */
+static bool
+p_feed(struct core_session *cs)
 {
-	struct evbuffer *in;
+	struct pop3_session *s = (struct pop3_session *)cs;
+	struct evbuffer *in = bufferevent_get_input(cs->bev);
+	uint8_t line[POP3_LINE_MAX + 1];
+	struct evbuffer_ptr p;
+	size_t eol, len;
 
-	while (!s->is_busy && !s->is_switching &&
-	       s->state != POP3_STATE_CLOSING && s->stream == NULL) {
-		uint8_t line[POP3_LINE_MAX + 1];
-		struct evbuffer_ptr p;
-		size_t eol, len;
-
-		/* Backpressure (net.h): no more commands while the client
-		 * leaves our replies unread; p_on_write carries on. */
-		if (net_output_full(s->bev))
-			return;
-
-		in = bufferevent_get_input(s->bev);
-		p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
-		if (p.pos == -1) {
-			if (evbuffer_get_length(in) > POP3_LINE_MAX) {
-				log_info("pop3=%s event=reject client=%s "
-				         "reason=\"line too long\" limit=%d",
-				    s->id, s->ip, POP3_LINE_MAX);
-				p_reply(s, "-ERR line too long");
-				p_close(s);
-			}
-			return;
+	if (s->stream != NULL)
+		return false; /* p_drained carries on */
+	p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
+	if (p.pos == -1) {
+		if (evbuffer_get_length(in) > POP3_LINE_MAX) {
+			log_info("pop3=%s event=reject client=%s "
+			         "reason=\"line too long\" limit=%d",
+			    s->id, s->ip, POP3_LINE_MAX);
+			p_reply(s, "-ERR line too long");
+			p_close(s);
 		}
-		len = (size_t)p.pos;
-		if (len + 1 > POP3_LINE_MAX) {
-			evbuffer_drain(in, len + 1);
-			p_err(s, "line too long");
-			continue;
-		}
-		evbuffer_remove(in, line, len + 1);
-		if (len > 0 && line[len - 1] == '\r')
-			len--;
-		p_command(s, line, len);
+		return false;
 	}
+	len = (size_t)p.pos;
+	if (len + 1 > POP3_LINE_MAX) {
+		evbuffer_drain(in, len + 1);
+		p_err(s, "line too long");
+		return true;
+	}
+	evbuffer_remove(in, line, len + 1);
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	p_command(s, line, len);
+	return true;
 }
 
-static void
-p_on_read(struct bufferevent *bev, void *arg)
+/* proto->drained: the next piece of a RETR/TOP batch, if one waits. */
+static bool
+p_drained(struct core_session *cs)
 {
-	(void)bev;
-	p_process(arg);
-}
-
-/* The output drained to NET_OUTPUT_LOW, or emptied while closing. */
-static void
-p_on_write(struct bufferevent *bev, void *arg)
-{
-	struct pop3_session *s = arg;
+	struct pop3_session *s = (struct pop3_session *)cs;
 	struct pjob *j = s->stream;
 
-	if (s->is_busy || s->is_free_pending)
-		return; /* the job's completion comes back to p_resume */
-	if (s->state == POP3_STATE_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			p_schedule_free(s);
-		return;
-	}
-	if (j != NULL) {
-		s->stream = NULL;
-		submit(s, j); /* the next piece of a RETR/TOP batch */
-		return;
-	}
-	p_process(s);
+	if (j == NULL)
+		return false;
+	s->stream = NULL;
+	submit(s, j);
+	return true;
 }
 
 static void
-p_on_event(struct bufferevent *bev, short what, void *arg)
+p_timeout(struct core_session *cs, bool is_writing)
 {
-	struct pop3_session *s = arg;
+	struct pop3_session *s = (struct pop3_session *)cs;
 
-	if (s->is_free_pending)
-		return;
-	if (s->is_tls)
-		net_tls_log(bev, what, "pop3", s->id,
-		    s->is_stls ? "stls" : "implicit", s->ip, &s->is_tls_logged);
-	if (what & BEV_EVENT_TIMEOUT) {
-		/* RFC 1939 3: an idle session ends without UPDATE. */
-		log_info("pop3=%s event=timeout client=%s%s", s->id, s->ip,
-		    (what & BEV_EVENT_WRITING) ? " writing=yes" : "");
-		/* A write timed out, or the last reply did not leave in
-		 * pop3_timeout: the peer is not reading. */
-		/* Also while a RETR/TOP is streaming (the client sends nothing
-		 * while it downloads): a reply now would land inside the
-		 * message, so the session just ends. */
-		if ((what & BEV_EVENT_WRITING) ||
-		    s->state == POP3_STATE_CLOSING || s->stream != NULL ||
-		    s->is_busy) {
-			p_drop(s);
-			return;
-		}
-		p_reply(s, "-ERR idle timeout, closing");
-		p_close(s);
+	/* RFC 1939 3: an idle session ends without UPDATE. */
+	log_info("pop3=%s event=timeout client=%s%s", s->id, s->ip,
+	    is_writing ? " writing=yes" : "");
+	/* A write timed out, or the last reply did not leave in
+	 * pop3_timeout: the peer is not reading.  Also while a RETR/TOP is
+	 * streaming (the client sends nothing while it downloads): a reply
+	 * now would land inside the message, so the session just ends. */
+	if (is_writing || cs->is_closing || s->stream != NULL || cs->is_busy) {
+		core_drop(cs);
 		return;
 	}
-	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
-		return; /* e.g. BEV_EVENT_CONNECTED after a TLS handshake */
-	if (s->is_busy) {
-		s->is_dead = true;
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-		return;
-	}
-	p_schedule_free(s);
+	p_reply(s, "-ERR idle timeout, closing");
+	p_close(s);
 }
 
-/* ---- server ------------------------------------------------------------ */
+/* ---- the protocol table and the server ---------------------------------- */
 
 static void
-on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
+p_start(struct core_session *cs)
 {
-	struct pop3_server *srv = arg;
-	struct pop3_session *s;
-	bool tls = false;
-	char ip[INET6_ADDRSTRLEN], key[COUNTER_IP_KEY_MAX];
-	struct timeval t;
+	struct pop3_session *s = (struct pop3_session *)cs;
 
-	(void)salen;
-	for (size_t i = 0; i < srv->nlev; i++)
-		if (srv->lev[i] == l)
-			tls = srv->lev_tls[i];
-	net_addr_text(sa, ip, sizeof(ip));
-	/* IPv6 counts per ipv6_prefix_length, as for SMTP. */
-	counter_ip_key(
-	    ip, (unsigned)srv->cfg->ipv6_prefix_length, key, sizeof(key));
-	if (srv->nsessions >= srv->cfg->max_sessions ||
-	    counter_get(srv->ips, key) >= srv->cfg->max_sessions_per_ip) {
-		static const char msg[] = "-ERR [SYS/TEMP] too many "
-		                          "connections, try again later\r\n";
-
-		if (!tls && send(fd, msg, sizeof(msg) - 1,
-		                MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
-			log_debug("pop3 refuse send: %s", strerror(errno));
-		log_warn("event=pop3-refuse client=%s", ip);
-		close(fd);
-		return;
-	}
-	/* Replies are written as they are ready: do not let Nagle hold the
-	 * tail of a batch for the peer's delayed ACK. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
-	s = xcalloc(1, sizeof(*s));
-	s->srv = srv;
-	s->cfg = config_ref(srv->cfg);
-	snprintf(s->ip, sizeof(s->ip), "%s", ip);
-	snprintf(s->ip_key, sizeof(s->ip_key), "%s", key);
-	snprintf(s->id, sizeof(s->id), "%08x", ++srv->seq);
-	s->bev =
-	    tls ? bufferevent_openssl_socket_new(srv->base, fd,
-	              SSL_new(srv->tls), BUFFEREVENT_SSL_ACCEPTING,
-	              BEV_OPT_CLOSE_ON_FREE)
-	        : bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->bev == NULL) {
-		close(fd);
-		config_unref(&s->cfg);
-		free(s);
-		return;
-	}
-	s->is_tls = tls;
-	if (tls)
-		bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
-	srv->nsessions++;
-	counter_add(srv->ips, s->ip_key, 1);
-	t.tv_sec = s->cfg->pop3_timeout_ms / 1000;
-	t.tv_usec = 0;
-	bufferevent_set_timeouts(s->bev, &t, &t);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, 65536);
-	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
-	bufferevent_setcb(s->bev, p_on_read, p_on_write, p_on_event, s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	s->srv = cs->srv->arg;
+	s->cfg = cs->cfg;
+	s->id = cs->id;
+	s->ip = cs->ip;
+	s->state = POP3_STATE_AUTH;
+	bufferevent_enable(cs->bev, EV_READ | EV_WRITE);
 	log_info("pop3=%s event=connect client=%s tls=%s", s->id, s->ip,
-	    tls ? "yes" : "no");
+	    cs->is_tls ? "yes" : "no");
 	p_reply(s, "+OK postern POP3 server ready");
 }
 
-static int
-listen_on(struct pop3_server *srv, const struct listen_addr *la, bool tls,
-    char *err, size_t errlen)
+static void
+p_shutdown_reply(struct core_session *cs)
 {
-	char bound[80];
-	int fd = net_listen(la, bound, sizeof(bound));
-
-	if (fd == -1) {
-		snprintf(err, errlen, "%s listener %s: %s",
-		    tls ? "pop3s" : "pop3", la->text, strerror(errno));
-		return -1;
-	}
-	srv->lev = xreallocarray(srv->lev, srv->nlev + 1, sizeof(*srv->lev));
-	srv->lev_tls =
-	    xreallocarray(srv->lev_tls, srv->nlev + 1, sizeof(*srv->lev_tls));
-	srv->lev[srv->nlev] = evconnlistener_new(srv->base, on_accept, srv,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED,
-	    -1, fd);
-	srv->lev_tls[srv->nlev++] = tls;
-	log_info("event=listen kind=%s addr=%s", tls ? "pop3s" : "pop3", bound);
-	return 0;
+	p_reply((struct pop3_session *)cs, "-ERR server shutting down");
 }
+
+static void
+p_refusal(enum core_refusal why, char *line, size_t len)
+{
+	(void)why;
+	snprintf(line, len,
+	    "-ERR [SYS/TEMP] too many connections, try again later\r\n");
+}
+
+static void
+p_sasl_error(struct core_session *cs, enum core_sasl_error e)
+{
+	static const char *const text[] = {
+	    [CORE_SASL_CANCELLED] = "authentication cancelled",
+	    [CORE_SASL_BAD_BASE64] = "cannot decode the AUTH response",
+	    [CORE_SASL_MALFORMED] = "cannot decode the AUTH response",
+	    [CORE_SASL_USER_TOO_LONG] = "user name too long",
+	    [CORE_SASL_UNKNOWN_MECH] = "unsupported authentication mechanism",
+	};
+
+	p_err((struct pop3_session *)cs, text[e]);
+}
+
+static void
+p_login(struct core_session *cs, const char *user, size_t ulen,
+    const char *pass, size_t plen)
+{
+	start_login((struct pop3_session *)cs, user, ulen, pass, plen);
+}
+
+static void
+p_login_refuse(struct core_session *cs, enum authfail_verdict v)
+{
+	login_refuse((struct pop3_session *)cs, v);
+}
+
+static void
+p_login_busy(struct core_session *cs)
+{
+	p_reply((struct pop3_session *)cs,
+	    "-ERR [SYS/TEMP] too many logins in progress, try again later");
+}
+
+static unsigned
+p_idle_ms(const struct config *cfg)
+{
+	return cfg->pop3_timeout_ms;
+}
+
+static size_t
+p_input_max(const struct config *cfg)
+{
+	(void)cfg;
+	return 65536;
+}
+
+static const struct core_proto pop3_proto = {
+    .name = "pop3",
+    .idkey = "pop3",
+    .login_event = "login",
+    .refuse_event = "pop3-refuse",
+    .starttls_mode = "stls",
+    .session_size = sizeof(struct pop3_session),
+    .user_max = 320,
+    .idle_ms = p_idle_ms,
+    .input_max = p_input_max,
+    .refusal = p_refusal,
+    .start = p_start,
+    .feed = p_feed,
+    .drained = p_drained,
+    .timeout = p_timeout,
+    .shutdown_reply = p_shutdown_reply,
+    .free = p_free,
+    .sasl_prefix = "+ ",
+    .sasl_error = p_sasl_error,
+    .login = p_login,
+    .login_refuse = p_login_refuse,
+    .login_busy = p_login_busy,
+};
 
 struct pop3_server *
 pop3_server_new(
     struct event_base *base, struct config *cfg, char *err, size_t errlen)
 {
+	static struct core_listen l[2];
 	struct pop3_server *srv = xcalloc(1, sizeof(*srv));
 
-	srv->base = base;
-	srv->cfg = config_ref(cfg);
-	srv->ips = counter_new(256);
-	TAILQ_INIT(&srv->sessions);
-	if (cfg->tls_cert[0] != '\0' &&
-	    (srv->tls = tls_server_ctx_new(
-	         cfg->tls_cert, cfg->tls_key, err, errlen)) == NULL)
-		goto fail;
-	for (size_t i = 0; i < cfg->pop3_listen.n; i++)
-		if (listen_on(
-		        srv, &cfg->pop3_listen.v[i], false, err, errlen) == -1)
-			goto fail;
-	for (size_t i = 0; i < cfg->pop3s_listen.n; i++)
-		if (listen_on(
-		        srv, &cfg->pop3s_listen.v[i], true, err, errlen) == -1)
-			goto fail;
+	l[0] = (struct core_listen){&cfg->pop3_listen, "pop3", false, 0};
+	l[1] = (struct core_listen){&cfg->pop3s_listen, "pop3s", true, 0};
+	srv->core =
+	    core_server_new(base, cfg, &pop3_proto, srv, l, 2, err, errlen);
+	if (srv->core == NULL) {
+		free(srv);
+		return NULL;
+	}
 	return srv;
-fail:
-	pop3_server_free(&srv);
-	return NULL;
 }
 
 void
@@ -1334,130 +1021,83 @@ pop3_server_start(struct pop3_server *srv, struct workers *w,
     struct workers *auth, struct authfail_table *af)
 {
 	srv->workers = w;
-	srv->auth_workers = auth;
-	srv->authfails = af;
-	for (size_t i = 0; i < srv->nlev; i++)
-		evconnlistener_enable(srv->lev[i]);
+	core_server_start(srv->core, auth, af);
 }
 
 void
 pop3_server_set_config(struct pop3_server *srv, struct config *cfg)
 {
-	config_unref(&srv->cfg);
-	srv->cfg = config_ref(cfg);
-}
-
-/* The grace is over: every session left goes (a busy one when its job
- * completes), so no client holds up the exit. */
-static void
-p_shutdown_grace(evutil_socket_t fd, short what, void *arg)
-{
-	struct pop3_server *srv = arg;
-	struct pop3_session *s, *next;
-
-	(void)fd;
-	(void)what;
-	if (srv->nsessions > 0)
-		log_warn(
-		    "event=pop3-shutdown-grace sessions=%zu", srv->nsessions);
-	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
-		next = TAILQ_NEXT(s, entry);
-		if (s->is_busy) {
-			p_drop(s);
-			continue;
-		}
-		net_write_nowait(s->bev);
-		p_free(s);
-	}
-}
-
-/*
- * shutdown_timeout after SIGTERM: a busy session closes after its job
- * (QUIT's UPDATE finishes); one whose output is still unsent is freed now
- * (the peer is not reading); the others close, within the grace.
- */
-static void
-p_shutdown_timeout(evutil_socket_t fd, short what, void *arg)
-{
-	struct pop3_server *srv = arg;
-	struct pop3_session *s, *next;
-	struct timeval tv = {NET_SHUTDOWN_GRACE_MS / 1000,
-	    (NET_SHUTDOWN_GRACE_MS % 1000) * 1000};
-
-	(void)fd;
-	(void)what;
-	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
-		next = TAILQ_NEXT(s, entry);
-		if (s->is_dead || s->is_free_pending)
-			continue;
-		if (s->is_busy) {
-			s->is_forced = true;
-		} else if (evbuffer_get_length(bufferevent_get_output(s->bev)) >
-		           0) {
-			net_write_nowait(s->bev);
-			p_free(s);
-		} else {
-			p_close(s);
-		}
-	}
-	evtimer_assign(srv->shutdown_timer, srv->base, p_shutdown_grace, srv);
-	evtimer_add(srv->shutdown_timer, &tv);
+	core_server_set_config(srv->core, cfg);
 }
 
 void
 pop3_server_shutdown(struct pop3_server *srv)
 {
-	struct pop3_session *s, *next;
-	struct timeval tv = {srv->cfg->shutdown_timeout_ms / 1000,
-	    (srv->cfg->shutdown_timeout_ms % 1000) * 1000};
-
-	for (size_t i = 0; i < srv->nlev; i++)
-		evconnlistener_disable(srv->lev[i]);
-	for (s = TAILQ_FIRST(&srv->sessions); s != NULL; s = next) {
-		next = TAILQ_NEXT(s, entry);
-		if (s->state != POP3_STATE_CLOSING && !s->is_free_pending) {
-			p_reply(s, "-ERR server shutting down");
-			p_close(s);
-		}
-	}
-	if (srv->shutdown_timer == NULL) {
-		srv->shutdown_timer =
-		    evtimer_new(srv->base, p_shutdown_timeout, srv);
-		evtimer_add(srv->shutdown_timer, &tv);
-	}
-}
-
-size_t
-pop3_server_sessions(const struct pop3_server *srv)
-{
-	return srv->nsessions;
+	core_server_shutdown(srv->core);
 }
 
 void
 pop3_server_free(struct pop3_server **sp)
 {
-	struct pop3_server *srv = *sp;
-
-	if (srv == NULL)
+	if (*sp == NULL)
 		return;
-	while (!TAILQ_EMPTY(&srv->sessions))
-		p_free(TAILQ_FIRST(&srv->sessions));
-	if (srv->shutdown_timer)
-		event_free(srv->shutdown_timer);
-	for (size_t i = 0; i < srv->nlev; i++)
-		evconnlistener_free(srv->lev[i]);
-	free(srv->lev);
-	free(srv->lev_tls);
-	if (srv->tls)
-		SSL_CTX_free(srv->tls);
-	counter_free(&srv->ips);
-	config_unref(&srv->cfg);
-	free(srv);
+	core_server_free(&(*sp)->core);
+	free(*sp);
 	*sp = NULL;
 }
 
 void
 pop3_server_set_tls(struct pop3_server *srv, SSL_CTX *ctx)
 {
-	tls_ctx_replace(&srv->tls, ctx);
+	core_server_set_tls(srv->core, ctx);
 }
+
+/* ---- the service posternd's registry runs (service.h) ------------------- */
+
+static void *
+service_new(struct event_base *base, struct config *cfg, char *err, size_t len)
+{
+	return pop3_server_new(base, cfg, err, len);
+}
+
+static void
+service_start(void *srv, const struct service_env *e)
+{
+	pop3_server_start(srv, e->store, e->auth, e->authfails);
+}
+
+static void
+service_set_config(void *srv, struct config *cfg)
+{
+	pop3_server_set_config(srv, cfg);
+}
+
+static void
+service_set_tls(void *srv, SSL_CTX *ctx)
+{
+	pop3_server_set_tls(srv, ctx);
+}
+
+static void
+service_shutdown(void *srv)
+{
+	pop3_server_shutdown(srv);
+}
+
+static bool
+service_is_idle(const void *srv)
+{
+	return core_server_is_idle(((const struct pop3_server *)srv)->core);
+}
+
+static void
+service_free(void *srv)
+{
+	struct pop3_server *p = srv;
+
+	pop3_server_free(&p);
+}
+
+const struct service pop3_service = {"pop3", service_new, service_start,
+    service_set_config, service_set_tls, service_shutdown, service_is_idle,
+    service_free};

@@ -46,14 +46,6 @@ smtp_verb_name(enum smtp_verb v)
 	return "UNKNOWN";
 }
 
-int
-span_eq_ci(struct span s, const char *lit)
-{
-	size_t n = strlen(lit);
-
-	return s.len == n && strncasecmp(s.p, lit, n) == 0;
-}
-
 static int
 err(const char **code_out, const char *code, const char **error_out,
     const char *msg)

@@ -16,17 +16,12 @@
 #include "addr.h"
 #include "buf.h"
 #include "config.h"
+#include "core.h"
 #include "counter.h"
 #include "delivery.h"
 #include "queue_file.h"
 #include "smtp_data.h"
 #include "strlist.h"
-
-#ifndef TAILQ_FOREACH_SAFE
-#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                             \
-	for ((var) = TAILQ_FIRST(head);                                        \
-	     (var) && ((tvar) = TAILQ_NEXT(var, field), 1); (var) = (tvar))
-#endif
 
 enum listener_kind { LK_SMTP, LK_SUBMISSION, LK_SUBMISSIONS };
 
@@ -41,34 +36,17 @@ enum listener_kind { LK_SMTP, LK_SUBMISSION, LK_SUBMISSIONS };
 #define SMTP_SPOOL_THRESHOLD (256u * 1024)
 #define SMTP_SPOOL_MIN_CHUNK (64u * 1024)
 
-struct smtp_listener {
-	struct evconnlistener *lev;
-	enum listener_kind kind;
-	struct smtp_server *srv;
-};
-
 struct session;
 
 struct smtp_server {
 	struct event_base *base;
-	struct config *cfg;
-	struct workers *workers;
+	/* Listeners, admission, sessions, TLS, logins, shutdown (core.h). */
+	struct core_server *core;
+	struct config *cfg;            /* the core's, borrowed: core->cfg */
+	struct workers *dir_workers;   /* RCPT: directory lookups */
+	struct workers *store_workers; /* spool, Maildir and queue writes */
 	struct committer *committer;
 	struct queue *queue;
-	SSL_CTX *tls;
-	struct smtp_listener *listeners;
-	size_t nlisteners;
-	size_t nsessions;
-	struct counter *ips; /* sessions per client IP */
-	TAILQ_HEAD(, session) sessions;
-	bool is_shutting_down;
-	bool is_stopped; /* the loop ended with busy sessions left */
-	struct event *shutdown_timer;
-	uint32_t session_seq;
-	struct authfail_table *authfails; /* shared with POP3 */
-	/* Password checks only, shared with POP3: at most auth_max_pending
-	 * logins in flight or queued there (workers_pending). */
-	struct workers *auth_workers;
 	/* Relay-policy DNS (backup MX) runs on its own pool, so a client
 	 * whose domains never answer holds only these threads, never the
 	 * workers that serve directory lookups, logins and deliveries. */
@@ -84,29 +62,23 @@ struct smtp_server {
 	bool is_disk_checking;
 };
 
-enum session_state { ST_GREETING, ST_CMD, ST_DATA, ST_CLOSING };
+/* Closing is the core's (cs.is_closing). */
+enum session_state { ST_GREETING, ST_CMD, ST_DATA };
 
 struct session {
-	TAILQ_ENTRY(session) entry;
+	/* First: the core's part (bufferevent, busy/dead/closing, TLS,
+	 * SASL step); the core allocates and frees the whole session. */
+	struct core_session cs;
 	struct smtp_server *srv;
+	/* Borrowed from cs, which owns them, for the many log lines. */
 	struct config *cfg;
-	struct bufferevent *bev;
+	const char *id, *ip, *ip_key;
 	struct event *greet_timer;
-	struct event *free_ev; /* session_schedule_free */
 	enum listener_kind kind;
 	enum session_state state;
-	char id[9];
-	char ip[INET6_ADDRSTRLEN];
-	char ip_key[COUNTER_IP_KEY_MAX]; /* sessions per IP (counter_ip_key) */
 	char helo[256];
-	bool has_helo, is_esmtp, is_tls;
-	bool is_busy;          /* a worker job is in flight */
-	bool is_dead;          /* peer gone while busy: free on completion */
-	bool is_discarding;    /* skipping the rest of an overlong line */
-	bool close_after_txn;  /* shutdown: close once the transaction ends */
-	bool is_tls_switching; /* STARTTLS: waiting for "220" to be sent */
-	bool is_free_pending;  /* session_free is scheduled on the loop */
-	bool is_forced;        /* shutdown timeout hit while busy */
+	bool has_helo, is_esmtp;
+	bool close_after_txn; /* shutdown: close once the transaction ends */
 	unsigned errors;
 	unsigned long ncommands, nmessages;
 	/* The transaction (MAIL .. end of DATA). */
@@ -128,42 +100,17 @@ struct session {
 	struct event *data_timer; /* smtp_data_timeout, while in DATA */
 	char *headers; /* Return-Path + Received, built at end of DATA */
 	uint8_t *line; /* command line scratch, command_line_limit + 1 */
-	/* SMTP AUTH (RFC 4954) */
+	/* SMTP AUTH (RFC 4954); the exchange itself is the core's. */
 	char auth_user[ADDR_PATH_MAX + 8]; /* "" until authenticated */
-	int auth_step;                     /* AUTH_STEP_* */
-	char auth_login_user[ADDR_PATH_MAX + 8];
-	struct strlist auth_addresses; /* MAIL FROM addresses it owns */
+	struct strlist auth_addresses;     /* MAIL FROM addresses it owns */
 	/* Logs */
-	const char *verb;   /* the command being handled ("MAIL") */
-	bool is_tls_logged; /* the handshake's result was logged */
+	const char *verb; /* the command being handled ("MAIL") */
 };
 
-enum {
-	AUTH_STEP_NONE,
-	AUTH_STEP_PLAIN,
-	AUTH_STEP_LOGIN_USER,
-	AUTH_STEP_LOGIN_PASS
-};
-
-/* smtp_session.c */
-void session_start(
-    struct smtp_server *, int fd, const char *ip, enum listener_kind);
-void session_shutdown(struct session *);
-/*
- * shutdown_timeout expired.  A busy session is marked and closes after
- * its completion (its reply, then 421); one whose output is still unsent
- * is freed now (the peer is not reading; its 421 is written only if the
- * socket takes it at once); any other gets 421 and closes.  May free s:
- * call it from a server timer, never from the session's own callbacks.
- */
-void session_force_close(struct session *);
-/* The shutdown grace expired: frees s now (best-effort write of what is
- * queued), or marks it dead for its completion to free when busy.  May
- * free s, as session_force_close. */
-void session_kill(struct session *);
+/* smtp_session.c: the protocol table the core runs SMTP with. */
+extern const struct core_proto smtp_proto;
 
 /* smtp_server.c */
-void server_session_gone(struct smtp_server *, struct session *);
 /*
  * Free bytes on data_dir's file system as last measured (UINT64_MAX when
  * statvfs failed: nothing is refused then), less what server_disk_use

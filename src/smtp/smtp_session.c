@@ -1,16 +1,16 @@
 /*
- * smtp_session: one SMTP conversation (RFC 5321) over a bufferevent, which
- * is our transport abstraction: a plain socket, then after STARTTLS a
- * TLS bufferevent on the same socket (net_tls_takeover: the plain one is
- * freed and bufferevent_openssl_socket_new takes the fd), or TLS from the
- * first byte on the submissions port.
+ * smtp_session: one SMTP conversation (RFC 5321), run by the protocol-
+ * server core (core.h), which owns the transport (a socket or TLS
+ * bufferevent: STARTTLS hands the socket to a TLS one), the busy/resume
+ * discipline, timeouts, STARTTLS and the SASL exchange.  Here are the
+ * command table, the handlers, DATA and the jobs they start.
  *
  * Input is handled one command at a time, in order, so pipelined commands
  * (RFC 2920) get their replies in order.  A command that needs blocking
- * work (directory lookup at RCPT, delivery at end of DATA) sets is_busy and
- * goes to the worker pool; nothing more is read from the buffer until its
- * completion runs on the loop.  If the peer vanishes meanwhile the session
- * is only marked dead and freed by that completion.
+ * work (directory lookup at RCPT, delivery at end of DATA) goes to a
+ * worker pool through core_submit; the session reads nothing until the
+ * completion calls core_resume.  Never blocks, never frees a session
+ * inside its own command handling.
  */
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -52,6 +52,7 @@
 #include "worker.h"
 #include "xmalloc.h"
 #include "counter.h"
+#include "core.h"
 
 static const char *const kind_names[] = {"smtp", "submission", "submissions"};
 
@@ -81,14 +82,8 @@ struct rcpt_job {
 	struct config *cfg; /* the job's own reference */
 };
 
-static void session_process(struct session *);
 static void msg_charge(struct session *);
 static void spool_discard(struct session *);
-static void session_resume(struct session *);
-static void auth_continue(struct session *, const uint8_t *, size_t);
-static void session_on_read(struct bufferevent *, void *);
-static void session_on_write(struct bufferevent *, void *);
-static void session_on_event(struct bufferevent *, short, void *);
 
 /* ---- replies ---------------------------------------------------------- */
 
@@ -101,25 +96,21 @@ reply(struct session *s, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	net_add_line(bufferevent_get_output(s->bev), fmt, ap);
+	net_add_line(bufferevent_get_output(s->cs.bev), fmt, ap);
 	va_end(ap);
 }
 
+/* proto->free: the SMTP part of a session the core frees. */
 static void
-session_free(struct session *s)
+smtp_free(struct core_session *cs)
 {
-	struct smtp_server *srv = s->srv;
+	struct session *s = (struct session *)cs;
 
 	log_info("session=%s event=disconnect client=%s commands=%lu "
 	         "messages=%lu errors=%u",
 	    s->id, s->ip, s->ncommands, s->nmessages, s->errors);
-	TAILQ_REMOVE(&srv->sessions, s, entry);
 	if (s->greet_timer)
 		event_free(s->greet_timer);
-	if (s->free_ev)
-		event_free(s->free_ev); /* a scheduled free, now moot */
-	if (s->bev)
-		bufferevent_free(s->bev);
 	strlist_clear(&s->mailboxes);
 	strlist_clear(&s->remote);
 	strlist_clear(&s->pinned);
@@ -131,71 +122,29 @@ session_free(struct session *s)
 		event_free(s->data_timer);
 	free(s->headers);
 	strlist_clear(&s->auth_addresses);
-	explicit_bzero(s->auth_login_user, sizeof(s->auth_login_user));
 	free(s->line);
-	config_unref(&s->cfg);
-	server_session_gone(srv, s);
-	free(s);
 }
 
+/* In a completion (s is dead): frees it now. */
 static void
-session_free_deferred(evutil_socket_t fd, short what, void *arg)
+session_free(struct session *s)
 {
-	(void)fd;
-	(void)what;
-	session_free(arg);
+	core_session_free(&s->cs);
 }
 
-/* Frees from the loop, never from inside the caller's stack: command
- * handlers and the input loop may still hold the session.  The event is
- * the session's own, so a session freed meanwhile (shutdown) cancels it. */
-static void
-session_schedule_free(struct session *s)
-{
-	static const struct timeval now = {0, 0};
-
-	if (s->is_free_pending)
-		return;
-	s->is_free_pending = true;
-	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-	s->free_ev = evtimer_new(s->srv->base, session_free_deferred, s);
-	evtimer_add(s->free_ev, &now);
-}
-
-/*
- * The peer reads nothing (a write timed out) or must go now (shutdown):
- * nothing more can be said.  Freed at once, or by the completion of the
- * job in flight (is_dead), which must not run on a freed session.
- */
-static void
-session_drop(struct session *s)
-{
-	if (s->is_busy) {
-		s->is_dead = true;
-		bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-		return;
-	}
-	session_schedule_free(s);
-}
-
-/*
- * Stops reading; frees the session once the output has been sent.  The
- * write side is (re)armed with its timeout: libevent disables EV_WRITE
- * when a write times out, and a closing session with nothing armed would
- * wait for ever for a peer that never reads (session_on_event drops it).
- */
+/* Stops reading; frees the session once the output has been sent. */
 static void
 session_close(struct session *s)
 {
-	s->state = ST_CLOSING;
-	bufferevent_disable(s->bev, EV_READ);
-	if (!s->is_tls_switching)
-		bufferevent_enable(s->bev, EV_WRITE);
-	if (s->is_busy)
-		return; /* the completion will come back here */
-	bufferevent_setcb(s->bev, NULL, session_on_write, session_on_event, s);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_schedule_free(s);
+	core_close(&s->cs);
+}
+
+/* After a worker completion: carry on with buffered input, or finish
+ * closing if the session was told to close meanwhile. */
+static void
+session_resume(struct session *s)
+{
+	core_resume(&s->cs);
 }
 
 /*
@@ -284,7 +233,7 @@ spool_discard(struct session *s)
 
 	if (s->spool_fd == -1)
 		return;
-	if (s->srv->is_stopped) {
+	if (s->cs.srv->is_stopped) {
 		/* After the loop: the workers may be gone already. */
 		close(s->spool_fd);
 		s->spool_fd = -1;
@@ -293,7 +242,7 @@ spool_discard(struct session *s)
 	}
 	fd = xmalloc(sizeof(*fd));
 	*fd = s->spool_fd;
-	workers_submit(s->srv->workers, spool_close_job, NULL, fd);
+	workers_submit(s->srv->store_workers, spool_close_job, NULL, fd);
 	s->spool_fd = -1;
 	s->spool_len = 0;
 }
@@ -354,7 +303,7 @@ spool_job_done(void *arg)
 	struct spool_job *j = arg;
 	struct session *s = j->s;
 
-	s->is_busy = false;
+	core_job_end(&s->cs);
 	s->spool_fd = j->fd;
 	if (j->err[0] != '\0') {
 		if (!s->has_spool_error)
@@ -412,8 +361,8 @@ spool_chunk(struct session *s)
 	/* The chunk stays counted until it is written: smtp_memory_limit
 	 * covers the text workers still hold, not only the sessions'. */
 	s->srv->msg_memory += j->chunk.len;
-	s->is_busy = true;
-	workers_submit(s->srv->workers, spool_job_run, spool_job_done, j);
+	core_submit(
+	    &s->cs, s->srv->store_workers, spool_job_run, spool_job_done, j);
 }
 
 /* After a piece of DATA was parsed: spool the message buffer if it is
@@ -457,7 +406,7 @@ static void
 txn_end(struct session *s)
 {
 	txn_reset(s);
-	if (s->close_after_txn && s->state != ST_CLOSING) {
+	if (s->close_after_txn && !s->cs.is_closing) {
 		reply(
 		    s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
 		session_close(s);
@@ -493,10 +442,11 @@ cmd_helo(struct session *s, struct smtp_cmd *c)
 	reply(s, "250-%s Hello [%s]", s->cfg->hostname, s->ip);
 	reply(s, "250-PIPELINING");
 	reply(s, "250-SIZE %zu", s->cfg->message_size_limit);
-	if (s->srv->tls != NULL && !s->is_tls)
+	if (core_tls_offered(&s->cs))
 		reply(s, "250-STARTTLS");
-	if (s->cfg->auth_advertise && (s->is_tls || !s->cfg->auth_require_tls))
-		reply(s, "250-AUTH PLAIN LOGIN");
+	if (s->cfg->auth_advertise &&
+	    (s->cs.is_tls || !s->cfg->auth_require_tls))
+		reply(s, "250-AUTH %s", core_sasl_mechs(' '));
 	reply(s, "250-ENHANCEDSTATUSCODES");
 	reply(s, "250 8BITMIME");
 }
@@ -772,32 +722,12 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	reply(s, "250 2.1.5 Ok");
 }
 
-/* After a worker completion: carry on with buffered input, or finish
- * closing if the session was told to close meanwhile. */
-static void
-session_resume(struct session *s)
-{
-	if (s->is_dead) {
-		session_free(s); /* the peer left while the job ran */
-		return;
-	}
-	if (s->is_forced && s->state != ST_CLOSING)
-		reply(s, "421 4.3.2 %s Service shutting down",
-		    s->cfg->hostname); /* the shutdown grace bounds the rest */
-	if (s->is_forced || s->state == ST_CLOSING) {
-		session_close(s);
-		return;
-	}
-	session_process(s);
-}
-
 static void
 rcpt_finish(struct rcpt_job *j)
 {
 	struct session *s = j->s;
 
-	s->is_busy = false;
-	if (!s->is_dead && s->state != ST_CLOSING)
+	if (core_job_end(&s->cs))
 		rcpt_apply(s, j);
 	relay_answer_clear(&j->ans);
 	config_unref(&j->cfg);
@@ -852,7 +782,7 @@ rcpt_job_done(void *arg)
 	struct session *s = j->s;
 
 	/* The DNS phase, unless the session is gone or refused a slot. */
-	if (j->ans.needs_dns && !s->is_dead && s->state != ST_CLOSING &&
+	if (j->ans.needs_dns && !s->cs.is_dead && !s->cs.is_closing &&
 	    rcpt_dns_admit(s, j)) {
 		workers_submit(
 		    s->srv->dns_workers, rcpt_dns_run, rcpt_dns_done, j);
@@ -899,11 +829,11 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	snprintf(j->auth_user, sizeof(j->auth_user), "%s", s->auth_user);
 	j->facts.ip = j->ip;
 	j->facts.listener = kind_names[s->kind]; /* static */
-	j->facts.is_tls = s->is_tls;
+	j->facts.is_tls = s->cs.is_tls;
 	j->facts.auth_user = j->auth_user[0] ? j->auth_user : NULL;
 	j->cfg = config_ref(s->cfg);
-	s->is_busy = true;
-	workers_submit(s->srv->workers, rcpt_job_run, rcpt_job_done, j);
+	core_submit(
+	    &s->cs, s->srv->dir_workers, rcpt_job_run, rcpt_job_done, j);
 }
 
 static void
@@ -913,7 +843,7 @@ data_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (s->state != ST_DATA || s->is_free_pending)
+	if (s->state != ST_DATA || s->cs.is_free_pending)
 		return;
 	log_info("session=%s id=%s event=data-timeout client=%s size=%zu",
 	    s->id, s->queue_id, s->ip, s->data.size);
@@ -990,7 +920,7 @@ cmd_help(struct session *s, struct smtp_cmd *c)
 	reply(s,
 	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP "
 	    "QUIT VRFY HELP%s",
-	    s->srv->tls != NULL ? " STARTTLS" : "");
+	    s->cs.srv->tls != NULL ? " STARTTLS" : "");
 }
 
 static void
@@ -1007,64 +937,28 @@ cmd_unknown(struct session *s, struct smtp_cmd *c)
 	reply_error(s, "500 5.5.2", "Error: command not recognized");
 }
 
-/*
- * Second half of STARTTLS, once "220" has left our buffer: the plain
- * bufferevent lets go of the socket and a TLS one takes it, so TLS runs
- * directly on the socket (as on the submissions port) and an empty output
- * buffer always means "handed to the kernel".
- */
+/* proto->tls_reset: RFC 3207 4.2, forget everything learned before TLS. */
 static void
-tls_switch(struct bufferevent *plain, void *arg)
+smtp_tls_reset(struct core_session *cs)
 {
-	struct session *s = arg;
+	struct session *s = (struct session *)cs;
 
-	if (evbuffer_get_length(bufferevent_get_output(plain)) != 0)
-		return;
-	s->is_tls_switching = false;
-	s->bev = net_tls_takeover(
-	    s->srv->base, plain, s->srv->tls, s->cfg->smtp_timeout_ms);
-	if (s->bev == NULL) {
-		/* Nothing can be said to the peer any more: just go. */
-		session_free(s);
-		return;
-	}
-	s->is_tls = true;
-	bufferevent_setcb(
-	    s->bev, session_on_read, session_on_write, session_on_event, s);
-	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
-	bufferevent_setwatermark(
-	    s->bev, EV_READ, 0, s->cfg->command_line_limit * 4 + 65536);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
-
-static void
-tls_upgrade(struct session *s)
-{
-	/* RFC 3207 4.2 / CVE-2011-0411: anything the client pipelined
-	 * after STARTTLS was sent in clear; it is discarded unread. */
-	bufferevent_disable(s->bev, EV_READ);
-	evbuffer_drain(bufferevent_get_input(s->bev),
-	    evbuffer_get_length(bufferevent_get_input(s->bev)));
-	/* RFC 3207 4.2: forget everything learned before TLS. */
 	s->has_helo = s->is_esmtp = false;
 	s->helo[0] = '\0';
 	s->auth_user[0] = '\0';
-	s->auth_step = AUTH_STEP_NONE;
 	strlist_clear(&s->auth_addresses);
 	txn_reset(s);
-	s->is_tls_switching = true;
-	bufferevent_setcb(s->bev, NULL, tls_switch, session_on_event, s);
 }
 
 static void
 cmd_starttls(struct session *s, struct smtp_cmd *c)
 {
 	(void)c;
-	if (s->srv->tls == NULL) {
+	if (s->cs.srv->tls == NULL) {
 		reply_error(s, "502 5.5.1", "Error: TLS not available");
 		return;
 	}
-	if (s->is_tls) {
+	if (s->cs.is_tls) {
 		reply_error(s, "503 5.5.1", "Error: TLS already active");
 		return;
 	}
@@ -1075,7 +969,7 @@ cmd_starttls(struct session *s, struct smtp_cmd *c)
 		return;
 	}
 	reply(s, "220 2.0.0 Ready to start TLS");
-	tls_upgrade(s);
+	core_starttls(&s->cs);
 }
 
 /* ---- AUTH (RFC 4954) ---------------------------------------------------- */
@@ -1151,12 +1045,11 @@ auth_job_done(void *arg)
 	struct session *s = j->s;
 	enum authfail_verdict v;
 	char u[200];
+	bool is_live;
 
-	s->is_busy = false;
-	/* Counted even when the client has gone: the guess was made. */
-	v = authfail_end(s->srv->authfails, &s->srv->cfg->authfail, &j->slot,
-	    auth_outcome(j->result), j->canon[0] ? j->canon : NULL, time(NULL));
-	if (!s->is_dead && s->state != ST_CLOSING) {
+	is_live = core_job_end(&s->cs);
+	v = core_login_end(&s->cs, &j->slot, auth_outcome(j->result), j->canon);
+	if (is_live) {
 		log_escape(u, sizeof(u), j->user);
 		if (v == AUTHFAIL_OK) {
 			snprintf(
@@ -1187,135 +1080,61 @@ auth_job_done(void *arg)
 	session_resume(s);
 }
 
-/* A failure decided before any password check (bad syntax). */
+/* proto->login: the core decoded the credentials (PLAIN or LOGIN). */
 static void
-auth_fail_now(struct session *s, const char *why)
+smtp_login(struct core_session *cs, const char *user, size_t ulen,
+    const char *pass, size_t plen)
 {
-	enum authfail_verdict v = authfail_fail(
-	    s->srv->authfails, &s->srv->cfg->authfail, s->ip, time(NULL));
+	struct session *s = (struct session *)cs;
+	struct auth_job *j = xcalloc(1, sizeof(*j));
 
-	log_warn("session=%s event=auth result=%s client=%s reason=\"%s\"",
-	    s->id,
-	    v == AUTHFAIL_LOCKED ? "locked"
-	    : v == AUTHFAIL_BUSY ? "busy"
-	                         : "fail",
-	    s->ip, why);
-	auth_refuse(s, v == AUTHFAIL_OK ? AUTHFAIL_DENIED : v);
-}
-
-static void
-auth_check(struct session *s, const char *user, size_t ulen, const char *pass,
-    size_t plen)
-{
-	struct auth_job *j;
-	enum authfail_verdict v;
-
-	if (ulen == 0 || ulen >= sizeof(j->user) || plen >= sizeof(j->pass)) {
-		auth_fail_now(s, "empty or overlong user name or password");
+	if (!core_login_begin(cs, user, ulen, sizeof(j->user), plen,
+	        sizeof(j->pass), &j->slot)) {
+		free(j);
 		return;
 	}
-	if (workers_pending(s->srv->auth_workers) >=
-	    s->srv->cfg->auth_max_pending) {
-		/* Too many logins queued: refused at once, counting
-		 * nothing (neither a failure nor a lock). */
-		log_warn("session=%s event=auth result=busy reason=pending "
-		         "client=%s",
-		    s->id, s->ip);
-		reply_error(s, "454 4.7.0",
-		    "Too many logins in progress, try again later");
-		return;
-	}
-	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->cfg = s->cfg;
 	memcpy(j->user, user, ulen);
-	/* The lock is checked, and a slot taken, for every attempt. */
-	v = authfail_begin(s->srv->authfails, &s->srv->cfg->authfail, s->ip,
-	    j->user, time(NULL), &j->slot);
-	if (v != AUTHFAIL_OK) {
-		char u[200];
-
-		log_escape(u, sizeof(u), j->user);
-		log_warn("session=%s event=auth result=%s client=%s "
-		         "user=%s",
-		    s->id, v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip, u);
-		free(j);
-		auth_refuse(s, v);
-		return;
-	}
 	memcpy(j->pass, pass, plen);
-	s->is_busy = true;
-	workers_submit(s->srv->auth_workers, auth_job_run, auth_job_done, j);
+	core_submit(cs, cs->srv->auth_workers, auth_job_run, auth_job_done, j);
 }
 
-/* PLAIN (RFC 4616): [authzid] NUL authcid NUL passwd. */
 static void
-auth_plain(struct session *s, const char *b64, size_t len)
+smtp_login_refuse(struct core_session *cs, enum authfail_verdict v)
 {
-	char user[ADDR_PATH_MAX + 8], pass[256];
-	int r =
-	    sasl_plain_decode(b64, len, user, sizeof(user), pass, sizeof(pass));
-
-	if (r == -1) {
-		reply_error(s, "501 5.5.2", "Cannot decode the AUTH response");
-		return;
-	}
-	if (r == -2) {
-		/* An authorisation identity other than the user. */
-		auth_fail_now(s, "authorization identity is not the user");
-		return;
-	}
-	auth_check(s, user, strlen(user), pass, strlen(pass));
-	explicit_bzero(pass, sizeof(pass));
+	auth_refuse((struct session *)cs, v);
 }
 
-/* A line sent in answer to a 334 challenge. */
 static void
-auth_continue(struct session *s, const uint8_t *line, size_t len)
+smtp_login_busy(struct core_session *cs)
 {
-	int step = s->auth_step;
-	uint8_t buf[512];
-	long n;
+	reply_error((struct session *)cs, "454 4.7.0",
+	    "Too many logins in progress, try again later");
+}
 
-	s->auth_step = AUTH_STEP_NONE;
-	if (len == 1 && line[0] == '*') {
-		reply_error(s, "501 5.0.0", "Authentication cancelled");
-		return;
-	}
-	if (step == AUTH_STEP_PLAIN) {
-		auth_plain(s, (const char *)line, len);
-		return;
-	}
-	n = base64_decode((const char *)line, len, buf, sizeof(buf) - 1);
-	if (n < 0) {
-		reply_error(s, "501 5.5.2", "Cannot decode the AUTH response");
-		return;
-	}
-	if (step == AUTH_STEP_LOGIN_USER) {
-		if ((size_t)n >= sizeof(s->auth_login_user)) {
-			reply_error(s, "501 5.5.2", "User name too long");
-			return;
-		}
-		memcpy(s->auth_login_user, buf, (size_t)n);
-		s->auth_login_user[n] = '\0';
-		s->auth_step = AUTH_STEP_LOGIN_PASS;
-		reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
-		return;
-	}
-	auth_check(s, s->auth_login_user, strlen(s->auth_login_user),
-	    (const char *)buf, (size_t)n);
-	explicit_bzero(buf, sizeof(buf));
-	explicit_bzero(s->auth_login_user, sizeof(s->auth_login_user));
+/* proto->sasl_error: an exchange that ended before a password check. */
+static void
+smtp_sasl_error(struct core_session *cs, enum core_sasl_error e)
+{
+	static const char *const text[][2] = {
+	    [CORE_SASL_CANCELLED] = {"501 5.0.0", "Authentication cancelled"},
+	    [CORE_SASL_BAD_BASE64] = {"501 5.5.2",
+	        "Cannot decode the AUTH response"},
+	    [CORE_SASL_MALFORMED] = {"501 5.5.2", "Malformed PLAIN response"},
+	    [CORE_SASL_USER_TOO_LONG] = {"501 5.5.2", "User name too long"},
+	    [CORE_SASL_UNKNOWN_MECH] = {"504 5.5.4",
+	        "Unrecognized authentication mechanism"},
+	};
+
+	reply_error((struct session *)cs, text[e][0], text[e][1]);
 }
 
 static void
 cmd_auth(struct session *s, struct smtp_cmd *c)
 {
-	const char *sp = memchr(c->arg.p, ' ', c->arg.len);
-	struct span mech = {
-	    c->arg.p, sp ? (size_t)(sp - c->arg.p) : c->arg.len};
-	const char *ir = sp ? sp + 1 : NULL;
-	size_t irlen = sp ? c->arg.len - mech.len - 1 : 0;
+	struct span mech, ir;
+	bool has_ir = span_cut(c->arg, ' ', &mech, &ir);
 
 	if (!s->is_esmtp) {
 		reply_error(s, "503 5.5.1", "Error: send EHLO first");
@@ -1331,37 +1150,16 @@ cmd_auth(struct session *s, struct smtp_cmd *c)
 		    "a mail transaction");
 		return;
 	}
-	if (!s->is_tls && s->cfg->auth_require_tls) {
+	if (!s->cs.is_tls && s->cfg->auth_require_tls) {
 		reply_error(s, "538 5.7.11",
 		    "Encryption required for "
 		    "requested authentication mechanism");
 		return;
 	}
 	/* The lock-out is checked once the user name is known
-	 * (auth_check): a client locked out for others may still be
+	 * (core_login_begin): a client locked out for others may still be
 	 * trusted for the account that logged in from it before. */
-	if (span_eq_ci(mech, "PLAIN")) {
-		if (ir == NULL) {
-			s->auth_step = AUTH_STEP_PLAIN;
-			reply(s, "334 ");
-		} else if (irlen == 1 && ir[0] == '=') {
-			reply_error(s, "501 5.5.2", "Malformed PLAIN response");
-		} else {
-			auth_plain(s, ir, irlen);
-		}
-		return;
-	}
-	if (span_eq_ci(mech, "LOGIN")) {
-		if (ir == NULL) {
-			s->auth_step = AUTH_STEP_LOGIN_USER;
-			reply(s, "334 VXNlcm5hbWU6"); /* "Username:" */
-			return;
-		}
-		s->auth_step = AUTH_STEP_LOGIN_USER;
-		auth_continue(s, (const uint8_t *)ir, irlen);
-		return;
-	}
-	reply_error(s, "504 5.5.4", "Unrecognized authentication mechanism");
+	core_sasl_start(&s->cs, mech.p, mech.len, ir.p, ir.len, has_ir);
 }
 
 static const struct {
@@ -1393,9 +1191,9 @@ session_command(struct session *s, const uint8_t *line, size_t len)
 	const char *code, *why;
 
 	s->ncommands++;
-	if (s->auth_step != AUTH_STEP_NONE) {
+	if (s->cs.sasl_step != CORE_SASL_NONE) {
 		/* s->verb stays "AUTH": this answers its challenge. */
-		auth_continue(s, line, len);
+		core_sasl_continue(&s->cs, line, len);
 		return;
 	}
 	if (smtp_cmd_parse(line, len, &c, &code, &why) == -1) {
@@ -1437,7 +1235,8 @@ build_headers(struct session *s)
 	addr_text(&s->mail_from, from, sizeof(from));
 	gmtime_r(&now, &tm);
 	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
-	if (s->is_tls && (ssl = bufferevent_openssl_get_ssl(s->bev)) != NULL)
+	if (s->cs.is_tls &&
+	    (ssl = bufferevent_openssl_get_ssl(s->cs.bev)) != NULL)
 		snprintf(tls, sizeof(tls), "\n\t(using %s with cipher %s)",
 		    SSL_get_version(ssl), SSL_get_cipher_name(ssl));
 	/* RFC 5321 4.4: trace header first; Return-Path at delivery. Lines
@@ -1451,10 +1250,10 @@ build_headers(struct session *s)
 	    s->auth_user[0] ? "\n\t(authenticated sender: " : "", s->auth_user,
 	    s->auth_user[0] ? ")" : "", s->cfg->hostname,
 	    s->is_esmtp ? "ESMTP" : "SMTP",
-	    s->is_tls && s->auth_user[0] ? "SA"
-	    : s->is_tls                  ? "S"
-	    : s->auth_user[0]            ? "A"
-	                                 : "",
+	    s->cs.is_tls && s->auth_user[0] ? "SA"
+	    : s->cs.is_tls                  ? "S"
+	    : s->auth_user[0]               ? "A"
+	                                    : "",
 	    s->queue_id, s->nrcpt == 1 ? "\n\tfor <" : "",
 	    s->nrcpt == 1 ? s->rcpt_log.v[0] : "", s->nrcpt == 1 ? ">" : "",
 	    date);
@@ -1510,8 +1309,8 @@ delivery_done(void *arg)
 	struct session *s = j->s;
 	struct delivery *d = &j->dlv;
 	char from[ADDR_PATH_MAX + 8];
+	bool is_live = core_job_end(&s->cs);
 
-	s->is_busy = false;
 	/* Back to the session, whose transaction cleanup frees them. */
 	s->mailboxes = j->mailboxes;
 	s->headers = j->headers;
@@ -1540,23 +1339,23 @@ delivery_done(void *arg)
 		log_postfix_accepted(s, from);
 		/* After the loop (shutdown grace) the queue may be gone:
 		 * the entry is on disk and is loaded at the next start. */
-		if (d->qenv != NULL && !s->srv->is_stopped)
+		if (d->qenv != NULL && !s->cs.srv->is_stopped)
 			queue_add(s->srv->queue, &j->qenv, d->queue_offset);
 		/* A session that already said 421 (it timed out while the
 		 * delivery ran) says nothing more; the log has the result. */
-		if (!s->is_dead && s->state != ST_CLOSING)
+		if (is_live)
 			reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
 	} else {
 		log_err("session=%s id=%s event=data result=tempfail code=451 "
 		        "from=<%s> error=\"%s\"",
 		    s->id, s->queue_id, log_esc(from), d->error);
-		if (!s->is_dead && s->state != ST_CLOSING)
+		if (is_live)
 			reply(s, "451 4.3.0 Error: local delivery failed, try "
 			         "again later");
 	}
 	queue_env_clear(&j->qenv);
 	free(j);
-	if (s->is_dead) {
+	if (s->cs.is_dead) {
 		session_free(s);
 		return;
 	}
@@ -1609,7 +1408,7 @@ data_end(struct session *s)
 		    s->id, s->queue_id, s->ip, r, names, r);
 		s->state = ST_CMD;
 		reply_error_logged(s, "", r);
-		if (s->state != ST_CLOSING)
+		if (!s->cs.is_closing)
 			txn_end(s);
 		return;
 	}
@@ -1669,16 +1468,15 @@ data_end(struct session *s)
 		 * size less the Return-Path line (rp_len octets, one LF). */
 		q->size = d->wsize - d->rp_len - 1;
 	}
-	s->is_busy = true;
 	/* done NULL: the committer posts delivery_done once durable. */
-	workers_submit(s->srv->workers, deliver_job_run, NULL, j);
+	core_submit(&s->cs, s->srv->store_workers, deliver_job_run, NULL, j);
 }
 
 /* Feeds buffered input to the DATA parser. */
 static bool
 data_feed(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = bufferevent_get_input(s->cs.bev);
 	struct evbuffer_iovec v[8];
 	int n = evbuffer_peek(in, -1, NULL, v, 8);
 	size_t used_total = 0;
@@ -1707,40 +1505,22 @@ data_feed(struct session *s)
 static bool
 command_feed(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
-	size_t limit = s->cfg->command_line_limit, eol_len, len;
-	struct evbuffer_ptr p;
+	size_t limit = s->cfg->command_line_limit, len = 0;
 
-	p = evbuffer_search_eol(in, NULL, &eol_len, EVBUFFER_EOL_LF);
-	if (p.pos == -1) {
-		if (evbuffer_get_length(in) <= limit)
-			return false;
-		/* RFC 5321 4.5.3.1.4: line too long; skip to its end. */
-		evbuffer_drain(in, evbuffer_get_length(in));
-		if (!s->is_discarding) {
-			log_info("session=%s event=line-too-long client=%s "
-			         "limit=%zu",
-			    s->id, s->ip, limit);
-			reply_error_logged(
-			    s, "500 5.5.2", "Error: line too long");
-		}
-		s->is_discarding = true;
+	switch (core_line_take(&s->cs, s->line, limit, &len)) {
+	case CORE_LINE_NONE:
 		return false;
-	}
-	len = (size_t)p.pos;
-	if (s->is_discarding || len + 1 > limit) {
-		evbuffer_drain(in, len + 1);
-		if (!s->is_discarding) {
-			log_info("session=%s event=line-too-long client=%s "
-			         "limit=%zu",
-			    s->id, s->ip, limit);
-			reply_error_logged(
-			    s, "500 5.5.2", "Error: line too long");
-		}
-		s->is_discarding = false;
+	case CORE_LINE_SKIPPED:
 		return true;
+	case CORE_LINE_TOO_LONG:
+		/* RFC 5321 4.5.3.1.4: line too long; skipped to its end. */
+		log_info("session=%s event=line-too-long client=%s limit=%zu",
+		    s->id, s->ip, limit);
+		reply_error_logged(s, "500 5.5.2", "Error: line too long");
+		return true;
+	case CORE_LINE_OK:
+		break;
 	}
-	evbuffer_remove(in, s->line, len + 1);
 	if (len == 0 || s->line[len - 1] != '\r') {
 		log_info("session=%s event=bare-lf-in-command client=%s", s->id,
 		    s->ip);
@@ -1752,88 +1532,44 @@ command_feed(struct session *s)
 	return true;
 }
 
-static void
-session_process(struct session *s)
+/* proto->feed: DATA bytes or one command. */
+static bool
+smtp_feed(struct core_session *cs)
 {
-	while (!s->is_busy && !s->is_tls_switching && s->state != ST_CLOSING) {
-		bool progressed;
+	struct session *s = (struct session *)cs;
 
-		/* Backpressure: replies the client does not read stop us
-		 * handling (and so reading) its input; session_on_write
-		 * carries on when they have drained. */
-		if (net_output_full(s->bev))
-			break;
-		progressed =
-		    s->state == ST_DATA ? data_feed(s) : command_feed(s);
-
-		if (!progressed)
-			break;
-	}
+	return s->state == ST_DATA ? data_feed(s) : command_feed(s);
 }
 
+/* proto->timeout: the idle timeout (smtp_timeout). */
 static void
-session_on_read(struct bufferevent *bev, void *arg)
+smtp_timeout(struct core_session *cs, bool is_writing)
 {
-	(void)bev;
-	session_process(arg);
+	struct session *s = (struct session *)cs;
+
+	log_info("session=%s event=timeout client=%s state=%d%s", s->id, s->ip,
+	    cs->is_closing ? 3 : (int)s->state,
+	    is_writing ? " writing=yes" : "");
+	/* A write timed out, or the last reply has not left in
+	 * smtp_timeout: the peer is not reading, a 421 would never arrive
+	 * either. */
+	if (is_writing || cs->is_closing) {
+		core_drop(cs);
+		return;
+	}
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	session_close(s);
 }
 
-/* The output drained to the low watermark (NET_OUTPUT_LOW), or emptied
- * while closing. */
+/* proto->lost: the peer closed or the connection failed. */
 static void
-session_on_write(struct bufferevent *bev, void *arg)
+smtp_lost(struct core_session *cs)
 {
-	struct session *s = arg;
+	struct session *s = (struct session *)cs;
 
-	if (s->is_busy || s->is_free_pending)
-		return; /* a completion comes back to session_resume */
-	if (s->state == ST_CLOSING) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-			session_schedule_free(s);
-		return;
-	}
-	session_process(s);
-}
-
-static void
-session_on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct session *s = arg;
-
-	if (s->is_free_pending)
-		return;
-	if (s->is_tls)
-		net_tls_log(bev, what, "session", s->id,
-		    s->kind == LK_SUBMISSIONS ? "implicit" : "starttls", s->ip,
-		    &s->is_tls_logged);
-	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("session=%s event=timeout client=%s state=%d%s", s->id,
-		    s->ip, (int)s->state,
-		    (what & BEV_EVENT_WRITING) ? " writing=yes" : "");
-		/* A write timed out, or the last reply has not left in
-		 * smtp_timeout: the peer is not reading, a 421 would never
-		 * arrive either. */
-		if ((what & BEV_EVENT_WRITING) || s->state == ST_CLOSING) {
-			session_drop(s);
-			return;
-		}
-		reply(s, "421 4.4.2 %s Error: timeout exceeded",
-		    s->cfg->hostname);
-		session_close(s);
-		return;
-	}
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
-		if (s->state == ST_DATA)
-			log_info("session=%s id=%s event=lost-in-data "
-			         "client=%s",
-			    s->id, s->queue_id, s->ip);
-		if (s->is_busy) {
-			s->is_dead = true;
-			bufferevent_disable(s->bev, EV_READ | EV_WRITE);
-			return;
-		}
-		session_schedule_free(s);
-	}
+	if (s->state == ST_DATA)
+		log_info("session=%s id=%s event=lost-in-data client=%s", s->id,
+		    s->queue_id, s->ip);
 }
 
 /* ---- start and stop --------------------------------------------------- */
@@ -1843,11 +1579,11 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 {
 	struct session *s = arg;
 	char c;
-	int fd = (int)bufferevent_getfd(s->bev);
+	int fd = (int)bufferevent_getfd(s->cs.bev);
 
 	(void)fd_unused;
 	(void)what;
-	if (s->state == ST_CLOSING)
+	if (s->cs.is_closing)
 		return; /* shut down during greet_pause: 421 already said */
 	/* A client that talks before the greeting is not speaking SMTP
 	 * (RFC 5321 4.3.1); spam bots do it to save time. */
@@ -1863,114 +1599,108 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 	}
 	s->state = ST_CMD;
 	reply(s, "220 %s ESMTP postern", s->cfg->hostname);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_enable(s->cs.bev, EV_READ | EV_WRITE);
 }
 
-void
-session_start(
-    struct smtp_server *srv, int fd, const char *ip, enum listener_kind kind)
+/* proto->start: a new connection; the greeting (after greet_pause). */
+static void
+smtp_start(struct core_session *cs)
 {
-	struct session *s = xcalloc(1, sizeof(*s));
-	struct timeval tmo;
-	int opt = BEV_OPT_CLOSE_ON_FREE;
+	struct session *s = (struct session *)cs;
 
-	s->srv = srv;
-	s->cfg = config_ref(srv->cfg);
-	s->kind = kind;
+	s->srv = cs->srv->arg;
+	s->cfg = cs->cfg;
+	s->id = cs->id;
+	s->ip = cs->ip;
+	s->ip_key = cs->ip_key;
+	s->kind = (enum listener_kind)cs->listen->tag;
 	s->state = ST_GREETING;
-	snprintf(s->id, sizeof(s->id), "%08x", ++srv->session_seq);
-	snprintf(s->ip, sizeof(s->ip), "%s", ip);
-	counter_ip_key(ip, (unsigned)s->cfg->ipv6_prefix_length, s->ip_key,
-	    sizeof(s->ip_key));
 	s->line = xmalloc(s->cfg->command_line_limit + 1);
 	s->spool_fd = -1;
-	TAILQ_INSERT_TAIL(&srv->sessions, s, entry);
-	if (kind == LK_SUBMISSIONS) {
-		s->bev = bufferevent_openssl_socket_new(srv->base, fd,
-		    SSL_new(srv->tls), BUFFEREVENT_SSL_ACCEPTING, opt);
-		s->is_tls = true;
-		if (s->bev)
-			bufferevent_openssl_set_allow_dirty_shutdown(s->bev, 1);
-	} else {
-		s->bev = bufferevent_socket_new(srv->base, fd, opt);
-	}
-	if (s->bev == NULL) {
-		close(fd);
-		session_free(s); /* nothing else refers to it yet */
-		return;
-	}
 	log_info("session=%s event=connect client=%s listener=%s", s->id, s->ip,
-	    kind_names[kind]);
-	bufferevent_setcb(
-	    s->bev, session_on_read, session_on_write, session_on_event, s);
-	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
-	tmo.tv_sec = s->cfg->smtp_timeout_ms / 1000;
-	tmo.tv_usec = (s->cfg->smtp_timeout_ms % 1000) * 1000;
-	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
-	/* Fewer, larger reads for message bodies. */
-	bufferevent_set_max_single_read(s->bev, 131072);
-	/* Stop reading a flood of pipelined input until it is handled. */
-	bufferevent_setwatermark(
-	    s->bev, EV_READ, 0, s->cfg->command_line_limit * 4 + 65536);
-	if (s->cfg->greet_pause_ms > 0 && kind != LK_SUBMISSIONS) {
+	    kind_names[s->kind]);
+	if (s->cfg->greet_pause_ms > 0 && s->kind != LK_SUBMISSIONS) {
 		struct timeval tv = {s->cfg->greet_pause_ms / 1000,
 		    (s->cfg->greet_pause_ms % 1000) * 1000};
 
-		bufferevent_disable(s->bev, EV_READ);
-		s->greet_timer = evtimer_new(srv->base, send_greeting, s);
+		bufferevent_disable(cs->bev, EV_READ);
+		s->greet_timer = evtimer_new(s->srv->base, send_greeting, s);
 		evtimer_add(s->greet_timer, &tv);
 		return;
 	}
 	send_greeting(-1, 0, s);
 }
 
-void
-session_shutdown(struct session *s)
+static void
+smtp_shutdown_reply(struct core_session *cs)
 {
-	if (s->state == ST_CLOSING)
-		return;
-	if (s->has_mail || s->is_busy || s->state == ST_DATA) {
+	reply((struct session *)cs, "421 4.3.2 %s Service shutting down",
+	    cs->cfg->hostname);
+}
+
+/* proto->shutdown: a transaction in progress is let finish first. */
+static void
+smtp_shutdown(struct core_session *cs)
+{
+	struct session *s = (struct session *)cs;
+
+	if (s->has_mail || cs->is_busy || s->state == ST_DATA) {
 		s->close_after_txn = true;
 		return;
 	}
-	reply(s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+	smtp_shutdown_reply(cs);
 	session_close(s);
 }
 
-void
-session_force_close(struct session *s)
+static void
+smtp_refusal(enum core_refusal why, char *line, size_t len)
 {
-	bool is_stuck;
+	static const char *const text[] = {
+	    [CORE_REFUSE_SHUTDOWN] = "Service shutting down",
+	    [CORE_REFUSE_FULL] = "Too many connections",
+	    [CORE_REFUSE_IP] = "Too many connections from your address",
+	};
 
-	if (s->is_free_pending || s->is_dead)
-		return;
-	if (s->is_busy) {
-		s->is_forced = true; /* the completion replies first */
-		return;
-	}
-	/* Output still unsent since the shutdown began: the peer is not
-	 * reading, and waiting for it would hold up the exit. */
-	is_stuck = evbuffer_get_length(bufferevent_get_output(s->bev)) > 0;
-	if (s->state != ST_CLOSING)
-		reply(
-		    s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
-	if (!is_stuck) {
-		session_close(s); /* the grace timer ends it if need be */
-		return;
-	}
-	net_write_nowait(s->bev);
-	session_free(s);
+	snprintf(line, len, "421 4.7.0 %s, try again later\r\n", text[why]);
 }
 
-void
-session_kill(struct session *s)
+static unsigned
+smtp_idle_ms(const struct config *cfg)
 {
-	if (s->is_dead)
-		return;
-	if (s->is_busy) {
-		session_drop(s);
-		return;
-	}
-	net_write_nowait(s->bev);
-	session_free(s);
+	return cfg->smtp_timeout_ms;
 }
+
+static size_t
+smtp_input_max(const struct config *cfg)
+{
+	return cfg->command_line_limit * 4 + 65536;
+}
+
+const struct core_proto smtp_proto = {
+    .name = "smtp",
+    .idkey = "session",
+    .login_event = "auth",
+    .refuse_event = "refuse",
+    .starttls_mode = "starttls",
+    .session_size = sizeof(struct session),
+    .user_max = ADDR_PATH_MAX + 8,
+    .idle_ms = smtp_idle_ms,
+    .input_max = smtp_input_max,
+    .max_single_read = 131072,
+    .refuse_on_tls = true,
+    .is_seq_random = true,
+    .refusal = smtp_refusal,
+    .start = smtp_start,
+    .feed = smtp_feed,
+    .timeout = smtp_timeout,
+    .lost = smtp_lost,
+    .tls_reset = smtp_tls_reset,
+    .shutdown = smtp_shutdown,
+    .shutdown_reply = smtp_shutdown_reply,
+    .free = smtp_free,
+    .sasl_prefix = "334 ",
+    .sasl_error = smtp_sasl_error,
+    .login = smtp_login,
+    .login_refuse = smtp_login_refuse,
+    .login_busy = smtp_login_busy,
+};

@@ -425,3 +425,55 @@ def wait_for(cond, timeout=20, what="condition"):
             return v
         time.sleep(0.1)
     raise AssertionError("timed out waiting for " + what)
+
+
+@pytest.fixture
+def fifo_cert(cert):
+    """A copy of the test certificate in a directory the run user can
+    reach, and a way to make the certificate a FIFO that blocks whoever
+    opens it until release() writes the real one into it."""
+    d = tempfile.mkdtemp(prefix="postern-pools-")
+    os.chmod(d, 0o755)
+    crt, key = os.path.join(d, "cert.pem"), os.path.join(d, "key.pem")
+    shutil.copy(cert[0], crt)
+    shutil.copy(cert[1], key)
+    os.chmod(crt, 0o644)
+    os.chmod(key, 0o644)
+    with open(crt, "rb") as f:
+        pem = f.read()
+
+    class Fifo:
+        paths = {"tls_cert": crt, "tls_key": key}
+
+        def block(self):
+            os.unlink(crt)
+            os.mkfifo(crt, 0o644)
+
+        def release(self, wait=10):
+            # The reader (the reload) is waiting in open(): a
+            # non-blocking open for writing succeeds once it is there.
+            # wait=0: one try (the reader may be gone); True if it was
+            # there.
+            deadline = time.time() + wait
+            while True:
+                try:
+                    fd = os.open(crt, os.O_WRONLY | os.O_NONBLOCK)
+                    break
+                except OSError:
+                    if time.time() >= deadline:
+                        assert wait == 0, "nobody reads the FIFO"
+                        os.unlink(crt)
+                        with open(crt, "wb") as f:
+                            f.write(pem)
+                        return False
+                    time.sleep(0.05)
+            os.set_blocking(fd, True)
+            os.write(fd, pem)
+            os.close(fd)
+            os.unlink(crt)
+            with open(crt, "wb") as f:
+                f.write(pem)
+            return True
+
+    yield Fifo()
+    shutil.rmtree(d, ignore_errors=True)

@@ -25,6 +25,7 @@ int run_authfail_tests(void);
 int run_safefs_tests(void);
 int run_log_tests(void);
 int run_human_tests(void);
+int run_span_tests(void);
 int run_worker_tests(void);
 int run_mailbox_tests(void);
 int run_committer_tests(void);

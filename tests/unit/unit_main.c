@@ -22,6 +22,7 @@ main(void)
 	failed += run_safefs_tests();
 	failed += run_log_tests();
 	failed += run_human_tests();
+	failed += run_span_tests();
 	failed += run_worker_tests();
 	failed += run_mailbox_tests();
 	failed += run_committer_tests();

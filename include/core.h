@@ -1,0 +1,309 @@
+/*
+ * core: the protocol-server core.  One copy of what every line protocol
+ * (SMTP, POP3, IMAP next) needs around its parser and command handlers:
+ * listeners (plain and implicit TLS), admission (max_sessions, per-IP),
+ * the session's life on the loop (busy/resume, close, drop, deferred
+ * free), the 64 KiB output back-pressure bound, idle timeouts, the
+ * STARTTLS takeover, the SASL step machine (PLAIN, LOGIN), the per-IP
+ * login lock-out around a login job, and the graceful shutdown (reply,
+ * shutdown_timeout, grace).
+ *
+ * A protocol plugs in with a struct core_proto (its name, greeting, input
+ * handler, limits and hooks) and a session struct whose first member is a
+ * struct core_session.  Everything here runs on the loop thread.
+ */
+#ifndef POSTERN_CORE_H
+#define POSTERN_CORE_H
+
+#include <sys/queue.h>
+
+#include <netinet/in.h>
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/ssl.h>
+
+#include "authfail.h"
+#include "counter.h"
+#include "worker.h"
+
+struct bufferevent;
+struct config;
+struct event;
+struct event_base;
+struct listen_list;
+struct core_server;
+struct core_session;
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar)                             \
+	for ((var) = TAILQ_FIRST(head);                                        \
+	     (var) && ((tvar) = TAILQ_NEXT(var, field), 1); (var) = (tvar))
+#endif
+
+/* Room for a login name decoded from SASL (with its NUL). */
+#define CORE_USER_MAX 328
+
+/* Why a connection is refused before any session exists. */
+enum core_refusal {
+	CORE_REFUSE_SHUTDOWN, /* the service is stopping */
+	CORE_REFUSE_FULL,     /* max_sessions */
+	CORE_REFUSE_IP,       /* max_sessions_per_ip */
+};
+
+/* A SASL exchange that ends before any password check. */
+enum core_sasl_error {
+	CORE_SASL_CANCELLED,     /* the client answered "*" */
+	CORE_SASL_BAD_BASE64,    /* a response that does not decode */
+	CORE_SASL_MALFORMED,     /* PLAIN's "=" initial response */
+	CORE_SASL_USER_TOO_LONG, /* LOGIN's user name */
+	CORE_SASL_UNKNOWN_MECH,  /* not in the core's mechanism table */
+};
+
+/* Where a SASL exchange stands (struct core_session.sasl_step). */
+enum core_sasl_step {
+	CORE_SASL_NONE,
+	CORE_SASL_PLAIN,      /* "334 " / "+ " sent: the response is next */
+	CORE_SASL_LOGIN_USER, /* "Username:" asked */
+	CORE_SASL_LOGIN_PASS, /* "Password:" asked */
+};
+
+/* The result of core_line_take. */
+enum core_line {
+	CORE_LINE_NONE,     /* no complete line yet */
+	CORE_LINE_OK,       /* a line (without LF; CR kept) is in the buffer */
+	CORE_LINE_TOO_LONG, /* an overlong line was drained: answer it */
+	CORE_LINE_SKIPPED,  /* the end of one already answered: go on */
+};
+
+/*
+ * A protocol: constant, one per protocol.  The session it runs is
+ * session_size bytes with a struct core_session first (the core allocates
+ * and frees it).  Hooks marked "may be NULL" have a default.
+ */
+struct core_proto {
+	const char *name;          /* "smtp": logs, the service registry */
+	const char *idkey;         /* log key for a session id: "session" */
+	const char *login_event;   /* log event of a login: "auth", "login" */
+	const char *refuse_event;  /* log event of a refusal: "refuse" */
+	const char *starttls_mode; /* TLS log mode after STARTTLS/STLS */
+	size_t session_size;
+	size_t user_max; /* login name buffer, with its NUL */
+	/* Limits, from the session's config. */
+	unsigned (*idle_ms)(const struct config *);
+	size_t (*input_max)(const struct config *); /* read high watermark */
+	size_t max_single_read;                     /* 0: libevent's */
+	bool refuse_on_tls; /* send the refusal on implicit TLS too */
+	/* Session ids count from a random start (unique across restarts in
+	 * the log), else from 1. */
+	bool is_seq_random;
+	/* The refusal line (with CRLF) before a session exists. */
+	void (*refusal)(enum core_refusal, char *line, size_t len);
+	/* A new session (bev set up, not yet reading): the greeting. */
+	void (*start)(struct core_session *);
+	/* Handles buffered input; false when nothing more can be done now
+	 * (no complete line, or the protocol waits for something).  The
+	 * core calls it while the session is not busy, closing, switching
+	 * to TLS, or over the output bound. */
+	bool (*feed)(struct core_session *);
+	/* The output drained to NET_OUTPUT_LOW on an idle session: true
+	 * when the protocol carried on itself (a RETR streaming); may be
+	 * NULL (the core feeds more input). */
+	bool (*drained)(struct core_session *);
+	/* The idle timeout (writing: a write timed out).  The protocol
+	 * logs, then answers and core_close()s or core_drop()s. */
+	void (*timeout)(struct core_session *, bool writing);
+	/* The peer closed or the connection failed; may be NULL. */
+	void (*lost)(struct core_session *);
+	/* STARTTLS begins: forget what was learned in clear; may be NULL. */
+	void (*tls_reset)(struct core_session *);
+	/* SIGTERM: the session is told to stop; may be NULL (the core
+	 * writes shutdown_reply and closes). */
+	void (*shutdown)(struct core_session *);
+	/* The "421 service shutting down" line for this session. */
+	void (*shutdown_reply)(struct core_session *);
+	/* Frees the protocol's part of the session (logs the disconnect).
+	 * The core frees the bufferevent, the config reference and s. */
+	void (*free)(struct core_session *);
+	/* SASL framing: a challenge is sasl_prefix + base64 text. */
+	const char *sasl_prefix; /* "334 " (SMTP), "+ " (POP3) */
+	void (*sasl_error)(struct core_session *, enum core_sasl_error);
+	/* Decoded credentials: check them (core_login_begin, a job). */
+	void (*login)(struct core_session *, const char *user, size_t ulen,
+	    const char *pass, size_t plen);
+	/* A login refused by the lock-out or ended with verdict v. */
+	void (*login_refuse)(struct core_session *, enum authfail_verdict v);
+	/* Too many logins in flight (auth_max_pending). */
+	void (*login_busy)(struct core_session *);
+};
+
+/* One listener set: addresses, a kind name for logs, implicit TLS. */
+struct core_listen {
+	const struct listen_list *addrs;
+	const char *kind; /* "smtp", "submissions", "pop3s" */
+	bool is_tls;
+	int tag; /* the protocol's own listener kind */
+};
+
+struct core_session {
+	TAILQ_ENTRY(core_session) entry;
+	struct core_server *srv;
+	struct config *cfg; /* a reference: the config at connect */
+	struct bufferevent *bev;
+	struct event *free_ev; /* core_schedule_free */
+	const struct core_listen *listen;
+	char id[9];
+	char ip[INET6_ADDRSTRLEN];
+	char ip_key[COUNTER_IP_KEY_MAX]; /* sessions per IP, lock-out */
+	bool is_started; /* proto->start ran: proto->free will run */
+	bool is_tls;
+	bool is_starttls;      /* TLS by STARTTLS/STLS (for the log) */
+	bool is_tls_logged;    /* the handshake's result was logged */
+	bool is_busy;          /* a worker job is in flight */
+	bool is_dead;          /* peer gone while busy: free on completion */
+	bool is_closing;       /* reading nothing, freed when output is sent */
+	bool is_tls_switching; /* STARTTLS: waiting for the reply to leave */
+	bool is_free_pending;  /* the free is scheduled on the loop */
+	bool is_forced;        /* shutdown_timeout hit while busy */
+	bool is_discarding;    /* skipping the rest of an overlong line */
+	enum core_sasl_step sasl_step;
+	char sasl_user[CORE_USER_MAX]; /* LOGIN: the name, until the pass */
+};
+
+struct core_server {
+	struct event_base *base;
+	struct config *cfg; /* new sessions take a reference */
+	const struct core_proto *proto;
+	void *arg; /* the protocol's server */
+	SSL_CTX *tls;
+	struct core_listener *listeners;
+	size_t nlisteners;
+	size_t nsessions;
+	struct counter *ips; /* sessions per client IP */
+	TAILQ_HEAD(, core_session) sessions;
+	bool is_shutting_down;
+	bool is_stopped; /* the grace ended: completions may run late */
+	struct event *shutdown_timer;
+	uint32_t session_seq;
+	struct authfail_table *authfails; /* shared by every protocol */
+	struct workers *auth_workers;     /* password checks */
+};
+
+/* ---- the server (core.c) ---------------------------------------------- */
+
+/*
+ * Binds every listener of listens[0..n) (before dropping privileges; the
+ * array must outlive the server) and loads the TLS certificate.  arg is
+ * the protocol's server (core_server_arg).  NULL with a message in err.
+ */
+struct core_server *core_server_new(struct event_base *, struct config *,
+    const struct core_proto *, void *arg, const struct core_listen *listens,
+    size_t n, char *err, size_t errlen);
+/* Starts accepting.  The pool and the table must outlive the server. */
+void core_server_start(
+    struct core_server *, struct workers *auth, struct authfail_table *);
+/* New sessions use cfg from now on; sessions in progress keep theirs. */
+void core_server_set_config(struct core_server *, struct config *);
+/* New sessions and STARTTLS use ctx (a reference is taken). */
+void core_server_set_tls(struct core_server *, SSL_CTX *);
+/*
+ * Stops accepting and tells every session (proto->shutdown).  After
+ * shutdown_timeout the sessions left are closed (421; busy ones after
+ * their job); NET_SHUTDOWN_GRACE_MS later the rest are freed (busy ones
+ * by their completion).  Idempotent.
+ */
+void core_server_shutdown(struct core_server *);
+/* No session is left (not even one waiting for its job). */
+bool core_server_is_idle(const struct core_server *);
+/* Frees every session left (none may be busy) and the server. */
+void core_server_free(struct core_server **);
+
+/* ---- a session (core_session.c) ---------------------------------------- */
+
+/* Appends one reply line (fmt + CRLF) to the session's output. */
+void core_reply(struct core_session *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/*
+ * Runs run(arg, ctx) on pool, then done(arg) on the loop; the session is
+ * busy meanwhile (reads nothing).  done must call core_job_end first and
+ * core_resume last.
+ */
+void core_submit(struct core_session *, struct workers *, worker_job_fn run,
+    worker_done_fn done, void *arg);
+/* In a completion: the session is no longer busy.  True when it may
+ * still be answered (not dead, not closing). */
+bool core_job_end(struct core_session *);
+/*
+ * The end of a completion: frees a dead session, closes one that is
+ * closing or was forced by the shutdown (with its 421), else handles the
+ * input buffered meanwhile.  s may be freed: do not touch it after.
+ */
+void core_resume(struct core_session *);
+/* Handles buffered input now (after the protocol changed its state). */
+void core_process(struct core_session *);
+/* Stops reading; frees s once its output is sent (after the job in
+ * flight, if busy). */
+void core_close(struct core_session *);
+/* Nothing more can be said (the peer does not read): frees s now, or
+ * when its job completes. */
+void core_drop(struct core_session *);
+/* Frees s now: only from a completion or a server timer, never from
+ * the session's own input handling. */
+void core_session_free(struct core_session *);
+/*
+ * Takes one command line of at most limit bytes (LF included) from the
+ * input into line (room for limit bytes); *len_out is its length without
+ * the LF.  An overlong line is drained to its end: CORE_LINE_TOO_LONG
+ * once, CORE_LINE_SKIPPED for the end of one already answered.
+ */
+enum core_line core_line_take(
+    struct core_session *, uint8_t *line, size_t limit, size_t *len_out);
+
+/* ---- STARTTLS (core_session.c) ----------------------------------------- */
+
+/* TLS can be offered: a certificate is loaded and s is still in clear. */
+bool core_tls_offered(const struct core_session *);
+/*
+ * After the protocol queued its "go ahead" reply: discards anything
+ * pipelined after the command (RFC 3207 4.2, RFC 2595 4), calls
+ * proto->tls_reset, waits until the reply is written, then hands the
+ * socket to a TLS bufferevent (docs/architecture.md, "Transport").
+ */
+void core_starttls(struct core_session *);
+
+/* ---- SASL and logins (core_sasl.c) -------------------------------------- */
+
+/* The mechanisms, separated by sep ("PLAIN LOGIN"), for EHLO and CAPA. */
+const char *core_sasl_mechs(char sep);
+/* Number and name of the mechanisms (AUTH listing one a line). */
+size_t core_sasl_nmechs(void);
+const char *core_sasl_mech(size_t i);
+/*
+ * AUTH mech [initial-response]: has_ir when a response followed the
+ * name.  Replies challenges with proto->sasl_prefix; errors go to
+ * proto->sasl_error; decoded credentials to proto->login.
+ */
+void core_sasl_start(struct core_session *, const char *mech, size_t mlen,
+    const char *ir, size_t irlen, bool has_ir);
+/* A line answering a challenge (while s->sasl_step != CORE_SASL_NONE). */
+void core_sasl_continue(struct core_session *, const uint8_t *, size_t);
+/*
+ * Before a password check: refuses empty or overlong credentials
+ * (user_max, pass_max: the job's buffers, with the NUL), too many logins
+ * in flight (proto->login_busy) or a lock-out (proto->login_refuse), and
+ * logs it.  True when the check may go ahead: *slot is then held and
+ * core_login_end must be called exactly once.
+ */
+bool core_login_begin(struct core_session *, const char *user, size_t ulen,
+    size_t user_max, size_t plen, size_t pass_max, struct authfail_slot *);
+/* The check's outcome, counted (even for a session gone meanwhile). */
+enum authfail_verdict core_login_end(struct core_session *,
+    struct authfail_slot *, enum authfail_outcome, const char *canon);
+/* A failure decided before any check (bad PLAIN shape): counted, logged,
+ * answered through proto->login_refuse. */
+void core_login_fail_now(struct core_session *, const char *why);
+
+#endif

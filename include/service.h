@@ -1,0 +1,52 @@
+/*
+ * service: a network service as posternd's registry sees it (a protocol
+ * server on the core, core.h).  Each service module exports one constant
+ * struct service; posternd keeps a table of them, so adding a service
+ * (IMAP next) is its module plus one row there.
+ */
+#ifndef POSTERN_SERVICE_H
+#define POSTERN_SERVICE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+struct authfail_table;
+struct committer;
+struct config;
+struct event_base;
+struct queue;
+struct workers;
+
+/* What a service may use; posternd owns all of it and it outlives them. */
+struct service_env {
+	struct workers *dir;   /* directory lookups (RCPT, bounces) */
+	struct workers *store; /* Maildir, queue and spool writes, reads */
+	struct workers *auth;  /* password checks */
+	struct committer *committer;
+	struct queue *queue;
+	struct authfail_table *authfails;
+};
+
+/*
+ * new binds the listeners (before the privilege drop) and returns the
+ * server, or NULL with a message in err; start begins accepting;
+ * set_config and set_tls apply a reload to new sessions; shutdown stops
+ * accepting and tells the sessions (core_server_shutdown); is_idle is
+ * true once no session is left, busy or not; free runs after the loop,
+ * once is_idle.
+ */
+struct service {
+	const char *name;
+	void *(*new)(
+	    struct event_base *, struct config *, char *err, size_t errlen);
+	void (*start)(void *, const struct service_env *);
+	void (*set_config)(void *, struct config *);
+	void (*set_tls)(void *, SSL_CTX *);
+	void (*shutdown)(void *);
+	bool (*is_idle)(const void *);
+	void (*free)(void *);
+};
+
+#endif
