@@ -24,6 +24,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1038,6 +1039,26 @@ pin_hops(struct outbound_job *j, struct dns_hops *hops, int *port, char *why,
 	return DNS_OK;
 }
 
+/*
+ * The entry's recorded size, if it fits the file: the message part is
+ * st_size - body_offset octets, and LF -> CRLF at most doubles it, plus a
+ * final CRLF.  Anything else (a damaged or planted line) is ignored and the
+ * size is counted from the file.
+ */
+static off_t
+recorded_size(const struct outbound_job *j, const struct stat *sb)
+{
+	off_t body;
+
+	if (j->size == 0 || sb->st_size < (off_t)j->body_offset)
+		return -1;
+	body = sb->st_size - (off_t)j->body_offset;
+	if ((uintmax_t)j->size < (uintmax_t)body ||
+	    (uintmax_t)j->size > 2 * (uintmax_t)body + 2)
+		return -1;
+	return (off_t)j->size;
+}
+
 void
 outbound_deliver(struct outbound_job *j)
 {
@@ -1045,9 +1066,9 @@ outbound_deliver(struct outbound_job *j)
 	char why[QERR_MAX] = "", text[QERR_MAX + 64];
 	enum dns_status st;
 	const char *dsn = NULL;
-	/* RFC 1870 size: as recorded in the entry, else counted (one more
-	 * read of the file) when a peer first asks for it. */
-	off_t wsize = j->size > 0 ? (off_t)j->size : -1;
+	/* RFC 1870 size: as recorded in the entry if the file can hold it,
+	 * else counted (one more read of the file) when a peer asks. */
+	off_t wsize = -1;
 	struct stat sb;
 	int port;
 
@@ -1064,6 +1085,7 @@ outbound_deliver(struct outbound_job *j)
 		free(hops);
 		return;
 	}
+	wsize = recorded_size(j, &sb);
 	if (j->is_pinned)
 		st = pin_hops(j, hops, &port, why, sizeof(why), &dsn);
 	else

@@ -199,9 +199,14 @@ parse_line(struct qenv *e, char *line, unsigned *seen, const char **why)
 		e->is_warned = strstr(f[1], "warned,") != NULL;
 		e->is_bounce = strstr(f[1], "bounce,") != NULL;
 		*seen |= 8;
-	} else if (strcmp(f[0], "size") == 0 && parse_num(f[1], &v) == 0 &&
-	           v <= (long long)(SIZE_MAX / 2)) {
-		e->size = (size_t)v; /* optional: not in *seen */
+	} else if (strcmp(f[0], "size") == 0 && (*seen & 16) != 0) {
+		*why = "duplicate size line";
+		return -1;
+	} else if (strcmp(f[0], "size") == 0 && parse_num(f[1], &v) == 0) {
+		/* Optional (not required below); at most once.  outbound
+		 * checks the value against the file before using it. */
+		e->size = (size_t)v;
+		*seen |= 16;
 	} else {
 		*why = "unknown line";
 		return -1;
@@ -245,7 +250,7 @@ queue_env_parse(
 			goto fail;
 		pos += ll + 1;
 	}
-	if (seen != 15 || out->nrcpt == 0) {
+	if ((seen & 15) != 15 || out->nrcpt == 0) {
 		*why = "missing id, from, arrival, flags or recipients";
 		goto fail;
 	}

@@ -121,3 +121,30 @@ def test_unreadable_queue_file_is_a_local_deferral(make_server, sink_port):
         mx2.stop()
         os.rmdir(path)
         os.rename(path + ".away", path)
+
+
+def test_implausible_recorded_size_is_counted(make_server, sink_port):
+    """A size line the message file cannot hold (damaged or planted) is not
+    trusted: the attempt counts the size from the file, so a SIZE-limited
+    peer (aiosmtpd advertises SIZE 33554432) gets the message instead of
+    postern bouncing it with 552 against the recorded number."""
+    mx = SizeSink("127.0.0.2", sink_port)
+    try:
+        s = make_server(FAST, start=False)
+        entries = os.path.join(s.data, "queue", "entries")
+        os.makedirs(entries, exist_ok=True)
+        for name, size in (("00000000BEEF3", 99999999999), ("00000000BEEF4", 3)):
+            with open(os.path.join(entries, name + ".msg"), "w") as f:
+                f.write(f"postern-queue 1\nid\t{name}\nfrom\talice@example.test\n"
+                        f"arrival\t1795846462\nflags\t\nsize\t{size}\n"
+                        f"rcpt\tpending\t0\t0\t{name}@remote.example\t\n\n"
+                        "Subject: planted\n\nbody\n")
+        s.start()
+        msgs = wait_for(lambda: len(mx.messages) == 2 and mx.messages,
+                        what="both entries delivered")
+        for m in msgs:
+            assert m["data"] == b"Subject: planted\r\n\r\nbody\r\n"
+            assert declared_size(m) == len(m["data"]), m["mail_options"]
+        assert "552" not in s.log() and "bounced" not in s.log(), s.log()
+    finally:
+        mx.stop()

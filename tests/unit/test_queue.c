@@ -58,8 +58,10 @@ test_env_size(void **state)
 	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
 	    "size\t123456\n"
 	    "rcpt\tpending\t0\t5\ta@gw.example\t\n";
-	static const char *const bad[] = {
-	    "size\t\n", "size\t-1\n", "size\t12x\n", "size\t1\t2\n"};
+	static const char *const bad[] = {"size\t\n", "size\t-1\n",
+	    "size\t12x\n", "size\t1\t2\n",
+	    /* at most one: a second line makes the entry corrupt */
+	    "size\t10\nsize\t10\n", "size\t10\nsize\t99999999999\n"};
 	struct qenv e;
 	const char *why;
 	struct buf b;
