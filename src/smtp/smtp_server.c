@@ -43,7 +43,8 @@
 
 /* statvfs on a worker: the job owns a copy of the path and its result;
  * srv is for the done function only (the loop), and outlives the job:
- * the server's workers are freed before the server. */
+ * posternd drains the pools first, then frees the services, then the
+ * pools. */
 struct disk_job {
 	struct smtp_server *srv; /* done only */
 	char path[PATH_MAX];

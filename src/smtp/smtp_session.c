@@ -976,7 +976,6 @@ cmd_starttls(struct session *s, struct smtp_cmd *c)
 
 struct auth_job {
 	struct session *s;
-	struct config *cfg;
 	char user[ADDR_PATH_MAX + 8];
 	char pass[256];
 	enum dir_login_result result;
@@ -1094,7 +1093,6 @@ smtp_login(struct core_session *cs, const char *user, size_t ulen,
 		return;
 	}
 	j->s = s;
-	j->cfg = s->cfg;
 	memcpy(j->user, user, ulen);
 	memcpy(j->pass, pass, plen);
 	core_submit(cs, cs->srv->auth_workers, auth_job_run, auth_job_done, j);
