@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -238,6 +239,7 @@ struct reload {
 	SSL_CTX *tls;              /* new certificate files, or NULL */
 	bool tls_unseen;           /* this user cannot look at the files */
 	int log_fd; /* the new log_file, opened; installed with the rest */
+	unsigned log_gen; /* log_reopens when reload_run started */
 };
 
 static bool
@@ -259,11 +261,17 @@ static void ctl_on_event(struct bufferevent *, short, void *);
  * user cannot point it anywhere root could write.  A failure keeps the
  * old file and says why in it.
  */
+/* Bumped by each SIGUSR1 reopen (on a worker): a reload whose log fd was
+ * opened before a reopen of the same path must not install it (it may
+ * point at the file logrotate just moved away). */
+static atomic_uint log_reopens;
+
 static void
 log_reopen(const char *path)
 {
 	char err[PATH_MAX + 128];
 
+	atomic_fetch_add(&log_reopens, 1);
 	if (log_file_open(path, err, sizeof(err)) == -1)
 		log_err(
 		    "event=log-reopen result=fail error=\"%s\"", log_esc(err));
@@ -294,6 +302,7 @@ reload_run(void *arg, void *ctx)
 	 * log_file that cannot be opened fails the reload: the old config
 	 * and the old file stay, and posternctl reload says why.  Opened
 	 * here, installed by reload_done with the rest: all or nothing. */
+	r->log_gen = atomic_load(&log_reopens);
 	if (r->cfg->log_file[0] != '\0' &&
 	    (r->log_fd = log_file_prepare(
 	         r->cfg->log_file, r->err, sizeof(r->err))) == -1) {
@@ -334,6 +343,14 @@ reload_done(void *arg)
 	struct config *n = r->cfg;
 	char warn[4096];
 
+	/* A SIGUSR1 reopen of this path ran since reload_run: it holds the
+	 * current file; ours may be the one logrotate moved away. */
+	if (n != NULL && r->log_fd != -1 &&
+	    strcmp(n->log_file, dm->log_file) == 0 &&
+	    atomic_load(&log_reopens) != r->log_gen) {
+		close(r->log_fd);
+		r->log_fd = -1;
+	}
 	if (dm->is_stopping) {
 		config_unref(&r->cfg);
 		if (r->tls)
