@@ -20,8 +20,10 @@ struct workers;
 struct committer;
 struct queue;
 
-struct queue *queue_new(
-    struct event_base *, struct config *, struct workers *, struct committer *);
+/* dir: the directory pool (where a DSN goes); store: the storage pool
+ * (writing it).  Both outlive the queue. */
+struct queue *queue_new(struct event_base *, struct config *,
+    struct workers *dir, struct workers *store, struct committer *);
 /* Loads every entry from disk; corrupt ones are moved to queue/corrupt.
  * Call before the loop runs.  Returns the number loaded. */
 size_t queue_load(struct queue *);

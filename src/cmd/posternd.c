@@ -741,9 +741,9 @@ main(int argc, char **argv)
 	env.auth = workers_new(
 	    base, cfg->auth_workers, auth_worker_open, worker_dir_close, cfg);
 	env.committer = committer_new(cfg->data_dir, env.store);
-	/* Bounces are composed on the directory pool: they look up where
-	 * the DSN goes. */
-	env.queue = queue_new(base, cfg, env.dir, env.committer);
+	/* Bounces are composed on the directory pool (they look up where
+	 * the DSN goes) and written on the storage pool. */
+	env.queue = queue_new(base, cfg, env.dir, env.store, env.committer);
 	queue_load(env.queue);
 	env.authfails = authfail_new();
 	dm.conf_path = conf;

@@ -53,7 +53,8 @@ struct qentry {
 struct queue {
 	struct event_base *base;
 	struct config *cfg;
-	struct workers *workers;  /* directory + file work */
+	struct workers *workers;  /* directory pool: DSN recipients */
+	struct workers *store;    /* storage pool: DSN writes */
 	struct workers *outbound; /* SMTP client threads */
 	struct committer *committer;
 	TAILQ_HEAD(, qentry) entries;
@@ -98,7 +99,6 @@ struct bounce {
 	struct queue *q;
 	struct qentry *e; /* kept on disk until the DSN has read it */
 	struct config *cfg;
-	struct workers *workers;     /* where bounce_stored is posted */
 	struct committer *committer; /* makes the DSN durable */
 	struct qenv orig;            /* only failed/delayed recipients */
 	struct dsn_rcpt *dr;         /* parallel to orig.rcpts */
@@ -106,6 +106,7 @@ struct bounce {
 	char remote[QADDR_MAX];
 	size_t body_offset;
 	bool is_delay, to_postmaster;
+	bool is_composed; /* bounce_run built dlv: store it */
 	/* built by the worker */
 	struct strlist mailboxes;
 	struct qenv out;
@@ -388,7 +389,9 @@ read_headers(const char *path, size_t offset, char *out, size_t cap)
 	return end ? (size_t)(end - out + 1) : (size_t)n;
 }
 
-/* Worker: compose the DSN, find where it goes, store it. */
+/* Directory worker: compose the DSN and find where it goes; the write is
+ * submitted to the storage pool by bounce_expanded (a slow disk never
+ * holds a directory thread, so never RCPT). */
 static void
 bounce_run(void *arg, void *ctx)
 {
@@ -456,7 +459,6 @@ bounce_run(void *arg, void *ctx)
 		    "no deliverable address for the DSN");
 		free(hdrs);
 		strlist_clear(&remote);
-		workers_post(b->workers, bounce_stored, b);
 		return;
 	}
 	free(hdrs);
@@ -481,7 +483,29 @@ bounce_run(void *arg, void *ctx)
 	b->dlv.qenv = b->out.nrcpt > 0 ? &b->out : NULL;
 	b->dlv.done = bounce_stored;
 	b->dlv.done_arg = b;
+	b->is_composed = true;
+}
+
+/* Storage worker: the DSN into its Maildirs and/or the queue. */
+static void
+bounce_write_run(void *arg, void *ctx)
+{
+	struct bounce *b = arg;
+
+	(void)ctx;
 	delivery_run(b->committer, &b->dlv);
+}
+
+/* Loop: the DSN is composed (or cannot be): store it, or report. */
+static void
+bounce_expanded(void *arg)
+{
+	struct bounce *b = arg;
+
+	if (b->is_composed)
+		workers_submit(b->q->store, bounce_write_run, NULL, b);
+	else
+		bounce_stored(b);
 }
 
 /* Sends a DSN about the recipients of e whose index is in idx. */
@@ -504,7 +528,6 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 	b->q = q;
 	q->dsn_pending++;
 	b->cfg = config_ref(q->cfg);
-	b->workers = q->workers;
 	b->committer = q->committer;
 	b->is_delay = is_delay;
 	b->body_offset = e->body_offset;
@@ -530,7 +553,7 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 			memcpy(b->st[i], status[i], sizeof(b->st[i]));
 			b->dr[i].status = b->st[i];
 		}
-	workers_submit(q->workers, bounce_run, NULL, b);
+	workers_submit(q->workers, bounce_run, bounce_expanded, b);
 }
 
 /* ---- attempts ---------------------------------------------------------- */
@@ -793,7 +816,7 @@ queue_add(struct queue *q, struct qenv *env, size_t body_offset)
 
 struct queue *
 queue_new(struct event_base *base, struct config *cfg, struct workers *w,
-    struct committer *c)
+    struct workers *store, struct committer *c)
 {
 	struct queue *q = xcalloc(1, sizeof(*q));
 	struct timeval tv = {1, 0};
@@ -801,6 +824,7 @@ queue_new(struct event_base *base, struct config *cfg, struct workers *w,
 	q->base = base;
 	q->cfg = config_ref(cfg);
 	q->workers = w;
+	q->store = store;
 	q->committer = c;
 	q->domains = counter_new(64);
 	TAILQ_INIT(&q->entries);
