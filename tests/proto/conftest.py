@@ -354,12 +354,14 @@ class Sink:
 
     async def handle_HELO(self, server, session, envelope, hostname):
         self._note("greetings", "HELO")
+        self._note("greeting_peers", session.peer)
         session.host_name = hostname
         return "250 " + server.hostname
 
     async def handle_EHLO(self, server, session, envelope, hostname, responses):
         self.ehlos += 1
         self._note("greetings", "EHLO")
+        self._note("greeting_peers", session.peer)
         if self.mode == "noehlo":
             return ["502 5.5.1 EHLO not implemented"]
         session.host_name = hostname

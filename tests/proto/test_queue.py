@@ -437,6 +437,7 @@ def test_helo_fallback(make_server, sinks):
     wait_for(lambda: mx.messages, what="delivery over HELO")
     # EHLO was refused (502), then HELO greeted on the same connection.
     assert mx.greetings[:2] == ["EHLO", "HELO"], mx.greetings
+    assert mx.greeting_peers[0] == mx.greeting_peers[1], "HELO on a new connection"
     assert not mx.sessions_esmtp[-1], "the message went over plain SMTP"
 
 
