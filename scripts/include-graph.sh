@@ -7,7 +7,8 @@
 # with neither is shared and belongs to no folder.  A file's folder is its
 # src/ subfolder (a header in include/: the folder it belongs to).  Every
 # `#include "X.h"` from a file in folder A of a header of folder B != A
-# is an edge A -> B.  Prints "A -> B  (file: header, ...)" per edge, then
+# is an edge A -> B, and so is one reached through shared headers
+# (A's file includes shared S, S includes B's header: A -> B via S).  Prints "A -> B  (file: header, ...)" per edge, then
 # "acyclic" and exits 0, or prints the cycle and exits 1.
 # Usage: scripts/include-graph.sh [-q]   (-q: only the verdict)
 set -eu
@@ -15,6 +16,7 @@ cd "$(dirname "$0")/.."
 quiet=${1:-}
 
 folder_of_header() {
+	local h c d
 	h=${1%.h}
 	for c in src/*/"$h".c src/*/"$h"_*.c src/*/"$h".h; do
 		[ -e "$c" ] || continue
@@ -31,16 +33,36 @@ folder_of_file() {
 	esac
 }
 
+includes_of() {
+	sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' "$1"
+}
+
+# The folder headers file $2 reaches, as "header via" lines: its own
+# includes, and through each shared header (one of no folder) that
+# header's includes, transitively; $3 lists the shared headers already
+# walked (include cycles between shared headers stop there).
+reached() {
+	local inc h to
+	includes_of "$2" | while read -r inc; do
+		h=${inc##*/}
+		to=$(folder_of_header "$h")
+		if [ -n "$to" ]; then
+			echo "$to $1:$inc"
+		elif [ -e "include/$h" ]; then
+			case " $3 " in *" $h "*) continue ;; esac
+			reached "$1:$inc" "include/$h" "$3 $h"
+		fi
+	done
+}
+
 edges=$(mktemp)
 trap 'rm -f "$edges" "$edges.pairs" "$edges.err"' EXIT
 for f in include/*.h src/*/*.c src/*/*.h; do
 	from=$(folder_of_file "$f")
 	[ -n "$from" ] || continue
-	sed -n 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"\([^"]*\)".*/\1/p' \
-	    "$f" | while read -r inc; do
-		to=$(folder_of_header "${inc##*/}")
-		if [ -n "$to" ] && [ "$to" != "$from" ]; then
-			echo "$from $to $f:$inc"
+	reached "$f" "$f" "" | while read -r to via; do
+		if [ "$to" != "$from" ]; then
+			echo "$from $to $via"
 		fi
 	done
 done | sort -u >"$edges"

@@ -21,6 +21,7 @@
 
 #include <ares.h>
 
+#include "clock.h"
 #include "dns.h"
 
 /* A lookup's channel and its deadline (0: none, CLOCK_MONOTONIC ms). */
@@ -43,15 +44,6 @@ dns_init(void)
 	return ares_library_init(ARES_LIB_INIT_ALL) == ARES_SUCCESS ? 0 : -1;
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* timeout_ms 0: no deadline, 3 s per try; else the lookup ends then. */
 static int
 channel_new(struct chan *c, const char *servers, unsigned timeout_ms, char *err,
@@ -67,7 +59,7 @@ channel_new(struct chan *c, const char *servers, unsigned timeout_ms, char *err,
 	if (timeout_ms != 0) {
 		/* Two tries within the deadline. */
 		o.timeout = (int)(timeout_ms / 2 > 0 ? timeout_ms / 2 : 1);
-		c->deadline = now_ms() + timeout_ms;
+		c->deadline = clock_mono_ms() + timeout_ms;
 	}
 	if (ares_init_options(ch, &o, ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES) !=
 	    ARES_SUCCESS) {
@@ -115,7 +107,7 @@ wait_done(struct chan *c, const bool *done)
 			n++;
 		}
 		int ms;
-		uint64_t now = now_ms();
+		uint64_t now = clock_mono_ms();
 
 		if (c->deadline != 0 && now >= c->deadline) {
 			ares_cancel(ch);

@@ -34,6 +34,7 @@
 #include "smtp_server.h"
 #include "tls.h"
 #include "authfail.h"
+#include "clock.h"
 #include "core.h"
 #include "counter.h"
 #include "worker.h"
@@ -50,15 +51,6 @@ struct disk_job {
 	char path[PATH_MAX];
 	uint64_t free;
 };
-
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 /* Bytes an unprivileged writer may still use there; UINT64_MAX when
  * unknown, so an error refuses nothing. */
@@ -98,7 +90,7 @@ disk_job_done(void *arg)
 uint64_t
 server_disk_free(struct smtp_server *srv)
 {
-	uint64_t now = now_ms();
+	uint64_t now = clock_mono_ms();
 	struct disk_job *j;
 
 	if (!srv->is_disk_checking && now - srv->disk_checked_ms >= 1000) {
@@ -167,7 +159,7 @@ smtp_server_start(struct smtp_server *srv, const struct smtp_pools *p,
 	srv->queue = q;
 	/* Start-up, before the loop runs: measured here once. */
 	srv->disk_free = disk_measure(srv->cfg->data_dir);
-	srv->disk_checked_ms = now_ms();
+	srv->disk_checked_ms = clock_mono_ms();
 	core_server_start(srv->core, p->auth, af);
 }
 
