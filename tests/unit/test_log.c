@@ -137,6 +137,41 @@ test_flag_names(void **state)
 	}
 }
 
+/* A syslog socket of the test's own, in a fresh directory; log.c sends
+ * there until sink_close.  recv on it times out after 5 s. */
+struct syslog_sink {
+	char dir[sizeof("/tmp/postern-unit-syslog-XXXXXX")];
+	struct sockaddr_un sun;
+	int fd;
+};
+
+static void
+sink_open(struct syslog_sink *k)
+{
+	struct timeval tv = {5, 0};
+
+	memcpy(k->dir, "/tmp/postern-unit-syslog-XXXXXX", sizeof(k->dir));
+	memset(&k->sun, 0, sizeof(k->sun));
+	k->sun.sun_family = AF_UNIX;
+	assert_true(mkdtemp(k->dir) != NULL);
+	snprintf(k->sun.sun_path, sizeof(k->sun.sun_path), "%s/log", k->dir);
+	k->fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	assert_true(k->fd != -1);
+	assert_int_equal(
+	    bind(k->fd, (struct sockaddr *)&k->sun, sizeof(k->sun)), 0);
+	setsockopt(k->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	log_set_syslog_path(k->sun.sun_path);
+}
+
+static void
+sink_close(struct syslog_sink *k)
+{
+	log_set_syslog_path("/dev/log");
+	close(k->fd);
+	unlink(k->sun.sun_path);
+	rmdir(k->dir);
+}
+
 /*
  * Daemon mode without log_file: each line is one RFC 3164 datagram to
  * the syslog socket, with facility mail and the line's own tag, so
@@ -145,19 +180,13 @@ test_flag_names(void **state)
 static void
 test_syslog_datagrams(void **state)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	char path[] = "/tmp/postern-unit-syslog-XXXXXX", buf[512], want[128];
-	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-	struct timeval tv = {5, 0};
+	struct syslog_sink k;
+	char buf[512], want[128];
 	regex_t re;
 	ssize_t n;
 
 	(void)state;
-	assert_true(mkdtemp(path) != NULL);
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/log", path);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	log_set_syslog_path(sun.sun_path);
+	sink_open(&k);
 	log_init("posternd", false, LOG_LVL_INFO);
 	log_info_as("smtp", "6B0A: to=<a@b>, status=sent (x)");
 	log_warn("event=x y=%d", 1);
@@ -167,7 +196,7 @@ test_syslog_datagrams(void **state)
 	                     "[0-9]{2}:[0-9]{2}:[0-9]{2} ",
 	                     REG_EXTENDED | REG_NOSUB),
 	    0);
-	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	n = recv(k.fd, buf, sizeof(buf) - 1, 0);
 	assert_true(n > 0);
 	buf[n] = '\0';
 	snprintf(want, sizeof(want), "<%d>", LOG_MAIL | LOG_INFO);
@@ -177,7 +206,7 @@ test_syslog_datagrams(void **state)
 	    " posternd/smtp[%d]: 6B0A: to=<a@b>, status=sent (x)",
 	    (int)getpid());
 	assert_non_null(strstr(buf, want));
-	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	n = recv(k.fd, buf, sizeof(buf) - 1, 0);
 	assert_true(n > 0);
 	buf[n] = '\0';
 	snprintf(want, sizeof(want), "<%d>", LOG_MAIL | LOG_WARNING);
@@ -185,13 +214,10 @@ test_syslog_datagrams(void **state)
 	snprintf(want, sizeof(want), " posternd[%d]: warning: event=x y=1",
 	    (int)getpid());
 	assert_non_null(strstr(buf, want));
-	assert_true(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
+	assert_true(recv(k.fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
 	regfree(&re);
 	log_init("unit", true, LOG_LVL_INFO); /* back to stderr */
-	log_set_syslog_path("/dev/log");
-	close(fd);
-	unlink(sun.sun_path);
-	rmdir(path);
+	sink_close(&k);
 }
 
 /*
@@ -201,28 +227,22 @@ test_syslog_datagrams(void **state)
 static void
 test_hold_replays_to_syslog(void **state)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	char path[] = "/tmp/postern-unit-syslog-XXXXXX", buf[512], want[128];
-	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-	struct timeval tv = {5, 0};
+	struct syslog_sink k;
+	char buf[512], want[128];
 	ssize_t n;
 
 	(void)state;
-	assert_true(mkdtemp(path) != NULL);
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/log", path);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	log_set_syslog_path(sun.sun_path);
+	sink_open(&k);
 	log_init("posternd", true, LOG_LVL_INFO);
 	log_hold();
 	log_info("event=listen kind=smtp addr=127.0.0.1:25");
 	log_warn("event=config warning: OPEN RELAY");
-	assert_true(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
+	assert_true(recv(k.fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
 	log_set_stderr(false); /* as posternd does once detached */
 	log_replay();
 	log_info("event=after");
 	log_replay(); /* a second one sends nothing */
-	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	n = recv(k.fd, buf, sizeof(buf) - 1, 0);
 	assert_true(n > 0);
 	buf[n] = '\0';
 	snprintf(want, sizeof(want), "<%d>", LOG_MAIL | LOG_INFO);
@@ -231,23 +251,20 @@ test_hold_replays_to_syslog(void **state)
 	    " posternd[%d]: event=listen kind=smtp addr=127.0.0.1:25",
 	    (int)getpid());
 	assert_non_null(strstr(buf, want));
-	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	n = recv(k.fd, buf, sizeof(buf) - 1, 0);
 	assert_true(n > 0);
 	buf[n] = '\0';
 	snprintf(want, sizeof(want), "<%d>", LOG_MAIL | LOG_WARNING);
 	assert_memory_equal(buf, want, strlen(want));
 	assert_non_null(
 	    strstr(buf, "warning: event=config warning: OPEN RELAY"));
-	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	n = recv(k.fd, buf, sizeof(buf) - 1, 0);
 	assert_true(n > 0);
 	buf[n] = '\0';
 	assert_non_null(strstr(buf, "]: event=after"));
-	assert_true(recv(fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
+	assert_true(recv(k.fd, buf, sizeof(buf), MSG_DONTWAIT) < 0);
 	log_init("unit", true, LOG_LVL_INFO); /* back to stderr */
-	log_set_syslog_path("/dev/log");
-	close(fd);
-	unlink(sun.sun_path);
-	rmdir(path);
+	sink_close(&k);
 }
 
 /*
@@ -270,19 +287,13 @@ log_spinner(void *arg)
 static void
 test_stderr_switch_threads(void **state)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	char path[] = "/tmp/postern-unit-syslog-XXXXXX", buf[512];
-	int fd = socket(AF_UNIX, SOCK_DGRAM, 0);
-	struct timeval tv = {5, 0};
+	struct syslog_sink k;
+	char buf[512];
 	pthread_t t[3];
 	ssize_t n;
 
 	(void)state;
-	assert_true(mkdtemp(path) != NULL);
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/log", path);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	log_set_syslog_path(sun.sun_path);
+	sink_open(&k);
 	log_init("posternd", true, LOG_LVL_INFO);
 	atomic_store(&spin_stop, 0);
 	for (int i = 0; i < 3; i++)
@@ -298,16 +309,13 @@ test_stderr_switch_threads(void **state)
 	atomic_store(&spin_stop, 1);
 	for (int i = 0; i < 3; i++)
 		pthread_join(t[i], NULL);
-	n = recv(fd, buf, sizeof(buf) - 1, 0);
+	n = recv(k.fd, buf, sizeof(buf) - 1, 0);
 	assert_true(n > 0);
 	buf[n] = '\0';
 	assert_non_null(strstr(buf, "posternd["));
 	assert_non_null(strstr(buf, "]: event=switched"));
 	log_init("unit", true, LOG_LVL_INFO); /* back to stderr */
-	log_set_syslog_path("/dev/log");
-	close(fd);
-	unlink(sun.sun_path);
-	rmdir(path);
+	sink_close(&k);
 }
 
 static int
