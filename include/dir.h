@@ -188,10 +188,12 @@ enum dir_login_result {
  * verification (passwd_check), so the time taken does not tell which
  * names exist (except a slower imported hash).  DIR_LOGIN_TEMPFAIL
  * spends nothing and must not count as a failed guess.  Slow and may
- * sleep: call from a login worker.  d may be NULL (TEMPFAIL).
+ * sleep: call from a login worker.  d may be NULL (TEMPFAIL).  err is
+ * set to "" first and, for DIR_LOGIN_TEMPFAIL, to the backend's one-line
+ * reason ("directory: ...", "directory unavailable"), for the log.
  */
 enum dir_login_result dir_login(struct dir *, const char *user,
-    const char *pass, char *canon, size_t canonlen);
+    const char *pass, char *canon, size_t canonlen, char *err, size_t errlen);
 /* For the log: "wrong password", "no such user", ... (static text). */
 const char *dir_login_reason(enum dir_login_result);
 

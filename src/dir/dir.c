@@ -262,24 +262,25 @@ dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
 
 enum dir_login_result
 dir_login(struct dir *d, const char *user, const char *pass, char *canon,
-    size_t canonlen)
+    size_t canonlen, char *err, size_t errlen)
 {
 	char local[ADDR_LOCAL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1];
-	char cdom[ADDR_DOMAIN_MAX + 1], err[256];
+	char cdom[ADDR_DOMAIN_MAX + 1];
 	const char *why;
 	char *hash = NULL;
 	struct timespec start;
 	bool is_local;
 	int r = 0;
 
+	err[0] = '\0';
 	clock_gettime(CLOCK_MONOTONIC, &start);
 	if (dir_split_address(
 	        user, local, sizeof(local), domain, sizeof(domain), &why) == 0)
 		r = dir_domain_resolve(
-		    d, domain, cdom, sizeof(cdom), err, sizeof(err));
+		    d, domain, cdom, sizeof(cdom), err, errlen);
 	is_local = r == 1;
 	if (r == 1)
-		r = dir_user_hash(d, local, cdom, &hash, err, sizeof(err));
+		r = dir_user_hash(d, local, cdom, &hash, err, errlen);
 	if (r == -1) {
 		free(hash);
 		return DIR_LOGIN_TEMPFAIL;
@@ -306,9 +307,9 @@ int
 dir_auth(struct dir *d, const char *user, const char *pass, char *canon,
     size_t canonlen)
 {
-	char c[ADDR_PATH_MAX + 8];
+	char c[ADDR_PATH_MAX + 8], err[256];
 
-	switch (dir_login(d, user, pass, c, sizeof(c))) {
+	switch (dir_login(d, user, pass, c, sizeof(c), err, sizeof(err))) {
 	case DIR_LOGIN_OK:
 		snprintf(canon, canonlen, "%s", c);
 		return 1;

@@ -7,11 +7,13 @@ by a file the daemon cannot read, then put back by a rename: a handle
 that kept the old file open would never see the good one."""
 import base64
 import os
+import poplib
+import re
 import smtplib
 import sqlite3
 import time
 
-PLAINTEXT = {"auth_require_tls": "no"}
+PLAINTEXT = {"auth_require_tls": "no", "pop3_allow_plaintext": "yes"}
 
 
 def plain(user, password):
@@ -107,6 +109,23 @@ def test_auth_tempfails_and_counts_nothing_then_works(make_server):
         assert (code, text[:5]) == (454, "4.7.0"), text
         code, text = auth(s, "alice@example.test", "wrong")
         assert (code, text[:5]) == (454, "4.7.0"), text
+    # POP3 the same: a temporary answer, no strike.
+    p = poplib.POP3("127.0.0.1", s.ports["pop3"], timeout=30)
+    p.user("alice@example.test")
+    try:
+        p.pass_("secret-alice")
+        assert False, "POP3 login with the directory broken"
+    except poplib.error_proto as e:
+        assert e.args[0].startswith(b"-ERR [SYS/TEMP]"), e
+    p.close()
+    # The log says why: the backend's own text, not a bare "directory
+    # error" (SQLite: "file is not a database").
+    log = s.log()
+    for event in (r"session=\S+ event=auth", r"pop3=\S+ event=login"):
+        m = re.search(event + r' result=tempfail .*reason="([^"]*)"', log)
+        assert m, event
+        assert m.group(1).startswith("directory: "), m.group(0)
+        assert "not a database" in m.group(1), m.group(0)
     db.unreadable()
     code, text = auth(s, "alice@example.test", "secret-alice")
     assert (code, text[:5]) == (454, "4.7.0"), text

@@ -449,11 +449,12 @@ test_login(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char canon[300] = "";
-		enum dir_login_result got = dir_login(
-		    d, cases[i].user, cases[i].pass, canon, sizeof(canon));
+		char canon[300] = "", err[256] = "x";
+		enum dir_login_result got = dir_login(d, cases[i].user,
+		    cases[i].pass, canon, sizeof(canon), err, sizeof(err));
 
-		if (got != cases[i].want || strcmp(canon, cases[i].canon) != 0)
+		if (got != cases[i].want ||
+		    strcmp(canon, cases[i].canon) != 0 || err[0] != '\0')
 			fail_msg("case %zu (%s): got %d [%s], want %d [%s]", i,
 			    cases[i].user, got, canon, cases[i].want,
 			    cases[i].canon);
@@ -703,9 +704,12 @@ test_tempfail(void **state)
 	assert_int_equal(
 	    dir_expand(d, &a, 100, &users, &remote, err, sizeof(err)),
 	    DIR_EXPAND_TEMPFAIL);
+	err[0] = '\0';
 	assert_int_equal(dir_login(d, "dave@example.test", "right horse", canon,
-	                     sizeof(canon)),
+	                     sizeof(canon), err, sizeof(err)),
 	    DIR_LOGIN_TEMPFAIL);
+	/* The backend's reason reaches the caller, for the log. */
+	assert_true(strncmp(err, "directory", 9) == 0);
 	assert_int_equal(dir_auth(d, "dave@example.test", "right horse", canon,
 	                     sizeof(canon)),
 	    -1);
@@ -729,9 +733,10 @@ test_tempfail(void **state)
 	assert_int_equal(dir_domain_resolve(NULL, "example.test", canon,
 	                     sizeof(canon), err, sizeof(err)),
 	    -1);
-	assert_int_equal(
-	    dir_login(NULL, "dave@example.test", "x", canon, sizeof(canon)),
+	assert_int_equal(dir_login(NULL, "dave@example.test", "x", canon,
+	                     sizeof(canon), err, sizeof(err)),
 	    DIR_LOGIN_TEMPFAIL);
+	assert_string_equal(err, "directory unavailable");
 }
 
 #define CONFORMANCE                                                            \
