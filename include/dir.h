@@ -25,8 +25,11 @@
  * corrupt; or, checked at most once a second, the file replaced or
  * removed) drops it, and the next call (not the failing one) connects
  * again.
- * Every query is bounded by directory_timeout (waiting for a lock
- * included): past it the call fails as a temporary error.
+ * directory_timeout bounds each directory operation as a whole: one
+ * call of a dir_* read wrapper below (a dir_expand with all its alias
+ * and list lookups, a dir_login's lookups, ...), or everything between
+ * dir_op_begin and dir_op_end; waiting for a lock included.  Past it the
+ * call fails as a temporary error.  Admin ops are bounded per query.
  *
  * Names are stored normalised: domains lower-case without trailing dot,
  * local parts lower-case.
@@ -68,6 +71,12 @@ struct dir_read_ops {
 	/* Appends the host aliases of the (canonical) domain to out. */
 	int (*domain_aliases)(struct dir *, const char *domain,
 	    struct strlist *out, char *err, size_t errlen);
+	/* Optional (NULL: no deadline).  is_start: one deadline,
+	 * directory_timeout from now, for every query until the call with
+	 * !is_start; any query that would run past it fails (-1, err
+	 * "directory: ... timed out ...").  !is_start: back to one deadline
+	 * per query.  dir.c calls it, never nested. */
+	void (*deadline)(struct dir *, bool is_start);
 };
 
 struct dir_admin_ops {
@@ -106,6 +115,7 @@ struct dir_admin_ops {
 struct dir {
 	const struct dir_read_ops *ops;
 	const struct dir_admin_ops *admin; /* NULL: opened DIR_OPEN_READ */
+	unsigned op_depth; /* dir.c's: nesting of dir_op_begin (0 at open) */
 };
 
 enum dir_open_flags {
@@ -134,8 +144,18 @@ struct dir *dir_sqlite_open(
     const char *path, unsigned timeout_ms, int flags, char *err, size_t errlen);
 
 /*
+ * Makes the read calls between them one directory operation, under one
+ * directory_timeout (a RCPT decision: the recipient's expansion and the
+ * sender's lookups).  Pairs nest: the outermost pair sets the deadline.
+ * d may be NULL (nothing done).
+ */
+void dir_op_begin(struct dir *d);
+void dir_op_end(struct dir *d);
+
+/*
  * The read side, for callers (d may be NULL: "directory unavailable",
- * -1).  Same returns as the ops; err is set on -1 only.
+ * -1).  Same returns as the ops; err is set on -1 only.  Each call is
+ * one directory operation (see dir_op_begin).
  */
 int dir_domain_resolve(struct dir *, const char *domain, char *canon,
     size_t canonlen, char *err, size_t errlen);

@@ -7,6 +7,7 @@
  * appears once.  Nothing here talks to a database itself, and nothing
  * here may turn a backend's -1 (temporary) into "not found".
  */
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,23 @@ dir_open(const struct config *cfg, int flags, char *err, size_t errlen)
 	return NULL;
 }
 
+void
+dir_op_begin(struct dir *d)
+{
+	if (d != NULL && d->op_depth++ == 0 && d->ops->deadline != NULL)
+		d->ops->deadline(d, true);
+}
+
+void
+dir_op_end(struct dir *d)
+{
+	if (d == NULL)
+		return;
+	assert(d->op_depth > 0);
+	if (--d->op_depth == 0 && d->ops->deadline != NULL)
+		d->ops->deadline(d, false);
+}
+
 static int
 unavailable(char *err, size_t errlen)
 {
@@ -43,42 +61,55 @@ int
 dir_domain_resolve(struct dir *d, const char *domain, char *canon,
     size_t canonlen, char *err, size_t errlen)
 {
+	int r;
+
 	if (d == NULL)
 		return unavailable(err, errlen);
-	return d->ops->domain_resolve(d, domain, canon, canonlen, err, errlen);
+	dir_op_begin(d);
+	r = d->ops->domain_resolve(d, domain, canon, canonlen, err, errlen);
+	dir_op_end(d);
+	return r;
 }
 
 int
 dir_address_lookup(struct dir *d, const char *local, const char *domain,
     enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen)
 {
+	int r;
+
 	*kind_out = DIR_KIND_NONE;
 	if (d == NULL)
 		return unavailable(err, errlen);
-	return d->ops->address_lookup(
+	dir_op_begin(d);
+	r = d->ops->address_lookup(
 	    d, local, domain, kind_out, targets, err, errlen);
+	dir_op_end(d);
+	return r;
 }
 
 int
 dir_user_hash(struct dir *d, const char *local, const char *domain,
     char **hash_out, char *err, size_t errlen)
 {
+	int r;
+
 	*hash_out = NULL;
 	if (d == NULL)
 		return unavailable(err, errlen);
-	return d->ops->user_hash(d, local, domain, hash_out, err, errlen);
+	dir_op_begin(d);
+	r = d->ops->user_hash(d, local, domain, hash_out, err, errlen);
+	dir_op_end(d);
+	return r;
 }
 
-int
-dir_owned_addresses(struct dir *d, const char *canon, struct strlist *out,
+static int
+owned_addresses(struct dir *d, const char *canon, struct strlist *out,
     char *err, size_t errlen)
 {
 	struct strlist domains = {0}, halias = {0};
 	size_t first = out->n, n;
 	int r = 1;
 
-	if (d == NULL)
-		return unavailable(err, errlen);
 	strlist_add_unique(out, canon);
 	if (d->ops->alias_sources(d, canon, out, err, errlen) == -1)
 		return -1;
@@ -115,6 +146,20 @@ dir_owned_addresses(struct dir *d, const char *canon, struct strlist *out,
 	}
 	strlist_clear(&halias);
 	strlist_clear(&domains);
+	return r;
+}
+
+int
+dir_owned_addresses(struct dir *d, const char *canon, struct strlist *out,
+    char *err, size_t errlen)
+{
+	int r;
+
+	if (d == NULL)
+		return unavailable(err, errlen);
+	dir_op_begin(d);
+	r = owned_addresses(d, canon, out, err, errlen);
+	dir_op_end(d);
 	return r;
 }
 
@@ -225,6 +270,8 @@ dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
 	size_t head = 0;
 
 	err[0] = '\0';
+	/* One deadline for the whole walk, however many lookups. */
+	dir_op_begin(d);
 	r = expand_one(d, rcpt->local, rcpt->domain, &queue, users, remote,
 	    true, err, errlen);
 	/* Each round expands one level; the depth cap stops pathological
@@ -255,6 +302,7 @@ dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
 	}
 	if (r == DIR_EXPAND_LOCAL && users->n + remote->n > limit)
 		r = DIR_EXPAND_LIMIT;
+	dir_op_end(d);
 	strlist_clear(&queue);
 	strlist_clear(&seen);
 	return r;
@@ -274,6 +322,8 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 
 	err[0] = '\0';
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	/* The lookups are one operation; the hash check after is not. */
+	dir_op_begin(d);
 	if (dir_split_address(
 	        user, local, sizeof(local), domain, sizeof(domain), &why) == 0)
 		r = dir_domain_resolve(
@@ -281,6 +331,7 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	is_local = r == 1;
 	if (r == 1)
 		r = dir_user_hash(d, local, cdom, &hash, err, errlen);
+	dir_op_end(d);
 	if (r == -1) {
 		free(hash);
 		return DIR_LOGIN_TEMPFAIL;

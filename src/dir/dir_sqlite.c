@@ -3,8 +3,10 @@
  * One connection per struct dir; the daemon's workers open theirs
  * read-only (no admin table), posternctl and the start-up check
  * read-write, which creates the schema and any index an older database
- * lacks.  Every statement runs under a deadline (directory_timeout):
- * the busy handler stops waiting for a lock and the progress handler
+ * lacks.  Every directory operation (dir.h: one read wrapper call, a
+ * whole expansion) runs under one deadline (directory_timeout), admin
+ * statements under one each: a statement does not start past it, the
+ * busy handler stops waiting for a lock and the progress handler
  * interrupts a long query at it, so a lookup fails as a temporary error
  * rather than holding a worker.  An error that means the file is gone or
  * broken drops the connection; the next call opens it again (never a
@@ -28,7 +30,9 @@ struct dir_sqlite {
 	char *path;
 	int flags;
 	unsigned timeout_ms;
-	struct timespec deadline; /* of the running statement */
+	struct timespec deadline; /* of the running operation or statement */
+	bool is_op;               /* in an operation: its deadline, not one
+	                             per statement */
 	bool is_timed_out;        /* the deadline stopped it */
 	bool is_schema;           /* creating the schema: no time limit */
 	time_t moved_checked;     /* last has-moved check (monotonic s) */
@@ -116,6 +120,17 @@ on_busy(void *arg, int count)
 	}
 	nanosleep(&nap, NULL);
 	return 1;
+}
+
+/* dir_read_ops.deadline: one deadline for a whole operation. */
+static void
+sqlite_deadline(struct dir *d, bool is_start)
+{
+	struct dir_sqlite *s = sq(d);
+
+	s->is_op = is_start;
+	if (is_start)
+		set_deadline(s);
 }
 
 static void
@@ -237,7 +252,14 @@ db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
 	check_moved(s);
 	if (connect_db(s, err, errlen) == -1)
 		return -1;
-	set_deadline(s);
+	if (!s->is_op) {
+		set_deadline(s);
+	} else if (past_deadline(s)) {
+		/* The operation's earlier statements used up its time (a
+		 * short statement never reaches the progress handler). */
+		s->is_timed_out = true;
+		return db_fail(s, NULL, err, errlen);
+	}
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return db_fail(s, NULL, err, errlen);
 	for (int i = 0; i < 3 && params[i] != NULL; i++)
@@ -697,6 +719,7 @@ static const struct dir_read_ops sqlite_read_ops = {
     .user_hash = s_user_hash,
     .alias_sources = s_alias_sources,
     .domain_aliases = s_domain_aliases,
+    .deadline = sqlite_deadline,
 };
 
 static const struct dir_admin_ops sqlite_admin_ops = {

@@ -897,6 +897,46 @@ test_sqlite_query_timeout(void **state)
 	dir_close(&d);
 }
 
+/* directory_timeout bounds a directory operation, not each statement:
+ * inside dir_op_begin/dir_op_end (and so inside one dir_expand or
+ * dir_login, whose lookups nest the same way) a lookup that starts past
+ * the deadline fails, however short it is. */
+static void
+test_sqlite_operation_timeout(void **state)
+{
+	struct dir *w = fresh_admin(), *r;
+	struct timespec nap = {0, 250000000};
+	struct strlist users = {0}, remote = {0};
+	struct addr a = {.local = "alice", .domain = "example.test"};
+	char err[256], canon[256];
+
+	(void)state;
+	r = dir_sqlite_open(dbpath, 100, DIR_OPEN_READ, err, sizeof(err));
+	assert_non_null(r);
+	dir_op_begin(r);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	nanosleep(&nap, NULL); /* the operation's 100 ms are spent */
+	assert_int_equal(
+	    dir_expand(r, &a, 100, &users, &remote, err, sizeof(err)),
+	    DIR_EXPAND_TEMPFAIL);
+	assert_non_null(strstr(err, "timed out"));
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    -1);
+	dir_op_end(r);
+	/* A new operation has its own deadline. */
+	assert_int_equal(
+	    dir_expand(r, &a, 100, &users, &remote, err, sizeof(err)),
+	    DIR_EXPAND_LOCAL);
+	assert_int_equal(users.n, 1);
+	strlist_clear(&users);
+	strlist_clear(&remote);
+	dir_close(&r);
+	dir_close(&w);
+}
+
 /* A database made before the reverse-alias index: read-only it works (a
  * scan); the first writable open adds the index. */
 static void
@@ -1050,6 +1090,7 @@ run_dir_tests(void)
 	    cmocka_unit_test(test_sqlite_read_only),
 	    cmocka_unit_test(test_sqlite_busy_timeout),
 	    cmocka_unit_test(test_sqlite_query_timeout),
+	    cmocka_unit_test(test_sqlite_operation_timeout),
 	    cmocka_unit_test(test_sqlite_old_schema),
 	    cmocka_unit_test(test_sqlite_replaced),
 	    cmocka_unit_test(test_dir_open_config),
