@@ -815,9 +815,8 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->rcpt = c->addr;
-	if (j->rcpt.is_postmaster)
-		snprintf(j->rcpt.domain, sizeof(j->rcpt.domain), "%s",
-		    s->cfg->primary_domain);
+	/* <Postmaster>: queued and logged as relay_decide_dir decides it. */
+	relay_rcpt_canon(s->cfg, &j->rcpt);
 	/* Decide on exactly the text that will be queued: never cut it. */
 	if (addr_format(&j->rcpt, j->rcpt_text, sizeof(j->rcpt_text)) == -1) {
 		free(j);
