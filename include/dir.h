@@ -33,6 +33,32 @@
  *
  * Names are stored normalised: domains lower-case without trailing dot,
  * local parts lower-case.
+ *
+ * Writing a backend (dir_pgsql next): the contract, beyond the ops'
+ * comments below.
+ *   - Open: a dir_<name>_open(...) that dir_open's table calls, with
+ *     the flags above; embed struct dir first (zeroed: op_depth 0) and
+ *     set ops, and admin only for DIR_OPEN_ADMIN.
+ *   - Inputs are already normalised (dir.c, dir_split_address): compare
+ *     exactly, never fold case or strip dots again.
+ *   - Read ops are primitives, one lookup each: the expansion walk,
+ *     login, sender-match addresses and the depth/loop/limit rules live
+ *     in dir.c over them; do not re-implement them.  Fill err on -1 only;
+ *     a not-found is 0, never -1; an error is -1, never 0.
+ *   - Outputs: targets and members exactly as stored, in a stable order
+ *     (the same every call); alias_sources and domain_aliases add
+ *     unique entries.
+ *   - Timeout: implement ops->deadline (one directory_timeout across an
+ *     operation, no query started past it) or leave it NULL for a
+ *     backend that cannot block; admin ops are bounded per query.
+ *   - Admin ops check with dir_priv.h's shared rules (dir_need_domain,
+ *     dir_need_new_domain, dir_need_free) before writing, so every
+ *     backend refuses the same changes with the same reasons, and
+ *     delete a domain's host aliases (and a list's members) with it.
+ *   - Connection loss: drop it on the error, reconnect at the next call
+ *     (never retry inside one).
+ *   - Tests: add the backend to backends[] in tests/unit/test_dir.c; the
+ *     conformance suite runs every test there against each one.
  */
 #ifndef POSTERN_DIR_H
 #define POSTERN_DIR_H

@@ -16,6 +16,7 @@
 
 #include "config.h"
 #include "dir.h"
+#include "dir_priv.h"
 #include "passwd.h"
 
 #define EXPAND_MAX_DEPTH 20
@@ -170,6 +171,65 @@ dir_close(struct dir **d)
 		return;
 	(*d)->ops->close(*d);
 	*d = NULL;
+}
+
+/* ---- admin-side rules the backends share (dir_priv.h) ---------------- */
+
+int
+dir_need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
+{
+	char canon[ADDR_DOMAIN_MAX + 1];
+	int r = d->ops->domain_resolve(
+	    d, domain, canon, sizeof(canon), err, errlen);
+
+	if (r == -1)
+		return -1;
+	/* A host alias resolves to another name; a domain to itself. */
+	if (r == 1 && strcmp(canon, domain) == 0)
+		return 0;
+	snprintf(err, errlen,
+	    r == 1 ? "%s is a host alias: use its domain"
+	           : "no such domain: %s",
+	    domain);
+	return -1;
+}
+
+int
+dir_need_new_domain(
+    struct dir *d, const char *name, bool is_alias, char *err, size_t errlen)
+{
+	char canon[ADDR_DOMAIN_MAX + 1];
+	int r =
+	    d->ops->domain_resolve(d, name, canon, sizeof(canon), err, errlen);
+
+	if (r == 1)
+		snprintf(err, errlen,
+		    is_alias ? "%s is already a domain or host alias"
+		             : "domain %s already exists",
+		    name);
+	return r == 0 ? 0 : -1;
+}
+
+int
+dir_need_free(struct dir *d, const char *local, const char *domain,
+    bool may_be_alias, char *err, size_t errlen)
+{
+	static const char *const names[] = {"", "a user", "an alias", "a list"};
+	struct strlist t = {0};
+	enum dir_kind kind = DIR_KIND_NONE;
+	int r;
+
+	if (dir_need_domain(d, domain, err, errlen) == -1)
+		return -1;
+	r = d->ops->address_lookup(d, local, domain, &kind, &t, err, errlen);
+	strlist_clear(&t);
+	if (r == -1)
+		return -1;
+	if (kind == DIR_KIND_NONE || (may_be_alias && kind == DIR_KIND_ALIAS))
+		return 0;
+	snprintf(err, errlen, "%s@%s already exists as %s", local, domain,
+	    names[kind]);
+	return -1;
 }
 
 static void
