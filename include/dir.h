@@ -25,11 +25,40 @@
  * corrupt; or, checked at most once a second, the file replaced or
  * removed) drops it, and the next call (not the failing one) connects
  * again.
- * Every query is bounded by directory_timeout (waiting for a lock
- * included): past it the call fails as a temporary error.
+ * directory_timeout bounds each directory operation as a whole: one
+ * call of a dir_* read wrapper below (a dir_expand with all its alias
+ * and list lookups, a dir_login's lookups, ...), or everything between
+ * dir_op_begin and dir_op_end; waiting for a lock included.  Past it the
+ * call fails as a temporary error.  Admin ops are bounded per query.
  *
  * Names are stored normalised: domains lower-case without trailing dot,
  * local parts lower-case.
+ *
+ * Writing a backend (dir_pgsql next): the contract, beyond the ops'
+ * comments below.
+ *   - Open: a dir_<name>_open(...) that dir_open's table calls, with
+ *     the flags above; embed struct dir first (zeroed: op_depth 0) and
+ *     set ops, and admin only for DIR_OPEN_ADMIN.
+ *   - Inputs are already normalised (dir.c, dir_split_address): compare
+ *     exactly, never fold case or strip dots again.
+ *   - Read ops are primitives, one lookup each: the expansion walk,
+ *     login, sender-match addresses and the depth/loop/limit rules live
+ *     in dir.c over them; do not re-implement them.  Fill err on -1 only;
+ *     a not-found is 0, never -1; an error is -1, never 0.
+ *   - Outputs: targets and members exactly as stored, in a stable order
+ *     (the same every call); alias_sources and domain_aliases add
+ *     unique entries.
+ *   - Timeout: implement ops->deadline (one directory_timeout across an
+ *     operation, no query started past it) or leave it NULL for a
+ *     backend that cannot block; admin ops are bounded per query.
+ *   - Admin ops check with dir_priv.h's shared rules (dir_need_domain,
+ *     dir_need_new_domain, dir_need_free) before writing, so every
+ *     backend refuses the same changes with the same reasons, and
+ *     delete a domain's host aliases (and a list's members) with it.
+ *   - Connection loss: drop it on the error, reconnect at the next call
+ *     (never retry inside one).
+ *   - Tests: add the backend to backends[] in tests/unit/test_dir.c; the
+ *     conformance suite runs every test there against each one.
  */
 #ifndef POSTERN_DIR_H
 #define POSTERN_DIR_H
@@ -68,6 +97,12 @@ struct dir_read_ops {
 	/* Appends the host aliases of the (canonical) domain to out. */
 	int (*domain_aliases)(struct dir *, const char *domain,
 	    struct strlist *out, char *err, size_t errlen);
+	/* Optional (NULL: no deadline).  is_start: one deadline,
+	 * directory_timeout from now, for every query until the call with
+	 * !is_start; any query that would run past it fails (-1, err
+	 * "directory: ... timed out ...").  !is_start: back to one deadline
+	 * per query.  dir.c calls it, never nested. */
+	void (*deadline)(struct dir *, bool is_start);
 };
 
 struct dir_admin_ops {
@@ -106,6 +141,7 @@ struct dir_admin_ops {
 struct dir {
 	const struct dir_read_ops *ops;
 	const struct dir_admin_ops *admin; /* NULL: opened DIR_OPEN_READ */
+	unsigned op_depth; /* dir.c's: nesting of dir_op_begin (0 at open) */
 };
 
 enum dir_open_flags {
@@ -134,8 +170,18 @@ struct dir *dir_sqlite_open(
     const char *path, unsigned timeout_ms, int flags, char *err, size_t errlen);
 
 /*
+ * Makes the read calls between them one directory operation, under one
+ * directory_timeout (a RCPT decision: the recipient's expansion and the
+ * sender's lookups).  Pairs nest: the outermost pair sets the deadline.
+ * d may be NULL (nothing done).
+ */
+void dir_op_begin(struct dir *d);
+void dir_op_end(struct dir *d);
+
+/*
  * The read side, for callers (d may be NULL: "directory unavailable",
- * -1).  Same returns as the ops; err is set on -1 only.
+ * -1).  Same returns as the ops; err is set on -1 only.  Each call is
+ * one directory operation (see dir_op_begin).
  */
 int dir_domain_resolve(struct dir *, const char *domain, char *canon,
     size_t canonlen, char *err, size_t errlen);
@@ -188,10 +234,12 @@ enum dir_login_result {
  * verification (passwd_check), so the time taken does not tell which
  * names exist (except a slower imported hash).  DIR_LOGIN_TEMPFAIL
  * spends nothing and must not count as a failed guess.  Slow and may
- * sleep: call from a login worker.  d may be NULL (TEMPFAIL).
+ * sleep: call from a login worker.  d may be NULL (TEMPFAIL).  err is
+ * set to "" first and, for DIR_LOGIN_TEMPFAIL, to the backend's one-line
+ * reason ("directory: ...", "directory unavailable"), for the log.
  */
 enum dir_login_result dir_login(struct dir *, const char *user,
-    const char *pass, char *canon, size_t canonlen);
+    const char *pass, char *canon, size_t canonlen, char *err, size_t errlen);
 /* For the log: "wrong password", "no such user", ... (static text). */
 const char *dir_login_reason(enum dir_login_result);
 

@@ -31,7 +31,15 @@ struct relay_answer {
 void relay_decide(const struct config *, struct dir *d,
     const struct client_facts *, const struct addr *from,
     const struct addr *rcpt, struct relay_answer *out);
-/* The directory phase: out->verdict is final unless out->needs_dns. */
+/*
+ * RFC 5321 4.5.1: the recipient "<Postmaster>" (any case, no domain) is
+ * the postmaster of primary_domain: fills in rcpt->domain.  Any other
+ * address is left alone.  relay_decide_dir applies it itself; a caller
+ * that keeps the recipient's text (the queue, the log) calls it first.
+ */
+void relay_rcpt_canon(const struct config *, struct addr *rcpt);
+/* The directory phase: out->verdict is final unless out->needs_dns.
+ * Decides on rcpt as relay_rcpt_canon spells it. */
 void relay_decide_dir(const struct config *, struct dir *d,
     const struct client_facts *, const struct addr *from,
     const struct addr *rcpt, struct relay_answer *out);

@@ -1222,9 +1222,8 @@ path_arg(
 	}
 	if (r == 1) {
 		*out = cmd.addr;
-		if (!is_mail && out->is_postmaster)
-			snprintf(out->domain, sizeof(out->domain), "%s",
-			    cfg->primary_domain);
+		if (!is_mail)
+			relay_rcpt_canon(cfg, out); /* as the server does */
 		/* As at MAIL and RCPT: decide on the text that is queued. */
 		if (addr_format(out, text, sizeof(text)) == -1) {
 			code = "501 5.1.3";

@@ -7,6 +7,7 @@
  * appears once.  Nothing here talks to a database itself, and nothing
  * here may turn a backend's -1 (temporary) into "not found".
  */
+#include <assert.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +16,7 @@
 
 #include "config.h"
 #include "dir.h"
+#include "dir_priv.h"
 #include "passwd.h"
 
 #define EXPAND_MAX_DEPTH 20
@@ -32,6 +34,23 @@ dir_open(const struct config *cfg, int flags, char *err, size_t errlen)
 	return NULL;
 }
 
+void
+dir_op_begin(struct dir *d)
+{
+	if (d != NULL && d->op_depth++ == 0 && d->ops->deadline != NULL)
+		d->ops->deadline(d, true);
+}
+
+void
+dir_op_end(struct dir *d)
+{
+	if (d == NULL)
+		return;
+	assert(d->op_depth > 0);
+	if (--d->op_depth == 0 && d->ops->deadline != NULL)
+		d->ops->deadline(d, false);
+}
+
 static int
 unavailable(char *err, size_t errlen)
 {
@@ -43,42 +62,55 @@ int
 dir_domain_resolve(struct dir *d, const char *domain, char *canon,
     size_t canonlen, char *err, size_t errlen)
 {
+	int r;
+
 	if (d == NULL)
 		return unavailable(err, errlen);
-	return d->ops->domain_resolve(d, domain, canon, canonlen, err, errlen);
+	dir_op_begin(d);
+	r = d->ops->domain_resolve(d, domain, canon, canonlen, err, errlen);
+	dir_op_end(d);
+	return r;
 }
 
 int
 dir_address_lookup(struct dir *d, const char *local, const char *domain,
     enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen)
 {
+	int r;
+
 	*kind_out = DIR_KIND_NONE;
 	if (d == NULL)
 		return unavailable(err, errlen);
-	return d->ops->address_lookup(
+	dir_op_begin(d);
+	r = d->ops->address_lookup(
 	    d, local, domain, kind_out, targets, err, errlen);
+	dir_op_end(d);
+	return r;
 }
 
 int
 dir_user_hash(struct dir *d, const char *local, const char *domain,
     char **hash_out, char *err, size_t errlen)
 {
+	int r;
+
 	*hash_out = NULL;
 	if (d == NULL)
 		return unavailable(err, errlen);
-	return d->ops->user_hash(d, local, domain, hash_out, err, errlen);
+	dir_op_begin(d);
+	r = d->ops->user_hash(d, local, domain, hash_out, err, errlen);
+	dir_op_end(d);
+	return r;
 }
 
-int
-dir_owned_addresses(struct dir *d, const char *canon, struct strlist *out,
+static int
+owned_addresses(struct dir *d, const char *canon, struct strlist *out,
     char *err, size_t errlen)
 {
 	struct strlist domains = {0}, halias = {0};
 	size_t first = out->n, n;
 	int r = 1;
 
-	if (d == NULL)
-		return unavailable(err, errlen);
 	strlist_add_unique(out, canon);
 	if (d->ops->alias_sources(d, canon, out, err, errlen) == -1)
 		return -1;
@@ -118,6 +150,20 @@ dir_owned_addresses(struct dir *d, const char *canon, struct strlist *out,
 	return r;
 }
 
+int
+dir_owned_addresses(struct dir *d, const char *canon, struct strlist *out,
+    char *err, size_t errlen)
+{
+	int r;
+
+	if (d == NULL)
+		return unavailable(err, errlen);
+	dir_op_begin(d);
+	r = owned_addresses(d, canon, out, err, errlen);
+	dir_op_end(d);
+	return r;
+}
+
 void
 dir_close(struct dir **d)
 {
@@ -125,6 +171,65 @@ dir_close(struct dir **d)
 		return;
 	(*d)->ops->close(*d);
 	*d = NULL;
+}
+
+/* ---- admin-side rules the backends share (dir_priv.h) ---------------- */
+
+int
+dir_need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
+{
+	char canon[ADDR_DOMAIN_MAX + 1];
+	int r = d->ops->domain_resolve(
+	    d, domain, canon, sizeof(canon), err, errlen);
+
+	if (r == -1)
+		return -1;
+	/* A host alias resolves to another name; a domain to itself. */
+	if (r == 1 && strcmp(canon, domain) == 0)
+		return 0;
+	snprintf(err, errlen,
+	    r == 1 ? "%s is a host alias: use its domain"
+	           : "no such domain: %s",
+	    domain);
+	return -1;
+}
+
+int
+dir_need_new_domain(
+    struct dir *d, const char *name, bool is_alias, char *err, size_t errlen)
+{
+	char canon[ADDR_DOMAIN_MAX + 1];
+	int r =
+	    d->ops->domain_resolve(d, name, canon, sizeof(canon), err, errlen);
+
+	if (r == 1)
+		snprintf(err, errlen,
+		    is_alias ? "%s is already a domain or host alias"
+		             : "domain %s already exists",
+		    name);
+	return r == 0 ? 0 : -1;
+}
+
+int
+dir_need_free(struct dir *d, const char *local, const char *domain,
+    bool may_be_alias, char *err, size_t errlen)
+{
+	static const char *const names[] = {"", "a user", "an alias", "a list"};
+	struct strlist t = {0};
+	enum dir_kind kind = DIR_KIND_NONE;
+	int r;
+
+	if (dir_need_domain(d, domain, err, errlen) == -1)
+		return -1;
+	r = d->ops->address_lookup(d, local, domain, &kind, &t, err, errlen);
+	strlist_clear(&t);
+	if (r == -1)
+		return -1;
+	if (kind == DIR_KIND_NONE || (may_be_alias && kind == DIR_KIND_ALIAS))
+		return 0;
+	snprintf(err, errlen, "%s@%s already exists as %s", local, domain,
+	    names[kind]);
+	return -1;
 }
 
 static void
@@ -225,6 +330,8 @@ dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
 	size_t head = 0;
 
 	err[0] = '\0';
+	/* One deadline for the whole walk, however many lookups. */
+	dir_op_begin(d);
 	r = expand_one(d, rcpt->local, rcpt->domain, &queue, users, remote,
 	    true, err, errlen);
 	/* Each round expands one level; the depth cap stops pathological
@@ -255,6 +362,7 @@ dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
 	}
 	if (r == DIR_EXPAND_LOCAL && users->n + remote->n > limit)
 		r = DIR_EXPAND_LIMIT;
+	dir_op_end(d);
 	strlist_clear(&queue);
 	strlist_clear(&seen);
 	return r;
@@ -262,24 +370,28 @@ dir_expand(struct dir *d, const struct addr *rcpt, size_t limit,
 
 enum dir_login_result
 dir_login(struct dir *d, const char *user, const char *pass, char *canon,
-    size_t canonlen)
+    size_t canonlen, char *err, size_t errlen)
 {
 	char local[ADDR_LOCAL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1];
-	char cdom[ADDR_DOMAIN_MAX + 1], err[256];
+	char cdom[ADDR_DOMAIN_MAX + 1];
 	const char *why;
 	char *hash = NULL;
 	struct timespec start;
 	bool is_local;
 	int r = 0;
 
+	err[0] = '\0';
 	clock_gettime(CLOCK_MONOTONIC, &start);
+	/* The lookups are one operation; the hash check after is not. */
+	dir_op_begin(d);
 	if (dir_split_address(
 	        user, local, sizeof(local), domain, sizeof(domain), &why) == 0)
 		r = dir_domain_resolve(
-		    d, domain, cdom, sizeof(cdom), err, sizeof(err));
+		    d, domain, cdom, sizeof(cdom), err, errlen);
 	is_local = r == 1;
 	if (r == 1)
-		r = dir_user_hash(d, local, cdom, &hash, err, sizeof(err));
+		r = dir_user_hash(d, local, cdom, &hash, err, errlen);
+	dir_op_end(d);
 	if (r == -1) {
 		free(hash);
 		return DIR_LOGIN_TEMPFAIL;
@@ -306,9 +418,9 @@ int
 dir_auth(struct dir *d, const char *user, const char *pass, char *canon,
     size_t canonlen)
 {
-	char c[ADDR_PATH_MAX + 8];
+	char c[ADDR_PATH_MAX + 8], err[256];
 
-	switch (dir_login(d, user, pass, c, sizeof(c))) {
+	switch (dir_login(d, user, pass, c, sizeof(c), err, sizeof(err))) {
 	case DIR_LOGIN_OK:
 		snprintf(canon, canonlen, "%s", c);
 		return 1;

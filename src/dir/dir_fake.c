@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dir_fake.h"
+#include "dir_priv.h"
 #include "xmalloc.h"
 
 /* A row has up to three columns; a table is a growable array of rows. */
@@ -213,51 +214,7 @@ f_domain_aliases(struct dir *d, const char *domain, struct strlist *out,
 	return found;
 }
 
-/* ---- administration: the refusals dir_sqlite gives ---------------- */
-
-static int
-need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
-{
-	struct dir_fake *f = fk(d);
-
-	if (find(&f->t[T_DOMAINS], 0, domain, NULL, NULL) != -1)
-		return 0;
-	snprintf(err, errlen,
-	    find(&f->t[T_HALIAS], 0, domain, NULL, NULL) != -1
-	        ? "%s is a host alias: use its domain"
-	        : "no such domain: %s",
-	    domain);
-	return -1;
-}
-
-static enum dir_kind
-kind_of(struct dir *d, const char *local, const char *domain)
-{
-	struct strlist t = {0};
-	enum dir_kind kind;
-	char err[64];
-
-	(void)f_address_lookup(d, local, domain, &kind, &t, err, sizeof(err));
-	strlist_clear(&t);
-	return kind;
-}
-
-static int
-need_free(struct dir *d, const char *local, const char *domain, char *err,
-    size_t errlen)
-{
-	static const char *const names[] = {"", "a user", "an alias", "a list"};
-	enum dir_kind kind;
-
-	if (need_domain(d, domain, err, errlen) == -1)
-		return -1;
-	if ((kind = kind_of(d, local, domain)) != DIR_KIND_NONE) {
-		snprintf(err, errlen, "%s@%s already exists as %s", local,
-		    domain, names[kind]);
-		return -1;
-	}
-	return 0;
-}
+/* ---- administration: the shared refusals (dir_priv.h) ------------- */
 
 static int
 gone(size_t n, const char *notfound, char *err, size_t errlen)
@@ -271,16 +228,8 @@ gone(size_t n, const char *notfound, char *err, size_t errlen)
 static int
 f_domain_add(struct dir *d, const char *domain, char *err, size_t errlen)
 {
-	char canon[ADDR_DOMAIN_MAX + 1];
-	int r;
-
-	if ((r = f_domain_resolve(
-	         d, domain, canon, sizeof(canon), err, errlen)) != 0) {
-		if (r == 1)
-			snprintf(
-			    err, errlen, "domain %s already exists", domain);
+	if (dir_need_new_domain(d, domain, false, err, errlen) == -1)
 		return -1;
-	}
 	insert(&fk(d)->t[T_DOMAINS], domain, NULL, NULL);
 	return 0;
 }
@@ -314,19 +263,9 @@ static int
 f_host_alias_add(struct dir *d, const char *alias, const char *domain,
     char *err, size_t errlen)
 {
-	char canon[ADDR_DOMAIN_MAX + 1];
-	int r;
-
-	if (failing(d, err, errlen) == -1 ||
-	    need_domain(d, domain, err, errlen) == -1)
+	if (dir_need_domain(d, domain, err, errlen) == -1 ||
+	    dir_need_new_domain(d, alias, true, err, errlen) == -1)
 		return -1;
-	if ((r = f_domain_resolve(
-	         d, alias, canon, sizeof(canon), err, errlen)) != 0) {
-		if (r == 1)
-			snprintf(err, errlen,
-			    "%s is already a domain or host alias", alias);
-		return -1;
-	}
 	insert(&fk(d)->t[T_HALIAS], alias, domain, NULL);
 	return 0;
 }
@@ -344,8 +283,7 @@ static int
 f_user_add(struct dir *d, const char *local, const char *domain,
     const char *hash, char *err, size_t errlen)
 {
-	if (failing(d, err, errlen) == -1 ||
-	    need_free(d, local, domain, err, errlen) == -1)
+	if (dir_need_free(d, local, domain, false, err, errlen) == -1)
 		return -1;
 	insert(&fk(d)->t[T_USERS], local, domain, hash);
 	return 0;
@@ -382,17 +320,9 @@ f_alias_add(struct dir *d, const char *local, const char *domain,
     const char *target, char *err, size_t errlen)
 {
 	struct table *t = &fk(d)->t[T_ALIASES];
-	enum dir_kind kind;
 
-	if (failing(d, err, errlen) == -1 ||
-	    need_domain(d, domain, err, errlen) == -1)
+	if (dir_need_free(d, local, domain, true, err, errlen) == -1)
 		return -1;
-	kind = kind_of(d, local, domain);
-	if (kind != DIR_KIND_NONE && kind != DIR_KIND_ALIAS) {
-		snprintf(err, errlen, "%s@%s already exists as %s", local,
-		    domain, kind == DIR_KIND_USER ? "a user" : "a list");
-		return -1;
-	}
 	if (find(t, 0, local, domain, target) == -1)
 		insert(t, local, domain, target);
 	return 0;
@@ -412,8 +342,7 @@ static int
 f_list_add(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	if (failing(d, err, errlen) == -1 ||
-	    need_free(d, local, domain, err, errlen) == -1)
+	if (dir_need_free(d, local, domain, false, err, errlen) == -1)
 		return -1;
 	insert(&fk(d)->t[T_LISTS], local, domain, NULL);
 	return 0;

@@ -3,8 +3,10 @@
  * One connection per struct dir; the daemon's workers open theirs
  * read-only (no admin table), posternctl and the start-up check
  * read-write, which creates the schema and any index an older database
- * lacks.  Every statement runs under a deadline (directory_timeout):
- * the busy handler stops waiting for a lock and the progress handler
+ * lacks.  Every directory operation (dir.h: one read wrapper call, a
+ * whole expansion) runs under one deadline (directory_timeout), admin
+ * statements under one each: a statement does not start past it, the
+ * busy handler stops waiting for a lock and the progress handler
  * interrupts a long query at it, so a lookup fails as a temporary error
  * rather than holding a worker.  An error that means the file is gone or
  * broken drops the connection; the next call opens it again (never a
@@ -20,6 +22,7 @@
 #include <sqlite3.h>
 
 #include "dir.h"
+#include "dir_priv.h"
 #include "xmalloc.h"
 
 struct dir_sqlite {
@@ -28,7 +31,9 @@ struct dir_sqlite {
 	char *path;
 	int flags;
 	unsigned timeout_ms;
-	struct timespec deadline; /* of the running statement */
+	struct timespec deadline; /* of the running operation or statement */
+	bool is_op;               /* in an operation: its deadline, not one
+	                             per statement */
 	bool is_timed_out;        /* the deadline stopped it */
 	bool is_schema;           /* creating the schema: no time limit */
 	time_t moved_checked;     /* last has-moved check (monotonic s) */
@@ -116,6 +121,17 @@ on_busy(void *arg, int count)
 	}
 	nanosleep(&nap, NULL);
 	return 1;
+}
+
+/* dir_read_ops.deadline: one deadline for a whole operation. */
+static void
+sqlite_deadline(struct dir *d, bool is_start)
+{
+	struct dir_sqlite *s = sq(d);
+
+	s->is_op = is_start;
+	if (is_start)
+		set_deadline(s);
 }
 
 static void
@@ -237,7 +253,14 @@ db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
 	check_moved(s);
 	if (connect_db(s, err, errlen) == -1)
 		return -1;
-	set_deadline(s);
+	if (!s->is_op) {
+		set_deadline(s);
+	} else if (past_deadline(s)) {
+		/* The operation's earlier statements used up its time (a
+		 * short statement never reaches the progress handler). */
+		s->is_timed_out = true;
+		return db_fail(s, NULL, err, errlen);
+	}
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return db_fail(s, NULL, err, errlen);
 	for (int i = 0; i < 3 && params[i] != NULL; i++)
@@ -383,51 +406,6 @@ s_domain_aliases(struct dir *d, const char *domain, struct strlist *out,
 	return n < 0 ? -1 : n > 0;
 }
 
-/* Fails unless domain is a real (not alias) local domain. */
-static int
-need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
-{
-	int n = db_count(d, "SELECT 1 FROM domains WHERE name = ?1", domain,
-	    NULL, err, errlen);
-
-	if (n < 0)
-		return -1;
-	if (n == 0) {
-		n = db_count(d, "SELECT 1 FROM host_aliases WHERE alias = ?1",
-		    domain, NULL, err, errlen);
-		if (n < 0)
-			return -1;
-		snprintf(err, errlen,
-		    n > 0 ? "%s is a host alias: use its domain"
-		          : "no such domain: %s",
-		    domain);
-		return -1;
-	}
-	return 0;
-}
-
-/* Fails if local@domain is already a user, alias or list. */
-static int
-need_free(struct dir *d, const char *local, const char *domain, char *err,
-    size_t errlen)
-{
-	struct strlist t = {0};
-	enum dir_kind kind;
-	static const char *const names[] = {"", "a user", "an alias", "a list"};
-
-	if (need_domain(d, domain, err, errlen) == -1)
-		return -1;
-	if (s_address_lookup(d, local, domain, &kind, &t, err, errlen) == -1)
-		return -1;
-	strlist_clear(&t);
-	if (kind != DIR_KIND_NONE) {
-		snprintf(err, errlen, "%s@%s already exists as %s", local,
-		    domain, names[kind]);
-		return -1;
-	}
-	return 0;
-}
-
 static int
 change(struct dir *d, const char *sql, const char *p1, const char *p2,
     const char *p3, const char *notfound, char *err, size_t errlen)
@@ -444,15 +422,8 @@ change(struct dir *d, const char *sql, const char *p1, const char *p2,
 static int
 s_domain_add(struct dir *d, const char *domain, char *err, size_t errlen)
 {
-	char canon[ADDR_DOMAIN_MAX + 1];
-	int r = s_domain_resolve(d, domain, canon, sizeof(canon), err, errlen);
-
-	if (r != 0) {
-		if (r == 1)
-			snprintf(
-			    err, errlen, "domain %s already exists", domain);
+	if (dir_need_new_domain(d, domain, false, err, errlen) == -1)
 		return -1;
-	}
 	return change(d, "INSERT INTO domains(name) VALUES(?1)", domain, NULL,
 	    NULL, NULL, err, errlen);
 }
@@ -486,20 +457,9 @@ static int
 s_host_alias_add(struct dir *d, const char *alias, const char *domain,
     char *err, size_t errlen)
 {
-	char canon[ADDR_DOMAIN_MAX + 1];
-	int r;
-
-	if (need_domain(d, domain, err, errlen) == -1)
+	if (dir_need_domain(d, domain, err, errlen) == -1 ||
+	    dir_need_new_domain(d, alias, true, err, errlen) == -1)
 		return -1;
-	r = s_domain_resolve(d, alias, canon, sizeof(canon), err, errlen);
-	if (r != 0) {
-		if (r == 1)
-			snprintf(err, errlen,
-			    "%s is already a domain or "
-			    "host alias",
-			    alias);
-		return -1;
-	}
 	return change(d,
 	    "INSERT INTO host_aliases(alias, domain) "
 	    "VALUES(?1, ?2)",
@@ -517,7 +477,7 @@ static int
 s_user_add(struct dir *d, const char *local, const char *domain,
     const char *hash, char *err, size_t errlen)
 {
-	if (need_free(d, local, domain, err, errlen) == -1)
+	if (dir_need_free(d, local, domain, false, err, errlen) == -1)
 		return -1;
 	return change(d,
 	    "INSERT INTO users(local, domain, hash) "
@@ -547,18 +507,8 @@ static int
 s_alias_add(struct dir *d, const char *local, const char *domain,
     const char *target, char *err, size_t errlen)
 {
-	struct strlist t = {0};
-	enum dir_kind kind;
-
-	if (need_domain(d, domain, err, errlen) == -1 ||
-	    s_address_lookup(d, local, domain, &kind, &t, err, errlen) == -1)
+	if (dir_need_free(d, local, domain, true, err, errlen) == -1)
 		return -1;
-	strlist_clear(&t);
-	if (kind != DIR_KIND_NONE && kind != DIR_KIND_ALIAS) {
-		snprintf(err, errlen, "%s@%s already exists as %s", local,
-		    domain, kind == DIR_KIND_USER ? "a user" : "a list");
-		return -1;
-	}
 	return change(d,
 	    "INSERT OR IGNORE INTO aliases(local, domain, target) "
 	    "VALUES(?1, ?2, ?3)",
@@ -584,7 +534,7 @@ static int
 s_list_add(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	if (need_free(d, local, domain, err, errlen) == -1)
+	if (dir_need_free(d, local, domain, false, err, errlen) == -1)
 		return -1;
 	return change(d, "INSERT INTO lists(local, domain) VALUES(?1, ?2)",
 	    local, domain, NULL, NULL, err, errlen);
@@ -697,6 +647,7 @@ static const struct dir_read_ops sqlite_read_ops = {
     .user_hash = s_user_hash,
     .alias_sources = s_alias_sources,
     .domain_aliases = s_domain_aliases,
+    .deadline = sqlite_deadline,
 };
 
 static const struct dir_admin_ops sqlite_admin_ops = {

@@ -229,14 +229,13 @@ answer_policy(const struct config *cfg, const struct client_facts *cf,
 		out->verdict = dir_verdict(DIR_EXPAND_UNKNOWN);
 }
 
-void
-relay_decide_dir(const struct config *cfg, struct dir *d,
+static void
+decide_dir(const struct config *cfg, struct dir *d,
     const struct client_facts *cf, const struct addr *from,
     const struct addr *rcpt, struct relay_answer *out)
 {
 	struct policy_facts *f = &out->facts;
 
-	memset(out, 0, sizeof(*out));
 	if (d == NULL) {
 		out->dir_result = DIR_EXPAND_TEMPFAIL;
 		snprintf(out->err, sizeof(out->err), "directory unavailable");
@@ -275,6 +274,31 @@ relay_decide_dir(const struct config *cfg, struct dir *d,
 		}
 	}
 	answer_policy(cfg, cf, from, rcpt, out);
+}
+
+void
+relay_rcpt_canon(const struct config *cfg, struct addr *rcpt)
+{
+	if (rcpt->is_postmaster && rcpt->domain[0] == '\0')
+		snprintf(rcpt->domain, sizeof(rcpt->domain), "%s",
+		    cfg->primary_domain);
+}
+
+void
+relay_decide_dir(const struct config *cfg, struct dir *d,
+    const struct client_facts *cf, const struct addr *from,
+    const struct addr *rcpt, struct relay_answer *out)
+{
+	struct addr r = *rcpt;
+
+	memset(out, 0, sizeof(*out));
+	/* One rule for the server, relay-check and the golden tests. */
+	relay_rcpt_canon(cfg, &r);
+	/* The recipient's expansion and the sender's lookups are one
+	 * directory operation: one directory_timeout for the RCPT. */
+	dir_op_begin(d);
+	decide_dir(cfg, d, cf, from, &r, out);
+	dir_op_end(d);
 }
 
 void

@@ -254,9 +254,10 @@ read_chunk(struct pjob *j)
 static void
 login_run(struct pjob *j, struct dir *d)
 {
-	j->login =
-	    d ? dir_login(d, j->user, j->pass, j->canon, sizeof(j->canon))
-	      : DIR_LOGIN_TEMPFAIL;
+	/* j->err: the directory's reason on DIR_LOGIN_TEMPFAIL, else the
+	 * maildrop's. */
+	j->login = dir_login(d, j->user, j->pass, j->canon, sizeof(j->canon),
+	    j->err, sizeof(j->err));
 	explicit_bzero(j->pass, sizeof(j->pass));
 	if (j->login != DIR_LOGIN_OK)
 		return; /* PJOB_OPEN_NONE */
@@ -344,18 +345,22 @@ login_done(struct pjob *j)
 	size_t total = 0;
 
 	if (j->verdict != AUTHFAIL_OK) {
-		char u[200];
+		/* A directory error logs the backend's own text. */
+		const char *why = j->verdict == AUTHFAIL_LOCKED ? "locked out"
+		                  : j->login == DIR_LOGIN_TEMPFAIL && j->err[0]
+		                      ? j->err
+		                      : dir_login_reason(j->login);
+		char u[200], r[300];
 
 		log_escape(u, sizeof(u), j->user);
+		log_sanitize(r, sizeof(r), (const uint8_t *)why, strlen(why));
 		log_warn("pop3=%s event=login result=%s client=%s user=%s "
 		         "reason=\"%s\"",
 		    s->id,
 		    j->verdict == AUTHFAIL_TEMP     ? "tempfail"
 		    : j->verdict == AUTHFAIL_LOCKED ? "locked"
 		                                    : "fail",
-		    s->ip, u,
-		    j->verdict == AUTHFAIL_LOCKED ? "locked out"
-		                                  : dir_login_reason(j->login));
+		    s->ip, u, r);
 		login_refuse(s, j->verdict);
 		return;
 	}

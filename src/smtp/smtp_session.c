@@ -815,9 +815,8 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->rcpt = c->addr;
-	if (j->rcpt.is_postmaster)
-		snprintf(j->rcpt.domain, sizeof(j->rcpt.domain), "%s",
-		    s->cfg->primary_domain);
+	/* <Postmaster>: queued and logged as relay_decide_dir decides it. */
+	relay_rcpt_canon(s->cfg, &j->rcpt);
 	/* Decide on exactly the text that will be queued: never cut it. */
 	if (addr_format(&j->rcpt, j->rcpt_text, sizeof(j->rcpt_text)) == -1) {
 		free(j);
@@ -982,6 +981,7 @@ struct auth_job {
 	char canon[ADDR_PATH_MAX + 8];
 	struct authfail_slot slot;
 	struct strlist owned;
+	char err[256]; /* DIR_LOGIN_TEMPFAIL: the directory's reason */
 };
 
 /* Worker: check the password (slow on purpose, as slow for an unknown
@@ -994,12 +994,13 @@ auth_job_run(void *arg, void *ctx)
 {
 	struct auth_job *j = arg;
 	struct dir *d = ctx;
-	char err[256];
 
-	j->result = dir_login(d, j->user, j->pass, j->canon, sizeof(j->canon));
+	j->result = dir_login(d, j->user, j->pass, j->canon, sizeof(j->canon),
+	    j->err, sizeof(j->err));
 	explicit_bzero(j->pass, sizeof(j->pass));
 	if (j->result == DIR_LOGIN_OK &&
-	    dir_owned_addresses(d, j->canon, &j->owned, err, sizeof(err)) == -1)
+	    dir_owned_addresses(
+	        d, j->canon, &j->owned, j->err, sizeof(j->err)) == -1)
 		j->result = DIR_LOGIN_TEMPFAIL;
 }
 
@@ -1062,15 +1063,23 @@ auth_job_done(void *arg)
 			    s->id, s->ip, log_esc(s->auth_user));
 			reply(s, "235 2.7.0 Authentication successful");
 		} else {
+			/* A directory error logs the backend's own text. */
+			const char *why =
+			    v == AUTHFAIL_LOCKED ? "locked out"
+			    : j->result == DIR_LOGIN_TEMPFAIL && j->err[0]
+			        ? j->err
+			        : dir_login_reason(j->result);
+			char r[300];
+
+			log_sanitize(
+			    r, sizeof(r), (const uint8_t *)why, strlen(why));
 			log_warn("session=%s event=auth result=%s client=%s "
 			         "user=%s reason=\"%s\"",
 			    s->id,
 			    v == AUTHFAIL_TEMP     ? "tempfail"
 			    : v == AUTHFAIL_LOCKED ? "locked"
 			                           : "fail",
-			    s->ip, u,
-			    v == AUTHFAIL_LOCKED ? "locked out"
-			                         : dir_login_reason(j->result));
+			    s->ip, u, r);
 			auth_refuse(s, v);
 		}
 	}

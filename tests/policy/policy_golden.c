@@ -12,6 +12,7 @@
  *
  * Lines:  relay MODE | relay_addresses CIDR... | relay_domains DOMAIN... |
  *         relay_recipients ADDRESS... | accept ENTRY | local DOMAIN |
+ *         primary_domain DOMAIN (where "<Postmaster>" goes) |
  *         hostalias ALIAS DOMAIN | user ADDRESS |
  *         alias ADDRESS TARGET... | list ADDRESS [MEMBER...] |
  *         dirfail 1|0 (from here every directory lookup fails, or works
@@ -34,6 +35,7 @@
 
 struct world {
 	char mode[64], addresses[2048]; /* the last relay, relay_addresses */
+	char primary[256];              /* the last primary_domain */
 	struct accept_list accept;
 	struct strlist relay_domains, relay_recipients;
 	bool has_recipients;
@@ -98,8 +100,10 @@ world_config(struct world *w)
 	struct config *c;
 
 	n = (size_t)snprintf(text, sizeof(text),
-	    "relay = %s\nrelay_addresses = %s\nrelay_domains =",
-	    w->mode[0] ? w->mode : "none", w->addresses);
+	    "relay = %s\nrelay_addresses = %s\nprimary_domain = %s\n"
+	    "relay_domains =",
+	    w->mode[0] ? w->mode : "none", w->addresses,
+	    w->primary[0] ? w->primary : "primary.invalid");
 	for (size_t i = 0; i < w->relay_domains.n && n < sizeof(text); i++)
 		n += (size_t)snprintf(
 		    text + n, sizeof(text) - n, " %s", w->relay_domains.v[i]);
@@ -292,6 +296,8 @@ main(int argc, char **argv)
 		printf("%s\n", line);
 		if (strncmp(line, "relay ", 6) == 0) {
 			snprintf(w.mode, sizeof(w.mode), "%s", arg);
+		} else if (strncmp(line, "primary_domain ", 15) == 0) {
+			snprintf(w.primary, sizeof(w.primary), "%s", arg);
 		} else if (strncmp(line, "relay_addresses ", 16) == 0) {
 			snprintf(w.addresses, sizeof(w.addresses), "%s", arg);
 		} else if (strncmp(line, "relay_domains ", 14) == 0) {

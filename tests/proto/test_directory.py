@@ -7,11 +7,13 @@ by a file the daemon cannot read, then put back by a rename: a handle
 that kept the old file open would never see the good one."""
 import base64
 import os
+import poplib
+import re
 import smtplib
 import sqlite3
 import time
 
-PLAINTEXT = {"auth_require_tls": "no"}
+PLAINTEXT = {"auth_require_tls": "no", "pop3_allow_plaintext": "yes"}
 
 
 def plain(user, password):
@@ -107,6 +109,23 @@ def test_auth_tempfails_and_counts_nothing_then_works(make_server):
         assert (code, text[:5]) == (454, "4.7.0"), text
         code, text = auth(s, "alice@example.test", "wrong")
         assert (code, text[:5]) == (454, "4.7.0"), text
+    # POP3 the same: a temporary answer, no strike.
+    p = poplib.POP3("127.0.0.1", s.ports["pop3"], timeout=30)
+    p.user("alice@example.test")
+    try:
+        p.pass_("secret-alice")
+        assert False, "POP3 login with the directory broken"
+    except poplib.error_proto as e:
+        assert e.args[0].startswith(b"-ERR [SYS/TEMP]"), e
+    p.close()
+    # The log says why: the backend's own text, not a bare "directory
+    # error" (SQLite: "file is not a database").
+    log = s.log()
+    for event in (r"session=\S+ event=auth", r"pop3=\S+ event=login"):
+        m = re.search(event + r' result=tempfail .*reason="([^"]*)"', log)
+        assert m, event
+        assert m.group(1).startswith("directory: "), m.group(0)
+        assert "not a database" in m.group(1), m.group(0)
     db.unreadable()
     code, text = auth(s, "alice@example.test", "secret-alice")
     assert (code, text[:5]) == (454, "4.7.0"), text
@@ -158,3 +177,60 @@ def test_database_replaced_by_a_rename_is_seen(make_server):
     db.restore()
     for _ in range(6):
         assert rcpt(s, "alice@example.test")[0] == 250
+
+
+def test_bounce_reaches_a_local_sender_while_rcpts_run(make_server):
+    """A bounce expands its recipient on the directory pool and is written
+    on the storage pool: with sessions keeping every directory thread
+    busy with RCPTs, the bounce still arrives, and no RCPT meanwhile
+    answers anything but its right verdict (no 451 from a pool that the
+    bounce held)."""
+    import threading
+    s = make_server({"relay": "addresses", "relay_addresses": "127.0.0.1",
+                     "queue_retry_min": "1s", "queue_retry_max": "2s"})
+    # Accepted ones only: a 550 counts towards max_errors.
+    want = {"alice@example.test": 250, "info@example.test": 250,
+            "info@mail.example.test": 250}
+    stop = threading.Event()
+    bad, counts = [], [0] * 6
+
+    def load(k):
+        # A session at a per-session limit is closed by the server: a
+        # fresh one then, the RCPTs never stop.
+        while not stop.is_set():
+            try:
+                c = smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30)
+                c.ehlo("client.example")
+                while not stop.is_set():
+                    c.mail("x@remote.example")
+                    for to, code in want.items():
+                        got = c.rcpt(to)[0]
+                        counts[k] += 1
+                        if got != code:
+                            bad.append((to, got))
+                    c.rset()
+                c.quit()
+            except (smtplib.SMTPServerDisconnected, OSError):
+                pass
+
+    threads = [threading.Thread(target=load, args=(k,)) for k in range(6)]
+    for t in threads:
+        t.start()
+    try:
+        before = sum(counts)
+        with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30) as c:
+            c.sendmail("alice@example.test", ["u@nullmx.example"],
+                       b"Subject: will bounce\r\n\r\nbody\r\n")
+        deadline = time.time() + 30
+        while not s.messages("alice") and time.time() < deadline:
+            time.sleep(0.1)
+        during = sum(counts) - before
+        arrived = s.messages("alice")
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert len(arrived) == 1, "no bounce while the RCPTs ran"
+    assert b"Status: 5.1.10" in arrived[0]
+    assert during > 0, "the load did not run alongside the bounce"
+    assert bad == [], bad[:5]

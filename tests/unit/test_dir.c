@@ -38,14 +38,24 @@ static char tmpdir[64];
 static char dbpath[128];
 static char pw_hash[256];
 
+/* The test database (dbpath), opened; never NULL. */
+static struct dir *
+sqlite_at(unsigned timeout_ms, int flags)
+{
+	char err[256];
+	struct dir *d = dir_sqlite_open(dbpath, timeout_ms, flags, err, 256);
+
+	if (d == NULL)
+		fail_msg("%s: %s", dbpath, err);
+	return d;
+}
+
 static struct dir *
 sqlite_new(void)
 {
-	char err[256];
-
 	snprintf(dbpath, sizeof(dbpath), "%s/%s", tmpdir, CONFIG_DB_FILE);
 	unlink(dbpath);
-	return dir_sqlite_open(dbpath, 5000, DIR_OPEN_ADMIN, err, sizeof(err));
+	return sqlite_at(5000, DIR_OPEN_ADMIN);
 }
 
 /* The database file overwritten in place with garbage (a connection that
@@ -177,15 +187,22 @@ setup_fake(void **state)
 }
 
 static int
+rm_tmpdir(void)
+{
+	char cmd[200];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
+	return system(cmd);
+}
+
+static int
 teardown(void **state)
 {
 	struct fixture *f = *state;
-	char cmd[200];
 
 	dir_close(&f->d);
 	free(f);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd);
+	return rm_tmpdir();
 }
 
 static void
@@ -449,11 +466,12 @@ test_login(void **state)
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		char canon[300] = "";
-		enum dir_login_result got = dir_login(
-		    d, cases[i].user, cases[i].pass, canon, sizeof(canon));
+		char canon[300] = "", err[256] = "x";
+		enum dir_login_result got = dir_login(d, cases[i].user,
+		    cases[i].pass, canon, sizeof(canon), err, sizeof(err));
 
-		if (got != cases[i].want || strcmp(canon, cases[i].canon) != 0)
+		if (got != cases[i].want ||
+		    strcmp(canon, cases[i].canon) != 0 || err[0] != '\0')
 			fail_msg("case %zu (%s): got %d [%s], want %d [%s]", i,
 			    cases[i].user, got, canon, cases[i].want,
 			    cases[i].canon);
@@ -703,9 +721,12 @@ test_tempfail(void **state)
 	assert_int_equal(
 	    dir_expand(d, &a, 100, &users, &remote, err, sizeof(err)),
 	    DIR_EXPAND_TEMPFAIL);
+	err[0] = '\0';
 	assert_int_equal(dir_login(d, "dave@example.test", "right horse", canon,
-	                     sizeof(canon)),
+	                     sizeof(canon), err, sizeof(err)),
 	    DIR_LOGIN_TEMPFAIL);
+	/* The backend's reason reaches the caller, for the log. */
+	assert_true(strncmp(err, "directory", 9) == 0);
 	assert_int_equal(dir_auth(d, "dave@example.test", "right horse", canon,
 	                     sizeof(canon)),
 	    -1);
@@ -729,9 +750,10 @@ test_tempfail(void **state)
 	assert_int_equal(dir_domain_resolve(NULL, "example.test", canon,
 	                     sizeof(canon), err, sizeof(err)),
 	    -1);
-	assert_int_equal(
-	    dir_login(NULL, "dave@example.test", "x", canon, sizeof(canon)),
+	assert_int_equal(dir_login(NULL, "dave@example.test", "x", canon,
+	                     sizeof(canon), err, sizeof(err)),
 	    DIR_LOGIN_TEMPFAIL);
+	assert_string_equal(err, "directory unavailable");
 }
 
 #define CONFORMANCE                                                            \
@@ -761,11 +783,8 @@ setup_tmp(void **state)
 static int
 teardown_tmp(void **state)
 {
-	char cmd[200];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", tmpdir);
-	return system(cmd);
+	return rm_tmpdir();
 }
 
 static struct dir *
@@ -775,8 +794,7 @@ fresh_admin(void)
 	struct dir *d;
 
 	unlink(dbpath);
-	d = dir_sqlite_open(dbpath, 5000, DIR_OPEN_ADMIN, err, sizeof(err));
-	assert_non_null(d);
+	d = sqlite_at(5000, DIR_OPEN_ADMIN);
 	OK(d->admin->domain_add(d, "example.test", err, sizeof(err)));
 	OK(d->admin->user_add(d, "alice", "example.test", "h", err, 256));
 	return d;
@@ -789,8 +807,7 @@ test_sqlite_read_only(void **state)
 	char err[256], canon[256];
 
 	(void)state;
-	r = dir_sqlite_open(dbpath, 5000, DIR_OPEN_READ, err, sizeof(err));
-	assert_non_null(r);
+	r = sqlite_at(5000, DIR_OPEN_READ);
 	assert_null(r->admin); /* the daemon's handles cannot write */
 	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
 	                     sizeof(canon), err, sizeof(err)),
@@ -828,8 +845,7 @@ test_sqlite_busy_timeout(void **state)
 	sqlite3 *lock;
 
 	(void)state;
-	r = dir_sqlite_open(dbpath, 200, DIR_OPEN_READ, err, sizeof(err));
-	assert_non_null(r);
+	r = sqlite_at(200, DIR_OPEN_READ);
 	assert_int_equal(sqlite3_open(dbpath, &lock), SQLITE_OK);
 	assert_int_equal(
 	    sqlite3_exec(lock, "BEGIN EXCLUSIVE", NULL, NULL, NULL), SQLITE_OK);
@@ -881,8 +897,7 @@ test_sqlite_query_timeout(void **state)
 	                     NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
-	d = dir_sqlite_open(dbpath, 50, DIR_OPEN_ADMIN, err, sizeof(err));
-	assert_non_null(d);
+	d = sqlite_at(50, DIR_OPEN_ADMIN);
 	/* 2000 rows at 2 ms each would take 4 s; the bound is 50 ms. */
 	assert_int_equal(d->admin->list_rows(d, "users", NULL, slow_row, &rows,
 	                     err, sizeof(err)),
@@ -890,6 +905,45 @@ test_sqlite_query_timeout(void **state)
 	assert_non_null(strstr(err, "timed out"));
 	assert_true(rows < 2000);
 	dir_close(&d);
+}
+
+/* directory_timeout bounds a directory operation, not each statement:
+ * inside dir_op_begin/dir_op_end (and so inside one dir_expand or
+ * dir_login, whose lookups nest the same way) a lookup that starts past
+ * the deadline fails, however short it is. */
+static void
+test_sqlite_operation_timeout(void **state)
+{
+	struct dir *w = fresh_admin(), *r;
+	struct timespec nap = {0, 250000000};
+	struct strlist users = {0}, remote = {0};
+	struct addr a = {.local = "alice", .domain = "example.test"};
+	char err[256], canon[256];
+
+	(void)state;
+	r = sqlite_at(100, DIR_OPEN_READ);
+	dir_op_begin(r);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	nanosleep(&nap, NULL); /* the operation's 100 ms are spent */
+	assert_int_equal(
+	    dir_expand(r, &a, 100, &users, &remote, err, sizeof(err)),
+	    DIR_EXPAND_TEMPFAIL);
+	assert_non_null(strstr(err, "timed out"));
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    -1);
+	dir_op_end(r);
+	/* A new operation has its own deadline. */
+	assert_int_equal(
+	    dir_expand(r, &a, 100, &users, &remote, err, sizeof(err)),
+	    DIR_EXPAND_LOCAL);
+	assert_int_equal(users.n, 1);
+	strlist_clear(&users);
+	strlist_clear(&remote);
+	dir_close(&r);
+	dir_close(&w);
 }
 
 /* A database made before the reverse-alias index: read-only it works (a
@@ -915,16 +969,14 @@ test_sqlite_old_schema(void **state)
 	                     NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
-	d = dir_sqlite_open(dbpath, 5000, DIR_OPEN_READ, err, sizeof(err));
-	assert_non_null(d);
+	d = sqlite_at(5000, DIR_OPEN_READ);
 	assert_int_equal(dir_owned_addresses(
 	                     d, "alice@example.test", &out, err, sizeof(err)),
 	    1);
 	assert_int_equal(out.n, 2);
 	strlist_clear(&out);
 	dir_close(&d);
-	d = dir_sqlite_open(dbpath, 5000, DIR_OPEN_ADMIN, err, sizeof(err));
-	assert_non_null(d);
+	d = sqlite_at(5000, DIR_OPEN_ADMIN);
 	dir_close(&d);
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
 	assert_int_equal(sqlite3_prepare_v2(db,
@@ -967,8 +1019,7 @@ test_sqlite_replaced(void **state)
 	assert_non_null(w);
 	OK(w->admin->domain_add(w, "other.test", err, sizeof(err)));
 	dir_close(&w);
-	r = dir_sqlite_open(dbpath, 5000, DIR_OPEN_READ, err, sizeof(err));
-	assert_non_null(r);
+	r = sqlite_at(5000, DIR_OPEN_READ);
 	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
 	                     sizeof(canon), err, sizeof(err)),
 	    1);
@@ -1045,6 +1096,7 @@ run_dir_tests(void)
 	    cmocka_unit_test(test_sqlite_read_only),
 	    cmocka_unit_test(test_sqlite_busy_timeout),
 	    cmocka_unit_test(test_sqlite_query_timeout),
+	    cmocka_unit_test(test_sqlite_operation_timeout),
 	    cmocka_unit_test(test_sqlite_old_schema),
 	    cmocka_unit_test(test_sqlite_replaced),
 	    cmocka_unit_test(test_dir_open_config),
