@@ -254,7 +254,13 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	schedule_free(s);
 }
 
-/* Callbacks, timeouts and watermarks of a new (or new TLS) bufferevent. */
+/*
+ * Every per-bufferevent setting, for a new bufferevent and again for the
+ * TLS one that replaces it after STARTTLS (a setting made anywhere else
+ * would be lost there): callbacks, timeouts, both watermarks and the read
+ * size.  What outlives the bufferevent (the socket's TCP_NODELAY, the
+ * session timer) is not set here.
+ */
 static void
 bev_setup(struct core_session *s)
 {
@@ -267,6 +273,9 @@ bev_setup(struct core_session *s)
 	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
 	/* Stop reading a flood of pipelined input until it is handled. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, p->input_max(s->cfg));
+	if (p->max_single_read > 0)
+		/* Fewer, larger reads for message bodies. */
+		bufferevent_set_max_single_read(s->bev, p->max_single_read);
 }
 
 /* ---- STARTTLS ----------------------------------------------------------- */
@@ -354,9 +363,6 @@ core_session_start(struct core_server *srv, int fd, const char *ip,
 		return;
 	}
 	bev_setup(s);
-	if (p->max_single_read > 0)
-		/* Fewer, larger reads for message bodies. */
-		bufferevent_set_max_single_read(s->bev, p->max_single_read);
 	s->is_started = true;
 	p->start(s);
 }
