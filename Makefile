@@ -30,6 +30,8 @@ D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 CTL_SRC = src/cmd/posternctl.c
 # The in-memory directory backend: tests only (unit, policy golden).
 UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c
+# The protocol-server core, driven directly by tests/unit/test_core.c.
+UNIT_SRC += src/core/core.c src/core/core_session.c src/core/core_sasl.c
 # Durations and times as an admin reads them (posternctl, tests/unit).
 LIB_SRC += src/lib/human.c
 

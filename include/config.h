@@ -83,6 +83,7 @@ struct config {
 	size_t workers;     /* storage pool: Maildir, queue, spool writes */
 	size_t dir_workers; /* directory pool: RCPT lookups */
 	unsigned smtp_timeout_ms, greet_pause_ms, shutdown_timeout_ms;
+	unsigned session_timeout_ms;   /* a deadline for a whole session */
 	unsigned smtp_data_timeout_ms; /* a deadline for the whole DATA */
 	size_t smtp_memory_limit;      /* message bytes in RAM, all sessions */
 	size_t spool_min_free;         /* free bytes the DATA spool leaves */

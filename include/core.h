@@ -3,10 +3,10 @@
  * (SMTP, POP3, IMAP next) needs around its parser and command handlers:
  * listeners (plain and implicit TLS), admission (max_sessions, per-IP),
  * the session's life on the loop (busy/resume, close, drop, deferred
- * free), the 64 KiB output back-pressure bound, idle timeouts, the
- * STARTTLS takeover, the SASL step machine (PLAIN, LOGIN), the per-IP
- * login lock-out around a login job, and the graceful shutdown (reply,
- * shutdown_timeout, grace).
+ * free), the 64 KiB output back-pressure bound, the idle and total
+ * (per-session) timeouts, the STARTTLS takeover, the SASL step machine
+ * (PLAIN, LOGIN), the per-IP login lock-out around a login job, and the
+ * graceful shutdown (reply, shutdown_timeout, grace).
  *
  * A protocol plugs in with a struct core_proto (its name, greeting, input
  * handler, limits and hooks) and a session struct whose first member is a
@@ -116,6 +116,15 @@ struct core_proto {
 	/* The idle timeout (writing: a write timed out).  The protocol
 	 * logs, then answers and core_close()s or core_drop()s. */
 	void (*timeout)(struct core_session *, bool writing);
+	/* The total timeout: a session lasts at most session_ms(cfg) from
+	 * its connect (0: no bound; session_ms may be NULL), however busy
+	 * it is.  The core calls expired only between commands' jobs (a
+	 * job in flight completes and answers first) and never while
+	 * closing or switching to TLS; the protocol logs, then answers and
+	 * core_close()s or core_drop()s (it must not answer inside a
+	 * reply it is streaming). */
+	unsigned (*session_ms)(const struct config *);
+	void (*expired)(struct core_session *);
 	/* The peer closed or the connection failed; may be NULL. */
 	void (*lost)(struct core_session *);
 	/* STARTTLS begins: forget what was learned in clear; may be NULL. */
@@ -169,6 +178,8 @@ struct core_session {
 	bool is_free_pending;  /* the free is scheduled on the loop */
 	bool is_forced;        /* shutdown_timeout hit while busy */
 	bool is_discarding;    /* skipping the rest of an overlong line */
+	bool is_expired;       /* the total timeout came while busy */
+	struct event *session_ev; /* the total timeout (proto->session_ms) */
 	enum core_sasl_step sasl_step;
 	char sasl_user[CORE_USER_MAX]; /* LOGIN: the name, until the pass */
 };

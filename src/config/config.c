@@ -123,6 +123,7 @@ static const struct cfg_key cfg_keys[] = {
     {"relay_recipients", T_STR, O(relay_recipients_file), "", 0, 0},
     {"relayhost", T_HOP, O(relayhost), "", 0, 0},
     {"routes", T_ROUTES, O(routes), "", 0, 0},
+    {"session_timeout", T_MS, O(session_timeout_ms), "1h", 1000, 86400000},
     {"shutdown_timeout", T_MS, O(shutdown_timeout_ms), "30s", 0, 3600000},
     {"smtp_bare_newline", T_BARE_NEWLINE, O(smtp_bare_newline_reject),
         "normalize", 0, 0},

@@ -173,8 +173,8 @@ void
 core_login_fail_now(struct core_session *s, const char *why)
 {
 	struct core_server *srv = s->srv;
-	enum authfail_verdict v = authfail_fail(
-	    srv->authfails, &srv->cfg->authfail, s->ip, time(NULL));
+	enum authfail_verdict v =
+	    authfail_fail(srv->authfails, &s->cfg->authfail, s->ip, time(NULL));
 
 	log_warn("%s=%s event=%s result=%s client=%s reason=\"%s\"",
 	    srv->proto->idkey, s->id, srv->proto->login_event,
@@ -199,7 +199,7 @@ core_login_begin(struct core_session *s, const char *user, size_t ulen,
 		    s, "empty or overlong user name or password");
 		return false;
 	}
-	if (workers_pending(srv->auth_workers) >= srv->cfg->auth_max_pending) {
+	if (workers_pending(srv->auth_workers) >= s->cfg->auth_max_pending) {
 		/* Too many logins queued: refused at once, counting
 		 * nothing (neither a failure nor a lock). */
 		log_warn("%s=%s event=%s result=busy reason=pending "
@@ -210,7 +210,7 @@ core_login_begin(struct core_session *s, const char *user, size_t ulen,
 	}
 	/* The lock is checked, and a slot taken, for every attempt. */
 	v = authfail_begin(
-	    srv->authfails, &srv->cfg->authfail, s->ip, user, time(NULL), slot);
+	    srv->authfails, &s->cfg->authfail, s->ip, user, time(NULL), slot);
 	if (v == AUTHFAIL_OK)
 		return true;
 	log_escape(u, sizeof(u), user);
@@ -224,8 +224,9 @@ enum authfail_verdict
 core_login_end(struct core_session *s, struct authfail_slot *slot,
     enum authfail_outcome outcome, const char *canon)
 {
-	/* Counted even when the client has gone: the guess was made. */
-	return authfail_end(s->srv->authfails, &s->srv->cfg->authfail, slot,
-	    outcome, canon != NULL && canon[0] != '\0' ? canon : NULL,
-	    time(NULL));
+	/* Counted even when the client has gone: the guess was made.  The
+	 * limits are the session's (s->cfg), as at authfail_begin: a reload
+	 * during the check must not mix two configs in one attempt. */
+	return authfail_end(s->srv->authfails, &s->cfg->authfail, slot, outcome,
+	    canon != NULL && canon[0] != '\0' ? canon : NULL, time(NULL));
 }

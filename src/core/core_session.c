@@ -58,6 +58,8 @@ core_session_free(struct core_session *s)
 	TAILQ_REMOVE(&srv->sessions, s, entry);
 	if (s->free_ev)
 		event_free(s->free_ev); /* a scheduled free, now moot */
+	if (s->session_ev)
+		event_free(s->session_ev);
 	if (s->bev)
 		bufferevent_free(s->bev);
 	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
@@ -150,6 +152,12 @@ core_resume(struct core_session *s)
 		    s); /* the grace bounds the rest */
 	if (s->is_forced || s->is_closing) {
 		core_close(s);
+		return;
+	}
+	if (s->is_expired && !s->is_busy) {
+		/* The total timeout came during the job: its reply is out,
+		 * now the session ends. */
+		s->srv->proto->expired(s);
 		return;
 	}
 	core_process(s);
@@ -254,7 +262,49 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	schedule_free(s);
 }
 
-/* Callbacks, timeouts and watermarks of a new (or new TLS) bufferevent. */
+/*
+ * The total timeout (proto->session_ms).  A session busy with a job or
+ * in the STARTTLS switch is only marked: its completion (core_resume) or
+ * the switch (tls_switch) ends it, so a reply in flight is never cut and
+ * nothing is answered in clear after STARTTLS's go-ahead.
+ */
+static void
+on_session_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct core_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->is_free_pending || s->is_dead || s->is_closing)
+		return;
+	if (s->is_busy || s->is_tls_switching) {
+		s->is_expired = true;
+		return;
+	}
+	s->srv->proto->expired(s);
+}
+
+static void
+session_timer_start(struct core_session *s)
+{
+	const struct core_proto *p = s->srv->proto;
+	unsigned ms = p->session_ms != NULL ? p->session_ms(s->cfg) : 0;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+	if (ms == 0)
+		return;
+	/* On the session, not the bufferevent: it survives STARTTLS. */
+	s->session_ev = evtimer_new(s->srv->base, on_session_timeout, s);
+	evtimer_add(s->session_ev, &tv);
+}
+
+/*
+ * Every per-bufferevent setting, for a new bufferevent and again for the
+ * TLS one that replaces it after STARTTLS (a setting made anywhere else
+ * would be lost there): callbacks, timeouts, both watermarks and the read
+ * size.  What outlives the bufferevent (the socket's TCP_NODELAY, the
+ * session timer) is not set here.
+ */
 static void
 bev_setup(struct core_session *s)
 {
@@ -267,6 +317,9 @@ bev_setup(struct core_session *s)
 	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
 	/* Stop reading a flood of pipelined input until it is handled. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, p->input_max(s->cfg));
+	if (p->max_single_read > 0)
+		/* Fewer, larger reads for message bodies. */
+		bufferevent_set_max_single_read(s->bev, p->max_single_read);
 }
 
 /* ---- STARTTLS ----------------------------------------------------------- */
@@ -301,6 +354,8 @@ tls_switch(struct bufferevent *plain, void *arg)
 	s->is_tls = true;
 	bev_setup(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (s->is_expired)
+		s->srv->proto->expired(s); /* it came during the switch */
 }
 
 void
@@ -354,9 +409,7 @@ core_session_start(struct core_server *srv, int fd, const char *ip,
 		return;
 	}
 	bev_setup(s);
-	if (p->max_single_read > 0)
-		/* Fewer, larger reads for message bodies. */
-		bufferevent_set_max_single_read(s->bev, p->max_single_read);
+	session_timer_start(s);
 	s->is_started = true;
 	p->start(s);
 }

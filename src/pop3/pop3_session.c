@@ -900,6 +900,29 @@ p_timeout(struct core_session *cs, bool is_writing)
 	p_close(s);
 }
 
+/* proto->expired: the session lasted session_timeout.  It ends without
+ * UPDATE (RFC 1939 6): nothing marked deleted is removed. */
+static void
+p_expired(struct core_session *cs)
+{
+	struct pop3_session *s = (struct pop3_session *)cs;
+
+	log_info("pop3=%s event=session-timeout client=%s", s->id, s->ip);
+	/* A reply now would land inside a RETR/TOP being streamed. */
+	if (s->stream != NULL) {
+		core_drop(cs);
+		return;
+	}
+	p_reply(s, "-ERR session time limit exceeded, closing");
+	p_close(s);
+}
+
+static unsigned
+p_session_ms(const struct config *cfg)
+{
+	return cfg->session_timeout_ms;
+}
+
 /* ---- the protocol table and the server ---------------------------------- */
 
 static void
@@ -994,6 +1017,8 @@ static const struct core_proto pop3_proto = {
     .feed = p_feed,
     .drained = p_drained,
     .timeout = p_timeout,
+    .session_ms = p_session_ms,
+    .expired = p_expired,
     .shutdown_reply = p_shutdown_reply,
     .free = p_free,
     .sasl_prefix = "+ ",

@@ -1568,6 +1568,26 @@ smtp_timeout(struct core_session *cs, bool is_writing)
 	session_close(s);
 }
 
+/* proto->expired: the session lasted session_timeout.  A message not
+ * yet answered with 250 is not delivered (its spool goes at free). */
+static void
+smtp_expired(struct core_session *cs)
+{
+	struct session *s = (struct session *)cs;
+
+	log_info("session=%s event=session-timeout client=%s state=%d", s->id,
+	    s->ip, (int)s->state);
+	reply(s, "421 4.4.2 %s Error: session time limit exceeded",
+	    s->cfg->hostname);
+	session_close(s);
+}
+
+static unsigned
+smtp_session_ms(const struct config *cfg)
+{
+	return cfg->session_timeout_ms;
+}
+
 /* proto->lost: the peer closed or the connection failed. */
 static void
 smtp_lost(struct core_session *cs)
@@ -1700,6 +1720,8 @@ const struct core_proto smtp_proto = {
     .start = smtp_start,
     .feed = smtp_feed,
     .timeout = smtp_timeout,
+    .session_ms = smtp_session_ms,
+    .expired = smtp_expired,
     .lost = smtp_lost,
     .tls_reset = smtp_tls_reset,
     .shutdown = smtp_shutdown,
