@@ -1098,6 +1098,19 @@ service_free(void *srv)
 	pop3_server_free(&p);
 }
 
+static bool
+service_restart_needed(const struct config *old, const struct config *new,
+    char *why, size_t whylen)
+{
+	bool is_changed = false;
+
+	is_changed |= config_listen_changed(
+	    &old->pop3_listen, &new->pop3_listen, "pop3_listen", why, whylen);
+	is_changed |= config_listen_changed(&old->pop3s_listen,
+	    &new->pop3s_listen, "pop3s_listen", why, whylen);
+	return is_changed;
+}
+
 const struct service pop3_service = {"pop3", service_new, service_start,
     service_set_config, service_set_tls, service_shutdown, service_is_idle,
-    service_free};
+    service_free, service_restart_needed};
