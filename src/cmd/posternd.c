@@ -559,7 +559,8 @@ stop_poll(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(event_get_base(dm->stop_timer), NULL);
 }
 
-/* Shutdown, step 1: no service accepts; sessions are told to finish. */
+/* Shutdown, step 1: no delivery attempt starts; no service accepts;
+ * sessions are told to finish. */
 static void
 on_term(evutil_socket_t sig, short what, void *arg)
 {
@@ -570,6 +571,7 @@ on_term(evutil_socket_t sig, short what, void *arg)
 	log_info("event=signal signal=%d", (int)sig);
 	if (dm->term_at == 0)
 		dm->term_at = time(NULL);
+	queue_stop(dm->queue); /* attempts in flight drain (step 2) */
 	for (size_t i = 0; i < NSERVICES; i++)
 		services[i]->shutdown(dm->svc[i]);
 	evtimer_add(dm->stop_timer, &every);
