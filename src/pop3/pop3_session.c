@@ -955,12 +955,15 @@ p_shutdown(struct core_session *cs)
 	p_close(s);
 }
 
+/* RFC 2449 [SYS/TEMP] for each: a temporary problem, not the client's
+ * credentials ([AUTH]) or a locked maildrop ([IN-USE]).  The per-address
+ * limit keeps the generic text. */
 static void
 p_refusal(enum core_refusal why, char *line, size_t len)
 {
-	(void)why;
-	snprintf(line, len,
-	    "-ERR [SYS/TEMP] too many connections, try again later\r\n");
+	snprintf(line, len, "-ERR [SYS/TEMP] %s, try again later\r\n",
+	    why == CORE_REFUSE_SHUTDOWN ? "server shutting down"
+	                                : "too many connections");
 }
 
 static void

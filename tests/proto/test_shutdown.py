@@ -102,3 +102,21 @@ def test_pop3_download_stopped_at_shutdown_timeout(make_server, cert):
     got += read_all(p.sock)
     assert b"-ERR" not in got
     assert not got.endswith(b"\r\n.\r\n"), "a cut message has no clean ending"
+    log = s.log()
+    for l in ("event=shutdown service=pop3 sessions=1",
+              "warning: event=shutdown-timeout service=pop3 sessions=1"):
+        assert l in log, l
+
+
+def test_pop3_refusal_line(make_server):
+    """The refusal before a session exists: RFC 2449 [SYS/TEMP] to the
+    client, the reason in the log (docs/admin.md, pop3-refuse)."""
+    s = make_server({"max_sessions_per_ip": "1"})
+    a = Raw(s.ports["pop3"], greet=False)
+    assert a.line().startswith("+OK")
+    c = Raw(s.ports["pop3"], greet=False)
+    assert c.line() == "-ERR [SYS/TEMP] too many connections, try again later"
+    line = wait_for(lambda: [l for l in s.log().splitlines() if "event=pop3-refuse" in l],
+                    what="refusal line")[0]
+    assert ('event=pop3-refuse client=127.0.0.1 '
+            'reason="Too many connections from your address"') in line, line
