@@ -148,6 +148,10 @@ int config_parse_listen(const char *s, struct listen_addr *out);
 int config_relay_mode_parse(const char *, enum relay_mode *out);
 /* The key's spelling of an enum value (static strings). */
 const char *config_relay_mode_name(enum relay_mode);
+/* If the listen lists a and b differ, appends key to why (comma
+ * separated, truncated to whylen) and returns true. */
+bool config_listen_changed(const struct listen_list *a,
+    const struct listen_list *b, const char *key, char *why, size_t whylen);
 const char *config_smtp_tls_name(enum smtp_tls_mode);
 
 /* The line that set key, or 0 when it has its default. */

@@ -30,6 +30,9 @@ size_t queue_load(struct queue *);
 /* Takes ownership of e (its recipients) and schedules it; body_offset is
  * where the message starts in ID.msg (struct delivery's queue_offset). */
 void queue_add(struct queue *, struct qenv *e, size_t body_offset);
+/* Stops scheduling (SIGTERM): no attempt starts from now on; those in
+ * flight finish.  Entries added later stay on disk for the next start. */
+void queue_stop(struct queue *);
 /* Stops scheduling; in-flight attempts finish.  True when none is left. */
 bool queue_idle(struct queue *);
 void queue_free(struct queue **);

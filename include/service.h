@@ -35,7 +35,9 @@ struct service_env {
  * set_config and set_tls apply a reload to new sessions; shutdown stops
  * accepting and tells the sessions (core_server_shutdown); is_idle is
  * true once no session is left, busy or not; free runs after the loop,
- * once is_idle.
+ * once is_idle.  restart_needed names (comma separated, appended to
+ * why) the keys this service binds at start whose values differ between
+ * old and new and returns true if any does: a reload cannot apply them.
  */
 struct service {
 	const char *name;
@@ -47,6 +49,8 @@ struct service {
 	void (*shutdown)(void *);
 	bool (*is_idle)(const void *);
 	void (*free)(void *);
+	bool (*restart_needed)(const struct config *old,
+	    const struct config *new, char *why, size_t whylen);
 };
 
 #endif

@@ -242,17 +242,6 @@ struct reload {
 	unsigned log_gen; /* log_reopens when reload_run started */
 };
 
-static bool
-listen_same(const struct listen_list *a, const struct listen_list *b)
-{
-	if (a->n != b->n)
-		return false;
-	for (size_t i = 0; i < a->n; i++)
-		if (strcmp(a->v[i].text, b->v[i].text) != 0)
-			return false;
-	return true;
-}
-
 static void ctl_on_write(struct bufferevent *, void *);
 static void ctl_on_event(struct bufferevent *, short, void *);
 
@@ -370,22 +359,26 @@ reload_done(void *arg)
 			SSL_CTX_free(r->tls);
 		n = NULL; /* the reply says error */
 	} else {
-		if (strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
-		    strcmp(n->user, dm->boot->user) != 0 ||
-		    (n->tls_cert[0] == '\0') !=
-		        (dm->boot->tls_cert[0] == '\0') ||
-		    n->workers != dm->boot->workers ||
-		    n->dir_workers != dm->boot->dir_workers ||
-		    n->auth_workers != dm->boot->auth_workers ||
-		    !listen_same(&n->smtp_listen, &dm->boot->smtp_listen) ||
-		    !listen_same(
-		        &n->submission_listen, &dm->boot->submission_listen) ||
-		    !listen_same(
-		        &n->submissions_listen, &dm->boot->submissions_listen))
+		char keys[512] = "";
+		bool is_restart = false;
+
+		for (size_t i = 0; i < NSERVICES; i++)
+			is_restart |= services[i]->restart_needed(
+			    dm->boot, n, keys, sizeof(keys));
+		is_restart |= strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
+		              strcmp(n->user, dm->boot->user) != 0 ||
+		              (n->tls_cert[0] == '\0') !=
+		                  (dm->boot->tls_cert[0] == '\0') ||
+		              n->workers != dm->boot->workers ||
+		              n->dir_workers != dm->boot->dir_workers ||
+		              n->auth_workers != dm->boot->auth_workers;
+		if (is_restart)
 			log_warn(
 			    "event=reload note=\"data_dir, user, listeners, "
 			    "workers, dir_workers, auth_workers and turning "
-			    "TLS on or off change only at restart\"");
+			    "TLS on or off change only at restart\" "
+			    "listeners=%s",
+			    keys[0] != '\0' ? keys : "-");
 		for (size_t i = 0; i < NSERVICES; i++)
 			services[i]->set_config(dm->svc[i], n);
 		if (r->tls != NULL) {
@@ -566,7 +559,8 @@ stop_poll(evutil_socket_t fd, short what, void *arg)
 		event_base_loopexit(event_get_base(dm->stop_timer), NULL);
 }
 
-/* Shutdown, step 1: no service accepts; sessions are told to finish. */
+/* Shutdown, step 1: no delivery attempt starts; no service accepts;
+ * sessions are told to finish. */
 static void
 on_term(evutil_socket_t sig, short what, void *arg)
 {
@@ -577,6 +571,7 @@ on_term(evutil_socket_t sig, short what, void *arg)
 	log_info("event=signal signal=%d", (int)sig);
 	if (dm->term_at == 0)
 		dm->term_at = time(NULL);
+	queue_stop(dm->queue); /* attempts in flight drain (step 2) */
 	for (size_t i = 0; i < NSERVICES; i++)
 		services[i]->shutdown(dm->svc[i]);
 	evtimer_add(dm->stop_timer, &every);

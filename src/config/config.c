@@ -406,6 +406,23 @@ config_relay_mode_parse(const char *s, enum relay_mode *out)
 	return 0;
 }
 
+bool
+config_listen_changed(const struct listen_list *a, const struct listen_list *b,
+    const char *key, char *why, size_t whylen)
+{
+	size_t len = strnlen(why, whylen);
+	bool is_same = a->n == b->n;
+
+	for (size_t i = 0; is_same && i < a->n; i++)
+		is_same = strcmp(a->v[i].text, b->v[i].text) == 0;
+	if (is_same)
+		return false;
+	if (len < whylen)
+		snprintf(
+		    why + len, whylen - len, "%s%s", len > 0 ? "," : "", key);
+	return true;
+}
+
 const char *
 config_relay_mode_name(enum relay_mode m)
 {

@@ -86,6 +86,8 @@ struct pop3_session {
 	char login[320];
 	struct mailbox *mb;  /* NULL while lent to a job (submit) */
 	struct pjob *stream; /* RETR/TOP waiting for the output to drain */
+	bool is_reading;     /* a RETR/TOP batch is being sent */
+	bool is_shutdown;    /* SIGTERM came while is_reading: close after */
 };
 
 /*
@@ -118,6 +120,7 @@ struct pjob {
 };
 
 static void submit(struct pop3_session *, struct pjob *);
+static void p_shutdown_reply(struct core_session *);
 
 static void p_reply(struct pop3_session *s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
@@ -416,8 +419,10 @@ read_chunk_done(struct pop3_session *s, struct pjob *j)
 		p_close(s); /* a message cut short has no clean ending */
 		return false;
 	}
-	if (j->next >= j->nread)
+	if (j->next >= j->nread) {
+		s->is_reading = false; /* p_feed closes if SIGTERM came */
 		return false;
+	}
 	if (evbuffer_get_length(out) <= POP3_READ_CHUNK)
 		submit(s, j);
 	else
@@ -441,6 +446,10 @@ job_done(void *arg)
 	if (is_live) {
 		if (j->kind == PJOB_LOGIN) {
 			login_done(j);
+		} else if (j->kind == PJOB_READ && s->cs.is_forced) {
+			/* shutdown_timeout mid-download: cut short, with
+			 * no -ERR that would read as message text. */
+			p_close(s);
 		} else if (j->kind == PJOB_READ && read_chunk_done(s, j)) {
 			return; /* more of the batch to send */
 		}
@@ -726,6 +735,7 @@ cmd_retr(struct pop3_session *s, struct pop3_cmd *c)
 	/* Pipelined RETR/TOP right behind it share the worker trip. */
 	while (j->nread < 64 && take_pipelined_read(s, j))
 		;
+	s->is_reading = true;
 	submit(s, j);
 }
 
@@ -842,6 +852,11 @@ p_feed(struct core_session *cs)
 
 	if (s->stream != NULL)
 		return false; /* p_drained carries on */
+	if (s->is_shutdown) { /* the download SIGTERM let finish is sent */
+		p_shutdown_reply(cs);
+		p_close(s);
+		return false;
+	}
 	p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
 	if (p.pos == -1) {
 		if (evbuffer_get_length(in) > POP3_LINE_MAX) {
@@ -941,18 +956,42 @@ p_start(struct core_session *cs)
 	p_reply(s, "+OK postern POP3 server ready");
 }
 
+/* proto->shutdown_reply: none in the middle of a message (the
+ * shutdown_timeout cut), where it would read as message text. */
 static void
 p_shutdown_reply(struct core_session *cs)
 {
-	p_reply((struct pop3_session *)cs, "-ERR server shutting down");
+	struct pop3_session *s = (struct pop3_session *)cs;
+
+	if (!s->is_reading)
+		p_reply(s, "-ERR server shutting down");
 }
 
+/* proto->shutdown: like SMTP's DATA, a RETR/TOP download in progress
+ * (with those pipelined behind it) may finish within shutdown_timeout;
+ * p_feed replies and closes after it.  Else at once. */
+static void
+p_shutdown(struct core_session *cs)
+{
+	struct pop3_session *s = (struct pop3_session *)cs;
+
+	if (s->is_reading) {
+		s->is_shutdown = true;
+		return;
+	}
+	p_shutdown_reply(cs);
+	p_close(s);
+}
+
+/* RFC 2449 [SYS/TEMP] for each: a temporary problem, not the client's
+ * credentials ([AUTH]) or a locked maildrop ([IN-USE]).  The per-address
+ * limit keeps the generic text. */
 static void
 p_refusal(enum core_refusal why, char *line, size_t len)
 {
-	(void)why;
-	snprintf(line, len,
-	    "-ERR [SYS/TEMP] too many connections, try again later\r\n");
+	snprintf(line, len, "-ERR [SYS/TEMP] %s, try again later\r\n",
+	    why == CORE_REFUSE_SHUTDOWN ? "server shutting down"
+	                                : "too many connections");
 }
 
 static void
@@ -1019,6 +1058,7 @@ static const struct core_proto pop3_proto = {
     .timeout = p_timeout,
     .session_ms = p_session_ms,
     .expired = p_expired,
+    .shutdown = p_shutdown,
     .shutdown_reply = p_shutdown_reply,
     .free = p_free,
     .sasl_prefix = "+ ",
@@ -1128,6 +1168,19 @@ service_free(void *srv)
 	pop3_server_free(&p);
 }
 
+static bool
+service_restart_needed(const struct config *old, const struct config *new,
+    char *why, size_t whylen)
+{
+	bool is_changed = false;
+
+	is_changed |= config_listen_changed(
+	    &old->pop3_listen, &new->pop3_listen, "pop3_listen", why, whylen);
+	is_changed |= config_listen_changed(&old->pop3s_listen,
+	    &new->pop3s_listen, "pop3s_listen", why, whylen);
+	return is_changed;
+}
+
 const struct service pop3_service = {"pop3", service_new, service_start,
     service_set_config, service_set_tls, service_shutdown, service_is_idle,
-    service_free};
+    service_free, service_restart_needed};

@@ -1018,6 +1018,12 @@ queue_command(struct queue *q, const char *cmd, struct queue_cmd_result *out,
 	return 0;
 }
 
+void
+queue_stop(struct queue *q)
+{
+	q->is_stopping = true;
+}
+
 bool
 queue_idle(struct queue *q)
 {

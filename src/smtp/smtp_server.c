@@ -253,6 +253,21 @@ service_free(void *srv)
 	smtp_server_free(&p);
 }
 
+static bool
+service_restart_needed(const struct config *old, const struct config *new,
+    char *why, size_t whylen)
+{
+	bool is_changed = false;
+
+	is_changed |= config_listen_changed(
+	    &old->smtp_listen, &new->smtp_listen, "smtp_listen", why, whylen);
+	is_changed |= config_listen_changed(&old->submission_listen,
+	    &new->submission_listen, "submission_listen", why, whylen);
+	is_changed |= config_listen_changed(&old->submissions_listen,
+	    &new->submissions_listen, "submissions_listen", why, whylen);
+	return is_changed;
+}
+
 const struct service smtp_service = {"smtp", service_new, service_start,
     service_set_config, service_set_tls, service_shutdown, service_is_idle,
-    service_free};
+    service_free, service_restart_needed};

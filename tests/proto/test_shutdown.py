@@ -1,0 +1,122 @@
+"""SIGTERM: no delivery attempt starts after the signal (the queue stops
+first; a message a session finishes meanwhile waits on disk for the next
+start), and a POP3 download in progress obeys the same rule as SMTP's
+DATA (docs/configuration.md, shutdown_timeout)."""
+import poplib
+import signal
+import smtplib
+import time
+
+from conftest import Raw, tls_context, wait_for
+
+FAST = {"relay": "addresses", "relay_addresses": "127.0.0.1", "queue_retry_min": "1s",
+        "queue_retry_max": "2s"}
+
+
+def test_no_attempt_starts_after_sigterm(make_server, sinks):
+    mx = sinks("127.0.0.2")
+    s = make_server(FAST)
+    c = Raw(s.ports["smtp"])
+    c.cmd("EHLO client.example")
+    assert c.cmd("MAIL FROM:<alice@example.test>").startswith("250")
+    assert c.cmd("RCPT TO:<u@remote.example>").startswith("250")
+    s.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "event=shutdown service=smtp" in s.log(), what="shutdown")
+    # The transaction may finish; its message is queued but not sent.
+    assert c.cmd("DATA").startswith("354")
+    assert c.cmd("Subject: late\r\n\r\nx\r\n.").startswith("250")
+    c.send(b"QUIT\r\n")
+    assert s.proc.wait(30) == 0
+    s.logf.close()
+    assert mx.messages == [], "a delivery attempt started after SIGTERM"
+    # It is delivered at the next start.
+    s.start()
+    [m] = wait_for(lambda: mx.messages, timeout=30, what="delivery after restart")
+    assert b"Subject: late" in m["data"]
+
+
+def big_message(mb=30):
+    line = b"x" * 998 + b"\r\n"
+    return b"Subject: big\r\n\r\n" + line * (mb * 1024 * 1024 // len(line))
+
+
+def retr_start(s, cert, n_read=65536):
+    """Alice logged in over POP3, RETR 1 sent and the first n_read octets
+    of the reply read: a download in progress."""
+    p = poplib.POP3("127.0.0.1", s.ports["pop3"], timeout=30)
+    p.stls(context=tls_context(cert))
+    p.user("alice@example.test")
+    p.pass_("secret-alice")
+    p.sock.sendall(b"RETR 1\r\n")
+    got = b""
+    while len(got) < n_read:
+        got += p.sock.recv(n_read - len(got))
+    return p, got
+
+
+def read_all(sock, timeout=30):
+    sock.settimeout(timeout)
+    out = b""
+    while True:
+        b = sock.recv(1 << 20)
+        if not b:
+            return out
+        out += b
+
+
+def test_pop3_download_finishes_after_sigterm(make_server, cert):
+    """Like SMTP's DATA: a RETR in progress may finish within
+    shutdown_timeout; the message ends cleanly and then the session gets
+    -ERR and is closed."""
+    s = make_server(dict(message_size_limit="40000000"))
+    msg = big_message(30)
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=60) as c:
+        c.sendmail("x@remote.example", ["alice@example.test"], msg)
+    p, got = retr_start(s, cert)
+    s.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "event=shutdown service=pop3" in s.log(), what="shutdown")
+    time.sleep(0.5)
+    got += read_all(p.sock)
+    head, rest = got.split(b"\r\n", 1)
+    assert head.startswith(b"+OK"), head
+    assert rest.endswith(b"\r\n.\r\n-ERR server shutting down\r\n"), rest[-200:]
+    body = rest[:-len(b".\r\n-ERR server shutting down\r\n")]
+    # Byte-exact: the whole message (after the Received: line posternd adds).
+    assert body.endswith(msg), (len(body), len(msg))
+    assert b"-ERR" not in body
+    assert s.proc.wait(30) == 0
+
+
+def test_pop3_download_stopped_at_shutdown_timeout(make_server, cert):
+    """A client that stops reading mid-RETR is cut off at shutdown_timeout:
+    no -ERR inside the message (it would read as message text), and
+    posternd exits within shutdown_timeout + 2 s."""
+    s = make_server(dict(message_size_limit="40000000", shutdown_timeout="1s"))
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=60) as c:
+        c.sendmail("x@remote.example", ["alice@example.test"], big_message(30))
+    p, got = retr_start(s, cert)
+    t0 = time.time()
+    s.proc.send_signal(signal.SIGTERM)
+    assert s.proc.wait(10) == 0
+    assert time.time() - t0 < 1 + 2 + 1.5
+    got += read_all(p.sock)
+    assert b"-ERR" not in got
+    assert not got.endswith(b"\r\n.\r\n"), "a cut message has no clean ending"
+    log = s.log()
+    for l in ("event=shutdown service=pop3 sessions=1",
+              "warning: event=shutdown-timeout service=pop3 sessions=1"):
+        assert l in log, l
+
+
+def test_pop3_refusal_line(make_server):
+    """The refusal before a session exists: RFC 2449 [SYS/TEMP] to the
+    client, the reason in the log (docs/admin.md, pop3-refuse)."""
+    s = make_server({"max_sessions_per_ip": "1"})
+    a = Raw(s.ports["pop3"], greet=False)
+    assert a.line().startswith("+OK")
+    c = Raw(s.ports["pop3"], greet=False)
+    assert c.line() == "-ERR [SYS/TEMP] too many connections, try again later"
+    line = wait_for(lambda: [l for l in s.log().splitlines() if "event=pop3-refuse" in l],
+                    what="refusal line")[0]
+    assert ('event=pop3-refuse client=127.0.0.1 '
+            'reason="Too many connections from your address"') in line, line
