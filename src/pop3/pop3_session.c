@@ -368,8 +368,12 @@ login_done(struct pjob *j)
 		return;
 	}
 	if (j->open == PJOB_OPEN_ERROR) {
+		char e[300];
+
+		log_sanitize(
+		    e, sizeof(e), (const uint8_t *)j->err, strlen(j->err));
 		log_err("pop3=%s event=login result=fail user=%s error=\"%s\"",
-		    s->id, log_esc(j->canon), j->err);
+		    s->id, log_esc(j->canon), e);
 		p_reply(s, "-ERR [SYS/TEMP] cannot open the maildrop");
 		return;
 	}
@@ -414,8 +418,12 @@ read_chunk_done(struct pop3_session *s, struct pjob *j)
 
 	evbuffer_add(out, j->out.data, j->out.len);
 	if (j->result == -1) {
+		char e[300];
+
+		log_sanitize(
+		    e, sizeof(e), (const uint8_t *)j->err, strlen(j->err));
 		log_err("pop3=%s event=retr result=fail user=%s error=\"%s\"",
-		    s->id, log_esc(s->user), j->err);
+		    s->id, log_esc(s->user), e);
 		p_close(s); /* a message cut short has no clean ending */
 		return false;
 	}
