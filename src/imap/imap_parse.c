@@ -363,6 +363,7 @@ imap_reader_line(struct imap_reader *r, const uint8_t *line, size_t len,
 {
 	int lit;
 	const char *refusal;
+	size_t skip = 0;
 
 	memset(req, 0, sizeof(*req));
 	*why = NULL;
@@ -377,6 +378,11 @@ imap_reader_line(struct imap_reader *r, const uint8_t *line, size_t len,
 	if (!r->first_line_done) {
 		rd_first_line(r, line, len);
 		r->first_line_done = true;
+		/* The tag is kept first, so that a refusal can name it. */
+		if (r->tag_len > r->lim.max_line)
+			r->tag_len = 0;
+		rd_append(r, line, r->tag_len);
+		skip = r->tag_len;
 	}
 	lit = rd_trailing_literal(line, len, req);
 	if (len > r->lim.max_line)
@@ -394,7 +400,8 @@ imap_reader_line(struct imap_reader *r, const uint8_t *line, size_t len,
 		    "[TOOBIG] command too long", why);
 	if (lit < 0)
 		return rd_refuse(r, req, 0, "bad literal size", why);
-	rd_append(r, line, len);
+	/* UNSAFE: skip <= len (the tag is a prefix of this line). */
+	rd_append(r, line + skip, len - skip);
 	r->counted += len + 2;
 	if (lit == 0) {
 		r->state = RD_DONE;
@@ -2481,6 +2488,7 @@ static int
 cmd_authenticate(struct ps *ps, struct imap_cmd *c)
 {
 	const uint8_t *s;
+	int pad = 0;
 
 	if (sp(ps) < 0 || atom(ps, &c->u.auth.mech) < 0)
 		return -1;
@@ -2495,12 +2503,14 @@ cmd_authenticate(struct ps *ps, struct imap_cmd *c)
 		c->u.auth.ir = (struct span){(const char *)s, 0};
 		return 0;
 	}
+	/* RFC 4648 base64: groups of 4, '=' only as the final padding. */
 	while (ps->p < ps->end &&
-	       (b64m_val(*ps->p) >= 0 || *ps->p == '/' || *ps->p == '='))
+	       ((b64m_val(*ps->p) >= 0 && *ps->p != ',') || *ps->p == '/'))
 		ps->p++;
-	if (ps->p == s || at_end(ps) == false)
-		return fail(ps, "bad base64 initial response");
-	if (memchr(s, ',', (size_t)(ps->p - s)) != NULL)
+	while (ps->p < ps->end && *ps->p == '=' && pad < 2)
+		ps->p++, pad++;
+	if (ps->p == s || !at_end(ps) || (ps->p - s) % 4 != 0 ||
+	    (pad > 0 && ps->p - s - pad < 2))
 		return fail(ps, "bad base64 initial response");
 	c->u.auth.ir = (struct span){(const char *)s, (size_t)(ps->p - s)};
 	return 0;
@@ -2687,7 +2697,7 @@ imap_cmd_parse(const uint8_t *buf, size_t len, const struct imap_parse_opts *o,
 	memset(out, 0, sizeof(*out));
 	if (tag(&ps, &out->tag) < 0 || sp(&ps) < 0)
 		goto bad;
-	if (atom(&ps, &name) < 0) {
+	if (at_end(&ps) || !is_atom_char(*ps.p) || atom(&ps, &name) < 0) {
 		fail(&ps, "missing command");
 		goto bad;
 	}
