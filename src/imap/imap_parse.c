@@ -139,10 +139,10 @@ struct imap_reader {
 	uint64_t append_sum; /* APPEND message bytes so far */
 	size_t counted;      /* bytes counted against max_command */
 	bool is_append;      /* the command is APPEND */
-	bool lit_is_append;  /* the current literal is a message */
 	bool is_secret;      /* LOGIN / AUTHENTICATE: wipe on reset */
 	bool first_line_done;
 	size_t tag_len;
+	size_t mbox_at; /* APPEND: offset of the mailbox in the first line */
 	unsigned nlits;
 };
 
@@ -182,7 +182,7 @@ imap_reader_reset(struct imap_reader *r)
 	r->left = 0;
 	r->append_sum = 0;
 	r->counted = 0;
-	r->is_append = r->lit_is_append = r->is_secret = false;
+	r->is_append = r->is_secret = false;
 	r->first_line_done = false;
 	r->tag_len = 0;
 	r->nlits = 0;
@@ -205,6 +205,8 @@ rd_reserve(struct imap_reader *r, size_t n)
 static void
 rd_append(struct imap_reader *r, const uint8_t *p, size_t n)
 {
+	if (n == 0)
+		return;
 	rd_reserve(r, n);
 	memcpy(r->buf + r->len, p, n);
 	r->len += n;
@@ -244,6 +246,8 @@ rd_first_line(struct imap_reader *r, const uint8_t *line, size_t len)
 		return;
 	r->is_append =
 	    i - s == 6 && strncasecmp((const char *)line + s, "APPEND", 6) == 0;
+	/* Where APPEND's mailbox starts: a literal there is a name. */
+	r->mbox_at = i + 1;
 	r->is_secret = (i - s == 5 && strncasecmp((const char *)line + s,
 	                                  "LOGIN", 5) == 0) ||
 	               (i - s == 12 && strncasecmp((const char *)line + s,
@@ -256,8 +260,8 @@ rd_first_line(struct imap_reader *r, const uint8_t *line, size_t len)
  * 0 for none, -1 for a malformed or absurd size.
  */
 static int
-rd_trailing_literal(
-    const uint8_t *line, size_t len, struct imap_literal_req *req)
+rd_trailing_literal(const uint8_t *line, size_t len,
+    struct imap_literal_req *req, size_t *open_out)
 {
 	bool in_q = false;
 	size_t i, open = len;
@@ -295,6 +299,7 @@ rd_trailing_literal(
 	if (i != len - 1)
 		return -1;
 	req->size = n;
+	*open_out = open - req->is_binary;
 	return 1;
 }
 
@@ -304,6 +309,7 @@ rd_refuse(struct imap_reader *r, struct imap_literal_req *req, uint64_t skip,
 {
 	*why = text;
 	req->size = skip;
+	req->is_toobig = strncmp(text, "[TOOBIG]", 8) == 0;
 	if (skip > 0) {
 		r->state = RD_SKIP_LITERAL;
 		r->left = skip;
@@ -315,16 +321,15 @@ rd_refuse(struct imap_reader *r, struct imap_literal_req *req, uint64_t skip,
 
 /* Checks an announced literal against the limits. */
 static const char *
-rd_literal_check(struct imap_reader *r, const struct imap_literal_req *req)
+rd_literal_check(
+    struct imap_reader *r, const struct imap_literal_req *req, bool is_msg)
 {
-	bool is_msg = r->is_append;
-
 	if (!req->is_sync && r->lim.max_nonsync > 0 &&
 	    req->size > r->lim.max_nonsync)
 		return "[TOOBIG] non-synchronising literal too large";
 	if (is_msg) {
-		/* APPEND: literals are messages; flags and dates are never
-		 * literals, so the announcement is the message's size. */
+		/* APPEND: literals after the mailbox are messages (flags and
+		 * dates are never literals): the announcement is its size. */
 		if (req->size > r->lim.max_append)
 			return "[TOOBIG] message too large";
 		if (req->size > r->lim.max_append_total - r->append_sum)
@@ -347,7 +352,9 @@ rd_skip_line(struct imap_reader *r, const uint8_t *line, size_t len,
 	memset(req, 0, sizeof(*req));
 	/* A synchronising literal waits for "+", which a refused command
 	 * never gets: the client gives it up there. */
-	if (rd_trailing_literal(line, len, req) == 1 && !req->is_sync) {
+	size_t open;
+
+	if (rd_trailing_literal(line, len, req, &open) == 1 && !req->is_sync) {
 		r->state = RD_SKIP_LITERAL;
 		r->left = req->size;
 		return IMAP_READ_DISCARD;
@@ -363,7 +370,8 @@ imap_reader_line(struct imap_reader *r, const uint8_t *line, size_t len,
 {
 	int lit;
 	const char *refusal;
-	size_t skip = 0;
+	size_t skip = 0, open = 0;
+	bool is_msg, first = !r->first_line_done;
 
 	memset(req, 0, sizeof(*req));
 	*why = NULL;
@@ -384,7 +392,8 @@ imap_reader_line(struct imap_reader *r, const uint8_t *line, size_t len,
 		rd_append(r, line, r->tag_len);
 		skip = r->tag_len;
 	}
-	lit = rd_trailing_literal(line, len, req);
+	lit = rd_trailing_literal(line, len, req, &open);
+	is_msg = r->is_append && lit == 1 && !(first && open == r->mbox_at);
 	if (len > r->lim.max_line)
 		return rd_refuse(r, req,
 		    lit == 1 && !req->is_sync ? req->size : 0, "line too long",
@@ -410,14 +419,11 @@ imap_reader_line(struct imap_reader *r, const uint8_t *line, size_t len,
 	if (++r->nlits > r->lim.max_items)
 		return rd_refuse(r, req, req->is_sync ? 0 : req->size,
 		    "too many literals", why);
-	if ((refusal = rd_literal_check(r, req)) != NULL) {
-		req->is_toobig = strncmp(refusal, "[TOOBIG]", 8) == 0;
+	if ((refusal = rd_literal_check(r, req, is_msg)) != NULL)
 		return rd_refuse(
 		    r, req, req->is_sync ? 0 : req->size, refusal, why);
-	}
-	req->is_append = r->is_append;
-	r->lit_is_append = r->is_append;
-	if (r->is_append)
+	req->is_append = is_msg;
+	if (is_msg)
 		r->append_sum += req->size;
 	else
 		r->counted += (size_t)req->size;

@@ -1036,9 +1036,10 @@ run_reader(const struct imap_limits *l, const char *in, size_t inlen, char *out,
 			o += (size_t)snprintf(out + o, cap - o, "C<%.*s>",
 			    (int)n, (const char *)b);
 		} else if (rd == IMAP_READ_LITERAL)
-			o += (size_t)snprintf(out + o, cap - o, "L%llu%s%s",
+			o += (size_t)snprintf(out + o, cap - o, "L%llu%s%s%s",
 			    (unsigned long long)req.size,
-			    req.is_sync ? "s" : "n", req.is_binary ? "8" : "");
+			    req.is_sync ? "s" : "n", req.is_binary ? "8" : "",
+			    req.is_append ? "m" : "");
 		else if (rd == IMAP_READ_REFUSED) {
 			struct span t = imap_reader_tag(r);
 
@@ -1068,7 +1069,16 @@ static const struct {
     {"a LOGIN \"{5}\" x\r\n", "C<a LOGIN \"{5}\" x>"},
     {"a LOGIN \"x {5}\r\n", "C<a LOGIN \"x {5}>"},
     {"a LOGIN \"x\\\" {5}\"\r\n", "C<a LOGIN \"x\\\" {5}\">"},
-    {"a APPEND x ~{3}\r\nabc\r\n", "L3s8C<a APPEND x ~{3}\r\nabc>"},
+    {"a APPEND x ~{3}\r\nabc\r\n", "L3s8mC<a APPEND x ~{3}\r\nabc>"},
+    /* APPEND's mailbox as a literal is a name, not a message */
+    {"a APPEND {5}\r\nDraft {3}\r\nabc\r\n",
+        "L5sL3smC<a APPEND {5}\r\nDraft {3}\r\nabc>"},
+    {"a UID APPEND {5}\r\nDraft\r\n", "L5sC<a UID APPEND {5}\r\nDraft>"},
+    {"a APPEND {60000}\r\n", "Ra<[TOOBIG] literal too large>/0"},
+    /* RFC 7888 has "{N+}" only */
+    {"a LOGIN {3-}\r\n", "Ra<bad literal size>/0"},
+    {"a LOGIN {+}\r\n", "Ra<bad literal size>/0"},
+    {"a LOGIN x{3}\r\nabc\r\n", "L3sC<a LOGIN x{3}\r\nabc>"},
     /* too large, synchronising: the client sends nothing more */
     {"a LOGIN {9000}\r\nb NOOP\r\n",
         "Ra<[TOOBIG] literal too large>/0C<b NOOP>"},
@@ -1152,7 +1162,7 @@ test_reader_skip(void **state)
 	o = (size_t)sprintf(in, "a APPEND x {10}\r\n0123456789 {10}\r\n");
 	run_reader(&lim, in, o, out, sizeof(out), false);
 	assert_string_equal(
-	    out, "L10sRa<[TOOBIG] messages too large in total>/0");
+	    out, "L10smRa<[TOOBIG] messages too large in total>/0");
 	/* NUL and CR in a line */
 	setup_limits();
 	run_reader(&lim, "a N\0OP\r\nb NOOP\r\n", 16, out, sizeof(out), false);
@@ -1212,6 +1222,17 @@ test_reader_parse(void **state)
 	    IMAP_READ_LITERAL);
 	assert_true(req.is_append);
 	assert_false(req.is_sync);
+	imap_reader_reset(r);
+	assert_int_equal(
+	    imap_reader_line(
+	        r, (const uint8_t *)"t3 LOGIN {99999}", 16, &req, &why),
+	    IMAP_READ_REFUSED);
+	assert_true(req.is_toobig);
+	assert_int_equal(req.size, 0);
+	assert_int_equal(imap_reader_line(r, (const uint8_t *)"t4 LOGIN {3x}",
+	                     13, &req, &why),
+	    IMAP_READ_REFUSED);
+	assert_false(req.is_toobig);
 	imap_reader_free(&r);
 }
 
