@@ -33,7 +33,9 @@ struct imap_limits {
 	uint64_t max_append;       /* one APPEND message (APPENDLIMIT) */
 	uint64_t max_append_total; /* all messages of one MULTIAPPEND */
 	/* A non-synchronising literal over this is refused [TOOBIG]: 4096
-	 * under LITERAL- (RFC 7888 section 5), 0 for no extra limit. */
+	 * under LITERAL- (RFC 7888 section 5), 0 for no extra limit.  Both
+	 * LITERAL+ and LITERAL- clients write "{N+}"; RFC 7888 defines no
+	 * "{N-}", which is refused as a bad literal. */
 	uint64_t max_nonsync;
 	unsigned max_depth;  /* nesting of parenthesised lists (default 8) */
 	unsigned max_items;  /* atoms, list items, search keys (default 1000)*/
@@ -138,8 +140,10 @@ bool imap_is_done(const uint8_t *line, size_t len);
 /* ---- values ----------------------------------------------------------- */
 
 /* A string argument: quoted strings are unescaped into the arena;
- * atoms and literals are views into the framed command.  p is NUL
- * terminated in neither case; is_nil for NIL in an nstring. */
+ * atoms and literals are views into the framed command.  p is not NUL
+ * terminated; is_nil for NIL in an nstring.  Quoted strings may carry
+ * 8-bit bytes (clients send UTF-8 there; RFC 9051 allows it), never
+ * CR, LF or NUL; a literal never NUL (literal8 may). */
 struct imap_str {
 	const char *p;
 	size_t len;
@@ -365,7 +369,7 @@ struct imap_fetch_sec {
 	struct imap_str *fields; /* HEADER.FIELDS (.NOT) */
 	size_t nfields;
 	bool has_partial;
-	uint32_t offset, length; /* <offset.length>, length > 0 */
+	uint64_t offset, length; /* <offset.length>, length > 0 */
 	struct imap_fetch_sec *next;
 };
 

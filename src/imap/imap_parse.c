@@ -1356,11 +1356,27 @@ range_resolve(struct imap_range r, uint32_t max, uint32_t *lo, uint32_t *hi)
 bool
 imap_seqset_contains(const struct imap_seqset *s, uint32_t x, uint32_t max)
 {
-	uint32_t lo, hi;
+	size_t lo = 0, hi = s->n, i;
+	uint32_t a, b;
 
-	for (size_t i = 0; i < s->n; i++) {
-		range_resolve(s->r[i], max, &lo, &hi);
-		if (x >= lo && x <= hi)
+	/* The ranges without '*' come first, sorted and disjoint: find the
+	 * last one starting at or below x (O(log n): SEARCH asks per
+	 * message). */
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->r[mid].hi != IMAP_SEQ_STAR && s->r[mid].lo <= x)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo > 0 && x <= s->r[lo - 1].hi)
+		return true;
+	for (i = lo; i < s->n; i++) {
+		if (s->r[i].hi != IMAP_SEQ_STAR)
+			continue;
+		range_resolve(s->r[i], max, &a, &b);
+		if (x >= a && x <= b)
 			return true;
 	}
 	return false;
@@ -1943,12 +1959,12 @@ section(struct ps *ps, struct imap_fetch_sec *f, bool partial_ok)
 		return 0;
 	if (!partial_ok)
 		return fail(ps, "partial not allowed here");
-	/* partial = "<" number "." nz-number ">" */
+	/* partial = "<" number64 "." nz-number64 ">" (RFC 9051: 63 bits) */
 	ps->p++;
 	f->has_partial = true;
-	if (number32(ps, &f->offset, false) < 0 ||
+	if (number64(ps, &f->offset, INT64_MAX) < 0 ||
 	    expect(ps, '.', "bad partial") < 0 ||
-	    number32(ps, &f->length, true) < 0 ||
+	    number64(ps, &f->length, INT64_MAX) < 0 || f->length == 0 ||
 	    expect(ps, '>', "bad partial") < 0)
 		return fail(ps, "bad partial");
 	return 0;
