@@ -113,6 +113,15 @@ enum imap_read imap_reader_line(struct imap_reader *, const uint8_t *line,
  * refused command's literal are counted and discarded.
  */
 size_t imap_reader_literal(struct imap_reader *, const uint8_t *, size_t);
+/*
+ * Right after IMAP_READ_LITERAL with req.is_append, before any byte is
+ * fed: the server takes the req.size message bytes itself (to a file:
+ * a large APPEND is never held in memory) and feeds the next line.
+ * The framed command marks the literal "{N!}" (no client can send that:
+ * it is refused as a bad literal) and imap_cmd_parse reports it as
+ * imap_str.is_external.  Returns 0, or -1 when not at that point.
+ */
+int imap_reader_literal_external(struct imap_reader *);
 /* Bytes of the current literal not fed yet (0 when a line is due). */
 uint64_t imap_reader_literal_left(const struct imap_reader *);
 
@@ -149,6 +158,11 @@ struct imap_str {
 	size_t len;
 	bool is_nil;
 	bool is_literal8; /* from "~{N}": may contain NUL */
+	/* An APPEND message the server took itself: len 0, p "", the
+	 * bytes are its external_index'th (from 0) in the command. */
+	bool is_external;
+	uint64_t external_size;
+	unsigned external_index;
 };
 
 /* A mailbox name: raw as sent, name as UTF-8 (modified UTF-7 decoded

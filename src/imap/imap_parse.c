@@ -142,7 +142,9 @@ struct imap_reader {
 	bool is_secret;      /* LOGIN / AUTHENTICATE: wipe on reset */
 	bool first_line_done;
 	size_t tag_len;
-	size_t mbox_at; /* APPEND: offset of the mailbox in the first line */
+	size_t mbox_at;  /* APPEND: offset of the mailbox in the first line */
+	size_t lit_at;   /* offset of the current literal's bytes */
+	bool lit_is_msg; /* the current literal is an APPEND message */
 	unsigned nlits;
 };
 
@@ -182,7 +184,7 @@ imap_reader_reset(struct imap_reader *r)
 	r->left = 0;
 	r->append_sum = 0;
 	r->counted = 0;
-	r->is_append = r->is_secret = false;
+	r->is_append = r->is_secret = r->lit_is_msg = false;
 	r->first_line_done = false;
 	r->tag_len = 0;
 	r->nlits = 0;
@@ -428,8 +430,10 @@ imap_reader_line(struct imap_reader *r, const uint8_t *line, size_t len,
 	else
 		r->counted += (size_t)req->size;
 	rd_append(r, (const uint8_t *)"\r\n", 2);
-	/* UNSAFE: size fits the limits checked above, all below SIZE_MAX. */
-	rd_reserve(r, (size_t)req->size);
+	/* Nothing is reserved for the bytes: the server may yet take a
+	 * message itself (imap_reader_literal_external). */
+	r->lit_at = r->len;
+	r->lit_is_msg = is_msg;
 	r->left = req->size;
 	r->state = r->left > 0 ? RD_LITERAL : RD_LINE;
 	return IMAP_READ_LITERAL;
@@ -449,6 +453,28 @@ imap_reader_literal(struct imap_reader *r, const uint8_t *p, size_t n)
 	if (r->left == 0)
 		r->state = r->state == RD_LITERAL ? RD_LINE : RD_SKIP_LINE;
 	return take;
+}
+
+int
+imap_reader_literal_external(struct imap_reader *r)
+{
+	size_t n;
+
+	if (!r->lit_is_msg || r->len != r->lit_at ||
+	    (r->state != RD_LITERAL && r->state != RD_LINE))
+		return -1;
+	/* UNSAFE: the buffer ends in the announcement "...{N}" or "{N+}"
+	 * and its CRLF, appended by imap_reader_line. */
+	n = r->len - 2;
+	n -= r->buf[n - 1] == '}';
+	n -= r->buf[n - 1] == '+';
+	r->len = n;
+	rd_append(r, (const uint8_t *)"!}\r\n", 4);
+	r->lit_at = r->len;
+	r->lit_is_msg = false;
+	r->left = 0;
+	r->state = RD_LINE;
+	return 0;
 }
 
 uint64_t
@@ -750,6 +776,7 @@ struct ps {
 	struct imap_arena *a;
 	const char *why;
 	unsigned depth, items;
+	unsigned nexternal; /* external literals seen */
 };
 
 static int
@@ -959,10 +986,22 @@ literal(struct ps *ps, struct imap_str *out, bool allow8)
 		return -1;
 	if (peek(ps) == '+')
 		ps->p++;
+	else if (peek(ps) == '!' && allow8) {
+		/* The reader's mark of a message the server holds itself
+		 * (imap_reader_literal_external): no bytes follow. */
+		ps->p++;
+		out->p = "";
+		out->is_external = true;
+		out->is_literal8 = is8;
+		out->external_size = n;
+		out->external_index = ps->nexternal++;
+	}
 	if (expect(ps, '}', "bad literal") < 0 ||
 	    expect(ps, '\r', "literal not at end of line") < 0 ||
 	    expect(ps, '\n', "literal not at end of line") < 0)
 		return -1;
+	if (out->is_external)
+		return item(ps);
 	if (n > (uint64_t)(ps->end - ps->p))
 		return fail(ps, "literal shorter than announced");
 	out->p = (const char *)ps->p;
@@ -1330,7 +1369,7 @@ imap_seqset_parse(const char *str, size_t len, unsigned max_ranges,
 	struct imap_limits l;
 	struct imap_parse_opts o = {&l, false};
 	struct ps ps = {(const uint8_t *)str, (const uint8_t *)str + len, &o,
-	    &l, a, NULL, 0, 0};
+	    &l, a, NULL, 0, 0, 0};
 
 	imap_limits_default(&l);
 	l.max_ranges = max_ranges;
@@ -1634,7 +1673,7 @@ skey_arg(struct ps *ps, struct imap_skey *k, enum sarg arg)
 	case SA_KEYWORD:
 		if (atom(ps, &s) < 0)
 			return fail(ps, "bad keyword");
-		k->str = (struct imap_str){s.p, s.len, false, false};
+		k->str = (struct imap_str){.p = s.p, .len = s.len};
 		return 0;
 	case SA_NONE:
 		break;
@@ -2712,7 +2751,7 @@ int
 imap_cmd_parse(const uint8_t *buf, size_t len, const struct imap_parse_opts *o,
     struct imap_arena *a, struct imap_cmd *out, const char **why)
 {
-	struct ps ps = {buf, buf + len, o, o->limits, a, NULL, 0, 0};
+	struct ps ps = {buf, buf + len, o, o->limits, a, NULL, 0, 0, 0};
 	struct span name;
 	size_t i;
 

@@ -210,6 +210,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		enum imap_read rd =
 		    imap_reader_line(r, data + i, n, &req, &why);
 		i += n + (eol ? 2 : 0);
+		/* Now and then the "server" takes a message itself. */
+		if (rd == IMAP_READ_LITERAL && req.is_append && (n & 1) &&
+		    imap_reader_literal_external(r) == 0)
+			i += req.size < size - i ? (size_t)req.size : size - i;
 		if (rd == IMAP_READ_REFUSED) {
 			struct span t = imap_reader_tag(r);
 

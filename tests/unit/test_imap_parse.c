@@ -1237,6 +1237,75 @@ test_reader_parse(void **state)
 	imap_reader_free(&r);
 }
 
+/* A large APPEND taken by the server: the reader keeps no message bytes
+ * and the parser reports where the message was. */
+static void
+test_reader_external(void **state)
+{
+	struct imap_reader *r;
+	struct imap_literal_req req;
+	struct imap_parse_opts o = {&lim, false};
+	const struct imap_append_msg *m;
+	const uint8_t *b;
+	size_t n;
+	const char *why;
+
+	(void)state;
+	setup_limits();
+	r = imap_reader_new(&lim);
+	assert_int_equal(imap_reader_line(r, (const uint8_t *)"t APPEND {3}",
+	                     12, &req, &why),
+	    IMAP_READ_LITERAL);
+	assert_false(req.is_append);
+	/* Not a message: the mailbox name stays in the command. */
+	assert_int_equal(imap_reader_literal_external(r), -1);
+	assert_int_equal(imap_reader_literal(r, (const uint8_t *)"box", 3), 3);
+	assert_int_equal(
+	    imap_reader_line(
+	        r, (const uint8_t *)" (\\Seen) {40000000+}", 20, &req, &why),
+	    IMAP_READ_LITERAL);
+	assert_true(req.is_append);
+	assert_int_equal(imap_reader_literal_external(r), 0);
+	assert_int_equal(imap_reader_literal_left(r), 0);
+	assert_int_equal(imap_reader_literal_external(r), -1);
+	assert_int_equal(
+	    imap_reader_line(r, (const uint8_t *)" ~{2}", 5, &req, &why),
+	    IMAP_READ_LITERAL);
+	assert_int_equal(imap_reader_literal_external(r), 0);
+	assert_int_equal(
+	    imap_reader_line(r, (const uint8_t *)" {2}", 4, &req, &why),
+	    IMAP_READ_LITERAL);
+	assert_int_equal(imap_reader_literal(r, (const uint8_t *)"hi", 2), 2);
+	/* Once bytes were fed, it is too late. */
+	assert_int_equal(imap_reader_literal_external(r), -1);
+	assert_int_equal(
+	    imap_reader_line(r, (const uint8_t *)"", 0, &req, &why),
+	    IMAP_READ_COMMAND);
+	imap_reader_command(r, &b, &n);
+	assert_int_equal(n, strlen("t APPEND {3}\r\nbox (\\Seen) {40000000!}"
+	                           "\r\n ~{2!}\r\n {2}\r\nhi"));
+	assert_memory_equal(b,
+	    "t APPEND {3}\r\nbox (\\Seen) {40000000!}\r\n ~{2!}\r\n {2}\r\nhi",
+	    n);
+	imap_arena_reset(arena);
+	assert_int_equal(imap_cmd_parse(b, n, &o, arena, &cmd, &why), 0);
+	assert_int_equal(cmd.u.append.nmsgs, 3);
+	m = cmd.u.append.msgs;
+	assert_true(m->data.is_external);
+	assert_int_equal(m->data.len, 0);
+	assert_true(m->data.external_size == 40000000);
+	assert_int_equal(m->data.external_index, 0);
+	m = m->next;
+	assert_true(m->data.is_external && m->data.is_literal8);
+	assert_int_equal(m->data.external_index, 1);
+	m = m->next;
+	assert_false(m->data.is_external);
+	assert_memory_equal(m->data.p, "hi", 2);
+	imap_reader_free(&r);
+	/* Only a message may be external. */
+	assert_int_equal(parse("a LOGIN {3!}\r\n x", &why), -1);
+}
+
 int
 run_imap_parse_tests(void)
 {
@@ -1261,6 +1330,7 @@ run_imap_parse_tests(void)
 	    cmocka_unit_test(test_reader),
 	    cmocka_unit_test(test_reader_skip),
 	    cmocka_unit_test(test_reader_parse),
+	    cmocka_unit_test(test_reader_external),
 	};
 	int rc = cmocka_run_group_tests_name("imap_parse", tests, NULL, NULL);
 
