@@ -416,6 +416,7 @@ struct imap_append_msg {
 	bool has_date;
 	struct imap_datetime date;
 	struct imap_str data; /* the literal */
+	bool is_utf8; /* UTF8 (~{N}) of UTF8=ACCEPT (RFC 6855 section 4) */
 	struct imap_append_msg *next;
 };
 

@@ -2198,6 +2198,23 @@ cmd_expunge(struct ps *ps, struct imap_cmd *c)
 
 /* ---- APPEND -------------------------------------------------------------- */
 
+/* [flag-list SP] [date-time SP] of one message */
+static int
+append_opts(struct ps *ps, struct imap_append_msg *m)
+{
+	if (peek(ps) == '(') {
+		m->has_flags = true;
+		if (flag_list(ps, &m->flags) < 0 || sp(ps) < 0)
+			return -1;
+	}
+	if (peek(ps) == '"') {
+		m->has_date = true;
+		if (date_time(ps, &m->date) < 0 || sp(ps) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 static int
 cmd_append(struct ps *ps, struct imap_cmd *c)
 {
@@ -2210,22 +2227,21 @@ cmd_append(struct ps *ps, struct imap_cmd *c)
 	do {
 		struct imap_append_msg *m = ps_alloc(ps, 1, sizeof(*m));
 
-		if (m == NULL || sp(ps) < 0)
+		if (m == NULL || sp(ps) < 0 || append_opts(ps, m) < 0)
 			return -1;
-		if (peek(ps) == '(') {
-			m->has_flags = true;
-			if (flag_list(ps, &m->flags) < 0 || sp(ps) < 0)
+		/* utf8-literal = "UTF8" SP "(" literal8 ")" (RFC 6855 4) */
+		if (word(ps, "UTF8")) {
+			m->is_utf8 = true;
+			if (sp(ps) < 0 || open_list(ps) < 0)
 				return -1;
-		}
-		if (peek(ps) == '"') {
-			m->has_date = true;
-			if (date_time(ps, &m->date) < 0 || sp(ps) < 0)
-				return -1;
+			if (peek(ps) != '~')
+				return fail(ps, "UTF8 needs a literal8");
 		}
 		if (peek(ps) != '{' && peek(ps) != '~')
 			return fail(
 			    ps, "APPEND needs the message as a literal");
-		if (literal(ps, &m->data, true) < 0)
+		if (literal(ps, &m->data, true) < 0 ||
+		    (m->is_utf8 && close_list(ps) < 0))
 			return -1;
 		*tail = m;
 		tail = &m->next;
