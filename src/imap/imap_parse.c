@@ -199,7 +199,7 @@ rd_reserve(struct imap_reader *r, size_t n)
 	if (want <= r->cap)
 		return;
 	while (cap < want)
-		cap *= 2;
+		cap = cap > SIZE_MAX / 2 ? want : cap * 2;
 	r->buf = xreallocarray(r->buf, cap, 1);
 	r->cap = cap;
 }
