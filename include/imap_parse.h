@@ -68,10 +68,11 @@ enum imap_read {
 	 * imap_reader_literal, then the next line. */
 	IMAP_READ_LITERAL,
 	/* The command is refused (why): reply "tag BAD why" (tag from
-	 * imap_reader_tag, "*" when empty).  When req.size > 0 the client
-	 * sends those bytes anyway (non-synchronising literal): feed them
-	 * to imap_reader_literal (discarded) and the lines after them (each
-	 * returns IMAP_READ_DISCARD) until IMAP_READ_DISCARDED.  When
+	 * imap_reader_tag, "*" when empty; NO suits an APPEND message the
+	 * server will not store, as the session decides).  When req.size > 0
+	 * the client sends those bytes anyway (non-synchronising literal): feed
+	 * them to imap_reader_literal (discarded) and the lines after them
+	 * (each returns IMAP_READ_DISCARD) until IMAP_READ_DISCARDED.  When
 	 * req.size == 0 the reader is ready for the next command. */
 	IMAP_READ_REFUSED,
 	/* A line of a refused command was discarded; req.size bytes of a
