@@ -73,7 +73,8 @@ enum imap_read {
 	 * the client sends those bytes anyway (non-synchronising literal): feed
 	 * them to imap_reader_literal (discarded) and the lines after them
 	 * (each returns IMAP_READ_DISCARD) until IMAP_READ_DISCARDED.  When
-	 * req.size == 0 the reader is ready for the next command. */
+	 * req.size == 0 the reader is ready for the next command.  (A
+	 * session may close instead of discarding a huge announcement.) */
 	IMAP_READ_REFUSED,
 	/* A line of a refused command was discarded; req.size bytes of a
 	 * further non-synchronising literal follow (0: a line follows). */

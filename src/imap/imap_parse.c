@@ -351,11 +351,11 @@ static enum imap_read
 rd_skip_line(struct imap_reader *r, const uint8_t *line, size_t len,
     struct imap_literal_req *req)
 {
+	size_t open;
+
 	memset(req, 0, sizeof(*req));
 	/* A synchronising literal waits for "+", which a refused command
 	 * never gets: the client gives it up there. */
-	size_t open;
-
 	if (rd_trailing_literal(line, len, req, &open) == 1 && !req->is_sync) {
 		r->state = RD_SKIP_LITERAL;
 		r->left = req->size;
