@@ -30,5 +30,6 @@ int run_worker_tests(void);
 int run_mailbox_tests(void);
 int run_committer_tests(void);
 int run_core_tests(void);
+int run_imap_parse_tests(void);
 
 #endif

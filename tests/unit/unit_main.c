@@ -27,5 +27,6 @@ main(void)
 	failed += run_mailbox_tests();
 	failed += run_committer_tests();
 	failed += run_core_tests();
+	failed += run_imap_parse_tests();
 	return failed != 0;
 }
