@@ -1,0 +1,315 @@
+/*
+ * RFC 5322 address lists for IMAP ENVELOPE (RFC 3501 7.4.2): groups,
+ * display names, quoted strings, comments (a comment names an address
+ * that has no display name), obsolete routes, and broken input read the
+ * way Dovecot reads it (a missing local part or domain becomes
+ * MISSING_MAILBOX / MISSING_DOMAIN).  Pure; every loop consumes input,
+ * and every string is bounded by MIME_MAX_VALUE.
+ */
+#include <string.h>
+
+#include "buf.h"
+#include "mime.h"
+#include "mime_priv.h"
+
+struct ap {
+	const char *p, *e;
+	struct buf comment; /* the last comment's text */
+};
+
+static void
+skip_ws(struct ap *a)
+{
+	while (a->p < a->e) {
+		char ch = *a->p;
+
+		if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
+			a->p++;
+		} else if (ch == '(') {
+			int depth = 0;
+
+			buf_reset(&a->comment);
+			for (; a->p < a->e; a->p++) {
+				if (*a->p == '\\' && a->p + 1 < a->e) {
+					a->p++;
+					(void)buf_putc(&a->comment, (uint8_t)*a->p);
+					continue;
+				}
+				if (*a->p == '(' && depth++ == 0)
+					continue;
+				if (*a->p == ')' && --depth == 0)
+					break;
+				if (*a->p != '\r' && *a->p != '\n')
+					(void)buf_putc(&a->comment, (uint8_t)*a->p);
+			}
+			if (a->p < a->e)
+				a->p++;
+		} else {
+			break;
+		}
+	}
+}
+
+static bool
+is_atext(unsigned char ch)
+{
+	/* 8-bit bytes are atext: raw UTF-8 names are common */
+	return ch > 32 && ch != 127 && strchr("()<>[]:;@\\,\"", ch) == NULL;
+}
+
+/* One word: an atom (dots included, obs-phrase) or a quoted string,
+ * unquoted.  Returns false when none is here. */
+static bool
+word(struct ap *a, struct buf *out)
+{
+	if (a->p < a->e && *a->p == '"') {
+		for (a->p++; a->p < a->e && *a->p != '"'; a->p++) {
+			if (*a->p == '\\' && a->p + 1 < a->e)
+				a->p++;
+			else if (*a->p == '\r' || *a->p == '\n')
+				continue;
+			(void)buf_putc(out, (uint8_t)*a->p);
+		}
+		if (a->p < a->e)
+			a->p++;
+		return true;
+	}
+	if (a->p >= a->e || !is_atext((unsigned char)*a->p))
+		return false;
+	while (a->p < a->e && is_atext((unsigned char)*a->p))
+		(void)buf_putc(out, (uint8_t)*a->p++);
+	return true;
+}
+
+/* Words separated by whitespace, joined with one space. */
+static size_t
+phrase(struct ap *a, struct buf *out)
+{
+	size_t n = 0;
+
+	for (;;) {
+		skip_ws(a);
+		if (a->p >= a->e || (*a->p != '"' && !is_atext((unsigned char)*a->p)))
+			return n;
+		if (n++ > 0)
+			(void)buf_putc(out, ' ');
+		(void)word(a, out);
+	}
+}
+
+/* local-part "@" domain; the local part may already be in local. */
+static void
+domain(struct ap *a, struct buf *out)
+{
+	skip_ws(a);
+	for (;;) {
+		if (a->p < a->e && *a->p == '[') {
+			while (a->p < a->e && *a->p != ']') {
+				if (*a->p != '\r' && *a->p != '\n')
+					(void)buf_putc(out, (uint8_t)*a->p);
+				a->p++;
+			}
+			if (a->p < a->e)
+				(void)buf_putc(out, (uint8_t)*a->p++);
+		} else if (!word(a, out)) {
+			return;
+		}
+		skip_ws(a);
+		if (a->p >= a->e || *a->p != '.')
+			return;
+		(void)buf_putc(out, (uint8_t)*a->p++);
+		skip_ws(a);
+	}
+}
+
+static void
+local_part(struct ap *a, struct buf *out)
+{
+	for (;;) {
+		skip_ws(a);
+		if (!word(a, out))
+			return;
+		skip_ws(a);
+		if (a->p >= a->e || *a->p != '.')
+			return;
+		(void)buf_putc(out, (uint8_t)*a->p++);
+	}
+}
+
+struct one {
+	struct buf name, route, mbox, host;
+};
+
+static int
+emit(struct buf *o, const struct one *x, bool *first)
+{
+	int rc = 0;
+
+	if (*first)
+		rc |= buf_putc(o, '(');
+	*first = false;
+	rc |= buf_putc(o, '(');
+	rc |= mime_imap_nstring(o,
+	    x->name.len ? (const char *)x->name.data : NULL, x->name.len);
+	rc |= buf_putc(o, ' ');
+	rc |= mime_imap_nstring(o,
+	    x->route.len ? (const char *)x->route.data : NULL, x->route.len);
+	rc |= buf_putc(o, ' ');
+	if (x->mbox.len)
+		rc |= mime_imap_nstring(o, (const char *)x->mbox.data, x->mbox.len);
+	else
+		rc |= buf_append(o, "\"MISSING_MAILBOX\"", 17);
+	rc |= buf_putc(o, ' ');
+	if (x->host.len)
+		rc |= mime_imap_nstring(o, (const char *)x->host.data, x->host.len);
+	else
+		rc |= buf_append(o, "\"MISSING_DOMAIN\"", 16);
+	rc |= buf_putc(o, ')');
+	return rc ? -1 : 0;
+}
+
+static void
+one_reset(struct one *x)
+{
+	buf_reset(&x->name);
+	buf_reset(&x->route);
+	buf_reset(&x->mbox);
+	buf_reset(&x->host);
+}
+
+/* "<" [route ":"] addr-spec ">" (RFC 5322 3.4, obs-route 4.4). */
+static void
+angle(struct ap *a, struct one *x)
+{
+	a->p++;
+	skip_ws(a);
+	while (a->p < a->e && (*a->p == '@' || *a->p == ',')) {
+		if (*a->p == ',') {
+			a->p++;
+			skip_ws(a);
+			continue;
+		}
+		if (x->route.len)
+			(void)buf_putc(&x->route, ',');
+		(void)buf_putc(&x->route, (uint8_t)*a->p++);
+		domain(a, &x->route);
+	}
+	if (a->p < a->e && *a->p == ':') {
+		a->p++;
+	} else if (x->route.len > 0) {
+		buf_reset(&x->route); /* not a route after all */
+	}
+	local_part(a, &x->mbox);
+	skip_ws(a);
+	if (a->p < a->e && *a->p == '@') {
+		a->p++;
+		domain(a, &x->host);
+	}
+	while (a->p < a->e && *a->p != '>' && *a->p != ',' && *a->p != ';')
+		a->p++; /* junk inside the brackets */
+	if (a->p < a->e && *a->p == '>')
+		a->p++;
+}
+
+/* One mailbox (name-addr or addr-spec).  false when no progress. */
+static bool
+mailbox(struct ap *a, struct one *x, bool *is_group)
+{
+	const char *start = a->p;
+
+	one_reset(x);
+	buf_reset(&a->comment);
+	*is_group = false;
+	(void)phrase(a, &x->name);
+	skip_ws(a);
+	if (a->p < a->e && *a->p == ':') {
+		*is_group = true;
+		a->p++;
+		return true;
+	}
+	if (a->p < a->e && *a->p == '<') {
+		angle(a, x);
+	} else {
+		/* addr-spec: what looked like a phrase was the local part;
+		 * a run of words without '@' is a bare local part */
+		struct buf tmp = x->name;
+
+		x->name = x->mbox;
+		x->mbox = tmp;
+		buf_reset(&x->name);
+		if (a->p < a->e && *a->p == '@') {
+			a->p++;
+			domain(a, &x->host);
+		}
+		skip_ws(a);
+		if (a->p < a->e && *a->p == '<') /* "a@b <c@d>": take c@d */
+			angle(a, x);
+	}
+	skip_ws(a);
+	if (x->name.len == 0 && a->comment.len > 0)
+		(void)buf_append(&x->name, a->comment.data, a->comment.len);
+	return a->p != start;
+}
+
+int
+mime_imap_addresses(struct span v, struct buf *o)
+{
+	struct ap a = {v.p, v.p + v.len, {NULL, 0, 0, 0}};
+	struct one x;
+	bool first = true, in_group = false, grp;
+	int rc = 0;
+
+	buf_init(&a.comment, MIME_MAX_VALUE);
+	buf_init(&x.name, MIME_MAX_VALUE);
+	buf_init(&x.route, MIME_MAX_VALUE);
+	buf_init(&x.mbox, MIME_MAX_VALUE);
+	buf_init(&x.host, MIME_MAX_VALUE);
+	while (rc == 0) {
+		skip_ws(&a);
+		if (a.p >= a.e)
+			break;
+		if (*a.p == ',') {
+			a.p++;
+			continue;
+		}
+		if (*a.p == ';') {
+			a.p++;
+			if (in_group)
+				rc = buf_append(o, "(NIL NIL NIL NIL)", 17);
+			in_group = false;
+			continue;
+		}
+		if (!mailbox(&a, &x, &grp)) {
+			a.p++; /* a stray special: skip it */
+			continue;
+		}
+		if (grp) {
+			if (in_group) /* nested group: close the first */
+				rc |= buf_append(o, "(NIL NIL NIL NIL)", 17);
+			if (first)
+				rc |= buf_putc(o, '(');
+			first = false;
+			rc |= buf_append(o, "(NIL NIL ", 9);
+			rc |= mime_imap_nstring(o,
+			    x.name.len ? (const char *)x.name.data : "",
+			    x.name.len);
+			rc |= buf_append(o, " NIL)", 5);
+			in_group = true;
+			continue;
+		}
+		if (x.mbox.len == 0 && x.host.len == 0 && x.route.len == 0 &&
+		    x.name.len == 0)
+			continue;
+		rc = emit(o, &x, &first);
+	}
+	if (rc == 0 && in_group)
+		rc = buf_append(o, "(NIL NIL NIL NIL)", 17);
+	if (rc == 0)
+		rc = first ? buf_append(o, "NIL", 3) : buf_putc(o, ')');
+	buf_release(&a.comment);
+	buf_release(&x.name);
+	buf_release(&x.route);
+	buf_release(&x.mbox);
+	buf_release(&x.host);
+	return rc ? -1 : 0;
+}
