@@ -50,15 +50,16 @@ enum mime_kind {
 };
 
 /* msg->flags: why the tree is not the whole story. */
-#define MIME_F_LIMIT 0x01        /* a limit was hit; the rest is opaque */
-#define MIME_F_NO_END 0x02       /* a multipart lacked its close delimiter */
-#define MIME_F_NO_BOUNDARY 0x04  /* multipart without boundary= (leaf) */
-#define MIME_F_HEADER_CUT 0x08   /* a header ran to the end of its part */
-#define MIME_F_NUL 0x10          /* NUL bytes present */
+#define MIME_F_LIMIT 0x01       /* a limit was hit; the rest is opaque */
+#define MIME_F_NO_END 0x02      /* a multipart lacked its close delimiter */
+#define MIME_F_NO_BOUNDARY 0x04 /* multipart without boundary= (leaf) */
+#define MIME_F_HEADER_CUT 0x08  /* a header ran to the end of its part */
+#define MIME_F_NUL 0x10         /* NUL bytes present */
 
 /* part->pflags */
-#define MIME_PF_DIGEST 0x01 /* child of multipart/digest: default type
-                               is message/rfc822 */
+#define MIME_PF_DIGEST                                                         \
+	0x01                   /* child of multipart/digest: default type      \
+	                          is message/rfc822 */
 #define MIME_PF_HDR_LIMIT 0x02 /* field scan stopped at a header limit */
 
 /*
@@ -114,16 +115,16 @@ bool mime_field_next(
     const uint8_t *h, size_t len, size_t *pos, struct mime_field *out);
 /* First field called name (case-insensitive) in the part's scanned header
  * range; true and *value_out, else false. */
-bool mime_header_get(const struct mime_msg *, uint32_t part,
-    const char *name, struct span *value_out);
+bool mime_header_get(const struct mime_msg *, uint32_t part, const char *name,
+    struct span *value_out);
 /* Appends v without folding (CR and LF removed).  -1 when b is full. */
 int mime_unfold(struct span v, struct buf *b);
 
 /* ---- Content-Type and friends (RFC 2045, 2231) ------------------------ */
 
 /* One parameter as it appears after RFC 2231 continuations are joined:
- * name (case kept) without the '*' markers, value joined (quotes removed), is_ext
- * when the value is charset'language'percent-encoded. */
+ * name (case kept) without the '*' markers, value joined (quotes removed),
+ * is_ext when the value is charset'language'percent-encoded. */
 struct mime_param {
 	char name[64];
 	char *value; /* NUL-terminated, belongs to the struct mime_params */
@@ -161,8 +162,8 @@ int mime_param_utf8(const struct mime_param *, struct buf *out);
 
 /* The effective type of a part (defaults applied: text/plain, or
  * message/rfc822 in a digest).  type/subtype: 64 bytes each. */
-void mime_part_type(const struct mime_msg *, uint32_t part, char *type,
-    char *subtype);
+void mime_part_type(
+    const struct mime_msg *, uint32_t part, char *type, char *subtype);
 
 /* ---- IMAP output (RFC 3501 7.4.2, RFC 9051 7.5.2) --------------------- */
 
@@ -199,14 +200,13 @@ struct mime_range {
  * A part that does not exist gives -1; the IMAP layer then returns an
  * empty string as RFC 3501 allows.
  */
-int mime_section(const struct mime_msg *, const uint32_t *path,
-    size_t npath, enum mime_section_kind, struct mime_range *out,
-    const char **why);
+int mime_section(const struct mime_msg *, const uint32_t *path, size_t npath,
+    enum mime_section_kind, struct mime_range *out, const char **why);
 /* Parses "1.2.3" (the numeric prefix of a section spec; stops at the
  * first non-numeric component like "HEADER" and says where in *used).
  * Returns the number of path parts, or -1 with *why. */
-int mime_section_path(const char *s, size_t len, uint32_t *path,
-    size_t maxpath, size_t *used, const char **why);
+int mime_section_path(const char *s, size_t len, uint32_t *path, size_t maxpath,
+    size_t *used, const char **why);
 
 /* ---- decoders (SEARCH, BINARY) --------------------------------------- */
 
@@ -220,9 +220,9 @@ enum mime_cte {
 };
 struct mime_decoder {
 	enum mime_cte cte;
-	uint32_t acc;       /* base64 bits, or pending QP bytes */
-	uint8_t nacc;       /* base64 sextets, or QP pending count */
-	uint8_t pend[80];   /* QP: trailing whitespace held until EOL */
+	uint32_t acc;     /* base64 bits, or pending QP bytes */
+	uint8_t nacc;     /* base64 sextets, or QP pending count */
+	uint8_t pend[80]; /* QP: trailing whitespace held until EOL */
 	size_t npend;
 	size_t bad;
 };

@@ -32,7 +32,8 @@ skip_ws(struct ap *a)
 			for (; a->p < a->e; a->p++) {
 				if (*a->p == '\\' && a->p + 1 < a->e) {
 					a->p++;
-					(void)buf_putc(&a->comment, (uint8_t)*a->p);
+					(void)buf_putc(
+					    &a->comment, (uint8_t)*a->p);
 					continue;
 				}
 				if (*a->p == '(' && depth++ == 0)
@@ -40,7 +41,8 @@ skip_ws(struct ap *a)
 				if (*a->p == ')' && --depth == 0)
 					break;
 				if (*a->p != '\r' && *a->p != '\n')
-					(void)buf_putc(&a->comment, (uint8_t)*a->p);
+					(void)buf_putc(
+					    &a->comment, (uint8_t)*a->p);
 			}
 			if (a->p < a->e)
 				a->p++;
@@ -89,7 +91,8 @@ phrase(struct ap *a, struct buf *out)
 
 	for (;;) {
 		skip_ws(a);
-		if (a->p >= a->e || (*a->p != '"' && !is_atext((unsigned char)*a->p)))
+		if (a->p >= a->e ||
+		    (*a->p != '"' && !is_atext((unsigned char)*a->p)))
 			return n;
 		if (n++ > 0)
 			(void)buf_putc(out, ' ');
@@ -149,19 +152,21 @@ emit(struct buf *o, const struct one *x, bool *first)
 		rc |= buf_putc(o, '(');
 	*first = false;
 	rc |= buf_putc(o, '(');
-	rc |= mime_imap_nstring(o,
-	    x->name.len ? (const char *)x->name.data : NULL, x->name.len);
+	rc |= mime_imap_nstring(
+	    o, x->name.len ? (const char *)x->name.data : NULL, x->name.len);
 	rc |= buf_putc(o, ' ');
-	rc |= mime_imap_nstring(o,
-	    x->route.len ? (const char *)x->route.data : NULL, x->route.len);
+	rc |= mime_imap_nstring(
+	    o, x->route.len ? (const char *)x->route.data : NULL, x->route.len);
 	rc |= buf_putc(o, ' ');
 	if (x->mbox.len)
-		rc |= mime_imap_nstring(o, (const char *)x->mbox.data, x->mbox.len);
+		rc |= mime_imap_nstring(
+		    o, (const char *)x->mbox.data, x->mbox.len);
 	else
 		rc |= buf_append(o, "\"MISSING_MAILBOX\"", 17);
 	rc |= buf_putc(o, ' ');
 	if (x->host.len)
-		rc |= mime_imap_nstring(o, (const char *)x->host.data, x->host.len);
+		rc |= mime_imap_nstring(
+		    o, (const char *)x->host.data, x->host.len);
 	else
 		rc |= buf_append(o, "\"MISSING_DOMAIN\"", 16);
 	rc |= buf_putc(o, ')');

@@ -83,9 +83,11 @@ qp_byte(struct mime_decoder *d, uint8_t ch, struct buf *out)
 	case 2:
 		d->nacc = 0;
 		if ((h = hexval(ch)) >= 0)
-			return buf_putc(out, (uint8_t)(hexval((int)d->acc) << 4 | h));
+			return buf_putc(
+			    out, (uint8_t)(hexval((int)d->acc) << 4 | h));
 		d->bad++;
-		if (buf_putc(out, '=') < 0 || buf_putc(out, (uint8_t)d->acc) < 0)
+		if (buf_putc(out, '=') < 0 ||
+		    buf_putc(out, (uint8_t)d->acc) < 0)
 			return -1;
 		return qp_byte(d, ch, out);
 	case 3:
@@ -273,10 +275,10 @@ utf8_len(const uint8_t *p, size_t n, uint32_t *cp)
 }
 
 /* Windows-1252 0x80-0x9F (0: undefined, kept as the C1 control). */
-static const uint16_t cp1252[32] = {0x20AC, 0, 0x201A, 0x0192, 0x201E,
-    0x2026, 0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0,
-    0x017D, 0, 0, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014,
-    0x02DC, 0x2122, 0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178};
+static const uint16_t cp1252[32] = {0x20AC, 0, 0x201A, 0x0192, 0x201E, 0x2026,
+    0x2020, 0x2021, 0x02C6, 0x2030, 0x0160, 0x2039, 0x0152, 0, 0x017D, 0, 0,
+    0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2013, 0x2014, 0x02DC, 0x2122,
+    0x0161, 0x203A, 0x0153, 0, 0x017E, 0x0178};
 
 static uint32_t
 latin9(uint8_t ch)
@@ -284,9 +286,8 @@ latin9(uint8_t ch)
 	static const struct {
 		uint8_t b;
 		uint16_t cp;
-	} d[] = {{0xA4, 0x20AC}, {0xA6, 0x0160}, {0xA8, 0x0161},
-	    {0xB4, 0x017D}, {0xB8, 0x017E}, {0xBC, 0x0152}, {0xBD, 0x0153},
-	    {0xBE, 0x0178}};
+	} d[] = {{0xA4, 0x20AC}, {0xA6, 0x0160}, {0xA8, 0x0161}, {0xB4, 0x017D},
+	    {0xB8, 0x017E}, {0xBC, 0x0152}, {0xBD, 0x0153}, {0xBE, 0x0178}};
 
 	for (size_t i = 0; i < sizeof(d) / sizeof(d[0]); i++)
 		if (d[i].b == ch)
@@ -333,7 +334,8 @@ via_iconv(const char *name, const uint8_t *in, size_t len, struct buf *out)
 
 		if (buf_append(out, tmp, sizeof(tmp) - ol) < 0)
 			rc = -1;
-		else if (r == (size_t)-1 && (errno == EILSEQ || errno == EINVAL)) {
+		else if (r == (size_t)-1 &&
+		         (errno == EILSEQ || errno == EINVAL)) {
 			/* an invalid or cut sequence: U+FFFD, skip a byte */
 			rc = put_utf8(out, 0xFFFD);
 			ip++;
@@ -371,7 +373,7 @@ mime_charset_to_utf8(
 		} else if (cs == CS_LATIN9) {
 			cp = latin9(in[i]);
 		} else if (cs == CS_1252 && in[i] >= 0x80 && in[i] < 0xA0 &&
-		    cp1252[in[i] - 0x80] != 0) {
+		           cp1252[in[i] - 0x80] != 0) {
 			cp = cp1252[in[i] - 0x80];
 		}
 		rc = cp < 0x80 ? buf_putc(out, (uint8_t)cp) : put_utf8(out, cp);
@@ -473,9 +475,10 @@ encoded_word(const char *p, size_t n, struct word *w, struct buf *out)
 			if (p[k] == '_')
 				(void)buf_putc(&w->bytes, ' ');
 			else if (p[k] == '=' && k + 2 < i &&
-			    (hi = hexval(p[k + 1])) >= 0 &&
-			    (lo = hexval(p[k + 2])) >= 0) {
-				(void)buf_putc(&w->bytes, (uint8_t)(hi << 4 | lo));
+			         (hi = hexval(p[k + 1])) >= 0 &&
+			         (lo = hexval(p[k + 2])) >= 0) {
+				(void)buf_putc(
+				    &w->bytes, (uint8_t)(hi << 4 | lo));
 				k += 2;
 			} else
 				(void)buf_putc(&w->bytes, (uint8_t)p[k]);
@@ -529,7 +532,7 @@ mime_decode_header(struct span v, struct buf *out)
 		nws = 0;
 		prev_word = false;
 		for (k = i; k < v.len && v.p[k] != ' ' && v.p[k] != '\t' &&
-		     v.p[k] != '\r' && v.p[k] != '\n';
+		            v.p[k] != '\r' && v.p[k] != '\n';
 		     k++)
 			if (k > i && v.p[k] == '=' && k + 1 < v.len &&
 			    v.p[k + 1] == '?')

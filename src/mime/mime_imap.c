@@ -44,7 +44,8 @@ mime_imap_nstring(struct buf *b, const char *s, size_t len)
 
 		if (ch == '\0')
 			continue;
-		if (!literal && (ch == '"' || ch == '\\') && buf_putc(b, '\\') < 0)
+		if (!literal && (ch == '"' || ch == '\\') &&
+		    buf_putc(b, '\\') < 0)
 			return -1;
 		if (buf_putc(b, (uint8_t)ch) < 0)
 			return -1;
@@ -54,8 +55,8 @@ mime_imap_nstring(struct buf *b, const char *s, size_t len)
 
 /* A header value as an nstring: NIL when absent, unfolded. */
 static int
-header_nstring(const struct mime_msg *m, uint32_t part, const char *name,
-    struct buf *o)
+header_nstring(
+    const struct mime_msg *m, uint32_t part, const char *name, struct buf *o)
 {
 	struct span v;
 	struct buf t;
@@ -65,7 +66,8 @@ header_nstring(const struct mime_msg *m, uint32_t part, const char *name,
 		return buf_append(o, "NIL", 3);
 	buf_init(&t, MIME_MAX_VALUE);
 	(void)mime_unfold(v, &t);
-	while (t.len > 0 && (t.data[t.len - 1] == ' ' || t.data[t.len - 1] == '\t'))
+	while (t.len > 0 &&
+	       (t.data[t.len - 1] == ' ' || t.data[t.len - 1] == '\t'))
 		t.len--;
 	rc = mime_imap_nstring(o, t.len ? (const char *)t.data : "", t.len);
 	buf_release(&t);
@@ -111,8 +113,8 @@ mime_imap_envelope(const struct mime_msg *m, uint32_t part, struct buf *o)
 		if (i > 0 && buf_putc(o, ' ') < 0)
 			return -1;
 		rc = f[i].kind == 0
-		    ? header_nstring(m, part, f[i].name, o)
-		    : address_field(m, part, f[i].name, f[i].kind == 2, o);
+		         ? header_nstring(m, part, f[i].name, o)
+		         : address_field(m, part, f[i].name, f[i].kind == 2, o);
 	}
 	return rc == 0 ? buf_putc(o, ')') : -1;
 }
@@ -154,8 +156,9 @@ put_params(struct buf *o, const struct mime_params *ps, bool add_charset)
 		rc |= mime_imap_nstring(o, ps->v[i].value, ps->v[i].value_len);
 	}
 	if (add_charset)
-		rc |= buf_append(o, ps->n ? " \"charset\" \"us-ascii\""
-		                          : "\"charset\" \"us-ascii\"",
+		rc |= buf_append(o,
+		    ps->n ? " \"charset\" \"us-ascii\""
+		          : "\"charset\" \"us-ascii\"",
 		    ps->n ? 21 : 20);
 	rc |= buf_putc(o, ')');
 	return rc ? -1 : 0;
@@ -271,8 +274,8 @@ ctype_get(const struct mime_msg *m, uint32_t part, struct ctype *ct)
 }
 
 static int
-body_multipart(const struct mime_msg *m, uint32_t part, bool ext,
-    struct buf *o, struct ctype *ct)
+body_multipart(const struct mime_msg *m, uint32_t part, bool ext, struct buf *o,
+    struct ctype *ct)
 {
 	const struct mime_part *pt = &m->parts[part];
 	int rc = buf_putc(o, '(');
@@ -315,8 +318,8 @@ put_encoding(const struct mime_msg *m, uint32_t part, struct buf *o)
 }
 
 static int
-body_single(const struct mime_msg *m, uint32_t part, bool ext,
-    struct buf *o, struct ctype *ct)
+body_single(const struct mime_msg *m, uint32_t part, bool ext, struct buf *o,
+    struct ctype *ct)
 {
 	const struct mime_part *pt = &m->parts[part];
 	bool is_text = strcmp(ct->type, "text") == 0;
@@ -365,9 +368,9 @@ body(const struct mime_msg *m, uint32_t part, bool ext, struct buf *o)
 		rc = body_multipart(m, part, ext, o, &ct);
 	} else {
 		bool container = strcmp(ct.type, "multipart") == 0 ||
-		    (strcmp(ct.type, "message") == 0 &&
-		        (strcmp(ct.sub, "rfc822") == 0 ||
-		            strcmp(ct.sub, "global") == 0));
+		                 (strcmp(ct.type, "message") == 0 &&
+		                     (strcmp(ct.sub, "rfc822") == 0 ||
+		                         strcmp(ct.sub, "global") == 0));
 
 		if (container && m->parts[part].kind == MIME_KIND_LEAF) {
 			/* a container left unparsed (no boundary, encoded, a
@@ -522,8 +525,8 @@ mime_section_path(const char *s, size_t len, uint32_t *path, size_t maxpath,
 			return -1;
 		}
 		if (i < len)
-			i++; /* the dot */
-		if (i == len && s[i - 1] == '.') {
+			i++; /* the dot: a number or a section name follows */
+		if (s[i - 1] == '.' && (i == len || s[i] == '.')) {
 			*why = "bad section";
 			return -1;
 		}

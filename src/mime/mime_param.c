@@ -132,7 +132,7 @@ parse_raw(struct cur *c, struct raw *r)
 		if (q < e && isdigit((unsigned char)*q)) {
 			r->section = 0;
 			while (q < e && isdigit((unsigned char)*q) &&
-			    r->section < 100000)
+			       r->section < 100000)
 				r->section = r->section * 10 + (*q++ - '0');
 			if (q < e && *q == '*')
 				r->encoded = true, q++;
@@ -157,7 +157,7 @@ parse_raw(struct cur *c, struct raw *r)
 		/* tolerant: anything up to ';' or whitespace */
 		r->val.p = c->p;
 		while (c->p < c->e && *c->p != ';' && *c->p != ' ' &&
-		    *c->p != '\t' && *c->p != '\r' && *c->p != '\n')
+		       *c->p != '\t' && *c->p != '\r' && *c->p != '\n')
 			c->p++;
 		r->val.len = (size_t)(c->p - r->val.p);
 	}
@@ -186,8 +186,7 @@ add_param(struct mime_params *ps, struct span name, struct buf *v, bool ext)
 /* RFC 2231 3-4: sections 0..N joined in order (to the first gap); the
  * result is extended when section 0 (or the lone value) is. */
 static void
-merge(struct mime_params *ps, struct raw *raws, size_t n, bool *done,
-    size_t i)
+merge(struct mime_params *ps, struct raw *raws, size_t n, bool *done, size_t i)
 {
 	struct buf v;
 	bool ext = raws[i].encoded;
@@ -224,8 +223,8 @@ merge(struct mime_params *ps, struct raw *raws, size_t n, bool *done,
 	for (size_t j = 0; j < n; j++)
 		if (!done[j] && raws[j].section >= 0 &&
 		    raws[j].attr.len == raws[i].attr.len &&
-		    strncasecmp(raws[j].attr.p, raws[i].attr.p,
-		        raws[i].attr.len) == 0)
+		    strncasecmp(
+		        raws[j].attr.p, raws[i].attr.p, raws[i].attr.len) == 0)
 			done[j] = true;
 }
 

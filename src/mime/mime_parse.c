@@ -45,7 +45,7 @@ static bool
 is_blank(const struct ctx *c, size_t pos, size_t le)
 {
 	return (le - pos == 1 && c->p[pos] == '\n') ||
-	    (le - pos == 2 && c->p[pos] == '\r' && c->p[pos + 1] == '\n');
+	       (le - pos == 2 && c->p[pos] == '\r' && c->p[pos + 1] == '\n');
 }
 
 /*
@@ -135,8 +135,8 @@ new_part(struct ctx *c, uint32_t parent, uint16_t depth, uint8_t pflags)
 		c->cap = c->cap ? c->cap * 2 : 8;
 		if (c->cap > MIME_MAX_PARTS)
 			c->cap = MIME_MAX_PARTS;
-		c->m->parts = xreallocarray(
-		    c->m->parts, c->cap, sizeof(*c->m->parts));
+		c->m->parts =
+		    xreallocarray(c->m->parts, c->cap, sizeof(*c->m->parts));
 	}
 	i = c->m->nparts++;
 	pt = &c->m->parts[i];
@@ -174,7 +174,8 @@ parse_header(struct ctx *c, uint32_t idx)
 		}
 		le = line_end(c, pos);
 		if (boundary_at(c, pos, le, &close) >= 0) {
-			set_flag(c, MIME_F_HEADER_CUT, "header cut by boundary");
+			set_flag(
+			    c, MIME_F_HEADER_CUT, "header cut by boundary");
 			pt->hdr_end = pos;
 			break;
 		}
@@ -278,7 +279,7 @@ static bool
 is_message_type(const char *type, const char *sub)
 {
 	return strcmp(type, "message") == 0 &&
-	    (strcmp(sub, "rfc822") == 0 || strcmp(sub, "global") == 0);
+	       (strcmp(sub, "rfc822") == 0 || strcmp(sub, "global") == 0);
 }
 
 /* message/rfc822 is parsed only when not transfer-encoded (RFC 2046
@@ -289,7 +290,7 @@ is_identity(struct ctx *c, uint32_t idx)
 	struct span v;
 
 	return !mime_header_get(c->m, idx, "Content-Transfer-Encoding", &v) ||
-	    mime_cte_parse(v) == MIME_CTE_IDENTITY;
+	       mime_cte_parse(v) == MIME_CTE_IDENTITY;
 }
 
 static size_t
@@ -316,7 +317,7 @@ parse_part(
 		goto done;
 	} else if ((strcmp(type, "multipart") == 0 ||
 	               is_message_type(type, sub)) &&
-	    !room)
+	           !room)
 		set_flag(c, MIME_F_LIMIT, "MIME nesting or part limit");
 	scan_to_boundary(c, c->m->parts[idx].body_start);
 done:
@@ -402,8 +403,8 @@ mime_field_next(
 		const uint8_t *nl = memchr(h + p, '\n', len - p);
 		size_t le = nl ? (size_t)(nl - h) + 1 : len, colon, e, vs;
 
-		if (h[p] == '\n' || (h[p] == '\r' && p + 1 < len &&
-		                        h[p + 1] == '\n'))
+		if (h[p] == '\n' ||
+		    (h[p] == '\r' && p + 1 < len && h[p + 1] == '\n'))
 			break; /* the blank line */
 		/* the field runs over its continuation lines */
 		e = le;
@@ -419,10 +420,9 @@ mime_field_next(
 		}
 		out->name.p = (const char *)h + p;
 		out->name.len = colon - p;
-		while (out->name.len > 0 && (out->name.p[out->name.len - 1] ==
-		                                    ' ' ||
-		                                out->name.p[out->name.len - 1] ==
-		                                    '\t'))
+		while (out->name.len > 0 &&
+		       (out->name.p[out->name.len - 1] == ' ' ||
+		           out->name.p[out->name.len - 1] == '\t'))
 			out->name.len--;
 		vs = colon + 1;
 		while (vs < e && (h[vs] == ' ' || h[vs] == '\t'))

@@ -29,5 +29,6 @@ int run_span_tests(void);
 int run_worker_tests(void);
 int run_mailbox_tests(void);
 int run_committer_tests(void);
+int run_mime_tests(void);
 
 #endif

@@ -26,5 +26,6 @@ main(void)
 	failed += run_worker_tests();
 	failed += run_mailbox_tests();
 	failed += run_committer_tests();
+	failed += run_mime_tests();
 	return failed != 0;
 }
