@@ -141,6 +141,7 @@ local_part(struct ap *a, struct buf *out)
 
 struct one {
 	struct buf name, route, mbox, host;
+	bool angle; /* had <...>: emitted even when empty */
 };
 
 static int
@@ -223,6 +224,7 @@ mailbox(struct ap *a, struct one *x, bool *is_group)
 	const char *start = a->p;
 
 	one_reset(x);
+	x->angle = false;
 	buf_reset(&a->comment);
 	*is_group = false;
 	(void)phrase(a, &x->name);
@@ -233,6 +235,7 @@ mailbox(struct ap *a, struct one *x, bool *is_group)
 		return true;
 	}
 	if (a->p < a->e && *a->p == '<') {
+		x->angle = true;
 		angle(a, x);
 	} else {
 		/* addr-spec: what looked like a phrase was the local part;
@@ -247,8 +250,10 @@ mailbox(struct ap *a, struct one *x, bool *is_group)
 			domain(a, &x->host);
 		}
 		skip_ws(a);
-		if (a->p < a->e && *a->p == '<') /* "a@b <c@d>": take c@d */
+		if (a->p < a->e && *a->p == '<') { /* "a@b <c@d>": c@d */
+			x->angle = true;
 			angle(a, x);
+		}
 	}
 	skip_ws(a);
 	if (x->name.len == 0 && a->comment.len > 0)
@@ -256,12 +261,38 @@ mailbox(struct ap *a, struct one *x, bool *is_group)
 	return a->p != start;
 }
 
+/* After a syntax error the rest of the element is dropped, up to the
+ * next ',' (or ';' in a group), quoted strings and comments skipped;
+ * Dovecot does the same. */
+static void
+skip_element(struct ap *a, bool in_group)
+{
+	while (a->p < a->e && *a->p != ',' && !(in_group && *a->p == ';')) {
+		if (*a->p == '"' || *a->p == '(') {
+			struct buf junk;
+
+			buf_init(&junk, MIME_MAX_VALUE);
+			if (*a->p == '"')
+				(void)word(a, &junk);
+			else
+				skip_ws(a);
+			buf_release(&junk);
+			continue;
+		}
+		a->p++;
+	}
+}
+
+static const char empty_addr[] = "(NIL NIL \"MISSING_MAILBOX\" "
+                                 "\"MISSING_DOMAIN\")";
+#define GROUP_END "(NIL NIL NIL NIL)"
+
 int
 mime_imap_addresses(struct span v, struct buf *o)
 {
 	struct ap a = {v.p, v.p + v.len, {NULL, 0, 0, 0}};
 	struct one x;
-	bool first = true, in_group = false, grp;
+	bool first = true, in_group = false, grp, after_comma = false;
 	int rc = 0;
 
 	buf_init(&a.comment, MIME_MAX_VALUE);
@@ -274,13 +305,23 @@ mime_imap_addresses(struct span v, struct buf *o)
 		if (a.p >= a.e)
 			break;
 		if (*a.p == ',') {
+			/* "a, , b": the empty element is an address */
 			a.p++;
+			if (after_comma) {
+				if (first)
+					rc |= buf_putc(o, '(');
+				first = false;
+				rc |= buf_append(
+				    o, empty_addr, sizeof(empty_addr) - 1);
+			}
+			after_comma = true;
 			continue;
 		}
+		after_comma = false;
 		if (*a.p == ';') {
 			a.p++;
 			if (in_group)
-				rc = buf_append(o, "(NIL NIL NIL NIL)", 17);
+				rc = buf_append(o, GROUP_END, 17);
 			in_group = false;
 			continue;
 		}
@@ -288,9 +329,7 @@ mime_imap_addresses(struct span v, struct buf *o)
 			a.p++; /* a stray special: skip it */
 			continue;
 		}
-		if (grp) {
-			if (in_group) /* nested group: close the first */
-				rc |= buf_append(o, "(NIL NIL NIL NIL)", 17);
+		if (grp && !in_group) {
 			if (first)
 				rc |= buf_putc(o, '(');
 			first = false;
@@ -302,13 +341,23 @@ mime_imap_addresses(struct span v, struct buf *o)
 			in_group = true;
 			continue;
 		}
+		if (grp) { /* "A: B: c;": no nesting, B is a broken address */
+			struct buf tmp = x.name;
+
+			x.name = x.mbox;
+			x.mbox = tmp;
+			a.p--;
+		}
 		if (x.mbox.len == 0 && x.host.len == 0 && x.route.len == 0 &&
-		    x.name.len == 0)
+		    x.name.len == 0 && !x.angle)
 			continue;
 		rc = emit(o, &x, &first);
+		skip_ws(&a);
+		if (a.p < a.e && *a.p != ',' && *a.p != ';')
+			skip_element(&a, in_group);
 	}
 	if (rc == 0 && in_group)
-		rc = buf_append(o, "(NIL NIL NIL NIL)", 17);
+		rc = buf_append(o, GROUP_END, 17);
 	if (rc == 0)
 		rc = first ? buf_append(o, "NIL", 3) : buf_putc(o, ')');
 	buf_release(&a.comment);

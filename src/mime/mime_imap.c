@@ -13,11 +13,17 @@
 #include "mime_priv.h"
 #include "xmalloc.h"
 
-int
-mime_imap_nstring(struct buf *b, const char *s, size_t len)
+/*
+ * Quoted, or a literal for 8-bit, CR, LF, or more than a few
+ * quoted-specials (a literal is then shorter; Dovecot's rule too).  NUL
+ * cannot appear in either and is dropped.
+ */
+#define MAX_ESCAPES 2
+
+static int
+nstring(struct buf *b, const char *s, size_t len, bool literal)
 {
-	bool literal = false;
-	size_t n = 0;
+	size_t n = 0, esc = 0;
 	char hdr[32];
 	int k;
 
@@ -27,9 +33,10 @@ mime_imap_nstring(struct buf *b, const char *s, size_t len)
 		unsigned char ch = (unsigned char)s[i];
 
 		if (ch == '\0')
-			continue; /* no NUL in a string, even a literal */
+			continue;
 		n++;
-		if (ch >= 0x80 || ch == '\r' || ch == '\n')
+		if (ch >= 0x80 || ch == '\r' || ch == '\n' ||
+		    ((ch == '"' || ch == '\\') && ++esc > MAX_ESCAPES))
 			literal = true;
 	}
 	if (literal) {
@@ -53,23 +60,38 @@ mime_imap_nstring(struct buf *b, const char *s, size_t len)
 	return literal ? 0 : buf_putc(b, '"');
 }
 
-/* A header value as an nstring: NIL when absent, unfolded. */
+int
+mime_imap_nstring(struct buf *b, const char *s, size_t len)
+{
+	return nstring(b, s, len, false);
+}
+
+/* A header value as an nstring: NIL when absent; a folded value is
+ * unfolded (a space kept where the next line has none) and sent as a
+ * literal, as Dovecot 2.3 does. */
 static int
 header_nstring(
     const struct mime_msg *m, uint32_t part, const char *name, struct buf *o)
 {
 	struct span v;
 	struct buf t;
+	bool folded = false;
 	int rc;
 
 	if (!mime_header_get(m, part, name, &v))
 		return buf_append(o, "NIL", 3);
 	buf_init(&t, MIME_MAX_VALUE);
-	(void)mime_unfold(v, &t);
-	while (t.len > 0 &&
-	       (t.data[t.len - 1] == ' ' || t.data[t.len - 1] == '\t'))
-		t.len--;
-	rc = mime_imap_nstring(o, t.len ? (const char *)t.data : "", t.len);
+	for (size_t i = 0; i < v.len; i++) {
+		if (v.p[i] != '\r' && v.p[i] != '\n') {
+			(void)buf_putc(&t, (uint8_t)v.p[i]);
+			continue;
+		}
+		folded = true;
+		if (i + 1 < v.len && v.p[i + 1] != ' ' && v.p[i + 1] != '\t' &&
+		    v.p[i + 1] != '\r' && v.p[i + 1] != '\n')
+			(void)buf_putc(&t, ' ');
+	}
+	rc = nstring(o, t.len ? (const char *)t.data : "", t.len, folded);
 	buf_release(&t);
 	return rc;
 }
@@ -188,7 +210,7 @@ put_disposition(const struct mime_msg *m, uint32_t part, struct buf *o)
 	return rc ? -1 : 0;
 }
 
-/* body-fld-lang: NIL, "en", or ("en" "fr"). */
+/* body-fld-lang: NIL or ("en" "fr"). */
 static int
 put_language(const struct mime_msg *m, uint32_t part, struct buf *o)
 {
@@ -217,8 +239,7 @@ put_language(const struct mime_msg *m, uint32_t part, struct buf *o)
 	}
 	if (n == 0)
 		return buf_append(o, "NIL", 3);
-	if (n == 1)
-		return mime_imap_nstring(o, tok[0].p, tok[0].len);
+	/* always a list, even of one (Dovecot) */
 	rc |= buf_putc(o, '(');
 	for (size_t k = 0; k < n; k++) {
 		if (k > 0)
@@ -280,11 +301,14 @@ body_multipart(const struct mime_msg *m, uint32_t part, bool ext, struct buf *o,
 	const struct mime_part *pt = &m->parts[part];
 	int rc = buf_putc(o, '(');
 
-	if (pt->first_child == MIME_NONE) /* body-type-mpart needs 1 part */
+	if (pt->first_child == MIME_NONE) { /* body-type-mpart needs 1 */
 		rc |= buf_append(o,
 		    "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL "
-		    "\"7bit\" 0 0)",
-		    58);
+		    "\"7bit\" 0 0",
+		    57);
+		rc |= ext ? buf_append(o, " NIL NIL NIL NIL)", 17)
+		          : buf_putc(o, ')');
+	}
 	for (uint32_t c = pt->first_child; c != MIME_NONE && rc == 0;
 	     c = m->parts[c].next)
 		rc |= body(m, c, ext, o);

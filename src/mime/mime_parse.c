@@ -30,6 +30,7 @@ struct ctx {
 	size_t stop;
 	int stop_b;
 	bool stop_close;
+	size_t scan_from; /* where the scan that found stop began */
 };
 
 static size_t
@@ -78,11 +79,17 @@ boundary_at(const struct ctx *c, size_t pos, size_t le, bool *close)
 	return -1;
 }
 
-/* The CRLF (or LF) before a boundary line belongs to the boundary. */
+/* The CRLF (or LF) before a boundary line belongs to the boundary, but
+ * only one inside the text last scanned: the line break of a close
+ * delimiter just before an outer boundary stays with the inner part
+ * (RFC 2046 leaves it open; Dovecot counts it so). */
 static size_t
 end_before(const struct ctx *c, size_t from, size_t stop)
 {
 	size_t e = stop;
+
+	if (c->scan_from > from)
+		from = c->scan_from;
 
 	if (stop == c->len && c->stop_b < 0)
 		return stop < from ? from : stop;
@@ -97,6 +104,7 @@ end_before(const struct ctx *c, size_t from, size_t stop)
 static void
 scan_to_boundary(struct ctx *c, size_t pos)
 {
+	c->scan_from = pos;
 	c->stop_b = -1;
 	c->stop_close = false;
 	if (c->nb == 0) {
@@ -163,7 +171,7 @@ parse_header(struct ctx *c, uint32_t idx)
 	size_t pos = pt->hdr_start, nfields = 0;
 	bool close;
 
-	pt->hdr_scan_end = MIME_NONE;
+	pt->hdr_scan_end = SIZE_MAX;
 	for (;;) {
 		size_t le;
 
@@ -176,6 +184,7 @@ parse_header(struct ctx *c, uint32_t idx)
 		if (boundary_at(c, pos, le, &close) >= 0) {
 			set_flag(
 			    c, MIME_F_HEADER_CUT, "header cut by boundary");
+			/* the header keeps its last line break (Dovecot) */
 			pt->hdr_end = pos;
 			break;
 		}
@@ -185,7 +194,7 @@ parse_header(struct ctx *c, uint32_t idx)
 		}
 		if (c->p[pos] != ' ' && c->p[pos] != '\t')
 			nfields++;
-		if (pt->hdr_scan_end == MIME_NONE &&
+		if (pt->hdr_scan_end == SIZE_MAX &&
 		    (le - pt->hdr_start > MIME_MAX_HEADER_BYTES ||
 		        nfields > MIME_MAX_FIELDS)) {
 			set_flag(c, MIME_F_LIMIT, "header limit reached");
@@ -194,7 +203,7 @@ parse_header(struct ctx *c, uint32_t idx)
 		}
 		pos = le;
 	}
-	if (pt->hdr_scan_end == MIME_NONE)
+	if (pt->hdr_scan_end > pt->hdr_end)
 		pt->hdr_scan_end = pt->hdr_end;
 	pt->body_start = pt->hdr_end;
 }
@@ -282,17 +291,6 @@ is_message_type(const char *type, const char *sub)
 	       (strcmp(sub, "rfc822") == 0 || strcmp(sub, "global") == 0);
 }
 
-/* message/rfc822 is parsed only when not transfer-encoded (RFC 2046
- * 5.2.1 allows only 7bit, 8bit, binary). */
-static bool
-is_identity(struct ctx *c, uint32_t idx)
-{
-	struct span v;
-
-	return !mime_header_get(c->m, idx, "Content-Transfer-Encoding", &v) ||
-	       mime_cte_parse(v) == MIME_CTE_IDENTITY;
-}
-
 static size_t
 parse_part(
     struct ctx *c, size_t start, uint32_t parent, uint16_t depth, uint8_t pf)
@@ -305,24 +303,36 @@ parse_part(
 	c->m->parts[idx].hdr_start = start;
 	parse_header(c, idx);
 	mime_part_type(c->m, idx, type, sub);
-	if (strcmp(type, "multipart") == 0 && !get_boundary(c, idx, &b))
+	if (strcmp(type, "multipart") == 0 && !get_boundary(c, idx, &b)) {
+		/* no children, the body is opaque (Dovecot shows one empty
+		 * text/plain part) */
 		set_flag(c, MIME_F_NO_BOUNDARY, "multipart without boundary");
-	else if (strcmp(type, "multipart") == 0 && room) {
+		c->m->parts[idx].kind = MIME_KIND_MULTIPART;
+	} else if (strcmp(type, "multipart") == 0 && room) {
 		c->m->parts[idx].kind = MIME_KIND_MULTIPART;
 		parse_multipart(c, idx, &b);
 		goto done;
-	} else if (is_message_type(type, sub) && room && is_identity(c, idx)) {
+	} else if (is_message_type(type, sub) && room) {
+		/* parsed whatever its Content-Transfer-Encoding says, which
+		 * RFC 2046 5.2.1 limits to 7bit/8bit/binary (Dovecot too) */
 		c->m->parts[idx].kind = MIME_KIND_MESSAGE;
 		parse_part(c, c->m->parts[idx].body_start, idx, depth + 1, 0);
 		goto done;
-	} else if ((strcmp(type, "multipart") == 0 ||
-	               is_message_type(type, sub)) &&
-	           !room)
+	} else if (strcmp(type, "multipart") == 0 ||
+	           is_message_type(type, sub)) {
 		set_flag(c, MIME_F_LIMIT, "MIME nesting or part limit");
+	}
 	scan_to_boundary(c, c->m->parts[idx].body_start);
 done:
 	c->m->parts[idx].body_end =
 	    end_before(c, c->m->parts[idx].body_start, c->stop);
+	/* a child whose header's blank line is also the boundary's CRLF
+	 * keeps that line: the container ends no earlier than it */
+	for (uint32_t k = c->m->parts[idx].first_child; k != MIME_NONE;
+	     k = c->m->parts[k].next)
+		if (c->m->parts[k].next == MIME_NONE &&
+		    c->m->parts[k].body_end > c->m->parts[idx].body_end)
+			c->m->parts[idx].body_end = c->m->parts[k].body_end;
 	return idx;
 }
 
