@@ -18,7 +18,7 @@
  * quoted-specials (a literal is then shorter; Dovecot's rule too).  NUL
  * cannot appear in either and is dropped.
  */
-#define MAX_ESCAPES 2
+#define MAX_ESCAPES 4
 
 static int
 nstring(struct buf *b, const char *s, size_t len, bool literal)
@@ -66,32 +66,73 @@ mime_imap_nstring(struct buf *b, const char *s, size_t len)
 	return nstring(b, s, len, false);
 }
 
-/* A header value as an nstring: NIL when absent; a folded value is
- * unfolded (a space kept where the next line has none) and sent as a
- * literal, as Dovecot 2.3 does. */
+/* A header value as an nstring: NIL when absent; unfolded, with a space
+ * kept where the next line starts without one (Dovecot's "nolf"). */
 static int
 header_nstring(
     const struct mime_msg *m, uint32_t part, const char *name, struct buf *o)
 {
 	struct span v;
 	struct buf t;
-	bool folded = false;
 	int rc;
 
 	if (!mime_header_get(m, part, name, &v))
 		return buf_append(o, "NIL", 3);
 	buf_init(&t, MIME_MAX_VALUE);
 	for (size_t i = 0; i < v.len; i++) {
-		if (v.p[i] != '\r' && v.p[i] != '\n') {
+		if (v.p[i] != '\r' && v.p[i] != '\n')
 			(void)buf_putc(&t, (uint8_t)v.p[i]);
-			continue;
-		}
-		folded = true;
-		if (i + 1 < v.len && v.p[i + 1] != ' ' && v.p[i + 1] != '\t' &&
-		    v.p[i + 1] != '\r' && v.p[i + 1] != '\n')
+		else if (i + 1 < v.len && v.p[i + 1] != ' ' &&
+		         v.p[i + 1] != '\t' && v.p[i + 1] != '\r' &&
+		         v.p[i + 1] != '\n')
 			(void)buf_putc(&t, ' ');
 	}
-	rc = nstring(o, t.len ? (const char *)t.data : "", t.len, folded);
+	rc = nstring(o, t.len ? (const char *)t.data : "", t.len, false);
+	buf_release(&t);
+	return rc;
+}
+
+/*
+ * The ENVELOPE subject, cleaned for display as Dovecot does it: runs of
+ * whitespace (folding included) become one space, leading and trailing
+ * whitespace go, NUL becomes 0x80; anything changed, and any quote,
+ * backslash or 8-bit byte, makes it a literal.
+ */
+static int
+subject_nstring(const struct mime_msg *m, uint32_t part, struct buf *o)
+{
+	struct span v;
+	struct buf t;
+	bool lwsp = true, literal = false;
+	int rc;
+
+	if (!mime_header_get(m, part, "Subject", &v))
+		return buf_append(o, "NIL", 3);
+	buf_init(&t, MIME_MAX_VALUE);
+	for (size_t i = 0; i < v.len; i++) {
+		unsigned char ch = (unsigned char)v.p[i];
+
+		if (ch == ' ' || ch == '\t' || ch == '\r' || ch == '\n') {
+			if (ch != ' ' || lwsp)
+				literal = true;
+			if (!lwsp)
+				(void)buf_putc(&t, ' ');
+			lwsp = true;
+			continue;
+		}
+		if (ch == '\0' || ch >= 0x80 || ch == '"' || ch == '\\')
+			literal = true;
+		(void)buf_putc(&t, ch == '\0' ? 0x80 : ch);
+		lwsp = false;
+	}
+	if (t.len > 0 && t.data[t.len - 1] == ' ') {
+		t.len--;
+		literal = true;
+	}
+	if (t.len == 0)
+		rc = buf_append(o, "\"\"", 2);
+	else
+		rc = nstring(o, (const char *)t.data, t.len, literal);
 	buf_release(&t);
 	return rc;
 }
@@ -134,9 +175,13 @@ mime_imap_envelope(const struct mime_msg *m, uint32_t part, struct buf *o)
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]) && rc == 0; i++) {
 		if (i > 0 && buf_putc(o, ' ') < 0)
 			return -1;
-		rc = f[i].kind == 0
-		         ? header_nstring(m, part, f[i].name, o)
-		         : address_field(m, part, f[i].name, f[i].kind == 2, o);
+		if (i == 1)
+			rc = subject_nstring(m, part, o);
+		else if (f[i].kind == 0)
+			rc = header_nstring(m, part, f[i].name, o);
+		else
+			rc = address_field(
+			    m, part, f[i].name, f[i].kind == 2, o);
 	}
 	return rc == 0 ? buf_putc(o, ')') : -1;
 }

@@ -46,11 +46,13 @@ skip_cfws(struct cur *c)
 }
 
 /* RFC 2045 token: not SPACE, CTL or tspecials.  '*' is a token char,
- * which RFC 2231 attribute names rely on. */
+ * which RFC 2231 attribute names rely on; 8-bit bytes are taken, as
+ * Dovecot takes them (a broken type is then shown as written). */
 static bool
 is_token(unsigned char ch)
 {
-	return ch > 32 && ch < 127 && strchr("()<>@,;:\\\"/[]?=", ch) == NULL;
+	return ch > 32 && ch != 127 &&
+	       (ch >= 0x80 || strchr("()<>@,;:\\\"/[]?=", ch) == NULL);
 }
 
 static struct span

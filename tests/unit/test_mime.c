@@ -137,6 +137,15 @@ static const struct {
         "NIL)((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" "
         "0 0 NIL NIL NIL NIL) \"alternative\" NIL NIL (\"en\") NIL) "
         "\"mixed\" (\"boundary\" \"b\") NIL NIL NIL)"},
+    /* an 8-bit type is shown as written (not text: no lines) */
+    {"digest_8bit_type.eml", 0, 4,
+        "((\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 42 (NIL \"first\" "
+        "((NIL NIL \"x\" \"example.org\")) ((NIL NIL \"x\" \"example.org\")) "
+        "((NIL NIL \"x\" \"example.org\")) NIL NIL NIL NIL NIL) (\"text\" "
+        "\"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 0 NIL NIL "
+        "NIL NIL) 3 NIL NIL NIL NIL)({4}\r\nte\x90\x8b \"plain\" NIL NIL NIL "
+        "\"7bit\" 13 NIL NIL NIL NIL) \"digest\" (\"boundary\" \"d\") NIL NIL "
+        "NIL)"},
     {"bad_encoding.eml", 0, 1,
         "(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL "
         "\"quoted-printable\" 30 2 NIL NIL NIL NIL)"},
@@ -503,13 +512,13 @@ static const struct {
         "NIL)) ((NIL NIL \"Hidden recipients\" NIL)(NIL NIL NIL NIL)) "
         "((\"Mary Smith\" \"@node.test,@node2.test\" \"mary\" "
         "\"example.net\")) NIL NIL)"},
-    /* broken: no domain, no local part, stray brackets, 8-bit name; a
-     * folded value, or one with more than 2 quoted-specials, is a
-     * literal (as Dovecot 2.3.19 sends them) */
+    /* broken: no domain, no local part, stray brackets, 8-bit name; the
+     * subject is cleaned for display (whitespace runs to one space) and
+     * a literal once changed or holding a quote (Dovecot 2.3.19) */
     {"From: undisclosed, <@>, \"Caf\xc3\xa9\" <x@y>, <a@b\n"
      "Subject: two\r\n  lines \"quoted\" \\ back\n"
      "In-Reply-To: <a@b>\n",
-        "(NIL {26}\r\ntwo  lines \"quoted\" \\ back ((NIL NIL "
+        "(NIL {25}\r\ntwo lines \"quoted\" \\ back ((NIL NIL "
         "\"undisclosed\" \"MISSING_DOMAIN\")(NIL NIL \"MISSING_MAILBOX\" "
         "\"MISSING_DOMAIN\")({5}\r\nCaf\xc3\xa9 NIL \"x\" \"y\")(NIL NIL "
         "\"a\" \"b\")) ((NIL NIL \"undisclosed\" \"MISSING_DOMAIN\")(NIL "
@@ -518,6 +527,13 @@ static const struct {
         "\"MISSING_DOMAIN\")(NIL NIL \"MISSING_MAILBOX\" "
         "\"MISSING_DOMAIN\")({5}\r\nCaf\xc3\xa9 NIL \"x\" \"y\")(NIL NIL "
         "\"a\" \"b\")) NIL NIL NIL \"<a@b>\" NIL)"},
+    /* Dovecot 2.3.19: quotes make a subject a literal; other strings
+     * stay quoted up to 4 quoted-specials */
+    {"Subject: a \"b\" c\nMessage-ID: <x\\\\y\"z\"@w>\n",
+        "(NIL {7}\r\na \"b\" c NIL NIL NIL NIL NIL NIL NIL "
+        "\"<x\\\\\\\\y\\\"z\\\"@w>\")"},
+    {"Message-ID: <\"\"\"\"\"@w>\nSubject:   \n",
+        "(NIL \"\" NIL NIL NIL NIL NIL NIL NIL {9}\r\n<\"\"\"\"\"@w>)"},
     /* addr-spec with a trailing comment naming it; quoted local part;
      * ",," holds one empty address (Dovecot), a trailing ',' none */
     {"From: \"john doe\"@example.com (John)\nTo: ,,\nCc: a@b,\n",
