@@ -52,7 +52,7 @@ enum mime_kind {
 /* msg->flags: why the tree is not the whole story. */
 #define MIME_F_LIMIT 0x01       /* a limit was hit; the rest is opaque */
 #define MIME_F_NO_END 0x02      /* a multipart lacked its close delimiter */
-#define MIME_F_NO_BOUNDARY 0x04 /* multipart without boundary= (leaf) */
+#define MIME_F_NO_BOUNDARY 0x04 /* multipart without boundary=: no children */
 #define MIME_F_HEADER_CUT 0x08  /* a header ran to the end of its part */
 #define MIME_F_NUL 0x10         /* NUL bytes present */
 
@@ -167,12 +167,19 @@ void mime_part_type(
 
 /* ---- IMAP output (RFC 3501 7.4.2, RFC 9051 7.5.2) --------------------- */
 
-/* Appends s as an IMAP nstring: NIL when s is NULL, a quoted string when
- * it holds only printable ASCII, else a literal {n}CRLF.  -1 when full. */
+/* Appends s as an IMAP nstring: NIL when s is NULL, a quoted string
+ * (with '"' and '\\' escaped), or a literal {n}CRLF when s holds 8-bit
+ * bytes, CR, LF or more than 4 quoted-specials (Dovecot's rule).  NUL
+ * bytes are dropped.  -1 when the buffer is full. */
 int mime_imap_nstring(struct buf *, const char *s, size_t len);
-/* ENVELOPE of the part's header (part 0, or a message/rfc822 child). */
+/* ENVELOPE of the part's header (part 0, or a message/rfc822 child):
+ * strings raw (not RFC 2047 decoded), Sender and Reply-To default to
+ * From, broken addresses as MISSING_MAILBOX / MISSING_DOMAIN. */
 int mime_imap_envelope(const struct mime_msg *, uint32_t part, struct buf *);
-/* BODYSTRUCTURE (extended true) or BODY (false) of the part's body. */
+/* BODYSTRUCTURE (extended true) or BODY (false) of the part; types and
+ * parameter names keep their case.  A multipart without parts shows one
+ * empty text/plain; a container left unparsed at a limit shows as
+ * application/octet-stream.  -1 when the buffer is full. */
 int mime_imap_bodystructure(
     const struct mime_msg *, uint32_t part, bool extended, struct buf *);
 

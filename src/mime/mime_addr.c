@@ -341,12 +341,18 @@ mime_imap_addresses(struct span v, struct buf *o)
 			in_group = true;
 			continue;
 		}
-		if (grp) { /* "A: B: c;": no nesting, B is a broken address */
+		if (grp) {
+			/* "A: B: c;": no nesting; B is a broken address and
+			 * the rest of the element is dropped (the ':' is
+			 * consumed, so this always moves on) */
 			struct buf tmp = x.name;
 
 			x.name = x.mbox;
 			x.mbox = tmp;
-			a.p--;
+			if (x.mbox.len > 0)
+				rc = emit(o, &x, &first);
+			skip_element(&a, in_group);
+			continue;
 		}
 		if (x.mbox.len == 0 && x.host.len == 0 && x.route.len == 0 &&
 		    x.name.len == 0 && !x.angle)
