@@ -26,7 +26,8 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/maildir/mailbox.c src/pop3/pop3_parse.c
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
-	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c
+	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \
+	src/mime/mime_header.c
 LIB_SRC += $(MIME_SRC)
 D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 	src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \

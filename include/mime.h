@@ -120,6 +120,32 @@ bool mime_header_get(const struct mime_msg *, uint32_t part, const char *name,
 /* Appends v without folding (CR and LF removed).  -1 when b is full. */
 int mime_unfold(struct span v, struct buf *b);
 
+/*
+ * BODY[HEADER.FIELDS (names)] (is_not false) or HEADER.FIELDS.NOT:
+ * appends the matching fields of the part's header, raw with their
+ * folding, bare LF written as CRLF, then the blank line (RFC 3501
+ * 6.4.5).  Names compare case-insensitively.  -1 when o is full.
+ */
+int mime_header_fields(const struct mime_msg *, uint32_t part,
+    const char *const *names, size_t nnames, bool is_not, struct buf *o);
+
+/*
+ * Parses an RFC 5322 Date (obsolete forms too: two-digit years, zone
+ * names, comments; seconds and weekday optional).  Returns 0 with the
+ * UTC time in seconds since 1970 and the zone offset in minutes (may be
+ * NULL), or -1 when the value is not a date (SORT then uses the
+ * internal date, RFC 5256).
+ */
+int mime_date_parse(struct span value, int64_t *time_out, int *tz_min_out);
+
+/*
+ * Steps through the msg-ids ("<a@b>", brackets included) of a
+ * Message-ID, In-Reply-To or References value from *pos (start at 0),
+ * skipping comments, phrases and broken ids.  true and *id_out, or false
+ * at the end.
+ */
+bool mime_msgid_next(struct span value, size_t *pos, struct span *id_out);
+
 /* ---- Content-Type and friends (RFC 2045, 2231) ------------------------ */
 
 /* One parameter as it appears after RFC 2231 continuations are joined:

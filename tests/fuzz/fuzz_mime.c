@@ -60,6 +60,23 @@ views(const struct mime_msg *m, const uint8_t *data, size_t size)
 		(void)mime_search_ci(
 		    b.data ? b.data : data, b.len, data, size < 4 ? size : 4);
 		buf_reset(&b);
+		{
+			static const char *const names[] = {"From", "Subject"};
+			int64_t t;
+			size_t pos = 0;
+			struct span id;
+
+			(void)mime_header_fields(
+			    m, i, names, 2, i % 2 == 0, &b);
+			if (mime_header_get(m, i, "Date", &v))
+				(void)mime_date_parse(v, &t, NULL);
+			if (mime_header_get(m, i, "References", &v))
+				while (mime_msgid_next(v, &pos, &id))
+					if (id.p < v.p ||
+					    id.p + id.len > v.p + v.len)
+						__builtin_trap();
+		}
+		buf_reset(&b);
 		mime_decoder_init(&d, i % 3 == 0   ? MIME_CTE_QP
 		                      : i % 3 == 1 ? MIME_CTE_BASE64
 		                                   : MIME_CTE_IDENTITY);

@@ -620,6 +620,128 @@ test_envelope_files(void **state)
 	}
 }
 
+/* ---- HEADER.FIELDS, Date, message ids -------------------------------- */
+
+static void
+test_header_fields(void **state)
+{
+	static const char *const want[] = {"subject", "FROM"};
+	static const char *const drop[] = {"To", "content-type"};
+	size_t len;
+	uint8_t *d = load("forwarded.eml", &len);
+	struct mime_msg m;
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 1 << 16);
+	mime_parse(d, len, &m);
+	assert_int_equal(mime_header_fields(&m, 0, want, 2, false, &b), 0);
+	expect_str(0, "FIELDS", &b,
+	    "From: bob@example.net\r\nSubject: Fwd: lunch\r\n\r\n");
+	buf_reset(&b);
+	assert_int_equal(mime_header_fields(&m, 0, drop, 2, true, &b), 0);
+	expect_str(1, "FIELDS.NOT", &b,
+	    "From: bob@example.net\r\nSubject: Fwd: lunch\r\n\r\n");
+	buf_reset(&b);
+	/* the embedded message's header (BODY[2.HEADER.FIELDS (TO)]) */
+	assert_int_equal(mime_header_fields(&m, 3, drop, 1, false, &b), 0);
+	expect_str(2, "embedded", &b, "To: bob@example.net\r\n\r\n");
+	buf_reset(&b);
+	assert_int_equal(mime_header_fields(&m, 99, drop, 1, false, &b), -1);
+	mime_msg_free(&m);
+	free(d);
+
+	/* bare LF becomes CRLF, folding kept */
+	{
+		static const uint8_t msg[] = "Subject: a\n b\nX: y\n\nbody\n";
+
+		mime_parse(msg, sizeof(msg) - 1, &m);
+		assert_int_equal(
+		    mime_header_fields(&m, 0, want, 1, false, &b), 0);
+		expect_str(3, "bare LF", &b, "Subject: a\r\n b\r\n\r\n");
+		mime_msg_free(&m);
+	}
+	buf_release(&b);
+}
+
+static const struct {
+	const char *in;
+	int rc;
+	int64_t t;
+	int tz;
+} dates[] = {
+    /* RFC 5322 A.1.1, A.3, A.1.2 */
+    {"Fri, 21 Nov 1997 09:55:06 -0600", 0, 880127706, -360},
+    {"Tue, 1 Jul 2003 10:52:37 +0200", 0, 1057049557, 120},
+    {"Thu, 13 Feb 1969 23:32:54 -0330", 0, -27723426, -210},
+    /* RFC 5322 4.3 obsolete forms: two-digit year, zone name, comment,
+     * no seconds, no weekday */
+    {"21 Nov 97 09:55:06 GMT", 0, 880106106, 0},
+    {"Fri, 21 Nov 1997 09:55 -0600 (CST)", 0, 880127700, -360},
+    {"Wed, 17 Jul 1996 02:23:25 PDT", 0, 837595405, -420},
+    {"  Mon,  1 Dec 2025 10:00:00 +0000  ", 0, 1764583200, 0},
+    {"1 Jan 49 00:00:00 +0000", 0, 2493072000, 0},
+    {"Tue, 29 Feb 2000 12:00:00 X", 0, 951825600, 0},
+    {"yesterday", -1, 0, 0},
+    {"", -1, 0, 0},
+    {"32 Jan 2000 00:00 +0000", -1, 0, 0},
+    {"1 Foo 2000 00:00 +0000", -1, 0, 0},
+    {"1 Jan 2000 25:00 +0000", -1, 0, 0},
+    {"1 Jan 2000 10 +0000", -1, 0, 0},
+    {"1 Jan 2000 10:00 +01", -1, 0, 0},
+};
+
+static void
+test_dates(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(dates) / sizeof(dates[0]); i++) {
+		struct span v = {dates[i].in, strlen(dates[i].in)};
+		int64_t t = 0;
+		int tz = 0;
+		int rc = mime_date_parse(v, &t, &tz);
+
+		if (rc != dates[i].rc ||
+		    (rc == 0 && (t != dates[i].t || tz != dates[i].tz)))
+			fail_msg(
+			    "case %zu (%s): got %d %lld %d, want %d %lld %d", i,
+			    dates[i].in, rc, (long long)t, tz, dates[i].rc,
+			    (long long)dates[i].t, dates[i].tz);
+	}
+}
+
+static const struct {
+	const char *in;
+	const char *ids[3];
+} msgids[] = {
+    {"<1234@local.machine.example>", {"<1234@local.machine.example>"}},
+    {"<a@b> (comment <c@d>) <e@f>", {"<a@b>", "<e@f>"}},
+    {"broken <nope> <x@y>", {"<x@y>"}},
+    {"<a@b><c@d>\r\n <e@f>", {"<a@b>", "<c@d>", "<e@f>"}},
+    {"<a@b", {NULL}},
+    {"", {NULL}},
+};
+
+static void
+test_msgids(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(msgids) / sizeof(msgids[0]); i++) {
+		struct span v = {msgids[i].in, strlen(msgids[i].in)}, id;
+		size_t pos = 0, k = 0;
+
+		while (mime_msgid_next(v, &pos, &id)) {
+			if (k == 3 || msgids[i].ids[k] == NULL ||
+			    !span_eq_ci(id, msgids[i].ids[k]))
+				fail_msg("case %zu: id %zu is %.*s", i, k,
+				    (int)id.len, id.p);
+			k++;
+		}
+		if (k < 3 && msgids[i].ids[k] != NULL)
+			fail_msg("case %zu: missing %s", i, msgids[i].ids[k]);
+	}
+}
+
 /* ---- section ranges --------------------------------------------------- */
 
 static const struct {
@@ -955,6 +1077,9 @@ run_mime_tests(void)
 	    cmocka_unit_test(test_ctype),
 	    cmocka_unit_test(test_envelope),
 	    cmocka_unit_test(test_envelope_files),
+	    cmocka_unit_test(test_header_fields),
+	    cmocka_unit_test(test_dates),
+	    cmocka_unit_test(test_msgids),
 	    cmocka_unit_test(test_sections),
 	    cmocka_unit_test(test_sections_single),
 	    cmocka_unit_test(test_section_path),
