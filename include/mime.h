@@ -146,6 +146,33 @@ int mime_date_parse(struct span value, int64_t *time_out, int *tz_min_out);
  */
 bool mime_msgid_next(struct span value, size_t *pos, struct span *id_out);
 
+/* ---- addresses (RFC 5322 3.4, for ENVELOPE, SORT and SEARCH) ---------- */
+
+enum mime_addr_kind {
+	MIME_ADDR_MAILBOX,     /* name, route, mailbox, host */
+	MIME_ADDR_GROUP_START, /* mailbox holds the group's display name */
+	MIME_ADDR_GROUP_END,   /* all empty */
+};
+
+/* One address; a part that is missing has p == NULL.  Text is raw
+ * (quoted strings unquoted, comments dropped, no RFC 2047 decoding) and
+ * borrowed for the duration of the callback only. */
+struct mime_address {
+	enum mime_addr_kind kind;
+	struct span name, route, mailbox, host;
+};
+
+typedef int (*mime_address_fn)(const struct mime_address *, void *arg);
+
+/*
+ * Parses an address-list header value (From, To, Cc, ...), tolerant the
+ * way Dovecot is: a comment names an address without a display name, an
+ * empty element between commas is an address with nothing in it, the
+ * rest of a broken element is dropped up to the next comma.  Calls fn
+ * per address; a non-zero return stops and is returned as -1.
+ */
+int mime_addresses_parse(struct span value, mime_address_fn fn, void *arg);
+
 /* ---- Content-Type and friends (RFC 2045, 2231) ------------------------ */
 
 /* One parameter as it appears after RFC 2231 continuations are joined:
@@ -277,6 +304,15 @@ int mime_decode_header(struct span value, struct buf *out);
  * charset or a full buffer.  Invalid sequences become U+FFFD. */
 int mime_charset_to_utf8(
     const char *charset, const uint8_t *in, size_t len, struct buf *out);
+
+/*
+ * SEARCH BODY/TEXT: appends the part's body with its transfer encoding
+ * undone and, for text/ *, converted from its charset (default
+ * us-ascii; an unknown one read as UTF-8) to UTF-8.  Other types are
+ * only transfer-decoded.  -1 when out is full (what fit is kept) or part
+ * does not exist.
+ */
+int mime_part_text(const struct mime_msg *, uint32_t part, struct buf *out);
 
 /*
  * SEARCH matching: true when needle occurs in hay, both UTF-8, ignoring

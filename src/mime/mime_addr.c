@@ -144,36 +144,6 @@ struct one {
 	bool angle; /* had <...>: emitted even when empty */
 };
 
-static int
-emit(struct buf *o, const struct one *x, bool *first)
-{
-	int rc = 0;
-
-	if (*first)
-		rc |= buf_putc(o, '(');
-	*first = false;
-	rc |= buf_putc(o, '(');
-	rc |= mime_imap_nstring(
-	    o, x->name.len ? (const char *)x->name.data : NULL, x->name.len);
-	rc |= buf_putc(o, ' ');
-	rc |= mime_imap_nstring(
-	    o, x->route.len ? (const char *)x->route.data : NULL, x->route.len);
-	rc |= buf_putc(o, ' ');
-	if (x->mbox.len)
-		rc |= mime_imap_nstring(
-		    o, (const char *)x->mbox.data, x->mbox.len);
-	else
-		rc |= buf_append(o, "\"MISSING_MAILBOX\"", 17);
-	rc |= buf_putc(o, ' ');
-	if (x->host.len)
-		rc |= mime_imap_nstring(
-		    o, (const char *)x->host.data, x->host.len);
-	else
-		rc |= buf_append(o, "\"MISSING_DOMAIN\"", 16);
-	rc |= buf_putc(o, ')');
-	return rc ? -1 : 0;
-}
-
 static void
 one_reset(struct one *x)
 {
@@ -283,16 +253,41 @@ skip_element(struct ap *a, bool in_group)
 	}
 }
 
-static const char empty_addr[] = "(NIL NIL \"MISSING_MAILBOX\" "
-                                 "\"MISSING_DOMAIN\")";
-#define GROUP_END "(NIL NIL NIL NIL)"
+static struct span
+sp(const struct buf *b)
+{
+	struct span s = {NULL, 0};
+
+	if (b->len > 0) {
+		s.p = (const char *)b->data;
+		s.len = b->len;
+	}
+	return s;
+}
+
+static int
+deliver(mime_address_fn fn, void *arg, enum mime_addr_kind kind,
+    const struct one *x)
+{
+	struct mime_address ad;
+
+	memset(&ad, 0, sizeof(ad));
+	ad.kind = kind;
+	if (x != NULL) {
+		ad.name = sp(&x->name);
+		ad.route = sp(&x->route);
+		ad.mailbox = sp(&x->mbox);
+		ad.host = sp(&x->host);
+	}
+	return fn(&ad, arg);
+}
 
 int
-mime_imap_addresses(struct span v, struct buf *o)
+mime_addresses_parse(struct span v, mime_address_fn fn, void *arg)
 {
 	struct ap a = {v.p, v.p + v.len, {NULL, 0, 0, 0}};
 	struct one x;
-	bool first = true, in_group = false, grp, after_comma = false;
+	bool in_group = false, grp, after_comma = false;
 	int rc = 0;
 
 	buf_init(&a.comment, MIME_MAX_VALUE);
@@ -308,11 +303,8 @@ mime_imap_addresses(struct span v, struct buf *o)
 			/* "a, , b": the empty element is an address */
 			a.p++;
 			if (after_comma) {
-				if (first)
-					rc |= buf_putc(o, '(');
-				first = false;
-				rc |= buf_append(
-				    o, empty_addr, sizeof(empty_addr) - 1);
+				one_reset(&x);
+				rc = deliver(fn, arg, MIME_ADDR_MAILBOX, &x);
 			}
 			after_comma = true;
 			continue;
@@ -321,7 +313,8 @@ mime_imap_addresses(struct span v, struct buf *o)
 		if (*a.p == ';') {
 			a.p++;
 			if (in_group)
-				rc = buf_append(o, GROUP_END, 17);
+				rc =
+				    deliver(fn, arg, MIME_ADDR_GROUP_END, NULL);
 			in_group = false;
 			continue;
 		}
@@ -330,14 +323,13 @@ mime_imap_addresses(struct span v, struct buf *o)
 			continue;
 		}
 		if (grp && !in_group) {
-			if (first)
-				rc |= buf_putc(o, '(');
-			first = false;
-			rc |= buf_append(o, "(NIL NIL ", 9);
-			rc |= mime_imap_nstring(o,
-			    x.name.len ? (const char *)x.name.data : "",
-			    x.name.len);
-			rc |= buf_append(o, " NIL)", 5);
+			/* the group's display name, in mailbox */
+			struct buf tmp = x.mbox;
+
+			x.mbox = x.name;
+			x.name = tmp;
+			buf_reset(&x.name);
+			rc = deliver(fn, arg, MIME_ADDR_GROUP_START, &x);
 			in_group = true;
 			continue;
 		}
@@ -350,26 +342,86 @@ mime_imap_addresses(struct span v, struct buf *o)
 			x.name = x.mbox;
 			x.mbox = tmp;
 			if (x.mbox.len > 0)
-				rc = emit(o, &x, &first);
+				rc = deliver(fn, arg, MIME_ADDR_MAILBOX, &x);
 			skip_element(&a, in_group);
 			continue;
 		}
 		if (x.mbox.len == 0 && x.host.len == 0 && x.route.len == 0 &&
 		    x.name.len == 0 && !x.angle)
 			continue;
-		rc = emit(o, &x, &first);
+		rc = deliver(fn, arg, MIME_ADDR_MAILBOX, &x);
 		skip_ws(&a);
 		if (a.p < a.e && *a.p != ',' && *a.p != ';')
 			skip_element(&a, in_group);
 	}
 	if (rc == 0 && in_group)
-		rc = buf_append(o, GROUP_END, 17);
-	if (rc == 0)
-		rc = first ? buf_append(o, "NIL", 3) : buf_putc(o, ')');
+		rc = deliver(fn, arg, MIME_ADDR_GROUP_END, NULL);
 	buf_release(&a.comment);
 	buf_release(&x.name);
 	buf_release(&x.route);
 	buf_release(&x.mbox);
 	buf_release(&x.host);
 	return rc ? -1 : 0;
+}
+
+/* ---- the ENVELOPE form ------------------------------------------------ */
+
+struct imap_out {
+	struct buf *o;
+	bool first;
+};
+
+static int
+put_nil_or(struct buf *o, struct span s, const char *missing)
+{
+	if (s.p != NULL)
+		return mime_imap_nstring(o, s.p, s.len);
+	if (missing == NULL)
+		return buf_append(o, "NIL", 3);
+	return mime_imap_nstring(o, missing, strlen(missing));
+}
+
+/* RFC 3501 7.4.2: (name adl mailbox host); a group is (NIL NIL name NIL)
+ * ... (NIL NIL NIL NIL). */
+static int
+imap_one(const struct mime_address *ad, void *arg)
+{
+	struct imap_out *io = arg;
+	struct buf *o = io->o;
+	int rc = 0;
+
+	if (io->first)
+		rc |= buf_putc(o, '(');
+	io->first = false;
+	if (ad->kind == MIME_ADDR_GROUP_END)
+		return rc | buf_append(o, "(NIL NIL NIL NIL)", 17);
+	if (ad->kind == MIME_ADDR_GROUP_START) {
+		struct span n = ad->mailbox;
+
+		if (n.p == NULL)
+			n = (struct span){"", 0};
+		rc |= buf_append(o, "(NIL NIL ", 9);
+		rc |= mime_imap_nstring(o, n.p, n.len);
+		return rc | buf_append(o, " NIL)", 5);
+	}
+	rc |= buf_putc(o, '(');
+	rc |= put_nil_or(o, ad->name, NULL);
+	rc |= buf_putc(o, ' ');
+	rc |= put_nil_or(o, ad->route, NULL);
+	rc |= buf_putc(o, ' ');
+	rc |= put_nil_or(o, ad->mailbox, "MISSING_MAILBOX");
+	rc |= buf_putc(o, ' ');
+	rc |= put_nil_or(o, ad->host, "MISSING_DOMAIN");
+	rc |= buf_putc(o, ')');
+	return rc ? -1 : 0;
+}
+
+int
+mime_imap_addresses(struct span v, struct buf *o)
+{
+	struct imap_out io = {o, true};
+
+	if (mime_addresses_parse(v, imap_one, &io) < 0)
+		return -1;
+	return io.first ? buf_append(o, "NIL", 3) : buf_putc(o, ')');
 }

@@ -616,3 +616,52 @@ mime_search_ci(
 			return true;
 	return false;
 }
+
+/* ---- a part's text for SEARCH BODY / TEXT ------------------------------ */
+
+int
+mime_part_text(const struct mime_msg *m, uint32_t part, struct buf *out)
+{
+	const struct mime_part *pt;
+	struct mime_decoder d;
+	struct span v;
+	struct buf raw;
+	char type[64], sub[64], cs[64] = "us-ascii";
+	int rc;
+
+	if (part >= m->nparts)
+		return -1;
+	pt = &m->parts[part];
+	mime_decoder_init(
+	    &d, mime_header_get(m, part, "Content-Transfer-Encoding", &v)
+	            ? mime_cte_parse(v)
+	            : MIME_CTE_IDENTITY);
+	mime_part_type(m, part, type, sub);
+	if (strcmp(type, "text") != 0) {
+		rc = mime_decoder_feed(&d, m->base + pt->body_start,
+		    pt->body_end - pt->body_start, out);
+		return rc == 0 ? mime_decoder_finish(&d, out) : -1;
+	}
+	if (mime_header_get(m, part, "Content-Type", &v)) {
+		struct mime_params ps;
+		const struct mime_param *p;
+
+		mime_ctype_parse(v, true, NULL, NULL, &ps);
+		if ((p = mime_param_find(&ps, "charset")) != NULL &&
+		    p->value_len > 0)
+			strlcpy_p(cs, p->value, sizeof(cs));
+		mime_params_free(&ps);
+	}
+	/* an unknown charset: read as UTF-8, invalid bytes as U+FFFD */
+	if (mime_charset_to_utf8(cs, (const uint8_t *)"", 0, out) < 0)
+		strlcpy_p(cs, "utf-8", sizeof(cs));
+	buf_init(&raw, out->max);
+	rc = mime_decoder_feed(
+	    &d, m->base + pt->body_start, pt->body_end - pt->body_start, &raw);
+	if (rc == 0)
+		rc = mime_decoder_finish(&d, &raw);
+	if (raw.len > 0 && mime_charset_to_utf8(cs, raw.data, raw.len, out) < 0)
+		rc = -1;
+	buf_release(&raw);
+	return rc;
+}

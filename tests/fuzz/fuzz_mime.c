@@ -77,6 +77,8 @@ views(const struct mime_msg *m, const uint8_t *data, size_t size)
 						__builtin_trap();
 		}
 		buf_reset(&b);
+		(void)mime_part_text(m, i, &b);
+		buf_reset(&b);
 		mime_decoder_init(&d, i % 3 == 0   ? MIME_CTE_QP
 		                      : i % 3 == 1 ? MIME_CTE_BASE64
 		                                   : MIME_CTE_IDENTITY);

@@ -742,6 +742,74 @@ test_msgids(void **state)
 	}
 }
 
+/* SEARCH BODY: transfer decoding and charset conversion per part. */
+static void
+test_part_text(void **state)
+{
+	static const struct {
+		const char *file;
+		uint32_t part;
+		const char *want;
+	} cases[] = {
+	    {"alternative_related.eml", 1, "Hello w\xc3\xb6rld"},
+	    {"forwarded.eml", 4, "Caf\xc3\xa9?"},
+	    {"rfc3501_mixed.eml", 2, "hello\n"},
+	    {"bad_encoding.eml", 0, "caf\xc3\xa9 =ZZ softbreak "},
+	    {"alternative_related.eml", 4, "\x89PNG\r\n\x1a\n"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len;
+		uint8_t *d = load(cases[i].file, &len);
+		struct mime_msg m;
+		struct buf b;
+
+		buf_init(&b, 1 << 16);
+		mime_parse(d, len, &m);
+		assert_int_equal(mime_part_text(&m, cases[i].part, &b), 0);
+		expect_str(i, cases[i].file, &b, cases[i].want);
+		assert_true(mime_search_ci(b.data, b.len,
+		    (const uint8_t *)cases[i].want, strlen(cases[i].want)));
+		buf_release(&b);
+		mime_msg_free(&m);
+		free(d);
+	}
+}
+
+static int
+collect(const struct mime_address *ad, void *arg)
+{
+	struct buf *b = arg;
+	char t[16];
+	int k = snprintf(t, sizeof(t), "%d:", (int)ad->kind);
+
+	buf_append(b, t, (size_t)k);
+	if (ad->mailbox.p != NULL)
+		buf_append(b, ad->mailbox.p, ad->mailbox.len);
+	if (ad->host.p != NULL) {
+		buf_putc(b, '@');
+		buf_append(b, ad->host.p, ad->host.len);
+	}
+	buf_putc(b, ' ');
+	return strncmp(ad->mailbox.p ? ad->mailbox.p : "", "stop", 4) == 0;
+}
+
+static void
+test_addresses_parse(void **state)
+{
+	static const char in[] = "A Group: a@b, \"x\" <c@d>; e, stop@x, f@g";
+	struct span v = {in, sizeof(in) - 1};
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 1000);
+	/* the callback's non-zero return stops the walk */
+	assert_int_equal(mime_addresses_parse(v, collect, &b), -1);
+	expect_str(0, "callback", &b, "1:A Group 0:a@b 0:c@d 2: 0:e 0:stop@x ");
+	buf_release(&b);
+}
+
 /* ---- section ranges --------------------------------------------------- */
 
 static const struct {
@@ -1080,6 +1148,8 @@ run_mime_tests(void)
 	    cmocka_unit_test(test_header_fields),
 	    cmocka_unit_test(test_dates),
 	    cmocka_unit_test(test_msgids),
+	    cmocka_unit_test(test_part_text),
+	    cmocka_unit_test(test_addresses_parse),
 	    cmocka_unit_test(test_sections),
 	    cmocka_unit_test(test_sections_single),
 	    cmocka_unit_test(test_section_path),
