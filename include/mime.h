@@ -274,9 +274,11 @@ int mime_section_path(const char *s, size_t len, uint32_t *path, size_t maxpath,
  * finish.  Output goes to out; -1 when out is full.  Invalid input is
  * tolerated (skipped or passed through) and counted in bad. */
 enum mime_cte {
-	MIME_CTE_IDENTITY, /* 7bit, 8bit, binary, unknown */
+	MIME_CTE_IDENTITY, /* 7bit, 8bit, binary, or no header */
 	MIME_CTE_QP,
 	MIME_CTE_BASE64,
+	MIME_CTE_UNKNOWN, /* BINARY answers [UNKNOWN-CTE] (RFC 3516 4);
+	                     the decoder passes it through */
 };
 struct mime_decoder {
 	enum mime_cte cte;

@@ -32,7 +32,10 @@ mime_cte_parse(struct span v)
 		return MIME_CTE_QP;
 	if (span_eq_ci(v, "base64"))
 		return MIME_CTE_BASE64;
-	return MIME_CTE_IDENTITY;
+	if (v.len == 0 || span_eq_ci(v, "7bit") || span_eq_ci(v, "8bit") ||
+	    span_eq_ci(v, "binary"))
+		return MIME_CTE_IDENTITY;
+	return MIME_CTE_UNKNOWN;
 }
 
 void
@@ -180,7 +183,7 @@ int
 mime_decoder_feed(
     struct mime_decoder *d, const uint8_t *in, size_t len, struct buf *out)
 {
-	if (d->cte == MIME_CTE_IDENTITY)
+	if (d->cte != MIME_CTE_QP && d->cte != MIME_CTE_BASE64)
 		return buf_append(out, in, len);
 	for (size_t i = 0; i < len; i++) {
 		int rc = d->cte == MIME_CTE_QP ? qp_byte(d, in[i], out)

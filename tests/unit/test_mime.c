@@ -992,6 +992,33 @@ test_decoders(void **state)
 
 /* A full output buffer is -1 (max 300: buf_putc honours max only from
  * the first 256-byte allocation on). */
+static const struct {
+	const char *in;
+	enum mime_cte want;
+} ctes[] = {
+    {"base64", MIME_CTE_BASE64},
+    {" Quoted-Printable \r\n", MIME_CTE_QP},
+    {"7BIT", MIME_CTE_IDENTITY},
+    {"8bit", MIME_CTE_IDENTITY},
+    {"binary", MIME_CTE_IDENTITY},
+    {"", MIME_CTE_IDENTITY},
+    {"x-uuencode", MIME_CTE_UNKNOWN},
+    {"base64x", MIME_CTE_UNKNOWN},
+};
+
+static void
+test_cte(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(ctes) / sizeof(ctes[0]); i++) {
+		struct span v = {ctes[i].in, strlen(ctes[i].in)};
+
+		if (mime_cte_parse(v) != ctes[i].want)
+			fail_msg("case %zu (%s): got %d, want %d", i,
+			    ctes[i].in, mime_cte_parse(v), ctes[i].want);
+	}
+}
+
 static void
 test_decoder_full(void **state)
 {
@@ -1154,6 +1181,7 @@ run_mime_tests(void)
 	    cmocka_unit_test(test_sections_single),
 	    cmocka_unit_test(test_section_path),
 	    cmocka_unit_test(test_decoders),
+	    cmocka_unit_test(test_cte),
 	    cmocka_unit_test(test_decoder_full),
 	    cmocka_unit_test(test_rfc2047),
 	    cmocka_unit_test(test_search),
