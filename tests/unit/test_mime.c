@@ -771,6 +771,7 @@ test_part_text(void **state)
 		expect_str(i, cases[i].file, &b, cases[i].want);
 		assert_true(mime_search_ci(b.data, b.len,
 		    (const uint8_t *)cases[i].want, strlen(cases[i].want)));
+		assert_int_equal(mime_part_text(&m, m.nparts, &b), -1);
 		buf_release(&b);
 		mime_msg_free(&m);
 		free(d);
@@ -1097,6 +1098,42 @@ test_rfc2047(void **state)
 }
 
 static const struct {
+	const char *cs, *in;
+	int rc;
+	const char *want;
+} charsets[] = {
+    {"UTF-8", "a\xc3\xa9", 0, "a\xc3\xa9"},
+    {"utf-8", "a\xc3(\xed\xa0\x80", 0,
+        "a\xef\xbf\xbd(\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"},
+    {"ISO-8859-1", "\xe9\xa4", 0, "\xc3\xa9\xc2\xa4"},
+    {"latin9", "\xa4\xbd", 0, "\xe2\x82\xac\xc5\x93"},
+    {"windows-1252", "\x80\x81\x9f", 0, "\xe2\x82\xac\xc2\x81\xc5\xb8"},
+    {"us-ascii", "plain", 0, "plain"},
+    {"ISO-8859-2", "\xb1", 0, "\xc4\x85"}, /* iconv */
+    {"x-no-such-charset", "a", -1, ""},
+};
+
+static void
+test_charsets(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(charsets) / sizeof(charsets[0]); i++) {
+		struct buf b;
+		int rc;
+
+		buf_init(&b, 1000);
+		rc = mime_charset_to_utf8(charsets[i].cs,
+		    (const uint8_t *)charsets[i].in, strlen(charsets[i].in),
+		    &b);
+		if (rc != charsets[i].rc)
+			fail_msg("case %zu (%s): got %d, want %d", i,
+			    charsets[i].cs, rc, charsets[i].rc);
+		expect_str(i, charsets[i].cs, &b, charsets[i].want);
+		buf_release(&b);
+	}
+}
+
+static const struct {
 	const char *hay, *needle;
 	bool want;
 } matches[] = {
@@ -1184,6 +1221,7 @@ run_mime_tests(void)
 	    cmocka_unit_test(test_cte),
 	    cmocka_unit_test(test_decoder_full),
 	    cmocka_unit_test(test_rfc2047),
+	    cmocka_unit_test(test_charsets),
 	    cmocka_unit_test(test_search),
 	    cmocka_unit_test(test_nstring),
 	};
