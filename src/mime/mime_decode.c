@@ -183,6 +183,8 @@ int
 mime_decoder_feed(
     struct mime_decoder *d, const uint8_t *in, size_t len, struct buf *out)
 {
+	if (len == 0) /* buf_append of nothing to an empty buf is UB */
+		return 0;
 	if (d->cte != MIME_CTE_QP && d->cte != MIME_CTE_BASE64)
 		return buf_append(out, in, len);
 	for (size_t i = 0; i < len; i++) {
@@ -335,7 +337,8 @@ via_iconv(const char *name, const uint8_t *in, size_t len, struct buf *out)
 		size_t ol = sizeof(tmp);
 		size_t r = iconv(cd, &ip, &il, &op, &ol);
 
-		if (buf_append(out, tmp, sizeof(tmp) - ol) < 0)
+		if (ol < sizeof(tmp) &&
+		    buf_append(out, tmp, sizeof(tmp) - ol) < 0)
 			rc = -1;
 		else if (r == (size_t)-1 &&
 		         (errno == EILSEQ || errno == EINVAL)) {

@@ -369,6 +369,10 @@ mime_parse(const uint8_t *msg, size_t len, struct mime_msg *out)
 {
 	struct ctx *c = xcalloc(1, sizeof(*c));
 
+	if (msg == NULL || len == 0) { /* no pointer arithmetic on NULL */
+		msg = (const uint8_t *)"";
+		len = 0;
+	}
 	memset(out, 0, sizeof(*out));
 	out->base = msg;
 	out->len = len;

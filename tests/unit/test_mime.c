@@ -256,6 +256,38 @@ test_tree(void **state)
 	free(d);
 }
 
+/* An empty message (NULL too) is one empty text/plain part. */
+static void
+test_empty(void **state)
+{
+	struct mime_msg m;
+	struct buf b;
+	struct mime_range r;
+	const char *why;
+	uint32_t one = 1;
+
+	(void)state;
+	buf_init(&b, 1000);
+	assert_int_equal(mime_parse(NULL, 0, &m), 0);
+	assert_int_equal(m.nparts, 1);
+	assert_int_equal(mime_imap_bodystructure(&m, 0, false, &b), 0);
+	expect_str(0, "BODY", &b,
+	    "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 "
+	    "0)");
+	buf_reset(&b);
+	assert_int_equal(mime_imap_envelope(&m, 0, &b), 0);
+	expect_str(
+	    1, "ENVELOPE", &b, "(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+	buf_reset(&b);
+	assert_int_equal(mime_part_text(&m, 0, &b), 0);
+	assert_int_equal(b.len, 0);
+	assert_int_equal(mime_section(&m, &one, 1, MIME_SEC_BODY, &r, &why), 0);
+	assert_int_equal(r.size, 0);
+	mime_msg_free(&m);
+	mime_msg_free(&m); /* twice is harmless */
+	buf_release(&b);
+}
+
 /* Nested multiparts whose inner close delimiter is missing: the outer
  * boundary ends the inner one (RFC 2046 5.1.2). */
 static void
@@ -1203,6 +1235,7 @@ run_mime_tests(void)
 	    cmocka_unit_test(test_corpus),
 	    cmocka_unit_test(test_body),
 	    cmocka_unit_test(test_tree),
+	    cmocka_unit_test(test_empty),
 	    cmocka_unit_test(test_nested_outer_ends_inner),
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_fields),
