@@ -51,32 +51,34 @@ is_blank(const struct ctx *c, size_t pos, size_t le)
 
 /*
  * Is [pos, le) a delimiter line of a boundary on the stack?  RFC 2046
- * 5.1.1: "--" boundary ["--"] then only whitespace.  The innermost
- * boundary is tried first; an outer one ends the inner multiparts.
+ * 5.1.1 wants "--" boundary ["--"] and then only whitespace; like
+ * Dovecot, anything after the boundary is allowed (mailers pick
+ * boundaries no body line starts with).  Of several boundaries that
+ * match, the longest wins, so "--abcd" is not read as "--abc" + "d";
+ * on a tie the innermost.  An outer boundary ends the inner multiparts.
  */
 static int
 boundary_at(const struct ctx *c, size_t pos, size_t le, bool *close)
 {
-	size_t n = le - pos;
+	size_t n = le - pos, best_len = 0;
 	const uint8_t *l = c->p + pos;
+	int best = -1;
 
 	if (c->nb == 0 || n < 3 || l[0] != '-' || l[1] != '-')
 		return -1;
 	for (size_t i = c->nb; i-- > 0;) {
 		const struct bnd *b = &c->stack[i];
-		size_t k = 2 + b->len;
 
-		if (n < k || memcmp(l + 2, b->b, b->len) != 0)
-			continue;
-		*close = n >= k + 2 && l[k] == '-' && l[k + 1] == '-';
-		if (*close)
-			k += 2;
-		while (k < n && (l[k] == ' ' || l[k] == '\t' || l[k] == '\r'))
-			k++;
-		if (k == n || (k == n - 1 && l[k] == '\n'))
-			return (int)i;
+		if (n >= 2 + b->len && b->len > best_len &&
+		    memcmp(l + 2, b->b, b->len) == 0) {
+			best = (int)i;
+			best_len = b->len;
+		}
 	}
-	return -1;
+	if (best >= 0)
+		*close = n >= best_len + 4 && l[2 + best_len] == '-' &&
+		         l[3 + best_len] == '-';
+	return best;
 }
 
 /* The CRLF (or LF) before a boundary line belongs to the boundary, but
@@ -444,7 +446,7 @@ mime_field_next(
 		*pos = e;
 		if (e > vs && h[e - 1] == '\n')
 			e--;
-		if (e > vs && h[e - 1] == '\r')
+		while (e > vs && h[e - 1] == '\r') /* "\r\r\n" too (Dovecot) */
 			e--;
 		out->value.p = (const char *)h + vs;
 		out->value.len = e > vs ? e - vs : 0;

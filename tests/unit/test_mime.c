@@ -146,6 +146,52 @@ static const struct {
         "NIL NIL) 3 NIL NIL NIL NIL)({4}\r\nte\x90\x8b \"plain\" NIL NIL NIL "
         "\"7bit\" 13 NIL NIL NIL NIL) \"digest\" (\"boundary\" \"d\") NIL NIL "
         "NIL)"},
+    /* inner boundary = outer + "d" */
+    {"nested_prefix_boundary.eml", 0, 4,
+        "(((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0 "
+        "NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"abcd\") NIL NIL "
+        "NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 "
+        "0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"abc\") NIL NIL NIL)"},
+    /* outer boundary = inner + "d" ends the inner part */
+    {"outer_prefix_ends_inner.eml", MIME_F_NO_END, 4,
+        "(((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 15 "
+        "0 NIL NIL NIL NIL) \"alternative\" (\"boundary\" \"abc\") NIL NIL "
+        "NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 "
+        "0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"abcd\") NIL NIL NIL)"},
+    /* text after a delimiter is allowed (Dovecot) */
+    {"boundary_trailing_junk.eml", 0, 3,
+        "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 3 0 "
+        "NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL "
+        "NIL \"7bit\" 3 0 NIL NIL NIL NIL) \"mixed\" (\"boundary\" \"b\") NIL "
+        "NIL NIL)"},
+    /* plain and RFC 2231 values side by side, names keep case */
+    {"rfc2231_plain_and_ext.eml", 0, 2,
+        "((\"application\" \"octet-stream\" (\"name\" \"plain.txt\" \"name*\" "
+        "\"utf-8''%C3%A9.txt\") NIL NIL \"7bit\" 1 NIL (\"attachment\" "
+        "(\"filename\" \"plain.txt\" \"FileName*\" \"utf-8''%C3%A9.txt\")) NIL "
+        "NIL) \"mixed\" (\"boundary\" \"b\") NIL NIL NIL)"},
+    /* comments and case in Content-Type */
+    {"ctype_comments_case.eml", 0, 1,
+        "(\"Text\" \"HTML\" (\"Charset\" \"UTF-8\" \"Format\" \"Flowed\") NIL "
+        "NIL \"7bit\" 10 1 NIL NIL NIL NIL)"},
+    /* message/rfc822 in message/rfc822 */
+    {"nested_rfc822.eml", 0, 3,
+        "(\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 58 (NIL NIL NIL NIL NIL "
+        "NIL NIL NIL NIL NIL) (\"message\" \"rfc822\" NIL NIL NIL \"7bit\" 26 "
+        "(NIL \"deepest\" NIL NIL NIL NIL NIL NIL NIL NIL) (\"text\" \"plain\" "
+        "(\"charset\" \"us-ascii\") NIL NIL \"7bit\" 6 1 NIL NIL NIL NIL) 3 "
+        "NIL NIL NIL NIL) 5 NIL NIL NIL NIL)"},
+    /* bare CR is not a line end */
+    {"bare_cr.eml", 0, 1,
+        "(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 5 0 "
+        "NIL NIL NIL NIL)"},
+    /* parts with empty headers and bodies */
+    {"empty_parts.eml", MIME_F_HEADER_CUT, 4,
+        "((\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 39 0 "
+        "NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL "
+        "NIL \"7bit\" 0 0 NIL NIL NIL NIL)(\"text\" \"plain\" (\"charset\" "
+        "\"us-ascii\") NIL NIL \"7bit\" 0 0 NIL NIL NIL NIL) \"mixed\" "
+        "(\"boundary\" \"b\") NIL NIL NIL)"},
     {"bad_encoding.eml", 0, 1,
         "(\"text\" \"plain\" (\"charset\" \"utf-8\") NIL NIL "
         "\"quoted-printable\" 30 2 NIL NIL NIL NIL)"},
