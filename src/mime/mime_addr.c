@@ -3,8 +3,9 @@
  * display names, quoted strings, comments (a comment names an address
  * that has no display name), obsolete routes, and broken input read the
  * way Dovecot reads it (a missing local part or domain becomes
- * MISSING_MAILBOX / MISSING_DOMAIN).  Pure; every loop consumes input,
- * and every string is bounded by MIME_MAX_VALUE.
+ * MISSING_MAILBOX / MISSING_DOMAIN).  Pure; it must never loop without
+ * consuming input (the fuzzer found one such loop once) nor read outside
+ * the value; every string is bounded by MIME_MAX_VALUE.
  */
 #include <string.h>
 
