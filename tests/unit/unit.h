@@ -31,5 +31,6 @@ int run_mailbox_tests(void);
 int run_committer_tests(void);
 int run_core_tests(void);
 int run_imap_parse_tests(void);
+int run_mime_tests(void);
 
 #endif

@@ -28,5 +28,6 @@ main(void)
 	failed += run_committer_tests();
 	failed += run_core_tests();
 	failed += run_imap_parse_tests();
+	failed += run_mime_tests();
 	return failed != 0;
 }

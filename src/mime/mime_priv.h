@@ -1,0 +1,13 @@
+/* Shared between the src/mime files; not an API. */
+#ifndef POSTERN_MIME_PRIV_H
+#define POSTERN_MIME_PRIV_H
+
+#include "mime.h"
+
+struct buf;
+
+/* Appends an ENVELOPE address list ("((name adl mailbox host) ...)" or
+ * NIL) for the raw header value v.  -1 when o is full. */
+int mime_imap_addresses(struct span v, struct buf *o);
+
+#endif
