@@ -29,6 +29,8 @@ buf_grow(struct buf *b, size_t need)
 	if (need <= b->cap)
 		return 0;
 	cap = b->cap ? b->cap : 256;
+	if (cap > b->max) /* a small limit: the first block is that size */
+		cap = b->max;
 	while (cap < need)
 		cap = cap > b->max / 2 ? b->max : cap * 2;
 	b->data = xreallocarray(b->data, cap, 1);
@@ -41,6 +43,8 @@ buf_append(struct buf *b, const void *p, size_t len)
 {
 	if (len > b->max - b->len || buf_grow(b, b->len + len) == -1)
 		return -1;
+	if (len == 0) /* data may still be NULL */
+		return 0;
 	/* UNSAFE: bounded by buf_grow above. */
 	memcpy(b->data + b->len, p, len);
 	b->len += len;

@@ -26,6 +26,26 @@ test_append_limit(void **state)
 	assert_null(b.data);
 }
 
+/* A limit below the first block: putc and append stop at it, and an
+ * empty append to an empty buffer is a no-op (no memcpy from NULL). */
+static void
+test_small_limit(void **state)
+{
+	struct buf b;
+
+	(void)state;
+	buf_init(&b, 3);
+	assert_int_equal(buf_append(&b, "", 0), 0);
+	assert_null(b.data);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(buf_putc(&b, 'a'), 0);
+	assert_int_equal(buf_putc(&b, 'b'), -1);
+	assert_int_equal(buf_append(&b, "c", 1), -1);
+	assert_int_equal(b.len, 3);
+	assert_true(b.cap <= 3);
+	buf_release(&b);
+}
+
 /* Fills a buffer to size bytes (so its capacity is at least size). */
 static void
 filled(struct buf *b, size_t size)
@@ -108,6 +128,7 @@ run_buf_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_append_limit),
+	    cmocka_unit_test(test_small_limit),
 	    cmocka_unit_test(test_pool),
 	};
 
