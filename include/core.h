@@ -5,8 +5,9 @@
  * the session's life on the loop (busy/resume, close, drop, deferred
  * free), the 64 KiB output back-pressure bound, the idle and total
  * (per-session) timeouts, the STARTTLS takeover, the SASL step machine
- * (PLAIN, LOGIN), the per-IP login lock-out around a login job, and the
- * graceful shutdown (reply, shutdown_timeout, grace).
+ * (PLAIN, LOGIN), the login (the password check on the auth pool inside
+ * the lock-out, its log line; the protocol only words the outcome), and
+ * the graceful shutdown (reply, shutdown_timeout, grace).
  *
  * A protocol plugs in with a struct core_proto (its name, greeting, input
  * handler, limits and hooks) and a session struct whose first member is a
@@ -35,6 +36,7 @@ struct config;
 struct event;
 struct event_base;
 struct listen_list;
+struct strlist;
 struct core_server;
 struct core_session;
 
@@ -63,12 +65,20 @@ enum core_sasl_error {
 	CORE_SASL_UNKNOWN_MECH,  /* not in the core's mechanism table */
 };
 
-/* Where a SASL exchange stands (struct core_session.sasl_step). */
+/* Whether a SASL exchange is under way (struct core_session.sasl_step).
+ * Which mechanism and which round are the core's own business. */
 enum core_sasl_step {
-	CORE_SASL_NONE,
-	CORE_SASL_PLAIN,      /* "334 " / "+ " sent: the response is next */
-	CORE_SASL_LOGIN_USER, /* "Username:" asked */
-	CORE_SASL_LOGIN_PASS, /* "Password:" asked */
+	CORE_SASL_NONE,    /* no exchange: the next line is a command */
+	CORE_SASL_WAITING, /* a challenge was sent: the line answers it */
+};
+
+/* What a login came to (proto->login_done). */
+enum core_login {
+	CORE_LOGIN_OK,       /* the password was right: canon is the user */
+	CORE_LOGIN_DENIED,   /* bad or unusable credentials (counted) */
+	CORE_LOGIN_LOCKED,   /* the lock-out refused it: answer and close */
+	CORE_LOGIN_TEMPFAIL, /* a directory error, or the client's slot busy */
+	CORE_LOGIN_PENDING,  /* too many logins in flight (auth_max_pending) */
 };
 
 /* The result of core_line_take. */
@@ -140,13 +150,19 @@ struct core_proto {
 	/* SASL framing: a challenge is sasl_prefix + base64 text. */
 	const char *sasl_prefix; /* "334 " (SMTP), "+ " (POP3) */
 	void (*sasl_error)(struct core_session *, enum core_sasl_error);
-	/* Decoded credentials: check them (core_login_begin, a job). */
-	void (*login)(struct core_session *, const char *user, size_t ulen,
-	    const char *pass, size_t plen);
-	/* A login refused by the lock-out or ended with verdict v. */
-	void (*login_refuse)(struct core_session *, enum authfail_verdict v);
-	/* Too many logins in flight (auth_max_pending). */
-	void (*login_busy)(struct core_session *);
+	/* The login's job also lists the addresses the user may send from
+	 * (dir_owned_addresses, SMTP's sender match); a directory error
+	 * there makes the login a CORE_LOGIN_TEMPFAIL. */
+	bool is_login_owned;
+	/* What core_login_submit came to; the core has logged any refusal
+	 * (the protocol logs a success, with what it learns next).  canon
+	 * (OK only) is borrowed; owned (OK with is_login_owned, else NULL)
+	 * may be taken (leave it empty).  Called from inside the command
+	 * (a refusal before any check) or from the job's completion: there
+	 * it may core_submit the next step (POP3 opens the maildrop), and
+	 * the core resumes the session after that job instead. */
+	void (*login_done)(struct core_session *, enum core_login,
+	    const char *canon, struct strlist *owned);
 };
 
 /* One listener set: addresses, a kind name for logs, implicit TLS. */
@@ -181,7 +197,10 @@ struct core_session {
 	bool is_expired;       /* the total timeout came while busy */
 	struct event *session_ev; /* the total timeout (proto->session_ms) */
 	enum core_sasl_step sasl_step;
-	char sasl_user[CORE_USER_MAX]; /* LOGIN: the name, until the pass */
+	/* core_sasl.c's: the mechanism (its table row), the round, and what
+	 * it keeps between rounds (LOGIN: the user name); wiped after. */
+	unsigned char sasl_mech, sasl_round;
+	char sasl_state[CORE_USER_MAX];
 };
 
 struct core_server {
@@ -287,6 +306,29 @@ void core_starttls(struct core_session *);
 
 /* ---- SASL and logins (core_sasl.c) -------------------------------------- */
 
+/*
+ * Adding a mechanism is one row of the table in core_sasl.c: its name,
+ * a start function (the AUTH line's initial response) and a step
+ * function (each later line, by round), each ending in a challenge, a
+ * proto->sasl_error or core_login_submit.
+ *
+ * core_login_submit takes a user name and a password, checked by
+ * dir_login against a stored hash.  A mechanism without a password
+ * would need more from it:
+ *   - SCRAM-SHA-256 (RFC 7677): a job in the middle of the exchange that
+ *     fetches the user's salt, iteration count, StoredKey and ServerKey
+ *     (a dir op, and a directory that keeps SCRAM secrets, not crypt
+ *     hashes), so the step machine must wait for a completion between
+ *     rounds; the proof is checked after it, and the server-final
+ *     message is a challenge sent before login_done's success; -PLUS
+ *     channel binding needs the session's TLS exporter.
+ *   - XOAUTH2/OAUTHBEARER (RFC 7628): a token, not a password, checked
+ *     by another verifier (the job's kind: password or token), and a
+ *     failure answered with a JSON error challenge before the refusal.
+ * Both still take the lock-out slot, count the outcome and log as here:
+ * what changes is the credential the job carries and what it runs.
+ */
+
 /* The mechanisms, separated by sep ("PLAIN LOGIN"), for EHLO and CAPA. */
 const char *core_sasl_mechs(char sep);
 /* Number and name of the mechanisms (AUTH listing one a line). */
@@ -295,26 +337,29 @@ const char *core_sasl_mech(size_t i);
 /*
  * AUTH mech [initial-response]: has_ir when a response followed the
  * name.  Replies challenges with proto->sasl_prefix; errors go to
- * proto->sasl_error; decoded credentials to proto->login.
+ * proto->sasl_error; decoded credentials to core_login_submit.
  */
 void core_sasl_start(struct core_session *, const char *mech, size_t mlen,
     const char *ir, size_t irlen, bool has_ir);
 /* A line answering a challenge (while s->sasl_step != CORE_SASL_NONE). */
 void core_sasl_continue(struct core_session *, const uint8_t *, size_t);
+/* Forgets an exchange in progress (STARTTLS, free), wiping its state. */
+void core_sasl_reset(struct core_session *);
+
 /*
- * Before a password check: refuses empty or overlong credentials
- * (user_max, pass_max: the job's buffers, with the NUL), too many logins
- * in flight (proto->login_busy) or a lock-out (proto->login_refuse), and
- * logs it.  True when the check may go ahead: *slot is then held and
- * core_login_end must be called exactly once.
+ * A login (SASL, POP3 USER/PASS, IMAP LOGIN next): refuses at once
+ * empty or overlong credentials (proto->user_max; 256 for the password),
+ * too many logins in flight (auth_max_pending) or a lock-out; else takes
+ * a lock-out slot and checks the password on the auth pool (dir_login:
+ * the job owns copies of what it reads and wipes the password), counts
+ * the outcome (the session's config's limits) and calls
+ * proto->login_done.  Each refusal is logged here, once.  The session
+ * is busy while the check runs.
  */
-bool core_login_begin(struct core_session *, const char *user, size_t ulen,
-    size_t user_max, size_t plen, size_t pass_max, struct authfail_slot *);
-/* The check's outcome, counted (even for a session gone meanwhile). */
-enum authfail_verdict core_login_end(struct core_session *,
-    struct authfail_slot *, enum authfail_outcome, const char *canon);
+void core_login_submit(struct core_session *, const char *user, size_t ulen,
+    const char *pass, size_t plen);
 /* A failure decided before any check (bad PLAIN shape): counted, logged,
- * answered through proto->login_refuse. */
+ * answered through proto->login_done. */
 void core_login_fail_now(struct core_session *, const char *why);
 
 #endif

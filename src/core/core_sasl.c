@@ -1,14 +1,18 @@
 /*
- * core_sasl: the SASL step machine (RFC 4422) and the login lock-out
- * plumbing shared by every protocol (include/core.h).  The mechanism
- * table is the one place to add a mechanism; the protocol supplies only
- * the framing of a challenge (proto->sasl_prefix) and of its errors, and
- * checks the decoded credentials on a worker (proto->login).
+ * core_sasl: the SASL step machine (RFC 4422) and the login every
+ * protocol's password check goes through (include/core.h).  The
+ * mechanism table is the one place to add a mechanism; the protocol
+ * supplies only the framing of a challenge (proto->sasl_prefix), the
+ * words of its errors and of a login's outcome (proto->login_done).
  *
- * Credentials never outlive the exchange: buffers are wiped after use.
- * Loop thread only; no password is checked here.
+ * A login is one job on the auth pool: the password check (dir_login),
+ * between taking a lock-out slot and counting the outcome, with one log
+ * line for a refusal.  The job owns what it reads (copies, a config
+ * reference) and never touches the session.  Credentials never outlive
+ * the exchange: buffers are wiped after use.  The rest runs on the loop.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -16,21 +20,32 @@
 #include "base64.h"
 #include "config.h"
 #include "core.h"
+#include "dir.h"
 #include "log.h"
 #include "sasl.h"
+#include "strlist.h"
+#include "xmalloc.h"
 
-static void mech_plain(
-    struct core_session *, const char *ir, size_t irlen, bool has_ir);
-static void mech_login(
-    struct core_session *, const char *ir, size_t irlen, bool has_ir);
-
-/* The mechanisms, in the order they are advertised. */
-static const struct {
+/* A mechanism: start takes the AUTH line's initial response (has_ir:
+ * one was given), step each later line (base64 text, not "*") with the
+ * number of lines answered before it.  Both end with a challenge, a
+ * proto->sasl_error or core_login_submit. */
+struct sasl_mech {
 	const char *name;
 	void (*start)(struct core_session *, const char *, size_t, bool);
-} mechs[] = {
-    {"PLAIN", mech_plain},
-    {"LOGIN", mech_login},
+	void (*step)(struct core_session *, unsigned round, const char *,
+	    size_t);
+};
+
+static void plain_start(struct core_session *, const char *, size_t, bool);
+static void plain_step(struct core_session *, unsigned, const char *, size_t);
+static void login_start(struct core_session *, const char *, size_t, bool);
+static void login_step(struct core_session *, unsigned, const char *, size_t);
+
+/* The mechanisms, in the order they are advertised. */
+static const struct sasl_mech mechs[] = {
+    {"PLAIN", plain_start, plain_step},
+    {"LOGIN", login_start, login_step},
 };
 
 #define NMECHS (sizeof(mechs) / sizeof(mechs[0]))
@@ -62,9 +77,11 @@ core_sasl_mechs(char sep)
 	return l;
 }
 
+/* Sends a challenge: the client's next line answers it (step). */
 static void
 challenge(struct core_session *s, const char *b64)
 {
+	s->sasl_step = CORE_SASL_WAITING;
 	core_reply(s, "%s%s", s->srv->proto->sasl_prefix, b64);
 }
 
@@ -87,40 +104,84 @@ plain_response(struct core_session *s, const char *b64, size_t len)
 		    s, "authorization identity is not the user");
 		return;
 	}
-	p->login(s, user, strlen(user), pass, strlen(pass));
+	core_login_submit(s, user, strlen(user), pass, strlen(pass));
 	explicit_bzero(pass, sizeof(pass));
 }
 
 static void
-mech_plain(struct core_session *s, const char *ir, size_t irlen, bool has_ir)
+plain_start(struct core_session *s, const char *ir, size_t irlen, bool has_ir)
 {
-	if (!has_ir) {
-		s->sasl_step = CORE_SASL_PLAIN;
+	if (!has_ir)
 		challenge(s, "");
-	} else if (irlen == 1 && ir[0] == '=') {
+	else if (irlen == 1 && ir[0] == '=')
 		s->srv->proto->sasl_error(s, CORE_SASL_MALFORMED);
-	} else {
+	else
 		plain_response(s, ir, irlen);
-	}
 }
 
 static void
-mech_login(struct core_session *s, const char *ir, size_t irlen, bool has_ir)
+plain_step(struct core_session *s, unsigned round, const char *b64, size_t len)
 {
-	s->sasl_step = CORE_SASL_LOGIN_USER;
+	(void)round;
+	plain_response(s, b64, len);
+}
+
+/* LOGIN (draft-murchison-sasl-login): the user name, then the password,
+ * each asked for and sent in base64. */
+static void
+login_start(struct core_session *s, const char *ir, size_t irlen, bool has_ir)
+{
 	if (!has_ir)
 		challenge(s, "VXNlcm5hbWU6"); /* "Username:" */
 	else
 		core_sasl_continue(s, (const uint8_t *)ir, irlen);
 }
 
+static void
+login_step(struct core_session *s, unsigned round, const char *b64, size_t len)
+{
+	const struct core_proto *p = s->srv->proto;
+	uint8_t buf[512];
+	long n = base64_decode(b64, len, buf, sizeof(buf) - 1);
+
+	if (n < 0) {
+		p->sasl_error(s, CORE_SASL_BAD_BASE64);
+		return;
+	}
+	if (round == 0) {
+		if ((size_t)n >= p->user_max ||
+		    (size_t)n >= sizeof(s->sasl_state)) {
+			p->sasl_error(s, CORE_SASL_USER_TOO_LONG);
+			return;
+		}
+		memcpy(s->sasl_state, buf, (size_t)n);
+		s->sasl_state[n] = '\0';
+		challenge(s, "UGFzc3dvcmQ6"); /* "Password:" */
+		return;
+	}
+	core_login_submit(s, s->sasl_state, strlen(s->sasl_state),
+	    (const char *)buf, (size_t)n);
+	explicit_bzero(buf, sizeof(buf));
+}
+
+void
+core_sasl_reset(struct core_session *s)
+{
+	s->sasl_step = CORE_SASL_NONE;
+	s->sasl_mech = 0;
+	s->sasl_round = 0;
+	explicit_bzero(s->sasl_state, sizeof(s->sasl_state));
+}
+
 void
 core_sasl_start(struct core_session *s, const char *mech, size_t mlen,
     const char *ir, size_t irlen, bool has_ir)
 {
+	core_sasl_reset(s);
 	for (size_t i = 0; i < NMECHS; i++)
 		if (strlen(mechs[i].name) == mlen &&
 		    strncasecmp(mechs[i].name, mech, mlen) == 0) {
+			s->sasl_mech = (unsigned char)i;
 			mechs[i].start(s, ir, irlen, has_ir);
 			return;
 		}
@@ -130,44 +191,140 @@ core_sasl_start(struct core_session *s, const char *mech, size_t mlen,
 void
 core_sasl_continue(struct core_session *s, const uint8_t *line, size_t len)
 {
-	const struct core_proto *p = s->srv->proto;
-	enum core_sasl_step step = s->sasl_step;
-	uint8_t buf[512];
-	long n;
+	const struct sasl_mech *m = &mechs[s->sasl_mech];
+	unsigned round = s->sasl_round++;
 
+	/* A step that wants another line sends a challenge, which sets
+	 * sasl_step again; any other end finishes the exchange. */
 	s->sasl_step = CORE_SASL_NONE;
-	if (len == 1 && line[0] == '*') {
-		p->sasl_error(s, CORE_SASL_CANCELLED);
-		return;
-	}
-	if (step == CORE_SASL_PLAIN) {
-		plain_response(s, (const char *)line, len);
-		return;
-	}
-	n = base64_decode((const char *)line, len, buf, sizeof(buf) - 1);
-	if (n < 0) {
-		p->sasl_error(s, CORE_SASL_BAD_BASE64);
-		return;
-	}
-	if (step == CORE_SASL_LOGIN_USER) {
-		if ((size_t)n >= p->user_max ||
-		    (size_t)n >= sizeof(s->sasl_user)) {
-			p->sasl_error(s, CORE_SASL_USER_TOO_LONG);
-			return;
-		}
-		memcpy(s->sasl_user, buf, (size_t)n);
-		s->sasl_user[n] = '\0';
-		s->sasl_step = CORE_SASL_LOGIN_PASS;
-		challenge(s, "UGFzc3dvcmQ6"); /* "Password:" */
-		return;
-	}
-	p->login(s, s->sasl_user, strlen(s->sasl_user), (const char *)buf,
-	    (size_t)n);
-	explicit_bzero(buf, sizeof(buf));
-	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
+	if (len == 1 && line[0] == '*')
+		s->srv->proto->sasl_error(s, CORE_SASL_CANCELLED);
+	else
+		m->step(s, round, (const char *)line, len);
+	if (s->sasl_step == CORE_SASL_NONE)
+		core_sasl_reset(s);
 }
 
-/* ---- the lock-out around a login job ------------------------------------ */
+/* ---- the login job -------------------------------------------------- */
+
+struct login_job {
+	struct core_session *s; /* the completion's only */
+	struct config *cfg;     /* the session's, by the job's reference */
+	char user[CORE_USER_MAX], pass[256], canon[CORE_USER_MAX];
+	size_t canon_max; /* proto->user_max */
+	char ip[INET6_ADDRSTRLEN];
+	bool is_owned; /* proto->is_login_owned */
+	enum dir_login_result result;
+	struct authfail_slot slot;
+	struct strlist owned;
+	char err[256]; /* DIR_LOGIN_TEMPFAIL: the directory's reason */
+};
+
+static enum core_login
+login_verdict(enum authfail_verdict v)
+{
+	switch (v) {
+	case AUTHFAIL_OK:
+		return CORE_LOGIN_OK;
+	case AUTHFAIL_LOCKED:
+		return CORE_LOGIN_LOCKED;
+	case AUTHFAIL_BUSY:
+	case AUTHFAIL_TEMP:
+		return CORE_LOGIN_TEMPFAIL;
+	default:
+		return CORE_LOGIN_DENIED;
+	}
+}
+
+static enum authfail_outcome
+login_outcome(enum dir_login_result r)
+{
+	switch (r) {
+	case DIR_LOGIN_OK:
+		return AUTHFAIL_GOOD;
+	case DIR_LOGIN_BAD_PASSWORD:
+		return AUTHFAIL_BAD;
+	case DIR_LOGIN_UNKNOWN:
+		return AUTHFAIL_UNKNOWN;
+	default:
+		return AUTHFAIL_ERROR;
+	}
+}
+
+/* Worker (auth pool, ctx its directory): the password check, slow on
+ * purpose and as slow for an unknown name; then, if the protocol asks,
+ * the addresses the user may send from: its own and the aliases that
+ * point to it, in every host alias's spelling (one indexed reverse-alias
+ * lookup).  A directory error at either step is a temporary failure (no
+ * lock-out strike). */
+static void
+login_run(void *arg, void *ctx)
+{
+	struct login_job *j = arg;
+	struct dir *d = ctx;
+
+	j->result = dir_login(d, j->user, j->pass, j->canon, j->canon_max,
+	    j->err, sizeof(j->err));
+	explicit_bzero(j->pass, sizeof(j->pass));
+	if (j->result == DIR_LOGIN_OK && j->is_owned &&
+	    dir_owned_addresses(
+	        d, j->canon, &j->owned, j->err, sizeof(j->err)) == -1)
+		j->result = DIR_LOGIN_TEMPFAIL;
+}
+
+/* The refusal's log line, with the directory's own text for its error. */
+static void
+login_log_refusal(
+    const struct core_session *s, const struct login_job *j, enum core_login r)
+{
+	const struct core_proto *p = s->srv->proto;
+	const char *why = r == CORE_LOGIN_LOCKED ? "locked out"
+	                  : j->result == DIR_LOGIN_TEMPFAIL && j->err[0]
+	                      ? j->err
+	                      : dir_login_reason(j->result);
+	char u[200], text[300];
+
+	log_escape(u, sizeof(u), j->user);
+	log_sanitize(text, sizeof(text), (const uint8_t *)why, strlen(why));
+	log_warn("%s=%s event=%s result=%s client=%s user=%s reason=\"%s\"",
+	    p->idkey, s->id, p->login_event,
+	    r == CORE_LOGIN_TEMPFAIL ? "tempfail"
+	    : r == CORE_LOGIN_LOCKED ? "locked"
+	                             : "fail",
+	    j->ip, u, text);
+}
+
+static void
+login_done(void *arg)
+{
+	struct login_job *j = arg;
+	struct core_session *s = j->s;
+	bool is_live = core_job_end(s);
+	enum core_login r;
+
+	/* Counted even when the client has gone: the guess was made.  The
+	 * limits are the session's, as at authfail_begin: a reload during
+	 * the check must not mix two configs in one attempt. */
+	r = login_verdict(authfail_end(s->srv->authfails, &j->cfg->authfail,
+	    &j->slot, login_outcome(j->result), j->canon[0] ? j->canon : NULL,
+	    time(NULL)));
+	if (is_live) {
+		if (r != CORE_LOGIN_OK)
+			login_log_refusal(s, j, r);
+		s->srv->proto->login_done(s, r, r == CORE_LOGIN_OK ? j->canon : NULL,
+		    r == CORE_LOGIN_OK && j->is_owned ? &j->owned : NULL);
+	}
+	strlist_clear(&j->owned);
+	config_unref(&j->cfg);
+	explicit_bzero(j, sizeof(*j));
+	free(j);
+	/* login_done may have started the protocol's next step: the
+	 * session resumes after that job instead. */
+	if (!s->is_busy)
+		core_resume(s);
+}
+
+/* ---- before the check: the lock-out ------------------------------------- */
 
 void
 core_login_fail_now(struct core_session *s, const char *why)
@@ -182,51 +339,68 @@ core_login_fail_now(struct core_session *s, const char *why)
 	    : v == AUTHFAIL_BUSY ? "busy"
 	                         : "fail",
 	    s->ip, why);
-	srv->proto->login_refuse(s, v == AUTHFAIL_OK ? AUTHFAIL_DENIED : v);
+	srv->proto->login_done(s, login_verdict(v), NULL, NULL);
 }
 
-bool
-core_login_begin(struct core_session *s, const char *user, size_t ulen,
-    size_t user_max, size_t plen, size_t pass_max, struct authfail_slot *slot)
+/*
+ * Refuses too many logins in flight or a lock-out, and logs it.  True
+ * when the check may go ahead: j->slot is then held and authfail_end
+ * must be called exactly once.
+ */
+static bool
+login_begin(struct core_session *s, struct login_job *j)
 {
 	struct core_server *srv = s->srv;
 	const struct core_proto *p = srv->proto;
 	enum authfail_verdict v;
 	char u[200];
 
-	if (ulen == 0 || ulen >= user_max || plen >= pass_max) {
-		core_login_fail_now(
-		    s, "empty or overlong user name or password");
-		return false;
-	}
 	if (workers_pending(srv->auth_workers) >= s->cfg->auth_max_pending) {
 		/* Too many logins queued: refused at once, counting
 		 * nothing (neither a failure nor a lock). */
 		log_warn("%s=%s event=%s result=busy reason=pending "
 		         "client=%s",
 		    p->idkey, s->id, p->login_event, s->ip);
-		p->login_busy(s);
+		p->login_done(s, CORE_LOGIN_PENDING, NULL, NULL);
 		return false;
 	}
 	/* The lock is checked, and a slot taken, for every attempt. */
-	v = authfail_begin(
-	    srv->authfails, &s->cfg->authfail, s->ip, user, time(NULL), slot);
+	v = authfail_begin(srv->authfails, &s->cfg->authfail, s->ip, j->user,
+	    time(NULL), &j->slot);
 	if (v == AUTHFAIL_OK)
 		return true;
-	log_escape(u, sizeof(u), user);
+	log_escape(u, sizeof(u), j->user);
 	log_warn("%s=%s event=%s result=%s client=%s user=%s", p->idkey, s->id,
 	    p->login_event, v == AUTHFAIL_LOCKED ? "locked" : "busy", s->ip, u);
-	p->login_refuse(s, v);
+	p->login_done(s, login_verdict(v), NULL, NULL);
 	return false;
 }
 
-enum authfail_verdict
-core_login_end(struct core_session *s, struct authfail_slot *slot,
-    enum authfail_outcome outcome, const char *canon)
+void
+core_login_submit(struct core_session *s, const char *user, size_t ulen,
+    const char *pass, size_t plen)
 {
-	/* Counted even when the client has gone: the guess was made.  The
-	 * limits are the session's (s->cfg), as at authfail_begin: a reload
-	 * during the check must not mix two configs in one attempt. */
-	return authfail_end(s->srv->authfails, &s->cfg->authfail, slot, outcome,
-	    canon != NULL && canon[0] != '\0' ? canon : NULL, time(NULL));
+	const struct core_proto *p = s->srv->proto;
+	struct login_job *j;
+
+	if (ulen == 0 || ulen >= p->user_max || ulen >= sizeof(j->user) ||
+	    plen >= sizeof(j->pass)) {
+		core_login_fail_now(
+		    s, "empty or overlong user name or password");
+		return;
+	}
+	j = xcalloc(1, sizeof(*j));
+	memcpy(j->user, user, ulen);
+	if (!login_begin(s, j)) {
+		free(j);
+		return;
+	}
+	j->s = s;
+	j->cfg = config_ref(s->cfg);
+	memcpy(j->pass, pass, plen);
+	j->canon_max =
+	    p->user_max < sizeof(j->canon) ? p->user_max : sizeof(j->canon);
+	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
+	j->is_owned = p->is_login_owned;
+	core_submit(s, s->srv->auth_workers, login_run, login_done, j);
 }

@@ -62,7 +62,7 @@ core_session_free(struct core_session *s)
 		event_free(s->session_ev);
 	if (s->bev)
 		bufferevent_free(s->bev);
-	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
+	core_sasl_reset(s);
 	config_unref(&s->cfg);
 	core_server_session_gone(srv, s);
 	free(s);
@@ -368,8 +368,7 @@ core_starttls(struct core_session *s)
 	evbuffer_drain(bufferevent_get_input(s->bev),
 	    evbuffer_get_length(bufferevent_get_input(s->bev)));
 	/* Forget everything learned before TLS. */
-	s->sasl_step = CORE_SASL_NONE;
-	explicit_bzero(s->sasl_user, sizeof(s->sasl_user));
+	core_sasl_reset(s);
 	if (s->srv->proto->tls_reset != NULL)
 		s->srv->proto->tls_reset(s);
 	s->is_starttls = true;

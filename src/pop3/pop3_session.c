@@ -53,14 +53,13 @@
 #define POP3_READ_CHUNK (128u * 1024)
 
 enum pjob_kind {
-	PJOB_LOGIN,  /* password check, then the maildrop's listing */
+	PJOB_OPEN,   /* after the core's login: the maildrop's listing */
 	PJOB_READ,   /* the next piece of a RETR/TOP batch */
 	PJOB_UPDATE, /* QUIT in TRANSACTION: RFC 1939 6, the UPDATE state */
 };
 
-/* What a login job's maildrop step came to. */
+/* What opening the maildrop came to. */
 enum pjob_open {
-	PJOB_OPEN_NONE,    /* not tried: the password check did not pass */
 	PJOB_OPEN_NO_PATH, /* the Maildir's path could not be formed */
 	PJOB_OPEN_OK,      /* j->mb is the maildrop */
 	PJOB_OPEN_IN_USE,  /* another session holds its lock */
@@ -99,14 +98,11 @@ struct pop3_session {
 struct pjob {
 	struct pop3_session *s; /* the owner: for the completion only */
 	enum pjob_kind kind;
-	struct config *cfg; /* login: a reference, for data_dir */
+	struct config *cfg; /* open: a reference, for data_dir */
 	char id[9];         /* the session's, for the worker's log lines */
-	char user[320];     /* login: the name given; read: the session's */
-	char pass[256], canon[320], maildir[PATH_MAX];
-	enum dir_login_result login;
+	char user[320];     /* read: the session's */
+	char canon[320], maildir[PATH_MAX]; /* open: the user logged in */
 	enum pjob_open open;
-	struct authfail_slot slot;     /* login: the lock-out's reservation */
-	enum authfail_verdict verdict; /* login: authfail_end's answer */
 	int result; /* read: 0, or -1 (cut short); update: unlinks failed */
 	char err[256];
 	size_t nread; /* RETR/TOP batch (pipelined) */
@@ -116,7 +112,7 @@ struct pjob {
 	bool is_reading;          /* rd is open on index[next] */
 	struct mailbox_reader rd; /* its file, converted piece by piece */
 	struct buf out;
-	struct mailbox *mb; /* login: the maildrop opened; else lent */
+	struct mailbox *mb; /* open: the maildrop opened; else lent */
 };
 
 static void submit(struct pop3_session *, struct pjob *);
@@ -149,7 +145,6 @@ pjob_free(struct pjob **jp)
 	buf_release(&j->out);
 	mailbox_close(&j->mb);
 	config_unref(&j->cfg);
-	explicit_bzero(j->pass, sizeof(j->pass));
 	free(j);
 	*jp = NULL;
 }
@@ -253,17 +248,11 @@ read_chunk(struct pjob *j)
 	}
 }
 
-/* Worker: the password check, then the maildrop opened and listed. */
+/* Worker (storage pool): the maildrop of the user the core's login let
+ * in (j->canon), opened and listed. */
 static void
-login_run(struct pjob *j, struct dir *d)
+open_run(struct pjob *j)
 {
-	/* j->err: the directory's reason on DIR_LOGIN_TEMPFAIL, else the
-	 * maildrop's. */
-	j->login = dir_login(d, j->user, j->pass, j->canon, sizeof(j->canon),
-	    j->err, sizeof(j->err));
-	explicit_bzero(j->pass, sizeof(j->pass));
-	if (j->login != DIR_LOGIN_OK)
-		return; /* PJOB_OPEN_NONE */
 	if (maildir_path(j->maildir, sizeof(j->maildir), j->cfg->data_dir,
 	        j->canon) == -1) {
 		j->open = PJOB_OPEN_NO_PATH;
@@ -287,9 +276,10 @@ job_run(void *arg, void *ctx)
 {
 	struct pjob *j = arg;
 
+	(void)ctx;
 	switch (j->kind) {
-	case PJOB_LOGIN:
-		login_run(j, ctx);
+	case PJOB_OPEN:
+		open_run(j);
 		break;
 	case PJOB_READ:
 		read_chunk(j);
@@ -300,73 +290,14 @@ job_run(void *arg, void *ctx)
 	}
 }
 
-/* The reply to a login the lock-out refused or failed. */
+/* The maildrop is open (or not): the end of a login (core_login_submit,
+ * then PJOB_OPEN). */
 static void
-login_refuse(struct pop3_session *s, enum authfail_verdict v)
-{
-	if (v == AUTHFAIL_LOCKED) {
-		p_reply(s, "-ERR [AUTH] too many failed logins, try again "
-		           "later");
-		p_close(s);
-	} else if (v == AUTHFAIL_BUSY || v == AUTHFAIL_TEMP) {
-		p_reply(s, "-ERR [SYS/TEMP] temporary failure, try again "
-		           "later");
-	} else {
-		p_err_logged(s, "[AUTH] invalid login");
-	}
-}
-
-static enum authfail_outcome
-login_outcome(enum dir_login_result r)
-{
-	switch (r) {
-	case DIR_LOGIN_OK:
-		return AUTHFAIL_GOOD;
-	case DIR_LOGIN_BAD_PASSWORD:
-		return AUTHFAIL_BAD;
-	case DIR_LOGIN_UNKNOWN:
-		return AUTHFAIL_UNKNOWN;
-	default:
-		return AUTHFAIL_ERROR;
-	}
-}
-
-/* Counts a finished password check (even if the client has gone). */
-static void
-login_count(struct pjob *j)
-{
-	struct pop3_session *s = j->s;
-
-	j->verdict =
-	    core_login_end(&s->cs, &j->slot, login_outcome(j->login), j->canon);
-}
-
-static void
-login_done(struct pjob *j)
+open_done(struct pjob *j)
 {
 	struct pop3_session *s = j->s;
 	size_t total = 0;
 
-	if (j->verdict != AUTHFAIL_OK) {
-		/* A directory error logs the backend's own text. */
-		const char *why = j->verdict == AUTHFAIL_LOCKED ? "locked out"
-		                  : j->login == DIR_LOGIN_TEMPFAIL && j->err[0]
-		                      ? j->err
-		                      : dir_login_reason(j->login);
-		char u[200], r[300];
-
-		log_escape(u, sizeof(u), j->user);
-		log_sanitize(r, sizeof(r), (const uint8_t *)why, strlen(why));
-		log_warn("pop3=%s event=login result=%s client=%s user=%s "
-		         "reason=\"%s\"",
-		    s->id,
-		    j->verdict == AUTHFAIL_TEMP     ? "tempfail"
-		    : j->verdict == AUTHFAIL_LOCKED ? "locked"
-		                                    : "fail",
-		    s->ip, u, r);
-		login_refuse(s, j->verdict);
-		return;
-	}
 	if (j->open == PJOB_OPEN_ERROR) {
 		char e[300];
 
@@ -445,15 +376,13 @@ job_done(void *arg)
 	struct pop3_session *s = j->s;
 	bool is_live = core_job_end(&s->cs);
 
-	if (j->kind != PJOB_LOGIN) {
+	if (j->kind != PJOB_OPEN) {
 		s->mb = j->mb; /* the loan ends (submit) */
 		j->mb = NULL;
 	}
-	if (j->kind == PJOB_LOGIN)
-		login_count(j);
 	if (is_live) {
-		if (j->kind == PJOB_LOGIN) {
-			login_done(j);
+		if (j->kind == PJOB_OPEN) {
+			open_done(j);
 		} else if (j->kind == PJOB_READ && s->cs.is_forced) {
 			/* shutdown_timeout mid-download: cut short, with
 			 * no -ERR that would read as message text. */
@@ -499,33 +428,12 @@ pjob_new(struct pop3_session *s, enum pjob_kind kind)
 static void
 submit(struct pop3_session *s, struct pjob *j)
 {
-	if (j->kind != PJOB_LOGIN) {
+	if (j->kind != PJOB_OPEN) {
 		/* The maildrop is the job's until job_done hands it back. */
 		j->mb = s->mb;
 		s->mb = NULL;
 	}
-	/* A login (password check, then the maildrop's listing) runs on
-	 * the login pool: a flood of them never delays mail. */
-	core_submit(&s->cs,
-	    j->kind == PJOB_LOGIN ? s->cs.srv->auth_workers : s->srv->workers,
-	    job_run, job_done, j);
-}
-
-static void
-start_login(struct pop3_session *s, const char *user, size_t ulen,
-    const char *pass, size_t plen)
-{
-	struct pjob *j = pjob_new(s, PJOB_LOGIN);
-
-	if (!core_login_begin(&s->cs, user, ulen, sizeof(j->user), plen,
-	        sizeof(j->pass), &j->slot)) {
-		pjob_free(&j);
-		return;
-	}
-	memcpy(j->user, user, ulen);
-	memcpy(j->pass, pass, plen);
-	j->cfg = config_ref(s->cfg);
-	submit(s, j);
+	core_submit(&s->cs, s->srv->workers, job_run, job_done, j);
 }
 
 /* ---- command handlers (one per verb; cmds[] says where each is valid) -- */
@@ -624,7 +532,7 @@ cmd_pass(struct pop3_session *s, struct pop3_cmd *c)
 		p_err(s, "USER first");
 		return;
 	}
-	start_login(s, s->login, strlen(s->login), c->arg, c->arglen);
+	core_login_submit(&s->cs, s->login, strlen(s->login), c->arg, c->arglen);
 	explicit_bzero(s->login, sizeof(s->login));
 }
 
@@ -1016,24 +924,44 @@ p_sasl_error(struct core_session *cs, enum core_sasl_error e)
 	p_err((struct pop3_session *)cs, text[e]);
 }
 
+/*
+ * proto->login_done: the words for what the core's login came to (it
+ * checked the password on the auth pool, counted it for the lock-out
+ * and logged any refusal).  A success opens the maildrop next, on the
+ * storage pool; its completion (open_done) logs and answers.
+ */
 static void
-p_login(struct core_session *cs, const char *user, size_t ulen,
-    const char *pass, size_t plen)
+p_login_done(struct core_session *cs, enum core_login r, const char *canon,
+    struct strlist *owned)
 {
-	start_login((struct pop3_session *)cs, user, ulen, pass, plen);
-}
+	struct pop3_session *s = (struct pop3_session *)cs;
+	struct pjob *j;
 
-static void
-p_login_refuse(struct core_session *cs, enum authfail_verdict v)
-{
-	login_refuse((struct pop3_session *)cs, v);
-}
-
-static void
-p_login_busy(struct core_session *cs)
-{
-	p_reply((struct pop3_session *)cs,
-	    "-ERR [SYS/TEMP] too many logins in progress, try again later");
+	(void)owned;
+	switch (r) {
+	case CORE_LOGIN_OK:
+		j = pjob_new(s, PJOB_OPEN);
+		snprintf(j->canon, sizeof(j->canon), "%s", canon);
+		j->cfg = config_ref(s->cfg);
+		submit(s, j);
+		break;
+	case CORE_LOGIN_LOCKED:
+		p_reply(s, "-ERR [AUTH] too many failed logins, try again "
+		           "later");
+		p_close(s);
+		break;
+	case CORE_LOGIN_TEMPFAIL:
+		p_reply(s, "-ERR [SYS/TEMP] temporary failure, try again "
+		           "later");
+		break;
+	case CORE_LOGIN_PENDING:
+		p_reply(s, "-ERR [SYS/TEMP] too many logins in progress, try "
+		           "again later");
+		break;
+	case CORE_LOGIN_DENIED:
+		p_err_logged(s, "[AUTH] invalid login");
+		break;
+	}
 }
 
 static unsigned
@@ -1071,9 +999,7 @@ static const struct core_proto pop3_proto = {
     .free = p_free,
     .sasl_prefix = "+ ",
     .sasl_error = p_sasl_error,
-    .login = p_login,
-    .login_refuse = p_login_refuse,
-    .login_busy = p_login_busy,
+    .login_done = p_login_done,
 };
 
 struct pop3_server *

@@ -973,151 +973,47 @@ cmd_starttls(struct session *s, struct smtp_cmd *c)
 
 /* ---- AUTH (RFC 4954) ---------------------------------------------------- */
 
-struct auth_job {
-	struct session *s;
-	char user[ADDR_PATH_MAX + 8];
-	char pass[256];
-	enum dir_login_result result;
-	char canon[ADDR_PATH_MAX + 8];
-	struct authfail_slot slot;
-	struct strlist owned;
-	char err[256]; /* DIR_LOGIN_TEMPFAIL: the directory's reason */
-};
-
-/* Worker: check the password (slow on purpose, as slow for an unknown
- * name) and collect the addresses the user may send from: its own and
- * the aliases that point to it, in every host alias's spelling too (one
- * indexed reverse-alias lookup).  A directory error at either step is a
- * temporary failure (454, no lock-out strike). */
+/*
+ * proto->login_done: the words for what the core's login came to (the
+ * core checked the password and the addresses the user may send from on
+ * the auth pool, counted it for the lock-out and logged any refusal).
+ */
 static void
-auth_job_run(void *arg, void *ctx)
+smtp_login_done(struct core_session *cs, enum core_login r,
+    const char *canon, struct strlist *owned)
 {
-	struct auth_job *j = arg;
-	struct dir *d = ctx;
+	struct session *s = (struct session *)cs;
 
-	j->result = dir_login(d, j->user, j->pass, j->canon, sizeof(j->canon),
-	    j->err, sizeof(j->err));
-	explicit_bzero(j->pass, sizeof(j->pass));
-	if (j->result == DIR_LOGIN_OK &&
-	    dir_owned_addresses(
-	        d, j->canon, &j->owned, j->err, sizeof(j->err)) == -1)
-		j->result = DIR_LOGIN_TEMPFAIL;
-}
-
-/* The reply to a login the lock-out refused or failed. */
-static void
-auth_refuse(struct session *s, enum authfail_verdict v)
-{
-	if (v == AUTHFAIL_LOCKED) {
+	switch (r) {
+	case CORE_LOGIN_OK:
+		snprintf(s->auth_user, sizeof(s->auth_user), "%s", canon);
+		strlist_clear(&s->auth_addresses);
+		s->auth_addresses = *owned;
+		*owned = (struct strlist){0};
+		log_info("session=%s event=auth result=ok client=%s user=%s",
+		    s->id, s->ip, log_esc(s->auth_user));
+		reply(s, "235 2.7.0 Authentication successful");
+		break;
+	case CORE_LOGIN_LOCKED:
 		reply(s,
 		    "421 4.7.0 %s Too many authentication failures, try "
 		    "again later",
 		    s->cfg->hostname);
 		session_close(s);
-	} else if (v == AUTHFAIL_BUSY || v == AUTHFAIL_TEMP) {
+		break;
+	case CORE_LOGIN_TEMPFAIL:
 		reply_error_logged(s, "454 4.7.0",
 		    "Temporary authentication failure, try again later");
-	} else {
+		break;
+	case CORE_LOGIN_PENDING:
+		reply_error(s, "454 4.7.0",
+		    "Too many logins in progress, try again later");
+		break;
+	case CORE_LOGIN_DENIED:
 		reply_error_logged(
 		    s, "535 5.7.8", "Authentication credentials invalid");
+		break;
 	}
-}
-
-static enum authfail_outcome
-auth_outcome(enum dir_login_result r)
-{
-	switch (r) {
-	case DIR_LOGIN_OK:
-		return AUTHFAIL_GOOD;
-	case DIR_LOGIN_BAD_PASSWORD:
-		return AUTHFAIL_BAD;
-	case DIR_LOGIN_UNKNOWN:
-		return AUTHFAIL_UNKNOWN;
-	default:
-		return AUTHFAIL_ERROR;
-	}
-}
-
-static void
-auth_job_done(void *arg)
-{
-	struct auth_job *j = arg;
-	struct session *s = j->s;
-	enum authfail_verdict v;
-	char u[200];
-	bool is_live;
-
-	is_live = core_job_end(&s->cs);
-	v = core_login_end(&s->cs, &j->slot, auth_outcome(j->result), j->canon);
-	if (is_live) {
-		log_escape(u, sizeof(u), j->user);
-		if (v == AUTHFAIL_OK) {
-			snprintf(
-			    s->auth_user, sizeof(s->auth_user), "%s", j->canon);
-			strlist_clear(&s->auth_addresses);
-			s->auth_addresses = j->owned;
-			j->owned.v = NULL;
-			j->owned.n = j->owned.cap = 0;
-			log_info("session=%s event=auth result=ok client=%s "
-			         "user=%s",
-			    s->id, s->ip, log_esc(s->auth_user));
-			reply(s, "235 2.7.0 Authentication successful");
-		} else {
-			/* A directory error logs the backend's own text. */
-			const char *why =
-			    v == AUTHFAIL_LOCKED ? "locked out"
-			    : j->result == DIR_LOGIN_TEMPFAIL && j->err[0]
-			        ? j->err
-			        : dir_login_reason(j->result);
-			char r[300];
-
-			log_sanitize(
-			    r, sizeof(r), (const uint8_t *)why, strlen(why));
-			log_warn("session=%s event=auth result=%s client=%s "
-			         "user=%s reason=\"%s\"",
-			    s->id,
-			    v == AUTHFAIL_TEMP     ? "tempfail"
-			    : v == AUTHFAIL_LOCKED ? "locked"
-			                           : "fail",
-			    s->ip, u, r);
-			auth_refuse(s, v);
-		}
-	}
-	strlist_clear(&j->owned);
-	free(j);
-	session_resume(s);
-}
-
-/* proto->login: the core decoded the credentials (PLAIN or LOGIN). */
-static void
-smtp_login(struct core_session *cs, const char *user, size_t ulen,
-    const char *pass, size_t plen)
-{
-	struct session *s = (struct session *)cs;
-	struct auth_job *j = xcalloc(1, sizeof(*j));
-
-	if (!core_login_begin(cs, user, ulen, sizeof(j->user), plen,
-	        sizeof(j->pass), &j->slot)) {
-		free(j);
-		return;
-	}
-	j->s = s;
-	memcpy(j->user, user, ulen);
-	memcpy(j->pass, pass, plen);
-	core_submit(cs, cs->srv->auth_workers, auth_job_run, auth_job_done, j);
-}
-
-static void
-smtp_login_refuse(struct core_session *cs, enum authfail_verdict v)
-{
-	auth_refuse((struct session *)cs, v);
-}
-
-static void
-smtp_login_busy(struct core_session *cs)
-{
-	reply_error((struct session *)cs, "454 4.7.0",
-	    "Too many logins in progress, try again later");
 }
 
 /* proto->sasl_error: an exchange that ended before a password check. */
@@ -1164,7 +1060,7 @@ cmd_auth(struct session *s, struct smtp_cmd *c)
 		return;
 	}
 	/* The lock-out is checked once the user name is known
-	 * (core_login_begin): a client locked out for others may still be
+	 * (core_login_submit): a client locked out for others may still be
 	 * trusted for the account that logged in from it before. */
 	core_sasl_start(&s->cs, mech.p, mech.len, ir.p, ir.len, has_ir);
 }
@@ -1729,7 +1625,6 @@ const struct core_proto smtp_proto = {
     .free = smtp_free,
     .sasl_prefix = "334 ",
     .sasl_error = smtp_sasl_error,
-    .login = smtp_login,
-    .login_refuse = smtp_login_refuse,
-    .login_busy = smtp_login_busy,
+    .is_login_owned = true,
+    .login_done = smtp_login_done,
 };

@@ -29,7 +29,9 @@
 #include "config.h"
 #include "core.h"
 #include "counter.h"
+#include "dir_fake.h"
 #include "net.h"
+#include "passwd.h"
 #include "unit.h"
 #include "worker.h"
 #include "../../src/core/core_priv.h"
@@ -44,6 +46,7 @@ static struct {
 	struct config *cfg;
 	struct core_server *srv;
 	struct workers *pool;
+	struct workers *auth; /* the login pool: each thread a dir_fake */
 	struct authfail_table *af;
 	struct core_session *s; /* the live session, NULL once freed */
 	int fd;                 /* the client's end of the socketpair */
@@ -206,34 +209,14 @@ tp_sasl_error(struct core_session *cs, enum core_sasl_error e)
 	core_reply(cs, "-SASL %d", (int)e);
 }
 
-/* Checked at once (no job): "good" is the password of every user. */
+/* The core's login came to r (the job checked the password against the
+ * auth pool's directory: user@t.test, password "good"). */
 static void
-tp_login(struct core_session *cs, const char *user, size_t ulen,
-    const char *pass, size_t plen)
+tp_login_done(struct core_session *cs, enum core_login r, const char *canon,
+    struct strlist *owned)
 {
-	struct authfail_slot slot;
-	enum authfail_outcome o;
-	enum authfail_verdict v;
-
-	if (!core_login_begin(cs, user, ulen, 64, plen, 64, &slot))
-		return;
-	o = plen == 4 && memcmp(pass, "good", 4) == 0 ? AUTHFAIL_GOOD
-	                                              : AUTHFAIL_BAD;
-	v = core_login_end(cs, &slot, o, NULL);
-	core_reply(cs, "+LOGIN %.*s %.*s v=%d", (int)ulen, user, (int)plen,
-	    pass, (int)v);
-}
-
-static void
-tp_login_refuse(struct core_session *cs, enum authfail_verdict v)
-{
-	core_reply(cs, "-REFUSE %d", (int)v);
-}
-
-static void
-tp_login_busy(struct core_session *cs)
-{
-	core_reply(cs, "-LOGINBUSY");
+	core_reply(cs, "+LOGIN %d %s%s", (int)r, canon ? canon : "-",
+	    owned ? " owned" : "");
 }
 
 static const struct core_proto tp_proto = {
@@ -258,9 +241,7 @@ static const struct core_proto tp_proto = {
     .free = tp_free,
     .sasl_prefix = "+ ",
     .sasl_error = tp_sasl_error,
-    .login = tp_login,
-    .login_refuse = tp_login_refuse,
-    .login_busy = tp_login_busy,
+    .login_done = tp_login_done,
 };
 
 static const struct core_listen tp_plain = {NULL, "tp", false, 0};
@@ -279,6 +260,32 @@ tp_config(const char *text)
 	return c;
 }
 
+/* The login pool's directory: one domain, one user. */
+static void *
+auth_dir_new(void *arg)
+{
+	static char hash[256];
+	struct dir *d = dir_fake_new();
+	char err[256];
+
+	(void)arg;
+	if (hash[0] == '\0' && passwd_hash("good", hash, sizeof(hash)) == -1)
+		abort();
+	if (d->admin->domain_add(d, "t.test", err, sizeof(err)) != 0 ||
+	    d->admin->user_add(d, "user", "t.test", hash, err, sizeof(err)) !=
+	        0)
+		abort();
+	return d;
+}
+
+static void
+auth_dir_free(void *ctx)
+{
+	struct dir *d = ctx;
+
+	dir_close(&d);
+}
+
 static void
 setup(const char *conf)
 {
@@ -294,8 +301,9 @@ setup(const char *conf)
 	    T.base, T.cfg, &tp_proto, NULL, NULL, 0, err, sizeof(err));
 	assert_non_null(T.srv);
 	T.pool = workers_new(T.base, 1, NULL, NULL, NULL);
+	T.auth = workers_new(T.base, 1, auth_dir_new, auth_dir_free, NULL);
 	T.af = authfail_new();
-	core_server_start(T.srv, T.pool, T.af);
+	core_server_start(T.srv, T.auth, T.af);
 }
 
 /* A connection, admitted as on_accept does (counted), then started. */
@@ -330,6 +338,7 @@ teardown(void)
 	if (T.fd != -1)
 		close(T.fd);
 	workers_free(&T.pool); /* runs every completion left */
+	workers_free(&T.auth);
 	core_server_free(&T.srv);
 	authfail_free(&T.af);
 	config_unref(&T.cfg);
@@ -440,38 +449,38 @@ static const struct {
 	const char *send[4];
 	const char *want[4];
 } sasl_cases[] = {
-    {"PLAIN with initial response", {"AUTH PLAIN AHVzZXIAZ29vZA=="},
-        {"+LOGIN user good v=0"}},
-    {"PLAIN, mechanism in lower case", {"AUTH plain AHVzZXIAZ29vZA=="},
-        {"+LOGIN user good v=0"}},
-    {"PLAIN empty challenge", {"AUTH PLAIN", "AHVzZXIAZ29vZA=="},
-        {"+ ", "+LOGIN user good v=0"}},
-    {"PLAIN wrong password", {"AUTH PLAIN AHVzZXIAYmFk"},
-        {"+LOGIN user bad v=1"}},
-    {"PLAIN authzid = user", {"AUTH PLAIN dXNlcgB1c2VyAGdvb2Q="},
-        {"+LOGIN user good v=0"}},
-    {"PLAIN authzid other than the user", {"AUTH PLAIN b3RoZXIAdXNlcgBnb29k"},
-        {"-REFUSE 1"}},
+    {"PLAIN with initial response", {"AUTH PLAIN AHVzZXJAdC50ZXN0AGdvb2Q="},
+        {"+LOGIN 0 user@t.test"}},
+    {"PLAIN, mechanism in lower case", {"AUTH plain AHVzZXJAdC50ZXN0AGdvb2Q="},
+        {"+LOGIN 0 user@t.test"}},
+    {"PLAIN empty challenge", {"AUTH PLAIN", "AHVzZXJAdC50ZXN0AGdvb2Q="},
+        {"+ ", "+LOGIN 0 user@t.test"}},
+    {"PLAIN wrong password", {"AUTH PLAIN AHVzZXJAdC50ZXN0AGJhZA=="},
+        {"+LOGIN 1 -"}},
+    {"PLAIN authzid = user", {"AUTH PLAIN dXNlckB0LnRlc3QAdXNlckB0LnRlc3QAZ29vZA=="},
+        {"+LOGIN 0 user@t.test"}},
+    {"PLAIN authzid other than the user", {"AUTH PLAIN b3RoZXIAdXNlckB0LnRlc3QAZ29vZA=="},
+        {"+LOGIN 1 -"}},
     {"PLAIN '=' initial response", {"AUTH PLAIN ="}, {"-SASL 2"}},
     {"PLAIN '*' abort", {"AUTH PLAIN", "*", "NOOP"},
         {"+ ", "-SASL 0", "+ECHO NOOP"}},
     {"PLAIN bad base64", {"AUTH PLAIN", "AHVz!XIAZ29vZA=="}, {"+ ", "-SASL 1"}},
     {"PLAIN bad base64 initial response", {"AUTH PLAIN AHVzZXIAZ29vZA"},
         {"-SASL 1"}},
-    {"LOGIN two steps", {"AUTH LOGIN", "dXNlcg==", "Z29vZA=="},
-        {"+ VXNlcm5hbWU6", "+ UGFzc3dvcmQ6", "+LOGIN user good v=0"}},
-    {"LOGIN with initial response", {"AUTH LOGIN dXNlcg==", "Z29vZA=="},
-        {"+ UGFzc3dvcmQ6", "+LOGIN user good v=0"}},
+    {"LOGIN two steps", {"AUTH LOGIN", "dXNlckB0LnRlc3Q=", "Z29vZA=="},
+        {"+ VXNlcm5hbWU6", "+ UGFzc3dvcmQ6", "+LOGIN 0 user@t.test"}},
+    {"LOGIN with initial response", {"AUTH LOGIN dXNlckB0LnRlc3Q=", "Z29vZA=="},
+        {"+ UGFzc3dvcmQ6", "+LOGIN 0 user@t.test"}},
     {"LOGIN '*' at the user name", {"AUTH LOGIN", "*", "NOOP"},
         {"+ VXNlcm5hbWU6", "-SASL 0", "+ECHO NOOP"}},
-    {"LOGIN '*' at the password", {"AUTH LOGIN", "dXNlcg==", "*"},
+    {"LOGIN '*' at the password", {"AUTH LOGIN", "dXNlckB0LnRlc3Q=", "*"},
         {"+ VXNlcm5hbWU6", "+ UGFzc3dvcmQ6", "-SASL 0"}},
     {"LOGIN bad base64", {"AUTH LOGIN", "dXNlcg=", "NOOP"},
         {"+ VXNlcm5hbWU6", "-SASL 1", "+ECHO NOOP"}},
     {"LOGIN user name over user_max", {"AUTH LOGIN", long_user_b64},
         {"+ VXNlcm5hbWU6", "-SASL 3"}},
     {"LOGIN response over the decode buffer",
-        {"AUTH LOGIN", "dXNlcg==", long_resp_b64},
+        {"AUTH LOGIN", "dXNlckB0LnRlc3Q=", long_resp_b64},
         {"+ VXNlcm5hbWU6", "+ UGFzc3dvcmQ6", "-SASL 1"}},
     {"PLAIN response over the decode buffer", {"AUTH PLAIN", long_resp_b64},
         {"+ ", "-SASL 1"}},
@@ -536,9 +545,9 @@ failures_until_locked(const char *conf_at_connect, const char *conf_reload)
 	for (n = 1; n <= 10; n++) {
 		const char *got;
 
-		send_text("AUTH PLAIN AHVzZXIAYmFk\r\n");
+		send_text("AUTH PLAIN AHVzZXJAdC50ZXN0AGJhZA==\r\n");
 		got = next_line(2000);
-		if (strcmp(got, "+LOGIN user bad v=1") != 0)
+		if (strcmp(got, "+LOGIN 1 -") != 0)
 			break;
 	}
 	teardown();
