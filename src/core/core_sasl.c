@@ -33,8 +33,8 @@
 struct sasl_mech {
 	const char *name;
 	void (*start)(struct core_session *, const char *, size_t, bool);
-	void (*step)(struct core_session *, unsigned round, const char *,
-	    size_t);
+	void (*step)(
+	    struct core_session *, unsigned round, const char *, size_t);
 };
 
 static void plain_start(struct core_session *, const char *, size_t, bool);
@@ -311,7 +311,8 @@ login_done(void *arg)
 	if (is_live) {
 		if (r != CORE_LOGIN_OK)
 			login_log_refusal(s, j, r);
-		s->srv->proto->login_done(s, r, r == CORE_LOGIN_OK ? j->canon : NULL,
+		s->srv->proto->login_done(s, r,
+		    r == CORE_LOGIN_OK ? j->canon : NULL,
 		    r == CORE_LOGIN_OK && j->is_owned ? &j->owned : NULL);
 	}
 	strlist_clear(&j->owned);

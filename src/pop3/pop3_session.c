@@ -532,7 +532,8 @@ cmd_pass(struct pop3_session *s, struct pop3_cmd *c)
 		p_err(s, "USER first");
 		return;
 	}
-	core_login_submit(&s->cs, s->login, strlen(s->login), c->arg, c->arglen);
+	core_login_submit(
+	    &s->cs, s->login, strlen(s->login), c->arg, c->arglen);
 	explicit_bzero(s->login, sizeof(s->login));
 }
 

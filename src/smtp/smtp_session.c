@@ -979,8 +979,8 @@ cmd_starttls(struct session *s, struct smtp_cmd *c)
  * the auth pool, counted it for the lock-out and logged any refusal).
  */
 static void
-smtp_login_done(struct core_session *cs, enum core_login r,
-    const char *canon, struct strlist *owned)
+smtp_login_done(struct core_session *cs, enum core_login r, const char *canon,
+    struct strlist *owned)
 {
 	struct session *s = (struct session *)cs;
 
