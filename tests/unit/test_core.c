@@ -2,7 +2,8 @@
  * Unit tests for the protocol-server core (src/core), driven directly:
  * a real event_base, a real worker pool and a socketpair whose one end is
  * a core session of a small test protocol ("tp"), the other the client.
- * Covered: the SASL step machine (table), the lock-out limits of the
+ * Covered: the SASL step machine (table) and the login job (against a
+ * dir_fake on the auth pool), the lock-out limits of the
  * session's own config across a reload, busy/resume (input held while a
  * job runs, a peer gone meanwhile), the shutdown timers (reply, forced
  * close after the job, the grace), the total session timeout, and the
@@ -462,6 +463,10 @@ static const struct {
         {"+LOGIN 0 user@t.test"}},
     {"PLAIN authzid other than the user",
         {"AUTH PLAIN b3RoZXIAdXNlckB0LnRlc3QAZ29vZA=="}, {"+LOGIN 1 -"}},
+    {"PLAIN unknown user", {"AUTH PLAIN AG5vYm9keUB0LnRlc3QAZ29vZA=="},
+        {"+LOGIN 1 -"}},
+    {"PLAIN user without a domain", {"AUTH PLAIN AHVzZXIAZ29vZA=="},
+        {"+LOGIN 1 -"}},
     {"PLAIN '=' initial response", {"AUTH PLAIN ="}, {"-SASL 2"}},
     {"PLAIN '*' abort", {"AUTH PLAIN", "*", "NOOP"},
         {"+ ", "-SASL 0", "+ECHO NOOP"}},
