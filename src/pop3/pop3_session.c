@@ -20,7 +20,6 @@
 #include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +37,6 @@
 #include "log.h"
 #include "mailbox.h"
 #include "maildir.h"
-#include "net.h"
 #include "pop3.h"
 #include "service.h"
 #include "span.h"
@@ -118,20 +116,7 @@ struct pjob {
 static void submit(struct pop3_session *, struct pjob *);
 static void p_shutdown_reply(struct core_session *);
 
-static void p_reply(struct pop3_session *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
 /* ---- session plumbing: replies, close, free ---------------------------- */
-
-static void
-p_reply(struct pop3_session *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	net_add_line(bufferevent_get_output(s->cs.bev), fmt, ap);
-	va_end(ap);
-}
 
 static void
 pjob_free(struct pjob **jp)
@@ -173,11 +158,11 @@ p_close(struct pop3_session *s)
 static void
 p_err_logged(struct pop3_session *s, const char *text)
 {
-	p_reply(s, "-ERR %s", text);
+	core_reply(&s->cs, "-ERR %s", text);
 	if (++s->errors >= POP3_MAX_ERRORS) {
 		log_warn("pop3=%s event=too-many-errors client=%s errors=%u",
 		    s->id, s->ip, s->errors);
-		p_reply(s, "-ERR too many errors, closing");
+		core_reply(&s->cs, "-ERR too many errors, closing");
 		p_close(s);
 	}
 }
@@ -305,14 +290,15 @@ open_done(struct pjob *j)
 		    e, sizeof(e), (const uint8_t *)j->err, strlen(j->err));
 		log_err("pop3=%s event=login result=fail user=%s error=\"%s\"",
 		    s->id, log_esc(j->canon), e);
-		p_reply(s, "-ERR [SYS/TEMP] cannot open the maildrop");
+		core_reply(&s->cs, "-ERR [SYS/TEMP] cannot open the maildrop");
 		return;
 	}
 	if (j->open == PJOB_OPEN_IN_USE) {
 		log_info("pop3=%s event=login result=in-use user=%s", s->id,
 		    log_esc(j->canon));
-		p_reply(s, "-ERR [IN-USE] the maildrop is in use by another "
-		           "session");
+		core_reply(&s->cs,
+		    "-ERR [IN-USE] the maildrop is in use by another "
+		    "session");
 		return;
 	}
 	if (j->open != PJOB_OPEN_OK || j->mb == NULL) {
@@ -321,7 +307,7 @@ open_done(struct pjob *j)
 		log_err("pop3=%s event=login result=fail user=%s "
 		        "error=\"cannot open the maildrop\"",
 		    s->id, log_esc(j->canon));
-		p_reply(s, "-ERR [SYS/TEMP] cannot open the maildrop");
+		core_reply(&s->cs, "-ERR [SYS/TEMP] cannot open the maildrop");
 		return;
 	}
 	s->mb = j->mb;
@@ -332,8 +318,8 @@ open_done(struct pjob *j)
 		total += s->mb->msgs[i].size;
 	log_info("pop3=%s event=login result=ok client=%s user=%s messages=%zu",
 	    s->id, s->ip, log_esc(s->user), s->mb->n);
-	p_reply(s, "+OK %s has %zu messages (%zu octets)", s->user, s->mb->n,
-	    total);
+	core_reply(&s->cs, "+OK %s has %zu messages (%zu octets)", s->user,
+	    s->mb->n, total);
 }
 
 /*
@@ -399,7 +385,7 @@ job_done(void *arg)
 		log_info("pop3=%s event=update user=%s deleted=%zu failed=%d",
 		    s->id, log_esc(s->user), n, j->result);
 		if (!s->cs.is_dead)
-			p_reply(s,
+			core_reply(&s->cs,
 			    j->result == 0
 			        ? "+OK bye, %zu messages deleted"
 			        : "-ERR [SYS/TEMP] some messages were not "
@@ -457,21 +443,21 @@ static void
 cmd_capa(struct pop3_session *s, struct pop3_cmd *c)
 {
 	(void)c;
-	p_reply(s, "+OK capability list follows");
-	p_reply(s, "TOP");
-	p_reply(s, "UIDL");
-	p_reply(s, "RESP-CODES");
-	p_reply(s, "AUTH-RESP-CODE");
-	p_reply(s, "PIPELINING");
+	core_reply(&s->cs, "+OK capability list follows");
+	core_reply(&s->cs, "TOP");
+	core_reply(&s->cs, "UIDL");
+	core_reply(&s->cs, "RESP-CODES");
+	core_reply(&s->cs, "AUTH-RESP-CODE");
+	core_reply(&s->cs, "PIPELINING");
 	if (s->state == POP3_STATE_AUTH && plain_ok(s)) {
-		p_reply(s, "USER");
-		p_reply(s, "SASL %s", core_sasl_mechs(' '));
+		core_reply(&s->cs, "USER");
+		core_reply(&s->cs, "SASL %s", core_sasl_mechs(' '));
 	}
 	if (core_tls_offered(&s->cs) && s->state == POP3_STATE_AUTH)
-		p_reply(s, "STLS");
-	p_reply(s, "EXPIRE NEVER");
-	p_reply(s, "IMPLEMENTATION postern");
-	p_reply(s, ".");
+		core_reply(&s->cs, "STLS");
+	core_reply(&s->cs, "EXPIRE NEVER");
+	core_reply(&s->cs, "IMPLEMENTATION postern");
+	core_reply(&s->cs, ".");
 }
 
 static void
@@ -482,7 +468,7 @@ cmd_stls(struct pop3_session *s, struct pop3_cmd *c)
 		p_err(s, "STLS not available");
 		return;
 	}
-	p_reply(s, "+OK begin TLS negotiation");
+	core_reply(&s->cs, "+OK begin TLS negotiation");
 	s->login[0] = '\0';
 	core_starttls(&s->cs);
 }
@@ -496,10 +482,10 @@ cmd_auth(struct pop3_session *s, struct pop3_cmd *c)
 
 	if (c->arglen == 0) {
 		/* RFC 5034 4: AUTH alone lists the mechanisms. */
-		p_reply(s, "+OK");
+		core_reply(&s->cs, "+OK");
 		for (size_t i = 0; plain_ok(s) && i < core_sasl_nmechs(); i++)
-			p_reply(s, "%s", core_sasl_mech(i));
-		p_reply(s, ".");
+			core_reply(&s->cs, "%s", core_sasl_mech(i));
+		core_reply(&s->cs, ".");
 		return;
 	}
 	if (!plain_ok(s)) {
@@ -522,7 +508,7 @@ cmd_user(struct pop3_session *s, struct pop3_cmd *c)
 	}
 	memcpy(s->login, c->arg, c->arglen);
 	s->login[c->arglen] = '\0';
-	p_reply(s, "+OK send PASS");
+	core_reply(&s->cs, "+OK send PASS");
 }
 
 static void
@@ -549,7 +535,7 @@ cmd_quit(struct pop3_session *s, struct pop3_cmd *c)
 {
 	(void)c;
 	if (s->state != POP3_STATE_TRANS) {
-		p_reply(s, "+OK bye");
+		core_reply(&s->cs, "+OK bye");
 		p_close(s);
 		return;
 	}
@@ -569,7 +555,7 @@ cmd_stat(struct pop3_session *s, struct pop3_cmd *c)
 			n++;
 			total += mb->msgs[k].size;
 		}
-	p_reply(s, "+OK %zu %zu", n, total);
+	core_reply(&s->cs, "+OK %zu %zu", n, total);
 }
 
 /* LIST and UIDL: one message, or every one not deleted. */
@@ -584,21 +570,23 @@ cmd_list(struct pop3_session *s, struct pop3_cmd *c)
 		if ((i = msg_index(s, c->num[0])) < 0)
 			return;
 		if (uidl)
-			p_reply(s, "+OK %ld %s", i + 1, mb->msgs[i].uid);
+			core_reply(
+			    &s->cs, "+OK %ld %s", i + 1, mb->msgs[i].uid);
 		else
-			p_reply(s, "+OK %ld %zu", i + 1, mb->msgs[i].size);
+			core_reply(
+			    &s->cs, "+OK %ld %zu", i + 1, mb->msgs[i].size);
 		return;
 	}
-	p_reply(s, "+OK");
+	core_reply(&s->cs, "+OK");
 	for (size_t k = 0; k < mb->n; k++) {
 		if (mb->msgs[k].is_deleted)
 			continue;
 		if (uidl)
-			p_reply(s, "%zu %s", k + 1, mb->msgs[k].uid);
+			core_reply(&s->cs, "%zu %s", k + 1, mb->msgs[k].uid);
 		else
-			p_reply(s, "%zu %zu", k + 1, mb->msgs[k].size);
+			core_reply(&s->cs, "%zu %zu", k + 1, mb->msgs[k].size);
 	}
-	p_reply(s, ".");
+	core_reply(&s->cs, ".");
 }
 
 /*
@@ -664,7 +652,7 @@ cmd_dele(struct pop3_session *s, struct pop3_cmd *c)
 	if ((i = msg_index(s, c->num[0])) < 0)
 		return;
 	s->mb->msgs[i].is_deleted = true;
-	p_reply(s, "+OK message %ld deleted", i + 1);
+	core_reply(&s->cs, "+OK message %ld deleted", i + 1);
 }
 
 static void
@@ -673,14 +661,14 @@ cmd_rset(struct pop3_session *s, struct pop3_cmd *c)
 	(void)c;
 	for (size_t k = 0; k < s->mb->n; k++)
 		s->mb->msgs[k].is_deleted = false;
-	p_reply(s, "+OK");
+	core_reply(&s->cs, "+OK");
 }
 
 static void
 cmd_noop(struct pop3_session *s, struct pop3_cmd *c)
 {
 	(void)c;
-	p_reply(s, "+OK");
+	core_reply(&s->cs, "+OK");
 }
 
 /* ---- dispatch ---------------------------------------------------------- */
@@ -780,7 +768,7 @@ p_feed(struct core_session *cs)
 			log_info("pop3=%s event=reject client=%s "
 			         "reason=\"line too long\" limit=%d",
 			    s->id, s->ip, POP3_LINE_MAX);
-			p_reply(s, "-ERR line too long");
+			core_reply(&s->cs, "-ERR line too long");
 			p_close(s);
 		}
 		return false;
@@ -828,7 +816,7 @@ p_timeout(struct core_session *cs, bool is_writing)
 		core_drop(cs);
 		return;
 	}
-	p_reply(s, "-ERR idle timeout, closing");
+	core_reply(&s->cs, "-ERR idle timeout, closing");
 	p_close(s);
 }
 
@@ -845,7 +833,7 @@ p_expired(struct core_session *cs)
 		core_drop(cs);
 		return;
 	}
-	p_reply(s, "-ERR session time limit exceeded, closing");
+	core_reply(&s->cs, "-ERR session time limit exceeded, closing");
 	p_close(s);
 }
 
@@ -870,7 +858,7 @@ p_start(struct core_session *cs)
 	bufferevent_enable(cs->bev, EV_READ | EV_WRITE);
 	log_info("pop3=%s event=connect client=%s tls=%s", s->id, s->ip,
 	    cs->is_tls ? "yes" : "no");
-	p_reply(s, "+OK postern POP3 server ready");
+	core_reply(&s->cs, "+OK postern POP3 server ready");
 }
 
 /* proto->shutdown_reply: none in the middle of a message (the
@@ -881,7 +869,7 @@ p_shutdown_reply(struct core_session *cs)
 	struct pop3_session *s = (struct pop3_session *)cs;
 
 	if (!s->is_reading)
-		p_reply(s, "-ERR server shutting down");
+		core_reply(&s->cs, "-ERR server shutting down");
 }
 
 /* proto->shutdown: like SMTP's DATA, a RETR/TOP download in progress
@@ -947,17 +935,20 @@ p_login_done(struct core_session *cs, enum core_login r, const char *canon,
 		submit(s, j);
 		break;
 	case CORE_LOGIN_LOCKED:
-		p_reply(s, "-ERR [AUTH] too many failed logins, try again "
-		           "later");
+		core_reply(&s->cs,
+		    "-ERR [AUTH] too many failed logins, try again "
+		    "later");
 		p_close(s);
 		break;
 	case CORE_LOGIN_TEMPFAIL:
-		p_reply(s, "-ERR [SYS/TEMP] temporary failure, try again "
-		           "later");
+		core_reply(&s->cs,
+		    "-ERR [SYS/TEMP] temporary failure, try again "
+		    "later");
 		break;
 	case CORE_LOGIN_PENDING:
-		p_reply(s, "-ERR [SYS/TEMP] too many logins in progress, try "
-		           "again later");
+		core_reply(&s->cs,
+		    "-ERR [SYS/TEMP] too many logins in progress, try "
+		    "again later");
 		break;
 	case CORE_LOGIN_DENIED:
 		p_err_logged(s, "[AUTH] invalid login");

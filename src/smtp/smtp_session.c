@@ -22,7 +22,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +40,6 @@
 #include "dir.h"
 #include "dns.h"
 #include "log.h"
-#include "net.h"
 #include "passwd.h"
 #include "policy.h"
 #include "relay.h"
@@ -86,19 +84,6 @@ static void msg_charge(struct session *);
 static void spool_discard(struct session *);
 
 /* ---- replies ---------------------------------------------------------- */
-
-static void reply(struct session *s, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-reply(struct session *s, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	net_add_line(bufferevent_get_output(s->cs.bev), fmt, ap);
-	va_end(ap);
-}
 
 /* proto->free: the SMTP part of a session the core frees. */
 static void
@@ -156,8 +141,8 @@ static void
 count_error(struct session *s)
 {
 	if (++s->errors >= s->cfg->max_errors) {
-		reply(
-		    s, "421 4.7.0 %s Error: too many errors", s->cfg->hostname);
+		core_reply(&s->cs, "421 4.7.0 %s Error: too many errors",
+		    s->cfg->hostname);
 		log_warn("session=%s event=too-many-errors client=%s "
 		         "errors=%u",
 		    s->id, s->ip, s->errors);
@@ -169,9 +154,9 @@ static void
 reply_error_logged(struct session *s, const char *code, const char *text)
 {
 	if (code[0] == '\0')
-		reply(s, "%s", text); /* text carries its own code */
+		core_reply(&s->cs, "%s", text); /* text carries its own code */
 	else
-		reply(s, "%s %s", code, text);
+		core_reply(&s->cs, "%s %s", code, text);
 	count_error(s);
 }
 
@@ -407,8 +392,8 @@ txn_end(struct session *s)
 {
 	txn_reset(s);
 	if (s->close_after_txn && !s->cs.is_closing) {
-		reply(
-		    s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+		core_reply(&s->cs, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname);
 		session_close(s);
 	}
 }
@@ -436,19 +421,19 @@ cmd_helo(struct session *s, struct smtp_cmd *c)
 	s->is_esmtp = c->verb == SMTP_CMD_EHLO;
 	txn_reset(s);
 	if (!s->is_esmtp) {
-		reply(s, "250 %s", s->cfg->hostname);
+		core_reply(&s->cs, "250 %s", s->cfg->hostname);
 		return;
 	}
-	reply(s, "250-%s Hello [%s]", s->cfg->hostname, s->ip);
-	reply(s, "250-PIPELINING");
-	reply(s, "250-SIZE %zu", s->cfg->message_size_limit);
+	core_reply(&s->cs, "250-%s Hello [%s]", s->cfg->hostname, s->ip);
+	core_reply(&s->cs, "250-PIPELINING");
+	core_reply(&s->cs, "250-SIZE %zu", s->cfg->message_size_limit);
 	if (core_tls_offered(&s->cs))
-		reply(s, "250-STARTTLS");
+		core_reply(&s->cs, "250-STARTTLS");
 	if (s->cfg->auth_advertise &&
 	    (s->cs.is_tls || !s->cfg->auth_require_tls))
-		reply(s, "250-AUTH %s", core_sasl_mechs(' '));
-	reply(s, "250-ENHANCEDSTATUSCODES");
-	reply(s, "250 8BITMIME");
+		core_reply(&s->cs, "250-AUTH %s", core_sasl_mechs(' '));
+	core_reply(&s->cs, "250-ENHANCEDSTATUSCODES");
+	core_reply(&s->cs, "250 8BITMIME");
 }
 
 static bool
@@ -484,7 +469,7 @@ mail_params(struct session *s, struct smtp_cmd *c, uint64_t *size_out)
 				         "code=552 reason=\"SIZE=%llu over "
 				         "limit %zu\"",
 				    s->id, v, s->cfg->message_size_limit);
-				reply(s,
+				core_reply(&s->cs,
 				    "552 5.3.4 Message size exceeds "
 				    "fixed limit of %zu octets",
 				    s->cfg->message_size_limit);
@@ -545,7 +530,7 @@ mail_disk_check(struct session *s, uint64_t size)
 	log_warn("session=%s event=mail result=tempfail code=452 "
 	         "reason=\"free space below spool_min_free\" size=%llu",
 	    s->id, (unsigned long long)size);
-	reply(s, "452 4.3.1 Insufficient system storage");
+	core_reply(&s->cs, "452 4.3.1 Insufficient system storage");
 	return false;
 }
 
@@ -594,7 +579,7 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	queue_new_id(s->queue_id);
 	log_info("session=%s id=%s event=mail from=<%s>%s", s->id, s->queue_id,
 	    log_esc(from), s->mail_from.had_route ? " route=dropped" : "");
-	reply(s, "250 2.1.0 Ok");
+	core_reply(&s->cs, "250 2.1.0 Ok");
 }
 
 /* Worker thread: the directory phase of the decision `posternctl
@@ -658,7 +643,7 @@ rcpt_refuse(
 	if (code[0] == '5')
 		reply_error_logged(s, code, text);
 	else
-		reply(s, "%s %s", code, text);
+		core_reply(&s->cs, "%s %s", code, text);
 }
 
 static void
@@ -719,7 +704,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	strlist_add(&s->rcpt_log, j->rcpt_text);
 	s->nrcpt++;
 	rcpt_log(s, j, "accept", code, text, j->ans.verdict.rule);
-	reply(s, "250 2.1.5 Ok");
+	core_reply(&s->cs, "250 2.1.5 Ok");
 }
 
 static void
@@ -806,7 +791,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 		return;
 	}
 	if (s->nrcpt >= s->cfg->recipient_limit) {
-		reply(s, "452 4.5.3 Error: too many recipients");
+		core_reply(&s->cs, "452 4.5.3 Error: too many recipients");
 		log_warn("session=%s id=%s event=rcpt result=tempfail code=452 "
 		         "reason=\"recipient limit %zu\"",
 		    s->id, s->queue_id, s->cfg->recipient_limit);
@@ -846,7 +831,7 @@ data_timeout(evutil_socket_t fd, short what, void *arg)
 		return;
 	log_info("session=%s id=%s event=data-timeout client=%s size=%zu",
 	    s->id, s->queue_id, s->ip, s->data.size);
-	reply(s, "421 4.4.2 %s Error: timeout exceeded for DATA",
+	core_reply(&s->cs, "421 4.4.2 %s Error: timeout exceeded for DATA",
 	    s->cfg->hostname);
 	session_close(s); /* nothing is delivered; the spool goes at free */
 }
@@ -877,7 +862,7 @@ cmd_data(struct session *s, struct smtp_cmd *c)
 	if (s->data_timer == NULL)
 		s->data_timer = evtimer_new(s->srv->base, data_timeout, s);
 	evtimer_add(s->data_timer, &tv);
-	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+	core_reply(&s->cs, "354 End data with <CR><LF>.<CR><LF>");
 }
 
 static void
@@ -885,21 +870,21 @@ cmd_rset(struct session *s, struct smtp_cmd *c)
 {
 	(void)c;
 	txn_reset(s);
-	reply(s, "250 2.0.0 Ok");
+	core_reply(&s->cs, "250 2.0.0 Ok");
 }
 
 static void
 cmd_noop(struct session *s, struct smtp_cmd *c)
 {
 	(void)c;
-	reply(s, "250 2.0.0 Ok");
+	core_reply(&s->cs, "250 2.0.0 Ok");
 }
 
 static void
 cmd_quit(struct session *s, struct smtp_cmd *c)
 {
 	(void)c;
-	reply(s, "221 2.0.0 Bye");
+	core_reply(&s->cs, "221 2.0.0 Bye");
 	session_close(s);
 }
 
@@ -908,15 +893,16 @@ cmd_vrfy(struct session *s, struct smtp_cmd *c)
 {
 	(void)c;
 	/* RFC 5321 3.5.3: 252 avoids both address harvesting and lies. */
-	reply(s, "252 2.5.0 Cannot VRFY user, but will accept message and "
-	         "attempt delivery");
+	core_reply(&s->cs,
+	    "252 2.5.0 Cannot VRFY user, but will accept message and "
+	    "attempt delivery");
 }
 
 static void
 cmd_help(struct session *s, struct smtp_cmd *c)
 {
 	(void)c;
-	reply(s,
+	core_reply(&s->cs,
 	    "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA RSET NOOP "
 	    "QUIT VRFY HELP%s",
 	    s->cs.srv->tls != NULL ? " STARTTLS" : "");
@@ -967,7 +953,7 @@ cmd_starttls(struct session *s, struct smtp_cmd *c)
 		    "transaction");
 		return;
 	}
-	reply(s, "220 2.0.0 Ready to start TLS");
+	core_reply(&s->cs, "220 2.0.0 Ready to start TLS");
 	core_starttls(&s->cs);
 }
 
@@ -992,10 +978,10 @@ smtp_login_done(struct core_session *cs, enum core_login r, const char *canon,
 		*owned = (struct strlist){0};
 		log_info("session=%s event=auth result=ok client=%s user=%s",
 		    s->id, s->ip, log_esc(s->auth_user));
-		reply(s, "235 2.7.0 Authentication successful");
+		core_reply(&s->cs, "235 2.7.0 Authentication successful");
 		break;
 	case CORE_LOGIN_LOCKED:
-		reply(s,
+		core_reply(&s->cs,
 		    "421 4.7.0 %s Too many authentication failures, try "
 		    "again later",
 		    s->cfg->hostname);
@@ -1111,8 +1097,8 @@ session_command(struct session *s, const uint8_t *line, size_t len)
 	}
 	s->verb = smtp_verb_name(c.verb);
 	if (s->close_after_txn && !s->has_mail && c.verb != SMTP_CMD_QUIT) {
-		reply(
-		    s, "421 4.3.2 %s Service shutting down", s->cfg->hostname);
+		core_reply(&s->cs, "421 4.3.2 %s Service shutting down",
+		    s->cfg->hostname);
 		session_close(s);
 		return;
 	}
@@ -1247,14 +1233,16 @@ delivery_done(void *arg)
 		/* A session that already said 421 (it timed out while the
 		 * delivery ran) says nothing more; the log has the result. */
 		if (is_live)
-			reply(s, "250 2.0.0 Ok: queued as %s", s->queue_id);
+			core_reply(
+			    &s->cs, "250 2.0.0 Ok: queued as %s", s->queue_id);
 	} else {
 		log_err("session=%s id=%s event=data result=tempfail code=451 "
 		        "from=<%s> error=\"%s\"",
 		    s->id, s->queue_id, log_esc(from), d->error);
 		if (is_live)
-			reply(s, "451 4.3.0 Error: local delivery failed, try "
-			         "again later");
+			core_reply(&s->cs,
+			    "451 4.3.0 Error: local delivery failed, try "
+			    "again later");
 	}
 	queue_env_clear(&j->qenv);
 	free(j);
@@ -1286,7 +1274,7 @@ data_end(struct session *s)
 	evtimer_del(s->data_timer);
 	if (s->is_spool_full) {
 		s->state = ST_CMD;
-		reply(s, "452 4.3.1 Insufficient system storage");
+		core_reply(&s->cs, "452 4.3.1 Insufficient system storage");
 		txn_end(s);
 		return;
 	}
@@ -1295,8 +1283,9 @@ data_end(struct session *s)
 		        "error=\"spool write failed\"",
 		    s->id, s->queue_id);
 		s->state = ST_CMD;
-		reply(s, "451 4.3.0 Error: local delivery failed, try again "
-		         "later");
+		core_reply(&s->cs,
+		    "451 4.3.0 Error: local delivery failed, try again "
+		    "later");
 		txn_end(s);
 		return;
 	}
@@ -1460,7 +1449,8 @@ smtp_timeout(struct core_session *cs, bool is_writing)
 		core_drop(cs);
 		return;
 	}
-	reply(s, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
+	core_reply(
+	    &s->cs, "421 4.4.2 %s Error: timeout exceeded", s->cfg->hostname);
 	session_close(s);
 }
 
@@ -1473,7 +1463,7 @@ smtp_expired(struct core_session *cs)
 
 	log_info("session=%s event=session-timeout client=%s state=%d", s->id,
 	    s->ip, (int)s->state);
-	reply(s, "421 4.4.2 %s Error: session time limit exceeded",
+	core_reply(&s->cs, "421 4.4.2 %s Error: session time limit exceeded",
 	    s->cfg->hostname);
 	session_close(s);
 }
@@ -1513,7 +1503,7 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 	if (s->kind != LK_SUBMISSIONS &&
 	    recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) == 1) {
 		log_warn("session=%s event=pregreet client=%s", s->id, s->ip);
-		reply(s,
+		core_reply(&s->cs,
 		    "554 5.5.1 %s Error: client sent data before the "
 		    "greeting",
 		    s->cfg->hostname);
@@ -1521,7 +1511,7 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 		return;
 	}
 	s->state = ST_CMD;
-	reply(s, "220 %s ESMTP postern", s->cfg->hostname);
+	core_reply(&s->cs, "220 %s ESMTP postern", s->cfg->hostname);
 	bufferevent_enable(s->cs.bev, EV_READ | EV_WRITE);
 }
 
@@ -1557,8 +1547,7 @@ smtp_start(struct core_session *cs)
 static void
 smtp_shutdown_reply(struct core_session *cs)
 {
-	reply((struct session *)cs, "421 4.3.2 %s Service shutting down",
-	    cs->cfg->hostname);
+	core_reply(cs, "421 4.3.2 %s Service shutting down", cs->cfg->hostname);
 }
 
 /* proto->shutdown: a transaction in progress is let finish first. */
