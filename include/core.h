@@ -101,7 +101,7 @@ struct core_proto {
 	const char *refuse_event;  /* log event of a refusal: "refuse" */
 	const char *starttls_mode; /* TLS log mode after STARTTLS/STLS */
 	size_t session_size;
-	size_t user_max; /* login name buffer, with its NUL */
+	size_t user_max; /* a login name is shorter (<= CORE_USER_MAX) */
 	/* Limits, from the session's config. */
 	unsigned (*idle_ms)(const struct config *);
 	size_t (*input_max)(const struct config *); /* read high watermark */

@@ -258,7 +258,7 @@ login_outcome(enum dir_login_result r)
  * lookup).  A directory error at either step is a temporary failure (no
  * lock-out strike). */
 static void
-login_run(void *arg, void *ctx)
+login_job_run(void *arg, void *ctx)
 {
 	struct login_job *j = arg;
 	struct dir *d = ctx;
@@ -295,7 +295,7 @@ login_log_refusal(
 }
 
 static void
-login_done(void *arg)
+login_job_done(void *arg)
 {
 	struct login_job *j = arg;
 	struct core_session *s = j->s;
@@ -403,5 +403,5 @@ core_login_submit(struct core_session *s, const char *user, size_t ulen,
 	    p->user_max < sizeof(j->canon) ? p->user_max : sizeof(j->canon);
 	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	j->is_owned = p->is_login_owned;
-	core_submit(s, s->srv->auth_workers, login_run, login_done, j);
+	core_submit(s, s->srv->auth_workers, login_job_run, login_job_done, j);
 }
