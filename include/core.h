@@ -111,7 +111,9 @@ struct core_proto {
 	bool (*feed)(struct core_session *);
 	/* The output drained to NET_OUTPUT_LOW on an idle session: true
 	 * when the protocol carried on itself (a RETR streaming); may be
-	 * NULL (the core feeds more input). */
+	 * NULL (the core feeds more input).  Not called on a session that
+	 * expired meanwhile (the core ends it); a continuation started here
+	 * asks core_may_continue all the same. */
 	bool (*drained)(struct core_session *);
 	/* The idle timeout (writing: a write timed out).  The protocol
 	 * logs, then answers and core_close()s or core_drop()s. */
@@ -240,10 +242,28 @@ void core_reply(struct core_session *, const char *fmt, ...)
 /*
  * Runs run(arg, ctx) on pool, then done(arg) on the loop; the session is
  * busy meanwhile (reads nothing).  done must call core_job_end first and
- * core_resume last.
+ * core_resume last.  False, submitting nothing (arg stays the caller's),
+ * when the session may not continue (core_may_continue): only a
+ * continuation can meet that, as a command's first job always starts;
+ * the caller frees its job and returns to the core (core_resume in a
+ * completion), which ends the session.
  */
-void core_submit(struct core_session *, struct workers *, worker_job_fn run,
+bool core_submit(struct core_session *, struct workers *, worker_job_fn run,
     worker_done_fn done, void *arg);
+/*
+ * May this session go on with a reply it sends in pieces (a POP3
+ * RETR/TOP batch, an IMAP FETCH): asked by every streaming continuation
+ * before it sends or fetches the next piece, in a completion (after
+ * core_job_end) or in proto->drained.  False when it is gone (dead or
+ * closing), its session_timeout came during the job (is_expired), the
+ * shutdown_timeout forced it (is_forced) or the shutdown's grace ended:
+ * the continuation then drops the rest unsent and returns to the core
+ * (core_resume in a completion), which ends the session (proto->expired,
+ * or the shutdown's close), so no stream outlives those bounds.  A
+ * SIGTERM alone does not stop a stream: like SMTP's DATA it may finish
+ * within shutdown_timeout.
+ */
+bool core_may_continue(const struct core_session *);
 /* In a completion: the session is no longer busy.  True when it may
  * still be answered (not dead, not closing). */
 bool core_job_end(struct core_session *);

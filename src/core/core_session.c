@@ -125,12 +125,24 @@ core_close(struct core_session *s)
 
 /* ---- jobs --------------------------------------------------------------- */
 
-void
+bool
+core_may_continue(const struct core_session *s)
+{
+	return !s->is_dead && !s->is_closing && !s->is_free_pending &&
+	       !s->is_expired && !s->is_forced && !s->srv->is_stopped;
+}
+
+/* The refusal is the core's own check on every continuation: one that
+ * forgot core_may_continue still cannot run a session past its bounds. */
+bool
 core_submit(struct core_session *s, struct workers *pool, worker_job_fn run,
     worker_done_fn done, void *arg)
 {
+	if (!core_may_continue(s))
+		return false;
 	s->is_busy = true;
 	workers_submit(pool, run, done, arg);
+	return true;
 }
 
 bool
@@ -227,6 +239,12 @@ on_write(struct bufferevent *bev, void *arg)
 	if (s->is_closing) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			schedule_free(s);
+		return;
+	}
+	if (s->is_expired) {
+		/* It came during the job that left this output: end now,
+		 * whatever the protocol was streaming. */
+		s->srv->proto->expired(s);
 		return;
 	}
 	if (s->srv->proto->drained != NULL && s->srv->proto->drained(s))

@@ -119,7 +119,7 @@ struct pjob {
 	struct mailbox *mb; /* login: the maildrop opened; else lent */
 };
 
-static void submit(struct pop3_session *, struct pjob *);
+static bool submit(struct pop3_session *, struct pjob *);
 static void p_shutdown_reply(struct core_session *);
 
 static void p_reply(struct pop3_session *s, const char *fmt, ...)
@@ -409,13 +409,18 @@ login_done(struct pjob *j)
  * Loop: a piece of a RETR/TOP batch is read; queue it for the client.
  * Returns true when the job goes on: read the next piece now if at most
  * one piece is waiting to be sent, else when the output has drained
- * (p_on_write).  So a session holds about two pieces, whatever it asked.
+ * (p_drained).  So a session holds about two pieces, whatever it asked.
+ * A session that may not continue (its session_timeout or the
+ * shutdown_timeout came while the piece was read) sends no more: the
+ * core ends it (core_resume), with no -ERR inside the message.
  */
 static bool
 read_chunk_done(struct pop3_session *s, struct pjob *j)
 {
 	struct evbuffer *out = bufferevent_get_output(s->cs.bev);
 
+	if (!core_may_continue(&s->cs))
+		return false;
 	evbuffer_add(out, j->out.data, j->out.len);
 	if (j->result == -1) {
 		char e[300];
@@ -431,10 +436,10 @@ read_chunk_done(struct pop3_session *s, struct pjob *j)
 		s->is_reading = false; /* p_feed closes if SIGTERM came */
 		return false;
 	}
-	if (evbuffer_get_length(out) <= POP3_READ_CHUNK)
-		submit(s, j);
-	else
+	if (evbuffer_get_length(out) > POP3_READ_CHUNK)
 		s->stream = j;
+	else if (!submit(s, j))
+		return false;
 	return true;
 }
 
@@ -454,10 +459,6 @@ job_done(void *arg)
 	if (is_live) {
 		if (j->kind == PJOB_LOGIN) {
 			login_done(j);
-		} else if (j->kind == PJOB_READ && s->cs.is_forced) {
-			/* shutdown_timeout mid-download: cut short, with
-			 * no -ERR that would read as message text. */
-			p_close(s);
 		} else if (j->kind == PJOB_READ && read_chunk_done(s, j)) {
 			return; /* more of the batch to send */
 		}
@@ -496,7 +497,9 @@ pjob_new(struct pop3_session *s, enum pjob_kind kind)
 	return j;
 }
 
-static void
+/* False: the session may not continue (core_submit); j is still the
+ * caller's, the maildrop back with the session. */
+static bool
 submit(struct pop3_session *s, struct pjob *j)
 {
 	if (j->kind != PJOB_LOGIN) {
@@ -506,9 +509,16 @@ submit(struct pop3_session *s, struct pjob *j)
 	}
 	/* A login (password check, then the maildrop's listing) runs on
 	 * the login pool: a flood of them never delays mail. */
-	core_submit(&s->cs,
-	    j->kind == PJOB_LOGIN ? s->cs.srv->auth_workers : s->srv->workers,
-	    job_run, job_done, j);
+	if (core_submit(&s->cs,
+	        j->kind == PJOB_LOGIN ? s->cs.srv->auth_workers
+	                              : s->srv->workers,
+	        job_run, job_done, j))
+		return true;
+	if (j->kind != PJOB_LOGIN) {
+		s->mb = j->mb;
+		j->mb = NULL;
+	}
+	return false;
 }
 
 static void
@@ -898,8 +908,16 @@ p_drained(struct core_session *cs)
 
 	if (j == NULL)
 		return false;
+	if (!core_may_continue(cs)) {
+		/* Cut without a reply (it would read as message text). */
+		p_close(s);
+		return true;
+	}
 	s->stream = NULL;
-	submit(s, j);
+	if (!submit(s, j)) {
+		pjob_free(&j);
+		p_close(s);
+	}
 	return true;
 }
 
@@ -932,7 +950,7 @@ p_expired(struct core_session *cs)
 
 	log_info("pop3=%s event=session-timeout client=%s", s->id, s->ip);
 	/* A reply now would land inside a RETR/TOP being streamed. */
-	if (s->stream != NULL) {
+	if (s->stream != NULL || s->is_reading) {
 		core_drop(cs);
 		return;
 	}

@@ -51,6 +51,7 @@ static struct {
 	int nfree;
 	unsigned session_ms;
 	bool is_shutdown_deferred; /* proto->shutdown lets the session on */
+	bool is_stream_unchecked;  /* STREAM does not ask core_may_continue */
 	char in[16384];
 	size_t inlen;
 	char line[4096];
@@ -76,6 +77,25 @@ job_done(void *arg)
 
 	if (core_job_end(cs))
 		core_reply(cs, "+DONE");
+	core_resume(cs);
+}
+
+/*
+ * STREAM: a reply sent in pieces, each read by a job (as a POP3 RETR
+ * batch): the completion sends its piece and starts the next job itself,
+ * never through core_resume, as long as the session may continue.
+ */
+static void
+stream_done(void *arg)
+{
+	struct core_session *cs = arg;
+
+	core_job_end(cs);
+	if (T.is_stream_unchecked || core_may_continue(cs)) {
+		core_reply(cs, "+PIECE");
+		if (core_submit(cs, T.pool, job_run, stream_done, cs))
+			return;
+	}
 	core_resume(cs);
 }
 
@@ -117,6 +137,9 @@ tp_feed(struct core_session *cs)
 	else if (strcmp(line, "BUSY") == 0) {
 		core_reply(cs, "+BUSY");
 		core_submit(cs, T.pool, job_run, job_done, cs);
+	} else if (strcmp(line, "STREAM") == 0) {
+		core_reply(cs, "+STREAM");
+		core_submit(cs, T.pool, job_run, stream_done, cs);
 	} else if (strcmp(line, "TLS") == 0) {
 		core_reply(cs, "+GO");
 		core_starttls(cs);
@@ -760,6 +783,45 @@ test_session_timeout(void **state)
 	teardown();
 }
 
+/*
+ * A reply streamed in pieces by jobs that follow each other from their
+ * completions stops at the session timeout that came while a piece was
+ * being read: the piece is not sent, the session ends (-EXPIRED) rather
+ * than going on to the stream's end.  A continuation that forgot to ask
+ * core_may_continue sends that piece but is refused its next job by
+ * core_submit.
+ */
+static void
+test_session_timeout_stops_a_stream(void **state)
+{
+	(void)state;
+	for (int unchecked = 0; unchecked < 2; unchecked++) {
+		setup("");
+		T.session_ms = 100;
+		T.is_stream_unchecked = unchecked;
+		connect_as("192.0.2.1", &tp_plain);
+		assert_string_equal(next_line(2000), "+HELLO");
+		send_text("STREAM\r\n");
+		assert_string_equal(next_line(2000), "+STREAM");
+		release_job();
+		/* Sent before the timeout; the next job blocks past it. */
+		if (strcmp(next_line(2000), "+PIECE") != 0)
+			fail_msg("unchecked=%d: no first piece", unchecked);
+		assert_true(quiet(300));
+		assert_true(T.s->is_busy && T.s->is_expired);
+		release_job();
+		/* Unchecked, this piece goes out; no job runs after it. */
+		if (unchecked && strcmp(next_line(2000), "+PIECE") != 0)
+			fail_msg("unchecked: no second piece");
+		if (strcmp(next_line(2000), "-EXPIRED") != 0)
+			fail_msg("unchecked=%d: the stream went on after the "
+			         "session timeout (got \"%s\")",
+			    unchecked, T.line);
+		assert_true(peer_closed(2000));
+		teardown();
+	}
+}
+
 /* ---- per-bufferevent settings ------------------------------------------- */
 
 static void
@@ -838,6 +900,7 @@ run_core_tests(void)
 	    cmocka_unit_test(test_shutdown_timeout_after_job),
 	    cmocka_unit_test(test_shutdown_grace),
 	    cmocka_unit_test(test_session_timeout),
+	    cmocka_unit_test(test_session_timeout_stops_a_stream),
 	    cmocka_unit_test(test_bev_settings_survive_starttls),
 	};
 
