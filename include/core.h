@@ -132,7 +132,9 @@ struct core_proto {
 	/* STARTTLS begins: forget what was learned in clear; may be NULL. */
 	void (*tls_reset)(struct core_session *);
 	/* SIGTERM: the session is told to stop; may be NULL (the core
-	 * writes shutdown_reply and closes). */
+	 * writes shutdown_reply and closes; a busy session only after its
+	 * job's reply, through is_shutdown).  The hook must not answer a
+	 * busy session either: a second reply to the command in flight. */
 	void (*shutdown)(struct core_session *);
 	/* The "421 service shutting down" line for this session. */
 	void (*shutdown_reply)(struct core_session *);
@@ -181,6 +183,11 @@ struct core_session {
 	bool is_forced;        /* shutdown_timeout hit while busy */
 	bool is_discarding;    /* skipping the rest of an overlong line */
 	bool is_expired;       /* the total timeout came while busy */
+	/* SIGTERM came while busy: core_resume answers shutdown_reply and
+	 * closes after the job's own reply.  The core's default sets it;
+	 * proto->shutdown may too (for a busy session, or one streaming a
+	 * reply that may finish first). */
+	bool is_shutdown;
 	struct event *session_ev; /* the total timeout (proto->session_ms) */
 	enum core_sasl_step sasl_step;
 	char sasl_user[CORE_USER_MAX]; /* LOGIN: the name, until the pass */
@@ -269,8 +276,10 @@ bool core_may_continue(const struct core_session *);
 bool core_job_end(struct core_session *);
 /*
  * The end of a completion: frees a dead session, closes one that is
- * closing or was forced by the shutdown (with its 421), else handles the
- * input buffered meanwhile.  s may be freed: do not touch it after.
+ * closing, was forced by the shutdown or told to stop while busy
+ * (is_shutdown; with its 421), ends one whose total timeout came, else
+ * handles the input buffered meanwhile.  s may be freed: do not touch it
+ * after.
  */
 void core_resume(struct core_session *);
 /* Handles buffered input now (after the protocol changed its state). */

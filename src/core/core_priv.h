@@ -9,7 +9,8 @@
  * bufferevent and calls proto->start.  Closes fd on failure. */
 void core_session_start(struct core_server *, int fd, const char *ip,
     const char *ip_key, const struct core_listen *);
-/* SIGTERM reached the session: proto->shutdown, or 421 and close. */
+/* SIGTERM reached the session: proto->shutdown, or 421 and close (a
+ * busy one after its job: is_shutdown). */
 void core_session_shutdown(struct core_session *);
 /*
  * shutdown_timeout expired.  A busy session is marked and closes after

@@ -159,10 +159,11 @@ core_resume(struct core_session *s)
 		core_session_free(s); /* the peer left while the job ran */
 		return;
 	}
-	if (s->is_forced && !s->is_closing)
-		s->srv->proto->shutdown_reply(
-		    s); /* the grace bounds the rest */
-	if (s->is_forced || s->is_closing) {
+	/* The job's reply is out: the 421 comes after it, never inside
+	 * (the grace bounds the rest). */
+	if ((s->is_forced || s->is_shutdown) && !s->is_closing)
+		s->srv->proto->shutdown_reply(s);
+	if (s->is_forced || s->is_shutdown || s->is_closing) {
 		core_close(s);
 		return;
 	}
@@ -435,10 +436,16 @@ core_session_start(struct core_server *srv, int fd, const char *ip,
 void
 core_session_shutdown(struct core_session *s)
 {
-	if (s->is_closing || s->is_free_pending)
+	if (s->is_closing || s->is_free_pending || s->is_dead)
 		return;
 	if (s->srv->proto->shutdown != NULL) {
 		s->srv->proto->shutdown(s);
+		return;
+	}
+	if (s->is_busy) {
+		/* A 421 now would come before the reply of the command in
+		 * flight, and that reply after it (two for one). */
+		s->is_shutdown = true;
 		return;
 	}
 	s->srv->proto->shutdown_reply(s);

@@ -87,7 +87,6 @@ struct pop3_session {
 	struct mailbox *mb;  /* NULL while lent to a job (submit) */
 	struct pjob *stream; /* RETR/TOP waiting for the output to drain */
 	bool is_reading;     /* a RETR/TOP batch is being sent */
-	bool is_shutdown;    /* SIGTERM came while is_reading: close after */
 };
 
 /*
@@ -433,7 +432,7 @@ read_chunk_done(struct pop3_session *s, struct pjob *j)
 		return false;
 	}
 	if (j->next >= j->nread) {
-		s->is_reading = false; /* p_feed closes if SIGTERM came */
+		s->is_reading = false; /* core_resume closes if SIGTERM came */
 		return false;
 	}
 	if (evbuffer_get_length(out) > POP3_READ_CHUNK)
@@ -870,11 +869,6 @@ p_feed(struct core_session *cs)
 
 	if (s->stream != NULL)
 		return false; /* p_drained carries on */
-	if (s->is_shutdown) { /* the download SIGTERM let finish is sent */
-		p_shutdown_reply(cs);
-		p_close(s);
-		return false;
-	}
 	p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
 	if (p.pos == -1) {
 		if (evbuffer_get_length(in) > POP3_LINE_MAX) {
@@ -994,15 +988,17 @@ p_shutdown_reply(struct core_session *cs)
 }
 
 /* proto->shutdown: like SMTP's DATA, a RETR/TOP download in progress
- * (with those pipelined behind it) may finish within shutdown_timeout;
- * p_feed replies and closes after it.  Else at once. */
+ * (with those pipelined behind it) may finish within shutdown_timeout,
+ * and a command waiting for its job (a login, QUIT's UPDATE) gets that
+ * job's reply first: the core replies and closes after them
+ * (core_resume).  Else at once. */
 static void
 p_shutdown(struct core_session *cs)
 {
 	struct pop3_session *s = (struct pop3_session *)cs;
 
-	if (s->is_reading) {
-		s->is_shutdown = true;
+	if (s->is_reading || cs->is_busy) {
+		cs->is_shutdown = true;
 		return;
 	}
 	p_shutdown_reply(cs);

@@ -2,6 +2,7 @@
 first; a message a session finishes meanwhile waits on disk for the next
 start), and a POP3 download in progress obeys the same rule as SMTP's
 DATA (docs/configuration.md, shutdown_timeout)."""
+import os
 import poplib
 import signal
 import smtplib
@@ -120,3 +121,67 @@ def test_pop3_refusal_line(make_server):
                     what="refusal line")[0]
     assert ('event=pop3-refuse client=127.0.0.1 '
             'reason="Too many connections from your address"') in line, line
+
+
+def hold_storage_pool(s, fifo_cert):
+    """The one storage thread (workers = 1) held by a reload reading a
+    certificate that is a FIFO: once its reader is there, the write end is
+    opened and kept, so the reload waits in read() until
+    release_storage_pool."""
+    crt = fifo_cert.paths["tls_cert"]
+    with open(crt, "rb") as f, open(crt + ".pem", "wb") as g:
+        g.write(f.read())
+    fifo_cert.block()
+    s.proc.send_signal(signal.SIGHUP)
+    return wait_for(lambda: _open_writer(crt), what="the reload reading the FIFO")
+
+
+def _open_writer(path):
+    try:
+        return os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return None
+
+
+def release_storage_pool(fd, fifo_cert):
+    """The reload reads the certificate and ends; the FIFO is a regular
+    file again."""
+    crt = fifo_cert.paths["tls_cert"]
+    pem = open(fifo_cert.paths["tls_cert"] + ".pem", "rb").read()
+    os.set_blocking(fd, True)
+    os.write(fd, pem)
+    os.close(fd)
+    os.unlink(crt)
+    with open(crt, "wb") as f:
+        f.write(pem)
+
+
+def test_pop3_sigterm_during_quit_update(make_server, fifo_cert):
+    """SIGTERM while QUIT's UPDATE (the deletions) waits for its worker:
+    QUIT gets exactly one reply, the UPDATE's, and then the connection is
+    closed.  Before, the shutdown answered -ERR at once and the UPDATE's
+    +OK came after it: two replies to one command."""
+    s = make_server(dict(fifo_cert.paths, workers="1",
+                         pop3_allow_plaintext="yes"))
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20) as c:
+        c.sendmail("x@remote.example", ["alice@example.test"], b"Subject: a\r\n\r\nx\r\n")
+    wait_for(lambda: s.messages("alice"), what="delivery")
+    p = Raw(s.ports["pop3"], greet=False)
+    assert p.line().startswith("+OK")
+    assert p.cmd("USER alice@example.test").startswith("+OK")
+    assert p.cmd("PASS secret-alice").startswith("+OK")
+    assert p.cmd("DELE 1").startswith("+OK")
+    fd = hold_storage_pool(s, fifo_cert)
+    try:
+        p.send("QUIT\r\n")  # its UPDATE waits behind the reload
+        s.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "event=shutdown service=pop3" in s.log(), what="shutdown")
+        assert p.closed(timeout=0.5) is False  # nothing yet: QUIT's job waits
+        assert p.buf == b"", p.buf
+    finally:
+        release_storage_pool(fd, fifo_cert)
+    assert p.closed(timeout=20)
+    assert p.buf == b"+OK bye, 1 messages deleted\r\n", p.buf
+    assert s.proc.wait(30) == 0
+    md = s.maildir("alice")
+    assert os.listdir(os.path.join(md, "new")) == os.listdir(os.path.join(md, "cur")) == []

@@ -286,6 +286,9 @@ static const struct core_proto tp_proto = {
     .login_busy = tp_login_busy,
 };
 
+/* The same protocol with the core's default shutdown (no hook). */
+static struct core_proto tp_proto_default;
+
 static const struct core_listen tp_plain = {NULL, "tp", false, 0};
 static const struct core_listen tp_tls = {NULL, "tps", true, 0};
 
@@ -303,7 +306,7 @@ tp_config(const char *text)
 }
 
 static void
-setup(const char *conf)
+setup_proto(const char *conf, const struct core_proto *proto)
 {
 	char err[256];
 
@@ -314,11 +317,25 @@ setup(const char *conf)
 	if (pipe(T.job_pipe) != 0)
 		fail_msg("pipe");
 	T.srv = core_server_new(
-	    T.base, T.cfg, &tp_proto, NULL, NULL, 0, err, sizeof(err));
+	    T.base, T.cfg, proto, NULL, NULL, 0, err, sizeof(err));
 	assert_non_null(T.srv);
 	T.pool = workers_new(T.base, 1, NULL, NULL, NULL);
 	T.af = authfail_new();
 	core_server_start(T.srv, T.pool, T.af);
+}
+
+static void
+setup(const char *conf)
+{
+	setup_proto(conf, &tp_proto);
+}
+
+static void
+setup_default_shutdown(const char *conf)
+{
+	tp_proto_default = tp_proto;
+	tp_proto_default.shutdown = NULL;
+	setup_proto(conf, &tp_proto_default);
 }
 
 /* A connection, admitted as on_accept does (counted), then started. */
@@ -672,6 +689,34 @@ test_shutdown_idle_session(void **state)
 	teardown();
 }
 
+/* The core's default shutdown: an idle session at once; a busy one only
+ * after its job's reply (one reply to the command, then the 421). */
+static void
+test_shutdown_default_busy_after_job(void **state)
+{
+	(void)state;
+	setup_default_shutdown("");
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	core_server_shutdown(T.srv);
+	assert_string_equal(next_line(2000), "-SHUTDOWN");
+	assert_true(peer_closed(2000));
+	teardown();
+
+	setup_default_shutdown("");
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	send_text("BUSY\r\n");
+	assert_string_equal(next_line(2000), "+BUSY");
+	core_server_shutdown(T.srv);
+	assert_true(quiet(100)); /* nothing while the job runs */
+	release_job();
+	assert_string_equal(next_line(2000), "+DONE");
+	assert_string_equal(next_line(2000), "-SHUTDOWN");
+	assert_true(peer_closed(2000));
+	teardown();
+}
+
 /* shutdown_timeout: an idle session that was let go on gets its reply
  * and closes; a busy one only after its job has answered. */
 static void
@@ -897,6 +942,7 @@ run_core_tests(void)
 	    cmocka_unit_test(test_busy_peer_gone_freed_by_completion),
 	    cmocka_unit_test(test_close_waits_for_output),
 	    cmocka_unit_test(test_shutdown_idle_session),
+	    cmocka_unit_test(test_shutdown_default_busy_after_job),
 	    cmocka_unit_test(test_shutdown_timeout_after_job),
 	    cmocka_unit_test(test_shutdown_grace),
 	    cmocka_unit_test(test_session_timeout),
