@@ -134,7 +134,8 @@ struct core_proto {
 	/* SIGTERM: the session is told to stop; may be NULL (the core
 	 * writes shutdown_reply and closes; a busy session only after its
 	 * job's reply, through is_shutdown).  The hook must not answer a
-	 * busy session either: a second reply to the command in flight. */
+	 * busy session either: a second reply to the command in flight.
+	 * Never called during the STARTTLS switch: after it, over TLS. */
 	void (*shutdown)(struct core_session *);
 	/* The "421 service shutting down" line for this session. */
 	void (*shutdown_reply)(struct core_session *);
@@ -186,7 +187,8 @@ struct core_session {
 	/* SIGTERM came while busy: core_resume answers shutdown_reply and
 	 * closes after the job's own reply.  The core's default sets it;
 	 * proto->shutdown may too (for a busy session, or one streaming a
-	 * reply that may finish first). */
+	 * reply that may finish first).  Set while switching to TLS: the
+	 * switch tells the session (proto->shutdown) once over TLS. */
 	bool is_shutdown;
 	struct event *session_ev; /* the total timeout (proto->session_ms) */
 	enum core_sasl_step sasl_step;

@@ -373,8 +373,13 @@ tls_switch(struct bufferevent *plain, void *arg)
 	s->is_tls = true;
 	bev_setup(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (s->is_expired)
-		s->srv->proto->expired(s); /* it came during the switch */
+	/* What came during the switch, answered over TLS. */
+	if (s->is_expired) {
+		s->srv->proto->expired(s);
+	} else if (s->is_shutdown) {
+		s->is_shutdown = false;
+		core_session_shutdown(s);
+	}
 }
 
 void
@@ -438,6 +443,12 @@ core_session_shutdown(struct core_session *s)
 {
 	if (s->is_closing || s->is_free_pending || s->is_dead)
 		return;
+	if (s->is_tls_switching) {
+		/* STARTTLS's go-ahead is queued: nothing may follow it in
+		 * clear.  tls_switch tells the session again, over TLS. */
+		s->is_shutdown = true;
+		return;
+	}
 	if (s->srv->proto->shutdown != NULL) {
 		s->srv->proto->shutdown(s);
 		return;
@@ -461,6 +472,13 @@ core_session_force_close(struct core_session *s)
 		return;
 	if (s->is_busy) {
 		s->is_forced = true; /* the completion replies first */
+		return;
+	}
+	if (s->is_tls_switching) {
+		/* STARTTLS's go-ahead still unsent: the client does not
+		 * read, and no 421 may follow the go-ahead in clear. */
+		net_write_nowait(s->bev);
+		core_session_free(s);
 		return;
 	}
 	/* Output still unsent since the shutdown began: the peer is not

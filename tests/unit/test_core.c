@@ -754,6 +754,58 @@ test_shutdown_timeout_after_job(void **state)
 	teardown();
 }
 
+/* TLS: the session handled STARTTLS ("TLS"), its go-ahead not yet
+ * written (the write comes at a later loop turn than the read). */
+static void
+start_switch(SSL_CTX *ctx)
+{
+	core_server_set_tls(T.srv, ctx);
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	send_text("TLS\r\n");
+	for (int i = 0; i < 2000 && !T.s->is_tls_switching; i++) {
+		event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	assert_true(T.s->is_tls_switching);
+	assert_true(evbuffer_get_length(bufferevent_get_output(T.s->bev)) > 0);
+}
+
+/*
+ * SIGTERM or shutdown_timeout between STARTTLS's go-ahead and the switch:
+ * nothing follows the go-ahead in clear.  SIGTERM reaches the session
+ * once it is over TLS; at shutdown_timeout it is dropped.
+ */
+static void
+test_shutdown_during_starttls_switch(void **state)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	(void)state;
+	setup("");
+	start_switch(ctx);
+	core_server_shutdown(T.srv);
+	assert_string_equal(next_line(2000), "+GO");
+	assert_int_equal(T.inlen, 0); /* no "-SHUTDOWN" in clear */
+	for (int i = 0; i < 2000 && T.s != NULL && !T.s->is_tls; i++)
+		turn();
+	assert_non_null(T.s);
+	assert_true(T.s->is_tls);
+	assert_true(T.s->is_closing); /* told, over TLS */
+	assert_true(quiet(50));
+	assert_int_equal(T.inlen, 0);
+	teardown();
+
+	setup("");
+	start_switch(ctx);
+	core_session_force_close(T.s);
+	assert_string_equal(next_line(2000), "+GO");
+	assert_string_equal(next_line(2000), "(closed)");
+	assert_int_equal(T.nfree, 1);
+	teardown();
+	SSL_CTX_free(ctx);
+}
+
 /* The grace: a job still running NET_SHUTDOWN_GRACE_MS after the timeout
  * leaves its session dead; its completion frees it. */
 static void
@@ -945,6 +997,7 @@ run_core_tests(void)
 	    cmocka_unit_test(test_shutdown_default_busy_after_job),
 	    cmocka_unit_test(test_shutdown_timeout_after_job),
 	    cmocka_unit_test(test_shutdown_grace),
+	    cmocka_unit_test(test_shutdown_during_starttls_switch),
 	    cmocka_unit_test(test_session_timeout),
 	    cmocka_unit_test(test_session_timeout_stops_a_stream),
 	    cmocka_unit_test(test_bev_settings_survive_starttls),
