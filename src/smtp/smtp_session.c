@@ -1665,14 +1665,20 @@ smtp_shutdown_reply(struct core_session *cs)
 	    cs->cfg->hostname);
 }
 
-/* proto->shutdown: a transaction in progress is let finish first. */
+/* proto->shutdown: a transaction in progress is let finish first; a
+ * command waiting for its job outside one (AUTH) gets its reply, then
+ * the core's 421 at once (is_shutdown), not at shutdown_timeout. */
 static void
 smtp_shutdown(struct core_session *cs)
 {
 	struct session *s = (struct session *)cs;
 
-	if (s->has_mail || cs->is_busy || s->state == ST_DATA) {
+	if (s->has_mail || s->state == ST_DATA) {
 		s->close_after_txn = true;
+		return;
+	}
+	if (cs->is_busy) {
+		cs->is_shutdown = true;
 		return;
 	}
 	smtp_shutdown_reply(cs);

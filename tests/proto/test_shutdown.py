@@ -2,10 +2,13 @@
 first; a message a session finishes meanwhile waits on disk for the next
 start), and a POP3 download in progress obeys the same rule as SMTP's
 DATA (docs/configuration.md, shutdown_timeout)."""
+import base64
 import os
 import poplib
+import re
 import signal
 import smtplib
+import sqlite3
 import time
 
 from conftest import Raw, tls_context, wait_for
@@ -189,3 +192,40 @@ def test_pop3_sigterm_during_quit_update(make_server, fifo_cert):
     assert s.proc.wait(30) == 0
     md = s.maildir("alice")
     assert os.listdir(os.path.join(md, "new")) == os.listdir(os.path.join(md, "cur")) == []
+
+
+def test_smtp_sigterm_during_auth(make_server):
+    """SIGTERM while AUTH's password check runs: the client gets AUTH's
+    reply and then 421 at once, not at shutdown_timeout (an idle
+    logged-in session has no transaction to finish).  The check is held
+    on a locked directory.  Two sessions send AUTH with auth_max_pending
+    = 1: the one the log does not refuse ("reason=pending") is the one
+    whose check is in flight."""
+    s = make_server({"auth_require_tls": "no", "auth_max_pending": "1",
+                     "directory_timeout": "60s", "shutdown_timeout": "60s"})
+    plain = base64.b64encode(b"\0alice@example.test\0secret-alice").decode()
+    clients = [Raw(s.ports["smtp"]), Raw(s.ports["smtp"])]
+    for c in clients:
+        assert c.cmd("EHLO a.example").startswith("250")
+    ids = re.findall(r"session=(\w+) event=connect", s.log())
+    assert len(ids) == 2, ids
+    db = sqlite3.connect(os.path.join(s.data, "postern.db"), isolation_level=None)
+    db.execute("BEGIN EXCLUSIVE")
+    try:
+        for c in clients:
+            c.send(f"AUTH PLAIN {plain}\r\n")
+        [loser] = wait_for(lambda: re.findall(r"session=(\w+) event=auth result=busy "
+                                              r"reason=pending", s.log()),
+                           what="one login refused, the other in flight")
+        held = clients[1 - ids.index(loser)]
+        assert clients[ids.index(loser)].reply().startswith("454 4.7.0")
+        s.proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: "event=shutdown service=smtp" in s.log(), what="shutdown")
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    held.sock.settimeout(20)  # shutdown_timeout is 60 s
+    assert held.reply().startswith("235"), "the login's own reply first"
+    assert held.reply().startswith("421 4.3.2"), "then the shutdown's, at once"
+    assert held.closed()
+    assert s.proc.wait(30) == 0
