@@ -229,3 +229,30 @@ def test_smtp_sigterm_during_auth(make_server):
     assert held.reply().startswith("421 4.3.2"), "then the shutdown's, at once"
     assert held.closed()
     assert s.proc.wait(30) == 0
+
+
+def test_shutdown_timeout_raised_by_reload(make_server):
+    """A shutdown_timeout raised by a reload holds for posternd's own exit
+    deadline too: a transaction in progress at SIGTERM may finish past the
+    boot value's deadline (1 s + the 2 s grace + 1 s).  Before, posternd
+    exited there and the client's message got no reply."""
+    s = make_server({"shutdown_timeout": "1s"})
+    s.extra["shutdown_timeout"] = "60s"
+    s.write_conf()
+    s.ctl("reload")
+    wait_for(lambda: "event=reload result=ok" in s.log(), what="reload")
+    c = Raw(s.ports["smtp"])
+    assert c.cmd("EHLO client.example").startswith("250")
+    assert c.cmd("MAIL FROM:<x@remote.example>").startswith("250")
+    assert c.cmd("RCPT TO:<alice@example.test>").startswith("250")
+    assert c.cmd("DATA").startswith("354")
+    c.send(b"Subject: late\r\n\r\npart one\r\n")
+    s.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: "event=shutdown service=smtp" in s.log(), what="shutdown")
+    # Past the boot value's deadline (it exited by 5 s after the signal).
+    time.sleep(7)
+    assert s.proc.poll() is None, "posternd exited at the boot deadline"
+    assert c.cmd("part two\r\n.").startswith("250")
+    assert c.reply().startswith("421 4.3.2")
+    assert s.proc.wait(30) == 0
+    assert len(s.messages("alice")) == 1
