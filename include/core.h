@@ -92,8 +92,11 @@ struct core_proto {
 	const char *starttls_mode; /* TLS log mode after STARTTLS/STLS */
 	size_t session_size;
 	size_t user_max; /* login name buffer, with its NUL */
-	/* Limits, from the session's config. */
-	unsigned (*idle_ms)(const struct config *);
+	/* Limits, from the session's config.  idle_ms may depend on the
+	 * session's state (IMAP: short before login, ~29 min in IDLE): the
+	 * core asks it for each new bufferevent (connect, STARTTLS) and at
+	 * core_idle_update. */
+	unsigned (*idle_ms)(const struct core_session *);
 	size_t (*input_max)(const struct config *); /* read high watermark */
 	size_t max_single_read;                     /* 0: libevent's */
 	bool refuse_on_tls; /* send the refusal on implicit TLS too */
@@ -284,6 +287,9 @@ bool core_job_end(struct core_session *);
  * after.
  */
 void core_resume(struct core_session *);
+/* The protocol's state changed what proto->idle_ms answers: that idle
+ * timeout applies from now (reads and writes), replacing the one armed. */
+void core_idle_update(struct core_session *);
 /* Handles buffered input now (after the protocol changed its state). */
 void core_process(struct core_session *);
 /* Stops reading; frees s once its output is sent (after the job in

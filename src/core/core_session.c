@@ -328,17 +328,24 @@ static void
 bev_setup(struct core_session *s)
 {
 	const struct core_proto *p = s->srv->proto;
-	unsigned ms = p->idle_ms(s->cfg);
-	struct timeval tmo = {ms / 1000, (ms % 1000) * 1000};
 
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
-	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
+	core_idle_update(s);
 	/* Stop reading a flood of pipelined input until it is handled. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, p->input_max(s->cfg));
 	if (p->max_single_read > 0)
 		/* Fewer, larger reads for message bodies. */
 		bufferevent_set_max_single_read(s->bev, p->max_single_read);
+}
+
+void
+core_idle_update(struct core_session *s)
+{
+	unsigned ms = s->srv->proto->idle_ms(s);
+	struct timeval tmo = {ms / 1000, (ms % 1000) * 1000};
+
+	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
 }
 
 /* ---- STARTTLS ----------------------------------------------------------- */
@@ -364,7 +371,7 @@ tls_switch(struct bufferevent *plain, void *arg)
 		return;
 	s->is_tls_switching = false;
 	s->bev = net_tls_takeover(
-	    s->srv->base, plain, s->srv->tls, s->srv->proto->idle_ms(s->cfg));
+	    s->srv->base, plain, s->srv->tls, s->srv->proto->idle_ms(s));
 	if (s->bev == NULL) {
 		/* Nothing can be said to the peer any more: just go. */
 		core_session_free(s);

@@ -1051,9 +1051,9 @@ p_login_busy(struct core_session *cs)
 }
 
 static unsigned
-p_idle_ms(const struct config *cfg)
+p_idle_ms(const struct core_session *cs)
 {
-	return cfg->pop3_timeout_ms;
+	return cs->cfg->pop3_timeout_ms;
 }
 
 static size_t

@@ -1698,9 +1698,9 @@ smtp_refusal(enum core_refusal why, char *line, size_t len)
 }
 
 static unsigned
-smtp_idle_ms(const struct config *cfg)
+smtp_idle_ms(const struct core_session *cs)
 {
-	return cfg->smtp_timeout_ms;
+	return cs->cfg->smtp_timeout_ms;
 }
 
 static size_t

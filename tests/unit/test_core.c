@@ -52,6 +52,7 @@ static struct {
 	unsigned session_ms;
 	bool is_shutdown_deferred; /* proto->shutdown lets the session on */
 	bool is_stream_unchecked;  /* STREAM does not ask core_may_continue */
+	unsigned idle_ms;          /* the session's idle limit ("IDLE n") */
 	char in[16384];
 	size_t inlen;
 	char line[4096];
@@ -140,6 +141,10 @@ tp_feed(struct core_session *cs)
 	} else if (strcmp(line, "STREAM") == 0) {
 		core_reply(cs, "+STREAM");
 		core_submit(cs, T.pool, job_run, stream_done, cs);
+	} else if (strncmp(line, "IDLE ", 5) == 0) {
+		T.idle_ms = (unsigned)strtoul(line + 5, NULL, 10);
+		core_idle_update(cs);
+		core_reply(cs, "+IDLE");
 	} else if (strcmp(line, "TLS") == 0) {
 		core_reply(cs, "+GO");
 		core_starttls(cs);
@@ -165,11 +170,13 @@ tp_refusal(enum core_refusal why, char *line, size_t len)
 	snprintf(line, len, "-NO %d\r\n", (int)why);
 }
 
+/* The idle limit follows the session's state, as IMAP's will (short
+ * before login, long in IDLE): "IDLE n" sets it. */
 static unsigned
-tp_idle_ms(const struct config *cfg)
+tp_idle_ms(const struct core_session *cs)
 {
-	(void)cfg;
-	return TP_IDLE_MS;
+	(void)cs;
+	return T.idle_ms != 0 ? T.idle_ms : TP_IDLE_MS;
 }
 
 static size_t
@@ -940,8 +947,10 @@ check_bev_settings(const char *what)
 	bufferevent_getwatermark(bev, EV_WRITE, &lo, &hi);
 	if (lo != NET_OUTPUT_LOW)
 		fail_msg("%s: write low watermark %zu", what, lo);
-	if (bev->timeout_read.tv_sec != TP_IDLE_MS / 1000 ||
-	    bev->timeout_write.tv_sec != TP_IDLE_MS / 1000)
+	if (bev->timeout_read.tv_sec !=
+	        (T.idle_ms ? T.idle_ms : TP_IDLE_MS) / 1000 ||
+	    bev->timeout_write.tv_sec !=
+	        (T.idle_ms ? T.idle_ms : TP_IDLE_MS) / 1000)
 		fail_msg("%s: timeouts %ld/%ld s", what,
 		    (long)bev->timeout_read.tv_sec,
 		    (long)bev->timeout_write.tv_sec);
@@ -973,6 +982,22 @@ test_bev_settings_survive_starttls(void **state)
 	    evbuffer_get_length(bufferevent_get_input(T.s->bev)), 0);
 	check_bev_settings("after STARTTLS");
 	assert_true(quiet(50)); /* no "+ECHO PING" */
+	teardown();
+
+	/* An idle limit the session's state set holds over STARTTLS. */
+	setup("");
+	core_server_set_tls(T.srv, ctx);
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	send_text("IDLE 9000\r\n");
+	assert_string_equal(next_line(2000), "+IDLE");
+	check_bev_settings("idle limit changed");
+	send_text("TLS\r\n");
+	assert_string_equal(next_line(2000), "+GO");
+	for (int i = 0; i < 2000 && !T.s->is_tls; i++)
+		turn();
+	assert_true(T.s->is_tls);
+	check_bev_settings("idle limit changed, after STARTTLS");
 	teardown();
 
 	/* Implicit TLS from the first byte. */
