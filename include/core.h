@@ -102,8 +102,11 @@ struct core_proto {
 	const char *starttls_mode; /* TLS log mode after STARTTLS/STLS */
 	size_t session_size;
 	size_t user_max; /* a login name is shorter (<= CORE_USER_MAX) */
-	/* Limits, from the session's config. */
-	unsigned (*idle_ms)(const struct config *);
+	/* Limits, from the session's config.  idle_ms may depend on the
+	 * session's state (IMAP: short before login, ~29 min in IDLE): the
+	 * core asks it for each new bufferevent (connect, STARTTLS) and at
+	 * core_idle_update. */
+	unsigned (*idle_ms)(const struct core_session *);
 	size_t (*input_max)(const struct config *); /* read high watermark */
 	size_t max_single_read;                     /* 0: libevent's */
 	bool refuse_on_tls; /* send the refusal on implicit TLS too */
@@ -121,7 +124,9 @@ struct core_proto {
 	bool (*feed)(struct core_session *);
 	/* The output drained to NET_OUTPUT_LOW on an idle session: true
 	 * when the protocol carried on itself (a RETR streaming); may be
-	 * NULL (the core feeds more input). */
+	 * NULL (the core feeds more input).  Not called on a session that
+	 * expired meanwhile (the core ends it); a continuation started here
+	 * asks core_may_continue all the same. */
 	bool (*drained)(struct core_session *);
 	/* The idle timeout (writing: a write timed out).  The protocol
 	 * logs, then answers and core_close()s or core_drop()s. */
@@ -140,7 +145,10 @@ struct core_proto {
 	/* STARTTLS begins: forget what was learned in clear; may be NULL. */
 	void (*tls_reset)(struct core_session *);
 	/* SIGTERM: the session is told to stop; may be NULL (the core
-	 * writes shutdown_reply and closes). */
+	 * writes shutdown_reply and closes; a busy session only after its
+	 * job's reply, through is_shutdown).  The hook must not answer a
+	 * busy session either: a second reply to the command in flight.
+	 * Never called during the STARTTLS switch: after it, over TLS. */
 	void (*shutdown)(struct core_session *);
 	/* The "421 service shutting down" line for this session. */
 	void (*shutdown_reply)(struct core_session *);
@@ -195,6 +203,12 @@ struct core_session {
 	bool is_forced;        /* shutdown_timeout hit while busy */
 	bool is_discarding;    /* skipping the rest of an overlong line */
 	bool is_expired;       /* the total timeout came while busy */
+	/* SIGTERM came while busy: core_resume answers shutdown_reply and
+	 * closes after the job's own reply.  The core's default sets it;
+	 * proto->shutdown may too (for a busy session, or one streaming a
+	 * reply that may finish first).  Set while switching to TLS: the
+	 * switch tells the session (proto->shutdown) once over TLS. */
+	bool is_shutdown;
 	struct event *session_ev; /* the total timeout (proto->session_ms) */
 	enum core_sasl_step sasl_step;
 	/* core_sasl.c's: the mechanism (its table row), the round, and what
@@ -259,19 +273,42 @@ void core_reply(struct core_session *, const char *fmt, ...)
 /*
  * Runs run(arg, ctx) on pool, then done(arg) on the loop; the session is
  * busy meanwhile (reads nothing).  done must call core_job_end first and
- * core_resume last.
+ * core_resume last.  False, submitting nothing (arg stays the caller's),
+ * when the session may not continue (core_may_continue): only a
+ * continuation can meet that, as a command's first job always starts;
+ * the caller frees its job and returns to the core (core_resume in a
+ * completion), which ends the session.
  */
-void core_submit(struct core_session *, struct workers *, worker_job_fn run,
+bool core_submit(struct core_session *, struct workers *, worker_job_fn run,
     worker_done_fn done, void *arg);
+/*
+ * May this session go on with a reply it sends in pieces (a POP3
+ * RETR/TOP batch, an IMAP FETCH): asked by every streaming continuation
+ * before it sends or fetches the next piece, in a completion (after
+ * core_job_end) or in proto->drained.  False when it is gone (dead or
+ * closing), its session_timeout came during the job (is_expired), the
+ * shutdown_timeout forced it (is_forced) or the shutdown's grace ended:
+ * the continuation then drops the rest unsent and returns to the core
+ * (core_resume in a completion), which ends the session (proto->expired,
+ * or the shutdown's close), so no stream outlives those bounds.  A
+ * SIGTERM alone does not stop a stream: like SMTP's DATA it may finish
+ * within shutdown_timeout.
+ */
+bool core_may_continue(const struct core_session *);
 /* In a completion: the session is no longer busy.  True when it may
  * still be answered (not dead, not closing). */
 bool core_job_end(struct core_session *);
 /*
  * The end of a completion: frees a dead session, closes one that is
- * closing or was forced by the shutdown (with its 421), else handles the
- * input buffered meanwhile.  s may be freed: do not touch it after.
+ * closing, was forced by the shutdown or told to stop while busy
+ * (is_shutdown; with its 421), ends one whose total timeout came, else
+ * handles the input buffered meanwhile.  s may be freed: do not touch it
+ * after.
  */
 void core_resume(struct core_session *);
+/* The protocol's state changed what proto->idle_ms answers: that idle
+ * timeout applies from now (reads and writes), replacing the one armed. */
+void core_idle_update(struct core_session *);
 /* Handles buffered input now (after the protocol changed its state). */
 void core_process(struct core_session *);
 /* Stops reading; frees s once its output is sent (after the job in

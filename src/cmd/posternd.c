@@ -225,6 +225,8 @@ struct daemon {
 	struct event *stop_timer;  /* the shutdown poll (stop_poll) */
 	bool is_stopping;          /* the loop has ended: apply nothing more */
 	time_t term_at;            /* when SIGTERM/SIGINT came, or 0 */
+	unsigned shutdown_ms;      /* the live config's shutdown_timeout */
+	unsigned term_shutdown_ms; /* the one in force at the signal */
 	char tls_sig[TLS_SIG_MAX]; /* the certificate files now in use */
 	char log_file[PATH_MAX];   /* the live config's log_file */
 };
@@ -396,6 +398,7 @@ reload_done(void *arg)
 			    "cannot be looked at by this user: certificate "
 			    "changes need a restart\"");
 		queue_set_config(dm->queue, n);
+		dm->shutdown_ms = n->shutdown_timeout_ms;
 		log_set_level((enum log_level)n->log_level);
 		snprintf(dm->log_file, sizeof(dm->log_file), "%s", n->log_file);
 		relay_config_warnings(n, warn, sizeof(warn));
@@ -538,11 +541,14 @@ daemon_is_idle(struct daemon *dm)
 }
 
 /* The latest the drain may take: shutdown_timeout and the sessions'
- * grace from the signal. */
+ * grace from the signal.  The shutdown_timeout is the one the services
+ * armed their timers with at the signal (the live config, reloads
+ * included), not the boot config's: a raised one must not be cut short
+ * here, sessions mid-DATA losing their 421. */
 static time_t
 daemon_deadline(const struct daemon *dm)
 {
-	return dm->term_at + dm->boot->shutdown_timeout_ms / 1000 +
+	return dm->term_at + (dm->term_shutdown_ms + 999) / 1000 +
 	       NET_SHUTDOWN_GRACE_MS / 1000 + 1;
 }
 
@@ -569,8 +575,10 @@ on_term(evutil_socket_t sig, short what, void *arg)
 
 	(void)what;
 	log_info("event=signal signal=%d", (int)sig);
-	if (dm->term_at == 0)
+	if (dm->term_at == 0) {
 		dm->term_at = time(NULL);
+		dm->term_shutdown_ms = dm->shutdown_ms;
+	}
 	queue_stop(dm->queue); /* attempts in flight drain (step 2) */
 	for (size_t i = 0; i < NSERVICES; i++)
 		services[i]->shutdown(dm->svc[i]);
@@ -747,6 +755,7 @@ main(int argc, char **argv)
 	dm.workers = env.store;
 	dm.is_stopping = false;
 	dm.term_at = 0;
+	dm.shutdown_ms = cfg->shutdown_timeout_ms;
 	dm.stop_timer = event_new(base, -1, EV_PERSIST, stop_poll, &dm);
 	snprintf(dm.log_file, sizeof(dm.log_file), "%s", cfg->log_file);
 	ctl = control_listen(base, cfg, &dm);

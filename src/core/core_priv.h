@@ -9,13 +9,18 @@
  * bufferevent and calls proto->start.  Closes fd on failure. */
 void core_session_start(struct core_server *, int fd, const char *ip,
     const char *ip_key, const struct core_listen *);
-/* SIGTERM reached the session: proto->shutdown, or 421 and close. */
+/* SIGTERM reached the session: proto->shutdown, or 421 and close (a
+ * busy one after its job: is_shutdown).  One switching to TLS is told
+ * once the switch is done, so nothing follows STARTTLS's go-ahead in
+ * clear. */
 void core_session_shutdown(struct core_session *);
 /*
  * shutdown_timeout expired.  A busy session is marked and closes after
- * its completion (its reply, then 421); one whose output is still unsent
- * is freed now (the peer is not reading; its 421 is written only if the
- * socket takes it at once); any other gets 421 and closes.  May free s:
+ * its completion (its reply, then 421); one still switching to TLS is
+ * freed now without a 421 (it would be in clear after the go-ahead); one
+ * whose output is still unsent is freed now (the peer is not reading;
+ * its 421 is written only if the socket takes it at once); any other
+ * gets 421 and closes.  May free s:
  * call it from a server timer, never from the session's own callbacks.
  */
 void core_session_force_close(struct core_session *);

@@ -403,5 +403,14 @@ core_login_submit(struct core_session *s, const char *user, size_t ulen,
 	    p->user_max < sizeof(j->canon) ? p->user_max : sizeof(j->canon);
 	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	j->is_owned = p->is_login_owned;
-	core_submit(s, s->srv->auth_workers, login_job_run, login_job_done, j);
+	if (core_submit(
+	        s, s->srv->auth_workers, login_job_run, login_job_done, j))
+		return;
+	/* The session is ending (core_may_continue): no check, nothing
+	 * counted, the slot back. */
+	authfail_end(s->srv->authfails, &j->cfg->authfail, &j->slot,
+	    AUTHFAIL_ERROR, NULL, time(NULL));
+	config_unref(&j->cfg);
+	explicit_bzero(j, sizeof(*j));
+	free(j);
 }

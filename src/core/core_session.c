@@ -125,12 +125,24 @@ core_close(struct core_session *s)
 
 /* ---- jobs --------------------------------------------------------------- */
 
-void
+bool
+core_may_continue(const struct core_session *s)
+{
+	return !s->is_dead && !s->is_closing && !s->is_free_pending &&
+	       !s->is_expired && !s->is_forced && !s->srv->is_stopped;
+}
+
+/* The refusal is the core's own check on every continuation: one that
+ * forgot core_may_continue still cannot run a session past its bounds. */
+bool
 core_submit(struct core_session *s, struct workers *pool, worker_job_fn run,
     worker_done_fn done, void *arg)
 {
+	if (!core_may_continue(s))
+		return false;
 	s->is_busy = true;
 	workers_submit(pool, run, done, arg);
+	return true;
 }
 
 bool
@@ -147,10 +159,11 @@ core_resume(struct core_session *s)
 		core_session_free(s); /* the peer left while the job ran */
 		return;
 	}
-	if (s->is_forced && !s->is_closing)
-		s->srv->proto->shutdown_reply(
-		    s); /* the grace bounds the rest */
-	if (s->is_forced || s->is_closing) {
+	/* The job's reply is out: the 421 comes after it, never inside
+	 * (the grace bounds the rest). */
+	if ((s->is_forced || s->is_shutdown) && !s->is_closing)
+		s->srv->proto->shutdown_reply(s);
+	if (s->is_forced || s->is_shutdown || s->is_closing) {
 		core_close(s);
 		return;
 	}
@@ -227,6 +240,12 @@ on_write(struct bufferevent *bev, void *arg)
 	if (s->is_closing) {
 		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
 			schedule_free(s);
+		return;
+	}
+	if (s->is_expired) {
+		/* It came during the job that left this output: end now,
+		 * whatever the protocol was streaming. */
+		s->srv->proto->expired(s);
 		return;
 	}
 	if (s->srv->proto->drained != NULL && s->srv->proto->drained(s))
@@ -309,17 +328,24 @@ static void
 bev_setup(struct core_session *s)
 {
 	const struct core_proto *p = s->srv->proto;
-	unsigned ms = p->idle_ms(s->cfg);
-	struct timeval tmo = {ms / 1000, (ms % 1000) * 1000};
 
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	bufferevent_setwatermark(s->bev, EV_WRITE, NET_OUTPUT_LOW, 0);
-	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
+	core_idle_update(s);
 	/* Stop reading a flood of pipelined input until it is handled. */
 	bufferevent_setwatermark(s->bev, EV_READ, 0, p->input_max(s->cfg));
 	if (p->max_single_read > 0)
 		/* Fewer, larger reads for message bodies. */
 		bufferevent_set_max_single_read(s->bev, p->max_single_read);
+}
+
+void
+core_idle_update(struct core_session *s)
+{
+	unsigned ms = s->srv->proto->idle_ms(s);
+	struct timeval tmo = {ms / 1000, (ms % 1000) * 1000};
+
+	bufferevent_set_timeouts(s->bev, &tmo, &tmo);
 }
 
 /* ---- STARTTLS ----------------------------------------------------------- */
@@ -345,7 +371,7 @@ tls_switch(struct bufferevent *plain, void *arg)
 		return;
 	s->is_tls_switching = false;
 	s->bev = net_tls_takeover(
-	    s->srv->base, plain, s->srv->tls, s->srv->proto->idle_ms(s->cfg));
+	    s->srv->base, plain, s->srv->tls, s->srv->proto->idle_ms(s));
 	if (s->bev == NULL) {
 		/* Nothing can be said to the peer any more: just go. */
 		core_session_free(s);
@@ -354,8 +380,13 @@ tls_switch(struct bufferevent *plain, void *arg)
 	s->is_tls = true;
 	bev_setup(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-	if (s->is_expired)
-		s->srv->proto->expired(s); /* it came during the switch */
+	/* What came during the switch, answered over TLS. */
+	if (s->is_expired) {
+		s->srv->proto->expired(s);
+	} else if (s->is_shutdown) {
+		s->is_shutdown = false;
+		core_session_shutdown(s);
+	}
 }
 
 void
@@ -416,10 +447,22 @@ core_session_start(struct core_server *srv, int fd, const char *ip,
 void
 core_session_shutdown(struct core_session *s)
 {
-	if (s->is_closing || s->is_free_pending)
+	if (s->is_closing || s->is_free_pending || s->is_dead)
 		return;
+	if (s->is_tls_switching) {
+		/* STARTTLS's go-ahead is queued: nothing may follow it in
+		 * clear.  tls_switch tells the session again, over TLS. */
+		s->is_shutdown = true;
+		return;
+	}
 	if (s->srv->proto->shutdown != NULL) {
 		s->srv->proto->shutdown(s);
+		return;
+	}
+	if (s->is_busy) {
+		/* A 421 now would come before the reply of the command in
+		 * flight, and that reply after it (two for one). */
+		s->is_shutdown = true;
 		return;
 	}
 	s->srv->proto->shutdown_reply(s);
@@ -435,6 +478,13 @@ core_session_force_close(struct core_session *s)
 		return;
 	if (s->is_busy) {
 		s->is_forced = true; /* the completion replies first */
+		return;
+	}
+	if (s->is_tls_switching) {
+		/* STARTTLS's go-ahead still unsent: the client does not
+		 * read, and no 421 may follow the go-ahead in clear. */
+		net_write_nowait(s->bev);
+		core_session_free(s);
 		return;
 	}
 	/* Output still unsent since the shutdown began: the peer is not

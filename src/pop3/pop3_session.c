@@ -84,7 +84,6 @@ struct pop3_session {
 	struct mailbox *mb;  /* NULL while lent to a job (submit) */
 	struct pjob *stream; /* RETR/TOP waiting for the output to drain */
 	bool is_reading;     /* a RETR/TOP batch is being sent */
-	bool is_shutdown;    /* SIGTERM came while is_reading: close after */
 };
 
 /*
@@ -113,7 +112,7 @@ struct pjob {
 	struct mailbox *mb; /* open: the maildrop opened; else lent */
 };
 
-static void submit(struct pop3_session *, struct pjob *);
+static bool submit(struct pop3_session *, struct pjob *);
 static void p_shutdown_reply(struct core_session *);
 
 /* ---- session plumbing: replies, close, free ---------------------------- */
@@ -326,13 +325,18 @@ open_done(struct pjob *j)
  * Loop: a piece of a RETR/TOP batch is read; queue it for the client.
  * Returns true when the job goes on: read the next piece now if at most
  * one piece is waiting to be sent, else when the output has drained
- * (p_on_write).  So a session holds about two pieces, whatever it asked.
+ * (p_drained).  So a session holds about two pieces, whatever it asked.
+ * A session that may not continue (its session_timeout or the
+ * shutdown_timeout came while the piece was read) sends no more: the
+ * core ends it (core_resume), with no -ERR inside the message.
  */
 static bool
 read_chunk_done(struct pop3_session *s, struct pjob *j)
 {
 	struct evbuffer *out = bufferevent_get_output(s->cs.bev);
 
+	if (!core_may_continue(&s->cs))
+		return false;
 	evbuffer_add(out, j->out.data, j->out.len);
 	if (j->result == -1) {
 		char e[300];
@@ -345,13 +349,13 @@ read_chunk_done(struct pop3_session *s, struct pjob *j)
 		return false;
 	}
 	if (j->next >= j->nread) {
-		s->is_reading = false; /* p_feed closes if SIGTERM came */
+		s->is_reading = false; /* core_resume closes if SIGTERM came */
 		return false;
 	}
-	if (evbuffer_get_length(out) <= POP3_READ_CHUNK)
-		submit(s, j);
-	else
+	if (evbuffer_get_length(out) > POP3_READ_CHUNK)
 		s->stream = j;
+	else if (!submit(s, j))
+		return false;
 	return true;
 }
 
@@ -369,10 +373,6 @@ job_done(void *arg)
 	if (is_live) {
 		if (j->kind == PJOB_OPEN) {
 			open_done(j);
-		} else if (j->kind == PJOB_READ && s->cs.is_forced) {
-			/* shutdown_timeout mid-download: cut short, with
-			 * no -ERR that would read as message text. */
-			p_close(s);
 		} else if (j->kind == PJOB_READ && read_chunk_done(s, j)) {
 			return; /* more of the batch to send */
 		}
@@ -411,7 +411,9 @@ pjob_new(struct pop3_session *s, enum pjob_kind kind)
 	return j;
 }
 
-static void
+/* False: the session may not continue (core_submit); j is still the
+ * caller's, the maildrop back with the session. */
+static bool
 submit(struct pop3_session *s, struct pjob *j)
 {
 	if (j->kind != PJOB_OPEN) {
@@ -419,7 +421,13 @@ submit(struct pop3_session *s, struct pjob *j)
 		j->mb = s->mb;
 		s->mb = NULL;
 	}
-	core_submit(&s->cs, s->srv->workers, job_run, job_done, j);
+	if (core_submit(&s->cs, s->srv->workers, job_run, job_done, j))
+		return true;
+	if (j->kind != PJOB_OPEN) {
+		s->mb = j->mb;
+		j->mb = NULL;
+	}
+	return false;
 }
 
 /* ---- command handlers (one per verb; cmds[] says where each is valid) -- */
@@ -533,6 +541,8 @@ cmd_apop(struct pop3_session *s, struct pop3_cmd *c)
 static void
 cmd_quit(struct pop3_session *s, struct pop3_cmd *c)
 {
+	struct pjob *j;
+
 	(void)c;
 	if (s->state != POP3_STATE_TRANS) {
 		core_reply(&s->cs, "+OK bye");
@@ -540,7 +550,9 @@ cmd_quit(struct pop3_session *s, struct pop3_cmd *c)
 		return;
 	}
 	/* RFC 1939 6: the UPDATE state; the reply comes with its end. */
-	submit(s, pjob_new(s, PJOB_UPDATE));
+	j = pjob_new(s, PJOB_UPDATE);
+	if (!submit(s, j))
+		pjob_free(&j);
 }
 
 static void
@@ -641,7 +653,8 @@ cmd_retr(struct pop3_session *s, struct pop3_cmd *c)
 	while (j->nread < 64 && take_pipelined_read(s, j))
 		;
 	s->is_reading = true;
-	submit(s, j);
+	if (!submit(s, j))
+		pjob_free(&j);
 }
 
 static void
@@ -757,11 +770,6 @@ p_feed(struct core_session *cs)
 
 	if (s->stream != NULL)
 		return false; /* p_drained carries on */
-	if (s->is_shutdown) { /* the download SIGTERM let finish is sent */
-		p_shutdown_reply(cs);
-		p_close(s);
-		return false;
-	}
 	p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
 	if (p.pos == -1) {
 		if (evbuffer_get_length(in) > POP3_LINE_MAX) {
@@ -795,8 +803,16 @@ p_drained(struct core_session *cs)
 
 	if (j == NULL)
 		return false;
+	if (!core_may_continue(cs)) {
+		/* Cut without a reply (it would read as message text). */
+		p_close(s);
+		return true;
+	}
 	s->stream = NULL;
-	submit(s, j);
+	if (!submit(s, j)) {
+		pjob_free(&j);
+		p_close(s);
+	}
 	return true;
 }
 
@@ -829,7 +845,7 @@ p_expired(struct core_session *cs)
 
 	log_info("pop3=%s event=session-timeout client=%s", s->id, s->ip);
 	/* A reply now would land inside a RETR/TOP being streamed. */
-	if (s->stream != NULL) {
+	if (s->stream != NULL || s->is_reading) {
 		core_drop(cs);
 		return;
 	}
@@ -873,15 +889,17 @@ p_shutdown_reply(struct core_session *cs)
 }
 
 /* proto->shutdown: like SMTP's DATA, a RETR/TOP download in progress
- * (with those pipelined behind it) may finish within shutdown_timeout;
- * p_feed replies and closes after it.  Else at once. */
+ * (with those pipelined behind it) may finish within shutdown_timeout,
+ * and a command waiting for its job (a login, QUIT's UPDATE) gets that
+ * job's reply first: the core replies and closes after them
+ * (core_resume).  Else at once. */
 static void
 p_shutdown(struct core_session *cs)
 {
 	struct pop3_session *s = (struct pop3_session *)cs;
 
-	if (s->is_reading) {
-		s->is_shutdown = true;
+	if (s->is_reading || cs->is_busy) {
+		cs->is_shutdown = true;
 		return;
 	}
 	p_shutdown_reply(cs);
@@ -932,7 +950,8 @@ p_login_done(struct core_session *cs, enum core_login r, const char *canon,
 		j = pjob_new(s, PJOB_OPEN);
 		snprintf(j->canon, sizeof(j->canon), "%s", canon);
 		j->cfg = config_ref(s->cfg);
-		submit(s, j);
+		if (!submit(s, j))
+			pjob_free(&j);
 		break;
 	case CORE_LOGIN_LOCKED:
 		core_reply(&s->cs,
@@ -957,9 +976,9 @@ p_login_done(struct core_session *cs, enum core_login r, const char *canon,
 }
 
 static unsigned
-p_idle_ms(const struct config *cfg)
+p_idle_ms(const struct core_session *cs)
 {
-	return cfg->pop3_timeout_ms;
+	return cs->cfg->pop3_timeout_ms;
 }
 
 static size_t

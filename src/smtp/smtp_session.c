@@ -1550,14 +1550,20 @@ smtp_shutdown_reply(struct core_session *cs)
 	core_reply(cs, "421 4.3.2 %s Service shutting down", cs->cfg->hostname);
 }
 
-/* proto->shutdown: a transaction in progress is let finish first. */
+/* proto->shutdown: a transaction in progress is let finish first; a
+ * command waiting for its job outside one (AUTH) gets its reply, then
+ * the core's 421 at once (is_shutdown), not at shutdown_timeout. */
 static void
 smtp_shutdown(struct core_session *cs)
 {
 	struct session *s = (struct session *)cs;
 
-	if (s->has_mail || cs->is_busy || s->state == ST_DATA) {
+	if (s->has_mail || s->state == ST_DATA) {
 		s->close_after_txn = true;
+		return;
+	}
+	if (cs->is_busy) {
+		cs->is_shutdown = true;
 		return;
 	}
 	smtp_shutdown_reply(cs);
@@ -1577,9 +1583,9 @@ smtp_refusal(enum core_refusal why, char *line, size_t len)
 }
 
 static unsigned
-smtp_idle_ms(const struct config *cfg)
+smtp_idle_ms(const struct core_session *cs)
 {
-	return cfg->smtp_timeout_ms;
+	return cs->cfg->smtp_timeout_ms;
 }
 
 static size_t

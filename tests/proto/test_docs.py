@@ -36,3 +36,14 @@ def test_readme_warns_listeners_default_to_every_interface():
         assert keys[k].startswith("0.0.0.0:")
         assert f"`{keys[k]}`" in readme, (k, keys[k])
         assert re.search(rf"^{k} = 127\.0\.0\.1:\d+$", readme, re.M), k
+
+
+def test_limits_documented_as_they_apply():
+    """max_sessions caps each protocol on its own (core.c counts per
+    service: test_limits.test_sessions_total_per_protocol); the DNS
+    lookups' threads are sized at start while the limit reloads."""
+    doc = open(os.path.join(ROOT, "docs/configuration.md")).read()
+    rows = {m.group(1): m.group(2) for m in
+            re.finditer(r"^\| `([a-z0-9_]+)` \| [^|]* \| (.*) \|$", doc, re.M)}
+    assert "POP3" in rows["max_sessions"] and "separately" in rows["max_sessions"]
+    assert "restart" in rows["smtp_dns_lookups"], rows["smtp_dns_lookups"]

@@ -146,6 +146,23 @@ def test_sessions_total(make_server):
     assert c.reply().startswith("421 4.7.0 Too many connections")
 
 
+def test_sessions_total_per_protocol(make_server):
+    """max_sessions counts each protocol apart (configuration.md): SMTP
+    full does not refuse POP3, and POP3 has its own cap and refusal."""
+    s = make_server({"max_sessions": "1", "max_sessions_per_ip": "10"})
+    a = Raw(s.ports["smtp"])
+    assert a.greeting.startswith("220")
+    p = Raw(s.ports["pop3"], greet=False)
+    assert p.line().startswith("+OK")
+    q = Raw(s.ports["pop3s"], greet=False)  # pop3s: no refusal line on TLS
+    assert q.closed()
+    r = Raw(s.ports["pop3"], greet=False)
+    assert r.line() == "-ERR [SYS/TEMP] too many connections, try again later"
+    c = Raw(s.ports["submission"], greet=False)
+    assert c.reply().startswith("421 4.7.0 Too many connections")
+    assert a.cmd("NOOP").startswith("250") and p.cmd("CAPA").startswith("+OK")
+
+
 @pytest.mark.parametrize("line,code", [
     (b"NOOP \x00x\r\n", "500 5.5.2"),
     (b"EHLO h\xc3\xa9llo\r\n", "500 5.5.2"),

@@ -55,6 +55,8 @@ static struct {
 	int nfree;
 	unsigned session_ms;
 	bool is_shutdown_deferred; /* proto->shutdown lets the session on */
+	bool is_stream_unchecked;  /* STREAM does not ask core_may_continue */
+	unsigned idle_ms;          /* the session's idle limit ("IDLE n") */
 	char in[16384];
 	size_t inlen;
 	char line[4096];
@@ -80,6 +82,25 @@ job_done(void *arg)
 
 	if (core_job_end(cs))
 		core_reply(cs, "+DONE");
+	core_resume(cs);
+}
+
+/*
+ * STREAM: a reply sent in pieces, each read by a job (as a POP3 RETR
+ * batch): the completion sends its piece and starts the next job itself,
+ * never through core_resume, as long as the session may continue.
+ */
+static void
+stream_done(void *arg)
+{
+	struct core_session *cs = arg;
+
+	core_job_end(cs);
+	if (T.is_stream_unchecked || core_may_continue(cs)) {
+		core_reply(cs, "+PIECE");
+		if (core_submit(cs, T.pool, job_run, stream_done, cs))
+			return;
+	}
 	core_resume(cs);
 }
 
@@ -121,6 +142,13 @@ tp_feed(struct core_session *cs)
 	else if (strcmp(line, "BUSY") == 0) {
 		core_reply(cs, "+BUSY");
 		core_submit(cs, T.pool, job_run, job_done, cs);
+	} else if (strcmp(line, "STREAM") == 0) {
+		core_reply(cs, "+STREAM");
+		core_submit(cs, T.pool, job_run, stream_done, cs);
+	} else if (strncmp(line, "IDLE ", 5) == 0) {
+		T.idle_ms = (unsigned)strtoul(line + 5, NULL, 10);
+		core_idle_update(cs);
+		core_reply(cs, "+IDLE");
 	} else if (strcmp(line, "TLS") == 0) {
 		core_reply(cs, "+GO");
 		core_starttls(cs);
@@ -146,11 +174,13 @@ tp_refusal(enum core_refusal why, char *line, size_t len)
 	snprintf(line, len, "-NO %d\r\n", (int)why);
 }
 
+/* The idle limit follows the session's state, as IMAP's will (short
+ * before login, long in IDLE): "IDLE n" sets it. */
 static unsigned
-tp_idle_ms(const struct config *cfg)
+tp_idle_ms(const struct core_session *cs)
 {
-	(void)cfg;
-	return TP_IDLE_MS;
+	(void)cs;
+	return T.idle_ms != 0 ? T.idle_ms : TP_IDLE_MS;
 }
 
 static size_t
@@ -245,6 +275,9 @@ static const struct core_proto tp_proto = {
     .login_done = tp_login_done,
 };
 
+/* The same protocol with the core's default shutdown (no hook). */
+static struct core_proto tp_proto_default;
+
 static const struct core_listen tp_plain = {NULL, "tp", false, 0};
 static const struct core_listen tp_tls = {NULL, "tps", true, 0};
 
@@ -288,7 +321,7 @@ auth_dir_free(void *ctx)
 }
 
 static void
-setup(const char *conf)
+setup_proto(const char *conf, const struct core_proto *proto)
 {
 	char err[256];
 
@@ -299,12 +332,26 @@ setup(const char *conf)
 	if (pipe(T.job_pipe) != 0)
 		fail_msg("pipe");
 	T.srv = core_server_new(
-	    T.base, T.cfg, &tp_proto, NULL, NULL, 0, err, sizeof(err));
+	    T.base, T.cfg, proto, NULL, NULL, 0, err, sizeof(err));
 	assert_non_null(T.srv);
 	T.pool = workers_new(T.base, 1, NULL, NULL, NULL);
 	T.auth = workers_new(T.base, 1, auth_dir_new, auth_dir_free, NULL);
 	T.af = authfail_new();
 	core_server_start(T.srv, T.auth, T.af);
+}
+
+static void
+setup(const char *conf)
+{
+	setup_proto(conf, &tp_proto);
+}
+
+static void
+setup_default_shutdown(const char *conf)
+{
+	tp_proto_default = tp_proto;
+	tp_proto_default.shutdown = NULL;
+	setup_proto(conf, &tp_proto_default);
 }
 
 /* A connection, admitted as on_accept does (counted), then started. */
@@ -664,6 +711,34 @@ test_shutdown_idle_session(void **state)
 	teardown();
 }
 
+/* The core's default shutdown: an idle session at once; a busy one only
+ * after its job's reply (one reply to the command, then the 421). */
+static void
+test_shutdown_default_busy_after_job(void **state)
+{
+	(void)state;
+	setup_default_shutdown("");
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	core_server_shutdown(T.srv);
+	assert_string_equal(next_line(2000), "-SHUTDOWN");
+	assert_true(peer_closed(2000));
+	teardown();
+
+	setup_default_shutdown("");
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	send_text("BUSY\r\n");
+	assert_string_equal(next_line(2000), "+BUSY");
+	core_server_shutdown(T.srv);
+	assert_true(quiet(100)); /* nothing while the job runs */
+	release_job();
+	assert_string_equal(next_line(2000), "+DONE");
+	assert_string_equal(next_line(2000), "-SHUTDOWN");
+	assert_true(peer_closed(2000));
+	teardown();
+}
+
 /* shutdown_timeout: an idle session that was let go on gets its reply
  * and closes; a busy one only after its job has answered. */
 static void
@@ -699,6 +774,58 @@ test_shutdown_timeout_after_job(void **state)
 	assert_true(now_ms() - t0 >= 190);
 	assert_true(peer_closed(2000));
 	teardown();
+}
+
+/* TLS: the session handled STARTTLS ("TLS"), its go-ahead not yet
+ * written (the write comes at a later loop turn than the read). */
+static void
+start_switch(SSL_CTX *ctx)
+{
+	core_server_set_tls(T.srv, ctx);
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	send_text("TLS\r\n");
+	for (int i = 0; i < 2000 && !T.s->is_tls_switching; i++) {
+		event_base_loop(T.base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		usleep(1000);
+	}
+	assert_true(T.s->is_tls_switching);
+	assert_true(evbuffer_get_length(bufferevent_get_output(T.s->bev)) > 0);
+}
+
+/*
+ * SIGTERM or shutdown_timeout between STARTTLS's go-ahead and the switch:
+ * nothing follows the go-ahead in clear.  SIGTERM reaches the session
+ * once it is over TLS; at shutdown_timeout it is dropped.
+ */
+static void
+test_shutdown_during_starttls_switch(void **state)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+
+	(void)state;
+	setup("");
+	start_switch(ctx);
+	core_server_shutdown(T.srv);
+	assert_string_equal(next_line(2000), "+GO");
+	assert_int_equal(T.inlen, 0); /* no "-SHUTDOWN" in clear */
+	for (int i = 0; i < 2000 && T.s != NULL && !T.s->is_tls; i++)
+		turn();
+	assert_non_null(T.s);
+	assert_true(T.s->is_tls);
+	assert_true(T.s->is_closing); /* told, over TLS */
+	assert_true(quiet(50));
+	assert_int_equal(T.inlen, 0);
+	teardown();
+
+	setup("");
+	start_switch(ctx);
+	core_session_force_close(T.s);
+	assert_string_equal(next_line(2000), "+GO");
+	assert_string_equal(next_line(2000), "(closed)");
+	assert_int_equal(T.nfree, 1);
+	teardown();
+	SSL_CTX_free(ctx);
 }
 
 /* The grace: a job still running NET_SHUTDOWN_GRACE_MS after the timeout
@@ -775,6 +902,45 @@ test_session_timeout(void **state)
 	teardown();
 }
 
+/*
+ * A reply streamed in pieces by jobs that follow each other from their
+ * completions stops at the session timeout that came while a piece was
+ * being read: the piece is not sent, the session ends (-EXPIRED) rather
+ * than going on to the stream's end.  A continuation that forgot to ask
+ * core_may_continue sends that piece but is refused its next job by
+ * core_submit.
+ */
+static void
+test_session_timeout_stops_a_stream(void **state)
+{
+	(void)state;
+	for (int unchecked = 0; unchecked < 2; unchecked++) {
+		setup("");
+		T.session_ms = 100;
+		T.is_stream_unchecked = unchecked;
+		connect_as("192.0.2.1", &tp_plain);
+		assert_string_equal(next_line(2000), "+HELLO");
+		send_text("STREAM\r\n");
+		assert_string_equal(next_line(2000), "+STREAM");
+		release_job();
+		/* Sent before the timeout; the next job blocks past it. */
+		if (strcmp(next_line(2000), "+PIECE") != 0)
+			fail_msg("unchecked=%d: no first piece", unchecked);
+		assert_true(quiet(300));
+		assert_true(T.s->is_busy && T.s->is_expired);
+		release_job();
+		/* Unchecked, this piece goes out; no job runs after it. */
+		if (unchecked && strcmp(next_line(2000), "+PIECE") != 0)
+			fail_msg("unchecked: no second piece");
+		if (strcmp(next_line(2000), "-EXPIRED") != 0)
+			fail_msg("unchecked=%d: the stream went on after the "
+			         "session timeout (got \"%s\")",
+			    unchecked, T.line);
+		assert_true(peer_closed(2000));
+		teardown();
+	}
+}
+
 /* ---- per-bufferevent settings ------------------------------------------- */
 
 static void
@@ -796,8 +962,10 @@ check_bev_settings(const char *what)
 	bufferevent_getwatermark(bev, EV_WRITE, &lo, &hi);
 	if (lo != NET_OUTPUT_LOW)
 		fail_msg("%s: write low watermark %zu", what, lo);
-	if (bev->timeout_read.tv_sec != TP_IDLE_MS / 1000 ||
-	    bev->timeout_write.tv_sec != TP_IDLE_MS / 1000)
+	if (bev->timeout_read.tv_sec !=
+	        (T.idle_ms ? T.idle_ms : TP_IDLE_MS) / 1000 ||
+	    bev->timeout_write.tv_sec !=
+	        (T.idle_ms ? T.idle_ms : TP_IDLE_MS) / 1000)
 		fail_msg("%s: timeouts %ld/%ld s", what,
 		    (long)bev->timeout_read.tv_sec,
 		    (long)bev->timeout_write.tv_sec);
@@ -831,6 +999,22 @@ test_bev_settings_survive_starttls(void **state)
 	assert_true(quiet(50)); /* no "+ECHO PING" */
 	teardown();
 
+	/* An idle limit the session's state set holds over STARTTLS. */
+	setup("");
+	core_server_set_tls(T.srv, ctx);
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	send_text("IDLE 9000\r\n");
+	assert_string_equal(next_line(2000), "+IDLE");
+	check_bev_settings("idle limit changed");
+	send_text("TLS\r\n");
+	assert_string_equal(next_line(2000), "+GO");
+	for (int i = 0; i < 2000 && !T.s->is_tls; i++)
+		turn();
+	assert_true(T.s->is_tls);
+	check_bev_settings("idle limit changed, after STARTTLS");
+	teardown();
+
 	/* Implicit TLS from the first byte. */
 	setup("");
 	core_server_set_tls(T.srv, ctx);
@@ -850,9 +1034,12 @@ run_core_tests(void)
 	    cmocka_unit_test(test_busy_peer_gone_freed_by_completion),
 	    cmocka_unit_test(test_close_waits_for_output),
 	    cmocka_unit_test(test_shutdown_idle_session),
+	    cmocka_unit_test(test_shutdown_default_busy_after_job),
 	    cmocka_unit_test(test_shutdown_timeout_after_job),
 	    cmocka_unit_test(test_shutdown_grace),
+	    cmocka_unit_test(test_shutdown_during_starttls_switch),
 	    cmocka_unit_test(test_session_timeout),
+	    cmocka_unit_test(test_session_timeout_stops_a_stream),
 	    cmocka_unit_test(test_bev_settings_survive_starttls),
 	};
 
