@@ -314,8 +314,10 @@ apply(struct store_box *box, uint8_t type, const uint8_t *p, size_t len)
 
 	switch (type) {
 	case STORE_LOG_ADD:
-		if (rec_get(p, len, &m) != len || m.uid < box->uidnext ||
-		    m.uid == UINT32_MAX || box->n >= STORE_MSGS_MAX)
+		/* rec_get gives 0 for a bad record: len 0 must not pass. */
+		if (len <= STORE_REC_FIXED || rec_get(p, len, &m) != len ||
+		    m.uid < box->uidnext || m.uid == UINT32_MAX ||
+		    box->n >= STORE_MSGS_MAX)
 			return false;
 		m.base = xstrndup(
 		    (const char *)p + STORE_REC_FIXED, len - STORE_REC_FIXED);

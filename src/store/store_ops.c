@@ -21,6 +21,23 @@
 #include "store_priv.h"
 #include "xmalloc.h"
 
+/* The file size Maildir++ quota counts: ",S=" in the name, else fstatat. */
+static int64_t
+phys_size(const struct store_box *box, const struct store_msg *m)
+{
+	const char *s = strstr(m->base, ",S=");
+	char name[300];
+	struct stat st;
+
+	if (s != NULL && s[3] >= '0' && s[3] <= '9')
+		return (int64_t)strtoll(s + 3, NULL, 10);
+	if (store_flags_name(
+	        m->base, strlen(m->base), &m->flags, name, sizeof(name)) == 0 &&
+	    fstatat(box->cur_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+		return (int64_t)st.st_size;
+	return (int64_t)m->size;
+}
+
 /* A new unique base name (Maildir: time, microseconds, pid, counter). */
 static void
 new_base(struct store_box *box, char *out, size_t outlen)
@@ -252,7 +269,7 @@ store_copy(struct store_box *src, const uint32_t *uids, size_t n,
 		}
 		m.base = xstrdup(base);
 		uid_out[i] = index_add(dst, &m);
-		bytes += sm->size;
+		bytes += (uint64_t)phys_size(dst, &m);
 		count++;
 	}
 	if (count > 0 && fsync(dst->cur_fd) == -1)
@@ -293,13 +310,14 @@ store_expunge(struct store_box *box, const uint32_t *uids, size_t n,
 		        ? (m->flags.sys & STORE_F_DELETED) != 0
 		        : want != NULL && bsearch(&m->uid, want, n,
 		                              sizeof(*want), uid_cmp) != NULL;
+		int64_t phys = is_hit ? phys_size(box, m) : 0;
 
 		if (is_hit &&
 		    store_flags_name(m->base, strlen(m->base), &m->flags, name,
 		        sizeof(name)) == 0 &&
 		    (unlinkat(box->cur_fd, name, 0) == 0 || errno == ENOENT)) {
 			out[nout++] = m->uid;
-			bytes += (int64_t)m->size;
+			bytes += phys;
 			store_vanished_push(box, m->uid, modseq);
 			{
 				uint8_t rec[STORE_LOG_REC_MAX];
