@@ -384,6 +384,12 @@ sync_known(
 			renameat(box->new_fd, f->name, box->cur_fd, name);
 		return;
 	}
+	/* A name not in canonical form (letters unsorted, no ":2,") is
+	 * renamed to it: store_msg_path builds names that way. */
+	if (store_flags_name(
+	        f->name, f->base_len, &f->flags, name, sizeof(name)) == 0 &&
+	    strcmp(name, f->name) != 0)
+		renameat(box->cur_fd, f->name, box->cur_fd, name);
 	if (m->flags.sys == f->flags.sys &&
 	    m->flags.keywords == f->flags.keywords)
 		return;

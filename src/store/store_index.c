@@ -36,7 +36,7 @@ name_ok(const uint8_t *p, size_t n)
 	if (n == 0 || n > STORE_BASE_MAX || p[0] == '.')
 		return false;
 	for (size_t i = 0; i < n; i++)
-		if (p[i] == '/' || p[i] == 0 || p[i] == ':')
+		if (p[i] == '/' || p[i] == 0)
 			return false;
 	return true;
 }
@@ -289,15 +289,6 @@ store_index_find(const struct store_box *box, uint32_t uid, size_t *at_out)
 	return NULL;
 }
 
-void
-store_index_remove(struct store_box *box, size_t at)
-{
-	free(box->msgs[at].base);
-	memmove(&box->msgs[at], &box->msgs[at + 1],
-	    (box->n - at - 1) * sizeof(*box->msgs));
-	box->n--;
-}
-
 static void
 bump(struct store_box *box, uint64_t modseq)
 {
@@ -327,7 +318,9 @@ apply(struct store_box *box, uint8_t type, const uint8_t *p, size_t len)
 		return true;
 	case STORE_LOG_FLAGS:
 		if (len != 20 ||
-		    (cur = store_index_find(box, store_get32(p), NULL)) == NULL)
+		    (cur = store_index_find(box, store_get32(p), NULL)) ==
+		        NULL ||
+		    cur->base == NULL)
 			return false;
 		cur->flags.sys = p[4] & 0x3f;
 		cur->flags.keywords = store_get32(p + 8) & ((1u << 26) - 1);
@@ -335,16 +328,34 @@ apply(struct store_box *box, uint8_t type, const uint8_t *p, size_t len)
 		bump(box, cur->modseq);
 		return true;
 	case STORE_LOG_EXPUNGE:
+		/* A tombstone (base NULL) keeps the array sorted for the
+		 * binary search; one pass removes them at the end, so a log
+		 * of many expunges is not quadratic. */
 		if (len != 12 ||
-		    store_index_find(box, store_get32(p), &at) == NULL)
+		    (cur = store_index_find(box, store_get32(p), &at)) ==
+		        NULL ||
+		    cur->base == NULL)
 			return false;
-		store_index_remove(box, at);
+		free(cur->base);
+		cur->base = NULL;
 		store_vanished_push(box, store_get32(p), store_get64(p + 4));
 		bump(box, store_get64(p + 4));
 		return true;
 	default:
 		return false;
 	}
+}
+
+/* Drops the tombstones EXPUNGE records left. */
+static void
+sweep(struct store_box *box)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < box->n; i++)
+		if (box->msgs[i].base != NULL)
+			box->msgs[w++] = box->msgs[i];
+	box->n = w;
 }
 
 long
@@ -381,6 +392,7 @@ store_log_apply(struct store_box *box, const uint8_t *d, size_t len,
 		at += 8 + pl;
 		box->log_records++;
 	}
+	sweep(box);
 	if (at < len) {
 		*is_damaged_out = true;
 		*why_out = "log tail damaged";

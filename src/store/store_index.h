@@ -32,6 +32,5 @@ void store_index_push(struct store_box *, const struct store_msg *);
 void store_vanished_push(struct store_box *, uint32_t uid, uint64_t modseq);
 struct store_msg *store_index_find(
     const struct store_box *, uint32_t uid, size_t *at_out);
-void store_index_remove(struct store_box *, size_t at);
 
 #endif

@@ -45,8 +45,9 @@ new_base(struct store_box *box, char *out, size_t outlen)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_REALTIME, &ts);
-	snprintf(out, outlen, "%lld.M%ldP%ldQ%u.postern", (long long)ts.tv_sec,
-	    ts.tv_nsec / 1000, (long)getpid(), ++box->name_seq);
+	snprintf(out, outlen, "%lld.M%ldP%ldT%ldQ%u.postern",
+	    (long long)ts.tv_sec, ts.tv_nsec / 1000, (long)getpid(),
+	    (long)gettid(), ++box->name_seq);
 }
 
 int

@@ -476,6 +476,26 @@ test_index_sync(void **state)
 	assert_true(changed);
 	assert_int_equal(box->msgs[box->n - 1].uid, 5);
 	store_box_close(&box);
+	/* Letters out of order (another program), a ':' in a base name:
+	 * renamed to the canonical form, the same message. */
+	{
+		char p[PATH_MAX], q[PATH_MAX];
+
+		snprintf(p, sizeof(p), "%s/cur/200.b:2,FS", root);
+		snprintf(q, sizeof(q), "%s/cur/200.b:2,SF", root);
+		assert_int_equal(rename(p, q), 0);
+	}
+	deliver(root, "cur", "700.g:1,x:2,S", "G\n", 700);
+	box = box_ok(st, "INBOX");
+	assert_int_equal(box->rebuilt, 0);
+	assert_int_equal(box->msgs[0].uid, 2);
+	assert_true(exists(root, "cur/200.b:2,FS"));
+	assert_string_equal(box->msgs[box->n - 1].base, "700.g:1,x");
+	store_box_close(&box);
+	box = box_ok(st, "INBOX");
+	assert_int_equal(box->rebuilt, 0);
+	assert_int_equal(box->n, 5);
+	store_box_close(&box);
 	store_free(&st);
 	rm_rf(root);
 }
