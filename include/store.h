@@ -291,11 +291,14 @@ int store_move(struct store_box *src, const uint32_t *uids, size_t n,
 /*
  * Removes the messages with uids[0..n) (uids NULL: every \Deleted one).
  * The expunged UIDs go to *out_uids (caller frees; *n_out of them, in
- * ascending order; their sequence numbers are, as IMAP reports them, the
- * positions just before each removal).  0 or -1.
+ * ascending order) and, when out_seqs is not NULL, their sequence
+ * numbers as untagged EXPUNGE responses give them, in the same order
+ * (each one the position just before its own removal, RFC 3501 7.4.1) to
+ * *out_seqs (caller frees).  0 or -1.
  */
 int store_expunge(struct store_box *, const uint32_t *uids, size_t n,
-    uint32_t **out_uids, size_t *n_out, char *err, size_t errlen);
+    uint32_t **out_uids, uint32_t **out_seqs, size_t *n_out, char *err,
+    size_t errlen);
 
 enum store_flag_mode { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
 

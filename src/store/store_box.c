@@ -234,6 +234,12 @@ hash_base(const char *p, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		h = (h ^ (uint8_t)p[i]) * 1099511628211ULL;
+	/* FNV's low bits barely differ between names that differ in a
+	 * digit or two (Maildir names do): mix the high bits down, as the
+	 * table is indexed by the low ones. */
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdULL;
+	h ^= h >> 33;
 	return h;
 }
 

@@ -290,9 +290,10 @@ uid_cmp(const void *a, const void *b)
 
 int
 store_expunge(struct store_box *box, const uint32_t *uids, size_t n,
-    uint32_t **out_uids, size_t *n_out, char *err, size_t errlen)
+    uint32_t **out_uids, uint32_t **out_seqs, size_t *n_out, char *err,
+    size_t errlen)
 {
-	uint32_t *want = NULL, *out;
+	uint32_t *want = NULL, *out, *seqs;
 	size_t nout = 0, w = 0;
 	uint64_t modseq = box->highestmodseq + 1;
 	int64_t bytes = 0;
@@ -304,6 +305,7 @@ store_expunge(struct store_box *box, const uint32_t *uids, size_t n,
 		qsort(want, n, sizeof(*want), uid_cmp);
 	}
 	out = xreallocarray(NULL, box->n + 1, sizeof(*out));
+	seqs = xreallocarray(NULL, box->n + 1, sizeof(*seqs));
 	for (size_t i = 0; i < box->n; i++) {
 		struct store_msg *m = &box->msgs[i];
 		bool is_hit =
@@ -317,6 +319,8 @@ store_expunge(struct store_box *box, const uint32_t *uids, size_t n,
 		    store_flags_name(m->base, strlen(m->base), &m->flags, name,
 		        sizeof(name)) == 0 &&
 		    (unlinkat(box->cur_fd, name, 0) == 0 || errno == ENOENT)) {
+			/* Earlier removals moved this one down by nout. */
+			seqs[nout] = (uint32_t)(i + 1 - nout);
 			out[nout++] = m->uid;
 			bytes += phys;
 			store_vanished_push(box, m->uid, modseq);
@@ -335,6 +339,10 @@ store_expunge(struct store_box *box, const uint32_t *uids, size_t n,
 	free(want);
 	*out_uids = out;
 	*n_out = nout;
+	if (out_seqs != NULL)
+		*out_seqs = seqs;
+	else
+		free(seqs);
 	if (nout == 0)
 		return 0;
 	box->highestmodseq = modseq;
@@ -359,7 +367,8 @@ store_move(struct store_box *src, const uint32_t *uids, size_t n,
 		if (uid_out[i] != 0)
 			moved[nm++] = uids[i];
 	r = nm == 0 ? 0
-	            : store_expunge(src, moved, nm, &gone, &ngone, err, errlen);
+	            : store_expunge(
+	                  src, moved, nm, &gone, NULL, &ngone, err, errlen);
 	if (nm > 0)
 		free(gone);
 	free(moved);

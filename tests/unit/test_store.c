@@ -617,7 +617,8 @@ test_ops(void **state)
 	assert_int_equal(store_flush(sent, err, sizeof(err)), 0);
 	before = sent->highestmodseq;
 	assert_int_equal(
-	    store_expunge(sent, NULL, 0, &gone, &ngone, err, sizeof(err)), 0);
+	    store_expunge(sent, NULL, 0, &gone, NULL, &ngone, err, sizeof(err)),
+	    0);
 	assert_int_equal(ngone, 1);
 	assert_int_equal(gone[0], 2);
 	free(gone);
@@ -641,6 +642,58 @@ test_ops(void **state)
 	store_box_close(&sent);
 	store_free(&st);
 	rm_rf(root);
+}
+
+/* EXPUNGE responses: each sequence number counts earlier removals. */
+static void
+test_expunge_seqs(void **state)
+{
+	static const struct {
+		uint32_t uids[6];
+		size_t n;
+		uint32_t seqs[6];
+		size_t nseqs;
+	} cases[] = {
+	    {{2, 3, 5}, 3, {2, 2, 3}, 3},
+	    {{1, 2, 3, 4, 5, 6}, 6, {1, 1, 1, 1, 1, 1}, 6},
+	    {{6}, 1, {6}, 1},
+	    {{5, 1}, 2, {1, 4}, 2}, /* reported in UID order */
+	    {{9, 4}, 2, {4}, 1},    /* an unknown UID is skipped */
+	    {{0}, 0, {0}, 0},
+	};
+	char root[256], err[256], name[64];
+
+	(void)state;
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		struct store *st;
+		struct store_box *box;
+		uint32_t *uids, *seqs;
+		size_t n;
+
+		fresh(root, sizeof(root));
+		st = store_ok(root);
+		for (int i = 1; i <= 6; i++) {
+			snprintf(name, sizeof(name), "%d.m", i);
+			deliver(root, "new", name, "x\n", i);
+		}
+		box = box_ok(st, "INBOX");
+		assert_int_equal(store_expunge(box, cases[c].uids, cases[c].n,
+		                     &uids, &seqs, &n, err, sizeof(err)),
+		    0);
+		if (n != cases[c].nseqs)
+			fail_msg("case %zu: got %zu expunged, want %zu", c, n,
+			    cases[c].nseqs);
+		for (size_t i = 0; i < n; i++)
+			if (seqs[i] != cases[c].seqs[i])
+				fail_msg("case %zu: seq %zu got %u, want %u", c,
+				    i, seqs[i], cases[c].seqs[i]);
+		assert_int_equal(box->n, 6 - n);
+		free(uids);
+		free(seqs);
+		store_box_close(&box);
+		store_free(&st);
+		rm_rf(root);
+	}
 }
 
 /* ---- crash simulation ------------------------------------------------- */
@@ -834,7 +887,8 @@ test_quota(void **state)
 	assert_int_equal(q.limit_bytes, 2000000000);
 	assert_int_equal(q.limit_messages, 100000);
 	assert_int_equal(
-	    store_expunge(box, NULL, 0, &gone, &ngone, err, sizeof(err)), 0);
+	    store_expunge(box, NULL, 0, &gone, NULL, &ngone, err, sizeof(err)),
+	    0);
 	free(gone);
 	assert_int_equal(store_quota_get(st, &q, err, sizeof(err)), 0);
 	assert_int_equal(q.messages, 2);
@@ -950,6 +1004,7 @@ run_store_tests(void)
 	    cmocka_unit_test(test_folders),
 	    cmocka_unit_test(test_index_sync),
 	    cmocka_unit_test(test_ops),
+	    cmocka_unit_test(test_expunge_seqs),
 	    cmocka_unit_test(test_crash),
 	    cmocka_unit_test(test_quota),
 	    cmocka_unit_test(test_index_parse),
