@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../src/store/store_index.h"
 #include "store.h"
 #include "unit.h"
 
@@ -850,6 +851,82 @@ test_crash(void **state)
 	rm_rf(root);
 }
 
+/* A crash after compaction's snapshot, before its new log: the old log
+ * (older generation) is ignored, nothing changes. */
+static void
+test_stale_log(void **state)
+{
+	char root[256], err[256], lpath[PATH_MAX];
+	struct store *st;
+	struct store_box *box;
+	struct store_flags f = {STORE_F_SEEN, 0};
+	struct store_box *missing = NULL;
+	uint32_t uidvalidity;
+	uint8_t *old;
+	size_t len;
+
+	(void)state;
+	fresh(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "new", "1.a", "a\n", 10);
+	deliver(root, "new", "2.b", "b\n", 20);
+	box = box_ok(st, "INBOX");
+	store_set_flags(box, 2, STORE_FLAGS_ADD, &f, 0, NULL, err, sizeof(err));
+	assert_int_equal(store_flush(box, err, sizeof(err)), 0);
+	snprintf(lpath, sizeof(lpath), "%s/postern-index.log", root);
+	old = slurp(lpath, &len);
+	assert_int_equal(store_compact(box, err, sizeof(err)), 0);
+	uidvalidity = box->uidvalidity;
+	store_box_close(&box);
+	spew(lpath, old, len);
+	free(old);
+	box = box_ok(st, "INBOX");
+	assert_int_equal(box->uidvalidity, uidvalidity);
+	assert_int_equal(box->n, 2);
+	assert_int_equal(box->msgs[1].uid, 2);
+	assert_int_equal(box->msgs[1].flags.sys, STORE_F_SEEN);
+	store_box_close(&box);
+	/* Refusals: no such folder (1), a bad name (-1). */
+	assert_int_equal(
+	    store_box_open(st, "Nope", &missing, err, sizeof(err)), 1);
+	assert_null(missing);
+	assert_int_equal(
+	    store_box_open(st, "a.b", &missing, err, sizeof(err)), -1);
+	assert_string_equal(err, "folder name contains '.'");
+	store_free(&st);
+	rm_rf(root);
+}
+
+/* Past STORE_VANISHED_MAX the oldest are dropped and changes-since
+ * says the list no longer reaches back. */
+static void
+test_vanished_bound(void **state)
+{
+	struct store_box box;
+	size_t *chg, nchg, nvan;
+	uint32_t *van;
+
+	(void)state;
+	memset(&box, 0, sizeof(box));
+	for (uint32_t i = 1; i <= STORE_VANISHED_MAX + 1; i++)
+		store_vanished_push(&box, i, 100 + i);
+	box.highestmodseq = 100 + STORE_VANISHED_MAX + 1;
+	assert_int_equal(box.nvanished, STORE_VANISHED_MAX / 2 + 1);
+	assert_int_equal(box.vanished_floor, 100 + STORE_VANISHED_MAX / 2);
+	assert_int_equal(
+	    store_changes_since(&box, 101, &chg, &nchg, &van, &nvan), 1);
+	free(chg);
+	free(van);
+	assert_int_equal(store_changes_since(&box, box.vanished_floor, &chg,
+	                     &nchg, &van, &nvan),
+	    0);
+	assert_int_equal(nvan, STORE_VANISHED_MAX / 2 + 1);
+	assert_int_equal(van[0], STORE_VANISHED_MAX / 2 + 1);
+	free(chg);
+	free(van);
+	store_box_clear(&box);
+}
+
 /* ---- quota ------------------------------------------------------------ */
 
 static void
@@ -1006,6 +1083,8 @@ run_store_tests(void)
 	    cmocka_unit_test(test_ops),
 	    cmocka_unit_test(test_expunge_seqs),
 	    cmocka_unit_test(test_crash),
+	    cmocka_unit_test(test_stale_log),
+	    cmocka_unit_test(test_vanished_bound),
 	    cmocka_unit_test(test_quota),
 	    cmocka_unit_test(test_index_parse),
 	    cmocka_unit_test(test_bench_open),
