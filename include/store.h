@@ -209,6 +209,7 @@ struct store_box {
 	uint64_t highestmodseq;
 	uint64_t log_gen;       /* the log generation the snapshot expects */
 	size_t log_records;     /* records in the log since the snapshot */
+	uint64_t log_end;       /* the log's length as this box wrote it */
 	struct store_msg *msgs; /* sorted by uid; seq = index + 1 */
 	size_t n, cap;
 	struct store_vanished *vanished; /* oldest first */
@@ -315,7 +316,17 @@ int store_set_flags(struct store_box *, uint32_t uid, enum store_flag_mode,
     const struct store_flags *, uint64_t unchangedsince, uint64_t *modseq_out,
     char *err, size_t errlen);
 
-/* Writes the pending log records and fdatasyncs the log.  0 or -1. */
+/*
+ * Writes the pending log records and fdatasyncs the log.  0 or -1.
+ * Writes happen under an flock of the log, after checking that the log
+ * is still the file and the length this box last saw: when another box
+ * or process wrote the index meanwhile, -1 ("folder index changed by
+ * another writer"), since this box's UIDs may be theirs too.  After -1
+ * from any call that changes the index, close the box and open it again
+ * (its memory may be ahead of the files).  One process shares one box
+ * per folder (the IMAP layer); this check only keeps a mistake from
+ * corrupting the index.
+ */
 int store_flush(struct store_box *, char *err, size_t errlen);
 
 /*

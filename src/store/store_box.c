@@ -10,6 +10,7 @@
  * follows a link: every name is opened under the folder's descriptors
  * with O_NOFOLLOW.  Blocking I/O for storage-pool workers only.
  */
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/time.h>
 
@@ -115,6 +116,33 @@ log_open(struct store_box *box, bool is_new, char *err, size_t errlen)
 	if (box->log_fd == -1)
 		return store_fail(
 		    err, errlen, "%s: %s", log_file, strerror(errno));
+	if (is_new)
+		box->log_end = STORE_LOG_HDR;
+	return 0;
+}
+
+/*
+ * Takes the log's lock and checks that nobody else wrote the index since
+ * this box last did: the same file (compaction replaces it) and the
+ * length this box left.  0 (locked), or -1 (unlocked).
+ */
+static int
+log_lock(struct store_box *box, char *err, size_t errlen)
+{
+	struct stat a, b;
+
+	if (flock(box->log_fd, LOCK_EX) == -1)
+		return store_fail(
+		    err, errlen, "%s: %s", log_file, strerror(errno));
+	if (fstat(box->log_fd, &a) == -1 ||
+	    fstatat(box->dir_fd, log_file, &b, AT_SYMLINK_NOFOLLOW) == -1 ||
+	    a.st_ino != b.st_ino || a.st_dev != b.st_dev ||
+	    (uint64_t)a.st_size != box->log_end) {
+		flock(box->log_fd, LOCK_UN);
+		return store_fail(err, errlen,
+		    "folder index changed by another writer: reopen the "
+		    "folder");
+	}
 	return 0;
 }
 
@@ -125,14 +153,21 @@ store_compact(struct store_box *box, char *err, size_t errlen)
 	size_t len;
 	int r;
 
+	if (box->log_fd != -1 && log_lock(box, err, errlen) == -1)
+		return -1;
 	/* Snapshot first: a crash before the new log leaves a stale log
-	 * (older generation), which open ignores. */
+	 * (older generation), which open ignores.  The old log stays
+	 * locked until log_open closes it: a writer waiting on it then
+	 * finds it replaced. */
 	box->log_gen++;
 	img = store_index_encode(box, &len);
 	r = store_write_atomic(box->dir_fd, index_file, img, len, err, errlen);
 	free(img);
-	if (r == -1)
+	if (r == -1) {
+		if (box->log_fd != -1)
+			flock(box->log_fd, LOCK_UN);
 		return -1;
+	}
 	box->npending = box->pending_records = 0;
 	return log_open(box, true, err, errlen);
 }
@@ -147,6 +182,8 @@ store_flush(struct store_box *box, char *err, size_t errlen)
 	if (box->log_fd == -1 ||
 	    box->log_records + box->pending_records > STORE_COMPACT_RECORDS)
 		return store_compact(box, err, errlen);
+	if (log_lock(box, err, errlen) == -1)
+		return -1;
 	while (at < box->npending) {
 		ssize_t w =
 		    write(box->log_fd, box->pending + at, box->npending - at);
@@ -154,13 +191,17 @@ store_flush(struct store_box *box, char *err, size_t errlen)
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
-			return store_fail(
-			    err, errlen, "%s: %s", log_file, strerror(errno));
+			break;
 		at += (size_t)w;
 	}
-	if (fdatasync(box->log_fd) == -1)
+	/* A short write leaves a torn record: the next open drops it. */
+	box->log_end += at;
+	if (at < box->npending || fdatasync(box->log_fd) == -1) {
+		flock(box->log_fd, LOCK_UN);
 		return store_fail(
 		    err, errlen, "%s: %s", log_file, strerror(errno));
+	}
+	flock(box->log_fd, LOCK_UN);
 	box->log_records += box->pending_records;
 	box->npending = box->pending_records = 0;
 	return 0;
@@ -538,6 +579,7 @@ load_index(struct store_box *box)
 		good = r == 0
 		           ? store_log_apply(box, img, len, &is_damaged, &why)
 		           : 0;
+		box->log_end = good > 0 ? (uint64_t)good : 0;
 		if (r == -1 || is_damaged) {
 			/* Records lost: UIDs and MODSEQs skip past any they
 			 * could have given out, never reusing one. */

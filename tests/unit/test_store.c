@@ -927,6 +927,42 @@ test_vanished_bound(void **state)
 	store_box_clear(&box);
 }
 
+/* Two boxes on one folder: the second writer is refused, not merged. */
+static void
+test_two_writers(void **state)
+{
+	char root[256], err[256];
+	struct store *st;
+	struct store_box *a, *b;
+	struct store_append ap;
+	struct store_flags f = {0, 0};
+	uint32_t uid;
+
+	(void)state;
+	fresh(root, sizeof(root));
+	st = store_ok(root);
+	a = box_ok(st, "INBOX");
+	b = box_ok(st, "INBOX");
+	store_append_begin(b, &ap, err, sizeof(err));
+	store_append_write(&ap, "b\n", 2);
+	assert_int_equal(
+	    store_append_commit(b, &ap, &f, 5, &uid, err, sizeof(err)), 0);
+	store_append_begin(a, &ap, err, sizeof(err));
+	store_append_write(&ap, "a\n", 2);
+	assert_int_equal(
+	    store_append_commit(a, &ap, &f, 6, &uid, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "changed by another writer"));
+	store_box_close(&a);
+	store_box_close(&b);
+	/* Reopened: both messages, distinct UIDs. */
+	a = box_ok(st, "INBOX");
+	assert_int_equal(a->n, 2);
+	assert_true(a->msgs[0].uid != a->msgs[1].uid);
+	store_box_close(&a);
+	store_free(&st);
+	rm_rf(root);
+}
+
 /* ---- quota ------------------------------------------------------------ */
 
 static void
@@ -1084,6 +1120,7 @@ run_store_tests(void)
 	    cmocka_unit_test(test_expunge_seqs),
 	    cmocka_unit_test(test_crash),
 	    cmocka_unit_test(test_stale_log),
+	    cmocka_unit_test(test_two_writers),
 	    cmocka_unit_test(test_vanished_bound),
 	    cmocka_unit_test(test_quota),
 	    cmocka_unit_test(test_index_parse),
