@@ -222,6 +222,8 @@ struct store_box {
 	uint8_t *pending;
 	size_t npending, pending_cap, pending_records;
 	uint32_t name_seq; /* makes new file names unique in this box */
+	/* cur/ and new/ mtimes after the last full sync (quick rescans). */
+	int64_t seen_cur_ns, seen_new_ns;
 };
 
 #define STORE_REBUILT_NEW 0x1     /* no index: made (new UIDVALIDITY) */
@@ -245,7 +247,12 @@ void store_box_close(struct store_box **);
  * (mtime, then name), vanished files are expunged (their UIDs never
  * reused), flag changes made by other programs get a new MODSEQ.
  * *changed_out (may be NULL) is set when anything changed.  0 or -1.
+ * When neither cur/ nor new/ has changed its mtime since the last sync
+ * of this box, and that mtime was over STORE_SYNC_SETTLE seconds old
+ * then (a change within the same clock tick would not show), nothing is
+ * read: a NOOP or IDLE rescan of an idle folder costs two fstat calls.
  */
+#define STORE_SYNC_SETTLE 2
 int store_sync(struct store_box *, bool *changed_out, char *err, size_t errlen);
 
 /* The message with uid, or NULL; seq is index + 1. */

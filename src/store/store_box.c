@@ -454,6 +454,46 @@ found_free(struct found *v, size_t n)
 	free(v);
 }
 
+static int64_t
+ts_ns(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
+}
+
+static int
+dir_mtimes(const struct store_box *box, int64_t *cur_ns, int64_t *new_ns)
+{
+	struct stat a, b;
+
+	if (fstat(box->cur_fd, &a) == -1 || fstat(box->new_fd, &b) == -1)
+		return -1;
+	*cur_ns = ts_ns(&a.st_mtim);
+	*new_ns = ts_ns(&b.st_mtim);
+	return 0;
+}
+
+/*
+ * After a full sync: the mtimes it saw, unless one is too recent to be
+ * trusted (a file added in the same clock tick leaves the mtime as it
+ * was), in which case the next sync reads the directories again.
+ */
+static void
+remember_mtimes(struct store_box *box)
+{
+	struct timespec now;
+	int64_t cur_ns, new_ns, settled;
+
+	box->seen_cur_ns = box->seen_new_ns = -1;
+	if (clock_gettime(CLOCK_REALTIME, &now) == -1 ||
+	    dir_mtimes(box, &cur_ns, &new_ns) == -1)
+		return;
+	settled = ts_ns(&now) - (int64_t)STORE_SYNC_SETTLE * 1000000000;
+	if (cur_ns < settled && new_ns < settled) {
+		box->seen_cur_ns = cur_ns;
+		box->seen_new_ns = new_ns;
+	}
+}
+
 int
 store_sync(struct store_box *box, bool *changed_out, char *err, size_t errlen)
 {
@@ -461,8 +501,15 @@ store_sync(struct store_box *box, bool *changed_out, char *err, size_t errlen)
 	size_t n = 0, cap = 0, nadd = 0, known = box->n;
 	struct base_map map;
 	bool changed = false, *seen;
+	int64_t cur_ns, new_ns;
 	int r = 0;
 
+	if (changed_out != NULL)
+		*changed_out = false;
+	if (dir_mtimes(box, &cur_ns, &new_ns) == 0 &&
+	    cur_ns == box->seen_cur_ns && new_ns == box->seen_new_ns &&
+	    box->npending == 0)
+		return 0;
 	if (scan_dir(box->cur_fd, false, &v, &n, &cap) == -1 ||
 	    scan_dir(box->new_fd, true, &v, &n, &cap) == -1) {
 		found_free(v, n);
@@ -505,7 +552,10 @@ store_sync(struct store_box *box, bool *changed_out, char *err, size_t errlen)
 		return store_fail(err, errlen, "fsync: %s", strerror(errno));
 	if (changed_out != NULL)
 		*changed_out = changed;
-	return store_flush(box, err, errlen);
+	if (store_flush(box, err, errlen) == -1)
+		return -1;
+	remember_mtimes(box);
+	return 0;
 }
 
 /* ---- open ------------------------------------------------------------- */
@@ -518,6 +568,7 @@ box_new(struct store *st, const char *name)
 	box->store = st;
 	box->dir_fd = box->cur_fd = box->new_fd = box->tmp_fd = -1;
 	box->log_fd = -1;
+	box->seen_cur_ns = box->seen_new_ns = -1;
 	box->name = xstrdup(name);
 	return box;
 }

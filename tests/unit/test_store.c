@@ -963,6 +963,43 @@ test_two_writers(void **state)
 	rm_rf(root);
 }
 
+/* A rescan of an idle folder reads nothing, yet sees every change. */
+static void
+test_quick_sync(void **state)
+{
+	char root[256], err[256], path[PATH_MAX];
+	struct timeval old[2] = {{1000, 0}, {1000, 0}};
+	struct store *st;
+	struct store_box *box;
+	bool changed;
+
+	(void)state;
+	fresh(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "new", "1.a", "a\n", 10);
+	box = box_ok(st, "INBOX");
+	assert_int_equal(box->n, 1);
+	/* Directories last changed long ago: the mtimes are trusted. */
+	snprintf(path, sizeof(path), "%s/cur", root);
+	assert_int_equal(utimes(path, old), 0);
+	snprintf(path, sizeof(path), "%s/new", root);
+	assert_int_equal(utimes(path, old), 0);
+	assert_int_equal(store_sync(box, &changed, err, sizeof(err)), 0);
+	assert_int_not_equal(box->seen_cur_ns, -1);
+	assert_int_equal(store_sync(box, &changed, err, sizeof(err)), 0);
+	assert_false(changed);
+	/* A delivery changes new/'s mtime: seen. */
+	deliver(root, "new", "2.b", "b\n", 20);
+	assert_int_equal(store_sync(box, &changed, err, sizeof(err)), 0);
+	assert_true(changed);
+	assert_int_equal(box->n, 2);
+	/* Just changed: not trusted, the next sync reads again. */
+	assert_int_equal(box->seen_cur_ns, -1);
+	store_box_close(&box);
+	store_free(&st);
+	rm_rf(root);
+}
+
 /* ---- quota ------------------------------------------------------------ */
 
 static void
@@ -1121,6 +1158,7 @@ run_store_tests(void)
 	    cmocka_unit_test(test_crash),
 	    cmocka_unit_test(test_stale_log),
 	    cmocka_unit_test(test_two_writers),
+	    cmocka_unit_test(test_quick_sync),
 	    cmocka_unit_test(test_vanished_bound),
 	    cmocka_unit_test(test_quota),
 	    cmocka_unit_test(test_index_parse),
