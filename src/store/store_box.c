@@ -555,6 +555,15 @@ store_sync(struct store_box *box, bool *changed_out, char *err, size_t errlen)
 	if (store_flush(box, err, errlen) == -1)
 		return -1;
 	remember_mtimes(box);
+	if (box->seen_cur_ns != -1) {
+		/* So that the next open trusts them too (SELECT of an idle
+		 * folder then reads only the index). */
+		uint8_t rec[STORE_LOG_REC_MAX];
+
+		store_pend(box, rec,
+		    store_log_stamp(rec, box->seen_cur_ns, box->seen_new_ns));
+		return store_flush(box, err, errlen);
+	}
 	return 0;
 }
 
@@ -720,6 +729,9 @@ store_box_open(struct store *st, const char *name, struct store_box **out,
 		return -1;
 	}
 	load_index(box);
+	/* After any repair the directories are read again in full. */
+	if (box->rebuilt != 0)
+		box->seen_cur_ns = box->seen_new_ns = -1;
 	if ((box->rebuilt == 0 && log_open(box, false, err, errlen) == -1) ||
 	    store_sync(box, NULL, err, errlen) == -1 ||
 	    ((box->rebuilt != 0 || box->log_records > STORE_COMPACT_RECORDS ||

@@ -128,7 +128,9 @@ store_index_encode(const struct store_box *box, size_t *len_out)
 	store_put32(b + 44, (uint32_t)box->nvanished);
 	store_put64(b + 48, box->vanished_floor);
 	store_put32(b + 56, 0);
-	store_put32(b + 60, store_crc32(0, b, 60));
+	store_put64(b + 60, (uint64_t)box->seen_cur_ns);
+	store_put64(b + 68, (uint64_t)box->seen_new_ns);
+	store_put32(b + 76, store_crc32(0, b, STORE_IDX_CRC_AT));
 	p = b + STORE_IDX_HDR;
 	for (size_t i = 0; i < box->n; i++)
 		p += rec_put(p, &box->msgs[i]);
@@ -163,7 +165,8 @@ idx_header(struct store_box *box, const uint8_t *d, size_t len, uint32_t *nm,
 	if (store_get32(d + 8) != STORE_INDEX_VERSION)
 		return bad(why_out, "index has an unknown version");
 	if (store_get32(d + 12) != STORE_IDX_HDR ||
-	    store_get32(d + 60) != store_crc32(0, d, 60))
+	    store_get32(d + STORE_IDX_CRC_AT) !=
+	        store_crc32(0, d, STORE_IDX_CRC_AT))
 		return bad(why_out, "index header CRC mismatch");
 	box->uidvalidity = store_get32(d + 16);
 	box->uidnext = store_get32(d + 20);
@@ -172,6 +175,8 @@ idx_header(struct store_box *box, const uint8_t *d, size_t len, uint32_t *nm,
 	*nm = store_get32(d + 40);
 	*nv = store_get32(d + 44);
 	box->vanished_floor = store_get64(d + 48);
+	box->seen_cur_ns = (int64_t)store_get64(d + 60);
+	box->seen_new_ns = (int64_t)store_get64(d + 68);
 	if (box->uidvalidity == 0 || box->uidnext == 0)
 		return bad(why_out, "index has a zero UIDVALIDITY or UIDNEXT");
 	/* Each record takes at least 37 bytes, each vanished entry 12. */
@@ -261,6 +266,14 @@ store_log_flags(uint8_t *rec, const struct store_msg *m)
 }
 
 size_t
+store_log_stamp(uint8_t *rec, int64_t cur_ns, int64_t new_ns)
+{
+	store_put64(rec + 4, (uint64_t)cur_ns);
+	store_put64(rec + 12, (uint64_t)new_ns);
+	return frame(rec, STORE_LOG_STAMP, 16);
+}
+
+size_t
 store_log_expunge(uint8_t *rec, uint32_t uid, uint64_t modseq)
 {
 	store_put32(rec + 4, uid);
@@ -340,6 +353,12 @@ apply(struct store_box *box, uint8_t type, const uint8_t *p, size_t len)
 		cur->base = NULL;
 		store_vanished_push(box, store_get32(p), store_get64(p + 4));
 		bump(box, store_get64(p + 4));
+		return true;
+	case STORE_LOG_STAMP:
+		if (len != 16)
+			return false;
+		box->seen_cur_ns = (int64_t)store_get64(p);
+		box->seen_new_ns = (int64_t)store_get64(p + 8);
 		return true;
 	default:
 		return false;

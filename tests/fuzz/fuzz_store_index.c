@@ -43,7 +43,8 @@ fix_crcs(uint8_t *d, size_t n, uint8_t *l, size_t ln)
 	size_t at = STORE_LOG_HDR;
 
 	if (n >= STORE_IDX_HDR + 4) {
-		store_put32(d + 60, store_crc32(0, d, 60));
+		store_put32(
+		    d + STORE_IDX_CRC_AT, store_crc32(0, d, STORE_IDX_CRC_AT));
 		store_put32(d + n - 4,
 		    store_crc32(0, d + STORE_IDX_HDR, n - STORE_IDX_HDR - 4));
 	}
