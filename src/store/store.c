@@ -210,6 +210,28 @@ special_use_set(
 	return r;
 }
 
+/*
+ * A new user's special-use folders, subscribed, with INBOX; a folder of
+ * that name that exists already (a Maildir moved in from Dovecot) just
+ * gets the attribute.
+ */
+static int
+add_specials(struct store *st, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < NSPECIALS; i++) {
+		int r = store_create(
+		    st, specials[i].name, specials[i].use, err, errlen);
+
+		if (r == -1 ||
+		    (r == 1 && special_use_set(st, specials[i].name,
+		                   specials[i].use, err, errlen) == -1) ||
+		    store_subscribe(st, specials[i].name, true, err, errlen) ==
+		        -1)
+			return -1;
+	}
+	return store_subscribe(st, "INBOX", true, err, errlen);
+}
+
 struct store *
 store_open(const char *root, char *err, size_t errlen)
 {
@@ -229,8 +251,9 @@ store_open(const char *root, char *err, size_t errlen)
 		    errno == ELOOP ? "is a symbolic link" : strerror(errno));
 		return NULL;
 	}
-	/* A root without cur/ is new too (delivery may have made only it). */
-	if (faccessat(fd, "cur", F_OK, AT_SYMLINK_NOFOLLOW) == -1)
+	/* New to the store: no special-use table yet (delivery may have
+	 * made the Maildir long before the first IMAP login). */
+	if (faccessat(fd, special_file, F_OK, AT_SYMLINK_NOFOLLOW) == -1)
 		is_new = true;
 	if (make_maildir(fd) == -1) {
 		store_fail(err, errlen, "%s: %s", root, strerror(errno));
@@ -240,17 +263,8 @@ store_open(const char *root, char *err, size_t errlen)
 	st = xcalloc(1, sizeof(*st));
 	st->root_fd = fd;
 	st->root = xstrdup(root);
-	for (size_t i = 0; is_new && i < NSPECIALS; i++) {
-		if (store_create(st, specials[i].name, specials[i].use, err,
-		        errlen) == -1 ||
-		    store_subscribe(st, specials[i].name, true, err, errlen) ==
-		        -1) {
-			store_free(&st);
-			return NULL;
-		}
-	}
-	if (is_new)
-		store_subscribe(st, "INBOX", true, err, errlen);
+	if (is_new && add_specials(st, err, errlen) == -1)
+		store_free(&st);
 	return st;
 }
 

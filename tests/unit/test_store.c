@@ -393,6 +393,32 @@ test_folders(void **state)
 	}
 	store_free(&st);
 	assert_null(st);
+	/* A Maildir that delivery (or Dovecot) made before the first login:
+	 * the special-use folders are added, an existing one marked. */
+	{
+		char old[256], path[PATH_MAX];
+
+		fresh(old, sizeof(old));
+		assert_int_equal(mkdir(old, 0700), 0);
+		snprintf(path, sizeof(path), "%s/cur", old);
+		assert_int_equal(mkdir(path, 0700), 0);
+		snprintf(path, sizeof(path), "%s/.Sent", old);
+		assert_int_equal(mkdir(path, 0700), 0);
+		st = store_ok(old);
+		assert_int_equal(
+		    attrs_of(st, "Sent") & STORE_USE_ALL, STORE_USE_SENT);
+		assert_int_equal(
+		    attrs_of(st, "Trash") & STORE_USE_ALL, STORE_USE_TRASH);
+		store_free(&st);
+		/* Deleted by the user: not made again. */
+		st = store_ok(old);
+		assert_int_equal(store_delete(st, "Junk", err, sizeof(err)), 0);
+		store_free(&st);
+		st = store_ok(old);
+		assert_int_equal(attrs_of(st, "Junk"), 0xffffffffu);
+		store_free(&st);
+		rm_rf(old);
+	}
 	/* A link planted as a folder is never opened. */
 	{
 		char link[PATH_MAX];
