@@ -116,9 +116,11 @@ struct store;
 
 /*
  * Opens the user's Maildir root (creating it and its new/ cur/ tmp/ when
- * missing) with O_DIRECTORY|O_NOFOLLOW.  A store just created gets the
- * special-use folders Sent, Drafts, Trash, Junk, Archive (with their
- * attributes in "postern-special-use").  The caller frees it.
+ * missing) with O_DIRECTORY|O_NOFOLLOW (a root that is a symbolic link
+ * is refused).  A root without "postern-special-use" (new, or made by
+ * delivery before the first login) gets the special-use folders Sent,
+ * Drafts, Trash, Junk, Archive, subscribed with INBOX, their attributes
+ * in that file.  The caller frees it with store_free.
  */
 struct store *store_open(const char *root, char *err, size_t errlen);
 void store_free(struct store **);
@@ -258,7 +260,12 @@ int store_sync(struct store_box *, bool *changed_out, char *err, size_t errlen);
 /* The message with uid, or NULL; seq is index + 1. */
 const struct store_msg *store_msg_by_uid(
     const struct store_box *, uint32_t uid);
-/* The path of message i relative to dir_fd ("cur/NAME"), into out. */
+/*
+ * The path of message i relative to dir_fd ("cur/NAME"), into out: open
+ * it with openat(dir_fd, ..., O_NOFOLLOW).  0, or -1 (i out of range).
+ * ENOENT then means the flags changed or it was expunged meanwhile by
+ * another program: store_sync, then look again.
+ */
 int store_msg_path(
     const struct store_box *, size_t i, char *out, size_t outlen);
 
