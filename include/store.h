@@ -177,8 +177,11 @@ int store_delete(struct store *, const char *name, char *err, size_t errlen);
 int store_rename(
     struct store *, const char *from, const char *to, char *err, size_t errlen);
 /*
- * Adds (is_on) or removes name in "subscriptions" (one name per line,
- * Dovecot's file), replaced atomically.  Names need not exist (RFC 3501).
+ * Adds (is_on) or removes name in "subscriptions", Dovecot's version 2
+ * file ("V\t2\n\n", then one name per line, levels separated by tabs;
+ * a version 1 file of '/'-delimited names is read too), replaced
+ * atomically.  INBOX in any case is stored as INBOX.  Names need not
+ * exist (RFC 3501).
  */
 int store_subscribe(
     struct store *, const char *name, bool is_on, char *err, size_t errlen);

@@ -25,6 +25,8 @@
 
 static const char special_file[] = "postern-special-use";
 static const char subs_file[] = "subscriptions";
+/* Dovecot's version 2 header: levels then are separated by tabs. */
+static const char subs_v2[] = "V\t2\n\n";
 
 static const struct {
 	const char *name;
@@ -403,6 +405,30 @@ has_child(const struct entry *v, size_t n, const char *prefix)
 	return false;
 }
 
+/*
+ * The subscriptions as client names, one per line (NUL-terminated,
+ * caller frees; NULL when there are none): a version 2 file (Dovecot's,
+ * and what store_subscribe writes) has its header dropped and tabs
+ * turned into '/'; a version 1 file is taken as it is.
+ */
+static char *
+subs_read(struct store *st, int *r_out)
+{
+	uint8_t *data;
+	size_t len, hl = sizeof(subs_v2) - 1;
+
+	*r_out = store_read_file(st->root_fd, subs_file, 1 << 20, &data, &len);
+	if (*r_out != 0)
+		return NULL;
+	if (len >= hl && memcmp(data, subs_v2, hl) == 0) {
+		memmove(data, data + hl, len - hl + 1);
+		for (uint8_t *p = data; *p != '\0'; p++)
+			if (*p == '\t')
+				*p = STORE_DELIM;
+	}
+	return (char *)data;
+}
+
 static bool
 is_subscribed(const char *subs, const char *name)
 {
@@ -471,13 +497,13 @@ store_list(struct store *st, struct store_folder **out, size_t *n_out,
 	struct store_folder *v = NULL;
 	size_t n = 0, cap = 0, ne;
 	struct entry *e;
-	uint8_t *subs = NULL;
-	size_t slen;
+	char *subs;
+	int sr;
 
 	if (scan_folders(st, &e, &ne) == -1)
 		return store_fail(
 		    err, errlen, "cannot list: %s", strerror(errno));
-	store_read_file(st->root_fd, subs_file, 1 << 20, &subs, &slen);
+	subs = subs_read(st, &sr);
 	add_folder(&v, &n, &cap, "INBOX",
 	    has_child(e, ne, "INBOX") ? STORE_LIST_HASCHILDREN
 	                              : STORE_LIST_HASNOCHILDREN);
@@ -491,7 +517,7 @@ store_list(struct store *st, struct store_folder **out, size_t *n_out,
 		add_parents(&v, &n, &cap, e, ne, e[i].name);
 	}
 	for (size_t i = 0; i < n; i++)
-		if (is_subscribed((const char *)subs, v[i].name))
+		if (is_subscribed(subs, v[i].name))
 			v[i].attrs |= STORE_LIST_SUBSCRIBED;
 	qsort(v, n, sizeof(*v), folder_cmp);
 	free(subs);
@@ -639,26 +665,34 @@ int
 store_subscribe(
     struct store *st, const char *name, bool is_on, char *err, size_t errlen)
 {
-	uint8_t *data = NULL;
-	size_t len = 0, n = 0, cap;
-	char *out, *line, *save = NULL;
+	char canon[STORE_NAME_MAX + 1], *data, *out, *line, *save = NULL;
+	size_t n, cap, skip = inbox_prefix(name);
 	const char *why;
 	int r;
 
 	if (store_name_check(name, &why) == -1)
 		return store_fail(err, errlen, "%s", why);
-	if (store_read_file(st->root_fd, subs_file, 1 << 20, &data, &len) == -1)
+	/* INBOX in any case is INBOX (RFC 3501 5.1), as Dovecot stores it. */
+	snprintf(
+	    canon, sizeof(canon), "%s%s", skip > 0 ? "INBOX" : "", name + skip);
+	data = subs_read(st, &r);
+	if (r == -1)
 		return store_fail(err, errlen, "subscriptions unreadable");
-	cap = len + strlen(name) + 2;
+	cap = sizeof(subs_v2) + (data != NULL ? strlen(data) : 0) +
+	      strlen(canon) + 2;
 	out = xmalloc(cap);
-	for (line = data != NULL ? strtok_r((char *)data, "\n", &save) : NULL;
+	n = (size_t)snprintf(out, cap, "%s", subs_v2);
+	for (line = data != NULL ? strtok_r(data, "\n", &save) : NULL;
 	     line != NULL; line = strtok_r(NULL, "\n", &save)) {
-		if (strcmp(line, name) == 0)
-			continue;
-		n += (size_t)snprintf(out + n, cap - n, "%s\n", line);
+		if (strcmp(line, canon) != 0)
+			n += (size_t)snprintf(out + n, cap - n, "%s\n", line);
 	}
 	if (is_on)
-		n += (size_t)snprintf(out + n, cap - n, "%s\n", name);
+		n += (size_t)snprintf(out + n, cap - n, "%s\n", canon);
+	/* Version 2 on disk: the levels separated by tabs. */
+	for (char *p = out + sizeof(subs_v2) - 1; p < out + n; p++)
+		if (*p == STORE_DELIM)
+			*p = '\t';
 	r = store_write_atomic(st->root_fd, subs_file, out, n, err, errlen);
 	free(out);
 	free(data);

@@ -387,8 +387,22 @@ test_folders(void **state)
 		snprintf(path, sizeof(path), "%s/subscriptions", root);
 		b = slurp(path, &len);
 		b[len] = '\0';
-		assert_non_null(strstr((char *)b, "Gone/Later\n"));
-		assert_null(strstr((char *)b, "Sent\n"));
+		/* Dovecot's version 2 file: tabs between levels. */
+		assert_int_equal(strncmp((char *)b, "V\t2\n\n", 5), 0);
+		assert_non_null(strstr((char *)b, "\nGone\tLater\n"));
+		assert_null(strstr((char *)b, "\nSent\n"));
+		free(b);
+		/* A version 1 file (one '/'-delimited name per line) too. */
+		put(path, "INBOX\nA/B\n", 0);
+		assert_int_equal(attrs_of(st, "INBOX") & STORE_LIST_SUBSCRIBED,
+		    STORE_LIST_SUBSCRIBED);
+		assert_int_equal(
+		    store_subscribe(st, "inbox", false, err, sizeof(err)), 0);
+		assert_int_equal(
+		    attrs_of(st, "INBOX") & STORE_LIST_SUBSCRIBED, 0);
+		b = slurp(path, &len);
+		b[len] = '\0';
+		assert_string_equal((char *)b, "V\t2\n\nA\tB\n");
 		free(b);
 	}
 	store_free(&st);
