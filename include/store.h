@@ -302,7 +302,12 @@ void store_append_abort(struct store_box *, struct store_append *);
  */
 int store_copy(struct store_box *src, const uint32_t *uids, size_t n,
     struct store_box *dst, uint32_t *uid_out, char *err, size_t errlen);
-/* store_copy, then store_expunge of those uids in src (MOVE). */
+/*
+ * MOVE: as store_copy, but each file is renamed into dst (one atomic
+ * step: after a crash it is in one folder only), then dropped from src's
+ * index as expunged.  src may be dst (new UIDs).  0 or -1; what moved
+ * before an error is gone from src's index either way.
+ */
 int store_move(struct store_box *src, const uint32_t *uids, size_t n,
     struct store_box *dst, uint32_t *uid_out, char *err, size_t errlen);
 

@@ -228,13 +228,39 @@ map_keywords(struct store_box *src, struct store_box *dst, uint32_t kw)
 	return out;
 }
 
-int
-store_copy(struct store_box *src, const uint32_t *uids, size_t n,
-    struct store_box *dst, uint32_t *uid_out, char *err, size_t errlen)
+/*
+ * Puts src's file into dst's cur/: a hard link (COPY) or a rename (MOVE:
+ * one atomic step, so a crash leaves the message in exactly one folder,
+ * which the next sync of each finds); across filesystems a copy, then
+ * (MOVE) the source removed.  -1 with errno.
+ */
+static int
+put_file(struct store_box *src, const char *sname, struct store_box *dst,
+    const char *dname, bool is_move)
+{
+	if ((is_move ? renameat(src->cur_fd, sname, dst->cur_fd, dname)
+	             : linkat(src->cur_fd, sname, dst->cur_fd, dname, 0)) == 0)
+		return 0;
+	if (errno == ENOENT)
+		return -1; /* expunged meanwhile */
+	/* EXDEV, EMLINK, EPERM: a real copy. */
+	if (copy_file(src->cur_fd, sname, dst, dname) == -1)
+		return -1;
+	if (is_move)
+		unlinkat(src->cur_fd, sname, 0);
+	return 0;
+}
+
+static int
+transfer(struct store_box *src, const uint32_t *uids, size_t n,
+    struct store_box *dst, uint32_t *uid_out, bool is_move, char *err,
+    size_t errlen)
 {
 	char sname[300], dname[300], base[200];
 	uint64_t bytes = 0, count = 0;
 
+	/* Every slot answered, also when an error stops the loop. */
+	memset(uid_out, 0, n * sizeof(*uid_out));
 	for (size_t i = 0; i < n; i++) {
 		const struct store_msg *sm = store_msg_by_uid(src, uids[i]);
 		struct store_msg m;
@@ -257,27 +283,31 @@ store_copy(struct store_box *src, const uint32_t *uids, size_t n,
 		    store_flags_name(base, strlen(base), &m.flags, dname,
 		        sizeof(dname)) == -1)
 			continue;
-		if (linkat(src->cur_fd, sname, dst->cur_fd, dname, 0) == -1) {
+		if (put_file(src, sname, dst, dname, is_move) == -1) {
 			if (errno == ENOENT)
-				continue; /* expunged meanwhile */
-			/* EXDEV, EMLINK, EPERM: a real copy. */
-			if (copy_file(src->cur_fd, sname, dst, dname) == -1) {
-				if (errno == ENOENT)
-					continue;
-				return store_fail(err, errlen,
-				    "cannot copy message: %s", strerror(errno));
-			}
+				continue;
+			return store_fail(err, errlen, "cannot %s message: %s",
+			    is_move ? "move" : "copy", strerror(errno));
 		}
 		m.base = xstrdup(base);
 		uid_out[i] = index_add(dst, &m);
 		bytes += (uint64_t)phys_size(dst, &m);
 		count++;
 	}
-	if (count > 0 && fsync(dst->cur_fd) == -1)
+	if (count > 0 &&
+	    (fsync(dst->cur_fd) == -1 || (is_move && fsync(src->cur_fd) == -1)))
 		return store_fail(err, errlen, "fsync: %s", strerror(errno));
-	if (count > 0)
+	/* A move keeps the user's usage as it was. */
+	if (count > 0 && !is_move)
 		store_quota_add(dst->store, (int64_t)bytes, (int64_t)count);
 	return store_flush(dst, err, errlen);
+}
+
+int
+store_copy(struct store_box *src, const uint32_t *uids, size_t n,
+    struct store_box *dst, uint32_t *uid_out, char *err, size_t errlen)
+{
+	return transfer(src, uids, n, dst, uid_out, false, err, errlen);
 }
 
 static int
@@ -352,25 +382,48 @@ store_expunge(struct store_box *box, const uint32_t *uids, size_t n,
 	return store_flush(box, err, errlen);
 }
 
+/* Drops uids[0..n) (sorted) from box's index: their files are gone. */
+static void
+drop_uids(struct store_box *box, const uint32_t *uids, size_t n)
+{
+	uint64_t modseq = ++box->highestmodseq;
+	size_t w = 0;
+
+	for (size_t i = 0; i < box->n; i++) {
+		struct store_msg *m = &box->msgs[i];
+		uint8_t rec[STORE_LOG_REC_MAX];
+
+		if (bsearch(&m->uid, uids, n, sizeof(*uids), uid_cmp) == NULL) {
+			box->msgs[w++] = *m;
+			continue;
+		}
+		store_vanished_push(box, m->uid, modseq);
+		store_pend(box, rec, store_log_expunge(rec, m->uid, modseq));
+		free(m->base);
+	}
+	box->n = w;
+}
+
 int
 store_move(struct store_box *src, const uint32_t *uids, size_t n,
     struct store_box *dst, uint32_t *uid_out, char *err, size_t errlen)
 {
-	uint32_t *gone, *moved;
-	size_t ngone, nm = 0;
+	uint32_t *moved;
+	size_t nm = 0;
 	int r;
 
-	if (store_copy(src, uids, n, dst, uid_out, err, errlen) == -1)
-		return -1;
+	r = transfer(src, uids, n, dst, uid_out, true, err, errlen);
 	moved = xreallocarray(NULL, n + 1, sizeof(*moved));
 	for (size_t i = 0; i < n; i++)
 		if (uid_out[i] != 0)
 			moved[nm++] = uids[i];
-	r = nm == 0 ? 0
-	            : store_expunge(
-	                  src, moved, nm, &gone, NULL, &ngone, err, errlen);
-	if (nm > 0)
-		free(gone);
+	/* Even after an error: what moved is gone from src. */
+	if (nm > 0) {
+		qsort(moved, nm, sizeof(*moved), uid_cmp);
+		drop_uids(src, moved, nm);
+		if (store_flush(src, err, errlen) == -1)
+			r = -1;
+	}
 	free(moved);
 	return r;
 }

@@ -648,6 +648,28 @@ test_ops(void **state)
 	assert_int_equal(box->n, 1);
 	assert_int_equal(box->msgs[0].uid, 2);
 	assert_int_equal(box->nvanished, 1);
+	/* Moved: the source file is gone from INBOX's cur/. */
+	{
+		char cmd[PATH_MAX];
+		FILE *ls;
+		int files = 0;
+
+		snprintf(cmd, sizeof(cmd), "ls '%s/cur'", root);
+		ls = popen(cmd, "r");
+		assert_non_null(ls);
+		while (fgets(cmd, sizeof(cmd), ls) != NULL)
+			files++;
+		pclose(ls);
+		assert_int_equal(files, 1);
+	}
+	/* MOVE into the same folder: a new UID, the old one vanished. */
+	uids[0] = 2;
+	assert_int_equal(
+	    store_move(box, uids, 1, box, out, err, sizeof(err)), 0);
+	assert_int_equal(box->n, 1);
+	assert_true(out[0] > 2);
+	assert_int_equal(box->msgs[0].uid, out[0]);
+	assert_int_equal(box->nvanished, 2);
 
 	/* EXPUNGE of \Deleted messages only. */
 	f.sys = STORE_F_DELETED;
