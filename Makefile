@@ -29,6 +29,11 @@ MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
 	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \
 	src/mime/mime_header.c
 LIB_SRC += $(MIME_SRC)
+# The mailbox store: Maildir++ folders, flags, per-folder index (issue 12).
+STORE_SRC = src/store/store.c src/store/store_util.c src/store/store_flags.c \
+	src/store/store_index.c src/store/store_box.c src/store/store_ops.c \
+	src/store/store_quota.c
+LIB_SRC += $(STORE_SRC)
 D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 	src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
 	src/queue/queue.c src/queue/outbound.c src/pop3/pop3_session.c
@@ -126,7 +131,7 @@ test:
 # ---- fuzzing (clang libFuzzer), bounded ---------------------------------
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
-	fuzz_mime
+	fuzz_mime fuzz_store_index
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
@@ -134,7 +139,7 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/queue/queue_file.c src/queue/smtp_reply.c src/policy/policy.c \
 	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c src/lib/sasl.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
-	src/lib/span.c $(MIME_SRC)
+	src/lib/span.c $(MIME_SRC) $(STORE_SRC)
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p build/fuzz

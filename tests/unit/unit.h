@@ -32,5 +32,6 @@ int run_committer_tests(void);
 int run_core_tests(void);
 int run_imap_parse_tests(void);
 int run_mime_tests(void);
+int run_store_tests(void);
 
 #endif

@@ -29,5 +29,6 @@ main(void)
 	failed += run_core_tests();
 	failed += run_imap_parse_tests();
 	failed += run_mime_tests();
+	failed += run_store_tests();
 	return failed != 0;
 }

@@ -1,0 +1,71 @@
+/* Helpers shared by the src/store files (not an API). */
+#ifndef POSTERN_STORE_PRIV_H
+#define POSTERN_STORE_PRIV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "store.h"
+
+struct store {
+	int root_fd;
+	char *root;
+};
+
+int store_fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+uint32_t store_crc32(uint32_t crc, const void *data, size_t len);
+/*
+ * Writes data to name under dfd atomically: NAME.tmp (O_EXCL after
+ * removing a stale one, O_NOFOLLOW), fsync, rename over name, fsync dfd.
+ */
+int store_write_atomic(int dfd, const char *name, const void *data, size_t len,
+    char *err, size_t errlen);
+/*
+ * Reads the regular file name under dfd (never through a link, at most
+ * max bytes) into a malloc'd buffer: 0, 1 when it is missing, -1.
+ */
+int store_read_file(
+    int dfd, const char *name, size_t max, uint8_t **out, size_t *len_out);
+/* Opens a subdirectory with O_DIRECTORY|O_NOFOLLOW (mkdir'd with is_create). */
+int store_open_dir(int dfd, const char *name, bool is_create);
+/* Removes name under dfd and everything below it (links not followed). */
+int store_remove_tree(int dfd, const char *name);
+/* The CRLF size of the open file fd (from the start). */
+int store_crlf_size(int fd, uint64_t *out);
+
+/* Queues one framed log record (store_flush writes it). */
+void store_pend(struct store_box *, const uint8_t *rec, size_t len);
+
+/* Little-endian encoding for the index files. */
+static inline void
+store_put32(uint8_t *p, uint32_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+	p[2] = (uint8_t)(v >> 16);
+	p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void
+store_put64(uint8_t *p, uint64_t v)
+{
+	store_put32(p, (uint32_t)v);
+	store_put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static inline uint32_t
+store_get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+	       (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t
+store_get64(const uint8_t *p)
+{
+	return (uint64_t)store_get32(p) | (uint64_t)store_get32(p + 4) << 32;
+}
+
+#endif
