@@ -106,6 +106,9 @@ struct bounce {
 	char (*st)[16];              /* status codes dr[i].status may use */
 	char remote[QADDR_MAX];
 	size_t body_offset;
+	char *hdrs; /* the original's header section, read on the storage
+	             * pool before the first expansion */
+	size_t hdrs_len;
 	bool is_delay, to_postmaster;
 	bool is_composed; /* bounce_run built dlv: store it */
 	/* A temporary failure (directory or disk): b waits on q->retries
@@ -343,6 +346,7 @@ bounce_free(struct bounce *b)
 	strlist_clear(&b->mailboxes);
 	buf_release(&b->content);
 	free(b->trace);
+	free(b->hdrs);
 	config_unref(&b->cfg);
 	free(b);
 }
@@ -453,17 +457,17 @@ read_headers(const char *path, size_t offset, char *out, size_t cap)
 	return end ? (size_t)(end - out + 1) : (size_t)n;
 }
 
-/* Directory worker: compose the DSN and find where it goes; the write is
- * submitted to the storage pool by bounce_expanded (a slow disk never
- * holds a directory thread, so never RCPT). */
+/* Directory worker: find where the DSN goes and compose it; the header
+ * section was read on the storage pool (bounce_read_run) and the write is
+ * submitted to it by bounce_expanded: a slow disk never holds a directory
+ * thread, so never RCPT. */
 static void
 bounce_run(void *arg, void *ctx)
 {
 	struct bounce *b = arg;
 	struct dir *d = ctx;
 	struct strlist remote = {0};
-	char *hdrs = xmalloc(DSN_HEADERS_MAX + 1), path[PATH_MAX], err[256];
-	char date[64];
+	char err[256], date[64];
 	struct dsn_info info;
 	struct addr to;
 	const char *why;
@@ -471,8 +475,6 @@ bounce_run(void *arg, void *ctx)
 	struct tm tm;
 	enum dir_expand_result r = DIR_EXPAND_TEMPFAIL;
 
-	queue_path(path, sizeof(path), b->cfg->data_dir, "entries", b->orig.id,
-	    ".msg");
 	memset(&info, 0, sizeof(info));
 	info.hostname = b->cfg->hostname;
 	info.queue_id = b->orig.id;
@@ -483,9 +485,8 @@ bounce_run(void *arg, void *ctx)
 	info.is_delay = b->is_delay;
 	info.rcpts = b->dr;
 	info.nrcpt = b->orig.nrcpt;
-	info.headers = hdrs;
-	info.headers_len =
-	    read_headers(path, b->body_offset, hdrs, DSN_HEADERS_MAX + 1);
+	info.headers = b->hdrs;
+	info.headers_len = b->hdrs_len;
 	queue_new_id(b->out.id);
 	b->out.arrival = now;
 	b->out.from[0] = '\0'; /* DSNs have the null sender (RFC 3464) */
@@ -535,7 +536,6 @@ bounce_run(void *arg, void *ctx)
 		snprintf(b->dlv.error, sizeof(b->dlv.error),
 		    "directory: %.200s",
 		    err[0] != '\0' ? err : "temporary failure");
-		free(hdrs);
 		return;
 	}
 	if (r != DIR_EXPAND_LOCAL || b->mailboxes.n + remote.n == 0 ||
@@ -543,11 +543,9 @@ bounce_run(void *arg, void *ctx)
 		b->dlv.result = -1;
 		snprintf(b->dlv.error, sizeof(b->dlv.error),
 		    "no deliverable address for the DSN");
-		free(hdrs);
 		strlist_clear(&remote);
 		return;
 	}
-	free(hdrs);
 	for (size_t i = 0; i < remote.n; i++)
 		queue_env_add_rcpt(&b->out, remote.v[i], now);
 	strlist_clear(&remote);
@@ -595,11 +593,38 @@ bounce_expanded(void *arg)
 		bounce_stored(b);
 }
 
+/* Storage worker: the original's header section, for the DSN. */
+static void
+bounce_read_run(void *arg, void *ctx)
+{
+	struct bounce *b = arg;
+	char path[PATH_MAX];
+
+	(void)ctx;
+	queue_path(path, sizeof(path), b->cfg->data_dir, "entries", b->orig.id,
+	    ".msg");
+	b->hdrs = xmalloc(DSN_HEADERS_MAX + 1);
+	b->hdrs_len =
+	    read_headers(path, b->body_offset, b->hdrs, DSN_HEADERS_MAX + 1);
+}
+
+/* Loop: the headers are read; on to the directory pool. */
+static void
+bounce_read_done(void *arg)
+{
+	struct bounce *b = arg;
+
+	workers_submit(b->q->workers, bounce_run, bounce_expanded, b);
+}
+
 static void
 bounce_submit(struct queue *q, struct bounce *b)
 {
 	q->dsn_pending++;
-	workers_submit(q->workers, bounce_run, bounce_expanded, b);
+	if (b->hdrs == NULL)
+		workers_submit(q->store, bounce_read_run, bounce_read_done, b);
+	else
+		workers_submit(q->workers, bounce_run, bounce_expanded, b);
 }
 
 /* Sends a DSN about the recipients of e whose index is in idx. */
