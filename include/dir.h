@@ -243,10 +243,6 @@ enum dir_login_result dir_login(struct dir *, const char *user,
 /* For the log: "wrong password", "no such user", ... (static text). */
 const char *dir_login_reason(enum dir_login_result);
 
-/* dir_login as 1 (ok), 0 (bad or unknown) or -1 (directory error). */
-int dir_auth(struct dir *, const char *user, const char *pass, char *canon,
-    size_t canonlen);
-
 /* Splits "local@domain" written by an admin into normalised parts. */
 int dir_split_address(const char *s, char *local, size_t llen, char *domain,
     size_t dlen, const char **why);

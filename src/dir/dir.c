@@ -414,23 +414,6 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	return r ? DIR_LOGIN_OK : DIR_LOGIN_BAD_PASSWORD;
 }
 
-int
-dir_auth(struct dir *d, const char *user, const char *pass, char *canon,
-    size_t canonlen)
-{
-	char c[ADDR_PATH_MAX + 8], err[256];
-
-	switch (dir_login(d, user, pass, c, sizeof(c), err, sizeof(err))) {
-	case DIR_LOGIN_OK:
-		snprintf(canon, canonlen, "%s", c);
-		return 1;
-	case DIR_LOGIN_TEMPFAIL:
-		return -1;
-	default:
-		return 0;
-	}
-}
-
 const char *
 dir_login_reason(enum dir_login_result r)
 {
