@@ -94,7 +94,8 @@ struct dir_read_ops {
 	 * with target (exactly as stored) to out.  1: some, 0: none. */
 	int (*alias_sources)(struct dir *, const char *target,
 	    struct strlist *out, char *err, size_t errlen);
-	/* Appends the host aliases of the (canonical) domain to out. */
+	/* Appends the host aliases of the (canonical) domain to out.
+	 * 1: some, 0: none, -1: directory error. */
 	int (*domain_aliases)(struct dir *, const char *domain,
 	    struct strlist *out, char *err, size_t errlen);
 	/* Optional (NULL: no deadline).  is_start: one deadline,

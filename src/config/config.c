@@ -554,7 +554,7 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 			*why = "unknown directory backend (want sqlite)";
 			return -1;
 		}
-		*(int *)field = CONFIG_DIRECTORY_SQLITE;
+		*(enum config_directory *)field = CONFIG_DIRECTORY_SQLITE;
 		return 0;
 	case T_SENDER_MATCH:
 		return set_enum(field, v, sender_match_names,

@@ -25,12 +25,13 @@ struct dir *
 dir_open(const struct config *cfg, int flags, char *err, size_t errlen)
 {
 	err[0] = '\0';
-	switch ((enum config_directory)cfg->directory) {
+	switch (cfg->directory) {
 	case CONFIG_DIRECTORY_SQLITE:
 		return dir_sqlite_open(cfg->db_path, cfg->directory_timeout_ms,
 		    flags, err, errlen);
 	}
-	snprintf(err, errlen, "directory: unknown backend %d", cfg->directory);
+	snprintf(
+	    err, errlen, "directory: unknown backend %d", (int)cfg->directory);
 	return NULL;
 }
 
