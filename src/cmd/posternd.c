@@ -324,6 +324,22 @@ reload_run(void *arg, void *ctx)
 }
 
 /* Loop: swap the new config in; on any error the running one stays. */
+/* The keys posternd itself reads only at start: the pools, the
+ * directory handles (opened once per thread) and the outbound threads. */
+static bool
+daemon_restart_needed(const struct config *old, const struct config *n)
+{
+	return strcmp(n->data_dir, old->data_dir) != 0 ||
+	       strcmp(n->user, old->user) != 0 ||
+	       (n->tls_cert[0] == '\0') != (old->tls_cert[0] == '\0') ||
+	       n->workers != old->workers ||
+	       n->dir_workers != old->dir_workers ||
+	       n->auth_workers != old->auth_workers ||
+	       n->directory != old->directory ||
+	       n->directory_timeout_ms != old->directory_timeout_ms ||
+	       n->smtp_max_connections != old->smtp_max_connections;
+}
+
 static void
 reload_done(void *arg)
 {
@@ -365,18 +381,13 @@ reload_done(void *arg)
 		for (size_t i = 0; i < NSERVICES; i++)
 			is_restart |= services[i]->restart_needed(
 			    dm->boot, n, keys, sizeof(keys));
-		is_restart |= strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
-		              strcmp(n->user, dm->boot->user) != 0 ||
-		              (n->tls_cert[0] == '\0') !=
-		                  (dm->boot->tls_cert[0] == '\0') ||
-		              n->workers != dm->boot->workers ||
-		              n->dir_workers != dm->boot->dir_workers ||
-		              n->auth_workers != dm->boot->auth_workers;
+		is_restart |= daemon_restart_needed(dm->boot, n);
 		if (is_restart)
 			log_warn(
 			    "event=reload note=\"data_dir, user, listeners, "
-			    "workers, dir_workers, auth_workers and turning "
-			    "TLS on or off change only at restart\" "
+			    "workers, dir_workers, auth_workers, directory, "
+			    "directory_timeout, smtp_max_connections and "
+			    "turning TLS on or off change only at restart\" "
 			    "listeners=%s",
 			    keys[0] != '\0' ? keys : "-");
 		for (size_t i = 0; i < NSERVICES; i++)

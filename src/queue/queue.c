@@ -61,7 +61,8 @@ struct queue {
 	TAILQ_HEAD(, bounce) retries; /* DSNs waiting to try again */
 	struct event *timer;
 	size_t active;
-	size_t dsn_pending;      /* DSNs being composed or stored */
+	size_t max_active;  /* smtp_max_connections at start: the threads */
+	size_t dsn_pending; /* DSNs being composed or stored */
 	struct counter *domains; /* outbound connections per domain */
 	bool is_stopping;
 };
@@ -821,7 +822,7 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 		const char *dom;
 		struct attempt *a;
 
-		if (q->active >= q->cfg->smtp_max_connections)
+		if (q->active >= q->max_active)
 			return;
 		if (e->busy[i] || e->env.rcpts[i].state != QRCPT_PENDING ||
 		    e->env.rcpts[i].next > now)
@@ -878,7 +879,7 @@ queue_run(struct queue *q)
 		return;
 	bounce_retry(q, now);
 	TAILQ_FOREACH(e, &q->entries, link) {
-		if (q->active >= q->cfg->smtp_max_connections)
+		if (q->active >= q->max_active)
 			break;
 		if (e->env.is_held || e->is_deleted || e->is_persisting)
 			continue;
@@ -948,8 +949,10 @@ queue_new(struct event_base *base, struct config *cfg, struct workers *w,
 	q->domains = counter_new(64);
 	TAILQ_INIT(&q->entries);
 	TAILQ_INIT(&q->retries);
-	q->outbound =
-	    workers_new(base, cfg->smtp_max_connections, NULL, NULL, NULL);
+	/* One thread per connection, fixed until restart (a reload that
+	 * changes smtp_max_connections says so). */
+	q->max_active = cfg->smtp_max_connections;
+	q->outbound = workers_new(base, q->max_active, NULL, NULL, NULL);
 	q->timer = event_new(base, -1, EV_PERSIST, on_timer, q);
 	event_add(q->timer, &tv);
 	return q;
