@@ -14,8 +14,11 @@
  *
  * Return convention, for every backend and every caller:
  *   read ops    1 found, 0 not found, -1 temporary error (err filled);
- *   admin ops   0 done, -1 refused or failed (err filled: one line, for
- *               the admin: "no such user", "directory: disk I/O error").
+ *   admin ops   0 done (DIR_ADMIN_OK), -1 refused (DIR_ADMIN_REFUSED:
+ *               the change is not allowed, err says why: "no such
+ *               user"), -2 backend error (DIR_ADMIN_ERROR: temporary,
+ *               the same change may work later; err: "directory: disk
+ *               I/O error").  err is one line, for the admin.
  * -1 on the read side never means "no": callers answer 4xx / tempfail.
  * Callers on the read side use the dir_* wrappers below, not the ops.
  *
@@ -106,8 +109,15 @@ struct dir_read_ops {
 	void (*deadline)(struct dir *, bool is_start);
 };
 
+enum dir_admin_result {
+	DIR_ADMIN_OK = 0,
+	DIR_ADMIN_REFUSED = -1, /* not allowed (no such ..., exists, ...) */
+	DIR_ADMIN_ERROR = -2,   /* the backend failed: try again later */
+};
+
 struct dir_admin_ops {
-	/* Each returns 0 or -1 with a one-line reason in err. */
+	/* Each returns an enum dir_admin_result (0, -1 or -2) with a
+	 * one-line reason in err when not 0. */
 	int (*domain_add)(struct dir *, const char *domain, char *err, size_t);
 	int (*domain_del)(struct dir *, const char *domain, char *err, size_t);
 	int (*host_alias_add)(struct dir *, const char *alias,

@@ -174,10 +174,12 @@ hash_from_input(char *hash, size_t hlen)
 	return 0;
 }
 
+/* An admin op's result (dir.h): a refusal (-1) and a backend error
+ * (-2) both print err and exit 1; err tells them apart for a person. */
 static int
 result(struct ctl *c, int r)
 {
-	if (r == -1)
+	if (r < 0)
 		return die("%s", c->err);
 	return 0;
 }

@@ -184,7 +184,7 @@ dir_need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
 	    d, domain, canon, sizeof(canon), err, errlen);
 
 	if (r == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	/* A host alias resolves to another name; a domain to itself. */
 	if (r == 1 && strcmp(canon, domain) == 0)
 		return 0;
@@ -192,7 +192,7 @@ dir_need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
 	    r == 1 ? "%s is a host alias: use its domain"
 	           : "no such domain: %s",
 	    domain);
-	return -1;
+	return DIR_ADMIN_REFUSED;
 }
 
 int
@@ -203,12 +203,14 @@ dir_need_new_domain(
 	int r =
 	    d->ops->domain_resolve(d, name, canon, sizeof(canon), err, errlen);
 
+	if (r == -1)
+		return DIR_ADMIN_ERROR;
 	if (r == 1)
 		snprintf(err, errlen,
 		    is_alias ? "%s is already a domain or host alias"
 		             : "domain %s already exists",
 		    name);
-	return r == 0 ? 0 : -1;
+	return r == 0 ? 0 : DIR_ADMIN_REFUSED;
 }
 
 int
@@ -220,17 +222,17 @@ dir_need_free(struct dir *d, const char *local, const char *domain,
 	enum dir_kind kind = DIR_KIND_NONE;
 	int r;
 
-	if (dir_need_domain(d, domain, err, errlen) == -1)
-		return -1;
+	if ((r = dir_need_domain(d, domain, err, errlen)) != 0)
+		return r;
 	r = d->ops->address_lookup(d, local, domain, &kind, &t, err, errlen);
 	strlist_clear(&t);
 	if (r == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	if (kind == DIR_KIND_NONE || (may_be_alias && kind == DIR_KIND_ALIAS))
 		return 0;
 	snprintf(err, errlen, "%s@%s already exists as %s", local, domain,
 	    names[kind]);
-	return -1;
+	return DIR_ADMIN_REFUSED;
 }
 
 static void
