@@ -63,9 +63,6 @@ enum config_directory {
 	CONFIG_DIRECTORY_SQLITE,
 };
 
-/* The SQLite directory's file name inside data_dir (the one place). */
-#define CONFIG_DB_FILE "postern.db"
-
 struct config {
 	int refs;
 	char *path;
@@ -89,7 +86,6 @@ struct config {
 	size_t spool_min_free;         /* free bytes the DATA spool leaves */
 	int log_level;
 	char *log_file; /* "" : syslog (stderr with -f) */
-	char *db_path;  /* derived: data_dir/CONFIG_DB_FILE */
 	enum config_directory directory;
 	unsigned directory_timeout_ms; /* bound on each directory query */
 	/* outbound */

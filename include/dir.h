@@ -164,11 +164,35 @@ enum dir_open_flags {
 	                            call connects again */
 };
 
+/* The SQLite directory's file name inside data_dir (the one place). */
+#define DIR_SQLITE_FILE "postern.db"
+
+/*
+ * As the run user, before any dir_open: creates (unless is_dry) and
+ * checks the backend's own files under data_fd (data_dir, named
+ * data_dir in messages), the way safefs_prepare does the rest of the
+ * tree (SQLite: DIR_SQLITE_FILE and its -journal/-wal/-shm, with
+ * safefs_prepare_db's rules and texts; a backend with no files does
+ * nothing).  What it changed, or with is_dry would change, is appended
+ * to note as lines.  0, or -1 with err (the caller prefixes
+ * "data_dir: ").
+ */
+int dir_prepare(const struct config *, int data_fd, bool is_dry, char *note,
+    size_t notelen, char *err, size_t errlen);
+
+/*
+ * For posternctl check, after dir_prepare(is_dry): whether the backend
+ * start-up opens answers, changing nothing.  0 (or nothing to check yet:
+ * SQLite's file is created at start), or -1 with err, e.g.
+ * "directory: PATH: file is not a database".
+ */
+int dir_check(const struct config *, int data_fd, char *err, size_t errlen);
+
 /*
  * Opens the directory backend config `directory` names, with its
- * settings (SQLite: db_path, directory_timeout).  NULL with err when it
- * cannot be opened (with DIR_OPEN_LAZY: only for a backend that does not
- * exist).  Close with dir_close.
+ * settings (SQLite: DIR_SQLITE_FILE in data_dir, directory_timeout).  NULL with
+ * err when it cannot be opened (with DIR_OPEN_LAZY: only for a backend that
+ * does not exist).  Close with dir_close.
  */
 struct dir *dir_open(
     const struct config *, int flags, char *err, size_t errlen);

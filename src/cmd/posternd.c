@@ -132,8 +132,10 @@ prepare_data_tree(const struct config *cfg, int data_fd)
 	char err[4352], note[4096];
 	struct dir *d;
 
-	if (safefs_prepare(data_fd, cfg->data_dir, CONFIG_DB_FILE, note,
-	        sizeof(note), err, sizeof(err)) == -1)
+	if (safefs_prepare(data_fd, cfg->data_dir, NULL, note, sizeof(note),
+	        err, sizeof(err)) == -1 ||
+	    dir_prepare(cfg, data_fd, false, note, sizeof(note), err,
+	        sizeof(err)) == -1)
 		fatalx("data_dir: %s", err);
 	for (char *l = strtok(note, "\n"); l; l = strtok(NULL, "\n")) {
 		char safe[1024]; /* names under mail/ are the run user's */

@@ -1,14 +1,19 @@
 /*
  * dir: backend-independent directory logic (include/dir.h): dir_open's
- * backend table, the read-side wrappers every caller uses, recipient
- * expansion, login and sender-match addresses over the read primitives,
- * and address normalisation for administration.  Expansion is
- * breadth-first with a visited set, so alias loops end and every mailbox
+ * backend table (and dir_prepare's, dir_check's: a backend's files and
+ * settings are known here and in its own file only), the read-side wrappers
+ * every caller uses, recipient expansion, login and sender-match addresses over
+ * the read primitives, and address normalisation for administration.  Expansion
+ * is breadth-first with a visited set, so alias loops end and every mailbox
  * appears once.  Nothing here talks to a database itself, and nothing
  * here may turn a backend's -1 (temporary) into "not found".
  */
+#include <sys/stat.h>
+
 #include <assert.h>
 #include <ctype.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,17 +23,74 @@
 #include "dir.h"
 #include "dir_priv.h"
 #include "passwd.h"
+#include "safefs.h"
 
 #define EXPAND_MAX_DEPTH 20
+
+/* SQLite's file: data_dir/DIR_SQLITE_FILE. */
+static int
+sqlite_path(
+    const struct config *cfg, char *path, size_t len, char *err, size_t errlen)
+{
+	if (snprintf(path, len, "%s/%s", cfg->data_dir, DIR_SQLITE_FILE) >=
+	    (int)len) {
+		snprintf(err, errlen, "directory: data_dir too long");
+		return -1;
+	}
+	return 0;
+}
+
+int
+dir_prepare(const struct config *cfg, int data_fd, bool is_dry, char *note,
+    size_t notelen, char *err, size_t errlen)
+{
+	switch (cfg->directory) {
+	case CONFIG_DIRECTORY_SQLITE:
+		return safefs_prepare_db(data_fd, cfg->data_dir,
+		    DIR_SQLITE_FILE, is_dry, note, notelen, err, errlen);
+	}
+	return 0;
+}
+
+int
+dir_check(const struct config *cfg, int data_fd, char *err, size_t errlen)
+{
+	char path[PATH_MAX], canon[ADDR_DOMAIN_MAX + 1], why[512];
+	struct stat st;
+	struct dir *d;
+	int r = 0;
+
+	if (cfg->directory == CONFIG_DIRECTORY_SQLITE &&
+	    fstatat(data_fd, DIR_SQLITE_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return 0; /* created at start */
+	if (sqlite_path(cfg, path, sizeof(path), err, errlen) == -1)
+		return -1;
+	/* dir_open reads the database; a lookup shows it answers. */
+	d = dir_open(cfg, DIR_OPEN_READ, err, errlen);
+	if (d == NULL) /* err: "directory: PATH: why" */
+		return -1;
+	if (dir_domain_resolve(d, "check.invalid", canon, sizeof(canon), why,
+	        sizeof(why)) == -1) { /* why: "directory: why" */
+		snprintf(err, errlen, "directory: %s: %s", path,
+		    strncmp(why, "directory: ", 11) == 0 ? why + 11 : why);
+		r = -1;
+	}
+	dir_close(&d);
+	return r;
+}
 
 struct dir *
 dir_open(const struct config *cfg, int flags, char *err, size_t errlen)
 {
+	char path[PATH_MAX];
+
 	err[0] = '\0';
 	switch (cfg->directory) {
 	case CONFIG_DIRECTORY_SQLITE:
-		return dir_sqlite_open(cfg->db_path, cfg->directory_timeout_ms,
-		    flags, err, errlen);
+		if (sqlite_path(cfg, path, sizeof(path), err, errlen) == -1)
+			return NULL;
+		return dir_sqlite_open(
+		    path, cfg->directory_timeout_ms, flags, err, errlen);
 	}
 	snprintf(
 	    err, errlen, "directory: unknown backend %d", (int)cfg->directory);

@@ -53,7 +53,7 @@ sqlite_at(unsigned timeout_ms, int flags)
 static struct dir *
 sqlite_new(void)
 {
-	snprintf(dbpath, sizeof(dbpath), "%s/%s", tmpdir, CONFIG_DB_FILE);
+	snprintf(dbpath, sizeof(dbpath), "%s/%s", tmpdir, DIR_SQLITE_FILE);
 	unlink(dbpath);
 	return sqlite_at(5000, DIR_OPEN_ADMIN);
 }
@@ -815,7 +815,7 @@ setup_tmp(void **state)
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/postern-unit-XXXXXX");
 	if (mkdtemp(tmpdir) == NULL)
 		return -1;
-	snprintf(dbpath, sizeof(dbpath), "%s/%s", tmpdir, CONFIG_DB_FILE);
+	snprintf(dbpath, sizeof(dbpath), "%s/%s", tmpdir, DIR_SQLITE_FILE);
 	return 0;
 }
 
@@ -1082,7 +1082,7 @@ test_sqlite_replaced(void **state)
 	dir_close(&r);
 }
 
-/* dir_open: the backend from `directory`, SQLite at db_path. */
+/* dir_open: the backend from `directory`, SQLite in data_dir. */
 static void
 test_dir_open_config(void **state)
 {
@@ -1122,9 +1122,65 @@ test_dir_open_config(void **state)
 		assert_non_null(d);
 		assert_non_null(d->admin);
 		dir_close(&d);
-		assert_int_equal(access(c->db_path, F_OK), 0);
+		snprintf(text, sizeof(text), "%s/%s", tmpdir, DIR_SQLITE_FILE);
+		assert_int_equal(access(text, F_OK), 0);
 		config_unref(&c);
 	}
+}
+
+/* dir_prepare and dir_check: SQLite's file, made and checked by src/dir
+ * alone (posternd and posternctl never name it). */
+static void
+test_dir_prepare_check(void **state)
+{
+	char text[512], err[512], note[512] = "", path[512];
+	struct config *c = NULL;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, DIR_SQLITE_FILE);
+	unlink(path);
+	snprintf(text, sizeof(text),
+	    "data_dir = %s\nsmtp_listen = 127.0.0.1:25\n", tmpdir);
+	assert_int_equal(
+	    config_parse(text, strlen(text), "t.conf", &c, err, sizeof(err)),
+	    0);
+	fd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	/* Missing: nothing to check yet, and a dry run creates nothing. */
+	assert_int_equal(dir_check(c, fd, err, sizeof(err)), 0);
+	assert_int_equal(
+	    dir_prepare(c, fd, true, note, sizeof(note), err, sizeof(err)), 0);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(
+	    dir_prepare(c, fd, false, note, sizeof(note), err, sizeof(err)), 0);
+	assert_int_equal(access(path, F_OK), 0);
+	/* Start-up's read-write open makes the schema; then it answers. */
+	dir_close(
+	    &(struct dir *){dir_open(c, DIR_OPEN_ADMIN, err, sizeof(err))});
+	if (dir_check(c, fd, err, sizeof(err)) != 0)
+		fail_msg("dir_check: %s", err);
+	/* Not a database: dir_check names the file. */
+	assert_int_equal(truncate(path, 0), 0);
+	{
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fputs("this is not an sqlite database, just some text....", f);
+		fclose(f);
+	}
+	assert_int_equal(dir_check(c, fd, err, sizeof(err)), -1);
+	assert_true(strncmp(err, "directory: ", 11) == 0);
+	assert_non_null(strstr(err, path));
+	/* Too loose: tightened, and said so. */
+	chmod(path, 0644);
+	note[0] = '\0';
+	assert_int_equal(
+	    dir_prepare(c, fd, false, note, sizeof(note), err, sizeof(err)), 0);
+	assert_non_null(strstr(note, "tightened to 0600"));
+	close(fd);
+	unlink(path);
+	config_unref(&c);
 }
 
 int
@@ -1139,6 +1195,7 @@ run_dir_tests(void)
 	    cmocka_unit_test(test_sqlite_old_schema),
 	    cmocka_unit_test(test_sqlite_replaced),
 	    cmocka_unit_test(test_dir_open_config),
+	    cmocka_unit_test(test_dir_prepare_check),
 	};
 	int failed = 0;
 
