@@ -433,7 +433,7 @@ bounce_stored(void *arg)
 		}
 	} else {
 		log_err("id=%s event=dsn result=fail error=\"%s\"", b->orig.id,
-		    log_esc(b->dlv.error));
+		    b->dlv.error);
 	}
 	bounce_free(b);
 }
