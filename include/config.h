@@ -63,9 +63,6 @@ enum config_directory {
 	CONFIG_DIRECTORY_SQLITE,
 };
 
-/* The SQLite directory's file name inside data_dir (the one place). */
-#define CONFIG_DB_FILE "postern.db"
-
 struct config {
 	int refs;
 	char *path;
@@ -88,9 +85,8 @@ struct config {
 	size_t smtp_memory_limit;      /* message bytes in RAM, all sessions */
 	size_t spool_min_free;         /* free bytes the DATA spool leaves */
 	int log_level;
-	char *log_file;                /* "" : syslog (stderr with -f) */
-	char *db_path;                 /* derived: data_dir/CONFIG_DB_FILE */
-	int directory;                 /* enum config_directory */
+	char *log_file; /* "" : syslog (stderr with -f) */
+	enum config_directory directory;
 	unsigned directory_timeout_ms; /* bound on each directory query */
 	/* outbound */
 	char *relayhost, *dns_servers, *smtp_tls_ca_file;

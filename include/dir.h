@@ -14,8 +14,11 @@
  *
  * Return convention, for every backend and every caller:
  *   read ops    1 found, 0 not found, -1 temporary error (err filled);
- *   admin ops   0 done, -1 refused or failed (err filled: one line, for
- *               the admin: "no such user", "directory: disk I/O error").
+ *   admin ops   0 done (DIR_ADMIN_OK), -1 refused (DIR_ADMIN_REFUSED:
+ *               the change is not allowed, err says why: "no such
+ *               user"), -2 backend error (DIR_ADMIN_ERROR: temporary,
+ *               the same change may work later; err: "directory: disk
+ *               I/O error").  err is one line, for the admin.
  * -1 on the read side never means "no": callers answer 4xx / tempfail.
  * Callers on the read side use the dir_* wrappers below, not the ops.
  *
@@ -94,7 +97,8 @@ struct dir_read_ops {
 	 * with target (exactly as stored) to out.  1: some, 0: none. */
 	int (*alias_sources)(struct dir *, const char *target,
 	    struct strlist *out, char *err, size_t errlen);
-	/* Appends the host aliases of the (canonical) domain to out. */
+	/* Appends the host aliases of the (canonical) domain to out.
+	 * 1: some, 0: none, -1: directory error. */
 	int (*domain_aliases)(struct dir *, const char *domain,
 	    struct strlist *out, char *err, size_t errlen);
 	/* Optional (NULL: no deadline).  is_start: one deadline,
@@ -105,8 +109,15 @@ struct dir_read_ops {
 	void (*deadline)(struct dir *, bool is_start);
 };
 
+enum dir_admin_result {
+	DIR_ADMIN_OK = 0,
+	DIR_ADMIN_REFUSED = -1, /* not allowed (no such ..., exists, ...) */
+	DIR_ADMIN_ERROR = -2,   /* the backend failed: try again later */
+};
+
 struct dir_admin_ops {
-	/* Each returns 0 or -1 with a one-line reason in err. */
+	/* Each returns an enum dir_admin_result (0, -1 or -2) with a
+	 * one-line reason in err when not 0. */
 	int (*domain_add)(struct dir *, const char *domain, char *err, size_t);
 	int (*domain_del)(struct dir *, const char *domain, char *err, size_t);
 	int (*host_alias_add)(struct dir *, const char *alias,
@@ -153,11 +164,35 @@ enum dir_open_flags {
 	                            call connects again */
 };
 
+/* The SQLite directory's file name inside data_dir (the one place). */
+#define DIR_SQLITE_FILE "postern.db"
+
+/*
+ * As the run user, before any dir_open: creates (unless is_dry) and
+ * checks the backend's own files under data_fd (data_dir, named
+ * data_dir in messages), the way safefs_prepare does the rest of the
+ * tree (SQLite: DIR_SQLITE_FILE and its -journal/-wal/-shm, with
+ * safefs_prepare_db's rules and texts; a backend with no files does
+ * nothing).  What it changed, or with is_dry would change, is appended
+ * to note as lines.  0, or -1 with err (the caller prefixes
+ * "data_dir: ").
+ */
+int dir_prepare(const struct config *, int data_fd, bool is_dry, char *note,
+    size_t notelen, char *err, size_t errlen);
+
+/*
+ * For posternctl check, after dir_prepare(is_dry): whether the backend
+ * start-up opens answers, changing nothing.  0 (or nothing to check yet:
+ * SQLite's file is created at start), or -1 with err, e.g.
+ * "directory: PATH: file is not a database".
+ */
+int dir_check(const struct config *, int data_fd, char *err, size_t errlen);
+
 /*
  * Opens the directory backend config `directory` names, with its
- * settings (SQLite: db_path, directory_timeout).  NULL with err when it
- * cannot be opened (with DIR_OPEN_LAZY: only for a backend that does not
- * exist).  Close with dir_close.
+ * settings (SQLite: DIR_SQLITE_FILE in data_dir, directory_timeout).  NULL with
+ * err when it cannot be opened (with DIR_OPEN_LAZY: only for a backend that
+ * does not exist).  Close with dir_close.
  */
 struct dir *dir_open(
     const struct config *, int flags, char *err, size_t errlen);
@@ -242,10 +277,6 @@ enum dir_login_result dir_login(struct dir *, const char *user,
     const char *pass, char *canon, size_t canonlen, char *err, size_t errlen);
 /* For the log: "wrong password", "no such user", ... (static text). */
 const char *dir_login_reason(enum dir_login_result);
-
-/* dir_login as 1 (ok), 0 (bad or unknown) or -1 (directory error). */
-int dir_auth(struct dir *, const char *user, const char *pass, char *canon,
-    size_t canonlen);
 
 /* Splits "local@domain" written by an admin into normalised parts. */
 int dir_split_address(const char *s, char *local, size_t llen, char *domain,

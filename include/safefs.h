@@ -15,6 +15,7 @@
 
 #include <sys/types.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /* The mode data_dir is created with and tightened to. */
@@ -66,7 +67,9 @@ int safefs_data_dir_check(const char *path, uid_t owner, int *fd_out,
  * to note as one line ("PATH mode 0644 tightened to 0600\n").  Symbolic
  * links directly under mail/ are reported in note too (deliveries follow
  * them as the run user, root never does).
- * Returns 0, or -1 with err naming the path and why.
+ * db_name NULL: the tree only (a backend's dir_prepare does its files
+ * with safefs_prepare_db).  Returns 0, or -1 with err naming the path
+ * and why.
  */
 int safefs_prepare(int data_fd, const char *data_dir, const char *db_name,
     char *note, size_t notelen, char *err, size_t errlen);
@@ -79,6 +82,14 @@ int safefs_prepare(int data_fd, const char *data_dir, const char *db_name,
  */
 int safefs_prepare_check(int data_fd, const char *data_dir, const char *db_name,
     char *note, size_t notelen, char *err, size_t errlen);
+
+/*
+ * safefs_prepare's database part alone (is_dry: its check): db_name and
+ * its siblings under data_fd, with the same rules and texts; notes are
+ * appended to note (not reset).
+ */
+int safefs_prepare_db(int data_fd, const char *data_dir, const char *db_name,
+    bool is_dry, char *note, size_t notelen, char *err, size_t errlen);
 
 /*
  * Opens name under dfd (dfd may be AT_FDCWD; shown names it in messages)

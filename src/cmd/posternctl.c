@@ -174,10 +174,12 @@ hash_from_input(char *hash, size_t hlen)
 	return 0;
 }
 
+/* An admin op's result (dir.h): a refusal (-1) and a backend error
+ * (-2) both print err and exit 1; err tells them apart for a person. */
 static int
 result(struct ctl *c, int r)
 {
-	if (r == -1)
+	if (r < 0)
 		return die("%s", c->err);
 	return 0;
 }
@@ -798,8 +800,11 @@ open_dir(struct ctl *c)
 			close(fd);
 		return 1;
 	}
-	r = safefs_prepare(fd, c->cfg->data_dir, CONFIG_DB_FILE, note,
-	    sizeof(note), err, sizeof(err));
+	r = safefs_prepare(
+	    fd, c->cfg->data_dir, NULL, note, sizeof(note), err, sizeof(err));
+	if (r == 0)
+		r = dir_prepare(
+		    c->cfg, fd, false, note, sizeof(note), err, sizeof(err));
 	close(fd);
 	if (r == -1)
 		return die("data_dir: %s", err);
@@ -1012,26 +1017,14 @@ check_listen(struct check *k)
 	}
 }
 
-/* The database start-up opens, read-only here. */
+/* The directory start-up opens, read-only here (dir_check). */
 static void
 check_database(struct check *k, int data_fd)
 {
-	char err[ERRLEN], canon[ADDR_DOMAIN_MAX + 1];
-	struct stat st;
-	struct dir *d;
+	char err[ERRLEN];
 
-	if (fstatat(data_fd, CONFIG_DB_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1)
-		return; /* created at start */
-	/* dir_open reads the database; a lookup shows it answers. */
-	d = dir_open(k->cfg, DIR_OPEN_READ, err, sizeof(err));
-	if (d == NULL) /* err: "directory: PATH: why" */
+	if (dir_check(k->cfg, data_fd, err, sizeof(err)) == -1)
 		check_say(k, true, "data_dir", "%s", err);
-	else if (dir_domain_resolve(d, "check.invalid", canon, sizeof(canon),
-	             err, sizeof(err)) == -1) /* err: "directory: why" */
-		check_say(k, true, "data_dir", "directory: %s: %s",
-		    k->cfg->db_path,
-		    strncmp(err, "directory: ", 11) == 0 ? err + 11 : err);
-	dir_close(&d);
 }
 
 /* What posternd does as the run user: data_dir's tree, the database, the
@@ -1055,8 +1048,9 @@ check_as_run_user(struct check *k, int data_fd)
 		    k->cfg->data_dir, (unsigned long)geteuid());
 		data_fd = -1;
 	} else if (data_fd != -1) {
-		if (safefs_prepare_check(data_fd, k->cfg->data_dir,
-		        CONFIG_DB_FILE, note, sizeof(note), err,
+		if (safefs_prepare_check(data_fd, k->cfg->data_dir, NULL, note,
+		        sizeof(note), err, sizeof(err)) == -1 ||
+		    dir_prepare(k->cfg, data_fd, true, note, sizeof(note), err,
 		        sizeof(err)) == -1)
 			check_say(k, true, "data_dir", "data_dir: %s", err);
 		else {

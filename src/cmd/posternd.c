@@ -132,8 +132,10 @@ prepare_data_tree(const struct config *cfg, int data_fd)
 	char err[4352], note[4096];
 	struct dir *d;
 
-	if (safefs_prepare(data_fd, cfg->data_dir, CONFIG_DB_FILE, note,
-	        sizeof(note), err, sizeof(err)) == -1)
+	if (safefs_prepare(data_fd, cfg->data_dir, NULL, note, sizeof(note),
+	        err, sizeof(err)) == -1 ||
+	    dir_prepare(cfg, data_fd, false, note, sizeof(note), err,
+	        sizeof(err)) == -1)
 		fatalx("data_dir: %s", err);
 	for (char *l = strtok(note, "\n"); l; l = strtok(NULL, "\n")) {
 		char safe[1024]; /* names under mail/ are the run user's */
@@ -326,6 +328,22 @@ reload_run(void *arg, void *ctx)
 }
 
 /* Loop: swap the new config in; on any error the running one stays. */
+/* The keys posternd itself reads only at start: the pools, the
+ * directory handles (opened once per thread) and the outbound threads. */
+static bool
+daemon_restart_needed(const struct config *old, const struct config *n)
+{
+	return strcmp(n->data_dir, old->data_dir) != 0 ||
+	       strcmp(n->user, old->user) != 0 ||
+	       (n->tls_cert[0] == '\0') != (old->tls_cert[0] == '\0') ||
+	       n->workers != old->workers ||
+	       n->dir_workers != old->dir_workers ||
+	       n->auth_workers != old->auth_workers ||
+	       n->directory != old->directory ||
+	       n->directory_timeout_ms != old->directory_timeout_ms ||
+	       n->smtp_max_connections != old->smtp_max_connections;
+}
+
 static void
 reload_done(void *arg)
 {
@@ -367,18 +385,13 @@ reload_done(void *arg)
 		for (size_t i = 0; i < NSERVICES; i++)
 			is_restart |= services[i]->restart_needed(
 			    dm->boot, n, keys, sizeof(keys));
-		is_restart |= strcmp(n->data_dir, dm->boot->data_dir) != 0 ||
-		              strcmp(n->user, dm->boot->user) != 0 ||
-		              (n->tls_cert[0] == '\0') !=
-		                  (dm->boot->tls_cert[0] == '\0') ||
-		              n->workers != dm->boot->workers ||
-		              n->dir_workers != dm->boot->dir_workers ||
-		              n->auth_workers != dm->boot->auth_workers;
+		is_restart |= daemon_restart_needed(dm->boot, n);
 		if (is_restart)
 			log_warn(
 			    "event=reload note=\"data_dir, user, listeners, "
-			    "workers, dir_workers, auth_workers and turning "
-			    "TLS on or off change only at restart\" "
+			    "workers, dir_workers, auth_workers, directory, "
+			    "directory_timeout, smtp_max_connections and "
+			    "turning TLS on or off change only at restart\" "
 			    "listeners=%s",
 			    keys[0] != '\0' ? keys : "-");
 		for (size_t i = 0; i < NSERVICES; i++)

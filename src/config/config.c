@@ -554,7 +554,7 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 			*why = "unknown directory backend (want sqlite)";
 			return -1;
 		}
-		*(int *)field = CONFIG_DIRECTORY_SQLITE;
+		*(enum config_directory *)field = CONFIG_DIRECTORY_SQLITE;
 		return 0;
 	case T_SENDER_MATCH:
 		return set_enum(field, v, sender_match_names,
@@ -642,7 +642,6 @@ config_free(struct config *c)
 	free(c->log_file);
 	free(c->tls_cert);
 	free(c->tls_key);
-	free(c->db_path);
 	free(c->accept_file);
 	free(c->relay_recipients_file);
 	strlist_clear(&c->relay_domains);
@@ -750,11 +749,6 @@ config_check(struct config *c, const char **why)
 		       "submissions_listen";
 		return -1;
 	}
-	if (snprintf(path, sizeof(path), "%s/%s", c->data_dir,
-	        CONFIG_DB_FILE) >= (int)sizeof(path)) {
-		*why = "data_dir too long";
-		return -1;
-	}
 	/* posternd's control socket is data_dir/control.sock. */
 	if (strlen(c->data_dir) + sizeof("/control.sock") >
 	    sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
@@ -762,7 +756,6 @@ config_check(struct config *c, const char **why)
 		       "a socket address (at most 94 characters)";
 		return -1;
 	}
-	c->db_path = xstrdup(path);
 	if (c->log_file[0] != '\0' && c->log_file[0] != '/') {
 		*why = "log_file must be an absolute path";
 		return -1;

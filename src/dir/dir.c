@@ -1,14 +1,19 @@
 /*
  * dir: backend-independent directory logic (include/dir.h): dir_open's
- * backend table, the read-side wrappers every caller uses, recipient
- * expansion, login and sender-match addresses over the read primitives,
- * and address normalisation for administration.  Expansion is
- * breadth-first with a visited set, so alias loops end and every mailbox
+ * backend table (and dir_prepare's, dir_check's: a backend's files and
+ * settings are known here and in its own file only), the read-side wrappers
+ * every caller uses, recipient expansion, login and sender-match addresses over
+ * the read primitives, and address normalisation for administration.  Expansion
+ * is breadth-first with a visited set, so alias loops end and every mailbox
  * appears once.  Nothing here talks to a database itself, and nothing
  * here may turn a backend's -1 (temporary) into "not found".
  */
+#include <sys/stat.h>
+
 #include <assert.h>
 #include <ctype.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,19 +23,77 @@
 #include "dir.h"
 #include "dir_priv.h"
 #include "passwd.h"
+#include "safefs.h"
 
 #define EXPAND_MAX_DEPTH 20
+
+/* SQLite's file: data_dir/DIR_SQLITE_FILE. */
+static int
+sqlite_path(
+    const struct config *cfg, char *path, size_t len, char *err, size_t errlen)
+{
+	if (snprintf(path, len, "%s/%s", cfg->data_dir, DIR_SQLITE_FILE) >=
+	    (int)len) {
+		snprintf(err, errlen, "directory: data_dir too long");
+		return -1;
+	}
+	return 0;
+}
+
+int
+dir_prepare(const struct config *cfg, int data_fd, bool is_dry, char *note,
+    size_t notelen, char *err, size_t errlen)
+{
+	switch (cfg->directory) {
+	case CONFIG_DIRECTORY_SQLITE:
+		return safefs_prepare_db(data_fd, cfg->data_dir,
+		    DIR_SQLITE_FILE, is_dry, note, notelen, err, errlen);
+	}
+	return 0;
+}
+
+int
+dir_check(const struct config *cfg, int data_fd, char *err, size_t errlen)
+{
+	char path[PATH_MAX], canon[ADDR_DOMAIN_MAX + 1], why[512];
+	struct stat st;
+	struct dir *d;
+	int r = 0;
+
+	if (cfg->directory == CONFIG_DIRECTORY_SQLITE &&
+	    fstatat(data_fd, DIR_SQLITE_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1)
+		return 0; /* created at start */
+	if (sqlite_path(cfg, path, sizeof(path), err, errlen) == -1)
+		return -1;
+	/* dir_open reads the database; a lookup shows it answers. */
+	d = dir_open(cfg, DIR_OPEN_READ, err, errlen);
+	if (d == NULL) /* err: "directory: PATH: why" */
+		return -1;
+	if (dir_domain_resolve(d, "check.invalid", canon, sizeof(canon), why,
+	        sizeof(why)) == -1) { /* why: "directory: why" */
+		snprintf(err, errlen, "directory: %s: %s", path,
+		    strncmp(why, "directory: ", 11) == 0 ? why + 11 : why);
+		r = -1;
+	}
+	dir_close(&d);
+	return r;
+}
 
 struct dir *
 dir_open(const struct config *cfg, int flags, char *err, size_t errlen)
 {
+	char path[PATH_MAX];
+
 	err[0] = '\0';
-	switch ((enum config_directory)cfg->directory) {
+	switch (cfg->directory) {
 	case CONFIG_DIRECTORY_SQLITE:
-		return dir_sqlite_open(cfg->db_path, cfg->directory_timeout_ms,
-		    flags, err, errlen);
+		if (sqlite_path(cfg, path, sizeof(path), err, errlen) == -1)
+			return NULL;
+		return dir_sqlite_open(
+		    path, cfg->directory_timeout_ms, flags, err, errlen);
 	}
-	snprintf(err, errlen, "directory: unknown backend %d", cfg->directory);
+	snprintf(
+	    err, errlen, "directory: unknown backend %d", (int)cfg->directory);
 	return NULL;
 }
 
@@ -183,7 +246,7 @@ dir_need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
 	    d, domain, canon, sizeof(canon), err, errlen);
 
 	if (r == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	/* A host alias resolves to another name; a domain to itself. */
 	if (r == 1 && strcmp(canon, domain) == 0)
 		return 0;
@@ -191,7 +254,7 @@ dir_need_domain(struct dir *d, const char *domain, char *err, size_t errlen)
 	    r == 1 ? "%s is a host alias: use its domain"
 	           : "no such domain: %s",
 	    domain);
-	return -1;
+	return DIR_ADMIN_REFUSED;
 }
 
 int
@@ -202,12 +265,14 @@ dir_need_new_domain(
 	int r =
 	    d->ops->domain_resolve(d, name, canon, sizeof(canon), err, errlen);
 
+	if (r == -1)
+		return DIR_ADMIN_ERROR;
 	if (r == 1)
 		snprintf(err, errlen,
 		    is_alias ? "%s is already a domain or host alias"
 		             : "domain %s already exists",
 		    name);
-	return r == 0 ? 0 : -1;
+	return r == 0 ? 0 : DIR_ADMIN_REFUSED;
 }
 
 int
@@ -219,17 +284,17 @@ dir_need_free(struct dir *d, const char *local, const char *domain,
 	enum dir_kind kind = DIR_KIND_NONE;
 	int r;
 
-	if (dir_need_domain(d, domain, err, errlen) == -1)
-		return -1;
+	if ((r = dir_need_domain(d, domain, err, errlen)) != 0)
+		return r;
 	r = d->ops->address_lookup(d, local, domain, &kind, &t, err, errlen);
 	strlist_clear(&t);
 	if (r == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	if (kind == DIR_KIND_NONE || (may_be_alias && kind == DIR_KIND_ALIAS))
 		return 0;
 	snprintf(err, errlen, "%s@%s already exists as %s", local, domain,
 	    names[kind]);
-	return -1;
+	return DIR_ADMIN_REFUSED;
 }
 
 static void
@@ -412,23 +477,6 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	r = passwd_check(pass, hash, &start);
 	free(hash);
 	return r ? DIR_LOGIN_OK : DIR_LOGIN_BAD_PASSWORD;
-}
-
-int
-dir_auth(struct dir *d, const char *user, const char *pass, char *canon,
-    size_t canonlen)
-{
-	char c[ADDR_PATH_MAX + 8], err[256];
-
-	switch (dir_login(d, user, pass, c, sizeof(c), err, sizeof(err))) {
-	case DIR_LOGIN_OK:
-		snprintf(canon, canonlen, "%s", c);
-		return 1;
-	case DIR_LOGIN_TEMPFAIL:
-		return -1;
-	default:
-		return 0;
-	}
 }
 
 const char *

@@ -222,14 +222,16 @@ gone(size_t n, const char *notfound, char *err, size_t errlen)
 	if (n > 0)
 		return 0;
 	snprintf(err, errlen, "%s", notfound);
-	return -1;
+	return DIR_ADMIN_REFUSED;
 }
 
 static int
 f_domain_add(struct dir *d, const char *domain, char *err, size_t errlen)
 {
-	if (dir_need_new_domain(d, domain, false, err, errlen) == -1)
-		return -1;
+	int r = dir_need_new_domain(d, domain, false, err, errlen);
+
+	if (r != 0)
+		return r;
 	insert(&fk(d)->t[T_DOMAINS], domain, NULL, NULL);
 	return 0;
 }
@@ -241,7 +243,7 @@ f_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 	size_t n = 0;
 
 	if (failing(d, err, errlen) == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	for (int t = T_USERS; t <= T_LISTS; t++)
 		for (size_t i = 0; i < f->t[t].n; i++)
 			n += strcmp(f->t[t].v[i].c[1], domain) == 0;
@@ -250,11 +252,11 @@ f_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 		    "domain %s still has %zu users, aliases "
 		    "or lists: delete them first",
 		    domain, n);
-		return -1;
+		return DIR_ADMIN_REFUSED;
 	}
 	if (gone(delete (&f->t[T_DOMAINS], domain, NULL, NULL),
-	        "no such domain", err, errlen) == -1)
-		return -1;
+	        "no such domain", err, errlen) != 0)
+		return DIR_ADMIN_REFUSED;
 	delete (&f->t[T_HALIAS], NULL, domain, NULL);
 	return 0;
 }
@@ -263,9 +265,11 @@ static int
 f_host_alias_add(struct dir *d, const char *alias, const char *domain,
     char *err, size_t errlen)
 {
-	if (dir_need_domain(d, domain, err, errlen) == -1 ||
-	    dir_need_new_domain(d, alias, true, err, errlen) == -1)
-		return -1;
+	int r;
+
+	if ((r = dir_need_domain(d, domain, err, errlen)) != 0 ||
+	    (r = dir_need_new_domain(d, alias, true, err, errlen)) != 0)
+		return r;
 	insert(&fk(d)->t[T_HALIAS], alias, domain, NULL);
 	return 0;
 }
@@ -274,7 +278,7 @@ static int
 f_host_alias_del(struct dir *d, const char *alias, char *err, size_t errlen)
 {
 	if (failing(d, err, errlen) == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	return gone(delete (&fk(d)->t[T_HALIAS], alias, NULL, NULL),
 	    "no such host alias", err, errlen);
 }
@@ -283,8 +287,10 @@ static int
 f_user_add(struct dir *d, const char *local, const char *domain,
     const char *hash, char *err, size_t errlen)
 {
-	if (dir_need_free(d, local, domain, false, err, errlen) == -1)
-		return -1;
+	int r = dir_need_free(d, local, domain, false, err, errlen);
+
+	if (r != 0)
+		return r;
 	insert(&fk(d)->t[T_USERS], local, domain, hash);
 	return 0;
 }
@@ -294,7 +300,7 @@ f_user_del(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
 	if (failing(d, err, errlen) == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	return gone(delete (&fk(d)->t[T_USERS], local, domain, NULL),
 	    "no such user", err, errlen);
 }
@@ -307,7 +313,7 @@ f_user_passwd(struct dir *d, const char *local, const char *domain,
 	long i;
 
 	if (failing(d, err, errlen) == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	if ((i = find(t, 0, local, domain, NULL)) == -1)
 		return gone(0, "no such user", err, errlen);
 	free(t->v[i].c[2]);
@@ -320,9 +326,10 @@ f_alias_add(struct dir *d, const char *local, const char *domain,
     const char *target, char *err, size_t errlen)
 {
 	struct table *t = &fk(d)->t[T_ALIASES];
+	int r = dir_need_free(d, local, domain, true, err, errlen);
 
-	if (dir_need_free(d, local, domain, true, err, errlen) == -1)
-		return -1;
+	if (r != 0)
+		return r;
 	if (find(t, 0, local, domain, target) == -1)
 		insert(t, local, domain, target);
 	return 0;
@@ -333,7 +340,7 @@ f_alias_del(struct dir *d, const char *local, const char *domain,
     const char *target, char *err, size_t errlen)
 {
 	if (failing(d, err, errlen) == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	return gone(delete (&fk(d)->t[T_ALIASES], local, domain, target),
 	    target ? "no such alias target" : "no such alias", err, errlen);
 }
@@ -342,8 +349,10 @@ static int
 f_list_add(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	if (dir_need_free(d, local, domain, false, err, errlen) == -1)
-		return -1;
+	int r = dir_need_free(d, local, domain, false, err, errlen);
+
+	if (r != 0)
+		return r;
 	insert(&fk(d)->t[T_LISTS], local, domain, NULL);
 	return 0;
 }
@@ -352,10 +361,11 @@ static int
 f_list_del(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	if (failing(d, err, errlen) == -1 ||
-	    gone(delete (&fk(d)->t[T_LISTS], local, domain, NULL),
-	        "no such list", err, errlen) == -1)
-		return -1;
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (gone(delete (&fk(d)->t[T_LISTS], local, domain, NULL),
+	        "no such list", err, errlen) != 0)
+		return DIR_ADMIN_REFUSED;
 	delete (&fk(d)->t[T_MEMBERS], local, domain, NULL);
 	return 0;
 }
@@ -367,10 +377,10 @@ f_list_member(struct dir *d, const char *local, const char *domain,
 	struct dir_fake *f = fk(d);
 
 	if (failing(d, err, errlen) == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	if (find(&f->t[T_LISTS], 0, local, domain, NULL) == -1) {
 		snprintf(err, errlen, "no such list: %s@%s", local, domain);
-		return -1;
+		return DIR_ADMIN_REFUSED;
 	}
 	if (!add)
 		return gone(delete (&f->t[T_MEMBERS], local, domain, member),
@@ -406,18 +416,18 @@ f_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 	int w = -1;
 
 	if (failing(d, err, errlen) == -1)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	for (int i = 0; i < T_N; i++)
 		if (strcmp(names[i], what) == 0)
 			w = i;
 	if (w == -1) {
 		snprintf(err, errlen, "unknown listing %s", what);
-		return -1;
+		return DIR_ADMIN_REFUSED;
 	}
 	if ((w == T_DOMAINS && filter != NULL) ||
 	    (w == T_MEMBERS && filter == NULL)) {
 		snprintf(err, errlen, "bad listing filter");
-		return -1;
+		return DIR_ADMIN_REFUSED;
 	}
 	t = &f->t[w];
 	o = xcalloc(t->n + 1, sizeof(*o));

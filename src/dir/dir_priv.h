@@ -3,8 +3,9 @@
  * once over the backend's own read ops (dir.c), so dir_sqlite, dir_fake
  * and a later dir_pgsql refuse the same changes with the same one-line
  * reasons.  Backends call them from their admin ops, before writing;
- * each returns 0 (go ahead) or -1 with err filled (a refusal, or the read
- * op's own temporary error).  Not for callers outside src/dir.
+ * each returns 0 (go ahead), DIR_ADMIN_REFUSED (-1) or DIR_ADMIN_ERROR
+ * (-2, the read op's own temporary error), with err filled.  Pass the
+ * result on.  Not for callers outside src/dir.
  */
 #ifndef POSTERN_DIR_PRIV_H
 #define POSTERN_DIR_PRIV_H

@@ -411,10 +411,10 @@ change(struct dir *d, const char *sql, const char *p1, const char *p2,
     const char *p3, const char *notfound, char *err, size_t errlen)
 {
 	if (db_exec(d, sql, p1, p2, p3, NULL, NULL, err, errlen) < 0)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	if (notfound != NULL && sqlite3_changes(db_of(d)) == 0) {
 		snprintf(err, errlen, "%s", notfound);
-		return -1;
+		return DIR_ADMIN_REFUSED;
 	}
 	return 0;
 }
@@ -422,8 +422,10 @@ change(struct dir *d, const char *sql, const char *p1, const char *p2,
 static int
 s_domain_add(struct dir *d, const char *domain, char *err, size_t errlen)
 {
-	if (dir_need_new_domain(d, domain, false, err, errlen) == -1)
-		return -1;
+	int r = dir_need_new_domain(d, domain, false, err, errlen);
+
+	if (r != 0)
+		return r;
 	return change(d, "INSERT INTO domains(name) VALUES(?1)", domain, NULL,
 	    NULL, NULL, err, errlen);
 }
@@ -438,17 +440,17 @@ s_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 	    domain, NULL, err, errlen);
 
 	if (n < 0)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	if (n > 0) {
 		snprintf(err, errlen,
 		    "domain %s still has %d users, aliases "
 		    "or lists: delete them first",
 		    domain, n);
-		return -1;
+		return DIR_ADMIN_REFUSED;
 	}
-	if (change(d, "DELETE FROM domains WHERE name = ?1", domain, NULL, NULL,
-	        "no such domain", err, errlen) == -1)
-		return -1;
+	if ((n = change(d, "DELETE FROM domains WHERE name = ?1", domain, NULL,
+	         NULL, "no such domain", err, errlen)) != 0)
+		return n;
 	return change(d, "DELETE FROM host_aliases WHERE domain = ?1", domain,
 	    NULL, NULL, NULL, err, errlen);
 }
@@ -457,9 +459,11 @@ static int
 s_host_alias_add(struct dir *d, const char *alias, const char *domain,
     char *err, size_t errlen)
 {
-	if (dir_need_domain(d, domain, err, errlen) == -1 ||
-	    dir_need_new_domain(d, alias, true, err, errlen) == -1)
-		return -1;
+	int r;
+
+	if ((r = dir_need_domain(d, domain, err, errlen)) != 0 ||
+	    (r = dir_need_new_domain(d, alias, true, err, errlen)) != 0)
+		return r;
 	return change(d,
 	    "INSERT INTO host_aliases(alias, domain) "
 	    "VALUES(?1, ?2)",
@@ -477,8 +481,10 @@ static int
 s_user_add(struct dir *d, const char *local, const char *domain,
     const char *hash, char *err, size_t errlen)
 {
-	if (dir_need_free(d, local, domain, false, err, errlen) == -1)
-		return -1;
+	int r = dir_need_free(d, local, domain, false, err, errlen);
+
+	if (r != 0)
+		return r;
 	return change(d,
 	    "INSERT INTO users(local, domain, hash) "
 	    "VALUES(?1, ?2, ?3)",
@@ -507,8 +513,10 @@ static int
 s_alias_add(struct dir *d, const char *local, const char *domain,
     const char *target, char *err, size_t errlen)
 {
-	if (dir_need_free(d, local, domain, true, err, errlen) == -1)
-		return -1;
+	int r = dir_need_free(d, local, domain, true, err, errlen);
+
+	if (r != 0)
+		return r;
 	return change(d,
 	    "INSERT OR IGNORE INTO aliases(local, domain, target) "
 	    "VALUES(?1, ?2, ?3)",
@@ -534,8 +542,10 @@ static int
 s_list_add(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	if (dir_need_free(d, local, domain, false, err, errlen) == -1)
-		return -1;
+	int r = dir_need_free(d, local, domain, false, err, errlen);
+
+	if (r != 0)
+		return r;
 	return change(d, "INSERT INTO lists(local, domain) VALUES(?1, ?2)",
 	    local, domain, NULL, NULL, err, errlen);
 }
@@ -544,9 +554,11 @@ static int
 s_list_del(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	if (change(d, "DELETE FROM lists WHERE local = ?1 AND domain = ?2",
-	        local, domain, NULL, "no such list", err, errlen) == -1)
-		return -1;
+	int r = change(d, "DELETE FROM lists WHERE local = ?1 AND domain = ?2",
+	    local, domain, NULL, "no such list", err, errlen);
+
+	if (r != 0)
+		return r;
 	return change(d,
 	    "DELETE FROM list_members WHERE local = ?1 AND "
 	    "domain = ?2",
@@ -563,10 +575,10 @@ s_list_member(struct dir *d, const char *local, const char *domain,
 	    local, domain, err, errlen);
 
 	if (n < 0)
-		return -1;
+		return DIR_ADMIN_ERROR;
 	if (n == 0) {
 		snprintf(err, errlen, "no such list: %s@%s", local, domain);
-		return -1;
+		return DIR_ADMIN_REFUSED;
 	}
 	if (add)
 		return change(d,
@@ -619,15 +631,15 @@ s_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 		sql = filter != NULL ? q[i].filtered : q[i].all;
 		if (sql == NULL) {
 			snprintf(err, errlen, "bad listing filter");
-			return -1;
+			return DIR_ADMIN_REFUSED;
 		}
 		return db_exec(
 		           d, sql, filter, NULL, NULL, fn, arg, err, errlen) < 0
-		           ? -1
+		           ? DIR_ADMIN_ERROR
 		           : 0;
 	}
 	snprintf(err, errlen, "unknown listing %s", what);
-	return -1;
+	return DIR_ADMIN_REFUSED;
 }
 
 static void

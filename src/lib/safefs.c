@@ -565,14 +565,16 @@ mail_links(int mail_fd, const char *shown, char *note, size_t notelen)
 	closedir(d);
 }
 
+static int prepare_db(
+    int, const char *, const char *, bool, char *, size_t, char *, size_t);
+
 /* safefs_prepare, or with is_dry its check that changes nothing. */
 static int
 prepare(int data_fd, const char *data_dir, const char *db_name, bool is_dry,
     char *note, size_t notelen, char *err, size_t errlen)
 {
 	static const char *const qsubs[] = {"tmp", "entries", "corrupt"};
-	static const char *const db_sibs[] = {"-journal", "-wal", "-shm"};
-	char shown[4096], name[256];
+	char shown[4096];
 	int fd, qfd;
 
 	if (notelen > 0)
@@ -603,6 +605,20 @@ prepare(int data_fd, const char *data_dir, const char *db_name, bool is_dry,
 	}
 	if (qfd >= 0)
 		close(qfd);
+	if (db_name == NULL)
+		return 0;
+	return prepare_db(
+	    data_fd, data_dir, db_name, is_dry, note, notelen, err, errlen);
+}
+
+/* The database file and its siblings; notes are appended. */
+static int
+prepare_db(int data_fd, const char *data_dir, const char *db_name, bool is_dry,
+    char *note, size_t notelen, char *err, size_t errlen)
+{
+	static const char *const db_sibs[] = {"-journal", "-wal", "-shm"};
+	char shown[4096], name[256];
+
 	snprintf(shown, sizeof(shown), "%s/%s", data_dir, db_name);
 	if (file_at(data_fd, db_name, true, is_dry, shown, note, notelen, err,
 	        errlen) == -1)
@@ -633,6 +649,14 @@ safefs_prepare_check(int data_fd, const char *data_dir, const char *db_name,
 {
 	return prepare(
 	    data_fd, data_dir, db_name, true, note, notelen, err, errlen);
+}
+
+int
+safefs_prepare_db(int data_fd, const char *data_dir, const char *db_name,
+    bool is_dry, char *note, size_t notelen, char *err, size_t errlen)
+{
+	return prepare_db(
+	    data_fd, data_dir, db_name, is_dry, note, notelen, err, errlen);
 }
 
 /* Why what is at name (under dfd) is no file to write to, if it is not. */

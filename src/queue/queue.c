@@ -58,9 +58,11 @@ struct queue {
 	struct workers *outbound; /* SMTP client threads */
 	struct committer *committer;
 	TAILQ_HEAD(, qentry) entries;
+	TAILQ_HEAD(, bounce) retries; /* DSNs waiting to try again */
 	struct event *timer;
 	size_t active;
-	size_t dsn_pending;      /* DSNs being composed or stored */
+	size_t max_active;  /* smtp_max_connections at start: the threads */
+	size_t dsn_pending; /* DSNs being composed or stored */
 	struct counter *domains; /* outbound connections per domain */
 	bool is_stopping;
 };
@@ -105,8 +107,17 @@ struct bounce {
 	char (*st)[16];              /* status codes dr[i].status may use */
 	char remote[QADDR_MAX];
 	size_t body_offset;
+	char *hdrs; /* the original's header section, read on the storage
+	             * pool before the first expansion */
+	size_t hdrs_len;
 	bool is_delay, to_postmaster;
 	bool is_composed; /* bounce_run built dlv: store it */
+	/* A temporary failure (directory or disk): b waits on q->retries
+	 * until next, and the entry keeps its dsn_refs meanwhile. */
+	bool is_temp;
+	unsigned attempts;
+	time_t next;
+	TAILQ_ENTRY(bounce) link;
 	/* built by the worker */
 	struct strlist mailboxes;
 	struct qenv out;
@@ -336,8 +347,62 @@ bounce_free(struct bounce *b)
 	strlist_clear(&b->mailboxes);
 	buf_release(&b->content);
 	free(b->trace);
+	free(b->hdrs);
 	config_unref(&b->cfg);
 	free(b);
+}
+
+static void bounce_submit(struct queue *, struct bounce *);
+
+/* Forgets what an attempt built, for the next one. */
+static void
+bounce_reset(struct bounce *b)
+{
+	queue_env_clear(&b->out);
+	strlist_clear(&b->mailboxes);
+	buf_release(&b->content);
+	free(b->trace);
+	b->trace = NULL;
+	memset(&b->dlv, 0, sizeof(b->dlv));
+	b->to_postmaster = b->orig.from[0] == '\0';
+	b->is_composed = b->is_temp = false;
+}
+
+/* A temporary failure: keep b (and the entry it reads) and try again
+ * with the queue's backoff; nothing is lost. */
+static void
+bounce_defer(struct queue *q, struct bounce *b)
+{
+	time_t now = time(NULL);
+
+	b->attempts++;
+	b->next =
+	    now + queue_backoff_ms(b->attempts, q->cfg->queue_retry_min_ms,
+	              q->cfg->queue_retry_max_ms) /
+	              1000;
+	if (b->next <= now)
+		b->next = now + 1;
+	log_warn("id=%s event=dsn result=defer error=\"%s\"", b->orig.id,
+	    b->dlv.error);
+	bounce_reset(b);
+	TAILQ_INSERT_TAIL(&q->retries, b, link);
+}
+
+/* Loop: resubmits the DSNs whose retry time has come. */
+static void
+bounce_retry(struct queue *q, time_t now)
+{
+	struct bounce *b, *next;
+
+	for (b = TAILQ_FIRST(&q->retries); b != NULL; b = next) {
+		next = TAILQ_NEXT(b, link);
+		if (b->next > now)
+			continue;
+		TAILQ_REMOVE(&q->retries, b, link);
+		config_unref(&b->cfg);
+		b->cfg = config_ref(q->cfg);
+		bounce_submit(q, b);
+	}
 }
 
 static void
@@ -346,6 +411,10 @@ bounce_stored(void *arg)
 	struct bounce *b = arg;
 
 	b->q->dsn_pending--;
+	if (b->dlv.result != 0 && b->is_temp) {
+		bounce_defer(b->q, b);
+		return;
+	}
 	if (b->e != NULL && --b->e->dsn_refs == 0 &&
 	    (b->e->is_deleted || entry_done(b->e)))
 		entry_persist(b->q, b->e);
@@ -389,17 +458,17 @@ read_headers(const char *path, size_t offset, char *out, size_t cap)
 	return end ? (size_t)(end - out + 1) : (size_t)n;
 }
 
-/* Directory worker: compose the DSN and find where it goes; the write is
- * submitted to the storage pool by bounce_expanded (a slow disk never
- * holds a directory thread, so never RCPT). */
+/* Directory worker: find where the DSN goes and compose it; the header
+ * section was read on the storage pool (bounce_read_run) and the write is
+ * submitted to it by bounce_expanded: a slow disk never holds a directory
+ * thread, so never RCPT. */
 static void
 bounce_run(void *arg, void *ctx)
 {
 	struct bounce *b = arg;
 	struct dir *d = ctx;
 	struct strlist remote = {0};
-	char *hdrs = xmalloc(DSN_HEADERS_MAX + 1), path[PATH_MAX], err[256];
-	char date[64];
+	char err[256], date[64];
 	struct dsn_info info;
 	struct addr to;
 	const char *why;
@@ -407,8 +476,6 @@ bounce_run(void *arg, void *ctx)
 	struct tm tm;
 	enum dir_expand_result r = DIR_EXPAND_TEMPFAIL;
 
-	queue_path(path, sizeof(path), b->cfg->data_dir, "entries", b->orig.id,
-	    ".msg");
 	memset(&info, 0, sizeof(info));
 	info.hostname = b->cfg->hostname;
 	info.queue_id = b->orig.id;
@@ -419,9 +486,8 @@ bounce_run(void *arg, void *ctx)
 	info.is_delay = b->is_delay;
 	info.rcpts = b->dr;
 	info.nrcpt = b->orig.nrcpt;
-	info.headers = hdrs;
-	info.headers_len =
-	    read_headers(path, b->body_offset, hdrs, DSN_HEADERS_MAX + 1);
+	info.headers = b->hdrs;
+	info.headers_len = b->hdrs_len;
 	queue_new_id(b->out.id);
 	b->out.arrival = now;
 	b->out.from[0] = '\0'; /* DSNs have the null sender (RFC 3464) */
@@ -432,9 +498,18 @@ bounce_run(void *arg, void *ctx)
 		snprintf(target, sizeof(target), "%s%s%s",
 		    b->to_postmaster ? "postmaster@" : b->orig.from,
 		    b->to_postmaster ? b->cfg->primary_domain : "", "");
-		if (addr_parse_mailbox(target, &to, &why) == 0 && d != NULL)
-			r = dir_expand(d, &to, b->cfg->expansion_limit,
-			    &b->mailboxes, &remote, err, sizeof(err));
+		err[0] = '\0';
+		r = DIR_EXPAND_UNKNOWN;
+		if (addr_parse_mailbox(target, &to, &why) == 0) {
+			if (d == NULL) {
+				r = DIR_EXPAND_TEMPFAIL;
+				snprintf(
+				    err, sizeof(err), "no directory handle");
+			} else {
+				r = dir_expand(d, &to, b->cfg->expansion_limit,
+				    &b->mailboxes, &remote, err, sizeof(err));
+			}
+		}
 		if (r == DIR_EXPAND_LOCAL && b->mailboxes.n + remote.n > 0)
 			break;
 		if (r == DIR_EXPAND_NONLOCAL) {
@@ -442,9 +517,13 @@ bounce_run(void *arg, void *ctx)
 			r = DIR_EXPAND_LOCAL;
 			break;
 		}
-		/* Nowhere to send it: tell the postmaster, once. */
 		strlist_clear(&b->mailboxes);
 		strlist_clear(&remote);
+		/* The directory could not answer: ask it again later, never
+		 * send the DSN elsewhere for that. */
+		if (r == DIR_EXPAND_TEMPFAIL)
+			break;
+		/* Nowhere to send it: tell the postmaster, once. */
 		if (b->to_postmaster || b->orig.is_bounce)
 			break;
 		b->to_postmaster = true;
@@ -452,16 +531,22 @@ bounce_run(void *arg, void *ctx)
 		info.to = "postmaster";
 	}
 	buf_init(&b->content, DSN_SIZE_MAX);
+	if (r == DIR_EXPAND_TEMPFAIL) {
+		b->dlv.result = -1;
+		b->is_temp = true;
+		snprintf(b->dlv.error, sizeof(b->dlv.error),
+		    "directory: %.200s",
+		    err[0] != '\0' ? err : "temporary failure");
+		return;
+	}
 	if (r != DIR_EXPAND_LOCAL || b->mailboxes.n + remote.n == 0 ||
 	    dsn_compose(&info, &b->content) == -1) {
 		b->dlv.result = -1;
 		snprintf(b->dlv.error, sizeof(b->dlv.error),
 		    "no deliverable address for the DSN");
-		free(hdrs);
 		strlist_clear(&remote);
 		return;
 	}
-	free(hdrs);
 	for (size_t i = 0; i < remote.n; i++)
 		queue_env_add_rcpt(&b->out, remote.v[i], now);
 	strlist_clear(&remote);
@@ -484,6 +569,7 @@ bounce_run(void *arg, void *ctx)
 	b->dlv.done = bounce_stored;
 	b->dlv.done_arg = b;
 	b->is_composed = true;
+	b->is_temp = true; /* a failed write is worth another try */
 }
 
 /* Storage worker: the DSN into its Maildirs and/or the queue. */
@@ -508,6 +594,40 @@ bounce_expanded(void *arg)
 		bounce_stored(b);
 }
 
+/* Storage worker: the original's header section, for the DSN. */
+static void
+bounce_read_run(void *arg, void *ctx)
+{
+	struct bounce *b = arg;
+	char path[PATH_MAX];
+
+	(void)ctx;
+	queue_path(path, sizeof(path), b->cfg->data_dir, "entries", b->orig.id,
+	    ".msg");
+	b->hdrs = xmalloc(DSN_HEADERS_MAX + 1);
+	b->hdrs_len =
+	    read_headers(path, b->body_offset, b->hdrs, DSN_HEADERS_MAX + 1);
+}
+
+/* Loop: the headers are read; on to the directory pool. */
+static void
+bounce_read_done(void *arg)
+{
+	struct bounce *b = arg;
+
+	workers_submit(b->q->workers, bounce_run, bounce_expanded, b);
+}
+
+static void
+bounce_submit(struct queue *q, struct bounce *b)
+{
+	q->dsn_pending++;
+	if (b->hdrs == NULL)
+		workers_submit(q->store, bounce_read_run, bounce_read_done, b);
+	else
+		workers_submit(q->workers, bounce_run, bounce_expanded, b);
+}
+
 /* Sends a DSN about the recipients of e whose index is in idx. */
 static void
 send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
@@ -526,7 +646,6 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 	}
 	b = xcalloc(1, sizeof(*b));
 	b->q = q;
-	q->dsn_pending++;
 	b->cfg = config_ref(q->cfg);
 	b->committer = q->committer;
 	b->is_delay = is_delay;
@@ -553,7 +672,7 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 			memcpy(b->st[i], status[i], sizeof(b->st[i]));
 			b->dr[i].status = b->st[i];
 		}
-	workers_submit(q->workers, bounce_run, bounce_expanded, b);
+	bounce_submit(q, b);
 }
 
 /* ---- attempts ---------------------------------------------------------- */
@@ -703,7 +822,7 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 		const char *dom;
 		struct attempt *a;
 
-		if (q->active >= q->cfg->smtp_max_connections)
+		if (q->active >= q->max_active)
 			return;
 		if (e->busy[i] || e->env.rcpts[i].state != QRCPT_PENDING ||
 		    e->env.rcpts[i].next > now)
@@ -758,8 +877,9 @@ queue_run(struct queue *q)
 
 	if (q->is_stopping)
 		return;
+	bounce_retry(q, now);
 	TAILQ_FOREACH(e, &q->entries, link) {
-		if (q->active >= q->cfg->smtp_max_connections)
+		if (q->active >= q->max_active)
 			break;
 		if (e->env.is_held || e->is_deleted || e->is_persisting)
 			continue;
@@ -828,8 +948,11 @@ queue_new(struct event_base *base, struct config *cfg, struct workers *w,
 	q->committer = c;
 	q->domains = counter_new(64);
 	TAILQ_INIT(&q->entries);
-	q->outbound =
-	    workers_new(base, cfg->smtp_max_connections, NULL, NULL, NULL);
+	TAILQ_INIT(&q->retries);
+	/* One thread per connection, fixed until restart (a reload that
+	 * changes smtp_max_connections says so). */
+	q->max_active = cfg->smtp_max_connections;
+	q->outbound = workers_new(base, q->max_active, NULL, NULL, NULL);
 	q->timer = event_new(base, -1, EV_PERSIST, on_timer, q);
 	event_add(q->timer, &tv);
 	return q;
@@ -1043,12 +1166,19 @@ queue_free(struct queue **qp)
 {
 	struct queue *q = *qp;
 	struct qentry *e;
+	struct bounce *b;
 
 	if (q == NULL)
 		return;
 	q->is_stopping = true;
 	workers_free(&q->outbound);
 	event_free(q->timer);
+	/* A DSN still waiting is dropped, but its entry was never removed
+	 * (dsn_refs held it), so the message stays in the queue. */
+	while ((b = TAILQ_FIRST(&q->retries)) != NULL) {
+		TAILQ_REMOVE(&q->retries, b, link);
+		bounce_free(b);
+	}
 	while ((e = TAILQ_FIRST(&q->entries)) != NULL) {
 		TAILQ_REMOVE(&q->entries, e, link);
 		entry_free(e);

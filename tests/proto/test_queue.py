@@ -448,3 +448,47 @@ def test_per_domain_connection_limit(make_server, sinks):
         send(s, "alice@example.test", [f"u{i}@remote.example"])
     wait_for(lambda: len(mx.messages) == 4, timeout=30, what="all four")
     assert mx.max_active == 1
+
+
+def test_bounce_waits_out_a_directory_error(make_server, sinks):
+    """The directory breaks while a message bounces: the DSN is deferred
+    (never sent to the postmaster for that, never dropped), the entry
+    stays, and once the database is back the sender gets the bounce."""
+    from test_directory import Db
+    sinks("127.0.0.2", fail_first=10**6)
+    s = make_server(dict(FAST, queue_lifetime="3s"))
+    send(s, "alice@example.test", ["u@remote.example"])
+    db = Db(s)
+    db.garbage_in_place()
+    wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+             what="the DSN deferred")
+    line = next(l for l in s.log().splitlines() if "event=dsn result=defer" in l)
+    assert 'error="directory: ' in line, line
+    assert queue_ids(s), "the entry went with the DSN"
+    db.restore()
+    wait_for(lambda: s.messages("alice"), timeout=30, what="the bounce")
+    assert b"Status: 4.4.7" in s.messages("alice")[0]
+    assert not s.messages("postmaster")
+    assert "event=dsn result=fail" not in s.log()
+    wait_for(lambda: not queue_ids(s), what="the entry removed after the DSN")
+
+
+def test_bounce_waits_out_a_maildir_write_error(make_server, sinks):
+    """The sender's Maildir cannot be written when the bounce is stored:
+    it is tried again, and arrives once the disk is fixed."""
+    sinks("127.0.0.2", fail_first=10**6)
+    s = make_server(dict(FAST, queue_lifetime="3s"))
+    send(s, "x@remote.example", ["alice@example.test"])
+    wait_for(lambda: s.messages("alice"), what="the first message")
+    tmp = os.path.join(s.maildir("alice"), "tmp")
+    os.chmod(tmp, 0o500)
+    try:
+        send(s, "alice@example.test", ["u@remote.example"])
+        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+                 what="the DSN deferred")
+        assert len(queue_ids(s)) == 1, "the entry went with the DSN"
+    finally:
+        os.chmod(tmp, 0o700)
+    wait_for(lambda: len(s.messages("alice")) == 2, timeout=30, what="the bounce")
+    assert "event=dsn result=fail" not in s.log()
+    wait_for(lambda: not queue_ids(s), what="the entry removed after the DSN")

@@ -33,3 +33,17 @@ def test_listener_change_needs_restart(make_server):
     text = reload_log(s, 3)
     lines = [l for l in text.splitlines() if "change only at restart" in l]
     assert "listeners=smtp_listen,pop3_listen,pop3s_listen" in lines[-1], lines
+
+
+def test_daemon_keys_change_at_restart(make_server):
+    """Keys posternd reads only at start (the directory handles, the
+    outbound threads) log the same note on a reload that changes them."""
+    s = make_server()
+    for n, (key, value) in enumerate([("directory_timeout", "7s"),
+                                      ("smtp_max_connections", "3")], 1):
+        s.extra[key] = value
+        s.write_conf()
+        text = reload_log(s, n)
+        lines = [l for l in text.splitlines() if "change only at restart" in l]
+        assert len(lines) == n, (key, lines)
+        assert key in lines[-1] and "listeners=-" in lines[-1], lines[-1]

@@ -131,7 +131,6 @@ test_values(void **state)
 	assert_int_equal(
 	    ntohs(((struct sockaddr_in6 *)&c->smtp_listen.v[1].ss)->sin6_port),
 	    2526);
-	assert_string_equal(c->db_path, "/srv/mail/postern.db");
 	assert_string_equal(c->pid_file, "/srv/mail/posternd.pid");
 	/* defaults */
 	assert_int_equal(c->recipient_limit, 1000);

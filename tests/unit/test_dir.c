@@ -53,7 +53,7 @@ sqlite_at(unsigned timeout_ms, int flags)
 static struct dir *
 sqlite_new(void)
 {
-	snprintf(dbpath, sizeof(dbpath), "%s/%s", tmpdir, CONFIG_DB_FILE);
+	snprintf(dbpath, sizeof(dbpath), "%s/%s", tmpdir, DIR_SQLITE_FILE);
 	unlink(dbpath);
 	return sqlite_at(5000, DIR_OPEN_ADMIN);
 }
@@ -599,7 +599,7 @@ test_admin_errors(void **state)
 	/* The calls ran in order while the table was built; err holds only
 	 * the last message, so check each again one by one. */
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		if (cases[i].got != -1)
+		if (cases[i].got != DIR_ADMIN_REFUSED)
 			fail_msg("case %zu (%s): got %d, want -1", i,
 			    cases[i].want, cases[i].got);
 	assert_int_equal(a->domain_del(d, "example.test", err, e), -1);
@@ -688,6 +688,49 @@ test_admin_roundtrip(void **state)
 
 /* ---- temporary errors --------------------------------------------------- */
 
+/* Every admin op on a failing backend: DIR_ADMIN_ERROR (-2), never a
+ * refusal (-1), with the backend's reason. */
+static void
+admin_tempfail(struct dir *d)
+{
+	const struct dir_admin_ops *a = d->admin;
+	char err[256];
+	size_t e = sizeof(err);
+	struct {
+		int got;
+		const char *what;
+	} cases[] = {
+	    {a->domain_add(d, "z.test", err, e), "domain_add"},
+	    {a->domain_del(d, "example.test", err, e), "domain_del"},
+	    {a->host_alias_add(d, "x.test", "example.test", err, e),
+	        "host_alias_add"},
+	    {a->host_alias_del(d, "mail.example.test", err, e),
+	        "host_alias_del"},
+	    {a->user_add(d, "x", "example.test", "h", err, e), "user_add"},
+	    {a->user_del(d, "alice", "example.test", err, e), "user_del"},
+	    {a->user_passwd(d, "alice", "example.test", "h", err, e),
+	        "user_passwd"},
+	    {a->alias_add(d, "x", "example.test", "x@y.test", err, e),
+	        "alias_add"},
+	    {a->alias_del(d, "info", "example.test", NULL, err, e),
+	        "alias_del"},
+	    {a->list_add(d, "x", "example.test", err, e), "list_add"},
+	    {a->list_del(d, "team", "example.test", err, e), "list_del"},
+	    {a->list_member(
+	         d, "team", "example.test", "a@b.example", true, err, e),
+	        "list_member"},
+	    {a->list_rows(d, "users", NULL, NULL, NULL, err, e), "list_rows"},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (cases[i].got != DIR_ADMIN_ERROR)
+			fail_msg("case %zu (%s): got %d, want %d", i,
+			    cases[i].what, cases[i].got, DIR_ADMIN_ERROR);
+	assert_int_equal(
+	    a->user_del(d, "alice", "example.test", err, e), DIR_ADMIN_ERROR);
+	assert_true(strncmp(err, "directory", 9) == 0);
+}
+
 static void
 test_tempfail(void **state)
 {
@@ -727,11 +770,7 @@ test_tempfail(void **state)
 	    DIR_LOGIN_TEMPFAIL);
 	/* The backend's reason reaches the caller, for the log. */
 	assert_true(strncmp(err, "directory", 9) == 0);
-	assert_int_equal(dir_auth(d, "dave@example.test", "right horse", canon,
-	                     sizeof(canon)),
-	    -1);
-	assert_int_equal(
-	    d->admin->domain_add(d, "z.test", err, sizeof(err)), -1);
+	admin_tempfail(d);
 	/* Back again: the same handle works (re-connected lazily). */
 	f->b->set_failing(d, false);
 	strlist_clear(&users);
@@ -741,9 +780,9 @@ test_tempfail(void **state)
 	    dir_expand(d, &a, 100, &users, &remote, err, sizeof(err)),
 	    DIR_EXPAND_LOCAL);
 	assert_int_equal(users.n, 2);
-	assert_int_equal(dir_auth(d, "dave@example.test", "right horse", canon,
-	                     sizeof(canon)),
-	    1);
+	assert_int_equal(dir_login(d, "dave@example.test", "right horse", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    DIR_LOGIN_OK);
 	strlist_clear(&users);
 	strlist_clear(&remote);
 	/* A NULL handle is a directory that is not there. */
@@ -776,7 +815,7 @@ setup_tmp(void **state)
 	snprintf(tmpdir, sizeof(tmpdir), "/tmp/postern-unit-XXXXXX");
 	if (mkdtemp(tmpdir) == NULL)
 		return -1;
-	snprintf(dbpath, sizeof(dbpath), "%s/%s", tmpdir, CONFIG_DB_FILE);
+	snprintf(dbpath, sizeof(dbpath), "%s/%s", tmpdir, DIR_SQLITE_FILE);
 	return 0;
 }
 
@@ -901,7 +940,7 @@ test_sqlite_query_timeout(void **state)
 	/* 2000 rows at 2 ms each would take 4 s; the bound is 50 ms. */
 	assert_int_equal(d->admin->list_rows(d, "users", NULL, slow_row, &rows,
 	                     err, sizeof(err)),
-	    -1);
+	    DIR_ADMIN_ERROR);
 	assert_non_null(strstr(err, "timed out"));
 	assert_true(rows < 2000);
 	dir_close(&d);
@@ -1043,7 +1082,7 @@ test_sqlite_replaced(void **state)
 	dir_close(&r);
 }
 
-/* dir_open: the backend from `directory`, SQLite at db_path. */
+/* dir_open: the backend from `directory`, SQLite in data_dir. */
 static void
 test_dir_open_config(void **state)
 {
@@ -1083,9 +1122,65 @@ test_dir_open_config(void **state)
 		assert_non_null(d);
 		assert_non_null(d->admin);
 		dir_close(&d);
-		assert_int_equal(access(c->db_path, F_OK), 0);
+		snprintf(text, sizeof(text), "%s/%s", tmpdir, DIR_SQLITE_FILE);
+		assert_int_equal(access(text, F_OK), 0);
 		config_unref(&c);
 	}
+}
+
+/* dir_prepare and dir_check: SQLite's file, made and checked by src/dir
+ * alone (posternd and posternctl never name it). */
+static void
+test_dir_prepare_check(void **state)
+{
+	char text[512], err[512], note[512] = "", path[512];
+	struct config *c = NULL;
+	int fd;
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/%s", tmpdir, DIR_SQLITE_FILE);
+	unlink(path);
+	snprintf(text, sizeof(text),
+	    "data_dir = %s\nsmtp_listen = 127.0.0.1:25\n", tmpdir);
+	assert_int_equal(
+	    config_parse(text, strlen(text), "t.conf", &c, err, sizeof(err)),
+	    0);
+	fd = open(tmpdir, O_RDONLY | O_DIRECTORY);
+	assert_true(fd >= 0);
+	/* Missing: nothing to check yet, and a dry run creates nothing. */
+	assert_int_equal(dir_check(c, fd, err, sizeof(err)), 0);
+	assert_int_equal(
+	    dir_prepare(c, fd, true, note, sizeof(note), err, sizeof(err)), 0);
+	assert_int_equal(access(path, F_OK), -1);
+	assert_int_equal(
+	    dir_prepare(c, fd, false, note, sizeof(note), err, sizeof(err)), 0);
+	assert_int_equal(access(path, F_OK), 0);
+	/* Start-up's read-write open makes the schema; then it answers. */
+	dir_close(
+	    &(struct dir *){dir_open(c, DIR_OPEN_ADMIN, err, sizeof(err))});
+	if (dir_check(c, fd, err, sizeof(err)) != 0)
+		fail_msg("dir_check: %s", err);
+	/* Not a database: dir_check names the file. */
+	assert_int_equal(truncate(path, 0), 0);
+	{
+		FILE *f = fopen(path, "w");
+
+		assert_non_null(f);
+		fputs("this is not an sqlite database, just some text....", f);
+		fclose(f);
+	}
+	assert_int_equal(dir_check(c, fd, err, sizeof(err)), -1);
+	assert_true(strncmp(err, "directory: ", 11) == 0);
+	assert_non_null(strstr(err, path));
+	/* Too loose: tightened, and said so. */
+	chmod(path, 0644);
+	note[0] = '\0';
+	assert_int_equal(
+	    dir_prepare(c, fd, false, note, sizeof(note), err, sizeof(err)), 0);
+	assert_non_null(strstr(note, "tightened to 0600"));
+	close(fd);
+	unlink(path);
+	config_unref(&c);
 }
 
 int
@@ -1100,6 +1195,7 @@ run_dir_tests(void)
 	    cmocka_unit_test(test_sqlite_old_schema),
 	    cmocka_unit_test(test_sqlite_replaced),
 	    cmocka_unit_test(test_dir_open_config),
+	    cmocka_unit_test(test_dir_prepare_check),
 	};
 	int failed = 0;
 
