@@ -45,6 +45,11 @@ struct qentry {
 	size_t body_offset; /* where the message starts in ID.msg */
 	int dsn_refs;       /* DSNs still reading this entry's message */
 	bool *busy;         /* per recipient: in an attempt now */
+	/* Per recipient: failure DSNs not yet stored.  Such a recipient is
+	 * written to disk as still pending, so a restart before its DSN is
+	 * durable tries it again (and bounces it again) instead of
+	 * forgetting the bounce. */
+	unsigned *dsn_wait;
 	int active_jobs;
 	bool has_env; /* an ID.env next to ID.msg holds newer state */
 	bool is_persisting, is_dirty, is_deleted;
@@ -103,6 +108,7 @@ struct bounce {
 	struct config *cfg;
 	struct committer *committer; /* makes the DSN durable */
 	struct qenv orig;            /* only failed/delayed recipients */
+	size_t *idx;                 /* their indexes in e->env.rcpts */
 	struct dsn_rcpt *dr;         /* parallel to orig.rcpts */
 	char (*st)[16];              /* status codes dr[i].status may use */
 	char remote[QADDR_MAX];
@@ -161,6 +167,7 @@ entry_free(struct qentry *e)
 {
 	queue_env_clear(&e->env);
 	free(e->busy);
+	free(e->dsn_wait);
 	free(e);
 }
 
@@ -330,6 +337,10 @@ entry_persist(struct queue *q, struct qentry *e)
 	p->cfg = config_ref(q->cfg);
 	p->is_delete = e->is_deleted || entry_done(e);
 	queue_env_copy(&p->snap, &e->env);
+	for (size_t i = 0; i < p->snap.nrcpt; i++)
+		if (e->dsn_wait[i] > 0 &&
+		    p->snap.rcpts[i].state == QRCPT_FAILED)
+			p->snap.rcpts[i].state = QRCPT_PENDING;
 	/* On the outbound threads: unlink can block for a long time (online
 	 * discard), and must not hold up the workers that serve sessions. */
 	workers_submit(q->outbound, persist_run, persist_done, p);
@@ -344,6 +355,7 @@ bounce_free(struct bounce *b)
 	queue_env_clear(&b->out);
 	free(b->dr);
 	free(b->st);
+	free(b->idx);
 	strlist_clear(&b->mailboxes);
 	buf_release(&b->content);
 	free(b->trace);
@@ -414,6 +426,13 @@ bounce_stored(void *arg)
 	if (b->dlv.result != 0 && b->is_temp) {
 		bounce_defer(b->q, b);
 		return;
+	}
+	if (b->e != NULL && !b->is_delay) {
+		/* Stored or given up: the failed state may reach the disk. */
+		for (size_t i = 0; i < b->orig.nrcpt; i++)
+			b->e->dsn_wait[b->idx[i]]--;
+		if (!entry_done(b->e) && !b->e->is_deleted)
+			entry_persist(b->q, b->e);
 	}
 	if (b->e != NULL && --b->e->dsn_refs == 0 &&
 	    (b->e->is_deleted || entry_done(b->e)))
@@ -658,6 +677,11 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 	b->orig.rcpts = xcalloc(n, sizeof(*b->orig.rcpts));
 	b->orig.nrcpt = n;
 	b->dr = xcalloc(n, sizeof(*b->dr));
+	b->idx = xcalloc(n, sizeof(*b->idx));
+	memcpy(b->idx, idx, n * sizeof(*idx));
+	if (!is_delay)
+		for (size_t i = 0; i < n; i++)
+			e->dsn_wait[idx[i]]++;
 	b->st = xcalloc(n, sizeof(*b->st));
 	snprintf(b->remote, sizeof(b->remote), "%s", remote ? remote : "");
 	for (size_t i = 0; i < n; i++) {
@@ -916,6 +940,8 @@ entry_new(struct qenv *env)
 
 	e->env = *env;
 	e->busy = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof(*e->busy));
+	e->dsn_wait =
+	    xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof(*e->dsn_wait));
 	return e;
 }
 

@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Raw, wait_for
+from conftest import Raw, Sink, wait_for
 
 FAST = {"relay": "addresses", "relay_addresses": "127.0.0.1", "queue_retry_min": "1s",
         "queue_retry_max": "2s"}
@@ -492,3 +492,45 @@ def test_bounce_waits_out_a_maildir_write_error(make_server, sinks):
     wait_for(lambda: len(s.messages("alice")) == 2, timeout=30, what="the bounce")
     assert "event=dsn result=fail" not in s.log()
     wait_for(lambda: not queue_ids(s), what="the entry removed after the DSN")
+
+
+def test_bounce_waiting_on_the_directory_survives_a_restart(make_server, sink_port):
+    """A recipient fails for good while the directory is broken, so its
+    DSN waits in memory; the daemon is then restarted.  The recipient was
+    written to disk as still pending (its DSN not yet durable), so the
+    new daemon tries it again and the sender gets the bounce: a restart
+    never forgets one."""
+    from test_directory import Db
+
+    class Split(Sink):
+        refuse = False
+
+        async def handle_RCPT(self, server, session, envelope, address, options):
+            if address.startswith("bad@") and self.refuse:
+                return "550 5.1.1 <%s>: no such user here" % address
+            if address.startswith("bad@") or address.startswith("slow@"):
+                return "451 4.2.0 try again later"
+            return await super().handle_RCPT(server, session, envelope, address,
+                                             options)
+
+    sink = Split("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST))
+        send(s, "alice@example.test", ["bad@remote.example", "slow@remote.example"])
+        wait_for(lambda: "to=<bad@remote.example>" in s.log() and
+                 "status=deferred" in s.log(), what="the first deferral")
+        db = Db(s)
+        db.garbage_in_place()
+        sink.refuse = True
+        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+                 what="the DSN deferred")
+        s.stop()
+        db.restore()
+        s.start()
+        wait_for(lambda: s.messages("alice"), timeout=30, what="the bounce")
+        assert b"bad@remote.example" in s.messages("alice")[0]
+        assert b"slow@remote.example" not in s.messages("alice")[0].split(
+            b"\n\n", 1)[0]
+        assert len(queue_ids(s)) == 1, "slow@ is still pending"
+    finally:
+        sink.stop()
