@@ -327,7 +327,7 @@ entry_persist(struct queue *q, struct qentry *e)
 	}
 	if (e->active_jobs > 0 && e->is_deleted)
 		return; /* removed when the attempt returns */
-	if (e->dsn_refs > 0 && (e->is_deleted || entry_done(e)))
+	if (e->dsn_refs > 0 && e->is_deleted)
 		return; /* removed when its DSNs have read the message */
 	e->is_dirty = false;
 	e->is_persisting = true;
@@ -335,7 +335,11 @@ entry_persist(struct queue *q, struct qentry *e)
 	p->q = q;
 	p->e = e;
 	p->cfg = config_ref(q->cfg);
-	p->is_delete = e->is_deleted || entry_done(e);
+	/* Finished, but a DSN still reads the message (it may wait out a
+	 * directory or disk error for long): the state is written, so a
+	 * restart meanwhile sends nobody the message twice; the files go
+	 * when the last DSN is stored (bounce_stored). */
+	p->is_delete = e->is_deleted || (entry_done(e) && e->dsn_refs == 0);
 	queue_env_copy(&p->snap, &e->env);
 	for (size_t i = 0; i < p->snap.nrcpt; i++)
 		if (e->dsn_wait[i] > 0 &&

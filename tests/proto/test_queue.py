@@ -534,3 +534,50 @@ def test_bounce_waiting_on_the_directory_survives_a_restart(make_server, sink_po
         assert len(queue_ids(s)) == 1, "slow@ is still pending"
     finally:
         sink.stop()
+
+
+def test_recipient_sent_while_a_dsn_waits_is_not_sent_again_after_restart(
+        make_server, sink_port):
+    """One recipient bounces while the directory is broken (its DSN
+    waits), the other is then delivered: the entry is finished but held
+    by the DSN.  Its state still reaches the disk, so after a restart the
+    delivered recipient gets nothing twice, and the bounce arrives."""
+    from test_directory import Db
+
+    class Split(Sink):
+        refuse = False
+        accept_slow = False
+
+        async def handle_RCPT(self, server, session, envelope, address, options):
+            if address.startswith("bad@") and self.refuse:
+                return "550 5.1.1 <%s>: no such user here" % address
+            if address.startswith("bad@") or (address.startswith("slow@") and
+                                              not self.accept_slow):
+                return "451 4.2.0 try again later"
+            return await super().handle_RCPT(server, session, envelope, address,
+                                             options)
+
+    sink = Split("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST))
+        send(s, "alice@example.test", ["bad@remote.example", "slow@remote.example"])
+        wait_for(lambda: "to=<bad@remote.example>" in s.log() and
+                 "status=deferred" in s.log(), what="the first deferral")
+        db = Db(s)
+        db.garbage_in_place()
+        sink.refuse = True
+        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+                 what="the DSN deferred")
+        sink.accept_slow = True
+        wait_for(lambda: any("to=<slow@remote.example>" in l and "status=sent" in l
+                             for l in s.log().splitlines()),
+                 timeout=30, what="slow@ sent")
+        assert len(sink.messages) == 1
+        s.stop()
+        db.restore()
+        s.start()
+        wait_for(lambda: s.messages("alice"), timeout=30, what="the bounce")
+        wait_for(lambda: not queue_ids(s), timeout=30, what="the entry removed")
+        assert len(sink.messages) == 1, "slow@ was sent again after the restart"
+    finally:
+        sink.stop()
