@@ -11,6 +11,7 @@
 
 #include "buf.h"
 #include "mime.h"
+#include "mime_priv.h"
 
 static bool
 name_listed(struct span name, const char *const *names, size_t n)
@@ -76,18 +77,7 @@ dskip(struct dcur *c)
 {
 	while (c->p < c->e) {
 		if (*c->p == '(') {
-			int depth = 0;
-
-			for (; c->p < c->e; c->p++) {
-				if (*c->p == '\\' && c->p + 1 < c->e)
-					c->p++;
-				else if (*c->p == '(')
-					depth++;
-				else if (*c->p == ')' && --depth == 0)
-					break;
-			}
-			if (c->p < c->e)
-				c->p++;
+			c->p = mime_skip_comment(c->p, c->e);
 		} else if (isspace((unsigned char)*c->p) || *c->p == ',') {
 			c->p++;
 		} else {
@@ -239,17 +229,8 @@ mime_msgid_next(struct span v, size_t *pos, struct span *id_out)
 		size_t s, e;
 
 		if (v.p[i] == '(') { /* a comment, nested */
-			int depth = 0;
-
-			for (; i < v.len; i++) {
-				if (v.p[i] == '\\' && i + 1 < v.len)
-					i++;
-				else if (v.p[i] == '(')
-					depth++;
-				else if (v.p[i] == ')' && --depth == 0)
-					break;
-			}
-			i++;
+			i = (size_t)(mime_skip_comment(v.p + i, v.p + v.len) -
+			             v.p);
 			continue;
 		}
 		if (v.p[i] != '<') {

@@ -12,11 +12,29 @@
 
 #include "buf.h"
 #include "mime.h"
+#include "mime_priv.h"
 #include "xmalloc.h"
 
 struct cur {
 	const char *p, *e;
 };
+
+const char *
+mime_skip_comment(const char *p, const char *e)
+{
+	int depth = 0;
+
+	/* RFC 5322 3.2.2 comments nest; backslash quotes */
+	for (; p < e; p++) {
+		if (*p == '\\' && p + 1 < e)
+			p++;
+		else if (*p == '(')
+			depth++;
+		else if (*p == ')' && --depth == 0)
+			return p + 1;
+	}
+	return e;
+}
 
 static void
 skip_cfws(struct cur *c)
@@ -26,19 +44,7 @@ skip_cfws(struct cur *c)
 		    *c->p == '\n') {
 			c->p++;
 		} else if (*c->p == '(') {
-			int depth = 0;
-
-			/* RFC 5322 3.2.2 comments nest; backslash quotes */
-			for (; c->p < c->e; c->p++) {
-				if (*c->p == '\\' && c->p + 1 < c->e)
-					c->p++;
-				else if (*c->p == '(')
-					depth++;
-				else if (*c->p == ')' && --depth == 0)
-					break;
-			}
-			if (c->p < c->e)
-				c->p++;
+			c->p = mime_skip_comment(c->p, c->e);
 		} else {
 			break;
 		}
