@@ -494,36 +494,48 @@ def test_bounce_waits_out_a_maildir_write_error(make_server, sinks):
     wait_for(lambda: not queue_ids(s), what="the entry removed after the DSN")
 
 
+class SplitSink(Sink):
+    """bad@ is deferred, then refused for good once refuse is set; slow@
+    is deferred until accept_slow is set; others are accepted."""
+    refuse = False
+    accept_slow = False
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        if address.startswith("bad@") and self.refuse:
+            return "550 5.1.1 <%s>: no such user here" % address
+        if address.startswith("bad@") or (address.startswith("slow@") and
+                                          not self.accept_slow):
+            return "451 4.2.0 try again later"
+        return await super().handle_RCPT(server, session, envelope, address,
+                                         options)
+
+
+def bounce_waiting_on_broken_directory(s, sink):
+    """Sends alice's message to bad@ and slow@, breaks the directory and
+    lets bad@ fail: its DSN is deferred.  Returns the Db to restore."""
+    from test_directory import Db
+    send(s, "alice@example.test", ["bad@remote.example", "slow@remote.example"])
+    wait_for(lambda: "to=<bad@remote.example>" in s.log() and
+             "status=deferred" in s.log(), what="the first deferral")
+    db = Db(s)
+    db.garbage_in_place()
+    sink.refuse = True
+    wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+             what="the DSN deferred")
+    return db
+
+
 def test_bounce_waiting_on_the_directory_survives_a_restart(make_server, sink_port):
     """A recipient fails for good while the directory is broken, so its
     DSN waits in memory; the daemon is then restarted.  The recipient was
     written to disk as still pending (its DSN not yet durable), so the
     new daemon tries it again and the sender gets the bounce: a restart
     never forgets one."""
-    from test_directory import Db
 
-    class Split(Sink):
-        refuse = False
-
-        async def handle_RCPT(self, server, session, envelope, address, options):
-            if address.startswith("bad@") and self.refuse:
-                return "550 5.1.1 <%s>: no such user here" % address
-            if address.startswith("bad@") or address.startswith("slow@"):
-                return "451 4.2.0 try again later"
-            return await super().handle_RCPT(server, session, envelope, address,
-                                             options)
-
-    sink = Split("127.0.0.2", sink_port)
+    sink = SplitSink("127.0.0.2", sink_port)
     try:
         s = make_server(dict(FAST))
-        send(s, "alice@example.test", ["bad@remote.example", "slow@remote.example"])
-        wait_for(lambda: "to=<bad@remote.example>" in s.log() and
-                 "status=deferred" in s.log(), what="the first deferral")
-        db = Db(s)
-        db.garbage_in_place()
-        sink.refuse = True
-        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
-                 what="the DSN deferred")
+        db = bounce_waiting_on_broken_directory(s, sink)
         s.stop()
         db.restore()
         s.start()
@@ -542,32 +554,11 @@ def test_recipient_sent_while_a_dsn_waits_is_not_sent_again_after_restart(
     waits), the other is then delivered: the entry is finished but held
     by the DSN.  Its state still reaches the disk, so after a restart the
     delivered recipient gets nothing twice, and the bounce arrives."""
-    from test_directory import Db
 
-    class Split(Sink):
-        refuse = False
-        accept_slow = False
-
-        async def handle_RCPT(self, server, session, envelope, address, options):
-            if address.startswith("bad@") and self.refuse:
-                return "550 5.1.1 <%s>: no such user here" % address
-            if address.startswith("bad@") or (address.startswith("slow@") and
-                                              not self.accept_slow):
-                return "451 4.2.0 try again later"
-            return await super().handle_RCPT(server, session, envelope, address,
-                                             options)
-
-    sink = Split("127.0.0.2", sink_port)
+    sink = SplitSink("127.0.0.2", sink_port)
     try:
         s = make_server(dict(FAST))
-        send(s, "alice@example.test", ["bad@remote.example", "slow@remote.example"])
-        wait_for(lambda: "to=<bad@remote.example>" in s.log() and
-                 "status=deferred" in s.log(), what="the first deferral")
-        db = Db(s)
-        db.garbage_in_place()
-        sink.refuse = True
-        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
-                 what="the DSN deferred")
+        db = bounce_waiting_on_broken_directory(s, sink)
         sink.accept_slow = True
         wait_for(lambda: any("to=<slow@remote.example>" in l and "status=sent" in l
                              for l in s.log().splitlines()),
