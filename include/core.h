@@ -280,7 +280,7 @@ void core_reply(struct core_session *, const char *fmt, ...)
  * completion), which ends the session.
  */
 bool core_submit(struct core_session *, struct workers *, worker_job_fn run,
-    worker_done_fn done, void *arg);
+    worker_done_fn done, void *arg) __attribute__((warn_unused_result));
 /*
  * May this session go on with a reply it sends in pieces (a POP3
  * RETR/TOP batch, an IMAP FETCH): asked by every streaming continuation

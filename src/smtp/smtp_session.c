@@ -133,6 +133,21 @@ session_resume(struct session *s)
 }
 
 /*
+ * core_submit refused a command's job: the session may not continue
+ * (core_may_continue).  Unreachable today, as a command's first job
+ * always starts; the caller has taken back what it moved into the job
+ * and freed it.  Nothing is answered: the session ends, and its free
+ * releases the transaction (no 250 was sent, nothing is delivered).
+ */
+static void
+session_refused(struct session *s, const char *what)
+{
+	log_warn("session=%s%s%s event=job-refused client=%s job=%s", s->id,
+	    s->queue_id[0] ? " id=" : "", s->queue_id, s->ip, what);
+	session_close(s);
+}
+
+/*
  * Counts a client error; past max_errors the session ends (421).  For a
  * refusal the caller has logged already with more detail (RCPT, a
  * syntax error, DATA); reply_error() logs the others.
@@ -315,7 +330,7 @@ static void
 spool_chunk(struct session *s)
 {
 	struct spool_job *j;
-	size_t reserve = s->cfg->spool_min_free;
+	size_t reserve = s->cfg->spool_min_free, len = s->msg.len;
 
 	/* spool_min_free: the spool leaves that much free, so a few
 	 * unauthenticated DATA phases cannot fill the disk that deliveries
@@ -333,7 +348,6 @@ spool_chunk(struct session *s)
 		msg_charge(s);
 		return;
 	}
-	server_disk_use(s->srv, s->msg.len);
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->fd = s->spool_fd;
@@ -345,9 +359,17 @@ spool_chunk(struct session *s)
 	msg_charge(s);
 	/* The chunk stays counted until it is written: smtp_memory_limit
 	 * covers the text workers still hold, not only the sessions'. */
-	s->srv->msg_memory += j->chunk.len;
-	core_submit(
-	    &s->cs, s->srv->store_workers, spool_job_run, spool_job_done, j);
+	s->srv->msg_memory += len;
+	if (core_submit(&s->cs, s->srv->store_workers, spool_job_run,
+	        spool_job_done, j)) {
+		server_disk_use(s->srv, len);
+		return;
+	}
+	s->spool_fd = j->fd; /* the session's free discards the spool */
+	s->srv->msg_memory -= len;
+	bufpool_put(&s->srv->msgbufs, &j->chunk);
+	free(j);
+	session_refused(s, "spool");
 }
 
 /* After a piece of DATA was parsed: spool the message buffer if it is
@@ -816,8 +838,12 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	j->facts.is_tls = s->cs.is_tls;
 	j->facts.auth_user = j->auth_user[0] ? j->auth_user : NULL;
 	j->cfg = config_ref(s->cfg);
-	core_submit(
-	    &s->cs, s->srv->dir_workers, rcpt_job_run, rcpt_job_done, j);
+	if (core_submit(
+	        &s->cs, s->srv->dir_workers, rcpt_job_run, rcpt_job_done, j))
+		return;
+	config_unref(&j->cfg);
+	free(j);
+	session_refused(s, "rcpt");
 }
 
 static void
@@ -1361,7 +1387,17 @@ data_end(struct session *s)
 		q->size = d->wsize - d->rp_len - 1;
 	}
 	/* done NULL: the committer posts delivery_done once durable. */
-	core_submit(&s->cs, s->srv->store_workers, deliver_job_run, NULL, j);
+	if (core_submit(
+	        &s->cs, s->srv->store_workers, deliver_job_run, NULL, j))
+		return;
+	/* Back to the session, whose free releases them. */
+	s->mailboxes = j->mailboxes;
+	s->headers = j->headers;
+	s->msg = j->msg;
+	s->spool_fd = j->spool_fd;
+	queue_env_clear(&j->qenv);
+	free(j);
+	session_refused(s, "deliver");
 }
 
 /* Feeds buffered input to the DATA parser. */

@@ -104,6 +104,24 @@ stream_done(void *arg)
 	core_resume(cs);
 }
 
+/*
+ * LATEAUTH: a login submitted by a completion (a continuation, as a
+ * mechanism with a job between rounds would): user@t.test with the
+ * right password.  core_login_submit submits nothing when the session
+ * may not continue; it is then not busy, and the completion returns to
+ * the core.
+ */
+static void
+late_auth_done(void *arg)
+{
+	struct core_session *cs = arg;
+
+	if (core_job_end(cs))
+		core_login_submit(cs, "user@t.test", 11, "good", 4);
+	if (!cs->is_busy)
+		core_resume(cs);
+}
+
 static void
 tp_auth(struct core_session *cs, char *args)
 {
@@ -141,10 +159,16 @@ tp_feed(struct core_session *cs)
 		tp_auth(cs, line + 5);
 	else if (strcmp(line, "BUSY") == 0) {
 		core_reply(cs, "+BUSY");
-		core_submit(cs, T.pool, job_run, job_done, cs);
+		if (!core_submit(cs, T.pool, job_run, job_done, cs))
+			fail_msg("a command's first job was refused");
 	} else if (strcmp(line, "STREAM") == 0) {
 		core_reply(cs, "+STREAM");
-		core_submit(cs, T.pool, job_run, stream_done, cs);
+		if (!core_submit(cs, T.pool, job_run, stream_done, cs))
+			fail_msg("a command's first job was refused");
+	} else if (strcmp(line, "LATEAUTH") == 0) {
+		core_reply(cs, "+LATEAUTH");
+		if (!core_submit(cs, T.pool, job_run, late_auth_done, cs))
+			fail_msg("a command's first job was refused");
 	} else if (strncmp(line, "IDLE ", 5) == 0) {
 		T.idle_ms = (unsigned)strtoul(line + 5, NULL, 10);
 		core_idle_update(cs);
@@ -941,6 +965,39 @@ test_session_timeout_stops_a_stream(void **state)
 	}
 }
 
+/*
+ * A login submitted by a continuation after the session timeout came
+ * during the job before it: core_login_submit checks nothing, answers
+ * nothing (the session ends: -EXPIRED) and gives the lock-out slot back.
+ * Under auth_max_failures = 1 a slot kept would leave the address busy
+ * (an attempt in flight counts as a failure): the next session's login
+ * would be a TEMPFAIL instead of OK.
+ */
+static void
+test_login_refused_when_session_ending(void **state)
+{
+	(void)state;
+	setup("auth_max_failures = 1\nauth_account_max_failures = 1000\n");
+	T.session_ms = 100;
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	send_text("LATEAUTH\r\n");
+	assert_string_equal(next_line(2000), "+LATEAUTH");
+	assert_true(quiet(300));
+	assert_true(T.s->is_busy && T.s->is_expired);
+	release_job();
+	assert_string_equal(next_line(2000), "-EXPIRED");
+	assert_true(peer_closed(2000));
+	assert_int_equal(T.nfree, 1);
+	close(T.fd);
+	T.session_ms = 0;
+	connect_as("192.0.2.1", &tp_plain);
+	assert_string_equal(next_line(2000), "+HELLO");
+	send_text("AUTH PLAIN AHVzZXJAdC50ZXN0AGdvb2Q=\r\n");
+	assert_string_equal(next_line(5000), "+LOGIN 0 user@t.test");
+	teardown();
+}
+
 /* ---- per-bufferevent settings ------------------------------------------- */
 
 static void
@@ -1040,6 +1097,7 @@ run_core_tests(void)
 	    cmocka_unit_test(test_shutdown_during_starttls_switch),
 	    cmocka_unit_test(test_session_timeout),
 	    cmocka_unit_test(test_session_timeout_stops_a_stream),
+	    cmocka_unit_test(test_login_refused_when_session_ending),
 	    cmocka_unit_test(test_bev_settings_survive_starttls),
 	};
 
