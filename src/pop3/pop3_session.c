@@ -950,8 +950,17 @@ p_login_done(struct core_session *cs, enum core_login r, const char *canon,
 		j = pjob_new(s, PJOB_OPEN);
 		snprintf(j->canon, sizeof(j->canon), "%s", canon);
 		j->cfg = config_ref(s->cfg);
-		if (!submit(s, j))
-			pjob_free(&j);
+		if (submit(s, j))
+			break;
+		/* The session ends (core_may_continue): its session_timeout
+		 * or the shutdown_timeout came during the check.  The
+		 * maildrop is not opened, the core's end answers. */
+		log_warn("pop3=%s event=login result=tempfail client=%s "
+		         "user=%s reason=\"%s\"",
+		    s->id, s->ip, log_esc(canon),
+		    cs->is_expired ? "session timeout"
+		                   : "server shutting down");
+		pjob_free(&j);
 		break;
 	case CORE_LOGIN_LOCKED:
 		core_reply(&s->cs,
