@@ -3,11 +3,12 @@
  * a real event_base, a real worker pool and a socketpair whose one end is
  * a core session of a small test protocol ("tp"), the other the client.
  * Covered: the SASL step machine (table) and the login job (against a
- * dir_fake on the auth pool), the lock-out limits of the
- * session's own config across a reload, busy/resume (input held while a
- * job runs, a peer gone meanwhile), the shutdown timers (reply, forced
- * close after the job, the grace), the total session timeout, and the
- * per-bufferevent settings surviving the STARTTLS takeover.
+ * dir_fake on the auth pool), the lock-out limits of the session's own
+ * config across a reload, a login a continuation submits once the
+ * session is ending (no check, its slot back), busy/resume (input held
+ * while a job runs, a peer gone meanwhile), the shutdown timers (reply,
+ * forced close after the job, the grace), the total session timeout, and
+ * the per-bufferevent settings surviving the STARTTLS takeover.
  */
 #include <sys/socket.h>
 #include <sys/time.h>
