@@ -50,9 +50,15 @@ struct qentry {
 	 * durable tries it again (and bounces it again) instead of
 	 * forgetting the bounce. */
 	unsigned *dsn_wait;
+	int dsn_reading; /* DSNs that have not read the header section yet */
 	int active_jobs;
 	bool has_env; /* an ID.env next to ID.msg holds newer state */
 	bool is_persisting, is_dirty, is_deleted;
+	/* Deleted by a queue command: its DSNs still waiting are cancelled,
+	 * not retried. */
+	bool is_cancelled;
+	/* The files are gone; e stays only while DSNs in flight hold it. */
+	bool is_removed;
 };
 
 struct queue {
@@ -121,8 +127,11 @@ struct bounce {
 	/* A temporary failure (directory or disk): b waits on q->retries
 	 * until next, and the entry keeps its dsn_refs meanwhile. */
 	bool is_temp;
+	/* The write kept failing for queue_lifetime: this is the one try
+	 * at the postmaster before giving up. */
+	bool is_last_try;
 	unsigned attempts;
-	time_t next;
+	time_t first_try, next;
 	TAILQ_ENTRY(bounce) link;
 	/* built by the worker */
 	struct strlist mailboxes;
@@ -307,8 +316,14 @@ persist_done(void *arg)
 	config_unref(&p->cfg);
 	if (p->is_delete) {
 		log_info("id=%s event=removed", e->env.id);
-		TAILQ_REMOVE(&q->entries, e, link);
-		entry_free(e);
+		if (e->dsn_refs > 0) {
+			/* DSNs in flight still point at e: freed by the last
+			 * one (bounce_release). */
+			e->is_removed = true;
+		} else {
+			TAILQ_REMOVE(&q->entries, e, link);
+			entry_free(e);
+		}
 	} else if (e->is_dirty || e->is_deleted) {
 		entry_persist(q, e);
 	}
@@ -321,14 +336,19 @@ entry_persist(struct queue *q, struct qentry *e)
 {
 	struct persist *p;
 
+	if (e->is_removed)
+		return;
 	if (e->is_persisting) {
 		e->is_dirty = true;
 		return;
 	}
 	if (e->active_jobs > 0 && e->is_deleted)
 		return; /* removed when the attempt returns */
-	if (e->dsn_refs > 0 && e->is_deleted)
-		return; /* removed when its DSNs have read the message */
+	/* A DSN needs only the original's header section, which it keeps
+	 * (b->hdrs): a deleted entry's files go as soon as every DSN has
+	 * read it (bounce_read_done), even if a DSN still waits. */
+	if (e->dsn_reading > 0 && e->is_deleted)
+		return;
 	e->is_dirty = false;
 	e->is_persisting = true;
 	p = xcalloc(1, sizeof(*p));
@@ -380,8 +400,106 @@ bounce_reset(struct bounce *b)
 	free(b->trace);
 	b->trace = NULL;
 	memset(&b->dlv, 0, sizeof(b->dlv));
-	b->to_postmaster = b->orig.from[0] == '\0';
+	b->to_postmaster = b->is_last_try || b->orig.from[0] == '\0';
 	b->is_composed = b->is_temp = false;
+}
+
+/*
+ * Gives back b's hold on its entry: the failed state of its recipients
+ * may reach the disk, and an entry nothing else holds is written or
+ * removed (or, when its files are already gone, freed).
+ */
+static void
+bounce_release(struct queue *q, struct bounce *b)
+{
+	struct qentry *e = b->e;
+
+	if (e == NULL)
+		return;
+	b->e = NULL;
+	if (!b->is_delay) {
+		/* Stored or given up: the failed state may reach the disk. */
+		for (size_t i = 0; i < b->orig.nrcpt; i++)
+			e->dsn_wait[b->idx[i]]--;
+		if (!entry_done(e) && !e->is_deleted)
+			entry_persist(q, e);
+	}
+	if (--e->dsn_refs > 0)
+		return;
+	if (e->is_removed) {
+		TAILQ_REMOVE(&q->entries, e, link);
+		entry_free(e);
+	} else if (e->is_deleted || entry_done(e)) {
+		entry_persist(q, e);
+	}
+}
+
+/* Drops a DSN that is no longer wanted, and says why. */
+static void
+bounce_cancel(struct queue *q, struct bounce *b, const char *why)
+{
+	log_info("id=%s event=dsn kind=%s result=cancelled reason=\"%s\"",
+	    b->orig.id, b->is_delay ? "delay" : "failure", why);
+	bounce_release(q, b);
+	bounce_free(b);
+}
+
+/*
+ * A delay warning about to be tried again keeps only the recipients still
+ * pending (the others were delivered or bounced meanwhile); false when
+ * none is left.
+ */
+static bool
+bounce_still_delayed(struct bounce *b)
+{
+	size_t n = 0;
+
+	if (!b->is_delay || b->e == NULL)
+		return true;
+	for (size_t i = 0; i < b->orig.nrcpt; i++) {
+		if (b->e->env.rcpts[b->idx[i]].state != QRCPT_PENDING)
+			continue;
+		b->orig.rcpts[n] = b->orig.rcpts[i];
+		b->idx[n] = b->idx[i];
+		b->dr[n] = b->dr[i];
+		if (b->dr[i].status == b->st[i]) {
+			memcpy(b->st[n], b->st[i], sizeof(b->st[n]));
+			b->dr[n].status = b->st[n];
+		}
+		/* dr points into orig.rcpts: follow the move. */
+		b->dr[n].addr = b->orig.rcpts[n].addr;
+		b->dr[n].diagnostic = b->orig.rcpts[n].error;
+		n++;
+	}
+	b->orig.nrcpt = n;
+	return n > 0;
+}
+
+/*
+ * A write that keeps failing (EACCES, EDQUOT: any write error counts as
+ * temporary) is not retried forever: queue_lifetime after the DSN's
+ * first try it goes to the postmaster once, then is given up.  A
+ * directory that cannot answer is waited out (it knows the postmaster
+ * no better).  True when b was resubmitted to the postmaster.
+ */
+static bool
+bounce_expire(struct queue *q, struct bounce *b)
+{
+	time_t age = time(NULL) - b->first_try;
+	bool is_expired = age > 0 && (unsigned long long)age * 1000 >=
+	                                 q->cfg->queue_lifetime_ms;
+
+	if (!b->is_composed || (!b->is_last_try && !is_expired))
+		return false;
+	b->is_temp = false; /* given up, unless the postmaster is left */
+	if (b->to_postmaster)
+		return false;
+	log_warn("id=%s event=dsn result=redirect to=postmaster error=\"%s\"",
+	    b->orig.id, b->dlv.error);
+	b->is_last_try = true;
+	bounce_reset(b);
+	bounce_submit(q, b);
+	return true;
 }
 
 /* A temporary failure: keep b (and the entry it reads) and try again
@@ -415,6 +533,10 @@ bounce_retry(struct queue *q, time_t now)
 		if (b->next > now)
 			continue;
 		TAILQ_REMOVE(&q->retries, b, link);
+		if (!bounce_still_delayed(b)) {
+			bounce_cancel(q, b, "no recipient still pending");
+			continue;
+		}
 		config_unref(&b->cfg);
 		b->cfg = config_ref(q->cfg);
 		bounce_submit(q, b);
@@ -427,20 +549,18 @@ bounce_stored(void *arg)
 	struct bounce *b = arg;
 
 	b->q->dsn_pending--;
+	if (b->dlv.result != 0 && b->is_temp && b->e != NULL &&
+	    b->e->is_cancelled) {
+		bounce_cancel(b->q, b, "message deleted");
+		return;
+	}
+	if (b->dlv.result != 0 && b->is_temp && bounce_expire(b->q, b))
+		return;
 	if (b->dlv.result != 0 && b->is_temp) {
 		bounce_defer(b->q, b);
 		return;
 	}
-	if (b->e != NULL && !b->is_delay) {
-		/* Stored or given up: the failed state may reach the disk. */
-		for (size_t i = 0; i < b->orig.nrcpt; i++)
-			b->e->dsn_wait[b->idx[i]]--;
-		if (!entry_done(b->e) && !b->e->is_deleted)
-			entry_persist(b->q, b->e);
-	}
-	if (b->e != NULL && --b->e->dsn_refs == 0 &&
-	    (b->e->is_deleted || entry_done(b->e)))
-		entry_persist(b->q, b->e);
+	bounce_release(b->q, b);
 	if (b->dlv.result == 0) {
 		log_info("id=%s event=dsn kind=%s orig=%s to=<%s>", b->out.id,
 		    b->is_delay ? "delay" : "failure", b->orig.id,
@@ -638,6 +758,8 @@ bounce_read_done(void *arg)
 {
 	struct bounce *b = arg;
 
+	if (b->e != NULL && --b->e->dsn_reading == 0 && b->e->is_deleted)
+		entry_persist(b->q, b->e); /* its removal waited for this */
 	workers_submit(b->q->workers, bounce_run, bounce_expanded, b);
 }
 
@@ -645,6 +767,8 @@ static void
 bounce_submit(struct queue *q, struct bounce *b)
 {
 	q->dsn_pending++;
+	if (b->hdrs == NULL && b->e != NULL)
+		b->e->dsn_reading++;
 	if (b->hdrs == NULL)
 		workers_submit(q->store, bounce_read_run, bounce_read_done, b);
 	else
@@ -674,6 +798,7 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 	b->is_delay = is_delay;
 	b->body_offset = e->body_offset;
 	b->e = e;
+	b->first_try = time(NULL);
 	e->dsn_refs++;
 	/* Never a DSN to <>: mail from the null sender goes to postmaster. */
 	b->to_postmaster = e->env.from[0] == '\0';
@@ -1001,7 +1126,8 @@ set_aside(const char *data_dir, const char *name)
 		    log_esc(name), strerror(errno));
 }
 
-/* Loads ID.msg (and ID.env when the state was updated). */
+/* Loads ID.msg (and ID.env when the state was updated): 0, or 1 when the
+ * entry was finished and is removed, or -1 when it is set aside. */
 static int
 load_one(struct queue *q, const char *name)
 {
@@ -1042,8 +1168,23 @@ load_one(struct queue *q, const char *name)
 		text = NULL;
 		goto corrupt;
 	}
-	/* TAILQ_INSERT_TAIL evaluates its element more than once. */
+	/* Every recipient final but the files still there: only an older
+	 * version left such an entry (it is neither retried nor removed,
+	 * so it would stay for good). */
 	e = entry_new(&env);
+	if (entry_done(e)) {
+		size_t failed = 0;
+
+		for (size_t i = 0; i < e->env.nrcpt; i++)
+			failed += e->env.rcpts[i].state == QRCPT_FAILED;
+		log_warn("id=%s event=removed reason=\"every recipient done "
+		         "at load\" nrcpt=%zu failed=%zu",
+		    id, e->env.nrcpt, failed);
+		remove_entry_files(q->cfg->data_dir, id, has_env, NULL, 0);
+		entry_free(e);
+		return 1;
+	}
+	/* TAILQ_INSERT_TAIL evaluates its element more than once. */
 	e->body_offset = off;
 	e->has_env = has_env;
 	TAILQ_INSERT_TAIL(&q->entries, e, link);
@@ -1114,6 +1255,27 @@ entry_find(struct queue *q, const char *id)
 	return NULL;
 }
 
+/*
+ * posternctl queue delete: the files go at once (entry_persist), and the
+ * DSNs waiting to be tried again are cancelled; one in flight is
+ * cancelled when it comes back unstored (bounce_stored).
+ */
+static void
+entry_delete(struct queue *q, struct qentry *e)
+{
+	struct bounce *b, *next;
+
+	e->is_deleted = e->is_cancelled = true;
+	for (b = TAILQ_FIRST(&q->retries); b != NULL; b = next) {
+		next = TAILQ_NEXT(b, link);
+		if (b->e != e)
+			continue;
+		TAILQ_REMOVE(&q->retries, b, link);
+		bounce_cancel(q, b, "message deleted");
+	}
+	entry_persist(q, e);
+}
+
 int
 queue_command(struct queue *q, const char *cmd, struct queue_cmd_result *out,
     char *err, size_t errlen)
@@ -1157,8 +1319,7 @@ queue_command(struct queue *q, const char *cmd, struct queue_cmd_result *out,
 			e->env.is_held = true;
 			entry_persist(q, e);
 		} else { /* delete: the verb was checked above */
-			e->is_deleted = true;
-			entry_persist(q, e);
+			entry_delete(q, e);
 		}
 		/* A held entry flushed goes out when it is released. */
 		if (strcmp(verb, "flush") == 0 && e->env.is_held)

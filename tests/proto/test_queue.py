@@ -572,3 +572,115 @@ def test_recipient_sent_while_a_dsn_waits_is_not_sent_again_after_restart(
         assert len(sink.messages) == 1, "slow@ was sent again after the restart"
     finally:
         sink.stop()
+
+
+def test_delete_while_a_bounce_waits_on_the_directory(make_server, sink_port):
+    """`posternctl queue delete` of a message whose bounce waits out a
+    broken directory: the files go at once and the waiting bounce is
+    cancelled, so neither a retry nor a restart brings the message or
+    its bounce back."""
+
+    sink = SplitSink("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST))
+        db = bounce_waiting_on_broken_directory(s, sink)
+        [qid] = queue_ids(s)
+        s.ctl("queue", "delete", qid)
+        wait_for(lambda: f"id={qid} event=removed" in s.log(), what="removed")
+        assert queue_ids(s) == []
+        assert f'id={qid} event=dsn kind=failure result=cancelled reason="message deleted"' \
+            in s.log()
+        s.stop()
+        db.restore()
+        before = len(s.log())
+        s.start()
+        time.sleep(4)  # a retry of bad@ (1-2 s) would have bounced by now
+        assert queue_ids(s) == []
+        assert not s.messages("alice"), "the deleted message bounced"
+        assert "bad@remote.example" not in s.log()[before:]
+    finally:
+        sink.stop()
+
+
+def test_delay_warning_dropped_when_delivered_meanwhile(make_server, sink_port):
+    """A delay warning that waits out a broken directory is not sent
+    once every recipient it speaks of was delivered meanwhile."""
+    from test_directory import Db
+
+    sink = SplitSink("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST, queue_delay_warning="1s"))
+        send(s, "alice@example.test", ["slow@remote.example"])
+        wait_for(lambda: "status=deferred" in s.log(), what="the first deferral")
+        db = Db(s)
+        db.garbage_in_place()
+        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+                 what="the delay DSN deferred")
+        sink.accept_slow = True
+        wait_for(lambda: 'kind=delay result=cancelled reason="no recipient still pending"'
+                 in s.log(), timeout=30, what="the warning dropped")
+        assert len(sink.messages) == 1
+        db.restore()
+        wait_for(lambda: not queue_ids(s), what="the entry removed")
+        time.sleep(2)
+        assert not s.messages("alice"), "a 'still trying' warning after delivery"
+        assert "kind=delay orig=" not in s.log()
+    finally:
+        sink.stop()
+
+
+@pytest.mark.parametrize("postmaster_ok", [True, False])
+def test_bounce_write_failing_for_good_goes_to_postmaster(make_server, sinks,
+                                                          postmaster_ok):
+    """The sender's Maildir stays unwritable: queue_lifetime after the
+    bounce's first try it goes to the postmaster, once; when that fails
+    too, it is given up (result=fail) and the entry released."""
+    sinks("127.0.0.2", fail_first=10**6)
+    s = make_server(dict(FAST, queue_lifetime="3s"))
+    send(s, "x@remote.example", ["alice@example.test"])
+    send(s, "x@remote.example", ["postmaster@example.test"])
+    wait_for(lambda: s.messages("alice") and s.messages("postmaster"),
+             what="the first messages")
+    tmps = [os.path.join(s.maildir("alice"), "tmp")]
+    if not postmaster_ok:
+        tmps.append(os.path.join(s.maildir("postmaster"), "tmp"))
+    for t in tmps:
+        os.chmod(t, 0o500)
+    try:
+        send(s, "alice@example.test", ["u@remote.example"])
+        wait_for(lambda: "event=dsn result=redirect to=postmaster" in s.log(),
+                 timeout=40, what="the bounce sent to the postmaster")
+        wait_for(lambda: not queue_ids(s), timeout=20, what="the entry released")
+        if postmaster_ok:
+            [_, notice] = s.messages("postmaster")
+            assert b"Final-Recipient: rfc822; u@remote.example" in notice
+            assert "event=dsn result=fail" not in s.log()
+        else:
+            assert len(s.messages("postmaster")) == 1
+            assert "event=dsn result=fail" in s.log()
+        assert len(s.messages("alice")) == 1
+        assert s.log().count("event=dsn result=redirect") == 1
+    finally:
+        for t in tmps:
+            os.chmod(t, 0o700)
+
+
+def test_finished_entry_left_by_an_older_version_is_removed_at_load(make_server):
+    s = make_server(FAST, start=False)
+    entries = os.path.join(s.data, "queue", "entries")
+    os.makedirs(entries, exist_ok=True)
+    with open(os.path.join(entries, "00000000D0E11.msg"), "w") as f:
+        f.write("postern-queue 1\nid\t00000000D0E11\nfrom\talice@example.test\n"
+                "arrival\t1795846462\nflags\t\n"
+                "rcpt\tpending\t0\t0\tdone@remote.example\t\n\n"
+                "Subject: done\n\nbody\n")
+    with open(os.path.join(entries, "00000000D0E11.env"), "w") as f:
+        f.write("postern-queue 1\nid\t00000000D0E11\nfrom\talice@example.test\n"
+                "arrival\t1795846462\nflags\t\n"
+                "rcpt\tsent\t1\t0\tdone@remote.example\t\n"
+                "rcpt\tfailed\t1\t0\tgone@remote.example\t550 no\n")
+    s.start()
+    assert os.listdir(entries) == []
+    assert 'id=00000000D0E11 event=removed reason="every recipient done at load" ' \
+        'nrcpt=2 failed=1' in s.log()
+    assert queue_ids(s) == []
