@@ -684,3 +684,32 @@ def test_finished_entry_left_by_an_older_version_is_removed_at_load(make_server)
     assert 'id=00000000D0E11 event=removed reason="every recipient done at load" ' \
         'nrcpt=2 failed=1' in s.log()
     assert queue_ids(s) == []
+
+
+def test_delay_warning_names_only_recipients_still_pending(make_server, sink_port):
+    """A delay warning about two recipients waits out a broken directory;
+    one is delivered meanwhile: the warning that goes out names only the
+    other."""
+    from test_directory import Db
+
+    sink = SplitSink("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST, queue_delay_warning="1s"))
+        send(s, "alice@example.test", ["bad@remote.example", "slow@remote.example"])
+        wait_for(lambda: "status=deferred" in s.log(), what="the first deferral")
+        db = Db(s)
+        db.garbage_in_place()
+        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+                 what="the delay DSN deferred")
+        sink.accept_slow = True
+        sent_line(s, "slow@remote.example")
+        db.restore()
+        [dsn] = wait_for(lambda: s.messages("alice"), timeout=30, what="the warning")
+        m, parts = dsn_of(dsn.split(b"\n", 1)[1])
+        status = parts[1].as_string()
+        assert "Action: delayed" in status
+        assert "Final-Recipient: rfc822; bad@remote.example" in status
+        assert "slow@remote.example" not in status
+        assert queue_ids(s), "bad@ is still pending"
+    finally:
+        sink.stop()
