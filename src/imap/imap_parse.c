@@ -799,6 +799,33 @@ ps_alloc(struct ps *ps, size_t n, size_t size)
 	return p;
 }
 
+/*
+ * Room for one more element in arr (n used of *cap, each size bytes):
+ * arr itself, or a new arena block twice as large (4 when empty) with the
+ * used part copied (the old block stays in the arena until the command
+ * is freed).  NULL when the arena is full (ps->why is set).
+ */
+static void *
+ps_grow(struct ps *ps, void *arr, size_t n, size_t *cap, size_t size)
+{
+	size_t nc;
+	void *g;
+
+	if (n < *cap)
+		return arr;
+	nc = *cap ? *cap * 2 : 4;
+	if (nc < *cap) {
+		fail(ps, "[LIMIT] command too complex");
+		return NULL;
+	}
+	if ((g = ps_alloc(ps, nc, size)) == NULL)
+		return NULL;
+	if (n > 0)
+		memcpy(g, arr, n * size);
+	*cap = nc;
+	return g;
+}
+
 static int
 peek(const struct ps *ps)
 {
@@ -1330,16 +1357,9 @@ seqset(struct ps *ps, struct imap_seqset *s, bool allow_saved)
 		if (s->n == ps->l->max_ranges)
 			return fail(
 			    ps, "[LIMIT] too many ranges in a sequence set");
-		if (s->n == cap) {
-			struct imap_range *g =
-			    ps_alloc(ps, cap * 2, sizeof(*g));
-
-			if (g == NULL)
-				return -1;
-			memcpy(g, s->r, cap * sizeof(*g));
-			s->r = g;
-			cap *= 2;
-		}
+		if ((s->r = ps_grow(ps, s->r, s->n, &cap, sizeof(s->r[0]))) ==
+		    NULL)
+			return -1;
 		if (seq_number(ps, &r.lo) < 0)
 			return fail(ps, "bad sequence set");
 		r.hi = r.lo;
@@ -1495,17 +1515,8 @@ static int
 span_push(
     struct ps *ps, struct span **arr, size_t *n, size_t *cap, struct span v)
 {
-	if (*n == *cap) {
-		size_t nc = *cap ? *cap * 2 : 4;
-		struct span *g = ps_alloc(ps, nc, sizeof(*g));
-
-		if (g == NULL)
-			return -1;
-		if (*n > 0)
-			memcpy(g, *arr, *n * sizeof(*g));
-		*arr = g;
-		*cap = nc;
-	}
+	if ((*arr = ps_grow(ps, *arr, *n, cap, sizeof(**arr))) == NULL)
+		return -1;
 	(*arr)[(*n)++] = v;
 	return 0;
 }
@@ -1910,15 +1921,9 @@ header_list(struct ps *ps, struct imap_fetch_sec *f)
 	if ((f->fields = ps_alloc(ps, cap, sizeof(f->fields[0]))) == NULL)
 		return -1;
 	do {
-		if (f->nfields == cap) {
-			struct imap_str *g = ps_alloc(ps, cap * 2, sizeof(*g));
-
-			if (g == NULL)
-				return -1;
-			memcpy(g, f->fields, cap * sizeof(*g));
-			f->fields = g;
-			cap *= 2;
-		}
+		if ((f->fields = ps_grow(ps, f->fields, f->nfields, &cap,
+		         sizeof(f->fields[0]))) == NULL)
+			return -1;
 		if (astring(ps, &f->fields[f->nfields++]) < 0)
 			return -1;
 	} while (peek(ps) == ' ' && ps->p++);
@@ -2505,16 +2510,9 @@ list_patterns(struct ps *ps, struct imap_list *l)
 	    (l->pats = ps_alloc(ps, cap, sizeof(l->pats[0]))) == NULL)
 		return -1;
 	do {
-		if (l->npats == cap) {
-			struct imap_mailbox *g =
-			    ps_alloc(ps, cap * 2, sizeof(*g));
-
-			if (g == NULL)
-				return -1;
-			memcpy(g, l->pats, cap * sizeof(*g));
-			l->pats = g;
-			cap *= 2;
-		}
+		if ((l->pats = ps_grow(ps, l->pats, l->npats, &cap,
+		         sizeof(l->pats[0]))) == NULL)
+			return -1;
 		if (list_mailbox(ps, &l->pats[l->npats++]) < 0)
 			return -1;
 	} while (peek(ps) == ' ' && ps->p++);
