@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "authfail.h"
 #include "cidr.h"
@@ -84,6 +85,8 @@ struct config {
 	unsigned smtp_data_timeout_ms; /* a deadline for the whole DATA */
 	size_t smtp_memory_limit;      /* message bytes in RAM, all sessions */
 	size_t spool_min_free;         /* free bytes the DATA spool leaves */
+	/* a user's quota when the directory stores none (0: no limit) */
+	size_t quota_default_bytes, quota_default_messages;
 	int log_level;
 	char *log_file; /* "" : syslog (stderr with -f) */
 	enum config_directory directory;
@@ -164,5 +167,11 @@ int config_run_user(
 
 /* For docs and `posternctl check -d`: key i's name and default, or NULL. */
 const char *config_key_name(size_t i, const char **default_out);
+
+/*
+ * A byte count as the config writes one: digits with an optional k, M or
+ * G (1024-based, either case).  0, or -1 when s is not one.
+ */
+int config_parse_size(const char *s, uint64_t *out);
 
 #endif

@@ -36,6 +36,14 @@ struct delivery {
 	 * (the Return-Path line, which only final delivery adds). */
 	const struct qenv *qenv;
 	size_t rp_len;
+	/* Check each mailbox's quota (its maildirsize, whose limits line the
+	 * RCPT check made follow the directory) with this message first.
+	 * Every mailbox over and no queue entry: nothing is stored (result
+	 * -1, is_over_quota).  Only some over: the message is stored in all
+	 * of them (a refusal would hold it back from the others: a mailbox
+	 * goes over by at most this message, its next RCPT gets 452 4.2.2),
+	 * and over lists them for the log. */
+	bool is_quota_checked;
 	/* Result: where the message starts in the queue file. */
 	size_t queue_offset;
 	worker_done_fn done;
@@ -43,6 +51,8 @@ struct delivery {
 	/* Result, valid in done: 0 delivered, -1 failed (error says why). */
 	int result;
 	char error[COMMIT_ERROR_MAX];
+	bool is_over_quota;
+	char over[512]; /* "a@x,b@y" (cut at its size), "" when none */
 	/* Private to delivery.c. */
 	struct commit commit;
 };

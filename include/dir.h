@@ -6,7 +6,7 @@
  *   struct dir_read_ops   what the daemon needs on the mail path: resolve
  *                         a domain, look up an address, a user's hash,
  *                         the reverse alias and host-alias lookups behind
- *                         sender match (room for a quota lookup later);
+ *                         sender match, a user's quota;
  *   struct dir_admin_ops  what posternctl and the web admin change and
  *                         list.  A handle opened DIR_OPEN_READ has
  *                         admin == NULL: the daemon's workers cannot
@@ -68,6 +68,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "addr.h"
 #include "strlist.h"
@@ -77,6 +78,16 @@ enum dir_kind { DIR_KIND_NONE, DIR_KIND_USER, DIR_KIND_ALIAS, DIR_KIND_LIST };
 struct config;
 struct dir;
 typedef void (*dir_row_fn)(void *arg, const char *a, const char *b);
+
+/*
+ * A user's quota as the directory stores it: is_set false means "the
+ * config's default" (quota_default_bytes, quota_default_messages); a
+ * limit of 0 means none on that count.
+ */
+struct dir_quota {
+	bool is_set;
+	uint64_t bytes, messages;
+};
 
 struct dir_read_ops {
 	void (*close)(struct dir *);
@@ -101,6 +112,10 @@ struct dir_read_ops {
 	 * 1: some, 0: none, -1: directory error. */
 	int (*domain_aliases)(struct dir *, const char *domain,
 	    struct strlist *out, char *err, size_t errlen);
+	/* 1: the user exists, its stored quota in *out (is_set false: none
+	 * stored, the default applies); 0: no such user. */
+	int (*user_quota)(struct dir *, const char *local, const char *domain,
+	    struct dir_quota *out, char *err, size_t errlen);
 	/* Optional (NULL: no deadline).  is_start: one deadline,
 	 * directory_timeout from now, for every query until the call with
 	 * !is_start; any query that would run past it fails (-1, err
@@ -130,6 +145,9 @@ struct dir_admin_ops {
 	    char *err, size_t);
 	int (*user_passwd)(struct dir *, const char *local, const char *domain,
 	    const char *hash, char *err, size_t);
+	/* q NULL: back to the config's default. */
+	int (*user_quota_set)(struct dir *, const char *local,
+	    const char *domain, const struct dir_quota *q, char *err, size_t);
 	int (*alias_add)(struct dir *, const char *local, const char *domain,
 	    const char *target, char *err, size_t);
 	/* target NULL: the whole alias */
@@ -224,6 +242,13 @@ int dir_address_lookup(struct dir *, const char *local, const char *domain,
     enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen);
 int dir_user_hash(struct dir *, const char *local, const char *domain,
     char **hash_out, char *err, size_t errlen);
+/*
+ * The quota that applies to the user canon ("local@domain", canonical):
+ * the stored one, else the config's default (out->is_set says which).
+ * 1, 0 no such user (out gets the default), or -1.
+ */
+int dir_user_limits(struct dir *, const struct config *, const char *canon,
+    struct dir_quota *out, char *err, size_t errlen);
 /*
  * The addresses the user canon ("local@domain", canonical) may send
  * from, for sender match: canon itself, every alias whose target is

@@ -124,6 +124,12 @@ struct store;
  */
 struct store *store_open(const char *root, char *err, size_t errlen);
 void store_free(struct store **);
+/*
+ * Opens an existing root for quota work only (delivery, POP3, the RCPT
+ * check, posternctl): nothing is created, no folder is made.  NULL with
+ * errno (ENOENT: no Maildir yet, so no usage) and err.
+ */
+struct store *store_attach(const char *root, char *err, size_t errlen);
 /* The root's descriptor (borrowed). */
 int store_root_fd(const struct store *);
 
@@ -403,10 +409,28 @@ struct store_quota {
  */
 int store_quota_get(
     struct store *, struct store_quota *out, char *err, size_t errlen);
+/* store_quota_get, but a missing maildirsize is all 0 (nothing made). */
+int store_quota_read(
+    struct store *, struct store_quota *out, char *err, size_t errlen);
 /* Appends a "bytes count" line (append and expunge call it). */
 int store_quota_add(struct store *, int64_t bytes, int64_t messages);
 /* Sets the limits and rewrites maildirsize with a recalculated usage. */
 int store_quota_set(struct store *, uint64_t limit_bytes,
     uint64_t limit_messages, char *err, size_t errlen);
+/*
+ * store_quota_get, with the limits line made to follow the directory's
+ * (limit_bytes, limit_messages: dir_user_limits): when the file says
+ * otherwise it is rewritten (store_quota_set).  out has the usage and
+ * the given limits.  With no limits and no maildirsize, nothing is read
+ * or made (out all 0).  0 or -1.
+ */
+int store_quota_sync(struct store *, uint64_t limit_bytes,
+    uint64_t limit_messages, struct store_quota *out, char *err, size_t errlen);
+/*
+ * Whether adding bytes and messages to q's usage goes past a limit
+ * (a limit of 0 is none; a usage already over stays over).
+ */
+bool store_quota_over(
+    const struct store_quota *q, uint64_t bytes, uint64_t messages);
 
 #endif

@@ -45,6 +45,7 @@
 #include "file.h"
 #include "human.h"
 #include "log.h"
+#include "maildir.h"
 #include "net.h"
 #include "safefs.h"
 #include "smtp_parse.h"
@@ -286,6 +287,96 @@ c_user_list(struct ctl *c, char **a)
 		return 1;
 	return result(c, c->dir->admin->list_rows(c->dir, "users",
 	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
+}
+
+/* A quota count: digits, for bytes with k, M or G (config's rule). */
+static int
+quota_arg(const char *in, bool is_bytes, uint64_t *out)
+{
+	char *end;
+
+	if (is_bytes) {
+		if (config_parse_size(in, out) == 0 && *out <= INT64_MAX)
+			return 0;
+		return die("bad size: %s (bytes, with k, M or G)", in), -1;
+	}
+	errno = 0;
+	*out = strtoull(in, &end, 10);
+	if (!isdigit((unsigned char)in[0]) || *end != '\0' || errno != 0 ||
+	    *out > INT64_MAX)
+		return die("bad message count: %s", in), -1;
+	return 0;
+}
+
+/* The limits and usage posternd applies now (the Maildir's maildirsize
+ * made to follow the directory, as at RCPT). */
+static int
+quota_show(struct ctl *c, const char *canon)
+{
+	struct dir_quota lim;
+	struct store_quota q;
+
+	if (dir_user_limits(c->dir, c->cfg, canon, &lim, c->err, ERRLEN) == -1)
+		return die("%s", c->err);
+	if (maildir_quota_check(c->cfg->data_dir, c->dir, c->cfg, canon, &q,
+	        c->err, ERRLEN) == -1)
+		return die("%s", c->err);
+	printf("limit: bytes=%llu messages=%llu source=%s\n",
+	    (unsigned long long)lim.bytes, (unsigned long long)lim.messages,
+	    lim.is_set ? "user" : "default");
+	printf("usage: bytes=%llu messages=%llu\n", (unsigned long long)q.bytes,
+	    (unsigned long long)q.messages);
+	return 0;
+}
+
+static int
+c_user_quota(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+	char canon[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
+	struct dir_quota q = {true, 0, 0};
+	struct store_quota use;
+	int r;
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	snprintf(canon, sizeof(canon), "%s@%s", l, d);
+	if (a[1] == NULL) {
+		struct dir_quota lim;
+
+		/* "no such user" before any Maildir is looked at */
+		if ((r = dir_user_limits(
+		         c->dir, c->cfg, canon, &lim, c->err, ERRLEN)) <= 0)
+			return r == 0 ? die("no such user: %s", canon)
+			              : die("%s", c->err);
+		return quota_show(c, canon);
+	}
+	if (a[2] == NULL && strcmp(a[1], "default") == 0) {
+		r = c->dir->admin->user_quota_set(
+		    c->dir, l, d, NULL, c->err, ERRLEN);
+	} else if (a[2] == NULL &&
+	           (strcmp(a[1], "none") == 0 || strcmp(a[1], "0") == 0)) {
+		r = c->dir->admin->user_quota_set(
+		    c->dir, l, d, &q, c->err, ERRLEN);
+	} else if (a[2] == NULL) {
+		return die("%s", "want BYTES MESSAGES, none or default");
+	} else {
+		if (quota_arg(a[1], true, &q.bytes) == -1 ||
+		    quota_arg(a[2], false, &q.messages) == -1)
+			return 1;
+		r = c->dir->admin->user_quota_set(
+		    c->dir, l, d, &q, c->err, ERRLEN);
+	}
+	if (r < 0)
+		return die("%s", c->err);
+	/* The Maildir's limits line now, so the next delivery sees it. */
+	if (maildir_quota_check(c->cfg->data_dir, c->dir, c->cfg, canon, &use,
+	        c->err, ERRLEN) == -1)
+		fprintf(stderr,
+		    "posternctl: warning: %s (posternd updates it at the next "
+		    "delivery)\n",
+		    c->err);
+	return 0;
 }
 
 /* Alias targets and list members: any valid address, local or remote. */
@@ -1392,6 +1483,14 @@ static const struct ctl_cmd {
         NULL},
     {"user passwd", "ADDRESS", 1, 1, CTL_DIR, c_user_passwd,
         "set a password (prompt or stdin)", NULL},
+    {"user quota", "ADDRESS [BYTES MESSAGES|none|default]", 1, 3, CTL_DIR,
+        c_user_quota, "show or set a mailbox's quota",
+        "With ADDRESS only: the limit (source=user or default) and the\n"
+        "usage, in bytes and messages.  BYTES takes k, M or G (1024-based),\n"
+        "MESSAGES is a count; 0 for either is no limit on it.  none (or 0)\n"
+        "is no limit at all, default goes back to quota_default_bytes and\n"
+        "quota_default_messages.  Mail to a full mailbox gets 452 4.2.2 at\n"
+        "RCPT; a change applies to the next message.\n"},
     {"alias add", "ADDRESS TARGET...", 2, 64, CTL_DIR, c_alias_add,
         "forward ADDRESS to local or remote TARGETs", NULL},
     {"alias del", "ADDRESS [TARGET]", 1, 2, CTL_DIR, c_alias_del,

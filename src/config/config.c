@@ -116,6 +116,9 @@ static const struct cfg_key cfg_keys[] = {
     {"queue_lifetime", T_MS, O(queue_lifetime_ms), "5d", 1000, 30u * 86400000u},
     {"queue_retry_max", T_MS, O(queue_retry_max_ms), "1h", 1000, 86400000},
     {"queue_retry_min", T_MS, O(queue_retry_min_ms), "5m", 100, 86400000},
+    {"quota_default_bytes", T_SIZE, O(quota_default_bytes), "0", 0, SIZE_MAX},
+    {"quota_default_messages", T_COUNT, O(quota_default_messages), "0", 0,
+        100000000},
     {"recipient_limit", T_COUNT, O(recipient_limit), "1000", 1, 100000},
     {"relay", T_MODE, O(relay_mode), "none", 0, 0},
     {"relay_addresses", T_CIDRS, O(relay_addresses), "", 0, 0},
@@ -503,13 +506,20 @@ parse_list_type(
 	return k->type == T_DNS ? set_str(field, csv) : 0;
 }
 
+static const char *const size_units[] = {
+    "", "k", "K", "m", "M", "g", "G", NULL};
+static const uint64_t size_mult[] = {
+    1, 1024, 1024, 1048576, 1048576, 1073741824, 1073741824};
+
+int
+config_parse_size(const char *s, uint64_t *out)
+{
+	return parse_scaled(s, size_units, size_mult, out);
+}
+
 static int
 config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 {
-	static const char *const size_units[] = {
-	    "", "k", "K", "m", "M", "g", "G", NULL};
-	static const uint64_t size_mult[] = {
-	    1, 1024, 1024, 1048576, 1048576, 1073741824, 1073741824};
 	static const char *const count_units[] = {"", NULL};
 	static const uint64_t count_mult[] = {1};
 	static const char *const ms_units[] = {

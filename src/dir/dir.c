@@ -166,6 +166,37 @@ dir_user_hash(struct dir *d, const char *local, const char *domain,
 	return r;
 }
 
+int
+dir_user_limits(struct dir *d, const struct config *cfg, const char *canon,
+    struct dir_quota *out, char *err, size_t errlen)
+{
+	char local[ADDR_LOCAL_MAX + 1], domain[ADDR_DOMAIN_MAX + 1];
+	const char *at = strrchr(canon, '@');
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (d == NULL)
+		return unavailable(err, errlen);
+	if (at == NULL || (size_t)(at - canon) >= sizeof(local) ||
+	    strlen(at + 1) >= sizeof(domain)) {
+		r = 0;
+	} else {
+		memcpy(local, canon, (size_t)(at - canon));
+		local[at - canon] = '\0';
+		snprintf(domain, sizeof(domain), "%s", at + 1);
+		dir_op_begin(d);
+		r = d->ops->user_quota(d, local, domain, out, err, errlen);
+		dir_op_end(d);
+	}
+	if (r == -1)
+		return -1;
+	if (!out->is_set) {
+		out->bytes = cfg->quota_default_bytes;
+		out->messages = cfg->quota_default_messages;
+	}
+	return r;
+}
+
 static int
 owned_addresses(struct dir *d, const char *canon, struct strlist *out,
     char *err, size_t errlen)

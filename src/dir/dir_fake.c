@@ -24,7 +24,18 @@ struct table {
 	size_t n;
 };
 
-enum { T_DOMAINS, T_HALIAS, T_USERS, T_ALIASES, T_LISTS, T_MEMBERS, T_N };
+/* T_QUOTAS: local, domain, "bytes messages" for users with a stored
+ * quota. */
+enum {
+	T_DOMAINS,
+	T_HALIAS,
+	T_USERS,
+	T_ALIASES,
+	T_LISTS,
+	T_MEMBERS,
+	T_QUOTAS,
+	T_N
+};
 
 struct dir_fake {
 	struct dir base;
@@ -177,6 +188,28 @@ f_user_hash(struct dir *d, const char *local, const char *domain,
 }
 
 static int
+f_user_quota(struct dir *d, const char *local, const char *domain,
+    struct dir_quota *out, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	unsigned long long b, m;
+	long i;
+
+	memset(out, 0, sizeof(*out));
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	if (find(&f->t[T_USERS], 0, local, domain, NULL) == -1)
+		return 0;
+	if ((i = find(&f->t[T_QUOTAS], 0, local, domain, NULL)) != -1 &&
+	    sscanf(f->t[T_QUOTAS].v[i].c[2], "%llu %llu", &b, &m) == 2) {
+		out->is_set = true;
+		out->bytes = b;
+		out->messages = m;
+	}
+	return 1;
+}
+
+static int
 f_alias_sources(struct dir *d, const char *target, struct strlist *out,
     char *err, size_t errlen)
 {
@@ -301,8 +334,30 @@ f_user_del(struct dir *d, const char *local, const char *domain, char *err,
 {
 	if (failing(d, err, errlen) == -1)
 		return DIR_ADMIN_ERROR;
+	delete (&fk(d)->t[T_QUOTAS], local, domain, NULL);
 	return gone(delete (&fk(d)->t[T_USERS], local, domain, NULL),
 	    "no such user", err, errlen);
+}
+
+static int
+f_user_quota_set(struct dir *d, const char *local, const char *domain,
+    const struct dir_quota *q, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	char v[48];
+
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (find(&f->t[T_USERS], 0, local, domain, NULL) == -1)
+		return gone(0, "no such user", err, errlen);
+	delete (&f->t[T_QUOTAS], local, domain, NULL);
+	if (q != NULL) {
+		snprintf(v, sizeof(v), "%llu %llu",
+		    (unsigned long long)q->bytes,
+		    (unsigned long long)q->messages);
+		insert(&f->t[T_QUOTAS], local, domain, v);
+	}
+	return 0;
 }
 
 static int
@@ -417,7 +472,8 @@ f_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 
 	if (failing(d, err, errlen) == -1)
 		return DIR_ADMIN_ERROR;
-	for (int i = 0; i < T_N; i++)
+	/* T_QUOTAS has no listing. */
+	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
 		if (strcmp(names[i], what) == 0)
 			w = i;
 	if (w == -1) {
@@ -483,6 +539,7 @@ static const struct dir_read_ops fake_read_ops = {
     .domain_resolve = f_domain_resolve,
     .address_lookup = f_address_lookup,
     .user_hash = f_user_hash,
+    .user_quota = f_user_quota,
     .alias_sources = f_alias_sources,
     .domain_aliases = f_domain_aliases,
 };
@@ -495,6 +552,7 @@ static const struct dir_admin_ops fake_admin_ops = {
     .user_add = f_user_add,
     .user_del = f_user_del,
     .user_passwd = f_user_passwd,
+    .user_quota_set = f_user_quota_set,
     .alias_add = f_alias_add,
     .alias_del = f_alias_del,
     .list_add = f_list_add,

@@ -36,6 +36,7 @@ struct dir_sqlite {
 	                             per statement */
 	bool is_timed_out;        /* the deadline stopped it */
 	bool is_schema;           /* creating the schema: no time limit */
+	int version;              /* PRAGMA user_version at connect */
 	time_t moved_checked;     /* last has-moved check (monotonic s) */
 };
 
@@ -58,6 +59,21 @@ static const char schema[] =
     " PRIMARY KEY(local, domain, member));"
     "CREATE INDEX IF NOT EXISTS aliases_target ON aliases(target);"
     "CREATE INDEX IF NOT EXISTS host_aliases_domain ON host_aliases(domain);";
+
+/*
+ * Versioned changes past that base, in PRAGMA user_version: a database
+ * at version N has had migrations[0..N) applied.  A writable open
+ * applies the missing ones in one transaction each (BEGIN IMMEDIATE, so
+ * two posternctl at once do not both apply one); a read-only open of an
+ * older database works as the old schema did (no quota: the default
+ * applies).  Append only: never edit a step that has shipped.
+ */
+static const char *const migrations[] = {
+    /* 1: a quota per user (NULL: the config's default; 0: none). */
+    "ALTER TABLE users ADD COLUMN quota_bytes INTEGER;"
+    "ALTER TABLE users ADD COLUMN quota_messages INTEGER;",
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 static struct dir_sqlite *
 sq(struct dir *d)
@@ -163,6 +179,69 @@ check_moved(struct dir_sqlite *s)
 		disconnect(s);
 }
 
+static void
+read_version(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	*(int *)arg = a != NULL ? atoi(a) : 0;
+}
+
+/* PRAGMA user_version, straight on s->db (no deadline: a schema step). */
+static int
+get_version(struct dir_sqlite *s, int *out)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*out = 0;
+	if (sqlite3_prepare_v2(s->db, "PRAGMA user_version", -1, &st, NULL) !=
+	    SQLITE_OK)
+		return -1;
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		read_version(
+		    out, (const char *)sqlite3_column_text(st, 0), NULL);
+	sqlite3_finalize(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
+}
+
+/* Applies the migrations the database lacks, one transaction each. */
+static int
+migrate(struct dir_sqlite *s, char *err, size_t errlen)
+{
+	char sql[128];
+	int v;
+
+	for (;;) {
+		if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+		    SQLITE_OK) {
+			snprintf(err, errlen, "directory: %s: %s", s->path,
+			    sqlite3_errmsg(s->db));
+			return -1;
+		}
+		/* Read inside the transaction: another writer may have
+		 * applied the step meanwhile. */
+		if (get_version(s, &v) == -1)
+			goto fail;
+		if (v >= SCHEMA_VERSION)
+			break;
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+		if (sqlite3_exec(s->db, migrations[v], NULL, NULL, NULL) !=
+		        SQLITE_OK ||
+		    sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
+		    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) !=
+		        SQLITE_OK)
+			goto fail;
+	}
+	s->version = v;
+	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
+		return 0;
+fail:
+	snprintf(err, errlen, "directory: %s: schema version %d: %s", s->path,
+	    v + 1, sqlite3_errmsg(s->db));
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
 /* Connects if not connected: 0, or -1 with err (left disconnected). */
 static int
 connect_db(struct dir_sqlite *s, char *err, size_t errlen)
@@ -191,6 +270,11 @@ connect_db(struct dir_sqlite *s, char *err, size_t errlen)
 		set_deadline(s);
 		s->is_schema = true;
 		rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
+		if (rc == SQLITE_OK && migrate(s, err, errlen) == -1) {
+			s->is_schema = false;
+			disconnect(s);
+			return -1;
+		}
 		s->is_schema = false;
 		if (rc != SQLITE_OK) {
 			snprintf(err, errlen, "directory: %s: %s", s->path,
@@ -199,6 +283,17 @@ connect_db(struct dir_sqlite *s, char *err, size_t errlen)
 			disconnect(s);
 			return -1;
 		}
+		return 0;
+	}
+	/* Read-only: which schema version it reads (waiting for a writer's
+	 * lock within the operation's deadline). */
+	if (!s->is_op)
+		set_deadline(s);
+	if (get_version(s, &s->version) == -1) {
+		snprintf(err, errlen, "directory: %s: %s", s->path,
+		    s->is_timed_out ? "timed out" : sqlite3_errmsg(s->db));
+		disconnect(s);
+		return -1;
 	}
 	return 0;
 }
@@ -238,15 +333,15 @@ db_fail(struct dir_sqlite *s, sqlite3_stmt *st, char *err, size_t errlen)
 }
 
 /*
- * Runs sql with up to three text parameters.  Each result row calls fn
- * with its first two columns.  Returns the number of rows, or -1.
+ * Runs sql with up to four text parameters (the first NULL ends them).
+ * Each result row calls fn with its first two columns (NULL for an SQL
+ * NULL).  Returns the number of rows, or -1.
  */
 static int
-db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
-    const char *p3, dir_row_fn fn, void *arg, char *err, size_t errlen)
+db_exec_v(struct dir *d, const char *sql, const char *const params[4],
+    dir_row_fn fn, void *arg, char *err, size_t errlen)
 {
 	struct dir_sqlite *s = sq(d);
-	const char *params[3] = {p1, p2, p3};
 	sqlite3_stmt *st;
 	int rc, rows = 0;
 
@@ -263,7 +358,7 @@ db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
 	}
 	if (sqlite3_prepare_v2(s->db, sql, -1, &st, NULL) != SQLITE_OK)
 		return db_fail(s, NULL, err, errlen);
-	for (int i = 0; i < 3 && params[i] != NULL; i++)
+	for (int i = 0; i < 4 && params[i] != NULL; i++)
 		sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		rows++;
@@ -277,6 +372,15 @@ db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
 		return db_fail(s, st, err, errlen);
 	sqlite3_finalize(st);
 	return rows;
+}
+
+static int
+db_exec(struct dir *d, const char *sql, const char *p1, const char *p2,
+    const char *p3, dir_row_fn fn, void *arg, char *err, size_t errlen)
+{
+	const char *params[4] = {p1, p2, p3, NULL};
+
+	return db_exec_v(d, sql, params, fn, arg, err, errlen);
 }
 
 static int
@@ -377,6 +481,48 @@ s_user_hash(struct dir *d, const char *local, const char *domain,
 	if (n < 0) {
 		free(*hash_out);
 		*hash_out = NULL;
+		return -1;
+	}
+	return n > 0 ? 1 : 0;
+}
+
+static void
+collect_quota(void *arg, const char *a, const char *b)
+{
+	struct dir_quota *q = arg;
+
+	/* Both NULL: the default; user_quota_set writes both or neither. */
+	if (a == NULL || b == NULL)
+		return;
+	q->is_set = true;
+	q->bytes = strtoull(a, NULL, 10);
+	q->messages = strtoull(b, NULL, 10);
+}
+
+static int
+s_user_quota(struct dir *d, const char *local, const char *domain,
+    struct dir_quota *out, char *err, size_t errlen)
+{
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	if (connect_db(sq(d), err, errlen) == -1)
+		return -1;
+	/* A read-only handle on a database from before the quota columns
+	 * (the daemon migrates it at start; posternctl at its first
+	 * open): the user exists or not, with the default quota. */
+	if (sq(d)->version < 1) {
+		n = db_count(d,
+		    "SELECT 1 FROM users WHERE local = ?1 AND domain = ?2",
+		    local, domain, err, errlen);
+		return n < 0 ? -1 : n > 0;
+	}
+	n = db_exec(d,
+	    "SELECT quota_bytes, quota_messages FROM users WHERE local = ?1 "
+	    "AND domain = ?2",
+	    local, domain, NULL, collect_quota, out, err, errlen);
+	if (n < 0) {
+		memset(out, 0, sizeof(*out));
 		return -1;
 	}
 	return n > 0 ? 1 : 0;
@@ -507,6 +653,34 @@ s_user_passwd(struct dir *d, const char *local, const char *domain,
 	    "UPDATE users SET hash = ?3 WHERE local = ?1 AND "
 	    "domain = ?2",
 	    local, domain, hash, "no such user", err, errlen);
+}
+
+static int
+s_user_quota_set(struct dir *d, const char *local, const char *domain,
+    const struct dir_quota *q, char *err, size_t errlen)
+{
+	char b[24], m[24];
+	const char *p[4] = {local, domain, b, m};
+
+	if (q == NULL)
+		return change(d,
+		    "UPDATE users SET quota_bytes = NULL, quota_messages = "
+		    "NULL "
+		    "WHERE local = ?1 AND domain = ?2",
+		    local, domain, NULL, "no such user", err, errlen);
+	snprintf(b, sizeof(b), "%llu", (unsigned long long)q->bytes);
+	snprintf(m, sizeof(m), "%llu", (unsigned long long)q->messages);
+	if (db_exec_v(d,
+	        "UPDATE users SET quota_bytes = CAST(?3 AS INTEGER), "
+	        "quota_messages = CAST(?4 AS INTEGER) WHERE local = ?1 AND "
+	        "domain = ?2",
+	        p, NULL, NULL, err, errlen) < 0)
+		return DIR_ADMIN_ERROR;
+	if (sqlite3_changes(db_of(d)) == 0) {
+		snprintf(err, errlen, "no such user");
+		return DIR_ADMIN_REFUSED;
+	}
+	return 0;
 }
 
 static int
@@ -659,6 +833,7 @@ static const struct dir_read_ops sqlite_read_ops = {
     .user_hash = s_user_hash,
     .alias_sources = s_alias_sources,
     .domain_aliases = s_domain_aliases,
+    .user_quota = s_user_quota,
     .deadline = sqlite_deadline,
 };
 
@@ -670,6 +845,7 @@ static const struct dir_admin_ops sqlite_admin_ops = {
     .user_add = s_user_add,
     .user_del = s_user_del,
     .user_passwd = s_user_passwd,
+    .user_quota_set = s_user_quota_set,
     .alias_add = s_alias_add,
     .alias_del = s_alias_del,
     .list_add = s_list_add,

@@ -9,7 +9,7 @@
  * preceded by CR is expanded, so sizes and RETR agree for both.
  * Blocking file I/O: worker threads only, never the event loop; it never
  * changes a message's content, only its name (new/ to cur/) or, at
- * expunge, removes it.
+ * expunge, removes it (and takes it out of the Maildir++ maildirsize).
  */
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "mailbox.h"
 #include "maildir.h"
 #include "xmalloc.h"
@@ -319,15 +320,33 @@ int
 mailbox_expunge(struct mailbox *mb)
 {
 	char path[PATH_MAX];
+	int64_t bytes = 0, count = 0;
 	int failed = 0;
 
 	for (size_t i = 0; i < mb->n; i++) {
+		struct stat st;
+		bool has_size;
+
 		if (!mb->msgs[i].is_deleted)
 			continue;
 		snprintf(path, sizeof(path), "%.3000s/%.1000s", mb->dir,
 		    mb->msgs[i].path);
-		if (unlink(path) == -1 && errno != ENOENT)
-			failed++;
+		/* maildirsize counts file sizes, as its recalculation does. */
+		has_size = lstat(path, &st) == 0 && S_ISREG(st.st_mode);
+		if (unlink(path) == -1) {
+			if (errno != ENOENT)
+				failed++;
+			continue;
+		}
+		if (has_size) {
+			bytes += (int64_t)st.st_size;
+			count++;
+		}
 	}
+	/* One line for the whole UPDATE (Maildir++: a negative line). */
+	if (count > 0 && maildir_quota_add(mb->dir, -bytes, -count) == -1)
+		log_warn("event=quota result=error dir=%s error=\"maildirsize: "
+		         "%s\"",
+		    log_esc(mb->dir), strerror(errno));
 	return failed;
 }

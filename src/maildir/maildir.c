@@ -20,9 +20,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "dir.h"
 #include "file.h"
 #include "log.h"
 #include "maildir.h"
+#include "store.h"
 #include "xmalloc.h"
 
 static unsigned long long name_seq;
@@ -171,5 +174,98 @@ maildir_write(const char *data_dir, const struct strlist *mailboxes,
 			return -1;
 		}
 	}
+	/* Every copy is written: count it in each mailbox's usage. */
+	for (size_t i = 0; i < mailboxes->n; i++)
+		if (maildir_path(dir, sizeof(dir), data_dir, mailboxes->v[i]) ==
+		        0 &&
+		    maildir_quota_add(dir, (int64_t)size, 1) == -1)
+			log_warn("event=quota result=error mailbox=%s "
+			         "error=\"maildirsize: %s\"",
+			    log_esc(mailboxes->v[i]), strerror(errno));
 	return 0;
+}
+
+/* The user's store, opened for quota work only (NULL: no Maildir yet,
+ * or an error in err). */
+static struct store *
+quota_store(const char *data_dir, const char *mailbox, char *err, size_t errlen,
+    bool *is_missing)
+{
+	char dir[PATH_MAX];
+	struct store *st;
+
+	*is_missing = false;
+	if (maildir_path(dir, sizeof(dir), data_dir, mailbox) == -1) {
+		snprintf(err, errlen, "%s: path too long", mailbox);
+		return NULL;
+	}
+	if ((st = store_attach(dir, err, errlen)) == NULL && errno == ENOENT)
+		*is_missing = true;
+	return st;
+}
+
+int
+maildir_quota_check(const char *data_dir, struct dir *d,
+    const struct config *cfg, const char *mailbox, struct store_quota *out,
+    char *err, size_t errlen)
+{
+	struct dir_quota lim;
+	struct store *st;
+	bool is_missing;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (dir_user_limits(d, cfg, mailbox, &lim, err, errlen) == -1)
+		return -1;
+	out->limit_bytes = lim.bytes;
+	out->limit_messages = lim.messages;
+	st = quota_store(data_dir, mailbox, err, errlen, &is_missing);
+	if (st == NULL && is_missing && (lim.bytes != 0 || lim.messages != 0)) {
+		char dir[PATH_MAX];
+
+		/* A limit and no Maildir yet: make it, so its maildirsize
+		 * carries the limits to the delivery's check (a message
+		 * larger than the whole quota is refused there). */
+		if (maildir_path(dir, sizeof(dir), data_dir, mailbox) == 0 &&
+		    maildir_create(dir) == 0)
+			st = quota_store(
+			    data_dir, mailbox, err, errlen, &is_missing);
+	}
+	if (st == NULL)
+		return is_missing ? 0 : -1;
+	r = store_quota_sync(st, lim.bytes, lim.messages, out, err, errlen);
+	store_free(&st);
+	return r;
+}
+
+int
+maildir_quota_read(const char *data_dir, const char *mailbox,
+    struct store_quota *out, char *err, size_t errlen)
+{
+	struct store *st;
+	bool is_missing;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((st = quota_store(data_dir, mailbox, err, errlen, &is_missing)) ==
+	    NULL)
+		return is_missing ? 0 : -1;
+	/* The limits the last check wrote there. */
+	r = store_quota_read(st, out, err, errlen);
+	store_free(&st);
+	return r;
+}
+
+int
+maildir_quota_add(const char *dir, int64_t bytes, int64_t messages)
+{
+	char err[256];
+	struct store *st = store_attach(dir, err, sizeof(err));
+	int r;
+
+	if (st == NULL)
+		return errno == ENOENT ? 0 : -1;
+	r = store_quota_add(st, bytes, messages);
+	store_free(&st);
+	return r;
 }

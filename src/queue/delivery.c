@@ -14,12 +14,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "buf.h"
 #include "delivery.h"
 #include "file.h"
+#include "store.h"
 
 /* Writes queue/tmp/ID.msg; adds its rename into entries/ to cm. */
 static int
@@ -83,6 +85,44 @@ committed(void *arg)
 	d->done(d->done_arg);
 }
 
+/*
+ * The quota check at delivery: which mailboxes this message takes over
+ * their limits (d->over).  -1 when every one is and nothing else is to
+ * be stored (cm failed with "quota MAILBOX: Disk quota exceeded").
+ */
+static int
+quota_check(const char *data_dir, struct delivery *d, struct commit *cm)
+{
+	uint64_t size = d->src_len;
+	size_t nover = 0, o = 0;
+
+	for (int i = 0; i < d->iovcnt; i++)
+		size += d->iov[i].iov_len;
+	for (size_t i = 0; i < d->mailboxes->n; i++) {
+		const char *mb = d->mailboxes->v[i];
+		struct store_quota q;
+		char err[256];
+		int n;
+
+		/* A maildirsize that cannot be read refuses nothing. */
+		if (maildir_quota_read(data_dir, mb, &q, err, sizeof(err)) ==
+		        -1 ||
+		    !store_quota_over(&q, size, 1))
+			continue;
+		nover++;
+		n = snprintf(
+		    d->over + o, sizeof(d->over) - o, "%s%s", o ? "," : "", mb);
+		if (n > 0 && (size_t)n < sizeof(d->over) - o)
+			o += (size_t)n;
+	}
+	if (nover == 0 || nover < d->mailboxes->n || d->qenv != NULL)
+		return 0;
+	d->is_over_quota = true;
+	errno = EDQUOT;
+	commit_fail(cm, "quota", d->mailboxes->v[0]);
+	return -1;
+}
+
 void
 delivery_run(struct committer *c, struct delivery *d)
 {
@@ -95,6 +135,13 @@ delivery_run(struct committer *c, struct delivery *d)
 	cm->done_arg = d;
 	d->result = 0;
 	d->error[0] = '\0';
+	d->is_over_quota = false;
+	d->over[0] = '\0';
+	if (d->is_quota_checked && d->mailboxes != NULL &&
+	    d->mailboxes->n > 0 && quota_check(data_dir, d, cm) == -1) {
+		committer_submit(c, cm);
+		return;
+	}
 	if (d->mailboxes != NULL && d->mailboxes->n > 0) {
 		struct maildir_msg m = {
 		    d->iov, d->iovcnt, d->src_fd, d->src_len, d->wsize};

@@ -33,6 +33,7 @@
 #include "dsn.h"
 #include "file.h"
 #include "log.h"
+#include "maildir.h"
 #include "delivery.h"
 #include "outbound.h"
 #include "queue.h"
@@ -601,6 +602,33 @@ read_headers(const char *path, size_t offset, char *out, size_t cap)
 	return end ? (size_t)(end - out + 1) : (size_t)n;
 }
 
+/*
+ * Directory worker: a local mailbox the DSN goes to is full (the
+ * directory's limits, its maildirsize): the DSN waits and is retried
+ * with the queue's backoff, never dropped (RFC 3463 4.2.2).
+ */
+static bool
+bounce_quota_full(struct bounce *b, struct dir *d)
+{
+	uint64_t size = b->content.len + 512; /* the trace header at most */
+
+	for (size_t i = 0; i < b->mailboxes.n; i++) {
+		struct store_quota q;
+		char err[256];
+
+		if (maildir_quota_check(b->cfg->data_dir, d, b->cfg,
+		        b->mailboxes.v[i], &q, err, sizeof(err)) == 0 &&
+		    store_quota_over(&q, size, 1)) {
+			b->dlv.result = -1;
+			b->is_temp = true;
+			snprintf(b->dlv.error, sizeof(b->dlv.error),
+			    "quota: mailbox %.200s full", b->mailboxes.v[i]);
+			return true;
+		}
+	}
+	return false;
+}
+
 /* Directory worker: find where the DSN goes and compose it; the header
  * section was read on the storage pool (bounce_read_run) and the write is
  * submitted to it by bounce_expanded: a slow disk never holds a directory
@@ -690,6 +718,10 @@ bounce_run(void *arg, void *ctx)
 		strlist_clear(&remote);
 		return;
 	}
+	if (bounce_quota_full(b, d)) {
+		strlist_clear(&remote);
+		return;
+	}
 	for (size_t i = 0; i < remote.n; i++)
 		queue_env_add_rcpt(&b->out, remote.v[i], now);
 	strlist_clear(&remote);
@@ -711,6 +743,7 @@ bounce_run(void *arg, void *ctx)
 	b->dlv.qenv = b->out.nrcpt > 0 ? &b->out : NULL;
 	b->dlv.done = bounce_stored;
 	b->dlv.done_arg = b;
+	b->dlv.is_quota_checked = true; /* full meanwhile: deferred too */
 	b->is_composed = true;
 	b->is_temp = true; /* a failed write is worth another try */
 }

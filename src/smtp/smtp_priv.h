@@ -84,6 +84,7 @@ struct session {
 	/* The transaction (MAIL .. end of DATA). */
 	bool has_mail;
 	struct addr mail_from;
+	uint64_t mail_size; /* MAIL's SIZE= (RFC 1870), 0 if none */
 	char queue_id[QID_MAX];
 	size_t nrcpt;
 	struct strlist mailboxes; /* final local mailboxes, unique */

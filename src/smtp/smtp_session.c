@@ -40,6 +40,7 @@
 #include "dir.h"
 #include "dns.h"
 #include "log.h"
+#include "maildir.h"
 #include "passwd.h"
 #include "policy.h"
 #include "relay.h"
@@ -78,6 +79,12 @@ struct rcpt_job {
 	char auth_user[ADDR_PATH_MAX + 8];
 	struct addr mail_from;
 	struct config *cfg; /* the job's own reference */
+	/* The quota check (directory phase): MAIL's SIZE= in, and out the
+	 * first mailbox it finds full, with its usage, or a read error. */
+	uint64_t size;
+	char quota_full[ADDR_PATH_MAX + 8];
+	struct store_quota quota;
+	char quota_err[256];
 };
 
 static void msg_charge(struct session *);
@@ -392,6 +399,7 @@ static void
 txn_reset(struct session *s)
 {
 	s->has_mail = false;
+	s->mail_size = 0;
 	s->nrcpt = 0;
 	s->queue_id[0] = '\0';
 	strlist_clear(&s->mailboxes);
@@ -597,11 +605,40 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 		}
 	}
 	s->mail_from = c->addr;
+	s->mail_size = size;
 	s->has_mail = true;
 	queue_new_id(s->queue_id);
 	log_info("session=%s id=%s event=mail from=<%s>%s", s->id, s->queue_id,
 	    log_esc(from), s->mail_from.had_route ? " route=dropped" : "");
 	core_reply(&s->cs, "250 2.1.0 Ok");
+}
+
+/*
+ * Directory-pool thread, after the expansion: is a mailbox behind this
+ * recipient full?  Usage (maildirsize) against the directory's limits,
+ * with MAIL's SIZE= when given (RFC 1870 6.1: refused at RCPT, so the
+ * other recipients still get the message), else one byte: a mailbox at
+ * its limit takes nothing more.  Any full mailbox defers the recipient
+ * (an alias or list included: deferring loses nothing).  A maildirsize
+ * that cannot be read refuses nothing (quota_err, for the log).
+ */
+static void
+rcpt_quota_check(struct rcpt_job *j, struct dir *d)
+{
+	for (size_t i = 0; i < j->ans.users.n; i++) {
+		struct store_quota q;
+		const char *mb = j->ans.users.v[i];
+
+		if (maildir_quota_check(j->cfg->data_dir, d, j->cfg, mb, &q,
+		        j->quota_err, sizeof(j->quota_err)) == -1)
+			continue;
+		if (store_quota_over(&q, j->size ? j->size : 1, 1)) {
+			snprintf(
+			    j->quota_full, sizeof(j->quota_full), "%s", mb);
+			j->quota = q;
+			return;
+		}
+	}
 }
 
 /* Worker thread: the directory phase of the decision `posternctl
@@ -613,6 +650,9 @@ rcpt_job_run(void *arg, void *ctx)
 
 	relay_decide_dir(
 	    j->cfg, ctx, &j->facts, &j->mail_from, &j->rcpt, &j->ans);
+	if (j->ans.dir_result == DIR_EXPAND_LOCAL &&
+	    j->ans.verdict.kind == VERDICT_ACCEPT)
+		rcpt_quota_check(j, ctx);
 }
 
 /* DNS pool thread: the DNS phase (backup-MX lookup, smtp_dns_timeout). */
@@ -668,6 +708,23 @@ rcpt_refuse(
 		core_reply(&s->cs, "%s %s", code, text);
 }
 
+/* A full mailbox: 452 4.2.2 (RFC 3463: mailbox full, temporary). */
+static void
+rcpt_quota_refuse(struct session *s, struct rcpt_job *j)
+{
+	const struct store_quota *q = &j->quota;
+
+	log_info("session=%s id=%s event=quota result=tempfail to=<%s> "
+	         "mailbox=%s bytes=%llu limit_bytes=%llu messages=%llu "
+	         "limit_messages=%llu size=%llu reason=quota",
+	    s->id, s->queue_id, log_esc(j->rcpt_text), log_esc(j->quota_full),
+	    (unsigned long long)q->bytes, (unsigned long long)q->limit_bytes,
+	    (unsigned long long)q->messages,
+	    (unsigned long long)q->limit_messages, (unsigned long long)j->size);
+	rcpt_log(s, j, "tempfail", "452", "quota", "quota");
+	rcpt_refuse(s, j, "452 4.2.2", "Mailbox full");
+}
+
 static void
 rcpt_apply(struct session *s, struct rcpt_job *j)
 {
@@ -703,6 +760,15 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		                                          : "tempfail",
 		    code, text, j->ans.verdict.rule);
 		rcpt_refuse(s, j, code, text);
+		return;
+	}
+	if (j->quota_err[0] != '\0')
+		log_warn("session=%s id=%s event=quota result=error to=<%s> "
+		         "error=\"%s\"",
+		    s->id, s->queue_id, log_esc(j->rcpt_text),
+		    log_esc(j->quota_err));
+	if (j->quota_full[0] != '\0') {
+		rcpt_quota_refuse(s, j);
 		return;
 	}
 	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL) {
@@ -831,6 +897,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 		return;
 	}
 	j->mail_from = s->mail_from;
+	j->size = s->mail_size;
 	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	snprintf(j->auth_user, sizeof(j->auth_user), "%s", s->auth_user);
 	j->facts.ip = j->ip;
@@ -1252,6 +1319,10 @@ delivery_done(void *arg)
 		    log_esc(from), to, s->nrcpt, s->mailboxes.n, s->remote.n,
 		    s->data.size + s->data.lines);
 		log_postfix_accepted(s, from);
+		if (d->over[0] != '\0')
+			log_info("session=%s id=%s event=quota result=over "
+			         "mailboxes=%s reason=quota action=delivered",
+			    s->id, s->queue_id, log_esc(d->over));
 		/* After the loop (shutdown grace) the queue may be gone:
 		 * the entry is on disk and is loaded at the next start. */
 		if (d->qenv != NULL && !s->cs.srv->is_stopped)
@@ -1261,6 +1332,14 @@ delivery_done(void *arg)
 		if (is_live)
 			core_reply(
 			    &s->cs, "250 2.0.0 Ok: queued as %s", s->queue_id);
+	} else if (d->is_over_quota) {
+		/* Every mailbox is full: nothing stored, the client retries
+		 * (RFC 3463 4.2.2). */
+		log_info("session=%s id=%s event=data result=tempfail code=452 "
+		         "from=<%s> mailboxes=%s reason=quota",
+		    s->id, s->queue_id, log_esc(from), log_esc(d->over));
+		if (is_live)
+			core_reply(&s->cs, "452 4.2.2 Mailbox full");
 	} else {
 		log_err("session=%s id=%s event=data result=tempfail code=451 "
 		        "from=<%s> error=\"%s\"",
@@ -1368,6 +1447,7 @@ data_end(struct session *s)
 		d->wsize++;
 	d->done = delivery_done;
 	d->done_arg = j;
+	d->is_quota_checked = true;
 	if (s->remote.n > 0) {
 		struct qenv *q = &j->qenv;
 

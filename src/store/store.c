@@ -270,6 +270,26 @@ store_open(const char *root, char *err, size_t errlen)
 	return st;
 }
 
+struct store *
+store_attach(const char *root, char *err, size_t errlen)
+{
+	struct store *st;
+	int fd = open(root, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+	if (fd == -1) {
+		int e = errno;
+
+		store_fail(err, errlen, "%s: %s", root,
+		    e == ELOOP ? "is a symbolic link" : strerror(e));
+		errno = e;
+		return NULL;
+	}
+	st = xcalloc(1, sizeof(*st));
+	st->root_fd = fd;
+	st->root = xstrdup(root);
+	return st;
+}
+
 void
 store_free(struct store **stp)
 {

@@ -193,3 +193,49 @@ store_quota_set(struct store *st, uint64_t limit_bytes, uint64_t limit_messages,
 	q.limit_messages = limit_messages;
 	return write_fresh(st, &q, err, errlen);
 }
+
+static bool
+has_file(struct store *st)
+{
+	return faccessat(st->root_fd, size_file, F_OK, AT_SYMLINK_NOFOLLOW) ==
+	           0 ||
+	       errno != ENOENT;
+}
+
+int
+store_quota_read(
+    struct store *st, struct store_quota *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	return has_file(st) ? store_quota_get(st, out, err, errlen) : 0;
+}
+
+int
+store_quota_sync(struct store *st, uint64_t limit_bytes,
+    uint64_t limit_messages, struct store_quota *out, char *err, size_t errlen)
+{
+	memset(out, 0, sizeof(*out));
+	/* No quota and no file: nothing to follow, and no reason to count
+	 * every folder (the file appears with the first limit). */
+	if (limit_bytes == 0 && limit_messages == 0 && !has_file(st))
+		return 0;
+	if (store_quota_get(st, out, err, errlen) == -1)
+		return -1;
+	if (out->limit_bytes == limit_bytes &&
+	    out->limit_messages == limit_messages)
+		return 0;
+	if (store_quota_set(st, limit_bytes, limit_messages, err, errlen) == -1)
+		return -1;
+	return store_quota_get(st, out, err, errlen);
+}
+
+bool
+store_quota_over(const struct store_quota *q, uint64_t bytes, uint64_t messages)
+{
+	if (q->limit_bytes != 0 &&
+	    (q->bytes > q->limit_bytes || bytes > q->limit_bytes - q->bytes))
+		return true;
+	return q->limit_messages != 0 &&
+	       (q->messages > q->limit_messages ||
+	           messages > q->limit_messages - q->messages);
+}

@@ -320,6 +320,77 @@ test_user_hash(void **state)
 	assert_null(h);
 }
 
+/* A user's quota: stored, back to the default, gone with the user;
+ * dir_user_limits fills the default from the config. */
+static void
+test_user_quota(void **state)
+{
+	struct dir *d = ((struct fixture *)*state)->d;
+	const struct dir_admin_ops *a = d->admin;
+	struct dir_quota q = {true, 5ull << 30, 100000}, got;
+	struct config *cfg = NULL;
+	char err[256];
+	static const char conf[] = "quota_default_bytes = 2M\n"
+	                           "quota_default_messages = 10\n";
+
+	OK(config_parse(conf, strlen(conf), "t.conf", &cfg, err, sizeof(err)));
+	assert_int_equal(d->ops->user_quota(d, "alice", "example.test", &got,
+	                     err, sizeof(err)),
+	    1);
+	assert_false(got.is_set);
+	assert_int_equal(dir_user_limits(d, cfg, "alice@example.test", &got,
+	                     err, sizeof(err)),
+	    1);
+	assert_false(got.is_set);
+	assert_int_equal(got.bytes, 2u << 20);
+	assert_int_equal(got.messages, 10);
+	OK(a->user_quota_set(d, "alice", "example.test", &q, err, 256));
+	assert_int_equal(dir_user_limits(d, cfg, "alice@example.test", &got,
+	                     err, sizeof(err)),
+	    1);
+	assert_true(got.is_set);
+	assert_int_equal(got.bytes, 5ull << 30);
+	assert_int_equal(got.messages, 100000);
+	/* 0, 0 is stored: no limit, not the default. */
+	q.bytes = q.messages = 0;
+	OK(a->user_quota_set(d, "alice", "example.test", &q, err, 256));
+	assert_int_equal(dir_user_limits(d, cfg, "alice@example.test", &got,
+	                     err, sizeof(err)),
+	    1);
+	assert_true(got.is_set);
+	assert_int_equal(got.bytes, 0);
+	assert_int_equal(got.messages, 0);
+	/* bob keeps the default */
+	assert_int_equal(
+	    dir_user_limits(d, cfg, "bob@example.test", &got, err, sizeof(err)),
+	    1);
+	assert_false(got.is_set);
+	OK(a->user_quota_set(d, "alice", "example.test", NULL, err, 256));
+	assert_int_equal(dir_user_limits(d, cfg, "alice@example.test", &got,
+	                     err, sizeof(err)),
+	    1);
+	assert_false(got.is_set);
+	assert_int_equal(got.bytes, 2u << 20);
+	/* Not a user: refused; the lookup says "no such user" (0). */
+	assert_int_equal(
+	    a->user_quota_set(d, "info", "example.test", &q, err, 256),
+	    DIR_ADMIN_REFUSED);
+	assert_string_equal(err, "no such user");
+	assert_int_equal(dir_user_limits(d, cfg, "info@example.test", &got, err,
+	                     sizeof(err)),
+	    0);
+	/* A quota goes with its user. */
+	q.bytes = 7;
+	OK(a->user_quota_set(d, "bob", "example.test", &q, err, 256));
+	OK(a->user_del(d, "bob", "example.test", err, 256));
+	OK(a->user_add(d, "bob", "example.test", "h", err, 256));
+	assert_int_equal(
+	    dir_user_limits(d, cfg, "bob@example.test", &got, err, sizeof(err)),
+	    1);
+	assert_false(got.is_set);
+	config_unref(&cfg);
+}
+
 static void
 test_owned_addresses(void **state)
 {
@@ -710,6 +781,8 @@ admin_tempfail(struct dir *d)
 	    {a->user_del(d, "alice", "example.test", err, e), "user_del"},
 	    {a->user_passwd(d, "alice", "example.test", "h", err, e),
 	        "user_passwd"},
+	    {a->user_quota_set(d, "alice", "example.test", NULL, err, e),
+	        "user_quota_set"},
 	    {a->alias_add(d, "x", "example.test", "x@y.test", err, e),
 	        "alias_add"},
 	    {a->alias_del(d, "info", "example.test", NULL, err, e),
@@ -799,6 +872,7 @@ test_tempfail(void **state)
 	cmocka_unit_test(test_domain_resolve),                                 \
 	    cmocka_unit_test(test_address_lookup),                             \
 	    cmocka_unit_test(test_user_hash),                                  \
+	    cmocka_unit_test(test_user_quota),                                 \
 	    cmocka_unit_test(test_owned_addresses),                            \
 	    cmocka_unit_test(test_expand), cmocka_unit_test(test_limit),       \
 	    cmocka_unit_test(test_login), cmocka_unit_test(test_list_rows),    \
@@ -928,12 +1002,13 @@ test_sqlite_query_timeout(void **state)
 	(void)state;
 	dir_close(&(struct dir *){fresh_admin()});
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db,
-	                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
-	                     "SELECT i + 1 FROM n WHERE i < 2000) "
-	                     "INSERT INTO users SELECT 'u' || i, "
-	                     "'example.test', 'h' FROM n",
-	                     NULL, NULL, NULL),
+	assert_int_equal(
+	    sqlite3_exec(db,
+	        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+	        "SELECT i + 1 FROM n WHERE i < 2000) "
+	        "INSERT INTO users(local, domain, hash) SELECT 'u' || i, "
+	        "'example.test', 'h' FROM n",
+	        NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 	d = sqlite_at(50, DIR_OPEN_ADMIN);
@@ -1038,6 +1113,81 @@ test_sqlite_old_schema(void **state)
 	    strstr((const char *)sqlite3_column_text(st, 3), "aliases_target"));
 	sqlite3_finalize(st);
 	sqlite3_close(db);
+}
+
+static int
+user_version(void)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int v;
+
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	v = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return v;
+}
+
+/* A database from before schema versions (no quota columns, version 0):
+ * a read-only handle reads it with the default quota; the first
+ * writable open migrates it (version 1, rows kept), once. */
+static void
+test_sqlite_quota_migration(void **state)
+{
+	struct dir *d;
+	struct dir_quota q = {true, 1000, 5}, got;
+	char err[256], *h;
+	sqlite3 *db;
+
+	(void)state;
+	unlink(dbpath);
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db,
+	                     "CREATE TABLE domains(name TEXT PRIMARY KEY);"
+	                     "CREATE TABLE users(local TEXT NOT NULL, domain "
+	                     "TEXT NOT NULL, hash TEXT NOT NULL, PRIMARY "
+	                     "KEY(local, domain));"
+	                     "INSERT INTO domains VALUES('example.test');"
+	                     "INSERT INTO users VALUES('alice', "
+	                     "'example.test', 'h1');",
+	                     NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	d = sqlite_at(5000, DIR_OPEN_READ);
+	assert_int_equal(d->ops->user_quota(d, "alice", "example.test", &got,
+	                     err, sizeof(err)),
+	    1);
+	assert_false(got.is_set);
+	assert_int_equal(d->ops->user_quota(
+	                     d, "bob", "example.test", &got, err, sizeof(err)),
+	    0);
+	dir_close(&d);
+	assert_int_equal(user_version(), 0);
+	d = sqlite_at(5000, DIR_OPEN_ADMIN);
+	assert_int_equal(user_version(), 1);
+	assert_int_equal(
+	    dir_user_hash(d, "alice", "example.test", &h, err, sizeof(err)), 1);
+	assert_string_equal(h, "h1");
+	free(h);
+	OK(d->admin->user_quota_set(d, "alice", "example.test", &q, err, 256));
+	dir_close(&d);
+	/* Opened again: nothing applied twice (an ALTER would fail). */
+	d = sqlite_at(5000, DIR_OPEN_ADMIN);
+	dir_close(&d);
+	assert_int_equal(user_version(), 1);
+	d = sqlite_at(5000, DIR_OPEN_READ);
+	assert_int_equal(d->ops->user_quota(d, "alice", "example.test", &got,
+	                     err, sizeof(err)),
+	    1);
+	assert_true(got.is_set);
+	assert_int_equal(got.bytes, 1000);
+	assert_int_equal(got.messages, 5);
+	dir_close(&d);
 }
 
 /* A database replaced by a rename, or removed, is seen within a second
@@ -1193,6 +1343,7 @@ run_dir_tests(void)
 	    cmocka_unit_test(test_sqlite_query_timeout),
 	    cmocka_unit_test(test_sqlite_operation_timeout),
 	    cmocka_unit_test(test_sqlite_old_schema),
+	    cmocka_unit_test(test_sqlite_quota_migration),
 	    cmocka_unit_test(test_sqlite_replaced),
 	    cmocka_unit_test(test_dir_open_config),
 	    cmocka_unit_test(test_dir_prepare_check),

@@ -270,6 +270,44 @@ test_expunge(void **state)
 	rm_rf(dir);
 }
 
+/* UPDATE takes what it removed out of the Maildir++ maildirsize (one
+ * negative line of file sizes); with no maildirsize, none is made. */
+static void
+test_expunge_quota(void **state)
+{
+	char dir[128], path[PATH_MAX], text[256];
+	struct mailbox *mb;
+	FILE *f;
+	size_t n;
+
+	(void)state;
+	fresh(dir, sizeof(dir));
+	mailbox_close((mb = open_ok(dir), &mb));
+	put(dir, "cur", "1.a:2,", "one\n", 1);
+	put(dir, "cur", "2.a:2,", "two\n", 2);
+	put(dir, "cur", "3.a:2,", "three\n", 3);
+	mb = open_ok(dir);
+	mb->msgs[0].is_deleted = true;
+	assert_int_equal(mailbox_expunge(mb), 0);
+	mailbox_close(&mb);
+	snprintf(path, sizeof(path), "%s/maildirsize", dir);
+	assert_false(exists(dir, "maildirsize"));
+	f = fopen(path, "w");
+	fputs("1000S,10C\n10 2\n", f);
+	fclose(f);
+	mb = open_ok(dir);
+	mb->msgs[0].is_deleted = true;
+	mb->msgs[1].is_deleted = true;
+	assert_int_equal(mailbox_expunge(mb), 0);
+	mailbox_close(&mb);
+	f = fopen(path, "r");
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	assert_string_equal(text, "1000S,10C\n10 2\n-10 -2\n");
+	rm_rf(dir);
+}
+
 /* What is not a message is not listed (a directory, a dangling link, a
  * dot file), even with a size in its name (so it is not only the size
  * count that fails); a file gone after the listing fails to read. */
@@ -318,6 +356,7 @@ run_mailbox_tests(void)
 	    cmocka_unit_test(test_read),
 	    cmocka_unit_test(test_lock),
 	    cmocka_unit_test(test_expunge),
+	    cmocka_unit_test(test_expunge_quota),
 	    cmocka_unit_test(test_missing_and_corrupt),
 	};
 

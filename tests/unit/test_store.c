@@ -1148,6 +1148,71 @@ test_quota(void **state)
 	rm_rf(root);
 }
 
+/* The pieces delivery and the RCPT check use: store_attach makes
+ * nothing, store_quota_read makes nothing, store_quota_sync makes the
+ * limits line follow (and makes no file while there is no limit),
+ * store_quota_over's edges. */
+static void
+test_quota_sync(void **state)
+{
+	char root[256], err[256], path[PATH_MAX];
+	struct store *st;
+	struct store_quota q;
+	static const struct {
+		struct store_quota q;
+		uint64_t bytes, msgs;
+		bool want;
+	} over[] = {
+	    {{0, 0, 0, 0}, 1000000, 1000000, false},
+	    {{90, 1, 100, 0}, 10, 1, false}, {{90, 1, 100, 0}, 11, 1, true},
+	    {{101, 1, 100, 0}, 0, 0, true}, /* already over */
+	    {{0, 4, 0, 5}, 0, 1, false}, {{0, 5, 0, 5}, 0, 1, true},
+	    {{0, 5, 0, 5}, 0, 0, false},
+	    {{5, 0, 10, 0}, UINT64_MAX, 0, true}, /* no overflow */
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(over) / sizeof(over[0]); i++)
+		if (store_quota_over(&over[i].q, over[i].bytes, over[i].msgs) !=
+		    over[i].want)
+			fail_msg("over case %zu: got %d, want %d", i,
+			    !over[i].want, over[i].want);
+	fresh(root, sizeof(root)); /* root itself is not made yet */
+	assert_null(store_attach(root, err, sizeof(err)));
+	assert_int_equal(errno, ENOENT);
+	st = store_ok(root);
+	store_free(&st);
+	assert_non_null(st = store_attach(root, err, sizeof(err)));
+	deliver(root, "cur", "1.a:2,S", "12345\n", 1);
+	snprintf(path, sizeof(path), "%s/maildirsize", root);
+	/* No limit, no file: nothing made. */
+	assert_int_equal(store_quota_sync(st, 0, 0, &q, err, sizeof(err)), 0);
+	assert_int_equal(q.messages, 0);
+	assert_int_equal(store_quota_read(st, &q, err, sizeof(err)), 0);
+	assert_int_equal(access(path, F_OK), -1);
+	/* A limit: the file, counted, with its limits line. */
+	assert_int_equal(
+	    store_quota_sync(st, 1000, 10, &q, err, sizeof(err)), 0);
+	assert_int_equal(q.bytes, 6);
+	assert_int_equal(q.messages, 1);
+	assert_int_equal(q.limit_bytes, 1000);
+	assert_int_equal(store_quota_add(st, 100, 1), 0);
+	assert_int_equal(store_quota_read(st, &q, err, sizeof(err)), 0);
+	assert_int_equal(q.bytes, 106);
+	assert_int_equal(q.limit_messages, 10);
+	/* Changed in the directory: the line follows, usage recounted. */
+	assert_int_equal(store_quota_sync(st, 0, 3, &q, err, sizeof(err)), 0);
+	assert_int_equal(q.limit_bytes, 0);
+	assert_int_equal(q.limit_messages, 3);
+	assert_int_equal(q.bytes, 6);
+	assert_int_equal(store_quota_sync(st, 0, 0, &q, err, sizeof(err)), 0);
+	assert_int_equal(store_quota_read(st, &q, err, sizeof(err)), 0);
+	assert_int_equal(q.limit_messages, 0);
+	assert_int_equal(q.messages, 1);
+	store_free(&st);
+	rm_rf(root);
+}
+
 /* ---- the index file formats against hostile bytes --------------------- */
 
 static void
@@ -1266,6 +1331,7 @@ run_store_tests(void)
 	    cmocka_unit_test(test_quick_sync),
 	    cmocka_unit_test(test_vanished_bound),
 	    cmocka_unit_test(test_quota),
+	    cmocka_unit_test(test_quota_sync),
 	    cmocka_unit_test(test_index_parse),
 	    cmocka_unit_test(test_bench_open),
 	};
