@@ -199,8 +199,10 @@ quota_store(const char *data_dir, const char *mailbox, char *err, size_t errlen,
 		snprintf(err, errlen, "%s: path too long", mailbox);
 		return NULL;
 	}
-	if ((st = store_attach(dir, err, errlen)) == NULL && errno == ENOENT)
+	if ((st = store_attach(dir, err, errlen)) == NULL && errno == ENOENT) {
 		*is_missing = true;
+		err[0] = '\0'; /* not an error: nothing delivered yet */
+	}
 	return st;
 }
 

@@ -628,10 +628,13 @@ rcpt_quota_check(struct rcpt_job *j, struct dir *d)
 	for (size_t i = 0; i < j->ans.users.n; i++) {
 		struct store_quota q;
 		const char *mb = j->ans.users.v[i];
+		char err[sizeof(j->quota_err)];
 
 		if (maildir_quota_check(j->cfg->data_dir, d, j->cfg, mb, &q,
-		        j->quota_err, sizeof(j->quota_err)) == -1)
+		        err, sizeof(err)) == -1) {
+			snprintf(j->quota_err, sizeof(j->quota_err), "%s", err);
 			continue;
+		}
 		if (store_quota_over(&q, j->size ? j->size : 1, 1)) {
 			snprintf(
 			    j->quota_full, sizeof(j->quota_full), "%s", mb);
