@@ -69,9 +69,13 @@ static const char schema[] =
  * applies).  Append only: never edit a step that has shipped.
  */
 static const char *const migrations[] = {
-    /* 1: a quota per user (NULL: the config's default; 0: none). */
-    "ALTER TABLE users ADD COLUMN quota_bytes INTEGER;"
-    "ALTER TABLE users ADD COLUMN quota_messages INTEGER;",
+    /* 1: a quota per user (no row: the config's default; 0: none).  A
+     * table of its own, not columns of users: an import that inserts
+     * users by position (INSERT INTO users VALUES(l, d, h)) and an older
+     * posternd or posternctl keep working. */
+    "CREATE TABLE user_quotas(local TEXT NOT NULL, domain TEXT NOT NULL,"
+    " bytes INTEGER NOT NULL, messages INTEGER NOT NULL,"
+    " PRIMARY KEY(local, domain));",
 };
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -491,7 +495,7 @@ collect_quota(void *arg, const char *a, const char *b)
 {
 	struct dir_quota *q = arg;
 
-	/* Both NULL: the default; user_quota_set writes both or neither. */
+	/* The user's row with no user_quotas row: the default. */
 	if (a == NULL || b == NULL)
 		return;
 	q->is_set = true;
@@ -508,9 +512,9 @@ s_user_quota(struct dir *d, const char *local, const char *domain,
 	memset(out, 0, sizeof(*out));
 	if (connect_db(sq(d), err, errlen) == -1)
 		return -1;
-	/* A read-only handle on a database from before the quota columns
-	 * (the daemon migrates it at start; posternctl at its first
-	 * open): the user exists or not, with the default quota. */
+	/* A read-only handle on a database from before user_quotas (the
+	 * daemon migrates it at start, posternctl at its first open): the
+	 * user exists or not, with the default quota. */
 	if (sq(d)->version < 1) {
 		n = db_count(d,
 		    "SELECT 1 FROM users WHERE local = ?1 AND domain = ?2",
@@ -518,8 +522,9 @@ s_user_quota(struct dir *d, const char *local, const char *domain,
 		return n < 0 ? -1 : n > 0;
 	}
 	n = db_exec(d,
-	    "SELECT quota_bytes, quota_messages FROM users WHERE local = ?1 "
-	    "AND domain = ?2",
+	    "SELECT q.bytes, q.messages FROM users u LEFT JOIN user_quotas q "
+	    "ON q.local = u.local AND q.domain = u.domain "
+	    "WHERE u.local = ?1 AND u.domain = ?2",
 	    local, domain, NULL, collect_quota, out, err, errlen);
 	if (n < 0) {
 		memset(out, 0, sizeof(*out));
@@ -623,6 +628,16 @@ s_host_alias_del(struct dir *d, const char *alias, char *err, size_t errlen)
 	    NULL, NULL, "no such host alias", err, errlen);
 }
 
+/* An admin handle has migrated (user_quotas exists). */
+static int
+drop_quota(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	return change(d,
+	    "DELETE FROM user_quotas WHERE local = ?1 AND domain = ?2", local,
+	    domain, NULL, NULL, err, errlen);
+}
+
 static int
 s_user_add(struct dir *d, const char *local, const char *domain,
     const char *hash, char *err, size_t errlen)
@@ -630,6 +645,10 @@ s_user_add(struct dir *d, const char *local, const char *domain,
 	int r = dir_need_free(d, local, domain, false, err, errlen);
 
 	if (r != 0)
+		return r;
+	/* A quota left by an older posternctl's user del is not this
+	 * user's. */
+	if ((r = drop_quota(d, local, domain, err, errlen)) != 0)
 		return r;
 	return change(d,
 	    "INSERT INTO users(local, domain, hash) "
@@ -641,8 +660,10 @@ static int
 s_user_del(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	return change(d, "DELETE FROM users WHERE local = ?1 AND domain = ?2",
+	int r = change(d, "DELETE FROM users WHERE local = ?1 AND domain = ?2",
 	    local, domain, NULL, "no such user", err, errlen);
+
+	return r != 0 ? r : drop_quota(d, local, domain, err, errlen);
 }
 
 static int
@@ -661,26 +682,29 @@ s_user_quota_set(struct dir *d, const char *local, const char *domain,
 {
 	char b[24], m[24];
 	const char *p[4] = {local, domain, b, m};
+	int n =
+	    db_count(d, "SELECT 1 FROM users WHERE local = ?1 AND domain = ?2",
+	        local, domain, err, errlen);
 
-	if (q == NULL)
-		return change(d,
-		    "UPDATE users SET quota_bytes = NULL, quota_messages = "
-		    "NULL "
-		    "WHERE local = ?1 AND domain = ?2",
-		    local, domain, NULL, "no such user", err, errlen);
-	snprintf(b, sizeof(b), "%llu", (unsigned long long)q->bytes);
-	snprintf(m, sizeof(m), "%llu", (unsigned long long)q->messages);
-	if (db_exec_v(d,
-	        "UPDATE users SET quota_bytes = CAST(?3 AS INTEGER), "
-	        "quota_messages = CAST(?4 AS INTEGER) WHERE local = ?1 AND "
-	        "domain = ?2",
-	        p, NULL, NULL, err, errlen) < 0)
+	if (n < 0)
 		return DIR_ADMIN_ERROR;
-	if (sqlite3_changes(db_of(d)) == 0) {
+	if (n == 0) {
 		snprintf(err, errlen, "no such user");
 		return DIR_ADMIN_REFUSED;
 	}
-	return 0;
+	if (q == NULL)
+		return change(d,
+		    "DELETE FROM user_quotas WHERE local = ?1 AND domain = ?2",
+		    local, domain, NULL, NULL, err, errlen);
+	snprintf(b, sizeof(b), "%llu", (unsigned long long)q->bytes);
+	snprintf(m, sizeof(m), "%llu", (unsigned long long)q->messages);
+	return db_exec_v(d,
+	           "INSERT OR REPLACE INTO user_quotas(local, domain, bytes, "
+	           "messages) VALUES(?1, ?2, CAST(?3 AS INTEGER), "
+	           "CAST(?4 AS INTEGER))",
+	           p, NULL, NULL, err, errlen) < 0
+	           ? DIR_ADMIN_ERROR
+	           : 0;
 }
 
 static int

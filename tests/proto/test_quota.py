@@ -250,9 +250,12 @@ def test_migration_of_old_schema(make_server):
     assert quota(s) == ((0, 0, "default"), (0, 0))
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1
-    cols = [r[1] for r in db.execute("PRAGMA table_info(users)")]
-    assert "quota_bytes" in cols and "quota_messages" in cols
+    cols = [r[1] for r in db.execute("PRAGMA table_info(user_quotas)")]
+    assert cols == ["local", "domain", "bytes", "messages"]
     assert db.execute("SELECT local, hash FROM users").fetchall() == [("alice", "x")]
+    # users keeps its three columns: imports by position still work.
+    db.execute("INSERT INTO users VALUES('dave', 'example.test', 'x')")
+    db.commit()
     db.close()
     s.ctl("user", "quota", "alice@example.test", "1M", "3")
     assert quota(s)[0] == (1 << 20, 3, "user")
@@ -275,8 +278,7 @@ def test_daemon_migrates_at_start_and_reads_quota(make_server):
     s.start()
     db = sqlite3.connect(path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == 1
-    db.execute("UPDATE users SET quota_messages = 1, quota_bytes = 0 "
-               "WHERE local = 'alice'")
+    db.execute("INSERT INTO user_quotas VALUES('alice', 'example.test', 0, 1)")
     db.commit()
     db.close()
     fill(s, 1)

@@ -1002,13 +1002,12 @@ test_sqlite_query_timeout(void **state)
 	(void)state;
 	dir_close(&(struct dir *){fresh_admin()});
 	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
-	assert_int_equal(
-	    sqlite3_exec(db,
-	        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
-	        "SELECT i + 1 FROM n WHERE i < 2000) "
-	        "INSERT INTO users(local, domain, hash) SELECT 'u' || i, "
-	        "'example.test', 'h' FROM n",
-	        NULL, NULL, NULL),
+	assert_int_equal(sqlite3_exec(db,
+	                     "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL "
+	                     "SELECT i + 1 FROM n WHERE i < 2000) "
+	                     "INSERT INTO users SELECT 'u' || i, "
+	                     "'example.test', 'h' FROM n",
+	                     NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 	d = sqlite_at(50, DIR_OPEN_ADMIN);
@@ -1133,7 +1132,7 @@ user_version(void)
 	return v;
 }
 
-/* A database from before schema versions (no quota columns, version 0):
+/* A database from before schema versions (no user_quotas, version 0):
  * a read-only handle reads it with the default quota; the first
  * writable open migrates it (version 1, rows kept), once. */
 static void
