@@ -489,14 +489,17 @@ set_range(const struct mime_msg *m, struct mime_range *r, uint32_t part,
 /*
  * RFC 3501 6.4.5: a message's parts are numbered from 1; a non-multipart
  * message has one part, 1; a message/rfc822 part's number continues into
- * the embedded message.  entered: the path named a part (not a message).
+ * the embedded message.  A non-multipart part of a multipart has a part 1
+ * too, itself (BODY[2.1] of a text/plain part 2 is part 2, as Dovecot
+ * answers), once: 2.1.1 names nothing.  entered: the path named a part
+ * (not a message).
  */
 static int
 walk(const struct mime_msg *m, const uint32_t *path, size_t npath,
     uint32_t *node, bool *entered)
 {
 	uint32_t n = 0;
-	bool in = false;
+	bool in = false, is_child_leaf = false;
 
 	for (size_t i = 0; i < npath; i++) {
 		uint32_t k = path[i];
@@ -507,11 +510,17 @@ walk(const struct mime_msg *m, const uint32_t *path, size_t npath,
 			n = m->parts[n].first_child;
 			in = false;
 		} else if (in && m->parts[n].kind != MIME_KIND_MULTIPART) {
-			return -1;
+			if (!is_child_leaf || k != 1)
+				return -1;
+			is_child_leaf = false;
+			continue;
 		}
 		if (m->parts[n].kind == MIME_KIND_MULTIPART) {
 			if ((n = nth_child(m, n, k)) == MIME_NONE)
 				return -1;
+			is_child_leaf =
+			    m->parts[n].kind != MIME_KIND_MULTIPART &&
+			    m->parts[n].kind != MIME_KIND_MESSAGE;
 		} else if (k != 1) {
 			return -1;
 		}

@@ -914,7 +914,14 @@ static const struct {
     {{2, 1}, 2, MIME_SEC_MIME, 0, "Content-Type: text/plain; charset", 48},
     {{2, 2}, 2, MIME_SEC_BODY, -1, NULL, 0},
     {{3}, 1, MIME_SEC_BODY, -1, NULL, 0},
-    {{1, 1}, 2, MIME_SEC_BODY, -1, NULL, 0},
+    /* a leaf of a multipart has a part 1, itself, once (Dovecot) */
+    {{1, 1}, 2, MIME_SEC_BODY, 0, "See below.", 10},
+    {{1, 1}, 2, MIME_SEC_MIME, 0, "Content-Type: text/plain", 28},
+    {{1, 1, 1}, 3, MIME_SEC_BODY, -1, NULL, 0},
+    {{2, 1, 1}, 3, MIME_SEC_BODY, 0, "Caf\xe9?", 5},
+    {{2, 1, 1, 1}, 4, MIME_SEC_BODY, -1, NULL, 0},
+    {{2, 2, 1}, 3, MIME_SEC_BODY, -1, NULL, 0},
+    {{1, 2}, 2, MIME_SEC_BODY, -1, NULL, 0},
     {{0}, 1, MIME_SEC_BODY, -1, NULL, 0},
 };
 
