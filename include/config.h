@@ -74,6 +74,11 @@ struct config {
 	struct listen_list pop3_listen, pop3s_listen;
 	bool pop3_allow_plaintext;
 	unsigned pop3_timeout_ms;
+	struct listen_list imap_listen, imaps_listen;
+	bool imap_allow_plaintext;
+	unsigned imap_timeout_ms;       /* authenticated, and IDLE */
+	unsigned imap_login_timeout_ms; /* before login */
+	size_t imap_line_limit, imap_literal_limit, imap_append_limit;
 	size_t message_size_limit, recipient_limit, max_sessions;
 	size_t max_sessions_per_ip, max_errors, command_line_limit;
 	size_t text_line_limit, header_size_limit, expansion_limit;

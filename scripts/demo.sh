@@ -21,6 +21,8 @@ submission_listen = 127.0.0.1:2587
 submissions_listen = 127.0.0.1:2465
 pop3_listen = 127.0.0.1:2110
 pop3s_listen = 127.0.0.1:2995
+imap_listen = 127.0.0.1:2143
+imaps_listen = 127.0.0.1:2993
 tls_cert = $run/cert.pem
 tls_key = $run/key.pem
 log_level = info
@@ -46,7 +48,7 @@ fi
 cat <<MSG
 
 postern demo: SMTP 127.0.0.1:2525, submission 2587 (STARTTLS), submissions 2465 (TLS),
-POP3 2110 (STLS), POP3S 2995
+POP3 2110 (STLS), POP3S 2995, IMAP 2143 (STARTTLS), IMAPS 2993
 user alice@example.test, password: $(cat "$run/alice.password")
 
 Send alice a message (in another terminal):
@@ -54,6 +56,8 @@ Send alice a message (in another terminal):
 It lands in: $run/data/mail/example.test/alice/Maildir/new/
 Read it over POP3:
   curl -k --ssl-reqd -u 'alice@example.test:$(cat "$run/alice.password")' pop3://127.0.0.1:2110/1
+or over IMAP:
+  curl -k --ssl-reqd -u 'alice@example.test:$(cat "$run/alice.password")' 'imap://127.0.0.1:2143/INBOX;UID=1'
 
 Stop with Ctrl-C.
 MSG

@@ -1062,6 +1062,8 @@ check_listen(struct check *k)
 	    {"submissions_listen", "submissions", &k->cfg->submissions_listen},
 	    {"pop3_listen", "pop3", &k->cfg->pop3_listen},
 	    {"pop3s_listen", "pop3s", &k->cfg->pop3s_listen},
+	    {"imap_listen", "imap", &k->cfg->imap_listen},
+	    {"imaps_listen", "imaps", &k->cfg->imaps_listen},
 	};
 	const size_t nl = sizeof(lists) / sizeof(lists[0]);
 

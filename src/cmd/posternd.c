@@ -40,6 +40,7 @@
 #include "config.h"
 #include "dir.h"
 #include "dns.h"
+#include "imap_server.h"
 #include "pop3.h"
 #include "queue.h"
 #include "relay.h"
@@ -212,6 +213,7 @@ write_pid(const char *path)
 static const struct service *const services[] = {
     &smtp_service,
     &pop3_service,
+    &imap_service,
 };
 
 #define NSERVICES (sizeof(services) / sizeof(services[0]))

@@ -97,6 +97,17 @@ static const struct cfg_key cfg_keys[] = {
     {"header_size_limit", T_SIZE, O(header_size_limit), "102400", 1024,
         SIZE_MAX},
     {"hostname", T_STR, O(hostname), "", 0, 0},
+    {"imap_allow_plaintext", T_BOOL, O(imap_allow_plaintext), "no", 0, 0},
+    {"imap_append_limit", T_SIZE, O(imap_append_limit), "52428800", 1024,
+        (size_t)1 << 32},
+    {"imap_line_limit", T_SIZE, O(imap_line_limit), "8192", 1024, 65536},
+    {"imap_listen", T_LISTEN, O(imap_listen), "", 0, 0},
+    {"imap_literal_limit", T_SIZE, O(imap_literal_limit), "65536", 1024,
+        1048576},
+    {"imap_login_timeout", T_MS, O(imap_login_timeout_ms), "1m", 1000,
+        86400000},
+    {"imap_timeout", T_MS, O(imap_timeout_ms), "30m", 60000, 86400000},
+    {"imaps_listen", T_LISTEN, O(imaps_listen), "", 0, 0},
     {"ipv6_prefix_length", T_COUNT, O(ipv6_prefix_length), "64", 16, 128},
     {"log_file", T_STR, O(log_file), "", 0, 0},
     {"log_level", T_LEVEL, O(log_level), "info", 0, 0},
@@ -666,6 +677,8 @@ config_free(struct config *c)
 	free(c->routes.v);
 	free(c->relay_addresses.v);
 	free(c->pop3_listen.v);
+	free(c->imap_listen.v);
+	free(c->imaps_listen.v);
 	free(c->pop3s_listen.v);
 	free(c->smtp_listen.v);
 	free(c->submission_listen.v);
@@ -741,6 +754,10 @@ config_check(struct config *c, const char **why)
 	}
 	if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {
 		*why = "tls_cert and tls_key must be set together";
+		return -1;
+	}
+	if (c->imaps_listen.n > 0 && c->tls_cert[0] == '\0') {
+		*why = "imaps_listen needs tls_cert and tls_key (implicit TLS)";
 		return -1;
 	}
 	if (c->pop3s_listen.n > 0 && c->tls_cert[0] == '\0') {

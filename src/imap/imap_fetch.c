@@ -1,0 +1,957 @@
+/*
+ * imap_fetch: the worker side of FETCH, STORE and SEARCH.  Each runs in
+ * a folder job (imap_folder.c), so it holds the folder's store_box alone.
+ *
+ * FETCH renders about IMAP_CHUNK bytes per trip and keeps its place
+ * (message, literal item, file offset), so a big BODY[] is read from the
+ * file in pieces and never held whole: the message file stays open
+ * across trips (an expunge meanwhile unlinks it, the descriptor still
+ * reads it).  A file is mapped only to parse it (ENVELOPE,
+ * BODYSTRUCTURE, section ranges); the literal bytes are read with pread
+ * and bare LF written as CRLF, the sizes the store reports.
+ */
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "mime.h"
+#include "xmalloc.h"
+
+#include "imap_priv.h"
+
+uint8_t
+imap_flags_to_store(unsigned f)
+{
+	uint8_t s = 0;
+
+	s |= (f & IMAP_FLAG_SEEN) ? STORE_F_SEEN : 0;
+	s |= (f & IMAP_FLAG_ANSWERED) ? STORE_F_ANSWERED : 0;
+	s |= (f & IMAP_FLAG_FLAGGED) ? STORE_F_FLAGGED : 0;
+	s |= (f & IMAP_FLAG_DELETED) ? STORE_F_DELETED : 0;
+	s |= (f & IMAP_FLAG_DRAFT) ? STORE_F_DRAFT : 0;
+	return s;
+}
+
+static void
+bputs(struct buf *b, const char *s)
+{
+	(void)buf_append(b, s, strlen(s));
+}
+
+static void __attribute__((format(printf, 2, 3)))
+bprintf(struct buf *b, const char *fmt, ...)
+{
+	char tmp[700];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		(void)buf_append(b, tmp,
+		    (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
+}
+
+void
+imap_flags_fmt(struct buf *b, const struct store_flags *fl,
+    const struct store_keywords *kw)
+{
+	static const struct {
+		uint8_t bit;
+		const char *name;
+	} sys[] = {
+	    {STORE_F_ANSWERED, "\\Answered"},
+	    {STORE_F_FLAGGED, "\\Flagged"},
+	    {STORE_F_DELETED, "\\Deleted"},
+	    {STORE_F_SEEN, "\\Seen"},
+	    {STORE_F_DRAFT, "\\Draft"},
+	};
+	bool is_first = true;
+
+	for (size_t i = 0; i < sizeof(sys) / sizeof(sys[0]); i++)
+		if (fl->sys & sys[i].bit) {
+			bprintf(b, "%s%s", is_first ? "" : " ", sys[i].name);
+			is_first = false;
+		}
+	for (unsigned i = 0; kw != NULL && i < STORE_KEYWORDS_MAX; i++)
+		if ((fl->keywords & (1u << i)) && kw->names[i][0] != '\0') {
+			bprintf(b, "%s%s", is_first ? "" : " ", kw->names[i]);
+			is_first = false;
+		}
+}
+
+/* ---- FETCH ------------------------------------------------------------ */
+
+static void
+items_free(struct imap_fetch_job *fj)
+{
+	for (size_t i = 0; i < fj->nitem; i++)
+		buf_release(&fj->items[i].b);
+	free(fj->items);
+	fj->items = NULL;
+	fj->nitem = 0;
+}
+
+static void
+msg_close(struct imap_fetch_job *fj)
+{
+	if (fj->is_open && fj->fd != -1)
+		close(fj->fd);
+	fj->fd = -1;
+	fj->is_open = false;
+	fj->is_streaming = false;
+	items_free(fj);
+}
+
+void
+imap_fetch_job_free(struct imap_fetch_job *fj)
+{
+	if (fj == NULL)
+		return;
+	msg_close(fj);
+	buf_release(&fj->out);
+	free(fj->seq);
+	free(fj->uid);
+	free(fj->told);
+	free(fj);
+}
+
+static void
+told_add(struct imap_fetch_job *fj, uint32_t uid, struct store_flags fl)
+{
+	if (fj->ntold == fj->told_cap) {
+		fj->told_cap = fj->told_cap ? fj->told_cap * 2 : 64;
+		fj->told =
+		    xreallocarray(fj->told, fj->told_cap, sizeof(*fj->told));
+	}
+	fj->told[fj->ntold++] = (struct imap_snap){uid, fl};
+}
+
+static bool
+is_atom_char(char c)
+{
+	return c > 0x20 && c < 0x7f && strchr("(){ %*\"\\]", c) == NULL;
+}
+
+/* The section's name as the response repeats it: "1.2.HEADER.FIELDS
+ * (A B)". */
+static void
+sec_label(const struct imap_fetch_sec *sec, char *out, size_t len)
+{
+	static const char *const text[] = {
+	    [IMAP_SEC_NONE] = "",
+	    [IMAP_SEC_HEADER] = "HEADER",
+	    [IMAP_SEC_HEADER_FIELDS] = "HEADER.FIELDS",
+	    [IMAP_SEC_HEADER_FIELDS_NOT] = "HEADER.FIELDS.NOT",
+	    [IMAP_SEC_MIME] = "MIME",
+	    [IMAP_SEC_TEXT] = "TEXT",
+	};
+	struct buf b;
+
+	buf_init(&b, len - 1);
+	bputs(&b, "BODY[");
+	for (size_t i = 0; i < sec->npart; i++)
+		bprintf(&b, "%s%u", i ? "." : "", sec->part[i]);
+	if (sec->npart > 0 && sec->text != IMAP_SEC_NONE)
+		bputs(&b, ".");
+	bputs(&b, text[sec->text]);
+	if (sec->nfields > 0) {
+		bputs(&b, " (");
+		for (size_t i = 0; i < sec->nfields; i++) {
+			const struct imap_str *f = &sec->fields[i];
+			bool is_atom = f->len > 0;
+
+			for (size_t k = 0; k < f->len; k++)
+				is_atom &= is_atom_char(f->p[k]);
+			if (i > 0)
+				bputs(&b, " ");
+			if (is_atom)
+				(void)buf_append(&b, f->p, f->len);
+			else
+				(void)mime_imap_nstring(&b, f->p, f->len);
+		}
+		bputs(&b, ")");
+	}
+	bputs(&b, "]");
+	if (sec->has_partial)
+		bprintf(&b, "<%llu>", (unsigned long long)sec->offset);
+	snprintf(out, len, "%.*s", (int)b.len, b.data ? (char *)b.data : "");
+	buf_release(&b);
+}
+
+static struct imap_litem *
+item_add(struct imap_fetch_job *fj, size_t cap, const char *label)
+{
+	struct imap_litem *it;
+
+	if (fj->items == NULL)
+		fj->items = xcalloc(cap, sizeof(*fj->items));
+	it = &fj->items[fj->nitem++];
+	snprintf(it->label, sizeof(it->label), "%s", label);
+	return it;
+}
+
+/* The partial <offset.length> of an item of size bytes. */
+static void
+item_partial(struct imap_litem *it, bool has, uint64_t off, uint64_t len)
+{
+	it->skip = 0;
+	it->len = it->size;
+	if (!has)
+		return;
+	if (off >= it->size) {
+		it->skip = it->size;
+		it->len = 0;
+		return;
+	}
+	it->skip = off;
+	it->len = it->size - off < len ? it->size - off : len;
+}
+
+/* A range item of the parsed message: sec kind of part path. */
+static void
+item_section(struct imap_litem *it, const struct mime_msg *mm,
+    const uint32_t *path, size_t npath, enum mime_section_kind kind)
+{
+	struct mime_range r;
+	const char *why;
+
+	if (mm == NULL || mime_section(mm, path, npath, kind, &r, &why) == -1) {
+		it->start = it->end = it->size = 0; /* "": RFC 3501 6.4.5 */
+		return;
+	}
+	it->start = r.start;
+	it->end = r.end;
+	it->size = r.size;
+}
+
+static void
+item_fields(struct imap_litem *it, const struct mime_msg *mm,
+    const struct imap_fetch_sec *sec)
+{
+	struct mime_range r;
+	const char *why;
+	const char **names = xcalloc(sec->nfields + 1, sizeof(*names));
+	char **copies = xcalloc(sec->nfields + 1, sizeof(*copies));
+
+	it->is_buf = true;
+	buf_init(&it->b, 1024 * 1024);
+	for (size_t i = 0; i < sec->nfields; i++) {
+		copies[i] = xstrndup(sec->fields[i].p, sec->fields[i].len);
+		names[i] = copies[i];
+	}
+	if (mm != NULL && mime_section(mm, sec->part, sec->npart,
+	                      MIME_SEC_HEADER, &r, &why) == 0)
+		(void)mime_header_fields(mm, r.part, names, sec->nfields,
+		    sec->text == IMAP_SEC_HEADER_FIELDS_NOT, &it->b);
+	it->size = it->b.len;
+	for (size_t i = 0; i < sec->nfields; i++)
+		free(copies[i]);
+	free(copies);
+	free(names);
+}
+
+static enum mime_section_kind
+sec_kind(enum imap_sec_text t)
+{
+	switch (t) {
+	case IMAP_SEC_HEADER:
+		return MIME_SEC_HEADER;
+	case IMAP_SEC_TEXT:
+		return MIME_SEC_TEXT;
+	case IMAP_SEC_MIME:
+		return MIME_SEC_MIME;
+	default:
+		return MIME_SEC_BODY;
+	}
+}
+
+static bool
+spec_sets_seen(const struct imap_fetch *spec)
+{
+	if (spec->items & (IMAP_FI_RFC822 | IMAP_FI_RFC822_TEXT))
+		return true;
+	for (const struct imap_fetch_sec *s = spec->secs; s; s = s->next)
+		if (!s->is_peek)
+			return true;
+	return false;
+}
+
+static bool
+spec_needs_parse(const struct imap_fetch *spec)
+{
+	if (spec->items &
+	    (IMAP_FI_ENVELOPE | IMAP_FI_BODY | IMAP_FI_BODYSTRUCTURE |
+	        IMAP_FI_RFC822_HEADER | IMAP_FI_RFC822_TEXT))
+		return true;
+	for (const struct imap_fetch_sec *s = spec->secs; s; s = s->next)
+		if (s->npart > 0 || s->text != IMAP_SEC_NONE)
+			return true;
+	return false;
+}
+
+/* Opens message i's file; a rename by another program meanwhile (flags
+ * changed) is found by one sync. */
+static int
+msg_open(struct store_box *box, uint32_t uid)
+{
+	char path[512];
+
+	for (int pass = 0; pass < 2; pass++) {
+		const struct store_msg *m = store_msg_by_uid(box, uid);
+		int fd;
+
+		if (m == NULL)
+			return -1;
+		if (store_msg_path(
+		        box, (size_t)(m - box->msgs), path, sizeof(path)) == -1)
+			return -1;
+		fd = openat(
+		    box->dir_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd != -1 || errno != ENOENT || pass == 1)
+			return fd;
+		{
+			char err[256];
+
+			if (store_sync(box, NULL, err, sizeof(err)) == -1)
+				return -1;
+		}
+	}
+	return -1;
+}
+
+static void
+fmt_internaldate(struct buf *b, int64_t t)
+{
+	static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May",
+	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	gmtime_r(&tt, &tm);
+	bprintf(b, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
+	    mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec);
+}
+
+/* The literal items of one message, in the order asked. */
+static void
+msg_items(struct imap_fetch_job *fj, const struct mime_msg *mm, uint64_t fsize,
+    uint64_t msize)
+{
+	const struct imap_fetch *spec = fj->spec;
+	size_t cap = spec->nsecs + 3;
+	struct imap_litem *it;
+	char label[600];
+
+	if (spec->items & IMAP_FI_RFC822_HEADER) {
+		it = item_add(fj, cap, "RFC822.HEADER");
+		item_section(it, mm, NULL, 0, MIME_SEC_HEADER);
+		item_partial(it, false, 0, 0);
+	}
+	for (const struct imap_fetch_sec *s = spec->secs; s; s = s->next) {
+		sec_label(s, label, sizeof(label));
+		it = item_add(fj, cap, label);
+		if (s->text == IMAP_SEC_HEADER_FIELDS ||
+		    s->text == IMAP_SEC_HEADER_FIELDS_NOT)
+			item_fields(it, mm, s);
+		else if (s->npart == 0 && s->text == IMAP_SEC_NONE) {
+			it->start = 0;
+			it->end = fsize;
+			it->size = msize;
+		} else
+			item_section(
+			    it, mm, s->part, s->npart, sec_kind(s->text));
+		item_partial(it, s->has_partial, s->offset, s->length);
+	}
+	if (spec->items & IMAP_FI_RFC822) {
+		it = item_add(fj, cap, "RFC822");
+		it->start = 0;
+		it->end = fsize;
+		it->size = msize;
+		item_partial(it, false, 0, 0);
+	}
+	if (spec->items & IMAP_FI_RFC822_TEXT) {
+		it = item_add(fj, cap, "RFC822.TEXT");
+		item_section(it, mm, NULL, 0, MIME_SEC_TEXT);
+		item_partial(it, false, 0, 0);
+	}
+}
+
+/* Starts message fj->next: everything but its literals goes to out. */
+static void
+msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
+{
+	const struct imap_fetch *spec = fj->spec;
+	uint32_t uid = fj->uid[fj->next], seq = fj->seq[fj->next];
+	const struct store_msg *m = store_msg_by_uid(box, uid);
+	bool is_seen_set = false, is_first = true;
+	bool needs_file = spec_needs_parse(spec) ||
+	                  (spec->items & IMAP_FI_RFC822) || spec->nsecs > 0;
+	struct mime_msg mm;
+	uint8_t *map = NULL;
+	struct stat st;
+	char err[256];
+
+	if (m == NULL) {
+		fj->expunged++;
+		return;
+	}
+	if (!fj->is_readonly && spec_sets_seen(spec) &&
+	    !(m->flags.sys & STORE_F_SEEN)) {
+		struct store_flags seen = {STORE_F_SEEN, 0};
+
+		if (store_set_flags(box, uid, STORE_FLAGS_ADD, &seen, 0, NULL,
+		        err, sizeof(err)) == 0) {
+			j->is_changed[0] = true;
+			is_seen_set = true;
+		}
+		if ((m = store_msg_by_uid(box, uid)) == NULL) {
+			fj->expunged++;
+			return;
+		}
+	}
+	fj->fd = -1;
+	memset(&mm, 0, sizeof(mm));
+	if (needs_file) {
+		if ((fj->fd = msg_open(box, uid)) == -1 ||
+		    fstat(fj->fd, &st) == -1) {
+			log_warn("event=fetch result=fail uid=%u error=\"%s\"",
+			    uid, strerror(errno));
+			if (fj->fd != -1)
+				close(fj->fd);
+			fj->fd = -1;
+			fj->expunged++;
+			return;
+		}
+		if (spec_needs_parse(spec) && st.st_size > 0) {
+			map = mmap(NULL, (size_t)st.st_size, PROT_READ,
+			    MAP_PRIVATE, fj->fd, 0);
+			if (map == MAP_FAILED)
+				map = NULL;
+		}
+		if (map != NULL)
+			mime_parse(map, (size_t)st.st_size, &mm);
+		else
+			mime_parse((const uint8_t *)"", 0, &mm);
+	}
+	bprintf(&fj->out, "* %u FETCH (", seq);
+#define SEP() (is_first ? (is_first = false, "") : " ")
+	if (fj->is_uid || (spec->items & IMAP_FI_UID))
+		bprintf(&fj->out, "%sUID %u", SEP(), uid);
+	if ((spec->items & IMAP_FI_FLAGS) || is_seen_set) {
+		bprintf(&fj->out, "%sFLAGS (", SEP());
+		imap_flags_fmt(&fj->out, &m->flags, &box->keywords);
+		bputs(&fj->out, ")");
+		told_add(fj, uid, m->flags);
+	}
+	if (spec->items & IMAP_FI_INTERNALDATE) {
+		bprintf(&fj->out, "%sINTERNALDATE ", SEP());
+		fmt_internaldate(&fj->out, m->internaldate);
+	}
+	if (spec->items & IMAP_FI_RFC822_SIZE)
+		bprintf(&fj->out, "%sRFC822.SIZE %llu", SEP(),
+		    (unsigned long long)m->size);
+	if (spec->items & IMAP_FI_MODSEQ)
+		bprintf(&fj->out, "%sMODSEQ (%llu)", SEP(),
+		    (unsigned long long)m->modseq);
+	if (spec->items & IMAP_FI_ENVELOPE) {
+		bprintf(&fj->out, "%sENVELOPE ", SEP());
+		(void)mime_imap_envelope(&mm, 0, &fj->out);
+	}
+	if (spec->items & IMAP_FI_BODY) {
+		bprintf(&fj->out, "%sBODY ", SEP());
+		(void)mime_imap_bodystructure(&mm, 0, false, &fj->out);
+	}
+	if (spec->items & IMAP_FI_BODYSTRUCTURE) {
+		bprintf(&fj->out, "%sBODYSTRUCTURE ", SEP());
+		(void)mime_imap_bodystructure(&mm, 0, true, &fj->out);
+	}
+#undef SEP
+	fj->has_item = !is_first;
+	if (needs_file) {
+		uint64_t fsize = (uint64_t)st.st_size;
+		uint64_t msize = map != NULL
+		                     ? mime_crlf_size(&mm, 0, (size_t)fsize)
+		                     : m->size;
+
+		msg_items(fj, map != NULL ? &mm : NULL, fsize, msize);
+	}
+	mime_msg_free(&mm);
+	if (map != NULL)
+		munmap(map, (size_t)st.st_size);
+	fj->is_open = true;
+	fj->item = 0;
+}
+
+/* Streams the current literal: bare LF as CRLF, the partial's bytes
+ * skipped, exactly it->len bytes out (padded if the file came up short:
+ * the literal's announced size is a promise). */
+static void
+stream_step(struct imap_fetch_job *fj)
+{
+	uint8_t in[16384];
+
+	while (fj->left > 0 && fj->out.len < IMAP_CHUNK) {
+		size_t want = sizeof(in);
+		ssize_t n = 0;
+
+		if (fj->end - fj->pos < want)
+			want = (size_t)(fj->end - fj->pos);
+		if (want > 0)
+			n = pread(fj->fd, in, want, (off_t)fj->pos);
+		if (n <= 0) {
+			while (fj->left > 0) {
+				(void)buf_putc(&fj->out, ' ');
+				fj->left--;
+			}
+			break;
+		}
+		for (ssize_t i = 0; i < n && fj->left > 0; i++) {
+			uint8_t c = in[i];
+
+			if (c == '\n' && !fj->prev_cr) {
+				if (fj->skip > 0)
+					fj->skip--;
+				else if (fj->left > 0) {
+					(void)buf_putc(&fj->out, '\r');
+					fj->left--;
+				}
+			}
+			if (fj->left > 0) {
+				if (fj->skip > 0)
+					fj->skip--;
+				else {
+					(void)buf_putc(&fj->out, c);
+					fj->left--;
+				}
+			}
+			fj->prev_cr = c == '\r';
+			fj->pos++;
+		}
+	}
+	if (fj->left == 0)
+		fj->is_streaming = false;
+}
+
+/* The next step of the message being sent: an item's start, more of
+ * its literal, or the message's end. */
+static void
+msg_step(struct imap_fetch_job *fj)
+{
+	struct imap_litem *it;
+
+	if (fj->is_streaming) {
+		stream_step(fj);
+		return;
+	}
+	if (fj->item >= fj->nitem) {
+		bputs(&fj->out, ")\r\n");
+		if (fj->nitem > 0)
+			fj->fetched++;
+		msg_close(fj);
+		return;
+	}
+	it = &fj->items[fj->item++];
+	bprintf(&fj->out, "%s%s {%llu}\r\n", fj->has_item ? " " : "", it->label,
+	    (unsigned long long)it->len);
+	fj->has_item = true;
+	if (it->is_buf) {
+		(void)buf_append(
+		    &fj->out, it->b.data + it->skip, (size_t)it->len);
+		return;
+	}
+	fj->pos = it->start;
+	fj->end = it->end;
+	fj->skip = it->skip;
+	fj->left = it->len;
+	fj->prev_cr = false;
+	fj->is_streaming = fj->left > 0;
+	if (fj->is_streaming)
+		stream_step(fj);
+}
+
+void
+imap_fetch_run(struct imap_fjob *j, struct imap_fetch_job *fj)
+{
+	struct store_box *box = imap_folder_box(j, 0);
+	char err[256];
+
+	buf_reset(&fj->out);
+	if (box == NULL) {
+		j->result = -1;
+		snprintf(j->err, sizeof(j->err), "%s", j->f[0]->open_err);
+		return;
+	}
+	while (fj->out.len < IMAP_CHUNK) {
+		if (fj->is_open) {
+			msg_step(fj);
+			continue;
+		}
+		if (fj->next >= fj->n)
+			break;
+		msg_start(j, box, fj);
+		fj->next++;
+	}
+	if (j->is_changed[0] && store_flush(box, err, sizeof(err)) == -1)
+		log_warn("event=fetch result=fail error=\"%s\"", log_esc(err));
+}
+
+/* ---- STORE ------------------------------------------------------------ */
+
+void
+imap_store_run(struct imap_fjob *j, struct imap_store_job *sj)
+{
+	static const enum store_flag_mode mode[] = {
+	    [IMAP_STORE_SET] = STORE_FLAGS_SET,
+	    [IMAP_STORE_ADD] = STORE_FLAGS_ADD,
+	    [IMAP_STORE_REMOVE] = STORE_FLAGS_REMOVE,
+	};
+	struct store_box *box = imap_folder_box(j, 0);
+	struct store_flags fl = sj->flags;
+	char err[256];
+
+	if (box == NULL) {
+		j->result = -1;
+		snprintf(j->err, sizeof(j->err), "%s", j->f[0]->open_err);
+		return;
+	}
+	for (size_t i = 0; i < sj->nkw; i++) {
+		int k = store_keyword_index(box->dir_fd, &box->keywords,
+		    sj->kw[i], sj->op != IMAP_STORE_REMOVE, err, sizeof(err));
+
+		if (k >= 0)
+			fl.keywords |= 1u << k;
+		else if (sj->op != IMAP_STORE_REMOVE) {
+			j->result = -1;
+			snprintf(j->err, sizeof(j->err), "%s", err);
+			return;
+		}
+	}
+	sj->res = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->res));
+	sj->res_seq = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->res_seq));
+	j->is_changed[0] = true;
+	for (size_t i = 0; i < sj->n; i++) {
+		const struct store_msg *m;
+		int r = store_set_flags(box, sj->uid[i], mode[sj->op], &fl, 0,
+		    NULL, err, sizeof(err));
+
+		if (r == -1) {
+			j->result = -1;
+			snprintf(j->err, sizeof(j->err), "%s", err);
+			break;
+		}
+		if ((m = store_msg_by_uid(box, sj->uid[i])) == NULL)
+			continue;
+		sj->res[sj->nres] = (struct imap_snap){m->uid, m->flags};
+		sj->res_seq[sj->nres++] = sj->seq[i];
+	}
+	if (store_flush(box, err, sizeof(err)) == -1) {
+		j->result = -1;
+		snprintf(j->err, sizeof(j->err), "%s", err);
+	}
+}
+
+/* ---- SEARCH ----------------------------------------------------------- */
+
+struct sctx {
+	struct store_box *box;
+	const struct store_msg *m;
+	uint32_t seq, maxseq, maxuid;
+	int fd;
+	uint8_t *map;
+	size_t len;
+	struct mime_msg mm;
+	bool is_parsed, has_failed;
+	struct buf tmp;
+	time_t now;
+};
+
+static bool
+sctx_parse(struct sctx *c)
+{
+	struct stat st;
+
+	if (c->is_parsed)
+		return !c->has_failed;
+	c->is_parsed = true;
+	c->has_failed = true;
+	if ((c->fd = msg_open(c->box, c->m->uid)) == -1)
+		return false;
+	if (fstat(c->fd, &st) == -1)
+		return false;
+	c->len = (size_t)st.st_size;
+	if (c->len > 0) {
+		c->map = mmap(NULL, c->len, PROT_READ, MAP_PRIVATE, c->fd, 0);
+		if (c->map == MAP_FAILED) {
+			c->map = NULL;
+			return false;
+		}
+	}
+	mime_parse(c->map ? c->map : (const uint8_t *)"", c->len, &c->mm);
+	c->has_failed = false;
+	return true;
+}
+
+static void
+sctx_done(struct sctx *c)
+{
+	if (c->map != NULL)
+		munmap(c->map, c->len);
+	if (c->fd != -1)
+		close(c->fd);
+	mime_msg_free(&c->mm);
+	c->map = NULL;
+	c->fd = -1;
+	c->is_parsed = false;
+	memset(&c->mm, 0, sizeof(c->mm));
+}
+
+/* A header field called name (any when NULL) whose decoded value holds
+ * needle. */
+static bool
+header_has(struct sctx *c, const char *name, size_t nlen,
+    const struct imap_str *needle)
+{
+	const struct mime_part *p;
+	struct mime_field fld;
+	size_t pos = 0;
+
+	if (!sctx_parse(c))
+		return false;
+	p = &c->mm.parts[0];
+	while (mime_field_next(c->mm.base + p->hdr_start,
+	    p->hdr_scan_end - p->hdr_start, &pos, &fld)) {
+		if (name != NULL &&
+		    (fld.name.len != nlen ||
+		        strncasecmp(fld.name.p, name, nlen) != 0))
+			continue;
+		buf_reset(&c->tmp);
+		(void)mime_decode_header(fld.value, &c->tmp);
+		if (needle->len == 0 ||
+		    mime_search_ci(
+		        c->tmp.data ? c->tmp.data : (const uint8_t *)"",
+		        c->tmp.len, (const uint8_t *)needle->p, needle->len))
+			return true;
+	}
+	return false;
+}
+
+static bool
+body_has(struct sctx *c, const struct imap_str *needle)
+{
+	if (!sctx_parse(c))
+		return false;
+	for (uint32_t i = 0; i < c->mm.nparts; i++) {
+		if (c->mm.parts[i].kind != MIME_KIND_LEAF)
+			continue;
+		buf_reset(&c->tmp);
+		(void)mime_part_text(&c->mm, i, &c->tmp);
+		if (mime_search_ci(
+		        c->tmp.data ? c->tmp.data : (const uint8_t *)"",
+		        c->tmp.len, (const uint8_t *)needle->p, needle->len))
+			return true;
+	}
+	return false;
+}
+
+static int64_t
+day_of(int64_t t)
+{
+	return t >= 0 ? t / 86400 : (t - 86399) / 86400;
+}
+
+static bool
+sent_day(struct sctx *c, int64_t *day)
+{
+	struct span v;
+	int64_t t;
+	int tz;
+
+	if (!sctx_parse(c) || !mime_header_get(&c->mm, 0, "Date", &v) ||
+	    mime_date_parse(v, &t, &tz) == -1)
+		return false;
+	*day = day_of(t + (int64_t)tz * 60);
+	return true;
+}
+
+static bool
+kw_has(struct sctx *c, const struct imap_str *k)
+{
+	for (unsigned i = 0; i < STORE_KEYWORDS_MAX; i++) {
+		const char *n = c->box->keywords.names[i];
+
+		if (strlen(n) == k->len && strncasecmp(n, k->p, k->len) == 0)
+			return (c->m->flags.keywords >> i) & 1;
+	}
+	return false;
+}
+
+static bool eval(const struct imap_skey *, struct sctx *);
+
+static bool
+eval_date(const struct imap_skey *k, struct sctx *c)
+{
+	struct imap_datetime d = k->date;
+	int64_t want = day_of(imap_datetime_to_time(&d)), day;
+
+	switch (k->kind) {
+	case IMAP_SK_BEFORE:
+		return day_of(c->m->internaldate) < want;
+	case IMAP_SK_ON:
+		return day_of(c->m->internaldate) == want;
+	case IMAP_SK_SINCE:
+		return day_of(c->m->internaldate) >= want;
+	default:
+		break;
+	}
+	if (!sent_day(c, &day))
+		return false;
+	if (k->kind == IMAP_SK_SENTBEFORE)
+		return day < want;
+	if (k->kind == IMAP_SK_SENTON)
+		return day == want;
+	return day >= want;
+}
+
+static bool
+eval_flag(const struct imap_skey *k, struct sctx *c, bool *known)
+{
+	static const struct {
+		enum imap_skey_kind kind;
+		uint8_t bit;
+		bool want;
+	} t[] = {
+	    {IMAP_SK_ANSWERED, STORE_F_ANSWERED, true},
+	    {IMAP_SK_DELETED, STORE_F_DELETED, true},
+	    {IMAP_SK_DRAFT, STORE_F_DRAFT, true},
+	    {IMAP_SK_FLAGGED, STORE_F_FLAGGED, true},
+	    {IMAP_SK_SEEN, STORE_F_SEEN, true},
+	    {IMAP_SK_UNANSWERED, STORE_F_ANSWERED, false},
+	    {IMAP_SK_UNDELETED, STORE_F_DELETED, false},
+	    {IMAP_SK_UNDRAFT, STORE_F_DRAFT, false},
+	    {IMAP_SK_UNFLAGGED, STORE_F_FLAGGED, false},
+	    {IMAP_SK_UNSEEN, STORE_F_SEEN, false},
+	};
+
+	*known = true;
+	for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (t[i].kind == k->kind)
+			return ((c->m->flags.sys & t[i].bit) != 0) == t[i].want;
+	*known = false;
+	return false;
+}
+
+static bool
+eval(const struct imap_skey *k, struct sctx *c)
+{
+	static const char *const hdr[] = {
+	    [IMAP_SK_BCC] = "Bcc",
+	    [IMAP_SK_CC] = "Cc",
+	    [IMAP_SK_FROM] = "From",
+	    [IMAP_SK_SUBJECT] = "Subject",
+	    [IMAP_SK_TO] = "To",
+	};
+	bool known, v = eval_flag(k, c, &known);
+
+	if (known)
+		return v;
+	switch (k->kind) {
+	case IMAP_SK_AND:
+		for (const struct imap_skey *ch = k->child; ch; ch = ch->next)
+			if (!eval(ch, c))
+				return false;
+		return true;
+	case IMAP_SK_OR:
+		return eval(k->child, c) ||
+		       (k->child->next && eval(k->child->next, c));
+	case IMAP_SK_NOT:
+		return !eval(k->child, c);
+	case IMAP_SK_ALL:
+	case IMAP_SK_OLD:
+		return true;
+	case IMAP_SK_RECENT:
+	case IMAP_SK_NEW:
+		return false; /* no session is given \Recent */
+	case IMAP_SK_KEYWORD:
+		return kw_has(c, &k->str);
+	case IMAP_SK_UNKEYWORD:
+		return !kw_has(c, &k->str);
+	case IMAP_SK_BCC:
+	case IMAP_SK_CC:
+	case IMAP_SK_FROM:
+	case IMAP_SK_SUBJECT:
+	case IMAP_SK_TO:
+		return header_has(
+		    c, hdr[k->kind], strlen(hdr[k->kind]), &k->str);
+	case IMAP_SK_HEADER:
+		return header_has(c, k->field.p, k->field.len, &k->str);
+	case IMAP_SK_BODY:
+		return body_has(c, &k->str);
+	case IMAP_SK_TEXT:
+		return header_has(c, NULL, 0, &k->str) || body_has(c, &k->str);
+	case IMAP_SK_BEFORE:
+	case IMAP_SK_ON:
+	case IMAP_SK_SINCE:
+	case IMAP_SK_SENTBEFORE:
+	case IMAP_SK_SENTON:
+	case IMAP_SK_SENTSINCE:
+		return eval_date(k, c);
+	case IMAP_SK_LARGER:
+		return c->m->size > k->num;
+	case IMAP_SK_SMALLER:
+		return c->m->size < k->num;
+	case IMAP_SK_OLDER:
+		return (int64_t)c->now - c->m->internaldate >= (int64_t)k->num;
+	case IMAP_SK_YOUNGER:
+		return (int64_t)c->now - c->m->internaldate <= (int64_t)k->num;
+	case IMAP_SK_UID:
+		return imap_seqset_contains(&k->set, c->m->uid, c->maxuid);
+	case IMAP_SK_SEQ:
+		return imap_seqset_contains(&k->set, c->seq, c->maxseq);
+	case IMAP_SK_MODSEQ:
+		return c->m->modseq >= k->num;
+	default:
+		return false;
+	}
+}
+
+void
+imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
+{
+	struct store_box *box = imap_folder_box(j, 0);
+	struct sctx c;
+
+	if (box == NULL) {
+		j->result = -1;
+		snprintf(j->err, sizeof(j->err), "%s", j->f[0]->open_err);
+		return;
+	}
+	memset(&c, 0, sizeof(c));
+	c.box = box;
+	c.fd = -1;
+	c.now = time(NULL);
+	c.maxseq = (uint32_t)sj->n;
+	c.maxuid = sj->n ? sj->uid[sj->n - 1] : 0;
+	buf_init(&c.tmp, 4u * 1024 * 1024);
+	sj->hits = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->hits));
+	for (size_t i = 0; i < sj->n; i++) {
+		if ((c.m = store_msg_by_uid(box, sj->uid[i])) == NULL)
+			continue;
+		c.seq = (uint32_t)(i + 1);
+		if (eval(sj->spec->keys, &c))
+			sj->hits[sj->nhits++] = sj->is_uid ? sj->uid[i] : c.seq;
+		sctx_done(&c);
+	}
+	buf_release(&c.tmp);
+}

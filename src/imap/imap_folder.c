@@ -1,0 +1,367 @@
+/*
+ * imap_folder: one shared folder object per open (user, folder) in the
+ * process, owned by the loop.  It holds the folder's only store_box, and
+ * since a store_box is single-threaded, at most one job at a time holds
+ * it: jobs wait in the folder's queue (FIFO) and run on the storage pool.
+ * A job that needs two folders (COPY, MOVE) takes them in address order,
+ * so no two jobs can wait on each other.
+ *
+ * The loop never reads the box: after a job that changed it, the worker
+ * copies what sessions are told (UIDs, flags, UIDNEXT, ...) into a
+ * snapshot, and the job's completion swaps it in and tells every session
+ * with the folder selected (imap_session_changed), which compares the
+ * snapshot with its own view and sends EXISTS / EXPUNGE / FETCH FLAGS
+ * when RFC 3501 7.4.1 allows.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+#include "imap_priv.h"
+
+static void fjob_start(struct imap_fjob *);
+static void folder_pump(struct imap_folder *);
+
+struct imap_folder *
+imap_folder_find(struct imap_server *srv, const char *user, const char *name)
+{
+	struct imap_folder *f;
+
+	TAILQ_FOREACH(f, &srv->folders, entry)
+		if (strcmp(f->user, user) == 0 && strcmp(f->name, name) == 0)
+			return f;
+	return NULL;
+}
+
+bool
+imap_folder_in_use(struct imap_server *srv, const char *user, const char *name)
+{
+	struct imap_folder *f;
+	size_t n = strlen(name);
+
+	TAILQ_FOREACH(f, &srv->folders, entry) {
+		if (strcmp(f->user, user) != 0)
+			continue;
+		if (strcmp(f->name, name) == 0 ||
+		    (strncmp(f->name, name, n) == 0 && f->name[n] == '/'))
+			return true;
+	}
+	return false;
+}
+
+struct imap_folder *
+imap_folder_get(struct imap_server *srv, const char *user, const char *root,
+    const char *name)
+{
+	struct imap_folder *f = imap_folder_find(srv, user, name);
+
+	if (f != NULL) {
+		f->refs++;
+		return f;
+	}
+	f = xcalloc(1, sizeof(*f));
+	f->srv = srv;
+	f->user = xstrdup(user);
+	f->name = xstrdup(name);
+	snprintf(f->root, sizeof(f->root), "%s", root);
+	f->refs = 1;
+	TAILQ_INIT(&f->queue);
+	TAILQ_INIT(&f->sessions);
+	TAILQ_INSERT_TAIL(&srv->folders, f, entry);
+	return f;
+}
+
+/* Worker: the last reference is gone; the box and store close here. */
+static void
+close_run(void *arg, void *ctx)
+{
+	struct imap_folder *f = arg;
+
+	(void)ctx;
+	store_box_close(&f->box);
+	store_free(&f->store);
+}
+
+static void
+close_done(void *arg)
+{
+	struct imap_folder *f = arg;
+
+	free(f->snap);
+	free(f->kw);
+	free(f->user);
+	free(f->name);
+	free(f);
+}
+
+/* Closes f when nothing uses it any more. */
+static void
+folder_maybe_close(struct imap_folder *f)
+{
+	if (f->refs > 0 || f->is_running || !TAILQ_EMPTY(&f->queue) ||
+	    f->is_closing)
+		return;
+	f->is_closing = true;
+	TAILQ_REMOVE(&f->srv->folders, f, entry);
+	workers_submit(f->srv->workers, close_run, close_done, f);
+}
+
+void
+imap_folder_put(struct imap_folder **fp)
+{
+	struct imap_folder *f = *fp;
+
+	if (f == NULL)
+		return;
+	*fp = NULL;
+	if (--f->refs > 0)
+		return;
+	folder_maybe_close(f);
+}
+
+struct store_box *
+imap_folder_box(struct imap_fjob *j, size_t i)
+{
+	struct imap_folder *f = j->f[i];
+	char err[256];
+
+	if (f->box != NULL)
+		return f->box;
+	if (f->store == NULL &&
+	    (f->store = store_open(f->root, err, sizeof(err))) == NULL) {
+		f->open_result = -1;
+		snprintf(f->open_err, sizeof(f->open_err), "%s", err);
+		return NULL;
+	}
+	f->open_result =
+	    store_box_open(f->store, f->name, &f->box, err, sizeof(err));
+	if (f->open_result != 0) {
+		snprintf(f->open_err, sizeof(f->open_err), "%s",
+		    f->open_result == 1 ? "no such folder" : err);
+		f->box = NULL;
+		return NULL;
+	}
+	j->is_changed[i] = true;
+	return f->box;
+}
+
+void
+imap_folder_snap_take(struct imap_folder *f, struct imap_snapshot *o)
+{
+	const struct store_box *box = f->box;
+
+	free(o->snap);
+	free(o->kw);
+	memset(o, 0, sizeof(*o));
+	o->is_set = true;
+	if (box == NULL)
+		return;
+	o->snap = xcalloc(box->n ? box->n : 1, sizeof(*o->snap));
+	for (size_t i = 0; i < box->n; i++) {
+		o->snap[i].uid = box->msgs[i].uid;
+		o->snap[i].flags = box->msgs[i].flags;
+	}
+	o->nsnap = box->n;
+	o->uidvalidity = box->uidvalidity;
+	o->uidnext = box->uidnext;
+	o->highestmodseq = box->highestmodseq;
+	o->kw = xmalloc(sizeof(*o->kw));
+	*o->kw = box->keywords;
+}
+
+/* Loop: the snapshot a job built becomes the folder's. */
+static void
+folder_swap(struct imap_folder *f, struct imap_snapshot *o)
+{
+	free(f->snap);
+	free(f->kw);
+	f->snap = o->snap;
+	f->nsnap = o->nsnap;
+	f->uidvalidity = o->uidvalidity;
+	f->uidnext = o->uidnext;
+	f->highestmodseq = o->highestmodseq;
+	f->kw = o->kw;
+	memset(o, 0, sizeof(*o));
+}
+
+static void
+folder_changed(struct imap_folder *f)
+{
+	struct imap_watch *w, *tw;
+
+	TAILQ_FOREACH_SAFE(w, &f->sessions, entry, tw)
+		imap_session_changed(w->s);
+}
+
+struct imap_fjob *
+imap_fjob_new(struct imap_session *s, struct imap_folder *f,
+    struct imap_folder *g, void (*run)(struct imap_fjob *),
+    bool (*done)(struct imap_fjob *), void *arg, void (*free_arg)(void *))
+{
+	struct imap_fjob *j = xcalloc(1, sizeof(*j));
+
+	j->s = s;
+	j->f[0] = f;
+	j->nf = 1;
+	if (g != NULL && g != f) {
+		/* The order every two-folder job takes them in. */
+		if ((uintptr_t)g < (uintptr_t)f) {
+			j->f[0] = g;
+			j->f[1] = f;
+		} else
+			j->f[1] = g;
+		j->nf = 2;
+	}
+	for (size_t i = 0; i < j->nf; i++)
+		j->f[i]->refs++; /* the job's own, until fjob_free */
+	j->run = run;
+	j->done = done;
+	j->arg = arg;
+	j->free_arg = free_arg;
+	return j;
+}
+
+static void
+fjob_free(struct imap_fjob *j)
+{
+	if (j->free_arg != NULL && j->arg != NULL)
+		j->free_arg(j->arg);
+	for (size_t i = 0; i < 2; i++) {
+		free(j->out[i].snap);
+		free(j->out[i].kw);
+	}
+	for (size_t i = 0; i < j->nf; i++)
+		imap_folder_put(&j->f[i]);
+	free(j);
+}
+
+static void
+fjob_enqueue(struct imap_fjob *j)
+{
+	TAILQ_INSERT_TAIL(&j->f[j->held]->queue, j, qentry);
+	j->is_queued = true;
+}
+
+void
+imap_fjob_submit(struct imap_fjob *j)
+{
+	j->held = 0;
+	fjob_enqueue(j);
+	folder_pump(j->f[0]);
+}
+
+/* Gives back the folders j holds and lets their queues move on. */
+static void
+fjob_release(struct imap_fjob *j)
+{
+	size_t held = j->held;
+
+	j->held = 0;
+	for (size_t i = 0; i < held; i++)
+		j->f[i]->is_running = false;
+	for (size_t i = 0; i < held; i++)
+		folder_pump(j->f[i]);
+}
+
+static void
+folder_pump(struct imap_folder *f)
+{
+	struct imap_fjob *j;
+
+	if (f->is_running || (j = TAILQ_FIRST(&f->queue)) == NULL) {
+		folder_maybe_close(f);
+		return;
+	}
+	TAILQ_REMOVE(&f->queue, j, qentry);
+	j->is_queued = false;
+	f->is_running = true;
+	j->held++;
+	if (j->held < j->nf) {
+		fjob_enqueue(j);
+		folder_pump(j->f[j->held]);
+		return;
+	}
+	fjob_start(j);
+}
+
+static void
+fjob_run(void *arg, void *ctx)
+{
+	struct imap_fjob *j = arg;
+
+	(void)ctx;
+	j->run(j);
+	for (size_t i = 0; i < j->nf; i++)
+		if (j->is_changed[i])
+			imap_folder_snap_take(j->f[i], &j->out[i]);
+}
+
+/*
+ * Loop: the job ran.  The snapshots are swapped in and every session on
+ * a changed folder is told (the job's own session too: it is busy, so it
+ * only notes it and sends the updates with its reply), then the job's
+ * own completion runs, then the folders' queues move on.
+ */
+static void
+fjob_done(void *arg)
+{
+	struct imap_fjob *j = arg;
+	struct imap_session *s = j->s;
+	struct core_session *cs = imap_session_core(s);
+	struct imap_folder *f[2] = {j->f[0], j->f[1]};
+	size_t nf = j->nf;
+	bool is_cont = false;
+
+	(void)core_job_end(cs);
+	for (size_t i = 0; i < nf; i++) {
+		f[i]->is_running = false;
+		if (j->out[i].is_set) {
+			folder_swap(f[i], &j->out[i]);
+			folder_changed(f[i]);
+		}
+	}
+	j->held = 0;
+	is_cont = j->done(j);
+	for (size_t i = 0; i < nf; i++)
+		folder_pump(f[i]);
+	fjob_free(j); /* its references: the folders may close now */
+	if (!is_cont)
+		core_resume(cs);
+}
+
+static void
+fjob_start(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+
+	if (core_submit(imap_session_core(s), j->f[0]->srv->workers, fjob_run,
+	        fjob_done, j))
+		return;
+	fjob_release(j);
+	fjob_free(j);
+	imap_session_job_refused(s);
+}
+
+void
+imap_fjob_cancel_session(struct imap_server *srv, struct imap_session *s)
+{
+	struct imap_folder *f;
+	struct imap_fjob *j, *tj;
+	TAILQ_HEAD(, imap_fjob) gone = TAILQ_HEAD_INITIALIZER(gone);
+
+	TAILQ_FOREACH(f, &srv->folders, entry)
+		TAILQ_FOREACH_SAFE(j, &f->queue, qentry, tj)
+			if (j->s == s) {
+				TAILQ_REMOVE(&f->queue, j, qentry);
+				j->is_queued = false;
+				TAILQ_INSERT_TAIL(&gone, j, qentry);
+			}
+	TAILQ_FOREACH_SAFE(j, &gone, qentry, tj) {
+		TAILQ_REMOVE(&gone, j, qentry);
+		fjob_release(j);
+		fjob_free(j);
+	}
+}

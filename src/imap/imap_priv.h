@@ -1,0 +1,224 @@
+/*
+ * imap_priv.h: what the IMAP server's files share (imap_session.c: the
+ * protocol on the core; imap_folder.c: the shared folder objects and
+ * their job queues; imap_fetch.c: the worker side of FETCH, STORE and
+ * SEARCH).  Loop-owned unless a comment says a worker may touch it.
+ */
+#ifndef POSTERN_IMAP_PRIV_H
+#define POSTERN_IMAP_PRIV_H
+
+#include <sys/queue.h>
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "core.h"
+#include "imap_parse.h"
+#include "store.h"
+
+/* Reply bytes a FETCH trip renders before it hands them to the loop. */
+#define IMAP_CHUNK (128u * 1024)
+/* A FETCH trip's buffer: a chunk plus one message's ENVELOPE and
+ * BODYSTRUCTURE (bounded by MIME_MAX_PARTS) and a HEADER.FIELDS. */
+#define IMAP_OUT_MAX (IMAP_CHUNK + 4u * 1024 * 1024)
+#define IMAP_TAG_MAX 64
+
+struct imap_session;
+struct imap_fjob;
+
+/* A session with a folder selected: its entry in the folder's list. */
+struct imap_watch {
+	TAILQ_ENTRY(imap_watch) entry;
+	struct imap_session *s;
+};
+
+struct imap_server {
+	struct core_server *core;
+	struct workers *workers; /* the storage pool */
+	TAILQ_HEAD(, imap_folder) folders;
+};
+
+/* What a session may be told about one message: the folder's state. */
+struct imap_snap {
+	uint32_t uid;
+	struct store_flags flags;
+};
+
+/*
+ * One open (user, folder) in the process, shared by every session that
+ * uses it.  The store_box is single-threaded: only the one job that holds
+ * the folder (is_running) touches store and box, on a worker; the loop
+ * never does.  Jobs wait in queue, in order.  After a job that changed
+ * the folder, the loop swaps in the snapshot the job built (snap) and
+ * tells the sessions in sessions (imap_folder_changed).
+ */
+struct imap_folder {
+	TAILQ_ENTRY(imap_folder) entry;
+	struct imap_server *srv;
+	char *user, *name;
+	char root[PATH_MAX];
+	int refs;        /* sessions selecting it + commands using it */
+	bool is_running; /* a job holds it */
+	bool is_closing; /* its close job is submitted */
+	/* worker side: the last open's result, 0, 1 (no such folder) or -1 */
+	int open_result;
+	char open_err[256];
+	struct store *store;   /* worker side: the job holding the folder */
+	struct store_box *box; /* worker side */
+	TAILQ_HEAD(, imap_fjob) queue;
+	TAILQ_HEAD(, imap_watch) sessions; /* with it selected */
+	/* The loop's copy of the folder state, from the last job. */
+	struct imap_snap *snap;
+	size_t nsnap;
+	uint32_t uidvalidity, uidnext;
+	uint64_t highestmodseq;
+	struct store_keywords *kw;
+};
+
+/* A snapshot a worker built for the loop (imap_folder_snap_take). */
+struct imap_snapshot {
+	bool is_set;
+	struct imap_snap *snap;
+	size_t nsnap;
+	uint32_t uidvalidity, uidnext;
+	uint64_t highestmodseq;
+	struct store_keywords *kw;
+};
+
+/*
+ * A job on one folder, or on two (COPY/MOVE: acquired in address order,
+ * so two jobs never wait on each other).  run runs on a worker while the
+ * job holds every folder; done runs on the loop after the folders'
+ * snapshots are swapped in, and returns true when it submitted a
+ * continuation itself (the session stays with that job).  s is NULL for
+ * the folder's own open job.
+ */
+struct imap_fjob {
+	TAILQ_ENTRY(imap_fjob) qentry;
+	struct imap_folder *f[2];
+	size_t nf, held;    /* folders, and how many this job holds */
+	bool is_queued;     /* in f[held]'s queue */
+	bool is_changed[2]; /* run: f[i]'s box changed: build a snapshot */
+	struct imap_snapshot out[2];
+	struct imap_session *s;
+	void (*run)(struct imap_fjob *);
+	bool (*done)(struct imap_fjob *);
+	void (*free_arg)(void *);
+	void *arg;
+	int result;
+	char err[256];
+};
+
+/* ---- imap_folder.c ---------------------------------------------------- */
+
+/* The folder object for (user, name) with a reference taken; a new one
+ * queues its open job first.  root: the user's Maildir. */
+struct imap_folder *imap_folder_get(
+    struct imap_server *, const char *user, const char *root, const char *name);
+/* Drops a reference; the last one closes the box on a worker. */
+void imap_folder_put(struct imap_folder **);
+/* The folder object for (user, name) if one exists (no reference). */
+struct imap_folder *imap_folder_find(
+    struct imap_server *, const char *user, const char *name);
+/* True when user has name or a folder under name/ open. */
+bool imap_folder_in_use(
+    struct imap_server *, const char *user, const char *name);
+/* A job on f (and g when not NULL and not f), for session s. */
+struct imap_fjob *imap_fjob_new(struct imap_session *, struct imap_folder *f,
+    struct imap_folder *g, void (*run)(struct imap_fjob *),
+    bool (*done)(struct imap_fjob *), void *arg, void (*free_arg)(void *));
+/* Queues j; it starts once it holds its folders. */
+void imap_fjob_submit(struct imap_fjob *);
+/* The session is going away: its queued jobs are dropped. */
+void imap_fjob_cancel_session(struct imap_server *, struct imap_session *);
+/* Worker: j->f[i]'s box, opened on first use (and is_changed[i] set);
+ * NULL when that failed (f->open_result 1: no such folder). */
+struct store_box *imap_folder_box(struct imap_fjob *, size_t i);
+/* Worker: a snapshot of f's box into out (after a change). */
+void imap_folder_snap_take(struct imap_folder *, struct imap_snapshot *);
+
+/* ---- imap_session.c (called by imap_folder.c) ------------------------- */
+
+/* f changed: tell s (now if it is idling, else before its next reply). */
+void imap_session_changed(struct imap_session *);
+/* A queued job of s could not start (core_submit refused). */
+void imap_session_job_refused(struct imap_session *);
+/* The session's core half, for core_submit. */
+struct core_session *imap_session_core(struct imap_session *);
+
+/* ---- imap_fetch.c (worker side) --------------------------------------- */
+
+struct imap_fetch_job {
+	/* From the session, read only: the parsed FETCH lives in the
+	 * session's arena, untouched by the loop while the FETCH runs. */
+	const struct imap_fetch *spec;
+	bool is_uid, is_readonly;
+	uint32_t *seq, *uid; /* the messages asked for, in order */
+	size_t n, next;
+	size_t expunged; /* asked for but gone from the folder */
+	size_t fetched;  /* messages whose body was sent */
+	struct buf out;
+	/* The message being sent (its literal items). */
+	bool is_open;
+	int fd;
+	size_t item; /* next literal item of the message */
+	size_t nitem;
+	struct imap_litem *items;
+	bool has_item;     /* an item is out: the next needs a space */
+	bool is_streaming; /* items[item - 1] is being streamed */
+	uint64_t pos, end, skip, left;
+	bool prev_cr;
+	/* Flags told to the client: uid, flags, for the session's view. */
+	struct imap_snap *told;
+	size_t ntold, told_cap;
+};
+
+/* One literal of a message's FETCH response. */
+struct imap_litem {
+	char label[600]; /* "BODY[1.2]<0>" */
+	bool is_buf;     /* data in b, else the file range [start, end) */
+	struct buf b;
+	uint64_t start, end, size; /* size: CRLF size of the range */
+	uint64_t skip, len;        /* the partial: bytes skipped, sent */
+	bool is_nil;
+};
+
+/* Worker: the next piece of a FETCH (about IMAP_CHUNK bytes into
+ * fj->out).  Sets fjob->is_changed[0] when \Seen was set. */
+void imap_fetch_run(struct imap_fjob *, struct imap_fetch_job *);
+void imap_fetch_job_free(struct imap_fetch_job *);
+
+struct imap_store_job {
+	enum imap_store_op op;
+	bool is_silent;
+	struct store_flags flags;
+	char (*kw)[STORE_KEYWORD_MAX + 1]; /* keyword names to add/remove */
+	size_t nkw;
+	uint32_t *seq, *uid;
+	size_t n;
+	struct imap_snap *res; /* after: flags of each still present */
+	uint32_t *res_seq;
+	size_t nres;
+};
+void imap_store_run(struct imap_fjob *, struct imap_store_job *);
+
+struct imap_search_job {
+	const struct imap_search *spec; /* the session's arena */
+	uint32_t *uid;                  /* the view */
+	size_t n;
+	uint32_t *hits; /* sequence numbers (or UIDs) found */
+	size_t nhits;
+	bool is_uid;
+};
+void imap_search_run(struct imap_fjob *, struct imap_search_job *);
+
+/* Appends the flags as IMAP shows them: "\Seen \Answered kw". */
+void imap_flags_fmt(
+    struct buf *, const struct store_flags *, const struct store_keywords *);
+/* IMAP_FLAG_* to STORE_F_* */
+uint8_t imap_flags_to_store(unsigned imap);
+
+#endif

@@ -1,0 +1,2569 @@
+/*
+ * imap_session: the IMAP server (include/imap_server.h) on the
+ * protocol-server core (core.h: listeners, STARTTLS, SASL, logins, the
+ * session's life, shutdown).  Commands are framed by imap_reader and
+ * parsed by imap_cmd_parse (imap_parse.h, pure); one command runs at a
+ * time, and every store call is a storage-pool job: on the user's store
+ * (LIST, CREATE, ...) as a session job, on a folder through the folder's
+ * queue (imap_folder.c), since one store_box per folder is shared by
+ * every session of the process.
+ *
+ * Each session keeps its own view of the selected folder: the UID of
+ * each sequence number and the flags it was last told.  When the folder
+ * changes (any session's job), the session compares the folder's
+ * snapshot with its view and sends EXISTS, EXPUNGE and FETCH FLAGS where
+ * RFC 3501 7.4.1 allows: before a tagged reply (no EXPUNGE during FETCH,
+ * STORE or SEARCH without UID), and at once while IDLE.
+ */
+#include <sys/stat.h>
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "config.h"
+#include "imap_server.h"
+#include "log.h"
+#include "maildir.h"
+#include "service.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+#include "imap_priv.h"
+
+/* Bytes of an APPEND literal written to the spool per worker trip. */
+#define IMAP_SPOOL_CHUNK (256u * 1024)
+/* A refused non-synchronising literal larger than this is not read
+ * and discarded: the session ends instead. */
+#define IMAP_DISCARD_MAX (1024u * 1024)
+/* While IDLE, the folder is rescanned this often (mail delivered by
+ * SMTP or other programs; direct notification is for later). */
+#define IMAP_IDLE_POLL_MS 2000
+
+enum imap_state {
+	IMAP_STATE_NOTAUTH,
+	IMAP_STATE_AUTH,
+	IMAP_STATE_SELECTED,
+};
+
+struct imap_session {
+	struct core_session cs; /* first: the core's part */
+	struct imap_server *srv;
+	struct config *cfg;  /* cs's, borrowed */
+	const char *id, *ip; /* cs's, borrowed */
+	enum imap_state state;
+	char tag[IMAP_TAG_MAX + 1]; /* of the command in progress */
+	enum imap_cmd_kind kind;    /* the command in progress */
+	bool is_uid;
+	/* The command in progress, parsed: its views (reader, arena) stay
+	 * valid until the next command is read, which waits for its end. */
+	struct imap_cmd cmd;
+	struct imap_limits limits;
+	struct imap_reader *reader;
+	struct imap_arena *arena;
+	unsigned errors;
+	bool is_rev2, is_utf8;
+	/* the user, once logged in */
+	char user[CORE_USER_MAX];
+	char root[PATH_MAX];
+	struct store *store; /* the user's store: session jobs only */
+	/* the selected folder and this session's view of it */
+	struct imap_folder *folder;
+	struct imap_watch watch;
+	bool is_readonly;
+	uint32_t *vuid;
+	struct store_flags *vfl;
+	size_t vn, vcap;
+	size_t kw_told; /* keyword names the client was told in FLAGS */
+	bool has_update;
+	/* a command waiting in a folder queue, or a FETCH streaming */
+	bool is_waiting;
+	struct imap_fetch_job *fetch;
+	bool is_stream_paused; /* fetch waits for the output to drain */
+	/* IDLE */
+	bool is_idle;
+	struct event *idle_ev;
+	/* APPEND: the message literal being spooled */
+	uint64_t ext_left;
+	int spool_fd;
+	uint64_t spool_size;
+	uint64_t discard_left;
+	/* counters for the logout line */
+	uint64_t bytes_in, bytes_out;
+	size_t fetched, expunged;
+};
+
+static void i_close(struct imap_session *);
+static void send_updates(struct imap_session *, bool allow_expunge);
+static void i_command(struct imap_session *, struct imap_cmd *);
+
+struct core_session *
+imap_session_core(struct imap_session *s)
+{
+	return &s->cs;
+}
+
+/* ---- output ------------------------------------------------------------ */
+
+/* Appends src to dst (size bytes), truncating. */
+static void
+str_cat(char *dst, const char *src, size_t size)
+{
+	size_t n = strlen(dst);
+
+	if (n + 1 < size)
+		snprintf(dst + n, size - n, "%s", src);
+}
+
+static void __attribute__((format(printf, 2, 3)))
+out(struct imap_session *s, const char *fmt, ...)
+{
+	struct evbuffer *o = bufferevent_get_output(s->cs.bev);
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = evbuffer_add_vprintf(o, fmt, ap);
+	va_end(ap);
+	evbuffer_add(o, "\r\n", 2);
+	if (n > 0)
+		s->bytes_out += (uint64_t)n + 2;
+}
+
+static void
+out_raw(struct imap_session *s, const void *p, size_t n)
+{
+	evbuffer_add(bufferevent_get_output(s->cs.bev), p, n);
+	s->bytes_out += n;
+}
+
+/* May EXPUNGE be sent now (RFC 3501 7.4.1)? */
+static bool
+expunge_ok(const struct imap_session *s)
+{
+	switch (s->kind) {
+	case IMAP_CMD_FETCH:
+	case IMAP_CMD_STORE:
+	case IMAP_CMD_SEARCH:
+		return s->is_uid;
+	default:
+		return true;
+	}
+}
+
+/* The tagged reply of the command in progress, after the updates the
+ * client is owed. */
+static void __attribute__((format(printf, 3, 4)))
+tagged(struct imap_session *s, const char *status, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (strcmp(status, "BAD") != 0)
+		send_updates(s, expunge_ok(s));
+	out(s, "%s %s %s", s->tag[0] ? s->tag : "*", status, text);
+}
+
+/* A BAD reply, counted: too many and the session ends. */
+static void
+bad(struct imap_session *s, const char *why)
+{
+	char r[300];
+
+	log_sanitize(r, sizeof(r), (const uint8_t *)why, strlen(why));
+	log_info("imap=%s event=reject client=%s user=%s reason=\"%s\"", s->id,
+	    s->ip, s->user[0] ? log_esc(s->user) : "-", r);
+	tagged(s, "BAD", "%s", why);
+	if (++s->errors >= s->cfg->max_errors) {
+		log_warn("imap=%s event=too-many-errors client=%s errors=%u",
+		    s->id, s->ip, s->errors);
+		out(s, "* BYE too many errors");
+		i_close(s);
+	}
+}
+
+static bool
+plain_ok(const struct imap_session *s)
+{
+	return s->cs.is_tls || s->cfg->imap_allow_plaintext;
+}
+
+static void
+capabilities(struct imap_session *s, char *o, size_t len)
+{
+	bool pre = s->state == IMAP_STATE_NOTAUTH;
+
+	snprintf(o, len,
+	    "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE "
+	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE ESEARCH "
+	    "APPENDLIMIT=%zu%s%s",
+	    s->cfg->imap_append_limit,
+	    pre && core_tls_offered(&s->cs) ? " STARTTLS" : "",
+	    !pre          ? ""
+	    : plain_ok(s) ? " AUTH=PLAIN"
+	                  : " LOGINDISABLED");
+}
+
+/* A folder name as the client reads it: a quoted string, modified
+ * UTF-7 unless UTF-8 was enabled. */
+static void
+name_fmt(struct imap_session *s, const char *name, char *o, size_t len)
+{
+	char enc[STORE_NAME_MAX * 4 + 8];
+	const char *why, *p = name;
+	size_t k = 0;
+
+	if (!s->is_utf8 &&
+	    imap_mutf7_encode(name, strlen(name), enc, sizeof(enc), &why) >= 0)
+		p = enc;
+	if (len < 3)
+		return;
+	o[k++] = '"';
+	for (; *p && k + 3 < len; p++) {
+		if (*p == '"' || *p == '\\')
+			o[k++] = '\\';
+		o[k++] = *p;
+	}
+	o[k++] = '"';
+	o[k] = '\0';
+}
+
+/* ---- the view of the selected folder ----------------------------------- */
+
+static void
+view_free(struct imap_session *s)
+{
+	free(s->vuid);
+	free(s->vfl);
+	s->vuid = NULL;
+	s->vfl = NULL;
+	s->vn = s->vcap = 0;
+}
+
+static void
+view_push(struct imap_session *s, uint32_t uid, struct store_flags fl)
+{
+	if (s->vn == s->vcap) {
+		s->vcap = s->vcap ? s->vcap * 2 : 64;
+		s->vuid = xreallocarray(s->vuid, s->vcap, sizeof(*s->vuid));
+		s->vfl = xreallocarray(s->vfl, s->vcap, sizeof(*s->vfl));
+	}
+	s->vuid[s->vn] = uid;
+	s->vfl[s->vn++] = fl;
+}
+
+/* Index of uid in the view, or -1. */
+static long
+view_find(const struct imap_session *s, uint32_t uid)
+{
+	size_t lo = 0, hi = s->vn;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (s->vuid[mid] == uid)
+			return (long)mid;
+		if (s->vuid[mid] < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return -1;
+}
+
+static void
+flags_line(struct imap_session *s)
+{
+	struct buf b;
+	struct store_flags all = {0x1f, 0};
+
+	buf_init(&b, 8192);
+	for (unsigned i = 0; s->folder->kw && i < STORE_KEYWORDS_MAX; i++)
+		if (s->folder->kw->names[i][0] != '\0') {
+			all.keywords |= 1u << i;
+			s->kw_told = i + 1;
+		}
+	imap_flags_fmt(&b, &all, s->folder->kw);
+	out(s, "* FLAGS (%.*s)", (int)b.len, b.data ? (char *)b.data : "");
+	if (s->is_readonly)
+		out(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
+	else
+		out(s, "* OK [PERMANENTFLAGS (%.*s%s\\*)] Flags permitted",
+		    (int)b.len, b.data ? (char *)b.data : "", b.len ? " " : "");
+	buf_release(&b);
+}
+
+static void
+fetch_flags_line(struct imap_session *s, size_t seq, uint32_t uid,
+    const struct store_flags *fl)
+{
+	struct buf b;
+
+	buf_init(&b, 8192);
+	imap_flags_fmt(&b, fl, s->folder->kw);
+	if (s->is_uid)
+		out(s, "* %zu FETCH (UID %u FLAGS (%.*s))", seq, uid,
+		    (int)b.len, b.data ? (char *)b.data : "");
+	else
+		out(s, "* %zu FETCH (FLAGS (%.*s))", seq, (int)b.len,
+		    b.data ? (char *)b.data : "");
+	buf_release(&b);
+}
+
+/*
+ * Brings the client's view in line with the folder's snapshot: FETCH
+ * FLAGS for flags changed by others, EXPUNGE (when allowed; else the
+ * message keeps its number until a later command) and EXISTS for new
+ * messages.
+ */
+static void
+send_updates(struct imap_session *s, bool allow_expunge)
+{
+	const struct imap_folder *f = s->folder;
+	size_t k = 0, kept = 0, added = 0;
+	bool is_gone_kept = false;
+	uint32_t last;
+
+	if (f == NULL || !s->has_update || s->state != IMAP_STATE_SELECTED)
+		return;
+	if (f->kw != NULL && s->kw_told < STORE_KEYWORDS_MAX &&
+	    f->kw->names[s->kw_told][0] != '\0')
+		flags_line(s);
+	for (size_t i = 0; i < s->vn; i++) {
+		uint32_t uid = s->vuid[i];
+
+		while (k < f->nsnap && f->snap[k].uid < uid)
+			k++;
+		if (k < f->nsnap && f->snap[k].uid == uid) {
+			const struct store_flags *nf = &f->snap[k].flags;
+
+			if (nf->sys != s->vfl[i].sys ||
+			    nf->keywords != s->vfl[i].keywords)
+				fetch_flags_line(s, kept + 1, uid, nf);
+			s->vuid[kept] = uid;
+			s->vfl[kept++] = *nf;
+			k++;
+			continue;
+		}
+		if (allow_expunge) {
+			out(s, "* %zu EXPUNGE", kept + 1);
+			continue;
+		}
+		is_gone_kept = true;
+		s->vuid[kept] = uid;
+		s->vfl[kept++] = s->vfl[i];
+	}
+	s->vn = kept;
+	last = s->vn ? s->vuid[s->vn - 1] : 0;
+	for (k = 0; k < f->nsnap; k++)
+		if (f->snap[k].uid > last) {
+			view_push(s, f->snap[k].uid, f->snap[k].flags);
+			added++;
+		}
+	if (added > 0) {
+		out(s, "* %zu EXISTS", s->vn);
+		if (!s->is_rev2)
+			out(s, "* 0 RECENT");
+	}
+	s->has_update = is_gone_kept;
+}
+
+void
+imap_session_changed(struct imap_session *s)
+{
+	s->has_update = true;
+	if (s->is_idle && !s->cs.is_busy && !s->is_waiting)
+		send_updates(s, true);
+}
+
+void
+imap_session_job_refused(struct imap_session *s)
+{
+	s->is_waiting = false;
+	imap_fetch_job_free(s->fetch);
+	s->fetch = NULL;
+	if (!s->cs.is_closing)
+		core_close(&s->cs);
+}
+
+static void
+deselect(struct imap_session *s)
+{
+	if (s->folder == NULL)
+		return;
+	TAILQ_REMOVE(&s->folder->sessions, &s->watch, entry);
+	imap_folder_put(&s->folder);
+	view_free(s);
+	s->has_update = false;
+	s->state = IMAP_STATE_AUTH;
+}
+
+/* Queues a folder job of this session's command. */
+static void
+fsubmit(struct imap_session *s, struct imap_fjob *j)
+{
+	s->is_waiting = true;
+	imap_fjob_submit(j);
+}
+
+/* The start of a folder job's completion: false when nothing may be
+ * said (the session is dead or closing). */
+static bool
+fdone_begin(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+
+	s->is_waiting = false;
+	return !s->cs.is_dead && !s->cs.is_closing;
+}
+
+/* ---- session jobs (the user's store: no folder box) -------------------- */
+
+enum sjob_kind {
+	SJOB_OPEN,
+	SJOB_LIST,
+	SJOB_CREATE,
+	SJOB_DELETE,
+	SJOB_RENAME,
+	SJOB_SUBSCRIBE,
+	SJOB_SPOOL,
+};
+
+struct sjob {
+	struct imap_session *s;
+	enum sjob_kind kind;
+	struct config *cfg;
+	struct store *store; /* lent by the session (OPEN: made) */
+	char canon[CORE_USER_MAX], root[PATH_MAX];
+	char name[STORE_NAME_MAX + 1], name2[STORE_NAME_MAX + 1];
+	unsigned use;
+	bool is_on;
+	struct store_folder *folders;
+	size_t nfolders;
+	/* SPOOL */
+	int fd, root_fd;
+	uint8_t *data;
+	size_t len;
+	int result;
+	char err[256];
+};
+
+static void
+sjob_free(struct sjob *j)
+{
+	if (j == NULL)
+		return;
+	if (j->kind == SJOB_OPEN)
+		store_free(&j->store);
+	store_folders_free(&j->folders, j->nfolders);
+	config_unref(&j->cfg);
+	free(j->data);
+	free(j);
+}
+
+static void
+sjob_run(void *arg, void *ctx)
+{
+	struct sjob *j = arg;
+	char *e = j->err;
+	size_t el = sizeof(j->err);
+
+	(void)ctx;
+	switch (j->kind) {
+	case SJOB_OPEN:
+		if (maildir_path(j->root, sizeof(j->root), j->cfg->data_dir,
+		        j->canon) == -1) {
+			snprintf(e, el, "cannot name the mailbox");
+			j->result = -1;
+		} else if (maildir_create(j->root) == -1) {
+			/* A new user: the Maildir's parents too. */
+			snprintf(e, el, "cannot create the mailbox: %s",
+			    strerror(errno));
+			j->result = -1;
+		} else if ((j->store = store_open(j->root, e, el)) == NULL)
+			j->result = -1;
+		break;
+	case SJOB_LIST:
+		j->result =
+		    store_list(j->store, &j->folders, &j->nfolders, e, el);
+		break;
+	case SJOB_CREATE:
+		j->result = store_create(j->store, j->name, j->use, e, el);
+		break;
+	case SJOB_DELETE:
+		j->result = store_delete(j->store, j->name, e, el);
+		break;
+	case SJOB_RENAME:
+		j->result = store_rename(j->store, j->name, j->name2, e, el);
+		break;
+	case SJOB_SUBSCRIBE:
+		j->result = store_subscribe(j->store, j->name, j->is_on, e, el);
+		break;
+	case SJOB_SPOOL:
+		j->result = 0;
+		if (j->fd == -1 &&
+		    (j->fd = openat(j->root_fd, "tmp",
+		         O_TMPFILE | O_RDWR | O_CLOEXEC, 0600)) == -1) {
+			snprintf(e, el, "cannot spool the message: %s",
+			    strerror(errno));
+			j->result = -1;
+			break;
+		}
+		for (size_t off = 0; off < j->len;) {
+			ssize_t n = write(j->fd, j->data + off, j->len - off);
+
+			if (n <= 0) {
+				snprintf(e, el, "cannot spool the message: %s",
+				    strerror(errno));
+				j->result = -1;
+				break;
+			}
+			off += (size_t)n;
+		}
+		break;
+	}
+}
+
+static void list_done(struct imap_session *, struct sjob *);
+
+static void
+open_done(struct imap_session *s, struct sjob *j)
+{
+	char caps[512];
+
+	if (j->result != 0) {
+		char e[300];
+
+		log_sanitize(
+		    e, sizeof(e), (const uint8_t *)j->err, strlen(j->err));
+		log_err("imap=%s event=login result=fail user=%s error=\"%s\"",
+		    s->id, log_esc(j->canon), e);
+		tagged(s, "NO", "[UNAVAILABLE] cannot open the mailbox");
+		return;
+	}
+	s->store = j->store;
+	j->store = NULL;
+	snprintf(s->user, sizeof(s->user), "%s", j->canon);
+	snprintf(s->root, sizeof(s->root), "%s", j->root);
+	s->state = IMAP_STATE_AUTH;
+	core_idle_update(&s->cs);
+	log_info("imap=%s event=login result=ok client=%s user=%s", s->id,
+	    s->ip, log_esc(s->user));
+	capabilities(s, caps, sizeof(caps));
+	tagged(s, "OK", "[CAPABILITY %s] Logged in", caps);
+}
+
+static void
+spool_done(struct imap_session *s, struct sjob *j)
+{
+	s->spool_fd = j->fd;
+	j->fd = -1;
+	if (j->result != 0) {
+		/* The rest of the literal is read and dropped; APPEND then
+		 * answers NO (no spool). */
+		log_err("imap=%s event=append result=fail user=%s error=\"%s\"",
+		    s->id, log_esc(s->user), log_esc(j->err));
+		if (s->spool_fd != -1)
+			close(s->spool_fd);
+		s->spool_fd = -2;
+	}
+	s->spool_size += j->len;
+}
+
+static void
+sjob_done(void *arg)
+{
+	struct sjob *j = arg;
+	struct imap_session *s = j->s;
+	bool is_live = core_job_end(&s->cs);
+
+	if (j->kind != SJOB_OPEN)
+		j->store = NULL; /* the loan ends */
+	if (j->kind == SJOB_SPOOL) {
+		if (j->fd != -1 && s->spool_fd == -1)
+			spool_done(s, j);
+		else
+			spool_done(s, j);
+	} else if (is_live) {
+		switch (j->kind) {
+		case SJOB_OPEN:
+			open_done(s, j);
+			break;
+		case SJOB_LIST:
+			if (j->result == 0)
+				list_done(s, j);
+			else
+				tagged(s, "NO", "[SERVERBUG] %s", j->err);
+			break;
+		case SJOB_CREATE:
+			if (j->result == 1)
+				tagged(
+				    s, "NO", "[ALREADYEXISTS] Mailbox exists");
+			else if (j->result == 0)
+				tagged(s, "OK", "Create completed");
+			else
+				tagged(s, "NO", "%s", j->err);
+			break;
+		case SJOB_DELETE:
+		case SJOB_RENAME:
+			if (j->result == 1)
+				tagged(s, "NO",
+				    "[NONEXISTENT] Mailbox doesn't exist");
+			else if (j->result == 2)
+				tagged(
+				    s, "NO", "[ALREADYEXISTS] Target exists");
+			else if (j->result == 0)
+				tagged(s, "OK", "%s completed",
+				    j->kind == SJOB_DELETE ? "Delete"
+				                           : "Rename");
+			else
+				tagged(s, "NO", "%s", j->err);
+			break;
+		case SJOB_SUBSCRIBE:
+			if (j->result == 0)
+				tagged(s, "OK", "%s completed",
+				    j->is_on ? "Subscribe" : "Unsubscribe");
+			else
+				tagged(s, "NO", "%s", j->err);
+			break;
+		default:
+			break;
+		}
+	}
+	sjob_free(j);
+	core_resume(&s->cs);
+}
+
+static struct sjob *
+sjob_new(struct imap_session *s, enum sjob_kind kind)
+{
+	struct sjob *j = xcalloc(1, sizeof(*j));
+
+	j->s = s;
+	j->kind = kind;
+	j->store = s->store;
+	j->fd = -1;
+	return j;
+}
+
+static void
+sjob_submit(struct imap_session *s, struct sjob *j)
+{
+	if (!core_submit(&s->cs, s->srv->workers, sjob_run, sjob_done, j)) {
+		j->store = NULL;
+		sjob_free(j);
+	}
+}
+
+/* ---- not authenticated: CAPABILITY, STARTTLS, LOGIN, AUTHENTICATE ------ */
+
+static void
+cmd_capability(struct imap_session *s, struct imap_cmd *c)
+{
+	char caps[512];
+
+	(void)c;
+	capabilities(s, caps, sizeof(caps));
+	out(s, "* CAPABILITY %s", caps);
+	tagged(s, "OK", "Capability completed");
+}
+
+static void
+cmd_noop_plain(struct imap_session *s)
+{
+	tagged(s, "OK", "%s completed", imap_cmd_name(s->kind));
+}
+
+static void
+cmd_logout(struct imap_session *s, struct imap_cmd *c)
+{
+	(void)c;
+	out(s, "* BYE Logging out");
+	tagged(s, "OK", "Logout completed");
+	i_close(s);
+}
+
+static void
+cmd_starttls(struct imap_session *s, struct imap_cmd *c)
+{
+	(void)c;
+	if (!core_tls_offered(&s->cs)) {
+		bad(s, "STARTTLS not available");
+		return;
+	}
+	tagged(s, "OK", "Begin TLS negotiation now");
+	core_starttls(&s->cs);
+}
+
+static void
+cmd_login(struct imap_session *s, struct imap_cmd *c)
+{
+	if (!plain_ok(s)) {
+		tagged(s, "NO",
+		    "[PRIVACYREQUIRED] Plaintext authentication disallowed "
+		    "without TLS");
+		return;
+	}
+	core_login_submit(&s->cs, c->u.login.user.p, c->u.login.user.len,
+	    c->u.login.pass.p, c->u.login.pass.len);
+}
+
+static void
+cmd_authenticate(struct imap_session *s, struct imap_cmd *c)
+{
+	if (!plain_ok(s)) {
+		tagged(s, "NO",
+		    "[PRIVACYREQUIRED] Plaintext authentication disallowed "
+		    "without TLS");
+		return;
+	}
+	core_sasl_start(&s->cs, c->u.auth.mech.p, c->u.auth.mech.len,
+	    c->u.auth.ir.p, c->u.auth.ir.len, c->u.auth.has_ir);
+}
+
+/* ---- any state after login: ID, ENABLE, NAMESPACE, LIST, ... ----------- */
+
+static void
+cmd_id(struct imap_session *s, struct imap_cmd *c)
+{
+	(void)c;
+	out(s, "* ID (\"name\" \"postern\" \"version\" \"%s\")",
+	    POSTERN_VERSION);
+	tagged(s, "OK", "ID completed");
+}
+
+static void
+cmd_enable(struct imap_session *s, struct imap_cmd *c)
+{
+	char on[128] = "";
+
+	for (size_t i = 0; i < c->u.enable.ncaps; i++) {
+		struct span cap = c->u.enable.caps[i];
+
+		if (span_eq_ci(cap, "IMAP4rev2") && !s->is_rev2) {
+			s->is_rev2 = s->is_utf8 = true;
+			str_cat(on, " IMAP4rev2", sizeof(on));
+		}
+	}
+	out(s, "* ENABLED%s", on);
+	tagged(s, "OK", "Enabled");
+}
+
+static void
+cmd_namespace(struct imap_session *s, struct imap_cmd *c)
+{
+	(void)c;
+	out(s, "* NAMESPACE ((\"\" \"/\")) NIL NIL");
+	tagged(s, "OK", "Namespace completed");
+}
+
+/* RFC 3501 6.3.8: '*' matches anything, '%' anything but the delimiter. */
+static bool
+pat_match(const char *p, const char *n)
+{
+	for (; *p; p++, n++) {
+		if (*p == '*' || *p == '%') {
+			for (const char *t = n;; t++) {
+				if (pat_match(p + 1, t))
+					return true;
+				if (*t == '\0' || (*p == '%' && *t == '/'))
+					return false;
+			}
+		}
+		if (*n == '\0' || *p != *n)
+			return false;
+	}
+	return *n == '\0';
+}
+
+static bool
+list_match(const struct imap_list *l, const char *name)
+{
+	for (size_t i = 0; i < l->npats; i++) {
+		char pat[STORE_NAME_MAX * 2 + 8];
+
+		snprintf(
+		    pat, sizeof(pat), "%s%s", l->ref.name.p, l->pats[i].name.p);
+		/* INBOX in any case is INBOX (RFC 3501 5.1). */
+		if (strncasecmp(pat, "INBOX", 5) == 0 &&
+		    (pat[5] == '\0' || pat[5] == '/'))
+			memcpy(pat, "INBOX", 5);
+		if (pat_match(pat, name))
+			return true;
+	}
+	return false;
+}
+
+static void
+list_done(struct imap_session *s, struct sjob *j)
+{
+	static const struct {
+		unsigned bit;
+		const char *name;
+	} attrs[] = {
+	    {STORE_LIST_NOSELECT, "\\Noselect"},
+	    {STORE_LIST_HASCHILDREN, "\\HasChildren"},
+	    {STORE_LIST_HASNOCHILDREN, "\\HasNoChildren"},
+	    {STORE_LIST_SUBSCRIBED, "\\Subscribed"},
+	    {STORE_USE_SENT, "\\Sent"},
+	    {STORE_USE_DRAFTS, "\\Drafts"},
+	    {STORE_USE_TRASH, "\\Trash"},
+	    {STORE_USE_JUNK, "\\Junk"},
+	    {STORE_USE_ARCHIVE, "\\Archive"},
+	};
+	const struct imap_list *l = &s->cmd.u.list;
+	bool is_lsub = s->kind == IMAP_CMD_LSUB;
+	unsigned show = ~(unsigned)STORE_LIST_SUBSCRIBED;
+
+	if (is_lsub ||
+	    (l->opts & (IMAP_LSEL_SUBSCRIBED | IMAP_LRET_SUBSCRIBED)))
+		show |= STORE_LIST_SUBSCRIBED;
+	if (is_lsub)
+		show &= ~(unsigned)(STORE_USE_ALL | STORE_LIST_HASCHILDREN |
+		                    STORE_LIST_HASNOCHILDREN |
+		                    STORE_LIST_SUBSCRIBED);
+	if (l->npats == 1 && l->pats[0].name.len == 0) {
+		/* RFC 3501 6.3.8: the delimiter and the root. */
+		out(s, "* %s (\\Noselect) \"/\" \"\"",
+		    is_lsub ? "LSUB" : "LIST");
+		tagged(s, "OK", "%s completed", is_lsub ? "Lsub" : "List");
+		return;
+	}
+	for (size_t i = 0; i < j->nfolders; i++) {
+		const struct store_folder *f = &j->folders[i];
+		char a[256] = "", name[STORE_NAME_MAX * 4 + 8];
+
+		if ((is_lsub || (l->opts & IMAP_LSEL_SUBSCRIBED)) &&
+		    !(f->attrs & STORE_LIST_SUBSCRIBED))
+			continue;
+		if ((l->opts & IMAP_LSEL_SPECIAL_USE) &&
+		    !(f->attrs & STORE_USE_ALL))
+			continue;
+		if (!list_match(l, f->name))
+			continue;
+		for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
+			if (f->attrs & attrs[k].bit & show) {
+				if (a[0])
+					str_cat(a, " ", sizeof(a));
+				str_cat(a, attrs[k].name, sizeof(a));
+			}
+		name_fmt(s, f->name, name, sizeof(name));
+		out(s, "* %s (%s) \"/\" %s", is_lsub ? "LSUB" : "LIST", a,
+		    name);
+	}
+	tagged(s, "OK", "%s completed", is_lsub ? "Lsub" : "List");
+}
+
+static void
+cmd_list(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->u.list.opts & (IMAP_LSEL_REMOTE | IMAP_LRET_STATUS)) {
+		bad(s, "LIST option not supported");
+		return;
+	}
+	sjob_submit(s, sjob_new(s, SJOB_LIST));
+}
+
+/* A client folder name, checked: false (answered) when refused. */
+static bool
+name_ok(struct imap_session *s, const struct imap_mailbox *m)
+{
+	const char *why;
+
+	if (store_name_check(m->name.p, &why) == -1) {
+		tagged(s, "NO", "%s", why);
+		return false;
+	}
+	return true;
+}
+
+static void
+cmd_create(struct imap_session *s, struct imap_cmd *c)
+{
+	static const struct {
+		unsigned imap, store;
+	} uses[] = {
+	    {IMAP_USE_SENT, STORE_USE_SENT},
+	    {IMAP_USE_DRAFTS, STORE_USE_DRAFTS},
+	    {IMAP_USE_TRASH, STORE_USE_TRASH},
+	    {IMAP_USE_JUNK, STORE_USE_JUNK},
+	    {IMAP_USE_ARCHIVE, STORE_USE_ARCHIVE},
+	};
+	struct sjob *j;
+	char name[STORE_NAME_MAX + 2];
+	size_t n = c->u.create.mailbox.name.len;
+	const char *why;
+
+	/* RFC 3501 6.3.3: a trailing delimiter only says "a parent". */
+	snprintf(name, sizeof(name), "%s", c->u.create.mailbox.name.p);
+	if (n > 0 && n < sizeof(name) && name[n - 1] == '/')
+		name[n - 1] = '\0';
+	if (store_name_check(name, &why) == -1) {
+		tagged(s, "NO", "%s", why);
+		return;
+	}
+	if (c->u.create.mailbox.is_inbox) {
+		tagged(s, "NO", "[ALREADYEXISTS] INBOX exists");
+		return;
+	}
+	j = sjob_new(s, SJOB_CREATE);
+	memcpy(j->name, name, strlen(name) + 1); /* checked: fits */
+	for (size_t i = 0; i < sizeof(uses) / sizeof(uses[0]); i++)
+		if (c->u.create.use & uses[i].imap)
+			j->use = uses[i].store;
+	if (c->u.create.use & (IMAP_USE_ALL | IMAP_USE_FLAGGED)) {
+		sjob_free(j);
+		tagged(s, "NO", "[USEATTR] special-use not supported");
+		return;
+	}
+	sjob_submit(s, j);
+}
+
+static void
+cmd_delete(struct imap_session *s, struct imap_cmd *c)
+{
+	struct sjob *j;
+
+	if (!name_ok(s, &c->u.mailbox))
+		return;
+	if (imap_folder_find(s->srv, s->user, c->u.mailbox.name.p) != NULL) {
+		tagged(s, "NO", "[INUSE] Mailbox is in use");
+		return;
+	}
+	j = sjob_new(s, SJOB_DELETE);
+	snprintf(j->name, sizeof(j->name), "%s", c->u.mailbox.name.p);
+	sjob_submit(s, j);
+}
+
+static void
+cmd_rename(struct imap_session *s, struct imap_cmd *c)
+{
+	struct sjob *j;
+
+	if (!name_ok(s, &c->u.rename.from) || !name_ok(s, &c->u.rename.to))
+		return;
+	if (imap_folder_in_use(s->srv, s->user, c->u.rename.from.name.p) ||
+	    imap_folder_in_use(s->srv, s->user, c->u.rename.to.name.p)) {
+		tagged(s, "NO", "[INUSE] Mailbox is in use");
+		return;
+	}
+	j = sjob_new(s, SJOB_RENAME);
+	snprintf(j->name, sizeof(j->name), "%s", c->u.rename.from.name.p);
+	snprintf(j->name2, sizeof(j->name2), "%s", c->u.rename.to.name.p);
+	sjob_submit(s, j);
+}
+
+static void
+cmd_subscribe(struct imap_session *s, struct imap_cmd *c)
+{
+	struct sjob *j;
+
+	if (!name_ok(s, &c->u.mailbox))
+		return;
+	j = sjob_new(s, SJOB_SUBSCRIBE);
+	snprintf(j->name, sizeof(j->name), "%s", c->u.mailbox.name.p);
+	j->is_on = c->kind == IMAP_CMD_SUBSCRIBE;
+	sjob_submit(s, j);
+}
+
+/* ---- folder jobs: SELECT, STATUS, NOOP, IDLE, APPEND ------------------- */
+
+/* Worker: the folder rescanned (mail delivered, other programs). */
+static void
+sync_run(struct imap_fjob *j)
+{
+	struct store_box *box = imap_folder_box(j, 0);
+	bool is_changed = false;
+
+	if (box == NULL) {
+		j->result = j->f[0]->open_result == 1 ? 1 : -1;
+		snprintf(j->err, sizeof(j->err), "%s", j->f[0]->open_err);
+		return;
+	}
+	if (store_sync(box, &is_changed, j->err, sizeof(j->err)) == -1)
+		j->result = -1;
+	if (is_changed)
+		j->is_changed[0] = true;
+}
+
+static bool
+select_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+	struct imap_folder *f = j->arg;
+	uint32_t unseen = 0;
+
+	j->arg = NULL;
+	if (!fdone_begin(j)) {
+		imap_folder_put(&f);
+		return false;
+	}
+	if (j->result != 0) {
+		imap_folder_put(&f);
+		if (j->result == 1)
+			tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist");
+		else
+			tagged(s, "NO", "[SERVERBUG] %s", j->err);
+		return false;
+	}
+	s->folder = f;
+	s->watch.s = s;
+	TAILQ_INSERT_TAIL(&f->sessions, &s->watch, entry);
+	s->state = IMAP_STATE_SELECTED;
+	s->is_readonly = s->kind == IMAP_CMD_EXAMINE;
+	s->kw_told = 0;
+	for (size_t i = 0; i < f->nsnap; i++) {
+		view_push(s, f->snap[i].uid, f->snap[i].flags);
+		if (unseen == 0 && !(f->snap[i].flags.sys & STORE_F_SEEN))
+			unseen = (uint32_t)i + 1;
+	}
+	flags_line(s);
+	out(s, "* %zu EXISTS", s->vn);
+	if (!s->is_rev2) {
+		out(s, "* 0 RECENT");
+		if (unseen > 0)
+			out(s, "* OK [UNSEEN %u] First unseen", unseen);
+	}
+	out(s, "* OK [UIDVALIDITY %u] UIDs valid", f->uidvalidity);
+	out(s, "* OK [UIDNEXT %u] Predicted next UID", f->uidnext);
+	out(s, "* OK [HIGHESTMODSEQ %llu] Highest",
+	    (unsigned long long)f->highestmodseq);
+	tagged(s, "OK", "[%s] %s completed",
+	    s->is_readonly ? "READ-ONLY" : "READ-WRITE",
+	    s->is_readonly ? "Examine" : "Select");
+	return false;
+}
+
+static void
+put_arg(void *arg)
+{
+	struct imap_folder *f = arg;
+
+	imap_folder_put(&f);
+}
+
+static void
+cmd_select(struct imap_session *s, struct imap_cmd *c)
+{
+	struct imap_folder *f;
+
+	if (s->folder != NULL) {
+		deselect(s);
+		if (s->is_rev2)
+			out(s, "* OK [CLOSED] Previous mailbox closed");
+	}
+	if (!name_ok(s, &c->u.select.mailbox))
+		return;
+	if (c->u.select.has_qresync || c->u.select.has_condstore) {
+		bad(s, "CONDSTORE and QRESYNC are not supported yet");
+		return;
+	}
+	f = imap_folder_get(
+	    s->srv, s->user, s->root, c->u.select.mailbox.name.p);
+	fsubmit(
+	    s, imap_fjob_new(s, f, NULL, sync_run, select_done, f, put_arg));
+}
+
+/* NOOP, CHECK, and the start of IDLE: a rescan, then the updates. */
+static bool idle_begin(struct imap_session *s);
+
+static bool
+noop_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+
+	if (!fdone_begin(j))
+		return false;
+	if (s->kind == IMAP_CMD_IDLE) {
+		if (s->is_idle) {
+			send_updates(s, true); /* the poll's rescan */
+			return false;
+		}
+		return idle_begin(s);
+	}
+	tagged(s, "OK", "%s completed", imap_cmd_name(s->kind));
+	return false;
+}
+
+static void
+cmd_noop(struct imap_session *s, struct imap_cmd *c)
+{
+	(void)c;
+	if (s->folder == NULL) {
+		cmd_noop_plain(s);
+		return;
+	}
+	fsubmit(s,
+	    imap_fjob_new(s, s->folder, NULL, sync_run, noop_done, NULL, NULL));
+}
+
+static void
+idle_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_session *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (!s->is_idle || s->folder == NULL || s->cs.is_busy ||
+	    s->is_waiting || s->cs.is_closing)
+		return;
+	fsubmit(s,
+	    imap_fjob_new(s, s->folder, NULL, sync_run, noop_done, NULL, NULL));
+}
+
+static bool
+idle_begin(struct imap_session *s)
+{
+	struct timeval tv = {
+	    IMAP_IDLE_POLL_MS / 1000, (IMAP_IDLE_POLL_MS % 1000) * 1000};
+
+	send_updates(s, true);
+	out(s, "+ idling");
+	s->is_idle = true;
+	core_idle_update(&s->cs);
+	if (s->folder != NULL) {
+		if (s->idle_ev == NULL)
+			s->idle_ev = event_new(
+			    s->cs.srv->base, -1, EV_PERSIST, idle_poll, s);
+		event_add(s->idle_ev, &tv);
+	}
+	return false;
+}
+
+static void
+idle_end(struct imap_session *s, const uint8_t *line, size_t len)
+{
+	s->is_idle = false;
+	if (s->idle_ev != NULL)
+		event_del(s->idle_ev);
+	core_idle_update(&s->cs);
+	if (!imap_is_done(line, len)) {
+		bad(s, "Expected DONE");
+		return;
+	}
+	tagged(s, "OK", "Idle completed");
+}
+
+static void
+cmd_idle(struct imap_session *s, struct imap_cmd *c)
+{
+	if (s->folder == NULL) {
+		idle_begin(s);
+		return;
+	}
+	cmd_noop(s, c);
+}
+
+struct status_arg {
+	struct imap_folder *f;
+	uint32_t messages, unseen, deleted, uidnext, uidvalidity;
+	uint64_t size, highestmodseq;
+};
+
+static void
+status_free(void *arg)
+{
+	struct status_arg *a = arg;
+
+	imap_folder_put(&a->f);
+	free(a);
+}
+
+static void
+status_run(struct imap_fjob *j)
+{
+	struct status_arg *a = j->arg;
+	struct store_box *box;
+
+	sync_run(j);
+	if (j->result != 0 || (box = j->f[0]->box) == NULL)
+		return;
+	a->messages = (uint32_t)box->n;
+	for (size_t i = 0; i < box->n; i++) {
+		a->unseen += !(box->msgs[i].flags.sys & STORE_F_SEEN);
+		a->deleted += !!(box->msgs[i].flags.sys & STORE_F_DELETED);
+		a->size += box->msgs[i].size;
+	}
+	a->uidnext = box->uidnext;
+	a->uidvalidity = box->uidvalidity;
+	a->highestmodseq = box->highestmodseq;
+}
+
+static bool
+status_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+	struct status_arg *a = j->arg;
+	unsigned items = s->cmd.u.status.items;
+	char name[STORE_NAME_MAX * 4 + 8], o[512] = "", t[64];
+
+	if (!fdone_begin(j))
+		return false;
+	if (j->result != 0) {
+		tagged(s, "NO", "%s%s",
+		    j->result == 1 ? "[NONEXISTENT] " : "[SERVERBUG] ",
+		    j->result == 1 ? "Mailbox doesn't exist" : j->err);
+		return false;
+	}
+#define ITEM(bit, fmt, v)                                                      \
+	if (items & (bit)) {                                                   \
+		snprintf(t, sizeof(t), fmt, v);                                \
+		if (o[0])                                                      \
+			str_cat(o, " ", sizeof(o));                            \
+		str_cat(o, t, sizeof(o));                                      \
+	}
+	ITEM(IMAP_STATUS_MESSAGES, "MESSAGES %u", a->messages);
+	ITEM(IMAP_STATUS_RECENT, "RECENT %u", 0u);
+	ITEM(IMAP_STATUS_UIDNEXT, "UIDNEXT %u", a->uidnext);
+	ITEM(IMAP_STATUS_UIDVALIDITY, "UIDVALIDITY %u", a->uidvalidity);
+	ITEM(IMAP_STATUS_UNSEEN, "UNSEEN %u", a->unseen);
+	ITEM(IMAP_STATUS_DELETED, "DELETED %u", a->deleted);
+	ITEM(IMAP_STATUS_SIZE, "SIZE %llu", (unsigned long long)a->size);
+	ITEM(IMAP_STATUS_HIGHESTMODSEQ, "HIGHESTMODSEQ %llu",
+	    (unsigned long long)a->highestmodseq);
+	ITEM(IMAP_STATUS_APPENDLIMIT, "APPENDLIMIT %zu",
+	    s->cfg->imap_append_limit);
+#undef ITEM
+	name_fmt(s, s->cmd.u.status.mailbox.name.p, name, sizeof(name));
+	out(s, "* STATUS %s (%s)", name, o);
+	tagged(s, "OK", "Status completed");
+	return false;
+}
+
+static void
+cmd_status(struct imap_session *s, struct imap_cmd *c)
+{
+	struct status_arg *a;
+
+	if (!name_ok(s, &c->u.status.mailbox))
+		return;
+	a = xcalloc(1, sizeof(*a));
+	a->f = imap_folder_get(
+	    s->srv, s->user, s->root, c->u.status.mailbox.name.p);
+	fsubmit(s, imap_fjob_new(
+	               s, a->f, NULL, status_run, status_done, a, status_free));
+}
+
+struct append_arg {
+	struct imap_folder *f;
+	int fd;
+	uint64_t size;
+	struct store_flags flags;
+	time_t date;
+	uint32_t uid, uidvalidity;
+	char (*kw)[STORE_KEYWORD_MAX + 1];
+	size_t nkw;
+};
+
+static void
+append_free(void *arg)
+{
+	struct append_arg *a = arg;
+
+	imap_folder_put(&a->f);
+	if (a->fd >= 0)
+		close(a->fd);
+	free(a->kw);
+	free(a);
+}
+
+static void
+append_run(struct imap_fjob *j)
+{
+	struct append_arg *a = j->arg;
+	struct store_box *box = imap_folder_box(j, 0);
+	struct store_append ap;
+	uint8_t chunk[65536];
+	uint64_t off = 0;
+
+	if (box == NULL) {
+		j->result = j->f[0]->open_result == 1 ? 1 : -1;
+		snprintf(j->err, sizeof(j->err), "%s", j->f[0]->open_err);
+		return;
+	}
+	for (size_t i = 0; i < a->nkw; i++) {
+		int k = store_keyword_index(box->dir_fd, &box->keywords,
+		    a->kw[i], true, j->err, sizeof(j->err));
+
+		if (k < 0) {
+			j->result = -1;
+			return;
+		}
+		a->flags.keywords |= 1u << k;
+	}
+	if (store_append_begin(box, &ap, j->err, sizeof(j->err)) == -1) {
+		j->result = -1;
+		return;
+	}
+	while (off < a->size) {
+		size_t want = a->size - off < sizeof(chunk) ? a->size - off
+		                                            : sizeof(chunk);
+		ssize_t n = pread(a->fd, chunk, want, (off_t)off);
+
+		if (n <= 0 || store_append_write(&ap, chunk, (size_t)n) == -1) {
+			store_append_abort(box, &ap);
+			snprintf(
+			    j->err, sizeof(j->err), "cannot write the message");
+			j->result = -1;
+			return;
+		}
+		off += (uint64_t)n;
+	}
+	j->is_changed[0] = true;
+	if (store_append_commit(box, &ap, &a->flags, a->date, &a->uid, j->err,
+	        sizeof(j->err)) == -1) {
+		j->result = -1;
+		return;
+	}
+	a->uidvalidity = box->uidvalidity;
+}
+
+static bool
+append_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+	struct append_arg *a = j->arg;
+
+	if (!fdone_begin(j))
+		return false;
+	if (j->result == 1)
+		tagged(s, "NO", "[TRYCREATE] Mailbox doesn't exist");
+	else if (j->result != 0)
+		tagged(s, "NO", "[SERVERBUG] %s", j->err);
+	else
+		tagged(s, "OK", "[APPENDUID %u %u] Append completed",
+		    a->uidvalidity, a->uid);
+	return false;
+}
+
+/* The keywords of a flag list, copied for a job; false (answered) when
+ * one is not an atom a store keeps. */
+static bool
+kw_copy(struct imap_session *s, const struct imap_flags *fl,
+    char (**out_kw)[STORE_KEYWORD_MAX + 1], size_t *n_out)
+{
+	char(*kw)[STORE_KEYWORD_MAX + 1] = NULL;
+
+	*n_out = 0;
+	if (fl->nkw > STORE_KEYWORDS_MAX) {
+		tagged(s, "NO", "[LIMIT] too many keywords");
+		return false;
+	}
+	if (fl->nkw > 0)
+		kw = xcalloc(fl->nkw, sizeof(*kw));
+	for (size_t i = 0; i < fl->nkw; i++) {
+		if (fl->kw[i].len > STORE_KEYWORD_MAX) {
+			free(kw);
+			tagged(s, "NO", "[LIMIT] keyword too long");
+			return false;
+		}
+		memcpy(kw[i], fl->kw[i].p, fl->kw[i].len);
+	}
+	*out_kw = kw;
+	*n_out = fl->nkw;
+	return true;
+}
+
+static void
+cmd_append(struct imap_session *s, struct imap_cmd *c)
+{
+	const struct imap_append_msg *m = c->u.append.msgs;
+	struct append_arg *a;
+
+	if (!name_ok(s, &c->u.append.mailbox))
+		return;
+	if (c->u.append.nmsgs != 1 || !m->data.is_external) {
+		tagged(s, "NO", "one message per APPEND");
+		return;
+	}
+	if (s->spool_fd < 0) {
+		tagged(s, "NO", "[SERVERBUG] the message could not be spooled");
+		return;
+	}
+	a = xcalloc(1, sizeof(*a));
+	a->fd = s->spool_fd;
+	a->size = s->spool_size;
+	s->spool_fd = -1;
+	s->spool_size = 0;
+	if (m->has_flags) {
+		a->flags.sys = imap_flags_to_store(m->flags.sys);
+		if (!kw_copy(s, &m->flags, &a->kw, &a->nkw)) {
+			append_free(a);
+			return;
+		}
+	}
+	a->date =
+	    m->has_date ? (time_t)imap_datetime_to_time(&m->date) : time(NULL);
+	a->f = imap_folder_get(
+	    s->srv, s->user, s->root, c->u.append.mailbox.name.p);
+	fsubmit(s, imap_fjob_new(
+	               s, a->f, NULL, append_run, append_done, a, append_free));
+}
+
+/* ---- the selected state: FETCH, STORE, SEARCH, EXPUNGE, COPY, MOVE ----- */
+
+/*
+ * The messages of a sequence set (message numbers, or UIDs when is_uid)
+ * in the view: their sequence numbers and UIDs, ascending.  False
+ * (answered BAD) for a message number past the end.
+ */
+static bool
+set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
+    uint32_t **seq_out, uint32_t **uid_out, size_t *n_out)
+{
+	uint32_t *seq = xcalloc(s->vn ? s->vn : 1, sizeof(*seq));
+	uint32_t *uid = xcalloc(s->vn ? s->vn : 1, sizeof(*uid));
+	size_t n = 0;
+
+	if (set->is_saved) {
+		free(seq);
+		free(uid);
+		bad(s, "$ (SEARCHRES) not supported");
+		return false;
+	}
+	if (!is_uid) {
+		for (size_t i = 0; i < set->n; i++) {
+			uint32_t lo = set->r[i].lo, hi = set->r[i].hi;
+
+			if ((lo != IMAP_SEQ_STAR && lo > s->vn) ||
+			    (hi != IMAP_SEQ_STAR && hi > s->vn) || s->vn == 0) {
+				free(seq);
+				free(uid);
+				bad(s, "Invalid messageset");
+				return false;
+			}
+		}
+		for (size_t i = 0; i < s->vn; i++)
+			if (imap_seqset_contains(
+			        set, (uint32_t)i + 1, (uint32_t)s->vn)) {
+				seq[n] = (uint32_t)i + 1;
+				uid[n++] = s->vuid[i];
+			}
+	} else {
+		uint32_t max = s->vn ? s->vuid[s->vn - 1] : 0;
+
+		for (size_t i = 0; s->vn > 0 && i < s->vn; i++)
+			if (imap_seqset_contains(set, s->vuid[i], max)) {
+				seq[n] = (uint32_t)i + 1;
+				uid[n++] = s->vuid[i];
+			}
+	}
+	*seq_out = seq;
+	*uid_out = uid;
+	*n_out = n;
+	return true;
+}
+
+static void fetch_next(struct imap_session *);
+
+static void
+fetch_run(struct imap_fjob *j)
+{
+	imap_fetch_run(j, j->arg);
+}
+
+/* Loop: a FETCH piece was rendered: send it, note the flags told, go on
+ * (now, or when the output drained) or answer. */
+static bool
+fetch_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+	struct imap_fetch_job *fj = s->fetch;
+
+	j->arg = NULL;
+	if (!fdone_begin(j) || !core_may_continue(&s->cs)) {
+		imap_fetch_job_free(fj);
+		s->fetch = NULL;
+		return false;
+	}
+	out_raw(s, fj->out.data, fj->out.len);
+	for (size_t i = 0; i < fj->ntold; i++) {
+		long k = view_find(s, fj->told[i].uid);
+
+		if (k >= 0)
+			s->vfl[k] = fj->told[i].flags;
+	}
+	fj->ntold = 0;
+	if (j->result == 0 && (fj->next < fj->n || fj->is_open)) {
+		if (evbuffer_get_length(bufferevent_get_output(s->cs.bev)) >
+		    IMAP_CHUNK) {
+			s->is_stream_paused = true;
+			return false; /* i_drained carries on */
+		}
+		fetch_next(s);
+		return true;
+	}
+	s->fetched += fj->fetched;
+	s->fetch = NULL;
+	if (j->result != 0)
+		tagged(s, "NO", "[SERVERBUG] %s", j->err);
+	else if (fj->expunged > 0)
+		tagged(s, "OK",
+		    "[EXPUNGEISSUED] Some messages were expunged meanwhile");
+	else
+		tagged(s, "OK", "Fetch completed");
+	imap_fetch_job_free(fj);
+	return false;
+}
+
+static void
+fetch_next(struct imap_session *s)
+{
+	fsubmit(s, imap_fjob_new(s, s->folder, NULL, fetch_run, fetch_done,
+	               s->fetch, NULL));
+}
+
+static void
+cmd_fetch(struct imap_session *s, struct imap_cmd *c)
+{
+	struct imap_fetch_job *fj;
+
+	for (const struct imap_fetch_sec *sec = c->u.fetch.secs; sec;
+	     sec = sec->next)
+		if (sec->kind != IMAP_FSEC_BODY) {
+			bad(s, "BINARY is not supported yet");
+			return;
+		}
+	if (c->u.fetch.has_changedsince) {
+		bad(s, "CHANGEDSINCE is not supported yet");
+		return;
+	}
+	fj = xcalloc(1, sizeof(*fj));
+	fj->fd = -1;
+	if (!set_resolve(
+	        s, &c->u.fetch.set, c->is_uid, &fj->seq, &fj->uid, &fj->n)) {
+		free(fj);
+		return;
+	}
+	fj->spec = &s->cmd.u.fetch;
+	fj->is_uid = c->is_uid;
+	fj->is_readonly = s->is_readonly;
+	buf_init(&fj->out, IMAP_OUT_MAX);
+	s->fetch = fj;
+	fetch_next(s);
+}
+
+static void
+store_run(struct imap_fjob *j)
+{
+	imap_store_run(j, j->arg);
+}
+
+static void
+store_job_free(void *arg)
+{
+	struct imap_store_job *sj = arg;
+
+	free(sj->kw);
+	free(sj->seq);
+	free(sj->uid);
+	free(sj->res);
+	free(sj->res_seq);
+	free(sj);
+}
+
+static bool
+store_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+	struct imap_store_job *sj = j->arg;
+
+	if (!fdone_begin(j))
+		return false;
+	for (size_t i = 0; i < sj->nres; i++) {
+		long k = view_find(s, sj->res[i].uid);
+
+		if (k < 0)
+			continue;
+		s->vfl[k] = sj->res[i].flags;
+		if (!sj->is_silent)
+			fetch_flags_line(s, (size_t)k + 1, sj->res[i].uid,
+			    &sj->res[i].flags);
+	}
+	if (j->result != 0)
+		tagged(s, "NO", "%s", j->err);
+	else
+		tagged(s, "OK", "Store completed");
+	return false;
+}
+
+static void
+cmd_store(struct imap_session *s, struct imap_cmd *c)
+{
+	struct imap_store_job *sj;
+
+	if (s->is_readonly) {
+		tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	if (c->u.store.has_unchangedsince) {
+		bad(s, "UNCHANGEDSINCE is not supported yet");
+		return;
+	}
+	sj = xcalloc(1, sizeof(*sj));
+	if (!set_resolve(
+	        s, &c->u.store.set, c->is_uid, &sj->seq, &sj->uid, &sj->n)) {
+		free(sj);
+		return;
+	}
+	if (!kw_copy(s, &c->u.store.flags, &sj->kw, &sj->nkw)) {
+		store_job_free(sj);
+		return;
+	}
+	sj->op = c->u.store.op;
+	sj->is_silent = c->u.store.is_silent;
+	sj->flags.sys = imap_flags_to_store(c->u.store.flags.sys);
+	fsubmit(s, imap_fjob_new(s, s->folder, NULL, store_run, store_done, sj,
+	               store_job_free));
+}
+
+static void
+search_run(struct imap_fjob *j)
+{
+	imap_search_run(j, j->arg);
+}
+
+static void
+search_job_free(void *arg)
+{
+	struct imap_search_job *sj = arg;
+
+	free(sj->uid);
+	free(sj->hits);
+	free(sj);
+}
+
+/* "1:3,7" of sorted values into b. */
+static void
+set_fmt(struct buf *b, const uint32_t *v, size_t n)
+{
+	char t[32];
+
+	for (size_t i = 0; i < n;) {
+		size_t k = i;
+
+		while (k + 1 < n && v[k + 1] == v[k] + 1)
+			k++;
+		if (k > i)
+			snprintf(
+			    t, sizeof(t), "%s%u:%u", i ? "," : "", v[i], v[k]);
+		else
+			snprintf(t, sizeof(t), "%s%u", i ? "," : "", v[i]);
+		(void)buf_append(b, t, strlen(t));
+		i = k + 1;
+	}
+}
+
+static bool
+search_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+	struct imap_search_job *sj = j->arg;
+	const struct imap_search *q = &s->cmd.u.search;
+	struct buf b;
+
+	if (!fdone_begin(j))
+		return false;
+	if (j->result != 0) {
+		tagged(s, "NO", "[SERVERBUG] %s", j->err);
+		return false;
+	}
+	buf_init(&b, SIZE_MAX / 2);
+	if (q->has_return || s->is_rev2) {
+		unsigned ret = q->ret ? q->ret : IMAP_SRET_ALL;
+		char t[IMAP_TAG_MAX + 32];
+
+		snprintf(t, sizeof(t), "* ESEARCH (TAG \"%s\")%s", s->tag,
+		    sj->is_uid ? " UID" : "");
+		(void)buf_append(&b, t, strlen(t));
+		if ((ret & IMAP_SRET_MIN) && sj->nhits) {
+			snprintf(t, sizeof(t), " MIN %u", sj->hits[0]);
+			(void)buf_append(&b, t, strlen(t));
+		}
+		if ((ret & IMAP_SRET_MAX) && sj->nhits) {
+			snprintf(
+			    t, sizeof(t), " MAX %u", sj->hits[sj->nhits - 1]);
+			(void)buf_append(&b, t, strlen(t));
+		}
+		if (ret & IMAP_SRET_COUNT) {
+			snprintf(t, sizeof(t), " COUNT %zu", sj->nhits);
+			(void)buf_append(&b, t, strlen(t));
+		}
+		if ((ret & IMAP_SRET_ALL) && sj->nhits) {
+			(void)buf_append(&b, " ALL ", 5);
+			set_fmt(&b, sj->hits, sj->nhits);
+		}
+	} else {
+		(void)buf_append(&b, "* SEARCH", 8);
+		for (size_t i = 0; i < sj->nhits; i++) {
+			char t[16];
+
+			snprintf(t, sizeof(t), " %u", sj->hits[i]);
+			(void)buf_append(&b, t, strlen(t));
+		}
+	}
+	(void)buf_append(&b, "\r\n", 2);
+	out_raw(s, b.data, b.len);
+	buf_release(&b);
+	tagged(s, "OK", "Search completed");
+	return false;
+}
+
+static void
+cmd_search(struct imap_session *s, struct imap_cmd *c)
+{
+	struct imap_search_job *sj;
+	const struct imap_str *cs = &c->u.search.charset;
+
+	if (cs->len > 0 &&
+	    !(cs->len == 5 && strncasecmp(cs->p, "UTF-8", 5) == 0) &&
+	    !(cs->len == 8 && strncasecmp(cs->p, "US-ASCII", 8) == 0)) {
+		tagged(
+		    s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unknown charset");
+		return;
+	}
+	if (c->u.search.ret & IMAP_SRET_SAVE) {
+		bad(s, "SAVE is not supported yet");
+		return;
+	}
+	sj = xcalloc(1, sizeof(*sj));
+	sj->spec = &s->cmd.u.search;
+	sj->n = s->vn;
+	sj->uid = xcalloc(s->vn ? s->vn : 1, sizeof(*sj->uid));
+	memcpy(sj->uid, s->vuid, s->vn * sizeof(*sj->uid));
+	sj->is_uid = c->is_uid;
+	fsubmit(s, imap_fjob_new(s, s->folder, NULL, search_run, search_done,
+	               sj, search_job_free));
+}
+
+struct expunge_arg {
+	uint32_t *uids; /* UID EXPUNGE: the set's messages; else NULL */
+	size_t n;
+	size_t nexpunged;
+};
+
+static void
+expunge_free(void *arg)
+{
+	struct expunge_arg *a = arg;
+
+	free(a->uids);
+	free(a);
+}
+
+static void
+expunge_run(struct imap_fjob *j)
+{
+	struct expunge_arg *a = j->arg;
+	struct store_box *box = imap_folder_box(j, 0);
+	uint32_t *gone = NULL, *del = NULL;
+	size_t ngone = 0, nd = 0;
+
+	if (box == NULL) {
+		j->result = -1;
+		snprintf(j->err, sizeof(j->err), "%s", j->f[0]->open_err);
+		return;
+	}
+	if (a->uids != NULL) {
+		/* UID EXPUNGE (RFC 4315): only the \Deleted ones of the set. */
+		del = xcalloc(a->n ? a->n : 1, sizeof(*del));
+		for (size_t i = 0; i < a->n; i++) {
+			const struct store_msg *m =
+			    store_msg_by_uid(box, a->uids[i]);
+
+			if (m != NULL && (m->flags.sys & STORE_F_DELETED))
+				del[nd++] = a->uids[i];
+		}
+	}
+	j->is_changed[0] = true;
+	if (a->uids == NULL || nd > 0)
+		j->result = store_expunge(box, a->uids ? del : NULL, nd, &gone,
+		    NULL, &ngone, j->err, sizeof(j->err));
+	a->nexpunged = ngone;
+	free(gone);
+	free(del);
+}
+
+static bool
+expunge_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+	struct expunge_arg *a = j->arg;
+
+	if (!fdone_begin(j))
+		return false;
+	s->expunged += a->nexpunged;
+	if (s->kind == IMAP_CMD_CLOSE) {
+		/* RFC 3501 6.4.2: no untagged EXPUNGE for CLOSE. */
+		deselect(s);
+		tagged(s, "OK", "Close completed");
+		return false;
+	}
+	if (j->result != 0)
+		tagged(s, "NO", "%s", j->err);
+	else
+		tagged(s, "OK", "Expunge completed");
+	return false;
+}
+
+static void
+cmd_expunge(struct imap_session *s, struct imap_cmd *c)
+{
+	struct expunge_arg *a;
+	uint32_t *seq;
+
+	if (s->is_readonly) {
+		tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	a = xcalloc(1, sizeof(*a));
+	if (c->is_uid) {
+		if (!set_resolve(
+		        s, &c->u.expunge.set, true, &seq, &a->uids, &a->n)) {
+			free(a);
+			return;
+		}
+		free(seq);
+		if (a->uids == NULL)
+			a->uids = xcalloc(1, sizeof(*a->uids));
+	}
+	fsubmit(s, imap_fjob_new(s, s->folder, NULL, expunge_run, expunge_done,
+	               a, expunge_free));
+}
+
+static void
+cmd_close(struct imap_session *s, struct imap_cmd *c)
+{
+	(void)c;
+	if (s->is_readonly) {
+		deselect(s);
+		tagged(s, "OK", "Close completed");
+		return;
+	}
+	fsubmit(s, imap_fjob_new(s, s->folder, NULL, expunge_run, expunge_done,
+	               xcalloc(1, sizeof(struct expunge_arg)), expunge_free));
+}
+
+static void
+cmd_unselect(struct imap_session *s, struct imap_cmd *c)
+{
+	(void)c;
+	deselect(s);
+	tagged(s, "OK", "Unselect completed");
+}
+
+struct copy_arg {
+	struct imap_folder *src, *dst;
+	uint32_t *seq, *uids, *out;
+	size_t n;
+	uint32_t uidvalidity;
+	bool is_move;
+};
+
+static void
+copy_free(void *arg)
+{
+	struct copy_arg *a = arg;
+
+	imap_folder_put(&a->dst);
+	free(a->seq);
+	free(a->uids);
+	free(a->out);
+	free(a);
+}
+
+static void
+copy_run(struct imap_fjob *j)
+{
+	struct copy_arg *a = j->arg;
+	size_t si = j->f[0] == a->src ? 0 : 1;
+	size_t di = j->f[0] == a->dst ? 0 : 1;
+	struct store_box *src = imap_folder_box(j, si);
+	struct store_box *dst = imap_folder_box(j, di);
+
+	if (src == NULL || dst == NULL) {
+		j->result = dst == NULL && j->f[di]->open_result == 1 ? 1 : -1;
+		snprintf(j->err, sizeof(j->err), "%s", j->f[di]->open_err);
+		return;
+	}
+	a->out = xcalloc(a->n ? a->n : 1, sizeof(*a->out));
+	j->is_changed[di] = true;
+	if (a->is_move) {
+		j->is_changed[si] = true;
+		j->result = store_move(
+		    src, a->uids, a->n, dst, a->out, j->err, sizeof(j->err));
+	} else
+		j->result = store_copy(
+		    src, a->uids, a->n, dst, a->out, j->err, sizeof(j->err));
+	a->uidvalidity = dst->uidvalidity;
+}
+
+static bool
+copy_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+	struct copy_arg *a = j->arg;
+	uint32_t *from = xcalloc(a->n ? a->n : 1, sizeof(*from));
+	uint32_t *to = xcalloc(a->n ? a->n : 1, sizeof(*to));
+	size_t k = 0;
+	struct buf b;
+
+	if (!fdone_begin(j)) {
+		free(from);
+		free(to);
+		return false;
+	}
+	buf_init(&b, SIZE_MAX / 2);
+	for (size_t i = 0; i < a->n && a->out != NULL; i++)
+		if (a->out[i] != 0) {
+			from[k] = a->uids[i];
+			to[k++] = a->out[i];
+		}
+	if (k > 0) {
+		char t[48];
+
+		snprintf(t, sizeof(t), "[COPYUID %u ", a->uidvalidity);
+		(void)buf_append(&b, t, strlen(t));
+		set_fmt(&b, from, k);
+		(void)buf_append(&b, " ", 1);
+		set_fmt(&b, to, k);
+		(void)buf_append(&b, "] ", 2);
+	}
+	(void)buf_putc(&b, '\0');
+	if (j->result == 1)
+		tagged(s, "NO", "[TRYCREATE] Mailbox doesn't exist");
+	else if (j->result != 0)
+		tagged(s, "NO", "%s", j->err);
+	else if (a->is_move) {
+		if (k > 0)
+			out(s, "* OK %sMoved", (char *)b.data);
+		tagged(s, "OK", "Move completed");
+	} else
+		tagged(s, "OK", "%sCopy completed", (char *)b.data);
+	buf_release(&b);
+	free(from);
+	free(to);
+	return false;
+}
+
+static void
+cmd_copy(struct imap_session *s, struct imap_cmd *c)
+{
+	struct copy_arg *a;
+
+	if (!name_ok(s, &c->u.copy.mailbox))
+		return;
+	if (c->kind == IMAP_CMD_MOVE && s->is_readonly) {
+		tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
+		return;
+	}
+	a = xcalloc(1, sizeof(*a));
+	if (!set_resolve(
+	        s, &c->u.copy.set, c->is_uid, &a->seq, &a->uids, &a->n)) {
+		free(a);
+		return;
+	}
+	a->is_move = c->kind == IMAP_CMD_MOVE;
+	a->src = s->folder;
+	a->dst =
+	    imap_folder_get(s->srv, s->user, s->root, c->u.copy.mailbox.name.p);
+	fsubmit(s, imap_fjob_new(
+	               s, a->src, a->dst, copy_run, copy_done, a, copy_free));
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+#define ST_N (1u << IMAP_STATE_NOTAUTH)
+#define ST_A (1u << IMAP_STATE_AUTH)
+#define ST_S (1u << IMAP_STATE_SELECTED)
+
+static const struct {
+	enum imap_cmd_kind kind;
+	unsigned states;
+	void (*fn)(struct imap_session *, struct imap_cmd *);
+} cmds[] = {
+    {IMAP_CMD_CAPABILITY, ST_N | ST_A | ST_S, cmd_capability},
+    {IMAP_CMD_NOOP, ST_N | ST_A | ST_S, cmd_noop},
+    {IMAP_CMD_LOGOUT, ST_N | ST_A | ST_S, cmd_logout},
+    {IMAP_CMD_ID, ST_N | ST_A | ST_S, cmd_id},
+    {IMAP_CMD_STARTTLS, ST_N, cmd_starttls},
+    {IMAP_CMD_LOGIN, ST_N, cmd_login},
+    {IMAP_CMD_AUTHENTICATE, ST_N, cmd_authenticate},
+    {IMAP_CMD_ENABLE, ST_A, cmd_enable},
+    {IMAP_CMD_NAMESPACE, ST_A | ST_S, cmd_namespace},
+    {IMAP_CMD_SELECT, ST_A | ST_S, cmd_select},
+    {IMAP_CMD_EXAMINE, ST_A | ST_S, cmd_select},
+    {IMAP_CMD_LIST, ST_A | ST_S, cmd_list},
+    {IMAP_CMD_LSUB, ST_A | ST_S, cmd_list},
+    {IMAP_CMD_STATUS, ST_A | ST_S, cmd_status},
+    {IMAP_CMD_CREATE, ST_A | ST_S, cmd_create},
+    {IMAP_CMD_DELETE, ST_A | ST_S, cmd_delete},
+    {IMAP_CMD_RENAME, ST_A | ST_S, cmd_rename},
+    {IMAP_CMD_SUBSCRIBE, ST_A | ST_S, cmd_subscribe},
+    {IMAP_CMD_UNSUBSCRIBE, ST_A | ST_S, cmd_subscribe},
+    {IMAP_CMD_APPEND, ST_A | ST_S, cmd_append},
+    {IMAP_CMD_IDLE, ST_A | ST_S, cmd_idle},
+    {IMAP_CMD_CHECK, ST_S, cmd_noop},
+    {IMAP_CMD_CLOSE, ST_S, cmd_close},
+    {IMAP_CMD_UNSELECT, ST_S, cmd_unselect},
+    {IMAP_CMD_EXPUNGE, ST_S, cmd_expunge},
+    {IMAP_CMD_SEARCH, ST_S, cmd_search},
+    {IMAP_CMD_FETCH, ST_S, cmd_fetch},
+    {IMAP_CMD_STORE, ST_S, cmd_store},
+    {IMAP_CMD_COPY, ST_S, cmd_copy},
+    {IMAP_CMD_MOVE, ST_S, cmd_copy},
+};
+
+static void
+i_command(struct imap_session *s, struct imap_cmd *c)
+{
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		if (cmds[i].kind != c->kind)
+			continue;
+		if (!(cmds[i].states & (1u << s->state))) {
+			bad(s, s->state == IMAP_STATE_NOTAUTH
+			           ? "Log in first"
+			           : "Command not valid in this state");
+			return;
+		}
+		cmds[i].fn(s, c);
+		return;
+	}
+	bad(s, "Command not supported yet");
+}
+
+/* ---- input: lines, literals, the APPEND spool --------------------------- */
+
+/* A framed command: parse it and run it. */
+static void
+i_framed(struct imap_session *s)
+{
+	struct imap_parse_opts o = {&s->limits, s->is_utf8};
+	const uint8_t *buf;
+	const char *why;
+	size_t len;
+	struct span tag;
+
+	imap_reader_command(s->reader, &buf, &len);
+	imap_arena_reset(s->arena);
+	memset(&s->cmd, 0, sizeof(s->cmd));
+	s->tag[0] = '\0';
+	s->kind = IMAP_CMD_NOOP;
+	s->is_uid = false;
+	if (imap_cmd_parse(buf, len, &o, s->arena, &s->cmd, &why) == -1) {
+		tag = s->cmd.tag;
+		if (tag.len > 0 && tag.len <= IMAP_TAG_MAX)
+			snprintf(s->tag, sizeof(s->tag), "%.*s", (int)tag.len,
+			    tag.p);
+		bad(s, why);
+		return;
+	}
+	tag = s->cmd.tag;
+	if (tag.len > IMAP_TAG_MAX) {
+		bad(s, "tag too long");
+		return;
+	}
+	snprintf(s->tag, sizeof(s->tag), "%.*s", (int)tag.len, tag.p);
+	s->kind = s->cmd.kind;
+	s->is_uid = s->cmd.is_uid;
+	i_command(s, &s->cmd);
+}
+
+static void
+i_refused(
+    struct imap_session *s, const struct imap_literal_req *req, const char *why)
+{
+	struct span tag = imap_reader_tag(s->reader);
+
+	s->tag[0] = '\0';
+	if (tag.len > 0 && tag.len <= IMAP_TAG_MAX)
+		snprintf(s->tag, sizeof(s->tag), "%.*s", (int)tag.len, tag.p);
+	s->kind = IMAP_CMD_NOOP;
+	log_info("imap=%s event=reject client=%s reason=\"%s\" size=%llu",
+	    s->id, s->ip, why, (unsigned long long)req->size);
+	if (req->size > IMAP_DISCARD_MAX) {
+		/* Reading megabytes only to throw them away helps nobody. */
+		out(s, "%s %s %s", s->tag[0] ? s->tag : "*",
+		    req->is_append ? "NO" : "BAD", why);
+		out(s, "* BYE literal too large");
+		i_close(s);
+		return;
+	}
+	if (req->is_toobig || req->is_append)
+		out(s, "%s NO %s", s->tag[0] ? s->tag : "*", why);
+	else
+		bad(s, why);
+}
+
+static void
+i_line(struct imap_session *s, const uint8_t *line, size_t len)
+{
+	struct imap_literal_req req;
+	const char *why;
+
+	switch (imap_reader_line(s->reader, line, len, &req, &why)) {
+	case IMAP_READ_COMMAND:
+		i_framed(s);
+		break;
+	case IMAP_READ_LITERAL:
+		if (req.is_append) {
+			struct span tag = imap_reader_tag(s->reader);
+
+			if (s->state == IMAP_STATE_NOTAUTH) {
+				snprintf(s->tag, sizeof(s->tag), "%.*s",
+				    (int)(tag.len <= IMAP_TAG_MAX ? tag.len
+				                                  : 0),
+				    tag.p);
+				imap_reader_reset(s->reader);
+				s->discard_left = req.is_sync ? 0 : req.size;
+				s->kind = IMAP_CMD_APPEND;
+				bad(s, "Log in first");
+				return;
+			}
+			(void)imap_reader_literal_external(s->reader);
+			s->ext_left = req.size;
+			if (s->spool_fd >= 0)
+				close(s->spool_fd);
+			s->spool_fd = -1;
+			s->spool_size = 0;
+		}
+		if (req.is_sync)
+			out(s, "+ Ready for literal data");
+		break;
+	case IMAP_READ_REFUSED:
+		i_refused(s, &req, why);
+		break;
+	case IMAP_READ_DISCARD:
+	case IMAP_READ_DISCARDED:
+		break;
+	}
+}
+
+/* The next piece of an APPEND literal, to the spool on a worker. */
+static bool
+spool_take(struct imap_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->cs.bev);
+	size_t have = evbuffer_get_length(in);
+	size_t want = s->ext_left < IMAP_SPOOL_CHUNK ? (size_t)s->ext_left
+	                                             : IMAP_SPOOL_CHUNK;
+	struct sjob *j;
+
+	if (have < want && have < 65536)
+		return false; /* more will come */
+	if (want > have)
+		want = have;
+	s->ext_left -= want;
+	s->bytes_in += want;
+	if (s->spool_fd == -2) {
+		evbuffer_drain(in, want); /* the spool failed: dropped */
+		return true;
+	}
+	j = sjob_new(s, SJOB_SPOOL);
+	j->store = NULL;
+	j->fd = s->spool_fd;
+	s->spool_fd = -1;
+	j->root_fd = store_root_fd(s->store);
+	j->data = xmalloc(want);
+	j->len = want;
+	evbuffer_remove(in, j->data, want);
+	sjob_submit(s, j);
+	return false;
+}
+
+/* proto->feed */
+static bool
+i_feed(struct core_session *cs)
+{
+	struct imap_session *s = (struct imap_session *)cs;
+	struct evbuffer *in = bufferevent_get_input(cs->bev);
+	static uint8_t line[65536 + 2]; /* the loop thread's only */
+	uint64_t left = 0;
+	size_t len;
+
+	if (s->is_waiting || s->fetch != NULL)
+		return false;
+	if (s->ext_left > 0)
+		return spool_take(s);
+	if (s->discard_left > 0 ||
+	    (left = imap_reader_literal_left(s->reader)) > 0) {
+		size_t have = evbuffer_get_length(in), n;
+
+		if (s->discard_left > 0) {
+			n = have < s->discard_left ? have
+			                           : (size_t)s->discard_left;
+			evbuffer_drain(in, n);
+			s->discard_left -= n;
+			s->bytes_in += n;
+			return n > 0;
+		}
+		n = have < left ? have : (size_t)left;
+		if (n > 65536)
+			n = 65536;
+		if (n == 0)
+			return false;
+		n = imap_reader_literal(
+		    s->reader, evbuffer_pullup(in, (ssize_t)n), n);
+		evbuffer_drain(in, n);
+		s->bytes_in += n;
+		return true;
+	}
+	switch (core_line_take(cs, line, s->cfg->imap_line_limit + 2, &len)) {
+	case CORE_LINE_NONE:
+		return false;
+	case CORE_LINE_TOO_LONG:
+		log_info("imap=%s event=reject client=%s reason=\"line too "
+		         "long\" limit=%zu",
+		    s->id, s->ip, s->cfg->imap_line_limit);
+		out(s, "* BYE line too long");
+		i_close(s);
+		return false;
+	case CORE_LINE_SKIPPED:
+		return true;
+	case CORE_LINE_OK:
+		break;
+	}
+	s->bytes_in += len + 1;
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (s->is_idle) {
+		idle_end(s, line, len);
+		return true;
+	}
+	if (cs->sasl_step != CORE_SASL_NONE) {
+		core_sasl_continue(cs, line, len);
+		return true;
+	}
+	i_line(s, line, len);
+	return true;
+}
+
+/* proto->drained: the next piece of a FETCH, if one waits. */
+static bool
+i_drained(struct core_session *cs)
+{
+	struct imap_session *s = (struct imap_session *)cs;
+
+	if (!s->is_stream_paused)
+		return false;
+	s->is_stream_paused = false;
+	if (!core_may_continue(cs)) {
+		imap_fetch_job_free(s->fetch);
+		s->fetch = NULL;
+		i_close(s);
+		return true;
+	}
+	fetch_next(s);
+	return true;
+}
+
+/* ---- session plumbing ---------------------------------------------------- */
+
+static void
+i_close(struct imap_session *s)
+{
+	core_close(&s->cs);
+}
+
+static void
+i_free(struct core_session *cs)
+{
+	struct imap_session *s = (struct imap_session *)cs;
+
+	log_info("imap=%s event=logout client=%s user=%s in=%llu out=%llu "
+	         "fetched=%zu expunged=%zu",
+	    s->id, s->ip, s->user[0] ? log_esc(s->user) : "-",
+	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
+	    s->fetched, s->expunged);
+	imap_fjob_cancel_session(s->srv, s);
+	imap_fetch_job_free(s->fetch);
+	s->fetch = NULL;
+	deselect(s);
+	if (s->idle_ev != NULL)
+		event_free(s->idle_ev);
+	if (s->spool_fd >= 0)
+		close(s->spool_fd);
+	store_free(&s->store);
+	imap_reader_free(&s->reader);
+	imap_arena_free(&s->arena);
+}
+
+static void
+i_start(struct core_session *cs)
+{
+	struct imap_session *s = (struct imap_session *)cs;
+	char caps[512];
+
+	s->srv = cs->srv->arg;
+	s->cfg = cs->cfg;
+	s->id = cs->id;
+	s->ip = cs->ip;
+	s->state = IMAP_STATE_NOTAUTH;
+	s->spool_fd = -1;
+	imap_limits_default(&s->limits);
+	s->limits.max_line = s->cfg->imap_line_limit;
+	s->limits.max_literal = s->cfg->imap_literal_limit;
+	s->limits.max_command =
+	    s->cfg->imap_literal_limit + 4 * s->cfg->imap_line_limit;
+	s->limits.max_append = s->cfg->imap_append_limit;
+	s->limits.max_append_total = s->cfg->imap_append_limit;
+	s->limits.max_nonsync = 0; /* LITERAL+ */
+	s->reader = imap_reader_new(&s->limits);
+	s->arena = imap_arena_new(s->limits.max_arena);
+	bufferevent_enable(cs->bev, EV_READ | EV_WRITE);
+	log_info("imap=%s event=connect client=%s tls=%s", s->id, s->ip,
+	    cs->is_tls ? "yes" : "no");
+	capabilities(s, caps, sizeof(caps));
+	out(s, "* OK [CAPABILITY %s] postern IMAP server ready", caps);
+}
+
+static void
+i_timeout(struct core_session *cs, bool is_writing)
+{
+	struct imap_session *s = (struct imap_session *)cs;
+
+	log_info("imap=%s event=timeout client=%s%s", s->id, s->ip,
+	    is_writing ? " writing=yes" : "");
+	if (is_writing || cs->is_closing || s->fetch != NULL || cs->is_busy) {
+		core_drop(cs);
+		return;
+	}
+	out(s, "* BYE Disconnected for inactivity");
+	i_close(s);
+}
+
+static void
+i_expired(struct core_session *cs)
+{
+	/* No session_ms: an IMAP session may last as long as it is used. */
+	core_drop(cs);
+}
+
+static void
+i_shutdown_reply(struct core_session *cs)
+{
+	struct imap_session *s = (struct imap_session *)cs;
+
+	if (s->fetch == NULL)
+		out(s, "* BYE Server shutting down");
+}
+
+static void
+i_shutdown(struct core_session *cs)
+{
+	struct imap_session *s = (struct imap_session *)cs;
+
+	if (cs->is_busy || s->is_waiting || s->fetch != NULL) {
+		cs->is_shutdown = true;
+		return;
+	}
+	i_shutdown_reply(cs);
+	i_close(s);
+}
+
+static void
+i_tls_reset(struct core_session *cs)
+{
+	struct imap_session *s = (struct imap_session *)cs;
+
+	imap_reader_reset(s->reader);
+}
+
+static void
+i_refusal(enum core_refusal why, char *line, size_t len)
+{
+	snprintf(line, len, "* BYE [UNAVAILABLE] %s, try again later\r\n",
+	    why == CORE_REFUSE_SHUTDOWN ? "server shutting down"
+	                                : "too many connections");
+}
+
+static void
+i_sasl_error(struct core_session *cs, enum core_sasl_error e)
+{
+	static const char *const text[] = {
+	    [CORE_SASL_CANCELLED] = "Authentication cancelled",
+	    [CORE_SASL_BAD_BASE64] = "Cannot decode the response",
+	    [CORE_SASL_MALFORMED] = "Cannot decode the response",
+	    [CORE_SASL_USER_TOO_LONG] = "User name too long",
+	    [CORE_SASL_UNKNOWN_MECH] = "Unsupported authentication mechanism",
+	};
+	struct imap_session *s = (struct imap_session *)cs;
+
+	if (e == CORE_SASL_UNKNOWN_MECH)
+		tagged(s, "NO", "%s", text[e]);
+	else
+		bad(s, text[e]);
+}
+
+static void
+i_login_done(struct core_session *cs, enum core_login r, const char *canon,
+    struct strlist *owned)
+{
+	struct imap_session *s = (struct imap_session *)cs;
+	struct sjob *j;
+
+	(void)owned;
+	switch (r) {
+	case CORE_LOGIN_OK:
+		j = sjob_new(s, SJOB_OPEN);
+		j->store = NULL;
+		snprintf(j->canon, sizeof(j->canon), "%s", canon);
+		j->cfg = config_ref(s->cfg);
+		sjob_submit(s, j);
+		break;
+	case CORE_LOGIN_LOCKED:
+		tagged(s, "NO",
+		    "[UNAVAILABLE] Too many failed logins, try "
+		    "again later");
+		out(s, "* BYE too many failed logins");
+		i_close(s);
+		break;
+	case CORE_LOGIN_TEMPFAIL:
+	case CORE_LOGIN_PENDING:
+		tagged(s, "NO",
+		    "[UNAVAILABLE] Temporary failure, try again later");
+		break;
+	case CORE_LOGIN_DENIED:
+		tagged(s, "NO", "[AUTHENTICATIONFAILED] Authentication failed");
+		break;
+	}
+}
+
+static unsigned
+i_idle_ms(const struct core_session *cs)
+{
+	const struct imap_session *s = (const struct imap_session *)cs;
+
+	if (s->state == IMAP_STATE_NOTAUTH)
+		return cs->cfg->imap_login_timeout_ms;
+	return cs->cfg->imap_timeout_ms;
+}
+
+static size_t
+i_input_max(const struct config *cfg)
+{
+	return IMAP_SPOOL_CHUNK + cfg->imap_line_limit + 2;
+}
+
+static const struct core_proto imap_proto = {
+    .name = "imap",
+    .idkey = "imap",
+    .login_event = "login",
+    .refuse_event = "imap-refuse",
+    .starttls_mode = "starttls",
+    .session_size = sizeof(struct imap_session),
+    .user_max = 320,
+    .idle_ms = i_idle_ms,
+    .input_max = i_input_max,
+    .refusal = i_refusal,
+    .refuse_on_tls = true,
+    .start = i_start,
+    .feed = i_feed,
+    .drained = i_drained,
+    .timeout = i_timeout,
+    .session_ms = NULL,
+    .expired = i_expired,
+    .shutdown = i_shutdown,
+    .shutdown_reply = i_shutdown_reply,
+    .tls_reset = i_tls_reset,
+    .free = i_free,
+    .sasl_prefix = "+ ",
+    .sasl_error = i_sasl_error,
+    .login_done = i_login_done,
+};
+
+/* ---- the service posternd's registry runs (service.h) ------------------- */
+
+static void *
+service_new(struct event_base *base, struct config *cfg, char *err, size_t len)
+{
+	static struct core_listen l[2];
+	struct imap_server *srv = xcalloc(1, sizeof(*srv));
+
+	TAILQ_INIT(&srv->folders);
+	l[0] = (struct core_listen){&cfg->imap_listen, "imap", false, 0};
+	l[1] = (struct core_listen){&cfg->imaps_listen, "imaps", true, 0};
+	srv->core =
+	    core_server_new(base, cfg, &imap_proto, srv, l, 2, err, len);
+	if (srv->core == NULL) {
+		free(srv);
+		return NULL;
+	}
+	return srv;
+}
+
+static void
+service_start(void *arg, const struct service_env *e)
+{
+	struct imap_server *srv = arg;
+
+	srv->workers = e->store;
+	core_server_start(srv->core, e->auth, e->authfails);
+}
+
+static void
+service_set_config(void *srv, struct config *cfg)
+{
+	core_server_set_config(((struct imap_server *)srv)->core, cfg);
+}
+
+static void
+service_set_tls(void *srv, SSL_CTX *ctx)
+{
+	core_server_set_tls(((struct imap_server *)srv)->core, ctx);
+}
+
+static void
+service_shutdown(void *srv)
+{
+	core_server_shutdown(((struct imap_server *)srv)->core);
+}
+
+/* Idle once no session is left and every folder has closed. */
+static bool
+service_is_idle(const void *arg)
+{
+	const struct imap_server *srv = arg;
+
+	return core_server_is_idle(srv->core) && TAILQ_EMPTY(&srv->folders);
+}
+
+static void
+service_free(void *arg)
+{
+	struct imap_server *srv = arg;
+
+	core_server_free(&srv->core);
+	free(srv);
+}
+
+static bool
+service_restart_needed(const struct config *old, const struct config *new,
+    char *why, size_t whylen)
+{
+	bool is_changed = false;
+
+	is_changed |= config_listen_changed(
+	    &old->imap_listen, &new->imap_listen, "imap_listen", why, whylen);
+	is_changed |= config_listen_changed(&old->imaps_listen,
+	    &new->imaps_listen, "imaps_listen", why, whylen);
+	return is_changed;
+}
+
+const struct service imap_service = {"imap", service_new, service_start,
+    service_set_config, service_set_tls, service_shutdown, service_is_idle,
+    service_free, service_restart_needed};

@@ -1,0 +1,276 @@
+"""IMAP against the real daemon with imaplib (and raw sockets for the
+literal and limit cases): logins, SELECT, FETCH of messages delivered by
+SMTP and appended, flags, EXPUNGE seen from a second connection, IDLE
+told of another session's APPEND, STARTTLS and implicit TLS, limits."""
+import imaplib
+import re
+import smtplib
+import socket
+import ssl
+import threading
+import time
+
+import pytest
+
+from conftest import tls_context, wait_for
+
+IMAP = {"imap_listen": "127.0.0.1:0", "imaps_listen": "127.0.0.1:0"}
+
+
+@pytest.fixture
+def srv(make_server):
+    return make_server(IMAP)
+
+
+def deliver(server, to="alice@example.test", n=1, body=None):
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=20) as s:
+        for i in range(n):
+            s.sendmail("x@remote.example", [to],
+                       body or f"Subject: msg {i}\r\nFrom: X <x@remote.example>\r\n\r\nbody {i}\r\n".encode())
+
+
+def imap(server, cert, user="alice@example.test", pw="secret-alice"):
+    m = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=20)
+    m.starttls(ssl_context=tls_context(cert))
+    m.login(user, pw)
+    return m
+
+
+class RawImap:
+    def __init__(self, port, ctx=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        if ctx is not None:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
+        self.buf = b""
+        self.greeting = self.line()
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("closed; buffered %r" % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def until(self, tag):
+        lines = []
+        while True:
+            l = self.line()
+            lines.append(l)
+            if l.startswith(tag + " "):
+                return lines
+
+    def closed(self, timeout=5):
+        self.sock.settimeout(timeout)
+        try:
+            while True:
+                c = self.sock.recv(65536)
+                if not c:
+                    return True
+                self.buf += c
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        except socket.timeout:
+            return False
+
+
+def test_login_ok_bad_and_plaintext_refused(srv, cert):
+    m = imaplib.IMAP4("127.0.0.1", srv.ports["imap"], timeout=20)
+    caps = m.capabilities
+    assert "LOGINDISABLED" in caps and "STARTTLS" in caps
+    assert "AUTH=PLAIN" not in caps
+    with pytest.raises(imaplib.IMAP4.error, match="PRIVACYREQUIRED"):
+        m.login("alice@example.test", "secret-alice")
+    m.starttls(ssl_context=tls_context(cert))
+    assert "AUTH=PLAIN" in m.capabilities and "LOGINDISABLED" not in m.capabilities
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        m.login("alice@example.test", "wrong")
+    typ, _ = m.login("alice@example.test", "secret-alice")
+    assert typ == "OK"
+    m.logout()
+    wait_for(lambda: re.search(r"imap=\w+ event=login result=ok client=127.0.0.1 "
+                               r"user=alice@example.test", srv.log()), what="login log")
+    wait_for(lambda: re.search(r"imap=\w+ event=logout client=127.0.0.1 "
+                               r"user=alice@example.test in=\d+ out=\d+ fetched=0 "
+                               r"expunged=0", srv.log()), what="logout log")
+
+
+def test_authenticate_plain_sasl_ir_implicit_tls(srv, cert):
+    m = imaplib.IMAP4_SSL("127.0.0.1", srv.ports["imaps"], ssl_context=tls_context(cert),
+                          timeout=20)
+    assert "SASL-IR" in m.capabilities
+    typ, _ = m.authenticate("PLAIN", lambda _: b"\0alice@example.test\0secret-alice")
+    assert typ == "OK"
+    # SASL-IR in one line, raw.
+    r = RawImap(srv.ports["imaps"], tls_context(cert))
+    import base64
+    ir = base64.b64encode(b"\0bob@example.test\0secret-bob").decode()
+    r.send(f"a AUTHENTICATE PLAIN {ir}\r\n")
+    assert r.until("a")[-1].startswith("a OK")
+    m.logout()
+
+
+def test_select_fetch_delivered_message(srv, cert):
+    deliver(srv, n=2)
+    m = imap(srv, cert)
+    typ, data = m.select("INBOX")
+    assert typ == "OK" and data == [b"2"]
+    typ, data = m.fetch("1:2", "(UID FLAGS RFC822.SIZE INTERNALDATE ENVELOPE)")
+    assert typ == "OK"
+    assert b"UID 1" in data[0] and b"UID 2" in data[1]
+    assert b'"msg 0"' in data[0] and b'"x" "remote.example"' in data[0]
+    typ, data = m.fetch("1", "(BODY.PEEK[] RFC822.SIZE)")
+    raw = data[0][1]
+    size = int(re.search(rb"RFC822.SIZE (\d+)", data[0][0]).group(1))
+    assert len(raw) == size
+    assert raw.startswith(b"Return-Path: <x@remote.example>\r\n")
+    assert raw.endswith(b"body 0\r\n") and b"\n" not in raw.replace(b"\r\n", b"")
+    # PEEK did not set \Seen; BODY[] does, and says so.
+    typ, data = m.fetch("1", "(FLAGS)")
+    assert b"\\Seen" not in data[0]
+    typ, data = m.fetch("1", "(BODY[TEXT])")
+    assert data[0][1] == b"body 0\r\n"
+    assert b"\\Seen" in b" ".join(x if isinstance(x, bytes) else x[0] for x in data)
+    typ, data = m.fetch("2", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)] BODY.PEEK[]<0.6> BODYSTRUCTURE)")
+    blob = b"".join(x if isinstance(x, bytes) else x[0] + x[1] for x in data)
+    assert b"Subject: msg 1\r\n\r\n" in blob
+    assert b"BODY[]<0> {6}" in blob and b"Return" in blob
+    assert b'BODYSTRUCTURE ("text" "plain"' in blob
+    typ, data = m.uid("SEARCH", None, "SUBJECT", '"msg 1"')
+    assert data == [b"2"]
+    typ, data = m.search(None, "UNSEEN")
+    assert data == [b"2"]
+    m.logout()
+
+
+def test_fetch_streams_a_big_message(srv, cert):
+    big = b"Subject: big\r\n\r\n" + (b"x" * 998 + b"\r\n") * 6000  # ~6 MB
+    m = imap(srv, cert)
+    typ, data = m.append("INBOX", None, None, big)
+    assert typ == "OK" and b"APPENDUID" in data[0]
+    m.select("INBOX")
+    typ, data = m.fetch("1", "(BODY.PEEK[])")
+    assert data[0][1] == big
+    typ, data = m.fetch("1", "(BODY.PEEK[]<5000000.10>)")
+    assert data[0][1] == big[5000000:5000010]
+    m.logout()
+
+
+def test_append_store_expunge_seen_by_second_connection(srv, cert):
+    a = imap(srv, cert)
+    for i in range(3):
+        typ, _ = a.append("INBOX", r"(\Flagged)", None, f"Subject: a{i}\r\n\r\nx\r\n".encode())
+        assert typ == "OK"
+    a.select("INBOX")
+    b = imap(srv, cert)
+    b.select("INBOX")
+    typ, data = a.store("2", "+FLAGS", r"(\Deleted)")
+    assert b"\\Deleted" in data[0] and b"\\Flagged" in data[0]
+    typ, data = a.expunge()
+    assert data == [b"2"]
+    # b learns of the flag change and the expunge at its next NOOP.
+    typ, _ = b.noop()
+    assert b.untagged_responses.get("EXPUNGE") == [b"2"]
+    typ, data = b.fetch("1:*", "(UID)")
+    assert [re.search(rb"UID (\d+)", d).group(1) for d in data] == [b"1", b"3"]
+    # MOVE and COPY to another folder.
+    typ, data = a._simple_command("UID", "COPY", "1", "Archive")
+    assert typ == "OK" and re.match(rb"\[COPYUID \d+ 1 1\]", data[0]), data
+    typ, _ = a._simple_command("UID", "MOVE", "3", "Trash")
+    assert typ == "OK"
+    assert re.match(rb"\[COPYUID \d+ 3 1\]", a.untagged_responses["OK"][-1])
+    assert a.untagged_responses["EXPUNGE"][-1] == b"2"
+    typ, data = a.status("Archive", "(MESSAGES UIDNEXT)")
+    assert b"MESSAGES 1" in data[0]
+    typ, data = a.status("Trash", "(MESSAGES)")
+    assert b"MESSAGES 1" in data[0]
+    b.noop()
+    typ, data = b.search(None, "ALL")
+    assert data == [b"1"]
+    a.logout()
+    b.logout()
+
+
+def test_idle_gets_exists_from_another_sessions_append(srv, cert):
+    a = imap(srv, cert)
+    a.select("INBOX")
+    r = RawImap(srv.ports["imaps"], tls_context(cert))
+    r.send("a LOGIN alice@example.test secret-alice\r\n")
+    assert r.until("a")[-1].startswith("a OK")
+    r.send("b SELECT INBOX\r\n")
+    assert "* 0 EXISTS" in r.until("b")
+    r.send("c IDLE\r\n")
+    assert r.line().startswith("+ ")
+    t0 = time.time()
+    a.append("INBOX", None, None, b"Subject: new\r\n\r\nhi\r\n")
+    assert r.line() == "* 1 EXISTS"
+    assert time.time() - t0 < 2
+    r.send("DONE\r\n")
+    assert r.until("c")[-1].startswith("c OK")
+    a.logout()
+
+
+def test_idle_sees_smtp_delivery(srv, cert):
+    r = RawImap(srv.ports["imaps"], tls_context(cert))
+    r.send("a LOGIN alice@example.test secret-alice\r\nb SELECT INBOX\r\nc IDLE\r\n")
+    r.until("b")
+    assert r.line().startswith("+ ")
+    deliver(srv)
+    r.sock.settimeout(10)
+    assert r.line() == "* 1 EXISTS"
+    r.send("DONE\r\n")
+    assert r.until("c")[-1].startswith("c OK")
+
+
+def test_list_create_subscribe(srv, cert):
+    m = imap(srv, cert)
+    typ, data = m.list()
+    text = b"\n".join(data)
+    assert b'(\\HasNoChildren \\Sent) "/" "Sent"' in text
+    assert b'"INBOX"' in text
+    assert m.create("Work/Projects")[0] == "OK"
+    typ, data = m.create("Work/Projects")
+    assert typ == "NO" and b"ALREADYEXISTS" in data[0]
+    typ, data = m.list('""', "Work/%")
+    assert data == [b'(\\HasNoChildren) "/" "Work/Projects"']
+    assert m.subscribe("Work/Projects")[0] == "OK"
+    typ, data = m.lsub('""', "Work*")
+    assert b"Work/Projects" in b"".join(data)
+    assert m.rename("Work/Projects", "Work/Old")[0] == "OK"
+    assert m.delete("Work/Old")[0] == "OK"
+    typ, data = m.select("Nope")
+    assert typ == "NO" and b"NONEXISTENT" in data[0]
+    m.logout()
+
+
+def test_too_long_line_and_too_large_literal(make_server, cert):
+    s = make_server(dict(IMAP, imap_line_limit="2048", imap_literal_limit="4096",
+                         imap_append_limit="100000", imap_allow_plaintext="yes"))
+    r = RawImap(s.ports["imap"])
+    r.send("a LOGIN alice@example.test secret-alice\r\n")
+    assert r.until("a")[-1].startswith("a OK")
+    # A synchronising literal over the limit: refused before any byte.
+    r.send("b APPEND INBOX {200000}\r\n")
+    reply = r.line()
+    assert reply.startswith("b NO [TOOBIG]"), reply
+    r.send("c LOGIN {5000}\r\n")
+    reply = r.line()
+    assert reply.startswith("c BAD [TOOBIG]") or reply.startswith("c NO [TOOBIG]"), reply
+    r.send("d NOOP\r\n")
+    assert r.until("d")[-1].startswith("d OK")
+    r.send("e NOOP " + "x" * 5000 + "\r\n")
+    assert r.line().startswith("* BYE")
+    assert r.closed()
+
+
+def test_shutdown_says_bye(make_server, cert):
+    s = make_server(IMAP)
+    r = RawImap(s.ports["imaps"], tls_context(cert))
+    r.send("a LOGIN alice@example.test secret-alice\r\n")
+    r.until("a")
+    s.stop()
+    assert r.line().startswith("* BYE")
