@@ -2098,7 +2098,7 @@ i_refused(
 	if (req->size > IMAP_DISCARD_MAX) {
 		/* Reading megabytes only to throw them away helps nobody. */
 		out(s, "%s %s %s", s->tag[0] ? s->tag : "*",
-		    req->is_append ? "NO" : "BAD", why);
+		    req->is_append || req->is_toobig ? "NO" : "BAD", why);
 		out(s, "* BYE literal too large");
 		i_close(s);
 		return;

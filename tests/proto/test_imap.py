@@ -274,3 +274,96 @@ def test_shutdown_says_bye(make_server, cert):
     r.until("a")
     s.stop()
     assert r.line().startswith("* BYE")
+
+
+def raw_login(server, cert):
+    r = RawImap(server.ports["imaps"], tls_context(cert))
+    # Synchronising literals: the server says "+" before each.
+    r.send("a LOGIN {18}\r\n")
+    assert r.line().startswith("+ ")
+    r.send("alice@example.test {12}\r\n")
+    assert r.line().startswith("+ ")
+    r.send("secret-alice\r\n")
+    assert r.until("a")[-1].startswith("a OK")
+    return r
+
+
+def test_no_expunge_during_fetch_but_at_noop(srv, cert):
+    a = imap(srv, cert)
+    for i in range(2):
+        a.append("INBOX", None, None, f"Subject: e{i}\r\n\r\nx\r\n".encode())
+    a.select("INBOX")
+    b = raw_login(srv, cert)
+    b.send("s SELECT INBOX\r\n")
+    assert "* 2 EXISTS" in b.until("s")
+    a.store("1", "+FLAGS", r"(\Seen)")
+    b.send("n NOOP\r\n")
+    assert b.until("n") == ["* 1 FETCH (FLAGS (\\Seen))", "n OK NOOP completed"]
+    a.store("1", "+FLAGS", r"(\Deleted)")
+    a.expunge()
+    # RFC 3501 7.4.1: no EXPUNGE while answering FETCH by number; the
+    # message keeps its number until then.
+    b.send("f FETCH 1:2 (UID)\r\n")
+    lines = b.until("f")
+    assert not any(l.endswith(" EXPUNGE") for l in lines), lines
+    assert "* 2 FETCH (UID 2)" in lines
+    assert lines[-1].startswith("f OK [EXPUNGEISSUED]")
+    b.send("g NOOP\r\n")
+    assert b.until("g") == ["* 1 EXPUNGE", "g OK NOOP completed"]
+    b.send("h FETCH 1 (UID)\r\n")
+    assert b.until("h")[0] == "* 1 FETCH (UID 2)"
+    a.logout()
+
+
+def test_errors_and_states(srv, cert):
+    r = RawImap(srv.ports["imap"])
+    r.send("a SELECT INBOX\r\n")
+    assert r.line().startswith("a BAD")
+    r.send("b BOGUS\r\n")
+    assert r.line().startswith("b BAD")
+    r.send("c APPEND INBOX {3}\r\n")
+    assert r.line().startswith("c BAD")
+    r.send("d LOGOUT\r\n")
+    assert r.until("d")[-1].startswith("d OK")
+    r = raw_login(srv, cert)
+    r.send("e FETCH 1 (UID)\r\n")
+    assert r.line().startswith("e BAD")
+    r.send("f SELECT INBOX\r\ng FETCH 5 (UID)\r\n")
+    r.until("f")
+    assert r.line().startswith("g BAD")
+    r.send("h EXAMINE INBOX\r\n")
+    assert r.until("h")[-1].startswith("h OK [READ-ONLY]")
+    r.send("i STORE 1:* +FLAGS (\\Seen)\r\n")
+    assert r.line().startswith("i NO [READ-ONLY]")
+
+
+def test_login_timeout_and_shared_lockout(make_server, cert):
+    s = make_server(dict(IMAP, imap_login_timeout="1s", auth_max_failures="2"))
+    r = RawImap(s.ports["imap"])
+    t0 = time.time()
+    assert r.line().startswith("* BYE")
+    assert time.time() - t0 < 5 and r.closed()
+    m = imaplib.IMAP4_SSL("127.0.0.1", s.ports["imaps"], ssl_context=tls_context(cert))
+    with pytest.raises(imaplib.IMAP4.error, match="AUTHENTICATIONFAILED"):
+        m.login("alice@example.test", "wrong")
+    with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+        m.login("alice@example.test", "wrong")
+    # The client is locked out now, for IMAP and for SMTP AUTH alike.
+    m = imaplib.IMAP4_SSL("127.0.0.1", s.ports["imaps"], ssl_context=tls_context(cert))
+    with pytest.raises(imaplib.IMAP4.error, match="UNAVAILABLE"):
+        m.login("alice@example.test", "secret-alice")
+    with smtplib.SMTP("127.0.0.1", s.ports["submission"], timeout=20) as c:
+        c.starttls(context=tls_context(cert))
+        with pytest.raises(smtplib.SMTPException):
+            c.login("alice@example.test", "secret-alice")
+
+
+def test_nonsync_literal_too_large_closes(make_server, cert):
+    s = make_server(dict(IMAP, imap_allow_plaintext="yes"))
+    r = RawImap(s.ports["imap"])
+    r.send("a LOGIN alice@example.test secret-alice\r\n")
+    r.until("a")
+    r.send("b APPEND INBOX {999999999+}\r\n")
+    assert r.line().startswith("b NO [TOOBIG]")
+    assert r.line().startswith("* BYE")
+    assert r.closed()
