@@ -3,6 +3,7 @@ literal and limit cases): logins, SELECT, FETCH of messages delivered by
 SMTP and appended, flags, EXPUNGE seen from a second connection, IDLE
 told of another session's APPEND, STARTTLS and implicit TLS, limits."""
 import imaplib
+import os
 import re
 import smtplib
 import socket
@@ -367,3 +368,89 @@ def test_nonsync_literal_too_large_closes(make_server, cert):
     assert r.line().startswith("b NO [TOOBIG]")
     assert r.line().startswith("* BYE")
     assert r.closed()
+
+
+def curl(server, cert, url, *args):
+    import subprocess
+    r = subprocess.run(["curl", "-sS", "--ssl-reqd", "--cacert", cert[0],
+                        "-u", "alice@example.test:secret-alice",
+                        f"imap://localhost:{server.ports['imap']}/{url}", *args],
+                       capture_output=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def test_curl_list_fetch_search_append(srv, cert, tmp_path):
+    deliver(srv, body=b"Subject: curl\r\nFrom: x@remote.example\r\n\r\nfor curl\r\n")
+    listing = curl(srv, cert, "")
+    assert b'"/" "Sent"' in listing and b'"INBOX"' in listing
+    raw = curl(srv, cert, "INBOX;UID=1")
+    assert raw.endswith(b"\r\n\r\nfor curl\r\n") and b"Subject: curl\r\n" in raw
+    assert b"SEARCH 1" in curl(srv, cert, "INBOX?SUBJECT%20curl")
+    f = tmp_path / "up.eml"
+    f.write_bytes(b"Subject: uploaded\r\n\r\nup\r\n")
+    curl(srv, cert, "Drafts", "-T", str(f))
+    assert curl(srv, cert, "Drafts;UID=1").endswith(b"\r\n\r\nup\r\n")
+
+
+def test_mbsync_two_way(srv, cert, tmp_path):
+    import subprocess
+    deliver(srv, n=2)
+    local = tmp_path / "local"
+    local.mkdir()
+    rc = tmp_path / "mbsyncrc"
+    rc.write_text(f"""IMAPAccount postern
+Host localhost
+Port {srv.ports['imap']}
+User alice@example.test
+Pass secret-alice
+SSLType STARTTLS
+CertificateFile {cert[0]}
+
+IMAPStore remote
+Account postern
+
+MaildirStore local
+Path {local}/
+Inbox {local}/INBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+""")
+
+    def run():
+        r = subprocess.run(["mbsync", "-c", str(rc), "-a"], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    run()
+    inbox = local / "INBOX"
+    got = sorted(os.listdir(inbox / "new")) + sorted(os.listdir(inbox / "cur"))
+    assert len(got) == 2
+    assert (local / "Sent").is_dir()
+    # A flag set locally and a message deleted locally reach the server.
+    name = sorted(os.listdir(inbox / "cur") or os.listdir(inbox / "new"))[0]
+    sub = "cur" if (inbox / "cur" / name).exists() else "new"
+    os.rename(inbox / sub / name, inbox / "cur" / (name.split(":2,")[0] + ":2,S"))
+    second = [n for n in os.listdir(inbox / "cur") + os.listdir(inbox / "new")
+              if not n.endswith(":2,S")][0]
+    for d in ("cur", "new"):
+        if (inbox / d / second).exists():
+            os.unlink(inbox / d / second)
+    deliver(srv, body=b"Subject: third\r\n\r\nthree\r\n")
+    run()
+    run()  # the second run changes nothing
+    m = imap(srv, cert)
+    m.select("INBOX")
+    typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    blob = b"".join(x[0] + x[1] if isinstance(x, tuple) else x for x in data)
+    assert blob.count(b"Subject:") == 2, blob
+    assert b"\\Seen" in blob and b"third" in blob
+    assert len(os.listdir(inbox / "new")) + len(os.listdir(inbox / "cur")) == 2
+    m.logout()
