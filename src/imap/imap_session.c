@@ -594,10 +594,7 @@ sjob_done(void *arg)
 	if (j->kind != SJOB_OPEN)
 		j->store = NULL; /* the loan ends */
 	if (j->kind == SJOB_SPOOL) {
-		if (j->fd != -1 && s->spool_fd == -1)
-			spool_done(s, j);
-		else
-			spool_done(s, j);
+		spool_done(s, j); /* even when dead: i_free closes the spool */
 	} else if (is_live) {
 		switch (j->kind) {
 		case SJOB_OPEN:
@@ -1390,6 +1387,10 @@ cmd_append(struct imap_session *s, struct imap_cmd *c)
 		tagged(s, "NO", "one message per APPEND");
 		return;
 	}
+	if (m->data.external_size == 0) {
+		tagged(s, "NO", "Cannot store an empty message");
+		return;
+	}
 	if (s->spool_fd < 0) {
 		tagged(s, "NO", "[SERVERBUG] the message could not be spooled");
 		return;
@@ -2132,6 +2133,10 @@ i_line(struct imap_session *s, const uint8_t *line, size_t len)
 				s->discard_left = req.is_sync ? 0 : req.size;
 				s->kind = IMAP_CMD_APPEND;
 				bad(s, "Log in first");
+				if (s->discard_left > IMAP_DISCARD_MAX) {
+					out(s, "* BYE literal too large");
+					i_close(s);
+				}
 				return;
 			}
 			(void)imap_reader_literal_external(s->reader);

@@ -238,6 +238,14 @@ def test_list_create_subscribe(srv, cert):
     assert typ == "NO" and b"ALREADYEXISTS" in data[0]
     typ, data = m.list('""', "Work/%")
     assert data == [b'(\\HasNoChildren) "/" "Work/Projects"']
+    typ, data = m.list('""', "%")
+    assert b'(\\Noselect \\HasChildren) "/" "Work"' in data and b"Work/Projects" not in b"".join(data)
+    typ, data = m.list('""', "*")
+    assert b"Work/Projects" in b"".join(data)
+    typ, data = m.list('"Work/"', "*")
+    assert data == [b'(\\HasNoChildren) "/" "Work/Projects"']
+    typ, data = m.list('""', "inbox")
+    assert data == [b'(\\HasNoChildren) "/" "INBOX"']
     assert m.subscribe("Work/Projects")[0] == "OK"
     typ, data = m.lsub('""', "Work*")
     assert b"Work/Projects" in b"".join(data)
@@ -454,3 +462,24 @@ SyncState *
     assert b"\\Seen" in blob and b"third" in blob
     assert len(os.listdir(inbox / "new")) + len(os.listdir(inbox / "cur")) == 2
     m.logout()
+
+
+def test_rev2_esearch_status_namespace_id(srv, cert):
+    r = raw_login(srv, cert)
+    r.send("a ENABLE IMAP4rev2\r\n")
+    assert r.until("a") == ["* ENABLED IMAP4rev2", "a OK Enabled"]
+    for i in range(3):
+        r.send(f"b APPEND INBOX (\\Seen) {{12+}}\r\nSubject: {i}\r\n\r\n")
+        assert r.until("b")[-1].startswith("b OK [APPENDUID ")
+    r.send("c SELECT INBOX\r\n")
+    lines = r.until("c")
+    assert "* 3 EXISTS" in lines and not any("RECENT" in l for l in lines)
+    r.send("d UID SEARCH ALL\r\n")
+    assert r.until("d")[0] == '* ESEARCH (TAG "d") UID ALL 1:3'
+    r.send("e SEARCH RETURN (MIN MAX COUNT) SEEN\r\n")
+    assert r.until("e")[0] == '* ESEARCH (TAG "e") MIN 1 MAX 3 COUNT 3'
+    r.send("f STATUS INBOX (MESSAGES UNSEEN SIZE DELETED)\r\n")
+    assert r.until("f")[0] == '* STATUS "INBOX" (MESSAGES 3 UNSEEN 0 DELETED 0 SIZE 36)'
+    r.send("g NAMESPACE\r\nh ID NIL\r\n")
+    assert r.until("g")[0] == '* NAMESPACE (("" "/")) NIL NIL'
+    assert r.until("h")[0].startswith('* ID ("name" "postern"')
