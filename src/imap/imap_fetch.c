@@ -303,7 +303,7 @@ spec_needs_parse(const struct imap_fetch *spec)
 /* Opens message i's file; a rename by another program meanwhile (flags
  * changed) is found by one sync. */
 static int
-msg_open(struct store_box *box, uint32_t uid)
+msg_open(struct store_box *box, uint32_t uid, bool *changed)
 {
 	char path[512];
 
@@ -323,7 +323,7 @@ msg_open(struct store_box *box, uint32_t uid)
 		{
 			char err[256];
 
-			if (store_sync(box, NULL, err, sizeof(err)) == -1)
+			if (store_sync(box, changed, err, sizeof(err)) == -1)
 				return -1;
 		}
 	}
@@ -395,7 +395,7 @@ msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
 	const struct imap_fetch *spec = fj->spec;
 	uint32_t uid = fj->uid[fj->next], seq = fj->seq[fj->next];
 	const struct store_msg *m = store_msg_by_uid(box, uid);
-	bool is_seen_set = false, is_first = true;
+	bool is_seen_set = false, is_first = true, is_synced = false;
 	bool needs_file = spec_needs_parse(spec) ||
 	                  (spec->items & IMAP_FI_RFC822) || spec->nsecs > 0;
 	struct mime_msg mm;
@@ -424,7 +424,7 @@ msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
 	fj->fd = -1;
 	memset(&mm, 0, sizeof(mm));
 	if (needs_file) {
-		if ((fj->fd = msg_open(box, uid)) == -1 ||
+		if ((fj->fd = msg_open(box, uid, &is_synced)) == -1 ||
 		    fstat(fj->fd, &st) == -1) {
 			log_warn("event=fetch result=fail uid=%u error=\"%s\"",
 			    uid, strerror(errno));
@@ -444,6 +444,20 @@ msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
 			mime_parse(map, (size_t)st.st_size, &mm);
 		else
 			mime_parse((const uint8_t *)"", 0, &mm);
+	}
+	if (is_synced) {
+		/* Another program renamed or removed files: sessions are
+		 * told what the rescan found. */
+		j->is_changed[0] = true;
+		if ((m = store_msg_by_uid(box, uid)) == NULL) {
+			close(fj->fd);
+			fj->fd = -1;
+			mime_msg_free(&mm);
+			if (map != NULL)
+				munmap(map, (size_t)st.st_size);
+			fj->expunged++;
+			return;
+		}
 	}
 	bprintf(&fj->out, "* %u FETCH (", seq);
 #define SEP() (is_first ? (is_first = false, "") : " ")
@@ -667,12 +681,13 @@ imap_store_run(struct imap_fjob *j, struct imap_store_job *sj)
 struct sctx {
 	struct store_box *box;
 	const struct store_msg *m;
+	struct store_msg mcopy;
 	uint32_t seq, maxseq, maxuid;
 	int fd;
 	uint8_t *map;
 	size_t len;
 	struct mime_msg mm;
-	bool is_parsed, has_failed;
+	bool is_parsed, has_failed, is_synced;
 	struct buf tmp;
 	time_t now;
 };
@@ -686,7 +701,7 @@ sctx_parse(struct sctx *c)
 		return !c->has_failed;
 	c->is_parsed = true;
 	c->has_failed = true;
-	if ((c->fd = msg_open(c->box, c->m->uid)) == -1)
+	if ((c->fd = msg_open(c->box, c->m->uid, &c->is_synced)) == -1)
 		return false;
 	if (fstat(c->fd, &st) == -1)
 		return false;
@@ -946,12 +961,19 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 	buf_init(&c.tmp, 4u * 1024 * 1024);
 	sj->hits = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->hits));
 	for (size_t i = 0; i < sj->n; i++) {
-		if ((c.m = store_msg_by_uid(box, sj->uid[i])) == NULL)
+		const struct store_msg *m = store_msg_by_uid(box, sj->uid[i]);
+
+		if (m == NULL)
 			continue;
+		/* A copy: a rescan (sctx_parse) may move box->msgs. */
+		c.mcopy = *m;
+		c.m = &c.mcopy;
 		c.seq = (uint32_t)(i + 1);
 		if (eval(sj->spec->keys, &c))
 			sj->hits[sj->nhits++] = sj->is_uid ? sj->uid[i] : c.seq;
 		sctx_done(&c);
 	}
+	if (c.is_synced)
+		j->is_changed[0] = true;
 	buf_release(&c.tmp);
 }

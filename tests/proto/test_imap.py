@@ -16,6 +16,9 @@ import pytest
 from conftest import tls_context, wait_for
 
 IMAP = {"imap_listen": "127.0.0.1:0", "imaps_listen": "127.0.0.1:0"}
+# One login per client address at a time (the lock-out's slot): threads
+# log in one after the other.
+LOGIN_LOCK = threading.Lock()
 
 
 @pytest.fixture
@@ -33,7 +36,8 @@ def deliver(server, to="alice@example.test", n=1, body=None):
 def imap(server, cert, user="alice@example.test", pw="secret-alice"):
     m = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=20)
     m.starttls(ssl_context=tls_context(cert))
-    m.login(user, pw)
+    with LOGIN_LOCK:
+        m.login(user, pw)
     return m
 
 
@@ -483,3 +487,143 @@ def test_rev2_esearch_status_namespace_id(srv, cert):
     r.send("g NAMESPACE\r\nh ID NIL\r\n")
     assert r.until("g")[0] == '* NAMESPACE (("" "/")) NIL NIL'
     assert r.until("h")[0].startswith('* ID ("name" "postern"')
+
+
+def test_file_renamed_by_another_program(srv, cert):
+    m = imap(srv, cert)
+    m.append("INBOX", None, None, b"Subject: ext\r\n\r\nexternal\r\n")
+    m.select("INBOX")
+    cur = os.path.join(srv.maildir("alice"), "cur")
+    name = os.listdir(cur)[0]
+    # mutt marks it read: the flags in the name change under us.
+    os.rename(os.path.join(cur, name), os.path.join(cur, name.split(":2,")[0] + ":2,S"))
+    typ, data = m.fetch("1", "(BODY.PEEK[TEXT])")
+    assert data[0][1] == b"external\r\n"
+    m.noop()
+    typ, data = m.fetch("1", "(FLAGS)")
+    assert b"\\Seen" in data[0]
+    m.logout()
+
+
+def test_concurrent_sessions_on_one_folder(srv, cert):
+    """Four sessions append, flag, fetch and expunge on one INBOX at
+    once; each one's view stays consistent and the folder ends right."""
+    errors = []
+
+    def worker(k):
+        try:
+            c = imap(srv, cert)
+            c.select("INBOX")
+            for i in range(15):
+                typ, _ = c.append("INBOX", None, None,
+                                  f"Subject: w{k}-{i}\r\n\r\n{'y' * (i * 100)}\r\n".encode())
+                assert typ == "OK"
+                c.noop()
+                typ, data = c.search(None, "ALL")
+                n = len(data[0].split())
+                typ, data = c.fetch(f"1:{n}", "(UID FLAGS RFC822.SIZE)")
+                assert typ == "OK"
+                typ, data = c.uid("SEARCH", None, f"SUBJECT w{k}-{i}")
+                uid = data[0].split()[-1].decode()
+                if i % 3 == 0:
+                    c.uid("STORE", uid, "+FLAGS", r"(\Deleted)")
+                    c._simple_command("UID", "EXPUNGE", uid)
+            c.logout()
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    ts = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    assert not errors, errors
+    m = imap(srv, cert)
+    typ, data = m.select("INBOX")
+    assert data == [b"40"]
+    typ, data = m.search(None, "DELETED")
+    assert data == [b""]
+    m.logout()
+
+
+def test_garbage_input_never_crashes(srv, cert):
+    import random
+    rnd = random.Random(12)
+    words = ["FETCH", "UID", "1:*", "(", ")", "BODY[", "]", "{5}", "{3+}", "\"", "\\",
+             "SEARCH", "OR", "NOT", "STORE", "+FLAGS", "LIST", "%", "*", "APPEND",
+             "INBOX", "~{2}", "<0.5>", "HEADER.FIELDS", "SELECT", "IDLE", "NIL", "\x01"]
+    r = raw_login(srv, cert)
+    r.send("s SELECT INBOX\r\n")
+    r.until("s")
+    for n in range(150):
+        line = " ".join(rnd.choice(words) for _ in range(rnd.randint(1, 12)))
+        r.send(f"g{n} {line}\r\n")
+    r.send("z NOOP\r\n")
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            l = r.line()
+        except EOFError:
+            break
+        if l.startswith("z "):
+            break
+    # Whatever happened to that session, the daemon still serves.
+    m = imap(srv, cert)
+    assert m.noop()[0] == "OK"
+    m.logout()
+
+
+def test_copy_both_ways_at_once(srv, cert):
+    """COPY INBOX->Archive and Archive->INBOX at once, with STATUS jobs
+    on both folders in between: a stress test of the two-folder jobs (the
+    address order that rules out a deadlock is not forced by it: with
+    these clients the deadlock window is rarely hit)."""
+    setup = imap(srv, cert)
+    for box in ("INBOX", "Archive"):
+        setup.append(box, None, None, f"Subject: {box}\r\n\r\nx\r\n".encode())
+    setup.logout()
+    errors = []
+
+    def worker(src, dst):
+        try:
+            c = imap(srv, cert)
+            c.select(src)
+            c.sock.settimeout(20)
+            for _ in range(20):
+                typ, _ = c.copy("1", dst)
+                assert typ == "OK"
+            c.logout()
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    stop = []
+
+    def poller(box):
+        # Other jobs on each folder keep the queues busy, so a two-folder
+        # job often waits for its second folder while it holds the first.
+        try:
+            c = imap(srv, cert)
+            while not stop:
+                c.status(box, "(MESSAGES)")
+            c.logout()
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+
+    ps = [threading.Thread(target=poller, args=(b,)) for b in ("INBOX", "Archive") * 2]
+    for p in ps:
+        p.start()
+    ts = [threading.Thread(target=worker, args=a)
+          for a in (("INBOX", "Archive"), ("Archive", "INBOX")) * 2]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(60)
+    stop.append(1)
+    for p in ps:
+        p.join(30)
+    assert not errors and not any(t.is_alive() for t in ts), errors
+    m = imap(srv, cert)
+    for box in ("INBOX", "Archive"):
+        typ, data = m.status(box, "(MESSAGES)")
+        assert b"MESSAGES 41" in data[0], data
+    m.logout()
