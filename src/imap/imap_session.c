@@ -105,6 +105,7 @@ struct imap_session {
 };
 
 static void i_close(struct imap_session *);
+static void idle_updates(struct imap_session *);
 static void send_updates(struct imap_session *, bool allow_expunge);
 static void i_command(struct imap_session *, struct imap_cmd *);
 
@@ -382,12 +383,23 @@ send_updates(struct imap_session *s, bool allow_expunge)
 	s->has_update = is_gone_kept;
 }
 
+/* While IDLE: the updates now, unless the client has not read what it
+ * was sent (then when the output drained, i_drained: a client that never
+ * reads costs at most this much until its write timeout). */
+static void
+idle_updates(struct imap_session *s)
+{
+	if (!s->is_idle || s->cs.is_busy || s->is_waiting || s->cs.is_closing ||
+	    evbuffer_get_length(bufferevent_get_output(s->cs.bev)) > IMAP_CHUNK)
+		return;
+	send_updates(s, true);
+}
+
 void
 imap_session_changed(struct imap_session *s)
 {
 	s->has_update = true;
-	if (s->is_idle && !s->cs.is_busy && !s->is_waiting)
-		send_updates(s, true);
+	idle_updates(s);
 }
 
 void
@@ -1087,7 +1099,7 @@ noop_done(struct imap_fjob *j)
 		return false;
 	if (s->kind == IMAP_CMD_IDLE) {
 		if (s->is_idle) {
-			send_updates(s, true); /* the poll's rescan */
+			idle_updates(s); /* the poll's rescan */
 			return false;
 		}
 		return idle_begin(s);
@@ -2263,8 +2275,11 @@ i_drained(struct core_session *cs)
 {
 	struct imap_session *s = (struct imap_session *)cs;
 
-	if (!s->is_stream_paused)
+	if (!s->is_stream_paused) {
+		if (s->has_update)
+			idle_updates(s);
 		return false;
+	}
 	s->is_stream_paused = false;
 	if (!core_may_continue(cs)) {
 		imap_fetch_job_free(s->fetch);

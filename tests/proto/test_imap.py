@@ -627,3 +627,46 @@ def test_copy_both_ways_at_once(srv, cert):
         typ, data = m.status(box, "(MESSAGES)")
         assert b"MESSAGES 41" in data[0], data
     m.logout()
+
+
+MULTI = (b"From: A <a@example.net>\r\nTo: alice@example.test\r\nSubject: parts\r\n"
+         b"MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n"
+         b"preamble\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
+         b"first part\r\n--b1\r\nContent-Type: text/html\r\n"
+         b"Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>caf=C3=A9</p>\r\n--b1--\r\n")
+
+
+def test_sections_keywords_internaldate(srv, cert):
+    m = imap(srv, cert)
+    typ, _ = m.append("INBOX", r"(\Seen $Forwarded)", '"01-Feb-2024 10:11:12 +0100"', MULTI)
+    assert typ == "OK"
+    typ, data = m.select("INBOX")
+    assert b"$Forwarded" in m.untagged_responses["FLAGS"][0]
+    typ, data = m.fetch("1", "(FLAGS INTERNALDATE BODY.PEEK[1] BODY.PEEK[2.MIME] "
+                        "BODY.PEEK[HEADER.FIELDS.NOT (TO FROM MIME-VERSION CONTENT-TYPE)] "
+                        "BODY.PEEK[3])")
+    items = {}
+    head = data[0][0]
+    assert b"\\Seen $Forwarded" in head
+    assert b'INTERNALDATE "01-Feb-2024 09:11:12 +0000"' in head
+    for x in data:
+        if isinstance(x, tuple):
+            items[re.search(rb"(BODY\[[^\]]*\])", x[0]).group(1)] = x[1]
+    assert items[b"BODY[1]"] == b"first part"
+    assert items[b"BODY[2.MIME]"] == (b"Content-Type: text/html\r\n"
+                                      b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+    assert items[b"BODY[HEADER.FIELDS.NOT (TO FROM MIME-VERSION CONTENT-TYPE)]"] == \
+        b"Subject: parts\r\n\r\n"
+    assert b"BODY[3]" not in items or items[b"BODY[3]"] == b""
+    # A new keyword: every session is told the new FLAGS.
+    typ, data = m.store("1", "+FLAGS", "(Work)")
+    assert b"Work" in data[0]
+    assert b"Work" in m.untagged_responses["FLAGS"][-1]
+    m.literal = "CAFÉ".encode()  # decoded QP, matched without case
+    typ, data = m.search("UTF-8", "KEYWORD", "Work", "BODY")
+    assert data == [b"1"]
+    typ, data = m.search(None, "TEXT", "first", "SINCE", "1-Feb-2024", "BEFORE", "2-Feb-2024")
+    assert data == [b"1"]
+    typ, data = m.search(None, "NOT", "KEYWORD", "Work")
+    assert data == [b""]
+    m.logout()
