@@ -704,3 +704,32 @@ def test_clients_that_vanish_mid_command(srv, cert):
     assert data == [b"1"]
     m.logout()
     wait_for(lambda: srv.log().count("event=logout") >= 8, what="logouts")
+
+
+def test_close_unselect_check_unsubscribe_inuse(srv, cert):
+    r = raw_login(srv, cert)
+    for i in range(2):
+        r.send(f"a APPEND INBOX (\\Deleted) {{12+}}\r\nSubject: {i}\r\n\r\n")
+        r.until("a")
+    r.send("b SELECT INBOX\r\nc CHECK\r\nd UNSELECT\r\n")
+    assert r.until("c")[-1] == "c OK CHECK completed"
+    assert r.until("d") == ["d OK Unselect completed"]
+    r.send("e STATUS INBOX (MESSAGES)\r\n")
+    assert r.until("e")[0] == '* STATUS "INBOX" (MESSAGES 2)'  # UNSELECT expunges nothing
+    r.send("f SELECT INBOX\r\ng CLOSE\r\n")
+    r.until("f")
+    assert r.until("g") == ["g OK Close completed"]  # no untagged EXPUNGE
+    r.send("h STATUS INBOX (MESSAGES)\r\n")
+    assert r.until("h")[0] == '* STATUS "INBOX" (MESSAGES 0)'
+    r.send("i FETCH 1 (UID)\r\n")
+    assert r.line().startswith("i BAD")  # not selected any more
+    m = imap(srv, cert)
+    m.select("Archive")
+    r.send("j DELETE Archive\r\nk RENAME Archive Old\r\n")
+    assert r.until("j")[-1].startswith("j NO [INUSE]")
+    assert r.until("k")[-1].startswith("k NO [INUSE]")
+    r.send("l UNSUBSCRIBE Sent\r\nm LSUB \"\" *\r\n")
+    r.until("l")
+    lsub = r.until("m")
+    assert not any('"Sent"' in x for x in lsub) and any('"Drafts"' in x for x in lsub)
+    m.logout()
