@@ -23,7 +23,8 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/queue/delivery.c \
 	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \
 	src/queue/dsn.c src/policy/relay.c \
-	src/maildir/mailbox.c src/pop3/pop3_parse.c src/imap/imap_parse.c
+	src/maildir/mailbox.c src/pop3/pop3_parse.c src/imap/imap_parse.c \
+	src/imap/imap_view.c
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
 	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \

@@ -19,6 +19,8 @@
 #include "imap_parse.h"
 #include "store.h"
 
+#include "imap_view.h"
+
 /* Reply bytes a FETCH trip renders before it hands them to the loop. */
 #define IMAP_CHUNK (128u * 1024)
 /* A FETCH trip's buffer: a chunk plus one message's ENVELOPE and
@@ -39,12 +41,6 @@ struct imap_server {
 	struct core_server *core;
 	struct workers *workers; /* the storage pool */
 	TAILQ_HEAD(, imap_folder) folders;
-};
-
-/* What a session may be told about one message: the folder's state. */
-struct imap_snap {
-	uint32_t uid;
-	struct store_flags flags;
 };
 
 /*

@@ -82,9 +82,7 @@ struct imap_session {
 	struct imap_folder *folder;
 	struct imap_watch watch;
 	bool is_readonly;
-	uint32_t *vuid;
-	struct store_flags *vfl;
-	size_t vn, vcap;
+	struct imap_view view;
 	size_t kw_told; /* keyword names the client was told in FLAGS */
 	bool has_update;
 	/* a command waiting in a folder queue, or a FETCH streaming */
@@ -246,47 +244,6 @@ name_fmt(struct imap_session *s, const char *name, char *o, size_t len)
 /* ---- the view of the selected folder ----------------------------------- */
 
 static void
-view_free(struct imap_session *s)
-{
-	free(s->vuid);
-	free(s->vfl);
-	s->vuid = NULL;
-	s->vfl = NULL;
-	s->vn = s->vcap = 0;
-}
-
-static void
-view_push(struct imap_session *s, uint32_t uid, struct store_flags fl)
-{
-	if (s->vn == s->vcap) {
-		s->vcap = s->vcap ? s->vcap * 2 : 64;
-		s->vuid = xreallocarray(s->vuid, s->vcap, sizeof(*s->vuid));
-		s->vfl = xreallocarray(s->vfl, s->vcap, sizeof(*s->vfl));
-	}
-	s->vuid[s->vn] = uid;
-	s->vfl[s->vn++] = fl;
-}
-
-/* Index of uid in the view, or -1. */
-static long
-view_find(const struct imap_session *s, uint32_t uid)
-{
-	size_t lo = 0, hi = s->vn;
-
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-
-		if (s->vuid[mid] == uid)
-			return (long)mid;
-		if (s->vuid[mid] < uid)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
-}
-
-static void
 flags_line(struct imap_session *s)
 {
 	struct buf b;
@@ -325,62 +282,46 @@ fetch_flags_line(struct imap_session *s, size_t seq, uint32_t uid,
 	buf_release(&b);
 }
 
+/* imap_view_sync's updates, written to the client. */
+static void
+update_out(void *arg, enum imap_update kind, size_t seq, uint32_t uid,
+    const struct store_flags *fl)
+{
+	struct imap_session *s = arg;
+
+	switch (kind) {
+	case IMAP_UPDATE_FLAGS:
+		fetch_flags_line(s, seq, uid, fl);
+		break;
+	case IMAP_UPDATE_EXPUNGE:
+		out(s, "* %zu EXPUNGE", seq);
+		break;
+	case IMAP_UPDATE_EXISTS:
+		out(s, "* %zu EXISTS", seq);
+		if (!s->is_rev2)
+			out(s, "* 0 RECENT");
+		break;
+	}
+}
+
 /*
  * Brings the client's view in line with the folder's snapshot: FETCH
  * FLAGS for flags changed by others, EXPUNGE (when allowed; else the
  * message keeps its number until a later command) and EXISTS for new
- * messages.
+ * messages; a new keyword first gets a new FLAGS.
  */
 static void
 send_updates(struct imap_session *s, bool allow_expunge)
 {
 	const struct imap_folder *f = s->folder;
-	size_t k = 0, kept = 0, added = 0;
-	bool is_gone_kept = false;
-	uint32_t last;
 
 	if (f == NULL || !s->has_update || s->state != IMAP_STATE_SELECTED)
 		return;
 	if (f->kw != NULL && s->kw_told < STORE_KEYWORDS_MAX &&
 	    f->kw->names[s->kw_told][0] != '\0')
 		flags_line(s);
-	for (size_t i = 0; i < s->vn; i++) {
-		uint32_t uid = s->vuid[i];
-
-		while (k < f->nsnap && f->snap[k].uid < uid)
-			k++;
-		if (k < f->nsnap && f->snap[k].uid == uid) {
-			const struct store_flags *nf = &f->snap[k].flags;
-
-			if (nf->sys != s->vfl[i].sys ||
-			    nf->keywords != s->vfl[i].keywords)
-				fetch_flags_line(s, kept + 1, uid, nf);
-			s->vuid[kept] = uid;
-			s->vfl[kept++] = *nf;
-			k++;
-			continue;
-		}
-		if (allow_expunge) {
-			out(s, "* %zu EXPUNGE", kept + 1);
-			continue;
-		}
-		is_gone_kept = true;
-		s->vuid[kept] = uid;
-		s->vfl[kept++] = s->vfl[i];
-	}
-	s->vn = kept;
-	last = s->vn ? s->vuid[s->vn - 1] : 0;
-	for (k = 0; k < f->nsnap; k++)
-		if (f->snap[k].uid > last) {
-			view_push(s, f->snap[k].uid, f->snap[k].flags);
-			added++;
-		}
-	if (added > 0) {
-		out(s, "* %zu EXISTS", s->vn);
-		if (!s->is_rev2)
-			out(s, "* 0 RECENT");
-	}
-	s->has_update = is_gone_kept;
+	s->has_update = imap_view_sync(
+	    &s->view, f->snap, f->nsnap, allow_expunge, update_out, s);
 }
 
 /* While IDLE: the updates now, unless the client has not read what it
@@ -419,7 +360,7 @@ deselect(struct imap_session *s)
 		return;
 	TAILQ_REMOVE(&s->folder->sessions, &s->watch, entry);
 	imap_folder_put(&s->folder);
-	view_free(s);
+	imap_view_free(&s->view);
 	s->has_update = false;
 	s->state = IMAP_STATE_AUTH;
 }
@@ -1036,12 +977,12 @@ select_done(struct imap_fjob *j)
 	s->is_readonly = s->kind == IMAP_CMD_EXAMINE;
 	s->kw_told = 0;
 	for (size_t i = 0; i < f->nsnap; i++) {
-		view_push(s, f->snap[i].uid, f->snap[i].flags);
+		imap_view_push(&s->view, f->snap[i].uid, f->snap[i].flags);
 		if (unseen == 0 && !(f->snap[i].flags.sys & STORE_F_SEEN))
 			unseen = (uint32_t)i + 1;
 	}
 	flags_line(s);
-	out(s, "* %zu EXISTS", s->vn);
+	out(s, "* %zu EXISTS", s->view.n);
 	if (!s->is_rev2) {
 		out(s, "* 0 RECENT");
 		if (unseen > 0)
@@ -1438,8 +1379,8 @@ static bool
 set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
     uint32_t **seq_out, uint32_t **uid_out, size_t *n_out)
 {
-	uint32_t *seq = xcalloc(s->vn ? s->vn : 1, sizeof(*seq));
-	uint32_t *uid = xcalloc(s->vn ? s->vn : 1, sizeof(*uid));
+	uint32_t *seq = xcalloc(s->view.n ? s->view.n : 1, sizeof(*seq));
+	uint32_t *uid = xcalloc(s->view.n ? s->view.n : 1, sizeof(*uid));
 	size_t n = 0;
 
 	if (set->is_saved) {
@@ -1452,27 +1393,28 @@ set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
 		for (size_t i = 0; i < set->n; i++) {
 			uint32_t lo = set->r[i].lo, hi = set->r[i].hi;
 
-			if ((lo != IMAP_SEQ_STAR && lo > s->vn) ||
-			    (hi != IMAP_SEQ_STAR && hi > s->vn) || s->vn == 0) {
+			if ((lo != IMAP_SEQ_STAR && lo > s->view.n) ||
+			    (hi != IMAP_SEQ_STAR && hi > s->view.n) ||
+			    s->view.n == 0) {
 				free(seq);
 				free(uid);
 				bad(s, "Invalid messageset");
 				return false;
 			}
 		}
-		for (size_t i = 0; i < s->vn; i++)
+		for (size_t i = 0; i < s->view.n; i++)
 			if (imap_seqset_contains(
-			        set, (uint32_t)i + 1, (uint32_t)s->vn)) {
+			        set, (uint32_t)i + 1, (uint32_t)s->view.n)) {
 				seq[n] = (uint32_t)i + 1;
-				uid[n++] = s->vuid[i];
+				uid[n++] = s->view.uid[i];
 			}
 	} else {
-		uint32_t max = s->vn ? s->vuid[s->vn - 1] : 0;
+		uint32_t max = s->view.n ? s->view.uid[s->view.n - 1] : 0;
 
-		for (size_t i = 0; s->vn > 0 && i < s->vn; i++)
-			if (imap_seqset_contains(set, s->vuid[i], max)) {
+		for (size_t i = 0; s->view.n > 0 && i < s->view.n; i++)
+			if (imap_seqset_contains(set, s->view.uid[i], max)) {
 				seq[n] = (uint32_t)i + 1;
-				uid[n++] = s->vuid[i];
+				uid[n++] = s->view.uid[i];
 			}
 	}
 	*seq_out = seq;
@@ -1505,10 +1447,10 @@ fetch_done(struct imap_fjob *j)
 	}
 	out_raw(s, fj->out.data, fj->out.len);
 	for (size_t i = 0; i < fj->ntold; i++) {
-		long k = view_find(s, fj->told[i].uid);
+		long k = imap_view_find(&s->view, fj->told[i].uid);
 
 		if (k >= 0)
-			s->vfl[k] = fj->told[i].flags;
+			s->view.fl[k] = fj->told[i].flags;
 	}
 	fj->ntold = 0;
 	if (j->result == 0 && (fj->next < fj->n || fj->is_open)) {
@@ -1598,11 +1540,11 @@ store_done(struct imap_fjob *j)
 	if (!fdone_begin(j))
 		return false;
 	for (size_t i = 0; i < sj->nres; i++) {
-		long k = view_find(s, sj->res[i].uid);
+		long k = imap_view_find(&s->view, sj->res[i].uid);
 
 		if (k < 0)
 			continue;
-		s->vfl[k] = sj->res[i].flags;
+		s->view.fl[k] = sj->res[i].flags;
 		if (!sj->is_silent)
 			fetch_flags_line(s, (size_t)k + 1, sj->res[i].uid,
 			    &sj->res[i].flags);
@@ -1755,9 +1697,9 @@ cmd_search(struct imap_session *s, struct imap_cmd *c)
 	}
 	sj = xcalloc(1, sizeof(*sj));
 	sj->spec = &s->cmd.u.search;
-	sj->n = s->vn;
-	sj->uid = xcalloc(s->vn ? s->vn : 1, sizeof(*sj->uid));
-	memcpy(sj->uid, s->vuid, s->vn * sizeof(*sj->uid));
+	sj->n = s->view.n;
+	sj->uid = xcalloc(s->view.n ? s->view.n : 1, sizeof(*sj->uid));
+	memcpy(sj->uid, s->view.uid, s->view.n * sizeof(*sj->uid));
 	sj->is_uid = c->is_uid;
 	fsubmit(s, imap_fjob_new(s, s->folder, NULL, search_run, search_done,
 	               sj, search_job_free));

@@ -33,5 +33,6 @@ int run_core_tests(void);
 int run_imap_parse_tests(void);
 int run_mime_tests(void);
 int run_store_tests(void);
+int run_imap_view_tests(void);
 
 #endif

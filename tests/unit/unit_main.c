@@ -30,5 +30,6 @@ main(void)
 	failed += run_imap_parse_tests();
 	failed += run_mime_tests();
 	failed += run_store_tests();
+	failed += run_imap_view_tests();
 	return failed != 0;
 }

@@ -1,0 +1,147 @@
+/* imap_view: a session's view of its folder and the updates it is owed
+ * (src/imap/imap_view.c; RFC 3501 7.4.1). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/imap/imap_view.h"
+#include "unit.h"
+
+/* The updates as text: "F2:5 X3 E4" (FLAGS seq:uid, EXPUNGE seq,
+ * EXISTS count). */
+struct log {
+	char s[256];
+};
+
+static void
+note(void *arg, enum imap_update kind, size_t seq, uint32_t uid,
+    const struct store_flags *fl)
+{
+	struct log *l = arg;
+	size_t n = strlen(l->s);
+
+	(void)fl;
+	snprintf(l->s + n, sizeof(l->s) - n, "%s%c%zu%s", n ? " " : "",
+	    kind == IMAP_UPDATE_FLAGS     ? 'F'
+	    : kind == IMAP_UPDATE_EXPUNGE ? 'X'
+	                                  : 'E',
+	    seq, "");
+	if (kind == IMAP_UPDATE_FLAGS) {
+		n = strlen(l->s);
+		snprintf(l->s + n, sizeof(l->s) - n, ":%u", uid);
+	}
+}
+
+/* "1 2 3s" : UIDs, an 's' after one means \Seen. */
+static size_t
+parse(const char *t, struct imap_snap *out)
+{
+	size_t n = 0;
+
+	while (*t) {
+		char *end;
+		unsigned long u = strtoul(t, &end, 10);
+
+		out[n].uid = (uint32_t)u;
+		out[n].flags = (struct store_flags){0, 0};
+		if (*end == 's') {
+			out[n].flags.sys = STORE_F_SEEN;
+			end++;
+		}
+		n++;
+		t = end;
+		while (*t == ' ')
+			t++;
+	}
+	return n;
+}
+
+static void
+test_sync(void **state)
+{
+	static const struct {
+		const char *view, *snap;
+		bool allow;
+		const char *want, *after; /* updates; the view's UIDs after */
+		bool owed;
+	} cases[] = {
+	    {"1 2 3", "1 2 3", true, "", "1 2 3", false},
+	    {"1 2 3", "1 2 3 4 5", true, "E5", "1 2 3 4 5", false},
+	    {"1 2 3", "1 3", true, "X2", "1 3", false},
+	    /* each EXPUNGE numbers the message as it is just then */
+	    {"1 2 3 4", "4", true, "X1 X1 X1", "4", false},
+	    {"1 2 3 4", "1 4", true, "X2 X2", "1 4", false},
+	    /* during FETCH/STORE/SEARCH: no EXPUNGE, numbers kept */
+	    {"1 2 3", "1 3", false, "", "1 2 3", true},
+	    {"1 2 3", "1 3 7", false, "E4", "1 2 3 7", true},
+	    {"1 2 3", "1s 2 3s", true, "F1:1 F3:3", "1 2 3", false},
+	    {"1 2 3", "2s 4", true, "X1 F1:2 X2 E2", "2 4", false},
+	    {"", "5 6", true, "E2", "5 6", false},
+	    {"5 6", "", true, "X1 X1", "", false},
+	    {"5 6", "", false, "", "5 6", true},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct imap_snap v[16], sn[16];
+		size_t nv = parse(cases[i].view, v),
+		       ns = parse(cases[i].snap, sn);
+		struct imap_view view = {0};
+		struct log l = {""};
+		char after[128] = "";
+		bool owed;
+
+		for (size_t k = 0; k < nv; k++)
+			imap_view_push(&view, v[k].uid, v[k].flags);
+		owed = imap_view_sync(&view, sn, ns, cases[i].allow, note, &l);
+		for (size_t k = 0; k < view.n; k++) {
+			size_t n = strlen(after);
+
+			snprintf(after + n, sizeof(after) - n, "%s%u",
+			    k ? " " : "", view.uid[k]);
+		}
+		if (strcmp(l.s, cases[i].want) != 0)
+			fail_msg("case %zu: updates got \"%s\", want \"%s\"", i,
+			    l.s, cases[i].want);
+		if (strcmp(after, cases[i].after) != 0)
+			fail_msg("case %zu: view got \"%s\", want \"%s\"", i,
+			    after, cases[i].after);
+		if (owed != cases[i].owed)
+			fail_msg("case %zu: owed got %d, want %d", i, owed,
+			    cases[i].owed);
+		/* Once told, a second sync has nothing more to say (unless
+		 * expunges are still owed and now allowed). */
+		l.s[0] = '\0';
+		(void)imap_view_sync(&view, sn, ns, false, note, &l);
+		if (l.s[0] != '\0')
+			fail_msg("case %zu: second sync said \"%s\"", i, l.s);
+		imap_view_free(&view);
+	}
+}
+
+static void
+test_find(void **state)
+{
+	struct imap_view v = {0};
+
+	(void)state;
+	for (uint32_t u = 2; u <= 200; u += 2)
+		imap_view_push(&v, u, (struct store_flags){0, 0});
+	assert_int_equal(imap_view_find(&v, 2), 0);
+	assert_int_equal(imap_view_find(&v, 200), 99);
+	assert_int_equal(imap_view_find(&v, 101), -1);
+	assert_int_equal(imap_view_find(&v, 1), -1);
+	assert_int_equal(imap_view_find(&v, 202), -1);
+	imap_view_free(&v);
+}
+
+int
+run_imap_view_tests(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_sync),
+	    cmocka_unit_test(test_find),
+	};
+
+	return cmocka_run_group_tests_name("imap_view", tests, NULL, NULL);
+}
