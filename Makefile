@@ -44,6 +44,8 @@ CTL_SRC = src/cmd/posternctl.c
 UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c
 # The protocol-server core, driven directly by tests/unit/test_core.c.
 UNIT_SRC += src/core/core.c src/core/core_session.c src/core/core_sasl.c
+# The IMAP folder queues, driven by tests/unit/test_imap_folder.c.
+UNIT_SRC += src/imap/imap_folder.c
 # Durations and times as an admin reads them (posternctl, tests/unit).
 LIB_SRC += src/lib/human.c
 

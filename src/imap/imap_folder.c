@@ -22,7 +22,6 @@
 
 #include "imap_priv.h"
 
-static void fjob_start(struct imap_fjob *);
 static void folder_pump(struct imap_folder *);
 
 struct imap_folder *
@@ -106,6 +105,11 @@ folder_maybe_close(struct imap_folder *f)
 		return;
 	f->is_closing = true;
 	TAILQ_REMOVE(&f->srv->folders, f, entry);
+	if (f->srv->workers == NULL) {
+		/* the unit test's server: no pool, no box */
+		close_done(f);
+		return;
+	}
 	workers_submit(f->srv->workers, close_run, close_done, f);
 }
 
@@ -284,7 +288,7 @@ folder_pump(struct imap_folder *f)
 		folder_pump(j->f[j->held]);
 		return;
 	}
-	fjob_start(j);
+	j->f[0]->srv->start(j);
 }
 
 static void
@@ -305,17 +309,13 @@ fjob_run(void *arg, void *ctx)
  * only notes it and sends the updates with its reply), then the job's
  * own completion runs, then the folders' queues move on.
  */
-static void
-fjob_done(void *arg)
+bool
+imap_fjob_complete(struct imap_fjob *j)
 {
-	struct imap_fjob *j = arg;
-	struct imap_session *s = j->s;
-	struct core_session *cs = imap_session_core(s);
 	struct imap_folder *f[2] = {j->f[0], j->f[1]};
 	size_t nf = j->nf;
-	bool is_cont = false;
+	bool is_cont;
 
-	(void)core_job_end(cs);
 	for (size_t i = 0; i < nf; i++) {
 		f[i]->is_running = false;
 		if (j->out[i].is_set) {
@@ -328,12 +328,22 @@ fjob_done(void *arg)
 	for (size_t i = 0; i < nf; i++)
 		folder_pump(f[i]);
 	fjob_free(j); /* its references: the folders may close now */
-	if (!is_cont)
-		core_resume(cs);
+	return is_cont;
 }
 
 static void
-fjob_start(struct imap_fjob *j)
+fjob_done(void *arg)
+{
+	struct imap_fjob *j = arg;
+	struct core_session *cs = imap_session_core(j->s);
+
+	(void)core_job_end(cs);
+	if (!imap_fjob_complete(j))
+		core_resume(cs);
+}
+
+void
+imap_fjob_start_core(struct imap_fjob *j)
 {
 	struct imap_session *s = j->s;
 

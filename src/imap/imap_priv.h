@@ -40,6 +40,10 @@ struct imap_watch {
 struct imap_server {
 	struct core_server *core;
 	struct workers *workers; /* the storage pool */
+	/* Starts a job that holds its folders: imap_fjob_start_core
+	 * (core_submit; its completion calls imap_fjob_complete), or the
+	 * unit test's own. */
+	void (*start)(struct imap_fjob *);
 	TAILQ_HEAD(, imap_folder) folders;
 };
 
@@ -128,6 +132,11 @@ struct imap_fjob *imap_fjob_new(struct imap_session *, struct imap_folder *f,
     bool (*done)(struct imap_fjob *), void *arg, void (*free_arg)(void *));
 /* Queues j; it starts once it holds its folders. */
 void imap_fjob_submit(struct imap_fjob *);
+/* The default srv->start: the job on the storage pool, for its session. */
+void imap_fjob_start_core(struct imap_fjob *);
+/* Loop, after j ran: the snapshots swapped in, the sessions told,
+ * j->done, the queues moved on, j freed.  j->done's result. */
+bool imap_fjob_complete(struct imap_fjob *);
 /* The session is going away: its queued jobs are dropped. */
 void imap_fjob_cancel_session(struct imap_server *, struct imap_session *);
 /* Worker: j->f[i]'s box, opened on first use (and is_changed[i] set);

@@ -2457,6 +2457,7 @@ service_new(struct event_base *base, struct config *cfg, char *err, size_t len)
 	struct imap_server *srv = xcalloc(1, sizeof(*srv));
 
 	TAILQ_INIT(&srv->folders);
+	srv->start = imap_fjob_start_core;
 	l[0] = (struct core_listen){&cfg->imap_listen, "imap", false, 0};
 	l[1] = (struct core_listen){&cfg->imaps_listen, "imaps", true, 0};
 	srv->core =

@@ -34,5 +34,6 @@ int run_imap_parse_tests(void);
 int run_mime_tests(void);
 int run_store_tests(void);
 int run_imap_view_tests(void);
+int run_imap_folder_tests(void);
 
 #endif

@@ -31,5 +31,6 @@ main(void)
 	failed += run_mime_tests();
 	failed += run_store_tests();
 	failed += run_imap_view_tests();
+	failed += run_imap_folder_tests();
 	return failed != 0;
 }

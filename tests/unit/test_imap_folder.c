@@ -1,0 +1,205 @@
+/*
+ * imap_folder: the shared folder objects' job queues (src/imap/
+ * imap_folder.c), with the server's start hook replaced by the test's:
+ * a job "runs" until the test completes it.  Checks that at most one job
+ * holds a folder, that each folder's jobs start in order, and that
+ * two-folder jobs taken in opposite orders cannot deadlock.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "../../src/imap/imap_priv.h"
+#include "unit.h"
+
+/* The session half imap_folder.c calls; no session is used here. */
+void
+imap_session_changed(struct imap_session *s)
+{
+	(void)s;
+}
+
+void
+imap_session_job_refused(struct imap_session *s)
+{
+	(void)s;
+}
+
+struct core_session *
+imap_session_core(struct imap_session *s)
+{
+	(void)s;
+	return NULL;
+}
+
+#define MAXJ 16
+static struct imap_fjob *running[MAXJ];
+static size_t nrunning;
+static int started[MAXJ], nstarted;
+static int done_count;
+
+static void
+t_start(struct imap_fjob *j)
+{
+	/* At most one job holds a folder. */
+	for (size_t i = 0; i < nrunning; i++)
+		for (size_t a = 0; a < running[i]->nf; a++)
+			for (size_t b = 0; b < j->nf; b++)
+				if (running[i]->f[a] == j->f[b])
+					fail_msg("folder %s held by two jobs",
+					    j->f[b]->name);
+	running[nrunning++] = j;
+	started[nstarted++] = (int)(intptr_t)j->arg;
+}
+
+static void
+t_run(struct imap_fjob *j)
+{
+	(void)j;
+}
+
+static bool
+t_done(struct imap_fjob *j)
+{
+	(void)j;
+	done_count++;
+	return false;
+}
+
+/* Completes the oldest running job (what a worker would have run). */
+static bool
+complete_one(void)
+{
+	struct imap_fjob *j;
+
+	if (nrunning == 0)
+		return false;
+	j = running[0];
+	memmove(running, running + 1, --nrunning * sizeof(running[0]));
+	j->arg = NULL; /* the tag only */
+	(void)imap_fjob_complete(j);
+	return true;
+}
+
+static struct imap_fjob *
+job(struct imap_folder *f, struct imap_folder *g, int tag)
+{
+	struct imap_session *fake = (struct imap_session *)(intptr_t)1;
+
+	return imap_fjob_new(
+	    fake, f, g, t_run, t_done, (void *)(intptr_t)tag, NULL);
+}
+
+static void
+reset(struct imap_server *srv)
+{
+	memset(srv, 0, sizeof(*srv));
+	TAILQ_INIT(&srv->folders);
+	srv->start = t_start;
+	nrunning = 0;
+	nstarted = 0;
+	done_count = 0;
+}
+
+static void
+test_fifo_one_at_a_time(void **state)
+{
+	struct imap_server srv;
+	struct imap_folder *a;
+
+	(void)state;
+	reset(&srv);
+	a = imap_folder_get(&srv, "u", "/nonexistent", "INBOX");
+	for (int t = 1; t <= 5; t++)
+		imap_fjob_submit(job(a, NULL, t));
+	assert_int_equal(nstarted, 1); /* the others wait in the queue */
+	while (complete_one())
+		;
+	assert_int_equal(done_count, 5);
+	for (int t = 0; t < 5; t++)
+		assert_int_equal(started[t], t + 1);
+	/* The same object for the same (user, folder); another for another
+	 * user. */
+	assert_ptr_equal(imap_folder_get(&srv, "u", "/x", "INBOX"), a);
+	assert_ptr_not_equal(imap_folder_find(&srv, "v", "INBOX"), a);
+	imap_folder_put(&a);
+	a = imap_folder_find(&srv, "u", "INBOX");
+	imap_folder_put(&a);
+	assert_true(TAILQ_EMPTY(&srv.folders)); /* the last reference */
+}
+
+/*
+ * P holds B; J2 wants (B, A) and J1 (A, B).  Taken in the order given,
+ * J1 would hold A waiting for B behind J2, and J2 would then hold B
+ * waiting for A: neither could ever start.
+ */
+static void
+test_two_folders_no_deadlock(void **state)
+{
+	struct imap_server srv;
+	struct imap_folder *a, *b;
+
+	(void)state;
+	reset(&srv);
+	a = imap_folder_get(&srv, "u", "/n", "A");
+	b = imap_folder_get(&srv, "u", "/n", "B");
+	imap_fjob_submit(job(b, NULL, 1));
+	imap_fjob_submit(job(b, a, 2));
+	imap_fjob_submit(job(a, b, 3));
+	imap_fjob_submit(job(a, NULL, 4));
+	for (int guard = 0; guard < 20 && complete_one(); guard++)
+		;
+	if (done_count != 4)
+		fail_msg("only %d of 4 jobs ran: a deadlock", done_count);
+	imap_folder_put(&a);
+	imap_folder_put(&b);
+	assert_true(TAILQ_EMPTY(&srv.folders));
+}
+
+static void
+test_cancel_releases(void **state)
+{
+	struct imap_server srv;
+	struct imap_folder *a, *b;
+	struct imap_session *other = (struct imap_session *)(intptr_t)2;
+	struct imap_fjob *j;
+
+	(void)state;
+	reset(&srv);
+	a = imap_folder_get(&srv, "u", "/n", "A");
+	b = imap_folder_get(&srv, "u", "/n", "B");
+	if ((uintptr_t)b < (uintptr_t)a) {
+		/* b must be the folder taken second */
+		struct imap_folder *t = a;
+
+		a = b;
+		b = t;
+	}
+	imap_fjob_submit(job(b, NULL, 1)); /* runs: b busy */
+	j = imap_fjob_new(
+	    other, a, b, t_run, t_done, (void *)(intptr_t)2, NULL);
+	imap_fjob_submit(j); /* holds the first, waits for the second */
+	imap_fjob_submit(job(a, NULL, 3));
+	assert_int_equal(nstarted, 1);
+	/* The waiting job's session goes away: what it held is free. */
+	imap_fjob_cancel_session(&srv, other);
+	assert_int_equal(nstarted, 2);
+	assert_int_equal(started[1], 3);
+	while (complete_one())
+		;
+	assert_int_equal(done_count, 2);
+	imap_folder_put(&a);
+	imap_folder_put(&b);
+	assert_true(TAILQ_EMPTY(&srv.folders));
+}
+
+int
+run_imap_folder_tests(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_fifo_one_at_a_time),
+	    cmocka_unit_test(test_two_folders_no_deadlock),
+	    cmocka_unit_test(test_cancel_releases),
+	};
+
+	return cmocka_run_group_tests_name("imap_folder", tests, NULL, NULL);
+}
