@@ -388,122 +388,166 @@ msg_items(struct imap_fetch_job *fj, const struct mime_msg *mm, uint64_t fsize,
 	}
 }
 
-/* Starts message fj->next: everything but its literals goes to out. */
+/* A non-peek FETCH sets \Seen (RFC 3501 6.4.5); *m is looked up again
+ * (the rename may move it).  False when the message is gone. */
+static bool
+msg_mark_seen(struct imap_fjob *j, struct store_box *box, uint32_t uid,
+    const struct store_msg **m, bool *is_set)
+{
+	struct store_flags seen = {STORE_F_SEEN, 0};
+	char err[256];
+
+	*is_set = false;
+	if ((*m)->flags.sys & STORE_F_SEEN)
+		return true;
+	if (store_set_flags(box, uid, STORE_FLAGS_ADD, &seen, 0, NULL, err,
+	        sizeof(err)) == 0) {
+		j->is_changed[0] = true;
+		*is_set = true;
+	}
+	return (*m = store_msg_by_uid(box, uid)) != NULL;
+}
+
+/* A message's file, open, and parsed when the items need it. */
+struct msg_file {
+	int fd;
+	uint8_t *map;
+	uint64_t size;
+	struct mime_msg mm;
+};
+
+static void
+msg_file_unmap(struct msg_file *mf)
+{
+	mime_msg_free(&mf->mm);
+	if (mf->map != NULL)
+		munmap(mf->map, (size_t)mf->size);
+	mf->map = NULL;
+}
+
+/* 0, or -1 (logged; the descriptor closed). */
+static int
+msg_file_open(struct store_box *box, uint32_t uid, bool is_parsed,
+    struct msg_file *mf, bool *is_synced)
+{
+	struct stat st;
+
+	memset(mf, 0, sizeof(*mf));
+	if ((mf->fd = msg_open(box, uid, is_synced)) == -1 ||
+	    fstat(mf->fd, &st) == -1) {
+		log_warn("event=fetch result=fail uid=%u error=\"%s\"", uid,
+		    strerror(errno));
+		if (mf->fd != -1)
+			close(mf->fd);
+		mf->fd = -1;
+		return -1;
+	}
+	mf->size = (uint64_t)st.st_size;
+	if (is_parsed && mf->size > 0) {
+		mf->map = mmap(
+		    NULL, (size_t)mf->size, PROT_READ, MAP_PRIVATE, mf->fd, 0);
+		if (mf->map == MAP_FAILED)
+			mf->map = NULL;
+	}
+	if (mf->map != NULL)
+		mime_parse(mf->map, (size_t)mf->size, &mf->mm);
+	else
+		mime_parse((const uint8_t *)"", 0, &mf->mm);
+	return 0;
+}
+
+/* The items that are not literals, after "* seq FETCH (". */
+static void
+msg_head(struct imap_fetch_job *fj, const struct store_box *box,
+    const struct store_msg *m, const struct mime_msg *mm, bool is_seen_set)
+{
+	unsigned items = fj->spec->items;
+	bool is_first = true;
+
+#define SEP() (is_first ? (is_first = false, "") : " ")
+	if (fj->is_uid || (items & IMAP_FI_UID))
+		bprintf(&fj->out, "%sUID %u", SEP(), m->uid);
+	if ((items & IMAP_FI_FLAGS) || is_seen_set) {
+		bprintf(&fj->out, "%sFLAGS (", SEP());
+		imap_flags_fmt(&fj->out, &m->flags, &box->keywords);
+		bputs(&fj->out, ")");
+		told_add(fj, m->uid, m->flags);
+	}
+	if (items & IMAP_FI_INTERNALDATE) {
+		bprintf(&fj->out, "%sINTERNALDATE ", SEP());
+		fmt_internaldate(&fj->out, m->internaldate);
+	}
+	if (items & IMAP_FI_RFC822_SIZE)
+		bprintf(&fj->out, "%sRFC822.SIZE %llu", SEP(),
+		    (unsigned long long)m->size);
+	if (items & IMAP_FI_MODSEQ)
+		bprintf(&fj->out, "%sMODSEQ (%llu)", SEP(),
+		    (unsigned long long)m->modseq);
+	if (items & IMAP_FI_ENVELOPE) {
+		bprintf(&fj->out, "%sENVELOPE ", SEP());
+		(void)mime_imap_envelope(mm, 0, &fj->out);
+	}
+	if (items & IMAP_FI_BODY) {
+		bprintf(&fj->out, "%sBODY ", SEP());
+		(void)mime_imap_bodystructure(mm, 0, false, &fj->out);
+	}
+	if (items & IMAP_FI_BODYSTRUCTURE) {
+		bprintf(&fj->out, "%sBODYSTRUCTURE ", SEP());
+		(void)mime_imap_bodystructure(mm, 0, true, &fj->out);
+	}
+#undef SEP
+	fj->has_item = !is_first;
+}
+
+/*
+ * Starts message fj->next: everything but its literals goes to out, the
+ * literal items are listed (msg_items) for msg_step, the file stays open
+ * for them and its mapping is gone.  A message gone meanwhile (expunged
+ * by another session or program) is skipped and counted.
+ */
 static void
 msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
 {
 	const struct imap_fetch *spec = fj->spec;
 	uint32_t uid = fj->uid[fj->next], seq = fj->seq[fj->next];
 	const struct store_msg *m = store_msg_by_uid(box, uid);
-	bool is_seen_set = false, is_first = true, is_synced = false;
-	bool needs_file = spec_needs_parse(spec) ||
-	                  (spec->items & IMAP_FI_RFC822) || spec->nsecs > 0;
-	struct mime_msg mm;
-	uint8_t *map = NULL;
-	struct stat st;
-	char err[256];
+	bool is_seen_set = false, is_synced = false;
+	bool is_parsed = spec_needs_parse(spec);
+	bool needs_file =
+	    is_parsed || (spec->items & IMAP_FI_RFC822) || spec->nsecs > 0;
+	struct msg_file mf;
 
-	if (m == NULL) {
+	memset(&mf, 0, sizeof(mf));
+	mf.fd = -1;
+	if (m == NULL || (!fj->is_readonly && spec_sets_seen(spec) &&
+	                     !msg_mark_seen(j, box, uid, &m, &is_seen_set))) {
 		fj->expunged++;
 		return;
 	}
-	if (!fj->is_readonly && spec_sets_seen(spec) &&
-	    !(m->flags.sys & STORE_F_SEEN)) {
-		struct store_flags seen = {STORE_F_SEEN, 0};
-
-		if (store_set_flags(box, uid, STORE_FLAGS_ADD, &seen, 0, NULL,
-		        err, sizeof(err)) == 0) {
-			j->is_changed[0] = true;
-			is_seen_set = true;
-		}
-		if ((m = store_msg_by_uid(box, uid)) == NULL) {
-			fj->expunged++;
-			return;
-		}
-	}
-	fj->fd = -1;
-	memset(&mm, 0, sizeof(mm));
-	if (needs_file) {
-		if ((fj->fd = msg_open(box, uid, &is_synced)) == -1 ||
-		    fstat(fj->fd, &st) == -1) {
-			log_warn("event=fetch result=fail uid=%u error=\"%s\"",
-			    uid, strerror(errno));
-			if (fj->fd != -1)
-				close(fj->fd);
-			fj->fd = -1;
-			fj->expunged++;
-			return;
-		}
-		if (spec_needs_parse(spec) && st.st_size > 0) {
-			map = mmap(NULL, (size_t)st.st_size, PROT_READ,
-			    MAP_PRIVATE, fj->fd, 0);
-			if (map == MAP_FAILED)
-				map = NULL;
-		}
-		if (map != NULL)
-			mime_parse(map, (size_t)st.st_size, &mm);
-		else
-			mime_parse((const uint8_t *)"", 0, &mm);
+	if (needs_file &&
+	    msg_file_open(box, uid, is_parsed, &mf, &is_synced) == -1) {
+		fj->expunged++;
+		return;
 	}
 	if (is_synced) {
-		/* Another program renamed or removed files: sessions are
-		 * told what the rescan found. */
+		/* Another program renamed or removed files: the sessions
+		 * are told what the rescan found. */
 		j->is_changed[0] = true;
 		if ((m = store_msg_by_uid(box, uid)) == NULL) {
-			close(fj->fd);
-			fj->fd = -1;
-			mime_msg_free(&mm);
-			if (map != NULL)
-				munmap(map, (size_t)st.st_size);
+			msg_file_unmap(&mf);
+			close(mf.fd);
 			fj->expunged++;
 			return;
 		}
 	}
 	bprintf(&fj->out, "* %u FETCH (", seq);
-#define SEP() (is_first ? (is_first = false, "") : " ")
-	if (fj->is_uid || (spec->items & IMAP_FI_UID))
-		bprintf(&fj->out, "%sUID %u", SEP(), uid);
-	if ((spec->items & IMAP_FI_FLAGS) || is_seen_set) {
-		bprintf(&fj->out, "%sFLAGS (", SEP());
-		imap_flags_fmt(&fj->out, &m->flags, &box->keywords);
-		bputs(&fj->out, ")");
-		told_add(fj, uid, m->flags);
-	}
-	if (spec->items & IMAP_FI_INTERNALDATE) {
-		bprintf(&fj->out, "%sINTERNALDATE ", SEP());
-		fmt_internaldate(&fj->out, m->internaldate);
-	}
-	if (spec->items & IMAP_FI_RFC822_SIZE)
-		bprintf(&fj->out, "%sRFC822.SIZE %llu", SEP(),
-		    (unsigned long long)m->size);
-	if (spec->items & IMAP_FI_MODSEQ)
-		bprintf(&fj->out, "%sMODSEQ (%llu)", SEP(),
-		    (unsigned long long)m->modseq);
-	if (spec->items & IMAP_FI_ENVELOPE) {
-		bprintf(&fj->out, "%sENVELOPE ", SEP());
-		(void)mime_imap_envelope(&mm, 0, &fj->out);
-	}
-	if (spec->items & IMAP_FI_BODY) {
-		bprintf(&fj->out, "%sBODY ", SEP());
-		(void)mime_imap_bodystructure(&mm, 0, false, &fj->out);
-	}
-	if (spec->items & IMAP_FI_BODYSTRUCTURE) {
-		bprintf(&fj->out, "%sBODYSTRUCTURE ", SEP());
-		(void)mime_imap_bodystructure(&mm, 0, true, &fj->out);
-	}
-#undef SEP
-	fj->has_item = !is_first;
-	if (needs_file) {
-		uint64_t fsize = (uint64_t)st.st_size;
-		uint64_t msize = map != NULL
-		                     ? mime_crlf_size(&mm, 0, (size_t)fsize)
-		                     : m->size;
-
-		msg_items(fj, map != NULL ? &mm : NULL, fsize, msize);
-	}
-	mime_msg_free(&mm);
-	if (map != NULL)
-		munmap(map, (size_t)st.st_size);
+	msg_head(fj, box, m, &mf.mm, is_seen_set);
+	if (needs_file)
+		msg_items(fj, mf.map != NULL ? &mf.mm : NULL, mf.size,
+		    mf.map != NULL ? mime_crlf_size(&mf.mm, 0, (size_t)mf.size)
+		                   : m->size);
+	msg_file_unmap(&mf);
+	fj->fd = mf.fd;
 	fj->is_open = true;
 	fj->item = 0;
 }
