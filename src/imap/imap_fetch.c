@@ -625,8 +625,10 @@ msg_step(struct imap_fetch_job *fj)
 	    (unsigned long long)it->len);
 	fj->has_item = true;
 	if (it->is_buf) {
-		(void)buf_append(
-		    &fj->out, it->b.data + it->skip, (size_t)it->len);
+		/* UNSAFE: skip + len <= b.len (item_partial) */
+		if (it->len > 0)
+			(void)buf_append(
+			    &fj->out, it->b.data + it->skip, (size_t)it->len);
 		return;
 	}
 	fj->pos = it->start;

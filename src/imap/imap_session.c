@@ -1699,14 +1699,15 @@ cmd_search(struct imap_session *s, struct imap_cmd *c)
 	sj->spec = &s->cmd.u.search;
 	sj->n = s->view.n;
 	sj->uid = xcalloc(s->view.n ? s->view.n : 1, sizeof(*sj->uid));
-	memcpy(sj->uid, s->view.uid, s->view.n * sizeof(*sj->uid));
+	if (s->view.n > 0)
+		memcpy(sj->uid, s->view.uid, s->view.n * sizeof(*sj->uid));
 	sj->is_uid = c->is_uid;
 	fsubmit(s, imap_fjob_new(s, s->folder, NULL, search_run, search_done,
 	               sj, search_job_free));
 }
 
 struct expunge_arg {
-	uint32_t *uids; /* UID EXPUNGE: the set's messages; else NULL */
+	uint32_t *uids; /* the set (UID EXPUNGE) or the view; NULL: all */
 	size_t n;
 	size_t nexpunged;
 };
@@ -1734,7 +1735,8 @@ expunge_run(struct imap_fjob *j)
 		return;
 	}
 	if (a->uids != NULL) {
-		/* UID EXPUNGE (RFC 4315): only the \Deleted ones of the set. */
+		/* Only the \Deleted ones of the set (UID EXPUNGE, RFC 4315)
+		 * or of the view. */
 		del = xcalloc(a->n ? a->n : 1, sizeof(*del));
 		for (size_t i = 0; i < a->n; i++) {
 			const struct store_msg *m =
@@ -1775,6 +1777,17 @@ expunge_done(struct imap_fjob *j)
 	return false;
 }
 
+/* EXPUNGE and CLOSE remove the \Deleted messages the client knows of
+ * (its view), not one delivered since that it was never told about. */
+static void
+expunge_view(struct imap_session *s, struct expunge_arg *a)
+{
+	a->n = s->view.n;
+	a->uids = xcalloc(a->n ? a->n : 1, sizeof(*a->uids));
+	if (a->n > 0)
+		memcpy(a->uids, s->view.uid, a->n * sizeof(*a->uids));
+}
+
 static void
 cmd_expunge(struct imap_session *s, struct imap_cmd *c)
 {
@@ -1793,9 +1806,8 @@ cmd_expunge(struct imap_session *s, struct imap_cmd *c)
 			return;
 		}
 		free(seq);
-		if (a->uids == NULL)
-			a->uids = xcalloc(1, sizeof(*a->uids));
-	}
+	} else
+		expunge_view(s, a);
 	fsubmit(s, imap_fjob_new(s, s->folder, NULL, expunge_run, expunge_done,
 	               a, expunge_free));
 }
@@ -1803,14 +1815,18 @@ cmd_expunge(struct imap_session *s, struct imap_cmd *c)
 static void
 cmd_close(struct imap_session *s, struct imap_cmd *c)
 {
+	struct expunge_arg *a;
+
 	(void)c;
 	if (s->is_readonly) {
 		deselect(s);
 		tagged(s, "OK", "Close completed");
 		return;
 	}
+	a = xcalloc(1, sizeof(*a));
+	expunge_view(s, a);
 	fsubmit(s, imap_fjob_new(s, s->folder, NULL, expunge_run, expunge_done,
-	               xcalloc(1, sizeof(struct expunge_arg)), expunge_free));
+	               a, expunge_free));
 }
 
 static void

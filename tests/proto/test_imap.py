@@ -734,3 +734,36 @@ def test_close_unselect_check_unsubscribe_inuse(srv, cert):
     lsub = r.until("m")
     assert not any('"Sent"' in x for x in lsub) and any('"Drafts"' in x for x in lsub)
     m.logout()
+
+
+def test_expunge_spares_messages_the_client_was_not_told_of(srv, cert):
+    a = imap(srv, cert)
+    a.append("INBOX", r"(\Deleted)", None, b"Subject: old\r\n\r\nx\r\n")
+    a.select("INBOX")
+    b = imap(srv, cert)
+    b.append("INBOX", r"(\Deleted)", None, b"Subject: new\r\n\r\ny\r\n")
+    typ, data = a.expunge()
+    assert data == [b"1"]
+    assert a.untagged_responses.get("EXISTS")[-1] == b"1"  # the new one, told after
+    typ, data = a.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    assert data[0][1] == b"Subject: new\r\n\r\n"
+    a.logout()
+    b.logout()
+
+
+def test_empty_folder_and_missing_parts(srv, cert):
+    r = raw_login(srv, cert)
+    r.send("a SELECT Junk\r\nb SEARCH ALL\r\nc UID FETCH 1:* (UID)\r\nd EXPUNGE\r\n")
+    assert "* 0 EXISTS" in r.until("a")
+    assert r.until("b") == ["* SEARCH", "b OK Search completed"]
+    assert r.until("c") == ["c OK Fetch completed"]
+    assert r.until("d") == ["d OK Expunge completed"]
+    r.send("e APPEND Junk {12+}\r\nSubject: j\r\n\r\n")
+    assert "* 1 EXISTS" in r.until("e")
+    r.send("f FETCH 1 (BODY.PEEK[7.HEADER.FIELDS (X)] BODY.PEEK[7] BODY.PEEK[]<99.5>)\r\n")
+    lines = r.until("f")
+    # A part that does not exist is an empty string (RFC 3501 6.4.5).
+    assert lines[0] == "* 1 FETCH (BODY[7.HEADER.FIELDS (X)] {0}"
+    assert lines[1] == " BODY[7] {0}"
+    assert lines[2] == " BODY[]<99> {0}"
+    assert lines[-1].startswith("f OK")
