@@ -7,17 +7,38 @@ level=${1:-build}
 pkgs="build-essential pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev
 	libc-ares-dev openssl"
 case $level in
-test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 pflogsumm" ;;
+test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 pflogsumm dovecot-imapd isync" ;;
 esac
 case $level in
 bench) pkgs="$pkgs postfix procps dovecot-pop3d" ;;
+esac
+# node and npm may come from elsewhere (NodeSource's nodejs bundles npm
+# and conflicts with Debian's): only asked for when the commands are missing.
+case $level in
+test|bench)
+	command -v node >/dev/null 2>&1 || pkgs="$pkgs nodejs"
+	command -v npm >/dev/null 2>&1 || pkgs="$pkgs npm" ;;
 esac
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 		missing="$missing $p"
 done
-[ -z "$missing" ] && exit 0
+# imapflow (an IMAP client library from npm, for the IDLE test) goes under
+# build/node, outside the repository; the version is pinned.
+node_deps() {
+	case $level in test|bench) ;; *) return 0 ;; esac
+	root=$(cd "$(dirname "$0")/.." && pwd)
+	[ -d "$root/build/node/node_modules/imapflow" ] && return 0
+	echo "deps: npm install imapflow under build/node" >&2
+	mkdir -p "$root/build/node"
+	npm install --silent --no-audit --no-fund --prefix "$root/build/node" \
+		imapflow@2.10.2 >/dev/null
+}
+if [ -z "$missing" ]; then
+	node_deps
+	exit 0
+fi
 if [ "$(id -u)" -ne 0 ]; then
 	echo "deps: missing Debian packages:$missing" >&2
 	echo "deps: run as root, or: apt-get install$missing" >&2
@@ -25,5 +46,22 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "deps: installing$missing" >&2
 export DEBIAN_FRONTEND=noninteractive
+# Dovecot and Postfix are test peers, started by the tests on loopback
+# ports: their packages must not start system services listening on every
+# address.  A policy-rc.d that refuses (exit 101) is put in place for the
+# install unless the machine has one of its own (containers usually do).
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [ ! -e "$policy" ]; then
+	printf '#!/bin/sh\nexit 101\n' >"$policy"
+	chmod 755 "$policy"
+	own_policy=1
+	trap 'rm -f "$policy"' EXIT
+fi
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
+if [ -n "$own_policy" ]; then
+	rm -f "$policy"
+	trap - EXIT
+fi
+node_deps
