@@ -164,6 +164,7 @@ bench: deps all
 	@scripts/deps.sh bench
 	bench/smtp_bench.sh
 	/usr/bin/python3 bench/pop3_bench.py
+	/usr/bin/python3 bench/imap_bench.py
 
 clean:
 	rm -rf build bin
