@@ -43,13 +43,20 @@ struct queue_cmd_result {
 	size_t done;         /* entries changed (flush: scheduled now) */
 	size_t skipped_held; /* flush only: held entries left alone */
 };
+/* The end of a queue command whose changes had to reach the disk first:
+ * err is NULL, or why a write failed (the change holds in memory). */
+typedef void (*queue_cmd_fn)(
+    void *arg, const struct queue_cmd_result *, const char *err);
 /*
  * Applies an admin command ("flush [ID|all]", "delete ID|all",
- * "hold [ID|all]", "release [ID|all]") and fills *out.  Returns 0, or -1
- * with a reason in err ("no such message: ID" for an unknown ID).
+ * "hold [ID|all]", "release [ID|all]") and fills *out.  Returns 0 (done:
+ * reply now), 1 when a change must be durable first (delete, hold,
+ * release): done(arg, ...) then runs on the loop once every entry's
+ * removal or write has finished, never from inside this call; or -1 with
+ * a reason in err ("no such message: ID" for an unknown ID).
  */
 int queue_command(struct queue *, const char *cmd, struct queue_cmd_result *out,
-    char *err, size_t errlen);
+    char *err, size_t errlen, queue_cmd_fn done, void *arg);
 
 /* A new unique queue id (hex, time-based plus a counter). */
 void queue_new_id(char out[QID_MAX]);

@@ -12,7 +12,11 @@
  *   size<TAB>OCTETS             (optional)
  *   rcpt<TAB>STATE<TAB>ATTEMPTS<TAB>NEXT<TAB>ADDRESS<TAB>LAST-ERROR[<TAB>pin]
  *
- * STATE is pending, sent or failed.  The optional seventh field "pin"
+ * STATE is pending, sent, failed or bouncing: failed for good, its
+ * failure DSN not yet stored (a restart sends that DSN without trying the
+ * remote again; NEXT is then the DSN's first try, so queue_lifetime
+ * bounds it across restarts).  Versions before "bouncing" existed read
+ * such a file as corrupt.  The optional seventh field "pin"
  * (written only when set, so entries without it read as before) marks a
  * recipient accepted by the backup-MX rule: it is delivered only to
  * addresses in relay_addresses, checked again at every attempt.  The
@@ -36,7 +40,10 @@
 #define QADDR_MAX 300
 #define QERR_MAX 400
 
-enum qrcpt_state { QRCPT_PENDING, QRCPT_SENT, QRCPT_FAILED };
+/* QRCPT_BOUNCING is only ever on disk (the loop holds such a recipient
+ * as failed with its DSN in flight): failed for good, its DSN not yet
+ * stored.  NEXT then holds when that DSN was first tried. */
+enum qrcpt_state { QRCPT_PENDING, QRCPT_SENT, QRCPT_FAILED, QRCPT_BOUNCING };
 
 struct qrcpt {
 	enum qrcpt_state state;

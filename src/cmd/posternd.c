@@ -469,6 +469,22 @@ ctl_on_event(struct bufferevent *bev, short what, void *arg)
 	bufferevent_free(bev);
 }
 
+/* A queue command's changes are on disk (or failed to get there). */
+static void
+ctl_queue_done(void *arg, const struct queue_cmd_result *res, const char *err)
+{
+	struct bufferevent *bev = arg;
+
+	if (err != NULL)
+		evbuffer_add_printf(bufferevent_get_output(bev),
+		    "error: queue write failed: %s\n", err);
+	else
+		evbuffer_add_printf(bufferevent_get_output(bev), "ok %zu %zu\n",
+		    res->done, res->skipped_held);
+	bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, NULL);
+	bufferevent_enable(bev, EV_WRITE);
+}
+
 static void
 ctl_on_read(struct bufferevent *bev, void *arg)
 {
@@ -478,6 +494,7 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 	char *line = evbuffer_readln(in, NULL, EVBUFFER_EOL_LF);
 	struct queue_cmd_result res;
 	char err[256];
+	int r = -1;
 
 	if (line == NULL) {
 		if (evbuffer_get_length(in) > 1024)
@@ -490,8 +507,19 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 		bufferevent_disable(bev, EV_READ);
 		daemon_reload(dm, bev);
 		return;
-	} else if (strncmp(line, "queue ", 6) == 0 &&
-	           queue_command(q, line + 6, &res, err, sizeof(err)) == 0)
+	}
+	if (strncmp(line, "queue ", 6) == 0)
+		r = queue_command(
+		    q, line + 6, &res, err, sizeof(err), ctl_queue_done, bev);
+	if (r == 1) {
+		/* Answered once the change is durable (ctl_queue_done);
+		 * until then nothing from this client is read. */
+		free(line);
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+		return;
+	}
+	if (r == 0)
 		/* "ok DONE HELD": what posternctl reports (queue.h). */
 		evbuffer_add_printf(bufferevent_get_output(bev), "ok %zu %zu\n",
 		    res.done, res.skipped_held);

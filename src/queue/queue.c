@@ -2,9 +2,12 @@
  * queue: the queue manager (include/queue.h).  The loop owns every
  * struct qentry; outbound threads get a copy of what they need (a job per
  * entry and destination domain) and hand back per-recipient results.
- * Entry state is written to disk by a worker (write, fsync, rename, fsync
- * the directory) after each attempt; an entry is busy-persisting at most
- * once at a time, later changes mark it dirty and are written next.
+ * Entry state is written to disk by the queue's own small state pool
+ * (write, fsync, rename, fsync the directory; or the removal), never
+ * behind an SMTP attempt: an entry is busy-persisting at most once at a
+ * time, later changes mark it dirty and the next write carries the latest
+ * state.  While a write runs the loop still owns the entry; the thread
+ * reads only its snapshot.
  *
  * Guarantee: at least once.  A recipient the remote side accepted is
  * marked sent on disk right after the attempt; if posternd dies between
@@ -40,6 +43,21 @@
 #include "worker.h"
 #include "xmalloc.h"
 
+/* A queue command waiting for its entries' writes (queue_command). */
+struct qwait {
+	queue_cmd_fn done;
+	void *arg;
+	struct queue_cmd_result res;
+	size_t pending; /* writes still to finish, +1 while the command runs */
+	char err[PATH_MAX + 64]; /* the first failed write's reason */
+};
+
+/* Commands waiting for the next write of an entry (or one in flight). */
+struct qwaits {
+	struct qwait **v;
+	size_t n;
+};
+
 struct qentry {
 	TAILQ_ENTRY(qentry) link;
 	struct qenv env;
@@ -58,8 +76,10 @@ struct qentry {
 	/* Deleted by a queue command: its DSNs still waiting are cancelled,
 	 * not retried. */
 	bool is_cancelled;
-	/* The files are gone; e stays only while DSNs in flight hold it. */
+	/* The files are gone; e stays only while DSNs or an attempt in
+	 * flight hold it. */
 	bool is_removed;
+	struct qwaits waits; /* commands waiting for e's next write */
 };
 
 struct queue {
@@ -68,6 +88,8 @@ struct queue {
 	struct workers *workers;  /* directory pool: DSN recipients */
 	struct workers *store;    /* storage pool: DSN writes */
 	struct workers *outbound; /* SMTP client threads */
+	/* Entry writes and removals: never queued behind an attempt. */
+	struct workers *state;
 	struct committer *committer;
 	TAILQ_HEAD(, qentry) entries;
 	TAILQ_HEAD(, bounce) retries; /* DSNs waiting to try again */
@@ -101,6 +123,7 @@ struct persist {
 	struct qentry *e;
 	struct config *cfg; /* its own reference: a reload may swap q->cfg */
 	struct qenv snap;
+	struct qwaits waits; /* commands answered when this write is done */
 	bool is_delete;
 	int result;
 	char err[PATH_MAX + 64]; /* the thread's reason when result is -1 */
@@ -173,8 +196,42 @@ rcpt_domain(const char *addr)
 }
 
 static void
+wait_add(struct qwaits *ws, struct qwait *w)
+{
+	if (w == NULL)
+		return;
+	ws->v = xreallocarray(ws->v, ws->n + 1, sizeof(*ws->v));
+	ws->v[ws->n++] = w;
+	w->pending++;
+}
+
+/* One write w waited for is done (err: its failure, or NULL). */
+static void
+wait_release(struct qwait *w, const char *err)
+{
+	if (err != NULL && w->err[0] == '\0')
+		snprintf(w->err, sizeof(w->err), "%s", err);
+	if (--w->pending > 0)
+		return;
+	w->done(w->arg, &w->res, w->err[0] != '\0' ? w->err : NULL);
+	free(w);
+}
+
+static void
+waits_release(struct qwaits *ws, const char *err)
+{
+	for (size_t i = 0; i < ws->n; i++)
+		wait_release(ws->v[i], err);
+	free(ws->v);
+	ws->v = NULL;
+	ws->n = 0;
+}
+
+static void
 entry_free(struct qentry *e)
 {
+	/* Whatever a command waited for is as done as it gets. */
+	waits_release(&e->waits, NULL);
 	queue_env_clear(&e->env);
 	free(e->busy);
 	free(e->dsn_wait);
@@ -198,6 +255,17 @@ entry_done(const struct qentry *e)
 		if (e->env.rcpts[i].state == QRCPT_PENDING)
 			return false;
 	return true;
+}
+
+/* e's files are gone: free it once nothing holds it any more. */
+static void
+entry_unhold(struct queue *q, struct qentry *e)
+{
+	if (!e->is_removed || e->active_jobs > 0 || e->dsn_refs > 0 ||
+	    e->is_persisting)
+		return;
+	TAILQ_REMOVE(&q->entries, e, link);
+	entry_free(e);
 }
 
 /* ---- persisting and deleting (worker thread) --------------------------- */
@@ -284,7 +352,7 @@ remove_entry_files(const char *data_dir, const char *id, bool has_env,
 	return r;
 }
 
-/* Outbound thread: only p's own copies (snapshot, config reference). */
+/* State thread: only p's own copies (snapshot, config reference). */
 static void
 persist_run(void *arg, void *ctx)
 {
@@ -315,16 +383,13 @@ persist_done(void *arg)
 		e->has_env = true;
 	queue_env_clear(&p->snap);
 	config_unref(&p->cfg);
+	waits_release(&p->waits, p->result == -1 ? p->err : NULL);
 	if (p->is_delete) {
 		log_info("id=%s event=removed", e->env.id);
-		if (e->dsn_refs > 0) {
-			/* DSNs in flight still point at e: freed by the last
-			 * one (bounce_release). */
-			e->is_removed = true;
-		} else {
-			TAILQ_REMOVE(&q->entries, e, link);
-			entry_free(e);
-		}
+		/* DSNs or an attempt in flight still point at e: freed by
+		 * the last one (bounce_release, attempt_done). */
+		e->is_removed = true;
+		entry_unhold(q, e);
 	} else if (e->is_dirty || e->is_deleted) {
 		entry_persist(q, e);
 	}
@@ -337,17 +402,20 @@ entry_persist(struct queue *q, struct qentry *e)
 {
 	struct persist *p;
 
-	if (e->is_removed)
+	if (e->is_removed) {
+		waits_release(&e->waits, NULL);
 		return;
+	}
 	if (e->is_persisting) {
 		e->is_dirty = true;
 		return;
 	}
-	if (e->active_jobs > 0 && e->is_deleted)
-		return; /* removed when the attempt returns */
-	/* A DSN needs only the original's header section, which it keeps
-	 * (b->hdrs): a deleted entry's files go as soon as every DSN has
-	 * read it (bounce_read_done), even if a DSN still waits. */
+	/* A deleted entry's files go even while an attempt runs: its thread
+	 * has the message open already or fails to open it (a deferral that
+	 * nobody acts on), and attempt_done frees e.  A DSN needs only the
+	 * original's header section, which it keeps (b->hdrs): a deleted
+	 * entry's files go as soon as every DSN has read it (bounce_read_done),
+	 * even if a DSN still waits. */
 	if (e->dsn_reading > 0 && e->is_deleted)
 		return;
 	e->is_dirty = false;
@@ -362,13 +430,19 @@ entry_persist(struct queue *q, struct qentry *e)
 	 * when the last DSN is stored (bounce_stored). */
 	p->is_delete = e->is_deleted || (entry_done(e) && e->dsn_refs == 0);
 	queue_env_copy(&p->snap, &e->env);
+	/* Failed, its DSN not yet stored: "bouncing" on disk, so a restart
+	 * sends the DSN (measured from its first try, kept in next) without
+	 * giving the remote the message again. */
 	for (size_t i = 0; i < p->snap.nrcpt; i++)
 		if (e->dsn_wait[i] > 0 &&
 		    p->snap.rcpts[i].state == QRCPT_FAILED)
-			p->snap.rcpts[i].state = QRCPT_PENDING;
-	/* On the outbound threads: unlink can block for a long time (online
-	 * discard), and must not hold up the workers that serve sessions. */
-	workers_submit(q->outbound, persist_run, persist_done, p);
+			p->snap.rcpts[i].state = QRCPT_BOUNCING;
+	p->waits = e->waits;
+	memset(&e->waits, 0, sizeof(e->waits));
+	/* On the state pool: neither behind SMTP attempts (minutes) nor on
+	 * the storage pool that serves sessions (unlink can block for long
+	 * with online discard). */
+	workers_submit(q->state, persist_run, persist_done, p);
 }
 
 /* ---- bounces and delay warnings ---------------------------------------- */
@@ -428,8 +502,7 @@ bounce_release(struct queue *q, struct bounce *b)
 	if (--e->dsn_refs > 0)
 		return;
 	if (e->is_removed) {
-		TAILQ_REMOVE(&q->entries, e, link);
-		entry_free(e);
+		entry_unhold(q, e);
 	} else if (e->is_deleted || entry_done(e)) {
 		entry_persist(q, e);
 	}
@@ -484,13 +557,18 @@ bounce_still_delayed(struct bounce *b)
  * no better).  True when b was resubmitted to the postmaster.
  */
 static bool
-bounce_expire(struct queue *q, struct bounce *b)
+bounce_is_expired(const struct queue *q, const struct bounce *b)
 {
 	time_t age = time(NULL) - b->first_try;
-	bool is_expired = age > 0 && (unsigned long long)age * 1000 >=
-	                                 q->cfg->queue_lifetime_ms;
 
-	if (!b->is_composed || (!b->is_last_try && !is_expired))
+	return age > 0 &&
+	       (unsigned long long)age * 1000 >= q->cfg->queue_lifetime_ms;
+}
+
+static bool
+bounce_expire(struct queue *q, struct bounce *b)
+{
+	if (!b->is_composed || (!b->is_last_try && !bounce_is_expired(q, b)))
 		return false;
 	b->is_temp = false; /* given up, unless the postmaster is left */
 	if (b->to_postmaster)
@@ -553,6 +631,13 @@ bounce_stored(void *arg)
 	if (b->dlv.result != 0 && b->is_temp && b->e != NULL &&
 	    b->e->is_cancelled) {
 		bounce_cancel(b->q, b, "message deleted");
+		return;
+	}
+	/* A delay warning is not worth the postmaster's time: at expiry it
+	 * is dropped (its recipients bounce or get delivered anyway). */
+	if (b->dlv.result != 0 && b->is_temp && b->is_delay && b->is_composed &&
+	    bounce_is_expired(b->q, b)) {
+		bounce_cancel(b->q, b, "delay warning expired");
 		return;
 	}
 	if (b->dlv.result != 0 && b->is_temp && bounce_expire(b->q, b))
@@ -831,7 +916,14 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 	b->is_delay = is_delay;
 	b->body_offset = e->body_offset;
 	b->e = e;
+	/* A failure DSN's clock starts at the recipients' failure (next of
+	 * a failed recipient, kept on disk while it is bouncing), so a
+	 * restart does not reset queue_lifetime. */
 	b->first_try = time(NULL);
+	for (size_t i = 0; i < n && !is_delay; i++)
+		if (e->env.rcpts[idx[i]].next > 0 &&
+		    e->env.rcpts[idx[i]].next < b->first_try)
+			b->first_try = e->env.rcpts[idx[i]].next;
 	e->dsn_refs++;
 	/* Never a DSN to <>: mail from the null sender goes to postmaster. */
 	b->to_postmaster = e->env.from[0] == '\0';
@@ -966,17 +1058,25 @@ attempt_done(void *arg)
 			snprintf(r->status, sizeof(r->status), "4.4.7");
 		}
 		qr->state = QRCPT_FAILED;
+		qr->next = now; /* the DSN's first try (send_dsn) */
 		log_result(e, a, r, "bounced", now);
 		snprintf(fstatus[nfailed], sizeof(fstatus[nfailed]), "%s",
 		    r->status);
 		failed[nfailed++] = r->index;
 	}
-	send_dsn(q, e, failed, fstatus, nfailed, false, a->job.remote_host);
+	/* Deleted while the attempt ran: nobody is told (admin.md). */
+	if (e->is_cancelled && nfailed > 0)
+		log_info("id=%s event=dsn kind=failure result=cancelled "
+		         "reason=\"message deleted\"",
+		    e->env.id);
+	else
+		send_dsn(
+		    q, e, failed, fstatus, nfailed, false, a->job.remote_host);
 	free(failed);
 	free(fstatus);
 	/* Delay warning (RFC 3464 "delayed") once, for real senders. */
-	if (q->cfg->queue_delay_warning_ms > 0 && !e->env.is_warned &&
-	    e->env.from[0] != '\0' && !entry_done(e) &&
+	if (!e->is_cancelled && q->cfg->queue_delay_warning_ms > 0 &&
+	    !e->env.is_warned && e->env.from[0] != '\0' && !entry_done(e) &&
 	    (unsigned long long)(now - e->env.arrival) * 1000 >=
 	        q->cfg->queue_delay_warning_ms) {
 		size_t *pend = xcalloc(e->env.nrcpt, sizeof(*pend)), np = 0;
@@ -990,7 +1090,9 @@ attempt_done(void *arg)
 	}
 	free(a->job.rcpts);
 	config_unref(&a->job.cfg);
-	if (a->removed)
+	if (e->is_removed)
+		entry_unhold(q, e); /* deleted meanwhile: the files are gone */
+	else if (a->removed)
 		entry_removed(q, e, a->has_env);
 	else if (e->active_jobs == 0 || entry_done(e))
 		entry_persist(q, e);
@@ -1141,6 +1243,9 @@ queue_new(struct event_base *base, struct config *cfg, struct workers *w,
 	 * changes smtp_max_connections says so). */
 	q->max_active = cfg->smtp_max_connections;
 	q->outbound = workers_new(base, q->max_active, NULL, NULL, NULL);
+	/* Two threads: writes of different entries overlap, one entry has
+	 * at most one in flight (entry_persist). */
+	q->state = workers_new(base, 2, NULL, NULL, NULL);
 	q->timer = event_new(base, -1, EV_PERSIST, on_timer, q);
 	event_add(q->timer, &tv);
 	return q;
@@ -1157,6 +1262,57 @@ set_aside(const char *data_dir, const char *name)
 		log_err("event=queue-load file=%s error=\"cannot set aside: "
 		        "%s\"",
 		    log_esc(name), strerror(errno));
+}
+
+static bool
+entry_has_bouncing(const struct qentry *e)
+{
+	for (size_t i = 0; i < e->env.nrcpt; i++)
+		if (e->env.rcpts[i].state == QRCPT_BOUNCING)
+			return true;
+	return false;
+}
+
+/* The status a bouncing recipient's DSN gives, from its last error
+ * ("550 5.1.1 ...": 5.1.1; an expiry: 4.4.7; else 5.0.0). */
+static void
+status_from_error(const char *err, char out[16])
+{
+	size_t n = 0;
+
+	snprintf(out, 16, "5.0.0");
+	if (strncmp(err, "delivery time expired", 21) == 0) {
+		snprintf(out, 16, "4.4.7");
+		return;
+	}
+	if (strlen(err) < 6 || err[3] != ' ' ||
+	    (err[4] != '4' && err[4] != '5') || err[5] != '.')
+		return;
+	while (n < 15 &&
+	       (err[4 + n] == '.' || (err[4 + n] >= '0' && err[4 + n] <= '9')))
+		n++;
+	if (n >= 5 && n < 16)
+		snprintf(out, 16, "%.*s", (int)n, err + 4);
+}
+
+/* At load: the recipients that failed before the restart but whose DSN
+ * was not stored get it now; the remote is not tried again. */
+static void
+entry_resume_bounces(struct queue *q, struct qentry *e)
+{
+	size_t *idx = xcalloc(e->env.nrcpt + 1, sizeof(*idx)), n = 0;
+	char(*st)[16] = xcalloc(e->env.nrcpt + 1, sizeof(*st));
+
+	for (size_t i = 0; i < e->env.nrcpt; i++) {
+		if (e->env.rcpts[i].state != QRCPT_BOUNCING)
+			continue;
+		e->env.rcpts[i].state = QRCPT_FAILED;
+		status_from_error(e->env.rcpts[i].error, st[n]);
+		idx[n++] = i;
+	}
+	send_dsn(q, e, idx, st, n, false, NULL);
+	free(idx);
+	free(st);
 }
 
 /* Loads ID.msg (and ID.env when the state was updated): 0, or 1 when the
@@ -1203,9 +1359,11 @@ load_one(struct queue *q, const char *name)
 	}
 	/* Every recipient final but the files still there: only an older
 	 * version left such an entry (it is neither retried nor removed,
-	 * so it would stay for good). */
+	 * so it would stay for good).  A failed recipient on disk had its
+	 * DSN stored or given up (one still waiting is "bouncing"), so
+	 * none is sent now. */
 	e = entry_new(&env);
-	if (entry_done(e)) {
+	if (entry_done(e) && !entry_has_bouncing(e)) {
 		size_t failed = 0;
 
 		for (size_t i = 0; i < e->env.nrcpt; i++)
@@ -1221,6 +1379,7 @@ load_one(struct queue *q, const char *name)
 	e->body_offset = off;
 	e->has_env = has_env;
 	TAILQ_INSERT_TAIL(&q->entries, e, link);
+	entry_resume_bounces(q, e);
 	return 0;
 corrupt:
 	free(text);
@@ -1309,10 +1468,38 @@ entry_delete(struct queue *q, struct qentry *e)
 	entry_persist(q, e);
 }
 
+/* flush and release: a DSN waiting to be tried again goes now too. */
+static void
+entry_retry_bounces(struct queue *q, struct qentry *e)
+{
+	struct bounce *b;
+
+	TAILQ_FOREACH(b, &q->retries, link)
+		if (b->e == e)
+			b->next = 0;
+}
+
+/* Loop: the command's writes are done; reply from here, never from
+ * inside queue_command. */
+static void
+wait_done_later(void *arg)
+{
+	wait_release(arg, NULL);
+}
+
+static void
+wait_noop_run(void *arg, void *ctx)
+{
+	(void)arg;
+	(void)ctx;
+}
+
 int
 queue_command(struct queue *q, const char *cmd, struct queue_cmd_result *out,
-    char *err, size_t errlen)
+    char *err, size_t errlen, queue_cmd_fn done, void *arg)
 {
+	struct qwait *w = NULL;
+
 	char verb[16] = "", id[QID_MAX + 8] = "";
 	struct qentry *e, *next;
 	int n = sscanf(cmd, "%15s %31s", verb, id);
@@ -1336,14 +1523,25 @@ queue_command(struct queue *q, const char *cmd, struct queue_cmd_result *out,
 		snprintf(err, errlen, "delete needs an ID or all");
 		return -1;
 	}
+	if (strcmp(verb, "flush") != 0) {
+		/* The reply waits for every write this command makes. */
+		w = xcalloc(1, sizeof(*w));
+		w->done = done;
+		w->arg = arg;
+		w->pending = 1;
+	}
 	for (e = TAILQ_FIRST(&q->entries); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, link);
 		if (e->is_deleted || (!all && strcmp(e->env.id, id) != 0))
 			continue;
+		if (w != NULL)
+			wait_add(&e->waits, w);
 		if (strcmp(verb, "flush") == 0 ||
 		    strcmp(verb, "release") == 0) {
 			for (size_t i = 0; i < e->env.nrcpt; i++)
-				e->env.rcpts[i].next = 0;
+				if (e->env.rcpts[i].state == QRCPT_PENDING)
+					e->env.rcpts[i].next = 0;
+			entry_retry_bounces(q, e);
 			if (strcmp(verb, "release") == 0) {
 				e->env.is_held = false;
 				entry_persist(q, e);
@@ -1362,7 +1560,13 @@ queue_command(struct queue *q, const char *cmd, struct queue_cmd_result *out,
 		log_info("id=%s event=queue-%s", e->env.id, verb);
 	}
 	queue_run(q);
-	return 0;
+	if (w == NULL)
+		return 0;
+	w->res = *out;
+	/* The command's own hold is dropped by a later completion on the
+	 * loop, so done never runs inside this call. */
+	workers_submit(q->state, wait_noop_run, wait_done_later, w);
+	return 1;
 }
 
 void
@@ -1396,6 +1600,7 @@ queue_free(struct queue **qp)
 		return;
 	q->is_stopping = true;
 	workers_free(&q->outbound);
+	workers_free(&q->state);
 	event_free(q->timer);
 	/* A DSN still waiting is dropped, but its entry was never removed
 	 * (dsn_refs held it), so the message stays in the queue. */

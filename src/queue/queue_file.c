@@ -16,7 +16,8 @@
 
 #define MAX_RCPTS 100000
 
-static const char *const state_names[] = {"pending", "sent", "failed"};
+static const char *const state_names[] = {
+    "pending", "sent", "failed", "bouncing"};
 
 const char *
 queue_state_name(enum qrcpt_state s)
@@ -147,9 +148,9 @@ parse_rcpt(struct qenv *e, char **f, size_t n, const char **why)
 		return -1;
 	}
 	memset(&r, 0, sizeof(r));
-	for (s = 0; s < 3 && strcmp(f[1], state_names[s]) != 0; s++)
+	for (s = 0; s < 4 && strcmp(f[1], state_names[s]) != 0; s++)
 		;
-	if (s == 3 || f[4][0] == '\0' || strlen(f[4]) >= sizeof(r.addr) ||
+	if (s == 4 || f[4][0] == '\0' || strlen(f[4]) >= sizeof(r.addr) ||
 	    strlen(f[5]) >= sizeof(r.error)) {
 		*why = "bad rcpt line";
 		return -1;

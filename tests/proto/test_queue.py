@@ -373,8 +373,10 @@ def test_queue_commands(make_server, sinks):
 
 def test_hold_and_delete_while_the_attempt_succeeds(make_server, sinks):
     """A queue command that lands while the message is on the wire: the
-    attempt's thread removes the finished entry itself, and the entry, its
-    files and any .env the command wrote meanwhile are all gone, once."""
+    attempt's thread removes the finished entry itself (hold), or delete
+    removes the files at once and the attempt in flight still finishes;
+    the entry, its files and any .env the command wrote meanwhile are all
+    gone, once."""
     slow = sinks("127.0.0.2", data_delay=1)
     s = make_server(FAST)
     entries = os.path.join(s.data, "queue", "entries")
@@ -385,6 +387,8 @@ def test_hold_and_delete_while_the_attempt_succeeds(make_server, sinks):
         s.ctl("queue", verb, qid)
         wait_for(lambda: queue_ids(s) == [], what=f"removed after {verb}")
         wait_for(lambda: os.listdir(entries) == [], what="no files left")
+        wait_for(lambda: f"{qid}: to=<u@remote.example>" in s.log(),
+                 what="the attempt's result")
         assert s.log().count(f"id={qid} event=removed") == 1
     assert [m["data"].count(b"Subject: ") for m in slow.messages] == [1, 1]
     assert "result=fail" not in s.log()
@@ -712,4 +716,176 @@ def test_delay_warning_names_only_recipients_still_pending(make_server, sink_por
         assert "slow@remote.example" not in status
         assert queue_ids(s), "bad@ is still pending"
     finally:
+        sink.stop()
+
+
+class GatedReject(Sink):
+    """RCPT is answered 550 only once release is set: the attempt is in
+    flight until then.  Counts the RCPTs it saw."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.release = threading.Event()
+        self.rcpts = []
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        import asyncio
+        self.rcpts.append(address)
+        while not self.release.is_set():
+            await asyncio.sleep(0.05)
+        return "550 5.1.1 <%s>: no such user here" % address
+
+
+def test_delete_during_an_attempt_that_fails_sends_no_bounce(make_server, sink_port):
+    """`queue delete` while the attempt runs: the files go at once (the
+    reply comes after), and when the remote then refuses the recipient
+    for good nobody is bounced."""
+    sink = GatedReject("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST))
+        send(s, "alice@example.test", ["bad@remote.example"])
+        wait_for(lambda: sink.rcpts, what="the attempt in flight")
+        [qid] = queue_ids(s)
+        s.ctl("queue", "delete", qid)
+        entries = os.path.join(s.data, "queue", "entries")
+        assert [f for f in os.listdir(entries) if f.startswith(qid)] == []
+        assert f"id={qid} event=removed" in s.log()
+        sink.release.set()
+        wait_for(lambda: f'id={qid} event=dsn kind=failure result=cancelled '
+                 f'reason="message deleted"' in s.log(), what="the bounce cancelled")
+        assert f"orig={qid}" not in s.log()
+        assert not s.messages("alice"), "a deleted message bounced"
+    finally:
+        sink.release.set()
+        sink.stop()
+
+
+class CountingRefuser(Sink):
+    """Refuses every recipient 550 and counts the RCPTs."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.rcpts = []
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        self.rcpts.append(address)
+        return "550 5.1.1 <%s>: no such user here" % address
+
+
+def test_bounce_lifetime_holds_across_restarts(make_server, sink_port):
+    """The sender's Maildir stays unwritable and the daemon is restarted
+    more often than queue_lifetime: the recipient is on disk as bouncing
+    (with its first failure), so no restart gives the refusing MX the
+    message again, and the bounce still reaches the postmaster
+    queue_lifetime after the failure."""
+    sink = CountingRefuser("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST, queue_lifetime="3s"))
+        send(s, "x@remote.example", ["alice@example.test"])
+        wait_for(lambda: s.messages("alice"), what="the first message")
+        tmp = os.path.join(s.maildir("alice"), "tmp")
+        os.chmod(tmp, 0o500)
+        try:
+            send(s, "alice@example.test", ["u@remote.example"])
+            [qid] = queue_ids(s)
+            wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+                     what="the bounce deferred")
+            out = s.ctl("queue", "list").stdout
+            assert "<u@remote.example>\tbouncing\t1\t550 5.1.1" in out, out
+            # Restart as soon as each bounce try failed, for longer than
+            # queue_lifetime.
+            deadline, restarts = time.time() + 25, 0
+            while ("event=dsn result=redirect to=postmaster" not in s.log()
+                   and time.time() < deadline):
+                restarts += 1
+                s.stop()
+                before = len(s.log())
+                s.start()
+                wait_for(lambda: "event=dsn result=" in s.log()[before:],
+                         timeout=30, what="the bounce tried after the restart")
+            assert "event=dsn result=redirect to=postmaster" in s.log(), \
+                "queue_lifetime restarted with the daemon"
+            assert restarts >= 3
+            wait_for(lambda: qid not in queue_ids(s), timeout=20,
+                     what="the entry released")
+        finally:
+            os.chmod(tmp, 0o700)
+        assert sink.rcpts == ["u@remote.example"], "the refusing MX got it again"
+        notices = [m for m in s.messages("postmaster")
+                   if b"Final-Recipient: rfc822; u@remote.example" in m]
+        assert len(notices) == 1
+        assert b"Status: 5.1.1" in notices[0]
+    finally:
+        sink.stop()
+
+
+def test_flush_retries_a_waiting_bounce(make_server, sinks):
+    """A bounce waiting out a Maildir write error (retry in 30 s) goes
+    at once on `queue flush`; `queue list` shows its recipient as
+    bouncing meanwhile, not pending."""
+    sinks("127.0.0.2", mode="rcpt550")
+    s = make_server(dict(FAST, queue_retry_min="30s", queue_retry_max="60s"))
+    send(s, "x@remote.example", ["alice@example.test"])
+    wait_for(lambda: s.messages("alice"), what="the first message")
+    tmp = os.path.join(s.maildir("alice"), "tmp")
+    os.chmod(tmp, 0o500)
+    try:
+        send(s, "alice@example.test", ["u@remote.example"])
+        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+                 what="the bounce deferred")
+        out = s.ctl("queue", "list").stdout
+        assert "<u@remote.example>\tbouncing\t" in out, out
+    finally:
+        os.chmod(tmp, 0o700)
+    s.ctl("queue", "flush")
+    wait_for(lambda: len(s.messages("alice")) == 2, timeout=10,
+             what="the bounce stored after the flush")
+    wait_for(lambda: not queue_ids(s), what="the entry released")
+
+
+class DeferThenHang(Sink):
+    """451 for the first two RCPTs; the third hangs until release is set,
+    then gets 451 too: the recipient stays pending meanwhile."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.release = threading.Event()
+        self.rcpts = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        import asyncio
+        self.rcpts += 1
+        while self.rcpts > 2 and not self.release.is_set():
+            await asyncio.sleep(0.05)
+        return "451 4.2.0 try again later"
+
+
+def test_delay_warning_at_expiry_is_dropped_not_redirected(make_server, sink_port):
+    """A delay warning whose write keeps failing while its recipient is
+    still pending (an attempt hangs) is dropped at queue_lifetime, never
+    sent to the postmaster: only the failure bounce that follows goes
+    there."""
+    sink = DeferThenHang("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST, queue_lifetime="3s", queue_delay_warning="1s"))
+        send(s, "x@remote.example", ["alice@example.test"])
+        wait_for(lambda: s.messages("alice"), what="the first message")
+        tmp = os.path.join(s.maildir("alice"), "tmp")
+        os.chmod(tmp, 0o500)
+        try:
+            send(s, "alice@example.test", ["u@remote.example"])
+            wait_for(lambda: 'kind=delay result=cancelled reason="delay warning '
+                     'expired"' in s.log(), timeout=30, what="the warning dropped")
+            assert sink.rcpts == 3 and "status=bounced" not in s.log()
+            sink.release.set()
+            wait_for(lambda: "event=dsn result=redirect to=postmaster" in s.log(),
+                     timeout=30, what="the failure bounce redirected")
+            wait_for(lambda: not queue_ids(s), timeout=20, what="the entry released")
+        finally:
+            os.chmod(tmp, 0o700)
+        assert s.log().count("event=dsn result=redirect") == 1
+        [notice] = s.messages("postmaster")
+        assert b"Action: failed" in notice
+    finally:
+        sink.release.set()
         sink.stop()

@@ -1,13 +1,16 @@
-"""Queue state written by the outbound threads: a reload in the middle
-must not pull the config out from under a write (ASan watches), and a
-failed write is logged with the writing thread's own reason."""
+"""Queue state written by the queue's state threads: a reload in the
+middle must not pull the config out from under a write (ASan watches), a
+failed write is logged with the writing thread's own reason, and the
+state reaches the disk at once, never behind an SMTP attempt: a kill -9
+right after a bounce or a `queue delete` brings nothing back."""
+import asyncio
 import os
 import re
 import signal
 import smtplib
 import socket
 
-from conftest import wait_for
+from conftest import Sink, wait_for
 
 FAST = {"relay": "addresses", "relay_addresses": "127.0.0.1", "queue_retry_min": "1s",
         "queue_retry_max": "2s"}
@@ -41,7 +44,7 @@ def queued_ids(server):
 def test_reloads_while_queue_state_is_written(make_server):
     # 12 entries to a host that refuses connections: every release starts
     # an attempt, every hold/release/deferral writes the entry's state on
-    # an outbound thread, while SIGHUPs swap (and free) the config.
+    # a state thread, while SIGHUPs swap (and free) the config.
     s = make_server(FAST)
     for i in range(12):
         send(s, [f"u{i}@down.example"])
@@ -69,13 +72,113 @@ def test_failed_write_logs_the_threads_reason(make_server):
     entries = os.path.join(s.data, "queue", "entries")
     os.chmod(entries, 0o500)
     try:
-        assert control(s, f"queue hold {qid}") == "ok 1 0\n"
+        # The reply waits for the write, and says it failed.
+        reply = control(s, f"queue hold {qid}")
         line = wait_for(lambda: re.search(
             rf"id={qid} event=queue-write result=fail error=\"([^\"]*)\"", s.log()),
             what="the failed write")
     finally:
         os.chmod(entries, 0o700)
-    assert line.group(1) == f"rename to {entries}/{qid}.env: Permission denied"
+    why = f"rename to {entries}/{qid}.env: Permission denied"
+    assert line.group(1) == why
+    assert reply == f"error: queue write failed: {why}\n"
     # The entry stays and its next write works again.
     assert control(s, f"queue release {qid}") == "ok 1 0\n"
     wait_for(lambda: os.path.exists(os.path.join(entries, qid + ".env")), what="rewrite")
+
+
+class HeldPool(Sink):
+    """bad@ is refused 550 (after a second, so the next message is
+    queued meanwhile); a message to slow@ stays in DATA until release is
+    set, holding the only outbound connection."""
+
+    def __init__(self, *a, **kw):
+        import threading
+        super().__init__(*a, **kw)
+        self.release = threading.Event()
+        self.rcpts, self.in_slow_data = [], 0
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        self.rcpts.append(address)
+        if address.startswith("bad@"):
+            await asyncio.sleep(1)
+            return "550 5.1.1 <%s>: no such user here" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if any(r.startswith("slow@") for r in envelope.rcpt_tos):
+            self.in_slow_data += 1
+            while not self.release.is_set():
+                await asyncio.sleep(0.05)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def sent_from(server, frm, to):
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=20) as c:
+        c.sendmail(frm, to, b"Subject: q\r\n\r\nhello\r\n")
+
+
+def entry_files(server, qid):
+    entries = os.path.join(server.data, "queue", "entries")
+    return sorted(f for f in os.listdir(entries) if f.startswith(qid))
+
+
+def test_bounce_state_is_durable_while_the_pool_is_busy(make_server, sink_port):
+    """bad@ is refused for good and its bounce stored while the only
+    outbound connection is taken by a long DATA: the entry's removal
+    reaches the disk at once (never queued behind that attempt), so a
+    kill -9 then neither retries bad@ at the remote nor bounces it
+    twice."""
+    sink = HeldPool("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST, smtp_max_connections="1"))
+        sent_from(s, "alice@example.test", ["bad@remote.example"])
+        [first] = queued_ids(s)
+        sent_from(s, "bob@example.test", ["slow@remote.example"])
+        wait_for(lambda: s.messages("alice"), what="the bounce")
+        wait_for(lambda: sink.in_slow_data == 1, what="slow@ in DATA")
+        wait_for(lambda: f"id={first} event=removed" in s.log(), timeout=5,
+                 what="the bounced entry removed while the pool is busy")
+        assert entry_files(s, first) == []
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait()
+        sink.release.set()
+        s.start()
+        wait_for(lambda: sink.messages, timeout=30, what="slow@ delivered")
+        assert sink.rcpts.count("bad@remote.example") == 1, sink.rcpts
+        assert len(s.messages("alice")) == 1, "the bounce was sent twice"
+    finally:
+        sink.release.set()
+        sink.stop()
+
+
+def test_delete_and_hold_replies_come_after_the_disk(make_server, sink_port):
+    """With the only outbound connection busy, `queue hold` answers once
+    the held flag is on disk and `queue delete` once the files are gone:
+    a kill -9 right after the reply brings nothing back."""
+    sink = HeldPool("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST, smtp_max_connections="1"))
+        sent_from(s, "bob@example.test", ["slow@remote.example"])
+        wait_for(lambda: sink.in_slow_data == 1, what="slow@ in DATA")
+        sent_from(s, "alice@example.test", ["other@remote.example"])
+        sent_from(s, "alice@example.test", ["third@remote.example"])
+        ids = sorted(queued_ids(s))
+        assert len(ids) == 3
+        gone, held = ids[1], ids[2]
+        assert control(s, f"queue hold {held}") == "ok 1 0\n"
+        with open(os.path.join(s.data, "queue", "entries", held + ".env")) as f:
+            assert "flags\theld," in f.read()
+        assert control(s, f"queue delete {gone}") == "ok 1 0\n"
+        assert entry_files(s, gone) == []
+        s.proc.send_signal(signal.SIGKILL)
+        s.proc.wait()
+        s.start()
+        left = queued_ids(s)
+        assert gone not in left, "deleted message back after kill -9"
+        out = s.ctl("queue", "list").stdout
+        assert any(l.startswith(held) and l.endswith("\theld") for l in out.splitlines())
+    finally:
+        sink.release.set()
+        sink.stop()
