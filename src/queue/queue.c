@@ -65,9 +65,9 @@ struct qentry {
 	int dsn_refs;       /* DSNs still reading this entry's message */
 	bool *busy;         /* per recipient: in an attempt now */
 	/* Per recipient: failure DSNs not yet stored.  Such a recipient is
-	 * written to disk as still pending, so a restart before its DSN is
-	 * durable tries it again (and bounces it again) instead of
-	 * forgetting the bounce. */
+	 * written to disk as bouncing (with its failure time in next), so a
+	 * restart before its DSN is durable sends the DSN again instead of
+	 * forgetting it, without giving the remote the message again. */
 	unsigned *dsn_wait;
 	int dsn_reading; /* DSNs that have not read the header section yet */
 	int active_jobs;

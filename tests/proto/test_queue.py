@@ -532,8 +532,8 @@ def bounce_waiting_on_broken_directory(s, sink):
 def test_bounce_waiting_on_the_directory_survives_a_restart(make_server, sink_port):
     """A recipient fails for good while the directory is broken, so its
     DSN waits in memory; the daemon is then restarted.  The recipient was
-    written to disk as still pending (its DSN not yet durable), so the
-    new daemon tries it again and the sender gets the bounce: a restart
+    written to disk as bouncing (its DSN not yet durable), so the new
+    daemon sends the bounce without trying the remote again: a restart
     never forgets one."""
 
     sink = SplitSink("127.0.0.2", sink_port)
@@ -542,12 +542,16 @@ def test_bounce_waiting_on_the_directory_survives_a_restart(make_server, sink_po
         db = bounce_waiting_on_broken_directory(s, sink)
         s.stop()
         db.restore()
+        before = len(s.log())
         s.start()
         wait_for(lambda: s.messages("alice"), timeout=30, what="the bounce")
         assert b"bad@remote.example" in s.messages("alice")[0]
+        assert b"Status: 5.1.1" in s.messages("alice")[0]
         assert b"slow@remote.example" not in s.messages("alice")[0].split(
             b"\n\n", 1)[0]
         assert len(queue_ids(s)) == 1, "slow@ is still pending"
+        assert "to=<bad@remote.example>" not in s.log()[before:], \
+            "bad@ was tried again after the restart"
     finally:
         sink.stop()
 
