@@ -91,6 +91,39 @@ test_env_size(void **state)
 }
 
 /* The backup-MX pin: a seventh field, written only when set. */
+/* A recipient failed for good whose DSN is not yet stored: "bouncing",
+ * NEXT holding when it failed; an unknown state is still corrupt. */
+static void
+test_env_bouncing(void **state)
+{
+	static const char text[] =
+	    "postern-queue 1\nid\tABC\nfrom\ta@example.test\narrival\t1\n"
+	    "flags\t\n"
+	    "rcpt\tbouncing\t1\t1795846999\tb@remote.example\t550 5.1.1 no\n"
+	    "rcpt\tfailed\t1\t7\tc@remote.example\t550 no\n";
+	static const char bad[] =
+	    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\nflags\t\n"
+	    "rcpt\tbouncin\t1\t7\tc@remote.example\t550 no\n";
+	struct qenv e;
+	const char *why;
+	struct buf b;
+
+	(void)state;
+	assert_int_equal(queue_env_parse(text, strlen(text), &e, &why), 0);
+	assert_int_equal(e.nrcpt, 2);
+	assert_int_equal(e.rcpts[0].state, QRCPT_BOUNCING);
+	assert_int_equal(e.rcpts[0].next, 1795846999);
+	assert_int_equal(e.rcpts[1].state, QRCPT_FAILED);
+	assert_string_equal(queue_state_name(QRCPT_BOUNCING), "bouncing");
+	buf_init(&b, 1 << 20);
+	assert_int_equal(queue_env_format(&e, &b), 0);
+	assert_int_equal(b.len, strlen(text));
+	assert_memory_equal(b.data, text, b.len);
+	queue_env_clear(&e);
+	buf_release(&b);
+	assert_int_equal(queue_env_parse(bad, strlen(bad), &e, &why), -1);
+}
+
 static void
 test_env_pin(void **state)
 {
@@ -571,6 +604,7 @@ run_queue_tests(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_env_round_trip),
 	    cmocka_unit_test(test_env_pin),
+	    cmocka_unit_test(test_env_bouncing),
 	    cmocka_unit_test(test_env_size),
 	    cmocka_unit_test(test_env_damage),
 	    cmocka_unit_test(test_backoff),
