@@ -404,8 +404,11 @@ core_login_submit(struct core_session *s, const char *user, size_t ulen,
 	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	j->is_owned = p->is_login_owned;
 	if (core_submit(
-	        s, s->srv->auth_workers, login_job_run, login_job_done, j))
+	        s, s->srv->auth_workers, login_job_run, login_job_done, j)) {
+		log_debug("%s=%s event=login-check client=%s", p->idkey, s->id,
+		    s->ip);
 		return;
+	}
 	/* The session is ending (core_may_continue): no check, nothing
 	 * counted, the slot back. */
 	authfail_end(s->srv->authfails, &j->cfg->authfail, &j->slot,

@@ -140,7 +140,9 @@ def test_auth_max_pending_refuses_the_next_login(make_server):
     a, b = Raw(s.ports["pop3"]), Raw(s.ports["pop3"])
     with directory_locked(s):
         send_login(a)
-        time.sleep(0.5)  # a's check is in flight
+        aid = pop_id(s, 0)
+        wait_for(lambda: re.search(rf"pop3={aid} event=login-check ", s.log()),
+                 what="a's password check in flight")
         send_login(b, "bob")
         assert b.reply() == ("-ERR [SYS/TEMP] too many logins in progress, "
                              "try again later")
