@@ -362,6 +362,7 @@ enum {
 	IMAP_FI_RFC822_TEXT = 1u << 10,  /* sets \Seen */
 };
 
+#define IMAP_FORDER_SEC 0x100  /* imap_fetch.order: a section */
 #define IMAP_MAX_PART_DEPTH 32 /* part numbers in a section (1.2.3...) */
 
 enum imap_sec_text {
@@ -394,6 +395,11 @@ struct imap_fetch {
 	unsigned items; /* IMAP_FI_*; macros ALL FAST FULL expanded */
 	struct imap_fetch_sec *secs;
 	size_t nsecs;
+	/* The items in the order asked, each once (replies follow it, as
+	 * Dovecot's do): a bit number of IMAP_FI_*, or IMAP_FORDER_SEC +
+	 * the index of a section in secs.  Macros in their RFC order. */
+	uint16_t *order;
+	size_t norder;
 	bool has_changedsince; /* CONDSTORE (RFC 7162): implies MODSEQ */
 	uint64_t changedsince;
 	bool is_vanished; /* QRESYNC: UID FETCH with CHANGEDSINCE only */

@@ -100,6 +100,7 @@ items_free(struct imap_fetch_job *fj)
 	free(fj->items);
 	fj->items = NULL;
 	fj->nitem = 0;
+	fj->nliteral = 0;
 }
 
 static void
@@ -170,15 +171,23 @@ sec_label(const struct imap_fetch_sec *sec, char *out, size_t len)
 		for (size_t i = 0; i < sec->nfields; i++) {
 			const struct imap_str *f = &sec->fields[i];
 			bool is_atom = f->len > 0;
+			size_t at;
 
 			for (size_t k = 0; k < f->len; k++)
 				is_atom &= is_atom_char(f->p[k]);
 			if (i > 0)
 				bputs(&b, " ");
+			at = b.len;
 			if (is_atom)
 				(void)buf_append(&b, f->p, f->len);
 			else
 				(void)mime_imap_nstring(&b, f->p, f->len);
+			/* Field names are case-insensitive; the reply names
+			 * them upper-cased, as Dovecot does (clients match
+			 * it). */
+			for (size_t k = at; k < b.len; k++)
+				if (b.data[k] >= 'a' && b.data[k] <= 'z')
+					b.data[k] = (uint8_t)(b.data[k] - 32);
 		}
 		bputs(&b, ")");
 	}
@@ -198,6 +207,8 @@ item_add(struct imap_fetch_job *fj, size_t cap, const char *label)
 		fj->items = xcalloc(cap, sizeof(*fj->items));
 	it = &fj->items[fj->nitem++];
 	snprintf(it->label, sizeof(it->label), "%s", label);
+	if (label[0] != '\0')
+		fj->nliteral++;
 	return it;
 }
 
@@ -344,50 +355,6 @@ fmt_internaldate(struct buf *b, int64_t t)
 	    tm.tm_sec);
 }
 
-/* The literal items of one message, in the order asked. */
-static void
-msg_items(struct imap_fetch_job *fj, const struct mime_msg *mm, uint64_t fsize,
-    uint64_t msize)
-{
-	const struct imap_fetch *spec = fj->spec;
-	size_t cap = spec->nsecs + 3;
-	struct imap_litem *it;
-	char label[600];
-
-	if (spec->items & IMAP_FI_RFC822_HEADER) {
-		it = item_add(fj, cap, "RFC822.HEADER");
-		item_section(it, mm, NULL, 0, MIME_SEC_HEADER);
-		item_partial(it, false, 0, 0);
-	}
-	for (const struct imap_fetch_sec *s = spec->secs; s; s = s->next) {
-		sec_label(s, label, sizeof(label));
-		it = item_add(fj, cap, label);
-		if (s->text == IMAP_SEC_HEADER_FIELDS ||
-		    s->text == IMAP_SEC_HEADER_FIELDS_NOT)
-			item_fields(it, mm, s);
-		else if (s->npart == 0 && s->text == IMAP_SEC_NONE) {
-			it->start = 0;
-			it->end = fsize;
-			it->size = msize;
-		} else
-			item_section(
-			    it, mm, s->part, s->npart, sec_kind(s->text));
-		item_partial(it, s->has_partial, s->offset, s->length);
-	}
-	if (spec->items & IMAP_FI_RFC822) {
-		it = item_add(fj, cap, "RFC822");
-		it->start = 0;
-		it->end = fsize;
-		it->size = msize;
-		item_partial(it, false, 0, 0);
-	}
-	if (spec->items & IMAP_FI_RFC822_TEXT) {
-		it = item_add(fj, cap, "RFC822.TEXT");
-		item_section(it, mm, NULL, 0, MIME_SEC_TEXT);
-		item_partial(it, false, 0, 0);
-	}
-}
-
 /* A non-peek FETCH sets \Seen (RFC 3501 6.4.5); *m is looked up again
  * (the rename may move it).  False when the message is gone. */
 static bool
@@ -456,47 +423,171 @@ msg_file_open(struct store_box *box, uint32_t uid, bool is_parsed,
 	return 0;
 }
 
-/* The items that are not literals, after "* seq FETCH (". */
-static void
-msg_head(struct imap_fetch_job *fj, const struct store_box *box,
-    const struct store_msg *m, const struct mime_msg *mm, bool is_seen_set)
+/* An item sent as it is (not a literal): its text in it->b. */
+static struct buf *
+item_inline(struct imap_fetch_job *fj, size_t cap)
 {
-	unsigned items = fj->spec->items;
-	bool is_first = true;
+	struct imap_litem *it = item_add(fj, cap, "");
 
-#define SEP() (is_first ? (is_first = false, "") : " ")
-	if (fj->is_uid || (items & IMAP_FI_UID))
-		bprintf(&fj->out, "%sUID %u", SEP(), m->uid);
-	if ((items & IMAP_FI_FLAGS) || is_seen_set) {
-		bprintf(&fj->out, "%sFLAGS (", SEP());
-		imap_flags_fmt(&fj->out, &m->flags, &box->keywords);
-		bputs(&fj->out, ")");
+	it->is_buf = true;
+	it->is_inline = true;
+	buf_init(&it->b, IMAP_OUT_MAX);
+	return &it->b;
+}
+
+/* A literal item of the whole file or of a section of it. */
+static void
+item_literal(struct imap_fetch_job *fj, size_t cap, const char *label,
+    const struct mime_msg *mm, enum mime_section_kind kind, uint64_t fsize,
+    uint64_t msize)
+{
+	struct imap_litem *it = item_add(fj, cap, label);
+
+	if (kind == MIME_SEC_BODY) {
+		it->start = 0;
+		it->end = fsize;
+		it->size = msize;
+	} else
+		item_section(it, mm, NULL, 0, kind);
+	item_partial(it, false, 0, 0);
+}
+
+static void
+item_sec(struct imap_fetch_job *fj, size_t cap, const struct imap_fetch_sec *s,
+    const struct mime_msg *mm, uint64_t fsize, uint64_t msize)
+{
+	char label[600];
+	struct imap_litem *it;
+
+	sec_label(s, label, sizeof(label));
+	it = item_add(fj, cap, label);
+	if (s->text == IMAP_SEC_HEADER_FIELDS ||
+	    s->text == IMAP_SEC_HEADER_FIELDS_NOT)
+		item_fields(it, mm, s);
+	else if (s->npart == 0 && s->text == IMAP_SEC_NONE) {
+		it->start = 0;
+		it->end = fsize;
+		it->size = msize;
+	} else
+		item_section(it, mm, s->part, s->npart, sec_kind(s->text));
+	item_partial(it, s->has_partial, s->offset, s->length);
+}
+
+/* One simple item (bit of IMAP_FI_*) of message m. */
+static void
+item_simple(struct imap_fetch_job *fj, size_t cap, unsigned bit,
+    const struct store_box *box, const struct store_msg *m,
+    const struct mime_msg *mm, const struct mime_msg *pm, uint64_t fsize,
+    uint64_t msize)
+{
+	struct buf *b;
+
+	switch (bit) {
+	case IMAP_FI_RFC822_HEADER:
+		item_literal(fj, cap, "RFC822.HEADER", pm, MIME_SEC_HEADER,
+		    fsize, msize);
+		return;
+	case IMAP_FI_RFC822:
+		item_literal(
+		    fj, cap, "RFC822", pm, MIME_SEC_BODY, fsize, msize);
+		return;
+	case IMAP_FI_RFC822_TEXT:
+		item_literal(
+		    fj, cap, "RFC822.TEXT", pm, MIME_SEC_TEXT, fsize, msize);
+		return;
+	default:
+		break;
+	}
+	b = item_inline(fj, cap);
+	switch (bit) {
+	case IMAP_FI_UID:
+		bprintf(b, "UID %u", m->uid);
+		break;
+	case IMAP_FI_FLAGS:
+		bputs(b, "FLAGS (");
+		imap_flags_fmt(b, &m->flags, &box->keywords);
+		bputs(b, ")");
 		told_add(fj, m->uid, m->flags);
+		break;
+	case IMAP_FI_INTERNALDATE:
+		bputs(b, "INTERNALDATE ");
+		fmt_internaldate(b, m->internaldate);
+		break;
+	case IMAP_FI_RFC822_SIZE:
+		bprintf(b, "RFC822.SIZE %llu", (unsigned long long)m->size);
+		break;
+	case IMAP_FI_MODSEQ:
+		bprintf(b, "MODSEQ (%llu)", (unsigned long long)m->modseq);
+		break;
+	case IMAP_FI_ENVELOPE:
+		bputs(b, "ENVELOPE ");
+		(void)mime_imap_envelope(mm, 0, b);
+		break;
+	case IMAP_FI_BODY:
+		bputs(b, "BODY ");
+		(void)mime_imap_bodystructure(mm, 0, false, b);
+		break;
+	case IMAP_FI_BODYSTRUCTURE:
+		bputs(b, "BODYSTRUCTURE ");
+		(void)mime_imap_bodystructure(mm, 0, true, b);
+		break;
 	}
-	if (items & IMAP_FI_INTERNALDATE) {
-		bprintf(&fj->out, "%sINTERNALDATE ", SEP());
-		fmt_internaldate(&fj->out, m->internaldate);
+	fj->items[fj->nitem - 1].size = b->len;
+	fj->items[fj->nitem - 1].len = b->len;
+}
+
+#define FI_LITERALS                                                            \
+	(IMAP_FI_RFC822 | IMAP_FI_RFC822_HEADER | IMAP_FI_RFC822_TEXT)
+
+/*
+ * The items of one message as Dovecot orders them (and so the clients
+ * tested against it meet them): those sent inline in the order asked
+ * (UID FETCH's UID first: the parser put it there), then FLAGS that the
+ * fetch's \Seen changed when not asked, then the literals in the order
+ * asked.  Inline ones get their text, literals a range of the file or a
+ * buffer.
+ */
+static void
+msg_items(struct imap_fetch_job *fj, const struct store_box *box,
+    const struct store_msg *m, const struct mime_msg *mm,
+    const struct mime_msg *pm, uint64_t fsize, uint64_t msize, bool is_seen_set)
+{
+	const struct imap_fetch *spec = fj->spec;
+	size_t cap = spec->norder + 2;
+	unsigned done = 0;
+
+	if (fj->is_uid && !(spec->items & IMAP_FI_UID)) {
+		item_simple(fj, cap, IMAP_FI_UID, box, m, mm, pm, fsize, msize);
+		done |= IMAP_FI_UID;
 	}
-	if (items & IMAP_FI_RFC822_SIZE)
-		bprintf(&fj->out, "%sRFC822.SIZE %llu", SEP(),
-		    (unsigned long long)m->size);
-	if (items & IMAP_FI_MODSEQ)
-		bprintf(&fj->out, "%sMODSEQ (%llu)", SEP(),
-		    (unsigned long long)m->modseq);
-	if (items & IMAP_FI_ENVELOPE) {
-		bprintf(&fj->out, "%sENVELOPE ", SEP());
-		(void)mime_imap_envelope(mm, 0, &fj->out);
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && is_seen_set && !(done & IMAP_FI_FLAGS)) {
+			item_simple(fj, cap, IMAP_FI_FLAGS, box, m, mm, pm,
+			    fsize, msize);
+			done |= IMAP_FI_FLAGS;
+		}
+		for (size_t i = 0; i < spec->norder; i++) {
+			uint16_t o = spec->order[i];
+			const struct imap_fetch_sec *s = spec->secs;
+
+			if (o >= IMAP_FORDER_SEC) {
+				if (pass == 0)
+					continue;
+				for (size_t k = IMAP_FORDER_SEC;
+				     s != NULL && k < o; k++)
+					s = s->next;
+				if (s != NULL)
+					item_sec(fj, cap, s, pm, fsize, msize);
+				continue;
+			}
+			if ((done & (1u << o)) ||
+			    ((FI_LITERALS & (1u << o)) != 0) != (pass == 1))
+				continue;
+			done |= 1u << o;
+			item_simple(
+			    fj, cap, 1u << o, box, m, mm, pm, fsize, msize);
+		}
 	}
-	if (items & IMAP_FI_BODY) {
-		bprintf(&fj->out, "%sBODY ", SEP());
-		(void)mime_imap_bodystructure(mm, 0, false, &fj->out);
-	}
-	if (items & IMAP_FI_BODYSTRUCTURE) {
-		bprintf(&fj->out, "%sBODYSTRUCTURE ", SEP());
-		(void)mime_imap_bodystructure(mm, 0, true, &fj->out);
-	}
-#undef SEP
-	fj->has_item = !is_first;
 }
 
 /*
@@ -541,11 +632,11 @@ msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
 		}
 	}
 	bprintf(&fj->out, "* %u FETCH (", seq);
-	msg_head(fj, box, m, &mf.mm, is_seen_set);
-	if (needs_file)
-		msg_items(fj, mf.map != NULL ? &mf.mm : NULL, mf.size,
-		    mf.map != NULL ? mime_crlf_size(&mf.mm, 0, (size_t)mf.size)
-		                   : m->size);
+	msg_items(fj, box, m, &mf.mm, mf.map != NULL ? &mf.mm : NULL, mf.size,
+	    mf.map != NULL ? mime_crlf_size(&mf.mm, 0, (size_t)mf.size)
+	                   : m->size,
+	    is_seen_set);
+	fj->has_item = false;
 	msg_file_unmap(&mf);
 	fj->fd = mf.fd;
 	fj->is_open = true;
@@ -615,12 +706,19 @@ msg_step(struct imap_fetch_job *fj)
 	}
 	if (fj->item >= fj->nitem) {
 		bputs(&fj->out, ")\r\n");
-		if (fj->nitem > 0)
+		if (fj->nliteral > 0)
 			fj->fetched++;
 		msg_close(fj);
 		return;
 	}
 	it = &fj->items[fj->item++];
+	if (it->is_inline) {
+		if (fj->has_item)
+			bputs(&fj->out, " ");
+		fj->has_item = true;
+		(void)buf_append(&fj->out, it->b.data, it->b.len);
+		return;
+	}
 	bprintf(&fj->out, "%s%s {%llu}\r\n", fj->has_item ? " " : "", it->label,
 	    (unsigned long long)it->len);
 	fj->has_item = true;

@@ -2033,19 +2033,38 @@ fetch_sec(
 	return 0;
 }
 
+/* Appends v to fe->order; *cap its room. */
+static int
+order_add(struct ps *ps, struct imap_fetch *fe, size_t *cap, uint16_t v)
+{
+	if ((fe->order = ps_grow(
+	         ps, fe->order, fe->norder, cap, sizeof(fe->order[0]))) == NULL)
+		return -1;
+	fe->order[fe->norder++] = v;
+	return 0;
+}
+
+/* A simple item (one IMAP_FI_* bit) asked: in order, once. */
+static int
+order_item(struct ps *ps, struct imap_fetch *fe, size_t *cap, unsigned bit)
+{
+	if (fe->items & bit)
+		return 0;
+	fe->items |= bit;
+	return order_add(ps, fe, cap, (uint16_t)__builtin_ctz(bit));
+}
+
 /* fetch-att: a name, then for BODY / BINARY a section. */
 static int
-fetch_att(struct ps *ps, struct imap_fetch *fe)
+fetch_att(struct ps *ps, struct imap_fetch *fe, size_t *cap)
 {
 	size_t i;
 
 	if (item(ps) < 0)
 		return -1;
 	for (i = 0; i < sizeof(fetch_simple) / sizeof(fetch_simple[0]); i++)
-		if (word(ps, fetch_simple[i].name)) {
-			fe->items |= fetch_simple[i].items;
-			return 0;
-		}
+		if (word(ps, fetch_simple[i].name))
+			return order_item(ps, fe, cap, fetch_simple[i].items);
 	/* word() stops at '[' only when it is not an atom char: '[' is one,
 	 * so the section forms are matched by prefix. */
 	static const struct {
@@ -2065,13 +2084,14 @@ fetch_att(struct ps *ps, struct imap_fetch *fe)
 		if ((size_t)(ps->end - ps->p) >= n &&
 		    strncasecmp((const char *)ps->p, secs[i].name, n) == 0) {
 			ps->p += n - 1; /* section() reads the '[' */
+			if (order_add(ps, fe, cap,
+			        (uint16_t)(IMAP_FORDER_SEC + fe->nsecs)) < 0)
+				return -1;
 			return fetch_sec(ps, fe, secs[i].kind, secs[i].peek);
 		}
 	}
-	if (word(ps, "BODY")) {
-		fe->items |= IMAP_FI_BODY;
-		return 0;
-	}
+	if (word(ps, "BODY"))
+		return order_item(ps, fe, cap, IMAP_FI_BODY);
 	return fail(ps, "unknown FETCH item");
 }
 
@@ -2080,6 +2100,7 @@ static int
 fetch_modifiers(struct ps *ps, struct imap_cmd *c)
 {
 	struct imap_fetch *fe = &c->u.fetch;
+	size_t cap = fe->norder; /* grows by ps_grow: a new array */
 
 	if (sp(ps) < 0 || open_list(ps) < 0)
 		return -1;
@@ -2090,7 +2111,9 @@ fetch_modifiers(struct ps *ps, struct imap_cmd *c)
 			if (fe->has_changedsince)
 				return fail(ps, "CHANGEDSINCE given twice");
 			fe->has_changedsince = true;
-			fe->items |= IMAP_FI_MODSEQ; /* RFC 7162 3.1.4.1 */
+			/* RFC 7162 3.1.4.1: implies MODSEQ */
+			if (order_item(ps, fe, &cap, IMAP_FI_MODSEQ) < 0)
+				return -1;
 			if (sp(ps) < 0 ||
 			    modseq(ps, &fe->changedsince, false) < 0)
 				return -1;
@@ -2111,35 +2134,44 @@ static int
 cmd_fetch(struct ps *ps, struct imap_cmd *c)
 {
 	struct imap_fetch *fe = &c->u.fetch;
+	unsigned macro = 0;
+	size_t cap = 0; /* fe->order is empty */
 
 	if (sp(ps) < 0 || seqset(ps, &fe->set, true) < 0 || sp(ps) < 0)
 		return -1;
+	/* RFC 3501 6.4.8: UID FETCH always returns UID; first, as Dovecot
+	 * (and the clients tested against it) have it. */
+	if (c->is_uid && order_item(ps, fe, &cap, IMAP_FI_UID) < 0)
+		return -1;
 	if (word(ps, "ALL"))
-		fe->items = IMAP_FI_FLAGS | IMAP_FI_INTERNALDATE |
-		            IMAP_FI_RFC822_SIZE | IMAP_FI_ENVELOPE;
+		macro = IMAP_FI_FLAGS | IMAP_FI_INTERNALDATE |
+		        IMAP_FI_RFC822_SIZE | IMAP_FI_ENVELOPE;
 	else if (word(ps, "FAST"))
-		fe->items =
+		macro =
 		    IMAP_FI_FLAGS | IMAP_FI_INTERNALDATE | IMAP_FI_RFC822_SIZE;
 	else if (word(ps, "FULL"))
-		fe->items = IMAP_FI_FLAGS | IMAP_FI_INTERNALDATE |
-		            IMAP_FI_RFC822_SIZE | IMAP_FI_ENVELOPE |
-		            IMAP_FI_BODY;
+		macro = IMAP_FI_FLAGS | IMAP_FI_INTERNALDATE |
+		        IMAP_FI_RFC822_SIZE | IMAP_FI_ENVELOPE | IMAP_FI_BODY;
 	else if (peek(ps) == '(') {
 		if (open_list(ps) < 0)
 			return -1;
 		do {
-			if (fetch_att(ps, fe) < 0)
+			if (fetch_att(ps, fe, &cap) < 0)
 				return -1;
 		} while (peek(ps) == ' ' && ps->p++);
 		if (close_list(ps) < 0)
 			return -1;
-	} else if (fetch_att(ps, fe) < 0)
+	} else if (fetch_att(ps, fe, &cap) < 0)
 		return -1;
+	/* The macros' items in their RFC 3501 order (the bits' order). */
+	for (unsigned bit = 1; macro != 0; bit <<= 1)
+		if (macro & bit) {
+			macro &= ~bit;
+			if (order_item(ps, fe, &cap, bit) < 0)
+				return -1;
+		}
 	if (!at_end(ps) && fetch_modifiers(ps, c) < 0)
 		return -1;
-	/* RFC 3501 6.4.8: UID FETCH always returns UID. */
-	if (c->is_uid)
-		fe->items |= IMAP_FI_UID;
 	return 0;
 }
 

@@ -171,6 +171,7 @@ struct imap_fetch_job {
 	int fd;
 	size_t item; /* next literal item of the message */
 	size_t nitem;
+	size_t nliteral; /* of the items, literals (not is_inline) */
 	struct imap_litem *items;
 	bool has_item;     /* an item is out: the next needs a space */
 	bool is_streaming; /* items[item - 1] is being streamed */
@@ -185,6 +186,7 @@ struct imap_fetch_job {
 struct imap_litem {
 	char label[600]; /* "BODY[1.2]<0>" */
 	bool is_buf;     /* data in b, else the file range [start, end) */
+	bool is_inline;  /* b is sent as it is, not as a literal */
 	struct buf b;
 	uint64_t start, end, size; /* size: CRLF size of the range */
 	uint64_t skip, len;        /* the partial: bytes skipped, sent */
