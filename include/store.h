@@ -235,6 +235,9 @@ struct store_box {
 	uint32_t name_seq; /* makes new file names unique in this box */
 	/* cur/ and new/ mtimes after the last full sync (quick rescans). */
 	int64_t seen_cur_ns, seen_new_ns;
+	/* IMAP \Recent (RFC 3501 2.3.2): UIDs below this were given to a
+	 * session already (0: none yet); kept in the index. */
+	uint32_t first_recent;
 };
 
 #define STORE_REBUILT_NEW 0x1     /* no index: made (new UIDVALIDITY) */
@@ -265,6 +268,10 @@ void store_box_close(struct store_box **);
  */
 #define STORE_SYNC_SETTLE 2
 int store_sync(struct store_box *, bool *changed_out, char *err, size_t errlen);
+/* Raises box->first_recent to uid (never lowers it) and writes it to the
+ * index log: 0, or -1 with err. */
+int store_set_first_recent(
+    struct store_box *, uint32_t uid, char *err, size_t errlen);
 
 /* The message with uid, or NULL; seq is index + 1. */
 const struct store_msg *store_msg_by_uid(

@@ -62,9 +62,18 @@ bprintf(struct buf *b, const char *fmt, ...)
 		    (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
+bool
+imap_recent_has(const struct imap_recent *r, uint32_t uid)
+{
+	for (size_t i = 0; i < r->n; i++)
+		if (uid >= r->r[i].lo && uid < r->r[i].hi)
+			return true;
+	return false;
+}
+
 void
 imap_flags_fmt(struct buf *b, const struct store_flags *fl,
-    const struct store_keywords *kw)
+    const struct store_keywords *kw, bool is_recent)
 {
 	static const struct {
 		uint8_t bit;
@@ -83,6 +92,10 @@ imap_flags_fmt(struct buf *b, const struct store_flags *fl,
 			bprintf(b, "%s%s", is_first ? "" : " ", sys[i].name);
 			is_first = false;
 		}
+	if (is_recent) {
+		bprintf(b, "%s\\Recent", is_first ? "" : " ");
+		is_first = false;
+	}
 	for (unsigned i = 0; kw != NULL && i < STORE_KEYWORDS_MAX; i++)
 		if ((fl->keywords & (1u << i)) && kw->names[i][0] != '\0') {
 			bprintf(b, "%s%s", is_first ? "" : " ", kw->names[i]);
@@ -124,6 +137,7 @@ imap_fetch_job_free(struct imap_fetch_job *fj)
 	free(fj->seq);
 	free(fj->uid);
 	free(fj->told);
+	free(fj->recent.r);
 	free(fj);
 }
 
@@ -505,7 +519,8 @@ item_simple(struct imap_fetch_job *fj, size_t cap, unsigned bit,
 		break;
 	case IMAP_FI_FLAGS:
 		bputs(b, "FLAGS (");
-		imap_flags_fmt(b, &m->flags, &box->keywords);
+		imap_flags_fmt(b, &m->flags, &box->keywords,
+		    imap_recent_has(&fj->recent, m->uid));
 		bputs(b, ")");
 		told_add(fj, m->uid, m->flags);
 		break;
@@ -834,6 +849,7 @@ struct sctx {
 	bool is_parsed, has_failed, is_synced;
 	struct buf tmp;
 	time_t now;
+	const struct imap_recent *recent;
 };
 
 static bool
@@ -879,16 +895,16 @@ sctx_done(struct sctx *c)
 /* A header field called name (any when NULL) whose decoded value holds
  * needle. */
 static bool
-header_has(struct sctx *c, const char *name, size_t nlen,
+part_header_has(struct sctx *c, uint32_t part, const char *name, size_t nlen,
     const struct imap_str *needle)
 {
 	const struct mime_part *p;
 	struct mime_field fld;
 	size_t pos = 0;
 
-	if (!sctx_parse(c))
+	if (!sctx_parse(c) || part >= c->mm.nparts)
 		return false;
-	p = &c->mm.parts[0];
+	p = &c->mm.parts[part];
 	while (mime_field_next(c->mm.base + p->hdr_start,
 	    p->hdr_scan_end - p->hdr_start, &pos, &fld)) {
 		if (name != NULL &&
@@ -904,6 +920,34 @@ header_has(struct sctx *c, const char *name, size_t nlen,
 			return true;
 	}
 	return false;
+}
+
+static bool
+header_has(struct sctx *c, const char *name, size_t nlen,
+    const struct imap_str *needle)
+{
+	return part_header_has(c, 0, name, nlen, needle);
+}
+
+static bool body_has(struct sctx *, const struct imap_str *);
+
+/* TEXT (RFC 3501 6.4.4: the header or body): the body includes the
+ * headers of encapsulated messages (message/rfc822 parts), as Dovecot's
+ * search has it. */
+static bool
+text_has(struct sctx *c, const struct imap_str *needle)
+{
+	if (header_has(c, NULL, 0, needle))
+		return true;
+	for (uint32_t i = 1; i < c->mm.nparts; i++) {
+		uint32_t up = c->mm.parts[i].parent;
+
+		if (up < c->mm.nparts &&
+		    c->mm.parts[up].kind == MIME_KIND_MESSAGE &&
+		    part_header_has(c, i, NULL, 0, needle))
+			return true;
+	}
+	return body_has(c, needle);
 }
 
 static bool
@@ -937,9 +981,14 @@ sent_day(struct sctx *c, int64_t *day)
 	int64_t t;
 	int tz;
 
-	if (!sctx_parse(c) || !mime_header_get(&c->mm, 0, "Date", &v) ||
-	    mime_date_parse(v, &t, &tz) == -1)
+	if (!sctx_parse(c))
 		return false;
+	/* No (parsable) Date: the INTERNALDATE, as Dovecot does */
+	if (!mime_header_get(&c->mm, 0, "Date", &v) ||
+	    mime_date_parse(v, &t, &tz) == -1) {
+		*day = day_of(c->m->internaldate);
+		return true;
+	}
 	*day = day_of(t + (int64_t)tz * 60);
 	return true;
 }
@@ -1037,11 +1086,14 @@ eval(const struct imap_skey *k, struct sctx *c)
 	case IMAP_SK_NOT:
 		return !eval(k->child, c);
 	case IMAP_SK_ALL:
-	case IMAP_SK_OLD:
 		return true;
+	case IMAP_SK_OLD:
+		return !imap_recent_has(c->recent, c->m->uid);
 	case IMAP_SK_RECENT:
-	case IMAP_SK_NEW:
-		return false; /* no session is given \Recent */
+		return imap_recent_has(c->recent, c->m->uid);
+	case IMAP_SK_NEW: /* RFC 3501 6.4.4: RECENT UNSEEN */
+		return imap_recent_has(c->recent, c->m->uid) &&
+		       !(c->m->flags.sys & STORE_F_SEEN);
 	case IMAP_SK_KEYWORD:
 		return kw_has(c, &k->str);
 	case IMAP_SK_UNKEYWORD:
@@ -1058,7 +1110,7 @@ eval(const struct imap_skey *k, struct sctx *c)
 	case IMAP_SK_BODY:
 		return body_has(c, &k->str);
 	case IMAP_SK_TEXT:
-		return header_has(c, NULL, 0, &k->str) || body_has(c, &k->str);
+		return text_has(c, &k->str);
 	case IMAP_SK_BEFORE:
 	case IMAP_SK_ON:
 	case IMAP_SK_SINCE:
@@ -1100,6 +1152,7 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 	c.box = box;
 	c.fd = -1;
 	c.now = time(NULL);
+	c.recent = &sj->recent;
 	c.maxseq = (uint32_t)sj->n;
 	c.maxuid = sj->n ? sj->uid[sj->n - 1] : 0;
 	buf_init(&c.tmp, 4u * 1024 * 1024);

@@ -80,6 +80,14 @@ close_run(void *arg, void *ctx)
 	struct imap_folder *f = arg;
 
 	(void)ctx;
+	if (f->box != NULL && f->recent_next > f->box->first_recent) {
+		char err[256];
+
+		if (store_set_first_recent(
+		        f->box, f->recent_next, err, sizeof(err)) == -1)
+			log_warn("event=store_flush result=fail reason=\"%s\"",
+			    log_esc(err));
+	}
 	store_box_close(&f->box);
 	store_free(&f->store);
 }
@@ -172,6 +180,7 @@ imap_folder_snap_take(struct imap_folder *f, struct imap_snapshot *o)
 	o->uidvalidity = box->uidvalidity;
 	o->uidnext = box->uidnext;
 	o->highestmodseq = box->highestmodseq;
+	o->first_recent = box->first_recent;
 	o->kw = xmalloc(sizeof(*o->kw));
 	*o->kw = box->keywords;
 }
@@ -187,17 +196,28 @@ folder_swap(struct imap_folder *f, struct imap_snapshot *o)
 	f->uidvalidity = o->uidvalidity;
 	f->uidnext = o->uidnext;
 	f->highestmodseq = o->highestmodseq;
+	if (o->first_recent > f->recent_next)
+		f->recent_next = o->first_recent;
 	f->kw = o->kw;
 	memset(o, 0, sizeof(*o));
 }
 
+/* Tells the sessions with f selected; first (the job's own session,
+ * NULL for none) before the others, so it takes new mail it added as
+ * \Recent, as with Dovecot. */
 static void
-folder_changed(struct imap_folder *f)
+folder_changed(struct imap_folder *f, struct imap_session *first)
 {
 	struct imap_watch *w, *tw;
 
+	TAILQ_FOREACH(w, &f->sessions, entry)
+		if (w->s == first) {
+			imap_session_changed(first);
+			break;
+		}
 	TAILQ_FOREACH_SAFE(w, &f->sessions, entry, tw)
-		imap_session_changed(w->s);
+		if (w->s != first)
+			imap_session_changed(w->s);
 }
 
 struct imap_fjob *
@@ -282,6 +302,7 @@ folder_pump(struct imap_folder *f)
 	TAILQ_REMOVE(&f->queue, j, qentry);
 	j->is_queued = false;
 	f->is_running = true;
+	j->recent_next[j->held] = f->recent_next;
 	j->held++;
 	if (j->held < j->nf) {
 		fjob_enqueue(j);
@@ -298,6 +319,17 @@ fjob_run(void *arg, void *ctx)
 
 	(void)ctx;
 	j->run(j);
+	for (size_t i = 0; i < j->nf; i++) {
+		struct store_box *box = j->f[i]->box;
+		char err[256];
+
+		/* The \Recent UIDs sessions took since the last job. */
+		if (box != NULL && j->recent_next[i] > box->first_recent &&
+		    store_set_first_recent(
+		        box, j->recent_next[i], err, sizeof(err)) == -1)
+			log_warn("event=store_flush result=fail reason=\"%s\"",
+			    log_esc(err));
+	}
 	for (size_t i = 0; i < j->nf; i++)
 		if (j->is_changed[i])
 			imap_folder_snap_take(j->f[i], &j->out[i]);
@@ -320,7 +352,7 @@ imap_fjob_complete(struct imap_fjob *j)
 		f[i]->is_running = false;
 		if (j->out[i].is_set) {
 			folder_swap(f[i], &j->out[i]);
-			folder_changed(f[i]);
+			folder_changed(f[i], j->s);
 		}
 	}
 	j->held = 0;

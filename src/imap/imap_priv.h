@@ -31,6 +31,18 @@
 struct imap_session;
 struct imap_fjob;
 
+/* UIDs [lo, hi): a session's \Recent messages are a few of these. */
+struct imap_urange {
+	uint32_t lo, hi;
+};
+
+/* A copy of a session's \Recent ranges, for a job (its own). */
+struct imap_recent {
+	struct imap_urange *r;
+	size_t n;
+};
+bool imap_recent_has(const struct imap_recent *, uint32_t uid);
+
 /* A session with a folder selected: its entry in the folder's list. */
 struct imap_watch {
 	TAILQ_ENTRY(imap_watch) entry;
@@ -76,6 +88,10 @@ struct imap_folder {
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
 	struct store_keywords *kw;
+	/* \Recent (RFC 3501 2.3.2): UIDs below this were given to a session
+	 * (the first to be told of them).  Jobs carry it to the index
+	 * (store_set_first_recent); a restart keeps it. */
+	uint32_t recent_next;
 };
 
 /* A snapshot a worker built for the loop (imap_folder_snap_take). */
@@ -86,6 +102,7 @@ struct imap_snapshot {
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
 	struct store_keywords *kw;
+	uint32_t first_recent; /* the index's */
 };
 
 /*
@@ -103,6 +120,9 @@ struct imap_fjob {
 	bool is_queued;     /* in f[held]'s queue */
 	bool is_changed[2]; /* run: f[i]'s box changed: build a snapshot */
 	struct imap_snapshot out[2];
+	/* f[i]->recent_next when the job took f[i]: run writes it to the
+	 * index, and reads the first \Recent UID from here (STATUS). */
+	uint32_t recent_next[2];
 	struct imap_session *s;
 	void (*run)(struct imap_fjob *);
 	bool (*done)(struct imap_fjob *);
@@ -161,7 +181,8 @@ struct imap_fetch_job {
 	 * session's arena, untouched by the loop while the FETCH runs. */
 	const struct imap_fetch *spec;
 	bool is_uid, is_readonly;
-	uint32_t *seq, *uid; /* the messages asked for, in order */
+	struct imap_recent recent; /* the session's, copied */
+	uint32_t *seq, *uid;       /* the messages asked for, in order */
 	size_t n, next;
 	size_t expunged; /* asked for but gone from the folder */
 	size_t fetched;  /* messages whose body was sent */
@@ -219,12 +240,14 @@ struct imap_search_job {
 	uint32_t *hits; /* sequence numbers (or UIDs) found */
 	size_t nhits;
 	bool is_uid;
+	struct imap_recent recent; /* the session's, copied */
 };
 void imap_search_run(struct imap_fjob *, struct imap_search_job *);
 
-/* Appends the flags as IMAP shows them: "\Seen \Answered kw". */
-void imap_flags_fmt(
-    struct buf *, const struct store_flags *, const struct store_keywords *);
+/* Appends the flags as IMAP shows them: "\Seen \Answered kw";
+ * \Recent after the system flags when is_recent (Dovecot's order). */
+void imap_flags_fmt(struct buf *, const struct store_flags *,
+    const struct store_keywords *, bool is_recent);
 /* IMAP_FLAG_* to STORE_F_* */
 uint8_t imap_flags_to_store(unsigned imap);
 

@@ -83,7 +83,12 @@ struct imap_session {
 	struct imap_watch watch;
 	bool is_readonly;
 	struct imap_view view;
-	size_t kw_told; /* keyword names the client was told in FLAGS */
+	/* \Recent: the UIDs this session was the first to be told of (or,
+	 * under EXAMINE, that no session took yet); not for IMAP4rev2 */
+	struct imap_recent recent;
+	size_t recent_cap;
+	size_t recent_told; /* the last RECENT count sent */
+	size_t kw_told;     /* keyword names the client was told in FLAGS */
 	bool has_update;
 	/* a command waiting in a folder queue, or a FETCH streaming */
 	bool is_waiting;
@@ -255,7 +260,7 @@ flags_line(struct imap_session *s)
 			all.keywords |= 1u << i;
 			s->kw_told = i + 1;
 		}
-	imap_flags_fmt(&b, &all, s->folder->kw);
+	imap_flags_fmt(&b, &all, s->folder->kw, false);
 	out(s, "* FLAGS (%.*s)", (int)b.len, b.data ? (char *)b.data : "");
 	if (s->is_readonly)
 		out(s, "* OK [PERMANENTFLAGS ()] Read-only mailbox");
@@ -272,7 +277,7 @@ fetch_flags_line(struct imap_session *s, size_t seq, uint32_t uid,
 	struct buf b;
 
 	buf_init(&b, 8192);
-	imap_flags_fmt(&b, fl, s->folder->kw);
+	imap_flags_fmt(&b, fl, s->folder->kw, imap_recent_has(&s->recent, uid));
 	if (s->is_uid)
 		out(s, "* %zu FETCH (UID %u FLAGS (%.*s))", seq, uid,
 		    (int)b.len, b.data ? (char *)b.data : "");
@@ -280,6 +285,63 @@ fetch_flags_line(struct imap_session *s, size_t seq, uint32_t uid,
 		out(s, "* %zu FETCH (FLAGS (%.*s))", seq, (int)b.len,
 		    b.data ? (char *)b.data : "");
 	buf_release(&b);
+}
+
+/*
+ * RFC 3501 2.3.2: the messages of the folder no session was told of yet
+ * become this session's \Recent ones (the first to be told gets them).
+ * EXAMINE sees them as recent but leaves them for others; an IMAP4rev2
+ * session has no \Recent.
+ */
+static void
+recent_take(struct imap_session *s)
+{
+	struct imap_folder *f = s->folder;
+	struct imap_urange *last;
+	uint32_t lo = f->recent_next, hi = f->uidnext;
+
+	if (s->is_rev2 || lo >= hi)
+		return;
+	if (!s->is_readonly)
+		f->recent_next = hi;
+	last = s->recent.n > 0 ? &s->recent.r[s->recent.n - 1] : NULL;
+	if (last != NULL && lo >= last->lo && lo <= last->hi) {
+		if (hi > last->hi)
+			last->hi = hi;
+		return;
+	}
+	if (s->recent.n == s->recent_cap) {
+		s->recent_cap = s->recent_cap ? s->recent_cap * 2 : 4;
+		s->recent.r = xreallocarray(
+		    s->recent.r, s->recent_cap, sizeof(*s->recent.r));
+	}
+	s->recent.r[s->recent.n++] = (struct imap_urange){lo, hi};
+}
+
+/* The messages in the view that are this session's \Recent ones. */
+static size_t
+recent_count(const struct imap_session *s)
+{
+	size_t n = 0;
+
+	if (s->recent.n == 0)
+		return 0;
+	for (size_t i = 0; i < s->view.n; i++)
+		n += imap_recent_has(&s->recent, s->view.uid[i]);
+	return n;
+}
+
+/* A job's own copy of the session's \Recent ranges. */
+static struct imap_recent
+recent_copy(const struct imap_session *s)
+{
+	struct imap_recent r = {NULL, s->recent.n};
+
+	if (r.n > 0) {
+		r.r = xcalloc(r.n, sizeof(*r.r));
+		memcpy(r.r, s->recent.r, r.n * sizeof(*r.r));
+	}
+	return r;
 }
 
 /* imap_view_sync's updates, written to the client. */
@@ -298,10 +360,20 @@ update_out(void *arg, enum imap_update kind, size_t seq, uint32_t uid,
 		break;
 	case IMAP_UPDATE_EXISTS:
 		out(s, "* %zu EXISTS", seq);
-		if (!s->is_rev2)
-			out(s, "* 0 RECENT");
 		break;
 	}
+}
+
+/* A new keyword in the folder: a new FLAGS and PERMANENTFLAGS, before
+ * any FETCH that shows it (RFC 3501 7.2.6). */
+static void
+kw_update(struct imap_session *s)
+{
+	const struct imap_folder *f = s->folder;
+
+	if (f->kw != NULL && s->kw_told < STORE_KEYWORDS_MAX &&
+	    f->kw->names[s->kw_told][0] != '\0')
+		flags_line(s);
 }
 
 /*
@@ -317,11 +389,15 @@ send_updates(struct imap_session *s, bool allow_expunge)
 
 	if (f == NULL || !s->has_update || s->state != IMAP_STATE_SELECTED)
 		return;
-	if (f->kw != NULL && s->kw_told < STORE_KEYWORDS_MAX &&
-	    f->kw->names[s->kw_told][0] != '\0')
-		flags_line(s);
+	kw_update(s);
 	s->has_update = imap_view_sync(
 	    &s->view, f->snap, f->nsnap, allow_expunge, update_out, s);
+	/* RFC 3501 7.3.2: the count when it changed (new mail this session
+	 * took, or its recent ones expunged), after EXISTS, as Dovecot */
+	if (!s->is_rev2 && recent_count(s) != s->recent_told) {
+		s->recent_told = recent_count(s);
+		out(s, "* %zu RECENT", s->recent_told);
+	}
 }
 
 /* While IDLE: the updates now, unless the client has not read what it
@@ -340,6 +416,10 @@ void
 imap_session_changed(struct imap_session *s)
 {
 	s->has_update = true;
+	/* The first session told of new mail takes it as \Recent, busy
+	 * or not (the job's own session is told first). */
+	if (s->state == IMAP_STATE_SELECTED && s->folder != NULL)
+		recent_take(s);
 	idle_updates(s);
 }
 
@@ -361,6 +441,9 @@ deselect(struct imap_session *s)
 	TAILQ_REMOVE(&s->folder->sessions, &s->watch, entry);
 	imap_folder_put(&s->folder);
 	imap_view_free(&s->view);
+	free(s->recent.r);
+	s->recent.r = NULL;
+	s->recent.n = s->recent_cap = s->recent_told = 0;
 	s->has_update = false;
 	s->state = IMAP_STATE_AUTH;
 }
@@ -981,10 +1064,12 @@ select_done(struct imap_fjob *j)
 		if (unseen == 0 && !(f->snap[i].flags.sys & STORE_F_SEEN))
 			unseen = (uint32_t)i + 1;
 	}
+	recent_take(s);
 	flags_line(s);
 	out(s, "* %zu EXISTS", s->view.n);
 	if (!s->is_rev2) {
-		out(s, "* 0 RECENT");
+		s->recent_told = recent_count(s);
+		out(s, "* %zu RECENT", s->recent_told);
 		if (unseen > 0)
 			out(s, "* OK [UNSEEN %u] First unseen", unseen);
 	}
@@ -1012,9 +1097,10 @@ cmd_select(struct imap_session *s, struct imap_cmd *c)
 	struct imap_folder *f;
 
 	if (s->folder != NULL) {
+		/* RFC 7162 3.2.11 and RFC 9051 7.1; Dovecot says it to
+		 * every client (and clients tested against it expect it) */
 		deselect(s);
-		if (s->is_rev2)
-			out(s, "* OK [CLOSED] Previous mailbox closed");
+		out(s, "* OK [CLOSED] Previous mailbox closed");
 	}
 	if (!name_ok(s, &c->u.select.mailbox))
 		return;
@@ -1120,7 +1206,7 @@ cmd_idle(struct imap_session *s, struct imap_cmd *c)
 
 struct status_arg {
 	struct imap_folder *f;
-	uint32_t messages, unseen, deleted, uidnext, uidvalidity;
+	uint32_t messages, unseen, deleted, uidnext, uidvalidity, recent;
 	uint64_t size, highestmodseq;
 };
 
@@ -1144,6 +1230,10 @@ status_run(struct imap_fjob *j)
 		return;
 	a->messages = (uint32_t)box->n;
 	for (size_t i = 0; i < box->n; i++) {
+		/* \Recent: not yet taken by a session (fjob_run writes
+		 * recent_next after this) */
+		a->recent += box->msgs[i].uid >= j->recent_next[0] &&
+		             box->msgs[i].uid >= box->first_recent;
 		a->unseen += !(box->msgs[i].flags.sys & STORE_F_SEEN);
 		a->deleted += !!(box->msgs[i].flags.sys & STORE_F_DELETED);
 		a->size += box->msgs[i].size;
@@ -1177,7 +1267,7 @@ status_done(struct imap_fjob *j)
 		str_cat(o, t, sizeof(o));                                      \
 	}
 	ITEM(IMAP_STATUS_MESSAGES, "MESSAGES %u", a->messages);
-	ITEM(IMAP_STATUS_RECENT, "RECENT %u", 0u);
+	ITEM(IMAP_STATUS_RECENT, "RECENT %u", a->recent);
 	ITEM(IMAP_STATUS_UIDNEXT, "UIDNEXT %u", a->uidnext);
 	ITEM(IMAP_STATUS_UIDVALIDITY, "UIDVALIDITY %u", a->uidvalidity);
 	ITEM(IMAP_STATUS_UNSEEN, "UNSEEN %u", a->unseen);
@@ -1507,6 +1597,7 @@ cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 	fj->spec = &s->cmd.u.fetch;
 	fj->is_uid = c->is_uid;
 	fj->is_readonly = s->is_readonly;
+	fj->recent = recent_copy(s);
 	buf_init(&fj->out, IMAP_OUT_MAX);
 	s->fetch = fj;
 	fetch_next(s);
@@ -1539,13 +1630,20 @@ store_done(struct imap_fjob *j)
 
 	if (!fdone_begin(j))
 		return false;
+	if (s->folder != NULL)
+		kw_update(s);
 	for (size_t i = 0; i < sj->nres; i++) {
 		long k = imap_view_find(&s->view, sj->res[i].uid);
+		bool is_same;
 
 		if (k < 0)
 			continue;
+		/* no FETCH for a message whose flags did not change (as
+		 * Dovecot: -FLAGS of a flag not set, +FLAGS of one set) */
+		is_same = s->view.fl[k].sys == sj->res[i].flags.sys &&
+		          s->view.fl[k].keywords == sj->res[i].flags.keywords;
 		s->view.fl[k] = sj->res[i].flags;
-		if (!sj->is_silent)
+		if (!sj->is_silent && !is_same)
 			fetch_flags_line(s, (size_t)k + 1, sj->res[i].uid,
 			    &sj->res[i].flags);
 	}
@@ -1567,6 +1665,13 @@ cmd_store(struct imap_session *s, struct imap_cmd *c)
 	}
 	if (c->u.store.has_unchangedsince) {
 		bad(s, "UNCHANGEDSINCE is not supported yet");
+		return;
+	}
+	/* \Recent is the server's (RFC 3501 2.3.2), and no other system
+	 * flag exists: BAD, as Dovecot says */
+	if ((c->u.store.flags.sys & IMAP_FLAG_RECENT) ||
+	    c->u.store.flags.next > 0) {
+		bad(s, "Invalid system flag");
 		return;
 	}
 	sj = xcalloc(1, sizeof(*sj));
@@ -1599,6 +1704,7 @@ search_job_free(void *arg)
 
 	free(sj->uid);
 	free(sj->hits);
+	free(sj->recent.r);
 	free(sj);
 }
 
@@ -1702,6 +1808,7 @@ cmd_search(struct imap_session *s, struct imap_cmd *c)
 	if (s->view.n > 0)
 		memcpy(sj->uid, s->view.uid, s->view.n * sizeof(*sj->uid));
 	sj->is_uid = c->is_uid;
+	sj->recent = recent_copy(s);
 	fsubmit(s, imap_fjob_new(s, s->folder, NULL, search_run, search_done,
 	               sj, search_job_free));
 }

@@ -567,6 +567,19 @@ store_sync(struct store_box *box, bool *changed_out, char *err, size_t errlen)
 	return 0;
 }
 
+int
+store_set_first_recent(
+    struct store_box *box, uint32_t uid, char *err, size_t errlen)
+{
+	uint8_t rec[STORE_LOG_REC_MAX];
+
+	if (uid <= box->first_recent)
+		return 0;
+	box->first_recent = uid;
+	store_pend(box, rec, store_log_recent(rec, uid));
+	return store_flush(box, err, errlen);
+}
+
 /* ---- open ------------------------------------------------------------- */
 
 static struct store_box *

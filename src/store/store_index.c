@@ -127,7 +127,7 @@ store_index_encode(const struct store_box *box, size_t *len_out)
 	store_put32(b + 40, (uint32_t)box->n);
 	store_put32(b + 44, (uint32_t)box->nvanished);
 	store_put64(b + 48, box->vanished_floor);
-	store_put32(b + 56, 0);
+	store_put32(b + 56, box->first_recent);
 	store_put64(b + 60, (uint64_t)box->seen_cur_ns);
 	store_put64(b + 68, (uint64_t)box->seen_new_ns);
 	store_put32(b + 76, store_crc32(0, b, STORE_IDX_CRC_AT));
@@ -175,6 +175,7 @@ idx_header(struct store_box *box, const uint8_t *d, size_t len, uint32_t *nm,
 	*nm = store_get32(d + 40);
 	*nv = store_get32(d + 44);
 	box->vanished_floor = store_get64(d + 48);
+	box->first_recent = store_get32(d + 56);
 	box->seen_cur_ns = (int64_t)store_get64(d + 60);
 	box->seen_new_ns = (int64_t)store_get64(d + 68);
 	if (box->uidvalidity == 0 || box->uidnext == 0)
@@ -274,6 +275,13 @@ store_log_stamp(uint8_t *rec, int64_t cur_ns, int64_t new_ns)
 }
 
 size_t
+store_log_recent(uint8_t *rec, uint32_t first_recent)
+{
+	store_put32(rec + 4, first_recent);
+	return frame(rec, STORE_LOG_RECENT, 4);
+}
+
+size_t
 store_log_expunge(uint8_t *rec, uint32_t uid, uint64_t modseq)
 {
 	store_put32(rec + 4, uid);
@@ -359,6 +367,11 @@ apply(struct store_box *box, uint8_t type, const uint8_t *p, size_t len)
 			return false;
 		box->seen_cur_ns = (int64_t)store_get64(p);
 		box->seen_new_ns = (int64_t)store_get64(p + 8);
+		return true;
+	case STORE_LOG_RECENT:
+		if (len != 4)
+			return false;
+		box->first_recent = store_get32(p);
 		return true;
 	default:
 		return false;

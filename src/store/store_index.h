@@ -23,7 +23,8 @@ enum {
 	STORE_LOG_ADD = 1,
 	STORE_LOG_FLAGS = 2,
 	STORE_LOG_EXPUNGE = 3,
-	STORE_LOG_STAMP = 4 /* cur/ and new/ mtimes the index matches */
+	STORE_LOG_STAMP = 4, /* cur/ and new/ mtimes the index matches */
+	STORE_LOG_RECENT = 5 /* the first UID no IMAP session took as \Recent */
 };
 
 uint8_t *store_index_encode(const struct store_box *, size_t *len_out);
@@ -34,6 +35,7 @@ size_t store_log_add(uint8_t *rec, const struct store_msg *);
 size_t store_log_flags(uint8_t *rec, const struct store_msg *);
 size_t store_log_expunge(uint8_t *rec, uint32_t uid, uint64_t modseq);
 size_t store_log_stamp(uint8_t *rec, int64_t cur_ns, int64_t new_ns);
+size_t store_log_recent(uint8_t *rec, uint32_t first_recent);
 
 void store_index_push(struct store_box *, const struct store_msg *);
 void store_vanished_push(struct store_box *, uint32_t uid, uint64_t modseq);

@@ -1314,6 +1314,37 @@ test_bench_open(void **state)
 	(void)err;
 }
 
+/* The first \Recent UID survives a reopen: from the log, then from the
+ * snapshot after a compaction; it never goes down. */
+static void
+test_first_recent(void **state)
+{
+	char root[256], err[256];
+	struct store *st;
+	struct store_box *box;
+
+	(void)state;
+	fresh(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "new", "100.a", "A\n", 100);
+	deliver(root, "new", "200.b", "B\n", 200);
+	box = box_ok(st, "INBOX");
+	assert_int_equal(box->first_recent, 0);
+	assert_int_equal(store_set_first_recent(box, 3, err, sizeof(err)), 0);
+	assert_int_equal(store_set_first_recent(box, 2, err, sizeof(err)), 0);
+	assert_int_equal(box->first_recent, 3);
+	store_box_close(&box);
+	box = box_ok(st, "INBOX");
+	assert_int_equal(box->first_recent, 3); /* from the log */
+	assert_int_equal(store_compact(box, err, sizeof(err)), 0);
+	store_box_close(&box);
+	box = box_ok(st, "INBOX");
+	assert_int_equal(box->first_recent, 3); /* from the snapshot */
+	store_box_close(&box);
+	store_free(&st);
+	rm_rf(root);
+}
+
 int
 run_store_tests(void)
 {
@@ -1323,6 +1354,7 @@ run_store_tests(void)
 	    cmocka_unit_test(test_keywords),
 	    cmocka_unit_test(test_folders),
 	    cmocka_unit_test(test_index_sync),
+	    cmocka_unit_test(test_first_recent),
 	    cmocka_unit_test(test_ops),
 	    cmocka_unit_test(test_expunge_seqs),
 	    cmocka_unit_test(test_crash),
