@@ -346,6 +346,10 @@ def normalise_line(ln):
         code = re.sub(rb"^ \[UIDVALIDITY \d+\]", b" [UIDVALIDITY N]", code)
         code = re.sub(rb"^ \[(APPENDUID|COPYUID) \d+", rb" [\1 N", code)
         code = re.sub(rb"^ \[BADCHARSET \([^)]*\)\]", b" [BADCHARSET]", code)
+        # RFC 5530 3: NONEXISTENT is the code for a missing mailbox
+        # (postern sends it); Dovecot 2.3 sends a plain NO for SELECT and
+        # STATUS: both mean the same to a client, so the code is dropped
+        code = re.sub(rb"^ \[NONEXISTENT\]$", b"", code)
         # the NO text is the server's own words; the code is the contract
         return m.group(1) + code
     ln = re.sub(rb"^\* CAPABILITY .*", b"* CAPABILITY", ln)
