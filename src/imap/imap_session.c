@@ -865,10 +865,22 @@ list_done(struct imap_session *s, struct sjob *j)
 	if (is_lsub ||
 	    (l->opts & (IMAP_LSEL_SUBSCRIBED | IMAP_LRET_SUBSCRIBED)))
 		show |= STORE_LIST_SUBSCRIBED;
+	/* LSUB: the special-use attributes, as Dovecot shows them */
 	if (is_lsub)
-		show &= ~(unsigned)(STORE_USE_ALL | STORE_LIST_HASCHILDREN |
+		show &= ~(unsigned)(STORE_LIST_HASCHILDREN |
 		                    STORE_LIST_HASNOCHILDREN |
 		                    STORE_LIST_SUBSCRIBED);
+	/* LIST-EXTENDED (RFC 5258 3.4, RFC 6154 2): with options given,
+	 * children only for RETURN (CHILDREN), special-use only for RETURN
+	 * (SPECIAL-USE) or the SPECIAL-USE selection (Dovecot's reading) */
+	if (!is_lsub && l->is_extended) {
+		if (!(l->opts & IMAP_LRET_CHILDREN))
+			show &= ~(unsigned)(STORE_LIST_HASCHILDREN |
+			                    STORE_LIST_HASNOCHILDREN);
+		if (!(l->opts &
+		        (IMAP_LRET_SPECIAL_USE | IMAP_LSEL_SPECIAL_USE)))
+			show &= ~(unsigned)STORE_USE_ALL;
+	}
 	if (l->npats == 1 && l->pats[0].name.len == 0) {
 		/* RFC 3501 6.3.8: the delimiter and the root. */
 		out(s, "* %s (\\Noselect) \"/\" \"\"",
