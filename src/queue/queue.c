@@ -1094,10 +1094,12 @@ attempt_done(void *arg)
 		entry_unhold(q, e); /* deleted meanwhile: the files are gone */
 	else if (a->removed)
 		entry_removed(q, e, a->has_env);
-	else if (e->active_jobs == 0 || entry_done(e))
-		entry_persist(q, e);
 	else
-		e->is_dirty = true;
+		/* At once, even while another attempt for e runs (minutes):
+		 * a recipient sent or refused must not be pending on disk
+		 * meanwhile.  The state pool writes one snapshot of e at a
+		 * time and folds later changes into the next. */
+		entry_persist(q, e);
 	free(a);
 	queue_run(q);
 }

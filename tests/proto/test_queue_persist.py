@@ -182,3 +182,78 @@ def test_delete_and_hold_replies_come_after_the_disk(make_server, sink_port):
     finally:
         sink.release.set()
         sink.stop()
+
+
+def rcpt_states(server, qid):
+    """addr -> state in qid's .env (empty while there is none)."""
+    path = os.path.join(server.data, "queue", "entries", qid + ".env")
+    try:
+        text = open(path).read()
+    except FileNotFoundError:
+        return {}
+    return {f[4]: f[1] for f in (l.split("\t") for l in text.splitlines())
+            if f[0] == "rcpt"}
+
+
+class Refuser(Sink):
+    """bad@ is refused for good, others accepted; counts RCPTs."""
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        self._note("rcpts", address)
+        if address.startswith("bad@"):
+            return "550 5.1.1 <%s>: no such user here" % address
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+
+class GatedData(Sink):
+    """DATA hangs until gate is set."""
+
+    def __init__(self, *a, **kw):
+        import threading
+        self.gate = threading.Event()
+        super().__init__(*a, **kw)
+
+    async def handle_DATA(self, server, session, envelope):
+        while not self.gate.is_set():
+            await asyncio.sleep(0.05)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_results_are_written_while_another_attempt_runs(make_server, sink_port):
+    """Two domains, two attempts: one (remote.example) delivers ok@ and
+    gets bad@ refused while the other (implicit.example) hangs in DATA.
+    The first attempt's results reach the disk at once, not when the
+    second ends: a kill -9 meanwhile neither delivers ok@ twice nor gives
+    the refusing MX bad@ again (its bounce waits on alice's unwritable
+    Maildir, so bad@ is bouncing)."""
+    fast = Refuser("127.0.0.2", sink_port)
+    slow = GatedData("127.0.0.7", sink_port)
+    try:
+        s = make_server(dict(FAST))
+        send(s, ["alice@example.test"])
+        wait_for(lambda: s.messages("alice"), what="first")
+        tmp = os.path.join(s.maildir("alice"), "tmp")
+        os.chmod(tmp, 0o500)
+        send(s, ["ok@remote.example", "bad@remote.example", "slow@implicit.example"])
+        [qid] = queued_ids(s)
+        wait_for(lambda: "to=<bad@remote.example>" in s.log() and
+                 "status=bounced" in s.log(), what="bad@ bounced")
+        states = wait_for(
+            lambda: rcpt_states(s, qid).get("ok@remote.example") == "sent" and
+            rcpt_states(s, qid), timeout=10, what="ok@ sent on disk")
+        assert states == {"ok@remote.example": "sent", "bad@remote.example": "bouncing",
+                          "slow@implicit.example": "pending"}
+        s.stop(signal.SIGKILL)
+        os.chmod(tmp, 0o700)
+        slow.gate.set()
+        s.start()
+        wait_for(lambda: slow.messages, timeout=30, what="slow@ delivered")
+        wait_for(lambda: len(s.messages("alice")) == 2, timeout=30, what="the bounce")
+        wait_for(lambda: not queued_ids(s), timeout=30, what="the entry removed")
+        assert len(fast.messages) == 1, "ok@ delivered twice"
+        assert fast.rcpts.count("bad@remote.example") == 1, "bad@ tried again"
+    finally:
+        slow.gate.set()
+        slow.stop()
+        fast.stop()
