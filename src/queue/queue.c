@@ -496,7 +496,12 @@ bounce_release(struct queue *q, struct bounce *b)
 		/* Stored or given up: the failed state may reach the disk. */
 		for (size_t i = 0; i < b->orig.nrcpt; i++)
 			e->dsn_wait[b->idx[i]]--;
-		if (!entry_done(e) && !e->is_deleted)
+		/* Even when every recipient is final but a delay warning
+		 * still holds e: the recipient is no longer bouncing on
+		 * disk, so a kill -9 before the warning is done sends the
+		 * failure DSN only once (entry_persist removes the files
+		 * when nothing holds e any more). */
+		if (!e->is_deleted)
 			entry_persist(q, e);
 	}
 	if (--e->dsn_refs > 0)
@@ -849,6 +854,12 @@ bounce_expanded(void *arg)
 {
 	struct bounce *b = arg;
 
+	/* Deleted while the DSN was composed: nobody is told. */
+	if (b->e != NULL && b->e->is_cancelled) {
+		b->q->dsn_pending--;
+		bounce_cancel(b->q, b, "message deleted");
+		return;
+	}
 	if (b->is_composed)
 		workers_submit(b->q->store, bounce_write_run, NULL, b);
 	else
@@ -878,6 +889,11 @@ bounce_read_done(void *arg)
 
 	if (b->e != NULL && --b->e->dsn_reading == 0 && b->e->is_deleted)
 		entry_persist(b->q, b->e); /* its removal waited for this */
+	if (b->e != NULL && b->e->is_cancelled) {
+		b->q->dsn_pending--;
+		bounce_cancel(b->q, b, "message deleted");
+		return;
+	}
 	workers_submit(b->q->workers, bounce_run, bounce_expanded, b);
 }
 
@@ -1452,7 +1468,8 @@ entry_find(struct queue *q, const char *id)
 /*
  * posternctl queue delete: the files go at once (entry_persist), and the
  * DSNs waiting to be tried again are cancelled; one in flight is
- * cancelled when it comes back unstored (bounce_stored).
+ * cancelled when its headers are read or it is composed (before it is
+ * stored), or when it comes back unstored (bounce_stored).
  */
 static void
 entry_delete(struct queue *q, struct qentry *e)

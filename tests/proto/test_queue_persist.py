@@ -257,3 +257,83 @@ def test_results_are_written_while_another_attempt_runs(make_server, sink_port):
         slow.gate.set()
         slow.stop()
         fast.stop()
+
+
+class TwiceThen550(Sink):
+    """451 twice, then 550 for good."""
+    n = 0
+
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        self.n += 1
+        if self.n <= 2:
+            return "451 4.2.0 later"
+        return "550 5.1.1 <%s>: no such user here" % address
+
+
+def test_failure_dsn_stored_while_a_delay_warning_waits(make_server, sink_port):
+    """u@ is deferred twice (a delay warning goes out, and waits on
+    alice's unwritable Maildir), then refused: once the failure DSN is
+    stored the recipient is no longer bouncing on disk, though the
+    waiting delay warning still holds the message; a kill -9 then does
+    not send the failure DSN again."""
+    sink = TwiceThen550("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST, queue_retry_min="3s", queue_retry_max="60s",
+                             queue_delay_warning="1s"))
+        send(s, ["alice@example.test"])
+        wait_for(lambda: s.messages("alice"), what="first")
+        tmp = os.path.join(s.maildir("alice"), "tmp")
+        os.chmod(tmp, 0o500)
+        send(s, ["u@remote.example"])
+        [qid] = queued_ids(s)
+        wait_for(lambda: s.log().count("event=dsn result=defer") >= 2, timeout=30,
+                 what="the delay warning deferred twice")
+        os.chmod(tmp, 0o700)
+        wait_for(lambda: any(b"Action: failed" in m for m in s.messages("alice")),
+                 timeout=30, what="the failure DSN")
+        wait_for(lambda: rcpt_states(s, qid).get("u@remote.example") != "bouncing",
+                 timeout=3, what="u@ no longer bouncing on disk")
+        s.stop(signal.SIGKILL)
+        s.start()
+        wait_for(lambda: not queued_ids(s), timeout=60, what="the entry removed")
+        failed = [m for m in s.messages("alice") if b"Action: failed" in m]
+        assert len(failed) == 1, "the failure DSN was sent twice"
+    finally:
+        sink.stop()
+
+
+class SlowRefuser(Sink):
+    async def handle_RCPT(self, server, session, envelope, address, options):
+        await asyncio.sleep(1)
+        return "550 5.1.1 <%s>: no such user here" % address
+
+
+def test_delete_while_the_bounce_is_composed(make_server, sink_port):
+    """u@ is refused while an exclusive SQLite lock holds the directory,
+    so the bounce's lookup of alice waits; `queue delete` then: when the
+    lock goes the bounce is cancelled, not sent."""
+    import sqlite3
+    mx = SlowRefuser("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST, directory_timeout="8s"))
+        send(s, ["u@remote.example"])
+        [qid] = queued_ids(s)
+        db = sqlite3.connect(os.path.join(s.data, "postern.db"), timeout=1,
+                             isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            wait_for(lambda: "status=bounced" in s.log(), timeout=20, what="bounced")
+            s.ctl("queue", "delete", qid)
+            wait_for(lambda: f"id={qid} event=removed" in s.log(), what="removed")
+        finally:
+            db.execute("COMMIT")
+            db.close()
+        wait_for(lambda: f"id={qid} event=dsn kind=failure result=cancelled "
+                 f"reason=\"message deleted\"" in s.log() or
+                 f"orig={qid}" in s.log() or
+                 s.messages("alice"), timeout=20, what="the bounce's end")
+        assert not s.messages("alice"), "a deleted message bounced"
+        assert f'id={qid} event=dsn kind=failure result=cancelled reason="message deleted"' \
+            in s.log()
+    finally:
+        mx.stop()
