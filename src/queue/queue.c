@@ -79,6 +79,10 @@ struct qentry {
 	/* The files are gone; e stays only while DSNs or an attempt in
 	 * flight hold it. */
 	bool is_removed;
+	/* A removal that failed (EACCES, EIO): the files stay and e with
+	 * them, never delivered again (is_deleted) or finished; the queue
+	 * timer tries the removal again from this time on. */
+	time_t remove_retry;
 	struct qwaits waits; /* commands waiting for e's next write */
 };
 
@@ -95,8 +99,9 @@ struct queue {
 	TAILQ_HEAD(, bounce) retries; /* DSNs waiting to try again */
 	struct event *timer;
 	size_t active;
-	size_t max_active;  /* smtp_max_connections at start: the threads */
-	size_t dsn_pending; /* DSNs being composed or stored */
+	size_t max_active;      /* smtp_max_connections at start: the threads */
+	size_t dsn_pending;     /* DSNs being composed or stored */
+	size_t removals_failed; /* entries with remove_retry set */
 	struct counter *domains; /* outbound connections per domain */
 	bool is_stopping;
 };
@@ -347,8 +352,8 @@ remove_entry_files(const char *data_dir, const char *id, bool has_env,
 	if (unlink(path) == -1 && errno != ENOENT)
 		r = persist_fail(err, errlen, "unlink", path);
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".env");
-	if (has_env && unlink(path) == -1 && errno != ENOENT)
-		r = persist_fail(err, errlen, "unlink", path);
+	if (has_env && unlink(path) == -1 && errno != ENOENT && r == 0)
+		r = persist_fail(err, errlen, "unlink", path); /* the first */
 	return r;
 }
 
@@ -384,7 +389,15 @@ persist_done(void *arg)
 	queue_env_clear(&p->snap);
 	config_unref(&p->cfg);
 	waits_release(&p->waits, p->result == -1 ? p->err : NULL);
-	if (p->is_delete) {
+	if (p->is_delete && p->result == -1) {
+		/* The files are still there: so is e (deleted, or finished),
+		 * and the removal is tried again (queue_run). */
+		unsigned retry_s = q->cfg->queue_retry_min_ms / 1000;
+
+		if (e->remove_retry == 0)
+			q->removals_failed++;
+		e->remove_retry = time(NULL) + (retry_s > 0 ? retry_s : 1);
+	} else if (p->is_delete) {
 		log_info("id=%s event=removed", e->env.id);
 		/* DSNs or an attempt in flight still point at e: freed by
 		 * the last one (bounce_release, attempt_done). */
@@ -1184,6 +1197,15 @@ queue_run(struct queue *q)
 	if (q->is_stopping)
 		return;
 	bounce_retry(q, now);
+	if (q->removals_failed > 0)
+		TAILQ_FOREACH(e, &q->entries, link) {
+			if (e->remove_retry == 0 || e->remove_retry > now ||
+			    e->is_persisting)
+				continue;
+			e->remove_retry = 0;
+			q->removals_failed--;
+			entry_persist(q, e);
+		}
 	TAILQ_FOREACH(e, &q->entries, link) {
 		if (q->active >= q->max_active)
 			break;

@@ -893,3 +893,30 @@ def test_delay_warning_at_expiry_is_dropped_not_redirected(make_server, sink_por
     finally:
         sink.release.set()
         sink.stop()
+
+
+def test_failed_removal_keeps_the_message_and_retries(make_server):
+    """queue delete while entries/ cannot be written: the reply says the
+    write failed (the first error), the files and the entry are kept (the
+    message deleted, not delivered) and the removal is tried again
+    (queue_retry_min) until it works: no restart brings it back."""
+    s = make_server(dict(FAST, queue_retry_min="1s", queue_retry_max="1s"))
+    send(s, "alice@example.test", ["u@down.example"])
+    wait_for(lambda: queue_ids(s), what="the message queued")
+    [qid] = queue_ids(s)
+    entries = os.path.join(s.data, "queue", "entries")
+    os.chmod(entries, 0o500)
+    try:
+        r = s.ctl("queue", "delete", qid, check=False)
+        assert r.returncode != 0 and "queue write failed: unlink" in r.stdout + r.stderr, r
+        assert ".msg" in r.stdout + r.stderr, "the first failure is the one reported"
+        assert os.path.exists(os.path.join(entries, qid + ".msg"))
+        wait_for(lambda: s.log().count(f"id={qid} event=queue-write result=fail") >= 2,
+                 what="the removal tried again")
+    finally:
+        os.chmod(entries, 0o700)
+    wait_for(lambda: f"id={qid} event=removed" in s.log(), what="the removal done")
+    assert not [n for n in os.listdir(entries) if n.startswith(qid)]
+    s.stop()
+    s.start()
+    assert qid not in queue_ids(s)
