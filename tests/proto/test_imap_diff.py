@@ -1,0 +1,198 @@
+"""Differential IMAP tests: each script runs against Dovecot and against
+posternd, each over its own copy of the same Maildir (the MIME corpus of
+tests/mime as INBOX, with flags, and a few folders); the normalised
+transcripts (imapdiff.normalise) must be equal.  Dovecot is the
+reference for what clients meet today."""
+import os
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+import imapdiff
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+CORPUS = os.path.join(os.path.dirname(HERE), "mime")
+USER, DOMAIN = "alice", "example.test"
+LOGIN = f"{USER}@{DOMAIN}"
+PASSWORD = "secret-alice"
+FLAGS = ["", "S", "FS", "RS", "D", "S", "", "FRS"]
+FOLDERS = ["Work", "Work/2024", "Lists"]
+
+pytestmark = pytest.mark.skipif(not os.path.exists(imapdiff.DOVECOT),
+                                reason="dovecot-imapd is not installed (scripts/deps.sh test)")
+
+
+def corpus():
+    names = sorted(n for n in os.listdir(CORPUS) if n.endswith(".eml"))
+    out = []
+    for i, n in enumerate(names):
+        with open(os.path.join(CORPUS, n), "rb") as f:
+            out.append((f.read(), FLAGS[i % len(FLAGS)]))
+    return out
+
+
+N = len([n for n in os.listdir(CORPUS) if n.endswith(".eml")])
+MSG = b"Subject: hi\r\n\r\nbody\r\n"
+
+
+def lit(data):
+    """A synchronising literal of data, for a script step."""
+    return b"{%d}\r\n" % len(data) + data
+
+SCRIPTS = {
+    "folders": [
+        'LIST "" *', 'LIST "" %', 'LIST "" Work/%', 'LIST "" "Work/*"',
+        'LIST "" inbox', 'LIST "" ""', "LSUB \"\" *",
+        'LIST (SPECIAL-USE) "" *', 'LIST "" * RETURN (SPECIAL-USE)',
+        'LIST (SUBSCRIBED) "" *', 'LIST "" * RETURN (CHILDREN)',
+        "CREATE Projects", "CREATE Projects", "CREATE Projects/Alpha/Beta",
+        'LIST "" Projects*', "SUBSCRIBE Projects", "LSUB \"\" Projects*",
+        "UNSUBSCRIBE Projects", "LSUB \"\" Projects*",
+        "RENAME Projects/Alpha Projects/Gamma", 'LIST "" Projects*',
+        "RENAME Nothing Else", "RENAME Lists Work",
+        "DELETE Projects/Gamma/Beta", "DELETE Projects/Gamma", 'LIST "" Projects*',
+        "DELETE Nothing", "DELETE INBOX", "SELECT Nothing", "EXAMINE Lists",
+        "STATUS INBOX (MESSAGES UIDNEXT UNSEEN RECENT)",
+        "STATUS Work (MESSAGES UIDNEXT UNSEEN)", "STATUS Nothing (MESSAGES)",
+    ],
+    "select": [
+        "SELECT INBOX", "CHECK", "CLOSE", "EXAMINE INBOX", "UNSELECT",
+        "EXAMINE INBOX", "FETCH 1 BODY[]", "FETCH 1 FLAGS", "CLOSE",
+        "FETCH 1 FLAGS", "SELECT inbox", "SELECT Work", "NOOP",
+    ],
+    "fetch": [
+        "SELECT INBOX",
+        "FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)",
+        "FETCH 1:* ENVELOPE",
+        "FETCH 1:* BODYSTRUCTURE",
+        "FETCH 1:* BODY",
+        "FETCH 1:* BODY.PEEK[HEADER]",
+        "FETCH 1:* BODY.PEEK[TEXT]",
+        "FETCH 1:* BODY.PEEK[1]",
+        "FETCH 1:* BODY.PEEK[1.MIME]",
+        "FETCH 1:* BODY.PEEK[2.1]",
+        "FETCH 1:* (BODY.PEEK[HEADER.FIELDS (From Subject)])",
+        "FETCH 1:* (BODY.PEEK[HEADER.FIELDS.NOT (From Subject Received)])",
+        "FETCH 1:* BODY.PEEK[]<0.20>",
+        "FETCH 1:* BODY.PEEK[]<100.50>",
+        "FETCH 1:5 (RFC822.HEADER)",
+        "FETCH 1 RFC822.TEXT",
+        "FETCH 1 FLAGS",
+        "FETCH 2 BODY[]",
+        "FETCH 2 FLAGS",
+        "FETCH 1:* FAST", "FETCH 1:* ALL", "FETCH 1:* FULL",
+        "UID FETCH 1:* FLAGS", "UID FETCH 3,5:7 (UID RFC822.SIZE)",
+        f"FETCH {N + 1} FLAGS", "FETCH 0 FLAGS", "FETCH * UID",
+        "FETCH 1 (BODY[9])", "FETCH 1 BOGUS",
+    ],
+    "search": [
+        "SELECT INBOX",
+        "SEARCH ALL", "SEARCH SEEN", "SEARCH UNSEEN", "SEARCH FLAGGED",
+        "SEARCH ANSWERED", "SEARCH DRAFT", "SEARCH UNDRAFT", "SEARCH NEW",
+        "SEARCH OLD", "SEARCH RECENT", "SEARCH DELETED", "SEARCH UNDELETED",
+        "SEARCH FROM alice", "SEARCH TO bob", "SEARCH SUBJECT lunch",
+        "SEARCH CC example", "SEARCH BCC nobody",
+        "SEARCH BODY integrity", "SEARCH TEXT example",
+        "SEARCH LARGER 1000", "SEARCH SMALLER 500",
+        "SEARCH SINCE 14-Nov-2023", "SEARCH BEFORE 15-Nov-2023",
+        "SEARCH ON 14-Nov-2023", "SEARCH SENTSINCE 1-Jan-2024",
+        "SEARCH SENTBEFORE 1-Jan-2030", "SEARCH SENTON 1-Dec-2025",
+        "SEARCH HEADER Content-Type multipart", "SEARCH HEADER X-Nothing \"\"",
+        "SEARCH NOT SEEN", "SEARCH OR SEEN FLAGGED", "SEARCH 2:4 SEEN",
+        "SEARCH UID 1:3", "UID SEARCH ALL", "UID SEARCH 1:* NOT SEEN",
+        b"SEARCH CHARSET UTF-8 SUBJECT {6}\r\nw\xc3\xb6rld",
+        "SEARCH (SEEN FLAGGED) (NOT DRAFT)",
+        "SEARCH BOGUS", "SEARCH CHARSET KOI9 ALL",
+    ],
+    "store": [
+        "SELECT INBOX",
+        "STORE 1 +FLAGS (\\Flagged)", "STORE 1 -FLAGS (\\Flagged)",
+        "STORE 1:3 FLAGS (\\Seen \\Answered)", "STORE 2 +FLAGS.SILENT (\\Draft)",
+        "FETCH 1:3 FLAGS", "STORE 4 +FLAGS ($Forwarded Junk)",
+        "FETCH 4 FLAGS", "SEARCH KEYWORD $Forwarded", "SEARCH UNKEYWORD Junk",
+        "UID STORE 5 +FLAGS (\\Deleted)",
+        "STORE 1 +FLAGS (\\Recent)", "STORE 1 +FLAGS (\\Bogus)",
+        "EXPUNGE", "FETCH 1:* UID", "UID EXPUNGE 1",
+        "STORE 1 -FLAGS (\\Deleted)",
+    ],
+    "copy_move_append": [
+        "SELECT INBOX",
+        "COPY 1:2 Work", "UID COPY 3 Work", "COPY 1 Nothing",
+        "MOVE 4 Lists", "UID MOVE 5:6 Lists", "FETCH 1:* UID",
+        "STATUS Work (MESSAGES UIDNEXT)", "STATUS Lists (MESSAGES UIDNEXT)",
+        b"APPEND Work " + lit(MSG),
+        b"APPEND Work (\\Seen \\Flagged) \"01-Jan-2024 10:00:00 +0100\" " + lit(MSG),
+        b"APPEND Nothing " + lit(MSG),
+        "SELECT Work", "FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)",
+    ],
+    "two_sessions": [
+        "SELECT INBOX", ("b", "SELECT INBOX"),
+        "STORE 1 +FLAGS (\\Flagged)", ("b", "NOOP"),
+        "STORE 2 +FLAGS (\\Deleted)", "EXPUNGE", ("b", "NOOP"),
+        ("b", "FETCH 1:3 UID"), b"APPEND INBOX " + lit(MSG),
+        ("b", "NOOP"), ("b", "FETCH * (UID FLAGS)"),
+        ("b", "@IDLE"), "STORE 1 -FLAGS (\\Flagged)", ("b", "@WAIT"),
+        "STORE 3 +FLAGS (\\Deleted)", "EXPUNGE", ("b", "@WAIT"),
+        b"APPEND INBOX " + lit(MSG), ("b", "@WAIT"),
+        ("b", "@DONE"),
+    ],
+    "errors": [
+        "FETCH 1 FLAGS", "NOOP", "BOGUS", "SELECT", "LOGIN a b",
+        "SELECT INBOX", "FETCH", "FETCH 1:", "COPY 1",
+        "UID BOGUS 1", "LIST", "STATUS INBOX", "STATUS INBOX (BOGUS)",
+        "CREATE", "CREATE INBOX", "LOGOUT",
+    ],
+}
+
+
+def postern_server(make_server, master):
+    s = make_server(start=False, extra={"imap_listen": "127.0.0.1:0",
+                                        "imap_allow_plaintext": "yes"})
+    md = s.maildir(USER, DOMAIN)
+    os.makedirs(os.path.dirname(md), exist_ok=True)
+    shutil.copytree(master, md, symlinks=True)
+    from conftest import run_user
+    subprocess.run(["chown", "-R", run_user(), os.path.join(s.data, "mail")],
+                   check=True)
+    s.start()
+    return s
+
+
+@pytest.fixture(scope="module")
+def master():
+    base = tempfile.mkdtemp(prefix="postern-imapdiff-", dir="/var/tmp")
+    os.chmod(base, 0o755)
+    md = os.path.join(base, "master")
+    imapdiff.make_maildir(md, corpus(), FOLDERS)
+    yield base, md
+    shutil.rmtree(base, ignore_errors=True)
+
+
+# Scripts with a difference still to mend (issue 12; strict: a script
+# that starts to pass fails the run, so this list cannot go stale).
+KNOWN = {
+    "fetch": "ENVELOPE of broken addresses (INVALID_ROUTE, SYNTAX_ERROR); "
+             "HEADER.FIELDS.NOT of a header without its blank line",
+    "folders": "RENAME of a \\Noselect level that exists only through children",
+    "search": "SENT* of a pre-1970 Date: (Dovecot reads it as invalid)",
+    "two_sessions": "IDLE: FETCH FLAGS before the EXPUNGE of the same message",
+}
+
+
+@pytest.mark.parametrize("name", [
+    pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=KNOWN[n]))
+    if n in KNOWN else n for n in sorted(SCRIPTS)])
+def test_same_as_dovecot(name, master, make_server):
+    base, md = master
+    script = SCRIPTS[name]
+    dv = imapdiff.Dovecot(base, md, LOGIN, PASSWORD)
+    try:
+        want = imapdiff.normalise(imapdiff.run(dv.port, LOGIN, PASSWORD, script))
+    finally:
+        dv.stop()
+    s = postern_server(make_server, md)
+    got = imapdiff.normalise(imapdiff.run(s.ports["imap"], LOGIN, PASSWORD, script))
+    d = imapdiff.diff(want, got)
+    assert not d, f"postern differs from Dovecot in {name}:\n{d}"
