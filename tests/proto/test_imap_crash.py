@@ -5,7 +5,6 @@ file)."""
 import os
 import re
 import signal
-import socket
 import time
 
 import pytest
@@ -84,13 +83,21 @@ def send_and_kill(s, c, command, delay):
     c.close()
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
-def test_kill_during_copy(make_server, delay):
+def filled(make_server, target):
+    """A server with N messages in INBOX, a session with INBOX selected,
+    and (target) an empty folder Target."""
     s = make_server(extra=IMAP)
     fill(s)
     c = login(s)
-    ok(c.command("CREATE Target"))
+    if target:
+        ok(c.command("CREATE Target"))
     ok(c.command("SELECT INBOX"))
+    return s, c
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
+def test_kill_during_copy(make_server, delay):
+    s, c = filled(make_server, True)
     send_and_kill(s, c, b"COPY 1:* Target", delay)
     _, src = contents(s, "INBOX")
     assert sorted(src) == sorted(f"m{i}" for i in range(N)), "source changed"
@@ -101,11 +108,7 @@ def test_kill_during_copy(make_server, delay):
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
 def test_kill_during_move(make_server, delay):
-    s = make_server(extra=IMAP)
-    fill(s)
-    c = login(s)
-    ok(c.command("CREATE Target"))
-    ok(c.command("SELECT INBOX"))
+    s, c = filled(make_server, True)
     send_and_kill(s, c, b"MOVE 1:* Target", delay)
     _, src = contents(s, "INBOX")
     _, dst = contents(s, "Target")
@@ -116,10 +119,7 @@ def test_kill_during_move(make_server, delay):
 
 @pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
 def test_kill_during_expunge(make_server, delay):
-    s = make_server(extra=IMAP)
-    fill(s)
-    c = login(s)
-    ok(c.command("SELECT INBOX"))
+    s, c = filled(make_server, False)
     ok(c.command("STORE 1:200 +FLAGS.SILENT (\\Deleted)"))
     send_and_kill(s, c, b"EXPUNGE", delay)
     _, ids = contents(s, "INBOX")
