@@ -196,7 +196,6 @@ class Conn:
         i = 1
         while i < len(parts):
             lit = parts[i]
-            n = int(lit[1:lit.index(b"}")])
             self.sock.sendall(out + lit)
             while True:
                 ln = self.line()
@@ -205,10 +204,8 @@ class Conn:
                     break
                 if ln.startswith(tag + b" "):
                     return lines
-            body = parts[i + 1]
-            out = body
+            out = parts[i + 1]  # the literal's bytes and what follows
             i += 2
-            del n
         self.sock.sendall(out + b"\r\n")
         while True:
             ln = self.line()
