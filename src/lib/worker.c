@@ -55,6 +55,30 @@ push(struct job **head, struct job **tail, struct job *j)
 	*tail = j;
 }
 
+/* Queues a completion (w->mu held); true when the loop must be woken. */
+static bool
+done_push(struct workers *w, worker_done_fn done, void *arg)
+{
+	struct job *j = xcalloc(1, sizeof(*j));
+	bool wake = w->done_head == NULL;
+
+	j->done = done;
+	j->arg = arg;
+	push(&w->done_head, &w->done_tail, j);
+	return wake;
+}
+
+static void
+wake_loop(struct workers *w)
+{
+	ssize_t n;
+
+	do
+		n = write(w->pipe[1], "x", 1);
+	while (n == -1 && errno == EINTR);
+	/* EAGAIN: the pipe is full, so the loop will wake anyway. */
+}
+
 static void *
 worker_main(void *p)
 {
@@ -75,10 +99,20 @@ worker_main(void *p)
 			w->tail = NULL;
 		pthread_mutex_unlock(&w->mu);
 		j->fn(j->arg, ctx);
-		if (j->done != NULL)
-			workers_post(w, j->done, j->arg);
 		pthread_mutex_lock(&w->mu);
-		w->pending--;
+		/* The job's place in pending passes to its completion in the
+		 * same step, so the count never holds a job whose completion
+		 * already ran (auth_max_pending reads it). */
+		if (j->done != NULL) {
+			bool wake = done_push(w, j->done, j->arg);
+
+			pthread_mutex_unlock(&w->mu);
+			if (wake)
+				wake_loop(w);
+			pthread_mutex_lock(&w->mu);
+		} else {
+			w->pending--;
+		}
 		/* The completion, if any, is queued already: workers_free
 		 * sees it once njobs is 0. */
 		if (--w->njobs == 0)
@@ -94,24 +128,14 @@ worker_main(void *p)
 void
 workers_post(struct workers *w, worker_done_fn done, void *arg)
 {
-	struct job *j = xcalloc(1, sizeof(*j));
 	bool wake;
 
-	j->done = done;
-	j->arg = arg;
 	pthread_mutex_lock(&w->mu);
-	wake = w->done_head == NULL;
-	push(&w->done_head, &w->done_tail, j);
+	wake = done_push(w, done, arg);
 	w->pending++;
 	pthread_mutex_unlock(&w->mu);
-	if (wake) {
-		ssize_t n;
-
-		do
-			n = write(w->pipe[1], "x", 1);
-		while (n == -1 && errno == EINTR);
-		/* EAGAIN: the pipe is full, so the loop will wake anyway. */
-	}
+	if (wake)
+		wake_loop(w);
 }
 
 static void
