@@ -18,6 +18,7 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/sasl.c src/lib/file.c src/lib/counter.c src/lib/span.c \
 	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c src/lib/safefs.c \
 	src/lib/cidr.c src/lib/accept.c src/lib/dns.c src/lib/committer.c \
+	src/lib/mailnotify.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
 	src/dir/dir.c src/dir/dir_sqlite.c src/maildir/maildir.c \
 	src/queue/delivery.c \

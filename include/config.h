@@ -78,6 +78,7 @@ struct config {
 	bool imap_allow_plaintext;
 	unsigned imap_timeout_ms;       /* authenticated, and IDLE */
 	unsigned imap_login_timeout_ms; /* before login */
+	unsigned imap_idle_poll_ms;     /* IDLE's rescan for other programs */
 	size_t imap_line_limit, imap_literal_limit, imap_append_limit;
 	size_t message_size_limit, recipient_limit, max_sessions;
 	size_t max_sessions_per_ip, max_errors, command_line_limit;

@@ -36,6 +36,7 @@
 #include "imap_server.h"
 #include "log.h"
 #include "maildir.h"
+#include "mailnotify.h"
 #include "service.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -47,9 +48,6 @@
 /* A refused non-synchronising literal larger than this is not read
  * and discarded: the session ends instead. */
 #define IMAP_DISCARD_MAX (1024u * 1024)
-/* While IDLE, the folder is rescanned this often (mail delivered by
- * SMTP or other programs; direct notification is for later). */
-#define IMAP_IDLE_POLL_MS 2000
 
 enum imap_state {
 	IMAP_STATE_NOTAUTH,
@@ -1159,25 +1157,54 @@ cmd_noop(struct imap_session *s, struct imap_cmd *c)
 	    imap_fjob_new(s, s->folder, NULL, sync_run, noop_done, NULL, NULL));
 }
 
+/* An idling session's rescan of its folder; false when it is not idle
+ * or already has a job (the job's end tells it of the changes). */
+static bool
+idle_rescan(struct imap_session *s)
+{
+	if (!s->is_idle || s->folder == NULL || s->cs.is_busy ||
+	    s->is_waiting || s->cs.is_closing)
+		return false;
+	fsubmit(s,
+	    imap_fjob_new(s, s->folder, NULL, sync_run, noop_done, NULL, NULL));
+	return true;
+}
+
 static void
 idle_poll(evutil_socket_t fd, short what, void *arg)
 {
-	struct imap_session *s = arg;
-
 	(void)fd;
 	(void)what;
-	if (!s->is_idle || s->folder == NULL || s->cs.is_busy ||
-	    s->is_waiting || s->cs.is_closing)
-		return;
-	fsubmit(s,
-	    imap_fjob_new(s, s->folder, NULL, sync_run, noop_done, NULL, NULL));
+	idle_rescan(arg);
+}
+
+/* mailnotify: another service changed user's mail (SMTP delivered, POP3
+ * expunged).  One rescan per open folder of the user, by the first of
+ * its idling sessions that can start one: the rescan's end tells every
+ * session with the folder selected (folder_changed).  A session that is
+ * not idling sees the change at its next command's rescan (NOOP) or the
+ * next poll. */
+static void
+mail_changed(void *arg, const char *user)
+{
+	struct imap_server *srv = arg;
+	struct imap_folder *f;
+	struct imap_watch *w;
+
+	TAILQ_FOREACH(f, &srv->folders, entry) {
+		if (strcmp(f->user, user) != 0 || f->is_closing)
+			continue;
+		TAILQ_FOREACH(w, &f->sessions, entry)
+			if (idle_rescan(w->s))
+				break;
+	}
 }
 
 static bool
 idle_begin(struct imap_session *s)
 {
-	struct timeval tv = {
-	    IMAP_IDLE_POLL_MS / 1000, (IMAP_IDLE_POLL_MS % 1000) * 1000};
+	unsigned ms = s->cfg->imap_idle_poll_ms;
+	struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
 
 	send_updates(s, true);
 	out(s, "+ idling");
@@ -2611,6 +2638,7 @@ service_start(void *arg, const struct service_env *e)
 
 	srv->workers = e->store;
 	core_server_start(srv->core, e->auth, e->authfails);
+	mailnotify_listen(mail_changed, srv);
 }
 
 static void
@@ -2645,6 +2673,7 @@ service_free(void *arg)
 {
 	struct imap_server *srv = arg;
 
+	mailnotify_unlisten(mail_changed, srv);
 	core_server_free(&srv->core);
 	free(srv);
 }

@@ -35,6 +35,7 @@
 #include "core.h"
 #include "dir.h"
 #include "log.h"
+#include "mailnotify.h"
 #include "mailbox.h"
 #include "maildir.h"
 #include "pop3.h"
@@ -382,6 +383,8 @@ job_done(void *arg)
 
 		for (size_t i = 0; s->mb && i < s->mb->n; i++)
 			n += s->mb->msgs[i].is_deleted;
+		if (n > 0)
+			mailnotify_changed(s->user); /* idling IMAP: rescan */
 		log_info("pop3=%s event=update user=%s deleted=%zu failed=%d",
 		    s->id, log_esc(s->user), n, j->result);
 		if (!s->cs.is_dead)

@@ -40,6 +40,7 @@
 #include "dir.h"
 #include "dns.h"
 #include "log.h"
+#include "mailnotify.h"
 #include "maildir.h"
 #include "passwd.h"
 #include "policy.h"
@@ -1314,6 +1315,9 @@ delivery_done(void *arg)
 			o += n > 0 ? (size_t)n : 0;
 		}
 		s->nmessages++;
+		/* Idling IMAP sessions of these users rescan now. */
+		for (size_t i = 0; i < s->mailboxes.n; i++)
+			mailnotify_changed(s->mailboxes.v[i]);
 		log_info("session=%s id=%s event=accepted client=%s auth=%s "
 		         "from=<%s> to=%s nrcpt=%zu mailboxes=%zu queued=%zu "
 		         "size=%zu",
