@@ -220,14 +220,28 @@ def test_idle_gets_exists_from_another_sessions_append(srv, cert):
     a.logout()
 
 
-def test_idle_sees_smtp_delivery(srv, cert):
+def test_idle_sees_smtp_delivery_and_pop3_deletion(make_server, cert):
+    """Delivery by SMTP and a POP3 deletion reach an idling session by the
+    daemon's direct notification: the fallback rescan (imap_idle_poll) is
+    set to 10 minutes, so without the notification neither line comes."""
+    import poplib
+    srv = make_server(dict(IMAP, imap_idle_poll="10m"))
     r = RawImap(srv.ports["imaps"], tls_context(cert))
     r.send("a LOGIN alice@example.test secret-alice\r\nb SELECT INBOX\r\nc IDLE\r\n")
     r.until("b")
     assert r.line().startswith("+ ")
     deliver(srv)
-    r.sock.settimeout(10)
+    r.sock.settimeout(20)
     assert r.line() == "* 1 EXISTS"
+    assert r.line() == "* 1 RECENT"
+    p = poplib.POP3("127.0.0.1", srv.ports["pop3"], timeout=20)
+    p.stls(context=tls_context(cert))
+    p.user("alice@example.test")
+    p.pass_("secret-alice")
+    assert p.stat()[0] == 1
+    p.dele(1)
+    p.quit()
+    assert r.line() == "* 1 EXPUNGE"
     r.send("DONE\r\n")
     assert r.until("c")[-1].startswith("c OK")
 
