@@ -9,14 +9,18 @@
 #ifndef POSTERN_MAILNOTIFY_H
 #define POSTERN_MAILNOTIFY_H
 
-/* user: the canonical "local@domain" the directory gives at login. */
-typedef void (*mailnotify_fn)(void *arg, const char *user);
+#include <stddef.h>
+
+/* users: n canonical "local@domain" names, as the directory gives them
+ * at login and in an expansion (no duplicates needed, in any order). */
+typedef void (*mailnotify_fn)(void *arg, const char *const *users, size_t n);
 
 /* Adds a listener (a few at most); the same fn and arg twice: once. */
 void mailnotify_listen(mailnotify_fn, void *arg);
 /* Removes it (no-op when absent). */
 void mailnotify_unlisten(mailnotify_fn, void *arg);
-/* Tells every listener that user's mail changed. */
-void mailnotify_changed(const char *user);
+/* Tells every listener that these users' mail changed: one call per
+ * delivery, however many mailboxes it reached (a list of 1,000). */
+void mailnotify_changed(const char *const *users, size_t n);
 
 #endif

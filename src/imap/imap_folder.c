@@ -359,6 +359,10 @@ imap_fjob_complete(struct imap_fjob *j)
 	is_cont = j->done(j);
 	for (size_t i = 0; i < nf; i++)
 		folder_pump(f[i]);
+	for (size_t i = 0; i < nf; i++)
+		if (f[i]->needs_rescan && !f[i]->is_running &&
+		    f[i]->srv->rescan_owed != NULL)
+			f[i]->srv->rescan_owed(f[i]->srv);
 	fjob_free(j); /* its references: the folders may close now */
 	return is_cont;
 }

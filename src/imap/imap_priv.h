@@ -56,6 +56,10 @@ struct imap_server {
 	 * (core_submit; its completion calls imap_fjob_complete), or the
 	 * unit test's own. */
 	void (*start)(struct imap_fjob *);
+	/* A folder owes a rescan (needs_rescan) and its job ended: the
+	 * service's deferred rescan (NULL in the unit test). */
+	void (*rescan_owed)(struct imap_server *);
+	struct event *rescan_ev; /* the deferred rescan's */
 	TAILQ_HEAD(, imap_folder) folders;
 };
 
@@ -75,6 +79,10 @@ struct imap_folder {
 	int refs;        /* sessions selecting it + commands using it */
 	bool is_running; /* a job holds it */
 	bool is_closing; /* its close job is submitted */
+	/* Another service changed the mail (mailnotify) while no idling
+	 * session could start a rescan (all busy, or none idling): the
+	 * deferred rescan after the folder's next job starts it. */
+	bool needs_rescan;
 	/* worker side: the last open's result, 0, 1 (no such folder) or -1 */
 	int open_result;
 	char open_err[256];

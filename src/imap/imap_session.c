@@ -1178,26 +1178,83 @@ idle_poll(evutil_socket_t fd, short what, void *arg)
 	idle_rescan(arg);
 }
 
-/* mailnotify: another service changed user's mail (SMTP delivered, POP3
- * expunged).  One rescan per open folder of the user, by the first of
- * its idling sessions that can start one: the rescan's end tells every
- * session with the folder selected (folder_changed).  A session that is
- * not idling sees the change at its next command's rescan (NOOP) or the
- * next poll. */
+/* A rescan of f by the first of its idling sessions that can start one:
+ * its end tells every session with f selected (folder_changed).  None
+ * can (all busy, waiting, or none idling): f owes one, started after
+ * f's next job ends (rescan_owed).  Entering IDLE is itself a rescan. */
 static void
-mail_changed(void *arg, const char *user)
+folder_rescan(struct imap_folder *f)
+{
+	struct imap_watch *w;
+
+	f->needs_rescan = true;
+	if (f->is_closing || f->is_running)
+		return;
+	TAILQ_FOREACH(w, &f->sessions, entry)
+		if (idle_rescan(w->s)) {
+			f->needs_rescan = false;
+			return;
+		}
+}
+
+/* Deferred (event_active from imap_fjob_complete): the rescans owed. */
+static void
+rescan_owed_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct imap_server *srv = arg;
 	struct imap_folder *f;
-	struct imap_watch *w;
 
-	TAILQ_FOREACH(f, &srv->folders, entry) {
-		if (strcmp(f->user, user) != 0 || f->is_closing)
-			continue;
-		TAILQ_FOREACH(w, &f->sessions, entry)
-			if (idle_rescan(w->s))
-				break;
+	(void)fd;
+	(void)what;
+	/* A refused start may end a session and close a folder: it leaves
+	 * the list but is freed only by its close job's completion, later
+	 * on the loop, and is_closing keeps it from a rescan. */
+	TAILQ_FOREACH(f, &srv->folders, entry)
+		if (f->needs_rescan)
+			folder_rescan(f);
+}
+
+static void
+rescan_owed(struct imap_server *srv)
+{
+	event_active(srv->rescan_ev, 0, 0);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* mailnotify: another service changed these users' mail (SMTP or the
+ * queue delivered, POP3 expunged): one rescan per open folder of each.
+ * A session that is not idling sees the change at its next command's
+ * rescan (NOOP, IDLE).  Many users (a list): one
+ * sorted copy and a binary search per open folder. */
+static void
+mail_changed(void *arg, const char *const *users, size_t n)
+{
+	struct imap_server *srv = arg;
+	struct imap_folder *f;
+	const char **sorted = NULL;
+
+	if (TAILQ_EMPTY(&srv->folders))
+		return;
+	if (n > 1) {
+		sorted = xcalloc(n, sizeof(*sorted));
+		memcpy(sorted, users, n * sizeof(*sorted));
+		qsort(sorted, n, sizeof(*sorted), cmp_str);
 	}
+	TAILQ_FOREACH(f, &srv->folders, entry) {
+		const char *u = f->user;
+		bool is_theirs = n == 1 ? strcmp(users[0], u) == 0
+		                        : bsearch(&u, sorted, n,
+		                              sizeof(*sorted), cmp_str) != NULL;
+
+		if (is_theirs)
+			folder_rescan(f);
+	}
+	free(sorted);
 }
 
 static bool
@@ -2620,11 +2677,14 @@ service_new(struct event_base *base, struct config *cfg, char *err, size_t len)
 
 	TAILQ_INIT(&srv->folders);
 	srv->start = imap_fjob_start_core;
+	srv->rescan_owed = rescan_owed;
+	srv->rescan_ev = event_new(base, -1, 0, rescan_owed_cb, srv);
 	l[0] = (struct core_listen){&cfg->imap_listen, "imap", false, 0};
 	l[1] = (struct core_listen){&cfg->imaps_listen, "imaps", true, 0};
 	srv->core =
 	    core_server_new(base, cfg, &imap_proto, srv, l, 2, err, len);
 	if (srv->core == NULL) {
+		event_free(srv->rescan_ev);
 		free(srv);
 		return NULL;
 	}
@@ -2674,6 +2734,7 @@ service_free(void *arg)
 	struct imap_server *srv = arg;
 
 	mailnotify_unlisten(mail_changed, srv);
+	event_free(srv->rescan_ev);
 	core_server_free(&srv->core);
 	free(srv);
 }

@@ -35,9 +35,11 @@ mailnotify_unlisten(mailnotify_fn fn, void *arg)
 }
 
 void
-mailnotify_changed(const char *user)
+mailnotify_changed(const char *const *users, size_t n)
 {
+	if (n == 0)
+		return;
 	/* A listener may not add or remove listeners while called. */
 	for (size_t i = 0; i < nlisteners; i++)
-		listeners[i].fn(listeners[i].arg, user);
+		listeners[i].fn(listeners[i].arg, users, n);
 }

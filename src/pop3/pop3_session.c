@@ -379,12 +379,13 @@ job_done(void *arg)
 		}
 	}
 	if (j->kind == PJOB_UPDATE) {
+		const char *u = s->user;
 		size_t n = 0;
 
 		for (size_t i = 0; s->mb && i < s->mb->n; i++)
 			n += s->mb->msgs[i].is_deleted;
 		if (n > 0)
-			mailnotify_changed(s->user); /* idling IMAP: rescan */
+			mailnotify_changed(&u, 1); /* idling IMAP: rescan */
 		log_info("pop3=%s event=update user=%s deleted=%zu failed=%d",
 		    s->id, log_esc(s->user), n, j->result);
 		if (!s->cs.is_dead)

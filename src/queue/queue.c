@@ -36,6 +36,7 @@
 #include "dsn.h"
 #include "file.h"
 #include "log.h"
+#include "mailnotify.h"
 #include "maildir.h"
 #include "delivery.h"
 #include "outbound.h"
@@ -669,6 +670,9 @@ bounce_stored(void *arg)
 		log_info("id=%s event=dsn kind=%s orig=%s to=<%s>", b->out.id,
 		    b->is_delay ? "delay" : "failure", b->orig.id,
 		    b->to_postmaster ? "postmaster" : log_esc(b->orig.from));
+		/* Idling IMAP sessions of its local mailboxes rescan now. */
+		mailnotify_changed(
+		    (const char *const *)b->mailboxes.v, b->mailboxes.n);
 		if (b->out.nrcpt > 0) {
 			struct qenv *e = xcalloc(1, sizeof(*e));
 

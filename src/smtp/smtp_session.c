@@ -1316,8 +1316,8 @@ delivery_done(void *arg)
 		}
 		s->nmessages++;
 		/* Idling IMAP sessions of these users rescan now. */
-		for (size_t i = 0; i < s->mailboxes.n; i++)
-			mailnotify_changed(s->mailboxes.v[i]);
+		mailnotify_changed(
+		    (const char *const *)s->mailboxes.v, s->mailboxes.n);
 		log_info("session=%s id=%s event=accepted client=%s auth=%s "
 		         "from=<%s> to=%s nrcpt=%zu mailboxes=%zu queued=%zu "
 		         "size=%zu",

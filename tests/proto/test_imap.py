@@ -246,6 +246,40 @@ def test_idle_sees_smtp_delivery_and_pop3_deletion(make_server, cert):
     assert r.until("c")[-1].startswith("c OK")
 
 
+def test_idle_sees_list_delivery_and_a_bounce(make_server, cert):
+    """One SMTP delivery to a list reaches every member idling (one
+    notice for all its mailboxes), and a bounce the queue stores for a
+    local sender reaches her idling session: the fallback rescan is 10
+    minutes, so neither would come without the notification."""
+    srv = make_server(dict(IMAP, imap_idle_poll="10m", relay="addresses",
+                           relay_addresses="127.0.0.1"))
+    idlers = {}
+    for user in ("alice", "carol"):
+        r = RawImap(srv.ports["imaps"], tls_context(cert))
+        with LOGIN_LOCK:
+            r.send(f"a LOGIN {user}@example.test secret-{user}\r\n")
+            assert r.until("a")[-1].startswith("a OK")
+        r.send("b SELECT INBOX\r\nc IDLE\r\n")
+        r.until("b")
+        assert r.line().startswith("+ ")
+        r.sock.settimeout(20)
+        idlers[user] = r
+    deliver(srv, to="team@example.test")
+    for r in idlers.values():
+        assert r.line() == "* 1 EXISTS"
+        assert r.line() == "* 1 RECENT"
+    # A null MX refuses mail at once: the DSN goes to alice's INBOX.
+    with smtplib.SMTP("127.0.0.1", srv.ports["smtp"], timeout=20) as c:
+        c.sendmail("alice@example.test", ["u@nullmx.example"],
+                   b"Subject: out\r\n\r\nhello\r\n")
+    r = idlers["alice"]
+    assert r.line() == "* 2 EXISTS"
+    assert r.line() == "* 2 RECENT"
+    for r in idlers.values():
+        r.send("DONE\r\n")
+        assert r.until("c")[-1].startswith("c OK")
+
+
 def test_list_create_subscribe(srv, cert):
     m = imap(srv, cert)
     typ, data = m.list()

@@ -3,7 +3,8 @@
  * imap_folder.c), with the server's start hook replaced by the test's:
  * a job "runs" until the test completes it.  Checks that at most one job
  * holds a folder, that each folder's jobs start in order, and that
- * two-folder jobs taken in opposite orders cannot deadlock.
+ * two-folder jobs taken in opposite orders cannot deadlock, and that a
+ * folder owing a rescan (needs_rescan) asks for it once its job ended.
  */
 #include <stdio.h>
 #include <string.h>
@@ -89,12 +90,28 @@ job(struct imap_folder *f, struct imap_folder *g, int tag)
 	    fake, f, g, t_run, t_done, (void *)(intptr_t)tag, NULL);
 }
 
+static int owed_calls;
+
+static void
+t_rescan_owed(struct imap_server *srv)
+{
+	struct imap_folder *f;
+
+	/* Asked only once no job holds a folder that owes a rescan. */
+	TAILQ_FOREACH(f, &srv->folders, entry)
+		if (f->needs_rescan)
+			assert_false(f->is_running);
+	owed_calls++;
+}
+
 static void
 reset(struct imap_server *srv)
 {
 	memset(srv, 0, sizeof(*srv));
 	TAILQ_INIT(&srv->folders);
 	srv->start = t_start;
+	srv->rescan_owed = t_rescan_owed;
+	owed_calls = 0;
 	nrunning = 0;
 	nstarted = 0;
 	done_count = 0;
@@ -192,6 +209,32 @@ test_cancel_releases(void **state)
 	assert_true(TAILQ_EMPTY(&srv.folders));
 }
 
+/* A change told while a job held the folder: the rescan is asked for
+ * when the folder's queue is empty, not while the next job holds it. */
+static void
+test_owed_rescan_after_the_job(void **state)
+{
+	struct imap_server srv;
+	struct imap_folder *a;
+
+	(void)state;
+	reset(&srv);
+	a = imap_folder_get(&srv, "u", "/n", "INBOX");
+	imap_fjob_submit(job(a, NULL, 1));
+	imap_fjob_submit(job(a, NULL, 2));
+	a->needs_rescan = true; /* what mail_changed sets on a busy folder */
+	assert_true(complete_one()); /* job 2 starts: not yet */
+	assert_int_equal(owed_calls, 0);
+	assert_true(complete_one()); /* the queue is empty: now */
+	assert_int_equal(owed_calls, 1);
+	a->needs_rescan = false; /* what the rescan's start clears */
+	imap_fjob_submit(job(a, NULL, 3));
+	assert_true(complete_one());
+	assert_int_equal(owed_calls, 1); /* nothing owed: never asked */
+	imap_folder_put(&a);
+	assert_true(TAILQ_EMPTY(&srv.folders));
+}
+
 int
 run_imap_folder_tests(void)
 {
@@ -199,6 +242,7 @@ run_imap_folder_tests(void)
 	    cmocka_unit_test(test_fifo_one_at_a_time),
 	    cmocka_unit_test(test_two_folders_no_deadlock),
 	    cmocka_unit_test(test_cancel_releases),
+	    cmocka_unit_test(test_owed_rescan_after_the_job),
 	};
 
 	return cmocka_run_group_tests_name("imap_folder", tests, NULL, NULL);

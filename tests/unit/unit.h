@@ -35,5 +35,6 @@ int run_mime_tests(void);
 int run_store_tests(void);
 int run_imap_view_tests(void);
 int run_imap_folder_tests(void);
+int run_mailnotify_tests(void);
 
 #endif

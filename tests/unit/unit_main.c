@@ -32,5 +32,6 @@ main(void)
 	failed += run_store_tests();
 	failed += run_imap_view_tests();
 	failed += run_imap_folder_tests();
+	failed += run_mailnotify_tests();
 	return failed != 0;
 }
