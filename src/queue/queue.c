@@ -154,6 +154,9 @@ struct bounce {
 	size_t hdrs_len;
 	bool is_delay, to_postmaster;
 	bool is_composed; /* bounce_run built dlv: store it */
+	/* Every local mailbox it goes to is full (and no remote copy): it
+	 * waits for room like a failing write, up to queue_lifetime. */
+	bool is_quota_full;
 	/* A temporary failure (directory or disk): b waits on q->retries
 	 * until next, and the entry keeps its dsn_refs meanwhile. */
 	bool is_temp;
@@ -490,7 +493,7 @@ bounce_reset(struct bounce *b)
 	b->trace = NULL;
 	memset(&b->dlv, 0, sizeof(b->dlv));
 	b->to_postmaster = b->is_last_try || b->orig.from[0] == '\0';
-	b->is_composed = b->is_temp = false;
+	b->is_composed = b->is_temp = b->is_quota_full = false;
 }
 
 /*
@@ -570,10 +573,11 @@ bounce_still_delayed(struct bounce *b)
 
 /*
  * A write that keeps failing (EACCES, EDQUOT: any write error counts as
- * temporary) is not retried forever: queue_lifetime after the DSN's
- * first try it goes to the postmaster once, then is given up.  A
- * directory that cannot answer is waited out (it knows the postmaster
- * no better).  True when b was resubmitted to the postmaster.
+ * temporary) or a mailbox that stays full is not retried forever:
+ * queue_lifetime after the DSN's first try it goes to the postmaster
+ * once, then is given up.  A directory that cannot answer is waited out
+ * (it knows the postmaster no better).  True when b was resubmitted to
+ * the postmaster.
  */
 static bool
 bounce_is_expired(const struct queue *q, const struct bounce *b)
@@ -587,7 +591,8 @@ bounce_is_expired(const struct queue *q, const struct bounce *b)
 static bool
 bounce_expire(struct queue *q, struct bounce *b)
 {
-	if (!b->is_composed || (!b->is_last_try && !bounce_is_expired(q, b)))
+	if ((!b->is_composed && !b->is_quota_full) ||
+	    (!b->is_last_try && !bounce_is_expired(q, b)))
 		return false;
 	b->is_temp = false; /* given up, unless the postmaster is left */
 	if (b->to_postmaster)
@@ -654,7 +659,8 @@ bounce_stored(void *arg)
 	}
 	/* A delay warning is not worth the postmaster's time: at expiry it
 	 * is dropped (its recipients bounce or get delivered anyway). */
-	if (b->dlv.result != 0 && b->is_temp && b->is_delay && b->is_composed &&
+	if (b->dlv.result != 0 && b->is_temp && b->is_delay &&
+	    (b->is_composed || b->is_quota_full) &&
 	    bounce_is_expired(b->q, b)) {
 		bounce_cancel(b->q, b, "delay warning expired");
 		return;
@@ -710,30 +716,38 @@ read_headers(const char *path, size_t offset, char *out, size_t cap)
 }
 
 /*
- * Directory worker: a local mailbox the DSN goes to is full (the
- * directory's limits, its maildirsize): the DSN waits and is retried
- * with the queue's backoff, never dropped (RFC 3463 4.2.2).
+ * Directory worker: every local mailbox the DSN goes to is full (the
+ * directory's limits, its maildirsize) and it has no remote copy: the
+ * DSN waits and is retried with the queue's backoff (RFC 3463 4.2.2),
+ * up to queue_lifetime (bounce_expire).  Only some full: it is stored
+ * in all, as SMTP delivery does (a mailbox goes over by one message).
  */
 static bool
-bounce_quota_full(struct bounce *b, struct dir *d)
+bounce_quota_full(struct bounce *b, struct dir *d, size_t nremote)
 {
 	uint64_t size = b->content.len + 512; /* the trace header at most */
+	const char *full = NULL;
 
+	if (nremote > 0)
+		return false;
 	for (size_t i = 0; i < b->mailboxes.n; i++) {
 		struct store_quota q;
 		char err[256];
 
 		if (maildir_quota_check(b->cfg->data_dir, d, b->cfg,
-		        b->mailboxes.v[i], &q, err, sizeof(err)) == 0 &&
-		    store_quota_over(&q, size, 1)) {
-			b->dlv.result = -1;
-			b->is_temp = true;
-			snprintf(b->dlv.error, sizeof(b->dlv.error),
-			    "quota: mailbox %.200s full", b->mailboxes.v[i]);
-			return true;
-		}
+		        b->mailboxes.v[i], &q, err, sizeof(err)) != 0 ||
+		    !store_quota_over(&q, size, 1))
+			return false;
+		full = b->mailboxes.v[i];
 	}
-	return false;
+	if (full == NULL)
+		return false;
+	b->dlv.result = -1;
+	b->is_temp = true;
+	b->is_quota_full = true;
+	snprintf(b->dlv.error, sizeof(b->dlv.error),
+	    "quota: mailbox %.200s full", full);
+	return true;
 }
 
 /* Directory worker: find where the DSN goes and compose it; the header
@@ -825,7 +839,7 @@ bounce_run(void *arg, void *ctx)
 		strlist_clear(&remote);
 		return;
 	}
-	if (bounce_quota_full(b, d)) {
+	if (bounce_quota_full(b, d, remote.n)) {
 		strlist_clear(&remote);
 		return;
 	}

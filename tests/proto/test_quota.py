@@ -213,6 +213,45 @@ def test_bounce_to_full_mailbox_is_deferred(make_server):
     assert b"Status: 5.1.2" in dsn or b"Status: 5.1.2" in s.messages("alice")[0]
 
 
+def test_bounce_to_full_mailbox_is_bounded_by_queue_lifetime(make_server):
+    """A DSN whose only mailbox stays full waits at most queue_lifetime,
+    then goes to the postmaster once, and the original leaves the queue
+    (a forged full local sender cannot hold a queue entry for ever)."""
+    s = make_server({"relay": "addresses", "relay_addresses": "127.0.0.1",
+                     "queue_retry_min": "1s", "queue_retry_max": "1s",
+                     "queue_lifetime": "3s"})
+    s.ctl("user", "quota", "alice@example.test", "0", "1")
+    fill(s, 1)
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20) as c:
+        c.sendmail("alice@example.test", ["u@nosuchdomain.example"],
+                   b"Subject: out\r\n\r\nhi\r\n")
+    wait_for(lambda: "event=dsn result=defer error=\"quota: mailbox" in s.log(),
+             what="DSN deferred for quota")
+    wait_for(lambda: re.search(r"event=dsn result=redirect to=postmaster "
+                               r"error=\"quota: mailbox alice@example\.test full\"",
+                               s.log()), timeout=30, what="redirect to postmaster")
+    [dsn] = wait_for(lambda: s.messages("postmaster"), what="DSN at postmaster")
+    assert b"Status: 5.1.2" in dsn
+    assert len(s.messages("alice")) == 1  # still only what filled it
+    wait_for(lambda: s.ctl("queue", "list").stdout.strip() == "",
+             what="queue empty")
+
+
+def test_bounce_to_alias_with_one_full_member_is_stored(make_server):
+    """A DSN to an alias whose members are partly full is stored for all
+    (the full one goes over by this message), as SMTP delivery does."""
+    s = make_server({"relay": "addresses", "relay_addresses": "127.0.0.1",
+                     "queue_retry_min": "1s", "queue_retry_max": "1s"})
+    s.ctl("user", "quota", "bob@example.test", "0", "1")
+    fill(s, 1, "bob@example.test")
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20) as c:
+        c.sendmail("info@example.test", ["u@nosuchdomain.example"],
+                   b"Subject: out\r\n\r\nhi\r\n")
+    wait_for(lambda: len(s.messages("bob")) == 2 and s.messages("alice"),
+             what="DSN stored for both members")
+    assert "error=\"quota: mailbox" not in s.log()
+
+
 def old_schema_db(path):
     """A directory as postern wrote it before schema versions."""
     db = sqlite3.connect(path)
