@@ -80,6 +80,10 @@ struct qentry {
 	/* The files are gone; e stays only while DSNs or an attempt in
 	 * flight hold it. */
 	bool is_removed;
+	/* Its delay warning is out but not stored yet: env.is_warned reaches
+	 * the disk only once it is (or is given up), so a restart while it
+	 * waits (a directory error) sends it again instead of never. */
+	bool is_warning;
 	/* A removal that failed (EACCES, EIO): the files stay and e with
 	 * them, never delivered again (is_deleted) or finished; the queue
 	 * timer tries the removal again from this time on. */
@@ -509,7 +513,13 @@ bounce_release(struct queue *q, struct bounce *b)
 	if (e == NULL)
 		return;
 	b->e = NULL;
-	if (!b->is_delay) {
+	if (b->is_delay) {
+		/* Stored, given up or cancelled: never sent again. */
+		e->is_warning = false;
+		e->env.is_warned = true;
+		if (!e->is_deleted)
+			entry_persist(q, e);
+	} else {
 		/* Stored or given up: the failed state may reach the disk. */
 		for (size_t i = 0; i < b->orig.nrcpt; i++)
 			e->dsn_wait[b->idx[i]]--;
@@ -1123,7 +1133,8 @@ attempt_done(void *arg)
 	free(fstatus);
 	/* Delay warning (RFC 3464 "delayed") once, for real senders. */
 	if (!e->is_cancelled && q->cfg->queue_delay_warning_ms > 0 &&
-	    !e->env.is_warned && e->env.from[0] != '\0' && !entry_done(e) &&
+	    !e->env.is_warned && !e->is_warning && e->env.from[0] != '\0' &&
+	    !entry_done(e) &&
 	    (unsigned long long)(now - e->env.arrival) * 1000 >=
 	        q->cfg->queue_delay_warning_ms) {
 		size_t *pend = xcalloc(e->env.nrcpt, sizeof(*pend)), np = 0;
@@ -1131,7 +1142,7 @@ attempt_done(void *arg)
 		for (size_t i = 0; i < e->env.nrcpt; i++)
 			if (e->env.rcpts[i].state == QRCPT_PENDING)
 				pend[np++] = i;
-		e->env.is_warned = true;
+		e->is_warning = np > 0;
 		send_dsn(q, e, pend, NULL, np, true, a->job.remote_host);
 		free(pend);
 	}

@@ -637,6 +637,36 @@ def test_delay_warning_dropped_when_delivered_meanwhile(make_server, sink_port):
         sink.stop()
 
 
+def test_delay_warning_waiting_on_the_directory_survives_a_restart(
+        make_server, sink_port):
+    """A delay warning waits out a broken directory and the daemon is
+    restarted: the entry was not marked warned on disk before the warning
+    was stored, so the new daemon sends it (it was lost before)."""
+    from test_directory import Db
+
+    sink = SplitSink("127.0.0.2", sink_port)
+    try:
+        s = make_server(dict(FAST, queue_delay_warning="1s"))
+        send(s, "alice@example.test", ["slow@remote.example"])
+        wait_for(lambda: "status=deferred" in s.log(), what="the first deferral")
+        db = Db(s)
+        db.garbage_in_place()
+        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+                 what="the delay DSN deferred")
+        s.stop()
+        db.restore()
+        s.start()
+        [warning] = wait_for(lambda: s.messages("alice"), timeout=30,
+                             what="the delay warning after the restart")
+        assert b"Action: delayed" in warning
+        assert b"Final-Recipient: rfc822; slow@remote.example" in warning
+        time.sleep(3)  # later attempts: the warning once
+        assert len(s.messages("alice")) == 1
+        assert len(queue_ids(s)) == 1, "slow@ is still pending"
+    finally:
+        sink.stop()
+
+
 @pytest.mark.parametrize("postmaster_ok", [True, False])
 def test_bounce_write_failing_for_good_goes_to_postmaster(make_server, sinks,
                                                           postmaster_ok):
