@@ -407,6 +407,12 @@ persist_done(void *arg)
 		e->remove_retry = time(NULL) + (retry_s > 0 ? retry_s : 1);
 	} else if (p->is_delete) {
 		log_info("id=%s event=removed", e->env.id);
+		/* Removed another way (queue delete, an attempt's end) after
+		 * an earlier failure: no longer a removal to retry. */
+		if (e->remove_retry != 0) {
+			e->remove_retry = 0;
+			q->removals_failed--;
+		}
 		/* DSNs or an attempt in flight still point at e: freed by
 		 * the last one (bounce_release, attempt_done). */
 		e->is_removed = true;
