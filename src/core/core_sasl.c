@@ -314,6 +314,16 @@ login_job_done(void *arg)
 		s->srv->proto->login_done(s, r,
 		    r == CORE_LOGIN_OK ? j->canon : NULL,
 		    r == CORE_LOGIN_OK && j->is_owned ? &j->owned : NULL);
+	} else if (r != CORE_LOGIN_OK) {
+		login_log_refusal(s, j, r); /* the guess counted: say so */
+	} else {
+		char u[200];
+
+		log_escape(u, sizeof(u), j->canon);
+		log_info("%s=%s event=%s result=gone client=%s user=%s "
+		         "reason=\"client left during the check\"",
+		    s->srv->proto->idkey, s->id, s->srv->proto->login_event,
+		    j->ip, u);
 	}
 	strlist_clear(&j->owned);
 	config_unref(&j->cfg);

@@ -125,6 +125,10 @@ def test_client_leaving_mid_login_gives_its_slots_back(make_server):
     aid = pop_id(s, 0)
     wait_for(lambda: f"pop3={aid} event=disconnect" in s.log(),
              what="the session freed by its check's completion")
+    # The check's end is logged, although nobody is left to answer.
+    assert re.search(rf"pop3={aid} event=login result=gone client=127\.0\.0\.1 "
+                     r'user=alice@example\.test reason="client left during the check"',
+                     s.log()), s.log()
     b = Raw(s.ports["pop3"])
     send_login(b)
     assert b.reply().startswith("+OK alice@example.test has "), \
