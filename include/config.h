@@ -86,6 +86,7 @@ struct config {
 	bool smtp_bare_newline_reject; /* smtp_bare_newline = reject */
 	size_t workers;     /* storage pool: Maildir, queue, spool writes */
 	size_t dir_workers; /* directory pool: RCPT lookups */
+	size_t queue_state_workers; /* the queue's entry-state writes */
 	unsigned smtp_timeout_ms, greet_pause_ms, shutdown_timeout_ms;
 	unsigned session_timeout_ms;   /* a deadline for a whole session */
 	unsigned smtp_data_timeout_ms; /* a deadline for the whole DATA */

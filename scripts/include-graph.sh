@@ -4,7 +4,9 @@
 #
 # A header include/X.h belongs to the folder that implements it: the one
 # holding X.c, else X_*.c (include/pop3.h -> src/pop3/pop3_*.c); a header
-# with neither is shared and belongs to no folder.  A file's folder is its
+# with neither belongs to the folder of its name's first part, X_ of X_Y.h
+# (include/imap_server.h -> src/imap/imap_*.c), and one with none of
+# these is shared and belongs to no folder.  A file's folder is its
 # src/ subfolder (a header in include/: the folder it belongs to).  Every
 # `#include "X.h"` from a file in folder A of a header of folder B != A
 # is an edge A -> B, and so is one reached through shared headers
@@ -16,9 +18,11 @@ cd "$(dirname "$0")/.."
 quiet=${1:-}
 
 folder_of_header() {
-	local h c d
+	local h c d p
 	h=${1%.h}
-	for c in src/*/"$h".c src/*/"$h"_*.c src/*/"$h".h; do
+	p=${h%%_*}
+	for c in src/*/"$h".c src/*/"$h"_*.c src/*/"$h".h \
+	    src/*/"$p".c src/*/"$p"_*.c; do
 		[ -e "$c" ] || continue
 		d=${c#src/}
 		echo "${d%%/*}"

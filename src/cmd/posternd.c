@@ -341,6 +341,7 @@ daemon_restart_needed(const struct config *old, const struct config *n)
 	       n->workers != old->workers ||
 	       n->dir_workers != old->dir_workers ||
 	       n->auth_workers != old->auth_workers ||
+	       n->queue_state_workers != old->queue_state_workers ||
 	       n->directory != old->directory ||
 	       n->directory_timeout_ms != old->directory_timeout_ms ||
 	       n->smtp_max_connections != old->smtp_max_connections;
@@ -391,7 +392,8 @@ reload_done(void *arg)
 		if (is_restart)
 			log_warn(
 			    "event=reload note=\"data_dir, user, listeners, "
-			    "workers, dir_workers, auth_workers, directory, "
+			    "workers, dir_workers, auth_workers, "
+			    "queue_state_workers, directory, "
 			    "directory_timeout, smtp_max_connections and "
 			    "turning TLS on or off change only at restart\" "
 			    "listeners=%s",

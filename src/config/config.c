@@ -128,6 +128,7 @@ static const struct cfg_key cfg_keys[] = {
     {"queue_lifetime", T_MS, O(queue_lifetime_ms), "5d", 1000, 30u * 86400000u},
     {"queue_retry_max", T_MS, O(queue_retry_max_ms), "1h", 1000, 86400000},
     {"queue_retry_min", T_MS, O(queue_retry_min_ms), "5m", 100, 86400000},
+    {"queue_state_workers", T_COUNT, O(queue_state_workers), "2", 1, 16},
     {"quota_default_bytes", T_SIZE, O(quota_default_bytes), "0", 0, SIZE_MAX},
     {"quota_default_messages", T_COUNT, O(quota_default_messages), "0", 0,
         100000000},

@@ -1318,9 +1318,10 @@ queue_new(struct event_base *base, struct config *cfg, struct workers *w,
 	 * changes smtp_max_connections says so). */
 	q->max_active = cfg->smtp_max_connections;
 	q->outbound = workers_new(base, q->max_active, NULL, NULL, NULL);
-	/* Two threads: writes of different entries overlap, one entry has
-	 * at most one in flight (entry_persist). */
-	q->state = workers_new(base, 2, NULL, NULL, NULL);
+	/* Writes of different entries overlap, one entry has at most one
+	 * in flight (entry_persist). */
+	q->state =
+	    workers_new(base, cfg->queue_state_workers, NULL, NULL, NULL);
 	q->timer = event_new(base, -1, EV_PERSIST, on_timer, q);
 	event_add(q->timer, &tv);
 	return q;

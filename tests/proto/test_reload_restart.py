@@ -40,7 +40,8 @@ def test_daemon_keys_change_at_restart(make_server):
     outbound threads) log the same note on a reload that changes them."""
     s = make_server()
     for n, (key, value) in enumerate([("directory_timeout", "7s"),
-                                      ("smtp_max_connections", "3")], 1):
+                                      ("smtp_max_connections", "3"),
+                                      ("queue_state_workers", "3")], 1):
         s.extra[key] = value
         s.write_conf()
         text = reload_log(s, n)
