@@ -149,7 +149,7 @@ told_add(struct imap_fetch_job *fj, uint32_t uid, struct store_flags fl)
 		fj->told =
 		    xreallocarray(fj->told, fj->told_cap, sizeof(*fj->told));
 	}
-	fj->told[fj->ntold++] = (struct imap_snap){uid, fl};
+	fj->told[fj->ntold++] = (struct imap_snap){uid, fl, 0};
 }
 
 static bool
@@ -754,6 +754,30 @@ msg_step(struct imap_fetch_job *fj)
 		stream_step(fj);
 }
 
+/* UID FETCH ... (CHANGEDSINCE n VANISHED): "* VANISHED (EARLIER)" with
+ * the UIDs of the set expunged since n, from the index's history (when
+ * it does not reach back that far, what it has: the client's known UIDs
+ * are unknown here). */
+static void
+fetch_vanished(struct imap_fetch_job *fj, const struct store_box *box)
+{
+	size_t *changed, nchanged, nv, k = 0;
+	uint32_t *v, max = box->uidnext > 0 ? box->uidnext - 1 : 0;
+
+	(void)store_changes_since(
+	    box, fj->spec->changedsince, &changed, &nchanged, &v, &nv);
+	free(changed);
+	for (size_t i = 0; i < nv; i++)
+		if (imap_seqset_contains(&fj->spec->set, v[i], max))
+			v[k++] = v[i];
+	if (k > 0) {
+		bputs(&fj->out, "* VANISHED (EARLIER) ");
+		imap_uidset_fmt(&fj->out, v, k);
+		bputs(&fj->out, "\r\n");
+	}
+	free(v);
+}
+
 void
 imap_fetch_run(struct imap_fjob *j, struct imap_fetch_job *fj)
 {
@@ -765,6 +789,10 @@ imap_fetch_run(struct imap_fjob *j, struct imap_fetch_job *fj)
 		j->result = -1;
 		snprintf(j->err, sizeof(j->err), "%s", j->f[0]->open_err);
 		return;
+	}
+	if (fj->want_vanished) {
+		fj->want_vanished = false;
+		fetch_vanished(fj, box);
 	}
 	while (fj->out.len < IMAP_CHUNK) {
 		if (fj->is_open) {
@@ -778,6 +806,26 @@ imap_fetch_run(struct imap_fjob *j, struct imap_fetch_job *fj)
 	}
 	if (j->is_changed[0] && store_flush(box, err, sizeof(err)) == -1)
 		log_warn("event=fetch result=fail error=\"%s\"", log_esc(err));
+}
+
+void
+imap_uidset_fmt(struct buf *b, const uint32_t *v, size_t n)
+{
+	char t[32];
+
+	for (size_t i = 0; i < n;) {
+		size_t k = i;
+
+		while (k + 1 < n && v[k + 1] == v[k] + 1)
+			k++;
+		if (k > i)
+			snprintf(
+			    t, sizeof(t), "%s%u:%u", i ? "," : "", v[i], v[k]);
+		else
+			snprintf(t, sizeof(t), "%s%u", i ? "," : "", v[i]);
+		(void)buf_append(b, t, strlen(t));
+		i = k + 1;
+	}
 }
 
 /* ---- STORE ------------------------------------------------------------ */
@@ -814,19 +862,33 @@ imap_store_run(struct imap_fjob *j, struct imap_store_job *sj)
 	sj->res = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->res));
 	sj->res_seq = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->res_seq));
 	j->is_changed[0] = true;
+	sj->failed = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->failed));
 	for (size_t i = 0; i < sj->n; i++) {
 		const struct store_msg *m;
-		int r = store_set_flags(box, sj->uid[i], mode[sj->op], &fl, 0,
-		    NULL, err, sizeof(err));
+		int r;
 
+		/* UNCHANGEDSINCE 0: every message's MODSEQ is past it (the
+		 * store reads 0 as no condition) */
+		if (sj->has_unchangedsince && sj->unchangedsince == 0)
+			r = store_msg_by_uid(box, sj->uid[i]) != NULL ? 1 : 0;
+		else
+			r = store_set_flags(box, sj->uid[i], mode[sj->op], &fl,
+			    sj->has_unchangedsince ? sj->unchangedsince : 0,
+			    NULL, err, sizeof(err));
 		if (r == -1) {
 			j->result = -1;
 			snprintf(j->err, sizeof(j->err), "%s", err);
 			break;
 		}
+		if (r == 1) {
+			sj->failed[sj->nfailed++] =
+			    sj->is_uid ? sj->uid[i] : sj->seq[i];
+			continue;
+		}
 		if ((m = store_msg_by_uid(box, sj->uid[i])) == NULL)
 			continue;
-		sj->res[sj->nres] = (struct imap_snap){m->uid, m->flags};
+		sj->res[sj->nres] =
+		    (struct imap_snap){m->uid, m->flags, m->modseq};
 		sj->res_seq[sj->nres++] = sj->seq[i];
 	}
 	if (store_flush(box, err, sizeof(err)) == -1) {
@@ -1166,8 +1228,11 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 		c.mcopy = *m;
 		c.m = &c.mcopy;
 		c.seq = (uint32_t)(i + 1);
-		if (eval(sj->spec->keys, &c))
+		if (eval(sj->spec->keys, &c)) {
 			sj->hits[sj->nhits++] = sj->is_uid ? sj->uid[i] : c.seq;
+			if (c.m->modseq > sj->max_modseq)
+				sj->max_modseq = c.m->modseq;
+		}
 		sctx_done(&c);
 	}
 	if (c.is_synced)

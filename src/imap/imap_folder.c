@@ -175,6 +175,7 @@ imap_folder_snap_take(struct imap_folder *f, struct imap_snapshot *o)
 	for (size_t i = 0; i < box->n; i++) {
 		o->snap[i].uid = box->msgs[i].uid;
 		o->snap[i].flags = box->msgs[i].flags;
+		o->snap[i].modseq = box->msgs[i].modseq;
 	}
 	o->nsnap = box->n;
 	o->uidvalidity = box->uidvalidity;

@@ -209,6 +209,9 @@ struct imap_fetch_job {
 	/* Flags told to the client: uid, flags, for the session's view. */
 	struct imap_snap *told;
 	size_t ntold, told_cap;
+	/* UID FETCH (CHANGEDSINCE n VANISHED): the first piece starts with
+	 * the UIDs of the set expunged since n (RFC 7162 3.2.6). */
+	bool want_vanished;
 };
 
 /* One literal of a message's FETCH response. */
@@ -229,7 +232,13 @@ void imap_fetch_job_free(struct imap_fetch_job *);
 
 struct imap_store_job {
 	enum imap_store_op op;
-	bool is_silent;
+	bool is_silent, is_uid;
+	/* CONDSTORE: messages whose MODSEQ is past it are not changed and
+	 * go to failed (their numbers, or UIDs for UID STORE) */
+	bool has_unchangedsince;
+	uint64_t unchangedsince;
+	uint32_t *failed;
+	size_t nfailed;
 	struct store_flags flags;
 	char (*kw)[STORE_KEYWORD_MAX + 1]; /* keyword names to add/remove */
 	size_t nkw;
@@ -249,6 +258,8 @@ struct imap_search_job {
 	size_t nhits;
 	bool is_uid;
 	struct imap_recent recent; /* the session's, copied */
+	bool has_modseq;     /* a MODSEQ key: the reply gives max_modseq */
+	uint64_t max_modseq; /* the highest MODSEQ of the hits */
 };
 void imap_search_run(struct imap_fjob *, struct imap_search_job *);
 
@@ -256,6 +267,8 @@ void imap_search_run(struct imap_fjob *, struct imap_search_job *);
  * \Recent after the system flags when is_recent (Dovecot's order). */
 void imap_flags_fmt(struct buf *, const struct store_flags *,
     const struct store_keywords *, bool is_recent);
+/* Appends v[0..n) (ascending) as a compact set: "1:3,7". */
+void imap_uidset_fmt(struct buf *, const uint32_t *v, size_t n);
 /* IMAP_FLAG_* to STORE_F_* */
 uint8_t imap_flags_to_store(unsigned imap);
 

@@ -72,6 +72,15 @@ struct imap_session {
 	struct imap_arena *arena;
 	unsigned errors;
 	bool is_rev2, is_utf8;
+	/* RFC 7162: CONDSTORE enabled (ENABLE, or a command that uses it:
+	 * every FETCH of flags then carries UID and MODSEQ), QRESYNC
+	 * enabled (ENABLE QRESYNC: VANISHED instead of EXPUNGE) */
+	bool is_condstore, is_qresync;
+	/* QRESYNC: the expunged UIDs of an update, one VANISHED for all */
+	uint32_t *van;
+	size_t nvan, van_cap;
+	bool is_van_sent; /* by the command in progress: its OK says
+	                   * HIGHESTMODSEQ (RFC 7162 3.2.10, as Dovecot) */
 	/* the user, once logged in */
 	char user[CORE_USER_MAX];
 	char root[PATH_MAX];
@@ -177,7 +186,14 @@ tagged(struct imap_session *s, const char *status, const char *fmt, ...)
 	va_end(ap);
 	if (strcmp(status, "BAD") != 0)
 		send_updates(s, expunge_ok(s));
-	out(s, "%s %s %s", s->tag[0] ? s->tag : "*", status, text);
+	if (s->is_van_sent && strcmp(status, "OK") == 0 && text[0] != '[' &&
+	    s->folder != NULL)
+		out(s, "%s OK [HIGHESTMODSEQ %llu] %s",
+		    s->tag[0] ? s->tag : "*",
+		    (unsigned long long)s->folder->highestmodseq, text);
+	else
+		out(s, "%s %s %s", s->tag[0] ? s->tag : "*", status, text);
+	s->is_van_sent = false;
 }
 
 /* A BAD reply, counted: too many and the session ends. */
@@ -211,7 +227,8 @@ capabilities(struct imap_session *s, char *o, size_t len)
 
 	snprintf(o, len,
 	    "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE "
-	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE ESEARCH "
+	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE ESEARCH CONDSTORE "
+	    "QRESYNC "
 	    "APPENDLIMIT=%zu%s%s",
 	    s->cfg->imap_append_limit,
 	    pre && core_tls_offered(&s->cs) ? " STARTTLS" : "",
@@ -268,15 +285,21 @@ flags_line(struct imap_session *s)
 	buf_release(&b);
 }
 
+/* A message's flags for the client; with CONDSTORE its UID and MODSEQ
+ * too (RFC 7162 3.1: every FETCH of flags once it is enabled). */
 static void
 fetch_flags_line(struct imap_session *s, size_t seq, uint32_t uid,
-    const struct store_flags *fl)
+    const struct store_flags *fl, uint64_t modseq)
 {
 	struct buf b;
 
 	buf_init(&b, 8192);
 	imap_flags_fmt(&b, fl, s->folder->kw, imap_recent_has(&s->recent, uid));
-	if (s->is_uid)
+	if (s->is_condstore)
+		out(s, "* %zu FETCH (UID %u FLAGS (%.*s) MODSEQ (%llu))", seq,
+		    uid, (int)b.len, b.data ? (char *)b.data : "",
+		    (unsigned long long)modseq);
+	else if (s->is_uid)
 		out(s, "* %zu FETCH (UID %u FLAGS (%.*s))", seq, uid,
 		    (int)b.len, b.data ? (char *)b.data : "");
 	else
@@ -342,16 +365,43 @@ recent_copy(const struct imap_session *s)
 	return r;
 }
 
+/* QRESYNC: the expunges gathered so far, as one VANISHED (RFC 7162
+ * 3.2.10), before anything whose numbers count them out. */
+static void
+van_flush(struct imap_session *s)
+{
+	struct buf b;
+
+	if (s->nvan == 0)
+		return;
+	buf_init(&b, SIZE_MAX / 2);
+	imap_uidset_fmt(&b, s->van, s->nvan);
+	out(s, "* VANISHED %.*s", (int)b.len, (char *)b.data);
+	buf_release(&b);
+	s->nvan = 0;
+	s->is_van_sent = true;
+}
+
 /* imap_view_sync's updates, written to the client. */
 static void
 update_out(void *arg, enum imap_update kind, size_t seq, uint32_t uid,
-    const struct store_flags *fl)
+    const struct store_flags *fl, uint64_t modseq)
 {
 	struct imap_session *s = arg;
 
+	if (kind == IMAP_UPDATE_EXPUNGE && s->is_qresync) {
+		if (s->nvan == s->van_cap) {
+			s->van_cap = s->van_cap ? s->van_cap * 2 : 64;
+			s->van =
+			    xreallocarray(s->van, s->van_cap, sizeof(*s->van));
+		}
+		s->van[s->nvan++] = uid; /* ascending, as the view */
+		return;
+	}
+	van_flush(s);
 	switch (kind) {
 	case IMAP_UPDATE_FLAGS:
-		fetch_flags_line(s, seq, uid, fl);
+		fetch_flags_line(s, seq, uid, fl, modseq);
 		break;
 	case IMAP_UPDATE_EXPUNGE:
 		out(s, "* %zu EXPUNGE", seq);
@@ -390,6 +440,7 @@ send_updates(struct imap_session *s, bool allow_expunge)
 	kw_update(s);
 	s->has_update = imap_view_sync(
 	    &s->view, f->snap, f->nsnap, allow_expunge, update_out, s);
+	van_flush(s);
 	/* RFC 3501 7.3.2: the count when it changed (new mail this session
 	 * took, or its recent ones expunged), after EXISTS, as Dovecot */
 	if (!s->is_rev2 && recent_count(s) != s->recent_told) {
@@ -443,6 +494,7 @@ deselect(struct imap_session *s)
 	s->recent.r = NULL;
 	s->recent.n = s->recent_cap = s->recent_told = 0;
 	s->has_update = false;
+	s->nvan = 0;
 	s->state = IMAP_STATE_AUTH;
 }
 
@@ -788,6 +840,13 @@ cmd_enable(struct imap_session *s, struct imap_cmd *c)
 		if (span_eq_ci(cap, "IMAP4rev2") && !s->is_rev2) {
 			s->is_rev2 = s->is_utf8 = true;
 			str_cat(on, " IMAP4rev2", sizeof(on));
+		} else if (span_eq_ci(cap, "CONDSTORE") && !s->is_condstore) {
+			s->is_condstore = true;
+			str_cat(on, " CONDSTORE", sizeof(on));
+		} else if (span_eq_ci(cap, "QRESYNC") && !s->is_qresync) {
+			/* RFC 7162 3.2.3: it enables CONDSTORE too */
+			s->is_qresync = s->is_condstore = true;
+			str_cat(on, " QRESYNC", sizeof(on));
 		}
 	}
 	out(s, "* ENABLED%s", on);
@@ -1043,14 +1102,192 @@ sync_run(struct imap_fjob *j)
 		j->is_changed[0] = true;
 }
 
+/* SELECT/EXAMINE's job: the folder, and for QRESYNC (RFC 7162 3.2.5)
+ * what the worker found in the index's history. */
+struct select_arg {
+	struct imap_folder *f;
+	bool has_qresync;
+	uint32_t uidvalidity; /* the client's */
+	uint64_t modseq;      /* the client's last known */
+	bool is_match;        /* worker: the UIDVALIDITY is the folder's */
+	bool is_incomplete;   /* worker: the history is older than modseq */
+	uint32_t *vanished;   /* worker: expunged after modseq, ascending */
+	size_t nvanished;
+};
+
+static void
+select_arg_free(void *arg)
+{
+	struct select_arg *a = arg;
+
+	imap_folder_put(&a->f);
+	free(a->vanished);
+	free(a);
+}
+
+/* Worker: the rescan of SELECT, and QRESYNC's expunges since modseq. */
+static void
+select_run(struct imap_fjob *j)
+{
+	struct select_arg *a = j->arg;
+	struct store_box *box;
+	size_t *changed = NULL, nchanged = 0;
+
+	sync_run(j);
+	if (j->result != 0 || !a->has_qresync ||
+	    (box = imap_folder_box(j, 0)) == NULL ||
+	    box->uidvalidity != a->uidvalidity)
+		return;
+	a->is_match = true;
+	a->is_incomplete = store_changes_since(box, a->modseq, &changed,
+	                       &nchanged, &a->vanished, &a->nvanished) == 1;
+	free(changed);
+}
+
+static int
+lo_cmp(const void *a, const void *b)
+{
+	const struct imap_range *x = a, *y = b;
+
+	return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+/* The client's known-uids as sorted, merged ranges within 1..max. */
+static size_t
+ranges_of(const struct imap_seqset *set, uint32_t max, struct imap_range **out)
+{
+	struct imap_range *r;
+	size_t n = 0;
+
+	if (set->n == 0) {
+		r = xcalloc(1, sizeof(*r));
+		r[0] = (struct imap_range){1, max};
+		*out = r;
+		return max > 0;
+	}
+	r = xcalloc(set->n, sizeof(*r));
+	for (size_t i = 0; i < set->n; i++) {
+		uint32_t lo =
+		    set->r[i].lo == IMAP_SEQ_STAR ? max : set->r[i].lo;
+		uint32_t hi =
+		    set->r[i].hi == IMAP_SEQ_STAR ? max : set->r[i].hi;
+
+		if (lo > hi) {
+			uint32_t t = lo;
+
+			lo = hi;
+			hi = t;
+		}
+		if (hi > max)
+			hi = max;
+		if (lo == 0)
+			lo = 1;
+		if (lo <= hi)
+			r[n++] = (struct imap_range){lo, hi};
+	}
+	qsort(r, n, sizeof(*r), lo_cmp);
+	if (n > 1) {
+		size_t k = 0;
+
+		for (size_t i = 1; i < n; i++)
+			if (r[i].lo <= r[k].hi + 1 || r[k].hi == UINT32_MAX) {
+				if (r[i].hi > r[k].hi)
+					r[k].hi = r[i].hi;
+			} else
+				r[++k] = r[i];
+		n = k + 1;
+	}
+	*out = r;
+	return n;
+}
+
+static void
+range_put(struct buf *b, uint32_t lo, uint32_t hi)
+{
+	char t[32];
+
+	if (lo == hi)
+		snprintf(t, sizeof(t), "%s%u", b->len ? "," : "", lo);
+	else
+		snprintf(t, sizeof(t), "%s%u:%u", b->len ? "," : "", lo, hi);
+	(void)buf_append(b, t, strlen(t));
+}
+
+/*
+ * SELECT (QRESYNC ...) with the folder's UIDVALIDITY: the messages
+ * expunged since the client's modseq as VANISHED (EARLIER), then the
+ * ones changed since as FETCH, both within its known-uids when given.
+ * A history that does not reach back that far (more than
+ * STORE_VANISHED_MAX expunges since): every known UID not in the folder
+ * is reported.  The seq-match-data hint is not needed for that and is
+ * not used.
+ */
+static void
+qresync_report(struct imap_session *s, const struct select_arg *a)
+{
+	const struct imap_folder *f = s->folder;
+	const struct imap_seqset *known = &s->cmd.u.select.known_uids;
+	uint32_t max = f->uidnext > 0 ? f->uidnext - 1 : 0;
+	struct buf b;
+
+	buf_init(&b, SIZE_MAX / 2);
+	if (a->is_incomplete) {
+		struct imap_range *r;
+		size_t nr = ranges_of(known, max, &r), k = 0;
+
+		for (size_t i = 0; i < nr; i++) {
+			uint32_t cur = r[i].lo;
+
+			while (k < s->view.n && s->view.uid[k] < cur)
+				k++;
+			while (cur <= r[i].hi) {
+				if (k < s->view.n &&
+				    s->view.uid[k] <= r[i].hi) {
+					if (s->view.uid[k] > cur)
+						range_put(&b, cur,
+						    s->view.uid[k] - 1);
+					cur = s->view.uid[k++] + 1;
+					if (cur == 0)
+						break; /* past UINT32_MAX */
+				} else {
+					range_put(&b, cur, r[i].hi);
+					break;
+				}
+			}
+		}
+		free(r);
+	} else {
+		uint32_t *v = xcalloc(a->nvanished + 1, sizeof(*v));
+		size_t n = 0;
+
+		for (size_t i = 0; i < a->nvanished; i++)
+			if (known->n == 0 ||
+			    imap_seqset_contains(known, a->vanished[i], max))
+				v[n++] = a->vanished[i];
+		imap_uidset_fmt(&b, v, n);
+		free(v);
+	}
+	if (b.len > 0)
+		out(s, "* VANISHED (EARLIER) %.*s", (int)b.len, (char *)b.data);
+	buf_release(&b);
+	/* The view was just built from the snapshot: the same order. */
+	for (size_t i = 0; i < s->view.n && i < f->nsnap; i++)
+		if (f->snap[i].modseq > a->modseq &&
+		    (known->n == 0 ||
+		        imap_seqset_contains(known, f->snap[i].uid, max)))
+			fetch_flags_line(s, i + 1, f->snap[i].uid,
+			    &f->snap[i].flags, f->snap[i].modseq);
+}
+
 static bool
 select_done(struct imap_fjob *j)
 {
 	struct imap_session *s = j->s;
-	struct imap_folder *f = j->arg;
+	struct select_arg *a = j->arg;
+	struct imap_folder *f = a->f;
 	uint32_t unseen = 0;
 
-	j->arg = NULL;
+	a->f = NULL;
 	if (!fdone_begin(j)) {
 		imap_folder_put(&f);
 		return false;
@@ -1087,6 +1324,8 @@ select_done(struct imap_fjob *j)
 	out(s, "* OK [UIDNEXT %u] Predicted next UID", f->uidnext);
 	out(s, "* OK [HIGHESTMODSEQ %llu] Highest",
 	    (unsigned long long)f->highestmodseq);
+	if (a->is_match)
+		qresync_report(s, a);
 	tagged(s, "OK", "[%s] %s completed",
 	    s->is_readonly ? "READ-ONLY" : "READ-WRITE",
 	    s->is_readonly ? "Examine" : "Select");
@@ -1094,18 +1333,15 @@ select_done(struct imap_fjob *j)
 }
 
 static void
-put_arg(void *arg)
-{
-	struct imap_folder *f = arg;
-
-	imap_folder_put(&f);
-}
-
-static void
 cmd_select(struct imap_session *s, struct imap_cmd *c)
 {
-	struct imap_folder *f;
+	struct select_arg *a;
 
+	/* RFC 7162 3.2.5: QRESYNC only after ENABLE QRESYNC */
+	if (c->u.select.has_qresync && !s->is_qresync) {
+		bad(s, "QRESYNC is not enabled");
+		return;
+	}
 	if (s->folder != NULL) {
 		/* RFC 7162 3.2.11 and RFC 9051 7.1; Dovecot says it to
 		 * every client (and clients tested against it expect it) */
@@ -1114,14 +1350,16 @@ cmd_select(struct imap_session *s, struct imap_cmd *c)
 	}
 	if (!name_ok(s, &c->u.select.mailbox))
 		return;
-	if (c->u.select.has_qresync || c->u.select.has_condstore) {
-		bad(s, "CONDSTORE and QRESYNC are not supported yet");
-		return;
-	}
-	f = imap_folder_get(
+	if (c->u.select.has_condstore)
+		s->is_condstore = true; /* RFC 7162 3.1.8 */
+	a = xcalloc(1, sizeof(*a));
+	a->has_qresync = c->u.select.has_qresync;
+	a->uidvalidity = c->u.select.uidvalidity;
+	a->modseq = c->u.select.modseq;
+	a->f = imap_folder_get(
 	    s->srv, s->user, s->root, c->u.select.mailbox.name.p);
-	fsubmit(
-	    s, imap_fjob_new(s, f, NULL, sync_run, select_done, f, put_arg));
+	fsubmit(s, imap_fjob_new(s, a->f, NULL, select_run, select_done, a,
+	               select_arg_free));
 }
 
 /* NOOP, CHECK, and the start of IDLE: a rescan, then the updates. */
@@ -1387,6 +1625,8 @@ cmd_status(struct imap_session *s, struct imap_cmd *c)
 
 	if (!name_ok(s, &c->u.status.mailbox))
 		return;
+	if (c->u.status.items & IMAP_STATUS_HIGHESTMODSEQ)
+		s->is_condstore = true; /* RFC 7162 3.1 */
 	a = xcalloc(1, sizeof(*a));
 	a->f = imap_folder_get(
 	    s->srv, s->user, s->root, c->u.status.mailbox.name.p);
@@ -1611,6 +1851,25 @@ set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
 
 static void fetch_next(struct imap_session *);
 
+/* The folder snapshot's entry of uid (sorted by UID), or NULL. */
+static const struct imap_snap *
+snap_find(const struct imap_folder *f, uint32_t uid)
+{
+	size_t lo = 0, hi = f->nsnap;
+
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (f->snap[mid].uid == uid)
+			return &f->snap[mid];
+		if (f->snap[mid].uid < uid)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return NULL;
+}
+
 static void
 fetch_run(struct imap_fjob *j)
 {
@@ -1679,16 +1938,36 @@ cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 			bad(s, "BINARY is not supported yet");
 			return;
 		}
-	if (c->u.fetch.has_changedsince) {
-		bad(s, "CHANGEDSINCE is not supported yet");
+	/* RFC 7162 3.2.6: VANISHED only once QRESYNC is enabled */
+	if (c->u.fetch.is_vanished && !s->is_qresync) {
+		bad(s, "QRESYNC is not enabled");
 		return;
 	}
+	if (c->u.fetch.has_changedsince || (c->u.fetch.items & IMAP_FI_MODSEQ))
+		s->is_condstore = true; /* RFC 7162 3.1 */
 	fj = xcalloc(1, sizeof(*fj));
 	fj->fd = -1;
 	if (!set_resolve(
 	        s, &c->u.fetch.set, c->is_uid, &fj->seq, &fj->uid, &fj->n)) {
 		free(fj);
 		return;
+	}
+	if (c->u.fetch.has_changedsince) {
+		/* Only messages changed since (RFC 7162 3.1.4.1), from the
+		 * folder's snapshot; one gone from it is skipped. */
+		size_t k = 0;
+
+		for (size_t i = 0; i < fj->n; i++) {
+			const struct imap_snap *m =
+			    snap_find(s->folder, fj->uid[i]);
+
+			if (m != NULL && m->modseq > c->u.fetch.changedsince) {
+				fj->seq[k] = fj->seq[i];
+				fj->uid[k++] = fj->uid[i];
+			}
+		}
+		fj->n = k;
+		fj->want_vanished = c->u.fetch.is_vanished;
 	}
 	fj->spec = &s->cmd.u.fetch;
 	fj->is_uid = c->is_uid;
@@ -1715,6 +1994,7 @@ store_job_free(void *arg)
 	free(sj->uid);
 	free(sj->res);
 	free(sj->res_seq);
+	free(sj->failed);
 	free(sj);
 }
 
@@ -1739,13 +2019,30 @@ store_done(struct imap_fjob *j)
 		is_same = s->view.fl[k].sys == sj->res[i].flags.sys &&
 		          s->view.fl[k].keywords == sj->res[i].flags.keywords;
 		s->view.fl[k] = sj->res[i].flags;
-		if (!sj->is_silent && !is_same)
+		if (is_same)
+			continue;
+		if (!sj->is_silent)
 			fetch_flags_line(s, (size_t)k + 1, sj->res[i].uid,
-			    &sj->res[i].flags);
+			    &sj->res[i].flags, sj->res[i].modseq);
+		else if (s->is_condstore)
+			/* RFC 7162 3.1.3: the new MODSEQ even when silent */
+			out(s, "* %ld FETCH (UID %u MODSEQ (%llu))", k + 1,
+			    sj->res[i].uid,
+			    (unsigned long long)sj->res[i].modseq);
 	}
 	if (j->result != 0)
 		tagged(s, "NO", "%s", j->err);
-	else
+	else if (sj->nfailed > 0) {
+		struct buf b;
+
+		/* The messages changed since UNCHANGEDSINCE (numbers, or
+		 * UIDs for UID STORE): not stored (RFC 7162 3.1.3). */
+		buf_init(&b, SIZE_MAX / 2);
+		imap_uidset_fmt(&b, sj->failed, sj->nfailed);
+		tagged(s, "OK", "[MODIFIED %.*s] Conditional STORE failed",
+		    (int)b.len, (char *)b.data);
+		buf_release(&b);
+	} else
 		tagged(s, "OK", "Store completed");
 	return false;
 }
@@ -1759,10 +2056,8 @@ cmd_store(struct imap_session *s, struct imap_cmd *c)
 		tagged(s, "NO", "[READ-ONLY] Mailbox is read-only");
 		return;
 	}
-	if (c->u.store.has_unchangedsince) {
-		bad(s, "UNCHANGEDSINCE is not supported yet");
-		return;
-	}
+	if (c->u.store.has_unchangedsince)
+		s->is_condstore = true; /* RFC 7162 3.1 */
 	/* \Recent is the server's (RFC 3501 2.3.2), and no other system
 	 * flag exists: BAD, as Dovecot says */
 	if ((c->u.store.flags.sys & IMAP_FLAG_RECENT) ||
@@ -1782,6 +2077,9 @@ cmd_store(struct imap_session *s, struct imap_cmd *c)
 	}
 	sj->op = c->u.store.op;
 	sj->is_silent = c->u.store.is_silent;
+	sj->is_uid = c->is_uid;
+	sj->has_unchangedsince = c->u.store.has_unchangedsince;
+	sj->unchangedsince = c->u.store.unchangedsince;
 	sj->flags.sys = imap_flags_to_store(c->u.store.flags.sys);
 	fsubmit(s, imap_fjob_new(s, s->folder, NULL, store_run, store_done, sj,
 	               store_job_free));
@@ -1805,26 +2103,6 @@ search_job_free(void *arg)
 }
 
 /* "1:3,7" of sorted values into b. */
-static void
-set_fmt(struct buf *b, const uint32_t *v, size_t n)
-{
-	char t[32];
-
-	for (size_t i = 0; i < n;) {
-		size_t k = i;
-
-		while (k + 1 < n && v[k + 1] == v[k] + 1)
-			k++;
-		if (k > i)
-			snprintf(
-			    t, sizeof(t), "%s%u:%u", i ? "," : "", v[i], v[k]);
-		else
-			snprintf(t, sizeof(t), "%s%u", i ? "," : "", v[i]);
-		(void)buf_append(b, t, strlen(t));
-		i = k + 1;
-	}
-}
-
 static bool
 search_done(struct imap_fjob *j)
 {
@@ -1862,7 +2140,7 @@ search_done(struct imap_fjob *j)
 		}
 		if ((ret & IMAP_SRET_ALL) && sj->nhits) {
 			(void)buf_append(&b, " ALL ", 5);
-			set_fmt(&b, sj->hits, sj->nhits);
+			imap_uidset_fmt(&b, sj->hits, sj->nhits);
 		}
 	} else {
 		(void)buf_append(&b, "* SEARCH", 8);
@@ -1873,10 +2151,29 @@ search_done(struct imap_fjob *j)
 			(void)buf_append(&b, t, strlen(t));
 		}
 	}
+	/* RFC 7162 3.1.5: a search by MODSEQ says the highest it found */
+	if (sj->has_modseq && sj->nhits > 0) {
+		char t[48];
+
+		snprintf(t, sizeof(t),
+		    q->has_return || s->is_rev2 ? " MODSEQ %llu"
+		                                : " (MODSEQ %llu)",
+		    (unsigned long long)sj->max_modseq);
+		(void)buf_append(&b, t, strlen(t));
+	}
 	(void)buf_append(&b, "\r\n", 2);
 	out_raw(s, b.data, b.len);
 	buf_release(&b);
 	tagged(s, "OK", "Search completed");
+	return false;
+}
+
+static bool
+skey_has_modseq(const struct imap_skey *k)
+{
+	for (; k != NULL; k = k->next)
+		if (k->kind == IMAP_SK_MODSEQ || skey_has_modseq(k->child))
+			return true;
 	return false;
 }
 
@@ -1905,6 +2202,8 @@ cmd_search(struct imap_session *s, struct imap_cmd *c)
 		memcpy(sj->uid, s->view.uid, s->view.n * sizeof(*sj->uid));
 	sj->is_uid = c->is_uid;
 	sj->recent = recent_copy(s);
+	if ((sj->has_modseq = skey_has_modseq(c->u.search.keys)))
+		s->is_condstore = true; /* RFC 7162 3.1 */
 	fsubmit(s, imap_fjob_new(s, s->folder, NULL, search_run, search_done,
 	               sj, search_job_free));
 }
@@ -1975,6 +2274,10 @@ expunge_done(struct imap_fjob *j)
 	}
 	if (j->result != 0)
 		tagged(s, "NO", "%s", j->err);
+	else if (s->is_qresync && s->folder != NULL)
+		/* RFC 7162 3.2.10 */
+		tagged(s, "OK", "[HIGHESTMODSEQ %llu] Expunge completed",
+		    (unsigned long long)s->folder->highestmodseq);
 	else
 		tagged(s, "OK", "Expunge completed");
 	return false;
@@ -2112,9 +2415,9 @@ copy_done(struct imap_fjob *j)
 
 		snprintf(t, sizeof(t), "[COPYUID %u ", a->uidvalidity);
 		(void)buf_append(&b, t, strlen(t));
-		set_fmt(&b, from, k);
+		imap_uidset_fmt(&b, from, k);
 		(void)buf_append(&b, " ", 1);
-		set_fmt(&b, to, k);
+		imap_uidset_fmt(&b, to, k);
 		(void)buf_append(&b, "] ", 2);
 	}
 	(void)buf_putc(&b, '\0');
@@ -2474,6 +2777,7 @@ i_free(struct core_session *cs)
 	imap_fetch_job_free(s->fetch);
 	s->fetch = NULL;
 	deselect(s);
+	free(s->van);
 	if (s->idle_ev != NULL)
 		event_free(s->idle_ev);
 	if (s->spool_fd >= 0)

@@ -72,13 +72,13 @@ imap_view_sync(struct imap_view *v, const struct imap_snap *snap, size_t n,
 		if (k < n && snap[k].uid == uid) {
 			if (flags_differ(&snap[k].flags, &v->fl[i]))
 				fn(arg, IMAP_UPDATE_FLAGS, kept + 1, uid,
-				    &snap[k].flags);
+				    &snap[k].flags, snap[k].modseq);
 			v->uid[kept] = uid;
 			v->fl[kept++] = snap[k++].flags;
 			continue;
 		}
 		if (allow_expunge) {
-			fn(arg, IMAP_UPDATE_EXPUNGE, kept + 1, uid, NULL);
+			fn(arg, IMAP_UPDATE_EXPUNGE, kept + 1, uid, NULL, 0);
 			continue;
 		}
 		is_owed = true; /* keeps its number until it may be told */
@@ -94,6 +94,6 @@ imap_view_sync(struct imap_view *v, const struct imap_snap *snap, size_t n,
 			added++;
 		}
 	if (added > 0)
-		fn(arg, IMAP_UPDATE_EXISTS, v->n, 0, NULL);
+		fn(arg, IMAP_UPDATE_EXISTS, v->n, 0, NULL, 0);
 	return is_owed;
 }

@@ -18,6 +18,7 @@
 struct imap_snap {
 	uint32_t uid;
 	struct store_flags flags;
+	uint64_t modseq; /* CONDSTORE (RFC 7162) */
 };
 
 struct imap_view {
@@ -32,8 +33,9 @@ enum imap_update {
 	IMAP_UPDATE_EXISTS,  /* "* seq EXISTS" (seq: the new count) */
 };
 
+/* FLAGS: the message's uid, flags and MODSEQ; EXPUNGE: its uid. */
 typedef void (*imap_update_fn)(void *arg, enum imap_update, size_t seq,
-    uint32_t uid, const struct store_flags *);
+    uint32_t uid, const struct store_flags *, uint64_t modseq);
 
 void imap_view_free(struct imap_view *);
 void imap_view_push(struct imap_view *, uint32_t uid, struct store_flags);

@@ -138,6 +138,22 @@ SCRIPTS = {
         b"APPEND INBOX " + lit(MSG), ("b", "@WAIT"),
         ("b", "@DONE"),
     ],
+    "condstore": [
+        "ENABLE CONDSTORE", "SELECT INBOX (CONDSTORE)",
+        "FETCH 1:3 (MODSEQ FLAGS)", "STORE 1 +FLAGS (\\Flagged)",
+        "STORE 2 +FLAGS.SILENT (\\Seen)", "UID STORE 3 FLAGS (\\Answered)",
+        "STORE 1:2 (UNCHANGEDSINCE 0) +FLAGS (\\Draft)",
+        "FETCH 1:2 (FLAGS)", "SEARCH MODSEQ 1 FLAGGED", "SEARCH RETURN (COUNT) MODSEQ 1",
+        "STATUS Work (HIGHESTMODSEQ MESSAGES)", ("b", "SELECT INBOX"),
+        ("b", "STORE 4 +FLAGS (\\Flagged)"), "NOOP",
+    ],
+    "qresync": [
+        "ENABLE QRESYNC", "SELECT INBOX", ("b", "SELECT INBOX"),
+        ("b", "STORE 2:3 +FLAGS.SILENT (\\Deleted)"), ("b", "EXPUNGE"),
+        "NOOP", "STORE 1 +FLAGS.SILENT (\\Deleted)", "EXPUNGE",
+        "SELECT INBOX (QRESYNC (1 1))", "UID FETCH 1:* (FLAGS MODSEQ)",
+        "SELECT Work",
+    ],
     "errors": [
         "FETCH 1 FLAGS", "NOOP", "BOGUS", "SELECT", "LOGIN a b",
         "SELECT INBOX", "FETCH", "FETCH 1:", "COPY 1",

@@ -15,12 +15,15 @@ struct log {
 
 static void
 note(void *arg, enum imap_update kind, size_t seq, uint32_t uid,
-    const struct store_flags *fl)
+    const struct store_flags *fl, uint64_t modseq)
 {
 	struct log *l = arg;
 	size_t n = strlen(l->s);
 
 	(void)fl;
+	/* parse() gives every message MODSEQ uid * 10: FLAGS carry it. */
+	if (kind == IMAP_UPDATE_FLAGS)
+		assert_int_equal(modseq, (uint64_t)uid * 10);
 	snprintf(l->s + n, sizeof(l->s) - n, "%s%c%zu%s", n ? " " : "",
 	    kind == IMAP_UPDATE_FLAGS     ? 'F'
 	    : kind == IMAP_UPDATE_EXPUNGE ? 'X'
@@ -44,6 +47,7 @@ parse(const char *t, struct imap_snap *out)
 
 		out[n].uid = (uint32_t)u;
 		out[n].flags = (struct store_flags){0, 0};
+		out[n].modseq = (uint64_t)u * 10;
 		if (*end == 's') {
 			out[n].flags.sys = STORE_F_SEEN;
 			end++;
