@@ -162,6 +162,11 @@ struct core_proto {
 	 * (dir_owned_addresses, SMTP's sender match); a directory error
 	 * there makes the login a CORE_LOGIN_TEMPFAIL. */
 	bool is_login_owned;
+	/* The login's job also reads the user's quota limits
+	 * (dir_user_limits: stored, else the config's default) into the
+	 * session's login_limit_*; a directory error there makes the login
+	 * a CORE_LOGIN_TEMPFAIL. */
+	bool is_login_limits;
 	/* What core_login_submit came to; the core has logged any refusal
 	 * (the protocol logs a success, with what it learns next).  canon
 	 * (OK only) is borrowed; owned (OK with is_login_owned, else NULL)
@@ -215,6 +220,9 @@ struct core_session {
 	 * it keeps between rounds (LOGIN: the user name); wiped after. */
 	unsigned char sasl_mech, sasl_round;
 	char sasl_state[CORE_USER_MAX];
+	/* proto->is_login_limits: the user's limits (0: none), set before
+	 * a successful login_done. */
+	uint64_t login_limit_bytes, login_limit_messages;
 };
 
 struct core_server {

@@ -213,7 +213,9 @@ struct login_job {
 	char user[CORE_USER_MAX], pass[256], canon[CORE_USER_MAX];
 	size_t canon_max; /* proto->user_max */
 	char ip[INET6_ADDRSTRLEN];
-	bool is_owned; /* proto->is_login_owned */
+	bool is_owned;  /* proto->is_login_owned */
+	bool is_limits; /* proto->is_login_limits */
+	struct dir_quota limits;
 	enum dir_login_result result;
 	struct authfail_slot slot;
 	struct strlist owned;
@@ -255,8 +257,8 @@ login_outcome(enum dir_login_result r)
  * purpose and as slow for an unknown name; then, if the protocol asks,
  * the addresses the user may send from: its own and the aliases that
  * point to it, in every host alias's spelling (one indexed reverse-alias
- * lookup).  A directory error at either step is a temporary failure (no
- * lock-out strike). */
+ * lookup), and the user's quota limits.  A directory error at any step
+ * is a temporary failure (no lock-out strike). */
 static void
 login_job_run(void *arg, void *ctx)
 {
@@ -269,6 +271,10 @@ login_job_run(void *arg, void *ctx)
 	if (j->result == DIR_LOGIN_OK && j->is_owned &&
 	    dir_owned_addresses(
 	        d, j->canon, &j->owned, j->err, sizeof(j->err)) == -1)
+		j->result = DIR_LOGIN_TEMPFAIL;
+	if (j->result == DIR_LOGIN_OK && j->is_limits &&
+	    dir_user_limits(
+	        d, j->cfg, j->canon, &j->limits, j->err, sizeof(j->err)) == -1)
 		j->result = DIR_LOGIN_TEMPFAIL;
 }
 
@@ -311,6 +317,10 @@ login_job_done(void *arg)
 	if (is_live) {
 		if (r != CORE_LOGIN_OK)
 			login_log_refusal(s, j, r);
+		if (r == CORE_LOGIN_OK && j->is_limits) {
+			s->login_limit_bytes = j->limits.bytes;
+			s->login_limit_messages = j->limits.messages;
+		}
 		s->srv->proto->login_done(s, r,
 		    r == CORE_LOGIN_OK ? j->canon : NULL,
 		    r == CORE_LOGIN_OK && j->is_owned ? &j->owned : NULL);
@@ -413,6 +423,7 @@ core_login_submit(struct core_session *s, const char *user, size_t ulen,
 	    p->user_max < sizeof(j->canon) ? p->user_max : sizeof(j->canon);
 	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	j->is_owned = p->is_login_owned;
+	j->is_limits = p->is_login_limits;
 	if (core_submit(
 	        s, s->srv->auth_workers, login_job_run, login_job_done, j)) {
 		log_debug("%s=%s event=login-check client=%s", p->idkey, s->id,
