@@ -182,6 +182,9 @@ int store_delete(struct store *, const char *name, char *err, size_t errlen);
  */
 int store_rename(
     struct store *, const char *from, const char *to, char *err, size_t errlen);
+/* Whether folder name (INBOX in any case, or a checked name) has its
+ * directory under the root. */
+bool store_exists(struct store *, const char *name);
 /*
  * Adds (is_on) or removes name in "subscriptions", Dovecot's version 2
  * file ("V\t2\n\n", then one name per line, levels separated by tabs;
@@ -419,6 +422,12 @@ int store_quota_get(
 /* store_quota_get, but a missing maildirsize is all 0 (nothing made). */
 int store_quota_read(
     struct store *, struct store_quota *out, char *err, size_t errlen);
+/*
+ * What copying uids[0..n) of box (those still there) adds to the usage:
+ * their file sizes, as maildirsize counts them, and their number.
+ */
+void store_quota_size(struct store_box *, const uint32_t *uids, size_t n,
+    uint64_t *bytes_out, uint64_t *messages_out);
 /* Appends a "bytes count" line (append and expunge call it). */
 int store_quota_add(struct store *, int64_t bytes, int64_t messages);
 /* Sets the limits and rewrites maildirsize with a recalculated usage. */

@@ -348,6 +348,21 @@ bad:
 	return -1;
 }
 
+bool
+store_exists(struct store *st, const char *name)
+{
+	char dir[STORE_NAME_MAX + 8];
+	const char *why;
+	struct stat sb;
+
+	if (store_name_to_dir(name, dir, sizeof(dir), &why) == -1)
+		return false;
+	if (dir[0] == '\0')
+		return true; /* INBOX is the root */
+	return fstatat(st->root_fd, dir, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+	       S_ISDIR(sb.st_mode);
+}
+
 /* Directory names of the root that are folders, sorted by client name. */
 struct entry {
 	char *dir, *name;

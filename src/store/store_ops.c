@@ -38,6 +38,21 @@ phys_size(const struct store_box *box, const struct store_msg *m)
 	return (int64_t)m->size;
 }
 
+void
+store_quota_size(struct store_box *box, const uint32_t *uids, size_t n,
+    uint64_t *bytes_out, uint64_t *messages_out)
+{
+	*bytes_out = *messages_out = 0;
+	for (size_t i = 0; i < n; i++) {
+		const struct store_msg *m = store_msg_by_uid(box, uids[i]);
+
+		if (m == NULL)
+			continue;
+		*bytes_out += (uint64_t)phys_size(box, m);
+		(*messages_out)++;
+	}
+}
+
 /* A new unique base name (Maildir: time, microseconds, pid, counter). */
 static void
 new_base(struct store_box *box, char *out, size_t outlen)
