@@ -229,8 +229,9 @@ capabilities(struct imap_session *s, char *o, size_t len)
 	    "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE "
 	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE ESEARCH CONDSTORE "
 	    "QRESYNC "
-	    "APPENDLIMIT=%zu%s%s",
+	    "APPENDLIMIT=%zu%s%s%s",
 	    s->cfg->imap_append_limit,
+	    pre ? "" : " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE",
 	    pre && core_tls_offered(&s->cs) ? " STARTTLS" : "",
 	    !pre          ? ""
 	    : plain_ok(s) ? " AUTH=PLAIN"
@@ -527,6 +528,7 @@ enum sjob_kind {
 	SJOB_RENAME,
 	SJOB_SUBSCRIBE,
 	SJOB_SPOOL,
+	SJOB_QUOTA,
 };
 
 struct sjob {
@@ -544,6 +546,10 @@ struct sjob {
 	int fd, root_fd;
 	uint8_t *data;
 	size_t len;
+	/* QUOTA: GETQUOTAROOT's folder (name) exists; the usage and the
+	 * session's limits */
+	bool is_root, has_folder;
+	struct store_quota quota;
 	int result;
 	char err[256];
 };
@@ -599,6 +605,14 @@ sjob_run(void *arg, void *ctx)
 	case SJOB_SUBSCRIBE:
 		j->result = store_subscribe(j->store, j->name, j->is_on, e, el);
 		break;
+	case SJOB_QUOTA:
+		j->has_folder = !j->is_root || store_exists(j->store, j->name);
+		j->result =
+		    j->has_folder
+		        ? store_quota_sync(j->store, j->quota.limit_bytes,
+		              j->quota.limit_messages, &j->quota, e, el)
+		        : 0;
+		break;
 	case SJOB_SPOOL:
 		j->result = 0;
 		if (j->fd == -1 &&
@@ -625,6 +639,7 @@ sjob_run(void *arg, void *ctx)
 }
 
 static void list_done(struct imap_session *, struct sjob *);
+static void quota_done(struct imap_session *, struct sjob *);
 
 static void
 open_done(struct imap_session *s, struct sjob *j)
@@ -722,6 +737,9 @@ sjob_done(void *arg)
 				    j->is_on ? "Subscribe" : "Unsubscribe");
 			else
 				tagged(s, "NO", "%s", j->err);
+			break;
+		case SJOB_QUOTA:
+			quota_done(s, j);
 			break;
 		default:
 			break;
@@ -1083,6 +1101,150 @@ cmd_subscribe(struct imap_session *s, struct imap_cmd *c)
 }
 
 /* ---- folder jobs: SELECT, STATUS, NOOP, IDLE, APPEND ------------------- */
+
+/* ---- QUOTA (RFC 9208) -------------------------------------------------- */
+
+/*
+ * One quota root per user, named "", over every folder.  Its limits are
+ * the directory's, read by the login's job (core: is_login_limits) and
+ * kept for the session; the usage is maildirsize's, read by a session
+ * job.  A root without any limit is not shown, as Dovecot 2.3 does: no
+ * name in QUOTAROOT and no QUOTA line.
+ */
+static bool
+has_limits(const struct imap_session *s)
+{
+	return s->cs.login_limit_bytes != 0 || s->cs.login_limit_messages != 0;
+}
+
+/* Octets as RFC 9208 5.1's STORAGE counts them: 1024s, rounded up. */
+static unsigned long long
+kib(uint64_t bytes)
+{
+	return (unsigned long long)(bytes / 1024 + (bytes % 1024 != 0));
+}
+
+/* "* QUOTA" for root "": each resource with a limit, used then limit. */
+static void
+quota_line(struct imap_session *s, const struct store_quota *q)
+{
+	char res[128] = "";
+	int k = 0;
+
+	if (s->cs.login_limit_bytes != 0)
+		k = snprintf(res, sizeof(res), "STORAGE %llu %llu",
+		    kib(q->bytes), kib(s->cs.login_limit_bytes));
+	if (s->cs.login_limit_messages != 0 && k >= 0 &&
+	    (size_t)k < sizeof(res))
+		snprintf(res + k, sizeof(res) - (size_t)k,
+		    "%sMESSAGE %llu %llu", k > 0 ? " " : "",
+		    (unsigned long long)q->messages,
+		    (unsigned long long)s->cs.login_limit_messages);
+	out(s, "* QUOTA \"\" (%s)", res);
+}
+
+static void
+quota_done(struct imap_session *s, struct sjob *j)
+{
+	char name[STORE_NAME_MAX * 4 + 8];
+
+	if (!j->has_folder) {
+		tagged(s, "NO", "[NONEXISTENT] Mailbox doesn't exist");
+		return;
+	}
+	if (j->result != 0) {
+		tagged(s, "NO", "[SERVERBUG] %s", j->err);
+		return;
+	}
+	if (j->is_root) {
+		name_fmt(s, j->name, name, sizeof(name));
+		out(s, "* QUOTAROOT %s%s", name, has_limits(s) ? " \"\"" : "");
+	}
+	if (has_limits(s))
+		quota_line(s, &j->quota);
+	tagged(
+	    s, "OK", "%s completed", j->is_root ? "Getquotaroot" : "Getquota");
+}
+
+static struct sjob *
+quota_job(struct imap_session *s)
+{
+	struct sjob *j = sjob_new(s, SJOB_QUOTA);
+
+	j->quota.limit_bytes = s->cs.login_limit_bytes;
+	j->quota.limit_messages = s->cs.login_limit_messages;
+	return j;
+}
+
+static void
+cmd_getquotaroot(struct imap_session *s, struct imap_cmd *c)
+{
+	struct sjob *j;
+
+	if (!name_ok(s, &c->u.mailbox))
+		return;
+	j = quota_job(s);
+	j->is_root = true;
+	snprintf(j->name, sizeof(j->name), "%s", c->u.mailbox.name.p);
+	sjob_submit(s, j);
+}
+
+static void
+cmd_getquota(struct imap_session *s, struct imap_cmd *c)
+{
+	if (c->u.quota.root.len != 0) {
+		tagged(s, "NO", "Quota root doesn't exist");
+		return;
+	}
+	if (!has_limits(s)) {
+		tagged(s, "OK", "Getquota completed");
+		return;
+	}
+	sjob_submit(s, quota_job(s));
+}
+
+static void
+cmd_setquota(struct imap_session *s, struct imap_cmd *c)
+{
+	(void)c;
+	/* No QUOTASET (RFC 9208 4.1.3): limits are posternctl's. */
+	tagged(s, "NO", "[NOPERM] Quota limits are set by the administrator");
+}
+
+/*
+ * Worker: whether storing bytes and messages more takes the user past
+ * lim (the session's limits) by maildirsize's usage (RFC 9208 4.3).  As
+ * for delivery, a maildirsize that cannot be read refuses nothing.  Two
+ * sessions storing at once may each pass: a user can end over by one
+ * command's messages, as with Dovecot.
+ */
+static bool
+quota_over(struct store *st, const struct store_quota *lim, uint64_t bytes,
+    uint64_t messages)
+{
+	struct store_quota q;
+	char err[256];
+
+	if (lim->limit_bytes == 0 && lim->limit_messages == 0)
+		return false;
+	if (store_quota_sync(st, lim->limit_bytes, lim->limit_messages, &q, err,
+	        sizeof(err)) == -1) {
+		log_warn("event=quota result=error error=\"%s\"", log_esc(err));
+		return false;
+	}
+	return store_quota_over(&q, bytes, messages);
+}
+
+/* The session's limits, for a job (quota_over). */
+static struct store_quota
+session_limits(const struct imap_session *s)
+{
+	struct store_quota lim = {0};
+
+	lim.limit_bytes = s->cs.login_limit_bytes;
+	lim.limit_messages = s->cs.login_limit_messages;
+	return lim;
+}
 
 /* Worker: the folder rescanned (mail delivered, other programs). */
 static void
@@ -1638,6 +1800,7 @@ struct append_arg {
 	struct imap_folder *f;
 	int fd;
 	uint64_t size;
+	struct store_quota lim; /* the session's limits */
 	struct store_flags flags;
 	time_t date;
 	uint32_t uid, uidvalidity;
@@ -1669,6 +1832,10 @@ append_run(struct imap_fjob *j)
 	if (box == NULL) {
 		j->result = j->f[0]->open_result == 1 ? 1 : -1;
 		snprintf(j->err, sizeof(j->err), "%s", j->f[0]->open_err);
+		return;
+	}
+	if (quota_over(box->store, &a->lim, a->size, 1)) {
+		j->result = 2;
 		return;
 	}
 	for (size_t i = 0; i < a->nkw; i++) {
@@ -1708,6 +1875,18 @@ append_run(struct imap_fjob *j)
 	a->uidvalidity = box->uidvalidity;
 }
 
+/* APPEND or COPY would take the user over quota: nothing was stored. */
+static void
+quota_refused(
+    struct imap_session *s, const char *what, uint64_t messages, uint64_t bytes)
+{
+	log_info("imap=%s event=%s result=overquota user=%s messages=%llu "
+	         "size=%llu",
+	    s->id, what, log_esc(s->user), (unsigned long long)messages,
+	    (unsigned long long)bytes);
+	tagged(s, "NO", "[OVERQUOTA] Quota exceeded");
+}
+
 static bool
 append_done(struct imap_fjob *j)
 {
@@ -1718,6 +1897,8 @@ append_done(struct imap_fjob *j)
 		return false;
 	if (j->result == 1)
 		tagged(s, "NO", "[TRYCREATE] Mailbox doesn't exist");
+	else if (j->result == 2)
+		quota_refused(s, "append", 1, a->size);
 	else if (j->result != 0)
 		tagged(s, "NO", "[SERVERBUG] %s", j->err);
 	else
@@ -1777,6 +1958,7 @@ cmd_append(struct imap_session *s, struct imap_cmd *c)
 	a = xcalloc(1, sizeof(*a));
 	a->fd = s->spool_fd;
 	a->size = s->spool_size;
+	a->lim = session_limits(s);
 	s->spool_fd = -1;
 	s->spool_size = 0;
 	if (m->has_flags) {
@@ -2349,6 +2531,8 @@ struct copy_arg {
 	size_t n;
 	uint32_t uidvalidity;
 	bool is_move;
+	struct store_quota lim;   /* COPY: the session's limits */
+	uint64_t bytes, messages; /* COPY: what it would add */
 };
 
 static void
@@ -2376,6 +2560,15 @@ copy_run(struct imap_fjob *j)
 		j->result = dst == NULL && j->f[di]->open_result == 1 ? 1 : -1;
 		snprintf(j->err, sizeof(j->err), "%s", j->f[di]->open_err);
 		return;
+	}
+	/* A move keeps the usage (one user): only COPY can go over. */
+	if (!a->is_move) {
+		store_quota_size(src, a->uids, a->n, &a->bytes, &a->messages);
+		if (a->messages > 0 &&
+		    quota_over(dst->store, &a->lim, a->bytes, a->messages)) {
+			j->result = 2;
+			return;
+		}
 	}
 	a->out = xcalloc(a->n ? a->n : 1, sizeof(*a->out));
 	j->is_changed[di] = true;
@@ -2423,6 +2616,8 @@ copy_done(struct imap_fjob *j)
 	(void)buf_putc(&b, '\0');
 	if (j->result == 1)
 		tagged(s, "NO", "[TRYCREATE] Mailbox doesn't exist");
+	else if (j->result == 2)
+		quota_refused(s, "copy", a->messages, a->bytes);
 	else if (j->result != 0)
 		tagged(s, "NO", "%s", j->err);
 	else if (a->is_move) {
@@ -2455,6 +2650,7 @@ cmd_copy(struct imap_session *s, struct imap_cmd *c)
 		return;
 	}
 	a->is_move = c->kind == IMAP_CMD_MOVE;
+	a->lim = session_limits(s);
 	a->src = s->folder;
 	a->dst =
 	    imap_folder_get(s->srv, s->user, s->root, c->u.copy.mailbox.name.p);
@@ -2493,6 +2689,9 @@ static const struct {
     {IMAP_CMD_SUBSCRIBE, ST_A | ST_S, cmd_subscribe},
     {IMAP_CMD_UNSUBSCRIBE, ST_A | ST_S, cmd_subscribe},
     {IMAP_CMD_APPEND, ST_A | ST_S, cmd_append},
+    {IMAP_CMD_GETQUOTA, ST_A | ST_S, cmd_getquota},
+    {IMAP_CMD_GETQUOTAROOT, ST_A | ST_S, cmd_getquotaroot},
+    {IMAP_CMD_SETQUOTA, ST_A | ST_S, cmd_setquota},
     {IMAP_CMD_IDLE, ST_A | ST_S, cmd_idle},
     {IMAP_CMD_CHECK, ST_S, cmd_noop},
     {IMAP_CMD_CLOSE, ST_S, cmd_close},
@@ -2968,6 +3167,7 @@ static const struct core_proto imap_proto = {
     .free = i_free,
     .sasl_prefix = "+ ",
     .sasl_error = i_sasl_error,
+    .is_login_limits = true,
     .login_done = i_login_done,
 };
 

@@ -2,7 +2,9 @@
 for a full mailbox (with and without SIZE=), the other recipients still
 delivered, the DATA-time check, the Maildir++ maildirsize kept by
 delivery and POP3 deletes, the config default, and the migration of a
-directory made before the quota columns."""
+directory made before the quota columns; over IMAP, GETQUOTAROOT and
+GETQUOTA (RFC 9208) and NO [OVERQUOTA] for APPEND and COPY."""
+import imaplib
 import os
 import poplib
 import pwd
@@ -322,3 +324,161 @@ def test_daemon_migrates_at_start_and_reads_quota(make_server):
     db.close()
     fill(s, 1)
     assert send(s, ["alice@example.test", "bob@example.test"])[0][0][0] == 452
+
+
+# ---- IMAP: the QUOTA extension (RFC 9208) and NO [OVERQUOTA] ---------------
+
+IMAP = {"imap_listen": "127.0.0.1:0", "imaps_listen": "127.0.0.1:0"}
+
+
+@pytest.fixture
+def isrv(make_server):
+    return make_server(IMAP)
+
+
+def imap_login(server, cert, user="alice@example.test", pw="secret-alice"):
+    m = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=20)
+    m.starttls(ssl_context=tls_context(cert))
+    m.login(user, pw)
+    return m
+
+
+def kib(n):
+    return (n + 1023) // 1024
+
+
+def count(m, folder):
+    typ, dat = m.status(folder, "(MESSAGES)")
+    assert typ == "OK", dat
+    return int(re.search(rb"MESSAGES (\d+)", dat[0])[1])
+
+
+def big_message(kbytes):
+    return b"Subject: big\r\n\r\n" + (b"z" * 1022 + b"\r\n") * kbytes
+
+
+def test_imap_quota_numbers_after_smtp(isrv, cert):
+    isrv.ctl("user", "quota", "alice@example.test", "1M", "10")
+    fill(isrv, 2)
+    _, b, n = maildirsize(isrv)
+    m = imap_login(isrv, cert)
+    caps = m.capability()[1][0].split()
+    for c in (b"QUOTA", b"QUOTA=RES-STORAGE", b"QUOTA=RES-MESSAGE"):
+        assert c in caps, caps
+    want = f'"" (STORAGE {kib(b)} 1024 MESSAGE 2 10)'.encode()
+    typ, (roots, quotas) = m.getquotaroot("INBOX")
+    assert typ == "OK" and roots == [b'"INBOX" ""'] and quotas == [want], (roots, quotas)
+    typ, dat = m.getquotaroot("Archive")
+    assert typ == "OK" and dat == [[b'"Archive" ""'], [want]], dat
+    typ, dat = m.getquota('""')
+    assert typ == "OK" and dat == [want], dat
+    typ, dat = m.getquota("other")
+    assert typ == "NO", dat
+    typ, dat = m.getquotaroot("Nope")
+    assert typ == "NO" and b"[NONEXISTENT]" in dat[0][0], dat
+    typ, dat = m.setquota('""', "(STORAGE 99999)")
+    assert typ == "NO" and b"[NOPERM]" in dat[0], dat
+    # Delivered while logged in: the usage is read again each time.
+    fill(isrv, 1)
+    _, b, n = maildirsize(isrv)
+    typ, dat = m.getquota('""')
+    assert dat == [f'"" (STORAGE {kib(b)} 1024 MESSAGE 3 10)'.encode()], dat
+    m.logout()
+
+
+def test_imap_quota_only_the_limited_resources(isrv, cert):
+    isrv.ctl("user", "quota", "alice@example.test", "0", "5")
+    fill(isrv, 1)
+    m = imap_login(isrv, cert)
+    assert m.getquota('""')[1] == [b'"" (MESSAGE 1 5)']
+    m.logout()
+    isrv.ctl("user", "quota", "alice@example.test", "10k", "0")
+    m = imap_login(isrv, cert)
+    _, b, _ = maildirsize(isrv)
+    assert m.getquota('""')[1] == [f'"" (STORAGE {kib(b)} 10)'.encode()]
+    m.logout()
+
+
+def test_imap_no_quota_user(isrv, cert):
+    fill(isrv, 1)
+    m = imap_login(isrv, cert)
+    assert b"QUOTA" in m.capability()[1][0].split()
+    typ, dat = m.getquotaroot("INBOX")
+    # As Dovecot 2.3: a root without limits is not named, no QUOTA line.
+    assert typ == "OK" and dat == [[b'"INBOX"'], [None]], dat
+    typ, dat = m.getquota('""')
+    assert typ == "OK" and dat == [None], dat
+    assert m.append("INBOX", None, None, big_message(64))[0] == "OK"
+    assert count(m, "INBOX") == 2
+    m.logout()
+
+
+def test_imap_append_over_byte_limit(isrv, cert):
+    isrv.ctl("user", "quota", "alice@example.test", "8k", "0")
+    fill(isrv, 1)
+    m = imap_login(isrv, cert)
+    typ, dat = m.append("INBOX", None, None, big_message(10))
+    assert typ == "NO" and dat == [b"[OVERQUOTA] Quota exceeded"], dat
+    assert count(m, "INBOX") == 1
+    assert os.listdir(os.path.join(isrv.maildir("alice"), "tmp")) == []
+    assert maildirsize(isrv)[2] == 1
+    assert re.search(r"event=append result=overquota user=alice@example\.test "
+                     r"messages=1 size=\d+", isrv.log())
+    # A smaller one fits, and is counted.
+    typ, dat = m.append("Drafts", None, None, big_message(2))
+    assert typ == "OK", dat
+    assert count(m, "Drafts") == 1 and maildirsize(isrv)[2] == 2
+    m.logout()
+
+
+def test_imap_append_over_message_limit(isrv, cert):
+    isrv.ctl("user", "quota", "alice@example.test", "0", "2")
+    fill(isrv, 1)
+    m = imap_login(isrv, cert)
+    assert m.append("Sent", None, None, b"Subject: a\r\n\r\na\r\n")[0] == "OK"
+    typ, dat = m.append("Sent", None, None, b"Subject: b\r\n\r\nb\r\n")
+    assert typ == "NO" and b"[OVERQUOTA]" in dat[0], dat
+    assert count(m, "Sent") == 1 and count(m, "INBOX") == 1
+    assert maildirsize(isrv)[2] == 2
+    m.logout()
+
+
+def test_imap_copy_over_quota_move_never(isrv, cert):
+    isrv.ctl("user", "quota", "alice@example.test", "0", "3")
+    fill(isrv, 2)
+    m = imap_login(isrv, cert)
+    m.select("INBOX")
+    typ, dat = m.copy("1:2", "Archive")
+    assert typ == "NO" and dat == [b"[OVERQUOTA] Quota exceeded"], dat
+    assert count(m, "Archive") == 0 and maildirsize(isrv)[2] == 2
+    assert m.copy("1", "Archive")[0] == "OK"
+    assert count(m, "Archive") == 1 and maildirsize(isrv)[2] == 3
+    typ, dat = m.copy("2", "Archive")
+    assert typ == "NO" and b"[OVERQUOTA]" in dat[0], dat
+    # At the limit a MOVE still works: it adds nothing.
+    typ, dat = m._simple_command("MOVE", "1:2", "Trash")
+    assert typ == "OK", dat
+    assert count(m, "Trash") == 2 and count(m, "INBOX") == 0
+    _, b, n = maildirsize(isrv)
+    assert n == 3
+    assert m.getquota('""')[1] == [b'"" (MESSAGE 3 3)']
+    m.logout()
+
+
+def test_imap_expunge_frees_room(isrv, cert):
+    isrv.ctl("user", "quota", "alice@example.test", "0", "2")
+    fill(isrv, 2)
+    m = imap_login(isrv, cert)
+    assert m.append("INBOX", None, None, b"Subject: c\r\n\r\nc\r\n")[0] == "NO"
+    m.select("INBOX")
+    m.store("1", "+FLAGS", "(\\Deleted)")
+    m.expunge()
+    _, b, n = maildirsize(isrv)
+    cur = os.path.join(isrv.maildir("alice"), "cur")
+    assert n == 1 and b == sum(os.path.getsize(os.path.join(cur, f))
+                               for f in os.listdir(cur))
+    assert m.getquota('""')[1] == [b'"" (MESSAGE 1 2)']
+    typ, dat = m.append("INBOX", None, None, b"Subject: c\r\n\r\nc\r\n")
+    assert typ == "OK", dat
+    assert m.getquota('""')[1] == [b'"" (MESSAGE 2 2)']
+    m.logout()
