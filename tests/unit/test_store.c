@@ -1148,6 +1148,53 @@ test_quota(void **state)
 	rm_rf(root);
 }
 
+/* store_quota_size: the file sizes of the UIDs still there (what a COPY
+ * adds); store_exists: a folder's directory, INBOX always. */
+static void
+test_quota_size_exists(void **state)
+{
+	static const struct {
+		const char *name;
+		bool want;
+	} names[] = {
+	    {"INBOX", true},
+	    {"inbox", true},
+	    {"Sent", true},
+	    {"Nope", false},
+	    {"Sent/sub", false},
+	    {"../x", false},
+	};
+	char root[256];
+	struct store *st;
+	struct store_box *box;
+	uint32_t uids[3];
+	uint64_t bytes, msgs;
+
+	(void)state;
+	fresh(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "cur", "1.a:2,S", "12345\n", 1);
+	deliver(root, "cur", "2.b:2,S", "123\n", 2);
+	box = box_ok(st, "INBOX");
+	assert_int_equal(box->n, 2);
+	uids[0] = box->msgs[0].uid;
+	uids[1] = box->msgs[1].uid;
+	uids[2] = box->uidnext + 5; /* not there: not counted */
+	store_quota_size(box, uids, 3, &bytes, &msgs);
+	assert_int_equal(bytes, 10);
+	assert_int_equal(msgs, 2);
+	store_quota_size(box, uids + 1, 1, &bytes, &msgs);
+	assert_int_equal(bytes, 4);
+	assert_int_equal(msgs, 1);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (store_exists(st, names[i].name) != names[i].want)
+			fail_msg("case %zu (%s): got %d, want %d", i,
+			    names[i].name, !names[i].want, names[i].want);
+	store_box_close(&box);
+	store_free(&st);
+	rm_rf(root);
+}
+
 /* The pieces delivery and the RCPT check use: store_attach makes
  * nothing, store_quota_read makes nothing, store_quota_sync makes the
  * limits line follow (and makes no file while there is no limit),
@@ -1364,6 +1411,7 @@ run_store_tests(void)
 	    cmocka_unit_test(test_vanished_bound),
 	    cmocka_unit_test(test_quota),
 	    cmocka_unit_test(test_quota_sync),
+	    cmocka_unit_test(test_quota_size_exists),
 	    cmocka_unit_test(test_index_parse),
 	    cmocka_unit_test(test_bench_open),
 	};
