@@ -567,6 +567,25 @@ sjob_free(struct sjob *j)
 	free(j);
 }
 
+/*
+ * Worker: q's usage from maildirsize (store_quota_get: recounted and
+ * written when missing), q's limits (the session's) kept.  Unlike the
+ * directory-pool checks, this leaves the file's limits line alone: the
+ * session's limits date from its login, may be older than the line, and
+ * each rewrite counts every folder again.
+ */
+static int
+quota_usage(struct store *st, struct store_quota *q, char *err, size_t errlen)
+{
+	struct store_quota lim = *q;
+
+	if (store_quota_get(st, q, err, errlen) == -1)
+		return -1;
+	q->limit_bytes = lim.limit_bytes;
+	q->limit_messages = lim.limit_messages;
+	return 0;
+}
+
 static void
 sjob_run(void *arg, void *ctx)
 {
@@ -607,11 +626,11 @@ sjob_run(void *arg, void *ctx)
 		break;
 	case SJOB_QUOTA:
 		j->has_folder = !j->is_root || store_exists(j->store, j->name);
-		j->result =
-		    j->has_folder
-		        ? store_quota_sync(j->store, j->quota.limit_bytes,
-		              j->quota.limit_messages, &j->quota, e, el)
-		        : 0;
+		/* Without limits nothing is shown: no usage to read. */
+		j->result = j->has_folder && (j->quota.limit_bytes != 0 ||
+		                                 j->quota.limit_messages != 0)
+		                ? quota_usage(j->store, &j->quota, e, el)
+		                : 0;
 		break;
 	case SJOB_SPOOL:
 		j->result = 0;
@@ -1222,13 +1241,12 @@ static bool
 quota_over(struct store *st, const struct store_quota *lim, uint64_t bytes,
     uint64_t messages)
 {
-	struct store_quota q;
+	struct store_quota q = *lim;
 	char err[256];
 
 	if (lim->limit_bytes == 0 && lim->limit_messages == 0)
 		return false;
-	if (store_quota_sync(st, lim->limit_bytes, lim->limit_messages, &q, err,
-	        sizeof(err)) == -1) {
+	if (quota_usage(st, &q, err, sizeof(err)) == -1) {
 		log_warn("event=quota result=error error=\"%s\"", log_esc(err));
 		return false;
 	}

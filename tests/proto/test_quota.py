@@ -482,3 +482,33 @@ def test_imap_expunge_frees_room(isrv, cert):
     assert typ == "OK", dat
     assert m.getquota('""')[1] == [b'"" (MESSAGE 2 2)']
     m.logout()
+
+
+def test_imap_limits_from_login_file_line_left_alone(isrv, cert):
+    """A session keeps the limits of its login; a change reaches the next
+    login, and the session never writes its older limits into
+    maildirsize (the directory's checks own that line)."""
+    isrv.ctl("user", "quota", "alice@example.test", "1M", "10")
+    fill(isrv, 1)
+    m = imap_login(isrv, cert)
+    isrv.ctl("user", "quota", "alice@example.test", "2M", "20")
+    assert maildirsize(isrv)[0] == "2097152S,20C"
+    assert re.search(rb' 1024 MESSAGE 1 10\)$', m.getquota('""')[1][0])
+    assert m.append("INBOX", None, None, b"Subject: d\r\n\r\nd\r\n")[0] == "OK"
+    limits, _, n = maildirsize(isrv)
+    assert limits == "2097152S,20C" and n == 2
+    m2 = imap_login(isrv, cert)
+    assert re.search(rb' 2048 MESSAGE 2 20\)$', m2.getquota('""')[1][0])
+    m2.logout()
+    m.logout()
+
+
+def test_imap_missing_maildirsize_is_recounted(isrv, cert):
+    isrv.ctl("user", "quota", "alice@example.test", "0", "2")
+    fill(isrv, 2)
+    os.unlink(os.path.join(isrv.maildir("alice"), "maildirsize"))
+    m = imap_login(isrv, cert)
+    typ, dat = m.append("INBOX", None, None, b"Subject: e\r\n\r\ne\r\n")
+    assert typ == "NO" and b"[OVERQUOTA]" in dat[0], dat
+    assert m.getquota('""')[1] == [b'"" (MESSAGE 2 2)']
+    m.logout()
