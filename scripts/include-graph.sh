@@ -21,8 +21,10 @@ folder_of_header() {
 	local h c d p
 	h=${1%.h}
 	p=${h%%_*}
+	# The folder named like the prefix first (smtp_x.h is smtp's, not
+	# queue's smtp_reply.c's), then any folder's X.c or X_*.c.
 	for c in src/*/"$h".c src/*/"$h"_*.c src/*/"$h".h \
-	    src/*/"$p".c src/*/"$p"_*.c; do
+	    src/"$p"/*.c src/*/"$p".c src/*/"$p"_*.c; do
 		[ -e "$c" ] || continue
 		d=${c#src/}
 		echo "${d%%/*}"

@@ -1050,6 +1050,11 @@ entry_removed(struct queue *q, struct qentry *e, bool env_known)
 		return;
 	}
 	log_info("id=%s event=removed", e->env.id);
+	/* An earlier removal of it failed: no longer one to retry. */
+	if (e->remove_retry != 0) {
+		e->remove_retry = 0;
+		q->removals_failed--;
+	}
 	TAILQ_REMOVE(&q->entries, e, link);
 	entry_free(e);
 }
