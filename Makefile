@@ -9,7 +9,7 @@ BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -Iinclude \
 	-DPOSTERN_VERSION=\"$(VERSION)\" $(WARN) -MMD -MP
 CFLAGS ?= -O2 -g
 LIBS = -levent -levent_openssl -lssl -lcrypto -lsqlite3 -lcrypt -lcares \
-	-lpthread
+	-lz -lpthread
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 
@@ -18,7 +18,7 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/sasl.c src/lib/file.c src/lib/counter.c src/lib/span.c \
 	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c src/lib/safefs.c \
 	src/lib/cidr.c src/lib/accept.c src/lib/dns.c src/lib/committer.c \
-	src/lib/mailnotify.c \
+	src/lib/mailnotify.c src/lib/deflate.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
 	src/dir/dir.c src/dir/dir_sqlite.c src/maildir/maildir.c \
 	src/queue/delivery.c \
@@ -136,7 +136,7 @@ test:
 # ---- fuzzing (clang libFuzzer), bounded ---------------------------------
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
-	fuzz_mime fuzz_store_index
+	fuzz_mime fuzz_store_index fuzz_deflate
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
@@ -145,6 +145,11 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c src/lib/sasl.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
 	src/lib/span.c $(MIME_SRC) $(STORE_SRC)
+
+# COMPRESS=DEFLATE's inflater: libevent buffers and zlib.
+build/fuzz/fuzz_deflate: tests/fuzz/fuzz_deflate.c src/lib/deflate.c
+	@mkdir -p build/fuzz
+	clang -std=c11 -D_GNU_SOURCE -Iinclude $(FUZZ_FLAGS) -o $@ $^ -levent -lz
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p build/fuzz

@@ -203,11 +203,13 @@ struct core_session {
 	bool is_busy;          /* a worker job is in flight */
 	bool is_dead;          /* peer gone while busy: free on completion */
 	bool is_closing;       /* reading nothing, freed when output is sent */
-	bool is_tls_switching; /* STARTTLS: waiting for the reply to leave */
-	bool is_free_pending;  /* the free is scheduled on the loop */
-	bool is_forced;        /* shutdown_timeout hit while busy */
-	bool is_discarding;    /* skipping the rest of an overlong line */
-	bool is_expired;       /* the total timeout came while busy */
+	bool is_tls_switching; /* STARTTLS or COMPRESS: the reply is leaving */
+	bool is_deflate_pending; /* the switch is COMPRESS's, not TLS's */
+	bool is_deflate;         /* bev is the COMPRESS=DEFLATE filter */
+	bool is_free_pending;    /* the free is scheduled on the loop */
+	bool is_forced;          /* shutdown_timeout hit while busy */
+	bool is_discarding;      /* skipping the rest of an overlong line */
+	bool is_expired;         /* the total timeout came while busy */
 	/* SIGTERM came while busy: core_resume answers shutdown_reply and
 	 * closes after the job's own reply.  The core's default sets it;
 	 * proto->shutdown may too (for a busy session, or one streaming a
@@ -348,6 +350,13 @@ bool core_tls_offered(const struct core_session *);
  * socket to a TLS bufferevent (docs/architecture.md, "Transport").
  */
 void core_starttls(struct core_session *);
+/*
+ * COMPRESS=DEFLATE (RFC 4978), after the protocol queued its OK: once it
+ * is written, the session's bufferevent becomes a deflate filter over the
+ * old one (TLS or not); input pipelined after the command is compressed
+ * data and goes through it.  The switch is the same wait as STARTTLS's.
+ */
+void core_compress(struct core_session *);
 
 /* ---- SASL and logins (core_sasl.c) -------------------------------------- */
 

@@ -28,6 +28,7 @@
 #include "config.h"
 #include "core.h"
 #include "core_priv.h"
+#include "deflate.h"
 #include "log.h"
 #include "net.h"
 #include "xmalloc.h"
@@ -79,6 +80,21 @@ free_deferred(evutil_socket_t fd, short what, void *arg)
 /* Frees from the loop, never from inside the caller's stack: command
  * handlers and the input loop may still hold the session.  The event is
  * the session's own, so a session freed meanwhile (shutdown) cancels it. */
+/* Everything written?  Under COMPRESS the filter's buffer empties when
+ * its bytes are compressed into the underlying one, which must drain too
+ * (the last reply of LOGOUT would be cut off otherwise). */
+static bool
+output_empty(struct core_session *s)
+{
+	struct bufferevent *under;
+
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) != 0)
+		return false;
+	under = s->is_deflate ? bufferevent_get_underlying(s->bev) : NULL;
+	return under == NULL ||
+	       evbuffer_get_length(bufferevent_get_output(under)) == 0;
+}
+
 static void
 schedule_free(struct core_session *s)
 {
@@ -119,7 +135,7 @@ core_close(struct core_session *s)
 	if (s->is_busy)
 		return; /* the completion will come back here */
 	bufferevent_setcb(s->bev, NULL, on_write, on_event, s);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+	if (output_empty(s))
 		schedule_free(s);
 }
 
@@ -187,7 +203,13 @@ core_process(struct core_session *s)
 		 * when they have drained. */
 		if (net_output_full(s->bev))
 			break;
-		if (!s->srv->proto->feed(s))
+		if (s->srv->proto->feed(s))
+			continue;
+		/* COMPRESS: input the filter held back at its read bound is
+		 * inflated now that some was used (libevent reads on only
+		 * when more arrives); nothing new: wait. */
+		if (!s->is_deflate || s->is_busy || s->is_closing ||
+		    bufferevent_flush(s->bev, EV_READ, BEV_NORMAL) <= 0)
 			break;
 	}
 }
@@ -237,8 +259,9 @@ on_write(struct bufferevent *bev, void *arg)
 
 	if (s->is_busy || s->is_free_pending)
 		return; /* a completion comes back to core_resume */
+	(void)bev;
 	if (s->is_closing) {
-		if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		if (output_empty(s))
 			schedule_free(s);
 		return;
 	}
@@ -362,24 +385,59 @@ core_tls_offered(const struct core_session *s)
  * directly on the socket (as on an implicit-TLS port) and an empty output
  * buffer always means "handed to the kernel".
  */
+/* COMPRESS: the socket took compressed bytes; a closing session whose
+ * last reply is now all out is freed (the filter has no callback for
+ * "the layer below drained"). */
+static void
+under_drained(
+    struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct core_session *s = arg;
+
+	(void)b;
+	if (info->n_deleted > 0 && s->is_closing && !s->is_busy &&
+	    !s->is_free_pending && output_empty(s))
+		schedule_free(s);
+}
+
 static void
 tls_switch(struct bufferevent *plain, void *arg)
 {
 	struct core_session *s = arg;
+	bool is_deflate = s->is_deflate_pending;
 
 	if (evbuffer_get_length(bufferevent_get_output(plain)) != 0)
 		return;
 	s->is_tls_switching = false;
-	s->bev = net_tls_takeover(
-	    s->srv->base, plain, s->srv->tls, s->srv->proto->idle_ms(s));
-	if (s->bev == NULL) {
-		/* Nothing can be said to the peer any more: just go. */
-		core_session_free(s);
-		return;
+	s->is_deflate_pending = false;
+	if (is_deflate) {
+		struct bufferevent *f = deflate_wrap(plain);
+
+		if (f == NULL) {
+			core_session_free(s);
+			return;
+		}
+		s->bev = f;
+		s->is_deflate = true;
+		evbuffer_add_cb(
+		    bufferevent_get_output(plain), under_drained, s);
+	} else {
+		s->bev = net_tls_takeover(s->srv->base, plain, s->srv->tls,
+		    s->srv->proto->idle_ms(s));
+		if (s->bev == NULL) {
+			/* Nothing can be said to the peer any more: go. */
+			core_session_free(s);
+			return;
+		}
+		s->is_tls = true;
 	}
-	s->is_tls = true;
 	bev_setup(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	if (is_deflate && !s->is_expired && !s->is_shutdown) {
+		/* What the client pipelined after COMPRESS, inflated. */
+		core_process(s);
+		return;
+	}
 	/* What came during the switch, answered over TLS. */
 	if (s->is_expired) {
 		s->srv->proto->expired(s);
@@ -404,6 +462,17 @@ core_starttls(struct core_session *s)
 		s->srv->proto->tls_reset(s);
 	s->is_starttls = true;
 	s->is_tls_switching = true;
+	bufferevent_setcb(s->bev, NULL, tls_switch, on_event, s);
+}
+
+void
+core_compress(struct core_session *s)
+{
+	/* Input after the command is compressed: kept, not read, until
+	 * the filter takes the bufferevent over. */
+	bufferevent_disable(s->bev, EV_READ);
+	s->is_tls_switching = true;
+	s->is_deflate_pending = true;
 	bufferevent_setcb(s->bev, NULL, tls_switch, on_event, s);
 }
 
@@ -489,7 +558,7 @@ core_session_force_close(struct core_session *s)
 	}
 	/* Output still unsent since the shutdown began: the peer is not
 	 * reading, and waiting for it would hold up the exit. */
-	is_stuck = evbuffer_get_length(bufferevent_get_output(s->bev)) > 0;
+	is_stuck = !output_empty(s);
 	if (!s->is_closing)
 		s->srv->proto->shutdown_reply(s);
 	if (!is_stuck) {

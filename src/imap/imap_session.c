@@ -231,7 +231,10 @@ capabilities(struct imap_session *s, char *o, size_t len)
 	    "QRESYNC "
 	    "APPENDLIMIT=%zu%s%s%s",
 	    s->cfg->imap_append_limit,
-	    pre ? "" : " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE",
+	    pre                ? ""
+	    : s->cs.is_deflate ? " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE"
+	                       : " QUOTA QUOTA=RES-STORAGE QUOTA=RES-MESSAGE "
+	                         "COMPRESS=DEFLATE",
 	    pre && core_tls_offered(&s->cs) ? " STARTTLS" : "",
 	    !pre          ? ""
 	    : plain_ok(s) ? " AUTH=PLAIN"
@@ -827,6 +830,25 @@ cmd_starttls(struct imap_session *s, struct imap_cmd *c)
 	}
 	tagged(s, "OK", "Begin TLS negotiation now");
 	core_starttls(&s->cs);
+}
+
+/* COMPRESS=DEFLATE (RFC 4978): once per session, after login (the
+ * table's states); the OK is the last thing sent in clear. */
+static void
+cmd_compress(struct imap_session *s, struct imap_cmd *c)
+{
+	if (!span_eq_ci(c->u.compress.alg, "DEFLATE")) {
+		bad(s, "Unknown compression algorithm");
+		return;
+	}
+	if (s->cs.is_deflate) {
+		tagged(s, "NO", "[COMPRESSIONACTIVE] DEFLATE active already");
+		return;
+	}
+	tagged(s, "OK", "DEFLATE active");
+	log_info("imap=%s event=compress client=%s user=%s", s->id, s->ip,
+	    log_esc(s->user));
+	core_compress(&s->cs);
 }
 
 static void
@@ -2711,6 +2733,7 @@ static const struct {
     {IMAP_CMD_GETQUOTAROOT, ST_A | ST_S, cmd_getquotaroot},
     {IMAP_CMD_SETQUOTA, ST_A | ST_S, cmd_setquota},
     {IMAP_CMD_IDLE, ST_A | ST_S, cmd_idle},
+    {IMAP_CMD_COMPRESS, ST_A | ST_S, cmd_compress},
     {IMAP_CMD_CHECK, ST_S, cmd_noop},
     {IMAP_CMD_CLOSE, ST_S, cmd_close},
     {IMAP_CMD_UNSELECT, ST_S, cmd_unselect},

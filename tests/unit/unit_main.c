@@ -33,5 +33,6 @@ main(void)
 	failed += run_imap_view_tests();
 	failed += run_imap_folder_tests();
 	failed += run_mailnotify_tests();
+	failed += run_deflate_tests();
 	return failed != 0;
 }
