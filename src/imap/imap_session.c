@@ -227,7 +227,8 @@ capabilities(struct imap_session *s, char *o, size_t len)
 
 	snprintf(o, len,
 	    "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE "
-	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE ESEARCH CONDSTORE "
+	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
+	    "ESEARCH CONDSTORE "
 	    "QRESYNC "
 	    "APPENDLIMIT=%zu%s%s%s",
 	    s->cfg->imap_append_limit,

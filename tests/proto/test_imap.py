@@ -843,3 +843,22 @@ def test_empty_folder_and_missing_parts(srv, cert):
     assert lines[1] == " BODY[7] {0}"
     assert lines[2] == " BODY[]<99> {0}"
     assert lines[-1].startswith("f OK")
+
+
+def test_create_special_use(srv, cert):
+    """CREATE-SPECIAL-USE (RFC 6154 3): the folder is made with its
+    attribute, which LIST shows; one postern cannot keep is refused with
+    [USEATTR] and nothing is made."""
+    r = raw_login(srv, cert)
+    r.send("c CAPABILITY\r\n")
+    assert "CREATE-SPECIAL-USE" in r.until("c")[0].split()
+    r.send('f CREATE "Old Mail" (USE (\\Archive))\r\n')
+    assert r.until("f")[-1].startswith("f OK")
+    r.send('b LIST "" "Old Mail"\r\n')
+    lines = r.until("b")
+    assert any("\\Archive" in l and '"Old Mail"' in l for l in lines), lines
+    r.send('d CREATE Everything (USE (\\All))\r\n')
+    assert r.until("d")[-1].startswith("d NO [USEATTR]")
+    r.send('e LIST "" Everything\r\n')
+    lines = r.until("e")
+    assert len(lines) == 1 and lines[0].startswith("e OK"), lines
