@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "core.h"
 #include "imap_parse.h"
+#include "mime.h"
 #include "store.h"
 
 #include "imap_view.h"
@@ -212,6 +213,13 @@ struct imap_fetch_job {
 	/* UID FETCH (CHANGEDSINCE n VANISHED): the first piece starts with
 	 * the UIDs of the set expunged since n (RFC 7162 3.2.6). */
 	bool want_vanished;
+	/* BINARY (RFC 3516): the decoder of the item being streamed, its
+	 * output not yet sent (from dec_pos), and whether it was finished */
+	struct mime_decoder dec;
+	struct buf dec_out;
+	size_t dec_pos;
+	bool is_dec_done;
+	size_t unknown_cte; /* BINARY of a part it cannot decode */
 };
 
 /* One literal of a message's FETCH response. */
@@ -223,6 +231,10 @@ struct imap_litem {
 	uint64_t start, end, size; /* size: CRLF size of the range */
 	uint64_t skip, len;        /* the partial: bytes skipped, sent */
 	bool is_nil;
+	/* BINARY: [start, end) of the file is decoded (cte) as it is sent;
+	 * size is the decoded size; literal8 ("~{n}") when it holds NUL */
+	bool is_decoded, is_literal8;
+	enum mime_cte cte;
 };
 
 /* Worker: the next piece of a FETCH (about IMAP_CHUNK bytes into

@@ -228,6 +228,7 @@ capabilities(struct imap_session *s, char *o, size_t len)
 	snprintf(o, len,
 	    "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE "
 	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
+	    "BINARY "
 	    "ESEARCH CONDSTORE "
 	    "QRESYNC "
 	    "APPENDLIMIT=%zu%s%s%s",
@@ -2134,6 +2135,10 @@ fetch_done(struct imap_fjob *j)
 	s->fetch = NULL;
 	if (j->result != 0)
 		tagged(s, "NO", "[SERVERBUG] %s", j->err);
+	else if (fj->unknown_cte > 0)
+		/* RFC 3516 4.1: a part whose encoding cannot be undone */
+		tagged(
+		    s, "NO", "[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
 	else if (fj->expunged > 0)
 		tagged(s, "OK",
 		    "[EXPUNGEISSUED] Some messages were expunged meanwhile");
@@ -2155,12 +2160,6 @@ cmd_fetch(struct imap_session *s, struct imap_cmd *c)
 {
 	struct imap_fetch_job *fj;
 
-	for (const struct imap_fetch_sec *sec = c->u.fetch.secs; sec;
-	     sec = sec->next)
-		if (sec->kind != IMAP_FSEC_BODY) {
-			bad(s, "BINARY is not supported yet");
-			return;
-		}
 	/* RFC 7162 3.2.6: VANISHED only once QRESYNC is enabled */
 	if (c->u.fetch.is_vanished && !s->is_qresync) {
 		bad(s, "QRESYNC is not enabled");
