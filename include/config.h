@@ -80,6 +80,8 @@ struct config {
 	unsigned imap_login_timeout_ms; /* before login */
 	unsigned imap_idle_poll_ms;     /* IDLE's rescan for other programs */
 	size_t imap_line_limit, imap_literal_limit, imap_append_limit;
+	size_t imap_max_sessions_per_ip;   /* replaces max_sessions_per_ip */
+	size_t imap_max_sessions_per_user; /* logged-in sessions, any IP */
 	size_t message_size_limit, recipient_limit, max_sessions;
 	size_t max_sessions_per_ip, max_errors, command_line_limit;
 	size_t text_line_limit, header_size_limit, expansion_limit;

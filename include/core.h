@@ -53,7 +53,7 @@ struct core_session;
 enum core_refusal {
 	CORE_REFUSE_SHUTDOWN, /* the service is stopping */
 	CORE_REFUSE_FULL,     /* max_sessions */
-	CORE_REFUSE_IP,       /* max_sessions_per_ip */
+	CORE_REFUSE_IP,       /* proto->max_per_ip, max_sessions_per_ip */
 };
 
 /* A SASL exchange that ends before any password check. */
@@ -108,6 +108,9 @@ struct core_proto {
 	 * core_idle_update. */
 	unsigned (*idle_ms)(const struct core_session *);
 	size_t (*input_max)(const struct config *); /* read high watermark */
+	/* Sessions one client address may hold (counted on this server
+	 * only); may be NULL: the config's max_sessions_per_ip. */
+	size_t (*max_per_ip)(const struct config *);
 	size_t max_single_read;                     /* 0: libevent's */
 	bool refuse_on_tls; /* send the refusal on implicit TLS too */
 	/* Session ids count from a random start (unique across restarts in

@@ -1,6 +1,6 @@
 /*
  * core: the server half of the protocol-server core (include/core.h):
- * listening sockets, admission (max_sessions, max_sessions_per_ip, with
+ * listening sockets, admission (max_sessions, the per-IP limit, with
  * the protocol's refusal line before any session state is allocated),
  * the TLS context, and the graceful shutdown of the protocol's sessions.
  * Loop thread only; it never blocks and never parses protocol input.
@@ -56,6 +56,15 @@ refuse(struct core_server *srv, const struct core_listen *cl, int fd,
 	close(fd);
 }
 
+/* The protocol's own per-IP limit, else the shared key's. */
+static size_t
+max_per_ip(const struct core_server *srv)
+{
+	if (srv->proto->max_per_ip != NULL)
+		return srv->proto->max_per_ip(srv->cfg);
+	return srv->cfg->max_sessions_per_ip;
+}
+
 static void
 on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
     int salen, void *arg)
@@ -79,7 +88,7 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
 	 * the session keeps the same key for core_server_session_gone. */
 	counter_ip_key(
 	    ip, (unsigned)srv->cfg->ipv6_prefix_length, key, sizeof(key));
-	if (counter_get(srv->ips, key) >= srv->cfg->max_sessions_per_ip) {
+	if (counter_get(srv->ips, key) >= max_per_ip(srv)) {
 		refuse(srv, l->listen, fd, ip, CORE_REFUSE_IP);
 		return;
 	}

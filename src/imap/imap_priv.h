@@ -62,6 +62,11 @@ struct imap_server {
 	void (*rescan_owed)(struct imap_server *);
 	struct event *rescan_ev; /* the deferred rescan's */
 	TAILQ_HEAD(, imap_folder) folders;
+	/* Logged-in sessions per user (canonical name), for
+	 * imap_max_sessions_per_user: taken at a successful login, given
+	 * back when the login fails to open the mailbox or the session
+	 * ends.  NULL in the unit test's server. */
+	struct counter *users;
 };
 
 /*

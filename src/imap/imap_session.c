@@ -83,6 +83,11 @@ struct imap_session {
 	                   * HIGHESTMODSEQ (RFC 7162 3.2.10, as Dovecot) */
 	/* the user, once logged in */
 	char user[CORE_USER_MAX];
+	/* The user's slot in srv->users, held from the login's success
+	 * (before the mailbox opens, so concurrent logins cannot pass the
+	 * limit) to the session's end. */
+	char slot_user[CORE_USER_MAX];
+	bool has_user_slot;
 	char root[PATH_MAX];
 	struct store *store; /* the user's store: session jobs only */
 	/* the selected folder and this session's view of it */
@@ -665,6 +670,39 @@ sjob_run(void *arg, void *ctx)
 static void list_done(struct imap_session *, struct sjob *);
 static void quota_done(struct imap_session *, struct sjob *);
 
+/*
+ * A successful login takes one of the user's imap_max_sessions_per_user
+ * slots; false (logged, nothing taken) when they are all held.  The
+ * limit is the server's current config, so a reload applies to the next
+ * login, on sessions connected before it too.
+ */
+static bool
+user_slot_take(struct imap_session *s, const char *canon)
+{
+	size_t max = s->srv->core->cfg->imap_max_sessions_per_user;
+	size_t n = counter_get(s->srv->users, canon);
+
+	if (n >= max) {
+		log_warn("imap=%s event=login result=limit client=%s user=%s "
+		         "sessions=%zu limit=%zu",
+		    s->id, s->ip, log_esc(canon), n, max);
+		return false;
+	}
+	counter_add(s->srv->users, canon, 1);
+	snprintf(s->slot_user, sizeof(s->slot_user), "%s", canon);
+	s->has_user_slot = true;
+	return true;
+}
+
+static void
+user_slot_release(struct imap_session *s)
+{
+	if (!s->has_user_slot)
+		return;
+	counter_add(s->srv->users, s->slot_user, -1);
+	s->has_user_slot = false;
+}
+
 static void
 open_done(struct imap_session *s, struct sjob *j)
 {
@@ -677,6 +715,7 @@ open_done(struct imap_session *s, struct sjob *j)
 		    e, sizeof(e), (const uint8_t *)j->err, strlen(j->err));
 		log_err("imap=%s event=login result=fail user=%s error=\"%s\"",
 		    s->id, log_esc(j->canon), e);
+		user_slot_release(s);
 		tagged(s, "NO", "[UNAVAILABLE] cannot open the mailbox");
 		return;
 	}
@@ -3013,6 +3052,7 @@ i_free(struct core_session *cs)
 	    s->id, s->ip, s->user[0] ? log_esc(s->user) : "-",
 	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
 	    s->fetched, s->expunged);
+	user_slot_release(s);
 	imap_fjob_cancel_session(s->srv, s);
 	imap_fetch_job_free(s->fetch);
 	s->fetch = NULL;
@@ -3113,7 +3153,15 @@ i_refusal(enum core_refusal why, char *line, size_t len)
 {
 	snprintf(line, len, "* BYE [UNAVAILABLE] %s, try again later\r\n",
 	    why == CORE_REFUSE_SHUTDOWN ? "server shutting down"
+	    : why == CORE_REFUSE_IP     ? "Too many connections from your address"
 	                                : "too many connections");
+}
+
+/* proto->max_per_ip: IMAP's own, apart from SMTP's and POP3's. */
+static size_t
+i_max_per_ip(const struct config *cfg)
+{
+	return cfg->imap_max_sessions_per_ip;
 }
 
 static void
@@ -3144,6 +3192,13 @@ i_login_done(struct core_session *cs, enum core_login r, const char *canon,
 	(void)owned;
 	switch (r) {
 	case CORE_LOGIN_OK:
+		if (!user_slot_take(s, canon)) {
+			/* RFC 5530 LIMIT: not a failed password, so the
+			 * session stays unauthenticated and may retry. */
+			tagged(s, "NO",
+			    "[LIMIT] Too many connections for this user");
+			break;
+		}
 		j = sjob_new(s, SJOB_OPEN);
 		j->store = NULL;
 		snprintf(j->canon, sizeof(j->canon), "%s", canon);
@@ -3194,6 +3249,7 @@ static const struct core_proto imap_proto = {
     .user_max = 320,
     .idle_ms = i_idle_ms,
     .input_max = i_input_max,
+    .max_per_ip = i_max_per_ip,
     .refusal = i_refusal,
     .refuse_on_tls = true,
     .start = i_start,
@@ -3224,12 +3280,14 @@ service_new(struct event_base *base, struct config *cfg, char *err, size_t len)
 	srv->start = imap_fjob_start_core;
 	srv->rescan_owed = rescan_owed;
 	srv->rescan_ev = event_new(base, -1, 0, rescan_owed_cb, srv);
+	srv->users = counter_new(256);
 	l[0] = (struct core_listen){&cfg->imap_listen, "imap", false, 0};
 	l[1] = (struct core_listen){&cfg->imaps_listen, "imaps", true, 0};
 	srv->core =
 	    core_server_new(base, cfg, &imap_proto, srv, l, 2, err, len);
 	if (srv->core == NULL) {
 		event_free(srv->rescan_ev);
+		counter_free(&srv->users);
 		free(srv);
 		return NULL;
 	}
@@ -3281,6 +3339,7 @@ service_free(void *arg)
 	mailnotify_unlisten(mail_changed, srv);
 	event_free(srv->rescan_ev);
 	core_server_free(&srv->core);
+	counter_free(&srv->users);
 	free(srv);
 }
 
