@@ -105,7 +105,13 @@ struct imap_session {
 	/* a command waiting in a folder queue, or a FETCH streaming */
 	bool is_waiting;
 	struct imap_fetch_job *fetch;
-	bool is_stream_paused; /* fetch waits for the output to drain */
+	/* LIST ... RETURN (STATUS) (RFC 5819): the folders the store
+	 * listed, answered in order, one folder job at a time */
+	struct store_folder *ls_folders;
+	size_t ls_n, ls_next;
+	unsigned ls_show; /* the attributes the LIST lines show */
+	/* fetch or the LIST-STATUS walk waits for the output to drain */
+	bool is_stream_paused;
 	/* IDLE */
 	bool is_idle;
 	struct event *idle_ev;
@@ -235,7 +241,7 @@ capabilities(struct imap_session *s, char *o, size_t len)
 	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
 	    "BINARY "
 	    "ESEARCH CONDSTORE "
-	    "QRESYNC "
+	    "QRESYNC LIST-STATUS "
 	    "APPENDLIMIT=%zu%s%s%s",
 	    s->cfg->imap_append_limit,
 	    pre                ? ""
@@ -809,7 +815,10 @@ sjob_done(void *arg)
 		}
 	}
 	sjob_free(j);
-	core_resume(&s->cs);
+	/* LIST-STATUS may have started its first folder job: the session
+	 * resumes after it instead. */
+	if (!s->cs.is_busy)
+		core_resume(&s->cs);
 }
 
 static struct sjob *
@@ -998,8 +1007,40 @@ list_match(const struct imap_list *l, const char *name)
 	return false;
 }
 
-static void
-list_done(struct imap_session *s, struct sjob *j)
+/* The attributes a LIST or LSUB line shows (RFC 5258 3.4, RFC 6154 2). */
+static unsigned
+list_show(const struct imap_session *s)
+{
+	const struct imap_list *l = &s->cmd.u.list;
+	bool is_lsub = s->kind == IMAP_CMD_LSUB;
+	unsigned show = ~(unsigned)STORE_LIST_SUBSCRIBED;
+
+	if (is_lsub ||
+	    (l->opts & (IMAP_LSEL_SUBSCRIBED | IMAP_LRET_SUBSCRIBED)))
+		show |= STORE_LIST_SUBSCRIBED;
+	/* LSUB: the special-use attributes, as Dovecot shows them */
+	if (is_lsub)
+		show &= ~(unsigned)(STORE_LIST_HASCHILDREN |
+		                    STORE_LIST_HASNOCHILDREN |
+		                    STORE_LIST_SUBSCRIBED);
+	/* LIST-EXTENDED: with options given, children only for RETURN
+	 * (CHILDREN), special-use only for RETURN (SPECIAL-USE) or the
+	 * SPECIAL-USE selection (Dovecot's reading) */
+	if (!is_lsub && l->is_extended) {
+		if (!(l->opts & IMAP_LRET_CHILDREN))
+			show &= ~(unsigned)(STORE_LIST_HASCHILDREN |
+			                    STORE_LIST_HASNOCHILDREN);
+		if (!(l->opts &
+		        (IMAP_LRET_SPECIAL_USE | IMAP_LSEL_SPECIAL_USE)))
+			show &= ~(unsigned)STORE_USE_ALL;
+	}
+	return show;
+}
+
+/* One folder's LIST or LSUB line, if the command selects it: true when
+ * sent. */
+static bool
+list_line(struct imap_session *s, const struct store_folder *f, unsigned show)
 {
 	static const struct {
 		unsigned bit;
@@ -1017,27 +1058,35 @@ list_done(struct imap_session *s, struct sjob *j)
 	};
 	const struct imap_list *l = &s->cmd.u.list;
 	bool is_lsub = s->kind == IMAP_CMD_LSUB;
-	unsigned show = ~(unsigned)STORE_LIST_SUBSCRIBED;
+	char a[256] = "", name[STORE_NAME_MAX * 4 + 8];
 
-	if (is_lsub ||
-	    (l->opts & (IMAP_LSEL_SUBSCRIBED | IMAP_LRET_SUBSCRIBED)))
-		show |= STORE_LIST_SUBSCRIBED;
-	/* LSUB: the special-use attributes, as Dovecot shows them */
-	if (is_lsub)
-		show &= ~(unsigned)(STORE_LIST_HASCHILDREN |
-		                    STORE_LIST_HASNOCHILDREN |
-		                    STORE_LIST_SUBSCRIBED);
-	/* LIST-EXTENDED (RFC 5258 3.4, RFC 6154 2): with options given,
-	 * children only for RETURN (CHILDREN), special-use only for RETURN
-	 * (SPECIAL-USE) or the SPECIAL-USE selection (Dovecot's reading) */
-	if (!is_lsub && l->is_extended) {
-		if (!(l->opts & IMAP_LRET_CHILDREN))
-			show &= ~(unsigned)(STORE_LIST_HASCHILDREN |
-			                    STORE_LIST_HASNOCHILDREN);
-		if (!(l->opts &
-		        (IMAP_LRET_SPECIAL_USE | IMAP_LSEL_SPECIAL_USE)))
-			show &= ~(unsigned)STORE_USE_ALL;
-	}
+	if ((is_lsub || (l->opts & IMAP_LSEL_SUBSCRIBED)) &&
+	    !(f->attrs & STORE_LIST_SUBSCRIBED))
+		return false;
+	if ((l->opts & IMAP_LSEL_SPECIAL_USE) && !(f->attrs & STORE_USE_ALL))
+		return false;
+	if (!list_match(l, f->name))
+		return false;
+	for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
+		if (f->attrs & attrs[k].bit & show) {
+			if (a[0])
+				str_cat(a, " ", sizeof(a));
+			str_cat(a, attrs[k].name, sizeof(a));
+		}
+	name_fmt(s, f->name, name, sizeof(name));
+	out(s, "* %s (%s) \"/\" %s", is_lsub ? "LSUB" : "LIST", a, name);
+	return true;
+}
+
+static bool list_status_next(struct imap_session *);
+
+static void
+list_done(struct imap_session *s, struct sjob *j)
+{
+	const struct imap_list *l = &s->cmd.u.list;
+	bool is_lsub = s->kind == IMAP_CMD_LSUB;
+	unsigned show = list_show(s);
+
 	if (l->npats == 1 && l->pats[0].name.len == 0) {
 		/* RFC 3501 6.3.8: the delimiter and the root. */
 		out(s, "* %s (\\Noselect) \"/\" \"\"",
@@ -1045,38 +1094,33 @@ list_done(struct imap_session *s, struct sjob *j)
 		tagged(s, "OK", "%s completed", is_lsub ? "Lsub" : "List");
 		return;
 	}
-	for (size_t i = 0; i < j->nfolders; i++) {
-		const struct store_folder *f = &j->folders[i];
-		char a[256] = "", name[STORE_NAME_MAX * 4 + 8];
-
-		if ((is_lsub || (l->opts & IMAP_LSEL_SUBSCRIBED)) &&
-		    !(f->attrs & STORE_LIST_SUBSCRIBED))
-			continue;
-		if ((l->opts & IMAP_LSEL_SPECIAL_USE) &&
-		    !(f->attrs & STORE_USE_ALL))
-			continue;
-		if (!list_match(l, f->name))
-			continue;
-		for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
-			if (f->attrs & attrs[k].bit & show) {
-				if (a[0])
-					str_cat(a, " ", sizeof(a));
-				str_cat(a, attrs[k].name, sizeof(a));
-			}
-		name_fmt(s, f->name, name, sizeof(name));
-		out(s, "* %s (%s) \"/\" %s", is_lsub ? "LSUB" : "LIST", a,
-		    name);
+	if (!is_lsub && (l->opts & IMAP_LRET_STATUS)) {
+		/* The session takes the list: one STATUS job per folder
+		 * follows, each answered after its LIST line. */
+		s->ls_folders = j->folders;
+		s->ls_n = j->nfolders;
+		s->ls_next = 0;
+		s->ls_show = show;
+		j->folders = NULL;
+		j->nfolders = 0;
+		(void)list_status_next(s);
+		return;
 	}
+	for (size_t i = 0; i < j->nfolders; i++)
+		(void)list_line(s, &j->folders[i], show);
 	tagged(s, "OK", "%s completed", is_lsub ? "Lsub" : "List");
 }
 
 static void
 cmd_list(struct imap_session *s, struct imap_cmd *c)
 {
-	if (c->u.list.opts & (IMAP_LSEL_REMOTE | IMAP_LRET_STATUS)) {
+	if (c->u.list.opts & IMAP_LSEL_REMOTE) {
 		bad(s, "LIST option not supported");
 		return;
 	}
+	if ((c->u.list.opts & IMAP_LRET_STATUS) &&
+	    (c->u.list.status_items & IMAP_STATUS_HIGHESTMODSEQ))
+		s->is_condstore = true; /* RFC 7162 3.1, as STATUS */
 	sjob_submit(s, sjob_new(s, SJOB_LIST));
 }
 
@@ -1820,22 +1864,13 @@ status_run(struct imap_fjob *j)
 	a->highestmodseq = box->highestmodseq;
 }
 
-static bool
-status_done(struct imap_fjob *j)
+/* The "* STATUS" line of folder (the store's name) with items. */
+static void
+status_line(struct imap_session *s, const struct status_arg *a,
+    unsigned items, const char *folder)
 {
-	struct imap_session *s = j->s;
-	struct status_arg *a = j->arg;
-	unsigned items = s->cmd.u.status.items;
 	char name[STORE_NAME_MAX * 4 + 8], o[512] = "", t[64];
 
-	if (!fdone_begin(j))
-		return false;
-	if (j->result != 0) {
-		tagged(s, "NO", "%s%s",
-		    j->result == 1 ? "[NONEXISTENT] " : "[SERVERBUG] ",
-		    j->result == 1 ? "Mailbox doesn't exist" : j->err);
-		return false;
-	}
 #define ITEM(bit, fmt, v)                                                      \
 	if (items & (bit)) {                                                   \
 		snprintf(t, sizeof(t), fmt, v);                                \
@@ -1855,9 +1890,96 @@ status_done(struct imap_fjob *j)
 	ITEM(IMAP_STATUS_APPENDLIMIT, "APPENDLIMIT %zu",
 	    s->cfg->imap_append_limit);
 #undef ITEM
-	name_fmt(s, s->cmd.u.status.mailbox.name.p, name, sizeof(name));
+	name_fmt(s, folder, name, sizeof(name));
 	out(s, "* STATUS %s (%s)", name, o);
+}
+
+static bool
+status_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+
+	if (!fdone_begin(j))
+		return false;
+	if (j->result != 0) {
+		tagged(s, "NO", "%s%s",
+		    j->result == 1 ? "[NONEXISTENT] " : "[SERVERBUG] ",
+		    j->result == 1 ? "Mailbox doesn't exist" : j->err);
+		return false;
+	}
+	status_line(s, j->arg, s->cmd.u.status.items,
+	    s->cmd.u.status.mailbox.name.p);
 	tagged(s, "OK", "Status completed");
+	return false;
+}
+
+/* ---- LIST-STATUS (RFC 5819) ---------------------------------------------
+ *
+ * The numbers come from each folder's own queue (the folder object's
+ * box is single-threaded and shared by every session), one STATUS job
+ * after another in the listed order: at most one job in flight per
+ * command, each touching one folder's index, and the walk pauses while
+ * the client does not read (is_stream_paused, as FETCH).
+ */
+
+static void
+list_status_end(struct imap_session *s)
+{
+	store_folders_free(&s->ls_folders, s->ls_n);
+	s->ls_n = s->ls_next = 0;
+}
+
+static bool
+list_status_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+	const struct store_folder *f;
+
+	if (!fdone_begin(j) || !core_may_continue(&s->cs)) {
+		list_status_end(s);
+		return false;
+	}
+	f = &s->ls_folders[s->ls_next - 1];
+	/* RFC 5819 2: a folder whose STATUS fails (gone meanwhile) gets
+	 * its LIST line only; the command still succeeds. */
+	if (j->result == 0)
+		status_line(s, j->arg, s->cmd.u.list.status_items, f->name);
+	else if (j->result != 1)
+		log_warn("imap=%s event=list-status result=fail user=%s "
+		         "folder=%s error=\"%s\"",
+		    s->id, log_esc(s->user), log_esc(f->name), log_esc(j->err));
+	if (evbuffer_get_length(bufferevent_get_output(s->cs.bev)) >
+	    IMAP_CHUNK) {
+		s->is_stream_paused = true;
+		return false; /* i_drained carries on */
+	}
+	return list_status_next(s);
+}
+
+/*
+ * Sends the LIST lines up to the next selectable folder and queues its
+ * STATUS job (true), or ends the command (false: the tagged OK sent).
+ */
+static bool
+list_status_next(struct imap_session *s)
+{
+	struct status_arg *a;
+
+	while (s->ls_next < s->ls_n) {
+		const struct store_folder *f = &s->ls_folders[s->ls_next++];
+
+		/* No STATUS for \Noselect (RFC 5819 2). */
+		if (!list_line(s, f, s->ls_show) ||
+		    (f->attrs & STORE_LIST_NOSELECT))
+			continue;
+		a = xcalloc(1, sizeof(*a));
+		a->f = imap_folder_get(s->srv, s->user, s->root, f->name);
+		fsubmit(s, imap_fjob_new(s, a->f, NULL, status_run,
+		               list_status_done, a, status_free));
+		return true;
+	}
+	list_status_end(s);
+	tagged(s, "OK", "List completed");
 	return false;
 }
 
@@ -2955,7 +3077,7 @@ i_feed(struct core_session *cs)
 	uint64_t left = 0;
 	size_t len;
 
-	if (s->is_waiting || s->fetch != NULL)
+	if (s->is_waiting || s->fetch != NULL || s->ls_folders != NULL)
 		return false;
 	if (s->ext_left > 0)
 		return spool_take(s);
@@ -3012,7 +3134,8 @@ i_feed(struct core_session *cs)
 	return true;
 }
 
-/* proto->drained: the next piece of a FETCH, if one waits. */
+/* proto->drained: the next piece of a FETCH or of a LIST-STATUS walk,
+ * if one waits. */
 static bool
 i_drained(struct core_session *cs)
 {
@@ -3027,9 +3150,12 @@ i_drained(struct core_session *cs)
 	if (!core_may_continue(cs)) {
 		imap_fetch_job_free(s->fetch);
 		s->fetch = NULL;
+		list_status_end(s);
 		i_close(s);
 		return true;
 	}
+	if (s->fetch == NULL)
+		return list_status_next(s);
 	fetch_next(s);
 	return true;
 }
@@ -3056,6 +3182,7 @@ i_free(struct core_session *cs)
 	imap_fjob_cancel_session(s->srv, s);
 	imap_fetch_job_free(s->fetch);
 	s->fetch = NULL;
+	list_status_end(s);
 	deselect(s);
 	free(s->van);
 	if (s->idle_ev != NULL)
@@ -3103,7 +3230,8 @@ i_timeout(struct core_session *cs, bool is_writing)
 
 	log_info("imap=%s event=timeout client=%s%s", s->id, s->ip,
 	    is_writing ? " writing=yes" : "");
-	if (is_writing || cs->is_closing || s->fetch != NULL || cs->is_busy) {
+	if (is_writing || cs->is_closing || s->fetch != NULL ||
+	    s->ls_folders != NULL || cs->is_busy) {
 		core_drop(cs);
 		return;
 	}
@@ -3123,7 +3251,7 @@ i_shutdown_reply(struct core_session *cs)
 {
 	struct imap_session *s = (struct imap_session *)cs;
 
-	if (s->fetch == NULL)
+	if (s->fetch == NULL && s->ls_folders == NULL)
 		out(s, "* BYE Server shutting down");
 }
 
@@ -3132,7 +3260,8 @@ i_shutdown(struct core_session *cs)
 {
 	struct imap_session *s = (struct imap_session *)cs;
 
-	if (cs->is_busy || s->is_waiting || s->fetch != NULL) {
+	if (cs->is_busy || s->is_waiting || s->fetch != NULL ||
+	    s->ls_folders != NULL) {
 		cs->is_shutdown = true;
 		return;
 	}
