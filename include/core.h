@@ -108,14 +108,14 @@ struct core_proto {
 	 * core_idle_update. */
 	unsigned (*idle_ms)(const struct core_session *);
 	size_t (*input_max)(const struct config *); /* read high watermark */
-	/* Sessions one client address may hold (counted on this server
-	 * only); may be NULL: the config's max_sessions_per_ip. */
-	size_t (*max_per_ip)(const struct config *);
 	size_t max_single_read;                     /* 0: libevent's */
 	bool refuse_on_tls; /* send the refusal on implicit TLS too */
 	/* Session ids count from a random start (unique across restarts in
 	 * the log), else from 1. */
 	bool is_seq_random;
+	/* Sessions one client address may hold (counted on this server
+	 * only); may be NULL: the config's max_sessions_per_ip. */
+	size_t (*max_per_ip)(const struct config *);
 	/* The refusal line (with CRLF) before a session exists. */
 	void (*refusal)(enum core_refusal, char *line, size_t len);
 	/* A new session (bev set up, not yet reading): the greeting. */

@@ -1866,8 +1866,8 @@ status_run(struct imap_fjob *j)
 
 /* The "* STATUS" line of folder (the store's name) with items. */
 static void
-status_line(struct imap_session *s, const struct status_arg *a,
-    unsigned items, const char *folder)
+status_line(struct imap_session *s, const struct status_arg *a, unsigned items,
+    const char *folder)
 {
 	char name[STORE_NAME_MAX * 4 + 8], o[512] = "", t[64];
 
@@ -1907,8 +1907,8 @@ status_done(struct imap_fjob *j)
 		    j->result == 1 ? "Mailbox doesn't exist" : j->err);
 		return false;
 	}
-	status_line(s, j->arg, s->cmd.u.status.items,
-	    s->cmd.u.status.mailbox.name.p);
+	status_line(
+	    s, j->arg, s->cmd.u.status.items, s->cmd.u.status.mailbox.name.p);
 	tagged(s, "OK", "Status completed");
 	return false;
 }
@@ -3282,8 +3282,8 @@ i_refusal(enum core_refusal why, char *line, size_t len)
 {
 	snprintf(line, len, "* BYE [UNAVAILABLE] %s, try again later\r\n",
 	    why == CORE_REFUSE_SHUTDOWN ? "server shutting down"
-	    : why == CORE_REFUSE_IP     ? "Too many connections from your address"
-	                                : "too many connections");
+	    : why == CORE_REFUSE_IP ? "Too many connections from your address"
+	                            : "too many connections");
 }
 
 /* proto->max_per_ip: IMAP's own, apart from SMTP's and POP3's. */
