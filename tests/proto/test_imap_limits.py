@@ -8,9 +8,7 @@ the next login), and LIST ... RETURN (STATUS ...) (RFC 5819): a STATUS
 line after each selectable folder's LIST line, none for \\Noselect."""
 import imaplib
 import re
-import smtplib
 import socket
-import time
 
 from conftest import Raw, wait_for
 from test_imap import IMAP, LOGIN_LOCK, RawImap, deliver
@@ -56,7 +54,7 @@ def test_per_ip_cap_bye_others_unaffected_slot_freed(make_server):
         r'event=imap-refuse client=127\.0\.0\.1 reason="Too many connections '
         r'from your address"', s.log()), what="refusal logged")
     # The sessions held are not disturbed, and can log in.
-    for i, r in enumerate(held):
+    for r in held:
         assert cmd(r, "n", "NOOP")[1].startswith("n OK")
     assert login(held[0]).startswith("l OK")
     # SMTP and POP3 are not counted against IMAP's limit (nor IMAP
@@ -248,4 +246,3 @@ def test_list_status_many_folders_pipelined(make_server):
     assert [n for n, _ in statuses] == listed
     assert r.until("y")[-1].startswith("y OK")
     assert cmd(r, "o", "LOGOUT")[1].startswith("o OK")
-    time.sleep(0.2)
