@@ -6,6 +6,7 @@ unauthenticated, another user still logs in, the slot comes back after
 LOGOUT, after a client that vanished, and a reload changes the limit for
 the next login), and LIST ... RETURN (STATUS ...) (RFC 5819): a STATUS
 line after each selectable folder's LIST line, none for \\Noselect."""
+import base64
 import imaplib
 import re
 import socket
@@ -116,6 +117,12 @@ def test_per_user_cap_limit_stays_unauthenticated_and_slots_return(make_server):
     a2.sock.close()
     wait_for(lambda: logouts(s) > n, what="vanished client freed")
     assert login(a4, tag="m").startswith("m OK")
+    # AUTHENTICATE PLAIN (SASL-IR) is held to the same limit.
+    a6 = connect(s)
+    ir = base64.b64encode(b"\0alice@example.test\0secret-alice").decode()
+    with LOGIN_LOCK:
+        _, t = cmd(a6, "p", f"AUTHENTICATE PLAIN {ir}")
+    assert t == "p NO [LIMIT] Too many connections for this user", t
     # A wrong password is still a failed login, not a limit.
     a5 = connect(s)
     assert "AUTHENTICATIONFAILED" in login(a5, pw="wrong")
