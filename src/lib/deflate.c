@@ -216,8 +216,11 @@ deflate_wrap(struct bufferevent *under)
 
 	if (c == NULL)
 		return NULL;
-	f = bufferevent_filter_new(
-	    under, filter_in, filter_out, BEV_OPT_CLOSE_ON_FREE, ctx_free, c);
+	/* Deferred callbacks: a filter runs its write callback inside the
+	 * evbuffer_add that fills it, so the session's on_write would run
+	 * in the middle of a reply (and send its updates twice). */
+	f = bufferevent_filter_new(under, filter_in, filter_out,
+	    BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS, ctx_free, c);
 	if (f == NULL) {
 		deflate_ctx_free(c);
 		return NULL;

@@ -167,3 +167,24 @@ def test_corrupt_stream_and_bomb_end_only_that_session(make_server, cert):
     r = login(srv, cert)
     r.send("n NOOP\r\n")
     assert r.until("n")[-1].startswith("n OK")
+
+
+def test_idle_under_compress_gets_each_update_once(make_server, cert):
+    """A delivery to a session idling under COMPRESS: exactly one
+    "* 2 EXISTS" line (the filter's write callback once ran inside the
+    reply being written, and the update went out twice, interleaved)."""
+    import time
+    srv = make_server(IMAP)
+    deliver(srv)
+    r = login(srv, cert)
+    d = compress(r)
+    d.send("b SELECT INBOX\r\n")
+    d.until("b")
+    d.send("c IDLE\r\n")
+    assert d.line().startswith(b"+ ")
+    deliver(srv)
+    assert d.line() == b"* 2 EXISTS"
+    assert d.line() == b"* 2 RECENT"
+    time.sleep(0.5)
+    d.send("DONE\r\n")
+    assert d.line().startswith(b"c OK"), "nothing else came before the OK"
