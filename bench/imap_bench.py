@@ -101,6 +101,8 @@ def start_postern(base, master):
                 f"smtp_listen = 127.0.0.1:{P_PORT + 10}\nsubmission_listen =\n"
                 f"imap_listen = 127.0.0.1:{P_PORT}\nimap_allow_plaintext = yes\n"
                 f"max_sessions = {SESSIONS + 100}\nmax_sessions_per_ip = {SESSIONS + 100}\n"
+                f"imap_max_sessions_per_ip = {SESSIONS + 100}\n"
+                f"imap_max_sessions_per_user = {SESSIONS + 100}\n"
                 "log_level = warn\ndns_servers = 127.0.0.1:9\n")
     subprocess.run([POSTERNCTL, "-c", conf, "domain", "add", "example.test"], check=True,
                    capture_output=True)

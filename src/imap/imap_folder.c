@@ -97,7 +97,7 @@ close_done(void *arg)
 {
 	struct imap_folder *f = arg;
 
-	free(f->snap);
+	imap_snapset_unref(&f->snap);
 	free(f->kw);
 	free(f->user);
 	free(f->name);
@@ -165,19 +165,20 @@ imap_folder_snap_take(struct imap_folder *f, struct imap_snapshot *o)
 {
 	const struct store_box *box = f->box;
 
-	free(o->snap);
+	/* A worker's own, not yet handed to the loop: no one else refers
+	 * to it, so freeing it here touches no shared count. */
+	imap_snapset_unref(&o->snap);
 	free(o->kw);
 	memset(o, 0, sizeof(*o));
 	o->is_set = true;
 	if (box == NULL)
 		return;
-	o->snap = xcalloc(box->n ? box->n : 1, sizeof(*o->snap));
+	o->snap = imap_snapset_new(box->n);
 	for (size_t i = 0; i < box->n; i++) {
-		o->snap[i].uid = box->msgs[i].uid;
-		o->snap[i].flags = box->msgs[i].flags;
-		o->snap[i].modseq = box->msgs[i].modseq;
+		o->snap->v[i].uid = box->msgs[i].uid;
+		o->snap->v[i].flags = box->msgs[i].flags;
+		o->snap->v[i].modseq = box->msgs[i].modseq;
 	}
-	o->nsnap = box->n;
 	o->uidvalidity = box->uidvalidity;
 	o->uidnext = box->uidnext;
 	o->highestmodseq = box->highestmodseq;
@@ -190,10 +191,9 @@ imap_folder_snap_take(struct imap_folder *f, struct imap_snapshot *o)
 static void
 folder_swap(struct imap_folder *f, struct imap_snapshot *o)
 {
-	free(f->snap);
+	imap_snapset_unref(&f->snap); /* views may still hold it */
 	free(f->kw);
 	f->snap = o->snap;
-	f->nsnap = o->nsnap;
 	f->uidvalidity = o->uidvalidity;
 	f->uidnext = o->uidnext;
 	f->highestmodseq = o->highestmodseq;
@@ -255,7 +255,7 @@ fjob_free(struct imap_fjob *j)
 	if (j->free_arg != NULL && j->arg != NULL)
 		j->free_arg(j->arg);
 	for (size_t i = 0; i < 2; i++) {
-		free(j->out[i].snap);
+		imap_snapset_unref(&j->out[i].snap);
 		free(j->out[i].kw);
 	}
 	for (size_t i = 0; i < j->nf; i++)

@@ -96,9 +96,9 @@ struct imap_folder {
 	struct store_box *box; /* worker side */
 	TAILQ_HEAD(, imap_fjob) queue;
 	TAILQ_HEAD(, imap_watch) sessions; /* with it selected */
-	/* The loop's copy of the folder state, from the last job. */
-	struct imap_snap *snap;
-	size_t nsnap;
+	/* The loop's copy of the folder state, from the last job (shared
+	 * with the sessions' views; NULL before the first). */
+	struct imap_snapset *snap;
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
 	struct store_keywords *kw;
@@ -111,8 +111,7 @@ struct imap_folder {
 /* A snapshot a worker built for the loop (imap_folder_snap_take). */
 struct imap_snapshot {
 	bool is_set;
-	struct imap_snap *snap;
-	size_t nsnap;
+	struct imap_snapset *snap;
 	uint32_t uidvalidity, uidnext;
 	uint64_t highestmodseq;
 	struct store_keywords *kw;

@@ -364,8 +364,8 @@ recent_count(const struct imap_session *s)
 
 	if (s->recent.n == 0)
 		return 0;
-	for (size_t i = 0; i < s->view.n; i++)
-		n += imap_recent_has(&s->recent, s->view.uid[i]);
+	for (size_t i = 0; i < imap_view_count(&s->view); i++)
+		n += imap_recent_has(&s->recent, imap_view_uid(&s->view, i));
 	return n;
 }
 
@@ -455,8 +455,8 @@ send_updates(struct imap_session *s, bool allow_expunge)
 	if (f == NULL || !s->has_update || s->state != IMAP_STATE_SELECTED)
 		return;
 	kw_update(s);
-	s->has_update = imap_view_sync(
-	    &s->view, f->snap, f->nsnap, allow_expunge, update_out, s);
+	s->has_update =
+	    imap_view_sync(&s->view, f->snap, allow_expunge, update_out, s);
 	van_flush(s);
 	/* RFC 3501 7.3.2: the count when it changed (new mail this session
 	 * took, or its recent ones expunged), after EXISTS, as Dovecot */
@@ -1521,19 +1521,22 @@ qresync_report(struct imap_session *s, const struct select_arg *a)
 	if (a->is_incomplete) {
 		struct imap_range *r;
 		size_t nr = ranges_of(known, max, &r), k = 0;
+		size_t nv = imap_view_count(&s->view);
 
 		for (size_t i = 0; i < nr; i++) {
 			uint32_t cur = r[i].lo;
 
-			while (k < s->view.n && s->view.uid[k] < cur)
+			while (k < nv && imap_view_uid(&s->view, k) < cur)
 				k++;
 			while (cur <= r[i].hi) {
-				if (k < s->view.n &&
-				    s->view.uid[k] <= r[i].hi) {
-					if (s->view.uid[k] > cur)
-						range_put(&b, cur,
-						    s->view.uid[k] - 1);
-					cur = s->view.uid[k++] + 1;
+				uint32_t u =
+				    k < nv ? imap_view_uid(&s->view, k) : 0;
+
+				if (k < nv && u <= r[i].hi) {
+					if (u > cur)
+						range_put(&b, cur, u - 1);
+					k++;
+					cur = u + 1;
 					if (cur == 0)
 						break; /* past UINT32_MAX */
 				} else {
@@ -1558,12 +1561,16 @@ qresync_report(struct imap_session *s, const struct select_arg *a)
 		out(s, "* VANISHED (EARLIER) %.*s", (int)b.len, (char *)b.data);
 	buf_release(&b);
 	/* The view was just built from the snapshot: the same order. */
-	for (size_t i = 0; i < s->view.n && i < f->nsnap; i++)
-		if (f->snap[i].modseq > a->modseq &&
-		    (known->n == 0 ||
-		        imap_seqset_contains(known, f->snap[i].uid, max)))
-			fetch_flags_line(s, i + 1, f->snap[i].uid,
-			    &f->snap[i].flags, f->snap[i].modseq);
+	for (size_t i = 0;
+	     f->snap != NULL && i < imap_view_count(&s->view) && i < f->snap->n;
+	     i++) {
+		const struct imap_snap *m = &f->snap->v[i];
+
+		if (m->modseq > a->modseq &&
+		    (known->n == 0 || imap_seqset_contains(known, m->uid, max)))
+			fetch_flags_line(
+			    s, i + 1, m->uid, &m->flags, m->modseq);
+	}
 }
 
 static bool
@@ -1593,14 +1600,16 @@ select_done(struct imap_fjob *j)
 	s->state = IMAP_STATE_SELECTED;
 	s->is_readonly = s->kind == IMAP_CMD_EXAMINE;
 	s->kw_told = 0;
-	for (size_t i = 0; i < f->nsnap; i++) {
-		imap_view_push(&s->view, f->snap[i].uid, f->snap[i].flags);
-		if (unseen == 0 && !(f->snap[i].flags.sys & STORE_F_SEEN))
+	/* The view is the folder's snapshot itself, shared. */
+	imap_view_share(&s->view, f->snap);
+	for (size_t i = 0; f->snap != NULL && i < f->snap->n; i++)
+		if (!(f->snap->v[i].flags.sys & STORE_F_SEEN)) {
 			unseen = (uint32_t)i + 1;
-	}
+			break;
+		}
 	recent_take(s);
 	flags_line(s);
-	out(s, "* %zu EXISTS", s->view.n);
+	out(s, "* %zu EXISTS", imap_view_count(&s->view));
 	if (!s->is_rev2) {
 		s->recent_told = recent_count(s);
 		out(s, "* %zu RECENT", s->recent_told);
@@ -2190,8 +2199,9 @@ static bool
 set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
     uint32_t **seq_out, uint32_t **uid_out, size_t *n_out)
 {
-	uint32_t *seq = xcalloc(s->view.n ? s->view.n : 1, sizeof(*seq));
-	uint32_t *uid = xcalloc(s->view.n ? s->view.n : 1, sizeof(*uid));
+	size_t nv = imap_view_count(&s->view);
+	uint32_t *seq = xcalloc(nv ? nv : 1, sizeof(*seq));
+	uint32_t *uid = xcalloc(nv ? nv : 1, sizeof(*uid));
 	size_t n = 0;
 
 	if (set->is_saved) {
@@ -2204,28 +2214,28 @@ set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
 		for (size_t i = 0; i < set->n; i++) {
 			uint32_t lo = set->r[i].lo, hi = set->r[i].hi;
 
-			if ((lo != IMAP_SEQ_STAR && lo > s->view.n) ||
-			    (hi != IMAP_SEQ_STAR && hi > s->view.n) ||
-			    s->view.n == 0) {
+			if ((lo != IMAP_SEQ_STAR && lo > nv) ||
+			    (hi != IMAP_SEQ_STAR && hi > nv) || nv == 0) {
 				free(seq);
 				free(uid);
 				bad(s, "Invalid messageset");
 				return false;
 			}
 		}
-		for (size_t i = 0; i < s->view.n; i++)
+		for (size_t i = 0; i < nv; i++)
 			if (imap_seqset_contains(
-			        set, (uint32_t)i + 1, (uint32_t)s->view.n)) {
+			        set, (uint32_t)i + 1, (uint32_t)nv)) {
 				seq[n] = (uint32_t)i + 1;
-				uid[n++] = s->view.uid[i];
+				uid[n++] = imap_view_uid(&s->view, i);
 			}
 	} else {
-		uint32_t max = s->view.n ? s->view.uid[s->view.n - 1] : 0;
+		uint32_t max = nv ? imap_view_uid(&s->view, nv - 1) : 0;
 
-		for (size_t i = 0; s->view.n > 0 && i < s->view.n; i++)
-			if (imap_seqset_contains(set, s->view.uid[i], max)) {
+		for (size_t i = 0; nv > 0 && i < nv; i++)
+			if (imap_seqset_contains(
+			        set, imap_view_uid(&s->view, i), max)) {
 				seq[n] = (uint32_t)i + 1;
-				uid[n++] = s->view.uid[i];
+				uid[n++] = imap_view_uid(&s->view, i);
 			}
 	}
 	*seq_out = seq;
@@ -2240,14 +2250,14 @@ static void fetch_next(struct imap_session *);
 static const struct imap_snap *
 snap_find(const struct imap_folder *f, uint32_t uid)
 {
-	size_t lo = 0, hi = f->nsnap;
+	size_t lo = 0, hi = f->snap != NULL ? f->snap->n : 0;
 
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (f->snap[mid].uid == uid)
-			return &f->snap[mid];
-		if (f->snap[mid].uid < uid)
+		if (f->snap->v[mid].uid == uid)
+			return &f->snap->v[mid];
+		if (f->snap->v[mid].uid < uid)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -2280,7 +2290,8 @@ fetch_done(struct imap_fjob *j)
 		long k = imap_view_find(&s->view, fj->told[i].uid);
 
 		if (k >= 0)
-			s->view.fl[k] = fj->told[i].flags;
+			imap_view_set_flags(
+			    &s->view, (size_t)k, fj->told[i].flags);
 	}
 	fj->ntold = 0;
 	if (j->result == 0 && (fj->next < fj->n || fj->is_open)) {
@@ -2393,15 +2404,17 @@ store_done(struct imap_fjob *j)
 		kw_update(s);
 	for (size_t i = 0; i < sj->nres; i++) {
 		long k = imap_view_find(&s->view, sj->res[i].uid);
+		struct store_flags told;
 		bool is_same;
 
 		if (k < 0)
 			continue;
 		/* no FETCH for a message whose flags did not change (as
 		 * Dovecot: -FLAGS of a flag not set, +FLAGS of one set) */
-		is_same = s->view.fl[k].sys == sj->res[i].flags.sys &&
-		          s->view.fl[k].keywords == sj->res[i].flags.keywords;
-		s->view.fl[k] = sj->res[i].flags;
+		told = imap_view_flags(&s->view, (size_t)k);
+		is_same = told.sys == sj->res[i].flags.sys &&
+		          told.keywords == sj->res[i].flags.keywords;
+		imap_view_set_flags(&s->view, (size_t)k, sj->res[i].flags);
 		if (is_same)
 			continue;
 		if (!sj->is_silent)
@@ -2579,10 +2592,10 @@ cmd_search(struct imap_session *s, struct imap_cmd *c)
 	}
 	sj = xcalloc(1, sizeof(*sj));
 	sj->spec = &s->cmd.u.search;
-	sj->n = s->view.n;
-	sj->uid = xcalloc(s->view.n ? s->view.n : 1, sizeof(*sj->uid));
-	if (s->view.n > 0)
-		memcpy(sj->uid, s->view.uid, s->view.n * sizeof(*sj->uid));
+	sj->n = imap_view_count(&s->view);
+	sj->uid = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->uid));
+	for (size_t i = 0; i < sj->n; i++)
+		sj->uid[i] = imap_view_uid(&s->view, i);
 	sj->is_uid = c->is_uid;
 	sj->recent = recent_copy(s);
 	if ((sj->has_modseq = skey_has_modseq(c->u.search.keys)))
@@ -2671,10 +2684,10 @@ expunge_done(struct imap_fjob *j)
 static void
 expunge_view(struct imap_session *s, struct expunge_arg *a)
 {
-	a->n = s->view.n;
+	a->n = imap_view_count(&s->view);
 	a->uids = xcalloc(a->n ? a->n : 1, sizeof(*a->uids));
-	if (a->n > 0)
-		memcpy(a->uids, s->view.uid, a->n * sizeof(*a->uids));
+	for (size_t i = 0; i < a->n; i++)
+		a->uids[i] = imap_view_uid(&s->view, i);
 }
 
 static void

@@ -86,41 +86,113 @@ test_sync(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct imap_snap v[16], sn[16];
-		size_t nv = parse(cases[i].view, v),
-		       ns = parse(cases[i].snap, sn);
-		struct imap_view view = {0};
-		struct log l = {""};
-		char after[128] = "";
-		bool owed;
+	/* Each case twice: from a private view (pushed) and from a shared
+	 * one (the view's messages as a snapshot of their own). */
+	for (size_t pass = 0; pass < 2; pass++)
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			struct imap_snap v[16], sn[16];
+			size_t nv = parse(cases[i].view, v),
+			       ns = parse(cases[i].snap, sn);
+			struct imap_snapset *ss = imap_snapset_new(ns);
+			struct imap_view view = {0};
+			struct log l = {""};
+			char after[128] = "";
+			bool owed;
 
-		for (size_t k = 0; k < nv; k++)
-			imap_view_push(&view, v[k].uid, v[k].flags);
-		owed = imap_view_sync(&view, sn, ns, cases[i].allow, note, &l);
-		for (size_t k = 0; k < view.n; k++) {
-			size_t n = strlen(after);
+			memcpy(ss->v, sn, ns * sizeof(sn[0]));
+			if (pass == 0) {
+				for (size_t k = 0; k < nv; k++)
+					imap_view_push(
+					    &view, v[k].uid, v[k].flags);
+			} else {
+				struct imap_snapset *vs = imap_snapset_new(nv);
 
-			snprintf(after + n, sizeof(after) - n, "%s%u",
-			    k ? " " : "", view.uid[k]);
+				memcpy(vs->v, v, nv * sizeof(v[0]));
+				imap_view_share(&view, vs);
+				imap_snapset_unref(&vs);
+			}
+			owed =
+			    imap_view_sync(&view, ss, cases[i].allow, note, &l);
+			for (size_t k = 0; k < imap_view_count(&view); k++) {
+				size_t n = strlen(after);
+
+				snprintf(after + n, sizeof(after) - n, "%s%u",
+				    k ? " " : "", imap_view_uid(&view, k));
+			}
+			if (strcmp(l.s, cases[i].want) != 0)
+				fail_msg(
+				    "case %zu/%zu: updates got \"%s\", want "
+				    "\"%s\"",
+				    pass, i, l.s, cases[i].want);
+			if (strcmp(after, cases[i].after) != 0)
+				fail_msg("case %zu/%zu: view got \"%s\", want "
+				         "\"%s\"",
+				    pass, i, after, cases[i].after);
+			if (owed != cases[i].owed)
+				fail_msg("case %zu/%zu: owed got %d, want %d",
+				    pass, i, owed, cases[i].owed);
+			/* Nothing owed: the view is the snapshot, no copy. */
+			if (!owed && (view.ss != ss || view.uid != NULL))
+				fail_msg(
+				    "case %zu/%zu: view not shared", pass, i);
+			if (owed && view.ss != NULL)
+				fail_msg(
+				    "case %zu/%zu: owed but shared", pass, i);
+			/* Once told, a second sync has nothing more to say
+			 * (unless expunges are still owed and now allowed). */
+			l.s[0] = '\0';
+			(void)imap_view_sync(&view, ss, false, note, &l);
+			if (l.s[0] != '\0')
+				fail_msg(
+				    "case %zu/%zu: second sync said \"%s\"",
+				    pass, i, l.s);
+			imap_view_free(&view);
+			assert_int_equal(ss->refs, 1); /* the views let go */
+			imap_snapset_unref(&ss);
 		}
-		if (strcmp(l.s, cases[i].want) != 0)
-			fail_msg("case %zu: updates got \"%s\", want \"%s\"", i,
-			    l.s, cases[i].want);
-		if (strcmp(after, cases[i].after) != 0)
-			fail_msg("case %zu: view got \"%s\", want \"%s\"", i,
-			    after, cases[i].after);
-		if (owed != cases[i].owed)
-			fail_msg("case %zu: owed got %d, want %d", i, owed,
-			    cases[i].owed);
-		/* Once told, a second sync has nothing more to say (unless
-		 * expunges are still owed and now allowed). */
-		l.s[0] = '\0';
-		(void)imap_view_sync(&view, sn, ns, false, note, &l);
-		if (l.s[0] != '\0')
-			fail_msg("case %zu: second sync said \"%s\"", i, l.s);
-		imap_view_free(&view);
-	}
+}
+
+/* Flags told by FETCH or STORE make a shared view private (copy on
+ * write) only when they differ; the next update shares it again, and
+ * does not repeat what was told. */
+static void
+test_copy_on_write(void **state)
+{
+	struct imap_snapset *a = imap_snapset_new(3), *b;
+	struct imap_view views[1000];
+	struct log l = {""};
+
+	(void)state;
+	for (uint32_t i = 0; i < 3; i++)
+		a->v[i] = (struct imap_snap){i + 1, {0, 0}, (i + 1) * 10};
+	memset(views, 0, sizeof(views));
+	for (size_t i = 0; i < 1000; i++)
+		imap_view_share(&views[i], a);
+	assert_int_equal(a->refs, 1001); /* one array for a thousand */
+	imap_view_set_flags(&views[0], 1, (struct store_flags){0, 0});
+	assert_ptr_equal(views[0].ss, a); /* same flags: still shared */
+	imap_view_set_flags(
+	    &views[0], 1, (struct store_flags){STORE_F_SEEN, 0});
+	assert_null(views[0].ss);
+	assert_int_equal(imap_view_count(&views[0]), 3);
+	assert_int_equal(imap_view_flags(&views[0], 1).sys, STORE_F_SEEN);
+	/* The folder's next snapshot has that \Seen: nothing to tell the
+	 * view that told it, a FLAGS update for every other. */
+	b = imap_snapset_new(3);
+	memcpy(b->v, a->v, 3 * sizeof(a->v[0]));
+	b->v[1].flags.sys = STORE_F_SEEN;
+	b->v[1].modseq = 20; /* parse()'s rule: uid * 10 */
+	(void)imap_view_sync(&views[0], b, true, note, &l);
+	assert_string_equal(l.s, "");
+	assert_ptr_equal(views[0].ss, b);
+	(void)imap_view_sync(&views[1], b, true, note, &l);
+	assert_string_equal(l.s, "F2:2");
+	for (size_t i = 0; i < 1000; i++)
+		imap_view_free(&views[i]);
+	assert_int_equal(a->refs, 1);
+	assert_int_equal(b->refs, 1);
+	imap_snapset_unref(&a);
+	imap_snapset_unref(&b);
 }
 
 static void
@@ -145,6 +217,7 @@ run_imap_view_tests(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sync),
 	    cmocka_unit_test(test_find),
+	    cmocka_unit_test(test_copy_on_write),
 	};
 
 	return cmocka_run_group_tests_name("imap_view", tests, NULL, NULL);
