@@ -25,7 +25,7 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \
 	src/queue/dsn.c src/policy/relay.c \
 	src/maildir/mailbox.c src/pop3/pop3_parse.c src/imap/imap_parse.c \
-	src/imap/imap_view.c
+	src/imap/imap_view.c src/imap/imap_sort.c
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
 	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \
@@ -136,7 +136,7 @@ test:
 # ---- fuzzing (clang libFuzzer), bounded ---------------------------------
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
-	fuzz_mime fuzz_store_index fuzz_deflate
+	fuzz_mime fuzz_store_index fuzz_deflate fuzz_sort
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
@@ -144,7 +144,7 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/queue/queue_file.c src/queue/smtp_reply.c src/policy/policy.c \
 	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c src/lib/sasl.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
-	src/lib/span.c $(MIME_SRC) $(STORE_SRC)
+	src/lib/span.c src/imap/imap_sort.c $(MIME_SRC) $(STORE_SRC)
 
 # COMPRESS=DEFLATE's inflater: libevent buffers and zlib.
 build/fuzz/fuzz_deflate: tests/fuzz/fuzz_deflate.c src/lib/deflate.c

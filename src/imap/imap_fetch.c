@@ -1,6 +1,8 @@
 /*
- * imap_fetch: the worker side of FETCH, STORE and SEARCH.  Each runs in
- * a folder job (imap_folder.c), so it holds the folder's store_box alone.
+ * imap_fetch: the worker side of FETCH, STORE, SEARCH, SORT and THREAD.
+ * Each runs in a folder job (imap_folder.c), so it holds the folder's
+ * store_box alone.  SORT and THREAD are SEARCH plus the hits' keys
+ * (imap_sort.c), sorted or threaded before the job ends.
  *
  * FETCH renders about IMAP_CHUNK bytes per trip and keeps its place
  * (message, literal item, file offset), so a big BODY[] is read from the
@@ -22,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "imap_sort.h"
 #include "log.h"
 #include "mime.h"
 #include "xmalloc.h"
@@ -1387,10 +1390,50 @@ eval(const struct imap_skey *k, struct sctx *c)
 	}
 }
 
+/* SORT/THREAD: a hit's keys, from its header when the keys need it
+ * (parsed once: a search key may have parsed it already). */
+static void
+sort_keys(struct sctx *c, unsigned need, struct imap_sort_msg *k, uint32_t id)
+{
+	k->seq = c->seq;
+	k->id = id;
+	k->arrival = k->date = c->m->internaldate;
+	k->size = c->m->size;
+	buf_reset(&c->tmp);
+	/* ARRIVAL and SIZE alone come from the index: no file is read */
+	imap_sort_fill(k, need != 0 && sctx_parse(c) ? &c->mm : NULL, need,
+	    &c->tmp);
+}
+
+/* SORT/THREAD: the hits in their order, then the reply's text. */
+static void
+sort_finish(struct imap_search_job *sj, struct imap_sort_msg *keys)
+{
+	buf_init(&sj->reply, SIZE_MAX / 2);
+	if (sj->kind == IMAP_CMD_SORT) {
+		char t[16];
+
+		imap_sort_msgs(keys, sj->nhits, sj->spec->sort, sj->spec->nsort);
+		for (size_t i = 0; i < sj->nhits; i++) {
+			snprintf(t, sizeof(t), " %u", keys[i].id);
+			(void)buf_append(&sj->reply, t, strlen(t));
+		}
+	} else if (sj->nhits > 0) {
+		(void)buf_putc(&sj->reply, ' ');
+		(void)imap_thread_build(
+		    keys, sj->nhits, sj->spec->thread, &sj->reply);
+	}
+	for (size_t i = 0; i < sj->nhits; i++)
+		imap_sort_msg_clear(&keys[i]);
+	free(keys);
+}
+
 void
 imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 {
 	struct store_box *box = imap_folder_box(j, 0);
+	struct imap_sort_msg *keys = NULL;
+	unsigned need = 0;
 	struct sctx c;
 
 	if (box == NULL) {
@@ -1407,6 +1450,12 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 	c.maxuid = sj->n ? sj->uid[sj->n - 1] : 0;
 	buf_init(&c.tmp, 4u * 1024 * 1024);
 	sj->hits = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->hits));
+	if (sj->kind != IMAP_CMD_SEARCH) {
+		keys = xcalloc(sj->n ? sj->n : 1, sizeof(*keys));
+		need = sj->kind == IMAP_CMD_SORT
+		           ? imap_sort_need(sj->spec->sort, sj->spec->nsort)
+		           : imap_thread_need(sj->spec->thread);
+	}
 	for (size_t i = 0; i < sj->n; i++) {
 		const struct store_msg *m = store_msg_by_uid(box, sj->uid[i]);
 
@@ -1420,9 +1469,14 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 			sj->hits[sj->nhits++] = sj->is_uid ? sj->uid[i] : c.seq;
 			if (c.m->modseq > sj->max_modseq)
 				sj->max_modseq = c.m->modseq;
+			if (keys != NULL)
+				sort_keys(&c, need, &keys[sj->nhits - 1],
+				    sj->hits[sj->nhits - 1]);
 		}
 		sctx_done(&c);
 	}
+	if (keys != NULL)
+		sort_finish(sj, keys);
 	if (c.is_synced)
 		j->is_changed[0] = true;
 	buf_release(&c.tmp);

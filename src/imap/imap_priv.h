@@ -276,6 +276,11 @@ struct imap_search_job {
 	struct imap_recent recent; /* the session's, copied */
 	bool has_modseq;     /* a MODSEQ key: the reply gives max_modseq */
 	uint64_t max_modseq; /* the highest MODSEQ of the hits */
+	/* SORT and THREAD (RFC 5256): kind says which; the worker sorts or
+	 * threads the hits and leaves the numbers ("2 1 3") or the
+	 * threads ("(1 2)(3)") in reply. */
+	enum imap_cmd_kind kind;
+	struct buf reply;
 };
 void imap_search_run(struct imap_fjob *, struct imap_search_job *);
 

@@ -178,6 +178,8 @@ expunge_ok(const struct imap_session *s)
 	case IMAP_CMD_FETCH:
 	case IMAP_CMD_STORE:
 	case IMAP_CMD_SEARCH:
+	case IMAP_CMD_SORT:
+	case IMAP_CMD_THREAD:
 		return s->is_uid;
 	default:
 		return true;
@@ -241,7 +243,8 @@ capabilities(struct imap_session *s, char *o, size_t len)
 	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
 	    "BINARY "
 	    "ESEARCH CONDSTORE "
-	    "QRESYNC LIST-STATUS "
+	    "QRESYNC LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
+	    "THREAD=REFERENCES "
 	    "APPENDLIMIT=%zu%s%s%s",
 	    s->cfg->imap_append_limit,
 	    pre                ? ""
@@ -2495,6 +2498,7 @@ search_job_free(void *arg)
 	free(sj->uid);
 	free(sj->hits);
 	free(sj->recent.r);
+	buf_release(&sj->reply);
 	free(sj);
 }
 
@@ -2573,24 +2577,69 @@ skey_has_modseq(const struct imap_skey *k)
 	return false;
 }
 
-static void
-cmd_search(struct imap_session *s, struct imap_cmd *c)
+/* SORT and THREAD: "* SORT 2 1 3" or "* THREAD (1 2)(3)" from the
+ * worker's text (RFC 5256 4). */
+static bool
+sort_done(struct imap_fjob *j)
 {
-	struct imap_search_job *sj;
-	const struct imap_str *cs = &c->u.search.charset;
+	struct imap_session *s = j->s;
+	struct imap_search_job *sj = j->arg;
+	bool is_sort = sj->kind == IMAP_CMD_SORT;
+	char t[48];
 
+	if (!fdone_begin(j))
+		return false;
+	if (j->result != 0) {
+		tagged(s, "NO", "[SERVERBUG] %s", j->err);
+		return false;
+	}
+	out_raw(s, is_sort ? "* SORT" : "* THREAD", is_sort ? 6 : 8);
+	if (sj->reply.len > 0)
+		out_raw(s, sj->reply.data, sj->reply.len);
+	/* RFC 7162 3.1.5: SORT by MODSEQ says the highest it found too */
+	if (is_sort && sj->has_modseq && sj->nhits > 0) {
+		snprintf(t, sizeof(t), " (MODSEQ %llu)",
+		    (unsigned long long)sj->max_modseq);
+		out_raw(s, t, strlen(t));
+	}
+	out_raw(s, "\r\n", 2);
+	tagged(s, "OK", is_sort ? "Sort completed" : "Thread completed");
+	return false;
+}
+
+/* SEARCH, SORT and THREAD: the charsets they know (RFC 5256 3 makes
+ * SORT's mandatory: the parser has it). */
+static bool
+search_charset_ok(struct imap_session *s, const struct imap_str *cs)
+{
 	if (cs->len > 0 &&
 	    !(cs->len == 5 && strncasecmp(cs->p, "UTF-8", 5) == 0) &&
 	    !(cs->len == 8 && strncasecmp(cs->p, "US-ASCII", 8) == 0)) {
 		tagged(
 		    s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unknown charset");
-		return;
+		return false;
 	}
+	return true;
+}
+
+static void
+cmd_search(struct imap_session *s, struct imap_cmd *c)
+{
+	struct imap_search_job *sj;
+	bool is_sort = c->kind == IMAP_CMD_SORT || c->kind == IMAP_CMD_THREAD;
+
+	if (!search_charset_ok(s, &c->u.search.charset))
+		return;
 	if (c->u.search.ret & IMAP_SRET_SAVE) {
 		bad(s, "SAVE is not supported yet");
 		return;
 	}
+	if (is_sort && c->u.search.has_return) {
+		bad(s, "ESORT is not supported");
+		return;
+	}
 	sj = xcalloc(1, sizeof(*sj));
+	sj->kind = c->kind;
 	sj->spec = &s->cmd.u.search;
 	sj->n = imap_view_count(&s->view);
 	sj->uid = xcalloc(sj->n ? sj->n : 1, sizeof(*sj->uid));
@@ -2600,8 +2649,8 @@ cmd_search(struct imap_session *s, struct imap_cmd *c)
 	sj->recent = recent_copy(s);
 	if ((sj->has_modseq = skey_has_modseq(c->u.search.keys)))
 		s->is_condstore = true; /* RFC 7162 3.1 */
-	fsubmit(s, imap_fjob_new(s, s->folder, NULL, search_run, search_done,
-	               sj, search_job_free));
+	fsubmit(s, imap_fjob_new(s, s->folder, NULL, search_run,
+	               is_sort ? sort_done : search_done, sj, search_job_free));
 }
 
 struct expunge_arg {
@@ -2913,6 +2962,8 @@ static const struct {
     {IMAP_CMD_UNSELECT, ST_S, cmd_unselect},
     {IMAP_CMD_EXPUNGE, ST_S, cmd_expunge},
     {IMAP_CMD_SEARCH, ST_S, cmd_search},
+    {IMAP_CMD_SORT, ST_S, cmd_search},
+    {IMAP_CMD_THREAD, ST_S, cmd_search},
     {IMAP_CMD_FETCH, ST_S, cmd_fetch},
     {IMAP_CMD_STORE, ST_S, cmd_store},
     {IMAP_CMD_COPY, ST_S, cmd_copy},
