@@ -113,7 +113,7 @@ void imap_sort_msgs(struct imap_sort_msg *v, size_t n,
  * are linear in n plus the references; nothing recurses.  -1 when b is
  * full.
  */
-int imap_thread_build(struct imap_sort_msg *v, size_t n,
-    enum imap_thread_alg alg, struct buf *b);
+int imap_thread_build(
+    struct imap_sort_msg *v, size_t n, enum imap_thread_alg alg, struct buf *b);
 
 #endif

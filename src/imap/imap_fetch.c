@@ -1401,8 +1401,8 @@ sort_keys(struct sctx *c, unsigned need, struct imap_sort_msg *k, uint32_t id)
 	k->size = c->m->size;
 	buf_reset(&c->tmp);
 	/* ARRIVAL and SIZE alone come from the index: no file is read */
-	imap_sort_fill(k, need != 0 && sctx_parse(c) ? &c->mm : NULL, need,
-	    &c->tmp);
+	imap_sort_fill(
+	    k, need != 0 && sctx_parse(c) ? &c->mm : NULL, need, &c->tmp);
 }
 
 /* SORT/THREAD: the hits in their order, then the reply's text. */
@@ -1413,7 +1413,8 @@ sort_finish(struct imap_search_job *sj, struct imap_sort_msg *keys)
 	if (sj->kind == IMAP_CMD_SORT) {
 		char t[16];
 
-		imap_sort_msgs(keys, sj->nhits, sj->spec->sort, sj->spec->nsort);
+		imap_sort_msgs(
+		    keys, sj->nhits, sj->spec->sort, sj->spec->nsort);
 		for (size_t i = 0; i < sj->nhits; i++) {
 			snprintf(t, sizeof(t), " %u", keys[i].id);
 			(void)buf_append(&sj->reply, t, strlen(t));

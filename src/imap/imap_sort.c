@@ -76,7 +76,8 @@ utf8_dec(const uint8_t *s, size_t n, uint32_t *cp)
 		c = c << 6 | (s[i] & 0x3F);
 	}
 	/* overlong forms, surrogates and past U+10FFFF are invalid */
-	if ((k == 3 && c < 0x800) || (k == 4 && (c < 0x10000 || c > 0x10FFFF)) ||
+	if ((k == 3 && c < 0x800) ||
+	    (k == 4 && (c < 0x10000 || c > 0x10FFFF)) ||
 	    (c >= 0xD800 && c <= 0xDFFF))
 		return 0;
 	*cp = c;
@@ -801,7 +802,8 @@ tree_sort(struct tree *t)
 	uint32_t *q = tree_order(t, &n);
 	uint32_t *tmp = xcalloc(t->len ? t->len : 1, sizeof(*tmp));
 
-	t->kdate = xreallocarray(t->kdate, t->len ? t->len : 1, sizeof(int64_t));
+	t->kdate =
+	    xreallocarray(t->kdate, t->len ? t->len : 1, sizeof(int64_t));
 	t->kseq = xreallocarray(t->kseq, t->len ? t->len : 1, sizeof(uint32_t));
 	for (size_t i = 0; i < n; i++) {
 		uint32_t x = q[i];
@@ -922,7 +924,8 @@ refs_group(struct tree *t)
 		slot = subj_slot(t, tab, cap - 1, s);
 		if (*slot == NONE ||
 		    (!is_dummy(t, *slot) &&
-		        (is_dummy(t, r) || (reply_of(t, *slot) && !reply_of(t, r)))))
+		        (is_dummy(t, r) ||
+		            (reply_of(t, *slot) && !reply_of(t, r)))))
 			*slot = r;
 	}
 	for (i = 0; i < n; i++) {
@@ -1039,8 +1042,8 @@ ordered_subject(struct tree *t, size_t n)
 }
 
 int
-imap_thread_build(struct imap_sort_msg *v, size_t n, enum imap_thread_alg alg,
-    struct buf *b)
+imap_thread_build(
+    struct imap_sort_msg *v, size_t n, enum imap_thread_alg alg, struct buf *b)
 {
 	struct tree t = {v, NULL, 0, 0, NULL, NULL};
 	struct idtab h;

@@ -34,5 +34,6 @@ main(void)
 	failed += run_imap_folder_tests();
 	failed += run_mailnotify_tests();
 	failed += run_deflate_tests();
+	failed += run_imap_sort_tests();
 	return failed != 0;
 }
