@@ -188,6 +188,37 @@ SCRIPTS = {
         "FETCH 4 (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.SIZE[2] BINARY.PEEK[2])",
         "FETCH 13 (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.SIZE[2] BINARY.PEEK[2])",
     ],
+    # RFC 5256 SORT and THREAD, RFC 5957 DISPLAYFROM/DISPLAYTO; the keys
+    # that meet the known differences (sort_thread_broken) leave out
+    # messages 1, 2 (broken addresses) and 15 (a 1969 Date)
+    "sort_thread": [
+        "SELECT INBOX",
+        "SORT (ARRIVAL) UTF-8 ALL", "SORT (REVERSE ARRIVAL) UTF-8 ALL",
+        "SORT (SUBJECT) UTF-8 ALL", "SORT (REVERSE SUBJECT) UTF-8 ALL",
+        "SORT (CC) UTF-8 ALL", "SORT (REVERSE CC SUBJECT) UTF-8 ALL",
+        "SORT (SIZE) UTF-8 ALL", "SORT (REVERSE SIZE) UTF-8 ALL",
+        "SORT (DATE) UTF-8 3:14,16:*", "SORT (REVERSE DATE) UTF-8 3:14,16:*",
+        "SORT (FROM) UTF-8 3:14,16:*", "SORT (TO) UTF-8 3:14,16:*",
+        "SORT (DISPLAYFROM) UTF-8 3:14,16:*",
+        "SORT (DISPLAYTO) UTF-8 3:14,16:*",
+        "SORT (SUBJECT DATE) UTF-8 SEEN 3:14,16:*",
+        "SORT (DATE) US-ASCII NOT SEEN 3:14,16:*",
+        "SORT (REVERSE FROM SIZE) UTF-8 3:14,16:*",
+        "UID SORT (SUBJECT) UTF-8 ALL", "UID SORT (FROM) UTF-8 UID 3:10",
+        "THREAD REFERENCES UTF-8 3:14,16:*",
+        "THREAD ORDEREDSUBJECT UTF-8 3:14,16:*",
+        "UID THREAD REFERENCES UTF-8 3:14,16:*",
+        "THREAD REFERENCES UTF-8 SEEN 3:14,16:*",
+        "UID THREAD ORDEREDSUBJECT UTF-8 3:10",
+        "SORT (BOGUS) UTF-8 ALL", "SORT (DATE) KOI9 ALL",
+        "THREAD BOGUS UTF-8 ALL", "SORT DATE UTF-8 ALL",
+    ],
+    "sort_thread_broken": [
+        "SELECT INBOX",
+        "SORT (DATE) UTF-8 ALL", "SORT (FROM) UTF-8 ALL", "SORT (TO) UTF-8 ALL",
+        "SORT (DISPLAYFROM) UTF-8 ALL", "SORT (DISPLAYTO) UTF-8 ALL",
+        "THREAD REFERENCES UTF-8 ALL", "THREAD ORDEREDSUBJECT UTF-8 ALL",
+    ],
     "errors": [
         "FETCH 1 FLAGS", "NOOP", "BOGUS", "SELECT", "LOGIN a b",
         "SELECT INBOX", "FETCH", "FETCH 1:", "COPY 1",
@@ -233,6 +264,13 @@ KNOWN = {
                     "BINARY of broken quoted-printable: Dovecot NO [PARSE] and stops "
                     "the FETCH, postern decodes leniently as for SEARCH; BINARY of a "
                     "base64 message/rfc822: Dovecot sends it undecoded with SIZE 0",
+    # RFC 5256 2.2 takes the Date: header; Dovecot reads a 1969 one as
+    # invalid and uses the INTERNALDATE.  RFC 5256 3 sorts by the first
+    # address's addr-mailbox; where there is none (To: ",,") or it does
+    # not parse ("@route:user@host") Dovecot sorts by its placeholder
+    # "MISSING_MAILBOX", postern by the empty string (no address).
+    "sort_thread_broken": "Dovecot: a pre-1970 Date: is invalid; "
+                          "MISSING_MAILBOX as the key of a broken address",
 }
 
 
