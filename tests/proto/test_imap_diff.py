@@ -289,3 +289,38 @@ def test_same_as_dovecot(name, master, make_server):
     got = imapdiff.normalise(imapdiff.run(s.ports["imap"], LOGIN, PASSWORD, script))
     d = imapdiff.diff(want, got)
     assert not d, f"postern differs from Dovecot in {name}:\n{d}"
+
+
+# SORT and THREAD over a reply tree: the messages of test_imap_sort.py
+# (a missing parent, In-Reply-To and References chains, a reply known
+# by its subject only, a Date that does not parse), not the corpus.
+SORT_TREE = ["SELECT INBOX"] + [
+    f"SORT ({c}) UTF-8 ALL" for c in (
+        "ARRIVAL", "DATE", "REVERSE DATE", "SUBJECT", "SUBJECT REVERSE DATE",
+        "REVERSE SUBJECT DATE", "FROM", "TO", "CC", "SIZE", "DISPLAYFROM",
+        "DISPLAYTO", "CC SUBJECT")] + [
+    "THREAD REFERENCES UTF-8 ALL", "THREAD REFERENCES UTF-8 3:5",
+    "THREAD ORDEREDSUBJECT UTF-8 ALL", "UID THREAD REFERENCES UTF-8 2:*",
+    "SORT (DATE) UTF-8 SUBJECT banana"]
+
+
+def test_sort_thread_tree_same_as_dovecot(make_server):
+    from test_imap_sort import MSGS, message
+    base = tempfile.mkdtemp(prefix="postern-imapdiff-", dir="/var/tmp")
+    os.chmod(base, 0o755)
+    try:
+        md = os.path.join(base, "tree")
+        imapdiff.make_maildir(md, [(message(*m), "") for m in MSGS])
+        dv = imapdiff.Dovecot(base, md, LOGIN, PASSWORD)
+        try:
+            want = imapdiff.normalise(
+                imapdiff.run(dv.port, LOGIN, PASSWORD, SORT_TREE))
+        finally:
+            dv.stop()
+        s = postern_server(make_server, md)
+        got = imapdiff.normalise(
+            imapdiff.run(s.ports["imap"], LOGIN, PASSWORD, SORT_TREE))
+        d = imapdiff.diff(want, got)
+        assert not d, f"postern differs from Dovecot:\n{d}"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
