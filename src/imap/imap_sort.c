@@ -558,8 +558,8 @@ imap_sort_msgs(struct imap_sort_msg *v, size_t n,
 /* A container: a message (msg, an index into v) or a dummy (NONE). */
 struct node {
 	uint32_t msg;
-	uint32_t parent, child, next;
-	bool is_dead; /* pruned or merged away */
+	uint32_t parent, child, next, prev; /* prev, next: siblings */
+	bool is_dead;                       /* pruned or merged away */
 };
 
 struct tree {
@@ -569,6 +569,10 @@ struct tree {
 	/* sibling sort keys: a dummy takes its first child's */
 	int64_t *kdate;
 	uint32_t *kseq;
+	/* Steps left for the loop checks' ancestor walks: a folder built
+	 * to make them long (deep chains, each message referencing both
+	 * ends) runs out, and then links are refused as if they looped. */
+	size_t walk_left;
 };
 
 static uint32_t
@@ -578,7 +582,7 @@ node_new(struct tree *t, uint32_t msg)
 		t->cap = t->cap ? t->cap * 2 : 64;
 		t->n = xreallocarray(t->n, t->cap, sizeof(*t->n));
 	}
-	t->n[t->len] = (struct node){msg, NONE, NONE, NONE, false};
+	t->n[t->len] = (struct node){msg, NONE, NONE, NONE, NONE, false};
 	return (uint32_t)t->len++;
 }
 
@@ -592,33 +596,46 @@ is_dummy(const struct tree *t, uint32_t x)
 static void
 link_child(struct tree *t, uint32_t p, uint32_t c)
 {
+	uint32_t first = t->n[p].child;
+
 	t->n[c].parent = p;
-	t->n[c].next = t->n[p].child;
+	t->n[c].prev = NONE;
+	t->n[c].next = first;
+	if (first != NONE)
+		t->n[first].prev = c;
 	t->n[p].child = c;
 }
 
+/* O(1): a message with many siblings is unlinked as fast as any. */
 static void
 unlink_child(struct tree *t, uint32_t c)
 {
-	uint32_t p = t->n[c].parent, *pp;
+	struct node *x = &t->n[c];
 
-	if (p == NONE)
+	if (x->parent == NONE)
 		return;
-	for (pp = &t->n[p].child; *pp != NONE; pp = &t->n[*pp].next)
-		if (*pp == c) {
-			*pp = t->n[c].next;
-			break;
-		}
-	t->n[c].parent = t->n[c].next = NONE;
+	if (x->prev != NONE)
+		t->n[x->prev].next = x->next;
+	else
+		t->n[x->parent].child = x->next;
+	if (x->next != NONE)
+		t->n[x->next].prev = x->prev;
+	x->parent = x->next = x->prev = NONE;
 }
 
-/* a is b or one of b's ancestors: linking b -> a would make a loop. */
+/* a is b or one of b's ancestors: linking b -> a would make a loop.
+ * A container without children is nobody's ancestor: no walk (the
+ * usual case, a new reply).  An exhausted budget says yes. */
 static bool
-is_ancestor(const struct tree *t, uint32_t a, uint32_t b)
+is_ancestor(struct tree *t, uint32_t a, uint32_t b)
 {
-	for (; b != NONE; b = t->n[b].parent)
-		if (b == a)
+	if (t->n[a].child == NONE)
+		return a == b;
+	for (; b != NONE; b = t->n[b].parent) {
+		if (b == a || t->walk_left == 0)
 			return true;
+		t->walk_left--;
+	}
 	return false;
 }
 
@@ -739,7 +756,7 @@ refs_prune(struct tree *t)
 			t->n[x].is_dead = true;
 	}
 	for (i = 0; i < n; i++)
-		t->n[q[i]].child = t->n[q[i]].next = NONE;
+		t->n[q[i]].child = t->n[q[i]].next = t->n[q[i]].prev = NONE;
 	for (i = n; i-- > 0;) {
 		uint32_t x = q[i];
 
@@ -785,8 +802,10 @@ sort_children(struct tree *t, uint32_t x, uint32_t *tmp)
 	if (k > 1)
 		qsort_r(tmp, k, sizeof(*tmp), key_cmp, t);
 	t->n[x].child = k ? tmp[0] : NONE;
-	for (size_t i = 0; i < k; i++)
+	for (size_t i = 0; i < k; i++) {
+		t->n[tmp[i]].prev = i > 0 ? tmp[i - 1] : NONE;
 		t->n[tmp[i]].next = i + 1 < k ? tmp[i + 1] : NONE;
+	}
 	if (is_dummy(t, x) && k > 0) {
 		t->kdate[x] = t->kdate[tmp[0]];
 		t->kseq[x] = t->kseq[tmp[0]];
@@ -1045,7 +1064,7 @@ int
 imap_thread_build(
     struct imap_sort_msg *v, size_t n, enum imap_thread_alg alg, struct buf *b)
 {
-	struct tree t = {v, NULL, 0, 0, NULL, NULL};
+	struct tree t = {.v = v};
 	struct idtab h;
 	uint32_t *roots;
 	size_t nroots, nids = n;
@@ -1057,6 +1076,7 @@ imap_thread_build(
 		for (size_t i = 0; i < n; i++)
 			nids += v[i].nrefs;
 		idtab_init(&h, nids);
+		t.walk_left = 64 * nids + 1000000;
 		for (size_t i = 0; i < n; i++)
 			refs_link(&t, &h, i);
 		idtab_free(&h); /* (3) */

@@ -448,6 +448,55 @@ test_thread_deep(void **state)
 	free(v);
 }
 
+/* The hash of "<" prefix k "@x>" */
+static void
+set_id(uint64_t *h, const char *prefix, size_t k)
+{
+	char id[32];
+
+	snprintf(id, sizeof(id), "<%s%zu@x>", prefix, k);
+	*h = imap_thread_id_hash(sp(id));
+}
+
+/* n replies presume parents <c_k> under one <p>; then each <c_k>
+ * arrives answering <q>: n unlinks from one parent's n children. */
+static void
+test_thread_wide(void **state)
+{
+	size_t n = 10000;
+	struct imap_sort_msg *v = xcalloc(2 * n, sizeof(*v));
+	struct buf b;
+
+	(void)state;
+	for (size_t i = 0; i < 2 * n; i++) {
+		v[i].seq = v[i].id = (uint32_t)i + 1;
+		v[i].date = (int64_t)i;
+		v[i].subject = xstrdup("");
+		v[i].has_msgid = true;
+		v[i].refs = xcalloc(2, sizeof(*v[i].refs));
+		if (i < n) {
+			set_id(&v[i].msgid, "r", i);
+			set_id(&v[i].refs[0], "p", 0);
+			set_id(&v[i].refs[1], "c", i);
+			v[i].nrefs = 2;
+		} else {
+			set_id(&v[i].msgid, "c", i - n);
+			set_id(&v[i].refs[0], "q", 0);
+			v[i].nrefs = 1;
+		}
+	}
+	buf_init(&b, SIZE_MAX / 2);
+	assert_int_equal(
+	    imap_thread_build(v, 2 * n, IMAP_THREAD_REFERENCES, &b), 0);
+	/* <p> lost every child and went; <q> holds the n pairs */
+	assert_memory_equal(b.data, "((10001 1)(10002 2)(", 20);
+	assert_memory_equal(b.data + b.len - 14, "(20000 10000))", 14);
+	buf_release(&b);
+	for (size_t i = 0; i < 2 * n; i++)
+		imap_sort_msg_clear(&v[i]);
+	free(v);
+}
+
 int
 run_imap_sort_tests(void)
 {
@@ -459,6 +508,7 @@ run_imap_sort_tests(void)
 	    cmocka_unit_test(test_sort),
 	    cmocka_unit_test(test_thread),
 	    cmocka_unit_test(test_thread_deep),
+	    cmocka_unit_test(test_thread_wide),
 	};
 
 	return cmocka_run_group_tests_name("imap_sort", tests, NULL, NULL);
