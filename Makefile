@@ -153,7 +153,7 @@ build/fuzz/fuzz_deflate: tests/fuzz/fuzz_deflate.c src/lib/deflate.c
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p build/fuzz
-	clang -std=c11 -D_GNU_SOURCE -Iinclude $(FUZZ_FLAGS) -o $@ $^
+	clang -std=c11 -D_GNU_SOURCE -Iinclude $(FUZZ_FLAGS) -o $@ $^ -lz
 
 fuzz:
 	@scripts/deps.sh test
