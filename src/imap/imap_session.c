@@ -974,22 +974,121 @@ cmd_namespace(struct imap_session *s, struct imap_cmd *c)
 }
 
 /* RFC 3501 6.3.8: '*' matches anything, '%' anything but the delimiter. */
-static bool
-pat_match(const char *p, const char *n)
+/*
+ * LIST wildcards (RFC 3501 6.3.8): '*' matches anything, '%' anything
+ * but the hierarchy delimiter.  A bit-parallel NFA over the pattern's
+ * tokens (consecutive wildcards folded into one): O(name x pattern / 64)
+ * on the loop whatever the pattern, where backtracking was exponential
+ * in the number of wildcards ("*a*a*a*a*a*a*ab" against a long name held
+ * the daemon for seconds).
+ */
+#define PAT_MAX (STORE_NAME_MAX * 2 + 8)
+#define PAT_WORDS ((PAT_MAX + 1 + 63) / 64)
+
+struct pat {
+	size_t m;                 /* tokens; state m: all matched */
+	uint64_t star[PAT_WORDS]; /* token i is '*' */
+	uint64_t pct[PAT_WORDS];  /* token i is '%' */
+	uint8_t cidx[256];        /* literal char -> row of lit, 0: none */
+	uint64_t lit[PAT_MAX + 1][PAT_WORDS]; /* row r: tokens equal to it */
+	size_t nlit;
+};
+
+static void
+bits_set(uint64_t *w, size_t i)
 {
-	for (; *p; p++, n++) {
-		if (*p == '*' || *p == '%') {
-			for (const char *t = n;; t++) {
-				if (pat_match(p + 1, t))
-					return true;
-				if (*t == '\0' || (*p == '%' && *t == '/'))
-					return false;
-			}
-		}
-		if (*n == '\0' || *p != *n)
-			return false;
+	w[i / 64] |= (uint64_t)1 << (i % 64);
+}
+
+/* w = (a << 1), in place allowed. */
+static void
+bits_shl1(uint64_t *w, const uint64_t *a)
+{
+	uint64_t carry = 0;
+
+	for (size_t k = 0; k < PAT_WORDS; k++) {
+		uint64_t v = a[k];
+
+		w[k] = (v << 1) | carry;
+		carry = v >> 63;
 	}
-	return *n == '\0';
+}
+
+static void
+pat_compile(struct pat *pt, const char *p)
+{
+	memset(pt->star, 0, sizeof(pt->star));
+	memset(pt->pct, 0, sizeof(pt->pct));
+	memset(pt->cidx, 0, sizeof(pt->cidx));
+	pt->m = pt->nlit = 0;
+	for (; *p && pt->m < PAT_MAX; p++) {
+		uint8_t c = (uint8_t)*p;
+
+		if (c == '*' || c == '%') {
+			/* "*%", "%*", "**" are '*'; "%%" is '%' */
+			if (pt->m > 0 && ((pt->star[(pt->m - 1) / 64] |
+			                      pt->pct[(pt->m - 1) / 64]) >>
+			                         ((pt->m - 1) % 64) &
+			                     1)) {
+				if (c == '*') {
+					pt->pct[(pt->m - 1) / 64] &= ~(
+					    (uint64_t)1 << ((pt->m - 1) % 64));
+					bits_set(pt->star, pt->m - 1);
+				}
+				continue;
+			}
+			bits_set(c == '*' ? pt->star : pt->pct, pt->m++);
+			continue;
+		}
+		if (pt->cidx[c] == 0) {
+			pt->cidx[c] = (uint8_t)(++pt->nlit);
+			memset(pt->lit[pt->nlit], 0, sizeof(pt->lit[0]));
+		}
+		bits_set(pt->lit[pt->cidx[c]], pt->m++);
+	}
+}
+
+/* The states reachable without a character: past each wildcard (they
+ * match the empty string; folded, so one step is enough). */
+static void
+pat_close(const struct pat *pt, uint64_t *st)
+{
+	uint64_t w[PAT_WORDS];
+
+	for (size_t k = 0; k < PAT_WORDS; k++)
+		w[k] = st[k] & (pt->star[k] | pt->pct[k]);
+	bits_shl1(w, w);
+	for (size_t k = 0; k < PAT_WORDS; k++)
+		st[k] |= w[k];
+}
+
+static bool
+pat_match(const struct pat *pt, const char *n)
+{
+	uint64_t st[PAT_WORDS] = {1}, nx[PAT_WORDS], adv[PAT_WORDS];
+	bool any;
+
+	pat_close(pt, st);
+	for (; *n; n++) {
+		uint8_t c = (uint8_t)*n;
+		const uint64_t *lit = pt->cidx[c] ? pt->lit[pt->cidx[c]] : NULL;
+
+		any = false;
+		for (size_t k = 0; k < PAT_WORDS; k++) {
+			adv[k] = lit != NULL ? st[k] & lit[k] : 0;
+			nx[k] = (st[k] & pt->star[k]) |
+			        (c != '/' ? st[k] & pt->pct[k] : 0);
+		}
+		bits_shl1(adv, adv);
+		for (size_t k = 0; k < PAT_WORDS; k++) {
+			st[k] = nx[k] | adv[k];
+			any |= st[k] != 0;
+		}
+		if (!any)
+			return false;
+		pat_close(pt, st);
+	}
+	return (st[pt->m / 64] >> (pt->m % 64)) & 1;
 }
 
 static bool
@@ -1004,8 +1103,13 @@ list_match(const struct imap_list *l, const char *name)
 		if (strncasecmp(pat, "INBOX", 5) == 0 &&
 		    (pat[5] == '\0' || pat[5] == '/'))
 			memcpy(pat, "INBOX", 5);
-		if (pat_match(pat, name))
-			return true;
+		{
+			static struct pat pt; /* ~40 KiB: loop thread only */
+
+			pat_compile(&pt, pat);
+			if (pat_match(&pt, name))
+				return true;
+		}
 	}
 	return false;
 }

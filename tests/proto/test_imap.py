@@ -862,3 +862,34 @@ def test_create_special_use(srv, cert):
     r.send('e LIST "" Everything\r\n')
     lines = r.until("e")
     assert len(lines) == 1 and lines[0].startswith("e OK"), lines
+
+
+def test_list_wildcards_and_a_hostile_pattern(srv, cert):
+    """LIST's * and % (RFC 3501 6.3.8) over names with levels, and a
+    pattern of many wildcards against a long name: answered at once (a
+    backtracking matcher took exponential time, on the daemon's loop)."""
+    r = raw_login(srv, cert)
+    long_name = "a" * 150
+    for name in ("Work/2024/Q1", "Work/Old", "Wonk", long_name):
+        r.send(f'c CREATE "{name}"\r\n')
+        assert r.until("c")[-1].startswith("c OK")
+    cases = {
+        "W%": ["Wonk", "Work"], "W*": ["Wonk", "Work", "Work/2024", "Work/2024/Q1", "Work/Old"],
+        "Work/%": ["Work/2024", "Work/Old"], "W%k/*/Q_": [], "*/Q1": ["Work/2024/Q1"],
+        "%/%/%": ["Work/2024/Q1"], "W%%k": ["Wonk", "Work"], "*%*1": ["Work/2024/Q1"],
+        "a%a*a%a": [long_name], "": [],
+    }
+    for pat, want in cases.items():
+        r.send(f'l LIST "" "{pat}"\r\n')
+        lines = r.until("l")
+        got = sorted(re.search(r'"/" "?([^"]*)"?$', l)[1] for l in lines[:-1]
+                     if l.startswith("* LIST"))
+        if pat == "":
+            # RFC 3501 6.3.8: the delimiter and root, not a folder
+            assert got == [""] and lines[-1].startswith("l OK"), lines
+            continue
+        assert got == sorted(want), (pat, lines)
+    r.sock.settimeout(20)
+    r.send('h LIST "" "' + "*a" * 40 + 'b"\r\n')
+    lines = r.until("h")
+    assert lines == ["h OK List completed"], lines
