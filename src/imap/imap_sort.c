@@ -215,8 +215,12 @@ strip_ends(const char *p, size_t *s, size_t *e)
 			is_reply = changed = true;
 			continue;
 		}
-		/* a blob goes only when a non-empty subject is left */
-		if ((k = blob_len(p, *s, *e)) > 0 && *s + k < *e) {
+		/* A blob goes only when a non-empty subject is left.  No
+		 * subj-refwd starts here, and none starts after any blob of
+		 * this run either (refwd_len would skip the same run and meet
+		 * the same text): the run goes at once, without asking again
+		 * per blob (which was quadratic in the number of blobs). */
+		while ((k = blob_len(p, *s, *e)) > 0 && *s + k < *e) {
 			*s += k;
 			changed = true;
 		}

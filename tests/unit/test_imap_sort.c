@@ -72,6 +72,28 @@ test_base_subject(void **state)
 		}
 		buf_release(&b);
 	}
+	/* 30,000 leading blobs, then a reply marker behind more blobs: all
+	 * go, in one pass (each blob once asked whether a subj-refwd
+	 * followed it made this quadratic: a second per message). */
+	{
+		size_t n = 30000, len = 2 * n + 16;
+		char *in = xmalloc(len);
+		struct buf b;
+		bool is_reply = false;
+
+		for (size_t i = 0; i < n; i++)
+			memcpy(in + 2 * i, "[]", 2);
+		memcpy(in + 2 * n, "[x]Re: subj", 11);
+		buf_init(&b, 1024);
+		assert_int_equal(imap_sort_base_subject((const uint8_t *)in,
+		                     2 * n + 11, &b, &is_reply),
+		    0);
+		assert_int_equal(b.len, 4);
+		assert_memory_equal(b.data, "SUBJ", 4);
+		assert_true(is_reply);
+		buf_release(&b);
+		free(in);
+	}
 }
 
 static void
