@@ -587,21 +587,27 @@ sjob_free(struct sjob *j)
 }
 
 /*
- * Worker: q's usage from maildirsize (store_quota_get: recounted and
- * written when missing), q's limits (the session's) kept.  Unlike the
- * directory-pool checks, this leaves the file's limits line alone: the
- * session's limits date from its login, may be older than the line, and
- * each rewrite counts every folder again.
+ * Worker: the usage from maildirsize, and the limits that apply now: the
+ * file's limits line, which the directory-pool checks and `posternctl
+ * user quota` keep following the directory, so a change reaches
+ * sessions logged in before it; when the file has none, q's (the
+ * session's, from its login).  Unlike the directory-pool checks this
+ * never rewrites the limits line.  Without any limit and no file,
+ * nothing is counted (a missing file reads as 0, not recounted).
  */
 static int
 quota_usage(struct store *st, struct store_quota *q, char *err, size_t errlen)
 {
 	struct store_quota lim = *q;
+	bool has_lim = lim.limit_bytes != 0 || lim.limit_messages != 0;
 
-	if (store_quota_get(st, q, err, errlen) == -1)
+	if ((has_lim ? store_quota_get(st, q, err, errlen)
+	             : store_quota_read(st, q, err, errlen)) == -1)
 		return -1;
-	q->limit_bytes = lim.limit_bytes;
-	q->limit_messages = lim.limit_messages;
+	if (q->limit_bytes == 0 && q->limit_messages == 0) {
+		q->limit_bytes = lim.limit_bytes;
+		q->limit_messages = lim.limit_messages;
+	}
 	return 0;
 }
 
@@ -645,11 +651,8 @@ sjob_run(void *arg, void *ctx)
 		break;
 	case SJOB_QUOTA:
 		j->has_folder = !j->is_root || store_exists(j->store, j->name);
-		/* Without limits nothing is shown: no usage to read. */
-		j->result = j->has_folder && (j->quota.limit_bytes != 0 ||
-		                                 j->quota.limit_messages != 0)
-		                ? quota_usage(j->store, &j->quota, e, el)
-		                : 0;
+		j->result =
+		    j->has_folder ? quota_usage(j->store, &j->quota, e, el) : 0;
 		break;
 	case SJOB_SPOOL:
 		j->result = 0;
@@ -1345,9 +1348,9 @@ cmd_subscribe(struct imap_session *s, struct imap_cmd *c)
  * name in QUOTAROOT and no QUOTA line.
  */
 static bool
-has_limits(const struct imap_session *s)
+has_limits(const struct store_quota *q)
 {
-	return s->cs.login_limit_bytes != 0 || s->cs.login_limit_messages != 0;
+	return q->limit_bytes != 0 || q->limit_messages != 0;
 }
 
 /* Octets as RFC 9208 5.1's STORAGE counts them: 1024s, rounded up. */
@@ -1364,15 +1367,14 @@ quota_line(struct imap_session *s, const struct store_quota *q)
 	char res[128] = "";
 	int k = 0;
 
-	if (s->cs.login_limit_bytes != 0)
+	if (q->limit_bytes != 0)
 		k = snprintf(res, sizeof(res), "STORAGE %llu %llu",
-		    kib(q->bytes), kib(s->cs.login_limit_bytes));
-	if (s->cs.login_limit_messages != 0 && k >= 0 &&
-	    (size_t)k < sizeof(res))
+		    kib(q->bytes), kib(q->limit_bytes));
+	if (q->limit_messages != 0 && k >= 0 && (size_t)k < sizeof(res))
 		snprintf(res + k, sizeof(res) - (size_t)k,
 		    "%sMESSAGE %llu %llu", k > 0 ? " " : "",
 		    (unsigned long long)q->messages,
-		    (unsigned long long)s->cs.login_limit_messages);
+		    (unsigned long long)q->limit_messages);
 	out(s, "* QUOTA \"\" (%s)", res);
 }
 
@@ -1391,9 +1393,10 @@ quota_done(struct imap_session *s, struct sjob *j)
 	}
 	if (j->is_root) {
 		name_fmt(s, j->name, name, sizeof(name));
-		out(s, "* QUOTAROOT %s%s", name, has_limits(s) ? " \"\"" : "");
+		out(s, "* QUOTAROOT %s%s", name,
+		    has_limits(&j->quota) ? " \"\"" : "");
 	}
-	if (has_limits(s))
+	if (has_limits(&j->quota))
 		quota_line(s, &j->quota);
 	tagged(
 	    s, "OK", "%s completed", j->is_root ? "Getquotaroot" : "Getquota");
@@ -1429,10 +1432,6 @@ cmd_getquota(struct imap_session *s, struct imap_cmd *c)
 		tagged(s, "NO", "Quota root doesn't exist");
 		return;
 	}
-	if (!has_limits(s)) {
-		tagged(s, "OK", "Getquota completed");
-		return;
-	}
 	sjob_submit(s, quota_job(s));
 }
 
@@ -1458,8 +1457,7 @@ quota_over(struct store *st, const struct store_quota *lim, uint64_t bytes,
 	struct store_quota q = *lim;
 	char err[256];
 
-	if (lim->limit_bytes == 0 && lim->limit_messages == 0)
-		return false;
+	/* No limit at login: one may have come since (the file says). */
 	if (quota_usage(st, &q, err, sizeof(err)) == -1) {
 		log_warn("event=quota result=error error=\"%s\"", log_esc(err));
 		return false;

@@ -484,22 +484,33 @@ def test_imap_expunge_frees_room(isrv, cert):
     m.logout()
 
 
-def test_imap_limits_from_login_file_line_left_alone(isrv, cert):
-    """A session keeps the limits of its login; a change reaches the next
-    login, and the session never writes its older limits into
-    maildirsize (the directory's checks own that line)."""
+def test_imap_quota_change_reaches_a_session_logged_in_before(isrv, cert):
+    """`posternctl user quota` changes the limits a session logged in
+    before it works under (GETQUOTA, APPEND), at once, and the session
+    never writes limits into maildirsize (the directory's checks own that
+    line): a long IDLE session cannot keep an older, larger quota."""
     isrv.ctl("user", "quota", "alice@example.test", "1M", "10")
     fill(isrv, 1)
     m = imap_login(isrv, cert)
+    assert re.search(rb' 1024 MESSAGE 1 10\)$', m.getquota('""')[1][0])
     isrv.ctl("user", "quota", "alice@example.test", "2M", "20")
     assert maildirsize(isrv)[0] == "2097152S,20C"
-    assert re.search(rb' 1024 MESSAGE 1 10\)$', m.getquota('""')[1][0])
+    assert re.search(rb' 2048 MESSAGE 1 20\)$', m.getquota('""')[1][0])
     assert m.append("INBOX", None, None, b"Subject: d\r\n\r\nd\r\n")[0] == "OK"
     limits, _, n = maildirsize(isrv)
     assert limits == "2097152S,20C" and n == 2
-    m2 = imap_login(isrv, cert)
-    assert re.search(rb' 2048 MESSAGE 2 20\)$', m2.getquota('""')[1][0])
-    m2.logout()
+    # Lowered under the usage: the same session is refused now.
+    isrv.ctl("user", "quota", "alice@example.test", "0", "2")
+    typ, dat = m.append("INBOX", None, None, b"Subject: e\r\n\r\ne\r\n")
+    assert typ == "NO" and b"[OVERQUOTA]" in dat[0], dat
+    # A quota given to a user who had none at login applies too.
+    isrv.ctl("user", "quota", "bob@example.test", "0", "0")
+    mb = imap_login(isrv, cert, "bob@example.test", "secret-bob")
+    isrv.ctl("user", "quota", "bob@example.test", "0", "1")
+    fill(isrv, 1, "bob@example.test")
+    typ, dat = mb.append("INBOX", None, None, b"Subject: f\r\n\r\nf\r\n")
+    assert typ == "NO" and b"[OVERQUOTA]" in dat[0], dat
+    mb.logout()
     m.logout()
 
 
