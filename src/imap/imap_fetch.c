@@ -873,7 +873,10 @@ stream_step(struct imap_fetch_job *fj)
 				if (fj->skip > 0)
 					fj->skip--;
 				else {
-					(void)buf_putc(&fj->out, c);
+					/* A literal is CHAR8, never NUL (RFC
+					 * 9051 4.3): 0x80 instead, as Dovecot
+					 * sends it; BINARY has literal8. */
+					(void)buf_putc(&fj->out, c ? c : 0x80);
 					fj->left--;
 				}
 			}
@@ -918,10 +921,15 @@ msg_step(struct imap_fetch_job *fj)
 	    it->label, it->is_literal8 ? "~" : "", (unsigned long long)it->len);
 	fj->has_item = true;
 	if (it->is_buf) {
+		size_t at = fj->out.len;
+
 		/* UNSAFE: skip + len <= b.len (item_partial) */
 		if (it->len > 0)
 			(void)buf_append(
 			    &fj->out, it->b.data + it->skip, (size_t)it->len);
+		for (size_t i = at; !it->is_literal8 && i < fj->out.len; i++)
+			if (fj->out.data[i] == 0)
+				fj->out.data[i] = 0x80; /* CHAR8, as above */
 		return;
 	}
 	fj->pos = it->start;

@@ -1825,15 +1825,22 @@ static void
 folder_rescan(struct imap_folder *f)
 {
 	struct imap_watch *w;
+	bool is_any_idle = false;
 
 	f->needs_rescan = true;
 	if (f->is_closing || f->is_running)
 		return;
-	TAILQ_FOREACH(w, &f->sessions, entry)
+	TAILQ_FOREACH(w, &f->sessions, entry) {
 		if (idle_rescan(w->s)) {
 			f->needs_rescan = false;
 			return;
 		}
+		is_any_idle |= w->s->is_idle;
+	}
+	/* Nobody idles: their next NOOP or IDLE rescans anyway, and a
+	 * flag kept would have every job's end walk the folders. */
+	if (!is_any_idle)
+		f->needs_rescan = false;
 }
 
 /* Deferred (event_active from imap_fjob_complete): the rescans owed. */

@@ -124,3 +124,32 @@ def test_append_literal8(make_server, cert):
     assert is8 and data == msg
     rest = r.until("f")
     assert f"BINARY.SIZE[] {len(msg)}" in head + "".join(rest), (head, rest)
+
+
+def test_body_literal_never_carries_nul(make_server, cert):
+    """BODY[] of a message holding NUL (stored from a literal8): a plain
+    literal is CHAR8 (RFC 9051 4.3), so each NUL goes out as 0x80, the
+    size unchanged, as Dovecot sends it; BINARY[] keeps the bytes."""
+    srv = make_server(IMAP)
+    r = raw_login(srv, cert)
+    msg = b"Subject: raw\r\n\r\na\x00b\x00\r\n"
+    r.send(b"p APPEND INBOX ~{%d}\r\n" % len(msg))
+    assert r.line().startswith("+")
+    r.send(msg + b"\r\n")
+    assert r.until("p")[-1].startswith("p OK")
+    r.send("s SELECT INBOX\r\n")
+    r.until("s")
+    r.send("f FETCH 1 BODY.PEEK[]\r\n")
+    head = r.line()
+    is8, data = literal(r, head)
+    assert not is8 and data == msg.replace(b"\x00", b"\x80")
+    r.until("f")
+    r.send("g FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)] BINARY.PEEK[])\r\n")
+    head = r.line()
+    _, fields = literal(r, head)
+    assert b"\x00" not in fields
+    rest = r.buf.split(b"\r\n", 1)[0].decode()
+    r.buf = r.buf[len(rest) + 2:]
+    is8, raw = literal(r, rest)
+    assert is8 and raw == msg
+    r.until("g")
