@@ -1111,7 +1111,17 @@ struct sctx {
 	struct buf tmp;
 	time_t now;
 	const struct imap_recent *recent;
+	const uint32_t *saved; /* "$" (RFC 5182): UIDs, ascending */
+	size_t nsaved;
 };
+
+static int
+uid_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
 
 static bool
 sctx_parse(struct sctx *c)
@@ -1388,8 +1398,15 @@ eval(const struct imap_skey *k, struct sctx *c)
 	case IMAP_SK_YOUNGER:
 		return (int64_t)c->now - c->m->internaldate <= (int64_t)k->num;
 	case IMAP_SK_UID:
-		return imap_seqset_contains(&k->set, c->m->uid, c->maxuid);
 	case IMAP_SK_SEQ:
+		/* "$": the saved result, messages (by UID) either way */
+		if (k->set.is_saved)
+			return c->nsaved > 0 &&
+			       bsearch(&c->m->uid, c->saved, c->nsaved,
+			           sizeof(*c->saved), uid_cmp) != NULL;
+		if (k->kind == IMAP_SK_UID)
+			return imap_seqset_contains(
+			    &k->set, c->m->uid, c->maxuid);
 		return imap_seqset_contains(&k->set, c->seq, c->maxseq);
 	case IMAP_SK_MODSEQ:
 		return c->m->modseq >= k->num;
@@ -1455,6 +1472,8 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 	c.fd = -1;
 	c.now = time(NULL);
 	c.recent = &sj->recent;
+	c.saved = sj->saved;
+	c.nsaved = sj->nsaved;
 	c.maxseq = (uint32_t)sj->n;
 	c.maxuid = sj->n ? sj->uid[sj->n - 1] : 0;
 	buf_init(&c.tmp, 4u * 1024 * 1024);

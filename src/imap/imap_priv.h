@@ -276,6 +276,10 @@ struct imap_search_job {
 	struct imap_recent recent; /* the session's, copied */
 	bool has_modseq;     /* a MODSEQ key: the reply gives max_modseq */
 	uint64_t max_modseq; /* the highest MODSEQ of the hits */
+	/* SEARCHRES (RFC 5182): the session's saved UIDs ("$" as a key),
+	 * copied, ascending */
+	uint32_t *saved;
+	size_t nsaved;
 	/* SORT and THREAD (RFC 5256): kind says which; the worker sorts or
 	 * threads the hits and leaves the numbers ("2 1 3") or the
 	 * threads ("(1 2)(3)") in reply. */

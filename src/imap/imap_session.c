@@ -79,6 +79,10 @@ struct imap_session {
 	/* QRESYNC: the expunged UIDs of an update, one VANISHED for all */
 	uint32_t *van;
 	size_t nvan, van_cap;
+	/* SEARCHRES (RFC 5182): the result SEARCH RETURN (SAVE) kept for
+	 * "$", as UIDs (ascending); empty at SELECT, CLOSE, UNSELECT */
+	uint32_t *saved;
+	size_t nsaved;
 	bool is_van_sent; /* by the command in progress: its OK says
 	                   * HIGHESTMODSEQ (RFC 7162 3.2.10, as Dovecot) */
 	/* the user, once logged in */
@@ -242,7 +246,7 @@ capabilities(struct imap_session *s, char *o, size_t len)
 	    "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE "
 	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
 	    "BINARY "
-	    "ESEARCH CONDSTORE "
+	    "ESEARCH SEARCHRES CONDSTORE "
 	    "QRESYNC LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
 	    "THREAD=REFERENCES "
 	    "APPENDLIMIT=%zu%s%s%s",
@@ -515,6 +519,9 @@ deselect(struct imap_session *s)
 	s->recent.n = s->recent_cap = s->recent_told = 0;
 	s->has_update = false;
 	s->nvan = 0;
+	free(s->saved);
+	s->saved = NULL;
+	s->nsaved = 0;
 	s->state = IMAP_STATE_AUTH;
 }
 
@@ -2307,6 +2314,14 @@ cmd_append(struct imap_session *s, struct imap_cmd *c)
  * in the view: their sequence numbers and UIDs, ascending.  False
  * (answered BAD) for a message number past the end.
  */
+static int
+u32_cmp(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
 static bool
 set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
     uint32_t **seq_out, uint32_t **uid_out, size_t *n_out)
@@ -2317,10 +2332,21 @@ set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
 	size_t n = 0;
 
 	if (set->is_saved) {
-		free(seq);
-		free(uid);
-		bad(s, "$ (SEARCHRES) not supported");
-		return false;
+		/* "$": the saved messages still in the view, numbers or
+		 * UIDs alike (RFC 5182 2.1); none saved is an empty set */
+		for (size_t i = 0; i < nv; i++) {
+			uint32_t u = imap_view_uid(&s->view, i);
+
+			if (s->nsaved > 0 && bsearch(&u, s->saved, s->nsaved,
+			                         sizeof(*s->saved), u32_cmp)) {
+				seq[n] = (uint32_t)i + 1;
+				uid[n++] = u;
+			}
+		}
+		*seq_out = seq;
+		*uid_out = uid;
+		*n_out = n;
+		return true;
 	}
 	if (!is_uid) {
 		for (size_t i = 0; i < set->n; i++) {
@@ -2606,12 +2632,49 @@ search_job_free(void *arg)
 
 	free(sj->uid);
 	free(sj->hits);
+	free(sj->saved);
 	free(sj->recent.r);
 	buf_release(&sj->reply);
 	free(sj);
 }
 
 /* "1:3,7" of sorted values into b. */
+/*
+ * RETURN (SAVE): the hits become "$" as UIDs (the view the search ran
+ * on: sj->uid); with MIN or MAX and neither ALL nor COUNT, only those
+ * (RFC 5182 2.4).  A failed search saves an empty result.
+ */
+static void
+search_save(struct imap_session *s, const struct imap_search_job *sj, bool ok)
+{
+	unsigned ret = s->cmd.u.search.ret;
+	bool only_ends = (ret & (IMAP_SRET_MIN | IMAP_SRET_MAX)) &&
+	                 !(ret & (IMAP_SRET_ALL | IMAP_SRET_COUNT));
+	size_t n = 0;
+
+	free(s->saved);
+	s->saved = NULL;
+	s->nsaved = 0;
+	if (!ok || sj->nhits == 0)
+		return;
+	s->saved = xcalloc(sj->nhits, sizeof(*s->saved));
+	for (size_t i = 0; i < sj->nhits; i++) {
+		uint32_t h = sj->hits[i];
+		uint32_t u = sj->is_uid
+		                 ? h
+		                 : (h >= 1 && h <= sj->n ? sj->uid[h - 1] : 0);
+
+		if (u == 0)
+			continue;
+		if (only_ends &&
+		    !((i == 0 && (ret & IMAP_SRET_MIN)) ||
+		        (i == sj->nhits - 1 && (ret & IMAP_SRET_MAX))))
+			continue;
+		s->saved[n++] = u;
+	}
+	s->nsaved = n;
+}
+
 static bool
 search_done(struct imap_fjob *j)
 {
@@ -2622,8 +2685,15 @@ search_done(struct imap_fjob *j)
 
 	if (!fdone_begin(j))
 		return false;
+	if (q->ret & IMAP_SRET_SAVE)
+		search_save(s, sj, j->result == 0);
 	if (j->result != 0) {
 		tagged(s, "NO", "[SERVERBUG] %s", j->err);
+		return false;
+	}
+	/* SAVE alone: the result is kept, nothing said (RFC 5182 2.4) */
+	if (q->ret == IMAP_SRET_SAVE) {
+		tagged(s, "OK", "Search completed");
 		return false;
 	}
 	buf_init(&b, SIZE_MAX / 2);
@@ -2724,6 +2794,11 @@ search_charset_ok(struct imap_session *s, const struct imap_str *cs)
 	if (cs->len > 0 &&
 	    !(cs->len == 5 && strncasecmp(cs->p, "UTF-8", 5) == 0) &&
 	    !(cs->len == 8 && strncasecmp(cs->p, "US-ASCII", 8) == 0)) {
+		if (s->cmd.u.search.ret & IMAP_SRET_SAVE) {
+			free(s->saved); /* a failed SAVE: "$" is empty */
+			s->saved = NULL;
+			s->nsaved = 0;
+		}
 		tagged(
 		    s, "NO", "[BADCHARSET (UTF-8 US-ASCII)] Unknown charset");
 		return false;
@@ -2739,10 +2814,6 @@ cmd_search(struct imap_session *s, struct imap_cmd *c)
 
 	if (!search_charset_ok(s, &c->u.search.charset))
 		return;
-	if (c->u.search.ret & IMAP_SRET_SAVE) {
-		bad(s, "SAVE is not supported yet");
-		return;
-	}
 	if (is_sort && c->u.search.has_return) {
 		bad(s, "ESORT is not supported");
 		return;
@@ -2756,6 +2827,11 @@ cmd_search(struct imap_session *s, struct imap_cmd *c)
 		sj->uid[i] = imap_view_uid(&s->view, i);
 	sj->is_uid = c->is_uid;
 	sj->recent = recent_copy(s);
+	if (s->nsaved > 0) {
+		sj->saved = xcalloc(s->nsaved, sizeof(*sj->saved));
+		memcpy(sj->saved, s->saved, s->nsaved * sizeof(*sj->saved));
+		sj->nsaved = s->nsaved;
+	}
 	if ((sj->has_modseq = skey_has_modseq(c->u.search.keys)))
 		s->is_condstore = true; /* RFC 7162 3.1 */
 	fsubmit(s, imap_fjob_new(s, s->folder, NULL, search_run,

@@ -893,3 +893,44 @@ def test_list_wildcards_and_a_hostile_pattern(srv, cert):
     r.send('h LIST "" "' + "*a" * 40 + 'b"\r\n')
     lines = r.until("h")
     assert lines == ["h OK List completed"], lines
+
+
+def test_searchres_save_and_dollar(srv, cert):
+    """SEARCHRES (RFC 5182, part of IMAP4rev2): SEARCH RETURN (SAVE)
+    keeps the result for "$" in FETCH, STORE, COPY, UID commands and
+    SEARCH itself; SAVE alone answers no ESEARCH; with MIN/MAX only
+    those are kept; an expunged message leaves "$"; SELECT empties it."""
+    deliver(srv, n=5)
+    r = raw_login(srv, cert)
+    r.send("c CAPABILITY\r\n")
+    assert "SEARCHRES" in r.until("c")[0].split()
+    r.send("s SELECT INBOX\r\n")
+    r.until("s")
+    r.send("a STORE 2,4 +FLAGS (\\Flagged)\r\n")
+    r.until("a")
+    r.send("b SEARCH RETURN (SAVE) FLAGGED\r\n")
+    assert r.until("b") == ["b OK Search completed"]
+    r.send("f FETCH $ (UID)\r\n")
+    lines = r.until("f")
+    assert [l for l in lines if "FETCH" in l] == ["* 2 FETCH (UID 2)", "* 4 FETCH (UID 4)"], lines
+    r.send("u UID SEARCH $ NOT SEEN\r\n")
+    assert r.until("u")[0] == "* SEARCH 2 4"
+    r.send("d SEARCH RETURN (SAVE MIN) FLAGGED\r\n")
+    lines = r.until("d")
+    assert lines[0].startswith('* ESEARCH (TAG "d") MIN 2'), lines
+    r.send("g FETCH $ (UID)\r\n")
+    assert [l for l in r.until("g") if "FETCH" in l] == ["* 2 FETCH (UID 2)"]
+    r.send("e COPY $ Trash\r\n")
+    assert r.until("e")[-1].startswith("e OK")
+    r.send("h SEARCH RETURN (SAVE) ALL\r\nx STORE 3 +FLAGS.SILENT (\\Deleted)\r\ny EXPUNGE\r\n")
+    r.until("y")
+    r.send("i FETCH $ (UID)\r\n")
+    uids = [re.search(r"UID (\d+)", l)[1] for l in r.until("i") if "FETCH" in l]
+    assert uids == ["1", "2", "4", "5"], uids
+    r.send("k SEARCH RETURN (SAVE) CHARSET KOI9 ALL\r\n")
+    r.until("k")
+    r.send("l FETCH $ (UID)\r\n")
+    assert r.until("l") == ["l OK Fetch completed"], "a failed SAVE empties $"
+    r.send("m SEARCH RETURN (SAVE) ALL\r\nn SELECT INBOX\r\no FETCH $ (UID)\r\n")
+    lines = r.until("o")
+    assert not [l for l in lines if "FETCH (UID" in l], lines
