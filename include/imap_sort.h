@@ -93,6 +93,8 @@ int imap_sort_base_subject(
 
 /* The 64-bit hash a message id is kept as. */
 uint64_t imap_thread_id_hash(struct span id);
+/* Sets the hash's key (tests: SipHash-2-4's published vectors). */
+void imap_thread_id_hash_key(uint64_t k0, uint64_t k1);
 
 /*
  * RFC 5256 4 (REFERENCES step 1): the parent ids of a message, oldest

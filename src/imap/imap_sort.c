@@ -8,10 +8,16 @@
  * checked), and work is linear in messages plus references, apart from
  * the ancestor walks of the loop checks.
  */
+#include <sys/random.h>
+
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "imap_sort.h"
@@ -270,16 +276,94 @@ imap_sort_base_subject(
 
 /* ---- message ids ------------------------------------------------------ */
 
+/*
+ * Message ids are kept as 64-bit keyed hashes (SipHash-2-4, a key drawn
+ * once per process): an outsider who writes the References of mail to
+ * a user cannot aim collisions at the tables THREAD probes (FNV-1a,
+ * unkeyed, let crafted ids make probing quadratic) nor, short of 2^64
+ * tries against a secret key, join someone's thread.
+ */
+static uint64_t sip_k0, sip_k1;
+static pthread_once_t sip_once = PTHREAD_ONCE_INIT;
+
+static void
+sip_init(void)
+{
+	uint64_t k[2] = {0, 0};
+
+	if (getrandom(k, sizeof(k), 0) != (ssize_t)sizeof(k)) {
+		struct timespec t;
+
+		/* no entropy (never on Linux >= 3.17): still varies */
+		clock_gettime(CLOCK_REALTIME, &t);
+		k[0] = (uint64_t)t.tv_nsec * 0x9e3779b97f4a7c15ull ^
+		       (uint64_t)getpid();
+		k[1] = (uint64_t)t.tv_sec ^ (uintptr_t)&t;
+	}
+	sip_k0 = k[0];
+	sip_k1 = k[1];
+}
+
+#define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+#define SIPROUND                                                               \
+	do {                                                                   \
+		v0 += v1;                                                      \
+		v1 = ROTL(v1, 13);                                             \
+		v1 ^= v0;                                                      \
+		v0 = ROTL(v0, 32);                                             \
+		v2 += v3;                                                      \
+		v3 = ROTL(v3, 16);                                             \
+		v3 ^= v2;                                                      \
+		v0 += v3;                                                      \
+		v3 = ROTL(v3, 21);                                             \
+		v3 ^= v0;                                                      \
+		v2 += v1;                                                      \
+		v1 = ROTL(v1, 17);                                             \
+		v1 ^= v2;                                                      \
+		v2 = ROTL(v2, 32);                                             \
+	} while (0)
+
+void
+imap_thread_id_hash_key(uint64_t k0, uint64_t k1)
+{
+	pthread_once(&sip_once, sip_init);
+	sip_k0 = k0;
+	sip_k1 = k1;
+}
+
 uint64_t
 imap_thread_id_hash(struct span id)
 {
-	uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
+	const uint8_t *p = (const uint8_t *)id.p;
+	uint64_t v0, v1, v2, v3, m, b = (uint64_t)id.len << 56;
+	size_t i = 0;
 
-	for (size_t i = 0; i < id.len; i++) {
-		h ^= (uint8_t)id.p[i];
-		h *= 0x100000001b3ull;
+	pthread_once(&sip_once, sip_init);
+	v0 = sip_k0 ^ 0x736f6d6570736575ull;
+	v1 = sip_k1 ^ 0x646f72616e646f6dull;
+	v2 = sip_k0 ^ 0x6c7967656e657261ull;
+	v3 = sip_k1 ^ 0x7465646279746573ull;
+	for (; i + 8 <= id.len; i += 8) {
+		m = 0;
+		for (int k = 0; k < 8; k++)
+			m |= (uint64_t)p[i + k] << (8 * k);
+		v3 ^= m;
+		SIPROUND;
+		SIPROUND;
+		v0 ^= m;
 	}
-	return h;
+	for (int k = 0; i + (size_t)k < id.len; k++)
+		b |= (uint64_t)p[i + k] << (8 * k);
+	v3 ^= b;
+	SIPROUND;
+	SIPROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	SIPROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
 }
 
 size_t

@@ -519,10 +519,28 @@ test_thread_wide(void **state)
 	free(v);
 }
 
+/* SipHash-2-4 with the reference key 00..0f: the published vectors for
+ * the empty message and for 00..0e. */
+static void
+test_id_hash_siphash(void **state)
+{
+	char m[15];
+
+	(void)state;
+	for (int i = 0; i < 15; i++)
+		m[i] = (char)i;
+	imap_thread_id_hash_key(0x0706050403020100ull, 0x0f0e0d0c0b0a0908ull);
+	assert_true(
+	    imap_thread_id_hash((struct span){m, 0}) == 0x726fdb47dd0e0e31ull);
+	assert_true(
+	    imap_thread_id_hash((struct span){m, 15}) == 0xa129ca6149be45e5ull);
+}
+
 int
 run_imap_sort_tests(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_id_hash_siphash),
 	    cmocka_unit_test(test_base_subject),
 	    cmocka_unit_test(test_fold_cap),
 	    cmocka_unit_test(test_refs_parse),
