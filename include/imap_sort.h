@@ -56,6 +56,19 @@ struct imap_sort_msg {
 	size_t nrefs;
 };
 
+/*
+ * What one SORT or THREAD job may keep of its messages' keys and
+ * References, whatever the folder: IMAP_SORT_BUDGET bytes of keys and
+ * IMAP_THREAD_REFS_BUDGET of References over n messages, so the caps per
+ * message shrink with the folder (a crafted one of 100,000 messages with
+ * long subjects and addresses costs at most this, not ~400 MB), never
+ * below 16 bytes and 4 ids.  Keys compare only as far as kept; ties
+ * still fall back to the sequence number.
+ */
+#define IMAP_SORT_BUDGET (32u * 1024 * 1024)
+#define IMAP_THREAD_REFS_BUDGET (8u * 1024 * 1024)
+void imap_sort_caps(size_t n, unsigned need, size_t *key_cap, size_t *refs_cap);
+
 /* The keys a set of criteria needs (IMAP_SORT_NEED_*). */
 unsigned imap_sort_need(const struct imap_sort_crit *, size_t n);
 /* The keys a threading algorithm needs. */

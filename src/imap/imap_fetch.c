@@ -1415,10 +1415,40 @@ eval(const struct imap_skey *k, struct sctx *c)
 	}
 }
 
-/* SORT/THREAD: a hit's keys, from its header when the keys need it
- * (parsed once: a search key may have parsed it already). */
+/* A SORT or THREAD job's caps per message (imap_sort_caps). */
+struct sort_caps {
+	size_t key, refs;
+};
+
+static struct sort_caps
+sort_caps_for(size_t n, unsigned need)
+{
+	struct sort_caps c;
+
+	imap_sort_caps(n, need, &c.key, &c.refs);
+	return c;
+}
+
+/* Cuts a key to cap bytes on a UTF-8 boundary, giving the rest back. */
 static void
-sort_keys(struct sctx *c, unsigned need, struct imap_sort_msg *k, uint32_t id)
+key_cap(char **kp, size_t cap)
+{
+	size_t n;
+
+	if (*kp == NULL || (n = strlen(*kp)) <= cap)
+		return;
+	while (cap > 0 && ((uint8_t)(*kp)[cap] & 0xc0) == 0x80)
+		cap--;
+	(*kp)[cap] = '\0';
+	*kp = xreallocarray(*kp, cap + 1, 1);
+}
+
+/* SORT/THREAD: a hit's keys, from its header when the keys need it
+ * (parsed once: a search key may have parsed it already), held to the
+ * job's caps. */
+static void
+sort_keys(struct sctx *c, unsigned need, struct imap_sort_msg *k, uint32_t id,
+    struct sort_caps caps)
 {
 	k->seq = c->seq;
 	k->id = id;
@@ -1428,6 +1458,19 @@ sort_keys(struct sctx *c, unsigned need, struct imap_sort_msg *k, uint32_t id)
 	/* ARRIVAL and SIZE alone come from the index: no file is read */
 	imap_sort_fill(
 	    k, need != 0 && sctx_parse(c) ? &c->mm : NULL, need, &c->tmp);
+	key_cap(&k->subject, caps.key);
+	key_cap(&k->from, caps.key);
+	key_cap(&k->to, caps.key);
+	key_cap(&k->cc, caps.key);
+	key_cap(&k->dfrom, caps.key);
+	key_cap(&k->dto, caps.key);
+	if (k->nrefs > caps.refs) {
+		/* the newest (nearest) ancestors are the ones kept */
+		memmove(k->refs, k->refs + (k->nrefs - caps.refs),
+		    caps.refs * sizeof(*k->refs));
+		k->nrefs = caps.refs;
+		k->refs = xreallocarray(k->refs, caps.refs, sizeof(*k->refs));
+	}
 }
 
 /* SORT/THREAD: the hits in their order, then the reply's text. */
@@ -1460,6 +1503,7 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 	struct store_box *box = imap_folder_box(j, 0);
 	struct imap_sort_msg *keys = NULL;
 	unsigned need = 0;
+	struct sort_caps caps;
 	struct sctx c;
 
 	if (box == NULL) {
@@ -1484,6 +1528,7 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 		           ? imap_sort_need(sj->spec->sort, sj->spec->nsort)
 		           : imap_thread_need(sj->spec->thread);
 	}
+	caps = sort_caps_for(sj->n, need);
 	for (size_t i = 0; i < sj->n; i++) {
 		const struct store_msg *m = store_msg_by_uid(box, sj->uid[i]);
 
@@ -1499,7 +1544,7 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 				sj->max_modseq = c.m->modseq;
 			if (keys != NULL)
 				sort_keys(&c, need, &keys[sj->nhits - 1],
-				    sj->hits[sj->nhits - 1]);
+				    sj->hits[sj->nhits - 1], caps);
 		}
 		sctx_done(&c);
 	}

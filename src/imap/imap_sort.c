@@ -141,6 +141,26 @@ imap_sort_fold(const uint8_t *s, size_t len, struct buf *b)
 	return 0;
 }
 
+void
+imap_sort_caps(size_t n, unsigned need, size_t *key_cap, size_t *refs_cap)
+{
+	size_t key = IMAP_SORT_KEY_MAX, refs = IMAP_THREAD_REFS_MAX;
+	size_t nkeys = 0;
+
+	for (unsigned b = need & ~(unsigned)IMAP_SORT_NEED_IDS; b; b &= b - 1)
+		nkeys++;
+	if (n > 0 && nkeys > 0 && IMAP_SORT_BUDGET / n / nkeys < key)
+		key = IMAP_SORT_BUDGET / n / nkeys;
+	if (key < 16)
+		key = 16;
+	if (n > 0 && IMAP_THREAD_REFS_BUDGET / n / sizeof(uint64_t) < refs)
+		refs = IMAP_THREAD_REFS_BUDGET / n / sizeof(uint64_t);
+	if (refs < 4)
+		refs = 4;
+	*key_cap = key;
+	*refs_cap = refs;
+}
+
 /* ---- base subject (RFC 5256 2.1) -------------------------------------- */
 
 static bool

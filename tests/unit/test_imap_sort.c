@@ -519,6 +519,43 @@ test_thread_wide(void **state)
 	free(v);
 }
 
+/* A job's caps per message: full for a usual folder, shrinking with a
+ * big one so the keys stay within the budget, never below the floor. */
+static void
+test_caps(void **state)
+{
+	static const struct {
+		size_t n;
+		unsigned need;
+		size_t key, refs;
+	} cases[] = {
+	    {1000, IMAP_SORT_NEED_SUBJECT, IMAP_SORT_KEY_MAX,
+	        IMAP_THREAD_REFS_MAX},
+	    {100000, IMAP_SORT_NEED_SUBJECT, 335, 10},
+	    {100000,
+	        IMAP_SORT_NEED_SUBJECT | IMAP_SORT_NEED_FROM |
+	            IMAP_SORT_NEED_TO | IMAP_SORT_NEED_CC |
+	            IMAP_SORT_NEED_DFROM | IMAP_SORT_NEED_DTO,
+	        55, 10},
+	    {10000000, IMAP_SORT_NEED_SUBJECT | IMAP_SORT_NEED_IDS, 16, 4},
+	    {0, IMAP_SORT_NEED_SUBJECT, IMAP_SORT_KEY_MAX,
+	        IMAP_THREAD_REFS_MAX},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t key, refs;
+
+		imap_sort_caps(cases[i].n, cases[i].need, &key, &refs);
+		if (key != cases[i].key || refs != cases[i].refs)
+			fail_msg("case %zu: key %zu refs %zu, want %zu %zu", i,
+			    key, refs, cases[i].key, cases[i].refs);
+		/* within the budget whenever above the floor */
+		if (key > 16 && cases[i].n > 0)
+			assert_true(key * cases[i].n <= IMAP_SORT_BUDGET);
+	}
+}
+
 /* SipHash-2-4 with the reference key 00..0f: the published vectors for
  * the empty message and for 00..0e. */
 static void
@@ -541,6 +578,7 @@ run_imap_sort_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_id_hash_siphash),
+	    cmocka_unit_test(test_caps),
 	    cmocka_unit_test(test_base_subject),
 	    cmocka_unit_test(test_fold_cap),
 	    cmocka_unit_test(test_refs_parse),
