@@ -2115,7 +2115,7 @@ fetch_modifiers(struct ps *ps, struct imap_cmd *c)
 			if (order_item(ps, fe, &cap, IMAP_FI_MODSEQ) < 0)
 				return -1;
 			if (sp(ps) < 0 ||
-			    modseq(ps, &fe->changedsince, false) < 0)
+			    modseq(ps, &fe->changedsince, true) < 0)
 				return -1;
 		} else if (word(ps, "VANISHED")) {
 			fe->is_vanished = true;

@@ -246,6 +246,8 @@ static const struct {
     BAD("a FETCH 1 FLAGS (CHANGEDSINCE x)", "number"),
     BAD("a FETCH 1 FLAGS (BOGUS)", "FETCH modifier"),
     BAD("a FETCH 1 FLAGS (CHANGEDSINCE 1 CHANGEDSINCE 2)", "twice"),
+    BAD("a FETCH 1 FLAGS (CHANGEDSINCE 0)",
+        "zero"), /* RFC 7162: mod-sequence-value */
     BAD("a FETCH 1 FLAGS (CHANGEDSINCE 1 VANISHED)", "VANISHED"),
     BAD("a UID FETCH 1 FLAGS (VANISHED)", "VANISHED"),
     BAD("a FETCH 1 BODY[1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20."
