@@ -106,18 +106,23 @@ def test_big_attachment_streams_and_unknown_cte(make_server, cert):
     assert f"BINARY.SIZE[2] {len(BLOB)}" in lines[0] and lines[-1].startswith("v OK"), lines
 
 
-def test_append_literal8(make_server, cert):
-    """APPEND of a literal8 (RFC 3516 4.4): the message, NUL bytes and
-    all, is stored as given and comes back byte for byte."""
-    srv = make_server(IMAP)
-    r = raw_login(srv, cert)
-    msg = b"Subject: raw\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\x01\xff\r\n"
+def append8_and_select(r, msg):
+    """APPEND msg to INBOX as a literal8 (~{n}), then SELECT INBOX."""
     r.send(b"p APPEND INBOX ~{%d}\r\n" % len(msg))
     assert r.line().startswith("+")
     r.send(msg + b"\r\n")
     assert r.until("p")[-1].startswith("p OK")
     r.send("s SELECT INBOX\r\n")
     r.until("s")
+
+
+def test_append_literal8(make_server, cert):
+    """APPEND of a literal8 (RFC 3516 4.4): the message, NUL bytes and
+    all, is stored as given and comes back byte for byte."""
+    srv = make_server(IMAP)
+    r = raw_login(srv, cert)
+    msg = b"Subject: raw\r\nContent-Transfer-Encoding: binary\r\n\r\n\x00\x01\xff\r\n"
+    append8_and_select(r, msg)
     r.send("f FETCH 1 (BINARY.PEEK[] BINARY.SIZE[])\r\n")
     head = r.line()
     is8, data = literal(r, head)
@@ -133,12 +138,7 @@ def test_body_literal_never_carries_nul(make_server, cert):
     srv = make_server(IMAP)
     r = raw_login(srv, cert)
     msg = b"Subject: raw\r\n\r\na\x00b\x00\r\n"
-    r.send(b"p APPEND INBOX ~{%d}\r\n" % len(msg))
-    assert r.line().startswith("+")
-    r.send(msg + b"\r\n")
-    assert r.until("p")[-1].startswith("p OK")
-    r.send("s SELECT INBOX\r\n")
-    r.until("s")
+    append8_and_select(r, msg)
     r.send("f FETCH 1 BODY.PEEK[]\r\n")
     head = r.line()
     is8, data = literal(r, head)

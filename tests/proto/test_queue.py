@@ -610,20 +610,27 @@ def test_delete_while_a_bounce_waits_on_the_directory(make_server, sink_port):
         sink.stop()
 
 
+def delay_warning_waiting_on_broken_directory(make_server):
+    """alice's message to slow@ is deferred long enough for a delay
+    warning, which then waits out a broken directory.  Returns the server
+    and the Db to restore."""
+    from test_directory import Db
+    s = make_server(dict(FAST, queue_delay_warning="1s"))
+    send(s, "alice@example.test", ["slow@remote.example"])
+    wait_for(lambda: "status=deferred" in s.log(), what="the first deferral")
+    db = Db(s)
+    db.garbage_in_place()
+    wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
+             what="the delay DSN deferred")
+    return s, db
+
+
 def test_delay_warning_dropped_when_delivered_meanwhile(make_server, sink_port):
     """A delay warning that waits out a broken directory is not sent
     once every recipient it speaks of was delivered meanwhile."""
-    from test_directory import Db
-
     sink = SplitSink("127.0.0.2", sink_port)
     try:
-        s = make_server(dict(FAST, queue_delay_warning="1s"))
-        send(s, "alice@example.test", ["slow@remote.example"])
-        wait_for(lambda: "status=deferred" in s.log(), what="the first deferral")
-        db = Db(s)
-        db.garbage_in_place()
-        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
-                 what="the delay DSN deferred")
+        s, db = delay_warning_waiting_on_broken_directory(make_server)
         sink.accept_slow = True
         wait_for(lambda: 'kind=delay result=cancelled reason="no recipient still pending"'
                  in s.log(), timeout=30, what="the warning dropped")
@@ -642,17 +649,9 @@ def test_delay_warning_waiting_on_the_directory_survives_a_restart(
     """A delay warning waits out a broken directory and the daemon is
     restarted: the entry was not marked warned on disk before the warning
     was stored, so the new daemon sends it (it was lost before)."""
-    from test_directory import Db
-
     sink = SplitSink("127.0.0.2", sink_port)
     try:
-        s = make_server(dict(FAST, queue_delay_warning="1s"))
-        send(s, "alice@example.test", ["slow@remote.example"])
-        wait_for(lambda: "status=deferred" in s.log(), what="the first deferral")
-        db = Db(s)
-        db.garbage_in_place()
-        wait_for(lambda: "event=dsn result=defer" in s.log(), timeout=30,
-                 what="the delay DSN deferred")
+        s, db = delay_warning_waiting_on_broken_directory(make_server)
         s.stop()
         db.restore()
         s.start()
