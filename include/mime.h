@@ -289,6 +289,10 @@ struct mime_decoder {
 	size_t bad;
 };
 enum mime_cte mime_cte_parse(struct span value);
+/* The code point of the valid UTF-8 sequence (RFC 3629: no overlong
+ * form, surrogate or value past U+10FFFF) at p[0..n) and its length, or
+ * 0 when there is none. */
+size_t mime_utf8_decode(const uint8_t *p, size_t n, uint32_t *cp);
 void mime_decoder_init(struct mime_decoder *, enum mime_cte);
 int mime_decoder_feed(
     struct mime_decoder *, const uint8_t *in, size_t len, struct buf *out);

@@ -1115,8 +1115,8 @@ struct sctx {
 	size_t nsaved;
 };
 
-static int
-uid_cmp(const void *a, const void *b)
+int
+imap_u32_cmp(const void *a, const void *b)
 {
 	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
 
@@ -1403,7 +1403,7 @@ eval(const struct imap_skey *k, struct sctx *c)
 		if (k->set.is_saved)
 			return c->nsaved > 0 &&
 			       bsearch(&c->m->uid, c->saved, c->nsaved,
-			           sizeof(*c->saved), uid_cmp) != NULL;
+			           sizeof(*c->saved), imap_u32_cmp) != NULL;
 		if (k->kind == IMAP_SK_UID)
 			return imap_seqset_contains(
 			    &k->set, c->m->uid, c->maxuid);

@@ -292,6 +292,8 @@ void imap_search_run(struct imap_fjob *, struct imap_search_job *);
  * \Recent after the system flags when is_recent (Dovecot's order). */
 void imap_flags_fmt(struct buf *, const struct store_flags *,
     const struct store_keywords *, bool is_recent);
+/* qsort/bsearch order of uint32_t (UIDs). */
+int imap_u32_cmp(const void *, const void *);
 /* Appends v[0..n) (ascending) as a compact set: "1:3,7". */
 void imap_uidset_fmt(struct buf *, const uint32_t *v, size_t n);
 /* IMAP_FLAG_* to STORE_F_* */

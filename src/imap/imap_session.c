@@ -2314,14 +2314,6 @@ cmd_append(struct imap_session *s, struct imap_cmd *c)
  * in the view: their sequence numbers and UIDs, ascending.  False
  * (answered BAD) for a message number past the end.
  */
-static int
-u32_cmp(const void *a, const void *b)
-{
-	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 static bool
 set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
     uint32_t **seq_out, uint32_t **uid_out, size_t *n_out)
@@ -2337,8 +2329,9 @@ set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
 		for (size_t i = 0; i < nv; i++) {
 			uint32_t u = imap_view_uid(&s->view, i);
 
-			if (s->nsaved > 0 && bsearch(&u, s->saved, s->nsaved,
-			                         sizeof(*s->saved), u32_cmp)) {
+			if (s->nsaved > 0 &&
+			    bsearch(&u, s->saved, s->nsaved, sizeof(*s->saved),
+			        imap_u32_cmp)) {
 				seq[n] = (uint32_t)i + 1;
 				uid[n++] = u;
 			}

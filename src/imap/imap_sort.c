@@ -55,41 +55,6 @@ fold_cp(uint32_t c)
 	return c;
 }
 
-/* The code point at s[0..n) and its length, 0 when not valid UTF-8. */
-static size_t
-utf8_dec(const uint8_t *s, size_t n, uint32_t *cp)
-{
-	size_t k, i;
-	uint32_t c;
-
-	if (s[0] < 0x80) {
-		*cp = s[0];
-		return 1;
-	}
-	if (s[0] >= 0xC2 && s[0] <= 0xDF)
-		k = 2, c = s[0] & 0x1F;
-	else if (s[0] >= 0xE0 && s[0] <= 0xEF)
-		k = 3, c = s[0] & 0x0F;
-	else if (s[0] >= 0xF0 && s[0] <= 0xF4)
-		k = 4, c = s[0] & 0x07;
-	else
-		return 0;
-	if (k > n)
-		return 0;
-	for (i = 1; i < k; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		c = c << 6 | (s[i] & 0x3F);
-	}
-	/* overlong forms, surrogates and past U+10FFFF are invalid */
-	if ((k == 3 && c < 0x800) ||
-	    (k == 4 && (c < 0x10000 || c > 0x10FFFF)) ||
-	    (c >= 0xD800 && c <= 0xDFFF))
-		return 0;
-	*cp = c;
-	return k;
-}
-
 static size_t
 utf8_enc(uint32_t c, uint8_t *o)
 {
@@ -123,7 +88,7 @@ imap_sort_fold(const uint8_t *s, size_t len, struct buf *b)
 	for (size_t i = 0; i < len;) {
 		uint8_t e[4];
 		uint32_t cp;
-		size_t k = utf8_dec(s + i, len - i, &cp), m;
+		size_t k = mime_utf8_decode(s + i, len - i, &cp), m;
 
 		if (k == 0) { /* an invalid byte stands for itself */
 			e[0] = s[i];

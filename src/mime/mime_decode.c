@@ -246,9 +246,8 @@ put_utf8(struct buf *b, uint32_t cp)
 	return buf_append(b, s, n);
 }
 
-/* Length of a valid UTF-8 sequence at p (RFC 3629), or 0. */
-static size_t
-utf8_len(const uint8_t *p, size_t n, uint32_t *cp)
+size_t
+mime_utf8_decode(const uint8_t *p, size_t n, uint32_t *cp)
 {
 	size_t k;
 	uint32_t c;
@@ -373,7 +372,7 @@ mime_charset_to_utf8(
 		int rc;
 
 		if (cs == CS_UTF8 && in[i] >= 0x80 &&
-		    (k = utf8_len(in + i, len - i, &cp)) == 0) {
+		    (k = mime_utf8_decode(in + i, len - i, &cp)) == 0) {
 			cp = 0xFFFD;
 			k = 1;
 		} else if (cs == CS_LATIN9) {
@@ -398,7 +397,7 @@ append_guess(struct buf *out, const uint8_t *p, size_t n)
 {
 	for (size_t i = 0; i < n;) {
 		uint32_t cp;
-		size_t k = utf8_len(p + i, n - i, &cp);
+		size_t k = mime_utf8_decode(p + i, n - i, &cp);
 
 		if (k == 0) {
 			if (put_utf8(out, p[i]) < 0)
@@ -590,7 +589,7 @@ static uint32_t
 next_cp(const uint8_t *p, size_t n, size_t *i)
 {
 	uint32_t cp;
-	size_t k = utf8_len(p + *i, n - *i, &cp);
+	size_t k = mime_utf8_decode(p + *i, n - *i, &cp);
 
 	if (k == 0) {
 		cp = 0x110000 + p[*i];
