@@ -24,7 +24,7 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/queue/delivery.c \
 	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \
 	src/queue/dsn.c src/policy/relay.c \
-	src/maildir/mailbox.c src/pop3/pop3_parse.c src/imap/imap_parse.c \
+	src/pop3/pop3_parse.c src/pop3/pop3_read.c src/imap/imap_parse.c \
 	src/imap/imap_view.c src/imap/imap_sort.c
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \

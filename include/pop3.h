@@ -1,13 +1,18 @@
 /*
- * POP3 (RFC 1939, 2449 CAPA, 2595 STLS, 5034 SASL) on the mailbox layer.
- * pop3_cmd_parse is pure (fuzzed); the server runs sessions on the loop
- * and does every file and password operation on the worker pool.
+ * POP3 (RFC 1939, 2449 CAPA, 2595 STLS, 5034 SASL) on the mailbox store:
+ * the user's INBOX, through the folder objects it shares with IMAP
+ * (imap_folders.h).  pop3_cmd_parse is pure (fuzzed); the server runs
+ * sessions on the loop and does every file and password operation on a
+ * worker pool.
  */
 #ifndef POSTERN_POP3_H
 #define POSTERN_POP3_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "buf.h"
 
 #include <openssl/ssl.h>
 
@@ -61,6 +66,35 @@ int pop3_cmd_parse(
  */
 const char *pop3_cmd_refusal(enum pop3_verb verb, enum pop3_state state);
 
+/*
+ * A message read in pieces, as RETR and TOP send it (pop3_read.c): CRLF
+ * line ends, dot-stuffed, ending with ".\r\n"; never built whole in
+ * memory.  Worker threads only (blocking reads).
+ */
+struct pop3_reader {
+	int fd;
+	long lines, body_lines;
+	bool bol, in_body;
+	char prev;
+};
+
+/* A reader of fd (it owns it from now); lines >= 0 limits the body to
+ * that many lines (TOP), -1 sends it all. */
+void pop3_reader_init(struct pop3_reader *, int fd, long lines);
+/*
+ * Appends the next piece to out, stopping once out->len reaches max (it
+ * may go past max by at most twice POP3_READ_PIECE bytes).  Returns 1
+ * when the message is complete (".\r\n" appended, the reader closed), 0
+ * when more is to come, -1 on an error (the reader closed).
+ */
+#define POP3_READ_PIECE 16384
+int pop3_reader_next(struct pop3_reader *, struct buf *out, size_t max);
+/* Closes a reader that did not finish; safe on a closed one. */
+void pop3_reader_close(struct pop3_reader *);
+/* The UIDL of a Maildir name (its unique part, or a hash of it when that
+ * is not 1..70 printable characters): outlen >= 72. */
+void pop3_uidl(const char *name, char *out, size_t outlen);
+
 struct event_base;
 struct config;
 struct workers;
@@ -70,9 +104,11 @@ struct pop3_server;
 /* Binds pop3_listen and pop3s_listen (as root, before the drop). */
 struct pop3_server *pop3_server_new(
     struct event_base *, struct config *, char *err, size_t errlen);
-/* auth: the pool for password checks (shared with SMTP). */
+/* auth: the pool for password checks (shared with SMTP); folders: the
+ * process's open folders (shared with IMAP). */
+struct imap_folders;
 void pop3_server_start(struct pop3_server *, struct workers *,
-    struct workers *auth, struct authfail_table *);
+    struct workers *auth, struct authfail_table *, struct imap_folders *);
 void pop3_server_set_config(struct pop3_server *, struct config *);
 /* As smtp_server_set_tls. */
 void pop3_server_set_tls(struct pop3_server *, SSL_CTX *ctx);

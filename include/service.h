@@ -16,6 +16,7 @@ struct authfail_table;
 struct committer;
 struct config;
 struct event_base;
+struct imap_folders;
 struct queue;
 struct workers;
 
@@ -27,6 +28,7 @@ struct service_env {
 	struct committer *committer;
 	struct queue *queue;
 	struct authfail_table *authfails;
+	struct imap_folders *folders; /* open mail folders (IMAP, POP3) */
 };
 
 /*

@@ -40,6 +40,7 @@
 #include "config.h"
 #include "dir.h"
 #include "dns.h"
+#include "imap_folders.h"
 #include "imap_server.h"
 #include "pop3.h"
 #include "queue.h"
@@ -697,6 +698,7 @@ daemon_stop(struct daemon *dm, struct service_env *env,
 		event_free(sigs[i]);
 	for (size_t i = NSERVICES; i-- > 0;)
 		services[i]->free(dm->svc[i]);
+	imap_folders_free(&env->folders);
 	queue_free(&env->queue);
 	committer_free(&env->committer);
 	workers_free(&env->dir);
@@ -786,6 +788,8 @@ main(int argc, char **argv)
 	env.dir = workers_new(
 	    base, cfg->dir_workers, worker_dir_open, worker_dir_close, cfg);
 	env.store = workers_new(base, cfg->workers, NULL, NULL, NULL);
+	/* The open mail folders, one box each for IMAP and POP3 alike. */
+	env.folders = imap_folders_new(env.store);
 	env.auth = workers_new(
 	    base, cfg->auth_workers, auth_worker_open, worker_dir_close, cfg);
 	env.committer = committer_new(cfg->data_dir, env.store);

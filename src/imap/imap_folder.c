@@ -1,6 +1,7 @@
 /*
  * imap_folder: one shared folder object per open (user, folder) in the
- * process, owned by the loop.  It holds the folder's only store_box, and
+ * process (include/imap_folders.h: IMAP's and POP3's), owned by the
+ * loop.  It holds the folder's only store_box, and
  * since a store_box is single-threaded, at most one job at a time holds
  * it: jobs wait in the folder's queue (FIFO) and run on the storage pool.
  * A job that needs two folders (COPY, MOVE) takes them in address order,
@@ -24,24 +25,54 @@
 
 static void folder_pump(struct imap_folder *);
 
+struct imap_folders *
+imap_folders_new(struct workers *store)
+{
+	struct imap_folders *reg = xcalloc(1, sizeof(*reg));
+
+	TAILQ_INIT(&reg->list);
+	reg->workers = store;
+	reg->start = imap_fjob_start_core;
+	return reg;
+}
+
+void
+imap_folders_free(struct imap_folders **regp)
+{
+	struct imap_folders *reg = *regp;
+
+	if (reg == NULL)
+		return;
+	/* Folders left open (an abandoned stop) stay: their sessions are
+	 * gone with the process. */
+	free(reg);
+	*regp = NULL;
+}
+
+bool
+imap_folders_is_idle(const struct imap_folders *reg)
+{
+	return TAILQ_EMPTY(&reg->list);
+}
+
 struct imap_folder *
-imap_folder_find(struct imap_server *srv, const char *user, const char *name)
+imap_folder_find(struct imap_folders *reg, const char *user, const char *name)
 {
 	struct imap_folder *f;
 
-	TAILQ_FOREACH(f, &srv->folders, entry)
+	TAILQ_FOREACH(f, &reg->list, entry)
 		if (strcmp(f->user, user) == 0 && strcmp(f->name, name) == 0)
 			return f;
 	return NULL;
 }
 
 bool
-imap_folder_in_use(struct imap_server *srv, const char *user, const char *name)
+imap_folder_in_use(struct imap_folders *reg, const char *user, const char *name)
 {
 	struct imap_folder *f;
 	size_t n = strlen(name);
 
-	TAILQ_FOREACH(f, &srv->folders, entry) {
+	TAILQ_FOREACH(f, &reg->list, entry) {
 		if (strcmp(f->user, user) != 0)
 			continue;
 		if (strcmp(f->name, name) == 0 ||
@@ -52,24 +83,24 @@ imap_folder_in_use(struct imap_server *srv, const char *user, const char *name)
 }
 
 struct imap_folder *
-imap_folder_get(struct imap_server *srv, const char *user, const char *root,
+imap_folders_get(struct imap_folders *reg, const char *user, const char *root,
     const char *name)
 {
-	struct imap_folder *f = imap_folder_find(srv, user, name);
+	struct imap_folder *f = imap_folder_find(reg, user, name);
 
 	if (f != NULL) {
 		f->refs++;
 		return f;
 	}
 	f = xcalloc(1, sizeof(*f));
-	f->srv = srv;
+	f->reg = reg;
 	f->user = xstrdup(user);
 	f->name = xstrdup(name);
 	snprintf(f->root, sizeof(f->root), "%s", root);
 	f->refs = 1;
 	TAILQ_INIT(&f->queue);
 	TAILQ_INIT(&f->sessions);
-	TAILQ_INSERT_TAIL(&srv->folders, f, entry);
+	TAILQ_INSERT_TAIL(&reg->list, f, entry);
 	return f;
 }
 
@@ -112,13 +143,13 @@ folder_maybe_close(struct imap_folder *f)
 	    f->is_closing)
 		return;
 	f->is_closing = true;
-	TAILQ_REMOVE(&f->srv->folders, f, entry);
-	if (f->srv->workers == NULL) {
+	TAILQ_REMOVE(&f->reg->list, f, entry);
+	if (f->reg->workers == NULL) {
 		/* the unit test's server: no pool, no box */
 		close_done(f);
 		return;
 	}
-	workers_submit(f->srv->workers, close_run, close_done, f);
+	workers_submit(f->reg->workers, close_run, close_done, f);
 }
 
 void
@@ -229,6 +260,7 @@ imap_fjob_new(struct imap_session *s, struct imap_folder *f,
 	struct imap_fjob *j = xcalloc(1, sizeof(*j));
 
 	j->s = s;
+	j->cs = s != NULL ? imap_session_core(s) : NULL;
 	j->f[0] = f;
 	j->nf = 1;
 	if (g != NULL && g != f) {
@@ -310,7 +342,7 @@ folder_pump(struct imap_folder *f)
 		folder_pump(j->f[j->held]);
 		return;
 	}
-	j->f[0]->srv->start(j);
+	j->f[0]->reg->start(j);
 }
 
 static void
@@ -362,8 +394,8 @@ imap_fjob_complete(struct imap_fjob *j)
 		folder_pump(f[i]);
 	for (size_t i = 0; i < nf; i++)
 		if (f[i]->needs_rescan && !f[i]->is_running &&
-		    f[i]->srv->rescan_owed != NULL)
-			f[i]->srv->rescan_owed(f[i]->srv);
+		    f[i]->reg->rescan_owed != NULL)
+			f[i]->reg->rescan_owed(f[i]->reg->rescan_arg);
 	fjob_free(j); /* its references: the folders may close now */
 	return is_cont;
 }
@@ -372,7 +404,7 @@ static void
 fjob_done(void *arg)
 {
 	struct imap_fjob *j = arg;
-	struct core_session *cs = imap_session_core(j->s);
+	struct core_session *cs = j->cs;
 
 	(void)core_job_end(cs);
 	if (!imap_fjob_complete(j))
@@ -383,25 +415,57 @@ void
 imap_fjob_start_core(struct imap_fjob *j)
 {
 	struct imap_session *s = j->s;
+	const struct imap_folder_ops *ops = j->ops;
+	void *arg = j->arg;
 
-	if (core_submit(imap_session_core(s), j->f[0]->srv->workers, fjob_run,
-	        fjob_done, j))
+	if (core_submit(j->cs, j->f[0]->reg->workers, fjob_run, fjob_done, j))
 		return;
 	fjob_release(j);
 	fjob_free(j);
-	imap_session_job_refused(s);
+	if (s != NULL)
+		imap_session_job_refused(s);
+	else
+		ops->refused(arg);
+}
+
+/* Another protocol's job (imap_folder_submit): the worker side. */
+static void
+ops_run(struct imap_fjob *j)
+{
+	struct store_box *box = imap_folder_box(j, 0);
+
+	if (j->ops->run(j->arg, box, box == NULL ? j->f[0]->open_err : NULL))
+		j->is_changed[0] = true;
+}
+
+static bool
+ops_done(struct imap_fjob *j)
+{
+	return j->ops->done(j->arg);
 }
 
 void
-imap_fjob_cancel_session(struct imap_server *srv, struct imap_session *s)
+imap_folder_submit(struct imap_folder *f, struct core_session *cs,
+    const struct imap_folder_ops *ops, void *arg)
+{
+	struct imap_fjob *j = imap_fjob_new(NULL, f, NULL, ops_run, ops_done,
+	    arg, NULL); /* arg is the caller's */
+
+	j->cs = cs;
+	j->ops = ops;
+	imap_fjob_submit(j);
+}
+
+void
+imap_folders_cancel(struct imap_folders *reg, struct core_session *cs)
 {
 	struct imap_folder *f;
 	struct imap_fjob *j, *tj;
 	TAILQ_HEAD(, imap_fjob) gone = TAILQ_HEAD_INITIALIZER(gone);
 
-	TAILQ_FOREACH(f, &srv->folders, entry)
+	TAILQ_FOREACH(f, &reg->list, entry)
 		TAILQ_FOREACH_SAFE(j, &f->queue, qentry, tj)
-			if (j->s == s) {
+			if (j->cs == cs) {
 				TAILQ_REMOVE(&f->queue, j, qentry);
 				j->is_queued = false;
 				TAILQ_INSERT_TAIL(&gone, j, qentry);

@@ -16,6 +16,7 @@
 
 #include "buf.h"
 #include "core.h"
+#include "imap_folders.h"
 #include "imap_parse.h"
 #include "mime.h"
 #include "store.h"
@@ -50,18 +51,29 @@ struct imap_watch {
 	struct imap_session *s;
 };
 
-struct imap_server {
-	struct core_server *core;
-	struct workers *workers; /* the storage pool */
+/*
+ * The process's open folders (include/imap_folders.h): posternd's, shared
+ * with POP3; the unit test makes its own.
+ */
+struct imap_folders {
+	TAILQ_HEAD(, imap_folder) list;
+	struct workers *workers; /* the storage pool (NULL: the unit test) */
 	/* Starts a job that holds its folders: imap_fjob_start_core
 	 * (core_submit; its completion calls imap_fjob_complete), or the
 	 * unit test's own. */
 	void (*start)(struct imap_fjob *);
-	/* A folder owes a rescan (needs_rescan) and its job ended: the
-	 * service's deferred rescan (NULL in the unit test). */
-	void (*rescan_owed)(struct imap_server *);
-	struct event *rescan_ev; /* the deferred rescan's */
-	TAILQ_HEAD(, imap_folder) folders;
+	/* A folder owes a rescan (needs_rescan) and its job ended: the IMAP
+	 * service's deferred rescan (NULL before it starts, and in the unit
+	 * test unless it sets one). */
+	void (*rescan_owed)(void *arg);
+	void *rescan_arg;
+};
+
+struct imap_server {
+	struct core_server *core;
+	struct workers *workers;      /* the storage pool */
+	struct imap_folders *folders; /* posternd's (service_env), borrowed */
+	struct event *rescan_ev;      /* the deferred rescan's */
 	/* Logged-in sessions per user (canonical name), for
 	 * imap_max_sessions_per_user: taken at a successful login, given
 	 * back when the login fails to open the mailbox or the session
@@ -79,7 +91,7 @@ struct imap_server {
  */
 struct imap_folder {
 	TAILQ_ENTRY(imap_folder) entry;
-	struct imap_server *srv;
+	struct imap_folders *reg;
 	char *user, *name;
 	char root[PATH_MAX];
 	int refs;        /* sessions selecting it + commands using it */
@@ -123,8 +135,9 @@ struct imap_snapshot {
  * so two jobs never wait on each other).  run runs on a worker while the
  * job holds every folder; done runs on the loop after the folders'
  * snapshots are swapped in, and returns true when it submitted a
- * continuation itself (the session stays with that job).  s is NULL for
- * the folder's own open job.
+ * continuation itself (the session stays with that job).  s is the IMAP
+ * session, NULL for another protocol's job (imap_folder_submit: ops and
+ * the caller's arg); cs is the session's core half either way.
  */
 struct imap_fjob {
 	TAILQ_ENTRY(imap_fjob) qentry;
@@ -137,6 +150,8 @@ struct imap_fjob {
 	 * index, and reads the first \Recent UID from here (STATUS). */
 	uint32_t recent_next[2];
 	struct imap_session *s;
+	struct core_session *cs;
+	const struct imap_folder_ops *ops;
 	void (*run)(struct imap_fjob *);
 	bool (*done)(struct imap_fjob *);
 	void (*free_arg)(void *);
@@ -147,31 +162,24 @@ struct imap_fjob {
 
 /* ---- imap_folder.c ---------------------------------------------------- */
 
-/* The folder object for (user, name) with a reference taken; a new one
- * queues its open job first.  root: the user's Maildir. */
-struct imap_folder *imap_folder_get(
-    struct imap_server *, const char *user, const char *root, const char *name);
-/* Drops a reference; the last one closes the box on a worker. */
-void imap_folder_put(struct imap_folder **);
+/* imap_folders_get and imap_folder_put: include/imap_folders.h. */
 /* The folder object for (user, name) if one exists (no reference). */
 struct imap_folder *imap_folder_find(
-    struct imap_server *, const char *user, const char *name);
+    struct imap_folders *, const char *user, const char *name);
 /* True when user has name or a folder under name/ open. */
 bool imap_folder_in_use(
-    struct imap_server *, const char *user, const char *name);
+    struct imap_folders *, const char *user, const char *name);
 /* A job on f (and g when not NULL and not f), for session s. */
 struct imap_fjob *imap_fjob_new(struct imap_session *, struct imap_folder *f,
     struct imap_folder *g, void (*run)(struct imap_fjob *),
     bool (*done)(struct imap_fjob *), void *arg, void (*free_arg)(void *));
 /* Queues j; it starts once it holds its folders. */
 void imap_fjob_submit(struct imap_fjob *);
-/* The default srv->start: the job on the storage pool, for its session. */
+/* The default start: the job on the storage pool, for its session. */
 void imap_fjob_start_core(struct imap_fjob *);
 /* Loop, after j ran: the snapshots swapped in, the sessions told,
  * j->done, the queues moved on, j freed.  j->done's result. */
 bool imap_fjob_complete(struct imap_fjob *);
-/* The session is going away: its queued jobs are dropped. */
-void imap_fjob_cancel_session(struct imap_server *, struct imap_session *);
 /* Worker: j->f[i]'s box, opened on first use (and is_changed[i] set);
  * NULL when that failed (f->open_result 1: no such folder). */
 struct store_box *imap_folder_box(struct imap_fjob *, size_t i);

@@ -1303,7 +1303,8 @@ cmd_delete(struct imap_session *s, struct imap_cmd *c)
 
 	if (!name_ok(s, &c->u.mailbox))
 		return;
-	if (imap_folder_find(s->srv, s->user, c->u.mailbox.name.p) != NULL) {
+	if (imap_folder_find(s->srv->folders, s->user, c->u.mailbox.name.p) !=
+	    NULL) {
 		tagged(s, "NO", "[INUSE] Mailbox is in use");
 		return;
 	}
@@ -1319,8 +1320,10 @@ cmd_rename(struct imap_session *s, struct imap_cmd *c)
 
 	if (!name_ok(s, &c->u.rename.from) || !name_ok(s, &c->u.rename.to))
 		return;
-	if (imap_folder_in_use(s->srv, s->user, c->u.rename.from.name.p) ||
-	    imap_folder_in_use(s->srv, s->user, c->u.rename.to.name.p)) {
+	if (imap_folder_in_use(
+	        s->srv->folders, s->user, c->u.rename.from.name.p) ||
+	    imap_folder_in_use(
+	        s->srv->folders, s->user, c->u.rename.to.name.p)) {
 		tagged(s, "NO", "[INUSE] Mailbox is in use");
 		return;
 	}
@@ -1764,8 +1767,8 @@ cmd_select(struct imap_session *s, struct imap_cmd *c)
 	a->has_qresync = c->u.select.has_qresync;
 	a->uidvalidity = c->u.select.uidvalidity;
 	a->modseq = c->u.select.modseq;
-	a->f = imap_folder_get(
-	    s->srv, s->user, s->root, c->u.select.mailbox.name.p);
+	a->f = imap_folders_get(
+	    s->srv->folders, s->user, s->root, c->u.select.mailbox.name.p);
 	fsubmit(s, imap_fjob_new(s, a->f, NULL, select_run, select_done, a,
 	               select_arg_free));
 }
@@ -1862,14 +1865,16 @@ rescan_owed_cb(evutil_socket_t fd, short what, void *arg)
 	/* A refused start may end a session and close a folder: it leaves
 	 * the list but is freed only by its close job's completion, later
 	 * on the loop, and is_closing keeps it from a rescan. */
-	TAILQ_FOREACH(f, &srv->folders, entry)
+	TAILQ_FOREACH(f, &srv->folders->list, entry)
 		if (f->needs_rescan)
 			folder_rescan(f);
 }
 
 static void
-rescan_owed(struct imap_server *srv)
+rescan_owed(void *arg)
 {
+	struct imap_server *srv = arg;
+
 	event_active(srv->rescan_ev, 0, 0);
 }
 
@@ -1891,14 +1896,14 @@ mail_changed(void *arg, const char *const *users, size_t n)
 	struct imap_folder *f;
 	const char **sorted = NULL;
 
-	if (TAILQ_EMPTY(&srv->folders))
+	if (TAILQ_EMPTY(&srv->folders->list))
 		return;
 	if (n > 1) {
 		sorted = xcalloc(n, sizeof(*sorted));
 		memcpy(sorted, users, n * sizeof(*sorted));
 		qsort(sorted, n, sizeof(*sorted), cmp_str);
 	}
-	TAILQ_FOREACH(f, &srv->folders, entry) {
+	TAILQ_FOREACH(f, &srv->folders->list, entry) {
 		const char *u = f->user;
 		bool is_theirs = n == 1 ? strcmp(users[0], u) == 0
 		                        : bsearch(&u, sorted, n,
@@ -2101,7 +2106,8 @@ list_status_next(struct imap_session *s)
 		    (f->attrs & STORE_LIST_NOSELECT))
 			continue;
 		a = xcalloc(1, sizeof(*a));
-		a->f = imap_folder_get(s->srv, s->user, s->root, f->name);
+		a->f = imap_folders_get(
+		    s->srv->folders, s->user, s->root, f->name);
 		fsubmit(s, imap_fjob_new(s, a->f, NULL, status_run,
 		               list_status_done, a, status_free));
 		return true;
@@ -2121,8 +2127,8 @@ cmd_status(struct imap_session *s, struct imap_cmd *c)
 	if (c->u.status.items & IMAP_STATUS_HIGHESTMODSEQ)
 		s->is_condstore = true; /* RFC 7162 3.1 */
 	a = xcalloc(1, sizeof(*a));
-	a->f = imap_folder_get(
-	    s->srv, s->user, s->root, c->u.status.mailbox.name.p);
+	a->f = imap_folders_get(
+	    s->srv->folders, s->user, s->root, c->u.status.mailbox.name.p);
 	fsubmit(s, imap_fjob_new(
 	               s, a->f, NULL, status_run, status_done, a, status_free));
 }
@@ -2301,8 +2307,8 @@ cmd_append(struct imap_session *s, struct imap_cmd *c)
 	}
 	a->date =
 	    m->has_date ? (time_t)imap_datetime_to_time(&m->date) : time(NULL);
-	a->f = imap_folder_get(
-	    s->srv, s->user, s->root, c->u.append.mailbox.name.p);
+	a->f = imap_folders_get(
+	    s->srv->folders, s->user, s->root, c->u.append.mailbox.name.p);
 	fsubmit(s, imap_fjob_new(
 	               s, a->f, NULL, append_run, append_done, a, append_free));
 }
@@ -3093,8 +3099,8 @@ cmd_copy(struct imap_session *s, struct imap_cmd *c)
 	a->is_move = c->kind == IMAP_CMD_MOVE;
 	a->lim = session_limits(s);
 	a->src = s->folder;
-	a->dst =
-	    imap_folder_get(s->srv, s->user, s->root, c->u.copy.mailbox.name.p);
+	a->dst = imap_folders_get(
+	    s->srv->folders, s->user, s->root, c->u.copy.mailbox.name.p);
 	fsubmit(s, imap_fjob_new(
 	               s, a->src, a->dst, copy_run, copy_done, a, copy_free));
 }
@@ -3421,7 +3427,7 @@ i_free(struct core_session *cs)
 	    (unsigned long long)s->bytes_in, (unsigned long long)s->bytes_out,
 	    s->fetched, s->expunged);
 	user_slot_release(s);
-	imap_fjob_cancel_session(s->srv, s);
+	imap_folders_cancel(s->srv->folders, &s->cs);
 	imap_fetch_job_free(s->fetch);
 	s->fetch = NULL;
 	list_status_end(s);
@@ -3647,9 +3653,6 @@ service_new(struct event_base *base, struct config *cfg, char *err, size_t len)
 	static struct core_listen l[2];
 	struct imap_server *srv = xcalloc(1, sizeof(*srv));
 
-	TAILQ_INIT(&srv->folders);
-	srv->start = imap_fjob_start_core;
-	srv->rescan_owed = rescan_owed;
 	srv->rescan_ev = event_new(base, -1, 0, rescan_owed_cb, srv);
 	srv->users = counter_new(256);
 	l[0] = (struct core_listen){&cfg->imap_listen, "imap", false, 0};
@@ -3671,6 +3674,9 @@ service_start(void *arg, const struct service_env *e)
 	struct imap_server *srv = arg;
 
 	srv->workers = e->store;
+	srv->folders = e->folders;
+	srv->folders->rescan_owed = rescan_owed;
+	srv->folders->rescan_arg = srv;
 	core_server_start(srv->core, e->auth, e->authfails);
 	mailnotify_listen(mail_changed, srv);
 }
@@ -3693,13 +3699,15 @@ service_shutdown(void *srv)
 	core_server_shutdown(((struct imap_server *)srv)->core);
 }
 
-/* Idle once no session is left and every folder has closed. */
+/* Idle once no session is left and every folder has closed (POP3's
+ * too: the registry is shared; a server never started has none). */
 static bool
 service_is_idle(const void *arg)
 {
 	const struct imap_server *srv = arg;
 
-	return core_server_is_idle(srv->core) && TAILQ_EMPTY(&srv->folders);
+	return core_server_is_idle(srv->core) &&
+	       (srv->folders == NULL || imap_folders_is_idle(srv->folders));
 }
 
 static void
@@ -3708,6 +3716,10 @@ service_free(void *arg)
 	struct imap_server *srv = arg;
 
 	mailnotify_unlisten(mail_changed, srv);
+	if (srv->folders != NULL && srv->folders->rescan_arg == srv) {
+		srv->folders->rescan_owed = NULL;
+		srv->folders->rescan_arg = NULL;
+	}
 	event_free(srv->rescan_ev);
 	core_server_free(&srv->core);
 	counter_free(&srv->users);

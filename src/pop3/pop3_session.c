@@ -7,23 +7,41 @@
  *
  * RFC 1939 rules kept here: deletions happen only in the UPDATE state
  * (QUIT after a successful login); a dropped connection deletes nothing;
- * one session per maildrop ([IN-USE]); mail delivered during a session is
- * not shown in it (the maildrop is a snapshot taken at login).
+ * one POP3 session per maildrop ([IN-USE]: an flock of the Maildir's
+ * .postern-lock); mail delivered during a session is not shown in it
+ * (the maildrop is a listing taken at login).
+ *
+ * The maildrop is the user's INBOX in the mailbox store, through the
+ * folder object IMAP uses too (imap_folders.h): the folder's one
+ * store_box, its job queue (a POP3 step waits behind an IMAP command on
+ * the same INBOX, never beside it), and its snapshot, so an UPDATE's
+ * expunges and the \Seen it sets on retrieved messages reach the IMAP
+ * sessions with INBOX selected when the job ends.  A message is known by
+ * its store UID; its UIDL is the Maildir unique name (pop3_uidl: the same
+ * as before the store, so clients that keep mail on the server do not
+ * fetch it again) and its size the store's CRLF size.  IMAP may expunge
+ * a message during a POP3 session: RETR of it then answers -ERR and
+ * UPDATE skips it.
  *
  * Commands go through one table (cmds[], below): pop3_cmd_refusal
  * (pop3_parse.c, pure) says whether a verb is valid in the session's
  * state, and its handler runs.  A worker job (struct pjob) owns what it
- * reads: copies of the strings, a config reference, and the maildrop lent
- * to it for the trip; it never dereferences the session.  Its completion,
- * on the loop, is the only place that touches the session again.
+ * reads: copies of the strings and UIDs, a config reference; the folder's
+ * box is the folder job's for the trip; it never dereferences the
+ * session.  Its completion, on the loop, is the only place that touches
+ * the session again.
  */
+#include <sys/file.h>
+
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -34,13 +52,13 @@
 #include "config.h"
 #include "core.h"
 #include "dir.h"
+#include "imap_folders.h"
 #include "log.h"
-#include "mailnotify.h"
-#include "mailbox.h"
 #include "maildir.h"
 #include "pop3.h"
 #include "service.h"
 #include "span.h"
+#include "store.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -50,9 +68,12 @@
  * pieces of this size, never built whole (a client pipelining RETRs of a
  * large message without reading the replies cost 1 MB per RETR). */
 #define POP3_READ_CHUNK (128u * 1024)
+/* RETR/TOP pipelined into one batch. */
+#define POP3_BATCH 64
 
 enum pjob_kind {
-	PJOB_OPEN,   /* after the core's login: the maildrop's listing */
+	PJOB_OPEN,   /* after the core's login: the Maildir made, named */
+	PJOB_LIST,   /* INBOX's folder job: the lock, the listing */
 	PJOB_READ,   /* the next piece of a RETR/TOP batch */
 	PJOB_UPDATE, /* QUIT in TRANSACTION: RFC 1939 6, the UPDATE state */
 };
@@ -60,9 +81,17 @@ enum pjob_kind {
 /* What opening the maildrop came to. */
 enum pjob_open {
 	PJOB_OPEN_NO_PATH, /* the Maildir's path could not be formed */
-	PJOB_OPEN_OK,      /* j->mb is the maildrop */
-	PJOB_OPEN_IN_USE,  /* another session holds its lock */
-	PJOB_OPEN_ERROR,   /* mailbox_open failed; j->err says why */
+	PJOB_OPEN_OK,      /* j->msgs is the listing, j->lock_fd the lock */
+	PJOB_OPEN_IN_USE,  /* another POP3 session holds its lock */
+	PJOB_OPEN_ERROR,   /* the store failed; j->err says why */
+};
+
+/* A message of the maildrop, as listed at login. */
+struct pmsg {
+	uint32_t uid; /* the store's */
+	bool is_deleted, is_retrieved;
+	uint64_t size; /* CRLF octets */
+	char *uidl;
 };
 
 struct pop3_session;
@@ -70,6 +99,7 @@ struct pop3_session;
 struct pop3_server {
 	struct core_server *core;
 	struct workers *workers;
+	struct imap_folders *folders; /* posternd's, shared with IMAP */
 };
 
 struct pop3_session {
@@ -82,16 +112,21 @@ struct pop3_session {
 	unsigned errors;
 	char user[320];
 	char login[320];
-	struct mailbox *mb;  /* NULL while lent to a job (submit) */
+	char root[PATH_MAX];        /* the user's Maildir */
+	struct imap_folder *folder; /* INBOX (a reference), once named */
+	int lock_fd;                /* the maildrop's flock, or -1 */
+	struct pmsg *msgs;          /* the listing (TRANSACTION) */
+	size_t n;
+	struct pjob *queued; /* waiting in the folder's queue */
 	struct pjob *stream; /* RETR/TOP waiting for the output to drain */
 	bool is_reading;     /* a RETR/TOP batch is being sent */
 };
 
 /*
  * A worker job.  The worker reads and writes only the job: what it needs
- * from the session is copied in (id, user), referenced (cfg) or lent
- * (mb: the session's maildrop, handed over by submit and back by
- * job_done, so one side holds it at a time).
+ * from the session is copied in (id, user, UIDs) or referenced (cfg);
+ * the box is the folder job's (imap_folder_submit).  Results go back in
+ * the job (the listing, the lock) for the completion to hand over.
  */
 struct pjob {
 	struct pop3_session *s; /* the owner: for the completion only */
@@ -99,24 +134,41 @@ struct pjob {
 	struct config *cfg; /* open: a reference, for data_dir */
 	char id[9];         /* the session's, for the worker's log lines */
 	char user[320];     /* read: the session's */
-	char canon[320], maildir[PATH_MAX]; /* open: the user logged in */
+	char canon[320], root[PATH_MAX]; /* open, list: the user logged in */
 	enum pjob_open open;
-	int result; /* read: 0, or -1 (cut short); update: unlinks failed */
+	int result; /* read: 0, or -1 (cut short); update: failures */
 	char err[256];
+	int lock_fd;       /* list: the lock taken, until handed over */
+	struct pmsg *msgs; /* list: the listing, until handed over */
+	size_t n;
 	size_t nread; /* RETR/TOP batch (pipelined) */
-	size_t index[64];
-	long lines[64];
-	size_t next;              /* batch entry being sent */
-	bool is_reading;          /* rd is open on index[next] */
-	struct mailbox_reader rd; /* its file, converted piece by piece */
+	size_t index[POP3_BATCH];
+	uint32_t uid[POP3_BATCH];
+	long lines[POP3_BATCH];
+	size_t next;           /* batch entry being sent */
+	bool is_reading;       /* rd is open on index[next] */
+	struct pop3_reader rd; /* its file, converted piece by piece */
 	struct buf out;
-	struct mailbox *mb; /* open: the maildrop opened; else lent */
+	uint32_t *del, *seen; /* update: UIDs to expunge, to mark \Seen */
+	size_t ndel, nseen;
+	size_t deleted; /* update: how many were removed */
 };
 
 static bool submit(struct pop3_session *, struct pjob *);
+static struct pjob *pjob_new(struct pop3_session *, enum pjob_kind);
+static void fsubmit(struct pop3_session *, struct pjob *);
 static void p_shutdown_reply(struct core_session *);
 
 /* ---- session plumbing: replies, close, free ---------------------------- */
+
+static void
+pmsgs_free(struct pmsg **v, size_t n)
+{
+	for (size_t i = 0; *v != NULL && i < n; i++)
+		free((*v)[i].uidl);
+	free(*v);
+	*v = NULL;
+}
 
 static void
 pjob_free(struct pjob **jp)
@@ -126,9 +178,13 @@ pjob_free(struct pjob **jp)
 	if (j == NULL)
 		return;
 	if (j->is_reading)
-		mailbox_reader_close(&j->rd);
+		pop3_reader_close(&j->rd);
 	buf_release(&j->out);
-	mailbox_close(&j->mb);
+	pmsgs_free(&j->msgs, j->n);
+	if (j->lock_fd != -1)
+		close(j->lock_fd);
+	free(j->del);
+	free(j->seen);
 	config_unref(&j->cfg);
 	free(j);
 	*jp = NULL;
@@ -141,8 +197,16 @@ p_free(struct core_session *cs)
 
 	log_info("pop3=%s event=disconnect client=%s user=%s", s->id, s->ip,
 	    s->user[0] ? log_esc(s->user) : "-");
+	if (s->queued != NULL) {
+		imap_folders_cancel(s->srv->folders, cs);
+		pjob_free(&s->queued);
+	}
 	pjob_free(&s->stream);
-	mailbox_close(&s->mb); /* releases the lock; deletes nothing */
+	pmsgs_free(&s->msgs, s->n);
+	imap_folder_put(&s->folder); /* deletes nothing */
+	if (s->lock_fd != -1)
+		close(s->lock_fd); /* releases the flock */
+	s->lock_fd = -1;
 	explicit_bzero(s->login, sizeof(s->login));
 }
 
@@ -189,16 +253,57 @@ plain_ok(const struct pop3_session *s)
 /* ---- worker jobs ------------------------------------------------------- */
 
 /*
+ * Worker: message uid of box opened for reading.  Its name changes when
+ * another program (or IMAP) changes its flags: then one sync and a second
+ * look.  -1 with errno (ENOENT: it was expunged meanwhile).
+ */
+static int
+open_msg(struct store_box *box, uint32_t uid, bool *is_synced)
+{
+	for (int attempt = 0; attempt < 2; attempt++) {
+		const struct store_msg *m = store_msg_by_uid(box, uid);
+		char path[PATH_MAX], err[256];
+		bool is_changed = false;
+		int fd;
+
+		if (m == NULL) {
+			errno = ENOENT;
+			return -1;
+		}
+		if (store_msg_path(box, (size_t)(m - box->msgs), path,
+		        sizeof(path)) == -1) {
+			errno = ENOENT;
+			return -1;
+		}
+		fd = openat(
+		    box->dir_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (fd != -1 || errno != ENOENT || attempt == 1)
+			return fd;
+		if (store_sync(box, &is_changed, err, sizeof(err)) == -1) {
+			errno = EIO;
+			return -1;
+		}
+		*is_synced |= is_changed;
+	}
+	errno = ENOENT;
+	return -1;
+}
+
+/*
  * Worker: the next piece of the replies to a RETR/TOP batch, in order
  * ("+OK", the message, or an error), about POP3_READ_CHUNK bytes.  A
  * message that cannot be opened gets -ERR; one that fails half-way sent
- * has no clean reply left (result -1: the session closes).
+ * has no clean reply left (result -1: the session closes).  True when
+ * the box changed (a sync found another program's changes).
  */
-static void
-read_chunk(struct pjob *j)
+static bool
+read_chunk(struct pjob *j, struct store_box *box)
 {
 	static const char no_msg[] = "-ERR [SYS/TEMP] cannot read the "
 	                             "message\r\n";
+	static const char gone_msg[] = "-ERR message was deleted by another "
+	                               "session\r\n";
+	bool is_changed = false;
 
 	buf_reset(&j->out);
 	j->result = 0;
@@ -206,8 +311,17 @@ read_chunk(struct pjob *j)
 		int r;
 
 		if (!j->is_reading) {
-			if (mailbox_reader_open(j->mb, j->index[j->next],
-			        j->lines[j->next], &j->rd) == -1) {
+			int fd = box == NULL ? (errno = EIO, -1)
+			                     : open_msg(box, j->uid[j->next],
+			                           &is_changed);
+
+			if (fd == -1 && errno == ENOENT) {
+				buf_append(
+				    &j->out, gone_msg, sizeof(gone_msg) - 1);
+				j->next++;
+				continue;
+			}
+			if (fd == -1) {
 				/* Worker thread: the job's own copies. */
 				log_err("pop3=%s event=retr result=fail "
 				        "user=%s msg=%zu error=\"%s\"",
@@ -217,109 +331,229 @@ read_chunk(struct pjob *j)
 				j->next++;
 				continue;
 			}
+			pop3_reader_init(&j->rd, fd, j->lines[j->next]);
 			j->is_reading = true;
 			buf_append(&j->out, "+OK\r\n", 5);
 		}
-		r = mailbox_reader_next(&j->rd, &j->out, POP3_READ_CHUNK);
+		r = pop3_reader_next(&j->rd, &j->out, POP3_READ_CHUNK);
 		if (r == 0)
 			continue;
 		j->is_reading = false;
 		if (r == -1) {
 			snprintf(j->err, sizeof(j->err), "%s", strerror(errno));
 			j->result = -1;
-			return;
+			return is_changed;
 		}
 		j->next++;
 	}
+	return is_changed;
 }
 
-/* Worker (storage pool): the maildrop of the user the core's login let
- * in (j->canon), opened and listed. */
+/* Worker (storage pool): the Maildir of the user the core's login let in
+ * (j->canon) named and made (a new user: its parents too); the store
+ * makes the rest when the folder opens. */
 static void
 open_run(struct pjob *j)
 {
-	if (maildir_path(j->maildir, sizeof(j->maildir), j->cfg->data_dir,
-	        j->canon) == -1) {
+	if (maildir_path(
+	        j->root, sizeof(j->root), j->cfg->data_dir, j->canon) == -1) {
 		j->open = PJOB_OPEN_NO_PATH;
 		return;
 	}
-	switch (mailbox_open(j->maildir, &j->mb, j->err, sizeof(j->err))) {
-	case 0:
-		j->open = PJOB_OPEN_OK;
-		break;
-	case 1:
-		j->open = PJOB_OPEN_IN_USE;
-		break;
-	default:
+	if (maildir_create(j->root) == -1) {
+		snprintf(j->err, sizeof(j->err),
+		    "cannot create the Maildir: %s", strerror(errno));
 		j->open = PJOB_OPEN_ERROR;
-		break;
+		return;
 	}
+	j->open = PJOB_OPEN_OK;
+}
+
+/*
+ * Worker, INBOX's folder job: the maildrop lock (flock: per open file, so
+ * it also excludes other POP3 sessions of this process; IMAP does not
+ * take it), then a sync (mail delivered since the folder's last job) and
+ * the listing.  True when the box changed.
+ */
+static bool
+list_run(struct pjob *j, struct store_box *box, const char *err)
+{
+	bool is_changed = false;
+
+	j->open = PJOB_OPEN_ERROR;
+	if (box == NULL) {
+		snprintf(j->err, sizeof(j->err), "%s", err);
+		return false;
+	}
+	j->lock_fd = openat(box->dir_fd, ".postern-lock",
+	    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (j->lock_fd == -1) {
+		snprintf(j->err, sizeof(j->err), ".postern-lock: %s",
+		    strerror(errno));
+		return false;
+	}
+	if (flock(j->lock_fd, LOCK_EX | LOCK_NB) == -1) {
+		close(j->lock_fd);
+		j->lock_fd = -1;
+		j->open = PJOB_OPEN_IN_USE;
+		return false;
+	}
+	if (store_sync(box, &is_changed, j->err, sizeof(j->err)) == -1)
+		return is_changed;
+	j->msgs = xcalloc(box->n ? box->n : 1, sizeof(*j->msgs));
+	for (size_t i = 0; i < box->n; i++) {
+		char uidl[72];
+
+		pop3_uidl(box->msgs[i].base, uidl, sizeof(uidl));
+		j->msgs[i].uid = box->msgs[i].uid;
+		j->msgs[i].size = box->msgs[i].size;
+		j->msgs[i].uidl = xstrdup(uidl);
+	}
+	j->n = box->n;
+	j->open = PJOB_OPEN_OK;
+	return is_changed;
+}
+
+/*
+ * Worker: the UPDATE state.  A sync first (a message whose flags another
+ * program changed has another name: expunging the old name would leave
+ * it), then the retrieved messages get \Seen (as Dovecot's POP3 does, so
+ * an IMAP client shows them read) and the deleted ones are expunged.
+ * Messages already gone are skipped.  j->result: 0, or -1 (j->err).
+ */
+static bool
+update_run(struct pjob *j, struct store_box *box, const char *err)
+{
+	struct store_flags seen = {.sys = STORE_F_SEEN};
+	uint32_t *gone = NULL;
+	bool is_changed = false;
+
+	j->result = -1;
+	if (box == NULL) {
+		snprintf(j->err, sizeof(j->err), "%s", err);
+		return false;
+	}
+	if (store_sync(box, &is_changed, j->err, sizeof(j->err)) == -1)
+		return is_changed;
+	for (size_t i = 0; i < j->nseen; i++) {
+		int r = store_set_flags(box, j->seen[i], STORE_FLAGS_ADD, &seen,
+		    0, NULL, j->err, sizeof(j->err));
+
+		if (r == -1)
+			return true; /* the box may be ahead of its files */
+		is_changed |= r == 0;
+	}
+	if (j->nseen > 0 && store_flush(box, j->err, sizeof(j->err)) == -1)
+		return true;
+	if (j->ndel > 0) {
+		int r = store_expunge(box, j->del, j->ndel, &gone, NULL,
+		    &j->deleted, j->err, sizeof(j->err));
+
+		free(gone);
+		is_changed |= j->deleted > 0;
+		if (r == -1)
+			return true;
+	}
+	j->result = 0;
+	return is_changed;
 }
 
 static void
 job_run(void *arg, void *ctx)
 {
-	struct pjob *j = arg;
-
 	(void)ctx;
-	switch (j->kind) {
-	case PJOB_OPEN:
-		open_run(j);
-		break;
-	case PJOB_READ:
-		read_chunk(j);
-		break;
-	case PJOB_UPDATE:
-		j->result = mailbox_expunge(j->mb);
-		break;
-	}
+	open_run(arg);
 }
 
-/* The maildrop is open (or not): the end of a login (core_login_submit,
- * then PJOB_OPEN). */
+static bool
+folder_run(void *arg, struct store_box *box, const char *err)
+{
+	struct pjob *j = arg;
+
+	switch (j->kind) {
+	case PJOB_LIST:
+		return list_run(j, box, err);
+	case PJOB_READ:
+		return read_chunk(j, box);
+	case PJOB_UPDATE:
+		return update_run(j, box, err);
+	case PJOB_OPEN:
+		break;
+	}
+	return false;
+}
+
+/* Loop: the end of a login that found no maildrop to open (open_done,
+ * list_done). */
 static void
+open_failed(struct pop3_session *s, const char *canon, const char *why)
+{
+	char e[300];
+
+	log_sanitize(e, sizeof(e), (const uint8_t *)why, strlen(why));
+	log_err("pop3=%s event=login result=fail user=%s error=\"%s\"", s->id,
+	    log_esc(canon), e);
+	core_reply(&s->cs, "-ERR [SYS/TEMP] cannot open the maildrop");
+	imap_folder_put(&s->folder);
+}
+
+/* The Maildir is made (or not): INBOX's folder job lists it next. */
+static bool
 open_done(struct pjob *j)
 {
 	struct pop3_session *s = j->s;
-	size_t total = 0;
+	struct pjob *l;
 
-	if (j->open == PJOB_OPEN_ERROR) {
-		char e[300];
-
-		log_sanitize(
-		    e, sizeof(e), (const uint8_t *)j->err, strlen(j->err));
-		log_err("pop3=%s event=login result=fail user=%s error=\"%s\"",
-		    s->id, log_esc(j->canon), e);
-		core_reply(&s->cs, "-ERR [SYS/TEMP] cannot open the maildrop");
-		return;
+	if (j->open == PJOB_OPEN_ERROR || j->open != PJOB_OPEN_OK) {
+		/* The password was right but the maildrop could not be
+		 * named or made: never a session without a mailbox. */
+		open_failed(s, j->canon,
+		    j->open == PJOB_OPEN_ERROR ? j->err
+		                               : "cannot name the maildrop");
+		return false;
 	}
+	snprintf(s->root, sizeof(s->root), "%s", j->root);
+	s->folder =
+	    imap_folders_get(s->srv->folders, j->canon, s->root, "INBOX");
+	l = pjob_new(s, PJOB_LIST);
+	snprintf(l->canon, sizeof(l->canon), "%s", j->canon);
+	fsubmit(s, l);
+	return true;
+}
+
+/* The maildrop is listed (or not): the end of a login. */
+static void
+list_done(struct pjob *j)
+{
+	struct pop3_session *s = j->s;
+	uint64_t total = 0;
+
 	if (j->open == PJOB_OPEN_IN_USE) {
 		log_info("pop3=%s event=login result=in-use user=%s", s->id,
 		    log_esc(j->canon));
 		core_reply(&s->cs,
 		    "-ERR [IN-USE] the maildrop is in use by another "
 		    "session");
+		imap_folder_put(&s->folder);
 		return;
 	}
-	if (j->open != PJOB_OPEN_OK || j->mb == NULL) {
-		/* The password was right but the maildrop could not be named
-		 * (PJOB_OPEN_NO_PATH): never a session without a mailbox. */
-		log_err("pop3=%s event=login result=fail user=%s "
-		        "error=\"cannot open the maildrop\"",
-		    s->id, log_esc(j->canon));
-		core_reply(&s->cs, "-ERR [SYS/TEMP] cannot open the maildrop");
+	if (j->open != PJOB_OPEN_OK) {
+		open_failed(s, j->canon, j->err);
 		return;
 	}
-	s->mb = j->mb;
-	j->mb = NULL;
+	s->msgs = j->msgs;
+	s->n = j->n;
+	j->msgs = NULL;
+	s->lock_fd = j->lock_fd;
+	j->lock_fd = -1;
 	snprintf(s->user, sizeof(s->user), "%s", j->canon);
 	s->state = POP3_STATE_TRANS;
-	for (size_t i = 0; i < s->mb->n; i++)
-		total += s->mb->msgs[i].size;
+	for (size_t i = 0; i < s->n; i++)
+		total += s->msgs[i].size;
 	log_info("pop3=%s event=login result=ok client=%s user=%s messages=%zu",
-	    s->id, s->ip, log_esc(s->user), s->mb->n);
-	core_reply(&s->cs, "+OK %s has %zu messages (%zu octets)", s->user,
-	    s->mb->n, total);
+	    s->id, s->ip, log_esc(s->user), s->n);
+	core_reply(&s->cs, "+OK %s has %zu messages (%llu octets)", s->user,
+	    s->n, (unsigned long long)total);
 }
 
 /*
@@ -349,59 +583,103 @@ read_chunk_done(struct pop3_session *s, struct pjob *j)
 		p_close(s); /* a message cut short has no clean ending */
 		return false;
 	}
+	for (size_t k = 0; k < j->next; k++)
+		if (j->lines[k] < 0)
+			s->msgs[j->index[k]].is_retrieved = true; /* RETR */
 	if (j->next >= j->nread) {
 		s->is_reading = false; /* core_resume closes if SIGTERM came */
 		return false;
 	}
 	if (evbuffer_get_length(out) > POP3_READ_CHUNK)
 		s->stream = j;
-	else if (!submit(s, j))
-		return false;
+	else
+		fsubmit(s, j);
 	return true;
 }
 
+/* The UPDATE state ended: the reply, then the session closes. */
+static void
+update_done(struct pop3_session *s, struct pjob *j)
+{
+	if (j->result == -1) {
+		char e[300];
+
+		log_sanitize(
+		    e, sizeof(e), (const uint8_t *)j->err, strlen(j->err));
+		log_err("pop3=%s event=update result=fail user=%s error=\"%s\"",
+		    s->id, log_esc(s->user), e);
+	}
+	log_info("pop3=%s event=update user=%s deleted=%zu marked=%zu "
+	         "seen=%zu result=%s",
+	    s->id, log_esc(s->user), j->deleted, j->ndel, j->nseen,
+	    j->result == 0 ? "ok" : "fail");
+	if (!s->cs.is_dead)
+		core_reply(&s->cs,
+		    j->result == 0 ? "+OK bye, %zu messages deleted"
+		                   : "-ERR [SYS/TEMP] some messages were not "
+		                     "deleted (%zu marked)",
+		    j->result == 0 ? j->deleted : j->ndel);
+	imap_folder_put(&s->folder);
+	if (s->lock_fd != -1)
+		close(s->lock_fd);
+	s->lock_fd = -1;
+	if (!s->cs.is_dead)
+		p_close(s);
+}
+
+/* Loop: PJOB_OPEN's completion (a plain core job). */
 static void
 job_done(void *arg)
 {
 	struct pjob *j = arg;
 	struct pop3_session *s = j->s;
-	bool is_live = core_job_end(&s->cs);
 
-	if (j->kind != PJOB_OPEN) {
-		s->mb = j->mb; /* the loan ends (submit) */
-		j->mb = NULL;
-	}
-	if (is_live) {
-		if (j->kind == PJOB_OPEN) {
-			open_done(j);
-		} else if (j->kind == PJOB_READ && read_chunk_done(s, j)) {
-			return; /* more of the batch to send */
-		}
-	}
-	if (j->kind == PJOB_UPDATE) {
-		const char *u = s->user;
-		size_t n = 0;
-
-		for (size_t i = 0; s->mb && i < s->mb->n; i++)
-			n += s->mb->msgs[i].is_deleted;
-		if (n > 0)
-			mailnotify_changed(&u, 1); /* idling IMAP: rescan */
-		log_info("pop3=%s event=update user=%s deleted=%zu failed=%d",
-		    s->id, log_esc(s->user), n, j->result);
-		if (!s->cs.is_dead)
-			core_reply(&s->cs,
-			    j->result == 0
-			        ? "+OK bye, %zu messages deleted"
-			        : "-ERR [SYS/TEMP] some messages were not "
-			          "deleted (%zu marked)",
-			    n);
-		mailbox_close(&s->mb);
-		if (!s->cs.is_dead)
-			p_close(s);
+	if (core_job_end(&s->cs) && open_done(j)) {
+		pjob_free(&j);
+		return; /* the listing's folder job carries on */
 	}
 	pjob_free(&j);
 	core_resume(&s->cs);
 }
+
+/* Loop: a folder job's completion (imap_folder_ops.done; the core's
+ * job_end came first, its resume comes after unless this returns true). */
+static bool
+folder_done(void *arg)
+{
+	struct pjob *j = arg;
+	struct pop3_session *s = j->s;
+	bool is_live = !s->cs.is_dead && !s->cs.is_closing;
+
+	s->queued = NULL;
+	if (is_live && j->kind == PJOB_LIST)
+		list_done(j);
+	else if (is_live && j->kind == PJOB_READ && read_chunk_done(s, j))
+		return true; /* more of the batch to send */
+	else if (j->kind == PJOB_UPDATE)
+		update_done(s, j);
+	else if (j->kind == PJOB_READ)
+		s->is_reading = false;
+	pjob_free(&j);
+	return false;
+}
+
+/* Loop: a queued folder job could not start (the session is ending). */
+static void
+folder_refused(void *arg)
+{
+	struct pjob *j = arg;
+	struct pop3_session *s = j->s;
+
+	s->queued = NULL;
+	s->is_reading = false;
+	pjob_free(&j);
+	if (!s->cs.is_closing)
+		core_close(&s->cs);
+}
+
+static const struct imap_folder_ops pop3_folder_ops = {
+    folder_run, folder_done, folder_refused};
 
 /* A job for session s, with the copies every kind logs with. */
 static struct pjob *
@@ -411,27 +689,26 @@ pjob_new(struct pop3_session *s, enum pjob_kind kind)
 
 	j->s = s;
 	j->kind = kind;
+	j->lock_fd = -1;
 	snprintf(j->id, sizeof(j->id), "%s", s->id);
 	return j;
 }
 
-/* False: the session may not continue (core_submit); j is still the
- * caller's, the maildrop back with the session. */
+/* A plain job (PJOB_OPEN).  False: the session may not continue
+ * (core_submit); j is still the caller's. */
 static bool
 submit(struct pop3_session *s, struct pjob *j)
 {
-	if (j->kind != PJOB_OPEN) {
-		/* The maildrop is the job's until job_done hands it back. */
-		j->mb = s->mb;
-		s->mb = NULL;
-	}
-	if (core_submit(&s->cs, s->srv->workers, job_run, job_done, j))
-		return true;
-	if (j->kind != PJOB_OPEN) {
-		s->mb = j->mb;
-		j->mb = NULL;
-	}
-	return false;
+	return core_submit(&s->cs, s->srv->workers, job_run, job_done, j);
+}
+
+/* A folder job on INBOX: it waits in the folder's queue (s->queued: the
+ * session reads no command meanwhile), then runs like a plain one. */
+static void
+fsubmit(struct pop3_session *s, struct pjob *j)
+{
+	s->queued = j;
+	imap_folder_submit(s->folder, &s->cs, &pop3_folder_ops, j);
 }
 
 /* ---- command handlers (one per verb; cmds[] says where each is valid) -- */
@@ -440,11 +717,11 @@ submit(struct pop3_session *s, struct pjob *j)
 static long
 msg_index(struct pop3_session *s, unsigned long n)
 {
-	if (n == 0 || n > s->mb->n) {
+	if (n == 0 || n > s->n) {
 		p_err(s, "no such message");
 		return -1;
 	}
-	if (s->mb->msgs[n - 1].is_deleted) {
+	if (s->msgs[n - 1].is_deleted) {
 		p_err(s, "message is deleted");
 		return -1;
 	}
@@ -555,30 +832,36 @@ cmd_quit(struct pop3_session *s, struct pop3_cmd *c)
 	}
 	/* RFC 1939 6: the UPDATE state; the reply comes with its end. */
 	j = pjob_new(s, PJOB_UPDATE);
-	if (!submit(s, j))
-		pjob_free(&j);
+	j->del = xcalloc(s->n ? s->n : 1, sizeof(*j->del));
+	j->seen = xcalloc(s->n ? s->n : 1, sizeof(*j->seen));
+	for (size_t k = 0; k < s->n; k++) {
+		if (s->msgs[k].is_deleted)
+			j->del[j->ndel++] = s->msgs[k].uid;
+		else if (s->msgs[k].is_retrieved)
+			j->seen[j->nseen++] = s->msgs[k].uid;
+	}
+	fsubmit(s, j);
 }
 
 static void
 cmd_stat(struct pop3_session *s, struct pop3_cmd *c)
 {
-	struct mailbox *mb = s->mb;
-	size_t n = 0, total = 0;
+	size_t n = 0;
+	uint64_t total = 0;
 
 	(void)c;
-	for (size_t k = 0; k < mb->n; k++)
-		if (!mb->msgs[k].is_deleted) {
+	for (size_t k = 0; k < s->n; k++)
+		if (!s->msgs[k].is_deleted) {
 			n++;
-			total += mb->msgs[k].size;
+			total += s->msgs[k].size;
 		}
-	core_reply(&s->cs, "+OK %zu %zu", n, total);
+	core_reply(&s->cs, "+OK %zu %llu", n, (unsigned long long)total);
 }
 
 /* LIST and UIDL: one message, or every one not deleted. */
 static void
 cmd_list(struct pop3_session *s, struct pop3_cmd *c)
 {
-	struct mailbox *mb = s->mb;
 	bool uidl = c->verb == POP3_UIDL;
 	long i;
 
@@ -587,20 +870,21 @@ cmd_list(struct pop3_session *s, struct pop3_cmd *c)
 			return;
 		if (uidl)
 			core_reply(
-			    &s->cs, "+OK %ld %s", i + 1, mb->msgs[i].uid);
+			    &s->cs, "+OK %ld %s", i + 1, s->msgs[i].uidl);
 		else
-			core_reply(
-			    &s->cs, "+OK %ld %zu", i + 1, mb->msgs[i].size);
+			core_reply(&s->cs, "+OK %ld %llu", i + 1,
+			    (unsigned long long)s->msgs[i].size);
 		return;
 	}
 	core_reply(&s->cs, "+OK");
-	for (size_t k = 0; k < mb->n; k++) {
-		if (mb->msgs[k].is_deleted)
+	for (size_t k = 0; k < s->n; k++) {
+		if (s->msgs[k].is_deleted)
 			continue;
 		if (uidl)
-			core_reply(&s->cs, "%zu %s", k + 1, mb->msgs[k].uid);
+			core_reply(&s->cs, "%zu %s", k + 1, s->msgs[k].uidl);
 		else
-			core_reply(&s->cs, "%zu %zu", k + 1, mb->msgs[k].size);
+			core_reply(&s->cs, "%zu %llu", k + 1,
+			    (unsigned long long)s->msgs[k].size);
 	}
 	core_reply(&s->cs, ".");
 }
@@ -629,10 +913,11 @@ take_pipelined_read(struct pop3_session *s, struct pjob *j)
 		len--;
 	if (pop3_cmd_parse(line, len, &c, &why) == -1 ||
 	    (c.verb != POP3_RETR && c.verb != POP3_TOP) || c.num[0] == 0 ||
-	    c.num[0] > s->mb->n || s->mb->msgs[c.num[0] - 1].is_deleted)
+	    c.num[0] > s->n || s->msgs[c.num[0] - 1].is_deleted)
 		return false;
 	evbuffer_drain(in, (size_t)p.pos + 1);
 	j->index[j->nread] = c.num[0] - 1;
+	j->uid[j->nread] = s->msgs[c.num[0] - 1].uid;
 	j->lines[j->nread] = c.verb == POP3_TOP ? (long)c.num[1] : -1;
 	j->nread++;
 	return true;
@@ -649,16 +934,16 @@ cmd_retr(struct pop3_session *s, struct pop3_cmd *c)
 		return;
 	j = pjob_new(s, PJOB_READ);
 	snprintf(j->user, sizeof(j->user), "%s", s->user);
-	buf_init(&j->out, POP3_READ_CHUNK + 4 * MAILBOX_READ_PIECE);
+	buf_init(&j->out, POP3_READ_CHUNK + 4 * POP3_READ_PIECE);
 	j->index[0] = (size_t)i;
+	j->uid[0] = s->msgs[i].uid;
 	j->lines[0] = c->verb == POP3_TOP ? (long)c->num[1] : -1;
 	j->nread = 1;
 	/* Pipelined RETR/TOP right behind it share the worker trip. */
-	while (j->nread < 64 && take_pipelined_read(s, j))
+	while (j->nread < POP3_BATCH && take_pipelined_read(s, j))
 		;
 	s->is_reading = true;
-	if (!submit(s, j))
-		pjob_free(&j);
+	fsubmit(s, j);
 }
 
 static void
@@ -668,7 +953,7 @@ cmd_dele(struct pop3_session *s, struct pop3_cmd *c)
 
 	if ((i = msg_index(s, c->num[0])) < 0)
 		return;
-	s->mb->msgs[i].is_deleted = true;
+	s->msgs[i].is_deleted = true;
 	core_reply(&s->cs, "+OK message %ld deleted", i + 1);
 }
 
@@ -676,8 +961,8 @@ static void
 cmd_rset(struct pop3_session *s, struct pop3_cmd *c)
 {
 	(void)c;
-	for (size_t k = 0; k < s->mb->n; k++)
-		s->mb->msgs[k].is_deleted = false;
+	for (size_t k = 0; k < s->n; k++)
+		s->msgs[k].is_deleted = false;
 	core_reply(&s->cs, "+OK");
 }
 
@@ -772,8 +1057,8 @@ p_feed(struct core_session *cs)
 	struct evbuffer_ptr p;
 	size_t eol, len;
 
-	if (s->stream != NULL)
-		return false; /* p_drained carries on */
+	if (s->stream != NULL || s->queued != NULL)
+		return false; /* p_drained, or the folder job, carries on */
 	p = evbuffer_search_eol(in, NULL, &eol, EVBUFFER_EOL_LF);
 	if (p.pos == -1) {
 		if (evbuffer_get_length(in) > POP3_LINE_MAX) {
@@ -813,10 +1098,7 @@ p_drained(struct core_session *cs)
 		return true;
 	}
 	s->stream = NULL;
-	if (!submit(s, j)) {
-		pjob_free(&j);
-		p_close(s);
-	}
+	fsubmit(s, j);
 	return true;
 }
 
@@ -832,7 +1114,8 @@ p_timeout(struct core_session *cs, bool is_writing)
 	 * pop3_timeout: the peer is not reading.  Also while a RETR/TOP is
 	 * streaming (the client sends nothing while it downloads): a reply
 	 * now would land inside the message, so the session just ends. */
-	if (is_writing || cs->is_closing || s->stream != NULL || cs->is_busy) {
+	if (is_writing || cs->is_closing || s->stream != NULL || cs->is_busy ||
+	    s->queued != NULL) {
 		core_drop(cs);
 		return;
 	}
@@ -875,6 +1158,7 @@ p_start(struct core_session *cs)
 	s->id = cs->id;
 	s->ip = cs->ip;
 	s->state = POP3_STATE_AUTH;
+	s->lock_fd = -1;
 	bufferevent_enable(cs->bev, EV_READ | EV_WRITE);
 	log_info("pop3=%s event=connect client=%s tls=%s", s->id, s->ip,
 	    cs->is_tls ? "yes" : "no");
@@ -902,7 +1186,7 @@ p_shutdown(struct core_session *cs)
 {
 	struct pop3_session *s = (struct pop3_session *)cs;
 
-	if (s->is_reading || cs->is_busy) {
+	if (s->is_reading || cs->is_busy || s->queued != NULL) {
 		cs->is_shutdown = true;
 		return;
 	}
@@ -1046,9 +1330,11 @@ pop3_server_new(
 
 void
 pop3_server_start(struct pop3_server *srv, struct workers *w,
-    struct workers *auth, struct authfail_table *af)
+    struct workers *auth, struct authfail_table *af,
+    struct imap_folders *folders)
 {
 	srv->workers = w;
+	srv->folders = folders;
 	core_server_start(srv->core, auth, af);
 }
 
@@ -1091,7 +1377,7 @@ service_new(struct event_base *base, struct config *cfg, char *err, size_t len)
 static void
 service_start(void *srv, const struct service_env *e)
 {
-	pop3_server_start(srv, e->store, e->auth, e->authfails);
+	pop3_server_start(srv, e->store, e->auth, e->authfails, e->folders);
 }
 
 static void
@@ -1112,10 +1398,15 @@ service_shutdown(void *srv)
 	pop3_server_shutdown(srv);
 }
 
+/* Idle once no session is left and every folder has closed (the
+ * registry is IMAP's too; a server never started has none). */
 static bool
-service_is_idle(const void *srv)
+service_is_idle(const void *arg)
 {
-	return core_server_is_idle(((const struct pop3_server *)srv)->core);
+	const struct pop3_server *srv = arg;
+
+	return core_server_is_idle(srv->core) &&
+	       (srv->folders == NULL || imap_folders_is_idle(srv->folders));
 }
 
 static void

@@ -36,6 +36,8 @@ def normalise(lines, sink_port):
                       lambda x: "session=" + sids[x.group(1)], body)
         body = body.replace(f"]:{sink_port},", "]:25,")
         body = re.sub(r"delay=\d+", "delay=0", body)
+        # A new folder's UIDVALIDITY is the time it was made.
+        body = re.sub(r"uidvalidity=\d+", "uidvalidity=1738321200", body)
         out.append(f"2025-01-31T12:00:00.000+01:00 mx {m.group(1)}[4242]: {body}")
     return out
 

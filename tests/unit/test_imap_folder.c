@@ -25,11 +25,12 @@ imap_session_job_refused(struct imap_session *s)
 	(void)s;
 }
 
+/* A fake session's core half: the same fake pointer (jobs are told
+ * apart by it, imap_folders_cancel). */
 struct core_session *
 imap_session_core(struct imap_session *s)
 {
-	(void)s;
-	return NULL;
+	return (struct core_session *)s;
 }
 
 #define MAXJ 16
@@ -93,24 +94,26 @@ job(struct imap_folder *f, struct imap_folder *g, int tag)
 static int owed_calls;
 
 static void
-t_rescan_owed(struct imap_server *srv)
+t_rescan_owed(void *arg)
 {
+	struct imap_folders *reg = arg;
 	struct imap_folder *f;
 
 	/* Asked only once no job holds a folder that owes a rescan. */
-	TAILQ_FOREACH(f, &srv->folders, entry)
+	TAILQ_FOREACH(f, &reg->list, entry)
 		if (f->needs_rescan)
 			assert_false(f->is_running);
 	owed_calls++;
 }
 
 static void
-reset(struct imap_server *srv)
+reset(struct imap_folders *srv)
 {
 	memset(srv, 0, sizeof(*srv));
-	TAILQ_INIT(&srv->folders);
+	TAILQ_INIT(&srv->list);
 	srv->start = t_start;
 	srv->rescan_owed = t_rescan_owed;
+	srv->rescan_arg = srv;
 	owed_calls = 0;
 	nrunning = 0;
 	nstarted = 0;
@@ -120,12 +123,12 @@ reset(struct imap_server *srv)
 static void
 test_fifo_one_at_a_time(void **state)
 {
-	struct imap_server srv;
+	struct imap_folders srv;
 	struct imap_folder *a;
 
 	(void)state;
 	reset(&srv);
-	a = imap_folder_get(&srv, "u", "/nonexistent", "INBOX");
+	a = imap_folders_get(&srv, "u", "/nonexistent", "INBOX");
 	for (int t = 1; t <= 5; t++)
 		imap_fjob_submit(job(a, NULL, t));
 	assert_int_equal(nstarted, 1); /* the others wait in the queue */
@@ -136,12 +139,12 @@ test_fifo_one_at_a_time(void **state)
 		assert_int_equal(started[t], t + 1);
 	/* The same object for the same (user, folder); another for another
 	 * user. */
-	assert_ptr_equal(imap_folder_get(&srv, "u", "/x", "INBOX"), a);
+	assert_ptr_equal(imap_folders_get(&srv, "u", "/x", "INBOX"), a);
 	assert_ptr_not_equal(imap_folder_find(&srv, "v", "INBOX"), a);
 	imap_folder_put(&a);
 	a = imap_folder_find(&srv, "u", "INBOX");
 	imap_folder_put(&a);
-	assert_true(TAILQ_EMPTY(&srv.folders)); /* the last reference */
+	assert_true(TAILQ_EMPTY(&srv.list)); /* the last reference */
 }
 
 /*
@@ -152,13 +155,13 @@ test_fifo_one_at_a_time(void **state)
 static void
 test_two_folders_no_deadlock(void **state)
 {
-	struct imap_server srv;
+	struct imap_folders srv;
 	struct imap_folder *a, *b;
 
 	(void)state;
 	reset(&srv);
-	a = imap_folder_get(&srv, "u", "/n", "A");
-	b = imap_folder_get(&srv, "u", "/n", "B");
+	a = imap_folders_get(&srv, "u", "/n", "A");
+	b = imap_folders_get(&srv, "u", "/n", "B");
 	imap_fjob_submit(job(b, NULL, 1));
 	imap_fjob_submit(job(b, a, 2));
 	imap_fjob_submit(job(a, b, 3));
@@ -169,21 +172,21 @@ test_two_folders_no_deadlock(void **state)
 		fail_msg("only %d of 4 jobs ran: a deadlock", done_count);
 	imap_folder_put(&a);
 	imap_folder_put(&b);
-	assert_true(TAILQ_EMPTY(&srv.folders));
+	assert_true(TAILQ_EMPTY(&srv.list));
 }
 
 static void
 test_cancel_releases(void **state)
 {
-	struct imap_server srv;
+	struct imap_folders srv;
 	struct imap_folder *a, *b;
 	struct imap_session *other = (struct imap_session *)(intptr_t)2;
 	struct imap_fjob *j;
 
 	(void)state;
 	reset(&srv);
-	a = imap_folder_get(&srv, "u", "/n", "A");
-	b = imap_folder_get(&srv, "u", "/n", "B");
+	a = imap_folders_get(&srv, "u", "/n", "A");
+	b = imap_folders_get(&srv, "u", "/n", "B");
 	if ((uintptr_t)b < (uintptr_t)a) {
 		/* b must be the folder taken second */
 		struct imap_folder *t = a;
@@ -198,7 +201,7 @@ test_cancel_releases(void **state)
 	imap_fjob_submit(job(a, NULL, 3));
 	assert_int_equal(nstarted, 1);
 	/* The waiting job's session goes away: what it held is free. */
-	imap_fjob_cancel_session(&srv, other);
+	imap_folders_cancel(&srv, imap_session_core(other));
 	assert_int_equal(nstarted, 2);
 	assert_int_equal(started[1], 3);
 	while (complete_one())
@@ -206,7 +209,7 @@ test_cancel_releases(void **state)
 	assert_int_equal(done_count, 2);
 	imap_folder_put(&a);
 	imap_folder_put(&b);
-	assert_true(TAILQ_EMPTY(&srv.folders));
+	assert_true(TAILQ_EMPTY(&srv.list));
 }
 
 /* A change told while a job held the folder: the rescan is asked for
@@ -214,12 +217,12 @@ test_cancel_releases(void **state)
 static void
 test_owed_rescan_after_the_job(void **state)
 {
-	struct imap_server srv;
+	struct imap_folders srv;
 	struct imap_folder *a;
 
 	(void)state;
 	reset(&srv);
-	a = imap_folder_get(&srv, "u", "/n", "INBOX");
+	a = imap_folders_get(&srv, "u", "/n", "INBOX");
 	imap_fjob_submit(job(a, NULL, 1));
 	imap_fjob_submit(job(a, NULL, 2));
 	a->needs_rescan = true; /* what mail_changed sets on a busy folder */
@@ -232,7 +235,70 @@ test_owed_rescan_after_the_job(void **state)
 	assert_true(complete_one());
 	assert_int_equal(owed_calls, 1); /* nothing owed: never asked */
 	imap_folder_put(&a);
-	assert_true(TAILQ_EMPTY(&srv.folders));
+	assert_true(TAILQ_EMPTY(&srv.list));
+}
+
+/* Another protocol's jobs (POP3: imap_folder_submit) wait in the same
+ * queue as IMAP's, in order, and are dropped by their session's cancel
+ * without a call back. */
+static int ops_done_count, ops_refused_count;
+
+static bool
+t_ops_run(void *arg, struct store_box *box, const char *err)
+{
+	(void)arg;
+	(void)box;
+	(void)err;
+	return false;
+}
+
+static bool
+t_ops_done(void *arg)
+{
+	(void)arg;
+	ops_done_count++;
+	return false;
+}
+
+static void
+t_ops_refused(void *arg)
+{
+	(void)arg;
+	ops_refused_count++;
+}
+
+static const struct imap_folder_ops t_ops = {
+    t_ops_run, t_ops_done, t_ops_refused};
+
+static void
+test_other_protocol_jobs(void **state)
+{
+	struct imap_folders srv;
+	struct imap_folder *a;
+	struct core_session *pop = (struct core_session *)(intptr_t)7;
+	struct core_session *gone = (struct core_session *)(intptr_t)8;
+
+	(void)state;
+	reset(&srv);
+	ops_done_count = ops_refused_count = 0;
+	a = imap_folders_get(&srv, "u", "/n", "INBOX");
+	imap_fjob_submit(job(a, NULL, 1));
+	imap_folder_submit(a, pop, &t_ops, (void *)(intptr_t)2);
+	imap_folder_submit(a, gone, &t_ops, (void *)(intptr_t)3);
+	imap_fjob_submit(job(a, NULL, 4));
+	assert_int_equal(nstarted, 1);
+	imap_folders_cancel(&srv, gone); /* job 3 is dropped */
+	while (complete_one())
+		;
+	assert_int_equal(nstarted, 3);
+	assert_int_equal(started[0], 1);
+	assert_int_equal(started[1], 2);
+	assert_int_equal(started[2], 4);
+	assert_int_equal(done_count, 2);
+	assert_int_equal(ops_done_count, 1);
+	assert_int_equal(ops_refused_count, 0);
+	imap_folder_put(&a);
+	assert_true(imap_folders_is_idle(&srv));
 }
 
 int
@@ -243,6 +309,7 @@ run_imap_folder_tests(void)
 	    cmocka_unit_test(test_two_folders_no_deadlock),
 	    cmocka_unit_test(test_cancel_releases),
 	    cmocka_unit_test(test_owed_rescan_after_the_job),
+	    cmocka_unit_test(test_other_protocol_jobs),
 	};
 
 	return cmocka_run_group_tests_name("imap_folder", tests, NULL, NULL);

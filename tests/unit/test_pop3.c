@@ -1,7 +1,6 @@
-/* POP3 command parser, its dispatch table, and mailbox unique ids. */
+/* POP3 command parser, its dispatch table, and Maildir UIDLs. */
 #include <string.h>
 
-#include "mailbox.h"
 #include "pop3.h"
 #include "unit.h"
 
@@ -160,17 +159,17 @@ test_uids(void **state)
 	char longname[200];
 
 	(void)state;
-	mailbox_uid(
+	pop3_uidl(
 	    "1795846462.M153582P3549Q1.vm,S=428,W=443:2,S", uid, sizeof(uid));
 	assert_string_equal(uid, "1795846462.M153582P3549Q1.vm");
-	mailbox_uid("1600000001.def.otherhost:2,S", uid, sizeof(uid));
+	pop3_uidl("1600000001.def.otherhost:2,S", uid, sizeof(uid));
 	assert_string_equal(uid, "1600000001.def.otherhost");
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[sizeof(longname) - 1] = '\0';
-	mailbox_uid(longname, uid, sizeof(uid));
+	pop3_uidl(longname, uid, sizeof(uid));
 	assert_int_equal(uid[0], 'H');
 	assert_int_equal(strlen(uid), 17);
-	mailbox_uid("sp ace:2,", uid, sizeof(uid));
+	pop3_uidl("sp ace:2,", uid, sizeof(uid));
 	assert_int_equal(uid[0], 'H');
 }
 

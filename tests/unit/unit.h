@@ -27,7 +27,7 @@ int run_log_tests(void);
 int run_human_tests(void);
 int run_span_tests(void);
 int run_worker_tests(void);
-int run_mailbox_tests(void);
+int run_pop3_read_tests(void);
 int run_committer_tests(void);
 int run_core_tests(void);
 int run_imap_parse_tests(void);

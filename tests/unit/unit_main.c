@@ -24,7 +24,7 @@ main(void)
 	failed += run_human_tests();
 	failed += run_span_tests();
 	failed += run_worker_tests();
-	failed += run_mailbox_tests();
+	failed += run_pop3_read_tests();
 	failed += run_committer_tests();
 	failed += run_core_tests();
 	failed += run_imap_parse_tests();
