@@ -137,6 +137,10 @@ int store_root_fd(const struct store *);
 #define STORE_LIST_HASNOCHILDREN 0x002
 #define STORE_LIST_NOSELECT 0x004 /* a level with no directory of its own */
 #define STORE_LIST_SUBSCRIBED 0x008
+/* No folder and no folder below: a name only the subscriptions know
+ * (subscribed itself, or a level above a subscribed name).  LIST shows
+ * it only for the SUBSCRIBED selection, LSUB and RECURSIVEMATCH. */
+#define STORE_LIST_NONEXISTENT 0x200
 #define STORE_USE_SENT 0x010
 #define STORE_USE_DRAFTS 0x020
 #define STORE_USE_TRASH 0x040
@@ -151,7 +155,10 @@ struct store_folder {
 
 /*
  * Every folder (INBOX first, then in byte order of the names), with
- * levels that have children but no directory as STORE_LIST_NOSELECT.
+ * levels that have children but no directory as STORE_LIST_NOSELECT, and
+ * the subscribed names no folder has, with the levels above them that
+ * nothing else gives, as STORE_LIST_NONEXISTENT (RFC 5258: a subscription
+ * outlives its folder).
  * *out (an array of *n_out) belongs to the caller: store_folders_free.
  * 0 or -1.
  */
@@ -174,8 +181,10 @@ int store_create(
  */
 int store_delete(struct store *, const char *name, char *err, size_t errlen);
 /*
- * Renames folder from (with every child from/...) to to.  1 when from
- * does not exist, 2 when to exists (ALREADYEXISTS).  INBOX cannot be
+ * Renames folder from (with every child from/...) to to; a level with
+ * children but no folder of its own (\Noselect) renames its children.
+ * 1 when neither from nor a child of it exists, 2 when to exists
+ * (ALREADYEXISTS).  INBOX cannot be
  * renamed yet (RFC 3501 moves its messages; not implemented), nor a folder
  * into itself.  Children are renamed one by one: a crash part-way leaves
  * some under the old name, each a valid folder.

@@ -244,7 +244,8 @@ capabilities(struct imap_session *s, char *o, size_t len)
 
 	snprintf(o, len,
 	    "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE "
-	    "UNSELECT UIDPLUS MOVE CHILDREN SPECIAL-USE CREATE-SPECIAL-USE "
+	    "UNSELECT UIDPLUS MOVE CHILDREN LIST-EXTENDED SPECIAL-USE "
+	    "CREATE-SPECIAL-USE "
 	    "BINARY "
 	    "ESEARCH SEARCHRES CONDSTORE "
 	    "QRESYNC LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT "
@@ -1154,19 +1155,57 @@ list_show(const struct imap_session *s)
 	return show;
 }
 
-/* One folder's LIST or LSUB line, if the command selects it: true when
- * sent. */
+/*
+ * Whether v[i] has a subscribed name below it (RFC 5258 3.5, RFC 9051
+ * 6.3.9.1: CHILDINFO "SUBSCRIBED"), with is_unmatched one the command's
+ * patterns do not match (RFC 3501 6.3.9's LSUB with '%': "foo" for a
+ * subscribed "foo/bar").  v is sorted (store_list: INBOX first, then
+ * byte order), so the names below v[i] are one run, found by binary
+ * search.
+ */
 static bool
-list_line(struct imap_session *s, const struct store_folder *f, unsigned show)
+has_subscribed_below(const struct imap_session *s, const struct store_folder *v,
+    size_t n, size_t i, bool is_unmatched)
+{
+	char prefix[STORE_NAME_MAX + 2];
+	size_t pl, lo, hi;
+
+	pl = (size_t)snprintf(prefix, sizeof(prefix), "%s/", v[i].name);
+	if (pl >= sizeof(prefix))
+		return false;
+	lo = n > 0 && strcmp(v[0].name, "INBOX") == 0 ? 1 : 0;
+	hi = n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(v[mid].name, prefix) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (size_t k = lo; k < n && strncmp(v[k].name, prefix, pl) == 0; k++)
+		if ((v[k].attrs & STORE_LIST_SUBSCRIBED) &&
+		    (!is_unmatched || !list_match(&s->cmd.u.list, v[k].name)))
+			return true;
+	return false;
+}
+
+/* One folder's LIST or LSUB line (v[i] of the store's list), if the
+ * command selects it: true when sent. */
+static bool
+list_line(struct imap_session *s, const struct store_folder *v, size_t n,
+    size_t i, unsigned show)
 {
 	static const struct {
 		unsigned bit;
 		const char *name;
 	} attrs[] = {
+	    /* Dovecot's order, which clients have met for years. */
+	    {STORE_LIST_SUBSCRIBED, "\\Subscribed"},
+	    {STORE_LIST_NONEXISTENT, "\\NonExistent"},
 	    {STORE_LIST_NOSELECT, "\\Noselect"},
 	    {STORE_LIST_HASCHILDREN, "\\HasChildren"},
 	    {STORE_LIST_HASNOCHILDREN, "\\HasNoChildren"},
-	    {STORE_LIST_SUBSCRIBED, "\\Subscribed"},
 	    {STORE_USE_SENT, "\\Sent"},
 	    {STORE_USE_DRAFTS, "\\Drafts"},
 	    {STORE_USE_TRASH, "\\Trash"},
@@ -1174,24 +1213,54 @@ list_line(struct imap_session *s, const struct store_folder *f, unsigned show)
 	    {STORE_USE_ARCHIVE, "\\Archive"},
 	};
 	const struct imap_list *l = &s->cmd.u.list;
+	const struct store_folder *f = &v[i];
 	bool is_lsub = s->kind == IMAP_CMD_LSUB;
+	bool is_subsel = is_lsub || (l->opts & IMAP_LSEL_SUBSCRIBED);
+	bool is_recursive = !is_lsub && (l->opts & IMAP_LSEL_SUBSCRIBED) &&
+	                    (l->opts & IMAP_LSEL_RECURSIVEMATCH);
+	bool has_childinfo = false;
+	unsigned at = f->attrs;
 	char a[256] = "", name[STORE_NAME_MAX * 4 + 8];
 
-	if ((is_lsub || (l->opts & IMAP_LSEL_SUBSCRIBED)) &&
-	    !(f->attrs & STORE_LIST_SUBSCRIBED))
+	/* A name only the subscriptions know: for subscription listings. */
+	if ((at & STORE_LIST_NONEXISTENT) && !is_subsel)
 		return false;
-	if ((l->opts & IMAP_LSEL_SPECIAL_USE) && !(f->attrs & STORE_USE_ALL))
+	if ((l->opts & IMAP_LSEL_SPECIAL_USE) && !(at & STORE_USE_ALL))
 		return false;
 	if (!list_match(l, f->name))
 		return false;
+	/* A name that is not subscribed itself is shown for its children
+	 * only where the pattern hides them ('%'); one that is gets
+	 * CHILDINFO for any (as Dovecot reads RFC 5258 3.5). */
+	if (is_subsel && (is_lsub || is_recursive))
+		has_childinfo = has_subscribed_below(
+		    s, v, n, i, is_lsub || !(at & STORE_LIST_SUBSCRIBED));
+	if (is_subsel && !(at & STORE_LIST_SUBSCRIBED) && !has_childinfo)
+		return false;
+	if (is_lsub) {
+		/* LSUB: the special-use attributes, as Dovecot shows them;
+		 * a level shown for its subscribed children is \Noselect. */
+		at &= ~(unsigned)STORE_LIST_NONEXISTENT;
+		if (!(f->attrs & STORE_LIST_SUBSCRIBED))
+			at = STORE_LIST_NOSELECT;
+	} else if (l->is_extended &&
+	           (at & (STORE_LIST_NOSELECT | STORE_LIST_NONEXISTENT))) {
+		/* RFC 5258 3.4: the extended form says \NonExistent (which
+		 * implies \Noselect) for a level without a folder. */
+		at &= ~(unsigned)STORE_LIST_NOSELECT;
+		at |= STORE_LIST_NONEXISTENT;
+	}
+	at &= show | STORE_LIST_NONEXISTENT | STORE_LIST_NOSELECT;
 	for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
-		if (f->attrs & attrs[k].bit & show) {
+		if (at & attrs[k].bit) {
 			if (a[0])
 				str_cat(a, " ", sizeof(a));
 			str_cat(a, attrs[k].name, sizeof(a));
 		}
 	name_fmt(s, f->name, name, sizeof(name));
-	out(s, "* %s (%s) \"/\" %s", is_lsub ? "LSUB" : "LIST", a, name);
+	out(s, "* %s (%s) \"/\" %s%s", is_lsub ? "LSUB" : "LIST", a, name,
+	    is_recursive && has_childinfo ? " (CHILDINFO (\"SUBSCRIBED\"))"
+	                                  : "");
 	return true;
 }
 
@@ -1224,17 +1293,16 @@ list_done(struct imap_session *s, struct sjob *j)
 		return;
 	}
 	for (size_t i = 0; i < j->nfolders; i++)
-		(void)list_line(s, &j->folders[i], show);
+		(void)list_line(s, j->folders, j->nfolders, i, show);
 	tagged(s, "OK", "%s completed", is_lsub ? "Lsub" : "List");
 }
 
 static void
 cmd_list(struct imap_session *s, struct imap_cmd *c)
 {
-	if (c->u.list.opts & IMAP_LSEL_REMOTE) {
-		bad(s, "LIST option not supported");
-		return;
-	}
+	/* REMOTE (RFC 5258 3.1) asks for remote mailboxes too, where a
+	 * server has them (MAILBOX-REFERRALS); postern has none: nothing
+	 * more to list. */
 	if ((c->u.list.opts & IMAP_LRET_STATUS) &&
 	    (c->u.list.status_items & IMAP_STATUS_HIGHESTMODSEQ))
 		s->is_condstore = true; /* RFC 7162 3.1, as STATUS */
@@ -2102,8 +2170,9 @@ list_status_next(struct imap_session *s)
 		const struct store_folder *f = &s->ls_folders[s->ls_next++];
 
 		/* No STATUS for \Noselect (RFC 5819 2). */
-		if (!list_line(s, f, s->ls_show) ||
-		    (f->attrs & STORE_LIST_NOSELECT))
+		if (!list_line(s, s->ls_folders, s->ls_n, s->ls_next - 1,
+		        s->ls_show) ||
+		    (f->attrs & (STORE_LIST_NOSELECT | STORE_LIST_NONEXISTENT)))
 			continue;
 		a = xcalloc(1, sizeof(*a));
 		a->f = imap_folders_get(

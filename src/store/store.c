@@ -464,22 +464,6 @@ subs_read(struct store *st, int *r_out)
 	return (char *)data;
 }
 
-static bool
-is_subscribed(const char *subs, const char *name)
-{
-	size_t nl = strlen(name);
-
-	for (const char *p = subs; p != NULL && *p != '\0';) {
-		const char *e = strchr(p, '\n');
-		size_t l = e != NULL ? (size_t)(e - p) : strlen(p);
-
-		if (l == nl && memcmp(p, name, l) == 0)
-			return true;
-		p = e != NULL ? e + 1 : NULL;
-	}
-	return false;
-}
-
 static void
 add_folder(struct store_folder **v, size_t *n, size_t *cap, const char *name,
     unsigned attrs)
@@ -520,9 +504,117 @@ folder_cmp(const void *a, const void *b)
 {
 	const struct store_folder *x = a, *y = b;
 
-	if (strcmp(x->name, "INBOX") == 0 || strcmp(y->name, "INBOX") == 0)
+	if (strcmp(x->name, "INBOX") == 0 || strcmp(y->name, "INBOX") == 0) {
+		if (strcmp(x->name, y->name) == 0)
+			return 0;
 		return strcmp(x->name, "INBOX") == 0 ? -1 : 1;
+	}
 	return strcmp(x->name, y->name);
+}
+
+static int
+str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * The subscriptions as a sorted array of distinct valid folder names
+ * (pointers into subs, whose newlines become NULs); *n_out of them.
+ * Lines that are not folder names are skipped.
+ */
+static char **
+subs_names(char *subs, size_t *n_out)
+{
+	char **v = NULL;
+	size_t n = 0, cap = 0, w = 0;
+
+	for (char *p = subs; p != NULL && *p != '\0';) {
+		char *e = strchr(p, '\n');
+		const char *why;
+
+		if (e != NULL)
+			*e = '\0';
+		if (store_name_check(p, &why) == 0) {
+			if (n == cap) {
+				cap = cap == 0 ? 16 : cap * 2;
+				v = xreallocarray(v, cap, sizeof(*v));
+			}
+			v[n++] = p;
+		}
+		p = e != NULL ? e + 1 : NULL;
+	}
+	if (n > 1)
+		qsort(v, n, sizeof(*v), str_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (w == 0 || strcmp(v[w - 1], v[i]) != 0)
+			v[w++] = v[i];
+	*n_out = w;
+	return v;
+}
+
+/* Whether name is among v[0..n), sorted by folder_cmp. */
+static bool
+has_folder(const struct store_folder *v, size_t n, const char *name)
+{
+	struct store_folder key = {.name = (char *)name};
+
+	return n > 0 && bsearch(&key, v, n, sizeof(*v), folder_cmp) != NULL;
+}
+
+/*
+ * v[0..*n) (the folders, sorted by folder_cmp) gains the subscribed names
+ * none of them has (STORE_LIST_NONEXISTENT with \Subscribed) and the
+ * levels above those that are not listed (STORE_LIST_NONEXISTENT alone,
+ * with children).  Sorting and binary searches: the subscriptions file
+ * is bounded (1 MiB, subs_read), and so is the work, at n log n.
+ */
+static void
+add_subscribed_only(struct store_folder **v, size_t *n, size_t *cap,
+    char *const *subs, size_t nsubs)
+{
+	struct store_folder *x = NULL;
+	size_t nx = 0, xcap = 0, base = *n, w = 0;
+
+	for (size_t i = 0; i < nsubs; i++) {
+		char name[STORE_NAME_MAX + 1];
+
+		if (has_folder(*v, base, subs[i]))
+			continue;
+		add_folder(&x, &nx, &xcap, subs[i],
+		    STORE_LIST_NONEXISTENT | STORE_LIST_SUBSCRIBED |
+		        STORE_LIST_HASNOCHILDREN);
+		snprintf(name, sizeof(name), "%s", subs[i]);
+		for (char *q = name; (q = strchr(q, STORE_DELIM)) != NULL;
+		     q++) {
+			*q = '\0';
+			if (strcasecmp(name, "INBOX") != 0 &&
+			    !has_folder(*v, base, name))
+				add_folder(&x, &nx, &xcap, name,
+				    STORE_LIST_NONEXISTENT |
+				        STORE_LIST_HASCHILDREN);
+			*q = STORE_DELIM;
+		}
+	}
+	if (nx > 1)
+		qsort(x, nx, sizeof(*x), folder_cmp);
+	/* One entry per name: a subscribed one that is also a level above
+	 * another has children. */
+	for (size_t i = 0; i < nx; i++) {
+		if (w > 0 && strcmp(x[w - 1].name, x[i].name) == 0) {
+			x[w - 1].attrs |= x[i].attrs & STORE_LIST_SUBSCRIBED;
+			if (x[i].attrs & STORE_LIST_HASCHILDREN) {
+				x[w - 1].attrs &= ~STORE_LIST_HASNOCHILDREN;
+				x[w - 1].attrs |= STORE_LIST_HASCHILDREN;
+			}
+			free(x[i].name);
+			continue;
+		}
+		x[w++] = x[i];
+	}
+	for (size_t i = 0; i < w; i++)
+		add_folder(v, n, cap, x[i].name, x[i].attrs);
+	store_folders_free(&x, w);
 }
 
 int
@@ -532,7 +624,8 @@ store_list(struct store *st, struct store_folder **out, size_t *n_out,
 	struct store_folder *v = NULL;
 	size_t n = 0, cap = 0, ne;
 	struct entry *e;
-	char *subs;
+	char *subs, **sv;
+	size_t nsubs;
 	int sr;
 
 	if (scan_folders(st, &e, &ne) == -1)
@@ -551,10 +644,15 @@ store_list(struct store *st, struct store_folder **out, size_t *n_out,
 		    &v, &n, &cap, e[i].name, a | special_use_of(st, e[i].name));
 		add_parents(&v, &n, &cap, e, ne, e[i].name);
 	}
-	for (size_t i = 0; i < n; i++)
-		if (is_subscribed(subs, v[i].name))
-			v[i].attrs |= STORE_LIST_SUBSCRIBED;
+	sv = subs_names(subs, &nsubs);
 	qsort(v, n, sizeof(*v), folder_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (nsubs > 0 && bsearch(&v[i].name, sv, nsubs, sizeof(*sv),
+		                     str_cmp) != NULL)
+			v[i].attrs |= STORE_LIST_SUBSCRIBED;
+	add_subscribed_only(&v, &n, &cap, sv, nsubs);
+	qsort(v, n, sizeof(*v), folder_cmp);
+	free(sv);
 	free(subs);
 	entries_free(e, ne);
 	*out = v;
@@ -638,6 +736,7 @@ store_rename(struct store *st, const char *from, const char *to, char *err,
 	size_t ne, fl;
 	unsigned use;
 	char *cfrom, *cto;
+	bool is_level;
 
 	if (store_name_to_dir(from, fdir, sizeof(fdir), &why) == -1 ||
 	    store_name_to_dir(to, tdir, sizeof(tdir), &why) == -1)
@@ -649,8 +748,8 @@ store_rename(struct store *st, const char *from, const char *to, char *err,
 	if (tdir[0] == '\0' ||
 	    faccessat(st->root_fd, tdir, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
 		return 2;
-	if (faccessat(st->root_fd, fdir, F_OK, AT_SYMLINK_NOFOLLOW) == -1)
-		return 1;
+	is_level =
+	    faccessat(st->root_fd, fdir, F_OK, AT_SYMLINK_NOFOLLOW) == -1;
 	if (strncmp(tdir, fdir, strlen(fdir)) == 0 && tdir[strlen(fdir)] == '.')
 		return store_fail(err, errlen,
 		    "cannot rename a folder into "
@@ -666,9 +765,16 @@ store_rename(struct store *st, const char *from, const char *to, char *err,
 		return store_fail(err, errlen, "invalid folder name");
 	}
 	fl = strlen(cfrom);
+	if (is_level && !has_child(e, ne, cfrom)) {
+		free(cfrom);
+		free(cto);
+		entries_free(e, ne);
+		return 1;
+	}
 	use = special_use_of(st, cfrom);
-	/* The folder first (a client sees it at once), then each child. */
-	if (renameat(st->root_fd, fdir, st->root_fd, tdir) == -1) {
+	/* The folder first (a client sees it at once), then each child; a
+	 * level with no folder of its own (\Noselect) is its children. */
+	if (!is_level && renameat(st->root_fd, fdir, st->root_fd, tdir) == -1) {
 		free(cfrom);
 		free(cto);
 		entries_free(e, ne);

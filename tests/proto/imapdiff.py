@@ -294,7 +294,10 @@ _SORTED = (b"LIST", b"LSUB", b"STATUS")
 # A mailbox name may be sent as an atom or as a quoted string (RFC 3501
 # astring): both are the same name.
 _ATOM = rb'[^\x00-\x20\x7f(){%*"\\\]]+'
-_LIST_NAME = re.compile(rb'^(\* (?:LIST|LSUB) \([^)]*\) (?:NIL|"[^"]*") )"(' + _ATOM + rb')"$')
+# (a quoted name and an atom are the same name; LIST-EXTENDED may add
+# an extended item such as CHILDINFO after it)
+_LIST_NAME = re.compile(rb'^(\* (?:LIST|LSUB) \([^)]*\) (?:NIL|"[^"]*") )"(' + _ATOM +
+                        rb')"((?: \(CHILDINFO \([^)]*\)\))?)$')
 _STATUS_NAME = re.compile(rb'^(\* STATUS )"(' + _ATOM + rb')"( \(.*)$')
 
 
@@ -332,7 +335,7 @@ def normalise_line(ln):
     ln = unliteral(ln)
     if ln.startswith(b"+"):
         return b"+"  # the continuation's text is the server's own words
-    ln = _LIST_NAME.sub(rb"\1\2", ln)
+    ln = _LIST_NAME.sub(rb"\1\2\3", ln)
     ln = _STATUS_NAME.sub(rb"\1\2\3", ln)
     ln = re.sub(rb"^t\d+ ", b"TAG ", ln)
     ln = _INTERNALDATE.sub(_mask_now, ln)

@@ -429,7 +429,11 @@ test_folders(void **state)
 		assert_int_equal(store_delete(st, "Junk", err, sizeof(err)), 0);
 		store_free(&st);
 		st = store_ok(old);
-		assert_int_equal(attrs_of(st, "Junk"), 0xffffffffu);
+		assert_false(exists(old, ".Junk"));
+		/* Its subscription stays (RFC 3501 6.3.4): listed as such. */
+		assert_int_equal(attrs_of(st, "Junk"),
+		    STORE_LIST_NONEXISTENT | STORE_LIST_SUBSCRIBED |
+		        STORE_LIST_HASNOCHILDREN);
 		store_free(&st);
 		rm_rf(old);
 	}
@@ -446,6 +450,94 @@ test_folders(void **state)
 		assert_int_equal(attrs_of(st, "Evil"), 0xffffffffu);
 		store_free(&st);
 	}
+	rm_rf(root);
+}
+
+/* How many entries of the list are named name. */
+static size_t
+count_of(struct store *st, const char *name)
+{
+	struct store_folder *v;
+	size_t n, c = 0;
+	char err[256];
+
+	if (store_list(st, &v, &n, err, sizeof(err)) != 0)
+		fail_msg("store_list: %s", err);
+	for (size_t i = 0; i < n; i++) {
+		c += strcmp(v[i].name, name) == 0;
+		/* INBOX first, then byte order, no name twice. */
+		if (i > 1)
+			assert_true(strcmp(v[i - 1].name, v[i].name) < 0);
+	}
+	assert_string_equal(v[0].name, "INBOX");
+	store_folders_free(&v, n);
+	return c;
+}
+
+/*
+ * Subscriptions that outlive their folders (RFC 5258): listed as
+ * STORE_LIST_NONEXISTENT with the levels above them, merged with what
+ * the folders give, each name once, lines that are not folder names
+ * skipped; a \Noselect level renames as its children.
+ */
+static void
+test_list_subscriptions(void **state)
+{
+	static const struct {
+		const char *name;
+		unsigned attrs;
+	} want[] = {
+	    {"Gone", STORE_LIST_NONEXISTENT | STORE_LIST_SUBSCRIBED |
+	                 STORE_LIST_HASCHILDREN},
+	    {"Gone/Later", STORE_LIST_NONEXISTENT | STORE_LIST_SUBSCRIBED |
+	                       STORE_LIST_HASNOCHILDREN},
+	    {"Far", STORE_LIST_NONEXISTENT | STORE_LIST_HASCHILDREN},
+	    {"Far/Away", STORE_LIST_NONEXISTENT | STORE_LIST_HASCHILDREN},
+	    {"Far/Away/Deep", STORE_LIST_NONEXISTENT | STORE_LIST_SUBSCRIBED |
+	                          STORE_LIST_HASNOCHILDREN},
+	    /* A level the folders give stays \Noselect, not nonexistent. */
+	    {"P", STORE_LIST_NOSELECT | STORE_LIST_HASCHILDREN},
+	    {"P/Q", STORE_LIST_HASNOCHILDREN},
+	    {"P/Q/R", STORE_LIST_NONEXISTENT | STORE_LIST_SUBSCRIBED |
+	                  STORE_LIST_HASNOCHILDREN},
+	    {"Sent", STORE_USE_SENT | STORE_LIST_HASNOCHILDREN |
+	                 STORE_LIST_SUBSCRIBED},
+	};
+	char root[256], err[256], path[PATH_MAX];
+	struct store *st;
+
+	(void)state;
+	fresh(root, sizeof(root));
+	st = store_ok(root);
+	assert_int_equal(store_create(st, "P/Q", 0, err, sizeof(err)), 0);
+	snprintf(path, sizeof(path), "%s/subscriptions", root);
+	/* Dovecot's version 2 file, with lines no folder name can be. */
+	put(path,
+	    "V\t2\n\nINBOX\nSent\nGone\tLater\nGone\nGone\nFar\tAway\tDeep\n"
+	    "P\tQ\tR\nbad.name\n\nx\t\ty\n",
+	    0);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		unsigned got = attrs_of(st, want[i].name);
+
+		if (got != want[i].attrs)
+			fail_msg("%s: attrs %#x, want %#x", want[i].name, got,
+			    want[i].attrs);
+		assert_int_equal(count_of(st, want[i].name), 1);
+	}
+	assert_int_equal(attrs_of(st, "bad.name"), 0xffffffffu);
+	assert_int_equal(attrs_of(st, "x"), 0xffffffffu);
+	/* The folder made: the subscription is an ordinary one again. */
+	assert_int_equal(store_create(st, "Gone", 0, err, sizeof(err)), 0);
+	assert_int_equal(attrs_of(st, "Gone"),
+	    STORE_LIST_SUBSCRIBED | STORE_LIST_HASNOCHILDREN);
+	/* RENAME of a \Noselect level: its children move. */
+	assert_int_equal(store_rename(st, "P", "Z", err, sizeof(err)), 0);
+	assert_true(exists(root, ".Z.Q/cur") && !exists(root, ".P.Q"));
+	assert_false(exists(root, ".Z"));
+	assert_int_equal(
+	    attrs_of(st, "Z"), STORE_LIST_NOSELECT | STORE_LIST_HASCHILDREN);
+	assert_int_equal(store_rename(st, "Far", "Near", err, sizeof(err)), 1);
+	store_free(&st);
 	rm_rf(root);
 }
 
@@ -1400,6 +1492,7 @@ run_store_tests(void)
 	    cmocka_unit_test(test_flags),
 	    cmocka_unit_test(test_keywords),
 	    cmocka_unit_test(test_folders),
+	    cmocka_unit_test(test_list_subscriptions),
 	    cmocka_unit_test(test_index_sync),
 	    cmocka_unit_test(test_first_recent),
 	    cmocka_unit_test(test_ops),
