@@ -184,10 +184,10 @@ int store_delete(struct store *, const char *name, char *err, size_t errlen);
  * Renames folder from (with every child from/...) to to; a level with
  * children but no folder of its own (\Noselect) renames its children.
  * 1 when neither from nor a child of it exists, 2 when to exists
- * (ALREADYEXISTS).  INBOX cannot be
- * renamed yet (RFC 3501 moves its messages; not implemented), nor a folder
- * into itself.  Children are renamed one by one: a crash part-way leaves
- * some under the old name, each a valid folder.
+ * (ALREADYEXISTS).  INBOX is refused (RFC 3501 RENAME INBOX moves its
+ * messages instead: the IMAP layer does it with store_create and
+ * store_move), and so is a folder into itself.  Children are renamed one by
+ * one: a crash part-way leaves some under the old name, each a valid folder.
  */
 int store_rename(
     struct store *, const char *from, const char *to, char *err, size_t errlen);

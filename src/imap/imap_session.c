@@ -1381,6 +1381,97 @@ cmd_delete(struct imap_session *s, struct imap_cmd *c)
 	sjob_submit(s, j);
 }
 
+/*
+ * RENAME INBOX (RFC 3501 6.3.5, RFC 9051 6.3.6): its messages move to a
+ * new folder of that name and INBOX stays, empty; INBOX/... children are
+ * not touched.  A job on both folders (INBOX may be selected: its
+ * sessions are told of the expunges like after a MOVE).
+ */
+struct inbox_rename_arg {
+	struct imap_folder *inbox, *to;
+};
+
+static void
+inbox_rename_free(void *arg)
+{
+	struct inbox_rename_arg *a = arg;
+
+	imap_folder_put(&a->inbox);
+	imap_folder_put(&a->to);
+	free(a);
+}
+
+static void
+inbox_rename_run(struct imap_fjob *j)
+{
+	struct inbox_rename_arg *a = j->arg;
+	size_t ii = j->f[0] == a->inbox ? 0 : 1, ti = 1 - ii;
+	struct store_box *in = imap_folder_box(j, ii), *to;
+	uint32_t *uids, *out;
+	int r;
+
+	if (in == NULL) {
+		j->result = -1;
+		snprintf(j->err, sizeof(j->err), "%s", j->f[ii]->open_err);
+		return;
+	}
+	r = store_create(in->store, j->f[ti]->name, 0, j->err, sizeof(j->err));
+	if (r != 0) {
+		j->result = r == 1 ? 2 : -1; /* 2: ALREADYEXISTS */
+		return;
+	}
+	if ((to = imap_folder_box(j, ti)) == NULL) {
+		j->result = -1;
+		snprintf(j->err, sizeof(j->err), "%s", j->f[ti]->open_err);
+		return;
+	}
+	uids = xcalloc(in->n ? in->n : 1, sizeof(*uids));
+	out = xcalloc(in->n ? in->n : 1, sizeof(*out));
+	for (size_t i = 0; i < in->n; i++)
+		uids[i] = in->msgs[i].uid;
+	j->is_changed[ii] = j->is_changed[ti] = true;
+	j->result =
+	    store_move(in, uids, in->n, to, out, j->err, sizeof(j->err));
+	free(uids);
+	free(out);
+}
+
+static bool
+inbox_rename_done(struct imap_fjob *j)
+{
+	struct imap_session *s = j->s;
+
+	if (!fdone_begin(j))
+		return false;
+	if (j->result == 2)
+		tagged(s, "NO", "[ALREADYEXISTS] Target exists");
+	else if (j->result != 0)
+		tagged(s, "NO", "%s", j->err);
+	else
+		tagged(s, "OK", "Rename completed");
+	return false;
+}
+
+static void
+rename_inbox(struct imap_session *s, const char *to)
+{
+	struct inbox_rename_arg *a;
+
+	if (strcasecmp(to, "INBOX") == 0) {
+		tagged(s, "NO", "[ALREADYEXISTS] Target exists");
+		return;
+	}
+	if (imap_folder_in_use(s->srv->folders, s->user, to)) {
+		tagged(s, "NO", "[INUSE] Mailbox is in use");
+		return;
+	}
+	a = xcalloc(1, sizeof(*a));
+	a->inbox = imap_folders_get(s->srv->folders, s->user, s->root, "INBOX");
+	a->to = imap_folders_get(s->srv->folders, s->user, s->root, to);
+	fsubmit(s, imap_fjob_new(s, a->inbox, a->to, inbox_rename_run,
+	               inbox_rename_done, a, inbox_rename_free));
+}
+
 static void
 cmd_rename(struct imap_session *s, struct imap_cmd *c)
 {
@@ -1388,6 +1479,10 @@ cmd_rename(struct imap_session *s, struct imap_cmd *c)
 
 	if (!name_ok(s, &c->u.rename.from) || !name_ok(s, &c->u.rename.to))
 		return;
+	if (strcasecmp(c->u.rename.from.name.p, "INBOX") == 0) {
+		rename_inbox(s, c->u.rename.to.name.p);
+		return;
+	}
 	if (imap_folder_in_use(
 	        s->srv->folders, s->user, c->u.rename.from.name.p) ||
 	    imap_folder_in_use(

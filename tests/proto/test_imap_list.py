@@ -108,3 +108,45 @@ def test_hostile_subscriptions_file(make_server, cert):
     got = cmd(r, "c", 'LIST (SUBSCRIBED RECURSIVEMATCH) "" %')
     assert '* LIST (\\NonExistent) "/" "Deep" (CHILDINFO ("SUBSCRIBED"))' in got
     assert len(cmd(r, "d", 'LIST "" *')) == 6  # the folders alone
+
+
+def test_rename_inbox_moves_its_messages(make_server, cert):
+    """RENAME INBOX (RFC 3501 6.3.5): the messages move to a new folder,
+    flags kept, INBOX stays (empty, its UIDs not reused) with its children
+    untouched; a session idling on INBOX is told of the expunges at once;
+    new mail lands in INBOX again.  (Dovecot's Maildir refuses it with
+    NO [CANNOT]: no differential script.)"""
+    from test_imap import deliver
+    s = make_server(dict(IMAP, imap_idle_poll="10m"))
+    deliver(s, n=3)
+    r = session(s, cert)
+    cmd(r, "a", "CREATE INBOX/Child")
+    cmd(r, "b", "SELECT INBOX")
+    cmd(r, "c", "STORE 2 +FLAGS (\\Flagged $Work)")
+    idler = session(s, cert)
+    cmd(idler, "i1", "SELECT INBOX")
+    idler.send("i2 IDLE\r\n")
+    assert idler.line().startswith("+ ")
+    r.send("d RENAME INBOX Sent\r\n")  # exists: refused, nothing moved
+    assert r.until("d")[-1].startswith("d NO [ALREADYEXISTS]")
+    r.send("e RENAME INBOX INBOX\r\n")
+    assert r.until("e")[-1].startswith("e NO [ALREADYEXISTS]")
+    got = cmd(r, "f", "RENAME inbox Old")
+    assert got.count("* 1 EXPUNGE") == 3, got  # this session's own view
+    idler.sock.settimeout(20)
+    assert [idler.line() for _ in range(3)] == ["* 1 EXPUNGE"] * 3
+    idler.send("DONE\r\n")
+    assert idler.until("i2")[-1].startswith("i2 OK")
+    assert cmd(r, "g", "STATUS INBOX (MESSAGES UIDNEXT)") == [
+        '* STATUS "INBOX" (MESSAGES 0 UIDNEXT 4)']
+    assert cmd(r, "h", "STATUS Old (MESSAGES UNSEEN)") == [
+        '* STATUS "Old" (MESSAGES 3 UNSEEN 3)']
+    assert '* LIST (\\HasNoChildren) "/" "INBOX/Child"' in cmd(r, "j", 'LIST "" INBOX/*')
+    cmd(r, "k", "SELECT Old")
+    flags = cmd(r, "l", "FETCH 1:3 (FLAGS)")
+    assert "$Work" in flags[1] and "\\Flagged" in flags[1], flags
+    cur = os.listdir(os.path.join(s.maildir("alice"), ".Old", "cur"))
+    assert len(cur) == 3
+    deliver(s, n=1)
+    assert cmd(r, "m", "STATUS INBOX (MESSAGES UIDNEXT)") == [
+        '* STATUS "INBOX" (MESSAGES 1 UIDNEXT 5)']
