@@ -250,11 +250,20 @@ struct store_box {
 	/* IMAP \Recent (RFC 3501 2.3.2): UIDs below this were given to a
 	 * session already (0: none yet); kept in the index. */
 	uint32_t first_recent;
+	/* Dovecot's UIDs, from the open that made the index until its
+	 * first sync has used them (NULL otherwise). */
+	struct store_uidlist *import;
 };
 
 #define STORE_REBUILT_NEW 0x1     /* no index: made (new UIDVALIDITY) */
 #define STORE_REBUILT_CORRUPT 0x2 /* snapshot unusable: new UIDVALIDITY */
 #define STORE_REBUILT_LOG 0x4     /* log damaged: its tail dropped */
+#define STORE_REBUILT_IMPORT 0x8  /* made with Dovecot's UIDs (NEW too) */
+/* MODSEQs of a folder made from Dovecot's start here: above any its
+ * counter reaches, so a client's cached HIGHESTMODSEQ is below every
+ * message's and CONDSTORE/QRESYNC resynchronise all flags (never miss a
+ * change), while the UIDs, and so the messages, stay cached. */
+#define STORE_IMPORT_MODSEQ ((uint64_t)1 << 40)
 
 /*
  * Opens folder name: reads the index (snapshot + log), then syncs with
@@ -414,6 +423,28 @@ long store_log_apply(struct store_box *, const uint8_t *data, size_t len,
     bool *is_damaged_out, const char **why_out);
 /* Frees box's messages and vanished list (for tests and the fuzzer). */
 void store_box_clear(struct store_box *);
+
+/*
+ * Dovecot's dovecot-uidlist (store_uidlist.c), read when a folder without
+ * a postern index has one: its messages keep their UIDs, the folder its
+ * UIDVALIDITY (docs/architecture.md, "Mailbox store").
+ */
+struct store_uidlist_ent {
+	uint32_t uid;
+	char *base; /* the file name up to its first ':' */
+};
+struct store_uidlist {
+	uint32_t uidvalidity, uidnext;
+	struct store_uidlist_ent *v; /* sorted by base, one per base */
+	size_t n;
+};
+/* 0, or -1 with why (u then empty); u is freed with store_uidlist_free. */
+int store_uidlist_parse(const uint8_t *data, size_t len,
+    struct store_uidlist *u, const char **why_out);
+/* The UID of base (base_len bytes), or 0. */
+uint32_t store_uidlist_find(
+    const struct store_uidlist *, const char *base, size_t base_len);
+void store_uidlist_free(struct store_uidlist *);
 
 /* ---- quota (Maildir++ "maildirsize") --------------------------------- */
 

@@ -33,6 +33,10 @@ static const char log_file[] = "postern-index.log";
 /* Bounds of what open reads: a snapshot of STORE_MSGS_MAX records. */
 #define INDEX_FILE_MAX ((size_t)1 << 31)
 #define LOG_FILE_MAX ((size_t)1 << 28)
+/* Dovecot's UID list (about 80 bytes a message: 10 million fit). */
+#define UIDLIST_FILE_MAX ((size_t)1 << 30)
+static const char uidlist_file[] = "dovecot-uidlist";
+static const char uidlist_done_file[] = "dovecot-uidlist.postern-imported";
 
 const struct store_msg *
 store_msg_by_uid(const struct store_box *box, uint32_t uid)
@@ -215,6 +219,7 @@ struct found {
 	struct store_flags flags;
 	bool is_new; /* in new/ */
 	int64_t mtime;
+	uint32_t import_uid; /* Dovecot's UID for it (box->import), or 0 */
 };
 
 static int
@@ -225,6 +230,20 @@ found_cmp(const void *a, const void *b)
 	if (x->mtime != y->mtime)
 		return x->mtime < y->mtime ? -1 : 1;
 	return strcmp(x->name, y->name);
+}
+
+/* Files with Dovecot's UIDs first, in UID order, then the rest in
+ * delivery order. */
+static int
+found_import_cmp(const void *a, const void *b)
+{
+	const struct found *x = a, *y = b;
+
+	if ((x->import_uid != 0) != (y->import_uid != 0))
+		return x->import_uid != 0 ? -1 : 1;
+	if (x->import_uid != y->import_uid)
+		return x->import_uid < y->import_uid ? -1 : 1;
+	return found_cmp(a, b);
 }
 
 static int
@@ -535,13 +554,42 @@ store_sync(struct store_box *box, bool *changed_out, char *err, size_t errlen)
 	sync_vanish(box, seen, &changed);
 	free(seen);
 	stamp(box, add, nadd);
+	for (size_t i = 0; box->import != NULL && i < nadd; i++)
+		add[i].import_uid = store_uidlist_find(
+		    box->import, add[i].name, add[i].base_len);
 	if (nadd > 1)
-		qsort(add, nadd, sizeof(*add), found_cmp);
-	for (size_t i = 0; i < nadd && r == 0; i++) {
-		if (box->n >= STORE_MSGS_MAX || box->uidnext == UINT32_MAX)
-			break;
-		r = sync_add(box, &add[i]);
-		changed = true;
+		qsort(add, nadd, sizeof(*add),
+		    box->import != NULL ? found_import_cmp : found_cmp);
+	/* Two passes when importing: the files Dovecot numbered, at their
+	 * UIDs (ascending); then, past Dovecot's next UID, the others (and a
+	 * second file with a numbered base), in delivery order. */
+	for (int pass = box->import != NULL ? 0 : 1; pass < 2; pass++) {
+		if (pass == 1 && box->import != NULL &&
+		    box->uidnext < box->import->uidnext)
+			box->uidnext = box->import->uidnext;
+		for (size_t i = 0; i < nadd && r == 0; i++) {
+			bool is_numbered = add[i].import_uid != 0 &&
+			                   add[i].import_uid >= box->uidnext;
+
+			if (pass == 0 && !is_numbered)
+				continue;
+			if (pass == 1 && add[i].import_uid == UINT32_MAX)
+				continue; /* added in pass 0 */
+			if (pass == 0)
+				box->uidnext = add[i].import_uid;
+			if (box->n >= STORE_MSGS_MAX ||
+			    box->uidnext == UINT32_MAX)
+				break;
+			r = sync_add(box, &add[i]);
+			if (pass == 0)
+				add[i].import_uid = UINT32_MAX; /* done */
+			changed = true;
+		}
+	}
+	if (box->import != NULL) {
+		store_uidlist_free(box->import);
+		free(box->import);
+		box->import = NULL;
 	}
 	free(add);
 	found_free(v, n);
@@ -610,6 +658,10 @@ store_box_close(struct store_box **bp)
 			    log_esc(err));
 	}
 	store_box_clear(box);
+	if (box->import != NULL) {
+		store_uidlist_free(box->import);
+		free(box->import);
+	}
 	for (int *fd = &box->dir_fd; fd <= &box->log_fd; fd++)
 		if (*fd != -1)
 			close(*fd);
@@ -628,6 +680,53 @@ new_uidvalidity(uint32_t old)
 	if (v <= old)
 		v = old + 1;
 	return v == 0 ? 1 : v;
+}
+
+/*
+ * A folder with no index yet: Dovecot's dovecot-uidlist, if it has one,
+ * gives the UIDVALIDITY and, at the first sync, the UIDs.  The file is
+ * renamed out of the way first (dovecot-uidlist.postern-imported): it is
+ * read once, so if this index is lost later, the next one gets a new
+ * UIDVALIDITY instead of Dovecot's old UIDs, which postern may have
+ * given to other messages since (a crash before the index is written
+ * loses the import the same safe way).  True when imported.
+ */
+static bool
+import_uidlist(struct store_box *box)
+{
+	struct store_uidlist u;
+	const char *why = NULL;
+	uint8_t *img = NULL;
+	size_t len = 0;
+	int r = store_read_file(
+	    box->dir_fd, uidlist_file, UIDLIST_FILE_MAX, &img, &len);
+
+	if (r == 1)
+		return false;
+	if (r == -1 || store_uidlist_parse(img, len, &u, &why) == -1) {
+		free(img);
+		log_warn("event=store_index folder=%s result=not-imported "
+		         "file=dovecot-uidlist reason=\"%s\"",
+		    log_esc(box->name), why != NULL ? why : "unreadable");
+		return false;
+	}
+	free(img);
+	if (renameat(box->dir_fd, uidlist_file, box->dir_fd,
+	        uidlist_done_file) == -1) {
+		store_uidlist_free(&u);
+		log_warn("event=store_index folder=%s result=not-imported "
+		         "file=dovecot-uidlist reason=\"rename: %s\"",
+		    log_esc(box->name), strerror(errno));
+		return false;
+	}
+	(void)fsync(box->dir_fd);
+	box->import = xmalloc(sizeof(*box->import));
+	*box->import = u;
+	box->uidvalidity = u.uidvalidity;
+	box->highestmodseq = STORE_IMPORT_MODSEQ;
+	box->vanished_floor = box->highestmodseq;
+	box->rebuilt |= STORE_REBUILT_IMPORT;
+	return true;
 }
 
 /* Reads the snapshot and log into box; sets box->rebuilt. */
@@ -696,7 +795,12 @@ load_index(struct store_box *box)
 	box->highestmodseq = 1;
 	box->vanished_floor = 0;
 	box->log_gen = 0;
-	if (r == 1)
+	if (r == 1 && import_uidlist(box))
+		log_info("event=store_index folder=%s result=imported "
+		         "uidvalidity=%u messages=%zu uidnext=%u",
+		    log_esc(box->name), box->uidvalidity, box->import->n,
+		    box->import->uidnext);
+	else if (r == 1)
 		log_info("event=store_index folder=%s result=created "
 		         "uidvalidity=%u",
 		    log_esc(box->name), box->uidvalidity);

@@ -541,6 +541,150 @@ test_list_subscriptions(void **state)
 	rm_rf(root);
 }
 
+/* Dovecot's dovecot-uidlist: what parses, and what is refused whole. */
+static void
+test_uidlist(void **state)
+{
+	static const struct {
+		const char *in;
+		int rc;
+		uint32_t uidvalidity, uidnext;
+		const char *base; /* looked up: wants uid */
+		uint32_t uid;
+	} cases[] = {
+	    {"3 V1700000000 N7 G0f1e\n1 :1.a.host,S=10,W=11:2,S\n"
+	     "2 W2000 S1999 :2.b.host\n5 :5.c.host\n",
+	        0, 1700000000, 7, "2.b.host", 2},
+	    {"3 V1700000000 N7\n1 :1.a.host,S=10,W=11:2,S\n", 0, 1700000000, 7,
+	        "1.a.host,S=10,W=11", 1},
+	    /* No N: past the last UID; a name not in it: 0. */
+	    {"3 V9\n4 :x\n", 0, 9, 5, "y", 0},
+	    {"1 1700000000 4\n1 1.a.host:2,\n3 3.b.host\n", 0, 1700000000, 4,
+	        "3.b.host", 3},
+	    /* Two records for one name: the first. */
+	    {"3 V9 N9\n2 :dup\n3 :dup\n", 0, 9, 9, "dup", 2},
+	    {"3 V9 N3\n\n", 0, 9, 3, "x", 0},
+	    {"", -1, 0, 0, NULL, 0},
+	    {"2 V9 N3\n", -1, 0, 0, NULL, 0},    /* unknown version */
+	    {"3 N3\n1 :a\n", -1, 0, 0, NULL, 0}, /* no UIDVALIDITY */
+	    {"3 V0 N3\n", -1, 0, 0, NULL, 0},
+	    {"3 V99999999999 N3\n", -1, 0, 0, NULL, 0},
+	    {"3 V9\n2 :a\n1 :b\n", -1, 0, 0, NULL, 0}, /* order */
+	    {"3 V9\n2 :a\n2 :b\n", -1, 0, 0, NULL, 0},
+	    {"3 V9\n0 :a\n", -1, 0, 0, NULL, 0},
+	    {"3 V9\n4294967295 :a\n", -1, 0, 0, NULL, 0},
+	    {"3 V9\n4294967294 :a\n", 0, 9, 4294967295u, "a", 4294967294u},
+	    {"3 V9\n1 a\n", -1, 0, 0, NULL, 0}, /* v3 needs " :" */
+	    {"3 V9\n1x :a\n", -1, 0, 0, NULL, 0},
+	    {"3 V9\n1 :\n", -1, 0, 0, NULL, 0},    /* empty name */
+	    {"3 V9\n1 :a/b\n", -1, 0, 0, NULL, 0}, /* a path */
+	    {"1 9 3\n1\n", -1, 0, 0, NULL, 0},
+	    {"1 9\n", -1, 0, 0, NULL, 0},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct store_uidlist u;
+		const char *why = NULL;
+		int rc = store_uidlist_parse((const uint8_t *)cases[i].in,
+		    strlen(cases[i].in), &u, &why);
+
+		if (rc != cases[i].rc)
+			fail_msg("case %zu: rc %d, want %d (%s)", i, rc,
+			    cases[i].rc, why ? why : "-");
+		if (rc == -1) {
+			assert_non_null(why);
+			assert_int_equal(u.n, 0);
+			continue;
+		}
+		assert_int_equal(u.uidvalidity, cases[i].uidvalidity);
+		assert_int_equal(u.uidnext, cases[i].uidnext);
+		assert_int_equal(store_uidlist_find(
+		                     &u, cases[i].base, strlen(cases[i].base)),
+		    cases[i].uid);
+		store_uidlist_free(&u);
+	}
+	{
+		/* A name is matched whole, not as a prefix. */
+		struct store_uidlist u;
+		const char *why, *in = "3 V9\n1 :ab\n2 :abc\n";
+
+		assert_int_equal(store_uidlist_parse(
+		                     (const uint8_t *)in, strlen(in), &u, &why),
+		    0);
+		assert_int_equal(store_uidlist_find(&u, "abc", 2), 1);
+		assert_int_equal(store_uidlist_find(&u, "abc", 3), 2);
+		assert_int_equal(store_uidlist_find(&u, "a", 1), 0);
+		store_uidlist_free(&u);
+	}
+}
+
+/*
+ * A folder Dovecot numbered, opened with no postern index: its UIDs and
+ * UIDVALIDITY, new files after Dovecot's next UID in delivery order, the
+ * list set aside; a second file of a numbered name gets a new UID.
+ */
+static void
+test_uidlist_import(void **state)
+{
+	char root[256], err[256], path[PATH_MAX];
+	struct store *st;
+	struct store_box *box = NULL;
+
+	(void)state;
+	fresh(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "cur", "100.a.host:2,S", "a\n", 100);
+	deliver(root, "cur", "200.b.host,S=2:2,F", "b\n", 200);
+	deliver(root, "new", "300.c.host", "c\n", 50); /* oldest, unnumbered */
+	deliver(root, "new", "400.d.host", "d\n", 60); /* in the list, new/ */
+	snprintf(path, sizeof(path), "%s/dovecot-uidlist", root);
+	put(path,
+	    "3 V1234 N40 G00\n3 :100.a.host:2,S\n7 W3 :200.b.host,S=2\n"
+	    "9 :400.d.host\n12 :gone.host\n",
+	    0);
+	assert_int_equal(
+	    store_box_open(st, "INBOX", &box, err, sizeof(err)), 0);
+	assert_int_equal(box->uidvalidity, 1234);
+	assert_int_equal(box->n, 4);
+	assert_int_equal(box->msgs[0].uid, 3);
+	assert_string_equal(box->msgs[0].base, "100.a.host");
+	assert_int_equal(box->msgs[1].uid, 7);
+	assert_int_equal(box->msgs[2].uid, 9);
+	assert_string_equal(box->msgs[2].base, "400.d.host");
+	assert_int_equal(box->msgs[3].uid, 40);
+	assert_string_equal(box->msgs[3].base, "300.c.host");
+	assert_int_equal(box->uidnext, 41);
+	assert_true(box->highestmodseq > STORE_IMPORT_MODSEQ);
+	assert_true(box->msgs[0].flags.sys & STORE_F_SEEN);
+	assert_null(box->import);
+	assert_false(exists(root, "dovecot-uidlist"));
+	assert_true(exists(root, "dovecot-uidlist.postern-imported"));
+	store_box_close(&box);
+	/* Opened again: the index, same numbers. */
+	assert_int_equal(
+	    store_box_open(st, "INBOX", &box, err, sizeof(err)), 0);
+	assert_int_equal(box->uidvalidity, 1234);
+	assert_int_equal(box->msgs[3].uid, 40);
+	store_box_close(&box);
+	store_free(&st);
+	rm_rf(root);
+	/* A list that does not parse: new numbers, the file left. */
+	fresh(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "cur", "100.a.host:2,S", "a\n", 100);
+	snprintf(path, sizeof(path), "%s/dovecot-uidlist", root);
+	put(path, "3 V1234\n5 :x\n4 :y\n", 0);
+	assert_int_equal(
+	    store_box_open(st, "INBOX", &box, err, sizeof(err)), 0);
+	assert_int_not_equal(box->uidvalidity, 1234);
+	assert_int_equal(box->msgs[0].uid, 1);
+	assert_true(exists(root, "dovecot-uidlist"));
+	store_box_close(&box);
+	store_free(&st);
+	rm_rf(root);
+}
+
 /* ---- the index -------------------------------------------------------- */
 
 static void
@@ -1493,6 +1637,8 @@ run_store_tests(void)
 	    cmocka_unit_test(test_keywords),
 	    cmocka_unit_test(test_folders),
 	    cmocka_unit_test(test_list_subscriptions),
+	    cmocka_unit_test(test_uidlist),
+	    cmocka_unit_test(test_uidlist_import),
 	    cmocka_unit_test(test_index_sync),
 	    cmocka_unit_test(test_first_recent),
 	    cmocka_unit_test(test_ops),
