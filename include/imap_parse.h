@@ -186,43 +186,58 @@ int64_t imap_datetime_to_time(const struct imap_datetime *d);
 
 /* ---- sequence sets ---------------------------------------------------- */
 
-/* A number or '*' (the largest in use, known only when evaluated). */
-#define IMAP_SEQ_STAR UINT32_MAX
+/*
+ * '*' (the largest number in use, known only when evaluated) is 0: a
+ * message number or UID is an nz-number, so 0 is never one, and every
+ * value from 1 to 4294967295 (a valid UID) is a number.
+ */
+#define IMAP_SEQ_STAR 0u
 
 struct imap_range {
-	uint32_t lo, hi; /* lo <= hi; either may be IMAP_SEQ_STAR */
+	uint32_t lo, hi; /* lo <= hi, both numbers (but see seqset.star) */
 };
 
 /*
- * sequence-set (RFC 9051 section 9).  Normalised: ranges without '*'
- * sorted, overlaps and neighbours merged; ranges with '*' kept after
- * them (their extent depends on the current max).  is_saved for "$"
- * (SEARCHRES, RFC 5182): the server substitutes the saved result.
+ * sequence-set (RFC 9051 section 9), normalised once when parsed:
+ * r[0..n) are the ranges without '*', sorted by lo, disjoint and not
+ * touching ("3:1" is 1:3, "1:2,3" is 1:3), so a lookup is a binary
+ * search.  The ranges with '*' ("n:*", "*:n", "*") each contain the max
+ * whatever it is, so together they are one range: when has_star,
+ * star.lo and star.hi are the smallest and largest n given with '*'
+ * ("3:*,7:*": 3 and 7, that is min(3, max) to max(7, max)), or both
+ * IMAP_SEQ_STAR when '*' came alone (just the max).  is_saved for "$"
+ * (SEARCHRES, RFC 5182): the server substitutes the saved result; r, n
+ * and has_star are then empty.
  */
 struct imap_seqset {
 	struct imap_range *r;
 	size_t n;
+	struct imap_range star;
 	bool is_saved;
 	bool has_star;
 };
 
 /* Parses a sequence set from text (for tests and the server's own use).
- * Returns 0 or -1 (*why); at most max_ranges ranges, storage in a. */
+ * Returns 0 or -1 (*why); at most max_ranges ranges as sent (before
+ * merging), storage in a. */
 int imap_seqset_parse(const char *s, size_t len, unsigned max_ranges,
     struct imap_arena *a, struct imap_seqset *out, const char **why);
 /* True when x is in set with '*' = max (RFC 9051: "*:4" and "4:*" are
- * the same range; with max < 4 it is max:4). */
+ * the same range; with max < 4 it is max:4).  O(log n). */
 bool imap_seqset_contains(const struct imap_seqset *, uint32_t x, uint32_t max);
 
 /* Walks the members of a set in [1, max] as ascending disjoint runs. */
 struct imap_seqiter {
 	const struct imap_seqset *set;
 	uint32_t max;
+	size_t i;      /* the first range of set->r not wholly returned */
 	uint64_t next; /* first value not yet returned */
+	bool has_star;
+	uint32_t star_lo, star_hi; /* '*' resolved against max */
 };
 void imap_seqiter_init(
     struct imap_seqiter *, const struct imap_seqset *, uint32_t max);
-/* Next run [*lo, *hi]; false when done.  O(ranges) per run. */
+/* Next run [*lo, *hi]; false when done.  Amortised O(1) per run. */
 bool imap_seqiter_next(struct imap_seqiter *, uint32_t *lo, uint32_t *hi);
 
 /* ---- flags ------------------------------------------------------------ */

@@ -1285,41 +1285,51 @@ static int
 range_cmp(const void *a, const void *b)
 {
 	const struct imap_range *x = a, *y = b;
-	bool xs = x->hi == IMAP_SEQ_STAR, ys = y->hi == IMAP_SEQ_STAR;
 
-	if (xs != ys)
-		return xs ? 1 : -1;
 	if (x->lo != y->lo)
 		return x->lo < y->lo ? -1 : 1;
 	return x->hi < y->hi ? -1 : x->hi > y->hi;
 }
 
-/* Sorts and merges the ranges without '*'; those with '*' go last,
- * without duplicates (their extent depends on the max). */
+/* Sorts the ranges and merges the overlapping and touching ones. */
 static void
 seqset_normalise(struct imap_seqset *s)
 {
-	size_t i, o = 0;
+	size_t o = 0;
 
 	qsort(s->r, s->n, sizeof(s->r[0]), range_cmp);
-	for (i = 0; i < s->n; i++) {
+	for (size_t i = 0; i < s->n; i++) {
 		struct imap_range r = s->r[i];
 
-		if (o > 0 && r.hi != IMAP_SEQ_STAR &&
-		    s->r[o - 1].hi != IMAP_SEQ_STAR &&
-		    r.lo <= s->r[o - 1].hi + 1) {
+		/* 64 bits: hi may be 4294967295 */
+		if (o > 0 && (uint64_t)r.lo <= (uint64_t)s->r[o - 1].hi + 1) {
 			if (r.hi > s->r[o - 1].hi)
 				s->r[o - 1].hi = r.hi;
 			continue;
 		}
-		if (o > 0 && r.lo == s->r[o - 1].lo && r.hi == s->r[o - 1].hi)
-			continue;
 		s->r[o++] = r;
-		s->has_star |= r.hi == IMAP_SEQ_STAR;
 	}
 	s->n = o;
 }
 
+/* Adds a range with '*' whose other end is n (IMAP_SEQ_STAR for "*" or
+ * "*:*"): all of them contain the max, so only the smallest and the
+ * largest n matter. */
+static void
+seqset_star_add(struct imap_seqset *s, uint32_t n)
+{
+	if (!s->has_star || s->star.lo == IMAP_SEQ_STAR)
+		s->star = (struct imap_range){n, n};
+	else if (n != IMAP_SEQ_STAR) {
+		if (n < s->star.lo)
+			s->star.lo = n;
+		if (n > s->star.hi)
+			s->star.hi = n;
+	}
+	s->has_star = true;
+}
+
+/* A number from 1 to 4294967295 (a valid UID), or '*'. */
 static int
 seq_number(struct ps *ps, uint32_t *out)
 {
@@ -1328,18 +1338,14 @@ seq_number(struct ps *ps, uint32_t *out)
 		*out = IMAP_SEQ_STAR;
 		return 0;
 	}
-	if (number32(ps, out, true) < 0)
-		return -1;
-	if (*out == IMAP_SEQ_STAR)
-		return fail(ps, "message number too large");
-	return 0;
+	return number32(ps, out, true);
 }
 
 /* sequence-set, or "$" (RFC 5182) when allow_saved. */
 static int
 seqset(struct ps *ps, struct imap_seqset *s, bool allow_saved)
 {
-	size_t cap = 8;
+	size_t cap = 8, sent = 0;
 
 	memset(s, 0, sizeof(*s));
 	if (peek(ps) == '$') {
@@ -1351,15 +1357,12 @@ seqset(struct ps *ps, struct imap_seqset *s, bool allow_saved)
 	}
 	if ((s->r = ps_alloc(ps, cap, sizeof(s->r[0]))) == NULL)
 		return -1;
-	for (;;) {
+	for (;; ps->p++) {
 		struct imap_range r;
 
-		if (s->n == ps->l->max_ranges)
+		if (sent++ == ps->l->max_ranges)
 			return fail(
 			    ps, "[LIMIT] too many ranges in a sequence set");
-		if ((s->r = ps_grow(ps, s->r, s->n, &cap, sizeof(s->r[0]))) ==
-		    NULL)
-			return -1;
 		if (seq_number(ps, &r.lo) < 0)
 			return fail(ps, "bad sequence set");
 		r.hi = r.lo;
@@ -1368,15 +1371,18 @@ seqset(struct ps *ps, struct imap_seqset *s, bool allow_saved)
 			if (seq_number(ps, &r.hi) < 0)
 				return fail(ps, "bad sequence set");
 		}
-		if (r.lo > r.hi) {
-			uint32_t t = r.lo;
-			r.lo = r.hi;
-			r.hi = t;
+		if (r.lo == IMAP_SEQ_STAR || r.hi == IMAP_SEQ_STAR)
+			seqset_star_add(s, r.lo == IMAP_SEQ_STAR ? r.hi : r.lo);
+		else {
+			if ((s->r = ps_grow(ps, s->r, s->n, &cap,
+			         sizeof(s->r[0]))) == NULL)
+				return -1;
+			/* "3:1" is 1:3 (RFC 9051 section 9) */
+			s->r[s->n++] =
+			    r.lo <= r.hi ? r : (struct imap_range){r.hi, r.lo};
 		}
-		s->r[s->n++] = r;
 		if (peek(ps) != ',')
 			break;
-		ps->p++;
 	}
 	seqset_normalise(s);
 	return item(ps);
@@ -1401,53 +1407,53 @@ imap_seqset_parse(const char *str, size_t len, unsigned max_ranges,
 	return 0;
 }
 
-/* The range with '*' = max, low end first. */
-static void
-range_resolve(struct imap_range r, uint32_t max, uint32_t *lo, uint32_t *hi)
+/* The range the set's '*' ranges cover with '*' = max: from min(lo,
+ * max) to max(hi, max).  False when there is no '*'. */
+static bool
+star_resolve(
+    const struct imap_seqset *s, uint32_t max, uint32_t *lo, uint32_t *hi)
 {
-	uint32_t a = r.lo == IMAP_SEQ_STAR ? max : r.lo;
-	uint32_t b = r.hi == IMAP_SEQ_STAR ? max : r.hi;
-
-	*lo = a < b ? a : b;
-	*hi = a < b ? b : a;
+	if (!s->has_star)
+		return false;
+	if (s->star.lo == IMAP_SEQ_STAR) {
+		*lo = *hi = max;
+		return true;
+	}
+	*lo = s->star.lo < max ? s->star.lo : max;
+	*hi = s->star.hi > max ? s->star.hi : max;
+	return true;
 }
 
 bool
 imap_seqset_contains(const struct imap_seqset *s, uint32_t x, uint32_t max)
 {
-	size_t lo = 0, hi = s->n, i;
+	size_t lo = 0, hi = s->n;
 	uint32_t a, b;
 
-	/* The ranges without '*' come first, sorted and disjoint: find the
-	 * last one starting at or below x (O(log n): SEARCH asks per
+	/* The last range starting at or below x (SEARCH asks per
 	 * message). */
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
 
-		if (s->r[mid].hi != IMAP_SEQ_STAR && s->r[mid].lo <= x)
+		if (s->r[mid].lo <= x)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
 	if (lo > 0 && x <= s->r[lo - 1].hi)
 		return true;
-	for (i = lo; i < s->n; i++) {
-		if (s->r[i].hi != IMAP_SEQ_STAR)
-			continue;
-		range_resolve(s->r[i], max, &a, &b);
-		if (x >= a && x <= b)
-			return true;
-	}
-	return false;
+	return star_resolve(s, max, &a, &b) && x >= a && x <= b;
 }
 
 void
 imap_seqiter_init(
     struct imap_seqiter *it, const struct imap_seqset *s, uint32_t max)
 {
+	memset(it, 0, sizeof(*it));
 	it->set = s;
 	it->max = max;
 	it->next = 1;
+	it->has_star = star_resolve(s, max, &it->star_lo, &it->star_hi);
 }
 
 bool
@@ -1455,34 +1461,36 @@ imap_seqiter_next(struct imap_seqiter *it, uint32_t *lo_out, uint32_t *hi_out)
 {
 	const struct imap_seqset *s = it->set;
 	uint64_t start = UINT64_MAX, end;
-	uint32_t lo, hi;
-	bool grew;
 
 	if (it->next > it->max)
 		return false;
-	/* The lowest member not returned yet... */
-	for (size_t i = 0; i < s->n; i++) {
-		range_resolve(s->r[i], it->max, &lo, &hi);
-		if (hi >= it->next && hi >= 1) {
-			uint64_t st = lo > it->next ? lo : it->next;
-			if (st < start)
-				start = st;
-		}
+	while (it->i < s->n && s->r[it->i].hi < it->next)
+		it->i++;
+	/* The lowest member not returned yet: in the next range or in the
+	 * '*' one... */
+	if (it->i < s->n)
+		start = s->r[it->i].lo > it->next ? s->r[it->i].lo : it->next;
+	if (it->has_star && it->star_hi >= it->next) {
+		uint64_t st = it->star_lo > it->next ? it->star_lo : it->next;
+
+		if (st < start)
+			start = st;
 	}
 	if (start > it->max)
 		return false;
-	/* ...and the run from it, through touching or overlapping ranges. */
+	/* ...and the run from it, through the ranges that touch it (the
+	 * ranges are disjoint and apart: only the '*' one can join two). */
 	end = start;
-	do {
-		grew = false;
-		for (size_t i = 0; i < s->n; i++) {
-			range_resolve(s->r[i], it->max, &lo, &hi);
-			if (lo <= end + 1 && hi > end) {
-				end = hi;
-				grew = true;
-			}
-		}
-	} while (grew);
+	for (;;) {
+		if (it->has_star && it->star_lo <= end + 1 && it->star_hi > end)
+			end = it->star_hi;
+		else if (it->i < s->n && s->r[it->i].lo <= end + 1) {
+			if (s->r[it->i].hi > end)
+				end = s->r[it->i].hi;
+			it->i++;
+		} else
+			break;
+	}
 	if (end > it->max)
 		end = it->max;
 	*lo_out = (uint32_t)start;

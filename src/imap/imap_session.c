@@ -1709,18 +1709,12 @@ select_run(struct imap_fjob *j)
 	free(changed);
 }
 
-static int
-lo_cmp(const void *a, const void *b)
-{
-	const struct imap_range *x = a, *y = b;
-
-	return x->lo < y->lo ? -1 : x->lo > y->lo;
-}
-
-/* The client's known-uids as sorted, merged ranges within 1..max. */
+/* The client's known-uids (all of 1..max when not given) as ascending
+ * disjoint ranges within 1..max. */
 static size_t
 ranges_of(const struct imap_seqset *set, uint32_t max, struct imap_range **out)
 {
+	struct imap_seqiter it;
 	struct imap_range *r;
 	size_t n = 0;
 
@@ -1730,38 +1724,11 @@ ranges_of(const struct imap_seqset *set, uint32_t max, struct imap_range **out)
 		*out = r;
 		return max > 0;
 	}
+	/* known-uids has no '*' (refused when parsed): at most n runs */
 	r = xcalloc(set->n, sizeof(*r));
-	for (size_t i = 0; i < set->n; i++) {
-		uint32_t lo =
-		    set->r[i].lo == IMAP_SEQ_STAR ? max : set->r[i].lo;
-		uint32_t hi =
-		    set->r[i].hi == IMAP_SEQ_STAR ? max : set->r[i].hi;
-
-		if (lo > hi) {
-			uint32_t t = lo;
-
-			lo = hi;
-			hi = t;
-		}
-		if (hi > max)
-			hi = max;
-		if (lo == 0)
-			lo = 1;
-		if (lo <= hi)
-			r[n++] = (struct imap_range){lo, hi};
-	}
-	qsort(r, n, sizeof(*r), lo_cmp);
-	if (n > 1) {
-		size_t k = 0;
-
-		for (size_t i = 1; i < n; i++)
-			if (r[i].lo <= r[k].hi + 1 || r[k].hi == UINT32_MAX) {
-				if (r[i].hi > r[k].hi)
-					r[k].hi = r[i].hi;
-			} else
-				r[++k] = r[i];
-		n = k + 1;
-	}
+	imap_seqiter_init(&it, set, max);
+	while (n < set->n && imap_seqiter_next(&it, &r[n].lo, &r[n].hi))
+		n++;
 	*out = r;
 	return n;
 }
@@ -2512,16 +2479,15 @@ set_resolve(struct imap_session *s, const struct imap_seqset *set, bool is_uid,
 		return true;
 	}
 	if (!is_uid) {
-		for (size_t i = 0; i < set->n; i++) {
-			uint32_t lo = set->r[i].lo, hi = set->r[i].hi;
-
-			if ((lo != IMAP_SEQ_STAR && lo > nv) ||
-			    (hi != IMAP_SEQ_STAR && hi > nv) || nv == 0) {
-				free(seq);
-				free(uid);
-				bad(s, "Invalid messageset");
-				return false;
-			}
+		/* The ranges are sorted: the last one ends highest.  A
+		 * '*' range's other end must exist too. */
+		if (nv == 0 || (set->n > 0 && set->r[set->n - 1].hi > nv) ||
+		    (set->has_star && set->star.hi != IMAP_SEQ_STAR &&
+		        set->star.hi > nv)) {
+			free(seq);
+			free(uid);
+			bad(s, "Invalid messageset");
+			return false;
 		}
 		for (size_t i = 0; i < nv; i++)
 			if (imap_seqset_contains(

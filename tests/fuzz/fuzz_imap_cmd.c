@@ -35,10 +35,50 @@ touch_mbox(const struct imap_mailbox *m)
 	touch(m->name.p, m->name.len + 1); /* NUL terminated */
 }
 
+/* The set is normalised: ranges of numbers (never 0, the '*' value),
+ * sorted, apart; the '*' ends both numbers or both '*'. */
+static void
+check_norm(const struct imap_seqset *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		if (s->r[i].lo == IMAP_SEQ_STAR || s->r[i].lo > s->r[i].hi ||
+		    (i > 0 && (uint64_t)s->r[i - 1].hi + 1 >= s->r[i].lo))
+			__builtin_trap();
+	if (s->has_star &&
+	    ((s->star.lo == IMAP_SEQ_STAR) != (s->star.hi == IMAP_SEQ_STAR) ||
+	        s->star.lo > s->star.hi))
+		__builtin_trap();
+	if (s->is_saved && (s->n > 0 || s->has_star))
+		__builtin_trap();
+}
+
+/* With max near 4294967295: each run's ends are members and the values
+ * just outside are not (no wrap at the top). */
+static void
+check_runs_high(const struct imap_seqset *s, uint32_t max)
+{
+	struct imap_seqiter it;
+	uint32_t lo, hi;
+	size_t n = 0;
+
+	imap_seqiter_init(&it, s, max);
+	while (imap_seqiter_next(&it, &lo, &hi)) {
+		if (n++ > s->n + 1 || lo < 1 || lo > hi || hi > max ||
+		    !imap_seqset_contains(s, lo, max) ||
+		    !imap_seqset_contains(s, hi, max) ||
+		    (lo > 1 && imap_seqset_contains(s, lo - 1, max)) ||
+		    (hi < max && imap_seqset_contains(s, hi + 1, max)))
+			__builtin_trap();
+	}
+}
+
 /* The iterator's runs are exactly the members in [1, max]. */
 static void
 check_set(const struct imap_seqset *s)
 {
+	check_norm(s);
+	check_runs_high(s, UINT32_MAX);
+	check_runs_high(s, UINT32_MAX - 1);
 	for (uint32_t max = 0; max < 40; max += 13) {
 		struct imap_seqiter it;
 		uint32_t lo, hi, prev = 0, n_iter = 0, n_cont = 0;

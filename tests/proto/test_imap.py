@@ -350,6 +350,47 @@ def raw_login(server, cert):
     return r
 
 
+def test_uid_4294967295(srv, cert):
+    """The largest UID (RFC 3501/9051 nz-number, 4294967295) is a number
+    in FETCH, SEARCH, STORE, COPY and EXPUNGE: OK and nothing matches, or
+    exactly what the set names alongside it; 4294967296 is BAD."""
+    deliver(srv, n=2)
+    r = raw_login(srv, cert)
+    r.send("b SELECT INBOX\r\n")
+    assert r.until("b")[-1].startswith("b OK")
+    r.send("c UID FETCH 4294967295 (FLAGS)\r\n")
+    lines = r.until("c")
+    assert len(lines) == 1 and lines[0].startswith("c OK"), lines
+    r.send("d UID SEARCH UID 4294967000:4294967295\r\n")
+    lines = r.until("d")
+    assert lines[0] == "* SEARCH" and lines[-1].startswith("d OK"), lines
+    r.send("e UID SEARCH UID 2,4294967295\r\n")
+    lines = r.until("e")
+    assert lines[0] == "* SEARCH 2" and lines[-1].startswith("e OK"), lines
+    r.send("f UID STORE 4294967295 +FLAGS (\\Flagged)\r\n")
+    lines = r.until("f")
+    assert len(lines) == 1 and lines[0].startswith("f OK"), lines
+    r.send("g UID FETCH 1,4294967295 (FLAGS)\r\n")
+    lines = r.until("g")
+    assert len(lines) == 2 and lines[0].startswith("* 1 FETCH (") and \
+        "UID 1" in lines[0] and "\\Flagged" not in lines[0], lines
+    assert lines[-1].startswith("g OK"), lines
+    r.send("h UID COPY 4294967295 Trash\r\n")
+    assert r.until("h")[-1].startswith("h OK")
+    r.send("i UID EXPUNGE 4294967295\r\n")
+    lines = r.until("i")
+    assert len(lines) == 1 and lines[0].startswith("i OK"), lines
+    for t, cmd in (("j", "UID FETCH 4294967296 (FLAGS)"),
+                   ("k", "UID SEARCH UID 1:4294967296"),
+                   ("l", "UID STORE 4294967296 +FLAGS (\\Seen)")):
+        r.send(f"{t} {cmd}\r\n")
+        assert r.until(t)[-1].startswith(f"{t} BAD"), cmd
+    r.send("m STATUS Trash (MESSAGES)\r\nn FETCH 1:* (FLAGS)\r\n")
+    assert r.until("m")[0] == '* STATUS "Trash" (MESSAGES 0)'
+    lines = r.until("n")
+    assert len(lines) == 3 and not any("Flagged" in l for l in lines), lines
+
+
 def test_no_expunge_during_fetch_but_at_noop(srv, cert):
     a = imap(srv, cert)
     for i in range(2):

@@ -150,6 +150,10 @@ static const struct {
     OK("a MOVE 1:3 Trash", MOVE),
     UOK("a UID MOVE 42:69 foo", MOVE),
     UOK("A999 UID FETCH 4827313:4828442 FLAGS", FETCH),
+    /* the largest UID (RFC 3501/9051 nz-number) is a number, not '*' */
+    UOK("a UID FETCH 4294967295 FLAGS", FETCH),
+    UOK("a UID SEARCH UID 4294967000:4294967295", SEARCH),
+    UOK("a UID STORE 4294967295 +FLAGS (\\Seen)", STORE),
     UOK("A999 UID STORE 1 +FLAGS (\\Seen)", STORE),
     OK("A283 SORT (SUBJECT) UTF-8 SINCE 1-Feb-1994", SORT),
     OK("A284 SORT (SUBJECT REVERSE DATE) UTF-8 ALL", SORT),
@@ -227,7 +231,7 @@ static const struct {
     BAD("a SEARCH MODSEQ \"/flags/x\" bogus 5", "entry type"),
     BAD("a SEARCH 0", "non-zero"),
     BAD("a SEARCH 1:", "number"),
-    BAD("a SEARCH 4294967295", "too large"),
+    BAD("a SEARCH 4294967296", "too large"),
     BAD("a SEARCH OLDER 0", "non-zero"),
     BAD("a FETCH 1 BOGUS", "FETCH item"),
     BAD("a FETCH 1 ()", "FETCH item"),
@@ -364,15 +368,19 @@ dump_set(char *out, size_t cap, const struct imap_seqset *s)
 		return;
 	}
 	for (size_t i = 0; i < s->n; i++) {
-		char lo[12], hi[12];
-
-		snprintf(lo, sizeof(lo), "%u", s->r[i].lo);
-		snprintf(hi, sizeof(hi), "%u", s->r[i].hi);
 		o = strlen(out);
-		snprintf(out + o, cap - o, "%s%s:%s", i ? "," : "",
-		    s->r[i].lo == IMAP_SEQ_STAR ? "*" : lo,
-		    s->r[i].hi == IMAP_SEQ_STAR ? "*" : hi);
+		snprintf(out + o, cap - o, "%s%u:%u", i ? "," : "", s->r[i].lo,
+		    s->r[i].hi);
 	}
+	o = strlen(out);
+	if (s->has_star && s->star.lo == IMAP_SEQ_STAR)
+		snprintf(out + o, cap - o, "%s*", s->n ? "," : "");
+	else if (s->has_star && s->star.lo == s->star.hi)
+		snprintf(
+		    out + o, cap - o, "%s%u:*", s->n ? "," : "", s->star.lo);
+	else if (s->has_star)
+		snprintf(out + o, cap - o, "%s%u:*,%u:*", s->n ? "," : "",
+		    s->star.lo, s->star.hi);
 }
 
 static void
@@ -422,7 +430,7 @@ static const struct {
         "(AND (OR (SEEN) (AND (FROM \"a\") (TO \"b\"))))"},
     {"a SEARCH OR OR SEEN DRAFT NOT NOT DELETED",
         "(AND (OR (OR (SEEN) (DRAFT)) (NOT (NOT (DELETED)))))"},
-    {"a SEARCH 1:5,*,7:3 UID $", "(AND (SEQ 1:7,*:*) (UID $))"},
+    {"a SEARCH 1:5,*,7:3 UID $", "(AND (SEQ 1:7,*) (UID $))"},
     {"a SEARCH HEADER Message-ID \"<x@y>\"",
         "(AND (HEADER [Message-ID] \"<x@y>\"))"},
     {"a SEARCH HEADER X-Foo \"\"", "(AND (HEADER [X-Foo] \"\"))"},
@@ -778,7 +786,7 @@ static const struct {
 	const char *members; /* '1' / '0' for 1..12 */
 	const char *runs;    /* the iterator's runs within [1, max] */
 } sets[] = {
-    {"1,3:5,*", 10, "1:1,3:5,*:*", "101110000100", "1-1 3-5 10-10"},
+    {"1,3:5,*", 10, "1:1,3:5,*", "101110000100", "1-1 3-5 10-10"},
     {"*:4", 10, "4:*", "000111111100", "4-10"},
     {"*:4", 2, "4:*", "011100000000", "2-2"},
     {"5:3,2,1", 9, "1:5", "111110000000", "1-5"},
@@ -787,9 +795,34 @@ static const struct {
     {"7:*,3:*", 5, "3:*,7:*", "001111100000", "3-5"},
     /* empty mailbox: '*' is 0, so 1:* is 0:1 (no message exists) */
     {"1:*", 0, "1:*", "100000000000", ""},
-    {"*", 3, "*:*", "001000000000", "3-3"},
+    {"*,2", 0, "2:2,*", "010000000000", ""},
+    {"*", 3, "*", "001000000000", "3-3"},
     {"4294967294", 4, "4294967294:4294967294", "000000000000", ""},
     {"10:12,1:2,11,3", 12, "1:3,10:12", "111000000111", "1-3 10-12"},
+    /* "3:1" is 1:3; touching ranges merge */
+    {"3:1,4", 9, "1:4", "111100000000", "1-4"},
+    {"9:7,6:4,1:3", 12, "1:9", "111111111000", "1-9"},
+    {"12,1,6,3,9", 12, "1:1,3:3,6:6,9:9,12:12", "101001001001",
+        "1-1 3-3 6-6 9-9 12-12"},
+    /* the '*' ranges are one: min(3, max) to max(7, max) */
+    {"7:*,3:*,*", 10, "3:*,7:*", "001111111100", "3-10"},
+    {"*,5:*", 3, "5:*", "001110000000", "3-3"},
+    {"*:*,*", 4, "*", "000100000000", "4-4"},
+    /* '*' joins ranges around it, or falls inside one */
+    {"1:2,*,5:6", 4, "1:2,5:6,*", "110111000000", "1-2 4-4"},
+    {"1:2,3:*,7:8", 8, "1:2,7:8,3:*", "111111110000", "1-8"},
+    {"2:3,*:6,9", 5, "2:3,9:9,6:*", "011011001000", "2-3 5-5"},
+    {"1:10,*", 5, "1:10,*", "111111111100", "1-5"},
+    {"8:9,*:2", 12, "8:9,2:*", "011111111111", "2-12"},
+    /* the largest UID is a number; neighbours merge without wrapping */
+    {"4294967295", 4, "4294967295:4294967295", "000000000000", ""},
+    {"4294967294:4294967295,1", 4294967295u, "1:1,4294967294:4294967295",
+        "100000000000", "1-1 4294967294-4294967295"},
+    {"4294967295,4294967293:4294967294,*", 4294967295u,
+        "4294967293:4294967295,*", "000000000000", "4294967293-4294967295"},
+    {"4294967000:4294967295,*:5", 7, "4294967000:4294967295,5:*",
+        "000011100000", "5-7"},
+    {"4294967295:1", 3, "1:4294967295", "111111111111", "1-3"},
 };
 
 static void
@@ -832,12 +865,72 @@ test_seqset(void **state)
 	}
 }
 
+/* Membership after normalising equals the ranges as sent, each with
+ * '*' = max and its ends in either order (RFC 9051 section 9), on
+ * pseudo-random sets around 1..12 and at the top of the UID space. */
+static void
+test_seqset_naive(void **state)
+{
+	uint32_t seed = 12345;
+
+	(void)state;
+	setup_limits();
+	for (int iter = 0; iter < 2000; iter++) {
+		uint32_t lo[8], hi[8], base = iter % 2 ? 4294967283u : 0;
+		char text[256] = "";
+		struct imap_seqset s;
+		const char *why;
+		size_t n;
+
+		seed = seed * 1103515245u + 12345u;
+		n = 1 + (seed >> 16) % 8;
+		for (size_t i = 0; i < n; i++) {
+			size_t o = strlen(text);
+			char a[12] = "*", b[12] = "*";
+
+			seed = seed * 1103515245u + 12345u;
+			lo[i] = (seed >> 8) % 7 ? base + 1 + (seed >> 12) % 12
+			                        : IMAP_SEQ_STAR;
+			hi[i] = (seed >> 4) % 7 ? base + 1 + (seed >> 20) % 12
+			                        : IMAP_SEQ_STAR;
+			if (lo[i] != IMAP_SEQ_STAR)
+				snprintf(a, sizeof(a), "%u", lo[i]);
+			if (hi[i] != IMAP_SEQ_STAR)
+				snprintf(b, sizeof(b), "%u", hi[i]);
+			snprintf(text + o, sizeof(text) - o, "%s%s:%s",
+			    i ? "," : "", a, b);
+		}
+		imap_arena_reset(arena);
+		if (imap_seqset_parse(
+		        text, strlen(text), 100, arena, &s, &why) != 0)
+			fail_msg("case %d (%s): %s", iter, text, why);
+		/* 64-bit counters: base + 12 is 4294967295 */
+		for (uint64_t m = base; m <= base + 12; m += 3)
+			for (uint64_t xx = base + 1; xx <= base + 12; xx++) {
+				uint32_t max = (uint32_t)m, x = (uint32_t)xx;
+				bool want = false;
+
+				for (size_t i = 0; i < n; i++) {
+					uint32_t a = lo[i] ? lo[i] : max;
+					uint32_t b = hi[i] ? hi[i] : max;
+
+					want |= (x >= a && x <= b) ||
+					        (x >= b && x <= a);
+				}
+				if (imap_seqset_contains(&s, x, max) != want)
+					fail_msg("case %d (%s) max %u x %u: "
+					         "got %d, want %d",
+					    iter, text, max, x, !want, want);
+			}
+	}
+}
+
 static void
 test_seqset_bad(void **state)
 {
 	static const char *const bad[] = {"", "0", "1:", ":1", "1,", ",1",
-	    "1:0", "a", "4294967295", "4294967296", "1::2", "1,,2", "$,1",
-	    "*:"};
+	    "1:0", "a", "4294967296", "99999999999", "4294967296:1",
+	    "*:4294967296", "1::2", "1,,2", "$,1", "*:"};
 	struct imap_seqset s;
 	const char *why;
 
@@ -1329,6 +1422,7 @@ run_imap_parse_tests(void)
 	    cmocka_unit_test(test_misc),
 	    cmocka_unit_test(test_seqset),
 	    cmocka_unit_test(test_seqset_bad),
+	    cmocka_unit_test(test_seqset_naive),
 	    cmocka_unit_test(test_mutf7),
 	    cmocka_unit_test(test_mutf7_limits),
 	    cmocka_unit_test(test_limits),
