@@ -7,7 +7,7 @@ level=${1:-build}
 pkgs="build-essential pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev
 	libc-ares-dev zlib1g-dev openssl"
 case $level in
-test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 pflogsumm dovecot-imapd isync" ;;
+test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 pflogsumm dovecot-imapd isync offlineimap3" ;;
 esac
 case $level in
 bench) pkgs="$pkgs postfix procps dovecot-pop3d" ;;
@@ -24,7 +24,8 @@ for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
 		missing="$missing $p"
 done
-# imapflow (an IMAP client library from npm, for the IDLE test) goes under
+# imapflow (an IMAP client library from npm, for the IDLE, CONDSTORE and
+# QRESYNC tests) goes under
 # build/node, outside the repository; the version is pinned.
 node_deps() {
 	case $level in test|bench) ;; *) return 0 ;; esac

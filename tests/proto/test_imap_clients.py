@@ -1,6 +1,9 @@
-"""IMAP against imapflow (npm, installed by scripts/deps.sh under
-build/node), a client library webmails and bots use: IDLE, and a QRESYNC resynchronisation after being offline.  curl and
-mbsync are driven in test_imap.py."""
+"""IMAP against real clients: imapflow (npm, installed by scripts/deps.sh
+under build/node), a client library webmails and bots use: IDLE, a
+QRESYNC resynchronisation after being offline and CONDSTORE alone
+(CHANGEDSINCE, UNCHANGEDSINCE); offlineimap3 (Debian package) syncing
+both ways with a local Maildir.  curl and mbsync are driven in
+test_imap.py."""
 import json
 import os
 import smtplib
@@ -138,3 +141,192 @@ def test_imapflow_qresync_resync_after_offline(make_server, cert, tmp_path):
     assert int(second["flags"][0]["modseq"]) > int(first["highestModseq"])
     assert [c["uid"] for c in second["changed"]] == [1], second
     assert int(second["highestModseq"]) > int(first["highestModseq"])
+
+
+def imaps_login(server, cert):
+    import imaplib
+    import ssl
+    ctx = ssl.create_default_context(cafile=cert[0])
+    ctx.check_hostname = False
+    m = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=ctx)
+    m.login(USER, PASSWORD)
+    return m
+
+
+def server_inbox(server, cert):
+    """{subject: set of flags} of the server's INBOX, and the number of
+    messages (a duplicate shows as a count above the dict's size)."""
+    import re
+    m = imaps_login(server, cert)
+    typ, data = m.select("INBOX")
+    n = int(data[0])
+    got = {}
+    if n:
+        typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+        for part in data:
+            if not isinstance(part, tuple):
+                continue
+            flags = set(re.search(rb"FLAGS \(([^)]*)\)", part[0]).group(1).decode().split())
+            subj = part[1].decode().split(":", 1)[1].strip()
+            got[subj] = flags
+    m.logout()
+    return n, got
+
+
+def local_inbox(inbox):
+    """{subject: maildir info flags} of a local Maildir folder, and its
+    number of messages."""
+    got, n = {}, 0
+    for sub in ("new", "cur"):
+        for name in os.listdir(inbox / sub):
+            n += 1
+            head = (inbox / sub / name).read_bytes().split(b"\r\n\r\n")[0]
+            head = head.replace(b"\r\n", b"\n")
+            subj = [l for l in head.split(b"\n") if l.lower().startswith(b"subject:")]
+            info = name.split(":2,")[1] if ":2," in name else ""
+            got[subj[0].split(b":", 1)[1].strip().decode()] = info
+    return n, got
+
+
+def test_offlineimap_two_way(make_server, cert, tmp_path):
+    """offlineimap3 syncs INBOX to a local Maildir over implicit TLS;
+    then flags set and a message deleted on either side, a message
+    written locally and one delivered by SMTP all reach the other side
+    on the next run, and a third run changes nothing (no duplicates)."""
+    s = make_server(extra=IMAP)
+    for i in range(4):
+        deliver(s, f"m{i}", body=f"body {i}")
+    mail, meta = tmp_path / "mail", tmp_path / "meta"
+    rc = tmp_path / "offlineimaprc"
+    rc.write_text(f"""[general]
+accounts = postern
+metadata = {meta}
+
+[Account postern]
+localrepository = local
+remoterepository = remote
+
+[Repository local]
+type = Maildir
+localfolders = {mail}
+
+[Repository remote]
+type = IMAP
+remotehost = localhost
+remoteport = {s.ports['imaps']}
+remoteuser = {USER}
+remotepass = {PASSWORD}
+ssl = yes
+sslcacertfile = {cert[0]}
+folderfilter = lambda f: f in ('INBOX', 'Sent')
+""")
+
+    def run():
+        r = subprocess.run(["offlineimap", "-c", str(rc), "-o", "-1", "-u", "basic"],
+                           capture_output=True, text=True, timeout=120)
+        out = r.stdout + r.stderr
+        assert r.returncode == 0 and "ERROR" not in out, out
+        return out
+
+    run()
+    inbox = mail / "INBOX"
+    n, local = local_inbox(inbox)
+    assert n == 4 and set(local) == {"m0", "m1", "m2", "m3"}, local
+    assert (mail / "Sent").is_dir()
+    raw = [(inbox / d / f).read_bytes() for d in ("new", "cur") for f in os.listdir(inbox / d)]
+    assert any(b.endswith(b"\r\n\r\nbody 2\r\n") or b.endswith(b"\n\nbody 2\n") for b in raw)
+
+    # Locally: m0 read and flagged, m1 deleted, a new message written.
+    for sub in ("new", "cur"):
+        for name in os.listdir(inbox / sub):
+            text = (inbox / sub / name).read_bytes()
+            if b"Subject: m0" in text:
+                os.rename(inbox / sub / name, inbox / "cur" / (name.split(":2,")[0] + ":2,FS"))
+            elif b"Subject: m1" in text:
+                os.unlink(inbox / sub / name)
+    (inbox / "new" / "1700000000.local1.host").write_bytes(
+        b"Subject: written locally\r\nMessage-ID: <local1@example.test>\r\n\r\nlocal\r\n")
+    # On the server: m2 answered, m3 expunged, m4 delivered.
+    m = imaps_login(s, cert)
+    m.select("INBOX")
+    typ, data = m.search(None, "SUBJECT", "m2")
+    m.store(data[0].decode(), "+FLAGS", "(\\Answered)")
+    typ, data = m.search(None, "SUBJECT", "m3")
+    m.store(data[0].decode(), "+FLAGS", "(\\Deleted)")
+    m.expunge()
+    m.logout()
+    deliver(s, "m4")
+
+    run()
+    want = {"m0": {"\\Seen", "\\Flagged"}, "m2": {"\\Answered"}, "m4": set(),
+            "written locally": set()}
+    n, remote = server_inbox(s, cert)
+    assert n == 4 and remote == want, remote
+    n, local = local_inbox(inbox)
+    assert n == 4 and local == {"m0": "FS", "m2": "R", "m4": "", "written locally": ""}, local
+
+    run()
+    assert server_inbox(s, cert) == (4, want)
+    assert local_inbox(inbox) == (4, local)
+
+
+IMAPFLOW_CONDSTORE = r"""
+const { ImapFlow } = require('imapflow');
+const fs = require('fs');
+const [port, ca, modseq] = process.argv.slice(2);
+(async () => {
+  const client = new ImapFlow({ host: '127.0.0.1', port: +port, secure: true,
+    tls: { ca: [fs.readFileSync(ca)], servername: 'localhost' }, qresync: false,
+    auth: { user: 'alice@example.test', pass: 'secret-alice' }, logger: false });
+  await client.connect();
+  const mb = await client.mailboxOpen('INBOX');
+  const res = { enabled: [...client.enabled], highestModseq: String(mb.highestModseq),
+    exists: mb.exists, changed: [], stored: null, after: [] };
+  const row = (m) => ({ uid: m.uid, modseq: String(m.modseq), flags: [...m.flags].sort() });
+  if (modseq) {
+    for await (const m of client.fetch('1:*', { flags: true }, { uid: true, changedSince: BigInt(modseq) }))
+      res.changed.push(row(m));
+    // UNCHANGEDSINCE: only the messages not changed since modseq get \Seen
+    res.stored = await client.messageFlagsAdd('1:*', ['\\Seen'], { uid: true, unchangedSince: BigInt(modseq) });
+    for await (const m of client.fetch('1:*', { flags: true }, { uid: true }))
+      res.after.push(row(m));
+  }
+  console.log(JSON.stringify(res));
+  await client.logout();
+})().catch((e) => { console.log(JSON.stringify({ error: String(e) })); process.exit(1); });
+"""
+
+
+def test_imapflow_condstore_changedsince(make_server, cert, tmp_path):
+    """imapflow with CONDSTORE alone (qresync: false) keeps INBOX's
+    HIGHESTMODSEQ; another client flags one message and expunges another;
+    imapflow's FETCH CHANGEDSINCE then returns just the flagged message,
+    with a MODSEQ above the old HIGHESTMODSEQ, and a STORE UNCHANGEDSINCE
+    the old value leaves that message alone and sets \\Seen on the rest."""
+    if not os.path.isdir(os.path.join(NODE_MODULES, "imapflow")):
+        pytest.fail("imapflow missing: scripts/deps.sh test installs it under build/node")
+    s = make_server(extra=IMAP)
+    for i in range(4):
+        deliver(s, f"c{i}")
+    first = run_node(IMAPFLOW_CONDSTORE, tmp_path, s.ports["imaps"], cert[0])
+    assert "CONDSTORE" in first["enabled"] and "QRESYNC" not in first["enabled"], first
+    assert first["exists"] == 4 and int(first["highestModseq"]) > 0, first
+    old = int(first["highestModseq"])
+    m = imaps_login(s, cert)
+    m.select("INBOX")
+    m.uid("STORE", "2", "+FLAGS", "(\\Flagged)")
+    m.uid("STORE", "4", "+FLAGS", "(\\Deleted)")
+    m.expunge()
+    m.logout()
+    second = run_node(IMAPFLOW_CONDSTORE, tmp_path, s.ports["imaps"], cert[0], old)
+    assert second["exists"] == 3 and int(second["highestModseq"]) > old, second
+    assert [c["uid"] for c in second["changed"]] == [2], second
+    assert second["changed"][0]["flags"] == ["\\Flagged"], second
+    assert old < int(second["changed"][0]["modseq"]) <= int(second["highestModseq"])
+    assert second["stored"] is True, second
+    after = {a["uid"]: a for a in second["after"]}
+    assert sorted(after) == [1, 2, 3], second
+    assert after[1]["flags"] == ["\\Seen"] and after[3]["flags"] == ["\\Seen"], second
+    assert after[2]["flags"] == ["\\Flagged"], second
+    assert after[2]["modseq"] == second["changed"][0]["modseq"], second
+    assert int(after[1]["modseq"]) > int(second["highestModseq"]), second
