@@ -2,8 +2,9 @@
 under build/node), a client library webmails and bots use: IDLE, a
 QRESYNC resynchronisation after being offline and CONDSTORE alone
 (CHANGEDSINCE, UNCHANGEDSINCE); offlineimap3 (Debian package) syncing
-both ways with a local Maildir.  curl and mbsync are driven in
-test_imap.py."""
+both ways with a local Maildir; neomutt (Debian package) in a
+pseudo-terminal flagging, deleting, copying and moving.  curl and mbsync
+are driven in test_imap.py."""
 import json
 import os
 import smtplib
@@ -153,22 +154,18 @@ def imaps_login(server, cert):
     return m
 
 
-def server_inbox(server, cert):
-    """{subject: set of flags} of the server's INBOX, and the number of
-    messages (a duplicate shows as a count above the dict's size)."""
+def server_folder(server, cert, folder):
+    """{subject: flags} and the message count of one folder (server)."""
     import re
     m = imaps_login(server, cert)
-    typ, data = m.select("INBOX")
-    n = int(data[0])
-    got = {}
+    typ, data = m.select(folder)
+    n, got = int(data[0]), {}
     if n:
         typ, data = m.fetch("1:*", "(FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
-        for part in data:
-            if not isinstance(part, tuple):
-                continue
-            flags = set(re.search(rb"FLAGS \(([^)]*)\)", part[0]).group(1).decode().split())
-            subj = part[1].decode().split(":", 1)[1].strip()
-            got[subj] = flags
+        for part in (p for p in data if isinstance(p, tuple)):
+            flags = re.search(rb"FLAGS \(([^)]*)\)", part[0]).group(1).decode().split()
+            # \Recent belongs to whichever session saw it first
+            got[part[1].decode().split(":", 1)[1].strip()] = set(flags) - {"\\Recent"}
     m.logout()
     return n, got
 
@@ -260,13 +257,13 @@ folderfilter = lambda f: f in ('INBOX', 'Sent')
     run()
     want = {"m0": {"\\Seen", "\\Flagged"}, "m2": {"\\Answered"}, "m4": set(),
             "written locally": set()}
-    n, remote = server_inbox(s, cert)
+    n, remote = server_folder(s, cert, "INBOX")
     assert n == 4 and remote == want, remote
     n, local = local_inbox(inbox)
     assert n == 4 and local == {"m0": "FS", "m2": "R", "m4": "", "written locally": ""}, local
 
     run()
-    assert server_inbox(s, cert) == (4, want)
+    assert server_folder(s, cert, "INBOX") == (4, want)
     assert local_inbox(inbox) == (4, local)
 
 
@@ -330,3 +327,68 @@ def test_imapflow_condstore_changedsince(make_server, cert, tmp_path):
     assert after[2]["flags"] == ["\\Flagged"], second
     assert after[2]["modseq"] == second["changed"][0]["modseq"], second
     assert int(after[1]["modseq"]) > int(second["highestModseq"]), second
+
+
+def neomutt(server, cert, tmp_path, keys):
+    """Runs neomutt on INBOX over implicit TLS in a pseudo-terminal (it
+    needs one to read a folder), typing keys (a push string); neomutt
+    quits at the end of them."""
+    rc = tmp_path / "neomuttrc"
+    rc.write_text(f"""set folder = "imaps://alice%40example.test@localhost:{server.ports['imaps']}/"
+set imap_pass = "{PASSWORD}"
+set spoolfile = "+INBOX"
+set ssl_ca_certificates_file = "{cert[0]}"
+set header_cache = ""
+set message_cachedir = ""
+set imap_check_subscribed = no
+set confirmappend = no
+set delete = yes
+set quit = yes
+set mark_old = no
+set sort = subject
+""")
+    env = dict(os.environ, TERM="xterm", HOME=str(tmp_path))
+    cmd = f"neomutt -n -F {rc} -e 'push \"{keys}<quit>\"'"
+    r = subprocess.run(["script", "-qec", cmd, "/dev/null"], capture_output=True,
+                       timeout=60, env=env)
+    screen = r.stdout.decode("utf-8", "replace")
+    assert r.returncode == 0, screen
+    assert "rror" not in screen and "failed" not in screen.lower(), screen
+    return screen
+
+
+def test_neomutt_flags_delete_copy_move(make_server, cert, tmp_path):
+    """neomutt (a terminal client, driven through a pseudo-terminal)
+    deletes m1, flags m0, copies m2 to Trash and marks it read, and
+    expunges; then, after another client answered m0 and m3 arrived by
+    SMTP, it moves m3 to Trash and toggles the flag of the answered
+    message (m0, so it finds \\Answered set by the other client).  The
+    server's INBOX and Trash hold exactly what that should leave."""
+    s = make_server(extra=IMAP)
+    for i in range(3):
+        deliver(s, f"m{i}")
+    tag = "<untag-pattern>~A<enter><tag-pattern>{}<enter><tag-prefix>"
+    screen = neomutt(s, cert, tmp_path,
+                     tag.format("~s m1") + "<delete-message>" +
+                     tag.format("~s m0") + "<flag-message>" +
+                     tag.format("~s m2") + "<copy-message>=Trash<enter>" +
+                     tag.format("~s m2") + "<clear-flag>N" +
+                     "<untag-pattern>~A<enter><sync-mailbox>")
+    # it read three headers, and its last screen shows two messages
+    assert "Fetching message headers... 0/3" in screen, screen
+    assert "Msgs:2 New:1 Flag:1" in screen, screen
+    assert server_folder(s, cert, "INBOX") == (2, {"m0": {"\\Flagged"}, "m2": {"\\Seen"}})
+    assert server_folder(s, cert, "Trash") == (1, {"m2": set()})
+    m = imaps_login(s, cert)
+    m.select("INBOX")
+    typ, data = m.search(None, "SUBJECT", "m0")
+    m.store(data[0].decode(), "+FLAGS", "(\\Answered)")
+    m.logout()
+    deliver(s, "m3")
+    neomutt(s, cert, tmp_path,
+            tag.format("~s m3") + "<save-message>=Trash<enter>" +
+            tag.format("~Q") + "<flag-message>" +
+            "<untag-pattern>~A<enter><sync-mailbox>")
+    assert server_folder(s, cert, "INBOX") == (2, {"m0": {"\\Answered"}, "m2": {"\\Seen"}})
+    n, trash = server_folder(s, cert, "Trash")
+    assert n == 2 and sorted(trash) == ["m2", "m3"], trash
