@@ -34,7 +34,7 @@ LIB_SRC += $(MIME_SRC)
 # The mailbox store: Maildir++ folders, flags, per-folder index (issue 12).
 STORE_SRC = src/store/store.c src/store/store_util.c src/store/store_flags.c \
 	src/store/store_index.c src/store/store_box.c src/store/store_ops.c \
-	src/store/store_quota.c src/store/store_uidlist.c
+	src/store/store_quota.c src/store/store_uidlist.c src/store/store_cache.c
 LIB_SRC += $(STORE_SRC)
 D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 	src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
@@ -136,7 +136,8 @@ test:
 # ---- fuzzing (clang libFuzzer), bounded ---------------------------------
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
-	fuzz_mime fuzz_store_index fuzz_store_uidlist fuzz_deflate fuzz_sort
+	fuzz_mime fuzz_store_index fuzz_store_uidlist fuzz_store_cache \
+	fuzz_deflate fuzz_sort
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \

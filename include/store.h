@@ -220,6 +220,8 @@ struct store_msg {
 /* The index never holds more messages than this. */
 #define STORE_MSGS_MAX 10000000u
 
+struct store_cache;
+
 struct store_vanished {
 	uint32_t uid;
 	uint64_t modseq;
@@ -253,6 +255,8 @@ struct store_box {
 	/* Dovecot's UIDs, from the open that made the index until its
 	 * first sync has used them (NULL otherwise). */
 	struct store_uidlist *import;
+	/* The parsed-message cache (store_cache.h), loaded on first use. */
+	struct store_cache *cache;
 };
 
 #define STORE_REBUILT_NEW 0x1     /* no index: made (new UIDVALIDITY) */

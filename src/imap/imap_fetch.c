@@ -27,6 +27,7 @@
 #include "imap_sort.h"
 #include "log.h"
 #include "mime.h"
+#include "store_cache.h"
 #include "xmalloc.h"
 
 #include "imap_priv.h"
@@ -138,6 +139,7 @@ imap_fetch_job_free(struct imap_fetch_job *fj)
 		return;
 	msg_close(fj);
 	buf_release(&fj->out);
+	buf_release(&fj->cache_out);
 	free(fj->seq);
 	free(fj->uid);
 	free(fj->told);
@@ -330,6 +332,21 @@ spec_needs_parse(const struct imap_fetch *spec)
 	return false;
 }
 
+/* The items the folder's cache answers (store_cache.h), and those the
+ * index answers: a FETCH of only these needs no message file on a hit
+ * (what a client's first sync of a folder asks). */
+#define FI_CACHED (IMAP_FI_ENVELOPE | IMAP_FI_BODY | IMAP_FI_BODYSTRUCTURE)
+#define FI_INDEX                                                               \
+	(IMAP_FI_UID | IMAP_FI_FLAGS | IMAP_FI_INTERNALDATE |                  \
+	    IMAP_FI_RFC822_SIZE | IMAP_FI_MODSEQ)
+
+static bool
+spec_is_cached(const struct imap_fetch *spec)
+{
+	return spec->nsecs == 0 && (spec->items & FI_CACHED) != 0 &&
+	       (spec->items & ~(FI_CACHED | FI_INDEX)) == 0;
+}
+
 /* Opens message i's file; a rename by another program meanwhile (flags
  * changed) is found by one sync. */
 static int
@@ -399,6 +416,7 @@ struct msg_file {
 	int fd;
 	uint8_t *map;
 	uint64_t size;
+	struct stat st; /* the file's, for the cache's key */
 	struct mime_msg mm;
 };
 
@@ -416,11 +434,9 @@ static int
 msg_file_open(struct store_box *box, uint32_t uid, bool is_parsed,
     struct msg_file *mf, bool *is_synced)
 {
-	struct stat st;
-
 	memset(mf, 0, sizeof(*mf));
 	if ((mf->fd = msg_open(box, uid, is_synced)) == -1 ||
-	    fstat(mf->fd, &st) == -1) {
+	    fstat(mf->fd, &mf->st) == -1) {
 		log_warn("event=fetch result=fail uid=%u error=\"%s\"", uid,
 		    strerror(errno));
 		if (mf->fd != -1)
@@ -428,7 +444,7 @@ msg_file_open(struct store_box *box, uint32_t uid, bool is_parsed,
 		mf->fd = -1;
 		return -1;
 	}
-	mf->size = (uint64_t)st.st_size;
+	mf->size = (uint64_t)mf->st.st_size;
 	if (is_parsed && mf->size > 0) {
 		mf->map = mmap(
 		    NULL, (size_t)mf->size, PROT_READ, MAP_PRIVATE, mf->fd, 0);
@@ -440,6 +456,39 @@ msg_file_open(struct store_box *box, uint32_t uid, bool is_parsed,
 	else
 		mime_parse((const uint8_t *)"", 0, &mf->mm);
 	return 0;
+}
+
+/*
+ * A cache miss: the three strings the cache keeps, rendered from the
+ * parsed file into fj->cache_out (rec's views point there) and queued
+ * for the cache (all three, so a later FETCH of any of them hits).
+ * False when they did not fit (the items are rendered as usual).
+ */
+static bool
+cache_fill(struct imap_fetch_job *fj, struct store_box *box,
+    const struct store_msg *m, const struct msg_file *mf,
+    struct store_cache_rec *rec)
+{
+	struct buf *r = &fj->cache_out;
+	size_t e, b;
+
+	if (r->max == 0)
+		buf_init(r, 3 * STORE_CACHE_REC_MAX);
+	buf_reset(r);
+	if (mime_imap_envelope(&mf->mm, 0, r) == -1)
+		return false;
+	e = r->len;
+	if (mime_imap_bodystructure(&mf->mm, 0, true, r) == -1)
+		return false;
+	b = r->len;
+	if (mime_imap_bodystructure(&mf->mm, 0, false, r) == -1)
+		return false;
+	/* UNSAFE: e <= b <= r->len, all inside r->data */
+	rec->env = (struct span){(const char *)r->data, e};
+	rec->bs = (struct span){(const char *)r->data + e, b - e};
+	rec->body = (struct span){(const char *)r->data + b, r->len - b};
+	store_cache_put(box, m, &mf->st, rec->env, rec->bs, rec->body);
+	return true;
 }
 
 /* An item sent as it is (not a literal): its text in it->b. */
@@ -659,15 +708,27 @@ item_simple(struct imap_fetch_job *fj, size_t cap, unsigned bit,
 		break;
 	case IMAP_FI_ENVELOPE:
 		bputs(b, "ENVELOPE ");
-		(void)mime_imap_envelope(mm, 0, b);
+		if (fj->cached != NULL)
+			(void)buf_append(
+			    b, fj->cached->env.p, fj->cached->env.len);
+		else
+			(void)mime_imap_envelope(mm, 0, b);
 		break;
 	case IMAP_FI_BODY:
 		bputs(b, "BODY ");
-		(void)mime_imap_bodystructure(mm, 0, false, b);
+		if (fj->cached != NULL)
+			(void)buf_append(
+			    b, fj->cached->body.p, fj->cached->body.len);
+		else
+			(void)mime_imap_bodystructure(mm, 0, false, b);
 		break;
 	case IMAP_FI_BODYSTRUCTURE:
 		bputs(b, "BODYSTRUCTURE ");
-		(void)mime_imap_bodystructure(mm, 0, true, b);
+		if (fj->cached != NULL)
+			(void)buf_append(
+			    b, fj->cached->bs.p, fj->cached->bs.len);
+		else
+			(void)mime_imap_bodystructure(mm, 0, true, b);
 		break;
 	}
 	fj->items[fj->nitem - 1].size = b->len;
@@ -744,6 +805,8 @@ msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
 	bool is_parsed = spec_needs_parse(spec);
 	bool needs_file =
 	    is_parsed || (spec->items & IMAP_FI_RFC822) || spec->nsecs > 0;
+	bool is_cached = spec_is_cached(spec);
+	struct store_cache_rec rec;
 	struct msg_file mf;
 
 	memset(&mf, 0, sizeof(mf));
@@ -752,6 +815,11 @@ msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
 	                     !msg_mark_seen(j, box, uid, &m, &is_seen_set))) {
 		fj->expunged++;
 		return;
+	}
+	fj->cached = NULL;
+	if (is_cached && store_cache_get(box, m, &rec) == 1) {
+		fj->cached = &rec;
+		needs_file = false;
 	}
 	if (needs_file &&
 	    msg_file_open(box, uid, is_parsed, &mf, &is_synced) == -1) {
@@ -769,11 +837,15 @@ msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
 			return;
 		}
 	}
+	if (is_cached && needs_file && (mf.map != NULL || mf.size == 0) &&
+	    cache_fill(fj, box, m, &mf, &rec))
+		fj->cached = &rec;
 	bprintf(&fj->out, "* %u FETCH (", seq);
 	msg_items(fj, box, m, &mf.mm, mf.map != NULL ? &mf.mm : NULL, mf.size,
 	    mf.map != NULL ? mime_crlf_size(&mf.mm, 0, (size_t)mf.size)
 	                   : m->size,
 	    is_seen_set);
+	fj->cached = NULL;
 	fj->has_item = false;
 	msg_file_unmap(&mf);
 	fj->fd = mf.fd;
@@ -1003,6 +1075,8 @@ imap_fetch_run(struct imap_fjob *j, struct imap_fetch_job *fj)
 		msg_start(j, box, fj);
 		fj->next++;
 	}
+	/* the records this piece parsed: one write */
+	store_cache_flush(box);
 	if (j->is_changed[0] && store_flush(box, err, sizeof(err)) == -1)
 		log_warn("event=fetch result=fail error=\"%s\"", log_esc(err));
 }

@@ -197,6 +197,8 @@ struct core_session *imap_session_core(struct imap_session *);
 
 /* ---- imap_fetch.c (worker side) --------------------------------------- */
 
+struct store_cache_rec;
+
 struct imap_fetch_job {
 	/* From the session, read only: the parsed FETCH lives in the
 	 * session's arena, untouched by the loop while the FETCH runs. */
@@ -232,6 +234,10 @@ struct imap_fetch_job {
 	size_t dec_pos;
 	bool is_dec_done;
 	size_t unknown_cte; /* BINARY of a part it cannot decode */
+	/* The folder cache's strings for the message being started (a hit,
+	 * or what a miss rendered into cache_out), else NULL. */
+	const struct store_cache_rec *cached;
+	struct buf cache_out;
 };
 
 /* One literal of a message's FETCH response. */

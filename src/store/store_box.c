@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "store_cache.h"
 #include "store_index.h"
 #include "store_priv.h"
 #include "xmalloc.h"
@@ -657,6 +658,7 @@ store_box_close(struct store_box **bp)
 			log_warn("event=store_flush result=fail reason=\"%s\"",
 			    log_esc(err));
 	}
+	store_cache_free(box);
 	store_box_clear(box);
 	if (box->import != NULL) {
 		store_uidlist_free(box->import);

@@ -33,6 +33,7 @@ int run_core_tests(void);
 int run_imap_parse_tests(void);
 int run_mime_tests(void);
 int run_store_tests(void);
+int run_store_cache_tests(void);
 int run_imap_view_tests(void);
 int run_imap_folder_tests(void);
 int run_mailnotify_tests(void);

@@ -30,6 +30,7 @@ main(void)
 	failed += run_imap_parse_tests();
 	failed += run_mime_tests();
 	failed += run_store_tests();
+	failed += run_store_cache_tests();
 	failed += run_imap_view_tests();
 	failed += run_imap_folder_tests();
 	failed += run_mailnotify_tests();

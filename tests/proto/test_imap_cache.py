@@ -1,0 +1,163 @@
+"""The folder's parsed-message cache (postern-cache, docs/architecture.md
+"Mailbox store") seen from IMAP: FETCH of ENVELOPE, BODYSTRUCTURE and BODY
+gives the same bytes when parsed (no cache yet), from the cache in the same
+and a new session, and after a daemon restart; a damaged cache file
+(garbage in the middle, a torn tail, another header) is survived with the
+same answers; a message file replaced under the same name is parsed again,
+never answered from its stale record."""
+import os
+import re
+
+from imapdiff import Conn
+
+USER, PASSWORD = "alice@example.test", "secret-alice"
+IMAP = {"imap_listen": "127.0.0.1:0", "imap_allow_plaintext": "yes"}
+MIME_DIR = os.path.join(os.path.dirname(__file__), "..", "mime")
+FETCHES = ["FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE)",
+           "FETCH 1:* (BODY)",
+           "UID FETCH 1:* (ENVELOPE RFC822.SIZE INTERNALDATE)"]
+
+
+def login(s):
+    c = Conn(s.ports["imap"], timeout=60)
+    r = c.command(f'LOGIN "{USER}" "{PASSWORD}"')
+    assert r[-1].split(b" ")[1] == b"OK", r
+    return c
+
+
+def ok(lines):
+    assert lines[-1].split(b" ")[1] == b"OK", lines
+    return lines
+
+
+def corpus():
+    out = []
+    for name in sorted(os.listdir(MIME_DIR)):
+        if name.endswith(".eml"):
+            with open(os.path.join(MIME_DIR, name), "rb") as f:
+                out.append(f.read())
+    for i in range(40):
+        out.append(f"From: S {i} <s{i}@remote.example>\r\nSubject: plain {i}\r\n"
+                   f"Message-ID: <{i}@cache>\r\n\r\nbody {i}\r\n".encode())
+    return out
+
+
+def fill(s, msgs):
+    c = login(s)
+    for data in msgs:
+        ok(c.command(b"APPEND INBOX {%d+}\r\n" % len(data) + data))
+    c.close()
+
+
+def fetch_all(s):
+    """The responses of every FETCHES command, in a fresh session (the
+    tagged line's timing text dropped)."""
+    c = login(s)
+    ok(c.command("EXAMINE INBOX"))
+    out = []
+    for cmd in FETCHES:
+        r = ok(c.command(cmd))
+        out.append(r[:-1])
+    c.command("LOGOUT")
+    c.close()
+    return out
+
+
+def cache_path(s):
+    return os.path.join(s.maildir("alice"), "postern-cache")
+
+
+def restart(s):
+    s.stop()
+    s.start()
+
+
+def test_cache_same_answers(make_server):
+    s = make_server(IMAP)
+    msgs = corpus()
+    fill(s, msgs)
+    assert not os.path.exists(cache_path(s))
+    parsed = fetch_all(s)
+    assert len(parsed[0]) == len(msgs)
+    assert os.path.getsize(cache_path(s)) > 1000
+    assert fetch_all(s) == parsed          # from the cache
+    # the same session, twice
+    c = login(s)
+    ok(c.command("EXAMINE INBOX"))
+    a = ok(c.command(FETCHES[0]))[:-1]
+    b = ok(c.command(FETCHES[0]))[:-1]
+    c.close()
+    assert a == b == parsed[0]
+    restart(s)
+    assert fetch_all(s) == parsed          # the file read back
+    size = os.path.getsize(cache_path(s))
+    # garbage in the middle of the file
+    with open(cache_path(s), "r+b") as f:
+        f.seek(size // 2)
+        f.write(b"\xff" * 64)
+    restart(s)
+    assert fetch_all(s) == parsed
+    assert fetch_all(s) == parsed
+    # a torn tail
+    with open(cache_path(s), "r+b") as f:
+        f.truncate(os.path.getsize(cache_path(s)) - 7)
+    restart(s)
+    assert fetch_all(s) == parsed
+    # another header (UIDVALIDITY, magic): discarded
+    with open(cache_path(s), "r+b") as f:
+        f.write(b"NOTACACHE")
+    restart(s)
+    assert fetch_all(s) == parsed
+    assert fetch_all(s) == parsed
+    s.stop()
+    s.start()
+    assert "result=disabled" not in s.log()
+
+
+def subject_of(line):
+    m = re.search(rb'ENVELOPE \((?:NIL|"[^"]*") "([^"]*)"', line)
+    return m.group(1).decode() if m else None
+
+
+def test_cache_replaced_file(make_server):
+    s = make_server(IMAP)
+    fill(s, [b"Subject: first\r\n\r\nbody one\r\n",
+             b"Subject: second\r\n\r\nbody two\r\n",
+             b"Subject: third\r\n\r\nbody three\r\n"])
+    before = fetch_all(s)
+    assert fetch_all(s) == before           # cached now
+    assert subject_of(before[0][0]) == "first"
+    cur = os.path.join(s.maildir("alice"), "cur")
+    names = sorted(os.listdir(cur))
+    assert len(names) == 3
+    # the same base name with other content: other size, and the same
+    # size (only the mtime and bytes differ)
+    with open(os.path.join(cur, names[0]), "r+b") as f:
+        f.truncate(0)
+        f.write(b"Subject: replaced, longer\r\n\r\nbody one\r\n")
+    with open(os.path.join(cur, names[1]), "r+b") as f:
+        f.write(b"Subject: SECOND")
+    st = os.stat(os.path.join(cur, names[1]))
+    os.utime(os.path.join(cur, names[1]), ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+    after = fetch_all(s)
+    assert subject_of(after[0][0]) == "replaced, longer"
+    assert subject_of(after[0][1]) == "SECOND"
+    assert after[0][2] == before[0][2]
+    restart(s)
+    again = fetch_all(s)
+    assert [subject_of(ln) for ln in again[0]] == ["replaced, longer", "SECOND", "third"]
+
+
+def test_cache_symlink_not_followed(make_server):
+    s = make_server(IMAP)
+    fill(s, [b"Subject: one\r\n\r\nbody\r\n"])
+    outside = os.path.join(s.base, "outside")
+    with open(outside, "wb") as f:
+        f.write(b"precious\n")
+    os.symlink(outside, cache_path(s))
+    first = fetch_all(s)
+    assert fetch_all(s) == first
+    with open(outside, "rb") as f:
+        assert f.read() == b"precious\n"
+    assert os.path.islink(cache_path(s))
+    assert "event=store_cache result=disabled" in s.log()
