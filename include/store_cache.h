@@ -34,10 +34,11 @@
 /* One record: strings are views (into the file's bytes as read). */
 struct store_cache_rec {
 	uint32_t uid;
-	uint64_t ino, fsize;       /* the message file's inode and size */
-	int64_t mtime_ns;          /* and its mtime (INTERNALDATE), ns */
-	struct span base;          /* the Maildir base name (before ":2,") */
-	struct span env, bs, body; /* ENVELOPE, BODYSTRUCTURE, BODY */
+	uint64_t ino, fsize; /* the message file's inode and size */
+	int64_t mtime_ns;    /* and its mtime (INTERNALDATE), ns */
+	struct span base;    /* the Maildir base name (before ":2,") */
+	/* ENVELOPE, BODYSTRUCTURE, BODY (empty: not kept) */
+	struct span env, bs, body;
 };
 
 /* ---- the file format (pure; tests/fuzz/fuzz_store_cache.c) ---------- */

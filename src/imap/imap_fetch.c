@@ -10,7 +10,11 @@
  * across trips (an expunge meanwhile unlinks it, the descriptor still
  * reads it).  A file is mapped only to parse it (ENVELOPE,
  * BODYSTRUCTURE, section ranges); the literal bytes are read with pread
- * and bare LF written as CRLF, the sizes the store reports.
+ * and bare LF written as CRLF, the sizes the store reports.  A FETCH of
+ * only ENVELOPE, BODY, BODYSTRUCTURE and what the index knows takes the
+ * strings from the folder's cache (store_cache.h) without opening the
+ * file; a miss parses and gives the cache the strings, written once per
+ * piece.
  */
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -459,9 +463,12 @@ msg_file_open(struct store_box *box, uint32_t uid, bool is_parsed,
 }
 
 /*
- * A cache miss: the three strings the cache keeps, rendered from the
- * parsed file into fj->cache_out (rec's views point there) and queued
- * for the cache (all three, so a later FETCH of any of them hits).
+ * A cache miss: the strings the cache keeps, rendered from the parsed
+ * file into fj->cache_out (rec's views point there) and queued for the
+ * cache.  ENVELOPE and BODYSTRUCTURE always (what a client's sync asks
+ * for, so a later FETCH of either hits); BODY only when asked, as
+ * rendering it costs the first FETCH time (an empty BODY in a record is
+ * "not kept": a FETCH of BODY then parses and writes a fuller record).
  * False when they did not fit (the items are rendered as usual).
  */
 static bool
@@ -470,6 +477,7 @@ cache_fill(struct imap_fetch_job *fj, struct store_box *box,
     struct store_cache_rec *rec)
 {
 	struct buf *r = &fj->cache_out;
+	bool has_body = (fj->spec->items & IMAP_FI_BODY) != 0;
 	size_t e, b;
 
 	if (r->max == 0)
@@ -481,7 +489,7 @@ cache_fill(struct imap_fetch_job *fj, struct store_box *box,
 	if (mime_imap_bodystructure(&mf->mm, 0, true, r) == -1)
 		return false;
 	b = r->len;
-	if (mime_imap_bodystructure(&mf->mm, 0, false, r) == -1)
+	if (has_body && mime_imap_bodystructure(&mf->mm, 0, false, r) == -1)
 		return false;
 	/* UNSAFE: e <= b <= r->len, all inside r->data */
 	rec->env = (struct span){(const char *)r->data, e};
@@ -817,7 +825,8 @@ msg_start(struct imap_fjob *j, struct store_box *box, struct imap_fetch_job *fj)
 		return;
 	}
 	fj->cached = NULL;
-	if (is_cached && store_cache_get(box, m, &rec) == 1) {
+	if (is_cached && store_cache_get(box, m, &rec) == 1 &&
+	    (rec.body.len > 0 || !(spec->items & IMAP_FI_BODY))) {
 		fj->cached = &rec;
 		needs_file = false;
 	}
