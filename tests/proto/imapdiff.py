@@ -255,6 +255,19 @@ class Conn:
         self.sock.close()
 
 
+def ok(lines):
+    """lines (a command's, tagged reply last) if it answered OK; else fails."""
+    assert lines[-1].split(b" ")[1] == b"OK", lines
+    return lines
+
+
+def login(server, user="alice@example.test", password="secret-alice", timeout=60):
+    """A Conn to server's plaintext imap port, logged in."""
+    c = Conn(server.ports["imap"], timeout=timeout)
+    ok(c.command(f'LOGIN "{user}" "{password}"'))
+    return c
+
+
 def run(port, user, password, script):
     """Runs script (after a LOGIN on connection "a") and returns the
     transcript: one (connection, step, lines) per step."""

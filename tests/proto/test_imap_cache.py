@@ -8,7 +8,7 @@ never answered from its stale record."""
 import os
 import re
 
-from imapdiff import Conn
+from imapdiff import Conn, login, ok
 
 USER, PASSWORD = "alice@example.test", "secret-alice"
 IMAP = {"imap_listen": "127.0.0.1:0", "imap_allow_plaintext": "yes"}
@@ -18,16 +18,6 @@ FETCHES = ["FETCH 1:* (UID FLAGS ENVELOPE BODYSTRUCTURE)",
            "UID FETCH 1:* (ENVELOPE RFC822.SIZE INTERNALDATE)"]
 
 
-def login(s):
-    c = Conn(s.ports["imap"], timeout=60)
-    r = c.command(f'LOGIN "{USER}" "{PASSWORD}"')
-    assert r[-1].split(b" ")[1] == b"OK", r
-    return c
-
-
-def ok(lines):
-    assert lines[-1].split(b" ")[1] == b"OK", lines
-    return lines
 
 
 def corpus():

@@ -9,23 +9,13 @@ import time
 
 import pytest
 
-from imapdiff import Conn
+from imapdiff import Conn, login, ok
 
 USER, PASSWORD = "alice@example.test", "secret-alice"
 IMAP = {"imap_listen": "127.0.0.1:0", "imap_allow_plaintext": "yes"}
 N = 300
 
 
-def login(s):
-    c = Conn(s.ports["imap"], timeout=60)
-    r = c.command(f'LOGIN "{USER}" "{PASSWORD}"')
-    assert r[-1].split(b" ")[1] == b"OK", r
-    return c
-
-
-def ok(lines):
-    assert lines[-1].split(b" ")[1] == b"OK", lines
-    return lines
 
 
 def msg(i, size=0):

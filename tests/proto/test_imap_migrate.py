@@ -11,14 +11,11 @@ import tempfile
 import pytest
 
 import imapdiff
+from imapdiff import ok
 from conftest import run_user
 
 USER, PASSWORD = "alice@example.test", "secret-alice"
 
-
-def ok(lines):
-    assert lines[-1].split(b" ")[1] == b"OK", lines
-    return lines
 
 
 # What Dovecot numbered, per folder: (UIDVALIDITY, UIDNEXT, {Message-ID: UID})

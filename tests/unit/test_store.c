@@ -26,42 +26,6 @@
 
 /* ---- helpers ---------------------------------------------------------- */
 
-static void
-fresh(char *out, size_t len)
-{
-	char tmpl[] = "/tmp/postern-store-XXXXXX";
-
-	if (mkdtemp(tmpl) == NULL)
-		fail_msg("mkdtemp: %s", strerror(errno));
-	snprintf(out, len, "%s/Maildir", tmpl);
-}
-
-static void
-rm_rf(const char *maildir)
-{
-	char cmd[PATH_MAX + 32];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%.*s'",
-	    (int)(strrchr(maildir, '/') - maildir), maildir);
-	if (system(cmd) != 0)
-		fail_msg("cleanup failed: %s", cmd);
-}
-
-static void
-put(const char *path, const char *text, time_t mtime)
-{
-	struct timeval tv[2] = {{mtime, 0}, {mtime, 0}};
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	if (fd == -1)
-		fail_msg("create %s: %s", path, strerror(errno));
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text))
-		fail_msg("write %s", path);
-	close(fd);
-	if (utimes(path, tv) == -1)
-		fail_msg("utimes %s", path);
-}
-
 /* A delivered message: DIR/SUB/NAME. */
 static void
 deliver(const char *dir, const char *sub, const char *name, const char *text,
@@ -70,7 +34,7 @@ deliver(const char *dir, const char *sub, const char *name, const char *text,
 	char path[PATH_MAX];
 
 	snprintf(path, sizeof(path), "%s/%s/%s", dir, sub, name);
-	put(path, text, mtime);
+	unit_put(path, text, mtime);
 }
 
 static bool
@@ -249,13 +213,13 @@ test_keywords(void **state)
 	int fd;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	assert_int_equal(mkdir(root, 0700), 0);
 	fd = open(root, O_RDONLY | O_DIRECTORY);
 	assert_true(fd >= 0);
 	/* Dovecot's file, with a bad line skipped. */
 	snprintf(path, sizeof(path), "%s/dovecot-keywords", root);
-	put(path, "0 $Forwarded\n3 Junk\nx bad\n30 Far\n1 bad(name\n", 0);
+	unit_put(path, "0 $Forwarded\n3 Junk\nx bad\n30 Far\n1 bad(name\n", 0);
 	assert_int_equal(store_keywords_load(fd, &kw, err, sizeof(err)), 0);
 	assert_string_equal(kw.names[0], "$Forwarded");
 	assert_string_equal(kw.names[3], "Junk");
@@ -286,7 +250,7 @@ test_keywords(void **state)
 	    -1);
 	assert_non_null(strstr(err, "too many keywords"));
 	close(fd);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* ---- folders ---------------------------------------------------------- */
@@ -317,7 +281,7 @@ test_folders(void **state)
 	size_t n;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	/* A new user: INBOX and the special-use folders, subscribed. */
 	assert_int_equal(store_list(st, &v, &n, err, sizeof(err)), 0);
@@ -393,7 +357,7 @@ test_folders(void **state)
 		assert_null(strstr((char *)b, "\nSent\n"));
 		free(b);
 		/* A version 1 file (one '/'-delimited name per line) too. */
-		put(path, "INBOX\nA/B\n", 0);
+		unit_put(path, "INBOX\nA/B\n", 0);
 		assert_int_equal(attrs_of(st, "INBOX") & STORE_LIST_SUBSCRIBED,
 		    STORE_LIST_SUBSCRIBED);
 		assert_int_equal(
@@ -412,7 +376,7 @@ test_folders(void **state)
 	{
 		char old[256], path[PATH_MAX];
 
-		fresh(old, sizeof(old));
+		unit_fresh_maildir(old, sizeof(old));
 		assert_int_equal(mkdir(old, 0700), 0);
 		snprintf(path, sizeof(path), "%s/cur", old);
 		assert_int_equal(mkdir(path, 0700), 0);
@@ -435,7 +399,7 @@ test_folders(void **state)
 		    STORE_LIST_NONEXISTENT | STORE_LIST_SUBSCRIBED |
 		        STORE_LIST_HASNOCHILDREN);
 		store_free(&st);
-		rm_rf(old);
+		unit_rm_maildir(old);
 	}
 	/* A link planted as a folder is never opened. */
 	{
@@ -450,7 +414,7 @@ test_folders(void **state)
 		assert_int_equal(attrs_of(st, "Evil"), 0xffffffffu);
 		store_free(&st);
 	}
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* How many entries of the list are named name. */
@@ -507,12 +471,12 @@ test_list_subscriptions(void **state)
 	struct store *st;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	assert_int_equal(store_create(st, "P/Q", 0, err, sizeof(err)), 0);
 	snprintf(path, sizeof(path), "%s/subscriptions", root);
 	/* Dovecot's version 2 file, with lines no folder name can be. */
-	put(path,
+	unit_put(path,
 	    "V\t2\n\nINBOX\nSent\nGone\tLater\nGone\nGone\nFar\tAway\tDeep\n"
 	    "P\tQ\tR\nbad.name\n\nx\t\ty\n",
 	    0);
@@ -538,7 +502,7 @@ test_list_subscriptions(void **state)
 	    attrs_of(st, "Z"), STORE_LIST_NOSELECT | STORE_LIST_HASCHILDREN);
 	assert_int_equal(store_rename(st, "Far", "Near", err, sizeof(err)), 1);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* Dovecot's dovecot-uidlist: what parses, and what is refused whole. */
@@ -632,14 +596,14 @@ test_uidlist_import(void **state)
 	struct store_box *box = NULL;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	deliver(root, "cur", "100.a.host:2,S", "a\n", 100);
 	deliver(root, "cur", "200.b.host,S=2:2,F", "b\n", 200);
 	deliver(root, "new", "300.c.host", "c\n", 50); /* oldest, unnumbered */
 	deliver(root, "new", "400.d.host", "d\n", 60); /* in the list, new/ */
 	snprintf(path, sizeof(path), "%s/dovecot-uidlist", root);
-	put(path,
+	unit_put(path,
 	    "3 V1234 N40 G00\n3 :100.a.host:2,S\n7 W3 :200.b.host,S=2\n"
 	    "9 :400.d.host\n12 :gone.host\n",
 	    0);
@@ -668,13 +632,13 @@ test_uidlist_import(void **state)
 	assert_int_equal(box->msgs[3].uid, 40);
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 	/* A list that does not parse: new numbers, the file left. */
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	deliver(root, "cur", "100.a.host:2,S", "a\n", 100);
 	snprintf(path, sizeof(path), "%s/dovecot-uidlist", root);
-	put(path, "3 V1234\n5 :x\n4 :y\n", 0);
+	unit_put(path, "3 V1234\n5 :x\n4 :y\n", 0);
 	assert_int_equal(
 	    store_box_open(st, "INBOX", &box, err, sizeof(err)), 0);
 	assert_int_not_equal(box->uidvalidity, 1234);
@@ -682,7 +646,7 @@ test_uidlist_import(void **state)
 	assert_true(exists(root, "dovecot-uidlist"));
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* ---- the index -------------------------------------------------------- */
@@ -697,7 +661,7 @@ test_index_sync(void **state)
 	bool changed;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	/* Delivery order is mtime order, not name order. */
 	deliver(root, "new", "300.c", "C\n", 300);
@@ -774,7 +738,7 @@ test_index_sync(void **state)
 	assert_int_equal(box->n, 5);
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 static void
@@ -792,7 +756,7 @@ test_ops(void **state)
 	uint64_t ms, before;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	box = box_ok(st, "INBOX");
 
@@ -940,7 +904,7 @@ test_ops(void **state)
 	assert_int_equal(sent->nvanished, 1);
 	store_box_close(&sent);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* EXPUNGE responses: each sequence number counts earlier removals. */
@@ -969,7 +933,7 @@ test_expunge_seqs(void **state)
 		uint32_t *uids, *seqs;
 		size_t n;
 
-		fresh(root, sizeof(root));
+		unit_fresh_maildir(root, sizeof(root));
 		st = store_ok(root);
 		for (int i = 1; i <= 6; i++) {
 			snprintf(name, sizeof(name), "%d.m", i);
@@ -991,7 +955,7 @@ test_expunge_seqs(void **state)
 		free(seqs);
 		store_box_close(&box);
 		store_free(&st);
-		rm_rf(root);
+		unit_rm_maildir(root);
 	}
 }
 
@@ -1070,7 +1034,7 @@ test_crash(void **state)
 	uint32_t uid;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	deliver(root, "new", "1.a", "a\n", 10);
 	deliver(root, "new", "2.b", "b\n", 20);
@@ -1146,7 +1110,7 @@ test_crash(void **state)
 	free(idx);
 	free(lg);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* A crash after compaction's snapshot, before its new log: the old log
@@ -1164,7 +1128,7 @@ test_stale_log(void **state)
 	size_t len;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	deliver(root, "new", "1.a", "a\n", 10);
 	deliver(root, "new", "2.b", "b\n", 20);
@@ -1192,7 +1156,7 @@ test_stale_log(void **state)
 	    store_box_open(st, "a.b", &missing, err, sizeof(err)), -1);
 	assert_string_equal(err, "folder name contains '.'");
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* Past STORE_VANISHED_MAX the oldest are dropped and changes-since
@@ -1237,7 +1201,7 @@ test_two_writers(void **state)
 	uint32_t uid;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	a = box_ok(st, "INBOX");
 	b = box_ok(st, "INBOX");
@@ -1258,7 +1222,7 @@ test_two_writers(void **state)
 	assert_true(a->msgs[0].uid != a->msgs[1].uid);
 	store_box_close(&a);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* A rescan of an idle folder reads nothing, yet sees every change. */
@@ -1272,7 +1236,7 @@ test_quick_sync(void **state)
 	bool changed;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	deliver(root, "new", "1.a", "a\n", 10);
 	box = box_ok(st, "INBOX");
@@ -1318,7 +1282,7 @@ test_quick_sync(void **state)
 	assert_int_equal(box->n, 4);
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* ---- quota ------------------------------------------------------------ */
@@ -1336,7 +1300,7 @@ test_quota(void **state)
 	size_t ngone;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	deliver(root, "cur", "1.a:2,S", "12345\n", 1);
 	deliver(root, ".Sent/cur", "2.b:2,S", "123\n", 1);
@@ -1374,14 +1338,14 @@ test_quota(void **state)
 		    strncmp((char *)b, "2000000000S,100000C\n", 20), 0);
 		free(b);
 		/* A broken file is recalculated, its limits kept. */
-		put(path, "2000000000S,100000C\nbroken\n", 0);
+		unit_put(path, "2000000000S,100000C\nbroken\n", 0);
 	}
 	assert_int_equal(store_quota_get(st, &q, err, sizeof(err)), 0);
 	assert_int_equal(q.messages, 2);
 	assert_int_equal(q.limit_messages, 100000);
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* store_quota_size: the file sizes of the UIDs still there (what a COPY
@@ -1407,7 +1371,7 @@ test_quota_size_exists(void **state)
 	uint64_t bytes, msgs;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	deliver(root, "cur", "1.a:2,S", "12345\n", 1);
 	deliver(root, "cur", "2.b:2,S", "123\n", 2);
@@ -1428,7 +1392,7 @@ test_quota_size_exists(void **state)
 			    names[i].name, !names[i].want, names[i].want);
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* The pieces delivery and the RCPT check use: store_attach makes
@@ -1460,7 +1424,8 @@ test_quota_sync(void **state)
 		    over[i].want)
 			fail_msg("over case %zu: got %d, want %d", i,
 			    !over[i].want, over[i].want);
-	fresh(root, sizeof(root)); /* root itself is not made yet */
+	unit_fresh_maildir(
+	    root, sizeof(root)); /* root itself is not made yet */
 	assert_null(store_attach(root, err, sizeof(err)));
 	assert_int_equal(errno, ENOENT);
 	st = store_ok(root);
@@ -1493,7 +1458,7 @@ test_quota_sync(void **state)
 	assert_int_equal(q.limit_messages, 0);
 	assert_int_equal(q.messages, 1);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* ---- the index file formats against hostile bytes --------------------- */
@@ -1550,7 +1515,7 @@ test_bench_open(void **state)
 	struct timespec a, b0, b, c, d;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	for (size_t i = 0; i < n; i++) {
 		int fd;
@@ -1593,7 +1558,7 @@ test_bench_open(void **state)
 	    n, ms(&a, &b0), ms(&b0, &c), ms(&b, &d));
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 	(void)err;
 }
 
@@ -1607,7 +1572,7 @@ test_first_recent(void **state)
 	struct store_box *box;
 
 	(void)state;
-	fresh(root, sizeof(root));
+	unit_fresh_maildir(root, sizeof(root));
 	st = store_ok(root);
 	deliver(root, "new", "100.a", "A\n", 100);
 	deliver(root, "new", "200.b", "B\n", 200);
@@ -1625,7 +1590,7 @@ test_first_recent(void **state)
 	assert_int_equal(box->first_recent, 3); /* from the snapshot */
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 int

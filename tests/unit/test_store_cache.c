@@ -23,42 +23,6 @@
 #include "store_cache.h"
 #include "unit.h"
 
-static void
-fresh(char *out, size_t len)
-{
-	char tmpl[] = "/tmp/postern-cache-XXXXXX";
-
-	if (mkdtemp(tmpl) == NULL)
-		fail_msg("mkdtemp: %s", strerror(errno));
-	snprintf(out, len, "%s/Maildir", tmpl);
-}
-
-static void
-rm_rf(const char *maildir)
-{
-	char cmd[PATH_MAX + 32];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%.*s'",
-	    (int)(strrchr(maildir, '/') - maildir), maildir);
-	if (system(cmd) != 0)
-		fail_msg("cleanup failed: %s", cmd);
-}
-
-static void
-put_file(const char *path, const char *text, time_t mtime)
-{
-	struct timeval tv[2] = {{mtime, 0}, {mtime, 0}};
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-	if (fd == -1)
-		fail_msg("create %s: %s", path, strerror(errno));
-	if (write(fd, text, strlen(text)) != (ssize_t)strlen(text))
-		fail_msg("write %s", path);
-	close(fd);
-	if (utimes(path, tv) == -1)
-		fail_msg("utimes %s", path);
-}
-
 /* A Maildir with n messages in cur/ ("10i.m:2,S"), its store and INBOX. */
 static struct store_box *
 setup(char *root, size_t rootlen, size_t n, struct store **st_out)
@@ -66,13 +30,13 @@ setup(char *root, size_t rootlen, size_t n, struct store **st_out)
 	char err[256], path[PATH_MAX];
 	struct store_box *box = NULL;
 
-	fresh(root, rootlen);
+	unit_fresh_maildir(root, rootlen);
 	*st_out = store_open(root, err, sizeof(err));
 	if (*st_out == NULL)
 		fail_msg("store_open: %s", err);
 	for (size_t i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/cur/%zu.m:2,S", root, 100 + i);
-		put_file(path, "Subject: x\n\nbody\n", (time_t)(1000 + i));
+		unit_put(path, "Subject: x\n\nbody\n", (time_t)(1000 + i));
 	}
 	if (store_box_open(*st_out, "INBOX", &box, err, sizeof(err)) != 0)
 		fail_msg("store_box_open: %s", err);
@@ -167,7 +131,7 @@ test_cache_roundtrip(void **state)
 	assert_int_equal(store_cache_entries(box), 3);
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 static void
@@ -201,7 +165,7 @@ test_cache_torn_tail(void **state)
 	}
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 static void
@@ -238,7 +202,7 @@ test_cache_crc(void **state)
 	assert_false(hits(box, 2));
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 static void
@@ -271,7 +235,7 @@ test_cache_uidvalidity(void **state)
 	assert_false(hits(box, 0));
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 static void
@@ -287,11 +251,11 @@ test_cache_stale(void **state)
 	/* message 0 replaced under the same name: other size */
 	assert_int_equal(store_msg_path(box, 0, rel, sizeof(rel)), 0);
 	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	put_file(path, "Subject: other, longer\n\nbody\n", 1000);
+	unit_put(path, "Subject: other, longer\n\nbody\n", 1000);
 	/* message 1: same size, other mtime */
 	assert_int_equal(store_msg_path(box, 1, rel, sizeof(rel)), 0);
 	snprintf(path, sizeof(path), "%s/%s", root, rel);
-	put_file(path, "Subject: y\n\nbody\n", 5000);
+	unit_put(path, "Subject: y\n\nbody\n", 5000);
 	assert_false(hits(box, 0));
 	assert_false(hits(box, 1));
 	box = reopen(st, &box);
@@ -306,7 +270,7 @@ test_cache_stale(void **state)
 	assert_int_equal(store_cache_entries(box), 2);
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 static void
@@ -332,7 +296,7 @@ test_cache_too_big(void **state)
 	free(big);
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 static void
@@ -347,7 +311,7 @@ test_cache_symlink(void **state)
 	box = setup(root, sizeof(root), 2, &st);
 	snprintf(target, sizeof(target), "%.*s/outside",
 	    (int)(strrchr(root, '/') - root), root);
-	put_file(target, "precious\n", 1);
+	unit_put(target, "precious\n", 1);
 	snprintf(path, sizeof(path), "%s/postern-cache", root);
 	assert_int_equal(symlink(target, path), 0);
 	box = reopen(st, &box);
@@ -359,7 +323,7 @@ test_cache_symlink(void **state)
 	assert_true(S_ISLNK(sb.st_mode)); /* left alone, not followed */
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 static void
@@ -397,7 +361,7 @@ test_cache_compact(void **state)
 		assert_true(hits(box, i));
 	store_box_close(&box);
 	store_free(&st);
-	rm_rf(root);
+	unit_rm_maildir(root);
 }
 
 /* The format alone: encode, parse, every truncation says "more". */

@@ -9,6 +9,14 @@
 
 #include <cmocka.h>
 
+#include <time.h>
+
+/* unit_fs.c: a fresh "/tmp/postern-unit-XXXXXX/Maildir" path (not made),
+ * its removal with the parent, and a file of text with its mtime set. */
+void unit_fresh_maildir(char *out, size_t len);
+void unit_rm_maildir(const char *maildir);
+void unit_put(const char *path, const char *text, time_t mtime);
+
 int run_addr_tests(void);
 int run_smtp_parse_tests(void);
 int run_smtp_data_tests(void);
