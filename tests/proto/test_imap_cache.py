@@ -8,7 +8,7 @@ never answered from its stale record."""
 import os
 import re
 
-from imapdiff import Conn, login, ok
+from imapdiff import login, ok
 
 USER, PASSWORD = "alice@example.test", "secret-alice"
 IMAP = {"imap_listen": "127.0.0.1:0", "imap_allow_plaintext": "yes"}

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from imapdiff import Conn, login, ok
+from imapdiff import login, ok
 
 USER, PASSWORD = "alice@example.test", "secret-alice"
 IMAP = {"imap_listen": "127.0.0.1:0", "imap_allow_plaintext": "yes"}
