@@ -1091,21 +1091,26 @@ imap_fetch_run(struct imap_fjob *j, struct imap_fetch_job *fj)
 }
 
 void
-imap_uidset_fmt(struct buf *b, const uint32_t *v, size_t n)
+imap_range_put(struct buf *b, uint32_t lo, uint32_t hi, bool is_first)
 {
 	char t[32];
 
+	if (lo == hi)
+		snprintf(t, sizeof(t), "%s%u", is_first ? "" : ",", lo);
+	else
+		snprintf(t, sizeof(t), "%s%u:%u", is_first ? "" : ",", lo, hi);
+	(void)buf_append(b, t, strlen(t));
+}
+
+void
+imap_uidset_fmt(struct buf *b, const uint32_t *v, size_t n)
+{
 	for (size_t i = 0; i < n;) {
 		size_t k = i;
 
 		while (k + 1 < n && v[k + 1] == v[k] + 1)
 			k++;
-		if (k > i)
-			snprintf(
-			    t, sizeof(t), "%s%u:%u", i ? "," : "", v[i], v[k]);
-		else
-			snprintf(t, sizeof(t), "%s%u", i ? "," : "", v[i]);
-		(void)buf_append(b, t, strlen(t));
+		imap_range_put(b, v[i], v[k], i == 0);
 		i = k + 1;
 	}
 }

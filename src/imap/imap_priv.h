@@ -310,6 +310,8 @@ void imap_flags_fmt(struct buf *, const struct store_flags *,
 int imap_u32_cmp(const void *, const void *);
 /* Appends v[0..n) (ascending) as a compact set: "1:3,7". */
 void imap_uidset_fmt(struct buf *, const uint32_t *v, size_t n);
+/* One range of such a set, "lo" or "lo:hi", after a ',' unless first. */
+void imap_range_put(struct buf *, uint32_t lo, uint32_t hi, bool is_first);
 /* IMAP_FLAG_* to STORE_F_* */
 uint8_t imap_flags_to_store(unsigned imap);
 

@@ -1733,18 +1733,6 @@ ranges_of(const struct imap_seqset *set, uint32_t max, struct imap_range **out)
 	return n;
 }
 
-static void
-range_put(struct buf *b, uint32_t lo, uint32_t hi)
-{
-	char t[32];
-
-	if (lo == hi)
-		snprintf(t, sizeof(t), "%s%u", b->len ? "," : "", lo);
-	else
-		snprintf(t, sizeof(t), "%s%u:%u", b->len ? "," : "", lo, hi);
-	(void)buf_append(b, t, strlen(t));
-}
-
 /*
  * SELECT (QRESYNC ...) with the folder's UIDVALIDITY: the messages
  * expunged since the client's modseq as VANISHED (EARLIER), then the
@@ -1779,13 +1767,15 @@ qresync_report(struct imap_session *s, const struct select_arg *a)
 
 				if (k < nv && u <= r[i].hi) {
 					if (u > cur)
-						range_put(&b, cur, u - 1);
+						imap_range_put(
+						    &b, cur, u - 1, b.len == 0);
 					k++;
 					cur = u + 1;
 					if (cur == 0)
 						break; /* past UINT32_MAX */
 				} else {
-					range_put(&b, cur, r[i].hi);
+					imap_range_put(
+					    &b, cur, r[i].hi, b.len == 0);
 					break;
 				}
 			}
