@@ -108,6 +108,8 @@ struct imap_session {
 	bool has_update;
 	/* a command waiting in a folder queue, or a FETCH streaming */
 	bool is_waiting;
+	/* the idle timeout came during an IDLE rescan: BYE at its end */
+	bool is_idle_expired;
 	struct imap_fetch_job *fetch;
 	/* LIST ... RETURN (STATUS) (RFC 5819): the folders the store
 	 * listed, answered in order, one folder job at a time */
@@ -1904,6 +1906,12 @@ noop_done(struct imap_fjob *j)
 	if (!fdone_begin(j))
 		return false;
 	if (s->kind == IMAP_CMD_IDLE) {
+		if (s->is_idle && s->is_idle_expired) {
+			/* The idle timeout came during this rescan. */
+			out(s, "* BYE Disconnected for inactivity");
+			i_close(s);
+			return false;
+		}
 		if (s->is_idle) {
 			idle_updates(s); /* the poll's rescan */
 			return false;
@@ -3598,6 +3606,14 @@ i_timeout(struct core_session *cs, bool is_writing)
 
 	log_info("imap=%s event=timeout client=%s%s", s->id, s->ip,
 	    is_writing ? " writing=yes" : "");
+	if (!is_writing && !cs->is_closing && s->is_idle && s->fetch == NULL &&
+	    (cs->is_busy || s->is_waiting)) {
+		/* IDLE's own rescan is running (the poll falls due with the
+		 * timeout when imap_timeout is a multiple of imap_idle_poll):
+		 * its end says BYE (noop_done). */
+		s->is_idle_expired = true;
+		return;
+	}
 	if (is_writing || cs->is_closing || s->fetch != NULL ||
 	    s->ls_folders != NULL || cs->is_busy) {
 		core_drop(cs);

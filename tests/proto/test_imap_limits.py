@@ -10,6 +10,7 @@ import base64
 import imaplib
 import re
 import socket
+import time
 
 from conftest import Raw, wait_for
 from test_imap import IMAP, LOGIN_LOCK, RawImap, deliver
@@ -254,3 +255,40 @@ def test_list_status_many_folders_pipelined(make_server):
     assert [n for n, _ in statuses] == listed
     assert r.until("y")[-1].startswith("y OK")
     assert cmd(r, "o", "LOGOUT")[1].startswith("o OK")
+
+
+def test_idle_timeout_says_bye_also_in_idle(make_server):
+    """imap_timeout (here its minimum, 1 minute) ends a logged-in session
+    that sends nothing with `* BYE Disconnected for inactivity`, a
+    selected one and one in IDLE alike; with the IDLE poll a divisor of
+    the timeout (30 s, the default) the poll's rescan is running when
+    the timeout comes, and the BYE must still be sent (not a bare
+    close).  A session that keeps talking is not ended."""
+    s = make_server(dict(PLAIN, imap_timeout="1m", imap_idle_poll="30s"))
+    deliver(s, n=1)
+    plain, idle, busy = connect(s), connect(s), connect(s)
+    for r in (plain, idle, busy):
+        assert login(r).startswith("l OK")
+        assert cmd(r, "s", "SELECT INBOX")[1].startswith("s OK")
+    idle.send("i IDLE\r\n")
+    assert idle.line().startswith("+ ")
+    t0 = time.time()
+    for r in (plain, idle, busy):
+        r.sock.settimeout(5)
+    got = {"plain": None, "idle": None}
+    while time.time() - t0 < 100 and None in got.values():
+        if time.time() - t0 < 80:
+            assert cmd(busy, "n", "NOOP")[1].startswith("n OK")
+        for name, r in (("plain", plain), ("idle", idle)):
+            if got[name] is not None:
+                continue
+            try:
+                got[name] = r.line()
+            except (socket.timeout, TimeoutError):
+                pass
+    assert got["plain"] == "* BYE Disconnected for inactivity", got
+    assert got["idle"] == "* BYE Disconnected for inactivity", got
+    for r in (plain, idle):
+        assert r.closed()
+    assert cmd(busy, "m", "NOOP")[1].startswith("m OK")
+    assert s.log().count("event=timeout") == 2
