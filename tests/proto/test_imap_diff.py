@@ -41,6 +41,13 @@ def lit(data):
     """A synchronising literal of data, for a script step."""
     return b"{%d}\r\n" % len(data) + data
 
+# Corpus messages where Dovecot differs (KNOWN): broken addresses in
+# ENVELOPE, a header with bare CRs and one with no blank line after it in
+# HEADER.FIELDS(.NOT), a Date: before 1970.  The strict scripts leave them
+# out; the *_known ones take only them.
+BROKEN_ADDR, ODD_HEADER, PRE_1970 = "1:2", "5,16", "15"
+AS_DOVECOT = "3:4,6:15,17:*"
+
 SCRIPTS = {
     "folders": [
         'LIST "" *', 'LIST "" %', 'LIST "" Work/%', 'LIST "" "Work/*"',
@@ -95,7 +102,7 @@ SCRIPTS = {
     "fetch": [
         "SELECT INBOX",
         "FETCH 1:* (UID FLAGS RFC822.SIZE INTERNALDATE)",
-        "FETCH 1:* ENVELOPE",
+        f"FETCH {AS_DOVECOT} ENVELOPE",
         "FETCH 1:* BODYSTRUCTURE",
         "FETCH 1:* BODY",
         "FETCH 1:* BODY.PEEK[HEADER]",
@@ -103,8 +110,8 @@ SCRIPTS = {
         "FETCH 1:* BODY.PEEK[1]",
         "FETCH 1:* BODY.PEEK[1.MIME]",
         "FETCH 1:* BODY.PEEK[2.1]",
-        "FETCH 1:* (BODY.PEEK[HEADER.FIELDS (From Subject)])",
-        "FETCH 1:* (BODY.PEEK[HEADER.FIELDS.NOT (From Subject Received)])",
+        f"FETCH {AS_DOVECOT} (BODY.PEEK[HEADER.FIELDS (From Subject)])",
+        f"FETCH {AS_DOVECOT} (BODY.PEEK[HEADER.FIELDS.NOT (From Subject Received)])",
         "FETCH 1:* BODY.PEEK[]<0.20>",
         "FETCH 1:* BODY.PEEK[]<100.50>",
         "FETCH 1:5 (RFC822.HEADER)",
@@ -112,7 +119,7 @@ SCRIPTS = {
         "FETCH 1 FLAGS",
         "FETCH 2 BODY[]",
         "FETCH 2 FLAGS",
-        "FETCH 1:* FAST", "FETCH 1:* ALL", "FETCH 1:* FULL",
+        "FETCH 1:* FAST", f"FETCH {AS_DOVECOT} ALL", f"FETCH {AS_DOVECOT} FULL",
         "UID FETCH 1:* FLAGS", "UID FETCH 3,5:7 (UID RFC822.SIZE)",
         f"FETCH {N + 1} FLAGS", "FETCH 0 FLAGS", "FETCH * UID",
         "FETCH 1 (BODY[9])", "FETCH 1 BOGUS",
@@ -127,8 +134,8 @@ SCRIPTS = {
         "SEARCH BODY integrity", "SEARCH TEXT example",
         "SEARCH LARGER 1000", "SEARCH SMALLER 500",
         "SEARCH SINCE 14-Nov-2023", "SEARCH BEFORE 15-Nov-2023",
-        "SEARCH ON 14-Nov-2023", "SEARCH SENTSINCE 1-Jan-2024",
-        "SEARCH SENTBEFORE 1-Jan-2030", "SEARCH SENTON 1-Dec-2025",
+        "SEARCH ON 14-Nov-2023", f"SEARCH SENTSINCE 1-Jan-2024 NOT {PRE_1970}",
+        f"SEARCH SENTBEFORE 1-Jan-2030 NOT {PRE_1970}", "SEARCH SENTON 1-Dec-2025",
         "SEARCH HEADER Content-Type multipart", "SEARCH HEADER X-Nothing \"\"",
         "SEARCH NOT SEEN", "SEARCH OR SEEN FLAGGED", "SEARCH 2:4 SEEN",
         "SEARCH UID 1:3", "UID SEARCH ALL", "UID SEARCH 1:* NOT SEEN",
@@ -164,8 +171,25 @@ SCRIPTS = {
         ("b", "FETCH 1:3 UID"), b"APPEND INBOX " + lit(MSG),
         ("b", "NOOP"), ("b", "FETCH * (UID FLAGS)"),
         ("b", "@IDLE"), "STORE 1 -FLAGS (\\Flagged)", ("b", "@WAIT"),
-        "STORE 3 +FLAGS (\\Deleted)", "EXPUNGE", ("b", "@WAIT"),
+        "STORE 3 +FLAGS (\\Deleted)", ("b", "@WAIT"), "EXPUNGE", ("b", "@WAIT"),
         b"APPEND INBOX " + lit(MSG), ("b", "@WAIT"),
+        ("b", "@DONE"),
+    ],
+    # Where postern and Dovecot are known to differ (KNOWN, below), apart
+    # from the scripts above so that those stay strict.
+    "fetch_known": [
+        "SELECT INBOX", f"FETCH {BROKEN_ADDR} ENVELOPE",
+        f"FETCH {ODD_HEADER} (BODY.PEEK[HEADER.FIELDS (From Subject)])",
+        f"FETCH {ODD_HEADER} (BODY.PEEK[HEADER.FIELDS.NOT (From Subject Received)])",
+        f"FETCH {BROKEN_ADDR} ALL", f"FETCH {BROKEN_ADDR} FULL",
+    ],
+    "search_known": [
+        "SELECT INBOX", f"SEARCH {PRE_1970} SENTSINCE 1-Jan-2024",
+        f"SEARCH {PRE_1970} SENTBEFORE 1-Jan-2030",
+    ],
+    "two_sessions_known": [
+        "SELECT INBOX", ("b", "SELECT INBOX"), ("b", "@IDLE"),
+        "STORE 3 +FLAGS (\\Deleted)", "EXPUNGE", ("b", "@WAIT"),
         ("b", "@DONE"),
     ],
     "condstore": [
@@ -291,10 +315,12 @@ def master():
 # Scripts with a difference still to mend (issue 12; strict: a script
 # that starts to pass fails the run, so this list cannot go stale).
 KNOWN = {
-    "fetch": "ENVELOPE of broken addresses (INVALID_ROUTE, SYNTAX_ERROR); "
-             "HEADER.FIELDS.NOT of a header without its blank line",
-    "search": "SENT* of a pre-1970 Date: (Dovecot reads it as invalid)",
-    "two_sessions": "IDLE: FETCH FLAGS before the EXPUNGE of the same message",
+    "fetch_known": "ENVELOPE of broken addresses (INVALID_ROUTE, SYNTAX_ERROR); "
+                   "HEADER.FIELDS(.NOT) of bare CRs and of a header without "
+                   "its blank line",
+    "search_known": "SENT* of a pre-1970 Date: (Dovecot reads it as invalid)",
+    "two_sessions_known": "IDLE: Dovecot sends FETCH FLAGS before the EXPUNGE "
+                          "of the same message; postern only the EXPUNGE",
     "binary_known": "BINARY of a multipart part: Dovecot decodes the parts inside "
                     "and rewrites their headers, postern sends the part as stored; "
                     "BINARY of broken quoted-printable: Dovecot NO [PARSE] and stops "
