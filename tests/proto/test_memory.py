@@ -1,5 +1,5 @@
 """Memory and time bounds an unauthenticated client cannot get around:
-pipelined commands whose replies are never read (SMTP and POP3), messages
+pipelined commands whose replies are never read (SMTP, POP3, IMAP), messages
 held open in DATA, a DATA phase that never ends, and a late delivery
 result after a timeout.  The daemon's resident size is read from
 /proc/PID/status while the attack runs; the bounds are generous (the
@@ -194,6 +194,53 @@ def test_pop3_pipelined_retr_without_reading(make_server):
         top.append(line)
     assert top[-2:] == ["..dot line 0", "line 0000001 x"]
     assert r.cmd("QUIT").startswith("+OK")
+
+
+def test_imap_pipelined_fetch_without_reading(make_server):
+    """200 pipelined FETCH BODY.PEEK[] of a 1 MB message, replies unread
+    (200 MB of replies asked for): the daemon's memory stays
+    bounded (it reads no more commands while the output waits), other
+    users are served by IMAP and SMTP meanwhile, and every reply then
+    comes whole and identical."""
+    import imaplib
+    server = make_server({"imap_listen": "127.0.0.1:0", "imap_allow_plaintext": "yes"})
+    body = pop3_message()
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=60) as s:
+        s.sendmail("x@remote.example", ["alice@example.test"], body)
+    stored = server.messages("alice")[0]
+    size = len(stored) + stored.count(b"\n") - stored.count(b"\r\n")
+    pid = server.proc.pid
+    r = Raw(server.ports["imap"], greet=False, timeout=20)
+    assert r.line().startswith("* OK")
+    r.send(b"l LOGIN alice@example.test secret-alice\r\ns SELECT INBOX\r\n")
+    while not r.line().startswith("s OK"):
+        pass
+    before = rss(pid)
+    n = 200
+    r.send(b"".join(b"f%d FETCH 1 BODY.PEEK[]\r\n" % k for k in range(n)))
+    peak = peak_rss_during(pid, 6)
+    grew = peak - before
+    print(f"imap flood: rss before {before >> 20} MiB, peak {peak >> 20} MiB")
+    other = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=20)
+    other.login("bob@example.test", "secret-bob")
+    assert other.select("INBOX")[0] == "OK"
+    other.logout()
+    smtp_still_served(server)
+    assert grew < 40 * MIB, f"RSS grew by {grew >> 20} MiB"
+    r.sock.settimeout(120)
+    head = b"* 1 FETCH (BODY[] {%d}\r\n" % size
+    got, data = 0, bytearray(r.buf)
+    while got < n:
+        at = data.find(b"f%d OK" % got)
+        if at == -1:
+            chunk = r.sock.recv(1 << 20)
+            assert chunk, f"closed after {got} of {n} replies"
+            data += chunk
+            continue
+        reply, data = data[:at], data[data.find(b"\r\n", at) + 2:]
+        assert reply.startswith(head), reply[:80]
+        assert len(reply) == len(head) + size + len(b")\r\n"), (got, len(reply))
+        got += 1
 
 
 def test_no_reply_after_timeout_421(make_server, fifo_cert):
