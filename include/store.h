@@ -212,7 +212,8 @@ struct store_msg {
 	uint64_t modseq;
 	uint64_t size;        /* RFC 822 size with CRLF line ends */
 	int64_t internaldate; /* seconds since the epoch (the file's mtime) */
-	char *base;           /* Maildir unique part, before ":2," */
+	char *base;           /* Maildir unique part, before ":2," (in the
+	                         box's names arena, or malloc'd) */
 };
 
 /* Expunged UIDs remembered for QRESYNC (oldest dropped beyond this). */
@@ -242,6 +243,10 @@ struct store_box {
 	uint64_t vanished_floor; /* changes before this modseq are forgotten */
 	struct store_keywords keywords;
 	char *name;
+	/* The names read from the snapshot, NUL-terminated, one block;
+	 * other bases are malloc'd (store_base_free tells them apart). */
+	char *names;
+	size_t names_len;
 	unsigned rebuilt; /* STORE_REBUILT_* the last open did */
 	/* Log records not yet written (store_flush writes them). */
 	uint8_t *pending;

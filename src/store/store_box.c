@@ -432,7 +432,7 @@ sync_vanish(struct store_box *box, const bool *seen, bool *changed)
 			modseq = ++box->highestmodseq;
 		store_vanished_push(box, box->msgs[i].uid, modseq);
 		pend_expunge(box, box->msgs[i].uid, modseq);
-		free(box->msgs[i].base);
+		store_base_free(box, box->msgs[i].base);
 		*changed = true;
 	}
 	box->n = w;
@@ -735,19 +735,22 @@ import_uidlist(struct store_box *box)
 static void
 load_index(struct store_box *box)
 {
+	const uint8_t *snap = NULL;
 	uint8_t *img = NULL;
-	size_t len = 0;
+	size_t len = 0, slen = 0;
 	const char *why = NULL;
 	bool is_damaged = false;
 	uint32_t old = 0;
 	long good;
 	int r;
 
-	r = store_read_file(
-	    box->dir_fd, index_file, INDEX_FILE_MAX, &img, &len);
-	if (r == 0 && store_index_parse(box, img, len, &why) == 0) {
-		free(img);
-		img = NULL;
+	/* Mapped, not read: no copy of a 6 MB snapshot into fresh pages;
+	 * the names are copied out (box->names), so the mapping ends with
+	 * the parse. */
+	r = store_map_file(
+	    box->dir_fd, index_file, INDEX_FILE_MAX, &snap, &slen);
+	if (r == 0 && store_index_parse(box, snap, slen, &why) == 0) {
+		store_unmap_file(snap, slen);
 		r = store_read_file(
 		    box->dir_fd, log_file, LOG_FILE_MAX, &img, &len);
 		good = r == 0
@@ -787,9 +790,10 @@ load_index(struct store_box *box)
 		free(img);
 		return;
 	}
-	if (r == 0 && len >= 20)
-		old = store_get32(img + 16);
-	free(img);
+	if (r == 0 && slen >= 20)
+		old = store_get32(snap + 16);
+	if (r == 0)
+		store_unmap_file(snap, slen);
 	store_box_clear(box);
 	box->rebuilt |= r == 1 ? STORE_REBUILT_NEW : STORE_REBUILT_CORRUPT;
 	box->uidvalidity = new_uidvalidity(old);

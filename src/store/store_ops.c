@@ -375,7 +375,7 @@ store_expunge(struct store_box *box, const uint32_t *uids, size_t n,
 				store_pend(box, rec,
 				    store_log_expunge(rec, m->uid, modseq));
 			}
-			free(m->base);
+			store_base_free(box, m->base);
 			continue;
 		}
 		box->msgs[w++] = *m;
@@ -414,7 +414,7 @@ drop_uids(struct store_box *box, const uint32_t *uids, size_t n)
 		}
 		store_vanished_push(box, m->uid, modseq);
 		store_pend(box, rec, store_log_expunge(rec, m->uid, modseq));
-		free(m->base);
+		store_base_free(box, m->base);
 	}
 	box->n = w;
 }

@@ -28,12 +28,25 @@ int store_write_atomic(int dfd, const char *name, const void *data, size_t len,
  */
 int store_read_file(
     int dfd, const char *name, size_t max, uint8_t **out, size_t *len_out);
+/*
+ * Maps the regular file name under dfd read-only (the same rules as
+ * store_read_file): 0 with *out and *len_out (an empty file gives
+ * len 0 and a non-NULL *out), 1 when missing, -1.  Release with
+ * store_unmap_file.  The file must not be truncated while mapped
+ * (SIGBUS): store files are only ever replaced by rename.
+ */
+int store_map_file(int dfd, const char *name, size_t max, const uint8_t **out,
+    size_t *len_out);
+void store_unmap_file(const uint8_t *p, size_t len);
 /* Opens a subdirectory with O_DIRECTORY|O_NOFOLLOW (mkdir'd with is_create). */
 int store_open_dir(int dfd, const char *name, bool is_create);
 /* Removes name under dfd and everything below it (links not followed). */
 int store_remove_tree(int dfd, const char *name);
 /* The CRLF size of the open file fd (from the start). */
 int store_crlf_size(int fd, uint64_t *out);
+
+/* Frees a message's base name unless it lives in box->names. */
+void store_base_free(struct store_box *, char *base);
 
 /* Queues one framed log record (store_flush writes it). */
 void store_pend(struct store_box *, const uint8_t *rec, size_t len);

@@ -5,6 +5,7 @@
  * with O_NOFOLLOW.  Never follows a symbolic link and never touches a
  * name outside the descriptor it is given.
  */
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include <dirent.h>
@@ -34,14 +35,84 @@ store_fail(char *err, size_t errlen, const char *fmt, ...)
 	return -1;
 }
 
-/* CRC-32 (IEEE, as zlib), a byte at a time through the table (the
- * polynomial 0xedb88320 reflected; generated, read-only). */
-/* CRC-32 (IEEE 802.3, as zlib and gzip): zlib's, which computes several
- * bytes a step (the byte-at-a-time table took a third of a SELECT of
- * 100,000 messages); the same values, so existing indexes still read. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define STORE_CRC_CLMUL 1
+
+/*
+ * CRC-32 by carry-less multiplication (Intel, "Fast CRC Computation for
+ * Generic Polynomials Using PCLMULQDQ", 2009; the constants are those
+ * of its bit-reflected CRC-32, as in zlib-ng and Linux): four 16-byte
+ * lanes folded 64 bytes a step, then into one, then a Barrett
+ * reduction.  len >= 64 and a multiple of 16; crc not inverted (the
+ * caller does, as zlib's own code).  About ten times zlib's speed: the
+ * snapshot's CRC was a fifth of opening a 100,000-message folder.
+ */
+__attribute__((target("pclmul,sse2"))) static uint32_t
+crc_clmul(const uint8_t *p, size_t len, uint32_t crc)
+{
+	const __m128i k1k2 = _mm_set_epi64x(0x01c6e41596, 0x0154442bd4);
+	const __m128i k3k4 = _mm_set_epi64x(0x00ccaa009e, 0x01751997d0);
+	const __m128i k5 = _mm_set_epi64x(0, 0x0163cd6124);
+	const __m128i poly = _mm_set_epi64x(0x01f7011641, 0x01db710641);
+	const __m128i lo32 = _mm_setr_epi32(~0, 0, ~0, 0);
+	__m128i x1, x2, x3, x4, t;
+
+	x1 = _mm_loadu_si128((const __m128i *)(const void *)p);
+	x2 = _mm_loadu_si128((const __m128i *)(const void *)(p + 16));
+	x3 = _mm_loadu_si128((const __m128i *)(const void *)(p + 32));
+	x4 = _mm_loadu_si128((const __m128i *)(const void *)(p + 48));
+	x1 = _mm_xor_si128(x1, _mm_cvtsi32_si128((int)crc));
+	p += 64; /* UNSAFE: len >= 64 */
+	len -= 64;
+#define FOLD(x, k, y)                                                          \
+	(t = _mm_clmulepi64_si128((x), (k), 0x00),                             \
+	    (x) = _mm_clmulepi64_si128((x), (k), 0x11),                        \
+	    (x) = _mm_xor_si128(_mm_xor_si128((x), t), (y)))
+	for (; len >= 64; p += 64, len -= 64) { /* UNSAFE: len >= 64 */
+		FOLD(x1, k1k2, _mm_loadu_si128((const __m128i *)(const void *)p));
+		FOLD(x2, k1k2,
+		    _mm_loadu_si128((const __m128i *)(const void *)(p + 16)));
+		FOLD(x3, k1k2,
+		    _mm_loadu_si128((const __m128i *)(const void *)(p + 32)));
+		FOLD(x4, k1k2,
+		    _mm_loadu_si128((const __m128i *)(const void *)(p + 48)));
+	}
+	FOLD(x1, k3k4, x2);
+	FOLD(x1, k3k4, x3);
+	FOLD(x1, k3k4, x4);
+	for (; len >= 16; p += 16, len -= 16) /* UNSAFE: len >= 16 */
+		FOLD(x1, k3k4, _mm_loadu_si128((const __m128i *)(const void *)p));
+#undef FOLD
+	/* 128 bits to 64, then to 32 (Barrett) */
+	x2 = _mm_clmulepi64_si128(x1, k3k4, 0x10);
+	x1 = _mm_xor_si128(_mm_srli_si128(x1, 8), x2);
+	x2 = _mm_srli_si128(x1, 4);
+	x1 = _mm_clmulepi64_si128(_mm_and_si128(x1, lo32), k5, 0x00);
+	x1 = _mm_xor_si128(x1, x2);
+	x2 = _mm_clmulepi64_si128(_mm_and_si128(x1, lo32), poly, 0x10);
+	x2 = _mm_clmulepi64_si128(_mm_and_si128(x2, lo32), poly, 0x00);
+	x1 = _mm_xor_si128(x1, x2);
+	return (uint32_t)_mm_cvtsi128_si32(_mm_srli_si128(x1, 4));
+}
+#endif
+
+/* CRC-32 (IEEE 802.3, as zlib and gzip): the same values as zlib's
+ * crc32, so existing indexes still read; with PCLMULQDQ (x86-64) the
+ * bulk goes through crc_clmul, the rest (under 64 bytes, a tail under
+ * 16) through zlib. */
 uint32_t
 store_crc32(uint32_t crc, const void *data, size_t len)
 {
+#ifdef STORE_CRC_CLMUL
+	if (len >= 64 && __builtin_cpu_supports("pclmul")) {
+		size_t bulk = len & ~(size_t)15;
+
+		crc = ~crc_clmul(data, bulk, ~crc);
+		data = (const uint8_t *)data + bulk; /* UNSAFE: bulk <= len */
+		len -= bulk;
+	}
+#endif
 	return (uint32_t)crc32_z(crc, data, len);
 }
 
@@ -131,6 +202,49 @@ store_read_file(
 	*out = buf;
 	*len_out = got;
 	return 0;
+}
+
+int
+store_map_file(int dfd, const char *name, size_t max, const uint8_t **out,
+    size_t *len_out)
+{
+	struct stat st;
+	void *p;
+	int fd;
+
+	*out = NULL;
+	*len_out = 0;
+	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1)
+		return errno == ENOENT ? 1 : -1;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+	    (uint64_t)st.st_size > max) {
+		close(fd);
+		errno = EFBIG;
+		return -1;
+	}
+	if (st.st_size == 0) {
+		close(fd);
+		*out = (const uint8_t *)"";
+		return 0;
+	}
+	/* Populated at once: one call maps every page instead of a fault
+	 * per 16 of them. */
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE,
+	    fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -1;
+	*out = p;
+	*len_out = (size_t)st.st_size;
+	return 0;
+}
+
+void
+store_unmap_file(const uint8_t *p, size_t len)
+{
+	if (len > 0)
+		munmap((void *)(uintptr_t)p, len);
 }
 
 int
