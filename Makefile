@@ -29,7 +29,7 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
 	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \
-	src/mime/mime_header.c
+	src/mime/mime_header.c src/mime/mime_search.c
 LIB_SRC += $(MIME_SRC)
 # The mailbox store: Maildir++ folders, flags, per-folder index (issue 12).
 STORE_SRC = src/store/store.c src/store/store_util.c src/store/store_flags.c \

@@ -330,4 +330,42 @@ int mime_part_text(const struct mime_msg *, uint32_t part, struct buf *out);
 bool mime_search_ci(
     const uint8_t *hay, size_t hlen, const uint8_t *needle, size_t nlen);
 
+/*
+ * The same match over a haystack fed in pieces of any size (a match may
+ * span them): init once per needle (folded then), reset before each
+ * haystack, feed, end.  Memory: the folded needle and a window of about
+ * 16 KiB, whatever the haystack's size; feed stops work at the first
+ * match.  is_text (reset): the haystack is text meant to be UTF-8, whose
+ * invalid bytes read as U+FFFD (what mime_part_text's conversion makes
+ * of them) instead of as themselves.
+ */
+struct mime_search {
+	uint8_t *needle; /* folded */
+	size_t nlen;
+	bool is_ascii; /* the needle: ASCII folding of the text suffices */
+	bool is_text, is_found;
+	uint8_t carry[4]; /* the start of a sequence cut by a piece's end */
+	size_t ncarry;
+	uint8_t *win; /* folded text: the last nlen - 1 bytes, a piece */
+	size_t wlen, wcap;
+};
+void mime_search_init(struct mime_search *, const uint8_t *needle, size_t nlen);
+void mime_search_reset(struct mime_search *, bool is_text);
+/* True once the needle was found (in this or an earlier piece). */
+bool mime_search_feed(struct mime_search *, const uint8_t *p, size_t n);
+/* The end of the haystack: true when the needle was found. */
+bool mime_search_end(struct mime_search *);
+void mime_search_free(struct mime_search *);
+
+/*
+ * SEARCH BODY/TEXT over one part: what mime_part_text would give, fed to
+ * s (reset here) a piece at a time, transfer-decoded and converted
+ * without holding the part whole (the charsets iconv converts go
+ * through mime_part_text, up to MIME_SEARCH_ICONV_MAX bytes of text);
+ * stops at the first match.  True when s's needle occurs.
+ */
+#define MIME_SEARCH_ICONV_MAX (4u * 1024 * 1024)
+bool mime_part_search(
+    const struct mime_msg *, uint32_t part, struct mime_search *s);
+
 #endif

@@ -1186,6 +1186,9 @@ imap_store_run(struct imap_fjob *j, struct imap_store_job *sj)
 
 /* ---- SEARCH ----------------------------------------------------------- */
 
+/* Matchers kept per job, one per search string (folded once). */
+#define SCTX_NEEDLES 8
+
 struct sctx {
 	struct store_box *box;
 	const struct store_msg *m;
@@ -1201,7 +1204,30 @@ struct sctx {
 	const struct imap_recent *recent;
 	const uint32_t *saved; /* "$" (RFC 5182): UIDs, ascending */
 	size_t nsaved;
+	struct {
+		const struct imap_str *key;
+		struct mime_search s;
+	} ms[SCTX_NEEDLES];
+	size_t nms;
 };
+
+/* The matcher for a search string of the job (made on first use; past
+ * SCTX_NEEDLES strings the last slot is remade). */
+static struct mime_search *
+sctx_needle(struct sctx *c, const struct imap_str *k)
+{
+	size_t i;
+
+	for (i = 0; i < c->nms; i++)
+		if (c->ms[i].key == k)
+			return &c->ms[i].s;
+	if (c->nms == SCTX_NEEDLES)
+		mime_search_free(&c->ms[--c->nms].s);
+	i = c->nms++;
+	c->ms[i].key = k;
+	mime_search_init(&c->ms[i].s, (const uint8_t *)k->p, k->len);
+	return &c->ms[i].s;
+}
 
 int
 imap_u32_cmp(const void *a, const void *b)
@@ -1259,23 +1285,28 @@ part_header_has(struct sctx *c, uint32_t part, const char *name, size_t nlen,
 {
 	const struct mime_part *p;
 	struct mime_field fld;
+	struct mime_search *ms;
 	size_t pos = 0;
 
 	if (!sctx_parse(c) || part >= c->mm.nparts)
 		return false;
 	p = &c->mm.parts[part];
+	ms = sctx_needle(c, needle);
 	while (mime_field_next(c->mm.base + p->hdr_start,
 	    p->hdr_scan_end - p->hdr_start, &pos, &fld)) {
 		if (name != NULL &&
 		    (fld.name.len != nlen ||
 		        strncasecmp(fld.name.p, name, nlen) != 0))
 			continue;
+		if (needle->len == 0)
+			return true;
 		buf_reset(&c->tmp);
 		(void)mime_decode_header(fld.value, &c->tmp);
-		if (needle->len == 0 ||
-		    mime_search_ci(
+		mime_search_reset(ms, false);
+		if (mime_search_feed(ms,
 		        c->tmp.data ? c->tmp.data : (const uint8_t *)"",
-		        c->tmp.len, (const uint8_t *)needle->p, needle->len))
+		        c->tmp.len) ||
+		    mime_search_end(ms))
 			return true;
 	}
 	return false;
@@ -1309,21 +1340,20 @@ text_has(struct sctx *c, const struct imap_str *needle)
 	return body_has(c, needle);
 }
 
+/* Each leaf's text decoded and matched a piece at a time, up to the
+ * first match (mime_part_search). */
 static bool
 body_has(struct sctx *c, const struct imap_str *needle)
 {
+	struct mime_search *ms;
+
 	if (!sctx_parse(c))
 		return false;
-	for (uint32_t i = 0; i < c->mm.nparts; i++) {
-		if (c->mm.parts[i].kind != MIME_KIND_LEAF)
-			continue;
-		buf_reset(&c->tmp);
-		(void)mime_part_text(&c->mm, i, &c->tmp);
-		if (mime_search_ci(
-		        c->tmp.data ? c->tmp.data : (const uint8_t *)"",
-		        c->tmp.len, (const uint8_t *)needle->p, needle->len))
+	ms = sctx_needle(c, needle);
+	for (uint32_t i = 0; i < c->mm.nparts; i++)
+		if (c->mm.parts[i].kind == MIME_KIND_LEAF &&
+		    mime_part_search(&c->mm, i, ms))
 			return true;
-	}
 	return false;
 }
 
@@ -1641,4 +1671,6 @@ imap_search_run(struct imap_fjob *j, struct imap_search_job *sj)
 	if (c.is_synced)
 		j->is_changed[0] = true;
 	buf_release(&c.tmp);
+	for (size_t i = 0; i < c.nms; i++)
+		mime_search_free(&c.ms[i].s);
 }

@@ -554,99 +554,25 @@ mime_decode_header(struct span v, struct buf *out)
 	return rc;
 }
 
-/* ---- SEARCH matching -------------------------------------------------- */
-
-static uint32_t
-fold(uint32_t c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c + 32;
-	if (c < 0xC0)
-		return c;
-	if (c <= 0xDE && c != 0xD7)
-		return c + 32;
-	if (c == 0x178)
-		return 0xFF;
-	if ((c >= 0x100 && c <= 0x137 && c != 0x130) ||
-	    (c >= 0x14A && c <= 0x177))
-		return c | 1;
-	if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E))
-		return (c & 1) ? c + 1 : c;
-	if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2)
-		return c + 32;
-	if (c == 0x3C2)
-		return 0x3C3; /* final sigma */
-	if (c >= 0x410 && c <= 0x42F)
-		return c + 32;
-	if (c >= 0x400 && c <= 0x40F)
-		return c + 80;
-	return c;
-}
-
-/* Next folded code point at *i; an invalid byte stands for itself
- * above the Unicode range, so it only matches the same byte. */
-static uint32_t
-next_cp(const uint8_t *p, size_t n, size_t *i)
-{
-	uint32_t cp;
-	size_t k = mime_utf8_decode(p + *i, n - *i, &cp);
-
-	if (k == 0) {
-		cp = 0x110000 + p[*i];
-		k = 1;
-	}
-	*i += k;
-	return fold(cp);
-}
-
-static bool
-match_at(const uint8_t *hay, size_t hlen, size_t h, const uint8_t *needle,
-    size_t nlen)
-{
-	for (size_t n = 0; n < nlen;)
-		if (h >= hlen ||
-		    next_cp(hay, hlen, &h) != next_cp(needle, nlen, &n))
-			return false;
-	return true;
-}
-
-bool
-mime_search_ci(
-    const uint8_t *hay, size_t hlen, const uint8_t *needle, size_t nlen)
-{
-	if (nlen == 0)
-		return true;
-	for (size_t s = 0; s < hlen; (void)next_cp(hay, hlen, &s))
-		if (match_at(hay, hlen, s, needle, nlen))
-			return true;
-	return false;
-}
-
 /* ---- a part's text for SEARCH BODY / TEXT ------------------------------ */
 
-int
-mime_part_text(const struct mime_msg *m, uint32_t part, struct buf *out)
+/* The part's transfer encoding into d and, for text, its charset into
+ * cs (64 bytes; default us-ascii); false when it is not text. */
+static bool
+part_coding(
+    const struct mime_msg *m, uint32_t part, struct mime_decoder *d, char *cs)
 {
-	const struct mime_part *pt;
-	struct mime_decoder d;
 	struct span v;
-	struct buf raw;
-	char type[64], sub[64], cs[64] = "us-ascii";
-	int rc;
+	char type[64], sub[64];
 
-	if (part >= m->nparts)
-		return -1;
-	pt = &m->parts[part];
 	mime_decoder_init(
-	    &d, mime_header_get(m, part, "Content-Transfer-Encoding", &v)
-	            ? mime_cte_parse(v)
-	            : MIME_CTE_IDENTITY);
+	    d, mime_header_get(m, part, "Content-Transfer-Encoding", &v)
+	           ? mime_cte_parse(v)
+	           : MIME_CTE_IDENTITY);
+	strlcpy_p(cs, "us-ascii", 64);
 	mime_part_type(m, part, type, sub);
-	if (strcmp(type, "text") != 0) {
-		rc = mime_decoder_feed(&d, m->base + pt->body_start,
-		    pt->body_end - pt->body_start, out);
-		return rc == 0 ? mime_decoder_finish(&d, out) : -1;
-	}
+	if (strcmp(type, "text") != 0)
+		return false;
 	if (mime_header_get(m, part, "Content-Type", &v)) {
 		struct mime_params ps;
 		const struct mime_param *p;
@@ -654,8 +580,28 @@ mime_part_text(const struct mime_msg *m, uint32_t part, struct buf *out)
 		mime_ctype_parse(v, true, NULL, NULL, &ps);
 		if ((p = mime_param_find(&ps, "charset")) != NULL &&
 		    p->value_len > 0)
-			strlcpy_p(cs, p->value, sizeof(cs));
+			strlcpy_p(cs, p->value, 64);
 		mime_params_free(&ps);
+	}
+	return true;
+}
+
+int
+mime_part_text(const struct mime_msg *m, uint32_t part, struct buf *out)
+{
+	const struct mime_part *pt;
+	struct mime_decoder d;
+	struct buf raw;
+	char cs[64];
+	int rc;
+
+	if (part >= m->nparts)
+		return -1;
+	pt = &m->parts[part];
+	if (!part_coding(m, part, &d, cs)) {
+		rc = mime_decoder_feed(&d, m->base + pt->body_start,
+		    pt->body_end - pt->body_start, out);
+		return rc == 0 ? mime_decoder_finish(&d, out) : -1;
 	}
 	/* an unknown charset: read as UTF-8, invalid bytes as U+FFFD */
 	if (mime_charset_to_utf8(cs, (const uint8_t *)"", 0, out) < 0)
@@ -669,4 +615,97 @@ mime_part_text(const struct mime_msg *m, uint32_t part, struct buf *out)
 		rc = -1;
 	buf_release(&raw);
 	return rc;
+}
+
+/* Body bytes transfer-decoded per step of mime_part_search. */
+#define SEARCH_PIECE 8192
+
+/* A charset iconv converts (not built in, known to iconv): the part
+ * goes through mime_part_text, as a whole, up to the cap. */
+static bool
+search_iconv(const struct mime_msg *m, uint32_t part, struct mime_search *s)
+{
+	struct buf t;
+	bool is_found;
+
+	buf_init(&t, MIME_SEARCH_ICONV_MAX);
+	(void)mime_part_text(m, part, &t);
+	mime_search_reset(s, false);
+	is_found =
+	    mime_search_feed(s, t.data ? t.data : (const uint8_t *)"", t.len) ||
+	    mime_search_end(s);
+	buf_release(&t);
+	return is_found;
+}
+
+/* Decoded bytes to s: as they are, or converted from a built-in
+ * single-byte charset (cs) to UTF-8 first. */
+static bool
+search_put(struct mime_search *s, const char *cs, const uint8_t *p, size_t n,
+    struct buf *conv)
+{
+	if (cs == NULL)
+		return mime_search_feed(s, p, n);
+	buf_reset(conv);
+	(void)mime_charset_to_utf8(cs, p, n, conv);
+	return mime_search_feed(
+	    s, conv->data ? conv->data : (const uint8_t *)"", conv->len);
+}
+
+bool
+mime_part_search(const struct mime_msg *m, uint32_t part, struct mime_search *s)
+{
+	const struct mime_part *pt;
+	struct mime_decoder d;
+	struct buf dec, conv;
+	const char *conv_cs = NULL;
+	char cs[64];
+	bool is_text, is_found = false;
+	enum cs kind;
+
+	if (part >= m->nparts)
+		return false;
+	pt = &m->parts[part];
+	is_text = part_coding(m, part, &d, cs);
+	kind = is_text ? cs_of(cs) : CS_UTF8;
+	if (kind == CS_OTHER) {
+		iconv_t cd = iconv_open("UTF-8", cs);
+
+		if (cd != (iconv_t)-1) {
+			iconv_close(cd);
+			return search_iconv(m, part, s);
+		}
+		kind = CS_UTF8; /* unknown: read as UTF-8 */
+	}
+	/* UTF-8 text is matched as it is, its invalid bytes as U+FFFD (the
+	 * conversion's output); a single-byte charset keeps ASCII as ASCII
+	 * and makes every other byte non-ASCII, so an ASCII needle needs no
+	 * conversion either. */
+	if (kind != CS_UTF8 && !s->is_ascii)
+		conv_cs = cs;
+	mime_search_reset(s, is_text && (kind == CS_UTF8 || conv_cs != NULL));
+	if (d.cte != MIME_CTE_QP && d.cte != MIME_CTE_BASE64 &&
+	    conv_cs == NULL) {
+		(void)mime_search_feed(
+		    s, m->base + pt->body_start, pt->body_end - pt->body_start);
+		return mime_search_end(s);
+	}
+	buf_init(&dec, 4 * SEARCH_PIECE);
+	buf_init(&conv, 16 * SEARCH_PIECE);
+	for (size_t at = pt->body_start; at < pt->body_end && !is_found;) {
+		size_t take = pt->body_end - at;
+
+		if (take > SEARCH_PIECE)
+			take = SEARCH_PIECE;
+		buf_reset(&dec);
+		(void)mime_decoder_feed(&d, m->base + at, take, &dec);
+		at += take;
+		if (at == pt->body_end)
+			(void)mime_decoder_finish(&d, &dec);
+		is_found = search_put(s, conv_cs,
+		    dec.data ? dec.data : (const uint8_t *)"", dec.len, &conv);
+	}
+	buf_release(&dec);
+	buf_release(&conv);
+	return is_found || mime_search_end(s);
 }

@@ -70,7 +70,8 @@ crc_clmul(const uint8_t *p, size_t len, uint32_t crc)
 	    (x) = _mm_clmulepi64_si128((x), (k), 0x11),                        \
 	    (x) = _mm_xor_si128(_mm_xor_si128((x), t), (y)))
 	for (; len >= 64; p += 64, len -= 64) { /* UNSAFE: len >= 64 */
-		FOLD(x1, k1k2, _mm_loadu_si128((const __m128i *)(const void *)p));
+		FOLD(x1, k1k2,
+		    _mm_loadu_si128((const __m128i *)(const void *)p));
 		FOLD(x2, k1k2,
 		    _mm_loadu_si128((const __m128i *)(const void *)(p + 16)));
 		FOLD(x3, k1k2,
@@ -82,7 +83,8 @@ crc_clmul(const uint8_t *p, size_t len, uint32_t crc)
 	FOLD(x1, k3k4, x3);
 	FOLD(x1, k3k4, x4);
 	for (; len >= 16; p += 16, len -= 16) /* UNSAFE: len >= 16 */
-		FOLD(x1, k3k4, _mm_loadu_si128((const __m128i *)(const void *)p));
+		FOLD(x1, k3k4,
+		    _mm_loadu_si128((const __m128i *)(const void *)p));
 #undef FOLD
 	/* 128 bits to 64, then to 32 (Barrett) */
 	x2 = _mm_clmulepi64_si128(x1, k3k4, 0x10);
@@ -205,8 +207,8 @@ store_read_file(
 }
 
 int
-store_map_file(int dfd, const char *name, size_t max, const uint8_t **out,
-    size_t *len_out)
+store_map_file(
+    int dfd, const char *name, size_t max, const uint8_t **out, size_t *len_out)
 {
 	struct stat st;
 	void *p;
@@ -230,8 +232,8 @@ store_map_file(int dfd, const char *name, size_t max, const uint8_t **out,
 	}
 	/* Populated at once: one call maps every page instead of a fault
 	 * per 16 of them. */
-	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE | MAP_POPULATE,
-	    fd, 0);
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ,
+	    MAP_PRIVATE | MAP_POPULATE, fd, 0);
 	close(fd);
 	if (p == MAP_FAILED)
 		return -1;

@@ -78,6 +78,24 @@ views(const struct mime_msg *m, const uint8_t *data, size_t size)
 		}
 		buf_reset(&b);
 		(void)mime_part_text(m, i, &b);
+		{
+			/* the streamed matcher agrees with the whole one */
+			struct mime_search s;
+			size_t nl = size < 3 ? size : 3;
+			bool whole = mime_search_ci(
+			    b.data ? b.data : data, b.len, data, nl);
+			bool fed = false;
+
+			mime_search_init(&s, data, nl);
+			mime_search_reset(&s, false);
+			for (size_t at = 0; at < b.len && !fed; at += 5)
+				fed = mime_search_feed(&s, b.data + at,
+				    b.len - at < 5 ? b.len - at : 5);
+			if ((fed || mime_search_end(&s)) != whole)
+				__builtin_trap();
+			(void)mime_part_search(m, i, &s);
+			mime_search_free(&s);
+		}
 		buf_reset(&b);
 		mime_decoder_init(&d, i % 3 == 0   ? MIME_CTE_QP
 		                      : i % 3 == 1 ? MIME_CTE_BASE64

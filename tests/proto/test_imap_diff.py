@@ -386,3 +386,66 @@ def test_sort_thread_tree_same_as_dovecot(make_server):
         assert not d, f"postern differs from Dovecot:\n{d}"
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _edge_messages():
+    """Messages whose matches sit where SEARCH's pieces meet: a word cut
+    by the 8 KiB steps of the transfer decoding (quoted-printable
+    Latin-1, base64 UTF-8), a word split between two encoded-words, a
+    folded header, a word past 4 MiB of a big text part."""
+    import base64
+    import quopri
+    head = ("From: a@example.test\r\nTo: alice@example.test\r\n"
+            "Date: Mon, 1 Dec 2025 10:00:00 +0000\r\nMIME-Version: 1.0\r\n")
+    filler = "".join(f"filler line {i:05d} of text\r\n" for i in range(2000))
+    # quoted-printable Latin-1: "Schlüsselwort" across raw offset 8192
+    qp_text = (filler[:8185] + "Schl\xfcsselwort and boundaryword " + filler).encode("latin-1")
+    qp = quopri.encodestring(qp_text.replace(b"\r\n", b"\n")).replace(b"\n", b"\r\n")
+    m1 = (head + "Subject: qp\r\nContent-Type: text/plain; charset=iso-8859-1\r\n"
+          "Content-Transfer-Encoding: quoted-printable\r\n\r\n").encode() + qp
+    # base64 UTF-8: "Grüße" somewhere past the first 8 KiB of base64
+    b_text = (filler[:9000] + "viele Gr\u00fc\u00dfe " + filler[:9000]).encode()
+    b64 = base64.encodebytes(b_text).replace(b"\n", b"\r\n")
+    m2 = (head + "Subject: b64\r\nContent-Type: text/plain; charset=utf-8\r\n"
+          "Content-Transfer-Encoding: base64\r\n\r\n").encode() + b64
+    m3 = (head + "Subject: =?utf-8?q?Gr=C3=BC?= =?utf-8?q?=C3=9Fe_aus?= Berlin\r\n"
+          "X-Note: first part\r\n continued tail\r\n\r\nshort body\r\n").encode()
+    big = ("x" * 76 + "\r\n") * (5 * 1024 * 1024 // 78) + "needleatend\r\n"
+    m4 = (head + "Subject: big\r\nContent-Type: text/plain\r\n\r\n" + big).encode()
+    return [(m1, ""), (m2, "S"), (m3, ""), (m4, "")]
+
+
+SEARCH_EDGES = [
+    "SELECT INBOX",
+    "SEARCH BODY boundaryword", "SEARCH TEXT BOUNDARYWORD",
+    b"SEARCH CHARSET UTF-8 BODY " + lit("SCHL\u00dcSSELWORT".encode()),
+    b"SEARCH CHARSET UTF-8 TEXT " + lit("gr\u00fc\u00df".encode()),
+    b"SEARCH CHARSET UTF-8 SUBJECT " + lit("GR\u00dc\u00dfe aus".encode()),
+    'SEARCH HEADER X-Note "part continued"', "SEARCH TEXT \"part continued\"",
+    "SEARCH BODY needleatend", "SEARCH BODY nowhere",
+]
+
+
+def test_search_edges_same_as_dovecot(make_server):
+    base = tempfile.mkdtemp(prefix="postern-imapdiff-", dir="/var/tmp")
+    os.chmod(base, 0o755)
+    try:
+        md = os.path.join(base, "edges")
+        imapdiff.make_maildir(md, _edge_messages())
+        dv = imapdiff.Dovecot(base, md, LOGIN, PASSWORD)
+        try:
+            want = imapdiff.normalise(
+                imapdiff.run(dv.port, LOGIN, PASSWORD, SEARCH_EDGES))
+        finally:
+            dv.stop()
+        s = postern_server(make_server, md)
+        got = imapdiff.normalise(
+            imapdiff.run(s.ports["imap"], LOGIN, PASSWORD, SEARCH_EDGES))
+        d = imapdiff.diff(want, got)
+        assert not d, f"postern differs from Dovecot:\n{d}"
+        # and the matches are the ones meant (not both servers missing)
+        hits = [lines[0] for _, step, lines in got[1:]]
+        assert hits == [b"* SEARCH 1"] * 3 + [b"* SEARCH 2 3", b"* SEARCH 3"] + \
+            [b"* SEARCH 3"] * 2 + [b"* SEARCH 4", b"* SEARCH"], hits
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -1253,6 +1253,235 @@ test_search(void **state)
 	}
 }
 
+/* The streamed matcher fed in pieces of every size gives what it gives
+ * whole: a match across pieces, a UTF-8 sequence cut between two, an
+ * invalid byte at the end. */
+static const struct {
+	const char *hay, *needle;
+	bool is_text, want;
+} streamed[] = {
+    {"xxxxNEEDLExxxx", "needle", false, true},
+    {"xxxxNEEDLxxxxx", "needle", false, false},
+    {"caf\xc3\x89 noir", "caf\xc3\xa9 N", false, true},
+    {"caf\xc3\x89 noir", "AF\xc3\x89 N", true, true},
+    {"\xd0\x9f\xd1\x80\xd0\xb8\xd0\xb2\xd0\xb5\xd1\x82",
+        "\xd0\xb8\xd0\x92\xd0\x95", false, true},
+    {"ab\xc3", "\xc3", false, true}, /* a cut sequence at the end */
+    {"ab\xc3", "b\xc3", false, true},
+    {"ab\xc3z", "\xc3z", false, true},
+    {"ab\xc3\xa9", "\xc3", false, false},     /* é is not its lead byte */
+    {"ab\xffz", "\xef\xbf\xbdz", true, true}, /* text: invalid is U+FFFD */
+    {"ab\xffz", "\xef\xbf\xbdz", false, false},
+    {"ab\xffz", "\xffz", true, false},
+    {"\xe2\x82", "\xe2\x82", false, true}, /* cut, then the end */
+    {"\xe2\x82\xac", "\xe2\x82", false, false},
+    {"aaaaaaaaab", "AAAB", false, true},
+    {"", "", false, true},
+    {"abc", "", true, true},
+};
+
+static bool
+fed(const char *hay, size_t hlen, struct mime_search *s, size_t step,
+    bool is_text)
+{
+	bool is_found = false;
+
+	mime_search_reset(s, is_text);
+	for (size_t at = 0; at < hlen && !is_found; at += step)
+		is_found = mime_search_feed(s, (const uint8_t *)hay + at,
+		    hlen - at < step ? hlen - at : step);
+	return is_found || mime_search_end(s);
+}
+
+static void
+test_search_streamed(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(streamed) / sizeof(streamed[0]); i++) {
+		size_t hlen = strlen(streamed[i].hay);
+		struct mime_search s;
+
+		mime_search_init(&s, (const uint8_t *)streamed[i].needle,
+		    strlen(streamed[i].needle));
+		for (size_t step = 1; step <= hlen + 1; step++) {
+			bool got = fed(streamed[i].hay, hlen, &s, step,
+			    streamed[i].is_text);
+
+			if (got != streamed[i].want)
+				fail_msg("case %zu, pieces of %zu: got %d, "
+				         "want %d",
+				    i, step, got, streamed[i].want);
+		}
+		mime_search_free(&s);
+	}
+}
+
+/* The code point matcher the streamed one replaced, as the reference:
+ * every start, code point by code point (invalid bytes as 0x110000 +
+ * byte, so they match only themselves). */
+static uint32_t
+ref_fold(uint32_t c)
+{
+	if (c >= 'A' && c <= 'Z')
+		return c + 32;
+	if (c < 0xC0)
+		return c;
+	if (c <= 0xDE && c != 0xD7)
+		return c + 32;
+	if (c == 0x178)
+		return 0xFF;
+	if ((c >= 0x100 && c <= 0x137 && c != 0x130) ||
+	    (c >= 0x14A && c <= 0x177))
+		return c | 1;
+	if ((c >= 0x139 && c <= 0x148) || (c >= 0x179 && c <= 0x17E))
+		return (c & 1) ? c + 1 : c;
+	if (c >= 0x391 && c <= 0x3A9 && c != 0x3A2)
+		return c + 32;
+	if (c == 0x3C2)
+		return 0x3C3;
+	if (c >= 0x410 && c <= 0x42F)
+		return c + 32;
+	if (c >= 0x400 && c <= 0x40F)
+		return c + 80;
+	return c;
+}
+
+static uint32_t
+ref_next(const uint8_t *p, size_t n, size_t *i)
+{
+	uint32_t cp;
+	size_t k = mime_utf8_decode(p + *i, n - *i, &cp);
+
+	if (k == 0) {
+		cp = 0x110000 + p[*i];
+		k = 1;
+	}
+	*i += k;
+	return ref_fold(cp);
+}
+
+static bool
+ref_search(const uint8_t *h, size_t hl, const uint8_t *nd, size_t nl)
+{
+	if (nl == 0)
+		return true;
+	for (size_t s = 0; s < hl; (void)ref_next(h, hl, &s)) {
+		size_t a = s, b = 0;
+		bool is_eq = true;
+
+		while (b < nl && is_eq)
+			is_eq = a < hl &&
+			        ref_next(h, hl, &a) == ref_next(nd, nl, &b);
+		if (is_eq)
+			return true;
+	}
+	return false;
+}
+
+/* Random text from a small alphabet (ASCII of both cases, folded pairs,
+ * invalid and cut sequences), needles cut from it and changed in case,
+ * pieces of random size: the streamed matcher agrees with the
+ * reference every time. */
+static void
+test_search_random(void **state)
+{
+	static const char *const units[] = {"a", "A", "b", "B", " ", "\xc3\xa9",
+	    "\xc3\x89", "\xd0\x9f", "\xd0\xbf", "\xc3", "\xa9", "\xff",
+	    "\xe2\x82\xac", "\xe2\x82", "\xcf\x82", "\xce\xa3"};
+	uint32_t x = 88172645u;
+
+	(void)state;
+	for (int round = 0; round < 3000; round++) {
+		uint8_t hay[64], nd[16];
+		size_t hl = 0, nl = 0, step;
+		struct mime_search s;
+		bool want, got;
+
+#define RND() (x ^= x << 13, x ^= x >> 17, x ^= x << 5, x)
+		while (hl < 40) {
+			const char *u = units[RND() % 16];
+
+			memcpy(hay + hl, u, strlen(u));
+			hl += strlen(u);
+		}
+		if (RND() % 2) {
+			size_t from = RND() % hl, len = 1 + RND() % 6;
+
+			for (size_t i = 0; i < len && from + i < hl; i++) {
+				uint8_t b = hay[from + i];
+
+				nd[nl++] = (RND() % 2 && b >= 'a' && b <= 'z')
+				               ? (uint8_t)(b - 32)
+				               : b;
+			}
+		} else {
+			while (nl < 4) {
+				const char *u = units[RND() % 16];
+
+				memcpy(nd + nl, u, strlen(u));
+				nl += strlen(u);
+			}
+		}
+		step = 1 + RND() % 9;
+#undef RND
+		want = ref_search(hay, hl, nd, nl);
+		mime_search_init(&s, nd, nl);
+		got = fed((const char *)hay, hl, &s, step, false);
+		mime_search_free(&s);
+		if (got != want)
+			fail_msg("round %d (pieces of %zu): got %d, want %d",
+			    round, step, got, want);
+	}
+}
+
+/* mime_part_search finds what mime_part_text then mime_search_ci find,
+ * for each part of the corpus and needles of each kind. */
+static void
+test_part_search(void **state)
+{
+	static const char *const files[] = {"alternative_related.eml",
+	    "forwarded.eml", "rfc3501_mixed.eml", "bad_encoding.eml",
+	    "encoded_rfc822.eml", "nested_rfc822.eml", "digest.eml"};
+	static const char *const needles[] = {"hello", "W\xc3\x96RLD",
+	    "caf\xc3\x89", "=ZZ", "png", "\xef\xbf\xbd", "zzzz", "e", ""};
+
+	(void)state;
+	for (size_t f = 0; f < sizeof(files) / sizeof(files[0]); f++) {
+		size_t len;
+		uint8_t *d = load(files[f], &len);
+		struct mime_msg m;
+
+		mime_parse(d, len, &m);
+		for (size_t k = 0; k < sizeof(needles) / sizeof(needles[0]);
+		     k++) {
+			struct mime_search s;
+
+			mime_search_init(&s, (const uint8_t *)needles[k],
+			    strlen(needles[k]));
+			for (uint32_t i = 0; i < m.nparts; i++) {
+				struct buf b;
+				bool want, got;
+
+				buf_init(&b, 1 << 20);
+				(void)mime_part_text(&m, i, &b);
+				want = mime_search_ci(
+				    b.data ? b.data : (const uint8_t *)"",
+				    b.len, (const uint8_t *)needles[k],
+				    strlen(needles[k]));
+				got = mime_part_search(&m, i, &s);
+				if (got != want)
+					fail_msg("%s part %u needle %zu: got "
+					         "%d, want %d",
+					    files[f], i, k, got, want);
+				buf_release(&b);
+			}
+			mime_search_free(&s);
+		}
+		mime_msg_free(&m);
+		free(d);
+	}
+}
+
 static const struct {
 	const char *in;
 	size_t len;
@@ -1309,6 +1538,9 @@ run_mime_tests(void)
 	    cmocka_unit_test(test_rfc2047),
 	    cmocka_unit_test(test_charsets),
 	    cmocka_unit_test(test_search),
+	    cmocka_unit_test(test_search_streamed),
+	    cmocka_unit_test(test_search_random),
+	    cmocka_unit_test(test_part_search),
 	    cmocka_unit_test(test_nstring),
 	};
 
