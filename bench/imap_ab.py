@@ -3,6 +3,8 @@ bench/imap_bench.py, alternating servers each round, medians:
 
   select   SELECT of a SELECT_N-message folder whose index exists (a
            fresh session after the one that built it closed), seconds
+  select2  the same SELECT while another session has the folder
+           selected (the folder is open: no reopen), seconds
   search   SEARCH TEXT of a word in one message in FETCH_N (the first
            in a fresh session after SELECT), seconds
 
@@ -51,6 +53,21 @@ def bench_select(srv):
     return times
 
 
+def bench_select_open(srv):
+    """SELECT in fresh sessions while one keeps the folder selected."""
+    keep = ib.login(srv.port)
+    ib.ok(keep.command("SELECT INBOX"))
+    times = []
+    for _ in range(REPEAT):
+        c = ib.login(srv.port)
+        t, r = ib.timed(c, "SELECT INBOX")
+        assert b"* %d EXISTS" % ib.SELECT_N in r, r
+        times.append(t)
+        c.close()
+    keep.close()
+    return times
+
+
 def run(kind, binary, base, master, fn):
     if binary is not None:
         ib.POSTERND = binary
@@ -77,11 +94,13 @@ def main():
     os.chmod(base, 0o755)
     small, big = os.path.join(base, "small"), os.path.join(base, "big")
     loads = {"search": (small, ib.FETCH_N, bench_search),
-             "select": (big, ib.SELECT_N, bench_select)}
+             "select": (big, ib.SELECT_N, bench_select),
+             "select2": (big, ib.SELECT_N, bench_select_open)}
     res = {(load, name): [] for load in only for name, _, _ in servers}
     try:
         for load in only:
-            ib.make_maildir(loads[load][0], loads[load][1])
+            if not os.path.exists(loads[load][0]):
+                ib.make_maildir(loads[load][0], loads[load][1])
         for r in range(rounds):
             for load in only:
                 master, _, fn = loads[load]

@@ -205,6 +205,7 @@ imap_folder_snap_take(struct imap_folder *f, struct imap_snapshot *o)
 	if (box == NULL)
 		return;
 	o->snap = imap_snapset_new(box->n);
+	xprefault(o->snap->v, box->n * sizeof(o->snap->v[0]));
 	for (size_t i = 0; i < box->n; i++) {
 		o->snap->v[i].uid = box->msgs[i].uid;
 		o->snap->v[i].flags = box->msgs[i].flags;

@@ -4,10 +4,13 @@
  * Sizes are multiplied with overflow checks; input-driven sizes are
  * capped by callers, so an abort here means a bug, never a peer's doing.
  */
+#include <sys/mman.h>
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "xmalloc.h"
 
@@ -79,4 +82,20 @@ strlcpy_p(char *dst, const char *src, size_t dstsize)
 		dst[n] = '\0';
 	}
 	return len;
+}
+
+void
+xprefault(void *p, size_t len)
+{
+#ifdef MADV_POPULATE_WRITE
+	uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t a = ((uintptr_t)p + pg - 1) & ~(pg - 1);
+	uintptr_t e = ((uintptr_t)p + len) & ~(pg - 1); /* UNSAFE: p's own */
+
+	if (len >= ((size_t)1 << 20) && e > a)
+		(void)madvise((void *)a, e - a, MADV_POPULATE_WRITE);
+#else
+	(void)p;
+	(void)len;
+#endif
 }

@@ -210,11 +210,16 @@ store_index_parse(
 	end = len - 4;
 	box->msgs = xreallocarray(NULL, nm > 0 ? nm : 1, sizeof(*box->msgs));
 	box->cap = nm > 0 ? nm : 1;
+	xprefault(box->msgs, (size_t)nm * sizeof(*box->msgs));
 	/* One arena for the names, not a malloc each (100,000 of them in
 	 * a big folder): each record's 36 fixed bytes outweigh its NUL, so
 	 * the records' bytes bound it.  Pages never written cost nothing. */
 	box->names_len = end - at;
 	box->names = xmalloc(box->names_len > 0 ? box->names_len : 1);
+	/* what a well-formed file's names take: the rest of the bound
+	 * stays untouched */
+	xprefault(box->names, box->names_len - (size_t)nv * 12 -
+	                          (size_t)nm * (STORE_REC_FIXED - 1));
 	for (uint32_t i = 0; i < nm; i++) {
 		struct store_msg m;
 		size_t rl = rec_get(d + at, end - at, &m);
@@ -332,9 +337,11 @@ bump(struct store_box *box, uint64_t modseq)
 		box->highestmodseq = modseq;
 }
 
-/* Applies one record's payload; false when it does not fit the index. */
+/* Applies one record's payload; false when it does not fit the index.
+ * *tombs counts the EXPUNGE records (tombstones to sweep). */
 static bool
-apply(struct store_box *box, uint8_t type, const uint8_t *p, size_t len)
+apply(struct store_box *box, uint8_t type, const uint8_t *p, size_t len,
+    size_t *tombs)
 {
 	struct store_msg m, *cur;
 	size_t at;
@@ -374,6 +381,7 @@ apply(struct store_box *box, uint8_t type, const uint8_t *p, size_t len)
 			return false;
 		store_base_free(box, cur->base);
 		cur->base = NULL;
+		(*tombs)++;
 		store_vanished_push(box, store_get32(p), store_get64(p + 4));
 		bump(box, store_get64(p + 4));
 		return true;
@@ -409,7 +417,7 @@ long
 store_log_apply(struct store_box *box, const uint8_t *d, size_t len,
     bool *is_damaged_out, const char **why_out)
 {
-	size_t at = STORE_LOG_HDR;
+	size_t at = STORE_LOG_HDR, tombs = 0;
 
 	*is_damaged_out = false;
 	if (len < STORE_LOG_HDR || memcmp(d, log_magic, 8) != 0 ||
@@ -434,12 +442,13 @@ store_log_apply(struct store_box *box, const uint8_t *d, size_t len,
 		if (len - at - 8 < pl ||
 		    store_get32(d + at + 4 + pl) !=
 		        store_crc32(0, d + at, 4 + pl) ||
-		    !apply(box, d[at + 2], d + at + 4, pl))
+		    !apply(box, d[at + 2], d + at + 4, pl, &tombs))
 			break;
 		at += 8 + pl;
 		box->log_records++;
 	}
-	sweep(box);
+	if (tombs > 0) /* else a copy of every record onto itself */
+		sweep(box);
 	if (at < len) {
 		*is_damaged_out = true;
 		*why_out = "log tail damaged";
