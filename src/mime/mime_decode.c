@@ -583,6 +583,7 @@ part_coding(
 			strlcpy_p(cs, p->value, 64);
 		mime_params_free(&ps);
 	}
+	cs[strcspn(cs, "*")] = '\0'; /* as mime_charset_to_utf8 reads it */
 	return true;
 }
 
