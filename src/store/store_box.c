@@ -267,6 +267,9 @@ scan_dir(int fd, bool is_new, struct found **v, size_t *n, size_t *cap)
 			continue;
 		if (de->d_type != DT_REG && de->d_type != DT_UNKNOWN)
 			continue;
+		/* Every field set: store_sync reads import_uid also when not
+		 * importing (UINT32_MAX, "added in pass 0", skips the file). */
+		memset(&f, 0, sizeof(f));
 		store_flags_parse(de->d_name, &f.flags, &f.base_len);
 		if (f.base_len == 0 || f.base_len > STORE_BASE_MAX)
 			continue;
@@ -276,7 +279,6 @@ scan_dir(int fd, bool is_new, struct found **v, size_t *n, size_t *cap)
 		}
 		f.name = xstrdup(de->d_name);
 		f.is_new = is_new;
-		f.mtime = 0;
 		(*v)[(*n)++] = f;
 	}
 	closedir(d);

@@ -1596,6 +1596,53 @@ test_first_recent(void **state)
 	unit_rm_maildir(root);
 }
 
+/* Fills the stack below the caller's frame with 0xff bytes, so that a
+ * local the store leaves unset reads as all ones (UINT32_MAX, the
+ * "added in the first pass" mark of a Dovecot import), as leftovers of
+ * earlier calls did in posternd's workers. */
+static __attribute__((noinline)) void
+dirty_stack(void)
+{
+	volatile uint8_t junk[64 * 1024];
+
+	for (size_t i = 0; i < sizeof(junk); i++)
+		junk[i] = 0xff;
+}
+
+/* A sync without a Dovecot import indexes every file, whatever the
+ * stack held before: a file's import UID is 0 unless the UID list gave
+ * one (left unset, 0xffffffff skipped every file of a new index). */
+static void
+test_sync_stack_garbage(void **state)
+{
+	char root[256], err[256];
+	struct store *st;
+	struct store_box *box;
+	bool changed;
+
+	(void)state;
+	unit_fresh_maildir(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "cur", "100.a:2,S", "A\n", 100);
+	deliver(root, "cur", "200.b:2,", "B\n", 200);
+	deliver(root, "new", "300.c", "C\n", 300);
+	dirty_stack();
+	box = box_ok(st, "INBOX");
+	assert_true(box->rebuilt & STORE_REBUILT_NEW);
+	assert_null(box->import);
+	assert_int_equal(box->n, 3);
+	assert_int_equal(box->uidnext, 4);
+	deliver(root, "new", "400.d", "D\n", 400);
+	dirty_stack();
+	assert_int_equal(store_sync(box, &changed, err, sizeof(err)), 0);
+	assert_true(changed);
+	assert_int_equal(box->n, 4);
+	assert_int_equal(box->msgs[3].uid, 4);
+	store_box_close(&box);
+	store_free(&st);
+	unit_rm_maildir(root);
+}
+
 /* store_crc32 (carry-less multiplication where the CPU has it) gives
  * zlib's CRC-32 for every length around its 64- and 16-byte steps, at
  * every alignment, chained or not: existing indexes still read. */
@@ -1672,6 +1719,7 @@ run_store_tests(void)
 	    cmocka_unit_test(test_quota_size_exists),
 	    cmocka_unit_test(test_index_parse),
 	    cmocka_unit_test(test_crc32),
+	    cmocka_unit_test(test_sync_stack_garbage),
 	    cmocka_unit_test(test_bench_open),
 	};
 
