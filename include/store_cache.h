@@ -17,6 +17,7 @@
 
 #include <sys/stat.h>
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -59,6 +60,17 @@ size_t store_cache_rec_encode(uint8_t *out, const struct store_cache_rec *r);
  */
 long store_cache_rec_parse(
     const uint8_t *d, size_t len, struct store_cache_rec *out);
+
+/*
+ * Whether s is a string FETCH may put on the wire as an ENVELOPE, BODY
+ * or BODYSTRUCTURE value: one parenthesized list, balanced, nothing after
+ * its final ')', of NIL and other atoms (7-bit ATOM-CHARs), quoted
+ * strings (7-bit, no CR, LF or NUL, only \\ and \" escaped), literals
+ * ({n} CRLF and exactly n bytes, no NUL) and lists, one SP at most
+ * between two of them.  What mime_imap.c renders always is; a record
+ * whose strings are not (rewritten by hand) is not served.
+ */
+bool store_cache_str_valid(struct span s);
 
 /* ---- use by the folder's owner (storage-pool worker) ---------------- */
 

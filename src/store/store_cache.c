@@ -8,6 +8,10 @@
  * its CRC holds and the message file still has the inode, size and mtime
  * it was made from, so a torn write, a flipped bit, a stale record or a
  * file replaced under the same name cost a parse, never a wrong answer.
+ * A record's strings are served only when they are IMAP syntax our
+ * renderer can write (store_cache_str_valid), checked on the bytes the
+ * hit serves, so a record rewritten with a good CRC cannot put anything
+ * else into a client's stream.
  * No fsync anywhere: this is a cache.  Opened with O_NOFOLLOW under the
  * folder's descriptor; a link planted there disables the cache.
  */
@@ -55,6 +59,8 @@ struct store_cache {
 	uint8_t *rbuf; /* file bytes [rb_off, rb_off + rb_len) */
 	uint64_t rb_off;
 	size_t rb_len;
+	/* a record's strings failed store_cache_str_valid: logged once */
+	bool is_bad_logged;
 };
 
 /* ---- the format ------------------------------------------------------- */
@@ -154,6 +160,98 @@ store_cache_rec_parse(const uint8_t *d, size_t len, struct store_cache_rec *out)
 	out->bs = (struct span){p += env_len, bs_len};
 	out->body = (struct span){p + bs_len, body_len};
 	return (long)rlen;
+}
+
+/* ---- what may be served ----------------------------------------------- */
+
+/* ATOM-CHAR (RFC 3501 9): 7-bit, no CTL, none of the atom-specials. */
+static bool
+is_atom_char(unsigned char ch)
+{
+	return ch > ' ' && ch < 0x7f && strchr("(){%*\"\\]", ch) == NULL;
+}
+
+/* The quoted string at p (on its '"'): past it, or NULL when bad. */
+static const unsigned char *
+skip_quoted(const unsigned char *p, const unsigned char *e)
+{
+	for (p++; p < e && *p != '"'; p++) {
+		if (*p == '\\' && (++p == e || (*p != '"' && *p != '\\')))
+			return NULL;
+		if (*p == '\0' || *p == '\r' || *p == '\n' || *p >= 0x80)
+			return NULL;
+	}
+	return p < e ? p + 1 : NULL;
+}
+
+/* The literal at p (on its '{'): past its bytes, or NULL when bad. */
+static const unsigned char *
+skip_literal(const unsigned char *p, const unsigned char *e)
+{
+	uint64_t n = 0;
+	size_t digits = 0;
+
+	for (p++; p < e && *p >= '0' && *p <= '9' && digits < 10; p++) {
+		n = n * 10 + (uint64_t)(*p - '0');
+		digits++;
+	}
+	if (digits == 0 || e - p < 3 || p[0] != '}' || p[1] != '\r' ||
+	    p[2] != '\n')
+		return NULL;
+	p += 3;
+	if (n > (uint64_t)(e - p) || memchr(p, '\0', (size_t)n) != NULL)
+		return NULL;
+	return p + n;
+}
+
+bool
+store_cache_str_valid(struct span s)
+{
+	const unsigned char *p = (const unsigned char *)s.p, *e = p + s.len;
+	size_t depth = 0;
+	bool is_elem = false; /* an element just ended: SP may follow */
+	bool is_sp = false;   /* an SP just went: an element must follow */
+
+	if (s.len == 0 || *p != '(')
+		return false;
+	while (p < e) {
+		if (depth == 0 && p != (const unsigned char *)s.p)
+			return false; /* something after the final ')' */
+		if (*p == ' ') {
+			if (!is_elem)
+				return false;
+			is_elem = false;
+			is_sp = true;
+			p++;
+			continue;
+		}
+		if (*p == '(') {
+			depth++;
+			p++;
+			is_elem = is_sp = false;
+			continue;
+		}
+		if (*p == ')') {
+			if (is_sp)
+				return false;
+			depth--; /* not 0 here: checked at the top */
+			p++;
+		} else if (*p == '"') {
+			p = skip_quoted(p, e);
+		} else if (*p == '{') {
+			p = skip_literal(p, e);
+		} else if (is_atom_char(*p)) {
+			while (p < e && is_atom_char(*p))
+				p++;
+		} else {
+			return false;
+		}
+		if (p == NULL)
+			return false;
+		is_elem = true;
+		is_sp = false;
+	}
+	return depth == 0;
 }
 
 /* ---- the table -------------------------------------------------------- */
@@ -493,6 +591,19 @@ store_cache_get(struct store_box *box, const struct store_msg *m,
 	    fstatat(box->dir_fd, path, &st, AT_SYMLINK_NOFOLLOW) == -1 ||
 	    !S_ISREG(st.st_mode) || !key_matches(out, &st))
 		return 0;
+	if (!store_cache_str_valid(out->env) ||
+	    !store_cache_str_valid(out->bs) ||
+	    (out->body.len > 0 && !store_cache_str_valid(out->body))) {
+		/* not what the renderer writes: a miss, and the parse's
+		 * record replaces it */
+		if (!c->is_bad_logged)
+			log_warn("event=store_cache result=bad_record "
+			         "folder=\"%s\" uid=%u",
+			    log_esc(box->name != NULL ? box->name : ""),
+			    m->uid);
+		c->is_bad_logged = true;
+		return 0;
+	}
 	return 1;
 }
 

@@ -6,7 +6,9 @@
  * The header is parsed, then records one after another as the loader
  * reads them; each record read must lie inside the image and encode back
  * to exactly its bytes, and a record is never both incomplete and
- * followed by more.
+ * followed by more.  Each string also goes through the check a hit makes
+ * (store_cache_str_valid): it must not overrun, and one it takes is a
+ * single list, '(' to ')', with no NUL.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -35,6 +37,17 @@ fix_crcs(uint8_t *d, size_t n)
 		store_put32(d + at + rl - 4, store_crc32(0, d + at, rl - 4));
 		at += rl;
 	}
+}
+
+/* The validator on s; when it takes s, the shape it promises. */
+static void
+check_str(struct span s)
+{
+	if (!store_cache_str_valid(s))
+		return;
+	if (s.len < 2 || s.p[0] != '(' || s.p[s.len - 1] != ')' ||
+	    memchr(s.p, '\0', s.len) != NULL)
+		__builtin_trap();
 }
 
 static bool
@@ -75,6 +88,9 @@ LLVMFuzzerTestOneInput(const uint8_t *in, size_t size)
 		    !inside(r.bs, data + at, (size_t)len) ||
 		    !inside(r.body, data + at, (size_t)len))
 			__builtin_trap();
+		check_str(r.env);
+		check_str(r.bs);
+		check_str(r.body);
 		if (store_cache_rec_encode(again, &r) != (size_t)len ||
 		    memcmp(again, data + at, (size_t)len) != 0)
 			__builtin_trap();

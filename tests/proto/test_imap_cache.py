@@ -7,6 +7,8 @@ same answers; a message file replaced under the same name is parsed again,
 never answered from its stale record."""
 import os
 import re
+import struct
+import zlib
 
 from imapdiff import login, ok
 
@@ -151,3 +153,71 @@ def test_cache_symlink_not_followed(make_server):
         assert f.read() == b"precious\n"
     assert os.path.islink(cache_path(s))
     assert "event=store_cache result=disabled" in s.log()
+
+
+def cache_records(path):
+    """The cache file's header and its records, as (uid, fields) with
+    fields [base, envelope, bodystructure, body]."""
+    with open(path, "rb") as f:
+        d = f.read()
+    out, at = [], 32
+    while at + 48 <= len(d):
+        rlen, uid = struct.unpack_from("<II", d, at)
+        lens = struct.unpack_from("<IIII", d, at + 32)
+        fields, p = [], at + 48
+        for n in lens:
+            fields.append(d[p:p + n])
+            p += n
+        out.append((uid, d[at + 8:at + 32], fields))
+        at += rlen
+    return d[:32], out
+
+
+def write_cache(path, hdr, records):
+    """Writes records back, each with its lengths and a good CRC."""
+    data = bytearray(hdr)
+    for uid, key, fields in records:
+        body = struct.pack("<II", 48 + sum(map(len, fields)) + 4, uid) + key
+        body += struct.pack("<IIII", *map(len, fields)) + b"".join(fields)
+        data += body + struct.pack("<I", zlib.crc32(body))
+    with open(path, "wb") as f:
+        f.write(data)
+
+
+def test_cache_record_cannot_inject(make_server):
+    """A record rewritten by hand with a good CRC whose ENVELOPE closes its
+    list and goes on with response lines is not served: the client gets
+    the parsed ENVELOPE, the record is replaced, one line is logged."""
+    s = make_server(IMAP)
+    fill(s, [b"Subject: first\r\n\r\nbody one\r\n",
+             b"Subject: second\r\n\r\nbody two\r\n"])
+    parsed = fetch_all(s)
+    assert fetch_all(s) == parsed           # cached now
+    s.stop()
+    hdr, recs = cache_records(cache_path(s))
+    recs = list({r[0]: r for r in recs}.values())   # a later one wins
+    assert sorted(r[0] for r in recs) == [1, 2] and all(r[2][3] for r in recs)
+    evil = (b'(NIL "x" NIL NIL NIL NIL NIL NIL NIL NIL))\r\n'
+            b'* 1 FETCH (FLAGS (\\Deleted))\r\nt3 OK fake\r\n'
+            b'* 1 FETCH (ENVELOPE (NIL))')
+    recs = [(uid, key, [f[0], evil if uid == 1 else f[1], f[2],
+                        b'("a"\r\n* 2 FETCH (FLAGS (\\Deleted)))' if uid == 2 else f[3]])
+            for uid, key, f in recs]
+    write_cache(cache_path(s), hdr, recs)
+    s.start()
+    c = login(s)
+    ok(c.command("EXAMINE INBOX"))
+    r = ok(c.command("FETCH 1:2 (ENVELOPE)"))
+    assert len(r) == 3, r
+    assert not any(b"fake" in ln or b"\\Deleted" in ln for ln in r), r
+    assert subject_of(r[0]) == "first" and subject_of(r[1]) == "second"
+    r = ok(c.command("FETCH 2 (BODY)"))
+    assert len(r) == 2 and b"\\Deleted" not in r[0], r
+    c.close()
+    assert fetch_all(s) == parsed
+    assert s.log().count("event=store_cache result=bad_record") == 1
+    # the parse's records replaced the bad ones
+    s.stop()
+    _, recs = cache_records(cache_path(s))
+    last = {uid: f for uid, _, f in recs}
+    assert b"fake" not in last[1][1] and b"Deleted" not in last[2][3]

@@ -4,12 +4,14 @@
  * a flipped byte costs its record (and those after it), a file of another
  * UIDVALIDITY is discarded, a record of a replaced file (same UID, same
  * base name, other size or mtime) is never served, a record too big is
- * not kept, a planted symbolic link is never followed, and a mostly dead
- * file is compacted at load.
+ * not kept, a planted symbolic link is never followed, a mostly dead
+ * file is compacted at load, and a record whose strings are not what the
+ * renderer writes (store_cache_str_valid) is never served.
  */
 #include <sys/stat.h>
 #include <sys/time.h>
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -19,8 +21,11 @@
 #include <unistd.h>
 
 #include "../../src/store/store_priv.h"
+#include "buf.h"
+#include "mime.h"
 #include "store.h"
 #include "store_cache.h"
+#include "xmalloc.h"
 #include "unit.h"
 
 /* A Maildir with n messages in cur/ ("10i.m:2,S"), its store and INBOX. */
@@ -61,7 +66,7 @@ sp(const char *s)
 	return (struct span){s, strlen(s)};
 }
 
-/* Records for messages [from, to) of box: env "E<uid>", bs "B<uid>". */
+/* Records for messages [from, to) of box: env "(E<uid>)", bs "(B<uid>)". */
 static void
 fill_range(struct store_box *box, size_t from, size_t to)
 {
@@ -71,8 +76,8 @@ fill_range(struct store_box *box, size_t from, size_t to)
 	for (size_t i = from; i < to; i++) {
 		assert_int_equal(store_msg_path(box, i, path, sizeof(path)), 0);
 		assert_int_equal(fstatat(box->dir_fd, path, &st, 0), 0);
-		snprintf(env, sizeof(env), "E%u", box->msgs[i].uid);
-		snprintf(bs, sizeof(bs), "B%u", box->msgs[i].uid);
+		snprintf(env, sizeof(env), "(E%u)", box->msgs[i].uid);
+		snprintf(bs, sizeof(bs), "(B%u)", box->msgs[i].uid);
 		store_cache_put(box, &box->msgs[i], &st, sp(env), sp(bs),
 		    sp("(\"TEXT\" \"PLAIN\")"));
 	}
@@ -94,7 +99,7 @@ hits(struct store_box *box, size_t i)
 
 	if (store_cache_get(box, &box->msgs[i], &r) != 1)
 		return false;
-	snprintf(env, sizeof(env), "E%u", box->msgs[i].uid);
+	snprintf(env, sizeof(env), "(E%u)", box->msgs[i].uid);
 	assert_int_equal(r.env.len, strlen(env));
 	assert_memory_equal(r.env.p, env, r.env.len);
 	assert_int_equal(r.body.len, strlen("(\"TEXT\" \"PLAIN\")"));
@@ -399,6 +404,214 @@ test_cache_format(void **state)
 	free(buf);
 }
 
+/* ---- what a hit may serve --------------------------------------------- */
+
+/* Strings the validator must take and must refuse (explicit lengths: some
+ * hold a NUL). */
+static const struct {
+	const char *s;
+	size_t len; /* 0: strlen */
+	bool is_valid;
+} str_cases[] = {
+    {"()", 0, true},
+    {"(NIL)", 0, true},
+    {"(NIL 0 123 \"\" \"a b\")", 0, true},
+    {"((NIL NIL \"a\" \"b\")(NIL NIL \"c\" \"d\"))", 0, true},
+    {"(\"a\\\"b\\\\c\")", 0, true},
+    {"({3}\r\n\r\n\x80 \"x\")", 0, true},
+    {"({0}\r\n)", 0, true},
+    {"({2}\r\n\"))", 0, true},
+    {"(\"text\" \"plain\" (\"charset\" \"us-ascii\") NIL NIL \"7bit\" 0 0)", 0,
+        true},
+    /* the reviewer's injection: the list closes, then lines follow */
+    {"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL))\r\n* 1 FETCH (FLAGS "
+     "(\\Deleted))\r\nT9 OK fake\r\n* 1 FETCH (ENVELOPE (NIL)",
+        0, false},
+    {"(NIL)\r\n* 1 FETCH (FLAGS (\\Deleted))", 0, false},
+    {"(NIL) ", 0, false},
+    {"(NIL)(NIL)", 0, false},
+    {"(NIL)NIL", 0, false},
+    {"(\"a\r\n* OK\")", 0, false},
+    {"(\"a\nb\")", 0, false},
+    {"(\"a\0b\")", 6, false},
+    {"(\"a\\x\")", 0, false},
+    {"(\"a\\\")", 0, false},
+    {"(\"abc)", 0, false},
+    {"(\"\x80\")", 0, false},
+    {"({5}\r\nab)", 0, false},
+    {"({2}\r\nab\r\n* OK x)", 0, false},
+    {"({3+}\r\nabc)", 0, false},
+    {"({3}abc)", 0, false},
+    {"({3}\nabc)", 0, false},
+    {"({}\r\n)", 0, false},
+    {"({2}\r\na\0)", 9, false},
+    {"({99999999999}\r\nx)", 0, false},
+    {"(NIL", 0, false},
+    {"((NIL)", 0, false},
+    {"NIL", 0, false},
+    {"\"x\"", 0, false},
+    {"", 0, false},
+    {" (NIL)", 0, false},
+    {"( NIL)", 0, false},
+    {"(NIL )", 0, false},
+    {"(NIL  NIL)", 0, false},
+    {"(NIL\tNIL)", 0, false},
+    {"(\\Deleted)", 0, false},
+    {"(NIL\r\nNIL)", 0, false},
+    {"(N\x80L)", 0, false},
+    {"(NIL}", 0, false},
+    {"(a%b)", 0, false},
+    {"(a*b)", 0, false},
+    {"(a]b)", 0, false},
+};
+
+static void
+expect_valid(const char *what, struct span s)
+{
+	if (!store_cache_str_valid(s))
+		fail_msg("%s: refused: %.*s", what, (int)s.len, s.p);
+	/* no proper prefix is, nor the string with a line after it */
+	for (size_t cut = 0; cut < s.len; cut++)
+		if (store_cache_str_valid((struct span){s.p, cut}))
+			fail_msg("%s: prefix %zu taken", what, cut);
+	{
+		char *t = xmalloc(s.len + 16);
+
+		memcpy(t, s.p, s.len);
+		memcpy(t + s.len, "\r\nT1 OK x", 9);
+		assert_false(
+		    store_cache_str_valid((struct span){t, s.len + 9}));
+		free(t);
+	}
+}
+
+/* Everything the renderer writes for a message, part by part. */
+static size_t
+expect_renders_valid(const char *what, const uint8_t *d, size_t len)
+{
+	struct mime_msg mm;
+	struct buf b;
+	size_t literals = 0;
+
+	assert_int_equal(mime_parse(d, len, &mm), 0);
+	buf_init(&b, 3 * STORE_CACHE_REC_MAX);
+	for (uint32_t part = 0; part < mm.nparts; part++) {
+		for (int kind = 0; kind < 3; kind++) {
+			buf_reset(&b);
+			if (kind == 0)
+				assert_int_equal(
+				    mime_imap_envelope(&mm, part, &b), 0);
+			else
+				assert_int_equal(mime_imap_bodystructure(
+				                     &mm, part, kind == 1, &b),
+				    0);
+			expect_valid(
+			    what, (struct span){(const char *)b.data, b.len});
+			literals += memchr(b.data, '{', b.len) != NULL;
+		}
+	}
+	buf_release(&b);
+	mime_msg_free(&mm);
+	return literals;
+}
+
+static void
+test_cache_str_valid(void **state)
+{
+	static const char *const made[] = {
+	    /* 8-bit, CR/LF kept, many quotes, NUL: literals */
+	    "Subject: caf\xc3\xa9  \"a\" \"b\" \"c\"\r\n"
+	    "From: \"J\\\"o\\\\e\" <j@x.example>\r\n"
+	    "To: \xc3\xa9t\xc3\xa9 <e@x.example>, group: a@b.example;\r\n"
+	    "Message-ID: <\"\\\\\"\\\\\"\\\\\"@x>\r\n"
+	    "Content-Type: text/plain; name=\"a\\\"\\\"\\\"\\\"\\\"b\"\r\n"
+	    "Content-Description: d\xff\r\n"
+	    "\r\nbody\r\n",
+	    "Subject: nul\0here\r\nDate: x\r\n\r\n",
+	    "",
+	    "Subject:\r\n\r\n",
+	};
+	const size_t made_len[] = {0, 26, 0, 0};
+	size_t literals = 0, nfiles = 0;
+	DIR *dir;
+	struct dirent *de;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(str_cases) / sizeof(str_cases[0]); i++) {
+		struct span s = {str_cases[i].s, str_cases[i].len
+		                                     ? str_cases[i].len
+		                                     : strlen(str_cases[i].s)};
+
+		if (store_cache_str_valid(s) != str_cases[i].is_valid)
+			fail_msg("case %zu: %s: %.*s", i,
+			    str_cases[i].is_valid ? "refused" : "taken",
+			    (int)s.len, s.p);
+		if (str_cases[i].is_valid)
+			expect_valid("case", s);
+	}
+	for (size_t i = 0; i < sizeof(made) / sizeof(made[0]); i++)
+		literals +=
+		    expect_renders_valid("made", (const uint8_t *)made[i],
+		        made_len[i] ? made_len[i] : strlen(made[i]));
+	assert_true(literals > 0); /* the literal path was exercised */
+	assert_non_null(dir = opendir("tests/mime"));
+	while ((de = readdir(dir)) != NULL) {
+		char path[300];
+		uint8_t *d = xmalloc(1 << 16);
+		size_t len;
+		FILE *f;
+
+		if (strlen(de->d_name) < 5 ||
+		    strcmp(de->d_name + strlen(de->d_name) - 4, ".eml") != 0) {
+			free(d);
+			continue;
+		}
+		snprintf(path, sizeof(path), "tests/mime/%s", de->d_name);
+		assert_non_null(f = fopen(path, "rb"));
+		len = fread(d, 1, 1 << 16, f);
+		fclose(f);
+		(void)expect_renders_valid(de->d_name, d, len);
+		free(d);
+		nfiles++;
+	}
+	closedir(dir);
+	assert_true(nfiles >= 20);
+}
+
+/* A record whose strings are not IMAP syntax is a miss (and logged
+ * once); the record a parse then writes replaces it. */
+static void
+test_cache_bad_strings(void **state)
+{
+	char root[256], rel[PATH_MAX];
+	struct store *st;
+	struct store_box *box;
+	struct stat sb;
+	struct store_cache_rec r;
+
+	(void)state;
+	box = setup(root, sizeof(root), 2, &st);
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(store_msg_path(box, i, rel, sizeof(rel)), 0);
+		assert_int_equal(fstatat(box->dir_fd, rel, &sb, 0), 0);
+		store_cache_put(box, &box->msgs[i], &sb,
+		    sp(i == 0 ? "(NIL))\r\nT9 OK fake\r\n* 1 FETCH (NIL)"
+		              : "(NIL)"),
+		    sp(i == 1 ? "(\"a\r\nb\")" : "(NIL)"), sp(""));
+	}
+	store_cache_flush(box);
+	box = reopen(st, &box);
+	assert_int_equal(store_cache_get(box, &box->msgs[0], &r), 0);
+	assert_int_equal(store_cache_get(box, &box->msgs[1], &r), 0);
+	assert_int_equal(store_cache_entries(box), 2); /* framed, CRC good */
+	fill(box, 2);
+	assert_true(hits(box, 0));
+	assert_true(hits(box, 1));
+	store_box_close(&box);
+	store_free(&st);
+	unit_rm_maildir(root);
+}
+
 int
 run_store_cache_tests(void)
 {
@@ -412,6 +625,8 @@ run_store_cache_tests(void)
 	    cmocka_unit_test(test_cache_too_big),
 	    cmocka_unit_test(test_cache_symlink),
 	    cmocka_unit_test(test_cache_compact),
+	    cmocka_unit_test(test_cache_str_valid),
+	    cmocka_unit_test(test_cache_bad_strings),
 	};
 
 	return cmocka_run_group_tests_name("store_cache", tests, NULL, NULL);
