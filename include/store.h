@@ -97,7 +97,11 @@ struct store_keywords {
 
 /*
  * Reads dovecot-keywords under dir_fd into kw (a missing file gives no
- * keywords; bad lines are skipped).  0 or -1.
+ * keywords; bad lines are skipped).  A name already given to another
+ * letter (compared case-insensitively) is skipped too, so the first line
+ * wins and FLAGS never lists a name twice: the later letter is unused
+ * (a message carrying it shows no keyword for it, and the slot may be
+ * given to a new keyword, as for any skipped line).  0 or -1.
  */
 int store_keywords_load(
     int dir_fd, struct store_keywords *kw, char *err, size_t errlen);

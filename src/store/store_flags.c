@@ -88,6 +88,16 @@ is_keyword(const char *s)
 	return true;
 }
 
+/* Whether another slot than i already has name (case-insensitively). */
+static bool
+keyword_seen(const struct store_keywords *kw, int i, const char *name)
+{
+	for (int j = 0; j < STORE_KEYWORDS_MAX; j++)
+		if (j != i && strcasecmp(kw->names[j], name) == 0)
+			return true;
+	return false;
+}
+
 int
 store_keywords_load(
     int dir_fd, struct store_keywords *kw, char *err, size_t errlen)
@@ -109,7 +119,8 @@ store_keywords_load(
 		long i = strtol(line, &end, 10);
 
 		if (end == line || *end != ' ' || i < 0 ||
-		    i >= STORE_KEYWORDS_MAX || !is_keyword(end + 1))
+		    i >= STORE_KEYWORDS_MAX || !is_keyword(end + 1) ||
+		    keyword_seen(kw, (int)i, end + 1))
 			continue;
 		snprintf(kw->names[i], sizeof(kw->names[i]), "%s", end + 1);
 	}

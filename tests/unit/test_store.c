@@ -222,11 +222,17 @@ test_keywords(void **state)
 	assert_true(fd >= 0);
 	/* Dovecot's file, with a bad line skipped. */
 	snprintf(path, sizeof(path), "%s/dovecot-keywords", root);
-	unit_put(path, "0 $Forwarded\n3 Junk\nx bad\n30 Far\n1 bad(name\n", 0);
+	unit_put(path,
+	    "0 $Forwarded\n3 Junk\nx bad\n30 Far\n1 bad(name\n"
+	    "8 $forwarded\n9 JUNK\n",
+	    0);
 	assert_int_equal(store_keywords_load(fd, &kw, err, sizeof(err)), 0);
 	assert_string_equal(kw.names[0], "$Forwarded");
 	assert_string_equal(kw.names[3], "Junk");
 	assert_string_equal(kw.names[1], "");
+	/* a name twice: the first line keeps it, the later letter is unused */
+	assert_string_equal(kw.names[8], "");
+	assert_string_equal(kw.names[9], "");
 	assert_int_equal(
 	    store_keyword_index(fd, &kw, "junk", false, err, sizeof(err)), 3);
 	assert_int_equal(
