@@ -2413,6 +2413,13 @@ cmd_append(struct imap_session *s, struct imap_cmd *c)
 		tagged(s, "NO", "one message per APPEND");
 		return;
 	}
+	/* \Recent is the server's (RFC 3501 2.3.2), no other system flag
+	 * exists: BAD, as STORE says and Dovecot does */
+	if (m->has_flags &&
+	    ((m->flags.sys & IMAP_FLAG_RECENT) || m->flags.next > 0)) {
+		bad(s, "Invalid system flag");
+		return;
+	}
 	if (m->data.external_size == 0) {
 		tagged(s, "NO", "Cannot store an empty message");
 		return;

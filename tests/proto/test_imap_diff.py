@@ -162,6 +162,9 @@ SCRIPTS = {
         b"APPEND Work " + lit(MSG),
         b"APPEND Work (\\Seen \\Flagged) \"01-Jan-2024 10:00:00 +0100\" " + lit(MSG),
         b"APPEND Nothing " + lit(MSG),
+        # \Recent is the server's (as STORE: BAD), so is any other system flag
+        b"APPEND Work (\\Seen \\Recent) " + lit(MSG),
+        b"APPEND Work (\\Bogus) " + lit(MSG),
         "SELECT Work", "FETCH 1:* (UID FLAGS INTERNALDATE RFC822.SIZE)",
     ],
     "two_sessions": [
