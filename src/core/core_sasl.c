@@ -92,8 +92,16 @@ plain_response(struct core_session *s, const char *b64, size_t len)
 	const struct core_proto *p = s->srv->proto;
 	char user[CORE_USER_MAX], pass[256];
 	size_t umax = p->user_max < sizeof(user) ? p->user_max : sizeof(user);
-	int r = sasl_plain_decode(b64, len, user, umax, pass, sizeof(pass));
+	int r;
 
+	if (len == 0) {
+		/* An empty response (RFC 4959 "=", RFC 4954, or an empty
+		 * line): well-formed, and no credentials, so a failed
+		 * login, not a syntax error. */
+		core_login_fail_now(s, "empty response");
+		return;
+	}
+	r = sasl_plain_decode(b64, len, user, umax, pass, sizeof(pass));
 	if (r == -1) {
 		p->sasl_error(s, CORE_SASL_BAD_BASE64);
 		return;
@@ -114,7 +122,7 @@ plain_start(struct core_session *s, const char *ir, size_t irlen, bool has_ir)
 	if (!has_ir)
 		challenge(s, "");
 	else if (irlen == 1 && ir[0] == '=')
-		s->srv->proto->sasl_error(s, CORE_SASL_MALFORMED);
+		plain_response(s, "", 0); /* "=": the empty response */
 	else
 		plain_response(s, ir, irlen);
 }

@@ -272,3 +272,30 @@ def test_sessions_from_ipv6_count(make_server):
         k4.close()
         for k in held:
             k.close()
+
+
+def test_empty_plain_response_is_a_failed_login(make_server):
+    """AUTH PLAIN = (RFC 4954/4959: "=" is an empty initial response) and
+    an empty line answering the challenge are a failed login (535 in SMTP,
+    NO [AUTHENTICATIONFAILED] in IMAP), not a syntax error."""
+    s = make_server(dict(PLAINTEXT, imap_listen="127.0.0.1:0",
+                         imap_allow_plaintext="yes"))
+    c = smtp_from(s)
+    code, text = c.docmd("AUTH", "PLAIN =")
+    assert code == 535, (code, text)
+    code, _ = c.docmd("AUTH", "PLAIN")
+    assert code == 334
+    code, text = c.docmd("")
+    assert code == 535, (code, text)
+    c.close()
+    sock = socket.create_connection(("127.0.0.1", s.ports["imap"]), timeout=30)
+    f = sock.makefile("rb")
+    assert f.readline().startswith(b"* OK")
+    sock.sendall(b"a AUTHENTICATE PLAIN =\r\n")
+    assert f.readline().startswith(b"a NO [AUTHENTICATIONFAILED]")
+    sock.sendall(b"b AUTHENTICATE PLAIN\r\n")
+    assert f.readline().startswith(b"+")
+    sock.sendall(b"\r\n")
+    assert f.readline().startswith(b"b NO [AUTHENTICATIONFAILED]")
+    sock.close()
+    assert s.log().count('reason="empty response"') == 4

@@ -539,7 +539,10 @@ static const struct {
         {"+LOGIN 1 -"}},
     {"PLAIN user without a domain", {"AUTH PLAIN AHVzZXIAZ29vZA=="},
         {"+LOGIN 1 -"}},
-    {"PLAIN '=' initial response", {"AUTH PLAIN ="}, {"-SASL 2"}},
+    /* "=" is an empty response (RFC 4959): a failed login, not BAD */
+    {"PLAIN '=' initial response", {"AUTH PLAIN ="}, {"+LOGIN 1 -"}},
+    {"PLAIN empty response to the challenge", {"AUTH PLAIN", ""},
+        {"+ ", "+LOGIN 1 -"}},
     {"PLAIN '*' abort", {"AUTH PLAIN", "*", "NOOP"},
         {"+ ", "-SASL 0", "+ECHO NOOP"}},
     {"PLAIN bad base64", {"AUTH PLAIN", "AHVz!XIAZ29vZA=="}, {"+ ", "-SASL 1"}},
