@@ -633,7 +633,8 @@ const char *imap_cmd_name(enum imap_cmd_kind);
 /*
  * Decodes a modified UTF-7 name into UTF-8 (out, cap bytes, NUL added).
  * Refuses 8-bit input, bad base64, non-minimal or unterminated "&..-",
- * encoded printable ASCII, bad UTF-16 (lone surrogates) and NUL.
+ * two base64 runs side by side ("&Jjo-&Jjo-": the canonical form is one
+ * run), encoded printable ASCII, bad UTF-16 (lone surrogates) and NUL.
  * Returns the UTF-8 length, or -1 (*why; also when cap is too small).
  */
 long imap_mutf7_decode(

@@ -648,7 +648,7 @@ imap_mutf7_decode(
     const char *in, size_t len, char *out, size_t cap, const char **why)
 {
 	const uint8_t *p = (const uint8_t *)in;
-	size_t i = 0, o = 0, j;
+	size_t i = 0, o = 0, j, run_end = 0; /* just past the last run */
 
 	while (i < len) {
 		if (p[i] >= 0x80 || p[i] < 0x20 || p[i] == 0x7f) {
@@ -671,9 +671,16 @@ imap_mutf7_decode(
 			if (o + 2 > cap)
 				goto small;
 			out[o++] = '&';
-		} else if (mutf7_run(p + i + 1, j - i - 1, out, cap, &o, why) <
-		           0)
+		} else if (run_end == i && i > 0) {
+			/* RFC 3501 5.1.3: a run right after a run is one */
+			*why = "non-canonical modified UTF-7 in mailbox name";
 			return -1;
+		} else if (mutf7_run(p + i + 1, j - i - 1, out, cap, &o, why) <
+		           0) {
+			return -1;
+		} else {
+			run_end = j + 1;
+		}
 		i = j + 1;
 	}
 	if (o + 1 > cap)

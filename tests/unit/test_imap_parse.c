@@ -960,18 +960,28 @@ static const struct {
     {"~peter/mail/&U,BTFw-/&ZeVnLIqe-",
         "~peter/mail/\xe5\x8f\xb0\xe5\x8c\x97/\xe6\x97\xa5\xe6\x9c\xac\xe8\xaa"
         "\x9e"},
-    {"&-", "&"}, {"Sent &- Drafts", "Sent & Drafts"},
+    {"&-", "&"},
+    {"Sent &- Drafts", "Sent & Drafts"},
     {"Entw&APw-rfe", "Entw\xc3\xbc"
                      "rfe"},
-    {"&2D3eAA-", "\xf0\x9f\x98\x80"},      /* U+1F600, a surrogate pair */
-    {"", ""}, {"&", NULL}, {"&AGE", NULL}, /* unterminated */
-    {"&AGE-", NULL},                       /* 'a' encoded */
-    {"&U,BTF2-", NULL},                    /* padding bits set */
-    {"&2D0-", NULL},                       /* lone high surrogate */
-    {"&3gA-", NULL},                       /* lone low surrogate */
-    {"&U=BTFw-", NULL},                    /* '=' is not modified base64 */
-    {"caf\xc3\xa9", NULL},                 /* 8-bit */
-    {"a\tb", NULL}, {"&AAA-", NULL},       /* NUL */
+    {"&2D3eAA-", "\xf0\x9f\x98\x80"}, /* U+1F600, a surrogate pair */
+    {"", ""},
+    {"&", NULL},
+    {"&AGE", NULL},        /* unterminated */
+    {"&AGE-", NULL},       /* 'a' encoded */
+    {"&U,BTF2-", NULL},    /* padding bits set */
+    {"&2D0-", NULL},       /* lone high surrogate */
+    {"&3gA-", NULL},       /* lone low surrogate */
+    {"&U=BTFw-", NULL},    /* '=' is not modified base64 */
+    {"caf\xc3\xa9", NULL}, /* 8-bit */
+    {"a\tb", NULL},
+    {"&AAA-", NULL},                          /* NUL */
+    {"&Jjo-&Jjo-", NULL},                     /* two runs: "&JjomOg-" */
+    {"&JjomOg-", "\xe2\x98\xba\xe2\x98\xba"}, /* U+263A twice */
+    {"&Jjo-&-", "\xe2\x98\xba&"},             /* a run, then "&" */
+    {"&-&Jjo-", "&\xe2\x98\xba"},
+    {"&Jjo-a&Jjo-", "\xe2\x98\xba"
+                    "a\xe2\x98\xba"},
 };
 
 static void
