@@ -72,6 +72,9 @@ struct imap_session {
 	struct imap_arena *arena;
 	unsigned errors;
 	bool is_rev2, is_utf8;
+	/* IMAP4rev2 SELECT: the folder's LIST attributes (RFC 9051 6.3.2),
+	 * looked up before the SELECT job runs */
+	unsigned select_attrs;
 	/* RFC 7162: CONDSTORE enabled (ENABLE, or a command that uses it:
 	 * every FETCH of flags then carries UID and MODSEQ), QRESYNC
 	 * enabled (ENABLE QRESYNC: VANISHED instead of EXPUNGE) */
@@ -558,6 +561,7 @@ enum sjob_kind {
 	SJOB_SUBSCRIBE,
 	SJOB_SPOOL,
 	SJOB_QUOTA,
+	SJOB_SELECT_LIST, /* IMAP4rev2 SELECT: the folder's attributes */
 };
 
 struct sjob {
@@ -644,6 +648,7 @@ sjob_run(void *arg, void *ctx)
 			j->result = -1;
 		break;
 	case SJOB_LIST:
+	case SJOB_SELECT_LIST:
 		j->result =
 		    store_list(j->store, &j->folders, &j->nfolders, e, el);
 		break;
@@ -690,6 +695,7 @@ sjob_run(void *arg, void *ctx)
 }
 
 static void list_done(struct imap_session *, struct sjob *);
+static void select_list_done(struct imap_session *, struct sjob *);
 static void quota_done(struct imap_session *, struct sjob *);
 
 /*
@@ -825,6 +831,9 @@ sjob_done(void *arg)
 			break;
 		case SJOB_QUOTA:
 			quota_done(s, j);
+			break;
+		case SJOB_SELECT_LIST:
+			select_list_done(s, j);
 			break;
 		default:
 			break;
@@ -1194,9 +1203,8 @@ has_subscribed_below(const struct imap_session *s, const struct store_folder *v,
 
 /* One folder's LIST or LSUB line (v[i] of the store's list), if the
  * command selects it: true when sent. */
-static bool
-list_line(struct imap_session *s, const struct store_folder *v, size_t n,
-    size_t i, unsigned show)
+static void
+attrs_fmt(unsigned at, char *a, size_t len)
 {
 	static const struct {
 		unsigned bit;
@@ -1214,6 +1222,20 @@ list_line(struct imap_session *s, const struct store_folder *v, size_t n,
 	    {STORE_USE_JUNK, "\\Junk"},
 	    {STORE_USE_ARCHIVE, "\\Archive"},
 	};
+
+	a[0] = '\0';
+	for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
+		if (at & attrs[k].bit) {
+			if (a[0])
+				str_cat(a, " ", len);
+			str_cat(a, attrs[k].name, len);
+		}
+}
+
+static bool
+list_line(struct imap_session *s, const struct store_folder *v, size_t n,
+    size_t i, unsigned show)
+{
 	const struct imap_list *l = &s->cmd.u.list;
 	const struct store_folder *f = &v[i];
 	bool is_lsub = s->kind == IMAP_CMD_LSUB;
@@ -1253,12 +1275,7 @@ list_line(struct imap_session *s, const struct store_folder *v, size_t n,
 		at |= STORE_LIST_NONEXISTENT;
 	}
 	at &= show | STORE_LIST_NONEXISTENT | STORE_LIST_NOSELECT;
-	for (size_t k = 0; k < sizeof(attrs) / sizeof(attrs[0]); k++)
-		if (at & attrs[k].bit) {
-			if (a[0])
-				str_cat(a, " ", sizeof(a));
-			str_cat(a, attrs[k].name, sizeof(a));
-		}
+	attrs_fmt(at, a, sizeof(a));
 	name_fmt(s, f->name, name, sizeof(name));
 	out(s, "* %s (%s) \"/\" %s%s", is_lsub ? "LSUB" : "LIST", a, name,
 	    is_recursive && has_childinfo ? " (CHILDINFO (\"SUBSCRIBED\"))"
@@ -1857,6 +1874,14 @@ select_done(struct imap_fjob *j)
 	out(s, "* OK [UIDNEXT %u] Predicted next UID", f->uidnext);
 	out(s, "* OK [HIGHESTMODSEQ %llu] Highest",
 	    (unsigned long long)f->highestmodseq);
+	if (s->is_rev2) {
+		/* RFC 9051 6.3.2: the mailbox's LIST response */
+		char at[256], name[STORE_NAME_MAX * 4 + 8];
+
+		attrs_fmt(s->select_attrs, at, sizeof(at));
+		name_fmt(s, s->cmd.u.select.mailbox.name.p, name, sizeof(name));
+		out(s, "* LIST (%s) \"/\" %s", at, name);
+	}
 	if (a->is_match)
 		qresync_report(s, a);
 	tagged(s, "OK", "[%s] %s completed",
@@ -1865,11 +1890,11 @@ select_done(struct imap_fjob *j)
 	return false;
 }
 
+static void select_submit(struct imap_session *, struct imap_cmd *);
+
 static void
 cmd_select(struct imap_session *s, struct imap_cmd *c)
 {
-	struct select_arg *a;
-
 	/* RFC 7162 3.2.5: QRESYNC only after ENABLE QRESYNC */
 	if (c->u.select.has_qresync && !s->is_qresync) {
 		bad(s, "QRESYNC is not enabled");
@@ -1885,7 +1910,37 @@ cmd_select(struct imap_session *s, struct imap_cmd *c)
 		return;
 	if (c->u.select.has_condstore)
 		s->is_condstore = true; /* RFC 7162 3.1.8 */
-	a = xcalloc(1, sizeof(*a));
+	s->select_attrs = 0;
+	if (s->is_rev2) {
+		/* the folder's attributes first (a session job: the store's
+		 * list), then the SELECT job (select_list_done) */
+		sjob_submit(s, sjob_new(s, SJOB_SELECT_LIST));
+		return;
+	}
+	select_submit(s, c);
+}
+
+/* IMAP4rev2: the attributes of the folder SELECT names, as LIST shows
+ * them without options (children, special use), then the SELECT job. */
+static void
+select_list_done(struct imap_session *s, struct sjob *j)
+{
+	const char *name = s->cmd.u.select.mailbox.name.p;
+
+	for (size_t i = 0; j->result == 0 && i < j->nfolders; i++)
+		if (strcmp(j->folders[i].name, name) == 0)
+			s->select_attrs =
+			    j->folders[i].attrs &
+			    (STORE_LIST_HASCHILDREN | STORE_LIST_HASNOCHILDREN |
+			        STORE_USE_ALL);
+	select_submit(s, &s->cmd);
+}
+
+static void
+select_submit(struct imap_session *s, struct imap_cmd *c)
+{
+	struct select_arg *a = xcalloc(1, sizeof(*a));
+
 	a->has_qresync = c->u.select.has_qresync;
 	a->uidvalidity = c->u.select.uidvalidity;
 	a->modseq = c->u.select.modseq;

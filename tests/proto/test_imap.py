@@ -579,6 +579,34 @@ def test_rev2_esearch_status_namespace_id(srv, cert):
     assert r.until("h")[0].startswith('* ID ("name" "postern"')
 
 
+def test_rev2_select_sends_list(srv, cert):
+    """RFC 9051 6.3.2: after ENABLE IMAP4rev2, SELECT and EXAMINE answer
+    the mailbox's LIST response too (its attributes as LIST shows them,
+    its name in UTF-8); an IMAP4rev1 session does not get one."""
+    r = raw_login(srv, cert)
+    r.send("a CREATE Caf&AOk-\r\nb CREATE Caf&AOk-/Sub\r\nc CREATE Arch (USE (\\Archive))\r\n")
+    assert r.until("a")[-1].startswith("a OK")
+    assert r.until("b")[-1].startswith("b OK")
+    assert r.until("c")[-1].startswith("c OK")
+    r.send("d SELECT INBOX\r\n")
+    assert not any(l.startswith("* LIST") for l in r.until("d"))
+    r = raw_login(srv, cert)
+    r.send("e ENABLE IMAP4rev2\r\n")
+    assert r.until("e")[-1] == "e OK Enabled"
+    for cmd, name, attrs in [("SELECT", "INBOX", "\\HasNoChildren"),
+                             ("EXAMINE", '"Caf\u00e9"', "\\HasChildren"),
+                             ("SELECT", "Arch", "\\HasNoChildren \\Archive")]:
+        r.send(f"f {cmd} {name}\r\n")
+        lines = r.until("f")
+        want = name if name.startswith('"') else f'"{name}"'
+        assert [l for l in lines if l.startswith("* LIST")] == \
+            [f'* LIST ({attrs}) "/" {want}'], lines
+        assert lines[-1].startswith("f OK [READ-")
+    r.send("g SELECT Nothing\r\n")
+    lines = r.until("g")
+    assert lines[-1].startswith("g NO [NONEXISTENT]") and \
+        not any(l.startswith("* LIST") for l in lines), lines
+
 def test_file_renamed_by_another_program(srv, cert):
     m = imap(srv, cert)
     m.append("INBOX", None, None, b"Subject: ext\r\n\r\nexternal\r\n")
