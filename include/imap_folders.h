@@ -22,8 +22,18 @@ struct imap_folders;
 struct store_box;
 struct workers;
 
-/* A registry whose folder jobs run on store (the storage pool). */
-struct imap_folders *imap_folders_new(struct workers *store);
+/* A registry whose folder jobs run on store (the storage pool); with a
+ * base, folders no session uses stay open a minute (bounded) so that the
+ * next SELECT or STATUS of them reads no index. */
+struct event_base;
+struct imap_folders *imap_folders_new(
+    struct event_base *, struct workers *store);
+/* Closes the lingering folders of user (NULL: everyone's) named name or
+ * below name/ (NULL: all), before a DELETE or RENAME of it. */
+void imap_folders_evict(
+    struct imap_folders *, const char *user, const char *name);
+/* Shutdown: every lingering folder closes, none lingers from now. */
+void imap_folders_linger_off(struct imap_folders *);
 /* After the loop, once every folder has closed (imap_folders_is_idle). */
 void imap_folders_free(struct imap_folders **);
 /* No folder is open (closing ones have left the list). */

@@ -789,7 +789,7 @@ main(int argc, char **argv)
 	    base, cfg->dir_workers, worker_dir_open, worker_dir_close, cfg);
 	env.store = workers_new(base, cfg->workers, NULL, NULL, NULL);
 	/* The open mail folders, one box each for IMAP and POP3 alike. */
-	env.folders = imap_folders_new(env.store);
+	env.folders = imap_folders_new(base, env.store);
 	env.auth = workers_new(
 	    base, cfg->auth_workers, auth_worker_open, worker_dir_close, cfg);
 	env.committer = committer_new(cfg->data_dir, env.store);

@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "log.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -24,12 +26,15 @@
 #include "imap_priv.h"
 
 static void folder_pump(struct imap_folder *);
+static void folder_close_now(struct imap_folder *);
+static void linger_end(struct imap_folder *);
 
 struct imap_folders *
-imap_folders_new(struct workers *store)
+imap_folders_new(struct event_base *base, struct workers *store)
 {
 	struct imap_folders *reg = xcalloc(1, sizeof(*reg));
 
+	reg->base = base;
 	TAILQ_INIT(&reg->list);
 	reg->workers = store;
 	reg->start = imap_fjob_start_core;
@@ -53,6 +58,31 @@ bool
 imap_folders_is_idle(const struct imap_folders *reg)
 {
 	return TAILQ_EMPTY(&reg->list);
+}
+
+void
+imap_folders_evict(struct imap_folders *reg, const char *user, const char *name)
+{
+	struct imap_folder *f, *tf;
+	size_t n = name != NULL ? strlen(name) : 0;
+
+	TAILQ_FOREACH_SAFE(f, &reg->list, entry, tf) {
+		if (!f->is_lingering ||
+		    (user != NULL && strcmp(f->user, user) != 0))
+			continue;
+		if (name != NULL && strcmp(f->name, name) != 0 &&
+		    !(strncmp(f->name, name, n) == 0 && f->name[n] == '/'))
+			continue;
+		linger_end(f);
+		folder_close_now(f);
+	}
+}
+
+void
+imap_folders_linger_off(struct imap_folders *reg)
+{
+	reg->is_linger_off = true;
+	imap_folders_evict(reg, NULL, NULL);
 }
 
 struct imap_folder *
@@ -89,6 +119,7 @@ imap_folders_get(struct imap_folders *reg, const char *user, const char *root,
 	struct imap_folder *f = imap_folder_find(reg, user, name);
 
 	if (f != NULL) {
+		linger_end(f); /* used again: stays open */
 		f->refs++;
 		return f;
 	}
@@ -128,6 +159,8 @@ close_done(void *arg)
 {
 	struct imap_folder *f = arg;
 
+	if (f->linger_ev != NULL)
+		event_free(f->linger_ev);
 	imap_snapset_unref(&f->snap);
 	free(f->kw);
 	free(f->user);
@@ -135,13 +168,96 @@ close_done(void *arg)
 	free(f);
 }
 
-/* Closes f when nothing uses it any more. */
+/* Stops f's lingering (it is used again, or closes now). */
+static void
+linger_end(struct imap_folder *f)
+{
+	if (!f->is_lingering)
+		return;
+	f->is_lingering = false;
+	evtimer_del(f->linger_ev);
+	f->reg->nlinger--;
+	f->reg->linger_msgs -= f->linger_n;
+}
+
+static void
+linger_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct imap_folder *f = arg;
+
+	(void)fd;
+	(void)what;
+	linger_end(f);
+	folder_close_now(f);
+}
+
+/* The oldest lingering folder of reg, or NULL. */
+static struct imap_folder *
+oldest_lingering(struct imap_folders *reg)
+{
+	struct imap_folder *f, *old = NULL;
+
+	TAILQ_FOREACH(f, &reg->list, entry)
+		if (f->is_lingering &&
+		    (old == NULL || f->linger_since < old->linger_since))
+			old = f;
+	return old;
+}
+
+/*
+ * f is unused: it stays open (box, index, snapshot) for
+ * IMAP_FOLDER_LINGER_MS, so that the next SELECT or STATUS of it (a
+ * client reconnecting, LIST-STATUS, a SELECT after SELECT) reads no
+ * index; at most IMAP_FOLDER_LINGER_MAX folders and
+ * IMAP_FOLDER_LINGER_MSGS messages linger, the oldest closing first.
+ * False when f is not kept (lingering off, never opened, too big).
+ */
+static bool
+linger_begin(struct imap_folder *f)
+{
+	struct imap_folders *reg = f->reg;
+	struct timeval tv = {IMAP_FOLDER_LINGER_MS / 1000,
+	    (IMAP_FOLDER_LINGER_MS % 1000) * 1000};
+	size_t n = f->snap != NULL ? f->snap->n : 0;
+
+	if (reg->base == NULL || reg->is_linger_off || f->open_result != 0 ||
+	    f->snap == NULL || n > IMAP_FOLDER_LINGER_MSGS)
+		return false;
+	while (reg->nlinger >= IMAP_FOLDER_LINGER_MAX ||
+	       reg->linger_msgs + n > IMAP_FOLDER_LINGER_MSGS) {
+		struct imap_folder *old = oldest_lingering(reg);
+
+		if (old == NULL)
+			return false;
+		linger_end(old);
+		folder_close_now(old);
+	}
+	if (f->linger_ev == NULL)
+		f->linger_ev = evtimer_new(reg->base, linger_expired, f);
+	f->is_lingering = true;
+	f->linger_since = ++reg->linger_clock;
+	f->linger_n = n;
+	reg->nlinger++;
+	reg->linger_msgs += n;
+	evtimer_add(f->linger_ev, &tv);
+	return true;
+}
+
+/* Closes f when nothing uses it any more (after it lingered). */
 static void
 folder_maybe_close(struct imap_folder *f)
 {
 	if (f->refs > 0 || f->is_running || !TAILQ_EMPTY(&f->queue) ||
-	    f->is_closing)
+	    f->is_closing || f->is_lingering)
 		return;
+	if (linger_begin(f))
+		return;
+	folder_close_now(f);
+}
+
+static void
+folder_close_now(struct imap_folder *f)
+{
 	f->is_closing = true;
 	TAILQ_REMOVE(&f->reg->list, f, entry);
 	if (f->reg->workers == NULL) {

@@ -67,7 +67,19 @@ struct imap_folders {
 	 * test unless it sets one). */
 	void (*rescan_owed)(void *arg);
 	void *rescan_arg;
+	/* Unused folders kept open for a while (imap_folder.c linger_*):
+	 * the timers' base (NULL: none linger, as in the unit test). */
+	struct event_base *base;
+	bool is_linger_off; /* shutting down: none may linger */
+	size_t nlinger, linger_msgs;
+	uint64_t linger_clock;
 };
+
+/* An unused folder stays open this long, at most this many of them and
+ * this many messages in all (about 100 bytes each in memory). */
+#define IMAP_FOLDER_LINGER_MS 60000u
+#define IMAP_FOLDER_LINGER_MAX 256u
+#define IMAP_FOLDER_LINGER_MSGS 500000u
 
 struct imap_server {
 	struct core_server *core;
@@ -97,6 +109,11 @@ struct imap_folder {
 	int refs;        /* sessions selecting it + commands using it */
 	bool is_running; /* a job holds it */
 	bool is_closing; /* its close job is submitted */
+	/* unused but kept open (refs 0): linger_ev closes it */
+	bool is_lingering;
+	struct event *linger_ev;
+	uint64_t linger_since; /* reg->linger_clock when it began */
+	size_t linger_n;       /* its messages, counted in linger_msgs */
 	/* Another service changed the mail (mailnotify) while no idling
 	 * session could start a rescan (all busy, or none idling): the
 	 * deferred rescan after the folder's next job starts it. */

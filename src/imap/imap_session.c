@@ -1390,6 +1390,8 @@ cmd_delete(struct imap_session *s, struct imap_cmd *c)
 
 	if (!name_ok(s, &c->u.mailbox))
 		return;
+	/* One no session uses may still be open (lingering): closed. */
+	imap_folders_evict(s->srv->folders, s->user, c->u.mailbox.name.p);
 	if (imap_folder_find(s->srv->folders, s->user, c->u.mailbox.name.p) !=
 	    NULL) {
 		tagged(s, "NO", "[INUSE] Mailbox is in use");
@@ -1480,6 +1482,7 @@ rename_inbox(struct imap_session *s, const char *to)
 		tagged(s, "NO", "[ALREADYEXISTS] Target exists");
 		return;
 	}
+	imap_folders_evict(s->srv->folders, s->user, to);
 	if (imap_folder_in_use(s->srv->folders, s->user, to)) {
 		tagged(s, "NO", "[INUSE] Mailbox is in use");
 		return;
@@ -1502,6 +1505,8 @@ cmd_rename(struct imap_session *s, struct imap_cmd *c)
 		rename_inbox(s, c->u.rename.to.name.p);
 		return;
 	}
+	imap_folders_evict(s->srv->folders, s->user, c->u.rename.from.name.p);
+	imap_folders_evict(s->srv->folders, s->user, c->u.rename.to.name.p);
 	if (imap_folder_in_use(
 	        s->srv->folders, s->user, c->u.rename.from.name.p) ||
 	    imap_folder_in_use(
@@ -3892,9 +3897,13 @@ service_set_tls(void *srv, SSL_CTX *ctx)
 }
 
 static void
-service_shutdown(void *srv)
+service_shutdown(void *arg)
 {
-	core_server_shutdown(((struct imap_server *)srv)->core);
+	struct imap_server *srv = arg;
+
+	core_server_shutdown(srv->core);
+	if (srv->folders != NULL)
+		imap_folders_linger_off(srv->folders); /* idle: none open */
 }
 
 /* Idle once no session is left and every folder has closed (POP3's

@@ -5,6 +5,7 @@ allows it; Dovecot refuses), so such names are listed as \\NonExistent
 by the subscription listings and never by LIST; REMOTE is accepted; a
 subscriptions file full of junk or very long is bounded work."""
 import os
+import time
 
 from conftest import tls_context
 from test_imap import IMAP, LOGIN_LOCK, RawImap
@@ -150,3 +151,43 @@ def test_rename_inbox_moves_its_messages(make_server, cert):
     deliver(s, n=1)
     assert cmd(r, "m", "STATUS INBOX (MESSAGES UIDNEXT)") == [
         '* STATUS "INBOX" (MESSAGES 1 UIDNEXT 5)']
+
+
+def test_unused_folders_stay_open_but_never_in_the_way(make_server, cert):
+    """A folder no session uses stays open a while (the next SELECT or
+    STATUS reads no index), which must change nothing a client sees:
+    DELETE and RENAME right after the last session left it work (no
+    [INUSE]), mail delivered meanwhile and a flag another program set
+    on disk show at the next SELECT, and SIGTERM still stops at once."""
+    from test_imap import deliver
+    s = make_server(IMAP)
+    deliver(s, n=2)
+    r = session(s, cert)
+    cmd(r, "a", "CREATE Old")
+    cmd(r, "b", "SELECT Old")
+    cmd(r, "c", "UNSELECT")
+    cmd(r, "d", "DELETE Old")  # lingering, not in use
+    assert cmd(r, "e", 'LIST "" Old') == []
+    cmd(r, "f", "CREATE Keep")
+    cmd(r, "g", "STATUS Keep (MESSAGES)")
+    cmd(r, "h", "RENAME Keep Kept")
+    cmd(r, "i", "SELECT Kept")
+    cmd(r, "j", "UNSELECT")
+    # INBOX: selected, left, then changed by SMTP and on disk
+    cmd(r, "k", "SELECT INBOX")
+    cmd(r, "l", "UNSELECT")
+    deliver(s, n=1)
+    cur = os.path.join(s.maildir("alice"), "cur")
+    name = sorted(os.listdir(cur))[0]
+    os.rename(os.path.join(cur, name), os.path.join(cur, name.split(":2,")[0] + ":2,F"))
+    time.sleep(2.2)  # past the store's mtime settle time
+    got = cmd(r, "m", "SELECT INBOX")
+    assert "* 3 EXISTS" in got, got
+    flags = cmd(r, "n", "FETCH 1:3 (FLAGS)")
+    assert sum("\\Flagged" in l for l in flags) == 1, flags
+    r.send("o LOGOUT\r\n")
+    r.until("o")
+    t0 = time.time()
+    assert s.stop() == 0
+    assert time.time() - t0 < 10
+    assert "abandoned" not in s.log()
