@@ -220,6 +220,22 @@ struct store_msg {
 	                         box's names arena, or malloc'd) */
 };
 
+/*
+ * What an index record may hold (a record past either is corrupt): an
+ * INTERNALDATE from 1970 to 9999-12-31 23:59:59 UTC (RFC 3501's date-time
+ * has a 4-digit year; APPEND and a file's mtime are clamped to it), and
+ * a size of at most twice STORE_APPEND_MAX (a message of bare LFs, each
+ * counted as CRLF; a bigger file is counted as this).
+ */
+#define STORE_TIME_MAX INT64_C(253402300799)
+#define STORE_MSG_SIZE_MAX (1ULL << 33)
+
+static inline int64_t
+store_time_clamp(int64_t t)
+{
+	return t < 0 ? 0 : t > STORE_TIME_MAX ? STORE_TIME_MAX : t;
+}
+
 /* Expunged UIDs remembered for QRESYNC (oldest dropped beyond this). */
 #define STORE_VANISHED_MAX 10000
 /* The index never holds more messages than this. */

@@ -351,8 +351,16 @@ spec_is_cached(const struct imap_fetch *spec)
 	       (spec->items & ~(FI_CACHED | FI_INDEX)) == 0;
 }
 
+static bool
+is_regular(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+}
+
 /* Opens message i's file; a rename by another program meanwhile (flags
- * changed) is found by one sync. */
+ * changed) is found by one sync.  Not a regular file: -1, EINVAL. */
 static int
 msg_open(struct store_box *box, uint32_t uid, bool *changed)
 {
@@ -367,8 +375,15 @@ msg_open(struct store_box *box, uint32_t uid, bool *changed)
 		if (store_msg_path(
 		        box, (size_t)(m - box->msgs), path, sizeof(path)) == -1)
 			return -1;
-		fd = openat(
-		    box->dir_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		/* O_NONBLOCK: a FIFO planted under the name never holds the
+		 * worker (a regular file's reads ignore the flag). */
+		fd = openat(box->dir_fd, path,
+		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd != -1 && !is_regular(fd)) {
+			close(fd);
+			errno = EINVAL;
+			return -1;
+		}
 		if (fd != -1 || errno != ENOENT || pass == 1)
 			return fd;
 		{
@@ -386,10 +401,15 @@ fmt_internaldate(struct buf *b, int64_t t)
 {
 	static const char *const mon[] = {"Jan", "Feb", "Mar", "Apr", "May",
 	    "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-	time_t tt = (time_t)t;
+	time_t tt = (time_t)store_time_clamp(t);
 	struct tm tm;
 
-	gmtime_r(&tt, &tm);
+	/* The index holds 1970 to 9999 (store.h); should gmtime_r still
+	 * fail, the epoch, never mon[] of garbage. */
+	if (gmtime_r(&tt, &tm) == NULL) {
+		tt = 0;
+		gmtime_r(&tt, &tm);
+	}
 	bprintf(b, "\"%02d-%s-%04d %02d:%02d:%02d +0000\"", tm.tm_mday,
 	    mon[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
 	    tm.tm_sec);
@@ -1360,7 +1380,8 @@ body_has(struct sctx *c, const struct imap_str *needle)
 static int64_t
 day_of(int64_t t)
 {
-	return t >= 0 ? t / 86400 : (t - 86399) / 86400;
+	/* floor(t / 86400), with no t - 86399 to overflow */
+	return t >= 0 ? t / 86400 : -((-(t + 1)) / 86400) - 1;
 }
 
 static bool
@@ -1512,9 +1533,17 @@ eval(const struct imap_skey *k, struct sctx *c)
 	case IMAP_SK_SMALLER:
 		return c->m->size < k->num;
 	case IMAP_SK_OLDER:
-		return (int64_t)c->now - c->m->internaldate >= (int64_t)k->num;
-	case IMAP_SK_YOUNGER:
-		return (int64_t)c->now - c->m->internaldate <= (int64_t)k->num;
+	case IMAP_SK_YOUNGER: {
+		/* Overflow-safe: an age past int64_t saturates. */
+		int64_t age;
+
+		if (__builtin_sub_overflow(
+		        (int64_t)c->now, c->m->internaldate, &age))
+			age = c->m->internaldate < 0 ? INT64_MAX : INT64_MIN;
+		if (k->kind == IMAP_SK_OLDER)
+			return age >= 0 && (uint64_t)age >= k->num;
+		return age < 0 || (uint64_t)age <= k->num;
+	}
 	case IMAP_SK_UID:
 	case IMAP_SK_SEQ:
 		/* "$": the saved result, messages (by UID) either way */

@@ -32,6 +32,7 @@
  * the session again.
  */
 #include <sys/file.h>
+#include <sys/stat.h>
 
 #include <ctype.h>
 #include <errno.h>
@@ -264,6 +265,7 @@ open_msg(struct store_box *box, uint32_t uid, bool *is_synced)
 		const struct store_msg *m = store_msg_by_uid(box, uid);
 		char path[PATH_MAX], err[256];
 		bool is_changed = false;
+		struct stat st;
 		int fd;
 
 		if (m == NULL) {
@@ -275,8 +277,16 @@ open_msg(struct store_box *box, uint32_t uid, bool *is_synced)
 			errno = ENOENT;
 			return -1;
 		}
-		fd = openat(
-		    box->dir_fd, path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+		/* O_NONBLOCK: a FIFO planted under the name never holds the
+		 * worker (a regular file's reads ignore the flag). */
+		fd = openat(box->dir_fd, path,
+		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd != -1 &&
+		    (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
+			close(fd);
+			errno = EINVAL;
+			return -1;
+		}
 		if (fd != -1 || errno != ENOENT || attempt == 1)
 			return fd;
 		if (store_sync(box, &is_changed, err, sizeof(err)) == -1) {

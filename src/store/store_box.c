@@ -105,6 +105,7 @@ static int
 log_open(struct store_box *box, bool is_new, char *err, size_t errlen)
 {
 	uint8_t hdr[STORE_LOG_HDR];
+	struct stat st;
 
 	if (box->log_fd != -1)
 		close(box->log_fd);
@@ -116,8 +117,17 @@ log_open(struct store_box *box, bool is_new, char *err, size_t errlen)
 			return -1;
 		box->log_records = 0;
 	}
+	/* O_NONBLOCK: a FIFO planted there fails (ENXIO) or is refused,
+	 * never a worker waiting for a reader. */
 	box->log_fd = openat(box->dir_fd, log_file,
-	    O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	    O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (box->log_fd != -1 &&
+	    (fstat(box->log_fd, &st) == -1 || !S_ISREG(st.st_mode))) {
+		close(box->log_fd);
+		box->log_fd = -1;
+		return store_fail(
+		    err, errlen, "%s: not a regular file", log_file);
+	}
 	if (box->log_fd == -1)
 		return store_fail(
 		    err, errlen, "%s: %s", log_file, strerror(errno));
@@ -352,8 +362,11 @@ base_vsize(const char *b, size_t n, uint64_t *out)
 
 			if (j >= n || b[j] < '0' || b[j] > '9')
 				return false;
-			for (; j < n && b[j] >= '0' && b[j] <= '9'; j++)
+			for (; j < n && b[j] >= '0' && b[j] <= '9'; j++) {
 				v = v * 10 + (uint64_t)(b[j] - '0');
+				if (v > STORE_MSG_SIZE_MAX)
+					return false; /* planted: count it */
+			}
 			*out = v;
 			return true;
 		}
@@ -395,10 +408,14 @@ sync_add(struct store_box *box, struct found *f)
 		return -1;
 	}
 	close(fd);
+	/* What the index can hold (store.h): an absurd mtime or size is
+	 * clamped, never a record the next load calls corrupt. */
+	if (m.size > STORE_MSG_SIZE_MAX)
+		m.size = STORE_MSG_SIZE_MAX;
 	m.uid = box->uidnext++;
 	m.flags = f->flags;
 	m.modseq = ++box->highestmodseq;
-	m.internaldate = (int64_t)st.st_mtime;
+	m.internaldate = store_time_clamp((int64_t)st.st_mtime);
 	m.base = xstrndup(f->name, f->base_len);
 	store_index_push(box, &m);
 	pend_add(box, &m);
@@ -476,21 +493,18 @@ found_free(struct found *v, size_t n)
 	free(v);
 }
 
-static int64_t
-ts_ns(const struct timespec *ts)
-{
-	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
-}
-
+/* -1 also when an mtime has no int64_t nanoseconds (a directory touched
+ * to 2300) or is before 1970 (-1 means "none"): such a folder is read
+ * in full at every sync. */
 static int
 dir_mtimes(const struct store_box *box, int64_t *cur_ns, int64_t *new_ns)
 {
 	struct stat a, b;
 
-	if (fstat(box->cur_fd, &a) == -1 || fstat(box->new_fd, &b) == -1)
+	if (fstat(box->cur_fd, &a) == -1 || fstat(box->new_fd, &b) == -1 ||
+	    !store_ts_ns(&a.st_mtim, cur_ns) ||
+	    !store_ts_ns(&b.st_mtim, new_ns) || *cur_ns < 0 || *new_ns < 0)
 		return -1;
-	*cur_ns = ts_ns(&a.st_mtim);
-	*new_ns = ts_ns(&b.st_mtim);
 	return 0;
 }
 
@@ -507,9 +521,10 @@ remember_mtimes(struct store_box *box)
 
 	box->seen_cur_ns = box->seen_new_ns = -1;
 	if (clock_gettime(CLOCK_REALTIME, &now) == -1 ||
+	    !store_ts_ns(&now, &settled) ||
 	    dir_mtimes(box, &cur_ns, &new_ns) == -1)
 		return;
-	settled = ts_ns(&now) - (int64_t)STORE_SYNC_SETTLE * 1000000000;
+	settled -= (int64_t)STORE_SYNC_SETTLE * 1000000000;
 	if (cur_ns < settled && new_ns < settled) {
 		box->seen_cur_ns = cur_ns;
 		box->seen_new_ns = new_ns;

@@ -551,13 +551,15 @@ cache_load(struct store_box *box)
 
 /* ---- use -------------------------------------------------------------- */
 
+/* A file whose mtime has no int64_t nanoseconds is never cached. */
 static bool
 key_matches(const struct store_cache_rec *r, const struct stat *st)
 {
+	int64_t ns;
+
 	return r->ino == (uint64_t)st->st_ino &&
 	       r->fsize == (uint64_t)st->st_size &&
-	       r->mtime_ns == (int64_t)st->st_mtim.tv_sec * 1000000000 +
-	                          st->st_mtim.tv_nsec;
+	       store_ts_ns(&st->st_mtim, &ns) && r->mtime_ns == ns;
 }
 
 int
@@ -616,8 +618,6 @@ store_cache_put(struct store_box *box, const struct store_msg *m,
 	    .uid = m->uid,
 	    .ino = (uint64_t)st->st_ino,
 	    .fsize = (uint64_t)st->st_size,
-	    .mtime_ns =
-	        (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec,
 	    .base = {m->base, strlen(m->base)},
 	    .env = env,
 	    .bs = bs,
@@ -625,7 +625,8 @@ store_cache_put(struct store_box *box, const struct store_msg *m,
 	};
 	size_t len;
 
-	if (!cache_load(box) || box->cache->uidvalidity != box->uidvalidity)
+	if (!store_ts_ns(&st->st_mtim, &rec.mtime_ns) || !cache_load(box) ||
+	    box->cache->uidvalidity != box->uidvalidity)
 		return;
 	c = box->cache;
 	if (c->npend + STORE_CACHE_REC_MAX > c->pend_cap) {

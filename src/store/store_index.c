@@ -114,6 +114,11 @@ rec_get(const uint8_t *p, size_t avail, struct store_msg *m)
 	m->size = store_get64(p + 20);
 	m->internaldate = (int64_t)store_get64(p + 28);
 	m->base = NULL;
+	/* Nothing the store writes is past these (store.h): a planted or
+	 * damaged record, which FETCH and STATUS would otherwise repeat. */
+	if (m->size > STORE_MSG_SIZE_MAX || m->internaldate < 0 ||
+	    m->internaldate > STORE_TIME_MAX)
+		return 0;
 	return STORE_REC_FIXED + nl;
 }
 

@@ -140,10 +140,13 @@ store_append_commit(struct store_box *box, struct store_append *ap,
     const struct store_flags *flags, time_t internaldate, uint32_t *uid_out,
     char *err, size_t errlen)
 {
-	struct timespec tv[2] = {{internaldate, 0}, {internaldate, 0}};
 	char base[200], name[300];
 	struct store_msg m;
+	struct timespec tv[2];
 
+	/* 1970 to 9999 (store.h): an APPEND date outside is clamped. */
+	internaldate = (time_t)store_time_clamp((int64_t)internaldate);
+	tv[0] = tv[1] = (struct timespec){internaldate, 0};
 	if (ap->has_failed || fsync(ap->fd) == -1 ||
 	    futimens(ap->fd, tv) == -1) {
 		store_append_abort(box, ap);
@@ -182,12 +185,18 @@ static int
 copy_file(int sfd, const char *sname, struct store_box *dst, const char *dname)
 {
 	char buf[65536], tmp[128];
+	struct stat ist;
 	int in, out;
 	ssize_t r;
 
 	in = openat(sfd, sname, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 	if (in == -1)
 		return -1;
+	if (fstat(in, &ist) == -1 || !S_ISREG(ist.st_mode)) {
+		close(in); /* a planted FIFO or device: no message */
+		errno = ENOENT;
+		return -1;
+	}
 	new_base(dst, tmp, sizeof(tmp));
 	out = openat(dst->tmp_fd, tmp,
 	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "store.h"
 
@@ -50,6 +51,21 @@ void store_base_free(struct store_box *, char *base);
 
 /* Queues one framed log record (store_flush writes it). */
 void store_pend(struct store_box *, const uint8_t *rec, size_t len);
+
+/*
+ * A time in nanoseconds since the epoch, as the index and the cache keep
+ * mtimes: false when it does not fit an int64_t (before 1678 or after
+ * 2262, a planted mtime or an APPEND's date), so no caller multiplies
+ * past the range.
+ */
+static inline bool
+store_ts_ns(const struct timespec *ts, int64_t *out)
+{
+	int64_t ns;
+
+	return !__builtin_mul_overflow((int64_t)ts->tv_sec, 1000000000, &ns) &&
+	       !__builtin_add_overflow(ns, (int64_t)ts->tv_nsec, out);
+}
 
 /* Little-endian encoding for the index files. */
 static inline void

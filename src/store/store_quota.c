@@ -124,12 +124,21 @@ parse(char *text, struct store_quota *q)
 	}
 	for (line = strtok_r(nl + 1, "\n", &save); line != NULL;
 	     line = strtok_r(NULL, "\n", &save)) {
+		char *end;
 		long long x, y;
 
-		if (sscanf(line, "%lld %lld", &x, &y) != 2)
+		/* strtoll, not sscanf: a number past long long is ERANGE,
+		 * and sums that overflow are a broken file. */
+		errno = 0;
+		x = strtoll(line, &end, 10);
+		if (end == line || errno != 0)
 			return -1;
-		b += x;
-		m += y;
+		line = end;
+		y = strtoll(line, &end, 10);
+		if (end == line || errno != 0 ||
+		    __builtin_add_overflow(b, x, &b) ||
+		    __builtin_add_overflow(m, y, &m))
+			return -1;
 	}
 	if (b < 0 || m < 0)
 		return -1;

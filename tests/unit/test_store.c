@@ -1504,6 +1504,188 @@ test_index_parse(void **state)
 	assert_true(is_damaged);
 }
 
+/* ---- planted and absurd files (review 12) ------------------------------ */
+
+static void
+set_mtime(const char *path, time_t t)
+{
+	struct timespec tv[2] = {{t, 0}, {t, 0}};
+
+	if (utimensat(AT_FDCWD, path, tv, AT_SYMLINK_NOFOLLOW) == -1)
+		fail_msg("utimensat %s: %s", path, strerror(errno));
+}
+
+/* Times past what nanoseconds in an int64_t hold (2262) and past 9999:
+ * directories touched to 2300, a file dated 20000 with a planted W=,
+ * APPEND dates out of range.  No overflow; INTERNALDATE clamped to
+ * 1970..9999 and the index, reopened, still valid (same UIDVALIDITY). */
+static void
+test_planted_times(void **state)
+{
+	char root[256], path[PATH_MAX], err[256];
+	const time_t y2300 = (time_t)10413792000LL;
+	const time_t y20000 = (time_t)568971820800LL;
+	struct store *st;
+	struct store_box *box;
+	struct store_append ap;
+	struct store_flags f = {0, 0};
+	const time_t dates[] = {
+	    (time_t)STORE_TIME_MAX, (time_t)1000000000000000LL, -5};
+	const int64_t want[] = {STORE_TIME_MAX, STORE_TIME_MAX, 0};
+	int64_t file_date;
+	uint32_t uid, uidvalidity;
+
+	(void)state;
+	unit_fresh_maildir(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "new", "1.a,W=99999999999999999999999", "ab\n", 10);
+	snprintf(
+	    path, sizeof(path), "%s/new/1.a,W=99999999999999999999999", root);
+	set_mtime(path, y20000);
+	{
+		struct stat sb; /* what the file system kept (ext4: 2446) */
+
+		assert_int_equal(stat(path, &sb), 0);
+		file_date = sb.st_mtime > STORE_TIME_MAX ? STORE_TIME_MAX
+		                                         : (int64_t)sb.st_mtime;
+	}
+	box = box_ok(st, "INBOX");
+	assert_int_equal(box->n, 1);
+	assert_int_equal(box->msgs[0].internaldate, file_date);
+	assert_int_equal(box->msgs[0].size, 4); /* counted, not the name */
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(
+		    store_append_begin(box, &ap, err, sizeof(err)), 0);
+		store_append_write(&ap, "c\n", 2);
+		assert_int_equal(store_append_commit(box, &ap, &f, dates[i],
+		                     &uid, err, sizeof(err)),
+		    0);
+		assert_int_equal(
+		    store_msg_by_uid(box, uid)->internaldate, want[i]);
+	}
+	uidvalidity = box->uidvalidity;
+	store_box_close(&box);
+	snprintf(path, sizeof(path), "%s/cur", root);
+	set_mtime(path, y2300);
+	snprintf(path, sizeof(path), "%s/new", root);
+	set_mtime(path, y2300);
+	for (int i = 0; i < 2; i++) {
+		box = box_ok(st, "INBOX");
+		assert_int_equal(box->uidvalidity, uidvalidity);
+		assert_int_equal(box->n, 4);
+		assert_int_equal(box->msgs[0].internaldate, file_date);
+		assert_int_equal(box->msgs[3].internaldate, 0);
+		assert_int_equal(store_sync(box, NULL, err, sizeof(err)), 0);
+		assert_int_equal(store_compact(box, err, sizeof(err)), 0);
+		store_box_close(&box);
+	}
+	store_free(&st);
+	unit_rm_maildir(root);
+}
+
+/* A CRC-valid index whose records hold an INTERNALDATE or a size nothing
+ * writes (INT64_MIN, UINT64_MAX): corrupt, rebuilt from the Maildir (a
+ * new UIDVALIDITY), never served. */
+static void
+test_planted_index(void **state)
+{
+	static const struct {
+		int64_t date;
+		uint64_t size;
+	} bad[] = {
+	    {INT64_MIN, 3},
+	    {-1, 3},
+	    {STORE_TIME_MAX + 1, 3},
+	    {INT64_MAX, 3},
+	    {20, UINT64_MAX},
+	    {20, STORE_MSG_SIZE_MAX + 1},
+	};
+	char root[256], ipath[PATH_MAX];
+	struct store *st;
+	struct store_box *box;
+	uint8_t *idx;
+	size_t ilen;
+	uint32_t uidvalidity;
+
+	(void)state;
+	unit_fresh_maildir(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "new", "1.a", "a\n", 10);
+	deliver(root, "new", "2.b", "b\n", 20);
+	box = box_ok(st, "INBOX");
+	uidvalidity = box->uidvalidity;
+	store_box_close(&box);
+	snprintf(ipath, sizeof(ipath), "%s/postern-index", root);
+	idx = slurp(ipath, &ilen);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint8_t *copy = malloc(ilen);
+		uint8_t *rec2;
+		struct store_box parsed;
+		const char *why = NULL;
+
+		memcpy(copy, idx, ilen);
+		/* the second record: after the first's 36 bytes and name */
+		rec2 = copy + STORE_IDX_HDR + STORE_REC_FIXED +
+		       copy[STORE_IDX_HDR + 5];
+		store_put64(rec2 + 20, bad[i].size);
+		store_put64(rec2 + 28, (uint64_t)bad[i].date);
+		store_put32(
+		    copy + ilen - 4, store_crc32(0, copy + STORE_IDX_HDR,
+		                         ilen - STORE_IDX_HDR - 4));
+		memset(&parsed, 0, sizeof(parsed));
+		if (store_index_parse(&parsed, copy, ilen, &why) != -1)
+			fail_msg("case %zu: a bad record parsed", i);
+		store_box_clear(&parsed);
+		spew(ipath, copy, ilen);
+		free(copy);
+		box = box_ok(st, "INBOX");
+		assert_int_not_equal(box->uidvalidity, uidvalidity);
+		assert_int_equal(box->n, 2);
+		for (size_t k = 0; k < box->n; k++) {
+			assert_true(
+			    box->msgs[k].internaldate >= 0 &&
+			    box->msgs[k].internaldate <= STORE_TIME_MAX);
+			assert_int_equal(box->msgs[k].size, 3);
+		}
+		store_box_close(&box);
+	}
+	free(idx);
+	store_free(&st);
+	unit_rm_maildir(root);
+}
+
+/* maildirsize lines whose sums overflow (or numbers past long long): a
+ * broken file, recalculated, its limits kept. */
+static void
+test_planted_quota(void **state)
+{
+	static const char *const bad[] = {
+	    "5000S\n9223372036854775807 1\n9223372036854775807 1\n",
+	    "5000S\n1 9223372036854775807\n1 9223372036854775807\n",
+	    "5000S\n-9223372036854775808 0\n-1 0\n",
+	    "5000S\n99999999999999999999 1\n",
+	    "5000S\n1 99999999999999999999\n",
+	};
+	char root[256], path[PATH_MAX], err[256];
+	struct store *st;
+	struct store_quota q;
+
+	(void)state;
+	unit_fresh_maildir(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "cur", "1.a:2,S", "12345\n", 1);
+	snprintf(path, sizeof(path), "%s/maildirsize", root);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		unit_put(path, bad[i], 0);
+		assert_int_equal(store_quota_get(st, &q, err, sizeof(err)), 0);
+		assert_int_equal(q.bytes, 6);
+		assert_int_equal(q.messages, 1);
+		assert_int_equal(q.limit_bytes, 5000);
+	}
+	store_free(&st);
+	unit_rm_maildir(root);
+}
+
 /* ---- timing: opening a large folder ----------------------------------- */
 
 static double
@@ -1726,6 +1908,9 @@ run_store_tests(void)
 	    cmocka_unit_test(test_index_parse),
 	    cmocka_unit_test(test_crc32),
 	    cmocka_unit_test(test_sync_stack_garbage),
+	    cmocka_unit_test(test_planted_times),
+	    cmocka_unit_test(test_planted_index),
+	    cmocka_unit_test(test_planted_quota),
 	    cmocka_unit_test(test_bench_open),
 	};
 
