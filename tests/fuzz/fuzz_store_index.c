@@ -3,7 +3,8 @@
  * snapshot image and a log image (a 2-byte little-endian length of the
  * snapshot first); the snapshot is parsed, the log applied to it, and
  * what results is encoded and parsed again, which must succeed and give
- * the same messages (UIDs ascending, below UIDNEXT).  When the length's
+ * the same messages (UIDs ascending, below UIDNEXT, sizes and
+ * INTERNALDATEs within store.h's bounds).  When the length's
  * top bit is set, the harness first writes correct CRCs into the images
  * (header, body, each log record it can frame), so mutations reach the
  * record checks behind the CRCs.
@@ -30,6 +31,11 @@ check(const struct store_box *box)
 			__builtin_trap();
 		if (box->msgs[i].base == NULL ||
 		    strlen(box->msgs[i].base) > STORE_BASE_MAX)
+			__builtin_trap();
+		/* What FETCH and STATUS may repeat (store.h's bounds). */
+		if (box->msgs[i].size > STORE_MSG_SIZE_MAX ||
+		    box->msgs[i].internaldate < 0 ||
+		    box->msgs[i].internaldate > STORE_TIME_MAX)
 			__builtin_trap();
 	}
 	if (box->nvanished > STORE_VANISHED_MAX)
