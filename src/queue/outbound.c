@@ -583,6 +583,22 @@ wire_form(const char *in, size_t len, char *out, bool *bol)
 	return o;
 }
 
+/* A queued message for reading: O_NONBLOCK and regular files only, so a
+ * FIFO planted in the spool fails instead of holding the thread. */
+static int
+queue_msg_open(const char *path)
+{
+	struct stat st;
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd != -1 && (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	return fd;
+}
+
 /*
  * Sends the message and the end-of-data line.  Each chunk is written
  * once the next read shows there is more, so the last one goes out
@@ -599,7 +615,7 @@ send_body(struct conn *c, const char *path, size_t offset)
 	size_t o = 0;
 	off_t at = (off_t)offset; /* the envelope block comes first */
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), e;
+	int fd = queue_msg_open(path), e;
 
 	if (fd == -1)
 		return -2;
@@ -636,7 +652,7 @@ wire_size(const char *path, size_t offset, off_t *out)
 	off_t at = (off_t)offset, size = 0;
 	char last = '\n';
 	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC), e;
+	int fd = queue_msg_open(path), e;
 
 	if (fd == -1)
 		return -1;

@@ -716,12 +716,17 @@ bounce_stored(void *arg)
 static size_t
 read_headers(const char *path, size_t offset, char *out, size_t cap)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	struct stat st;
 	ssize_t n;
 	char *end;
 
 	if (fd == -1)
 		return 0;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		close(fd); /* a planted FIFO: no headers, never a wait */
+		return 0;
+	}
 	n = pread(fd, out, cap - 1, (off_t)offset);
 	close(fd);
 	if (n <= 0)

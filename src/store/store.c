@@ -330,7 +330,7 @@ store_create(
 		goto bad;
 	/* Maildir++: marks a folder for deliverers such as maildrop. */
 	mf = openat(fd, "maildirfolder",
-	    O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+	    O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
 	if (mf == -1)
 		goto bad;
 	close(mf);
