@@ -949,3 +949,23 @@ def test_failed_removal_keeps_the_message_and_retries(make_server):
     s.stop()
     s.start()
     assert qid not in queue_ids(s)
+
+
+def test_fifo_in_place_of_a_queued_message(make_server, sinks):
+    """A FIFO planted as a deferred message's ID.msg: the next attempt
+    fails at once with a local error (the queue's open does not wait for
+    a writer), and other mail still goes out."""
+    s = make_server(dict(FAST, queue_retry_min="1h", queue_retry_max="1h"))
+    send(s, "alice@example.test", ["u@remote.example"])
+    wait_for(lambda: "status=deferred" in s.log(), what="deferral")
+    [qid] = queue_ids(s)
+    path = os.path.join(s.data, "queue", "entries", qid + ".msg")
+    os.unlink(path)
+    os.mkfifo(path)
+    mx = sinks("127.0.0.2")
+    s.ctl("queue", "flush")
+    wait_for(lambda: "local error: cannot read" in s.log(), timeout=15,
+             what="the FIFO refused")
+    send(s, "alice@example.test", ["v@remote.example"], b"Subject: next\r\n\r\nx\r\n")
+    wait_for(lambda: mx.messages, timeout=15, what="other mail delivered")
+    s.check_sanitizers()
