@@ -299,6 +299,7 @@ write_env_file(
 {
 	char tmp[PATH_MAX], dst[PATH_MAX], dir[PATH_MAX];
 	struct buf b;
+	struct stat st;
 	ssize_t n;
 	int fd, r = -1;
 
@@ -309,7 +310,15 @@ write_env_file(
 		snprintf(err, errlen, "envelope of %s too large", e->id);
 		goto out;
 	}
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	/* O_NONBLOCK and a regular file only: a FIFO planted as the tmp
+	 * name never holds the thread. */
+	fd = open(
+	    tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd != -1 && (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
+		close(fd);
+		fd = -1;
+		errno = EINVAL;
+	}
 	if (fd == -1) {
 		persist_fail(err, errlen, "open", tmp);
 		goto out;
