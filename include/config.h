@@ -79,6 +79,7 @@ struct config {
 	unsigned imap_timeout_ms;       /* authenticated, and IDLE */
 	unsigned imap_login_timeout_ms; /* before login */
 	unsigned imap_idle_poll_ms;     /* IDLE's rescan for other programs */
+	unsigned imap_folder_linger_ms; /* an unused folder stays open; 0 off */
 	size_t imap_line_limit, imap_literal_limit, imap_append_limit;
 	size_t imap_max_sessions_per_ip;   /* replaces max_sessions_per_ip */
 	size_t imap_max_sessions_per_user; /* logged-in sessions, any IP */

@@ -100,6 +100,7 @@ static const struct cfg_key cfg_keys[] = {
     {"imap_allow_plaintext", T_BOOL, O(imap_allow_plaintext), "no", 0, 0},
     {"imap_append_limit", T_SIZE, O(imap_append_limit), "52428800", 1024,
         (size_t)1 << 32},
+    {"imap_folder_linger", T_MS, O(imap_folder_linger_ms), "60s", 0, 3600000},
     {"imap_idle_poll", T_MS, O(imap_idle_poll_ms), "30s", 1000, 3600000},
     {"imap_line_limit", T_SIZE, O(imap_line_limit), "8192", 1024, 65536},
     {"imap_listen", T_LISTEN, O(imap_listen), "", 0, 0},

@@ -205,8 +205,8 @@ oldest_lingering(struct imap_folders *reg)
 }
 
 /*
- * f is unused: it stays open (box, index, snapshot) for
- * IMAP_FOLDER_LINGER_MS, so that the next SELECT or STATUS of it (a
+ * f is unused: it stays open (box, index, snapshot) for reg->linger_ms
+ * (imap_folder_linger), so that the next SELECT or STATUS of it (a
  * client reconnecting, LIST-STATUS, a SELECT after SELECT) reads no
  * index; at most IMAP_FOLDER_LINGER_MAX folders and
  * IMAP_FOLDER_LINGER_MSGS messages linger, the oldest closing first.
@@ -216,12 +216,13 @@ static bool
 linger_begin(struct imap_folder *f)
 {
 	struct imap_folders *reg = f->reg;
-	struct timeval tv = {IMAP_FOLDER_LINGER_MS / 1000,
-	    (IMAP_FOLDER_LINGER_MS % 1000) * 1000};
+	struct timeval tv = {
+	    reg->linger_ms / 1000, (reg->linger_ms % 1000) * 1000};
 	size_t n = f->snap != NULL ? f->snap->n : 0;
 
-	if (reg->base == NULL || reg->is_linger_off || f->open_result != 0 ||
-	    f->snap == NULL || n > IMAP_FOLDER_LINGER_MSGS)
+	if (reg->base == NULL || reg->is_linger_off || reg->linger_ms == 0 ||
+	    f->open_result != 0 || f->snap == NULL ||
+	    n > IMAP_FOLDER_LINGER_MSGS)
 		return false;
 	while (reg->nlinger >= IMAP_FOLDER_LINGER_MAX ||
 	       reg->linger_msgs + n > IMAP_FOLDER_LINGER_MSGS) {

@@ -71,13 +71,13 @@ struct imap_folders {
 	 * the timers' base (NULL: none linger, as in the unit test). */
 	struct event_base *base;
 	bool is_linger_off; /* shutting down: none may linger */
+	unsigned linger_ms; /* imap_folder_linger; 0: none lingers */
 	size_t nlinger, linger_msgs;
 	uint64_t linger_clock;
 };
 
-/* An unused folder stays open this long, at most this many of them and
- * this many messages in all (about 100 bytes each in memory). */
-#define IMAP_FOLDER_LINGER_MS 60000u
+/* At most this many unused folders stay open (imap_folder_linger, the
+ * time), and this many messages in all (about 100 bytes each). */
 #define IMAP_FOLDER_LINGER_MAX 256u
 #define IMAP_FOLDER_LINGER_MSGS 500000u
 

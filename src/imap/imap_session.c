@@ -3878,6 +3878,7 @@ service_start(void *arg, const struct service_env *e)
 
 	srv->workers = e->store;
 	srv->folders = e->folders;
+	srv->folders->linger_ms = srv->core->cfg->imap_folder_linger_ms;
 	srv->folders->rescan_owed = rescan_owed;
 	srv->folders->rescan_arg = srv;
 	core_server_start(srv->core, e->auth, e->authfails);
@@ -3885,9 +3886,13 @@ service_start(void *arg, const struct service_env *e)
 }
 
 static void
-service_set_config(void *srv, struct config *cfg)
+service_set_config(void *arg, struct config *cfg)
 {
-	core_server_set_config(((struct imap_server *)srv)->core, cfg);
+	struct imap_server *srv = arg;
+
+	core_server_set_config(srv->core, cfg);
+	if (srv->folders != NULL)
+		srv->folders->linger_ms = cfg->imap_folder_linger_ms;
 }
 
 static void

@@ -78,8 +78,9 @@ def test_planted_index_records_are_refused(make_server):
     """A CRC-valid postern-index whose records say INTERNALDATE INT64_MIN
     or INT64_MAX and RFC822.SIZE 2^64-1: corrupt, the folder rebuilt from
     its files (a new UIDVALIDITY), and FETCH, STATUS and SEARCH answer
-    from the files."""
-    s = make_server(extra=IMAP)
+    from the files.  (The folder must close when the session leaves, so
+    that the next open reads the planted file: imap_folder_linger 0.)"""
+    s = make_server(extra=dict(IMAP, imap_folder_linger="0"))
     deliver(s, n=4)
     c = login(s)
     r = ok(c.command("SELECT INBOX"))
