@@ -588,12 +588,12 @@ wire_form(const char *in, size_t len, char *out, bool *bol)
 static int
 queue_msg_open(const char *path)
 {
-	struct stat st;
+	struct stat st = {0};
 	int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd != -1 && (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
 		close(fd);
-		errno = EINVAL;
+		errno = S_ISDIR(st.st_mode) ? EISDIR : EINVAL;
 		return -1;
 	}
 	return fd;

@@ -169,6 +169,28 @@ store_write_atomic(int dfd, const char *name, const void *data, size_t len,
 	return 0;
 }
 
+/*
+ * Opens the regular file name under dfd for reading, never through a
+ * link nor blocking on a FIFO, at most max bytes (st gets its stat): the
+ * descriptor, -2 when it is missing, -1 otherwise (errno).
+ */
+static int
+open_regular(int dfd, const char *name, size_t max, struct stat *st)
+{
+	int fd =
+	    openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd == -1)
+		return errno == ENOENT ? -2 : -1;
+	if (fstat(fd, st) == -1 || !S_ISREG(st->st_mode) ||
+	    (uint64_t)st->st_size > max) {
+		close(fd);
+		errno = EFBIG;
+		return -1;
+	}
+	return fd;
+}
+
 int
 store_read_file(
     int dfd, const char *name, size_t max, uint8_t **out, size_t *len_out)
@@ -180,15 +202,8 @@ store_read_file(
 
 	*out = NULL;
 	*len_out = 0;
-	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd == -1)
-		return errno == ENOENT ? 1 : -1;
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size > max) {
-		close(fd);
-		errno = EFBIG;
-		return -1;
-	}
+	if ((fd = open_regular(dfd, name, max, &st)) < 0)
+		return fd == -2 ? 1 : -1;
 	buf = xmalloc((size_t)st.st_size + 1);
 	while (got < (size_t)st.st_size) {
 		ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
@@ -216,15 +231,8 @@ store_map_file(
 
 	*out = NULL;
 	*len_out = 0;
-	fd = openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd == -1)
-		return errno == ENOENT ? 1 : -1;
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
-	    (uint64_t)st.st_size > max) {
-		close(fd);
-		errno = EFBIG;
-		return -1;
-	}
+	if ((fd = open_regular(dfd, name, max, &st)) < 0)
+		return fd == -2 ? 1 : -1;
 	if (st.st_size == 0) {
 		close(fd);
 		*out = (const uint8_t *)"";
