@@ -1,7 +1,8 @@
 /*
  * mailnotify.h: a loop-side hook that tells a user's open mailboxes that
- * another part of the daemon changed them (SMTP delivery stored mail,
- * POP3 deleted some), so sessions idling on them rescan at once instead
+ * another part of the daemon changed them (SMTP delivery or the queue
+ * stored mail; POP3 needs none: it works through the folder objects
+ * themselves), so sessions idling on them rescan at once instead
  * of at their next poll.  The protocols that change mail call
  * mailnotify_changed; the IMAP service registers the listener.  Loop
  * thread only.

@@ -293,6 +293,9 @@ enum mime_cte mime_cte_parse(struct span value);
  * form, surrogate or value past U+10FFFF) at p[0..n) and its length, or
  * 0 when there is none. */
 size_t mime_utf8_decode(const uint8_t *p, size_t n, uint32_t *cp);
+/* cp (below 0x200000: also the search's invalid-byte marks past
+ * U+10FFFF) in UTF-8's encoding at out: its length, 1 to 4. */
+size_t mime_utf8_encode(uint32_t cp, uint8_t out[4]);
 void mime_decoder_init(struct mime_decoder *, enum mime_cte);
 int mime_decoder_feed(
     struct mime_decoder *, const uint8_t *in, size_t len, struct buf *out);

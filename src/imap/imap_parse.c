@@ -13,6 +13,7 @@
 #include <strings.h>
 
 #include "imap_parse.h"
+#include "mime.h"
 #include "xmalloc.h"
 
 /* ---- limits ------------------------------------------------------------ */
@@ -569,19 +570,8 @@ static int
 put_utf8(char *out, size_t cap, size_t *o, uint32_t cp)
 {
 	uint8_t b[4];
-	size_t n;
+	size_t n = mime_utf8_encode(cp, b);
 
-	if (cp < 0x80) {
-		b[0] = (uint8_t)cp, n = 1;
-	} else if (cp < 0x800) {
-		b[0] = (uint8_t)(0xc0 | cp >> 6), n = 2;
-	} else if (cp < 0x10000) {
-		b[0] = (uint8_t)(0xe0 | cp >> 12), n = 3;
-	} else {
-		b[0] = (uint8_t)(0xf0 | cp >> 18), n = 4;
-	}
-	for (size_t i = 1; i < n; i++)
-		b[i] = (uint8_t)(0x80 | ((cp >> (6 * (n - 1 - i))) & 0x3f));
 	if (*o + n + 1 > cap)
 		return -1;
 	memcpy(out + *o, b, n);

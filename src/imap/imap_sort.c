@@ -55,31 +55,6 @@ fold_cp(uint32_t c)
 	return c;
 }
 
-static size_t
-utf8_enc(uint32_t c, uint8_t *o)
-{
-	if (c < 0x80) {
-		o[0] = (uint8_t)c;
-		return 1;
-	}
-	if (c < 0x800) {
-		o[0] = (uint8_t)(0xC0 | c >> 6);
-		o[1] = (uint8_t)(0x80 | (c & 0x3F));
-		return 2;
-	}
-	if (c < 0x10000) {
-		o[0] = (uint8_t)(0xE0 | c >> 12);
-		o[1] = (uint8_t)(0x80 | (c >> 6 & 0x3F));
-		o[2] = (uint8_t)(0x80 | (c & 0x3F));
-		return 3;
-	}
-	o[0] = (uint8_t)(0xF0 | c >> 18);
-	o[1] = (uint8_t)(0x80 | (c >> 12 & 0x3F));
-	o[2] = (uint8_t)(0x80 | (c >> 6 & 0x3F));
-	o[3] = (uint8_t)(0x80 | (c & 0x3F));
-	return 4;
-}
-
 int
 imap_sort_fold(const uint8_t *s, size_t len, struct buf *b)
 {
@@ -94,7 +69,7 @@ imap_sort_fold(const uint8_t *s, size_t len, struct buf *b)
 			e[0] = s[i];
 			k = m = 1;
 		} else {
-			m = utf8_enc(fold_cp(cp), e);
+			m = mime_utf8_encode(fold_cp(cp), e);
 		}
 		if (out + m > IMAP_SORT_KEY_MAX)
 			break;

@@ -218,32 +218,24 @@ mime_decoder_finish(struct mime_decoder *d, struct buf *out)
 
 /* ---- charsets --------------------------------------------------------- */
 
+size_t
+mime_utf8_encode(uint32_t cp, uint8_t out[4])
+{
+	size_t n = cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4;
+	static const uint8_t lead[5] = {0, 0x00, 0xC0, 0xE0, 0xF0};
+
+	out[0] = (uint8_t)(lead[n] | cp >> (6 * (n - 1)));
+	for (size_t i = 1; i < n; i++)
+		out[i] = (uint8_t)(0x80 | ((cp >> (6 * (n - 1 - i))) & 0x3F));
+	return n;
+}
+
 static int
 put_utf8(struct buf *b, uint32_t cp)
 {
 	uint8_t s[4];
-	size_t n;
 
-	if (cp < 0x80) {
-		s[0] = (uint8_t)cp;
-		n = 1;
-	} else if (cp < 0x800) {
-		s[0] = (uint8_t)(0xC0 | cp >> 6);
-		s[1] = (uint8_t)(0x80 | (cp & 0x3F));
-		n = 2;
-	} else if (cp < 0x10000) {
-		s[0] = (uint8_t)(0xE0 | cp >> 12);
-		s[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-		s[2] = (uint8_t)(0x80 | (cp & 0x3F));
-		n = 3;
-	} else {
-		s[0] = (uint8_t)(0xF0 | cp >> 18);
-		s[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-		s[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-		s[3] = (uint8_t)(0x80 | (cp & 0x3F));
-		n = 4;
-	}
-	return buf_append(b, s, n);
+	return buf_append(b, s, mime_utf8_encode(cp, s));
 }
 
 size_t

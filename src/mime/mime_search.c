@@ -49,32 +49,6 @@ fold(uint32_t c)
 	return c;
 }
 
-/* cp (up to 0x1100FF) as UTF-8-style bytes at o: the length. */
-static size_t
-put_cp(uint8_t *o, uint32_t cp)
-{
-	if (cp < 0x80) {
-		o[0] = (uint8_t)cp;
-		return 1;
-	}
-	if (cp < 0x800) {
-		o[0] = (uint8_t)(0xC0 | cp >> 6);
-		o[1] = (uint8_t)(0x80 | (cp & 0x3F));
-		return 2;
-	}
-	if (cp < 0x10000) {
-		o[0] = (uint8_t)(0xE0 | cp >> 12);
-		o[1] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-		o[2] = (uint8_t)(0x80 | (cp & 0x3F));
-		return 3;
-	}
-	o[0] = (uint8_t)(0xF0 | cp >> 18);
-	o[1] = (uint8_t)(0x80 | (cp >> 12 & 0x3F));
-	o[2] = (uint8_t)(0x80 | (cp >> 6 & 0x3F));
-	o[3] = (uint8_t)(0x80 | (cp & 0x3F));
-	return 4;
-}
-
 /* The length of the sequence a lead byte starts (1: not a lead). */
 static size_t
 seq_len(uint8_t b)
@@ -128,7 +102,8 @@ fold_utf8(const uint8_t *in, size_t n, bool is_end, bool is_text, uint8_t *o,
 			cp = is_text ? 0xFFFD : 0x110000 + in[i];
 			k = 1;
 		}
-		w += put_cp(o + w, fold(cp)); /* UNSAFE: 4 per input byte */
+		w += mime_utf8_encode(
+		    fold(cp), o + w); /* UNSAFE: 4 per input byte */
 		i += k;
 	}
 	*used_out = i;
