@@ -334,6 +334,15 @@ const struct store_msg *store_msg_by_uid(
  */
 int store_msg_path(
     const struct store_box *, size_t i, char *out, size_t outlen);
+/*
+ * Opens the file of message uid for reading (O_NOFOLLOW, O_NONBLOCK: a
+ * FIFO planted under its name never holds the thread; regular files
+ * only).  A rename by another program meanwhile (its flags changed) is
+ * found by one store_sync, which sets *synced_out (may be NULL) when it
+ * changed the box.  The descriptor, or -1 with errno: ENOENT (gone),
+ * EINVAL (not a regular file), EIO (the sync failed), or the open's.
+ */
+int store_msg_open(struct store_box *, uint32_t uid, bool *synced_out);
 
 /*
  * APPEND in pieces (a literal is never held whole): begin writes to

@@ -351,51 +351,6 @@ spec_is_cached(const struct imap_fetch *spec)
 	       (spec->items & ~(FI_CACHED | FI_INDEX)) == 0;
 }
 
-static bool
-is_regular(int fd)
-{
-	struct stat st;
-
-	return fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* Opens message i's file; a rename by another program meanwhile (flags
- * changed) is found by one sync.  Not a regular file: -1, EINVAL. */
-static int
-msg_open(struct store_box *box, uint32_t uid, bool *changed)
-{
-	char path[512];
-
-	for (int pass = 0; pass < 2; pass++) {
-		const struct store_msg *m = store_msg_by_uid(box, uid);
-		int fd;
-
-		if (m == NULL)
-			return -1;
-		if (store_msg_path(
-		        box, (size_t)(m - box->msgs), path, sizeof(path)) == -1)
-			return -1;
-		/* O_NONBLOCK: a FIFO planted under the name never holds the
-		 * worker (a regular file's reads ignore the flag). */
-		fd = openat(box->dir_fd, path,
-		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (fd != -1 && !is_regular(fd)) {
-			close(fd);
-			errno = EINVAL;
-			return -1;
-		}
-		if (fd != -1 || errno != ENOENT || pass == 1)
-			return fd;
-		{
-			char err[256];
-
-			if (store_sync(box, changed, err, sizeof(err)) == -1)
-				return -1;
-		}
-	}
-	return -1;
-}
-
 static void
 fmt_internaldate(struct buf *b, int64_t t)
 {
@@ -459,7 +414,7 @@ msg_file_open(struct store_box *box, uint32_t uid, bool is_parsed,
     struct msg_file *mf, bool *is_synced)
 {
 	memset(mf, 0, sizeof(*mf));
-	if ((mf->fd = msg_open(box, uid, is_synced)) == -1 ||
+	if ((mf->fd = store_msg_open(box, uid, is_synced)) == -1 ||
 	    fstat(mf->fd, &mf->st) == -1) {
 		log_warn("event=fetch result=fail uid=%u error=\"%s\"", uid,
 		    strerror(errno));
@@ -1266,7 +1221,7 @@ sctx_parse(struct sctx *c)
 		return !c->has_failed;
 	c->is_parsed = true;
 	c->has_failed = true;
-	if ((c->fd = msg_open(c->box, c->m->uid, &c->is_synced)) == -1)
+	if ((c->fd = store_msg_open(c->box, c->m->uid, &c->is_synced)) == -1)
 		return false;
 	if (fstat(c->fd, &st) == -1)
 		return false;

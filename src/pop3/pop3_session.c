@@ -254,52 +254,6 @@ plain_ok(const struct pop3_session *s)
 /* ---- worker jobs ------------------------------------------------------- */
 
 /*
- * Worker: message uid of box opened for reading.  Its name changes when
- * another program (or IMAP) changes its flags: then one sync and a second
- * look.  -1 with errno (ENOENT: it was expunged meanwhile).
- */
-static int
-open_msg(struct store_box *box, uint32_t uid, bool *is_synced)
-{
-	for (int attempt = 0; attempt < 2; attempt++) {
-		const struct store_msg *m = store_msg_by_uid(box, uid);
-		char path[PATH_MAX], err[256];
-		bool is_changed = false;
-		struct stat st;
-		int fd;
-
-		if (m == NULL) {
-			errno = ENOENT;
-			return -1;
-		}
-		if (store_msg_path(box, (size_t)(m - box->msgs), path,
-		        sizeof(path)) == -1) {
-			errno = ENOENT;
-			return -1;
-		}
-		/* O_NONBLOCK: a FIFO planted under the name never holds the
-		 * worker (a regular file's reads ignore the flag). */
-		fd = openat(box->dir_fd, path,
-		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-		if (fd != -1 &&
-		    (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
-			close(fd);
-			errno = EINVAL;
-			return -1;
-		}
-		if (fd != -1 || errno != ENOENT || attempt == 1)
-			return fd;
-		if (store_sync(box, &is_changed, err, sizeof(err)) == -1) {
-			errno = EIO;
-			return -1;
-		}
-		*is_synced |= is_changed;
-	}
-	errno = ENOENT;
-	return -1;
-}
-
-/*
  * Worker: the next piece of the replies to a RETR/TOP batch, in order
  * ("+OK", the message, or an error), about POP3_READ_CHUNK bytes.  A
  * message that cannot be opened gets -ERR; one that fails half-way sent
@@ -321,9 +275,10 @@ read_chunk(struct pjob *j, struct store_box *box)
 		int r;
 
 		if (!j->is_reading) {
-			int fd = box == NULL ? (errno = EIO, -1)
-			                     : open_msg(box, j->uid[j->next],
-			                           &is_changed);
+			int fd = box == NULL
+			             ? (errno = EIO, -1)
+			             : store_msg_open(
+			                   box, j->uid[j->next], &is_changed);
 
 			if (fd == -1 && errno == ENOENT) {
 				buf_append(

@@ -62,6 +62,42 @@ store_msg_path(const struct store_box *box, size_t i, char *out, size_t outlen)
 	return snprintf(out, outlen, "cur/%s", name) >= (int)outlen ? -1 : 0;
 }
 
+int
+store_msg_open(struct store_box *box, uint32_t uid, bool *synced_out)
+{
+	for (int pass = 0; pass < 2; pass++) {
+		const struct store_msg *m = store_msg_by_uid(box, uid);
+		char path[320], err[256];
+		bool is_changed = false;
+		struct stat st;
+		int fd;
+
+		if (m == NULL || store_msg_path(box, (size_t)(m - box->msgs),
+		                     path, sizeof(path)) == -1) {
+			errno = ENOENT;
+			return -1;
+		}
+		fd = openat(box->dir_fd, path,
+		    O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		if (fd != -1 &&
+		    (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode))) {
+			close(fd);
+			errno = EINVAL;
+			return -1;
+		}
+		if (fd != -1 || errno != ENOENT || pass == 1)
+			return fd;
+		if (store_sync(box, &is_changed, err, sizeof(err)) == -1) {
+			errno = EIO;
+			return -1;
+		}
+		if (synced_out != NULL)
+			*synced_out |= is_changed;
+	}
+	errno = ENOENT;
+	return -1;
+}
+
 /* ---- the log ---------------------------------------------------------- */
 
 void

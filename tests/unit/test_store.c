@@ -514,6 +514,60 @@ test_list_subscriptions(void **state)
 	unit_rm_maildir(root);
 }
 
+/*
+ * store_msg_open (FETCH, SEARCH and POP3 RETR open messages by it): the
+ * file by UID; found again after another program renamed it (a sync,
+ * reported); gone: ENOENT; a FIFO planted under its name: EINVAL, at
+ * once (never a blocking open).
+ */
+static void
+test_msg_open(void **state)
+{
+	char root[256], err[256], path[PATH_MAX], to[PATH_MAX];
+	struct store *st;
+	struct store_box *box = NULL;
+	bool synced = false;
+	int fd;
+
+	(void)state;
+	unit_fresh_maildir(root, sizeof(root));
+	st = store_ok(root);
+	deliver(root, "cur", "1.a.host:2,", "one\n", 100);
+	deliver(root, "cur", "2.b.host:2,", "two\n", 200);
+	assert_int_equal(
+	    store_box_open(st, "INBOX", &box, err, sizeof(err)), 0);
+	assert_int_equal(box->n, 2);
+	fd = store_msg_open(box, 1, &synced);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_false(synced);
+	/* Renamed by another program (a flag set): one sync finds it. */
+	snprintf(path, sizeof(path), "%s/cur/1.a.host:2,", root);
+	snprintf(to, sizeof(to), "%s/cur/1.a.host:2,S", root);
+	assert_int_equal(rename(path, to), 0);
+	fd = store_msg_open(box, 1, &synced);
+	assert_true(fd >= 0);
+	close(fd);
+	assert_true(synced);
+	assert_true(box->msgs[0].flags.sys & STORE_F_SEEN);
+	/* A FIFO in place of message 2: refused, not waited on. */
+	snprintf(path, sizeof(path), "%s/cur/2.b.host:2,", root);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	errno = 0;
+	assert_int_equal(store_msg_open(box, 2, NULL), -1);
+	assert_int_equal(errno, EINVAL);
+	/* Gone, and a UID never given. */
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(store_msg_open(box, 2, NULL), -1);
+	assert_int_equal(errno, ENOENT);
+	assert_int_equal(store_msg_open(box, 99, NULL), -1);
+	assert_int_equal(errno, ENOENT);
+	store_box_close(&box);
+	store_free(&st);
+	unit_rm_maildir(root);
+}
+
 /* Dovecot's dovecot-uidlist: what parses, and what is refused whole. */
 static void
 test_uidlist(void **state)
@@ -1893,6 +1947,7 @@ run_store_tests(void)
 	    cmocka_unit_test(test_list_subscriptions),
 	    cmocka_unit_test(test_uidlist),
 	    cmocka_unit_test(test_uidlist_import),
+	    cmocka_unit_test(test_msg_open),
 	    cmocka_unit_test(test_index_sync),
 	    cmocka_unit_test(test_first_recent),
 	    cmocka_unit_test(test_ops),
