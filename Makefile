@@ -5,10 +5,12 @@
 CC ?= cc
 VERSION = 0.1.0
 WARN = -Wall -Wextra -Wformat=2 -Wshadow -Werror
-BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -Iinclude \
+# libpq's header lives in its own directory (pkg-config --cflags libpq).
+PQ_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null || echo -I/usr/include/postgresql)
+BASE_CFLAGS = -std=c11 -D_GNU_SOURCE -Iinclude $(PQ_CFLAGS) \
 	-DPOSTERN_VERSION=\"$(VERSION)\" $(WARN) -MMD -MP
 CFLAGS ?= -O2 -g
-LIBS = -levent -levent_openssl -lssl -lcrypto -lsqlite3 -lcrypt -lcares \
+LIBS = -levent -levent_openssl -lssl -lcrypto -lsqlite3 -lpq -lcrypt -lcares \
 	-lz -lpthread
 SAN = -fsanitize=address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
@@ -20,7 +22,8 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/cidr.c src/lib/accept.c src/lib/dns.c src/lib/committer.c \
 	src/lib/mailnotify.c src/lib/deflate.c \
 	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
-	src/dir/dir.c src/dir/dir_sqlite.c src/maildir/maildir.c \
+	src/dir/dir.c src/dir/dir_sqlite.c src/dir/dir_pgsql.c \
+	src/maildir/maildir.c \
 	src/queue/delivery.c \
 	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \
 	src/queue/dsn.c src/policy/relay.c \
@@ -125,8 +128,8 @@ test:
 	$(MAKE) include-graph
 	$(MAKE) check-clang
 	$(MAKE) asan
-	@echo "== unit tests (cmocka, ASan+UBSan)"
-	$(ASAN)/unit_tests
+	@echo "== unit tests (cmocka, ASan+UBSan; with a private PostgreSQL)"
+	tests/pg/pgtest.sh run -- $(ASAN)/unit_tests
 	@echo "== policy golden files"
 	$(MAKE) policy-golden
 	@echo "== integration tests (pytest against the real daemon, ASan+UBSan)"

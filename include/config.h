@@ -62,6 +62,7 @@ struct accept_list;
 /* The directory backend (key `directory`; dir_open picks it). */
 enum config_directory {
 	CONFIG_DIRECTORY_SQLITE,
+	CONFIG_DIRECTORY_POSTGRESQL,
 };
 
 struct config {
@@ -100,7 +101,11 @@ struct config {
 	int log_level;
 	char *log_file; /* "" : syslog (stderr with -f) */
 	enum config_directory directory;
-	unsigned directory_timeout_ms; /* bound on each directory query */
+	unsigned directory_timeout_ms; /* bound on each directory operation */
+	/* directory = postgresql: libpq conninfo (no password), the file of
+	 * the password ("" none), bounds per query and per connect */
+	char *pg_conninfo, *pg_passfile;
+	unsigned pg_query_timeout_ms, pg_connect_timeout_ms;
 	/* outbound */
 	char *relayhost, *dns_servers, *smtp_tls_ca_file;
 	enum smtp_tls_mode smtp_tls;

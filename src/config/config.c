@@ -54,6 +54,7 @@ enum cfg_type {
 	T_SENDER_MATCH,
 	T_BARE_NEWLINE,
 	T_DIRECTORY,
+	T_CONNINFO,
 };
 
 struct cfg_key {
@@ -122,6 +123,10 @@ static const struct cfg_key cfg_keys[] = {
     {"max_sessions_per_ip", T_COUNT, O(max_sessions_per_ip), "50", 1, 100000},
     {"message_size_limit", T_SIZE, O(message_size_limit), "10485760", 1024,
         (size_t)1 << 31},
+    {"pg_connect_timeout", T_MS, O(pg_connect_timeout_ms), "3s", 100, 600000},
+    {"pg_conninfo", T_CONNINFO, O(pg_conninfo), "", 0, 0},
+    {"pg_passfile", T_STR, O(pg_passfile), "", 0, 0},
+    {"pg_query_timeout", T_MS, O(pg_query_timeout_ms), "2s", 10, 600000},
     {"pid_file", T_STR, O(pid_file), "", 0, 0},
     {"pop3_allow_plaintext", T_BOOL, O(pop3_allow_plaintext), "no", 0, 0},
     {"pop3_listen", T_LISTEN, O(pop3_listen), "", 0, 0},
@@ -535,6 +540,72 @@ config_parse_size(const char *s, uint64_t *out)
 	return parse_scaled(s, size_units, size_mult, out);
 }
 
+/*
+ * Whether a libpq conninfo names a password: a password keyword
+ * ("password = x", "password='x'") in the key = value form, or in a
+ * postgresql:// (postgres://) URI a user:password@ or a password= query
+ * parameter.  Read here, without libpq, so that config.c stays free of
+ * it (fuzz_config links config.c alone): the config file is readable by
+ * more than the password should be.
+ */
+static bool
+conninfo_has_password(const char *s)
+{
+	const char *p, *end;
+
+	if (strncmp(s, "postgresql://", 13) == 0 ||
+	    strncmp(s, "postgres://", 11) == 0) {
+		p = strstr(s, "://") + 3;
+		end = p + strcspn(p, "/?");
+		/* UNSAFE: p..end is the authority, inside s */
+		for (const char *at = p; at < end; at++)
+			if (*at == '@') {
+				const char *colon =
+				    memchr(p, ':', (size_t)(at - p));
+
+				if (colon != NULL)
+					return true;
+				break;
+			}
+		for (p = strchr(s, '?'); p != NULL; p = strchr(p, '&'))
+			if (strncmp(++p, "password=", 9) == 0)
+				return true;
+		return false;
+	}
+	/* key = value pairs: a value is a word or in single quotes (with
+	 * backslash escapes); only the keys matter. */
+	p = s;
+	for (;;) {
+		size_t klen;
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\0')
+			return false;
+		klen = strcspn(p, " \t=");
+		if (klen == 8 && strncmp(p, "password", 8) == 0)
+			return true;
+		p += klen;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p != '=')
+			return false; /* not a conninfo libpq accepts */
+		p++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '\'') {
+			for (p++; *p != '\0' && *p != '\''; p++)
+				if (*p == '\\' && p[1] != '\0')
+					p++;
+			if (*p == '\'')
+				p++;
+		} else {
+			while (*p != '\0' && *p != ' ' && *p != '\t')
+				p++;
+		}
+	}
+}
+
 static int
 config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 {
@@ -578,12 +649,24 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 		return 0;
 	case T_DIRECTORY:
 		/* The backends dir_open knows (src/dir/dir.c). */
-		if (strcmp(v, "sqlite") != 0) {
-			*why = "unknown directory backend (want sqlite)";
+		if (strcmp(v, "sqlite") == 0)
+			*(enum config_directory *)field =
+			    CONFIG_DIRECTORY_SQLITE;
+		else if (strcmp(v, "postgresql") == 0)
+			*(enum config_directory *)field =
+			    CONFIG_DIRECTORY_POSTGRESQL;
+		else {
+			*why = "unknown directory backend (want sqlite or "
+			       "postgresql)";
 			return -1;
 		}
-		*(enum config_directory *)field = CONFIG_DIRECTORY_SQLITE;
 		return 0;
+	case T_CONNINFO:
+		if (conninfo_has_password(v)) {
+			*why = "the password goes in pg_passfile";
+			return -1;
+		}
+		return set_str(field, v);
 	case T_SENDER_MATCH:
 		return set_enum(field, v, sender_match_names,
 		    "want yes, no or submission", why);
@@ -668,6 +751,8 @@ config_free(struct config *c)
 	free(c->user);
 	free(c->pid_file);
 	free(c->log_file);
+	free(c->pg_conninfo);
+	free(c->pg_passfile);
 	free(c->tls_cert);
 	free(c->tls_key);
 	free(c->accept_file);
@@ -788,6 +873,15 @@ config_check(struct config *c, const char **why)
 	    sizeof(((struct sockaddr_un *)NULL)->sun_path)) {
 		*why = "data_dir too long: data_dir/control.sock must fit in "
 		       "a socket address (at most 94 characters)";
+		return -1;
+	}
+	if (c->directory == CONFIG_DIRECTORY_POSTGRESQL &&
+	    c->pg_conninfo[0] == '\0') {
+		*why = "directory = postgresql needs pg_conninfo";
+		return -1;
+	}
+	if (c->pg_passfile[0] != '\0' && c->pg_passfile[0] != '/') {
+		*why = "pg_passfile must be an absolute path";
 		return -1;
 	}
 	if (c->log_file[0] != '\0' && c->log_file[0] != '/') {

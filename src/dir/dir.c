@@ -48,6 +48,45 @@ dir_prepare(const struct config *cfg, int data_fd, bool is_dry, char *note,
 	case CONFIG_DIRECTORY_SQLITE:
 		return safefs_prepare_db(data_fd, cfg->data_dir,
 		    DIR_SQLITE_FILE, is_dry, note, notelen, err, errlen);
+	case CONFIG_DIRECTORY_POSTGRESQL:
+		break; /* no files of its own */
+	}
+	return 0;
+}
+
+/*
+ * PostgreSQL: connects and reads the schema version, changing nothing.
+ * 0; -1 with "directory: PostgreSQL: why" (unreachable, refused) or
+ * "directory: no schema (run posternctl db init)"; -2 with "directory
+ * schema N is newer than this ..." (a start must not run on it).
+ */
+int
+dir_pgsql_check(const struct config *cfg, char *err, size_t errlen)
+{
+	struct dir *d =
+	    dir_open(cfg, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA, err, errlen);
+	char why[512];
+	int have, want, r;
+
+	if (d == NULL) {
+		/* "directory: PostgreSQL unavailable: why" */
+		const char *p = strstr(err, "unavailable: ");
+
+		snprintf(why, sizeof(why), "%s", p != NULL ? p + 13 : err);
+		snprintf(err, errlen, "directory: PostgreSQL: %s", why);
+		return -1;
+	}
+	r = d->admin->schema(
+	    d, false, &have, &want, why, sizeof(why), err, errlen);
+	dir_close(&d);
+	if (r == DIR_ADMIN_REFUSED)
+		return -2;
+	if (r != 0)
+		return -1;
+	if (have == 0) {
+		snprintf(err, errlen,
+		    "directory: no schema (run posternctl db init)");
+		return -1;
 	}
 	return 0;
 }
@@ -60,6 +99,8 @@ dir_check(const struct config *cfg, int data_fd, char *err, size_t errlen)
 	struct dir *d;
 	int r = 0;
 
+	if (cfg->directory == CONFIG_DIRECTORY_POSTGRESQL)
+		return dir_pgsql_check(cfg, err, errlen) == 0 ? 0 : -1;
 	if (cfg->directory == CONFIG_DIRECTORY_SQLITE &&
 	    fstatat(data_fd, DIR_SQLITE_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return 0; /* created at start */
@@ -91,6 +132,10 @@ dir_open(const struct config *cfg, int flags, char *err, size_t errlen)
 			return NULL;
 		return dir_sqlite_open(
 		    path, cfg->directory_timeout_ms, flags, err, errlen);
+	case CONFIG_DIRECTORY_POSTGRESQL:
+		return dir_pgsql_open(cfg->pg_conninfo, cfg->pg_passfile,
+		    cfg->pg_query_timeout_ms, cfg->pg_connect_timeout_ms,
+		    cfg->directory_timeout_ms, flags, err, errlen);
 	}
 	snprintf(
 	    err, errlen, "directory: unknown backend %d", (int)cfg->directory);

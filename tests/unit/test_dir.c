@@ -12,12 +12,15 @@
 #include <sys/stat.h>
 
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+#include <pthread.h>
 #include <sqlite3.h>
 
 #include "config.h"
@@ -92,9 +95,207 @@ sqlite_fail(struct dir *d, bool on)
 	close(fd);
 }
 
+/* ---- PostgreSQL: a private cluster from tests/pg/pgtest.sh ------------- */
+
+static char pg_db[64];         /* the test's own database */
+static char pg_conninfo[1024]; /* role postern, on pg_db */
+static int pg_seq;
+
+static bool
+pg_enabled(void)
+{
+	return getenv("POSTERN_TEST_PG_CONNINFO") != NULL &&
+	       getenv("POSTERN_TEST_PG_PASSFILE") != NULL &&
+	       getenv("POSTERN_TEST_PG_DIR") != NULL;
+}
+
+static const char *
+pg_passfile(void)
+{
+	return getenv("POSTERN_TEST_PG_PASSFILE");
+}
+
+/* NOTICEs (DROP ... IF EXISTS) are not test output. */
+static void
+pg_quiet(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+/* The cluster's superuser over its socket (pgtest.sh trusts it), on db. */
+static PGconn *
+pg_super(const char *db)
+{
+	char ci[1024], port[16] = "5432";
+	PQconninfoOption *o =
+	    PQconninfoParse(getenv("POSTERN_TEST_PG_CONNINFO"), NULL);
+	PGconn *c;
+
+	for (PQconninfoOption *i = o; i != NULL && i->keyword != NULL; i++)
+		if (strcmp(i->keyword, "port") == 0 && i->val != NULL)
+			snprintf(port, sizeof(port), "%s", i->val);
+	PQconninfoFree(o);
+	snprintf(ci, sizeof(ci), "host=%s port=%s user=postgres dbname=%s",
+	    getenv("POSTERN_TEST_PG_DIR"), port, db);
+	c = PQconnectdb(ci);
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("superuser connection: %s", PQerrorMessage(c));
+	PQsetNoticeProcessor(c, pg_quiet, NULL);
+	return c;
+}
+
+static void
+pg_sql(PGconn *c, const char *sql)
+{
+	PGresult *r = PQexec(c, sql);
+
+	if (PQresultStatus(r) != PGRES_COMMAND_OK &&
+	    PQresultStatus(r) != PGRES_TUPLES_OK)
+		fail_msg("%s: %s", sql, PQerrorMessage(c));
+	PQclear(r);
+}
+
+/* As the superuser on the postgres database. */
+static void pg_admin_sql(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+
+static void
+pg_admin_sql(const char *fmt, ...)
+{
+	char sql[512];
+	PGconn *c = pg_super("postgres");
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(sql, sizeof(sql), fmt, ap);
+	va_end(ap);
+	pg_sql(c, sql);
+	PQfinish(c);
+}
+
+/* A fresh empty database for the test (pg_db, pg_conninfo). */
+static void
+pg_fresh_db(void)
+{
+	if (pg_db[0] != '\0')
+		pg_admin_sql("DROP DATABASE IF EXISTS %s WITH (FORCE)", pg_db);
+	snprintf(pg_db, sizeof(pg_db), "postern_unit_%d_%d", (int)getpid(),
+	    ++pg_seq);
+	pg_admin_sql("CREATE DATABASE %s OWNER postern", pg_db);
+	snprintf(pg_conninfo, sizeof(pg_conninfo), "%s dbname=%s",
+	    getenv("POSTERN_TEST_PG_CONNINFO"), pg_db);
+}
+
+static void
+pg_drop_db(void)
+{
+	if (pg_db[0] != '\0')
+		pg_admin_sql("DROP DATABASE IF EXISTS %s WITH (FORCE)", pg_db);
+	pg_db[0] = '\0';
+}
+
+static struct dir *
+pg_at(unsigned query_ms, unsigned op_ms, int flags)
+{
+	char err[512];
+	struct dir *d = dir_pgsql_open(pg_conninfo, pg_passfile(), query_ms,
+	    3000, op_ms, flags, err, sizeof(err));
+
+	if (d == NULL)
+		fail_msg("%s: %s", pg_conninfo, err);
+	return d;
+}
+
+/* pg_db with the schema (admin->schema, as posternctl db init). */
+static struct dir *
+pg_with_schema(void)
+{
+	struct dir *d = pg_at(5000, 5000, DIR_OPEN_ADMIN);
+	char note[256] = "", err[256];
+	int have, want;
+
+	if (d->admin->schema(d, true, &have, &want, note, sizeof(note), err,
+	        sizeof(err)) != 0)
+		fail_msg("schema: %s", err);
+	assert_int_equal(have, want);
+	return d;
+}
+
+static struct dir *
+pg_new(void)
+{
+	pg_fresh_db();
+	return pg_with_schema();
+}
+
+/* Own connection as role postern (password from the passfile). */
+static PGconn *
+pg_user_conn(void)
+{
+	char pass[256] = "", ci[1400];
+	FILE *f = fopen(pg_passfile(), "r");
+	PGconn *c;
+
+	assert_non_null(f);
+	assert_non_null(fgets(pass, sizeof(pass), f));
+	fclose(f);
+	pass[strcspn(pass, "\n")] = '\0';
+	snprintf(ci, sizeof(ci), "%s password=%s", pg_conninfo, pass);
+	c = PQconnectdb(ci);
+	if (PQstatus(c) != CONNECTION_OK)
+		fail_msg("connect: %s", PQerrorMessage(c));
+	return c;
+}
+
+/* Every connection to the test database ended by the server (as an
+ * administrator's pg_terminate_backend or a server restart would). */
+static void
+pg_terminate_all(void)
+{
+	pg_admin_sql("SELECT pg_terminate_backend(pid, 5000) FROM "
+	             "pg_stat_activity WHERE datname = '%s' AND pid <> "
+	             "pg_backend_pid()",
+	    pg_db);
+}
+
+/* Retries a lookup until it answers (the handle's backoff passes), up
+ * to 15 s: 1, or what the last try gave. */
+static int
+pg_until_up(struct dir *d)
+{
+	struct timespec nap = {0, 50000000};
+	char canon[256], err[256];
+	int r = -1;
+
+	for (int i = 0; i < 300 && r == -1; i++) {
+		r = dir_domain_resolve(
+		    d, "example.test", canon, sizeof(canon), err, sizeof(err));
+		if (r == -1)
+			nanosleep(&nap, NULL);
+	}
+	return r;
+}
+
+/* New connections refused and the open ones ended; off: allowed again,
+ * and back once the handle's backoff has passed. */
+static void
+pg_fail(struct dir *d, bool on)
+{
+	if (on) {
+		pg_admin_sql(
+		    "ALTER DATABASE %s ALLOW_CONNECTIONS false", pg_db);
+		pg_terminate_all();
+		return;
+	}
+	pg_admin_sql("ALTER DATABASE %s ALLOW_CONNECTIONS true", pg_db);
+	assert_int_equal(pg_until_up(d), 1);
+}
+
 static const struct backend backends[] = {
     {"sqlite", sqlite_new, sqlite_fail},
     {"fake", dir_fake_new, dir_fake_fail},
+    {"postgresql", pg_new, pg_fail},
 };
 
 struct fixture {
@@ -187,6 +388,12 @@ setup_fake(void **state)
 }
 
 static int
+setup_pgsql(void **state)
+{
+	return setup_backend(state, &backends[2]);
+}
+
+static int
 rm_tmpdir(void)
 {
 	char cmd[200];
@@ -203,6 +410,15 @@ teardown(void **state)
 	dir_close(&f->d);
 	free(f);
 	return rm_tmpdir();
+}
+
+static int
+teardown_pgsql(void **state)
+{
+	int r = *state != NULL ? teardown(state) : rm_tmpdir();
+
+	pg_drop_db();
+	return r;
 }
 
 static void
@@ -1332,6 +1548,395 @@ test_dir_prepare_check(void **state)
 	config_unref(&c);
 }
 
+/* ---- PostgreSQL only ---------------------------------------------------- */
+
+static int
+setup_pg_each(void **state)
+{
+	(void)state;
+	pg_fresh_db();
+	return 0;
+}
+
+static int
+teardown_pg_each(void **state)
+{
+	(void)state;
+	pg_drop_db();
+	return 0;
+}
+
+static struct dir *
+pg_populated(void)
+{
+	struct dir *d = pg_with_schema();
+	char err[256];
+
+	OK(d->admin->domain_add(d, "example.test", err, sizeof(err)));
+	OK(d->admin->user_add(d, "alice", "example.test", "h", err, 256));
+	return d;
+}
+
+static double
+secs_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	       (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A lookup behind another connection's lock: -1 at pg_query_timeout
+ * (cancelled, the connection dropped); the lock gone, the next call
+ * answers. */
+static void
+test_pg_query_timeout(void **state)
+{
+	struct dir *w = pg_populated(), *r;
+	struct timespec t0;
+	char err[256], *h = NULL;
+	PGconn *lock = pg_user_conn();
+
+	(void)state;
+	r = pg_at(300, 5000, DIR_OPEN_READ);
+	assert_null(r->admin);
+	pg_sql(lock, "BEGIN");
+	pg_sql(lock, "LOCK TABLE users IN ACCESS EXCLUSIVE MODE");
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(
+	    dir_user_hash(r, "alice", "example.test", &h, err, sizeof(err)),
+	    -1);
+	assert_null(h);
+	assert_non_null(strstr(err, "PostgreSQL query timed out"));
+	assert_true(secs_since(&t0) < 10); /* bounded, generously */
+	pg_sql(lock, "ROLLBACK");
+	PQfinish(lock);
+	assert_int_equal(
+	    dir_user_hash(r, "alice", "example.test", &h, err, sizeof(err)), 1);
+	assert_string_equal(h, "h");
+	free(h);
+	dir_close(&r);
+	dir_close(&w);
+}
+
+/* directory_timeout bounds the operation: no query starts past it. */
+static void
+test_pg_operation_timeout(void **state)
+{
+	struct dir *w = pg_populated(), *r;
+	struct timespec nap = {0, 250000000};
+	char err[256], canon[256];
+
+	(void)state;
+	r = pg_at(5000, 100, DIR_OPEN_READ);
+	dir_op_begin(r);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	nanosleep(&nap, NULL);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    -1);
+	assert_non_null(strstr(err, "timed out"));
+	dir_op_end(r);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	dir_close(&r);
+	dir_close(&w);
+}
+
+/* The server ends the connection: that call fails, a later one
+ * connects again (after the backoff, if a connect failed meanwhile). */
+static void
+test_pg_reconnect(void **state)
+{
+	struct dir *w = pg_populated(), *r;
+	char err[256], canon[256];
+
+	(void)state;
+	r = pg_at(5000, 5000, DIR_OPEN_READ | DIR_OPEN_LAZY);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	pg_terminate_all();
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    -1);
+	assert_true(strncmp(err, "directory: PostgreSQL", 21) == 0);
+	assert_int_equal(pg_until_up(r), 1);
+	/* Refused connects: calls fail at once while backing off, with the
+	 * last connect's reason. */
+	pg_admin_sql("ALTER DATABASE %s ALLOW_CONNECTIONS false", pg_db);
+	pg_terminate_all();
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+		                     sizeof(canon), err, sizeof(err)),
+		    -1);
+	assert_non_null(strstr(err, "PostgreSQL unavailable: "));
+	pg_admin_sql("ALTER DATABASE %s ALLOW_CONNECTIONS true", pg_db);
+	assert_int_equal(pg_until_up(r), 1);
+	dir_close(&r);
+	dir_close(&w);
+}
+
+/* The password comes from pg_passfile, which must be the owner's only
+ * and a regular file. */
+static void
+test_pg_passfile(void **state)
+{
+	char path[128], link_path[160], err[512], cmd[400];
+	struct dir *d;
+
+	(void)state;
+	dir_close(&(struct dir *){pg_populated()});
+	snprintf(path, sizeof(path), "%s/pass", tmpdir);
+	snprintf(cmd, sizeof(cmd), "cp %s %s", pg_passfile(), path);
+	assert_int_equal(system(cmd), 0);
+	chmod(path, 0600);
+	d = dir_pgsql_open(pg_conninfo, path, 5000, 3000, 5000, DIR_OPEN_READ,
+	    err, sizeof(err));
+	if (d == NULL)
+		fail_msg("passfile 0600: %s", err);
+	dir_close(&d);
+	chmod(path, 0644);
+	assert_null(dir_pgsql_open(pg_conninfo, path, 5000, 3000, 5000,
+	    DIR_OPEN_READ, err, sizeof(err)));
+	assert_non_null(strstr(err, "readable by group or others"));
+	chmod(path, 0600);
+	snprintf(link_path, sizeof(link_path), "%s/pass-link", tmpdir);
+	assert_int_equal(symlink(path, link_path), 0);
+	assert_null(dir_pgsql_open(pg_conninfo, link_path, 5000, 3000, 5000,
+	    DIR_OPEN_READ, err, sizeof(err)));
+	assert_non_null(strstr(err, "pg_passfile"));
+	/* No password at all: the server's refusal, as one line. */
+	assert_null(dir_pgsql_open(pg_conninfo, "", 5000, 3000, 5000,
+	    DIR_OPEN_READ, err, sizeof(err)));
+	assert_true(
+	    strncmp(err, "directory: PostgreSQL unavailable: ", 35) == 0);
+	assert_null(strchr(err, '\n'));
+}
+
+/* No schema: every op says so; db init (schema with is_upgrade) makes
+ * it, once; a newer schema is refused. */
+static void
+test_pg_schema(void **state)
+{
+	struct dir *a, *r;
+	char err[256], note[256] = "", canon[256];
+	int have = -1, want = -1;
+	PGconn *c;
+
+	(void)state;
+	a = pg_at(5000, 5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
+	r = pg_at(5000, 5000, DIR_OPEN_READ);
+	OK(a->admin->schema(
+	    a, false, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_int_equal(have, 0);
+	assert_int_equal(want, 2);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    -1);
+	assert_string_equal(
+	    err, "directory: no schema (run posternctl db init)");
+	assert_int_equal(
+	    a->admin->domain_add(a, "example.test", err, 256), DIR_ADMIN_ERROR);
+	assert_string_equal(
+	    err, "directory: no schema (run posternctl db init)");
+	OK(a->admin->schema(
+	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_int_equal(have, 2);
+	assert_string_equal(
+	    note, "applied 1: base schema\napplied 2: user_quotas");
+	note[0] = '\0';
+	OK(a->admin->schema(
+	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_int_equal(have, 2);
+	assert_string_equal(note, "");
+	/* The reader sees the new schema without a reconnect. */
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    0);
+	OK(a->admin->domain_add(a, "example.test", err, 256));
+	c = pg_user_conn();
+	pg_sql(c, "UPDATE postern_schema SET version = 7");
+	PQfinish(c);
+	assert_int_equal(a->admin->schema(a, true, &have, &want, note,
+	                     sizeof(note), err, sizeof(err)),
+	    DIR_ADMIN_REFUSED);
+	assert_int_equal(have, 7);
+	assert_string_equal(
+	    err, "directory schema 7 is newer than this posternctl (2)");
+	dir_close(&r);
+	dir_close(&a);
+}
+
+/* Rolled back, nothing is left; committed, all of it is there. */
+static void
+test_pg_transaction(void **state)
+{
+	struct dir *a = pg_with_schema();
+	const struct dir_admin_ops *o = a->admin;
+	char err[256], canon[256], *h;
+
+	(void)state;
+	OK(o->transaction(a, DIR_TXN_BEGIN, err, sizeof(err)));
+	OK(o->domain_add(a, "example.test", err, sizeof(err)));
+	OK(o->user_add(a, "alice", "example.test", "h", err, sizeof(err)));
+	OK(o->transaction(a, DIR_TXN_ROLLBACK, err, sizeof(err)));
+	assert_int_equal(dir_domain_resolve(a, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    0);
+	assert_int_equal(
+	    dir_user_hash(a, "alice", "example.test", &h, err, sizeof(err)), 0);
+	OK(o->transaction(a, DIR_TXN_BEGIN, err, sizeof(err)));
+	OK(o->domain_add(a, "example.test", err, sizeof(err)));
+	OK(o->user_add(a, "alice", "example.test", "h", err, sizeof(err)));
+	OK(o->transaction(a, DIR_TXN_COMMIT, err, sizeof(err)));
+	assert_int_equal(
+	    dir_user_hash(a, "alice", "example.test", &h, err, sizeof(err)), 1);
+	free(h);
+	/* A refusal inside (by the shared checks, before any SQL) leaves
+	 * the transaction going: the rest commits. */
+	OK(o->transaction(a, DIR_TXN_BEGIN, err, sizeof(err)));
+	OK(o->domain_add(a, "new.test", err, sizeof(err)));
+	assert_int_equal(o->domain_add(a, "example.test", err, sizeof(err)),
+	    DIR_ADMIN_REFUSED);
+	OK(o->transaction(a, DIR_TXN_COMMIT, err, sizeof(err)));
+	assert_int_equal(dir_domain_resolve(a, "new.test", canon, sizeof(canon),
+	                     err, sizeof(err)),
+	    1);
+	dir_close(&a);
+}
+
+struct race {
+	struct dir *d;
+	struct timespec nap;
+};
+
+static void *
+commit_later(void *arg)
+{
+	struct race *r = arg;
+	char err[256];
+
+	nanosleep(&r->nap, NULL);
+	if (r->d->admin->transaction(r->d, DIR_TXN_COMMIT, err, sizeof(err)))
+		return (void *)1;
+	return NULL;
+}
+
+/* Two nodes add the same name at once: the second's insert hits the
+ * unique key and is refused with the same reason as its check gives. */
+static void
+test_pg_unique_race(void **state)
+{
+	struct dir *a = pg_with_schema(),
+	           *b = pg_at(5000, 5000, DIR_OPEN_ADMIN);
+	struct race r = {a, {0, 300000000}};
+	char err[256];
+	pthread_t t;
+	void *rc;
+
+	(void)state;
+	OK(a->admin->transaction(a, DIR_TXN_BEGIN, err, sizeof(err)));
+	OK(a->admin->domain_add(a, "race.test", err, sizeof(err)));
+	assert_int_equal(pthread_create(&t, NULL, commit_later, &r), 0);
+	/* b's check sees nothing (a has not committed); its insert waits
+	 * for a's, then fails on the key. */
+	assert_int_equal(b->admin->domain_add(b, "race.test", err, sizeof(err)),
+	    DIR_ADMIN_REFUSED);
+	assert_string_equal(err, "domain race.test already exists");
+	assert_int_equal(pthread_join(t, &rc), 0);
+	assert_null(rc);
+	dir_close(&b);
+	dir_close(&a);
+}
+
+/* The config keys, and dir_check / dir_pgsql_check through dir_open. */
+static void
+test_pg_config(void **state)
+{
+	static const struct {
+		const char *text;
+		int want;
+		const char *err;
+	} cases[] = {
+	    {"directory = postgresql\n", -1, "needs pg_conninfo"},
+	    {"directory = postgresql\npg_conninfo = \"host=h password=x\"\n",
+	        -1, "pg_conninfo: the password goes in pg_passfile"},
+	    {"directory = postgresql\npg_conninfo = "
+	     "\"host=h password = 'a b'\"\n",
+	        -1, "the password goes in pg_passfile"},
+	    {"directory = postgresql\npg_conninfo = "
+	     "postgresql://u:secret@h/db\n",
+	        -1, "the password goes in pg_passfile"},
+	    {"directory = postgresql\npg_conninfo = "
+	     "postgresql://u@h/db?password=x\n",
+	        -1, "the password goes in pg_passfile"},
+	    {"directory = postgresql\npg_conninfo = postgresql://u@h:5/db\n", 0,
+	        ""},
+	    {"directory = postgresql\npg_conninfo = \"host=h user=u\"\n"
+	     "pg_passfile = relative\n",
+	        -1, "pg_passfile must be an absolute path"},
+	    {"pg_query_timeout = 5ms\n", -1, "out of range"},
+	    {"pg_connect_timeout = 250ms\npg_query_timeout = 1s\n", 0, ""},
+	};
+	char text[1600], err[512];
+	struct config *c = NULL;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int got;
+
+		snprintf(text, sizeof(text),
+		    "data_dir = /tmp\nsmtp_listen = 127.0.0.1:25\n%s",
+		    cases[i].text);
+		got = config_parse(
+		    text, strlen(text), "t.conf", &c, err, sizeof(err));
+		if (got != cases[i].want ||
+		    (got == -1 && strstr(err, cases[i].err) == NULL))
+			fail_msg("case %zu: got %d (%s), want %d (%s)", i, got,
+			    got == -1 ? err : "", cases[i].want, cases[i].err);
+		config_unref(&c);
+	}
+	/* The real one: no schema, then ready, then newer. */
+	snprintf(text, sizeof(text),
+	    "data_dir = /tmp\nsmtp_listen = 127.0.0.1:25\n"
+	    "directory = postgresql\npg_conninfo = \"%s\"\n"
+	    "pg_passfile = %s\n",
+	    pg_conninfo, pg_passfile());
+	OK(config_parse(text, strlen(text), "t.conf", &c, err, sizeof(err)));
+	assert_int_equal(c->directory, CONFIG_DIRECTORY_POSTGRESQL);
+	assert_int_equal(c->pg_query_timeout_ms, 2000);
+	assert_int_equal(c->pg_connect_timeout_ms, 3000);
+	assert_int_equal(dir_check(c, -1, err, sizeof(err)), -1);
+	assert_string_equal(
+	    err, "directory: no schema (run posternctl db init)");
+	dir_close(&(struct dir *){pg_with_schema()});
+	if (dir_check(c, -1, err, sizeof(err)) != 0)
+		fail_msg("dir_check: %s", err);
+	{
+		PGconn *u = pg_user_conn();
+
+		pg_sql(u, "UPDATE postern_schema SET version = 9");
+		PQfinish(u);
+	}
+	assert_int_equal(dir_pgsql_check(c, err, sizeof(err)), -2);
+	assert_non_null(strstr(err, "newer"));
+	config_unref(&c);
+	/* Unreachable: a closed port. */
+	snprintf(text, sizeof(text),
+	    "data_dir = /tmp\nsmtp_listen = 127.0.0.1:25\n"
+	    "directory = postgresql\npg_conninfo = \"host=127.0.0.1 port=1 "
+	    "dbname=x user=x\"\n");
+	OK(config_parse(text, strlen(text), "t.conf", &c, err, sizeof(err)));
+	assert_int_equal(dir_check(c, -1, err, sizeof(err)), -1);
+	assert_true(strncmp(err, "directory: PostgreSQL: ", 23) == 0);
+	config_unref(&c);
+}
+
 int
 run_dir_tests(void)
 {
@@ -1347,6 +1952,19 @@ run_dir_tests(void)
 	    cmocka_unit_test(test_dir_open_config),
 	    cmocka_unit_test(test_dir_prepare_check),
 	};
+#define PG_TEST(t)                                                             \
+	cmocka_unit_test_setup_teardown(t, setup_pg_each, teardown_pg_each)
+	const struct CMUnitTest pg_tests[] = {
+	    PG_TEST(test_pg_query_timeout),
+	    PG_TEST(test_pg_operation_timeout),
+	    PG_TEST(test_pg_reconnect),
+	    PG_TEST(test_pg_passfile),
+	    PG_TEST(test_pg_schema),
+	    PG_TEST(test_pg_transaction),
+	    PG_TEST(test_pg_unique_race),
+	    PG_TEST(test_pg_config),
+	};
+#undef PG_TEST
 	int failed = 0;
 
 	failed += cmocka_run_group_tests_name(
@@ -1355,5 +1973,15 @@ run_dir_tests(void)
 	    "dir/fake", tests, setup_fake, teardown);
 	failed += cmocka_run_group_tests_name(
 	    "dir/sqlite-only", sqlite_tests, setup_tmp, teardown_tmp);
+	if (!pg_enabled()) {
+		printf("[  SKIPPED ] dir/postgresql, dir/postgresql-only: "
+		       "POSTERN_TEST_PG_CONNINFO unset (tests/pg/pgtest.sh run "
+		       "sets it; make test does)\n");
+		return failed;
+	}
+	failed += cmocka_run_group_tests_name(
+	    "dir/postgresql", tests, setup_pgsql, teardown_pgsql);
+	failed += cmocka_run_group_tests_name(
+	    "dir/postgresql-only", pg_tests, setup_tmp, teardown_tmp);
 	return failed;
 }

@@ -1,0 +1,1450 @@
+/*
+ * dir_pgsql: the PostgreSQL directory backend (include/dir.h), for
+ * several nodes sharing one directory.  One libpq connection per struct
+ * dir (the daemon: one per directory-pool and login-pool thread),
+ * connected lazily; statements prepared once per connection, parameters
+ * always bound.  Never blocks past its bounds: the connect runs under
+ * PQconnectPoll and poll() (pg_connect_timeout), each query under
+ * PQsendQueryPrepared and poll() until the earlier of pg_query_timeout
+ * and the operation's deadline (directory_timeout); a query that runs
+ * past it is cancelled and its connection dropped.  A lost connection is
+ * dropped and the next call (never the failing one) connects again,
+ * with a per-handle exponential backoff while connects fail; the outage
+ * is logged once per process, not per handle or query.  No caching:
+ * every lookup asks the database, so a change made on one node is seen
+ * by every node at its next lookup.  The schema is never created at
+ * open: posternctl db init / upgrade (admin->schema) do it.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "dir.h"
+#include "dir_priv.h"
+#include "log.h"
+#include "xmalloc.h"
+
+#define NO_SCHEMA "directory: no schema (run posternctl db init)"
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 5000
+/* pg_advisory_xact_lock key of schema changes ("postern" in ASCII). */
+#define SCHEMA_LOCK_KEY "31647739056321134"
+
+/*
+ * The schema, one migration per version, the same numbers as SQLite's
+ * (dir_sqlite.c: 1 the base schema, 2 user_quotas) so that an export
+ * means the same on both.  Text columns in the "C" collation: equality
+ * and ORDER BY compare bytes, as SQLite does, whatever the database's
+ * locale.  Append only: never edit a step that has shipped.
+ */
+static const struct {
+	const char *name, *sql;
+} migrations[] = {
+    {"base schema",
+        "CREATE TABLE domains(name text COLLATE \"C\" PRIMARY KEY);"
+        "CREATE TABLE host_aliases(alias text COLLATE \"C\" PRIMARY KEY,"
+        " domain text COLLATE \"C\" NOT NULL);"
+        "CREATE TABLE users(local text COLLATE \"C\" NOT NULL,"
+        " domain text COLLATE \"C\" NOT NULL, hash text NOT NULL,"
+        " PRIMARY KEY(local, domain));"
+        "CREATE TABLE aliases(local text COLLATE \"C\" NOT NULL,"
+        " domain text COLLATE \"C\" NOT NULL,"
+        " target text COLLATE \"C\" NOT NULL,"
+        " PRIMARY KEY(local, domain, target));"
+        "CREATE TABLE lists(local text COLLATE \"C\" NOT NULL,"
+        " domain text COLLATE \"C\" NOT NULL, PRIMARY KEY(local, domain));"
+        "CREATE TABLE list_members(local text COLLATE \"C\" NOT NULL,"
+        " domain text COLLATE \"C\" NOT NULL,"
+        " member text COLLATE \"C\" NOT NULL,"
+        " PRIMARY KEY(local, domain, member));"
+        "CREATE INDEX aliases_target ON aliases(target);"
+        "CREATE INDEX host_aliases_domain ON host_aliases(domain);"},
+    {"user_quotas",
+        "CREATE TABLE user_quotas(local text COLLATE \"C\" NOT NULL,"
+        " domain text COLLATE \"C\" NOT NULL, bytes bigint NOT NULL,"
+        " messages bigint NOT NULL, PRIMARY KEY(local, domain));"},
+};
+#define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+/* The prepared statements, by index (named "sN" on the connection). */
+enum stmt {
+	S_DOMAIN_RESOLVE,
+	S_USER_EXISTS,
+	S_ALIAS_TARGETS,
+	S_LIST_EXISTS,
+	S_LIST_MEMBERS,
+	S_USER_HASH,
+	S_USER_QUOTA,
+	S_ALIAS_SOURCES,
+	S_DOMAIN_ALIASES,
+	S_DOMAIN_ADD,
+	S_DOMAIN_USED,
+	S_DOMAIN_DEL,
+	S_DOMAIN_DEL_ALIASES,
+	S_HOST_ALIAS_ADD,
+	S_HOST_ALIAS_DEL,
+	S_QUOTA_DEL,
+	S_USER_ADD,
+	S_USER_DEL,
+	S_USER_PASSWD,
+	S_QUOTA_SET,
+	S_ALIAS_ADD,
+	S_ALIAS_DEL_ALL,
+	S_ALIAS_DEL_ONE,
+	S_LIST_ADD,
+	S_LIST_DEL,
+	S_LIST_DEL_MEMBERS,
+	S_MEMBER_ADD,
+	S_MEMBER_DEL,
+	S_ROWS_DOMAINS,
+	S_ROWS_HOST_ALIASES,
+	S_ROWS_HOST_ALIASES_OF,
+	S_ROWS_USERS,
+	S_ROWS_USERS_OF,
+	S_ROWS_ALIASES,
+	S_ROWS_ALIASES_OF,
+	S_ROWS_LISTS,
+	S_ROWS_LISTS_OF,
+	S_ROWS_MEMBERS_OF,
+	S_COUNT
+};
+
+static const char *const stmt_sql[S_COUNT] = {
+    [S_DOMAIN_RESOLVE] = "SELECT name FROM domains WHERE name = $1 UNION ALL "
+                         "SELECT domain FROM host_aliases WHERE alias = $1",
+    [S_USER_EXISTS] = "SELECT 1 FROM users WHERE local = $1 AND domain = $2",
+    [S_ALIAS_TARGETS] = "SELECT target FROM aliases WHERE local = $1 AND "
+                        "domain = $2 ORDER BY target",
+    [S_LIST_EXISTS] = "SELECT 1 FROM lists WHERE local = $1 AND domain = $2",
+    [S_LIST_MEMBERS] = "SELECT member FROM list_members WHERE local = $1 "
+                       "AND domain = $2 ORDER BY member",
+    [S_USER_HASH] = "SELECT hash FROM users WHERE local = $1 AND domain = $2",
+    [S_USER_QUOTA] =
+        "SELECT q.bytes, q.messages FROM users u LEFT JOIN user_quotas q "
+        "ON q.local = u.local AND q.domain = u.domain "
+        "WHERE u.local = $1 AND u.domain = $2",
+    [S_ALIAS_SOURCES] = "SELECT local || '@' || domain FROM aliases WHERE "
+                        "target = $1 ORDER BY domain, local",
+    [S_DOMAIN_ALIASES] = "SELECT alias FROM host_aliases WHERE domain = $1 "
+                         "ORDER BY alias",
+    [S_DOMAIN_ADD] = "INSERT INTO domains(name) VALUES($1)",
+    [S_DOMAIN_USED] = "SELECT 1 FROM users WHERE domain = $1 UNION ALL "
+                      "SELECT 1 FROM aliases WHERE domain = $1 UNION ALL "
+                      "SELECT 1 FROM lists WHERE domain = $1",
+    [S_DOMAIN_DEL] = "DELETE FROM domains WHERE name = $1",
+    [S_DOMAIN_DEL_ALIASES] = "DELETE FROM host_aliases WHERE domain = $1",
+    [S_HOST_ALIAS_ADD] =
+        "INSERT INTO host_aliases(alias, domain) VALUES($1, $2)",
+    [S_HOST_ALIAS_DEL] = "DELETE FROM host_aliases WHERE alias = $1",
+    [S_QUOTA_DEL] = "DELETE FROM user_quotas WHERE local = $1 AND domain = $2",
+    [S_USER_ADD] = "INSERT INTO users(local, domain, hash) VALUES($1, $2, $3)",
+    [S_USER_DEL] = "DELETE FROM users WHERE local = $1 AND domain = $2",
+    [S_USER_PASSWD] =
+        "UPDATE users SET hash = $3 WHERE local = $1 AND domain = $2",
+    [S_QUOTA_SET] =
+        "INSERT INTO user_quotas(local, domain, bytes, messages) "
+        "VALUES($1, $2, $3::bigint, $4::bigint) ON CONFLICT(local, domain) "
+        "DO UPDATE SET bytes = EXCLUDED.bytes, messages = EXCLUDED.messages",
+    [S_ALIAS_ADD] = "INSERT INTO aliases(local, domain, target) "
+                    "VALUES($1, $2, $3) ON CONFLICT DO NOTHING",
+    [S_ALIAS_DEL_ALL] = "DELETE FROM aliases WHERE local = $1 AND domain = $2",
+    [S_ALIAS_DEL_ONE] = "DELETE FROM aliases WHERE local = $1 AND "
+                        "domain = $2 AND target = $3",
+    [S_LIST_ADD] = "INSERT INTO lists(local, domain) VALUES($1, $2)",
+    [S_LIST_DEL] = "DELETE FROM lists WHERE local = $1 AND domain = $2",
+    [S_LIST_DEL_MEMBERS] =
+        "DELETE FROM list_members WHERE local = $1 AND domain = $2",
+    [S_MEMBER_ADD] = "INSERT INTO list_members(local, domain, member) "
+                     "VALUES($1, $2, $3) ON CONFLICT DO NOTHING",
+    [S_MEMBER_DEL] = "DELETE FROM list_members WHERE local = $1 AND "
+                     "domain = $2 AND member = $3",
+    [S_ROWS_DOMAINS] = "SELECT name, NULL FROM domains ORDER BY name",
+    [S_ROWS_HOST_ALIASES] =
+        "SELECT alias, domain FROM host_aliases ORDER BY alias",
+    [S_ROWS_HOST_ALIASES_OF] = "SELECT alias, domain FROM host_aliases "
+                               "WHERE domain = $1 ORDER BY alias",
+    [S_ROWS_USERS] = "SELECT local || '@' || domain, NULL FROM users "
+                     "ORDER BY domain, local",
+    [S_ROWS_USERS_OF] = "SELECT local || '@' || domain, NULL FROM users "
+                        "WHERE domain = $1 ORDER BY local",
+    [S_ROWS_ALIASES] = "SELECT local || '@' || domain, target FROM aliases "
+                       "ORDER BY domain, local, target",
+    [S_ROWS_ALIASES_OF] = "SELECT local || '@' || domain, target FROM "
+                          "aliases WHERE domain = $1 ORDER BY local, target",
+    [S_ROWS_LISTS] = "SELECT local || '@' || domain, NULL FROM lists "
+                     "ORDER BY domain, local",
+    [S_ROWS_LISTS_OF] = "SELECT local || '@' || domain, NULL FROM lists "
+                        "WHERE domain = $1 ORDER BY local",
+    [S_ROWS_MEMBERS_OF] = "SELECT member, NULL FROM list_members WHERE "
+                          "local || '@' || domain = $1 ORDER BY member",
+};
+
+struct dir_pgsql {
+	struct dir base;
+	PGconn *conn; /* NULL: not connected, the next call connects */
+	char *conninfo, *passfile;
+	unsigned query_ms, connect_ms, op_ms;
+	int flags;
+	bool is_prepared[S_COUNT];
+	int version;                 /* the schema's, read at connect */
+	struct timespec op_deadline; /* of the running operation */
+	bool is_op;
+	bool is_schema;      /* a migration runs: its own, longer bound */
+	bool is_txn;         /* inside DIR_TXN_BEGIN .. COMMIT/ROLLBACK */
+	bool is_txn_lost;    /* the connection went in the transaction */
+	int64_t retry_at;    /* monotonic ms: no connect before it */
+	unsigned backoff_ms; /* 0: the last connect worked */
+	char last_err[256];  /* why the last connect failed */
+	char sqlstate[6];    /* of the last failed query */
+};
+
+/* Process-wide: whether the database is down, so an outage is logged
+ * once, not by each handle at each query. */
+static atomic_bool is_down;
+static _Atomic int64_t down_since;
+
+static struct dir_pgsql *
+pg(struct dir *d)
+{
+	return (struct dir_pgsql *)d;
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+ts_ms(const struct timespec *ts)
+{
+	return (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
+}
+
+/* libpq's messages run over lines ("FATAL: ...\nDETAIL: ..."): one line
+ * for the admin, without the trailing newline. */
+static void
+one_line(char *dst, size_t len, const char *msg)
+{
+	size_t n = 0;
+	bool is_blank = false;
+
+	for (const char *p = msg; *p != '\0' && n + 3 < len; p++) {
+		if (*p == '\n' || *p == '\r' || *p == '\t' || *p == ' ') {
+			/* "; " between lines, one blank for a run of them */
+			if (*p == '\n' && n > 0 && p[1] != '\0' &&
+			    dst[n - 1] != ';') {
+				if (is_blank)
+					n--;
+				dst[n++] = ';';
+				dst[n++] = ' ';
+				is_blank = true;
+			} else if (!is_blank && n > 0) {
+				dst[n++] = ' ';
+				is_blank = true;
+			}
+			continue;
+		}
+		dst[n++] = *p;
+		is_blank = false;
+	}
+	if (is_blank && n > 0)
+		n--;
+	if (n > 0 && dst[n - 1] == ';')
+		n--;
+	dst[n] = '\0';
+}
+
+static void
+mark_down(const char *why)
+{
+	if (!atomic_exchange(&is_down, true)) {
+		atomic_store(&down_since, now_ms());
+		log_warn("event=directory-down backend=postgresql "
+		         "error=\"%s\"",
+		    log_esc(why));
+	}
+}
+
+static void
+mark_up(void)
+{
+	if (atomic_exchange(&is_down, false))
+		log_info("event=directory-up backend=postgresql down_ms=%lld",
+		    (long long)(now_ms() - atomic_load(&down_since)));
+}
+
+/* Notices (a NOTICE from CREATE ... IF NOT EXISTS, a WARNING) never go
+ * to stderr, which is the daemon's log or the admin's terminal. */
+static void
+on_notice(void *arg, const char *msg)
+{
+	char line[512];
+
+	(void)arg;
+	one_line(line, sizeof(line), msg);
+	log_debug("event=directory-notice backend=postgresql notice=\"%s\"",
+	    log_esc(line));
+}
+
+static void
+disconnect(struct dir_pgsql *p)
+{
+	if (p->conn != NULL)
+		PQfinish(p->conn);
+	p->conn = NULL;
+	memset(p->is_prepared, 0, sizeof(p->is_prepared));
+	if (p->is_txn)
+		p->is_txn_lost = true;
+}
+
+/* The deadline of the next wait: the earlier of per-query and the
+ * operation's; a migration gets a minute at least. */
+static int64_t
+query_deadline(const struct dir_pgsql *p)
+{
+	int64_t q = now_ms() + p->query_ms;
+
+	if (p->is_schema)
+		return now_ms() + (p->query_ms > 60000 ? p->query_ms : 60000);
+	if (p->is_op && ts_ms(&p->op_deadline) < q)
+		return ts_ms(&p->op_deadline);
+	return q;
+}
+
+/*
+ * Waits for the socket (events) until deadline: 1 ready, 0 timed out,
+ * -1 error.
+ */
+static int
+wait_socket(PGconn *conn, short events, int64_t deadline)
+{
+	struct pollfd pfd = {.fd = PQsocket(conn), .events = events};
+
+	for (;;) {
+		int64_t left = deadline - now_ms();
+		int rc;
+
+		if (left <= 0)
+			return 0;
+		rc = poll(&pfd, 1, left > 60000 ? 60000 : (int)left);
+		if (rc > 0)
+			return 1;
+		if (rc == -1 && errno != EINTR)
+			return -1;
+	}
+}
+
+/* The password file: its first line, or -1 with err.  Read at each
+ * connect, so a changed password needs no restart. */
+static int
+read_passfile(const char *path, char *out, size_t len, char *err, size_t errlen)
+{
+	struct stat st;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd == -1) {
+		snprintf(
+		    err, errlen, "pg_passfile %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(
+		    err, errlen, "pg_passfile %s: not a regular file", path);
+		close(fd);
+		return -1;
+	}
+	if (st.st_mode & 077) {
+		snprintf(err, errlen,
+		    "pg_passfile %s: readable by group or others "
+		    "(mode %04o; want 0600)",
+		    path, (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return -1;
+	}
+	n = read(fd, out, len - 1);
+	close(fd);
+	if (n < 0) {
+		snprintf(
+		    err, errlen, "pg_passfile %s: %s", path, strerror(errno));
+		return -1;
+	}
+	out[n] = '\0';
+	out[strcspn(out, "\r\n")] = '\0';
+	return 0;
+}
+
+/* A connect that failed: why in last_err, the backoff doubled. */
+static int
+connect_failed(struct dir_pgsql *p, const char *why, char *err, size_t errlen)
+{
+	one_line(p->last_err, sizeof(p->last_err), why);
+	if (p->conn != NULL)
+		PQfinish(p->conn);
+	p->conn = NULL;
+	p->backoff_ms = p->backoff_ms == 0 ? BACKOFF_MIN_MS
+	                : p->backoff_ms >= BACKOFF_MAX_MS / 2
+	                    ? BACKOFF_MAX_MS
+	                    : p->backoff_ms * 2;
+	p->retry_at = now_ms() + p->backoff_ms;
+	mark_down(p->last_err);
+	snprintf(
+	    err, errlen, "directory: PostgreSQL unavailable: %s", p->last_err);
+	return -1;
+}
+
+/* PQconnectPoll under poll() until the connect deadline. */
+static int
+connect_poll(struct dir_pgsql *p, char *why, size_t whylen)
+{
+	int64_t deadline = now_ms() + p->connect_ms;
+	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+
+	if (p->is_op && ts_ms(&p->op_deadline) < deadline)
+		deadline = ts_ms(&p->op_deadline);
+	while (st != PGRES_POLLING_OK) {
+		int rc;
+
+		if (st == PGRES_POLLING_FAILED) {
+			snprintf(why, whylen, "%s", PQerrorMessage(p->conn));
+			return -1;
+		}
+		rc = wait_socket(p->conn,
+		    st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline);
+		if (rc == 0) {
+			snprintf(why, whylen,
+			    "connect timed out (pg_connect_timeout %ums)",
+			    p->connect_ms);
+			return -1;
+		}
+		if (rc == -1) {
+			snprintf(why, whylen, "poll: %s", strerror(errno));
+			return -1;
+		}
+		st = PQconnectPoll(p->conn);
+	}
+	return 0;
+}
+
+static int run_params(struct dir_pgsql *, const char *sql, int n,
+    const char *const *params, PGresult **out, char *err, size_t errlen);
+
+/* postern_schema's version, or 0 when the table is not there. */
+static int
+read_version(struct dir_pgsql *p, int *out, char *err, size_t errlen)
+{
+	PGresult *res = NULL;
+	bool is_there;
+
+	*out = 0;
+	/* Two queries: a query naming a missing table does not parse. */
+	if (run_params(p, "SELECT to_regclass('postern_schema') IS NOT NULL", 0,
+	        NULL, &res, err, errlen) == -1)
+		return -1;
+	is_there =
+	    PQntuples(res) > 0 && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	PQclear(res);
+	if (!is_there)
+		return 0;
+	if (run_params(p, "SELECT max(version) FROM postern_schema", 0, NULL,
+	        &res, err, errlen) == -1)
+		return -1;
+	if (PQntuples(res) > 0 && !PQgetisnull(res, 0, 0))
+		*out = atoi(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	return 0;
+}
+
+/* Connects if not connected (unless backing off): 0, or -1 with err. */
+static int
+connect_db(struct dir_pgsql *p, char *err, size_t errlen)
+{
+	const char *kw[4] = {"dbname", "fallback_application_name", NULL, NULL};
+	const char *val[4] = {p->conninfo, "postern", NULL, NULL};
+	char pass[1024] = "", why[512] = "", st_ms[16];
+	const char *set[2] = {st_ms, NULL};
+	PGresult *res = NULL;
+
+	if (p->conn != NULL)
+		return 0;
+	if (p->is_txn_lost) {
+		snprintf(err, errlen,
+		    "directory: PostgreSQL: the connection was lost in the "
+		    "transaction");
+		return -1;
+	}
+	if (p->backoff_ms != 0 && now_ms() < p->retry_at) {
+		snprintf(err, errlen, "directory: PostgreSQL unavailable: %s",
+		    p->last_err);
+		return -1;
+	}
+	if (p->passfile[0] != '\0') {
+		if (read_passfile(p->passfile, pass, sizeof(pass), why,
+		        sizeof(why)) == -1)
+			return connect_failed(p, why, err, errlen);
+		kw[2] = "password";
+		val[2] = pass;
+	}
+	p->conn = PQconnectStartParams(kw, val, 1);
+	explicit_bzero(pass, sizeof(pass));
+	if (p->conn == NULL)
+		return connect_failed(p, "out of memory", err, errlen);
+	if (PQstatus(p->conn) == CONNECTION_BAD ||
+	    connect_poll(p, why, sizeof(why)) == -1)
+		return connect_failed(p,
+		    PQstatus(p->conn) == CONNECTION_BAD && why[0] == '\0'
+		        ? PQerrorMessage(p->conn)
+		        : why,
+		    err, errlen);
+	PQsetNoticeProcessor(p->conn, on_notice, NULL);
+	if (PQsetnonblocking(p->conn, 1) == -1)
+		return connect_failed(p, PQerrorMessage(p->conn), err, errlen);
+	/* The server's own bound, behind ours (a cancel that never arrives
+	 * still ends the query); read handles cannot write, even by a bug. */
+	snprintf(st_ms, sizeof(st_ms), "%u", p->query_ms + 1000);
+	if (run_params(p,
+	        (p->flags & DIR_OPEN_ADMIN)
+	            ? "SELECT set_config('statement_timeout', $1, false)"
+	            : "SELECT set_config('statement_timeout', $1, false), "
+	              "set_config('default_transaction_read_only', 'on', "
+	              "false)",
+	        1, set, &res, why, sizeof(why)) == -1 ||
+	    read_version(p, &p->version, why, sizeof(why)) == -1) {
+		PQclear(res);
+		if (p->conn == NULL) /* dropped: why says it */
+			return connect_failed(p,
+			    strncmp(why, "directory: ", 11) == 0 ? why + 11
+			                                         : why,
+			    err, errlen);
+		snprintf(err, errlen, "%s", why);
+		disconnect(p);
+		return -1;
+	}
+	PQclear(res);
+	p->backoff_ms = 0;
+	mark_up();
+	return 0;
+}
+
+/* Whether a failed query means the connection is gone. */
+static bool
+is_connection_lost(const struct dir_pgsql *p)
+{
+	return p->conn == NULL || PQstatus(p->conn) == CONNECTION_BAD ||
+	       strncmp(p->sqlstate, "08", 2) == 0 ||
+	       strcmp(p->sqlstate, "57P01") == 0 ||
+	       strcmp(p->sqlstate, "57P02") == 0 ||
+	       strcmp(p->sqlstate, "57P03") == 0;
+}
+
+/* A query that ran out of time: cancelled on the server, and the
+ * connection dropped (its state is unknown). */
+static int
+timed_out(struct dir_pgsql *p, char *err, size_t errlen)
+{
+	PGcancel *c = PQgetCancel(p->conn);
+	char buf[256];
+
+	if (c != NULL) {
+		PQcancel(c, buf, sizeof(buf));
+		PQfreeCancel(c);
+	}
+	snprintf(err, errlen, "directory: PostgreSQL query timed out");
+	mark_down(err + 11);
+	disconnect(p);
+	return -1;
+}
+
+/*
+ * Waits for the results of what was sent, until the deadline; the last
+ * result (or the first error) in *out.  0, or -1 with err (the
+ * connection dropped when it is gone or the query timed out).
+ */
+static int
+wait_result(struct dir_pgsql *p, PGresult **out, char *err, size_t errlen)
+{
+	int64_t deadline = query_deadline(p);
+	PGresult *keep = NULL, *res;
+	char why[512];
+
+	*out = NULL;
+	for (;;) {
+		int f = PQflush(p->conn), rc;
+
+		if (f == -1)
+			break;
+		if (f == 0 && !PQisBusy(p->conn)) {
+			if ((res = PQgetResult(p->conn)) == NULL) {
+				*out = keep;
+				return 0;
+			}
+			if (keep == NULL ||
+			    PQresultStatus(keep) != PGRES_FATAL_ERROR) {
+				PQclear(keep);
+				keep = res;
+			} else {
+				PQclear(res);
+			}
+			continue;
+		}
+		rc = wait_socket(
+		    p->conn, f == 1 ? POLLIN | POLLOUT : POLLIN, deadline);
+		if (rc == 0) {
+			PQclear(keep);
+			return timed_out(p, err, errlen);
+		}
+		if (rc == -1 || PQconsumeInput(p->conn) == 0)
+			break;
+	}
+	PQclear(keep);
+	one_line(why, sizeof(why), PQerrorMessage(p->conn));
+	snprintf(err, errlen, "directory: PostgreSQL: %s", why);
+	mark_down(err + 11);
+	disconnect(p);
+	return -1;
+}
+
+/* A result that is an error: -1 with err; drops a lost connection. */
+static int
+check_result(struct dir_pgsql *p, PGresult *res, char *err, size_t errlen)
+{
+	ExecStatusType st = PQresultStatus(res);
+	const char *state;
+	char why[512];
+
+	p->sqlstate[0] = '\0';
+	if (res != NULL && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
+		return 0;
+	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	snprintf(p->sqlstate, sizeof(p->sqlstate), "%s", state ? state : "");
+	one_line(why, sizeof(why),
+	    res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(p->conn));
+	if (strcmp(p->sqlstate, "57014") == 0) /* statement_timeout */
+		snprintf(err, errlen, "directory: PostgreSQL query timed out");
+	else if (strcmp(p->sqlstate, "42P01") == 0) /* a table is missing */
+		snprintf(err, errlen, NO_SCHEMA);
+	else
+		snprintf(err, errlen, "directory: PostgreSQL: %s", why);
+	if (is_connection_lost(p)) {
+		mark_down(err + 11);
+		disconnect(p);
+	}
+	return -1;
+}
+
+/* An unprepared query (set-up, schema, transactions): n parameters. */
+static int
+run_params(struct dir_pgsql *p, const char *sql, int n,
+    const char *const *params, PGresult **out, char *err, size_t errlen)
+{
+	PGresult *res;
+
+	*out = NULL;
+	if (!p->is_schema && p->is_op && now_ms() >= ts_ms(&p->op_deadline)) {
+		snprintf(err, errlen,
+		    "directory: PostgreSQL query timed out (directory_timeout "
+		    "%ums)",
+		    p->op_ms);
+		return -1;
+	}
+	if ((n > 0 ? PQsendQueryParams(
+	                 p->conn, sql, n, NULL, params, NULL, NULL, 0)
+	           : PQsendQuery(p->conn, sql)) == 0) {
+		char why[512];
+
+		one_line(why, sizeof(why), PQerrorMessage(p->conn));
+		snprintf(err, errlen, "directory: PostgreSQL: %s", why);
+		mark_down(err + 11);
+		disconnect(p);
+		return -1;
+	}
+	if (wait_result(p, &res, err, errlen) == -1)
+		return -1;
+	if (check_result(p, res, err, errlen) == -1) {
+		PQclear(res);
+		return -1;
+	}
+	*out = res;
+	return 0;
+}
+
+/* Prepares statement s on this connection, once. */
+static int
+prepare(struct dir_pgsql *p, enum stmt s, char *err, size_t errlen)
+{
+	char name[16];
+	PGresult *res;
+
+	if (p->is_prepared[s])
+		return 0;
+	snprintf(name, sizeof(name), "s%d", (int)s);
+	if (PQsendPrepare(p->conn, name, stmt_sql[s], 0, NULL) == 0) {
+		snprintf(err, errlen, "directory: PostgreSQL: cannot send");
+		disconnect(p);
+		return -1;
+	}
+	if (wait_result(p, &res, err, errlen) == -1)
+		return -1;
+	if (check_result(p, res, err, errlen) == -1) {
+		PQclear(res);
+		return -1;
+	}
+	PQclear(res);
+	p->is_prepared[s] = true;
+	return 0;
+}
+
+/* Connected, and on a store with a schema. */
+static int
+ready(struct dir_pgsql *p, char *err, size_t errlen)
+{
+	if (connect_db(p, err, errlen) == -1)
+		return -1;
+	/* No schema at connect: posternctl db init may have run since. */
+	if (p->version == 0 && read_version(p, &p->version, err, errlen) == -1)
+		return -1;
+	if (p->version == 0) {
+		snprintf(err, errlen, NO_SCHEMA);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Runs prepared statement s with up to four text parameters (the first
+ * NULL ends them).  Each result row calls fn with its first two columns
+ * (NULL for an SQL NULL).  Returns the number of rows (or of rows
+ * changed), or -1 with err.
+ */
+static int
+db_exec_v(struct dir *d, enum stmt s, const char *const params[4],
+    dir_row_fn fn, void *arg, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	PGresult *res;
+	char name[16];
+	int n = 0, rows;
+
+	p->sqlstate[0] = '\0';
+	if (ready(p, err, errlen) == -1)
+		return -1;
+	if (p->is_op && now_ms() >= ts_ms(&p->op_deadline)) {
+		snprintf(err, errlen,
+		    "directory: PostgreSQL query timed out (directory_timeout "
+		    "%ums)",
+		    p->op_ms);
+		return -1;
+	}
+	if (prepare(p, s, err, errlen) == -1)
+		return -1;
+	while (n < 4 && params[n] != NULL)
+		n++;
+	snprintf(name, sizeof(name), "s%d", (int)s);
+	if (PQsendQueryPrepared(p->conn, name, n, params, NULL, NULL, 0) == 0) {
+		char why[512];
+
+		one_line(why, sizeof(why), PQerrorMessage(p->conn));
+		snprintf(err, errlen, "directory: PostgreSQL: %s", why);
+		mark_down(err + 11);
+		disconnect(p);
+		return -1;
+	}
+	if (wait_result(p, &res, err, errlen) == -1)
+		return -1;
+	if (check_result(p, res, err, errlen) == -1) {
+		PQclear(res);
+		return -1;
+	}
+	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
+		rows = PQntuples(res);
+		for (int i = 0; fn != NULL && i < rows; i++)
+			fn(arg,
+			    PQgetisnull(res, i, 0) ? NULL
+			                           : PQgetvalue(res, i, 0),
+			    PQnfields(res) > 1 && !PQgetisnull(res, i, 1)
+			        ? PQgetvalue(res, i, 1)
+			        : NULL);
+	} else {
+		rows = atoi(PQcmdTuples(res));
+	}
+	PQclear(res);
+	return rows;
+}
+
+static int
+db_exec(struct dir *d, enum stmt s, const char *p1, const char *p2,
+    const char *p3, dir_row_fn fn, void *arg, char *err, size_t errlen)
+{
+	const char *params[4] = {p1, p2, p3, NULL};
+
+	return db_exec_v(d, s, params, fn, arg, err, errlen);
+}
+
+static int
+db_count(struct dir *d, enum stmt s, const char *p1, const char *p2, char *err,
+    size_t errlen)
+{
+	return db_exec(d, s, p1, p2, NULL, NULL, NULL, err, errlen);
+}
+
+static void
+collect_first(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	snprintf(arg, ADDR_DOMAIN_MAX + 1, "%s", a ? a : "");
+}
+
+static void
+collect_list(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	if (a != NULL)
+		strlist_add(arg, a);
+}
+
+static void
+collect_list_unique(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	if (a != NULL)
+		strlist_add_unique(arg, a);
+}
+
+static void
+collect_dup(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	if (a != NULL && *(char **)arg == NULL)
+		*(char **)arg = xstrdup(a);
+}
+
+static void
+collect_quota(void *arg, const char *a, const char *b)
+{
+	struct dir_quota *q = arg;
+
+	/* The user's row with no user_quotas row: the default. */
+	if (a == NULL || b == NULL)
+		return;
+	q->is_set = true;
+	q->bytes = strtoull(a, NULL, 10);
+	q->messages = strtoull(b, NULL, 10);
+}
+
+/* ---- read ops ---------------------------------------------------------- */
+
+static int
+p_domain_resolve(struct dir *d, const char *domain, char *canon,
+    size_t canonlen, char *err, size_t errlen)
+{
+	char found[ADDR_DOMAIN_MAX + 1] = "";
+	int n = db_exec(d, S_DOMAIN_RESOLVE, domain, NULL, NULL, collect_first,
+	    found, err, errlen);
+
+	if (n <= 0)
+		return n;
+	snprintf(canon, canonlen, "%s", found);
+	return 1;
+}
+
+static int
+p_address_lookup(struct dir *d, const char *local, const char *domain,
+    enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen)
+{
+	int n;
+
+	*kind_out = DIR_KIND_NONE;
+	n = db_count(d, S_USER_EXISTS, local, domain, err, errlen);
+	if (n != 0) {
+		*kind_out = n < 0 ? DIR_KIND_NONE : DIR_KIND_USER;
+		return n < 0 ? -1 : 1;
+	}
+	n = db_exec(d, S_ALIAS_TARGETS, local, domain, NULL, collect_list,
+	    targets, err, errlen);
+	if (n != 0) {
+		*kind_out = n < 0 ? DIR_KIND_NONE : DIR_KIND_ALIAS;
+		return n < 0 ? -1 : 1;
+	}
+	n = db_count(d, S_LIST_EXISTS, local, domain, err, errlen);
+	if (n <= 0)
+		return n;
+	if (db_exec(d, S_LIST_MEMBERS, local, domain, NULL, collect_list,
+	        targets, err, errlen) < 0)
+		return -1;
+	*kind_out = DIR_KIND_LIST;
+	return 1;
+}
+
+static int
+p_user_hash(struct dir *d, const char *local, const char *domain,
+    char **hash_out, char *err, size_t errlen)
+{
+	int n;
+
+	*hash_out = NULL;
+	n = db_exec(d, S_USER_HASH, local, domain, NULL, collect_dup, hash_out,
+	    err, errlen);
+	if (n < 0) {
+		free(*hash_out);
+		*hash_out = NULL;
+		return -1;
+	}
+	return n > 0 ? 1 : 0;
+}
+
+static int
+p_user_quota(struct dir *d, const char *local, const char *domain,
+    struct dir_quota *out, char *err, size_t errlen)
+{
+	int n;
+
+	memset(out, 0, sizeof(*out));
+	if (ready(pg(d), err, errlen) == -1)
+		return -1;
+	/* A store at version 1 (before user_quotas): the default. */
+	if (pg(d)->version < 2) {
+		n = db_count(d, S_USER_EXISTS, local, domain, err, errlen);
+		return n < 0 ? -1 : n > 0;
+	}
+	n = db_exec(d, S_USER_QUOTA, local, domain, NULL, collect_quota, out,
+	    err, errlen);
+	if (n < 0) {
+		memset(out, 0, sizeof(*out));
+		return -1;
+	}
+	return n > 0 ? 1 : 0;
+}
+
+static int
+p_alias_sources(struct dir *d, const char *target, struct strlist *out,
+    char *err, size_t errlen)
+{
+	int n = db_exec(d, S_ALIAS_SOURCES, target, NULL, NULL,
+	    collect_list_unique, out, err, errlen);
+
+	return n < 0 ? -1 : n > 0;
+}
+
+static int
+p_domain_aliases(struct dir *d, const char *domain, struct strlist *out,
+    char *err, size_t errlen)
+{
+	int n = db_exec(d, S_DOMAIN_ALIASES, domain, NULL, NULL,
+	    collect_list_unique, out, err, errlen);
+
+	return n < 0 ? -1 : n > 0;
+}
+
+/* dir_read_ops.deadline: one deadline for a whole operation. */
+static void
+p_deadline(struct dir *d, bool is_start)
+{
+	struct dir_pgsql *p = pg(d);
+
+	p->is_op = is_start;
+	if (is_start) {
+		int64_t t = now_ms() + p->op_ms;
+
+		p->op_deadline.tv_sec = t / 1000;
+		p->op_deadline.tv_nsec = (long)(t % 1000) * 1000000;
+	}
+}
+
+/* ---- admin ops --------------------------------------------------------- */
+
+/*
+ * A change; notfound (when not NULL) refuses a change of no row.  A
+ * unique violation (another node added the same name between our check
+ * and our insert) is a refusal: recheck (when not NULL) gives the same
+ * reason the check before the insert would have.
+ */
+static int
+change_v(struct dir *d, enum stmt s, const char *const params[4],
+    const char *notfound,
+    int (*recheck)(struct dir *, const char *const *, char *, size_t),
+    char *err, size_t errlen)
+{
+	int n = db_exec_v(d, s, params, NULL, NULL, err, errlen);
+
+	if (n < 0 && strcmp(pg(d)->sqlstate, "23505") == 0) {
+		if (recheck == NULL || pg(d)->is_txn ||
+		    recheck(d, params, err, errlen) == 0)
+			snprintf(err, errlen, "already exists");
+		return DIR_ADMIN_REFUSED;
+	}
+	if (n < 0)
+		return DIR_ADMIN_ERROR;
+	if (notfound != NULL && n == 0) {
+		snprintf(err, errlen, "%s", notfound);
+		return DIR_ADMIN_REFUSED;
+	}
+	return 0;
+}
+
+static int
+change(struct dir *d, enum stmt s, const char *p1, const char *p2,
+    const char *p3, const char *notfound, char *err, size_t errlen)
+{
+	const char *params[4] = {p1, p2, p3, NULL};
+
+	return change_v(d, s, params, notfound, NULL, err, errlen);
+}
+
+static int
+recheck_domain(struct dir *d, const char *const *v, char *err, size_t errlen)
+{
+	return dir_need_new_domain(d, v[0], false, err, errlen);
+}
+
+static int
+recheck_host_alias(
+    struct dir *d, const char *const *v, char *err, size_t errlen)
+{
+	return dir_need_new_domain(d, v[0], true, err, errlen);
+}
+
+static int
+recheck_free(struct dir *d, const char *const *v, char *err, size_t errlen)
+{
+	return dir_need_free(d, v[0], v[1], false, err, errlen);
+}
+
+static int
+p_domain_add(struct dir *d, const char *domain, char *err, size_t errlen)
+{
+	const char *v[4] = {domain, NULL, NULL, NULL};
+	int r = dir_need_new_domain(d, domain, false, err, errlen);
+
+	if (r != 0)
+		return r;
+	return change_v(d, S_DOMAIN_ADD, v, NULL, recheck_domain, err, errlen);
+}
+
+static int
+p_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
+{
+	int n = db_count(d, S_DOMAIN_USED, domain, NULL, err, errlen);
+
+	if (n < 0)
+		return DIR_ADMIN_ERROR;
+	if (n > 0) {
+		snprintf(err, errlen,
+		    "domain %s still has %d users, aliases "
+		    "or lists: delete them first",
+		    domain, n);
+		return DIR_ADMIN_REFUSED;
+	}
+	if ((n = change(d, S_DOMAIN_DEL, domain, NULL, NULL, "no such domain",
+	         err, errlen)) != 0)
+		return n;
+	return change(
+	    d, S_DOMAIN_DEL_ALIASES, domain, NULL, NULL, NULL, err, errlen);
+}
+
+static int
+p_host_alias_add(struct dir *d, const char *alias, const char *domain,
+    char *err, size_t errlen)
+{
+	const char *v[4] = {alias, domain, NULL, NULL};
+	int r;
+
+	if ((r = dir_need_domain(d, domain, err, errlen)) != 0 ||
+	    (r = dir_need_new_domain(d, alias, true, err, errlen)) != 0)
+		return r;
+	return change_v(
+	    d, S_HOST_ALIAS_ADD, v, NULL, recheck_host_alias, err, errlen);
+}
+
+static int
+p_host_alias_del(struct dir *d, const char *alias, char *err, size_t errlen)
+{
+	return change(d, S_HOST_ALIAS_DEL, alias, NULL, NULL,
+	    "no such host alias", err, errlen);
+}
+
+static int
+p_user_add(struct dir *d, const char *local, const char *domain,
+    const char *hash, char *err, size_t errlen)
+{
+	const char *v[4] = {local, domain, hash, NULL};
+	int r = dir_need_free(d, local, domain, false, err, errlen);
+
+	if (r != 0)
+		return r;
+	/* A quota left behind is not this user's. */
+	if ((r = change(
+	         d, S_QUOTA_DEL, local, domain, NULL, NULL, err, errlen)) != 0)
+		return r;
+	return change_v(d, S_USER_ADD, v, NULL, recheck_free, err, errlen);
+}
+
+static int
+p_user_del(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	int r = change(
+	    d, S_USER_DEL, local, domain, NULL, "no such user", err, errlen);
+
+	return r != 0 ? r
+	              : change(d, S_QUOTA_DEL, local, domain, NULL, NULL, err,
+	                    errlen);
+}
+
+static int
+p_user_passwd(struct dir *d, const char *local, const char *domain,
+    const char *hash, char *err, size_t errlen)
+{
+	return change(
+	    d, S_USER_PASSWD, local, domain, hash, "no such user", err, errlen);
+}
+
+static int
+p_user_quota_set(struct dir *d, const char *local, const char *domain,
+    const struct dir_quota *q, char *err, size_t errlen)
+{
+	char b[24], m[24];
+	const char *v[4] = {local, domain, b, m};
+	int n = db_count(d, S_USER_EXISTS, local, domain, err, errlen);
+
+	if (n < 0)
+		return DIR_ADMIN_ERROR;
+	if (n == 0) {
+		snprintf(err, errlen, "no such user");
+		return DIR_ADMIN_REFUSED;
+	}
+	if (q == NULL)
+		return change(
+		    d, S_QUOTA_DEL, local, domain, NULL, NULL, err, errlen);
+	snprintf(b, sizeof(b), "%llu", (unsigned long long)q->bytes);
+	snprintf(m, sizeof(m), "%llu", (unsigned long long)q->messages);
+	return change_v(d, S_QUOTA_SET, v, NULL, NULL, err, errlen);
+}
+
+static int
+p_alias_add(struct dir *d, const char *local, const char *domain,
+    const char *target, char *err, size_t errlen)
+{
+	int r = dir_need_free(d, local, domain, true, err, errlen);
+
+	if (r != 0)
+		return r;
+	return change(d, S_ALIAS_ADD, local, domain, target, NULL, err, errlen);
+}
+
+static int
+p_alias_del(struct dir *d, const char *local, const char *domain,
+    const char *target, char *err, size_t errlen)
+{
+	if (target == NULL)
+		return change(d, S_ALIAS_DEL_ALL, local, domain, NULL,
+		    "no such alias", err, errlen);
+	return change(d, S_ALIAS_DEL_ONE, local, domain, target,
+	    "no such alias target", err, errlen);
+}
+
+static int
+p_list_add(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	const char *v[4] = {local, domain, NULL, NULL};
+	int r = dir_need_free(d, local, domain, false, err, errlen);
+
+	if (r != 0)
+		return r;
+	return change_v(d, S_LIST_ADD, v, NULL, recheck_free, err, errlen);
+}
+
+static int
+p_list_del(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	int r = change(
+	    d, S_LIST_DEL, local, domain, NULL, "no such list", err, errlen);
+
+	if (r != 0)
+		return r;
+	return change(
+	    d, S_LIST_DEL_MEMBERS, local, domain, NULL, NULL, err, errlen);
+}
+
+static int
+p_list_member(struct dir *d, const char *local, const char *domain,
+    const char *member, bool add, char *err, size_t errlen)
+{
+	int n = db_count(d, S_LIST_EXISTS, local, domain, err, errlen);
+
+	if (n < 0)
+		return DIR_ADMIN_ERROR;
+	if (n == 0) {
+		snprintf(err, errlen, "no such list: %s@%s", local, domain);
+		return DIR_ADMIN_REFUSED;
+	}
+	if (add)
+		return change(
+		    d, S_MEMBER_ADD, local, domain, member, NULL, err, errlen);
+	return change(d, S_MEMBER_DEL, local, domain, member, "not a member",
+	    err, errlen);
+}
+
+static int
+p_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
+    void *arg, char *err, size_t errlen)
+{
+	static const struct {
+		const char *what;
+		int all, filtered; /* -1: none */
+	} q[] = {
+	    {"domains", S_ROWS_DOMAINS, -1},
+	    {"host-aliases", S_ROWS_HOST_ALIASES, S_ROWS_HOST_ALIASES_OF},
+	    {"users", S_ROWS_USERS, S_ROWS_USERS_OF},
+	    {"aliases", S_ROWS_ALIASES, S_ROWS_ALIASES_OF},
+	    {"lists", S_ROWS_LISTS, S_ROWS_LISTS_OF},
+	    {"members", -1, S_ROWS_MEMBERS_OF},
+	};
+
+	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
+		int s;
+
+		if (strcmp(q[i].what, what) != 0)
+			continue;
+		s = filter != NULL ? q[i].filtered : q[i].all;
+		if (s == -1) {
+			snprintf(err, errlen, "bad listing filter");
+			return DIR_ADMIN_REFUSED;
+		}
+		return db_exec(d, (enum stmt)s, filter, NULL, NULL, fn, arg,
+		           err, errlen) < 0
+		           ? DIR_ADMIN_ERROR
+		           : 0;
+	}
+	snprintf(err, errlen, "unknown listing %s", what);
+	return DIR_ADMIN_REFUSED;
+}
+
+static int
+p_transaction(struct dir *d, enum dir_txn what, char *err, size_t errlen)
+{
+	static const char *const sql[] = {
+	    [DIR_TXN_BEGIN] = "BEGIN",
+	    [DIR_TXN_COMMIT] = "COMMIT",
+	    [DIR_TXN_ROLLBACK] = "ROLLBACK",
+	};
+	struct dir_pgsql *p = pg(d);
+	PGresult *res;
+	bool is_begin = what == DIR_TXN_BEGIN;
+
+	if (is_begin == p->is_txn) {
+		snprintf(err, errlen,
+		    is_begin ? "already in a transaction"
+		             : "not in a transaction");
+		return DIR_ADMIN_REFUSED;
+	}
+	if (!is_begin && p->is_txn_lost) {
+		/* Nothing of it was committed: the server rolled it back. */
+		p->is_txn = p->is_txn_lost = false;
+		if (what == DIR_TXN_ROLLBACK)
+			return 0;
+		snprintf(err, errlen,
+		    "directory: PostgreSQL: the connection was lost in the "
+		    "transaction: nothing was committed");
+		return DIR_ADMIN_ERROR;
+	}
+	if (ready(p, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (run_params(p, sql[what], 0, NULL, &res, err, errlen) == -1) {
+		if (!is_begin) {
+			p->is_txn = p->is_txn_lost = false;
+			/* a failed COMMIT leaves nothing applied */
+		}
+		return DIR_ADMIN_ERROR;
+	}
+	/* COMMIT of an aborted transaction answers ROLLBACK. */
+	if (what == DIR_TXN_COMMIT &&
+	    strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
+		PQclear(res);
+		p->is_txn = false;
+		snprintf(err, errlen,
+		    "directory: PostgreSQL: the transaction failed: nothing "
+		    "was committed");
+		return DIR_ADMIN_ERROR;
+	}
+	PQclear(res);
+	p->is_txn = is_begin;
+	return 0;
+}
+
+/* One migration, under the schema lock, the version read again inside
+ * it: 1 applied, 0 nothing left to apply, -1 error. */
+static int
+migrate_step(struct dir_pgsql *p, int *v, char *err, size_t errlen)
+{
+	char sql[64], ver[16];
+	const char *set[1] = {ver};
+	PGresult *res;
+
+	if (run_params(p,
+	        "BEGIN; SET LOCAL statement_timeout = 0; SELECT "
+	        "pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"
+	        "CREATE TABLE IF NOT EXISTS postern_schema(version integer NOT "
+	        "NULL)",
+	        0, NULL, &res, err, errlen) == -1)
+		goto fail;
+	PQclear(res);
+	if (read_version(p, v, err, errlen) == -1)
+		goto fail;
+	if (*v >= SCHEMA_VERSION) {
+		if (run_params(p, "COMMIT", 0, NULL, &res, err, errlen) == -1)
+			return -1;
+		PQclear(res);
+		return 0;
+	}
+	snprintf(ver, sizeof(ver), "%d", *v + 1);
+	if (run_params(p, migrations[*v].sql, 0, NULL, &res, err, errlen) == -1)
+		goto fail;
+	PQclear(res);
+	snprintf(sql, sizeof(sql), "%s",
+	    *v == 0 ? "INSERT INTO postern_schema(version) VALUES($1::integer)"
+	            : "UPDATE postern_schema SET version = $1::integer");
+	if (run_params(p, sql, 1, set, &res, err, errlen) == -1)
+		goto fail;
+	PQclear(res);
+	if (run_params(p, "COMMIT", 0, NULL, &res, err, errlen) == -1)
+		return -1;
+	PQclear(res);
+	(*v)++;
+	return 1;
+fail:
+	if (p->conn != NULL &&
+	    run_params(p, "ROLLBACK", 0, NULL, &res, err + strlen(err), 0) == 0)
+		PQclear(res);
+	return -1;
+}
+
+static int
+p_schema(struct dir *d, bool is_upgrade, int *have, int *want, char *note,
+    size_t notelen, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	int r = 0, v = 0;
+
+	*have = 0;
+	*want = SCHEMA_VERSION;
+	if (p->is_txn) {
+		snprintf(err, errlen, "not inside a transaction");
+		return DIR_ADMIN_REFUSED;
+	}
+	if (connect_db(p, err, errlen) == -1 ||
+	    read_version(p, &v, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	*have = p->version = v;
+	if (v > SCHEMA_VERSION) {
+		snprintf(err, errlen,
+		    "directory schema %d is newer than this posternctl (%d)", v,
+		    SCHEMA_VERSION);
+		return DIR_ADMIN_REFUSED;
+	}
+	p->is_schema = true;
+	while (is_upgrade && (r = migrate_step(p, &v, err, errlen)) == 1) {
+		size_t n = strlen(note);
+
+		snprintf(note + n, notelen - n, "%sapplied %d: %s",
+		    n > 0 ? "\n" : "", v, migrations[v - 1].name);
+		*have = p->version = v;
+	}
+	p->is_schema = false;
+	/* The prepared statements named tables that may be new. */
+	memset(p->is_prepared, 0, sizeof(p->is_prepared));
+	if (r == -1)
+		return DIR_ADMIN_ERROR;
+	if (v > SCHEMA_VERSION) {
+		snprintf(err, errlen,
+		    "directory schema %d is newer than this posternctl (%d)", v,
+		    SCHEMA_VERSION);
+		return DIR_ADMIN_REFUSED;
+	}
+	return 0;
+}
+
+static void
+p_close(struct dir *d)
+{
+	struct dir_pgsql *p = pg(d);
+
+	disconnect(p);
+	free(p->conninfo);
+	free(p->passfile);
+	free(p);
+}
+
+static const struct dir_read_ops pgsql_read_ops = {
+    .close = p_close,
+    .domain_resolve = p_domain_resolve,
+    .address_lookup = p_address_lookup,
+    .user_hash = p_user_hash,
+    .alias_sources = p_alias_sources,
+    .domain_aliases = p_domain_aliases,
+    .user_quota = p_user_quota,
+    .deadline = p_deadline,
+};
+
+static const struct dir_admin_ops pgsql_admin_ops = {
+    .domain_add = p_domain_add,
+    .domain_del = p_domain_del,
+    .host_alias_add = p_host_alias_add,
+    .host_alias_del = p_host_alias_del,
+    .user_add = p_user_add,
+    .user_del = p_user_del,
+    .user_passwd = p_user_passwd,
+    .user_quota_set = p_user_quota_set,
+    .alias_add = p_alias_add,
+    .alias_del = p_alias_del,
+    .list_add = p_list_add,
+    .list_del = p_list_del,
+    .list_member = p_list_member,
+    .list_rows = p_list_rows,
+    .transaction = p_transaction,
+    .schema = p_schema,
+};
+
+struct dir *
+dir_pgsql_open(const char *conninfo, const char *passfile,
+    unsigned query_timeout_ms, unsigned connect_timeout_ms,
+    unsigned op_timeout_ms, int flags, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = xcalloc(1, sizeof(*p));
+
+	p->base.ops = &pgsql_read_ops;
+	p->base.admin = flags & DIR_OPEN_ADMIN ? &pgsql_admin_ops : NULL;
+	p->conninfo = xstrdup(conninfo);
+	p->passfile = xstrdup(passfile != NULL ? passfile : "");
+	p->query_ms = query_timeout_ms;
+	p->connect_ms = connect_timeout_ms;
+	p->op_ms = op_timeout_ms;
+	p->flags = flags;
+	err[0] = '\0';
+	/* Lazy (the daemon's pools): connected at the first lookup, so a
+	 * start with the database down logs the outage once, not once per
+	 * thread. */
+	if (flags & DIR_OPEN_LAZY)
+		return &p->base;
+	if (connect_db(p, err, errlen) == -1) {
+		p_close(&p->base);
+		return NULL;
+	}
+	return &p->base;
+}
