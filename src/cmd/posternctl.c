@@ -1115,9 +1115,11 @@ static void
 check_database(struct check *k, int data_fd)
 {
 	char err[ERRLEN];
+	bool is_pg = k->cfg->directory == CONFIG_DIRECTORY_POSTGRESQL;
 
 	if (dir_check(k->cfg, data_fd, err, sizeof(err)) == -1)
-		check_say(k, true, "data_dir", "%s", err);
+		check_say(
+		    k, true, is_pg ? "pg_conninfo" : "data_dir", "%s", err);
 }
 
 /* What posternd does as the run user: data_dir's tree, the database, the
@@ -1133,6 +1135,10 @@ check_as_run_user(struct check *k, int data_fd)
 	char err[4352], note[4096];
 	struct stat st;
 
+	/* PostgreSQL has no files in data_dir: checked whether or not
+	 * data_dir is there yet (as the run user: pg_passfile is theirs). */
+	if (k->cfg->directory == CONFIG_DIRECTORY_POSTGRESQL)
+		check_database(k, -1);
 	if (data_fd != -1 && faccessat(data_fd, ".", X_OK, 0) == -1) {
 		fprintf(stderr,
 		    "posternctl: note: %s: not searchable by uid %lu before "
@@ -1148,7 +1154,8 @@ check_as_run_user(struct check *k, int data_fd)
 			check_say(k, true, "data_dir", "data_dir: %s", err);
 		else {
 			check_notes(note);
-			check_database(k, data_fd);
+			if (k->cfg->directory != CONFIG_DIRECTORY_POSTGRESQL)
+				check_database(k, data_fd);
 		}
 		if (fstatat(data_fd, "control.sock", &st,
 		        AT_SYMLINK_NOFOLLOW) == 0 &&

@@ -124,6 +124,28 @@ prepare_data_dir(const struct config *cfg, const struct passwd *pw)
 }
 
 /*
+ * PostgreSQL at start: read the schema version, change nothing (the
+ * schema is posternctl db init's).  Only a schema newer than this binary
+ * stops the start; the database out of reach, or without a schema, is a
+ * warning: the workers' handles connect at their first lookup (4xx
+ * until then), so a node starts while the shared database restarts.
+ */
+static void
+check_pgsql(const struct config *cfg)
+{
+	char err[512];
+	int r = dir_pgsql_check(cfg, err, sizeof(err));
+
+	if (r == -2)
+		fatalx("%s", err);
+	if (r == -1)
+		log_warn("event=directory-check backend=postgresql "
+		         "error=\"%s\" note=\"starting anyway: lookups fail "
+		         "(4xx) until the directory answers\"",
+		    log_esc(err));
+}
+
+/*
  * As the run user, after the privilege drop: the queue directories,
  * mail/ and the directory database, refusing a symbolic link (or a hard
  * link) where one of them must be.
@@ -144,6 +166,10 @@ prepare_data_tree(const struct config *cfg, int data_fd)
 
 		log_sanitize(safe, sizeof(safe), (const uint8_t *)l, strlen(l));
 		log_warn("event=data-dir note=\"%s\"", safe);
+	}
+	if (cfg->directory == CONFIG_DIRECTORY_POSTGRESQL) {
+		check_pgsql(cfg);
+		return;
 	}
 	d = dir_open(cfg, DIR_OPEN_ADMIN, err, sizeof(err));
 	if (d == NULL)
@@ -345,6 +371,10 @@ daemon_restart_needed(const struct config *old, const struct config *n)
 	       n->queue_state_workers != old->queue_state_workers ||
 	       n->directory != old->directory ||
 	       n->directory_timeout_ms != old->directory_timeout_ms ||
+	       strcmp(n->pg_conninfo, old->pg_conninfo) != 0 ||
+	       strcmp(n->pg_passfile, old->pg_passfile) != 0 ||
+	       n->pg_query_timeout_ms != old->pg_query_timeout_ms ||
+	       n->pg_connect_timeout_ms != old->pg_connect_timeout_ms ||
 	       n->smtp_max_connections != old->smtp_max_connections;
 }
 
@@ -395,7 +425,8 @@ reload_done(void *arg)
 			    "event=reload note=\"data_dir, user, listeners, "
 			    "workers, dir_workers, auth_workers, "
 			    "queue_state_workers, directory, "
-			    "directory_timeout, smtp_max_connections and "
+			    "directory_timeout, the pg_ keys, "
+			    "smtp_max_connections and "
 			    "turning TLS on or off change only at restart\" "
 			    "listeners=%s",
 			    keys[0] != '\0' ? keys : "-");
