@@ -544,6 +544,32 @@ static const struct dir_read_ops fake_read_ops = {
     .domain_aliases = f_domain_aliases,
 };
 
+/* No rollback in memory: a transaction is accepted and does nothing. */
+static int
+f_transaction(struct dir *d, enum dir_txn what, char *err, size_t errlen)
+{
+	(void)d;
+	(void)what;
+	(void)err;
+	(void)errlen;
+	return 0;
+}
+
+/* Always at its one version. */
+static int
+f_schema(struct dir *d, bool is_upgrade, int *have, int *want, char *note,
+    size_t notelen, char *err, size_t errlen)
+{
+	(void)d;
+	(void)is_upgrade;
+	(void)note;
+	(void)notelen;
+	(void)err;
+	(void)errlen;
+	*have = *want = 1;
+	return 0;
+}
+
 static const struct dir_admin_ops fake_admin_ops = {
     .domain_add = f_domain_add,
     .domain_del = f_domain_del,
@@ -559,6 +585,8 @@ static const struct dir_admin_ops fake_admin_ops = {
     .list_del = f_list_del,
     .list_member = f_list_member,
     .list_rows = f_list_rows,
+    .transaction = f_transaction,
+    .schema = f_schema,
 };
 
 struct dir *

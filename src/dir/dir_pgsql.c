@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -213,6 +214,9 @@ struct dir_pgsql {
  * once, not by each handle at each query. */
 static atomic_bool is_down;
 static _Atomic int64_t down_since;
+/* Cancel requests in flight (cancel_query), process-wide. */
+#define CANCELS_MAX 8
+static atomic_int cancels_running;
 
 static struct dir_pgsql *
 pg(struct dir *d)
@@ -313,16 +317,20 @@ disconnect(struct dir_pgsql *p)
 }
 
 /* The deadline of the next wait: the earlier of per-query and the
- * operation's; a migration gets a minute at least. */
+ * operation's (*is_op_bound says it is the operation's); a migration
+ * gets a minute at least. */
 static int64_t
-query_deadline(const struct dir_pgsql *p)
+query_deadline(const struct dir_pgsql *p, bool *is_op_bound)
 {
 	int64_t q = now_ms() + p->query_ms;
 
+	*is_op_bound = false;
 	if (p->is_schema)
 		return now_ms() + (p->query_ms > 60000 ? p->query_ms : 60000);
-	if (p->is_op && ts_ms(&p->op_deadline) < q)
+	if (p->is_op && ts_ms(&p->op_deadline) < q) {
+		*is_op_bound = true;
 		return ts_ms(&p->op_deadline);
+	}
 	return q;
 }
 
@@ -552,19 +560,56 @@ is_connection_lost(const struct dir_pgsql *p)
 	       strcmp(p->sqlstate, "57P03") == 0;
 }
 
+static void *
+cancel_run(void *arg)
+{
+	char buf[256];
+
+	PQcancel(arg, buf, sizeof(buf));
+	PQfreeCancel(arg);
+	atomic_fetch_sub(&cancels_running, 1);
+	return NULL;
+}
+
+/*
+ * Asks the server to stop the query.  PQcancel connects anew and blocks
+ * (libpq 15 has no asynchronous cancel; an unreachable server holds it
+ * for the kernel's TCP connect timeout), so it runs on a detached thread
+ * of its own, at most CANCELS_MAX at once: past that the session's
+ * statement_timeout ends the query on the server.
+ */
+static void
+cancel_query(PGconn *conn)
+{
+	PGcancel *c = PQgetCancel(conn);
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (c == NULL)
+		return;
+	if (atomic_fetch_add(&cancels_running, 1) >= CANCELS_MAX) {
+		atomic_fetch_sub(&cancels_running, 1);
+		PQfreeCancel(c);
+		return;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &attr, cancel_run, c) != 0) {
+		atomic_fetch_sub(&cancels_running, 1);
+		PQfreeCancel(c);
+	}
+	pthread_attr_destroy(&attr);
+}
+
 /* A query that ran out of time: cancelled on the server, and the
  * connection dropped (its state is unknown). */
 static int
-timed_out(struct dir_pgsql *p, char *err, size_t errlen)
+timed_out(struct dir_pgsql *p, bool is_op_bound, char *err, size_t errlen)
 {
-	PGcancel *c = PQgetCancel(p->conn);
-	char buf[256];
-
-	if (c != NULL) {
-		PQcancel(c, buf, sizeof(buf));
-		PQfreeCancel(c);
-	}
-	snprintf(err, errlen, "directory: PostgreSQL query timed out");
+	cancel_query(p->conn);
+	snprintf(err, errlen, "directory: PostgreSQL query timed out (%s %ums)",
+	    is_op_bound ? "directory_timeout" : "pg_query_timeout",
+	    is_op_bound ? p->op_ms : p->query_ms);
 	mark_down(err + 11);
 	disconnect(p);
 	return -1;
@@ -578,7 +623,8 @@ timed_out(struct dir_pgsql *p, char *err, size_t errlen)
 static int
 wait_result(struct dir_pgsql *p, PGresult **out, char *err, size_t errlen)
 {
-	int64_t deadline = query_deadline(p);
+	bool is_op_bound;
+	int64_t deadline = query_deadline(p, &is_op_bound);
 	PGresult *keep = NULL, *res;
 	char why[512];
 
@@ -606,7 +652,7 @@ wait_result(struct dir_pgsql *p, PGresult **out, char *err, size_t errlen)
 		    p->conn, f == 1 ? POLLIN | POLLOUT : POLLIN, deadline);
 		if (rc == 0) {
 			PQclear(keep);
-			return timed_out(p, err, errlen);
+			return timed_out(p, is_op_bound, err, errlen);
 		}
 		if (rc == -1 || PQconsumeInput(p->conn) == 0)
 			break;
@@ -634,8 +680,10 @@ check_result(struct dir_pgsql *p, PGresult *res, char *err, size_t errlen)
 	snprintf(p->sqlstate, sizeof(p->sqlstate), "%s", state ? state : "");
 	one_line(why, sizeof(why),
 	    res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(p->conn));
-	if (strcmp(p->sqlstate, "57014") == 0) /* statement_timeout */
-		snprintf(err, errlen, "directory: PostgreSQL query timed out");
+	if (strcmp(p->sqlstate, "57014") == 0) /* the server's backstop */
+		snprintf(err, errlen,
+		    "directory: PostgreSQL query timed out "
+		    "(statement_timeout)");
 	else if (strcmp(p->sqlstate, "42P01") == 0) /* a table is missing */
 		snprintf(err, errlen, NO_SCHEMA);
 	else
