@@ -92,7 +92,7 @@ enum stmt {
 	S_DOMAIN_ADD,
 	S_DOMAIN_USED,
 	S_DOMAIN_DEL,
-	S_DOMAIN_DEL_ALIASES,
+	S_DOMAIN_EXISTS,
 	S_HOST_ALIAS_ADD,
 	S_HOST_ALIAS_DEL,
 	S_QUOTA_DEL,
@@ -105,7 +105,6 @@ enum stmt {
 	S_ALIAS_DEL_ONE,
 	S_LIST_ADD,
 	S_LIST_DEL,
-	S_LIST_DEL_MEMBERS,
 	S_MEMBER_ADD,
 	S_MEMBER_DEL,
 	S_ROWS_DOMAINS,
@@ -143,14 +142,29 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DOMAIN_USED] = "SELECT 1 FROM users WHERE domain = $1 UNION ALL "
                       "SELECT 1 FROM aliases WHERE domain = $1 UNION ALL "
                       "SELECT 1 FROM lists WHERE domain = $1",
-    [S_DOMAIN_DEL] = "DELETE FROM domains WHERE name = $1",
-    [S_DOMAIN_DEL_ALIASES] = "DELETE FROM host_aliases WHERE domain = $1",
+    /* One statement each, so that what goes with a row goes with it or
+     * not at all; a domain goes only while nothing is in it (another
+     * node may add a user between the check and this). */
+    [S_DOMAIN_DEL] =
+        "WITH h AS (DELETE FROM host_aliases WHERE domain = $1 AND NOT EXISTS "
+        "(SELECT 1 FROM users WHERE domain = $1 UNION ALL SELECT 1 FROM "
+        "aliases WHERE domain = $1 UNION ALL SELECT 1 FROM lists WHERE "
+        "domain = $1)) DELETE FROM domains WHERE name = $1 AND NOT EXISTS "
+        "(SELECT 1 FROM users WHERE domain = $1 UNION ALL SELECT 1 FROM "
+        "aliases WHERE domain = $1 UNION ALL SELECT 1 FROM lists WHERE "
+        "domain = $1)",
+    [S_DOMAIN_EXISTS] = "SELECT 1 FROM domains WHERE name = $1",
     [S_HOST_ALIAS_ADD] =
         "INSERT INTO host_aliases(alias, domain) VALUES($1, $2)",
     [S_HOST_ALIAS_DEL] = "DELETE FROM host_aliases WHERE alias = $1",
     [S_QUOTA_DEL] = "DELETE FROM user_quotas WHERE local = $1 AND domain = $2",
-    [S_USER_ADD] = "INSERT INTO users(local, domain, hash) VALUES($1, $2, $3)",
-    [S_USER_DEL] = "DELETE FROM users WHERE local = $1 AND domain = $2",
+    /* A quota left behind is not the new user's. */
+    [S_USER_ADD] = "WITH q AS (DELETE FROM user_quotas WHERE local = $1 AND "
+                   "domain = $2) INSERT INTO users(local, domain, hash) "
+                   "VALUES($1, $2, $3)",
+    [S_USER_DEL] = "WITH q AS (DELETE FROM user_quotas WHERE local = $1 AND "
+                   "domain = $2) DELETE FROM users WHERE local = $1 AND "
+                   "domain = $2",
     [S_USER_PASSWD] =
         "UPDATE users SET hash = $3 WHERE local = $1 AND domain = $2",
     [S_QUOTA_SET] =
@@ -163,9 +177,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ALIAS_DEL_ONE] = "DELETE FROM aliases WHERE local = $1 AND "
                         "domain = $2 AND target = $3",
     [S_LIST_ADD] = "INSERT INTO lists(local, domain) VALUES($1, $2)",
-    [S_LIST_DEL] = "DELETE FROM lists WHERE local = $1 AND domain = $2",
-    [S_LIST_DEL_MEMBERS] =
-        "DELETE FROM list_members WHERE local = $1 AND domain = $2",
+    [S_LIST_DEL] = "WITH m AS (DELETE FROM list_members WHERE local = $1 AND "
+                   "domain = $2) DELETE FROM lists WHERE local = $1 AND "
+                   "domain = $2",
     [S_MEMBER_ADD] = "INSERT INTO list_members(local, domain, member) "
                      "VALUES($1, $2, $3) ON CONFLICT DO NOTHING",
     [S_MEMBER_DEL] = "DELETE FROM list_members WHERE local = $1 AND "
@@ -494,6 +508,14 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 		snprintf(err, errlen,
 		    "directory: PostgreSQL: the connection was lost in the "
 		    "transaction");
+		return -1;
+	}
+	/* The operation's time is spent: not the database's fault. */
+	if (p->is_op && now_ms() >= ts_ms(&p->op_deadline)) {
+		snprintf(err, errlen,
+		    "directory: PostgreSQL query timed out (directory_timeout "
+		    "%ums)",
+		    p->op_ms);
 		return -1;
 	}
 	if (p->backoff_ms != 0 && now_ms() < p->retry_at) {
@@ -1097,11 +1119,18 @@ p_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 		    domain, n);
 		return DIR_ADMIN_REFUSED;
 	}
-	if ((n = change(d, S_DOMAIN_DEL, domain, NULL, NULL, "no such domain",
-	         err, errlen)) != 0)
-		return n;
-	return change(
-	    d, S_DOMAIN_DEL_ALIASES, domain, NULL, NULL, NULL, err, errlen);
+	if ((n = db_count(d, S_DOMAIN_DEL, domain, NULL, err, errlen)) < 0)
+		return DIR_ADMIN_ERROR;
+	if (n > 0)
+		return 0;
+	/* Nothing deleted: no such domain, or something was added to it
+	 * since the check (say which, as the check would have). */
+	if ((n = db_count(d, S_DOMAIN_EXISTS, domain, NULL, err, errlen)) < 0)
+		return DIR_ADMIN_ERROR;
+	if (n > 0)
+		return p_domain_del(d, domain, err, errlen);
+	snprintf(err, errlen, "no such domain");
+	return DIR_ADMIN_REFUSED;
 }
 
 static int
@@ -1134,10 +1163,6 @@ p_user_add(struct dir *d, const char *local, const char *domain,
 
 	if (r != 0)
 		return r;
-	/* A quota left behind is not this user's. */
-	if ((r = change(
-	         d, S_QUOTA_DEL, local, domain, NULL, NULL, err, errlen)) != 0)
-		return r;
 	return change_v(d, S_USER_ADD, v, NULL, recheck_free, err, errlen);
 }
 
@@ -1145,12 +1170,8 @@ static int
 p_user_del(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	int r = change(
+	return change(
 	    d, S_USER_DEL, local, domain, NULL, "no such user", err, errlen);
-
-	return r != 0 ? r
-	              : change(d, S_QUOTA_DEL, local, domain, NULL, NULL, err,
-	                    errlen);
 }
 
 static int
@@ -1221,13 +1242,8 @@ static int
 p_list_del(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	int r = change(
-	    d, S_LIST_DEL, local, domain, NULL, "no such list", err, errlen);
-
-	if (r != 0)
-		return r;
 	return change(
-	    d, S_LIST_DEL_MEMBERS, local, domain, NULL, NULL, err, errlen);
+	    d, S_LIST_DEL, local, domain, NULL, "no such list", err, errlen);
 }
 
 static int
