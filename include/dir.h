@@ -1,7 +1,7 @@
 /*
  * The directory: local domains, host aliases, users, aliases and lists,
- * behind two vtables so SQLite (dir_sqlite.c), the in-memory dir_fake
- * (tests only) and a later PostgreSQL backend are interchangeable:
+ * behind two vtables so SQLite (dir_sqlite.c), PostgreSQL (dir_pgsql.c)
+ * and the in-memory dir_fake (tests only) are interchangeable:
  *
  *   struct dir_read_ops   what the daemon needs on the mail path: resolve
  *                         a domain, look up an address, a user's hash,
@@ -26,8 +26,9 @@
  * worker thread.  A backend re-connects lazily: an error that means the
  * connection is gone (SQLite: I/O error, cannot open, not a database,
  * corrupt; or, checked at most once a second, the file replaced or
- * removed) drops it, and the next call (not the failing one) connects
- * again.
+ * removed; PostgreSQL: the connection broken, SQLSTATE 08xxx or
+ * 57P01..57P03, a query timed out) drops it, and the next call (not the
+ * failing one) connects again.
  * directory_timeout bounds each directory operation as a whole: one
  * call of a dir_* read wrapper below (a dir_expand with all its alias
  * and list lookups, a dir_login's lookups, ...), or everything between
@@ -37,8 +38,7 @@
  * Names are stored normalised: domains lower-case without trailing dot,
  * local parts lower-case.
  *
- * Writing a backend (dir_pgsql next): the contract, beyond the ops'
- * comments below.
+ * Writing a backend: the contract, beyond the ops' comments below.
  *   - Open: a dir_<name>_open(...) that dir_open's table calls, with
  *     the flags above; embed struct dir first (zeroed: op_depth 0) and
  *     set ops, and admin only for DIR_OPEN_ADMIN.
@@ -225,8 +225,10 @@ int dir_prepare(const struct config *, int data_fd, bool is_dry, char *note,
  */
 int dir_check(const struct config *, int data_fd, char *err, size_t errlen);
 /*
- * directory = postgresql, for dir_check and posternd's start: connects
- * and reads the schema version, changing nothing.  0; -1 with err
+ * directory = postgresql, for posternd's start (dir_check does the same
+ * for posternctl check, without logging): connects and reads the schema
+ * version, changing nothing; an outage is logged (event=directory-down)
+ * as the daemon's handles log it.  0; -1 with err
  * "directory: PostgreSQL: why" (unreachable, refused) or "directory: no
  * schema (run posternctl db init)"; -2 with "directory schema N is newer
  * than this posternctl (M)".
@@ -235,7 +237,8 @@ int dir_pgsql_check(const struct config *, char *err, size_t errlen);
 
 /*
  * Opens the directory backend config `directory` names, with its
- * settings (SQLite: DIR_SQLITE_FILE in data_dir, directory_timeout).  NULL with
+ * settings (SQLite: DIR_SQLITE_FILE in data_dir, directory_timeout;
+ * PostgreSQL: the pg_ keys and directory_timeout).  NULL with
  * err when it cannot be opened (with DIR_OPEN_LAZY: only for a backend that
  * does not exist).  Close with dir_close.
  */

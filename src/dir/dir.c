@@ -54,41 +54,55 @@ dir_prepare(const struct config *cfg, int data_fd, bool is_dry, char *note,
 	return 0;
 }
 
-/*
- * PostgreSQL: connects and reads the schema version, changing nothing.
- * 0; -1 with "directory: PostgreSQL: why" (unreachable, refused) or
- * "directory: no schema (run posternctl db init)"; -2 with "directory
- * schema N is newer than this ..." (a start must not run on it).
- */
-int
-dir_pgsql_check(const struct config *cfg, char *err, size_t errlen)
+/* "directory: PostgreSQL unavailable: why" as dir_check says it. */
+static void
+pgsql_reason(char *err, size_t errlen)
 {
-	struct dir *d =
-	    dir_open(cfg, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA, err, errlen);
+	const char *p = strstr(err, "unavailable: ");
 	char why[512];
+
+	if (p == NULL)
+		return;
+	snprintf(why, sizeof(why), "%s", p + 13);
+	snprintf(err, errlen, "directory: PostgreSQL: %s", why);
+}
+
+/* dir_pgsql_check's work; lazy: the handle of a daemon, which logs the
+ * outage (posternctl's reports it to its caller only). */
+static int
+pgsql_check(const struct config *cfg, bool is_lazy, char *err, size_t errlen)
+{
+	struct dir *d = dir_open(cfg,
+	    DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA | (is_lazy ? DIR_OPEN_LAZY : 0),
+	    err, errlen);
+	char note[64];
 	int have, want, r;
 
 	if (d == NULL) {
-		/* "directory: PostgreSQL unavailable: why" */
-		const char *p = strstr(err, "unavailable: ");
-
-		snprintf(why, sizeof(why), "%s", p != NULL ? p + 13 : err);
-		snprintf(err, errlen, "directory: PostgreSQL: %s", why);
+		pgsql_reason(err, errlen);
 		return -1;
 	}
 	r = d->admin->schema(
-	    d, false, &have, &want, why, sizeof(why), err, errlen);
+	    d, false, &have, &want, note, sizeof(note), err, errlen);
 	dir_close(&d);
 	if (r == DIR_ADMIN_REFUSED)
 		return -2;
-	if (r != 0)
+	if (r != 0) {
+		pgsql_reason(err, errlen);
 		return -1;
+	}
 	if (have == 0) {
 		snprintf(err, errlen,
 		    "directory: no schema (run posternctl db init)");
 		return -1;
 	}
 	return 0;
+}
+
+int
+dir_pgsql_check(const struct config *cfg, char *err, size_t errlen)
+{
+	return pgsql_check(cfg, true, err, errlen);
 }
 
 int
@@ -100,7 +114,7 @@ dir_check(const struct config *cfg, int data_fd, char *err, size_t errlen)
 	int r = 0;
 
 	if (cfg->directory == CONFIG_DIRECTORY_POSTGRESQL)
-		return dir_pgsql_check(cfg, err, errlen) == 0 ? 0 : -1;
+		return pgsql_check(cfg, false, err, errlen) == 0 ? 0 : -1;
 	if (cfg->directory == CONFIG_DIRECTORY_SQLITE &&
 	    fstatat(data_fd, DIR_SQLITE_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return 0; /* created at start */

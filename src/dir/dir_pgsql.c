@@ -287,9 +287,16 @@ one_line(char *dst, size_t len, const char *msg)
 	dst[n] = '\0';
 }
 
+/*
+ * The outage's two log lines.  Only the daemon's handles (DIR_OPEN_LAZY)
+ * count: posternctl's report the error to the admin, and a warning line
+ * of their own on its terminal would only repeat it.
+ */
 static void
-mark_down(const char *why)
+mark_down(const struct dir_pgsql *p, const char *why)
 {
+	if (!(p->flags & DIR_OPEN_LAZY))
+		return;
 	if (!atomic_exchange(&is_down, true)) {
 		atomic_store(&down_since, now_ms());
 		log_warn("event=directory-down backend=postgresql "
@@ -299,9 +306,9 @@ mark_down(const char *why)
 }
 
 static void
-mark_up(void)
+mark_up(const struct dir_pgsql *p)
 {
-	if (atomic_exchange(&is_down, false))
+	if ((p->flags & DIR_OPEN_LAZY) && atomic_exchange(&is_down, false))
 		log_info("event=directory-up backend=postgresql down_ms=%lld",
 		    (long long)(now_ms() - atomic_load(&down_since)));
 }
@@ -424,7 +431,7 @@ connect_failed(struct dir_pgsql *p, const char *why, char *err, size_t errlen)
 	                    ? BACKOFF_MAX_MS
 	                    : p->backoff_ms * 2;
 	p->retry_at = now_ms() + p->backoff_ms;
-	mark_down(p->last_err);
+	mark_down(p, p->last_err);
 	snprintf(
 	    err, errlen, "directory: PostgreSQL unavailable: %s", p->last_err);
 	return -1;
@@ -567,7 +574,7 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 	}
 	PQclear(res);
 	p->backoff_ms = 0;
-	mark_up();
+	mark_up(p);
 	return 0;
 }
 
@@ -632,7 +639,7 @@ timed_out(struct dir_pgsql *p, bool is_op_bound, char *err, size_t errlen)
 	snprintf(err, errlen, "directory: PostgreSQL query timed out (%s %ums)",
 	    is_op_bound ? "directory_timeout" : "pg_query_timeout",
 	    is_op_bound ? p->op_ms : p->query_ms);
-	mark_down(err + 11);
+	mark_down(p, err + 11);
 	disconnect(p);
 	return -1;
 }
@@ -682,7 +689,7 @@ wait_result(struct dir_pgsql *p, PGresult **out, char *err, size_t errlen)
 	PQclear(keep);
 	one_line(why, sizeof(why), PQerrorMessage(p->conn));
 	snprintf(err, errlen, "directory: PostgreSQL: %s", why);
-	mark_down(err + 11);
+	mark_down(p, err + 11);
 	disconnect(p);
 	return -1;
 }
@@ -711,7 +718,7 @@ check_result(struct dir_pgsql *p, PGresult *res, char *err, size_t errlen)
 	else
 		snprintf(err, errlen, "directory: PostgreSQL: %s", why);
 	if (is_connection_lost(p)) {
-		mark_down(err + 11);
+		mark_down(p, err + 11);
 		disconnect(p);
 	}
 	return -1;
@@ -739,7 +746,7 @@ run_params(struct dir_pgsql *p, const char *sql, int n,
 
 		one_line(why, sizeof(why), PQerrorMessage(p->conn));
 		snprintf(err, errlen, "directory: PostgreSQL: %s", why);
-		mark_down(err + 11);
+		mark_down(p, err + 11);
 		disconnect(p);
 		return -1;
 	}
@@ -830,7 +837,7 @@ db_exec_v(struct dir *d, enum stmt s, const char *const params[4],
 
 		one_line(why, sizeof(why), PQerrorMessage(p->conn));
 		snprintf(err, errlen, "directory: PostgreSQL: %s", why);
-		mark_down(err + 11);
+		mark_down(p, err + 11);
 		disconnect(p);
 		return -1;
 	}
