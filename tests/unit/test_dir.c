@@ -1783,6 +1783,47 @@ test_pg_schema(void **state)
 	dir_close(&a);
 }
 
+/* A store at version 1 (before user_quotas): read as it is (the default
+ * quota); db upgrade applies 2 alone, keeping the rows. */
+static void
+test_pg_upgrade_from_1(void **state)
+{
+	struct dir *a = pg_populated(), *r;
+	struct dir_quota q = {true, 1000, 5}, got;
+	char err[256], note[256] = "";
+	int have, want;
+	PGconn *c = pg_user_conn();
+
+	(void)state;
+	dir_close(&a);
+	pg_sql(
+	    c, "DROP TABLE user_quotas; UPDATE postern_schema SET version = 1");
+	PQfinish(c);
+	r = pg_at(5000, 5000, DIR_OPEN_READ);
+	assert_int_equal(r->ops->user_quota(r, "alice", "example.test", &got,
+	                     err, sizeof(err)),
+	    1);
+	assert_false(got.is_set);
+	a = pg_at(5000, 5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
+	OK(a->admin->schema(
+	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_int_equal(have, 2);
+	assert_string_equal(note, "applied 2: user_quotas");
+	OK(a->admin->user_quota_set(a, "alice", "example.test", &q, err, 256));
+	dir_close(&a);
+	/* A handle that connected at version 1 keeps reading it as 1 until
+	 * it connects again (as SQLite's read-only handles do). */
+	dir_close(&r);
+	r = pg_at(5000, 5000, DIR_OPEN_READ);
+	assert_int_equal(r->ops->user_quota(r, "alice", "example.test", &got,
+	                     err, sizeof(err)),
+	    1);
+	assert_true(got.is_set);
+	assert_int_equal(got.bytes, 1000);
+	assert_int_equal(got.messages, 5);
+	dir_close(&r);
+}
+
 /* Rolled back, nothing is left; committed, all of it is there. */
 static void
 test_pg_transaction(void **state)
@@ -1971,6 +2012,7 @@ run_dir_tests(void)
 	    PG_TEST(test_pg_reconnect),
 	    PG_TEST(test_pg_passfile),
 	    PG_TEST(test_pg_schema),
+	    PG_TEST(test_pg_upgrade_from_1),
 	    PG_TEST(test_pg_transaction),
 	    PG_TEST(test_pg_unique_race),
 	    PG_TEST(test_pg_config),
