@@ -130,6 +130,8 @@ enum dir_admin_result {
 	DIR_ADMIN_ERROR = -2,   /* the backend failed: try again later */
 };
 
+enum dir_txn { DIR_TXN_BEGIN, DIR_TXN_COMMIT, DIR_TXN_ROLLBACK };
+
 struct dir_admin_ops {
 	/* Each returns an enum dir_admin_result (0, -1 or -2) with a
 	 * one-line reason in err when not 0. */
@@ -165,6 +167,19 @@ struct dir_admin_ops {
 	 * columns (b NULL for one-column listings). */
 	int (*list_rows)(struct dir *, const char *what, const char *filter,
 	    dir_row_fn, void *arg, char *err, size_t);
+	/* One transaction around the admin ops between DIR_TXN_BEGIN and
+	 * DIR_TXN_COMMIT (or DIR_TXN_ROLLBACK): posternctl db import.  Not
+	 * nested.  Same returns as the other admin ops. */
+	int (*transaction)(struct dir *, enum dir_txn what, char *err, size_t);
+	/* The schema: *have the version the store is at (0: no schema),
+	 * *want the newest this binary knows.  With is_upgrade, first applies
+	 * each missing migration in its own transaction (re-reading the version
+	 * inside it, so two upgrades at once apply a step once) and appends one
+	 * line per applied step to note ("applied 2: user_quotas").  A store at
+	 * a newer version than this binary knows is refused (DIR_ADMIN_REFUSED,
+	 * "directory schema N is newer than this posternctl (M)"). */
+	int (*schema)(struct dir *, bool is_upgrade, int *have, int *want,
+	    char *note, size_t notelen, char *err, size_t errlen);
 };
 
 struct dir {
@@ -174,12 +189,15 @@ struct dir {
 };
 
 enum dir_open_flags {
-	DIR_OPEN_READ = 0,       /* read ops only, never writes */
-	DIR_OPEN_ADMIN = 1 << 0, /* read and admin ops; creates the schema
-	                            (and new indexes) if missing */
-	DIR_OPEN_LAZY = 1 << 1,  /* a handle even when the backend cannot be
-	                            reached now (err says why): the first
-	                            call connects again */
+	DIR_OPEN_READ = 0,        /* read ops only, never writes */
+	DIR_OPEN_ADMIN = 1 << 0,  /* read and admin ops; creates the schema
+	                             (and new indexes) if missing */
+	DIR_OPEN_LAZY = 1 << 1,   /* a handle even when the backend cannot be
+	                             reached now (err says why): the first
+	                             call connects again */
+	DIR_OPEN_SCHEMA = 1 << 2, /* with DIR_OPEN_ADMIN: create and migrate
+	                             nothing at open (posternctl db), so
+	                             admin->schema sees the store as it is */
 };
 
 /* The SQLite directory's file name inside data_dir (the one place). */
