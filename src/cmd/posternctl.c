@@ -2239,7 +2239,7 @@ static const struct ctl_cmd {
         "the command to run.  Changes nothing.  Exit status 3 when the\n"
         "schema is not current.\n"},
     {"db init", "", 0, 0, CTL_DIR_SCHEMA, c_db_init,
-        "create the directory's schema in an empty store",
+        "create the schema in an empty directory",
         "Prints each step applied.  On a store that has a schema it says\n"
         "so and applies only what db upgrade would.\n"},
     {"db upgrade", "", 0, 0, CTL_DIR_SCHEMA, c_db_upgrade,
@@ -2249,16 +2249,16 @@ static const struct ctl_cmd {
         "there is nothing to do.  Refused on a store with no schema\n"
         "(db init) and on one newer than this posternctl.\n"},
     {"db export", "[FILE]", 0, 1, CTL_CONFIG, c_db_export,
-        "the whole directory as JSON lines (FILE, else stdout)",
+        "the directory as JSON lines (FILE or stdout)",
         "Domains, host aliases, users with their password hash and own\n"
         "quota, aliases, lists and members, one JSON object a line\n"
         "(docs/admin.md \"Moving the directory\"), read in one transaction.\n"
         "FILE is made mode 0600 and replaced only once complete.\n"},
     {"db import", "[FILE]", 0, 1, CTL_CONFIG, c_db_import,
-        "load an export (FILE, else stdin) into an empty directory",
-        "All or nothing, in one transaction: a bad line stops it with\n"
-        "\"line N: reason\" and nothing is imported.  The directory must\n"
-        "have a current schema and no domain.\n"},
+        "load an export into an empty directory",
+        "From FILE, else stdin.  All or nothing, in one transaction: a bad\n"
+        "line stops it with \"line N: reason\" and nothing is imported.\n"
+        "The directory must have a current schema and no domain.\n"},
     {"queue list", "[--json]", 0, 1, CTL_RUN_USER, c_queue_list,
         "queued messages (--json: raw numbers)",
         "One line per message: ID SIZE AGE <SENDER> NEXT STATE, then one\n"

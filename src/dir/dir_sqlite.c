@@ -3,12 +3,14 @@
  * One connection per struct dir; the daemon's workers open theirs
  * read-only (no admin table), posternctl and the start-up check
  * read-write, which creates the schema and any index an older database
- * lacks.  Every directory operation (dir.h: one read wrapper call, a
- * whole expansion) runs under one deadline (directory_timeout), admin
- * statements under one each: a statement does not start past it, the
- * busy handler stops waiting for a lock and the progress handler
- * interrupts a long query at it, so a lookup fails as a temporary error
- * rather than holding a worker.  An error that means the file is gone or
+ * lacks (not with DIR_OPEN_SCHEMA: posternctl db, which sees the file as
+ * it is and changes it through admin->schema).  Every directory
+ * operation (dir.h: one read wrapper call, a whole expansion) runs
+ * under one deadline (directory_timeout), admin statements under one
+ * each: a statement does not start past it, the busy handler stops
+ * waiting for a lock and the progress handler interrupts a long query
+ * at it, so a lookup fails as a temporary error rather than holding a
+ * worker.  An error that means the file is gone or
  * broken drops the connection; the next call opens it again (never a
  * retry loop inside one call), except inside admin->transaction, where
  * a lost connection fails every op until the ROLLBACK (a reconnect
