@@ -54,7 +54,8 @@ def populated(make_server):
 def test_export_format(make_server, tmp_path):
     s = populated(make_server)
     path = str(tmp_path / "dir.jsonl")
-    s.ctl("db", "export", path)
+    r = s.ctl("db", "export", path)
+    assert r.stdout == r.stderr == ""
     st = os.stat(path)
     assert stat.S_IMODE(st.st_mode) == 0o600
     assert st.st_uid == os.geteuid()  # written as the invoking user
