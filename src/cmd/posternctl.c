@@ -1781,7 +1781,7 @@ export_file(struct ctl *c, const char *path)
 	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
 		return die("%s: name too long", path);
 	if ((fd = mkstemp(tmp)) == -1)
-		return die("%s: %s", tmp, strerror(errno));
+		return die("%s: %s", path, strerror(errno));
 	if (fchmod(fd, 0600) == -1) {
 		unlink(tmp);
 		close(fd);

@@ -84,6 +84,9 @@ def test_export_format(make_server, tmp_path):
     # The file is replaced whole: a second export over it is the same.
     s.ctl("db", "export", path)
     assert open(path).read() == text
+    r = s.ctl("db", "export", str(tmp_path / "no" / "x.jsonl"), check=False)
+    assert r.returncode == 1
+    assert r.stderr.endswith("no/x.jsonl: No such file or directory\n")
 
 
 def test_move_to_a_new_server(make_server, cert, tmp_path):
