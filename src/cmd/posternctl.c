@@ -25,6 +25,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <limits.h>
 #include <time.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -38,6 +39,7 @@
 #include "addr.h"
 #include "config.h"
 #include "dir.h"
+#include "dir_json.h"
 #include "passwd.h"
 #include "queue_file.h"
 #include "relay.h"
@@ -379,23 +381,38 @@ c_user_quota(struct ctl *c, char **a)
 	return 0;
 }
 
-/* Alias targets and list members: any valid address, local or remote. */
+/* Alias targets and list members: any valid address, local or remote,
+ * the local part lower-cased.  0, or -1 with *why. */
 static int
-target_arg(const char *in, char *out, size_t len)
+target_norm(const char *in, char *out, size_t len, const char **why)
 {
 	struct addr t;
-	const char *why;
 
-	if (addr_parse_mailbox(in, &t, &why) == -1 || t.is_literal) {
-		fprintf(stderr, "posternctl: %s: %s\n", in,
-		    t.is_literal ? "address literals are not allowed" : why);
+	if (addr_parse_mailbox(in, &t, why) == -1)
+		return -1;
+	if (t.is_literal) {
+		*why = "address literals are not allowed";
 		return -1;
 	}
 	for (char *p = t.local; *p; p++)
 		if (*p >= 'A' && *p <= 'Z')
 			*p = (char)(*p - 'A' + 'a');
-	if (addr_format(&t, out, len) == -1)
-		return die("%s", "address too long"), -1;
+	if (addr_format(&t, out, len) == -1) {
+		*why = "address too long";
+		return -1;
+	}
+	return 0;
+}
+
+static int
+target_arg(const char *in, char *out, size_t len)
+{
+	const char *why;
+
+	if (target_norm(in, out, len, &why) == -1) {
+		fprintf(stderr, "posternctl: %s: %s\n", in, why);
+		return -1;
+	}
 	return 0;
 }
 
@@ -879,9 +896,10 @@ become_run_user(struct ctl *c, int *data_fd_out)
 	return 0;
 }
 
-/* Opens (creating if needed) data_dir's tree and the directory. */
+/* Opens (creating if needed) data_dir's tree and the directory, with
+ * dir_open's flags. */
 static int
-open_dir(struct ctl *c)
+open_dir_flags(struct ctl *c, int flags)
 {
 	char err[4352], note[4096];
 	int fd = -1, r;
@@ -905,10 +923,16 @@ open_dir(struct ctl *c)
 		log_sanitize(safe, sizeof(safe), (const uint8_t *)l, strlen(l));
 		fprintf(stderr, "posternctl: note: %s\n", safe);
 	}
-	c->dir = dir_open(c->cfg, DIR_OPEN_ADMIN, c->err, ERRLEN);
+	c->dir = dir_open(c->cfg, flags, c->err, ERRLEN);
 	if (c->dir == NULL)
 		return die("%s", c->err);
 	return 0;
+}
+
+static int
+open_dir(struct ctl *c)
+{
+	return open_dir_flags(c, DIR_OPEN_ADMIN);
 }
 
 /*
@@ -1433,12 +1457,710 @@ c_check(struct ctl *c, char **a)
 	return check(c);
 }
 
+/* ---- db: the schema, and moving a directory between backends --------- */
+
+/*
+ * admin->schema (dir.h) with its notes in note; a backend without it is
+ * an error, never "current".  0, or 1 after printing why.
+ */
+static int
+db_schema(struct ctl *c, bool is_upgrade, int *have, int *want, char *note,
+    size_t notelen)
+{
+	note[0] = '\0';
+	if (c->dir->admin->schema == NULL)
+		return die(
+		    "%s", "directory: this backend has no schema versions");
+	if (c->dir->admin->schema(c->dir, is_upgrade, have, want, note, notelen,
+	        c->err, ERRLEN) < 0)
+		return die("%s", c->err);
+	return 0;
+}
+
+static int
+c_db_status(struct ctl *c, char **a)
+{
+	char note[1024];
+	int have, want;
+
+	(void)a;
+	if (db_schema(c, false, &have, &want, note, sizeof(note)) != 0)
+		return 1;
+	if (have == want) {
+		printf("schema %d of %d\n", have, want);
+		return 0;
+	}
+	if (have == 0)
+		printf("no schema (0 of %d): run posternctl db init\n", want);
+	else
+		printf("schema %d of %d: upgrade needed: run posternctl db "
+		       "upgrade\n",
+		    have, want);
+	return 3;
+}
+
+/* Applies what is missing, printing each step and the result. */
+static int
+db_apply(struct ctl *c)
+{
+	char note[4096];
+	int have, want;
+
+	if (db_schema(c, true, &have, &want, note, sizeof(note)) != 0)
+		return 1;
+	fputs(note, stdout);
+	printf("schema %d of %d\n", have, want);
+	return 0;
+}
+
+/* On a store that has a schema already, init says so and does what
+ * upgrade would: a deployment script can run it every time. */
+static int
+c_db_init(struct ctl *c, char **a)
+{
+	char note[1024];
+	int have, want;
+
+	(void)a;
+	if (db_schema(c, false, &have, &want, note, sizeof(note)) != 0)
+		return 1;
+	if (have > 0)
+		printf("directory already has schema %d of %d\n", have, want);
+	if (have == want)
+		return 0;
+	return db_apply(c);
+}
+
+/* An upgrade of a store with no schema at all is refused: it is more
+ * likely the wrong database than a new one. */
+static int
+c_db_upgrade(struct ctl *c, char **a)
+{
+	char note[1024];
+	int have, want;
+
+	(void)a;
+	if (db_schema(c, false, &have, &want, note, sizeof(note)) != 0)
+		return 1;
+	if (have == 0)
+		return die(
+		    "%s", "directory: no schema (run posternctl db init)");
+	if (have == want) {
+		printf("already at schema %d\n", have);
+		return 0;
+	}
+	return db_apply(c);
+}
+
+/* A listing's two columns (b "" for one-column listings). */
+struct rows {
+	struct strlist a, b;
+};
+
+static void
+collect_rows(void *arg, const char *a, const char *b)
+{
+	struct rows *r = arg;
+
+	strlist_add(&r->a, a);
+	strlist_add(&r->b, b != NULL ? b : "");
+}
+
+static void
+rows_clear(struct rows *r)
+{
+	strlist_clear(&r->a);
+	strlist_clear(&r->b);
+}
+
+static int
+rows_of(struct ctl *c, const char *what, const char *filter, struct rows *r)
+{
+	if (c->dir->admin->list_rows(
+	        c->dir, what, filter, collect_rows, r, c->err, ERRLEN) < 0)
+		return die("%s", c->err);
+	return 0;
+}
+
+struct export
+{
+	struct ctl *c;
+	FILE *out;
+	uint64_t records; /* lines between header and end */
+	struct dir_json_rec rec;
+	char line[DIR_JSON_LINE_MAX + 1];
+};
+
+/* Writes x->rec as one line; 0, or 1 after printing why. */
+static int
+export_rec(
+    struct export *x, enum dir_json_type type, const char *a, const char *b)
+{
+	int n;
+
+	x->rec.type = type;
+	if (a != NULL)
+		snprintf(x->rec.a, sizeof(x->rec.a), "%s", a);
+	if (b != NULL)
+		snprintf(x->rec.b, sizeof(x->rec.b), "%s", b);
+	if ((a != NULL && strlen(a) >= sizeof(x->rec.a)) ||
+	    (b != NULL && strlen(b) >= sizeof(x->rec.b)) ||
+	    (n = dir_json_format(&x->rec, x->line, sizeof(x->line) - 1)) < 0)
+		return die("%s", "export: a value too long for the format");
+	x->line[n] = '\n';
+	if (fwrite(x->line, 1, (size_t)n + 1, x->out) != (size_t)n + 1)
+		return die("export: %s", strerror(errno));
+	if (type != DIR_JSON_HEADER && type != DIR_JSON_END)
+		x->records++;
+	memset(&x->rec, 0, sizeof(x->rec));
+	return 0;
+}
+
+/* A stored "local@domain" as an address again: the local part quoted
+ * when it is not a Dot-string ("a b"@x), as import reads it. */
+static int
+export_addr(const char *stored, char *out, size_t len)
+{
+	const char *at = strrchr(stored, '@');
+	struct addr t = {0};
+
+	if (at == NULL || (size_t)(at - stored) > ADDR_LOCAL_MAX ||
+	    strlen(at + 1) > ADDR_DOMAIN_MAX)
+		return die("export: bad stored address %s", stored);
+	memcpy(t.local, stored, (size_t)(at - stored));
+	snprintf(t.domain, sizeof(t.domain), "%s", at + 1);
+	if (addr_format(&t, out, len) == -1)
+		return die("export: bad stored address %s", stored);
+	return 0;
+}
+
+/* Each user with its hash and, when it has its own, its quota. */
+static int
+export_users(struct export *x)
+{
+	struct ctl *c = x->c;
+	struct rows r = {0};
+	char addr[ADDR_MAILBOX_MAX + 1];
+	int rc = rows_of(c, "users", NULL, &r);
+
+	for (size_t i = 0; rc == 0 && i < r.a.n; i++) {
+		char *at = strrchr(r.a.v[i], '@'), *hash = NULL;
+		struct dir_quota q;
+
+		if (export_addr(r.a.v[i], addr, sizeof(addr)) != 0) {
+			rc = 1;
+			break;
+		}
+		*at = '\0';
+		if (dir_user_hash(
+		        c->dir, r.a.v[i], at + 1, &hash, c->err, ERRLEN) != 1 ||
+		    c->dir->ops->user_quota(
+		        c->dir, r.a.v[i], at + 1, &q, c->err, ERRLEN) != 1) {
+			free(hash);
+			rc = die("export: %s: %s", addr,
+			    c->err[0] ? c->err : "gone while exported");
+			break;
+		}
+		x->rec.has_quota = q.is_set;
+		x->rec.n1 = q.bytes;
+		x->rec.n2 = q.messages;
+		rc = export_rec(x, DIR_JSON_USER, addr, hash);
+		free(hash);
+	}
+	rows_clear(&r);
+	return rc;
+}
+
+/* Aliases (what = "aliases", two columns), lists and their members. */
+static int
+export_addrs(struct export *x, const char *what, enum dir_json_type type)
+{
+	struct rows r = {0};
+	char addr[ADDR_MAILBOX_MAX + 1];
+	int rc = rows_of(x->c, what, NULL, &r);
+
+	for (size_t i = 0; rc == 0 && i < r.a.n; i++)
+		rc = export_addr(r.a.v[i], addr, sizeof(addr)) != 0
+		         ? 1
+		         : export_rec(x, type, addr,
+		               type == DIR_JSON_ALIAS ? r.b.v[i] : NULL);
+	for (size_t i = 0; rc == 0 && type == DIR_JSON_LIST && i < r.a.n; i++) {
+		struct rows m = {0};
+
+		rc = rows_of(x->c, "members", r.a.v[i], &m) != 0 ||
+		             export_addr(r.a.v[i], addr, sizeof(addr)) != 0
+		         ? 1
+		         : 0;
+		for (size_t k = 0; rc == 0 && k < m.a.n; k++)
+			rc = export_rec(x, DIR_JSON_MEMBER, addr, m.a.v[k]);
+		rows_clear(&m);
+	}
+	rows_clear(&r);
+	return rc;
+}
+
+/* The records, in the order import needs them. */
+static int
+export_all(struct export *x)
+{
+	struct rows r = {0};
+	int rc;
+
+	rc = rows_of(x->c, "domains", NULL, &r);
+	for (size_t i = 0; rc == 0 && i < r.a.n; i++)
+		rc = export_rec(x, DIR_JSON_DOMAIN, r.a.v[i], NULL);
+	rows_clear(&r);
+	if (rc == 0)
+		rc = rows_of(x->c, "host-aliases", NULL, &r);
+	for (size_t i = 0; rc == 0 && i < r.a.n; i++)
+		rc = export_rec(x, DIR_JSON_HOST_ALIAS, r.a.v[i], r.b.v[i]);
+	rows_clear(&r);
+	if (rc == 0)
+		rc = export_users(x);
+	if (rc == 0)
+		rc = export_addrs(x, "aliases", DIR_JSON_ALIAS);
+	if (rc == 0)
+		rc = export_addrs(x, "lists", DIR_JSON_LIST);
+	return rc;
+}
+
+/*
+ * The directory (opened DIR_OPEN_SCHEMA: nothing is changed) to out.
+ * One read-only transaction around it where the backend has them, so
+ * the file is one state, not a mix of before and after a change.
+ */
+static int
+export_to(struct ctl *c, FILE *out)
+{
+	struct export *x = xcalloc(1, sizeof(*x));
+	char note[1024];
+	int have, want, rc;
+	bool is_txn = c->dir->admin->transaction != NULL;
+
+	x->c = c;
+	x->out = out;
+	if (db_schema(c, false, &have, &want, note, sizeof(note)) != 0) {
+		free(x);
+		return 1;
+	}
+	if (have == 0) {
+		free(x);
+		return die(
+		    "%s", "directory: no schema (run posternctl db init)");
+	}
+	if (is_txn && c->dir->admin->transaction(
+	                  c->dir, DIR_TXN_BEGIN, c->err, ERRLEN) < 0) {
+		free(x);
+		return die("%s", c->err);
+	}
+	x->rec.n1 = (uint64_t)have;
+	rc = export_rec(x, DIR_JSON_HEADER, POSTERN_VERSION, NULL);
+	if (rc == 0)
+		rc = export_all(x);
+	x->rec.n1 = x->records;
+	if (rc == 0)
+		rc = export_rec(x, DIR_JSON_END, NULL, NULL);
+	if (is_txn &&
+	    c->dir->admin->transaction(
+	        c->dir, DIR_TXN_ROLLBACK, c->err, ERRLEN) < 0 &&
+	    rc == 0)
+		rc = die("%s", c->err);
+	if (rc == 0 && fflush(out) != 0)
+		rc = die("export: %s", strerror(errno));
+	free(x);
+	return rc;
+}
+
+/*
+ * db export FILE: the file is written as the invoking user (root's, in
+ * root's directory), 0600 (it holds password hashes), under a temporary
+ * name renamed over FILE once complete and synced, so FILE is the old
+ * one or the whole new one.  The directory is read by a child that has
+ * become the run user, as for every command that opens it.
+ */
+static int
+export_file(struct ctl *c, const char *path)
+{
+	char tmp[PATH_MAX], dir[PATH_MAX], *slash;
+	int fd, status, dfd;
+	pid_t pid;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
+		return die("%s: name too long", path);
+	if ((fd = mkstemp(tmp)) == -1)
+		return die("%s: %s", path, strerror(errno));
+	if (fchmod(fd, 0600) == -1) {
+		unlink(tmp);
+		close(fd);
+		return die("%s: %s", tmp, strerror(errno));
+	}
+	fflush(NULL);
+	if ((pid = fork()) == -1) {
+		unlink(tmp);
+		close(fd);
+		return die("fork: %s", strerror(errno));
+	}
+	if (pid == 0) {
+		FILE *f = fdopen(fd, "w");
+		int rc = f == NULL || open_dir_flags(c,
+		                          DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA) != 0
+		             ? 1
+		             : export_to(c, f);
+
+		if (f != NULL && fclose(f) != 0 && rc == 0)
+			rc = die("%s: %s", tmp, strerror(errno));
+		dir_close(&c->dir);
+		config_unref(&c->cfg);
+		exit(rc);
+	}
+	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
+		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || fsync(fd) == -1 ||
+	    close(fd) == -1 || rename(tmp, path) == -1) {
+		int e = errno;
+
+		unlink(tmp);
+		close(fd);
+		if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
+			return 1; /* the child said why */
+		return die("%s: %s", path,
+		    WIFEXITED(status) ? strerror(e) : "export failed");
+	}
+	/* The rename itself, durable. */
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else
+		slash[slash == dir ? 1 : 0] = '\0';
+	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+static int
+c_db_export(struct ctl *c, char **a)
+{
+	if (a[0] != NULL)
+		return export_file(c, a[0]);
+	if (open_dir_flags(c, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA) != 0)
+		return 1;
+	return export_to(c, stdout);
+}
+
+/* ---- db import -------------------------------------------------------- */
+
+struct import {
+	struct ctl *c;
+	int want;         /* the schema this posternctl knows */
+	uint64_t records; /* lines between header and end so far */
+	bool has_end;
+	char why[ERRLEN];
+};
+
+static int import_fail(struct import *, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+import_fail(struct import *im, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(im->why, sizeof(im->why), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* A value from the file, for a message: escaped as in the logs. */
+static const char *
+shown(const char *in, char *out, size_t len)
+{
+	log_sanitize(out, len, (const uint8_t *)in, strlen(in));
+	return out;
+}
+
+static int
+import_domain(struct import *im, const char *in, char *out)
+{
+	char s[300];
+
+	if (addr_domain_normalize(in, out, ADDR_DOMAIN_MAX + 1) == -1)
+		return import_fail(
+		    im, "bad domain name: %s", shown(in, s, sizeof(s)));
+	return 0;
+}
+
+static int
+import_split(struct import *im, const char *in, char *l, char *d)
+{
+	const char *why;
+	char s[300];
+
+	if (dir_split_address(
+	        in, l, ADDR_LOCAL_MAX + 1, d, ADDR_DOMAIN_MAX + 1, &why) == -1)
+		return import_fail(im, "%s: %s", shown(in, s, sizeof(s)), why);
+	return 0;
+}
+
+static int
+import_target(struct import *im, const char *in, char *out)
+{
+	const char *why;
+	char s[300];
+
+	if (target_norm(in, out, ADDR_PATH_MAX, &why) == -1)
+		return import_fail(im, "%s: %s", shown(in, s, sizeof(s)), why);
+	return 0;
+}
+
+/* The admin op's result: a refusal is the line's reason. */
+static int
+import_op(struct import *im, int r)
+{
+	return r < 0 ? import_fail(im, "%s", im->c->err) : 0;
+}
+
+/* A crypt hash as posternctl and the other servers write them: printable
+ * ASCII without spaces.  Imported as it is, never re-hashed. */
+static int
+import_user(struct import *im, const struct dir_json_rec *r)
+{
+	const struct dir_admin_ops *a = im->c->dir->admin;
+	struct dir *d = im->c->dir;
+	char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1];
+	struct dir_quota q = {true, r->n1, r->n2};
+
+	if (import_split(im, r->a, l, dom) == -1)
+		return -1;
+	if (!addr_local_is_dot_string(l) || strchr(l, '/') != NULL)
+		return import_fail(im,
+		    "%s: a user name must be a plain dot-atom without '/'", l);
+	for (const char *p = r->b; *p; p++)
+		if (*p <= ' ' || *p > '~')
+			return import_fail(im,
+			    "%s@%s: the hash is not printable "
+			    "ASCII",
+			    l, dom);
+	if (import_op(im, a->user_add(d, l, dom, r->b, im->c->err, ERRLEN)))
+		return -1;
+	if (r->has_quota)
+		return import_op(
+		    im, a->user_quota_set(d, l, dom, &q, im->c->err, ERRLEN));
+	return 0;
+}
+
+/* One record after the header, through the admin ops (and their
+ * refusals) and the same normalisation as the commands. */
+static int
+import_rec(struct import *im, const struct dir_json_rec *r)
+{
+	const struct dir_admin_ops *a = im->c->dir->admin;
+	struct dir *d = im->c->dir;
+	char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1];
+	char x[ADDR_PATH_MAX];
+	char *err = im->c->err;
+
+	switch (r->type) {
+	case DIR_JSON_HEADER:
+		return import_fail(im, "a second header");
+	case DIR_JSON_DOMAIN:
+		return import_domain(im, r->a, dom) ||
+		       import_op(im, a->domain_add(d, dom, err, ERRLEN));
+	case DIR_JSON_HOST_ALIAS:
+		return import_domain(im, r->a, x) ||
+		       import_domain(im, r->b, dom) ||
+		       import_op(im, a->host_alias_add(d, x, dom, err, ERRLEN));
+	case DIR_JSON_USER:
+		return import_user(im, r);
+	case DIR_JSON_ALIAS:
+		return import_split(im, r->a, l, dom) ||
+		       import_target(im, r->b, x) ||
+		       import_op(im, a->alias_add(d, l, dom, x, err, ERRLEN));
+	case DIR_JSON_LIST:
+		return import_split(im, r->a, l, dom) ||
+		       import_op(im, a->list_add(d, l, dom, err, ERRLEN));
+	case DIR_JSON_MEMBER:
+		return import_split(im, r->a, l, dom) ||
+		       import_target(im, r->b, x) ||
+		       import_op(
+		           im, a->list_member(d, l, dom, x, true, err, ERRLEN));
+	case DIR_JSON_END:
+		if (r->n1 != im->records)
+			return import_fail(im,
+			    "the end line counts %llu records, the file has "
+			    "%llu",
+			    (unsigned long long)r->n1,
+			    (unsigned long long)im->records);
+		im->has_end = true;
+		return 0;
+	}
+	return import_fail(im, "unknown record");
+}
+
+/* The header: this format, a schema this posternctl knows. */
+static int
+import_header(struct import *im, const struct dir_json_rec *r)
+{
+	if (r->type != DIR_JSON_HEADER)
+		return import_fail(
+		    im, "not a postern directory export (no header)");
+	if (r->n1 == 0)
+		return import_fail(im, "bad schema 0");
+	if (r->n1 > (uint64_t)im->want)
+		return import_fail(im,
+		    "directory schema %llu is newer than this posternctl (%d)",
+		    (unsigned long long)r->n1, im->want);
+	return 0;
+}
+
+/* Line n: the header first, then records, nothing after the end.  0,
+ * or -1 with im->why. */
+static int
+import_line(struct import *im, const char *line, size_t len, uint64_t n)
+{
+	struct dir_json_rec *r;
+	int rc;
+
+	if (im->has_end)
+		return import_fail(im, "data after the end line");
+	r = xmalloc(sizeof(*r));
+	if (dir_json_parse(
+	        (const uint8_t *)line, len, r, im->why, sizeof(im->why)) != 1)
+		rc = -1;
+	else if (n == 1)
+		rc = import_header(im, r);
+	else if ((rc = import_rec(im, r) != 0 ? -1 : 0) == 0 &&
+	         r->type != DIR_JSON_END)
+		im->records++;
+	free(r);
+	return rc;
+}
+
+/* One line of f, without its newline, into buf (DIR_JSON_LINE_MAX
+ * bytes): 1, 0 at the end, -1 too long, -2 a read error. */
+static int
+read_line(FILE *f, char *buf, size_t *len)
+{
+	size_t n = 0;
+	int ch;
+
+	while ((ch = getc(f)) != EOF && ch != '\n') {
+		if (n == DIR_JSON_LINE_MAX)
+			return -1;
+		buf[n++] = (char)ch;
+	}
+	if (ch == EOF && ferror(f))
+		return -2;
+	*len = n;
+	return ch == EOF && n == 0 ? 0 : 1;
+}
+
+/* The lines of in, inside the caller's transaction. */
+static int
+import_lines(struct import *im, FILE *in)
+{
+	char *line = xmalloc(DIR_JSON_LINE_MAX);
+	uint64_t n = 0;
+	size_t len;
+	int r;
+
+	while ((r = read_line(in, line, &len)) == 1) {
+		if (import_line(im, line, len, ++n) == -1)
+			break;
+	}
+	free(line);
+	if (r == -1)
+		return die("line %llu: longer than %d bytes",
+		    (unsigned long long)n + 1, DIR_JSON_LINE_MAX);
+	if (r == -2)
+		return die("line %llu: %s", (unsigned long long)n + 1,
+		    strerror(errno));
+	if (r == 1)
+		return die("line %llu: %s", (unsigned long long)n, im->why);
+	if (!im->has_end)
+		return die("line %llu: %s", (unsigned long long)n + 1,
+		    n == 0 ? "no header: an empty file"
+		           : "the end line is missing (a cut-off file?)");
+	return 0;
+}
+
+/* A directory with any domain is not a target: an import never merges. */
+static int
+import_check_empty(struct ctl *c)
+{
+	struct rows r = {0};
+	size_t n;
+
+	if (rows_of(c, "domains", NULL, &r) != 0)
+		return 1;
+	n = r.a.n;
+	rows_clear(&r);
+	if (n > 0)
+		return die(
+		    "the directory is not empty (%zu domain%s): db import "
+		    "loads only into an empty one",
+		    n, n == 1 ? "" : "s");
+	return 0;
+}
+
+/*
+ * db import: FILE is opened as the invoking user (like a shell's
+ * redirection), then the directory as the run user.  One transaction:
+ * any refused or failed line rolls everything back.
+ */
+static int
+c_db_import(struct ctl *c, char **a)
+{
+	struct import im = {.c = c};
+	FILE *in = stdin;
+	char note[1024];
+	int have, rc;
+
+	if (a[0] != NULL && (in = fopen(a[0], "re")) == NULL)
+		return die("%s: %s", a[0], strerror(errno));
+	rc = open_dir(c);
+	if (rc == 0 && c->dir->admin->transaction == NULL)
+		rc = die("%s", "directory: this backend has no transactions");
+	if (rc == 0)
+		rc = db_schema(c, false, &have, &im.want, note, sizeof(note));
+	if (rc == 0 && have == 0)
+		rc = die("%s", "directory: no schema (run posternctl db init)");
+	else if (rc == 0 && have < im.want)
+		rc = die("directory schema %d of %d: run posternctl db upgrade "
+		         "first",
+		    have, im.want);
+	if (rc == 0 && c->dir->admin->transaction(
+	                   c->dir, DIR_TXN_BEGIN, c->err, ERRLEN) < 0)
+		rc = die("%s", c->err);
+	else if (rc == 0) {
+		rc = import_check_empty(c);
+		if (rc == 0)
+			rc = import_lines(&im, in);
+		if (rc != 0)
+			c->dir->admin->transaction(
+			    c->dir, DIR_TXN_ROLLBACK, c->err, ERRLEN);
+		else if (c->dir->admin->transaction(
+		             c->dir, DIR_TXN_COMMIT, c->err, ERRLEN) < 0)
+			rc = die("%s (nothing imported)", c->err);
+		else
+			printf("imported %llu records\n",
+			    (unsigned long long)im.records);
+	}
+	if (in != stdin)
+		fclose(in);
+	return rc;
+}
+
 /* ---- the command table: dispatch and help ----------------------------- */
 
 enum ctl_setup {
-	CTL_CONFIG,   /* the config only */
-	CTL_RUN_USER, /* as the run user: queue files, the control socket */
-	CTL_DIR,      /* as the run user, with the directory open */
+	CTL_CONFIG,     /* the config only */
+	CTL_RUN_USER,   /* as the run user: queue files, the control socket */
+	CTL_DIR,        /* as the run user, with the directory open */
+	CTL_DIR_SCHEMA, /* the same, opened DIR_OPEN_SCHEMA: as it is */
 };
 
 /*
@@ -1517,6 +2239,33 @@ static const struct ctl_cmd {
         NULL},
     {"list list", "[DOMAIN]", 0, 1, CTL_DIR, c_list_list, "list mailing lists",
         NULL},
+    {"db status", "", 0, 0, CTL_DIR_SCHEMA, c_db_status,
+        "the directory's schema version: current or not",
+        "Prints \"schema N of M\" (N the directory's, M the newest this\n"
+        "posternctl knows), with \"upgrade needed\" or \"no schema\" and\n"
+        "the command to run.  Changes nothing.  Exit status 3 when the\n"
+        "schema is not current.\n"},
+    {"db init", "", 0, 0, CTL_DIR_SCHEMA, c_db_init,
+        "create the schema in an empty directory",
+        "Prints each step applied.  On a store that has a schema it says\n"
+        "so and applies only what db upgrade would.\n"},
+    {"db upgrade", "", 0, 0, CTL_DIR_SCHEMA, c_db_upgrade,
+        "apply the schema changes the directory lacks",
+        "Each change in a transaction of its own, printed as it is\n"
+        "applied (\"applied 2: user_quotas\"); \"already at schema N\" when\n"
+        "there is nothing to do.  Refused on a store with no schema\n"
+        "(db init) and on one newer than this posternctl.\n"},
+    {"db export", "[FILE]", 0, 1, CTL_CONFIG, c_db_export,
+        "the directory as JSON lines (FILE or stdout)",
+        "Domains, host aliases, users with their password hash and own\n"
+        "quota, aliases, lists and members, one JSON object a line\n"
+        "(docs/admin.md \"Moving the directory\"), read in one transaction.\n"
+        "FILE is made mode 0600 and replaced only once complete.\n"},
+    {"db import", "[FILE]", 0, 1, CTL_CONFIG, c_db_import,
+        "load an export into an empty directory",
+        "From FILE, else stdin.  All or nothing, in one transaction: a bad\n"
+        "line stops it with \"line N: reason\" and nothing is imported.\n"
+        "The directory must have a current schema and no domain.\n"},
     {"queue list", "[--json]", 0, 1, CTL_RUN_USER, c_queue_list,
         "queued messages (--json: raw numbers)",
         "One line per message: ID SIZE AGE <SENDER> NEXT STATE, then one\n"
@@ -1614,7 +2363,8 @@ help_list(FILE *f, char **w, int k)
 	    "  -c FILE     the config file (every command needs it)\n"
 	    "  -h, --help  this list; COMMAND --help for one command\n"
 	    "\nExit status: 0 ok, 1 error, 2 usage error (relay-check: 3 when "
-	    "the\nverdict is not ACCEPT).\n");
+	    "the\nverdict is not ACCEPT; db status: 3 when the schema is not "
+	    "current).\n");
 }
 
 static void
@@ -1681,6 +2431,8 @@ setup(struct ctl *c, enum ctl_setup s)
 		return become_run_user(c, NULL);
 	case CTL_DIR:
 		return open_dir(c);
+	case CTL_DIR_SCHEMA:
+		return open_dir_flags(c, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
 	}
 	return 1;
 }

@@ -5,6 +5,8 @@
  * dir_sqlite does (the conformance suite, tests/unit/test_dir.c, runs
  * both), including its admin refusals, and can be told to fail so the
  * temporary-error paths can be tested.  Linear scans: tables are small.
+ * A transaction is a copy of the tables taken at DIR_TXN_BEGIN and put
+ * back at DIR_TXN_ROLLBACK, so the rollback tests run here too.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,6 +42,8 @@ enum {
 struct dir_fake {
 	struct dir base;
 	struct table t[T_N];
+	struct table saved[T_N]; /* the tables at DIR_TXN_BEGIN */
+	bool is_txn;
 	bool is_failing;
 };
 
@@ -523,14 +527,70 @@ f_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 }
 
 static void
+tables_free(struct table *t)
+{
+	for (int i = 0; i < T_N; i++) {
+		delete (&t[i], NULL, NULL, NULL);
+		free(t[i].v);
+		t[i].v = NULL;
+	}
+}
+
+static int
+f_transaction(struct dir *d, enum dir_txn what, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+
+	if (what == DIR_TXN_BEGIN) {
+		if (f->is_txn) {
+			snprintf(err, errlen,
+			    "directory: a transaction is already open");
+			return DIR_ADMIN_REFUSED;
+		}
+		if (failing(d, err, errlen) == -1)
+			return DIR_ADMIN_ERROR;
+		for (int i = 0; i < T_N; i++)
+			for (size_t r = 0; r < f->t[i].n; r++)
+				insert(&f->saved[i], f->t[i].v[r].c[0],
+				    f->t[i].v[r].c[1], f->t[i].v[r].c[2]);
+		f->is_txn = true;
+		return 0;
+	}
+	if (!f->is_txn) {
+		snprintf(err, errlen, "directory: no transaction is open");
+		return DIR_ADMIN_REFUSED;
+	}
+	f->is_txn = false;
+	/* A COMMIT that fails leaves nothing, as a backend's would. */
+	if (what == DIR_TXN_COMMIT && failing(d, err, errlen) == 0) {
+		tables_free(f->saved);
+		return 0;
+	}
+	tables_free(f->t);
+	memcpy(f->t, f->saved, sizeof(f->t));
+	memset(f->saved, 0, sizeof(f->saved));
+	return what == DIR_TXN_COMMIT ? DIR_ADMIN_ERROR : 0;
+}
+
+/* Always at the one version it knows. */
+static int
+f_schema(struct dir *d, bool is_upgrade, int *have, int *want, char *note,
+    size_t notelen, char *err, size_t errlen)
+{
+	(void)is_upgrade;
+	(void)note;
+	(void)notelen;
+	*have = *want = 1;
+	return failing(d, err, errlen) == -1 ? DIR_ADMIN_ERROR : 0;
+}
+
+static void
 f_close(struct dir *d)
 {
 	struct dir_fake *f = fk(d);
 
-	for (int t = 0; t < T_N; t++) {
-		delete (&f->t[t], NULL, NULL, NULL);
-		free(f->t[t].v);
-	}
+	tables_free(f->t);
+	tables_free(f->saved);
 	free(f);
 }
 
@@ -543,32 +603,6 @@ static const struct dir_read_ops fake_read_ops = {
     .alias_sources = f_alias_sources,
     .domain_aliases = f_domain_aliases,
 };
-
-/* No rollback in memory: a transaction is accepted and does nothing. */
-static int
-f_transaction(struct dir *d, enum dir_txn what, char *err, size_t errlen)
-{
-	(void)d;
-	(void)what;
-	(void)err;
-	(void)errlen;
-	return 0;
-}
-
-/* Always at its one version. */
-static int
-f_schema(struct dir *d, bool is_upgrade, int *have, int *want, char *note,
-    size_t notelen, char *err, size_t errlen)
-{
-	(void)d;
-	(void)is_upgrade;
-	(void)note;
-	(void)notelen;
-	(void)err;
-	(void)errlen;
-	*have = *want = 1;
-	return 0;
-}
 
 static const struct dir_admin_ops fake_admin_ops = {
     .domain_add = f_domain_add,

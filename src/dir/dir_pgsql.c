@@ -1311,7 +1311,8 @@ static int
 p_transaction(struct dir *d, enum dir_txn what, char *err, size_t errlen)
 {
 	static const char *const sql[] = {
-	    [DIR_TXN_BEGIN] = "BEGIN",
+	    /* one snapshot for all of it: an export reads one state */
+	    [DIR_TXN_BEGIN] = "BEGIN ISOLATION LEVEL REPEATABLE READ",
 	    [DIR_TXN_COMMIT] = "COMMIT",
 	    [DIR_TXN_ROLLBACK] = "ROLLBACK",
 	};

@@ -3,14 +3,18 @@
  * One connection per struct dir; the daemon's workers open theirs
  * read-only (no admin table), posternctl and the start-up check
  * read-write, which creates the schema and any index an older database
- * lacks.  Every directory operation (dir.h: one read wrapper call, a
- * whole expansion) runs under one deadline (directory_timeout), admin
- * statements under one each: a statement does not start past it, the
- * busy handler stops waiting for a lock and the progress handler
- * interrupts a long query at it, so a lookup fails as a temporary error
- * rather than holding a worker.  An error that means the file is gone or
+ * lacks (not with DIR_OPEN_SCHEMA: posternctl db, which sees the file as
+ * it is and changes it through admin->schema).  Every directory
+ * operation (dir.h: one read wrapper call, a whole expansion) runs
+ * under one deadline (directory_timeout), admin statements under one
+ * each: a statement does not start past it, the busy handler stops
+ * waiting for a lock and the progress handler interrupts a long query
+ * at it, so a lookup fails as a temporary error rather than holding a
+ * worker.  An error that means the file is gone or
  * broken drops the connection; the next call opens it again (never a
- * retry loop inside one call).  Never treats an error as "not found".
+ * retry loop inside one call), except inside admin->transaction, where
+ * a lost connection fails every op until the ROLLBACK (a reconnect
+ * would run the rest outside it).  Never treats an error as "not found".
  * Blocking: never call it on the event loop (workers and posternctl
  * only); never builds SQL from input (bound parameters only).
  */
@@ -36,6 +40,7 @@ struct dir_sqlite {
 	                             per statement */
 	bool is_timed_out;        /* the deadline stopped it */
 	bool is_schema;           /* creating the schema: no time limit */
+	bool is_txn;              /* inside admin->transaction */
 	int version;              /* PRAGMA user_version at connect */
 	time_t moved_checked;     /* last has-moved check (monotonic s) */
 };
@@ -63,21 +68,35 @@ static const char schema[] =
 /*
  * Versioned changes past that base, in PRAGMA user_version: a database
  * at version N has had migrations[0..N) applied.  A writable open
- * applies the missing ones in one transaction each (BEGIN IMMEDIATE, so
- * two posternctl at once do not both apply one); a read-only open of an
+ * (without DIR_OPEN_SCHEMA) and admin->schema's upgrade apply the
+ * missing ones in one transaction each (BEGIN IMMEDIATE, so two
+ * posternctl at once do not both apply one); a read-only open of an
  * older database works as the old schema did (no quota: the default
  * applies).  Append only: never edit a step that has shipped.
+ *
+ * The schema version admin->schema reports (dir.h; the same numbers as
+ * every backend, so posternctl db export and import mean the same on
+ * each): 0 when there is no schema (no table domains, user_version 0),
+ * else 1 + user_version.  1 is the base schema above, 2 adds
+ * user_quotas, ...: the version after migrations[i] is i + 2.
  */
-static const char *const migrations[] = {
-    /* 1: a quota per user (no row: the config's default; 0: none).  A
+static const struct migration {
+	const char *name; /* for "applied N: name" */
+	const char *sql;
+} migrations[] = {
+    /* 2: a quota per user (no row: the config's default; 0: none).  A
      * table of its own, not columns of users: an import that inserts
      * users by position (INSERT INTO users VALUES(l, d, h)) and an older
      * posternd or posternctl keep working. */
-    "CREATE TABLE user_quotas(local TEXT NOT NULL, domain TEXT NOT NULL,"
-    " bytes INTEGER NOT NULL, messages INTEGER NOT NULL,"
-    " PRIMARY KEY(local, domain));",
+    {"user_quotas",
+        "CREATE TABLE user_quotas(local TEXT NOT NULL, domain TEXT NOT "
+        "NULL, bytes INTEGER NOT NULL, messages INTEGER NOT NULL,"
+        " PRIMARY KEY(local, domain));"},
 };
+/* The PRAGMA user_version this binary writes. */
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
+/* admin->schema's numbering of it. */
+#define SCHEMA_WANT (1 + SCHEMA_VERSION)
 
 static struct dir_sqlite *
 sq(struct dir *d)
@@ -208,9 +227,25 @@ get_version(struct dir_sqlite *s, int *out)
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : -1;
 }
 
-/* Applies the migrations the database lacks, one transaction each. */
+/* Appends one line to note (NULL: none wanted); truncates silently. */
+static void
+note_line(char *note, size_t notelen, int version, const char *what)
+{
+	size_t n;
+
+	if (note == NULL || notelen == 0)
+		return;
+	n = strnlen(note, notelen);
+	if (n < notelen)
+		snprintf(
+		    note + n, notelen - n, "applied %d: %s\n", version, what);
+}
+
+/* Applies the migrations the database lacks, one transaction each,
+ * with a note line per step applied. */
 static int
-migrate(struct dir_sqlite *s, char *err, size_t errlen)
+migrate(
+    struct dir_sqlite *s, char *note, size_t notelen, char *err, size_t errlen)
 {
 	char sql[128];
 	int v;
@@ -229,12 +264,13 @@ migrate(struct dir_sqlite *s, char *err, size_t errlen)
 		if (v >= SCHEMA_VERSION)
 			break;
 		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
-		if (sqlite3_exec(s->db, migrations[v], NULL, NULL, NULL) !=
+		if (sqlite3_exec(s->db, migrations[v].sql, NULL, NULL, NULL) !=
 		        SQLITE_OK ||
 		    sqlite3_exec(s->db, sql, NULL, NULL, NULL) != SQLITE_OK ||
 		    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) !=
 		        SQLITE_OK)
 			goto fail;
+		note_line(note, notelen, v + 2, migrations[v].name);
 	}
 	s->version = v;
 	if (sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) == SQLITE_OK)
@@ -256,6 +292,14 @@ connect_db(struct dir_sqlite *s, char *err, size_t errlen)
 
 	if (s->db != NULL)
 		return 0;
+	if (s->is_txn) {
+		/* A new connection would run the rest of the transaction's
+		 * ops outside it, each committed on its own. */
+		snprintf(err, errlen,
+		    "directory: %s: connection lost inside a transaction",
+		    s->path);
+		return -1;
+	}
 	if (sqlite3_open_v2(s->path, &s->db, flags | SQLITE_OPEN_NOMUTEX,
 	        NULL) != SQLITE_OK) {
 		snprintf(err, errlen, "directory: %s: %s", s->path,
@@ -265,7 +309,7 @@ connect_db(struct dir_sqlite *s, char *err, size_t errlen)
 	}
 	sqlite3_busy_handler(s->db, on_busy, s);
 	sqlite3_progress_handler(s->db, 1000, on_progress, s);
-	if (s->flags & DIR_OPEN_ADMIN) {
+	if ((s->flags & DIR_OPEN_ADMIN) && !(s->flags & DIR_OPEN_SCHEMA)) {
 		int rc;
 
 		/* Building a new index on a large older database may take
@@ -274,7 +318,7 @@ connect_db(struct dir_sqlite *s, char *err, size_t errlen)
 		set_deadline(s);
 		s->is_schema = true;
 		rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL);
-		if (rc == SQLITE_OK && migrate(s, err, errlen) == -1) {
+		if (rc == SQLITE_OK && migrate(s, NULL, 0, err, errlen) == -1) {
 			s->is_schema = false;
 			disconnect(s);
 			return -1;
@@ -289,8 +333,8 @@ connect_db(struct dir_sqlite *s, char *err, size_t errlen)
 		}
 		return 0;
 	}
-	/* Read-only: which schema version it reads (waiting for a writer's
-	 * lock within the operation's deadline). */
+	/* Read-only, or DIR_OPEN_SCHEMA: which schema version it reads
+	 * (waiting for a writer's lock within the operation's deadline). */
 	if (!s->is_op)
 		set_deadline(s);
 	if (get_version(s, &s->version) == -1) {
@@ -352,6 +396,13 @@ db_exec_v(struct dir *d, const char *sql, const char *const params[4],
 	check_moved(s);
 	if (connect_db(s, err, errlen) == -1)
 		return -1;
+	if (s->is_txn && sqlite3_get_autocommit(s->db)) {
+		/* SQLite rolled the transaction back by itself (a full disk,
+		 * an I/O error): what follows must not commit on its own. */
+		snprintf(err, errlen,
+		    "directory: the transaction was rolled back by an error");
+		return -1;
+	}
 	if (!s->is_op) {
 		set_deadline(s);
 	} else if (past_deadline(s)) {
@@ -840,6 +891,166 @@ s_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 	return DIR_ADMIN_REFUSED;
 }
 
+/* The version admin->schema reports (see migrations[]) in *have, and
+ * s->version; -1 with err. */
+static int
+read_schema(struct dir_sqlite *s, int *have, char *err, size_t errlen)
+{
+	sqlite3_stmt *st;
+	int rc, v, tables = 0;
+
+	if (get_version(s, &v) == -1)
+		return db_fail(s, NULL, err, errlen);
+	if (sqlite3_prepare_v2(s->db,
+	        "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+	        "AND name = 'domains'",
+	        -1, &st, NULL) != SQLITE_OK)
+		return db_fail(s, NULL, err, errlen);
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW)
+		return db_fail(s, st, err, errlen);
+	tables = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	*have = tables > 0 || v > 0 ? 1 + v : 0;
+	s->version = v;
+	return 0;
+}
+
+/*
+ * Version 1, the base schema: created in one BEGIN IMMEDIATE
+ * transaction, which re-reads whether it exists (two db init at once
+ * note it once).  On an existing base it adds what IF NOT EXISTS finds
+ * missing (the indexes of a file made before them).
+ */
+static int
+base_schema(
+    struct dir_sqlite *s, char *note, size_t notelen, char *err, size_t errlen)
+{
+	int had;
+
+	if (sqlite3_exec(s->db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+	    SQLITE_OK)
+		return db_fail(s, NULL, err, errlen);
+	if (read_schema(s, &had, err, errlen) == -1) {
+		if (s->db != NULL)
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	if (sqlite3_exec(s->db, schema, NULL, NULL, NULL) != SQLITE_OK ||
+	    sqlite3_exec(s->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) {
+		snprintf(err, errlen, "directory: %s: schema version 1: %s",
+		    s->path, sqlite3_errmsg(s->db));
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return -1;
+	}
+	if (had == 0)
+		note_line(note, notelen, 1, "base schema");
+	return 0;
+}
+
+static int
+s_schema(struct dir *d, bool is_upgrade, int *have, int *want, char *note,
+    size_t notelen, char *err, size_t errlen)
+{
+	struct dir_sqlite *s = sq(d);
+	int r;
+
+	*have = 0;
+	*want = SCHEMA_WANT;
+	check_moved(s);
+	if (connect_db(s, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	set_deadline(s);
+	if (read_schema(s, have, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (*have > *want) {
+		snprintf(err, errlen,
+		    "directory schema %d is newer than this posternctl (%d)",
+		    *have, *want);
+		return DIR_ADMIN_REFUSED;
+	}
+	if (!is_upgrade || *have == *want)
+		return 0;
+	if (s->is_txn) {
+		snprintf(err, errlen,
+		    "directory: no schema change inside a transaction");
+		return DIR_ADMIN_REFUSED;
+	}
+	/* As at an admin open: a new index on a large file may take long,
+	 * only the wait for a lock is bounded. */
+	s->is_schema = true;
+	r = base_schema(s, note, notelen, err, errlen);
+	if (r == 0)
+		r = migrate(s, note, notelen, err, errlen);
+	s->is_schema = false;
+	if (r == -1)
+		return DIR_ADMIN_ERROR;
+	set_deadline(s);
+	return read_schema(s, have, err, errlen) == -1 ? DIR_ADMIN_ERROR : 0;
+}
+
+/*
+ * BEGIN IMMEDIATE: the write lock from the start, so an import or an
+ * export sees one state and no other writer interleaves.  The admin ops
+ * run their statements in it (none opens a transaction of its own).
+ * After COMMIT or ROLLBACK, successful or not, the transaction is over.
+ */
+static int
+s_transaction(struct dir *d, enum dir_txn what, char *err, size_t errlen)
+{
+	struct dir_sqlite *s = sq(d);
+	bool was_rolled_back;
+
+	if (what == DIR_TXN_BEGIN) {
+		if (s->is_txn) {
+			snprintf(err, errlen,
+			    "directory: a transaction is already open");
+			return DIR_ADMIN_REFUSED;
+		}
+		if (db_exec(d, "BEGIN IMMEDIATE", NULL, NULL, NULL, NULL, NULL,
+		        err, errlen) < 0)
+			return DIR_ADMIN_ERROR;
+		s->is_txn = true;
+		return 0;
+	}
+	if (!s->is_txn) {
+		snprintf(err, errlen, "directory: no transaction is open");
+		return DIR_ADMIN_REFUSED;
+	}
+	s->is_txn = false;
+	if (s->db == NULL) {
+		/* The connection's end rolled it back. */
+		if (what == DIR_TXN_ROLLBACK)
+			return 0;
+		snprintf(err, errlen,
+		    "directory: %s: connection lost inside a transaction: "
+		    "nothing was committed",
+		    s->path);
+		return DIR_ADMIN_ERROR;
+	}
+	was_rolled_back = sqlite3_get_autocommit(s->db) != 0;
+	if (what == DIR_TXN_ROLLBACK)
+		return was_rolled_back ||
+		               db_exec(d, "ROLLBACK", NULL, NULL, NULL, NULL,
+		                   NULL, err, errlen) >= 0
+		           ? 0
+		           : DIR_ADMIN_ERROR;
+	if (was_rolled_back) {
+		snprintf(err, errlen,
+		    "directory: the transaction was rolled back by an error: "
+		    "nothing was committed");
+		return DIR_ADMIN_ERROR;
+	}
+	if (db_exec(d, "COMMIT", NULL, NULL, NULL, NULL, NULL, err, errlen) <
+	    0) {
+		/* A COMMIT that failed (a reader held the lock past the
+		 * deadline) leaves the transaction open: end it. */
+		if (s->db != NULL)
+			sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+		return DIR_ADMIN_ERROR;
+	}
+	return 0;
+}
+
 static void
 s_close(struct dir *d)
 {
@@ -876,6 +1087,8 @@ static const struct dir_admin_ops sqlite_admin_ops = {
     .list_del = s_list_del,
     .list_member = s_list_member,
     .list_rows = s_list_rows,
+    .transaction = s_transaction,
+    .schema = s_schema,
 };
 
 struct dir *

@@ -778,6 +778,13 @@ collect_row(void *arg, const char *a, const char *b)
 }
 
 static void
+collect_list_row(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	strlist_add(arg, a);
+}
+
+static void
 test_list_rows(void **state)
 {
 	struct dir *d = ((struct fixture *)*state)->d;
@@ -973,6 +980,120 @@ test_admin_roundtrip(void **state)
 	    0);
 }
 
+/* Everything the directory holds, as one string (listings and each
+ * user's hash and quota), to compare a state before and after. */
+static void
+snapshot(struct dir *d, char *out, size_t len)
+{
+	static const char *const what[] = {
+	    "domains", "host-aliases", "users", "aliases", "lists"};
+	char rows[2048], err[256];
+	struct strlist users = {0}, lists = {0};
+	size_t n = 0;
+
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(what) / sizeof(what[0]); i++) {
+		rows[0] = '\0';
+		OK(d->admin->list_rows(
+		    d, what[i], NULL, collect_row, rows, err, sizeof(err)));
+		n += (size_t)snprintf(
+		    out + n, len - n, "%s: %s\n", what[i], rows);
+	}
+	OK(d->admin->list_rows(
+	    d, "users", NULL, collect_list_row, &users, err, sizeof(err)));
+	for (size_t i = 0; i < users.n; i++) {
+		char *at = strchr(users.v[i], '@'), *h;
+		struct dir_quota q;
+
+		*at = '\0';
+		assert_int_equal(
+		    dir_user_hash(d, users.v[i], at + 1, &h, err, sizeof(err)),
+		    1);
+		assert_int_equal(d->ops->user_quota(d, users.v[i], at + 1, &q,
+		                     err, sizeof(err)),
+		    1);
+		n += (size_t)snprintf(out + n, len - n, "%s %s %d %llu %llu\n",
+		    users.v[i], h, (int)q.is_set, (unsigned long long)q.bytes,
+		    (unsigned long long)q.messages);
+		free(h);
+	}
+	OK(d->admin->list_rows(
+	    d, "lists", NULL, collect_list_row, &lists, err, sizeof(err)));
+	for (size_t i = 0; i < lists.n; i++) {
+		rows[0] = '\0';
+		OK(d->admin->list_rows(d, "members", lists.v[i], collect_row,
+		    rows, err, sizeof(err)));
+		n += (size_t)snprintf(
+		    out + n, len - n, "%s: %s\n", lists.v[i], rows);
+	}
+	assert_true(n < len);
+	strlist_clear(&users);
+	strlist_clear(&lists);
+}
+
+/* admin->transaction (posternctl db import): a rollback leaves nothing
+ * of any change, a commit keeps all; not nested; a refusal inside does
+ * not end it. */
+static void
+test_transaction(void **state)
+{
+	struct dir *d = ((struct fixture *)*state)->d;
+	const struct dir_admin_ops *a = d->admin;
+	struct dir_quota q = {true, 10, 20};
+	static char before[16384], after[16384];
+	char err[256], canon[256], *h;
+	size_t e = sizeof(err);
+
+	assert_non_null(a->transaction);
+	snapshot(d, before, sizeof(before));
+	assert_int_equal(
+	    a->transaction(d, DIR_TXN_COMMIT, err, e), DIR_ADMIN_REFUSED);
+	assert_int_equal(
+	    a->transaction(d, DIR_TXN_ROLLBACK, err, e), DIR_ADMIN_REFUSED);
+	OK(a->transaction(d, DIR_TXN_BEGIN, err, e));
+	assert_int_equal(
+	    a->transaction(d, DIR_TXN_BEGIN, err, e), DIR_ADMIN_REFUSED);
+	OK(a->domain_add(d, "txn.test", err, e));
+	OK(a->host_alias_add(d, "mx.txn.test", "txn.test", err, e));
+	OK(a->user_add(d, "u", "txn.test", "h", err, e));
+	OK(a->user_quota_set(d, "u", "txn.test", &q, err, e));
+	OK(a->user_quota_set(d, "bob", "example.test", &q, err, e));
+	OK(a->user_passwd(d, "alice", "example.test", "changed", err, e));
+	OK(a->alias_add(d, "a", "txn.test", "u@txn.test", err, e));
+	OK(a->list_add(d, "l", "txn.test", err, e));
+	OK(a->list_member(d, "l", "txn.test", "u@txn.test", true, err, e));
+	OK(a->list_member(
+	    d, "team", "example.test", "carol@other.test", false, err, e));
+	OK(a->user_del(d, "carol", "other.test", err, e));
+	OK(a->alias_del(d, "sales", "other.test", NULL, err, e));
+	/* Inside it, its changes are seen; a refusal leaves it open. */
+	assert_int_equal(
+	    dir_domain_resolve(d, "mx.txn.test", canon, sizeof(canon), err, e),
+	    1);
+	assert_int_equal(
+	    a->domain_add(d, "txn.test", err, e), DIR_ADMIN_REFUSED);
+	OK(a->list_add(d, "l2", "txn.test", err, e));
+	OK(a->transaction(d, DIR_TXN_ROLLBACK, err, e));
+	snapshot(d, after, sizeof(after));
+	assert_string_equal(after, before);
+	assert_int_equal(
+	    dir_domain_resolve(d, "txn.test", canon, sizeof(canon), err, e), 0);
+	assert_int_equal(
+	    a->transaction(d, DIR_TXN_ROLLBACK, err, e), DIR_ADMIN_REFUSED);
+	/* Committed, it stays; then it can be taken out again. */
+	OK(a->transaction(d, DIR_TXN_BEGIN, err, e));
+	OK(a->domain_add(d, "txn.test", err, e));
+	OK(a->user_add(d, "u", "txn.test", "h", err, e));
+	OK(a->transaction(d, DIR_TXN_COMMIT, err, e));
+	assert_int_equal(dir_user_hash(d, "u", "txn.test", &h, err, e), 1);
+	assert_string_equal(h, "h");
+	free(h);
+	OK(a->user_del(d, "u", "txn.test", err, e));
+	OK(a->domain_del(d, "txn.test", err, e));
+	snapshot(d, after, sizeof(after));
+	assert_string_equal(after, before);
+}
+
 /* ---- temporary errors --------------------------------------------------- */
 
 /* Every admin op on a failing backend: DIR_ADMIN_ERROR (-2), never a
@@ -1094,6 +1215,7 @@ test_tempfail(void **state)
 	    cmocka_unit_test(test_login), cmocka_unit_test(test_list_rows),    \
 	    cmocka_unit_test(test_admin_errors),                               \
 	    cmocka_unit_test(test_admin_roundtrip),                            \
+	    cmocka_unit_test(test_transaction),                                \
 	    cmocka_unit_test(test_tempfail)
 
 /* ---- SQLite only -------------------------------------------------------- */
@@ -1403,6 +1525,211 @@ test_sqlite_quota_migration(void **state)
 	assert_int_equal(got.bytes, 1000);
 	assert_int_equal(got.messages, 5);
 	dir_close(&d);
+}
+
+static void
+sql(const char *text)
+{
+	sqlite3 *db;
+
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	if (sqlite3_exec(db, text, NULL, NULL, NULL) != SQLITE_OK)
+		fail_msg("%s: %s", text, sqlite3_errmsg(db));
+	sqlite3_close(db);
+}
+
+/* The whole file, to show an open changed nothing (caller frees). */
+static char *
+file_bytes(size_t *len)
+{
+	struct stat st;
+	char *b;
+	int fd = open(dbpath, O_RDONLY);
+
+	assert_true(fd != -1);
+	assert_int_equal(fstat(fd, &st), 0);
+	*len = (size_t)st.st_size;
+	b = malloc(*len + 1);
+	assert_int_equal(read(fd, b, *len), (ssize_t)*len);
+	close(fd);
+	return b;
+}
+
+static bool
+has_table(const char *name)
+{
+	sqlite3 *db;
+	sqlite3_stmt *st;
+	int n;
+
+	assert_int_equal(sqlite3_open(dbpath, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+	                     "SELECT count(*) FROM sqlite_master WHERE type = "
+	                     "'table' AND name = ?1",
+	                     -1, &st, NULL),
+	    SQLITE_OK);
+	sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+	assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+	n = sqlite3_column_int(st, 0);
+	sqlite3_finalize(st);
+	sqlite3_close(db);
+	return n > 0;
+}
+
+/*
+ * admin->schema on a file from before user_quotas (version 1 of 2):
+ * opened DIR_OPEN_SCHEMA it reads as it is and the open and the status
+ * change no byte; the upgrade applies the one step and notes it, once;
+ * its rows stay.
+ */
+static void
+test_sqlite_schema_upgrade(void **state)
+{
+	struct dir *d = fresh_admin();
+	struct dir_quota q;
+	char err[256], note[256] = "", *b0, *b1;
+	size_t l0, l1;
+	int have, want;
+
+	(void)state;
+	OK(d->admin->schema(
+	    d, false, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_int_equal(have, 2);
+	assert_int_equal(want, 2);
+	dir_close(&d);
+	sql("DROP TABLE user_quotas; PRAGMA user_version = 0");
+	b0 = file_bytes(&l0);
+	d = sqlite_at(5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
+	OK(d->admin->schema(
+	    d, false, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_int_equal(have, 1);
+	assert_int_equal(want, 2);
+	assert_string_equal(note, "");
+	/* The old schema reads as it did: the default quota. */
+	assert_int_equal(d->ops->user_quota(
+	                     d, "alice", "example.test", &q, err, sizeof(err)),
+	    1);
+	assert_false(q.is_set);
+	dir_close(&d);
+	b1 = file_bytes(&l1);
+	assert_int_equal(l0, l1);
+	assert_memory_equal(b0, b1, l0);
+	free(b0);
+	free(b1);
+	assert_int_equal(user_version(), 0);
+	assert_false(has_table("user_quotas"));
+	/* The upgrade. */
+	d = sqlite_at(5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
+	OK(d->admin->schema(
+	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_string_equal(note, "applied 2: user_quotas\n");
+	assert_int_equal(have, 2);
+	assert_int_equal(user_version(), 1);
+	q = (struct dir_quota){true, 5, 6};
+	OK(d->admin->user_quota_set(d, "alice", "example.test", &q, err, 256));
+	note[0] = '\0';
+	OK(d->admin->schema(
+	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_string_equal(note, "");
+	assert_int_equal(have, 2);
+	dir_close(&d);
+	assert_int_equal(user_version(), 1);
+}
+
+/* No schema at all (a new file): have 0, nothing is created at the
+ * DIR_OPEN_SCHEMA open; the upgrade creates the base and every step. */
+static void
+test_sqlite_schema_init(void **state)
+{
+	struct dir *d;
+	char err[256], note[256] = "", canon[256];
+	int have, want;
+
+	(void)state;
+	unlink(dbpath);
+	d = sqlite_at(5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
+	OK(d->admin->schema(
+	    d, false, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_int_equal(have, 0);
+	assert_int_equal(want, 2);
+	assert_false(has_table("domains"));
+	assert_int_equal(
+	    d->admin->domain_add(d, "example.test", err, 256), DIR_ADMIN_ERROR);
+	OK(d->admin->schema(
+	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
+	assert_string_equal(
+	    note, "applied 1: base schema\napplied 2: user_quotas\n");
+	assert_int_equal(have, 2);
+	OK(d->admin->domain_add(d, "example.test", err, 256));
+	assert_int_equal(dir_domain_resolve(d, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	dir_close(&d);
+	assert_true(has_table("user_quotas"));
+}
+
+/* A file from a newer posternctl: refused, status and upgrade alike,
+ * and left as it is. */
+static void
+test_sqlite_schema_newer(void **state)
+{
+	struct dir *d = fresh_admin();
+	char err[256], note[256] = "";
+	int have, want;
+
+	(void)state;
+	dir_close(&d);
+	sql("PRAGMA user_version = 5");
+	d = sqlite_at(5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
+	for (int up = 0; up < 2; up++) {
+		assert_int_equal(d->admin->schema(d, up, &have, &want, note,
+		                     sizeof(note), err, sizeof(err)),
+		    DIR_ADMIN_REFUSED);
+		assert_string_equal(err,
+		    "directory schema 6 is newer than this posternctl (2)");
+		assert_int_equal(have, 6);
+		assert_int_equal(want, 2);
+	}
+	assert_string_equal(note, "");
+	dir_close(&d);
+	assert_int_equal(user_version(), 5);
+}
+
+/* An open transaction is the handle's alone: another connection reads
+ * the state before it and cannot write until it ends; a ROLLBACK leaves
+ * the file as it was. */
+static void
+test_sqlite_transaction(void **state)
+{
+	struct dir *w = fresh_admin(), *r, *w2;
+	char err[256], canon[256], *b0, *b1;
+	size_t l0, l1;
+
+	(void)state;
+	dir_close(&w);
+	b0 = file_bytes(&l0);
+	w = sqlite_at(5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
+	r = sqlite_at(5000, DIR_OPEN_READ);
+	w2 = sqlite_at(100, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
+	OK(w->admin->transaction(w, DIR_TXN_BEGIN, err, sizeof(err)));
+	OK(w->admin->domain_add(w, "txn.test", err, sizeof(err)));
+	assert_int_equal(dir_domain_resolve(r, "txn.test", canon, sizeof(canon),
+	                     err, sizeof(err)),
+	    0);
+	assert_int_equal(
+	    w2->admin->domain_add(w2, "other.test", err, 256), DIR_ADMIN_ERROR);
+	assert_non_null(strstr(err, "timed out"));
+	assert_int_equal(w2->admin->transaction(w2, DIR_TXN_BEGIN, err, 256),
+	    DIR_ADMIN_ERROR);
+	OK(w->admin->transaction(w, DIR_TXN_ROLLBACK, err, sizeof(err)));
+	dir_close(&w);
+	dir_close(&w2);
+	dir_close(&r);
+	b1 = file_bytes(&l1);
+	assert_int_equal(l0, l1);
+	assert_memory_equal(b0, b1, l0);
+	free(b0);
+	free(b1);
 }
 
 /* A database replaced by a rename, or removed, is seen within a second
@@ -2000,6 +2327,10 @@ run_dir_tests(void)
 	    cmocka_unit_test(test_sqlite_operation_timeout),
 	    cmocka_unit_test(test_sqlite_old_schema),
 	    cmocka_unit_test(test_sqlite_quota_migration),
+	    cmocka_unit_test(test_sqlite_schema_upgrade),
+	    cmocka_unit_test(test_sqlite_schema_init),
+	    cmocka_unit_test(test_sqlite_schema_newer),
+	    cmocka_unit_test(test_sqlite_transaction),
 	    cmocka_unit_test(test_sqlite_replaced),
 	    cmocka_unit_test(test_dir_open_config),
 	    cmocka_unit_test(test_dir_prepare_check),

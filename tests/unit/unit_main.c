@@ -12,6 +12,7 @@ main(void)
 	failed += run_config_tests();
 	failed += run_maildir_tests();
 	failed += run_dir_tests();
+	failed += run_dir_json_tests();
 	failed += run_passwd_tests();
 	failed += run_queue_tests();
 	failed += run_base64_tests();
