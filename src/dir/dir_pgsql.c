@@ -1432,10 +1432,11 @@ p_schema(struct dir *d, bool is_upgrade, int *have, int *want, char *note,
 	}
 	p->is_schema = true;
 	while (is_upgrade && (r = migrate_step(p, &v, err, errlen)) == 1) {
-		size_t n = strlen(note);
+		size_t n = note != NULL ? strnlen(note, notelen) : notelen;
 
-		snprintf(note + n, notelen - n, "%sapplied %d: %s",
-		    n > 0 ? "\n" : "", v, migrations[v - 1].name);
+		if (n < notelen)
+			snprintf(note + n, notelen - n, "applied %d: %s\n", v,
+			    migrations[v - 1].name);
 		*have = p->version = v;
 	}
 	p->is_schema = false;

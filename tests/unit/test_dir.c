@@ -2086,7 +2086,7 @@ test_pg_schema(void **state)
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_int_equal(have, 2);
 	assert_string_equal(
-	    note, "applied 1: base schema\napplied 2: user_quotas");
+	    note, "applied 1: base schema\napplied 2: user_quotas\n");
 	note[0] = '\0';
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
@@ -2135,7 +2135,7 @@ test_pg_upgrade_from_1(void **state)
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_int_equal(have, 2);
-	assert_string_equal(note, "applied 2: user_quotas");
+	assert_string_equal(note, "applied 2: user_quotas\n");
 	OK(a->admin->user_quota_set(a, "alice", "example.test", &q, err, 256));
 	dir_close(&a);
 	/* A handle that connected at version 1 keeps reading it as 1 until
