@@ -1339,10 +1339,11 @@ p_transaction(struct dir *d, enum dir_txn what, char *err, size_t errlen)
 	if (ready(p, err, errlen) == -1)
 		return DIR_ADMIN_ERROR;
 	if (run_params(p, sql[what], 0, NULL, &res, err, errlen) == -1) {
-		if (!is_begin) {
+		/* A COMMIT whose answer was lost may or may not have
+		 * applied: DIR_ADMIN_ERROR says "try again later" and the
+		 * admin looks. */
+		if (!is_begin)
 			p->is_txn = p->is_txn_lost = false;
-			/* a failed COMMIT leaves nothing applied */
-		}
 		return DIR_ADMIN_ERROR;
 	}
 	/* COMMIT of an aborted transaction answers ROLLBACK. */
