@@ -122,6 +122,19 @@ struct dir_read_ops {
 	 * "directory: ... timed out ...").  !is_start: back to one deadline
 	 * per query.  dir.c calls it, never nested. */
 	void (*deadline)(struct dir *, bool is_start);
+	/* Optional, both or neither (NULL: the lock-out is this node's
+	 * alone, authfail.h).  The lock-out state that every node sharing
+	 * the directory sees (PostgreSQL), kept beside each node's own
+	 * table; key is authfail's ("s:CLIENT", "a:ACCOUNT").  Times are
+	 * the backend's clock, so nodes need not agree on theirs.
+	 * lock_check: 1 the key is locked now, 0 not.  lock_strike: counts
+	 * one failure for key (a count whose first failure is older than
+	 * window_ms starts again at 1) and locks the key for lockout_ms when
+	 * the count reaches max; 1 the key is locked after it, 0 not. */
+	int (*lock_check)(
+	    struct dir *, const char *key, char *err, size_t errlen);
+	int (*lock_strike)(struct dir *, const char *key, unsigned max,
+	    unsigned window_ms, unsigned lockout_ms, char *err, size_t errlen);
 };
 
 enum dir_admin_result {
@@ -342,6 +355,17 @@ enum dir_login_result {
  */
 enum dir_login_result dir_login(struct dir *, const char *user,
     const char *pass, char *canon, size_t canonlen, char *err, size_t errlen);
+/*
+ * The shared lock-out (the lock_check and lock_strike ops), for the
+ * login job: dir_has_shared_lock says whether the backend keeps one;
+ * the others are one directory operation each, with the ops' returns
+ * (-1 also for d NULL or a backend without it).
+ */
+bool dir_has_shared_lock(const struct dir *);
+int dir_lock_check(struct dir *, const char *key, char *err, size_t errlen);
+int dir_lock_strike(struct dir *, const char *key, unsigned max,
+    unsigned window_ms, unsigned lockout_ms, char *err, size_t errlen);
+
 /* For the log: "wrong password", "no such user", ... (static text). */
 const char *dir_login_reason(enum dir_login_result);
 

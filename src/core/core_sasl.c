@@ -228,6 +228,9 @@ struct login_job {
 	struct authfail_slot slot;
 	struct strlist owned;
 	char err[256]; /* DIR_LOGIN_TEMPFAIL: the directory's reason */
+	/* The shared lock-out (dir_has_shared_lock): locked, and whether
+	 * this attempt's strike is what locked it (logged once). */
+	bool is_shared_locked, is_shared_struck;
 };
 
 static enum core_login
@@ -267,15 +270,84 @@ login_outcome(enum dir_login_result r)
  * point to it, in every host alias's spelling (one indexed reverse-alias
  * lookup), and the user's quota limits.  A directory error at any step
  * is a temporary failure (no lock-out strike). */
+/*
+ * The lock-out shared by the nodes of one directory (PostgreSQL), beside
+ * this node's table: the same two rules, per client (key "s:" and the
+ * slot's client key) and per canonical account ("a:"), counted in the
+ * directory so that guesses spread over nodes add up.  A pair this node
+ * trusts is judged by the node's own count alone, as in authfail.h.
+ * before: the client's lock, so a locked client costs no password
+ * check.  After the check: a failure strikes both keys (and may lock
+ * them), a success is refused while the account is locked.  -1 (with
+ * j->err): a directory error, the attempt a temporary failure.
+ */
+static int
+login_shared_lock(struct login_job *j, struct dir *d, bool is_before)
+{
+	const struct authfail_limits *l = &j->cfg->authfail;
+	char key[8 + sizeof(j->canon) + sizeof(j->slot.src)];
+	int r;
+
+	if (j->slot.is_trusted || !dir_has_shared_lock(d))
+		return 0;
+	if (is_before) {
+		snprintf(key, sizeof(key), "s:%s", j->slot.src);
+		r = dir_lock_check(d, key, j->err, sizeof(j->err));
+		j->is_shared_locked = r == 1;
+		return r < 0 ? -1 : 0;
+	}
+	if (j->result == DIR_LOGIN_OK) {
+		snprintf(key, sizeof(key), "a:%s", j->canon);
+		r = dir_lock_check(d, key, j->err, sizeof(j->err));
+		j->is_shared_locked = r == 1;
+		return r < 0 ? -1 : 0;
+	}
+	if (j->result != DIR_LOGIN_BAD_PASSWORD &&
+	    j->result != DIR_LOGIN_UNKNOWN)
+		return 0;
+	snprintf(key, sizeof(key), "s:%s", j->slot.src);
+	if ((r = dir_lock_strike(d, key, (unsigned)l->max_failures,
+	         l->failure_window_ms, l->lockout_ms, j->err, sizeof(j->err))) <
+	    0)
+		return -1;
+	j->is_shared_locked = r == 1;
+	snprintf(
+	    key, sizeof(key), "a:%s", j->canon[0] ? j->canon : j->slot.account);
+	if ((r = dir_lock_strike(d, key, (unsigned)l->account_max_failures,
+	         l->failure_window_ms, l->lockout_ms, j->err, sizeof(j->err))) <
+	    0)
+		return -1;
+	j->is_shared_locked = j->is_shared_locked || r == 1;
+	j->is_shared_struck = j->is_shared_locked;
+	return 0;
+}
+
 static void
 login_job_run(void *arg, void *ctx)
 {
 	struct login_job *j = arg;
 	struct dir *d = ctx;
 
+	if (login_shared_lock(j, d, true) == -1) {
+		j->result = DIR_LOGIN_TEMPFAIL;
+		explicit_bzero(j->pass, sizeof(j->pass));
+		return;
+	}
+	if (j->is_shared_locked) {
+		/* Nothing checked: refused as locked at the done. */
+		j->result = DIR_LOGIN_UNKNOWN;
+		explicit_bzero(j->pass, sizeof(j->pass));
+		return;
+	}
 	j->result = dir_login(d, j->user, j->pass, j->canon, j->canon_max,
 	    j->err, sizeof(j->err));
 	explicit_bzero(j->pass, sizeof(j->pass));
+	if (login_shared_lock(j, d, false) == -1) {
+		j->result = DIR_LOGIN_TEMPFAIL;
+		return;
+	}
+	if (j->is_shared_locked)
+		return;
 	if (j->result == DIR_LOGIN_OK && j->is_owned &&
 	    dir_owned_addresses(
 	        d, j->canon, &j->owned, j->err, sizeof(j->err)) == -1)
@@ -319,9 +391,30 @@ login_job_done(void *arg)
 	/* Counted even when the client has gone: the guess was made.  The
 	 * limits are the session's, as at authfail_begin: a reload during
 	 * the check must not mix two configs in one attempt. */
-	r = login_verdict(authfail_end(s->srv->authfails, &j->cfg->authfail,
-	    &j->slot, login_outcome(j->result), j->canon[0] ? j->canon : NULL,
-	    time(NULL)));
+	if (j->is_shared_locked) {
+		/* Locked on the shared count: the slot back, a failure
+		 * counted here too (never a success: a right password for
+		 * a locked account must not make its pair trusted). */
+		authfail_end(s->srv->authfails, &j->cfg->authfail, &j->slot,
+		    j->result == DIR_LOGIN_OK ? AUTHFAIL_ERROR
+		                              : login_outcome(j->result),
+		    j->canon[0] ? j->canon : NULL, time(NULL));
+		r = CORE_LOGIN_LOCKED;
+		if (j->is_shared_struck) {
+			const char *a =
+			    j->canon[0] ? j->canon : j->slot.account;
+			char u[200];
+
+			log_sanitize(
+			    u, sizeof(u), (const uint8_t *)a, strlen(a));
+			log_warn("event=auth-lockout client=%s account=\"%s\" "
+			         "scope=shared",
+			    j->slot.src, u);
+		}
+	} else
+		r = login_verdict(authfail_end(s->srv->authfails,
+		    &j->cfg->authfail, &j->slot, login_outcome(j->result),
+		    j->canon[0] ? j->canon : NULL, time(NULL)));
 	if (is_live) {
 		if (r != CORE_LOGIN_OK)
 			login_log_refusal(s, j, r);

@@ -225,6 +225,41 @@ dir_user_hash(struct dir *d, const char *local, const char *domain,
 	return r;
 }
 
+bool
+dir_has_shared_lock(const struct dir *d)
+{
+	return d != NULL && d->ops->lock_check != NULL &&
+	       d->ops->lock_strike != NULL;
+}
+
+int
+dir_lock_check(struct dir *d, const char *key, char *err, size_t errlen)
+{
+	int r;
+
+	if (!dir_has_shared_lock(d))
+		return unavailable(err, errlen);
+	dir_op_begin(d);
+	r = d->ops->lock_check(d, key, err, errlen);
+	dir_op_end(d);
+	return r;
+}
+
+int
+dir_lock_strike(struct dir *d, const char *key, unsigned max,
+    unsigned window_ms, unsigned lockout_ms, char *err, size_t errlen)
+{
+	int r;
+
+	if (!dir_has_shared_lock(d))
+		return unavailable(err, errlen);
+	dir_op_begin(d);
+	r = d->ops->lock_strike(
+	    d, key, max, window_ms, lockout_ms, err, errlen);
+	dir_op_end(d);
+	return r;
+}
+
 int
 dir_user_limits(struct dir *d, const struct config *cfg, const char *canon,
     struct dir_quota *out, char *err, size_t errlen)
