@@ -75,7 +75,21 @@ static const struct {
         "CREATE TABLE user_quotas(local text COLLATE \"C\" NOT NULL,"
         " domain text COLLATE \"C\" NOT NULL, bytes bigint NOT NULL,"
         " messages bigint NOT NULL, PRIMARY KEY(local, domain));"},
+    /* 3: the lock-out shared by the nodes (dir.h lock_check and
+     * lock_strike).  UNLOGGED: no WAL, so a strike costs little, and
+     * after a crash of the server the table comes back empty, which
+     * only forgets failure counts (each node keeps its own as well).
+     * expires: when the row is of no more use (the end of its window or
+     * of its lock, the later one), for the clean-up. */
+    {"authfail",
+        "CREATE UNLOGGED TABLE authfail(key text COLLATE \"C\" PRIMARY KEY,"
+        " failures integer NOT NULL, first_at timestamptz NOT NULL,"
+        " locked_until timestamptz NOT NULL,"
+        " expires timestamptz NOT NULL);"
+        "CREATE INDEX authfail_expires ON authfail(expires);"},
 };
+/* The first version with the authfail table. */
+#define V_AUTHFAIL 3
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 /* The prepared statements, by index (named "sN" on the connection). */
@@ -117,6 +131,11 @@ enum stmt {
 	S_ROWS_LISTS,
 	S_ROWS_LISTS_OF,
 	S_ROWS_MEMBERS_OF,
+	S_LOCK_CHECK,
+	S_LOCK_BEGIN,
+	S_LOCK_STRIKE,
+	S_LOCK_CLEAN,
+	S_LOCK_COMMIT,
 	S_COUNT
 };
 
@@ -203,7 +222,42 @@ static const char *const stmt_sql[S_COUNT] = {
                         "WHERE domain = $1 ORDER BY local",
     [S_ROWS_MEMBERS_OF] = "SELECT member, NULL FROM list_members WHERE "
                           "local || '@' || domain = $1 ORDER BY member",
+    /* The shared lock-out, in the server's clock (now(): nodes' clocks
+     * need not agree).  $1 key, $2 max, $3 window ms, $4 lockout ms.
+     * A count whose first failure is older than the window starts again;
+     * a lock is not lengthened by more failures during it. */
+    [S_LOCK_CHECK] = "SELECT 1 FROM authfail WHERE key = $1 AND "
+                     "locked_until > now()",
+    /* Read handles' sessions are read-only (default_transaction_read_
+     * only): the strike is the one write they make, in a transaction
+     * that says so. */
+    [S_LOCK_BEGIN] = "BEGIN READ WRITE",
+    [S_LOCK_STRIKE] =
+        "INSERT INTO authfail AS f(key, failures, first_at, locked_until,"
+        " expires) VALUES($1, 1, now(), CASE WHEN $2::int = 1 THEN now() +"
+        " $4::bigint * interval '1 millisecond' ELSE '-infinity' END, now()"
+        " + greatest($3::bigint, $4::bigint) * interval '1 millisecond') "
+        "ON CONFLICT(key) DO UPDATE SET"
+        " failures = CASE WHEN f.first_at + $3::bigint * interval '1 "
+        "millisecond' <= now() THEN 1 ELSE f.failures + 1 END,"
+        " first_at = CASE WHEN f.first_at + $3::bigint * interval '1 "
+        "millisecond' <= now() THEN now() ELSE f.first_at END,"
+        " locked_until = CASE WHEN f.locked_until > now() THEN"
+        " f.locked_until WHEN (CASE WHEN f.first_at + $3::bigint * "
+        "interval '1 millisecond' <= now() THEN 1 ELSE f.failures + 1 END)"
+        " >= $2::int THEN now() + $4::bigint * interval '1 millisecond'"
+        " ELSE f.locked_until END,"
+        " expires = greatest(f.expires, now() + greatest($3::bigint, "
+        "$4::bigint) * interval '1 millisecond') "
+        "RETURNING (locked_until > now())::int",
+    /* Rows of no more use, a few at a time (every LOCK_CLEAN_EVERY
+     * strikes of a handle), so the table stays the size of what is
+     * counted within a window. */
+    [S_LOCK_CLEAN] = "DELETE FROM authfail WHERE key IN (SELECT key FROM "
+                     "authfail WHERE expires < now() LIMIT 100)",
+    [S_LOCK_COMMIT] = "COMMIT",
 };
+#define LOCK_CLEAN_EVERY 32
 
 struct dir_pgsql {
 	struct dir base;
@@ -222,6 +276,7 @@ struct dir_pgsql {
 	unsigned backoff_ms; /* 0: the last connect worked */
 	char last_err[256];  /* why the last connect failed */
 	char sqlstate[6];    /* of the last failed query */
+	unsigned strikes;    /* lock_strike calls, for the clean-up */
 };
 
 /* Process-wide: whether the database is down, so an outage is logged
@@ -500,6 +555,31 @@ read_version(struct dir_pgsql *p, int *out, char *err, size_t errlen)
 }
 
 /* Connects if not connected (unless backing off): 0, or -1 with err. */
+/*
+ * Whether an idle connection was closed by the server: a server that
+ * shuts down (or a backend terminated) sends a FATAL error and closes,
+ * so the socket is readable with nothing asked.  Costs one poll() of
+ * zero time per query; a connection cut without a word is found by the
+ * query itself.
+ */
+static bool
+went_away(struct dir_pgsql *p)
+{
+	struct pollfd pfd = {.fd = PQsocket(p->conn), .events = POLLIN};
+
+	/* The FATAL message is read first and the end of the stream by the
+	 * next read: a few rounds, each only while there is input. */
+	for (int i = 0; i < 4; i++) {
+		if (PQstatus(p->conn) == CONNECTION_BAD || pfd.fd < 0)
+			return true;
+		if (poll(&pfd, 1, 0) <= 0)
+			return false;
+		if (PQconsumeInput(p->conn) == 0)
+			return true;
+	}
+	return PQstatus(p->conn) == CONNECTION_BAD;
+}
+
 static int
 connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 {
@@ -509,8 +589,14 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 	const char *set[2] = {st_ms, NULL};
 	PGresult *res = NULL;
 
-	if (p->conn != NULL)
-		return 0;
+	if (p->conn != NULL) {
+		if (p->is_txn || !went_away(p))
+			return 0;
+		/* Closed by the server while idle (a restart): connect
+		 * again now, quietly.  No query failed, so this is no retry;
+		 * a server still down fails the connect and says so. */
+		disconnect(p);
+	}
 	if (p->is_txn_lost) {
 		snprintf(err, errlen,
 		    "directory: PostgreSQL: the connection was lost in the "
@@ -1465,6 +1551,83 @@ p_close(struct dir *d)
 	free(p);
 }
 
+/*
+ * The shared lock-out exists from schema V_AUTHFAIL on; a handle that
+ * connected to an older one reads the version again at each call until
+ * posternctl db upgrade has run (0: not yet, the lock-out is the node's
+ * own; -1 error).
+ */
+static int
+lock_ready(struct dir_pgsql *p, char *err, size_t errlen)
+{
+	if (ready(p, err, errlen) == -1)
+		return -1;
+	if (p->version < V_AUTHFAIL &&
+	    read_version(p, &p->version, err, errlen) == -1)
+		return -1;
+	return p->version >= V_AUTHFAIL ? 1 : 0;
+}
+
+static int
+p_lock_check(struct dir *d, const char *key, char *err, size_t errlen)
+{
+	int r = lock_ready(pg(d), err, errlen);
+
+	if (r <= 0)
+		return r;
+	r = db_exec(d, S_LOCK_CHECK, key, NULL, NULL, NULL, NULL, err, errlen);
+	return r < 0 ? -1 : r > 0;
+}
+
+static void
+collect_int(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	*(int *)arg = a != NULL ? atoi(a) : 0;
+}
+
+static int
+p_lock_strike(struct dir *d, const char *key, unsigned max, unsigned window_ms,
+    unsigned lockout_ms, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	char smax[16], swin[16], slock[16];
+	const char *params[4] = {key, smax, swin, slock};
+	int r = lock_ready(p, err, errlen), locked = 0;
+	char ignored[64];
+
+	if (r <= 0)
+		return r;
+	snprintf(smax, sizeof(smax), "%u", max);
+	snprintf(swin, sizeof(swin), "%u", window_ms);
+	snprintf(slock, sizeof(slock), "%u", lockout_ms);
+	if (p->is_txn) /* posternctl's transaction: already writable */
+		return db_exec_v(d, S_LOCK_STRIKE, params, collect_int, &locked,
+		           err, errlen) < 0
+		           ? -1
+		           : locked;
+	if (db_exec(
+	        d, S_LOCK_BEGIN, NULL, NULL, NULL, NULL, NULL, err, errlen) < 0)
+		return -1;
+	if (db_exec_v(d, S_LOCK_STRIKE, params, collect_int, &locked, err,
+	        errlen) < 0 ||
+	    (++p->strikes % LOCK_CLEAN_EVERY == 0 &&
+	        db_exec(d, S_LOCK_CLEAN, NULL, NULL, NULL, NULL, NULL, err,
+	            errlen) < 0)) {
+		/* Back out of the failed transaction (or drop the
+		 * connection trying): the handle is reused. */
+		if (p->conn != NULL &&
+		    db_exec(d, S_LOCK_COMMIT, NULL, NULL, NULL, NULL, NULL,
+		        ignored, sizeof(ignored)) < 0)
+			disconnect(p);
+		return -1;
+	}
+	if (db_exec(d, S_LOCK_COMMIT, NULL, NULL, NULL, NULL, NULL, err,
+	        errlen) < 0)
+		return -1;
+	return locked;
+}
+
 static const struct dir_read_ops pgsql_read_ops = {
     .close = p_close,
     .domain_resolve = p_domain_resolve,
@@ -1474,6 +1637,8 @@ static const struct dir_read_ops pgsql_read_ops = {
     .domain_aliases = p_domain_aliases,
     .user_quota = p_user_quota,
     .deadline = p_deadline,
+    .lock_check = p_lock_check,
+    .lock_strike = p_lock_strike,
 };
 
 static const struct dir_admin_ops pgsql_admin_ops = {

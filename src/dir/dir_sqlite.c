@@ -92,6 +92,11 @@ static const struct migration {
         "CREATE TABLE user_quotas(local TEXT NOT NULL, domain TEXT NOT "
         "NULL, bytes INTEGER NOT NULL, messages INTEGER NOT NULL,"
         " PRIMARY KEY(local, domain));"},
+    /* 3: PostgreSQL's authfail table, the lock-out shared by several
+     * nodes.  Nothing here (one node: the lock-out is posternd's own),
+     * but the step is counted so that a version means the same on every
+     * backend (db export's header). */
+    {"authfail", ""},
 };
 /* The PRAGMA user_version this binary writes. */
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

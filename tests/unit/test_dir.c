@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +21,6 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
-#include <pthread.h>
 #include <sqlite3.h>
 
 #include "config.h"
@@ -28,6 +28,9 @@
 #include "dir_fake.h"
 #include "passwd.h"
 #include "unit.h"
+
+/* The schema version this build writes (1 + the migrations). */
+#define SCHEMA_NOW 3
 
 struct backend {
 	const char *name;
@@ -1506,7 +1509,7 @@ test_sqlite_quota_migration(void **state)
 	dir_close(&d);
 	assert_int_equal(user_version(), 0);
 	d = sqlite_at(5000, DIR_OPEN_ADMIN);
-	assert_int_equal(user_version(), 1);
+	assert_int_equal(user_version(), SCHEMA_NOW - 1);
 	assert_int_equal(
 	    dir_user_hash(d, "alice", "example.test", &h, err, sizeof(err)), 1);
 	assert_string_equal(h, "h1");
@@ -1516,7 +1519,7 @@ test_sqlite_quota_migration(void **state)
 	/* Opened again: nothing applied twice (an ALTER would fail). */
 	d = sqlite_at(5000, DIR_OPEN_ADMIN);
 	dir_close(&d);
-	assert_int_equal(user_version(), 1);
+	assert_int_equal(user_version(), SCHEMA_NOW - 1);
 	d = sqlite_at(5000, DIR_OPEN_READ);
 	assert_int_equal(d->ops->user_quota(d, "alice", "example.test", &got,
 	                     err, sizeof(err)),
@@ -1594,8 +1597,8 @@ test_sqlite_schema_upgrade(void **state)
 	(void)state;
 	OK(d->admin->schema(
 	    d, false, &have, &want, note, sizeof(note), err, sizeof(err)));
-	assert_int_equal(have, 2);
-	assert_int_equal(want, 2);
+	assert_int_equal(have, SCHEMA_NOW);
+	assert_int_equal(want, SCHEMA_NOW);
 	dir_close(&d);
 	sql("DROP TABLE user_quotas; PRAGMA user_version = 0");
 	b0 = file_bytes(&l0);
@@ -1603,7 +1606,7 @@ test_sqlite_schema_upgrade(void **state)
 	OK(d->admin->schema(
 	    d, false, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_int_equal(have, 1);
-	assert_int_equal(want, 2);
+	assert_int_equal(want, SCHEMA_NOW);
 	assert_string_equal(note, "");
 	/* The old schema reads as it did: the default quota. */
 	assert_int_equal(d->ops->user_quota(
@@ -1622,18 +1625,19 @@ test_sqlite_schema_upgrade(void **state)
 	d = sqlite_at(5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
 	OK(d->admin->schema(
 	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
-	assert_string_equal(note, "applied 2: user_quotas\n");
-	assert_int_equal(have, 2);
-	assert_int_equal(user_version(), 1);
+	assert_string_equal(
+	    note, "applied 2: user_quotas\napplied 3: authfail\n");
+	assert_int_equal(have, SCHEMA_NOW);
+	assert_int_equal(user_version(), SCHEMA_NOW - 1);
 	q = (struct dir_quota){true, 5, 6};
 	OK(d->admin->user_quota_set(d, "alice", "example.test", &q, err, 256));
 	note[0] = '\0';
 	OK(d->admin->schema(
 	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_string_equal(note, "");
-	assert_int_equal(have, 2);
+	assert_int_equal(have, SCHEMA_NOW);
 	dir_close(&d);
-	assert_int_equal(user_version(), 1);
+	assert_int_equal(user_version(), SCHEMA_NOW - 1);
 }
 
 /* No schema at all (a new file): have 0, nothing is created at the
@@ -1651,15 +1655,15 @@ test_sqlite_schema_init(void **state)
 	OK(d->admin->schema(
 	    d, false, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_int_equal(have, 0);
-	assert_int_equal(want, 2);
+	assert_int_equal(want, SCHEMA_NOW);
 	assert_false(has_table("domains"));
 	assert_int_equal(
 	    d->admin->domain_add(d, "example.test", err, 256), DIR_ADMIN_ERROR);
 	OK(d->admin->schema(
 	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
-	assert_string_equal(
-	    note, "applied 1: base schema\napplied 2: user_quotas\n");
-	assert_int_equal(have, 2);
+	assert_string_equal(note, "applied 1: base schema\napplied 2: "
+	                          "user_quotas\napplied 3: authfail\n");
+	assert_int_equal(have, SCHEMA_NOW);
 	OK(d->admin->domain_add(d, "example.test", err, 256));
 	assert_int_equal(dir_domain_resolve(d, "example.test", canon,
 	                     sizeof(canon), err, sizeof(err)),
@@ -1686,9 +1690,9 @@ test_sqlite_schema_newer(void **state)
 		                     sizeof(note), err, sizeof(err)),
 		    DIR_ADMIN_REFUSED);
 		assert_string_equal(err,
-		    "directory schema 6 is newer than this posternctl (2)");
+		    "directory schema 6 is newer than this posternctl (3)");
 		assert_int_equal(have, 6);
-		assert_int_equal(want, 2);
+		assert_int_equal(want, SCHEMA_NOW);
 	}
 	assert_string_equal(note, "");
 	dir_close(&d);
@@ -1987,22 +1991,66 @@ test_pg_operation_timeout(void **state)
 
 /* The server ends the connection: that call fails, a later one
  * connects again (after the backoff, if a connect failed meanwhile). */
+/* Thread: waits until a query of pg_db waits for a lock, then ends its
+ * backend (the query is lost in flight). */
+static void *
+pg_terminate_waiter(void *arg)
+{
+	(void)arg;
+	for (int i = 0; i < 100; i++) {
+		PGconn *c = pg_super("postgres");
+		char sql[400];
+		PGresult *res;
+		bool is_done;
+
+		snprintf(sql, sizeof(sql),
+		    "SELECT pg_terminate_backend(pid, 5000) FROM "
+		    "pg_stat_activity WHERE datname = '%s' AND "
+		    "wait_event_type = 'Lock'",
+		    pg_db);
+		res = PQexec(c, sql);
+		is_done = PQresultStatus(res) == PGRES_TUPLES_OK &&
+		          PQntuples(res) > 0;
+		PQclear(res);
+		PQfinish(c);
+		if (is_done)
+			break;
+		usleep(50000);
+	}
+	return NULL;
+}
+
 static void
 test_pg_reconnect(void **state)
 {
 	struct dir *w = pg_populated(), *r;
 	char err[256], canon[256];
+	PGconn *lock;
+	pthread_t killer;
 
 	(void)state;
 	r = pg_at(5000, 5000, DIR_OPEN_READ | DIR_OPEN_LAZY);
 	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
 	                     sizeof(canon), err, sizeof(err)),
 	    1);
+	/* Closed by the server while idle (pg_terminate_backend waits for
+	 * the backend to end): the next call connects again and answers. */
 	pg_terminate_all();
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	/* Lost during a query: that call fails, a later one answers. */
+	lock = pg_user_conn();
+	pg_sql(lock, "BEGIN");
+	pg_sql(lock, "LOCK TABLE domains IN ACCESS EXCLUSIVE MODE");
+	assert_int_equal(
+	    pthread_create(&killer, NULL, pg_terminate_waiter, NULL), 0);
 	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
 	                     sizeof(canon), err, sizeof(err)),
 	    -1);
 	assert_true(strncmp(err, "directory: PostgreSQL", 21) == 0);
+	assert_int_equal(pthread_join(killer, NULL), 0);
+	pg_sql(lock, "ROLLBACK");
 	assert_int_equal(pg_until_up(r), 1);
 	/* Refused connects: calls fail at once while backing off, with the
 	 * last connect's reason. */
@@ -2015,6 +2063,7 @@ test_pg_reconnect(void **state)
 	assert_non_null(strstr(err, "PostgreSQL unavailable: "));
 	pg_admin_sql("ALTER DATABASE %s ALLOW_CONNECTIONS true", pg_db);
 	assert_int_equal(pg_until_up(r), 1);
+	PQfinish(lock);
 	dir_close(&r);
 	dir_close(&w);
 }
@@ -2072,7 +2121,7 @@ test_pg_schema(void **state)
 	OK(a->admin->schema(
 	    a, false, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_int_equal(have, 0);
-	assert_int_equal(want, 2);
+	assert_int_equal(want, SCHEMA_NOW);
 	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
 	                     sizeof(canon), err, sizeof(err)),
 	    -1);
@@ -2084,13 +2133,13 @@ test_pg_schema(void **state)
 	    err, "directory: no schema (run posternctl db init)");
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
-	assert_int_equal(have, 2);
-	assert_string_equal(
-	    note, "applied 1: base schema\napplied 2: user_quotas\n");
+	assert_int_equal(have, SCHEMA_NOW);
+	assert_string_equal(note, "applied 1: base schema\napplied 2: "
+	                          "user_quotas\napplied 3: authfail\n");
 	note[0] = '\0';
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
-	assert_int_equal(have, 2);
+	assert_int_equal(have, SCHEMA_NOW);
 	assert_string_equal(note, "");
 	/* The reader sees the new schema without a reconnect. */
 	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
@@ -2105,7 +2154,7 @@ test_pg_schema(void **state)
 	    DIR_ADMIN_REFUSED);
 	assert_int_equal(have, 7);
 	assert_string_equal(
-	    err, "directory schema 7 is newer than this posternctl (2)");
+	    err, "directory schema 7 is newer than this posternctl (3)");
 	dir_close(&r);
 	dir_close(&a);
 }
@@ -2123,8 +2172,8 @@ test_pg_upgrade_from_1(void **state)
 
 	(void)state;
 	dir_close(&a);
-	pg_sql(
-	    c, "DROP TABLE user_quotas; UPDATE postern_schema SET version = 1");
+	pg_sql(c, "DROP TABLE user_quotas; DROP TABLE authfail; "
+	          "UPDATE postern_schema SET version = 1");
 	PQfinish(c);
 	r = pg_at(5000, 5000, DIR_OPEN_READ);
 	assert_int_equal(r->ops->user_quota(r, "alice", "example.test", &got,
@@ -2134,8 +2183,9 @@ test_pg_upgrade_from_1(void **state)
 	a = pg_at(5000, 5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
-	assert_int_equal(have, 2);
-	assert_string_equal(note, "applied 2: user_quotas\n");
+	assert_int_equal(have, SCHEMA_NOW);
+	assert_string_equal(
+	    note, "applied 2: user_quotas\napplied 3: authfail\n");
 	OK(a->admin->user_quota_set(a, "alice", "example.test", &q, err, 256));
 	dir_close(&a);
 	/* A handle that connected at version 1 keeps reading it as 1 until
@@ -2149,6 +2199,76 @@ test_pg_upgrade_from_1(void **state)
 	assert_int_equal(got.bytes, 1000);
 	assert_int_equal(got.messages, 5);
 	dir_close(&r);
+}
+
+/*
+ * The shared lock-out (lock_check, lock_strike) from read handles (their
+ * sessions are read-only: the strike's own transaction says READ WRITE):
+ * two handles, as two nodes, count into one row; max strikes lock, the
+ * lock holds for every handle and is not lengthened; a window that has
+ * passed starts the count again; a lock ends after lockout_ms; a store
+ * before schema 3 (no authfail table) has no shared lock-out (0, not an
+ * error).
+ */
+static void
+test_pg_lock(void **state)
+{
+	struct dir *a = pg_with_schema(), *n1, *n2;
+	char err[256];
+	PGconn *c;
+
+	(void)state;
+	n1 = pg_at(5000, 5000, DIR_OPEN_READ);
+	n2 = pg_at(5000, 5000, DIR_OPEN_READ);
+	assert_true(dir_has_shared_lock(n1));
+	assert_int_equal(dir_lock_check(n1, "s:192.0.2.1", err, 256), 0);
+	assert_int_equal(
+	    dir_lock_strike(n1, "s:192.0.2.1", 3, 60000, 60000, err, 256), 0);
+	assert_int_equal(
+	    dir_lock_strike(n2, "s:192.0.2.1", 3, 60000, 60000, err, 256), 0);
+	assert_int_equal(dir_lock_check(n2, "s:192.0.2.1", err, 256), 0);
+	/* Another key is its own count. */
+	assert_int_equal(dir_lock_strike(n2, "a:alice@example.test", 3, 60000,
+	                     60000, err, 256),
+	    0);
+	assert_int_equal(
+	    dir_lock_strike(n1, "s:192.0.2.1", 3, 60000, 60000, err, 256), 1);
+	assert_int_equal(dir_lock_check(n2, "s:192.0.2.1", err, 256), 1);
+	assert_int_equal(dir_lock_check(n1, "s:192.0.2.1", err, 256), 1);
+	assert_int_equal(
+	    dir_lock_check(n1, "a:alice@example.test", err, 256), 0);
+	/* A window of 1 ms has passed by the next strike: the count starts
+	 * again (1 of 2), and a lock of 1 ms has ended. */
+	assert_int_equal(
+	    dir_lock_strike(n1, "s:198.51.100.7", 2, 1, 1, err, 256), 0);
+	usleep(20000);
+	assert_int_equal(
+	    dir_lock_strike(n2, "s:198.51.100.7", 2, 1, 1, err, 256), 0);
+	usleep(20000);
+	assert_int_equal(
+	    dir_lock_strike(n2, "s:198.51.100.7", 1, 60000, 1, err, 256), 1);
+	usleep(20000);
+	assert_int_equal(dir_lock_check(n1, "s:198.51.100.7", err, 256), 0);
+	/* Many strikes from one handle (the clean-up runs among them). */
+	for (int i = 0; i < 70; i++) {
+		char key[32];
+
+		snprintf(key, sizeof(key), "s:203.0.113.%d", i);
+		assert_int_equal(
+		    dir_lock_strike(n1, key, 5, 1, 1, err, 256), 0);
+	}
+	/* Before schema 3: no table, no shared lock-out, no error. */
+	dir_close(&n1);
+	c = pg_user_conn();
+	pg_sql(c, "DROP TABLE authfail; UPDATE postern_schema SET version = 2");
+	PQfinish(c);
+	n1 = pg_at(5000, 5000, DIR_OPEN_READ);
+	assert_int_equal(dir_lock_check(n1, "s:192.0.2.1", err, 256), 0);
+	assert_int_equal(
+	    dir_lock_strike(n1, "s:192.0.2.1", 1, 60000, 60000, err, 256), 0);
+	dir_close(&n1);
+	dir_close(&n2);
+	dir_close(&a);
 }
 
 /* Rolled back, nothing is left; committed, all of it is there. */
@@ -2345,6 +2465,7 @@ run_dir_tests(void)
 	    PG_TEST(test_pg_schema),
 	    PG_TEST(test_pg_upgrade_from_1),
 	    PG_TEST(test_pg_transaction),
+	    PG_TEST(test_pg_lock),
 	    PG_TEST(test_pg_unique_race),
 	    PG_TEST(test_pg_config),
 	};
