@@ -103,9 +103,10 @@ struct config {
 	enum config_directory directory;
 	unsigned directory_timeout_ms; /* bound on each directory operation */
 	/* directory = postgresql: libpq conninfo (no password), the file of
-	 * the password ("" none), bounds per query and per connect */
+	 * the password ("" none), bounds per query and per connect, the read
+	 * cache's lifetime of an answer (0: none) */
 	char *pg_conninfo, *pg_passfile;
-	unsigned pg_query_timeout_ms, pg_connect_timeout_ms;
+	unsigned pg_query_timeout_ms, pg_connect_timeout_ms, pg_cache_ttl_ms;
 	/* outbound */
 	char *relayhost, *dns_servers, *smtp_tls_ca_file;
 	enum smtp_tls_mode smtp_tls;

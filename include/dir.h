@@ -269,13 +269,24 @@ struct dir *dir_sqlite_open(
  * without a password; passfile "" or a file of the run user's, mode 0600
  * or stricter, whose first line is the password (read at each connect).
  * query_timeout_ms bounds each query, connect_timeout_ms each connect,
- * op_timeout_ms (directory_timeout) each directory operation.  With
- * DIR_OPEN_LAZY nothing connects before the first call; else the open
- * connects and fails (NULL, err) when it cannot.
+ * op_timeout_ms (directory_timeout) each directory operation.
+ * cache_ttl_ms (pg_cache_ttl; 0: none) is how long a read handle may
+ * keep an answer of the mail path's lookups (domain_resolve,
+ * address_lookup, user_quota, alias_sources, domain_aliases; never
+ * user_hash), cleared whenever the directory notifies a change
+ * (LISTEN/NOTIFY, schema 4), at each reconnect and at any error; admin
+ * handles cache nothing.  With DIR_OPEN_LAZY nothing connects before
+ * the first call; else the open connects and fails (NULL, err) when it
+ * cannot.
  */
 struct dir *dir_pgsql_open(const char *conninfo, const char *passfile,
     unsigned query_timeout_ms, unsigned connect_timeout_ms,
-    unsigned op_timeout_ms, int flags, char *err, size_t errlen);
+    unsigned op_timeout_ms, unsigned cache_ttl_ms, int flags, char *err,
+    size_t errlen);
+/* For the unit tests: the read cache's hits and misses (lookups it could
+ * have answered that asked the database) since the open; 0 and 0 for a
+ * handle of another backend. */
+void dir_pgsql_cache_stats(struct dir *, uint64_t *hits, uint64_t *misses);
 
 /*
  * Makes the read calls between them one directory operation, under one

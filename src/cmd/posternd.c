@@ -375,6 +375,7 @@ daemon_restart_needed(const struct config *old, const struct config *n)
 	       strcmp(n->pg_passfile, old->pg_passfile) != 0 ||
 	       n->pg_query_timeout_ms != old->pg_query_timeout_ms ||
 	       n->pg_connect_timeout_ms != old->pg_connect_timeout_ms ||
+	       n->pg_cache_ttl_ms != old->pg_cache_ttl_ms ||
 	       n->smtp_max_connections != old->smtp_max_connections;
 }
 

@@ -123,6 +123,7 @@ static const struct cfg_key cfg_keys[] = {
     {"max_sessions_per_ip", T_COUNT, O(max_sessions_per_ip), "50", 1, 100000},
     {"message_size_limit", T_SIZE, O(message_size_limit), "10485760", 1024,
         (size_t)1 << 31},
+    {"pg_cache_ttl", T_MS, O(pg_cache_ttl_ms), "10s", 0, 600000},
     {"pg_connect_timeout", T_MS, O(pg_connect_timeout_ms), "3s", 100, 600000},
     {"pg_conninfo", T_CONNINFO, O(pg_conninfo), "", 0, 0},
     {"pg_passfile", T_STR, O(pg_passfile), "", 0, 0},

@@ -149,7 +149,8 @@ dir_open(const struct config *cfg, int flags, char *err, size_t errlen)
 	case CONFIG_DIRECTORY_POSTGRESQL:
 		return dir_pgsql_open(cfg->pg_conninfo, cfg->pg_passfile,
 		    cfg->pg_query_timeout_ms, cfg->pg_connect_timeout_ms,
-		    cfg->directory_timeout_ms, flags, err, errlen);
+		    cfg->directory_timeout_ms, cfg->pg_cache_ttl_ms, flags, err,
+		    errlen);
 	}
 	snprintf(
 	    err, errlen, "directory: unknown backend %d", (int)cfg->directory);

@@ -10,10 +10,14 @@
  * past it is cancelled and its connection dropped.  A lost connection is
  * dropped and the next call (never the failing one) connects again,
  * with a per-handle exponential backoff while connects fail; the outage
- * is logged once per process, not per handle or query.  No caching:
- * every lookup asks the database, so a change made on one node is seen
- * by every node at its next lookup.  The schema is never created at
- * open: posternctl db init / upgrade (admin->schema) do it.
+ * is logged once per process, not per handle or query.  A read handle
+ * keeps the mail path's answers (not user_hash) in a cache of its own,
+ * for at most pg_cache_ttl each, and clears all of it whenever the
+ * directory notifies a change (schema 4's triggers, LISTEN
+ * postern_directory), at each (re)connect and at any error: a change
+ * made on one node is seen by every node at its next lookup after the
+ * notification arrived.  The schema is never created at open:
+ * posternctl db init / upgrade (admin->schema) do it.
  */
 #include <sys/stat.h>
 
@@ -87,9 +91,43 @@ static const struct {
         " locked_until timestamptz NOT NULL,"
         " expires timestamptz NOT NULL);"
         "CREATE INDEX authfail_expires ON authfail(expires);"},
+    /* 4: every change to the directory's tables notifies the channel
+     * postern_directory (at its commit, once per transaction: the same
+     * notification is sent once), which clears the read handles'
+     * caches.  FOR EACH STATEMENT: one per statement however many rows,
+     * and TRUNCATE too. */
+    {"notify",
+        "CREATE FUNCTION postern_notify() RETURNS trigger LANGUAGE plpgsql"
+        " AS $$BEGIN PERFORM pg_notify('postern_directory', ''); RETURN"
+        " NULL; END$$;"
+        "CREATE TRIGGER domains_notify AFTER INSERT OR UPDATE OR DELETE OR"
+        " TRUNCATE ON domains FOR EACH STATEMENT EXECUTE FUNCTION"
+        " postern_notify();"
+        "CREATE TRIGGER host_aliases_notify AFTER INSERT OR UPDATE OR"
+        " DELETE OR TRUNCATE ON host_aliases FOR EACH STATEMENT EXECUTE"
+        " FUNCTION postern_notify();"
+        "CREATE TRIGGER users_notify AFTER INSERT OR UPDATE OR DELETE OR"
+        " TRUNCATE ON users FOR EACH STATEMENT EXECUTE FUNCTION"
+        " postern_notify();"
+        "CREATE TRIGGER aliases_notify AFTER INSERT OR UPDATE OR DELETE OR"
+        " TRUNCATE ON aliases FOR EACH STATEMENT EXECUTE FUNCTION"
+        " postern_notify();"
+        "CREATE TRIGGER lists_notify AFTER INSERT OR UPDATE OR DELETE OR"
+        " TRUNCATE ON lists FOR EACH STATEMENT EXECUTE FUNCTION"
+        " postern_notify();"
+        "CREATE TRIGGER list_members_notify AFTER INSERT OR UPDATE OR"
+        " DELETE OR TRUNCATE ON list_members FOR EACH STATEMENT EXECUTE"
+        " FUNCTION postern_notify();"
+        "CREATE TRIGGER user_quotas_notify AFTER INSERT OR UPDATE OR"
+        " DELETE OR TRUNCATE ON user_quotas FOR EACH STATEMENT EXECUTE"
+        " FUNCTION postern_notify();"},
 };
 /* The first version with the authfail table. */
 #define V_AUTHFAIL 3
+/* The first version whose changes notify: a handle on an older schema
+ * caches nothing. */
+#define V_NOTIFY 4
+#define NOTIFY_CHANNEL "postern_directory"
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
 /* The prepared statements, by index (named "sN" on the connection). */
@@ -259,6 +297,41 @@ static const char *const stmt_sql[S_COUNT] = {
 };
 #define LOCK_CLEAN_EVERY 32
 
+/*
+ * The read cache: one hash table per handle (one thread: no locks).  An
+ * entry is an answer, 1 or 0 (found or not: spam to unknown addresses
+ * asks again and again), never -1, with what it filled in.  Bounded:
+ * past CACHE_MAX_ENTRIES or CACHE_MAX_BYTES the whole table is cleared
+ * (simple, and a clear costs one lookup per name after it); an answer
+ * larger than CACHE_MAX_ANSWER (a big list) is not kept.
+ */
+#define CACHE_BUCKETS 4096 /* a power of two */
+#define CACHE_MAX_ENTRIES 4096
+#define CACHE_MAX_BYTES ((size_t)4 << 20)
+#define CACHE_MAX_ANSWER ((size_t)64 << 10)
+#define CACHE_KEY_MAX 1024
+
+/* The op of a key, its first byte. */
+enum cache_op {
+	C_DOMAIN_RESOLVE = 'd',
+	C_ADDRESS_LOOKUP = 'a',
+	C_USER_QUOTA = 'q',
+	C_ALIAS_SOURCES = 's',
+	C_DOMAIN_ALIASES = 'h',
+};
+
+struct cache_entry {
+	struct cache_entry *next; /* in its bucket */
+	uint64_t hash;
+	int64_t at; /* monotonic ms when stored */
+	size_t keylen, size;
+	int result; /* 1 or 0 */
+	enum dir_kind kind;
+	struct dir_quota quota;
+	size_t nvals; /* strings after the key in data */
+	char data[];  /* the key (keylen bytes), then nvals strings */
+};
+
 struct dir_pgsql {
 	struct dir base;
 	PGconn *conn; /* NULL: not connected, the next call connects */
@@ -277,6 +350,13 @@ struct dir_pgsql {
 	char last_err[256];  /* why the last connect failed */
 	char sqlstate[6];    /* of the last failed query */
 	unsigned strikes;    /* lock_strike calls, for the clean-up */
+	unsigned cache_ms;   /* pg_cache_ttl; 0: no cache */
+	bool is_listening;   /* LISTEN ran on this connection */
+	bool is_input_left;  /* went_away left input unread */
+	struct cache_entry **buckets; /* NULL until the first entry */
+	size_t cache_n, cache_bytes;
+	uint64_t cache_gen; /* clears so far */
+	uint64_t hits, misses;
 };
 
 /* Process-wide: whether the database is down, so an outage is logged
@@ -306,6 +386,209 @@ static int64_t
 ts_ms(const struct timespec *ts)
 {
 	return (int64_t)ts->tv_sec * 1000 + ts->tv_nsec / 1000000;
+}
+
+/* ---- the read cache ---------------------------------------------------- */
+
+/* Drops every entry.  A lookup that started before a clear stores
+ * nothing (cache_put: its first query may have read what the clear's
+ * notification changed). */
+static void
+cache_clear(struct dir_pgsql *p)
+{
+	p->cache_gen++;
+	if (p->buckets == NULL || p->cache_n == 0)
+		return;
+	for (size_t i = 0; i < CACHE_BUCKETS; i++) {
+		struct cache_entry *e = p->buckets[i], *next;
+
+		for (; e != NULL; e = next) {
+			next = e->next;
+			free(e);
+		}
+		p->buckets[i] = NULL;
+	}
+	p->cache_n = p->cache_bytes = 0;
+}
+
+/* Whether this lookup may use the cache: a read handle (posternctl's
+ * admin handles read what they just wrote) outside a transaction,
+ * listening, on a schema whose changes notify. */
+static bool
+cache_on(const struct dir_pgsql *p)
+{
+	return p->cache_ms > 0 && !(p->flags & DIR_OPEN_ADMIN) && !p->is_txn &&
+	       p->conn != NULL && p->is_listening && p->version >= V_NOTIFY;
+}
+
+/* The key: the op, then each argument with its NUL (no argument holds
+ * one, so two keys are equal only for the same op and arguments).  Its
+ * length, or 0 (too long: not cached). */
+static size_t
+cache_key(char *key, enum cache_op op, const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = b != NULL ? strlen(b) + 1 : 0;
+
+	if (2 + la + lb > CACHE_KEY_MAX)
+		return 0;
+	key[0] = (char)op;
+	memcpy(key + 1, a, la + 1);
+	if (b != NULL)
+		memcpy(key + 2 + la, b, lb);
+	return 2 + la + lb;
+}
+
+static uint64_t
+cache_hash(const char *key, size_t len)
+{
+	uint64_t h = 14695981039346656037ULL; /* FNV-1a */
+
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (unsigned char)key[i]) * 1099511628211ULL;
+	return h;
+}
+
+/* The link to the entry of key, or to the NULL that ends its bucket. */
+static struct cache_entry **
+cache_slot(struct dir_pgsql *p, const char *key, size_t keylen, uint64_t h)
+{
+	struct cache_entry **e = &p->buckets[h & (CACHE_BUCKETS - 1)];
+
+	for (; *e != NULL; e = &(*e)->next)
+		if ((*e)->hash == h && (*e)->keylen == keylen &&
+		    memcmp((*e)->data, key, keylen) == 0)
+			break;
+	return e;
+}
+
+/* One cached lookup: its key and the clears before it. */
+struct cache_req {
+	char key[CACHE_KEY_MAX];
+	size_t keylen; /* 0: not cached */
+	uint64_t gen;
+};
+
+/* The fresh entry of key, or NULL (none, or older than pg_cache_ttl:
+ * dropped).  Counts a hit or a miss. */
+static const struct cache_entry *
+cache_get(struct dir_pgsql *p, const char *key, size_t keylen)
+{
+	struct cache_entry **slot, *e;
+
+	if (keylen == 0 || !cache_on(p))
+		return NULL;
+	if (p->buckets != NULL) {
+		slot = cache_slot(p, key, keylen, cache_hash(key, keylen));
+		if ((e = *slot) != NULL) {
+			if (now_ms() - e->at < (int64_t)p->cache_ms) {
+				p->hits++;
+				return e;
+			}
+			*slot = e->next;
+			p->cache_n--;
+			p->cache_bytes -= e->size;
+			free(e);
+		}
+	}
+	p->misses++;
+	return NULL;
+}
+
+/* Keeps the answer of rq's lookup (result 1 or 0, with kind, quota and
+ * vals[0..nvals)), unless the cache was cleared since it began. */
+static void
+cache_put(struct dir_pgsql *p, const struct cache_req *rq, int result,
+    enum dir_kind kind, const struct dir_quota *quota, char *const *vals,
+    size_t nvals)
+{
+	const char *key = rq->key;
+	size_t keylen = rq->keylen, len = keylen, size;
+	uint64_t h;
+	struct cache_entry **slot, *e;
+	char *w;
+
+	if (keylen == 0 || result < 0 || rq->gen != p->cache_gen ||
+	    !cache_on(p))
+		return;
+	for (size_t i = 0; i < nvals; i++) {
+		len += strlen(vals[i]) + 1;
+		if (len > CACHE_MAX_ANSWER)
+			return;
+	}
+	size = sizeof(*e) + len;
+	if (p->buckets == NULL)
+		p->buckets = xcalloc(CACHE_BUCKETS, sizeof(*p->buckets));
+	if (p->cache_n >= CACHE_MAX_ENTRIES ||
+	    p->cache_bytes + size > CACHE_MAX_BYTES)
+		cache_clear(p);
+	h = cache_hash(key, keylen);
+	slot = cache_slot(p, key, keylen, h);
+	if (*slot != NULL) { /* expired, or stored in this same call */
+		e = *slot;
+		*slot = e->next;
+		p->cache_n--;
+		p->cache_bytes -= e->size;
+		free(e);
+	}
+	e = xmalloc(size);
+	memset(e, 0, sizeof(*e));
+	e->hash = h;
+	e->at = now_ms();
+	e->keylen = keylen;
+	e->size = size;
+	e->result = result;
+	e->kind = kind;
+	if (quota != NULL)
+		e->quota = *quota;
+	e->nvals = nvals;
+	memcpy(e->data, key, keylen);
+	w = e->data + keylen;
+	for (size_t i = 0; i < nvals; i++) {
+		size_t n = strlen(vals[i]) + 1;
+
+		memcpy(w, vals[i], n);
+		w += n;
+	}
+	e->next = p->buckets[h & (CACHE_BUCKETS - 1)];
+	p->buckets[h & (CACHE_BUCKETS - 1)] = e;
+	p->cache_n++;
+	p->cache_bytes += size;
+}
+
+/* An entry's strings, each to fn (strlist_add or strlist_add_unique). */
+static void
+cache_vals(const struct cache_entry *e, struct strlist *out,
+    bool (*add_unique)(struct strlist *, const char *))
+{
+	const char *v = e->data + e->keylen;
+
+	for (size_t i = 0; i < e->nvals; i++, v += strlen(v) + 1) {
+		if (add_unique != NULL)
+			add_unique(out, v);
+		else
+			strlist_add(out, v);
+	}
+}
+
+/*
+ * The notifications the server sent (libpq has read them with the
+ * input): any of them, or input went_away left unread, clears the
+ * cache.  Called before each lookup, so a change is seen by the first
+ * lookup after its notification arrived.
+ */
+static void
+drain_notifies(struct dir_pgsql *p)
+{
+	PGnotify *n;
+	bool is_any = p->is_input_left;
+
+	p->is_input_left = false;
+	while ((n = PQnotifies(p->conn)) != NULL) {
+		PQfreemem(n);
+		is_any = true;
+	}
+	if (is_any)
+		cache_clear(p);
 }
 
 /* libpq's messages run over lines ("FATAL: ...\nDETAIL: ..."): one line
@@ -390,6 +673,9 @@ disconnect(struct dir_pgsql *p)
 	memset(p->is_prepared, 0, sizeof(p->is_prepared));
 	if (p->is_txn)
 		p->is_txn_lost = true;
+	/* Notifications sent while disconnected are lost. */
+	p->is_listening = p->is_input_left = false;
+	cache_clear(p);
 }
 
 /* The deadline of the next wait: the earlier of per-query and the
@@ -568,7 +854,9 @@ went_away(struct dir_pgsql *p)
 	struct pollfd pfd = {.fd = PQsocket(p->conn), .events = POLLIN};
 
 	/* The FATAL message is read first and the end of the stream by the
-	 * next read: a few rounds, each only while there is input. */
+	 * next read: a few rounds, each only while there is input.  The
+	 * input is also the notifications (drain_notifies): input left
+	 * after the rounds may hold one. */
 	for (int i = 0; i < 4; i++) {
 		if (PQstatus(p->conn) == CONNECTION_BAD || pfd.fd < 0)
 			return true;
@@ -577,6 +865,7 @@ went_away(struct dir_pgsql *p)
 		if (PQconsumeInput(p->conn) == 0)
 			return true;
 	}
+	p->is_input_left = true;
 	return PQstatus(p->conn) == CONNECTION_BAD;
 }
 
@@ -590,8 +879,10 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 	PGresult *res = NULL;
 
 	if (p->conn != NULL) {
-		if (p->is_txn || !went_away(p))
+		if (p->is_txn || !went_away(p)) {
+			drain_notifies(p);
 			return 0;
+		}
 		/* Closed by the server while idle (a restart): connect
 		 * again now, quietly.  No query failed, so this is no retry;
 		 * a server still down fails the connect and says so. */
@@ -659,6 +950,26 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 		return -1;
 	}
 	PQclear(res);
+	/* Before the first lookup of this connection: a change committed
+	 * after it notifies, one before it is in what the lookups read.
+	 * Allowed in a read-only session; where it fails (a hot standby)
+	 * the handle caches nothing. */
+	if (p->cache_ms > 0 && !(p->flags & DIR_OPEN_ADMIN)) {
+		if (run_params(p, "LISTEN " NOTIFY_CHANNEL, 0, NULL, &res, why,
+		        sizeof(why)) == 0) {
+			p->is_listening = true;
+			PQclear(res);
+		} else if (p->conn == NULL) {
+			return connect_failed(p,
+			    strncmp(why, "directory: ", 11) == 0 ? why + 11
+			                                         : why,
+			    err, errlen);
+		} else {
+			log_debug("event=directory-nocache backend=postgresql "
+			          "error=\"%s\"",
+			    log_esc(why));
+		}
+	}
 	p->backoff_ms = 0;
 	mark_up(p);
 	return 0;
@@ -791,6 +1102,7 @@ check_result(struct dir_pgsql *p, PGresult *res, char *err, size_t errlen)
 	p->sqlstate[0] = '\0';
 	if (res != NULL && (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK))
 		return 0;
+	cache_clear(p);
 	state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
 	snprintf(p->sqlstate, sizeof(p->sqlstate), "%s", state ? state : "");
 	one_line(why, sizeof(why),
@@ -981,14 +1293,6 @@ collect_list(void *arg, const char *a, const char *b)
 }
 
 static void
-collect_list_unique(void *arg, const char *a, const char *b)
-{
-	(void)b;
-	if (a != NULL)
-		strlist_add_unique(arg, a);
-}
-
-static void
 collect_dup(void *arg, const char *a, const char *b)
 {
 	(void)b;
@@ -1011,22 +1315,61 @@ collect_quota(void *arg, const char *a, const char *b)
 
 /* ---- read ops ---------------------------------------------------------- */
 
+/*
+ * Before a lookup the cache may answer: connected and the notifications
+ * drained (ready), then the fresh entry of rq's key in *hit (or NULL).
+ * rq->keylen 0: this lookup is not cached (no cache, an admin handle,
+ * a transaction).  0, or -1 with err (not connected: as the query).
+ */
+static int
+cache_begin(struct dir_pgsql *p, struct cache_req *rq, enum cache_op op,
+    const char *a, const char *b, const struct cache_entry **hit, char *err,
+    size_t errlen)
+{
+	*hit = NULL;
+	rq->keylen = 0;
+	if (p->cache_ms == 0 || (p->flags & DIR_OPEN_ADMIN) || p->is_txn)
+		return 0;
+	if (ready(p, err, errlen) == -1)
+		return -1;
+	rq->keylen = cache_key(rq->key, op, a, b);
+	rq->gen = p->cache_gen;
+	*hit = cache_get(p, rq->key, rq->keylen);
+	return 0;
+}
+
 static int
 p_domain_resolve(struct dir *d, const char *domain, char *canon,
     size_t canonlen, char *err, size_t errlen)
 {
-	char found[ADDR_DOMAIN_MAX + 1] = "";
-	int n = db_exec(d, S_DOMAIN_RESOLVE, domain, NULL, NULL, collect_first,
-	    found, err, errlen);
+	struct dir_pgsql *p = pg(d);
+	char found[ADDR_DOMAIN_MAX + 1] = "", *v[1] = {found};
+	struct cache_req rq;
+	const struct cache_entry *e;
+	int n;
 
-	if (n <= 0)
-		return n;
+	if (cache_begin(
+	        p, &rq, C_DOMAIN_RESOLVE, domain, NULL, &e, err, errlen) == -1)
+		return -1;
+	if (e != NULL) {
+		if (e->result == 1)
+			snprintf(canon, canonlen, "%s", e->data + e->keylen);
+		return e->result;
+	}
+	n = db_exec(d, S_DOMAIN_RESOLVE, domain, NULL, NULL, collect_first,
+	    found, err, errlen);
+	if (n < 0)
+		return -1;
+	cache_put(p, &rq, n > 0, DIR_KIND_NONE, NULL, v, n > 0 ? 1 : 0);
+	if (n == 0)
+		return 0;
 	snprintf(canon, canonlen, "%s", found);
 	return 1;
 }
 
+/* The lookup itself: 1, 0 or -1 with *kind_out and targets appended. */
 static int
-p_address_lookup(struct dir *d, const char *local, const char *domain,
+address_query(struct dir *d, const char *local, const char *domain,
     enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen)
 {
 	int n;
@@ -1054,11 +1397,38 @@ p_address_lookup(struct dir *d, const char *local, const char *domain,
 }
 
 static int
+p_address_lookup(struct dir *d, const char *local, const char *domain,
+    enum dir_kind *kind_out, struct strlist *targets, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	struct cache_req rq;
+	const struct cache_entry *e;
+	size_t before = targets->n;
+	int r;
+
+	*kind_out = DIR_KIND_NONE;
+	if (cache_begin(
+	        p, &rq, C_ADDRESS_LOOKUP, local, domain, &e, err, errlen) == -1)
+		return -1;
+	if (e != NULL) {
+		*kind_out = e->kind;
+		cache_vals(e, targets, NULL);
+		return e->result;
+	}
+	r = address_query(d, local, domain, kind_out, targets, err, errlen);
+	cache_put(p, &rq, r, *kind_out, NULL, targets->v + before,
+	    targets->n - before);
+	return r;
+}
+
+static int
 p_user_hash(struct dir *d, const char *local, const char *domain,
     char **hash_out, char *err, size_t errlen)
 {
 	int n;
 
+	/* Never cached: a new password or a deleted user applies to the
+	 * next login at once, notification or not. */
 	*hash_out = NULL;
 	n = db_exec(d, S_USER_HASH, local, domain, NULL, collect_dup, hash_out,
 	    err, errlen);
@@ -1074,13 +1444,23 @@ static int
 p_user_quota(struct dir *d, const char *local, const char *domain,
     struct dir_quota *out, char *err, size_t errlen)
 {
+	struct dir_pgsql *p = pg(d);
+	struct cache_req rq;
+	const struct cache_entry *e;
 	int n;
 
 	memset(out, 0, sizeof(*out));
-	if (ready(pg(d), err, errlen) == -1)
+	if (cache_begin(p, &rq, C_USER_QUOTA, local, domain, &e, err, errlen) ==
+	    -1)
+		return -1;
+	if (e != NULL) {
+		*out = e->quota;
+		return e->result;
+	}
+	if (ready(p, err, errlen) == -1)
 		return -1;
 	/* A store at version 1 (before user_quotas): the default. */
-	if (pg(d)->version < 2) {
+	if (p->version < 2) {
 		n = db_count(d, S_USER_EXISTS, local, domain, err, errlen);
 		return n < 0 ? -1 : n > 0;
 	}
@@ -1090,27 +1470,52 @@ p_user_quota(struct dir *d, const char *local, const char *domain,
 		memset(out, 0, sizeof(*out));
 		return -1;
 	}
+	cache_put(p, &rq, n > 0, DIR_KIND_NONE, out, NULL, 0);
 	return n > 0 ? 1 : 0;
+}
+
+/* alias_sources and domain_aliases: the rows of s for arg, each added
+ * to out unless there. */
+static int
+unique_rows(struct dir *d, enum stmt s, enum cache_op op, const char *arg,
+    struct strlist *out, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	struct strlist rows = {0};
+	struct cache_req rq;
+	const struct cache_entry *e;
+	int n;
+
+	if (cache_begin(p, &rq, op, arg, NULL, &e, err, errlen) == -1)
+		return -1;
+	if (e != NULL) {
+		cache_vals(e, out, strlist_add_unique);
+		return e->result;
+	}
+	n = db_exec(d, s, arg, NULL, NULL, collect_list, &rows, err, errlen);
+	if (n >= 0) {
+		for (size_t i = 0; i < rows.n; i++)
+			strlist_add_unique(out, rows.v[i]);
+		cache_put(p, &rq, n > 0, DIR_KIND_NONE, NULL, rows.v, rows.n);
+	}
+	strlist_clear(&rows);
+	return n < 0 ? -1 : n > 0;
 }
 
 static int
 p_alias_sources(struct dir *d, const char *target, struct strlist *out,
     char *err, size_t errlen)
 {
-	int n = db_exec(d, S_ALIAS_SOURCES, target, NULL, NULL,
-	    collect_list_unique, out, err, errlen);
-
-	return n < 0 ? -1 : n > 0;
+	return unique_rows(
+	    d, S_ALIAS_SOURCES, C_ALIAS_SOURCES, target, out, err, errlen);
 }
 
 static int
 p_domain_aliases(struct dir *d, const char *domain, struct strlist *out,
     char *err, size_t errlen)
 {
-	int n = db_exec(d, S_DOMAIN_ALIASES, domain, NULL, NULL,
-	    collect_list_unique, out, err, errlen);
-
-	return n < 0 ? -1 : n > 0;
+	return unique_rows(
+	    d, S_DOMAIN_ALIASES, C_DOMAIN_ALIASES, domain, out, err, errlen);
 }
 
 /* dir_read_ops.deadline: one deadline for a whole operation. */
@@ -1546,6 +1951,7 @@ p_close(struct dir *d)
 	struct dir_pgsql *p = pg(d);
 
 	disconnect(p);
+	free(p->buckets);
 	free(p->conninfo);
 	free(p->passfile);
 	free(p);
@@ -1663,7 +2069,8 @@ static const struct dir_admin_ops pgsql_admin_ops = {
 struct dir *
 dir_pgsql_open(const char *conninfo, const char *passfile,
     unsigned query_timeout_ms, unsigned connect_timeout_ms,
-    unsigned op_timeout_ms, int flags, char *err, size_t errlen)
+    unsigned op_timeout_ms, unsigned cache_ttl_ms, int flags, char *err,
+    size_t errlen)
 {
 	struct dir_pgsql *p = xcalloc(1, sizeof(*p));
 
@@ -1674,6 +2081,7 @@ dir_pgsql_open(const char *conninfo, const char *passfile,
 	p->query_ms = query_timeout_ms;
 	p->connect_ms = connect_timeout_ms;
 	p->op_ms = op_timeout_ms;
+	p->cache_ms = cache_ttl_ms;
 	p->flags = flags;
 	err[0] = '\0';
 	/* Lazy (the daemon's pools): connected at the first lookup, so a
@@ -1686,4 +2094,13 @@ dir_pgsql_open(const char *conninfo, const char *passfile,
 		return NULL;
 	}
 	return &p->base;
+}
+
+void
+dir_pgsql_cache_stats(struct dir *d, uint64_t *hits, uint64_t *misses)
+{
+	bool is_pg = d != NULL && d->ops == &pgsql_read_ops;
+
+	*hits = is_pg ? pg(d)->hits : 0;
+	*misses = is_pg ? pg(d)->misses : 0;
 }

@@ -97,6 +97,10 @@ static const struct migration {
      * but the step is counted so that a version means the same on every
      * backend (db export's header). */
     {"authfail", ""},
+    /* 4: PostgreSQL's change notifications (the read handles' caches).
+     * Nothing here (SQLite caches nothing), counted for the same
+     * reason as 3. */
+    {"notify", ""},
 };
 /* The PRAGMA user_version this binary writes. */
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))

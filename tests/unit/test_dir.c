@@ -30,7 +30,7 @@
 #include "unit.h"
 
 /* The schema version this build writes (1 + the migrations). */
-#define SCHEMA_NOW 3
+#define SCHEMA_NOW 4
 
 struct backend {
 	const char *name;
@@ -198,16 +198,24 @@ pg_drop_db(void)
 	pg_db[0] = '\0';
 }
 
+/* A handle with the read cache's lifetime cache_ms (0: none). */
 static struct dir *
-pg_at(unsigned query_ms, unsigned op_ms, int flags)
+pg_cached(unsigned query_ms, unsigned op_ms, unsigned cache_ms, int flags)
 {
 	char err[512];
 	struct dir *d = dir_pgsql_open(pg_conninfo, pg_passfile(), query_ms,
-	    3000, op_ms, flags, err, sizeof(err));
+	    3000, op_ms, cache_ms, flags, err, sizeof(err));
 
 	if (d == NULL)
 		fail_msg("%s: %s", pg_conninfo, err);
 	return d;
+}
+
+/* Without the cache: what a lookup does at the database. */
+static struct dir *
+pg_at(unsigned query_ms, unsigned op_ms, int flags)
+{
+	return pg_cached(query_ms, op_ms, 0, flags);
 }
 
 /* pg_db with the schema (admin->schema, as posternctl db init). */
@@ -1625,8 +1633,8 @@ test_sqlite_schema_upgrade(void **state)
 	d = sqlite_at(5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
 	OK(d->admin->schema(
 	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
-	assert_string_equal(
-	    note, "applied 2: user_quotas\napplied 3: authfail\n");
+	assert_string_equal(note,
+	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n");
 	assert_int_equal(have, SCHEMA_NOW);
 	assert_int_equal(user_version(), SCHEMA_NOW - 1);
 	q = (struct dir_quota){true, 5, 6};
@@ -1661,8 +1669,9 @@ test_sqlite_schema_init(void **state)
 	    d->admin->domain_add(d, "example.test", err, 256), DIR_ADMIN_ERROR);
 	OK(d->admin->schema(
 	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
-	assert_string_equal(note, "applied 1: base schema\napplied 2: "
-	                          "user_quotas\napplied 3: authfail\n");
+	assert_string_equal(note,
+	    "applied 1: base schema\napplied 2: "
+	    "user_quotas\napplied 3: authfail\napplied 4: notify\n");
 	assert_int_equal(have, SCHEMA_NOW);
 	OK(d->admin->domain_add(d, "example.test", err, 256));
 	assert_int_equal(dir_domain_resolve(d, "example.test", canon,
@@ -1690,7 +1699,7 @@ test_sqlite_schema_newer(void **state)
 		                     sizeof(note), err, sizeof(err)),
 		    DIR_ADMIN_REFUSED);
 		assert_string_equal(err,
-		    "directory schema 6 is newer than this posternctl (3)");
+		    "directory schema 6 is newer than this posternctl (4)");
 		assert_int_equal(have, 6);
 		assert_int_equal(want, SCHEMA_NOW);
 	}
@@ -2082,23 +2091,23 @@ test_pg_passfile(void **state)
 	snprintf(cmd, sizeof(cmd), "cp %s %s", pg_passfile(), path);
 	assert_int_equal(system(cmd), 0);
 	chmod(path, 0600);
-	d = dir_pgsql_open(pg_conninfo, path, 5000, 3000, 5000, DIR_OPEN_READ,
-	    err, sizeof(err));
+	d = dir_pgsql_open(pg_conninfo, path, 5000, 3000, 5000, 0,
+	    DIR_OPEN_READ, err, sizeof(err));
 	if (d == NULL)
 		fail_msg("passfile 0600: %s", err);
 	dir_close(&d);
 	chmod(path, 0644);
-	assert_null(dir_pgsql_open(pg_conninfo, path, 5000, 3000, 5000,
+	assert_null(dir_pgsql_open(pg_conninfo, path, 5000, 3000, 5000, 0,
 	    DIR_OPEN_READ, err, sizeof(err)));
 	assert_non_null(strstr(err, "readable by group or others"));
 	chmod(path, 0600);
 	snprintf(link_path, sizeof(link_path), "%s/pass-link", tmpdir);
 	assert_int_equal(symlink(path, link_path), 0);
-	assert_null(dir_pgsql_open(pg_conninfo, link_path, 5000, 3000, 5000,
+	assert_null(dir_pgsql_open(pg_conninfo, link_path, 5000, 3000, 5000, 0,
 	    DIR_OPEN_READ, err, sizeof(err)));
 	assert_non_null(strstr(err, "pg_passfile"));
 	/* No password at all: the server's refusal, as one line. */
-	assert_null(dir_pgsql_open(pg_conninfo, "", 5000, 3000, 5000,
+	assert_null(dir_pgsql_open(pg_conninfo, "", 5000, 3000, 5000, 0,
 	    DIR_OPEN_READ, err, sizeof(err)));
 	assert_true(
 	    strncmp(err, "directory: PostgreSQL unavailable: ", 35) == 0);
@@ -2134,8 +2143,9 @@ test_pg_schema(void **state)
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_int_equal(have, SCHEMA_NOW);
-	assert_string_equal(note, "applied 1: base schema\napplied 2: "
-	                          "user_quotas\napplied 3: authfail\n");
+	assert_string_equal(note,
+	    "applied 1: base schema\napplied 2: "
+	    "user_quotas\napplied 3: authfail\napplied 4: notify\n");
 	note[0] = '\0';
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
@@ -2154,7 +2164,7 @@ test_pg_schema(void **state)
 	    DIR_ADMIN_REFUSED);
 	assert_int_equal(have, 7);
 	assert_string_equal(
-	    err, "directory schema 7 is newer than this posternctl (3)");
+	    err, "directory schema 7 is newer than this posternctl (4)");
 	dir_close(&r);
 	dir_close(&a);
 }
@@ -2172,7 +2182,8 @@ test_pg_upgrade_from_1(void **state)
 
 	(void)state;
 	dir_close(&a);
-	pg_sql(c, "DROP TABLE user_quotas; DROP TABLE authfail; "
+	pg_sql(c, "DROP TABLE user_quotas; DROP TABLE authfail; DROP "
+	          "FUNCTION postern_notify() CASCADE; "
 	          "UPDATE postern_schema SET version = 1");
 	PQfinish(c);
 	r = pg_at(5000, 5000, DIR_OPEN_READ);
@@ -2184,8 +2195,8 @@ test_pg_upgrade_from_1(void **state)
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_int_equal(have, SCHEMA_NOW);
-	assert_string_equal(
-	    note, "applied 2: user_quotas\napplied 3: authfail\n");
+	assert_string_equal(note,
+	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n");
 	OK(a->admin->user_quota_set(a, "alice", "example.test", &q, err, 256));
 	dir_close(&a);
 	/* A handle that connected at version 1 keeps reading it as 1 until
@@ -2353,6 +2364,323 @@ test_pg_unique_race(void **state)
 	dir_close(&a);
 }
 
+/*
+ * The read cache (pg_cache_ttl): a read handle keeps answers until a
+ * change notifies.  The notification is delivered a moment after the
+ * writer's COMMIT returns, so a change is looked for again until it is
+ * seen, for at most PG_NOTIFY_WAIT; the handles' TTL is 10 minutes, so
+ * only the notification can make the answer change in that time.
+ */
+#define PG_CACHE_LONG 600000
+#define PG_NOTIFY_TRIES 100 /* of 50 ms: 5 s */
+
+static uint64_t
+pg_hits(struct dir *r)
+{
+	uint64_t h, m;
+
+	dir_pgsql_cache_stats(r, &h, &m);
+	return h;
+}
+
+static uint64_t
+pg_misses(struct dir *r)
+{
+	uint64_t h, m;
+
+	dir_pgsql_cache_stats(r, &h, &m);
+	return m;
+}
+
+/* r's answer for local@example.test: 1, 0 or -1, the kind in *kind and
+ * the targets (comma-separated) in buf. */
+static int
+pg_lookup(struct dir *r, const char *local, enum dir_kind *kind, char *buf,
+    size_t len)
+{
+	struct strlist t = {0};
+	char err[256];
+	int rc = dir_address_lookup(
+	    r, local, "example.test", kind, &t, err, sizeof(err));
+
+	buf[0] = '\0';
+	for (size_t i = 0; i < t.n; i++)
+		snprintf(buf + strlen(buf), len - strlen(buf), "%s%s",
+		    i > 0 ? "," : "", t.v[i]);
+	strlist_clear(&t);
+	if (rc == -1)
+		fail_msg("lookup %s: %s", local, err);
+	return rc;
+}
+
+/* Asks again until local's kind and targets are want_kind and want
+ * (bounded: the notification's delivery); what the last answer was. */
+static void
+pg_until_seen(
+    struct dir *r, const char *local, enum dir_kind want_kind, const char *want)
+{
+	struct timespec nap = {0, 50000000};
+	enum dir_kind kind = DIR_KIND_NONE;
+	char got[512] = "";
+
+	for (int i = 0; i < PG_NOTIFY_TRIES; i++) {
+		pg_lookup(r, local, &kind, got, sizeof(got));
+		if (kind == want_kind && strcmp(got, want) == 0)
+			return;
+		nanosleep(&nap, NULL);
+	}
+	fail_msg("%s: still kind %d \"%s\" (want %d \"%s\")", local, (int)kind,
+	    got, (int)want_kind, want);
+}
+
+static int
+pg_resolve(struct dir *r, const char *domain, char *canon, size_t len)
+{
+	char err[256];
+	int rc = dir_domain_resolve(r, domain, canon, len, err, sizeof(err));
+
+	if (rc == -1)
+		fail_msg("resolve %s: %s", domain, err);
+	return rc;
+}
+
+/* Changes through another handle (admin ops) and by plain SQL from
+ * another connection are seen by the read handle; negative answers
+ * too; each answer is kept until then (hits). */
+static void
+test_pg_cache_notify(void **state)
+{
+	struct dir *w = pg_populated(), *r;
+	const struct dir_admin_ops *o = w->admin;
+	struct timespec nap = {0, 50000000};
+	struct strlist out = {0};
+	struct dir_quota q = {true, 1000, 10};
+	enum dir_kind kind;
+	char err[256], got[512], canon[256];
+	uint64_t h;
+	PGconn *u;
+	int i;
+
+	(void)state;
+	r = pg_cached(5000, 5000, PG_CACHE_LONG, DIR_OPEN_READ);
+	assert_int_equal(pg_lookup(r, "alice", &kind, got, sizeof(got)), 1);
+	assert_int_equal(kind, DIR_KIND_USER);
+	assert_int_equal(pg_hits(r), 0);
+	assert_int_equal(pg_misses(r), 1);
+	assert_int_equal(pg_lookup(r, "alice", &kind, got, sizeof(got)), 1);
+	assert_int_equal(pg_hits(r), 1);
+	/* Not found, kept, then added through the admin handle. */
+	assert_int_equal(pg_lookup(r, "bob", &kind, got, sizeof(got)), 0);
+	assert_int_equal(kind, DIR_KIND_NONE);
+	assert_int_equal(pg_lookup(r, "bob", &kind, got, sizeof(got)), 0);
+	assert_int_equal(pg_hits(r), 2);
+	OK(o->user_add(w, "bob", "example.test", "h", err, sizeof(err)));
+	pg_until_seen(r, "bob", DIR_KIND_USER, "");
+	/* An alias, its targets changed by admin ops. */
+	pg_until_seen(r, "info", DIR_KIND_NONE, "");
+	OK(o->alias_add(
+	    w, "info", "example.test", "alice@example.test", err, 256));
+	pg_until_seen(r, "info", DIR_KIND_ALIAS, "alice@example.test");
+	OK(o->alias_add(
+	    w, "info", "example.test", "bob@example.test", err, 256));
+	pg_until_seen(
+	    r, "info", DIR_KIND_ALIAS, "alice@example.test,bob@example.test");
+	/* A list and its members. */
+	OK(o->list_add(w, "team", "example.test", err, 256));
+	pg_until_seen(r, "team", DIR_KIND_LIST, "");
+	OK(o->list_member(
+	    w, "team", "example.test", "alice@example.test", true, err, 256));
+	pg_until_seen(r, "team", DIR_KIND_LIST, "alice@example.test");
+	/* The reverse alias lookup. */
+	assert_int_equal(r->ops->alias_sources(
+	                     r, "bob@example.test", &out, err, sizeof(err)),
+	    1);
+	assert_int_equal(out.n, 1);
+	strlist_clear(&out);
+	h = pg_hits(r);
+	assert_int_equal(r->ops->alias_sources(
+	                     r, "bob@example.test", &out, err, sizeof(err)),
+	    1);
+	assert_int_equal(pg_hits(r), h + 1);
+	assert_string_equal(out.v[0], "info@example.test");
+	strlist_clear(&out);
+	OK(o->alias_del(
+	    w, "info", "example.test", "bob@example.test", err, 256));
+	for (i = 0; i < PG_NOTIFY_TRIES; i++) {
+		int rc = r->ops->alias_sources(
+		    r, "bob@example.test", &out, err, sizeof(err));
+
+		strlist_clear(&out);
+		if (rc == 0)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	assert_true(i < PG_NOTIFY_TRIES);
+	/* The quota. */
+	assert_int_equal(r->ops->user_quota(
+	                     r, "alice", "example.test", &q, err, sizeof(err)),
+	    1);
+	assert_false(q.is_set);
+	q = (struct dir_quota){true, 1000, 10};
+	OK(o->user_quota_set(w, "alice", "example.test", &q, err, 256));
+	for (i = 0; i < PG_NOTIFY_TRIES; i++) {
+		memset(&q, 0, sizeof(q));
+		assert_int_equal(r->ops->user_quota(r, "alice", "example.test",
+		                     &q, err, sizeof(err)),
+		    1);
+		if (q.is_set)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	assert_true(q.is_set);
+	assert_int_equal(q.bytes, 1000);
+	assert_int_equal(q.messages, 10);
+	/* Domains and host aliases, by SQL from another connection. */
+	assert_int_equal(pg_resolve(r, "mail.example.test", canon, 256), 0);
+	assert_int_equal(pg_resolve(r, "mail.example.test", canon, 256), 0);
+	assert_int_equal(
+	    r->ops->domain_aliases(r, "example.test", &out, err, sizeof(err)),
+	    0);
+	u = pg_user_conn();
+	pg_sql(u, "INSERT INTO host_aliases VALUES('mail.example.test', "
+	          "'example.test')");
+	for (i = 0; i < PG_NOTIFY_TRIES; i++) {
+		if (pg_resolve(r, "mail.example.test", canon, 256) == 1)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	assert_true(i < PG_NOTIFY_TRIES);
+	assert_string_equal(canon, "example.test");
+	assert_int_equal(
+	    r->ops->domain_aliases(r, "example.test", &out, err, sizeof(err)),
+	    1);
+	assert_string_equal(out.v[0], "mail.example.test");
+	strlist_clear(&out);
+	/* Users and aliases by SQL: UPDATE, DELETE, TRUNCATE. */
+	pg_sql(u, "UPDATE aliases SET target = 'x@remote.example' WHERE "
+	          "local = 'info'");
+	pg_until_seen(r, "info", DIR_KIND_ALIAS, "x@remote.example");
+	pg_sql(u, "DELETE FROM users WHERE local = 'bob'");
+	pg_until_seen(r, "bob", DIR_KIND_NONE, "");
+	pg_sql(u, "INSERT INTO users VALUES('carol', 'example.test', 'h')");
+	pg_until_seen(r, "carol", DIR_KIND_USER, "");
+	pg_sql(u, "TRUNCATE aliases");
+	pg_until_seen(r, "info", DIR_KIND_NONE, "");
+	pg_sql(u, "DELETE FROM list_members");
+	pg_until_seen(r, "team", DIR_KIND_LIST, "");
+	/* Inside one transaction: seen once it commits. */
+	pg_sql(u, "BEGIN; DELETE FROM lists; DELETE FROM domains WHERE name "
+	          "= 'nothing.test'; COMMIT");
+	pg_until_seen(r, "team", DIR_KIND_NONE, "");
+	/* The admin handle caches nothing: it reads what it just wrote. */
+	assert_int_equal(pg_resolve(w, "example.test", canon, 256), 1);
+	assert_int_equal(pg_resolve(w, "example.test", canon, 256), 1);
+	assert_int_equal(pg_hits(w) + pg_misses(w), 0);
+	PQfinish(u);
+	dir_close(&r);
+	dir_close(&w);
+}
+
+/* With the notifications of users off (its trigger disabled, as by a
+ * restore with --disable-triggers), an answer stays cached: user_hash
+ * (never cached) sees a new password at once; a reconnect, a query
+ * error and the TTL empty the cache; pg_cache_ttl 0 and a schema before
+ * 4 cache nothing. */
+static void
+test_pg_cache_bounds(void **state)
+{
+	struct dir *w = pg_populated(), *r;
+	struct timespec nap = {0, 50000000}, t0;
+	enum dir_kind kind;
+	char err[256], got[512], *hash = NULL;
+	PGconn *u = pg_user_conn();
+	int i;
+
+	(void)state;
+	OK(w->admin->user_add(w, "bob", "example.test", "h", err, 256));
+	pg_sql(u, "ALTER TABLE users DISABLE TRIGGER users_notify");
+	r = pg_cached(5000, 5000, PG_CACHE_LONG, DIR_OPEN_READ);
+	assert_int_equal(pg_lookup(r, "alice", &kind, got, sizeof(got)), 1);
+	assert_int_equal(
+	    dir_user_hash(r, "alice", "example.test", &hash, err, sizeof(err)),
+	    1);
+	assert_string_equal(hash, "h");
+	free(hash);
+	pg_sql(u, "UPDATE users SET hash = 'new' WHERE local = 'alice'");
+	assert_int_equal(
+	    dir_user_hash(r, "alice", "example.test", &hash, err, sizeof(err)),
+	    1);
+	assert_string_equal(hash, "new");
+	free(hash);
+	pg_sql(u, "DELETE FROM users WHERE local = 'alice'");
+	assert_int_equal(
+	    dir_user_hash(r, "alice", "example.test", &hash, err, sizeof(err)),
+	    0);
+	assert_null(hash);
+	/* No notification: the cached answer stays (this is what the
+	 * notifications are for). */
+	usleep(200000);
+	assert_int_equal(pg_lookup(r, "alice", &kind, got, sizeof(got)), 1);
+	assert_int_equal(pg_hits(r), 1);
+	/* A reconnect starts empty. */
+	pg_terminate_all();
+	PQfinish(u);
+	u = pg_user_conn();
+	assert_int_equal(pg_lookup(r, "alice", &kind, got, sizeof(got)), 0);
+	/* Any query error clears it: bob cached, deleted unnotified, then a
+	 * lookup that fails (lists gone: no notification either). */
+	assert_int_equal(pg_lookup(r, "bob", &kind, got, sizeof(got)), 1);
+	assert_int_equal(pg_lookup(r, "bob", &kind, got, sizeof(got)), 1);
+	pg_sql(u, "DELETE FROM users WHERE local = 'bob'; ALTER TABLE lists "
+	          "RENAME TO lists_away");
+	{
+		struct strlist t = {0};
+
+		assert_int_equal(dir_address_lookup(r, "nobody", "example.test",
+		                     &kind, &t, err, sizeof(err)),
+		    -1);
+		strlist_clear(&t);
+	}
+	pg_sql(u, "ALTER TABLE lists_away RENAME TO lists");
+	assert_int_equal(pg_lookup(r, "bob", &kind, got, sizeof(got)), 0);
+	dir_close(&r);
+	/* The TTL: an answer older than pg_cache_ttl is asked again. */
+	OK(w->admin->user_add(w, "dave", "example.test", "h", err, 256));
+	r = pg_cached(5000, 5000, 500, DIR_OPEN_READ);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(pg_lookup(r, "dave", &kind, got, sizeof(got)), 1);
+	pg_sql(u, "DELETE FROM users WHERE local = 'dave'");
+	assert_int_equal(pg_misses(r), 1);
+	if (secs_since(&t0) < 0.4) /* else the TTL may be past already */
+		assert_int_equal(
+		    pg_lookup(r, "dave", &kind, got, sizeof(got)), 1);
+	for (i = 0; i < PG_NOTIFY_TRIES; i++) {
+		if (pg_lookup(r, "dave", &kind, got, sizeof(got)) == 0)
+			break;
+		nanosleep(&nap, NULL);
+	}
+	assert_true(i < PG_NOTIFY_TRIES);
+	assert_true(secs_since(&t0) >= 0.5);
+	dir_close(&r);
+	/* pg_cache_ttl 0: every lookup asks. */
+	OK(w->admin->user_add(w, "erin", "example.test", "h", err, 256));
+	r = pg_cached(5000, 5000, 0, DIR_OPEN_READ);
+	assert_int_equal(pg_lookup(r, "erin", &kind, got, sizeof(got)), 1);
+	pg_sql(u, "DELETE FROM users WHERE local = 'erin'");
+	assert_int_equal(pg_lookup(r, "erin", &kind, got, sizeof(got)), 0);
+	assert_int_equal(pg_hits(r) + pg_misses(r), 0);
+	dir_close(&r);
+	/* A schema before 4 notifies nothing: no cache. */
+	pg_sql(u, "UPDATE postern_schema SET version = 3");
+	r = pg_cached(5000, 5000, PG_CACHE_LONG, DIR_OPEN_READ);
+	assert_int_equal(pg_lookup(r, "erin", &kind, got, sizeof(got)), 0);
+	assert_int_equal(pg_lookup(r, "erin", &kind, got, sizeof(got)), 0);
+	assert_int_equal(pg_hits(r) + pg_misses(r), 0);
+	dir_close(&r);
+	PQfinish(u);
+	dir_close(&w);
+}
+
 /* The config keys, and dir_check / dir_pgsql_check through dir_open. */
 static void
 test_pg_config(void **state)
@@ -2468,6 +2796,8 @@ run_dir_tests(void)
 	    PG_TEST(test_pg_lock),
 	    PG_TEST(test_pg_unique_race),
 	    PG_TEST(test_pg_config),
+	    PG_TEST(test_pg_cache_notify),
+	    PG_TEST(test_pg_cache_bounds),
 	};
 #undef PG_TEST
 	int failed = 0;
