@@ -233,8 +233,11 @@ int dir_prepare(const struct config *, int data_fd, bool is_dry, char *note,
 /*
  * For posternctl check, after dir_prepare(is_dry): whether the backend
  * start-up opens answers, changing nothing.  0 (or nothing to check yet:
- * SQLite's file is created at start), or -1 with err, e.g.
- * "directory: PATH: file is not a database".
+ * SQLite's file is created at start), -1 with err for what start-up
+ * refuses, e.g. "directory: PATH: file is not a database" or a
+ * PostgreSQL schema newer than the binary, or 1 with err for what it
+ * starts with but cannot serve yet (PostgreSQL out of reach, or without
+ * a schema: the node answers 4xx until it is).
  */
 int dir_check(const struct config *, int data_fd, char *err, size_t errlen);
 /*

@@ -1141,9 +1141,16 @@ check_database(struct check *k, int data_fd)
 	char err[ERRLEN];
 	bool is_pg = k->cfg->directory == CONFIG_DIRECTORY_POSTGRESQL;
 
-	if (dir_check(k->cfg, data_fd, err, sizeof(err)) == -1)
+	int r = dir_check(k->cfg, data_fd, err, sizeof(err));
+
+	if (r == -1)
 		check_say(
 		    k, true, is_pg ? "pg_conninfo" : "data_dir", "%s", err);
+	else if (r == 1)
+		check_say(k, false, "pg_conninfo",
+		    "%s (posternd starts, and answers 4xx to mail and logins "
+		    "until this is mended)",
+		    err);
 }
 
 /* What posternd does as the run user: data_dir's tree, the database, the

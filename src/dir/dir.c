@@ -113,8 +113,11 @@ dir_check(const struct config *cfg, int data_fd, char *err, size_t errlen)
 	struct dir *d;
 	int r = 0;
 
-	if (cfg->directory == CONFIG_DIRECTORY_POSTGRESQL)
-		return pgsql_check(cfg, false, err, errlen) == 0 ? 0 : -1;
+	if (cfg->directory == CONFIG_DIRECTORY_POSTGRESQL) {
+		/* Out of reach or no schema: posternd starts anyway. */
+		r = pgsql_check(cfg, false, err, errlen);
+		return r == 0 ? 0 : r == -2 ? -1 : 1;
+	}
 	if (cfg->directory == CONFIG_DIRECTORY_SQLITE &&
 	    fstatat(data_fd, DIR_SQLITE_FILE, &st, AT_SYMLINK_NOFOLLOW) == -1)
 		return 0; /* created at start */

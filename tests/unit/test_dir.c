@@ -2738,7 +2738,7 @@ test_pg_config(void **state)
 	assert_int_equal(c->directory, CONFIG_DIRECTORY_POSTGRESQL);
 	assert_int_equal(c->pg_query_timeout_ms, 2000);
 	assert_int_equal(c->pg_connect_timeout_ms, 3000);
-	assert_int_equal(dir_check(c, -1, err, sizeof(err)), -1);
+	assert_int_equal(dir_check(c, -1, err, sizeof(err)), 1);
 	assert_string_equal(
 	    err, "directory: no schema (run posternctl db init)");
 	dir_close(&(struct dir *){pg_with_schema()});
@@ -2752,6 +2752,8 @@ test_pg_config(void **state)
 	}
 	assert_int_equal(dir_pgsql_check(c, err, sizeof(err)), -2);
 	assert_non_null(strstr(err, "newer"));
+	assert_int_equal(dir_check(c, -1, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "newer"));
 	config_unref(&c);
 	/* Unreachable: a closed port. */
 	snprintf(text, sizeof(text),
@@ -2759,7 +2761,7 @@ test_pg_config(void **state)
 	    "directory = postgresql\npg_conninfo = \"host=127.0.0.1 port=1 "
 	    "dbname=x user=x\"\n");
 	OK(config_parse(text, strlen(text), "t.conf", &c, err, sizeof(err)));
-	assert_int_equal(dir_check(c, -1, err, sizeof(err)), -1);
+	assert_int_equal(dir_check(c, -1, err, sizeof(err)), 1);
 	assert_true(strncmp(err, "directory: PostgreSQL: ", 23) == 0);
 	config_unref(&c);
 }
