@@ -380,9 +380,6 @@ def pg_connections(pg, db):
                        "AND application_name = 'postern'"))
 
 
-@pytest.mark.xfail(strict=True, reason="dir_pgsql.c: a connection that died idle is found "
-                   "dead by the next query after the outage: that call fails (454) and "
-                   "mark_down() logs a second directory-down/up pair")
 def test_a_connection_idle_through_the_outage(make_server, own_pg):
     """A login worker whose connection sat idle through the whole outage
     (only RCPTs ran meanwhile) finds it dead after PostgreSQL is back:
