@@ -840,7 +840,6 @@ read_version(struct dir_pgsql *p, int *out, char *err, size_t errlen)
 	return 0;
 }
 
-/* Connects if not connected (unless backing off): 0, or -1 with err. */
 /*
  * Whether an idle connection was closed by the server: a server that
  * shuts down (or a backend terminated) sends a FATAL error and closes,
@@ -869,6 +868,8 @@ went_away(struct dir_pgsql *p)
 	return PQstatus(p->conn) == CONNECTION_BAD;
 }
 
+/* Connects if not connected (unless backing off), and drains the
+ * notifications of a connection that is: 0, or -1 with err. */
 static int
 connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 {
