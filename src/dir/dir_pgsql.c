@@ -220,8 +220,10 @@ static const char *const stmt_sql[S_COUNT] = {
                      "ORDER BY domain, local",
     [S_ROWS_LISTS_OF] = "SELECT local || '@' || domain, NULL FROM lists "
                         "WHERE domain = $1 ORDER BY local",
+    /* $1 local, $2 domain (split by p_list_rows): the primary key's
+     * index serves it, where local || '@' || domain scanned the table. */
     [S_ROWS_MEMBERS_OF] = "SELECT member, NULL FROM list_members WHERE "
-                          "local || '@' || domain = $1 ORDER BY member",
+                          "local = $1 AND domain = $2 ORDER BY member",
     /* The shared lock-out, in the server's clock (now(): nodes' clocks
      * need not agree).  $1 key, $2 max, $3 window ms, $4 lockout ms.
      * A count whose first failure is older than the window starts again;
@@ -1554,6 +1556,22 @@ p_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 		if (s == -1) {
 			snprintf(err, errlen, "bad listing filter");
 			return DIR_ADMIN_REFUSED;
+		}
+		if (s == S_ROWS_MEMBERS_OF) {
+			const char *at = strrchr(filter, '@');
+			char local[512];
+
+			/* local@domain as stored: no '@' or too long matches
+			 * no list (the same as SQLite's concatenation). */
+			if (at == NULL ||
+			    (size_t)(at - filter) >= sizeof(local))
+				return 0;
+			memcpy(local, filter, (size_t)(at - filter));
+			local[at - filter] = '\0';
+			return db_exec(d, S_ROWS_MEMBERS_OF, local, at + 1,
+			           NULL, fn, arg, err, errlen) < 0
+			           ? DIR_ADMIN_ERROR
+			           : 0;
 		}
 		return db_exec(d, (enum stmt)s, filter, NULL, NULL, fn, arg,
 		           err, errlen) < 0
