@@ -2126,8 +2126,22 @@ c_db_import(struct ctl *c, char **a)
 	char note[1024];
 	int have, rc;
 
-	if (a[0] != NULL && (in = fopen(a[0], "re")) == NULL)
-		return die("%s: %s", a[0], strerror(errno));
+	if (a[0] != NULL) {
+		/* Not through a link, and a regular file (a FIFO would hang
+		 * the import; a device is no export). */
+		int fd =
+		    open(a[0], O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+		struct stat st;
+
+		if (fd == -1)
+			return die("%s: %s", a[0], strerror(errno));
+		if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
+		    fcntl(fd, F_SETFL, 0) == -1 ||
+		    (in = fdopen(fd, "r")) == NULL) {
+			close(fd);
+			return die("%s: not a regular file", a[0]);
+		}
+	}
 	rc = open_dir(c);
 	if (rc == 0 && c->dir->admin->transaction == NULL)
 		rc = die("%s", "directory: this backend has no transactions");

@@ -281,23 +281,42 @@ login_outcome(enum dir_login_result r)
  * them), a success is refused while the account is locked.  -1 (with
  * j->err): a directory error, the attempt a temporary failure.
  */
+/* "PREFIX:value" with bytes outside printable ASCII (and '%') as %XX:
+ * the database holds text in one encoding, and a name of arbitrary
+ * bytes must still be one key (counted, not a database error). */
+static void
+lock_key(char *dst, size_t len, const char *prefix, const char *v)
+{
+	size_t n = (size_t)snprintf(dst, len, "%s:", prefix);
+
+	for (; *v && n + 4 < len; v++) {
+		unsigned char ch = (unsigned char)*v;
+
+		if (ch > 0x20 && ch < 0x7f && ch != '%')
+			dst[n++] = (char)ch;
+		else
+			n += (size_t)snprintf(dst + n, len - n, "%%%02X", ch);
+	}
+	dst[n] = '\0';
+}
+
 static int
 login_shared_lock(struct login_job *j, struct dir *d, bool is_before)
 {
 	const struct authfail_limits *l = &j->cfg->authfail;
-	char key[8 + sizeof(j->canon) + sizeof(j->slot.src)];
+	char key[8 + 3 * (sizeof(j->canon) + sizeof(j->slot.src))];
 	int r;
 
 	if (j->slot.is_trusted || !dir_has_shared_lock(d))
 		return 0;
 	if (is_before) {
-		snprintf(key, sizeof(key), "s:%s", j->slot.src);
+		lock_key(key, sizeof(key), "s", j->slot.src);
 		r = dir_lock_check(d, key, j->err, sizeof(j->err));
 		j->is_shared_locked = r == 1;
 		return r < 0 ? -1 : 0;
 	}
 	if (j->result == DIR_LOGIN_OK) {
-		snprintf(key, sizeof(key), "a:%s", j->canon);
+		lock_key(key, sizeof(key), "a", j->canon);
 		r = dir_lock_check(d, key, j->err, sizeof(j->err));
 		j->is_shared_locked = r == 1;
 		return r < 0 ? -1 : 0;
@@ -305,14 +324,14 @@ login_shared_lock(struct login_job *j, struct dir *d, bool is_before)
 	if (j->result != DIR_LOGIN_BAD_PASSWORD &&
 	    j->result != DIR_LOGIN_UNKNOWN)
 		return 0;
-	snprintf(key, sizeof(key), "s:%s", j->slot.src);
+	lock_key(key, sizeof(key), "s", j->slot.src);
 	if ((r = dir_lock_strike(d, key, (unsigned)l->max_failures,
 	         l->failure_window_ms, l->lockout_ms, j->err, sizeof(j->err))) <
 	    0)
 		return -1;
 	j->is_shared_locked = r == 1;
-	snprintf(
-	    key, sizeof(key), "a:%s", j->canon[0] ? j->canon : j->slot.account);
+	lock_key(
+	    key, sizeof(key), "a", j->canon[0] ? j->canon : j->slot.account);
 	if ((r = dir_lock_strike(d, key, (unsigned)l->account_max_failures,
 	         l->failure_window_ms, l->lockout_ms, j->err, sizeof(j->err))) <
 	    0)

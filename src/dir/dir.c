@@ -96,6 +96,15 @@ pgsql_check(const struct config *cfg, bool is_lazy, char *err, size_t errlen)
 		    "directory: no schema (run posternctl db init)");
 		return -1;
 	}
+	/* Older: served as it is (a handle reads the schema it finds), but
+	 * what came since is missing (schema 3: the shared lock-out). */
+	if (have < want) {
+		snprintf(err, errlen,
+		    "directory: schema %d of %d: run posternctl db upgrade "
+		    "(until then what later steps add is off)",
+		    have, want);
+		return -1;
+	}
 	return 0;
 }
 

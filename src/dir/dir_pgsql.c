@@ -258,8 +258,10 @@ static const char *const stmt_sql[S_COUNT] = {
                      "ORDER BY domain, local",
     [S_ROWS_LISTS_OF] = "SELECT local || '@' || domain, NULL FROM lists "
                         "WHERE domain = $1 ORDER BY local",
+    /* $1 local, $2 domain (split by p_list_rows): the primary key's
+     * index serves it, where local || '@' || domain scanned the table. */
     [S_ROWS_MEMBERS_OF] = "SELECT member, NULL FROM list_members WHERE "
-                          "local || '@' || domain = $1 ORDER BY member",
+                          "local = $1 AND domain = $2 ORDER BY member",
     /* The shared lock-out, in the server's clock (now(): nodes' clocks
      * need not agree).  $1 key, $2 max, $3 window ms, $4 lockout ms.
      * A count whose first failure is older than the window starts again;
@@ -357,7 +359,26 @@ struct dir_pgsql {
 	size_t cache_n, cache_bytes;
 	uint64_t cache_gen; /* clears so far */
 	uint64_t hits, misses;
+	/* pg_conninfo parsed (parse_conninfo): every option set, as
+	 * keywords and values for PQconnectStartParams, with room for the
+	 * password; host, hostaddr and port split at commas, so that each
+	 * host gets a connect of its own (libpq moves to its next host only
+	 * when one fails, never when one hangs). */
+	PQconninfoOption *opts;
+	const char **kw, **val;
+	size_t nkw;
+	char **hosts, **hostaddrs, **ports;
+	size_t nhosts, nhostaddrs, nports, nconn;
+	int host_kw, hostaddr_kw, port_kw; /* index in kw, or -1 */
+	char conninfo_err[256];            /* set: pg_conninfo is refused */
 };
+
+/* Process-wide while the database is down: no handle connects before
+ * probe_at (monotonic ms); one handle probes, the others fail at once,
+ * so a worker waits for a hanging server once per interval, not once per
+ * handle. */
+static _Atomic int64_t probe_at;
+static atomic_uint probe_ms;
 
 /* Process-wide: whether the database is down, so an outage is logged
  * once, not by each handle at each query. */
@@ -760,6 +781,104 @@ read_passfile(const char *path, char *out, size_t len, char *err, size_t errlen)
 }
 
 /* A connect that failed: why in last_err, the backoff doubled. */
+/* Splits a comma-separated libpq list into *out (owned), count in *n. */
+static void
+split_list(const char *v, char ***out, size_t *n)
+{
+	size_t cap = 1;
+
+	for (const char *c = v; *c; c++)
+		cap += *c == ',';
+	*out = xcalloc(cap, sizeof(**out));
+	*n = 0;
+	for (const char *c = v;;) {
+		const char *e = strchr(c, ',');
+		size_t len = e != NULL ? (size_t)(e - c) : strlen(c);
+		char *one = xmalloc(len + 1);
+
+		memcpy(one, c, len);
+		one[len] = '\0';
+		(*out)[(*n)++] = one;
+		if (e == NULL)
+			break;
+		c = e + 1;
+	}
+}
+
+/*
+ * pg_conninfo into keywords and values, once per handle.  The config
+ * refuses a password in it; this is the check libpq itself would agree
+ * with (a URI's %-escaped parameter names, say), so a password never
+ * comes from the config whatever its spelling.
+ */
+static void
+parse_conninfo(struct dir_pgsql *p)
+{
+	char *perr = NULL;
+	size_t n = 0;
+
+	p->host_kw = p->hostaddr_kw = p->port_kw = -1;
+	p->opts = PQconninfoParse(p->conninfo, &perr);
+	if (p->opts == NULL) {
+		one_line(p->conninfo_err, sizeof(p->conninfo_err),
+		    perr != NULL ? perr : "out of memory");
+		PQfreemem(perr);
+		return;
+	}
+	for (PQconninfoOption *o = p->opts; o->keyword != NULL; o++)
+		n++;
+	p->kw = xcalloc(n + 3, sizeof(*p->kw));
+	p->val = xcalloc(n + 3, sizeof(*p->val));
+	for (PQconninfoOption *o = p->opts; o->keyword != NULL; o++) {
+		if (o->val == NULL)
+			continue;
+		if (strcmp(o->keyword, "password") == 0 && o->val[0]) {
+			snprintf(p->conninfo_err, sizeof(p->conninfo_err),
+			    "pg_conninfo holds a password: it goes in "
+			    "pg_passfile");
+			return;
+		}
+		if (strcmp(o->keyword, "host") == 0) {
+			p->host_kw = (int)p->nkw;
+			split_list(o->val, &p->hosts, &p->nhosts);
+		} else if (strcmp(o->keyword, "hostaddr") == 0) {
+			p->hostaddr_kw = (int)p->nkw;
+			split_list(o->val, &p->hostaddrs, &p->nhostaddrs);
+		} else if (strcmp(o->keyword, "port") == 0) {
+			p->port_kw = (int)p->nkw;
+			split_list(o->val, &p->ports, &p->nports);
+		}
+		p->kw[p->nkw] = o->keyword;
+		p->val[p->nkw++] = o->val;
+	}
+	p->nconn = p->nhosts > p->nhostaddrs ? p->nhosts : p->nhostaddrs;
+	if (p->nconn == 0)
+		p->nconn = 1;
+}
+
+static void
+free_conninfo(struct dir_pgsql *p)
+{
+	char **lists[3] = {p->hosts, p->hostaddrs, p->ports};
+	size_t counts[3] = {p->nhosts, p->nhostaddrs, p->nports};
+
+	for (int l = 0; l < 3; l++) {
+		for (size_t i = 0; i < counts[l]; i++)
+			free(lists[l][i]);
+		free(lists[l]);
+	}
+	free(p->kw);
+	free(p->val);
+	PQconninfoFree(p->opts);
+}
+
+/* Host i's value of a split list (a single value serves every host). */
+static const char *
+nth(char **list, size_t n, size_t i)
+{
+	return n == 0 ? NULL : list[n == 1 ? 0 : i < n ? i : n - 1];
+}
+
 static int
 connect_failed(struct dir_pgsql *p, const char *why, char *err, size_t errlen)
 {
@@ -772,6 +891,15 @@ connect_failed(struct dir_pgsql *p, const char *why, char *err, size_t errlen)
 	                    ? BACKOFF_MAX_MS
 	                    : p->backoff_ms * 2;
 	p->retry_at = now_ms() + p->backoff_ms;
+	if (p->flags & DIR_OPEN_LAZY) {
+		unsigned ms = atomic_load(&probe_ms);
+
+		ms = ms == 0                    ? BACKOFF_MIN_MS
+		     : ms >= BACKOFF_MAX_MS / 2 ? BACKOFF_MAX_MS
+		                                : ms * 2;
+		atomic_store(&probe_ms, ms);
+		atomic_store(&probe_at, now_ms() + ms);
+	}
 	mark_down(p, p->last_err);
 	snprintf(
 	    err, errlen, "directory: PostgreSQL unavailable: %s", p->last_err);
@@ -873,8 +1001,6 @@ went_away(struct dir_pgsql *p)
 static int
 connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 {
-	const char *kw[4] = {"dbname", "fallback_application_name", NULL, NULL};
-	const char *val[4] = {p->conninfo, "postern", NULL, NULL};
 	char pass[1024] = "", why[512] = "", st_ms[16];
 	const char *set[2] = {st_ms, NULL};
 	PGresult *res = NULL;
@@ -908,24 +1034,69 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 		    p->last_err);
 		return -1;
 	}
-	if (p->passfile[0] != '\0') {
-		if (read_passfile(p->passfile, pass, sizeof(pass), why,
-		        sizeof(why)) == -1)
-			return connect_failed(p, why, err, errlen);
-		kw[2] = "password";
-		val[2] = pass;
+	/* Down for the whole process: one handle probes per interval. */
+	if ((p->flags & DIR_OPEN_LAZY) && atomic_load(&is_down)) {
+		int64_t at = atomic_load(&probe_at), now = now_ms();
+
+		if (now < at || !atomic_compare_exchange_strong(&probe_at, &at,
+		                    now + atomic_load(&probe_ms))) {
+			snprintf(err, errlen,
+			    "directory: PostgreSQL unavailable: %s",
+			    p->last_err[0] ? p->last_err
+			                   : "down (another connection is "
+			                     "trying it)");
+			return -1;
+		}
 	}
-	p->conn = PQconnectStartParams(kw, val, 1);
+	if (p->opts == NULL && p->conninfo_err[0] == '\0')
+		parse_conninfo(p);
+	if (p->conninfo_err[0] != '\0')
+		return connect_failed(p, p->conninfo_err, err, errlen);
+	if (p->passfile[0] != '\0' && read_passfile(p->passfile, pass,
+	                                  sizeof(pass), why, sizeof(why)) == -1)
+		return connect_failed(p, why, err, errlen);
+	/* Each host in turn, each with its own pg_connect_timeout (within
+	 * the operation's deadline): a hung first host costs its share,
+	 * then the next one is tried. */
+	for (size_t i = 0; i < p->nconn; i++) {
+		size_t n = p->nkw;
+
+		p->kw[n] = "fallback_application_name";
+		p->val[n++] = "postern";
+		if (pass[0] != '\0') {
+			p->kw[n] = "password";
+			p->val[n++] = pass;
+		}
+		p->kw[n] = NULL;
+		p->val[n] = NULL;
+		if (p->host_kw >= 0)
+			p->val[p->host_kw] = nth(p->hosts, p->nhosts, i);
+		if (p->hostaddr_kw >= 0)
+			p->val[p->hostaddr_kw] =
+			    nth(p->hostaddrs, p->nhostaddrs, i);
+		if (p->port_kw >= 0)
+			p->val[p->port_kw] = nth(p->ports, p->nports, i);
+		why[0] = '\0';
+		p->conn = PQconnectStartParams(p->kw, p->val, 0);
+		if (p->conn != NULL && PQstatus(p->conn) != CONNECTION_BAD &&
+		    connect_poll(p, why, sizeof(why)) == 0)
+			break;
+		if (why[0] == '\0')
+			snprintf(why, sizeof(why), "%s",
+			    p->conn != NULL ? PQerrorMessage(p->conn)
+			                    : "out of memory");
+		if (p->conn != NULL)
+			PQfinish(p->conn);
+		p->conn = NULL;
+		if (p->is_op && now_ms() >= ts_ms(&p->op_deadline))
+			break;
+	}
 	explicit_bzero(pass, sizeof(pass));
+	for (size_t i = 0; i < p->nkw + 2; i++)
+		if (p->kw[i] != NULL && strcmp(p->kw[i], "password") == 0)
+			p->val[i] = NULL;
 	if (p->conn == NULL)
-		return connect_failed(p, "out of memory", err, errlen);
-	if (PQstatus(p->conn) == CONNECTION_BAD ||
-	    connect_poll(p, why, sizeof(why)) == -1)
-		return connect_failed(p,
-		    PQstatus(p->conn) == CONNECTION_BAD && why[0] == '\0'
-		        ? PQerrorMessage(p->conn)
-		        : why,
-		    err, errlen);
+		return connect_failed(p, why, err, errlen);
 	PQsetNoticeProcessor(p->conn, on_notice, NULL);
 	if (PQsetnonblocking(p->conn, 1) == -1)
 		return connect_failed(p, PQerrorMessage(p->conn), err, errlen);
@@ -972,6 +1143,8 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 		}
 	}
 	p->backoff_ms = 0;
+	if (p->flags & DIR_OPEN_LAZY)
+		atomic_store(&probe_ms, 0);
 	mark_up(p);
 	return 0;
 }
@@ -1790,6 +1963,22 @@ p_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 			snprintf(err, errlen, "bad listing filter");
 			return DIR_ADMIN_REFUSED;
 		}
+		if (s == S_ROWS_MEMBERS_OF) {
+			const char *at = strrchr(filter, '@');
+			char local[512];
+
+			/* local@domain as stored: no '@' or too long matches
+			 * no list (the same as SQLite's concatenation). */
+			if (at == NULL ||
+			    (size_t)(at - filter) >= sizeof(local))
+				return 0;
+			memcpy(local, filter, (size_t)(at - filter));
+			local[at - filter] = '\0';
+			return db_exec(d, S_ROWS_MEMBERS_OF, local, at + 1,
+			           NULL, fn, arg, err, errlen) < 0
+			           ? DIR_ADMIN_ERROR
+			           : 0;
+		}
 		return db_exec(d, (enum stmt)s, filter, NULL, NULL, fn, arg,
 		           err, errlen) < 0
 		           ? DIR_ADMIN_ERROR
@@ -1865,6 +2054,9 @@ migrate_step(struct dir_pgsql *p, int *v, char *err, size_t errlen)
 	if (run_params(p,
 	        "BEGIN; SET LOCAL statement_timeout = 0; SELECT "
 	        "pg_advisory_xact_lock(" SCHEMA_LOCK_KEY ");"
+	        /* A step that waits for a table's lock (behind the nodes'
+	         * reads) gives up instead of queueing every node behind it. */
+	        "SET LOCAL lock_timeout = '10s';"
 	        "CREATE TABLE IF NOT EXISTS postern_schema(version integer NOT "
 	        "NULL)",
 	        0, NULL, &res, err, errlen) == -1)
@@ -1953,6 +2145,7 @@ p_close(struct dir *d)
 
 	disconnect(p);
 	free(p->buckets);
+	free_conninfo(p);
 	free(p->conninfo);
 	free(p->passfile);
 	free(p);

@@ -236,3 +236,22 @@ def test_a_newer_file_is_refused(make_server, tmp_path):
     r = s.ctl("db", "export", str(tmp_path / "x.jsonl"), check=False)
     assert r.returncode == 1 and os.listdir(tmp_path) == []
     assert user_version(s)[0] == 7
+
+
+def test_import_file_must_be_a_regular_file(make_server, tmp_path):
+    """db import FILE, run as root: a link is not followed and a FIFO is
+    refused at once (it would hang the import), nothing imported."""
+    src = make_server()
+    good = tmp_path / "dir.jsonl"
+    good.write_text(export(src))
+    dst = make_server(populate=False, start=False)
+    link = tmp_path / "link.jsonl"
+    os.symlink(good, link)
+    r = dst.ctl("db", "import", str(link), check=False)
+    assert r.returncode == 1 and "link.jsonl" in r.stderr, r.stderr
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    r = dst.ctl("db", "import", str(fifo), check=False)
+    assert r.returncode == 1 and "not a regular file" in r.stderr, r.stderr
+    assert dst.ctl("domain", "list").stdout == ""
+    assert dst.ctl("db", "import", str(good)).returncode == 0

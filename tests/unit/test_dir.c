@@ -9,7 +9,11 @@
  * file replaced under an open handle), an old database without the new
  * indexes, dir_open's backend choice.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -2682,6 +2686,118 @@ test_pg_cache_bounds(void **state)
 }
 
 /* The config keys, and dir_check / dir_pgsql_check through dir_open. */
+/* A TCP listener on 127.0.0.1 that never accepts: the handshake is
+ * done by the kernel's backlog, then nothing is ever said (a hung
+ * server).  Its port in *port. */
+static int
+hung_listener(int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(fd, 16), 0);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static int
+accepted(int fd)
+{
+	int n = 0, c;
+
+	while ((c = accept(fd, NULL, NULL)) != -1) {
+		close(c);
+		n++;
+	}
+	return n;
+}
+
+/* The test cluster's port, from pg_conninfo. */
+static const char *
+pg_port(void)
+{
+	static char port[16];
+	PQconninfoOption *o = PQconninfoParse(pg_conninfo, NULL);
+
+	assert_non_null(o);
+	for (PQconninfoOption *i = o; i->keyword != NULL; i++)
+		if (strcmp(i->keyword, "port") == 0 && i->val != NULL)
+			snprintf(port, sizeof(port), "%s", i->val);
+	PQconninfoFree(o);
+	return port;
+}
+
+/*
+ * Several hosts: a first host that hangs costs its pg_connect_timeout,
+ * then the next one is tried and answers (libpq alone would wait on the
+ * first forever, in non-blocking mode).  A password however spelt in
+ * pg_conninfo (a URI's %-escaped parameter name) is refused at connect.
+ * While the database is down, one lazy handle probes per interval and
+ * the others fail at once: a hung server costs one connect, not one per
+ * handle.
+ */
+static void
+test_pg_hosts(void **state)
+{
+	char ci[1400], err[512], canon[256];
+	int port, hung = hung_listener(&port);
+	struct dir *w = pg_populated(), *r, *r2;
+
+	(void)state;
+	snprintf(ci, sizeof(ci),
+	    "host=127.0.0.1,127.0.0.1 port=%d,%s user=postern dbname=%s", port,
+	    pg_port(), pg_db);
+	r = dir_pgsql_open(ci, pg_passfile(), 5000, 300, 5000, 0, DIR_OPEN_READ,
+	    err, sizeof(err));
+	if (r == NULL)
+		fail_msg("two hosts, the first hung: %s", err);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	assert_int_equal(accepted(hung), 1);
+	dir_close(&r);
+	/* A password in the conninfo, spelt so the config's check misses
+	 * it: libpq's own parse finds it. */
+	snprintf(ci, sizeof(ci),
+	    "postgresql://postern@127.0.0.1:%s/%s?%%70assword=x", pg_port(),
+	    pg_db);
+	assert_null(dir_pgsql_open(ci, pg_passfile(), 5000, 300, 5000, 0,
+	    DIR_OPEN_READ, err, sizeof(err)));
+	assert_non_null(strstr(err, "holds a password"));
+	/* Down (only the hung host): the first lazy handle's connect waits
+	 * its timeout, the second, right after, does not try at all. */
+	snprintf(ci, sizeof(ci),
+	    "host=127.0.0.1 port=%d user=postern dbname=%s", port, pg_db);
+	r = dir_pgsql_open(ci, pg_passfile(), 5000, 300, 5000, 0,
+	    DIR_OPEN_READ | DIR_OPEN_LAZY, err, sizeof(err));
+	r2 = dir_pgsql_open(ci, pg_passfile(), 5000, 300, 5000, 0,
+	    DIR_OPEN_READ | DIR_OPEN_LAZY, err, sizeof(err));
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    -1);
+	assert_int_equal(dir_domain_resolve(r2, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    -1);
+	assert_non_null(strstr(err, "PostgreSQL unavailable"));
+	assert_int_equal(accepted(hung), 1);
+	dir_close(&r2);
+	dir_close(&r);
+	close(hung);
+	/* Up again for the process (a lazy handle on the real server), so
+	 * the next tests start with the database up. */
+	r = pg_at(5000, 5000, DIR_OPEN_READ);
+	dir_close(&r);
+	r = dir_pgsql_open(pg_conninfo, pg_passfile(), 5000, 3000, 5000, 0,
+	    DIR_OPEN_READ | DIR_OPEN_LAZY, err, sizeof(err));
+	assert_int_equal(pg_until_up(r), 1);
+	dir_close(&r);
+	dir_close(&w);
+}
+
 static void
 test_pg_config(void **state)
 {
@@ -2746,6 +2862,20 @@ test_pg_config(void **state)
 		fail_msg("dir_check: %s", err);
 	{
 		PGconn *u = pg_user_conn();
+		char q[64];
+
+		snprintf(q, sizeof(q), "UPDATE postern_schema SET version = %d",
+		    SCHEMA_NOW - 1);
+		pg_sql(u, q);
+		assert_int_equal(dir_check(c, -1, err, sizeof(err)), 1);
+		assert_non_null(strstr(err, "run posternctl db upgrade"));
+		snprintf(q, sizeof(q), "UPDATE postern_schema SET version = %d",
+		    SCHEMA_NOW);
+		pg_sql(u, q);
+		PQfinish(u);
+	}
+	{
+		PGconn *u = pg_user_conn();
 
 		pg_sql(u, "UPDATE postern_schema SET version = 9");
 		PQfinish(u);
@@ -2796,6 +2926,7 @@ run_dir_tests(void)
 	    PG_TEST(test_pg_upgrade_from_1),
 	    PG_TEST(test_pg_transaction),
 	    PG_TEST(test_pg_lock),
+	    PG_TEST(test_pg_hosts),
 	    PG_TEST(test_pg_unique_race),
 	    PG_TEST(test_pg_config),
 	    PG_TEST(test_pg_cache_notify),
