@@ -2,13 +2,23 @@
 ASan+UBSan build from `make test`) on loopback ports chosen by the kernel,
 with its own data_dir, SQLite directory and TLS certificate.  At teardown
 the daemon is stopped with SIGTERM and its log must hold no sanitizer
-report."""
+report.
+
+PostgreSQL: make_server(directory="postgresql") (or pg=CLUSTER) gives the
+server a fresh database of its own on a private cluster (tests/pg/pgtest.sh,
+one per session, the `pg` fixture), schema made by `posternctl db init`;
+make_server(db=other.dbname, pg=...) shares another server's database (two
+nodes, one directory).  POSTERN_TEST_DIRECTORY=postgresql makes that every
+server's default, so any test file runs against PostgreSQL; tests that only
+mean something for SQLite's file are marked @sqlite_only(why)."""
+import contextlib
 import os
 import pwd
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import tempfile
@@ -22,12 +32,126 @@ POSTERNCTL = os.environ.get("POSTERNCTL", os.path.join(ROOT, "build/asan/postern
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:",
                      "ERROR: LeakSanitizer", "SUMMARY: UndefinedBehaviorSanitizer")
 
+PGTEST = os.path.join(ROOT, "tests/pg/pgtest.sh")
+# The directory a Server gets unless the test asks for one.
+DIRECTORY = os.environ.get("POSTERN_TEST_DIRECTORY", "sqlite")
+if DIRECTORY not in ("sqlite", "postgresql"):
+    raise SystemExit("POSTERN_TEST_DIRECTORY: sqlite or postgresql, not %r" % DIRECTORY)
+
 os.environ.setdefault("ASAN_OPTIONS", "abort_on_error=0:detect_leaks=1")
 os.environ.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
 
 
 def run_user():
     return "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+
+
+def sqlite_only(why):
+    """Marks a test that is about SQLite's own file (corrupting it, old
+    schemas, its locks): skipped when the run is against PostgreSQL."""
+    return pytest.mark.skipif(DIRECTORY != "sqlite", reason="SQLite directory only: " + why)
+
+
+class PgCluster:
+    """A private PostgreSQL cluster made by tests/pg/pgtest.sh in a temp
+    dir: databases for servers, a superuser psql over its socket, and a
+    stop and start of the same cluster (an outage) for the tests that
+    need one."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="postern-pg-")
+        self.n = 0
+        r = subprocess.run([PGTEST, "start", self.dir], capture_output=True, text=True,
+                           timeout=180)
+        if r.returncode != 0:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise AssertionError("pgtest.sh start: " + r.stderr)
+        with open(os.path.join(self.dir, "conninfo")) as f:
+            self.conninfo = f.read().strip()
+        self.passfile = os.path.join(self.dir, "passfile")
+        self.env = dict(os.environ)
+        with open(os.path.join(self.dir, "env")) as f:
+            for k, v in re.findall(r"^export (\w+)='?([^'\n]*)'?$", f.read(), re.M):
+                self.env[k] = v
+        self.bin = self.env["PGBIN"]
+
+    def createdb(self):
+        self.n += 1
+        name = f"t{os.getpid()}_{self.n}"
+        r = subprocess.run([PGTEST, "createdb", self.dir, name], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, "pgtest.sh createdb: " + r.stderr
+        return name
+
+    def config(self, dbname):
+        """The config keys of a server whose directory is database dbname."""
+        return {"directory": "postgresql",
+                "pg_conninfo": f"{self.conninfo} dbname={dbname}",
+                "pg_passfile": self.passfile}
+
+    def psql(self, sql, db="postgres", check=True):
+        """Runs sql as the superuser (over the cluster's socket); its
+        output, unaligned, tuples only."""
+        r = subprocess.run([os.path.join(self.bin, "psql"), "-X", "-q", "-A", "-t",
+                            "-v", "ON_ERROR_STOP=1", "-d", db],
+                           input=sql, env=self.env, capture_output=True, text=True,
+                           timeout=60)
+        if check and r.returncode != 0:
+            raise AssertionError(f"psql {sql!r}: {r.stderr}")
+        return r.stdout
+
+    @contextlib.contextmanager
+    def locked(self, db, tables):
+        """Holds an ACCESS EXCLUSIVE lock on tables of database db (a
+        psql session in a transaction) until the block ends: every
+        query on them waits."""
+        p = subprocess.Popen([os.path.join(self.bin, "psql"), "-X", "-q", "-A", "-t",
+                              "-v", "ON_ERROR_STOP=1", "-d", db],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             env=self.env, text=True)
+        try:
+            p.stdin.write(f"BEGIN;\nLOCK TABLE {', '.join(tables)} IN ACCESS EXCLUSIVE MODE;\n"
+                          "\\echo locked\n")
+            p.stdin.flush()
+            assert p.stdout.readline().strip() == "locked", "psql could not lock"
+            yield
+        finally:
+            try:
+                p.stdin.write("ROLLBACK;\n")
+                p.stdin.close()
+            except BrokenPipeError:
+                pass
+            p.wait(60)
+
+    def dropdb(self, name):
+        self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", check=False)
+
+    def pg_ctl(self, *args):
+        cmd = [os.path.join(self.bin, "pg_ctl"), "-D", os.path.join(self.dir, "data"), *args]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", "postern-pgtest", "--"] + cmd
+        r = subprocess.run(cmd, cwd=self.dir, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, f"pg_ctl {args}: {r.stdout} {r.stderr}"
+
+    def down(self, mode="fast"):
+        """Stops the server (the cluster stays): an outage."""
+        self.pg_ctl("-m", mode, "-w", "stop")
+
+    def up(self):
+        """Starts the same cluster again, same port."""
+        self.pg_ctl("-l", os.path.join(self.dir, "log"), "-w", "-t", "60", "start")
+
+    def stop(self):
+        subprocess.run([PGTEST, "stop", self.dir], capture_output=True, timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg():
+    """The session's PostgreSQL cluster (started on first use)."""
+    c = PgCluster()
+    yield c
+    c.stop()
 
 
 @pytest.fixture(scope="session")
@@ -107,8 +231,11 @@ def sink_port():
 class Server:
     """One posternd instance and helpers to inspect what it stored."""
 
-    def __init__(self, base, cert, extra, dns="", sink_port=25):
+    def __init__(self, base, cert, extra, dns="", sink_port=25, pg=None, dbname=None):
         self.base = base
+        # PostgreSQL: the cluster and this server's database (shared by
+        # the servers given the same dbname); None for SQLite.
+        self.pg, self.dbname = pg, dbname
         self.data = os.path.join(base, "data")
         self.conf = os.path.join(base, "postern.conf")
         self.logpath = os.path.join(base, "posternd.log")
@@ -137,6 +264,8 @@ class Server:
             "dns_servers": self.dns,
             "smtp_port": str(self.sink_port),
         }
+        if self.pg is not None:
+            conf.update(self.pg.config(self.dbname))
         conf.update(self.extra)
         with open(self.conf, "w") as f:
             for k, v in conf.items():
@@ -148,6 +277,34 @@ class Server:
         if check and r.returncode != 0:
             raise AssertionError(f"posternctl {args}: {r.returncode} {r.stderr}")
         return r
+
+    def db_init(self):
+        """PostgreSQL: the schema, which only `posternctl db init` makes."""
+        if self.pg is not None:
+            self.ctl("db", "init")
+
+    def psql(self, sql, check=True):
+        """PostgreSQL: sql run as the superuser in this server's database."""
+        assert self.pg is not None, "not a PostgreSQL directory"
+        return self.pg.psql(sql, db=self.dbname, check=check)
+
+    @contextlib.contextmanager
+    def directory_locked(self):
+        """Holds a lock that makes every directory lookup wait until the
+        block ends (SQLite: an exclusive transaction on the file;
+        PostgreSQL: the tables locked).  The lookup's own timeout still
+        applies: directory_timeout (and pg_query_timeout)."""
+        if self.pg is not None:
+            with self.pg.locked(self.dbname, ("domains", "host_aliases", "users")):
+                yield
+            return
+        db = sqlite3.connect(os.path.join(self.data, "postern.db"), isolation_level=None)
+        db.execute("BEGIN EXCLUSIVE")
+        try:
+            yield
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
 
     def populate(self):
         self.ctl("domain", "add", "example.test")
@@ -231,10 +388,15 @@ class Server:
 
 
 def new_server(tmp_path_factory, cert, extra=None, populate=True, start=True,
-               dns="", sink_port=25):
+               dns="", sink_port=25, pg=None, dbname=None, db_init=True):
+    """pg (a PgCluster) with dbname: that database, whose schema `db init`
+    makes first unless db_init is False (a second node on a database
+    another server set up)."""
     base = tempfile.mkdtemp(prefix="postern-test-")
     os.chmod(base, 0o755)  # the daemon runs as an unprivileged user
-    s = Server(base, cert, extra or {}, dns, sink_port)
+    s = Server(base, cert, extra or {}, dns, sink_port, pg, dbname)
+    if db_init:
+        s.db_init()
     if populate:
         s.populate()
     if start:
@@ -243,11 +405,29 @@ def new_server(tmp_path_factory, cert, extra=None, populate=True, start=True,
 
 
 @pytest.fixture
-def make_server(tmp_path_factory, cert, dns, sink_port):
-    made = []
+def make_server(request, tmp_path_factory, cert, dns, sink_port):
+    """factory(extra, populate, start, directory=None, pg=None, db=None):
+    directory "sqlite" or "postgresql" (None: POSTERN_TEST_DIRECTORY's);
+    pg a PgCluster other than the session's (implies postgresql); db the
+    name of an existing database to share (no db init: the server that
+    made it did that; populate it only if asked)."""
+    made, dbs = [], []
 
-    def factory(extra=None, populate=True, start=True):
-        s = new_server(tmp_path_factory, cert, extra, populate, start, dns, sink_port)
+    def factory(extra=None, populate=True, start=True, directory=None, pg=None, db=None):
+        if pg is not None or db is not None:
+            directory = "postgresql"
+        directory = directory or DIRECTORY
+        assert directory in ("sqlite", "postgresql"), directory
+        dbname, db_init = None, False
+        if directory == "postgresql":
+            pg = pg or request.getfixturevalue("pg")
+            if db is None:
+                dbname, db_init = pg.createdb(), True
+                dbs.append((pg, dbname))
+            else:
+                dbname = db
+        s = new_server(tmp_path_factory, cert, extra, populate, start, dns, sink_port,
+                       pg, dbname, db_init)
         made.append(s)
         return s
 
@@ -256,6 +436,8 @@ def make_server(tmp_path_factory, cert, dns, sink_port):
         s.stop()
         s.check_sanitizers()
         shutil.rmtree(s.base, ignore_errors=True)
+    for pg, name in dbs:
+        pg.dropdb(name)
 
 
 @pytest.fixture

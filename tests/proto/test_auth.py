@@ -11,7 +11,7 @@ import socket
 import statistics
 import time
 
-from conftest import tls_context
+from conftest import sqlite_only, tls_context
 
 PLAINTEXT = {"auth_require_tls": "no", "pop3_allow_plaintext": "yes"}
 
@@ -202,6 +202,7 @@ def restore(path, good):
         os.fsync(f.fileno())
 
 
+@sqlite_only("corrupts postern.db (test_multinode.py stops PostgreSQL)")
 def test_directory_error_is_temporary_and_counts_nothing(make_server):
     s = make_server(dict(PLAINTEXT, auth_max_failures="2", auth_account_max_failures="2"))
     db = os.path.join(s.data, "postern.db")

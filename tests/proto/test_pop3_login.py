@@ -2,30 +2,22 @@
 the session: SIGTERM, its session_timeout, the shutdown_timeout, the
 client leaving, and a second login past auth_max_pending.  The check is
 held by an exclusive lock on the directory database (directory_timeout
-60 s), as in test_shutdown.py; plaintext USER/PASS over raw sockets so
+60 s; with PostgreSQL the tables locked, pg_query_timeout 60 s), as in
+test_shutdown.py; plaintext USER/PASS over raw sockets so
 every reply line is seen as sent."""
-import os
 import re
 import signal
-import sqlite3
 import time
-from contextlib import contextmanager
 
-from conftest import Raw, wait_for
+from conftest import DIRECTORY, Raw, wait_for
 
 BASE = {"pop3_allow_plaintext": "yes", "directory_timeout": "60s"}
+if DIRECTORY == "postgresql":
+    BASE["pg_query_timeout"] = "60s"
 
 
-@contextmanager
 def directory_locked(server):
-    db = sqlite3.connect(os.path.join(server.data, "postern.db"),
-                         isolation_level=None)
-    db.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        db.execute("ROLLBACK")
-        db.close()
+    return server.directory_locked()
 
 
 def pop_id(server, n):

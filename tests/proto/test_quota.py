@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import run_user, tls_context, wait_for
+from conftest import run_user, sqlite_only, tls_context, wait_for
 
 
 def maildirsize(server, user="alice"):
@@ -279,6 +279,7 @@ def old_schema_db(path):
         os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
+@sqlite_only("an old postern.db; PostgreSQL has db upgrade")
 def test_migration_of_old_schema(make_server):
     s = make_server(populate=False, start=False)
     os.makedirs(s.data, exist_ok=True)
@@ -307,6 +308,7 @@ def test_migration_of_old_schema(make_server):
     db.close()
 
 
+@sqlite_only("an old postern.db; the daemon migrates no PostgreSQL schema")
 def test_daemon_migrates_at_start_and_reads_quota(make_server):
     s = make_server(populate=False, start=False)
     os.makedirs(s.data, exist_ok=True)
