@@ -123,6 +123,13 @@ format-check:
 include-graph:
 	@scripts/include-graph.sh -q
 
+# Run a second time with every server's directory on PostgreSQL
+# (POSTERN_TEST_DIRECTORY, tests/proto/conftest.py): the files where the
+# directory does the most.
+PG_PROTO_TESTS = $(addprefix tests/proto/,test_directory.py test_auth.py \
+	test_relay.py test_smtp.py test_pop3_login.py test_quota.py test_cli.py \
+	test_imap.py)
+
 test:
 	@scripts/deps.sh test
 	$(MAKE) format-check
@@ -136,6 +143,10 @@ test:
 	@echo "== integration tests (pytest against the real daemon, ASan+UBSan)"
 	POSTERND=$(CURDIR)/$(ASAN)/posternd POSTERNCTL=$(CURDIR)/$(ASAN)/posternctl \
 		/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/proto
+	@echo "== the directory-heavy protocol tests again, on PostgreSQL (tests/pg/pgtest.sh)"
+	POSTERN_TEST_DIRECTORY=postgresql \
+		POSTERND=$(CURDIR)/$(ASAN)/posternd POSTERNCTL=$(CURDIR)/$(ASAN)/posternctl \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider $(PG_PROTO_TESTS)
 
 # ---- fuzzing (clang libFuzzer), bounded ---------------------------------
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \

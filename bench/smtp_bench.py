@@ -82,11 +82,17 @@ def descendants(pid):
 
 class Postern:
     name = "postern"
+    # For subclasses (bench/dir_bench.py): config lines added to every
+    # run's file, and a step before the users are added.
+    extra_conf = ""
 
     def __init__(self, base):
         self.base = base
         self.proc = None
         self.relay_sink = None
+
+    def prepare(self):
+        pass
 
     def start(self, run):
         port_free(P_PORT)
@@ -106,6 +112,8 @@ class Postern:
                         "dns_servers = 127.0.0.1:9\n")
             else:
                 f.write("dns_servers = 127.0.0.1:9\n")
+            f.write(self.extra_conf)
+        self.prepare()
         sh(POSTERNCTL, "-c", self.conf, "domain", "add", "example.test")
         for u in USERS:
             sh(POSTERNCTL, "-c", self.conf, "user", "add", f"{u}@example.test", input="pw\n")

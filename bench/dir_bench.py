@@ -1,0 +1,243 @@
+"""The directory on the mail path: SMTP to Maildir with the SQLite directory
+against the PostgreSQL one (issue 13), same machine, same run.
+
+bench/smtp_bench.py's load (Postfix's smtp-source, 20 sessions, 1 KiB
+messages, delivered to Maildirs; posternd answers 250 only once the copies
+are synced) against the release posternd twice: `directory = sqlite` (the
+default) and `directory = postgresql` on a private cluster
+(tests/pg/pgtest.sh: 127.0.0.1, scram-sha-256, a fresh database per run,
+schema by `posternctl db init`).  Each RCPT is a directory operation (the
+domain, the address, the quota), so 10 recipients is ten of them per
+message.  Rounds alternate the backends; medians, the ratio
+PostgreSQL/SQLite, and per message the CPU of posternd and of the
+PostgreSQL server processes, and the queries (transactions) PostgreSQL ran.
+
+Then (BENCH_ONLY=upsert, or after the loads) the write cost of a lock-out
+counter upsert on the same kind of cluster, an UNLOGGED table against a
+logged one, with pgbench: first with pgtest.sh's settings (fsync and
+synchronous_commit off, as the tests run), then with PostgreSQL's defaults
+(fsync, synchronous_commit and full_page_writes on, as a production server
+runs).
+
+Bounded: message counts, 600 s per run, 10 s per pgbench run; everything on
+127.0.0.1; posternd's DNS points at a closed loopback port.
+
+  /usr/bin/python3 bench/dir_bench.py          # ROUNDS=5 by default
+  ROUNDS=3 BENCH_ONLY=smtp /usr/bin/python3 bench/dir_bench.py
+"""
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import smtp_bench as sb  # noqa: E402
+
+PGTEST = os.path.join(sb.TOP, "tests/pg/pgtest.sh")
+ROUNDS = int(os.environ.get("ROUNDS", "5"))
+LOADS = [(1024, 1, 3000), (1024, 10, 1000)]  # (size, recipients, messages)
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+class Pg:
+    """A private cluster (pgtest.sh start), its superuser psql, the CPU
+    of its processes."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="postern-pgbench-")
+        sb.sh(PGTEST, "start", self.dir, timeout=180)
+        with open(os.path.join(self.dir, "conninfo")) as f:
+            self.conninfo = f.read().strip()
+        self.passfile = os.path.join(self.dir, "passfile")
+        self.env = dict(os.environ)
+        with open(os.path.join(self.dir, "env")) as f:
+            for k, v in re.findall(r"^export (\w+)='?([^'\n]*)'?$", f.read(), re.M):
+                self.env[k] = v
+        self.bin = self.env["PGBIN"]
+        with open(os.path.join(self.dir, "data", "postmaster.pid")) as f:
+            self.postmaster = int(f.readline())
+        self.n = 0
+
+    def createdb(self):
+        self.n += 1
+        name = f"bench{self.n}"
+        sb.sh(PGTEST, "createdb", self.dir, name, timeout=60)
+        return name
+
+    def psql(self, sql, db="postgres"):
+        return subprocess.run([os.path.join(self.bin, "psql"), "-X", "-q", "-A", "-t",
+                               "-v", "ON_ERROR_STOP=1", "-d", db], input=sql, env=self.env,
+                              check=True, capture_output=True, text=True,
+                              timeout=120).stdout.strip()
+
+    def cpu(self):
+        """Seconds of CPU of every server process so far: the live ones
+        and, through the postmaster's children times, those gone."""
+        total = 0
+        for pid in sb.descendants(self.postmaster):
+            st = proc_stat(pid)
+            if st:
+                total += st[0] + st[1] + (st[2] + st[3] if pid == self.postmaster else 0)
+        return total / TICK
+
+    def xacts(self, db):
+        """Transactions committed in db (one per autocommit query)."""
+        self.psql("SELECT pg_stat_clear_snapshot()", db)
+        return int(self.psql(f"SELECT xact_commit + xact_rollback FROM pg_stat_database "
+                             f"WHERE datname = '{db}'"))
+
+    def tcp_env(self):
+        """libpq settings of the daemon's own way in: role postern over
+        127.0.0.1 with its password."""
+        env = dict(self.env, PGUSER="postern", PGHOST="127.0.0.1")
+        with open(self.passfile) as f:
+            env["PGPASSWORD"] = f.read().strip()
+        return env
+
+    def stop(self):
+        subprocess.run([PGTEST, "stop", self.dir], capture_output=True, timeout=120)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def proc_stat(pid):
+    """(utime, stime, cutime, cstime) in ticks, or None."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    return tuple(int(x) for x in fields[11:15])
+
+
+class DirPostern(sb.Postern):
+    """smtp_bench's postern with the directory given; counts the CPU
+    (posternd's, PostgreSQL's) and the PostgreSQL transactions between
+    the start and the stop of each run."""
+
+    def __init__(self, base, pg=None):
+        super().__init__(base)
+        self.pg, self.db = pg, None
+        self.name = "postgresql" if pg else "sqlite"
+        self.runs = []  # (posternd cpu s, pg cpu s, pg transactions)
+
+    def prepare(self):
+        if self.pg:
+            sb.sh(sb.POSTERNCTL, "-c", self.conf, "db", "init")
+
+    def start(self, run):
+        if self.pg:
+            self.db = self.pg.createdb()
+            self.extra_conf = (f"directory = postgresql\n"
+                               f"pg_conninfo = {self.pg.conninfo} dbname={self.db}\n"
+                               f"pg_passfile = {self.pg.passfile}\n")
+        super().start(run)
+        self.cpu0 = self.pg.cpu() if self.pg else 0
+        self.x0 = self.pg.xacts(self.db) if self.pg else 0
+
+    def stop(self):
+        st = proc_stat(self.proc.pid)
+        pg_cpu = self.pg.cpu() - self.cpu0 if self.pg else 0
+        xacts = self.pg.xacts(self.db) - self.x0 if self.pg else 0
+        self.runs.append(((st[0] + st[1]) / TICK, pg_cpu, xacts))
+        super().stop()
+        if self.pg:
+            self.pg.psql(f"DROP DATABASE {self.db} WITH (FORCE)")
+
+
+def smtp_loads(base, pg):
+    s, p = DirPostern(base), DirPostern(base, pg)
+    print(f"# SMTP to Maildir, {sb.SESSIONS} sessions, {ROUNDS} rounds alternating, "
+          "msg/s = messages durably in the Maildirs per second (median)")
+    print(f"{'size':>5} {'rcpt':>4} {'msgs':>5} {'sqlite':>7} {'pgsql':>7} {'ratio':>6}"
+          "  cpu ms/msg posternd sqlite/pgsql, postgres  pg xacts/msg   rounds sqlite/pgsql")
+    for size, rcpts, count in LOADS:
+        sr, pr = [], []
+        s.runs, p.runs = [], []
+        for _ in range(ROUNDS):
+            sr.append(sb.load(s, sb.P_PORT, size, rcpts, count)[0])
+            pr.append(sb.load(p, sb.P_PORT, size, rcpts, count)[0])
+        sm, pm = statistics.median(sr), statistics.median(pr)
+
+        def per_msg(runs, i, scale=1000):
+            return statistics.median(r[i] for r in runs) * scale / count
+
+        each = " ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(sr, pr))
+        print(f"{size:>5} {rcpts:>4} {count:>5} {sm:>7.0f} {pm:>7.0f} {pm / sm:>6.3f}"
+              f"  {per_msg(s.runs, 0):>8.3f} / {per_msg(p.runs, 0):.3f}, {per_msg(p.runs, 1):.3f}"
+              f"  {per_msg(p.runs, 2, 1):>12.1f}   {each}", flush=True)
+
+
+UPSERT = """\\set k random(1, 10000)
+INSERT INTO {t}(k, failures, first_at) VALUES ('ip:' || :k, 1, now())
+  ON CONFLICT (k) DO UPDATE SET failures = {t}.failures + 1;
+"""
+
+
+def pgbench(pg, db, table, clients, seconds=int(os.environ.get("UPSERT_SECONDS", "10"))):
+    script = os.path.join(pg.dir, f"upsert-{table}.sql")
+    with open(script, "w") as f:
+        f.write(UPSERT.format(t=table))
+    os.chmod(script, 0o644)
+    out = subprocess.run([os.path.join(pg.bin, "pgbench"), "-n", "-f", script,
+                          "-c", str(clients), "-j", str(min(clients, 2)), "-T", str(seconds),
+                          db], env=pg.tcp_env(), check=True, capture_output=True, text=True,
+                         timeout=seconds + 60).stdout
+    tps = float(re.search(r"tps = ([\d.]+)", out).group(1))
+    lat = float(re.search(r"latency average = ([\d.]+) ms", out).group(1))
+    return tps, lat
+
+
+def upserts(pg):
+    db = pg.createdb()
+    for t, kind in (("lo_logged", ""), ("lo_unlogged", "UNLOGGED ")):
+        pg.psql(f"CREATE {kind}TABLE {t}(k text PRIMARY KEY, failures integer NOT NULL, "
+                f"first_at timestamptz NOT NULL); ALTER TABLE {t} OWNER TO postern", db)
+    print("# lock-out counter upsert (INSERT ... ON CONFLICT DO UPDATE, 10,000 keys, one "
+          "transaction each), pgbench as role postern over 127.0.0.1, 10 s each: "
+          "tps and mean latency")
+    print(f"{'settings':>34} {'clients':>7} {'logged tps':>10} {'ms':>6} "
+          f"{'unlogged tps':>12} {'ms':>6} {'ratio':>6}")
+    for label, settings in (("pgtest.sh: fsync, sync_commit off", None),
+                            ("defaults: fsync, sync_commit on",
+                             {"fsync": "on", "synchronous_commit": "on",
+                              "full_page_writes": "on"})):
+        if settings:
+            for k, v in settings.items():
+                pg.psql(f"ALTER SYSTEM SET {k} = {v}")
+            pg.psql("SELECT pg_reload_conf()")
+            got = pg.psql("SELECT current_setting('fsync') || current_setting('synchronous_commit')")
+            assert got == "onon", got
+        for clients in (1, 20):
+            lt, ll = pgbench(pg, db, "lo_logged", clients)
+            ut, ul = pgbench(pg, db, "lo_unlogged", clients)
+            print(f"{label:>34} {clients:>7} {lt:>10.0f} {ll:>6.2f} {ut:>12.0f} {ul:>6.2f}"
+                  f" {ut / lt:>6.2f}", flush=True)
+
+
+def main():
+    if os.geteuid() != 0:
+        raise SystemExit("run as root (the PostgreSQL harness and smtp-source's users)")
+    for f in (sb.POSTERND, sb.POSTERNCTL):
+        if not os.access(f, os.X_OK):
+            raise SystemExit(f"{f}: missing (make all)")
+    base = tempfile.mkdtemp(prefix="postern-dirbench-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
+    os.chmod(base, 0o755)
+    pg = Pg()
+    only = os.environ.get("BENCH_ONLY", "")
+    try:
+        print(f"# {os.cpu_count()} cores; posternd {sb.POSTERND}; PostgreSQL "
+              f"{pg.psql('SHOW server_version')} on 127.0.0.1")
+        if only in ("", "smtp"):
+            smtp_loads(base, pg)
+        if only in ("", "upsert"):
+            upserts(pg)
+    finally:
+        pg.stop()
+        subprocess.run(["rm", "-rf", base])
+
+
+if __name__ == "__main__":
+    main()
