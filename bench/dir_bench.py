@@ -23,7 +23,9 @@ Bounded: message counts, 600 s per run, 10 s per pgbench run; everything on
 127.0.0.1; posternd's DNS points at a closed loopback port.
 
   /usr/bin/python3 bench/dir_bench.py          # ROUNDS=5 by default
-  ROUNDS=3 BENCH_ONLY=smtp /usr/bin/python3 bench/dir_bench.py
+  ROUNDS=3 BENCH_ONLY=smtp /usr/bin/python3 bench/dir_bench.py   # or latency, upsert
+  BENCH_LOADS=1024:10:1000 BENCH_CONF="dir_workers = 16" ...      # one load, a setting
+                                                                  # for both backends
 """
 import os
 import re
@@ -39,6 +41,8 @@ import smtp_bench as sb  # noqa: E402
 PGTEST = os.path.join(sb.TOP, "tests/pg/pgtest.sh")
 ROUNDS = int(os.environ.get("ROUNDS", "5"))
 LOADS = [(1024, 1, 3000), (1024, 10, 1000)]  # (size, recipients, messages)
+if os.environ.get("BENCH_LOADS"):  # "SIZE:RCPTS:MSGS,..."
+    LOADS = [tuple(int(x) for x in l.split(":")) for l in os.environ["BENCH_LOADS"].split(",")]
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -142,9 +146,10 @@ class DirPostern(sb.Postern):
             raise SystemExit(f"posternctl db init: {r.stderr}")
 
     def start(self, run):
+        self.extra_conf = os.environ.get("BENCH_CONF", "").replace(";", "\n") + "\n"
         if self.pg:
             self.db = self.pg.createdb()
-            self.extra_conf = (f"directory = postgresql\n"
+            self.extra_conf += (f"directory = postgresql\n"
                                f"pg_conninfo = {self.pg.conninfo} dbname={self.db}\n"
                                f"pg_passfile = {self.pg.passfile}\n")
         super().start(run)
@@ -153,10 +158,16 @@ class DirPostern(sb.Postern):
 
     def stop(self):
         st = proc_stat(self.proc.pid)
-        pg_cpu = self.pg.cpu() - self.cpu0 if self.pg else 0
-        xacts = self.pg.xacts(self.db) - self.x0 if self.pg else 0
-        self.runs.append(((st[0] + st[1]) / TICK, pg_cpu, xacts))
         super().stop()
+        pg_cpu = xacts = 0
+        if self.pg:
+            # After posternd's connections closed: their server
+            # processes have exited (CPU in the postmaster's children
+            # times) and flushed their statistics.
+            sb.time.sleep(0.5)
+            pg_cpu = self.pg.cpu() - self.cpu0
+            xacts = self.pg.xacts(self.db) - self.x0
+        self.runs.append(((st[0] + st[1]) / TICK, pg_cpu, xacts))
         if self.pg:
             self.pg.psql(f"DROP DATABASE {self.db} WITH (FORCE)")
 
@@ -182,6 +193,43 @@ def smtp_loads(base, pg):
         print(f"{size:>5} {rcpts:>4} {count:>5} {sm:>7.0f} {pm:>7.0f} {pm / sm:>6.3f}"
               f"  {per_msg(s.runs, 0):>8.3f} / {per_msg(p.runs, 0):.3f}, {per_msg(p.runs, 1):.3f}"
               f"  {per_msg(p.runs, 2, 1):>12.1f}   {each}", flush=True)
+
+
+def rcpt_latency(server, n=3000):
+    """One session, one RCPT at a time (MAIL and RSET every 50): the
+    median and 90th percentile time of a RCPT answer, in ms.  The
+    directory's round trips, without the load's competition."""
+    import smtplib
+    import time
+    sb.settle()
+    server.start(f"lat-{time.time_ns()}")
+    try:
+        c = smtplib.SMTP("127.0.0.1", sb.P_PORT, timeout=30)
+        c.ehlo("bench.example")
+        times = []
+        for i in range(n):
+            if i % 50 == 0:
+                c.rset()
+                c.mail("bench@remote.example")
+            t0 = time.perf_counter()
+            code = c.rcpt(sb.USERS[i % len(sb.USERS)] + "@example.test")[0]
+            times.append(time.perf_counter() - t0)
+            assert code == 250, code
+        c.quit()
+    finally:
+        server.stop()
+    times.sort()
+    return statistics.median(times) * 1000, times[len(times) * 9 // 10] * 1000
+
+
+def latencies(base, pg):
+    s, p = DirPostern(base), DirPostern(base, pg)
+    print("# RCPT latency, one session, one RCPT at a time, 3000 RCPTs, ms: median / p90")
+    for _ in range(min(ROUNDS, 3)):
+        (sm, s9), (pm, p9) = rcpt_latency(s), rcpt_latency(p)
+        print(f"  sqlite {sm:.3f} / {s9:.3f}   postgresql {pm:.3f} / {p9:.3f}   "
+              f"difference {pm - sm:+.3f} ms per RCPT (pg xacts per RCPT "
+              f"{p.runs[-1][2] / 3000:.2f})", flush=True)
 
 
 UPSERT = """\\set k random(1, 10000)
@@ -246,6 +294,8 @@ def main():
               f"{pg.psql('SHOW server_version')} on 127.0.0.1")
         if only in ("", "smtp"):
             smtp_loads(base, pg)
+        if only in ("", "latency"):
+            latencies(base, pg)
         if only in ("", "upsert"):
             upserts(pg)
     finally:

@@ -478,6 +478,8 @@ def make_server(request, tmp_path_factory, cert, dns, sink_port):
     for s in made:
         s.stop()
         s.check_sanitizers()
+        if s.pg is not None:  # it really ran on PostgreSQL
+            assert not os.path.exists(os.path.join(s.data, "postern.db")), s.data
         shutil.rmtree(s.base, ignore_errors=True)
     for pg, name in dbs:
         pg.dropdb(name)
