@@ -88,11 +88,13 @@ class Pg:
                 total += st[0] + st[1] + (st[2] + st[3] if pid == self.postmaster else 0)
         return total / TICK
 
-    def xacts(self, db):
-        """Transactions committed in db (one per autocommit query)."""
-        self.psql("SELECT pg_stat_clear_snapshot()", db)
-        return int(self.psql(f"SELECT xact_commit + xact_rollback FROM pg_stat_database "
-                             f"WHERE datname = '{db}'"))
+    def stats(self, db):
+        """(transactions, sessions) of db so far: one transaction per
+        autocommit query; sessions = connections made (this query's own
+        psql is one, its transaction another)."""
+        x, n = self.psql(f"SELECT xact_commit + xact_rollback, sessions FROM pg_stat_database "
+                         f"WHERE datname = '{db}'", db).split("|")
+        return int(x), int(n)
 
     def tcp_env(self):
         """libpq settings of the daemon's own way in: role postern over
@@ -126,7 +128,7 @@ class DirPostern(sb.Postern):
         super().__init__(base)
         self.pg, self.db = pg, None
         self.name = "postgresql" if pg else "sqlite"
-        self.runs = []  # (posternd cpu s, pg cpu s, pg transactions)
+        self.runs = []  # (posternd cpu s, pg cpu s, pg transactions, pg sessions)
 
     def prepare(self):
         if not self.pg:
@@ -155,20 +157,21 @@ class DirPostern(sb.Postern):
                                f"pg_passfile = {self.pg.passfile}\n")
         super().start(run)
         self.cpu0 = self.pg.cpu() if self.pg else 0
-        self.x0 = self.pg.xacts(self.db) if self.pg else 0
+        self.x0 = self.pg.stats(self.db) if self.pg else (0, 0)
 
     def stop(self):
         st = proc_stat(self.proc.pid)
         super().stop()
-        pg_cpu = xacts = 0
+        pg_cpu = xacts = sessions = 0
         if self.pg:
             # After posternd's connections closed: their server
             # processes have exited (CPU in the postmaster's children
             # times) and flushed their statistics.
             sb.time.sleep(0.5)
             pg_cpu = self.pg.cpu() - self.cpu0
-            xacts = self.pg.xacts(self.db) - self.x0
-        self.runs.append(((st[0] + st[1]) / TICK, pg_cpu, xacts))
+            x, n = self.pg.stats(self.db)
+            xacts, sessions = x - self.x0[0] - 1, n - self.x0[1] - 1
+        self.runs.append(((st[0] + st[1]) / TICK, pg_cpu, xacts, sessions))
         if self.pg:
             self.pg.psql(f"DROP DATABASE {self.db} WITH (FORCE)")
 
@@ -178,7 +181,8 @@ def smtp_loads(base, pg):
     print(f"# SMTP to Maildir, {sb.SESSIONS} sessions, {ROUNDS} rounds alternating, "
           "msg/s = messages durably in the Maildirs per second (median)")
     print(f"{'size':>5} {'rcpt':>4} {'msgs':>5} {'sqlite':>7} {'pgsql':>7} {'ratio':>6}"
-          "  cpu ms/msg posternd sqlite/pgsql, postgres  pg xacts/msg   rounds sqlite/pgsql")
+          "  cpu ms/msg posternd sqlite/pgsql, postgres  pg xacts/msg  pg conns"
+          "   rounds sqlite/pgsql")
     for size, rcpts, count in LOADS:
         sr, pr = [], []
         s.runs, p.runs = [], []
@@ -193,7 +197,8 @@ def smtp_loads(base, pg):
         each = " ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(sr, pr))
         print(f"{size:>5} {rcpts:>4} {count:>5} {sm:>7.0f} {pm:>7.0f} {pm / sm:>6.3f}"
               f"  {per_msg(s.runs, 0):>8.3f} / {per_msg(p.runs, 0):.3f}, {per_msg(p.runs, 1):.3f}"
-              f"  {per_msg(p.runs, 2, 1):>12.1f}   {each}", flush=True)
+              f"  {per_msg(p.runs, 2, 1):>12.1f}  {max(r[3] for r in p.runs):>8}"
+              f"   {each}", flush=True)
 
 
 def rcpt_latency(server, n=3000):
