@@ -131,22 +131,8 @@ class DirPostern(sb.Postern):
         self.runs = []  # (posternd cpu s, pg cpu s, pg transactions, pg sessions)
 
     def prepare(self):
-        if not self.pg:
-            return
-        r = subprocess.run([sb.POSTERNCTL, "-c", self.conf, "db", "init"],
-                           capture_output=True, text=True, timeout=60)
-        if r.returncode == 2 and "db init" not in subprocess.run(
-                [sb.POSTERNCTL, "--help"], capture_output=True, text=True).stdout:
-            # TEMPORARY: no `posternctl db init` in this tree yet: the
-            # schema the way the tests' fixture makes it.
-            sys.path.insert(0, os.path.join(sb.TOP, "tests/proto"))
-            import conftest
-            subprocess.run([os.path.join(self.pg.bin, "psql"), "-X", "-q", "-v",
-                            "ON_ERROR_STOP=1", "-d", self.db],
-                           input=conftest.pg_schema_sql()[0], env=self.pg.tcp_env(),
-                           check=True, capture_output=True, text=True, timeout=60)
-        elif r.returncode != 0:
-            raise SystemExit(f"posternctl db init: {r.stderr}")
+        if self.pg:
+            sb.sh(sb.POSTERNCTL, "-c", self.conf, "db", "init", timeout=60)
 
     def start(self, run):
         self.extra_conf = os.environ.get("BENCH_CONF", "").replace(";", "\n") + "\n"

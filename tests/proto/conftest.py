@@ -52,24 +52,6 @@ def sqlite_only(why):
     return pytest.mark.skipif(DIRECTORY != "sqlite", reason="SQLite directory only: " + why)
 
 
-def pg_schema_sql():
-    """(SQL, version): dir_pgsql.c's migrations[] in order in one
-    transaction, postern_schema at the last version, as admin->schema
-    leaves a new database.  TEMPORARY: until `posternctl db init`."""
-    src = open(os.path.join(ROOT, "src/dir/dir_pgsql.c")).read()
-    table = src.split("} migrations[] = {", 1)[1].split("\n};", 1)[0]
-    steps = []
-    for entry in table.split("},"):
-        lits = re.findall(r'"((?:[^"\\]|\\.)*)"', entry)
-        if len(lits) >= 2:  # {"name", "sql" "sql" ...}
-            steps.append("".join(lits[1:]).replace('\\"', '"'))
-    assert len(steps) >= 2, "cannot read migrations[] of dir_pgsql.c"
-    return ("BEGIN;\nCREATE TABLE postern_schema(version integer NOT NULL);\n"
-            + ";\n".join(steps) + ";\n"
-            + f"INSERT INTO postern_schema(version) VALUES({len(steps)});\nCOMMIT;\n",
-            len(steps))
-
-
 class PgCluster:
     """A private PostgreSQL cluster made by tests/pg/pgtest.sh in a temp
     dir: databases for servers, a superuser psql over its socket, and a
@@ -140,25 +122,6 @@ class PgCluster:
             except BrokenPipeError:
                 pass
             p.wait(60)
-
-    def postern_psql(self, sql, db):
-        """Runs sql as role postern over 127.0.0.1 with its password, the
-        daemon's own way in (what it creates, postern owns)."""
-        env = dict(self.env, PGHOST="127.0.0.1", PGUSER="postern")
-        with open(self.passfile) as f:
-            env["PGPASSWORD"] = f.read().strip()
-        r = subprocess.run([os.path.join(self.bin, "psql"), "-X", "-q", "-A", "-t",
-                            "-v", "ON_ERROR_STOP=1", "-d", db],
-                           input=sql, env=env, capture_output=True, text=True, timeout=60)
-        assert r.returncode == 0, f"psql as postern {sql[:60]!r}: {r.stderr}"
-        return r.stdout
-
-    def init_schema(self, db):
-        """The schema as admin->schema makes it, for as long as this
-        tree has no `posternctl db init`."""
-        sql, version = pg_schema_sql()
-        self.postern_psql(sql, db)
-        return version
 
     def dropdb(self, name):
         self.psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", check=False)
@@ -317,14 +280,8 @@ class Server:
 
     def db_init(self):
         """PostgreSQL: the schema, which only `posternctl db init` makes."""
-        if self.pg is None:
-            return
-        r = self.ctl("db", "init", check=False)
-        if r.returncode == 2 and "db init" not in self.ctl("--help", check=False).stdout:
-            # TEMPORARY: this tree's posternctl has no db init yet.
-            self.pg.init_schema(self.dbname)
-        elif r.returncode != 0:
-            raise AssertionError(f"posternctl db init: {r.returncode} {r.stderr}")
+        if self.pg is not None:
+            self.ctl("db", "init")
 
     def psql(self, sql, check=True):
         """PostgreSQL: sql run as the superuser in this server's database."""
