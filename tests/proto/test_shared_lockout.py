@@ -5,6 +5,8 @@ nodes.  Each case is set so that neither node's own table could lock on
 its share alone: a lock seen here is the shared one.  Real SMTP AUTH
 (smtplib) and POP3 from different loopback addresses (127.0.0.0/8 is all
 local on Linux)."""
+import base64
+import smtplib
 import time
 
 from conftest import wait_for
@@ -99,3 +101,21 @@ def test_one_node_directory_keeps_its_own_lockout(make_server):
     s = make_server(dict(LIMITS, auth_require_tls="no"), directory="sqlite")
     codes = [smtp_auth(s, "alice@example.test", "bad", f"127.0.0.6{i}")[0] for i in range(4)]
     assert codes == [535, 535, 535, 421]
+
+
+def test_a_name_of_arbitrary_bytes_is_counted(make_server, pg):
+    """A login name that is not UTF-8 (the database's encoding) is a
+    failed login like any other (535), counted in the shared table under
+    an escaped key: not a directory error (454) that counts nothing."""
+    a, b = two_nodes(make_server, pg, LIMITS)
+    codes = []
+    for node, src in ((a, "127.0.0.71"), (b, "127.0.0.72")):
+        c = smtplib.SMTP("127.0.0.1", node.ports["smtp"], timeout=30,
+                         source_address=(src, 0))
+        c.ehlo("client.example")
+        creds = base64.b64encode(b"\0al\xffice@example.test\0x").decode()
+        codes.append(c.docmd("AUTH", "PLAIN " + creds)[0])
+        c.close()
+    assert codes == [535, 535]
+    rows = a.psql("SELECT failures FROM authfail WHERE key = 'a:al%FFice@example.test'")
+    assert rows.strip() == "2"
