@@ -657,10 +657,15 @@ mark_down(const struct dir_pgsql *p, const char *why)
 	if (!(p->flags & DIR_OPEN_LAZY))
 		return;
 	if (!atomic_exchange(&is_down, true)) {
+		char text[600];
+
+		/* A quoted value: log_sanitize, as log.h says. */
+		log_sanitize(
+		    text, sizeof(text), (const uint8_t *)why, strlen(why));
 		atomic_store(&down_since, now_ms());
 		log_warn("event=directory-down backend=postgresql "
 		         "error=\"%s\"",
-		    log_esc(why));
+		    text);
 	}
 }
 
@@ -677,12 +682,13 @@ mark_up(const struct dir_pgsql *p)
 static void
 on_notice(void *arg, const char *msg)
 {
-	char line[512];
+	char line[512], text[600];
 
 	(void)arg;
 	one_line(line, sizeof(line), msg);
-	log_debug("event=directory-notice backend=postgresql notice=\"%s\"",
-	    log_esc(line));
+	log_sanitize(text, sizeof(text), (const uint8_t *)line, strlen(line));
+	log_debug(
+	    "event=directory-notice backend=postgresql notice=\"%s\"", text);
 }
 
 static void
