@@ -298,6 +298,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LOCK_COMMIT] = "COMMIT",
 };
 #define LOCK_CLEAN_EVERY 32
+/* A cached answer is used only this long after the server last answered
+ * the handle's connection (cache_begin). */
+#define CACHE_FRESH_MS 1000
 
 /*
  * The read cache: one hash table per handle (one thread: no locks).  An
@@ -352,6 +355,8 @@ struct dir_pgsql {
 	char last_err[256];  /* why the last connect failed */
 	char sqlstate[6];    /* of the last failed query */
 	unsigned strikes;    /* lock_strike calls, for the clean-up */
+	int64_t heard_ms;    /* monotonic: the server's last answer */
+	size_t good_host;    /* the host the last connect reached */
 	unsigned cache_ms;   /* pg_cache_ttl; 0: no cache */
 	bool is_listening;   /* LISTEN ran on this connection */
 	bool is_input_left;  /* went_away left input unread */
@@ -656,6 +661,10 @@ mark_down(const struct dir_pgsql *p, const char *why)
 {
 	if (!(p->flags & DIR_OPEN_LAZY))
 		return;
+	/* An outage found by a lost query, not a failed connect: the probe
+	 * interval starts now, so the handles do not all connect at once. */
+	if (atomic_load(&probe_ms) == 0)
+		atomic_store(&probe_ms, BACKOFF_MIN_MS);
 	if (!atomic_exchange(&is_down, true)) {
 		char text[600];
 
@@ -844,6 +853,16 @@ parse_conninfo(struct dir_pgsql *p)
 			    "pg_passfile");
 			return;
 		}
+		if (strcmp(o->keyword, "service") == 0 ||
+		    strcmp(o->keyword, "servicefile") == 0) {
+			/* A service file could hold a password (unchecked)
+			 * and hosts this handle would not see to split. */
+			snprintf(p->conninfo_err, sizeof(p->conninfo_err),
+			    "pg_conninfo: %s= is not supported: write the "
+			    "settings into pg_conninfo",
+			    o->keyword);
+			return;
+		}
 		if (strcmp(o->keyword, "host") == 0) {
 			p->host_kw = (int)p->nkw;
 			split_list(o->val, &p->hosts, &p->nhosts);
@@ -858,6 +877,16 @@ parse_conninfo(struct dir_pgsql *p)
 		p->val[p->nkw++] = o->val;
 	}
 	p->nconn = p->nhosts > p->nhostaddrs ? p->nhosts : p->nhostaddrs;
+	/* As libpq: each list has one entry or one per host. */
+	if ((p->nhostaddrs > 1 && p->nhosts > 1 &&
+	        p->nhostaddrs != p->nhosts) ||
+	    (p->nports > 1 && p->nports != p->nconn)) {
+		snprintf(p->conninfo_err, sizeof(p->conninfo_err),
+		    "pg_conninfo: %zu hosts, %zu host addresses and %zu ports "
+		    "do not match",
+		    p->nhosts, p->nhostaddrs, p->nports);
+		return;
+	}
 	if (p->nconn == 0)
 		p->nconn = 1;
 }
@@ -914,13 +943,20 @@ connect_failed(struct dir_pgsql *p, const char *why, char *err, size_t errlen)
 
 /* PQconnectPoll under poll() until the connect deadline. */
 static int
-connect_poll(struct dir_pgsql *p, char *why, size_t whylen)
+connect_poll(struct dir_pgsql *p, size_t hosts_left, char *why, size_t whylen)
 {
-	int64_t deadline = now_ms() + p->connect_ms;
+	int64_t now = now_ms(), deadline = now + p->connect_ms;
 	PostgresPollingStatusType st = PGRES_POLLING_WRITING;
 
-	if (p->is_op && ts_ms(&p->op_deadline) < deadline)
-		deadline = ts_ms(&p->op_deadline);
+	/* Within the operation, each host left gets its share of the time
+	 * left, so a hung host cannot keep the next ones from being tried. */
+	if (p->is_op) {
+		int64_t left = ts_ms(&p->op_deadline) - now;
+		int64_t share = left / (int64_t)(hosts_left ? hosts_left : 1);
+
+		if (now + share < deadline)
+			deadline = now + share;
+	}
 	while (st != PGRES_POLLING_OK) {
 		int rc;
 
@@ -1064,8 +1100,10 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 	/* Each host in turn, each with its own pg_connect_timeout (within
 	 * the operation's deadline): a hung first host costs its share,
 	 * then the next one is tried. */
-	for (size_t i = 0; i < p->nconn; i++) {
-		size_t n = p->nkw;
+	for (size_t k = 0; k < p->nconn; k++) {
+		/* The host that answered last first: after a fail-over the
+		 * new primary, not the hung old one, is tried first. */
+		size_t n = p->nkw, i = (p->good_host + k) % p->nconn;
 
 		p->kw[n] = "fallback_application_name";
 		p->val[n++] = "postern";
@@ -1085,8 +1123,10 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 		why[0] = '\0';
 		p->conn = PQconnectStartParams(p->kw, p->val, 0);
 		if (p->conn != NULL && PQstatus(p->conn) != CONNECTION_BAD &&
-		    connect_poll(p, why, sizeof(why)) == 0)
+		    connect_poll(p, p->nconn - k, why, sizeof(why)) == 0) {
+			p->good_host = i;
 			break;
+		}
 		if (why[0] == '\0')
 			snprintf(why, sizeof(why), "%s",
 			    p->conn != NULL ? PQerrorMessage(p->conn)
@@ -1143,12 +1183,17 @@ connect_db(struct dir_pgsql *p, char *err, size_t errlen)
 			                                         : why,
 			    err, errlen);
 		} else {
+			char text[600];
+
+			log_sanitize(text, sizeof(text), (const uint8_t *)why,
+			    strlen(why));
 			log_debug("event=directory-nocache backend=postgresql "
 			          "error=\"%s\"",
-			    log_esc(why));
+			    text);
 		}
 	}
 	p->backoff_ms = 0;
+	p->heard_ms = now_ms();
 	if (p->flags & DIR_OPEN_LAZY)
 		atomic_store(&probe_ms, 0);
 	mark_up(p);
@@ -1427,6 +1472,7 @@ db_exec_v(struct dir *d, enum stmt s, const char *const params[4],
 	}
 	if (PQresultStatus(res) == PGRES_TUPLES_OK) {
 		rows = PQntuples(res);
+		p->heard_ms = now_ms();
 		for (int i = 0; fn != NULL && i < rows; i++)
 			fn(arg,
 			    PQgetisnull(res, i, 0) ? NULL
@@ -1514,7 +1560,14 @@ cache_begin(struct dir_pgsql *p, struct cache_req *rq, enum cache_op op,
 		return -1;
 	rq->keylen = cache_key(rq->key, op, a, b);
 	rq->gen = p->cache_gen;
-	*hit = cache_get(p, rq->key, rq->keylen);
+	/* Only while the server has answered this connection within
+	 * CACHE_FRESH_MS: a connection gone silent (a stalled server, a
+	 * cut with no reset) would deliver no notification, so past that
+	 * the lookup asks (and fails as a temporary error if it must). */
+	if (now_ms() - p->heard_ms <= CACHE_FRESH_MS)
+		*hit = cache_get(p, rq->key, rq->keylen);
+	else
+		p->misses++;
 	return 0;
 }
 

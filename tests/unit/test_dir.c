@@ -2740,6 +2740,42 @@ pg_port(void)
  * the others fail at once: a hung server costs one connect, not one per
  * handle.
  */
+/* A cached answer is served only while the server has answered the
+ * connection within a second: a connection gone silent would bring no
+ * notification, so past that the lookup asks again (one statement per
+ * handle and second at most). */
+static void
+test_pg_cache_fresh(void **state)
+{
+	struct dir *w = pg_populated(), *r;
+	char err[256], canon[256];
+	uint64_t h, m;
+
+	(void)state;
+	r = dir_pgsql_open(pg_conninfo, pg_passfile(), 5000, 3000, 5000,
+	    PG_CACHE_LONG, DIR_OPEN_READ, err, sizeof(err));
+	assert_non_null(r);
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+		                     sizeof(canon), err, sizeof(err)),
+		    1);
+	h = pg_hits(r);
+	m = pg_misses(r);
+	assert_true(h >= 2);
+	usleep(1200000);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	assert_int_equal(pg_hits(r), h);
+	assert_int_equal(pg_misses(r), m + 1);
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	assert_int_equal(pg_hits(r), h + 1);
+	dir_close(&r);
+	dir_close(&w);
+}
+
 static void
 test_pg_hosts(void **state)
 {
@@ -2759,7 +2795,36 @@ test_pg_hosts(void **state)
 	                     sizeof(canon), err, sizeof(err)),
 	    1);
 	assert_int_equal(accepted(hung), 1);
+	/* Connected again (the server ended the backend): the host that
+	 * answered last is tried first, the hung one not at all. */
+	pg_terminate_all();
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	assert_int_equal(accepted(hung), 0);
 	dir_close(&r);
+	/* The time of an operation is shared among the hosts left: with
+	 * directory_timeout below pg_connect_timeout the second host is
+	 * still reached. */
+	r = dir_pgsql_open(ci, pg_passfile(), 5000, 3000, 1000, 0,
+	    DIR_OPEN_READ | DIR_OPEN_LAZY, err, sizeof(err));
+	assert_int_equal(dir_domain_resolve(r, "example.test", canon,
+	                     sizeof(canon), err, sizeof(err)),
+	    1);
+	assert_int_equal(accepted(hung), 1);
+	dir_close(&r);
+	/* Lists of hosts and ports that do not match, and service files
+	 * (an unchecked password, hosts not split): refused. */
+	snprintf(ci, sizeof(ci),
+	    "host=127.0.0.1,127.0.0.1,127.0.0.1 port=%d,%s user=postern "
+	    "dbname=%s",
+	    port, pg_port(), pg_db);
+	assert_null(dir_pgsql_open(ci, pg_passfile(), 5000, 300, 5000, 0,
+	    DIR_OPEN_READ, err, sizeof(err)));
+	assert_non_null(strstr(err, "do not match"));
+	assert_null(dir_pgsql_open("service=postern", pg_passfile(), 5000, 300,
+	    5000, 0, DIR_OPEN_READ, err, sizeof(err)));
+	assert_non_null(strstr(err, "service= is not supported"));
 	/* A password in the conninfo, spelt so the config's check misses
 	 * it: libpq's own parse finds it. */
 	snprintf(ci, sizeof(ci),
@@ -2927,6 +2992,7 @@ run_dir_tests(void)
 	    PG_TEST(test_pg_transaction),
 	    PG_TEST(test_pg_lock),
 	    PG_TEST(test_pg_hosts),
+	    PG_TEST(test_pg_cache_fresh),
 	    PG_TEST(test_pg_unique_race),
 	    PG_TEST(test_pg_config),
 	    PG_TEST(test_pg_cache_notify),
