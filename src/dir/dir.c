@@ -24,6 +24,7 @@
 #include "dir_priv.h"
 #include "passwd.h"
 #include "safefs.h"
+#include "xmalloc.h"
 
 #define EXPAND_MAX_DEPTH 20
 
@@ -631,4 +632,48 @@ dir_login_reason(enum dir_login_result r)
 		return "directory error";
 	}
 	return "?";
+}
+
+void
+dir_row_first(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	snprintf(arg, ADDR_DOMAIN_MAX + 1, "%s", a != NULL ? a : "");
+}
+
+void
+dir_row_list(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	if (a != NULL)
+		strlist_add(arg, a);
+}
+
+void
+dir_row_list_unique(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	if (a != NULL)
+		strlist_add_unique(arg, a);
+}
+
+void
+dir_row_dup(void *arg, const char *a, const char *b)
+{
+	(void)b;
+	if (a != NULL && *(char **)arg == NULL)
+		*(char **)arg = xstrdup(a);
+}
+
+void
+dir_row_quota(void *arg, const char *a, const char *b)
+{
+	struct dir_quota *q = arg;
+
+	/* The user's row with no user_quotas row: the default. */
+	if (a == NULL || b == NULL)
+		return;
+	q->is_set = true;
+	q->bytes = strtoull(a, NULL, 10);
+	q->messages = strtoull(b, NULL, 10);
 }

@@ -1503,42 +1503,6 @@ db_count(struct dir *d, enum stmt s, const char *p1, const char *p2, char *err,
 	return db_exec(d, s, p1, p2, NULL, NULL, NULL, err, errlen);
 }
 
-static void
-collect_first(void *arg, const char *a, const char *b)
-{
-	(void)b;
-	snprintf(arg, ADDR_DOMAIN_MAX + 1, "%s", a ? a : "");
-}
-
-static void
-collect_list(void *arg, const char *a, const char *b)
-{
-	(void)b;
-	if (a != NULL)
-		strlist_add(arg, a);
-}
-
-static void
-collect_dup(void *arg, const char *a, const char *b)
-{
-	(void)b;
-	if (a != NULL && *(char **)arg == NULL)
-		*(char **)arg = xstrdup(a);
-}
-
-static void
-collect_quota(void *arg, const char *a, const char *b)
-{
-	struct dir_quota *q = arg;
-
-	/* The user's row with no user_quotas row: the default. */
-	if (a == NULL || b == NULL)
-		return;
-	q->is_set = true;
-	q->bytes = strtoull(a, NULL, 10);
-	q->messages = strtoull(b, NULL, 10);
-}
-
 /* ---- read ops ---------------------------------------------------------- */
 
 /*
@@ -1589,7 +1553,7 @@ p_domain_resolve(struct dir *d, const char *domain, char *canon,
 			snprintf(canon, canonlen, "%s", e->data + e->keylen);
 		return e->result;
 	}
-	n = db_exec(d, S_DOMAIN_RESOLVE, domain, NULL, NULL, collect_first,
+	n = db_exec(d, S_DOMAIN_RESOLVE, domain, NULL, NULL, dir_row_first,
 	    found, err, errlen);
 	if (n < 0)
 		return -1;
@@ -1613,7 +1577,7 @@ address_query(struct dir *d, const char *local, const char *domain,
 		*kind_out = n < 0 ? DIR_KIND_NONE : DIR_KIND_USER;
 		return n < 0 ? -1 : 1;
 	}
-	n = db_exec(d, S_ALIAS_TARGETS, local, domain, NULL, collect_list,
+	n = db_exec(d, S_ALIAS_TARGETS, local, domain, NULL, dir_row_list,
 	    targets, err, errlen);
 	if (n != 0) {
 		*kind_out = n < 0 ? DIR_KIND_NONE : DIR_KIND_ALIAS;
@@ -1622,7 +1586,7 @@ address_query(struct dir *d, const char *local, const char *domain,
 	n = db_count(d, S_LIST_EXISTS, local, domain, err, errlen);
 	if (n <= 0)
 		return n;
-	if (db_exec(d, S_LIST_MEMBERS, local, domain, NULL, collect_list,
+	if (db_exec(d, S_LIST_MEMBERS, local, domain, NULL, dir_row_list,
 	        targets, err, errlen) < 0)
 		return -1;
 	*kind_out = DIR_KIND_LIST;
@@ -1663,7 +1627,7 @@ p_user_hash(struct dir *d, const char *local, const char *domain,
 	/* Never cached: a new password or a deleted user applies to the
 	 * next login at once, notification or not. */
 	*hash_out = NULL;
-	n = db_exec(d, S_USER_HASH, local, domain, NULL, collect_dup, hash_out,
+	n = db_exec(d, S_USER_HASH, local, domain, NULL, dir_row_dup, hash_out,
 	    err, errlen);
 	if (n < 0) {
 		free(*hash_out);
@@ -1697,7 +1661,7 @@ p_user_quota(struct dir *d, const char *local, const char *domain,
 		n = db_count(d, S_USER_EXISTS, local, domain, err, errlen);
 		return n < 0 ? -1 : n > 0;
 	}
-	n = db_exec(d, S_USER_QUOTA, local, domain, NULL, collect_quota, out,
+	n = db_exec(d, S_USER_QUOTA, local, domain, NULL, dir_row_quota, out,
 	    err, errlen);
 	if (n < 0) {
 		memset(out, 0, sizeof(*out));
@@ -1725,7 +1689,7 @@ unique_rows(struct dir *d, enum stmt s, enum cache_op op, const char *arg,
 		cache_vals(e, out, strlist_add_unique);
 		return e->result;
 	}
-	n = db_exec(d, s, arg, NULL, NULL, collect_list, &rows, err, errlen);
+	n = db_exec(d, s, arg, NULL, NULL, dir_row_list, &rows, err, errlen);
 	if (n >= 0) {
 		for (size_t i = 0; i < rows.n; i++)
 			strlist_add_unique(out, rows.v[i]);

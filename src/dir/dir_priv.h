@@ -29,4 +29,18 @@ int dir_need_new_domain(
 int dir_need_free(struct dir *, const char *local, const char *domain,
     bool may_be_alias, char *err, size_t errlen);
 
+/*
+ * Row callbacks (dir_row_fn) both SQL backends collect their lookups
+ * with; a NULL column (SQL NULL) is skipped.  dir_row_first: the first
+ * column into a char[ADDR_DOMAIN_MAX + 1]; dir_row_list(_unique): into a
+ * struct strlist; dir_row_dup: the first row's first column, xstrdup'd,
+ * into a char * (NULL before); dir_row_quota: "bytes", "messages" into a
+ * struct dir_quota (both NULL: none stored, left as it was).
+ */
+void dir_row_first(void *arg, const char *a, const char *b);
+void dir_row_list(void *arg, const char *a, const char *b);
+void dir_row_list_unique(void *arg, const char *a, const char *b);
+void dir_row_dup(void *arg, const char *a, const char *b);
+void dir_row_quota(void *arg, const char *a, const char *b);
+
 #endif

@@ -454,27 +454,6 @@ db_count(struct dir *d, const char *sql, const char *p1, const char *p2,
 	return db_exec(d, sql, p1, p2, NULL, NULL, NULL, err, errlen);
 }
 
-static void
-collect_first(void *arg, const char *a, const char *b)
-{
-	(void)b;
-	snprintf(arg, ADDR_DOMAIN_MAX + 1, "%s", a);
-}
-
-static void
-collect_list(void *arg, const char *a, const char *b)
-{
-	(void)b;
-	strlist_add(arg, a);
-}
-
-static void
-collect_list_unique(void *arg, const char *a, const char *b)
-{
-	(void)b;
-	strlist_add_unique(arg, a);
-}
-
 static int
 s_domain_resolve(struct dir *d, const char *domain, char *canon,
     size_t canonlen, char *err, size_t errlen)
@@ -485,7 +464,7 @@ s_domain_resolve(struct dir *d, const char *domain, char *canon,
 	n = db_exec(d,
 	    "SELECT name FROM domains WHERE name = ?1 UNION ALL "
 	    "SELECT domain FROM host_aliases WHERE alias = ?1",
-	    domain, NULL, NULL, collect_first, found, err, errlen);
+	    domain, NULL, NULL, dir_row_first, found, err, errlen);
 	if (n <= 0)
 		return n;
 	snprintf(canon, canonlen, "%s", found);
@@ -507,7 +486,7 @@ s_address_lookup(struct dir *d, const char *local, const char *domain,
 	}
 	n = db_exec(d,
 	    "SELECT target FROM aliases WHERE local = ?1 AND domain = ?2",
-	    local, domain, NULL, collect_list, targets, err, errlen);
+	    local, domain, NULL, dir_row_list, targets, err, errlen);
 	if (n != 0) {
 		*kind_out = n < 0 ? DIR_KIND_NONE : DIR_KIND_ALIAS;
 		return n < 0 ? -1 : 1;
@@ -519,17 +498,10 @@ s_address_lookup(struct dir *d, const char *local, const char *domain,
 	if (db_exec(d,
 	        "SELECT member FROM list_members WHERE local = ?1 AND "
 	        "domain = ?2",
-	        local, domain, NULL, collect_list, targets, err, errlen) < 0)
+	        local, domain, NULL, dir_row_list, targets, err, errlen) < 0)
 		return -1;
 	*kind_out = DIR_KIND_LIST;
 	return 1;
-}
-
-static void
-collect_dup(void *arg, const char *a, const char *b)
-{
-	(void)b;
-	*(char **)arg = xstrdup(a);
 }
 
 static int
@@ -541,26 +513,13 @@ s_user_hash(struct dir *d, const char *local, const char *domain,
 	*hash_out = NULL;
 	n = db_exec(d,
 	    "SELECT hash FROM users WHERE local = ?1 AND domain = ?2", local,
-	    domain, NULL, collect_dup, hash_out, err, errlen);
+	    domain, NULL, dir_row_dup, hash_out, err, errlen);
 	if (n < 0) {
 		free(*hash_out);
 		*hash_out = NULL;
 		return -1;
 	}
 	return n > 0 ? 1 : 0;
-}
-
-static void
-collect_quota(void *arg, const char *a, const char *b)
-{
-	struct dir_quota *q = arg;
-
-	/* The user's row with no user_quotas row: the default. */
-	if (a == NULL || b == NULL)
-		return;
-	q->is_set = true;
-	q->bytes = strtoull(a, NULL, 10);
-	q->messages = strtoull(b, NULL, 10);
 }
 
 static int
@@ -585,7 +544,7 @@ s_user_quota(struct dir *d, const char *local, const char *domain,
 	    "SELECT q.bytes, q.messages FROM users u LEFT JOIN user_quotas q "
 	    "ON q.local = u.local AND q.domain = u.domain "
 	    "WHERE u.local = ?1 AND u.domain = ?2",
-	    local, domain, NULL, collect_quota, out, err, errlen);
+	    local, domain, NULL, dir_row_quota, out, err, errlen);
 	if (n < 0) {
 		memset(out, 0, sizeof(*out));
 		return -1;
@@ -601,7 +560,7 @@ s_alias_sources(struct dir *d, const char *target, struct strlist *out,
 	int n = db_exec(d,
 	    "SELECT local || '@' || domain FROM aliases WHERE target = ?1 "
 	    "ORDER BY domain, local",
-	    target, NULL, NULL, collect_list_unique, out, err, errlen);
+	    target, NULL, NULL, dir_row_list_unique, out, err, errlen);
 
 	return n < 0 ? -1 : n > 0;
 }
@@ -612,7 +571,7 @@ s_domain_aliases(struct dir *d, const char *domain, struct strlist *out,
 {
 	int n = db_exec(d,
 	    "SELECT alias FROM host_aliases WHERE domain = ?1 ORDER BY alias",
-	    domain, NULL, NULL, collect_list_unique, out, err, errlen);
+	    domain, NULL, NULL, dir_row_list_unique, out, err, errlen);
 
 	return n < 0 ? -1 : n > 0;
 }
