@@ -133,16 +133,17 @@ prepare_data_dir(const struct config *cfg, const struct passwd *pw)
 static void
 check_pgsql(const struct config *cfg)
 {
-	char err[512];
+	char err[512], text[600];
 	int r = dir_pgsql_check(cfg, err, sizeof(err));
 
 	if (r == -2)
 		fatalx("%s", err);
+	log_sanitize(text, sizeof(text), (const uint8_t *)err, strlen(err));
 	if (r == -1)
 		log_warn("event=directory-check backend=postgresql "
 		         "error=\"%s\" note=\"starting anyway: lookups fail "
 		         "(4xx) until the directory answers\"",
-		    log_esc(err));
+		    text);
 }
 
 /*

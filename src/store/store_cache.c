@@ -598,11 +598,16 @@ store_cache_get(struct store_box *box, const struct store_msg *m,
 	    (out->body.len > 0 && !store_cache_str_valid(out->body))) {
 		/* not what the renderer writes: a miss, and the parse's
 		 * record replaces it */
-		if (!c->is_bad_logged)
+		if (!c->is_bad_logged) {
+			const char *n = box->name != NULL ? box->name : "";
+			char text[400];
+
+			log_sanitize(
+			    text, sizeof(text), (const uint8_t *)n, strlen(n));
 			log_warn("event=store_cache result=bad_record "
 			         "folder=\"%s\" uid=%u",
-			    log_esc(box->name != NULL ? box->name : ""),
-			    m->uid);
+			    text, m->uid);
+		}
 		c->is_bad_logged = true;
 		return 0;
 	}
