@@ -43,7 +43,10 @@ LIB_SRC += $(STORE_SRC)
 D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 	src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
 	src/queue/queue.c src/queue/outbound.c src/pop3/pop3_session.c \
-	src/imap/imap_session.c src/imap/imap_folder.c src/imap/imap_fetch.c
+	src/imap/imap_session.c src/imap/imap_folder.c src/imap/imap_fetch.c \
+	src/admin/admin.c src/admin/admin_html.c src/admin/admin_pages.c \
+	src/admin/admin_ops.c src/admin/admin_api.c src/admin/admin_confd.c \
+	src/admin/admin_json.c
 CTL_SRC = src/cmd/posternctl.c
 # The in-memory directory backend: tests only (unit, policy golden).
 UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c

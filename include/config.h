@@ -139,6 +139,14 @@ struct config {
 	enum sender_match auth_sender_match;
 	/* derived from the auth_* keys and ipv6_prefix_length */
 	struct authfail_limits authfail;
+	/* the web admin (src/admin): HTTPS listeners, a Unix socket (plain
+	 * HTTP, for a local proxy), bounds, and who may read /metrics
+	 * without logging in */
+	struct listen_list admin_listen;
+	char *admin_socket;
+	size_t admin_max_connections;
+	unsigned admin_session_timeout_ms;
+	struct cidr_list admin_metrics_allow;
 	unsigned *key_lines; /* config_key_line */
 };
 

@@ -93,4 +93,8 @@ int net_listen(const struct listen_addr *la, char *bound, size_t boundlen);
  */
 int net_bind_check(const struct listen_addr *la);
 
+/* An IP address as the server writes a client's: IPv4-mapped IPv6 as
+ * IPv4, IPv6 in inet_ntop's form.  0, or -1 when ip is not an address. */
+int net_ip_canon(const char *ip, char *out, size_t len);
+
 #endif

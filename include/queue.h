@@ -58,6 +58,13 @@ typedef void (*queue_cmd_fn)(
 int queue_command(struct queue *, const char *cmd, struct queue_cmd_result *out,
     char *err, size_t errlen, queue_cmd_fn done, void *arg);
 
+/* Calls fn for each entry in the queue (loop thread; e is valid only
+ * during the call; is_active: an attempt is running now), in arrival
+ * order, until fn returns false.  Removed and deleted entries waiting
+ * for their files or DSNs are skipped. */
+void queue_foreach(struct queue *,
+    bool (*fn)(void *arg, const struct qenv *e, bool is_active), void *arg);
+
 /* A new unique queue id (hex, time-based plus a counter). */
 void queue_new_id(char out[QID_MAX]);
 

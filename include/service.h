@@ -20,6 +20,10 @@ struct imap_folders;
 struct queue;
 struct workers;
 
+/* The end of a reload a service asked for: err NULL when it applied,
+ * else why nothing changed. */
+typedef void (*service_reload_fn)(void *arg, const char *err);
+
 /* What a service may use; posternd owns all of it and it outlives them. */
 struct service_env {
 	struct workers *dir;   /* directory lookups (RCPT, bounces) */
@@ -29,6 +33,12 @@ struct service_env {
 	struct queue *queue;
 	struct authfail_table *authfails;
 	struct imap_folders *folders; /* open mail folders (IMAP, POP3) */
+	/* posternd's reload (SIGHUP's): re-reads postern.conf and its lists
+	 * on a worker and applies them to every service; done(arg, err)
+	 * runs on the loop when it has (the web admin's saves). */
+	void (*reload)(void *daemon, service_reload_fn done, void *arg);
+	void *daemon;
+	const char *conf_path; /* posternd -c */
 };
 
 /*

@@ -59,4 +59,15 @@ int smtp_cmd_parse(const uint8_t *line, size_t len, struct smtp_cmd *out,
 /* The verb's name ("MAIL"), for logs. */
 const char *smtp_verb_name(enum smtp_verb);
 
+/*
+ * "<a@b>", "a@b" or "<>" -> struct addr, exactly as the server reads it:
+ * the line "MAIL FROM:<...>" (is_mail) or "RCPT TO:<...>" through
+ * smtp_cmd_parse under the server's command_line_limit, so a path the
+ * server accepts (source routes included) is never cut or refused, and
+ * one it refuses gets its reply in *code and *why.  Returns 0 or -1.
+ * (posternctl relay-check and the web admin's relay check.)
+ */
+int smtp_path_arg(const char *in, bool is_mail, size_t command_line_limit,
+    struct addr *out, const char **code, const char **why);
+
 #endif

@@ -1322,64 +1322,20 @@ static int
 path_arg(
     const struct config *cfg, const char *in, bool is_mail, struct addr *out)
 {
-	const char *code = "", *why = "";
-	const char *verb = is_mail ? "MAIL FROM:" : "RCPT TO:";
-	size_t len = strlen(verb) + strlen(in) + 2; /* "<" ">" */
-	char *line = xmalloc(len + 1), text[ADDR_MAILBOX_MAX + 1];
-	struct smtp_cmd cmd;
-	int r;
+	const char *code, *why;
+	char text[ADDR_MAILBOX_MAX + 1];
 
-	snprintf(line, len + 1, in[0] == '<' ? "%s%s" : "%s<%s>", verb, in);
-	len = strlen(line);
-	/* The server's limit counts the CRLF. */
-	if (len + 2 > cfg->command_line_limit) {
-		free(line);
-		return die("%s: 500 5.5.2 line too long (command_line_limit "
-		           "%zu)",
-		           in, cfg->command_line_limit),
-		       -1;
-	}
-	r = smtp_cmd_parse((const uint8_t *)line, len, &cmd, &code, &why);
-	if (r == 1 && cmd.nparams > 0) {
-		code = "501 5.5.4";
-		why = "an address only, no parameters";
-		r = -1;
-	}
-	if (r == 1) {
-		*out = cmd.addr;
-		if (!is_mail)
-			relay_rcpt_canon(cfg, out); /* as the server does */
-		/* As at MAIL and RCPT: decide on the text that is queued. */
-		if (addr_format(out, text, sizeof(text)) == -1) {
-			code = "501 5.1.3";
-			why = "address too long";
-			r = -1;
-		}
-	}
-	free(line);
-	if (r != 1)
+	if (smtp_path_arg(in, is_mail, cfg->command_line_limit, out, &code,
+	        &why) == -1)
 		return die("%s: %s %s", in, code, why), -1;
+	if (!is_mail)
+		relay_rcpt_canon(cfg, out); /* as the server does */
+	/* As at MAIL and RCPT: decide on the text that is queued. */
+	if (addr_format(out, text, sizeof(text)) == -1)
+		return die("%s: 501 5.1.3 address too long", in), -1;
 	return 0;
 }
 
-/* An IP address as the server writes a client's: IPv4-mapped IPv6 as
- * IPv4, IPv6 in inet_ntop's form.  0, or -1 when ip is not an address. */
-static int
-client_arg(const char *ip, char *out, size_t len)
-{
-	struct in6_addr a6;
-	struct in_addr a4;
-
-	if (inet_pton(AF_INET, ip, &a4) == 1)
-		return inet_ntop(AF_INET, &a4, out, (socklen_t)len) ? 0 : -1;
-	if (inet_pton(AF_INET6, ip, &a6) != 1)
-		return -1;
-	if (IN6_IS_ADDR_V4MAPPED(&a6))
-		return inet_ntop(AF_INET, &a6.s6_addr[12], out, (socklen_t)len)
-		           ? 0
-		           : -1;
-	return inet_ntop(AF_INET6, &a6, out, (socklen_t)len) ? 0 : -1;
-}
 
 /*
  * relay-check: the verdict the server would give for one RCPT, from the
@@ -1411,7 +1367,7 @@ c_relay_check(struct ctl *c, char **a)
 	}
 	if (client == NULL || from == NULL || to == NULL)
 		return usage_error("relay-check");
-	if (client_arg(client, ip, sizeof(ip)) == -1)
+	if (net_ip_canon(client, ip, sizeof(ip)) == -1)
 		return die("--client %s: not an IP address", client);
 	if (strcmp(port, "smtp") != 0 && strcmp(port, "submission") != 0 &&
 	    strcmp(port, "submissions") != 0)

@@ -37,6 +37,7 @@
 #include <event2/listener.h>
 
 #include "authfail.h"
+#include "admin.h"
 #include "config.h"
 #include "dir.h"
 #include "dns.h"
@@ -242,6 +243,7 @@ static const struct service *const services[] = {
     &smtp_service,
     &pop3_service,
     &imap_service,
+    &admin_service,
 };
 
 #define NSERVICES (sizeof(services) / sizeof(services[0]))
@@ -267,6 +269,8 @@ struct daemon {
 struct reload {
 	struct daemon *dm;
 	struct bufferevent *bev; /* posternctl reload waiting, or NULL */
+	service_reload_fn done;  /* a service's reload (the web admin), or NULL */
+	void *done_arg;
 	struct config *cfg;
 	char err[512];
 	char tls_sig[TLS_SIG_MAX]; /* in use at submit, then what was read */
@@ -470,21 +474,45 @@ reload_done(void *arg)
 		    r->bev, NULL, ctl_on_write, ctl_on_event, NULL);
 		bufferevent_enable(r->bev, EV_WRITE);
 	}
+	if (r->done != NULL)
+		r->done(r->done_arg, n != NULL ? NULL : r->err);
 	free(r);
 }
 
 static void
-daemon_reload(struct daemon *dm, struct bufferevent *bev)
+daemon_reload_cb(struct daemon *dm, struct bufferevent *bev,
+    service_reload_fn done, void *done_arg)
 {
 	struct reload *r = xcalloc(1, sizeof(*r));
 
 	r->dm = dm;
 	r->bev = bev;
+	r->done = done;
+	r->done_arg = done_arg;
 	r->log_fd = -1;
 	snprintf(r->tls_sig, sizeof(r->tls_sig), "%s", dm->tls_sig);
 	if (bev != NULL) /* nothing more from this client until the reply */
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	workers_submit(dm->workers, reload_run, reload_done, r);
+}
+
+static void
+daemon_reload(struct daemon *dm, struct bufferevent *bev)
+{
+	daemon_reload_cb(dm, bev, NULL, NULL);
+}
+
+/* service_env's reload: a service (the web admin) asks for one. */
+static void
+service_reload(void *daemon, service_reload_fn done, void *arg)
+{
+	struct daemon *dm = daemon;
+
+	if (dm->is_stopping) {
+		done(arg, "posternd is stopping");
+		return;
+	}
+	daemon_reload_cb(dm, NULL, done, arg);
 }
 
 /* ---- control socket: one command line in, "ok" or "error: ..." out -- */
@@ -831,6 +859,9 @@ main(int argc, char **argv)
 	env.queue = queue_new(base, cfg, env.dir, env.store, env.committer);
 	queue_load(env.queue);
 	env.authfails = authfail_new();
+	env.reload = service_reload;
+	env.daemon = &dm;
+	env.conf_path = conf;
 	dm.conf_path = conf;
 	dm.boot = cfg;
 	dm.queue = env.queue;

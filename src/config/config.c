@@ -70,6 +70,13 @@ struct cfg_key {
 /* Sorted by name: config_find uses bsearch. */
 static const struct cfg_key cfg_keys[] = {
     {"accept_file", T_STR, O(accept_file), "", 0, 0},
+    {"admin_listen", T_LISTEN, O(admin_listen), "", 0, 0},
+    {"admin_max_connections", T_COUNT, O(admin_max_connections), "32", 1,
+        1024},
+    {"admin_metrics_allow", T_CIDRS, O(admin_metrics_allow), "", 0, 0},
+    {"admin_session_timeout", T_MS, O(admin_session_timeout_ms), "30m",
+        60000, 86400000},
+    {"admin_socket", T_STR, O(admin_socket), "", 0, 0},
     {"auth_account_max_failures", T_COUNT, O(auth_account_max_failures), "10",
         1, 100000},
     {"auth_advertise", T_BOOL, O(auth_advertise), "yes", 0, 0},
@@ -776,6 +783,9 @@ config_free(struct config *c)
 	free(c->smtp_listen.v);
 	free(c->submission_listen.v);
 	free(c->submissions_listen.v);
+	free(c->admin_listen.v);
+	free(c->admin_socket);
+	free(c->admin_metrics_allow.v);
 	free(c->key_lines);
 	free(c);
 }
@@ -883,6 +893,15 @@ config_check(struct config *c, const char **why)
 	}
 	if (c->pg_passfile[0] != '\0' && c->pg_passfile[0] != '/') {
 		*why = "pg_passfile must be an absolute path";
+		return -1;
+	}
+	if (c->admin_listen.n > 0 && c->tls_cert[0] == '\0') {
+		*why = "admin_listen needs tls_cert and tls_key (the admin "
+		       "listener speaks HTTPS only)";
+		return -1;
+	}
+	if (c->admin_socket[0] != '\0' && c->admin_socket[0] != '/') {
+		*why = "admin_socket must be an absolute path";
 		return -1;
 	}
 	if (c->log_file[0] != '\0' && c->log_file[0] != '/') {

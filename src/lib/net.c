@@ -211,3 +211,22 @@ net_tls_log(struct bufferevent *bev, short what, const char *idkey,
 	log_info("%s=%s event=tls mode=%s result=fail client=%s reason=\"%s\"",
 	    idkey, id, mode, ip, safe);
 }
+
+/* An IP address as the server writes a client's: IPv4-mapped IPv6 as
+ * IPv4, IPv6 in inet_ntop's form.  0, or -1 when ip is not an address. */
+int
+net_ip_canon(const char *ip, char *out, size_t len)
+{
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET, ip, &a4) == 1)
+		return inet_ntop(AF_INET, &a4, out, (socklen_t)len) ? 0 : -1;
+	if (inet_pton(AF_INET6, ip, &a6) != 1)
+		return -1;
+	if (IN6_IS_ADDR_V4MAPPED(&a6))
+		return inet_ntop(AF_INET, &a6.s6_addr[12], out, (socklen_t)len)
+		           ? 0
+		           : -1;
+	return inet_ntop(AF_INET6, &a6, out, (socklen_t)len) ? 0 : -1;
+}

@@ -1722,3 +1722,17 @@ queue_set_config(struct queue *q, struct config *cfg)
 	q->cfg = config_ref(cfg);
 	queue_run(q);
 }
+
+void
+queue_foreach(struct queue *q,
+    bool (*fn)(void *arg, const struct qenv *e, bool is_active), void *arg)
+{
+	struct qentry *e;
+
+	TAILQ_FOREACH(e, &q->entries, link) {
+		if (e->is_deleted || e->is_removed)
+			continue;
+		if (!fn(arg, &e->env, e->active_jobs > 0))
+			return;
+	}
+}

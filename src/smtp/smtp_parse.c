@@ -8,6 +8,8 @@
  * would have to re-check.
  */
 #include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -197,4 +199,42 @@ smtp_cmd_parse(const uint8_t *line, size_t len, struct smtp_cmd *out,
 	out->arg.p = p;
 	out->arg.len = len;
 	return 1;
+}
+
+int
+smtp_path_arg(const char *in, bool is_mail, size_t command_line_limit,
+    struct addr *out, const char **code, const char **why)
+{
+	const char *verb = is_mail ? "MAIL FROM:" : "RCPT TO:";
+	size_t len = strlen(verb) + strlen(in) + 2; /* "<" ">" */
+	char *line = malloc(len + 1);
+	struct smtp_cmd cmd;
+	int r;
+
+	*code = "";
+	*why = "";
+	if (line == NULL) {
+		*code = "451 4.3.0";
+		*why = "out of memory";
+		return -1;
+	}
+	snprintf(line, len + 1, in[0] == '<' ? "%s%s" : "%s<%s>", verb, in);
+	len = strlen(line);
+	/* The server's limit counts the CRLF. */
+	if (len + 2 > command_line_limit) {
+		free(line);
+		*code = "500 5.5.2";
+		*why = "line too long (command_line_limit)";
+		return -1;
+	}
+	r = smtp_cmd_parse((const uint8_t *)line, len, &cmd, code, why);
+	if (r == 1 && cmd.nparams > 0) {
+		*code = "501 5.5.4";
+		*why = "an address only, no parameters";
+		r = -1;
+	}
+	if (r == 1)
+		*out = cmd.addr;
+	free(line);
+	return r == 1 ? 0 : -1;
 }
