@@ -1016,13 +1016,57 @@ fail:
 	return -1;
 }
 
+/*
+ * One list file's text checked as config_load reads it: the accept list
+ * (into *acc when not NULL), or relay_recipients, whose lines must all be
+ * addresses (into *users when not NULL).  `shown` names the file in err.
+ */
+static int
+config_list_read(enum config_list what, const char *text, size_t len,
+    const char *shown, struct accept_list *acc, struct strlist *users,
+    char *err, size_t errlen)
+{
+	struct accept_list tmp;
+	char why[400];
+
+	if (accept_list_parse(text, len, &tmp, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: %s", shown, why);
+		return -1;
+	}
+	/* Same line format: one address per line, '#' comments. */
+	if (what == CONFIG_LIST_RECIPIENTS && tmp.ips.n + tmp.hosts.n > 0) {
+		snprintf(err, errlen,
+		    "%s: only addresses (user@domain) allowed", shown);
+		accept_list_clear(&tmp);
+		return -1;
+	}
+	if (what == CONFIG_LIST_ACCEPT && acc != NULL) {
+		*acc = tmp;
+		return 0;
+	}
+	if (users != NULL) {
+		*users = tmp.users;
+		tmp.users = (struct strlist){0};
+	}
+	accept_list_clear(&tmp);
+	return 0;
+}
+
+int
+config_list_check(enum config_list what, const char *text, size_t len,
+    const char *shown, char *err, size_t errlen)
+{
+	return config_list_read(
+	    what, text, len, shown, NULL, NULL, err, errlen);
+}
+
 /* The accept list and relay_recipients files named by the config. */
 static int
 config_load_lists(struct config *c, char *err, size_t errlen)
 {
-	char why[400];
 	size_t len;
 	char *text;
+	int r;
 
 	if (c->accept_file[0] != '\0') {
 		if ((text = file_read(c->accept_file, 64u << 20, &len, NULL)) ==
@@ -1032,78 +1076,36 @@ config_load_lists(struct config *c, char *err, size_t errlen)
 			return -1;
 		}
 		c->accept = xcalloc(1, sizeof(*c->accept));
-		if (accept_list_parse(text, len, c->accept, why, sizeof(why)) ==
-		    -1) {
-			snprintf(err, errlen, "%s: %s", c->accept_file, why);
-			free(text);
-			return -1;
-		}
+		r = config_list_read(CONFIG_LIST_ACCEPT, text, len,
+		    c->accept_file, c->accept, NULL, err, errlen);
 		free(text);
+		if (r == -1)
+			return -1;
 	}
 	if (c->relay_recipients_file[0] != '\0') {
-		struct accept_list tmp;
-
 		if ((text = file_read(c->relay_recipients_file, 64u << 20, &len,
 		         NULL)) == NULL) {
 			snprintf(err, errlen, "%s: %s",
 			    c->relay_recipients_file, strerror(errno));
 			return -1;
 		}
-		/* Same line format: one address per line, '#' comments. */
-		if (accept_list_parse(text, len, &tmp, why, sizeof(why)) ==
-		        -1 ||
-		    tmp.ips.n + tmp.hosts.n > 0) {
-			snprintf(err, errlen, "%s: %s",
-			    c->relay_recipients_file,
-			    tmp.ips.n + tmp.hosts.n > 0
-			        ? "only addresses (user@domain) allowed"
-			        : why);
-			accept_list_clear(&tmp);
-			free(text);
-			return -1;
-		}
-		c->relay_recipients = tmp.users;
-		c->has_relay_recipients = true;
-		strlist_clear(&tmp.ips);
-		strlist_clear(&tmp.hosts);
+		r = config_list_read(CONFIG_LIST_RECIPIENTS, text, len,
+		    c->relay_recipients_file, NULL, &c->relay_recipients, err,
+		    errlen);
 		free(text);
+		if (r == -1)
+			return -1;
+		c->has_relay_recipients = true;
 	}
 	return 0;
 }
 
 int
-config_load(const char *path, struct config **out, char *err, size_t errlen)
+config_load_text(const char *text, size_t len, const char *path,
+    struct config **out, char *err, size_t errlen)
 {
-	char *text;
-	struct stat st;
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1 || fstat(fd, &st) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		if (fd != -1)
-			close(fd);
+	if (config_parse(text, len, path, out, err, errlen) == -1)
 		return -1;
-	}
-	if (st.st_size > 1048576) {
-		snprintf(err, errlen, "%s: file too large", path);
-		close(fd);
-		return -1;
-	}
-	text = xmalloc((size_t)st.st_size + 1);
-	n = read(fd, text, (size_t)st.st_size);
-	close(fd);
-	if (n != st.st_size) {
-		snprintf(err, errlen, "%s: short read", path);
-		free(text);
-		return -1;
-	}
-	if (config_parse(text, (size_t)n, path, out, err, errlen) == -1) {
-		free(text);
-		return -1;
-	}
-	free(text);
 	if ((*out)->hostname[0] == '\0') {
 		char host[256] = "localhost";
 
@@ -1126,6 +1128,75 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 		    dot != NULL && strchr(dot + 1, '.') != NULL ? dot + 1 : h);
 	}
 	return 0;
+}
+
+int
+config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	char *text;
+	struct stat st;
+	ssize_t n;
+	int fd, r;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (st.st_size > CONFIG_FILE_MAX) {
+		snprintf(err, errlen, "%s: file too large", path);
+		close(fd);
+		return -1;
+	}
+	text = xmalloc((size_t)st.st_size + 1);
+	n = read(fd, text, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		snprintf(err, errlen, "%s: short read", path);
+		free(text);
+		return -1;
+	}
+	r = config_load_text(text, (size_t)n, path, out, err, errlen);
+	free(text);
+	return r;
+}
+
+/* A scratch config holds the one value: config_set needs a struct to
+ * fill, and the defaults of the other keys do not matter here. */
+int
+config_value_check(const char *key, const char *value, const char **why_out)
+{
+	const struct cfg_key *k = config_find(key);
+	struct config *c;
+	char *v;
+	int r;
+
+	*why_out = "unknown key";
+	if (k == NULL)
+		return -1;
+	c = xcalloc(1, sizeof(*c));
+	v = xstrdup(value);
+	r = config_set(c, k, v, why_out);
+	free(v);
+	config_free(c);
+	return r;
+}
+
+bool
+config_key_exists(const char *key)
+{
+	return config_find(key) != NULL;
+}
+
+const char *
+config_key_default(const char *key)
+{
+	const struct cfg_key *k = config_find(key);
+
+	return k != NULL ? k->def : NULL;
 }
 
 struct config *

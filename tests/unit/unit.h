@@ -21,6 +21,7 @@ int run_addr_tests(void);
 int run_smtp_parse_tests(void);
 int run_smtp_data_tests(void);
 int run_config_tests(void);
+int run_config_edit_tests(void);
 int run_maildir_tests(void);
 int run_dir_tests(void);
 int run_dir_json_tests(void);

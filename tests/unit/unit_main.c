@@ -10,6 +10,7 @@ main(void)
 	failed += run_smtp_parse_tests();
 	failed += run_smtp_data_tests();
 	failed += run_config_tests();
+	failed += run_config_edit_tests();
 	failed += run_maildir_tests();
 	failed += run_dir_tests();
 	failed += run_dir_json_tests();
