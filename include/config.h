@@ -179,6 +179,10 @@ int config_list_check(enum config_list what, const char *text, size_t len,
 int config_value_check(
     const char *key, const char *value, const char **why_out);
 bool config_key_exists(const char *key);
+/* Whether key's parsed value differs between a and b (false for an
+ * unknown key). */
+bool config_key_changed(
+    const struct config *a, const struct config *b, const char *key);
 /* The key's default as the table writes it (static), or NULL. */
 const char *config_key_default(const char *key);
 struct config *config_ref(struct config *);

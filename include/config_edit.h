@@ -81,6 +81,15 @@ int config_get_text(const char *text, size_t len, const char *key, char *out,
 bool config_key_restart_only(const char *key);
 /* Whether the old and new configs turn TLS on or off (restart-only). */
 bool config_tls_toggled(const struct config *old, const struct config *n);
+/*
+ * A reload from old to n: appends each restart-only key whose value
+ * differs, and "tls" when TLS is turned on or off, to why (comma
+ * separated, truncated to whylen) and returns true when there is any.
+ */
+bool config_restart_changed(
+    const struct config *old, const struct config *n, char *why, size_t whylen);
+/* The restart-only keys, ", " separated (for notes and help). */
+void config_restart_keys_text(char *out, size_t outlen);
 
 /*
  * Keys a web admin may change.  False for unknown keys and for the keys

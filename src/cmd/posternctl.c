@@ -38,6 +38,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "config_edit.h"
 #include "dir.h"
 #include "dir_json.h"
 #include "passwd.h"
@@ -57,6 +58,7 @@
 #define ERRLEN 512
 
 struct ctl {
+	const char *path; /* -c FILE */
 	struct config *cfg;
 	struct dir *dir;
 	char err[ERRLEN];
@@ -754,40 +756,64 @@ c_queue_show(struct ctl *c, char **a)
  * "ok" for a reload; *res gets the counts, -1 each when none came.
  */
 static int
-ctl_send(struct ctl *c, const char *verb, const char *arg, long long res[2])
+ctl_connect(const char *data_dir, char *err, size_t errlen)
 {
 	struct sockaddr_un sun;
-	char line[256], reply[512];
-	ssize_t n;
-	size_t got = 0;
 	int fd;
 
-	res[0] = res[1] = -1;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/control.sock",
-	    c->cfg->data_dir);
+	snprintf(
+	    sun.sun_path, sizeof(sun.sun_path), "%s/control.sock", data_dir);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		snprintf(err, errlen, "posternd is not running (%s: %s)",
+		    sun.sun_path, strerror(errno));
 		if (fd != -1)
 			close(fd);
-		return die("posternd is not running (%s: %s)", sun.sun_path,
-		    strerror(errno));
+		return -1;
 	}
-	snprintf(line, sizeof(line), "%s%s%s%s\n",
-	    strcmp(verb, "reload") == 0 ? "" : "queue ", verb, arg ? " " : "",
-	    arg ? arg : "");
+	return fd;
+}
+
+/* Sends line on fd (closed here) and reads the one-line answer into
+ * reply.  0, or -1 with the error in reply. */
+static int
+ctl_request(int fd, const char *line, char *reply, size_t replylen)
+{
+	ssize_t n;
+	size_t got = 0;
+
 	if (write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
+		snprintf(
+		    reply, replylen, "control socket: %s", strerror(errno));
 		close(fd);
-		return die("control socket: %s", strerror(errno));
+		return -1;
 	}
-	while (got < sizeof(reply) - 1 &&
-	       (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+	while (got < replylen - 1 &&
+	       (n = read(fd, reply + got, replylen - 1 - got)) > 0)
 		got += (size_t)n;
 	close(fd);
 	reply[got] = '\0';
 	reply[strcspn(reply, "\n")] = '\0';
+	return 0;
+}
+
+static int
+ctl_send(struct ctl *c, const char *verb, const char *arg, long long res[2])
+{
+	char line[256], reply[512];
+	int fd;
+
+	res[0] = res[1] = -1;
+	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) == -1)
+		return die("%s", reply);
+	snprintf(line, sizeof(line), "%s%s%s%s\n",
+	    strcmp(verb, "reload") == 0 ? "" : "queue ", verb, arg ? " " : "",
+	    arg ? arg : "");
+	if (ctl_request(fd, line, reply, sizeof(reply)) == -1)
+		return die("%s", reply);
 	if (strcmp(reply, "ok") == 0)
 		return 0;
 	if (sscanf(reply, "ok %lld %lld", &res[0], &res[1]) == 2)
@@ -1462,6 +1488,178 @@ c_check(struct ctl *c, char **a)
 {
 	(void)a;
 	return check(c);
+}
+
+/* ---- config: get, list, set, unset (src/config/config_edit.c) -------- */
+
+/* The config file's text, read whole (it may not parse: get and list
+ * still show what it says).  NULL after printing why. */
+static char *
+config_text(struct ctl *c, size_t *len)
+{
+	off_t size;
+	char *text = file_read(c->path, CONFIG_FILE_MAX, len, &size);
+
+	if (text == NULL)
+		die("%s: %s", c->path, strerror(errno));
+	else if (size > CONFIG_FILE_MAX) {
+		die("%s: file too large", c->path);
+		free(text);
+		text = NULL;
+	}
+	return text;
+}
+
+/* "KEY = VALUE", with "  # default" when the file does not set it. */
+static int
+config_show(const char *text, size_t len, const char *key, bool mark_default,
+    bool only_set)
+{
+	char val[CONFIG_EDIT_VALUE_MAX + 1], err[ERRLEN];
+	bool is_set;
+
+	if (config_get_text(text, len, key, val, sizeof(val), &is_set, err,
+	        sizeof(err)) == -1)
+		return die("%s", err);
+	if (only_set && !is_set)
+		return 0;
+	printf("%s = %s%s\n", key, val,
+	    mark_default && !is_set ? "  # default" : "");
+	return 0;
+}
+
+static int
+config_show_all(struct ctl *c, bool only_set)
+{
+	const char *name;
+	size_t len;
+	char *text = config_text(c, &len);
+	int rc = 0;
+
+	if (text == NULL)
+		return 1;
+	for (size_t i = 0; rc == 0 && (name = config_key_name(i, NULL)); i++)
+		rc = config_show(text, len, name, true, only_set);
+	free(text);
+	return rc;
+}
+
+static int
+c_config_get(struct ctl *c, char **a)
+{
+	size_t len;
+	char *text;
+	int rc = 0;
+
+	if (a[0] == NULL)
+		return config_show_all(c, false);
+	/* Every key is checked before anything is printed. */
+	for (size_t i = 0; a[i] != NULL; i++)
+		if (!config_key_exists(a[i]))
+			return die("unknown key \"%s\" (posternctl config list "
+			           "shows them all)",
+			    a[i]);
+	if ((text = config_text(c, &len)) == NULL)
+		return 1;
+	for (size_t i = 0; rc == 0 && a[i] != NULL; i++)
+		rc = config_show(text, len, a[i], false, false);
+	free(text);
+	return rc;
+}
+
+static int
+c_config_list(struct ctl *c, char **a)
+{
+	if (a[0] != NULL && strcmp(a[0], "--set") != 0)
+		return usage_error("config list");
+	return config_show_all(c, a[0] != NULL);
+}
+
+/* After a written change: what a reload cannot apply, the relay
+ * warnings, then the reload itself when posternd runs. */
+static int
+config_after_edit(struct ctl *c, const struct config_edit *e, size_t n,
+    const struct config *old, const struct config *cfg)
+{
+	char warn[4096], reply[512];
+	int fd;
+
+	for (size_t i = 0; i < n; i++)
+		if (config_key_restart_only(e[i].key))
+			printf("%s changes at restart\n", e[i].key);
+	if (old != NULL && config_tls_toggled(old, cfg))
+		printf("tls_cert and tls_key: turning TLS on or off changes at "
+		       "restart\n");
+	relay_config_warnings(cfg, warn, sizeof(warn));
+	fputs(warn, stdout);
+	/* posternd's socket is in the data_dir it runs with: the old one
+	 * when data_dir itself changed. */
+	fd = ctl_connect(
+	    old != NULL ? old->data_dir : cfg->data_dir, reply, sizeof(reply));
+	if (fd == -1) {
+		printf("%s written; %s: nothing reloaded\n", c->path, reply);
+		return 0;
+	}
+	if (ctl_request(fd, "reload\n", reply, sizeof(reply)) == -1 ||
+	    strcmp(reply, "ok") != 0)
+		return die("%s written, but the reload failed: %s", c->path,
+		    strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
+	printf("posternd reloaded %s\n", c->path);
+	return 0;
+}
+
+/* Applies e[0..n): nothing changes unless the whole result is valid. */
+static int
+config_edit_do(struct ctl *c, const struct config_edit *e, size_t n)
+{
+	struct config *old = NULL, *cfg = NULL;
+	char err[ERRLEN];
+	int rc;
+
+	/* The running daemon's view, if the file parses now. */
+	if (config_load(c->path, &old, err, sizeof(err)) == -1)
+		old = NULL;
+	if (config_edit_file(c->path, e, n, &cfg, err, sizeof(err)) == -1) {
+		config_unref(&old);
+		return die("%s (%s is unchanged)", err, c->path);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (e[i].value != NULL)
+			printf("%s = %s\n", e[i].key, e[i].value);
+		else
+			printf("%s unset (default: %s)\n", e[i].key,
+			    config_key_default(e[i].key));
+	rc = config_after_edit(c, e, n, old, cfg);
+	config_unref(&old);
+	config_unref(&cfg);
+	return rc;
+}
+
+#define CONFIG_EDIT_MAX 32
+
+static int
+c_config_set(struct ctl *c, char **a)
+{
+	struct config_edit e[CONFIG_EDIT_MAX];
+	size_t n = 0;
+
+	for (; a[2 * n] != NULL; n++) {
+		if (a[2 * n + 1] == NULL)
+			return usage_error("config set");
+		e[n] = (struct config_edit){a[2 * n], a[2 * n + 1]};
+	}
+	return config_edit_do(c, e, n);
+}
+
+static int
+c_config_unset(struct ctl *c, char **a)
+{
+	struct config_edit e[CONFIG_EDIT_MAX];
+	size_t n = 0;
+
+	for (; a[n] != NULL; n++)
+		e[n] = (struct config_edit){a[n], NULL};
+	return config_edit_do(c, e, n);
 }
 
 /* ---- db: the schema, and moving a directory between backends --------- */
@@ -2178,6 +2376,7 @@ c_db_import(struct ctl *c, char **a)
 /* ---- the command table: dispatch and help ----------------------------- */
 
 enum ctl_setup {
+	CTL_FILE,       /* the file's path only: not parsed first */
 	CTL_CONFIG,     /* the config only */
 	CTL_RUN_USER,   /* as the run user: queue files, the control socket */
 	CTL_DIR,        /* as the run user, with the directory open */
@@ -2205,6 +2404,28 @@ static const struct ctl_cmd {
         "Like SIGHUP: postern.conf, the accept list and relay_recipients.\n"
         "If anything is wrong the running config stays and the error is\n"
         "printed.  data_dir, user and listeners change only at restart.\n"},
+    {"config get", "[KEY...]", 0, 64, CTL_FILE, c_config_get,
+        "print KEY = VALUE: the file's value, else the default",
+        "Without a KEY: every key, as config list.  An unknown KEY is an\n"
+        "error and nothing is printed.  Reads the file as it is (it need\n"
+        "not be valid).\n"},
+    {"config list", "[--set]", 0, 1, CTL_FILE, c_config_list,
+        "every key: KEY = VALUE (--set: only those the file sets)",
+        "A key the file does not set is shown with its default and\n"
+        "\"  # default\" after it.\n"},
+    {"config set", "KEY VALUE [KEY VALUE]...", 2, 2 * CONFIG_EDIT_MAX, CTL_FILE,
+        c_config_set, "change keys in the file, then reload",
+        "Edits the file in place (comments, blank lines and order stay;\n"
+        "a key not in it is added at the end), checks the whole result as\n"
+        "posternd would read it, and replaces the file atomically; on any\n"
+        "error the file is unchanged.  Then prints the relay warnings of\n"
+        "check, names the keys that change only at restart, and makes a\n"
+        "running posternd reload (when it is not running, the file is\n"
+        "written and nothing reloaded).\n"},
+    {"config unset", "KEY...", 1, CONFIG_EDIT_MAX, CTL_FILE, c_config_unset,
+        "remove keys from the file (back to their defaults), then reload",
+        "As config set: the whole result is checked before the file is\n"
+        "replaced.  A KEY the file does not set is no change.\n"},
     {"relay-check", "--client IP --from ADDR --to ADDR [OPTIONS]", 6, 10,
         CTL_DIR, c_relay_check, "the verdict posternd would give one RCPT",
         "Options: --auth USER (as if USER had logged in), --port smtp|\n"
@@ -2444,6 +2665,7 @@ static int
 setup(struct ctl *c, enum ctl_setup s)
 {
 	switch (s) {
+	case CTL_FILE:
 	case CTL_CONFIG:
 		return 0;
 	case CTL_RUN_USER:
@@ -2495,7 +2717,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "posternctl: -c FILE is required\n");
 		return usage_error(cmd->name);
 	}
-	if (config_load(conf, &c.cfg, c.err, ERRLEN) == -1)
+	c.path = conf;
+	if (cmd->setup != CTL_FILE &&
+	    config_load(conf, &c.cfg, c.err, ERRLEN) == -1)
 		return die("%s", c.err);
 	rc = setup(&c, cmd->setup) != 0 ? 1 : cmd->fn(&c, argv + argc - nargs);
 	dir_close(&c.dir);

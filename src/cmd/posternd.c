@@ -38,6 +38,7 @@
 
 #include "authfail.h"
 #include "config.h"
+#include "config_edit.h"
 #include "dir.h"
 #include "dns.h"
 #include "imap_folders.h"
@@ -358,28 +359,6 @@ reload_run(void *arg, void *ctx)
 }
 
 /* Loop: swap the new config in; on any error the running one stays. */
-/* The keys posternd itself reads only at start: the pools, the
- * directory handles (opened once per thread) and the outbound threads. */
-static bool
-daemon_restart_needed(const struct config *old, const struct config *n)
-{
-	return strcmp(n->data_dir, old->data_dir) != 0 ||
-	       strcmp(n->user, old->user) != 0 ||
-	       (n->tls_cert[0] == '\0') != (old->tls_cert[0] == '\0') ||
-	       n->workers != old->workers ||
-	       n->dir_workers != old->dir_workers ||
-	       n->auth_workers != old->auth_workers ||
-	       n->queue_state_workers != old->queue_state_workers ||
-	       n->directory != old->directory ||
-	       n->directory_timeout_ms != old->directory_timeout_ms ||
-	       strcmp(n->pg_conninfo, old->pg_conninfo) != 0 ||
-	       strcmp(n->pg_passfile, old->pg_passfile) != 0 ||
-	       n->pg_query_timeout_ms != old->pg_query_timeout_ms ||
-	       n->pg_connect_timeout_ms != old->pg_connect_timeout_ms ||
-	       n->pg_cache_ttl_ms != old->pg_cache_ttl_ms ||
-	       n->smtp_max_connections != old->smtp_max_connections;
-}
-
 static void
 reload_done(void *arg)
 {
@@ -415,23 +394,24 @@ reload_done(void *arg)
 			SSL_CTX_free(r->tls);
 		n = NULL; /* the reply says error */
 	} else {
-		char keys[512] = "";
+		char keys[512] = "", changed[1024] = "", all[1024];
 		bool is_restart = false;
 
 		for (size_t i = 0; i < NSERVICES; i++)
 			is_restart |= services[i]->restart_needed(
 			    dm->boot, n, keys, sizeof(keys));
-		is_restart |= daemon_restart_needed(dm->boot, n);
+		/* The one list of restart-only keys (config_edit.c), which
+		 * posternctl config set names too: the pools, the directory
+		 * handles, the outbound threads, the run user. */
+		is_restart |= config_restart_changed(
+		    dm->boot, n, changed, sizeof(changed));
+		config_restart_keys_text(all, sizeof(all));
 		if (is_restart)
-			log_warn(
-			    "event=reload note=\"data_dir, user, listeners, "
-			    "workers, dir_workers, auth_workers, "
-			    "queue_state_workers, directory, "
-			    "directory_timeout, the pg_ keys, "
-			    "smtp_max_connections and "
-			    "turning TLS on or off change only at restart\" "
-			    "listeners=%s",
-			    keys[0] != '\0' ? keys : "-");
+			log_warn("event=reload note=\"%s and turning TLS on or "
+			         "off change only at restart\" listeners=%s "
+			         "keys=%s",
+			    all, keys[0] != '\0' ? keys : "-",
+			    changed[0] != '\0' ? changed : "-");
 		for (size_t i = 0; i < NSERVICES; i++)
 			services[i]->set_config(dm->svc[i], n);
 		if (r->tls != NULL) {

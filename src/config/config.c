@@ -1185,6 +1185,78 @@ config_value_check(const char *key, const char *value, const char **why_out)
 	return r;
 }
 
+/* Two configs' values of k (the parsed fields, not their spelling). */
+static bool
+key_value_equal(
+    const struct config *a, const struct config *b, const struct cfg_key *k)
+{
+	const void *fa = (const char *)a + k->off,
+	           *fb = (const char *)b + k->off;
+
+	switch (k->type) {
+	case T_STR:
+	case T_DNS:
+	case T_HOP:
+	case T_CONNINFO:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case T_SIZE:
+	case T_COUNT:
+		return *(const size_t *)fa == *(const size_t *)fb;
+	case T_MS:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case T_BOOL:
+	case T_BARE_NEWLINE:
+		return *(const bool *)fa == *(const bool *)fb;
+	case T_LISTEN: {
+		char why[1] = "";
+
+		return !config_listen_changed(fa, fb, "", why, 0);
+	}
+	case T_CIDRS: {
+		const struct cidr_list *la = fa, *lb = fb;
+
+		if (la->n != lb->n)
+			return false;
+		for (size_t i = 0; i < la->n; i++)
+			if (strcmp(la->v[i].text, lb->v[i].text) != 0)
+				return false;
+		return true;
+	}
+	case T_ROUTES: {
+		const struct route_list *la = fa, *lb = fb;
+
+		if (la->n != lb->n)
+			return false;
+		for (size_t i = 0; i < la->n; i++)
+			if (strcmp(la->v[i].domain, lb->v[i].domain) != 0 ||
+			    strcmp(la->v[i].hop, lb->v[i].hop) != 0)
+				return false;
+		return true;
+	}
+	case T_DOMAINS: {
+		const struct strlist *la = fa, *lb = fb;
+
+		if (la->n != lb->n)
+			return false;
+		for (size_t i = 0; i < la->n; i++)
+			if (strcmp(la->v[i], lb->v[i]) != 0)
+				return false;
+		return true;
+	}
+	default: /* the enums: stored as int */
+		return *(const int *)fa == *(const int *)fb;
+	}
+}
+
+bool
+config_key_changed(
+    const struct config *a, const struct config *b, const char *key)
+{
+	const struct cfg_key *k = config_find(key);
+
+	return k != NULL && !key_value_equal(a, b, k);
+}
+
 bool
 config_key_exists(const char *key)
 {

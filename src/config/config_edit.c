@@ -94,6 +94,49 @@ config_tls_toggled(const struct config *old, const struct config *n)
 }
 
 bool
+config_restart_changed(
+    const struct config *old, const struct config *n, char *why, size_t whylen)
+{
+	bool is_changed = false;
+	size_t len;
+
+	for (size_t i = 0; i < NELEM(restart_keys); i++) {
+		const char *k = restart_keys[i];
+
+		if (!config_key_changed(old, n, k))
+			continue;
+		is_changed = true;
+		len = strnlen(why, whylen);
+		if (len < whylen)
+			snprintf(why + len, whylen - len, "%s%s",
+			    len > 0 ? "," : "", k);
+	}
+	if (config_tls_toggled(old, n)) {
+		is_changed = true;
+		len = strnlen(why, whylen);
+		if (len < whylen)
+			snprintf(why + len, whylen - len, "%stls",
+			    len > 0 ? "," : "");
+	}
+	return is_changed;
+}
+
+void
+config_restart_keys_text(char *out, size_t outlen)
+{
+	size_t len = 0;
+
+	if (outlen == 0)
+		return;
+	out[0] = '\0';
+	for (size_t i = 0; i < NELEM(restart_keys) && len < outlen; i++) {
+		snprintf(out + len, outlen - len, "%s%s", i > 0 ? ", " : "",
+		    restart_keys[i]);
+		len = strnlen(out, outlen);
+	}
+}
+
+bool
 config_key_web_editable(const char *key)
 {
 	if (strncmp(key, "admin_", 6) == 0 || !config_key_exists(key))

@@ -249,6 +249,56 @@ test_key_lists(void **state)
 	assert_null(config_key_default("nope"));
 }
 
+static struct config *
+parsed(const char *text)
+{
+	struct config *c = NULL;
+	char err[256];
+
+	if (config_parse(text, strlen(text), "t", &c, err, sizeof(err)) != 0)
+		fail_msg("%s: %s", text, err);
+	return c;
+}
+
+/* The reload note's list: which restart-only keys a reload changed. */
+static void
+test_restart_changed(void **state)
+{
+	static const struct {
+		const char *a, *b, *want;
+	} rc[] = {
+	    {"", "", ""},
+	    {"", "relay = anyone\ngreet_pause = 3s\n", ""},
+	    {"", "workers = 9\n", "workers"},
+	    {"workers = 4\n", "", ""}, /* the default: no change */
+	    {"", "smtp_listen = 127.0.0.1:1\ndata_dir = /x\n",
+	        "data_dir,pid_file,smtp_listen"},
+	    {"", "pg_conninfo = host=h\ndirectory_timeout = 9s\n",
+	        "directory_timeout,pg_conninfo"},
+	    {"", "tls_cert = /c\ntls_key = /k\n", "tls"},
+	    {"tls_cert = /c\ntls_key = /k\n", "tls_cert = /d\ntls_key = /k\n",
+	        ""},
+	};
+	char all[1024];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(rc) / sizeof(rc[0]); i++) {
+		struct config *a = parsed(rc[i].a), *b = parsed(rc[i].b);
+		char why[256] = "";
+		bool got = config_restart_changed(a, b, why, sizeof(why));
+
+		if (got != (rc[i].want[0] != '\0') ||
+		    strcmp(why, rc[i].want) != 0)
+			fail_msg("restart %zu: got %d \"%s\", want \"%s\"", i,
+			    got, why, rc[i].want);
+		config_unref(&a);
+		config_unref(&b);
+	}
+	config_restart_keys_text(all, sizeof(all));
+	assert_non_null(strstr(all, "auth_workers, data_dir, "));
+	assert_non_null(strstr(all, ", workers"));
+}
+
 /* ---- the file ------------------------------------------------------------ */
 
 static void
@@ -393,6 +443,7 @@ run_config_edit_tests(void)
 	    cmocka_unit_test(test_get_cases),
 	    cmocka_unit_test(test_edit_every_key),
 	    cmocka_unit_test(test_key_lists),
+	    cmocka_unit_test(test_restart_changed),
 	    cmocka_unit_test(test_edit_file),
 	};
 
