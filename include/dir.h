@@ -225,8 +225,8 @@ struct dir_admin_ops {
 	int (*admin_add)(struct dir *, const char *name, const char *hash,
 	    const char *domain, char *err, size_t);
 	int (*admin_del)(struct dir *, const char *name, char *err, size_t);
-	int (*admin_passwd)(
-	    struct dir *, const char *name, const char *hash, char *err, size_t);
+	int (*admin_passwd)(struct dir *, const char *name, const char *hash,
+	    char *err, size_t);
 	/* 1 found: *hash_out the admin's hash (the caller frees), domain
 	 * its domain ("" for a full admin); 0 no such admin (*hash_out
 	 * NULL); DIR_ADMIN_ERROR. */
@@ -246,8 +246,8 @@ struct dir_admin_ops {
 	int (*token_find)(struct dir *, const char *hash, char *admin,
 	    size_t alen, char *domain, size_t dlen, char *err, size_t);
 	/* "no such user" when there is none. */
-	int (*user_disable)(struct dir *, const char *local,
-	    const char *domain, bool is_disabled, char *err, size_t);
+	int (*user_disable)(struct dir *, const char *local, const char *domain,
+	    bool is_disabled, char *err, size_t);
 	/* Last logins: canon[i] ("local@domain", canonical) logged in at
 	 * at[i] (Unix time), n entries, in one transaction; a user that no
 	 * longer exists is skipped, and a time older than the stored one

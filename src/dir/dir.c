@@ -768,8 +768,8 @@ secret_hash(const char *secret, size_t n, char *out, size_t outlen)
 }
 
 int
-dir_token_new(char *bearer, size_t blen, char *id, size_t idlen,
-    char *hash_hex, size_t hlen)
+dir_token_new(char *bearer, size_t blen, char *id, size_t idlen, char *hash_hex,
+    size_t hlen)
 {
 	unsigned char rnd[DIR_TOKEN_ID_LEN / 2 + DIR_TOKEN_SECRET_LEN / 2];
 	char secret[DIR_TOKEN_SECRET_LEN + 1];

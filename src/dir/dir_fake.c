@@ -478,8 +478,8 @@ out_cmp(const void *x, const void *y)
 /* "admins" (name, domain or NULL) by name, "tokens" (id, admin) by
  * admin then id; filter the domain, or the admin. */
 static int
-admin_rows(struct dir_fake *f, int w, const char *filter, dir_row_fn fn,
-    void *arg)
+admin_rows(
+    struct dir_fake *f, int w, const char *filter, dir_row_fn fn, void *arg)
 {
 	const struct table *t = &f->t[w];
 	struct out_row *o = xcalloc(t->n + 1, sizeof(*o));
@@ -520,9 +520,9 @@ f_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 	if (failing(d, err, errlen) == -1)
 		return DIR_ADMIN_ERROR;
 	if (strcmp(what, "admins") == 0 || strcmp(what, "tokens") == 0)
-		return admin_rows(f, strcmp(what, "admins") == 0 ? T_ADMINS
-		                                                : T_TOKENS,
-		    filter, fn, arg);
+		return admin_rows(f,
+		    strcmp(what, "admins") == 0 ? T_ADMINS : T_TOKENS, filter,
+		    fn, arg);
 	/* T_QUOTAS and T_STATE have no listing. */
 	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
 		if (strcmp(names[i], what) == 0)
@@ -686,8 +686,8 @@ f_admin_get(struct dir *d, const char *name, char **hash_out, char *domain,
 }
 
 static int
-f_token_add(struct dir *d, const char *admin, const char *id,
-    const char *hash, char *err, size_t errlen)
+f_token_add(struct dir *d, const char *admin, const char *id, const char *hash,
+    char *err, size_t errlen)
 {
 	struct dir_fake *f = fk(d);
 
@@ -764,8 +764,8 @@ f_users_seen(struct dir *d, const char *const *canon, const int64_t *at,
 		long long seen;
 		int dis;
 
-		if (dir_split_address(canon[i], l, sizeof(l), dom, sizeof(dom),
-		        &why) == -1 ||
+		if (dir_split_address(
+		        canon[i], l, sizeof(l), dom, sizeof(dom), &why) == -1 ||
 		    find(&f->t[T_USERS], 0, l, dom, NULL) == -1)
 			continue;
 		state_get(f, l, dom, &dis, &seen);
@@ -784,8 +784,8 @@ f_user_rows(struct dir *d, const char *domain,
 	int r;
 
 	/* The order of list_rows "users", then each one's details. */
-	if ((r = f_list_rows(d, "users", domain, dir_row_list, &users, err,
-	         errlen)) != 0)
+	if ((r = f_list_rows(
+	         d, "users", domain, dir_row_list, &users, err, errlen)) != 0)
 		return r;
 	for (size_t i = 0; i < users.n; i++) {
 		struct dir_user_info info = {.address = users.v[i]};
@@ -794,8 +794,8 @@ f_user_rows(struct dir *d, const char *domain,
 		long long seen;
 		int dis;
 
-		if (dir_split_address(users.v[i], l, sizeof(l), dom,
-		        sizeof(dom), &why) == -1)
+		if (dir_split_address(
+		        users.v[i], l, sizeof(l), dom, sizeof(dom), &why) == -1)
 			continue;
 		(void)f_user_quota(d, l, dom, &info.quota, err, errlen);
 		state_get(f, l, dom, &dis, &seen);

@@ -128,19 +128,18 @@ static const struct {
      * state (disabled, last login), a table of its own as user_quotas
      * is.  No notify triggers: nothing here is cached, and a last-login
      * write every minute must not clear every node's cache. */
-    {"admins",
-        "CREATE TABLE admins(name text COLLATE \"C\" PRIMARY KEY,"
-        " hash text NOT NULL, domain text COLLATE \"C\" REFERENCES"
-        " domains(name), created bigint NOT NULL);"
-        "CREATE INDEX admins_domain ON admins(domain);"
-        "CREATE TABLE admin_tokens(id text COLLATE \"C\" PRIMARY KEY,"
-        " admin text COLLATE \"C\" NOT NULL REFERENCES admins(name) ON"
-        " DELETE CASCADE, hash text COLLATE \"C\" NOT NULL UNIQUE,"
-        " created bigint NOT NULL, last_used bigint);"
-        "CREATE INDEX admin_tokens_admin ON admin_tokens(admin);"
-        "CREATE TABLE user_state(local text COLLATE \"C\" NOT NULL,"
-        " domain text COLLATE \"C\" NOT NULL, disabled integer NOT NULL"
-        " DEFAULT 0, last_login bigint, PRIMARY KEY(local, domain));"},
+    {"admins", "CREATE TABLE admins(name text COLLATE \"C\" PRIMARY KEY,"
+               " hash text NOT NULL, domain text COLLATE \"C\" REFERENCES"
+               " domains(name), created bigint NOT NULL);"
+               "CREATE INDEX admins_domain ON admins(domain);"
+               "CREATE TABLE admin_tokens(id text COLLATE \"C\" PRIMARY KEY,"
+               " admin text COLLATE \"C\" NOT NULL REFERENCES admins(name) ON"
+               " DELETE CASCADE, hash text COLLATE \"C\" NOT NULL UNIQUE,"
+               " created bigint NOT NULL, last_used bigint);"
+               "CREATE INDEX admin_tokens_admin ON admin_tokens(admin);"
+               "CREATE TABLE user_state(local text COLLATE \"C\" NOT NULL,"
+               " domain text COLLATE \"C\" NOT NULL, disabled integer NOT NULL"
+               " DEFAULT 0, last_login bigint, PRIMARY KEY(local, domain));"},
 };
 /* The first version with admins, admin_tokens and user_state. */
 #define V_ADMINS 5
@@ -369,11 +368,11 @@ static const char *const stmt_sql[S_COUNT] = {
         "local, domain, $3::bigint FROM users WHERE local = $1 AND domain "
         "= $2 ON CONFLICT(local, domain) DO UPDATE SET last_login = "
         "greatest(s.last_login, EXCLUDED.last_login)",
-#define USER_ROWS                                                          \
-	"SELECT u.local || '@' || u.domain, coalesce(q.bytes, -1) || ' ' || " \
-	"coalesce(q.messages, -1) || ' ' || coalesce(s.disabled, 0) || ' ' " \
-	"|| coalesce(s.last_login, 0) FROM users u LEFT JOIN user_quotas q " \
-	"ON q.local = u.local AND q.domain = u.domain LEFT JOIN user_state " \
+#define USER_ROWS                                                              \
+	"SELECT u.local || '@' || u.domain, coalesce(q.bytes, -1) || ' ' || "  \
+	"coalesce(q.messages, -1) || ' ' || coalesce(s.disabled, 0) || ' ' "   \
+	"|| coalesce(s.last_login, 0) FROM users u LEFT JOIN user_quotas q "   \
+	"ON q.local = u.local AND q.domain = u.domain LEFT JOIN user_state "   \
 	"s ON s.local = u.local AND s.domain = u.domain "
     [S_USER_ROWS] = USER_ROWS "ORDER BY u.domain, u.local",
     [S_USER_ROWS_OF] = USER_ROWS "WHERE u.domain = $1 ORDER BY u.local",
@@ -1893,8 +1892,8 @@ domain_admins_refusal(const char *domain, int n, char *err, size_t errlen)
 {
 	if (n < 0)
 		return DIR_ADMIN_ERROR;
-	snprintf(err, errlen, "domain %s has %d domain admins: delete them first",
-	    domain, n);
+	snprintf(err, errlen,
+	    "domain %s has %d domain admins: delete them first", domain, n);
 	return DIR_ADMIN_REFUSED;
 }
 
@@ -2231,7 +2230,8 @@ p_admin_add(struct dir *d, const char *name, const char *hash,
 
 	if ((r = need_admins(pg(d), err, errlen)) != 0)
 		return r;
-	if (domain != NULL && (r = dir_need_domain(d, domain, err, errlen)) != 0)
+	if (domain != NULL &&
+	    (r = dir_need_domain(d, domain, err, errlen)) != 0)
 		return r;
 	if ((r = db_count(d, S_ADMIN_EXISTS, name, NULL, err, errlen)) != 0) {
 		if (r < 0)
@@ -2300,8 +2300,8 @@ p_admin_get(struct dir *d, const char *name, char **hash_out, char *domain,
 	domain[0] = '\0';
 	if ((n = need_admins(pg(d), err, errlen)) != 0)
 		return n;
-	n = db_exec(d, S_ADMIN_GET, name, NULL, NULL, row_admin, &row, err,
-	    errlen);
+	n = db_exec(
+	    d, S_ADMIN_GET, name, NULL, NULL, row_admin, &row, err, errlen);
 	if (n < 0) {
 		free(*hash_out);
 		*hash_out = NULL;
@@ -2311,8 +2311,8 @@ p_admin_get(struct dir *d, const char *name, char **hash_out, char *domain,
 }
 
 static int
-p_token_add(struct dir *d, const char *admin, const char *id,
-    const char *hash, char *err, size_t errlen)
+p_token_add(struct dir *d, const char *admin, const char *id, const char *hash,
+    char *err, size_t errlen)
 {
 	char now[24];
 	const char *v[4] = {id, admin, hash, now};
@@ -2361,8 +2361,8 @@ p_token_find(struct dir *d, const char *hash, char *admin, size_t alen,
 	admin[0] = domain[0] = '\0';
 	if ((n = need_admins(pg(d), err, errlen)) != 0)
 		return n;
-	n = db_exec(d, S_TOKEN_FIND, hash, NULL, NULL, row_admin, &row, err,
-	    errlen);
+	n = db_exec(
+	    d, S_TOKEN_FIND, hash, NULL, NULL, row_admin, &row, err, errlen);
 	if (h != NULL)
 		snprintf(name, sizeof(name), "%s", h);
 	free(h);
@@ -2381,16 +2381,16 @@ p_user_disable(struct dir *d, const char *local, const char *domain,
 {
 	int r = need_admins(pg(d), err, errlen);
 
-	return r != 0 ? r
-	              : change(d, S_USER_DISABLE, local, domain,
-	                    is_disabled ? "1" : "0", "no such user", err,
-	                    errlen);
+	return r != 0
+	           ? r
+	           : change(d, S_USER_DISABLE, local, domain,
+	                 is_disabled ? "1" : "0", "no such user", err, errlen);
 }
 
 /* "local@domain" at its last '@'; -1: no '@' or too long. */
 static int
-canon_split(const char *canon, char *local, size_t llen, char *domain,
-    size_t dlen)
+canon_split(
+    const char *canon, char *local, size_t llen, char *domain, size_t dlen)
 {
 	const char *at = strrchr(canon, '@');
 
@@ -2425,8 +2425,8 @@ p_users_seen(struct dir *d, const char *const *canon, const int64_t *at,
 	int r;
 
 	if (p->is_txn) {
-		snprintf(err, errlen,
-		    "directory: users_seen inside a transaction");
+		snprintf(
+		    err, errlen, "directory: users_seen inside a transaction");
 		return DIR_ADMIN_REFUSED;
 	}
 	if ((r = need_admins(p, err, errlen)) != 0)
@@ -2437,8 +2437,7 @@ p_users_seen(struct dir *d, const char *const *canon, const int64_t *at,
 	for (size_t i = 0; i < n && r == 0; i++) {
 		char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1], t[24];
 
-		if (canon_split(canon[i], l, sizeof(l), dom, sizeof(dom)) ==
-		    -1)
+		if (canon_split(canon[i], l, sizeof(l), dom, sizeof(dom)) == -1)
 			continue;
 		snprintf(t, sizeof(t), "%lld", (long long)at[i]);
 		r = change(d, S_USER_SEEN, l, dom, t, NULL, err, errlen);

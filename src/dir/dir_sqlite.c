@@ -106,17 +106,16 @@ static const struct migration {
      * admin_del: SQLite enforces no foreign key unless told to), and a
      * user's state: disabled, last login.  The state is a table of its
      * own for user_quotas' reason: users keeps its three columns. */
-    {"admins",
-        "CREATE TABLE admins(name TEXT PRIMARY KEY, hash TEXT NOT NULL,"
-        " domain TEXT, created INTEGER NOT NULL);"
-        "CREATE INDEX admins_domain ON admins(domain);"
-        "CREATE TABLE admin_tokens(id TEXT PRIMARY KEY, admin TEXT NOT "
-        "NULL REFERENCES admins(name) ON DELETE CASCADE, hash TEXT NOT "
-        "NULL UNIQUE, created INTEGER NOT NULL, last_used INTEGER);"
-        "CREATE INDEX admin_tokens_admin ON admin_tokens(admin);"
-        "CREATE TABLE user_state(local TEXT NOT NULL, domain TEXT NOT "
-        "NULL, disabled INTEGER NOT NULL DEFAULT 0, last_login INTEGER,"
-        " PRIMARY KEY(local, domain));"},
+    {"admins", "CREATE TABLE admins(name TEXT PRIMARY KEY, hash TEXT NOT NULL,"
+               " domain TEXT, created INTEGER NOT NULL);"
+               "CREATE INDEX admins_domain ON admins(domain);"
+               "CREATE TABLE admin_tokens(id TEXT PRIMARY KEY, admin TEXT NOT "
+               "NULL REFERENCES admins(name) ON DELETE CASCADE, hash TEXT NOT "
+               "NULL UNIQUE, created INTEGER NOT NULL, last_used INTEGER);"
+               "CREATE INDEX admin_tokens_admin ON admin_tokens(admin);"
+               "CREATE TABLE user_state(local TEXT NOT NULL, domain TEXT NOT "
+               "NULL, disabled INTEGER NOT NULL DEFAULT 0, last_login INTEGER,"
+               " PRIMARY KEY(local, domain));"},
 };
 /* The user_version from which admins, admin_tokens and user_state
  * exist (schema 5). */
@@ -642,8 +641,8 @@ s_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 		if (n < 0)
 			return DIR_ADMIN_ERROR;
 		snprintf(err, errlen,
-		    "domain %s has %d domain admins: delete them first",
-		    domain, n);
+		    "domain %s has %d domain admins: delete them first", domain,
+		    n);
 		return DIR_ADMIN_REFUSED;
 	}
 	if ((n = change(d, "DELETE FROM domains WHERE name = ?1", domain, NULL,
@@ -953,8 +952,8 @@ s_admin_add(struct dir *d, const char *name, const char *hash,
 
 	if (r != 0)
 		return r;
-	r = db_count(d, "SELECT 1 FROM admins WHERE name = ?1", name, NULL,
-	    err, errlen);
+	r = db_count(
+	    d, "SELECT 1 FROM admins WHERE name = ?1", name, NULL, err, errlen);
 	if (r != 0) {
 		if (r < 0)
 			return DIR_ADMIN_ERROR;
@@ -1029,13 +1028,13 @@ s_admin_get(struct dir *d, const char *name, char **hash_out, char *domain,
 }
 
 static int
-s_token_add(struct dir *d, const char *admin, const char *id,
-    const char *hash, char *err, size_t errlen)
+s_token_add(struct dir *d, const char *admin, const char *id, const char *hash,
+    char *err, size_t errlen)
 {
 	char now[24];
 	const char *p[4] = {id, admin, hash, now};
-	int n = db_count(
-	    d, "SELECT 1 FROM admins WHERE name = ?1", admin, NULL, err, errlen);
+	int n = db_count(d, "SELECT 1 FROM admins WHERE name = ?1", admin, NULL,
+	    err, errlen);
 
 	if (n <= 0) {
 		if (n == 0)
@@ -1108,8 +1107,8 @@ static int s_transaction(struct dir *, enum dir_txn, char *, size_t);
 
 /* "local@domain" at its last '@' into local and domain; -1: no '@'. */
 static int
-canon_split(const char *canon, char *local, size_t llen, char *domain,
-    size_t dlen)
+canon_split(
+    const char *canon, char *local, size_t llen, char *domain, size_t dlen)
 {
 	const char *at = strrchr(canon, '@');
 
@@ -1129,8 +1128,8 @@ s_users_seen(struct dir *d, const char *const *canon, const int64_t *at,
 	int r;
 
 	if (sq(d)->is_txn) {
-		snprintf(err, errlen,
-		    "directory: users_seen inside a transaction");
+		snprintf(
+		    err, errlen, "directory: users_seen inside a transaction");
 		return DIR_ADMIN_REFUSED;
 	}
 	if ((r = s_transaction(d, DIR_TXN_BEGIN, err, errlen)) != 0)
@@ -1138,8 +1137,7 @@ s_users_seen(struct dir *d, const char *const *canon, const int64_t *at,
 	for (size_t i = 0; i < n && r == 0; i++) {
 		char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1], t[24];
 
-		if (canon_split(canon[i], l, sizeof(l), dom, sizeof(dom)) ==
-		    -1)
+		if (canon_split(canon[i], l, sizeof(l), dom, sizeof(dom)) == -1)
 			continue;
 		snprintf(t, sizeof(t), "%lld", (long long)at[i]);
 		r = change(d,
@@ -1167,11 +1165,11 @@ s_user_rows(struct dir *d, const char *domain,
     size_t errlen)
 {
 	struct dir_row_users u = {fn, arg};
-#define USER_ROWS                                                          \
-	"SELECT u.local || '@' || u.domain, coalesce(q.bytes, -1) || ' ' || " \
-	"coalesce(q.messages, -1) || ' ' || coalesce(s.disabled, 0) || ' ' " \
-	"|| coalesce(s.last_login, 0) FROM users u LEFT JOIN user_quotas q " \
-	"ON q.local = u.local AND q.domain = u.domain LEFT JOIN user_state " \
+#define USER_ROWS                                                              \
+	"SELECT u.local || '@' || u.domain, coalesce(q.bytes, -1) || ' ' || "  \
+	"coalesce(q.messages, -1) || ' ' || coalesce(s.disabled, 0) || ' ' "   \
+	"|| coalesce(s.last_login, 0) FROM users u LEFT JOIN user_quotas q "   \
+	"ON q.local = u.local AND q.domain = u.domain LEFT JOIN user_state "   \
 	"s ON s.local = u.local AND s.domain = u.domain "
 
 	return db_exec(d,
