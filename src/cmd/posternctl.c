@@ -63,6 +63,8 @@ struct ctl {
 };
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *name);
+static void print_user_long(void *arg, const struct dir_user_info *u);
 
 static int
 die(const char *fmt, ...)
@@ -284,11 +286,250 @@ static int
 c_user_list(struct ctl *c, char **a)
 {
 	char d[ADDR_DOMAIN_MAX + 1];
+	bool is_long = a[0] != NULL && strcmp(a[0], "-l") == 0;
 
+	/* -l: a new form, so that the one-column output scripts parse
+	 * stays as it was. */
+	if (is_long)
+		a++;
+	if (a[0] != NULL && (a[1] != NULL || a[0][0] == '-'))
+		return usage_error("user list");
 	if (a[0] != NULL && domain_arg(a[0], d) == -1)
 		return 1;
+	if (is_long)
+		return result(
+		    c, c->dir->admin->user_rows(c->dir, a[0] ? d : NULL,
+		           print_user_long, NULL, c->err, ERRLEN));
 	return result(c, c->dir->admin->list_rows(c->dir, "users",
 	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
+}
+
+/* ---- web admin accounts and their API tokens -------------------------- */
+
+/* An admin name: folded to lower case, [a-z0-9._@-], 1..64. */
+static int
+admin_name_arg(const char *in, char *out, size_t len)
+{
+	size_t n = strlen(in);
+
+	if (n >= len)
+		return die("bad admin name: too long (at most %d)",
+		           DIR_ADMIN_NAME_MAX),
+		       -1;
+	for (size_t i = 0; i <= n; i++)
+		out[i] = (char)tolower((unsigned char)in[i]);
+	if (!dir_admin_name_ok(out))
+		return die("bad admin name: %s (1 to %d of a-z 0-9 . _ @ -)",
+		           in, DIR_ADMIN_NAME_MAX),
+		       -1;
+	return 0;
+}
+
+static int
+c_admin_add(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2], d[ADDR_DOMAIN_MAX + 1], h[256];
+	const char *who = NULL, *dom = NULL;
+
+	for (; *a != NULL; a++) {
+		if (strcmp(*a, "--domain") == 0 && a[1] != NULL && dom == NULL)
+			dom = *++a;
+		else if (who == NULL && (*a)[0] != '-')
+			who = *a;
+		else
+			return usage_error("admin add");
+	}
+	if (who == NULL)
+		return usage_error("admin add");
+	if (admin_name_arg(who, name, sizeof(name)) == -1 ||
+	    (dom != NULL && domain_arg(dom, d) == -1))
+		return 1;
+	/* "admin token list" and "admin token del" are commands. */
+	if (strcmp(name, "list") == 0 || strcmp(name, "del") == 0)
+		return die("admin name %s is reserved", name);
+	if (hash_from_input(h, sizeof(h)) == -1)
+		return 1;
+	return result(c, c->dir->admin->admin_add(c->dir, name, h,
+	                     dom != NULL ? d : NULL, c->err, ERRLEN));
+}
+
+static int
+c_admin_del(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2];
+
+	if (admin_name_arg(a[0], name, sizeof(name)) == -1)
+		return 1;
+	return result(
+	    c, c->dir->admin->admin_del(c->dir, name, c->err, ERRLEN));
+}
+
+static int
+c_admin_passwd(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2], h[256];
+
+	if (admin_name_arg(a[0], name, sizeof(name)) == -1 ||
+	    hash_from_input(h, sizeof(h)) == -1)
+		return 1;
+	return result(
+	    c, c->dir->admin->admin_passwd(c->dir, name, h, c->err, ERRLEN));
+}
+
+/* NAME<tab>DOMAIN, "*" for a full admin. */
+static void
+print_admin(void *arg, const char *a, const char *b)
+{
+	(void)arg;
+	printf("%s\t%s\n", a, b != NULL ? b : "*");
+}
+
+static int
+c_admin_list(struct ctl *c, char **a)
+{
+	(void)a;
+	return result(c, c->dir->admin->list_rows(c->dir, "admins", NULL,
+	                     print_admin, NULL, c->err, ERRLEN));
+}
+
+static int
+c_admin_token(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2], bearer[DIR_TOKEN_LEN + 1];
+	char id[DIR_TOKEN_ID_LEN + 1], hash[DIR_TOKEN_HASH_LEN + 1];
+	int r;
+
+	if (admin_name_arg(a[0], name, sizeof(name)) == -1)
+		return 1;
+	if (dir_token_new(bearer, sizeof(bearer), id, sizeof(id), hash,
+	        sizeof(hash)) == -1)
+		return die("cannot make a token: %s", strerror(errno));
+	r = c->dir->admin->token_add(c->dir, name, id, hash, c->err, ERRLEN);
+	/* Shown once, here: only its hash is kept. */
+	if (r == 0)
+		printf("%s\n", bearer);
+	explicit_bzero(bearer, sizeof(bearer));
+	return result(c, r);
+}
+
+static int
+c_admin_token_list(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2];
+
+	if (a[0] != NULL && admin_name_arg(a[0], name, sizeof(name)) == -1)
+		return 1;
+	return result(
+	    c, c->dir->admin->list_rows(c->dir, "tokens", a[0] ? name : NULL,
+	           print_row, NULL, c->err, ERRLEN));
+}
+
+static int
+c_admin_token_del(struct ctl *c, char **a)
+{
+	char id[DIR_TOKEN_ID_LEN + 1];
+	size_t n = strlen(a[0]);
+
+	/* The id, or a whole token pasted: its id part. */
+	if (n == DIR_TOKEN_LEN && strncmp(a[0], "pst_", 4) == 0)
+		snprintf(id, sizeof(id), "%.*s", DIR_TOKEN_ID_LEN, a[0] + 4);
+	else if (n == DIR_TOKEN_ID_LEN)
+		snprintf(id, sizeof(id), "%s", a[0]);
+	else
+		return die("bad token id: %s", a[0]);
+	return result(c, c->dir->admin->token_del(c->dir, id, c->err, ERRLEN));
+}
+
+static int
+user_disable(struct ctl *c, char **a, bool is_disabled)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	return result(c, c->dir->admin->user_disable(
+	                     c->dir, l, d, is_disabled, c->err, ERRLEN));
+}
+
+static int
+c_user_disable(struct ctl *c, char **a)
+{
+	return user_disable(c, a, true);
+}
+
+static int
+c_user_enable(struct ctl *c, char **a)
+{
+	return user_disable(c, a, false);
+}
+
+/* A Unix time as the listings show it: UTC, ISO 8601; 0 is "never". */
+static void
+time_text(int64_t t, char *out, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
+		snprintf(out, len, "never");
+	else
+		strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* user list -l's line: ADDRESS, enabled|disabled, LAST-LOGIN. */
+static void
+print_user_long(void *arg, const struct dir_user_info *u)
+{
+	char when[32];
+
+	(void)arg;
+	time_text(u->last_login, when, sizeof(when));
+	printf("%s\t%s\t%s\n", u->address,
+	    u->is_disabled ? "disabled" : "enabled", when);
+}
+
+/* user show's lines, one key each (the one user of user_rows's). */
+struct user_show {
+	const char *canon;
+	bool is_found;
+};
+
+static void
+print_user_show(void *arg, const struct dir_user_info *u)
+{
+	struct user_show *w = arg;
+	char when[32];
+
+	if (strcmp(u->address, w->canon) != 0)
+		return;
+	w->is_found = true;
+	time_text(u->last_login, when, sizeof(when));
+	printf("address: %s\nstate: %s\nlast-login: %s\n", u->address,
+	    u->is_disabled ? "disabled" : "enabled", when);
+	if (u->quota.is_set)
+		printf("quota: bytes=%llu messages=%llu\n",
+		    (unsigned long long)u->quota.bytes,
+		    (unsigned long long)u->quota.messages);
+	else
+		printf("quota: default\n");
+}
+
+static int
+c_user_show(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+	char canon[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
+	struct user_show w = {canon, false};
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	snprintf(canon, sizeof(canon), "%s@%s", l, d);
+	if (c->dir->admin->user_rows(
+	        c->dir, d, print_user_show, &w, c->err, ERRLEN) < 0)
+		return die("%s", c->err);
+	if (!w.is_found)
+		return die("no such user: %s", canon);
+	return 0;
 }
 
 /* A quota count: digits, for bytes with k, M or G (config's rule). */
@@ -2231,8 +2472,22 @@ static const struct ctl_cmd {
         "without '/'.\n"},
     {"user del", "ADDRESS", 1, 1, CTL_DIR, c_user_del,
         "remove a mailbox (its Maildir stays on disk)", NULL},
-    {"user list", "[DOMAIN]", 0, 1, CTL_DIR, c_user_list, "list mailboxes",
-        NULL},
+    {"user list", "[-l] [DOMAIN]", 0, 2, CTL_DIR, c_user_list, "list mailboxes",
+        "One address a line.  -l adds, tab-separated, enabled or disabled\n"
+        "and the last login (UTC, 2026-12-04T01:15:22Z, or never):\n"
+        "ADDRESS<tab>STATE<tab>LAST-LOGIN.  posternd writes last logins once\n"
+        "a minute.\n"},
+    {"user show", "ADDRESS", 1, 1, CTL_DIR, c_user_show,
+        "a mailbox's state, last login and stored quota", NULL},
+    {"user disable", "ADDRESS", 1, 1, CTL_DIR, c_user_disable,
+        "refuse the mailbox's logins (mail is still delivered)",
+        "Its SMTP AUTH, POP3 and IMAP logins are refused as with a wrong\n"
+        "password (logged result=disabled, not counted for the lock-out);\n"
+        "mail to it is still accepted and delivered, so nothing bounces\n"
+        "while an account is looked into.  Applies to the next login;\n"
+        "sessions already logged in go on.\n"},
+    {"user enable", "ADDRESS", 1, 1, CTL_DIR, c_user_enable,
+        "allow the mailbox's logins again", NULL},
     {"user passwd", "ADDRESS", 1, 1, CTL_DIR, c_user_passwd,
         "set a password (prompt or stdin)", NULL},
     {"user quota", "ADDRESS [BYTES MESSAGES|none|default]", 1, 3, CTL_DIR,
@@ -2243,6 +2498,29 @@ static const struct ctl_cmd {
         "is no limit at all, default goes back to quota_default_bytes and\n"
         "quota_default_messages.  Mail to a full mailbox gets 452 4.2.2 at\n"
         "RCPT; a change applies to the next message.\n"},
+    {"admin add", "NAME [--domain DOMAIN]", 1, 3, CTL_DIR, c_admin_add,
+        "add a web admin account (password: prompt or stdin)",
+        "NAME is 1 to 64 of a-z 0-9 . _ @ - (folded to lower case; list\n"
+        "and del are reserved).  The password is read as for user add and\n"
+        "stored as a yescrypt hash.  With --domain the admin sees and\n"
+        "changes only that local domain's users, aliases and lists; a\n"
+        "domain with domain admins cannot be deleted.\n"},
+    {"admin del", "NAME", 1, 1, CTL_DIR, c_admin_del,
+        "remove an admin account and its API tokens", NULL},
+    {"admin passwd", "NAME", 1, 1, CTL_DIR, c_admin_passwd,
+        "set an admin's password (prompt or stdin)", NULL},
+    {"admin list", "", 0, 0, CTL_DIR, c_admin_list,
+        "list admins: NAME<tab>DOMAIN (* for a full admin)", NULL},
+    {"admin token list", "[NAME]", 0, 1, CTL_DIR, c_admin_token_list,
+        "list API tokens: ID<tab>ADMIN", NULL},
+    {"admin token del", "ID", 1, 1, CTL_DIR, c_admin_token_del,
+        "revoke an API token (by its id, or the whole token)", NULL},
+    {"admin token", "NAME", 1, 1, CTL_DIR, c_admin_token,
+        "make an API token for NAME and print it, once",
+        "Prints pst_ID_SECRET: the bearer token for the JSON API\n"
+        "(Authorization: Bearer pst_...).  The directory keeps only the\n"
+        "secret's SHA-256, so the token cannot be shown again: make a new\n"
+        "one and revoke the old (admin token del ID).\n"},
     {"alias add", "ADDRESS TARGET...", 2, 64, CTL_DIR, c_alias_add,
         "forward ADDRESS to local or remote TARGETs", NULL},
     {"alias del", "ADDRESS [TARGET]", 1, 2, CTL_DIR, c_alias_del,

@@ -393,9 +393,10 @@ login_log_refusal(
 	log_sanitize(text, sizeof(text), (const uint8_t *)why, strlen(why));
 	log_warn("%s=%s event=%s result=%s client=%s user=%s reason=\"%s\"",
 	    p->idkey, s->id, p->login_event,
-	    r == CORE_LOGIN_TEMPFAIL ? "tempfail"
-	    : r == CORE_LOGIN_LOCKED ? "locked"
-	                             : "fail",
+	    r == CORE_LOGIN_TEMPFAIL          ? "tempfail"
+	    : r == CORE_LOGIN_LOCKED          ? "locked"
+	    : j->result == DIR_LOGIN_DISABLED ? "disabled"
+	                                      : "fail",
 	    j->ip, u, text);
 }
 
@@ -430,6 +431,14 @@ login_job_done(void *arg)
 			         "scope=shared",
 			    j->slot.src, u);
 		}
+	} else if (j->result == DIR_LOGIN_DISABLED) {
+		/* The right password of a disabled user: the slot back,
+		 * nothing counted (no strike: the owner retrying is no
+		 * guesser), and to the client a wrong password's answer,
+		 * so the refusal tells nothing about the account. */
+		authfail_end(s->srv->authfails, &j->cfg->authfail, &j->slot,
+		    AUTHFAIL_ERROR, NULL, time(NULL));
+		r = CORE_LOGIN_DENIED;
 	} else
 		r = login_verdict(authfail_end(s->srv->authfails,
 		    &j->cfg->authfail, &j->slot, login_outcome(j->result),

@@ -105,17 +105,21 @@ static const struct migration {
      * tokens (the secret's SHA-256 only; deleted with the admin, by
      * admin_del: SQLite enforces no foreign key unless told to), and a
      * user's state: disabled, last login.  The state is a table of its
-     * own for user_quotas' reason: users keeps its three columns. */
-    {"admins", "CREATE TABLE admins(name TEXT PRIMARY KEY, hash TEXT NOT NULL,"
-               " domain TEXT, created INTEGER NOT NULL);"
-               "CREATE INDEX admins_domain ON admins(domain);"
-               "CREATE TABLE admin_tokens(id TEXT PRIMARY KEY, admin TEXT NOT "
-               "NULL REFERENCES admins(name) ON DELETE CASCADE, hash TEXT NOT "
-               "NULL UNIQUE, created INTEGER NOT NULL, last_used INTEGER);"
-               "CREATE INDEX admin_tokens_admin ON admin_tokens(admin);"
-               "CREATE TABLE user_state(local TEXT NOT NULL, domain TEXT NOT "
-               "NULL, disabled INTEGER NOT NULL DEFAULT 0, last_login INTEGER,"
-               " PRIMARY KEY(local, domain));"},
+     * own for user_quotas' reason: users keeps its three columns.  IF
+     * NOT EXISTS: a file whose user_version was set back (a restore
+     * script) upgrades again rather than failing. */
+    {"admins",
+        "CREATE TABLE IF NOT EXISTS admins(name TEXT PRIMARY KEY, hash TEXT"
+        " NOT NULL, domain TEXT, created INTEGER NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS admins_domain ON admins(domain);"
+        "CREATE TABLE IF NOT EXISTS admin_tokens(id TEXT PRIMARY KEY, admin"
+        " TEXT NOT NULL REFERENCES admins(name) ON DELETE CASCADE, hash TEXT"
+        " NOT NULL UNIQUE, created INTEGER NOT NULL, last_used INTEGER);"
+        "CREATE INDEX IF NOT EXISTS admin_tokens_admin ON"
+        " admin_tokens(admin);"
+        "CREATE TABLE IF NOT EXISTS user_state(local TEXT NOT NULL, domain"
+        " TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0, last_login"
+        " INTEGER, PRIMARY KEY(local, domain));"},
 };
 /* The user_version from which admins, admin_tokens and user_state
  * exist (schema 5). */
