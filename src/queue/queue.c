@@ -41,6 +41,7 @@
 #include "delivery.h"
 #include "outbound.h"
 #include "queue.h"
+#include "stats.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -1115,6 +1116,7 @@ attempt_done(void *arg)
 		if (r->result == OUT_SENT) {
 			qr->state = QRCPT_SENT;
 			log_result(e, a, r, "sent", now);
+			stats_add(STAT_RELAYED, 1);
 			continue;
 		}
 		if (r->result == OUT_DEFER &&
@@ -1127,6 +1129,7 @@ attempt_done(void *arg)
 			if (qr->next <= now)
 				qr->next = now + 1;
 			log_result(e, a, r, "deferred", now);
+			stats_add(STAT_DEFERRED, 1);
 			continue;
 		}
 		if (r->result == OUT_DEFER) {
@@ -1142,6 +1145,7 @@ attempt_done(void *arg)
 		qr->state = QRCPT_FAILED;
 		qr->next = now; /* the DSN's first try (send_dsn) */
 		log_result(e, a, r, "bounced", now);
+		stats_add(STAT_BOUNCED, 1); /* a 5xx or expired */
 		snprintf(fstatus[nfailed], sizeof(fstatus[nfailed]), "%s",
 		    r->status);
 		failed[nfailed++] = r->index;

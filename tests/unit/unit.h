@@ -48,5 +48,6 @@ int run_imap_folder_tests(void);
 int run_mailnotify_tests(void);
 int run_deflate_tests(void);
 int run_imap_sort_tests(void);
+int run_stats_tests(void);
 
 #endif

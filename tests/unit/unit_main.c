@@ -37,5 +37,6 @@ main(void)
 	failed += run_mailnotify_tests();
 	failed += run_deflate_tests();
 	failed += run_imap_sort_tests();
+	failed += run_stats_tests();
 	return failed != 0;
 }
