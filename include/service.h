@@ -40,6 +40,8 @@ struct service_env {
  * once is_idle.  restart_needed names (comma separated, appended to
  * why) the keys this service binds at start whose values differ between
  * old and new and returns true if any does: a reload cannot apply them.
+ * sessions is the number of sessions now (core_server_sessions; loop
+ * thread), the sessions gauge of /metrics.
  */
 struct service {
 	const char *name;
@@ -53,6 +55,7 @@ struct service {
 	void (*free)(void *);
 	bool (*restart_needed)(const struct config *old,
 	    const struct config *new, char *why, size_t whylen);
+	size_t (*sessions)(const void *);
 };
 
 #endif

@@ -271,6 +271,25 @@ entry_done(const struct qentry *e)
 	return true;
 }
 
+void
+queue_stats(const struct queue *q, struct queue_stats *out)
+{
+	const struct qentry *e;
+
+	memset(out, 0, sizeof(*out));
+	TAILQ_FOREACH(e, &q->entries, link) {
+		/* Deleted (files gone or going): no longer in the queue,
+		 * though a DSN or an attempt may still hold the entry. */
+		if (e->is_deleted || e->is_removed)
+			continue;
+		out->entries++;
+		out->recipients += entry_pending(e);
+		out->held += e->env.is_held;
+		if (out->oldest == 0 || e->env.arrival < out->oldest)
+			out->oldest = e->env.arrival;
+	}
+}
+
 /* e's files are gone: free it once nothing holds it any more. */
 static void
 entry_unhold(struct queue *q, struct qentry *e)

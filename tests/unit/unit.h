@@ -49,5 +49,6 @@ int run_mailnotify_tests(void);
 int run_deflate_tests(void);
 int run_imap_sort_tests(void);
 int run_stats_tests(void);
+int run_metrics_tests(void);
 
 #endif

@@ -38,5 +38,6 @@ main(void)
 	failed += run_deflate_tests();
 	failed += run_imap_sort_tests();
 	failed += run_stats_tests();
+	failed += run_metrics_tests();
 	return failed != 0;
 }
