@@ -100,6 +100,8 @@ struct config {
 	size_t quota_default_bytes, quota_default_messages;
 	int log_level;
 	char *log_file; /* "" : syslog (stderr with -f) */
+	size_t
+	    log_memory; /* the in-memory log's bytes (log_ring_init), 0 off */
 	enum config_directory directory;
 	unsigned directory_timeout_ms; /* bound on each directory operation */
 	/* directory = postgresql: libpq conninfo (no password), the file of

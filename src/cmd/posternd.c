@@ -46,11 +46,13 @@
 #include "queue.h"
 #include "relay.h"
 #include "log.h"
+#include "metrics.h"
 #include "safefs.h"
 #include "committer.h"
 #include "net.h"
 #include "passwd.h"
 #include "service.h"
+#include "stats.h"
 #include "smtp_server.h"
 #include "tls.h"
 #include "worker.h"
@@ -261,6 +263,8 @@ struct daemon {
 	unsigned term_shutdown_ms; /* the one in force at the signal */
 	char tls_sig[TLS_SIG_MAX]; /* the certificate files now in use */
 	char log_file[PATH_MAX];   /* the live config's log_file */
+	size_t log_memory;         /* the live config's log_memory */
+	const struct service_env *env; /* the pools, committer, queue */
 };
 
 /* A reload: the files are read on a worker, applied on the loop. */
@@ -452,6 +456,11 @@ reload_done(void *arg)
 		dm->shutdown_ms = n->shutdown_timeout_ms;
 		log_set_level((enum log_level)n->log_level);
 		snprintf(dm->log_file, sizeof(dm->log_file), "%s", n->log_file);
+		if (n->log_memory != dm->log_memory) {
+			/* Resized in place: the newest lines that fit stay. */
+			log_ring_init(n->log_memory);
+			dm->log_memory = n->log_memory;
+		}
 		relay_config_warnings(n, warn, sizeof(warn));
 		for (char *l = strtok(warn, "\n"); l; l = strtok(NULL, "\n"))
 			log_warn("event=config %s", l);
@@ -485,6 +494,56 @@ daemon_reload(struct daemon *dm, struct bufferevent *bev)
 	if (bev != NULL) /* nothing more from this client until the reply */
 		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
 	workers_submit(dm->workers, reload_run, reload_done, r);
+}
+
+/* ---- counters and gauges (/metrics) ---------------------------------- */
+
+/*
+ * The gauges of /metrics as they are now: sessions per service, the
+ * queue, the pools' depths, the committer's batches.  Loop thread (the
+ * services' and the queue's figures are the loop's).
+ */
+static void
+daemon_gauges(const struct daemon *dm, struct metrics_gauges *g)
+{
+	static const char *const pools[] = {"dir", "store", "auth"};
+	struct workers *const w[] = {
+	    dm->env->dir, dm->env->store, dm->env->auth};
+	struct queue_stats qs;
+
+	memset(g, 0, sizeof(*g));
+	for (size_t i = 0; i < NSERVICES && i < METRICS_SERVICES_MAX; i++) {
+		g->session_names[i] = services[i]->name;
+		g->sessions[i] = services[i]->sessions(dm->svc[i]);
+		g->nservices++;
+	}
+	queue_stats(dm->queue, &qs);
+	g->queue_entries = qs.entries;
+	g->queue_recipients = qs.recipients;
+	g->queue_held = qs.held;
+	g->queue_oldest_age_s = qs.oldest != 0 && time(NULL) > qs.oldest
+	                            ? time(NULL) - qs.oldest
+	                            : 0;
+	for (size_t i = 0; i < 3; i++) {
+		g->pool_names[i] = pools[i];
+		g->pool_pending[i] = workers_pending(w[i]);
+		g->npools++;
+	}
+	committer_stats(dm->env->committer, &g->commit_batches,
+	    &g->commit_renames_sum, g->commit_bucket);
+}
+
+/* The Prometheus exposition of the counters and gauges into out (the
+ * body of /metrics; the control socket's "metrics").  Loop thread. */
+static int
+daemon_metrics(const struct daemon *dm, struct evbuffer *out)
+{
+	struct stats_snapshot s;
+	struct metrics_gauges g;
+
+	stats_snapshot(&s, time(NULL));
+	daemon_gauges(dm, &g);
+	return metrics_render(out, &s, &g);
 }
 
 /* ---- control socket: one command line in, "ok" or "error: ..." out -- */
@@ -542,6 +601,18 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 		free(line);
 		bufferevent_disable(bev, EV_READ);
 		daemon_reload(dm, bev);
+		return;
+	}
+	if (strcmp(line, "metrics") == 0) {
+		/* "ok", then the exposition text to the end. */
+		struct evbuffer *out = bufferevent_get_output(bev);
+
+		evbuffer_add_printf(out, "ok\n");
+		if (daemon_metrics(dm, out) == -1)
+			evbuffer_add_printf(out, "error: out of memory\n");
+		free(line);
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, NULL);
 		return;
 	}
 	if (strncmp(line, "queue ", 6) == 0)
@@ -768,6 +839,9 @@ main(int argc, char **argv)
 	log_init("posternd", true, LOG_LVL_INFO);
 	if (config_load(conf, &cfg, err, sizeof(err)) == -1)
 		fatalx("config: %s", err);
+	/* Before any thread: "since start", and the Log page's lines. */
+	stats_init(time(NULL));
+	log_ring_init(cfg->log_memory);
 	log_set_level((enum log_level)cfg->log_level);
 	/* The lines until the final log target is set (listen, privileges-
 	 * dropped, start, the config warnings) go to the terminal and are
@@ -840,6 +914,8 @@ main(int argc, char **argv)
 	dm.shutdown_ms = cfg->shutdown_timeout_ms;
 	dm.stop_timer = event_new(base, -1, EV_PERSIST, stop_poll, &dm);
 	snprintf(dm.log_file, sizeof(dm.log_file), "%s", cfg->log_file);
+	dm.log_memory = cfg->log_memory;
+	dm.env = &env;
 	ctl = control_listen(base, cfg, &dm);
 	/* The dummy hash for unknown login names, made before any login. */
 	passwd_init();

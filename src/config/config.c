@@ -118,6 +118,7 @@ static const struct cfg_key cfg_keys[] = {
     {"ipv6_prefix_length", T_COUNT, O(ipv6_prefix_length), "64", 16, 128},
     {"log_file", T_STR, O(log_file), "", 0, 0},
     {"log_level", T_LEVEL, O(log_level), "info", 0, 0},
+    {"log_memory", T_SIZE, O(log_memory), "4M", 0, (size_t)256 << 20},
     {"max_errors", T_COUNT, O(max_errors), "20", 1, 1000},
     {"max_sessions", T_COUNT, O(max_sessions), "1000", 1, 100000},
     {"max_sessions_per_ip", T_COUNT, O(max_sessions_per_ip), "50", 1, 100000},

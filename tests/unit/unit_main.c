@@ -39,5 +39,6 @@ main(void)
 	failed += run_imap_sort_tests();
 	failed += run_stats_tests();
 	failed += run_metrics_tests();
+	failed += run_log_ring_tests();
 	return failed != 0;
 }
