@@ -20,9 +20,10 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/sasl.c src/lib/file.c src/lib/counter.c src/lib/span.c \
 	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c src/lib/safefs.c \
 	src/lib/cidr.c src/lib/accept.c src/lib/dns.c src/lib/committer.c \
-	src/lib/mailnotify.c src/lib/deflate.c \
-	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
-	src/dir/dir.c src/dir/dir_sqlite.c src/dir/dir_pgsql.c \
+	src/lib/mailnotify.c src/lib/deflate.c src/lib/stats.c \
+	src/lib/metrics.c \
+	src/config/config.c src/config/config_edit.c src/smtp/smtp_parse.c \
+	src/smtp/smtp_data.c src/dir/dir.c src/dir/dir_sqlite.c src/dir/dir_pgsql.c \
 	src/dir/dir_json.c \
 	src/maildir/maildir.c \
 	src/queue/delivery.c \
@@ -155,12 +156,12 @@ test:
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
 	fuzz_mime fuzz_store_index fuzz_store_uidlist fuzz_store_cache \
-	fuzz_deflate fuzz_sort fuzz_dirjson
+	fuzz_deflate fuzz_sort fuzz_dirjson fuzz_config_edit
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
-	src/config/config.c src/smtp/smtp_parse.c src/smtp/smtp_data.c \
-	src/queue/queue_file.c src/queue/smtp_reply.c src/policy/policy.c \
+	src/config/config.c src/config/config_edit.c src/smtp/smtp_parse.c \
+	src/smtp/smtp_data.c src/queue/queue_file.c src/queue/smtp_reply.c src/policy/policy.c \
 	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c src/lib/sasl.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
 	src/lib/span.c src/imap/imap_sort.c src/dir/dir_json.c $(MIME_SRC) \

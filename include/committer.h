@@ -14,6 +14,8 @@
 #ifndef POSTERN_COMMITTER_H
 #define POSTERN_COMMITTER_H
 
+#include <stdint.h>
+
 #include "strlist.h"
 #include "worker.h"
 
@@ -46,6 +48,20 @@ struct committer *committer_new(const char *dir, struct workers *w);
 void committer_free(struct committer **c);
 /* The directory committer_new was given (borrowed). */
 const char *committer_dir(const struct committer *);
+
+/* The histogram of batch sizes (renames made durable by one sync):
+ * upper bounds of buckets 0..6; bucket 7 is every larger batch. */
+#define COMMITTER_BUCKETS 8
+extern const unsigned committer_bucket_le[COMMITTER_BUCKETS - 1];
+/*
+ * Any thread (the committer thread updates them under its lock): the
+ * batches committed since committer_new (failed ones too), the renames
+ * they held in all, and bucket[i], the batches of at most
+ * committer_bucket_le[i] renames and more than the bound before (not
+ * cumulative; they add up to *batches).
+ */
+void committer_stats(const struct committer *, uint64_t *batches,
+    uint64_t *renames, uint64_t bucket[COMMITTER_BUCKETS]);
 
 /* Adds one rename (both paths copied); the commit's result starts at 0. */
 void commit_add(struct commit *, const char *from, const char *to);

@@ -100,6 +100,8 @@ struct config {
 	size_t quota_default_bytes, quota_default_messages;
 	int log_level;
 	char *log_file; /* "" : syslog (stderr with -f) */
+	size_t
+	    log_memory; /* the in-memory log's bytes (log_ring_init), 0 off */
 	enum config_directory directory;
 	unsigned directory_timeout_ms; /* bound on each directory operation */
 	/* directory = postgresql: libpq conninfo (no password), the file of
@@ -158,9 +160,41 @@ struct config {
  */
 int config_parse(const char *text, size_t len, const char *filename,
     struct config **out, char *err, size_t errlen);
+/* The largest postern.conf config_load and config_edit_file read. */
+#define CONFIG_FILE_MAX 1048576
 /* Reads and parses a file; fills hostname from gethostname(2) if unset. */
 int config_load(
     const char *path, struct config **out, char *err, size_t errlen);
+/*
+ * config_load's work on text already read from path: config_parse, the
+ * hostname and primary_domain defaults, and the accept_file and
+ * relay_recipients files the text names (read now).  config_edit_file
+ * validates a new text with it before the file is replaced.
+ */
+int config_load_text(const char *text, size_t len, const char *path,
+    struct config **out, char *err, size_t errlen);
+
+/* The two list files a config names (accept_file, relay_recipients). */
+enum config_list { CONFIG_LIST_ACCEPT, CONFIG_LIST_RECIPIENTS };
+/*
+ * Checks a list file's text exactly as config_load reads it (the accept
+ * list's lines; relay_recipients: addresses only).  0, or -1 with
+ * "shown: line N: why" in err.
+ */
+int config_list_check(enum config_list what, const char *text, size_t len,
+    const char *shown, char *err, size_t errlen);
+
+/* Whether key's own parser takes value (no cross-key checks): 0, or -1
+ * with *why_out (static text; "unknown key" for a key not in the table). */
+int config_value_check(
+    const char *key, const char *value, const char **why_out);
+bool config_key_exists(const char *key);
+/* Whether key's parsed value differs between a and b (false for an
+ * unknown key). */
+bool config_key_changed(
+    const struct config *a, const struct config *b, const char *key);
+/* The key's default as the table writes it (static), or NULL. */
+const char *config_key_default(const char *key);
 struct config *config_ref(struct config *);
 /* Drops one reference; frees at zero; NULLs *cfg. Accepts NULL. */
 void config_unref(struct config **cfg);

@@ -275,6 +275,9 @@ void core_server_set_tls(struct core_server *, SSL_CTX *);
 void core_server_shutdown(struct core_server *);
 /* No session is left (not even one waiting for its job). */
 bool core_server_is_idle(const struct core_server *);
+/* Sessions now: admitted and not yet freed, busy or not (the gauge of
+ * /metrics).  Loop thread. */
+size_t core_server_sessions(const struct core_server *);
 /* Frees every session left (none may be busy) and the server. */
 void core_server_free(struct core_server **);
 

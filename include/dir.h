@@ -89,6 +89,14 @@ struct dir_quota {
 	uint64_t bytes, messages;
 };
 
+/* One user as admin->user_rows reports it. */
+struct dir_user_info {
+	const char *address; /* "local@domain" */
+	struct dir_quota quota;
+	bool is_disabled;
+	int64_t last_login; /* Unix time; 0: never (or not since schema 5) */
+};
+
 struct dir_read_ops {
 	void (*close)(struct dir *);
 	/* 1: local (a domain or host alias), canonical domain in canon. */
@@ -135,6 +143,12 @@ struct dir_read_ops {
 	    struct dir *, const char *key, char *err, size_t errlen);
 	int (*lock_strike)(struct dir *, const char *key, unsigned max,
 	    unsigned window_ms, unsigned lockout_ms, char *err, size_t errlen);
+	/* 1: the user exists, *is_disabled_out its disable flag (schema 5;
+	 * false on an older store: nobody is disabled there); 0: no such
+	 * user.  Never cached: a disable applies to the next login. */
+	int (*user_disabled)(struct dir *, const char *local,
+	    const char *domain, bool *is_disabled_out, char *err,
+	    size_t errlen);
 };
 
 enum dir_admin_result {
@@ -175,9 +189,11 @@ struct dir_admin_ops {
 	int (*list_member)(struct dir *, const char *local, const char *domain,
 	    const char *member, bool add, char *err, size_t);
 	/* Listing, sorted: what is "domains", "host-aliases", "users",
-	 * "aliases", "lists", "members"; filter: a domain (a list address
-	 * for "members", where it is required) or NULL.  fn gets two
-	 * columns (b NULL for one-column listings). */
+	 * "aliases", "lists", "members", "admins" (name, domain or NULL
+	 * for a full admin), "tokens" (id, admin); filter: a domain (a list
+	 * address for "members", where it is required; an admin name for
+	 * "tokens") or NULL.  fn gets two columns (b NULL for one-column
+	 * listings). */
 	int (*list_rows)(struct dir *, const char *what, const char *filter,
 	    dir_row_fn, void *arg, char *err, size_t);
 	/* One transaction around the admin ops between DIR_TXN_BEGIN and
@@ -193,6 +209,56 @@ struct dir_admin_ops {
 	 * "directory schema N is newer than this posternctl (M)"). */
 	int (*schema)(struct dir *, bool is_upgrade, int *have, int *want,
 	    char *note, size_t notelen, char *err, size_t errlen);
+
+	/*
+	 * Schema 5: web admin accounts and their API tokens, and per-user
+	 * state (disabled, last login).  Names are checked by the caller
+	 * (dir_admin_name_ok); hashes are crypt hashes (passwd.h) for
+	 * admins, SHA-256 hex (dir_token_parse) for tokens.
+	 *
+	 * admin_add: domain NULL for a full admin, else a real local domain
+	 * (dir_need_domain's refusals) the admin is limited to; a domain
+	 * with domain admins cannot be deleted ("domain D has N domain
+	 * admins: delete them first").  admin_del deletes the admin's
+	 * tokens with it.
+	 */
+	int (*admin_add)(struct dir *, const char *name, const char *hash,
+	    const char *domain, char *err, size_t);
+	int (*admin_del)(struct dir *, const char *name, char *err, size_t);
+	int (*admin_passwd)(struct dir *, const char *name, const char *hash,
+	    char *err, size_t);
+	/* 1 found: *hash_out the admin's hash (the caller frees), domain
+	 * its domain ("" for a full admin); 0 no such admin (*hash_out
+	 * NULL); DIR_ADMIN_ERROR. */
+	int (*admin_get)(struct dir *, const char *name, char **hash_out,
+	    char *domain, size_t dlen, char *err, size_t);
+	/* id: DIR_TOKEN_ID_LEN hex digits (unique: "token ID already
+	 * exists"); hash: the secret's SHA-256 in hex.  The secret itself
+	 * is never stored. */
+	int (*token_add)(struct dir *, const char *admin, const char *id,
+	    const char *hash, char *err, size_t);
+	int (*token_del)(struct dir *, const char *id, char *err, size_t);
+	/* By the secret's hash: 1 found, the token's admin in admin and
+	 * that admin's domain ("" full) in domain; 0 no such token;
+	 * DIR_ADMIN_ERROR.  Also sets the token's last_used to now, at most
+	 * once a minute per token (a busy API client writes once a minute,
+	 * not per request). */
+	int (*token_find)(struct dir *, const char *hash, char *admin,
+	    size_t alen, char *domain, size_t dlen, char *err, size_t);
+	/* "no such user" when there is none. */
+	int (*user_disable)(struct dir *, const char *local, const char *domain,
+	    bool is_disabled, char *err, size_t);
+	/* Last logins: canon[i] ("local@domain", canonical) logged in at
+	 * at[i] (Unix time), n entries, in one transaction; a user that no
+	 * longer exists is skipped, and a time older than the stored one
+	 * does not replace it.  Not inside admin->transaction. */
+	int (*users_seen)(struct dir *, const char *const *canon,
+	    const int64_t *at, size_t n, char *err, size_t);
+	/* The users (of domain, or all for NULL) with their details,
+	 * sorted as list_rows "users"; fn's info is borrowed for the call. */
+	int (*user_rows)(struct dir *, const char *domain,
+	    void (*fn)(void *arg, const struct dir_user_info *), void *arg,
+	    char *err, size_t);
 };
 
 struct dir {
@@ -351,6 +417,8 @@ enum dir_login_result {
 	DIR_LOGIN_BAD_PASSWORD, /* an existing user, wrong password */
 	DIR_LOGIN_UNKNOWN,      /* no such user or domain, or bad syntax */
 	DIR_LOGIN_TEMPFAIL,     /* directory error: try again later */
+	DIR_LOGIN_DISABLED,     /* right password, the user is disabled:
+	                           refused like a wrong password, no strike */
 };
 
 /*
@@ -380,8 +448,46 @@ int dir_lock_check(struct dir *, const char *key, char *err, size_t errlen);
 int dir_lock_strike(struct dir *, const char *key, unsigned max,
     unsigned window_ms, unsigned lockout_ms, char *err, size_t errlen);
 
+/*
+ * A wrong password for a disabled user is DIR_LOGIN_BAD_PASSWORD (a
+ * guess, counted as any); only the right one gives DIR_LOGIN_DISABLED,
+ * so the account's owner is not locked out by retrying, and a guesser
+ * learns nothing (the client's answer is a wrong password's).
+ */
+
 /* For the log: "wrong password", "no such user", ... (static text). */
 const char *dir_login_reason(enum dir_login_result);
+
+/* An admin account's name: 1..DIR_ADMIN_NAME_MAX of [a-z0-9._@-]
+ * (lower case: the caller folds it first). */
+#define DIR_ADMIN_NAME_MAX 64
+bool dir_admin_name_ok(const char *name);
+
+/*
+ * API tokens: an admin's bearer token is "pst_<id>_<secret>", id
+ * DIR_TOKEN_ID_LEN lower-case hex digits (public: listed, deleted by),
+ * secret DIR_TOKEN_SECRET_LEN lower-case hex digits (32 random bytes).
+ * The directory keeps the secret's SHA-256 only.
+ */
+#define DIR_TOKEN_ID_LEN 8
+#define DIR_TOKEN_SECRET_LEN 64
+#define DIR_TOKEN_HASH_LEN 64 /* SHA-256 hex, without the NUL */
+/* A new token: its id and secret from getrandom, the text to give the
+ * admin (once) in bearer (>= DIR_TOKEN_LEN + 1), the hash to store.
+ * 0, or -1 (no randomness: errno). */
+#define DIR_TOKEN_LEN (4 + DIR_TOKEN_ID_LEN + 1 + DIR_TOKEN_SECRET_LEN)
+int dir_token_new(char *bearer, size_t blen, char *id, size_t idlen,
+    char *hash_hex, size_t hlen);
+/*
+ * Parses a bearer token (the Authorization header's value after
+ * "Bearer "): 0 with its id in id (>= DIR_TOKEN_ID_LEN + 1) and the
+ * secret's SHA-256 hex in secret_hash_hex (>= DIR_TOKEN_HASH_LEN + 1),
+ * for admin->token_find; -1 when it is not a well-formed token (any
+ * length: never read past its NUL).  Compare by looking the hash up,
+ * never the secret.
+ */
+int dir_token_parse(const char *bearer, char *id, size_t idlen,
+    char *secret_hash_hex, size_t hlen);
 
 /* Splits "local@domain" written by an admin into normalised parts. */
 int dir_split_address(const char *s, char *local, size_t llen, char *domain,

@@ -113,6 +113,33 @@ const char *log_esc(const char *src);
 #define LOG_ESC_SLOTS 8
 #define LOG_ESC_SLOT 1100 /* a whole escaped Mailbox: LOG_ESC_SIZE(254) */
 
+/*
+ * The in-memory log (the web admin's Log page): every line logged from
+ * now on, as log_file has it ("STAMP HOST TAG[PID]: MSG", without the
+ * newline), whichever target it goes to, is also kept in a ring of
+ * `bytes` bytes (log_memory), the oldest lines dropped first to make
+ * room; a line longer than the ring is cut to fit it.  0 turns it off
+ * and frees it.  Called again (a reload), it keeps the newest lines that
+ * fit the new size.  Any thread, at any time.
+ */
+void log_ring_init(size_t bytes);
+/* The ring's size and the lines in it now (tests, status). */
+void log_ring_usage(size_t *bytes_out, size_t *lines_out);
+typedef void (*log_ring_fn)(void *arg, const char *line, size_t len);
+/*
+ * Calls fn(arg, line, len) for at most max lines of the ring holding
+ * needle (ASCII case-insensitive; "" matches every line), newest first;
+ * returns how many.  line is NUL-terminated, valid during the call only.
+ * Values in lines are escaped as logged (log_esc): a needle with a
+ * space, '"', '<', ... matches only in its escaped form.  Any thread,
+ * while others log: the ring is locked for at most LOG_RING_SLICE lines
+ * at a time and never while fn runs (fn may log); lines dropped from
+ * the ring meanwhile end the search early.
+ */
+size_t log_ring_search(
+    const char *needle, size_t max, log_ring_fn fn, void *arg);
+#define LOG_RING_SLICE 1024
+
 #define log_err(...) log_msg(LOG_LVL_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_LVL_WARN, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)

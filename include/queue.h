@@ -65,6 +65,16 @@ int queue_command(struct queue *, const char *cmd, struct queue_cmd_result *out,
 void queue_foreach(struct queue *,
     bool (*fn)(void *arg, const struct qenv *e, bool is_active), void *arg);
 
+/* What the queue holds now (the dashboard, /metrics). */
+struct queue_stats {
+	size_t entries;    /* messages in the queue (not deleted) */
+	size_t recipients; /* their recipients still pending */
+	size_t held;       /* entries on hold */
+	time_t oldest;     /* the earliest arrival among them; 0 if none */
+};
+/* Fills *out.  Loop thread (the queue's). */
+void queue_stats(const struct queue *, struct queue_stats *out);
+
 /* A new unique queue id (hex, time-based plus a counter). */
 void queue_new_id(char out[QID_MAX]);
 

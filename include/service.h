@@ -16,6 +16,7 @@ struct authfail_table;
 struct committer;
 struct config;
 struct event_base;
+struct evbuffer;
 struct imap_folders;
 struct queue;
 struct workers;
@@ -38,6 +39,8 @@ struct service_env {
 	 * runs on the loop when it has (the web admin's saves). */
 	void (*reload)(void *daemon, service_reload_fn done, void *arg);
 	void *daemon;
+	/* The Prometheus text of /metrics into out (loop thread). */
+	int (*metrics)(void *daemon, struct evbuffer *out);
 	const char *conf_path; /* posternd -c */
 };
 
@@ -50,6 +53,8 @@ struct service_env {
  * once is_idle.  restart_needed names (comma separated, appended to
  * why) the keys this service binds at start whose values differ between
  * old and new and returns true if any does: a reload cannot apply them.
+ * sessions is the number of sessions now (core_server_sessions; loop
+ * thread), the sessions gauge of /metrics.
  */
 struct service {
 	const char *name;
@@ -63,6 +68,7 @@ struct service {
 	void (*free)(void *);
 	bool (*restart_needed)(const struct config *old,
 	    const struct config *new, char *why, size_t whylen);
+	size_t (*sessions)(const void *);
 };
 
 #endif

@@ -23,6 +23,8 @@
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <sys/queue.h>
+
 #include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -427,9 +429,17 @@ admin_audit(const struct admin_who *w, const char *what, const char *object,
 	char o[600], ov[1200], nv[1200];
 
 	/* Values an admin typed: escaped, and cut to keep lines short. */
-	log_escape(o, sizeof(o), object != NULL ? object : "-");
-	log_escape(ov, sizeof(ov), old_value != NULL ? old_value : "-");
-	log_escape(nv, sizeof(nv), new_value != NULL ? new_value : "-");
+	if (object == NULL)
+		object = "-";
+	if (old_value == NULL)
+		old_value = "-";
+	if (new_value == NULL)
+		new_value = "-";
+	log_sanitize(o, sizeof(o), (const uint8_t *)object, strlen(object));
+	log_sanitize(
+	    ov, sizeof(ov), (const uint8_t *)old_value, strlen(old_value));
+	log_sanitize(
+	    nv, sizeof(nv), (const uint8_t *)new_value, strlen(new_value));
 	log_info("event=admin-change admin=%s via=%s what=%s object=\"%s\" "
 	         "old=\"%s\" new=\"%s\"",
 	    log_esc(w->name), w->is_api ? "api" : "web", what, o, ov, nv);
@@ -1202,6 +1212,16 @@ service_restart_needed(const struct config *old, const struct config *new,
 	return is_changed;
 }
 
+/* The gauge: TLS connections open now (the Unix socket's are not
+ * counted). */
+static size_t
+service_sessions(const void *arg)
+{
+	const struct admin_server *srv = arg;
+
+	return srv->nconns;
+}
+
 const struct service admin_service = {"admin", service_new, service_start,
     service_set_config, service_set_tls, service_shutdown, service_is_idle,
-    service_free, service_restart_needed};
+    service_free, service_restart_needed, service_sessions};

@@ -6,6 +6,8 @@
  * take a JSON object (admin_json.h); every reply is a JSON object, an
  * error {"error": "..."} with a 4xx or 5xx status.
  */
+#include <sys/queue.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -220,7 +222,7 @@ read_run(struct admin_job *j, struct dir *d)
 		if (dir_split_address(j->c, l, sizeof(l), dom, sizeof(dom),
 		        &why) == -1 ||
 		    !admin_may_domain(&j->who, dom)) {
-			snprintf(j->err, sizeof(j->err), "%s: %s", j->c,
+			snprintf(j->err, sizeof(j->err), "%.200s: %s", j->c,
 			    why ? why : "not in your domain");
 			j->status = why ? 400 : 403;
 			rc = -1;

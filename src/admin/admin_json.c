@@ -131,7 +131,7 @@ string(struct rd *r, char **out)
 
 		if (n + 8 > cap) {
 			cap *= 2;
-			o = xrealloc(o, cap);
+			o = xreallocarray(o, cap, 1);
 		}
 		if (n > ADMIN_JSON_VALUE_MAX) {
 			free(o);
@@ -308,7 +308,7 @@ array(struct rd *r, char **out)
 		}
 		if (n + l + 2 > cap) {
 			cap = n + l + 2 + cap;
-			o = xrealloc(o, cap);
+			o = xreallocarray(o, cap, 1);
 		}
 		if (n > 0)
 			o[n++] = ' ';

@@ -68,13 +68,13 @@ split_for(struct admin_job *j, const char *in, char *l, char *d)
 
 	if (dir_split_address(in, l, ADDR_LOCAL_MAX + 1, d,
 	        ADDR_DOMAIN_MAX + 1, &why) == -1) {
-		snprintf(j->err, sizeof(j->err), "%s: %s", in,
+		snprintf(j->err, sizeof(j->err), "%.200s: %s", in,
 		    why ? why : "bad address");
 		return -1;
 	}
 	if (!admin_may_domain(&j->who, d)) {
 		snprintf(j->err, sizeof(j->err),
-		    "%s: not in your domain (%s)", in, j->who.domain);
+		    "%.200s: not in your domain (%.200s)", in, j->who.domain);
 		j->status = 403;
 		return -1;
 	}
@@ -85,7 +85,7 @@ static int
 domain_for(struct admin_job *j, const char *in, char *d)
 {
 	if (addr_domain_normalize(in, d, ADDR_DOMAIN_MAX + 1) == -1) {
-		snprintf(j->err, sizeof(j->err), "bad domain name: %s", in);
+		snprintf(j->err, sizeof(j->err), "bad domain name: %.200s", in);
 		return -1;
 	}
 	return 0;
@@ -146,7 +146,7 @@ quota_for(struct admin_job *j, struct dir_quota *q, bool *is_default)
 		return 0;
 	if (bytes[0] != '\0' && size_parse(bytes, &b) == -1) {
 		snprintf(j->err, sizeof(j->err),
-		    "bad size %s (want a number, k, M or G)", bytes);
+		    "bad size %.40s (want a number, k, M or G)", bytes);
 		return -1;
 	}
 	if (msgs[0] != '\0') {
@@ -154,7 +154,7 @@ quota_for(struct admin_job *j, struct dir_quota *q, bool *is_default)
 		if (!isdigit((unsigned char)msgs[0]) || *end != '\0' ||
 		    m > 100000000) {
 			snprintf(j->err, sizeof(j->err),
-			    "bad message count %s", msgs);
+			    "bad message count %.40s", msgs);
 			return -1;
 		}
 	}
@@ -209,7 +209,7 @@ admin_op_run(struct admin_job *j, struct dir *d)
 			break;
 		/* The name becomes a directory: a plain dot-atom. */
 		if (!addr_local_is_dot_string(l) || strchr(l, '/') != NULL) {
-			snprintf(e, el, "%s: a user name must be a plain "
+			snprintf(e, el, "%.200s: a user name must be a plain "
 			                "dot-atom without '/'",
 			    j->a);
 			break;
@@ -252,7 +252,7 @@ admin_op_run(struct admin_job *j, struct dir *d)
 			/* The target as it is stored: normalised. */
 			if (dir_split_address(j->b, l2, sizeof(l2), dom2,
 			        sizeof(dom2), &why) == -1) {
-				snprintf(e, el, "%s: %s", j->b,
+				snprintf(e, el, "%.200s: %s", j->b,
 				    why ? why : "bad address");
 				break;
 			}
@@ -281,7 +281,7 @@ admin_op_run(struct admin_job *j, struct dir *d)
 			break;
 		if (dir_split_address(j->b, l2, sizeof(l2), dom2,
 		        sizeof(dom2), &why) == -1) {
-			snprintf(e, el, "%s: %s", j->b,
+			snprintf(e, el, "%.200s: %s", j->b,
 			    why ? why : "bad address");
 			break;
 		}
@@ -325,7 +325,7 @@ admin_op_audit(struct admin_job *j)
 		nv = "(password set)";
 		break;
 	case AOP_USER_QUOTA:
-		snprintf(q, sizeof(q), "bytes=%s messages=%s",
+		snprintf(q, sizeof(q), "bytes=%.40s messages=%.40s",
 		    j->c[0] ? j->c : "default", j->d[0] ? j->d : "default");
 		nv = q;
 		break;

@@ -312,7 +312,7 @@ user_row(void *arg, const struct dir_user_info *u)
 		snprintf(q, sizeof(q), "default");
 	html_esc(b, q);
 	html_printf(b, "</td><td>%s</td><td>",
-	    u->disabled ? "<strong class=\"error\">disabled</strong>"
+	    u->is_disabled ? "<strong class=\"error\">disabled</strong>"
 	                : "active");
 	if (u->last_login > 0)
 		html_esc(b, human_time(when, sizeof(when),
@@ -321,8 +321,8 @@ user_row(void *arg, const struct dir_user_info *u)
 		html_printf(b, "never");
 	html_printf(b, "</td><td>");
 	button_form(b, ur->w, "/users",
-	    u->disabled ? "user-enable" : "user-disable", u->address, NULL,
-	    u->disabled ? "Enable" : "Disable", NULL);
+	    u->is_disabled ? "user-enable" : "user-disable", u->address, NULL,
+	    u->is_disabled ? "Enable" : "Disable", NULL);
 	html_printf(b, " <a href=\"/users/edit?a=");
 	url_esc(b, u->address);
 	html_printf(b, "\">Password, quota</a> ");
@@ -524,8 +524,10 @@ struct relay_form {
 	/* a save's inputs */
 	char *f_relay, *f_addresses, *f_domains, *f_accept, *f_recipients;
 	char *f_advertise, *f_require_tls, *f_sender_match;
-	char warnings[4096];
-	char notes[1024];
+	/* what a save changed, for the audit: key, old and new value */
+	const char *ch_key[8];
+	char *ch_old[8], *ch_new[8];
+	size_t nch;
 	bool changed_conf, changed_accept, changed_recipients;
 };
 
@@ -544,6 +546,10 @@ relay_form_free(void *p)
 	free(f->f_advertise);
 	free(f->f_require_tls);
 	free(f->f_sender_match);
+	for (size_t i = 0; i < f->nch; i++) {
+		free(f->ch_old[i]);
+		free(f->ch_new[i]);
+	}
 	free(f);
 }
 
@@ -771,7 +777,11 @@ relay_save_run(struct admin_job *j, struct dir *d)
 		if (strcmp(old, vals[i]) != 0) {
 			e[n].key = keys[i];
 			e[n].value = vals[i];
+			f->ch_key[n] = keys[i];
+			f->ch_old[n] = xstrdup(old);
+			f->ch_new[n] = xstrdup(vals[i]);
 			n++;
+			f->nch = n;
 		}
 	}
 	free(text);
@@ -803,10 +813,6 @@ relay_save_run(struct admin_job *j, struct dir *d)
 		}
 		f->changed_conf = true;
 	}
-	/* For the audit (loop): the keys and their new values. */
-	for (size_t i = 0, o = 0; i < n && o < sizeof(f->notes); i++)
-		o += (size_t)snprintf(f->notes + o, sizeof(f->notes) - o,
-		    "%s%s=%s", i ? " " : "", e[i].key, e[i].value);
 }
 
 static void
@@ -895,8 +901,9 @@ relay_save_done(struct admin_job *j)
 		}
 		return;
 	}
-	if (f->changed_conf)
-		admin_audit(&j->who, "config", j->cfg->path, NULL, f->notes);
+	for (size_t i = 0; f->changed_conf && i < f->nch; i++)
+		admin_audit(&j->who, "config", f->ch_key[i], f->ch_old[i],
+		    f->ch_new[i]);
 	if (f->changed_accept)
 		admin_audit(&j->who, "accept-list", j->cfg->accept_file, NULL,
 		    "(file replaced)");
@@ -1744,6 +1751,25 @@ log_page(struct admin_server *srv, struct evhttp_request *req,
 
 /* ---- Dashboard -------------------------------------------------------- */
 
+/* The dashboard's words for the counters (stats.h says exactly what
+ * each counts; docs/admin.md "Counters and metrics"). */
+static const char *
+stats_title(enum stat_counter c)
+{
+	static const char *const t[STAT_N] = {
+	    [STAT_RECEIVED] = "Messages received",
+	    [STAT_DELIVERED_LOCAL] = "Delivered locally",
+	    [STAT_RELAYED] = "Relayed",
+	    [STAT_DEFERRED] = "Deferred",
+	    [STAT_BOUNCED] = "Bounced",
+	    [STAT_RELAY_REFUSED] = "Relays refused",
+	    [STAT_AUTH_FAILED] = "AUTH failures",
+	    [STAT_LOCKOUT] = "Lock-outs",
+	};
+
+	return t[c];
+}
+
 static int
 cert_days(SSL_CTX *ctx)
 {
@@ -1864,16 +1890,7 @@ dashboard(struct admin_server *srv, struct evhttp_request *req,
 void
 admin_metrics_render(struct admin_server *srv, struct evbuffer *b)
 {
-	struct stats_snapshot *s = xcalloc(1, sizeof(*s));
-	struct metrics_gauges g;
-	struct queue_stats qs;
-
-	memset(&g, 0, sizeof(g));
-	stats_snapshot(s, time(NULL));
-	queue_stats(srv->env->queue, &qs);
-	admin_gauges(srv, &g, &qs);
-	metrics_render(b, s, &g);
-	free(s);
+	srv->env->metrics(srv->env->daemon, b);
 }
 
 /* ---- routing ---------------------------------------------------------- */

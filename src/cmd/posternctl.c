@@ -38,6 +38,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "config_edit.h"
 #include "dir.h"
 #include "dir_json.h"
 #include "passwd.h"
@@ -57,12 +58,15 @@
 #define ERRLEN 512
 
 struct ctl {
+	const char *path; /* -c FILE */
 	struct config *cfg;
 	struct dir *dir;
 	char err[ERRLEN];
 };
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int usage_error(const char *name);
+static void print_user_long(void *arg, const struct dir_user_info *u);
 
 static int
 die(const char *fmt, ...)
@@ -284,11 +288,250 @@ static int
 c_user_list(struct ctl *c, char **a)
 {
 	char d[ADDR_DOMAIN_MAX + 1];
+	bool is_long = a[0] != NULL && strcmp(a[0], "-l") == 0;
 
+	/* -l: a new form, so that the one-column output scripts parse
+	 * stays as it was. */
+	if (is_long)
+		a++;
+	if (a[0] != NULL && (a[1] != NULL || a[0][0] == '-'))
+		return usage_error("user list");
 	if (a[0] != NULL && domain_arg(a[0], d) == -1)
 		return 1;
+	if (is_long)
+		return result(
+		    c, c->dir->admin->user_rows(c->dir, a[0] ? d : NULL,
+		           print_user_long, NULL, c->err, ERRLEN));
 	return result(c, c->dir->admin->list_rows(c->dir, "users",
 	                     a[0] ? d : NULL, print_row, NULL, c->err, ERRLEN));
+}
+
+/* ---- web admin accounts and their API tokens -------------------------- */
+
+/* An admin name: folded to lower case, [a-z0-9._@-], 1..64. */
+static int
+admin_name_arg(const char *in, char *out, size_t len)
+{
+	size_t n = strlen(in);
+
+	if (n >= len)
+		return die("bad admin name: too long (at most %d)",
+		           DIR_ADMIN_NAME_MAX),
+		       -1;
+	for (size_t i = 0; i <= n; i++)
+		out[i] = (char)tolower((unsigned char)in[i]);
+	if (!dir_admin_name_ok(out))
+		return die("bad admin name: %s (1 to %d of a-z 0-9 . _ @ -)",
+		           in, DIR_ADMIN_NAME_MAX),
+		       -1;
+	return 0;
+}
+
+static int
+c_admin_add(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2], d[ADDR_DOMAIN_MAX + 1], h[256];
+	const char *who = NULL, *dom = NULL;
+
+	for (; *a != NULL; a++) {
+		if (strcmp(*a, "--domain") == 0 && a[1] != NULL && dom == NULL)
+			dom = *++a;
+		else if (who == NULL && (*a)[0] != '-')
+			who = *a;
+		else
+			return usage_error("admin add");
+	}
+	if (who == NULL)
+		return usage_error("admin add");
+	if (admin_name_arg(who, name, sizeof(name)) == -1 ||
+	    (dom != NULL && domain_arg(dom, d) == -1))
+		return 1;
+	/* "admin token list" and "admin token del" are commands. */
+	if (strcmp(name, "list") == 0 || strcmp(name, "del") == 0)
+		return die("admin name %s is reserved", name);
+	if (hash_from_input(h, sizeof(h)) == -1)
+		return 1;
+	return result(c, c->dir->admin->admin_add(c->dir, name, h,
+	                     dom != NULL ? d : NULL, c->err, ERRLEN));
+}
+
+static int
+c_admin_del(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2];
+
+	if (admin_name_arg(a[0], name, sizeof(name)) == -1)
+		return 1;
+	return result(
+	    c, c->dir->admin->admin_del(c->dir, name, c->err, ERRLEN));
+}
+
+static int
+c_admin_passwd(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2], h[256];
+
+	if (admin_name_arg(a[0], name, sizeof(name)) == -1 ||
+	    hash_from_input(h, sizeof(h)) == -1)
+		return 1;
+	return result(
+	    c, c->dir->admin->admin_passwd(c->dir, name, h, c->err, ERRLEN));
+}
+
+/* NAME<tab>DOMAIN, "*" for a full admin. */
+static void
+print_admin(void *arg, const char *a, const char *b)
+{
+	(void)arg;
+	printf("%s\t%s\n", a, b != NULL ? b : "*");
+}
+
+static int
+c_admin_list(struct ctl *c, char **a)
+{
+	(void)a;
+	return result(c, c->dir->admin->list_rows(c->dir, "admins", NULL,
+	                     print_admin, NULL, c->err, ERRLEN));
+}
+
+static int
+c_admin_token(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2], bearer[DIR_TOKEN_LEN + 1];
+	char id[DIR_TOKEN_ID_LEN + 1], hash[DIR_TOKEN_HASH_LEN + 1];
+	int r;
+
+	if (admin_name_arg(a[0], name, sizeof(name)) == -1)
+		return 1;
+	if (dir_token_new(bearer, sizeof(bearer), id, sizeof(id), hash,
+	        sizeof(hash)) == -1)
+		return die("cannot make a token: %s", strerror(errno));
+	r = c->dir->admin->token_add(c->dir, name, id, hash, c->err, ERRLEN);
+	/* Shown once, here: only its hash is kept. */
+	if (r == 0)
+		printf("%s\n", bearer);
+	explicit_bzero(bearer, sizeof(bearer));
+	return result(c, r);
+}
+
+static int
+c_admin_token_list(struct ctl *c, char **a)
+{
+	char name[DIR_ADMIN_NAME_MAX + 2];
+
+	if (a[0] != NULL && admin_name_arg(a[0], name, sizeof(name)) == -1)
+		return 1;
+	return result(
+	    c, c->dir->admin->list_rows(c->dir, "tokens", a[0] ? name : NULL,
+	           print_row, NULL, c->err, ERRLEN));
+}
+
+static int
+c_admin_token_del(struct ctl *c, char **a)
+{
+	char id[DIR_TOKEN_ID_LEN + 1];
+	size_t n = strlen(a[0]);
+
+	/* The id, or a whole token pasted: its id part. */
+	if (n == DIR_TOKEN_LEN && strncmp(a[0], "pst_", 4) == 0)
+		snprintf(id, sizeof(id), "%.*s", DIR_TOKEN_ID_LEN, a[0] + 4);
+	else if (n == DIR_TOKEN_ID_LEN)
+		snprintf(id, sizeof(id), "%s", a[0]);
+	else
+		return die("bad token id: %s", a[0]);
+	return result(c, c->dir->admin->token_del(c->dir, id, c->err, ERRLEN));
+}
+
+static int
+user_disable(struct ctl *c, char **a, bool is_disabled)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	return result(c, c->dir->admin->user_disable(
+	                     c->dir, l, d, is_disabled, c->err, ERRLEN));
+}
+
+static int
+c_user_disable(struct ctl *c, char **a)
+{
+	return user_disable(c, a, true);
+}
+
+static int
+c_user_enable(struct ctl *c, char **a)
+{
+	return user_disable(c, a, false);
+}
+
+/* A Unix time as the listings show it: UTC, ISO 8601; 0 is "never". */
+static void
+time_text(int64_t t, char *out, size_t len)
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL)
+		snprintf(out, len, "never");
+	else
+		strftime(out, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* user list -l's line: ADDRESS, enabled|disabled, LAST-LOGIN. */
+static void
+print_user_long(void *arg, const struct dir_user_info *u)
+{
+	char when[32];
+
+	(void)arg;
+	time_text(u->last_login, when, sizeof(when));
+	printf("%s\t%s\t%s\n", u->address,
+	    u->is_disabled ? "disabled" : "enabled", when);
+}
+
+/* user show's lines, one key each (the one user of user_rows's). */
+struct user_show {
+	const char *canon;
+	bool is_found;
+};
+
+static void
+print_user_show(void *arg, const struct dir_user_info *u)
+{
+	struct user_show *w = arg;
+	char when[32];
+
+	if (strcmp(u->address, w->canon) != 0)
+		return;
+	w->is_found = true;
+	time_text(u->last_login, when, sizeof(when));
+	printf("address: %s\nstate: %s\nlast-login: %s\n", u->address,
+	    u->is_disabled ? "disabled" : "enabled", when);
+	if (u->quota.is_set)
+		printf("quota: bytes=%llu messages=%llu\n",
+		    (unsigned long long)u->quota.bytes,
+		    (unsigned long long)u->quota.messages);
+	else
+		printf("quota: default\n");
+}
+
+static int
+c_user_show(struct ctl *c, char **a)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+	char canon[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
+	struct user_show w = {canon, false};
+
+	if (split(a[0], l, d) == -1)
+		return 1;
+	snprintf(canon, sizeof(canon), "%s@%s", l, d);
+	if (c->dir->admin->user_rows(
+	        c->dir, d, print_user_show, &w, c->err, ERRLEN) < 0)
+		return die("%s", c->err);
+	if (!w.is_found)
+		return die("no such user: %s", canon);
+	return 0;
 }
 
 /* A quota count: digits, for bytes with k, M or G (config's rule). */
@@ -754,40 +997,64 @@ c_queue_show(struct ctl *c, char **a)
  * "ok" for a reload; *res gets the counts, -1 each when none came.
  */
 static int
-ctl_send(struct ctl *c, const char *verb, const char *arg, long long res[2])
+ctl_connect(const char *data_dir, char *err, size_t errlen)
 {
 	struct sockaddr_un sun;
-	char line[256], reply[512];
-	ssize_t n;
-	size_t got = 0;
 	int fd;
 
-	res[0] = res[1] = -1;
 	memset(&sun, 0, sizeof(sun));
 	sun.sun_family = AF_UNIX;
-	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/control.sock",
-	    c->cfg->data_dir);
+	snprintf(
+	    sun.sun_path, sizeof(sun.sun_path), "%s/control.sock", data_dir);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		snprintf(err, errlen, "posternd is not running (%s: %s)",
+		    sun.sun_path, strerror(errno));
 		if (fd != -1)
 			close(fd);
-		return die("posternd is not running (%s: %s)", sun.sun_path,
-		    strerror(errno));
+		return -1;
 	}
-	snprintf(line, sizeof(line), "%s%s%s%s\n",
-	    strcmp(verb, "reload") == 0 ? "" : "queue ", verb, arg ? " " : "",
-	    arg ? arg : "");
+	return fd;
+}
+
+/* Sends line on fd (closed here) and reads the one-line answer into
+ * reply.  0, or -1 with the error in reply. */
+static int
+ctl_request(int fd, const char *line, char *reply, size_t replylen)
+{
+	ssize_t n;
+	size_t got = 0;
+
 	if (write(fd, line, strlen(line)) != (ssize_t)strlen(line)) {
+		snprintf(
+		    reply, replylen, "control socket: %s", strerror(errno));
 		close(fd);
-		return die("control socket: %s", strerror(errno));
+		return -1;
 	}
-	while (got < sizeof(reply) - 1 &&
-	       (n = read(fd, reply + got, sizeof(reply) - 1 - got)) > 0)
+	while (got < replylen - 1 &&
+	       (n = read(fd, reply + got, replylen - 1 - got)) > 0)
 		got += (size_t)n;
 	close(fd);
 	reply[got] = '\0';
 	reply[strcspn(reply, "\n")] = '\0';
+	return 0;
+}
+
+static int
+ctl_send(struct ctl *c, const char *verb, const char *arg, long long res[2])
+{
+	char line[256], reply[512];
+	int fd;
+
+	res[0] = res[1] = -1;
+	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) == -1)
+		return die("%s", reply);
+	snprintf(line, sizeof(line), "%s%s%s%s\n",
+	    strcmp(verb, "reload") == 0 ? "" : "queue ", verb, arg ? " " : "",
+	    arg ? arg : "");
+	if (ctl_request(fd, line, reply, sizeof(reply)) == -1)
+		return die("%s", reply);
 	if (strcmp(reply, "ok") == 0)
 		return 0;
 	if (sscanf(reply, "ok %lld %lld", &res[0], &res[1]) == 2)
@@ -1418,6 +1685,178 @@ c_check(struct ctl *c, char **a)
 {
 	(void)a;
 	return check(c);
+}
+
+/* ---- config: get, list, set, unset (src/config/config_edit.c) -------- */
+
+/* The config file's text, read whole (it may not parse: get and list
+ * still show what it says).  NULL after printing why. */
+static char *
+config_text(struct ctl *c, size_t *len)
+{
+	off_t size;
+	char *text = file_read(c->path, CONFIG_FILE_MAX, len, &size);
+
+	if (text == NULL)
+		die("%s: %s", c->path, strerror(errno));
+	else if (size > CONFIG_FILE_MAX) {
+		die("%s: file too large", c->path);
+		free(text);
+		text = NULL;
+	}
+	return text;
+}
+
+/* "KEY = VALUE", with "  # default" when the file does not set it. */
+static int
+config_show(const char *text, size_t len, const char *key, bool mark_default,
+    bool only_set)
+{
+	char val[CONFIG_EDIT_VALUE_MAX + 1], err[ERRLEN];
+	bool is_set;
+
+	if (config_get_text(text, len, key, val, sizeof(val), &is_set, err,
+	        sizeof(err)) == -1)
+		return die("%s", err);
+	if (only_set && !is_set)
+		return 0;
+	printf("%s = %s%s\n", key, val,
+	    mark_default && !is_set ? "  # default" : "");
+	return 0;
+}
+
+static int
+config_show_all(struct ctl *c, bool only_set)
+{
+	const char *name;
+	size_t len;
+	char *text = config_text(c, &len);
+	int rc = 0;
+
+	if (text == NULL)
+		return 1;
+	for (size_t i = 0; rc == 0 && (name = config_key_name(i, NULL)); i++)
+		rc = config_show(text, len, name, true, only_set);
+	free(text);
+	return rc;
+}
+
+static int
+c_config_get(struct ctl *c, char **a)
+{
+	size_t len;
+	char *text;
+	int rc = 0;
+
+	if (a[0] == NULL)
+		return config_show_all(c, false);
+	/* Every key is checked before anything is printed. */
+	for (size_t i = 0; a[i] != NULL; i++)
+		if (!config_key_exists(a[i]))
+			return die("unknown key \"%s\" (posternctl config list "
+			           "shows them all)",
+			    a[i]);
+	if ((text = config_text(c, &len)) == NULL)
+		return 1;
+	for (size_t i = 0; rc == 0 && a[i] != NULL; i++)
+		rc = config_show(text, len, a[i], false, false);
+	free(text);
+	return rc;
+}
+
+static int
+c_config_list(struct ctl *c, char **a)
+{
+	if (a[0] != NULL && strcmp(a[0], "--set") != 0)
+		return usage_error("config list");
+	return config_show_all(c, a[0] != NULL);
+}
+
+/* After a written change: what a reload cannot apply, the relay
+ * warnings, then the reload itself when posternd runs. */
+static int
+config_after_edit(struct ctl *c, const struct config_edit *e, size_t n,
+    const struct config *old, const struct config *cfg)
+{
+	char warn[4096], reply[512];
+	int fd;
+
+	for (size_t i = 0; i < n; i++)
+		if (config_key_restart_only(e[i].key))
+			printf("%s changes at restart\n", e[i].key);
+	if (old != NULL && config_tls_toggled(old, cfg))
+		printf("tls_cert and tls_key: turning TLS on or off changes at "
+		       "restart\n");
+	relay_config_warnings(cfg, warn, sizeof(warn));
+	fputs(warn, stdout);
+	/* posternd's socket is in the data_dir it runs with: the old one
+	 * when data_dir itself changed. */
+	fd = ctl_connect(
+	    old != NULL ? old->data_dir : cfg->data_dir, reply, sizeof(reply));
+	if (fd == -1) {
+		printf("%s written; %s: nothing reloaded\n", c->path, reply);
+		return 0;
+	}
+	if (ctl_request(fd, "reload\n", reply, sizeof(reply)) == -1 ||
+	    strcmp(reply, "ok") != 0)
+		return die("%s written, but the reload failed: %s", c->path,
+		    strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
+	printf("posternd reloaded %s\n", c->path);
+	return 0;
+}
+
+/* Applies e[0..n): nothing changes unless the whole result is valid. */
+static int
+config_edit_do(struct ctl *c, const struct config_edit *e, size_t n)
+{
+	struct config *old = NULL, *cfg = NULL;
+	char err[ERRLEN];
+	int rc;
+
+	/* The running daemon's view, if the file parses now. */
+	if (config_load(c->path, &old, err, sizeof(err)) == -1)
+		old = NULL;
+	if (config_edit_file(c->path, e, n, &cfg, err, sizeof(err)) == -1) {
+		config_unref(&old);
+		return die("%s (%s is unchanged)", err, c->path);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (e[i].value != NULL)
+			printf("%s = %s\n", e[i].key, e[i].value);
+		else
+			printf("%s unset (default: %s)\n", e[i].key,
+			    config_key_default(e[i].key));
+	rc = config_after_edit(c, e, n, old, cfg);
+	config_unref(&old);
+	config_unref(&cfg);
+	return rc;
+}
+
+#define CONFIG_EDIT_MAX 32
+
+static int
+c_config_set(struct ctl *c, char **a)
+{
+	struct config_edit e[CONFIG_EDIT_MAX];
+	size_t n = 0;
+
+	for (; a[2 * n] != NULL; n++) {
+		if (a[2 * n + 1] == NULL)
+			return usage_error("config set");
+		e[n] = (struct config_edit){a[2 * n], a[2 * n + 1]};
+	}
+	return config_edit_do(c, e, n);
+}
+
+static int
+c_config_unset(struct ctl *c, char **a)
+{
+	struct config_edit e[CONFIG_EDIT_MAX];
+	size_t n = 0;
+
+	for (; a[n] != NULL; n++)
+		e[n] = (struct config_edit){a[n], NULL};
+	return config_edit_do(c, e, n);
 }
 
 /* ---- db: the schema, and moving a directory between backends --------- */
@@ -2134,6 +2573,7 @@ c_db_import(struct ctl *c, char **a)
 /* ---- the command table: dispatch and help ----------------------------- */
 
 enum ctl_setup {
+	CTL_FILE,       /* the file's path only: not parsed first */
 	CTL_CONFIG,     /* the config only */
 	CTL_RUN_USER,   /* as the run user: queue files, the control socket */
 	CTL_DIR,        /* as the run user, with the directory open */
@@ -2161,6 +2601,28 @@ static const struct ctl_cmd {
         "Like SIGHUP: postern.conf, the accept list and relay_recipients.\n"
         "If anything is wrong the running config stays and the error is\n"
         "printed.  data_dir, user and listeners change only at restart.\n"},
+    {"config get", "[KEY...]", 0, 64, CTL_FILE, c_config_get,
+        "print KEY = VALUE: the file's value, else the default",
+        "Without a KEY: every key, as config list.  An unknown KEY is an\n"
+        "error and nothing is printed.  Reads the file as it is (it need\n"
+        "not be valid).\n"},
+    {"config list", "[--set]", 0, 1, CTL_FILE, c_config_list,
+        "every key: KEY = VALUE (--set: only those the file sets)",
+        "A key the file does not set is shown with its default and\n"
+        "\"  # default\" after it.\n"},
+    {"config set", "KEY VALUE [KEY VALUE]...", 2, 2 * CONFIG_EDIT_MAX, CTL_FILE,
+        c_config_set, "change keys in the file, then reload",
+        "Edits the file in place (comments, blank lines and order stay;\n"
+        "a key not in it is added at the end), checks the whole result as\n"
+        "posternd would read it, and replaces the file atomically; on any\n"
+        "error the file is unchanged.  Then prints the relay warnings of\n"
+        "check, names the keys that change only at restart, and makes a\n"
+        "running posternd reload (when it is not running, the file is\n"
+        "written and nothing reloaded).\n"},
+    {"config unset", "KEY...", 1, CONFIG_EDIT_MAX, CTL_FILE, c_config_unset,
+        "remove keys from the file (back to their defaults), then reload",
+        "As config set: the whole result is checked before the file is\n"
+        "replaced.  A KEY the file does not set is no change.\n"},
     {"relay-check", "--client IP --from ADDR --to ADDR [OPTIONS]", 6, 10,
         CTL_DIR, c_relay_check, "the verdict posternd would give one RCPT",
         "Options: --auth USER (as if USER had logged in), --port smtp|\n"
@@ -2187,8 +2649,22 @@ static const struct ctl_cmd {
         "without '/'.\n"},
     {"user del", "ADDRESS", 1, 1, CTL_DIR, c_user_del,
         "remove a mailbox (its Maildir stays on disk)", NULL},
-    {"user list", "[DOMAIN]", 0, 1, CTL_DIR, c_user_list, "list mailboxes",
-        NULL},
+    {"user list", "[-l] [DOMAIN]", 0, 2, CTL_DIR, c_user_list, "list mailboxes",
+        "One address a line.  -l adds, tab-separated, enabled or disabled\n"
+        "and the last login (UTC, 2026-12-04T01:15:22Z, or never):\n"
+        "ADDRESS<tab>STATE<tab>LAST-LOGIN.  posternd writes last logins once\n"
+        "a minute.\n"},
+    {"user show", "ADDRESS", 1, 1, CTL_DIR, c_user_show,
+        "a mailbox's state, last login and stored quota", NULL},
+    {"user disable", "ADDRESS", 1, 1, CTL_DIR, c_user_disable,
+        "refuse the mailbox's logins (mail is still delivered)",
+        "Its SMTP AUTH, POP3 and IMAP logins are refused as with a wrong\n"
+        "password (logged result=disabled, not counted for the lock-out);\n"
+        "mail to it is still accepted and delivered, so nothing bounces\n"
+        "while an account is looked into.  Applies to the next login;\n"
+        "sessions already logged in go on.\n"},
+    {"user enable", "ADDRESS", 1, 1, CTL_DIR, c_user_enable,
+        "allow the mailbox's logins again", NULL},
     {"user passwd", "ADDRESS", 1, 1, CTL_DIR, c_user_passwd,
         "set a password (prompt or stdin)", NULL},
     {"user quota", "ADDRESS [BYTES MESSAGES|none|default]", 1, 3, CTL_DIR,
@@ -2199,6 +2675,29 @@ static const struct ctl_cmd {
         "is no limit at all, default goes back to quota_default_bytes and\n"
         "quota_default_messages.  Mail to a full mailbox gets 452 4.2.2 at\n"
         "RCPT; a change applies to the next message.\n"},
+    {"admin add", "NAME [--domain DOMAIN]", 1, 3, CTL_DIR, c_admin_add,
+        "add a web admin account (password: prompt or stdin)",
+        "NAME is 1 to 64 of a-z 0-9 . _ @ - (folded to lower case; list\n"
+        "and del are reserved).  The password is read as for user add and\n"
+        "stored as a yescrypt hash.  With --domain the admin sees and\n"
+        "changes only that local domain's users, aliases and lists; a\n"
+        "domain with domain admins cannot be deleted.\n"},
+    {"admin del", "NAME", 1, 1, CTL_DIR, c_admin_del,
+        "remove an admin account and its API tokens", NULL},
+    {"admin passwd", "NAME", 1, 1, CTL_DIR, c_admin_passwd,
+        "set an admin's password (prompt or stdin)", NULL},
+    {"admin list", "", 0, 0, CTL_DIR, c_admin_list,
+        "list admins: NAME<tab>DOMAIN (* for a full admin)", NULL},
+    {"admin token list", "[NAME]", 0, 1, CTL_DIR, c_admin_token_list,
+        "list API tokens: ID<tab>ADMIN", NULL},
+    {"admin token del", "ID", 1, 1, CTL_DIR, c_admin_token_del,
+        "revoke an API token (by its id, or the whole token)", NULL},
+    {"admin token", "NAME", 1, 1, CTL_DIR, c_admin_token,
+        "make an API token for NAME and print it, once",
+        "Prints pst_ID_SECRET: the bearer token for the JSON API\n"
+        "(Authorization: Bearer pst_...).  The directory keeps only the\n"
+        "secret's SHA-256, so the token cannot be shown again: make a new\n"
+        "one and revoke the old (admin token del ID).\n"},
     {"alias add", "ADDRESS TARGET...", 2, 64, CTL_DIR, c_alias_add,
         "forward ADDRESS to local or remote TARGETs", NULL},
     {"alias del", "ADDRESS [TARGET]", 1, 2, CTL_DIR, c_alias_del,
@@ -2400,6 +2899,7 @@ static int
 setup(struct ctl *c, enum ctl_setup s)
 {
 	switch (s) {
+	case CTL_FILE:
 	case CTL_CONFIG:
 		return 0;
 	case CTL_RUN_USER:
@@ -2451,7 +2951,9 @@ main(int argc, char **argv)
 		fprintf(stderr, "posternctl: -c FILE is required\n");
 		return usage_error(cmd->name);
 	}
-	if (config_load(conf, &c.cfg, c.err, ERRLEN) == -1)
+	c.path = conf;
+	if (cmd->setup != CTL_FILE &&
+	    config_load(conf, &c.cfg, c.err, ERRLEN) == -1)
 		return die("%s", c.err);
 	rc = setup(&c, cmd->setup) != 0 ? 1 : cmd->fn(&c, argv + argc - nargs);
 	dir_close(&c.dir);

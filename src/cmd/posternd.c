@@ -39,6 +39,7 @@
 #include "authfail.h"
 #include "admin.h"
 #include "config.h"
+#include "config_edit.h"
 #include "dir.h"
 #include "dns.h"
 #include "imap_folders.h"
@@ -47,11 +48,13 @@
 #include "queue.h"
 #include "relay.h"
 #include "log.h"
+#include "metrics.h"
 #include "safefs.h"
 #include "committer.h"
 #include "net.h"
 #include "passwd.h"
 #include "service.h"
+#include "stats.h"
 #include "smtp_server.h"
 #include "tls.h"
 #include "worker.h"
@@ -263,6 +266,8 @@ struct daemon {
 	unsigned term_shutdown_ms; /* the one in force at the signal */
 	char tls_sig[TLS_SIG_MAX]; /* the certificate files now in use */
 	char log_file[PATH_MAX];   /* the live config's log_file */
+	size_t log_memory;         /* the live config's log_memory */
+	const struct service_env *env; /* the pools, committer, queue */
 };
 
 /* A reload: the files are read on a worker, applied on the loop. */
@@ -362,28 +367,6 @@ reload_run(void *arg, void *ctx)
 }
 
 /* Loop: swap the new config in; on any error the running one stays. */
-/* The keys posternd itself reads only at start: the pools, the
- * directory handles (opened once per thread) and the outbound threads. */
-static bool
-daemon_restart_needed(const struct config *old, const struct config *n)
-{
-	return strcmp(n->data_dir, old->data_dir) != 0 ||
-	       strcmp(n->user, old->user) != 0 ||
-	       (n->tls_cert[0] == '\0') != (old->tls_cert[0] == '\0') ||
-	       n->workers != old->workers ||
-	       n->dir_workers != old->dir_workers ||
-	       n->auth_workers != old->auth_workers ||
-	       n->queue_state_workers != old->queue_state_workers ||
-	       n->directory != old->directory ||
-	       n->directory_timeout_ms != old->directory_timeout_ms ||
-	       strcmp(n->pg_conninfo, old->pg_conninfo) != 0 ||
-	       strcmp(n->pg_passfile, old->pg_passfile) != 0 ||
-	       n->pg_query_timeout_ms != old->pg_query_timeout_ms ||
-	       n->pg_connect_timeout_ms != old->pg_connect_timeout_ms ||
-	       n->pg_cache_ttl_ms != old->pg_cache_ttl_ms ||
-	       n->smtp_max_connections != old->smtp_max_connections;
-}
-
 static void
 reload_done(void *arg)
 {
@@ -419,23 +402,24 @@ reload_done(void *arg)
 			SSL_CTX_free(r->tls);
 		n = NULL; /* the reply says error */
 	} else {
-		char keys[512] = "";
+		char keys[512] = "", changed[1024] = "", all[1024];
 		bool is_restart = false;
 
 		for (size_t i = 0; i < NSERVICES; i++)
 			is_restart |= services[i]->restart_needed(
 			    dm->boot, n, keys, sizeof(keys));
-		is_restart |= daemon_restart_needed(dm->boot, n);
+		/* The one list of restart-only keys (config_edit.c), which
+		 * posternctl config set names too: the pools, the directory
+		 * handles, the outbound threads, the run user. */
+		is_restart |= config_restart_changed(
+		    dm->boot, n, changed, sizeof(changed));
+		config_restart_keys_text(all, sizeof(all));
 		if (is_restart)
-			log_warn(
-			    "event=reload note=\"data_dir, user, listeners, "
-			    "workers, dir_workers, auth_workers, "
-			    "queue_state_workers, directory, "
-			    "directory_timeout, the pg_ keys, "
-			    "smtp_max_connections and "
-			    "turning TLS on or off change only at restart\" "
-			    "listeners=%s",
-			    keys[0] != '\0' ? keys : "-");
+			log_warn("event=reload note=\"%s and turning TLS on or "
+			         "off change only at restart\" listeners=%s "
+			         "keys=%s",
+			    all, keys[0] != '\0' ? keys : "-",
+			    changed[0] != '\0' ? changed : "-");
 		for (size_t i = 0; i < NSERVICES; i++)
 			services[i]->set_config(dm->svc[i], n);
 		if (r->tls != NULL) {
@@ -456,6 +440,11 @@ reload_done(void *arg)
 		dm->shutdown_ms = n->shutdown_timeout_ms;
 		log_set_level((enum log_level)n->log_level);
 		snprintf(dm->log_file, sizeof(dm->log_file), "%s", n->log_file);
+		if (n->log_memory != dm->log_memory) {
+			/* Resized in place: the newest lines that fit stay. */
+			log_ring_init(n->log_memory);
+			dm->log_memory = n->log_memory;
+		}
 		relay_config_warnings(n, warn, sizeof(warn));
 		for (char *l = strtok(warn, "\n"); l; l = strtok(NULL, "\n"))
 			log_warn("event=config %s", l);
@@ -515,6 +504,63 @@ service_reload(void *daemon, service_reload_fn done, void *arg)
 	daemon_reload_cb(dm, NULL, done, arg);
 }
 
+/* ---- counters and gauges (/metrics) ---------------------------------- */
+
+/*
+ * The gauges of /metrics as they are now: sessions per service, the
+ * queue, the pools' depths, the committer's batches.  Loop thread (the
+ * services' and the queue's figures are the loop's).
+ */
+static void
+daemon_gauges(const struct daemon *dm, struct metrics_gauges *g)
+{
+	static const char *const pools[] = {"dir", "store", "auth"};
+	struct workers *const w[] = {
+	    dm->env->dir, dm->env->store, dm->env->auth};
+	struct queue_stats qs;
+
+	memset(g, 0, sizeof(*g));
+	for (size_t i = 0; i < NSERVICES && i < METRICS_SERVICES_MAX; i++) {
+		g->session_names[i] = services[i]->name;
+		g->sessions[i] = services[i]->sessions(dm->svc[i]);
+		g->nservices++;
+	}
+	queue_stats(dm->queue, &qs);
+	g->queue_entries = qs.entries;
+	g->queue_recipients = qs.recipients;
+	g->queue_held = qs.held;
+	g->queue_oldest_age_s = qs.oldest != 0 && time(NULL) > qs.oldest
+	                            ? time(NULL) - qs.oldest
+	                            : 0;
+	for (size_t i = 0; i < 3; i++) {
+		g->pool_names[i] = pools[i];
+		g->pool_pending[i] = workers_pending(w[i]);
+		g->npools++;
+	}
+	committer_stats(dm->env->committer, &g->commit_batches,
+	    &g->commit_renames_sum, g->commit_bucket);
+}
+
+/* The Prometheus exposition of the counters and gauges into out (the
+ * body of /metrics; the control socket's "metrics").  Loop thread. */
+static int
+daemon_metrics(const struct daemon *dm, struct evbuffer *out)
+{
+	struct stats_snapshot s;
+	struct metrics_gauges g;
+
+	stats_snapshot(&s, time(NULL));
+	daemon_gauges(dm, &g);
+	return metrics_render(out, &s, &g);
+}
+
+/* service_env's metrics: the web admin's /metrics. */
+static int
+service_metrics(void *daemon, struct evbuffer *out)
+{
+	return daemon_metrics(daemon, out);
+}
+
 /* ---- control socket: one command line in, "ok" or "error: ..." out -- */
 
 static void
@@ -570,6 +616,18 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 		free(line);
 		bufferevent_disable(bev, EV_READ);
 		daemon_reload(dm, bev);
+		return;
+	}
+	if (strcmp(line, "metrics") == 0) {
+		/* "ok", then the exposition text to the end. */
+		struct evbuffer *out = bufferevent_get_output(bev);
+
+		evbuffer_add_printf(out, "ok\n");
+		if (daemon_metrics(dm, out) == -1)
+			evbuffer_add_printf(out, "error: out of memory\n");
+		free(line);
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, NULL);
 		return;
 	}
 	if (strncmp(line, "queue ", 6) == 0)
@@ -796,6 +854,9 @@ main(int argc, char **argv)
 	log_init("posternd", true, LOG_LVL_INFO);
 	if (config_load(conf, &cfg, err, sizeof(err)) == -1)
 		fatalx("config: %s", err);
+	/* Before any thread: "since start", and the Log page's lines. */
+	stats_init(time(NULL));
+	log_ring_init(cfg->log_memory);
 	log_set_level((enum log_level)cfg->log_level);
 	/* The lines until the final log target is set (listen, privileges-
 	 * dropped, start, the config warnings) go to the terminal and are
@@ -860,6 +921,7 @@ main(int argc, char **argv)
 	queue_load(env.queue);
 	env.authfails = authfail_new();
 	env.reload = service_reload;
+	env.metrics = service_metrics;
 	env.daemon = &dm;
 	env.conf_path = conf;
 	dm.conf_path = conf;
@@ -871,6 +933,8 @@ main(int argc, char **argv)
 	dm.shutdown_ms = cfg->shutdown_timeout_ms;
 	dm.stop_timer = event_new(base, -1, EV_PERSIST, stop_poll, &dm);
 	snprintf(dm.log_file, sizeof(dm.log_file), "%s", cfg->log_file);
+	dm.log_memory = cfg->log_memory;
+	dm.env = &env;
 	ctl = control_listen(base, cfg, &dm);
 	/* The dummy hash for unknown login names, made before any login. */
 	passwd_init();

@@ -125,6 +125,7 @@ static const struct cfg_key cfg_keys[] = {
     {"ipv6_prefix_length", T_COUNT, O(ipv6_prefix_length), "64", 16, 128},
     {"log_file", T_STR, O(log_file), "", 0, 0},
     {"log_level", T_LEVEL, O(log_level), "info", 0, 0},
+    {"log_memory", T_SIZE, O(log_memory), "4M", 0, (size_t)256 << 20},
     {"max_errors", T_COUNT, O(max_errors), "20", 1, 1000},
     {"max_sessions", T_COUNT, O(max_sessions), "1000", 1, 100000},
     {"max_sessions_per_ip", T_COUNT, O(max_sessions_per_ip), "50", 1, 100000},
@@ -1035,13 +1036,57 @@ fail:
 	return -1;
 }
 
+/*
+ * One list file's text checked as config_load reads it: the accept list
+ * (into *acc when not NULL), or relay_recipients, whose lines must all be
+ * addresses (into *users when not NULL).  `shown` names the file in err.
+ */
+static int
+config_list_read(enum config_list what, const char *text, size_t len,
+    const char *shown, struct accept_list *acc, struct strlist *users,
+    char *err, size_t errlen)
+{
+	struct accept_list tmp;
+	char why[400];
+
+	if (accept_list_parse(text, len, &tmp, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: %s", shown, why);
+		return -1;
+	}
+	/* Same line format: one address per line, '#' comments. */
+	if (what == CONFIG_LIST_RECIPIENTS && tmp.ips.n + tmp.hosts.n > 0) {
+		snprintf(err, errlen,
+		    "%s: only addresses (user@domain) allowed", shown);
+		accept_list_clear(&tmp);
+		return -1;
+	}
+	if (what == CONFIG_LIST_ACCEPT && acc != NULL) {
+		*acc = tmp;
+		return 0;
+	}
+	if (users != NULL) {
+		*users = tmp.users;
+		tmp.users = (struct strlist){0};
+	}
+	accept_list_clear(&tmp);
+	return 0;
+}
+
+int
+config_list_check(enum config_list what, const char *text, size_t len,
+    const char *shown, char *err, size_t errlen)
+{
+	return config_list_read(
+	    what, text, len, shown, NULL, NULL, err, errlen);
+}
+
 /* The accept list and relay_recipients files named by the config. */
 static int
 config_load_lists(struct config *c, char *err, size_t errlen)
 {
-	char why[400];
 	size_t len;
 	char *text;
+	int r;
 
 	if (c->accept_file[0] != '\0') {
 		if ((text = file_read(c->accept_file, 64u << 20, &len, NULL)) ==
@@ -1051,78 +1096,36 @@ config_load_lists(struct config *c, char *err, size_t errlen)
 			return -1;
 		}
 		c->accept = xcalloc(1, sizeof(*c->accept));
-		if (accept_list_parse(text, len, c->accept, why, sizeof(why)) ==
-		    -1) {
-			snprintf(err, errlen, "%s: %s", c->accept_file, why);
-			free(text);
-			return -1;
-		}
+		r = config_list_read(CONFIG_LIST_ACCEPT, text, len,
+		    c->accept_file, c->accept, NULL, err, errlen);
 		free(text);
+		if (r == -1)
+			return -1;
 	}
 	if (c->relay_recipients_file[0] != '\0') {
-		struct accept_list tmp;
-
 		if ((text = file_read(c->relay_recipients_file, 64u << 20, &len,
 		         NULL)) == NULL) {
 			snprintf(err, errlen, "%s: %s",
 			    c->relay_recipients_file, strerror(errno));
 			return -1;
 		}
-		/* Same line format: one address per line, '#' comments. */
-		if (accept_list_parse(text, len, &tmp, why, sizeof(why)) ==
-		        -1 ||
-		    tmp.ips.n + tmp.hosts.n > 0) {
-			snprintf(err, errlen, "%s: %s",
-			    c->relay_recipients_file,
-			    tmp.ips.n + tmp.hosts.n > 0
-			        ? "only addresses (user@domain) allowed"
-			        : why);
-			accept_list_clear(&tmp);
-			free(text);
-			return -1;
-		}
-		c->relay_recipients = tmp.users;
-		c->has_relay_recipients = true;
-		strlist_clear(&tmp.ips);
-		strlist_clear(&tmp.hosts);
+		r = config_list_read(CONFIG_LIST_RECIPIENTS, text, len,
+		    c->relay_recipients_file, NULL, &c->relay_recipients, err,
+		    errlen);
 		free(text);
+		if (r == -1)
+			return -1;
+		c->has_relay_recipients = true;
 	}
 	return 0;
 }
 
 int
-config_load(const char *path, struct config **out, char *err, size_t errlen)
+config_load_text(const char *text, size_t len, const char *path,
+    struct config **out, char *err, size_t errlen)
 {
-	char *text;
-	struct stat st;
-	ssize_t n;
-	int fd;
-
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1 || fstat(fd, &st) == -1) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		if (fd != -1)
-			close(fd);
+	if (config_parse(text, len, path, out, err, errlen) == -1)
 		return -1;
-	}
-	if (st.st_size > 1048576) {
-		snprintf(err, errlen, "%s: file too large", path);
-		close(fd);
-		return -1;
-	}
-	text = xmalloc((size_t)st.st_size + 1);
-	n = read(fd, text, (size_t)st.st_size);
-	close(fd);
-	if (n != st.st_size) {
-		snprintf(err, errlen, "%s: short read", path);
-		free(text);
-		return -1;
-	}
-	if (config_parse(text, (size_t)n, path, out, err, errlen) == -1) {
-		free(text);
-		return -1;
-	}
-	free(text);
 	if ((*out)->hostname[0] == '\0') {
 		char host[256] = "localhost";
 
@@ -1145,6 +1148,147 @@ config_load(const char *path, struct config **out, char *err, size_t errlen)
 		    dot != NULL && strchr(dot + 1, '.') != NULL ? dot + 1 : h);
 	}
 	return 0;
+}
+
+int
+config_load(const char *path, struct config **out, char *err, size_t errlen)
+{
+	char *text;
+	struct stat st;
+	ssize_t n;
+	int fd, r;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1 || fstat(fd, &st) == -1) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return -1;
+	}
+	if (st.st_size > CONFIG_FILE_MAX) {
+		snprintf(err, errlen, "%s: file too large", path);
+		close(fd);
+		return -1;
+	}
+	text = xmalloc((size_t)st.st_size + 1);
+	n = read(fd, text, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		snprintf(err, errlen, "%s: short read", path);
+		free(text);
+		return -1;
+	}
+	r = config_load_text(text, (size_t)n, path, out, err, errlen);
+	free(text);
+	return r;
+}
+
+/* A scratch config holds the one value: config_set needs a struct to
+ * fill, and the defaults of the other keys do not matter here. */
+int
+config_value_check(const char *key, const char *value, const char **why_out)
+{
+	const struct cfg_key *k = config_find(key);
+	struct config *c;
+	char *v;
+	int r;
+
+	*why_out = "unknown key";
+	if (k == NULL)
+		return -1;
+	c = xcalloc(1, sizeof(*c));
+	v = xstrdup(value);
+	r = config_set(c, k, v, why_out);
+	free(v);
+	config_free(c);
+	return r;
+}
+
+/* Two configs' values of k (the parsed fields, not their spelling). */
+static bool
+key_value_equal(
+    const struct config *a, const struct config *b, const struct cfg_key *k)
+{
+	const void *fa = (const char *)a + k->off,
+	           *fb = (const char *)b + k->off;
+
+	switch (k->type) {
+	case T_STR:
+	case T_DNS:
+	case T_HOP:
+	case T_CONNINFO:
+		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
+	case T_SIZE:
+	case T_COUNT:
+		return *(const size_t *)fa == *(const size_t *)fb;
+	case T_MS:
+		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case T_BOOL:
+	case T_BARE_NEWLINE:
+		return *(const bool *)fa == *(const bool *)fb;
+	case T_LISTEN: {
+		char why[1] = "";
+
+		return !config_listen_changed(fa, fb, "", why, 0);
+	}
+	case T_CIDRS: {
+		const struct cidr_list *la = fa, *lb = fb;
+
+		if (la->n != lb->n)
+			return false;
+		for (size_t i = 0; i < la->n; i++)
+			if (strcmp(la->v[i].text, lb->v[i].text) != 0)
+				return false;
+		return true;
+	}
+	case T_ROUTES: {
+		const struct route_list *la = fa, *lb = fb;
+
+		if (la->n != lb->n)
+			return false;
+		for (size_t i = 0; i < la->n; i++)
+			if (strcmp(la->v[i].domain, lb->v[i].domain) != 0 ||
+			    strcmp(la->v[i].hop, lb->v[i].hop) != 0)
+				return false;
+		return true;
+	}
+	case T_DOMAINS: {
+		const struct strlist *la = fa, *lb = fb;
+
+		if (la->n != lb->n)
+			return false;
+		for (size_t i = 0; i < la->n; i++)
+			if (strcmp(la->v[i], lb->v[i]) != 0)
+				return false;
+		return true;
+	}
+	default: /* the enums: stored as int */
+		return *(const int *)fa == *(const int *)fb;
+	}
+}
+
+bool
+config_key_changed(
+    const struct config *a, const struct config *b, const char *key)
+{
+	const struct cfg_key *k = config_find(key);
+
+	return k != NULL && !key_value_equal(a, b, k);
+}
+
+bool
+config_key_exists(const char *key)
+{
+	return config_find(key) != NULL;
+}
+
+const char *
+config_key_default(const char *key)
+{
+	const struct cfg_key *k = config_find(key);
+
+	return k != NULL ? k->def : NULL;
 }
 
 struct config *

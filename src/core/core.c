@@ -263,6 +263,12 @@ core_server_is_idle(const struct core_server *srv)
 	return srv->nsessions == 0;
 }
 
+size_t
+core_server_sessions(const struct core_server *srv)
+{
+	return srv->nsessions;
+}
+
 void
 core_server_free(struct core_server **sp)
 {

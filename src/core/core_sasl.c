@@ -23,6 +23,7 @@
 #include "dir.h"
 #include "log.h"
 #include "sasl.h"
+#include "stats.h"
 #include "strlist.h"
 #include "xmalloc.h"
 
@@ -231,6 +232,7 @@ struct login_job {
 	/* The shared lock-out (dir_has_shared_lock): locked, and whether
 	 * this attempt's strike is what locked it (logged once). */
 	bool is_shared_locked, is_shared_struck;
+	bool is_checked; /* dir_login ran: result is its answer */
 };
 
 static enum core_login
@@ -360,6 +362,7 @@ login_job_run(void *arg, void *ctx)
 	}
 	j->result = dir_login(d, j->user, j->pass, j->canon, j->canon_max,
 	    j->err, sizeof(j->err));
+	j->is_checked = true;
 	explicit_bzero(j->pass, sizeof(j->pass));
 	if (login_shared_lock(j, d, false) == -1) {
 		j->result = DIR_LOGIN_TEMPFAIL;
@@ -393,9 +396,10 @@ login_log_refusal(
 	log_sanitize(text, sizeof(text), (const uint8_t *)why, strlen(why));
 	log_warn("%s=%s event=%s result=%s client=%s user=%s reason=\"%s\"",
 	    p->idkey, s->id, p->login_event,
-	    r == CORE_LOGIN_TEMPFAIL ? "tempfail"
-	    : r == CORE_LOGIN_LOCKED ? "locked"
-	                             : "fail",
+	    r == CORE_LOGIN_TEMPFAIL          ? "tempfail"
+	    : r == CORE_LOGIN_LOCKED          ? "locked"
+	    : j->result == DIR_LOGIN_DISABLED ? "disabled"
+	                                      : "fail",
 	    j->ip, u, text);
 }
 
@@ -407,6 +411,12 @@ login_job_done(void *arg)
 	bool is_live = core_job_end(s);
 	enum core_login r;
 
+	/* A wrong password or an unknown name, checked: a failed login
+	 * (stats.h STAT_AUTH_FAILED), whether the client is still there or
+	 * a lock came down meanwhile. */
+	if (j->is_checked && (j->result == DIR_LOGIN_BAD_PASSWORD ||
+	                         j->result == DIR_LOGIN_UNKNOWN))
+		stats_add(STAT_AUTH_FAILED, 1);
 	/* Counted even when the client has gone: the guess was made.  The
 	 * limits are the session's, as at authfail_begin: a reload during
 	 * the check must not mix two configs in one attempt. */
@@ -429,7 +439,16 @@ login_job_done(void *arg)
 			log_warn("event=auth-lockout client=%s account=\"%s\" "
 			         "scope=shared",
 			    j->slot.src, u);
+			stats_add(STAT_LOCKOUT, 1);
 		}
+	} else if (j->result == DIR_LOGIN_DISABLED) {
+		/* The right password of a disabled user: the slot back,
+		 * nothing counted (no strike: the owner retrying is no
+		 * guesser), and to the client a wrong password's answer,
+		 * so the refusal tells nothing about the account. */
+		authfail_end(s->srv->authfails, &j->cfg->authfail, &j->slot,
+		    AUTHFAIL_ERROR, NULL, time(NULL));
+		r = CORE_LOGIN_DENIED;
 	} else
 		r = login_verdict(authfail_end(s->srv->authfails,
 		    &j->cfg->authfail, &j->slot, login_outcome(j->result),
@@ -474,6 +493,8 @@ core_login_fail_now(struct core_session *s, const char *why)
 	enum authfail_verdict v =
 	    authfail_fail(srv->authfails, &s->cfg->authfail, s->ip, time(NULL));
 
+	/* Unusable credentials are a failed login, locked client or not. */
+	stats_add(STAT_AUTH_FAILED, 1);
 	log_warn("%s=%s event=%s result=%s client=%s reason=\"%s\"",
 	    srv->proto->idkey, s->id, srv->proto->login_event,
 	    v == AUTHFAIL_LOCKED ? "locked"

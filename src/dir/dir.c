@@ -8,6 +8,7 @@
  * appears once.  Nothing here talks to a database itself, and nothing
  * here may turn a backend's -1 (temporary) into "not found".
  */
+#include <sys/random.h>
 #include <sys/stat.h>
 
 #include <assert.h>
@@ -18,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "config.h"
 #include "dir.h"
@@ -581,7 +584,7 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	const char *why;
 	char *hash = NULL;
 	struct timespec start;
-	bool is_local;
+	bool is_local, is_disabled = false;
 	int r = 0;
 
 	err[0] = '\0';
@@ -595,6 +598,12 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	is_local = r == 1;
 	if (r == 1)
 		r = dir_user_hash(d, local, cdom, &hash, err, errlen);
+	if (r == 1 && d->ops->user_disabled != NULL) {
+		r = d->ops->user_disabled(
+		    d, local, cdom, &is_disabled, err, errlen);
+		if (r == 0)
+			r = 1; /* deleted in between: the hash decides */
+	}
 	dir_op_end(d);
 	if (r == -1) {
 		free(hash);
@@ -615,6 +624,10 @@ dir_login(struct dir *d, const char *user, const char *pass, char *canon,
 	 * a faster imported hash takes as long as a yescrypt one. */
 	r = passwd_check(pass, hash, &start);
 	free(hash);
+	/* Disabled: the same work first, so the time does not tell; a
+	 * wrong password stays a counted guess (dir.h). */
+	if (r && is_disabled)
+		return DIR_LOGIN_DISABLED;
 	return r ? DIR_LOGIN_OK : DIR_LOGIN_BAD_PASSWORD;
 }
 
@@ -630,6 +643,8 @@ dir_login_reason(enum dir_login_result r)
 		return "no such user";
 	case DIR_LOGIN_TEMPFAIL:
 		return "directory error";
+	case DIR_LOGIN_DISABLED:
+		return "user disabled";
 	}
 	return "?";
 }
@@ -676,4 +691,121 @@ dir_row_quota(void *arg, const char *a, const char *b)
 	q->is_set = true;
 	q->bytes = strtoull(a, NULL, 10);
 	q->messages = strtoull(b, NULL, 10);
+}
+
+/* "bytes messages disabled last_login" (-1 -1 for no stored quota), the
+ * second column both SQL backends' user_rows build. */
+void
+dir_row_user_info(void *arg, const char *a, const char *b)
+{
+	struct dir_row_users *u = arg;
+	struct dir_user_info info = {.address = a};
+	long long bytes, msgs, dis, seen;
+
+	if (a == NULL || b == NULL ||
+	    sscanf(b, "%lld %lld %lld %lld", &bytes, &msgs, &dis, &seen) != 4)
+		return;
+	if (bytes >= 0 && msgs >= 0) {
+		info.quota.is_set = true;
+		info.quota.bytes = (uint64_t)bytes;
+		info.quota.messages = (uint64_t)msgs;
+	}
+	info.is_disabled = dis != 0;
+	info.last_login = seen > 0 ? seen : 0;
+	u->fn(u->arg, &info);
+}
+
+bool
+dir_admin_name_ok(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > DIR_ADMIN_NAME_MAX)
+		return false;
+	for (; *name; name++)
+		if (!((*name >= 'a' && *name <= 'z') ||
+		        (*name >= '0' && *name <= '9') ||
+		        strchr("._@-", *name) != NULL))
+			return false;
+	return true;
+}
+
+static void
+hex_of(const unsigned char *in, size_t n, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static bool
+is_lower_hex(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+		        (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
+/* SHA-256 of the secret's text, in hex: what the directory stores. */
+static int
+secret_hash(const char *secret, size_t n, char *out, size_t outlen)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (outlen < DIR_TOKEN_HASH_LEN + 1 ||
+	    EVP_Digest(secret, n, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+	    mdlen * 2 != DIR_TOKEN_HASH_LEN)
+		return -1;
+	hex_of(md, mdlen, out);
+	return 0;
+}
+
+int
+dir_token_new(char *bearer, size_t blen, char *id, size_t idlen, char *hash_hex,
+    size_t hlen)
+{
+	unsigned char rnd[DIR_TOKEN_ID_LEN / 2 + DIR_TOKEN_SECRET_LEN / 2];
+	char secret[DIR_TOKEN_SECRET_LEN + 1];
+	int r = -1;
+
+	if (blen < DIR_TOKEN_LEN + 1 || idlen < DIR_TOKEN_ID_LEN + 1)
+		return -1;
+	if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+		return -1;
+	hex_of(rnd, DIR_TOKEN_ID_LEN / 2, id);
+	hex_of(rnd + DIR_TOKEN_ID_LEN / 2, DIR_TOKEN_SECRET_LEN / 2, secret);
+	if (secret_hash(secret, DIR_TOKEN_SECRET_LEN, hash_hex, hlen) == 0) {
+		snprintf(bearer, blen, "pst_%s_%s", id, secret);
+		r = 0;
+	}
+	explicit_bzero(rnd, sizeof(rnd));
+	explicit_bzero(secret, sizeof(secret));
+	return r;
+}
+
+int
+dir_token_parse(const char *bearer, char *id, size_t idlen,
+    char *secret_hash_hex, size_t hlen)
+{
+	/* UNSAFE: fixed offsets, each checked against the measured
+	 * length (bounded by strnlen: a long header reads no further). */
+	size_t n = strnlen(bearer, DIR_TOKEN_LEN + 1);
+	const char *sec = bearer + 4 + DIR_TOKEN_ID_LEN + 1;
+
+	if (n != DIR_TOKEN_LEN || strncmp(bearer, "pst_", 4) != 0 ||
+	    bearer[4 + DIR_TOKEN_ID_LEN] != '_' ||
+	    !is_lower_hex(bearer + 4, DIR_TOKEN_ID_LEN) ||
+	    !is_lower_hex(sec, DIR_TOKEN_SECRET_LEN) ||
+	    idlen < DIR_TOKEN_ID_LEN + 1)
+		return -1;
+	memcpy(id, bearer + 4, DIR_TOKEN_ID_LEN);
+	id[DIR_TOKEN_ID_LEN] = '\0';
+	return secret_hash(sec, DIR_TOKEN_SECRET_LEN, secret_hash_hex, hlen);
 }

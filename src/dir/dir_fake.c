@@ -36,6 +36,9 @@ enum {
 	T_LISTS,
 	T_MEMBERS,
 	T_QUOTAS,
+	T_ADMINS, /* name, hash, domain ("" for a full admin) */
+	T_TOKENS, /* id, admin, hash */
+	T_STATE,  /* local, domain, "disabled last_login" */
 	T_N
 };
 
@@ -291,6 +294,14 @@ f_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 		    domain, n);
 		return DIR_ADMIN_REFUSED;
 	}
+	for (size_t i = 0; i < f->t[T_ADMINS].n; i++)
+		n += strcmp(f->t[T_ADMINS].v[i].c[2], domain) == 0;
+	if (n > 0) {
+		snprintf(err, errlen,
+		    "domain %s has %zu domain admins: delete them first",
+		    domain, n);
+		return DIR_ADMIN_REFUSED;
+	}
 	if (gone(delete (&f->t[T_DOMAINS], domain, NULL, NULL),
 	        "no such domain", err, errlen) != 0)
 		return DIR_ADMIN_REFUSED;
@@ -328,6 +339,7 @@ f_user_add(struct dir *d, const char *local, const char *domain,
 
 	if (r != 0)
 		return r;
+	delete (&fk(d)->t[T_STATE], local, domain, NULL);
 	insert(&fk(d)->t[T_USERS], local, domain, hash);
 	return 0;
 }
@@ -339,6 +351,7 @@ f_user_del(struct dir *d, const char *local, const char *domain, char *err,
 	if (failing(d, err, errlen) == -1)
 		return DIR_ADMIN_ERROR;
 	delete (&fk(d)->t[T_QUOTAS], local, domain, NULL);
+	delete (&fk(d)->t[T_STATE], local, domain, NULL);
 	return gone(delete (&fk(d)->t[T_USERS], local, domain, NULL),
 	    "no such user", err, errlen);
 }
@@ -462,6 +475,36 @@ out_cmp(const void *x, const void *y)
 	    ((const struct out_row *)x)->key, ((const struct out_row *)y)->key);
 }
 
+/* "admins" (name, domain or NULL) by name, "tokens" (id, admin) by
+ * admin then id; filter the domain, or the admin. */
+static int
+admin_rows(
+    struct dir_fake *f, int w, const char *filter, dir_row_fn fn, void *arg)
+{
+	const struct table *t = &f->t[w];
+	struct out_row *o = xcalloc(t->n + 1, sizeof(*o));
+	size_t n = 0;
+
+	for (size_t i = 0; i < t->n; i++) {
+		const struct row *r = &t->v[i];
+		const char *b = w == T_ADMINS ? r->c[2] : r->c[1];
+
+		if (filter != NULL && strcmp(b, filter) != 0)
+			continue;
+		snprintf(o[n].key, sizeof(o[n].key), "%s%c%s",
+		    w == T_ADMINS ? r->c[0] : r->c[1], 1, r->c[0]);
+		snprintf(o[n].a, sizeof(o[n].a), "%s", r->c[0]);
+		snprintf(o[n].b, sizeof(o[n].b), "%s", b);
+		o[n].has_b = b[0] != '\0';
+		n++;
+	}
+	qsort(o, n, sizeof(*o), out_cmp);
+	for (size_t i = 0; i < n && fn != NULL; i++)
+		fn(arg, o[i].a, o[i].has_b ? o[i].b : NULL);
+	free(o);
+	return 0;
+}
+
 static int
 f_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
     void *arg, char *err, size_t errlen)
@@ -476,7 +519,11 @@ f_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 
 	if (failing(d, err, errlen) == -1)
 		return DIR_ADMIN_ERROR;
-	/* T_QUOTAS has no listing. */
+	if (strcmp(what, "admins") == 0 || strcmp(what, "tokens") == 0)
+		return admin_rows(f,
+		    strcmp(what, "admins") == 0 ? T_ADMINS : T_TOKENS, filter,
+		    fn, arg);
+	/* T_QUOTAS and T_STATE have no listing. */
 	for (int i = 0; i < (int)(sizeof(names) / sizeof(names[0])); i++)
 		if (strcmp(names[i], what) == 0)
 			w = i;
@@ -523,6 +570,240 @@ f_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 	for (size_t i = 0; i < n && fn != NULL; i++)
 		fn(arg, o[i].a, o[i].has_b ? o[i].b : NULL);
 	free(o);
+	return 0;
+}
+
+/* ---- schema 5: admins, tokens, user state ------------------------- */
+
+/* T_STATE's row of a user: disabled and last login (0 0 when none). */
+static void
+state_get(struct dir_fake *f, const char *local, const char *domain,
+    int *disabled, long long *seen)
+{
+	long i = find(&f->t[T_STATE], 0, local, domain, NULL);
+
+	*disabled = 0;
+	*seen = 0;
+	if (i != -1 &&
+	    sscanf(f->t[T_STATE].v[i].c[2], "%d %lld", disabled, seen) != 2)
+		*disabled = 0;
+}
+
+static void
+state_set(struct dir_fake *f, const char *local, const char *domain,
+    int disabled, long long seen)
+{
+	char v[48];
+
+	delete (&f->t[T_STATE], local, domain, NULL);
+	snprintf(v, sizeof(v), "%d %lld", disabled, seen);
+	insert(&f->t[T_STATE], local, domain, v);
+}
+
+static int
+f_user_disabled(struct dir *d, const char *local, const char *domain,
+    bool *is_disabled_out, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	long long seen;
+	int dis;
+
+	*is_disabled_out = false;
+	if (failing(d, err, errlen) == -1)
+		return -1;
+	if (find(&f->t[T_USERS], 0, local, domain, NULL) == -1)
+		return 0;
+	state_get(f, local, domain, &dis, &seen);
+	*is_disabled_out = dis != 0;
+	return 1;
+}
+
+static int
+f_admin_add(struct dir *d, const char *name, const char *hash,
+    const char *domain, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	int r = domain ? dir_need_domain(d, domain, err, errlen) : 0;
+
+	if (r != 0)
+		return r;
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (find(&f->t[T_ADMINS], 0, name, NULL, NULL) != -1) {
+		snprintf(err, errlen, "admin %s already exists", name);
+		return DIR_ADMIN_REFUSED;
+	}
+	insert(&f->t[T_ADMINS], name, hash, domain ? domain : "");
+	return 0;
+}
+
+static int
+f_admin_del(struct dir *d, const char *name, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (gone(delete (&f->t[T_ADMINS], name, NULL, NULL), "no such admin",
+	        err, errlen) != 0)
+		return DIR_ADMIN_REFUSED;
+	delete (&f->t[T_TOKENS], NULL, name, NULL);
+	return 0;
+}
+
+static int
+f_admin_passwd(
+    struct dir *d, const char *name, const char *hash, char *err, size_t errlen)
+{
+	struct table *t = &fk(d)->t[T_ADMINS];
+	long i;
+
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if ((i = find(t, 0, name, NULL, NULL)) == -1)
+		return gone(0, "no such admin", err, errlen);
+	free(t->v[i].c[1]);
+	t->v[i].c[1] = xstrdup(hash);
+	return 0;
+}
+
+static int
+f_admin_get(struct dir *d, const char *name, char **hash_out, char *domain,
+    size_t dlen, char *err, size_t errlen)
+{
+	struct table *t = &fk(d)->t[T_ADMINS];
+	long i;
+
+	*hash_out = NULL;
+	domain[0] = '\0';
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if ((i = find(t, 0, name, NULL, NULL)) == -1)
+		return 0;
+	*hash_out = xstrdup(t->v[i].c[1]);
+	snprintf(domain, dlen, "%s", t->v[i].c[2]);
+	return 1;
+}
+
+static int
+f_token_add(struct dir *d, const char *admin, const char *id, const char *hash,
+    char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (find(&f->t[T_ADMINS], 0, admin, NULL, NULL) == -1)
+		return gone(0, "no such admin", err, errlen);
+	if (find(&f->t[T_TOKENS], 0, id, NULL, NULL) != -1 ||
+	    find(&f->t[T_TOKENS], 0, NULL, NULL, hash) != -1) {
+		snprintf(err, errlen, "token %s already exists", id);
+		return DIR_ADMIN_REFUSED;
+	}
+	insert(&f->t[T_TOKENS], id, admin, hash);
+	return 0;
+}
+
+static int
+f_token_del(struct dir *d, const char *id, char *err, size_t errlen)
+{
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	return gone(delete (&fk(d)->t[T_TOKENS], id, NULL, NULL),
+	    "no such token", err, errlen);
+}
+
+/* No last_used here: nothing in the tests reads it from the fake. */
+static int
+f_token_find(struct dir *d, const char *hash, char *admin, size_t alen,
+    char *domain, size_t dlen, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	long i, a;
+
+	admin[0] = domain[0] = '\0';
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if ((i = find(&f->t[T_TOKENS], 0, NULL, NULL, hash)) == -1 ||
+	    (a = find(&f->t[T_ADMINS], 0, f->t[T_TOKENS].v[i].c[1], NULL,
+	         NULL)) == -1)
+		return 0;
+	snprintf(admin, alen, "%s", f->t[T_ADMINS].v[a].c[0]);
+	snprintf(domain, dlen, "%s", f->t[T_ADMINS].v[a].c[2]);
+	return 1;
+}
+
+static int
+f_user_disable(struct dir *d, const char *local, const char *domain,
+    bool is_disabled, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	long long seen;
+	int dis;
+
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (find(&f->t[T_USERS], 0, local, domain, NULL) == -1)
+		return gone(0, "no such user", err, errlen);
+	state_get(f, local, domain, &dis, &seen);
+	state_set(f, local, domain, is_disabled, seen);
+	return 0;
+}
+
+static int
+f_users_seen(struct dir *d, const char *const *canon, const int64_t *at,
+    size_t n, char *err, size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+
+	if (failing(d, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	for (size_t i = 0; i < n; i++) {
+		char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1];
+		const char *why;
+		long long seen;
+		int dis;
+
+		if (dir_split_address(
+		        canon[i], l, sizeof(l), dom, sizeof(dom), &why) == -1 ||
+		    find(&f->t[T_USERS], 0, l, dom, NULL) == -1)
+			continue;
+		state_get(f, l, dom, &dis, &seen);
+		state_set(f, l, dom, dis, at[i] > seen ? at[i] : seen);
+	}
+	return 0;
+}
+
+static int
+f_user_rows(struct dir *d, const char *domain,
+    void (*fn)(void *, const struct dir_user_info *), void *arg, char *err,
+    size_t errlen)
+{
+	struct dir_fake *f = fk(d);
+	struct strlist users = {0};
+	int r;
+
+	/* The order of list_rows "users", then each one's details. */
+	if ((r = f_list_rows(
+	         d, "users", domain, dir_row_list, &users, err, errlen)) != 0)
+		return r;
+	for (size_t i = 0; i < users.n; i++) {
+		struct dir_user_info info = {.address = users.v[i]};
+		char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1];
+		const char *why;
+		long long seen;
+		int dis;
+
+		if (dir_split_address(
+		        users.v[i], l, sizeof(l), dom, sizeof(dom), &why) == -1)
+			continue;
+		(void)f_user_quota(d, l, dom, &info.quota, err, errlen);
+		state_get(f, l, dom, &dis, &seen);
+		info.is_disabled = dis != 0;
+		info.last_login = seen;
+		fn(arg, &info);
+	}
+	strlist_clear(&users);
 	return 0;
 }
 
@@ -602,6 +883,7 @@ static const struct dir_read_ops fake_read_ops = {
     .user_quota = f_user_quota,
     .alias_sources = f_alias_sources,
     .domain_aliases = f_domain_aliases,
+    .user_disabled = f_user_disabled,
 };
 
 static const struct dir_admin_ops fake_admin_ops = {
@@ -621,6 +903,16 @@ static const struct dir_admin_ops fake_admin_ops = {
     .list_rows = f_list_rows,
     .transaction = f_transaction,
     .schema = f_schema,
+    .admin_add = f_admin_add,
+    .admin_del = f_admin_del,
+    .admin_passwd = f_admin_passwd,
+    .admin_get = f_admin_get,
+    .token_add = f_token_add,
+    .token_del = f_token_del,
+    .token_find = f_token_find,
+    .user_disable = f_user_disable,
+    .users_seen = f_users_seen,
+    .user_rows = f_user_rows,
 };
 
 struct dir *

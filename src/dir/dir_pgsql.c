@@ -121,7 +121,28 @@ static const struct {
         "CREATE TRIGGER user_quotas_notify AFTER INSERT OR UPDATE OR"
         " DELETE OR TRUNCATE ON user_quotas FOR EACH STATEMENT EXECUTE"
         " FUNCTION postern_notify();"},
+    /* 5: web admin accounts (domain NULL: a full admin; a domain with
+     * domain admins cannot be deleted: the foreign key refuses it even
+     * for a delete racing an admin add), their API tokens (the
+     * secret's SHA-256 only, deleted with their admin), and a user's
+     * state (disabled, last login), a table of its own as user_quotas
+     * is.  No notify triggers: nothing here is cached, and a last-login
+     * write every minute must not clear every node's cache. */
+    {"admins", "CREATE TABLE admins(name text COLLATE \"C\" PRIMARY KEY,"
+               " hash text NOT NULL, domain text COLLATE \"C\" REFERENCES"
+               " domains(name), created bigint NOT NULL);"
+               "CREATE INDEX admins_domain ON admins(domain);"
+               "CREATE TABLE admin_tokens(id text COLLATE \"C\" PRIMARY KEY,"
+               " admin text COLLATE \"C\" NOT NULL REFERENCES admins(name) ON"
+               " DELETE CASCADE, hash text COLLATE \"C\" NOT NULL UNIQUE,"
+               " created bigint NOT NULL, last_used bigint);"
+               "CREATE INDEX admin_tokens_admin ON admin_tokens(admin);"
+               "CREATE TABLE user_state(local text COLLATE \"C\" NOT NULL,"
+               " domain text COLLATE \"C\" NOT NULL, disabled integer NOT NULL"
+               " DEFAULT 0, last_login bigint, PRIMARY KEY(local, domain));"},
 };
+/* The first version with admins, admin_tokens and user_state. */
+#define V_ADMINS 5
 /* The first version with the authfail table. */
 #define V_AUTHFAIL 3
 /* The first version whose changes notify: a handle on an older schema
@@ -174,6 +195,26 @@ enum stmt {
 	S_LOCK_STRIKE,
 	S_LOCK_CLEAN,
 	S_LOCK_COMMIT,
+	S_USER_DISABLED,
+	S_DOMAIN_ADMINS,
+	S_ADMIN_EXISTS,
+	S_ADMIN_ADD,
+	S_ADMIN_DEL,
+	S_ADMIN_PASSWD,
+	S_ADMIN_GET,
+	S_TOKEN_USED,
+	S_TOKEN_ADD,
+	S_TOKEN_DEL,
+	S_TOKEN_FIND,
+	S_TOKEN_TOUCH,
+	S_USER_DISABLE,
+	S_USER_SEEN,
+	S_USER_ROWS,
+	S_USER_ROWS_OF,
+	S_ROWS_ADMINS,
+	S_ROWS_ADMINS_OF,
+	S_ROWS_TOKENS,
+	S_ROWS_TOKENS_OF,
 	S_COUNT
 };
 
@@ -296,6 +337,52 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_LOCK_CLEAN] = "DELETE FROM authfail WHERE key IN (SELECT key FROM "
                      "authfail WHERE expires < now() LIMIT 100)",
     [S_LOCK_COMMIT] = "COMMIT",
+    [S_USER_DISABLED] = "SELECT coalesce(s.disabled, 0) FROM users u LEFT "
+                        "JOIN user_state s ON s.local = u.local AND "
+                        "s.domain = u.domain WHERE u.local = $1 AND "
+                        "u.domain = $2",
+    [S_DOMAIN_ADMINS] = "SELECT 1 FROM admins WHERE domain = $1",
+    [S_ADMIN_EXISTS] = "SELECT 1 FROM admins WHERE name = $1",
+    [S_ADMIN_ADD] = "INSERT INTO admins(name, hash, domain, created) "
+                    "VALUES($1, $2, NULLIF($3, ''), $4::bigint)",
+    /* admin_tokens' rows go with it (ON DELETE CASCADE) */
+    [S_ADMIN_DEL] = "DELETE FROM admins WHERE name = $1",
+    [S_ADMIN_PASSWD] = "UPDATE admins SET hash = $2 WHERE name = $1",
+    [S_ADMIN_GET] = "SELECT hash, domain FROM admins WHERE name = $1",
+    [S_TOKEN_USED] = "SELECT 1 FROM admin_tokens WHERE id = $1 OR hash = $2",
+    [S_TOKEN_ADD] = "INSERT INTO admin_tokens(id, admin, hash, created) "
+                    "VALUES($1, $2, $3, $4::bigint)",
+    [S_TOKEN_DEL] = "DELETE FROM admin_tokens WHERE id = $1",
+    [S_TOKEN_FIND] = "SELECT t.admin, a.domain FROM admin_tokens t JOIN "
+                     "admins a ON a.name = t.admin WHERE t.hash = $1",
+    /* At most one write a minute per token. */
+    [S_TOKEN_TOUCH] = "UPDATE admin_tokens SET last_used = $2::bigint "
+                      "WHERE hash = $1 AND (last_used IS NULL OR "
+                      "last_used <= $2::bigint - 60)",
+    [S_USER_DISABLE] =
+        "INSERT INTO user_state(local, domain, disabled) SELECT local, "
+        "domain, $3::int FROM users WHERE local = $1 AND domain = $2 ON "
+        "CONFLICT(local, domain) DO UPDATE SET disabled = EXCLUDED.disabled",
+    [S_USER_SEEN] =
+        "INSERT INTO user_state AS s(local, domain, last_login) SELECT "
+        "local, domain, $3::bigint FROM users WHERE local = $1 AND domain "
+        "= $2 ON CONFLICT(local, domain) DO UPDATE SET last_login = "
+        "greatest(s.last_login, EXCLUDED.last_login)",
+#define USER_ROWS                                                              \
+	"SELECT u.local || '@' || u.domain, coalesce(q.bytes, -1) || ' ' || "  \
+	"coalesce(q.messages, -1) || ' ' || coalesce(s.disabled, 0) || ' ' "   \
+	"|| coalesce(s.last_login, 0) FROM users u LEFT JOIN user_quotas q "   \
+	"ON q.local = u.local AND q.domain = u.domain LEFT JOIN user_state "   \
+	"s ON s.local = u.local AND s.domain = u.domain "
+    [S_USER_ROWS] = USER_ROWS "ORDER BY u.domain, u.local",
+    [S_USER_ROWS_OF] = USER_ROWS "WHERE u.domain = $1 ORDER BY u.local",
+#undef USER_ROWS
+    [S_ROWS_ADMINS] = "SELECT name, domain FROM admins ORDER BY name",
+    [S_ROWS_ADMINS_OF] = "SELECT name, domain FROM admins WHERE domain = $1 "
+                         "ORDER BY name",
+    [S_ROWS_TOKENS] = "SELECT id, admin FROM admin_tokens ORDER BY admin, id",
+    [S_ROWS_TOKENS_OF] = "SELECT id, admin FROM admin_tokens WHERE "
+                         "admin = $1 ORDER BY id",
 };
 #define LOCK_CLEAN_EVERY 32
 /* A cached answer is used only this long after the server last answered
@@ -1801,6 +1888,16 @@ p_domain_add(struct dir *d, const char *domain, char *err, size_t errlen)
 }
 
 static int
+domain_admins_refusal(const char *domain, int n, char *err, size_t errlen)
+{
+	if (n < 0)
+		return DIR_ADMIN_ERROR;
+	snprintf(err, errlen,
+	    "domain %s has %d domain admins: delete them first", domain, n);
+	return DIR_ADMIN_REFUSED;
+}
+
+static int
 p_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 {
 	int n = db_count(d, S_DOMAIN_USED, domain, NULL, err, errlen);
@@ -1814,8 +1911,15 @@ p_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 		    domain, n);
 		return DIR_ADMIN_REFUSED;
 	}
-	if ((n = db_count(d, S_DOMAIN_DEL, domain, NULL, err, errlen)) < 0)
+	if (pg(d)->version >= V_ADMINS &&
+	    (n = db_count(d, S_DOMAIN_ADMINS, domain, NULL, err, errlen)) != 0)
+		return domain_admins_refusal(domain, n, err, errlen);
+	if ((n = db_count(d, S_DOMAIN_DEL, domain, NULL, err, errlen)) < 0) {
+		/* An admin of it added since the check: the foreign key. */
+		if (strcmp(pg(d)->sqlstate, "23503") == 0)
+			return domain_admins_refusal(domain, 1, err, errlen);
 		return DIR_ADMIN_ERROR;
+	}
 	if (n > 0)
 		return 0;
 	/* Nothing deleted: no such domain, or something was added to it
@@ -1974,6 +2078,8 @@ p_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 	    {"aliases", S_ROWS_ALIASES, S_ROWS_ALIASES_OF},
 	    {"lists", S_ROWS_LISTS, S_ROWS_LISTS_OF},
 	    {"members", -1, S_ROWS_MEMBERS_OF},
+	    {"admins", S_ROWS_ADMINS, S_ROWS_ADMINS_OF},
+	    {"tokens", S_ROWS_TOKENS, S_ROWS_TOKENS_OF},
 	};
 
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
@@ -2063,6 +2169,306 @@ p_transaction(struct dir *d, enum dir_txn what, char *err, size_t errlen)
 	PQclear(res);
 	p->is_txn = is_begin;
 	return 0;
+}
+
+/* ---- schema 5: admins, tokens, user state ------------------------- */
+
+/* Connected to a store with schema 5's tables: 0, or DIR_ADMIN_ERROR
+ * with err (an older store: "run posternctl db upgrade"). */
+static int
+need_admins(struct dir_pgsql *p, char *err, size_t errlen)
+{
+	if (ready(p, err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (p->version >= V_ADMINS)
+		return 0;
+	snprintf(err, errlen,
+	    "directory schema %d has no admins or user state: run posternctl "
+	    "db upgrade",
+	    p->version);
+	return DIR_ADMIN_ERROR;
+}
+
+static int
+p_user_disabled(struct dir *d, const char *local, const char *domain,
+    bool *is_disabled_out, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	char flag[ADDR_DOMAIN_MAX + 1] = "";
+	int n;
+
+	/* Never cached, as user_hash. */
+	*is_disabled_out = false;
+	if (ready(p, err, errlen) == -1)
+		return -1;
+	if (p->version < V_ADMINS) {
+		/* Before schema 5 nobody is disabled (a rolling upgrade). */
+		n = db_count(d, S_USER_EXISTS, local, domain, err, errlen);
+		return n < 0 ? -1 : n > 0;
+	}
+	n = db_exec(d, S_USER_DISABLED, local, domain, NULL, dir_row_first,
+	    flag, err, errlen);
+	if (n < 0)
+		return -1;
+	*is_disabled_out = n > 0 && strcmp(flag, "0") != 0;
+	return n > 0;
+}
+
+static void
+now_text(char *buf, size_t len)
+{
+	snprintf(buf, len, "%lld", (long long)time(NULL));
+}
+
+static int
+p_admin_add(struct dir *d, const char *name, const char *hash,
+    const char *domain, char *err, size_t errlen)
+{
+	char now[24];
+	const char *v[4] = {name, hash, domain ? domain : "", now};
+	int r;
+
+	if ((r = need_admins(pg(d), err, errlen)) != 0)
+		return r;
+	if (domain != NULL &&
+	    (r = dir_need_domain(d, domain, err, errlen)) != 0)
+		return r;
+	if ((r = db_count(d, S_ADMIN_EXISTS, name, NULL, err, errlen)) != 0) {
+		if (r < 0)
+			return DIR_ADMIN_ERROR;
+		snprintf(err, errlen, "admin %s already exists", name);
+		return DIR_ADMIN_REFUSED;
+	}
+	now_text(now, sizeof(now));
+	r = change_v(d, S_ADMIN_ADD, v, NULL, NULL, err, errlen);
+	if (r == DIR_ADMIN_REFUSED)
+		snprintf(err, errlen, "admin %s already exists", name);
+	else if (r != 0 && strcmp(pg(d)->sqlstate, "23503") == 0) {
+		/* The domain was deleted since the check. */
+		snprintf(err, errlen, "no such domain: %s", domain);
+		r = DIR_ADMIN_REFUSED;
+	}
+	return r;
+}
+
+static int
+p_admin_del(struct dir *d, const char *name, char *err, size_t errlen)
+{
+	int r = need_admins(pg(d), err, errlen);
+
+	return r != 0 ? r
+	              : change(d, S_ADMIN_DEL, name, NULL, NULL,
+	                    "no such admin", err, errlen);
+}
+
+static int
+p_admin_passwd(
+    struct dir *d, const char *name, const char *hash, char *err, size_t errlen)
+{
+	int r = need_admins(pg(d), err, errlen);
+
+	return r != 0 ? r
+	              : change(d, S_ADMIN_PASSWD, name, hash, NULL,
+	                    "no such admin", err, errlen);
+}
+
+/* admin_get's row: the hash xstrdup'd, the domain copied. */
+struct admin_row {
+	char **hash;
+	char *domain;
+	size_t dlen;
+};
+
+static void
+row_admin(void *arg, const char *a, const char *b)
+{
+	struct admin_row *r = arg;
+
+	if (a != NULL && *r->hash == NULL)
+		*r->hash = xstrdup(a);
+	snprintf(r->domain, r->dlen, "%s", b ? b : "");
+}
+
+static int
+p_admin_get(struct dir *d, const char *name, char **hash_out, char *domain,
+    size_t dlen, char *err, size_t errlen)
+{
+	struct admin_row row = {hash_out, domain, dlen};
+	int n;
+
+	*hash_out = NULL;
+	domain[0] = '\0';
+	if ((n = need_admins(pg(d), err, errlen)) != 0)
+		return n;
+	n = db_exec(
+	    d, S_ADMIN_GET, name, NULL, NULL, row_admin, &row, err, errlen);
+	if (n < 0) {
+		free(*hash_out);
+		*hash_out = NULL;
+		return DIR_ADMIN_ERROR;
+	}
+	return n > 0;
+}
+
+static int
+p_token_add(struct dir *d, const char *admin, const char *id, const char *hash,
+    char *err, size_t errlen)
+{
+	char now[24];
+	const char *v[4] = {id, admin, hash, now};
+	int n;
+
+	if ((n = need_admins(pg(d), err, errlen)) != 0)
+		return n;
+	if ((n = db_count(d, S_ADMIN_EXISTS, admin, NULL, err, errlen)) <= 0) {
+		if (n == 0)
+			snprintf(err, errlen, "no such admin");
+		return n < 0 ? DIR_ADMIN_ERROR : DIR_ADMIN_REFUSED;
+	}
+	if ((n = db_count(d, S_TOKEN_USED, id, hash, err, errlen)) != 0) {
+		if (n > 0)
+			snprintf(err, errlen, "token %s already exists", id);
+		return n < 0 ? DIR_ADMIN_ERROR : DIR_ADMIN_REFUSED;
+	}
+	now_text(now, sizeof(now));
+	n = change_v(d, S_TOKEN_ADD, v, NULL, NULL, err, errlen);
+	if (n != 0 && strcmp(pg(d)->sqlstate, "23503") == 0) {
+		snprintf(err, errlen, "no such admin");
+		n = DIR_ADMIN_REFUSED;
+	}
+	return n;
+}
+
+static int
+p_token_del(struct dir *d, const char *id, char *err, size_t errlen)
+{
+	int r = need_admins(pg(d), err, errlen);
+
+	return r != 0 ? r
+	              : change(d, S_TOKEN_DEL, id, NULL, NULL, "no such token",
+	                    err, errlen);
+}
+
+static int
+p_token_find(struct dir *d, const char *hash, char *admin, size_t alen,
+    char *domain, size_t dlen, char *err, size_t errlen)
+{
+	char name[DIR_ADMIN_NAME_MAX + 1] = "", *h = NULL;
+	struct admin_row row = {&h, domain, dlen};
+	char now[24];
+	int n;
+
+	admin[0] = domain[0] = '\0';
+	if ((n = need_admins(pg(d), err, errlen)) != 0)
+		return n;
+	n = db_exec(
+	    d, S_TOKEN_FIND, hash, NULL, NULL, row_admin, &row, err, errlen);
+	if (h != NULL)
+		snprintf(name, sizeof(name), "%s", h);
+	free(h);
+	if (n <= 0)
+		return n < 0 ? DIR_ADMIN_ERROR : 0;
+	snprintf(admin, alen, "%s", name);
+	now_text(now, sizeof(now));
+	if (change(d, S_TOKEN_TOUCH, hash, now, NULL, NULL, err, errlen) != 0)
+		return DIR_ADMIN_ERROR;
+	return 1;
+}
+
+static int
+p_user_disable(struct dir *d, const char *local, const char *domain,
+    bool is_disabled, char *err, size_t errlen)
+{
+	int r = need_admins(pg(d), err, errlen);
+
+	return r != 0
+	           ? r
+	           : change(d, S_USER_DISABLE, local, domain,
+	                 is_disabled ? "1" : "0", "no such user", err, errlen);
+}
+
+/* "local@domain" at its last '@'; -1: no '@' or too long. */
+static int
+canon_split(
+    const char *canon, char *local, size_t llen, char *domain, size_t dlen)
+{
+	const char *at = strrchr(canon, '@');
+
+	if (at == NULL || (size_t)(at - canon) >= llen ||
+	    strlen(at + 1) >= dlen)
+		return -1;
+	memcpy(local, canon, (size_t)(at - canon)); /* UNSAFE: checked */
+	local[at - canon] = '\0';
+	snprintf(domain, dlen, "%s", at + 1);
+	return 0;
+}
+
+/* A plain statement of users_seen's transaction: 0 or -1. */
+static int
+seen_sql(struct dir_pgsql *p, const char *sql, char *err, size_t errlen)
+{
+	PGresult *res;
+
+	if (run_params(p, sql, 0, NULL, &res, err, errlen) == -1)
+		return -1;
+	PQclear(res);
+	return 0;
+}
+
+/* READ COMMITTED (not the export's REPEATABLE READ): two nodes writing
+ * one user's last login at once wait for each other, neither fails. */
+static int
+p_users_seen(struct dir *d, const char *const *canon, const int64_t *at,
+    size_t n, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	int r;
+
+	if (p->is_txn) {
+		snprintf(
+		    err, errlen, "directory: users_seen inside a transaction");
+		return DIR_ADMIN_REFUSED;
+	}
+	if ((r = need_admins(p, err, errlen)) != 0)
+		return r;
+	if (seen_sql(p, "BEGIN", err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	p->is_txn = true; /* no cache, no reconnect inside it */
+	for (size_t i = 0; i < n && r == 0; i++) {
+		char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1], t[24];
+
+		if (canon_split(canon[i], l, sizeof(l), dom, sizeof(dom)) == -1)
+			continue;
+		snprintf(t, sizeof(t), "%lld", (long long)at[i]);
+		r = change(d, S_USER_SEEN, l, dom, t, NULL, err, errlen);
+	}
+	p->is_txn = p->is_txn_lost = false;
+	if (r == 0 && seen_sql(p, "COMMIT", err, errlen) == 0)
+		return 0;
+	if (p->conn != NULL) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", err);
+		seen_sql(p, "ROLLBACK", err, errlen);
+		snprintf(err, errlen, "%s", why);
+	}
+	return DIR_ADMIN_ERROR;
+}
+
+static int
+p_user_rows(struct dir *d, const char *domain,
+    void (*fn)(void *, const struct dir_user_info *), void *arg, char *err,
+    size_t errlen)
+{
+	struct dir_row_users u = {fn, arg};
+	int r = need_admins(pg(d), err, errlen);
+
+	if (r != 0)
+		return r;
+	return db_exec(d, domain ? S_USER_ROWS_OF : S_USER_ROWS, domain, NULL,
+	           NULL, dir_row_user_info, &u, err, errlen) < 0
+	           ? DIR_ADMIN_ERROR
+	           : 0;
 }
 
 /* One migration, under the schema lock, the version read again inside
@@ -2262,6 +2668,7 @@ static const struct dir_read_ops pgsql_read_ops = {
     .deadline = p_deadline,
     .lock_check = p_lock_check,
     .lock_strike = p_lock_strike,
+    .user_disabled = p_user_disabled,
 };
 
 static const struct dir_admin_ops pgsql_admin_ops = {
@@ -2281,6 +2688,16 @@ static const struct dir_admin_ops pgsql_admin_ops = {
     .list_rows = p_list_rows,
     .transaction = p_transaction,
     .schema = p_schema,
+    .admin_add = p_admin_add,
+    .admin_del = p_admin_del,
+    .admin_passwd = p_admin_passwd,
+    .admin_get = p_admin_get,
+    .token_add = p_token_add,
+    .token_del = p_token_del,
+    .token_find = p_token_find,
+    .user_disable = p_user_disable,
+    .users_seen = p_users_seen,
+    .user_rows = p_user_rows,
 };
 
 struct dir *

@@ -42,5 +42,13 @@ void dir_row_list(void *arg, const char *a, const char *b);
 void dir_row_list_unique(void *arg, const char *a, const char *b);
 void dir_row_dup(void *arg, const char *a, const char *b);
 void dir_row_quota(void *arg, const char *a, const char *b);
+/* admin->user_rows over list-style rows: a the address, b "bytes
+ * messages disabled last_login" (bytes and messages -1: no stored
+ * quota; last_login 0: never); arg a struct dir_row_users. */
+struct dir_row_users {
+	void (*fn)(void *, const struct dir_user_info *);
+	void *arg;
+};
+void dir_row_user_info(void *arg, const char *a, const char *b);
 
 #endif

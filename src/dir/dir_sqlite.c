@@ -101,7 +101,29 @@ static const struct migration {
      * Nothing here (SQLite caches nothing), counted for the same
      * reason as 3. */
     {"notify", ""},
+    /* 5: web admin accounts (domain NULL: a full admin), their API
+     * tokens (the secret's SHA-256 only; deleted with the admin, by
+     * admin_del: SQLite enforces no foreign key unless told to), and a
+     * user's state: disabled, last login.  The state is a table of its
+     * own for user_quotas' reason: users keeps its three columns.  IF
+     * NOT EXISTS: a file whose user_version was set back (a restore
+     * script) upgrades again rather than failing. */
+    {"admins",
+        "CREATE TABLE IF NOT EXISTS admins(name TEXT PRIMARY KEY, hash TEXT"
+        " NOT NULL, domain TEXT, created INTEGER NOT NULL);"
+        "CREATE INDEX IF NOT EXISTS admins_domain ON admins(domain);"
+        "CREATE TABLE IF NOT EXISTS admin_tokens(id TEXT PRIMARY KEY, admin"
+        " TEXT NOT NULL REFERENCES admins(name) ON DELETE CASCADE, hash TEXT"
+        " NOT NULL UNIQUE, created INTEGER NOT NULL, last_used INTEGER);"
+        "CREATE INDEX IF NOT EXISTS admin_tokens_admin ON"
+        " admin_tokens(admin);"
+        "CREATE TABLE IF NOT EXISTS user_state(local TEXT NOT NULL, domain"
+        " TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0, last_login"
+        " INTEGER, PRIMARY KEY(local, domain));"},
 };
+/* The user_version from which admins, admin_tokens and user_state
+ * exist (schema 5). */
+#define V_ADMINS 4
 /* The PRAGMA user_version this binary writes. */
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 /* admin->schema's numbering of it. */
@@ -618,6 +640,15 @@ s_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 		    domain, n);
 		return DIR_ADMIN_REFUSED;
 	}
+	if ((n = db_count(d, "SELECT 1 FROM admins WHERE domain = ?1", domain,
+	         NULL, err, errlen)) != 0) {
+		if (n < 0)
+			return DIR_ADMIN_ERROR;
+		snprintf(err, errlen,
+		    "domain %s has %d domain admins: delete them first", domain,
+		    n);
+		return DIR_ADMIN_REFUSED;
+	}
 	if ((n = change(d, "DELETE FROM domains WHERE name = ?1", domain, NULL,
 	         NULL, "no such domain", err, errlen)) != 0)
 		return n;
@@ -657,6 +688,16 @@ drop_quota(struct dir *d, const char *local, const char *domain, char *err,
 	    domain, NULL, NULL, err, errlen);
 }
 
+/* The same for a user's state (disabled, last login). */
+static int
+drop_state(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	return change(d,
+	    "DELETE FROM user_state WHERE local = ?1 AND domain = ?2", local,
+	    domain, NULL, NULL, err, errlen);
+}
+
 static int
 s_user_add(struct dir *d, const char *local, const char *domain,
     const char *hash, char *err, size_t errlen)
@@ -667,7 +708,8 @@ s_user_add(struct dir *d, const char *local, const char *domain,
 		return r;
 	/* A quota left by an older posternctl's user del is not this
 	 * user's. */
-	if ((r = drop_quota(d, local, domain, err, errlen)) != 0)
+	if ((r = drop_quota(d, local, domain, err, errlen)) != 0 ||
+	    (r = drop_state(d, local, domain, err, errlen)) != 0)
 		return r;
 	return change(d,
 	    "INSERT INTO users(local, domain, hash) "
@@ -682,7 +724,9 @@ s_user_del(struct dir *d, const char *local, const char *domain, char *err,
 	int r = change(d, "DELETE FROM users WHERE local = ?1 AND domain = ?2",
 	    local, domain, NULL, "no such user", err, errlen);
 
-	return r != 0 ? r : drop_quota(d, local, domain, err, errlen);
+	if (r == 0)
+		r = drop_quota(d, local, domain, err, errlen);
+	return r != 0 ? r : drop_state(d, local, domain, err, errlen);
 }
 
 static int
@@ -838,6 +882,12 @@ s_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 	    {"members", NULL,
 	        "SELECT member, NULL FROM list_members WHERE "
 	        "local || '@' || domain = ?1 ORDER BY member"},
+	    {"admins", "SELECT name, domain FROM admins ORDER BY name",
+	        "SELECT name, domain FROM admins WHERE domain = ?1 "
+	        "ORDER BY name"},
+	    {"tokens", "SELECT id, admin FROM admin_tokens ORDER BY admin, id",
+	        "SELECT id, admin FROM admin_tokens WHERE admin = ?1 "
+	        "ORDER BY id"},
 	};
 
 	for (size_t i = 0; i < sizeof(q) / sizeof(q[0]); i++) {
@@ -857,6 +907,283 @@ s_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 	}
 	snprintf(err, errlen, "unknown listing %s", what);
 	return DIR_ADMIN_REFUSED;
+}
+
+/* ---- schema 5: admins, tokens, user state ------------------------- */
+
+static void
+now_text(char *buf, size_t len)
+{
+	snprintf(buf, len, "%lld", (long long)time(NULL));
+}
+
+static int
+s_user_disabled(struct dir *d, const char *local, const char *domain,
+    bool *is_disabled_out, char *err, size_t errlen)
+{
+	char flag[ADDR_DOMAIN_MAX + 1] = "";
+	int n;
+
+	*is_disabled_out = false;
+	if (connect_db(sq(d), err, errlen) == -1)
+		return -1;
+	/* A read-only handle on a store from before schema 5: nobody is
+	 * disabled there (the user's existence as user_hash saw it). */
+	if (sq(d)->version < V_ADMINS) {
+		n = db_count(d,
+		    "SELECT 1 FROM users WHERE local = ?1 AND domain = ?2",
+		    local, domain, err, errlen);
+		return n < 0 ? -1 : n > 0;
+	}
+	n = db_exec(d,
+	    "SELECT coalesce(s.disabled, 0) FROM users u LEFT JOIN user_state "
+	    "s ON s.local = u.local AND s.domain = u.domain "
+	    "WHERE u.local = ?1 AND u.domain = ?2",
+	    local, domain, NULL, dir_row_first, flag, err, errlen);
+	if (n < 0)
+		return -1;
+	*is_disabled_out = n > 0 && strcmp(flag, "0") != 0;
+	return n > 0;
+}
+
+static int
+s_admin_add(struct dir *d, const char *name, const char *hash,
+    const char *domain, char *err, size_t errlen)
+{
+	char now[24];
+	const char *p[4] = {name, hash, domain ? domain : "", now};
+	int r = domain ? dir_need_domain(d, domain, err, errlen) : 0;
+
+	if (r != 0)
+		return r;
+	r = db_count(
+	    d, "SELECT 1 FROM admins WHERE name = ?1", name, NULL, err, errlen);
+	if (r != 0) {
+		if (r < 0)
+			return DIR_ADMIN_ERROR;
+		snprintf(err, errlen, "admin %s already exists", name);
+		return DIR_ADMIN_REFUSED;
+	}
+	now_text(now, sizeof(now));
+	return db_exec_v(d,
+	           "INSERT INTO admins(name, hash, domain, created) "
+	           "VALUES(?1, ?2, NULLIF(?3, ''), CAST(?4 AS INTEGER))",
+	           p, NULL, NULL, err, errlen) < 0
+	           ? DIR_ADMIN_ERROR
+	           : 0;
+}
+
+static int
+s_admin_del(struct dir *d, const char *name, char *err, size_t errlen)
+{
+	int r = change(d, "DELETE FROM admins WHERE name = ?1", name, NULL,
+	    NULL, "no such admin", err, errlen);
+
+	if (r != 0)
+		return r;
+	return change(d, "DELETE FROM admin_tokens WHERE admin = ?1", name,
+	    NULL, NULL, NULL, err, errlen);
+}
+
+static int
+s_admin_passwd(
+    struct dir *d, const char *name, const char *hash, char *err, size_t errlen)
+{
+	return change(d, "UPDATE admins SET hash = ?2 WHERE name = ?1", name,
+	    hash, NULL, "no such admin", err, errlen);
+}
+
+/* admin_get's and token_find's row: a into a[], b into b[]. */
+struct two_cols {
+	char *a, *b;
+	size_t alen, blen;
+	char **dup; /* admin_get: a xstrdup'd here instead */
+};
+
+static void
+row_two(void *arg, const char *a, const char *b)
+{
+	struct two_cols *t = arg;
+
+	if (t->dup != NULL && *t->dup == NULL && a != NULL)
+		*t->dup = xstrdup(a);
+	else if (t->a != NULL)
+		snprintf(t->a, t->alen, "%s", a ? a : "");
+	snprintf(t->b, t->blen, "%s", b ? b : "");
+}
+
+static int
+s_admin_get(struct dir *d, const char *name, char **hash_out, char *domain,
+    size_t dlen, char *err, size_t errlen)
+{
+	struct two_cols t = {.b = domain, .blen = dlen, .dup = hash_out};
+	int n;
+
+	*hash_out = NULL;
+	domain[0] = '\0';
+	n = db_exec(d, "SELECT hash, domain FROM admins WHERE name = ?1", name,
+	    NULL, NULL, row_two, &t, err, errlen);
+	if (n < 0) {
+		free(*hash_out);
+		*hash_out = NULL;
+		return DIR_ADMIN_ERROR;
+	}
+	return n > 0;
+}
+
+static int
+s_token_add(struct dir *d, const char *admin, const char *id, const char *hash,
+    char *err, size_t errlen)
+{
+	char now[24];
+	const char *p[4] = {id, admin, hash, now};
+	int n = db_count(d, "SELECT 1 FROM admins WHERE name = ?1", admin, NULL,
+	    err, errlen);
+
+	if (n <= 0) {
+		if (n == 0)
+			snprintf(err, errlen, "no such admin");
+		return n < 0 ? DIR_ADMIN_ERROR : DIR_ADMIN_REFUSED;
+	}
+	n = db_count(d, "SELECT 1 FROM admin_tokens WHERE id = ?1 OR hash = ?2",
+	    id, hash, err, errlen);
+	if (n != 0) {
+		if (n > 0)
+			snprintf(err, errlen, "token %s already exists", id);
+		return n < 0 ? DIR_ADMIN_ERROR : DIR_ADMIN_REFUSED;
+	}
+	now_text(now, sizeof(now));
+	return db_exec_v(d,
+	           "INSERT INTO admin_tokens(id, admin, hash, created) "
+	           "VALUES(?1, ?2, ?3, CAST(?4 AS INTEGER))",
+	           p, NULL, NULL, err, errlen) < 0
+	           ? DIR_ADMIN_ERROR
+	           : 0;
+}
+
+static int
+s_token_del(struct dir *d, const char *id, char *err, size_t errlen)
+{
+	return change(d, "DELETE FROM admin_tokens WHERE id = ?1", id, NULL,
+	    NULL, "no such token", err, errlen);
+}
+
+static int
+s_token_find(struct dir *d, const char *hash, char *admin, size_t alen,
+    char *domain, size_t dlen, char *err, size_t errlen)
+{
+	struct two_cols t = {admin, domain, alen, dlen, NULL};
+	char now[24];
+	int n;
+
+	admin[0] = domain[0] = '\0';
+	n = db_exec(d,
+	    "SELECT t.admin, a.domain FROM admin_tokens t JOIN admins a ON "
+	    "a.name = t.admin WHERE t.hash = ?1",
+	    hash, NULL, NULL, row_two, &t, err, errlen);
+	if (n <= 0)
+		return n < 0 ? DIR_ADMIN_ERROR : 0;
+	/* At most one write a minute per token. */
+	now_text(now, sizeof(now));
+	if (change(d,
+	        "UPDATE admin_tokens SET last_used = CAST(?2 AS INTEGER) "
+	        "WHERE hash = ?1 AND (last_used IS NULL OR last_used <= "
+	        "CAST(?2 AS INTEGER) - 60)",
+	        hash, now, NULL, NULL, err, errlen) != 0)
+		return DIR_ADMIN_ERROR;
+	return 1;
+}
+
+static int
+s_user_disable(struct dir *d, const char *local, const char *domain,
+    bool is_disabled, char *err, size_t errlen)
+{
+	return change(d,
+	    "INSERT INTO user_state(local, domain, disabled) SELECT local, "
+	    "domain, CAST(?3 AS INTEGER) FROM users WHERE local = ?1 AND "
+	    "domain = ?2 ON CONFLICT(local, domain) DO UPDATE SET disabled = "
+	    "excluded.disabled",
+	    local, domain, is_disabled ? "1" : "0", "no such user", err,
+	    errlen);
+}
+
+static int s_transaction(struct dir *, enum dir_txn, char *, size_t);
+
+/* "local@domain" at its last '@' into local and domain; -1: no '@'. */
+static int
+canon_split(
+    const char *canon, char *local, size_t llen, char *domain, size_t dlen)
+{
+	const char *at = strrchr(canon, '@');
+
+	if (at == NULL || (size_t)(at - canon) >= llen ||
+	    strlen(at + 1) >= dlen)
+		return -1;
+	memcpy(local, canon, (size_t)(at - canon)); /* UNSAFE: checked */
+	local[at - canon] = '\0';
+	snprintf(domain, dlen, "%s", at + 1);
+	return 0;
+}
+
+static int
+s_users_seen(struct dir *d, const char *const *canon, const int64_t *at,
+    size_t n, char *err, size_t errlen)
+{
+	int r;
+
+	if (sq(d)->is_txn) {
+		snprintf(
+		    err, errlen, "directory: users_seen inside a transaction");
+		return DIR_ADMIN_REFUSED;
+	}
+	if ((r = s_transaction(d, DIR_TXN_BEGIN, err, errlen)) != 0)
+		return r;
+	for (size_t i = 0; i < n && r == 0; i++) {
+		char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1], t[24];
+
+		if (canon_split(canon[i], l, sizeof(l), dom, sizeof(dom)) == -1)
+			continue;
+		snprintf(t, sizeof(t), "%lld", (long long)at[i]);
+		r = change(d,
+		    "INSERT INTO user_state(local, domain, last_login) SELECT "
+		    "local, domain, CAST(?3 AS INTEGER) FROM users WHERE "
+		    "local = ?1 AND domain = ?2 ON CONFLICT(local, domain) DO "
+		    "UPDATE SET last_login = max(coalesce(last_login, 0), "
+		    "excluded.last_login)",
+		    l, dom, t, NULL, err, errlen);
+	}
+	if (r != 0) {
+		char why[256];
+
+		snprintf(why, sizeof(why), "%s", err);
+		s_transaction(d, DIR_TXN_ROLLBACK, err, errlen);
+		snprintf(err, errlen, "%s", why);
+		return r;
+	}
+	return s_transaction(d, DIR_TXN_COMMIT, err, errlen);
+}
+
+static int
+s_user_rows(struct dir *d, const char *domain,
+    void (*fn)(void *, const struct dir_user_info *), void *arg, char *err,
+    size_t errlen)
+{
+	struct dir_row_users u = {fn, arg};
+#define USER_ROWS                                                              \
+	"SELECT u.local || '@' || u.domain, coalesce(q.bytes, -1) || ' ' || "  \
+	"coalesce(q.messages, -1) || ' ' || coalesce(s.disabled, 0) || ' ' "   \
+	"|| coalesce(s.last_login, 0) FROM users u LEFT JOIN user_quotas q "   \
+	"ON q.local = u.local AND q.domain = u.domain LEFT JOIN user_state "   \
+	"s ON s.local = u.local AND s.domain = u.domain "
+
+	return db_exec(d,
+	           domain != NULL ? USER_ROWS
+	               "WHERE u.domain = ?1 ORDER BY u.local"
+	                          : USER_ROWS "ORDER BY u.domain, u.local",
+	           domain, NULL, NULL, dir_row_user_info, &u, err, errlen) < 0
+	           ? DIR_ADMIN_ERROR
+	           : 0;
+#undef USER_ROWS
 }
 
 /* The version admin->schema reports (see migrations[]) in *have, and
@@ -1038,6 +1365,7 @@ static const struct dir_read_ops sqlite_read_ops = {
     .domain_aliases = s_domain_aliases,
     .user_quota = s_user_quota,
     .deadline = sqlite_deadline,
+    .user_disabled = s_user_disabled,
 };
 
 static const struct dir_admin_ops sqlite_admin_ops = {
@@ -1057,6 +1385,16 @@ static const struct dir_admin_ops sqlite_admin_ops = {
     .list_rows = s_list_rows,
     .transaction = s_transaction,
     .schema = s_schema,
+    .admin_add = s_admin_add,
+    .admin_del = s_admin_del,
+    .admin_passwd = s_admin_passwd,
+    .admin_get = s_admin_get,
+    .token_add = s_token_add,
+    .token_del = s_token_del,
+    .token_find = s_token_find,
+    .user_disable = s_user_disable,
+    .users_seen = s_users_seen,
+    .user_rows = s_user_rows,
 };
 
 struct dir *

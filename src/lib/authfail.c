@@ -21,6 +21,7 @@
 
 #include "authfail.h"
 #include "log.h"
+#include "stats.h"
 #include "xmalloc.h"
 
 #define AF_BUCKETS 4096
@@ -561,6 +562,9 @@ log_lockout(const char *what, const char *src, const char *account)
 	char a[200];
 
 	log_sanitize(a, sizeof(a), (const uint8_t *)account, strlen(account));
+	/* One lock-out started per line (stats.h STAT_LOCKOUT), for every
+	 * user of the table: the protocols' logins and the web admin's. */
+	stats_add(STAT_LOCKOUT, 1);
 	if (strcmp(what, "client") == 0)
 		log_warn("event=auth-lockout client=%s scope=client", src);
 	else if (strcmp(what, "account") == 0)

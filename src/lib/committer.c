@@ -37,7 +37,12 @@ struct committer {
 	int dir_fd;
 	char *dir;
 	struct workers *workers;
+	/* committer_stats's figures, under mu. */
+	uint64_t batches, renames, bucket[COMMITTER_BUCKETS];
 };
+
+const unsigned committer_bucket_le[COMMITTER_BUCKETS - 1] = {
+    1, 2, 4, 8, 16, 32, 64};
 
 void
 commit_add(struct commit *cm, const char *from, const char *to)
@@ -147,10 +152,24 @@ commit_batch(struct committer *c, struct commit *batch)
 	}
 }
 
+/* Under c->mu: one batch of n renames in the figures. */
+static void
+count_batch(struct committer *c, size_t n)
+{
+	size_t b = 0;
+
+	while (b < COMMITTER_BUCKETS - 1 && n > committer_bucket_le[b])
+		b++;
+	c->batches++;
+	c->renames += n;
+	c->bucket[b]++;
+}
+
 static void *
 committer_main(void *p)
 {
 	struct committer *c = p;
+	size_t n;
 
 	pthread_mutex_lock(&c->mu);
 	for (;;) {
@@ -162,6 +181,12 @@ committer_main(void *p)
 			break;
 		batch = c->head;
 		c->head = c->tail = NULL;
+		/* Counted as it is taken up: once a completion runs, its
+		 * batch is in committer_stats. */
+		n = 0;
+		for (struct commit *cm = batch; cm; cm = cm->next)
+			n += cm->from.n;
+		count_batch(c, n);
 		pthread_mutex_unlock(&c->mu);
 		commit_batch(c, batch);
 		pthread_mutex_lock(&c->mu);
@@ -194,6 +219,21 @@ const char *
 committer_dir(const struct committer *c)
 {
 	return c->dir;
+}
+
+void
+committer_stats(const struct committer *c, uint64_t *batches, uint64_t *renames,
+    uint64_t bucket[COMMITTER_BUCKETS])
+{
+	/* UNSAFE: the lock is not part of the figures' constness; c was
+	 * allocated writable (committer_new). */
+	pthread_mutex_t *mu = (pthread_mutex_t *)&c->mu;
+
+	pthread_mutex_lock(mu);
+	*batches = c->batches;
+	*renames = c->renames;
+	memcpy(bucket, c->bucket, sizeof(c->bucket));
+	pthread_mutex_unlock(mu);
 }
 
 struct committer *

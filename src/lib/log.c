@@ -8,12 +8,15 @@
  * syslog is spoken here directly: openlog()'s ident is one per process.
  * Peer text is escaped (log_sanitize/log_esc) before it reaches a line;
  * the log file and the syslog socket are opened non-blocking, so a
- * planted FIFO or a stuck syslog never hangs the daemon.
+ * planted FIFO or a stuck syslog never hangs the daemon.  Every line
+ * is also kept in the in-memory ring when it is on (log_ring_init), for
+ * the web admin's Log page.
  */
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -52,6 +55,24 @@ static pthread_mutex_t hold_lock = PTHREAD_MUTEX_INITIALIZER;
 static atomic_bool hold_on;
 static char *hold_buf;
 static size_t hold_len;
+
+/*
+ * The in-memory ring (log_ring_init): records of [u32 len][len bytes]
+ * [u32 len] in a circular buffer, oldest at ring_head; the trailing
+ * length lets a search walk back from the newest line.  Records never
+ * move once written, so a search can drop the lock and come back to the
+ * same offset, provided the record there is still present: the oldest
+ * record's sequence number (ring_head_seq) says, and ring_gen changes
+ * when log_ring_init moves everything.
+ */
+#define RING_REC_MAX (LOG_LINE_MAX + 256) /* a formatted line's bound */
+#define RING_MIN 64
+#define RING_OUT_SOFT 65536 /* a search's matches between two unlocks */
+static pthread_mutex_t ring_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool ring_on;
+static char *ring_buf;
+static size_t ring_cap, ring_head, ring_used, ring_lines;
+static uint64_t ring_head_seq, ring_gen;
 
 static const char *const level_names[] = {"err", "warn", "info", "debug"};
 /* Postfix's convention: info lines carry no level word. */
@@ -293,6 +314,232 @@ syslog_send(int prio, const char *tag, const char *msg)
 	pthread_mutex_unlock(&syslog_lock);
 }
 
+/* ---- the in-memory ring ------------------------------------------------ */
+
+/* UNSAFE: offsets are taken modulo ring_cap; n <= ring_cap. */
+static void
+ring_write(size_t off, const void *src, size_t n)
+{
+	size_t first = ring_cap - off < n ? ring_cap - off : n;
+
+	memcpy(ring_buf + off, src, first);
+	memcpy(ring_buf, (const char *)src + first, n - first);
+}
+
+static void
+ring_read(size_t off, void *dst, size_t n)
+{
+	size_t first = ring_cap - off < n ? ring_cap - off : n;
+
+	memcpy(dst, ring_buf + off, first);
+	memcpy((char *)dst + first, ring_buf, n - first);
+}
+
+static size_t
+ring_len_at(size_t off)
+{
+	uint32_t n;
+
+	ring_read(off % ring_cap, &n, sizeof(n));
+	return n;
+}
+
+/* Under ring_lock: frees the oldest record's room. */
+static void
+ring_drop_oldest(void)
+{
+	size_t n = ring_len_at(ring_head) + 8;
+
+	ring_head = (ring_head + n) % ring_cap;
+	ring_used -= n;
+	ring_lines--;
+	ring_head_seq++;
+}
+
+/* Under ring_lock: appends one record (n <= ring_cap - 8). */
+static void
+ring_append(const char *line, size_t n)
+{
+	uint32_t len = (uint32_t)n;
+	size_t tail;
+
+	while (ring_cap - ring_used < n + 8)
+		ring_drop_oldest();
+	tail = (ring_head + ring_used) % ring_cap;
+	ring_write(tail, &len, 4);
+	ring_write((tail + 4) % ring_cap, line, n);
+	ring_write((tail + 4 + n) % ring_cap, &len, 4);
+	ring_used += n + 8;
+	ring_lines++;
+}
+
+static void
+ring_put(const char *line, size_t n)
+{
+	pthread_mutex_lock(&ring_lock);
+	if (ring_buf != NULL) {
+		if (n > ring_cap - 8)
+			n = ring_cap - 8;
+		if (n > RING_REC_MAX)
+			n = RING_REC_MAX;
+		ring_append(line, n);
+	}
+	pthread_mutex_unlock(&ring_lock);
+}
+
+void
+log_ring_init(size_t bytes)
+{
+	char *nbuf = NULL, *obuf;
+	size_t ohead, oused, olines, keep = 0, keep_bytes = 0, pos;
+
+	if (bytes > 0 && bytes < RING_MIN)
+		bytes = RING_MIN;
+	if (bytes > 0 && (nbuf = malloc(bytes)) == NULL)
+		return; /* the ring stays as it was */
+	pthread_mutex_lock(&ring_lock);
+	obuf = ring_buf;
+	ohead = ring_head;
+	oused = ring_used;
+	olines = ring_lines;
+	/* The newest records that fit, counted from the end. */
+	for (pos = ohead + oused; nbuf != NULL && keep < olines; keep++) {
+		size_t n = ring_len_at(pos + ring_cap - 4) + 8;
+
+		if (keep_bytes + n > bytes)
+			break;
+		keep_bytes += n;
+		pos -= n;
+	}
+	if (nbuf != NULL && keep_bytes > 0) {
+		/* UNSAFE: pos is where the kept records start (mod cap). */
+		ring_read(pos % ring_cap, nbuf, keep_bytes);
+	}
+	ring_buf = nbuf;
+	ring_cap = bytes;
+	ring_head = 0;
+	ring_used = keep_bytes;
+	ring_lines = keep;
+	ring_head_seq += olines - keep;
+	ring_gen++;
+	atomic_store(&ring_on, nbuf != NULL);
+	pthread_mutex_unlock(&ring_lock);
+	free(obuf);
+}
+
+void
+log_ring_usage(size_t *bytes_out, size_t *lines_out)
+{
+	pthread_mutex_lock(&ring_lock);
+	*bytes_out = ring_cap;
+	*lines_out = ring_lines;
+	pthread_mutex_unlock(&ring_lock);
+}
+
+/* needle (nlen bytes) in p[0..n), ASCII case-insensitive. */
+static bool
+ring_match(const char *p, size_t n, const char *needle, size_t nlen)
+{
+	if (nlen > n)
+		return false;
+	for (size_t i = 0; i + nlen <= n; i++) {
+		size_t k = 0;
+
+		while (k < nlen && tolower((unsigned char)p[i + k]) ==
+		                       tolower((unsigned char)needle[k]))
+			k++;
+		if (k == nlen)
+			return true;
+	}
+	return false;
+}
+
+/* A search's place: one past the next record to visit (newest first). */
+struct ring_walk {
+	size_t pos;   /* offset just after that record */
+	uint64_t seq; /* its sequence number + 1 */
+	uint64_t gen;
+};
+
+/*
+ * Under ring_lock: visits at most LOG_RING_SLICE records from w on,
+ * copying those that match into out as [size_t len][line NUL], until
+ * want matches or RING_OUT_SOFT bytes.  Returns the matches; *outlen
+ * the bytes; *is_end when no older record is left to visit.
+ */
+static size_t
+ring_slice(struct ring_walk *w, const char *needle, size_t nlen, size_t want,
+    char *out, size_t *outlen, bool *is_end)
+{
+	size_t found = 0, o = 0;
+
+	for (size_t v = 0; v < LOG_RING_SLICE && found < want &&
+	                   o < RING_OUT_SOFT && w->seq > ring_head_seq;
+	     v++) {
+		size_t n = ring_len_at(w->pos + ring_cap - 4);
+		size_t start = (w->pos + 2 * ring_cap - 8 - n) % ring_cap;
+
+		/* UNSAFE: out has RING_OUT_SOFT + RING_REC_MAX + room. */
+		ring_read((start + 4) % ring_cap, out + o + sizeof(size_t), n);
+		if (ring_match(out + o + sizeof(size_t), n, needle, nlen)) {
+			memcpy(out + o, &n, sizeof(size_t));
+			out[o + sizeof(size_t) + n] = '\0';
+			o += sizeof(size_t) + n + 1;
+			found++;
+		}
+		w->pos = start;
+		w->seq--;
+	}
+	*outlen = o;
+	*is_end = w->seq <= ring_head_seq;
+	return found;
+}
+
+size_t
+log_ring_search(const char *needle, size_t max, log_ring_fn fn, void *arg)
+{
+	size_t nlen = strlen(needle), found = 0;
+	struct ring_walk w;
+	bool is_end = false;
+	char *out;
+
+	if (max == 0 || nlen > RING_REC_MAX ||
+	    (out = malloc(RING_OUT_SOFT + RING_REC_MAX + 2 * sizeof(size_t) +
+	                  1)) == NULL)
+		return 0;
+	pthread_mutex_lock(&ring_lock);
+	w.pos = ring_buf != NULL ? (ring_head + ring_used) % ring_cap : 0;
+	w.seq = ring_head_seq + ring_lines;
+	w.gen = ring_gen;
+	while (!is_end && found < max) {
+		size_t olen, n;
+
+		/* Gone meanwhile (a resize, or dropped to make room): the
+		 * rest is older than anything left. */
+		if (ring_buf == NULL || ring_gen != w.gen ||
+		    w.seq <= ring_head_seq)
+			break;
+		n = ring_slice(
+		    &w, needle, nlen, max - found, out, &olen, &is_end);
+		pthread_mutex_unlock(&ring_lock);
+		/* fn runs unlocked: it may take its time, or log. */
+		for (size_t o = 0; n-- > 0;) {
+			size_t len;
+
+			memcpy(&len, out + o, sizeof(len));
+			fn(arg, out + o + sizeof(len), len);
+			o += sizeof(len) + len + 1;
+			found++;
+		}
+		pthread_mutex_lock(&ring_lock);
+	}
+	pthread_mutex_unlock(&ring_lock);
+	free(out);
+	return found;
+}
+
+/* ---- lines ----------------------------------------------------------- */
+
 static void log_vmsg(enum log_level, const char *, const char *, const char *,
     va_list) __attribute__((format(printf, 4, 0)));
 
@@ -302,9 +549,9 @@ log_vmsg(enum log_level level, const char *sub, const char *suffix,
 {
 	static const int prio[] = {LOG_ERR, LOG_WARNING, LOG_INFO, LOG_DEBUG};
 	char msg[LOG_LINE_MAX], tag[64], line[LOG_LINE_MAX + 256];
-	size_t off;
+	size_t off = 0;
 	int n, fd;
-	bool to_stderr;
+	bool to_stderr, is_ring;
 
 	if ((int)level > atomic_load(&log_threshold))
 		return;
@@ -332,11 +579,17 @@ log_vmsg(enum log_level level, const char *sub, const char *suffix,
 	}
 	fd = atomic_load(&log_fd);
 	to_stderr = atomic_load(&log_to_stderr);
+	is_ring = atomic_load(&ring_on);
+	if (is_ring || to_stderr || fd != -1) {
+		off = format_line(line, sizeof(line), tag, msg);
+		/* The log_file form, whatever the target (no newline). */
+		if (is_ring)
+			ring_put(line, off - 1);
+	}
 	if (!to_stderr && fd == -1) {
 		syslog_send(prio[level], tag, msg);
 		return;
 	}
-	off = format_line(line, sizeof(line), tag, msg);
 	/* One write per line keeps lines from threads whole (O_APPEND). */
 	if (to_stderr && write(STDERR_FILENO, line, off) < 0) {
 		/* Nothing sensible to do when stderr is gone. */

@@ -1395,6 +1395,12 @@ service_restart_needed(const struct config *old, const struct config *new,
 	return is_changed;
 }
 
+static size_t
+service_sessions(const void *srv)
+{
+	return core_server_sessions(((const struct pop3_server *)srv)->core);
+}
+
 const struct service pop3_service = {"pop3", service_new, service_start,
     service_set_config, service_set_tls, service_shutdown, service_is_idle,
-    service_free, service_restart_needed};
+    service_free, service_restart_needed, service_sessions};

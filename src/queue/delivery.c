@@ -21,6 +21,7 @@
 #include "buf.h"
 #include "delivery.h"
 #include "file.h"
+#include "stats.h"
 #include "store.h"
 
 /* Writes queue/tmp/ID.msg; adds its rename into entries/ to cm. */
@@ -82,6 +83,10 @@ committed(void *arg)
 	d->result = d->commit.result;
 	if (d->result != 0)
 		memcpy(d->error, d->commit.error, sizeof(d->error));
+	else if (d->mailboxes != NULL)
+		/* Every mailbox got its copy (a partly over-quota message
+		 * is stored in all): the dashboard's "delivered locally". */
+		stats_add(STAT_DELIVERED_LOCAL, d->mailboxes->n);
 	d->done(d->done_arg);
 }
 

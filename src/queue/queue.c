@@ -41,6 +41,7 @@
 #include "delivery.h"
 #include "outbound.h"
 #include "queue.h"
+#include "stats.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -268,6 +269,25 @@ entry_done(const struct qentry *e)
 		if (e->env.rcpts[i].state == QRCPT_PENDING)
 			return false;
 	return true;
+}
+
+void
+queue_stats(const struct queue *q, struct queue_stats *out)
+{
+	const struct qentry *e;
+
+	memset(out, 0, sizeof(*out));
+	TAILQ_FOREACH(e, &q->entries, link) {
+		/* Deleted (files gone or going): no longer in the queue,
+		 * though a DSN or an attempt may still hold the entry. */
+		if (e->is_deleted || e->is_removed)
+			continue;
+		out->entries++;
+		out->recipients += entry_pending(e);
+		out->held += e->env.is_held;
+		if (out->oldest == 0 || e->env.arrival < out->oldest)
+			out->oldest = e->env.arrival;
+	}
 }
 
 /* e's files are gone: free it once nothing holds it any more. */
@@ -1115,6 +1135,7 @@ attempt_done(void *arg)
 		if (r->result == OUT_SENT) {
 			qr->state = QRCPT_SENT;
 			log_result(e, a, r, "sent", now);
+			stats_add(STAT_RELAYED, 1);
 			continue;
 		}
 		if (r->result == OUT_DEFER &&
@@ -1127,6 +1148,7 @@ attempt_done(void *arg)
 			if (qr->next <= now)
 				qr->next = now + 1;
 			log_result(e, a, r, "deferred", now);
+			stats_add(STAT_DEFERRED, 1);
 			continue;
 		}
 		if (r->result == OUT_DEFER) {
@@ -1142,6 +1164,7 @@ attempt_done(void *arg)
 		qr->state = QRCPT_FAILED;
 		qr->next = now; /* the DSN's first try (send_dsn) */
 		log_result(e, a, r, "bounced", now);
+		stats_add(STAT_BOUNCED, 1); /* a 5xx or expired */
 		snprintf(fstatus[nfailed], sizeof(fstatus[nfailed]), "%s",
 		    r->status);
 		failed[nfailed++] = r->index;

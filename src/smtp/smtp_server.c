@@ -268,6 +268,12 @@ service_restart_needed(const struct config *old, const struct config *new,
 	return is_changed;
 }
 
+static size_t
+service_sessions(const void *srv)
+{
+	return core_server_sessions(((const struct smtp_server *)srv)->core);
+}
+
 const struct service smtp_service = {"smtp", service_new, service_start,
     service_set_config, service_set_tls, service_shutdown, service_is_idle,
-    service_free, service_restart_needed};
+    service_free, service_restart_needed, service_sessions};

@@ -49,6 +49,7 @@
 #include "queue.h"
 #include "smtp_parse.h"
 #include "smtp_priv.h"
+#include "stats.h"
 #include "worker.h"
 #include "xmalloc.h"
 #include "counter.h"
@@ -763,6 +764,12 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		    j->ans.verdict.kind == VERDICT_REJECT ? "reject"
 		                                          : "tempfail",
 		    code, text, j->ans.verdict.rule);
+		/* The dashboard's "relays refused": the relay rule's own
+		 * refusal only (stats.h STAT_RELAY_REFUSED). */
+		if (j->ans.verdict.kind == VERDICT_REJECT &&
+		    j->ans.verdict.rule != NULL &&
+		    strcmp(j->ans.verdict.rule, "default-deny") == 0)
+			stats_add(STAT_RELAY_REFUSED, 1);
 		rcpt_refuse(s, j, code, text);
 		return;
 	}
@@ -1315,6 +1322,9 @@ delivery_done(void *arg)
 			o += n > 0 ? (size_t)n : 0;
 		}
 		s->nmessages++;
+		/* Durable and acknowledged (or the client timed out
+		 * meanwhile): one message received (stats.h). */
+		stats_add(STAT_RECEIVED, 1);
 		/* Idling IMAP sessions of these users rescan now. */
 		mailnotify_changed(
 		    (const char *const *)s->mailboxes.v, s->mailboxes.n);

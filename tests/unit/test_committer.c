@@ -279,6 +279,69 @@ test_shutdown_with_work_queued(void **state)
 	teardown(&f);
 }
 
+/* committer_stats: one batch per commit submitted alone, counted by its
+ * renames into the histogram's buckets (bounds 1, 2, 4 ... 64, then
+ * more); a commit failed before submission is no batch. */
+static void
+test_stats(void **state)
+{
+	static const struct {
+		size_t renames;
+		size_t bucket;
+	} cases[] = {
+	    {0, 0},
+	    {1, 0},
+	    {2, 1},
+	    {3, 2},
+	    {4, 2},
+	    {5, 3},
+	    {64, 6},
+	    {65, 7},
+	};
+	static struct commit cms[sizeof(cases) / sizeof(cases[0])];
+	uint64_t batches, renames, bucket[COMMITTER_BUCKETS];
+	uint64_t want[COMMITTER_BUCKETS] = {0}, want_renames = 0;
+	struct fixture f;
+	char name[32];
+
+	(void)state;
+	setup(&f);
+	committer_stats(f.committer, &batches, &renames, bucket);
+	assert_int_equal(batches, 0);
+	assert_int_equal(renames, 0);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		memset(&cms[i], 0, sizeof(cms[i]));
+		cms[i].done = on_done;
+		cms[i].done_arg = &f.commits[0];
+		for (size_t k = 0; k < cases[i].renames; k++) {
+			snprintf(name, sizeof(name), "s%zu-%zu", i, k);
+			add(&f, &cms[i], name, "new", true);
+		}
+		committer_submit(f.committer, &cms[i]);
+		wait_done(&f, (int)i + 1);
+		want[cases[i].bucket]++;
+		want_renames += cases[i].renames;
+		committer_stats(f.committer, &batches, &renames, bucket);
+		assert_int_equal(batches, i + 1);
+		assert_int_equal(renames, want_renames);
+		for (size_t b = 0; b < COMMITTER_BUCKETS; b++)
+			if (bucket[b] != want[b])
+				fail_msg("case %zu bucket %zu: got %llu, want "
+				         "%llu",
+				    i, b, (unsigned long long)bucket[b],
+				    (unsigned long long)want[b]);
+	}
+	/* Failed while written: posted at once, never a batch. */
+	add(&f, &f.commits[1], "failed", "new", true);
+	errno = EIO;
+	commit_fail(&f.commits[1], "write", "tmp/failed");
+	committer_submit(f.committer, &f.commits[1]);
+	wait_done(&f, (int)(sizeof(cases) / sizeof(cases[0])) + 1);
+	committer_stats(f.committer, &batches, &renames, bucket);
+	assert_int_equal(batches, sizeof(cases) / sizeof(cases[0]));
+	teardown(&f);
+}
+
 int
 run_committer_tests(void)
 {
@@ -287,6 +350,7 @@ run_committer_tests(void)
 	    cmocka_unit_test(test_error_mid_batch),
 	    cmocka_unit_test(test_failed_before_submit),
 	    cmocka_unit_test(test_shutdown_with_work_queued),
+	    cmocka_unit_test(test_stats),
 	};
 
 	return cmocka_run_group_tests_name("committer", tests, NULL, NULL);

@@ -34,7 +34,7 @@
 #include "unit.h"
 
 /* The schema version this build writes (1 + the migrations). */
-#define SCHEMA_NOW 4
+#define SCHEMA_NOW 5
 
 struct backend {
 	const char *name;
@@ -1220,6 +1220,358 @@ test_tempfail(void **state)
 	assert_string_equal(err, "directory unavailable");
 }
 
+/* ---- schema 5: admins, tokens, disabled users, last logins ------------ */
+
+/* Admin accounts: add, get, passwd, list, del; each refusal with its
+ * text, and nothing changed by a refused call. */
+static void
+test_admins(void **state)
+{
+	struct dir *d = ((struct fixture *)*state)->d;
+	const struct dir_admin_ops *a = d->admin;
+	char err[256], dom[256], rows[2048] = "", *h = NULL;
+	size_t e = sizeof(err);
+	static const struct {
+		const char *name, *domain, *want; /* want: the refusal */
+	} refused[] = {
+	    {"root", NULL, "admin root already exists"},
+	    {"x", "nosuch.test", "no such domain"},
+	    {"x", "mail.example.test", "host alias"},
+	};
+
+	OK(a->admin_add(d, "root", "$y$root", NULL, err, e));
+	OK(a->admin_add(d, "ex@example.test", "$y$ex", "example.test", err, e));
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		int got = a->admin_add(
+		    d, refused[i].name, "$y$z", refused[i].domain, err, e);
+
+		if (got != DIR_ADMIN_REFUSED ||
+		    strstr(err, refused[i].want) == NULL)
+			fail_msg("case %zu: got %d [%s], want -1 [%s]", i, got,
+			    err, refused[i].want);
+	}
+	OK(a->list_rows(d, "admins", NULL, collect_row, rows, err, e));
+	assert_string_equal(rows, "ex@example.test=example.test,root");
+	rows[0] = '\0';
+	OK(a->list_rows(
+	    d, "admins", "example.test", collect_row, rows, err, e));
+	assert_string_equal(rows, "ex@example.test=example.test");
+	assert_int_equal(
+	    a->admin_get(d, "root", &h, dom, sizeof(dom), err, e), 1);
+	assert_string_equal(h, "$y$root");
+	assert_string_equal(dom, "");
+	free(h);
+	assert_int_equal(
+	    a->admin_get(d, "ex@example.test", &h, dom, sizeof(dom), err, e),
+	    1);
+	assert_string_equal(h, "$y$ex");
+	assert_string_equal(dom, "example.test");
+	free(h);
+	assert_int_equal(
+	    a->admin_get(d, "zed", &h, dom, sizeof(dom), err, e), 0);
+	assert_null(h);
+	OK(a->admin_passwd(d, "root", "$y$new", err, e));
+	assert_int_equal(
+	    a->admin_get(d, "root", &h, dom, sizeof(dom), err, e), 1);
+	assert_string_equal(h, "$y$new");
+	free(h);
+	assert_int_equal(
+	    a->admin_passwd(d, "zed", "$y$z", err, e), DIR_ADMIN_REFUSED);
+	assert_string_equal(err, "no such admin");
+	/* A domain with a domain admin stays, and so do its admins. */
+	OK(a->domain_add(d, "adm.test", err, e));
+	OK(a->admin_add(d, "adm", "$y$a", "adm.test", err, e));
+	assert_int_equal(
+	    a->domain_del(d, "adm.test", err, e), DIR_ADMIN_REFUSED);
+	assert_string_equal(
+	    err, "domain adm.test has 1 domain admins: delete them first");
+	assert_int_equal(
+	    a->admin_get(d, "adm", &h, dom, sizeof(dom), err, e), 1);
+	free(h);
+	OK(a->admin_del(d, "adm", err, e));
+	OK(a->domain_del(d, "adm.test", err, e));
+	assert_int_equal(a->admin_del(d, "adm", err, e), DIR_ADMIN_REFUSED);
+	assert_string_equal(err, "no such admin");
+}
+
+/* Tokens: stored by hash, found by it with the admin's domain, listed
+ * by id, deleted by id and with their admin. */
+static void
+test_tokens(void **state)
+{
+	struct dir *d = ((struct fixture *)*state)->d;
+	const struct dir_admin_ops *a = d->admin;
+	char err[256], who[80], dom[256], rows[2048] = "";
+	char bearer[DIR_TOKEN_LEN + 1], id[DIR_TOKEN_ID_LEN + 1];
+	char hash[DIR_TOKEN_HASH_LEN + 1], id2[DIR_TOKEN_ID_LEN + 1];
+	char hash2[DIR_TOKEN_HASH_LEN + 1];
+	size_t e = sizeof(err);
+
+	OK(a->admin_add(d, "troot", "$y$root", NULL, err, e));
+	OK(a->admin_add(d, "tex", "$y$ex", "example.test", err, e));
+	OK(dir_token_new(
+	    bearer, sizeof(bearer), id, sizeof(id), hash, sizeof(hash)));
+	OK(a->token_add(d, "tex", id, hash, err, e));
+	OK(a->token_add(d, "troot", "0000000a", "ab", err, e));
+	assert_int_equal(
+	    a->token_add(d, "troot", id, "cd", err, e), DIR_ADMIN_REFUSED);
+	assert_non_null(strstr(err, "already exists"));
+	assert_int_equal(a->token_add(d, "troot", "0000000b", hash, err, e),
+	    DIR_ADMIN_REFUSED);
+	assert_int_equal(a->token_add(d, "zed", "0000000c", "ef", err, e),
+	    DIR_ADMIN_REFUSED);
+	assert_string_equal(err, "no such admin");
+	/* The bearer text parses back to the stored id and hash. */
+	OK(dir_token_parse(bearer, id2, sizeof(id2), hash2, sizeof(hash2)));
+	assert_string_equal(id2, id);
+	assert_string_equal(hash2, hash);
+	for (int twice = 0; twice < 2; twice++) {
+		assert_int_equal(a->token_find(d, hash2, who, sizeof(who), dom,
+		                     sizeof(dom), err, e),
+		    1);
+		assert_string_equal(who, "tex");
+		assert_string_equal(dom, "example.test");
+	}
+	assert_int_equal(
+	    a->token_find(d, "00", who, sizeof(who), dom, sizeof(dom), err, e),
+	    0);
+	OK(a->list_rows(d, "tokens", "troot", collect_row, rows, err, e));
+	assert_string_equal(rows, "0000000a=troot");
+	rows[0] = '\0';
+	OK(a->list_rows(d, "tokens", NULL, collect_row, rows, err, e));
+	assert_true(strncmp(rows, id, DIR_TOKEN_ID_LEN) == 0);
+	assert_string_equal(rows + DIR_TOKEN_ID_LEN, "=tex,0000000a=troot");
+	OK(a->token_del(d, "0000000a", err, e));
+	assert_int_equal(
+	    a->token_del(d, "0000000a", err, e), DIR_ADMIN_REFUSED);
+	assert_string_equal(err, "no such token");
+	/* An admin's tokens go with it. */
+	OK(a->admin_del(d, "tex", err, e));
+	assert_int_equal(
+	    a->token_find(d, hash, who, sizeof(who), dom, sizeof(dom), err, e),
+	    0);
+	rows[0] = '\0';
+	OK(a->list_rows(d, "tokens", NULL, collect_row, rows, err, e));
+	assert_string_equal(rows, "");
+}
+
+/* A disabled user's right password gives DIR_LOGIN_DISABLED, a wrong
+ * one stays a wrong password; enabled again, it logs in.  A new user of
+ * the same name after a del starts enabled. */
+static void
+test_user_disable(void **state)
+{
+	struct dir *d = ((struct fixture *)*state)->d;
+	const struct dir_admin_ops *a = d->admin;
+	static const struct {
+		bool is_disabled;
+		const char *pass;
+		enum dir_login_result want;
+	} cases[] = {
+	    {false, "right horse", DIR_LOGIN_OK},
+	    {true, "right horse", DIR_LOGIN_DISABLED},
+	    {true, "wrong", DIR_LOGIN_BAD_PASSWORD},
+	    {false, "right horse", DIR_LOGIN_OK},
+	    {false, "wrong", DIR_LOGIN_BAD_PASSWORD},
+	};
+	char err[256], canon[300];
+	size_t e = sizeof(err);
+	bool is_dis = true;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		enum dir_login_result got;
+
+		OK(a->user_disable(
+		    d, "dave", "example.test", cases[i].is_disabled, err, e));
+		got = dir_login(d, "dave@example.test", cases[i].pass, canon,
+		    sizeof(canon), err, e);
+		if (got != cases[i].want ||
+		    strcmp(canon, "dave@example.test") != 0)
+			fail_msg("case %zu: got %d [%s], want %d", i, got,
+			    canon, cases[i].want);
+	}
+	assert_int_equal(
+	    a->user_disable(d, "zed", "example.test", true, err, e),
+	    DIR_ADMIN_REFUSED);
+	assert_string_equal(err, "no such user");
+	assert_int_equal(
+	    d->ops->user_disabled(d, "zed", "example.test", &is_dis, err, e),
+	    0);
+	assert_false(is_dis);
+	OK(a->user_disable(d, "alice", "example.test", true, err, e));
+	assert_int_equal(
+	    d->ops->user_disabled(d, "alice", "example.test", &is_dis, err, e),
+	    1);
+	assert_true(is_dis);
+	/* Mail still reaches a disabled user. */
+	{
+		enum dir_kind k;
+		struct strlist t = {0};
+
+		assert_int_equal(dir_address_lookup(d, "alice", "example.test",
+		                     &k, &t, err, e),
+		    1);
+		assert_int_equal(k, DIR_KIND_USER);
+		strlist_clear(&t);
+	}
+	OK(a->user_del(d, "alice", "example.test", err, e));
+	OK(a->user_add(d, "alice", "example.test", "$y$x", err, e));
+	assert_int_equal(
+	    d->ops->user_disabled(d, "alice", "example.test", &is_dis, err, e),
+	    1);
+	assert_false(is_dis);
+}
+
+struct seen_rows {
+	char text[2048];
+};
+
+static void
+collect_info(void *arg, const struct dir_user_info *u)
+{
+	struct seen_rows *r = arg;
+	size_t n = strlen(r->text);
+
+	snprintf(r->text + n, sizeof(r->text) - n, "%s%s:%s:%lld:%s",
+	    n ? "," : "", u->address, u->is_disabled ? "off" : "on",
+	    (long long)u->last_login, u->quota.is_set ? "q" : "-");
+}
+
+/* Last logins in one batch: a user that is gone is skipped, an older
+ * time does not replace a newer one; user_rows shows them with the
+ * disabled flag and whether a quota is stored. */
+static void
+test_users_seen(void **state)
+{
+	struct dir *d = ((struct fixture *)*state)->d;
+	const struct dir_admin_ops *a = d->admin;
+	const char *canon[] = {"alice@example.test", "ghost@example.test",
+	    "carol@other.test", "alice@example.test", "nodomain"};
+	const int64_t at[] = {2000, 5, 1500, 1000, 7};
+	struct dir_quota q = {true, 10, 20};
+	struct seen_rows r = {""};
+	char err[256];
+	size_t e = sizeof(err);
+
+	OK(a->users_seen(d, canon, at, 5, err, e));
+	OK(a->user_disable(d, "bob", "example.test", true, err, e));
+	OK(a->user_quota_set(d, "bob", "example.test", &q, err, e));
+	OK(a->user_rows(d, "other.test", collect_info, &r, err, e));
+	assert_string_equal(r.text, "carol@other.test:on:1500:-");
+	r.text[0] = '\0';
+	OK(a->user_rows(d, NULL, collect_info, &r, err, e));
+	assert_string_equal(r.text,
+	    "alice@example.test:on:2000:-,bob@example.test:off:0:q,"
+	    "dave@example.test:on:0:-,deep25@example.test:on:0:-,"
+	    "carol@other.test:on:1500:-");
+	/* A later login moves it on; nothing at all is fine. */
+	{
+		const int64_t later[] = {3000};
+
+		OK(a->users_seen(d, canon, later, 1, err, e));
+		OK(a->users_seen(d, canon, later, 0, err, e));
+	}
+	r.text[0] = '\0';
+	OK(a->user_rows(d, "example.test", collect_info, &r, err, e));
+	assert_non_null(strstr(r.text, "alice@example.test:on:3000:-"));
+}
+
+/* dir_token_parse: only "pst_" + 8 lower-case hex + "_" + 64 lower-case
+ * hex, whatever else comes. */
+static void
+test_token_parse(void **state)
+{
+	char good[DIR_TOKEN_LEN + 1], id[DIR_TOKEN_ID_LEN + 1];
+	char hash[DIR_TOKEN_HASH_LEN + 1], h2[DIR_TOKEN_HASH_LEN + 1];
+	char longer[DIR_TOKEN_LEN + 2], upper[DIR_TOKEN_LEN + 1];
+	char shorter[DIR_TOKEN_LEN], sep[DIR_TOKEN_LEN + 1];
+	char pre[DIR_TOKEN_LEN + 1];
+	/* SHA-256("") in hex: the digest is the real one. */
+	char zeros[DIR_TOKEN_LEN + 1];
+
+	(void)state;
+	OK(dir_token_new(
+	    good, sizeof(good), id, sizeof(id), hash, sizeof(hash)));
+	assert_int_equal(strlen(good), DIR_TOKEN_LEN);
+	snprintf(longer, sizeof(longer), "%sa", good);
+	snprintf(upper, sizeof(upper), "%s", good);
+	upper[DIR_TOKEN_LEN - 1] = 'A';
+	memcpy(shorter, good, sizeof(shorter) - 1);
+	shorter[sizeof(shorter) - 1] = '\0';
+	snprintf(sep, sizeof(sep), "%s", good);
+	sep[4 + DIR_TOKEN_ID_LEN] = '-';
+	snprintf(pre, sizeof(pre), "%s", good);
+	pre[0] = 'P';
+	snprintf(zeros, sizeof(zeros), "pst_00000000_%064d", 0);
+	{
+		const struct {
+			const char *in;
+			int want;
+		} cases[] = {
+		    {good, 0},
+		    {longer, -1},
+		    {upper, -1},
+		    {shorter, -1},
+		    {sep, -1},
+		    {pre, -1},
+		    {"", -1},
+		    {"pst_", -1},
+		    {"Bearer x", -1},
+		    {zeros, 0},
+		};
+
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			int got = dir_token_parse(
+			    cases[i].in, id, sizeof(id), h2, sizeof(h2));
+
+			if (got != cases[i].want)
+				fail_msg("case %zu: got %d, want %d", i, got,
+				    cases[i].want);
+		}
+	}
+	OK(dir_token_parse(good, id, sizeof(id), h2, sizeof(h2)));
+	assert_string_equal(h2, hash);
+	OK(dir_token_parse(zeros, id, sizeof(id), h2, sizeof(h2)));
+	assert_string_equal(id, "00000000");
+	/* SHA-256 of 64 '0' characters. */
+	assert_string_equal(h2, "60e05bd1b195af2f94112fa7197a5c88"
+	                        "289058840ce7c6df9693756bc6250f55");
+	/* Too small buffers are refused, not overrun. */
+	assert_int_equal(dir_token_parse(good, id, 4, h2, sizeof(h2)), -1);
+	assert_int_equal(dir_token_parse(good, id, sizeof(id), h2, 10), -1);
+}
+
+/* dir_admin_name_ok: the names admin accounts may have. */
+static void
+test_admin_name(void **state)
+{
+	static const struct {
+		const char *in;
+		bool want;
+	} cases[] = {
+	    {"root", true},
+	    {"a.b_c-d@example.test", true},
+	    {"0", true},
+	    {"", false},
+	    {"Root", false},
+	    {"a b", false},
+	    {"a/b", false},
+	    {"a\tb", false},
+	    {"\xc3\xa9", false},
+	    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	        true},
+	    {"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	     "a",
+	        false},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (dir_admin_name_ok(cases[i].in) != cases[i].want)
+			fail_msg("case %zu: got %d, want %d", i, !cases[i].want,
+			    cases[i].want);
+}
+
 #define CONFORMANCE                                                            \
 	cmocka_unit_test(test_domain_resolve),                                 \
 	    cmocka_unit_test(test_address_lookup),                             \
@@ -1230,8 +1582,10 @@ test_tempfail(void **state)
 	    cmocka_unit_test(test_login), cmocka_unit_test(test_list_rows),    \
 	    cmocka_unit_test(test_admin_errors),                               \
 	    cmocka_unit_test(test_admin_roundtrip),                            \
-	    cmocka_unit_test(test_transaction),                                \
-	    cmocka_unit_test(test_tempfail)
+	    cmocka_unit_test(test_transaction), cmocka_unit_test(test_admins), \
+	    cmocka_unit_test(test_tokens),                                     \
+	    cmocka_unit_test(test_user_disable),                               \
+	    cmocka_unit_test(test_users_seen), cmocka_unit_test(test_tempfail)
 
 /* ---- SQLite only -------------------------------------------------------- */
 
@@ -1638,7 +1992,8 @@ test_sqlite_schema_upgrade(void **state)
 	OK(d->admin->schema(
 	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_string_equal(note,
-	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n");
+	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n"
+	    "applied 5: admins\n");
 	assert_int_equal(have, SCHEMA_NOW);
 	assert_int_equal(user_version(), SCHEMA_NOW - 1);
 	q = (struct dir_quota){true, 5, 6};
@@ -1675,7 +2030,8 @@ test_sqlite_schema_init(void **state)
 	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_string_equal(note,
 	    "applied 1: base schema\napplied 2: "
-	    "user_quotas\napplied 3: authfail\napplied 4: notify\n");
+	    "user_quotas\napplied 3: authfail\napplied 4: notify\n"
+	    "applied 5: admins\n");
 	assert_int_equal(have, SCHEMA_NOW);
 	OK(d->admin->domain_add(d, "example.test", err, 256));
 	assert_int_equal(dir_domain_resolve(d, "example.test", canon,
@@ -1703,7 +2059,7 @@ test_sqlite_schema_newer(void **state)
 		                     sizeof(note), err, sizeof(err)),
 		    DIR_ADMIN_REFUSED);
 		assert_string_equal(err,
-		    "directory schema 6 is newer than this posternctl (4)");
+		    "directory schema 6 is newer than this posternctl (5)");
 		assert_int_equal(have, 6);
 		assert_int_equal(want, SCHEMA_NOW);
 	}
@@ -2149,7 +2505,8 @@ test_pg_schema(void **state)
 	assert_int_equal(have, SCHEMA_NOW);
 	assert_string_equal(note,
 	    "applied 1: base schema\napplied 2: "
-	    "user_quotas\napplied 3: authfail\napplied 4: notify\n");
+	    "user_quotas\napplied 3: authfail\napplied 4: notify\n"
+	    "applied 5: admins\n");
 	note[0] = '\0';
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
@@ -2168,7 +2525,7 @@ test_pg_schema(void **state)
 	    DIR_ADMIN_REFUSED);
 	assert_int_equal(have, 7);
 	assert_string_equal(
-	    err, "directory schema 7 is newer than this posternctl (4)");
+	    err, "directory schema 7 is newer than this posternctl (5)");
 	dir_close(&r);
 	dir_close(&a);
 }
@@ -2187,7 +2544,8 @@ test_pg_upgrade_from_1(void **state)
 	(void)state;
 	dir_close(&a);
 	pg_sql(c, "DROP TABLE user_quotas; DROP TABLE authfail; DROP "
-	          "FUNCTION postern_notify() CASCADE; "
+	          "FUNCTION postern_notify() CASCADE; DROP TABLE admin_tokens; "
+	          "DROP TABLE admins; DROP TABLE user_state; "
 	          "UPDATE postern_schema SET version = 1");
 	PQfinish(c);
 	r = pg_at(5000, 5000, DIR_OPEN_READ);
@@ -2200,7 +2558,8 @@ test_pg_upgrade_from_1(void **state)
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_int_equal(have, SCHEMA_NOW);
 	assert_string_equal(note,
-	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n");
+	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n"
+	    "applied 5: admins\n");
 	OK(a->admin->user_quota_set(a, "alice", "example.test", &q, err, 256));
 	dir_close(&a);
 	/* A handle that connected at version 1 keeps reading it as 1 until
@@ -2966,6 +3325,8 @@ run_dir_tests(void)
 {
 	const struct CMUnitTest tests[] = {CONFORMANCE};
 	const struct CMUnitTest sqlite_tests[] = {
+	    cmocka_unit_test(test_token_parse),
+	    cmocka_unit_test(test_admin_name),
 	    cmocka_unit_test(test_sqlite_read_only),
 	    cmocka_unit_test(test_sqlite_busy_timeout),
 	    cmocka_unit_test(test_sqlite_query_timeout),

@@ -21,6 +21,7 @@ int run_addr_tests(void);
 int run_smtp_parse_tests(void);
 int run_smtp_data_tests(void);
 int run_config_tests(void);
+int run_config_edit_tests(void);
 int run_maildir_tests(void);
 int run_dir_tests(void);
 int run_dir_json_tests(void);
@@ -48,5 +49,8 @@ int run_imap_folder_tests(void);
 int run_mailnotify_tests(void);
 int run_deflate_tests(void);
 int run_imap_sort_tests(void);
+int run_stats_tests(void);
+int run_metrics_tests(void);
+int run_log_ring_tests(void);
 
 #endif

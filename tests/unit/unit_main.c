@@ -10,6 +10,7 @@ main(void)
 	failed += run_smtp_parse_tests();
 	failed += run_smtp_data_tests();
 	failed += run_config_tests();
+	failed += run_config_edit_tests();
 	failed += run_maildir_tests();
 	failed += run_dir_tests();
 	failed += run_dir_json_tests();
@@ -37,5 +38,8 @@ main(void)
 	failed += run_mailnotify_tests();
 	failed += run_deflate_tests();
 	failed += run_imap_sort_tests();
+	failed += run_stats_tests();
+	failed += run_metrics_tests();
+	failed += run_log_ring_tests();
 	return failed != 0;
 }
