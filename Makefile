@@ -55,6 +55,7 @@ UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c
 UNIT_SRC += src/core/core.c src/core/core_session.c src/core/core_sasl.c
 # The IMAP folder queues, driven by tests/unit/test_imap_folder.c.
 UNIT_SRC += src/imap/imap_folder.c
+UNIT_SRC += src/admin/admin_json.c
 # Durations and times as an admin reads them (posternctl, tests/unit).
 LIB_SRC += src/lib/human.c
 
@@ -156,7 +157,7 @@ test:
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
 	fuzz_mime fuzz_store_index fuzz_store_uidlist fuzz_store_cache \
-	fuzz_deflate fuzz_sort fuzz_dirjson fuzz_config_edit
+	fuzz_deflate fuzz_sort fuzz_dirjson fuzz_config_edit fuzz_admin_json
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
@@ -171,6 +172,12 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 build/fuzz/fuzz_deflate: tests/fuzz/fuzz_deflate.c src/lib/deflate.c
 	@mkdir -p build/fuzz
 	clang -std=c11 -D_GNU_SOURCE -Iinclude $(FUZZ_FLAGS) -o $@ $^ -levent -lz
+
+# The admin API's JSON reader and writer: libevent buffers.
+build/fuzz/fuzz_admin_json: tests/fuzz/fuzz_admin_json.c \
+		src/admin/admin_json.c src/lib/xmalloc.c src/lib/log.c
+	@mkdir -p build/fuzz
+	clang -std=c11 -D_GNU_SOURCE -Iinclude $(FUZZ_FLAGS) -o $@ $^ -levent
 
 build/fuzz/%: tests/fuzz/%.c $(FUZZ_LIB)
 	@mkdir -p build/fuzz
