@@ -261,3 +261,58 @@ def test_gauges_sessions_queue_and_commits(make_server, sinks):
     assert m["postern_queue_messages"] == 0
     assert m["postern_queue_recipients"] == 0
     assert m["postern_queue_oldest_age_seconds"] == 0
+
+
+def control(server, line):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(20)
+    sock.connect(os.path.join(server.data, "control.sock"))
+    sock.sendall(line.encode() + b"\n")
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    sock.close()
+    return data.decode()
+
+
+def log_search(server, needle, max_lines=1000):
+    reply = control(server, f"log {max_lines} {needle}")
+    assert reply.startswith("ok\n"), reply
+    return reply[3:].splitlines()
+
+
+def test_log_ring_search(make_server):
+    """The in-memory log, searched through control.sock: the lines as
+    log_file has them, newest first, case-insensitive, at most MAX; a
+    reload resizes it (0: off); bad requests are refused."""
+    s = make_server()
+    [start] = log_search(s, "EVENT=START ")
+    assert " posternd[" in start and "event=start version=" in start
+    assert start in s.log()  # the same line stderr got
+    send(s, "x@elsewhere.example", ["alice@example.test"])
+    [acc] = [l for l in s.log().splitlines() if "event=accepted" in l]
+    qid = re.search(r"id=(\w+)", acc).group(1)
+    # Newest first: the search's own control line, then the message's.
+    control_line, *lines = log_search(s, qid.lower())
+    assert "event=control" in control_line
+    assert len(lines) >= 3 and all(qid in l for l in lines)
+    events = [re.search(r"event=(\S+)", l).group(1) for l in lines if "event=" in l]
+    assert events.index("accepted") < events.index("mail"), "newest first"
+    assert len(log_search(s, "", 2)) == 2
+    # Only the search's own control line holds this needle.
+    assert len(log_search(s, "no-such-thing-1234")) == 1
+    for bad in ("log 0 x", "log 1001 x", "log x", "log 5" + "x" * 300,
+                "log 5 " + "y" * 300):
+        assert control(s, bad).startswith("error: usage: log MAX"), bad
+    s.extra["log_memory"] = "0"
+    s.write_conf()
+    assert s.ctl("reload").returncode == 0
+    assert log_search(s, "") == []
+    s.extra["log_memory"] = "64k"
+    s.write_conf()
+    assert s.ctl("reload").returncode == 0
+    assert len(log_search(s, "event=start")) == 0  # dropped when it was off
+    assert len(log_search(s, "event=control")) >= 1
