@@ -198,72 +198,92 @@ bar(struct out *o, double x, double w, double y0, double ph, double h,
 	out_printf(o, "</g>\n");
 }
 
+/* The geometry every part is drawn from. */
+struct frame {
+	double x0, y0; /* the plot's left edge and baseline */
+	double pw, ph; /* its width and height */
+	double slot;   /* width per value */
+	size_t step;   /* every step-th x label is drawn */
+};
+
+/* The root element with the accessible name, the title and heading. */
+static void
+head(struct out *o, const char *title, unsigned w, unsigned h, double x0)
+{
+	out_printf(o,
+	    "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" "
+	    "width=\"%u\" height=\"%u\" viewBox=\"0 0 %u %u\" role=\"img\" "
+	    "aria-label=\"",
+	    w, h, w, h);
+	xml_text(o, title);
+	out_printf(o, "\" font-family=\"sans-serif\"><title>");
+	xml_text(o, title);
+	out_printf(o,
+	    "</title>\n<text x=\"%.1f\" y=\"16\" font-size=\"13\" "
+	    "fill=\"#222\">",
+	    x0);
+	xml_text(o, title);
+	out_printf(o, "</text>\n");
+}
+
+static void
+x_label(struct out *o, double x, double y, const char *l)
+{
+	out_printf(o,
+	    "<text class=\"chart-label\" x=\"%.1f\" y=\"%.1f\" "
+	    "text-anchor=\"middle\" font-size=\"10\" fill=\"#444\">",
+	    x, y);
+	xml_text(o, l);
+	out_printf(o, "</text>\n");
+}
+
+static unsigned
+clamp(unsigned v, unsigned lo, unsigned hi)
+{
+	return v < lo ? lo : v > hi ? hi : v;
+}
+
 int
 chart_bars_svg(struct evbuffer *b, const char *title, const uint64_t *v,
     size_t n, const char *const *labels, unsigned width, unsigned height)
 {
 	struct out o = {b, 0};
+	struct frame f;
 	uint64_t max = 0, top;
-	double pw, ph, slot, x0, y0;
-	size_t step;
 
-	width = width < CHART_MIN_WIDTH  ? CHART_MIN_WIDTH
-	        : width > CHART_MAX_SIZE ? CHART_MAX_SIZE
-	                                 : width;
-	height = height < CHART_MIN_HEIGHT ? CHART_MIN_HEIGHT
-	         : height > CHART_MAX_SIZE ? CHART_MAX_SIZE
-	                                   : height;
+	width = clamp(width, CHART_MIN_WIDTH, CHART_MAX_SIZE);
+	height = clamp(height, CHART_MIN_HEIGHT, CHART_MAX_SIZE);
 	n = n > CHART_MAX_BARS ? CHART_MAX_BARS : n;
 	for (size_t i = 0; i < n; i++)
 		max = v[i] > max ? v[i] : max;
 	top = chart_nice_max(max);
-	x0 = M_LEFT;
-	y0 = height - M_BOTTOM; /* the baseline */
-	pw = width - M_LEFT - M_RIGHT;
-	ph = height - M_TOP - M_BOTTOM;
-	slot = n > 0 ? pw / (double)n : pw;
-	/* Every step-th x label: about LABEL_PX each. */
-	step = n > 0 ? (size_t)((double)n * LABEL_PX / pw) + 1 : 1;
-	out_printf(&o,
-	    "<svg xmlns=\"http://www.w3.org/2000/svg\" class=\"chart\" "
-	    "width=\"%u\" height=\"%u\" viewBox=\"0 0 %u %u\" role=\"img\" "
-	    "aria-label=\"",
-	    width, height, width, height);
-	xml_text(&o, title);
-	out_printf(&o, "\" font-family=\"sans-serif\"><title>");
-	xml_text(&o, title);
-	out_printf(&o,
-	    "</title>\n<text x=\"%.1f\" y=\"16\" font-size=\"13\" "
-	    "fill=\"#222\">",
-	    x0);
-	xml_text(&o, title);
-	out_printf(&o, "</text>\n");
-	y_tick(&o, x0, x0 + pw, y0, 0);
+	f.x0 = M_LEFT;
+	f.y0 = height - M_BOTTOM;
+	f.pw = width - M_LEFT - M_RIGHT;
+	f.ph = height - M_TOP - M_BOTTOM;
+	f.slot = n > 0 ? f.pw / (double)n : f.pw;
+	/* About LABEL_PX per x label. */
+	f.step = n > 0 ? (size_t)((double)n * LABEL_PX / f.pw) + 1 : 1;
+	head(&o, title, width, height, f.x0);
+	y_tick(&o, f.x0, f.x0 + f.pw, f.y0, 0);
 	if (top % 2 == 0)
-		y_tick(&o, x0, x0 + pw, y0 - ph / 2, top / 2);
-	y_tick(&o, x0, x0 + pw, M_TOP, top);
+		y_tick(&o, f.x0, f.x0 + f.pw, f.y0 - f.ph / 2, top / 2);
+	y_tick(&o, f.x0, f.x0 + f.pw, M_TOP, top);
 	for (size_t i = 0; i < n; i++) {
 		/* UNSAFE: v[i] <= top, so h is within [0, ph]. */
-		double h = (double)v[i] / (double)top * ph;
-		double x = x0 + slot * (double)i + slot * 0.1;
+		double h = (double)v[i] / (double)top * f.ph;
+		double x = f.x0 + f.slot * (double)i + f.slot * 0.1;
 		const char *l = labels != NULL ? labels[i] : NULL;
 
-		bar(&o, x, slot * 0.8, y0, ph, h, v[i], l);
-		if (l != NULL && i % step == 0) {
-			out_printf(&o,
-			    "<text class=\"chart-label\" x=\"%.1f\" "
-			    "y=\"%.1f\" text-anchor=\"middle\" "
-			    "font-size=\"10\" fill=\"#444\">",
-			    x + slot * 0.4, y0 + 14);
-			xml_text(&o, l);
-			out_printf(&o, "</text>\n");
-		}
+		bar(&o, x, f.slot * 0.8, f.y0, f.ph, h, v[i], l);
+		if (l != NULL && i % f.step == 0)
+			x_label(&o, x + f.slot * 0.4, f.y0 + 14, l);
 	}
 	if (n == 0)
 		out_printf(&o,
 		    "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" "
 		    "font-size=\"11\" fill=\"#666\">no data</text>\n",
-		    x0 + pw / 2, y0 - ph / 2);
+		    f.x0 + f.pw / 2, f.y0 - f.ph / 2);
 	out_printf(&o, "</svg>\n");
 	return o.r;
 }
