@@ -23,6 +23,8 @@ pop3_listen = 127.0.0.1:2110
 pop3s_listen = 127.0.0.1:2995
 imap_listen = 127.0.0.1:2143
 imaps_listen = 127.0.0.1:2993
+# the web admin (HTTPS only): https://127.0.0.1:2443/
+admin_listen = 127.0.0.1:2443
 tls_cert = $run/cert.pem
 tls_key = $run/key.pem
 log_level = info
@@ -45,6 +47,16 @@ if ! $ctl domain list 2>/dev/null | grep -qx example.test; then
 	printf '%s\n' "$pw" >"$run/alice.password"
 	chmod 600 "$run/alice.password"
 fi
+# An instance made before the web admin existed: turn it on.
+if ! grep -q '^admin_listen' "$run/postern.conf"; then
+	$ctl config set admin_listen 127.0.0.1:2443 >/dev/null
+fi
+if ! $ctl admin list 2>/dev/null | grep -q '^admin	'; then
+	apw=$(openssl rand -base64 12)
+	printf '%s\n' "$apw" | $ctl admin add admin
+	printf '%s\n' "$apw" >"$run/admin.password"
+	chmod 600 "$run/admin.password"
+fi
 cat <<MSG
 
 postern demo: SMTP 127.0.0.1:2525, submission 2587 (STARTTLS), submissions 2465 (TLS),
@@ -58,6 +70,9 @@ Read it over POP3:
   curl -k --ssl-reqd -u 'alice@example.test:$(cat "$run/alice.password")' pop3://127.0.0.1:2110/1
 or over IMAP:
   curl -k --ssl-reqd -u 'alice@example.test:$(cat "$run/alice.password")' 'imap://127.0.0.1:2143/INBOX;UID=1'
+
+The web admin: https://127.0.0.1:2443/ (the demo certificate is self-signed)
+  admin name: admin, password: $(cat "$run/admin.password")
 
 Stop with Ctrl-C.
 MSG

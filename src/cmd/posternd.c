@@ -561,6 +561,79 @@ service_metrics(void *daemon, struct evbuffer *out)
 	return daemon_metrics(daemon, out);
 }
 
+/* ---- the in-memory log's search ("log MAX NEEDLE") --------------------- */
+
+/* A search of the log ring, on the storage pool: a scan of log_memory
+ * bytes is too long for the loop. */
+struct log_job {
+	struct bufferevent *bev;
+	struct evbuffer *out; /* the worker's until done */
+	size_t max;
+	char needle[256];
+};
+
+static void
+log_job_line(void *arg, const char *line, size_t len)
+{
+	struct evbuffer *out = arg;
+
+	evbuffer_add(out, line, len);
+	evbuffer_add(out, "\n", 1);
+}
+
+static void
+log_job_run(void *arg, void *ctx)
+{
+	struct log_job *j = arg;
+
+	(void)ctx;
+	log_ring_search(j->needle, j->max, log_job_line, j->out);
+}
+
+static void
+log_job_done(void *arg)
+{
+	struct log_job *j = arg;
+	struct evbuffer *out = bufferevent_get_output(j->bev);
+
+	evbuffer_add_printf(out, "ok\n");
+	evbuffer_add_buffer(out, j->out);
+	evbuffer_free(j->out);
+	bufferevent_setcb(j->bev, NULL, ctl_on_write, ctl_on_event, NULL);
+	bufferevent_enable(j->bev, EV_WRITE);
+	free(j);
+}
+
+/*
+ * "log MAX NEEDLE": "ok", then at most MAX (1..1000) lines of the
+ * in-memory log holding NEEDLE (the rest of the line, up to 255 bytes,
+ * "" for all), newest first.  False (nothing sent) when args is not
+ * that.
+ */
+static bool
+ctl_log(struct daemon *dm, struct bufferevent *bev, const char *args)
+{
+	struct log_job *j;
+	char *end;
+	unsigned long max = strtoul(args, &end, 10);
+
+	if (end == args || max == 0 || max > 1000 ||
+	    (*end != '\0' && *end != ' ') ||
+	    strlen(*end ? end + 1 : end) >= sizeof(j->needle))
+		return false;
+	j = xcalloc(1, sizeof(*j));
+	j->bev = bev;
+	j->max = max;
+	snprintf(j->needle, sizeof(j->needle), "%s", *end ? end + 1 : end);
+	if ((j->out = evbuffer_new()) == NULL)
+		fatalx("evbuffer_new failed");
+	/* Nothing more from this client until the reply. */
+	bufferevent_disable(bev, EV_READ);
+	bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+	workers_submit(dm->workers, log_job_run, log_job_done, j);
+	return true;
+}
+
 /* ---- control socket: one command line in, "ok" or "error: ..." out -- */
 
 static void
@@ -630,6 +703,10 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 		bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, NULL);
 		return;
 	}
+	if (strncmp(line, "log ", 4) == 0 && ctl_log(dm, bev, line + 4)) {
+		free(line);
+		return;
+	}
 	if (strncmp(line, "queue ", 6) == 0)
 		r = queue_command(
 		    q, line + 6, &res, err, sizeof(err), ctl_queue_done, bev);
@@ -647,7 +724,10 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 		    res.done, res.skipped_held);
 	else
 		evbuffer_add_printf(bufferevent_get_output(bev), "error: %s\n",
-		    strncmp(line, "queue ", 6) == 0 ? err : "unknown command");
+		    strncmp(line, "queue ", 6) == 0 ? err
+		    : strncmp(line, "log ", 4) == 0
+		        ? "usage: log MAX(1..1000) [NEEDLE (< 256 bytes)]"
+		        : "unknown command");
 	free(line);
 	bufferevent_disable(bev, EV_READ);
 	bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, NULL);

@@ -53,5 +53,6 @@ int run_imap_sort_tests(void);
 int run_stats_tests(void);
 int run_metrics_tests(void);
 int run_log_ring_tests(void);
+int run_chart_tests(void);
 
 #endif

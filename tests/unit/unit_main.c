@@ -42,5 +42,6 @@ main(void)
 	failed += run_stats_tests();
 	failed += run_metrics_tests();
 	failed += run_log_ring_tests();
+	failed += run_chart_tests();
 	return failed != 0;
 }
