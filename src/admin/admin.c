@@ -1063,7 +1063,7 @@ service_new(
 			}
 			evutil_make_socket_nonblocking(fd);
 			srv->fds[srv->nfds++] = fd;
-			log_info("event=listen service=admin addr=%s", bound);
+			log_info("event=listen kind=admin addr=%s", bound);
 		}
 	}
 	/* The writer keeps the privileges posternd started with; it is
@@ -1102,7 +1102,7 @@ bind_local(struct admin_server *srv)
 	srv->local = http_new(srv, false);
 	if (evhttp_accept_socket_with_handle(srv->local, fd) == NULL)
 		fatalx("admin_socket %s: cannot accept", p);
-	log_info("event=listen service=admin addr=unix:%s", log_esc(p));
+	log_info("event=listen kind=admin-socket addr=unix:%s", log_esc(p));
 }
 
 static void

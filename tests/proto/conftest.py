@@ -663,3 +663,96 @@ def fifo_cert(cert):
 
     yield Fifo()
     shutil.rmtree(d, ignore_errors=True)
+
+
+# ---- the web admin (src/admin) ------------------------------------------
+
+ADMIN_PASSWORD = "admin-secret-1"
+
+
+class Admin:
+    """An HTTPS client of posternd's admin listener (http.client, the
+    test certificate trusted), keeping the session cookie like a browser
+    and reading each page's CSRF token for the next POST."""
+
+    def __init__(self, server, port=None):
+        self.server = server
+        self.port = port or server.ports["admin"]
+        self.ctx = ssl.create_default_context(cafile=server.cert)
+        self.cookie = None
+        self.csrf = None
+
+    def request(self, method, path, body=None, headers=None, cookie=True):
+        import http.client
+        c = http.client.HTTPSConnection("127.0.0.1", self.port, context=self.ctx,
+                                        timeout=30)
+        h = dict(headers or {})
+        if cookie and self.cookie:
+            h["Cookie"] = self.cookie
+        if isinstance(body, dict):
+            import urllib.parse
+            body = urllib.parse.urlencode(body)
+            h.setdefault("Content-Type", "application/x-www-form-urlencoded")
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        data = r.read().decode("utf-8", "replace")
+        headers = {k.lower(): v for k, v in r.getheaders()}
+        set_cookie = r.getheader("Set-Cookie")
+        c.close()
+        if set_cookie and set_cookie.startswith("postern_session="):
+            value = set_cookie.split(";", 1)[0]
+            self.cookie = None if value == "postern_session=" else value
+        m = re.search(r'name="csrf" value="([0-9a-f]+)"', data)
+        if m:
+            self.csrf = m.group(1)
+        return r.status, headers, data
+
+    def get(self, path):
+        return self.request("GET", path)
+
+    def post(self, path, fields, csrf=True):
+        if csrf and self.csrf is None:
+            self.get("/")
+        f = dict(fields)
+        if csrf:
+            f.setdefault("csrf", self.csrf)
+        return self.request("POST", path, f)
+
+    def login(self, name="boss", password=ADMIN_PASSWORD):
+        st, h, body = self.request("POST", "/login", {"name": name, "password": password})
+        assert st == 303 and h.get("location") == "/", (st, body)
+        self.get("/" if name == "boss" else "/users")
+        return self
+
+    def follow(self, result):
+        """After a 303: the page it points to."""
+        st, h, body = result
+        assert st == 303, (st, body)
+        return self.get(h["location"])
+
+    def api(self, method, path, token, body=None):
+        import json
+        h = {"Authorization": "Bearer " + token}
+        if body is not None and not isinstance(body, (str, bytes)):
+            body = json.dumps(body)
+            h["Content-Type"] = "application/json"
+        st, hd, data = self.request(method, path, body, h, cookie=False)
+        try:
+            return st, json.loads(data) if data else None
+        except ValueError:
+            return st, data
+
+
+@pytest.fixture
+def admin_server(make_server):
+    """A server with the admin listener on a free loopback port, a full
+    admin "boss" and a domain admin "dom" of example.test."""
+    def factory(extra=None, **kw):
+        e = {"admin_listen": "127.0.0.1:0"}
+        e.update(extra or {})
+        s = make_server(extra=e, start=False, **kw)
+        s.ctl("admin", "add", "boss", input=ADMIN_PASSWORD + "\n")
+        s.ctl("admin", "add", "dom", "--domain", "example.test", input=ADMIN_PASSWORD + "\n")
+        s.start()
+        return s
+    return factory
