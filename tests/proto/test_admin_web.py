@@ -1,0 +1,555 @@
+"""The web admin over HTTPS (http.client) against the real daemon: every
+page, login and its lock-out, sessions, CSRF, escaping, static files,
+domain admins, Mail Relay Options applied live (and a bad save changing
+nothing), the directory pages, the queue page, the log page, the
+dashboard's counters against a known load, /metrics and the connection
+bound."""
+import os
+import pathlib
+import re
+import smtplib
+import socket
+import ssl
+import tempfile
+import time
+
+import pytest
+
+from conftest import ADMIN_PASSWORD, Admin, wait_for
+
+PAGES = ["/", "/relay", "/relay-check", "/domains", "/users", "/aliases",
+         "/queue", "/log", "/users/edit?a=alice%40example.test"]
+
+
+def rcpt(server, to, frm="someone@example.net"):
+    s = smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=20)
+    s.ehlo("client.example")
+    assert s.mail(frm)[0] == 250
+    code, text = s.rcpt(to)
+    s.quit()
+    return code, text.decode()
+
+
+def flash(body):
+    m = re.search(r'id="flash">(.*?)</p>', body, re.S)
+    return m.group(1) if m else None
+
+
+# ---- access -------------------------------------------------------------
+
+def test_nothing_without_login(admin_server):
+    s = admin_server()
+    a = Admin(s)
+    for p in PAGES:
+        st, h, body = a.get(p)
+        assert st == 303 and h["location"] == "/login", (p, st)
+        assert "alice" not in body
+    # A POST without a session changes nothing and goes to the login.
+    st, h, _ = a.post("/users", {"op": "user-del", "a": "alice@example.test",
+                                 "confirm": "yes"}, csrf=False)
+    assert st == 303 and h["location"] == "/login"
+    assert "alice@example.test" in s.ctl("user", "list").stdout
+    # The API and /metrics want a bearer token.
+    st, _ = a.api("GET", "/api/v1/users", "pst_00000000_" + "0" * 64)
+    assert st == 401
+    st, h, _ = a.request("GET", "/api/v1/users", cookie=False)
+    assert st == 401 and h.get("www-authenticate") == "Bearer"
+    st, _, _ = a.get("/metrics")
+    assert st == 401
+    # A made-up cookie is no session.
+    a.cookie = "postern_session=" + "a" * 64
+    st, h, _ = a.get("/")
+    assert st == 303 and h["location"] == "/login"
+
+
+def test_login_logout_and_headers(admin_server):
+    s = admin_server()
+    a = Admin(s)
+    st, h, body = a.get("/login")
+    assert st == 200 and 'name="password"' in body
+    st, h, body = a.request("POST", "/login", {"name": "boss", "password": "wrong"})
+    assert st == 403 and "Wrong name or password" in body and a.cookie is None
+    st, h, body = a.request("POST", "/login", {"name": "nobody", "password": "x"})
+    assert st == 403 and "Wrong name or password" in body
+    st, h, _ = a.request("POST", "/login", {"name": "BOSS", "password": ADMIN_PASSWORD})
+    assert st == 303 and a.cookie
+    cookie = h["set-cookie"]
+    for flag in ("HttpOnly", "Secure", "SameSite=Strict", "Path=/"):
+        assert flag in cookie, cookie
+    st, h, body = a.get("/")
+    assert st == 200 and "Dashboard" in body
+    csp = h["content-security-policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert h["x-frame-options"] == "DENY"
+    assert h["x-content-type-options"] == "nosniff"
+    assert h["cache-control"] == "no-store"
+    # No resource from elsewhere: every src/href is local.
+    for page in PAGES:
+        st, _, body = a.get(page)
+        assert st == 200, page
+        for ref in re.findall(r'(?:src|href)="([^"]*)"', body):
+            assert ref.startswith("/") and not ref.startswith("//"), (page, ref)
+    old = a.cookie
+    st, h, _ = a.post("/logout", {})
+    assert st == 303 and h["location"] == "/login"
+    # The old cookie is dead on the server, not just forgotten.
+    a.cookie = old
+    st, h, _ = a.get("/")
+    assert st == 303 and h["location"] == "/login"
+    log = s.log()
+    assert "event=admin-login result=ok admin=boss client=127.0.0.1" in log
+    assert "event=admin-login result=fail admin=nobody" in log
+    assert "event=admin-logout admin=boss" in log
+
+
+def test_login_lockout_shared_with_mail(admin_server):
+    s = admin_server({"auth_max_failures": "3", "auth_lockout": "1m"})
+    a = Admin(s)
+    for i in range(3):
+        st, _, body = a.request("POST", "/login", {"name": "boss", "password": "bad"})
+        # The failure that locks says so at once.
+        assert st == (429 if i == 2 else 403), (i, st)
+    # Locked: the right password is refused too, and says so.
+    st, _, body = a.request("POST", "/login", {"name": "boss", "password": ADMIN_PASSWORD})
+    assert st == 429 and "locked out" in body and a.cookie is None
+    assert "event=admin-login result=locked" in s.log()
+    # The same client is locked for SMTP AUTH as well (one table).
+    c = smtplib.SMTP("127.0.0.1", s.ports["submission"], timeout=20)
+    c.starttls(context=ssl.create_default_context(cafile=s.cert))
+    c.ehlo("client.example")
+    with pytest.raises(smtplib.SMTPException) as e:
+        c.login("alice@example.test", "secret-alice")
+    # 421 and the connection closed (smtplib may see only the close).
+    assert isinstance(e.value, smtplib.SMTPServerDisconnected) or "421" in str(e.value)
+    assert "event=auth-lockout client=127.0.0.1 scope=client" in s.log()
+
+
+def test_csrf_required(admin_server):
+    s = admin_server()
+    a = Admin(s).login()
+    form = {"op": "user-add", "a": "eve@example.test", "b": "pw"}
+    for csrf in (None, "", "0" * 64, a.csrf[:-1] + ("0" if a.csrf[-1] != "0" else "1")):
+        f = dict(form)
+        if csrf is not None:
+            f["csrf"] = csrf
+        st, _, body = a.request("POST", "/users", f)
+        assert st == 403 and "CSRF" in body, csrf
+    # Right token, but from another site's page (Origin): refused.
+    f = dict(form, csrf=a.csrf)
+    st, _, _ = a.request("POST", "/users", f, {"Origin": "https://evil.example"})
+    assert st == 403
+    assert "eve@example.test" not in s.ctl("user", "list").stdout
+    assert "event=admin-csrf admin=boss" in s.log()
+    # The right token from our own origin works.
+    st, _, _ = a.request("POST", "/users", f,
+                         {"Origin": f"https://127.0.0.1:{a.port}"})
+    assert st == 303
+    assert "eve@example.test" in s.ctl("user", "list").stdout
+
+
+def test_static_files_and_bad_paths(admin_server):
+    s = admin_server()
+    a = Admin(s)
+    st, h, body = a.get("/static/admin.css")
+    assert st == 200 and h["content-type"].startswith("text/css") and "body{" in body
+    st, h, body = a.get("/static/admin.js")
+    assert st == 200 and "use strict" in body
+    for p in ("/static/../postern.conf", "/static/%2e%2e/postern.conf",
+              "/static/..%2fpostern.conf", "/static/admin.css/../../etc/passwd",
+              "/static/", "/static/nope.css", "/static/%00admin.css",
+              "/static\\..\\postern.conf", "/%2e%2e/%2e%2e/etc/passwd"):
+        st, _, body = a.get(p)
+        assert st in (400, 404), (p, st)
+        assert "root:" not in body and "data_dir" not in body, p
+
+
+def test_user_values_escaped(admin_server):
+    s = admin_server()
+    a = Admin(s).login()
+    evil = "<script>alert(1)</script>"
+    # Echoed in the relay check's form and its error.
+    st, _, body = a.get("/relay-check?client=127.0.0.1&from=" + evil +
+                        "&to=x%40remote.example&helo=" + evil)
+    assert st == 200 and "<script>alert" not in body and "&lt;script&gt;" in body
+    # Shown in the flash of a refused add.
+    st, _, body = a.follow(a.post("/users", {"op": "user-add", "a": evil + "@example.test",
+                                             "b": "pw"}))
+    assert "<script>alert" not in body and "&lt;script&gt;" in body
+    # A queued message's sender (a quoted local part) in the queue and log pages.
+    c = smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20)
+    c.ehlo("x")
+    c.mail('"<script>alert(1)</script>"@example.net')
+    c.rcpt("fwd@example.test")  # an alias to a remote address: queued
+    c.data(b"Subject: x\r\n\r\nbody\r\n")
+    c.quit()
+    for page in ("/queue", "/log?q=script"):
+        st, _, body = a.get(page)
+        assert st == 200 and "<script>alert" not in body, page
+    st, _, body = a.get("/queue")
+    assert "&lt;script&gt;" in body
+
+
+# ---- domain admins -------------------------------------------------------
+
+def test_domain_admin_sees_only_its_domain(admin_server):
+    s = admin_server()
+    s.ctl("domain", "add", "other.test")
+    s.ctl("user", "add", "zed@other.test", input="pw-zed\n")
+    s.ctl("alias", "add", "hidden@other.test", "zed@other.test")
+    a = Admin(s).login("dom")
+    st, _, body = a.get("/users")
+    assert st == 200 and "alice@example.test" in body and "zed@other.test" not in body
+    st, _, body = a.get("/users?domain=other.test")
+    assert "zed@other.test" not in body
+    st, _, body = a.get("/aliases")
+    assert "info@example.test" in body and "hidden@other.test" not in body
+    # The server's pages are not a domain admin's.
+    for p in ("/", "/relay", "/relay-check", "/domains", "/queue", "/log"):
+        st, _, body = a.get(p)
+        assert st == 403, p
+    # Changes outside its domain are refused and change nothing.
+    for op, obj in (("user-del", "zed@other.test"), ("user-add", "new@other.test"),
+                    ("user-disable", "zed@other.test"), ("alias-add", "x@other.test")):
+        st, _, body = a.follow(a.post("/users" if op.startswith("user") else "/aliases",
+                                      {"op": op, "a": obj, "b": "alice@example.test",
+                                       "confirm": "yes"}))
+        assert "not in your domain" in flash(body), (op, body)
+    assert "zed@other.test" in s.ctl("user", "list").stdout
+    assert "new@other.test" not in s.ctl("user", "list").stdout
+    # Domain ops are a full admin's.
+    st, _, body = a.post("/domains", {"op": "domain-add", "a": "mine.test"})
+    assert st == 403
+    assert "mine.test" not in s.ctl("domain", "list").stdout
+    # Its own domain: allowed.
+    st, _, body = a.follow(a.post("/users", {"op": "user-add", "a": "dan@example.test",
+                                             "b": "pw-dan"}))
+    assert "dan@example.test added" in flash(body)
+
+
+# ---- Mail Relay Options ----------------------------------------------------
+
+def relay_form(a, **kw):
+    f = {"relay": "none", "relay_addresses": "", "relay_domains": "",
+         "auth_advertise": "yes", "auth_require_tls": "yes",
+         "auth_sender_match": "submission"}
+    f.update(kw)
+    return a.post("/relay", f)
+
+
+def test_relay_options_apply_live(admin_server):
+    s = admin_server()
+    with open(s.conf, "a") as f:
+        f.write("# keep this comment\n")
+    before = open(s.conf).read()
+    a = Admin(s).login()
+    st, _, body = a.get("/relay")
+    assert st == 200 and 'value="none" id="relay-none" checked' in body
+    assert "FORGED SENDER GETS PAST" in body  # local-users' warning
+    assert rcpt(s, "someone@remote.example")[0] == 550
+    st, _, body = a.follow(relay_form(a, relay="addresses",
+                                      relay_addresses="127.0.0.1\r\n192.0.2.0/24"))
+    assert "Saved and applied: relay = addresses" in flash(body)
+    code, text = rcpt(s, "someone@remote.example")
+    assert code == 250, text
+    after = open(s.conf).read()
+    assert "# keep this comment" in after
+    assert "relay = addresses" in after and "relay_addresses = 127.0.0.1 192.0.2.0/24" in after
+    # Everything else byte for byte as it was.
+    kept = [l for l in before.splitlines() if not l.startswith("relay")]
+    assert [l for l in after.splitlines() if not l.startswith("relay")] == kept
+    log = s.log()
+    assert re.search(r'event=admin-change admin=boss via=web what=config object="relay" '
+                     r'old="none" new="addresses"', log), log[-2000:]
+    assert "event=reload result=ok relay=addresses" in log
+    # The warnings of posternctl check come with the save.
+    st, _, body = a.follow(relay_form(a, relay="anyone"))
+    assert "Warnings" in flash(body) and "open relay" in flash(body).lower()
+    st, _, body = a.follow(relay_form(a, relay="none"))
+    assert rcpt(s, "someone@remote.example")[0] == 550
+    # Saving what is there already changes nothing.
+    st, _, body = a.follow(relay_form(a, relay="none"))
+    assert "Nothing changed" in flash(body)
+
+
+def test_relay_options_bad_value_changes_nothing(admin_server):
+    s = admin_server()
+    a = Admin(s).login()
+    before = open(s.conf, "rb").read()
+    for bad in ({"relay": "everyone"}, {"relay_addresses": "10.0.0.0/99"},
+                {"relay_addresses": "not-an-address"}, {"auth_sender_match": "maybe"},
+                {"relay_domains": "bad..domain\x01"}):
+        st, _, body = relay_form(a, **bad)
+        assert st == 422 and "Not saved" in body, bad
+        assert open(s.conf, "rb").read() == before, bad
+    # The running server is unchanged too.
+    assert rcpt(s, "someone@remote.example")[0] == 550
+    assert "event=reload" not in s.log()
+    assert not [n for n in os.listdir(os.path.dirname(s.conf)) if ".tmp" in n]
+
+
+def test_accept_list_editor(admin_server):
+    # Where the run user can read it (a reload reads it as that user).
+    d = tempfile.mkdtemp(prefix="postern-accept-")
+    os.chmod(d, 0o755)
+    acc = pathlib.Path(d) / "accept.txt"
+    acc.write_text("# the accept list\n")
+    s = admin_server({"accept_file": str(acc), "relay": "local-hosts"})
+    a = Admin(s).login()
+    st, _, body = a.get("/relay")
+    assert "# the accept list" in body
+    assert rcpt(s, "x@remote.example")[0] == 550
+    st, _, body = a.follow(relay_form(a, relay="local-hosts",
+                                      accept="# the accept list\n127.0.0.1\n"))
+    assert "applied" in flash(body)
+    assert acc.read_text() == "# the accept list\n127.0.0.1\n"
+    assert rcpt(s, "x@remote.example")[0] == 250
+    # A bad line: refused, the file as it was.
+    st, _, body = relay_form(a, relay="local-hosts", accept="not an entry with spaces\n")
+    assert st == 422
+    assert acc.read_text() == "# the accept list\n127.0.0.1\n"
+
+
+# ---- relay check -----------------------------------------------------------
+
+def test_relay_check_page(admin_server):
+    s = admin_server()
+    a = Admin(s).login()
+    st, _, body = a.get("/relay-check")
+    assert st == 200 and 'id="relay-check"' in body
+    st, _, body = a.get("/relay-check?client=192.0.2.7&from=a%40example.net"
+                        "&to=x%40remote.example&port=smtp")
+    assert 'id="decision">REJECT' in body and "550" in body
+    st, _, body = a.get("/relay-check?client=192.0.2.7&from=a%40example.net"
+                        "&to=alice%40example.test")
+    assert 'id="decision">ACCEPT' in body and "Mailbox" in body
+    st, _, body = a.get("/relay-check?client=192.0.2.7&auth=alice%40example.test"
+                        "&from=alice%40example.test&to=x%40remote.example&port=submission")
+    assert 'id="decision">ACCEPT' in body
+    st, _, body = a.get("/relay-check?client=not-ip&from=a%40b&to=c%40d")
+    assert "not an IP address" in body
+
+
+# ---- directory pages ---------------------------------------------------------
+
+def test_domains_users_aliases_lists(admin_server):
+    s = admin_server()
+    a = Admin(s).login()
+    st, _, body = a.get("/domains")
+    assert "example.test" in body and "mail.example.test" in body
+    st, _, body = a.follow(a.post("/domains", {"op": "domain-add", "a": "New.Test"}))
+    assert "new.test added" in flash(body) or "New.Test added" in flash(body)
+    assert "new.test" in s.ctl("domain", "list").stdout
+    st, _, body = a.follow(a.post("/domains", {"op": "host-alias-add", "a": "mx.new.test",
+                                               "b": "new.test"}))
+    assert "mx.new.test" in s.ctl("domain", "alias", "list").stdout
+    # Removing wants the confirmation.
+    st, _, body = a.follow(a.post("/domains", {"op": "domain-del", "a": "new.test"}))
+    assert "tick" in flash(body) and "new.test" in s.ctl("domain", "list").stdout
+    a.post("/domains", {"op": "host-alias-del", "a": "mx.new.test", "confirm": "yes"})
+    st, _, body = a.follow(a.post("/domains", {"op": "domain-del", "a": "new.test",
+                                               "confirm": "yes"}))
+    assert "new.test" not in s.ctl("domain", "list").stdout
+    # Users: add, then it receives mail and logs in; password; quota; disable.
+    st, _, body = a.follow(a.post("/users", {"op": "user-add", "a": "dave@example.test",
+                                             "b": "pw-dave-1"}))
+    assert "dave@example.test added" in flash(body) and "dave@example.test" in body
+    assert rcpt(s, "dave@example.test")[0] == 250
+    st, _, body = a.follow(a.post("/users", {"op": "user-add", "a": "dave@example.test",
+                                             "b": "x"}))
+    assert "Not done" in flash(body)
+    st, _, body = a.follow(a.post("/users", {"op": "user-add", "a": "a/b@example.test",
+                                             "b": "x"}))
+    assert "Not done" in flash(body)
+    st, _, body = a.follow(a.post("/users", {"op": "user-passwd", "a": "dave@example.test",
+                                             "b": "pw-dave-2"}))
+    assert "new password" in flash(body)
+    c = smtplib.SMTP("127.0.0.1", s.ports["submission"], timeout=20)
+    c.starttls(context=ssl.create_default_context(cafile=s.cert))
+    c.login("dave@example.test", "pw-dave-2")
+    c.quit()
+    st, _, body = a.follow(a.post("/users", {"op": "user-quota", "a": "dave@example.test",
+                                             "c": "10M", "d": "100"}))
+    assert "quota set" in flash(body) and "10485760 bytes, 100 messages" in body
+    st, _, body = a.follow(a.post("/users", {"op": "user-quota", "a": "dave@example.test",
+                                             "c": "lots"}))
+    assert "bad size" in flash(body)
+    st, _, body = a.follow(a.post("/users", {"op": "user-disable", "a": "dave@example.test"}))
+    assert "disabled" in flash(body)
+    c = smtplib.SMTP("127.0.0.1", s.ports["submission"], timeout=20)
+    c.starttls(context=ssl.create_default_context(cafile=s.cert))
+    with pytest.raises(smtplib.SMTPAuthenticationError):
+        c.login("dave@example.test", "pw-dave-2")
+    c.close()
+    a.post("/users", {"op": "user-enable", "a": "dave@example.test"})
+    st, _, body = a.follow(a.post("/users", {"op": "user-del", "a": "dave@example.test",
+                                             "confirm": "yes"}))
+    assert "dave@example.test" not in s.ctl("user", "list").stdout
+    # Aliases and lists.
+    st, _, body = a.follow(a.post("/aliases", {"op": "alias-add", "a": "sales@example.test",
+                                               "b": "Bob@Example.Test"}))
+    assert "sales@example.test" in body
+    assert rcpt(s, "sales@example.test")[0] == 250
+    a.post("/aliases", {"op": "alias-del", "a": "sales@example.test", "b": "bob@example.test"})
+    assert rcpt(s, "sales@example.test")[0] == 550
+    a.post("/aliases", {"op": "list-add", "a": "staff@example.test"})
+    st, _, body = a.follow(a.post("/aliases", {"op": "member-add", "a": "staff@example.test",
+                                               "b": "carol@example.test"}))
+    assert "member added" in flash(body)
+    assert "carol@example.test" in s.ctl("list", "show", "staff@example.test").stdout
+    a.post("/aliases", {"op": "member-del", "a": "staff@example.test",
+                        "b": "carol@example.test"})
+    assert "carol" not in s.ctl("list", "show", "staff@example.test").stdout
+    a.post("/aliases", {"op": "list-del", "a": "staff@example.test", "confirm": "yes"})
+    assert "staff@example.test" not in s.ctl("list", "list").stdout
+    log = s.log()
+    assert 'what=user-add object="dave@example.test" old="-" new="(password set)"' in log
+    assert "pw-dave" not in log  # never a password in the log
+    assert 'what=alias-add object="sales@example.test"' in log
+
+
+# ---- queue --------------------------------------------------------------------
+
+def queue_one(s, to="fwd@example.test"):
+    c = smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20)
+    c.ehlo("x")
+    c.sendmail("sender@example.net", [to], b"Subject: queued\r\nX-Test: 1\r\n\r\nbody\r\n")
+    c.quit()
+
+
+def test_queue_page(admin_server):
+    # Nothing listens where the next hop is: the message stays queued.
+    s = admin_server({"relayhost": "[127.0.0.1]:1", "queue_retry_min": "1h",
+                      "queue_retry_max": "1h"})
+    queue_one(s)
+    a = Admin(s).login()
+    ids = wait_for(lambda: re.findall(r'/queue/show\?id=([0-9A-Fa-f]+)', a.get("/queue")[2]),
+                   what="a queue entry")
+    qid = ids[0]
+    st, _, body = a.get("/queue/show?id=" + qid)
+    assert st == 200 and "sender@example.net" in body and "X-Test: 1" in body
+    assert "someone@remote.example" in body
+    st, _, _ = a.get("/queue/show?id=ffffffff")
+    assert st == 404
+    st, _, body = a.get("/queue?q=nomatch")
+    assert qid not in body
+    st, _, body = a.follow(a.post("/queue", {"op": "hold", "a": qid}))
+    assert "hold" in flash(body) and "held" in body
+    st, _, body = a.get("/queue?held=yes")
+    assert qid in body
+    st, _, body = a.follow(a.post("/queue", {"op": "release", "a": qid}))
+    assert "release" in flash(body)
+    st, _, body = a.follow(a.post("/queue", {"op": "flush", "a": "all"}))
+    assert "flush all: 1 message" in flash(body)
+    wait_for(lambda: "event=control" in s.log() or "flush" in s.log(), what="flush logged")
+    # Delete wants the confirmation; then the message is gone.
+    st, _, body = a.follow(a.post("/queue", {"op": "delete", "a": qid}))
+    assert "Not done" in flash(body)
+    st, _, body = a.follow(a.post("/queue", {"op": "delete", "a": qid, "confirm": "yes"}))
+    assert "delete" in flash(body)
+    assert qid not in a.get("/queue")[2]
+    st, _, body = a.follow(a.post("/queue", {"op": "delete", "a": "../../etc",
+                                             "confirm": "yes"}))
+    assert "bad queue id" in flash(body)
+    st, _, body = a.follow(a.post("/queue", {"op": "explode", "a": "all"}))
+    assert "unknown" in flash(body)
+
+
+# ---- log ------------------------------------------------------------------------
+
+def test_log_page(admin_server):
+    s = admin_server()
+    assert rcpt(s, "someone@remote.example")[0] == 550
+    a = Admin(s).login()
+    st, _, body = a.get("/log?q=remote.example")
+    assert st == 200
+    lines = re.search(r'<pre class="log" id="log">(.*?)</pre>', body, re.S).group(1)
+    assert "someone@remote.example" in lines
+    assert all("remote.example" in l.lower() for l in lines.strip().splitlines())
+    st, _, body = a.get("/log?q=127.0.0.1")
+    assert "127.0.0.1" in body
+    st, _, body = a.get("/log?q=no-such-thing-anywhere")
+    assert "0 lines" in body
+
+
+# ---- dashboard and metrics --------------------------------------------------------
+
+def test_dashboard_counts_a_known_load(admin_server):
+    s = admin_server({"admin_metrics_allow": "127.0.0.1"})
+    n, m = 3, 2
+    for i in range(n):
+        c = smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20)
+        c.sendmail("x@example.net", ["alice@example.test"], b"Subject: %d\r\n\r\nhi\r\n" % i)
+        c.quit()
+    for i in range(m):
+        assert rcpt(s, f"r{i}@remote.example")[0] == 550
+    a = Admin(s).login()
+
+    def card(body, name):
+        return int(re.search(r'id="total-%s"><div>[^<]*</div><div class="big">(\d+)' % name,
+                             body).group(1))
+    body = wait_for(lambda: (lambda b: b if card(b, "delivered_local") >= n else None)(
+        a.get("/")[2]), what="deliveries counted")
+    assert card(body, "received") == n
+    assert card(body, "delivered_local") == n
+    assert card(body, "relay_refused") == m
+    assert card(body, "relayed") == 0
+    assert body.count("<svg") >= 8 and "<script" not in body.split("</head>", 1)[1]
+    assert 'id="listeners"' in body and 'id="cert"' in body and "expires in" in body
+    # /metrics from an allowed address needs no token.
+    st, h, text = a.request("GET", "/metrics", cookie=False)
+    assert st == 200 and h["content-type"].startswith("text/plain; version=0.0.4")
+    assert re.search(r"^postern_messages_received_total %d$" % n, text, re.M), text[:500]
+    assert "# TYPE" in text
+
+
+def test_metrics_needs_token_or_allowed_address(admin_server):
+    s = admin_server()
+    a = Admin(s)
+    st, _, _ = a.get("/metrics")
+    assert st == 401
+    tok = s.ctl("admin", "token", "boss").stdout.strip().splitlines()[-1]
+    assert tok.startswith("pst_")
+    st, _, text = a.request("GET", "/metrics", headers={"Authorization": "Bearer " + tok},
+                            cookie=False)
+    assert st == 200 and "postern_" in text
+    st, _, _ = a.request("GET", "/metrics", headers={"Authorization": "Bearer " + tok[:-1] + "x"},
+                         cookie=False)
+    assert st == 401
+
+
+# ---- bounds ------------------------------------------------------------------------
+
+def test_connection_bound_and_sizes(admin_server):
+    s = admin_server({"admin_max_connections": "2"})
+    ctx = ssl.create_default_context(cafile=s.cert)
+    held = []
+    for _ in range(2):
+        raw = socket.create_connection(("127.0.0.1", s.ports["admin"]), timeout=10)
+        held.append(ctx.wrap_socket(raw, server_hostname="127.0.0.1"))
+    # A third waits in the backlog: no TLS handshake while two are open.
+    raw = socket.create_connection(("127.0.0.1", s.ports["admin"]), timeout=2)
+    with pytest.raises((socket.timeout, TimeoutError, ssl.SSLError)):
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    raw.close()
+    assert "event=admin-full connections=2" in s.log()
+    held[0].close()
+    time.sleep(0.5)
+    st, _, _ = Admin(s).get("/login")
+    assert st == 200
+    for h in held[1:]:
+        h.close()
+    a = Admin(s).login()
+    # Headers and bodies past their bounds are refused whole.
+    st, _, _ = a.request("GET", "/", headers={"X-Big": "a" * 20000})
+    assert st in (400, 413, 431)
+    # (evhttp answers 413 and closes while the client still sends.)
+    try:
+        st, _, _ = a.request("POST", "/users", "a=" + "b" * (1 << 21),
+                             {"Content-Type": "application/x-www-form-urlencoded"})
+        assert st in (400, 413)
+    except (ssl.SSLError, ConnectionError):
+        pass
+    assert Admin(s).login().get("/users")[0] == 200
+    # Methods other than GET and POST on pages.
+    st, _, _ = a.request("DELETE", "/users")
+    assert st == 405
