@@ -121,6 +121,12 @@ static const struct {
         "garbage line\nrelay = anyone\n"},
     /* 34: leading blanks in a value need quotes */
     {"", {{"hostname", " a"}}, 0, "hostname = \" a\"\n"},
+    /* 35: text after a closing quote (refused by the parser): the
+     * value is replaced to the comment (fuzz_config_edit) */
+    {"hostname = \"a #b\"x # c\n", {{"hostname", "h"}}, 0,
+        "hostname = h # c\n"},
+    /* 36: a last line of a lone CR gets only its LF (fuzz_config_edit) */
+    {"# c\r\n\r", {{"relay", "anyone"}}, 0, "# c\r\n\r\nrelay = anyone\r\n"},
 };
 
 static size_t
