@@ -231,8 +231,7 @@ line_is(const char *t, const struct cfg_line *l, const char *key)
 	       memcmp(t + l->key, key, l->keylen) == 0;
 }
 
-/* ---- values ----------------------------------------------------------------
- */
+/* ---- values ------------------------------------------------------------- */
 
 /*
  * How value goes into the file: as is, or in double quotes when the
@@ -316,8 +315,7 @@ fail:
 	return -1;
 }
 
-/* ---- the text --------------------------------------------------------------
- */
+/* ---- the text ----------------------------------------------------------- */
 
 struct out {
 	char *p;
@@ -459,8 +457,7 @@ config_get_text(const char *text, size_t len, const char *key, char *out,
 	return 0;
 }
 
-/* ---- the file --------------------------------------------------------------
- */
+/* ---- the file ----------------------------------------------------------- */
 
 /* A file being replaced: its directory (locked), name and old state. */
 struct edit_target {
