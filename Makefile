@@ -23,8 +23,8 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/mailnotify.c src/lib/deflate.c src/lib/stats.c \
 	src/lib/metrics.c src/lib/chart.c \
 	src/config/config.c src/config/config_edit.c src/smtp/smtp_parse.c \
-	src/smtp/smtp_data.c src/dir/dir.c src/dir/dir_sqlite.c src/dir/dir_pgsql.c \
-	src/dir/dir_json.c \
+	src/smtp/smtp_data.c src/dir/dir.c src/dir/dir_sqlite.c \
+	src/dir/dir_pgsql.c src/dir/dir_json.c \
 	src/maildir/maildir.c \
 	src/queue/delivery.c \
 	src/policy/policy.c src/queue/queue_file.c src/queue/smtp_reply.c \
@@ -162,7 +162,8 @@ FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/config/config.c src/config/config_edit.c src/smtp/smtp_parse.c \
-	src/smtp/smtp_data.c src/queue/queue_file.c src/queue/smtp_reply.c src/policy/policy.c \
+	src/smtp/smtp_data.c src/queue/queue_file.c src/queue/smtp_reply.c \
+	src/policy/policy.c \
 	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c src/lib/sasl.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
 	src/lib/span.c src/imap/imap_sort.c src/dir/dir_json.c $(MIME_SRC) \

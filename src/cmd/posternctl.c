@@ -2602,12 +2602,12 @@ static const struct ctl_cmd {
         "If anything is wrong the running config stays and the error is\n"
         "printed.  data_dir, user and listeners change only at restart.\n"},
     {"config get", "[KEY...]", 0, 64, CTL_FILE, c_config_get,
-        "print KEY = VALUE: the file's value, else the default",
+        "KEY = VALUE: the file's, else the default",
         "Without a KEY: every key, as config list.  An unknown KEY is an\n"
         "error and nothing is printed.  Reads the file as it is (it need\n"
         "not be valid).\n"},
     {"config list", "[--set]", 0, 1, CTL_FILE, c_config_list,
-        "every key: KEY = VALUE (--set: only those the file sets)",
+        "every key and value (--set: the file's only)",
         "A key the file does not set is shown with its default and\n"
         "\"  # default\" after it.\n"},
     {"config set", "KEY VALUE [KEY VALUE]...", 2, 2 * CONFIG_EDIT_MAX, CTL_FILE,
@@ -2620,7 +2620,7 @@ static const struct ctl_cmd {
         "running posternd reload (when it is not running, the file is\n"
         "written and nothing reloaded).\n"},
     {"config unset", "KEY...", 1, CONFIG_EDIT_MAX, CTL_FILE, c_config_unset,
-        "remove keys from the file (back to their defaults), then reload",
+        "remove keys (back to defaults), then reload",
         "As config set: the whole result is checked before the file is\n"
         "replaced.  A KEY the file does not set is no change.\n"},
     {"relay-check", "--client IP --from ADDR --to ADDR [OPTIONS]", 6, 10,

@@ -198,9 +198,23 @@ line_read(const char *t, size_t len, size_t pos, struct cfg_line *l)
 	l->val = p;
 	if (p < e && t[p] == '"') {
 		const char *q = memchr(t + p + 1, '"', e - p - 1);
+		size_t after;
 
-		l->vallen = q != NULL ? (size_t)(q - t) + 1 - p : e - p;
-		return;
+		if (q == NULL) { /* unclosed: the rest is the value */
+			l->vallen = e - p;
+			return;
+		}
+		after = (size_t)(q - t) + 1;
+		for (p = after; p < e && is_blank(t[p]); p++)
+			;
+		if (p == e || (t[p] == '#' && p > after)) {
+			l->vallen = after - l->val;
+			return;
+		}
+		/* Text after the closing quote (a line the parser refuses):
+		 * the value runs on to a comment, so an edit replaces it
+		 * all. */
+		p = after;
 	}
 	for (; p < e; p++)
 		if (t[p] == '#' && (p == l->val || is_blank(t[p - 1])))
@@ -217,8 +231,7 @@ line_is(const char *t, const struct cfg_line *l, const char *key)
 	       memcmp(t + l->key, key, l->keylen) == 0;
 }
 
-/* ---- values ----------------------------------------------------------------
- */
+/* ---- values ------------------------------------------------------------- */
 
 /*
  * How value goes into the file: as is, or in double quotes when the
@@ -302,8 +315,7 @@ fail:
 	return -1;
 }
 
-/* ---- the text --------------------------------------------------------------
- */
+/* ---- the text ----------------------------------------------------------- */
 
 struct out {
 	char *p;
@@ -387,7 +399,11 @@ config_edit_text(const char *text, size_t len, const struct config_edit *e,
 	for (size_t i = 0; i < n; i++) {
 		if (seen[i] || vals[i] == NULL)
 			continue;
-		if (o.len > 0 && o.p[o.len - 1] != '\n')
+		/* A last line without LF ends first ("...\r" only needs
+		 * the LF of its CRLF). */
+		if (o.len > 0 && o.p[o.len - 1] == '\r')
+			out_str(&o, "\n");
+		else if (o.len > 0 && o.p[o.len - 1] != '\n')
 			out_str(&o, eol);
 		out_str(&o, e[i].key);
 		out_str(&o, " = ");
@@ -441,8 +457,7 @@ config_get_text(const char *text, size_t len, const char *key, char *out,
 	return 0;
 }
 
-/* ---- the file --------------------------------------------------------------
- */
+/* ---- the file ----------------------------------------------------------- */
 
 /* A file being replaced: its directory (locked), name and old state. */
 struct edit_target {

@@ -195,3 +195,17 @@ def test_concurrent_sets_all_applied(make_server):
     for k, v in values.items():
         assert got.get(k) == v, (k, r.stdout)
     assert [n for n in os.listdir(s.base) if ".edit." in n] == []
+
+
+def test_reload_failure_reported(make_server, tmp_path):
+    """What config_load does not open (the log file) only the reload
+    finds: the file is written, the reload's error is printed, exit 1,
+    and the running server keeps its config."""
+    s = make_server(dict(relay="none"))
+    missing = str(tmp_path / "no-such-dir" / "postern.log")
+    r = ctl(s.conf, "config", "set", "log_file", missing, "relay", "anyone")
+    assert r.returncode == 1, r.stdout
+    assert "written, but the reload failed" in r.stderr and "no-such-dir" in r.stderr, r.stderr
+    assert f"log_file = {missing}" in read(s.conf).decode()
+    wait_for(lambda: "event=reload result=fail" in s.log(), what="failed reload")
+    assert rcpt_code(s)[0] == 550              # the old config still runs

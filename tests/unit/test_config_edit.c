@@ -121,6 +121,12 @@ static const struct {
         "garbage line\nrelay = anyone\n"},
     /* 34: leading blanks in a value need quotes */
     {"", {{"hostname", " a"}}, 0, "hostname = \" a\"\n"},
+    /* 35: text after a closing quote (refused by the parser): the
+     * value is replaced to the comment (fuzz_config_edit) */
+    {"hostname = \"a #b\"x # c\n", {{"hostname", "h"}}, 0,
+        "hostname = h # c\n"},
+    /* 36: a last line of a lone CR gets only its LF (fuzz_config_edit) */
+    {"# c\r\n\r", {{"relay", "anyone"}}, 0, "# c\r\n\r\nrelay = anyone\r\n"},
 };
 
 static size_t
@@ -299,7 +305,7 @@ test_restart_changed(void **state)
 	assert_non_null(strstr(all, ", workers"));
 }
 
-/* ---- the file ------------------------------------------------------------ */
+/* ---- the file ----------------------------------------------------------- */
 
 static void
 put(const char *path, const char *text)
@@ -435,6 +441,97 @@ test_edit_file(void **state)
 	rmdir(dir);
 }
 
+/* The bounds: file size, value length, the result's size, the buffer of
+ * config_get_text, a non-file at the path; and the owner kept as root. */
+static void
+test_edit_file_limits(void **state)
+{
+	char dir[] = "/tmp/postern-edit-XXXXXX", path[128], fifo[128];
+	char err[512], small[4];
+	const char *conf = "data_dir = /tmp\nsmtp_listen = 127.0.0.1:2525\n";
+	char *big = malloc(CONFIG_FILE_MAX + 2), *longv, *out;
+	struct config_edit e = {"hostname", NULL};
+	size_t len, n;
+	struct stat st;
+	bool is_set;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/postern.conf", dir);
+	snprintf(fifo, sizeof(fifo), "%s/fifo.conf", dir);
+
+	/* A value one byte over the limit; at the limit it is written. */
+	longv = malloc(CONFIG_EDIT_VALUE_MAX + 2);
+	memset(longv, 'a', CONFIG_EDIT_VALUE_MAX + 1);
+	longv[CONFIG_EDIT_VALUE_MAX + 1] = '\0';
+	e.value = longv;
+	assert_int_equal(
+	    config_edit_text("", 0, &e, 1, &out, &len, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "too long"));
+	longv[CONFIG_EDIT_VALUE_MAX] = '\0';
+	assert_int_equal(
+	    config_edit_text("", 0, &e, 1, &out, &len, err, sizeof(err)), 0);
+	free(out);
+	assert_int_equal(config_get_text("hostname = abcd\n", 16, "hostname",
+	                     small, sizeof(small), &is_set, err, sizeof(err)),
+	    -1);
+	assert_non_null(strstr(err, "too long"));
+
+	/* A file over CONFIG_FILE_MAX is refused; one just under it whose
+	 * result would pass it too. */
+	n = CONFIG_FILE_MAX - 100 - strlen(conf);
+	memcpy(big, conf, strlen(conf));
+	memset(big + strlen(conf), '#', n);
+	/* Comment lines of 100 bytes: the parser's line limit is 64k. */
+	for (size_t i = strlen(conf) + 99; i < strlen(conf) + n; i += 100)
+		big[i] = '\n';
+	big[strlen(conf) + n] = '\n';
+	len = strlen(conf) + n + 1;
+	f = fopen(path, "w");
+	assert_non_null(f);
+	assert_int_equal(fwrite(big, 1, len, f), len);
+	fclose(f);
+	assert_int_equal(
+	    config_edit_file(path, &e, 1, NULL, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "too large"));
+	e.value = "mx.example";
+	assert_int_equal(
+	    config_edit_file(path, &e, 1, NULL, err, sizeof(err)), 0);
+	f = fopen(path, "a");
+	assert_non_null(f);
+	assert_int_equal(fwrite(big, 1, 200, f), 200);
+	fclose(f);
+	assert_int_equal(
+	    config_edit_file(path, &e, 1, NULL, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "file too large"));
+	assert_entries(dir, 1);
+
+	/* Not a regular file: refused without blocking on the FIFO. */
+	assert_int_equal(mkfifo(fifo, 0600), 0);
+	assert_int_equal(
+	    config_edit_file(fifo, &e, 1, NULL, err, sizeof(err)), -1);
+	assert_non_null(strstr(err, "not a regular file"));
+	unlink(fifo);
+	assert_int_equal(
+	    config_edit_file(dir, &e, 1, NULL, err, sizeof(err)), -1);
+
+	/* As root the old owner carries over to the new file. */
+	put(path, conf);
+	if (geteuid() == 0) {
+		assert_int_equal(chown(path, 4321, 4322), 0);
+		assert_int_equal(
+		    config_edit_file(path, &e, 1, NULL, err, sizeof(err)), 0);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_uid, 4321);
+		assert_int_equal(st.st_gid, 4322);
+	}
+	unlink(path);
+	rmdir(dir);
+	free(big);
+	free(longv);
+}
+
 int
 run_config_edit_tests(void)
 {
@@ -445,6 +542,7 @@ run_config_edit_tests(void)
 	    cmocka_unit_test(test_key_lists),
 	    cmocka_unit_test(test_restart_changed),
 	    cmocka_unit_test(test_edit_file),
+	    cmocka_unit_test(test_edit_file_limits),
 	};
 
 	return cmocka_run_group_tests_name("config_edit", tests, NULL, NULL);
