@@ -26,6 +26,8 @@
 /* Sorted: bsearch.  posternd.c's daemon_restart_needed and the services'
  * restart_needed compare the same keys at a reload. */
 static const char *const restart_keys[] = {
+    "admin_listen",
+    "admin_socket",
     "auth_workers",
     "data_dir",
     "dir_workers",
