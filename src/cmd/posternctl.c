@@ -312,7 +312,7 @@ admin_name_arg(const char *in, char *out, size_t len)
 {
 	size_t n = strlen(in);
 
-	if (n >= len)
+	if (n >= len || n > DIR_ADMIN_NAME_MAX)
 		return die("bad admin name: too long (at most %d)",
 		           DIR_ADMIN_NAME_MAX),
 		       -1;
