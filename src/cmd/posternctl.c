@@ -2478,9 +2478,9 @@ static const struct ctl_cmd {
         "ADDRESS<tab>STATE<tab>LAST-LOGIN.  posternd writes last logins once\n"
         "a minute.\n"},
     {"user show", "ADDRESS", 1, 1, CTL_DIR, c_user_show,
-        "a mailbox's state, last login and stored quota", NULL},
+        "a mailbox's state, last login and quota", NULL},
     {"user disable", "ADDRESS", 1, 1, CTL_DIR, c_user_disable,
-        "refuse the mailbox's logins (mail is still delivered)",
+        "refuse its logins; mail is still delivered",
         "Its SMTP AUTH, POP3 and IMAP logins are refused as with a wrong\n"
         "password (logged result=disabled, not counted for the lock-out);\n"
         "mail to it is still accepted and delivered, so nothing bounces\n"
@@ -2499,24 +2499,24 @@ static const struct ctl_cmd {
         "quota_default_messages.  Mail to a full mailbox gets 452 4.2.2 at\n"
         "RCPT; a change applies to the next message.\n"},
     {"admin add", "NAME [--domain DOMAIN]", 1, 3, CTL_DIR, c_admin_add,
-        "add a web admin account (password: prompt or stdin)",
+        "add a web admin (password: prompt or stdin)",
         "NAME is 1 to 64 of a-z 0-9 . _ @ - (folded to lower case; list\n"
         "and del are reserved).  The password is read as for user add and\n"
         "stored as a yescrypt hash.  With --domain the admin sees and\n"
         "changes only that local domain's users, aliases and lists; a\n"
         "domain with domain admins cannot be deleted.\n"},
     {"admin del", "NAME", 1, 1, CTL_DIR, c_admin_del,
-        "remove an admin account and its API tokens", NULL},
+        "remove an admin and its API tokens", NULL},
     {"admin passwd", "NAME", 1, 1, CTL_DIR, c_admin_passwd,
         "set an admin's password (prompt or stdin)", NULL},
     {"admin list", "", 0, 0, CTL_DIR, c_admin_list,
-        "list admins: NAME<tab>DOMAIN (* for a full admin)", NULL},
+        "list admins: NAME<tab>DOMAIN or *", NULL},
     {"admin token list", "[NAME]", 0, 1, CTL_DIR, c_admin_token_list,
         "list API tokens: ID<tab>ADMIN", NULL},
     {"admin token del", "ID", 1, 1, CTL_DIR, c_admin_token_del,
-        "revoke an API token (by its id, or the whole token)", NULL},
+        "revoke an API token (its id or the token)", NULL},
     {"admin token", "NAME", 1, 1, CTL_DIR, c_admin_token,
-        "make an API token for NAME and print it, once",
+        "make an API token for NAME, printed once",
         "Prints pst_ID_SECRET: the bearer token for the JSON API\n"
         "(Authorization: Bearer pst_...).  The directory keeps only the\n"
         "secret's SHA-256, so the token cannot be shown again: make a new\n"
