@@ -14,6 +14,7 @@
 
 struct authfail_table;
 struct committer;
+struct core_seen;
 struct config;
 struct event_base;
 struct imap_folders;
@@ -29,6 +30,7 @@ struct service_env {
 	struct queue *queue;
 	struct authfail_table *authfails;
 	struct imap_folders *folders; /* open mail folders (IMAP, POP3) */
+	struct core_seen *seen;       /* last logins (core_server_set_seen) */
 };
 
 /*

@@ -4,6 +4,7 @@ and disabled users: their SMTP AUTH, POP3 and IMAP logins are refused as
 a wrong password would be (logged result=disabled, no lock-out strike)
 while mail to them is still delivered."""
 import base64
+import calendar
 import hashlib
 import imaplib
 import os
@@ -11,6 +12,7 @@ import poplib
 import re
 import smtplib
 import sqlite3
+import time
 
 import pytest
 
@@ -268,3 +270,32 @@ def test_disabled_wrong_password_still_counts(make_server):
     assert [auth_plain(s, "127.0.0.4", "bob@example.test", "guess%d" % i)
             for i in range(5)] == [535] * 4 + [421]
     wait_for(lambda: "event=auth-lockout client=127.0.0.4" in s.log(), what="lock-out")
+
+
+def test_last_login_written_at_stop(make_server, cert):
+    """posternd notes each successful login (SMTP AUTH, POP3, IMAP) and
+    its writer thread stores them once a minute and at stop: after a
+    SIGTERM, `user show` has the time; a failed or a disabled login is
+    not a login."""
+    s = make_server(PLAIN)
+    before = int(time.time())
+    assert pop_login(s, "alice@example.test", "secret-alice") == "+OK"
+    assert smtp_auth(s, "bob@example.test", "secret-bob") == (235, "ok")
+    assert imap_login(s, cert, "bob@example.test", "secret-bob") == "OK"
+    assert pop_login(s, "carol@example.test", "wrong") != "+OK"
+    s.ctl("user", "disable", "postmaster@example.test")
+    assert smtp_auth(s, "postmaster@example.test", "secret-postmaster")[0] == 535
+    assert "last-login: never" in s.ctl("user", "show", "alice@example.test").stdout
+    s.stop()
+    assert "event=last-login result=ok names=2" in s.log()
+    after = int(time.time())
+    seen = {}
+    for line in s.ctl("user", "list", "-l").stdout.splitlines():
+        addr, state, when = line.split("\t")
+        seen[addr] = when
+    assert seen["carol@example.test"] == "never"
+    assert seen["postmaster@example.test"] == "never"
+    for who in ("alice@example.test", "bob@example.test"):
+        t = time.strptime(seen[who], "%Y-%m-%dT%H:%M:%SZ")
+        assert before <= calendar.timegm(t) <= after, (who, seen[who])
+    s.start()
