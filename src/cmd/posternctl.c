@@ -1894,6 +1894,7 @@ export_users(struct export *x)
 	for (size_t i = 0; rc == 0 && i < r.a.n; i++) {
 		char *at = strrchr(r.a.v[i], '@'), *hash = NULL;
 		struct dir_quota q;
+		bool is_dis = false;
 
 		if (export_addr(r.a.v[i], addr, sizeof(addr)) != 0) {
 			rc = 1;
@@ -1903,7 +1904,9 @@ export_users(struct export *x)
 		if (dir_user_hash(
 		        c->dir, r.a.v[i], at + 1, &hash, c->err, ERRLEN) != 1 ||
 		    c->dir->ops->user_quota(
-		        c->dir, r.a.v[i], at + 1, &q, c->err, ERRLEN) != 1) {
+		        c->dir, r.a.v[i], at + 1, &q, c->err, ERRLEN) != 1 ||
+		    c->dir->ops->user_disabled(c->dir, r.a.v[i], at + 1,
+		        &is_dis, c->err, ERRLEN) != 1) {
 			free(hash);
 			rc = die("export: %s: %s", addr,
 			    c->err[0] ? c->err : "gone while exported");
@@ -1912,6 +1915,7 @@ export_users(struct export *x)
 		x->rec.has_quota = q.is_set;
 		x->rec.n1 = q.bytes;
 		x->rec.n2 = q.messages;
+		x->rec.is_disabled = is_dis;
 		rc = export_rec(x, DIR_JSON_USER, addr, hash);
 		free(hash);
 	}
@@ -2194,9 +2198,12 @@ import_user(struct import *im, const struct dir_json_rec *r)
 			    l, dom);
 	if (import_op(im, a->user_add(d, l, dom, r->b, im->c->err, ERRLEN)))
 		return -1;
-	if (r->has_quota)
+	if (r->has_quota &&
+	    import_op(im, a->user_quota_set(d, l, dom, &q, im->c->err, ERRLEN)))
+		return -1;
+	if (r->is_disabled)
 		return import_op(
-		    im, a->user_quota_set(d, l, dom, &q, im->c->err, ERRLEN));
+		    im, a->user_disable(d, l, dom, true, im->c->err, ERRLEN));
 	return 0;
 }
 

@@ -299,3 +299,27 @@ def test_last_login_written_at_stop(make_server, cert):
         t = time.strptime(seen[who], "%Y-%m-%dT%H:%M:%SZ")
         assert before <= calendar.timegm(t) <= after, (who, seen[who])
     s.start()
+
+
+def test_export_carries_disabled_not_admins(make_server):
+    """db export writes "disabled":1 for a disabled user and db import
+    disables it again (a migration must not re-open a hacked account);
+    admin accounts and tokens stay behind (docs/admin.md)."""
+    src = make_server(start=False)
+    src.ctl("user", "disable", "bob@example.test")
+    src.ctl("admin", "add", "root", input="pw\n")
+    src.ctl("admin", "token", "root")
+    text = src.ctl("db", "export").stdout
+    users = [l for l in text.splitlines() if '"type":"user"' in l]
+    assert [l for l in users if '"disabled":1' in l] == [
+        next(l for l in users if '"bob@example.test"' in l)]
+    assert "admin" not in text.replace("admin@", "") and "pst_" not in text
+    dst = make_server(populate=False, start=False)
+    dst.ctl("db", "init")
+    dst.ctl("db", "import", input=text)
+    assert dst.ctl("user", "list", "-l").stdout == (
+        "alice@example.test\tenabled\tnever\nbob@example.test\tdisabled\tnever\n"
+        "carol@example.test\tenabled\tnever\npostmaster@example.test\tenabled\tnever\n")
+    assert dst.ctl("admin", "list").stdout == ""
+    # And back out the same.
+    assert dst.ctl("db", "export").stdout.splitlines()[1:] == text.splitlines()[1:]
