@@ -42,6 +42,7 @@ STORE_SRC = src/store/store.c src/store/store_util.c src/store/store_flags.c \
 	src/store/store_quota.c src/store/store_uidlist.c src/store/store_cache.c
 LIB_SRC += $(STORE_SRC)
 D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
+	src/core/core_seen.c \
 	src/smtp/smtp_server.c src/smtp/smtp_session.c src/cmd/posternd.c \
 	src/queue/queue.c src/queue/outbound.c src/pop3/pop3_session.c \
 	src/imap/imap_session.c src/imap/imap_folder.c src/imap/imap_fetch.c \
@@ -52,7 +53,8 @@ CTL_SRC = src/cmd/posternctl.c
 # The in-memory directory backend: tests only (unit, policy golden).
 UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c
 # The protocol-server core, driven directly by tests/unit/test_core.c.
-UNIT_SRC += src/core/core.c src/core/core_session.c src/core/core_sasl.c
+UNIT_SRC += src/core/core.c src/core/core_session.c src/core/core_sasl.c \
+	src/core/core_seen.c
 # The IMAP folder queues, driven by tests/unit/test_imap_folder.c.
 UNIT_SRC += src/imap/imap_folder.c
 UNIT_SRC += src/admin/admin_json.c

@@ -38,6 +38,7 @@ struct event_base;
 struct listen_list;
 struct strlist;
 struct core_server;
+struct core_seen;
 struct core_session;
 
 #ifndef TAILQ_FOREACH_SAFE
@@ -247,6 +248,7 @@ struct core_server {
 	uint32_t session_seq;
 	struct authfail_table *authfails; /* shared by every protocol */
 	struct workers *auth_workers;     /* password checks */
+	struct core_seen *seen; /* last logins (core_seen.h); NULL: none */
 };
 
 /* ---- the server (core.c) ---------------------------------------------- */
@@ -259,6 +261,9 @@ struct core_server {
 struct core_server *core_server_new(struct event_base *, struct config *,
     const struct core_proto *, void *arg, const struct core_listen *listens,
     size_t n, char *err, size_t errlen);
+/* Where successful logins are noted (core_seen_note); NULL (the
+ * default): nowhere.  seen must outlive the server's sessions. */
+void core_server_set_seen(struct core_server *, struct core_seen *seen);
 /* Starts accepting.  The pool and the table must outlive the server. */
 void core_server_start(
     struct core_server *, struct workers *auth, struct authfail_table *);

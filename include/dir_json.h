@@ -9,7 +9,8 @@
  *   {"type":"domain","name":"example.test"}
  *   {"type":"host_alias","alias":"mail.example.test","domain":"example.test"}
  *   {"type":"user","address":"a@example.test","hash":"$y$...",
- *    "quota_bytes":1024,"quota_messages":10}   (one line; quota optional)
+ *    "quota_bytes":1024,"quota_messages":10,"disabled":1}
+ *                                   (one line; quota and disabled optional)
  *   {"type":"alias","address":"info@example.test","target":"a@example.test"}
  *   {"type":"list","address":"team@example.test"}
  *   {"type":"member","list":"team@example.test","member":"a@example.test"}
@@ -51,7 +52,8 @@ enum dir_json_type {
  *   domain      a name
  *   host_alias  a alias, b domain
  *   user        a address, b hash; has_quota: n1 quota_bytes,
- *               n2 quota_messages
+ *               n2 quota_messages; is_disabled ("disabled": 1, written
+ *               only when true; 0 reads as false, anything else fails)
  *   alias       a address, b target
  *   list        a address
  *   member      a list, b member
@@ -61,7 +63,7 @@ enum dir_json_type {
 struct dir_json_rec {
 	enum dir_json_type type;
 	char a[DIR_JSON_VALUE_MAX], b[DIR_JSON_VALUE_MAX];
-	bool has_quota;
+	bool has_quota, is_disabled;
 	uint64_t n1, n2;
 };
 

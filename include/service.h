@@ -14,6 +14,7 @@
 
 struct authfail_table;
 struct committer;
+struct core_seen;
 struct config;
 struct event_base;
 struct evbuffer;
@@ -42,6 +43,7 @@ struct service_env {
 	/* The Prometheus text of /metrics into out (loop thread). */
 	int (*metrics)(void *daemon, struct evbuffer *out);
 	const char *conf_path; /* posternd -c */
+	struct core_seen *seen;       /* last logins (core_server_set_seen) */
 };
 
 /*

@@ -314,7 +314,7 @@ admin_name_arg(const char *in, char *out, size_t len)
 {
 	size_t n = strlen(in);
 
-	if (n >= len)
+	if (n >= len || n > DIR_ADMIN_NAME_MAX)
 		return die("bad admin name: too long (at most %d)",
 		           DIR_ADMIN_NAME_MAX),
 		       -1;
@@ -2048,6 +2048,7 @@ export_users(struct export *x)
 	for (size_t i = 0; rc == 0 && i < r.a.n; i++) {
 		char *at = strrchr(r.a.v[i], '@'), *hash = NULL;
 		struct dir_quota q;
+		bool is_dis = false;
 
 		if (export_addr(r.a.v[i], addr, sizeof(addr)) != 0) {
 			rc = 1;
@@ -2057,7 +2058,9 @@ export_users(struct export *x)
 		if (dir_user_hash(
 		        c->dir, r.a.v[i], at + 1, &hash, c->err, ERRLEN) != 1 ||
 		    c->dir->ops->user_quota(
-		        c->dir, r.a.v[i], at + 1, &q, c->err, ERRLEN) != 1) {
+		        c->dir, r.a.v[i], at + 1, &q, c->err, ERRLEN) != 1 ||
+		    c->dir->ops->user_disabled(c->dir, r.a.v[i], at + 1,
+		        &is_dis, c->err, ERRLEN) != 1) {
 			free(hash);
 			rc = die("export: %s: %s", addr,
 			    c->err[0] ? c->err : "gone while exported");
@@ -2066,6 +2069,7 @@ export_users(struct export *x)
 		x->rec.has_quota = q.is_set;
 		x->rec.n1 = q.bytes;
 		x->rec.n2 = q.messages;
+		x->rec.is_disabled = is_dis;
 		rc = export_rec(x, DIR_JSON_USER, addr, hash);
 		free(hash);
 	}
@@ -2348,9 +2352,12 @@ import_user(struct import *im, const struct dir_json_rec *r)
 			    l, dom);
 	if (import_op(im, a->user_add(d, l, dom, r->b, im->c->err, ERRLEN)))
 		return -1;
-	if (r->has_quota)
+	if (r->has_quota &&
+	    import_op(im, a->user_quota_set(d, l, dom, &q, im->c->err, ERRLEN)))
+		return -1;
+	if (r->is_disabled)
 		return import_op(
-		    im, a->user_quota_set(d, l, dom, &q, im->c->err, ERRLEN));
+		    im, a->user_disable(d, l, dom, true, im->c->err, ERRLEN));
 	return 0;
 }
 
@@ -2655,9 +2662,9 @@ static const struct ctl_cmd {
         "ADDRESS<tab>STATE<tab>LAST-LOGIN.  posternd writes last logins once\n"
         "a minute.\n"},
     {"user show", "ADDRESS", 1, 1, CTL_DIR, c_user_show,
-        "a mailbox's state, last login and stored quota", NULL},
+        "a mailbox's state, last login and quota", NULL},
     {"user disable", "ADDRESS", 1, 1, CTL_DIR, c_user_disable,
-        "refuse the mailbox's logins (mail is still delivered)",
+        "refuse its logins; mail is still delivered",
         "Its SMTP AUTH, POP3 and IMAP logins are refused as with a wrong\n"
         "password (logged result=disabled, not counted for the lock-out);\n"
         "mail to it is still accepted and delivered, so nothing bounces\n"
@@ -2676,24 +2683,24 @@ static const struct ctl_cmd {
         "quota_default_messages.  Mail to a full mailbox gets 452 4.2.2 at\n"
         "RCPT; a change applies to the next message.\n"},
     {"admin add", "NAME [--domain DOMAIN]", 1, 3, CTL_DIR, c_admin_add,
-        "add a web admin account (password: prompt or stdin)",
+        "add a web admin (password: prompt or stdin)",
         "NAME is 1 to 64 of a-z 0-9 . _ @ - (folded to lower case; list\n"
         "and del are reserved).  The password is read as for user add and\n"
         "stored as a yescrypt hash.  With --domain the admin sees and\n"
         "changes only that local domain's users, aliases and lists; a\n"
         "domain with domain admins cannot be deleted.\n"},
     {"admin del", "NAME", 1, 1, CTL_DIR, c_admin_del,
-        "remove an admin account and its API tokens", NULL},
+        "remove an admin and its API tokens", NULL},
     {"admin passwd", "NAME", 1, 1, CTL_DIR, c_admin_passwd,
         "set an admin's password (prompt or stdin)", NULL},
     {"admin list", "", 0, 0, CTL_DIR, c_admin_list,
-        "list admins: NAME<tab>DOMAIN (* for a full admin)", NULL},
+        "list admins: NAME<tab>DOMAIN or *", NULL},
     {"admin token list", "[NAME]", 0, 1, CTL_DIR, c_admin_token_list,
         "list API tokens: ID<tab>ADMIN", NULL},
     {"admin token del", "ID", 1, 1, CTL_DIR, c_admin_token_del,
-        "revoke an API token (by its id, or the whole token)", NULL},
+        "revoke an API token (its id or the token)", NULL},
     {"admin token", "NAME", 1, 1, CTL_DIR, c_admin_token,
-        "make an API token for NAME and print it, once",
+        "make an API token for NAME, printed once",
         "Prints pst_ID_SECRET: the bearer token for the JSON API\n"
         "(Authorization: Bearer pst_...).  The directory keeps only the\n"
         "secret's SHA-256, so the token cannot be shown again: make a new\n"

@@ -40,6 +40,7 @@
 #include "admin.h"
 #include "config.h"
 #include "config_edit.h"
+#include "core_seen.h"
 #include "dir.h"
 #include "dns.h"
 #include "imap_folders.h"
@@ -59,6 +60,9 @@
 #include "tls.h"
 #include "worker.h"
 #include "xmalloc.h"
+
+/* How often last logins are written (core_seen.h). */
+#define SEEN_FLUSH_MS 60000
 
 static void
 usage(void)
@@ -897,6 +901,8 @@ daemon_stop(struct daemon *dm, struct service_env *env,
 		event_free(sigs[i]);
 	for (size_t i = NSERVICES; i-- > 0;)
 		services[i]->free(dm->svc[i]);
+	/* The sessions are gone: every login they made is noted. */
+	core_seen_free(&env->seen);
 	imap_folders_free(&env->folders);
 	queue_free(&env->queue);
 	committer_free(&env->committer);
@@ -994,6 +1000,10 @@ main(int argc, char **argv)
 	env.folders = imap_folders_new(base, env.store);
 	env.auth = workers_new(
 	    base, cfg->auth_workers, auth_worker_open, worker_dir_close, cfg);
+	/* Last logins: noted on the loop, written once a minute (and at
+	 * stop) by a thread of their own, the one writable handle of the
+	 * login path (the login threads' stay read-only). */
+	env.seen = core_seen_new(base, cfg, SEEN_FLUSH_MS);
 	env.committer = committer_new(cfg->data_dir, env.store);
 	/* Bounces are composed on the directory pool (they look up where
 	 * the DSN goes) and written on the storage pool. */

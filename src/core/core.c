@@ -167,6 +167,12 @@ fail:
 }
 
 void
+core_server_set_seen(struct core_server *srv, struct core_seen *seen)
+{
+	srv->seen = seen;
+}
+
+void
 core_server_start(
     struct core_server *srv, struct workers *auth, struct authfail_table *af)
 {

@@ -20,6 +20,7 @@
 #include "base64.h"
 #include "config.h"
 #include "core.h"
+#include "core_seen.h"
 #include "dir.h"
 #include "log.h"
 #include "sasl.h"
@@ -456,6 +457,9 @@ login_job_done(void *arg)
 	if (is_live) {
 		if (r != CORE_LOGIN_OK)
 			login_log_refusal(s, j, r);
+		else /* written by core_seen's thread, never here */
+			core_seen_note(
+			    s->srv->seen, j->canon, (int64_t)time(NULL));
 		if (r == CORE_LOGIN_OK && j->is_limits) {
 			s->login_limit_bytes = j->limits.bytes;
 			s->login_limit_messages = j->limits.messages;

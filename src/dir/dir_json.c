@@ -16,9 +16,10 @@
 #include "dir_json.h"
 
 #define KEY_MAX 32 /* a key, with its NUL: longer is unknown anyway */
-#define KEYS_MAX 6 /* the most a type has (user: 5 with "type") */
+#define KEYS_MAX 7 /* the most a type has (user: 6 with "type") */
 
-enum slot { SLOT_A, SLOT_B, SLOT_N1, SLOT_N2, SLOT_MAGIC };
+/* SLOT_DISABLED: a number, 1 (only written for a disabled user) or 0. */
+enum slot { SLOT_A, SLOT_B, SLOT_N1, SLOT_N2, SLOT_MAGIC, SLOT_DISABLED };
 
 /* One type: its "type" value (NULL: the header, which has none) and its
  * keys in the order dir_json_format writes them. */
@@ -28,7 +29,7 @@ static const struct kind {
 		const char *key;
 		enum slot slot;
 		bool is_optional;
-	} keys[4];
+	} keys[5];
 } kinds[] = {
     [DIR_JSON_HEADER] = {NULL,
         {{"postern", SLOT_MAGIC, false}, {"schema", SLOT_N1, false},
@@ -38,7 +39,8 @@ static const struct kind {
         {{"alias", SLOT_A, false}, {"domain", SLOT_B, false}}},
     [DIR_JSON_USER] = {"user",
         {{"address", SLOT_A, false}, {"hash", SLOT_B, false},
-            {"quota_bytes", SLOT_N1, true}, {"quota_messages", SLOT_N2, true}}},
+            {"quota_bytes", SLOT_N1, true}, {"quota_messages", SLOT_N2, true},
+            {"disabled", SLOT_DISABLED, true}}},
     [DIR_JSON_ALIAS] = {"alias",
         {{"address", SLOT_A, false}, {"target", SLOT_B, false}}},
     [DIR_JSON_LIST] = {"list", {{"address", SLOT_A, false}}},
@@ -360,7 +362,8 @@ assign(struct scan *s, const struct kind *k, const struct member *m,
 
 	for (size_t i = 0; i < NKEYS(k) && k->keys[i].key != NULL; i++) {
 		enum slot slot = k->keys[i].slot;
-		bool want_num = slot == SLOT_N1 || slot == SLOT_N2;
+		bool want_num =
+		    slot == SLOT_N1 || slot == SLOT_N2 || slot == SLOT_DISABLED;
 
 		if (strcmp(k->keys[i].key, m->key) != 0)
 			continue;
@@ -378,6 +381,10 @@ assign(struct scan *s, const struct kind *k, const struct member *m,
 			out->n1 = m->num;
 		else if (slot == SLOT_N2)
 			out->n2 = m->num;
+		else if (slot == SLOT_DISABLED && m->num > 1)
+			return fail(s, "\"disabled\": 0 or 1 expected");
+		else if (slot == SLOT_DISABLED)
+			out->is_disabled = m->num == 1;
 		return 0;
 	}
 	return fail(s, "unknown key \"%s\"", shown(m->key, name, sizeof(name)));
@@ -502,7 +509,11 @@ dir_json_format(const struct dir_json_rec *rec, char *out, size_t len)
 		enum slot slot = k->keys[i].slot;
 		char num[24];
 
-		if (k->keys[i].is_optional && !rec->has_quota)
+		/* Optional keys: the quota pair when the user has one,
+		 * "disabled" for a disabled user only. */
+		if (slot == SLOT_DISABLED
+		        ? !rec->is_disabled
+		        : k->keys[i].is_optional && !rec->has_quota)
 			continue;
 		put_key(&o, k->keys[i].key, is_first);
 		is_first = false;
@@ -510,6 +521,8 @@ dir_json_format(const struct dir_json_rec *rec, char *out, size_t len)
 			put_str(&o, DIR_JSON_MAGIC);
 		} else if (slot == SLOT_A || slot == SLOT_B) {
 			put_str(&o, slot == SLOT_A ? rec->a : rec->b);
+		} else if (slot == SLOT_DISABLED) {
+			put(&o, "1", 1);
 		} else {
 			snprintf(num, sizeof(num), "%llu",
 			    (unsigned long long)(slot == SLOT_N1 ? rec->n1

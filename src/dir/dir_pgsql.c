@@ -196,6 +196,7 @@ enum stmt {
 	S_LOCK_CLEAN,
 	S_LOCK_COMMIT,
 	S_USER_DISABLED,
+	S_STATE_DEL,
 	S_DOMAIN_ADMINS,
 	S_ADMIN_EXISTS,
 	S_ADMIN_ADD,
@@ -341,6 +342,7 @@ static const char *const stmt_sql[S_COUNT] = {
                         "JOIN user_state s ON s.local = u.local AND "
                         "s.domain = u.domain WHERE u.local = $1 AND "
                         "u.domain = $2",
+    [S_STATE_DEL] = "DELETE FROM user_state WHERE local = $1 AND domain = $2",
     [S_DOMAIN_ADMINS] = "SELECT 1 FROM admins WHERE domain = $1",
     [S_ADMIN_EXISTS] = "SELECT 1 FROM admins WHERE name = $1",
     [S_ADMIN_ADD] = "INSERT INTO admins(name, hash, domain, created) "
@@ -1953,6 +1955,20 @@ p_host_alias_del(struct dir *d, const char *alias, char *err, size_t errlen)
 	    "no such host alias", err, errlen);
 }
 
+/* A user's state (schema 5) goes with it, and a state left behind (a
+ * del whose second statement failed) is not a new user's: user_add
+ * drops it first.  A store before schema 5 has none. */
+static int
+drop_state(struct dir *d, const char *local, const char *domain, char *err,
+    size_t errlen)
+{
+	if (ready(pg(d), err, errlen) == -1)
+		return DIR_ADMIN_ERROR;
+	if (pg(d)->version < V_ADMINS)
+		return 0;
+	return change(d, S_STATE_DEL, local, domain, NULL, NULL, err, errlen);
+}
+
 static int
 p_user_add(struct dir *d, const char *local, const char *domain,
     const char *hash, char *err, size_t errlen)
@@ -1960,7 +1976,7 @@ p_user_add(struct dir *d, const char *local, const char *domain,
 	const char *v[4] = {local, domain, hash, NULL};
 	int r = dir_need_free(d, local, domain, false, err, errlen);
 
-	if (r != 0)
+	if (r != 0 || (r = drop_state(d, local, domain, err, errlen)) != 0)
 		return r;
 	return change_v(d, S_USER_ADD, v, NULL, recheck_free, err, errlen);
 }
@@ -1969,8 +1985,10 @@ static int
 p_user_del(struct dir *d, const char *local, const char *domain, char *err,
     size_t errlen)
 {
-	return change(
+	int r = change(
 	    d, S_USER_DEL, local, domain, NULL, "no such user", err, errlen);
+
+	return r != 0 ? r : drop_state(d, local, domain, err, errlen);
 }
 
 static int

@@ -3881,6 +3881,7 @@ service_start(void *arg, const struct service_env *e)
 	srv->folders->linger_ms = srv->core->cfg->imap_folder_linger_ms;
 	srv->folders->rescan_owed = rescan_owed;
 	srv->folders->rescan_arg = srv;
+	core_server_set_seen(srv->core, e->seen);
 	core_server_start(srv->core, e->auth, e->authfails);
 	mailnotify_listen(mail_changed, srv);
 }

@@ -1343,6 +1343,7 @@ static void
 service_start(void *srv, const struct service_env *e)
 {
 	pop3_server_start(srv, e->store, e->auth, e->authfails, e->folders);
+	core_server_set_seen(((struct pop3_server *)srv)->core, e->seen);
 }
 
 static void

@@ -219,6 +219,7 @@ service_start(void *srv, const struct service_env *e)
 	struct smtp_pools p = {e->dir, e->store, e->auth};
 
 	smtp_server_start(srv, &p, e->committer, e->queue, e->authfails);
+	core_server_set_seen(((struct smtp_server *)srv)->core, e->seen);
 }
 
 static void

@@ -81,7 +81,8 @@ def test_every_command_has_help():
 
 
 def test_group_help():
-    for group, want in [("queue", 6), ("domain alias", 3), ("user", 5), ("domain", 6)]:
+    for group, want in [("queue", 6), ("domain alias", 3), ("user", 8), ("domain", 6),
+                        ("admin", 7)]:
         r = run(*group.split(), "--help")
         assert r.returncode == 0, (group, r.stderr)
         names = [n for n, _ in help_commands(r.stdout)]

@@ -168,8 +168,8 @@ def test_a_bad_line_imports_nothing(make_server):
     assert f"the end line counts {len(lines) - 2} records, the file has {len(lines) - 3}" in err
     # A header from a newer posternctl.
     err = import_bad(make_server, "".join(
-        ['{"postern":"directory","schema":5,"version":"9.9"}\n'] + lines[1:]))
-    assert err == "posternctl: line 1: directory schema 5 is newer than this posternctl (4)\n"
+        ['{"postern":"directory","schema":6,"version":"9.9"}\n'] + lines[1:]))
+    assert err == "posternctl: line 1: directory schema 6 is newer than this posternctl (5)\n"
     assert "no header" in import_bad(make_server, "".join(lines[1:]))
     assert "no header: an empty file" in import_bad(make_server, "")
     long_line = '{"type":"domain","name":"' + "a" * 70000 + '"}\n'
@@ -231,7 +231,7 @@ def test_a_newer_file_is_refused(make_server, tmp_path):
     for cmd in ("status", "init", "upgrade", "export"):
         r = s.ctl("db", cmd, check=False)
         assert r.returncode == 1, cmd
-        assert r.stderr == "posternctl: directory schema 8 is newer than this posternctl (4)\n"
+        assert r.stderr == "posternctl: directory schema 8 is newer than this posternctl (5)\n"
     # The export to a file leaves no file and no temporary behind.
     r = s.ctl("db", "export", str(tmp_path / "x.jsonl"), check=False)
     assert r.returncode == 1 and os.listdir(tmp_path) == []

@@ -95,6 +95,51 @@ test_good(void **state)
 	}
 }
 
+/* A user's "disabled": 1 read and written back, 0 read as enabled and
+ * not written, beside a quota or without. */
+static void
+test_disabled(void **state)
+{
+	static const struct {
+		const char *in;
+		bool want;
+		const char *out; /* NULL: in itself */
+	} cases[] = {
+	    {"{\"type\":\"user\",\"address\":\"a@b\",\"hash\":\"h\","
+	     "\"disabled\":1}",
+	        true, NULL},
+	    {"{\"type\":\"user\",\"address\":\"a@b\",\"hash\":\"h\","
+	     "\"quota_bytes\":1,\"quota_messages\":2,\"disabled\":1}",
+	        true, NULL},
+	    {"{\"disabled\":1,\"type\":\"user\",\"address\":\"a@b\","
+	     "\"hash\":\"h\"}",
+	        true,
+	        "{\"type\":\"user\",\"address\":\"a@b\",\"hash\":\"h\","
+	        "\"disabled\":1}"},
+	    {"{\"type\":\"user\",\"address\":\"a@b\",\"hash\":\"h\","
+	     "\"disabled\":0}",
+	        false,
+	        "{\"type\":\"user\",\"address\":\"a@b\",\"hash\":\"h\"}"},
+	};
+	struct dir_json_rec r;
+	char why[256], line[1024];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *want = cases[i].out ? cases[i].out : cases[i].in;
+
+		if (dir_json_parse((const uint8_t *)cases[i].in,
+		        strlen(cases[i].in), &r, why, sizeof(why)) != 1)
+			fail_msg("case %zu: got error \"%s\"", i, why);
+		if (r.is_disabled != cases[i].want)
+			fail_msg("case %zu: got disabled %d, want %d", i,
+			    (int)r.is_disabled, (int)cases[i].want);
+		if (dir_json_format(&r, line, sizeof(line)) < 0 ||
+		    strcmp(line, want) != 0)
+			fail_msg("case %zu: wrote %s, want %s", i, line, want);
+	}
+}
+
 static const struct {
 	const char *in;
 	const char *why; /* the reason starts so */
@@ -166,8 +211,16 @@ static const struct {
      "\"quota_bytes\":1}",
         "quota_bytes and quota_messages go together"},
     {"{\"type\":\"domain\",\"name\":\"x\",\"a\":\"1\",\"b\":\"1\",\"c\":"
-     "\"1\",\"d\":\"1\",\"e\":\"1\"}",
+     "\"1\",\"d\":\"1\",\"e\":\"1\",\"f\":\"1\"}",
         "too many keys"},
+    {"{\"type\":\"user\",\"address\":\"a@b\",\"hash\":\"h\","
+     "\"disabled\":2}",
+        "\"disabled\": 0 or 1 expected"},
+    {"{\"type\":\"user\",\"address\":\"a@b\",\"hash\":\"h\","
+     "\"disabled\":\"1\"}",
+        "\"disabled\": a number expected"},
+    {"{\"type\":\"domain\",\"name\":\"x\",\"disabled\":1}",
+        "unknown key \"disabled\""},
     {"{\"postern\":\"mailbox\",\"schema\":1,\"version\":\"1\"}",
         "not a postern directory export"},
     {"{\"postern\":\"directory\",\"schema\":1}", "missing key \"version\""},
@@ -270,6 +323,7 @@ run_dir_json_tests(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_good),
 	    cmocka_unit_test(test_bad),
+	    cmocka_unit_test(test_disabled),
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_format),
 	};

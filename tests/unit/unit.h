@@ -41,6 +41,7 @@ int run_worker_tests(void);
 int run_pop3_read_tests(void);
 int run_committer_tests(void);
 int run_core_tests(void);
+int run_core_seen_tests(void);
 int run_imap_parse_tests(void);
 int run_mime_tests(void);
 int run_store_tests(void);

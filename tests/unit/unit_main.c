@@ -30,6 +30,7 @@ main(void)
 	failed += run_pop3_read_tests();
 	failed += run_committer_tests();
 	failed += run_core_tests();
+	failed += run_core_seen_tests();
 	failed += run_imap_parse_tests();
 	failed += run_mime_tests();
 	failed += run_store_tests();
