@@ -7,10 +7,14 @@ level=${1:-build}
 pkgs="build-essential pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev
 	libc-ares-dev zlib1g-dev openssl libpq-dev"
 case $level in
-test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest python3-yaml swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 postgresql pflogsumm dovecot-imapd isync offlineimap3 neomutt" ;;
+test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 postgresql pflogsumm dovecot-imapd isync offlineimap3 neomutt" ;;
 esac
 case $level in
 bench) pkgs="$pkgs postfix procps dovecot-pop3d" ;;
+esac
+# YAML for tests/proto/test_openapi.py (docs/openapi.yaml).
+case $level in
+test|bench) pkgs="$pkgs python3-yaml" ;;
 esac
 # node and npm may come from elsewhere (NodeSource's nodejs bundles npm
 # and conflicts with Debian's): only asked for when the commands are missing.
