@@ -12,8 +12,10 @@
  * config_key_web_editable allows (never user, data_dir, a path root
  * would follow, the directory, the admin_* keys), and a list file only
  * when the way to it is root's (safefs_data_dir_parents).  A run user
- * that took over posternd can therefore change through it only what
- * the Mail Relay Options page changes anyway.
+ * that took over posternd can therefore change through it only keys
+ * that make root follow no path and run as nobody else (more than the
+ * six the Mail Relay Options page sends) and the two lists at root's
+ * paths: never get root to read, write or run as what it chooses.
  *
  * Frames on a stream socket: a 4-byte big-endian length, then that many
  * bytes (at most CONFD_FRAME_MAX).  Requests: "edit\n" then lines
