@@ -5,6 +5,7 @@ operations, counters, relay keys), and the replies of a running posternd
 for every route: their status among the documented ones and their JSON
 shape the documented schema (additionalProperties false, so a member the
 code adds or drops fails here)."""
+import json
 import os
 import re
 import smtplib
@@ -214,7 +215,7 @@ class Caller:
 
     def __call__(self, method, path, token, body=None, status=200):
         st, hd, data = self.a.request(
-            method, path, body if body is None or isinstance(body, str) else __import__("json").dumps(body),
+            method, path, body if body is None or isinstance(body, str) else json.dumps(body),
             {"Authorization": "Bearer " + token} if token else {}, cookie=False)
         assert st == status, (method, path, st, data)
         op = find_op(self.spec, method, path)
@@ -226,7 +227,6 @@ class Caller:
         self.seen.add((method.lower(), template(next(
             p for p in self.spec["paths"] if self.spec["paths"][p].get(method.lower()) is op))))
         if ctype == "application/json":
-            import json
             v = json.loads(data)
             check(self.spec, resp["content"][ctype]["schema"], v, f"{method} {path}")
             return v
@@ -310,6 +310,7 @@ def test_replies_match_the_schemas(spec, admin_server):
 
     assert "postern_messages_received_total 1" in call("GET", "/metrics", t)
     call("GET", "/metrics", None, status=401)
+    assert "postern_queue_messages" in call("GET", "/metrics", dt)  # x-domain-admin: true
 
     # Every documented route was called (and so checked) at least once.
     assert sorted(spec_routes(spec) - call.seen) == []
