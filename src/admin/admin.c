@@ -837,20 +837,24 @@ static_file(struct evhttp_request *req, const char *path)
 /* A POST from one of our own pages: the Origin (when the browser sends
  * one) is this host, and the form carries the session's CSRF token. */
 static bool
-csrf_ok(struct evhttp_request *req, const struct admin_sess *s,
-    struct evkeyvalq *form)
+origin_ok(struct evhttp_request *req)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
 	const char *origin = evhttp_find_header(h, "Origin");
 	const char *host = evhttp_find_header(h, "Host");
+	const char *p;
 
-	if (origin != NULL && strcmp(origin, "null") != 0) {
-		const char *p = strstr(origin, "://");
+	if (origin == NULL)
+		return true; /* not a browser's cross-site POST */
+	p = strstr(origin, "://");
+	return host != NULL && p != NULL && strcasecmp(p + 3, host) == 0;
+}
 
-		if (host == NULL || p == NULL || strcmp(p + 3, host) != 0)
-			return false;
-	}
-	return token_eq(admin_form(form, "csrf"), s->csrf);
+static bool
+csrf_ok(struct evhttp_request *req, const struct admin_sess *s,
+    struct evkeyvalq *form)
+{
+	return origin_ok(req) && token_eq(admin_form(form, "csrf"), s->csrf);
 }
 
 static void
@@ -938,7 +942,11 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (strcmp(path, "/login") == 0) {
-		if (is_post)
+		/* Another site cannot log the browser in (login CSRF). */
+		if (is_post && !origin_ok(req))
+			reply_text(req, 403, "refused: a login from another "
+			                     "site's page");
+		else if (is_post)
 			login_post(srv, req, &form);
 		else
 			login_page(req, 200, NULL);

@@ -588,6 +588,23 @@ conf_value(const char *text, size_t len, const char *key, char *out,
 		out[0] = '\0';
 }
 
+/* A textarea's text as the list files keep it: browsers send CRLF line
+ * ends (HTML's form encoding); the files have LF. */
+static char *
+lf_text(const char *s)
+{
+	char *o = xmalloc(strlen(s) + 2), *p = o;
+
+	for (; *s != '\0'; s++)
+		if (!(s[0] == '\r' && s[1] == '\n'))
+			*p++ = *s;
+	/* The last line ends too, as an editor would leave it. */
+	if (p != o && p[-1] != '\n')
+		*p++ = '\n';
+	*p = '\0';
+	return o;
+}
+
 /* Lines or commas -> one space-separated value. */
 static char *
 one_line(const char *s)
@@ -940,10 +957,10 @@ relay_page(struct admin_server *srv, struct evhttp_request *req,
 		f->f_addresses = one_line(admin_form(form, "relay_addresses"));
 		f->f_domains = one_line(admin_form(form, "relay_domains"));
 		if (evhttp_find_header(form, "accept") != NULL)
-			f->f_accept = xstrdup(admin_form(form, "accept"));
+			f->f_accept = lf_text(admin_form(form, "accept"));
 		if (evhttp_find_header(form, "recipients") != NULL)
 			f->f_recipients =
-			    xstrdup(admin_form(form, "recipients"));
+			    lf_text(admin_form(form, "recipients"));
 		f->f_advertise = xstrdup(
 		    strcmp(admin_form(form, "auth_advertise"), "yes") == 0
 		        ? "yes"
