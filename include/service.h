@@ -42,8 +42,8 @@ struct service_env {
 	void *daemon;
 	/* The Prometheus text of /metrics into out (loop thread). */
 	int (*metrics)(void *daemon, struct evbuffer *out);
-	const char *conf_path; /* posternd -c */
-	struct core_seen *seen;       /* last logins (core_server_set_seen) */
+	const char *conf_path;  /* posternd -c */
+	struct core_seen *seen; /* last logins (core_server_set_seen) */
 };
 
 /*

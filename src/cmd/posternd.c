@@ -278,7 +278,8 @@ struct daemon {
 struct reload {
 	struct daemon *dm;
 	struct bufferevent *bev; /* posternctl reload waiting, or NULL */
-	service_reload_fn done;  /* a service's reload (the web admin), or NULL */
+	service_reload_fn
+	    done; /* a service's reload (the web admin), or NULL */
 	void *done_arg;
 	struct config *cfg;
 	char err[512];
