@@ -17,6 +17,7 @@ struct committer;
 struct config;
 struct event_base;
 struct imap_folders;
+struct metrics_gauges;
 struct queue;
 struct workers;
 
@@ -29,6 +30,11 @@ struct service_env {
 	struct queue *queue;
 	struct authfail_table *authfails;
 	struct imap_folders *folders; /* open mail folders (IMAP, POP3) */
+	/* The /metrics gauges as they are now (every service's sessions,
+	 * the queue, the pools, the committer): fills *out.  Loop thread.
+	 * With stats_snapshot and metrics_render, the /metrics body. */
+	void (*gauges)(void *arg, struct metrics_gauges *out);
+	void *gauges_arg;
 };
 
 /*

@@ -501,15 +501,18 @@ daemon_reload(struct daemon *dm, struct bufferevent *bev)
 /*
  * The gauges of /metrics as they are now: sessions per service, the
  * queue, the pools' depths, the committer's batches.  Loop thread (the
- * services' and the queue's figures are the loop's).
+ * services' and the queue's figures are the loop's).  arg is the
+ * daemon; services reach it as service_env's gauges.
  */
 static void
-daemon_gauges(const struct daemon *dm, struct metrics_gauges *g)
+daemon_gauges(void *arg, struct metrics_gauges *g)
 {
 	static const char *const pools[] = {"dir", "store", "auth"};
+	const struct daemon *dm = arg;
 	struct workers *const w[] = {
 	    dm->env->dir, dm->env->store, dm->env->auth};
 	struct queue_stats qs;
+	time_t now = time(NULL);
 
 	memset(g, 0, sizeof(*g));
 	for (size_t i = 0; i < NSERVICES && i < METRICS_SERVICES_MAX; i++) {
@@ -521,9 +524,8 @@ daemon_gauges(const struct daemon *dm, struct metrics_gauges *g)
 	g->queue_entries = qs.entries;
 	g->queue_recipients = qs.recipients;
 	g->queue_held = qs.held;
-	g->queue_oldest_age_s = qs.oldest != 0 && time(NULL) > qs.oldest
-	                            ? time(NULL) - qs.oldest
-	                            : 0;
+	g->queue_oldest_age_s =
+	    qs.oldest != 0 && now > qs.oldest ? now - qs.oldest : 0;
 	for (size_t i = 0; i < 3; i++) {
 		g->pool_names[i] = pools[i];
 		g->pool_pending[i] = workers_pending(w[i]);
@@ -536,7 +538,7 @@ daemon_gauges(const struct daemon *dm, struct metrics_gauges *g)
 /* The Prometheus exposition of the counters and gauges into out (the
  * body of /metrics; the control socket's "metrics").  Loop thread. */
 static int
-daemon_metrics(const struct daemon *dm, struct evbuffer *out)
+daemon_metrics(struct daemon *dm, struct evbuffer *out)
 {
 	struct stats_snapshot s;
 	struct metrics_gauges g;
@@ -985,6 +987,8 @@ main(int argc, char **argv)
 	env.queue = queue_new(base, cfg, env.dir, env.store, env.committer);
 	queue_load(env.queue);
 	env.authfails = authfail_new();
+	env.gauges = daemon_gauges;
+	env.gauges_arg = &dm;
 	dm.conf_path = conf;
 	dm.boot = cfg;
 	dm.queue = env.queue;
