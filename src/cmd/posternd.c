@@ -515,10 +515,13 @@ daemon_gauges(void *arg, struct metrics_gauges *g)
 	time_t now = time(NULL);
 
 	memset(g, 0, sizeof(*g));
-	for (size_t i = 0; i < NSERVICES && i < METRICS_SERVICES_MAX; i++) {
-		g->session_names[i] = services[i]->name;
-		g->sessions[i] = services[i]->sessions(dm->svc[i]);
-		g->nservices++;
+	for (size_t i = 0; i < NSERVICES; i++) {
+		/* A service that keeps no sessions (none) is not shown. */
+		if (services[i]->sessions == NULL ||
+		    g->nservices == METRICS_SERVICES_MAX)
+			continue;
+		g->session_names[g->nservices] = services[i]->name;
+		g->sessions[g->nservices++] = services[i]->sessions(dm->svc[i]);
 	}
 	queue_stats(dm->queue, &qs);
 	g->queue_entries = qs.entries;
