@@ -56,7 +56,7 @@ struct service_env {
  * why) the keys this service binds at start whose values differ between
  * old and new and returns true if any does: a reload cannot apply them.
  * sessions is the number of sessions now (core_server_sessions; loop
- * thread), the sessions gauge of /metrics.
+ * thread), the sessions gauge of /metrics; NULL: not shown there.
  */
 struct service {
 	const char *name;

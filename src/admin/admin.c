@@ -51,6 +51,7 @@
 #include "log.h"
 #include "net.h"
 #include "passwd.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -639,6 +640,10 @@ login_done(struct admin_job *j)
 		admin_redirect(j->req, "/");
 		return;
 	}
+	/* A checked wrong password (not a lock's or the directory's
+	 * refusal) is a failed login for the dashboard. */
+	if (l->outcome == AUTHFAIL_BAD || l->outcome == AUTHFAIL_UNKNOWN)
+		stats_add(STAT_AUTH_FAILED, 1);
 	log_warn("event=admin-login result=%s admin=%s client=%s%s%s",
 	    v == AUTHFAIL_LOCKED ? "locked"
 	    : v == AUTHFAIL_TEMP ? "tempfail"
