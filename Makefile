@@ -135,7 +135,7 @@ include-graph:
 # directory does the most.
 PG_PROTO_TESTS = $(addprefix tests/proto/,test_directory.py test_auth.py \
 	test_relay.py test_smtp.py test_pop3_login.py test_quota.py test_cli.py \
-	test_imap.py)
+	test_imap.py test_admin_api.py)
 
 test:
 	@scripts/deps.sh test

@@ -42,8 +42,8 @@ struct service_env {
 	void *daemon;
 	/* The Prometheus text of /metrics into out (loop thread). */
 	int (*metrics)(void *daemon, struct evbuffer *out);
-	const char *conf_path; /* posternd -c */
-	struct core_seen *seen;       /* last logins (core_server_set_seen) */
+	const char *conf_path;  /* posternd -c */
+	struct core_seen *seen; /* last logins (core_server_set_seen) */
 };
 
 /*
@@ -56,7 +56,7 @@ struct service_env {
  * why) the keys this service binds at start whose values differ between
  * old and new and returns true if any does: a reload cannot apply them.
  * sessions is the number of sessions now (core_server_sessions; loop
- * thread), the sessions gauge of /metrics.
+ * thread), the sessions gauge of /metrics; NULL: not shown there.
  */
 struct service {
 	const char *name;

@@ -51,6 +51,7 @@
 #include "log.h"
 #include "net.h"
 #include "passwd.h"
+#include "stats.h"
 #include "tls.h"
 #include "worker.h"
 #include "xmalloc.h"
@@ -64,9 +65,9 @@ listeners_enable(struct admin_server *srv, bool on)
 {
 	for (size_t i = 0; i < srv->nfds; i++) {
 		struct evconnlistener *l =
-		    srv->bound[i] ? evhttp_bound_socket_get_listener(
-		                        srv->bound[i])
-		                  : NULL;
+		    srv->bound[i]
+		        ? evhttp_bound_socket_get_listener(srv->bound[i])
+		        : NULL;
 
 		if (l != NULL)
 			(void)(on ? evconnlistener_enable(l)
@@ -78,8 +79,8 @@ listeners_enable(struct admin_server *srv, bool on)
 /* An SSL freed: its connection is gone (OpenSSL calls this from
  * SSL_free, on the loop thread: bufferevents are freed there). */
 static void
-ssl_gone(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
-    void *argp)
+ssl_gone(
+    void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
 	struct admin_server *srv = ptr;
 
@@ -107,15 +108,14 @@ tls_bev(struct event_base *base, void *arg)
 		return NULL; /* evhttp makes a plain one: the handshake fails */
 	SSL_set_ex_data(ssl, ssl_index, srv);
 	srv->nconns++;
-	if (srv->nconns >= srv->cfg->admin_max_connections &&
-	    !srv->is_paused) {
+	if (srv->nconns >= srv->cfg->admin_max_connections && !srv->is_paused) {
 		log_warn("event=admin-full connections=%zu note=\"listeners "
 		         "paused until one closes (admin_max_connections)\"",
 		    srv->nconns);
 		listeners_enable(srv, false);
 	}
-	return bufferevent_openssl_socket_new(base, -1, ssl,
-	    BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	return bufferevent_openssl_socket_new(
+	    base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
 }
 
 static void
@@ -169,8 +169,8 @@ admin_peer(struct evhttp_request *req, char *ip, size_t iplen)
 	const struct sockaddr *sa =
 	    evcon ? evhttp_connection_get_addr(evcon) : NULL;
 
-	if (sa == NULL || (sa->sa_family != AF_INET &&
-	                      sa->sa_family != AF_INET6)) {
+	if (sa == NULL ||
+	    (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) {
 		snprintf(ip, iplen, "local"); /* the Unix socket */
 		return;
 	}
@@ -206,10 +206,10 @@ admin_reply(struct evhttp_request *req, int status, const char *type,
 		const char *text;
 	} reasons[] = {{200, "OK"}, {201, "Created"}, {303, "See Other"},
 	    {400, "Bad Request"}, {401, "Unauthorized"}, {403, "Forbidden"},
-	    {404, "Not Found"}, {405, "Method Not Allowed"},
-	    {409, "Conflict"}, {413, "Payload Too Large"},
-	    {422, "Unprocessable Entity"}, {429, "Too Many Requests"},
-	    {500, "Internal Server Error"}, {503, "Service Unavailable"}};
+	    {404, "Not Found"}, {405, "Method Not Allowed"}, {409, "Conflict"},
+	    {413, "Payload Too Large"}, {422, "Unprocessable Entity"},
+	    {429, "Too Many Requests"}, {500, "Internal Server Error"},
+	    {503, "Service Unavailable"}};
 	const char *reason = "Status";
 	struct evbuffer *b = body != NULL ? body : evbuffer_new();
 
@@ -308,8 +308,8 @@ token_eq(const char *a, const char *b)
 }
 
 static bool
-sess_expired(const struct admin_server *srv, const struct admin_sess *s,
-    time_t now)
+sess_expired(
+    const struct admin_server *srv, const struct admin_sess *s, time_t now)
 {
 	return now - s->last_seen >
 	           (time_t)(srv->cfg->admin_session_timeout_ms / 1000) ||
@@ -339,8 +339,8 @@ sess_sweep(struct admin_server *srv, time_t now)
 static struct admin_sess *
 sess_find(struct admin_server *srv, struct evhttp_request *req)
 {
-	const char *c = evhttp_find_header(
-	    evhttp_request_get_input_headers(req), "Cookie");
+	const char *c =
+	    evhttp_find_header(evhttp_request_get_input_headers(req), "Cookie");
 	char id[ADMIN_TOKEN_HEX + 1];
 	time_t now = time(NULL);
 	const char *p;
@@ -386,8 +386,7 @@ sess_new(struct admin_server *srv, const char *name, const char *domain)
 		size_t old = 0;
 
 		for (size_t i = 1; i < srv->nsess; i++)
-			if (srv->sess[i]->last_seen <
-			    srv->sess[old]->last_seen)
+			if (srv->sess[i]->last_seen < srv->sess[old]->last_seen)
 				old = i;
 		log_warn("event=admin-sessions-full note=\"the session idle "
 		         "longest was ended\" admin=%s",
@@ -506,8 +505,9 @@ admin_submit(struct admin_server *srv, struct evhttp_request *req,
 
 	if (srv->pending >= ADMIN_PENDING_MAX) {
 		log_warn("event=admin-busy pending=%zu", srv->pending);
-		reply_text(req, 503, "busy: too many requests in progress, "
-		                     "try again");
+		reply_text(req, 503,
+		    "busy: too many requests in progress, "
+		    "try again");
 		if (jobp != NULL)
 			*jobp = NULL;
 		return false;
@@ -596,8 +596,8 @@ login_run(struct admin_job *j, struct dir *d)
 		passwd_check(l->pass, NULL, &l->start);
 		return;
 	}
-	r = d->admin->admin_get(d, l->name, &hash, l->domain,
-	    sizeof(l->domain), j->err, sizeof(j->err));
+	r = d->admin->admin_get(d, l->name, &hash, l->domain, sizeof(l->domain),
+	    j->err, sizeof(j->err));
 	if (r < 0) {
 		l->outcome = AUTHFAIL_ERROR;
 		passwd_check(l->pass, NULL, &l->start);
@@ -640,6 +640,10 @@ login_done(struct admin_job *j)
 		admin_redirect(j->req, "/");
 		return;
 	}
+	/* A checked wrong password (not a lock's or the directory's
+	 * refusal) is a failed login for the dashboard. */
+	if (l->outcome == AUTHFAIL_BAD || l->outcome == AUTHFAIL_UNKNOWN)
+		stats_add(STAT_AUTH_FAILED, 1);
 	log_warn("event=admin-login result=%s admin=%s client=%s%s%s",
 	    v == AUTHFAIL_LOCKED ? "locked"
 	    : v == AUTHFAIL_TEMP ? "tempfail"
@@ -647,11 +651,13 @@ login_done(struct admin_job *j)
 	    log_esc(l->name), l->ip, j->err[0] ? " error=" : "",
 	    j->err[0] ? log_esc(j->err) : "");
 	if (v == AUTHFAIL_TEMP)
-		login_page(j->req, 503, "The directory is unavailable; try "
-		                        "again in a moment.");
+		login_page(j->req, 503,
+		    "The directory is unavailable; try "
+		    "again in a moment.");
 	else if (v == AUTHFAIL_LOCKED)
-		login_page(j->req, 429, "Too many failed logins: locked out "
-		                        "for a while.");
+		login_page(j->req, 429,
+		    "Too many failed logins: locked out "
+		    "for a while.");
 	else
 		login_page(j->req, 403, "Wrong name or password.");
 }
@@ -673,8 +679,9 @@ login_post(struct admin_server *srv, struct evhttp_request *req,
 		/* Counted like a wrong password: no free guesses. */
 		if (authfail_fail(srv->env->authfails, &srv->cfg->authfail, ip,
 		        time(NULL)) == AUTHFAIL_LOCKED)
-			login_page(req, 429, "Too many failed logins: locked "
-			                     "out for a while.");
+			login_page(req, 429,
+			    "Too many failed logins: locked "
+			    "out for a while.");
 		else
 			login_page(req, 403, "Wrong name or password.");
 		return;
@@ -690,8 +697,8 @@ login_post(struct admin_server *srv, struct evhttp_request *req,
 		log_warn("event=admin-login result=%s admin=%s client=%s",
 		    v == AUTHFAIL_LOCKED ? "locked" : "busy", log_esc(name),
 		    ip);
-		login_page(req, 429, v == AUTHFAIL_LOCKED
-		                         ? "Too many failed logins: locked "
+		login_page(req, 429,
+		    v == AUTHFAIL_LOCKED ? "Too many failed logins: locked "
 		                           "out for a while."
 		                         : "A login from your address is "
 		                           "being checked; try again.");
@@ -701,8 +708,8 @@ login_post(struct admin_server *srv, struct evhttp_request *req,
 	snprintf(l->pass, sizeof(l->pass), "%s", pass);
 	clock_gettime(CLOCK_MONOTONIC, &l->start);
 	if (!admin_submit(srv, req, NULL, login_run, login_done, &j)) {
-		authfail_end(srv->env->authfails, &srv->cfg->authfail,
-		    &l->slot, AUTHFAIL_ERROR, account, time(NULL));
+		authfail_end(srv->env->authfails, &srv->cfg->authfail, &l->slot,
+		    AUTHFAIL_ERROR, account, time(NULL));
 		explicit_bzero(l, sizeof(*l));
 		free(l);
 		return;
@@ -729,9 +736,9 @@ token_run(struct admin_job *j, struct dir *d)
 		snprintf(j->err, sizeof(j->err), "directory unavailable");
 		return;
 	}
-	j->rc = d->admin->token_find(d, a->hash, j->who.name,
-	    sizeof(j->who.name), j->who.domain, sizeof(j->who.domain),
-	    j->err, sizeof(j->err));
+	j->rc =
+	    d->admin->token_find(d, a->hash, j->who.name, sizeof(j->who.name),
+	        j->who.domain, sizeof(j->who.domain), j->err, sizeof(j->err));
 }
 
 static void admin_metrics(struct admin_server *, struct evhttp_request *);
@@ -751,8 +758,8 @@ token_done(struct admin_job *j)
 		    log_esc(a->id));
 		/* A bad token counts against the client like a bad
 		 * password: no unlimited guessing through the API. */
-		authfail_fail(j->srv->env->authfails, &j->cfg->authfail, ip,
-		    time(NULL));
+		authfail_fail(
+		    j->srv->env->authfails, &j->cfg->authfail, ip, time(NULL));
 		evhttp_add_header(evhttp_request_get_output_headers(j->req),
 		    "WWW-Authenticate", "Bearer");
 		reply_text(j->req, 401, "bad token");
@@ -766,8 +773,8 @@ token_done(struct admin_job *j)
 
 /* Bearer pst_<id>_<secret> -> a job looking it up; false: none given. */
 static bool
-bearer(struct admin_server *srv, struct evhttp_request *req,
-    const char *path, bool is_metrics)
+bearer(struct admin_server *srv, struct evhttp_request *req, const char *path,
+    bool is_metrics)
 {
 	const char *h = evhttp_find_header(
 	    evhttp_request_get_input_headers(req), "Authorization");
@@ -779,11 +786,11 @@ bearer(struct admin_server *srv, struct evhttp_request *req,
 		return false;
 	admin_peer(req, ip, sizeof(ip));
 	a = xcalloc(1, sizeof(*a));
-	if (dir_token_parse(h + 7, a->id, sizeof(a->id), a->hash,
-	        sizeof(a->hash)) == -1) {
+	if (dir_token_parse(
+	        h + 7, a->id, sizeof(a->id), a->hash, sizeof(a->hash)) == -1) {
 		free(a);
-		authfail_fail(srv->env->authfails, &srv->cfg->authfail, ip,
-		    time(NULL));
+		authfail_fail(
+		    srv->env->authfails, &srv->cfg->authfail, ip, time(NULL));
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
 		reply_text(req, 401, "bad token");
@@ -837,20 +844,24 @@ static_file(struct evhttp_request *req, const char *path)
 /* A POST from one of our own pages: the Origin (when the browser sends
  * one) is this host, and the form carries the session's CSRF token. */
 static bool
-csrf_ok(struct evhttp_request *req, const struct admin_sess *s,
-    struct evkeyvalq *form)
+origin_ok(struct evhttp_request *req)
 {
 	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
 	const char *origin = evhttp_find_header(h, "Origin");
 	const char *host = evhttp_find_header(h, "Host");
+	const char *p;
 
-	if (origin != NULL && strcmp(origin, "null") != 0) {
-		const char *p = strstr(origin, "://");
+	if (origin == NULL)
+		return true; /* not a browser's cross-site POST */
+	p = strstr(origin, "://");
+	return host != NULL && p != NULL && strcasecmp(p + 3, host) == 0;
+}
 
-		if (host == NULL || p == NULL || strcmp(p + 3, host) != 0)
-			return false;
-	}
-	return token_eq(admin_form(form, "csrf"), s->csrf);
+static bool
+csrf_ok(struct evhttp_request *req, const struct admin_sess *s,
+    struct evkeyvalq *form)
+{
+	return origin_ok(req) && token_eq(admin_form(form, "csrf"), s->csrf);
 }
 
 static void
@@ -906,10 +917,11 @@ on_request(struct evhttp_request *req, void *arg)
 			evhttp_add_header(
 			    evhttp_request_get_output_headers(req),
 			    "WWW-Authenticate", "Bearer");
-			reply_text(req, 401, "a bearer token is needed "
-			                     "(posternctl admin token NAME), "
-			                     "or a client in "
-			                     "admin_metrics_allow");
+			reply_text(req, 401,
+			    "a bearer token is needed "
+			    "(posternctl admin token NAME), "
+			    "or a client in "
+			    "admin_metrics_allow");
 		}
 		free(path);
 		return;
@@ -919,8 +931,9 @@ on_request(struct evhttp_request *req, void *arg)
 			evhttp_add_header(
 			    evhttp_request_get_output_headers(req),
 			    "WWW-Authenticate", "Bearer");
-			reply_text(req, 401, "a bearer token is needed "
-			                     "(posternctl admin token NAME)");
+			reply_text(req, 401,
+			    "a bearer token is needed "
+			    "(posternctl admin token NAME)");
 		}
 		free(path);
 		return;
@@ -938,7 +951,12 @@ on_request(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (strcmp(path, "/login") == 0) {
-		if (is_post)
+		/* Another site cannot log the browser in (login CSRF). */
+		if (is_post && !origin_ok(req))
+			reply_text(req, 403,
+			    "refused: a login from another "
+			    "site's page");
+		else if (is_post)
 			login_post(srv, req, &form);
 		else
 			login_page(req, 200, NULL);
@@ -955,8 +973,9 @@ on_request(struct evhttp_request *req, void *arg)
 		admin_peer(req, ip, sizeof(ip));
 		log_warn("event=admin-csrf admin=%s client=%s path=%s",
 		    log_esc(s->name), ip, log_esc(path));
-		reply_text(req, 403, "refused: the form's CSRF token is "
-		                     "missing or wrong (reload the page)");
+		reply_text(req, 403,
+		    "refused: the form's CSRF token is "
+		    "missing or wrong (reload the page)");
 		goto out;
 	}
 	memset(&who, 0, sizeof(who));
@@ -992,8 +1011,8 @@ pool_open(void *arg)
 {
 	const struct config *cfg = arg;
 	char err[256] = "";
-	struct dir *d = dir_open(
-	    cfg, DIR_OPEN_ADMIN | DIR_OPEN_LAZY, err, sizeof(err));
+	struct dir *d =
+	    dir_open(cfg, DIR_OPEN_ADMIN | DIR_OPEN_LAZY, err, sizeof(err));
 
 	if (err[0] != '\0')
 		log_err("event=directory-open service=admin error=\"%s\"",
@@ -1040,16 +1059,14 @@ service_new(
 	if (cfg->admin_listen.n == 0 && cfg->admin_socket[0] == '\0')
 		return srv; /* off */
 	if (ssl_index == -1)
-		ssl_index = SSL_get_ex_new_index(
-		    0, NULL, NULL, NULL, ssl_gone);
+		ssl_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, ssl_gone);
 	if (cfg->admin_listen.n > 0) {
 		srv->tls = tls_server_ctx_new(
 		    cfg->tls_cert, cfg->tls_key, err, errlen);
 		if (srv->tls == NULL)
 			return NULL;
 		srv->fds = xcalloc(cfg->admin_listen.n, sizeof(*srv->fds));
-		srv->bound =
-		    xcalloc(cfg->admin_listen.n, sizeof(*srv->bound));
+		srv->bound = xcalloc(cfg->admin_listen.n, sizeof(*srv->bound));
 		for (size_t i = 0; i < cfg->admin_listen.n; i++) {
 			char bound[80];
 			int fd = net_listen(
@@ -1068,8 +1085,8 @@ service_new(
 	}
 	/* The writer keeps the privileges posternd started with; it is
 	 * forked now, before they are dropped (admin_confd.c). */
-	if (admin_confd_start(cfg->path, &srv->confd_fd, &srv->confd_pid, err,
-	        errlen) == -1)
+	if (admin_confd_start(
+	        cfg->path, &srv->confd_fd, &srv->confd_pid, err, errlen) == -1)
 		return NULL;
 	return srv;
 }
@@ -1091,8 +1108,8 @@ bind_local(struct admin_server *srv)
 	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", p);
 	if (lstat(p, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode))
-			fatalx("admin_socket %s: exists and is not a socket",
-			    p);
+			fatalx(
+			    "admin_socket %s: exists and is not a socket", p);
 		unlink(p);
 	}
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
@@ -1113,8 +1130,7 @@ service_start(void *arg, const struct service_env *env)
 	srv->env = env;
 	if (srv->nfds == 0 && srv->cfg->admin_socket[0] == '\0')
 		return;
-	srv->pool = workers_new(srv->base, 2, pool_open, pool_close,
-	    srv->cfg);
+	srv->pool = workers_new(srv->base, 2, pool_open, pool_close, srv->cfg);
 	if (srv->nfds > 0) {
 		srv->https = http_new(srv, true);
 		for (size_t i = 0; i < srv->nfds; i++) {
@@ -1205,8 +1221,8 @@ service_restart_needed(const struct config *old, const struct config *new,
 	if (strcmp(old->admin_socket, new->admin_socket) != 0) {
 		size_t n = strlen(why);
 
-		snprintf(why + n, whylen - n, "%sadmin_socket",
-		    n > 0 ? "," : "");
+		snprintf(
+		    why + n, whylen - n, "%sadmin_socket", n > 0 ? "," : "");
 		is_changed = true;
 	}
 	return is_changed;

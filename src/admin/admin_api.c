@@ -219,8 +219,8 @@ read_run(struct admin_job *j, struct dir *d)
 		const char *why = NULL;
 		char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1];
 
-		if (dir_split_address(j->c, l, sizeof(l), dom, sizeof(dom),
-		        &why) == -1 ||
+		if (dir_split_address(
+		        j->c, l, sizeof(l), dom, sizeof(dom), &why) == -1 ||
 		    !admin_may_domain(&j->who, dom)) {
 			snprintf(j->err, sizeof(j->err), "%.200s: %s", j->c,
 			    why ? why : "not in your domain");
@@ -230,8 +230,8 @@ read_run(struct admin_job *j, struct dir *d)
 			char full[600];
 
 			snprintf(full, sizeof(full), "%s@%s", l, dom);
-			rc = jlist(j, d, "members", "members", full, NULL,
-			    NULL);
+			rc =
+			    jlist(j, d, "members", "members", full, NULL, NULL);
 		}
 	}
 	evbuffer_add_printf(j->out, "}\n");
@@ -310,8 +310,7 @@ jq_row(void *arg, const struct qenv *e, bool is_active)
 }
 
 static void
-queue_api(struct admin_server *srv, struct evhttp_request *req,
-    const char *id)
+queue_api(struct admin_server *srv, struct evhttp_request *req, const char *id)
 {
 	struct evbuffer *b = evbuffer_new();
 	struct jq q = {b, id, 0};
@@ -346,8 +345,8 @@ stats_api(struct admin_server *srv, struct evhttp_request *req)
 		    (unsigned long long)s->total[i]);
 	evbuffer_add_printf(b, "},\"hours\":[");
 	for (int h = 0; h < STATS_HOURS; h++) {
-		evbuffer_add_printf(
-		    b, "%s{\"start\":%lld", h ? "," : "", (long long)s->hour_start[h]);
+		evbuffer_add_printf(b, "%s{\"start\":%lld", h ? "," : "",
+		    (long long)s->hour_start[h]);
 		for (int i = 0; i < STAT_N; i++)
 			evbuffer_add_printf(b, ",\"%s\":%llu",
 			    stats_name((enum stat_counter)i),
@@ -411,8 +410,9 @@ admin_api(struct admin_server *srv, struct evhttp_request *req,
 	/* What a domain admin may reach: its users, aliases and lists. */
 	if (w->domain[0] != '\0' && strcmp(r, "users") != 0 &&
 	    strcmp(r, "aliases") != 0 && strcmp(r, "lists") != 0) {
-		admin_json_error(req, 403, "a domain admin manages only its "
-		                           "domain's users, aliases and lists");
+		admin_json_error(req, 403,
+		    "a domain admin manages only its "
+		    "domain's users, aliases and lists");
 		goto out;
 	}
 	if (strcmp(r, "relay") == 0 && n == 3 && get)
@@ -505,8 +505,8 @@ admin_api(struct admin_server *srv, struct evhttp_request *req,
 	else if (strcmp(r, "log") == 0 && n == 3 && get)
 		admin_log_api(srv, req, w, admin_form(&q, "q"));
 	else
-		admin_json_error(req, get || post || del ? 404 : 405,
-		    "no such route");
+		admin_json_error(
+		    req, get || post || del ? 404 : 405, "no such route");
 out:
 	admin_json_free(&j);
 	evhttp_clear_headers(&q);

@@ -204,8 +204,7 @@ confd_list(const char *conf, const char *which, const char *text, size_t len,
 		*slash = '\0';
 	/* Root writes only where nobody else could have swapped a
 	 * directory on the way for a link. */
-	if (geteuid() == 0 &&
-	    safefs_data_dir_parents(dir, err, errlen) == -1)
+	if (geteuid() == 0 && safefs_data_dir_parents(dir, err, errlen) == -1)
 		goto out;
 	if (config_list_file_write(path,
 	        is_accept ? CONFIG_LIST_ACCEPT : CONFIG_LIST_RECIPIENTS, text,
@@ -215,8 +214,7 @@ out:
 	config_unref(&cfg);
 }
 
-static void __attribute__((noreturn))
-confd_main(int fd, const char *conf)
+static void __attribute__((noreturn)) confd_main(int fd, const char *conf)
 {
 	char err[1024], reply[1100];
 
@@ -241,8 +239,8 @@ confd_main(int fd, const char *conf)
 		} else
 			snprintf(err, sizeof(err), "bad request");
 		free(req);
-		snprintf(reply, sizeof(reply), err[0] ? "error: %s" : "ok",
-		    err);
+		snprintf(
+		    reply, sizeof(reply), err[0] ? "error: %s" : "ok", err);
 		if (frame_send(fd, reply, strlen(reply), CONFD_TIMEOUT_MS) ==
 		    -1)
 			_exit(0);
@@ -250,8 +248,8 @@ confd_main(int fd, const char *conf)
 }
 
 int
-admin_confd_start(const char *conf_path, int *fd_out, int *pid_out,
-    char *err, size_t errlen)
+admin_confd_start(
+    const char *conf_path, int *fd_out, int *pid_out, char *err, size_t errlen)
 {
 	int sv[2];
 	pid_t pid;
@@ -360,8 +358,8 @@ admin_confd_edit(struct admin_server *srv, const struct config_edit *e,
 }
 
 int
-admin_confd_list(struct admin_server *srv, const char *which,
-    const char *text, size_t len, char *err, size_t errlen)
+admin_confd_list(struct admin_server *srv, const char *which, const char *text,
+    size_t len, char *err, size_t errlen)
 {
 	size_t hl = strlen("list ") + strlen(which) + 1;
 	char *req;

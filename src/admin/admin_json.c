@@ -393,9 +393,9 @@ admin_json_parse(const char *text, size_t len, struct admin_json *out,
 			}
 		} else if (word(&r, "true") || word(&r, "false")) {
 			m->type = AJ_BOOL;
-			m->text = xstrdup(r.p[-1] == 'e' && r.p[-2] == 'u'
-			                      ? "true"
-			                      : "false");
+			m->text =
+			    xstrdup(r.p[-1] == 'e' && r.p[-2] == 'u' ? "true"
+			                                             : "false");
 		} else if (word(&r, "null")) {
 			m->type = AJ_NULL;
 			m->text = xstrdup("");

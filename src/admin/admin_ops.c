@@ -23,9 +23,9 @@
 
 static const struct {
 	enum admin_opcode op;
-	const char *name;   /* the audit's "what" and the API's */
-	bool server_only;   /* full admins only */
-	const char *done;   /* what the flash says, after the object */
+	const char *name; /* the audit's "what" and the API's */
+	bool server_only; /* full admins only */
+	const char *done; /* what the flash says, after the object */
 } ops[] = {
     {AOP_DOMAIN_ADD, "domain-add", true, "added"},
     {AOP_DOMAIN_DEL, "domain-del", true, "removed"},
@@ -66,8 +66,8 @@ split_for(struct admin_job *j, const char *in, char *l, char *d)
 {
 	const char *why = NULL;
 
-	if (dir_split_address(in, l, ADDR_LOCAL_MAX + 1, d,
-	        ADDR_DOMAIN_MAX + 1, &why) == -1) {
+	if (dir_split_address(in, l, ADDR_LOCAL_MAX + 1, d, ADDR_DOMAIN_MAX + 1,
+	        &why) == -1) {
 		snprintf(j->err, sizeof(j->err), "%.200s: %s", in,
 		    why ? why : "bad address");
 		return -1;
@@ -209,8 +209,9 @@ admin_op_run(struct admin_job *j, struct dir *d)
 			break;
 		/* The name becomes a directory: a plain dot-atom. */
 		if (!addr_local_is_dot_string(l) || strchr(l, '/') != NULL) {
-			snprintf(e, el, "%.200s: a user name must be a plain "
-			                "dot-atom without '/'",
+			snprintf(e, el,
+			    "%.200s: a user name must be a plain "
+			    "dot-atom without '/'",
 			    j->a);
 			break;
 		}
@@ -279,8 +280,8 @@ admin_op_run(struct admin_job *j, struct dir *d)
 
 		if (split_for(j, j->a, l, dom) == -1)
 			break;
-		if (dir_split_address(j->b, l2, sizeof(l2), dom2,
-		        sizeof(dom2), &why) == -1) {
+		if (dir_split_address(
+		        j->b, l2, sizeof(l2), dom2, sizeof(dom2), &why) == -1) {
 			snprintf(e, el, "%.200s: %s", j->b,
 			    why ? why : "bad address");
 			break;

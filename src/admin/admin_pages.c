@@ -170,9 +170,10 @@ button_form(struct evbuffer *b, const struct admin_who *w, const char *action,
 		html_printf(b, "\">");
 	}
 	if (confirm != NULL)
-		html_printf(b, "<label class=\"inline\"><input type=\"checkbox\" "
-		               "name=\"confirm\" value=\"yes\" required> "
-		               "sure</label> ");
+		html_printf(b,
+		    "<label class=\"inline\"><input type=\"checkbox\" "
+		    "name=\"confirm\" value=\"yes\" required> "
+		    "sure</label> ");
 	html_printf(b, "<button type=\"submit\"%s>%s</button></form>",
 	    confirm ? " class=\"danger\"" : " class=\"plain\"", label);
 }
@@ -207,8 +208,8 @@ op_post(struct admin_server *srv, struct evhttp_request *req,
 		return;
 	}
 	/* Removing needs the confirmation box (the script ticks it). */
-	if ((op == AOP_DOMAIN_DEL || op == AOP_USER_DEL ||
-	        op == AOP_LIST_DEL || op == AOP_HALIAS_DEL) &&
+	if ((op == AOP_DOMAIN_DEL || op == AOP_USER_DEL || op == AOP_LIST_DEL ||
+	        op == AOP_HALIAS_DEL) &&
 	    strcmp(admin_form(form, "confirm"), "yes") != 0) {
 		admin_flash(w, "Not done: tick \"sure\" to remove %s",
 		    admin_form(form, "a"));
@@ -313,7 +314,7 @@ user_row(void *arg, const struct dir_user_info *u)
 	html_esc(b, q);
 	html_printf(b, "</td><td>%s</td><td>",
 	    u->is_disabled ? "<strong class=\"error\">disabled</strong>"
-	                : "active");
+	                   : "active");
 	if (u->last_login > 0)
 		html_esc(b, human_time(when, sizeof(when),
 		                (time_t)u->last_login, ur->now));
@@ -326,8 +327,8 @@ user_row(void *arg, const struct dir_user_info *u)
 	html_printf(b, " <a href=\"/users/edit?a=");
 	url_esc(b, u->address);
 	html_printf(b, "\">Password, quota</a> ");
-	button_form(b, ur->w, "/users", "user-del", u->address, NULL,
-	    "Remove", "Remove this user? (the Maildir stays on disk)");
+	button_form(b, ur->w, "/users", "user-del", u->address, NULL, "Remove",
+	    "Remove this user? (the Maildir stays on disk)");
 	html_printf(b, "</td></tr>\n");
 }
 
@@ -353,46 +354,51 @@ users_run(struct admin_job *j, struct dir *d)
 		j->status = 503;
 		return;
 	}
-	html_printf(b, "</tbody></table>\n<p class=\"muted\">%zu user%s. A "
-	               "disabled user cannot log in (SMTP AUTH, POP3, IMAP); "
-	               "mail to it is still delivered.</p>\n",
+	html_printf(b,
+	    "</tbody></table>\n<p class=\"muted\">%zu user%s. A "
+	    "disabled user cannot log in (SMTP AUTH, POP3, IMAP); "
+	    "mail to it is still delivered.</p>\n",
 	    ur.n, ur.n == 1 ? "" : "s");
 	html_printf(b, "<h2>Add a user</h2>\n<form method=\"post\" "
 	               "action=\"/users\" id=\"user-add\">");
 	html_csrf(b, &j->who);
-	html_printf(b, "<input type=\"hidden\" name=\"op\" value=\"user-add\">"
-	               "<label>Address <input name=\"a\" required "
-	               "placeholder=\"name@%s\"></label><label>Password "
-	               "<input name=\"b\" type=\"password\" required "
-	               "autocomplete=\"new-password\"></label><button "
-	               "type=\"submit\">Add user</button></form>\n",
+	html_printf(b,
+	    "<input type=\"hidden\" name=\"op\" value=\"user-add\">"
+	    "<label>Address <input name=\"a\" required "
+	    "placeholder=\"name@%s\"></label><label>Password "
+	    "<input name=\"b\" type=\"password\" required "
+	    "autocomplete=\"new-password\"></label><button "
+	    "type=\"submit\">Add user</button></form>\n",
 	    j->who.domain[0] ? j->who.domain : "example.org");
 }
 
 static void
-user_edit_page(struct evhttp_request *req, struct admin_who *w,
-    const char *addr)
+user_edit_page(
+    struct evhttp_request *req, struct admin_who *w, const char *addr)
 {
 	struct evbuffer *b = evbuffer_new();
 
 	html_head(b, w, "Edit user", "/users");
 	html_printf(b, "<p>User <strong>");
 	html_esc(b, addr);
-	html_printf(b, "</strong></p>\n<form method=\"post\" action=\"/users\">");
+	html_printf(
+	    b, "</strong></p>\n<form method=\"post\" action=\"/users\">");
 	html_csrf(b, w);
 	html_printf(b, "<fieldset><legend>New password</legend><input "
 	               "type=\"hidden\" name=\"op\" value=\"user-passwd\">"
 	               "<input type=\"hidden\" name=\"a\" value=\"");
 	html_esc(b, addr);
-	html_printf(b, "\"><label>Password <input name=\"b\" "
-	               "type=\"password\" required autocomplete=\"new-password\">"
-	               "</label><button type=\"submit\">Set password</button>"
-	               "</fieldset></form>\n<form method=\"post\" "
-	               "action=\"/users\">");
+	html_printf(b,
+	    "\"><label>Password <input name=\"b\" "
+	    "type=\"password\" required autocomplete=\"new-password\">"
+	    "</label><button type=\"submit\">Set password</button>"
+	    "</fieldset></form>\n<form method=\"post\" "
+	    "action=\"/users\">");
 	html_csrf(b, w);
-	html_printf(b, "<fieldset><legend>Quota</legend><input type=\"hidden\" "
-	               "name=\"op\" value=\"user-quota\"><input type=\"hidden\" "
-	               "name=\"a\" value=\"");
+	html_printf(b,
+	    "<fieldset><legend>Quota</legend><input type=\"hidden\" "
+	    "name=\"op\" value=\"user-quota\"><input type=\"hidden\" "
+	    "name=\"a\" value=\"");
 	html_esc(b, addr);
 	html_printf(b, "\"><label>Bytes (k, M, G; empty: the default) <input "
 	               "name=\"c\"></label><label>Messages <input name=\"d\">"
@@ -577,15 +583,32 @@ relay_read_run(struct admin_job *j, struct dir *d)
 
 /* The value of key as the file has it (or its default). */
 static void
-conf_value(const char *text, size_t len, const char *key, char *out,
-    size_t outlen)
+conf_value(
+    const char *text, size_t len, const char *key, char *out, size_t outlen)
 {
 	bool is_set;
 	char err[256];
 
-	if (config_get_text(text, len, key, out, outlen, &is_set, err,
-	        sizeof(err)) == -1)
+	if (config_get_text(
+	        text, len, key, out, outlen, &is_set, err, sizeof(err)) == -1)
 		out[0] = '\0';
+}
+
+/* A textarea's text as the list files keep it: browsers send CRLF line
+ * ends (HTML's form encoding); the files have LF. */
+static char *
+lf_text(const char *s)
+{
+	char *o = xmalloc(strlen(s) + 2), *p = o;
+
+	for (; *s != '\0'; s++)
+		if (!(s[0] == '\r' && s[1] == '\n'))
+			*p++ = *s;
+	/* The last line ends too, as an editor would leave it. */
+	if (p != o && p[-1] != '\n')
+		*p++ = '\n';
+	*p = '\0';
+	return o;
 }
 
 /* Lines or commas -> one space-separated value. */
@@ -615,8 +638,8 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 {
 	struct relay_form *f = j->ptr;
 	const struct config *c = j->cfg;
-	const char *mode = f->f_relay ? f->f_relay
-	                              : config_relay_mode_name(c->relay_mode);
+	const char *mode =
+	    f->f_relay ? f->f_relay : config_relay_mode_name(c->relay_mode);
 	char conf[64 << 10];
 	size_t clen = 0;
 	char *text = file_read(c->path, sizeof(conf) - 1, &clen, NULL);
@@ -634,10 +657,11 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 	html_printf(b, "<fieldset><legend>Relay mode: who may send mail "
 	               "to other domains through this server</legend>\n");
 	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		html_printf(b, "<div class=\"mode\"><label><input type=\"radio\" "
-		               "name=\"relay\" value=\"%s\" id=\"relay-%s\"%s>"
-		               "<strong>%s</strong> <code>%s</code></label>"
-		               "<p%s>%s</p></div>\n",
+		html_printf(b,
+		    "<div class=\"mode\"><label><input type=\"radio\" "
+		    "name=\"relay\" value=\"%s\" id=\"relay-%s\"%s>"
+		    "<strong>%s</strong> <code>%s</code></label>"
+		    "<p%s>%s</p></div>\n",
 		    modes[i].mode, modes[i].mode,
 		    strcmp(mode, modes[i].mode) == 0 ? " checked" : "",
 		    modes[i].title, modes[i].mode,
@@ -671,10 +695,11 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 		html_esc(b, f->f_recipients ? f->f_recipients : f->recipients);
 		html_printf(b, "</textarea>\n");
 	} else
-		html_printf(b, "<p class=\"muted\">Every recipient at the relay "
-		               "domains is accepted: set relay_recipients in "
-		               "postern.conf to a file to edit that list "
-		               "here.</p>\n");
+		html_printf(b,
+		    "<p class=\"muted\">Every recipient at the relay "
+		    "domains is accepted: set relay_recipients in "
+		    "postern.conf to a file to edit that list "
+		    "here.</p>\n");
 	html_printf(b, "</fieldset>\n<fieldset><legend>Accept list</legend>\n");
 	if (f->accept != NULL) {
 		html_printf(b, "<label for=\"accept\">IP addresses, host names "
@@ -686,20 +711,23 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 		html_esc(b, f->f_accept ? f->f_accept : f->accept);
 		html_printf(b, "</textarea>\n");
 	} else
-		html_printf(b, "<p class=\"muted\">No accept list: set "
-		               "accept_file in postern.conf to a file to edit it "
-		               "here.</p>\n");
+		html_printf(b,
+		    "<p class=\"muted\">No accept list: set "
+		    "accept_file in postern.conf to a file to edit it "
+		    "here.</p>\n");
 	html_printf(b, "</fieldset>\n<fieldset><legend>SMTP AUTH</legend>\n");
-	html_printf(b, "<label><input type=\"checkbox\" name=\"auth_advertise\" "
-	               "value=\"yes\"%s> Advertise AUTH in the EHLO reply"
-	               "</label>\n",
+	html_printf(b,
+	    "<label><input type=\"checkbox\" name=\"auth_advertise\" "
+	    "value=\"yes\"%s> Advertise AUTH in the EHLO reply"
+	    "</label>\n",
 	    (f->f_advertise ? strcmp(f->f_advertise, "yes") == 0
 	                    : c->auth_advertise)
 	        ? " checked"
 	        : "");
-	html_printf(b, "<label><input type=\"checkbox\" "
-	               "name=\"auth_require_tls\" value=\"yes\"%s> AUTH over "
-	               "TLS only</label>\n",
+	html_printf(b,
+	    "<label><input type=\"checkbox\" "
+	    "name=\"auth_require_tls\" value=\"yes\"%s> AUTH over "
+	    "TLS only</label>\n",
 	    (f->f_require_tls ? strcmp(f->f_require_tls, "yes") == 0
 	                      : c->auth_require_tls)
 	        ? " checked"
@@ -709,13 +737,13 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 		static const char *const smt[] = {
 		    "submission: a logged-in client sends only as its "
 		    "own addresses",
-		    "yes: the same", "no: a logged-in client may send as anyone"};
+		    "yes: the same",
+		    "no: a logged-in client may send as anyone"};
 		const char *cur =
 		    f->f_sender_match ? f->f_sender_match
-		    : c->auth_sender_match == SENDER_MATCH_NO ? "no"
-		    : c->auth_sender_match == SENDER_MATCH_YES
-		        ? "yes"
-		        : "submission";
+		    : c->auth_sender_match == SENDER_MATCH_NO  ? "no"
+		    : c->auth_sender_match == SENDER_MATCH_YES ? "yes"
+		                                               : "submission";
 
 		html_printf(b, "<label>Sender match <select "
 		               "name=\"auth_sender_match\">");
@@ -759,8 +787,8 @@ relay_save_run(struct admin_job *j, struct dir *d)
 	f->accept = read_list(c->accept_file);
 	f->recipients = read_list(c->relay_recipients_file);
 	if (text == NULL) {
-		snprintf(j->err, sizeof(j->err), "%s: %s", c->path,
-		    strerror(errno));
+		snprintf(
+		    j->err, sizeof(j->err), "%s: %s", c->path, strerror(errno));
 		j->rc = -1;
 		return;
 	}
@@ -940,10 +968,10 @@ relay_page(struct admin_server *srv, struct evhttp_request *req,
 		f->f_addresses = one_line(admin_form(form, "relay_addresses"));
 		f->f_domains = one_line(admin_form(form, "relay_domains"));
 		if (evhttp_find_header(form, "accept") != NULL)
-			f->f_accept = xstrdup(admin_form(form, "accept"));
+			f->f_accept = lf_text(admin_form(form, "accept"));
 		if (evhttp_find_header(form, "recipients") != NULL)
 			f->f_recipients =
-			    xstrdup(admin_form(form, "recipients"));
+			    lf_text(admin_form(form, "recipients"));
 		f->f_advertise = xstrdup(
 		    strcmp(admin_form(form, "auth_advertise"), "yes") == 0
 		        ? "yes"
@@ -955,7 +983,8 @@ relay_page(struct admin_server *srv, struct evhttp_request *req,
 		f->f_sender_match =
 		    xstrdup(admin_form(form, "auth_sender_match"));
 	}
-	if (!admin_submit(srv, req, w, is_post ? relay_save_run : relay_read_run,
+	if (!admin_submit(srv, req, w,
+	        is_post ? relay_save_run : relay_read_run,
 	        is_post ? relay_save_done : relay_read_done, &j)) {
 		relay_form_free(f);
 		return;
@@ -1023,8 +1052,8 @@ relay_json_run(struct admin_job *j, struct dir *d)
 }
 
 void
-admin_relay_api_get(struct admin_server *srv, struct evhttp_request *req,
-    struct admin_who *w)
+admin_relay_api_get(
+    struct admin_server *srv, struct evhttp_request *req, struct admin_who *w)
 {
 	struct admin_job *j;
 
@@ -1041,10 +1070,10 @@ json_opt(const struct admin_json *js, const char *key, bool is_bool)
 	if (m == NULL || m->type == AJ_NULL)
 		return NULL;
 	if (is_bool)
-		return xstrdup(strcmp(m->text, "true") == 0 ||
-		                       strcmp(m->text, "yes") == 0
-		                   ? "yes"
-		                   : "no");
+		return xstrdup(
+		    strcmp(m->text, "true") == 0 || strcmp(m->text, "yes") == 0
+		        ? "yes"
+		        : "no");
 	return xstrdup(m->text);
 }
 
@@ -1064,11 +1093,12 @@ admin_relay_api_set(struct admin_server *srv, struct evhttp_request *req,
 		for (size_t k = 0; k < sizeof(known) / sizeof(known[0]); k++)
 			ok |= strcmp(js->m[i].key, known[k]) == 0;
 		if (!ok) {
-			admin_json_error(req, 400, "unknown member (want relay, "
-			                           "relay_addresses, relay_domains, "
-			                           "auth_advertise, auth_require_tls, "
-			                           "auth_sender_match, accept, "
-			                           "recipients)");
+			admin_json_error(req, 400,
+			    "unknown member (want relay, "
+			    "relay_addresses, relay_domains, "
+			    "auth_advertise, auth_require_tls, "
+			    "auth_sender_match, accept, "
+			    "recipients)");
 			return;
 		}
 	}
@@ -1151,10 +1181,11 @@ check_run(struct admin_job *j, struct dir *d)
 		                    ? "REJECT"
 		                    : "TEMPFAIL";
 
-		html_printf(b, "<h2>Decision</h2>\n<table id=\"verdict\"><tr>"
-		               "<th>Decision</th><td class=\"verdict-%s\" "
-		               "id=\"decision\">%s</td></tr><tr><th>Reply</th>"
-		               "<td>",
+		html_printf(b,
+		    "<h2>Decision</h2>\n<table id=\"verdict\"><tr>"
+		    "<th>Decision</th><td class=\"verdict-%s\" "
+		    "id=\"decision\">%s</td></tr><tr><th>Reply</th>"
+		    "<td>",
 		    k, k);
 	}
 	html_esc(b, ans.verdict.code);
@@ -1283,15 +1314,16 @@ check_form(struct evbuffer *b, struct evkeyvalq *q)
 	html_printf(b, "<form method=\"get\" action=\"/relay-check\" "
 	               "id=\"relay-check\">\n");
 	for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
-		html_printf(b, "<label>%s <input name=\"%s\" placeholder=\"%s\" "
-		               "value=\"",
+		html_printf(b,
+		    "<label>%s <input name=\"%s\" placeholder=\"%s\" "
+		    "value=\"",
 		    f[i].label, f[i].name, f[i].ph);
 		html_esc(b, admin_form(q, f[i].name));
 		html_printf(b, "\"></label>\n");
 	}
 	html_printf(b, "<label>Port <select name=\"port\">");
-	for (const char *const *p = (const char *const[]){
-	         "smtp", "submission", "submissions", NULL};
+	for (const char *const *p = (const char *const[]){"smtp", "submission",
+	         "submissions", NULL};
 	     *p; p++)
 		html_printf(b, "<option%s>%s</option>",
 		    strcmp(port, *p) == 0 ? " selected" : "", *p);
@@ -1385,7 +1417,7 @@ qlist_row(void *arg, const struct qenv *e, bool is_active)
 	html_printf(b, "</td><td>");
 	html_esc(b, human_time(when, sizeof(when), e->arrival, l->now));
 	html_printf(b, "</td><td>%s</td><td>",
-	    e->is_held   ? "held"
+	    e->is_held  ? "held"
 	    : is_active ? "sending"
 	                : "waiting");
 	html_esc(b, err);
@@ -1412,9 +1444,10 @@ queue_page(struct admin_server *srv, struct evhttp_request *req,
 	               "id=\"queue-filter\"><label>Sender, recipient or id "
 	               "<input name=\"q\" value=\"");
 	html_esc(b, l.q);
-	html_printf(b, "\"></label> <label><input type=\"checkbox\" "
-	               "name=\"held\" value=\"yes\"%s> held only</label> "
-	               "<button type=\"submit\">Filter</button></form>\n",
+	html_printf(b,
+	    "\"></label> <label><input type=\"checkbox\" "
+	    "name=\"held\" value=\"yes\"%s> held only</label> "
+	    "<button type=\"submit\">Filter</button></form>\n",
 	    l.held_only ? " checked" : "");
 	html_printf(b, "<p>");
 	button_form(b, w, "/queue", "flush", "all", NULL, "Flush all", NULL);
@@ -1423,8 +1456,9 @@ queue_page(struct admin_server *srv, struct evhttp_request *req,
 	               "</th><th>State</th><th>Last error</th><th></th></tr>"
 	               "</thead><tbody>\n");
 	queue_foreach(srv->env->queue, qlist_row, &l);
-	html_printf(b, "</tbody></table>\n<p class=\"muted\" "
-	               "id=\"queue-count\">%zu of %zu message%s shown%s.</p>\n",
+	html_printf(b,
+	    "</tbody></table>\n<p class=\"muted\" "
+	    "id=\"queue-count\">%zu of %zu message%s shown%s.</p>\n",
 	    l.shown > QUEUE_ROWS_MAX ? QUEUE_ROWS_MAX : l.shown, l.total,
 	    l.total == 1 ? "" : "s",
 	    l.shown > QUEUE_ROWS_MAX ? " (filter to see the rest)" : "");
@@ -1503,8 +1537,9 @@ qshow_done(struct admin_job *j)
 	html_esc(b, s->env.from[0] ? s->env.from : "<>");
 	html_printf(b, "</td></tr><tr><th>Arrived</th><td>");
 	html_esc(b, human_time(when, sizeof(when), s->env.arrival, now));
-	html_printf(b, "</td></tr><tr><th>Size</th><td>%zu</td></tr><tr><th>"
-	               "State</th><td>%s</td></tr></table>\n",
+	html_printf(b,
+	    "</td></tr><tr><th>Size</th><td>%zu</td></tr><tr><th>"
+	    "State</th><td>%s</td></tr></table>\n",
 	    s->env.size, s->env.is_held ? "held" : "waiting");
 	html_printf(b, "<h2>Recipients</h2>\n<table id=\"recipients\"><thead>"
 	               "<tr><th>Recipient</th><th>State</th><th>Attempts</th>"
@@ -1517,14 +1552,15 @@ qshow_done(struct admin_job *j)
 		html_printf(b, "</td><td>%s</td><td class=\"num\">%u</td><td>",
 		    queue_state_name(r->state), r->attempts);
 		if (r->state == QRCPT_PENDING)
-			html_esc(b, human_time(when, sizeof(when), r->next, now));
+			html_esc(
+			    b, human_time(when, sizeof(when), r->next, now));
 		html_printf(b, "</td><td>");
 		html_esc(b, r->error);
 		html_printf(b, "</td></tr>\n");
 	}
 	html_printf(b, "</tbody></table>\n<p>");
-	button_form(b, &j->who, "/queue", "flush", s->env.id, NULL, "Flush",
-	    NULL);
+	button_form(
+	    b, &j->who, "/queue", "flush", s->env.id, NULL, "Flush", NULL);
 	button_form(b, &j->who, "/queue", s->env.is_held ? "release" : "hold",
 	    s->env.id, NULL, s->env.is_held ? "Release" : "Hold", NULL);
 	button_form(b, &j->who, "/queue", "delete", s->env.id, NULL, "Delete",
@@ -1647,8 +1683,8 @@ admin_queue_cmd(struct admin_server *srv, struct evhttp_request *req,
 	/* The job waits for the queue, not a worker. */
 	j->is_kept = true;
 	srv->pending++;
-	r = queue_command(srv->env->queue, cmd, &res, j->err, sizeof(j->err),
-	    qcmd_done, j);
+	r = queue_command(
+	    srv->env->queue, cmd, &res, j->err, sizeof(j->err), qcmd_done, j);
 	if (r == 1)
 		return; /* qcmd_done finishes it */
 	if (r == -1) {
@@ -1724,8 +1760,9 @@ log_run(struct admin_job *j, struct dir *d)
 	(void)d;
 	html_printf(j->out, "<pre class=\"log\" id=\"log\">");
 	log_ring_search(j->a, LOG_LINES_MAX, log_line, j);
-	html_printf(j->out, "</pre>\n<p class=\"muted\" id=\"log-count\">%lld "
-	                    "line%s, newest first (at most %d).</p>\n",
+	html_printf(j->out,
+	    "</pre>\n<p class=\"muted\" id=\"log-count\">%lld "
+	    "line%s, newest first (at most %d).</p>\n",
 	    j->n1, j->n1 == 1 ? "" : "s", LOG_LINES_MAX);
 }
 
@@ -1790,10 +1827,9 @@ listeners_table(struct evbuffer *b, const struct config *c)
 		const struct listen_list *l;
 	} ls[] = {{"smtp", &c->smtp_listen},
 	    {"submission", &c->submission_listen},
-	    {"submissions", &c->submissions_listen},
-	    {"pop3", &c->pop3_listen}, {"pop3s", &c->pop3s_listen},
-	    {"imap", &c->imap_listen}, {"imaps", &c->imaps_listen},
-	    {"admin", &c->admin_listen}};
+	    {"submissions", &c->submissions_listen}, {"pop3", &c->pop3_listen},
+	    {"pop3s", &c->pop3s_listen}, {"imap", &c->imap_listen},
+	    {"imaps", &c->imaps_listen}, {"admin", &c->admin_listen}};
 
 	html_printf(b, "<h2>Listeners</h2>\n<table id=\"listeners\"><thead>"
 	               "<tr><th>Service</th><th>Addresses</th></tr></thead>"
@@ -1812,8 +1848,8 @@ listeners_table(struct evbuffer *b, const struct config *c)
 }
 
 static void
-dashboard(struct admin_server *srv, struct evhttp_request *req,
-    struct admin_who *w)
+dashboard(
+    struct admin_server *srv, struct evhttp_request *req, struct admin_who *w)
 {
 	struct evbuffer *b = evbuffer_new();
 	struct stats_snapshot *s = xcalloc(1, sizeof(*s));
@@ -1827,17 +1863,18 @@ dashboard(struct admin_server *srv, struct evhttp_request *req,
 	html_head(b, w, "Dashboard", "/");
 	html_printf(b, "<div class=\"cards\">\n");
 	for (int i = 0; i < STAT_N; i++)
-		html_printf(b, "<div class=\"card\" id=\"total-%s\"><div>%s "
-		               "since start</div><div class=\"big\">%llu</div>"
-		               "</div>\n",
+		html_printf(b,
+		    "<div class=\"card\" id=\"total-%s\"><div>%s "
+		    "since start</div><div class=\"big\">%llu</div>"
+		    "</div>\n",
 		    stats_name((enum stat_counter)i),
 		    stats_title((enum stat_counter)i),
 		    (unsigned long long)s->total[i]);
-	html_printf(b, "<div class=\"card\" id=\"queue-size\"><div>Queue"
-	               "</div><div class=\"big\">%zu</div><div>%zu recipient%s"
-	               " waiting, %zu held",
-	    qs.entries, qs.recipients, qs.recipients == 1 ? "" : "s",
-	    qs.held);
+	html_printf(b,
+	    "<div class=\"card\" id=\"queue-size\"><div>Queue"
+	    "</div><div class=\"big\">%zu</div><div>%zu recipient%s"
+	    " waiting, %zu held",
+	    qs.entries, qs.recipients, qs.recipients == 1 ? "" : "s", qs.held);
 	if (qs.entries > 0 && qs.oldest > 0) {
 		html_printf(b, "; oldest arrived ");
 		html_esc(b, human_time(when, sizeof(when), qs.oldest, now));
@@ -1898,7 +1935,8 @@ admin_metrics_render(struct admin_server *srv, struct evbuffer *b)
 static bool
 server_only(const char *path)
 {
-	return strcmp(path, "/users") != 0 && strcmp(path, "/users/edit") != 0 &&
+	return strcmp(path, "/users") != 0 &&
+	       strcmp(path, "/users/edit") != 0 &&
 	       strcmp(path, "/aliases") != 0;
 }
 

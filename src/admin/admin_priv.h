@@ -25,13 +25,13 @@
 struct dir;
 struct workers;
 
-#define ADMIN_NAME_MAX 65   /* an admin name, with its NUL */
-#define ADMIN_TOKEN_HEX 64  /* session ids and CSRF tokens: 32 bytes */
+#define ADMIN_NAME_MAX 65  /* an admin name, with its NUL */
+#define ADMIN_TOKEN_HEX 64 /* session ids and CSRF tokens: 32 bytes */
 #define ADMIN_SESSIONS_MAX 1000
-#define ADMIN_BODY_MAX (1u << 20)    /* a request body */
-#define ADMIN_HEADERS_MAX (16u << 10) /* a request's headers */
-#define ADMIN_TIMEOUT_S 30            /* idle, per connection */
-#define ADMIN_PENDING_MAX 32          /* jobs in flight, in total */
+#define ADMIN_BODY_MAX (1u << 20)       /* a request body */
+#define ADMIN_HEADERS_MAX (16u << 10)   /* a request's headers */
+#define ADMIN_TIMEOUT_S 30              /* idle, per connection */
+#define ADMIN_PENDING_MAX 32            /* jobs in flight, in total */
 #define ADMIN_SESSION_MAX_S (12 * 3600) /* a session, however busy */
 
 /* A logged-in admin (server-side; the cookie holds only the id). */
@@ -81,7 +81,7 @@ struct admin_server {
 	size_t pending; /* jobs in flight */
 	int confd_fd;   /* the writer's socket, or -1 */
 	int confd_pid;
-	int *fds;   /* the TLS listening sockets (bound at new) */
+	int *fds; /* the TLS listening sockets (bound at new) */
 	struct evhttp_bound_socket **bound; /* evhttp's, one per fd */
 	size_t nfds;
 };
@@ -96,9 +96,9 @@ struct admin_job {
 	struct admin_conn *conn;
 	struct evhttp_request *req;
 	struct admin_who who;
-	struct config *cfg; /* a reference, for the worker */
-	admin_job_fn run;   /* worker */
-	admin_done_fn done; /* loop, only if the connection is still there */
+	struct config *cfg;   /* a reference, for the worker */
+	admin_job_fn run;     /* worker */
+	admin_done_fn done;   /* loop, only if the connection is still there */
 	struct evbuffer *out; /* built on the worker, sent by done */
 	int status;           /* HTTP status for out */
 	char err[512];
@@ -106,7 +106,7 @@ struct admin_job {
 	long long n1, n2;
 	int rc;
 	void *ptr; /* anything else the page needs (freed by done) */
-	void (*ptr_free)(void *); /* frees ptr with the job, if set */
+	void (*ptr_free)(void *);   /* frees ptr with the job, if set */
 	const char *title, *active; /* the page's (static strings) */
 	bool is_kept;   /* done chained another step (admin_job_keep) */
 	bool is_always; /* done runs even when the connection is gone (it
@@ -136,8 +136,8 @@ void admin_flash(struct admin_who *, const char *fmt, ...)
 /* The decoded form of a POST body or a GET query; NULL-safe lookup. */
 const char *admin_form(const struct evkeyvalq *, const char *key);
 int admin_form_parse(struct evhttp_request *, struct evkeyvalq *out);
-void admin_audit(const struct admin_who *, const char *what,
-    const char *object, const char *old_value, const char *new_value);
+void admin_audit(const struct admin_who *, const char *what, const char *object,
+    const char *old_value, const char *new_value);
 bool admin_may_domain(const struct admin_who *, const char *domain);
 /* The client's address as text. */
 void admin_peer(struct evhttp_request *, char *ip, size_t iplen);
@@ -185,14 +185,14 @@ void admin_api(struct admin_server *, struct evhttp_request *,
 /* admin_confd.c: the privileged writer.  admin_confd_start forks it (at
  * service new, before the privilege drop); admin_confd_edit and
  * admin_confd_list run on a worker (blocking, one at a time). */
-int admin_confd_start(const char *conf_path, int *fd_out, int *pid_out,
-    char *err, size_t errlen);
+int admin_confd_start(
+    const char *conf_path, int *fd_out, int *pid_out, char *err, size_t errlen);
 struct config_edit;
 int admin_confd_edit(struct admin_server *, const struct config_edit *,
     size_t n, char *err, size_t errlen);
 /* which: "accept" (accept_file) or "recipients" (relay_recipients). */
-int admin_confd_list(struct admin_server *, const char *which,
-    const char *text, size_t len, char *err, size_t errlen);
+int admin_confd_list(struct admin_server *, const char *which, const char *text,
+    size_t len, char *err, size_t errlen);
 void admin_confd_stop(int *fd, int *pid);
 
 #endif

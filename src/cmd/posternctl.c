@@ -1592,8 +1592,8 @@ path_arg(
 	const char *code, *why;
 	char text[ADDR_MAILBOX_MAX + 1];
 
-	if (smtp_path_arg(in, is_mail, cfg->command_line_limit, out, &code,
-	        &why) == -1)
+	if (smtp_path_arg(
+	        in, is_mail, cfg->command_line_limit, out, &code, &why) == -1)
 		return die("%s: %s %s", in, code, why), -1;
 	if (!is_mail)
 		relay_rcpt_canon(cfg, out); /* as the server does */
@@ -1602,7 +1602,6 @@ path_arg(
 		return die("%s: 501 5.1.3 address too long", in), -1;
 	return 0;
 }
-
 
 /*
  * relay-check: the verdict the server would give for one RCPT, from the

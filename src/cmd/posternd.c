@@ -278,7 +278,8 @@ struct daemon {
 struct reload {
 	struct daemon *dm;
 	struct bufferevent *bev; /* posternctl reload waiting, or NULL */
-	service_reload_fn done;  /* a service's reload (the web admin), or NULL */
+	service_reload_fn
+	    done; /* a service's reload (the web admin), or NULL */
 	void *done_arg;
 	struct config *cfg;
 	char err[512];
@@ -513,29 +514,34 @@ service_reload(void *daemon, service_reload_fn done, void *arg)
 /*
  * The gauges of /metrics as they are now: sessions per service, the
  * queue, the pools' depths, the committer's batches.  Loop thread (the
- * services' and the queue's figures are the loop's).
+ * services' and the queue's figures are the loop's).  arg is the
+ * daemon; services reach the exposition as service_env's metrics.
  */
 static void
-daemon_gauges(const struct daemon *dm, struct metrics_gauges *g)
+daemon_gauges(void *arg, struct metrics_gauges *g)
 {
 	static const char *const pools[] = {"dir", "store", "auth"};
+	const struct daemon *dm = arg;
 	struct workers *const w[] = {
 	    dm->env->dir, dm->env->store, dm->env->auth};
 	struct queue_stats qs;
+	time_t now = time(NULL);
 
 	memset(g, 0, sizeof(*g));
-	for (size_t i = 0; i < NSERVICES && i < METRICS_SERVICES_MAX; i++) {
-		g->session_names[i] = services[i]->name;
-		g->sessions[i] = services[i]->sessions(dm->svc[i]);
-		g->nservices++;
+	for (size_t i = 0; i < NSERVICES; i++) {
+		/* A service that keeps no sessions (none) is not shown. */
+		if (services[i]->sessions == NULL ||
+		    g->nservices == METRICS_SERVICES_MAX)
+			continue;
+		g->session_names[g->nservices] = services[i]->name;
+		g->sessions[g->nservices++] = services[i]->sessions(dm->svc[i]);
 	}
 	queue_stats(dm->queue, &qs);
 	g->queue_entries = qs.entries;
 	g->queue_recipients = qs.recipients;
 	g->queue_held = qs.held;
-	g->queue_oldest_age_s = qs.oldest != 0 && time(NULL) > qs.oldest
-	                            ? time(NULL) - qs.oldest
-	                            : 0;
+	g->queue_oldest_age_s =
+	    qs.oldest != 0 && now > qs.oldest ? now - qs.oldest : 0;
 	for (size_t i = 0; i < 3; i++) {
 		g->pool_names[i] = pools[i];
 		g->pool_pending[i] = workers_pending(w[i]);
@@ -548,7 +554,7 @@ daemon_gauges(const struct daemon *dm, struct metrics_gauges *g)
 /* The Prometheus exposition of the counters and gauges into out (the
  * body of /metrics; the control socket's "metrics").  Loop thread. */
 static int
-daemon_metrics(const struct daemon *dm, struct evbuffer *out)
+daemon_metrics(struct daemon *dm, struct evbuffer *out)
 {
 	struct stats_snapshot s;
 	struct metrics_gauges g;

@@ -145,6 +145,14 @@ def test_csrf_required(admin_server):
                          {"Origin": f"https://127.0.0.1:{a.port}"})
     assert st == 303
     assert "eve@example.test" in s.ctl("user", "list").stdout
+    # Nor can another site's page log the browser in (login CSRF).
+    b = Admin(s)
+    st, _, _ = b.request("POST", "/login", {"name": "boss", "password": ADMIN_PASSWORD},
+                         {"Origin": "https://evil.example"})
+    assert st == 403 and b.cookie is None
+    st, _, _ = b.request("POST", "/login", {"name": "boss", "password": ADMIN_PASSWORD},
+                         {"Origin": "null"})
+    assert st == 403 and b.cookie is None
 
 
 def test_static_files_and_bad_paths(admin_server):

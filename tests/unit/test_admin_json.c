@@ -153,8 +153,8 @@ static void
 test_writer(void **state)
 {
 	static const char *const in[] = {"plain", "a\"b\\c", "line\nend\t",
-	    "\x01\x1f\x7f", "<script>alert(1)</script>", "\xc3\xa9\xf0\x9f\x98\x80",
-	    "bad \xff byte", ""};
+	    "\x01\x1f\x7f", "<script>alert(1)</script>",
+	    "\xc3\xa9\xf0\x9f\x98\x80", "bad \xff byte", ""};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
@@ -172,9 +172,11 @@ test_writer(void **state)
 		text[len] = '\0';
 		evbuffer_free(b);
 		assert_null(strchr(text, '<'));
-		assert_int_equal(admin_json_parse(text, len, &j, why, sizeof(why)), 0);
+		assert_int_equal(
+		    admin_json_parse(text, len, &j, why, sizeof(why)), 0);
 		if (strchr(in[i], '\xff') != NULL)
-			assert_string_equal(j.m[0].text, "bad \xef\xbf\xbd byte");
+			assert_string_equal(
+			    j.m[0].text, "bad \xef\xbf\xbd byte");
 		else
 			assert_string_equal(j.m[0].text, in[i]);
 		admin_json_free(&j);
