@@ -314,3 +314,29 @@ def test_replies_match_the_schemas(spec, admin_server):
 
     # Every documented route was called (and so checked) at least once.
     assert sorted(spec_routes(spec) - call.seen) == []
+
+
+def test_spec_is_well_formed(spec):
+    """What OpenAPI 3.0 asks and a generator would trip on: unique
+    operationIds, every {param} of a path declared as a path parameter,
+    every $ref resolving, every operation with a 2xx reply."""
+    ids = [op["operationId"] for ops in spec["paths"].values() for op in ops.values()]
+    assert len(ids) == len(set(ids))
+    for path, ops in spec["paths"].items():
+        names = set(re.findall(r"\{([^}]+)\}", path))
+        for meth, op in ops.items():
+            declared = {resolve(spec, p)["name"] for p in op.get("parameters", [])
+                        if resolve(spec, p)["in"] == "path"}
+            assert declared == names, (meth, path, declared)
+            assert any(c.startswith("2") for c in op["responses"]), (meth, path)
+
+    def walk(node):
+        if isinstance(node, dict):
+            if "$ref" in node:
+                resolve(spec, node)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(spec)
