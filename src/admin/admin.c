@@ -232,8 +232,8 @@ admin_redirect(struct evhttp_request *req, const char *to)
 	admin_reply(req, 303, NULL, NULL);
 }
 
-static void
-reply_text(struct evhttp_request *req, int status, const char *text)
+void
+admin_reply_text(struct evhttp_request *req, int status, const char *text)
 {
 	struct evbuffer *b = evbuffer_new();
 
@@ -460,6 +460,10 @@ job_done(void *arg)
 	struct admin_job *j = arg;
 
 	j->srv->pending--;
+	if (j->is_check) {
+		j->srv->checks--;
+		j->is_check = false;
+	}
 	if (j->who.sid[0] != '\0')
 		j->who.sess = admin_sess_by_id(j->srv, j->who.sid);
 	j->is_kept = false;
@@ -505,7 +509,7 @@ admin_submit(struct admin_server *srv, struct evhttp_request *req,
 
 	if (srv->pending >= ADMIN_PENDING_MAX) {
 		log_warn("event=admin-busy pending=%zu", srv->pending);
-		reply_text(req, 503,
+		admin_reply_text(req, 503,
 		    "busy: too many requests in progress, "
 		    "try again");
 		if (jobp != NULL)
@@ -749,7 +753,7 @@ token_done(struct admin_job *j)
 	struct api_call *a = j->ptr;
 
 	if (j->rc < 0) {
-		reply_text(j->req, 503, "directory unavailable");
+		admin_reply_text(j->req, 503, "directory unavailable");
 	} else if (j->rc == 0) {
 		char ip[64];
 
@@ -762,7 +766,7 @@ token_done(struct admin_job *j)
 		    j->srv->env->authfails, &j->cfg->authfail, ip, time(NULL));
 		evhttp_add_header(evhttp_request_get_output_headers(j->req),
 		    "WWW-Authenticate", "Bearer");
-		reply_text(j->req, 401, "bad token");
+		admin_reply_text(j->req, 401, "bad token");
 	} else if (a->is_metrics) {
 		admin_metrics(j->srv, j->req);
 	} else {
@@ -793,7 +797,7 @@ bearer(struct admin_server *srv, struct evhttp_request *req, const char *path,
 		    srv->env->authfails, &srv->cfg->authfail, ip, time(NULL));
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "WWW-Authenticate", "Bearer");
-		reply_text(req, 401, "bad token");
+		admin_reply_text(req, 401, "bad token");
 		return true;
 	}
 	snprintf(a->path, sizeof(a->path), "%s", path);
@@ -838,7 +842,7 @@ static_file(struct evhttp_request *req, const char *path)
 		evbuffer_add(b, admin_js, strlen(admin_js));
 		admin_reply(req, 200, "text/javascript; charset=utf-8", b);
 	} else
-		reply_text(req, 404, "not found");
+		admin_reply_text(req, 404, "not found");
 }
 
 /* A POST from one of our own pages: the Origin (when the browser sends
@@ -880,11 +884,11 @@ on_request(struct evhttp_request *req, void *arg)
 	if (srv->is_shutting_down) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Connection", "close");
-		reply_text(req, 503, "shutting down");
+		admin_reply_text(req, 503, "shutting down");
 		return;
 	}
 	if (raw == NULL || raw[0] != '/') {
-		reply_text(req, 400, "bad request");
+		admin_reply_text(req, 400, "bad request");
 		return;
 	}
 	/* Decoded once; a NUL, a backslash or a dot segment is refused
@@ -897,7 +901,7 @@ on_request(struct evhttp_request *req, void *arg)
 	    strstr(path, "/.") != NULL || strchr(path, '\\') != NULL ||
 	    strlen(path) > 512) {
 		free(path);
-		reply_text(req, 400, "bad path");
+		admin_reply_text(req, 400, "bad path");
 		return;
 	}
 	if (strncmp(path, "/static/", 8) == 0) {
@@ -917,7 +921,7 @@ on_request(struct evhttp_request *req, void *arg)
 			evhttp_add_header(
 			    evhttp_request_get_output_headers(req),
 			    "WWW-Authenticate", "Bearer");
-			reply_text(req, 401,
+			admin_reply_text(req, 401,
 			    "a bearer token is needed "
 			    "(posternctl admin token NAME), "
 			    "or a client in "
@@ -931,7 +935,7 @@ on_request(struct evhttp_request *req, void *arg)
 			evhttp_add_header(
 			    evhttp_request_get_output_headers(req),
 			    "WWW-Authenticate", "Bearer");
-			reply_text(req, 401,
+			admin_reply_text(req, 401,
 			    "a bearer token is needed "
 			    "(posternctl admin token NAME)");
 		}
@@ -940,20 +944,20 @@ on_request(struct evhttp_request *req, void *arg)
 	}
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_POST &&
 	    cmd != EVHTTP_REQ_HEAD) {
-		reply_text(req, 405, "method not allowed");
+		admin_reply_text(req, 405, "method not allowed");
 		free(path);
 		return;
 	}
 	if (admin_form_parse(req, &form) == -1) {
 		evhttp_clear_headers(&form);
-		reply_text(req, 400, "bad form");
+		admin_reply_text(req, 400, "bad form");
 		free(path);
 		return;
 	}
 	if (strcmp(path, "/login") == 0) {
 		/* Another site cannot log the browser in (login CSRF). */
 		if (is_post && !origin_ok(req))
-			reply_text(req, 403,
+			admin_reply_text(req, 403,
 			    "refused: a login from another "
 			    "site's page");
 		else if (is_post)
@@ -973,7 +977,7 @@ on_request(struct evhttp_request *req, void *arg)
 		admin_peer(req, ip, sizeof(ip));
 		log_warn("event=admin-csrf admin=%s client=%s path=%s",
 		    log_esc(s->name), ip, log_esc(path));
-		reply_text(req, 403,
+		admin_reply_text(req, 403,
 		    "refused: the form's CSRF token is "
 		    "missing or wrong (reload the page)");
 		goto out;

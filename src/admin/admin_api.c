@@ -56,6 +56,8 @@ body_json(struct evhttp_request *req, struct admin_json *j)
 		admin_json_error(req, 413, "body too large");
 		return -1;
 	}
+	if (len == 0) /* no body: an empty object (disable, flush...) */
+		return admin_json_parse("{}", 2, j, err, sizeof(err));
 	t = xmalloc(len + 1);
 	evbuffer_copyout(in, t, len);
 	t[len] = '\0';

@@ -326,7 +326,7 @@ admin_op_audit(struct admin_job *j)
 		nv = "(password set)";
 		break;
 	case AOP_USER_QUOTA:
-		snprintf(q, sizeof(q), "bytes=%.40s messages=%.40s",
+		snprintf(q, sizeof(q), "bytes %.40s, messages %.40s",
 		    j->c[0] ? j->c : "default", j->d[0] ? j->d : "default");
 		nv = q;
 		break;

@@ -645,6 +645,14 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 	char *text = file_read(c->path, sizeof(conf) - 1, &clen, NULL);
 	char v[8192];
 
+	if (text == NULL) {
+		html_printf(b, "<p class=\"error\" role=\"alert\">");
+		html_esc(b, c->path);
+		html_printf(b, " cannot be read by posternd's user: the values "
+		               "below are the defaults, not the file's, and a "
+		               "save will fail (make the file readable, e.g. "
+		               "0644).</p>\n");
+	}
 	if (error != NULL) {
 		html_printf(b, "<p class=\"error\" role=\"alert\" id=\"error\">"
 		               "Not saved: ");
@@ -812,35 +820,59 @@ relay_save_run(struct admin_job *j, struct dir *d)
 			f->nch = n;
 		}
 	}
-	free(text);
-	j->rc = 0;
-	if (f->f_accept != NULL && f->accept != NULL &&
-	    strcmp(f->f_accept, f->accept) != 0) {
-		if (admin_confd_list(j->srv, "accept", f->f_accept,
-		        strlen(f->f_accept), j->err, sizeof(j->err)) == -1) {
-			j->rc = -1;
-			return;
-		}
-		f->changed_accept = true;
-	}
-	if (f->f_recipients != NULL && f->recipients != NULL &&
-	    strcmp(f->f_recipients, f->recipients) != 0) {
-		if (admin_confd_list(j->srv, "recipients", f->f_recipients,
-		        strlen(f->f_recipients), j->err,
+	j->rc = -1;
+	/* Everything is checked before anything is written: the lists by
+	 * their own parser, the config as config_load would read it (the
+	 * writer checks again before it replaces the file), so a refused
+	 * save changes no file at all. */
+	f->changed_accept = f->f_accept != NULL && f->accept != NULL &&
+	                    strcmp(f->f_accept, f->accept) != 0;
+	f->changed_recipients = f->f_recipients != NULL &&
+	                        f->recipients != NULL &&
+	                        strcmp(f->f_recipients, f->recipients) != 0;
+	if (f->changed_accept &&
+	    config_list_check(CONFIG_LIST_ACCEPT, f->f_accept,
+	        strlen(f->f_accept), "accept list", j->err,
+	        sizeof(j->err)) == -1)
+		goto out;
+	if (f->changed_recipients &&
+	    config_list_check(CONFIG_LIST_RECIPIENTS, f->f_recipients,
+	        strlen(f->f_recipients), "relay recipients", j->err,
+	        sizeof(j->err)) == -1)
+		goto out;
+	if (n > 0) {
+		struct config *nc = NULL;
+		char *nt = NULL;
+		size_t nl = 0;
+
+		if (config_edit_text(text, clen, e, n, &nt, &nl, j->err,
+		        sizeof(j->err)) == -1)
+			goto out;
+		if (config_load_text(nt, nl, c->path, &nc, j->err,
 		        sizeof(j->err)) == -1) {
-			j->rc = -1;
-			return;
+			free(nt);
+			goto out;
 		}
-		f->changed_recipients = true;
+		config_unref(&nc);
+		free(nt);
 	}
+	if (f->changed_accept &&
+	    admin_confd_list(j->srv, "accept", f->f_accept, strlen(f->f_accept),
+	        j->err, sizeof(j->err)) == -1)
+		goto out;
+	if (f->changed_recipients &&
+	    admin_confd_list(j->srv, "recipients", f->f_recipients,
+	        strlen(f->f_recipients), j->err, sizeof(j->err)) == -1)
+		goto out;
 	if (n > 0) {
 		if (admin_confd_edit(j->srv, e, n, j->err, sizeof(j->err)) ==
-		    -1) {
-			j->rc = -1;
-			return;
-		}
+		    -1)
+			goto out;
 		f->changed_conf = true;
 	}
+	j->rc = 0;
+out:
+	free(text);
 }
 
 static void
@@ -1009,6 +1041,12 @@ relay_json_run(struct admin_job *j, struct dir *d)
 	char v[8192];
 
 	(void)d;
+	if (text == NULL) {
+		snprintf(j->err, sizeof(j->err), "%s cannot be read: %s",
+		    j->cfg->path, strerror(errno));
+		j->status = 500;
+		return;
+	}
 	evbuffer_add_printf(b, "{");
 	for (size_t i = 0; i < 6; i++) {
 		conf_value(text ? text : "", clen, keys[i], v, sizeof(v));
@@ -1267,6 +1305,38 @@ check_json_run(struct admin_job *j, struct dir *d)
 	relay_answer_clear(&ans);
 }
 
+/* A relay check may wait for DNS (smtp_dns_timeout per lookup): one at
+ * a time, so the admin pool's other thread stays free for the rest. */
+#define ADMIN_CHECKS_MAX 1
+
+static bool
+check_admit(struct admin_server *srv, struct evhttp_request *req, bool is_api)
+{
+	if (srv->checks >= ADMIN_CHECKS_MAX) {
+		if (is_api)
+			admin_json_error(req, 503, "a relay check is running; "
+			                           "try again in a moment");
+		else
+			admin_reply_text(req, 503, "a relay check is running; "
+			                           "try again in a moment");
+		return false;
+	}
+	srv->checks++;
+	return true;
+}
+
+static void
+check_json_done(struct admin_job *j)
+{
+	json_job_done(j);
+}
+
+static void
+check_page_done(struct admin_job *j)
+{
+	page_send(j, j->status);
+}
+
 static void
 check_fill(struct admin_job *j, const char *client, const char *from,
     const char *to, const char *auth, const char *port)
@@ -1292,8 +1362,13 @@ admin_check_api(struct admin_server *srv, struct evhttp_request *req,
 		admin_json_error(req, 400, "client and to are required");
 		return;
 	}
-	if (!admin_submit(srv, req, w, check_json_run, json_job_done, &j))
+	if (!check_admit(srv, req, true))
 		return;
+	if (!admin_submit(srv, req, w, check_json_run, check_json_done, &j)) {
+		srv->checks--;
+		return;
+	}
+	j->is_check = true;
 	check_fill(j, client, from, to, auth, port);
 	admin_job_go(j);
 }
@@ -1350,8 +1425,13 @@ check_page(struct admin_server *srv, struct evhttp_request *req,
 		admin_reply(req, 200, HTML, b);
 		return;
 	}
-	if (!admin_submit(srv, req, w, check_run, page_job_done, &j))
+	if (!check_admit(srv, req, false))
 		return;
+	if (!admin_submit(srv, req, w, check_run, check_page_done, &j)) {
+		srv->checks--;
+		return;
+	}
+	j->is_check = true;
 	j->title = "Relay check";
 	j->active = "/relay-check";
 	check_form(j->out, q);

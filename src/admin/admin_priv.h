@@ -79,6 +79,7 @@ struct admin_server {
 	struct admin_sess *sess[ADMIN_SESSIONS_MAX];
 	size_t nsess;
 	size_t pending; /* jobs in flight */
+	size_t checks;  /* relay checks in flight (ADMIN_CHECKS_MAX) */
 	int confd_fd;   /* the writer's socket, or -1 */
 	int confd_pid;
 	int *fds; /* the TLS listening sockets (bound at new) */
@@ -109,6 +110,7 @@ struct admin_job {
 	void (*ptr_free)(void *);   /* frees ptr with the job, if set */
 	const char *title, *active; /* the page's (static strings) */
 	bool is_kept;   /* done chained another step (admin_job_keep) */
+	bool is_check;  /* a relay check: counted in srv->checks */
 	bool is_always; /* done runs even when the connection is gone (it
 	                   must then not touch req: check conn->is_gone) */
 };
@@ -131,6 +133,7 @@ struct admin_sess *admin_sess_by_id(struct admin_server *, const char *sid);
 void admin_reply(struct evhttp_request *, int status, const char *type,
     struct evbuffer *body);
 void admin_redirect(struct evhttp_request *, const char *to);
+void admin_reply_text(struct evhttp_request *, int status, const char *text);
 void admin_flash(struct admin_who *, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* The decoded form of a POST body or a GET query; NULL-safe lookup. */

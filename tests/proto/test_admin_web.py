@@ -315,6 +315,17 @@ def test_accept_list_editor(admin_server):
     st, _, body = relay_form(a, relay="local-hosts", accept="not an entry with spaces\n")
     assert st == 422
     assert acc.read_text() == "# the accept list\n127.0.0.1\n"
+    # A good list with a bad setting beside it: nothing is written at all.
+    conf = open(s.conf, "rb").read()
+    st, _, body = relay_form(a, relay="local-hosts", relay_addresses="300.0.0.1",
+                             accept="# the accept list\n192.0.2.1\n")
+    assert st == 422 and "Not saved" in body
+    assert acc.read_text() == "# the accept list\n127.0.0.1\n"
+    assert open(s.conf, "rb").read() == conf
+    # A browser's CRLF line ends are stored as LF.
+    st, _, body = a.follow(relay_form(a, relay="local-hosts",
+                                      accept="# the accept list\r\n127.0.0.1\r\n::1"))
+    assert acc.read_text() == "# the accept list\n127.0.0.1\n::1\n"
 
 
 # ---- relay check -----------------------------------------------------------
