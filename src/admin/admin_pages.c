@@ -848,8 +848,8 @@ relay_save_run(struct admin_job *j, struct dir *d)
 		if (config_edit_text(text, clen, e, n, &nt, &nl, j->err,
 		        sizeof(j->err)) == -1)
 			goto out;
-		if (config_load_text(nt, nl, c->path, &nc, j->err,
-		        sizeof(j->err)) == -1) {
+		if (config_load_text(
+		        nt, nl, c->path, &nc, j->err, sizeof(j->err)) == -1) {
 			free(nt);
 			goto out;
 		}
@@ -1314,11 +1314,13 @@ check_admit(struct admin_server *srv, struct evhttp_request *req, bool is_api)
 {
 	if (srv->checks >= ADMIN_CHECKS_MAX) {
 		if (is_api)
-			admin_json_error(req, 503, "a relay check is running; "
-			                           "try again in a moment");
+			admin_json_error(req, 503,
+			    "a relay check is running; "
+			    "try again in a moment");
 		else
-			admin_reply_text(req, 503, "a relay check is running; "
-			                           "try again in a moment");
+			admin_reply_text(req, 503,
+			    "a relay check is running; "
+			    "try again in a moment");
 		return false;
 	}
 	srv->checks++;
