@@ -220,6 +220,17 @@ admin_reply(struct evhttp_request *req, int status, const char *type,
 	if (type != NULL)
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Content-Type", type);
+	if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+		/* libevent 2.1 would send the body of a HEAD (and no
+		 * length), so the next reply on the connection would be
+		 * read from it: the length, and nothing after the headers. */
+		char len[32];
+
+		snprintf(len, sizeof(len), "%zu", evbuffer_get_length(b));
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Length", len);
+		evbuffer_drain(b, evbuffer_get_length(b));
+	}
 	evhttp_send_reply(req, status, reason, b);
 	evbuffer_free(b);
 }
@@ -381,6 +392,19 @@ sess_new(struct admin_server *srv, const char *name, const char *domain)
 	struct admin_sess *s;
 
 	sess_sweep(srv, now);
+	{
+		/* One admin's logins end its own oldest session, never
+		 * another admin's. */
+		size_t mine = 0, old = 0;
+
+		for (size_t i = 0; i < srv->nsess; i++)
+			if (strcmp(srv->sess[i]->name, name) == 0 &&
+			    (mine++ == 0 || srv->sess[i]->last_seen <
+			                        srv->sess[old]->last_seen))
+				old = i;
+		if (mine >= ADMIN_SESSIONS_PER_ADMIN)
+			sess_drop(srv, old);
+	}
 	if (srv->nsess == ADMIN_SESSIONS_MAX) {
 		/* Full of live sessions: the one idle longest goes. */
 		size_t old = 0;
@@ -767,6 +791,11 @@ token_done(struct admin_job *j)
 		evhttp_add_header(evhttp_request_get_output_headers(j->req),
 		    "WWW-Authenticate", "Bearer");
 		admin_reply_text(j->req, 401, "bad token");
+	} else if (a->is_metrics && j->who.domain[0] != '\0') {
+		/* The whole server's figures: a full admin's token only. */
+		admin_reply_text(j->req, 403,
+		    "a domain admin's token cannot "
+		    "read /metrics");
 	} else if (a->is_metrics) {
 		admin_metrics(j->srv, j->req);
 	} else {
@@ -913,9 +942,10 @@ on_request(struct evhttp_request *req, void *arg)
 		char ip[64];
 
 		admin_peer(req, ip, sizeof(ip));
-		if (cidr_match(&srv->cfg->admin_metrics_allow, ip) ||
-		    (strcmp(ip, "local") == 0 &&
-		        srv->cfg->admin_metrics_allow.n > 0))
+		/* On admin_socket every client is "local" (a proxy's):
+		 * never in admin_metrics_allow, a token is needed. */
+		if (strcmp(ip, "local") != 0 &&
+		    cidr_match(&srv->cfg->admin_metrics_allow, ip))
 			admin_metrics(srv, req);
 		else if (!bearer(srv, req, path, true)) {
 			evhttp_add_header(

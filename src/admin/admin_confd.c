@@ -8,21 +8,25 @@
  * does one thing: on its socket it takes "set KEY VALUE" / "unset KEY"
  * edits or a list file's new text, and applies them through the same
  * code as posternctl config set (config_edit_file: validated whole,
- * replaced atomically, comments and order kept) — but only for the keys
- * config_key_web_editable allows (never user, data_dir, a path root
- * would follow, the directory, the admin_* keys), and a list file only
- * when the way to it is root's (safefs_data_dir_parents).  A run user
- * that took over posternd can therefore change through it only keys
- * that make root follow no path and run as nobody else (more than the
- * six the Mail Relay Options page sends) and the two lists at root's
- * paths: never get root to read, write or run as what it chooses.
+ * replaced atomically, comments and order kept) — but only for the six
+ * keys the Mail Relay Options page sends (relay, relay_addresses,
+ * relay_domains, auth_advertise, auth_require_tls, auth_sender_match:
+ * confd_key_ok, an allow-list), and a list file (accept_file,
+ * relay_recipients: the paths root's postern.conf names) only when the
+ * way to it is root's (safefs_data_dir_parents).  A run user that took
+ * over posternd can therefore change through it only what that page
+ * changes anyway: never a listener, a next hop, a path root follows or
+ * the user anything runs as.
  *
  * Frames on a stream socket: a 4-byte big-endian length, then that many
- * bytes (at most CONFD_FRAME_MAX).  Requests: "edit\n" then lines
- * "set KEY VALUE" or "unset KEY"; "list accept\n" or "list recipients\n"
- * then the file's text.  Reply: "ok" or "error: WHY".  One request at a
- * time (a mutex on the posternd side: the admin pool's threads share the
- * socket).  The writer exits when posternd closes its end.
+ * bytes (at most CONFD_FRAME_MAX).  A request starts with its sequence
+ * number and a newline, then "edit\n" and lines "set KEY VALUE" or
+ * "unset KEY", or "list accept\n" / "list recipients\n" and the file's
+ * text.  The reply is "SEQ ok" or "SEQ error: WHY"; a caller that gave
+ * up on a request (CONFD_TIMEOUT_MS) skips its late reply by the number,
+ * so replies never slip out of step.  One request at a time (a mutex on
+ * the posternd side: the admin pool's threads share the socket).  The
+ * writer exits when posternd closes its end.
  */
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -36,6 +40,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "admin_priv.h"
@@ -131,6 +136,21 @@ frame_recv(int fd, size_t *len, int timeout_ms)
 
 /* ---- the writer process ------------------------------------------------ */
 
+/* Exactly the keys of the Mail Relay Options page (and the API's
+ * /relay), which must also be web-editable: whatever a run user that
+ * took over posternd sends, this process changes nothing else. */
+static bool
+confd_key_ok(const char *key)
+{
+	static const char *const keys[] = {"auth_advertise", "auth_require_tls",
+	    "auth_sender_match", "relay", "relay_addresses", "relay_domains"};
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(key, keys[i]) == 0)
+			return config_key_web_editable(key);
+	return false;
+}
+
 static void
 confd_edit(const char *conf, char *req, char *err, size_t errlen)
 {
@@ -155,7 +175,7 @@ confd_edit(const char *conf, char *req, char *err, size_t errlen)
 		}
 		if (sp != NULL)
 			*sp = '\0';
-		if (!config_key_web_editable(key)) {
+		if (!confd_key_ok(key)) {
 			snprintf(err, errlen,
 			    "%.64s cannot be changed from the web admin "
 			    "(posternctl config set, as root)",
@@ -222,11 +242,20 @@ static void __attribute__((noreturn)) confd_main(int fd, const char *conf)
 	prctl(PR_SET_PDEATHSIG, SIGTERM, 0, 0, 0);
 	for (;;) {
 		size_t len = 0;
-		char *req = frame_recv(fd, &len, -1), *nl;
+		char *req = frame_recv(fd, &len, -1), *nl, *body, *end;
+		unsigned long long seq;
 
 		if (req == NULL)
 			_exit(0); /* posternd closed its end, or died */
 		err[0] = '\0';
+		seq = strtoull(req, &end, 10);
+		if (end == req || *end != '\n') {
+			free(req);
+			_exit(1); /* not posternd's framing */
+		}
+		body = end + 1;
+		len -= (size_t)(body - req);
+		memmove(req, body, len + 1);
 		nl = memchr(req, '\n', len);
 		if (nl == NULL || memchr(req, '\0', len) != NULL)
 			snprintf(err, sizeof(err), "bad request");
@@ -239,8 +268,11 @@ static void __attribute__((noreturn)) confd_main(int fd, const char *conf)
 		} else
 			snprintf(err, sizeof(err), "bad request");
 		free(req);
-		snprintf(
-		    reply, sizeof(reply), err[0] ? "error: %s" : "ok", err);
+		if (err[0] != '\0')
+			snprintf(reply, sizeof(reply), "%llu error: %.1000s",
+			    seq, err);
+		else
+			snprintf(reply, sizeof(reply), "%llu ok", seq);
 		if (frame_send(fd, reply, strlen(reply), CONFD_TIMEOUT_MS) ==
 		    -1)
 			_exit(0);
@@ -299,24 +331,62 @@ static int
 confd_call(struct admin_server *srv, const char *req, size_t len, char *err,
     size_t errlen)
 {
+	static unsigned long long seq;
+	struct timespec t0, t1;
 	size_t rlen = 0;
-	char *reply = NULL;
-	int rc = -1;
+	char *reply = NULL, *frame;
+	int rc = -1, n;
+	unsigned long long mine;
 
 	pthread_mutex_lock(&confd_lock);
-	if (srv->confd_fd == -1)
+	mine = ++seq;
+	frame = xmalloc(len + 32);
+	n = snprintf(frame, 32, "%llu\n", mine);
+	memcpy(frame + n, req, len);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (srv->confd_fd == -1) {
 		snprintf(err, errlen, "the config writer is not running");
-	else if (frame_send(srv->confd_fd, req, len, CONFD_TIMEOUT_MS) == -1 ||
-	         (reply = frame_recv(srv->confd_fd, &rlen, CONFD_TIMEOUT_MS)) ==
-	             NULL)
-		snprintf(err, errlen, "the config writer did not answer: %s",
-		    strerror(errno));
-	else if (strcmp(reply, "ok") == 0)
-		rc = 0;
-	else
-		snprintf(err, errlen, "%s",
-		    strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
+		goto out;
+	}
+	if (frame_send(
+	        srv->confd_fd, frame, (size_t)n + len, CONFD_TIMEOUT_MS) == -1)
+		goto fail;
+	for (;;) {
+		unsigned long long got;
+		char *end;
+		long left;
+
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		left =
+		    CONFD_TIMEOUT_MS - ((t1.tv_sec - t0.tv_sec) * 1000 +
+		                           (t1.tv_nsec - t0.tv_nsec) / 1000000);
+		if (left <= 0) {
+			errno = ETIMEDOUT;
+			goto fail;
+		}
+		free(reply);
+		if ((reply = frame_recv(srv->confd_fd, &rlen, (int)left)) ==
+		    NULL)
+			goto fail;
+		got = strtoull(reply, &end, 10);
+		if (end == reply || *end != ' ')
+			continue;
+		if (got != mine)
+			continue; /* a request given up on before: late */
+		if (strcmp(end + 1, "ok") == 0)
+			rc = 0;
+		else
+			snprintf(err, errlen, "%s",
+			    strncmp(end + 1, "error: ", 7) == 0 ? end + 8
+			                                        : end + 1);
+		goto out;
+	}
+fail:
+	snprintf(err, errlen, "the config writer did not answer: %s",
+	    strerror(errno));
+out:
 	pthread_mutex_unlock(&confd_lock);
+	free(frame);
 	free(reply);
 	return rc;
 }

@@ -4,10 +4,10 @@
  * keys with the parser's own reading of a line (config.c: blanks, '#'
  * comments, "double quotes") and rewrites only their values, so comments,
  * order and line ends survive.  config_edit_file is the one writer of the
- * file: a flock on the directory serialises editors, the whole result is
- * validated as config_load would before anything is written, and the file
- * is replaced by a rename (readers see the old or the new file, never a
- * part).  The web admin's writer and posternctl call the same functions.
+ * file: a flock on a lock file beside it serialises editors, the whole result
+ * is validated as config_load would before anything is written, and the file is
+ * replaced by a rename (readers see the old or the new file, never a part). The
+ * web admin's writer and posternctl call the same functions.
  */
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -464,13 +464,17 @@ config_get_text(const char *text, size_t len, const char *key, char *out,
 /* A file being replaced: its directory (locked), name and old state. */
 struct edit_target {
 	int dfd;
+	int lfd; /* the lock file, held while the target is open */
 	char dir[4096];
 	const char *base;
 	struct stat st;
 	bool exists;
 };
 
-/* Opens and locks path's directory.  0, or -1 with err. */
+/* How long an editor waits for another's edit before it gives up. */
+#define EDIT_LOCK_WAIT_MS 10000
+
+/* Opens path's directory and takes the edit lock.  0, or -1 with err. */
 static int
 target_open(const char *path, struct edit_target *t, char *err, size_t errlen)
 {
@@ -478,6 +482,7 @@ target_open(const char *path, struct edit_target *t, char *err, size_t errlen)
 
 	memset(t, 0, sizeof(*t));
 	t->dfd = -1;
+	t->lfd = -1;
 	if (slash == NULL) {
 		strlcpy_p(t->dir, ".", sizeof(t->dir));
 		t->base = path;
@@ -500,24 +505,63 @@ target_open(const char *path, struct edit_target *t, char *err, size_t errlen)
 		snprintf(err, errlen, "%s: %s", t->dir, strerror(errno));
 		return -1;
 	}
-	/* On the directory, not the file: the rename replaces the file's
-	 * inode, and a lock on the old one would not exclude the next
-	 * editor.  Released when dfd closes. */
-	while (flock(t->dfd, LOCK_EX) == -1) {
-		if (errno != EINTR) {
-			snprintf(err, errlen, "%s: lock: %s", t->dir,
+	/*
+	 * A lock file of its own beside the file (.NAME.lock, mode 0600):
+	 * not the file, whose inode each rename replaces, and not the
+	 * directory, which any local user may open and hold locked.  Only
+	 * whoever may write the file (root, or the user of a private
+	 * instance) can open this one.  Waited for at most
+	 * EDIT_LOCK_WAIT_MS: an editor that holds it longer is an error,
+	 * never a hang.  Released when lfd closes.
+	 */
+	{
+		char lock[512];
+		int waited = 0;
+
+		if ((size_t)snprintf(lock, sizeof(lock), ".%s.lock", t->base) >=
+		    sizeof(lock)) {
+			snprintf(err, errlen, "%s: name too long", path);
+			goto fail;
+		}
+		t->lfd = openat(t->dfd, lock,
+		    O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK,
+		    0600);
+		if (t->lfd == -1) {
+			snprintf(err, errlen, "%s/%s: %s", t->dir, lock,
 			    strerror(errno));
-			close(t->dfd);
-			t->dfd = -1;
-			return -1;
+			goto fail;
+		}
+		while (flock(t->lfd, LOCK_EX | LOCK_NB) == -1) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EWOULDBLOCK ||
+			    waited >= EDIT_LOCK_WAIT_MS) {
+				snprintf(err, errlen, "%s: %s", path,
+				    errno == EWOULDBLOCK
+				        ? "another edit holds the lock; try "
+				          "again"
+				        : strerror(errno));
+				goto fail;
+			}
+			usleep(20000);
+			waited += 20;
 		}
 	}
 	return 0;
+fail:
+	if (t->lfd != -1)
+		close(t->lfd);
+	close(t->dfd);
+	t->lfd = t->dfd = -1;
+	return -1;
 }
 
 static void
 target_close(struct edit_target *t)
 {
+	if (t->lfd != -1)
+		close(t->lfd);
+	t->lfd = -1;
 	if (t->dfd != -1)
 		close(t->dfd);
 	t->dfd = -1;

@@ -6,12 +6,19 @@ import os
 import smtplib
 import subprocess
 import threading
+import time
 
 from conftest import POSTERNCTL, wait_for
 
 HEAD = "# postern.conf for the config-edit tests\n# second comment line\n\n"
 TAIL = "\n# the end: kept too\n"
 
+
+
+def entries(d):
+    """A directory's names, without the editors' lock file (.NAME.lock,
+    which stays between edits)."""
+    return sorted(n for n in os.listdir(d) if not (n.startswith(".") and n.endswith(".lock")))
 
 def rcpt_code(s, frm="x@remote.example", to="far@remote.example"):
     c = smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20)
@@ -81,7 +88,7 @@ def test_invalid_change_leaves_file_and_server(make_server):
     commented(s)
     s.start()
     before = read(s.conf)
-    names = sorted(os.listdir(s.base))
+    names = entries(s.base)
     for args, want in [
         (("relay", "open"), "relay: want anyone"),
         (("relay", "anyone", "workers", "0"), "workers: value out of range"),
@@ -97,7 +104,7 @@ def test_invalid_change_leaves_file_and_server(make_server):
         assert want in r.stderr and "is unchanged" in r.stderr, r.stderr
         assert read(s.conf) == before, args
         # No temporary file left behind.
-        assert sorted(os.listdir(s.base)) == names, args
+        assert entries(s.base) == names, args
     assert "posternd reloaded" not in r.stdout
     code, _ = rcpt_code(s)
     assert code == 550                         # still relay = none
@@ -155,7 +162,7 @@ def test_symlinked_conf_refused(make_server, tmp_path):
     r = ctl(str(link), "config", "set", "relay", "anyone")
     assert r.returncode == 1 and "symbolic link" in r.stderr, r.stderr
     assert read(s.conf) == before
-    assert sorted(os.listdir(tmp_path)) == ["link.conf"]
+    assert entries(tmp_path) == ["link.conf"]
     # Reading through it is fine.
     assert ctl(str(link), "config", "get", "relay").stdout == "relay = none\n"
 
@@ -209,3 +216,31 @@ def test_reload_failure_reported(make_server, tmp_path):
     assert f"log_file = {missing}" in read(s.conf).decode()
     wait_for(lambda: "event=reload result=fail" in s.log(), what="failed reload")
     assert rcpt_code(s)[0] == 550              # the old config still runs
+
+
+def test_a_lock_on_the_directory_blocks_nothing(make_server):
+    """Any local user may open postern.conf's directory and flock it:
+    editors lock a 0600 file of their own instead, so that blocks
+    nobody; and one editor holding the lock stops another within a
+    bound, with an error, never a hang."""
+    import fcntl
+    s = make_server()
+    d = os.open(os.path.dirname(s.conf), os.O_RDONLY)
+    fcntl.flock(d, fcntl.LOCK_EX)
+    try:
+        r = s.ctl("config", "set", "log_level", "info")
+        assert r.returncode == 0
+    finally:
+        os.close(d)
+    lock = os.path.join(os.path.dirname(s.conf), ".postern.conf.lock")
+    assert os.stat(lock).st_mode & 0o777 == 0o600
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        t = time.time()
+        r = s.ctl("config", "set", "log_level", "debug", check=False)
+        assert r.returncode == 1 and "another edit holds the lock" in r.stderr
+        assert time.time() - t < 30
+    finally:
+        os.close(fd)
+    assert "log_level = info" in open(s.conf).read()

@@ -332,7 +332,8 @@ slurp(const char *path)
 	return buf;
 }
 
-/* The directory holds exactly n entries (no temporary file left). */
+/* The directory holds exactly n entries (no temporary file left; the
+ * editors' lock file, .NAME.lock, stays and is not counted). */
 static void
 assert_entries(const char *dir, int n)
 {
@@ -343,7 +344,10 @@ assert_entries(const char *dir, int n)
 	assert_non_null(d);
 	while ((de = readdir(d)) != NULL)
 		if (strcmp(de->d_name, ".") != 0 &&
-		    strcmp(de->d_name, "..") != 0)
+		    strcmp(de->d_name, "..") != 0 &&
+		    !(de->d_name[0] == '.' && strlen(de->d_name) > 5 &&
+		        strcmp(de->d_name + strlen(de->d_name) - 5, ".lock") ==
+		            0))
 			got++;
 	closedir(d);
 	if (got != n)
