@@ -7,7 +7,7 @@ level=${1:-build}
 pkgs="build-essential pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev
 	libc-ares-dev zlib1g-dev openssl libpq-dev"
 case $level in
-test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 postgresql pflogsumm dovecot-imapd isync offlineimap3 neomutt" ;;
+test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 postgresql pflogsumm dovecot-imapd isync offlineimap3 neomutt chromium chromium-driver python3-selenium" ;;
 esac
 case $level in
 bench) pkgs="$pkgs postfix procps dovecot-pop3d" ;;
