@@ -157,6 +157,7 @@ void html_foot(struct evbuffer *);
 void html_csrf(struct evbuffer *, const struct admin_who *);
 extern const char admin_css[];
 extern const char admin_js[];
+extern const char admin_icon[]; /* /static/icon.svg */
 void url_esc(struct evbuffer *, const char *s);
 
 /* admin_pages.c */
