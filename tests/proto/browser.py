@@ -41,9 +41,13 @@ FLAGS = [
     "--no-pings",
     "--safebrowsing-disable-auto-update",
     "--dns-prefetch-disable",
+    "--disable-quic",
+    "--disable-component-extensions-with-background-pages",
+    "--no-service-autorun",
     "--disable-features=OptimizationHints,Translate,MediaRouter,"
     "AutofillServerCommunication,CertificateTransparencyComponentUpdater,"
     "InterestFeedContentSuggestions,NetworkTimeServiceQuerying",
+    # Every name, and every IP literal, but 127.0.0.1: not found.
     "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
     "--proxy-server=http://127.0.0.1:9",
     "--proxy-bypass-list=127.0.0.1",
@@ -80,10 +84,17 @@ class Browser:
         for f in FLAGS:
             o.add_argument(f)
         o.add_argument("--user-data-dir=" + self.profile)
+        # Every connection the browser tries, for network_outside().
+        self.netlog = os.path.join(self.profile, "netlog.json")
+        o.add_argument("--log-net-log=" + self.netlog)
         if os.geteuid() == 0:
             o.add_argument("--no-sandbox")  # Chromium refuses root otherwise
         prefs = {"credentials_enable_service": False,
-                 "profile.password_manager_enabled": False}
+                 "profile.password_manager_enabled": False,
+                 "net.network_prediction_options": 2,  # no preconnect (the search engine)
+                 "search.suggest_enabled": False,
+                 "signin.allowed": False,
+                 "signin.allowed_on_next_startup": False}
         if not javascript:
             prefs["profile.managed_default_content_settings.javascript"] = 2
         o.add_experimental_option("prefs", prefs)
@@ -153,6 +164,17 @@ class Browser:
             time.sleep(0.05)
         raise AssertionError("browser: timed out waiting for " + what)
 
+    def alert(self):
+        """The page's confirm() dialog, once it is there."""
+        from selenium.common.exceptions import NoAlertPresentException
+
+        def there():
+            try:
+                return self.driver.switch_to.alert
+            except NoAlertPresentException:
+                return None
+        return self.wait(there, timeout=5, what="a confirmation dialog")
+
     def login(self, name, password):
         self.get("/login")
         self.type("input[name=name]", name)
@@ -183,10 +205,35 @@ class Browser:
         return path
 
     def quit(self):
+        """Ends the browser; what network_outside() found in its net log."""
         try:
             self.driver.quit()
+            return network_outside(self.netlog)
         finally:
             shutil.rmtree(self.profile, ignore_errors=True)
+
+
+def network_outside(netlog):
+    """Chromium's net log (written at exit) -> the connections it tried to
+    anything but loopback, and any UDP datagram it sent (QUIC or DNS of its
+    own): both must be none.  A request for some Google or search-engine
+    URL that Chromium makes anyway goes to the closed proxy port on
+    127.0.0.1 and fails there, so it is not one.  A UDP connect() sends
+    nothing (Chromium uses one to see whether IPv6 has a route)."""
+    import json
+    with open(netlog) as f:
+        log = json.load(f)
+    names = {v: k for k, v in log["constants"]["logEventTypes"].items()}
+    found = []
+    for e in log["events"]:
+        kind = names.get(e["type"])
+        addr = e.get("params", {}).get("address")
+        if kind == "TCP_CONNECT_ATTEMPT" and addr is not None and \
+                not addr.startswith("127.0.0.1:"):
+            found.append((kind, addr))
+        if kind == "UDP_BYTES_SENT":
+            found.append((kind, addr))
+    return found
 
 
 def png_size(path):
