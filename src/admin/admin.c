@@ -185,14 +185,17 @@ security_headers(struct evhttp_request *req)
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 
 	/* Nothing from elsewhere, nothing inline but our own script file,
-	 * no framing (clickjacking), no MIME sniffing, no referrer. */
+	 * no framing (clickjacking), no MIME sniffing, no referrer to
+	 * another site.  Not "no-referrer": under it a browser sends
+	 * "Origin: null" even with our own forms' POSTs (Fetch, "serializing
+	 * a request origin"), which origin_ok must refuse. */
 	evhttp_add_header(h, "Content-Security-Policy",
 	    "default-src 'none'; style-src 'self'; script-src 'self'; "
 	    "img-src 'self' data:; form-action 'self'; "
 	    "frame-ancestors 'none'; base-uri 'none'");
 	evhttp_add_header(h, "X-Frame-Options", "DENY");
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-	evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+	evhttp_add_header(h, "Referrer-Policy", "same-origin");
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_add_header(h, "Strict-Transport-Security", "max-age=31536000");
 }
