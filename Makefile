@@ -59,6 +59,8 @@ UNIT_SRC += src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 # The IMAP folder queues, driven by tests/unit/test_imap_folder.c.
 UNIT_SRC += src/imap/imap_folder.c
 UNIT_SRC += src/admin/admin_json.c
+# The web admin's escaping, by tests/unit/test_admin_html.c.
+UNIT_SRC += src/admin/admin_html.c
 # Durations and times as an admin reads them (posternctl, tests/unit).
 LIB_SRC += src/lib/human.c
 

@@ -8,6 +8,7 @@
  * confirmations and a table filter).
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,9 @@
 #include "admin_priv.h"
 #include "xmalloc.h"
 
-void
-html_esc(struct evbuffer *b, const char *s)
+/* is_text: a textarea's text, whose lines stay lines (CRLF as LF). */
+static void
+esc(struct evbuffer *b, const char *s, bool is_text)
 {
 	const char *run = s;
 
@@ -24,6 +26,14 @@ html_esc(struct evbuffer *b, const char *s)
 		return;
 	for (; *s != '\0'; s++) {
 		const char *rep = NULL;
+
+		if (is_text && (*s == '\n' || (s[0] == '\r' && s[1] == '\n'))) {
+			if (*s == '\r') {
+				evbuffer_add(b, run, (size_t)(s - run));
+				run = s + 1; /* the LF follows */
+			}
+			continue;
+		}
 
 		switch (*s) {
 		case '&':
@@ -53,6 +63,21 @@ html_esc(struct evbuffer *b, const char *s)
 		}
 	}
 	evbuffer_add(b, run, (size_t)(s - run));
+}
+
+void
+html_esc(struct evbuffer *b, const char *s)
+{
+	esc(b, s, false);
+}
+
+void
+html_textarea(struct evbuffer *b, const char *s)
+{
+	/* HTML drops one newline right after <textarea>: this one, so
+	 * that a list starting with a blank line keeps it. */
+	evbuffer_add(b, "\n", 1);
+	esc(b, s, true);
 }
 
 void

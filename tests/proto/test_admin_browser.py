@@ -8,9 +8,12 @@ test_docs_pages takes the docs' pictures: with POSTERN_SCREENSHOTS=DIR
 (`make screenshots`: docs/img) they go to DIR, otherwise to
 build/screenshots/docs, and each page is checked the same way."""
 import os
+import pathlib
 import poplib
 import re
+import shutil
 import smtplib
+import tempfile
 import time
 
 import pytest
@@ -228,6 +231,38 @@ def test_users_add_in_the_page_then_deliver(make_server, browser, cert):
         assert b"Subject: welcome dave" in b"\r\n".join(p.retr(1)[1])
     finally:
         p.quit()
+
+
+def test_accept_list_edited_in_the_browser(make_server, browser, request):
+    """The accept list's textarea: a browser sends its lines with CRLF and
+    drops a newline right after <textarea>; the file gets what was shown
+    and typed, LF line ends, and a save without an edit changes nothing."""
+    d = tempfile.mkdtemp(prefix="postern-accept-")
+    request.addfinalizer(lambda: shutil.rmtree(d, ignore_errors=True))
+    os.chmod(d, 0o755)  # the run user reads it at a reload
+    acc = pathlib.Path(d) / "accept.txt"
+    acc.write_text("\n# the accept list\n\n# hosts of the office\n")
+    s = start(make_server, {"relay": "local-hosts", "accept_file": str(acc)})
+    assert smtp_rcpt(s, "friend@remote.example")[0] == 550
+    b = browser(s)
+    b.login("boss", ADMIN_PASSWORD)
+    b.get("/relay")
+    assert b.find("#accept").get_attribute("value") == acc.read_text()
+    before = os.stat(acc)
+    b.submit(b.find("#save"))
+    assert b.flash() == "Nothing changed.", b.flash()
+    assert acc.read_text() == "\n# the accept list\n\n# hosts of the office\n"
+    assert os.stat(acc).st_ino == before.st_ino  # not even rewritten
+
+    from selenium.webdriver.common.keys import Keys
+    area = b.find("#accept")
+    area.send_keys(Keys.CONTROL, Keys.END)
+    area.send_keys("127.0.0.1\n")
+    b.submit(b.find("#save"))
+    assert b.flash().startswith("Saved and applied: relay = local-hosts."), b.flash()
+    assert acc.read_text() == "\n# the accept list\n\n# hosts of the office\n127.0.0.1\n"
+    assert smtp_rcpt(s, "friend@remote.example")[0] == 250
+    assert 'what=accept-list' in s.log()
 
 
 def queue_ids(s):
