@@ -304,6 +304,23 @@ def test_queue_flush_from_the_page(make_server, browser):
     assert b.flash() == f"flush {qid}: 1 message", b.flash()
     wait_for(lambda: s.log().count("status=deferred") == 5, what="one new attempt")
 
+    # One message's page (its id is a link): envelope and headers; Hold
+    # there, Release from the list.
+    rows = {r.find_element("css selector", "td a").text: r for r in b.finds("#queue tbody tr")}
+    rows[qid].find_element("css selector", "td a").click()
+    b.wait(lambda: b.text("h1") == "Queued message", what="the message's page")
+    assert "alice@example.test" in b.text("#envelope")
+    assert "u@down.example" in b.text("#recipients")
+    assert "Subject: q" in b.text()
+    b.submit([x for x in b.finds("main form button") if x.text == "Hold"][0])
+    assert b.path() == "/queue" and b.flash() == f"hold {qid}: 1 message", b.flash()
+    row = [r for r in b.finds("#queue tbody tr") if qid in r.text][0]
+    assert "held" in row.text
+    assert "held" in [l for l in s.ctl("queue", "list").stdout.splitlines()
+                      if l.startswith(qid)][0]
+    b.submit([x for x in row.find_elements("css selector", "button") if x.text == "Release"][0])
+    assert b.flash() == f"release {qid}: 1 message", b.flash()
+
     # Delete: the script asks first (instead of the "sure" box, hidden
     # with the script on); "Cancel" posts nothing.
     def delete_button():
