@@ -744,8 +744,9 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 	{
 		static const char *const sm[] = {"submission", "yes", "no"};
 		static const char *const smt[] = {
-		    "submission: a logged-in client sends only as its "
-		    "own addresses",
+		    /* one string (clang's -Wstring-concatenation) */
+		    ("submission: a logged-in client sends only as its "
+		     "own addresses"),
 		    "yes: the same",
 		    "no: a logged-in client may send as anyone"};
 		const char *cur =
