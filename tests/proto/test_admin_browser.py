@@ -74,6 +74,81 @@ def browser(request):
     assert outside == [], "the browser tried the network: %r" % outside
 
 
+class OtherSite:
+    """An HTTPS page on another port of 127.0.0.1 (the test certificate):
+    another origin, but the same site, so the browser sends the admin's
+    SameSite=Strict cookie with its form.  Its form posts to the admin."""
+
+    def __init__(self, cert, html):
+        import http.server
+        import ssl
+        import threading
+
+        page = html.encode()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html; charset=utf-8")
+                self.send_header("Content-Length", str(len(page)))
+                self.end_headers()
+                self.wfile.write(page)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(*cert)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = "https://127.0.0.1:%d/" % self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_another_sites_form_is_refused(make_server, browser, cert):
+    """Cross-site request forgery in a real browser: a page elsewhere posts
+    the Users form to the admin while the browser is logged in (its
+    cookie goes along: same site), without the token and then even with
+    the session's real token; both refused, nothing added."""
+    s = start(make_server, comments=False)
+    b = browser(s)
+    b.login("boss", ADMIN_PASSWORD)
+    b.get("/users")
+    token = b.find("#user-add input[name=csrf]").get_attribute("value")
+    action = "https://127.0.0.1:%d/users" % s.ports["admin"]
+    for i, csrf in enumerate(["", token]):
+        field = '<input type="hidden" name="csrf" value="%s">' % csrf if csrf else ""
+        site = OtherSite(cert, '<!DOCTYPE html><title>win a prize</title>'
+                         '<form method="post" action="%s">%s'
+                         '<input type="hidden" name="op" value="user-add">'
+                         '<input type="hidden" name="a" value="evil%d@example.test">'
+                         '<input type="hidden" name="b" value="pw-evil">'
+                         '<button id="go">Claim</button></form>' % (action, field, i))
+        try:
+            b.allow("/users", 403)
+            b.allow("/favicon.ico", 404)  # asked for by the 403's plain text page
+            b.driver.get(site.url)
+            b.submit(b.find("#go"))
+            assert b.driver.current_url == action
+            assert "refused: the form's CSRF token is missing or wrong" in \
+                b.driver.find_element("css selector", "body").text
+        finally:
+            site.stop()
+        assert f"evil{i}@example.test" not in s.ctl("user", "list").stdout
+    assert s.log().count("event=admin-csrf admin=boss") == 2
+    # The session itself is fine: the admin's own form still works.
+    b.get("/users")
+    b.type("#user-add input[name=a]", "fine@example.test")
+    b.type("#user-add input[name=b]", "pw-fine-1")
+    b.submit(b.find("#user-add button[type=submit]"))
+    assert b.flash() == "fine@example.test added", b.flash()
+
+
 def smtp_rcpt(server, rcpt, sender="someone@remote.example"):
     """(code, text) of RCPT TO from 127.0.0.1 (no AUTH), then QUIT."""
     with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=20) as c:
