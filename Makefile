@@ -1,5 +1,6 @@
 # postern: `make` builds bin/posternd and bin/posternctl; `make run` starts
-# a demo instance; `make test` builds with ASan+UBSan and runs every test.
+# a demo instance; `make test` builds with ASan+UBSan and runs every test;
+# `make screenshots` takes the web admin's pictures in docs/img.
 # Missing Debian packages are installed by scripts/deps.sh (as root).
 
 CC ?= cc
@@ -58,6 +59,8 @@ UNIT_SRC += src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 # The IMAP folder queues, driven by tests/unit/test_imap_folder.c.
 UNIT_SRC += src/imap/imap_folder.c
 UNIT_SRC += src/admin/admin_json.c
+# The web admin's escaping, by tests/unit/test_admin_html.c.
+UNIT_SRC += src/admin/admin_html.c
 # Durations and times as an admin reads them (posternctl, tests/unit).
 LIB_SRC += src/lib/human.c
 
@@ -155,6 +158,18 @@ test:
 		POSTERND=$(CURDIR)/$(ASAN)/posternd POSTERNCTL=$(CURDIR)/$(ASAN)/posternctl \
 		/usr/bin/python3 -m pytest -q -p no:cacheprovider $(PG_PROTO_TESTS)
 
+# docs/img: the web admin's main pages at 1280x900 (README.md,
+# docs/admin.md), taken in headless Chromium by test_docs_pages in
+# tests/proto/test_admin_browser.py from a test server with a little
+# traffic.  `make test` takes the same pictures into build/screenshots.
+screenshots:
+	@scripts/deps.sh test
+	$(MAKE) asan
+	POSTERN_SCREENSHOTS=$(CURDIR)/docs/img \
+		POSTERND=$(CURDIR)/$(ASAN)/posternd POSTERNCTL=$(CURDIR)/$(ASAN)/posternctl \
+		/usr/bin/python3 -m pytest -q -p no:cacheprovider \
+		tests/proto/test_admin_browser.py -k test_docs_pages
+
 # ---- fuzzing (clang libFuzzer), bounded ---------------------------------
 FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
@@ -207,6 +222,6 @@ clean:
 	rm -rf build bin
 
 .PHONY: all deps run test asan check-clang format-check include-graph \
-	policy-golden fuzz bench clean
+	policy-golden screenshots fuzz bench clean
 
 -include $(shell find build -name '*.d' 2>/dev/null)

@@ -7,8 +7,11 @@ level=${1:-build}
 pkgs="build-essential pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev
 	libc-ares-dev zlib1g-dev openssl libpq-dev"
 case $level in
-test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 postgresql pflogsumm dovecot-imapd isync offlineimap3 neomutt" ;;
+test|bench) pkgs="$pkgs libcmocka-dev python3 python3-pytest swaks dnsmasq python3-aiosmtpd libnet-ssleay-perl libio-socket-ssl-perl curl clang clang-format libclang-rt-14-dev sqlite3 postgresql pflogsumm dovecot-imapd isync offlineimap3 neomutt chromium chromium-driver python3-selenium fonts-dejavu-core" ;;
 esac
+# chromium, chromium-driver and python3-selenium drive the web admin's
+# browser tests (tests/proto/browser.py); fonts-dejavu-core gives the
+# pictures in docs/img (`make screenshots`) the same font everywhere.
 case $level in
 bench) pkgs="$pkgs postfix procps dovecot-pop3d" ;;
 esac

@@ -185,14 +185,17 @@ security_headers(struct evhttp_request *req)
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 
 	/* Nothing from elsewhere, nothing inline but our own script file,
-	 * no framing (clickjacking), no MIME sniffing, no referrer. */
+	 * no framing (clickjacking), no MIME sniffing, no referrer to
+	 * another site.  Not "no-referrer": under it a browser sends
+	 * "Origin: null" even with our own forms' POSTs (Fetch, "serializing
+	 * a request origin"), which origin_ok must refuse. */
 	evhttp_add_header(h, "Content-Security-Policy",
 	    "default-src 'none'; style-src 'self'; script-src 'self'; "
 	    "img-src 'self' data:; form-action 'self'; "
 	    "frame-ancestors 'none'; base-uri 'none'");
 	evhttp_add_header(h, "X-Frame-Options", "DENY");
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-	evhttp_add_header(h, "Referrer-Policy", "no-referrer");
+	evhttp_add_header(h, "Referrer-Policy", "same-origin");
 	evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_add_header(h, "Strict-Transport-Security", "max-age=31536000");
 }
@@ -665,7 +668,9 @@ login_done(struct admin_job *j)
 		log_info("event=admin-login result=ok admin=%s client=%s%s%s",
 		    log_esc(l->name), l->ip, l->domain[0] ? " domain=" : "",
 		    l->domain[0] ? log_esc(l->domain) : "");
-		admin_redirect(j->req, "/");
+		/* The dashboard is the server's: a domain admin starts at
+		 * its users, not at a page it may not see. */
+		admin_redirect(j->req, l->domain[0] ? "/users" : "/");
 		return;
 	}
 	/* A checked wrong password (not a lock's or the directory's
@@ -870,6 +875,12 @@ static_file(struct evhttp_request *req, const char *path)
 		b = evbuffer_new();
 		evbuffer_add(b, admin_js, strlen(admin_js));
 		admin_reply(req, 200, "text/javascript; charset=utf-8", b);
+	} else if (strcmp(path, "/static/icon.svg") == 0) {
+		b = evbuffer_new();
+		evbuffer_add(b, admin_icon, strlen(admin_icon));
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Cache-Control", "max-age=3600");
+		admin_reply(req, 200, "image/svg+xml", b);
 	} else
 		admin_reply_text(req, 404, "not found");
 }

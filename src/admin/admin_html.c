@@ -8,6 +8,7 @@
  * confirmations and a table filter).
  */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,8 +16,9 @@
 #include "admin_priv.h"
 #include "xmalloc.h"
 
-void
-html_esc(struct evbuffer *b, const char *s)
+/* is_text: a textarea's text, whose lines stay lines (CRLF as LF). */
+static void
+esc(struct evbuffer *b, const char *s, bool is_text)
 {
 	const char *run = s;
 
@@ -24,6 +26,14 @@ html_esc(struct evbuffer *b, const char *s)
 		return;
 	for (; *s != '\0'; s++) {
 		const char *rep = NULL;
+
+		if (is_text && (*s == '\n' || (s[0] == '\r' && s[1] == '\n'))) {
+			if (*s == '\r') {
+				evbuffer_add(b, run, (size_t)(s - run));
+				run = s + 1; /* the LF follows */
+			}
+			continue;
+		}
 
 		switch (*s) {
 		case '&':
@@ -53,6 +63,21 @@ html_esc(struct evbuffer *b, const char *s)
 		}
 	}
 	evbuffer_add(b, run, (size_t)(s - run));
+}
+
+void
+html_esc(struct evbuffer *b, const char *s)
+{
+	esc(b, s, false);
+}
+
+void
+html_textarea(struct evbuffer *b, const char *s)
+{
+	/* HTML drops one newline right after <textarea>: this one, so
+	 * that a list starting with a blank line keeps it. */
+	evbuffer_add(b, "\n", 1);
+	esc(b, s, true);
 }
 
 void
@@ -111,6 +136,7 @@ html_head(struct evbuffer *b, const struct admin_who *w, const char *title,
 	evbuffer_add_printf(b,
 	    " - postern</title>\n"
 	    "<link rel=\"stylesheet\" href=\"/static/admin.css\">\n"
+	    "<link rel=\"icon\" href=\"/static/icon.svg\">\n"
 	    "<script src=\"/static/admin.js\" defer></script>\n"
 	    "</head>\n<body>\n<header><span class=\"brand\">postern</span>\n");
 	if (w != NULL) {
@@ -189,6 +215,7 @@ const char admin_css[] =
     "th{background:var(--soft);font-weight:600}\n"
     "td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}\n"
     "form.inline{display:inline;margin:0}\n"
+    "label.inline{display:inline;margin:0 .25rem 0 0}\n"
     "fieldset{border:1px solid var(--line);border-radius:4px;"
     "margin:0 0 1rem;padding:.5rem 1rem}\n"
     "legend{font-weight:600}\n"
@@ -228,17 +255,34 @@ const char admin_css[] =
     ".login{max-width:22rem}\n"
     ".muted{color:var(--mut)}\n";
 
-/* Progressive: a confirmation for dangerous buttons (the server asks
- * again without it), and a filter box over tables marked filterable. */
+/* The browser's tab icon, so that no page load ends in a 404 for
+ * /favicon.ico. */
+const char admin_icon[] =
+    "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 16 16\">"
+    "<rect width=\"16\" height=\"16\" rx=\"3\" fill=\"#14263b\"/>"
+    "<path d=\"M5 3h4a3.5 3.5 0 0 1 0 7H7.5v3H5z\" fill=\"#fff\"/>"
+    "</svg>\n";
+
+/* Progressive: a confirmation for dangerous buttons instead of their
+ * "sure" box (without the script the box is required, and the server
+ * asks again if it is not ticked), and a filter box over tables marked
+ * filterable.  The box stops being required before any submit: the
+ * browser checks required fields before the submit event, so a
+ * required box left unticked would block the question. */
 const char admin_js[] =
     "'use strict';\n"
+    "document.querySelectorAll('form[data-confirm] input[name=confirm]')"
+    ".forEach(function(c){\n"
+    "  c.required=false;var l=c.closest('label');"
+    "if(l)l.style.display='none';\n"
+    "});\n"
     "document.addEventListener('submit',function(e){\n"
     "  var b=e.submitter||e.target.querySelector('[data-confirm]');\n"
     "  var m=(b&&b.getAttribute('data-confirm'))||"
     "e.target.getAttribute('data-confirm');\n"
     "  if(m&&!window.confirm(m)){e.preventDefault();return;}\n"
     "  if(m){var c=e.target.querySelector('input[name=confirm]');"
-    "if(c)c.value='yes';}\n"
+    "if(c)c.checked=true;}\n"
     "});\n"
     "document.querySelectorAll('table[data-filter]').forEach(function(t){\n"
     "  var i=document.createElement('input');i.type='search';\n"

@@ -684,7 +684,7 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 	               "(CIDR), one per line or separated by spaces</label>"
 	               "<textarea name=\"relay_addresses\" "
 	               "id=\"relay_addresses\">");
-	html_esc(b, f->f_addresses ? f->f_addresses : v);
+	html_textarea(b, f->f_addresses ? f->f_addresses : v);
 	html_printf(b, "</textarea></fieldset>\n");
 	conf_value(text ? text : "", clen, "relay_domains", v, sizeof(v));
 	html_printf(b, "<fieldset><legend>Relay domains and recipients"
@@ -692,7 +692,7 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 	               "accepted for relaying from anyone (backup MX, "
 	               "gateway)</label><textarea name=\"relay_domains\" "
 	               "id=\"relay_domains\">");
-	html_esc(b, f->f_domains ? f->f_domains : v);
+	html_textarea(b, f->f_domains ? f->f_domains : v);
 	html_printf(b, "</textarea>\n");
 	if (f->recipients != NULL) {
 		html_printf(b, "<label for=\"recipients\">Recipients accepted "
@@ -700,7 +700,8 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 		html_esc(b, c->relay_recipients_file);
 		html_printf(b, ")</label><textarea name=\"recipients\" "
 		               "id=\"recipients\">");
-		html_esc(b, f->f_recipients ? f->f_recipients : f->recipients);
+		html_textarea(
+		    b, f->f_recipients ? f->f_recipients : f->recipients);
 		html_printf(b, "</textarea>\n");
 	} else
 		html_printf(b,
@@ -716,7 +717,7 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 		html_esc(b, c->accept_file);
 		html_printf(b, ")</label><textarea name=\"accept\" "
 		               "id=\"accept\">");
-		html_esc(b, f->f_accept ? f->f_accept : f->accept);
+		html_textarea(b, f->f_accept ? f->f_accept : f->accept);
 		html_printf(b, "</textarea>\n");
 	} else
 		html_printf(b,
@@ -743,8 +744,9 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 	{
 		static const char *const sm[] = {"submission", "yes", "no"};
 		static const char *const smt[] = {
-		    "submission: a logged-in client sends only as its "
-		    "own addresses",
+		    /* one string (clang's -Wstring-concatenation) */
+		    ("submission: a logged-in client sends only as its "
+		     "own addresses"),
 		    "yes: the same",
 		    "no: a logged-in client may send as anyone"};
 		const char *cur =

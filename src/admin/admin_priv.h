@@ -148,6 +148,9 @@ void admin_peer(struct evhttp_request *, char *ip, size_t iplen);
 
 /* admin_html.c: everything written into a page goes through these. */
 void html_esc(struct evbuffer *, const char *s);
+/* The text of a <textarea>, right after its start tag: escaped like
+ * html_esc, but its lines stay lines (a CRLF shown as LF). */
+void html_textarea(struct evbuffer *, const char *s);
 void html_printf(struct evbuffer *, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* The page's top (title, navigation for who) and bottom. */
@@ -158,6 +161,7 @@ void html_foot(struct evbuffer *);
 void html_csrf(struct evbuffer *, const struct admin_who *);
 extern const char admin_css[];
 extern const char admin_js[];
+extern const char admin_icon[]; /* /static/icon.svg */
 void url_esc(struct evbuffer *, const char *s);
 
 /* admin_pages.c */

@@ -26,6 +26,7 @@ int run_maildir_tests(void);
 int run_dir_tests(void);
 int run_dir_json_tests(void);
 int run_admin_json_tests(void);
+int run_admin_html_tests(void);
 int run_passwd_tests(void);
 int run_queue_tests(void);
 int run_base64_tests(void);

@@ -15,6 +15,7 @@ main(void)
 	failed += run_dir_tests();
 	failed += run_dir_json_tests();
 	failed += run_admin_json_tests();
+	failed += run_admin_html_tests();
 	failed += run_passwd_tests();
 	failed += run_queue_tests();
 	failed += run_base64_tests();
