@@ -28,7 +28,7 @@ struct workers;
 #define ADMIN_NAME_MAX 65  /* an admin name, with its NUL */
 #define ADMIN_TOKEN_HEX 64 /* session ids and CSRF tokens: 32 bytes */
 #define ADMIN_SESSIONS_MAX 1000
-#define ADMIN_SESSIONS_PER_ADMIN 10 /* more: that admin's oldest ends */
+#define ADMIN_SESSIONS_PER_ADMIN 10     /* more: that admin's oldest ends */
 #define ADMIN_BODY_MAX (1u << 20)       /* a request body */
 #define ADMIN_HEADERS_MAX (16u << 10)   /* a request's headers */
 #define ADMIN_TIMEOUT_S 30              /* idle, per connection */
