@@ -41,12 +41,16 @@
 #include <event2/listener.h>
 
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <arpa/inet.h>
 
 #include "admin.h"
 #include "admin_priv.h"
 #include "authfail.h"
 #include "cidr.h"
 #include "config.h"
+#include "counter.h"
 #include "dir.h"
 #include "log.h"
 #include "net.h"
@@ -56,7 +60,36 @@
 #include "worker.h"
 #include "xmalloc.h"
 
-static int ssl_index = -1; /* the SSL's ex_data: its admin_server */
+static int ssl_index = -1; /* the SSL's ex_data: its admin_tconn */
+
+/*
+ * The lines strangers can cause (failed logins and tokens, refused and
+ * cut connections): at most ADMIN_NOISE_PER_S a second together, the
+ * rest counted and the count said on the next line that is logged
+ * (dropped=N), so a flood neither fills the disk nor pushes the real
+ * decisions out of the in-memory log the Log page searches.
+ */
+#define ADMIN_NOISE_PER_S 20
+static time_t noise_sec;
+static unsigned noise_n, noise_dropped;
+
+static bool
+noise_ok(unsigned *dropped)
+{
+	time_t now = time(NULL);
+
+	if (now != noise_sec) {
+		noise_sec = now;
+		noise_n = 0;
+	}
+	if (noise_n++ >= ADMIN_NOISE_PER_S) {
+		noise_dropped++;
+		return false;
+	}
+	*dropped = noise_dropped;
+	noise_dropped = 0;
+	return true;
+}
 
 /* ---- connections ------------------------------------------------------ */
 
@@ -76,21 +109,131 @@ listeners_enable(struct admin_server *srv, bool on)
 	srv->is_paused = !on;
 }
 
+/*
+ * One TLS connection, from the bevcb to its SSL's free (the SSL's
+ * ex_data).  Its deadline: a request must arrive whole within
+ * ADMIN_REQUEST_S of the connect or of the last reply (so a client
+ * trickling a header a byte at a time, which evhttp's idle timeout
+ * never ends, is cut); stopped while a request is served.  Its client
+ * key: at most ADMIN_CONNS_PER_IP connections from one client (IPv6 per
+ * ipv6_prefix_length network), so one client cannot take all of
+ * admin_max_connections.
+ */
+struct admin_tconn {
+	struct admin_server *srv;
+	SSL *ssl;
+	struct event *deadline;
+	char key[COUNTER_IP_KEY_MAX]; /* "" until the handshake starts */
+};
+
+/* Ends a connection from under evhttp: the socket is shut down, so
+ * evhttp sees the end and frees it (and the SSL, and t) itself. */
+static void
+tconn_cut(struct admin_tconn *t)
+{
+	int fd = SSL_get_fd(t->ssl);
+
+	if (fd >= 0)
+		shutdown(fd, SHUT_RDWR);
+}
+
+static void
+tconn_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct admin_tconn *t = arg;
+
+	(void)fd;
+	(void)what;
+	{
+		unsigned dropped;
+
+		if (noise_ok(&dropped))
+			log_info("event=admin-cut reason=\"no whole "
+			         "request within %ds\" "
+			         "client=%s dropped=%u",
+			    ADMIN_REQUEST_S, t->key[0] ? t->key : "-", dropped);
+	}
+	tconn_cut(t);
+}
+
+static void
+tconn_arm(struct admin_tconn *t, bool on)
+{
+	struct timeval tv = {ADMIN_REQUEST_S, 0};
+
+	if (on)
+		evtimer_add(t->deadline, &tv);
+	else
+		evtimer_del(t->deadline);
+}
+
+/* The connection of a request, or NULL (the Unix socket's are plain). */
+static struct admin_tconn *
+tconn_of(struct evhttp_request *req)
+{
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct bufferevent *bev =
+	    evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
+	SSL *ssl = bev ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	return ssl ? SSL_get_ex_data(ssl, ssl_index) : NULL;
+}
+
+/* The handshake starts: the socket is known now, and so the client. */
+static void
+tconn_info(const SSL *ssl, int where, int ret)
+{
+	struct admin_tconn *t = SSL_get_ex_data(ssl, ssl_index);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char ip[INET6_ADDRSTRLEN];
+	int fd;
+
+	(void)ret;
+	if (t == NULL || !(where & SSL_CB_HANDSHAKE_START) || t->key[0])
+		return;
+	fd = SSL_get_fd(ssl);
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &sl) == -1)
+		return;
+	net_addr_text((struct sockaddr *)&ss, ip, sizeof(ip));
+	counter_ip_key(ip, (unsigned)t->srv->cfg->ipv6_prefix_length, t->key,
+	    sizeof(t->key));
+	if (counter_add(t->srv->ips, t->key, 1) > ADMIN_CONNS_PER_IP) {
+		{
+			unsigned dropped;
+
+			if (noise_ok(&dropped))
+				log_warn(
+				    "event=admin-refuse "
+				    "client=%s reason=\"more than %d "
+				    "connections from this client\" dropped=%u",
+				    ip, ADMIN_CONNS_PER_IP, dropped);
+		}
+		tconn_cut(t);
+	}
+}
+
 /* An SSL freed: its connection is gone (OpenSSL calls this from
  * SSL_free, on the loop thread: bufferevents are freed there). */
 static void
 ssl_gone(
     void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
 {
-	struct admin_server *srv = ptr;
+	struct admin_tconn *t = ptr;
+	struct admin_server *srv;
 
 	(void)parent;
 	(void)ad;
 	(void)idx;
 	(void)argl;
 	(void)argp;
-	if (srv == NULL)
+	if (t == NULL)
 		return;
+	srv = t->srv;
+	if (t->key[0] != '\0')
+		counter_add(srv->ips, t->key, -1);
+	event_free(t->deadline);
+	free(t);
 	srv->nconns--;
 	if (srv->is_paused && !srv->is_shutting_down &&
 	    srv->nconns < srv->cfg->admin_max_connections)
@@ -103,10 +246,17 @@ tls_bev(struct event_base *base, void *arg)
 {
 	struct admin_server *srv = arg;
 	SSL *ssl = SSL_new(srv->tls);
+	struct admin_tconn *t;
 
 	if (ssl == NULL)
 		return NULL; /* evhttp makes a plain one: the handshake fails */
-	SSL_set_ex_data(ssl, ssl_index, srv);
+	t = xcalloc(1, sizeof(*t));
+	t->srv = srv;
+	t->ssl = ssl;
+	t->deadline = evtimer_new(base, tconn_deadline, t);
+	SSL_set_ex_data(ssl, ssl_index, t);
+	SSL_set_info_callback(ssl, tconn_info);
+	tconn_arm(t, true);
 	srv->nconns++;
 	if (srv->nconns >= srv->cfg->admin_max_connections && !srv->is_paused) {
 		log_warn("event=admin-full connections=%zu note=\"listeners "
@@ -196,7 +346,8 @@ security_headers(struct evhttp_request *req)
 	evhttp_add_header(h, "X-Frame-Options", "DENY");
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
 	evhttp_add_header(h, "Referrer-Policy", "same-origin");
-	evhttp_add_header(h, "Cache-Control", "no-store");
+	if (evhttp_find_header(h, "Cache-Control") == NULL) /* static's own */
+		evhttp_add_header(h, "Cache-Control", "no-store");
 	evhttp_add_header(h, "Strict-Transport-Security", "max-age=31536000");
 }
 
@@ -215,7 +366,10 @@ admin_reply(struct evhttp_request *req, int status, const char *type,
 	    {503, "Service Unavailable"}};
 	const char *reason = "Status";
 	struct evbuffer *b = body != NULL ? body : evbuffer_new();
+	struct admin_tconn *t = tconn_of(req);
 
+	if (t != NULL) /* the next request has its time from now */
+		tconn_arm(t, true);
 	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
 		if (reasons[i].code == status)
 			reason = reasons[i].text;
@@ -580,6 +734,105 @@ admin_sess_by_id(struct admin_server *srv, const char *sid)
 	return NULL;
 }
 
+/* ---- sessions checked again ------------------------------------------ */
+
+/* What a session re-checks: the stored hash's digest (a new password,
+ * or the admin deleted and made again, ends the old sessions). */
+static void
+hash_cred(const char *hash, unsigned char out[32])
+{
+	unsigned int n = 32;
+
+	if (EVP_Digest(hash, strlen(hash), out, &n, EVP_sha256(), NULL) != 1)
+		memset(out, 0, 32);
+}
+
+/*
+ * A session is only as good as its admin: at most ADMIN_RECHECK_S after
+ * an admin is deleted, gets a new password or another domain, its
+ * sessions end (each is looked up again on the pool, at a request, once
+ * that long has passed since its last check).  The request that starts
+ * a check is served as the session stands.
+ */
+struct recheck {
+	struct admin_server *srv;
+	char sid[ADMIN_TOKEN_HEX + 1];
+	char name[ADMIN_NAME_MAX];
+	char domain[256];
+	unsigned char cred[32];
+	bool is_gone; /* no such admin, or changed */
+	bool is_error;
+};
+
+static void
+recheck_run(void *arg, void *ctx)
+{
+	struct recheck *r = arg;
+	struct dir *d = ctx;
+	char *hash = NULL, dom[256] = "", err[256];
+	unsigned char cred[32];
+	int rc;
+
+	if (d == NULL || d->admin == NULL) {
+		r->is_error = true;
+		return;
+	}
+	rc = d->admin->admin_get(
+	    d, r->name, &hash, dom, sizeof(dom), err, sizeof(err));
+	if (rc < 0) {
+		r->is_error = true; /* the directory's trouble: keep it */
+	} else if (rc == 0) {
+		r->is_gone = true;
+	} else {
+		hash_cred(hash, cred);
+		r->is_gone = memcmp(cred, r->cred, sizeof(cred)) != 0 ||
+		             strcmp(dom, r->domain) != 0;
+	}
+	free(hash);
+}
+
+static void
+recheck_done(void *arg)
+{
+	struct recheck *r = arg;
+	struct admin_server *srv = r->srv;
+
+	srv->pending--;
+	for (size_t i = 0; i < srv->nsess; i++) {
+		if (!token_eq(srv->sess[i]->id, r->sid))
+			continue;
+		srv->sess[i]->is_checking = false;
+		if (r->is_gone) {
+			log_info("event=admin-logout admin=%s reason=\"the "
+			         "admin was deleted or changed\"",
+			    log_esc(srv->sess[i]->name));
+			sess_drop(srv, i);
+		} else if (!r->is_error)
+			srv->sess[i]->checked = time(NULL);
+		break;
+	}
+	free(r);
+}
+
+static void
+sess_recheck(struct admin_server *srv, struct admin_sess *s, time_t now)
+{
+	struct recheck *r;
+
+	if (s->is_checking || now - s->checked < ADMIN_RECHECK_S ||
+	    srv->pending >= ADMIN_PENDING_MAX)
+		return;
+	r = xcalloc(1, sizeof(*r));
+	r->srv = srv;
+	snprintf(r->sid, sizeof(r->sid), "%s", s->id);
+	snprintf(r->name, sizeof(r->name), "%s", s->name);
+	snprintf(r->domain, sizeof(r->domain), "%s", s->domain);
+	memcpy(r->cred, s->cred, sizeof(r->cred));
+	s->is_checking = true;
+	srv->pending++;
+	workers_submit(srv->pool, recheck_run, recheck_done, r);
+}
+
 /* ---- login ------------------------------------------------------------ */
 
 struct login {
@@ -588,6 +841,7 @@ struct login {
 	char name[ADMIN_NAME_MAX];
 	char pass[1024];
 	char domain[256];
+	unsigned char cred[32]; /* hash_cred of the admin's stored hash */
 	enum authfail_outcome outcome;
 	struct timespec start;
 };
@@ -640,6 +894,8 @@ login_run(struct admin_job *j, struct dir *d)
 		l->outcome = passwd_check(l->pass, hash, &l->start)
 		                 ? AUTHFAIL_GOOD
 		                 : AUTHFAIL_BAD;
+	if (hash != NULL)
+		hash_cred(hash, l->cred);
 	free(hash);
 	explicit_bzero(l->pass, sizeof(l->pass));
 }
@@ -657,6 +913,9 @@ login_done(struct admin_job *j)
 	    l->outcome, account, time(NULL));
 	if (v == AUTHFAIL_OK) {
 		struct admin_sess *s = sess_new(srv, l->name, l->domain);
+
+		memcpy(s->cred, l->cred, sizeof(s->cred));
+		s->checked = time(NULL);
 		char cookie[200];
 
 		snprintf(cookie, sizeof(cookie),
@@ -677,12 +936,18 @@ login_done(struct admin_job *j)
 	 * refusal) is a failed login for the dashboard. */
 	if (l->outcome == AUTHFAIL_BAD || l->outcome == AUTHFAIL_UNKNOWN)
 		stats_add(STAT_AUTH_FAILED, 1);
-	log_warn("event=admin-login result=%s admin=%s client=%s%s%s",
-	    v == AUTHFAIL_LOCKED ? "locked"
-	    : v == AUTHFAIL_TEMP ? "tempfail"
-	                         : "fail",
-	    log_esc(l->name), l->ip, j->err[0] ? " error=" : "",
-	    j->err[0] ? log_esc(j->err) : "");
+	{
+		unsigned dropped;
+
+		if (noise_ok(&dropped))
+			log_warn("event=admin-login result=%s "
+			         "admin=%s client=%s%s%s dropped=%u",
+			    v == AUTHFAIL_LOCKED ? "locked"
+			    : v == AUTHFAIL_TEMP ? "tempfail"
+			                         : "fail",
+			    log_esc(l->name), l->ip, j->err[0] ? " error=" : "",
+			    j->err[0] ? log_esc(j->err) : "", dropped);
+	}
 	if (v == AUTHFAIL_TEMP)
 		login_page(j->req, 503,
 		    "The directory is unavailable; try "
@@ -727,9 +992,16 @@ login_post(struct admin_server *srv, struct evhttp_request *req,
 	    account, time(NULL), &l->slot);
 	if (v != AUTHFAIL_OK) {
 		free(l);
-		log_warn("event=admin-login result=%s admin=%s client=%s",
-		    v == AUTHFAIL_LOCKED ? "locked" : "busy", log_esc(name),
-		    ip);
+		{
+			unsigned dropped;
+
+			if (noise_ok(&dropped))
+				log_warn(
+				    "event=admin-login "
+				    "result=%s admin=%s client=%s dropped=%u",
+				    v == AUTHFAIL_LOCKED ? "locked" : "busy",
+				    log_esc(name), ip, dropped);
+		}
 		login_page(req, 429,
 		    v == AUTHFAIL_LOCKED ? "Too many failed logins: locked "
 		                           "out for a while."
@@ -787,8 +1059,15 @@ token_done(struct admin_job *j)
 		char ip[64];
 
 		admin_peer(j->req, ip, sizeof(ip));
-		log_warn("event=admin-token result=fail client=%s id=%s", ip,
-		    log_esc(a->id));
+		{
+			unsigned dropped;
+
+			if (noise_ok(&dropped))
+				log_warn(
+				    "event=admin-token "
+				    "result=fail client=%s id=%s dropped=%u",
+				    ip, log_esc(a->id), dropped);
+		}
 		/* A bad token counts against the client like a bad
 		 * password: no unlimited guessing through the API. */
 		authfail_fail(
@@ -920,7 +1199,10 @@ on_request(struct evhttp_request *req, void *arg)
 	struct admin_sess *s;
 	char *path;
 	bool is_post = cmd == EVHTTP_REQ_POST;
+	struct admin_tconn *t = tconn_of(req);
 
+	if (t != NULL) /* whole: no deadline while it is served */
+		tconn_arm(t, false);
 	if (srv->is_shutting_down) {
 		evhttp_add_header(evhttp_request_get_output_headers(req),
 		    "Connection", "close");
@@ -1012,6 +1294,7 @@ on_request(struct evhttp_request *req, void *arg)
 		admin_redirect(req, "/login");
 		goto out;
 	}
+	sess_recheck(srv, s, time(NULL));
 	if (is_post && !csrf_ok(req, s, &form)) {
 		char ip[64];
 
@@ -1101,6 +1384,7 @@ service_new(
 	srv->cfg = config_ref(cfg);
 	srv->confd_fd = -1;
 	srv->confd_pid = -1;
+	srv->ips = counter_new(256);
 	if (cfg->admin_listen.n == 0 && cfg->admin_socket[0] == '\0')
 		return srv; /* off */
 	if (ssl_index == -1)
@@ -1252,6 +1536,7 @@ service_free(void *arg)
 		SSL_CTX_free(srv->tls);
 	free(srv->fds);
 	free(srv->bound);
+	counter_free(&srv->ips);
 	config_unref(&srv->cfg);
 	free(srv);
 }

@@ -72,6 +72,15 @@ split_for(struct admin_job *j, const char *in, char *l, char *d)
 		    why ? why : "bad address");
 		return -1;
 	}
+	/* Listed and removed by the same text: a quoted local part (its
+	 * quotes gone in the directory's spelling) is posternctl's. */
+	if (!addr_local_is_dot_string(l)) {
+		snprintf(j->err, sizeof(j->err),
+		    "%.200s: only plain local parts here (a quoted one: "
+		    "posternctl)",
+		    in);
+		return -1;
+	}
 	if (!admin_may_domain(&j->who, d)) {
 		snprintf(j->err, sizeof(j->err),
 		    "%.200s: not in your domain (%.200s)", in, j->who.domain);
@@ -252,9 +261,12 @@ admin_op_run(struct admin_job *j, struct dir *d)
 
 			/* The target as it is stored: normalised. */
 			if (dir_split_address(j->b, l2, sizeof(l2), dom2,
-			        sizeof(dom2), &why) == -1) {
+			        sizeof(dom2), &why) == -1 ||
+			    !addr_local_is_dot_string(l2)) {
 				snprintf(e, el, "%.200s: %s", j->b,
-				    why ? why : "bad address");
+				    why ? why
+				        : "only plain local parts here (a "
+				          "quoted one: posternctl)");
 				break;
 			}
 			snprintf(j->b, sizeof(j->b), "%s@%s", l2, dom2);
@@ -281,9 +293,12 @@ admin_op_run(struct admin_job *j, struct dir *d)
 		if (split_for(j, j->a, l, dom) == -1)
 			break;
 		if (dir_split_address(
-		        j->b, l2, sizeof(l2), dom2, sizeof(dom2), &why) == -1) {
+		        j->b, l2, sizeof(l2), dom2, sizeof(dom2), &why) == -1 ||
+		    !addr_local_is_dot_string(l2)) {
 			snprintf(e, el, "%.200s: %s", j->b,
-			    why ? why : "bad address");
+			    why ? why
+			        : "only plain local parts here (a quoted "
+			          "one: posternctl)");
 			break;
 		}
 		snprintf(j->b, sizeof(j->b), "%s@%s", l2, dom2);

@@ -967,11 +967,12 @@ relay_save_done(struct admin_job *j)
 		admin_audit(&j->who, "config", f->ch_key[i], f->ch_old[i],
 		    f->ch_new[i]);
 	if (f->changed_accept)
-		admin_audit(&j->who, "accept-list", j->cfg->accept_file, NULL,
-		    "(file replaced)");
+		admin_audit(&j->who, "accept-list", j->cfg->accept_file,
+		    f->accept, f->f_accept);
 	if (f->changed_recipients)
 		admin_audit(&j->who, "relay-recipients",
-		    j->cfg->relay_recipients_file, NULL, "(file replaced)");
+		    j->cfg->relay_recipients_file, f->recipients,
+		    f->f_recipients);
 	if (!f->changed_conf && !f->changed_accept && !f->changed_recipients) {
 		if (j->conn->is_gone)
 			return;
@@ -1681,6 +1682,11 @@ qshow_page(struct admin_server *srv, struct evhttp_request *req,
 static void
 qcmd_finish(struct admin_job *j)
 {
+	if (j->rc != -1) /* done: audited once it is (durable, for hold,
+	                    release and delete) */
+		admin_audit(&j->who, "queue", j->a, NULL, j->b);
+	if (j->conn->is_gone)
+		return;
 	if (j->who.is_api) {
 		struct evbuffer *b;
 
@@ -1760,10 +1766,10 @@ admin_queue_cmd(struct admin_server *srv, struct evhttp_request *req,
 	}
 	if (!admin_submit(srv, req, w, NULL, qcmd_finish, &j))
 		return;
+	j->is_always = true; /* audited even if the browser went away */
 	snprintf(j->a, sizeof(j->a), "%s", id);
 	snprintf(j->b, sizeof(j->b), "%s", op);
 	snprintf(cmd, sizeof(cmd), "%s %s", op, id);
-	admin_audit(w, "queue", id, NULL, op);
 	/* The job waits for the queue, not a worker. */
 	j->is_kept = true;
 	srv->pending++;

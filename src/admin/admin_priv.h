@@ -28,11 +28,14 @@ struct workers;
 #define ADMIN_NAME_MAX 65  /* an admin name, with its NUL */
 #define ADMIN_TOKEN_HEX 64 /* session ids and CSRF tokens: 32 bytes */
 #define ADMIN_SESSIONS_MAX 1000
-#define ADMIN_SESSIONS_PER_ADMIN 10     /* more: that admin's oldest ends */
-#define ADMIN_BODY_MAX (1u << 20)       /* a request body */
-#define ADMIN_HEADERS_MAX (16u << 10)   /* a request's headers */
-#define ADMIN_TIMEOUT_S 30              /* idle, per connection */
-#define ADMIN_PENDING_MAX 32            /* jobs in flight, in total */
+#define ADMIN_SESSIONS_PER_ADMIN 10 /* more: that admin's oldest ends */
+#define ADMIN_RECHECK_S 10        /* a session's admin looked up again after */
+#define ADMIN_BODY_MAX (1u << 20) /* a request body */
+#define ADMIN_HEADERS_MAX (16u << 10) /* a request's headers */
+#define ADMIN_TIMEOUT_S 30            /* idle, per connection */
+#define ADMIN_REQUEST_S 15   /* a whole request, from connect or last reply */
+#define ADMIN_CONNS_PER_IP 8 /* TLS connections from one client */
+#define ADMIN_PENDING_MAX 32 /* jobs in flight, in total */
 #define ADMIN_SESSION_MAX_S (12 * 3600) /* a session, however busy */
 
 /* A logged-in admin (server-side; the cookie holds only the id). */
@@ -42,7 +45,10 @@ struct admin_sess {
 	char name[ADMIN_NAME_MAX];
 	char domain[256]; /* "" : every domain and the server */
 	time_t created, last_seen;
-	char flash[512]; /* a message for the next page, or "" */
+	time_t checked;         /* the admin last looked up again */
+	bool is_checking;       /* a look-up in flight */
+	unsigned char cred[32]; /* the admin's hash's digest at login */
+	char flash[512];        /* a message for the next page, or "" */
 };
 
 /* Who a request acts as: a session (pages) or a token (the API). */
@@ -74,6 +80,7 @@ struct admin_server {
 	struct evhttp *local; /* admin_socket */
 	struct workers *pool; /* admin jobs: each thread an admin handle */
 	size_t nconns;        /* TLS connections open */
+	struct counter *ips;  /* TLS connections per client key */
 	bool is_paused;       /* listeners off: nconns at the limit */
 	bool is_shutting_down;
 	struct admin_conn *conns;

@@ -572,3 +572,83 @@ def test_connection_bound_and_sizes(admin_server):
     # Methods other than GET and POST on pages.
     st, _, _ = a.request("DELETE", "/users")
     assert st == 405
+
+
+def test_slow_and_greedy_clients(admin_server):
+    """A client trickling its request (a byte now and then, which the idle
+    timeout alone never ends) is cut ADMIN_REQUEST_S (15 s) after its
+    connect; one client holds at most 8 connections, others still get in."""
+    s = admin_server()
+    ctx = ssl.create_default_context(cafile=s.cert)
+    raw = socket.create_connection(("127.0.0.1", s.ports["admin"]), timeout=30)
+    slow = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    slow.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+    t0, cut = time.time(), False
+    while time.time() - t0 < 25:
+        try:
+            slow.sendall(b"X-A: b\r\n")
+            time.sleep(1)
+        except (OSError, ssl.SSLError):
+            cut = True
+            break
+    assert cut and 13 < time.time() - t0 < 25, time.time() - t0
+    wait_for(lambda: "event=admin-cut" in s.log(), what="the cut logged")
+    held = []
+    for _ in range(8):
+        r = socket.create_connection(("127.0.0.1", s.ports["admin"]), timeout=10)
+        held.append(ctx.wrap_socket(r, server_hostname="127.0.0.1"))
+    r = socket.create_connection(("127.0.0.1", s.ports["admin"]), timeout=10)
+    with pytest.raises((OSError, ssl.SSLError)):
+        t = ctx.wrap_socket(r, server_hostname="127.0.0.1")
+        t.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\n\r\n")
+        if not t.recv(100):
+            raise OSError("closed")
+    assert "event=admin-refuse client=127.0.0.1" in s.log()
+    # Another client address is not held to 127.0.0.1's count.
+    r = socket.create_connection(("127.0.0.1", s.ports["admin"]), timeout=10,
+                                 source_address=("127.0.0.2", 0))
+    t = ctx.wrap_socket(r, server_hostname="127.0.0.1")
+    t.sendall(b"GET /login HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert t.recv(20).startswith(b"HTTP/1.1 200")
+    t.close()
+    for h in held:
+        h.close()
+    time.sleep(0.5)
+    assert Admin(s).get("/login")[0] == 200
+
+
+def test_sessions_end_with_their_admin(admin_server):
+    """A deleted admin's sessions, and those of an admin whose password
+    changed, end within ADMIN_RECHECK_S (10 s) and a request."""
+    s = admin_server()
+    s.ctl("admin", "add", "temp", input=ADMIN_PASSWORD + "\n")
+    gone, moved, stays = Admin(s).login("temp"), Admin(s).login("dom"), Admin(s).login()
+    s.ctl("admin", "del", "temp")
+    s.ctl("admin", "passwd", "dom", input="another-pw-1\n")
+
+    def ended(a):
+        st, h, _ = a.get("/users")
+        return st == 303 and h["location"] == "/login"
+    wait_for(lambda: ended(gone) and ended(moved), timeout=30, what="sessions ended")
+    assert not ended(stays)
+    assert 'event=admin-logout admin=temp reason="the admin was deleted or changed"' in s.log()
+    # A change of nothing (the same domain, the same hash) keeps a session.
+    time.sleep(11)
+    assert not ended(stays)
+    assert not ended(stays)
+
+
+def test_quoted_local_parts_refused(admin_server):
+    """What the pages add they list and remove by the same text: a quoted
+    local part (which the directory stores without its quotes) is left to
+    posternctl, for aliases, lists and their targets and members."""
+    s = admin_server()
+    a = Admin(s).login()
+    for op, obj, b in (("alias-add", '"z@example.org"@example.test', "bob@example.test"),
+                       ("alias-add", "ok@example.test", '"q q"@remote.example'),
+                       ("list-add", '"a b"@example.test', ""),
+                       ("member-add", "team@example.test", '"x y"@example.test')):
+        st, _, body = a.follow(a.post("/aliases", {"op": op, "a": obj, "b": b}))
+        assert "only plain local parts" in flash(body), (op, obj, b)
+    assert "z@example.org" not in s.ctl("alias", "list").stdout
+    assert "ok@example.test" not in s.ctl("alias", "list").stdout
