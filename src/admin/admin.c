@@ -1311,6 +1311,7 @@ on_request(struct evhttp_request *req, void *arg)
 	snprintf(who.domain, sizeof(who.domain), "%s", s->domain);
 	who.sess = s;
 	snprintf(who.sid, sizeof(who.sid), "%s", s->id);
+	snprintf(who.csrf, sizeof(who.csrf), "%s", s->csrf);
 	if (strcmp(path, "/logout") == 0 && is_post) {
 		for (size_t i = 0; i < srv->nsess; i++)
 			if (srv->sess[i] == s) {

@@ -182,14 +182,23 @@ html_foot(struct evbuffer *b)
 	evbuffer_add_printf(b, "</main>\n</body>\n</html>\n");
 }
 
+/* From who's own copy of the token: a job builds its page on a worker,
+ * where the session (the loop's, and maybe ended meanwhile) is never
+ * read. */
 void
 html_csrf(struct evbuffer *b, const struct admin_who *w)
 {
-	if (w == NULL || w->sess == NULL)
+	if (w == NULL || w->csrf[0] == '\0')
 		return;
-	evbuffer_add_printf(b,
-	    "<input type=\"hidden\" name=\"csrf\" value=\"%s\">",
-	    w->sess->csrf);
+	evbuffer_add_printf(
+	    b, "<input type=\"hidden\" name=\"csrf\" value=\"%s\">", w->csrf);
+}
+
+/* A block of lines shown in <pre>: escaped, its line ends kept. */
+void
+html_esc_lines(struct evbuffer *b, const char *s)
+{
+	esc(b, s, true);
 }
 
 const char admin_css[] =

@@ -241,16 +241,40 @@ admin_op_run(struct admin_job *j, struct dir *d)
 		bool is_default;
 
 		if (split_for(j, j->a, l, dom) == 0 &&
-		    quota_for(j, &q, &is_default) == 0)
+		    quota_for(j, &q, &is_default) == 0) {
+			struct dir_quota old;
+			char oe[128];
+
+			/* The audit's old value: what is stored now. */
+			if (d->ops->user_quota(
+			        d, l, dom, &old, oe, sizeof(oe)) == 1) {
+				if (old.is_set)
+					snprintf(j->e, sizeof(j->e),
+					    "bytes %llu, messages %llu",
+					    (unsigned long long)old.bytes,
+					    (unsigned long long)old.messages);
+				else
+					snprintf(j->e, sizeof(j->e), "default");
+			}
 			r = a->user_quota_set(
 			    d, l, dom, is_default ? NULL : &q, e, el);
+		}
 		break;
 	}
 	case AOP_USER_DISABLE:
 	case AOP_USER_ENABLE:
-		if (split_for(j, j->a, l, dom) == 0)
+		if (split_for(j, j->a, l, dom) == 0) {
+			bool was;
+			char oe[128];
+
+			if (d->ops->user_disabled != NULL &&
+			    d->ops->user_disabled(
+			        d, l, dom, &was, oe, sizeof(oe)) == 1)
+				snprintf(j->e, sizeof(j->e), "%s",
+				    was ? "disabled" : "enabled");
 			r = a->user_disable(
 			    d, l, dom, op == AOP_USER_DISABLE, e, el);
+		}
 		break;
 	case AOP_ALIAS_ADD:
 	case AOP_ALIAS_DEL:
@@ -341,14 +365,25 @@ admin_op_audit(struct admin_job *j)
 		nv = "(password set)";
 		break;
 	case AOP_USER_QUOTA:
-		snprintf(q, sizeof(q), "bytes %.40s, messages %.40s",
-		    j->c[0] ? j->c : "default", j->d[0] ? j->d : "default");
+		/* As quota_for read them: both empty the default, one
+		 * empty (or 0) no limit. */
+		if (j->c[0] == '\0' && j->d[0] == '\0')
+			snprintf(q, sizeof(q), "default");
+		else
+			snprintf(q, sizeof(q), "bytes %.40s, messages %.40s",
+			    j->c[0] ? j->c : "0", j->d[0] ? j->d : "0");
 		nv = q;
+		break;
+	case AOP_USER_DISABLE:
+	case AOP_USER_ENABLE:
+		nv = op == AOP_USER_DISABLE ? "disabled" : "enabled";
 		break;
 	default:
 		break;
 	}
-	admin_audit(&j->who, ops[op].name, j->a, NULL, nv);
+	/* The old value where there is one (j->e, read before the change:
+	 * a quota, a user's state); "-" for what was added or removed. */
+	admin_audit(&j->who, ops[op].name, j->a, j->e[0] ? j->e : NULL, nv);
 }
 
 const char *

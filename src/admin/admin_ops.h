@@ -2,7 +2,8 @@
  * admin_ops: the directory operations of the web admin's pages and API
  * (admin_ops.c).  A job carries the op in n1 and its inputs in a (the
  * address or domain), b (a target, member, alias's domain or the
- * password, wiped once hashed), c and d (quota bytes and messages).
+ * password, wiped once hashed), c and d (quota bytes and messages); the
+ * op sets e to the audit's old value where there is one.
  */
 #ifndef POSTERN_ADMIN_OPS_H
 #define POSTERN_ADMIN_OPS_H

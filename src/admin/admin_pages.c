@@ -294,21 +294,32 @@ struct user_rows {
 	size_t n;
 };
 
+/* "10485760 bytes", or "no limit on bytes" for 0 (what 0 means). */
+static const char *
+quota_part(char *out, size_t len, uint64_t v, const char *what)
+{
+	if (v == 0)
+		snprintf(out, len, "no limit on %s", what);
+	else
+		snprintf(out, len, "%llu %s", (unsigned long long)v, what);
+	return out;
+}
+
 static void
 user_row(void *arg, const struct dir_user_info *u)
 {
 	struct user_rows *ur = arg;
 	struct evbuffer *b = ur->b;
-	char when[64], q[128];
+	char when[64], q[128], qb[48], qm[48];
 
 	ur->n++;
 	html_printf(b, "<tr><td>");
 	html_esc(b, u->address);
 	html_printf(b, "</td><td>");
 	if (u->quota.is_set)
-		snprintf(q, sizeof(q), "%llu bytes, %llu messages",
-		    (unsigned long long)u->quota.bytes,
-		    (unsigned long long)u->quota.messages);
+		snprintf(q, sizeof(q), "%s%s%s",
+		    quota_part(qb, sizeof(qb), u->quota.bytes, "bytes"), ", ",
+		    quota_part(qm, sizeof(qm), u->quota.messages, "messages"));
 	else
 		snprintf(q, sizeof(q), "default");
 	html_esc(b, q);
@@ -400,11 +411,15 @@ user_edit_page(
 	    "name=\"op\" value=\"user-quota\"><input type=\"hidden\" "
 	    "name=\"a\" value=\"");
 	html_esc(b, addr);
-	html_printf(b, "\"><label>Bytes (k, M, G; empty: the default) <input "
-	               "name=\"c\"></label><label>Messages <input name=\"d\">"
-	               "</label><button type=\"submit\">Set quota</button>"
-	               "</fieldset></form>\n<p><a href=\"/users\">Back to "
-	               "users</a></p>\n");
+	html_printf(b,
+	    "\"><label>Bytes (k, M, G; 0 or empty: no limit) <input "
+	    "name=\"c\"></label><label>Messages (0 or empty: no "
+	    "limit) <input name=\"d\"></label><p class=\"muted\">Both "
+	    "empty: back to the default (quota_default_bytes, "
+	    "quota_default_messages).</p><button type=\"submit\">Set "
+	    "quota</button>"
+	    "</fieldset></form>\n<p><a href=\"/users\">Back to "
+	    "users</a></p>\n");
 	html_foot(b);
 	admin_reply(req, 200, HTML, b);
 }
@@ -507,10 +522,13 @@ static const struct {
         "A forged sender cannot get past this: the client's address is "
         "checked, not what it claims.",
         false},
-    {"local-hosts", "Local hosts",
-        "A client may relay when its host is local: its IP address, or "
-        "a host name from the accept list. The sender is not checked.",
-        false},
+    {"local-hosts", "Senders from local domains",
+        "A client may relay when the MAIL FROM domain is a local domain, "
+        "a host alias or a host in the accept list (or the client's IP "
+        "address is in the accept list). A FORGED SENDER GETS PAST "
+        "THIS: anyone may write MAIL FROM:<anything@your-domain>. Only "
+        "where the SMTP port is reachable from trusted machines alone.",
+        true},
     {"local-users", "Local senders",
         "A client may relay when the MAIL FROM address is a local user "
         "(or listed in the accept list). A FORGED SENDER GETS PAST "
@@ -1602,7 +1620,7 @@ qshow_run(struct admin_job *j, struct dir *d)
 	if (end != NULL)
 		*end = '\0';
 	if (off < len)
-		html_esc(j->out, buf + off);
+		html_esc_lines(j->out, buf + off);
 	html_printf(j->out, "</pre>\n");
 	free(buf);
 }
@@ -2070,7 +2088,16 @@ admin_page(struct admin_server *srv, struct evhttp_request *req,
 		return;
 	}
 	if (strcmp(path, "/users/edit") == 0 && !is_post) {
-		user_edit_page(req, w, admin_form(form, "a"));
+		const char *a = admin_form(form, "a"), *at = strrchr(a, '@');
+
+		/* A domain admin's form only for its domain's users (the
+		 * POST is refused anyway; the page should not be offered). */
+		if (w->domain[0] != '\0' &&
+		    (at == NULL || !admin_may_domain(w, at + 1))) {
+			forbidden(req, w);
+			return;
+		}
+		user_edit_page(req, w, a);
 		return;
 	}
 	if (strcmp(path, "/domains") == 0) {

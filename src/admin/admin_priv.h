@@ -56,7 +56,9 @@ struct admin_who {
 	char name[ADMIN_NAME_MAX];
 	char domain[256]; /* "" : full admin */
 	bool is_api;
-	char sid[ADMIN_TOKEN_HEX + 1]; /* the session's id (pages) */
+	char sid[ADMIN_TOKEN_HEX + 1];  /* the session's id (pages) */
+	char csrf[ADMIN_TOKEN_HEX + 1]; /* its CSRF token, a copy (workers
+	                                   write it into forms) */
 	/* pages only, and only on the loop while the session lives: a
 	 * job's is looked up again by sid before its done runs */
 	struct admin_sess *sess;
@@ -166,6 +168,7 @@ void html_head(struct evbuffer *, const struct admin_who *, const char *title,
 void html_foot(struct evbuffer *);
 /* <input type=hidden name=csrf>, for every form that changes state. */
 void html_csrf(struct evbuffer *, const struct admin_who *);
+void html_esc_lines(struct evbuffer *, const char *s);
 extern const char admin_css[];
 extern const char admin_js[];
 extern const char admin_icon[]; /* /static/icon.svg */

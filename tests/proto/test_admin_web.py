@@ -209,6 +209,9 @@ def test_domain_admin_sees_only_its_domain(admin_server):
     assert st == 200 and "alice@example.test" in body and "zed@other.test" not in body
     st, _, body = a.get("/users?domain=other.test")
     assert "zed@other.test" not in body
+    st, _, body = a.get("/users/edit?a=zed%40other.test")
+    assert st == 403
+    assert a.get("/users/edit?a=alice%40example.test")[0] == 200
     st, _, body = a.get("/aliases")
     assert "info@example.test" in body and "hidden@other.test" not in body
     # The server's pages are not a domain admin's.
@@ -252,7 +255,14 @@ def test_relay_options_apply_live(admin_server):
     a = Admin(s).login()
     st, _, body = a.get("/relay")
     assert st == 200 and 'value="none" id="relay-none" checked' in body
-    assert "FORGED SENDER GETS PAST" in body  # local-users' warning
+    # The modes a forged sender gets past say so: local-hosts,
+    # local-users, anyone.
+    for mode in ("local-hosts", "local-users", "anyone"):
+        block = body.split('id="relay-%s"' % mode, 1)[1].split("</div>", 1)[0]
+        assert 'class="forged"' in block, mode
+    for mode in ("none", "addresses"):
+        block = body.split('id="relay-%s"' % mode, 1)[1].split("</div>", 1)[0]
+        assert 'class="forged"' not in block, mode
     assert rcpt(s, "someone@remote.example")[0] == 550
     st, _, body = a.follow(relay_form(a, relay="addresses",
                                       relay_addresses="127.0.0.1\r\n192.0.2.0/24"))
@@ -389,11 +399,18 @@ def test_domains_users_aliases_lists(admin_server):
     st, _, body = a.follow(a.post("/users", {"op": "user-quota", "a": "dave@example.test",
                                              "c": "10M", "d": "100"}))
     assert "quota set" in flash(body) and "10485760 bytes, 100 messages" in body
+    assert ('what=user-quota object="dave@example.test" old="default" '
+            'new="bytes 10M, messages 100"') in s.log()
+    st, _, body = a.follow(a.post("/users", {"op": "user-quota", "a": "dave@example.test",
+                                             "c": "1M", "d": ""}))
+    assert "1048576 bytes, no limit on messages" in body
+    assert ('old="bytes 10485760, messages 100" new="bytes 1M, messages 0"') in s.log()
     st, _, body = a.follow(a.post("/users", {"op": "user-quota", "a": "dave@example.test",
                                              "c": "lots"}))
     assert "bad size" in flash(body)
     st, _, body = a.follow(a.post("/users", {"op": "user-disable", "a": "dave@example.test"}))
     assert "disabled" in flash(body)
+    assert 'what=user-disable object="dave@example.test" old="enabled" new="disabled"' in s.log()
     c = smtplib.SMTP("127.0.0.1", s.ports["submission"], timeout=20)
     c.starttls(context=ssl.create_default_context(cafile=s.cert))
     with pytest.raises(smtplib.SMTPAuthenticationError):
@@ -446,6 +463,9 @@ def test_queue_page(admin_server):
     qid = ids[0]
     st, _, body = a.get("/queue/show?id=" + qid)
     assert st == 200 and "sender@example.net" in body and "X-Test: 1" in body
+    # The header block line by line, as in the file.
+    headers = re.search(r'<pre class="log" id="headers">(.*?)</pre>', body, re.S).group(1)
+    assert "\nX-Test: 1" in headers and "\ufffd" not in headers
     assert "someone@remote.example" in body
     st, _, _ = a.get("/queue/show?id=ffffffff")
     assert st == 404
@@ -652,3 +672,46 @@ def test_quoted_local_parts_refused(admin_server):
         assert "only plain local parts" in flash(body), (op, obj, b)
     assert "z@example.org" not in s.ctl("alias", "list").stdout
     assert "ok@example.test" not in s.ctl("alias", "list").stdout
+
+
+def test_admin_socket(admin_server):
+    """admin_socket: plain HTTP on a Unix socket (mode 0660) for a proxy
+    on the same host; the pages as over TLS, every client is "local", and
+    /metrics always wants a token there."""
+    import http.client
+    import stat
+    import urllib.parse
+    d = tempfile.mkdtemp(prefix="postern-sock-")
+    os.chmod(d, 0o777)
+    path = os.path.join(d, "admin.sock")
+    s = admin_server({"admin_socket": path, "admin_metrics_allow": "127.0.0.1"})
+    assert stat.S_ISSOCK(os.stat(path).st_mode)
+    assert os.stat(path).st_mode & 0o777 == 0o660
+
+    class Unix(http.client.HTTPConnection):
+        def connect(self):
+            self.sock = socket.socket(socket.AF_UNIX)
+            self.sock.connect(path)
+
+    def req(method, url, body=None, headers=None):
+        c = Unix("localhost", timeout=20)
+        c.request(method, url, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read().decode()
+        out = (r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+        c.close()
+        return out
+    st, _, body = req("GET", "/login")
+    assert st == 200 and 'name="password"' in body
+    st, h, _ = req("POST", "/login", urllib.parse.urlencode(
+        {"name": "boss", "password": ADMIN_PASSWORD}),
+        {"Content-Type": "application/x-www-form-urlencoded"})
+    assert st == 303
+    cookie = h["set-cookie"].split(";", 1)[0]
+    st, _, body = req("GET", "/users", headers={"Cookie": cookie})
+    assert st == 200 and "alice@example.test" in body
+    assert "event=admin-login result=ok admin=boss client=local" in s.log()
+    st, _, _ = req("GET", "/metrics")
+    assert st == 401
+    # Over TLS from 127.0.0.1 the allow list applies.
+    assert Admin(s).request("GET", "/metrics", cookie=False)[0] == 200
