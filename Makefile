@@ -22,7 +22,7 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/strlist.c src/lib/worker.c src/lib/passwd.c src/lib/safefs.c \
 	src/lib/cidr.c src/lib/accept.c src/lib/dns.c src/lib/committer.c \
 	src/lib/mailnotify.c src/lib/deflate.c src/lib/stats.c \
-	src/lib/metrics.c src/lib/chart.c \
+	src/lib/metrics.c src/lib/chart.c src/lib/evout.c \
 	src/config/config.c src/config/config_edit.c src/smtp/smtp_parse.c \
 	src/smtp/smtp_data.c src/dir/dir.c src/dir/dir_sqlite.c \
 	src/dir/dir_pgsql.c src/dir/dir_json.c \

@@ -241,8 +241,9 @@ read_run(struct admin_job *j, struct dir *d)
 		j->status = 503;
 }
 
-static void
-read_done(struct admin_job *j)
+/* A job's JSON body (j->out), or its error. */
+void
+admin_json_job_done(struct admin_job *j)
 {
 	if (j->status != 200) {
 		admin_json_error(j->req, j->status, j->err);
@@ -259,7 +260,7 @@ read_api(struct admin_server *srv, struct evhttp_request *req,
 {
 	struct admin_job *j;
 
-	if (!admin_submit(srv, req, w, read_run, read_done, &j))
+	if (!admin_submit(srv, req, w, read_run, admin_json_job_done, &j))
 		return;
 	snprintf(j->a, sizeof(j->a), "%s", what);
 	snprintf(j->b, sizeof(j->b), "%s", filter ? filter : "");

@@ -63,17 +63,6 @@ page_job_done(struct admin_job *j)
 }
 
 static void
-json_job_done(struct admin_job *j)
-{
-	if (j->status != 200) {
-		admin_json_error(j->req, j->status, j->err);
-		return;
-	}
-	admin_json_reply(j->req, 200, j->out);
-	j->out = NULL;
-}
-
-static void
 forbidden(struct evhttp_request *req, struct admin_who *w)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -178,6 +167,27 @@ button_form(struct evbuffer *b, const struct admin_who *w, const char *action,
 	    confirm ? " class=\"danger\"" : " class=\"plain\"", label);
 }
 
+/* The rows of a listing, one or two columns, each with a Remove button
+ * posting op for its first column (and its second as b, when b_too). */
+static void
+rows_body(struct evbuffer *b, const struct admin_who *w, const struct rows *r,
+    bool two_cols, const char *action, const char *op, bool b_too,
+    const char *confirm)
+{
+	for (size_t i = 0; i < r->a.n; i++) {
+		html_printf(b, "<tr><td>");
+		html_esc(b, r->a.v[i]);
+		if (two_cols) {
+			html_printf(b, "</td><td>");
+			html_esc(b, r->b.v[i]);
+		}
+		html_printf(b, "</td><td>");
+		button_form(b, w, action, op, r->a.v[i],
+		    b_too ? r->b.v[i] : NULL, "Remove", confirm);
+		html_printf(b, "</td></tr>\n");
+	}
+}
+
 /* ---- POST: one directory operation, then back ------------------------ */
 
 static void
@@ -244,14 +254,8 @@ domains_run(struct admin_job *j, struct dir *d)
 	html_printf(b, "<h2>Local domains</h2>\n<table id=\"domains\" "
 	               "data-filter><thead><tr><th>Domain</th><th></th></tr>"
 	               "</thead><tbody>\n");
-	for (size_t i = 0; i < doms.a.n; i++) {
-		html_printf(b, "<tr><td>");
-		html_esc(b, doms.a.v[i]);
-		html_printf(b, "</td><td>");
-		button_form(b, &j->who, "/domains", "domain-del", doms.a.v[i],
-		    NULL, "Remove", "Remove this domain?");
-		html_printf(b, "</td></tr>\n");
-	}
+	rows_body(b, &j->who, &doms, false, "/domains", "domain-del", false,
+	    "Remove this domain?");
 	html_printf(b, "</tbody></table>\n"
 	               "<form method=\"post\" action=\"/domains\">");
 	html_csrf(b, &j->who);
@@ -263,16 +267,8 @@ domains_run(struct admin_job *j, struct dir *d)
 	               "is user@DOMAIN.</p>\n<table id=\"host-aliases\"><thead>"
 	               "<tr><th>Alias</th><th>Domain</th><th></th></tr>"
 	               "</thead><tbody>\n");
-	for (size_t i = 0; i < als.a.n; i++) {
-		html_printf(b, "<tr><td>");
-		html_esc(b, als.a.v[i]);
-		html_printf(b, "</td><td>");
-		html_esc(b, als.b.v[i]);
-		html_printf(b, "</td><td>");
-		button_form(b, &j->who, "/domains", "host-alias-del",
-		    als.a.v[i], NULL, "Remove", "Remove this host alias?");
-		html_printf(b, "</td></tr>\n");
-	}
+	rows_body(b, &j->who, &als, true, "/domains", "host-alias-del", false,
+	    "Remove this host alias?");
 	html_printf(b, "</tbody></table>\n<form method=\"post\" "
 	               "action=\"/domains\">");
 	html_csrf(b, &j->who);
@@ -442,16 +438,7 @@ aliases_run(struct admin_job *j, struct dir *d)
 	html_printf(b, "<h2>Aliases</h2>\n<table id=\"aliases\" data-filter>"
 	               "<thead><tr><th>Alias</th><th>Delivers to</th><th>"
 	               "</th></tr></thead><tbody>\n");
-	for (size_t i = 0; i < al.a.n; i++) {
-		html_printf(b, "<tr><td>");
-		html_esc(b, al.a.v[i]);
-		html_printf(b, "</td><td>");
-		html_esc(b, al.b.v[i]);
-		html_printf(b, "</td><td>");
-		button_form(b, &j->who, "/aliases", "alias-del", al.a.v[i],
-		    al.b.v[i], "Remove", NULL);
-		html_printf(b, "</td></tr>\n");
-	}
+	rows_body(b, &j->who, &al, true, "/aliases", "alias-del", true, NULL);
 	html_printf(b, "</tbody></table>\n<form method=\"post\" "
 	               "action=\"/aliases\">");
 	html_csrf(b, &j->who);
@@ -1116,7 +1103,7 @@ admin_relay_api_get(
 {
 	struct admin_job *j;
 
-	if (!admin_submit(srv, req, w, relay_json_run, json_job_done, &j))
+	if (!admin_submit(srv, req, w, relay_json_run, admin_json_job_done, &j))
 		return;
 	admin_job_go(j);
 }
@@ -1351,7 +1338,7 @@ check_admit(struct admin_server *srv, struct evhttp_request *req, bool is_api)
 static void
 check_json_done(struct admin_job *j)
 {
-	json_job_done(j);
+	admin_json_job_done(j);
 }
 
 static void
@@ -1856,7 +1843,7 @@ admin_log_api(struct admin_server *srv, struct evhttp_request *req,
 {
 	struct admin_job *j;
 
-	if (!admin_submit(srv, req, w, log_json_run, json_job_done, &j))
+	if (!admin_submit(srv, req, w, log_json_run, admin_json_job_done, &j))
 		return;
 	snprintf(j->a, sizeof(j->a), "%s", q);
 	admin_job_go(j);

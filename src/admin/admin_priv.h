@@ -197,6 +197,7 @@ void admin_log_api(struct admin_server *, struct evhttp_request *,
 /* admin_api.c */
 void admin_json_reply(struct evhttp_request *, int status, struct evbuffer *);
 void admin_json_error(struct evhttp_request *, int status, const char *why);
+void admin_json_job_done(struct admin_job *);
 void admin_api(struct admin_server *, struct evhttp_request *,
     struct admin_who *, const char *path);
 

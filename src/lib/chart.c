@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 
 #include "chart.h"
+#include "evout.h"
 
 /* Margins: the y labels on the left, the title on top, x labels below. */
 #define M_LEFT 56.0
@@ -21,34 +22,6 @@
 #define M_TOP 24.0
 #define M_BOTTOM 20.0
 #define LABEL_PX 36.0 /* room one x label needs */
-
-struct out {
-	struct evbuffer *b;
-	int r;
-};
-
-static void out_printf(struct out *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-out_printf(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (o->r != 0)
-		return;
-	va_start(ap, fmt);
-	if (evbuffer_add_vprintf(o->b, fmt, ap) < 0)
-		o->r = -1;
-	va_end(ap);
-}
-
-static void
-out_add(struct out *o, const char *p, size_t n)
-{
-	if (o->r == 0 && evbuffer_add(o->b, p, n) != 0)
-		o->r = -1;
-}
 
 /* Length of the valid UTF-8 sequence at p (of n bytes), 0 if invalid:
  * no overlongs, no surrogates, nothing past U+10FFFF. */

@@ -14,6 +14,7 @@
 #include <event2/buffer.h>
 
 #include "metrics.h"
+#include "evout.h"
 
 static const struct {
 	const char *name, *help;
@@ -40,28 +41,6 @@ const char *
 metrics_counter_name(enum stat_counter c)
 {
 	return (unsigned)c < STAT_N ? counters[c].name : NULL;
-}
-
-/* Output state: the first failed append sticks. */
-struct out {
-	struct evbuffer *b;
-	int r;
-};
-
-static void out_printf(struct out *, const char *, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-out_printf(struct out *o, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (o->r != 0)
-		return;
-	va_start(ap, fmt);
-	if (evbuffer_add_vprintf(o->b, fmt, ap) < 0)
-		o->r = -1;
-	va_end(ap);
 }
 
 /* The family's header lines.  Help texts here are ours: no escaping. */
