@@ -30,6 +30,7 @@
  */
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <errno.h>
@@ -46,6 +47,7 @@
 #include "admin_priv.h"
 #include "config.h"
 #include "config_edit.h"
+#include "file.h"
 #include "log.h"
 #include "safefs.h"
 #include "xmalloc.h"
@@ -151,6 +153,60 @@ confd_key_ok(const char *key)
 	return false;
 }
 
+/* postern.conf parsed only (config_parse), never config_load, which
+ * would also read the list files, as root, wherever they point. */
+static struct config *
+conf_parse(const char *conf, char *err, size_t errlen)
+{
+	struct config *cfg = NULL;
+	size_t clen = 0;
+	char *ctext = file_read(conf, CONFIG_FILE_MAX, &clen, NULL);
+
+	if (ctext == NULL) {
+		snprintf(err, errlen, "%s: %s", conf, strerror(errno));
+		return NULL;
+	}
+	if (config_parse(ctext, clen, conf, &cfg, err, errlen) == -1)
+		cfg = NULL;
+	free(ctext);
+	return cfg;
+}
+
+/* As root: the way to a list file must be root's (safefs's rule for
+ * data_dir), or the run user could swap it for a link to any file root
+ * reads, whose lines would come back in a validation's error. */
+static int
+list_dir_safe(const char *path, char *err, size_t errlen)
+{
+	char dir[4096], *slash;
+
+	if (geteuid() != 0 || path[0] != '/')
+		return 0;
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash == dir)
+		slash[1] = '\0';
+	else
+		*slash = '\0';
+	if (safefs_data_dir_parents(dir, err, errlen) == -1)
+		return -1;
+	/* ... and the directory itself (safefs checks the way to it). */
+	{
+		struct stat st;
+
+		if (lstat(dir, &st) == -1 || !S_ISDIR(st.st_mode) ||
+		    st.st_uid != 0 ||
+		    ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0)) {
+			snprintf(err, errlen,
+			    "%s: the directory of a list file must be root's "
+			    "and not writable by others",
+			    dir);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 static void
 confd_edit(const char *conf, char *req, char *err, size_t errlen)
 {
@@ -190,6 +246,21 @@ confd_edit(const char *conf, char *req, char *err, size_t errlen)
 		snprintf(err, errlen, "nothing to change");
 		return;
 	}
+	/* The edit's validation reads the list files (config_load_text):
+	 * only where no one but root could have replaced them. */
+	{
+		struct config *cfg = conf_parse(conf, err, errlen);
+		int safe;
+
+		if (cfg == NULL)
+			return;
+		safe = list_dir_safe(cfg->accept_file, err, errlen) == 0 &&
+		       list_dir_safe(cfg->relay_recipients_file, err,
+		           errlen) == 0;
+		config_unref(&cfg);
+		if (!safe)
+			return;
+	}
 	if (config_edit_file(conf, e, n, NULL, err, errlen) == 0)
 		err[0] = '\0';
 }
@@ -201,14 +272,13 @@ confd_list(const char *conf, const char *which, const char *text, size_t len,
 	bool is_accept = strcmp(which, "accept") == 0;
 	struct config *cfg = NULL;
 	const char *path;
-	char dir[4096], *slash;
 
 	if (!is_accept && strcmp(which, "recipients") != 0) {
 		snprintf(err, errlen, "bad list");
 		return;
 	}
 	/* The path is the one root's postern.conf names, read now. */
-	if (config_load(conf, &cfg, err, errlen) == -1)
+	if ((cfg = conf_parse(conf, err, errlen)) == NULL)
 		return;
 	path = is_accept ? cfg->accept_file : cfg->relay_recipients_file;
 	if (path[0] != '/') {
@@ -216,15 +286,9 @@ confd_list(const char *conf, const char *which, const char *text, size_t len,
 		    is_accept ? "accept_file" : "relay_recipients", conf);
 		goto out;
 	}
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash == dir)
-		slash[1] = '\0';
-	else
-		*slash = '\0';
 	/* Root writes only where nobody else could have swapped a
 	 * directory on the way for a link. */
-	if (geteuid() == 0 && safefs_data_dir_parents(dir, err, errlen) == -1)
+	if (list_dir_safe(path, err, errlen) == -1)
 		goto out;
 	if (config_list_file_write(path,
 	        is_accept ? CONFIG_LIST_ACCEPT : CONFIG_LIST_RECIPIENTS, text,

@@ -715,3 +715,25 @@ def test_admin_socket(admin_server):
     assert st == 401
     # Over TLS from 127.0.0.1 the allow list applies.
     assert Admin(s).request("GET", "/metrics", cookie=False)[0] == 200
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the writer keeps root's privileges only as root")
+def test_writer_refuses_lists_others_could_swap(admin_server):
+    """As root the writer reads and writes the list files only where no
+    one else could have replaced them: an accept list in a directory
+    anyone may write refuses every save (its validation would read the
+    file, as root, wherever a planted link points)."""
+    d = tempfile.mkdtemp(prefix="postern-open-")
+    os.chmod(d, 0o777)  # no sticky bit
+    acc = os.path.join(d, "accept.txt")
+    with open(acc, "w") as f:
+        f.write("# accept\n")
+    s = admin_server({"accept_file": acc})
+    before = open(s.conf, "rb").read()
+    a = Admin(s).login()
+    st, _, body = relay_form(a, relay="addresses", relay_addresses="127.0.0.1")
+    assert st == 422 and d in body, body[-500:]
+    st, _, body = relay_form(a, accept="# accept\n127.0.0.1\n")
+    assert st == 422
+    assert open(s.conf, "rb").read() == before
+    assert open(acc).read() == "# accept\n"
