@@ -254,9 +254,9 @@ confd_edit(const char *conf, char *req, char *err, size_t errlen)
 
 		if (cfg == NULL)
 			return;
-		safe = list_dir_safe(cfg->accept_file, err, errlen) == 0 &&
-		       list_dir_safe(cfg->relay_recipients_file, err,
-		           errlen) == 0;
+		safe =
+		    list_dir_safe(cfg->accept_file, err, errlen) == 0 &&
+		    list_dir_safe(cfg->relay_recipients_file, err, errlen) == 0;
 		config_unref(&cfg);
 		if (!safe)
 			return;
