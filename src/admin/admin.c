@@ -167,6 +167,13 @@ tconn_arm(struct admin_tconn *t, bool on)
 		evtimer_del(t->deadline);
 }
 
+static void
+reply_sent(struct evhttp_request *req, void *arg)
+{
+	(void)req;
+	tconn_arm(arg, true);
+}
+
 /* The connection of a request, or NULL (the Unix socket's are plain). */
 static struct admin_tconn *
 tconn_of(struct evhttp_request *req)
@@ -368,8 +375,11 @@ admin_reply(struct evhttp_request *req, int status, const char *type,
 	struct evbuffer *b = body != NULL ? body : evbuffer_new();
 	struct admin_tconn *t = tconn_of(req);
 
-	if (t != NULL) /* the next request has its time from now */
-		tconn_arm(t, true);
+	/* The next request has its time from when this reply is sent
+	 * whole (a slow reader of a long page is not cut; evhttp's idle
+	 * timeout bounds its pauses). */
+	if (t != NULL)
+		evhttp_request_set_on_complete_cb(req, reply_sent, t);
 	for (size_t i = 0; i < sizeof(reasons) / sizeof(reasons[0]); i++)
 		if (reasons[i].code == status)
 			reason = reasons[i].text;
