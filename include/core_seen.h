@@ -10,9 +10,11 @@
  *                 dropped, with at most one log line a minute;
  *   timer         every flush interval (60 s) the map becomes one batch,
  *                 handed to the writer (at most one batch in flight);
- *   writer        users_seen in one transaction; a failure is logged
- *                 (escaped) and the batch merged back into the map, to be
- *                 written at the next flush (later times win).
+ *   writer        users_seen, 1000 names per transaction (a short write
+ *                 lock: lookups never wait behind a big batch); a failure
+ *                 is logged (escaped) and the names not yet written are
+ *                 merged back into the map, to be written at the next
+ *                 flush (later times win).
  *
  * All calls are on the loop thread.  core_seen_free flushes what is left
  * and waits for the writer: call it at stop, after the servers' sessions

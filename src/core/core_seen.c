@@ -4,7 +4,8 @@
  * canonical name with its latest time); a timer turns the map into one
  * batch for a pool of one writer thread (src/lib/worker.c) that owns the
  * only writable directory handle of the login path and writes the batch
- * with admin->users_seen, one transaction.  The map and the batch in
+ * with admin->users_seen (in steps of SEEN_CHUNK names, a transaction
+ * each; a failed step and the rest are kept).  The map and the batch in
  * flight are the loop's alone (the job reads its batch, the completion
  * frees or merges it back), so nothing here takes a lock, and a slow or
  * failing directory costs the loop nothing but the bounded map.
@@ -26,6 +27,11 @@
 
 #define NAME_MAX_LEN 320  /* ADDR_PATH_MAX-sized canonical names */
 #define DROP_LOG_EVERY 60 /* s between two "dropped" lines */
+/* Names per users_seen call, each its own transaction: SQLite's write
+ * lock (rollback journal: readers wait once it spills or commits) is
+ * held for a short step, never for a whole 100000-name batch, so RCPT
+ * lookups do not wait behind it. */
+#define SEEN_CHUNK 1000
 
 /* The map: cap slots (a power of two), n used; names NULL when free. */
 struct seen_map {
@@ -40,6 +46,7 @@ struct seen_batch {
 	char **canon;
 	int64_t *at;
 	size_t n;
+	size_t written; /* names stored (whole chunks) before a failure */
 	int rc;
 	char err[256];
 };
@@ -169,8 +176,17 @@ seen_job(void *arg, void *ctx)
 		snprintf(b->err, sizeof(b->err), "directory unavailable");
 		return;
 	}
-	b->rc = d->admin->users_seen(d, (const char *const *)b->canon, b->at,
-	    b->n, b->err, sizeof(b->err));
+	for (b->written = 0; b->written < b->n; b->written += SEEN_CHUNK) {
+		size_t k = b->n - b->written;
+
+		b->rc = d->admin->users_seen(d,
+		    (const char *const *)b->canon + b->written,
+		    b->at + b->written, k < SEEN_CHUNK ? k : SEEN_CHUNK, b->err,
+		    sizeof(b->err));
+		if (b->rc != 0)
+			return;
+	}
+	b->written = b->n;
 }
 
 static void
@@ -201,8 +217,8 @@ seen_done(void *arg)
 		log_sanitize(
 		    why, sizeof(why), (const uint8_t *)b->err, strlen(b->err));
 		log_warn("event=last-login result=fail names=%zu error=\"%s\"",
-		    b->n, why);
-		for (size_t i = 0; i < b->n; i++)
+		    b->n - b->written, why);
+		for (size_t i = b->written; i < b->n; i++)
 			lost += map_put(&s->map, b->canon[i], b->at[i]) == -1;
 		if (lost > 0)
 			note_dropped(s, lost);
