@@ -61,6 +61,9 @@ struct qenv {
 	bool is_held, is_warned, is_bounce;
 	size_t size; /* RFC 1870 size as relayed; 0: not recorded */
 	size_t nrcpt;
+	/* Room for the next power of two at or above nrcpt when built by
+	 * the functions here (queue_env_add_rcpt appends on that
+	 * assumption); an array sized otherwise is never appended to. */
 	struct qrcpt *rcpts;
 };
 

@@ -46,12 +46,37 @@ queue_env_clear(struct qenv *e)
 	e->nrcpt = 0;
 }
 
+/*
+ * The recipient array grows to the next power of two, so an entry of N
+ * recipients is built in O(N) copies, not O(N^2) (100000 recipients is a
+ * gigabyte of copying one at a time).  Its capacity is implied by nrcpt:
+ * the next power of two at or above it.
+ */
+static size_t
+rcpts_cap(size_t n)
+{
+	size_t c = 1;
+
+	while (c < n)
+		c *= 2;
+	return c;
+}
+
+/* Room for one more recipient in e. */
+static void
+rcpts_grow(struct qenv *e)
+{
+	if (e->rcpts == NULL || (e->nrcpt & (e->nrcpt - 1)) == 0)
+		e->rcpts = xreallocarray(e->rcpts,
+		    e->nrcpt == 0 ? 1 : e->nrcpt * 2, sizeof(*e->rcpts));
+}
+
 void
 queue_env_copy(struct qenv *dst, const struct qenv *src)
 {
 	*dst = *src;
-	dst->rcpts = xreallocarray(
-	    NULL, src->nrcpt ? src->nrcpt : 1, sizeof(*dst->rcpts));
+	dst->rcpts =
+	    xreallocarray(NULL, rcpts_cap(src->nrcpt), sizeof(*dst->rcpts));
 	if (src->nrcpt > 0)
 		memcpy(
 		    dst->rcpts, src->rcpts, src->nrcpt * sizeof(*dst->rcpts));
@@ -62,7 +87,7 @@ queue_env_add_rcpt(struct qenv *e, const char *addr, time_t next)
 {
 	struct qrcpt *r;
 
-	e->rcpts = xreallocarray(e->rcpts, e->nrcpt + 1, sizeof(*e->rcpts));
+	rcpts_grow(e);
 	r = &e->rcpts[e->nrcpt++];
 	memset(r, 0, sizeof(*r));
 	r->state = QRCPT_PENDING;
@@ -165,7 +190,7 @@ parse_rcpt(struct qenv *e, char **f, size_t n, const char **why)
 	r.next = (time_t)next;
 	memcpy(r.addr, f[4], strlen(f[4]) + 1);
 	memcpy(r.error, f[5], strlen(f[5]) + 1);
-	e->rcpts = xreallocarray(e->rcpts, e->nrcpt + 1, sizeof(*e->rcpts));
+	rcpts_grow(e);
 	e->rcpts[e->nrcpt++] = r;
 	return 0;
 }
