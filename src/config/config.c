@@ -1049,6 +1049,14 @@ config_list_read(enum config_list what, const char *text, size_t len,
 	char why[400];
 
 	if (accept_list_parse(text, len, &tmp, why, sizeof(why)) == -1) {
+		static const char other[] =
+		    ": not an IP address, host name or user address";
+		char *p = strstr(why, other);
+
+		/* The accept list's words, where only addresses belong. */
+		if (what == CONFIG_LIST_RECIPIENTS && p != NULL)
+			snprintf(p, sizeof(why) - (size_t)(p - why),
+			    ": not an address (user@domain)");
 		snprintf(err, errlen, "%s: %s", shown, why);
 		return -1;
 	}

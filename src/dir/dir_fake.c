@@ -289,8 +289,8 @@ f_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 			n += strcmp(f->t[t].v[i].c[1], domain) == 0;
 	if (n > 0) {
 		snprintf(err, errlen,
-		    "domain %s still has %zu users, aliases "
-		    "or lists: delete them first",
+		    "domain %s still has users, aliases or lists (%zu): "
+		    "delete them first",
 		    domain, n);
 		return DIR_ADMIN_REFUSED;
 	}

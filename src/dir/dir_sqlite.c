@@ -635,8 +635,8 @@ s_domain_del(struct dir *d, const char *domain, char *err, size_t errlen)
 		return DIR_ADMIN_ERROR;
 	if (n > 0) {
 		snprintf(err, errlen,
-		    "domain %s still has %d users, aliases "
-		    "or lists: delete them first",
+		    "domain %s still has users, aliases or lists (%d): "
+		    "delete them first",
 		    domain, n);
 		return DIR_ADMIN_REFUSED;
 	}
