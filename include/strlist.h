@@ -19,4 +19,13 @@ bool strlist_add_unique(struct strlist *, const char *s);
 /* Frees every string and the array; the list is empty afterwards. */
 void strlist_clear(struct strlist *);
 
+/* Two columns of rows (b "" for one-column rows): what the directory's
+ * list_rows gives posternctl's listings and the web admin's tables. */
+struct strpairs {
+	struct strlist a, b;
+};
+/* A list_rows callback: arg is the struct strpairs; b NULL is "". */
+void strpairs_add(void *arg, const char *a, const char *b);
+void strpairs_clear(struct strpairs *);
+
 #endif

@@ -1115,7 +1115,13 @@ bearer(struct admin_server *srv, struct evhttp_request *req, const char *path,
 	a = xcalloc(1, sizeof(*a));
 	if (dir_token_parse(
 	        h + 7, a->id, sizeof(a->id), a->hash, sizeof(a->hash)) == -1) {
+		unsigned dropped;
+
 		free(a);
+		if (noise_ok(&dropped))
+			log_warn("event=admin-token result=fail client=%s id=- "
+			         "reason=malformed dropped=%u",
+			    ip, dropped);
 		authfail_fail(
 		    srv->env->authfails, &srv->cfg->authfail, ip, time(NULL));
 		evhttp_add_header(evhttp_request_get_output_headers(req),

@@ -41,8 +41,13 @@
 
 #define HTML "text/html; charset=utf-8"
 #define QUEUE_ROWS_MAX 1000 /* rows one queue page shows */
-#define LOG_LINES_MAX 500   /* lines one log page shows */
+/* Addresses one queue page compares with its filter (on the loop: a
+ * filter that matches nothing in a big queue stops here, and says so). */
+#define QUEUE_MATCH_MAX 200000
+#define LOG_LINES_MAX 500 /* lines one log page shows */
 #define LIST_FILE_MAX (1u << 20)
+/* postern.conf as the pages read it (config_load has no smaller bound). */
+#define CONF_FILE_MAX (1u << 20)
 
 /* Head, the worker's body, foot: the page of a job. */
 static void
@@ -87,26 +92,6 @@ not_found(struct evhttp_request *req, struct admin_who *w)
 
 /* ---- rows from the directory ----------------------------------------- */
 
-struct rows {
-	struct strlist a, b; /* b "" for one-column rows */
-};
-
-static void
-row_add(void *arg, const char *a, const char *b)
-{
-	struct rows *r = arg;
-
-	strlist_add(&r->a, a);
-	strlist_add(&r->b, b != NULL ? b : "");
-}
-
-static void
-rows_clear(struct rows *r)
-{
-	strlist_clear(&r->a);
-	strlist_clear(&r->b);
-}
-
 static bool
 dir_ready(struct admin_job *j, struct dir *d)
 {
@@ -120,16 +105,16 @@ dir_ready(struct admin_job *j, struct dir *d)
 
 static int
 rows_of(struct admin_job *j, struct dir *d, const char *what,
-    const char *filter, struct rows *r)
+    const char *filter, struct strpairs *r)
 {
 	memset(r, 0, sizeof(*r));
-	if (d->admin->list_rows(d, what, filter, row_add, r, j->err,
+	if (d->admin->list_rows(d, what, filter, strpairs_add, r, j->err,
 	        sizeof(j->err)) != DIR_ADMIN_OK) {
 		html_printf(j->out, "<p class=\"error\">");
 		html_esc(j->out, j->err);
 		html_printf(j->out, "</p>\n");
 		j->status = 503;
-		rows_clear(r);
+		strpairs_clear(r);
 		return -1;
 	}
 	return 0;
@@ -170,9 +155,9 @@ button_form(struct evbuffer *b, const struct admin_who *w, const char *action,
 /* The rows of a listing, one or two columns, each with a Remove button
  * posting op for its first column (and its second as b, when b_too). */
 static void
-rows_body(struct evbuffer *b, const struct admin_who *w, const struct rows *r,
-    bool two_cols, const char *action, const char *op, bool b_too,
-    const char *confirm)
+rows_body(struct evbuffer *b, const struct admin_who *w,
+    const struct strpairs *r, bool two_cols, const char *action, const char *op,
+    bool b_too, const char *confirm)
 {
 	for (size_t i = 0; i < r->a.n; i++) {
 		html_printf(b, "<tr><td>");
@@ -186,6 +171,24 @@ rows_body(struct evbuffer *b, const struct admin_who *w, const struct rows *r,
 		    b_too ? r->b.v[i] : NULL, "Remove", confirm);
 		html_printf(b, "</td></tr>\n");
 	}
+}
+
+/* The add form under a listing: op with field a (and b when label_b). */
+static void
+add_form(struct evbuffer *b, const struct admin_who *w, const char *action,
+    const char *op, const char *label_a, const char *label_b,
+    const char *button)
+{
+	html_printf(b, "<form method=\"post\" action=\"%s\">", action);
+	html_csrf(b, w);
+	html_printf(b,
+	    "<input type=\"hidden\" name=\"op\" value=\"%s\"><label>%s "
+	    "<input name=\"a\" required></label>",
+	    op, label_a);
+	if (label_b != NULL)
+		html_printf(b, "<label>%s <input name=\"b\" required></label>",
+		    label_b);
+	html_printf(b, " <button type=\"submit\">%s</button></form>\n", button);
 }
 
 /* ---- POST: one directory operation, then back ------------------------ */
@@ -243,12 +246,12 @@ static void
 domains_run(struct admin_job *j, struct dir *d)
 {
 	struct evbuffer *b = j->out;
-	struct rows doms, als;
+	struct strpairs doms, als;
 
 	if (!dir_ready(j, d) || rows_of(j, d, "domains", NULL, &doms) == -1)
 		return;
 	if (rows_of(j, d, "host-aliases", NULL, &als) == -1) {
-		rows_clear(&doms);
+		strpairs_clear(&doms);
 		return;
 	}
 	html_printf(b, "<h2>Local domains</h2>\n<table id=\"domains\" "
@@ -256,29 +259,20 @@ domains_run(struct admin_job *j, struct dir *d)
 	               "</thead><tbody>\n");
 	rows_body(b, &j->who, &doms, false, "/domains", "domain-del", false,
 	    "Remove this domain?");
-	html_printf(b, "</tbody></table>\n"
-	               "<form method=\"post\" action=\"/domains\">");
-	html_csrf(b, &j->who);
-	html_printf(b, "<input type=\"hidden\" name=\"op\" "
-	               "value=\"domain-add\"><label>New domain <input "
-	               "name=\"a\" required></label> <button "
-	               "type=\"submit\">Add domain</button></form>\n");
+	html_printf(b, "</tbody></table>\n");
+	add_form(b, &j->who, "/domains", "domain-add", "New domain", NULL,
+	    "Add domain");
 	html_printf(b, "<h2>Host aliases</h2>\n<p class=\"muted\">user@ALIAS "
 	               "is user@DOMAIN.</p>\n<table id=\"host-aliases\"><thead>"
 	               "<tr><th>Alias</th><th>Domain</th><th></th></tr>"
 	               "</thead><tbody>\n");
 	rows_body(b, &j->who, &als, true, "/domains", "host-alias-del", false,
 	    "Remove this host alias?");
-	html_printf(b, "</tbody></table>\n<form method=\"post\" "
-	               "action=\"/domains\">");
-	html_csrf(b, &j->who);
-	html_printf(b, "<input type=\"hidden\" name=\"op\" "
-	               "value=\"host-alias-add\"><label>Alias <input "
-	               "name=\"a\" required></label><label>for domain <input "
-	               "name=\"b\" required></label> <button "
-	               "type=\"submit\">Add host alias</button></form>\n");
-	rows_clear(&doms);
-	rows_clear(&als);
+	html_printf(b, "</tbody></table>\n");
+	add_form(b, &j->who, "/domains", "host-alias-add", "Alias",
+	    "for domain", "Add host alias");
+	strpairs_clear(&doms);
+	strpairs_clear(&als);
 }
 
 /* ---- Users ------------------------------------------------------------ */
@@ -427,30 +421,26 @@ aliases_run(struct admin_job *j, struct dir *d)
 {
 	struct evbuffer *b = j->out;
 	const char *filter = j->who.domain[0] ? j->who.domain : NULL;
-	struct rows al, li;
+	struct strpairs al, li;
 
 	if (!dir_ready(j, d) || rows_of(j, d, "aliases", filter, &al) == -1)
 		return;
 	if (rows_of(j, d, "lists", filter, &li) == -1) {
-		rows_clear(&al);
+		strpairs_clear(&al);
 		return;
 	}
 	html_printf(b, "<h2>Aliases</h2>\n<table id=\"aliases\" data-filter>"
 	               "<thead><tr><th>Alias</th><th>Delivers to</th><th>"
 	               "</th></tr></thead><tbody>\n");
 	rows_body(b, &j->who, &al, true, "/aliases", "alias-del", true, NULL);
-	html_printf(b, "</tbody></table>\n<form method=\"post\" "
-	               "action=\"/aliases\">");
-	html_csrf(b, &j->who);
-	html_printf(b, "<input type=\"hidden\" name=\"op\" value=\"alias-add\">"
-	               "<label>Alias <input name=\"a\" required></label>"
-	               "<label>to <input name=\"b\" required></label><button "
-	               "type=\"submit\">Add alias</button></form>\n");
+	html_printf(b, "</tbody></table>\n");
+	add_form(
+	    b, &j->who, "/aliases", "alias-add", "Alias", "to", "Add alias");
 	html_printf(b, "<h2>Lists</h2>\n<table id=\"lists\"><thead><tr><th>"
 	               "List</th><th>Members</th><th></th></tr></thead><tbody>"
 	               "\n");
 	for (size_t i = 0; i < li.a.n && i < 200; i++) {
-		struct rows m;
+		struct strpairs m;
 
 		html_printf(b, "<tr><td>");
 		html_esc(b, li.a.v[i]);
@@ -464,7 +454,7 @@ aliases_run(struct admin_job *j, struct dir *d)
 				    NULL);
 				html_printf(b, "<br>");
 			}
-			rows_clear(&m);
+			strpairs_clear(&m);
 		}
 		html_printf(b, "<form method=\"post\" action=\"/aliases\" "
 		               "class=\"inline\">");
@@ -481,14 +471,11 @@ aliases_run(struct admin_job *j, struct dir *d)
 		    "Remove", "Remove this list?");
 		html_printf(b, "</td></tr>\n");
 	}
-	html_printf(b, "</tbody></table>\n<form method=\"post\" "
-	               "action=\"/aliases\">");
-	html_csrf(b, &j->who);
-	html_printf(b, "<input type=\"hidden\" name=\"op\" value=\"list-add\">"
-	               "<label>New list <input name=\"a\" required></label>"
-	               "<button type=\"submit\">Add list</button></form>\n");
-	rows_clear(&al);
-	rows_clear(&li);
+	html_printf(b, "</tbody></table>\n");
+	add_form(
+	    b, &j->who, "/aliases", "list-add", "New list", NULL, "Add list");
+	strpairs_clear(&al);
+	strpairs_clear(&li);
 }
 
 /* ---- Mail Relay Options ---------------------------------------------- */
@@ -532,6 +519,10 @@ static const struct {
 /* The file contents the page shows: read as the run user. */
 struct relay_form {
 	char *accept, *recipients; /* file contents, or NULL (no file set) */
+	/* postern.conf as a worker read it (NULL: unreadable), so the page
+	 * is rendered on the loop without touching the disk. */
+	char *conf;
+	size_t conf_len;
 	/* a save's inputs */
 	char *f_relay, *f_addresses, *f_domains, *f_accept, *f_recipients;
 	char *f_advertise, *f_require_tls, *f_sender_match;
@@ -549,6 +540,7 @@ relay_form_free(void *p)
 
 	free(f->accept);
 	free(f->recipients);
+	free(f->conf);
 	free(f->f_relay);
 	free(f->f_addresses);
 	free(f->f_domains);
@@ -584,6 +576,7 @@ relay_read_run(struct admin_job *j, struct dir *d)
 	(void)d;
 	f->accept = read_list(j->cfg->accept_file);
 	f->recipients = read_list(j->cfg->relay_recipients_file);
+	f->conf = file_read(j->cfg->path, CONF_FILE_MAX, &f->conf_len, NULL);
 }
 
 /* The value of key as the file has it (or its default). */
@@ -645,9 +638,8 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 	const struct config *c = j->cfg;
 	const char *mode =
 	    f->f_relay ? f->f_relay : config_relay_mode_name(c->relay_mode);
-	char conf[64 << 10];
-	size_t clen = 0;
-	char *text = file_read(c->path, sizeof(conf) - 1, &clen, NULL);
+	const char *text = f->conf;
+	size_t clen = f->conf_len;
 	char v[8192];
 
 	if (text == NULL) {
@@ -771,7 +763,6 @@ relay_render(struct admin_job *j, struct evbuffer *b, const char *error)
 	html_printf(b, "</fieldset>\n<button type=\"submit\" id=\"save\">Save "
 	               "and apply</button> <span class=\"muted\">Applied at "
 	               "once, without a restart.</span>\n</form>\n");
-	free(text);
 }
 
 static void
@@ -790,8 +781,8 @@ relay_save_run(struct admin_job *j, struct dir *d)
 	struct relay_form *f = j->ptr;
 	const struct config *c = j->cfg;
 	struct config_edit e[8];
-	size_t n = 0, clen = 0;
-	char *text = file_read(c->path, 1u << 20, &clen, NULL);
+	size_t clen = 0, n = 0;
+	char *text;
 	static const char *const keys[] = {"relay", "relay_addresses",
 	    "relay_domains", "auth_advertise", "auth_require_tls",
 	    "auth_sender_match"};
@@ -801,6 +792,9 @@ relay_save_run(struct admin_job *j, struct dir *d)
 	(void)d;
 	f->accept = read_list(c->accept_file);
 	f->recipients = read_list(c->relay_recipients_file);
+	/* Kept in the form: a refused save renders the page from it. */
+	f->conf = text = file_read(c->path, CONF_FILE_MAX, &f->conf_len, NULL);
+	clen = f->conf_len;
 	if (text == NULL) {
 		snprintf(
 		    j->err, sizeof(j->err), "%s: %s", c->path, strerror(errno));
@@ -841,12 +835,12 @@ relay_save_run(struct admin_job *j, struct dir *d)
 	    config_list_check(CONFIG_LIST_ACCEPT, f->f_accept,
 	        strlen(f->f_accept), "accept list", j->err,
 	        sizeof(j->err)) == -1)
-		goto out;
+		return;
 	if (f->changed_recipients &&
 	    config_list_check(CONFIG_LIST_RECIPIENTS, f->f_recipients,
 	        strlen(f->f_recipients), "relay recipients", j->err,
 	        sizeof(j->err)) == -1)
-		goto out;
+		return;
 	if (n > 0) {
 		struct config *nc = NULL;
 		char *nt = NULL;
@@ -854,11 +848,11 @@ relay_save_run(struct admin_job *j, struct dir *d)
 
 		if (config_edit_text(text, clen, e, n, &nt, &nl, j->err,
 		        sizeof(j->err)) == -1)
-			goto out;
+			return;
 		if (config_load_text(
 		        nt, nl, c->path, &nc, j->err, sizeof(j->err)) == -1) {
 			free(nt);
-			goto out;
+			return;
 		}
 		config_unref(&nc);
 		free(nt);
@@ -866,20 +860,18 @@ relay_save_run(struct admin_job *j, struct dir *d)
 	if (f->changed_accept &&
 	    admin_confd_list(j->srv, "accept", f->f_accept, strlen(f->f_accept),
 	        j->err, sizeof(j->err)) == -1)
-		goto out;
+		return;
 	if (f->changed_recipients &&
 	    admin_confd_list(j->srv, "recipients", f->f_recipients,
 	        strlen(f->f_recipients), j->err, sizeof(j->err)) == -1)
-		goto out;
+		return;
 	if (n > 0) {
 		if (admin_confd_edit(j->srv, e, n, j->err, sizeof(j->err)) ==
 		    -1)
-			goto out;
+			return;
 		f->changed_conf = true;
 	}
 	j->rc = 0;
-out:
-	free(text);
 }
 
 static void
@@ -1042,7 +1034,7 @@ relay_json_run(struct admin_job *j, struct dir *d)
 {
 	struct evbuffer *b = j->out;
 	size_t clen = 0;
-	char *text = file_read(j->cfg->path, 1u << 20, &clen, NULL);
+	char *text = file_read(j->cfg->path, CONF_FILE_MAX, &clen, NULL);
 	static const char *const keys[] = {"relay", "relay_addresses",
 	    "relay_domains", "auth_advertise", "auth_require_tls",
 	    "auth_sender_match"};
@@ -1460,7 +1452,9 @@ struct qlist {
 	const struct admin_who *w;
 	const char *q; /* filter: a substring of sender or a recipient */
 	bool held_only;
-	size_t shown, total;
+	size_t shown;
+	size_t compared; /* addresses compared with q, <= QUEUE_MATCH_MAX */
+	bool is_cut;     /* the budget ran out: the rest not looked at */
 	time_t now;
 };
 
@@ -1475,6 +1469,11 @@ qlist_row(void *arg, const struct qenv *e, bool is_active)
 	char when[64];
 	const char *err = "";
 
+	if (l->compared + 2 + e->nrcpt > QUEUE_MATCH_MAX) {
+		l->is_cut = true;
+		return false;
+	}
+	l->compared += 2 + (l->q[0] != '\0' ? e->nrcpt : 0);
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		if (e->rcpts[i].state == QRCPT_PENDING) {
 			pending++;
@@ -1484,7 +1483,6 @@ qlist_row(void *arg, const struct qenv *e, bool is_active)
 		if (!match && strcasestr(e->rcpts[i].addr, l->q) != NULL)
 			match = true;
 	}
-	l->total++;
 	if (!match || (l->held_only && !e->is_held))
 		return true;
 	if (l->shown++ >= QUEUE_ROWS_MAX)
@@ -1527,7 +1525,8 @@ queue_page(struct admin_server *srv, struct evhttp_request *req,
 {
 	struct evbuffer *b = evbuffer_new();
 	struct qlist l = {b, w, admin_form(q, "q"),
-	    strcmp(admin_form(q, "held"), "yes") == 0, 0, 0, time(NULL)};
+	    strcmp(admin_form(q, "held"), "yes") == 0, 0, 0, false, time(NULL)};
+	struct queue_stats st;
 
 	html_head(b, w, "Queue", "/queue");
 	html_printf(b, "<form method=\"get\" action=\"/queue\" "
@@ -1546,12 +1545,17 @@ queue_page(struct admin_server *srv, struct evhttp_request *req,
 	               "</th><th>State</th><th>Last error</th><th></th></tr>"
 	               "</thead><tbody>\n");
 	queue_foreach(srv->env->queue, qlist_row, &l);
+	queue_stats(srv->env->queue, &st);
 	html_printf(b,
 	    "</tbody></table>\n<p class=\"muted\" "
 	    "id=\"queue-count\">%zu of %zu message%s shown%s.</p>\n",
-	    l.shown > QUEUE_ROWS_MAX ? QUEUE_ROWS_MAX : l.shown, l.total,
-	    l.total == 1 ? "" : "s",
-	    l.shown > QUEUE_ROWS_MAX ? " (filter to see the rest)" : "");
+	    l.shown > QUEUE_ROWS_MAX ? QUEUE_ROWS_MAX : l.shown, st.entries,
+	    st.entries == 1 ? "" : "s",
+	    l.shown > QUEUE_ROWS_MAX ? " (filter to see the rest)"
+	    : l.is_cut               ? " (the search stopped after the first "
+	                               "messages: narrow the filter, or use posternctl "
+	                               "queue list)"
+	                             : "");
 	html_foot(b);
 	admin_reply(req, 200, HTML, b);
 }

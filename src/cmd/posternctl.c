@@ -1953,32 +1953,11 @@ c_db_upgrade(struct ctl *c, char **a)
 	return db_apply(c);
 }
 
-/* A listing's two columns (b "" for one-column listings). */
-struct rows {
-	struct strlist a, b;
-};
-
-static void
-collect_rows(void *arg, const char *a, const char *b)
-{
-	struct rows *r = arg;
-
-	strlist_add(&r->a, a);
-	strlist_add(&r->b, b != NULL ? b : "");
-}
-
-static void
-rows_clear(struct rows *r)
-{
-	strlist_clear(&r->a);
-	strlist_clear(&r->b);
-}
-
 static int
-rows_of(struct ctl *c, const char *what, const char *filter, struct rows *r)
+rows_of(struct ctl *c, const char *what, const char *filter, struct strpairs *r)
 {
 	if (c->dir->admin->list_rows(
-	        c->dir, what, filter, collect_rows, r, c->err, ERRLEN) < 0)
+	        c->dir, what, filter, strpairs_add, r, c->err, ERRLEN) < 0)
 		return die("%s", c->err);
 	return 0;
 }
@@ -2040,7 +2019,7 @@ static int
 export_users(struct export *x)
 {
 	struct ctl *c = x->c;
-	struct rows r = {0};
+	struct strpairs r = {0};
 	char addr[ADDR_MAILBOX_MAX + 1];
 	int rc = rows_of(c, "users", NULL, &r);
 
@@ -2072,7 +2051,7 @@ export_users(struct export *x)
 		rc = export_rec(x, DIR_JSON_USER, addr, hash);
 		free(hash);
 	}
-	rows_clear(&r);
+	strpairs_clear(&r);
 	return rc;
 }
 
@@ -2080,7 +2059,7 @@ export_users(struct export *x)
 static int
 export_addrs(struct export *x, const char *what, enum dir_json_type type)
 {
-	struct rows r = {0};
+	struct strpairs r = {0};
 	char addr[ADDR_MAILBOX_MAX + 1];
 	int rc = rows_of(x->c, what, NULL, &r);
 
@@ -2090,7 +2069,7 @@ export_addrs(struct export *x, const char *what, enum dir_json_type type)
 		         : export_rec(x, type, addr,
 		               type == DIR_JSON_ALIAS ? r.b.v[i] : NULL);
 	for (size_t i = 0; rc == 0 && type == DIR_JSON_LIST && i < r.a.n; i++) {
-		struct rows m = {0};
+		struct strpairs m = {0};
 
 		rc = rows_of(x->c, "members", r.a.v[i], &m) != 0 ||
 		             export_addr(r.a.v[i], addr, sizeof(addr)) != 0
@@ -2098,9 +2077,9 @@ export_addrs(struct export *x, const char *what, enum dir_json_type type)
 		         : 0;
 		for (size_t k = 0; rc == 0 && k < m.a.n; k++)
 			rc = export_rec(x, DIR_JSON_MEMBER, addr, m.a.v[k]);
-		rows_clear(&m);
+		strpairs_clear(&m);
 	}
-	rows_clear(&r);
+	strpairs_clear(&r);
 	return rc;
 }
 
@@ -2108,18 +2087,18 @@ export_addrs(struct export *x, const char *what, enum dir_json_type type)
 static int
 export_all(struct export *x)
 {
-	struct rows r = {0};
+	struct strpairs r = {0};
 	int rc;
 
 	rc = rows_of(x->c, "domains", NULL, &r);
 	for (size_t i = 0; rc == 0 && i < r.a.n; i++)
 		rc = export_rec(x, DIR_JSON_DOMAIN, r.a.v[i], NULL);
-	rows_clear(&r);
+	strpairs_clear(&r);
 	if (rc == 0)
 		rc = rows_of(x->c, "host-aliases", NULL, &r);
 	for (size_t i = 0; rc == 0 && i < r.a.n; i++)
 		rc = export_rec(x, DIR_JSON_HOST_ALIAS, r.a.v[i], r.b.v[i]);
-	rows_clear(&r);
+	strpairs_clear(&r);
 	if (rc == 0)
 		rc = export_users(x);
 	if (rc == 0)
@@ -2499,13 +2478,13 @@ import_lines(struct import *im, FILE *in)
 static int
 import_check_empty(struct ctl *c)
 {
-	struct rows r = {0};
+	struct strpairs r = {0};
 	size_t n;
 
 	if (rows_of(c, "domains", NULL, &r) != 0)
 		return 1;
 	n = r.a.n;
-	rows_clear(&r);
+	strpairs_clear(&r);
 	if (n > 0)
 		return die(
 		    "the directory is not empty (%zu domain%s): db import "

@@ -45,3 +45,19 @@ strlist_clear(struct strlist *l)
 	l->v = NULL;
 	l->n = l->cap = 0;
 }
+
+void
+strpairs_add(void *arg, const char *a, const char *b)
+{
+	struct strpairs *r = arg;
+
+	strlist_add(&r->a, a);
+	strlist_add(&r->b, b != NULL ? b : "");
+}
+
+void
+strpairs_clear(struct strpairs *r)
+{
+	strlist_clear(&r->a);
+	strlist_clear(&r->b);
+}

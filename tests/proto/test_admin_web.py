@@ -493,6 +493,35 @@ def test_queue_page(admin_server):
     assert "unknown" in flash(body)
 
 
+def test_queue_filter_search_is_bounded(admin_server):
+    """The queue page filters on the event loop: it compares at most
+    200000 addresses with the filter, and says when it stopped."""
+    s = admin_server({"relayhost": "[127.0.0.1]:1", "queue_retry_min": "1h",
+                      "queue_retry_max": "1h"})
+    s.stop()
+    entries = os.path.join(s.data, "queue", "entries")
+    now = int(time.time())
+    rcpts = "".join("rcpt\tpending\t0\t%d\tr%d@remote.example\t\n" % (now + 3600, i)
+                    for i in range(1000))
+    for k in range(210):
+        qid = "%013X" % (0xA000000000000 + k)
+        with open(os.path.join(entries, qid + ".msg"), "w") as f:
+            f.write("postern-queue 1\nid\t%s\nfrom\tsender@example.net\narrival\t%d\n"
+                    "flags\t\nsize\t20\n%s\nSubject: q\n\nbody\n" % (qid, now, rcpts))
+    s.start()
+    a = Admin(s).login()
+    st, _, body = a.get("/queue?q=r999%40remote")
+    assert st == 200
+    count = re.search(r'id="queue-count">(.*?)</p>', body, re.S).group(1)
+    assert "of 210 messages shown" in count and "the search stopped" in count, count
+    shown = len(re.findall(r"/queue/show\?id=", body))
+    assert 0 < shown < 210, shown
+    # Without a filter nothing is compared: all 210 listed.
+    st, _, body = a.get("/queue")
+    assert len(re.findall(r"/queue/show\?id=", body)) == 210
+    assert "the search stopped" not in body
+
+
 # ---- log ------------------------------------------------------------------------
 
 def test_log_page(admin_server):
@@ -770,3 +799,110 @@ def test_jobs_outlive_their_connections(admin_server):
     time.sleep(3)
     assert a.get("/users")[0] == 200
     assert Admin(s).login().get("/")[0] == 200
+
+
+# ---- limits and paths the tests above leave out ------------------------------
+
+def test_sessions_per_admin_cap(admin_server):
+    """An admin has at most 10 sessions: the 11th login ends that admin's
+    oldest, never another admin's."""
+    s = admin_server()
+    other = Admin(s).login("dom")
+    mine = [Admin(s).login() for _ in range(11)]
+
+    def alive(a):
+        st, h, _ = a.get("/queue" if a is not other else "/users")
+        return st == 200
+
+    assert not alive(mine[0])
+    assert all(alive(a) for a in mine[1:])
+    assert alive(other)
+
+
+def test_noise_lines_are_bounded(admin_server):
+    """Lines strangers cause (here: bad API tokens) are at most 20 a
+    second; the next line says how many were left out (dropped=N).
+    Malformed tokens in the burst, a well-formed unknown one last."""
+    import http.client
+    s = admin_server({"auth_max_failures": "1000", "auth_account_max_failures": "100000"})
+    a = Admin(s)
+    conn = http.client.HTTPSConnection("127.0.0.1", a.port, context=a.ctx, timeout=30)
+    n = 0
+    for i in range(200):
+        try:
+            conn.request("GET", "/api/v1/queue",
+                         headers={"Authorization": "Bearer pst_%08x_bad" % i})
+            r = conn.getresponse()
+            r.read()
+        except (http.client.HTTPException, OSError):
+            conn.close()
+            conn = http.client.HTTPSConnection("127.0.0.1", a.port, context=a.ctx,
+                                               timeout=30)
+            continue
+        assert r.status == 401
+        n += 1
+    conn.close()
+    assert n > 150
+    time.sleep(1.1)
+    st, _ = a.api("GET", "/api/v1/queue", "pst_ffffffff_" + "0" * 64)
+    assert st == 401
+    log = wait_for(lambda: (lambda t: t if "id=ffffffff" in t else None)(s.log()),
+                   what="the last token line: " + s.log()[-1500:])
+    lines = [l for l in log.splitlines() if "event=admin-token result=fail" in l]
+    assert len(lines) < n, len(lines)
+    dropped = sum(int(m) for m in re.findall(r"event=admin-token .*dropped=(\d+)", log))
+    # Every request is either logged or counted as dropped.
+    assert dropped > 0 and len(lines) + dropped == n + 1, (len(lines), dropped)
+
+
+def test_relay_recipients_editor(admin_server):
+    d = tempfile.mkdtemp(prefix="postern-rcpts-")
+    os.chmod(d, 0o755)
+    f = pathlib.Path(d) / "recipients.txt"
+    f.write_text("# who we accept\nkeep@relay.example\n")
+    s = admin_server({"relay_domains": "relay.example", "relay_recipients": str(f)})
+    a = Admin(s).login()
+    st, _, body = a.get("/relay")
+    assert 'id="recipients"' in body and "keep@relay.example" in body
+    assert rcpt(s, "keep@relay.example")[0] == 250
+    assert rcpt(s, "new@relay.example")[0] == 550
+    st, _, body = a.follow(relay_form(a, relay_domains="relay.example",
+                                      recipients="# who we accept\r\nkeep@relay.example\r\n"
+                                                 "new@relay.example"))
+    assert "applied" in flash(body), flash(body)
+    assert f.read_text() == "# who we accept\nkeep@relay.example\nnew@relay.example\n"
+    assert rcpt(s, "new@relay.example")[0] == 250
+    assert re.search(r'event=admin-change admin=boss via=web what=relay-recipients', s.log())
+    # A bad line: 422, the file as it was, the server as it was.
+    st, _, body = relay_form(a, relay_domains="relay.example",
+                             recipients="not an address at all\n")
+    assert st == 422 and "Not saved" in body
+    assert "line 1: not an address at all: not an address (user@domain)" in body, body[-800:]
+    assert f.read_text() == "# who we accept\nkeep@relay.example\nnew@relay.example\n"
+    assert rcpt(s, "new@relay.example")[0] == 250
+
+
+def test_save_while_another_editor_holds_the_lock(admin_server):
+    """posternctl config set (or an admin's editor honouring the lock)
+    holds .postern.conf.lock: a web save waits up to 10 s, then says so,
+    and nothing changes."""
+    import fcntl
+    s = admin_server()
+    a = Admin(s).login()
+    before = open(s.conf, "rb").read()
+    lock = os.path.join(os.path.dirname(s.conf), "." + os.path.basename(s.conf) + ".lock")
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        t0 = time.monotonic()
+        st, _, body = relay_form(a, relay="addresses", relay_addresses="192.0.2.1")
+        waited = time.monotonic() - t0
+    finally:
+        os.close(fd)
+    assert st == 422 and "another edit holds the lock" in body, (st, body[-500:])
+    assert waited > 5, waited  # it waited, rather than failing at once
+    assert open(s.conf, "rb").read() == before
+    assert rcpt(s, "someone@remote.example")[0] == 550
+    # Once the lock is free the same save goes through.
+    st, _, body = a.follow(relay_form(a, relay="addresses", relay_addresses="127.0.0.1"))
+    assert "Saved and applied" in flash(body)
