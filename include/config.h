@@ -65,6 +65,13 @@ enum config_directory {
 	CONFIG_DIRECTORY_POSTGRESQL,
 };
 
+/* milter_default_action (issue 15 part 2). */
+enum config_milter_action {
+	MILTER_DEFAULT_TEMPFAIL,
+	MILTER_DEFAULT_ACCEPT,
+	MILTER_DEFAULT_REJECT,
+};
+
 struct config {
 	int refs;
 	char *path;
@@ -149,6 +156,15 @@ struct config {
 	size_t admin_max_connections;
 	unsigned admin_session_timeout_ms;
 	struct cidr_list admin_metrics_allow;
+	/* Milters (issue 15 part 2, src/milter): "unix:/path" or
+	 * "inet:IP:PORT" in order (at most 8), the action when one fails
+	 * (enum config_milter_action), Postfix's three timeouts, the
+	 * protocol version (6) and the threads of the milter pool. */
+	struct strlist milters;
+	enum config_milter_action milter_default_action;
+	unsigned milter_connect_timeout_ms, milter_command_timeout_ms,
+	    milter_content_timeout_ms;
+	size_t milter_protocol, milter_workers;
 	unsigned *key_lines; /* config_key_line */
 };
 

@@ -19,6 +19,11 @@ esac
 case $level in
 test|bench) pkgs="$pkgs python3-yaml" ;;
 esac
+# Milters (issue 15 part 2): tests/proto/test_milter.py's python3-milter
+# milter and tests/proto/test_rspamd.py's rspamd.
+case $level in
+test|bench) pkgs="$pkgs rspamd python3-milter" ;;
+esac
 # node and npm may come from elsewhere (NodeSource's nodejs bundles npm
 # and conflicts with Debian's): only asked for when the commands are missing.
 case $level in

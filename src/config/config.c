@@ -55,6 +55,8 @@ enum cfg_type {
 	T_BARE_NEWLINE,
 	T_DIRECTORY,
 	T_CONNINFO,
+	T_MILTERS,       /* milters (issue 15 part 2) */
+	T_MILTER_ACTION, /* milter_default_action */
 };
 
 struct cfg_key {
@@ -130,6 +132,18 @@ static const struct cfg_key cfg_keys[] = {
     {"max_sessions_per_ip", T_COUNT, O(max_sessions_per_ip), "50", 1, 100000},
     {"message_size_limit", T_SIZE, O(message_size_limit), "10485760", 1024,
         (size_t)1 << 31},
+    /* Milters (issue 15 part 2, src/milter). */
+    {"milter_command_timeout", T_MS, O(milter_command_timeout_ms), "30s", 100,
+        3600000},
+    {"milter_connect_timeout", T_MS, O(milter_connect_timeout_ms), "30s", 100,
+        3600000},
+    {"milter_content_timeout", T_MS, O(milter_content_timeout_ms), "300s", 100,
+        3600000},
+    {"milter_default_action", T_MILTER_ACTION, O(milter_default_action),
+        "tempfail", 0, 0},
+    {"milter_protocol", T_COUNT, O(milter_protocol), "6", 6, 6},
+    {"milter_workers", T_COUNT, O(milter_workers), "8", 1, 256},
+    {"milters", T_MILTERS, O(milters), "", 0, 0},
     {"pg_cache_ttl", T_MS, O(pg_cache_ttl_ms), "10s", 0, 600000},
     {"pg_connect_timeout", T_MS, O(pg_connect_timeout_ms), "3s", 100, 600000},
     {"pg_conninfo", T_CONNINFO, O(pg_conninfo), "", 0, 0},
@@ -413,6 +427,27 @@ static const char *const smtp_tls_names[] = {
     "may", "encrypt", "verify", "none", NULL};
 static const char *const sender_match_names[] = {
     "yes", "no", "submission", NULL};
+/* milter_default_action, in enum config_milter_action's order. */
+static const char *const milter_action_names[] = {
+    "tempfail", "accept", "reject", NULL};
+
+/*
+ * One milters entry (issue 15 part 2): "unix:/absolute/path" (shorter
+ * than a socket path may be) or "inet:IPV4:PORT" / "inet:[IPV6]:PORT", a
+ * literal address: the milter is reached without DNS.
+ */
+static bool
+milter_spec_ok(const char *t)
+{
+	struct listen_addr la;
+
+	if (strncmp(t, "unix:/", 6) == 0)
+		return strlen(t + 5) <
+		       sizeof(((struct sockaddr_un *)0)->sun_path);
+	return strncmp(t, "inet:", 5) == 0 &&
+	       config_parse_listen(t + 5, &la) == 0 &&
+	       ((struct sockaddr_in *)&la.ss)->sin_port != 0;
+}
 
 /* An enum key: the index of v in words (NULL-terminated) into *(int *). */
 static int
@@ -695,6 +730,29 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 		}
 		return 0;
 	}
+	case T_MILTERS: {
+		struct strlist *l = field;
+		char *save = NULL;
+
+		strlist_clear(l);
+		for (char *t = strtok_r(v, " ,\t", &save); t != NULL;
+		     t = strtok_r(NULL, " ,\t", &save)) {
+			if (!milter_spec_ok(t)) {
+				*why = "bad milter (want unix:/PATH or "
+				       "inet:IP:PORT)";
+				return -1;
+			}
+			if (l->n >= 8) {
+				*why = "too many milters (at most 8)";
+				return -1;
+			}
+			strlist_add(l, t);
+		}
+		return 0;
+	}
+	case T_MILTER_ACTION:
+		return set_enum(field, v, milter_action_names,
+		    "want tempfail, accept or reject", why);
 	case T_TLSMODE:
 		return set_enum(field, v, smtp_tls_names,
 		    "want may, encrypt, verify or none", why);
@@ -767,6 +825,7 @@ config_free(struct config *c)
 	free(c->relay_recipients_file);
 	strlist_clear(&c->relay_domains);
 	strlist_clear(&c->relay_recipients);
+	strlist_clear(&c->milters); /* issue 15 part 2 */
 	if (c->accept != NULL) {
 		accept_list_clear(c->accept);
 		free(c->accept);

@@ -60,6 +60,8 @@ struct smtp_server {
 	uint64_t disk_free;
 	uint64_t disk_checked_ms; /* CLOCK_MONOTONIC of the last check */
 	bool is_disk_checking;
+	/* Milter I/O (issue 15 part 2): milter_workers threads. */
+	struct workers *milter_workers;
 };
 
 /* Closing is the core's (cs.is_closing). */
@@ -106,10 +108,51 @@ struct session {
 	struct strlist auth_addresses;     /* MAIL FROM addresses it owns */
 	/* Logs */
 	const char *verb; /* the command being handled ("MAIL") */
+	/* Milters (issue 15 part 2, smtp_milter.c): the connections, NULL
+	 * when none or while a job has them; the reply every command gets
+	 * after a milter refused the connection; RCPT's list lengths before
+	 * its additions (undone when a milter refuses it); quarantine. */
+	struct milter_set *milters;
+	char *milter_refusal;
+	size_t milter_mark[4];
+	bool is_milter_hold;
+	char milter_auth_type[16]; /* AUTH's mechanism, for {auth_type} */
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */
 extern const struct core_proto smtp_proto;
+
+/*
+ * smtp_milter.c (issue 15 part 2): the milter hooks.  Each returns false
+ * at once when the session has no milters (it goes on as before), else
+ * true: a job runs on the milter pool, the session is busy, and the
+ * completion either calls fn (the milters let the step go on) or sends
+ * the milters' reply itself, undoing the step's change to the session.
+ */
+typedef void (*smtp_milter_fn)(struct session *);
+struct milter_set;
+/* Before the greeting: connect every milter; greet is the greeting. */
+bool smtp_milter_connect(struct session *, smtp_milter_fn greet);
+/* A milter refused the connection: replies its answer to the command
+ * (any but QUIT) and returns true. */
+bool smtp_milter_refused(struct session *, int verb);
+bool smtp_milter_helo(struct session *, smtp_milter_fn reply);
+bool smtp_milter_mail(struct session *, smtp_milter_fn reply);
+/* Before RCPT's additions to the lists: what to undo. */
+void smtp_milter_rcpt_mark(struct session *);
+bool smtp_milter_rcpt(
+    struct session *, const char *rcpt, bool is_local, smtp_milter_fn reply);
+bool smtp_milter_data(struct session *, smtp_milter_fn go);
+/* End of DATA, after build_headers: deliver (the message as milters
+ * left it), or end (the transaction ends: a reply was sent). */
+bool smtp_milter_eom(
+    struct session *, smtp_milter_fn deliver, smtp_milter_fn end);
+/* At the delivery: a quarantined message moves its local mailboxes to
+ * the queue's recipients; true: hold the queue entry. */
+bool smtp_milter_hold(struct session *);
+void smtp_milter_job_done(void *arg);
+/* At the session's free: the connections closed on the pool. */
+void smtp_milter_free(struct session *);
 
 /* smtp_server.c */
 /*

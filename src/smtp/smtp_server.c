@@ -155,6 +155,10 @@ smtp_server_start(struct smtp_server *srv, const struct smtp_pools *p,
 	    srv->cfg->smtp_dns_lookups < 64 ? srv->cfg->smtp_dns_lookups : 64,
 	    NULL, NULL, NULL);
 	srv->dns_ips = counter_new(1024);
+	/* Milters (issue 15 part 2): their blocking I/O, always there so a
+	 * reload may add milters. */
+	srv->milter_workers =
+	    workers_new(srv->base, srv->cfg->milter_workers, NULL, NULL, NULL);
 	srv->committer = c;
 	srv->queue = q;
 	/* Start-up, before the loop runs: measured here once. */
@@ -185,6 +189,8 @@ smtp_server_free(struct smtp_server **sp)
 	/* First: a lookup's completion may still free a session. */
 	if (srv->dns_workers != NULL)
 		workers_free(&srv->dns_workers);
+	if (srv->milter_workers != NULL) /* issue 15 part 2 */
+		workers_free(&srv->milter_workers);
 	core_server_free(&srv->core); /* sessions use the buffers below */
 	counter_free(&srv->dns_ips);
 	bufpool_clear(&srv->msgbufs);

@@ -117,6 +117,7 @@ smtp_free(struct core_session *cs)
 	free(s->headers);
 	strlist_clear(&s->auth_addresses);
 	free(s->line);
+	smtp_milter_free(s); /* milters (issue 15 part 2) */
 }
 
 /* In a completion (s is dead): frees it now. */
@@ -441,6 +442,8 @@ need_helo(struct session *s)
 	return false;
 }
 
+static void helo_reply(struct session *);
+
 static void
 cmd_helo(struct session *s, struct smtp_cmd *c)
 {
@@ -452,6 +455,13 @@ cmd_helo(struct session *s, struct smtp_cmd *c)
 	s->has_helo = true;
 	s->is_esmtp = c->verb == SMTP_CMD_EHLO;
 	txn_reset(s);
+	if (!smtp_milter_helo(s, helo_reply)) /* milters (issue 15 part 2) */
+		helo_reply(s);
+}
+
+static void
+helo_reply(struct session *s)
+{
 	if (!s->is_esmtp) {
 		core_reply(&s->cs, "250 %s", s->cfg->hostname);
 		return;
@@ -566,6 +576,8 @@ mail_disk_check(struct session *s, uint64_t size)
 	return false;
 }
 
+static void mail_ok(struct session *);
+
 static void
 cmd_mail(struct session *s, struct smtp_cmd *c)
 {
@@ -612,6 +624,13 @@ cmd_mail(struct session *s, struct smtp_cmd *c)
 	queue_new_id(s->queue_id);
 	log_info("session=%s id=%s event=mail from=<%s>%s", s->id, s->queue_id,
 	    log_esc(from), s->mail_from.had_route ? " route=dropped" : "");
+	if (!smtp_milter_mail(s, mail_ok)) /* milters (issue 15 part 2) */
+		mail_ok(s);
+}
+
+static void
+mail_ok(struct session *s)
+{
 	core_reply(&s->cs, "250 2.1.0 Ok");
 }
 
@@ -730,6 +749,8 @@ rcpt_quota_refuse(struct session *s, struct rcpt_job *j)
 	rcpt_refuse(s, j, "452 4.2.2", "Mailbox full");
 }
 
+static void rcpt_ok(struct session *);
+
 static void
 rcpt_apply(struct session *s, struct rcpt_job *j)
 {
@@ -782,6 +803,7 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		rcpt_quota_refuse(s, j);
 		return;
 	}
+	smtp_milter_rcpt_mark(s); /* milters (issue 15 part 2) */
 	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL) {
 		strlist_add_unique(&s->remote, j->rcpt_text);
 		/* Backup MX: this recipient goes only to relay_addresses. */
@@ -803,6 +825,14 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 	strlist_add(&s->rcpt_log, j->rcpt_text);
 	s->nrcpt++;
 	rcpt_log(s, j, "accept", code, text, j->ans.verdict.rule);
+	if (!smtp_milter_rcpt(s, j->rcpt_text, /* milters (issue 15 part 2) */
+	        j->ans.dir_result == DIR_EXPAND_LOCAL, rcpt_ok))
+		rcpt_ok(s);
+}
+
+static void
+rcpt_ok(struct session *s)
+{
 	core_reply(&s->cs, "250 2.1.5 Ok");
 }
 
@@ -940,11 +970,11 @@ data_timeout(evutil_socket_t fd, short what, void *arg)
 	session_close(s); /* nothing is delivered; the spool goes at free */
 }
 
+static void data_go(struct session *);
+
 static void
 cmd_data(struct session *s, struct smtp_cmd *c)
 {
-	struct timeval tv;
-
 	(void)c;
 	if (!s->has_mail) {
 		reply_error(s, "503 5.5.1", "Error: need MAIL command");
@@ -954,6 +984,15 @@ cmd_data(struct session *s, struct smtp_cmd *c)
 		reply_error(s, "554 5.5.1", "Error: no valid recipients");
 		return;
 	}
+	if (!smtp_milter_data(s, data_go)) /* milters (issue 15 part 2) */
+		data_go(s);
+}
+
+static void
+data_go(struct session *s)
+{
+	struct timeval tv;
+
 	bufpool_get(&s->srv->msgbufs, &s->msg, s->cfg->message_size_limit);
 	smtp_data_init(&s->data, &s->msg, s->cfg->text_line_limit,
 	    s->cfg->message_size_limit, s->cfg->header_size_limit,
@@ -1152,6 +1191,8 @@ cmd_auth(struct session *s, struct smtp_cmd *c)
 	/* The lock-out is checked once the user name is known
 	 * (core_login_submit): a client locked out for others may still be
 	 * trusted for the account that logged in from it before. */
+	snprintf(s->milter_auth_type, sizeof(s->milter_auth_type), "%.*s",
+	    (int)mech.len, mech.p); /* milters' {auth_type} (issue 15 part 2) */
 	core_sasl_start(&s->cs, mech.p, mech.len, ir.p, ir.len, has_ir);
 }
 
@@ -1200,6 +1241,8 @@ session_command(struct session *s, const uint8_t *line, size_t len)
 		return;
 	}
 	s->verb = smtp_verb_name(c.verb);
+	if (smtp_milter_refused(s, c.verb)) /* milters (issue 15 part 2) */
+		return;
 	if (s->close_after_txn && !s->has_mail && c.verb != SMTP_CMD_QUIT) {
 		core_reply(&s->cs, "421 4.3.2 %s Service shutting down",
 		    s->cfg->hostname);
@@ -1387,12 +1430,19 @@ deliver_job_run(void *arg, void *ctx)
 	delivery_run(j->committer, &j->dlv);
 }
 
+static void data_deliver(struct session *);
+
+/* A transaction that ends at DATA's end without a delivery. */
+static void
+data_txn_end(struct session *s)
+{
+	s->state = ST_CMD;
+	txn_end(s);
+}
+
 static void
 data_end(struct session *s)
 {
-	struct deliver_job *j;
-	struct delivery *d;
-
 	evtimer_del(s->data_timer);
 	if (s->is_spool_full) {
 		s->state = ST_CMD;
@@ -1433,6 +1483,18 @@ data_end(struct session *s)
 		         "action=normalized",
 		    s->id, s->queue_id, s->data.bare_lf_lines);
 	build_headers(s);
+	/* milters (issue 15 part 2): they may change the message first */
+	if (!smtp_milter_eom(s, data_deliver, data_txn_end))
+		data_deliver(s);
+}
+
+static void
+data_deliver(struct session *s)
+{
+	struct deliver_job *j;
+	struct delivery *d;
+	bool is_hold = smtp_milter_hold(s); /* milter quarantine */
+
 	j = xcalloc(1, sizeof(*j));
 	j->s = s;
 	j->committer = s->srv->committer;
@@ -1477,6 +1539,7 @@ data_end(struct session *s)
 			    strlist_has(&s->pinned, s->remote.v[i]);
 		}
 		d->qenv = q;
+		q->is_held = is_hold; /* milter quarantine */
 		/* The queue copy starts after the Return-Path line. */
 		d->rp_len = (size_t)(strchr(j->headers, '\n') - j->headers) + 1;
 		/* RFC 1870 size of the queue copy as relayed: the Maildir
@@ -1620,6 +1683,8 @@ smtp_lost(struct core_session *cs)
 
 /* ---- start and stop --------------------------------------------------- */
 
+static void greet(struct session *);
+
 static void
 send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 {
@@ -1643,6 +1708,13 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 		session_close(s);
 		return;
 	}
+	if (!smtp_milter_connect(s, greet)) /* milters (issue 15 part 2) */
+		greet(s);
+}
+
+static void
+greet(struct session *s)
+{
 	s->state = ST_CMD;
 	core_reply(&s->cs, "220 %s ESMTP postern", s->cfg->hostname);
 	bufferevent_enable(s->cs.bev, EV_READ | EV_WRITE);

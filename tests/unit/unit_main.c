@@ -45,5 +45,6 @@ main(void)
 	failed += run_metrics_tests();
 	failed += run_log_ring_tests();
 	failed += run_chart_tests();
+	failed += run_milter_tests(); /* issue 15 part 2 */
 	return failed != 0;
 }
