@@ -149,6 +149,8 @@ test:
 	$(MAKE) format-check
 	$(MAKE) include-graph
 	$(MAKE) check-clang
+	@echo "== the release build (make run's; -O2 warns where -O1 does not)"
+	$(MAKE) all
 	$(MAKE) asan
 	@echo "== unit tests (cmocka, ASan+UBSan; with a private PostgreSQL)"
 	tests/pg/pgtest.sh run -- $(ASAN)/unit_tests
