@@ -224,6 +224,7 @@ bench: deps all
 	bench/smtp_bench.sh
 	/usr/bin/python3 bench/pop3_bench.py
 	/usr/bin/python3 bench/imap_bench.py
+	/usr/bin/python3 bench/auth_bench.py
 
 clean:
 	rm -rf build bin

@@ -4,7 +4,8 @@
 # virtual Maildir delivery for USERS@example.test under DIR/mail.  Never
 # touches /etc/postfix.  Usage: postfix_instance.sh DIR PORT USER...
 # Stop it with: postfix -c DIR/etc stop.  RELAYHOST=[127.0.0.1]:PORT makes
-# it relay everything for 127.0.0.0/8 clients to that host.
+# it relay everything for 127.0.0.0/8 clients to that host; POSTFIX_EXTRA
+# (lines) is appended to main.cf (bench/auth_bench.py: smtpd_milters).
 set -eu
 dir=$1 port=$2
 shift 2
@@ -48,6 +49,7 @@ default_destination_concurrency_limit = 20
 maillog_file = $dir/maillog
 maillog_file_prefixes = $dir
 biff = no
+${POSTFIX_EXTRA:-}
 CF
 postmap "$dir/etc/vmailbox"
 postfix -c "$dir/etc" check

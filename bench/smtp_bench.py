@@ -225,8 +225,9 @@ def queue_files_postfix(server):
     return n
 
 
-def relay_load(server, port, sink_port, size, count):
-    """Remote mail: accepted, queued, relayed to smtp-sink, dequeued."""
+def relay_load(server, port, sink_port, size, count, sender="bench@remote.example"):
+    """Remote mail: accepted, queued, relayed to smtp-sink, dequeued.
+    sender: the envelope sender and From: (bench/auth_bench.py signs)."""
     sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(sink_port)
@@ -236,9 +237,10 @@ def relay_load(server, port, sink_port, size, count):
     server.start(f"relay-{size}-{time.time_ns()}")
     t0 = time.monotonic()
     subprocess.run(["smtp-source", "-s", str(SESSIONS), "-m", str(count), "-l", str(size),
-                    "-f", "bench@remote.example", "-t", "someone@elsewhere.example",
+                    "-f", sender, "-t", "someone@elsewhere.example",
                     f"127.0.0.1:{port}"], check=True, timeout=600)
-    count_fn = queue_files_postern if server.name == "postern" else queue_files_postfix
+    count_fn = (queue_files_postern if server.name.startswith("postern")
+                else queue_files_postfix)
     deadline = t0 + 600
     t_done = None
     while time.monotonic() < deadline:

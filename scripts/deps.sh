@@ -13,7 +13,7 @@ esac
 # browser tests (tests/proto/browser.py); fonts-dejavu-core gives the
 # pictures in docs/img (`make screenshots`) the same font everywhere.
 case $level in
-bench) pkgs="$pkgs postfix procps dovecot-pop3d" ;;
+bench) pkgs="$pkgs postfix procps dovecot-pop3d opendkim" ;;
 esac
 # YAML for tests/proto/test_openapi.py (docs/openapi.yaml).
 case $level in
