@@ -449,6 +449,39 @@ milter_spec_ok(const char *t)
 	       ((struct sockaddr_in *)&la.ss)->sin_port != 0;
 }
 
+/*
+ * The milter address forms other software prints, rewritten into the two
+ * above: Sendmail's and OpenDKIM's "inet:PORT@IP", "inet6:PORT@IPV6",
+ * "local:/path", and "localhost" as 127.0.0.1 (a name postern does not
+ * look up).  Other text is copied as it is.  -1: out is too small.
+ */
+static int
+milter_spec_normalize(const char *t, char *out, size_t outlen)
+{
+	const char *at = strchr(t, '@');
+	bool is_v6 = strncmp(t, "inet6:", 6) == 0;
+	size_t skip = is_v6 ? 6 : 5;
+	int n;
+
+	if (strncmp(t, "local:", 6) == 0)
+		n = snprintf(out, outlen, "unix:%s", t + 6);
+	else if (at != NULL && (is_v6 || strncmp(t, "inet:", 5) == 0)) {
+		const char *host = strcmp(at + 1, "localhost") == 0
+		                       ? (is_v6 ? "::1" : "127.0.0.1")
+		                       : at + 1;
+
+		if (at < t + skip) /* "inet@..." */
+			return -1;
+		/* UNSAFE: at - (t + skip) is the port's length, at >= t+skip.
+		 */
+		n = snprintf(out, outlen,
+		    is_v6 ? "inet:[%s]:%.*s" : "inet:%s:%.*s", host,
+		    (int)(at - (t + skip)), t + skip);
+	} else
+		n = snprintf(out, outlen, "%s", t);
+	return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
+
 /* An enum key: the index of v in words (NULL-terminated) into *(int *). */
 static int
 set_enum(void *field, const char *v, const char *const *words, const char *want,
@@ -737,16 +770,20 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 		strlist_clear(l);
 		for (char *t = strtok_r(v, " ,\t", &save); t != NULL;
 		     t = strtok_r(NULL, " ,\t", &save)) {
-			if (!milter_spec_ok(t)) {
-				*why = "bad milter (want unix:/PATH or "
-				       "inet:IP:PORT)";
+			char spec[160];
+
+			if (milter_spec_normalize(t, spec, sizeof(spec)) ==
+			        -1 ||
+			    !milter_spec_ok(spec)) {
+				*why = "bad milter (want unix:/PATH, "
+				       "inet:IP:PORT or inet:PORT@IP)";
 				return -1;
 			}
 			if (l->n >= 8) {
 				*why = "too many milters (at most 8)";
 				return -1;
 			}
-			strlist_add(l, t);
+			strlist_add(l, spec);
 		}
 		return 0;
 	}

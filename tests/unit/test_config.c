@@ -90,6 +90,55 @@ static const struct {
     {"smtp_bare_newline = fix\n", -1, "want normalize or reject"},
 };
 
+/* milters: the forms OpenDKIM and Sendmail print, as postern keeps them. */
+static void
+test_milter_forms(void **state)
+{
+	static const struct {
+		const char *in, *want; /* want NULL: refused */
+	} mcases[] = {
+	    {"inet:127.0.0.1:11332", "inet:127.0.0.1:11332"},
+	    {"inet:[::1]:8891", "inet:[::1]:8891"},
+	    {"inet:8891@127.0.0.1", "inet:127.0.0.1:8891"},
+	    {"inet:8891@localhost", "inet:127.0.0.1:8891"},
+	    {"inet6:8891@::1", "inet:[::1]:8891"},
+	    {"inet6:8891@localhost", "inet:[::1]:8891"},
+	    {"local:/run/opendkim/opendkim.sock",
+	        "unix:/run/opendkim/opendkim.sock"},
+	    {"unix:/run/a@b.sock", "unix:/run/a@b.sock"},
+	    {"inet:8891@milter.example", NULL}, /* no DNS */
+	    {"inet:@127.0.0.1", NULL},
+	    {"inet:0@127.0.0.1", NULL},
+	    {"inet:x@127.0.0.1", NULL},
+	    {"inet6:8891@127.0.0.1", NULL},
+	    {"local:relative.sock", NULL},
+	    {"tcp:127.0.0.1:1", NULL},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(mcases) / sizeof(mcases[0]); i++) {
+		struct config *c = NULL;
+		char text[256], err[256] = "";
+		int got;
+
+		snprintf(text, sizeof(text), "milters = %s\n", mcases[i].in);
+		got = config_parse(
+		    text, strlen(text), "t.conf", &c, err, sizeof(err));
+		if (mcases[i].want == NULL) {
+			if (got != -1 || strstr(err, "bad milter") == NULL)
+				fail_msg("case %zu (%s): got %d (%s), want "
+				         "\"bad milter\"",
+				    i, mcases[i].in, got, err);
+		} else if (got != 0 || c->milters.n != 1 ||
+		           strcmp(c->milters.v[0], mcases[i].want) != 0)
+			fail_msg("case %zu (%s): got %d %s, want %s", i,
+			    mcases[i].in, got,
+			    got == 0 && c->milters.n ? c->milters.v[0] : err,
+			    mcases[i].want);
+		config_unref(&c);
+	}
+}
+
 static void
 test_cases(void **state)
 {
@@ -327,6 +376,7 @@ run_config_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_cases),
+	    cmocka_unit_test(test_milter_forms),
 	    cmocka_unit_test(test_values),
 	    cmocka_unit_test(test_comments),
 	    cmocka_unit_test(test_key_table_sorted),
