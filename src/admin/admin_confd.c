@@ -199,7 +199,8 @@ list_dir_safe(const char *path, char *err, size_t errlen)
 		    ((st.st_mode & 022) != 0 && (st.st_mode & S_ISVTX) == 0)) {
 			/* %.900s: the message fits err (1024) whole. */
 			snprintf(err, errlen,
-			    "%.900s: the directory of a list file must be root's "
+			    "%.900s: the directory of a list file must be "
+			    "root's "
 			    "and not writable by others",
 			    dir);
 			return -1;
