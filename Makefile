@@ -56,7 +56,9 @@ D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 	src/admin/admin_ops.c src/admin/admin_api.c src/admin/admin_confd.c \
 	src/admin/admin_json.c
 D_SRC += src/milter/milter_session.c src/smtp/smtp_milter.c
-CTL_SRC = src/cmd/posternctl.c
+# DKIM signing at the SMTP delivery (issue 15 part 1).
+D_SRC += src/smtp/smtp_dkim.c
+CTL_SRC = src/cmd/posternctl.c src/cmd/posternctl_dkim.c # dkim: issue 15 part 1
 # The in-memory directory backend: tests only (unit, policy golden).
 UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c
 # The protocol-server core, driven directly by tests/unit/test_core.c.

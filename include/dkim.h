@@ -192,6 +192,13 @@ int dkim_msg_sign(struct dkim_msg *, const struct dkim_keys *,
 struct dkim_keys *dkim_keys_load(
     const char *data_dir, char *err, size_t errlen);
 void dkim_keys_free(struct dkim_keys **);
+/*
+ * Reads one key file name under dfd with the rules above (shown names it
+ * in err) into k's pkey and alg (domain and selector are the caller's).
+ * 0, or -1 with err.
+ */
+int dkim_key_read(int dfd, const char *name, const char *shown,
+    struct dkim_key *k, char *err, size_t errlen);
 /* The keys for domain (lower case): up to two, into out. Returns count. */
 size_t dkim_keys_find(const struct dkim_keys *, const char *domain,
     const struct dkim_key **out, size_t max);

@@ -40,6 +40,7 @@
 #include "config.h"
 #include "config_edit.h"
 #include "dir.h"
+#include "posternctl_dkim.h" /* issue 15 part 1 */
 #include "dir_json.h"
 #include "passwd.h"
 #include "queue_file.h"
@@ -2557,6 +2558,20 @@ c_db_import(struct ctl *c, char **a)
 
 /* ---- the command table: dispatch and help ----------------------------- */
 
+/* ---- DKIM keys (issue 15 part 1, posternctl_dkim.c) ------------------ */
+
+#define CTL_DKIM(fn, name)                                                     \
+	static int c_##fn(struct ctl *c, char **a)                             \
+	{                                                                      \
+		int r = ctl_##fn(c->cfg->data_dir, a);                         \
+		return r == 2 ? usage_error(name) : r;                         \
+	}
+CTL_DKIM(dkim_keygen, "dkim keygen")
+CTL_DKIM(dkim_list, "dkim list")
+CTL_DKIM(dkim_activate, "dkim activate")
+CTL_DKIM(dkim_retire, "dkim retire")
+CTL_DKIM(dkim_txt, "dkim txt")
+
 enum ctl_setup {
 	CTL_FILE,       /* the file's path only: not parsed first */
 	CTL_CONFIG,     /* the config only */
@@ -2616,6 +2631,26 @@ static const struct ctl_cmd {
         "the verdict is not ACCEPT.\n"},
     {"domain add", "DOMAIN", 1, 1, CTL_DIR, c_domain_add, "add a local domain",
         NULL},
+    /* DKIM keys (issue 15 part 1) */
+    {"dkim keygen", "DOMAIN [--selector S] [--type rsa|ed25519] [--bits N]",
+        1, 7, CTL_RUN_USER, c_dkim_keygen,
+        "make a DKIM key; prints the TXT record to publish",
+        "Writes data_dir/dkim/DOMAIN/SELECTOR.key (PEM, mode 0600; the\n"
+        "directories 0700), as the run user.  --type rsa (default, 2048\n"
+        "bits, --bits 1024..4096) or ed25519 (RFC 8463); the selector\n"
+        "defaults to TYPE-YYYYMMDD.  The first key of its type for the\n"
+        "domain is active at once; another waits for dkim activate.\n"
+        "Prints SELECTOR._domainkey.DOMAIN. IN TXT \"v=DKIM1; ...\"\n"
+        "(strings of at most 255 octets).  posternctl reload loads it.\n"},
+    {"dkim list", "", 0, 0, CTL_RUN_USER, c_dkim_list,
+        "DKIM keys: DOMAIN<tab>SELECTOR<tab>TYPE<tab>active|inactive", NULL},
+    {"dkim activate", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_activate,
+        "sign with this key (the domain's other key of its type stops)",
+        NULL},
+    {"dkim retire", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_retire,
+        "stop signing with this key (the file stays)", NULL},
+    {"dkim txt", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_txt,
+        "print a key's TXT record again", NULL},
     {"domain del", "DOMAIN", 1, 1, CTL_DIR, c_domain_del,
         "remove a domain (not while it has addresses)", NULL},
     {"domain list", "", 0, 0, CTL_DIR, c_domain_list, "list local domains",

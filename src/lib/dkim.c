@@ -683,6 +683,24 @@ open_dir(int dfd, const char *name, const char *shown, char *err, size_t el)
 	return fd;
 }
 
+static void *load_key(
+    int dfd, const char *name, const char *shown, char *err, size_t el);
+
+int
+dkim_key_read(int dfd, const char *name, const char *shown, struct dkim_key *k,
+    char *err, size_t el)
+{
+	void *pk = load_key(dfd, name, shown, err, el);
+
+	if (pk == NULL)
+		return -1;
+	k->pkey = pk;
+	k->alg = EVP_PKEY_get_base_id(pk) == EVP_PKEY_ED25519
+	             ? DKIM_ED25519_SHA256
+	             : DKIM_RSA_SHA256;
+	return 0;
+}
+
 /* Reads and parses one key file (a regular file, ours, mode 0600). */
 static void *
 load_key(int dfd, const char *name, const char *shown, char *err, size_t el)
