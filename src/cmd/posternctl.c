@@ -2632,8 +2632,8 @@ static const struct ctl_cmd {
     {"domain add", "DOMAIN", 1, 1, CTL_DIR, c_domain_add, "add a local domain",
         NULL},
     /* DKIM keys (issue 15 part 1) */
-    {"dkim keygen", "DOMAIN [--selector S] [--type rsa|ed25519] [--bits N]",
-        1, 7, CTL_RUN_USER, c_dkim_keygen,
+    {"dkim keygen", "DOMAIN [--selector S] [--type rsa|ed25519] [--bits N]", 1,
+        7, CTL_RUN_USER, c_dkim_keygen,
         "make a DKIM key; prints the TXT record to publish",
         "Writes data_dir/dkim/DOMAIN/SELECTOR.key (PEM, mode 0600; the\n"
         "directories 0700), as the run user.  --type rsa (default, 2048\n"
@@ -2645,8 +2645,7 @@ static const struct ctl_cmd {
     {"dkim list", "", 0, 0, CTL_RUN_USER, c_dkim_list,
         "DKIM keys: DOMAIN<tab>SELECTOR<tab>TYPE<tab>active|inactive", NULL},
     {"dkim activate", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_activate,
-        "sign with this key (the domain's other key of its type stops)",
-        NULL},
+        "sign with this key (the domain's other key of its type stops)", NULL},
     {"dkim retire", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_retire,
         "stop signing with this key (the file stays)", NULL},
     {"dkim txt", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_txt,

@@ -830,7 +830,8 @@ config_free(struct config *c)
 	strlist_clear(&c->relay_domains);
 	strlist_clear(&c->relay_recipients);
 	strlist_clear(&c->milters); /* issue 15 part 2 */
-	dkim_keys_free(&c->dkim_keys); /* issue 15 part 1 */
+	/* DKIM keys (issue 15 part 1) */
+	dkim_keys_free(&c->dkim_keys);
 	if (c->accept != NULL) {
 		accept_list_clear(c->accept);
 		free(c->accept);

@@ -62,8 +62,8 @@ write_queue_entry(const char *data_dir, struct delivery *d, struct commit *cm)
 	} else {
 		/* Listed before the write: a failure unlinks it. */
 		commit_add(cm, tmp, dst);
-		if (file_write_spliced(fd, v, d->iovcnt + nv, nv + 1,
-		        d->src_fd, d->src_len) == -1) {
+		if (file_write_spliced(fd, v, d->iovcnt + nv, nv + 1, d->src_fd,
+		        d->src_len) == -1) {
 			close(fd);
 			commit_fail(cm, "write", tmp);
 		} else if (close(fd) == -1) {

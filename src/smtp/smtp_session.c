@@ -1336,7 +1336,8 @@ struct deliver_job {
 	struct buf msg;
 	int spool_fd;
 	struct qenv qenv; /* remote recipients, or none */
-	struct smtp_dkim *dkim; /* signing (issue 15 part 1), or NULL */
+	/* DKIM signing (issue 15 part 1), or NULL */
+	struct smtp_dkim *dkim;
 };
 
 static void
