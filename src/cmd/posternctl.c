@@ -2631,25 +2631,6 @@ static const struct ctl_cmd {
         "the verdict is not ACCEPT.\n"},
     {"domain add", "DOMAIN", 1, 1, CTL_DIR, c_domain_add, "add a local domain",
         NULL},
-    /* DKIM keys (issue 15 part 1) */
-    {"dkim keygen", "DOMAIN [--selector S] [--type rsa|ed25519] [--bits N]", 1,
-        7, CTL_RUN_USER, c_dkim_keygen,
-        "make a DKIM key; prints the TXT record to publish",
-        "Writes data_dir/dkim/DOMAIN/SELECTOR.key (PEM, mode 0600; the\n"
-        "directories 0700), as the run user.  --type rsa (default, 2048\n"
-        "bits, --bits 1024..4096) or ed25519 (RFC 8463); the selector\n"
-        "defaults to TYPE-YYYYMMDD.  The first key of its type for the\n"
-        "domain is active at once; another waits for dkim activate.\n"
-        "Prints SELECTOR._domainkey.DOMAIN. IN TXT \"v=DKIM1; ...\"\n"
-        "(strings of at most 255 octets).  posternctl reload loads it.\n"},
-    {"dkim list", "", 0, 0, CTL_RUN_USER, c_dkim_list,
-        "DKIM keys: DOMAIN<tab>SELECTOR<tab>TYPE<tab>active|inactive", NULL},
-    {"dkim activate", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_activate,
-        "sign with this key (the domain's other key of its type stops)", NULL},
-    {"dkim retire", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_retire,
-        "stop signing with this key (the file stays)", NULL},
-    {"dkim txt", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_txt,
-        "print a key's TXT record again", NULL},
     {"domain del", "DOMAIN", 1, 1, CTL_DIR, c_domain_del,
         "remove a domain (not while it has addresses)", NULL},
     {"domain list", "", 0, 0, CTL_DIR, c_domain_list, "list local domains",
@@ -2660,6 +2641,27 @@ static const struct ctl_cmd {
         "remove a host alias", NULL},
     {"domain alias list", "", 0, 0, CTL_DIR, c_halias_list,
         "list host aliases: ALIAS<tab>DOMAIN", NULL},
+    /* DKIM keys (issue 15 part 1) */
+    {"dkim keygen", "DOMAIN [--selector S] [--type rsa|ed25519] [--bits N]", 1,
+        7, CTL_RUN_USER, c_dkim_keygen, "make a DKIM key, print its TXT record",
+        "Writes data_dir/dkim/DOMAIN/SELECTOR.key (PEM, mode 0600; the\n"
+        "directories 0700), as the run user.  --type rsa (default, 2048\n"
+        "bits, --bits 1024..4096) or ed25519 (RFC 8463); the selector\n"
+        "defaults to TYPE-YYYYMMDD.  The first key of its type for the\n"
+        "domain is active at once; another waits for dkim activate.\n"
+        "Prints SELECTOR._domainkey.DOMAIN. IN TXT \"v=DKIM1; ...\"\n"
+        "(strings of at most 255 octets).  posternctl reload loads it.\n"},
+    {"dkim list", "", 0, 0, CTL_RUN_USER, c_dkim_list,
+        "list DKIM keys and which are active",
+        "DOMAIN<tab>SELECTOR<tab>rsa|ed25519<tab>active|inactive, a line\n"
+        "per key.\n"},
+    {"dkim activate", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_activate,
+        "sign with this key (at the next reload)",
+        "The domain's other active key of the same type stops signing.\n"},
+    {"dkim retire", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_retire,
+        "stop signing with this key (the file stays)", NULL},
+    {"dkim txt", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_txt,
+        "print a key's TXT record again", NULL},
     {"user add", "ADDRESS", 1, 1, CTL_DIR, c_user_add,
         "add a mailbox (password: prompt or stdin)",
         "The password is asked twice on a terminal, else read from the\n"
