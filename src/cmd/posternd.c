@@ -340,7 +340,8 @@ daemon_dkim_load(struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "dkim: %s", e);
 		return -1;
 	}
-	log_info("event=dkim-keys keys=%zu", cfg->dkim_keys->n);
+	if (cfg->dkim_keys->n > 0)
+		log_info("event=dkim-keys keys=%zu", cfg->dkim_keys->n);
 	return 0;
 }
 

@@ -592,10 +592,17 @@ dkim_msg_sign(struct dkim_msg *m, const struct dkim_keys *ks,
 	base64_encode(dig, sizeof(dig), bh);
 	{
 		/* On the heap: a worker thread's stack stays small. */
-		struct span *fv = xcalloc(DKIM_FIELDS_MAX, sizeof(*fv));
+		struct span *fv = xcalloc(DKIM_FIELDS_MAX + 1, sizeof(*fv));
 
-		nf = dkim_fields(
-		    (const char *)m->hdr.data, m->hdr.len, fv, DKIM_FIELDS_MAX);
+		/* More fields than we look at: a verifier would select among
+		 * all of them, so sign none rather than a wrong set. */
+		nf = dkim_fields((const char *)m->hdr.data, m->hdr.len, fv,
+		    DKIM_FIELDS_MAX + 1);
+		if (nf > DKIM_FIELDS_MAX) {
+			free(fv);
+			*why = "header";
+			return 0;
+		}
 		if (dkim_from_domain(fv, nf, dom, sizeof(dom)) == -1) {
 			free(fv);
 			*why = "no-from";

@@ -402,6 +402,18 @@ test_sign_message(void **state)
 	    0);
 	assert_string_equal(why, "header");
 	dkim_msg_clear(&m);
+	/* More fields than DKIM_FIELDS_MAX: not signed (a verifier would
+	 * choose among all of them). */
+	dkim_msg_init(&m, 1u << 20);
+	dkim_msg_feed(
+	    &m, (const uint8_t *)"From: a@football.example.com\n", 29);
+	for (int i = 0; i < DKIM_FIELDS_MAX; i++)
+		dkim_msg_feed(&m, (const uint8_t *)"X-A: b\n", 7);
+	assert_int_equal(dkim_msg_sign(&m, &ks, &pr, &out, d, sizeof(d), sel,
+	                     sizeof(sel), alg, sizeof(alg), &why),
+	    0);
+	assert_string_equal(why, "header");
+	dkim_msg_clear(&m);
 	/* A message that is all header (no empty line): empty body. */
 	dkim_msg_init(&m, 65536);
 	dkim_msg_feed(&m, (const uint8_t *)"From: a@football.example.com", 28);
