@@ -40,6 +40,7 @@
 #include "config.h"
 #include "config_edit.h"
 #include "dir.h"
+#include "dkim.h"            /* issue 15 part 1 */
 #include "posternctl_dkim.h" /* issue 15 part 1 */
 #include "dir_json.h"
 #include "passwd.h"
@@ -1472,6 +1473,15 @@ check_as_run_user(struct check *k, int data_fd)
 	if (k->cfg->log_file[0] != '\0' &&
 	    log_file_check(k->cfg->log_file, err, sizeof(err)) == -1)
 		check_say(k, true, "log_file", "%s", err);
+	/* DKIM keys (issue 15 part 1): start-up loads them as this user. */
+	if (k->cfg->dkim_sign && data_fd != -1) {
+		struct dkim_keys *ks =
+		    dkim_keys_load(k->cfg->data_dir, err, sizeof(err));
+
+		if (ks == NULL)
+			check_say(k, true, "dkim_sign", "dkim: %s", err);
+		dkim_keys_free(&ks);
+	}
 	if (k->cfg->smtp_tls_ca_file[0] != '\0') {
 		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 

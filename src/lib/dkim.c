@@ -721,7 +721,8 @@ load_key(int dfd, const char *name, const char *shown, char *err, size_t el)
 	    openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
 
 	if (fd == -1) {
-		snprintf(err, el, "%s: %s", shown, strerror(errno));
+		snprintf(err, el, "%s: %s", shown,
+		    errno == ELOOP ? "is a symbolic link" : strerror(errno));
 		return NULL;
 	}
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||

@@ -342,6 +342,9 @@ def test_bad_key_file(make_server, sinks):
     s.ctl("dkim", "keygen", "example.test", "--selector", "k1")
     key = os.path.join(s.data, "dkim", "example.test", "k1.key")
     os.chmod(key, 0o644)
+    # posternctl check says what start-up would refuse.
+    r = s.ctl("check", check=False)
+    assert r.returncode == 1 and "k1.key must be a regular file" in r.stdout + r.stderr
     p = subprocess.run([os.environ["POSTERND"], "-c", s.conf, "-f"], capture_output=True,
                        text=True, timeout=60)
     assert p.returncode != 0 and "k1.key must be a regular file" in p.stderr
@@ -352,5 +355,40 @@ def test_bad_key_file(make_server, sinks):
     os.symlink(key + ".real", key)
     r = s.ctl("reload", check=False)
     assert r.returncode != 0 and "k1.key" in (r.stdout + r.stderr)
+    assert re.search(r"event=reload result=fail error=\"dkim:.*k1\.key.*symbolic", s.log())
     submit(s, MSG)
     assert b"s=k1;" in relayed(mx)  # the old key set still signs
+
+
+def test_too_many_fields_goes_unsigned(make_server, sinks):
+    """More header fields than the signer looks at: delivered, unsigned,
+    logged (a verifier would choose among all of them)."""
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("ed25519",))
+    msg = (b"From: alice@example.test\r\nTo: far@remote.example\r\n"
+           + b"X-N: 1\r\n" * 1001 + b"\r\nbody\r\n")
+    submit(s, msg)
+    data = relayed(mx)
+    assert b"DKIM-Signature" not in data and data.count(b"X-N: 1") == 1001
+    assert "event=dkim result=skipped reason=header" in s.log()
+
+
+def test_signed_once_across_retries(make_server, sinks):
+    """The queue entry holds the signature: a retry sends the same bytes
+    (signed once, at acceptance), still valid."""
+    s = keyed_server(make_server, ("rsa",))
+    submit(s, MSG)
+    entries = os.path.join(s.data, "queue", "entries")
+    msgs = wait_for(lambda: [f for f in os.listdir(entries) if f.endswith(".msg")],
+                    what="queue entry")
+    with open(os.path.join(entries, msgs[0]), "rb") as f:
+        env, body = f.read().split(b"\n\n", 1)
+    assert body.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    # Nothing listens yet: the first attempts fail; then the sink comes.
+    wait_for(lambda: "status=deferred" in s.log(), what="a deferred attempt")
+    mx = sinks("127.0.0.2")
+    data = relayed(mx)
+    assert data.count(b"DKIM-Signature:") == 1
+    assert data.replace(b"\r\n", b"\n").startswith(body.split(b"\nReceived:")[0])
+    assert py_verify(data, s.recs) == [True]
+    assert s.log().count("event=dkim result=signed") == 1
