@@ -384,6 +384,9 @@ def test_signed_once_across_retries(make_server, sinks):
     with open(os.path.join(entries, msgs[0]), "rb") as f:
         env, body = f.read().split(b"\n\n", 1)
     assert body.startswith(b"DKIM-Signature: v=1; a=rsa-sha256;")
+    # The RFC 1870 size as relayed counts the signature (CRLF ends).
+    size = int(re.search(rb"^size\t(\d+)$", env, re.M).group(1))
+    assert size == len(body) + body.count(b"\n")
     # Nothing listens yet: the first attempts fail; then the sink comes.
     wait_for(lambda: "status=deferred" in s.log(), what="a deferred attempt")
     mx = sinks("127.0.0.2")
