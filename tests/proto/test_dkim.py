@@ -395,3 +395,64 @@ def test_signed_once_across_retries(make_server, sinks):
     assert data.replace(b"\r\n", b"\n").startswith(body.split(b"\nReceived:")[0])
     assert py_verify(data, s.recs) == [True]
     assert s.log().count("event=dkim result=signed") == 1
+
+
+def test_key_file_rules_in_check(make_server):
+    """What start-up refuses, as posternctl check reports it: a second
+    hard link, a directory others may write, a key that is not PEM."""
+    s = make_server(dict(BASE), start=False)
+    s.ctl("dkim", "keygen", "example.test", "--type", "ed25519", "--selector", "k1")
+    d = os.path.join(s.data, "dkim", "example.test")
+    key = os.path.join(d, "k1.key")
+    assert s.ctl("check").returncode == 0
+    os.link(key, os.path.join(s.data, "k1.copy"))
+    r = s.ctl("check", check=False)
+    assert r.returncode == 1 and "one link" in r.stdout + r.stderr
+    os.unlink(os.path.join(s.data, "k1.copy"))
+    os.chmod(d, 0o770)
+    r = s.ctl("check", check=False)
+    assert r.returncode == 1 and "writable by it only" in r.stdout + r.stderr
+    os.chmod(d, 0o700)
+    with open(key, "w") as f:
+        f.write("not a key\n")
+    r = s.ctl("check", check=False)
+    assert r.returncode == 1 and "not an RSA or Ed25519 private key" in r.stdout + r.stderr
+    # An inactive key is not read at all.
+    os.unlink(os.path.join(d, "k1.active"))
+    assert s.ctl("check").returncode == 0
+
+
+def test_parallel_sessions_all_verify(make_server, sinks):
+    """Messages signed at once on several storage workers with the shared
+    key set: every one verifies."""
+    import threading
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa", "ed25519"))
+    errors = []
+
+    def client(n):
+        # One login per session (a login storm is another test's), five
+        # messages each, sessions in parallel.
+        try:
+            with smtplib.SMTP("127.0.0.1", s.ports["submission"], timeout=60) as c:
+                c.starttls()
+                c.login("alice@example.test", "secret-alice")
+                for i in range(5):
+                    c.sendmail("alice@example.test", ["far@remote.example"],
+                               MSG.replace(b"Hello.", b"Hello %d/%d." % (n, i)))
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(6)]
+    for i, t in enumerate(threads):
+        t.start()
+        time.sleep(0.3)  # logins one after another; the mail in parallel
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    wait_for(lambda: len(mx.messages) >= 30, timeout=60, what="30 relayed")
+    bodies = set()
+    for m in mx.messages:
+        assert py_verify(m["data"], s.recs) == [True, True]
+        bodies.add(m["data"].split(b"\r\n\r\n", 1)[1])
+    assert len(bodies) == 30
