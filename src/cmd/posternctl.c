@@ -2664,7 +2664,7 @@ static const struct ctl_cmd {
     {"dkim list", "", 0, 0, CTL_RUN_USER, c_dkim_list,
         "list DKIM keys and which are active",
         "DOMAIN<tab>SELECTOR<tab>rsa|ed25519<tab>active|inactive, a line\n"
-        "per key.\n"},
+        "per key, sorted.\n"},
     {"dkim activate", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_activate,
         "sign with this key (at the next reload)",
         "The domain's other active key of the same type stops signing.\n"},

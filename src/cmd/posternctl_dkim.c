@@ -25,6 +25,7 @@
 
 #include "dkim.h"
 #include "posternctl_dkim.h"
+#include "xmalloc.h"
 
 #define DIR_MODE 0700
 #define KEY_MODE 0600
@@ -315,9 +316,21 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 	return r == 0 ? 0 : 1;
 }
 
-/* One domain's keys: DOMAIN SELECTOR TYPE STATE, sorted by readdir. */
+/* The lines dkim list prints, sorted before they are. */
+struct lines {
+	char **v;
+	size_t n;
+};
+
+static int
+line_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* One domain's keys, as DOMAIN<tab>SELECTOR<tab>TYPE<tab>STATE lines. */
 static void
-list_domain(int dk, const char *data_dir, const char *dom)
+list_domain(int dk, const char *data_dir, const char *dom, struct lines *out)
 {
 	char shown[4096];
 	struct dirent *e;
@@ -331,6 +344,7 @@ list_domain(int dk, const char *data_dir, const char *dom)
 	while (d != NULL && (e = readdir(d)) != NULL) {
 		size_t l = strlen(e->d_name);
 		char sel[DKIM_SELECTOR_MAX + 1], file[DKIM_SELECTOR_MAX + 8];
+		char line[DKIM_DOMAIN_MAX + DKIM_SELECTOR_MAX + 32];
 		struct dkim_key k;
 
 		if (l <= 4 || strcmp(e->d_name + l - 4, ".key") != 0 ||
@@ -341,8 +355,11 @@ list_domain(int dk, const char *data_dir, const char *dom)
 		    read_key(dirfd(d), data_dir, dom, sel, &k) == -1)
 			continue;
 		snprintf(file, sizeof(file), "%s.active", sel);
-		printf("%s\t%s\t%s\t%s\n", dom, sel, dkim_alg_k(k.alg),
+		snprintf(line, sizeof(line), "%s\t%s\t%s\t%s", dom, sel,
+		    dkim_alg_k(k.alg),
 		    exists_at(dirfd(d), file) ? "active" : "inactive");
+		out->v = xreallocarray(out->v, out->n + 1, sizeof(*out->v));
+		out->v[out->n++] = xstrdup(line);
 		EVP_PKEY_free(k.pkey);
 	}
 	if (d != NULL)
@@ -355,6 +372,7 @@ int
 ctl_dkim_list(const char *data_dir, char **a)
 {
 	char shown[4096];
+	struct lines out = {NULL, 0};
 	struct dirent *e;
 	DIR *d;
 	int dfd, dk;
@@ -375,10 +393,17 @@ ctl_dkim_list(const char *data_dir, char **a)
 	d = fdopendir(dup(dk));
 	while (d != NULL && (e = readdir(d)) != NULL)
 		if (dkim_name_ok(e->d_name, false))
-			list_domain(dk, data_dir, e->d_name);
+			list_domain(dk, data_dir, e->d_name, &out);
 	if (d != NULL)
 		closedir(d);
 	close(dk);
+	if (out.n > 0)
+		qsort(out.v, out.n, sizeof(*out.v), line_cmp);
+	for (size_t i = 0; i < out.n; i++) {
+		printf("%s\n", out.v[i]);
+		free(out.v[i]);
+	}
+	free(out.v);
 	return 0;
 }
 
