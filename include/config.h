@@ -72,6 +72,8 @@ enum config_milter_action {
 	MILTER_DEFAULT_REJECT,
 };
 
+struct dkim_keys; /* dkim.h (issue 15 part 1) */
+
 struct config {
 	int refs;
 	char *path;
@@ -165,6 +167,12 @@ struct config {
 	unsigned milter_connect_timeout_ms, milter_command_timeout_ms,
 	    milter_content_timeout_ms;
 	size_t milter_protocol, milter_workers;
+	/* DKIM (issue 15 part 1, src/lib/dkim.c): sign or not, x= after
+	 * this long (0: none), and the keys posternd loaded for this config
+	 * (NULL elsewhere; freed with it, read-only once set). */
+	bool dkim_sign;
+	unsigned dkim_expire_ms;
+	struct dkim_keys *dkim_keys;
 	unsigned *key_lines; /* config_key_line */
 };
 

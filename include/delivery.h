@@ -36,6 +36,9 @@ struct delivery {
 	 * (the Return-Path line, which only final delivery adds). */
 	const struct qenv *qenv;
 	size_t rp_len;
+	/* The queue copy only: text before the message (the DKIM-Signature
+	 * fields, issue 15 part 1), or iov_len 0. */
+	struct iovec qhead;
 	/* Check each mailbox's quota (its maildirsize, whose limits line the
 	 * RCPT check made follow the directory) with this message first.
 	 * Every mailbox over and no queue entry: nothing is stored (result

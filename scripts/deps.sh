@@ -24,6 +24,10 @@ esac
 case $level in
 test|bench) pkgs="$pkgs rspamd python3-milter" ;;
 esac
+# DKIM (issue 15 part 1): tests/proto/test_dkim.py's independent verifiers.
+case $level in
+test|bench) pkgs="$pkgs python3-dkim opendkim opendkim-tools" ;;
+esac
 # node and npm may come from elsewhere (NodeSource's nodejs bundles npm
 # and conflicts with Debian's): only asked for when the commands are missing.
 case $level in

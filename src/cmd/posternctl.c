@@ -40,6 +40,8 @@
 #include "config.h"
 #include "config_edit.h"
 #include "dir.h"
+#include "dkim.h"            /* issue 15 part 1 */
+#include "posternctl_dkim.h" /* issue 15 part 1 */
 #include "dir_json.h"
 #include "passwd.h"
 #include "queue_file.h"
@@ -1471,6 +1473,15 @@ check_as_run_user(struct check *k, int data_fd)
 	if (k->cfg->log_file[0] != '\0' &&
 	    log_file_check(k->cfg->log_file, err, sizeof(err)) == -1)
 		check_say(k, true, "log_file", "%s", err);
+	/* DKIM keys (issue 15 part 1): start-up loads them as this user. */
+	if (k->cfg->dkim_sign && data_fd != -1) {
+		struct dkim_keys *ks =
+		    dkim_keys_load(k->cfg->data_dir, err, sizeof(err));
+
+		if (ks == NULL)
+			check_say(k, true, "dkim_sign", "dkim: %s", err);
+		dkim_keys_free(&ks);
+	}
 	if (k->cfg->smtp_tls_ca_file[0] != '\0') {
 		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
 
@@ -2557,6 +2568,20 @@ c_db_import(struct ctl *c, char **a)
 
 /* ---- the command table: dispatch and help ----------------------------- */
 
+/* ---- DKIM keys (issue 15 part 1, posternctl_dkim.c) ------------------ */
+
+#define CTL_DKIM(fn, name)                                                     \
+	static int c_##fn(struct ctl *c, char **a)                             \
+	{                                                                      \
+		int r = ctl_##fn(c->cfg->data_dir, a);                         \
+		return r == 2 ? usage_error(name) : r;                         \
+	}
+CTL_DKIM(dkim_keygen, "dkim keygen")
+CTL_DKIM(dkim_list, "dkim list")
+CTL_DKIM(dkim_activate, "dkim activate")
+CTL_DKIM(dkim_retire, "dkim retire")
+CTL_DKIM(dkim_txt, "dkim txt")
+
 enum ctl_setup {
 	CTL_FILE,       /* the file's path only: not parsed first */
 	CTL_CONFIG,     /* the config only */
@@ -2626,6 +2651,27 @@ static const struct ctl_cmd {
         "remove a host alias", NULL},
     {"domain alias list", "", 0, 0, CTL_DIR, c_halias_list,
         "list host aliases: ALIAS<tab>DOMAIN", NULL},
+    /* DKIM keys (issue 15 part 1) */
+    {"dkim keygen", "DOMAIN [--selector S] [--type rsa|ed25519] [--bits N]", 1,
+        7, CTL_RUN_USER, c_dkim_keygen, "make a DKIM key, print its TXT record",
+        "Writes data_dir/dkim/DOMAIN/SELECTOR.key (PEM, mode 0600; the\n"
+        "directories 0700), as the run user.  --type rsa (default, 2048\n"
+        "bits, --bits 1024..4096) or ed25519 (RFC 8463); the selector\n"
+        "defaults to TYPE-YYYYMMDD.  The first key of its type for the\n"
+        "domain is active at once; another waits for dkim activate.\n"
+        "Prints SELECTOR._domainkey.DOMAIN. IN TXT \"v=DKIM1; ...\"\n"
+        "(strings of at most 255 octets).  posternctl reload loads it.\n"},
+    {"dkim list", "", 0, 0, CTL_RUN_USER, c_dkim_list,
+        "list DKIM keys and which are active",
+        "DOMAIN<tab>SELECTOR<tab>rsa|ed25519<tab>active|inactive, a line\n"
+        "per key, sorted.\n"},
+    {"dkim activate", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_activate,
+        "sign with this key (at the next reload)",
+        "The domain's other active key of the same type stops signing.\n"},
+    {"dkim retire", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_retire,
+        "stop signing with this key (the file stays)", NULL},
+    {"dkim txt", "DOMAIN SELECTOR", 2, 2, CTL_RUN_USER, c_dkim_txt,
+        "print a key's TXT record again", NULL},
     {"user add", "ADDRESS", 1, 1, CTL_DIR, c_user_add,
         "add a mailbox (password: prompt or stdin)",
         "The password is asked twice on a terminal, else read from the\n"

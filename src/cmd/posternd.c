@@ -42,6 +42,7 @@
 #include "config_edit.h"
 #include "core_seen.h"
 #include "dir.h"
+#include "dkim.h" /* issue 15 part 1 */
 #include "dns.h"
 #include "imap_folders.h"
 #include "imap_server.h"
@@ -323,6 +324,27 @@ log_reopen_run(void *arg, void *ctx)
 	log_reopen(arg);
 }
 
+/*
+ * The DKIM key set of cfg (issue 15 part 1), from data_dir/dkim, into
+ * cfg before anyone else sees cfg.  0, or -1 with err.
+ */
+static int
+daemon_dkim_load(struct config *cfg, char *err, size_t errlen)
+{
+	char e[1024];
+
+	if (!cfg->dkim_sign)
+		return 0;
+	cfg->dkim_keys = dkim_keys_load(cfg->data_dir, e, sizeof(e));
+	if (cfg->dkim_keys == NULL) {
+		snprintf(err, errlen, "dkim: %s", e);
+		return -1;
+	}
+	if (cfg->dkim_keys->n > 0)
+		log_info("event=dkim-keys keys=%zu", cfg->dkim_keys->n);
+	return 0;
+}
+
 /* Worker: parse postern.conf, the accept list and relay_recipients. */
 static void
 reload_run(void *arg, void *ctx)
@@ -333,6 +355,12 @@ reload_run(void *arg, void *ctx)
 	if (config_load(r->dm->conf_path, &r->cfg, r->err, sizeof(r->err)) ==
 	    -1) {
 		r->cfg = NULL;
+		return;
+	}
+	/* DKIM keys (issue 15 part 1): read here, as the run user; one
+	 * that cannot be read fails the reload. */
+	if (daemon_dkim_load(r->cfg, r->err, sizeof(r->err)) == -1) {
+		config_unref(&r->cfg);
 		return;
 	}
 	/* logrotate: a reload also reopens log_file (as the run user).  A
@@ -986,6 +1014,8 @@ main(int argc, char **argv)
 		drop_privileges(pw);
 	prepare_data_tree(cfg, data_fd);
 	close(data_fd);
+	if (daemon_dkim_load(cfg, err, sizeof(err)) == -1) /* issue 15 part 1 */
+		fatalx("%s", err);
 	/* As the run user, like every reopen: see log_reopen. */
 	if (cfg->log_file[0] != '\0' &&
 	    log_file_open(cfg->log_file, err, sizeof(err)) == -1)

@@ -33,6 +33,7 @@
 #include "file.h"
 #include "accept.h"
 #include "cidr.h"
+#include "dkim.h" /* issue 15 part 1 */
 #include "log.h"
 #include "xmalloc.h"
 
@@ -100,6 +101,9 @@ static const struct cfg_key cfg_keys[] = {
     {"dir_workers", T_COUNT, O(dir_workers), "4", 1, 64},
     {"directory", T_DIRECTORY, O(directory), "sqlite", 0, 0},
     {"directory_timeout", T_MS, O(directory_timeout_ms), "5s", 10, 600000},
+    /* DKIM signing (issue 15 part 1). */
+    {"dkim_expire", T_MS, O(dkim_expire_ms), "0", 0, 30u * 86400000u},
+    {"dkim_sign", T_BOOL, O(dkim_sign), "yes", 0, 0},
     {"dns_servers", T_DNS, O(dns_servers), "", 0, 0},
     {"expansion_limit", T_COUNT, O(expansion_limit), "1000", 1, 100000},
     {"greet_pause", T_MS, O(greet_pause_ms), "0", 0, 60000},
@@ -863,6 +867,8 @@ config_free(struct config *c)
 	strlist_clear(&c->relay_domains);
 	strlist_clear(&c->relay_recipients);
 	strlist_clear(&c->milters); /* issue 15 part 2 */
+	/* DKIM keys (issue 15 part 1) */
+	dkim_keys_free(&c->dkim_keys);
 	if (c->accept != NULL) {
 		accept_list_clear(c->accept);
 		free(c->accept);

@@ -28,10 +28,10 @@
 static int
 write_queue_entry(const char *data_dir, struct delivery *d, struct commit *cm)
 {
-	struct iovec v[MAILDIR_IOV_MAX + 1];
+	struct iovec v[MAILDIR_IOV_MAX + 2];
 	char tmp[PATH_MAX], dst[PATH_MAX];
 	struct buf env;
-	int fd, r = -1;
+	int fd, r = -1, nv = 1;
 
 	buf_init(&env, 64u << 20);
 	if (queue_env_format(d->qenv, &env) == -1 ||
@@ -44,10 +44,12 @@ write_queue_entry(const char *data_dir, struct delivery *d, struct commit *cm)
 	v[0].iov_base = env.data;
 	v[0].iov_len = env.len;
 	d->queue_offset = env.len;
-	memcpy(v + 1, d->iov, sizeof(*v) * (size_t)d->iovcnt);
+	if (d->qhead.iov_len > 0) /* DKIM-Signature (issue 15 part 1) */
+		v[nv++] = d->qhead;
+	memcpy(v + nv, d->iov, sizeof(*v) * (size_t)d->iovcnt);
 	/* UNSAFE: rp_len <= iov[0].iov_len, set by the caller. */
-	v[1].iov_base = (char *)v[1].iov_base + d->rp_len;
-	v[1].iov_len -= d->rp_len;
+	v[nv].iov_base = (char *)v[nv].iov_base + d->rp_len;
+	v[nv].iov_len -= d->rp_len;
 	if (queue_path(
 	        tmp, sizeof(tmp), data_dir, "tmp", d->qenv->id, ".msg") == -1 ||
 	    queue_path(dst, sizeof(dst), data_dir, "entries", d->qenv->id,
@@ -60,8 +62,8 @@ write_queue_entry(const char *data_dir, struct delivery *d, struct commit *cm)
 	} else {
 		/* Listed before the write: a failure unlinks it. */
 		commit_add(cm, tmp, dst);
-		if (file_write_spliced(
-		        fd, v, d->iovcnt + 1, 2, d->src_fd, d->src_len) == -1) {
+		if (file_write_spliced(fd, v, d->iovcnt + nv, nv + 1, d->src_fd,
+		        d->src_len) == -1) {
 			close(fd);
 			commit_fail(cm, "write", tmp);
 		} else if (close(fd) == -1) {

@@ -154,6 +154,20 @@ void smtp_milter_job_done(void *arg);
 /* At the session's free: the connections closed on the pool. */
 void smtp_milter_free(struct session *);
 
+/*
+ * smtp_dkim.c (issue 15 part 1): DKIM signing of the queue copy.  _new
+ * (loop, at delivery): NULL unless this message is to be signed; _run
+ * (the delivery's worker, before delivery_run): signs what d will queue
+ * and sets d->qhead and q->size; _done (loop): logs the result when
+ * is_logged, frees, NULLs *k.
+ */
+struct smtp_dkim;
+struct delivery;
+struct qenv;
+struct smtp_dkim *smtp_dkim_new(struct session *);
+void smtp_dkim_run(struct smtp_dkim *, struct delivery *d, struct qenv *q);
+void smtp_dkim_done(struct smtp_dkim **, struct session *, bool is_logged);
+
 /* smtp_server.c */
 /*
  * Free bytes on data_dir's file system as last measured (UINT64_MAX when

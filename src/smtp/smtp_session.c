@@ -1336,6 +1336,8 @@ struct deliver_job {
 	struct buf msg;
 	int spool_fd;
 	struct qenv qenv; /* remote recipients, or none */
+	/* DKIM signing (issue 15 part 1), or NULL */
+	struct smtp_dkim *dkim;
 };
 
 static void
@@ -1353,6 +1355,7 @@ delivery_done(void *arg)
 	s->msg = j->msg;
 	s->spool_fd = j->spool_fd;
 	addr_text(&s->mail_from, from, sizeof(from));
+	smtp_dkim_done(&j->dkim, s, d->result == 0); /* issue 15 part 1 */
 	if (d->result == 0) {
 		char to[2048];
 		size_t o = 0;
@@ -1427,6 +1430,8 @@ deliver_job_run(void *arg, void *ctx)
 	struct deliver_job *j = arg;
 
 	(void)ctx;
+	if (j->dkim != NULL) /* DKIM signing (issue 15 part 1) */
+		smtp_dkim_run(j->dkim, &j->dlv, &j->qenv);
 	delivery_run(j->committer, &j->dlv);
 }
 
@@ -1545,6 +1550,7 @@ data_deliver(struct session *s)
 		/* RFC 1870 size of the queue copy as relayed: the Maildir
 		 * size less the Return-Path line (rp_len octets, one LF). */
 		q->size = d->wsize - d->rp_len - 1;
+		j->dkim = smtp_dkim_new(s); /* issue 15 part 1 */
 	}
 	/* done NULL: the committer posts delivery_done once durable. */
 	if (core_submit(
@@ -1556,6 +1562,7 @@ data_deliver(struct session *s)
 	s->msg = j->msg;
 	s->spool_fd = j->spool_fd;
 	queue_env_clear(&j->qenv);
+	smtp_dkim_done(&j->dkim, s, false); /* issue 15 part 1 */
 	free(j);
 	session_refused(s, "deliver");
 }

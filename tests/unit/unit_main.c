@@ -46,5 +46,7 @@ main(void)
 	failed += run_log_ring_tests();
 	failed += run_chart_tests();
 	failed += run_milter_tests(); /* issue 15 part 2 */
+	/* issue 15 part 1 */
+	failed += run_dkim_tests();
 	return failed != 0;
 }
