@@ -35,6 +35,9 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 # Milters (issue 15 part 2): the pure packet coder here, the connections
 # and the session's hooks in D_SRC.
 LIB_SRC += src/milter/milter_proto.c
+# DNS blocklists (issue 15 part 3): the pure parts here, the lookups in
+# D_SRC.
+LIB_SRC += src/policy/dnsbl.c
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
 	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \
@@ -54,6 +57,7 @@ D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 	src/admin/admin_ops.c src/admin/admin_api.c src/admin/admin_confd.c \
 	src/admin/admin_json.c
 D_SRC += src/milter/milter_session.c src/smtp/smtp_milter.c
+D_SRC += src/smtp/smtp_dnsbl.c # issue 15 part 3
 CTL_SRC = src/cmd/posternctl.c
 # The in-memory directory backend: tests only (unit, policy golden).
 UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c
@@ -181,7 +185,7 @@ FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
 	fuzz_mime fuzz_store_index fuzz_store_uidlist fuzz_store_cache \
 	fuzz_deflate fuzz_sort fuzz_dirjson fuzz_config_edit fuzz_admin_json \
-	fuzz_milter
+	fuzz_milter fuzz_dnsbl
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
@@ -191,7 +195,7 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c src/lib/sasl.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
 	src/lib/span.c src/imap/imap_sort.c src/dir/dir_json.c $(MIME_SRC) \
-	$(STORE_SRC) src/milter/milter_proto.c
+	$(STORE_SRC) src/milter/milter_proto.c src/policy/dnsbl.c
 
 # COMPRESS=DEFLATE's inflater: libevent buffers and zlib.
 build/fuzz/fuzz_deflate: tests/fuzz/fuzz_deflate.c src/lib/deflate.c

@@ -14,6 +14,7 @@
 
 #include "authfail.h"
 #include "cidr.h"
+#include "dnsbl.h" /* issue 15 part 3 */
 #include "net.h"
 #include "strlist.h"
 
@@ -70,6 +71,12 @@ enum config_milter_action {
 	MILTER_DEFAULT_TEMPFAIL,
 	MILTER_DEFAULT_ACCEPT,
 	MILTER_DEFAULT_REJECT,
+};
+
+/* dnsbl_action (issue 15 part 3). */
+enum config_dnsbl_action {
+	DNSBL_ACTION_REJECT,
+	DNSBL_ACTION_LOG,
 };
 
 struct config {
@@ -165,6 +172,13 @@ struct config {
 	unsigned milter_connect_timeout_ms, milter_command_timeout_ms,
 	    milter_content_timeout_ms;
 	size_t milter_protocol, milter_workers;
+	/* DNS blocklists at connect (issue 15 part 3, dnsbl.h): the lists,
+	 * what a listing does, the clients never checked, the bound on the
+	 * greeting's wait. */
+	struct dnsbl_list dnsbl;
+	enum config_dnsbl_action dnsbl_action;
+	struct cidr_list dnsbl_allow;
+	unsigned dnsbl_timeout_ms;
 	unsigned *key_lines; /* config_key_line */
 };
 

@@ -62,6 +62,10 @@ struct smtp_server {
 	bool is_disk_checking;
 	/* Milter I/O (issue 15 part 2): milter_workers threads. */
 	struct workers *milter_workers;
+	/* DNS blocklists (issue 15 part 3, smtp_dnsbl.c): the answer cache
+	 * (loop thread only; made at first use) and dns_workers' threads. */
+	struct dnsbl_cache *dnsbl_cache;
+	size_t dns_threads;
 };
 
 /* Closing is the core's (cs.is_closing). */
@@ -117,6 +121,11 @@ struct session {
 	size_t milter_mark[4];
 	bool is_milter_hold;
 	char milter_auth_type[16]; /* AUTH's mechanism, for {auth_type} */
+	/* DNS blocklists (issue 15 part 3): the refusal text once a list
+	 * named the client (owned; NULL: not listed or dnsbl_action = log),
+	 * and the commands refused since on port 25. */
+	char *dnsbl_refusal;
+	unsigned dnsbl_commands;
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */
@@ -153,6 +162,20 @@ bool smtp_milter_hold(struct session *);
 void smtp_milter_job_done(void *arg);
 /* At the session's free: the connections closed on the pool. */
 void smtp_milter_free(struct session *);
+
+/*
+ * smtp_dnsbl.c (issue 15 part 3): before the milters' connect, the
+ * client's address in the dnsbl lists.  False: nothing to wait for (no
+ * lists, a client never checked, every answer cached and not refused at
+ * the greeting): the caller goes on with next itself.  True: a lookup
+ * job runs (its completion calls next, or greets with the 554), or the
+ * 554 greeting was sent.
+ */
+bool smtp_dnsbl_connect(struct session *, smtp_milter_fn next);
+/* A listed client's command: answered here (true), except QUIT and, on
+ * the submission ports, anything but MAIL before AUTH. */
+bool smtp_dnsbl_refused(struct session *, int verb);
+void smtp_dnsbl_free(struct session *);
 
 /* smtp_server.c */
 /*
