@@ -37,7 +37,7 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 LIB_SRC += src/milter/milter_proto.c
 # DNS blocklists (issue 15 part 3): the pure parts here, the lookups in
 # D_SRC.
-LIB_SRC += src/policy/dnsbl.c
+LIB_SRC += src/lib/dnsbl.c
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
 	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \
@@ -195,7 +195,7 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c src/lib/sasl.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
 	src/lib/span.c src/imap/imap_sort.c src/dir/dir_json.c $(MIME_SRC) \
-	$(STORE_SRC) src/milter/milter_proto.c src/policy/dnsbl.c
+	$(STORE_SRC) src/milter/milter_proto.c src/lib/dnsbl.c
 
 # COMPRESS=DEFLATE's inflater: libevent buffers and zlib.
 build/fuzz/fuzz_deflate: tests/fuzz/fuzz_deflate.c src/lib/deflate.c

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: the pure DNSBL parts (src/policy/dnsbl.c, issue 15
+ * libFuzzer harness: the pure DNSBL parts (src/lib/dnsbl.c, issue 15
  * part 3).  Input: a dnsbl entry, '\n', a client IP, '\n', then bytes
  * that are both a TXT answer (dnsbl_reason_clean) and A records (4 bytes
  * each, dnsbl_judge).  Checks: an accepted zone is a lower-case host

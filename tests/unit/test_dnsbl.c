@@ -1,5 +1,5 @@
 /* dnsbl (issue 15 part 3): list entries, query names, the judgement of
- * answers, TXT cleaning, the cache (src/policy/dnsbl.c) and the dnsbl
+ * answers, TXT cleaning, the cache (src/lib/dnsbl.c) and the dnsbl
  * config keys. */
 #include <stdio.h>
 #include <string.h>
