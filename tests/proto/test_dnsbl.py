@@ -353,3 +353,35 @@ def test_shutdown_during_lookup(make_server, zones, hole):
     assert r.reply().startswith("421 4.3.2")
     assert r.closed()
     assert s.proc.wait(20) == 0
+
+
+def test_list_errors_fail_open(make_server, zones):
+    """A list the resolver refuses (a zone it does not serve: REFUSED)
+    lists nobody; the other list still counts."""
+    s = server_for(make_server, zones, dnsbl=f"nowhere.example.com, {ZEN}")
+    r = connect(s, "127.0.0.21")
+    assert r.greeting.startswith("220 "), r.greeting
+    r.close()
+    assert "event=dnsbl result=error list=nowhere.example.com ip=127.0.0.21" in s.log()
+    r = connect(s, "127.0.0.2")
+    assert r.greeting.startswith("554 5.7.1 Service unavailable; client [127.0.0.2] "
+                                 f"blocked using {ZEN}"), r.greeting
+    r.close()
+
+
+def test_reload_turns_lists_on_for_new_sessions(make_server, zones):
+    s = make_server({"dns_servers": zones.server})
+    old = connect(s, "127.0.0.2")
+    assert old.greeting.startswith("220 ")
+    assert "event=dnsbl" not in s.log()  # no lists: no lookup
+    s.extra.update({"dnsbl": ZEN})
+    s.write_conf()
+    s.ctl("reload")
+    wait_for(lambda: "event=reload result=ok" in s.log(), what="reload")
+    r = connect(s, "127.0.0.2")
+    assert r.greeting.startswith("554 5.7.1 "), r.greeting
+    r.close()
+    # The session from before goes on under its config.
+    assert old.cmd("EHLO c.example").startswith("250")
+    old.cmd("QUIT")
+    old.close()
