@@ -385,3 +385,15 @@ def test_reload_turns_lists_on_for_new_sessions(make_server, zones):
     assert old.cmd("EHLO c.example").startswith("250")
     old.cmd("QUIT")
     old.close()
+
+
+@pytest.mark.parametrize("servers,warned", [
+    ("8.8.8.8", True), ("1.1.1.1:53", True), ("[2606:4700:4700::1111]:53", True),
+    ("127.0.0.1:53", False)])
+def test_check_warns_spamhaus_through_public_resolver(make_server, servers, warned):
+    """posternctl check (no DNS of its own): Spamhaus refuses public
+    resolvers, so its zone through one lists nobody."""
+    s = make_server({"dnsbl": "zen.spamhaus.org", "dns_servers": servers}, start=False)
+    r = s.ctl("check", check=False)
+    assert ("dnsbl: zen.spamhaus.org refuses queries through the public resolver"
+            in r.stdout) == warned, r.stdout
