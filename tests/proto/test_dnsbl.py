@@ -397,3 +397,88 @@ def test_check_warns_spamhaus_through_public_resolver(make_server, servers, warn
     r = s.ctl("check", check=False)
     assert ("dnsbl: zen.spamhaus.org refuses queries through the public resolver"
             in r.stdout) == warned, r.stdout
+
+
+class HostileDns:
+    """A UDP DNS responder on loopback with answers no list should give:
+    for any A query 127.0.0.2 (with decoys outside 127/8 first), for a
+    TXT a reason with CR LF, quotes, '=', NUL, an escape sequence,
+    8-bit bytes and over 255 bytes in two strings; for names starting
+    with a "garbage" label a reply that does not parse."""
+
+    TXT = [b'bad\r\n250 2.0.0 ok "x" result=accept\x00\x1b[31m\xff\xfe' + b"A" * 200,
+           b"B" * 200]
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.running = True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    @property
+    def server(self):
+        return "127.0.0.1:%d" % self.sock.getsockname()[1]
+
+    def answer(self, pkt):
+        qid = pkt[:2]
+        i = 12
+        labels = []
+        while pkt[i]:
+            labels.append(pkt[i + 1:i + 1 + pkt[i]])
+            i += 1 + pkt[i]
+        question = pkt[12:i + 5]
+        qtype = int.from_bytes(pkt[i + 1:i + 3], "big")
+        if b"garbage" in labels:
+            return qid + b"\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + question + b"\xc0"
+        if qtype == 1:
+            rrs = [b"\x0a\x00\x00\x01", b"\xc0\x00\x02\x01", b"\x7f\x00\x00\x02"]
+            body = b"".join(b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04" + a
+                            for a in rrs)
+        else:
+            rd = b"".join(bytes([len(t)]) + t for t in self.TXT)
+            rrs = [rd]
+            body = (b"\xc0\x0c\x00\x10\x00\x01\x00\x00\x01\x2c" +
+                    len(rd).to_bytes(2, "big") + rd)
+        return (qid + b"\x81\x80\x00\x01" + len(rrs).to_bytes(2, "big") +
+                b"\x00\x00\x00\x00" + question + body)
+
+    def run(self):
+        while self.running:
+            try:
+                pkt, peer = self.sock.recvfrom(4096)
+                self.sock.sendto(self.answer(pkt), peer)
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+def test_hostile_answers_are_cleaned(make_server):
+    evil = HostileDns()
+    try:
+        s = make_server({"dnsbl": "evil.example, garbage.example",
+                         "dns_servers": evil.server})
+        r = connect(s, "127.0.0.22")
+        # CR LF, NUL, ESC and 8-bit bytes cannot reach the reply line;
+        # the two strings are one reason, cut at 200 bytes.
+        reason = ('bad 250 2.0.0 ok "x" result=accept??[31m??' + "A" * 200)[:200]
+        assert r.greeting == ("554 5.7.1 Service unavailable; client [127.0.0.22] "
+                              "blocked using evil.example; " + reason), r.greeting
+        assert r.cmd("QUIT").startswith("221")
+        r.close()
+        log = s.log()
+        # The decoys outside 127/8 came first: the listing is 127.0.0.2.
+        line = [l for l in log.splitlines() if "result=listed list=evil.example" in l][0]
+        assert "answer=127.0.0.2" in line and "\\x22x\\x22" in line and "\\x3daccept" in line
+        assert "\r" not in line and "\x1b" not in line
+        # A reply that does not parse lists nobody.
+        assert ("event=dnsbl result=error list=garbage.example ip=127.0.0.22" in log)
+    finally:
+        evil.close()
