@@ -272,13 +272,12 @@ greet_refused(struct session *s)
 
 /* After the answers: refuse at the greeting or go on (milters, 220). */
 static void
-decide(struct session *s, struct dnsbl_job *j)
+go_on(struct session *s, smtp_milter_fn next)
 {
-	judge_all(s, j);
 	if (s->dnsbl_refusal != NULL && s->kind == LK_SMTP)
 		greet_refused(s);
 	else
-		j->next(s);
+		next(s);
 }
 
 /* The answers into the cache: found or not found, never a failure. */
@@ -313,9 +312,17 @@ dnsbl_job_done(void *arg)
 
 	s->srv->dns_inflight--;
 	cache_answers(s->srv, j);
+	s->is_dnsbl_running = false;
 	/* A shutdown meanwhile: core_resume's 421 is the greeting. */
-	if (core_job_end(&s->cs) && !s->cs.is_shutdown && !s->cs.is_forced)
-		decide(s, j);
+	if (core_job_end(&s->cs) && !s->cs.is_shutdown && !s->cs.is_forced) {
+		smtp_milter_fn next = j->next ? j->next : s->dnsbl_next;
+
+		judge_all(s, j);
+		if (next != NULL)
+			go_on(s, next);
+		else
+			s->is_dnsbl_done = true; /* greet_pause still runs */
+	}
 	job_free(j);
 	core_resume(&s->cs);
 }
@@ -378,8 +385,11 @@ job_new(struct session *s, smtp_milter_fn next, size_t *asked_out)
 	return j;
 }
 
-bool
-smtp_dnsbl_connect(struct session *s, smtp_milter_fn next)
+/* The check; next NULL: started at connect, during greet_pause, the
+ * greeting comes later (smtp_dnsbl_connect).  True: a job runs, or (next
+ * set) the 554 greeting was sent. */
+static bool
+check(struct session *s, smtp_milter_fn next)
 {
 	struct dnsbl_job *j;
 	const char *skip;
@@ -396,6 +406,10 @@ smtp_dnsbl_connect(struct session *s, smtp_milter_fn next)
 	if (asked == 0) { /* all from the cache: no wait */
 		judge_all(s, j);
 		job_free(j);
+		if (next == NULL) {
+			s->is_dnsbl_done = true;
+			return false;
+		}
 		if (s->dnsbl_refusal != NULL && s->kind == LK_SMTP) {
 			greet_refused(s);
 			return true;
@@ -411,12 +425,38 @@ smtp_dnsbl_connect(struct session *s, smtp_milter_fn next)
 		return false;
 	}
 	s->srv->dns_inflight++;
-	if (core_submit(
-	        &s->cs, s->srv->dns_workers, dnsbl_job_run, dnsbl_job_done, j))
+	if (core_submit(&s->cs, s->srv->dns_workers, dnsbl_job_run,
+	        dnsbl_job_done, j)) {
+		s->is_dnsbl_running = next == NULL;
 		return true;
+	}
 	s->srv->dns_inflight--;
 	job_free(j);
 	return false;
+}
+
+void
+smtp_dnsbl_early(struct session *s)
+{
+	(void)check(s, NULL);
+}
+
+bool
+smtp_dnsbl_connect(struct session *s, smtp_milter_fn next)
+{
+	/* Started at connect: its completion goes on with next. */
+	if (s->is_dnsbl_running) {
+		s->dnsbl_next = next;
+		return true;
+	}
+	if (s->is_dnsbl_done) {
+		if (s->dnsbl_refusal != NULL && s->kind == LK_SMTP) {
+			greet_refused(s);
+			return true;
+		}
+		return false;
+	}
+	return check(s, next);
 }
 
 bool

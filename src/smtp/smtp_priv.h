@@ -126,6 +126,11 @@ struct session {
 	 * and the commands refused since on port 25. */
 	char *dnsbl_refusal;
 	unsigned dnsbl_commands;
+	/* Started at connect during greet_pause: running, or done with the
+	 * greeting still to come; what the greeting goes on with once the
+	 * running check ends. */
+	bool is_dnsbl_running, is_dnsbl_done;
+	void (*dnsbl_next)(struct session *);
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */
@@ -172,6 +177,10 @@ void smtp_milter_free(struct session *);
  * 554 greeting was sent.
  */
 bool smtp_dnsbl_connect(struct session *, smtp_milter_fn next);
+/* With greet_pause: the check starts at connect, so the two waits
+ * overlap; smtp_dnsbl_connect (at the greeting) then waits only for
+ * what is left of it. */
+void smtp_dnsbl_early(struct session *);
 /* A listed client's command: answered here (true), except QUIT and, on
  * the submission ports, anything but MAIL before AUTH. */
 bool smtp_dnsbl_refused(struct session *, int verb);

@@ -1755,6 +1755,7 @@ smtp_start(struct core_session *cs)
 		bufferevent_disable(cs->bev, EV_READ);
 		s->greet_timer = evtimer_new(s->srv->base, send_greeting, s);
 		evtimer_add(s->greet_timer, &tv);
+		smtp_dnsbl_early(s); /* DNSBL meanwhile (issue 15 part 3) */
 		return;
 	}
 	send_greeting(-1, 0, s);

@@ -403,8 +403,8 @@ class HostileDns:
     """A UDP DNS responder on loopback with answers no list should give:
     for any A query 127.0.0.2 (with decoys outside 127/8 first), for a
     TXT a reason with CR LF, quotes, '=', NUL, an escape sequence,
-    8-bit bytes and over 255 bytes in two strings; for names starting
-    with a "garbage" label a reply that does not parse."""
+    8-bit bytes and over 255 bytes in two strings; for names with a
+    "garbage" label a reply that does not parse."""
 
     TXT = [b'bad\r\n250 2.0.0 ok "x" result=accept\x00\x1b[31m\xff\xfe' + b"A" * 200,
            b"B" * 200]
@@ -482,3 +482,45 @@ def test_hostile_answers_are_cleaned(make_server):
         assert ("event=dnsbl result=error list=garbage.example ip=127.0.0.22" in log)
     finally:
         evil.close()
+
+
+def test_greet_pause_and_lookups_overlap(make_server, zones, hole):
+    """With greet_pause the lookups start at connect: the greeting waits
+    for the longer of the two, not their sum; a listed client still gets
+    the 554 only after the pause, and one that talks first is still
+    caught as pregreet."""
+    s = server_for(make_server, zones, dnsbl=f"{HOLE}, {ZEN}", dnsbl_timeout="2s",
+                   greet_pause="2s")
+    t = time.time()
+    r = connect(s, "127.0.0.23")
+    took = time.time() - t
+    assert r.greeting.startswith("220 "), r.greeting
+    assert 1.5 < took < 3.5, took  # 2 s + 2 s would be 4 s
+    r.close()
+    t = time.time()
+    r = connect(s, "127.0.0.2")
+    took = time.time() - t
+    assert r.greeting.startswith(f"554 5.7.1 Service unavailable; client [127.0.0.2] "
+                                 f"blocked using {ZEN}"), r.greeting
+    assert 1.5 < took < 3.5, took
+    r.close()
+    # A client that talks first, its lookup (the hole) still running.
+    r = Raw.__new__(Raw)
+    r.sock = socket.create_connection(("127.0.0.1", s.ports["smtp"]), timeout=20,
+                                      source_address=("127.0.0.2", 0))
+    r.buf = b""
+    r.send("EHLO early.example\r\n")
+    assert r.reply().startswith("554 5.5.1"), "pregreet"
+    assert r.closed()
+    assert "event=pregreet client=127.0.0.2" in s.log()
+
+
+def test_greet_pause_cached_listed(make_server, zones):
+    s = server_for(make_server, zones, greet_pause="500ms")
+    for _ in range(2):
+        r = connect(s, "127.0.0.24")
+        assert r.greeting.startswith("220 "), r.greeting
+        r.close()
+        r = connect(s, "127.0.0.10")
+        assert r.greeting.endswith(f"blocked using {ZEN}; cached"), r.greeting
+        r.close()
