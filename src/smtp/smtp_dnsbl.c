@@ -265,6 +265,11 @@ greet_refused(struct session *s)
 	log_info("session=%s event=reject client=%s cmd=CONNECT code=554 "
 	         "reason=\"%s\"",
 	    s->id, s->ip, quoted(s->dnsbl_refusal, q, sizeof(q)));
+	/* Postfix's shape, so pflogsumm counts it under "blocked using". */
+	log_info_as("smtpd",
+	    "NOQUEUE: reject: CONNECT from unknown[%s]: 554 5.7.1 %s; "
+	    "proto=SMTP",
+	    s->ip, quoted(s->dnsbl_refusal, q, sizeof(q)));
 	s->state = ST_CMD;
 	core_reply(&s->cs, "554 5.7.1 %s", s->dnsbl_refusal);
 	bufferevent_enable(s->cs.bev, EV_READ | EV_WRITE);

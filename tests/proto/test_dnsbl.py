@@ -6,6 +6,7 @@ connects from its own loopback address, so the listings (and the server's
 cache) of one test never meet another's."""
 import os
 import re
+import shutil
 import signal
 import smtplib
 import socket
@@ -168,6 +169,14 @@ def test_listed_gets_554_with_reason_then_only_quit(make_server, zones):
     assert (f"event=dnsbl result=listed list={ZEN} ip=127.0.0.2 answer=127.0.0.2 "
             "action=reject cached=no") in log
     assert zones.queries(f"2.0.0.127.{ZEN}", "TXT") >= 1
+    # Postfix's line, so pflogsumm counts the rejection as an RBL one.
+    assert (f"NOQUEUE: reject: CONNECT from unknown[127.0.0.2]: 554 5.7.1 Service "
+            f"unavailable; client [127.0.0.2] blocked using {ZEN}; ") in log
+    pflogsumm = shutil.which("pflogsumm")
+    if pflogsumm is not None:
+        out = subprocess.run([pflogsumm, "--syslog-name=posternd", s.logpath],
+                             capture_output=True, text=True, timeout=60).stdout
+        assert f"blocked using {ZEN}" in out, out
 
 
 def test_blocked_client_is_closed_after_a_few_commands(make_server, zones):
