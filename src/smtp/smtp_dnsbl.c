@@ -59,7 +59,6 @@ struct dnsbl_job {
 	unsigned timeout_ms;
 	size_t n;
 	struct dnsbl_one one[DNSBL_MAX];
-	smtp_milter_fn next;
 };
 
 /* ---- the pool thread ---------------------------------------------------- */
@@ -309,27 +308,57 @@ job_free(struct dnsbl_job *j)
 	free(j);
 }
 
+/* The end of the wait of s (the job's session, or one parked on it):
+ * judge, then go on; with greet_pause maybe only note it is done. */
+static void
+finish(struct session *s, struct dnsbl_job *j)
+{
+	smtp_milter_fn next = s->dnsbl_next;
+
+	s->is_dnsbl_running = false;
+	/* A shutdown meanwhile: core_resume's 421 is the greeting. */
+	if (!core_job_end(&s->cs) || s->cs.is_shutdown || s->cs.is_forced)
+		return;
+	judge_all(s, j);
+	if (next != NULL)
+		go_on(s, next);
+	else
+		s->is_dnsbl_done = true; /* greet_pause still runs */
+}
+
 static void
 dnsbl_job_done(void *arg)
 {
 	struct dnsbl_job *j = arg;
-	struct session *s = j->s;
+	struct session *s = j->s, *w;
+	TAILQ_HEAD(, session) waiters = TAILQ_HEAD_INITIALIZER(waiters);
 
+	TAILQ_REMOVE(&s->srv->dnsbl_flights, s, dnsbl_link);
+	/* s may be freed by its core_resume: its waiters first. */
+	TAILQ_CONCAT(&waiters, &s->dnsbl_waiters, dnsbl_link);
 	s->srv->dns_inflight--;
 	cache_answers(s->srv, j);
-	s->is_dnsbl_running = false;
-	/* A shutdown meanwhile: core_resume's 421 is the greeting. */
-	if (core_job_end(&s->cs) && !s->cs.is_shutdown && !s->cs.is_forced) {
-		smtp_milter_fn next = j->next ? j->next : s->dnsbl_next;
-
-		judge_all(s, j);
-		if (next != NULL)
-			go_on(s, next);
-		else
-			s->is_dnsbl_done = true; /* greet_pause still runs */
+	finish(s, j);
+	while ((w = TAILQ_FIRST(&waiters)) != NULL) {
+		TAILQ_REMOVE(&waiters, w, dnsbl_link);
+		finish(w, j);
+		core_resume(&w->cs);
 	}
 	job_free(j);
 	core_resume(&s->cs);
+}
+
+/* The session whose job asks about the same client under the same
+ * config, if one runs. */
+static struct session *
+flight_of(const struct session *s)
+{
+	struct session *l;
+
+	TAILQ_FOREACH(l, &s->srv->dnsbl_flights, dnsbl_link)
+		if (l->cfg == s->cfg && strcmp(l->ip, s->ip) == 0)
+			return l;
+	return NULL;
 }
 
 /* Lookups may start: a thread of the DNS pool is free now (so the job
@@ -357,14 +386,13 @@ skip_reason(const struct session *s)
 
 /* The job for s: names, and the answers the cache already has. */
 static struct dnsbl_job *
-job_new(struct session *s, smtp_milter_fn next, size_t *asked_out)
+job_new(struct session *s, size_t *asked_out)
 {
 	struct dnsbl_job *j = xcalloc(1, sizeof(*j));
 	uint64_t now = clock_mono_ms();
 
 	j->s = s;
 	j->cfg = config_ref(s->cfg);
-	j->next = next;
 	j->timeout_ms = s->cfg->dnsbl_timeout_ms;
 	j->deadline_ms = now + j->timeout_ms;
 	*asked_out = 0;
@@ -397,6 +425,7 @@ static bool
 check(struct session *s, smtp_milter_fn next)
 {
 	struct dnsbl_job *j;
+	struct session *l;
 	const char *skip;
 	size_t asked;
 
@@ -407,7 +436,7 @@ check(struct session *s, smtp_milter_fn next)
 		    s->id, s->ip, skip);
 		return false;
 	}
-	j = job_new(s, next, &asked);
+	j = job_new(s, &asked);
 	if (asked == 0) { /* all from the cache: no wait */
 		judge_all(s, j);
 		job_free(j);
@@ -421,6 +450,17 @@ check(struct session *s, smtp_milter_fn next)
 		}
 		return false;
 	}
+	/* The same client's lookup runs already (a burst of connections
+	 * from one address): wait for its answers, asking nothing. */
+	if ((l = flight_of(s)) != NULL) {
+		job_free(j);
+		if (!core_park(&s->cs))
+			return false;
+		TAILQ_INSERT_TAIL(&l->dnsbl_waiters, s, dnsbl_link);
+		s->dnsbl_next = next;
+		s->is_dnsbl_running = next == NULL;
+		return true;
+	}
 	if (!admit(s)) {
 		log_warn("session=%s event=dnsbl result=error ip=%s "
 		         "error=\"too many DNS lookups in progress, not "
@@ -432,6 +472,9 @@ check(struct session *s, smtp_milter_fn next)
 	s->srv->dns_inflight++;
 	if (core_submit(&s->cs, s->srv->dns_workers, dnsbl_job_run,
 	        dnsbl_job_done, j)) {
+		TAILQ_INIT(&s->dnsbl_waiters);
+		TAILQ_INSERT_TAIL(&s->srv->dnsbl_flights, s, dnsbl_link);
+		s->dnsbl_next = next;
 		s->is_dnsbl_running = next == NULL;
 		return true;
 	}

@@ -66,6 +66,7 @@ struct smtp_server {
 	 * (loop thread only; made at first use) and dns_workers' threads. */
 	struct dnsbl_cache *dnsbl_cache;
 	size_t dns_threads;
+	TAILQ_HEAD(, session) dnsbl_flights; /* sessions whose job runs */
 };
 
 /* Closing is the core's (cs.is_closing). */
@@ -131,6 +132,11 @@ struct session {
 	 * running check ends. */
 	bool is_dnsbl_running, is_dnsbl_done;
 	void (*dnsbl_next)(struct session *);
+	/* A session whose job is in flight is in srv->dnsbl_flights, and
+	 * the sessions of the same client that wait for that job (parked:
+	 * core_park) are in its dnsbl_waiters, by dnsbl_link. */
+	TAILQ_ENTRY(session) dnsbl_link;
+	TAILQ_HEAD(, session) dnsbl_waiters;
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */

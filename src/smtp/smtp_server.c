@@ -141,6 +141,7 @@ smtp_server_new(
 		return NULL;
 	}
 	srv->cfg = srv->core->cfg;
+	TAILQ_INIT(&srv->dnsbl_flights); /* issue 15 part 3 */
 	return srv;
 }
 

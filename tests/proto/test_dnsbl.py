@@ -39,6 +39,7 @@ RECORDS = {
     f"13.0.0.127.{ZEN}": ("127.0.0.2", "submission"),
     f"14.0.0.127.{ZEN}": ("127.0.0.2", "allowed"),
     f"15.0.0.127.{BL}": ("127.0.0.2", "with the hole"),
+    f"25.0.0.127.{ZEN}": ("127.0.0.2", "burst"),
 }
 V6_NAME = ".".join("1" + "0" * 31) + "." + ZEN  # ::1 reversed (RFC 5782 2.4)
 RECORDS[V6_NAME] = ("127.0.0.2", "v6 listed")
@@ -533,3 +534,36 @@ def test_greet_pause_cached_listed(make_server, zones):
         r = connect(s, "127.0.0.10")
         assert r.greeting.endswith(f"blocked using {ZEN}; cached"), r.greeting
         r.close()
+
+
+def test_burst_from_one_client_shares_one_lookup(make_server, zones):
+    """Connections from one address while its lookup runs wait for that
+    lookup (asking nothing, taking no smtp_dns_lookups slot): with one
+    slot in all, every one of them is still checked."""
+    s = server_for(make_server, zones, dnsbl=f"{HOLE}, {ZEN}", dnsbl_timeout="1s",
+                   smtp_dns_lookups="1")
+    out = []
+
+    def one():
+        r = connect(s, "127.0.0.25")
+        out.append(r.greeting)
+        r.close()
+
+    def gone():  # leaves while it waits: freed when the lookup ends
+        socket.create_connection(("127.0.0.1", s.ports["smtp"]), timeout=20,
+                                 source_address=("127.0.0.25", 0)).close()
+
+    threads = [threading.Thread(target=one) for _ in range(6)]
+    for t in threads:
+        t.start()
+    gone()
+    for t in threads:
+        t.join(30)
+    assert len(out) == 6
+    for g in out:
+        assert g == ("554 5.7.1 Service unavailable; client [127.0.0.25] blocked "
+                     f"using {ZEN}; burst"), g
+    assert zones.queries(f"25.0.0.127.{ZEN}") == 1
+    assert "not checked" not in s.log()
+    # Each session judged and logged the shared answers.
+    assert s.log().count(f"result=listed list={ZEN} ip=127.0.0.25") >= 6
