@@ -37,6 +37,9 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 LIB_SRC += src/milter/milter_proto.c
 # DKIM signing (issue 15 part 1): canonicalisation, keys, signatures.
 LIB_SRC += src/lib/dkim.c
+# DNS blocklists (issue 15 part 3): the pure parts here, the lookups in
+# D_SRC.
+LIB_SRC += src/lib/dnsbl.c
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
 	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \
@@ -59,6 +62,7 @@ D_SRC += src/milter/milter_session.c src/smtp/smtp_milter.c
 # DKIM signing at the SMTP delivery (issue 15 part 1).
 D_SRC += src/smtp/smtp_dkim.c
 CTL_SRC = src/cmd/posternctl.c src/cmd/posternctl_dkim.c # dkim: issue 15 part 1
+D_SRC += src/smtp/smtp_dnsbl.c # issue 15 part 3
 # The in-memory directory backend: tests only (unit, policy golden).
 UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c
 # The protocol-server core, driven directly by tests/unit/test_core.c.
@@ -185,7 +189,7 @@ FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
 	fuzz_mime fuzz_store_index fuzz_store_uidlist fuzz_store_cache \
 	fuzz_deflate fuzz_sort fuzz_dirjson fuzz_config_edit fuzz_admin_json \
-	fuzz_milter fuzz_dkim
+	fuzz_milter fuzz_dkim fuzz_dnsbl
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
@@ -195,7 +199,7 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c src/lib/sasl.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
 	src/lib/span.c src/imap/imap_sort.c src/dir/dir_json.c $(MIME_SRC) \
-	$(STORE_SRC) src/milter/milter_proto.c src/lib/dkim.c
+	$(STORE_SRC) src/milter/milter_proto.c src/lib/dkim.c src/lib/dnsbl.c
 
 # COMPRESS=DEFLATE's inflater: libevent buffers and zlib.
 build/fuzz/fuzz_deflate: tests/fuzz/fuzz_deflate.c src/lib/deflate.c

@@ -14,6 +14,7 @@
 
 #include "authfail.h"
 #include "cidr.h"
+#include "dnsbl.h" /* issue 15 part 3 */
 #include "net.h"
 #include "strlist.h"
 
@@ -73,6 +74,11 @@ enum config_milter_action {
 };
 
 struct dkim_keys; /* dkim.h (issue 15 part 1) */
+/* dnsbl_action (issue 15 part 3). */
+enum config_dnsbl_action {
+	DNSBL_ACTION_REJECT,
+	DNSBL_ACTION_LOG,
+};
 
 struct config {
 	int refs;
@@ -173,6 +179,13 @@ struct config {
 	bool dkim_sign;
 	unsigned dkim_expire_ms;
 	struct dkim_keys *dkim_keys;
+	/* DNS blocklists at connect (issue 15 part 3, dnsbl.h): the lists,
+	 * what a listing does, the clients never checked, the bound on the
+	 * greeting's wait. */
+	struct dnsbl_list dnsbl;
+	enum config_dnsbl_action dnsbl_action;
+	struct cidr_list dnsbl_allow;
+	unsigned dnsbl_timeout_ms;
 	unsigned *key_lines; /* config_key_line */
 };
 

@@ -316,6 +316,13 @@ bool core_submit(struct core_session *, struct workers *, worker_job_fn run,
  * within shutdown_timeout.
  */
 bool core_may_continue(const struct core_session *);
+/*
+ * Busy as in core_submit, for a wait on another session's job (issue 15
+ * part 3: a DNSBL lookup of the same client in flight): whoever wakes it
+ * calls core_job_end and core_resume, as a completion does.  False, as
+ * core_submit, when the session may not continue.
+ */
+bool core_park(struct core_session *) __attribute__((warn_unused_result));
 /* In a completion: the session is no longer busy.  True when it may
  * still be answered (not dead, not closing). */
 bool core_job_end(struct core_session *);

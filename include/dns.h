@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define DNS_MAX_HOSTS 16
 #define DNS_MAX_ADDRS 8
@@ -65,5 +66,28 @@ enum dns_status dns_resolve_mx_all(const char *domain, const char *servers,
  * lookup ends after timeout_ms as above. */
 enum dns_status dns_resolve_host(const char *host, const char *servers,
     unsigned timeout_ms, struct dns_hops *hops, char *err, size_t errlen);
+
+/*
+ * Parallel queries (DNS blocklists, issue 15 part 3): each of the n
+ * queries asks name for type (ns_t_a, ns_t_txt...) on one channel, all
+ * at once; it returns when every one has its answer or at deadline_ms
+ * (CLOCK_MONOTONIC, clock_mono_ms), when those left are cancelled
+ * (is_timed_out).  Each query's status: DNS_OK with abuf (malloc'd, the
+ * caller frees it) and alen, DNS_NOTFOUND (NXDOMAIN, no data) or
+ * DNS_TEMPFAIL (err says why).  Returns -1 when the resolver could not
+ * be set up (err), else 0.  Blocking: a worker thread's.
+ */
+struct dns_query {
+	const char *name; /* borrowed */
+	int type;
+	enum dns_status status;
+	bool is_timed_out;
+	unsigned char *abuf;
+	int alen;
+	char err[128];
+	void *batch; /* internal */
+};
+int dns_query_all(struct dns_query *q, size_t n, const char *servers,
+    uint64_t deadline_ms, char *err, size_t errlen);
 
 #endif

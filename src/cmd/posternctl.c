@@ -1546,6 +1546,69 @@ check_fork_run_user(struct check *k, int data_fd)
 		k->errors++;
 }
 
+/*
+ * DNS blocklists (issue 15 part 3): Spamhaus refuses queries that come
+ * through the big public resolvers (it answers 127.255.255.254, which
+ * lists nobody), so its zones through one of them filter nothing.  The
+ * resolvers are dns_servers, or /etc/resolv.conf's when it is empty.
+ */
+static bool
+is_public_resolver(const char *ip)
+{
+	static const char *const pub[] = {"8.8.8.8", "8.8.4.4", "1.1.1.1",
+	    "1.0.0.1", "9.9.9.9", "149.112.112.112", "208.67.222.222",
+	    "208.67.220.220", "2001:4860:4860::8888", "2001:4860:4860::8844",
+	    "2606:4700:4700::1111", "2606:4700:4700::1001"};
+
+	for (size_t i = 0; i < sizeof(pub) / sizeof(pub[0]); i++)
+		if (strcmp(ip, pub[i]) == 0)
+			return true;
+	return false;
+}
+
+static void
+check_dnsbl(struct check *k)
+{
+	const struct config *cfg = k->cfg;
+	char buf[1024], ip[64], found[64] = "";
+	const char *zone = NULL;
+	FILE *f;
+
+	for (size_t i = 0; i < cfg->dnsbl.n && zone == NULL; i++)
+		if (strstr(cfg->dnsbl.v[i].zone, "spamhaus.org") != NULL)
+			zone = cfg->dnsbl.v[i].zone;
+	if (zone == NULL)
+		return;
+	if (cfg->dns_servers[0] != '\0') {
+		snprintf(buf, sizeof(buf), "%s", cfg->dns_servers);
+		for (char *t = strtok(buf, ", "); t && !found[0];
+		     t = strtok(NULL, ", ")) {
+			/* "IP", "IP:PORT", "[IPv6]:PORT" (a bare IPv6 has
+			 * more than one ':' and no port) */
+			bool is_v6 = t[0] == '[';
+			char *e = is_v6 ? strchr(++t, ']') : strchr(t, ':');
+
+			if (e != NULL && (is_v6 || strchr(e + 1, ':') == NULL))
+				*e = '\0';
+			if (is_public_resolver(t))
+				snprintf(found, sizeof(found), "%s", t);
+		}
+	} else if ((f = fopen("/etc/resolv.conf", "r")) != NULL) {
+		while (!found[0] && fgets(buf, sizeof(buf), f) != NULL)
+			if (sscanf(buf, " nameserver %63s", ip) == 1 &&
+			    is_public_resolver(ip))
+				snprintf(found, sizeof(found), "%s", ip);
+		fclose(f);
+	}
+	if (found[0])
+		check_say(k, false, "dnsbl",
+		    "dnsbl: %s refuses queries through the public resolver "
+		    "%s: nobody would be listed; run a resolver of your own "
+		    "(dns_servers) or use Spamhaus' DQS zone (docs/admin.md, "
+		    "\"DNS blocklists\")",
+		    zone, found);
+}
+
 static int
 check(struct ctl *c)
 {
@@ -1558,6 +1621,7 @@ check(struct ctl *c)
 	check_user(&k);
 	check_tls(&k);
 	check_listen(&k);
+	check_dnsbl(&k); /* issue 15 part 3 */
 	/* As root, safefs_data_dir_check applies the rule itself. */
 	if (geteuid() != 0 &&
 	    safefs_data_dir_parents(c->cfg->data_dir, err, sizeof(err)) == -1)

@@ -58,6 +58,8 @@ enum cfg_type {
 	T_CONNINFO,
 	T_MILTERS,       /* milters (issue 15 part 2) */
 	T_MILTER_ACTION, /* milter_default_action */
+	T_DNSBL,         /* dnsbl (issue 15 part 3) */
+	T_DNSBL_ACTION,  /* dnsbl_action */
 };
 
 struct cfg_key {
@@ -105,6 +107,11 @@ static const struct cfg_key cfg_keys[] = {
     {"dkim_expire", T_MS, O(dkim_expire_ms), "0", 0, 30u * 86400000u},
     {"dkim_sign", T_BOOL, O(dkim_sign), "yes", 0, 0},
     {"dns_servers", T_DNS, O(dns_servers), "", 0, 0},
+    /* DNS blocklists at connect (issue 15 part 3). */
+    {"dnsbl", T_DNSBL, O(dnsbl), "", 0, 0},
+    {"dnsbl_action", T_DNSBL_ACTION, O(dnsbl_action), "reject", 0, 0},
+    {"dnsbl_allow", T_CIDRS, O(dnsbl_allow), "", 0, 0},
+    {"dnsbl_timeout", T_MS, O(dnsbl_timeout_ms), "2s", 100, 30000},
     {"expansion_limit", T_COUNT, O(expansion_limit), "1000", 1, 100000},
     {"greet_pause", T_MS, O(greet_pause_ms), "0", 0, 60000},
     {"header_size_limit", T_SIZE, O(header_size_limit), "102400", 1024,
@@ -434,6 +441,8 @@ static const char *const sender_match_names[] = {
 /* milter_default_action, in enum config_milter_action's order. */
 static const char *const milter_action_names[] = {
     "tempfail", "accept", "reject", NULL};
+/* dnsbl_action (issue 15 part 3), in enum config_dnsbl_action's order. */
+static const char *const dnsbl_action_names[] = {"reject", "log", NULL};
 
 /*
  * One milters entry (issue 15 part 2): "unix:/absolute/path" (shorter
@@ -794,6 +803,26 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 	case T_MILTER_ACTION:
 		return set_enum(field, v, milter_action_names,
 		    "want tempfail, accept or reject", why);
+	case T_DNSBL: { /* issue 15 part 3 */
+		struct dnsbl_list *l = field;
+		char *save = NULL;
+
+		memset(l, 0, sizeof(*l));
+		for (char *t = strtok_r(v, " ,\t", &save); t != NULL;
+		     t = strtok_r(NULL, " ,\t", &save)) {
+			if (l->n >= DNSBL_MAX) {
+				*why = "too many dnsbl lists (at most 8)";
+				return -1;
+			}
+			if (dnsbl_zone_parse(t, &l->v[l->n], why) == -1)
+				return -1;
+			l->n++;
+		}
+		return 0;
+	}
+	case T_DNSBL_ACTION:
+		return set_enum(
+		    field, v, dnsbl_action_names, "want reject or log", why);
 	case T_TLSMODE:
 		return set_enum(field, v, smtp_tls_names,
 		    "want may, encrypt, verify or none", why);
@@ -888,6 +917,7 @@ config_free(struct config *c)
 	free(c->admin_listen.v);
 	free(c->admin_socket);
 	free(c->admin_metrics_allow.v);
+	free(c->dnsbl_allow.v); /* issue 15 part 3 */
 	free(c->key_lines);
 	free(c);
 }
@@ -1359,6 +1389,18 @@ key_value_equal(
 		for (size_t i = 0; i < la->n; i++)
 			if (strcmp(la->v[i].domain, lb->v[i].domain) != 0 ||
 			    strcmp(la->v[i].hop, lb->v[i].hop) != 0)
+				return false;
+		return true;
+	}
+	case T_DNSBL: { /* issue 15 part 3 */
+		const struct dnsbl_list *la = fa, *lb = fb;
+
+		if (la->n != lb->n)
+			return false;
+		for (size_t i = 0; i < la->n; i++)
+			if (strcmp(la->v[i].zone, lb->v[i].zone) != 0 ||
+			    la->v[i].has_expect != lb->v[i].has_expect ||
+			    memcmp(la->v[i].expect, lb->v[i].expect, 4) != 0)
 				return false;
 		return true;
 	}

@@ -161,6 +161,16 @@ core_submit(struct core_session *s, struct workers *pool, worker_job_fn run,
 	return true;
 }
 
+/* DNS blocklists (issue 15 part 3): busy without a job of its own. */
+bool
+core_park(struct core_session *s)
+{
+	if (!core_may_continue(s))
+		return false;
+	s->is_busy = true;
+	return true;
+}
+
 bool
 core_job_end(struct core_session *s)
 {

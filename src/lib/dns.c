@@ -395,3 +395,64 @@ dns_resolve_mx_all(const char *domain, const char *servers, unsigned timeout_ms,
 {
 	return resolve_mx(domain, servers, timeout_ms, true, hops, err, errlen);
 }
+
+/* ---- parallel queries (DNS blocklists, issue 15 part 3) ----------------- */
+
+/* The queries of one dns_query_all call: done once none is left. */
+struct batch {
+	size_t left;
+	bool done;
+};
+
+static void
+on_query_all(void *arg, int status, int timeouts, unsigned char *abuf, int alen)
+{
+	struct dns_query *q = arg;
+	struct batch *b = q->batch;
+
+	(void)timeouts;
+	if (--b->left == 0)
+		b->done = true;
+	q->is_timed_out = status == ARES_ECANCELLED || status == ARES_ETIMEOUT;
+	if (status == ARES_SUCCESS && abuf != NULL) {
+		q->abuf = malloc((size_t)alen);
+		if (q->abuf != NULL) {
+			memcpy(q->abuf, abuf, (size_t)alen);
+			q->alen = alen;
+			q->status = DNS_OK;
+			return;
+		}
+	}
+	q->status = status == ARES_SUCCESS ? DNS_TEMPFAIL : map_status(status);
+	snprintf(q->err, sizeof(q->err), "%s",
+	    q->is_timed_out          ? "DNS lookup timed out"
+	    : status == ARES_SUCCESS ? "out of memory"
+	                             : ares_strerror(status));
+}
+
+int
+dns_query_all(struct dns_query *q, size_t n, const char *servers,
+    uint64_t deadline_ms, char *err, size_t errlen)
+{
+	struct chan c;
+	struct batch b = {n, n == 0};
+	uint64_t now = clock_mono_ms();
+
+	if (n == 0)
+		return 0;
+	if (channel_new(&c, servers,
+	        deadline_ms > now ? (unsigned)(deadline_ms - now) : 1, err,
+	        errlen) == -1)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		q[i].batch = &b;
+		q[i].abuf = NULL;
+		q[i].alen = 0;
+		q[i].err[0] = '\0';
+		ares_query(
+		    c.ch, q[i].name, ns_c_in, q[i].type, on_query_all, &q[i]);
+	}
+	wait_done(&c, &b.done);
+	ares_destroy(c.ch);
+	return 0;
+}

@@ -62,6 +62,11 @@ struct smtp_server {
 	bool is_disk_checking;
 	/* Milter I/O (issue 15 part 2): milter_workers threads. */
 	struct workers *milter_workers;
+	/* DNS blocklists (issue 15 part 3, smtp_dnsbl.c): the answer cache
+	 * (loop thread only; made at first use) and dns_workers' threads. */
+	struct dnsbl_cache *dnsbl_cache;
+	size_t dns_threads;
+	TAILQ_HEAD(, session) dnsbl_flights; /* sessions whose job runs */
 };
 
 /* Closing is the core's (cs.is_closing). */
@@ -117,6 +122,21 @@ struct session {
 	size_t milter_mark[4];
 	bool is_milter_hold;
 	char milter_auth_type[16]; /* AUTH's mechanism, for {auth_type} */
+	/* DNS blocklists (issue 15 part 3): the refusal text once a list
+	 * named the client (owned; NULL: not listed or dnsbl_action = log),
+	 * and the commands refused since on port 25. */
+	char *dnsbl_refusal;
+	unsigned dnsbl_commands;
+	/* Started at connect during greet_pause: running, or done with the
+	 * greeting still to come; what the greeting goes on with once the
+	 * running check ends. */
+	bool is_dnsbl_running, is_dnsbl_done;
+	void (*dnsbl_next)(struct session *);
+	/* A session whose job is in flight is in srv->dnsbl_flights, and
+	 * the sessions of the same client that wait for that job (parked:
+	 * core_park) are in its dnsbl_waiters, by dnsbl_link. */
+	TAILQ_ENTRY(session) dnsbl_link;
+	TAILQ_HEAD(, session) dnsbl_waiters;
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */
@@ -167,6 +187,24 @@ struct qenv;
 struct smtp_dkim *smtp_dkim_new(struct session *);
 void smtp_dkim_run(struct smtp_dkim *, struct delivery *d, struct qenv *q);
 void smtp_dkim_done(struct smtp_dkim **, struct session *, bool is_logged);
+
+/*
+ * smtp_dnsbl.c (issue 15 part 3): before the milters' connect, the
+ * client's address in the dnsbl lists.  False: nothing to wait for (no
+ * lists, a client never checked, every answer cached and not refused at
+ * the greeting): the caller goes on with next itself.  True: a lookup
+ * job runs (its completion calls next, or greets with the 554), or the
+ * 554 greeting was sent.
+ */
+bool smtp_dnsbl_connect(struct session *, smtp_milter_fn next);
+/* With greet_pause: the check starts at connect, so the two waits
+ * overlap; smtp_dnsbl_connect (at the greeting) then waits only for
+ * what is left of it. */
+void smtp_dnsbl_early(struct session *);
+/* A listed client's command: answered here (true), except QUIT and, on
+ * the submission ports, anything but MAIL before AUTH. */
+bool smtp_dnsbl_refused(struct session *, int verb);
+void smtp_dnsbl_free(struct session *);
 
 /* smtp_server.c */
 /*

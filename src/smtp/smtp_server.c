@@ -37,6 +37,7 @@
 #include "clock.h"
 #include "core.h"
 #include "counter.h"
+#include "dnsbl.h"
 #include "worker.h"
 #include "xmalloc.h"
 
@@ -140,6 +141,7 @@ smtp_server_new(
 		return NULL;
 	}
 	srv->cfg = srv->core->cfg;
+	TAILQ_INIT(&srv->dnsbl_flights); /* issue 15 part 3 */
 	return srv;
 }
 
@@ -151,9 +153,10 @@ smtp_server_start(struct smtp_server *srv, const struct smtp_pools *p,
 	srv->store_workers = p->store;
 	/* Threads beyond 64 would only sleep in poll: lookups past them
 	 * wait for one (still within smtp_dns_lookups in flight). */
-	srv->dns_workers = workers_new(srv->base,
-	    srv->cfg->smtp_dns_lookups < 64 ? srv->cfg->smtp_dns_lookups : 64,
-	    NULL, NULL, NULL);
+	srv->dns_threads =
+	    srv->cfg->smtp_dns_lookups < 64 ? srv->cfg->smtp_dns_lookups : 64;
+	srv->dns_workers =
+	    workers_new(srv->base, srv->dns_threads, NULL, NULL, NULL);
 	srv->dns_ips = counter_new(1024);
 	/* Milters (issue 15 part 2): their blocking I/O, always there so a
 	 * reload may add milters. */
@@ -193,6 +196,7 @@ smtp_server_free(struct smtp_server **sp)
 		workers_free(&srv->milter_workers);
 	core_server_free(&srv->core); /* sessions use the buffers below */
 	counter_free(&srv->dns_ips);
+	dnsbl_cache_free(&srv->dnsbl_cache); /* issue 15 part 3 */
 	bufpool_clear(&srv->msgbufs);
 	free(srv);
 	*sp = NULL;

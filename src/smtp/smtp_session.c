@@ -118,6 +118,7 @@ smtp_free(struct core_session *cs)
 	strlist_clear(&s->auth_addresses);
 	free(s->line);
 	smtp_milter_free(s); /* milters (issue 15 part 2) */
+	smtp_dnsbl_free(s);  /* DNSBL (issue 15 part 3) */
 }
 
 /* In a completion (s is dead): frees it now. */
@@ -1241,6 +1242,8 @@ session_command(struct session *s, const uint8_t *line, size_t len)
 		return;
 	}
 	s->verb = smtp_verb_name(c.verb);
+	if (smtp_dnsbl_refused(s, c.verb)) /* DNSBL (issue 15 part 3) */
+		return;
 	if (smtp_milter_refused(s, c.verb)) /* milters (issue 15 part 2) */
 		return;
 	if (s->close_after_txn && !s->has_mail && c.verb != SMTP_CMD_QUIT) {
@@ -1692,6 +1695,14 @@ smtp_lost(struct core_session *cs)
 
 static void greet(struct session *);
 
+/* After the DNSBL step (issue 15 part 3): the milters, then the 220. */
+static void
+milter_connect(struct session *s)
+{
+	if (!smtp_milter_connect(s, greet)) /* milters (issue 15 part 2) */
+		greet(s);
+}
+
 static void
 send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 {
@@ -1715,8 +1726,8 @@ send_greeting(evutil_socket_t fd_unused, short what, void *arg)
 		session_close(s);
 		return;
 	}
-	if (!smtp_milter_connect(s, greet)) /* milters (issue 15 part 2) */
-		greet(s);
+	if (!smtp_dnsbl_connect(s, milter_connect)) /* issue 15 part 3 */
+		milter_connect(s);
 }
 
 static void
@@ -1751,6 +1762,7 @@ smtp_start(struct core_session *cs)
 		bufferevent_disable(cs->bev, EV_READ);
 		s->greet_timer = evtimer_new(s->srv->base, send_greeting, s);
 		evtimer_add(s->greet_timer, &tv);
+		smtp_dnsbl_early(s); /* DNSBL meanwhile (issue 15 part 3) */
 		return;
 	}
 	send_greeting(-1, 0, s);

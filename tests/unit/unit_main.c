@@ -48,5 +48,6 @@ main(void)
 	failed += run_milter_tests(); /* issue 15 part 2 */
 	/* issue 15 part 1 */
 	failed += run_dkim_tests();
+	failed += run_dnsbl_tests();  /* issue 15 part 3 */
 	return failed != 0;
 }
