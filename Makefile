@@ -56,6 +56,7 @@ D_SRC = src/core/core.c src/core/core_session.c src/core/core_sasl.c \
 	src/admin/admin_ops.c src/admin/admin_api.c src/admin/admin_confd.c \
 	src/admin/admin_json.c
 D_SRC += src/milter/milter_session.c src/smtp/smtp_milter.c
+D_SRC += src/smtp/smtp_limit.c # sending caps (issue 15 part 4)
 CTL_SRC = src/cmd/posternctl.c
 # The in-memory directory backend: tests only (unit, policy golden).
 UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c

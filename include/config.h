@@ -15,6 +15,7 @@
 #include "authfail.h"
 #include "cidr.h"
 #include "net.h"
+#include "sendlimit.h" /* issue 15 part 4 */
 #include "strlist.h"
 
 /* Listeners: struct listen_addr is net.h's (the sockets are lib's). */
@@ -70,6 +71,12 @@ enum config_milter_action {
 	MILTER_DEFAULT_TEMPFAIL,
 	MILTER_DEFAULT_ACCEPT,
 	MILTER_DEFAULT_REJECT,
+};
+
+/* send_limit_action (issue 15 part 4). */
+enum config_send_limit_action {
+	SEND_LIMIT_DEFER,
+	SEND_LIMIT_HOLD,
 };
 
 struct config {
@@ -165,6 +172,12 @@ struct config {
 	unsigned milter_connect_timeout_ms, milter_command_timeout_ms,
 	    milter_content_timeout_ms;
 	size_t milter_protocol, milter_workers;
+	/* Sending caps (issue 15 part 4, include/sendlimit.h): the system
+	 * rates (max 0: none), what a sender over them gets, who is told
+	 * ("" until config_parse fills postmaster@primary_domain). */
+	struct sendlimit_rate send_limit_messages, send_limit_recipients;
+	enum config_send_limit_action send_limit_action;
+	char *send_limit_alert;
 	unsigned *key_lines; /* config_key_line */
 };
 

@@ -97,6 +97,22 @@ struct dir_user_info {
 	int64_t last_login; /* Unix time; 0: never (or not since schema 5) */
 };
 
+/* A sending cap row (issue 15 part 4): messages and recipients per
+ * window; -1 not set (the level below applies: user over domain over the
+ * config), 0 no limit; windows in seconds. */
+struct dir_send_limit {
+	int64_t messages, recipients;
+	uint32_t msg_window, rcpt_window;
+};
+
+/*
+ * The cap row of kind ("user", "domain") and name: 1 found, 0 none (also
+ * when the backend keeps none), -1 directory error with err.  Any
+ * thread with its own handle (the RCPT job's worker).
+ */
+int dir_send_limit_get(struct dir *, const char *kind, const char *name,
+    struct dir_send_limit *out, char *err, size_t errlen);
+
 struct dir_read_ops {
 	void (*close)(struct dir *);
 	/* 1: local (a domain or host alias), canonical domain in canon. */
@@ -149,6 +165,11 @@ struct dir_read_ops {
 	int (*user_disabled)(struct dir *, const char *local,
 	    const char *domain, bool *is_disabled_out, char *err,
 	    size_t errlen);
+	/* Optional (NULL: no per-user or per-domain sending caps; issue 15
+	 * part 4, schema 6).  kind "user" (name "local@domain") or
+	 * "domain": 1 a row, in *out; 0 none. */
+	int (*send_limit)(struct dir *, const char *kind, const char *name,
+	    struct dir_send_limit *out, char *err, size_t errlen);
 };
 
 enum dir_admin_result {
@@ -259,6 +280,16 @@ struct dir_admin_ops {
 	int (*user_rows)(struct dir *, const char *domain,
 	    void (*fn)(void *arg, const struct dir_user_info *), void *arg,
 	    char *err, size_t);
+	/* Schema 6 (issue 15 part 4), optional: a sending cap row for kind
+	 * ("user" or "domain") and name, replaced whole; l NULL deletes it
+	 * ("no limits set for ..." when there is none). */
+	int (*send_limit_set)(struct dir *, const char *kind, const char *name,
+	    const struct dir_send_limit *l, char *err, size_t);
+	/* Every row, sorted by kind and name. */
+	int (*send_limit_rows)(struct dir *,
+	    void (*fn)(void *arg, const char *kind, const char *name,
+	        const struct dir_send_limit *),
+	    void *arg, char *err, size_t);
 };
 
 struct dir {

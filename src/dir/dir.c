@@ -809,3 +809,20 @@ dir_token_parse(const char *bearer, char *id, size_t idlen,
 	id[DIR_TOKEN_ID_LEN] = '\0';
 	return secret_hash(sec, DIR_TOKEN_SECRET_LEN, secret_hash_hex, hlen);
 }
+
+/* Sending caps (issue 15 part 4): a backend without them has no rows. */
+int
+dir_send_limit_get(struct dir *d, const char *kind, const char *name,
+    struct dir_send_limit *out, char *err, size_t errlen)
+{
+	int r;
+
+	out->messages = out->recipients = -1;
+	out->msg_window = out->rcpt_window = 0;
+	if (d->ops->send_limit == NULL)
+		return 0;
+	dir_op_begin(d);
+	r = d->ops->send_limit(d, kind, name, out, err, errlen);
+	dir_op_end(d);
+	return r;
+}

@@ -20,6 +20,7 @@
 #include "counter.h"
 #include "delivery.h"
 #include "queue_file.h"
+#include "sendlimit.h" /* issue 15 part 4 */
 #include "smtp_data.h"
 #include "strlist.h"
 
@@ -62,6 +63,14 @@ struct smtp_server {
 	bool is_disk_checking;
 	/* Milter I/O (issue 15 part 2): milter_workers threads. */
 	struct workers *milter_workers;
+	/* Sending caps (issue 15 part 4, smtp_limit.c): the counters, the
+	 * save timer, the generation last saved, jobs (save, alerts) in
+	 * flight. */
+	struct sendlimit_table *limits;
+	struct event *limit_timer;
+	uint64_t limit_saved_gen;
+	size_t limit_jobs;
+	bool is_limit_saving;
 };
 
 /* Closing is the core's (cs.is_closing). */
@@ -117,6 +126,13 @@ struct session {
 	size_t milter_mark[4];
 	bool is_milter_hold;
 	char milter_auth_type[16]; /* AUTH's mechanism, for {auth_type} */
+	/* Sending caps (issue 15 part 4): remote RCPTs counted in this
+	 * transaction, the sender's rates at the last one, hold (over the
+	 * cap with send_limit_action = hold), the 451's text. */
+	size_t limit_rcpts;
+	struct sendlimit_rate limit[SENDLIMIT_NKINDS];
+	bool is_limit_hold;
+	char limit_reply[SENDLIMIT_KEY_MAX + 64];
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */
@@ -153,6 +169,26 @@ bool smtp_milter_hold(struct session *);
 void smtp_milter_job_done(void *arg);
 /* At the session's free: the connections closed on the pool. */
 void smtp_milter_free(struct session *);
+
+/*
+ * smtp_limit.c (issue 15 part 4): sending caps.  start/free: the counters
+ * (read from, written to data_dir/sendlimits).  lookup: on a worker, the
+ * sender's rates (user over domain over the config); 0 or -1 with err.
+ * rcpt: a remote recipient is about to be accepted: NULL to go on (maybe
+ * into a held entry), else the 451 4.7.1 text (the sender is over).
+ * sent: the message was accepted with nremote queue recipients.
+ */
+void smtp_limit_start(struct smtp_server *);
+void smtp_limit_free(struct smtp_server *);
+struct dir;
+int smtp_limit_lookup(const struct config *, struct dir *, const char *user,
+    struct sendlimit_rate out[SENDLIMIT_NKINDS], char *err, size_t errlen);
+const char *smtp_limit_rcpt(
+    struct session *, const struct sendlimit_rate lim[SENDLIMIT_NKINDS]);
+void smtp_limit_sent(struct session *, size_t nremote);
+void smtp_limit_txn_reset(struct session *);
+int smtp_limit_control(
+    struct smtp_server *, const char *args, char *out, size_t outlen);
 
 /* smtp_server.c */
 /*

@@ -1,0 +1,564 @@
+/*
+ * smtp_limit: outbound sending caps in the SMTP session (issue 15 part 4,
+ * IMail's HAMR; docs/admin.md "Outbound caps").  Remote recipients of
+ * authenticated users and relay clients count per sender (the AUTH login,
+ * or "ip:ADDR"); a RCPT that would pass the sender's messages or
+ * recipients rate gets 451 4.7.1, or with send_limit_action = hold is
+ * accepted into a held queue entry.  The transition to throttled logs one
+ * line and sends one alert to send_limit_alert.  The counters
+ * (include/sendlimit.h) are the loop's; a timer writes them to
+ * DATA_DIR/sendlimits on the storage pool within a second of a change,
+ * and the server's free writes them once more; start reads them.
+ * Limits come from the directory on the RCPT job's worker.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "delivery.h"
+#include "dir.h"
+#include "file.h"
+#include "log.h"
+#include "queue.h"
+#include "sendlimit.h"
+#include "smtp_priv.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+/* Senders held in memory at most: beyond, idle ones are forgotten and a
+ * sender not held is not limited (sendlimit.h), never refused. */
+#define LIMIT_TABLE_MAX 100000
+/* Alerts in flight at most; a trip beyond them is logged only. */
+#define LIMIT_ALERTS_MAX 16
+#define LIMIT_FILE "sendlimits"
+#define LIMIT_FILE_MAX ((size_t)64 << 20)
+
+static const char *const kind_names[SENDLIMIT_NKINDS] = {
+    "messages", "recipients"};
+
+/* ---- persistence ------------------------------------------------------ */
+
+/* Writes text to data_dir/sendlimits by an atomic rename; 0 or -1. */
+static int
+limit_write(const char *data_dir, const char *text, char *err, size_t errlen)
+{
+	char tmp[PATH_MAX], path[PATH_MAX];
+	struct iovec iov = {(void *)text, strlen(text)};
+	int fd, dfd, r = -1;
+
+	snprintf(path, sizeof(path), "%s/%s", data_dir, LIMIT_FILE);
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", data_dir, LIMIT_FILE);
+	fd = open(
+	    tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+		return -1;
+	}
+	if (file_writev_all(fd, &iov, 1) == 0 && fsync(fd) == 0)
+		r = 0;
+	else
+		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
+	close(fd);
+	if (r == 0 && rename(tmp, path) == -1) {
+		snprintf(err, errlen, "rename %s: %s", path, strerror(errno));
+		r = -1;
+	}
+	if (r == 0 &&
+	    (dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
+		(void)fsync(dfd); /* the rename durable */
+		close(dfd);
+	}
+	return r;
+}
+
+struct save_job {
+	struct smtp_server *srv; /* done only */
+	char *data_dir;
+	char *text;
+	int r;
+	char err[PATH_MAX + 64];
+};
+
+static void
+save_run(void *arg, void *ctx)
+{
+	struct save_job *j = arg;
+
+	(void)ctx;
+	j->r = limit_write(j->data_dir, j->text, j->err, sizeof(j->err));
+}
+
+static void
+save_done(void *arg)
+{
+	struct save_job *j = arg;
+
+	j->srv->limit_jobs--;
+	j->srv->is_limit_saving = false;
+	if (j->r == -1)
+		log_err("event=send_limit result=save-error error=\"%s\"",
+		    log_esc(j->err));
+	free(j->data_dir);
+	free(j->text);
+	free(j);
+}
+
+/* Once a second: a change since the last save goes to the file. */
+static void
+save_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	uint64_t gen = sendlimit_generation(srv->limits);
+	struct save_job *j;
+
+	(void)fd;
+	(void)what;
+	if (srv->is_limit_saving || gen == srv->limit_saved_gen)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->srv = srv;
+	j->data_dir = xstrdup(srv->cfg->data_dir);
+	j->text = sendlimit_dump(srv->limits);
+	srv->limit_saved_gen = gen;
+	srv->is_limit_saving = true;
+	srv->limit_jobs++;
+	workers_submit(srv->store_workers, save_run, save_done, j);
+}
+
+void
+smtp_limit_start(struct smtp_server *srv)
+{
+	char path[PATH_MAX];
+	size_t len = 0, bad = 0, n = 0;
+	char *text;
+	struct timeval tv = {1, 0};
+
+	srv->limits = sendlimit_table_new(LIMIT_TABLE_MAX);
+	snprintf(path, sizeof(path), "%s/%s", srv->cfg->data_dir, LIMIT_FILE);
+	/* Start-up, before the loop: a blocking read is fine here. */
+	if ((text = file_read(path, LIMIT_FILE_MAX, &len, NULL)) != NULL) {
+		n = sendlimit_load(srv->limits, text, len, &bad);
+		free(text);
+		log_info("event=send_limit result=loaded senders=%zu lines=%zu "
+		         "bad=%zu",
+		    sendlimit_size(srv->limits), n, bad);
+	} else if (errno != ENOENT)
+		log_warn("event=send_limit result=load-error error=\"%s: %s\"",
+		    log_esc(path), strerror(errno));
+	srv->limit_saved_gen = sendlimit_generation(srv->limits);
+	srv->limit_timer = event_new(srv->base, -1, EV_PERSIST, save_tick, srv);
+	evtimer_add(srv->limit_timer, &tv);
+}
+
+void
+smtp_limit_free(struct smtp_server *srv)
+{
+	char err[PATH_MAX + 64];
+	char *text;
+
+	if (srv->limit_timer != NULL)
+		event_free(srv->limit_timer);
+	srv->limit_timer = NULL;
+	if (srv->limits == NULL)
+		return;
+	/* After the loop: the last changes written here, blocking. */
+	if (sendlimit_generation(srv->limits) != srv->limit_saved_gen) {
+		text = sendlimit_dump(srv->limits);
+		if (limit_write(srv->cfg->data_dir, text, err, sizeof(err)) ==
+		    -1)
+			log_err("event=send_limit result=save-error "
+			        "error=\"%s\"",
+			    log_esc(err));
+		free(text);
+	}
+	sendlimit_table_free(&srv->limits);
+}
+
+/* ---- limits ----------------------------------------------------------- */
+
+/* One level's setting over the one below it: -1 fields inherit. */
+static void
+limit_over(struct sendlimit_rate *out, const struct dir_send_limit *l)
+{
+	if (l->messages >= 0) {
+		out[SENDLIMIT_MESSAGES].max = (uint32_t)l->messages;
+		out[SENDLIMIT_MESSAGES].window_s = l->msg_window;
+	}
+	if (l->recipients >= 0) {
+		out[SENDLIMIT_RECIPIENTS].max = (uint32_t)l->recipients;
+		out[SENDLIMIT_RECIPIENTS].window_s = l->rcpt_window;
+	}
+}
+
+int
+smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *user,
+    struct sendlimit_rate out[SENDLIMIT_NKINDS], char *err, size_t errlen)
+{
+	struct dir_send_limit l;
+	const char *at;
+	int r;
+
+	out[SENDLIMIT_MESSAGES] = cfg->send_limit_messages;
+	out[SENDLIMIT_RECIPIENTS] = cfg->send_limit_recipients;
+	if (user == NULL || user[0] == '\0' || d == NULL)
+		return 0; /* relay clients: the system's */
+	/* User overrides domain overrides system, each kind alone. */
+	if ((at = strrchr(user, '@')) != NULL) {
+		if ((r = dir_send_limit_get(
+		         d, "domain", at + 1, &l, err, errlen)) == -1)
+			return -1;
+		if (r == 1)
+			limit_over(out, &l);
+	}
+	if ((r = dir_send_limit_get(d, "user", user, &l, err, errlen)) == -1)
+		return -1;
+	if (r == 1)
+		limit_over(out, &l);
+	return 0;
+}
+
+/* ---- the alert -------------------------------------------------------- */
+
+struct alert_job {
+	struct smtp_server *srv; /* done only */
+	struct config *cfg;      /* the job's own reference */
+	char *text;              /* trace header, then the message */
+	struct strlist mailboxes;
+	struct qenv qenv;
+	struct delivery dlv;
+	int r;
+	char err[256];
+};
+
+static void
+alert_free(struct alert_job *j)
+{
+	j->srv->limit_jobs--;
+	strlist_clear(&j->mailboxes);
+	queue_env_clear(&j->qenv);
+	config_unref(&j->cfg);
+	free(j->text);
+	free(j);
+}
+
+/* Loop: the alert is on disk (or not). */
+static void
+alert_stored(void *arg)
+{
+	struct alert_job *j = arg;
+	struct smtp_server *srv = j->srv;
+
+	if (j->dlv.result == 0) {
+		log_info("id=%s event=send_limit result=alert-sent to=<%s> "
+		         "mailboxes=%zu queued=%zu",
+		    j->qenv.id, log_esc(j->cfg->send_limit_alert),
+		    j->mailboxes.n, j->qenv.nrcpt);
+		if (j->dlv.qenv != NULL && !srv->core->is_stopped)
+			queue_add(srv->queue, &j->qenv, j->dlv.queue_offset);
+	} else
+		log_err("id=%s event=send_limit result=alert-error to=<%s> "
+		        "error=\"%s\"",
+		    j->qenv.id, log_esc(j->cfg->send_limit_alert),
+		    log_esc(j->dlv.error));
+	alert_free(j);
+}
+
+/* Storage worker: the alert into its Maildirs and/or the queue. */
+static void
+alert_write_run(void *arg, void *ctx)
+{
+	struct alert_job *j = arg;
+
+	(void)ctx;
+	delivery_run(j->srv->committer, &j->dlv);
+}
+
+/* Directory worker: where the alert goes. */
+static void
+alert_expand_run(void *arg, void *ctx)
+{
+	struct alert_job *j = arg;
+	struct strlist remote = {0};
+	struct addr to;
+	const char *why;
+	enum dir_expand_result r;
+
+	j->r = -1;
+	if (addr_parse_mailbox(j->cfg->send_limit_alert, &to, &why) == -1) {
+		snprintf(j->err, sizeof(j->err), "bad address: %s", why);
+		return;
+	}
+	if (ctx == NULL) {
+		snprintf(j->err, sizeof(j->err), "no directory handle");
+		return;
+	}
+	r = dir_expand(ctx, &to, j->cfg->expansion_limit, &j->mailboxes,
+	    &remote, j->err, sizeof(j->err));
+	if (r == DIR_EXPAND_NONLOCAL)
+		strlist_add(&remote, j->cfg->send_limit_alert);
+	else if (r != DIR_EXPAND_LOCAL) {
+		if (j->err[0] == '\0')
+			snprintf(j->err, sizeof(j->err), "no such address");
+		strlist_clear(&remote);
+		return;
+	}
+	for (size_t i = 0; i < remote.n; i++)
+		queue_env_add_rcpt(&j->qenv, remote.v[i], j->qenv.arrival);
+	strlist_clear(&remote);
+	j->r = j->mailboxes.n + j->qenv.nrcpt > 0 ? 0 : -1;
+	if (j->r == -1)
+		snprintf(j->err, sizeof(j->err), "no mailbox behind it");
+}
+
+/* Loop: expanded; on to the storage pool. */
+static void
+alert_expanded(void *arg)
+{
+	struct alert_job *j = arg;
+	struct delivery *d = &j->dlv;
+
+	if (j->r == -1) {
+		log_err("event=send_limit result=alert-error to=<%s> "
+		        "error=\"%s\"",
+		    log_esc(j->cfg->send_limit_alert), log_esc(j->err));
+		alert_free(j);
+		return;
+	}
+	d->mailboxes = &j->mailboxes;
+	d->iov[0].iov_base = j->text;
+	d->iov[0].iov_len = strlen(j->text);
+	d->iovcnt = 1;
+	d->wsize = d->iov[0].iov_len;
+	for (const char *p = j->text; (p = strchr(p, '\n')) != NULL; p++)
+		d->wsize++;
+	d->rp_len = strlen("Return-Path: <>\n");
+	d->qenv = j->qenv.nrcpt > 0 ? &j->qenv : NULL;
+	j->qenv.size = d->wsize - d->rp_len - 1;
+	d->done = alert_stored;
+	d->done_arg = j;
+	workers_submit(j->srv->store_workers, alert_write_run, NULL, j);
+}
+
+/* Text a sender's key or client address may carry into the alert. */
+static void
+alert_clean(char *dst, size_t len, const char *src)
+{
+	size_t i = 0;
+
+	for (; src[i] != '\0' && i + 1 < len; i++)
+		dst[i] =
+		    (unsigned char)src[i] < 0x21 || (unsigned char)src[i] > 0x7e
+		        ? '?'
+		        : src[i];
+	dst[i] = '\0';
+}
+
+static void
+alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
+    const struct sendlimit_rate *lim, const struct sendlimit_count *c)
+{
+	struct smtp_server *srv = s->srv;
+	struct alert_job *j;
+	char who[SENDLIMIT_KEY_MAX], rate[SENDLIMIT_RATE_MAX], date[64],
+	    until[64];
+	struct tm tm;
+	time_t now = time(NULL), end = c->end;
+	const char *host = s->cfg->hostname;
+	int n;
+
+	if (srv->limit_jobs >= LIMIT_ALERTS_MAX) {
+		log_warn("event=send_limit result=alert-skipped sender=%s "
+		         "reason=\"too many alerts in flight\"",
+		    log_esc(key));
+		return;
+	}
+	alert_clean(who, sizeof(who), key);
+	sendlimit_rate_format(lim, rate, sizeof(rate));
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	gmtime_r(&end, &tm);
+	strftime(until, sizeof(until), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	j = xcalloc(1, sizeof(*j));
+	j->srv = srv;
+	j->cfg = config_ref(s->cfg);
+	queue_new_id(j->qenv.id);
+	j->qenv.arrival = now;
+	j->qenv.from[0] = '\0'; /* the null sender: no loop, no bounce */
+	j->text = xmalloc(4096);
+	/* Lines end in LF: the Maildir convention (as bounces). */
+	n = snprintf(j->text, 4096,
+	    "Return-Path: <>\n"
+	    "Received: by %s (postern) id %s;\n\t%s\n"
+	    "From: Mail System <MAILER-DAEMON@%s>\n"
+	    "To: <%s>\n"
+	    "Subject: Sending limit reached: %s (%s %s)\n"
+	    "Date: %s\n"
+	    "Message-ID: <%s.sendlimit@%s>\n"
+	    "Auto-Submitted: auto-generated\n"
+	    "MIME-Version: 1.0\n"
+	    "Content-Type: text/plain; charset=us-ascii\n"
+	    "\n"
+	    "The sender %s reached its sending limit on %s.\n"
+	    "\n"
+	    "  limit:     %s %s\n"
+	    "  counted:   %u in the current window\n"
+	    "  client:    %s\n"
+	    "  action:    %s\n"
+	    "  until:     %s\n"
+	    "\n"
+	    "A sudden burst of mail from one account often means its\n"
+	    "password is known to a spammer.  Check the account, then lift\n"
+	    "the throttle with:\n"
+	    "\n"
+	    "  posternctl limit reset %s\n",
+	    host, j->qenv.id, date, host, s->cfg->send_limit_alert, who,
+	    kind_names[kind], rate, date, j->qenv.id, host, who, host,
+	    kind_names[kind], rate, c->count, s->ip,
+	    s->cfg->send_limit_action == SEND_LIMIT_HOLD
+	        ? "hold (its mail is held in the queue)"
+	        : "defer (its mail gets 451 4.7.1)",
+	    until, who);
+	if (n < 0 || n >= 4096)
+		j->text[4095] = '\0'; /* cut; the key's room keeps it rare */
+	srv->limit_jobs++;
+	workers_submit(srv->dir_workers, alert_expand_run, alert_expanded, j);
+}
+
+/* ---- the session's hooks ---------------------------------------------- */
+
+/* The sender a session counts as. */
+static const char *
+limit_key(struct session *s, char *buf, size_t len)
+{
+	if (s->auth_user[0] != '\0')
+		return s->auth_user;
+	snprintf(buf, len, "ip:%s", s->ip_key);
+	return buf;
+}
+
+const char *
+smtp_limit_rcpt(
+    struct session *s, const struct sendlimit_rate lim[SENDLIMIT_NKINDS])
+{
+	char kb[SENDLIMIT_KEY_MAX];
+	const char *key = limit_key(s, kb, sizeof(kb));
+	time_t now = time(NULL);
+	const uint32_t add[SENDLIMIT_NKINDS] = {
+	    s->limit_rcpts == 0 ? 1 : 0, (uint32_t)s->limit_rcpts + 1};
+	bool is_over = false;
+
+	s->limit[SENDLIMIT_MESSAGES] = lim[SENDLIMIT_MESSAGES];
+	s->limit[SENDLIMIT_RECIPIENTS] = lim[SENDLIMIT_RECIPIENTS];
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		bool is_new;
+		struct sendlimit_count c;
+		char rate[SENDLIMIT_RATE_MAX];
+
+		/* Messages: only the transaction's first remote RCPT asks
+		 * (add 0 still sees a trip). */
+		if (sendlimit_check(
+		        s->srv->limits, key, k, &lim[k], add[k], now, &is_new))
+			continue;
+		is_over = true;
+		if (!is_new)
+			continue;
+		sendlimit_get(s->srv->limits, key, k, now, &c);
+		log_warn("session=%s id=%s event=send_limit result=tripped "
+		         "sender=%s client=%s kind=%s limit=%s count=%u "
+		         "action=%s",
+		    s->id, s->queue_id, log_esc(key), s->ip, kind_names[k],
+		    sendlimit_rate_format(&lim[k], rate, sizeof(rate)), c.count,
+		    s->cfg->send_limit_action == SEND_LIMIT_HOLD ? "hold"
+		                                                 : "defer");
+		alert_send(s, key, k, &lim[k], &c);
+	}
+	if (!is_over) {
+		s->limit_rcpts++;
+		return NULL;
+	}
+	if (s->cfg->send_limit_action == SEND_LIMIT_HOLD) {
+		/* Accepted into a held entry; not counted as sent. */
+		s->is_limit_hold = true;
+		s->limit_rcpts++;
+		return NULL;
+	}
+	snprintf(s->limit_reply, sizeof(s->limit_reply),
+	    "Sending limit reached for %s; try again later", key);
+	for (char *p = s->limit_reply; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	return s->limit_reply;
+}
+
+void
+smtp_limit_sent(struct session *s, size_t nremote)
+{
+	char kb[SENDLIMIT_KEY_MAX];
+	const char *key;
+	size_t n = s->limit_rcpts < nremote ? s->limit_rcpts : nremote;
+	time_t now = time(NULL);
+
+	if (n > 0 && s->is_limit_hold)
+		log_info("session=%s id=%s event=send_limit result=held "
+		         "sender=%s nrcpt=%zu",
+		    s->id, s->queue_id, log_esc(limit_key(s, kb, sizeof(kb))),
+		    n);
+	if (n == 0 || s->is_limit_hold)
+		return;
+	key = limit_key(s, kb, sizeof(kb));
+	sendlimit_add(s->srv->limits, key, SENDLIMIT_MESSAGES,
+	    &s->limit[SENDLIMIT_MESSAGES], 1, now);
+	sendlimit_add(s->srv->limits, key, SENDLIMIT_RECIPIENTS,
+	    &s->limit[SENDLIMIT_RECIPIENTS], (uint32_t)n, now);
+}
+
+void
+smtp_limit_txn_reset(struct session *s)
+{
+	s->limit_rcpts = 0;
+	s->is_limit_hold = false;
+}
+
+/* ---- the control socket ----------------------------------------------- */
+
+int
+smtp_limit_control(
+    struct smtp_server *srv, const char *args, char *out, size_t outlen)
+{
+	time_t now = time(NULL);
+
+	if (srv == NULL || srv->limits == NULL) {
+		snprintf(out, outlen, "error: sending limits not running\n");
+		return -1;
+	}
+	if (strncmp(args, "reset ", 6) == 0) {
+		bool had = sendlimit_reset(srv->limits, args + 6);
+
+		log_info("event=send_limit result=reset sender=%s held=%s",
+		    log_esc(args + 6), had ? "yes" : "no");
+		snprintf(out, outlen, "ok %d\n", had ? 1 : 0);
+		return 0;
+	}
+	if (strncmp(args, "show ", 5) == 0) {
+		struct sendlimit_count c[SENDLIMIT_NKINDS];
+
+		for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+			sendlimit_get(srv->limits, args + 5, k, now, &c[k]);
+		/* "ok MSGS END TRIPPED RCPTS END TRIPPED" */
+		snprintf(out, outlen, "ok %u %lld %d %u %lld %d\n", c[0].count,
+		    (long long)c[0].end, c[0].is_tripped, c[1].count,
+		    (long long)c[1].end, c[1].is_tripped);
+		return 0;
+	}
+	snprintf(out, outlen, "error: usage: limit reset|show SENDER\n");
+	return -1;
+}
