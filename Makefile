@@ -36,7 +36,7 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 # and the session's hooks in D_SRC.
 LIB_SRC += src/milter/milter_proto.c
 # Sending caps (issue 15 part 4): the pure windows here, the hook in D_SRC.
-LIB_SRC += src/lib/sendlimit.c
+LIB_SRC += src/lib/sendlimit.c src/lib/sendlimit_file.c
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
 	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \

@@ -104,4 +104,16 @@ char *sendlimit_dump(const struct sendlimit_table *);
 size_t sendlimit_load(
     struct sendlimit_table *, const char *text, size_t len, size_t *bad_out);
 
+/* The counters' file inside data_dir, and the most of it read. */
+#define SENDLIMIT_FILE "sendlimits"
+#define SENDLIMIT_FILE_MAX ((size_t)64 << 20)
+
+/*
+ * Writes text to data_dir/SENDLIMIT_FILE: a temporary file, fsync,
+ * rename, fsync of the directory (src/lib/sendlimit_file.c; blocking).
+ * 0, or -1 with err.
+ */
+int sendlimit_file_write(
+    const char *data_dir, const char *text, char *err, size_t errlen);
+
 #endif

@@ -140,9 +140,19 @@ static const struct {
                "CREATE TABLE user_state(local text COLLATE \"C\" NOT NULL,"
                " domain text COLLATE \"C\" NOT NULL, disabled integer NOT NULL"
                " DEFAULT 0, last_login bigint, PRIMARY KEY(local, domain));"},
+    /* 6: sending caps per user and domain (issue 15 part 4): -1 not set,
+     * 0 no limit; windows in seconds.  Not cached: read at each remote
+     * RCPT of a sender with caps, so a change applies at once. */
+    {"send_limits",
+        "CREATE TABLE send_limits(kind text COLLATE \"C\" NOT NULL, name"
+        " text COLLATE \"C\" NOT NULL, messages bigint NOT NULL,"
+        " msg_window bigint NOT NULL, recipients bigint NOT NULL,"
+        " rcpt_window bigint NOT NULL, PRIMARY KEY(kind, name));"},
 };
 /* The first version with admins, admin_tokens and user_state. */
 #define V_ADMINS 5
+/* The first version with send_limits (issue 15 part 4). */
+#define V_SEND_LIMITS 6
 /* The first version with the authfail table. */
 #define V_AUTHFAIL 3
 /* The first version whose changes notify: a handle on an older schema
@@ -216,6 +226,10 @@ enum stmt {
 	S_ROWS_ADMINS_OF,
 	S_ROWS_TOKENS,
 	S_ROWS_TOKENS_OF,
+	S_SEND_LIMIT, /* issue 15 part 4 */
+	S_SEND_LIMIT_SET,
+	S_SEND_LIMIT_DEL,
+	S_SEND_LIMIT_ROWS,
 	S_COUNT
 };
 
@@ -385,6 +399,24 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ROWS_TOKENS] = "SELECT id, admin FROM admin_tokens ORDER BY admin, id",
     [S_ROWS_TOKENS_OF] = "SELECT id, admin FROM admin_tokens WHERE "
                          "admin = $1 ORDER BY id",
+    /* Sending caps (issue 15 part 4); "N W" pairs: four parameters. */
+    [S_SEND_LIMIT] = "SELECT messages || ' ' || msg_window, recipients || "
+                     "' ' || rcpt_window FROM send_limits WHERE kind = $1 "
+                     "AND name = $2",
+    [S_SEND_LIMIT_SET] =
+        "INSERT INTO send_limits(kind, name, messages, msg_window, "
+        "recipients, rcpt_window) VALUES($1, $2, split_part($3, ' ', "
+        "1)::bigint, split_part($3, ' ', 2)::bigint, split_part($4, ' ', "
+        "1)::bigint, split_part($4, ' ', 2)::bigint) ON CONFLICT(kind, "
+        "name) DO UPDATE SET messages = EXCLUDED.messages, msg_window = "
+        "EXCLUDED.msg_window, recipients = EXCLUDED.recipients, "
+        "rcpt_window = EXCLUDED.rcpt_window",
+    [S_SEND_LIMIT_DEL] =
+        "DELETE FROM send_limits WHERE kind = $1 AND name = $2",
+    [S_SEND_LIMIT_ROWS] =
+        "SELECT kind || ' ' || name, messages || ' ' || msg_window || ' ' "
+        "|| recipients || ' ' || rcpt_window FROM send_limits ORDER BY "
+        "kind, name",
 };
 #define LOCK_CLEAN_EVERY 32
 /* A cached answer is used only this long after the server last answered
@@ -2207,6 +2239,53 @@ need_admins(struct dir_pgsql *p, char *err, size_t errlen)
 	return DIR_ADMIN_ERROR;
 }
 
+/* ---- schema 6: sending caps (issue 15 part 4) ---------------------- */
+
+static int
+p_send_limit(struct dir *d, const char *kind, const char *name,
+    struct dir_send_limit *out, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	int n;
+
+	out->messages = out->recipients = -1;
+	if (ready(p, err, errlen) == -1)
+		return -1;
+	if (p->version < V_SEND_LIMITS)
+		return 0; /* a rolling upgrade: the config's caps only */
+	n = db_exec(d, S_SEND_LIMIT, kind, name, NULL, dir_row_send_limit, out,
+	    err, errlen);
+	return n < 0 ? -1 : n > 0;
+}
+
+static int
+p_send_limit_set(struct dir *d, const char *kind, const char *name,
+    const struct dir_send_limit *l, char *err, size_t errlen)
+{
+	char m[48], r[48];
+	const char *v[4] = {kind, name, m, r};
+
+	if (l == NULL)
+		return change(d, S_SEND_LIMIT_DEL, kind, name, NULL,
+		    "no limits set for that name", err, errlen);
+	dir_send_limit_text(l, m, r);
+	return change_v(d, S_SEND_LIMIT_SET, v, NULL, NULL, err, errlen);
+}
+
+static int
+p_send_limit_rows(struct dir *d,
+    void (*fn)(
+        void *, const char *, const char *, const struct dir_send_limit *),
+    void *arg, char *err, size_t errlen)
+{
+	struct dir_row_limits r = {fn, arg};
+
+	return db_exec(d, S_SEND_LIMIT_ROWS, NULL, NULL, NULL,
+	           dir_row_send_limits, &r, err, errlen) < 0
+	           ? DIR_ADMIN_ERROR
+	           : 0;
+}
+
 static int
 p_user_disabled(struct dir *d, const char *local, const char *domain,
     bool *is_disabled_out, char *err, size_t errlen)
@@ -2687,6 +2766,7 @@ static const struct dir_read_ops pgsql_read_ops = {
     .lock_check = p_lock_check,
     .lock_strike = p_lock_strike,
     .user_disabled = p_user_disabled,
+    .send_limit = p_send_limit, /* issue 15 part 4 */
 };
 
 static const struct dir_admin_ops pgsql_admin_ops = {
@@ -2716,6 +2796,8 @@ static const struct dir_admin_ops pgsql_admin_ops = {
     .user_disable = p_user_disable,
     .users_seen = p_users_seen,
     .user_rows = p_user_rows,
+    .send_limit_set = p_send_limit_set, /* issue 15 part 4 */
+    .send_limit_rows = p_send_limit_rows,
 };
 
 struct dir *

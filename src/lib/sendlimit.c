@@ -126,6 +126,8 @@ sendlimit_table_new(size_t max_keys)
 
 	t->max = max_keys ? max_keys : 1;
 	t->nbuckets = t->max / 4 < 64 ? 64 : t->max / 4;
+	if (t->nbuckets > 65536)
+		t->nbuckets = 65536;
 	t->buckets = xcalloc(t->nbuckets, sizeof(*t->buckets));
 	return t;
 }

@@ -39,46 +39,11 @@
 #define LIMIT_TABLE_MAX 100000
 /* Alerts in flight at most; a trip beyond them is logged only. */
 #define LIMIT_ALERTS_MAX 16
-#define LIMIT_FILE "sendlimits"
-#define LIMIT_FILE_MAX ((size_t)64 << 20)
 
 static const char *const kind_names[SENDLIMIT_NKINDS] = {
     "messages", "recipients"};
 
 /* ---- persistence ------------------------------------------------------ */
-
-/* Writes text to data_dir/sendlimits by an atomic rename; 0 or -1. */
-static int
-limit_write(const char *data_dir, const char *text, char *err, size_t errlen)
-{
-	char tmp[PATH_MAX], path[PATH_MAX];
-	struct iovec iov = {(void *)text, strlen(text)};
-	int fd, dfd, r = -1;
-
-	snprintf(path, sizeof(path), "%s/%s", data_dir, LIMIT_FILE);
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", data_dir, LIMIT_FILE);
-	fd = open(
-	    tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-	if (fd == -1) {
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-		return -1;
-	}
-	if (file_writev_all(fd, &iov, 1) == 0 && fsync(fd) == 0)
-		r = 0;
-	else
-		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
-	close(fd);
-	if (r == 0 && rename(tmp, path) == -1) {
-		snprintf(err, errlen, "rename %s: %s", path, strerror(errno));
-		r = -1;
-	}
-	if (r == 0 &&
-	    (dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
-		(void)fsync(dfd); /* the rename durable */
-		close(dfd);
-	}
-	return r;
-}
 
 struct save_job {
 	struct smtp_server *srv; /* done only */
@@ -94,7 +59,8 @@ save_run(void *arg, void *ctx)
 	struct save_job *j = arg;
 
 	(void)ctx;
-	j->r = limit_write(j->data_dir, j->text, j->err, sizeof(j->err));
+	j->r =
+	    sendlimit_file_write(j->data_dir, j->text, j->err, sizeof(j->err));
 }
 
 static void
@@ -143,9 +109,10 @@ smtp_limit_start(struct smtp_server *srv)
 	struct timeval tv = {1, 0};
 
 	srv->limits = sendlimit_table_new(LIMIT_TABLE_MAX);
-	snprintf(path, sizeof(path), "%s/%s", srv->cfg->data_dir, LIMIT_FILE);
+	snprintf(
+	    path, sizeof(path), "%s/%s", srv->cfg->data_dir, SENDLIMIT_FILE);
 	/* Start-up, before the loop: a blocking read is fine here. */
-	if ((text = file_read(path, LIMIT_FILE_MAX, &len, NULL)) != NULL) {
+	if ((text = file_read(path, SENDLIMIT_FILE_MAX, &len, NULL)) != NULL) {
 		n = sendlimit_load(srv->limits, text, len, &bad);
 		free(text);
 		log_info("event=send_limit result=loaded senders=%zu lines=%zu "
@@ -173,8 +140,8 @@ smtp_limit_free(struct smtp_server *srv)
 	/* After the loop: the last changes written here, blocking. */
 	if (sendlimit_generation(srv->limits) != srv->limit_saved_gen) {
 		text = sendlimit_dump(srv->limits);
-		if (limit_write(srv->cfg->data_dir, text, err, sizeof(err)) ==
-		    -1)
+		if (sendlimit_file_write(
+		        srv->cfg->data_dir, text, err, sizeof(err)) == -1)
 			log_err("event=send_limit result=save-error "
 			        "error=\"%s\"",
 			    log_esc(err));

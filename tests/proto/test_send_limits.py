@@ -47,6 +47,14 @@ def spam_until_refused(c, user, most=50):
     raise AssertionError("never refused")
 
 
+def read(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
 def alerts(s):
     return [m for m in s.messages("postmaster") if b"Sending limit reached" in m]
 
@@ -125,3 +133,92 @@ def test_hold_mode(make_server, sinks, cert):
     time.sleep(2)
     assert len(mx.messages) == 1
     wait_for(lambda: alerts(s), what="alert")
+
+
+def test_reset_lifts_throttle(make_server, sinks, cert):
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_messages="2/1h"))
+    c = login(s, cert, "alice")
+    assert spam_until_refused(c, "alice") == 2
+    out = s.ctl("limit", "show", "alice@example.test").stdout
+    assert "messages: limit=2/1h source=system count=2 throttled=yes" in out, out
+    assert "counts: posternd" in out
+    assert s.ctl("limit", "reset", "alice@example.test").stdout == \
+        "alice@example.test: reset\n"
+    assert "result=reset sender=alice@example.test held=yes" in s.log()
+    assert spam_until_refused(c, "alice") == 2
+    c.quit()
+    wait_for(lambda: len(mx.messages) == 4, what="4 relayed")
+    # A second trip after the reset: a second log line and alert.
+    assert len(re.findall(r"result=tripped sender=alice", s.log())) == 2
+    wait_for(lambda: len(alerts(s)) == 2, what="2 alerts")
+    assert s.ctl("limit", "reset", "bob@example.test").stdout == \
+        "bob@example.test: nothing to reset\n"
+
+
+def test_restart_keeps_counts(make_server, sinks, cert):
+    sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_messages="3/1h"))
+    c = login(s, cert, "alice")
+    for i in range(2):
+        assert send(c, "alice@example.test", [f"v{i}@remote.example"])[0][0] == 250
+    c.quit()
+    # Written within about a second of the change, and at shutdown.
+    wait_for(lambda: "alice@example.test messages" in read(f"{s.data}/sendlimits"),
+             5, "sendlimits written")
+    s.stop()
+    out = s.ctl("limit", "show", "alice@example.test").stdout
+    assert "count=2" in out and "counts: file" in out, out
+    s.start()
+    assert re.search(r"event=send_limit result=loaded senders=1 ", s.log())
+    c = login(s, cert, "alice")
+    assert spam_until_refused(c, "alice") == 1
+    c.quit()
+    # Reset without posternd edits the file.
+    s.stop()
+    assert s.ctl("limit", "reset", "alice@example.test").stdout == \
+        "alice@example.test: reset\n"
+    s.start()
+    c = login(s, cert, "alice")
+    assert spam_until_refused(c, "alice") == 3
+    c.quit()
+
+
+def test_user_over_domain_over_system(make_server, sinks, cert):
+    sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_messages="5/1h"))
+    s.ctl("limit", "set", "domain", "example.test", "--messages", "3/1h",
+          "--recipients", "100/1d")
+    s.ctl("limit", "set", "user", "alice@example.test", "--messages", "1/1h")
+    s.ctl("limit", "set", "user", "carol@example.test", "--messages", "0")
+    out = s.ctl("limit", "list").stdout
+    assert out == ("system\t-\tmessages=5/1h\trecipients=0\n"
+                   "domain\texample.test\tmessages=3/1h\trecipients=100/1d\n"
+                   "user\talice@example.test\tmessages=1/1h\trecipients=default\n"
+                   "user\tcarol@example.test\tmessages=0\trecipients=default\n"), out
+    out = s.ctl("limit", "show", "alice@example.test").stdout
+    assert "messages: limit=1/1h source=user" in out, out
+    assert "recipients: limit=100/1d source=domain" in out, out
+    for user, want in (("alice", 1), ("bob", 3)):
+        c = login(s, cert, user)
+        assert spam_until_refused(c, user) == want, user
+        c.quit()
+    c = login(s, cert, "carol")  # 0: no limit for her
+    for i in range(6):
+        assert send(c, "carol@example.test", [f"c{i}@remote.example"])[0][0] == 250
+    c.quit()
+    # unset: bob's domain row gone, the system's 5 applies (he sent 3).
+    s.ctl("limit", "unset", "domain", "example.test")
+    s.ctl("limit", "reset", "bob@example.test")
+    c = login(s, cert, "bob")
+    assert spam_until_refused(c, "bob") == 5
+    c.quit()
+    # Bad input: usage and value errors, nothing changed.
+    r = s.ctl("limit", "set", "user", "alice@example.test", "--messages", "9/1w",
+              check=False)
+    assert r.returncode == 1 and "window unit" in r.stderr, r.stderr
+    r = s.ctl("limit", "set", "user", "alice@example.test", check=False)
+    assert r.returncode == 2, r.stderr
+    r = s.ctl("limit", "unset", "user", "dave@example.test", check=False)
+    assert r.returncode == 1 and "no limits set" in r.stderr, r.stderr
+    assert "user\talice@example.test\tmessages=1/1h" in s.ctl("limit", "list").stdout
