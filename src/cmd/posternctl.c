@@ -3029,20 +3029,20 @@ static const struct ctl_cmd {
     {"queue delete", "ID|all", 1, 1, CTL_RUN_USER, c_queue_delete,
         "remove without a bounce", NULL},
     /* Sending caps (issue 15 part 4): docs/admin.md "Outbound caps". */
-    {"limit set", "user|domain NAME [--messages N/W] [--recipients N/W]", 4, 6,
-        CTL_DIR, c_limit_set, "set a user's or domain's sending caps",
-        "N/W is a count per window: 200/1h, 1000/1d (s, m, h, d); 0 is no\n"
+    {"limit set", "user|domain NAME [--messages R] [--recipients R]", 4, 6,
+        CTL_DIR, c_limit_set, "set caps",
+        "R is a count per window, N/W: 200/1h, 1000/1d (s, m, h, d); 0 is no\n"
         "limit, default goes back to the level below (user over domain\n"
         "over send_limit_messages and send_limit_recipients).  An option\n"
         "left out keeps its value.  Applies at the sender's next RCPT.\n"},
     {"limit unset", "user|domain NAME", 2, 2, CTL_DIR, c_limit_unset,
         "remove a user's or domain's caps", NULL},
     {"limit show", "ADDRESS|ip:ADDR", 1, 1, CTL_DIR, c_limit_show,
-        "a sender's caps, counts and whether it is throttled", NULL},
+        "a sender's caps, counts, throttle", NULL},
     {"limit list", "", 0, 0, CTL_DIR, c_limit_list,
-        "the system caps and every user and domain row", NULL},
+        "the system caps and every row", NULL},
     {"limit reset", "ADDRESS|ip:ADDR", 1, 1, CTL_RUN_USER, c_limit_reset,
-        "clear a sender's counts and lift its throttle",
+        "clear a sender's counts and throttle",
         "Tells the running posternd (its control socket); without one,\n"
         "edits data_dir/sendlimits.\n"},
 };

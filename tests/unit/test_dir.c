@@ -34,7 +34,7 @@
 #include "unit.h"
 
 /* The schema version this build writes (1 + the migrations). */
-#define SCHEMA_NOW 5
+#define SCHEMA_NOW 6 /* 6: send_limits (issue 15 part 4) */
 
 struct backend {
 	const char *name;
@@ -1993,7 +1993,7 @@ test_sqlite_schema_upgrade(void **state)
 	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_string_equal(note,
 	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n"
-	    "applied 5: admins\n");
+	    "applied 5: admins\napplied 6: send_limits\n");
 	assert_int_equal(have, SCHEMA_NOW);
 	assert_int_equal(user_version(), SCHEMA_NOW - 1);
 	q = (struct dir_quota){true, 5, 6};
@@ -2031,7 +2031,7 @@ test_sqlite_schema_init(void **state)
 	assert_string_equal(note,
 	    "applied 1: base schema\napplied 2: "
 	    "user_quotas\napplied 3: authfail\napplied 4: notify\n"
-	    "applied 5: admins\n");
+	    "applied 5: admins\napplied 6: send_limits\n");
 	assert_int_equal(have, SCHEMA_NOW);
 	OK(d->admin->domain_add(d, "example.test", err, 256));
 	assert_int_equal(dir_domain_resolve(d, "example.test", canon,
@@ -2506,7 +2506,7 @@ test_pg_schema(void **state)
 	assert_string_equal(note,
 	    "applied 1: base schema\napplied 2: "
 	    "user_quotas\napplied 3: authfail\napplied 4: notify\n"
-	    "applied 5: admins\n");
+	    "applied 5: admins\napplied 6: send_limits\n");
 	note[0] = '\0';
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
@@ -2559,7 +2559,7 @@ test_pg_upgrade_from_1(void **state)
 	assert_int_equal(have, SCHEMA_NOW);
 	assert_string_equal(note,
 	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n"
-	    "applied 5: admins\n");
+	    "applied 5: admins\napplied 6: send_limits\n");
 	OK(a->admin->user_quota_set(a, "alice", "example.test", &q, err, 256));
 	dir_close(&a);
 	/* A handle that connected at version 1 keeps reading it as 1 until
