@@ -145,7 +145,7 @@ include-graph:
 # directory does the most.
 PG_PROTO_TESTS = $(addprefix tests/proto/,test_directory.py test_auth.py \
 	test_relay.py test_smtp.py test_pop3_login.py test_quota.py test_cli.py \
-	test_imap.py test_admin_api.py)
+	test_imap.py test_admin_api.py test_send_limits.py)
 
 test:
 	@scripts/deps.sh test
@@ -182,7 +182,7 @@ FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
 	fuzz_mime fuzz_store_index fuzz_store_uidlist fuzz_store_cache \
 	fuzz_deflate fuzz_sort fuzz_dirjson fuzz_config_edit fuzz_admin_json \
-	fuzz_milter
+	fuzz_milter fuzz_sendlimit
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
@@ -193,6 +193,8 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
 	src/lib/span.c src/imap/imap_sort.c src/dir/dir_json.c $(MIME_SRC) \
 	$(STORE_SRC) src/milter/milter_proto.c
+# config.c parses send_limit_* rates (issue 15 part 4)
+FUZZ_LIB += src/lib/sendlimit.c
 
 # COMPRESS=DEFLATE's inflater: libevent buffers and zlib.
 build/fuzz/fuzz_deflate: tests/fuzz/fuzz_deflate.c src/lib/deflate.c
