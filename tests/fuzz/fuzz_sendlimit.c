@@ -26,7 +26,8 @@ rate_round_trip(const uint8_t *data, size_t len)
 	memcpy(copy, data, len);
 	if (sendlimit_rate_parse(copy, len, &r, &why) == 0) {
 		sendlimit_rate_format(&r, text, sizeof(text));
-		if (sendlimit_rate_parse(text, strlen(text), &back, &why) != 0 ||
+		if (sendlimit_rate_parse(text, strlen(text), &back, &why) !=
+		        0 ||
 		    back.max != r.max || back.window_s != r.window_s)
 			__builtin_trap();
 	}

@@ -39,7 +39,8 @@ int run_log_tests(void);
 int run_human_tests(void);
 int run_span_tests(void);
 int run_milter_tests(void); /* issue 15 part 2 */
-int run_sendlimit_tests(void); /* issue 15 part 4 */
+/* issue 15 part 4 */
+int run_sendlimit_tests(void);
 int run_worker_tests(void);
 int run_pop3_read_tests(void);
 int run_committer_tests(void);

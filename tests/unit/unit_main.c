@@ -46,6 +46,7 @@ main(void)
 	failed += run_log_ring_tests();
 	failed += run_chart_tests();
 	failed += run_milter_tests(); /* issue 15 part 2 */
-	failed += run_sendlimit_tests(); /* issue 15 part 4 */
+	/* issue 15 part 4 */
+	failed += run_sendlimit_tests();
 	return failed != 0;
 }
