@@ -105,6 +105,14 @@ struct dir_send_limit {
 	uint32_t msg_window, rcpt_window;
 };
 
+/* A shared sending-cap counter (issue 15 part 4): sendlimit.h's
+ * struct sendlimit_count, spelled here so dir.h needs no lib header. */
+struct dir_send_count {
+	int64_t end; /* Unix time the window ends, 0: none */
+	uint32_t count;
+	bool is_tripped;
+};
+
 /*
  * The cap row of kind ("user", "domain") and name: 1 found, 0 none (also
  * when the backend keeps none), -1 directory error with err.  Any
@@ -170,6 +178,21 @@ struct dir_read_ops {
 	 * "domain": 1 a row, in *out; 0 none. */
 	int (*send_limit)(struct dir *, const char *kind, const char *name,
 	    struct dir_send_limit *out, char *err, size_t errlen);
+	/* Optional, all three or none (NULL: each node counts alone): the
+	 * sending-cap counters every node sharing the directory sees
+	 * (PostgreSQL's send_counts; issue 15 part 4).  key is the sender
+	 * ("alice@example.org", "ip:ADDR"), kind a SENDLIMIT_* value, times
+	 * the backend's clock.  get: both kinds into out (end 0: none open).
+	 * add: n more in kind's window (a new one of window_s when none is
+	 * open); with is_trip, n 0, it marks the window tripped.  reset:
+	 * forgets key.  0, or -1 with err. */
+	int (*send_count_get)(struct dir *, const char *key,
+	    struct dir_send_count out[2], char *err, size_t errlen);
+	int (*send_count_add)(struct dir *, const char *key, int kind,
+	    uint32_t n, uint32_t window_s, bool is_trip, char *err,
+	    size_t errlen);
+	int (*send_count_reset)(
+	    struct dir *, const char *key, char *err, size_t errlen);
 };
 
 enum dir_admin_result {

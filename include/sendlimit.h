@@ -83,6 +83,13 @@ void sendlimit_add(struct sendlimit_table *, const char *key,
  */
 bool sendlimit_get(struct sendlimit_table *, const char *key,
     enum sendlimit_kind kind, time_t now, struct sendlimit_count *out);
+/*
+ * Replaces key's state for kind with c (the shared counters another
+ * store keeps: PostgreSQL); c->end 0 clears it.  Nothing when the table
+ * is full and key is not held.
+ */
+void sendlimit_set(struct sendlimit_table *, const char *key,
+    enum sendlimit_kind kind, const struct sendlimit_count *c, time_t now);
 /* Forgets key (counts and trips); false when it was not held. */
 bool sendlimit_reset(struct sendlimit_table *, const char *key);
 /* Number of senders held. */

@@ -2706,6 +2706,21 @@ limit_counts(struct ctl *c, const char *key,
 	struct sendlimit_table *t;
 
 	memset(cnt, 0, sizeof(*cnt) * SENDLIMIT_NKINDS);
+	if (c->dir->ops->send_count_get != NULL) {
+		struct dir_send_count sc[SENDLIMIT_NKINDS];
+
+		/* Shared by the nodes (PostgreSQL): the directory's. */
+		*from = "directory";
+		if (c->dir->ops->send_count_get(
+		        c->dir, key, sc, c->err, ERRLEN) == -1) {
+			fprintf(stderr, "posternctl: %s\n", c->err);
+			return;
+		}
+		for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+			cnt[k] = (struct sendlimit_count){
+			    (time_t)sc[k].end, sc[k].count, sc[k].is_tripped};
+		return;
+	}
 	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) != -1) {
 		snprintf(line, sizeof(line), "limit show %s\n", key);
 		if (ctl_request(fd, line, reply, sizeof(reply)) == 0 &&
@@ -2825,6 +2840,11 @@ c_limit_reset(struct ctl *c, char **a)
 	if (strncmp(a[0], "ip:", 3) != 0 &&
 	    limit_name("user", a[0], name, sizeof(name)) != 0)
 		return 1;
+	/* Shared by the nodes (PostgreSQL): every node sees it at the
+	 * sender's next RCPT; this node's own table is reset below too. */
+	if (c->dir->ops->send_count_reset != NULL &&
+	    c->dir->ops->send_count_reset(c->dir, name, c->err, ERRLEN) == -1)
+		return die("%s", c->err);
 	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) == -1)
 		return limit_reset_file(c, name);
 	snprintf(line, sizeof(line), "limit reset %s\n", name);
@@ -3041,10 +3061,11 @@ static const struct ctl_cmd {
         "a sender's caps, counts, throttle", NULL},
     {"limit list", "", 0, 0, CTL_DIR, c_limit_list,
         "the system caps and every row", NULL},
-    {"limit reset", "ADDRESS|ip:ADDR", 1, 1, CTL_RUN_USER, c_limit_reset,
+    {"limit reset", "ADDRESS|ip:ADDR", 1, 1, CTL_DIR, c_limit_reset,
         "clear a sender's counts and throttle",
         "Tells the running posternd (its control socket); without one,\n"
-        "edits data_dir/sendlimits.\n"},
+        "edits data_dir/sendlimits.  On PostgreSQL it also clears the\n"
+        "counts every node shares.\n"},
 };
 
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

@@ -300,6 +300,22 @@ sendlimit_get(struct sendlimit_table *t, const char *key,
 	return true;
 }
 
+void
+sendlimit_set(struct sendlimit_table *t, const char *key,
+    enum sendlimit_kind kind, const struct sendlimit_count *c, time_t now)
+{
+	struct entry *e = *find(t, key);
+
+	if (e == NULL && c->end == 0)
+		return;
+	if (e == NULL && (e = get_entry(t, key, now)) == NULL)
+		return;
+	if (memcmp(&e->c[kind], c, sizeof(*c)) != 0)
+		t->generation++;
+	e->c[kind] = *c;
+	expire(&e->c[kind], now);
+}
+
 bool
 sendlimit_reset(struct sendlimit_table *t, const char *key)
 {

@@ -166,9 +166,33 @@ limit_over(struct sendlimit_rate *out, const struct dir_send_limit *l)
 	}
 }
 
+/* The counters the directory shares (PostgreSQL), when it does. */
+static int
+limit_shared_get(struct dir *d, const char *key, struct smtp_limit_shared *sh,
+    char *err, size_t errlen)
+{
+	struct dir_send_count c[SENDLIMIT_NKINDS];
+
+	sh->is_set = false;
+	if (d == NULL || d->ops->send_count_get == NULL)
+		return 0;
+	dir_op_begin(d);
+	if (d->ops->send_count_get(d, key, c, err, errlen) == -1) {
+		dir_op_end(d);
+		return -1;
+	}
+	dir_op_end(d);
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		sh->c[k] = (struct sendlimit_count){
+		    (time_t)c[k].end, c[k].count, c[k].is_tripped};
+	sh->is_set = true;
+	return 0;
+}
+
 int
-smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *user,
-    struct sendlimit_rate out[SENDLIMIT_NKINDS], char *err, size_t errlen)
+smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
+    const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
+    struct smtp_limit_shared *sh, char *err, size_t errlen)
 {
 	struct dir_send_limit l;
 	const char *at;
@@ -176,8 +200,12 @@ smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *user,
 
 	out[SENDLIMIT_MESSAGES] = cfg->send_limit_messages;
 	out[SENDLIMIT_RECIPIENTS] = cfg->send_limit_recipients;
-	if (user == NULL || user[0] == '\0' || d == NULL)
-		return 0; /* relay clients: the system's */
+	if (user == NULL || user[0] == '\0' || d == NULL) {
+		/* relay clients: the system's */
+		if (out[0].max == 0 && out[1].max == 0)
+			return 0;
+		return limit_shared_get(d, key, sh, err, errlen);
+	}
 	/* User overrides domain overrides system, each kind alone. */
 	if ((at = strrchr(user, '@')) != NULL) {
 		if ((r = dir_send_limit_get(
@@ -190,7 +218,72 @@ smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *user,
 		return -1;
 	if (r == 1)
 		limit_over(out, &l);
-	return 0;
+	if (out[0].max == 0 && out[1].max == 0)
+		return 0; /* no caps: nothing to count */
+	return limit_shared_get(d, key, sh, err, errlen);
+}
+
+/* ---- shared counters (PostgreSQL) ------------------------------------- */
+
+struct count_job {
+	struct smtp_server *srv; /* done only */
+	char key[SENDLIMIT_KEY_MAX];
+	uint32_t n[SENDLIMIT_NKINDS], window[SENDLIMIT_NKINDS];
+	int trip_kind; /* -1: an add of n */
+	int r;
+	char err[256];
+};
+
+/* Directory worker: the change on the shared table. */
+static void
+count_run(void *arg, void *ctx)
+{
+	struct count_job *j = arg;
+	struct dir *d = ctx;
+
+	j->r = 0;
+	if (d == NULL || d->ops->send_count_add == NULL)
+		return;
+	dir_op_begin(d);
+	for (int k = 0; k < SENDLIMIT_NKINDS && j->r == 0; k++) {
+		if (j->trip_kind >= 0 && k != j->trip_kind)
+			continue;
+		if (j->trip_kind < 0 && (j->n[k] == 0 || j->window[k] == 0))
+			continue;
+		j->r = d->ops->send_count_add(d, j->key, k, j->n[k],
+		    j->window[k], j->trip_kind >= 0, j->err, sizeof(j->err));
+	}
+	dir_op_end(d);
+}
+
+static void
+count_done(void *arg)
+{
+	struct count_job *j = arg;
+
+	j->srv->limit_jobs--;
+	if (j->r == -1)
+		log_err("event=send_limit result=count-error sender=%s "
+		        "error=\"%s\"",
+		    log_esc(j->key), log_esc(j->err));
+	free(j);
+}
+
+static void
+count_submit(struct smtp_server *srv, const char *key, int trip_kind,
+    const uint32_t n[SENDLIMIT_NKINDS], const struct sendlimit_rate *lim)
+{
+	struct count_job *j = xcalloc(1, sizeof(*j));
+
+	j->srv = srv;
+	snprintf(j->key, sizeof(j->key), "%s", key);
+	j->trip_kind = trip_kind;
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		j->n[k] = n[k];
+		j->window[k] = lim[k].max ? lim[k].window_s : 0;
+	}
+	srv->limit_jobs++;
+	workers_submit(srv->dir_workers, count_run, count_done, j);
 }
 
 /* ---- the alert -------------------------------------------------------- */
@@ -402,22 +495,23 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 
 /* ---- the session's hooks ---------------------------------------------- */
 
-/* The sender a session counts as. */
-static const char *
-limit_key(struct session *s, char *buf, size_t len)
+const char *
+smtp_limit_key(struct session *s, char *buf, size_t len)
 {
 	if (s->auth_user[0] != '\0')
-		return s->auth_user;
-	snprintf(buf, len, "ip:%s", s->ip_key);
+		snprintf(buf, len, "%s", s->auth_user);
+	else
+		snprintf(buf, len, "ip:%s", s->ip_key);
 	return buf;
 }
 
 const char *
-smtp_limit_rcpt(
-    struct session *s, const struct sendlimit_rate lim[SENDLIMIT_NKINDS])
+smtp_limit_rcpt(struct session *s,
+    const struct sendlimit_rate lim[SENDLIMIT_NKINDS],
+    const struct smtp_limit_shared *sh)
 {
 	char kb[SENDLIMIT_KEY_MAX];
-	const char *key = limit_key(s, kb, sizeof(kb));
+	const char *key = smtp_limit_key(s, kb, sizeof(kb));
 	time_t now = time(NULL);
 	const uint32_t add[SENDLIMIT_NKINDS] = {
 	    s->limit_rcpts == 0 ? 1 : 0, (uint32_t)s->limit_rcpts + 1};
@@ -425,6 +519,14 @@ smtp_limit_rcpt(
 
 	s->limit[SENDLIMIT_MESSAGES] = lim[SENDLIMIT_MESSAGES];
 	s->limit[SENDLIMIT_RECIPIENTS] = lim[SENDLIMIT_RECIPIENTS];
+	/* Shared counters: what every node counted is the truth. */
+	s->is_limit_shared = sh->is_set;
+	log_debug("session=%s event=send_limit result=check sender=%s "
+	          "shared=%s messages=%u recipients=%u",
+	    s->id, log_esc(key), sh->is_set ? "yes" : "no", sh->c[0].count,
+	    sh->c[1].count);
+	for (int k = 0; sh->is_set && k < SENDLIMIT_NKINDS; k++)
+		sendlimit_set(s->srv->limits, key, k, &sh->c[k], now);
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
 		bool is_new;
 		struct sendlimit_count c;
@@ -447,6 +549,11 @@ smtp_limit_rcpt(
 		    s->cfg->send_limit_action == SEND_LIMIT_HOLD ? "hold"
 		                                                 : "defer");
 		alert_send(s, key, k, &lim[k], &c);
+		if (s->is_limit_shared) {
+			const uint32_t zero[SENDLIMIT_NKINDS] = {0, 0};
+
+			count_submit(s->srv, key, k, zero, lim);
+		}
 	}
 	if (!is_over) {
 		s->limit_rcpts++;
@@ -477,15 +584,20 @@ smtp_limit_sent(struct session *s, size_t nremote)
 	if (n > 0 && s->is_limit_hold)
 		log_info("session=%s id=%s event=send_limit result=held "
 		         "sender=%s nrcpt=%zu",
-		    s->id, s->queue_id, log_esc(limit_key(s, kb, sizeof(kb))),
-		    n);
+		    s->id, s->queue_id,
+		    log_esc(smtp_limit_key(s, kb, sizeof(kb))), n);
 	if (n == 0 || s->is_limit_hold)
 		return;
-	key = limit_key(s, kb, sizeof(kb));
+	key = smtp_limit_key(s, kb, sizeof(kb));
 	sendlimit_add(s->srv->limits, key, SENDLIMIT_MESSAGES,
 	    &s->limit[SENDLIMIT_MESSAGES], 1, now);
 	sendlimit_add(s->srv->limits, key, SENDLIMIT_RECIPIENTS,
 	    &s->limit[SENDLIMIT_RECIPIENTS], (uint32_t)n, now);
+	if (s->is_limit_shared) {
+		const uint32_t add[SENDLIMIT_NKINDS] = {1, (uint32_t)n};
+
+		count_submit(s->srv, key, -1, add, s->limit);
+	}
 }
 
 void
@@ -493,6 +605,7 @@ smtp_limit_txn_reset(struct session *s)
 {
 	s->limit_rcpts = 0;
 	s->is_limit_hold = false;
+	s->is_limit_shared = false;
 }
 
 /* ---- the control socket ----------------------------------------------- */

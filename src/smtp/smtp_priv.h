@@ -132,6 +132,7 @@ struct session {
 	size_t limit_rcpts;
 	struct sendlimit_rate limit[SENDLIMIT_NKINDS];
 	bool is_limit_hold;
+	bool is_limit_shared; /* the directory shares the counters */
 	char limit_reply[SENDLIMIT_KEY_MAX + 64];
 };
 
@@ -181,10 +182,20 @@ void smtp_milter_free(struct session *);
 void smtp_limit_start(struct smtp_server *);
 void smtp_limit_free(struct smtp_server *);
 struct dir;
-int smtp_limit_lookup(const struct config *, struct dir *, const char *user,
-    struct sendlimit_rate out[SENDLIMIT_NKINDS], char *err, size_t errlen);
-const char *smtp_limit_rcpt(
-    struct session *, const struct sendlimit_rate lim[SENDLIMIT_NKINDS]);
+/* The counters a directory shares between nodes (PostgreSQL), as the
+ * RCPT job read them; is_set false: none (each node counts alone). */
+struct smtp_limit_shared {
+	bool is_set;
+	struct sendlimit_count c[SENDLIMIT_NKINDS];
+};
+/* The sender s counts as, into buf (len SENDLIMIT_KEY_MAX); returns it. */
+const char *smtp_limit_key(struct session *, char *buf, size_t len);
+int smtp_limit_lookup(const struct config *, struct dir *, const char *key,
+    const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
+    struct smtp_limit_shared *sh, char *err, size_t errlen);
+const char *smtp_limit_rcpt(struct session *,
+    const struct sendlimit_rate lim[SENDLIMIT_NKINDS],
+    const struct smtp_limit_shared *sh);
 void smtp_limit_sent(struct session *, size_t nremote);
 void smtp_limit_txn_reset(struct session *);
 int smtp_limit_control(

@@ -90,6 +90,8 @@ struct rcpt_job {
 	/* Sending caps (issue 15 part 4): the sender's rates for a remote
 	 * recipient, or the directory's error. */
 	struct sendlimit_rate limits[SENDLIMIT_NKINDS];
+	struct smtp_limit_shared limit_shared;
+	char limit_key[SENDLIMIT_KEY_MAX];
 	char limit_err[256];
 };
 
@@ -685,8 +687,9 @@ rcpt_job_run(void *arg, void *ctx)
 	/* Sending caps (issue 15 part 4): the sender's rates. */
 	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL &&
 	    j->ans.verdict.kind == VERDICT_ACCEPT &&
-	    smtp_limit_lookup(j->cfg, ctx, j->auth_user, j->limits,
-	        j->limit_err, sizeof(j->limit_err)) == -1 &&
+	    smtp_limit_lookup(j->cfg, ctx, j->limit_key, j->auth_user,
+	        j->limits, &j->limit_shared, j->limit_err,
+	        sizeof(j->limit_err)) == -1 &&
 	    j->limit_err[0] == '\0')
 		snprintf(j->limit_err, sizeof(j->limit_err), "directory error");
 }
@@ -773,7 +776,7 @@ rcpt_limit_check(struct session *s, struct rcpt_job *j)
 		    "Temporary directory failure, try again later");
 		return false;
 	}
-	if ((why = smtp_limit_rcpt(s, j->limits)) == NULL)
+	if ((why = smtp_limit_rcpt(s, j->limits, &j->limit_shared)) == NULL)
 		return true;
 	rcpt_log(s, j, "tempfail", "451", why, "send-limit");
 	rcpt_refuse(s, j, "451 4.7.1", why);
@@ -975,6 +978,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	j->size = s->mail_size;
 	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	snprintf(j->auth_user, sizeof(j->auth_user), "%s", s->auth_user);
+	smtp_limit_key(s, j->limit_key, sizeof(j->limit_key)); /* issue 15.4 */
 	j->facts.ip = j->ip;
 	j->facts.listener = kind_names[s->kind]; /* static */
 	j->facts.is_tls = s->cs.is_tls;

@@ -222,3 +222,38 @@ def test_user_over_domain_over_system(make_server, sinks, cert):
     r = s.ctl("limit", "unset", "user", "dave@example.test", check=False)
     assert r.returncode == 1 and "no limits set" in r.stderr, r.stderr
     assert "user\talice@example.test\tmessages=1/1h" in s.ctl("limit", "list").stdout
+
+
+def test_two_nodes_share_counts(make_server, sinks, pg, cert):
+    """PostgreSQL: the counts are the directory's, so a sender that spreads
+    its mail over two nodes still gets its cap once in all; the trip one
+    node saw throttles it at the other, and one reset lifts it on both."""
+    mx = sinks("127.0.0.2")
+    conf = dict(BASE, send_limit_messages="4/1h")
+    a = make_server(conf, pg=pg)
+    b = make_server(conf, pg=pg, db=a.dbname, populate=False)
+    for node in (a, b):
+        c = login(node, cert, "alice")
+        for i in range(2):
+            assert send(c, "alice@example.test", [f"n{i}@remote.example"])[0][0] == 250
+        c.quit()
+    # Counted on the directory by a worker after each 250: wait for it.
+    wait_for(lambda: "count=4" in a.ctl("limit", "show", "alice@example.test").stdout,
+             10, "4 counted")
+    out = b.ctl("limit", "show", "alice@example.test").stdout
+    assert "count=4" in out and "counts: directory" in out, out
+    c = login(a, cert, "alice")
+    assert spam_until_refused(c, "alice") == 0
+    c.quit()
+    wait_for(lambda: "throttled=yes" in b.ctl("limit", "show", "alice@example.test").stdout,
+             10, "trip shared")
+    c = login(b, cert, "alice")
+    assert spam_until_refused(c, "alice") == 0
+    c.quit()
+    # One trip, one log line and one alert, at the node that saw it.
+    assert len(re.findall("result=tripped", a.log() + b.log())) == 1
+    a.ctl("limit", "reset", "alice@example.test")
+    c = login(b, cert, "alice")
+    assert spam_until_refused(c, "alice") == 4
+    c.quit()
+    wait_for(lambda: len(mx.messages) == 8, what="8 relayed")
