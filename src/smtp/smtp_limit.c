@@ -109,6 +109,7 @@ smtp_limit_start(struct smtp_server *srv)
 	struct timeval tv = {1, 0};
 
 	srv->limits = sendlimit_table_new(LIMIT_TABLE_MAX);
+	srv->limit_pending = counter_new(1024);
 	snprintf(
 	    path, sizeof(path), "%s/%s", srv->cfg->data_dir, SENDLIMIT_FILE);
 	/* Start-up, before the loop: a blocking read is fine here. */
@@ -148,6 +149,7 @@ smtp_limit_free(struct smtp_server *srv)
 		free(text);
 	}
 	sendlimit_table_free(&srv->limits);
+	counter_free(&srv->limit_pending);
 }
 
 /* ---- limits ----------------------------------------------------------- */
@@ -225,6 +227,37 @@ smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
 
 /* ---- shared counters (PostgreSQL) ------------------------------------- */
 
+/*
+ * What this node counted or tripped that the shared table may not show
+ * yet (its count job is in flight): "m:KEY" and "r:KEY" the messages and
+ * recipients, "t:KEY" trips.  Added to the shared counts at each check,
+ * so a sender's next message in the same session sees its last one.
+ */
+static void
+pending_key(char *out, size_t len, char tag, const char *key)
+{
+	snprintf(out, len, "%c:%s", tag, key);
+}
+
+static void
+pending_add(
+    struct smtp_server *srv, const char *key, int kind, bool is_trip, int delta)
+{
+	char k[SENDLIMIT_KEY_MAX + 4];
+
+	pending_key(k, sizeof(k), is_trip ? 't' : kind == 0 ? 'm' : 'r', key);
+	counter_add(srv->limit_pending, k, delta);
+}
+
+static size_t
+pending_get(struct smtp_server *srv, const char *key, char tag)
+{
+	char k[SENDLIMIT_KEY_MAX + 4];
+
+	pending_key(k, sizeof(k), tag, key);
+	return counter_get(srv->limit_pending, k);
+}
+
 struct count_job {
 	struct smtp_server *srv; /* done only */
 	char key[SENDLIMIT_KEY_MAX];
@@ -262,6 +295,11 @@ count_done(void *arg)
 	struct count_job *j = arg;
 
 	j->srv->limit_jobs--;
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		if (j->trip_kind == k)
+			pending_add(j->srv, j->key, k, true, -1);
+		else if (j->trip_kind < 0 && j->window[k] != 0)
+			pending_add(j->srv, j->key, k, false, -(int)j->n[k]);
 	if (j->r == -1)
 		log_err("event=send_limit result=count-error sender=%s "
 		        "error=\"%s\"",
@@ -281,6 +319,10 @@ count_submit(struct smtp_server *srv, const char *key, int trip_kind,
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
 		j->n[k] = n[k];
 		j->window[k] = lim[k].max ? lim[k].window_s : 0;
+		if (trip_kind == k)
+			pending_add(srv, key, k, true, 1);
+		else if (trip_kind < 0 && j->window[k] != 0)
+			pending_add(srv, key, k, false, (int)n[k]);
 	}
 	srv->limit_jobs++;
 	workers_submit(srv->dir_workers, count_run, count_done, j);
@@ -525,8 +567,20 @@ smtp_limit_rcpt(struct session *s,
 	          "shared=%s messages=%u recipients=%u",
 	    s->id, log_esc(key), sh->is_set ? "yes" : "no", sh->c[0].count,
 	    sh->c[1].count);
-	for (int k = 0; sh->is_set && k < SENDLIMIT_NKINDS; k++)
-		sendlimit_set(s->srv->limits, key, k, &sh->c[k], now);
+	for (int k = 0; sh->is_set && k < SENDLIMIT_NKINDS; k++) {
+		struct sendlimit_count c = sh->c[k], mine;
+		size_t more = pending_get(s->srv, key, k == 0 ? 'm' : 'r');
+
+		/* ... with what this node has not seen written yet. */
+		if (more > 0 || pending_get(s->srv, key, 't') > 0) {
+			if (sendlimit_get(s->srv->limits, key, k, now, &mine) &&
+			    c.end == 0)
+				c.end = mine.end;
+			c.count += (uint32_t)more;
+			c.is_tripped = c.is_tripped || mine.is_tripped;
+		}
+		sendlimit_set(s->srv->limits, key, k, &c, now);
+	}
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
 		bool is_new;
 		struct sendlimit_count c;

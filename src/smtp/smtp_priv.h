@@ -67,6 +67,7 @@ struct smtp_server {
 	 * save timer, the generation last saved, jobs (save, alerts) in
 	 * flight. */
 	struct sendlimit_table *limits;
+	struct counter *limit_pending; /* shared counts not yet written */
 	struct event *limit_timer;
 	uint64_t limit_saved_gen;
 	size_t limit_jobs;
