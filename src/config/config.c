@@ -59,6 +59,7 @@ enum cfg_type {
 	T_MILTER_ACTION, /* milter_default_action */
 	T_RATE,          /* send_limit_* "N/WINDOW" (issue 15 part 4) */
 	T_SEND_ACTION,   /* send_limit_action (issue 15 part 4) */
+	T_MAILBOX,       /* send_limit_alert: "" or an address */
 };
 
 struct cfg_key {
@@ -175,7 +176,7 @@ static const struct cfg_key cfg_keys[] = {
     {"routes", T_ROUTES, O(routes), "", 0, 0},
     /* Sending caps (issue 15 part 4, include/sendlimit.h). */
     {"send_limit_action", T_SEND_ACTION, O(send_limit_action), "defer", 0, 0},
-    {"send_limit_alert", T_STR, O(send_limit_alert), "", 0, 0},
+    {"send_limit_alert", T_MAILBOX, O(send_limit_alert), "", 0, 0},
     {"send_limit_messages", T_RATE, O(send_limit_messages), "0", 0, 0},
     {"send_limit_recipients", T_RATE, O(send_limit_recipients), "0", 0, 0},
     {"session_timeout", T_MS, O(session_timeout_ms), "1h", 1000, 86400000},
@@ -768,6 +769,13 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 	case T_SEND_ACTION: /* issue 15 part 4 */
 		return set_enum(
 		    field, v, send_action_names, "want defer or hold", why);
+	case T_MAILBOX: { /* issue 15 part 4 */
+		struct addr a;
+
+		if (v[0] != '\0' && addr_parse_mailbox(v, &a, why) == -1)
+			return -1;
+		return set_str(field, v);
+	}
 	case T_TLSMODE:
 		return set_enum(field, v, smtp_tls_names,
 		    "want may, encrypt, verify or none", why);
@@ -1307,6 +1315,7 @@ key_value_equal(
 	case T_DNS:
 	case T_HOP:
 	case T_CONNINFO:
+	case T_MAILBOX: /* issue 15 part 4 */
 		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
 	case T_SIZE:
 	case T_COUNT:

@@ -259,3 +259,30 @@ def test_two_nodes_share_counts(make_server, sinks, pg, cert):
     assert spam_until_refused(c, "alice") == 4
     c.quit()
     wait_for(lambda: len(mx.messages) == 8, what="8 relayed")
+
+
+def test_alert_to_a_remote_address(make_server, sinks, cert):
+    """send_limit_alert in another domain: the alert goes through the
+    queue to its MX like any mail, from the null sender."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_recipients="1/1h",
+                         send_limit_alert="noc@remote.example"))
+    c = login(s, cert, "alice")
+    got = send(c, "alice@example.test", ["a@remote.example", "b@remote.example"])
+    assert [code for code, _ in got] == [250, 451]
+    c.quit()
+    m = wait_for(lambda: [m for m in mx.messages if m["to"] == ["noc@remote.example"]],
+                 what="alert relayed")[0]
+    assert m["from"] in ("", "<>") and b"Sending limit reached: alice@example.test" in m["data"]
+    assert b"(recipients 1/1h)" in m["data"]
+    assert alerts(s) == []
+
+
+def test_bad_alert_address_is_refused(make_server):
+    s = make_server(dict(send_limit_alert="not an address"), populate=False, start=False)
+    r = s.ctl("check", check=False)
+    assert r.returncode == 1 and "send_limit_alert" in r.stdout + r.stderr, (r.stdout, r.stderr)
+    for bad in ("200/1w", "abc", "0/1h"):
+        s = make_server(dict(send_limit_messages=bad), populate=False, start=False)
+        r = s.ctl("check", check=False)
+        assert r.returncode == 1 and "send_limit_messages" in r.stdout + r.stderr, bad

@@ -243,6 +243,45 @@ test_dump_load(void **state)
 	sendlimit_table_free(&u);
 }
 
+/* sendlimit_set: shared counts replace a sender's own (PostgreSQL). */
+static void
+test_set_shared(void **state)
+{
+	struct sendlimit_table *t = sendlimit_table_new(4);
+	const struct sendlimit_rate lim = {5, 60};
+	const struct sendlimit_count shared = {200, 5, false},
+	                             none = {0, 0, false};
+	struct sendlimit_count c;
+	uint64_t gen;
+	bool trip;
+
+	(void)state;
+	sendlimit_set(t, "a", SENDLIMIT_MESSAGES, &none, 100);
+	assert_int_equal(sendlimit_size(t), 0); /* nothing to hold */
+	sendlimit_add(t, "a", SENDLIMIT_MESSAGES, &lim, 1, 100);
+	sendlimit_set(t, "a", SENDLIMIT_MESSAGES, &shared, 100);
+	assert_true(sendlimit_get(t, "a", SENDLIMIT_MESSAGES, 100, &c));
+	assert_int_equal(c.count, 5);
+	assert_int_equal(c.end, 200);
+	assert_false(
+	    sendlimit_check(t, "a", SENDLIMIT_MESSAGES, &lim, 1, 101, &trip));
+	assert_true(trip);
+	/* The same state again: no change to save. */
+	sendlimit_get(t, "a", SENDLIMIT_MESSAGES, 101, &c);
+	gen = sendlimit_generation(t);
+	sendlimit_set(t, "a", SENDLIMIT_MESSAGES, &c, 101);
+	assert_int_equal(sendlimit_generation(t), gen);
+	/* Reset elsewhere: no row any more, the trip goes with it. */
+	sendlimit_set(t, "a", SENDLIMIT_MESSAGES, &none, 102);
+	assert_true(
+	    sendlimit_check(t, "a", SENDLIMIT_MESSAGES, &lim, 1, 102, &trip));
+	/* An ended shared window reads as none. */
+	sendlimit_set(t, "b", SENDLIMIT_MESSAGES, &shared, 200);
+	assert_true(sendlimit_get(t, "b", SENDLIMIT_MESSAGES, 200, &c));
+	assert_int_equal(c.end, 0);
+	sendlimit_table_free(&t);
+}
+
 int
 run_sendlimit_tests(void)
 {
@@ -252,6 +291,7 @@ run_sendlimit_tests(void)
 	    cmocka_unit_test(test_kinds_keys_reset),
 	    cmocka_unit_test(test_full_table),
 	    cmocka_unit_test(test_dump_load),
+	    cmocka_unit_test(test_set_shared),
 	};
 
 	return cmocka_run_group_tests_name("sendlimit", tests, NULL, NULL);
