@@ -345,6 +345,7 @@ static void
 alert_free(struct alert_job *j)
 {
 	j->srv->limit_jobs--;
+	j->srv->limit_alerts--;
 	strlist_clear(&j->mailboxes);
 	queue_env_clear(&j->qenv);
 	config_unref(&j->cfg);
@@ -477,7 +478,7 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	const char *host = s->cfg->hostname;
 	int n;
 
-	if (srv->limit_jobs >= LIMIT_ALERTS_MAX) {
+	if (srv->limit_alerts >= LIMIT_ALERTS_MAX) {
 		log_warn("event=send_limit result=alert-skipped sender=%s "
 		         "reason=\"too many alerts in flight\"",
 		    log_esc(key));
@@ -532,6 +533,7 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	if (n < 0 || n >= 4096)
 		j->text[4095] = '\0'; /* cut; the key's room keeps it rare */
 	srv->limit_jobs++;
+	srv->limit_alerts++;
 	workers_submit(srv->dir_workers, alert_expand_run, alert_expanded, j);
 }
 

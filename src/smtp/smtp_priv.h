@@ -70,7 +70,7 @@ struct smtp_server {
 	struct counter *limit_pending; /* shared counts not yet written */
 	struct event *limit_timer;
 	uint64_t limit_saved_gen;
-	size_t limit_jobs;
+	size_t limit_jobs, limit_alerts; /* alerts: of those jobs */
 	bool is_limit_saving;
 };
 

@@ -286,3 +286,31 @@ def test_bad_alert_address_is_refused(make_server):
         s = make_server(dict(send_limit_messages=bad), populate=False, start=False)
         r = s.ctl("check", check=False)
         assert r.returncode == 1 and "send_limit_messages" in r.stdout + r.stderr, bad
+
+
+def test_alert_nowhere_to_go(make_server, sinks, cert):
+    """An alert address with no mailbox behind it: logged, and the sender
+    is throttled all the same."""
+    sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_messages="1/1h",
+                         send_limit_alert="nobody@example.test"))
+    c = login(s, cert, "alice")
+    assert spam_until_refused(c, "alice") == 1
+    c.quit()
+    wait_for(lambda: "result=alert-error to=<nobody@example.test>" in s.log(),
+             what="alert error logged")
+    assert alerts(s) == []
+
+
+def test_directory_error_defers(make_server, sinks, pg, cert):
+    """PostgreSQL: the caps cannot be read (the table is gone): the remote
+    RCPT gets 451 4.3.0, never an unchecked accept; local mail goes on."""
+    sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_messages="5/1h"), pg=pg)
+    s.psql("DROP TABLE send_limits")
+    c = login(s, cert, "alice")
+    [(code, text)] = send(c, "alice@example.test", ["far@remote.example"])
+    assert code == 451 and b"4.3.0" in text, (code, text)
+    assert send(c, "alice@example.test", ["bob@example.test"])[0][0] == 250
+    c.quit()
+    assert re.search(r"result=tempfail code=451 .*rule=send-limit", s.log())
