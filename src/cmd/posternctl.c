@@ -2083,6 +2083,53 @@ export_addrs(struct export *x, const char *what, enum dir_json_type type)
 	return rc;
 }
 
+/* Sending caps (issue 15 part 4): one pair as the format writes it. */
+static void
+export_rate(int64_t n, uint32_t w, char *out, size_t len)
+{
+	struct sendlimit_rate r = {(uint32_t)n, w};
+
+	if (n < 0)
+		snprintf(out, len, "default");
+	else
+		sendlimit_rate_format(&r, out, len);
+}
+
+struct export_limits {
+	struct export *x;
+	int rc;
+};
+
+static void
+export_limit_row(void *arg, const char *kind, const char *name,
+    const struct dir_send_limit *l)
+{
+	struct export_limits *e = arg;
+
+	if (e->rc != 0)
+		return;
+	export_rate(
+	    l->messages, l->msg_window, e->x->rec.c, sizeof(e->x->rec.c));
+	export_rate(
+	    l->recipients, l->rcpt_window, e->x->rec.d, sizeof(e->x->rec.d));
+	e->rc = export_rec(e->x, DIR_JSON_SEND_LIMIT, kind, name);
+}
+
+/* The caps rows, after everything they may name. */
+static int
+export_limits(struct export *x)
+{
+	struct export_limits e = {x, 0};
+	struct ctl *c = x->c;
+
+	if (c->dir->admin->send_limit_rows == NULL)
+		return 0;
+	if (c->dir->admin->send_limit_rows(
+	        c->dir, export_limit_row, &e, c->err, ERRLEN) < 0)
+		return die("export: %s", c->err);
+	return e.rc;
+}
+
 /* The records, in the order import needs them. */
 static int
 export_all(struct export *x)
@@ -2105,6 +2152,8 @@ export_all(struct export *x)
 		rc = export_addrs(x, "aliases", DIR_JSON_ALIAS);
 	if (rc == 0)
 		rc = export_addrs(x, "lists", DIR_JSON_LIST);
+	if (rc == 0)
+		rc = export_limits(x); /* issue 15 part 4 */
 	return rc;
 }
 
@@ -2339,6 +2388,55 @@ import_user(struct import *im, const struct dir_json_rec *r)
 	return 0;
 }
 
+/* A send_limit's rate: "N/WINDOW", "0" or "default" (-1). */
+static int
+import_rate(struct import *im, const char *in, int64_t *n, uint32_t *w)
+{
+	struct sendlimit_rate r;
+	const char *why;
+
+	if (strcmp(in, "default") == 0) {
+		*n = -1;
+		*w = 0;
+		return 0;
+	}
+	if (sendlimit_rate_parse(in, strlen(in), &r, &why) == -1)
+		return import_fail(im, "%s: %s", in, why);
+	*n = r.max;
+	*w = r.window_s;
+	return 0;
+}
+
+/* Sending caps (issue 15 part 4): a user's or a domain's row. */
+static int
+import_send_limit(struct import *im, const struct dir_json_rec *r)
+{
+	const struct dir_admin_ops *a = im->c->dir->admin;
+	char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1];
+	char name[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
+	struct dir_send_limit lim;
+
+	if (a->send_limit_set == NULL)
+		return import_fail(im, "this directory keeps no sending caps");
+	if (strcmp(r->a, "user") == 0) {
+		if (import_split(im, r->b, l, dom))
+			return -1;
+		snprintf(name, sizeof(name), "%s@%s", l, dom);
+	} else if (strcmp(r->a, "domain") == 0) {
+		if (import_domain(im, r->b, dom))
+			return -1;
+		snprintf(name, sizeof(name), "%s", dom);
+	} else
+		return import_fail(im, "send_limit kind: want user or domain");
+	if (import_rate(im, r->c, &lim.messages, &lim.msg_window) ||
+	    import_rate(im, r->d, &lim.recipients, &lim.rcpt_window))
+		return -1;
+	if (lim.messages == -1 && lim.recipients == -1)
+		return 0; /* nothing set: nothing to store */
+	return import_op(im, a->send_limit_set(im->c->dir, r->a, name, &lim,
+	                         im->c->err, ERRLEN));
+}
+
 /* One record after the header, through the admin ops (and their
  * refusals) and the same normalisation as the commands. */
 static int
@@ -2374,6 +2472,8 @@ import_rec(struct import *im, const struct dir_json_rec *r)
 		       import_target(im, r->b, x) ||
 		       import_op(
 		           im, a->list_member(d, l, dom, x, true, err, ERRLEN));
+	case DIR_JSON_SEND_LIMIT: /* issue 15 part 4 */
+		return import_send_limit(im, r);
 	case DIR_JSON_END:
 		if (r->n1 != im->records)
 			return import_fail(im,

@@ -314,3 +314,35 @@ def test_directory_error_defers(make_server, sinks, pg, cert):
     assert send(c, "alice@example.test", ["bob@example.test"])[0][0] == 250
     c.quit()
     assert re.search(r"result=tempfail code=451 .*rule=send-limit", s.log())
+
+
+def test_db_export_import_carries_caps(make_server, tmp_path):
+    """posternctl db export writes the caps rows after the list members;
+    db import sets them again (another backend included)."""
+    s = make_server(start=False)
+    s.ctl("limit", "set", "domain", "example.test", "--recipients", "500/1d")
+    s.ctl("limit", "set", "user", "alice@example.test", "--messages", "10/1h",
+          "--recipients", "0")
+    want = s.ctl("limit", "list").stdout
+    path = str(tmp_path / "dir.jsonl")
+    s.ctl("db", "export", path)
+    lines = open(path).read().splitlines()
+    assert lines[-3:-1] == [
+        '{"type":"send_limit","kind":"domain","name":"example.test",'
+        '"messages":"default","recipients":"500/1d"}',
+        '{"type":"send_limit","kind":"user","name":"alice@example.test",'
+        '"messages":"10/1h","recipients":"0"}'], lines[-4:]
+    for directory in ("sqlite", "postgresql"):
+        dst = make_server(populate=False, start=False, directory=directory)
+        dst.ctl("db", "init")
+        dst.ctl("db", "import", path)
+        assert dst.ctl("limit", "list").stdout == want, directory
+    bad = [l for l in lines[:-1]] + [
+        '{"type":"send_limit","kind":"user","name":"bob@example.test",'
+        '"messages":"5/1w","recipients":"default"}',
+        '{"type":"end","records":%d}' % (len(lines) - 1)]
+    dst = make_server(populate=False, start=False)
+    dst.ctl("db", "init")
+    r = dst.ctl("db", "import", input="\n".join(bad) + "\n", check=False)
+    assert r.returncode == 1 and "window unit" in r.stderr, r.stderr
+    assert dst.ctl("limit", "list").stdout.count("\n") == 1  # nothing imported
