@@ -9,7 +9,9 @@
  * (include/sendlimit.h) are the loop's; a timer writes them to
  * DATA_DIR/sendlimits on the storage pool within a second of a change,
  * and the server's free writes them once more; start reads them.
- * Limits come from the directory on the RCPT job's worker.
+ * Limits come from the directory on the RCPT job's worker; a directory
+ * that shares counters between nodes (PostgreSQL) is read there too, and
+ * written by count jobs on the directory pool after each 250 and trip.
  */
 #include <sys/stat.h>
 
