@@ -40,6 +40,8 @@ LIB_SRC += src/lib/dkim.c
 # DNS blocklists (issue 15 part 3): the pure parts here, the lookups in
 # D_SRC.
 LIB_SRC += src/lib/dnsbl.c
+# Sending caps (issue 15 part 4): the pure windows here, the hook in D_SRC.
+LIB_SRC += src/lib/sendlimit.c src/lib/sendlimit_file.c
 # MIME part tree and IMAP FETCH views (pure; issue 12).
 MIME_SRC = src/mime/mime_parse.c src/mime/mime_param.c \
 	src/mime/mime_decode.c src/mime/mime_addr.c src/mime/mime_imap.c \
@@ -63,6 +65,7 @@ D_SRC += src/milter/milter_session.c src/smtp/smtp_milter.c
 D_SRC += src/smtp/smtp_dkim.c
 CTL_SRC = src/cmd/posternctl.c src/cmd/posternctl_dkim.c # dkim: issue 15 part 1
 D_SRC += src/smtp/smtp_dnsbl.c # issue 15 part 3
+D_SRC += src/smtp/smtp_limit.c # sending caps (issue 15 part 4)
 # The in-memory directory backend: tests only (unit, policy golden).
 UNIT_SRC = $(wildcard tests/unit/*.c) src/dir/dir_fake.c
 # The protocol-server core, driven directly by tests/unit/test_core.c.
@@ -150,7 +153,7 @@ include-graph:
 # directory does the most.
 PG_PROTO_TESTS = $(addprefix tests/proto/,test_directory.py test_auth.py \
 	test_relay.py test_smtp.py test_pop3_login.py test_quota.py test_cli.py \
-	test_imap.py test_admin_api.py)
+	test_imap.py test_admin_api.py test_send_limits.py)
 
 test:
 	@scripts/deps.sh test
@@ -189,7 +192,7 @@ FUZZ_TARGETS = fuzz_smtp_cmd fuzz_addr fuzz_config fuzz_smtp_data \
 	fuzz_queue_env fuzz_smtp_reply fuzz_accept fuzz_pop3_cmd fuzz_imap_cmd \
 	fuzz_mime fuzz_store_index fuzz_store_uidlist fuzz_store_cache \
 	fuzz_deflate fuzz_sort fuzz_dirjson fuzz_config_edit fuzz_admin_json \
-	fuzz_milter fuzz_dkim fuzz_dnsbl
+	fuzz_milter fuzz_dkim fuzz_dnsbl fuzz_sendlimit
 FUZZ_TIME ?= 20
 FUZZ_FLAGS = -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -g -O1
 FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
@@ -200,6 +203,8 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
 	src/lib/span.c src/imap/imap_sort.c src/dir/dir_json.c $(MIME_SRC) \
 	$(STORE_SRC) src/milter/milter_proto.c src/lib/dkim.c src/lib/dnsbl.c
+# config.c parses send_limit_* rates (issue 15 part 4)
+FUZZ_LIB += src/lib/sendlimit.c
 
 # COMPRESS=DEFLATE's inflater: libevent buffers and zlib.
 build/fuzz/fuzz_deflate: tests/fuzz/fuzz_deflate.c src/lib/deflate.c

@@ -16,6 +16,7 @@
 #include "cidr.h"
 #include "dnsbl.h" /* issue 15 part 3 */
 #include "net.h"
+#include "sendlimit.h" /* issue 15 part 4 */
 #include "strlist.h"
 
 /* Listeners: struct listen_addr is net.h's (the sockets are lib's). */
@@ -78,6 +79,12 @@ struct dkim_keys; /* dkim.h (issue 15 part 1) */
 enum config_dnsbl_action {
 	DNSBL_ACTION_REJECT,
 	DNSBL_ACTION_LOG,
+};
+
+/* send_limit_action (issue 15 part 4). */
+enum config_send_limit_action {
+	SEND_LIMIT_DEFER,
+	SEND_LIMIT_HOLD,
 };
 
 struct config {
@@ -186,6 +193,12 @@ struct config {
 	enum config_dnsbl_action dnsbl_action;
 	struct cidr_list dnsbl_allow;
 	unsigned dnsbl_timeout_ms;
+	/* Sending caps (issue 15 part 4, include/sendlimit.h): the system
+	 * rates (max 0: none), what a sender over them gets, who is told
+	 * ("" until config_parse fills postmaster@primary_domain). */
+	struct sendlimit_rate send_limit_messages, send_limit_recipients;
+	enum config_send_limit_action send_limit_action;
+	char *send_limit_alert;
 	unsigned *key_lines; /* config_key_line */
 };
 

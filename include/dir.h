@@ -97,6 +97,30 @@ struct dir_user_info {
 	int64_t last_login; /* Unix time; 0: never (or not since schema 5) */
 };
 
+/* A sending cap row (issue 15 part 4): messages and recipients per
+ * window; -1 not set (the level below applies: user over domain over the
+ * config), 0 no limit; windows in seconds. */
+struct dir_send_limit {
+	int64_t messages, recipients;
+	uint32_t msg_window, rcpt_window;
+};
+
+/* A shared sending-cap counter (issue 15 part 4): sendlimit.h's
+ * struct sendlimit_count, spelled here so dir.h needs no lib header. */
+struct dir_send_count {
+	int64_t end; /* Unix time the window ends, 0: none */
+	uint32_t count;
+	bool is_tripped;
+};
+
+/*
+ * The cap row of kind ("user", "domain") and name: 1 found, 0 none (also
+ * when the backend keeps none), -1 directory error with err.  Any
+ * thread with its own handle (the RCPT job's worker).
+ */
+int dir_send_limit_get(struct dir *, const char *kind, const char *name,
+    struct dir_send_limit *out, char *err, size_t errlen);
+
 struct dir_read_ops {
 	void (*close)(struct dir *);
 	/* 1: local (a domain or host alias), canonical domain in canon. */
@@ -149,6 +173,26 @@ struct dir_read_ops {
 	int (*user_disabled)(struct dir *, const char *local,
 	    const char *domain, bool *is_disabled_out, char *err,
 	    size_t errlen);
+	/* Optional (NULL: no per-user or per-domain sending caps; issue 15
+	 * part 4, schema 6).  kind "user" (name "local@domain") or
+	 * "domain": 1 a row, in *out; 0 none. */
+	int (*send_limit)(struct dir *, const char *kind, const char *name,
+	    struct dir_send_limit *out, char *err, size_t errlen);
+	/* Optional, all three or none (NULL: each node counts alone): the
+	 * sending-cap counters every node sharing the directory sees
+	 * (PostgreSQL's send_counts; issue 15 part 4).  key is the sender
+	 * ("alice@example.org", "ip:ADDR"), kind a SENDLIMIT_* value, times
+	 * the backend's clock.  get: both kinds into out (end 0: none open).
+	 * add: n more in kind's window (a new one of window_s when none is
+	 * open); with is_trip, n 0, it marks the window tripped.  reset:
+	 * forgets key.  0, or -1 with err. */
+	int (*send_count_get)(struct dir *, const char *key,
+	    struct dir_send_count out[2], char *err, size_t errlen);
+	int (*send_count_add)(struct dir *, const char *key, int kind,
+	    uint32_t n, uint32_t window_s, bool is_trip, char *err,
+	    size_t errlen);
+	int (*send_count_reset)(
+	    struct dir *, const char *key, char *err, size_t errlen);
 };
 
 enum dir_admin_result {
@@ -259,6 +303,16 @@ struct dir_admin_ops {
 	int (*user_rows)(struct dir *, const char *domain,
 	    void (*fn)(void *arg, const struct dir_user_info *), void *arg,
 	    char *err, size_t);
+	/* Schema 6 (issue 15 part 4), optional: a sending cap row for kind
+	 * ("user" or "domain") and name, replaced whole; l NULL deletes it
+	 * ("no limits set for ..." when there is none). */
+	int (*send_limit_set)(struct dir *, const char *kind, const char *name,
+	    const struct dir_send_limit *l, char *err, size_t);
+	/* Every row, sorted by kind and name. */
+	int (*send_limit_rows)(struct dir *,
+	    void (*fn)(void *arg, const char *kind, const char *name,
+	        const struct dir_send_limit *),
+	    void *arg, char *err, size_t);
 };
 
 struct dir {

@@ -14,6 +14,8 @@
  *   {"type":"alias","address":"info@example.test","target":"a@example.test"}
  *   {"type":"list","address":"team@example.test"}
  *   {"type":"member","list":"team@example.test","member":"a@example.test"}
+ *   {"type":"send_limit","kind":"user","name":"a@example.test",
+ *    "messages":"200/1h","recipients":"default"}          (one line)
  *   {"type":"end","records":6}
  *
  * The parser is strict and pure (bytes in, a record or a reason out; no
@@ -34,6 +36,7 @@
 #define DIR_JSON_LINE_MAX 65536    /* bytes in a line, without its newline */
 #define DIR_JSON_VALUE_MAX 1024    /* a decoded string, with its NUL */
 #define DIR_JSON_MAGIC "directory" /* the header's "postern" value */
+#define DIR_JSON_RATE_MAX 32       /* a send_limit rate, with its NUL */
 
 enum dir_json_type {
 	DIR_JSON_HEADER,
@@ -44,6 +47,7 @@ enum dir_json_type {
 	DIR_JSON_LIST,
 	DIR_JSON_MEMBER,
 	DIR_JSON_END,
+	DIR_JSON_SEND_LIMIT, /* issue 15 part 4 (after end: the values stay) */
 };
 
 /*
@@ -58,6 +62,9 @@ enum dir_json_type {
  *   list        a address
  *   member      a list, b member
  *   end         n1 records (the lines between header and end)
+ *   send_limit  a kind ("user", "domain"), b name, c messages, d
+ *               recipients: each "N/WINDOW", "0" or "default" (schema 6,
+ *               issue 15 part 4; written after the list members)
  * Strings are non-empty; numbers at most INT64_MAX.
  */
 struct dir_json_rec {
@@ -65,6 +72,8 @@ struct dir_json_rec {
 	char a[DIR_JSON_VALUE_MAX], b[DIR_JSON_VALUE_MAX];
 	bool has_quota, is_disabled;
 	uint64_t n1, n2;
+	/* send_limit (issue 15 part 4): c messages, d recipients. */
+	char c[DIR_JSON_RATE_MAX], d[DIR_JSON_RATE_MAX];
 };
 
 /*

@@ -46,6 +46,15 @@ void smtp_server_set_config(struct smtp_server *, struct config *cfg);
  * already in TLS keep the context they started with. */
 void smtp_server_set_tls(struct smtp_server *, SSL_CTX *ctx);
 
+/*
+ * Sending caps (issue 15 part 4): a control-socket command ("reset
+ * SENDER", "show SENDER") on srv (an smtp_server, as the service registry
+ * holds it); its one-line answer ("ok ...", "error: ...") in out.  Loop
+ * thread.  0, or -1 for an error answer.
+ */
+int smtp_server_limit_control(
+    void *srv, const char *args, char *out, size_t outlen);
+
 /* The same, for posternd's service registry (service.h). */
 struct service;
 extern const struct service smtp_service;

@@ -2158,6 +2158,53 @@ export_addrs(struct export *x, const char *what, enum dir_json_type type)
 	return rc;
 }
 
+/* Sending caps (issue 15 part 4): one pair as the format writes it. */
+static void
+export_rate(int64_t n, uint32_t w, char *out, size_t len)
+{
+	struct sendlimit_rate r = {(uint32_t)n, w};
+
+	if (n < 0)
+		snprintf(out, len, "default");
+	else
+		sendlimit_rate_format(&r, out, len);
+}
+
+struct export_limits {
+	struct export *x;
+	int rc;
+};
+
+static void
+export_limit_row(void *arg, const char *kind, const char *name,
+    const struct dir_send_limit *l)
+{
+	struct export_limits *e = arg;
+
+	if (e->rc != 0)
+		return;
+	export_rate(
+	    l->messages, l->msg_window, e->x->rec.c, sizeof(e->x->rec.c));
+	export_rate(
+	    l->recipients, l->rcpt_window, e->x->rec.d, sizeof(e->x->rec.d));
+	e->rc = export_rec(e->x, DIR_JSON_SEND_LIMIT, kind, name);
+}
+
+/* The caps rows, after everything they may name. */
+static int
+export_limits(struct export *x)
+{
+	struct export_limits e = {x, 0};
+	struct ctl *c = x->c;
+
+	if (c->dir->admin->send_limit_rows == NULL)
+		return 0;
+	if (c->dir->admin->send_limit_rows(
+	        c->dir, export_limit_row, &e, c->err, ERRLEN) < 0)
+		return die("export: %s", c->err);
+	return e.rc;
+}
+
 /* The records, in the order import needs them. */
 static int
 export_all(struct export *x)
@@ -2180,6 +2227,8 @@ export_all(struct export *x)
 		rc = export_addrs(x, "aliases", DIR_JSON_ALIAS);
 	if (rc == 0)
 		rc = export_addrs(x, "lists", DIR_JSON_LIST);
+	if (rc == 0)
+		rc = export_limits(x); /* issue 15 part 4 */
 	return rc;
 }
 
@@ -2414,6 +2463,55 @@ import_user(struct import *im, const struct dir_json_rec *r)
 	return 0;
 }
 
+/* A send_limit's rate: "N/WINDOW", "0" or "default" (-1). */
+static int
+import_rate(struct import *im, const char *in, int64_t *n, uint32_t *w)
+{
+	struct sendlimit_rate r;
+	const char *why;
+
+	if (strcmp(in, "default") == 0) {
+		*n = -1;
+		*w = 0;
+		return 0;
+	}
+	if (sendlimit_rate_parse(in, strlen(in), &r, &why) == -1)
+		return import_fail(im, "%s: %s", in, why);
+	*n = r.max;
+	*w = r.window_s;
+	return 0;
+}
+
+/* Sending caps (issue 15 part 4): a user's or a domain's row. */
+static int
+import_send_limit(struct import *im, const struct dir_json_rec *r)
+{
+	const struct dir_admin_ops *a = im->c->dir->admin;
+	char l[ADDR_LOCAL_MAX + 1], dom[ADDR_DOMAIN_MAX + 1];
+	char name[ADDR_LOCAL_MAX + ADDR_DOMAIN_MAX + 2];
+	struct dir_send_limit lim;
+
+	if (a->send_limit_set == NULL)
+		return import_fail(im, "this directory keeps no sending caps");
+	if (strcmp(r->a, "user") == 0) {
+		if (import_split(im, r->b, l, dom))
+			return -1;
+		snprintf(name, sizeof(name), "%s@%s", l, dom);
+	} else if (strcmp(r->a, "domain") == 0) {
+		if (import_domain(im, r->b, dom))
+			return -1;
+		snprintf(name, sizeof(name), "%s", dom);
+	} else
+		return import_fail(im, "send_limit kind: want user or domain");
+	if (import_rate(im, r->c, &lim.messages, &lim.msg_window) ||
+	    import_rate(im, r->d, &lim.recipients, &lim.rcpt_window))
+		return -1;
+	if (lim.messages == -1 && lim.recipients == -1)
+		return 0; /* nothing set: nothing to store */
+	return import_op(im, a->send_limit_set(im->c->dir, r->a, name, &lim,
+	                         im->c->err, ERRLEN));
+}
+
 /* One record after the header, through the admin ops (and their
  * refusals) and the same normalisation as the commands. */
 static int
@@ -2449,6 +2547,8 @@ import_rec(struct import *im, const struct dir_json_rec *r)
 		       import_target(im, r->b, x) ||
 		       import_op(
 		           im, a->list_member(d, l, dom, x, true, err, ERRLEN));
+	case DIR_JSON_SEND_LIMIT: /* issue 15 part 4 */
+		return import_send_limit(im, r);
 	case DIR_JSON_END:
 		if (r->n1 != im->records)
 			return import_fail(im,
@@ -2645,6 +2745,304 @@ CTL_DKIM(dkim_list, "dkim list")
 CTL_DKIM(dkim_activate, "dkim activate")
 CTL_DKIM(dkim_retire, "dkim retire")
 CTL_DKIM(dkim_txt, "dkim txt")
+/* ---- limit: sending caps (issue 15 part 4) ---------------------------- */
+
+static const char *const limit_kinds[SENDLIMIT_NKINDS] = {
+    "messages", "recipients"};
+
+/* "user ADDRESS" or "domain NAME" normalized into name; 0 or -1. */
+static int
+limit_name(const char *kind, const char *in, char *name, size_t len)
+{
+	char l[ADDR_LOCAL_MAX + 1], d[ADDR_DOMAIN_MAX + 1];
+
+	if (strcmp(kind, "user") == 0) {
+		if (split(in, l, d) == -1)
+			return -1;
+		snprintf(name, len, "%s@%s", l, d);
+		return 0;
+	}
+	if (strcmp(kind, "domain") == 0) {
+		if (addr_domain_normalize(in, d, sizeof(d)) == -1)
+			return die("%s: bad domain name", in);
+		snprintf(name, len, "%s", d);
+		return 0;
+	}
+	return die("%s", "want user or domain");
+}
+
+/* One rate option's value into n, w: N/W, 0 (no limit) or default. */
+static int
+limit_rate_arg(const char *v, int64_t *n, uint32_t *w)
+{
+	struct sendlimit_rate r;
+	const char *why;
+
+	if (strcmp(v, "default") == 0) {
+		*n = -1;
+		*w = 0;
+		return 0;
+	}
+	if (sendlimit_rate_parse(v, strlen(v), &r, &why) == -1)
+		return die("%s: %s", v, why);
+	*n = r.max;
+	*w = r.window_s;
+	return 0;
+}
+
+static int
+c_limit_set(struct ctl *c, char **a)
+{
+	char name[SENDLIMIT_KEY_MAX];
+	struct dir_send_limit l;
+	int i, r, nset = 0;
+
+	if (c->dir->admin->send_limit_set == NULL)
+		return die("%s", "this directory backend keeps no limits");
+	if (limit_name(a[0], a[1], name, sizeof(name)) != 0)
+		return 1;
+	if (dir_send_limit_get(c->dir, a[0], name, &l, c->err, ERRLEN) == -1)
+		return die("%s", c->err);
+	for (i = 2; a[i] != NULL; i += 2) {
+		bool is_msgs = strcmp(a[i], "--messages") == 0;
+
+		if ((!is_msgs && strcmp(a[i], "--recipients") != 0) ||
+		    a[i + 1] == NULL)
+			return usage_error("limit set");
+		if (limit_rate_arg(a[i + 1],
+		        is_msgs ? &l.messages : &l.recipients,
+		        is_msgs ? &l.msg_window : &l.rcpt_window) != 0)
+			return 1;
+		nset++;
+	}
+	if (nset == 0)
+		return usage_error("limit set");
+	r = c->dir->admin->send_limit_set(c->dir, a[0], name,
+	    l.messages == -1 && l.recipients == -1 ? NULL : &l, c->err, ERRLEN);
+	if (r == DIR_ADMIN_REFUSED && l.messages == -1 && l.recipients == -1)
+		return 0; /* back to the defaults, and it had none */
+	return r < 0 ? die("%s", c->err) : 0;
+}
+
+static int
+c_limit_unset(struct ctl *c, char **a)
+{
+	char name[SENDLIMIT_KEY_MAX];
+
+	if (c->dir->admin->send_limit_set == NULL)
+		return die("%s", "this directory backend keeps no limits");
+	if (limit_name(a[0], a[1], name, sizeof(name)) != 0)
+		return 1;
+	if (c->dir->admin->send_limit_set(
+	        c->dir, a[0], name, NULL, c->err, ERRLEN) < 0)
+		return die("%s %s: %s", a[0], name, c->err);
+	return 0;
+}
+
+static void
+limit_pair_text(int64_t n, uint32_t w, char *out, size_t len)
+{
+	struct sendlimit_rate r = {(uint32_t)n, w};
+
+	if (n < 0)
+		snprintf(out, len, "default");
+	else
+		sendlimit_rate_format(&r, out, len);
+}
+
+static void
+limit_row(void *arg, const char *kind, const char *name,
+    const struct dir_send_limit *l)
+{
+	char m[SENDLIMIT_RATE_MAX], r[SENDLIMIT_RATE_MAX];
+
+	(void)arg;
+	limit_pair_text(l->messages, l->msg_window, m, sizeof(m));
+	limit_pair_text(l->recipients, l->rcpt_window, r, sizeof(r));
+	printf("%s\t%s\tmessages=%s\trecipients=%s\n", kind, name, m, r);
+}
+
+static int
+c_limit_list(struct ctl *c, char **a)
+{
+	char m[SENDLIMIT_RATE_MAX], r[SENDLIMIT_RATE_MAX];
+
+	(void)a;
+	sendlimit_rate_format(&c->cfg->send_limit_messages, m, sizeof(m));
+	sendlimit_rate_format(&c->cfg->send_limit_recipients, r, sizeof(r));
+	printf("system\t-\tmessages=%s\trecipients=%s\n", m, r);
+	if (c->dir->admin->send_limit_rows == NULL)
+		return 0;
+	if (c->dir->admin->send_limit_rows(
+	        c->dir, limit_row, NULL, c->err, ERRLEN) < 0)
+		return die("%s", c->err);
+	return 0;
+}
+
+/* The counts posternd holds for key (its control socket), else the
+ * file's: c[] filled; the source in *from. */
+static void
+limit_counts(struct ctl *c, const char *key,
+    struct sendlimit_count cnt[SENDLIMIT_NKINDS], const char **from)
+{
+	char line[SENDLIMIT_KEY_MAX + 16], reply[256], path[PATH_MAX];
+	long long e0, e1;
+	unsigned c0, c1;
+	int t0, t1, fd;
+	size_t len, bad;
+	char *text;
+	struct sendlimit_table *t;
+
+	memset(cnt, 0, sizeof(*cnt) * SENDLIMIT_NKINDS);
+	if (c->dir->ops->send_count_get != NULL) {
+		struct dir_send_count sc[SENDLIMIT_NKINDS];
+
+		/* Shared by the nodes (PostgreSQL): the directory's. */
+		*from = "directory";
+		if (c->dir->ops->send_count_get(
+		        c->dir, key, sc, c->err, ERRLEN) == -1) {
+			fprintf(stderr, "posternctl: %s\n", c->err);
+			return;
+		}
+		for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+			cnt[k] = (struct sendlimit_count){
+			    (time_t)sc[k].end, sc[k].count, sc[k].is_tripped};
+		return;
+	}
+	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) != -1) {
+		snprintf(line, sizeof(line), "limit show %s\n", key);
+		if (ctl_request(fd, line, reply, sizeof(reply)) == 0 &&
+		    sscanf(reply, "ok %u %lld %d %u %lld %d", &c0, &e0, &t0,
+		        &c1, &e1, &t1) == 6) {
+			cnt[0] = (struct sendlimit_count){e0, c0, t0 != 0};
+			cnt[1] = (struct sendlimit_count){e1, c1, t1 != 0};
+			*from = "posternd";
+			return;
+		}
+	}
+	*from = "file";
+	snprintf(path, sizeof(path), "%s/%s", c->cfg->data_dir, SENDLIMIT_FILE);
+	if ((text = file_read(path, SENDLIMIT_FILE_MAX, &len, NULL)) == NULL)
+		return;
+	t = sendlimit_table_new(10000000);
+	sendlimit_load(t, text, len, &bad);
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		sendlimit_get(t, key, k, time(NULL), &cnt[k]);
+	sendlimit_table_free(&t);
+	free(text);
+}
+
+static int
+c_limit_show(struct ctl *c, char **a)
+{
+	char name[SENDLIMIT_KEY_MAX], dom[ADDR_DOMAIN_MAX + 1];
+	struct sendlimit_rate eff[SENDLIMIT_NKINDS];
+	const char *src[SENDLIMIT_NKINDS] = {"system", "system"}, *from;
+	struct sendlimit_count cnt[SENDLIMIT_NKINDS];
+	struct dir_send_limit l;
+	time_t now = time(NULL);
+
+	eff[0] = c->cfg->send_limit_messages;
+	eff[1] = c->cfg->send_limit_recipients;
+	snprintf(name, sizeof(name), "%s", a[0]);
+	if (strncmp(a[0], "ip:", 3) != 0) {
+		if (limit_name("user", a[0], name, sizeof(name)) != 0)
+			return 1;
+		snprintf(dom, sizeof(dom), "%s", strrchr(name, '@') + 1);
+		/* Domain, then user: each kind from the nearest level. */
+		for (int lv = 0; lv < 2; lv++) {
+			const char *kind = lv ? "user" : "domain";
+
+			if (dir_send_limit_get(c->dir, kind, lv ? name : dom,
+			        &l, c->err, ERRLEN) == -1)
+				return die("%s", c->err);
+			if (l.messages >= 0) {
+				eff[0] = (struct sendlimit_rate){
+				    (uint32_t)l.messages, l.msg_window};
+				src[0] = kind;
+			}
+			if (l.recipients >= 0) {
+				eff[1] = (struct sendlimit_rate){
+				    (uint32_t)l.recipients, l.rcpt_window};
+				src[1] = kind;
+			}
+		}
+	}
+	limit_counts(c, name, cnt, &from);
+	printf("sender: %s\n", name);
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		char rate[SENDLIMIT_RATE_MAX], ends[HUMAN_MAX];
+
+		sendlimit_rate_format(&eff[k], rate, sizeof(rate));
+		printf("%s: limit=%s source=%s count=%u throttled=%s",
+		    limit_kinds[k], rate, src[k], cnt[k].count,
+		    cnt[k].is_tripped ? "yes" : "no");
+		if (cnt[k].end != 0)
+			printf(" window-ends=%s",
+			    human_time(ends, sizeof(ends), cnt[k].end, now));
+		printf("\n");
+	}
+	printf("counts: %s\n", from);
+	return 0;
+}
+
+/* Without posternd: the file edited here (the run user's, atomic). */
+static int
+limit_reset_file(struct ctl *c, const char *key)
+{
+	char path[PATH_MAX];
+	size_t len, bad;
+	char *text, *out;
+	struct sendlimit_table *t;
+	bool had;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/%s", c->cfg->data_dir, SENDLIMIT_FILE);
+	if ((text = file_read(path, SENDLIMIT_FILE_MAX, &len, NULL)) == NULL) {
+		if (errno == ENOENT)
+			return printf("%s: nothing to reset\n", key) < 0;
+		return die("%s: %s", path, strerror(errno));
+	}
+	t = sendlimit_table_new(10000000);
+	sendlimit_load(t, text, len, &bad);
+	free(text);
+	had = sendlimit_reset(t, key);
+	out = sendlimit_dump(t);
+	sendlimit_table_free(&t);
+	r = had ? sendlimit_file_write(c->cfg->data_dir, out, c->err, ERRLEN)
+	        : 0;
+	free(out);
+	if (r == -1)
+		return die("%s", c->err);
+	printf("%s: %s\n", key, had ? "reset" : "nothing to reset");
+	return 0;
+}
+
+static int
+c_limit_reset(struct ctl *c, char **a)
+{
+	char name[SENDLIMIT_KEY_MAX], line[SENDLIMIT_KEY_MAX + 16], reply[256];
+	int fd, had;
+
+	snprintf(name, sizeof(name), "%s", a[0]);
+	if (strncmp(a[0], "ip:", 3) != 0 &&
+	    limit_name("user", a[0], name, sizeof(name)) != 0)
+		return 1;
+	/* Shared by the nodes (PostgreSQL): every node sees it at the
+	 * sender's next RCPT; this node's own table is reset below too. */
+	if (c->dir->ops->send_count_reset != NULL &&
+	    c->dir->ops->send_count_reset(c->dir, name, c->err, ERRLEN) == -1)
+		return die("%s", c->err);
+	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) == -1)
+		return limit_reset_file(c, name);
+	snprintf(line, sizeof(line), "limit reset %s\n", name);
+	if (ctl_request(fd, line, reply, sizeof(reply)) == -1 ||
+	    sscanf(reply, "ok %d", &had) != 1)
+		return die("%s",
+		    strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
+	printf("%s: %s\n", name, had ? "reset" : "nothing to reset");
+	return 0;
+}
 
 enum ctl_setup {
 	CTL_FILE,       /* the file's path only: not parsed first */
@@ -2859,6 +3257,24 @@ static const struct ctl_cmd {
         "resume delivery attempts, starting now", NULL},
     {"queue delete", "ID|all", 1, 1, CTL_RUN_USER, c_queue_delete,
         "remove without a bounce", NULL},
+    /* Sending caps (issue 15 part 4): docs/admin.md "Outbound caps". */
+    {"limit set", "user|domain NAME [--messages R] [--recipients R]", 4, 6,
+        CTL_DIR, c_limit_set, "set caps",
+        "R is a count per window, N/W: 200/1h, 1000/1d (s, m, h, d); 0 is no\n"
+        "limit, default goes back to the level below (user over domain\n"
+        "over send_limit_messages and send_limit_recipients).  An option\n"
+        "left out keeps its value.  Applies at the sender's next RCPT.\n"},
+    {"limit unset", "user|domain NAME", 2, 2, CTL_DIR, c_limit_unset,
+        "remove a user's or domain's caps", NULL},
+    {"limit show", "ADDRESS|ip:ADDR", 1, 1, CTL_DIR, c_limit_show,
+        "a sender's caps, counts, throttle", NULL},
+    {"limit list", "", 0, 0, CTL_DIR, c_limit_list,
+        "the system caps and every row", NULL},
+    {"limit reset", "ADDRESS|ip:ADDR", 1, 1, CTL_DIR, c_limit_reset,
+        "clear a sender's counts and throttle",
+        "Tells the running posternd (its control socket); without one,\n"
+        "edits data_dir/sendlimits.  On PostgreSQL it also clears the\n"
+        "counts every node shares.\n"},
 };
 
 #define CTL_NCMDS (sizeof(ctl_cmds) / sizeof(ctl_cmds[0]))

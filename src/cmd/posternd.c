@@ -741,6 +741,17 @@ ctl_on_read(struct bufferevent *bev, void *arg)
 		bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, NULL);
 		return;
 	}
+	if (strncmp(line, "limit ", 6) == 0) { /* issue 15 part 4 */
+		char out[256];
+
+		(void)smtp_server_limit_control(
+		    dm->svc[0], line + 6, out, sizeof(out)); /* smtp_service */
+		evbuffer_add(bufferevent_get_output(bev), out, strlen(out));
+		free(line);
+		bufferevent_disable(bev, EV_READ);
+		bufferevent_setcb(bev, NULL, ctl_on_write, ctl_on_event, NULL);
+		return;
+	}
 	if (strncmp(line, "log ", 4) == 0 && ctl_log(dm, bev, line + 4)) {
 		free(line);
 		return;

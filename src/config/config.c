@@ -60,6 +60,9 @@ enum cfg_type {
 	T_MILTER_ACTION, /* milter_default_action */
 	T_DNSBL,         /* dnsbl (issue 15 part 3) */
 	T_DNSBL_ACTION,  /* dnsbl_action */
+	T_RATE,          /* send_limit_* "N/WINDOW" (issue 15 part 4) */
+	T_SEND_ACTION,   /* send_limit_action (issue 15 part 4) */
+	T_MAILBOX,       /* send_limit_alert: "" or an address */
 };
 
 struct cfg_key {
@@ -182,6 +185,11 @@ static const struct cfg_key cfg_keys[] = {
     {"relay_recipients", T_STR, O(relay_recipients_file), "", 0, 0},
     {"relayhost", T_HOP, O(relayhost), "", 0, 0},
     {"routes", T_ROUTES, O(routes), "", 0, 0},
+    /* Sending caps (issue 15 part 4, include/sendlimit.h). */
+    {"send_limit_action", T_SEND_ACTION, O(send_limit_action), "defer", 0, 0},
+    {"send_limit_alert", T_MAILBOX, O(send_limit_alert), "", 0, 0},
+    {"send_limit_messages", T_RATE, O(send_limit_messages), "0", 0, 0},
+    {"send_limit_recipients", T_RATE, O(send_limit_recipients), "0", 0, 0},
     {"session_timeout", T_MS, O(session_timeout_ms), "1h", 1000, 86400000},
     {"shutdown_timeout", T_MS, O(shutdown_timeout_ms), "30s", 0, 3600000},
     {"smtp_bare_newline", T_BARE_NEWLINE, O(smtp_bare_newline_reject),
@@ -443,6 +451,9 @@ static const char *const milter_action_names[] = {
     "tempfail", "accept", "reject", NULL};
 /* dnsbl_action (issue 15 part 3), in enum config_dnsbl_action's order. */
 static const char *const dnsbl_action_names[] = {"reject", "log", NULL};
+/* send_limit_action (issue 15 part 4), in enum config_send_limit_action's
+ * order. */
+static const char *const send_action_names[] = {"defer", "hold", NULL};
 
 /*
  * One milters entry (issue 15 part 2): "unix:/absolute/path" (shorter
@@ -823,6 +834,18 @@ config_set(struct config *c, const struct cfg_key *k, char *v, const char **why)
 	case T_DNSBL_ACTION:
 		return set_enum(
 		    field, v, dnsbl_action_names, "want reject or log", why);
+	case T_RATE: /* issue 15 part 4 */
+		return sendlimit_rate_parse(v, strlen(v), field, why);
+	case T_SEND_ACTION: /* issue 15 part 4 */
+		return set_enum(
+		    field, v, send_action_names, "want defer or hold", why);
+	case T_MAILBOX: { /* issue 15 part 4 */
+		struct addr a;
+
+		if (v[0] != '\0' && addr_parse_mailbox(v, &a, why) == -1)
+			return -1;
+		return set_str(field, v);
+	}
 	case T_TLSMODE:
 		return set_enum(field, v, smtp_tls_names,
 		    "want may, encrypt, verify or none", why);
@@ -898,6 +921,7 @@ config_free(struct config *c)
 	strlist_clear(&c->milters); /* issue 15 part 2 */
 	/* DKIM keys (issue 15 part 1) */
 	dkim_keys_free(&c->dkim_keys);
+	free(c->send_limit_alert);  /* issue 15 part 4 */
 	if (c->accept != NULL) {
 		accept_list_clear(c->accept);
 		free(c->accept);
@@ -1286,6 +1310,13 @@ config_load_text(const char *text, size_t len, const char *path,
 		(*out)->primary_domain = xstrdup(
 		    dot != NULL && strchr(dot + 1, '.') != NULL ? dot + 1 : h);
 	}
+	if ((*out)->send_limit_alert[0] == '\0') { /* issue 15 part 4 */
+		char a[300];
+
+		snprintf(a, sizeof(a), "postmaster@%s", (*out)->primary_domain);
+		free((*out)->send_limit_alert);
+		(*out)->send_limit_alert = xstrdup(a);
+	}
 	return 0;
 }
 
@@ -1357,12 +1388,15 @@ key_value_equal(
 	case T_DNS:
 	case T_HOP:
 	case T_CONNINFO:
+	case T_MAILBOX: /* issue 15 part 4 */
 		return strcmp(*(char *const *)fa, *(char *const *)fb) == 0;
 	case T_SIZE:
 	case T_COUNT:
 		return *(const size_t *)fa == *(const size_t *)fb;
 	case T_MS:
 		return *(const unsigned *)fa == *(const unsigned *)fb;
+	case T_RATE: /* issue 15 part 4 */
+		return memcmp(fa, fb, sizeof(struct sendlimit_rate)) == 0;
 	case T_BOOL:
 	case T_BARE_NEWLINE:
 		return *(const bool *)fa == *(const bool *)fb;

@@ -809,3 +809,77 @@ dir_token_parse(const char *bearer, char *id, size_t idlen,
 	id[DIR_TOKEN_ID_LEN] = '\0';
 	return secret_hash(sec, DIR_TOKEN_SECRET_LEN, secret_hash_hex, hlen);
 }
+
+/* Sending caps (issue 15 part 4): a backend without them has no rows. */
+int
+dir_send_limit_get(struct dir *d, const char *kind, const char *name,
+    struct dir_send_limit *out, char *err, size_t errlen)
+{
+	int r;
+
+	out->messages = out->recipients = -1;
+	out->msg_window = out->rcpt_window = 0;
+	if (d->ops->send_limit == NULL)
+		return 0;
+	dir_op_begin(d);
+	r = d->ops->send_limit(d, kind, name, out, err, errlen);
+	dir_op_end(d);
+	return r;
+}
+
+/* "N W" into *n and *w (issue 15 part 4); false when it is not that. */
+static bool
+send_limit_pair(const char *t, int64_t *n, uint32_t *w)
+{
+	long long a;
+	unsigned long b;
+	char tail;
+
+	if (t == NULL || sscanf(t, "%lld %lu%c", &a, &b, &tail) != 2 ||
+	    a < -1 || a > SENDLIMIT_MAX_COUNT || b > SENDLIMIT_MAX_WINDOW)
+		return false;
+	*n = a;
+	*w = (uint32_t)b;
+	return true;
+}
+
+void
+dir_row_send_limit(void *arg, const char *a, const char *b)
+{
+	struct dir_send_limit *l = arg;
+
+	if (!send_limit_pair(a, &l->messages, &l->msg_window))
+		l->messages = -1;
+	if (!send_limit_pair(b, &l->recipients, &l->rcpt_window))
+		l->recipients = -1;
+}
+
+void
+dir_row_send_limits(void *arg, const char *a, const char *b)
+{
+	const struct dir_row_limits *r = arg;
+	struct dir_send_limit l = {-1, -1, 0, 0};
+	char kind[16], name[SENDLIMIT_KEY_MAX];
+	long long m, rc;
+	unsigned long mw, rw;
+
+	if (a == NULL || b == NULL ||
+	    sscanf(a, "%15s %327s", kind, name) != 2 ||
+	    sscanf(b, "%lld %lu %lld %lu", &m, &mw, &rc, &rw) != 4)
+		return;
+	l.messages = m;
+	l.msg_window = (uint32_t)mw;
+	l.recipients = rc;
+	l.rcpt_window = (uint32_t)rw;
+	r->fn(r->arg, kind, name, &l);
+}
+
+void
+dir_send_limit_text(
+    const struct dir_send_limit *l, char msgs[48], char rcpts[48])
+{
+	snprintf(msgs, 48, "%lld %lu", (long long)l->messages,
+	    (unsigned long)l->msg_window);
+	snprintf(rcpts, 48, "%lld %lu", (long long)l->recipients,
+	    (unsigned long)l->rcpt_window);
+}

@@ -19,7 +19,16 @@
 #define KEYS_MAX 7 /* the most a type has (user: 6 with "type") */
 
 /* SLOT_DISABLED: a number, 1 (only written for a disabled user) or 0. */
-enum slot { SLOT_A, SLOT_B, SLOT_N1, SLOT_N2, SLOT_MAGIC, SLOT_DISABLED };
+enum slot {
+	SLOT_A,
+	SLOT_B,
+	SLOT_N1,
+	SLOT_N2,
+	SLOT_MAGIC,
+	SLOT_DISABLED,
+	SLOT_C, /* send_limit's rates (issue 15 part 4) */
+	SLOT_D,
+};
 
 /* One type: its "type" value (NULL: the header, which has none) and its
  * keys in the order dir_json_format writes them. */
@@ -47,6 +56,9 @@ static const struct kind {
     [DIR_JSON_MEMBER] = {"member",
         {{"list", SLOT_A, false}, {"member", SLOT_B, false}}},
     [DIR_JSON_END] = {"end", {{"records", SLOT_N1, false}}},
+    [DIR_JSON_SEND_LIMIT] = {"send_limit",
+        {{"kind", SLOT_A, false}, {"name", SLOT_B, false},
+            {"messages", SLOT_C, false}, {"recipients", SLOT_D, false}}},
 };
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 #define NKEYS(k) (sizeof((k)->keys) / sizeof((k)->keys[0]))
@@ -377,6 +389,12 @@ assign(struct scan *s, const struct kind *k, const struct member *m,
 			memcpy(out->a, m->str, sizeof(out->a));
 		else if (slot == SLOT_B)
 			memcpy(out->b, m->str, sizeof(out->b));
+		else if ((slot == SLOT_C || slot == SLOT_D) &&
+		         strlen(m->str) >= sizeof(out->c))
+			return fail(s, "\"%s\": too long", m->key);
+		else if (slot == SLOT_C || slot == SLOT_D)
+			memcpy(slot == SLOT_C ? out->c : out->d, m->str,
+			    strlen(m->str) + 1);
 		else if (slot == SLOT_N1)
 			out->n1 = m->num;
 		else if (slot == SLOT_N2)
@@ -521,6 +539,8 @@ dir_json_format(const struct dir_json_rec *rec, char *out, size_t len)
 			put_str(&o, DIR_JSON_MAGIC);
 		} else if (slot == SLOT_A || slot == SLOT_B) {
 			put_str(&o, slot == SLOT_A ? rec->a : rec->b);
+		} else if (slot == SLOT_C || slot == SLOT_D) {
+			put_str(&o, slot == SLOT_C ? rec->c : rec->d);
 		} else if (slot == SLOT_DISABLED) {
 			put(&o, "1", 1);
 		} else {

@@ -140,9 +140,26 @@ static const struct {
                "CREATE TABLE user_state(local text COLLATE \"C\" NOT NULL,"
                " domain text COLLATE \"C\" NOT NULL, disabled integer NOT NULL"
                " DEFAULT 0, last_login bigint, PRIMARY KEY(local, domain));"},
+    /* 6: sending caps per user and domain (issue 15 part 4): -1 not set,
+     * 0 no limit; windows in seconds.  Not cached: read at each remote
+     * RCPT of a sender with caps, so a change applies at once. */
+    {"send_limits",
+        "CREATE TABLE send_limits(kind text COLLATE \"C\" NOT NULL, name"
+        " text COLLATE \"C\" NOT NULL, messages bigint NOT NULL,"
+        " msg_window bigint NOT NULL, recipients bigint NOT NULL,"
+        " rcpt_window bigint NOT NULL, PRIMARY KEY(kind, name));"
+        /* The counters every node shares: UNLOGGED (no WAL per
+         * message; a PostgreSQL crash forgets them, a clean restart
+         * keeps them). */
+        "CREATE UNLOGGED TABLE send_counts(key text COLLATE \"C\" NOT"
+        " NULL, kind integer NOT NULL, window_end bigint NOT NULL, count"
+        " bigint NOT NULL, tripped boolean NOT NULL DEFAULT false,"
+        " PRIMARY KEY(key, kind));"},
 };
 /* The first version with admins, admin_tokens and user_state. */
 #define V_ADMINS 5
+/* The first version with send_limits (issue 15 part 4). */
+#define V_SEND_LIMITS 6
 /* The first version with the authfail table. */
 #define V_AUTHFAIL 3
 /* The first version whose changes notify: a handle on an older schema
@@ -216,6 +233,14 @@ enum stmt {
 	S_ROWS_ADMINS_OF,
 	S_ROWS_TOKENS,
 	S_ROWS_TOKENS_OF,
+	S_SEND_LIMIT, /* issue 15 part 4 */
+	S_SEND_LIMIT_SET,
+	S_SEND_LIMIT_DEL,
+	S_SEND_LIMIT_ROWS,
+	S_SEND_COUNT_GET,
+	S_SEND_COUNT_ADD,
+	S_SEND_COUNT_TRIP,
+	S_SEND_COUNT_RESET,
 	S_COUNT
 };
 
@@ -385,6 +410,48 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_ROWS_TOKENS] = "SELECT id, admin FROM admin_tokens ORDER BY admin, id",
     [S_ROWS_TOKENS_OF] = "SELECT id, admin FROM admin_tokens WHERE "
                          "admin = $1 ORDER BY id",
+    /* Sending caps (issue 15 part 4); "N W" pairs: four parameters. */
+    [S_SEND_LIMIT] = "SELECT messages || ' ' || msg_window, recipients || "
+                     "' ' || rcpt_window FROM send_limits WHERE kind = $1 "
+                     "AND name = $2",
+    [S_SEND_LIMIT_SET] =
+        "INSERT INTO send_limits(kind, name, messages, msg_window, "
+        "recipients, rcpt_window) VALUES($1, $2, split_part($3, ' ', "
+        "1)::bigint, split_part($3, ' ', 2)::bigint, split_part($4, ' ', "
+        "1)::bigint, split_part($4, ' ', 2)::bigint) ON CONFLICT(kind, "
+        "name) DO UPDATE SET messages = EXCLUDED.messages, msg_window = "
+        "EXCLUDED.msg_window, recipients = EXCLUDED.recipients, "
+        "rcpt_window = EXCLUDED.rcpt_window",
+    [S_SEND_LIMIT_DEL] =
+        "DELETE FROM send_limits WHERE kind = $1 AND name = $2",
+    [S_SEND_LIMIT_ROWS] =
+        "SELECT kind || ' ' || name, messages || ' ' || msg_window || ' ' "
+        "|| recipients || ' ' || rcpt_window FROM send_limits ORDER BY "
+        "kind, name",
+    /* Shared counters: one statement each, atomic (ON CONFLICT), the
+     * window judged by the backend's clock. */
+    [S_SEND_COUNT_GET] =
+        "SELECT kind::text, window_end || ' ' || count || ' ' || "
+        "tripped::int FROM send_counts WHERE key = $1 AND window_end > "
+        "extract(epoch FROM now())::bigint",
+    [S_SEND_COUNT_ADD] =
+        "INSERT INTO send_counts AS c(key, kind, window_end, count) "
+        "VALUES($1, $2::int, extract(epoch FROM now())::bigint + "
+        "$4::bigint, $3::bigint) ON CONFLICT(key, kind) DO UPDATE SET "
+        "count = CASE WHEN c.window_end <= extract(epoch FROM now()) THEN "
+        "EXCLUDED.count ELSE c.count + EXCLUDED.count END, tripped = "
+        "c.tripped AND c.window_end > extract(epoch FROM now()), "
+        "window_end = CASE WHEN c.window_end <= extract(epoch FROM now()) "
+        "THEN EXCLUDED.window_end ELSE c.window_end END",
+    [S_SEND_COUNT_TRIP] =
+        "INSERT INTO send_counts AS c(key, kind, window_end, count, "
+        "tripped) VALUES($1, $2::int, extract(epoch FROM now())::bigint + "
+        "$3::bigint, 0, true) ON CONFLICT(key, kind) DO UPDATE SET "
+        "tripped = true, count = CASE WHEN c.window_end <= extract(epoch "
+        "FROM now()) THEN 0 ELSE c.count END, window_end = CASE WHEN "
+        "c.window_end <= extract(epoch FROM now()) THEN EXCLUDED.window_end "
+        "ELSE c.window_end END",
+    [S_SEND_COUNT_RESET] = "DELETE FROM send_counts WHERE key = $1",
 };
 #define LOCK_CLEAN_EVERY 32
 /* A cached answer is used only this long after the server last answered
@@ -2207,6 +2274,146 @@ need_admins(struct dir_pgsql *p, char *err, size_t errlen)
 	return DIR_ADMIN_ERROR;
 }
 
+/* ---- schema 6: sending caps (issue 15 part 4) ---------------------- */
+
+/* S_SEND_COUNT_GET's rows: a the kind, b "end count tripped". */
+static void
+row_send_count(void *arg, const char *a, const char *b)
+{
+	struct dir_send_count *out = arg;
+	long long end;
+	unsigned long n;
+	int k, t;
+
+	if (a == NULL || b == NULL || (k = atoi(a)) < 0 || k > 1 ||
+	    sscanf(b, "%lld %lu %d", &end, &n, &t) != 3)
+		return;
+	out[k].end = end;
+	out[k].count = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+	out[k].is_tripped = t != 0;
+}
+
+static int
+p_send_count_get(struct dir *d, const char *key, struct dir_send_count out[2],
+    char *err, size_t errlen)
+{
+	memset(out, 0, 2 * sizeof(*out));
+	if (ready(pg(d), err, errlen) == -1)
+		return -1;
+	if (pg(d)->version < V_SEND_LIMITS)
+		return 0;
+	return db_exec(d, S_SEND_COUNT_GET, key, NULL, NULL, row_send_count,
+	           out, err, errlen) < 0
+	           ? -1
+	           : 0;
+}
+
+/*
+ * One write on a read handle (its sessions are read-only, as for the
+ * lock-out): inside BEGIN READ WRITE .. COMMIT, or posternctl's own
+ * transaction.
+ */
+static int
+count_write(struct dir *d, enum stmt st, const char *const v[4], char *err,
+    size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	char ignored[64];
+
+	if (p->is_txn)
+		return db_exec_v(d, st, v, NULL, NULL, err, errlen) < 0 ? -1
+		                                                        : 0;
+	if (db_exec(
+	        d, S_LOCK_BEGIN, NULL, NULL, NULL, NULL, NULL, err, errlen) < 0)
+		return -1;
+	if (db_exec_v(d, st, v, NULL, NULL, err, errlen) < 0) {
+		if (p->conn != NULL &&
+		    db_exec(d, S_LOCK_COMMIT, NULL, NULL, NULL, NULL, NULL,
+		        ignored, sizeof(ignored)) < 0)
+			disconnect(p);
+		return -1;
+	}
+	return db_exec(d, S_LOCK_COMMIT, NULL, NULL, NULL, NULL, NULL, err,
+	           errlen) < 0
+	           ? -1
+	           : 0;
+}
+
+static int
+p_send_count_add(struct dir *d, const char *key, int kind, uint32_t n,
+    uint32_t window_s, bool is_trip, char *err, size_t errlen)
+{
+	char k[8], nb[16], w[16];
+	const char *v[4] = {key, k, is_trip ? w : nb, is_trip ? NULL : w};
+
+	if (ready(pg(d), err, errlen) == -1)
+		return -1;
+	if (pg(d)->version < V_SEND_LIMITS)
+		return 0;
+	snprintf(k, sizeof(k), "%d", kind);
+	snprintf(nb, sizeof(nb), "%u", n);
+	snprintf(w, sizeof(w), "%u", window_s);
+	return count_write(
+	    d, is_trip ? S_SEND_COUNT_TRIP : S_SEND_COUNT_ADD, v, err, errlen);
+}
+
+static int
+p_send_count_reset(struct dir *d, const char *key, char *err, size_t errlen)
+{
+	if (ready(pg(d), err, errlen) == -1)
+		return -1;
+	if (pg(d)->version < V_SEND_LIMITS)
+		return 0;
+	const char *v[4] = {key, NULL, NULL, NULL};
+
+	return count_write(d, S_SEND_COUNT_RESET, v, err, errlen);
+}
+
+static int
+p_send_limit(struct dir *d, const char *kind, const char *name,
+    struct dir_send_limit *out, char *err, size_t errlen)
+{
+	struct dir_pgsql *p = pg(d);
+	int n;
+
+	out->messages = out->recipients = -1;
+	if (ready(p, err, errlen) == -1)
+		return -1;
+	if (p->version < V_SEND_LIMITS)
+		return 0; /* a rolling upgrade: the config's caps only */
+	n = db_exec(d, S_SEND_LIMIT, kind, name, NULL, dir_row_send_limit, out,
+	    err, errlen);
+	return n < 0 ? -1 : n > 0;
+}
+
+static int
+p_send_limit_set(struct dir *d, const char *kind, const char *name,
+    const struct dir_send_limit *l, char *err, size_t errlen)
+{
+	char m[48], r[48];
+	const char *v[4] = {kind, name, m, r};
+
+	if (l == NULL)
+		return change(d, S_SEND_LIMIT_DEL, kind, name, NULL,
+		    "no limits set for that name", err, errlen);
+	dir_send_limit_text(l, m, r);
+	return change_v(d, S_SEND_LIMIT_SET, v, NULL, NULL, err, errlen);
+}
+
+static int
+p_send_limit_rows(struct dir *d,
+    void (*fn)(
+        void *, const char *, const char *, const struct dir_send_limit *),
+    void *arg, char *err, size_t errlen)
+{
+	struct dir_row_limits r = {fn, arg};
+
+	return db_exec(d, S_SEND_LIMIT_ROWS, NULL, NULL, NULL,
+	           dir_row_send_limits, &r, err, errlen) < 0
+	           ? DIR_ADMIN_ERROR
+	           : 0;
+}
+
 static int
 p_user_disabled(struct dir *d, const char *local, const char *domain,
     bool *is_disabled_out, char *err, size_t errlen)
@@ -2687,6 +2894,10 @@ static const struct dir_read_ops pgsql_read_ops = {
     .lock_check = p_lock_check,
     .lock_strike = p_lock_strike,
     .user_disabled = p_user_disabled,
+    .send_limit = p_send_limit, /* issue 15 part 4 */
+    .send_count_get = p_send_count_get,
+    .send_count_add = p_send_count_add,
+    .send_count_reset = p_send_count_reset,
 };
 
 static const struct dir_admin_ops pgsql_admin_ops = {
@@ -2716,6 +2927,8 @@ static const struct dir_admin_ops pgsql_admin_ops = {
     .user_disable = p_user_disable,
     .users_seen = p_users_seen,
     .user_rows = p_user_rows,
+    .send_limit_set = p_send_limit_set, /* issue 15 part 4 */
+    .send_limit_rows = p_send_limit_rows,
 };
 
 struct dir *

@@ -42,6 +42,22 @@ void dir_row_list(void *arg, const char *a, const char *b);
 void dir_row_list_unique(void *arg, const char *a, const char *b);
 void dir_row_dup(void *arg, const char *a, const char *b);
 void dir_row_quota(void *arg, const char *a, const char *b);
+/*
+ * Sending caps (issue 15 part 4), for both SQL backends.  dir_row_send_limit:
+ * a "messages msg_window", b "recipients rcpt_window" into a struct
+ * dir_send_limit.  dir_row_send_limits: a "kind name", b "messages
+ * msg_window recipients rcpt_window", to a struct dir_row_limits' fn.
+ * dir_send_limit_text: l's two columns as the SQL takes them ("N W").
+ */
+void dir_row_send_limit(void *arg, const char *a, const char *b);
+struct dir_row_limits {
+	void (*fn)(void *arg, const char *kind, const char *name,
+	    const struct dir_send_limit *);
+	void *arg;
+};
+void dir_row_send_limits(void *arg, const char *a, const char *b);
+void dir_send_limit_text(
+    const struct dir_send_limit *l, char msgs[48], char rcpts[48]);
 /* admin->user_rows over list-style rows: a the address, b "bytes
  * messages disabled last_login" (bytes and messages -1: no stored
  * quota; last_login 0: never); arg a struct dir_row_users. */

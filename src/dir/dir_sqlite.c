@@ -120,10 +120,20 @@ static const struct migration {
         "CREATE TABLE IF NOT EXISTS user_state(local TEXT NOT NULL, domain"
         " TEXT NOT NULL, disabled INTEGER NOT NULL DEFAULT 0, last_login"
         " INTEGER, PRIMARY KEY(local, domain));"},
+    /* 6: sending caps per user and domain (issue 15 part 4): -1 not set,
+     * 0 no limit; windows in seconds.  The counters are posternd's own
+     * on SQLite (data_dir/sendlimits). */
+    {"send_limits",
+        "CREATE TABLE IF NOT EXISTS send_limits(kind TEXT NOT NULL, name"
+        " TEXT NOT NULL, messages INTEGER NOT NULL, msg_window INTEGER NOT"
+        " NULL, recipients INTEGER NOT NULL, rcpt_window INTEGER NOT NULL,"
+        " PRIMARY KEY(kind, name));"},
 };
 /* The user_version from which admins, admin_tokens and user_state
  * exist (schema 5). */
 #define V_ADMINS 4
+/* The user_version from which send_limits exists (schema 6). */
+#define V_SEND_LIMITS 5
 /* The PRAGMA user_version this binary writes. */
 #define SCHEMA_VERSION ((int)(sizeof(migrations) / sizeof(migrations[0])))
 /* admin->schema's numbering of it. */
@@ -909,6 +919,69 @@ s_list_rows(struct dir *d, const char *what, const char *filter, dir_row_fn fn,
 	return DIR_ADMIN_REFUSED;
 }
 
+/* ---- schema 6: sending caps (issue 15 part 4) ---------------------- */
+
+static int
+s_send_limit(struct dir *d, const char *kind, const char *name,
+    struct dir_send_limit *out, char *err, size_t errlen)
+{
+	int n;
+
+	out->messages = out->recipients = -1;
+	if (connect_db(sq(d), err, errlen) == -1)
+		return -1;
+	if (sq(d)->version < V_SEND_LIMITS)
+		return 0; /* an older store: no caps but the config's */
+	n = db_exec(d,
+	    "SELECT messages || ' ' || msg_window, recipients || ' ' || "
+	    "rcpt_window FROM send_limits WHERE kind = ?1 AND name = ?2",
+	    kind, name, NULL, dir_row_send_limit, out, err, errlen);
+	return n < 0 ? -1 : n > 0;
+}
+
+static int
+s_send_limit_set(struct dir *d, const char *kind, const char *name,
+    const struct dir_send_limit *l, char *err, size_t errlen)
+{
+	char m[48], r[48];
+	const char *p[4] = {kind, name, m, r};
+
+	if (l == NULL)
+		return change(d,
+		    "DELETE FROM send_limits WHERE kind = ?1 AND name = ?2",
+		    kind, name, NULL, "no limits set for that name", err,
+		    errlen);
+	dir_send_limit_text(l, m, r);
+	/* "N W" split here: four parameters at most. */
+	return db_exec_v(d,
+	           "INSERT OR REPLACE INTO send_limits(kind, name, messages, "
+	           "msg_window, recipients, rcpt_window) VALUES(?1, ?2, "
+	           "CAST(substr(?3, 1, instr(?3, ' ') - 1) AS INTEGER), "
+	           "CAST(substr(?3, instr(?3, ' ') + 1) AS INTEGER), "
+	           "CAST(substr(?4, 1, instr(?4, ' ') - 1) AS INTEGER), "
+	           "CAST(substr(?4, instr(?4, ' ') + 1) AS INTEGER))",
+	           p, NULL, NULL, err, errlen) < 0
+	           ? DIR_ADMIN_ERROR
+	           : 0;
+}
+
+static int
+s_send_limit_rows(struct dir *d,
+    void (*fn)(
+        void *, const char *, const char *, const struct dir_send_limit *),
+    void *arg, char *err, size_t errlen)
+{
+	struct dir_row_limits r = {fn, arg};
+
+	return db_exec(d,
+	           "SELECT kind || ' ' || name, messages || ' ' || msg_window "
+	           "|| ' ' || recipients || ' ' || rcpt_window FROM "
+	           "send_limits ORDER BY kind, name",
+	           NULL, NULL, NULL, dir_row_send_limits, &r, err, errlen) < 0
+	           ? DIR_ADMIN_ERROR
+	           : 0;
+}
+
 /* ---- schema 5: admins, tokens, user state ------------------------- */
 
 static void
@@ -1366,6 +1439,7 @@ static const struct dir_read_ops sqlite_read_ops = {
     .user_quota = s_user_quota,
     .deadline = sqlite_deadline,
     .user_disabled = s_user_disabled,
+    .send_limit = s_send_limit, /* issue 15 part 4 */
 };
 
 static const struct dir_admin_ops sqlite_admin_ops = {
@@ -1395,6 +1469,8 @@ static const struct dir_admin_ops sqlite_admin_ops = {
     .user_disable = s_user_disable,
     .users_seen = s_users_seen,
     .user_rows = s_user_rows,
+    .send_limit_set = s_send_limit_set, /* issue 15 part 4 */
+    .send_limit_rows = s_send_limit_rows,
 };
 
 struct dir *

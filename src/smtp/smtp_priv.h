@@ -20,6 +20,7 @@
 #include "counter.h"
 #include "delivery.h"
 #include "queue_file.h"
+#include "sendlimit.h" /* issue 15 part 4 */
 #include "smtp_data.h"
 #include "strlist.h"
 
@@ -67,6 +68,15 @@ struct smtp_server {
 	struct dnsbl_cache *dnsbl_cache;
 	size_t dns_threads;
 	TAILQ_HEAD(, session) dnsbl_flights; /* sessions whose job runs */
+	/* Sending caps (issue 15 part 4, smtp_limit.c): the counters, the
+	 * save timer, the generation last saved, jobs (save, alerts) in
+	 * flight. */
+	struct sendlimit_table *limits;
+	struct counter *limit_pending; /* shared counts not yet written */
+	struct event *limit_timer;
+	uint64_t limit_saved_gen;
+	size_t limit_jobs, limit_alerts; /* alerts: of those jobs */
+	bool is_limit_saving;
 };
 
 /* Closing is the core's (cs.is_closing). */
@@ -137,6 +147,14 @@ struct session {
 	 * core_park) are in its dnsbl_waiters, by dnsbl_link. */
 	TAILQ_ENTRY(session) dnsbl_link;
 	TAILQ_HEAD(, session) dnsbl_waiters;
+	/* Sending caps (issue 15 part 4): remote RCPTs counted in this
+	 * transaction, the sender's rates at the last one, hold (over the
+	 * cap with send_limit_action = hold), the 451's text. */
+	size_t limit_rcpts;
+	struct sendlimit_rate limit[SENDLIMIT_NKINDS];
+	bool is_limit_hold;
+	bool is_limit_shared; /* the directory shares the counters */
+	char limit_reply[SENDLIMIT_KEY_MAX + 64];
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */
@@ -205,6 +223,36 @@ void smtp_dnsbl_early(struct session *);
  * the submission ports, anything but MAIL before AUTH. */
 bool smtp_dnsbl_refused(struct session *, int verb);
 void smtp_dnsbl_free(struct session *);
+
+/*
+ * smtp_limit.c (issue 15 part 4): sending caps.  start/free: the counters
+ * (read from, written to data_dir/sendlimits).  lookup: on a worker, the
+ * sender's rates (user over domain over the config); 0 or -1 with err.
+ * rcpt: a remote recipient is about to be accepted: NULL to go on (maybe
+ * into a held entry), else the 451 4.7.1 text (the sender is over).
+ * sent: the message was accepted with nremote queue recipients.
+ */
+void smtp_limit_start(struct smtp_server *);
+void smtp_limit_free(struct smtp_server *);
+struct dir;
+/* The counters a directory shares between nodes (PostgreSQL), as the
+ * RCPT job read them; is_set false: none (each node counts alone). */
+struct smtp_limit_shared {
+	bool is_set;
+	struct sendlimit_count c[SENDLIMIT_NKINDS];
+};
+/* The sender s counts as, into buf (len SENDLIMIT_KEY_MAX); returns it. */
+const char *smtp_limit_key(struct session *, char *buf, size_t len);
+int smtp_limit_lookup(const struct config *, struct dir *, const char *key,
+    const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
+    struct smtp_limit_shared *sh, char *err, size_t errlen);
+const char *smtp_limit_rcpt(struct session *,
+    const struct sendlimit_rate lim[SENDLIMIT_NKINDS],
+    const struct smtp_limit_shared *sh);
+void smtp_limit_sent(struct session *, size_t nremote);
+void smtp_limit_txn_reset(struct session *);
+int smtp_limit_control(
+    struct smtp_server *, const char *args, char *out, size_t outlen);
 
 /* smtp_server.c */
 /*

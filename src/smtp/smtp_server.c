@@ -167,6 +167,7 @@ smtp_server_start(struct smtp_server *srv, const struct smtp_pools *p,
 	/* Start-up, before the loop runs: measured here once. */
 	srv->disk_free = disk_measure(srv->cfg->data_dir);
 	srv->disk_checked_ms = clock_mono_ms();
+	smtp_limit_start(srv); /* sending caps (issue 15 part 4) */
 	core_server_start(srv->core, p->auth, af);
 }
 
@@ -179,7 +180,8 @@ smtp_server_shutdown(struct smtp_server *srv)
 bool
 smtp_server_is_idle(const struct smtp_server *srv)
 {
-	return core_server_is_idle(srv->core);
+	/* ... and no sending-cap save or alert in flight (issue 15 part 4) */
+	return core_server_is_idle(srv->core) && srv->limit_jobs == 0;
 }
 
 void
@@ -195,11 +197,18 @@ smtp_server_free(struct smtp_server **sp)
 	if (srv->milter_workers != NULL) /* issue 15 part 2 */
 		workers_free(&srv->milter_workers);
 	core_server_free(&srv->core); /* sessions use the buffers below */
+	smtp_limit_free(srv);         /* issue 15 part 4: the counters saved */
 	counter_free(&srv->dns_ips);
 	dnsbl_cache_free(&srv->dnsbl_cache); /* issue 15 part 3 */
 	bufpool_clear(&srv->msgbufs);
 	free(srv);
 	*sp = NULL;
+}
+
+int
+smtp_server_limit_control(void *srv, const char *args, char *out, size_t outlen)
+{
+	return smtp_limit_control(srv, args, out, outlen);
 }
 
 void

@@ -87,6 +87,12 @@ struct rcpt_job {
 	char quota_full[ADDR_PATH_MAX + 8];
 	struct store_quota quota;
 	char quota_err[256];
+	/* Sending caps (issue 15 part 4): the sender's rates for a remote
+	 * recipient, or the directory's error. */
+	struct sendlimit_rate limits[SENDLIMIT_NKINDS];
+	struct smtp_limit_shared limit_shared;
+	char limit_key[SENDLIMIT_KEY_MAX];
+	char limit_err[256];
 };
 
 static void msg_charge(struct session *);
@@ -415,6 +421,7 @@ txn_reset(struct session *s)
 	spool_discard(s);
 	s->has_spool_error = false;
 	s->is_spool_full = false;
+	smtp_limit_txn_reset(s); /* issue 15 part 4 */
 	if (s->data_timer != NULL)
 		evtimer_del(s->data_timer);
 	free(s->headers);
@@ -678,6 +685,14 @@ rcpt_job_run(void *arg, void *ctx)
 	if (j->ans.dir_result == DIR_EXPAND_LOCAL &&
 	    j->ans.verdict.kind == VERDICT_ACCEPT)
 		rcpt_quota_check(j, ctx);
+	/* Sending caps (issue 15 part 4): the sender's rates. */
+	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL &&
+	    j->ans.verdict.kind == VERDICT_ACCEPT &&
+	    smtp_limit_lookup(j->cfg, ctx, j->limit_key, j->auth_user,
+	        j->limits, &j->limit_shared, j->limit_err,
+	        sizeof(j->limit_err)) == -1 &&
+	    j->limit_err[0] == '\0')
+		snprintf(j->limit_err, sizeof(j->limit_err), "directory error");
 }
 
 /* DNS pool thread: the DNS phase (backup-MX lookup, smtp_dns_timeout). */
@@ -750,6 +765,25 @@ rcpt_quota_refuse(struct session *s, struct rcpt_job *j)
 	rcpt_refuse(s, j, "452 4.2.2", "Mailbox full");
 }
 
+/* Sending caps (issue 15 part 4, smtp_limit.c): false when refused. */
+static bool
+rcpt_limit_check(struct session *s, struct rcpt_job *j)
+{
+	const char *why;
+
+	if (j->limit_err[0] != '\0') {
+		rcpt_log(s, j, "tempfail", "451", j->limit_err, "send-limit");
+		rcpt_refuse(s, j, "451 4.3.0",
+		    "Temporary directory failure, try again later");
+		return false;
+	}
+	if ((why = smtp_limit_rcpt(s, j->limits, &j->limit_shared)) == NULL)
+		return true;
+	rcpt_log(s, j, "tempfail", "451", why, "send-limit");
+	rcpt_refuse(s, j, "451 4.7.1", why);
+	return false;
+}
+
 static void rcpt_ok(struct session *);
 
 static void
@@ -804,6 +838,9 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		rcpt_quota_refuse(s, j);
 		return;
 	}
+	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL && /* issue 15 part 4 */
+	    !rcpt_limit_check(s, j))
+		return;
 	smtp_milter_rcpt_mark(s); /* milters (issue 15 part 2) */
 	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL) {
 		strlist_add_unique(&s->remote, j->rcpt_text);
@@ -942,6 +979,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	j->size = s->mail_size;
 	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	snprintf(j->auth_user, sizeof(j->auth_user), "%s", s->auth_user);
+	smtp_limit_key(s, j->limit_key, sizeof(j->limit_key)); /* issue 15.4 */
 	j->facts.ip = j->ip;
 	j->facts.listener = kind_names[s->kind]; /* static */
 	j->facts.is_tls = s->cs.is_tls;
@@ -1371,6 +1409,7 @@ delivery_done(void *arg)
 			o += n > 0 ? (size_t)n : 0;
 		}
 		s->nmessages++;
+		smtp_limit_sent(s, s->remote.n); /* issue 15 part 4 */
 		/* Durable and acknowledged (or the client timed out
 		 * meanwhile): one message received (stats.h). */
 		stats_add(STAT_RECEIVED, 1);
@@ -1547,7 +1586,8 @@ data_deliver(struct session *s)
 			    strlist_has(&s->pinned, s->remote.v[i]);
 		}
 		d->qenv = q;
-		q->is_held = is_hold; /* milter quarantine */
+		/* milter quarantine, or over a sending cap (issue 15 part 4) */
+		q->is_held = is_hold || s->is_limit_hold;
 		/* The queue copy starts after the Return-Path line. */
 		d->rp_len = (size_t)(strchr(j->headers, '\n') - j->headers) + 1;
 		/* RFC 1870 size of the queue copy as relayed: the Maildir

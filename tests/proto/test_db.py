@@ -63,7 +63,7 @@ def test_export_format(make_server, tmp_path):
     text = open(path).read()
     assert text == export(s)
     lines = [json.loads(l) for l in text.splitlines()]
-    assert lines[0] == {"postern": "directory", "schema": 5, "version": "0.1.0"}
+    assert lines[0] == {"postern": "directory", "schema": 6, "version": "0.1.0"}
     assert lines[-1] == {"type": "end", "records": len(lines) - 2}
     types = [l["type"] for l in lines[1:-1]]
     order = ["domain", "host_alias", "user", "alias", "list", "member"]
@@ -168,8 +168,8 @@ def test_a_bad_line_imports_nothing(make_server):
     assert f"the end line counts {len(lines) - 2} records, the file has {len(lines) - 3}" in err
     # A header from a newer posternctl.
     err = import_bad(make_server, "".join(
-        ['{"postern":"directory","schema":6,"version":"9.9"}\n'] + lines[1:]))
-    assert err == "posternctl: line 1: directory schema 6 is newer than this posternctl (5)\n"
+        ['{"postern":"directory","schema":7,"version":"9.9"}\n'] + lines[1:]))
+    assert err == "posternctl: line 1: directory schema 7 is newer than this posternctl (6)\n"
     assert "no header" in import_bad(make_server, "".join(lines[1:]))
     assert "no header: an empty file" in import_bad(make_server, "")
     long_line = '{"type":"domain","name":"' + "a" * 70000 + '"}\n'
@@ -180,19 +180,19 @@ def test_a_bad_line_imports_nothing(make_server):
 def test_status_init_upgrade_on_a_new_file(make_server):
     s = make_server(populate=False, start=False)
     r = s.ctl("db", "status", check=False)
-    assert (r.returncode, r.stdout) == (3, "no schema (0 of 5): run posternctl db init\n")
+    assert (r.returncode, r.stdout) == (3, "no schema (0 of 6): run posternctl db init\n")
     r = s.ctl("db", "upgrade", check=False)
     assert r.returncode == 1
     assert r.stderr == "posternctl: directory: no schema (run posternctl db init)\n"
     assert user_version(s) == (0, set())
     r = s.ctl("db", "init")
-    assert r.stdout == "applied 1: base schema\napplied 2: user_quotas\napplied 3: authfail\napplied 4: notify\napplied 5: admins\nschema 5 of 5\n"
+    assert r.stdout == "applied 1: base schema\napplied 2: user_quotas\napplied 3: authfail\napplied 4: notify\napplied 5: admins\napplied 6: send_limits\nschema 6 of 6\n"
     r = s.ctl("db", "status")
-    assert r.stdout == "schema 5 of 5\n"
+    assert r.stdout == "schema 6 of 6\n"
     # Again: says so, changes nothing.
-    assert s.ctl("db", "init").stdout == "directory already has schema 5 of 5\n"
-    assert s.ctl("db", "upgrade").stdout == "already at schema 5\n"
-    assert user_version(s)[0] == 4
+    assert s.ctl("db", "init").stdout == "directory already has schema 6 of 6\n"
+    assert s.ctl("db", "upgrade").stdout == "already at schema 6\n"
+    assert user_version(s)[0] == 5
     s.populate()
     s.start()
 
@@ -204,7 +204,7 @@ def test_status_and_upgrade_of_an_old_file(make_server):
         old = f.read()
     r = s.ctl("db", "status", check=False)
     assert (r.returncode, r.stdout) == (
-        3, "schema 1 of 5: upgrade needed: run posternctl db upgrade\n")
+        3, "schema 1 of 6: upgrade needed: run posternctl db upgrade\n")
     # An old file exports (without quotas) and stays as it was.
     text = export(s)
     assert json.loads(text.splitlines()[0])["schema"] == 1
@@ -212,14 +212,14 @@ def test_status_and_upgrade_of_an_old_file(make_server):
         assert f.read() == old
     # init on it: says so, then does what upgrade does.
     r = s.ctl("db", "init")
-    assert r.stdout == ("directory already has schema 1 of 5\n"
+    assert r.stdout == ("directory already has schema 1 of 6\n"
                         "applied 2: user_quotas\napplied 3: authfail\n"
-                        "applied 4: notify\napplied 5: admins\nschema 5 of 5\n")
-    assert user_version(s)[0] == 4 and "user_quotas" in user_version(s)[1]
+                        "applied 4: notify\napplied 5: admins\napplied 6: send_limits\nschema 6 of 6\n")
+    assert user_version(s)[0] == 5 and "user_quotas" in user_version(s)[1]
     sql(s, "DROP TABLE user_quotas; PRAGMA user_version = 0;")
     r = s.ctl("db", "upgrade")
-    assert r.stdout == "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\napplied 5: admins\nschema 5 of 5\n"
-    assert s.ctl("db", "status").stdout == "schema 5 of 5\n"
+    assert r.stdout == "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\napplied 5: admins\napplied 6: send_limits\nschema 6 of 6\n"
+    assert s.ctl("db", "status").stdout == "schema 6 of 6\n"
     # The rows are still there: the export is the same but for the header.
     assert export(s).splitlines()[1:] == text.splitlines()[1:]
     s.start()
@@ -231,7 +231,7 @@ def test_a_newer_file_is_refused(make_server, tmp_path):
     for cmd in ("status", "init", "upgrade", "export"):
         r = s.ctl("db", cmd, check=False)
         assert r.returncode == 1, cmd
-        assert r.stderr == "posternctl: directory schema 8 is newer than this posternctl (5)\n"
+        assert r.stderr == "posternctl: directory schema 8 is newer than this posternctl (6)\n"
     # The export to a file leaves no file and no temporary behind.
     r = s.ctl("db", "export", str(tmp_path / "x.jsonl"), check=False)
     assert r.returncode == 1 and os.listdir(tmp_path) == []

@@ -34,7 +34,7 @@
 #include "unit.h"
 
 /* The schema version this build writes (1 + the migrations). */
-#define SCHEMA_NOW 5
+#define SCHEMA_NOW 6 /* 6: send_limits (issue 15 part 4) */
 
 struct backend {
 	const char *name;
@@ -1993,7 +1993,7 @@ test_sqlite_schema_upgrade(void **state)
 	    d, true, &have, &want, note, sizeof(note), err, sizeof(err)));
 	assert_string_equal(note,
 	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n"
-	    "applied 5: admins\n");
+	    "applied 5: admins\napplied 6: send_limits\n");
 	assert_int_equal(have, SCHEMA_NOW);
 	assert_int_equal(user_version(), SCHEMA_NOW - 1);
 	q = (struct dir_quota){true, 5, 6};
@@ -2031,7 +2031,7 @@ test_sqlite_schema_init(void **state)
 	assert_string_equal(note,
 	    "applied 1: base schema\napplied 2: "
 	    "user_quotas\napplied 3: authfail\napplied 4: notify\n"
-	    "applied 5: admins\n");
+	    "applied 5: admins\napplied 6: send_limits\n");
 	assert_int_equal(have, SCHEMA_NOW);
 	OK(d->admin->domain_add(d, "example.test", err, 256));
 	assert_int_equal(dir_domain_resolve(d, "example.test", canon,
@@ -2052,20 +2052,20 @@ test_sqlite_schema_newer(void **state)
 
 	(void)state;
 	dir_close(&d);
-	sql("PRAGMA user_version = 5");
+	sql("PRAGMA user_version = 6");
 	d = sqlite_at(5000, DIR_OPEN_ADMIN | DIR_OPEN_SCHEMA);
 	for (int up = 0; up < 2; up++) {
 		assert_int_equal(d->admin->schema(d, up, &have, &want, note,
 		                     sizeof(note), err, sizeof(err)),
 		    DIR_ADMIN_REFUSED);
 		assert_string_equal(err,
-		    "directory schema 6 is newer than this posternctl (5)");
-		assert_int_equal(have, 6);
+		    "directory schema 7 is newer than this posternctl (6)");
+		assert_int_equal(have, 7);
 		assert_int_equal(want, SCHEMA_NOW);
 	}
 	assert_string_equal(note, "");
 	dir_close(&d);
-	assert_int_equal(user_version(), 5);
+	assert_int_equal(user_version(), 6);
 }
 
 /* An open transaction is the handle's alone: another connection reads
@@ -2506,7 +2506,7 @@ test_pg_schema(void **state)
 	assert_string_equal(note,
 	    "applied 1: base schema\napplied 2: "
 	    "user_quotas\napplied 3: authfail\napplied 4: notify\n"
-	    "applied 5: admins\n");
+	    "applied 5: admins\napplied 6: send_limits\n");
 	note[0] = '\0';
 	OK(a->admin->schema(
 	    a, true, &have, &want, note, sizeof(note), err, sizeof(err)));
@@ -2525,7 +2525,7 @@ test_pg_schema(void **state)
 	    DIR_ADMIN_REFUSED);
 	assert_int_equal(have, 7);
 	assert_string_equal(
-	    err, "directory schema 7 is newer than this posternctl (5)");
+	    err, "directory schema 7 is newer than this posternctl (6)");
 	dir_close(&r);
 	dir_close(&a);
 }
@@ -2546,6 +2546,7 @@ test_pg_upgrade_from_1(void **state)
 	pg_sql(c, "DROP TABLE user_quotas; DROP TABLE authfail; DROP "
 	          "FUNCTION postern_notify() CASCADE; DROP TABLE admin_tokens; "
 	          "DROP TABLE admins; DROP TABLE user_state; "
+	          "DROP TABLE send_limits; " /* issue 15 part 4 */
 	          "UPDATE postern_schema SET version = 1");
 	PQfinish(c);
 	r = pg_at(5000, 5000, DIR_OPEN_READ);
@@ -2559,7 +2560,7 @@ test_pg_upgrade_from_1(void **state)
 	assert_int_equal(have, SCHEMA_NOW);
 	assert_string_equal(note,
 	    "applied 2: user_quotas\napplied 3: authfail\napplied 4: notify\n"
-	    "applied 5: admins\n");
+	    "applied 5: admins\napplied 6: send_limits\n");
 	OK(a->admin->user_quota_set(a, "alice", "example.test", &q, err, 256));
 	dir_close(&a);
 	/* A handle that connected at version 1 keeps reading it as 1 until

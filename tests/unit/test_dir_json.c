@@ -95,6 +95,51 @@ test_good(void **state)
 	}
 }
 
+/* send_limit (issue 15 part 4): four strings, the rates kept as text
+ * (posternctl import parses them); a rate past its room is refused. */
+static void
+test_send_limit(void **state)
+{
+	static const char line[] =
+	    "{\"type\":\"send_limit\",\"kind\":\"user\",\"name\":"
+	    "\"a@example.test\",\"messages\":\"200/1h\",\"recipients\":"
+	    "\"default\"}";
+	static const struct {
+		const char *in, *why;
+	} bad[] = {
+	    {"{\"type\":\"send_limit\",\"kind\":\"user\",\"name\":\"a@b\","
+	     "\"messages\":\"1/1h\"}",
+	        "missing key \"recipients\""},
+	    {"{\"type\":\"send_limit\",\"kind\":\"user\",\"name\":\"a@b\","
+	     "\"messages\":1,\"recipients\":\"0\"}",
+	        "\"messages\": a string expected"},
+	    {"{\"type\":\"send_limit\",\"kind\":\"user\",\"name\":\"a@b\","
+	     "\"messages\":\"0123456789012345678901234567890123\","
+	     "\"recipients\":\"0\"}",
+	        "\"messages\": too long"},
+	};
+	struct dir_json_rec r;
+	char why[256], out[DIR_JSON_LINE_MAX];
+
+	(void)state;
+	assert_int_equal(dir_json_parse((const uint8_t *)line, strlen(line), &r,
+	                     why, sizeof(why)),
+	    1);
+	assert_int_equal(r.type, DIR_JSON_SEND_LIMIT);
+	assert_string_equal(r.a, "user");
+	assert_string_equal(r.b, "a@example.test");
+	assert_string_equal(r.c, "200/1h");
+	assert_string_equal(r.d, "default");
+	assert_int_equal(dir_json_format(&r, out, sizeof(out)), strlen(line));
+	assert_string_equal(out, line);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (dir_json_parse((const uint8_t *)bad[i].in,
+		        strlen(bad[i].in), &r, why, sizeof(why)) != -1 ||
+		    strncmp(why, bad[i].why, strlen(bad[i].why)) != 0)
+			fail_msg("bad[%zu]: got \"%s\", want \"%s\"", i, why,
+			    bad[i].why);
+}
+
 /* A user's "disabled": 1 read and written back, 0 read as enabled and
  * not written, beside a quota or without. */
 static void
@@ -322,6 +367,7 @@ run_dir_json_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_good),
+	    cmocka_unit_test(test_send_limit),
 	    cmocka_unit_test(test_bad),
 	    cmocka_unit_test(test_disabled),
 	    cmocka_unit_test(test_limits),

@@ -49,5 +49,7 @@ main(void)
 	/* issue 15 part 1 */
 	failed += run_dkim_tests();
 	failed += run_dnsbl_tests();  /* issue 15 part 3 */
+	/* issue 15 part 4 */
+	failed += run_sendlimit_tests();
 	return failed != 0;
 }

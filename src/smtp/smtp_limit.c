@@ -1,0 +1,702 @@
+/*
+ * smtp_limit: outbound sending caps in the SMTP session (issue 15 part 4,
+ * IMail's HAMR; docs/admin.md "Outbound caps").  Remote recipients of
+ * authenticated users and relay clients count per sender (the AUTH login,
+ * or "ip:ADDR"); a RCPT that would pass the sender's messages or
+ * recipients rate gets 451 4.7.1, or with send_limit_action = hold is
+ * accepted into a held queue entry.  The transition to throttled logs one
+ * line and sends one alert to send_limit_alert.  The counters
+ * (include/sendlimit.h) are the loop's; a timer writes them to
+ * DATA_DIR/sendlimits on the storage pool within a second of a change,
+ * and the server's free writes them once more; start reads them.
+ * Limits come from the directory on the RCPT job's worker; a directory
+ * that shares counters between nodes (PostgreSQL) is read there too, and
+ * written by count jobs on the directory pool after each 250 and trip.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "delivery.h"
+#include "dir.h"
+#include "file.h"
+#include "log.h"
+#include "queue.h"
+#include "sendlimit.h"
+#include "smtp_priv.h"
+#include "worker.h"
+#include "xmalloc.h"
+
+/* Senders held in memory at most: beyond, idle ones are forgotten and a
+ * sender not held is not limited (sendlimit.h), never refused. */
+#define LIMIT_TABLE_MAX 100000
+/* Alerts in flight at most; a trip beyond them is logged only. */
+#define LIMIT_ALERTS_MAX 16
+
+static const char *const kind_names[SENDLIMIT_NKINDS] = {
+    "messages", "recipients"};
+
+/* ---- persistence ------------------------------------------------------ */
+
+struct save_job {
+	struct smtp_server *srv; /* done only */
+	char *data_dir;
+	char *text;
+	int r;
+	char err[PATH_MAX + 64];
+};
+
+static void
+save_run(void *arg, void *ctx)
+{
+	struct save_job *j = arg;
+
+	(void)ctx;
+	j->r =
+	    sendlimit_file_write(j->data_dir, j->text, j->err, sizeof(j->err));
+}
+
+static void
+save_done(void *arg)
+{
+	struct save_job *j = arg;
+
+	j->srv->limit_jobs--;
+	j->srv->is_limit_saving = false;
+	if (j->r == -1)
+		log_err("event=send_limit result=save-error error=\"%s\"",
+		    log_esc(j->err));
+	free(j->data_dir);
+	free(j->text);
+	free(j);
+}
+
+/* Once a second: a change since the last save goes to the file. */
+static void
+save_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	uint64_t gen = sendlimit_generation(srv->limits);
+	struct save_job *j;
+
+	(void)fd;
+	(void)what;
+	if (srv->is_limit_saving || gen == srv->limit_saved_gen)
+		return;
+	j = xcalloc(1, sizeof(*j));
+	j->srv = srv;
+	j->data_dir = xstrdup(srv->cfg->data_dir);
+	j->text = sendlimit_dump(srv->limits);
+	srv->limit_saved_gen = gen;
+	srv->is_limit_saving = true;
+	srv->limit_jobs++;
+	workers_submit(srv->store_workers, save_run, save_done, j);
+}
+
+void
+smtp_limit_start(struct smtp_server *srv)
+{
+	char path[PATH_MAX];
+	size_t len = 0, bad = 0, n = 0;
+	char *text;
+	struct timeval tv = {1, 0};
+
+	srv->limits = sendlimit_table_new(LIMIT_TABLE_MAX);
+	srv->limit_pending = counter_new(1024);
+	snprintf(
+	    path, sizeof(path), "%s/%s", srv->cfg->data_dir, SENDLIMIT_FILE);
+	/* Start-up, before the loop: a blocking read is fine here. */
+	if ((text = file_read(path, SENDLIMIT_FILE_MAX, &len, NULL)) != NULL) {
+		n = sendlimit_load(srv->limits, text, len, &bad);
+		free(text);
+		log_info("event=send_limit result=loaded senders=%zu lines=%zu "
+		         "bad=%zu",
+		    sendlimit_size(srv->limits), n, bad);
+	} else if (errno != ENOENT)
+		log_warn("event=send_limit result=load-error error=\"%s: %s\"",
+		    log_esc(path), strerror(errno));
+	srv->limit_saved_gen = sendlimit_generation(srv->limits);
+	srv->limit_timer = event_new(srv->base, -1, EV_PERSIST, save_tick, srv);
+	evtimer_add(srv->limit_timer, &tv);
+}
+
+void
+smtp_limit_free(struct smtp_server *srv)
+{
+	char err[PATH_MAX + 64];
+	char *text;
+
+	if (srv->limit_timer != NULL)
+		event_free(srv->limit_timer);
+	srv->limit_timer = NULL;
+	if (srv->limits == NULL)
+		return;
+	/* After the loop: the last changes written here, blocking. */
+	if (sendlimit_generation(srv->limits) != srv->limit_saved_gen) {
+		text = sendlimit_dump(srv->limits);
+		if (sendlimit_file_write(
+		        srv->cfg->data_dir, text, err, sizeof(err)) == -1)
+			log_err("event=send_limit result=save-error "
+			        "error=\"%s\"",
+			    log_esc(err));
+		free(text);
+	}
+	sendlimit_table_free(&srv->limits);
+	counter_free(&srv->limit_pending);
+}
+
+/* ---- limits ----------------------------------------------------------- */
+
+/* One level's setting over the one below it: -1 fields inherit. */
+static void
+limit_over(struct sendlimit_rate *out, const struct dir_send_limit *l)
+{
+	if (l->messages >= 0) {
+		out[SENDLIMIT_MESSAGES].max = (uint32_t)l->messages;
+		out[SENDLIMIT_MESSAGES].window_s = l->msg_window;
+	}
+	if (l->recipients >= 0) {
+		out[SENDLIMIT_RECIPIENTS].max = (uint32_t)l->recipients;
+		out[SENDLIMIT_RECIPIENTS].window_s = l->rcpt_window;
+	}
+}
+
+/* The counters the directory shares (PostgreSQL), when it does. */
+static int
+limit_shared_get(struct dir *d, const char *key, struct smtp_limit_shared *sh,
+    char *err, size_t errlen)
+{
+	struct dir_send_count c[SENDLIMIT_NKINDS];
+
+	sh->is_set = false;
+	if (d == NULL || d->ops->send_count_get == NULL)
+		return 0;
+	dir_op_begin(d);
+	if (d->ops->send_count_get(d, key, c, err, errlen) == -1) {
+		dir_op_end(d);
+		return -1;
+	}
+	dir_op_end(d);
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		sh->c[k] = (struct sendlimit_count){
+		    (time_t)c[k].end, c[k].count, c[k].is_tripped};
+	sh->is_set = true;
+	return 0;
+}
+
+int
+smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
+    const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
+    struct smtp_limit_shared *sh, char *err, size_t errlen)
+{
+	struct dir_send_limit l;
+	const char *at;
+	int r;
+
+	out[SENDLIMIT_MESSAGES] = cfg->send_limit_messages;
+	out[SENDLIMIT_RECIPIENTS] = cfg->send_limit_recipients;
+	if (user == NULL || user[0] == '\0' || d == NULL) {
+		/* relay clients: the system's */
+		if (out[0].max == 0 && out[1].max == 0)
+			return 0;
+		return limit_shared_get(d, key, sh, err, errlen);
+	}
+	/* User overrides domain overrides system, each kind alone. */
+	if ((at = strrchr(user, '@')) != NULL) {
+		if ((r = dir_send_limit_get(
+		         d, "domain", at + 1, &l, err, errlen)) == -1)
+			return -1;
+		if (r == 1)
+			limit_over(out, &l);
+	}
+	if ((r = dir_send_limit_get(d, "user", user, &l, err, errlen)) == -1)
+		return -1;
+	if (r == 1)
+		limit_over(out, &l);
+	if (out[0].max == 0 && out[1].max == 0)
+		return 0; /* no caps: nothing to count */
+	return limit_shared_get(d, key, sh, err, errlen);
+}
+
+/* ---- shared counters (PostgreSQL) ------------------------------------- */
+
+/*
+ * What this node counted or tripped that the shared table may not show
+ * yet (its count job is in flight): "m:KEY" and "r:KEY" the messages and
+ * recipients, "t:KEY" trips.  Added to the shared counts at each check,
+ * so a sender's next message in the same session sees its last one.
+ */
+static void
+pending_key(char *out, size_t len, char tag, const char *key)
+{
+	snprintf(out, len, "%c:%s", tag, key);
+}
+
+static void
+pending_add(
+    struct smtp_server *srv, const char *key, int kind, bool is_trip, int delta)
+{
+	char k[SENDLIMIT_KEY_MAX + 4];
+
+	pending_key(k, sizeof(k), is_trip ? 't' : kind == 0 ? 'm' : 'r', key);
+	counter_add(srv->limit_pending, k, delta);
+}
+
+static size_t
+pending_get(struct smtp_server *srv, const char *key, char tag)
+{
+	char k[SENDLIMIT_KEY_MAX + 4];
+
+	pending_key(k, sizeof(k), tag, key);
+	return counter_get(srv->limit_pending, k);
+}
+
+struct count_job {
+	struct smtp_server *srv; /* done only */
+	char key[SENDLIMIT_KEY_MAX];
+	uint32_t n[SENDLIMIT_NKINDS], window[SENDLIMIT_NKINDS];
+	int trip_kind; /* -1: an add of n */
+	int r;
+	char err[256];
+};
+
+/* Directory worker: the change on the shared table. */
+static void
+count_run(void *arg, void *ctx)
+{
+	struct count_job *j = arg;
+	struct dir *d = ctx;
+
+	j->r = 0;
+	if (d == NULL || d->ops->send_count_add == NULL)
+		return;
+	dir_op_begin(d);
+	for (int k = 0; k < SENDLIMIT_NKINDS && j->r == 0; k++) {
+		if (j->trip_kind >= 0 && k != j->trip_kind)
+			continue;
+		if (j->trip_kind < 0 && (j->n[k] == 0 || j->window[k] == 0))
+			continue;
+		j->r = d->ops->send_count_add(d, j->key, k, j->n[k],
+		    j->window[k], j->trip_kind >= 0, j->err, sizeof(j->err));
+	}
+	dir_op_end(d);
+}
+
+static void
+count_done(void *arg)
+{
+	struct count_job *j = arg;
+
+	j->srv->limit_jobs--;
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		if (j->trip_kind == k)
+			pending_add(j->srv, j->key, k, true, -1);
+		else if (j->trip_kind < 0 && j->window[k] != 0)
+			pending_add(j->srv, j->key, k, false, -(int)j->n[k]);
+	if (j->r == -1)
+		log_err("event=send_limit result=count-error sender=%s "
+		        "error=\"%s\"",
+		    log_esc(j->key), log_esc(j->err));
+	free(j);
+}
+
+static void
+count_submit(struct smtp_server *srv, const char *key, int trip_kind,
+    const uint32_t n[SENDLIMIT_NKINDS], const struct sendlimit_rate *lim)
+{
+	struct count_job *j = xcalloc(1, sizeof(*j));
+
+	j->srv = srv;
+	snprintf(j->key, sizeof(j->key), "%s", key);
+	j->trip_kind = trip_kind;
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		j->n[k] = n[k];
+		j->window[k] = lim[k].max ? lim[k].window_s : 0;
+		if (trip_kind == k)
+			pending_add(srv, key, k, true, 1);
+		else if (trip_kind < 0 && j->window[k] != 0)
+			pending_add(srv, key, k, false, (int)n[k]);
+	}
+	srv->limit_jobs++;
+	workers_submit(srv->dir_workers, count_run, count_done, j);
+}
+
+/* ---- the alert -------------------------------------------------------- */
+
+struct alert_job {
+	struct smtp_server *srv; /* done only */
+	struct config *cfg;      /* the job's own reference */
+	char *text;              /* trace header, then the message */
+	struct strlist mailboxes;
+	struct qenv qenv;
+	struct delivery dlv;
+	int r;
+	char err[256];
+};
+
+static void
+alert_free(struct alert_job *j)
+{
+	j->srv->limit_jobs--;
+	j->srv->limit_alerts--;
+	strlist_clear(&j->mailboxes);
+	queue_env_clear(&j->qenv);
+	config_unref(&j->cfg);
+	free(j->text);
+	free(j);
+}
+
+/* Loop: the alert is on disk (or not). */
+static void
+alert_stored(void *arg)
+{
+	struct alert_job *j = arg;
+	struct smtp_server *srv = j->srv;
+
+	if (j->dlv.result == 0) {
+		log_info("id=%s event=send_limit result=alert-sent to=<%s> "
+		         "mailboxes=%zu queued=%zu",
+		    j->qenv.id, log_esc(j->cfg->send_limit_alert),
+		    j->mailboxes.n, j->qenv.nrcpt);
+		if (j->dlv.qenv != NULL && !srv->core->is_stopped)
+			queue_add(srv->queue, &j->qenv, j->dlv.queue_offset);
+	} else
+		log_err("id=%s event=send_limit result=alert-error to=<%s> "
+		        "error=\"%s\"",
+		    j->qenv.id, log_esc(j->cfg->send_limit_alert),
+		    log_esc(j->dlv.error));
+	alert_free(j);
+}
+
+/* Storage worker: the alert into its Maildirs and/or the queue. */
+static void
+alert_write_run(void *arg, void *ctx)
+{
+	struct alert_job *j = arg;
+
+	(void)ctx;
+	delivery_run(j->srv->committer, &j->dlv);
+}
+
+/* Directory worker: where the alert goes. */
+static void
+alert_expand_run(void *arg, void *ctx)
+{
+	struct alert_job *j = arg;
+	struct strlist remote = {0};
+	struct addr to;
+	const char *why;
+	enum dir_expand_result r;
+
+	j->r = -1;
+	if (addr_parse_mailbox(j->cfg->send_limit_alert, &to, &why) == -1) {
+		snprintf(j->err, sizeof(j->err), "bad address: %s", why);
+		return;
+	}
+	if (ctx == NULL) {
+		snprintf(j->err, sizeof(j->err), "no directory handle");
+		return;
+	}
+	r = dir_expand(ctx, &to, j->cfg->expansion_limit, &j->mailboxes,
+	    &remote, j->err, sizeof(j->err));
+	if (r == DIR_EXPAND_NONLOCAL)
+		strlist_add(&remote, j->cfg->send_limit_alert);
+	else if (r != DIR_EXPAND_LOCAL) {
+		if (j->err[0] == '\0')
+			snprintf(j->err, sizeof(j->err), "no such address");
+		strlist_clear(&remote);
+		return;
+	}
+	for (size_t i = 0; i < remote.n; i++)
+		queue_env_add_rcpt(&j->qenv, remote.v[i], j->qenv.arrival);
+	strlist_clear(&remote);
+	j->r = j->mailboxes.n + j->qenv.nrcpt > 0 ? 0 : -1;
+	if (j->r == -1)
+		snprintf(j->err, sizeof(j->err), "no mailbox behind it");
+}
+
+/* Loop: expanded; on to the storage pool. */
+static void
+alert_expanded(void *arg)
+{
+	struct alert_job *j = arg;
+	struct delivery *d = &j->dlv;
+
+	if (j->r == -1) {
+		log_err("event=send_limit result=alert-error to=<%s> "
+		        "error=\"%s\"",
+		    log_esc(j->cfg->send_limit_alert), log_esc(j->err));
+		alert_free(j);
+		return;
+	}
+	d->mailboxes = &j->mailboxes;
+	d->iov[0].iov_base = j->text;
+	d->iov[0].iov_len = strlen(j->text);
+	d->iovcnt = 1;
+	d->wsize = d->iov[0].iov_len;
+	for (const char *p = j->text; (p = strchr(p, '\n')) != NULL; p++)
+		d->wsize++;
+	d->rp_len = strlen("Return-Path: <>\n");
+	d->qenv = j->qenv.nrcpt > 0 ? &j->qenv : NULL;
+	j->qenv.size = d->wsize - d->rp_len - 1;
+	d->done = alert_stored;
+	d->done_arg = j;
+	workers_submit(j->srv->store_workers, alert_write_run, NULL, j);
+}
+
+/* Text a sender's key or client address may carry into the alert. */
+static void
+alert_clean(char *dst, size_t len, const char *src)
+{
+	size_t i = 0;
+
+	for (; src[i] != '\0' && i + 1 < len; i++)
+		dst[i] =
+		    (unsigned char)src[i] < 0x21 || (unsigned char)src[i] > 0x7e
+		        ? '?'
+		        : src[i];
+	dst[i] = '\0';
+}
+
+static void
+alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
+    const struct sendlimit_rate *lim, const struct sendlimit_count *c)
+{
+	struct smtp_server *srv = s->srv;
+	struct alert_job *j;
+	char who[SENDLIMIT_KEY_MAX], rate[SENDLIMIT_RATE_MAX], date[64],
+	    until[64];
+	struct tm tm;
+	time_t now = time(NULL), end = c->end;
+	const char *host = s->cfg->hostname;
+	int n;
+
+	if (srv->limit_alerts >= LIMIT_ALERTS_MAX) {
+		log_warn("event=send_limit result=alert-skipped sender=%s "
+		         "reason=\"too many alerts in flight\"",
+		    log_esc(key));
+		return;
+	}
+	alert_clean(who, sizeof(who), key);
+	sendlimit_rate_format(lim, rate, sizeof(rate));
+	gmtime_r(&now, &tm);
+	strftime(date, sizeof(date), "%a, %d %b %Y %H:%M:%S +0000", &tm);
+	gmtime_r(&end, &tm);
+	strftime(until, sizeof(until), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	j = xcalloc(1, sizeof(*j));
+	j->srv = srv;
+	j->cfg = config_ref(s->cfg);
+	queue_new_id(j->qenv.id);
+	j->qenv.arrival = now;
+	j->qenv.from[0] = '\0'; /* the null sender: no loop, no bounce */
+	j->text = xmalloc(4096);
+	/* Lines end in LF: the Maildir convention (as bounces). */
+	n = snprintf(j->text, 4096,
+	    "Return-Path: <>\n"
+	    "Received: by %s (postern) id %s;\n\t%s\n"
+	    "From: Mail System <MAILER-DAEMON@%s>\n"
+	    "To: <%s>\n"
+	    "Subject: Sending limit reached: %s (%s %s)\n"
+	    "Date: %s\n"
+	    "Message-ID: <%s.sendlimit@%s>\n"
+	    "Auto-Submitted: auto-generated\n"
+	    "MIME-Version: 1.0\n"
+	    "Content-Type: text/plain; charset=us-ascii\n"
+	    "\n"
+	    "The sender %s reached its sending limit on %s.\n"
+	    "\n"
+	    "  limit:     %s %s\n"
+	    "  counted:   %u in the current window\n"
+	    "  client:    %s\n"
+	    "  action:    %s\n"
+	    "  until:     %s\n"
+	    "\n"
+	    "A sudden burst of mail from one account often means its\n"
+	    "password is known to a spammer.  Check the account, then lift\n"
+	    "the throttle with:\n"
+	    "\n"
+	    "  posternctl limit reset %s\n",
+	    host, j->qenv.id, date, host, s->cfg->send_limit_alert, who,
+	    kind_names[kind], rate, date, j->qenv.id, host, who, host,
+	    kind_names[kind], rate, c->count, s->ip,
+	    s->cfg->send_limit_action == SEND_LIMIT_HOLD
+	        ? "hold (its mail is held in the queue)"
+	        : "defer (its mail gets 451 4.7.1)",
+	    until, who);
+	if (n < 0 || n >= 4096)
+		j->text[4095] = '\0'; /* cut; the key's room keeps it rare */
+	srv->limit_jobs++;
+	srv->limit_alerts++;
+	workers_submit(srv->dir_workers, alert_expand_run, alert_expanded, j);
+}
+
+/* ---- the session's hooks ---------------------------------------------- */
+
+const char *
+smtp_limit_key(struct session *s, char *buf, size_t len)
+{
+	if (s->auth_user[0] != '\0')
+		snprintf(buf, len, "%s", s->auth_user);
+	else
+		snprintf(buf, len, "ip:%s", s->ip_key);
+	return buf;
+}
+
+const char *
+smtp_limit_rcpt(struct session *s,
+    const struct sendlimit_rate lim[SENDLIMIT_NKINDS],
+    const struct smtp_limit_shared *sh)
+{
+	char kb[SENDLIMIT_KEY_MAX];
+	const char *key = smtp_limit_key(s, kb, sizeof(kb));
+	time_t now = time(NULL);
+	const uint32_t add[SENDLIMIT_NKINDS] = {
+	    s->limit_rcpts == 0 ? 1 : 0, (uint32_t)s->limit_rcpts + 1};
+	bool is_over = false;
+
+	s->limit[SENDLIMIT_MESSAGES] = lim[SENDLIMIT_MESSAGES];
+	s->limit[SENDLIMIT_RECIPIENTS] = lim[SENDLIMIT_RECIPIENTS];
+	/* Shared counters: what every node counted is the truth. */
+	s->is_limit_shared = sh->is_set;
+	log_debug("session=%s event=send_limit result=check sender=%s "
+	          "shared=%s messages=%u recipients=%u",
+	    s->id, log_esc(key), sh->is_set ? "yes" : "no", sh->c[0].count,
+	    sh->c[1].count);
+	for (int k = 0; sh->is_set && k < SENDLIMIT_NKINDS; k++) {
+		struct sendlimit_count c = sh->c[k], mine;
+		size_t more = pending_get(s->srv, key, k == 0 ? 'm' : 'r');
+
+		/* ... with what this node has not seen written yet. */
+		if (more > 0 || pending_get(s->srv, key, 't') > 0) {
+			if (sendlimit_get(s->srv->limits, key, k, now, &mine) &&
+			    c.end == 0)
+				c.end = mine.end;
+			c.count += (uint32_t)more;
+			c.is_tripped = c.is_tripped || mine.is_tripped;
+		}
+		sendlimit_set(s->srv->limits, key, k, &c, now);
+	}
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		bool is_new;
+		struct sendlimit_count c;
+		char rate[SENDLIMIT_RATE_MAX];
+
+		/* Messages: only the transaction's first remote RCPT asks
+		 * (add 0 still sees a trip). */
+		if (sendlimit_check(
+		        s->srv->limits, key, k, &lim[k], add[k], now, &is_new))
+			continue;
+		is_over = true;
+		if (!is_new)
+			continue;
+		sendlimit_get(s->srv->limits, key, k, now, &c);
+		log_warn("session=%s id=%s event=send_limit result=tripped "
+		         "sender=%s client=%s kind=%s limit=%s count=%u "
+		         "action=%s",
+		    s->id, s->queue_id, log_esc(key), s->ip, kind_names[k],
+		    sendlimit_rate_format(&lim[k], rate, sizeof(rate)), c.count,
+		    s->cfg->send_limit_action == SEND_LIMIT_HOLD ? "hold"
+		                                                 : "defer");
+		alert_send(s, key, k, &lim[k], &c);
+		if (s->is_limit_shared) {
+			const uint32_t zero[SENDLIMIT_NKINDS] = {0, 0};
+
+			count_submit(s->srv, key, k, zero, lim);
+		}
+	}
+	if (!is_over) {
+		s->limit_rcpts++;
+		return NULL;
+	}
+	if (s->cfg->send_limit_action == SEND_LIMIT_HOLD) {
+		/* Accepted into a held entry; not counted as sent. */
+		s->is_limit_hold = true;
+		s->limit_rcpts++;
+		return NULL;
+	}
+	snprintf(s->limit_reply, sizeof(s->limit_reply),
+	    "Sending limit reached for %s; try again later", key);
+	for (char *p = s->limit_reply; *p; p++)
+		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+			*p = '?';
+	return s->limit_reply;
+}
+
+void
+smtp_limit_sent(struct session *s, size_t nremote)
+{
+	char kb[SENDLIMIT_KEY_MAX];
+	const char *key;
+	size_t n = s->limit_rcpts < nremote ? s->limit_rcpts : nremote;
+	time_t now = time(NULL);
+
+	if (n > 0 && s->is_limit_hold)
+		log_info("session=%s id=%s event=send_limit result=held "
+		         "sender=%s nrcpt=%zu",
+		    s->id, s->queue_id,
+		    log_esc(smtp_limit_key(s, kb, sizeof(kb))), n);
+	if (n == 0 || s->is_limit_hold)
+		return;
+	key = smtp_limit_key(s, kb, sizeof(kb));
+	sendlimit_add(s->srv->limits, key, SENDLIMIT_MESSAGES,
+	    &s->limit[SENDLIMIT_MESSAGES], 1, now);
+	sendlimit_add(s->srv->limits, key, SENDLIMIT_RECIPIENTS,
+	    &s->limit[SENDLIMIT_RECIPIENTS], (uint32_t)n, now);
+	if (s->is_limit_shared) {
+		const uint32_t add[SENDLIMIT_NKINDS] = {1, (uint32_t)n};
+
+		count_submit(s->srv, key, -1, add, s->limit);
+	}
+}
+
+void
+smtp_limit_txn_reset(struct session *s)
+{
+	s->limit_rcpts = 0;
+	s->is_limit_hold = false;
+	s->is_limit_shared = false;
+}
+
+/* ---- the control socket ----------------------------------------------- */
+
+int
+smtp_limit_control(
+    struct smtp_server *srv, const char *args, char *out, size_t outlen)
+{
+	time_t now = time(NULL);
+
+	if (srv == NULL || srv->limits == NULL) {
+		snprintf(out, outlen, "error: sending limits not running\n");
+		return -1;
+	}
+	if (strncmp(args, "reset ", 6) == 0) {
+		bool had = sendlimit_reset(srv->limits, args + 6);
+
+		log_info("event=send_limit result=reset sender=%s held=%s",
+		    log_esc(args + 6), had ? "yes" : "no");
+		snprintf(out, outlen, "ok %d\n", had ? 1 : 0);
+		return 0;
+	}
+	if (strncmp(args, "show ", 5) == 0) {
+		struct sendlimit_count c[SENDLIMIT_NKINDS];
+
+		for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+			sendlimit_get(srv->limits, args + 5, k, now, &c[k]);
+		/* "ok MSGS END TRIPPED RCPTS END TRIPPED" */
+		snprintf(out, outlen, "ok %u %lld %d %u %lld %d\n", c[0].count,
+		    (long long)c[0].end, c[0].is_tripped, c[1].count,
+		    (long long)c[1].end, c[1].is_tripped);
+		return 0;
+	}
+	snprintf(out, outlen, "error: usage: limit reset|show SENDER\n");
+	return -1;
+}
