@@ -171,6 +171,9 @@ test_from_domain(void **state)
 	    {"From: undisclosed\n", NULL},
 	    {"From: a@[127.0.0.1]\n", NULL},
 	    {"From: a@../etc\n", NULL},
+	    /* smtp-source's shape, and a group with one mailbox */
+	    {"From: <bench@Example.TEST>\n", "example.test"},
+	    {"From: team: a@c.example;\n", "c.example"},
 	};
 	struct span f[16];
 
