@@ -846,7 +846,8 @@ load_domain(struct dkim_keys *ks, int dkfd, const char *dom,
 		k->pkey = pk;
 		/* One key per algorithm: the first selector by name wins. */
 		nh = dkim_keys_find(ks, k->domain, have, 2);
-		if (nh > 1 && have[0]->alg == k->alg) {
+		if ((nh > 0 && have[0]->alg == k->alg) ||
+		    (nh > 1 && have[1]->alg == k->alg)) {
 			EVP_PKEY_free(pk);
 			continue;
 		}

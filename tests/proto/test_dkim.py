@@ -417,6 +417,12 @@ def test_key_file_rules_in_check(make_server):
         f.write("not a key\n")
     r = s.ctl("check", check=False)
     assert r.returncode == 1 and "not an RSA or Ed25519 private key" in r.stdout + r.stderr
+    # dkim_sign = no reads no key at all.
+    s.extra["dkim_sign"] = "no"
+    s.write_conf()
+    assert s.ctl("check").returncode == 0
+    s.extra["dkim_sign"] = "yes"
+    s.write_conf()
     # An inactive key is not read at all.
     os.unlink(os.path.join(d, "k1.active"))
     assert s.ctl("check").returncode == 0

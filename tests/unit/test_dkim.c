@@ -2,11 +2,16 @@
  * example and more), header selection with From oversigned, names, the
  * From domain, and RFC 8463 appendix A's Ed25519 signature reproduced
  * from its published key (bh= and b=). */
+#include <sys/stat.h>
+
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 
 #include "base64.h"
 #include "dkim.h"
@@ -166,6 +171,9 @@ test_from_domain(void **state)
 	    {"From: undisclosed\n", NULL},
 	    {"From: a@[127.0.0.1]\n", NULL},
 	    {"From: a@../etc\n", NULL},
+	    /* smtp-source's shape, and a group with one mailbox */
+	    {"From: <bench@Example.TEST>\n", "example.test"},
+	    {"From: team: a@c.example;\n", "c.example"},
 	};
 	struct span f[16];
 
@@ -456,6 +464,105 @@ test_rsa_verify(void **state)
 	EVP_PKEY_free(k.pkey);
 }
 
+/* Writes pkey as PEM to path with mode. */
+static void
+put_key(const char *path, EVP_PKEY *pk, mode_t mode)
+{
+	FILE *f;
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+
+	assert_true(fd != -1);
+	f = fdopen(fd, "w");
+	assert_non_null(f);
+	assert_int_equal(
+	    PEM_write_PrivateKey(f, pk, NULL, NULL, 0, NULL, NULL), 1);
+	fclose(f);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void
+put_file(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+	assert_true(fd != -1);
+	close(fd);
+}
+
+/* The key set from a data_dir: active keys only, one per algorithm (the
+ * first selector by name), the file rules. */
+static void
+test_keys_load(void **state)
+{
+	char base[] = "/tmp/postern-dkim-XXXXXX", p[512], err[512];
+	EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+	EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)1024);
+	const struct dkim_key *found[2];
+	struct dkim_keys *ks;
+
+	(void)state;
+	assert_non_null(mkdtemp(base));
+	/* No dkim/ at all: an empty set. */
+	ks = dkim_keys_load(base, err, sizeof(err));
+	assert_non_null(ks);
+	assert_int_equal(ks->n, 0);
+	dkim_keys_free(&ks);
+	assert_null(ks);
+	snprintf(p, sizeof(p), "%s/dkim", base);
+	assert_int_equal(mkdir(p, 0700), 0);
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM", base);
+	assert_int_equal(mkdir(p, 0700), 0);
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM/ed.key", base);
+	put_key(p, ed, 0600);
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM/ed.active", base);
+	put_file(p);
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM/b.key", base);
+	put_key(p, rsa, 0600);
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM/b.active", base);
+	put_file(p);
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM/c.key", base);
+	put_key(p, rsa, 0600);
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM/c.active", base);
+	put_file(p);
+	/* Inactive and badly named: never read. */
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM/off.key", base);
+	put_key(p, rsa, 0644);
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM/x_y.active", base);
+	put_file(p);
+	ks = dkim_keys_load(base, err, sizeof(err));
+	if (ks == NULL)
+		fail_msg("load: %s", err);
+	assert_int_equal(ks->n, 2);
+	assert_int_equal(dkim_keys_find(ks, "example.com", found, 2), 2);
+	assert_string_equal(found[0]->selector, "b"); /* b before c */
+	assert_int_equal(found[0]->alg, DKIM_RSA_SHA256);
+	assert_string_equal(found[1]->selector, "ed");
+	assert_int_equal(found[1]->alg, DKIM_ED25519_SHA256);
+	assert_int_equal(dkim_keys_find(ks, "other.example", found, 2), 0);
+	dkim_keys_free(&ks);
+	/* An active key readable by others: the whole load fails. */
+	snprintf(p, sizeof(p), "%s/dkim/Example.COM/c.key", base);
+	assert_int_equal(chmod(p, 0640), 0);
+	assert_null(dkim_keys_load(base, err, sizeof(err)));
+	assert_non_null(strstr(err, "c.key must be a regular file"));
+	assert_int_equal(chmod(p, 0600), 0);
+	/* A domain directory that is a symbolic link. */
+	snprintf(p, sizeof(p), "%s/dkim/link.example", base);
+	assert_int_equal(symlink("Example.COM", p), 0);
+	assert_null(dkim_keys_load(base, err, sizeof(err)));
+	assert_non_null(strstr(err, "link.example"));
+	assert_int_equal(unlink(p), 0);
+	/* dkim/ writable by others. */
+	snprintf(p, sizeof(p), "%s/dkim", base);
+	assert_int_equal(chmod(p, 0777), 0);
+	assert_null(dkim_keys_load(base, err, sizeof(err)));
+	assert_int_equal(chmod(p, 0700), 0);
+	snprintf(p, sizeof(p), "rm -rf '%s'", base);
+	assert_int_equal(system(p), 0);
+	EVP_PKEY_free(ed);
+	EVP_PKEY_free(rsa);
+}
+
 int
 run_dkim_tests(void)
 {
@@ -468,6 +575,7 @@ run_dkim_tests(void)
 	    cmocka_unit_test(test_rfc8463),
 	    cmocka_unit_test(test_sign_message),
 	    cmocka_unit_test(test_rsa_verify),
+	    cmocka_unit_test(test_keys_load),
 	};
 
 	return cmocka_run_group_tests_name("dkim", tests, NULL, NULL);
