@@ -36,7 +36,7 @@ LIB_SRC = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 # and the session's hooks in D_SRC.
 LIB_SRC += src/milter/milter_proto.c
 # DKIM signing (issue 15 part 1): canonicalisation, keys, signatures.
-LIB_SRC += src/lib/dkim.c
+LIB_SRC += src/dkim/dkim.c
 # DNS blocklists (issue 15 part 3): the pure parts here, the lookups in
 # D_SRC.
 LIB_SRC += src/lib/dnsbl.c
@@ -202,7 +202,7 @@ FUZZ_LIB = src/lib/xmalloc.c src/lib/buf.c src/lib/log.c src/lib/addr.c \
 	src/lib/strlist.c src/lib/base64.c src/pop3/pop3_parse.c src/lib/sasl.c \
 	src/lib/file.c src/lib/cidr.c src/lib/accept.c src/imap/imap_parse.c \
 	src/lib/span.c src/imap/imap_sort.c src/dir/dir_json.c $(MIME_SRC) \
-	$(STORE_SRC) src/milter/milter_proto.c src/lib/dkim.c src/lib/dnsbl.c
+	$(STORE_SRC) src/milter/milter_proto.c src/dkim/dkim.c src/lib/dnsbl.c
 # config.c parses send_limit_* rates (issue 15 part 4)
 FUZZ_LIB += src/lib/sendlimit.c
 

@@ -180,7 +180,7 @@ struct config {
 	unsigned milter_connect_timeout_ms, milter_command_timeout_ms,
 	    milter_content_timeout_ms;
 	size_t milter_protocol, milter_workers;
-	/* DKIM (issue 15 part 1, src/lib/dkim.c): sign or not, x= after
+	/* DKIM (issue 15 part 1, src/dkim/dkim.c): sign or not, x= after
 	 * this long (0: none), and the keys posternd loaded for this config
 	 * (NULL elsewhere; freed with it, read-only once set). */
 	bool dkim_sign;

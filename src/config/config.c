@@ -921,7 +921,7 @@ config_free(struct config *c)
 	strlist_clear(&c->milters); /* issue 15 part 2 */
 	/* DKIM keys (issue 15 part 1) */
 	dkim_keys_free(&c->dkim_keys);
-	free(c->send_limit_alert);  /* issue 15 part 4 */
+	free(c->send_limit_alert); /* issue 15 part 4 */
 	if (c->accept != NULL) {
 		accept_list_clear(c->accept);
 		free(c->accept);

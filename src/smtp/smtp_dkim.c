@@ -1,6 +1,6 @@
 /*
  * smtp_dkim: the SMTP session's DKIM signing (issue 15 part 1).  The
- * signer is src/lib/dkim.c; here is when it runs and on what.  A message
+ * signer is src/dkim/dkim.c; here is when it runs and on what.  A message
  * is signed once, at the end of DATA after the milters changed it, when
  * it has queued (remote) recipients and the client authenticated or is
  * in relay_addresses: mail we send for our users, never mail that

@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness: the DKIM canonicaliser and header parser
- * (src/lib/dkim.c, issue 15 part 1) over a message as stored.  The input
+ * (src/dkim/dkim.c, issue 15 part 1) over a message as stored.  The input
  * is fed to the streaming signer in pieces whose sizes its first byte
  * picks; the header section is split into fields, each canonicalised,
  * the From domain taken and the h= list chosen and turned into the hash

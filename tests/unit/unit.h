@@ -41,7 +41,7 @@ int run_span_tests(void);
 int run_milter_tests(void); /* issue 15 part 2 */
 /* issue 15 part 1 */
 int run_dkim_tests(void);
-int run_dnsbl_tests(void);  /* issue 15 part 3 */
+int run_dnsbl_tests(void); /* issue 15 part 3 */
 /* issue 15 part 4 */
 int run_sendlimit_tests(void);
 int run_worker_tests(void);

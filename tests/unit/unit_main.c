@@ -48,7 +48,7 @@ main(void)
 	failed += run_milter_tests(); /* issue 15 part 2 */
 	/* issue 15 part 1 */
 	failed += run_dkim_tests();
-	failed += run_dnsbl_tests();  /* issue 15 part 3 */
+	failed += run_dnsbl_tests(); /* issue 15 part 3 */
 	/* issue 15 part 4 */
 	failed += run_sendlimit_tests();
 	return failed != 0;
