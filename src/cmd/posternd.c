@@ -337,7 +337,7 @@ daemon_dkim_load(struct config *cfg, char *err, size_t errlen)
 		return 0;
 	cfg->dkim_keys = dkim_keys_load(cfg->data_dir, e, sizeof(e));
 	if (cfg->dkim_keys == NULL) {
-		snprintf(err, errlen, "dkim: %s", e);
+		snprintf(err, errlen, "dkim: %.480s", e);
 		return -1;
 	}
 	if (cfg->dkim_keys->n > 0)
