@@ -279,11 +279,14 @@ def test_alert_to_a_remote_address(make_server, sinks, cert):
 
 
 def test_bad_alert_address_is_refused(make_server):
-    s = make_server(dict(send_limit_alert="not an address"), populate=False, start=False)
+    # SQLite: a PostgreSQL server would run db init first, on the bad file.
+    s = make_server(dict(send_limit_alert="not an address"), populate=False,
+                    start=False, directory="sqlite")
     r = s.ctl("check", check=False)
     assert r.returncode == 1 and "send_limit_alert" in r.stdout + r.stderr, (r.stdout, r.stderr)
     for bad in ("200/1w", "abc", "0/1h"):
-        s = make_server(dict(send_limit_messages=bad), populate=False, start=False)
+        s = make_server(dict(send_limit_messages=bad), populate=False, start=False,
+                        directory="sqlite")
         r = s.ctl("check", check=False)
         assert r.returncode == 1 and "send_limit_messages" in r.stdout + r.stderr, bad
 
