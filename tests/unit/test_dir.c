@@ -2546,7 +2546,7 @@ test_pg_upgrade_from_1(void **state)
 	pg_sql(c, "DROP TABLE user_quotas; DROP TABLE authfail; DROP "
 	          "FUNCTION postern_notify() CASCADE; DROP TABLE admin_tokens; "
 	          "DROP TABLE admins; DROP TABLE user_state; "
-	          "DROP TABLE send_limits; " /* issue 15 part 4 */
+	          "DROP TABLE send_limits; DROP TABLE send_counts; " /* 15.4 */
 	          "UPDATE postern_schema SET version = 1");
 	PQfinish(c);
 	r = pg_at(5000, 5000, DIR_OPEN_READ);
