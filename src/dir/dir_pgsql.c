@@ -2360,12 +2360,12 @@ p_send_count_add(struct dir *d, const char *key, int kind, uint32_t n,
 static int
 p_send_count_reset(struct dir *d, const char *key, char *err, size_t errlen)
 {
+	const char *v[4] = {key, NULL, NULL, NULL};
+
 	if (ready(pg(d), err, errlen) == -1)
 		return -1;
 	if (pg(d)->version < V_SEND_LIMITS)
 		return 0;
-	const char *v[4] = {key, NULL, NULL, NULL};
-
 	return count_write(d, S_SEND_COUNT_RESET, v, err, errlen);
 }
 

@@ -3,6 +3,7 @@
 other senders go on; local recipients do not count; one log line and one
 alert per trip; reset, restart, hold, and user over domain over system."""
 import json
+import os
 import re
 import smtplib
 import time
@@ -279,11 +280,14 @@ def test_alert_to_a_remote_address(make_server, sinks, cert):
 
 
 def test_bad_alert_address_is_refused(make_server):
-    s = make_server(dict(send_limit_alert="not an address"), populate=False, start=False)
+    # SQLite: a PostgreSQL server would run db init first, on the bad file.
+    s = make_server(dict(send_limit_alert="not an address"), populate=False,
+                    start=False, directory="sqlite")
     r = s.ctl("check", check=False)
     assert r.returncode == 1 and "send_limit_alert" in r.stdout + r.stderr, (r.stdout, r.stderr)
     for bad in ("200/1w", "abc", "0/1h"):
-        s = make_server(dict(send_limit_messages=bad), populate=False, start=False)
+        s = make_server(dict(send_limit_messages=bad), populate=False, start=False,
+                        directory="sqlite")
         r = s.ctl("check", check=False)
         assert r.returncode == 1 and "send_limit_messages" in r.stdout + r.stderr, bad
 
@@ -346,3 +350,17 @@ def test_db_export_import_carries_caps(make_server, tmp_path):
     r = dst.ctl("db", "import", input="\n".join(bad) + "\n", check=False)
     assert r.returncode == 1 and "window unit" in r.stderr, r.stderr
     assert dst.ctl("limit", "list").stdout.count("\n") == 1  # nothing imported
+
+
+def test_save_error_is_logged(make_server, sinks, cert):
+    """data_dir/sendlimits cannot be written (its temporary name is a
+    directory): logged, the caps go on from memory."""
+    sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_messages="1/1h"), start=False)
+    os.makedirs(os.path.join(s.data, "sendlimits.tmp"))
+    s.start()
+    c = login(s, cert, "alice")
+    assert spam_until_refused(c, "alice") == 1
+    c.quit()
+    wait_for(lambda: "event=send_limit result=save-error" in s.log(), 5, "save error")
+    assert not os.path.exists(os.path.join(s.data, "sendlimits"))

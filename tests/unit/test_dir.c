@@ -2068,6 +2068,114 @@ test_sqlite_schema_newer(void **state)
 	assert_int_equal(user_version(), 6);
 }
 
+/* ---- schema 6: sending caps (issue 15 part 4) ------------------------- */
+
+static void
+limit_row_count(void *arg, const char *kind, const char *name,
+    const struct dir_send_limit *l)
+{
+	char *out = arg;
+	size_t n = strlen(out);
+
+	snprintf(out + n, 512 - n, "%s %s %lld/%u %lld/%u;", kind, name,
+	    (long long)l->messages, (unsigned)l->msg_window,
+	    (long long)l->recipients, (unsigned)l->rcpt_window);
+}
+
+/* The rows on either SQL backend: set, read through dir_send_limit_get,
+ * listed sorted, replaced whole, deleted. */
+static void
+send_limit_rows_check(struct dir *d)
+{
+	const struct dir_send_limit u = {200, -1, 3600, 0},
+	                            dm = {-1, 1000, 0, 86400};
+	struct dir_send_limit got;
+	char err[256], rows[512] = "";
+
+	assert_int_equal(
+	    dir_send_limit_get(d, "user", "alice@example.test", &got, err, 256),
+	    0);
+	assert_int_equal(got.messages, -1);
+	OK(d->admin->send_limit_set(
+	    d, "user", "alice@example.test", &u, err, 256));
+	OK(d->admin->send_limit_set(
+	    d, "domain", "example.test", &dm, err, 256));
+	assert_int_equal(
+	    dir_send_limit_get(d, "user", "alice@example.test", &got, err, 256),
+	    1);
+	assert_int_equal(got.messages, 200);
+	assert_int_equal(got.msg_window, 3600);
+	assert_int_equal(got.recipients, -1);
+	OK(d->admin->send_limit_rows(d, limit_row_count, rows, err, 256));
+	assert_string_equal(rows, "domain example.test -1/0 1000/86400;"
+	                          "user alice@example.test 200/3600 -1/0;");
+	OK(d->admin->send_limit_set(d, "domain", "example.test", &u, err, 256));
+	assert_int_equal(
+	    dir_send_limit_get(d, "domain", "example.test", &got, err, 256), 1);
+	assert_int_equal(got.recipients, -1);
+	OK(d->admin->send_limit_set(
+	    d, "user", "alice@example.test", NULL, err, 256));
+	assert_int_equal(d->admin->send_limit_set(
+	                     d, "user", "alice@example.test", NULL, err, 256),
+	    DIR_ADMIN_REFUSED);
+	assert_string_equal(err, "no limits set for that name");
+}
+
+static void
+test_sqlite_send_limits(void **state)
+{
+	struct dir *d = fresh_admin();
+
+	(void)state;
+	send_limit_rows_check(d);
+	assert_null(d->ops->send_count_get); /* SQLite: each node alone */
+	dir_close(&d);
+}
+
+/* PostgreSQL: the rows, and the counters two read handles (two nodes)
+ * share: adds in one window, a trip, a reset. */
+static void
+test_pg_send_counts(void **state)
+{
+	struct dir *a = pg_with_schema(), *n1, *n2;
+	struct dir_send_count c[2];
+	char err[256];
+
+	(void)state;
+	send_limit_rows_check(a);
+	n1 = pg_at(5000, 5000, DIR_OPEN_READ);
+	n2 = pg_at(5000, 5000, DIR_OPEN_READ);
+	OK(n1->ops->send_count_get(n1, "alice@example.test", c, err, 256));
+	assert_int_equal(c[0].end, 0);
+	OK(n1->ops->send_count_add(
+	    n1, "alice@example.test", 0, 1, 3600, false, err, 256));
+	OK(n2->ops->send_count_add(
+	    n2, "alice@example.test", 0, 1, 3600, false, err, 256));
+	OK(n2->ops->send_count_add(
+	    n2, "alice@example.test", 1, 7, 60, false, err, 256));
+	OK(n1->ops->send_count_get(n1, "alice@example.test", c, err, 256));
+	assert_int_equal(c[0].count, 2);
+	assert_int_equal(c[1].count, 7);
+	assert_true(
+	    c[0].end > time(NULL) + 3500 && c[0].end <= time(NULL) + 3601);
+	assert_false(c[0].is_tripped);
+	OK(n2->ops->send_count_add(
+	    n2, "alice@example.test", 0, 0, 3600, true, err, 256));
+	OK(n1->ops->send_count_get(n1, "alice@example.test", c, err, 256));
+	assert_true(c[0].is_tripped);
+	assert_int_equal(c[0].count, 2);
+	/* Another sender is its own. */
+	OK(n1->ops->send_count_get(n1, "ip:192.0.2.7", c, err, 256));
+	assert_int_equal(c[0].count, 0);
+	OK(n1->ops->send_count_reset(n1, "alice@example.test", err, 256));
+	OK(n2->ops->send_count_get(n2, "alice@example.test", c, err, 256));
+	assert_int_equal(c[0].end, 0);
+	assert_false(c[0].is_tripped);
+	dir_close(&n1);
+	dir_close(&n2);
+	dir_close(&a);
+}
+
 /* An open transaction is the handle's alone: another connection reads
  * the state before it and cannot write until it ends; a ROLLBACK leaves
  * the file as it was. */
@@ -2546,7 +2654,7 @@ test_pg_upgrade_from_1(void **state)
 	pg_sql(c, "DROP TABLE user_quotas; DROP TABLE authfail; DROP "
 	          "FUNCTION postern_notify() CASCADE; DROP TABLE admin_tokens; "
 	          "DROP TABLE admins; DROP TABLE user_state; "
-	          "DROP TABLE send_limits; " /* issue 15 part 4 */
+	          "DROP TABLE send_limits; DROP TABLE send_counts; " /* 15.4 */
 	          "UPDATE postern_schema SET version = 1");
 	PQfinish(c);
 	r = pg_at(5000, 5000, DIR_OPEN_READ);
@@ -3337,6 +3445,7 @@ run_dir_tests(void)
 	    cmocka_unit_test(test_sqlite_schema_upgrade),
 	    cmocka_unit_test(test_sqlite_schema_init),
 	    cmocka_unit_test(test_sqlite_schema_newer),
+	    cmocka_unit_test(test_sqlite_send_limits), /* issue 15 part 4 */
 	    cmocka_unit_test(test_sqlite_transaction),
 	    cmocka_unit_test(test_sqlite_replaced),
 	    cmocka_unit_test(test_dir_open_config),
@@ -3353,6 +3462,7 @@ run_dir_tests(void)
 	    PG_TEST(test_pg_upgrade_from_1),
 	    PG_TEST(test_pg_transaction),
 	    PG_TEST(test_pg_lock),
+	    PG_TEST(test_pg_send_counts), /* issue 15 part 4 */
 	    PG_TEST(test_pg_hosts),
 	    PG_TEST(test_pg_cache_fresh),
 	    PG_TEST(test_pg_unique_race),
