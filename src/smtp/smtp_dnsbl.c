@@ -7,7 +7,9 @@
  * the TXT queries together, so the greeting never waits longer.  The
  * answers go into the server's cache (srv->dnsbl_cache: loop thread
  * only, no lock) for their TTL.  A list that fails or does not answer
- * lists nobody (fail open, logged).
+ * lists nobody (fail open, logged).  Sessions of the same client that
+ * come while its job runs wait for that job (parked), and with
+ * greet_pause the job starts at connect.
  * Listed, dnsbl_action = reject: port 25 greets with 554 and answers 503
  * to everything but QUIT (RFC 5321 3.1), then closes; the submission
  * ports greet as usual and refuse MAIL without AUTH with the 554.
@@ -33,7 +35,8 @@
 #include "worker.h"
 #include "xmalloc.h"
 
-/* Commands a blocked client on port 25 gets a 503 for before the end. */
+/* Commands a blocked client on port 25 may send but QUIT: each gets a
+ * 503, the last a 421 and the end of the session. */
 #define DNSBL_MAX_COMMANDS 3
 
 /* One list's lookup.  cached: answered from the cache, not asked. */
@@ -47,9 +50,9 @@ struct dnsbl_one {
 };
 
 /*
- * The job owns everything it reads: the lists (a copy, as configured
- * when the session started: its own config reference), the servers, the
- * deadline; results come back in one[].  Only the done function touches
+ * The job owns everything it reads: its own config reference (the
+ * lists and dns_servers as the session started with them), the query
+ * names, the deadline; results come back in one[].  Only the done function touches
  * the session.
  */
 struct dnsbl_job {
