@@ -52,8 +52,8 @@ struct dnsbl_one {
 /*
  * The job owns everything it reads: its own config reference (the
  * lists and dns_servers as the session started with them), the query
- * names, the deadline; results come back in one[].  Only the done function touches
- * the session.
+ * names, the deadline; results come back in one[].  Only the done function
+ * touches the session.
  */
 struct dnsbl_job {
 	struct session *s; /* done only */
