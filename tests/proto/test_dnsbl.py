@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Raw, free_port, wait_for
+from conftest import Raw, free_port, tls_context, wait_for
 
 ZEN = "zen.example.org"
 BL = "bl.example.net"
@@ -40,6 +40,7 @@ RECORDS = {
     f"14.0.0.127.{ZEN}": ("127.0.0.2", "allowed"),
     f"15.0.0.127.{BL}": ("127.0.0.2", "with the hole"),
     f"25.0.0.127.{ZEN}": ("127.0.0.2", "burst"),
+    f"26.0.0.127.{ZEN}": ("127.0.0.2", "implicit tls"),
 }
 V6_NAME = ".".join("1" + "0" * 31) + "." + ZEN  # ::1 reversed (RFC 5782 2.4)
 RECORDS[V6_NAME] = ("127.0.0.2", "v6 listed")
@@ -566,3 +567,19 @@ def test_burst_from_one_client_shares_one_lookup(make_server, zones):
     assert "not checked" not in s.log()
     # Each session judged and logged the shared answers.
     assert s.log().count(f"result=listed list={ZEN} ip=127.0.0.25") >= 6
+
+
+def test_submissions_listed_client_may_authenticate(make_server, zones, cert):
+    """Port 465 (implicit TLS) as port 587: greeted, MAIL before AUTH
+    gets the 554, a login sends as usual."""
+    s = server_for(make_server, zones)
+    # (smtplib's constructor raises unless the greeting is a 220)
+    with smtplib.SMTP_SSL("127.0.0.1", s.ports["submissions"], timeout=20,
+                          context=tls_context(cert),
+                          source_address=("127.0.0.26", 0)) as c:
+        c.ehlo("c.example")
+        code, text = c.mail("alice@example.test")
+        assert code == 554 and text.decode().endswith(f"blocked using {ZEN}; implicit tls")
+        c.login("alice@example.test", "secret-alice")
+        c.sendmail("alice@example.test", ["carol@example.test"], b"Subject: t\r\n\r\nhi\r\n")
+    wait_for(lambda: s.messages("carol"), what="delivered")
