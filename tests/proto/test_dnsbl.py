@@ -583,3 +583,24 @@ def test_submissions_listed_client_may_authenticate(make_server, zones, cert):
         c.login("alice@example.test", "secret-alice")
         c.sendmail("alice@example.test", ["carol@example.test"], b"Subject: t\r\n\r\nhi\r\n")
     wait_for(lambda: s.messages("carol"), what="delivered")
+
+
+def test_shutdown_with_lookups_and_waiters(make_server, zones, hole):
+    """SIGTERM while sessions wait for their lookups, some parked on
+    another's: every one gets the 421, none a 220, and posternd exits
+    clean (ASan checks the teardown)."""
+    s = server_for(make_server, zones, dnsbl=HOLE, dnsbl_timeout="2s")
+    rs = []
+    for i in range(10):
+        r = Raw.__new__(Raw)
+        r.sock = socket.create_connection(("127.0.0.1", s.ports["smtp"]), timeout=20,
+                                          source_address=(f"127.0.0.{30 + i % 4}", 0))
+        r.buf = b""
+        rs.append(r)
+    wait_for(lambda: s.log().count("event=connect client=127.0.0.3") >= 10,
+             what="all connected")
+    s.proc.send_signal(signal.SIGTERM)
+    for r in rs:
+        assert r.reply().startswith("421 4.3.2")
+        assert r.closed()
+    assert s.proc.wait(20) == 0
