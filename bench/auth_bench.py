@@ -74,7 +74,7 @@ class Postern(smtp_bench.Postern):
         if not dkim_type:
             self.extra_conf += "dkim_sign = no\n" if has_dkim() else ""
 
-    def prepare(self):
+    def ready(self):
         if self.dkim_type:
             sh(POSTERNCTL, "-c", self.conf, "dkim", "keygen", "example.test",
                "--selector", "s1", "--type", self.dkim_type)

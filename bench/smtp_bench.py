@@ -94,6 +94,9 @@ class Postern:
     def prepare(self):
         pass
 
+    def ready(self):
+        """After the domain and users exist, before posternd starts."""
+
     def start(self, run):
         port_free(P_PORT)
         self.data = os.path.join(self.base, f"p{run}")
@@ -117,6 +120,7 @@ class Postern:
         sh(POSTERNCTL, "-c", self.conf, "domain", "add", "example.test")
         for u in USERS:
             sh(POSTERNCTL, "-c", self.conf, "user", "add", f"{u}@example.test", input="pw\n")
+        self.ready()
         self.log = open(os.path.join(self.data, "log"), "w")
         self.proc = subprocess.Popen([POSTERND, "-f", "-c", self.conf], stderr=self.log)
         wait_port(P_PORT)
