@@ -17,7 +17,7 @@
 #define DNSBL_ZONE_MAX 180   /* a zone's length: 72 + 1 + 180 < 254 */
 #define DNSBL_NAME_MAX 256   /* a query name with its NUL */
 #define DNSBL_REASON_MAX 200 /* TXT reason kept, in bytes */
-#define DNSBL_ADDRS 4        /* A records kept per answer */
+#define DNSBL_ADDRS 16       /* A records judged per answer (ZEN: several) */
 #define DNSBL_CACHE_SIZE 4096
 #define DNSBL_TTL_MIN_MS 60000u   /* answers kept at least this long */
 #define DNSBL_TTL_MAX_MS 3600000u /* and at most */

@@ -156,7 +156,7 @@ static const struct cfg_key cfg_keys[] = {
     {"milter_default_action", T_MILTER_ACTION, O(milter_default_action),
         "tempfail", 0, 0},
     {"milter_protocol", T_COUNT, O(milter_protocol), "6", 6, 6},
-    {"milter_workers", T_COUNT, O(milter_workers), "8", 1, 256},
+    {"milter_workers", T_COUNT, O(milter_workers), "64", 1, 256},
     {"milters", T_MILTERS, O(milters), "", 0, 0},
     {"pg_cache_ttl", T_MS, O(pg_cache_ttl_ms), "10s", 0, 600000},
     {"pg_connect_timeout", T_MS, O(pg_connect_timeout_ms), "3s", 100, 600000},

@@ -604,3 +604,59 @@ def test_shutdown_with_lookups_and_waiters(make_server, zones, hole):
         assert r.reply().startswith("421 4.3.2")
         assert r.closed()
     assert s.proc.wait(20) == 0
+
+
+class ManyA(HostileDns):
+    """Answers every A query with five records, the expected code last:
+    Spamhaus ZEN returns several codes at once, in any order."""
+
+    def answer(self, pkt):
+        qid = pkt[:2]
+        i = 12
+        while pkt[i]:
+            i += 1 + pkt[i]
+        question = pkt[12:i + 5]
+        qtype = int.from_bytes(pkt[i + 1:i + 3], "big")
+        if qtype != 1:  # no TXT: NXDOMAIN
+            return qid + b"\x81\x83\x00\x01\x00\x00\x00\x00\x00\x00" + question
+        rrs = [b"\x7f\x00\x00\x0a", b"\x7f\x00\x00\x04", b"\x7f\x00\x00\x03",
+               b"\x7f\x00\x00\x0b", b"\x7f\x00\x00\x02"]
+        body = b"".join(b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x01\x2c\x00\x04" + a
+                        for a in rrs)
+        return (qid + b"\x81\x80\x00\x01" + len(rrs).to_bytes(2, "big") +
+                b"\x00\x00\x00\x00" + question + body)
+
+
+def test_expected_answer_in_the_fifth_record(make_server):
+    """zen=127.0.0.2 matches when 127.0.0.2 is the fifth of five codes
+    (up to 16 are judged); 127.0.0.9, in none of them, does not."""
+    evil = ManyA()
+    try:
+        s = make_server({"dnsbl": "zen.example.org=127.0.0.2", "dns_servers": evil.server})
+        r = connect(s, "127.0.0.23")
+        assert r.greeting.startswith("554 5.7.1 Service unavailable; client [127.0.0.23] "
+                                     "blocked using zen.example.org"), r.greeting
+        r.close()
+        s.stop()
+        s2 = make_server({"dnsbl": "zen.example.org=127.0.0.9", "dns_servers": evil.server})
+        r = connect(s2, "127.0.0.23")
+        assert r.greeting.startswith("220 "), r.greeting
+        r.close()
+    finally:
+        evil.close()
+
+
+def test_listed_submission_pipelined_auth_mail(make_server, zones):
+    """A listed client on 587 pipelines a failing AUTH with MAIL, RCPT and
+    DATA: the MAIL after the 535 gets the 554, nothing is accepted."""
+    import base64
+    s = server_for(make_server, zones)
+    r = connect(s, "127.0.0.13", kind="submission")
+    assert r.cmd("EHLO c.example").startswith("250")
+    bad = base64.b64encode(b"\0alice@example.test\0wrong").decode()
+    r.sock.sendall(f"AUTH PLAIN {bad}\r\nMAIL FROM:<alice@example.test>\r\n"
+                   "RCPT TO:<bob@example.test>\r\nDATA\r\n".encode())
+    got = [r.reply() for _ in range(4)]
+    assert got[0].startswith("535") and got[1].startswith("554"), got
+    assert not got[2].startswith("250") and not got[3].startswith("354"), got
+    r.close()
