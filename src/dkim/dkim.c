@@ -246,6 +246,7 @@ dkim_field_name(struct span f)
 struct from_ctx {
 	size_t n;
 	char dom[DKIM_DOMAIN_MAX + 1];
+	char addr[DKIM_ADDR_MAX + 1]; /* local@domain, lower case */
 	bool is_bad;
 };
 
@@ -264,11 +265,47 @@ from_addr(const struct mime_address *a, void *arg)
 	for (size_t i = 0; i < a->host.len; i++)
 		c->dom[i] = (char)tolower((unsigned char)a->host.p[i]);
 	c->dom[a->host.len] = '\0';
+	/* The address as the directory keeps it (lower case), for the
+	 * ownership check (issue 15 part 1 review). */
+	if (a->mailbox.p == NULL ||
+	    a->mailbox.len + 1 + a->host.len > DKIM_ADDR_MAX) {
+		c->addr[0] = '\0';
+		return 0;
+	}
+	snprintf(c->addr, sizeof(c->addr), "%.*s@%s", (int)a->mailbox.len,
+	    a->mailbox.p, c->dom);
+	for (char *p = c->addr; *p != '@'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return 0;
+}
+
+static int from_parse(const struct span *f, size_t n, struct from_ctx *c);
+
+int
+dkim_from_domain(const struct span *f, size_t n, char *out, size_t outlen)
+{
+	struct from_ctx c;
+
+	if (from_parse(f, n, &c) == -1 || strlen(c.dom) >= outlen)
+		return -1;
+	snprintf(out, outlen, "%s", c.dom);
 	return 0;
 }
 
 int
-dkim_from_domain(const struct span *f, size_t n, char *out, size_t outlen)
+dkim_from_address(const struct span *f, size_t n, char *out, size_t outlen)
+{
+	struct from_ctx c;
+
+	if (from_parse(f, n, &c) == -1 || c.addr[0] == '\0' ||
+	    strlen(c.addr) >= outlen)
+		return -1;
+	snprintf(out, outlen, "%s", c.addr);
+	return 0;
+}
+
+static int
+from_parse(const struct span *f, size_t n, struct from_ctx *out)
 {
 	struct from_ctx c;
 	size_t nfrom = 0, at = 0;
@@ -288,10 +325,9 @@ dkim_from_domain(const struct span *f, size_t n, char *out, size_t outlen)
 		memset(&c, 0, sizeof(c));
 		(void)mime_addresses_parse(v, from_addr, &c);
 	}
-	if (c.n != 1 || c.is_bad || !dkim_name_ok(c.dom, false) ||
-	    strlen(c.dom) >= outlen)
+	if (c.n != 1 || c.is_bad || !dkim_name_ok(c.dom, false))
 		return -1;
-	snprintf(out, outlen, "%s", c.dom);
+	*out = c;
 	return 0;
 }
 
@@ -564,6 +600,29 @@ done:
 	return r;
 }
 
+/*
+ * An authenticated sender signs only for its own domains (the domains of
+ * its addresses and aliases), and under auth_sender_match only as one of
+ * its addresses (issue 15 part 1 review).
+ */
+static bool
+from_owned(const struct span *f, size_t nf, const char *dom,
+    const struct dkim_params *pr)
+{
+	char addr[DKIM_ADDR_MAX + 1];
+
+	if (pr->is_exact)
+		return dkim_from_address(f, nf, addr, sizeof(addr)) == 0 &&
+		       strlist_has(pr->owned, addr);
+	for (size_t i = 0; i < pr->owned->n; i++) {
+		const char *at = strrchr(pr->owned->v[i], '@');
+
+		if (at != NULL && strcasecmp(at + 1, dom) == 0)
+			return true;
+	}
+	return false;
+}
+
 int
 dkim_msg_sign(struct dkim_msg *m, const struct dkim_keys *ks,
     const struct dkim_params *pr, char **out, char *d_out, size_t dlen,
@@ -606,6 +665,11 @@ dkim_msg_sign(struct dkim_msg *m, const struct dkim_keys *ks,
 		if (dkim_from_domain(fv, nf, dom, sizeof(dom)) == -1) {
 			free(fv);
 			*why = "no-from";
+			return 0;
+		}
+		if (pr->owned != NULL && !from_owned(fv, nf, dom, pr)) {
+			free(fv);
+			*why = "from-not-owned";
 			return 0;
 		}
 		nk = dkim_keys_find(ks, dom, k, 2);

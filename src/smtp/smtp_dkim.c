@@ -32,6 +32,11 @@ struct smtp_dkim {
 	struct config *cfg; /* a reference: the key set lives with it */
 	char *sig;          /* the DKIM-Signature fields, or NULL */
 	char log[768];      /* "result=... d=... s=... a=..." */
+	/* An authenticated sender: a copy of its addresses (the session's
+	 * may change under a new AUTH while the job runs), and whether the
+	 * From must be one of them (auth_sender_match). */
+	struct strlist owned;
+	bool is_auth, is_exact;
 };
 
 struct smtp_dkim *
@@ -48,6 +53,12 @@ smtp_dkim_new(struct session *s)
 		return NULL;
 	k = xcalloc(1, sizeof(*k));
 	k->cfg = config_ref(s->cfg);
+	if (s->auth_user[0] != '\0') {
+		k->is_auth = true;
+		k->is_exact = c->auth_sender_match != SENDER_MATCH_NO;
+		for (size_t i = 0; i < s->auth_addresses.n; i++)
+			strlist_add(&k->owned, s->auth_addresses.v[i]);
+	}
 	return k;
 }
 
@@ -93,6 +104,8 @@ smtp_dkim_run(struct smtp_dkim *k, struct delivery *d, struct qenv *q)
 			    &m, d->iov[i].iov_base, d->iov[i].iov_len);
 		pr.t = time(NULL);
 		pr.x = k->cfg->dkim_expire_ms / 1000;
+		pr.owned = k->is_auth ? &k->owned : NULL;
+		pr.is_exact = k->is_exact;
 		r = dkim_msg_sign(&m, k->cfg->dkim_keys, &pr, &k->sig, dom,
 		    sizeof(dom), sel, sizeof(sel), alg, sizeof(alg), &why);
 	}
@@ -127,6 +140,7 @@ smtp_dkim_done(struct smtp_dkim **kp, struct session *s, bool is_logged)
 		log_info("session=%s id=%s event=dkim %s", s->id, s->queue_id,
 		    k->log);
 	free(k->sig);
+	strlist_clear(&k->owned);
 	config_unref(&k->cfg);
 	free(k);
 	*kp = NULL;

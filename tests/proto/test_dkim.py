@@ -462,3 +462,34 @@ def test_parallel_sessions_all_verify(make_server, sinks):
         assert py_verify(m["data"], s.recs) == [True, True]
         bodies.add(m["data"].split(b"\r\n\r\n", 1)[1])
     assert len(bodies) == 30
+
+
+@pytest.mark.parametrize("frm,match,signed", [
+    ("ceo@other.test", "submission", False),
+    ("ceo@other.test", "no", False),
+    ("bob@example.test", "submission", False),
+    ("bob@example.test", "yes", False),
+    ("bob@example.test", "no", True),
+    ("info@example.test", "submission", True),
+    ("ALICE@Example.TEST", "submission", True),
+])
+def test_from_not_owned(make_server, sinks, frm, match, signed):
+    """An authenticated user gets mail signed only for a From it owns: the
+    domain of one of its addresses (its own and the aliases to it), and
+    under auth_sender_match (the default) one of those addresses."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE, auth_sender_match=match), start=False)
+    s.ctl("domain", "add", "other.test")
+    recs = {}
+    for d in ("example.test", "other.test"):
+        recs.update(txt_records(s.ctl("dkim", "keygen", d, "--selector", "k").stdout))
+    s.start()
+    submit(s, b"From: Boss <" + frm.encode() + b">\r\nTo: far@remote.example\r\n"
+              b"Subject: wire the money\r\n\r\nx\r\n")
+    data = relayed(mx)
+    if signed:
+        assert py_verify(data, recs) == [True]
+        assert "event=dkim result=signed d=example.test" in s.log()
+    else:
+        assert b"DKIM-Signature" not in data
+        assert "event=dkim result=skipped reason=from-not-owned" in s.log()

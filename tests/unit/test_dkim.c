@@ -304,7 +304,7 @@ test_rfc8463(void **state)
 	/* bh=: the body through the streaming signer. */
 	{
 		struct dkim_keys none = {0, NULL};
-		struct dkim_params pr = {1528637909, 0};
+		struct dkim_params pr = {.t = 1528637909};
 		char *out, d[256], sel[64], alg[64];
 		const char *why;
 
@@ -349,7 +349,7 @@ test_sign_message(void **state)
 {
 	struct dkim_key keys[2];
 	struct dkim_keys ks = {2, keys};
-	struct dkim_params pr = {1528637909, 3600};
+	struct dkim_params pr = {.t = 1528637909, .x = 3600};
 	struct dkim_msg m;
 	char *out, d[256], sel[64], alg[64];
 	const char *why;
