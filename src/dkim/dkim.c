@@ -667,15 +667,15 @@ dkim_msg_sign(struct dkim_msg *m, const struct dkim_keys *ks,
 			*why = "no-from";
 			return 0;
 		}
-		if (pr->owned != NULL && !from_owned(fv, nf, dom, pr)) {
-			free(fv);
-			*why = "from-not-owned";
-			return 0;
-		}
 		nk = dkim_keys_find(ks, dom, k, 2);
 		if (nk == 0) {
 			free(fv);
 			*why = "no-key";
+			return 0;
+		}
+		if (pr->owned != NULL && !from_owned(fv, nf, dom, pr)) {
+			free(fv);
+			*why = "from-not-owned";
 			return 0;
 		}
 		ns = dkim_select(fv, nf, dkim_sign_names, h, sizeof(h));

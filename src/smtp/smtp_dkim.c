@@ -2,8 +2,9 @@
  * smtp_dkim: the SMTP session's DKIM signing (issue 15 part 1).  The
  * signer is src/dkim/dkim.c; here is when it runs and on what.  A message
  * is signed once, at the end of DATA after the milters changed it, when
- * it has queued (remote) recipients and the client authenticated or is
- * in relay_addresses: mail we send for our users, never mail that
+ * it has queued (remote) recipients and the client authenticated (and
+ * owns the From) or is in relay_addresses with relay = addresses: mail
+ * we send for our users, never mail that
  * merely passes (backup MX) or claims a local sender without proof.
  *
  * Ownership: smtp_dkim_new (loop) makes the job's struct smtp_dkim with
@@ -48,8 +49,13 @@ smtp_dkim_new(struct session *s)
 	if (!c->dkim_sign || c->dkim_keys == NULL || c->dkim_keys->n == 0 ||
 	    s->remote.n == 0)
 		return NULL;
-	/* Ours to sign: an authenticated sender, or a relay client. */
-	if (s->auth_user[0] == '\0' && !cidr_match(&c->relay_addresses, s->ip))
+	/* Ours to sign: an authenticated sender, or a relay client of
+	 * relay = addresses (in other modes relay_addresses names backup
+	 * MX targets, not senders; the accept list's IPs are never trusted
+	 * to sign: issue 15 part 1 review). */
+	if (s->auth_user[0] == '\0' &&
+	    (c->relay_mode != RELAY_ADDRESSES ||
+	        !cidr_match(&c->relay_addresses, s->ip)))
 		return NULL;
 	k = xcalloc(1, sizeof(*k));
 	k->cfg = config_ref(s->cfg);

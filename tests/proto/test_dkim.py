@@ -493,3 +493,34 @@ def test_from_not_owned(make_server, sinks, frm, match, signed):
     else:
         assert b"DKIM-Signature" not in data
         assert "event=dkim result=skipped reason=from-not-owned" in s.log()
+
+
+@pytest.mark.parametrize("relay,accept,signed", [
+    ("addresses", False, True),
+    ("none", False, False),
+    ("local-hosts", False, False),
+    ("local-users", False, False),
+    ("local-hosts", True, False),
+])
+def test_unauthenticated_signed_only_with_relay_addresses(make_server, sinks, relay,
+                                                         accept, signed):
+    """An unauthenticated client is signed for only with relay = addresses
+    and the client in relay_addresses; in the other modes relay_addresses
+    (backup-MX targets) and the accept list's IPs do not sign."""
+    mx = sinks("127.0.0.2")
+    extra = {"relay": relay, "relay_addresses": "127.0.0.0/8"}
+    if accept:
+        d = tempfile.mkdtemp(prefix="postern-accept-")
+        extra["accept_file"] = os.path.join(d, "accept.txt")
+        with open(extra["accept_file"], "w") as f:
+            f.write("127.0.0.1\n")
+    s = keyed_server(make_server, ("rsa",), extra=extra)
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30) as c:
+        c.sendmail("alice@example.test", ["fwd@example.test"],
+                   b"From: ceo@example.test\r\nTo: fwd@example.test\r\n"
+                   b"Subject: hi\r\n\r\nx\r\n")
+    data = relayed(mx)
+    if signed:
+        assert py_verify(data, s.recs) == [True]
+    else:
+        assert b"DKIM-Signature" not in data
