@@ -100,6 +100,10 @@ void dkim_body_finish(struct dkim_body *);
  */
 size_t dkim_fields(const char *hdr, size_t len, struct span *f, size_t max);
 
+/* Whether a field has a proper name: one or more printable US-ASCII
+ * characters other than ':' (no white space), then ':' (RFC 5322 2.2). */
+bool dkim_field_ok(struct span field);
+
 /* A field's name (before ':', trailing WSP removed); {NULL,0} if none. */
 struct span dkim_field_name(struct span field);
 

@@ -243,6 +243,20 @@ dkim_field_name(struct span f)
 	return s;
 }
 
+bool
+dkim_field_ok(struct span f)
+{
+	const char *colon = memchr(f.p, ':', f.len);
+
+	if (colon == NULL || colon == f.p)
+		return false;
+	/* RFC 5322 2.2 / 3.6.8: ftext, printable US-ASCII but ':'. */
+	for (const char *p = f.p; p < colon; p++)
+		if ((unsigned char)*p < 33 || (unsigned char)*p > 126)
+			return false;
+	return true;
+}
+
 struct from_ctx {
 	size_t n;
 	char dom[DKIM_DOMAIN_MAX + 1];
@@ -662,6 +676,16 @@ dkim_msg_sign(struct dkim_msg *m, const struct dkim_keys *ks,
 			*why = "header";
 			return 0;
 		}
+		/* A line with no field name (no colon, an empty name, white
+		 * space before the colon, a leading continuation line):
+		 * verifiers split such a header differently, so the
+		 * signature would not verify (issue 15 part 1 review). */
+		for (size_t i = 0; i < nf; i++)
+			if (!dkim_field_ok(fv[i])) {
+				free(fv);
+				*why = "header";
+				return 0;
+			}
 		if (dkim_from_domain(fv, nf, dom, sizeof(dom)) == -1) {
 			free(fv);
 			*why = "no-from";

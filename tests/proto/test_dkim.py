@@ -524,3 +524,34 @@ def test_unauthenticated_signed_only_with_relay_addresses(make_server, sinks, re
         assert py_verify(data, s.recs) == [True]
     else:
         assert b"DKIM-Signature" not in data
+
+
+MALFORMED = {
+    "no-colon-line": b"From: alice@example.test\r\nTo: far@remote.example\r\n"
+                     b"nocolon line\r\nSubject: after\r\n\r\nx\r\n",
+    "leading-contline": b" leading continuation\r\nFrom: alice@example.test\r\n"
+                        b"To: far@remote.example\r\n\r\nx\r\n",
+    "ws-before-colon": b"From: alice@example.test\r\nTo: far@remote.example\r\n"
+                       b"Subject : spaced name\r\n\r\nx\r\n",
+    "empty-name": b"From: alice@example.test\r\n: empty name\r\nTo: far@remote.example\r\n"
+                  b"\r\nx\r\n",
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_headers(make_server, sinks, name):
+    """A header line without a proper field name: verifiers would split
+    the header differently, so the message goes unsigned (reason=header),
+    delivered as it came; never a signature that does not verify."""
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa",))
+    try:
+        submit(s, MALFORMED[name])
+    except smtplib.SMTPException as e:
+        pytest.skip("refused: %s" % e)
+    data = relayed(mx)
+    if b"DKIM-Signature" in data:
+        od, out = opendkim_verify(data, s.recs)
+        assert (py_verify(data, s.recs), od) == ([True], ["pass"]), out
+    else:
+        assert "event=dkim result=skipped reason=header" in s.log()

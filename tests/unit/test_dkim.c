@@ -191,6 +191,53 @@ test_from_domain(void **state)
 	}
 }
 
+/* dkim_field_ok and dkim_from_address (issue 15 part 1 review). */
+static void
+test_field_ok(void **state)
+{
+	static const struct {
+		const char *field;
+		bool want;
+	} cases[] = {
+	    {"Subject: x\n", true},
+	    {"X-A.b_c~: \n", true},
+	    {"Subject:\n", true},
+	    {"nocolon line\n", false},
+	    {": empty name\n", false},
+	    {"Subject : spaced\n", false},
+	    {" leading: continuation\n", false},
+	    {"\tFrom: a@b\n", false},
+	    {"X\x80: eight bit name\n", false},
+	};
+	static const struct {
+		const char *hdr, *want;
+	} addrs[] = {
+	    {"From: Joe <Joe.Q@Football.Example.COM>\n",
+	        "joe.q@football.example.com"},
+	    {"From: info@example.test\n", "info@example.test"},
+	    {"From: a@x.example, b@x.example\n", NULL},
+	};
+	struct span f[4];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct span sp = {cases[i].field, strlen(cases[i].field)};
+
+		if (dkim_field_ok(sp) != cases[i].want)
+			fail_msg("case %zu: got %d", i, !cases[i].want);
+	}
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		char a[DKIM_ADDR_MAX + 1];
+		size_t n = fields(addrs[i].hdr, f, 4);
+		int r = dkim_from_address(f, n, a, sizeof(a));
+
+		if (addrs[i].want == NULL ? r != -1
+		                          : r != 0 || strcmp(a, addrs[i].want))
+			fail_msg("address %zu: got %d \"%s\"", i, r,
+			    r == 0 ? a : "");
+	}
+}
+
 static void
 test_select(void **state)
 {
@@ -571,6 +618,7 @@ run_dkim_tests(void)
 	    cmocka_unit_test(test_canon_body),
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_from_domain),
+	    cmocka_unit_test(test_field_ok),
 	    cmocka_unit_test(test_select),
 	    cmocka_unit_test(test_rfc8463),
 	    cmocka_unit_test(test_sign_message),
