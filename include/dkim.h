@@ -28,6 +28,9 @@ enum dkim_alg { DKIM_RSA_SHA256, DKIM_ED25519_SHA256 };
 /* Selector and domain names: at most these lengths (a DNS label / name). */
 #define DKIM_SELECTOR_MAX 63
 #define DKIM_DOMAIN_MAX 253
+/* RSA key sizes loaded and made (bits; issue 15 part 1 review). */
+#define DKIM_RSA_MIN 1024
+#define DKIM_RSA_MAX 4096
 /* A From address checked against the sender's (64 + 1 + 253 and some). */
 #define DKIM_ADDR_MAX 320
 /* At most this many header fields are looked at for the selection. */

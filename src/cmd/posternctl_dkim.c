@@ -246,6 +246,7 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 	char act[4][DKIM_SELECTOR_MAX + 1];
 	const char *type = "rsa";
 	unsigned long bits = 2048;
+	bool has_bits = false;
 	struct dkim_key k;
 	int fd, r;
 
@@ -264,12 +265,21 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 		} else if (strcmp(a[i], "--bits") == 0) {
 			char *end;
 
+			/* Digits only: strtoul takes "-1" (wrapped), " 2048"
+			 * and "+2048" (issue 15 part 1 review). */
+			errno = 0;
 			bits = strtoul(a[i + 1], &end, 10);
-			if (*end != '\0' || bits < 1024 || bits > 4096)
-				return fail("--bits: 1024..4096");
+			if (a[i + 1][0] < '0' || a[i + 1][0] > '9' ||
+			    *end != '\0' || errno != 0 || bits < DKIM_RSA_MIN ||
+			    bits > DKIM_RSA_MAX)
+				return fail("--bits: %d..%d", DKIM_RSA_MIN,
+				    DKIM_RSA_MAX);
+			has_bits = true;
 		} else
 			return 2;
 	}
+	if (has_bits && strcmp(type, "ed25519") == 0)
+		return fail("--bits: only with --type rsa");
 	if (sel[0] == '\0') {
 		/* TYPE-YYYYMMDD: a second key later gets another name. */
 		time_t now = time(NULL);

@@ -841,6 +841,16 @@ load_key(int dfd, const char *name, const char *shown, char *err, size_t el)
 		EVP_PKEY_free(pk);
 		return NULL;
 	}
+	/* Sizes sign_one's signature buffer and verifiers take (RFC 8301
+	 * 3.2: at least 1024; over 4096 many verifiers give up). */
+	if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA &&
+	    (EVP_PKEY_get_bits(pk) < DKIM_RSA_MIN ||
+	        EVP_PKEY_get_bits(pk) > DKIM_RSA_MAX)) {
+		snprintf(err, el, "%s: a %d-bit RSA key (want %d..%d bits)",
+		    shown, EVP_PKEY_get_bits(pk), DKIM_RSA_MIN, DKIM_RSA_MAX);
+		EVP_PKEY_free(pk);
+		return NULL;
+	}
 	return pk;
 }
 

@@ -15,7 +15,7 @@ import time
 import dkim
 import pytest
 
-from conftest import Raw, wait_for
+from conftest import POSTERND, Raw, wait_for
 
 BASE = {"queue_retry_min": "1s", "queue_retry_max": "2s", "relay": "none"}
 
@@ -555,3 +555,52 @@ def test_malformed_headers(make_server, sinks, name):
         assert (py_verify(data, s.recs), od) == ([True], ["pass"]), out
     else:
         assert "event=dkim result=skipped reason=header" in s.log()
+
+
+def test_rsa_key_size_bounds(make_server, sinks):
+    """RSA keys outside 1024..4096 bits: keygen refuses them (and bad
+    --bits, and --bits with Ed25519); a key file of another size stops
+    the start, fails a reload (the old keys stay) and posternctl check
+    reports it.  An 8192-bit key would fail every message."""
+    s = make_server(dict(BASE), start=False)
+    d = os.path.join(s.data, "dkim", "example.test")
+    for bits in ("512", "1023", "4097", "8192", "-1", "-2048", "abc", "", " 2048",
+                 "+2048", "2048x", "99999999999999999999999"):
+        r = s.ctl("dkim", "keygen", "example.test", "--selector", "b", "--bits", bits,
+                  check=False)
+        assert r.returncode == 1 and "--bits: 1024..4096" in r.stderr, bits
+    r = s.ctl("dkim", "keygen", "example.test", "--type", "ed25519", "--bits", "2048",
+              check=False)
+    assert r.returncode == 1 and "only with --type rsa" in r.stderr
+    assert not os.path.exists(d) or os.listdir(d) == []
+    recs = txt_records(s.ctl("dkim", "keygen", "example.test", "--selector", "k",
+                             "--bits", "1024").stdout)
+    key = os.path.join(d, "k.key")
+    good = open(key, "rb").read()
+
+    def put(bits):
+        # Rewritten in place: the file stays the run user's.
+        pem = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                              f"rsa_keygen_bits:{bits}"],
+                             check=True, capture_output=True, timeout=120).stdout
+        with open(key, "wb") as f:
+            f.write(pem)
+
+    for bits in (512, 4160):
+        put(bits)
+        r = s.ctl("check", check=False)
+        assert r.returncode == 1 and f"a {bits}-bit RSA key (want 1024..4096 bits)" in \
+            r.stdout + r.stderr, r.stdout + r.stderr
+    p = subprocess.run([POSTERND, "-c", s.conf, "-f"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode != 0 and "4160-bit RSA key" in p.stderr
+    with open(key, "wb") as f:
+        f.write(good)
+    s.start()
+    mx = sinks("127.0.0.2")
+    put(512)
+    r = s.ctl("reload", check=False)
+    assert r.returncode != 0 and "512-bit RSA key" in r.stdout + r.stderr
+    submit(s, MSG)
+    data = relayed(mx)
+    assert b"s=k;" in data and py_verify(data, recs) == [True]  # the old key still signs
