@@ -40,8 +40,18 @@
 const char *const dkim_sign_names[] = {"from", "reply-to", "subject", "date",
     "to", "cc", "resent-date", "resent-from", "resent-to", "resent-cc",
     "in-reply-to", "references", "list-id", "list-help", "list-unsubscribe",
-    "list-subscribe", "list-post", "list-owner", "list-archive", "message-id",
-    "mime-version", "content-type", "content-transfer-encoding", NULL};
+    "list-subscribe", "list-post", "list-owner", "list-archive",
+    "list-unsubscribe-post", "message-id", "mime-version", "content-type",
+    "content-transfer-encoding", NULL};
+
+/* The Resent- fields come in blocks, one per resending (RFC 5322 3.6.6);
+ * every other signed field occurs at most once in a message (RFC 5322
+ * 3.6, RFC 2369, RFC 8058, RFC 2045), so one more of it is oversigned. */
+static bool
+is_single(const char *name)
+{
+	return strncmp(name, "resent-", 7) != 0;
+}
 
 const char *
 dkim_alg_name(enum dkim_alg a)
@@ -353,12 +363,17 @@ dkim_select(const struct span *f, size_t n, const char *const *names, char *h,
 
 	h[0] = '\0';
 	for (size_t j = 0; names[j] != NULL; j++) {
-		/* From once more than it occurs: oversigned (RFC 6376 8.15),
-		 * so a From added on the way breaks the signature. */
-		size_t cnt = strcmp(names[j], "from") == 0 ? 1 : 0;
+		/* From always, and each single-instance field that is there,
+		 * once more than it occurs: oversigned (RFC 6376 8.15), so a
+		 * second From, Subject, To ... added on the way breaks the
+		 * signature (issue 15 part 1 review). */
+		size_t cnt = 0;
 
 		for (size_t i = 0; i < n; i++)
 			cnt += span_eq_ci(dkim_field_name(f[i]), names[j]);
+		if (strcmp(names[j], "from") == 0 ||
+		    (cnt > 0 && is_single(names[j])))
+			cnt++;
 		for (; cnt > 0; cnt--) {
 			int w = snprintf(
 			    h + o, hlen - o, "%s%s", o ? ":" : "", names[j]);

@@ -112,8 +112,11 @@ def test_signed_and_verified(make_server, sinks, types, algs):
     for a in algs:
         assert f"a={a};".encode() in hdr
     assert b"c=relaxed/relaxed;" in hdr and b"d=example.test;" in hdr
-    assert re.search(rb"h=from:from:subject:date:to:\s*message-id;", hdr) or \
-        re.search(rb"h=from:from:subject:date:to:message-id;", hdr)
+    # Oversigned (RFC 6376 8.15): From always, the single-instance
+    # fields that are there once more than they occur.
+    h = re.search(rb"h=([^;]*);", hdr).group(1)
+    assert re.sub(rb"\s", b"", h) == (b"from:from:subject:subject:date:date:to:to:"
+                                      b"message-id:message-id")
     assert re.search(rb"t=\d+;", hdr) and b"x=" not in hdr
     for line in hdr.split(b"\r\n"):
         assert len(line) <= 78, line
@@ -604,3 +607,25 @@ def test_rsa_key_size_bounds(make_server, sinks):
     submit(s, MSG)
     data = relayed(mx)
     assert b"s=k;" in data and py_verify(data, recs) == [True]  # the old key still signs
+
+
+def test_oversigned_fields_break_on_addition(make_server, sinks):
+    """A second Subject, To or Reply-To... added on the way (Subject
+    put above, as a verifier reads bottom up) breaks the signature; a
+    Resent- block may be added."""
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa",))
+    msg = (b"From: alice@example.test\r\nTo: far@remote.example\r\n"
+           b"Subject: hi\r\nReply-To: alice@example.test\r\n"
+           b"List-Unsubscribe: <mailto:u@example.test>\r\n"
+           b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nx\r\n")
+    submit(s, msg)
+    data = relayed(mx)
+    h = re.sub(rb"\s", b"", re.search(rb"h=([^;]*);", header_block(data)).group(1))
+    assert h.count(b"list-unsubscribe-post") == 2 and h.count(b"reply-to") == 2
+    assert py_verify(data, s.recs) == [True]
+    for extra in (b"Subject: changed", b"To: other@evil.example",
+                  b"Reply-To: evil@evil.example",
+                  b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"):
+        assert py_verify(extra + b"\r\n" + data, s.recs) == [False], extra
+    assert py_verify(b"Resent-From: x@remote.example\r\n" + data, s.recs) == [True]

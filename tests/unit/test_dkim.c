@@ -245,15 +245,23 @@ test_select(void **state)
 		const char *hdr, *want_h, *want_input;
 	} cases[] = {
 	    {"Received: x\nFrom: a@b\nTo: c@d\nSubject: s\n",
-	        "from:from:subject:to", "from:a@b\r\nsubject:s\r\nto:c@d\r\n"},
+	        "from:from:subject:subject:to:to",
+	        "from:a@b\r\nsubject:s\r\nto:c@d\r\n"},
 	    /* Duplicates are signed bottom up; the oversigned From signs
 	     * nothing. */
 	    {"Subject: one\nFrom: a@b\nSubject: two\n",
-	        "from:from:subject:subject",
+	        "from:from:subject:subject:subject",
 	        "from:a@b\r\nsubject:two\r\nsubject:one\r\n"},
 	    /* Folded and long fields, names in any case. */
 	    {"FROM: a@b\nX-Other: x\nDATE: Thu,\n 1 Jan 2026\n",
-	        "from:from:date", "from:a@b\r\ndate:Thu, 1 Jan 2026\r\n"},
+	        "from:from:date:date", "from:a@b\r\ndate:Thu, 1 Jan 2026\r\n"},
+	    /* Resent- blocks repeat: not oversigned; RFC 8058's field is. */
+	    {"Resent-Date: d\nResent-From: r@s\nFrom: a@b\n"
+	     "List-Unsubscribe-Post: List-Unsubscribe=One-Click\n",
+	        "from:from:resent-date:resent-from:list-unsubscribe-post:"
+	        "list-unsubscribe-post",
+	        "from:a@b\r\nresent-date:d\r\nresent-from:r@s\r\n"
+	        "list-unsubscribe-post:List-Unsubscribe=One-Click\r\n"},
 	    /* Not selected: Received, Return-Path, unknown fields, lines
 	     * without a name. */
 	    {"Return-Path: <x>\n bad continuation\nFrom: a@b\n", "from:from",
@@ -429,7 +437,7 @@ test_sign_message(void **state)
 	assert_string_equal(alg, "rsa-sha256,ed25519-sha256");
 	assert_non_null(
 	    strstr(out, "bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;"));
-	assert_non_null(strstr(out, "h=from:from:subject:to;"));
+	assert_non_null(strstr(out, "h=from:from:subject:subject:to:to;"));
 	assert_non_null(strstr(out, "t=1528637909; x=1528641509;"));
 	assert_non_null(strstr(out, "a=ed25519-sha256;"));
 	assert_non_null(strstr(out, "a=rsa-sha256;"));
