@@ -8,7 +8,8 @@
  * merely passes (backup MX) or claims a local sender without proof.
  *
  * Ownership: smtp_dkim_new (loop) makes the job's struct smtp_dkim with
- * a reference to the session's config (so its key set stays alive);
+ * a reference to the server's current config (so its key set stays
+ * alive; a reload's key set applies to open sessions' next message);
  * smtp_dkim_run (the storage worker, inside the delivery job) reads the
  * queue copy the delivery is about to write and leaves the signature
  * fields in it; smtp_dkim_done (loop) logs and frees it.  Only one
@@ -38,13 +39,19 @@ struct smtp_dkim {
 	 * From must be one of them (auth_sender_match). */
 	struct strlist owned;
 	bool is_auth, is_exact;
+	size_t hdr_max;
 };
 
 struct smtp_dkim *
 smtp_dkim_new(struct session *s)
 {
 	struct smtp_dkim *k;
-	const struct config *c = s->cfg;
+	/* The server's current config, not the session's: a key retired
+	 * (or dkim_sign turned off) by a reload stops signing in sessions
+	 * opened before it too (issue 15 part 1 review).  Taken on the loop
+	 * at the end of DATA; the job holds a reference, so a reload while
+	 * it signs frees nothing under it. */
+	const struct config *c = s->srv->cfg;
 
 	if (!c->dkim_sign || c->dkim_keys == NULL || c->dkim_keys->n == 0 ||
 	    s->remote.n == 0)
@@ -58,7 +65,9 @@ smtp_dkim_new(struct session *s)
 	        !cidr_match(&c->relay_addresses, s->ip)))
 		return NULL;
 	k = xcalloc(1, sizeof(*k));
-	k->cfg = config_ref(s->cfg);
+	k->cfg = config_ref(s->srv->cfg);
+	/* The header bound the message was accepted under. */
+	k->hdr_max = s->cfg->header_size_limit;
 	if (s->auth_user[0] != '\0') {
 		k->is_auth = true;
 		k->is_exact = c->auth_sender_match != SENDER_MATCH_NO;
@@ -101,7 +110,7 @@ smtp_dkim_run(struct smtp_dkim *k, struct delivery *d, struct qenv *q)
 
 	/* The queue copy as delivery.c writes it: the trace headers less
 	 * the Return-Path line, the spooled part, the rest in memory. */
-	dkim_msg_init(&m, k->cfg->header_size_limit + h->iov_len);
+	dkim_msg_init(&m, k->hdr_max + h->iov_len);
 	dkim_msg_feed(&m, (const uint8_t *)h->iov_base + d->rp_len,
 	    h->iov_len - d->rp_len);
 	if (feed_spool(&m, d->src_fd, d->src_len) == 0) {

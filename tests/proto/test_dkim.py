@@ -629,3 +629,29 @@ def test_oversigned_fields_break_on_addition(make_server, sinks):
                   b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"):
         assert py_verify(extra + b"\r\n" + data, s.recs) == [False], extra
     assert py_verify(b"Resent-From: x@remote.example\r\n" + data, s.recs) == [True]
+
+
+def test_retired_key_stops_in_open_session(make_server, sinks):
+    """dkim retire + reload (a compromised key): a session opened before
+    the reload signs its next message with the current key set, not the
+    retired key; an activated new key signs there too."""
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa",))
+    with smtplib.SMTP("127.0.0.1", s.ports["submission"], timeout=30) as c:
+        c.starttls()
+        c.login("alice@example.test", "secret-alice")
+        c.sendmail("alice@example.test", ["far@remote.example"], MSG)
+        assert b"s=rsa0;" in relayed(mx, 1)
+        s.ctl("dkim", "retire", "example.test", "rsa0")
+        s.ctl("reload")
+        wait_for(lambda: "event=reload result=ok" in s.log(), what="reload")
+        c.sendmail("alice@example.test", ["far@remote.example"], MSG)
+        assert b"DKIM-Signature" not in relayed(mx, 2)
+        recs = txt_records(s.ctl("dkim", "keygen", "example.test", "--selector",
+                                 "new").stdout)
+        s.ctl("dkim", "activate", "example.test", "new")
+        s.ctl("reload")
+        wait_for(lambda: s.log().count("event=reload result=ok") >= 2, what="reload")
+        c.sendmail("alice@example.test", ["far@remote.example"], MSG)
+        data = relayed(mx, 3)
+    assert b"s=new;" in data and py_verify(data, recs) == [True]
