@@ -305,21 +305,33 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 	}
 	r = write_key(fd, &k);
 	if (r == 0) {
-		/* The first key of its type is used at once; a further one
-		 * waits for dkim activate (rotation: publish first). */
-		bool is_first =
-		    active_of(fd, data_dir, dom, k.alg, act, 4) == 0;
+		/* The domain's first key is active at once (the domain is
+		 * not signed yet: nothing to break); any further one, of
+		 * either type, waits for dkim activate, so a domain that
+		 * signs never signs with a key whose TXT is not published
+		 * (issue 15 part 1 review). */
+		bool is_first = active_of(fd, data_dir, dom, DKIM_RSA_SHA256,
+		                    act, 4) == 0 &&
+		                active_of(fd, data_dir, dom,
+		                    DKIM_ED25519_SHA256, act, 4) == 0;
 
 		if (is_first)
 			r = mark_active(fd, sel);
 		print_txt(&k);
-		fprintf(stderr,
-		    "posternctl: %s/dkim/%s/%s.key written (%s); %s\n",
-		    data_dir, dom, sel, dkim_alg_name(k.alg),
-		    is_first ? "active: publish the TXT record above, then "
-		               "posternctl reload"
-		             : "not active: publish the TXT record above, "
-		               "then posternctl dkim activate");
+		fprintf(stderr, "posternctl: %s/dkim/%s/%s.key written (%s)\n",
+		    data_dir, dom, sel, dkim_alg_name(k.alg));
+		if (is_first)
+			fprintf(stderr,
+			    "posternctl: active (the domain's first key): "
+			    "publish the TXT record above, wait until it "
+			    "resolves, then posternctl reload (mail is signed "
+			    "with it from the reload on)\n");
+		else
+			fprintf(stderr,
+			    "posternctl: not active: publish the TXT record "
+			    "above, wait until it resolves, then posternctl "
+			    "dkim activate %s %s and posternctl reload\n",
+			    dom, sel);
 	}
 	EVP_PKEY_free(k.pkey);
 	close(fd);

@@ -36,6 +36,8 @@ def keyed_server(make_server, types=("rsa",), domain="example.test", extra=None)
     for i, t in enumerate(types):
         r = s.ctl("dkim", "keygen", domain, "--type", t, "--selector", f"{t}{i}")
         recs.update(txt_records(r.stdout))
+        # A second key is made inactive (publish first), then activated.
+        s.ctl("dkim", "activate", domain, f"{t}{i}")
     s.start()
     s.recs = recs
     return s
@@ -305,7 +307,9 @@ def test_keygen_files_and_names(make_server):
     assert sorted(os.listdir(d)) == ["example.test"]
     lines = s.ctl("dkim", "list").stdout.splitlines()
     assert lines == sorted(lines) and len(lines) == 2
-    assert lines[0] == "example.test\ted\ted25519\tactive"
+    # The domain's first key is active at once; the Ed25519 one made
+    # while the RSA key signs waits for its TXT record and dkim activate.
+    assert lines[0] == "example.test\ted\ted25519\tinactive"
     assert re.fullmatch(r"example\.test\trsa-\d{8}\trsa\tactive", lines[1])
 
 
@@ -655,3 +659,30 @@ def test_retired_key_stops_in_open_session(make_server, sinks):
         c.sendmail("alice@example.test", ["far@remote.example"], MSG)
         data = relayed(mx, 3)
     assert b"s=new;" in data and py_verify(data, recs) == [True]
+
+
+def test_keygen_second_type_waits(make_server, sinks):
+    """Adding an Ed25519 key to a domain that signs with RSA: the new key
+    is inactive until dkim activate (its TXT is not published yet), and
+    keygen says what to do next; the domain's first key is active."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE), start=False)
+    r = s.ctl("dkim", "keygen", "example.test", "--selector", "r1")
+    assert "active (the domain's first key)" in r.stderr and "posternctl reload" in r.stderr
+    recs = txt_records(r.stdout)
+    r = s.ctl("dkim", "keygen", "example.test", "--type", "ed25519", "--selector", "e1")
+    assert "not active" in r.stderr
+    assert "posternctl dkim activate example.test e1 and posternctl reload" in r.stderr
+    recs.update(txt_records(r.stdout))
+    assert s.ctl("dkim", "list").stdout.splitlines() == [
+        "example.test\te1\ted25519\tinactive", "example.test\tr1\trsa\tactive"]
+    s.start()
+    submit(s, MSG)
+    data = relayed(mx, 1)
+    assert header_block(data).count(b"DKIM-Signature:") == 1 and b"s=r1;" in data
+    s.ctl("dkim", "activate", "example.test", "e1")
+    s.ctl("reload")
+    submit(s, MSG)
+    data = relayed(mx, 2)
+    assert b"s=r1;" in data and b"s=e1;" in data
+    assert py_verify(data, recs) == [True, True]
