@@ -289,6 +289,13 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 		snprintf(sel, sizeof(sel), "%s-%04d%02d%02d", type,
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
 	}
+	/* The TXT owner SEL._domainkey.DOM must be a DNS name: at most 253
+	 * octets written out (255 on the wire; issue 15 part 1 review). */
+	if (strlen(sel) + strlen("._domainkey.") + strlen(dom) > 253)
+		return fail(
+		    "%s._domainkey.%s: over 253 octets, not a DNS name: "
+		    "choose a shorter --selector",
+		    sel, dom);
 	if ((fd = domain_dir(data_dir, dom, true, NULL)) == -1)
 		return 1;
 	memset(&k, 0, sizeof(k));

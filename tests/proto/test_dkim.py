@@ -333,7 +333,9 @@ def test_rotation(make_server, sinks):
     data = relayed(mx, 2)
     assert b"s=new;" in data and b"s=old;" not in data
     assert py_verify(data, recs) == [True]
-    assert "posternctl dkim txt" or True
+    # dkim txt prints the record keygen printed.
+    assert txt_records(s.ctl("dkim", "txt", "example.test", "new").stdout) == \
+        {"new._domainkey.example.test": recs["new._domainkey.example.test"]}
     assert s.ctl("dkim", "txt", "example.test", "old").stdout.startswith(
         "old._domainkey.example.test. IN TXT")
     s.ctl("dkim", "retire", "example.test", "new")
@@ -686,3 +688,19 @@ def test_keygen_second_type_waits(make_server, sinks):
     data = relayed(mx, 2)
     assert b"s=r1;" in data and b"s=e1;" in data
     assert py_verify(data, recs) == [True, True]
+
+
+def test_keygen_txt_owner_too_long(make_server):
+    """SEL._domainkey.DOMAIN over 253 octets is no DNS name: refused,
+    nothing written; at 253 it is made."""
+    s = make_server(dict(BASE), start=False)
+    dom = ".".join(["d" * 63] * 2) + "." + "e" * 50 + ".test"  # 183 octets
+    s.ctl("domain", "add", dom)
+    sel = "s" * 59  # 59 + 12 + 183 = 254
+    r = s.ctl("dkim", "keygen", dom, "--selector", sel, check=False)
+    assert r.returncode == 1 and "over 253 octets" in r.stderr
+    d = os.path.join(s.data, "dkim", dom)
+    assert not os.path.exists(d) or os.listdir(d) == []
+    r = s.ctl("dkim", "keygen", dom, "--type", "ed25519", "--selector", sel[:-1])
+    (name, txt), = txt_records(r.stdout).items()
+    assert len(name) == 253 and txt.startswith("v=DKIM1; k=ed25519; p=")
