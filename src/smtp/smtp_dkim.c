@@ -57,9 +57,9 @@ smtp_dkim_new(struct session *s)
 	    s->remote.n == 0)
 		return NULL;
 	/* Ours to sign: an authenticated sender, or a relay client of
-	 * relay = addresses (in other modes relay_addresses names backup
-	 * MX targets, not senders; the accept list's IPs are never trusted
-	 * to sign: issue 15 part 1 review). */
+	 * relay = addresses (in other modes relay_addresses grants no
+	 * relaying, only a DNSBL exemption; the accept list's IPs are
+	 * never trusted to sign: issue 15 part 1 review). */
 	if (s->auth_user[0] == '\0' &&
 	    (c->relay_mode != RELAY_ADDRESSES ||
 	        !cidr_match(&c->relay_addresses, s->ip)))
