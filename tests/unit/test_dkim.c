@@ -488,6 +488,56 @@ test_sign_message(void **state)
 	    strstr(out, "bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;"));
 	free(out);
 	dkim_msg_clear(&m);
+	/* The sender's addresses (issue 15 part 1 review): the From
+	 * domain must be one of theirs, with is_exact the address. */
+	{
+		static const struct {
+			const char *owned, *from;
+			bool is_exact;
+			int want;
+		} own[] = {
+		    {"joe@football.example.com", "Joe@Football.Example.COM",
+		        true, 1},
+		    {"joe@football.example.com", "ann@football.example.com",
+		        true, 0},
+		    {"joe@football.example.com", "ann@football.example.com",
+		        false, 1},
+		    {"joe@elsewhere.example", "joe@football.example.com", false,
+		        0},
+		    {"", "joe@football.example.com", false, 0},
+		    /* A malformed line: not signed, whoever sends. */
+		    {"joe@football.example.com",
+		        "joe@football.example.com\nno colon", true, 0},
+		};
+
+		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+			struct strlist o = {0};
+			struct dkim_params po = pr;
+			char msg[256];
+			int r;
+
+			if (own[i].owned[0] != '\0')
+				strlist_add(&o, own[i].owned);
+			po.owned = &o;
+			po.is_exact = own[i].is_exact;
+			snprintf(
+			    msg, sizeof(msg), "From: %s\n\nx\n", own[i].from);
+			dkim_msg_init(&m, 65536);
+			dkim_msg_feed(&m, (const uint8_t *)msg, strlen(msg));
+			r = dkim_msg_sign(&m, &ks, &po, &out, d, sizeof(d), sel,
+			    sizeof(sel), alg, sizeof(alg), &why);
+			if (r != own[i].want ||
+			    (r == 0 && strcmp(why, strchr(own[i].from, '\n')
+			                               ? "header"
+			                               : "from-not-owned")))
+				fail_msg("owned %zu: got %d (%s)", i, r,
+				    r == 0 ? why : "");
+			if (r == 1)
+				free(out);
+			dkim_msg_clear(&m);
+			strlist_clear(&o);
+		}
+	}
 	EVP_PKEY_free(keys[0].pkey);
 	EVP_PKEY_free(keys[1].pkey);
 }
