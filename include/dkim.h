@@ -21,12 +21,18 @@
 
 #include "buf.h"
 #include "span.h"
+#include "strlist.h"
 
 enum dkim_alg { DKIM_RSA_SHA256, DKIM_ED25519_SHA256 };
 
 /* Selector and domain names: at most these lengths (a DNS label / name). */
 #define DKIM_SELECTOR_MAX 63
 #define DKIM_DOMAIN_MAX 253
+/* RSA key sizes loaded and made (bits; issue 15 part 1 review). */
+#define DKIM_RSA_MIN 1024
+#define DKIM_RSA_MAX 4096
+/* A From address checked against the sender's (64 + 1 + 253 and some). */
+#define DKIM_ADDR_MAX 320
 /* At most this many header fields are looked at for the selection. */
 #define DKIM_FIELDS_MAX 1000
 
@@ -97,6 +103,10 @@ void dkim_body_finish(struct dkim_body *);
  */
 size_t dkim_fields(const char *hdr, size_t len, struct span *f, size_t max);
 
+/* Whether a field has a proper name: one or more printable US-ASCII
+ * characters other than ':' (no white space), then ':' (RFC 5322 2.2). */
+bool dkim_field_ok(struct span field);
+
 /* A field's name (before ':', trailing WSP removed); {NULL,0} if none. */
 struct span dkim_field_name(struct span field);
 
@@ -106,6 +116,10 @@ struct span dkim_field_name(struct span field);
  * not hold exactly one address with a domain dkim_name_ok accepts.
  */
 int dkim_from_domain(const struct span *f, size_t n, char *out, size_t outlen);
+
+/* The same From's address, local@domain all in lower case (the way the
+ * directory keeps addresses); -1 as dkim_from_domain or when too long. */
+int dkim_from_address(const struct span *f, size_t n, char *out, size_t outlen);
 
 /*
  * The h= value for the fields f: each of names (lower case, NULL ends
@@ -145,6 +159,11 @@ int dkim_sign_data(const struct dkim_key *, const void *data, size_t len,
 struct dkim_params {
 	time_t t;        /* t= */
 	unsigned long x; /* expiry in seconds after t (x=), 0: none */
+	/* Non-NULL: the addresses the sender owns (lower case); the From
+	 * domain must be the domain of one of them, and with is_exact the
+	 * From address must be one of them, else "from-not-owned". */
+	const struct strlist *owned;
+	bool is_exact;
 };
 
 /*
@@ -170,7 +189,8 @@ void dkim_msg_clear(struct dkim_msg *);
  * is the DKIM-Signature fields to put before the message (LF line ends,
  * folded at 78 columns; the caller frees it), *d_out the domain and
  * sel_out the selectors ("s1,s2") and alg_out the algorithms, for the
- * log; returns 1.  Returns 0 with *why ("no-from", "no-key", "header")
+ * log; returns 1.  Returns 0 with *why ("no-from", "from-not-owned",
+ * "no-key", "header")
  * when the message is not signed, -1 with *why when signing failed.
  */
 int dkim_msg_sign(struct dkim_msg *, const struct dkim_keys *,

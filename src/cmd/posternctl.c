@@ -3119,8 +3119,9 @@ static const struct ctl_cmd {
         "Writes data_dir/dkim/DOMAIN/SELECTOR.key (PEM, mode 0600; the\n"
         "directories 0700), as the run user.  --type rsa (default, 2048\n"
         "bits, --bits 1024..4096) or ed25519 (RFC 8463); the selector\n"
-        "defaults to TYPE-YYYYMMDD.  The first key of its type for the\n"
-        "domain is active at once; another waits for dkim activate.\n"
+        "defaults to TYPE-YYYYMMDD.  The domain's first key is active at\n"
+        "once; another, of either type, waits for dkim activate (publish\n"
+        "its TXT record first).\n"
         "Prints SELECTOR._domainkey.DOMAIN. IN TXT \"v=DKIM1; ...\"\n"
         "(strings of at most 255 octets).  posternctl reload loads it.\n"},
     {"dkim list", "", 0, 0, CTL_RUN_USER, c_dkim_list,

@@ -246,6 +246,7 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 	char act[4][DKIM_SELECTOR_MAX + 1];
 	const char *type = "rsa";
 	unsigned long bits = 2048;
+	bool has_bits = false;
 	struct dkim_key k;
 	int fd, r;
 
@@ -264,12 +265,21 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 		} else if (strcmp(a[i], "--bits") == 0) {
 			char *end;
 
+			/* Digits only: strtoul takes "-1" (wrapped), " 2048"
+			 * and "+2048" (issue 15 part 1 review). */
+			errno = 0;
 			bits = strtoul(a[i + 1], &end, 10);
-			if (*end != '\0' || bits < 1024 || bits > 4096)
-				return fail("--bits: 1024..4096");
+			if (a[i + 1][0] < '0' || a[i + 1][0] > '9' ||
+			    *end != '\0' || errno != 0 || bits < DKIM_RSA_MIN ||
+			    bits > DKIM_RSA_MAX)
+				return fail("--bits: %d..%d", DKIM_RSA_MIN,
+				    DKIM_RSA_MAX);
+			has_bits = true;
 		} else
 			return 2;
 	}
+	if (has_bits && strcmp(type, "ed25519") == 0)
+		return fail("--bits: only with --type rsa");
 	if (sel[0] == '\0') {
 		/* TYPE-YYYYMMDD: a second key later gets another name. */
 		time_t now = time(NULL);
@@ -279,6 +289,13 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 		snprintf(sel, sizeof(sel), "%s-%04d%02d%02d", type,
 		    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
 	}
+	/* The TXT owner SEL._domainkey.DOM must be a DNS name: at most 253
+	 * octets written out (255 on the wire; issue 15 part 1 review). */
+	if (strlen(sel) + strlen("._domainkey.") + strlen(dom) > 253)
+		return fail(
+		    "%s._domainkey.%s: over 253 octets, not a DNS name: "
+		    "choose a shorter --selector",
+		    sel, dom);
 	if ((fd = domain_dir(data_dir, dom, true, NULL)) == -1)
 		return 1;
 	memset(&k, 0, sizeof(k));
@@ -295,21 +312,33 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 	}
 	r = write_key(fd, &k);
 	if (r == 0) {
-		/* The first key of its type is used at once; a further one
-		 * waits for dkim activate (rotation: publish first). */
-		bool is_first =
-		    active_of(fd, data_dir, dom, k.alg, act, 4) == 0;
+		/* The domain's first key is active at once (the domain is
+		 * not signed yet: nothing to break); any further one, of
+		 * either type, waits for dkim activate, so a domain that
+		 * signs never signs with a key whose TXT is not published
+		 * (issue 15 part 1 review). */
+		bool is_first = active_of(fd, data_dir, dom, DKIM_RSA_SHA256,
+		                    act, 4) == 0 &&
+		                active_of(fd, data_dir, dom,
+		                    DKIM_ED25519_SHA256, act, 4) == 0;
 
 		if (is_first)
 			r = mark_active(fd, sel);
 		print_txt(&k);
-		fprintf(stderr,
-		    "posternctl: %s/dkim/%s/%s.key written (%s); %s\n",
-		    data_dir, dom, sel, dkim_alg_name(k.alg),
-		    is_first ? "active: publish the TXT record above, then "
-		               "posternctl reload"
-		             : "not active: publish the TXT record above, "
-		               "then posternctl dkim activate");
+		fprintf(stderr, "posternctl: %s/dkim/%s/%s.key written (%s)\n",
+		    data_dir, dom, sel, dkim_alg_name(k.alg));
+		if (is_first)
+			fprintf(stderr,
+			    "posternctl: active (the domain's first key): "
+			    "publish the TXT record above, wait until it "
+			    "resolves, then posternctl reload (mail is signed "
+			    "with it from the reload on)\n");
+		else
+			fprintf(stderr,
+			    "posternctl: not active: publish the TXT record "
+			    "above, wait until it resolves, then posternctl "
+			    "dkim activate %s %s and posternctl reload\n",
+			    dom, sel);
 	}
 	EVP_PKEY_free(k.pkey);
 	close(fd);

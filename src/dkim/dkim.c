@@ -40,8 +40,18 @@
 const char *const dkim_sign_names[] = {"from", "reply-to", "subject", "date",
     "to", "cc", "resent-date", "resent-from", "resent-to", "resent-cc",
     "in-reply-to", "references", "list-id", "list-help", "list-unsubscribe",
-    "list-subscribe", "list-post", "list-owner", "list-archive", "message-id",
-    "mime-version", "content-type", "content-transfer-encoding", NULL};
+    "list-subscribe", "list-post", "list-owner", "list-archive",
+    "list-unsubscribe-post", "message-id", "mime-version", "content-type",
+    "content-transfer-encoding", NULL};
+
+/* The Resent- fields come in blocks, one per resending (RFC 5322 3.6.6);
+ * every other signed field occurs at most once in a message (RFC 5322
+ * 3.6, RFC 2369, RFC 8058, RFC 2045), so one more of it is oversigned. */
+static bool
+is_single(const char *name)
+{
+	return strncmp(name, "resent-", 7) != 0;
+}
 
 const char *
 dkim_alg_name(enum dkim_alg a)
@@ -243,9 +253,24 @@ dkim_field_name(struct span f)
 	return s;
 }
 
+bool
+dkim_field_ok(struct span f)
+{
+	const char *colon = memchr(f.p, ':', f.len);
+
+	if (colon == NULL || colon == f.p)
+		return false;
+	/* RFC 5322 2.2 / 3.6.8: ftext, printable US-ASCII but ':'. */
+	for (const char *p = f.p; p < colon; p++)
+		if ((unsigned char)*p < 33 || (unsigned char)*p > 126)
+			return false;
+	return true;
+}
+
 struct from_ctx {
 	size_t n;
 	char dom[DKIM_DOMAIN_MAX + 1];
+	char addr[DKIM_ADDR_MAX + 1]; /* local@domain, lower case */
 	bool is_bad;
 };
 
@@ -264,11 +289,47 @@ from_addr(const struct mime_address *a, void *arg)
 	for (size_t i = 0; i < a->host.len; i++)
 		c->dom[i] = (char)tolower((unsigned char)a->host.p[i]);
 	c->dom[a->host.len] = '\0';
+	/* The address as the directory keeps it (lower case), for the
+	 * ownership check (issue 15 part 1 review). */
+	if (a->mailbox.p == NULL ||
+	    a->mailbox.len + 1 + a->host.len > DKIM_ADDR_MAX) {
+		c->addr[0] = '\0';
+		return 0;
+	}
+	snprintf(c->addr, sizeof(c->addr), "%.*s@%s", (int)a->mailbox.len,
+	    a->mailbox.p, c->dom);
+	for (char *p = c->addr; *p != '@'; p++)
+		*p = (char)tolower((unsigned char)*p);
+	return 0;
+}
+
+static int from_parse(const struct span *f, size_t n, struct from_ctx *c);
+
+int
+dkim_from_domain(const struct span *f, size_t n, char *out, size_t outlen)
+{
+	struct from_ctx c;
+
+	if (from_parse(f, n, &c) == -1 || strlen(c.dom) >= outlen)
+		return -1;
+	snprintf(out, outlen, "%s", c.dom);
 	return 0;
 }
 
 int
-dkim_from_domain(const struct span *f, size_t n, char *out, size_t outlen)
+dkim_from_address(const struct span *f, size_t n, char *out, size_t outlen)
+{
+	struct from_ctx c;
+
+	if (from_parse(f, n, &c) == -1 || c.addr[0] == '\0' ||
+	    strlen(c.addr) >= outlen)
+		return -1;
+	snprintf(out, outlen, "%s", c.addr);
+	return 0;
+}
+
+static int
+from_parse(const struct span *f, size_t n, struct from_ctx *out)
 {
 	struct from_ctx c;
 	size_t nfrom = 0, at = 0;
@@ -288,10 +349,9 @@ dkim_from_domain(const struct span *f, size_t n, char *out, size_t outlen)
 		memset(&c, 0, sizeof(c));
 		(void)mime_addresses_parse(v, from_addr, &c);
 	}
-	if (c.n != 1 || c.is_bad || !dkim_name_ok(c.dom, false) ||
-	    strlen(c.dom) >= outlen)
+	if (c.n != 1 || c.is_bad || !dkim_name_ok(c.dom, false))
 		return -1;
-	snprintf(out, outlen, "%s", c.dom);
+	*out = c;
 	return 0;
 }
 
@@ -303,12 +363,17 @@ dkim_select(const struct span *f, size_t n, const char *const *names, char *h,
 
 	h[0] = '\0';
 	for (size_t j = 0; names[j] != NULL; j++) {
-		/* From once more than it occurs: oversigned (RFC 6376 8.15),
-		 * so a From added on the way breaks the signature. */
-		size_t cnt = strcmp(names[j], "from") == 0 ? 1 : 0;
+		/* From always, and each single-instance field that is there,
+		 * once more than it occurs: oversigned (RFC 6376 8.15), so a
+		 * second From, Subject, To ... added on the way breaks the
+		 * signature (issue 15 part 1 review). */
+		size_t cnt = 0;
 
 		for (size_t i = 0; i < n; i++)
 			cnt += span_eq_ci(dkim_field_name(f[i]), names[j]);
+		if (strcmp(names[j], "from") == 0 ||
+		    (cnt > 0 && is_single(names[j])))
+			cnt++;
 		for (; cnt > 0; cnt--) {
 			int w = snprintf(
 			    h + o, hlen - o, "%s%s", o ? ":" : "", names[j]);
@@ -564,6 +629,29 @@ done:
 	return r;
 }
 
+/*
+ * An authenticated sender signs only for its own domains (the domains of
+ * its addresses and aliases), and under auth_sender_match only as one of
+ * its addresses (issue 15 part 1 review).
+ */
+static bool
+from_owned(const struct span *f, size_t nf, const char *dom,
+    const struct dkim_params *pr)
+{
+	char addr[DKIM_ADDR_MAX + 1];
+
+	if (pr->is_exact)
+		return dkim_from_address(f, nf, addr, sizeof(addr)) == 0 &&
+		       strlist_has(pr->owned, addr);
+	for (size_t i = 0; i < pr->owned->n; i++) {
+		const char *at = strrchr(pr->owned->v[i], '@');
+
+		if (at != NULL && strcasecmp(at + 1, dom) == 0)
+			return true;
+	}
+	return false;
+}
+
 int
 dkim_msg_sign(struct dkim_msg *m, const struct dkim_keys *ks,
     const struct dkim_params *pr, char **out, char *d_out, size_t dlen,
@@ -603,6 +691,16 @@ dkim_msg_sign(struct dkim_msg *m, const struct dkim_keys *ks,
 			*why = "header";
 			return 0;
 		}
+		/* A line with no field name (no colon, an empty name, white
+		 * space before the colon, a leading continuation line):
+		 * verifiers split such a header differently, so the
+		 * signature would not verify (issue 15 part 1 review). */
+		for (size_t i = 0; i < nf; i++)
+			if (!dkim_field_ok(fv[i])) {
+				free(fv);
+				*why = "header";
+				return 0;
+			}
 		if (dkim_from_domain(fv, nf, dom, sizeof(dom)) == -1) {
 			free(fv);
 			*why = "no-from";
@@ -612,6 +710,11 @@ dkim_msg_sign(struct dkim_msg *m, const struct dkim_keys *ks,
 		if (nk == 0) {
 			free(fv);
 			*why = "no-key";
+			return 0;
+		}
+		if (pr->owned != NULL && !from_owned(fv, nf, dom, pr)) {
+			free(fv);
+			*why = "from-not-owned";
 			return 0;
 		}
 		ns = dkim_select(fv, nf, dkim_sign_names, h, sizeof(h));
@@ -750,6 +853,16 @@ load_key(int dfd, const char *name, const char *shown, char *err, size_t el)
 	                      EVP_PKEY_get_base_id(pk) != EVP_PKEY_ED25519)) {
 		snprintf(
 		    err, el, "%s: not an RSA or Ed25519 private key", shown);
+		EVP_PKEY_free(pk);
+		return NULL;
+	}
+	/* Sizes sign_one's signature buffer and verifiers take (RFC 8301
+	 * 3.2: at least 1024; over 4096 many verifiers give up). */
+	if (EVP_PKEY_get_base_id(pk) == EVP_PKEY_RSA &&
+	    (EVP_PKEY_get_bits(pk) < DKIM_RSA_MIN ||
+	        EVP_PKEY_get_bits(pk) > DKIM_RSA_MAX)) {
+		snprintf(err, el, "%s: a %d-bit RSA key (want %d..%d bits)",
+		    shown, EVP_PKEY_get_bits(pk), DKIM_RSA_MIN, DKIM_RSA_MAX);
 		EVP_PKEY_free(pk);
 		return NULL;
 	}

@@ -2,12 +2,14 @@
  * smtp_dkim: the SMTP session's DKIM signing (issue 15 part 1).  The
  * signer is src/dkim/dkim.c; here is when it runs and on what.  A message
  * is signed once, at the end of DATA after the milters changed it, when
- * it has queued (remote) recipients and the client authenticated or is
- * in relay_addresses: mail we send for our users, never mail that
+ * it has queued (remote) recipients and the client authenticated (and
+ * owns the From) or is in relay_addresses with relay = addresses: mail
+ * we send for our users, never mail that
  * merely passes (backup MX) or claims a local sender without proof.
  *
  * Ownership: smtp_dkim_new (loop) makes the job's struct smtp_dkim with
- * a reference to the session's config (so its key set stays alive);
+ * a reference to the server's current config (so its key set stays
+ * alive; a reload's key set applies to open sessions' next message);
  * smtp_dkim_run (the storage worker, inside the delivery job) reads the
  * queue copy the delivery is about to write and leaves the signature
  * fields in it; smtp_dkim_done (loop) logs and frees it.  Only one
@@ -32,22 +34,46 @@ struct smtp_dkim {
 	struct config *cfg; /* a reference: the key set lives with it */
 	char *sig;          /* the DKIM-Signature fields, or NULL */
 	char log[768];      /* "result=... d=... s=... a=..." */
+	/* An authenticated sender: a copy of its addresses (the session's
+	 * may change under a new AUTH while the job runs), and whether the
+	 * From must be one of them (auth_sender_match). */
+	struct strlist owned;
+	bool is_auth, is_exact;
+	size_t hdr_max;
 };
 
 struct smtp_dkim *
 smtp_dkim_new(struct session *s)
 {
 	struct smtp_dkim *k;
-	const struct config *c = s->cfg;
+	/* The server's current config, not the session's: a key retired
+	 * (or dkim_sign turned off) by a reload stops signing in sessions
+	 * opened before it too (issue 15 part 1 review).  Taken on the loop
+	 * at the end of DATA; the job holds a reference, so a reload while
+	 * it signs frees nothing under it. */
+	const struct config *c = s->srv->cfg;
 
 	if (!c->dkim_sign || c->dkim_keys == NULL || c->dkim_keys->n == 0 ||
 	    s->remote.n == 0)
 		return NULL;
-	/* Ours to sign: an authenticated sender, or a relay client. */
-	if (s->auth_user[0] == '\0' && !cidr_match(&c->relay_addresses, s->ip))
+	/* Ours to sign: an authenticated sender, or a relay client of
+	 * relay = addresses (in other modes relay_addresses grants no
+	 * relaying, only a DNSBL exemption; the accept list's IPs are
+	 * never trusted to sign: issue 15 part 1 review). */
+	if (s->auth_user[0] == '\0' &&
+	    (c->relay_mode != RELAY_ADDRESSES ||
+	        !cidr_match(&c->relay_addresses, s->ip)))
 		return NULL;
 	k = xcalloc(1, sizeof(*k));
-	k->cfg = config_ref(s->cfg);
+	k->cfg = config_ref(s->srv->cfg);
+	/* The header bound the message was accepted under. */
+	k->hdr_max = s->cfg->header_size_limit;
+	if (s->auth_user[0] != '\0') {
+		k->is_auth = true;
+		k->is_exact = c->auth_sender_match != SENDER_MATCH_NO;
+		for (size_t i = 0; i < s->auth_addresses.n; i++)
+			strlist_add(&k->owned, s->auth_addresses.v[i]);
+	}
 	return k;
 }
 
@@ -84,7 +110,7 @@ smtp_dkim_run(struct smtp_dkim *k, struct delivery *d, struct qenv *q)
 
 	/* The queue copy as delivery.c writes it: the trace headers less
 	 * the Return-Path line, the spooled part, the rest in memory. */
-	dkim_msg_init(&m, k->cfg->header_size_limit + h->iov_len);
+	dkim_msg_init(&m, k->hdr_max + h->iov_len);
 	dkim_msg_feed(&m, (const uint8_t *)h->iov_base + d->rp_len,
 	    h->iov_len - d->rp_len);
 	if (feed_spool(&m, d->src_fd, d->src_len) == 0) {
@@ -93,6 +119,8 @@ smtp_dkim_run(struct smtp_dkim *k, struct delivery *d, struct qenv *q)
 			    &m, d->iov[i].iov_base, d->iov[i].iov_len);
 		pr.t = time(NULL);
 		pr.x = k->cfg->dkim_expire_ms / 1000;
+		pr.owned = k->is_auth ? &k->owned : NULL;
+		pr.is_exact = k->is_exact;
 		r = dkim_msg_sign(&m, k->cfg->dkim_keys, &pr, &k->sig, dom,
 		    sizeof(dom), sel, sizeof(sel), alg, sizeof(alg), &why);
 	}
@@ -127,6 +155,7 @@ smtp_dkim_done(struct smtp_dkim **kp, struct session *s, bool is_logged)
 		log_info("session=%s id=%s event=dkim %s", s->id, s->queue_id,
 		    k->log);
 	free(k->sig);
+	strlist_clear(&k->owned);
 	config_unref(&k->cfg);
 	free(k);
 	*kp = NULL;

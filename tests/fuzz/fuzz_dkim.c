@@ -72,7 +72,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			__builtin_trap();
 		(void)dkim_canon_header(f[i], &canon);
 	}
-	(void)dkim_from_domain(f, nf, dom, sizeof(dom));
+	for (size_t i = 0; i < nf; i++) /* a named field has a name */
+		if (dkim_field_ok(f[i]) && dkim_field_name(f[i]).len == 0)
+			__builtin_trap();
+	if (dkim_from_domain(f, nf, dom, sizeof(dom)) == 0) {
+		char addr[DKIM_ADDR_MAX + 1];
+
+		/* The address, when there is one, ends in that domain. */
+		if (dkim_from_address(f, nf, addr, sizeof(addr)) == 0 &&
+		    (strlen(addr) <= strlen(dom) ||
+		        strcmp(addr + strlen(addr) - strlen(dom), dom) != 0))
+			__builtin_trap();
+	}
 	if (dkim_select(f, nf, dkim_sign_names, h, sizeof(h)) >= 0) {
 		buf_reset(&canon);
 		(void)dkim_header_input(

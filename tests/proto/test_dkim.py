@@ -15,7 +15,7 @@ import time
 import dkim
 import pytest
 
-from conftest import Raw, wait_for
+from conftest import POSTERND, Raw, wait_for
 
 BASE = {"queue_retry_min": "1s", "queue_retry_max": "2s", "relay": "none"}
 
@@ -36,6 +36,8 @@ def keyed_server(make_server, types=("rsa",), domain="example.test", extra=None)
     for i, t in enumerate(types):
         r = s.ctl("dkim", "keygen", domain, "--type", t, "--selector", f"{t}{i}")
         recs.update(txt_records(r.stdout))
+        # A second key is made inactive (publish first), then activated.
+        s.ctl("dkim", "activate", domain, f"{t}{i}")
     s.start()
     s.recs = recs
     return s
@@ -112,8 +114,11 @@ def test_signed_and_verified(make_server, sinks, types, algs):
     for a in algs:
         assert f"a={a};".encode() in hdr
     assert b"c=relaxed/relaxed;" in hdr and b"d=example.test;" in hdr
-    assert re.search(rb"h=from:from:subject:date:to:\s*message-id;", hdr) or \
-        re.search(rb"h=from:from:subject:date:to:message-id;", hdr)
+    # Oversigned (RFC 6376 8.15): From always, the single-instance
+    # fields that are there once more than they occur.
+    h = re.search(rb"h=([^;]*);", hdr).group(1)
+    assert re.sub(rb"\s", b"", h) == (b"from:from:subject:subject:date:date:to:to:"
+                                      b"message-id:message-id")
     assert re.search(rb"t=\d+;", hdr) and b"x=" not in hdr
     for line in hdr.split(b"\r\n"):
         assert len(line) <= 78, line
@@ -302,7 +307,9 @@ def test_keygen_files_and_names(make_server):
     assert sorted(os.listdir(d)) == ["example.test"]
     lines = s.ctl("dkim", "list").stdout.splitlines()
     assert lines == sorted(lines) and len(lines) == 2
-    assert lines[0] == "example.test\ted\ted25519\tactive"
+    # The domain's first key is active at once; the Ed25519 one made
+    # while the RSA key signs waits for its TXT record and dkim activate.
+    assert lines[0] == "example.test\ted\ted25519\tinactive"
     assert re.fullmatch(r"example\.test\trsa-\d{8}\trsa\tactive", lines[1])
 
 
@@ -326,7 +333,9 @@ def test_rotation(make_server, sinks):
     data = relayed(mx, 2)
     assert b"s=new;" in data and b"s=old;" not in data
     assert py_verify(data, recs) == [True]
-    assert "posternctl dkim txt" or True
+    # dkim txt prints the record keygen printed.
+    assert txt_records(s.ctl("dkim", "txt", "example.test", "new").stdout) == \
+        {"new._domainkey.example.test": recs["new._domainkey.example.test"]}
     assert s.ctl("dkim", "txt", "example.test", "old").stdout.startswith(
         "old._domainkey.example.test. IN TXT")
     s.ctl("dkim", "retire", "example.test", "new")
@@ -462,3 +471,236 @@ def test_parallel_sessions_all_verify(make_server, sinks):
         assert py_verify(m["data"], s.recs) == [True, True]
         bodies.add(m["data"].split(b"\r\n\r\n", 1)[1])
     assert len(bodies) == 30
+
+
+@pytest.mark.parametrize("frm,match,signed", [
+    ("ceo@other.test", "submission", False),
+    ("ceo@other.test", "no", False),
+    ("bob@example.test", "submission", False),
+    ("bob@example.test", "yes", False),
+    ("bob@example.test", "no", True),
+    ("info@example.test", "submission", True),
+    ("ALICE@Example.TEST", "submission", True),
+])
+def test_from_not_owned(make_server, sinks, frm, match, signed):
+    """An authenticated user gets mail signed only for a From it owns: the
+    domain of one of its addresses (its own and the aliases to it), and
+    under auth_sender_match (the default) one of those addresses."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE, auth_sender_match=match), start=False)
+    s.ctl("domain", "add", "other.test")
+    recs = {}
+    for d in ("example.test", "other.test"):
+        recs.update(txt_records(s.ctl("dkim", "keygen", d, "--selector", "k").stdout))
+    s.start()
+    submit(s, b"From: Boss <" + frm.encode() + b">\r\nTo: far@remote.example\r\n"
+              b"Subject: wire the money\r\n\r\nx\r\n")
+    data = relayed(mx)
+    if signed:
+        assert py_verify(data, recs) == [True]
+        assert "event=dkim result=signed d=example.test" in s.log()
+    else:
+        assert b"DKIM-Signature" not in data
+        assert "event=dkim result=skipped reason=from-not-owned" in s.log()
+
+
+@pytest.mark.parametrize("relay,accept,signed", [
+    ("addresses", False, True),
+    ("none", False, False),
+    ("local-hosts", False, False),
+    ("local-users", False, False),
+    ("local-hosts", True, False),
+])
+def test_unauthenticated_signed_only_with_relay_addresses(make_server, sinks, relay,
+                                                         accept, signed):
+    """An unauthenticated client is signed for only with relay = addresses
+    and the client in relay_addresses; in the other modes relay_addresses
+    (backup-MX targets) and the accept list's IPs do not sign."""
+    mx = sinks("127.0.0.2")
+    extra = {"relay": relay, "relay_addresses": "127.0.0.0/8"}
+    if accept:
+        d = tempfile.mkdtemp(prefix="postern-accept-")
+        extra["accept_file"] = os.path.join(d, "accept.txt")
+        with open(extra["accept_file"], "w") as f:
+            f.write("127.0.0.1\n")
+    s = keyed_server(make_server, ("rsa",), extra=extra)
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30) as c:
+        c.sendmail("alice@example.test", ["fwd@example.test"],
+                   b"From: ceo@example.test\r\nTo: fwd@example.test\r\n"
+                   b"Subject: hi\r\n\r\nx\r\n")
+    data = relayed(mx)
+    if signed:
+        assert py_verify(data, s.recs) == [True]
+    else:
+        assert b"DKIM-Signature" not in data
+
+
+MALFORMED = {
+    "no-colon-line": b"From: alice@example.test\r\nTo: far@remote.example\r\n"
+                     b"nocolon line\r\nSubject: after\r\n\r\nx\r\n",
+    "leading-contline": b" leading continuation\r\nFrom: alice@example.test\r\n"
+                        b"To: far@remote.example\r\n\r\nx\r\n",
+    "ws-before-colon": b"From: alice@example.test\r\nTo: far@remote.example\r\n"
+                       b"Subject : spaced name\r\n\r\nx\r\n",
+    "empty-name": b"From: alice@example.test\r\n: empty name\r\nTo: far@remote.example\r\n"
+                  b"\r\nx\r\n",
+}
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_headers(make_server, sinks, name):
+    """A header line without a proper field name: verifiers would split
+    the header differently, so the message goes unsigned (reason=header),
+    delivered as it came; never a signature that does not verify."""
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa",))
+    try:
+        submit(s, MALFORMED[name])
+    except smtplib.SMTPException as e:
+        pytest.skip("refused: %s" % e)
+    data = relayed(mx)
+    if b"DKIM-Signature" in data:
+        od, out = opendkim_verify(data, s.recs)
+        assert (py_verify(data, s.recs), od) == ([True], ["pass"]), out
+    else:
+        assert "event=dkim result=skipped reason=header" in s.log()
+
+
+def test_rsa_key_size_bounds(make_server, sinks):
+    """RSA keys outside 1024..4096 bits: keygen refuses them (and bad
+    --bits, and --bits with Ed25519); a key file of another size stops
+    the start, fails a reload (the old keys stay) and posternctl check
+    reports it.  An 8192-bit key would fail every message."""
+    s = make_server(dict(BASE), start=False)
+    d = os.path.join(s.data, "dkim", "example.test")
+    for bits in ("512", "1023", "4097", "8192", "-1", "-2048", "abc", "", " 2048",
+                 "+2048", "2048x", "99999999999999999999999"):
+        r = s.ctl("dkim", "keygen", "example.test", "--selector", "b", "--bits", bits,
+                  check=False)
+        assert r.returncode == 1 and "--bits: 1024..4096" in r.stderr, bits
+    r = s.ctl("dkim", "keygen", "example.test", "--type", "ed25519", "--bits", "2048",
+              check=False)
+    assert r.returncode == 1 and "only with --type rsa" in r.stderr
+    assert not os.path.exists(d) or os.listdir(d) == []
+    recs = txt_records(s.ctl("dkim", "keygen", "example.test", "--selector", "k",
+                             "--bits", "1024").stdout)
+    key = os.path.join(d, "k.key")
+    good = open(key, "rb").read()
+
+    def put(bits):
+        # Rewritten in place: the file stays the run user's.
+        pem = subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt",
+                              f"rsa_keygen_bits:{bits}"],
+                             check=True, capture_output=True, timeout=120).stdout
+        with open(key, "wb") as f:
+            f.write(pem)
+
+    for bits in (512, 4160):
+        put(bits)
+        r = s.ctl("check", check=False)
+        assert r.returncode == 1 and f"a {bits}-bit RSA key (want 1024..4096 bits)" in \
+            r.stdout + r.stderr, r.stdout + r.stderr
+    p = subprocess.run([POSTERND, "-c", s.conf, "-f"], capture_output=True, text=True,
+                       timeout=60)
+    assert p.returncode != 0 and "4160-bit RSA key" in p.stderr
+    with open(key, "wb") as f:
+        f.write(good)
+    s.start()
+    mx = sinks("127.0.0.2")
+    put(512)
+    r = s.ctl("reload", check=False)
+    assert r.returncode != 0 and "512-bit RSA key" in r.stdout + r.stderr
+    submit(s, MSG)
+    data = relayed(mx)
+    assert b"s=k;" in data and py_verify(data, recs) == [True]  # the old key still signs
+
+
+def test_oversigned_fields_break_on_addition(make_server, sinks):
+    """A second Subject, To or Reply-To... added on the way (Subject
+    put above, as a verifier reads bottom up) breaks the signature; a
+    Resent- block may be added."""
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa",))
+    msg = (b"From: alice@example.test\r\nTo: far@remote.example\r\n"
+           b"Subject: hi\r\nReply-To: alice@example.test\r\n"
+           b"List-Unsubscribe: <mailto:u@example.test>\r\n"
+           b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n\r\nx\r\n")
+    submit(s, msg)
+    data = relayed(mx)
+    h = re.sub(rb"\s", b"", re.search(rb"h=([^;]*);", header_block(data)).group(1))
+    assert h.count(b"list-unsubscribe-post") == 2 and h.count(b"reply-to") == 2
+    assert py_verify(data, s.recs) == [True]
+    for extra in (b"Subject: changed", b"To: other@evil.example",
+                  b"Reply-To: evil@evil.example",
+                  b"List-Unsubscribe-Post: List-Unsubscribe=One-Click"):
+        assert py_verify(extra + b"\r\n" + data, s.recs) == [False], extra
+    assert py_verify(b"Resent-From: x@remote.example\r\n" + data, s.recs) == [True]
+
+
+def test_retired_key_stops_in_open_session(make_server, sinks):
+    """dkim retire + reload (a compromised key): a session opened before
+    the reload signs its next message with the current key set, not the
+    retired key; an activated new key signs there too."""
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa",))
+    with smtplib.SMTP("127.0.0.1", s.ports["submission"], timeout=30) as c:
+        c.starttls()
+        c.login("alice@example.test", "secret-alice")
+        c.sendmail("alice@example.test", ["far@remote.example"], MSG)
+        assert b"s=rsa0;" in relayed(mx, 1)
+        s.ctl("dkim", "retire", "example.test", "rsa0")
+        s.ctl("reload")
+        wait_for(lambda: "event=reload result=ok" in s.log(), what="reload")
+        c.sendmail("alice@example.test", ["far@remote.example"], MSG)
+        assert b"DKIM-Signature" not in relayed(mx, 2)
+        recs = txt_records(s.ctl("dkim", "keygen", "example.test", "--selector",
+                                 "new").stdout)
+        s.ctl("dkim", "activate", "example.test", "new")
+        s.ctl("reload")
+        wait_for(lambda: s.log().count("event=reload result=ok") >= 2, what="reload")
+        c.sendmail("alice@example.test", ["far@remote.example"], MSG)
+        data = relayed(mx, 3)
+    assert b"s=new;" in data and py_verify(data, recs) == [True]
+
+
+def test_keygen_second_type_waits(make_server, sinks):
+    """Adding an Ed25519 key to a domain that signs with RSA: the new key
+    is inactive until dkim activate (its TXT is not published yet), and
+    keygen says what to do next; the domain's first key is active."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE), start=False)
+    r = s.ctl("dkim", "keygen", "example.test", "--selector", "r1")
+    assert "active (the domain's first key)" in r.stderr and "posternctl reload" in r.stderr
+    recs = txt_records(r.stdout)
+    r = s.ctl("dkim", "keygen", "example.test", "--type", "ed25519", "--selector", "e1")
+    assert "not active" in r.stderr
+    assert "posternctl dkim activate example.test e1 and posternctl reload" in r.stderr
+    recs.update(txt_records(r.stdout))
+    assert s.ctl("dkim", "list").stdout.splitlines() == [
+        "example.test\te1\ted25519\tinactive", "example.test\tr1\trsa\tactive"]
+    s.start()
+    submit(s, MSG)
+    data = relayed(mx, 1)
+    assert header_block(data).count(b"DKIM-Signature:") == 1 and b"s=r1;" in data
+    s.ctl("dkim", "activate", "example.test", "e1")
+    s.ctl("reload")
+    submit(s, MSG)
+    data = relayed(mx, 2)
+    assert b"s=r1;" in data and b"s=e1;" in data
+    assert py_verify(data, recs) == [True, True]
+
+
+def test_keygen_txt_owner_too_long(make_server):
+    """SEL._domainkey.DOMAIN over 253 octets is no DNS name: refused,
+    nothing written; at 253 it is made."""
+    s = make_server(dict(BASE), start=False)
+    dom = ".".join(["d" * 63] * 2) + "." + "e" * 50 + ".test"  # 183 octets
+    s.ctl("domain", "add", dom)
+    sel = "s" * 59  # 59 + 12 + 183 = 254
+    r = s.ctl("dkim", "keygen", dom, "--selector", sel, check=False)
+    assert r.returncode == 1 and "over 253 octets" in r.stderr
+    d = os.path.join(s.data, "dkim", dom)
+    assert not os.path.exists(d) or os.listdir(d) == []
+    r = s.ctl("dkim", "keygen", dom, "--type", "ed25519", "--selector", sel[:-1])
+    (name, txt), = txt_records(r.stdout).items()
+    assert len(name) == 253 and txt.startswith("v=DKIM1; k=ed25519; p=")

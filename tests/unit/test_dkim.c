@@ -191,6 +191,53 @@ test_from_domain(void **state)
 	}
 }
 
+/* dkim_field_ok and dkim_from_address (issue 15 part 1 review). */
+static void
+test_field_ok(void **state)
+{
+	static const struct {
+		const char *field;
+		bool want;
+	} cases[] = {
+	    {"Subject: x\n", true},
+	    {"X-A.b_c~: \n", true},
+	    {"Subject:\n", true},
+	    {"nocolon line\n", false},
+	    {": empty name\n", false},
+	    {"Subject : spaced\n", false},
+	    {" leading: continuation\n", false},
+	    {"\tFrom: a@b\n", false},
+	    {"X\x80: eight bit name\n", false},
+	};
+	static const struct {
+		const char *hdr, *want;
+	} addrs[] = {
+	    {"From: Joe <Joe.Q@Football.Example.COM>\n",
+	        "joe.q@football.example.com"},
+	    {"From: info@example.test\n", "info@example.test"},
+	    {"From: a@x.example, b@x.example\n", NULL},
+	};
+	struct span f[4];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct span sp = {cases[i].field, strlen(cases[i].field)};
+
+		if (dkim_field_ok(sp) != cases[i].want)
+			fail_msg("case %zu: got %d", i, !cases[i].want);
+	}
+	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+		char a[DKIM_ADDR_MAX + 1];
+		size_t n = fields(addrs[i].hdr, f, 4);
+		int r = dkim_from_address(f, n, a, sizeof(a));
+
+		if (addrs[i].want == NULL ? r != -1
+		                          : r != 0 || strcmp(a, addrs[i].want))
+			fail_msg("address %zu: got %d \"%s\"", i, r,
+			    r == 0 ? a : "");
+	}
+}
+
 static void
 test_select(void **state)
 {
@@ -198,15 +245,23 @@ test_select(void **state)
 		const char *hdr, *want_h, *want_input;
 	} cases[] = {
 	    {"Received: x\nFrom: a@b\nTo: c@d\nSubject: s\n",
-	        "from:from:subject:to", "from:a@b\r\nsubject:s\r\nto:c@d\r\n"},
+	        "from:from:subject:subject:to:to",
+	        "from:a@b\r\nsubject:s\r\nto:c@d\r\n"},
 	    /* Duplicates are signed bottom up; the oversigned From signs
 	     * nothing. */
 	    {"Subject: one\nFrom: a@b\nSubject: two\n",
-	        "from:from:subject:subject",
+	        "from:from:subject:subject:subject",
 	        "from:a@b\r\nsubject:two\r\nsubject:one\r\n"},
 	    /* Folded and long fields, names in any case. */
 	    {"FROM: a@b\nX-Other: x\nDATE: Thu,\n 1 Jan 2026\n",
-	        "from:from:date", "from:a@b\r\ndate:Thu, 1 Jan 2026\r\n"},
+	        "from:from:date:date", "from:a@b\r\ndate:Thu, 1 Jan 2026\r\n"},
+	    /* Resent- blocks repeat: not oversigned; RFC 8058's field is. */
+	    {"Resent-Date: d\nResent-From: r@s\nFrom: a@b\n"
+	     "List-Unsubscribe-Post: List-Unsubscribe=One-Click\n",
+	        "from:from:resent-date:resent-from:list-unsubscribe-post:"
+	        "list-unsubscribe-post",
+	        "from:a@b\r\nresent-date:d\r\nresent-from:r@s\r\n"
+	        "list-unsubscribe-post:List-Unsubscribe=One-Click\r\n"},
 	    /* Not selected: Received, Return-Path, unknown fields, lines
 	     * without a name. */
 	    {"Return-Path: <x>\n bad continuation\nFrom: a@b\n", "from:from",
@@ -304,7 +359,7 @@ test_rfc8463(void **state)
 	/* bh=: the body through the streaming signer. */
 	{
 		struct dkim_keys none = {0, NULL};
-		struct dkim_params pr = {1528637909, 0};
+		struct dkim_params pr = {.t = 1528637909};
 		char *out, d[256], sel[64], alg[64];
 		const char *why;
 
@@ -349,7 +404,7 @@ test_sign_message(void **state)
 {
 	struct dkim_key keys[2];
 	struct dkim_keys ks = {2, keys};
-	struct dkim_params pr = {1528637909, 3600};
+	struct dkim_params pr = {.t = 1528637909, .x = 3600};
 	struct dkim_msg m;
 	char *out, d[256], sel[64], alg[64];
 	const char *why;
@@ -382,7 +437,7 @@ test_sign_message(void **state)
 	assert_string_equal(alg, "rsa-sha256,ed25519-sha256");
 	assert_non_null(
 	    strstr(out, "bh=2jUSOH9NhtVGCQWNr9BrIAPreKQjO6Sn7XIkfJVOzv8=;"));
-	assert_non_null(strstr(out, "h=from:from:subject:to;"));
+	assert_non_null(strstr(out, "h=from:from:subject:subject:to:to;"));
 	assert_non_null(strstr(out, "t=1528637909; x=1528641509;"));
 	assert_non_null(strstr(out, "a=ed25519-sha256;"));
 	assert_non_null(strstr(out, "a=rsa-sha256;"));
@@ -433,6 +488,56 @@ test_sign_message(void **state)
 	    strstr(out, "bh=47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=;"));
 	free(out);
 	dkim_msg_clear(&m);
+	/* The sender's addresses (issue 15 part 1 review): the From
+	 * domain must be one of theirs, with is_exact the address. */
+	{
+		static const struct {
+			const char *owned, *from;
+			bool is_exact;
+			int want;
+		} own[] = {
+		    {"joe@football.example.com", "Joe@Football.Example.COM",
+		        true, 1},
+		    {"joe@football.example.com", "ann@football.example.com",
+		        true, 0},
+		    {"joe@football.example.com", "ann@football.example.com",
+		        false, 1},
+		    {"joe@elsewhere.example", "joe@football.example.com", false,
+		        0},
+		    {"", "joe@football.example.com", false, 0},
+		    /* A malformed line: not signed, whoever sends. */
+		    {"joe@football.example.com",
+		        "joe@football.example.com\nno colon", true, 0},
+		};
+
+		for (size_t i = 0; i < sizeof(own) / sizeof(own[0]); i++) {
+			struct strlist o = {0};
+			struct dkim_params po = pr;
+			char msg[256];
+			int r;
+
+			if (own[i].owned[0] != '\0')
+				strlist_add(&o, own[i].owned);
+			po.owned = &o;
+			po.is_exact = own[i].is_exact;
+			snprintf(
+			    msg, sizeof(msg), "From: %s\n\nx\n", own[i].from);
+			dkim_msg_init(&m, 65536);
+			dkim_msg_feed(&m, (const uint8_t *)msg, strlen(msg));
+			r = dkim_msg_sign(&m, &ks, &po, &out, d, sizeof(d), sel,
+			    sizeof(sel), alg, sizeof(alg), &why);
+			if (r != own[i].want ||
+			    (r == 0 && strcmp(why, strchr(own[i].from, '\n')
+			                               ? "header"
+			                               : "from-not-owned")))
+				fail_msg("owned %zu: got %d (%s)", i, r,
+				    r == 0 ? why : "");
+			if (r == 1)
+				free(out);
+			dkim_msg_clear(&m);
+			strlist_clear(&o);
+		}
+	}
 	EVP_PKEY_free(keys[0].pkey);
 	EVP_PKEY_free(keys[1].pkey);
 }
@@ -571,6 +676,7 @@ run_dkim_tests(void)
 	    cmocka_unit_test(test_canon_body),
 	    cmocka_unit_test(test_names),
 	    cmocka_unit_test(test_from_domain),
+	    cmocka_unit_test(test_field_ok),
 	    cmocka_unit_test(test_select),
 	    cmocka_unit_test(test_rfc8463),
 	    cmocka_unit_test(test_sign_message),
