@@ -626,6 +626,8 @@ hdr_add(struct milter_msg *m, size_t at, const char *name, size_t nlen,
 	memcpy(h->value, value, vlen);
 	h->value[vlen] = '\0';
 	h->is_ours = is_ours;
+	h->raw = NULL;
+	h->is_opaque = false;
 }
 
 static bool
@@ -634,10 +636,26 @@ name_char(unsigned char c)
 	return c > 32 && c < 127 && c != ':';
 }
 
+/* Appends a folded line (with its LF) to a string. */
+static void
+str_fold(char **s, const char *line, size_t len)
+{
+	size_t old = strlen(*s);
+
+	*s = xreallocarray(*s, old + len + 2, 1);
+	(*s)[old] = '\n';
+	memcpy(*s + old + 1, line, len);
+	(*s)[old + 1 + len] = '\0';
+}
+
 /*
  * Parses header lines out of t[0 .. len): returns where the body starts
- * (after the empty line, or at the first line that is not a header, or
- * len when the section runs to the end).
+ * (after the empty line, or len when the section runs to the end, or at
+ * a partial last line).  Everything up to the empty line is the header
+ * section, as smtp_data has it: "Name : value" (obsolete, RFC 5322
+ * 4.5.3) is a header kept with its raw form, and a line that is no
+ * header at all is kept opaque, so the rewrite never moves a line from
+ * the headers to the body (issue 15 part 2 review).
  */
 static size_t
 hdrs_parse(struct milter_msg *m, const char *t, size_t len, bool is_ours)
@@ -647,31 +665,46 @@ hdrs_parse(struct milter_msg *m, const char *t, size_t len, bool is_ours)
 
 	while (i < len) {
 		const char *nl = memchr(t + i, '\n', len - i);
-		size_t end = nl ? (size_t)(nl - t) : len, n;
+		size_t end = nl ? (size_t)(nl - t) : len, n, c;
 
 		if (nl == NULL && !is_ours)
 			return i; /* a partial line: the body's */
-		if (end == i)
+		if (end == i) {
+			if (!is_ours)
+				m->has_eoh = true;
 			return end + 1; /* the empty line */
+		}
 		if ((t[i] == ' ' || t[i] == '\t') && has_cur) {
 			struct milter_hdr *h = &m->h[m->nh - 1];
-			size_t old = strlen(h->value);
 
 			/* A folded line: kept with its LF. */
-			h->value =
-			    xreallocarray(h->value, old + (end - i) + 2, 1);
-			h->value[old] = '\n';
-			memcpy(h->value + old + 1, t + i, end - i);
-			h->value[old + 1 + (end - i)] = '\0';
+			if (!h->is_opaque)
+				str_fold(&h->value, t + i, end - i);
+			if (h->raw != NULL)
+				str_fold(&h->raw, t + i, end - i);
 			i = end + 1;
 			continue;
 		}
 		for (n = i; n < end && name_char((unsigned char)t[n]); n++)
 			;
-		if (n == i || n == end || t[n] != ':')
-			return i; /* not a header: the body starts here */
-		hdr_add(
-		    m, m->nh, t + i, n - i, t + n + 1, end - n - 1, is_ours);
+		for (c = n; c < end && (t[c] == ' ' || t[c] == '\t'); c++)
+			;
+		if (n == i || c == end || t[c] != ':') {
+			/* Not a header: kept as it is, in its place. */
+			hdr_add(m, m->nh, "", 0, "", 0, is_ours);
+			m->h[m->nh - 1].is_opaque = true;
+			m->h[m->nh - 1].raw = xmalloc(end - i + 1);
+			memcpy(m->h[m->nh - 1].raw, t + i, end - i);
+			m->h[m->nh - 1].raw[end - i] = '\0';
+		} else {
+			hdr_add(m, m->nh, t + i, n - i, t + c + 1, end - c - 1,
+			    is_ours);
+			if (c != n) {
+				m->h[m->nh - 1].raw = xmalloc(end - i + 1);
+				memcpy(m->h[m->nh - 1].raw, t + i, end - i);
+				m->h[m->nh - 1].raw[end - i] = '\0';
+			}
+		}
 		has_cur = true;
 		i = end + 1;
 	}
@@ -745,6 +778,7 @@ milter_msg_clear(struct milter_msg *m)
 	for (size_t i = 0; i < m->nh; i++) {
 		free(m->h[i].name);
 		free(m->h[i].value);
+		free(m->h[i].raw);
 	}
 	free(m->h);
 	if (m->new_body_fd != -1)
@@ -869,7 +903,8 @@ mod_header(struct milter_msg *m, const struct milter_reply *r, const char **why)
 		size_t want = r->index ? r->index : 1;
 
 		for (at = 0; at < m->nh; at++)
-			if (strcasecmp(m->h[at].name, name) == 0 &&
+			if (!m->h[at].is_opaque &&
+			    strcasecmp(m->h[at].name, name) == 0 &&
 			    ++seen == want)
 				break;
 		if (at < m->nh && m->h[at].is_ours) {
@@ -882,6 +917,7 @@ mod_header(struct milter_msg *m, const struct milter_reply *r, const char **why)
 			if (r->value.len == 0) {
 				free(m->h[at].name);
 				free(m->h[at].value);
+				free(m->h[at].raw);
 				free(value);
 				memmove(m->h + at, m->h + at + 1,
 				    (m->nh - at - 1) * sizeof(*m->h));
@@ -890,6 +926,8 @@ mod_header(struct milter_msg *m, const struct milter_reply *r, const char **why)
 			}
 			free(m->h[at].value);
 			m->h[at].value = value;
+			free(m->h[at].raw); /* written as name: value now */
+			m->h[at].raw = NULL;
 			return 0;
 		}
 		if (r->value.len == 0) {
@@ -1083,6 +1121,8 @@ message_one(struct milter_set *set, size_t i, struct milter_io *io,
 
 	if (!(c->protocol & SMFIP_NOHDRS))
 		for (size_t k = 0; k < m->nh; k++) {
+			if (m->h[k].is_opaque)
+				continue; /* not a header: not one to send */
 			io_reset(io);
 			(void)milter_enc_header(
 			    &io->out, m->h[k].name, value_sent(m->h[k].value));
@@ -1155,6 +1195,17 @@ milter_msg_write(const struct milter_msg *m, int fd, uint64_t *size_out,
 
 		if (h->is_ours)
 			continue;
+		if (h->raw != NULL) {
+			/* As the message had it (obsolete or not a header). */
+			if (write_fd(fd, h->raw, strlen(h->raw), off) == -1 ||
+			    write_fd(fd, "\n", 1, off + strlen(h->raw)) == -1)
+				goto fail;
+			off += strlen(h->raw) + 1;
+			for (const char *p = h->raw; (p = strchr(p, '\n')); p++)
+				lines++;
+			lines++;
+			continue;
+		}
 		if (write_fd(fd, h->name, strlen(h->name), off) == -1)
 			goto fail;
 		off += strlen(h->name);
@@ -1169,9 +1220,13 @@ milter_msg_write(const struct milter_msg *m, int fd, uint64_t *size_out,
 			lines++;
 		lines++;
 	}
-	if (write_fd(fd, "\n", 1, off) == -1)
-		goto fail;
-	off++, lines++;
+	/* The empty line only where the message had one (or a body from a
+	 * milter follows): never one that moves headers into the body. */
+	if (m->has_eoh || m->new_body_fd != -1) {
+		if (write_fd(fd, "\n", 1, off) == -1)
+			goto fail;
+		off++, lines++;
+	}
 	if (m->new_body_fd != -1)
 		src = m->new_body_fd, src_off = 0, left = m->new_len;
 	else
