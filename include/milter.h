@@ -120,6 +120,11 @@
 #define MILTER_MODS_MAX 1000u
 #define MILTER_ADDED_MAX (64u * 1024)
 #define MILTER_HDR_NAME_MAX 256u
+/* A REPLYCODE a client can be given (issue 15 part 2 review): each line
+ * at most RFC 5321's 512 with CRLF, the whole within milter_result.text
+ * (1024 with its NUL). Longer: malformed, the milter has failed. */
+#define MILTER_REPLY_LINE_MAX 510u
+#define MILTER_REPLY_TEXT_MAX 1023u
 
 /* ---- encoder (milter_proto.c, pure) ------------------------------------ */
 

@@ -226,13 +226,17 @@ hdr_value_ok(struct span s)
  * SMFIR_REPLYCODE: "4xx" or "5xx", then ' ' or '-' per line, lines
  * joined by CRLF, the same code on each, the last with ' ' (or the code
  * alone), printable ASCII between.  libmilter's smfi_setmlreply builds
- * exactly this.
+ * exactly this.  Each line at most MILTER_REPLY_LINE_MAX, the whole at
+ * most MILTER_REPLY_TEXT_MAX: a reply is relayed whole or not at all
+ * (cut, its last line would be a continuation the client waits on).
  */
 static bool
 replycode_ok(struct span s)
 {
-	size_t i = 0;
+	size_t i = 0, start;
 
+	if (s.len > MILTER_REPLY_TEXT_MAX)
+		return false;
 	if (s.len < 3 || (s.p[0] != '4' && s.p[0] != '5') ||
 	    !isdigit((unsigned char)s.p[1]) || !isdigit((unsigned char)s.p[2]))
 		return false;
@@ -241,6 +245,7 @@ replycode_ok(struct span s)
 
 		if (s.len - i < 3 || memcmp(s.p + i, s.p, 3) != 0)
 			return false;
+		start = i;
 		i += 3;
 		if (i == s.len)
 			return true;
@@ -253,6 +258,8 @@ replycode_ok(struct span s)
 			if (c < 32 || c >= 127)
 				return false;
 		}
+		if (i - start > MILTER_REPLY_LINE_MAX)
+			return false;
 		if (i == s.len)
 			return is_last;
 		if (is_last || s.len - i < 2 || s.p[i + 1] != '\n')

@@ -129,12 +129,9 @@ def test_slow_milter_vs_smtp_timeout(make_server, hostile):
 
 # ---- replies ----------------------------------------------------------------
 
-def test_long_multiline_replycode_is_well_formed(make_server, hostile):
-    """SMFIR_REPLYCODE up to 64 KiB passes the parser, then milter_set_text
-    cuts it at 1023 bytes: mid-line, so the client gets '550-...' as
-    the last line and waits for a reply that never ends (or a bare CR)."""
-    text = "\r\n".join(["550-5.7.1 " + "a" * 400] * 3 + ["550 5.7.1 end"])
-    m = hostile(lambda cmd, data, st: [b"y" + text.encode() + b"\0"] if cmd == "M" else None)
+def mail_reply_to(make_server, hostile, text):
+    """The reply to MAIL when the milter answers it with REPLYCODE text."""
+    m = hostile(lambda cmd, data, st: [b"y" + text + b"\0"] if cmd == "M" else None)
     s = server_with(make_server, [m.spec()])
     r = Raw(s.ports["smtp"], timeout=5)
     r.send("EHLO x\r\n")
@@ -143,25 +140,50 @@ def test_long_multiline_replycode_is_well_formed(make_server, hostile):
     try:
         rep = r.reply()
     except (socket.timeout, TimeoutError):
-        pytest.fail("MAIL's reply never ended: the last line was a 550- continuation; "
-                    "buffered %r" % r.buf[-200:])
-    lines = rep.split("\n")
-    assert lines[-1].startswith("550 "), lines[-1][:60]
-    assert "\r" not in rep
+        pytest.fail("MAIL's reply never ended; buffered %r" % r.buf[-200:])
+    return s, r, rep
+
+
+def test_long_multiline_replycode_is_well_formed(make_server, hostile):
+    """SMFIR_REPLYCODE over the 1023-byte reply buffer was cut mid-line:
+    the client got '550-...' as the last line and waited for ever.  Now
+    such a reply is malformed: the milter has failed, and the client
+    gets milter_default_action's reply (tempfail), whole."""
+    text = "\r\n".join(["550-5.7.1 " + "a" * 400] * 3 + ["550 5.7.1 end"])
+    s, r, rep = mail_reply_to(make_server, hostile, text.encode())
+    assert rep.startswith("451 4.7.1 "), rep[:80]
+    assert "\n" not in rep and "\r" not in rep
+    assert "bad REPLYCODE" in s.log()
+    assert r.cmd("RSET").startswith("250")
 
 
 def test_reply_line_length(make_server, hostile):
-    """One REPLYCODE line of 1000 characters is relayed as is (RFC 5321
-    4.5.3.1.5: 512 with CRLF)."""
-    text = "550 5.7.1 " + "b" * 1000
-    m = hostile(lambda cmd, data, st: [b"y" + text.encode() + b"\0"] if cmd == "M" else None)
-    s = server_with(make_server, [m.spec()])
-    r = Raw(s.ports["smtp"], timeout=5)
-    r.send("EHLO x\r\n")
-    r.reply()
-    r.send("MAIL FROM:<alice@example.test>\r\n")
-    rep = r.reply()
+    """One REPLYCODE line of 1000 characters (under the buffer) was relayed
+    as is; RFC 5321 4.5.3.1.5 allows 512 with CRLF: now refused, the
+    default action answers."""
+    s, r, rep = mail_reply_to(make_server, hostile, b"550 5.7.1 " + b"b" * 1000)
+    assert rep.startswith("451 4.7.1 "), rep[:80]
     assert max(len(l) for l in rep.split("\n")) <= 510, len(rep)
+
+
+def test_reply_line_at_limit_passes(make_server, hostile):
+    """Two lines of exactly 510 characters (1022 bytes with the CRLF,
+    the buffer's most): relayed whole."""
+    text = "550-5.7.1 " + "c" * 500 + "\r\n550 5.7.1 " + "c" * 500
+    s, r, rep = mail_reply_to(make_server, hostile, text.encode())
+    lines = rep.split("\n")
+    assert len(lines) == 2 and lines[-1].startswith("550 5.7.1 c"), rep[:80]
+    assert max(len(l) for l in lines) == 510
+
+
+@pytest.mark.parametrize("text", [b"550 5.7.1 bare\ncr", b"550 5.7.1 bare\rlf",
+                                  b"550 5.7.1 nul\0x", b"550 5.7.1 x\r\n",
+                                  b"550-5.7.1 x\r\n550 5.7.1 \x01"])
+def test_reply_control_bytes_refused(make_server, hostile, text):
+    """CR, LF or NUL other than CRLF between lines, or a control byte:
+    the reply is refused, the default action answers."""
+    s, r, rep = mail_reply_to(make_server, hostile, text)
+    assert rep.startswith("451 4.7.1 "), rep[:80]
 
 
 # ---- quarantine ------------------------------------------------------------
