@@ -125,6 +125,10 @@
  * (1024 with its NUL). Longer: malformed, the milter has failed. */
 #define MILTER_REPLY_LINE_MAX 510u
 #define MILTER_REPLY_TEXT_MAX 1023u
+/* One milter's stage (a command; at end of DATA headers, body and end
+ * of message together) ends within this many times its timeout, however
+ * many SMFIR_PROGRESS it sends. */
+#define MILTER_STAGE_FACTOR 4u
 
 /* ---- encoder (milter_proto.c, pure) ------------------------------------ */
 
@@ -232,6 +236,10 @@ struct milter_set {
 	struct milter_conn c[MILTER_MAX];
 	size_t n;
 	bool is_discard; /* a milter said discard earlier in this txn */
+	/* The stage's hard end (monotonic ms): no wait and no PROGRESS goes
+	 * past it.  Set as each milter's stage starts (issue 15 part 2
+	 * review). */
+	uint64_t hard;
 };
 
 /* A set for conf, nothing connected yet.  The caller owns it. */

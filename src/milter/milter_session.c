@@ -300,6 +300,20 @@ static int mod_apply(struct milter_set *, size_t i, struct milter_msg *,
 /* What a stage is: its timeout, whether accept means the session. */
 enum stage { STAGE_CONNECT, STAGE_HELO, STAGE_TXN, STAGE_BODY, STAGE_EOM };
 
+/* A deadline, never past the stage's hard end. */
+static uint64_t
+stage_deadline(const struct milter_set *set, uint64_t want)
+{
+	return set->hard != 0 && set->hard < want ? set->hard : want;
+}
+
+/* The hard end of a stage of milter i starting now. */
+static void
+stage_start(struct milter_set *set, unsigned ms)
+{
+	set->hard = now_ms() + (uint64_t)ms * MILTER_STAGE_FACTOR;
+}
+
 /*
  * Sends io->out to milter i and, when want_reply, reads replies until a
  * final one: 0 (res set when it decided), 1 (the milter failed: conn_fail
@@ -313,7 +327,7 @@ exchange(struct milter_set *set, size_t i, struct milter_io *io,
 	struct milter_conn *c = &set->c[i];
 	unsigned ms =
 	    st >= STAGE_BODY ? set->conf.content_ms : set->conf.command_ms;
-	uint64_t deadline = now_ms() + ms;
+	uint64_t deadline = stage_deadline(set, now_ms() + ms);
 	struct milter_reply r;
 	const char *why = NULL;
 	int repl_fd = -1, rc = 0;
@@ -370,7 +384,9 @@ exchange(struct milter_set *set, size_t i, struct milter_io *io,
 			rc = 2;
 			goto out;
 		case SMFIR_PROGRESS:
-			deadline = now_ms() + ms; /* still working on it */
+			/* Still working on it: the wait starts again, but
+			 * never past the stage's hard end. */
+			deadline = stage_deadline(set, now_ms() + ms);
 			continue;
 		case SMFIR_SHUTDOWN:
 		case SMFIR_CONN_FAIL:
@@ -456,10 +472,12 @@ negotiate(struct milter_set *set, size_t i, struct milter_io *io,
     struct milter_result *res)
 {
 	struct milter_conn *c = &set->c[i];
-	uint64_t deadline = now_ms() + set->conf.command_ms;
+	uint64_t deadline;
 	struct milter_reply r;
 	const char *why = NULL;
 
+	stage_start(set, set->conf.command_ms);
+	deadline = stage_deadline(set, now_ms() + set->conf.command_ms);
 	io_reset(io);
 	(void)milter_enc_optneg(
 	    &io->out, MILTER_VERSION, SMFIF_ALL, MILTER_PROTO_OFFER);
@@ -508,6 +526,7 @@ milter_set_connect(struct milter_set *set, const struct milter_macros *mac,
 			continue;
 		if (c->protocol & SMFIP_NOCONNECT)
 			continue;
+		stage_start(set, set->conf.command_ms);
 		io_reset(io);
 		macros_enc(io, SMFIC_CONNECT, mac);
 		(void)milter_enc_connect(&io->out, host,
@@ -549,6 +568,7 @@ abort_txn(struct milter_set *set, size_t i, struct milter_io *io,
 
 	if (!c->is_in_txn || c->fd == -1)
 		return;
+	stage_start(set, set->conf.command_ms);
 	io_reset(io);
 	(void)milter_enc_simple(&io->out, SMFIC_ABORT);
 	(void)exchange(set, i, io, false, STAGE_TXN, NULL, res);
@@ -598,6 +618,7 @@ milter_set_command(struct milter_set *set, char cmd,
 			c->is_in_txn = true;
 		if (c->protocol & no)
 			continue;
+		stage_start(set, set->conf.command_ms);
 		io_reset(io);
 		macros_enc(io, cmd, mac);
 		(void)milter_enc_strs(&io->out, cmd, strs, n);
@@ -1119,6 +1140,8 @@ message_one(struct milter_set *set, size_t i, struct milter_io *io,
 {
 	struct milter_conn *c = &set->c[i];
 
+	/* Headers, body and end of message: one stage, one hard end. */
+	stage_start(set, set->conf.content_ms);
 	if (!(c->protocol & SMFIP_NOHDRS))
 		for (size_t k = 0; k < m->nh; k++) {
 			if (m->h[k].is_opaque)

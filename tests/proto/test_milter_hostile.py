@@ -63,23 +63,45 @@ def progress_forever(seconds):
 # ---- time: a milter that never finishes ----------------------------------
 
 def test_progress_forever_bounded(make_server, hostile):
-    """SMFIR_PROGRESS restarts the deadline with no total bound: a milter
-    that sends one every 0.3 s holds the session (and a milter thread)
-    for as long as it likes.  Want: some total bound per stage."""
+    """SMFIR_PROGRESS restarted the deadline with no total bound: a milter
+    that sends one every 0.3 s held the session (and a milter thread)
+    as long as it liked.  Now the whole end-of-DATA stage of a milter
+    ends within 4 x milter_content_timeout: the milter has failed and
+    milter_default_action (tempfail) answers."""
     m = hostile(lambda cmd, data, st: [progress_forever(40)] if cmd == "E" else None)
     s = server_with(make_server, [m.spec()], milter_content_timeout="1s")
     t0 = time.monotonic()
-    try:
-        with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20) as c:
-            c.ehlo("x")
-            try:
-                c.sendmail("alice@example.test", ["bob@example.test"], MSG)
-            except smtplib.SMTPException:
-                pass
-    except (socket.timeout, TimeoutError, smtplib.SMTPServerDisconnected):
-        pass
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=20) as c:
+        c.ehlo("x")
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("alice@example.test", ["bob@example.test"], MSG)
     took = time.monotonic() - t0
-    assert took < 15, f"end of DATA answered after {took:.1f}s (1s content timeout)"
+    assert e.value.smtp_code == 451
+    assert 3.5 < took < 7, f"end of DATA answered after {took:.1f}s (1s content timeout)"
+    assert "error=\"timeout\"" in s.log()
+    assert s.messages("bob") == []
+
+
+def test_progress_at_command_bounded(make_server, hostile):
+    """PROGRESS at MAIL: the stage ends within 4 x milter_command_timeout."""
+    m = hostile(lambda cmd, data, st: [progress_forever(40)] if cmd == "M" else None)
+    s = server_with(make_server, [m.spec()], milter_command_timeout="1s")
+    r = Raw(s.ports["smtp"], timeout=20)
+    r.cmd("EHLO x")
+    t0 = time.monotonic()
+    rep = r.cmd("MAIL FROM:<alice@example.test>")
+    took = time.monotonic() - t0
+    assert rep.startswith("451 "), rep
+    assert 3.5 < took < 7, took
+
+
+def test_progress_within_bound_passes(make_server, hostile):
+    """A milter that sends PROGRESS for 2 s (twice its 1 s timeout, under
+    the 4 s bound) and then continues: the message is taken."""
+    m = hostile(lambda cmd, data, st: [progress_forever(2)] if cmd == "E" else None)
+    s = server_with(make_server, [m.spec()], milter_content_timeout="1s")
+    send(s)
+    wait_for(lambda: s.messages("bob"), 10, "delivery")
 
 
 def test_shutdown_with_progress_milter(make_server, hostile):
