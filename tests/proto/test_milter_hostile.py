@@ -149,6 +149,26 @@ def test_slow_milter_vs_smtp_timeout(make_server, hostile):
     wait_for(lambda: s.messages("bob"), 10, "delivery")
 
 
+def test_slow_milter_at_rcpt_then_idle(make_server, hostile):
+    """A milter 3.5 s slow at RCPT, smtp_timeout 2 s: the RCPT is
+    answered (the wait is not the client's idle time); after the reply
+    the idle timer runs again and an idle client gets 421 in ~2 s."""
+    def slow(cmd, data, st):
+        if cmd == "R":
+            return [lambda c: (time.sleep(3.5), c.sendall(pkt("c")))]
+        return None
+    m = hostile(slow)
+    s = server_with(make_server, [m.spec()], milter_command_timeout="10s",
+                    smtp_timeout="2s")
+    r = Raw(s.ports["smtp"], timeout=15)
+    r.cmd("EHLO x")
+    r.cmd("MAIL FROM:<alice@example.test>")
+    assert r.cmd("RCPT TO:<bob@example.test>").startswith("250")
+    t0 = time.monotonic()
+    rep = r.reply()
+    assert rep.startswith("421 ") and 1.5 < time.monotonic() - t0 < 5, rep
+
+
 # ---- replies ----------------------------------------------------------------
 
 def mail_reply_to(make_server, hostile, text):
