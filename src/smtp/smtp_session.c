@@ -182,6 +182,12 @@ count_error(struct session *s)
 	}
 }
 
+void
+smtp_count_error(struct session *s) /* milters (issue 15 part 2) */
+{
+	count_error(s);
+}
+
 static void
 reply_error_logged(struct session *s, const char *code, const char *text)
 {

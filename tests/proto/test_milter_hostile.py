@@ -408,16 +408,18 @@ def test_pipelined_after_data_with_pending_job(make_server, hostile):
 
 def test_milter_rejects_count_as_errors(make_server, hostile):
     """max_errors counts 5xx refusals of recipients; a milter's 5xx at RCPT
-    does not count (command_done replies without count_error), so a
-    client may go on for ever, each RCPT a round trip on the shared
-    milter pool."""
+    did not count (command_done replied without count_error), so a
+    client could go on for ever, each RCPT a round trip on the shared
+    milter pool.  Now the third refusal is followed by 421 and close."""
     m = hostile(lambda cmd, data, st: [b"r"] if cmd == "R" else None)
     s = server_with(make_server, [m.spec()], max_errors="3")
     r = Raw(s.ports["smtp"])
     r.cmd("EHLO x")
     r.cmd("MAIL FROM:<alice@example.test>")
-    codes = [r.cmd("RCPT TO:<bob@example.test>")[:3] for _ in range(6)]
-    assert "421" in codes, codes
+    codes = [r.cmd("RCPT TO:<bob@example.test>")[:3] for _ in range(3)]
+    assert codes == ["550", "550", "550"], codes
+    assert r.reply().startswith("421 4.7.0 "), "no 421 after max_errors"
+    assert r.closed(3)
 
 
 def test_obs_header_moves_headers_to_body(make_server, hostile):
@@ -496,10 +498,57 @@ def test_failed_milter_partial_mods_with_accept(make_server, hostile, sinks):
 
 def test_connect_421_closes(make_server, hostile):
     """A milter's 421 at connect: RFC 5321 3.8 / 4.2.5 - the server
-    closes after a 421 (Postfix does); postern keeps the session open
-    and answers every command 421."""
+    closes after a 421 (Postfix does): the first command gets it, then
+    the session closes."""
     m = hostile(lambda cmd, data, st: [b"y421 4.7.0 go away\0"] if cmd == "C" else None)
     s = server_with(make_server, [m.spec()])
     r = Raw(s.ports["smtp"])
     assert r.cmd("EHLO x").startswith("421")
     assert r.closed(3), "session still open after 421"
+
+
+def test_rcpt_421_closes(make_server, hostile):
+    """A milter's 421 at RCPT is sent and the session closes."""
+    m = hostile(lambda cmd, data, st: [b"y421 4.7.0 busy\0"] if cmd == "R" else None)
+    s = server_with(make_server, [m.spec()])
+    r = Raw(s.ports["smtp"])
+    r.cmd("EHLO x")
+    r.cmd("MAIL FROM:<alice@example.test>")
+    assert r.cmd("RCPT TO:<bob@example.test>") == "421 4.7.0 busy"
+    assert r.closed(3), "session still open after 421"
+
+
+def test_eom_421_closes_nothing_stored(make_server, hostile):
+    """A milter's 421 at end of DATA: sent, the session closes, nothing is
+    stored."""
+    m = hostile(lambda cmd, data, st: [b"y421 4.7.0 later\0"] if cmd == "E" else None)
+    s = server_with(make_server, [m.spec()])
+    r = Raw(s.ports["smtp"])
+    for l in ("EHLO x", "MAIL FROM:<alice@example.test>", "RCPT TO:<bob@example.test>"):
+        r.cmd(l)
+    assert r.cmd("DATA").startswith("354")
+    r.send(MSG + b".\r\n")
+    assert r.reply() == "421 4.7.0 later"
+    assert r.closed(3)
+    time.sleep(0.5)
+    assert s.messages("bob") == []
+
+
+def test_connect_reject_closes_after_three(make_server, hostile):
+    """A milter's 550 at connect: the milter's reply to the first two
+    commands (QUIT excepted), then 421 and close, as for a DNSBL."""
+    m = hostile(lambda cmd, data, st: [b"y550 5.7.1 not you\0"] if cmd == "C" else None)
+    s = server_with(make_server, [m.spec()])
+    r = Raw(s.ports["smtp"])
+    assert r.cmd("EHLO x") == "550 5.7.1 not you"
+    assert r.cmd("MAIL FROM:<a@example.test>") == "550 5.7.1 not you"
+    assert r.cmd("NOOP").startswith("421 4.7.1 ")
+    assert r.closed(3)
+
+
+def test_connect_reject_quit(make_server, hostile):
+    """After a connect refusal QUIT is still answered 221."""
+    m = hostile(lambda cmd, data, st: [b"y550 5.7.1 not you\0"] if cmd == "C" else None)
+    s = server_with(make_server, [m.spec()])
+    r = Raw(s.ports["smtp"])
+    assert r.cmd("QUIT").startswith("221")
