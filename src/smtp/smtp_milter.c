@@ -145,6 +145,21 @@ milter_job_run(void *arg, void *ctx)
 			j->res.v = MILTER_V_TEMPFAIL;
 			break;
 		}
+		/* The rewritten message is bounded as the client's was (RFC
+		 * 1870 size: CRLF line ends): over it, 552 5.3.4 as Postfix's
+		 * cleanup answers "message file too big" (review). */
+		if (j->new_size + j->new_lines >
+		    j->set->conf.message_size_limit) {
+			j->res.v = MILTER_V_REJECT;
+			j->res.who = -1;
+			snprintf(j->res.text, sizeof(j->res.text),
+			    "552 5.3.4 Error: message file too big");
+			snprintf(j->res.log, sizeof(j->res.log),
+			    "result=reject error=\"message over "
+			    "message_size_limit after milters: %llu\"",
+			    (unsigned long long)(j->new_size + j->new_lines));
+			break;
+		}
 		/* The old spool is no longer read: closed here, not on the
 		 * loop (closing a large unlinked file frees its blocks). */
 		if (j->spool_fd != -1)

@@ -338,17 +338,46 @@ def test_chgfrom_bad_address_logged(make_server, hostile):
     assert "change=from result=ignored" in s.log()
 
 
+def sent_552(s, msg=MSG):
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30) as c:
+        c.ehlo("x")
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("alice@example.test", ["bob@example.test"], msg)
+    assert e.value.smtp_code == 552 and b"5.3.4" in e.value.smtp_error, e.value
+    assert "message_size_limit after milters" in s.log()
+    time.sleep(0.3)
+    assert s.messages("bob") == []
+
+
 def test_replace_body_whole_message_over_limit(make_server, hostile):
     """The replaced body is bounded by message_size_limit, the headers
-    added by 64 KiB more: the stored message may exceed
-    message_size_limit."""
+    added by 64 KiB more: the stored message could exceed
+    message_size_limit.  Now the whole rewritten message is checked:
+    over the limit, 552 5.3.4 (Postfix: message file too big)."""
     limit = 20000
     body = b"y" * 9000 + b"\r\n"
-    m = hostile(eom_mods(*([b"b" + body] * 2), *[b"hX-Pad%d\0" % i + b"v" * 9000 + b"\0" for i in range(6)]))
+    m = hostile(eom_mods(*([b"b" + body] * 2), *[b"hX-Pad%d\0" % i + b"v" * 9000 + b"\0" for i in range(5)]))
     s = server_with(make_server, [m.spec()], message_size_limit=str(limit))
+    sent_552(s)
+
+
+def test_added_headers_alone_over_limit(make_server, hostile):
+    """A message just under the limit, a milter adds 2 KiB of headers:
+    552 5.3.4, nothing stored."""
+    limit = 20000
+    msg = MSG + b"".join([b"z" * 98 + b"\r\n"] * 190)  # 19096 octets
+    m = hostile(eom_mods(b"hX-Pad\0" + b"v" * 2000 + b"\0"))
+    s = server_with(make_server, [m.spec()], message_size_limit=str(limit))
+    sent_552(s, msg)
+
+
+def test_rewritten_message_at_limit_passes(make_server, hostile):
+    """A rewritten message within the limit is delivered."""
+    m = hostile(eom_mods(b"hX-Pad\0" + b"v" * 2000 + b"\0"))
+    s = server_with(make_server, [m.spec()], message_size_limit="20000")
     send(s)
     msg = wait_for(lambda: s.messages("bob"), what="delivery")[0]
-    assert len(msg) <= limit + 1000, len(msg)
+    assert b"X-Pad: " + b"v" * 2000 in msg
 
 
 def test_addrcpt_bypasses_rcpt_checks(make_server, hostile, sinks):
