@@ -297,6 +297,93 @@ static int mod_apply(struct milter_set *, size_t i, struct milter_msg *,
     const struct milter_reply *, int *repl_fd, uint64_t *repl_len,
     const char **why);
 
+/*
+ * What one milter's modifications change in the message, kept before
+ * its end of message: a milter that fails midway has none of them
+ * applied (milter_default_action=accept skips it whole) (issue 15 part 2
+ * review).  The replaced body is separate already (exchange's repl_fd).
+ */
+struct msg_snap {
+	struct milter_hdr *h;
+	size_t nh;
+	char *new_from, *quarantine;
+	size_t nadd, ndel, nmods, added_bytes;
+	bool is_hdr_changed;
+};
+
+static char *
+dup_or_null(const char *p)
+{
+	return p != NULL ? xstrdup(p) : NULL;
+}
+
+static void
+hdrs_free(struct milter_hdr *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(h[i].name);
+		free(h[i].value);
+		free(h[i].raw);
+	}
+	free(h);
+}
+
+static void
+snap_take(const struct milter_msg *m, struct msg_snap *sn)
+{
+	sn->h = m->nh ? xreallocarray(NULL, m->nh, sizeof(*sn->h)) : NULL;
+	for (size_t i = 0; i < m->nh; i++) {
+		sn->h[i] = m->h[i];
+		sn->h[i].name = xstrdup(m->h[i].name);
+		sn->h[i].value = xstrdup(m->h[i].value);
+		sn->h[i].raw = dup_or_null(m->h[i].raw);
+	}
+	sn->nh = m->nh;
+	sn->new_from = dup_or_null(m->new_from);
+	sn->quarantine = dup_or_null(m->quarantine);
+	sn->nadd = m->add_rcpt.n;
+	sn->ndel = m->del_rcpt.n;
+	sn->nmods = m->nmods;
+	sn->added_bytes = m->added_bytes;
+	sn->is_hdr_changed = m->is_hdr_changed;
+}
+
+static void
+snap_free(struct msg_snap *sn)
+{
+	hdrs_free(sn->h, sn->nh);
+	free(sn->new_from);
+	free(sn->quarantine);
+	memset(sn, 0, sizeof(*sn));
+}
+
+/* Strlists only grow at the end while a milter modifies. */
+static void
+list_cut(struct strlist *l, size_t n)
+{
+	while (l->n > n)
+		free(l->v[--l->n]);
+}
+
+/* Back to the snapshot; the snapshot is used up. */
+static void
+snap_restore(struct milter_msg *m, struct msg_snap *sn)
+{
+	hdrs_free(m->h, m->nh);
+	m->h = sn->h;
+	m->nh = sn->nh;
+	free(m->new_from);
+	m->new_from = sn->new_from;
+	free(m->quarantine);
+	m->quarantine = sn->quarantine;
+	list_cut(&m->add_rcpt, sn->nadd);
+	list_cut(&m->del_rcpt, sn->ndel);
+	m->nmods = sn->nmods;
+	m->added_bytes = sn->added_bytes;
+	m->is_hdr_changed = sn->is_hdr_changed;
+	memset(sn, 0, sizeof(*sn));
+}
+
 /* What a stage is: its timeout, whether accept means the session. */
 enum stage { STAGE_CONNECT, STAGE_HELO, STAGE_TXN, STAGE_BODY, STAGE_EOM };
 
@@ -332,12 +419,16 @@ exchange(struct milter_set *set, size_t i, struct milter_io *io,
 	const char *why = NULL;
 	int repl_fd = -1, rc = 0;
 	uint64_t repl_len = 0;
+	struct msg_snap snap = {0};
+	bool has_snap = st == STAGE_EOM && m != NULL;
 
 	if (write_all(c->fd, io->out.data, io->out.len, deadline) == -1) {
 		conn_fail(set, i,
 		    errno == ETIMEDOUT ? "timeout" : "connection lost", res);
 		return 1;
 	}
+	if (has_snap)
+		snap_take(m, &snap);
 	while (want_reply) {
 		if (read_reply(c, io, deadline, &why) == -1 ||
 		    milter_reply_parse(io->pkt, io->pkt_len, &r, &why) == -1)
@@ -404,6 +495,8 @@ exchange(struct milter_set *set, size_t i, struct milter_io *io,
 		}
 	}
 out:
+	if (has_snap)
+		snap_free(&snap); /* its final reply: the changes stand */
 	if (repl_fd != -1) {
 		/* The replaced body is the message's from now on (the next
 		 * milter reads it), unless this milter refused it anyway. */
@@ -416,6 +509,8 @@ out:
 fail:
 	if (repl_fd != -1)
 		close(repl_fd);
+	if (has_snap)
+		snap_restore(m, &snap); /* a failed milter changes nothing */
 	conn_fail(set, i, why, res);
 	return 1;
 }

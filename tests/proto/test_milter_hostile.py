@@ -602,3 +602,19 @@ def test_connect_reject_quit(make_server, hostile):
     s = server_with(make_server, [m.spec()])
     r = Raw(s.ports["smtp"])
     assert r.cmd("QUIT").startswith("221")
+
+
+def test_failed_milter_timeout_mods_dropped(make_server, hostile):
+    """default accept: a milter that adds a header and changes the sender,
+    then times out at end of message, changes nothing; a second milter
+    after it still applies its own."""
+    a = hostile(lambda cmd, data, st: [b"hX-Partial\0yes\0", b"e<evil@example.test>\0",
+                                       lambda c: time.sleep(3.5)]
+                if cmd == "E" else None)
+    b = hostile(eom_mods(b"hX-Second\0ok\0"))
+    s = server_with(make_server, [a.spec(), b.spec()], milter_default_action="accept",
+                    milter_content_timeout="1s")
+    send(s)
+    got = wait_for(lambda: s.messages("bob"), what="delivery")[0]
+    assert b"X-Partial" not in got and b"X-Second: ok" in got, got
+    assert got.startswith(b"Return-Path: <alice@example.test>"), got[:80]
