@@ -387,6 +387,25 @@ snap_restore(struct milter_msg *m, struct msg_snap *sn)
 /* What a stage is: its timeout, whether accept means the session. */
 enum stage { STAGE_CONNECT, STAGE_HELO, STAGE_TXN, STAGE_BODY, STAGE_EOM };
 
+/*
+ * Data from the milter before we ask anything: a reply to a step it
+ * negotiated not to answer (NR_*), or packets after its final reply.
+ * Read as the answer to what comes next it would shift every later
+ * reply (a modification landing in the next transaction): the milter
+ * is out of step and fails (issue 15 part 2 review).  A closed
+ * connection is left to the write and read that follow.
+ */
+static bool
+is_unasked(int fd)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	uint8_t b;
+
+	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+		return false;
+	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
 /* A deadline, never past the stage's hard end. */
 static uint64_t
 stage_deadline(const struct milter_set *set, uint64_t want)
@@ -422,6 +441,10 @@ exchange(struct milter_set *set, size_t i, struct milter_io *io,
 	struct msg_snap snap = {0};
 	bool has_snap = st == STAGE_EOM && m != NULL;
 
+	if (is_unasked(c->fd)) {
+		conn_fail(set, i, "reply nothing asked for", res);
+		return 1;
+	}
 	if (write_all(c->fd, io->out.data, io->out.len, deadline) == -1) {
 		conn_fail(set, i,
 		    errno == ETIMEDOUT ? "timeout" : "connection lost", res);

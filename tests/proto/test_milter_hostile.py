@@ -230,6 +230,8 @@ def test_reply_control_bytes_refused(make_server, hostile, text):
 
 # ---- quarantine ------------------------------------------------------------
 
+@pytest.mark.xfail(strict=True, reason="documented: a release hands local "
+                   "recipients to outbound delivery (admin.md Quarantine); not fixed")
 def test_quarantine_release_reaches_local_mailbox(make_server, hostile):
     """Quarantine moves the local mailboxes into the queue as addresses;
     a release must still deliver to bob's Maildir."""
@@ -398,7 +400,10 @@ def test_stale_reply_desync(make_server, hostile):
     each anyway: its replies are read as the answers to later stages.
     Here it sends 'c' to each header, then at EOM adds a header; postern
     reads a stale 'c' as the EOM answer, and the ADDHEADER lands in the
-    next transaction as 'modification before end of message'."""
+    next transaction as 'modification before end of message'.
+    Now data the milter sends before it is asked anything makes it fail
+    (out of step): default action tempfail, and the next transaction is
+    not disturbed by its stale packets."""
     def f(cmd, data, st):
         if cmd == "L":
             return [b"c"]
@@ -407,9 +412,18 @@ def test_stale_reply_desync(make_server, hostile):
         return None
     m = hostile(f, protocol=0x80)
     s = server_with(make_server, [m.spec()])
-    send(s)
-    msg = wait_for(lambda: s.messages("bob"), what="delivery")[0]
-    assert b"X-AR: pass" in msg, msg
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30) as c:
+        c.ehlo("x")
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail("alice@example.test", ["bob@example.test"], MSG)
+        assert e.value.smtp_code == 451
+        # The failed milter is out for the session: the default action.
+        with pytest.raises(smtplib.SMTPSenderRefused) as e2:
+            c.sendmail("alice@example.test", ["bob@example.test"], MSG)
+        assert e2.value.smtp_code == 451
+    assert "reply nothing asked for" in s.log()
+    assert "modification before end of message" not in s.log()
+    assert s.messages("bob") == []
 
 
 def test_client_disconnects_during_eom(make_server, hostile):
