@@ -1032,9 +1032,12 @@ mod_header(struct milter_msg *m, const struct milter_reply *r, const char **why)
 
 		while (first < m->nh && m->h[first].is_ours)
 			first++;
-		at = first + r->index;
-		if (at > m->nh)
-			at = m->nh;
+		/* Counted in the headers the milter saw: opaque lines are
+		 * passed over. */
+		at = first;
+		for (uint32_t k = 0; k < r->index && at < m->nh; at++)
+			if (!m->h[at].is_opaque)
+				k++;
 	} else {
 		/* CHGHEADER: the index-th header of that name (1 first, 0
 		 * taken as 1), counting postern's own, which it may not

@@ -643,3 +643,18 @@ def test_chgfrom_esmtp_args_dropped(make_server, hostile):
     send(s)
     msg = wait_for(lambda: s.messages("bob"), what="delivery")[0]
     assert msg.startswith(b"Return-Path: <new@example.test>"), msg[:80]
+
+
+def test_insheader_index_skips_non_header_lines(make_server, hostile):
+    """INSHEADER index 1 counts the headers the milter was sent: a line
+    that is no header (not sent) is not counted."""
+    msg = (b"From: Alice <alice@example.test>\r\nno header here\r\n"
+           b"To: bob@example.test\r\n\r\nline one\r\n")
+    m = hostile(eom_mods(b"i\0\0\0\2X-Ins\0yes\0"))
+    s = server_with(make_server, [m.spec()])
+    send(s, msg=msg)
+    got = wait_for(lambda: s.messages("bob"), what="delivery")[0]
+    # Index 0 is the top of the message's own headers (below postern's
+    # Received): index 2 is after From and To, the opaque line between.
+    head = got.split(b"\n\n", 1)[0]
+    assert b"\nno header here\nTo: bob@example.test\nX-Ins: yes\n" in head + b"\n", got
