@@ -149,10 +149,10 @@ core_may_continue(const struct core_session *s)
 }
 
 /*
- * Busy: the client waits for us, it is not idle, so the read timeout
- * is off until the job ends (a slow milter, DNS lookup or delivery
- * never earns the client a 421 for a timeout); the write timeout stays
- * (issue 15 part 2 review).
+ * Busy: with proto->is_busy_not_idle the client waits for us, it is not
+ * idle, so the read timeout is off until the job ends (a slow milter,
+ * DNS lookup or delivery never earns the client a 421 for a timeout);
+ * the write timeout stays (issue 15 part 2 review).
  */
 static void
 busy_start(struct core_session *s)
@@ -161,7 +161,8 @@ busy_start(struct core_session *s)
 	struct timeval tmo = {ms / 1000, (ms % 1000) * 1000};
 
 	s->is_busy = true;
-	bufferevent_set_timeouts(s->bev, NULL, &tmo);
+	if (s->srv->proto->is_busy_not_idle)
+		bufferevent_set_timeouts(s->bev, NULL, &tmo);
 }
 
 /* The refusal is the core's own check on every continuation: one that
@@ -192,7 +193,8 @@ core_job_end(struct core_session *s)
 {
 	s->is_busy = false;
 	/* The idle time starts again now that the client has its turn. */
-	if (!s->is_dead && !s->is_free_pending)
+	if (s->srv->proto->is_busy_not_idle && !s->is_dead &&
+	    !s->is_free_pending)
 		core_idle_update(s);
 	return !s->is_dead && !s->is_closing;
 }

@@ -1875,6 +1875,7 @@ const struct core_proto smtp_proto = {
     .idle_ms = smtp_idle_ms,
     .input_max = smtp_input_max,
     .max_single_read = 131072,
+    .is_busy_not_idle = true, /* a slow milter is not idle time (15.2) */
     .refuse_on_tls = true,
     .is_seq_random = true,
     .refusal = smtp_refusal,
