@@ -120,6 +120,15 @@
 #define MILTER_MODS_MAX 1000u
 #define MILTER_ADDED_MAX (64u * 1024)
 #define MILTER_HDR_NAME_MAX 256u
+/* A REPLYCODE a client can be given (issue 15 part 2 review): each line
+ * at most RFC 5321's 512 with CRLF, the whole within milter_result.text
+ * (1024 with its NUL). Longer: malformed, the milter has failed. */
+#define MILTER_REPLY_LINE_MAX 510u
+#define MILTER_REPLY_TEXT_MAX 1023u
+/* One milter's stage (a command; at end of DATA headers, body and end
+ * of message together) ends within this many times its timeout, however
+ * many SMFIR_PROGRESS it sends. */
+#define MILTER_STAGE_FACTOR 4u
 
 /* ---- encoder (milter_proto.c, pure) ------------------------------------ */
 
@@ -227,6 +236,10 @@ struct milter_set {
 	struct milter_conn c[MILTER_MAX];
 	size_t n;
 	bool is_discard; /* a milter said discard earlier in this txn */
+	/* The stage's hard end (monotonic ms): no wait and no PROGRESS goes
+	 * past it.  Set as each milter's stage starts (issue 15 part 2
+	 * review). */
+	uint64_t hard;
 };
 
 /* A set for conf, nothing connected yet.  The caller owns it. */
@@ -270,6 +283,12 @@ struct milter_hdr {
 	char *name;   /* owned */
 	char *value;  /* owned: as after "Name:", folding kept (LF) */
 	bool is_ours; /* postern's Received: sent, never changed */
+	/* The line(s) as the message has them, written back as they are
+	 * until a milter changes the value (owned, or NULL): an obsolete
+	 * "Name : value" (RFC 5322 4.5.3), or a line that is not a header
+	 * at all (is_opaque: not sent to milters, never matched). */
+	char *raw;
+	bool is_opaque;
 };
 
 /*
@@ -294,6 +313,7 @@ struct milter_msg {
 	struct strlist del_rcpt;
 	char *quarantine; /* reason, or NULL */
 	bool is_hdr_changed;
+	bool has_eoh; /* the message has the empty line ending its headers */
 	size_t nmods, added_bytes;
 };
 
@@ -302,8 +322,11 @@ struct milter_msg {
  * fd[0 .. fd_len) then mem[0 .. mem_len) (the spooled prefix, the rest in
  * memory), reading at most max_hdr bytes of headers.  ours (may be NULL)
  * is postern's Received header as text ("Received: ...\n" lines), put
- * first.  Fills m; the body starts after the empty line (or at the first
- * line that is not a header).  Returns 0, or -1 with err (I/O).
+ * first.  Fills m; the header section runs to the empty line (as for
+ * smtp_data): a line in it that is not a header is kept as it is
+ * (is_opaque); the body starts after the empty line (or, when the headers
+ * are over max_hdr or have no empty line, at the first line not read as
+ * one).  Returns 0, or -1 with err (I/O).
  */
 int milter_msg_load(struct milter_msg *m, int fd, uint64_t fd_len,
     const uint8_t *mem, size_t mem_len, const char *ours, size_t max_hdr,

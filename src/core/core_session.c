@@ -148,6 +148,23 @@ core_may_continue(const struct core_session *s)
 	       !s->is_expired && !s->is_forced && !s->srv->is_stopped;
 }
 
+/*
+ * Busy: with proto->is_busy_not_idle the client waits for us, it is not
+ * idle, so the read timeout is off until the job ends (a slow milter,
+ * DNS lookup or delivery never earns the client a 421 for a timeout);
+ * the write timeout stays (issue 15 part 2 review).
+ */
+static void
+busy_start(struct core_session *s)
+{
+	unsigned ms = s->srv->proto->idle_ms(s);
+	struct timeval tmo = {ms / 1000, (ms % 1000) * 1000};
+
+	s->is_busy = true;
+	if (s->srv->proto->is_busy_not_idle)
+		bufferevent_set_timeouts(s->bev, NULL, &tmo);
+}
+
 /* The refusal is the core's own check on every continuation: one that
  * forgot core_may_continue still cannot run a session past its bounds. */
 bool
@@ -156,7 +173,7 @@ core_submit(struct core_session *s, struct workers *pool, worker_job_fn run,
 {
 	if (!core_may_continue(s))
 		return false;
-	s->is_busy = true;
+	busy_start(s);
 	workers_submit(pool, run, done, arg);
 	return true;
 }
@@ -167,7 +184,7 @@ core_park(struct core_session *s)
 {
 	if (!core_may_continue(s))
 		return false;
-	s->is_busy = true;
+	busy_start(s);
 	return true;
 }
 
@@ -175,6 +192,10 @@ bool
 core_job_end(struct core_session *s)
 {
 	s->is_busy = false;
+	/* The idle time starts again now that the client has its turn. */
+	if (s->srv->proto->is_busy_not_idle && !s->is_dead &&
+	    !s->is_free_pending)
+		core_idle_update(s);
 	return !s->is_dead && !s->is_closing;
 }
 

@@ -211,14 +211,38 @@ hdr_name_ok(struct span s)
 	return true;
 }
 
-/* A header value: no NUL (the string ends there) and no CR other than
- * before an LF; line ends are normalized when it is stored. */
+/*
+ * A header value: no NUL (the string ends there), no CR other than
+ * before an LF, no other control byte but TAB (nor DEL; 8-bit is UTF-8's,
+ * RFC 6532), and no line after the first that is empty or only blanks
+ * (some parsers end the header section there), but for one line end at
+ * the very end (dropped when stored).  Line ends are normalized when it
+ * is stored (issue 15 part 2 review).
+ */
 static bool
 hdr_value_ok(struct span s)
 {
-	for (size_t i = 0; i < s.len; i++)
-		if (s.p[i] == '\r' && (i + 1 == s.len || s.p[i + 1] != '\n'))
+	size_t len = s.len;
+
+	if (len >= 1 && s.p[len - 1] == '\n')
+		len -= len >= 2 && s.p[len - 2] == '\r' ? 2 : 1;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s.p[i];
+
+		if (c == '\r' && (i + 1 == len || s.p[i + 1] != '\n'))
 			return false;
+		if (c == '\n') {
+			size_t k = i + 1;
+
+			while (k < len && (s.p[k] == ' ' || s.p[k] == '\t'))
+				k++;
+			if (k == len || s.p[k] == '\r' || s.p[k] == '\n')
+				return false; /* a blank line */
+			continue;
+		}
+		if ((c < 32 && c != '\t' && c != '\r') || c == 127)
+			return false;
+	}
 	return true;
 }
 
@@ -226,13 +250,17 @@ hdr_value_ok(struct span s)
  * SMFIR_REPLYCODE: "4xx" or "5xx", then ' ' or '-' per line, lines
  * joined by CRLF, the same code on each, the last with ' ' (or the code
  * alone), printable ASCII between.  libmilter's smfi_setmlreply builds
- * exactly this.
+ * exactly this.  Each line at most MILTER_REPLY_LINE_MAX, the whole at
+ * most MILTER_REPLY_TEXT_MAX: a reply is relayed whole or not at all
+ * (cut, its last line would be a continuation the client waits on).
  */
 static bool
 replycode_ok(struct span s)
 {
-	size_t i = 0;
+	size_t i = 0, start;
 
+	if (s.len > MILTER_REPLY_TEXT_MAX)
+		return false;
 	if (s.len < 3 || (s.p[0] != '4' && s.p[0] != '5') ||
 	    !isdigit((unsigned char)s.p[1]) || !isdigit((unsigned char)s.p[2]))
 		return false;
@@ -241,6 +269,7 @@ replycode_ok(struct span s)
 
 		if (s.len - i < 3 || memcmp(s.p + i, s.p, 3) != 0)
 			return false;
+		start = i;
 		i += 3;
 		if (i == s.len)
 			return true;
@@ -253,6 +282,8 @@ replycode_ok(struct span s)
 			if (c < 32 || c >= 127)
 				return false;
 		}
+		if (i - start > MILTER_REPLY_LINE_MAX)
+			return false;
 		if (i == s.len)
 			return is_last;
 		if (is_last || s.len - i < 2 || s.p[i + 1] != '\n')

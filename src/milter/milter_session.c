@@ -297,8 +297,128 @@ static int mod_apply(struct milter_set *, size_t i, struct milter_msg *,
     const struct milter_reply *, int *repl_fd, uint64_t *repl_len,
     const char **why);
 
+/*
+ * What one milter's modifications change in the message, kept before
+ * its end of message: a milter that fails midway has none of them
+ * applied (milter_default_action=accept skips it whole) (issue 15 part 2
+ * review).  The replaced body is separate already (exchange's repl_fd).
+ */
+struct msg_snap {
+	struct milter_hdr *h;
+	size_t nh;
+	char *new_from, *quarantine;
+	size_t nadd, ndel, nmods, added_bytes;
+	bool is_hdr_changed;
+};
+
+static char *
+dup_or_null(const char *p)
+{
+	return p != NULL ? xstrdup(p) : NULL;
+}
+
+static void
+hdrs_free(struct milter_hdr *h, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(h[i].name);
+		free(h[i].value);
+		free(h[i].raw);
+	}
+	free(h);
+}
+
+static void
+snap_take(const struct milter_msg *m, struct msg_snap *sn)
+{
+	sn->h = m->nh ? xreallocarray(NULL, m->nh, sizeof(*sn->h)) : NULL;
+	for (size_t i = 0; i < m->nh; i++) {
+		sn->h[i] = m->h[i];
+		sn->h[i].name = xstrdup(m->h[i].name);
+		sn->h[i].value = xstrdup(m->h[i].value);
+		sn->h[i].raw = dup_or_null(m->h[i].raw);
+	}
+	sn->nh = m->nh;
+	sn->new_from = dup_or_null(m->new_from);
+	sn->quarantine = dup_or_null(m->quarantine);
+	sn->nadd = m->add_rcpt.n;
+	sn->ndel = m->del_rcpt.n;
+	sn->nmods = m->nmods;
+	sn->added_bytes = m->added_bytes;
+	sn->is_hdr_changed = m->is_hdr_changed;
+}
+
+static void
+snap_free(struct msg_snap *sn)
+{
+	hdrs_free(sn->h, sn->nh);
+	free(sn->new_from);
+	free(sn->quarantine);
+	memset(sn, 0, sizeof(*sn));
+}
+
+/* Strlists only grow at the end while a milter modifies. */
+static void
+list_cut(struct strlist *l, size_t n)
+{
+	while (l->n > n)
+		free(l->v[--l->n]);
+}
+
+/* Back to the snapshot; the snapshot is used up. */
+static void
+snap_restore(struct milter_msg *m, struct msg_snap *sn)
+{
+	hdrs_free(m->h, m->nh);
+	m->h = sn->h;
+	m->nh = sn->nh;
+	free(m->new_from);
+	m->new_from = sn->new_from;
+	free(m->quarantine);
+	m->quarantine = sn->quarantine;
+	list_cut(&m->add_rcpt, sn->nadd);
+	list_cut(&m->del_rcpt, sn->ndel);
+	m->nmods = sn->nmods;
+	m->added_bytes = sn->added_bytes;
+	m->is_hdr_changed = sn->is_hdr_changed;
+	memset(sn, 0, sizeof(*sn));
+}
+
 /* What a stage is: its timeout, whether accept means the session. */
 enum stage { STAGE_CONNECT, STAGE_HELO, STAGE_TXN, STAGE_BODY, STAGE_EOM };
+
+/*
+ * Data from the milter before we ask anything: a reply to a step it
+ * negotiated not to answer (NR_*), or packets after its final reply.
+ * Read as the answer to what comes next it would shift every later
+ * reply (a modification landing in the next transaction): the milter
+ * is out of step and fails (issue 15 part 2 review).  A closed
+ * connection is left to the write and read that follow.
+ */
+static bool
+is_unasked(int fd)
+{
+	struct pollfd p = {fd, POLLIN, 0};
+	uint8_t b;
+
+	if (poll(&p, 1, 0) != 1 || !(p.revents & POLLIN))
+		return false;
+	return recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT) == 1;
+}
+
+/* A deadline, never past the stage's hard end. */
+static uint64_t
+stage_deadline(const struct milter_set *set, uint64_t want)
+{
+	return set->hard != 0 && set->hard < want ? set->hard : want;
+}
+
+/* The hard end of a stage of milter i starting now. */
+static void
+stage_start(struct milter_set *set, unsigned ms)
+{
+	set->hard = now_ms() + (uint64_t)ms * MILTER_STAGE_FACTOR;
+}
 
 /*
  * Sends io->out to milter i and, when want_reply, reads replies until a
@@ -313,17 +433,25 @@ exchange(struct milter_set *set, size_t i, struct milter_io *io,
 	struct milter_conn *c = &set->c[i];
 	unsigned ms =
 	    st >= STAGE_BODY ? set->conf.content_ms : set->conf.command_ms;
-	uint64_t deadline = now_ms() + ms;
+	uint64_t deadline = stage_deadline(set, now_ms() + ms);
 	struct milter_reply r;
 	const char *why = NULL;
 	int repl_fd = -1, rc = 0;
 	uint64_t repl_len = 0;
+	struct msg_snap snap = {0};
+	bool has_snap = st == STAGE_EOM && m != NULL;
 
+	if (is_unasked(c->fd)) {
+		conn_fail(set, i, "reply nothing asked for", res);
+		return 1;
+	}
 	if (write_all(c->fd, io->out.data, io->out.len, deadline) == -1) {
 		conn_fail(set, i,
 		    errno == ETIMEDOUT ? "timeout" : "connection lost", res);
 		return 1;
 	}
+	if (has_snap)
+		snap_take(m, &snap);
 	while (want_reply) {
 		if (read_reply(c, io, deadline, &why) == -1 ||
 		    milter_reply_parse(io->pkt, io->pkt_len, &r, &why) == -1)
@@ -370,7 +498,9 @@ exchange(struct milter_set *set, size_t i, struct milter_io *io,
 			rc = 2;
 			goto out;
 		case SMFIR_PROGRESS:
-			deadline = now_ms() + ms; /* still working on it */
+			/* Still working on it: the wait starts again, but
+			 * never past the stage's hard end. */
+			deadline = stage_deadline(set, now_ms() + ms);
 			continue;
 		case SMFIR_SHUTDOWN:
 		case SMFIR_CONN_FAIL:
@@ -388,6 +518,8 @@ exchange(struct milter_set *set, size_t i, struct milter_io *io,
 		}
 	}
 out:
+	if (has_snap)
+		snap_free(&snap); /* its final reply: the changes stand */
 	if (repl_fd != -1) {
 		/* The replaced body is the message's from now on (the next
 		 * milter reads it), unless this milter refused it anyway. */
@@ -400,6 +532,8 @@ out:
 fail:
 	if (repl_fd != -1)
 		close(repl_fd);
+	if (has_snap)
+		snap_restore(m, &snap); /* a failed milter changes nothing */
 	conn_fail(set, i, why, res);
 	return 1;
 }
@@ -456,10 +590,12 @@ negotiate(struct milter_set *set, size_t i, struct milter_io *io,
     struct milter_result *res)
 {
 	struct milter_conn *c = &set->c[i];
-	uint64_t deadline = now_ms() + set->conf.command_ms;
+	uint64_t deadline;
 	struct milter_reply r;
 	const char *why = NULL;
 
+	stage_start(set, set->conf.command_ms);
+	deadline = stage_deadline(set, now_ms() + set->conf.command_ms);
 	io_reset(io);
 	(void)milter_enc_optneg(
 	    &io->out, MILTER_VERSION, SMFIF_ALL, MILTER_PROTO_OFFER);
@@ -508,6 +644,7 @@ milter_set_connect(struct milter_set *set, const struct milter_macros *mac,
 			continue;
 		if (c->protocol & SMFIP_NOCONNECT)
 			continue;
+		stage_start(set, set->conf.command_ms);
 		io_reset(io);
 		macros_enc(io, SMFIC_CONNECT, mac);
 		(void)milter_enc_connect(&io->out, host,
@@ -549,6 +686,7 @@ abort_txn(struct milter_set *set, size_t i, struct milter_io *io,
 
 	if (!c->is_in_txn || c->fd == -1)
 		return;
+	stage_start(set, set->conf.command_ms);
 	io_reset(io);
 	(void)milter_enc_simple(&io->out, SMFIC_ABORT);
 	(void)exchange(set, i, io, false, STAGE_TXN, NULL, res);
@@ -598,6 +736,7 @@ milter_set_command(struct milter_set *set, char cmd,
 			c->is_in_txn = true;
 		if (c->protocol & no)
 			continue;
+		stage_start(set, set->conf.command_ms);
 		io_reset(io);
 		macros_enc(io, cmd, mac);
 		(void)milter_enc_strs(&io->out, cmd, strs, n);
@@ -626,6 +765,8 @@ hdr_add(struct milter_msg *m, size_t at, const char *name, size_t nlen,
 	memcpy(h->value, value, vlen);
 	h->value[vlen] = '\0';
 	h->is_ours = is_ours;
+	h->raw = NULL;
+	h->is_opaque = false;
 }
 
 static bool
@@ -634,10 +775,26 @@ name_char(unsigned char c)
 	return c > 32 && c < 127 && c != ':';
 }
 
+/* Appends a folded line (with its LF) to a string. */
+static void
+str_fold(char **s, const char *line, size_t len)
+{
+	size_t old = strlen(*s);
+
+	*s = xreallocarray(*s, old + len + 2, 1);
+	(*s)[old] = '\n';
+	memcpy(*s + old + 1, line, len);
+	(*s)[old + 1 + len] = '\0';
+}
+
 /*
  * Parses header lines out of t[0 .. len): returns where the body starts
- * (after the empty line, or at the first line that is not a header, or
- * len when the section runs to the end).
+ * (after the empty line, or len when the section runs to the end, or at
+ * a partial last line).  Everything up to the empty line is the header
+ * section, as smtp_data has it: "Name : value" (obsolete, RFC 5322
+ * 4.5.3) is a header kept with its raw form, and a line that is no
+ * header at all is kept opaque, so the rewrite never moves a line from
+ * the headers to the body (issue 15 part 2 review).
  */
 static size_t
 hdrs_parse(struct milter_msg *m, const char *t, size_t len, bool is_ours)
@@ -647,31 +804,46 @@ hdrs_parse(struct milter_msg *m, const char *t, size_t len, bool is_ours)
 
 	while (i < len) {
 		const char *nl = memchr(t + i, '\n', len - i);
-		size_t end = nl ? (size_t)(nl - t) : len, n;
+		size_t end = nl ? (size_t)(nl - t) : len, n, c;
 
 		if (nl == NULL && !is_ours)
 			return i; /* a partial line: the body's */
-		if (end == i)
+		if (end == i) {
+			if (!is_ours)
+				m->has_eoh = true;
 			return end + 1; /* the empty line */
+		}
 		if ((t[i] == ' ' || t[i] == '\t') && has_cur) {
 			struct milter_hdr *h = &m->h[m->nh - 1];
-			size_t old = strlen(h->value);
 
 			/* A folded line: kept with its LF. */
-			h->value =
-			    xreallocarray(h->value, old + (end - i) + 2, 1);
-			h->value[old] = '\n';
-			memcpy(h->value + old + 1, t + i, end - i);
-			h->value[old + 1 + (end - i)] = '\0';
+			if (!h->is_opaque)
+				str_fold(&h->value, t + i, end - i);
+			if (h->raw != NULL)
+				str_fold(&h->raw, t + i, end - i);
 			i = end + 1;
 			continue;
 		}
 		for (n = i; n < end && name_char((unsigned char)t[n]); n++)
 			;
-		if (n == i || n == end || t[n] != ':')
-			return i; /* not a header: the body starts here */
-		hdr_add(
-		    m, m->nh, t + i, n - i, t + n + 1, end - n - 1, is_ours);
+		for (c = n; c < end && (t[c] == ' ' || t[c] == '\t'); c++)
+			;
+		if (n == i || c == end || t[c] != ':') {
+			/* Not a header: kept as it is, in its place. */
+			hdr_add(m, m->nh, "", 0, "", 0, is_ours);
+			m->h[m->nh - 1].is_opaque = true;
+			m->h[m->nh - 1].raw = xmalloc(end - i + 1);
+			memcpy(m->h[m->nh - 1].raw, t + i, end - i);
+			m->h[m->nh - 1].raw[end - i] = '\0';
+		} else {
+			hdr_add(m, m->nh, t + i, n - i, t + c + 1, end - c - 1,
+			    is_ours);
+			if (c != n) {
+				m->h[m->nh - 1].raw = xmalloc(end - i + 1);
+				memcpy(m->h[m->nh - 1].raw, t + i, end - i);
+				m->h[m->nh - 1].raw[end - i] = '\0';
+			}
+		}
 		has_cur = true;
 		i = end + 1;
 	}
@@ -745,6 +917,7 @@ milter_msg_clear(struct milter_msg *m)
 	for (size_t i = 0; i < m->nh; i++) {
 		free(m->h[i].name);
 		free(m->h[i].value);
+		free(m->h[i].raw);
 	}
 	free(m->h);
 	if (m->new_body_fd != -1)
@@ -859,9 +1032,12 @@ mod_header(struct milter_msg *m, const struct milter_reply *r, const char **why)
 
 		while (first < m->nh && m->h[first].is_ours)
 			first++;
-		at = first + r->index;
-		if (at > m->nh)
-			at = m->nh;
+		/* Counted in the headers the milter saw: opaque lines are
+		 * passed over. */
+		at = first;
+		for (uint32_t k = 0; k < r->index && at < m->nh; at++)
+			if (!m->h[at].is_opaque)
+				k++;
 	} else {
 		/* CHGHEADER: the index-th header of that name (1 first, 0
 		 * taken as 1), counting postern's own, which it may not
@@ -869,7 +1045,8 @@ mod_header(struct milter_msg *m, const struct milter_reply *r, const char **why)
 		size_t want = r->index ? r->index : 1;
 
 		for (at = 0; at < m->nh; at++)
-			if (strcasecmp(m->h[at].name, name) == 0 &&
+			if (!m->h[at].is_opaque &&
+			    strcasecmp(m->h[at].name, name) == 0 &&
 			    ++seen == want)
 				break;
 		if (at < m->nh && m->h[at].is_ours) {
@@ -882,6 +1059,7 @@ mod_header(struct milter_msg *m, const struct milter_reply *r, const char **why)
 			if (r->value.len == 0) {
 				free(m->h[at].name);
 				free(m->h[at].value);
+				free(m->h[at].raw);
 				free(value);
 				memmove(m->h + at, m->h + at + 1,
 				    (m->nh - at - 1) * sizeof(*m->h));
@@ -890,6 +1068,8 @@ mod_header(struct milter_msg *m, const struct milter_reply *r, const char **why)
 			}
 			free(m->h[at].value);
 			m->h[at].value = value;
+			free(m->h[at].raw); /* written as name: value now */
+			m->h[at].raw = NULL;
 			return 0;
 		}
 		if (r->value.len == 0) {
@@ -1081,8 +1261,12 @@ message_one(struct milter_set *set, size_t i, struct milter_io *io,
 {
 	struct milter_conn *c = &set->c[i];
 
+	/* Headers, body and end of message: one stage, one hard end. */
+	stage_start(set, set->conf.content_ms);
 	if (!(c->protocol & SMFIP_NOHDRS))
 		for (size_t k = 0; k < m->nh; k++) {
+			if (m->h[k].is_opaque)
+				continue; /* not a header: not one to send */
 			io_reset(io);
 			(void)milter_enc_header(
 			    &io->out, m->h[k].name, value_sent(m->h[k].value));
@@ -1155,6 +1339,17 @@ milter_msg_write(const struct milter_msg *m, int fd, uint64_t *size_out,
 
 		if (h->is_ours)
 			continue;
+		if (h->raw != NULL) {
+			/* As the message had it (obsolete or not a header). */
+			if (write_fd(fd, h->raw, strlen(h->raw), off) == -1 ||
+			    write_fd(fd, "\n", 1, off + strlen(h->raw)) == -1)
+				goto fail;
+			off += strlen(h->raw) + 1;
+			for (const char *p = h->raw; (p = strchr(p, '\n')); p++)
+				lines++;
+			lines++;
+			continue;
+		}
 		if (write_fd(fd, h->name, strlen(h->name), off) == -1)
 			goto fail;
 		off += strlen(h->name);
@@ -1169,9 +1364,13 @@ milter_msg_write(const struct milter_msg *m, int fd, uint64_t *size_out,
 			lines++;
 		lines++;
 	}
-	if (write_fd(fd, "\n", 1, off) == -1)
-		goto fail;
-	off++, lines++;
+	/* The empty line only where the message had one (or a body from a
+	 * milter follows): never one that moves headers into the body. */
+	if (m->has_eoh || m->new_body_fd != -1) {
+		if (write_fd(fd, "\n", 1, off) == -1)
+			goto fail;
+		off++, lines++;
+	}
 	if (m->new_body_fd != -1)
 		src = m->new_body_fd, src_off = 0, left = m->new_len;
 	else

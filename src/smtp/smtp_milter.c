@@ -145,6 +145,21 @@ milter_job_run(void *arg, void *ctx)
 			j->res.v = MILTER_V_TEMPFAIL;
 			break;
 		}
+		/* The rewritten message is bounded as the client's was (RFC
+		 * 1870 size: CRLF line ends): over it, 552 5.3.4 as Postfix's
+		 * cleanup answers "message file too big" (review). */
+		if (j->new_size + j->new_lines >
+		    j->set->conf.message_size_limit) {
+			j->res.v = MILTER_V_REJECT;
+			j->res.who = -1;
+			snprintf(j->res.text, sizeof(j->res.text),
+			    "552 5.3.4 Error: message file too big");
+			snprintf(j->res.log, sizeof(j->res.log),
+			    "result=reject error=\"message over "
+			    "message_size_limit after milters: %llu\"",
+			    (unsigned long long)(j->new_size + j->new_lines));
+			break;
+		}
 		/* The old spool is no longer read: closed here, not on the
 		 * loop (closing a large unlinked file frees its blocks). */
 		if (j->spool_fd != -1)
@@ -274,12 +289,41 @@ smtp_milter_connect(struct session *s, smtp_milter_fn greet)
 	return false;
 }
 
+/* A milter's 421 (RFC 5321 3.8): sent, and the session ends. */
+static bool
+is_421(const char *text)
+{
+	return strncmp(text, "421", 3) == 0;
+}
+
+/* Commands refused after a milter refused the connection before the
+ * session ends, as a DNSBL refusal (smtp_dnsbl.c). */
+#define MILTER_REFUSED_MAX 3
+
+/*
+ * After a milter refused the connection: every command but QUIT gets
+ * its reply (as in Postfix) and counts as an error; a 421 is sent once
+ * and the session ends (Postfix too), and the third refused command
+ * ends it with a 421 (issue 15 part 2 review).
+ */
 bool
 smtp_milter_refused(struct session *s, int verb)
 {
 	if (s->milter_refusal == NULL || verb == SMTP_CMD_QUIT)
 		return false;
+	if (is_421(s->milter_refusal)) {
+		core_reply(&s->cs, "%s", s->milter_refusal);
+		core_close(&s->cs);
+		return true;
+	}
+	if (++s->milter_refused_n >= MILTER_REFUSED_MAX) {
+		core_reply(&s->cs, "421 4.7.1 %s Error: refused, closing",
+		    s->cfg->hostname);
+		core_close(&s->cs);
+		return true;
+	}
 	core_reply(&s->cs, "%s", s->milter_refusal);
+	smtp_count_error(s);
 	return true;
 }
 
@@ -440,6 +484,10 @@ command_done(struct session *s, struct milter_job *j)
 		break;
 	}
 	core_reply(&s->cs, "%s", j->res.text);
+	if (is_421(j->res.text))
+		core_close(&s->cs);
+	else if (j->res.v == MILTER_V_REJECT)
+		smtp_count_error(s); /* as the session's own refusals */
 }
 
 /* ---- end of DATA ------------------------------------------------------- */
@@ -708,6 +756,8 @@ message_done(struct session *s, struct milter_job *j)
 		                   : "451 4.3.0 Error: local delivery failed, "
 		                     "try again later");
 		j->fail(s);
+		if (is_421(j->res.text))
+			core_close(&s->cs);
 		return;
 	case MILTER_V_DISCARD:
 		/* Postfix's discard: the client is told it was taken,

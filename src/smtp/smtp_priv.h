@@ -129,6 +129,7 @@ struct session {
 	 * its additions (undone when a milter refuses it); quarantine. */
 	struct milter_set *milters;
 	char *milter_refusal;
+	unsigned milter_refused_n; /* commands refused since (review) */
 	size_t milter_mark[4];
 	bool is_milter_hold;
 	char milter_auth_type[16]; /* AUTH's mechanism, for {auth_type} */
@@ -175,6 +176,9 @@ bool smtp_milter_connect(struct session *, smtp_milter_fn greet);
  * (any but QUIT) and returns true. */
 bool smtp_milter_refused(struct session *, int verb);
 bool smtp_milter_helo(struct session *, smtp_milter_fn reply);
+/* A refusal counts toward max_errors (smtp_session.c's count_error: may
+ * close the session) (issue 15 part 2 review). */
+void smtp_count_error(struct session *);
 bool smtp_milter_mail(struct session *, smtp_milter_fn reply);
 /* Before RCPT's additions to the lists: what to undo. */
 void smtp_milter_rcpt_mark(struct session *);

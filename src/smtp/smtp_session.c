@@ -182,6 +182,12 @@ count_error(struct session *s)
 	}
 }
 
+void
+smtp_count_error(struct session *s) /* milters (issue 15 part 2) */
+{
+	count_error(s);
+}
+
 static void
 reply_error_logged(struct session *s, const char *code, const char *text)
 {
@@ -1869,6 +1875,7 @@ const struct core_proto smtp_proto = {
     .idle_ms = smtp_idle_ms,
     .input_max = smtp_input_max,
     .max_single_read = 131072,
+    .is_busy_not_idle = true, /* a slow milter is not idle time (15.2) */
     .refuse_on_tls = true,
     .is_seq_random = true,
     .refusal = smtp_refusal,

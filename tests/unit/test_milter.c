@@ -58,6 +58,18 @@ test_reply_parse(void **state)
 	    {B("hX-A\0a\r\n\tb\0"), 0, 'h', NULL, "X-A", "a\r\n\tb", NULL, NULL,
 	        0},
 	    {B("hX-A\0a\rb\0"), -1, 0, NULL, NULL, NULL, NULL, NULL, 0},
+	    /* header values (review): TAB, 8-bit, a final line end ok;
+	     * control bytes, DEL, blank or empty lines refused */
+	    {B("hX-A\0a\tb\xc3\xa9\0"), 0, 'h', NULL, "X-A", "a\tb\xc3\xa9",
+	        NULL, NULL, 0},
+	    {B("hX-A\0a\r\n\0"), 0, 'h', NULL, "X-A", "a\r\n", NULL, NULL, 0},
+	    {B("hX-A\0a\x1b[m\0"), -1, 0, NULL, NULL, NULL, NULL, NULL, 0},
+	    {B("hX-A\0a\x7f\0"), -1, 0, NULL, NULL, NULL, NULL, NULL, 0},
+	    {B("hX-A\0a\n \nb\0"), -1, 0, NULL, NULL, NULL, NULL, NULL, 0},
+	    {B("hX-A\0a\r\n\t\r\n\tb\0"), -1, 0, NULL, NULL, NULL, NULL, NULL,
+	        0},
+	    {B("hX-A\0a\n\nb\0"), -1, 0, NULL, NULL, NULL, NULL, NULL, 0},
+	    {B("hX-A\0a\n\t\0"), -1, 0, NULL, NULL, NULL, NULL, NULL, 0},
 	    {B("hX:A\0v\0"), -1, 0, NULL, NULL, NULL, NULL, NULL, 0},
 	    {B("hX A\0v\0"), -1, 0, NULL, NULL, NULL, NULL, NULL, 0},
 	    {B("h\0v\0"), -1, 0, NULL, NULL, NULL, NULL, NULL, 0},
@@ -121,6 +133,46 @@ test_reply_parse(void **state)
 		    (r.version != 6 || r.actions != 0x1ff || r.protocol != 0))
 			fail_msg("case %zu: OPTNEG %u %x %x", i, r.version,
 			    r.actions, r.protocol);
+	}
+}
+
+/* REPLYCODE bounds (review): lines of at most 510, the whole at most
+ * 1023 bytes. */
+static void
+test_reply_len(void **state)
+{
+	static const struct {
+		size_t line, nlines;
+		int want;
+	} cases[] = {
+	    {510, 1, 0}, {511, 1, -1}, {510, 2, 0}, /* 1022 bytes */
+	    {400, 3, -1}, /* 1204 bytes: over the buffer */
+	    {300, 3, 0},  /* 904 bytes */
+	};
+	char pkt[2048];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct milter_reply r;
+		const char *why = NULL;
+		size_t o = 0;
+
+		pkt[o++] = 'y';
+		for (size_t l = 0; l < cases[i].nlines; l++) {
+			bool is_last = l + 1 == cases[i].nlines;
+
+			memcpy(pkt + o, is_last ? "550 " : "550-", 4);
+			memset(pkt + o + 4, 'x', cases[i].line - 4);
+			o += cases[i].line;
+			if (!is_last) {
+				memcpy(pkt + o, "\r\n", 2);
+				o += 2;
+			}
+		}
+		pkt[o++] = '\0';
+		if (milter_reply_parse((const uint8_t *)pkt, o, &r, &why) !=
+		    cases[i].want)
+			fail_msg("case %zu: want %d", i, cases[i].want);
 	}
 }
 
@@ -212,6 +264,7 @@ run_milter_tests(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_reply_parse),
+	    cmocka_unit_test(test_reply_len),
 	    cmocka_unit_test(test_frame_len),
 	    cmocka_unit_test(test_encode),
 	};
