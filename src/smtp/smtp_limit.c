@@ -26,6 +26,7 @@
 
 #include <event2/event.h>
 
+#include "cidr.h"
 #include "delivery.h"
 #include "dir.h"
 #include "file.h"
@@ -541,6 +542,14 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 
 /* ---- the session's hooks ---------------------------------------------- */
 
+bool
+smtp_limit_applies(struct session *s)
+{
+	return s->auth_user[0] != '\0' ||
+	       (s->cfg->relay_mode == RELAY_ADDRESSES &&
+	           cidr_match(&s->cfg->relay_addresses, s->ip));
+}
+
 const char *
 smtp_limit_key(struct session *s, char *buf, size_t len)
 {
@@ -554,13 +563,13 @@ smtp_limit_key(struct session *s, char *buf, size_t len)
 const char *
 smtp_limit_rcpt(struct session *s,
     const struct sendlimit_rate lim[SENDLIMIT_NKINDS],
-    const struct smtp_limit_shared *sh)
+    const struct smtp_limit_shared *sh, size_t nadd)
 {
 	char kb[SENDLIMIT_KEY_MAX];
 	const char *key = smtp_limit_key(s, kb, sizeof(kb));
 	time_t now = time(NULL);
 	const uint32_t add[SENDLIMIT_NKINDS] = {
-	    s->limit_rcpts == 0 ? 1 : 0, (uint32_t)s->limit_rcpts + 1};
+	    s->limit_rcpts == 0 ? 1 : 0, (uint32_t)(s->limit_rcpts + nadd)};
 	bool is_over = false;
 
 	s->limit[SENDLIMIT_MESSAGES] = lim[SENDLIMIT_MESSAGES];
@@ -614,13 +623,13 @@ smtp_limit_rcpt(struct session *s,
 		}
 	}
 	if (!is_over) {
-		s->limit_rcpts++;
+		s->limit_rcpts += nadd;
 		return NULL;
 	}
 	if (s->cfg->send_limit_action == SEND_LIMIT_HOLD) {
 		/* Accepted into a held entry; not counted as sent. */
 		s->is_limit_hold = true;
-		s->limit_rcpts++;
+		s->limit_rcpts += nadd;
 		return NULL;
 	}
 	snprintf(s->limit_reply, sizeof(s->limit_reply),
@@ -636,7 +645,9 @@ smtp_limit_sent(struct session *s, size_t nremote)
 {
 	char kb[SENDLIMIT_KEY_MAX];
 	const char *key;
-	size_t n = s->limit_rcpts < nremote ? s->limit_rcpts : nremote;
+	/* Every remote recipient of a capped transaction counts, alias
+	 * targets included (issue 15 part 4). */
+	size_t n = s->limit_rcpts > 0 ? nremote : 0;
 	time_t now = time(NULL);
 
 	if (n > 0 && s->is_limit_hold)

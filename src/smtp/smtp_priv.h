@@ -246,9 +246,13 @@ const char *smtp_limit_key(struct session *, char *buf, size_t len);
 int smtp_limit_lookup(const struct config *, struct dir *, const char *key,
     const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
     struct smtp_limit_shared *sh, char *err, size_t errlen);
+/* Is s's remote mail capped: an authenticated session, or a client in
+ * relay_addresses under relay = addresses (not inbound backup-MX mail). */
+bool smtp_limit_applies(struct session *);
+/* nadd: the remote recipients this RCPT adds (alias targets too). */
 const char *smtp_limit_rcpt(struct session *,
     const struct sendlimit_rate lim[SENDLIMIT_NKINDS],
-    const struct smtp_limit_shared *sh);
+    const struct smtp_limit_shared *sh, size_t nadd);
 void smtp_limit_sent(struct session *, size_t nremote);
 void smtp_limit_txn_reset(struct session *);
 int smtp_limit_control(

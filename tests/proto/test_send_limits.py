@@ -364,3 +364,44 @@ def test_save_error_is_logged(make_server, sinks, cert):
     c.quit()
     wait_for(lambda: "event=send_limit result=save-error" in s.log(), 5, "save error")
     assert not os.path.exists(os.path.join(s.data, "sendlimits"))
+
+
+# ---- review-dc findings (issue 15 part 4) ----------------------------------
+
+def test_backup_mx_inbound_is_not_capped(make_server, sinks):
+    """relay_domains (backup MX): mail *to* remote.example from any
+    internet host is inbound, not an authenticated user's or relay
+    client's outbound mail: never counted, never refused, no alert."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE, relay_domains="remote.example",
+                         send_limit_messages="2/1h"))
+    codes = []
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30,
+                      source_address=("127.0.0.77", 0)) as c:
+        c.ehlo("mx.sender.example")
+        for i in range(4):
+            [(code, text)] = send(c, f"news{i}@sender.example", [f"u{i}@remote.example"])
+            codes.append((code, text))
+    log = s.log()
+    assert "sender=ip:127.0.0.77" not in log and all(c == 250 for c, _ in codes), \
+        (codes, re.findall(r".*send_limit.*", log))
+    wait_for(lambda: len(mx.messages) == 4, what="4 relayed")
+    assert alerts(s) == []
+
+
+def test_alias_to_remote_is_not_counted(make_server, sinks, cert):
+    """fwd@example.test is an alias for someone@remote.example: mail to it
+    goes to a remote domain and counts against the sender's caps."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_messages="2/1h"))
+    c = login(s, cert, "alice")
+    codes = []
+    for i in range(6):
+        [(code, _)] = send(c, "alice@example.test", ["fwd@example.test"])
+        codes.append(code)
+    c.quit()
+    assert codes == [250, 250, 451, 451, 451, 451], codes
+    wait_for(lambda: len(mx.messages) >= 2, what="relayed")
+    time.sleep(1)
+    assert len(mx.messages) == 2, len(mx.messages)
+    assert "result=tripped sender=alice@example.test" in s.log()
