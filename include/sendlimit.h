@@ -90,6 +90,28 @@ bool sendlimit_get(struct sendlimit_table *, const char *key,
  */
 void sendlimit_set(struct sendlimit_table *, const char *key,
     enum sendlimit_kind kind, const struct sendlimit_count *c, time_t now);
+/*
+ * Reservations (issue 15 part 4): an open transaction's remote RCPTs
+ * reserve n of kind, which sendlimit_check counts as sent, so parallel
+ * sessions of one sender share its cap; released at the transaction's
+ * end (and turned into sendlimit_add at its 250).  Not in the file.
+ * reserve: false when the table had no room (nothing reserved).
+ */
+bool sendlimit_reserve(struct sendlimit_table *, const char *key,
+    enum sendlimit_kind kind, uint32_t n, time_t now);
+void sendlimit_release(struct sendlimit_table *, const char *key,
+    enum sendlimit_kind kind, uint32_t n);
+uint32_t sendlimit_reserved(
+    struct sendlimit_table *, const char *key, enum sendlimit_kind kind);
+/*
+ * send_limit_action = hold: may a tripped key hold add more of kind?  At
+ * most lim->max more are held per window after the trip (true, and
+ * counted when is_commit), then false.  true when key is not tripped
+ * for kind.
+ */
+bool sendlimit_hold(struct sendlimit_table *, const char *key,
+    enum sendlimit_kind kind, const struct sendlimit_rate *lim, uint32_t add,
+    time_t now, bool is_commit);
 /* Forgets key (counts and trips); false when it was not held. */
 bool sendlimit_reset(struct sendlimit_table *, const char *key);
 /* Number of senders held. */

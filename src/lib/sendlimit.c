@@ -109,6 +109,10 @@ sendlimit_rate_format(const struct sendlimit_rate *r, char *out, size_t len)
 struct entry {
 	struct entry *next;
 	struct sendlimit_count c[SENDLIMIT_NKINDS];
+	/* Not written to the file: what open transactions reserved, and
+	 * what was held after the trip (both of the current window). */
+	uint32_t reserved[SENDLIMIT_NKINDS];
+	uint32_t held[SENDLIMIT_NKINDS];
 	char key[];
 };
 
@@ -171,12 +175,15 @@ find(struct sendlimit_table *t, const char *key)
 
 /* A window that ended by now is closed (and its trip lifted). */
 static void
-expire(struct sendlimit_count *c, time_t now)
+expire(struct entry *e, int k, time_t now)
 {
+	struct sendlimit_count *c = &e->c[k];
+
 	if (c->end != 0 && now >= c->end) {
 		c->end = 0;
 		c->count = 0;
 		c->is_tripped = false;
+		e->held[k] = 0;
 	}
 }
 
@@ -184,8 +191,8 @@ static bool
 is_idle(struct entry *e, time_t now)
 {
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
-		expire(&e->c[k], now);
-		if (e->c[k].end != 0)
+		expire(e, k, now);
+		if (e->c[k].end != 0 || e->reserved[k] != 0)
 			return false;
 	}
 	return true;
@@ -254,8 +261,11 @@ sendlimit_check(struct sendlimit_table *t, const char *key,
 			return true;
 	}
 	c = &e->c[kind];
-	expire(c, now);
-	if (!c->is_tripped && (uint64_t)c->count + add <= lim->max)
+	expire(e, kind, now);
+	/* What open transactions reserved counts as sent (parallel
+	 * sessions of one sender share the cap). */
+	if (!c->is_tripped &&
+	    (uint64_t)c->count + e->reserved[kind] + add <= lim->max)
 		return true;
 	if (!c->is_tripped) {
 		c->is_tripped = true;
@@ -279,7 +289,7 @@ sendlimit_add(struct sendlimit_table *t, const char *key,
 	if (lim->max == 0 || n == 0 || (e = get_entry(t, key, now)) == NULL)
 		return;
 	c = &e->c[kind];
-	expire(c, now);
+	expire(e, kind, now);
 	if (c->end == 0)
 		c->end = now + (time_t)lim->window_s;
 	c->count = c->count + n < c->count ? UINT32_MAX : c->count + n;
@@ -295,8 +305,60 @@ sendlimit_get(struct sendlimit_table *t, const char *key,
 	memset(out, 0, sizeof(*out));
 	if (e == NULL)
 		return false;
-	expire(&e->c[kind], now);
+	expire(e, kind, now);
 	*out = e->c[kind];
+	return true;
+}
+
+bool
+sendlimit_reserve(struct sendlimit_table *t, const char *key,
+    enum sendlimit_kind kind, uint32_t n, time_t now)
+{
+	struct entry *e;
+
+	if (n == 0 || (e = get_entry(t, key, now)) == NULL)
+		return false;
+	e->reserved[kind] =
+	    e->reserved[kind] + n < n ? UINT32_MAX : e->reserved[kind] + n;
+	return true;
+}
+
+void
+sendlimit_release(struct sendlimit_table *t, const char *key,
+    enum sendlimit_kind kind, uint32_t n)
+{
+	struct entry *e = *find(t, key);
+
+	if (e != NULL)
+		e->reserved[kind] -=
+		    n < e->reserved[kind] ? n : e->reserved[kind];
+}
+
+uint32_t
+sendlimit_reserved(
+    struct sendlimit_table *t, const char *key, enum sendlimit_kind kind)
+{
+	struct entry *e = *find(t, key);
+
+	return e != NULL ? e->reserved[kind] : 0;
+}
+
+bool
+sendlimit_hold(struct sendlimit_table *t, const char *key,
+    enum sendlimit_kind kind, const struct sendlimit_rate *lim, uint32_t add,
+    time_t now, bool is_commit)
+{
+	struct entry *e = *find(t, key);
+
+	if (lim->max == 0 || e == NULL)
+		return true;
+	expire(e, kind, now);
+	if (!e->c[kind].is_tripped)
+		return true;
+	if ((uint64_t)e->held[kind] + add > lim->max)
+		return false;
+	if (is_commit)
+		e->held[kind] += add;
 	return true;
 }
 
@@ -313,7 +375,9 @@ sendlimit_set(struct sendlimit_table *t, const char *key,
 	if (memcmp(&e->c[kind], c, sizeof(*c)) != 0)
 		t->generation++;
 	e->c[kind] = *c;
-	expire(&e->c[kind], now);
+	if (!c->is_tripped)
+		e->held[kind] = 0; /* lifted (a reset on another node) */
+	expire(e, kind, now);
 }
 
 bool

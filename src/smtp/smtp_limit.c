@@ -542,6 +542,33 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 
 /* ---- the session's hooks ---------------------------------------------- */
 
+/* An open transaction's share of the caps (issue 15 part 4). */
+static void
+limit_reserve(struct session *s, const char *key, const uint32_t *add)
+{
+	if (s->limit_res_key[0] == '\0')
+		snprintf(s->limit_res_key, sizeof(s->limit_res_key), "%s", key);
+	else if (strcmp(s->limit_res_key, key) != 0)
+		return; /* not within one transaction */
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		if (s->limit[k].max != 0 && add[k] != 0 &&
+		    sendlimit_reserve(
+		        s->srv->limits, key, k, add[k], time(NULL)))
+			s->limit_reserved[k] += add[k];
+}
+
+static void
+limit_release(struct session *s)
+{
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		if (s->limit_reserved[k] != 0 && s->srv->limits != NULL)
+			sendlimit_release(s->srv->limits, s->limit_res_key, k,
+			    s->limit_reserved[k]);
+		s->limit_reserved[k] = 0;
+	}
+	s->limit_res_key[0] = '\0';
+}
+
 bool
 smtp_limit_applies(struct session *s)
 {
@@ -568,8 +595,9 @@ smtp_limit_rcpt(struct session *s,
 	char kb[SENDLIMIT_KEY_MAX];
 	const char *key = smtp_limit_key(s, kb, sizeof(kb));
 	time_t now = time(NULL);
+	/* This transaction's earlier RCPTs are reserved: only the new. */
 	const uint32_t add[SENDLIMIT_NKINDS] = {
-	    s->limit_rcpts == 0 ? 1 : 0, (uint32_t)(s->limit_rcpts + nadd)};
+	    s->limit_rcpts == 0 ? 1 : 0, (uint32_t)nadd};
 	bool is_over = false;
 
 	s->limit[SENDLIMIT_MESSAGES] = lim[SENDLIMIT_MESSAGES];
@@ -623,14 +651,27 @@ smtp_limit_rcpt(struct session *s,
 		}
 	}
 	if (!is_over) {
+		limit_reserve(s, key, add);
 		s->limit_rcpts += nadd;
 		return NULL;
 	}
 	if (s->cfg->send_limit_action == SEND_LIMIT_HOLD) {
-		/* Accepted into a held entry; not counted as sent. */
-		s->is_limit_hold = true;
-		s->limit_rcpts += nadd;
-		return NULL;
+		bool is_room = true;
+
+		/* Accepted into a held entry, not counted as sent; after the
+		 * trip at most the cap again is held, then 451. */
+		for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+			is_room =
+			    is_room && sendlimit_hold(s->srv->limits, key, k,
+			                   &lim[k], add[k], now, false);
+		for (int k = 0; is_room && k < SENDLIMIT_NKINDS; k++)
+			sendlimit_hold(
+			    s->srv->limits, key, k, &lim[k], add[k], now, true);
+		if (is_room) {
+			s->is_limit_hold = true;
+			s->limit_rcpts += nadd;
+			return NULL;
+		}
 	}
 	snprintf(s->limit_reply, sizeof(s->limit_reply),
 	    "Sending limit reached for %s; try again later", key);
@@ -649,6 +690,8 @@ smtp_limit_sent(struct session *s, size_t nremote)
 	 * targets included (issue 15 part 4). */
 	size_t n = s->limit_rcpts > 0 ? nremote : 0;
 	time_t now = time(NULL);
+
+	limit_release(s); /* the reservation becomes the count */
 
 	if (n > 0 && s->is_limit_hold)
 		log_info("session=%s id=%s event=send_limit result=held "
@@ -672,6 +715,7 @@ smtp_limit_sent(struct session *s, size_t nremote)
 void
 smtp_limit_txn_reset(struct session *s)
 {
+	limit_release(s);
 	s->limit_rcpts = 0;
 	s->is_limit_hold = false;
 	s->is_limit_shared = false;

@@ -155,6 +155,9 @@ struct session {
 	bool is_limit_hold;
 	bool is_limit_shared; /* the directory shares the counters */
 	char limit_reply[SENDLIMIT_KEY_MAX + 64];
+	/* What this transaction reserved in srv->limits, under which key. */
+	uint32_t limit_reserved[SENDLIMIT_NKINDS];
+	char limit_res_key[SENDLIMIT_KEY_MAX];
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */

@@ -124,8 +124,9 @@ smtp_free(struct core_session *cs)
 	free(s->headers);
 	strlist_clear(&s->auth_addresses);
 	free(s->line);
-	smtp_milter_free(s); /* milters (issue 15 part 2) */
-	smtp_dnsbl_free(s);  /* DNSBL (issue 15 part 3) */
+	smtp_milter_free(s);     /* milters (issue 15 part 2) */
+	smtp_dnsbl_free(s);      /* DNSBL (issue 15 part 3) */
+	smtp_limit_txn_reset(s); /* reservations released (issue 15 part 4) */
 }
 
 /* In a completion (s is dead): frees it now. */

@@ -405,3 +405,53 @@ def test_alias_to_remote_is_not_counted(make_server, sinks, cert):
     time.sleep(1)
     assert len(mx.messages) == 2, len(mx.messages)
     assert "result=tripped sender=alice@example.test" in s.log()
+
+
+def test_parallel_sessions_multiply_recipients_cap(make_server, sinks, cert):
+    """recipients 5/1d: four sessions of the same account each try 5
+    remote RCPTs before any DATA.  Open transactions reserve their share,
+    so at most 5 are accepted in all and at most 5 go out; a RSET (or a
+    session that ends) gives its reservation back."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_recipients="5/1d"))
+    # A reservation given back by RSET lets the next session go on.
+    c = login(s, cert, "alice")
+    assert c.mail("alice@example.test")[0] == 250
+    assert [c.rcpt(f"q{i}@remote.example")[0] for i in range(3)] == [250] * 3
+    c.rset()
+    c.quit()
+    cs = [login(s, cert, "alice") for _ in range(4)]
+    took = []
+    for n, c in enumerate(cs):
+        assert c.mail("alice@example.test")[0] == 250
+        took.append(sum(c.rcpt(f"p{n}-{i}@remote.example")[0] == 250
+                        for i in range(5)))
+    assert took == [5, 0, 0, 0], took
+    for c, n in zip(cs, took):
+        if n:
+            assert c.data(BODY)[0] == 250
+        c.quit()
+    wait_for(lambda: sum(len(m["to"]) for m in mx.messages) >= 5, what="relayed")
+    time.sleep(1)
+    total = sum(len(m["to"]) for m in mx.messages)
+    assert total == 5, f"{total} remote recipients sent under a 5/1d cap"
+    assert "count=5" in s.ctl("limit", "show", "alice@example.test").stdout
+
+
+def test_hold_mode_accepts_without_bound(make_server, sinks, cert):
+    """send_limit_action = hold: after the trip at most the cap again is
+    held (here one message of 20 recipients), then 451 4.7.1."""
+    sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_messages="1/1h", send_limit_action="hold"))
+    c = login(s, cert, "alice")
+    took = 0
+    last = None
+    for i in range(20):
+        got = send(c, "alice@example.test", [f"h{i}-{j}@remote.example" for j in range(20)])
+        took += sum(code == 250 for code, _ in got)
+        last = got[-1]
+    c.quit()
+    assert took == 40, f"{took} remote recipients accepted (20 sent, 20 held)"
+    assert last[0] == 451 and b"4.7.1" in last[1], last
+    js = json.loads(s.ctl("queue", "list", "--json").stdout)
+    assert len([e for e in js if e["held"]]) == 1, js
