@@ -13,6 +13,7 @@
  * that shares counters between nodes (PostgreSQL) is read there too, and
  * written by count jobs on the directory pool after each 250 and trip.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <errno.h>
@@ -40,8 +41,11 @@
 /* Senders held in memory at most: beyond, idle ones are forgotten and a
  * sender not held is not limited (sendlimit.h), never refused. */
 #define LIMIT_TABLE_MAX 100000
-/* Alerts in flight at most; a trip beyond them is logged only. */
+/* Alerts in flight at most, and sent per LIMIT_ALERT_WINDOW seconds at
+ * most; a trip beyond them is logged only (result=alert-skipped). */
 #define LIMIT_ALERTS_MAX 16
+#define LIMIT_ALERTS_PER_WINDOW 10
+#define LIMIT_ALERT_WINDOW 600
 
 static const char *const kind_names[SENDLIMIT_NKINDS] = {
     "messages", "recipients"};
@@ -480,13 +484,33 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	time_t now = time(NULL), end = c->end;
 	const char *host = s->cfg->hostname;
 	int n;
+	size_t skipped;
 
-	if (srv->limit_alerts >= LIMIT_ALERTS_MAX) {
+	if (now - srv->limit_alert_start >= LIMIT_ALERT_WINDOW) {
+		if (srv->limit_alert_n >= LIMIT_ALERTS_PER_WINDOW &&
+		    srv->limit_alert_skipped > 0)
+			log_warn("event=send_limit result=alerts-skipped "
+			         "skipped=%zu reason=\"at most %d alerts per "
+			         "%ds\"",
+			    srv->limit_alert_skipped, LIMIT_ALERTS_PER_WINDOW,
+			    LIMIT_ALERT_WINDOW);
+		srv->limit_alert_start = now;
+		srv->limit_alert_n = 0;
+	}
+	if (srv->limit_alerts >= LIMIT_ALERTS_MAX ||
+	    srv->limit_alert_n >= LIMIT_ALERTS_PER_WINDOW) {
+		srv->limit_alert_skipped++;
 		log_warn("event=send_limit result=alert-skipped sender=%s "
-		         "reason=\"too many alerts in flight\"",
-		    log_esc(key));
+		         "skipped=%zu reason=\"%s\"",
+		    log_esc(key), srv->limit_alert_skipped,
+		    srv->limit_alerts >= LIMIT_ALERTS_MAX
+		        ? "too many alerts in flight"
+		        : "too many alerts in 10 minutes");
 		return;
 	}
+	srv->limit_alert_n++;
+	skipped = srv->limit_alert_skipped;
+	srv->limit_alert_skipped = 0;
 	alert_clean(who, sizeof(who), key);
 	sendlimit_rate_format(lim, rate, sizeof(rate));
 	gmtime_r(&now, &tm);
@@ -525,14 +549,18 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	    "password is known to a spammer.  Check the account, then lift\n"
 	    "the throttle with:\n"
 	    "\n"
-	    "  posternctl limit reset %s\n",
+	    "  posternctl limit reset %s\n"
+	    "\n"
+	    "Alerts skipped before this one (at most %d are sent per %d\n"
+	    "minutes; the log has every trip, result=tripped): %zu\n",
 	    host, j->qenv.id, date, host, s->cfg->send_limit_alert, who,
 	    kind_names[kind], rate, date, j->qenv.id, host, who, host,
 	    kind_names[kind], rate, c->count, s->ip,
 	    s->cfg->send_limit_action == SEND_LIMIT_HOLD
 	        ? "hold (its mail is held in the queue)"
 	        : "defer (its mail gets 451 4.7.1)",
-	    until, who);
+	    until, who, LIMIT_ALERTS_PER_WINDOW, LIMIT_ALERT_WINDOW / 60,
+	    skipped);
 	if (n < 0 || n >= 4096)
 		j->text[4095] = '\0'; /* cut; the key's room keeps it rare */
 	srv->limit_jobs++;
@@ -580,10 +608,30 @@ smtp_limit_applies(struct session *s)
 const char *
 smtp_limit_key(struct session *s, char *buf, size_t len)
 {
-	if (s->auth_user[0] != '\0')
+	const struct cidr_list *l = &s->cfg->relay_addresses;
+
+	if (s->auth_user[0] != '\0') {
 		snprintf(buf, len, "%s", s->auth_user);
-	else
-		snprintf(buf, len, "ip:%s", s->ip_key);
+		return buf;
+	}
+	/* A relay client counts under the relay_addresses network it is
+	 * in, so hopping addresses within it does not multiply the cap; a
+	 * one-host entry as ip:ADDR (an IPv6 one by its prefix). */
+	for (size_t i = 0; i < l->n; i++) {
+		struct cidr_list one = {&l->v[i], 1};
+		unsigned host = l->v[i].family == AF_INET
+		                    ? 32
+		                    : (unsigned)s->cfg->ipv6_prefix_length;
+
+		if (!cidr_match(&one, s->ip))
+			continue;
+		if (l->v[i].prefix < host) {
+			snprintf(buf, len, "net:%s", l->v[i].text);
+			return buf;
+		}
+		break;
+	}
+	snprintf(buf, len, "ip:%s", s->ip_key);
 	return buf;
 }
 

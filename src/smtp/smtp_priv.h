@@ -76,6 +76,10 @@ struct smtp_server {
 	struct event *limit_timer;
 	uint64_t limit_saved_gen;
 	size_t limit_jobs, limit_alerts; /* alerts: of those jobs */
+	/* Alerts sent in the window from limit_alert_start, and skipped
+	 * since the last one sent (issue 15 part 4). */
+	time_t limit_alert_start;
+	size_t limit_alert_n, limit_alert_skipped;
 	bool is_limit_saving;
 };
 

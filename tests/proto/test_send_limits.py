@@ -455,3 +455,83 @@ def test_hold_mode_accepts_without_bound(make_server, sinks, cert):
     assert last[0] == 451 and b"4.7.1" in last[1], last
     js = json.loads(s.ctl("queue", "list", "--json").stdout)
     assert len([e for e in js if e["held"]]) == 1, js
+
+
+def test_alert_flood_many_relay_ips(make_server, sinks):
+    """A relay client counts under the relay_addresses entry it matched:
+    one host hopping 20 addresses of its /24 is one sender, one trip and
+    one alert, and sends its cap once."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE, relay="addresses", relay_addresses="127.0.0.0/24",
+                         send_limit_messages="1/1h"))
+    n = 20
+    codes = []
+    for i in range(n):
+        with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30,
+                          source_address=(f"127.0.0.{100 + i}", 0)) as c:
+            c.ehlo("h")
+            codes += [send(c, "x@client.example", ["a@remote.example"])[0][0]]
+    assert codes == [250] + [451] * (n - 1), codes
+    wait_for(lambda: len(alerts(s)) == 1, what="alert")
+    time.sleep(2)
+    assert len(alerts(s)) == 1 and len(mx.messages) == 1
+    assert re.findall(r"result=tripped sender=(\S+)", s.log()) == ["net:127.0.0.0/24"]
+    out = s.ctl("limit", "show", "net:127.0.0.0/24").stdout
+    assert "count=1 throttled=yes" in out, out
+
+
+def test_alerts_bounded_in_total(make_server, sinks):
+    """Alerts are bounded in total, not only in flight: 12 relay hosts
+    (one-host entries: each its own ip:ADDR) trip; 10 alerts are sent in
+    10 minutes, the other 2 trips are logged result=alert-skipped."""
+    sinks("127.0.0.2")
+    hosts = [f"127.0.0.{100 + i}" for i in range(12)]
+    s = make_server(dict(BASE, relay="addresses", relay_addresses=", ".join(hosts),
+                         send_limit_messages="1/1h"))
+    for h in hosts:
+        with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30,
+                          source_address=(h, 0)) as c:
+            c.ehlo("h")
+            assert send(c, "x@client.example", ["a@remote.example"])[0][0] == 250
+            [(code, text)] = send(c, "x@client.example", ["b@remote.example"])
+            assert code == 451 and f"ip:{h}".encode() in text, (code, text)
+    log = wait_for(lambda: s.log() if len(alerts(s)) == 10 else None, what="10 alerts")
+    time.sleep(2)
+    assert len(alerts(s)) == 10
+    assert len(re.findall(r"result=tripped", log)) == 12
+    skipped = re.findall(r"result=alert-skipped sender=(\S+) skipped=(\d+)", s.log())
+    assert skipped == [("ip:127.0.0.110", "1"), ("ip:127.0.0.111", "2")], skipped
+
+
+def test_limit_set_on_alias_domain_applies(make_server, sinks, cert):
+    """mail.example.test is an alias of example.test: a cap set under the
+    alias name applies to alice; unknown users and domains are refused."""
+    sinks("127.0.0.2")
+    s = make_server(dict(BASE))
+    s.ctl("limit", "set", "user", "alice@mail.example.test", "--messages", "1/1h")
+    assert "user\talice@example.test\tmessages=1/1h" in s.ctl("limit", "list").stdout
+    c = login(s, cert, "alice")
+    codes = [send(c, "alice@example.test", [f"z{i}@remote.example"])[0][0] for i in range(3)]
+    c.quit()
+    assert codes == [250, 451, 451], (codes, s.ctl("limit", "list").stdout)
+    s.ctl("limit", "set", "domain", "mail.example.test", "--recipients", "9/1d")
+    assert "domain\texample.test\tmessages=default\trecipients=9/1d" in \
+        s.ctl("limit", "list").stdout
+    for args, why in ((("user", "nobody@example.test"), "no such user"),
+                      (("user", "fwd@example.test"), "no such user"),
+                      (("domain", "elsewhere.example"), "no such domain"),
+                      (("user", "x@elsewhere.example"), "no such domain")):
+        r = s.ctl("limit", "set", *args, "--messages", "5/1h", check=False)
+        assert r.returncode == 1 and why in r.stderr, (args, r.stderr)
+    assert s.ctl("limit", "list").stdout.count("\n") == 3
+
+
+def test_limit_show_ip_normalised(make_server):
+    """limit show/reset ip:ADDR key the address as posternd does: an IPv6
+    address as its ipv6_prefix_length network."""
+    s = make_server(start=False)
+    out = s.ctl("limit", "show", "ip:2001:db8:1:2::7").stdout
+    assert out.startswith("sender: ip:2001:db8:1:2::/64\n"), out
+    out = s.ctl("limit", "reset", "ip:2001:DB8:1:2:0:0:0:9").stdout
+    assert out == "ip:2001:db8:1:2::/64: nothing to reset\n", out
+    assert s.ctl("limit", "show", "ip:192.0.2.7").stdout.startswith("sender: ip:192.0.2.7\n")
