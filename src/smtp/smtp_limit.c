@@ -265,14 +265,27 @@ pending_get(struct smtp_server *srv, const char *key, char tag)
 	return counter_get(srv->limit_pending, k);
 }
 
+/* The trip a node saw, logged and alerted only when the shared table
+ * says this node's trip flipped it (one in all nodes). */
+struct limit_trip {
+	struct config *cfg; /* its own reference */
+	char session[32], queue_id[32], ip[INET6_ADDRSTRLEN];
+	struct sendlimit_rate lim;
+	struct sendlimit_count c;
+};
+
 struct count_job {
 	struct smtp_server *srv; /* done only */
 	char key[SENDLIMIT_KEY_MAX];
 	uint32_t n[SENDLIMIT_NKINDS], window[SENDLIMIT_NKINDS];
-	int trip_kind; /* -1: an add of n */
+	int trip_kind;          /* -1: an add of n */
+	struct limit_trip trip; /* trip_kind >= 0 */
 	int r;
 	char err[256];
 };
+
+static void trip_report(struct smtp_server *, const char *key,
+    enum sendlimit_kind, const struct limit_trip *);
 
 /* Directory worker: the change on the shared table. */
 static void
@@ -311,16 +324,30 @@ count_done(void *arg)
 		log_err("event=send_limit result=count-error sender=%s "
 		        "error=\"%s\"",
 		    log_esc(j->key), log_esc(j->err));
+	/* A trip: reported by the node whose statement flipped it; on an
+	 * error too (better two alerts than none). */
+	if (j->trip_kind >= 0 && j->r != 0)
+		trip_report(j->srv, j->key, j->trip_kind, &j->trip);
+	else if (j->trip_kind >= 0)
+		log_info("session=%s event=send_limit result=trip-shared "
+		         "sender=%s kind=%s",
+		    j->trip.session, log_esc(j->key), kind_names[j->trip_kind]);
+	config_unref(&j->trip.cfg);
 	free(j);
 }
 
 static void
 count_submit(struct smtp_server *srv, const char *key, int trip_kind,
-    const uint32_t n[SENDLIMIT_NKINDS], const struct sendlimit_rate *lim)
+    const uint32_t n[SENDLIMIT_NKINDS], const struct sendlimit_rate *lim,
+    const struct limit_trip *trip)
 {
 	struct count_job *j = xcalloc(1, sizeof(*j));
 
 	j->srv = srv;
+	if (trip != NULL) {
+		j->trip = *trip;
+		j->trip.cfg = config_ref(trip->cfg);
+	}
 	snprintf(j->key, sizeof(j->key), "%s", key);
 	j->trip_kind = trip_kind;
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
@@ -473,16 +500,18 @@ alert_clean(char *dst, size_t len, const char *src)
 }
 
 static void
-alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
-    const struct sendlimit_rate *lim, const struct sendlimit_count *c)
+alert_send(struct smtp_server *srv, const char *key, enum sendlimit_kind kind,
+    const struct limit_trip *tr)
 {
-	struct smtp_server *srv = s->srv;
+	const struct config *cfg = tr->cfg;
+	const struct sendlimit_rate *lim = &tr->lim;
+	const struct sendlimit_count *c = &tr->c;
 	struct alert_job *j;
 	char who[SENDLIMIT_KEY_MAX], rate[SENDLIMIT_RATE_MAX], date[64],
 	    until[64];
 	struct tm tm;
 	time_t now = time(NULL), end = c->end;
-	const char *host = s->cfg->hostname;
+	const char *host = cfg->hostname;
 	int n;
 	size_t skipped;
 
@@ -519,7 +548,7 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	strftime(until, sizeof(until), "%Y-%m-%d %H:%M:%S UTC", &tm);
 	j = xcalloc(1, sizeof(*j));
 	j->srv = srv;
-	j->cfg = config_ref(s->cfg);
+	j->cfg = config_ref(tr->cfg);
 	queue_new_id(j->qenv.id);
 	j->qenv.arrival = now;
 	j->qenv.from[0] = '\0'; /* the null sender: no loop, no bounce */
@@ -553,10 +582,10 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	    "\n"
 	    "Alerts skipped before this one (at most %d are sent per %d\n"
 	    "minutes; the log has every trip, result=tripped): %zu\n",
-	    host, j->qenv.id, date, host, s->cfg->send_limit_alert, who,
+	    host, j->qenv.id, date, host, cfg->send_limit_alert, who,
 	    kind_names[kind], rate, date, j->qenv.id, host, who, host,
-	    kind_names[kind], rate, c->count, s->ip,
-	    s->cfg->send_limit_action == SEND_LIMIT_HOLD
+	    kind_names[kind], rate, c->count, tr->ip,
+	    cfg->send_limit_action == SEND_LIMIT_HOLD
 	        ? "hold (its mail is held in the queue)"
 	        : "defer (its mail gets 451 4.7.1)",
 	    until, who, LIMIT_ALERTS_PER_WINDOW, LIMIT_ALERT_WINDOW / 60,
@@ -566,6 +595,22 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	srv->limit_jobs++;
 	srv->limit_alerts++;
 	workers_submit(srv->dir_workers, alert_expand_run, alert_expanded, j);
+}
+
+/* The trip's one log line and alert. */
+static void
+trip_report(struct smtp_server *srv, const char *key, enum sendlimit_kind k,
+    const struct limit_trip *tr)
+{
+	char rate[SENDLIMIT_RATE_MAX];
+
+	log_warn("session=%s id=%s event=send_limit result=tripped "
+	         "sender=%s client=%s kind=%s limit=%s count=%u "
+	         "action=%s",
+	    tr->session, tr->queue_id, log_esc(key), tr->ip, kind_names[k],
+	    sendlimit_rate_format(&tr->lim, rate, sizeof(rate)), tr->c.count,
+	    tr->cfg->send_limit_action == SEND_LIMIT_HOLD ? "hold" : "defer");
+	alert_send(srv, key, k, tr);
 }
 
 /* ---- the session's hooks ---------------------------------------------- */
@@ -672,8 +717,7 @@ smtp_limit_rcpt(struct session *s,
 	}
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
 		bool is_new;
-		struct sendlimit_count c;
-		char rate[SENDLIMIT_RATE_MAX];
+		struct limit_trip tr;
 
 		/* Messages: only the transaction's first remote RCPT asks
 		 * (add 0 still sees a trip). */
@@ -683,20 +727,21 @@ smtp_limit_rcpt(struct session *s,
 		is_over = true;
 		if (!is_new)
 			continue;
-		sendlimit_get(s->srv->limits, key, k, now, &c);
-		log_warn("session=%s id=%s event=send_limit result=tripped "
-		         "sender=%s client=%s kind=%s limit=%s count=%u "
-		         "action=%s",
-		    s->id, s->queue_id, log_esc(key), s->ip, kind_names[k],
-		    sendlimit_rate_format(&lim[k], rate, sizeof(rate)), c.count,
-		    s->cfg->send_limit_action == SEND_LIMIT_HOLD ? "hold"
-		                                                 : "defer");
-		alert_send(s, key, k, &lim[k], &c);
+		memset(&tr, 0, sizeof(tr));
+		tr.cfg = s->cfg;
+		snprintf(tr.session, sizeof(tr.session), "%s", s->id);
+		snprintf(tr.queue_id, sizeof(tr.queue_id), "%s", s->queue_id);
+		snprintf(tr.ip, sizeof(tr.ip), "%s", s->ip);
+		tr.lim = lim[k];
+		sendlimit_get(s->srv->limits, key, k, now, &tr.c);
 		if (s->is_limit_shared) {
 			const uint32_t zero[SENDLIMIT_NKINDS] = {0, 0};
 
-			count_submit(s->srv, key, k, zero, lim);
-		}
+			/* Logged and alerted when the shared table says
+			 * this node tripped it (count_done). */
+			count_submit(s->srv, key, k, zero, lim, &tr);
+		} else
+			trip_report(s->srv, key, k, &tr);
 	}
 	if (!is_over) {
 		limit_reserve(s, key, add);
@@ -756,7 +801,7 @@ smtp_limit_sent(struct session *s, size_t nremote)
 	if (s->is_limit_shared) {
 		const uint32_t add[SENDLIMIT_NKINDS] = {1, (uint32_t)n};
 
-		count_submit(s->srv, key, -1, add, s->limit);
+		count_submit(s->srv, key, -1, add, s->limit, NULL);
 	}
 }
 

@@ -535,3 +535,41 @@ def test_limit_show_ip_normalised(make_server):
     out = s.ctl("limit", "reset", "ip:2001:DB8:1:2:0:0:0:9").stdout
     assert out == "ip:2001:db8:1:2::/64: nothing to reset\n", out
     assert s.ctl("limit", "show", "ip:192.0.2.7").stdout.startswith("sender: ip:192.0.2.7\n")
+
+
+def test_pg_two_nodes_trip_at_once_alert_twice(make_server, sinks, pg, cert):
+    """PostgreSQL: a sender over its cap on two nodes at the same moment
+    is one trip: one log line and one alert, by the node whose trip
+    statement flipped the shared flag (a node whose statement found it
+    flipped logs result=trip-shared)."""
+    import threading
+    sinks("127.0.0.2")
+    conf = dict(BASE, send_limit_messages="1/1h")
+    a = make_server(conf, pg=pg)
+    b = make_server(conf, pg=pg, db=a.dbname, populate=False)
+    c = login(a, cert, "alice")
+    assert send(c, "alice@example.test", ["first@remote.example"])[0][0] == 250
+    c.quit()
+    wait_for(lambda: "count=1" in a.ctl("limit", "show", "alice@example.test").stdout,
+             10, "counted")
+    cs = [login(n, cert, "alice") for n in (a, b, a, b)]
+    for c in cs:
+        assert c.mail("alice@example.test")[0] == 250
+    go = threading.Barrier(len(cs))
+    codes = []
+
+    def rcpt(c):
+        go.wait()
+        codes.append(c.rcpt("x@remote.example")[0])
+    ts = [threading.Thread(target=rcpt, args=(c,)) for c in cs]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for c in cs:
+        c.quit()
+    assert codes == [451] * 4, codes
+    time.sleep(2)
+    trips = len(re.findall("result=tripped", a.log() + b.log()))
+    assert trips == 1, f"{trips} trips logged"
+    assert len(alerts(a)) + len(alerts(b)) == 1
