@@ -128,10 +128,11 @@ uint64_t sendlimit_generation(const struct sendlimit_table *);
 char *sendlimit_dump(const struct sendlimit_table *);
 /*
  * Reads what sendlimit_dump wrote (len bytes) into the table; bad lines
- * are skipped and counted in *bad_out.  Returns the lines loaded.
+ * (a window ending after now + SENDLIMIT_MAX_WINDOW among them) are
+ * skipped and counted in *bad_out.  Returns the lines loaded.
  */
-size_t sendlimit_load(
-    struct sendlimit_table *, const char *text, size_t len, size_t *bad_out);
+size_t sendlimit_load(struct sendlimit_table *, const char *text, size_t len,
+    time_t now, size_t *bad_out);
 
 /* The counters' file inside data_dir, and the most of it read. */
 #define SENDLIMIT_FILE "sendlimits"

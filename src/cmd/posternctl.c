@@ -3004,7 +3004,7 @@ limit_counts(struct ctl *c, const char *key,
 	if ((text = file_read(path, SENDLIMIT_FILE_MAX, &len, NULL)) == NULL)
 		return;
 	t = sendlimit_table_new(10000000);
-	sendlimit_load(t, text, len, &bad);
+	sendlimit_load(t, text, len, time(NULL), &bad);
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
 		sendlimit_get(t, key, k, time(NULL), &cnt[k]);
 	sendlimit_table_free(&t);
@@ -3082,7 +3082,7 @@ limit_reset_file(struct ctl *c, const char *key)
 		return die("%s: %s", path, strerror(errno));
 	}
 	t = sendlimit_table_new(10000000);
-	sendlimit_load(t, text, len, &bad);
+	sendlimit_load(t, text, len, time(NULL), &bad);
 	free(text);
 	had = sendlimit_reset(t, key);
 	out = sendlimit_dump(t);

@@ -451,7 +451,7 @@ sendlimit_dump(const struct sendlimit_table *t)
 
 /* One line (NUL-terminated, no LF) into t; -1 when it is bad. */
 static int
-load_line(struct sendlimit_table *t, char *line)
+load_line(struct sendlimit_table *t, char *line, time_t now)
 {
 	char *save = NULL, *f[6], *w;
 	int k, nf = 0;
@@ -470,7 +470,10 @@ load_line(struct sendlimit_table *t, char *line)
 	if (k == SENDLIMIT_NKINDS)
 		return -1;
 	end = strtoll(f[2], &endp, 10);
-	if (*endp != '\0' || end <= 0)
+	/* No window is longer than SENDLIMIT_MAX_WINDOW: a later end is a
+	 * corrupt (or forged) line that would throttle for ever. */
+	if (*endp != '\0' || end <= 0 ||
+	    end > (long long)now + (long long)SENDLIMIT_MAX_WINDOW)
 		return -1;
 	count = strtoul(f[3], &endp, 10);
 	if (*endp != '\0' || count > UINT32_MAX ||
@@ -486,8 +489,8 @@ load_line(struct sendlimit_table *t, char *line)
 }
 
 size_t
-sendlimit_load(
-    struct sendlimit_table *t, const char *text, size_t len, size_t *bad_out)
+sendlimit_load(struct sendlimit_table *t, const char *text, size_t len,
+    time_t now, size_t *bad_out)
 {
 	size_t loaded = 0, bad = 0;
 	const char *p = text, *end = text + len;
@@ -500,7 +503,7 @@ sendlimit_load(
 		if (n > 0 && n < sizeof(line)) {
 			memcpy(line, p, n); /* UNSAFE: n < sizeof(line) */
 			line[n] = '\0';
-			if (load_line(t, line) == 0)
+			if (load_line(t, line, now) == 0)
 				loaded++;
 			else
 				bad++;

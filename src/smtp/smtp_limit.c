@@ -121,7 +121,7 @@ smtp_limit_start(struct smtp_server *srv)
 	    path, sizeof(path), "%s/%s", srv->cfg->data_dir, SENDLIMIT_FILE);
 	/* Start-up, before the loop: a blocking read is fine here. */
 	if ((text = file_read(path, SENDLIMIT_FILE_MAX, &len, NULL)) != NULL) {
-		n = sendlimit_load(srv->limits, text, len, &bad);
+		n = sendlimit_load(srv->limits, text, len, time(NULL), &bad);
 		free(text);
 		log_info("event=send_limit result=loaded senders=%zu lines=%zu "
 		         "bad=%zu",

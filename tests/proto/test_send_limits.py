@@ -573,3 +573,20 @@ def test_pg_two_nodes_trip_at_once_alert_twice(make_server, sinks, pg, cert):
     trips = len(re.findall("result=tripped", a.log() + b.log()))
     assert trips == 1, f"{trips} trips logged"
     assert len(alerts(a)) + len(alerts(b)) == 1
+
+
+def test_corrupt_sendlimits_file_at_start(make_server, sinks, cert):
+    """Garbage, over-long lines and a far-future trip in data_dir/sendlimits:
+    posternd starts, counts them bad, and the line whose window ends in
+    the year 3000 (no window is longer than 366d) throttles nobody."""
+    sinks("127.0.0.2")
+    s = make_server(dict(BASE, send_limit_messages="5/1h"), start=False)
+    with open(os.path.join(s.data, "sendlimits"), "wb") as f:
+        f.write(b"\x00\xff garbage\n" + b"A" * 100000 + b"\n")
+        f.write(b"alice@example.test messages 32503680000 0 1\n")
+    s.start()
+    assert re.search(r"event=send_limit result=loaded senders=0 lines=0 bad=3", s.log())
+    c = login(s, cert, "alice")
+    [(code, text)] = send(c, "alice@example.test", ["y@remote.example"])
+    c.quit()
+    assert code == 250, (code, text)

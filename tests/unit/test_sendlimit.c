@@ -198,8 +198,9 @@ test_dump_load(void **state)
 	    "x messages -5 1 0\n",            /* end */
 	    "x messages 100 1 2\n",           /* tripped */
 	    "x messages 100 99999999999 0\n", /* count */
-	    "x messages 100 1 0 extra\n",
-	    "x\tmessages 100 1 0\n",
+	    "x messages 100 1 0 extra\n", "x\tmessages 100 1 0\n",
+	    "x messages 31622501 1 1\n",    /* ends after now + 366d */
+	    "x messages 32503680000 0 1\n", /* the year 3000 */
 	};
 	struct sendlimit_table *t = sendlimit_table_new(10), *u;
 	const struct sendlimit_rate lim = {2, 3600};
@@ -215,7 +216,7 @@ test_dump_load(void **state)
 	sendlimit_add(t, "ip:192.0.2.7", SENDLIMIT_RECIPIENTS, &lim, 1, 70);
 	text = sendlimit_dump(t);
 	u = sendlimit_table_new(10);
-	assert_int_equal(sendlimit_load(u, text, strlen(text), &nbad), 2);
+	assert_int_equal(sendlimit_load(u, text, strlen(text), 100, &nbad), 2);
 	assert_int_equal(nbad, 0);
 	assert_true(
 	    sendlimit_get(u, "alice@example.org", SENDLIMIT_MESSAGES, 100, &c));
@@ -234,7 +235,8 @@ test_dump_load(void **state)
 	    u, "alice@example.org", SENDLIMIT_MESSAGES, &lim, 1, 3650, &trip));
 	free(text);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		size_t n = sendlimit_load(u, bad[i], strlen(bad[i]), &nbad);
+		size_t n =
+		    sendlimit_load(u, bad[i], strlen(bad[i]), 100, &nbad);
 
 		if (n != 0 || nbad != 1)
 			fail_msg("bad %zu: got %zu loaded %zu bad", i, n, nbad);
