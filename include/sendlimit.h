@@ -67,8 +67,10 @@ void sendlimit_table_free(struct sendlimit_table **t);
  * An expired window is closed first.  true: within (nothing counted).
  * false: over; the sender is tripped for that kind, and *is_new_trip
  * says whether this check tripped it (the caller logs and alerts once).
- * No limit (lim->max 0) is always within.  A table that is full and
- * cannot forget an idle sender refuses nothing (within).
+ * No limit (lim->max 0) is always within.  A full table forgets idle
+ * senders, else (at most once a second) a batch of those whose windows
+ * end first, untripped before tripped; one that still has no room
+ * refuses nothing (within).
  */
 bool sendlimit_check(struct sendlimit_table *, const char *key,
     enum sendlimit_kind kind, const struct sendlimit_rate *lim, uint32_t add,

@@ -3,8 +3,9 @@
  * for outbound sending caps (issue 15 part 4; include/sendlimit.h).
  * Pure: no I/O, no clock, no config.  The table is a hash of chains with
  * at most max_keys entries; a full table forgets senders whose windows
- * all ended (a sweep at most once a second), so memory stays bounded
- * whatever the number of clients.
+ * all ended (a sweep at most once a second), then those whose windows
+ * end first (evict), so memory stays bounded whatever the number of
+ * clients and a new sender is still capped.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -119,7 +120,7 @@ struct entry {
 struct sendlimit_table {
 	struct entry **buckets;
 	size_t nbuckets, n, max;
-	time_t last_sweep;
+	time_t last_sweep, last_evict;
 	uint64_t generation;
 };
 
@@ -219,6 +220,76 @@ sweep(struct sendlimit_table *t, time_t now)
 	}
 }
 
+/* The order entries are evicted in: the window that ends first, a
+ * tripped sender after every untripped one (its throttle would go). */
+static long long
+evict_rank(const struct entry *e)
+{
+	long long end = 0;
+	bool is_tripped = false;
+
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		if ((long long)e->c[k].end > end)
+			end = (long long)e->c[k].end;
+		is_tripped = is_tripped || e->c[k].is_tripped;
+	}
+	return end + (is_tripped ? 2 * (long long)SENDLIMIT_MAX_WINDOW : 0);
+}
+
+static bool
+is_reserved(const struct entry *e)
+{
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		if (e->reserved[k] != 0)
+			return true;
+	return false;
+}
+
+/*
+ * A full table with nobody idle: a batch of the entries whose windows
+ * end first goes (at most max / 16, at least one; none with an open
+ * transaction's reservation), at most once a second, so a new sender
+ * is still capped and a flood of new keys costs one scan a second.
+ */
+static void
+evict(struct sendlimit_table *t, time_t now)
+{
+	long long lo = 0, hi = 0, cut;
+	size_t batch = t->max / 16 ? t->max / 16 : 1, gone = 0;
+	bool any = false;
+
+	t->last_evict = now;
+	for (size_t i = 0; i < t->nbuckets; i++)
+		for (const struct entry *e = t->buckets[i]; e; e = e->next) {
+			long long r = evict_rank(e);
+
+			if (is_reserved(e))
+				continue;
+			lo = !any || r < lo ? r : lo;
+			hi = !any || r > hi ? r : hi;
+			any = true;
+		}
+	if (!any)
+		return;
+	cut = lo + (hi - lo) / 16;
+	for (size_t i = 0; i < t->nbuckets && gone < batch; i++) {
+		struct entry **ep = &t->buckets[i];
+
+		while (*ep != NULL && gone < batch) {
+			struct entry *e = *ep;
+
+			if (!is_reserved(e) && evict_rank(e) <= cut) {
+				*ep = e->next;
+				free(e);
+				t->n--;
+				gone++;
+			} else
+				ep = &e->next;
+		}
+	}
+	t->generation++;
+}
+
 /* key's entry, made when absent; NULL when the table is full. */
 static struct entry *
 get_entry(struct sendlimit_table *t, const char *key, time_t now)
@@ -230,6 +301,10 @@ get_entry(struct sendlimit_table *t, const char *key, time_t now)
 		return *ep;
 	if (t->n >= t->max && now != t->last_sweep) {
 		sweep(t, now);
+		ep = find(t, key);
+	}
+	if (t->n >= t->max && now != t->last_evict) {
+		evict(t, now);
 		ep = find(t, key);
 	}
 	if (t->n >= t->max)
