@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -117,6 +118,7 @@ smtp_limit_start(struct smtp_server *srv)
 
 	srv->limits = sendlimit_table_new(LIMIT_TABLE_MAX);
 	srv->limit_pending = counter_new(1024);
+	TAILQ_INIT(&srv->limit_inflight);
 	snprintf(
 	    path, sizeof(path), "%s/%s", srv->cfg->data_dir, SENDLIMIT_FILE);
 	/* Start-up, before the loop: a blocking read is fine here. */
@@ -178,13 +180,15 @@ limit_over(struct sendlimit_rate *out, const struct dir_send_limit *l)
 /* The counters the directory shares (PostgreSQL), when it does. */
 static int
 limit_shared_get(struct dir *d, const char *key, struct smtp_limit_shared *sh,
-    char *err, size_t errlen)
+    _Atomic uint64_t *clock, char *err, size_t errlen)
 {
 	struct dir_send_count c[SENDLIMIT_NKINDS];
 
 	sh->is_set = false;
 	if (d == NULL || d->ops->send_count_get == NULL)
 		return 0;
+	/* Before the read: a write that ticked by now is in it. */
+	sh->tick = clock != NULL ? atomic_load(clock) : 0;
 	dir_op_begin(d);
 	if (d->ops->send_count_get(d, key, c, err, errlen) == -1) {
 		dir_op_end(d);
@@ -201,7 +205,8 @@ limit_shared_get(struct dir *d, const char *key, struct smtp_limit_shared *sh,
 int
 smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
     const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
-    struct smtp_limit_shared *sh, char *err, size_t errlen)
+    struct smtp_limit_shared *sh, _Atomic uint64_t *clock, char *err,
+    size_t errlen)
 {
 	struct dir_send_limit l;
 	const char *at;
@@ -213,7 +218,7 @@ smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
 		/* relay clients: the system's */
 		if (out[0].max == 0 && out[1].max == 0)
 			return 0;
-		return limit_shared_get(d, key, sh, err, errlen);
+		return limit_shared_get(d, key, sh, clock, err, errlen);
 	}
 	/* User overrides domain overrides system, each kind alone. */
 	if ((at = strrchr(user, '@')) != NULL) {
@@ -229,7 +234,7 @@ smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
 		limit_over(out, &l);
 	if (out[0].max == 0 && out[1].max == 0)
 		return 0; /* no caps: nothing to count */
-	return limit_shared_get(d, key, sh, err, errlen);
+	return limit_shared_get(d, key, sh, clock, err, errlen);
 }
 
 /* ---- shared counters (PostgreSQL) ------------------------------------- */
@@ -275,7 +280,9 @@ struct limit_trip {
 };
 
 struct count_job {
-	struct smtp_server *srv; /* done only */
+	struct smtp_server *srv;     /* done only; the worker: limit_clock */
+	TAILQ_ENTRY(count_job) link; /* srv->limit_inflight (loop) */
+	_Atomic uint64_t tick;       /* set by the worker once written */
 	char key[SENDLIMIT_KEY_MAX];
 	uint32_t n[SENDLIMIT_NKINDS], window[SENDLIMIT_NKINDS];
 	int trip_kind;          /* -1: an add of n */
@@ -307,6 +314,8 @@ count_run(void *arg, void *ctx)
 		    j->window[k], j->trip_kind >= 0, j->err, sizeof(j->err));
 	}
 	dir_op_end(d);
+	/* Written (or failed): a read that starts from now on sees it. */
+	atomic_store(&j->tick, atomic_fetch_add(&j->srv->limit_clock, 1) + 1);
 }
 
 static void
@@ -315,6 +324,7 @@ count_done(void *arg)
 	struct count_job *j = arg;
 
 	j->srv->limit_jobs--;
+	TAILQ_REMOVE(&j->srv->limit_inflight, j, link);
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
 		if (j->trip_kind == k)
 			pending_add(j->srv, j->key, k, true, -1);
@@ -359,7 +369,29 @@ count_submit(struct smtp_server *srv, const char *key, int trip_kind,
 			pending_add(srv, key, k, false, (int)n[k]);
 	}
 	srv->limit_jobs++;
+	TAILQ_INSERT_TAIL(&srv->limit_inflight, j, link);
 	workers_submit(srv->dir_workers, count_run, count_done, j);
+}
+
+/*
+ * What this node counted for key's kind whose write the shared read (as
+ * of tick) cannot have seen: jobs not yet written, or written after the
+ * read began.  A write already in the read is not added again.
+ */
+static uint32_t
+inflight_get(struct smtp_server *srv, const char *key, int kind, uint64_t tick)
+{
+	uint64_t n = 0;
+	struct count_job *j;
+
+	TAILQ_FOREACH(j, &srv->limit_inflight, link) {
+		uint64_t t = atomic_load(&j->tick);
+
+		if (j->trip_kind < 0 && j->window[kind] != 0 &&
+		    (t == 0 || t > tick) && strcmp(j->key, key) == 0)
+			n += j->n[kind];
+	}
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
 /* ---- the alert -------------------------------------------------------- */
@@ -703,14 +735,14 @@ smtp_limit_rcpt(struct session *s,
 	    sh->c[1].count);
 	for (int k = 0; sh->is_set && k < SENDLIMIT_NKINDS; k++) {
 		struct sendlimit_count c = sh->c[k], mine;
-		size_t more = pending_get(s->srv, key, k == 0 ? 'm' : 'r');
+		uint32_t more = inflight_get(s->srv, key, k, sh->tick);
 
 		/* ... with what this node has not seen written yet. */
 		if (more > 0 || pending_get(s->srv, key, 't') > 0) {
 			if (sendlimit_get(s->srv->limits, key, k, now, &mine) &&
 			    c.end == 0)
 				c.end = mine.end;
-			c.count += (uint32_t)more;
+			c.count += more;
 			c.is_tripped = c.is_tripped || mine.is_tripped;
 		}
 		sendlimit_set(s->srv->limits, key, k, &c, now);
