@@ -51,6 +51,8 @@
 static const char *const kind_names[SENDLIMIT_NKINDS] = {
     "messages", "recipients"};
 
+static void limit_prune(struct smtp_server *, bool is_all);
+
 /* ---- persistence ------------------------------------------------------ */
 
 struct save_job {
@@ -159,6 +161,7 @@ smtp_limit_free(struct smtp_server *srv)
 	}
 	sendlimit_table_free(&srv->limits);
 	counter_free(&srv->limit_pending);
+	limit_prune(srv, true);
 }
 
 /* ---- limits ----------------------------------------------------------- */
@@ -282,7 +285,13 @@ struct limit_trip {
 struct count_job {
 	struct smtp_server *srv;     /* done only; the worker: limit_clock */
 	TAILQ_ENTRY(count_job) link; /* srv->limit_inflight (loop) */
-	_Atomic uint64_t tick;       /* set by the worker once written */
+	/* Set by the worker as each kind is written (each kind is its own
+	 * statement and commit: a read between two sees the first). */
+	_Atomic uint64_t tick[SENDLIMIT_NKINDS];
+	/* Done on the loop: kept a while (limit_prune), since a RCPT job
+	 * whose read began before the write may not have been checked. */
+	bool is_done;
+	time_t done_at;
 	char key[SENDLIMIT_KEY_MAX];
 	uint32_t n[SENDLIMIT_NKINDS], window[SENDLIMIT_NKINDS];
 	int trip_kind;          /* -1: an add of n */
@@ -312,19 +321,38 @@ count_run(void *arg, void *ctx)
 			continue;
 		j->r = d->ops->send_count_add(d, j->key, k, j->n[k],
 		    j->window[k], j->trip_kind >= 0, j->err, sizeof(j->err));
+		/* Written (or failed): a read from now on sees it. */
+		atomic_store(
+		    &j->tick[k], atomic_fetch_add(&j->srv->limit_clock, 1) + 1);
 	}
 	dir_op_end(d);
-	/* Written (or failed): a read that starts from now on sees it. */
-	atomic_store(&j->tick, atomic_fetch_add(&j->srv->limit_clock, 1) + 1);
+}
+
+/* Forgets done count jobs no read still running can have missed: a
+ * directory operation ends within directory_timeout. */
+static void
+limit_prune(struct smtp_server *srv, bool is_all)
+{
+	time_t now = time(NULL),
+	       keep = (time_t)(srv->cfg->directory_timeout_ms / 1000) + 2;
+	struct count_job *j, *next;
+
+	for (j = TAILQ_FIRST(&srv->limit_inflight); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, link);
+		if (is_all || (j->is_done && now - j->done_at > keep)) {
+			TAILQ_REMOVE(&srv->limit_inflight, j, link);
+			free(j);
+		}
+	}
 }
 
 static void
 count_done(void *arg)
 {
 	struct count_job *j = arg;
+	struct smtp_server *srv = j->srv;
 
 	j->srv->limit_jobs--;
-	TAILQ_REMOVE(&j->srv->limit_inflight, j, link);
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
 		if (j->trip_kind == k)
 			pending_add(j->srv, j->key, k, true, -1);
@@ -343,7 +371,9 @@ count_done(void *arg)
 		         "sender=%s kind=%s",
 		    j->trip.session, log_esc(j->key), kind_names[j->trip_kind]);
 	config_unref(&j->trip.cfg);
-	free(j);
+	j->is_done = true;
+	j->done_at = time(NULL);
+	limit_prune(srv, false);
 }
 
 static void
@@ -385,7 +415,7 @@ inflight_get(struct smtp_server *srv, const char *key, int kind, uint64_t tick)
 	struct count_job *j;
 
 	TAILQ_FOREACH(j, &srv->limit_inflight, link) {
-		uint64_t t = atomic_load(&j->tick);
+		uint64_t t = atomic_load(&j->tick[kind]);
 
 		if (j->trip_kind < 0 && j->window[kind] != 0 &&
 		    (t == 0 || t > tick) && strcmp(j->key, key) == 0)

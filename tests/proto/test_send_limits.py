@@ -131,7 +131,7 @@ def test_hold_mode(make_server, sinks, cert):
     js = wait_for(lambda: json.loads(s.ctl("queue", "list", "--json").stdout), what="held")
     assert len(js) == 1 and js[0]["held"] is True, js
     assert "result=held sender=alice@example.test" in s.log()
-    assert "action=hold" in s.log()
+    wait_for(lambda: "action=hold" in s.log(), what="trip logged")
     time.sleep(2)
     assert len(mx.messages) == 1
     wait_for(lambda: alerts(s), what="alert")
