@@ -184,8 +184,9 @@ struct dir_read_ops {
 	 * ("alice@example.org", "ip:ADDR"), kind a SENDLIMIT_* value, times
 	 * the backend's clock.  get: both kinds into out (end 0: none open).
 	 * add: n more in kind's window (a new one of window_s when none is
-	 * open); with is_trip, n 0, it marks the window tripped.  reset:
-	 * forgets key.  0, or -1 with err. */
+	 * open); with is_trip, n 0, it marks the window tripped and returns
+	 * 1 when this call did, 0 when it already was (another node tripped
+	 * it: one alert in all).  reset: forgets key.  0, or -1 with err. */
 	int (*send_count_get)(struct dir *, const char *key,
 	    struct dir_send_count out[2], char *err, size_t errlen);
 	int (*send_count_add)(struct dir *, const char *key, int kind,

@@ -67,8 +67,10 @@ void sendlimit_table_free(struct sendlimit_table **t);
  * An expired window is closed first.  true: within (nothing counted).
  * false: over; the sender is tripped for that kind, and *is_new_trip
  * says whether this check tripped it (the caller logs and alerts once).
- * No limit (lim->max 0) is always within.  A table that is full and
- * cannot forget an idle sender refuses nothing (within).
+ * No limit (lim->max 0) is always within.  A full table forgets idle
+ * senders, else (at most once a second) a batch of those whose windows
+ * end first, untripped before tripped; one that still has no room
+ * refuses nothing (within).
  */
 bool sendlimit_check(struct sendlimit_table *, const char *key,
     enum sendlimit_kind kind, const struct sendlimit_rate *lim, uint32_t add,
@@ -90,6 +92,28 @@ bool sendlimit_get(struct sendlimit_table *, const char *key,
  */
 void sendlimit_set(struct sendlimit_table *, const char *key,
     enum sendlimit_kind kind, const struct sendlimit_count *c, time_t now);
+/*
+ * Reservations (issue 15 part 4): an open transaction's remote RCPTs
+ * reserve n of kind, which sendlimit_check counts as sent, so parallel
+ * sessions of one sender share its cap; released at the transaction's
+ * end (and turned into sendlimit_add at its 250).  Not in the file.
+ * reserve: false when the table had no room (nothing reserved).
+ */
+bool sendlimit_reserve(struct sendlimit_table *, const char *key,
+    enum sendlimit_kind kind, uint32_t n, time_t now);
+void sendlimit_release(struct sendlimit_table *, const char *key,
+    enum sendlimit_kind kind, uint32_t n);
+uint32_t sendlimit_reserved(
+    struct sendlimit_table *, const char *key, enum sendlimit_kind kind);
+/*
+ * send_limit_action = hold: may a tripped key hold add more of kind?  At
+ * most lim->max more are held per window after the trip (true, and
+ * counted when is_commit), then false.  true when key is not tripped
+ * for kind.
+ */
+bool sendlimit_hold(struct sendlimit_table *, const char *key,
+    enum sendlimit_kind kind, const struct sendlimit_rate *lim, uint32_t add,
+    time_t now, bool is_commit);
 /* Forgets key (counts and trips); false when it was not held. */
 bool sendlimit_reset(struct sendlimit_table *, const char *key);
 /* Number of senders held. */
@@ -106,10 +130,11 @@ uint64_t sendlimit_generation(const struct sendlimit_table *);
 char *sendlimit_dump(const struct sendlimit_table *);
 /*
  * Reads what sendlimit_dump wrote (len bytes) into the table; bad lines
- * are skipped and counted in *bad_out.  Returns the lines loaded.
+ * (a window ending after now + SENDLIMIT_MAX_WINDOW among them) are
+ * skipped and counted in *bad_out.  Returns the lines loaded.
  */
-size_t sendlimit_load(
-    struct sendlimit_table *, const char *text, size_t len, size_t *bad_out);
+size_t sendlimit_load(struct sendlimit_table *, const char *text, size_t len,
+    time_t now, size_t *bad_out);
 
 /* The counters' file inside data_dir, and the most of it read. */
 #define SENDLIMIT_FILE "sendlimits"

@@ -38,6 +38,7 @@
 
 #include "addr.h"
 #include "config.h"
+#include "counter.h"
 #include "config_edit.h"
 #include "dir.h"
 #include "dkim.h"            /* issue 15 part 1 */
@@ -1011,10 +1012,13 @@ ctl_connect(const char *data_dir, char *err, size_t errlen)
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1 ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		int e = errno;
+
 		snprintf(err, errlen, "posternd is not running (%s: %s)",
-		    sun.sun_path, strerror(errno));
+		    sun.sun_path, strerror(e));
 		if (fd != -1)
 			close(fd);
+		errno = e; /* limit reset tells absent from other errors */
 		return -1;
 	}
 	return fd;
@@ -2771,6 +2775,79 @@ limit_name(const char *kind, const char *in, char *name, size_t len)
 	return die("%s", "want user or domain");
 }
 
+/*
+ * A limit set on a user or domain the daemon knows under another name
+ * would never apply (issue 15 part 4): a host alias resolves to its
+ * domain, and an unknown domain or user is refused.  name is rewritten
+ * to the canonical name; 0 or 1 (reported).
+ */
+static int
+limit_resolve(struct ctl *c, const char *kind, char *name, size_t len)
+{
+	char canon[ADDR_DOMAIN_MAX + 1], *at = strrchr(name, '@'), *hash = NULL;
+	const char *dom =
+	    at != NULL && strcmp(kind, "user") == 0 ? at + 1 : name;
+	int r;
+
+	r = dir_domain_resolve(
+	    c->dir, dom, canon, sizeof(canon), c->err, ERRLEN);
+	if (r == -1)
+		return die("%s", c->err);
+	if (r == 0)
+		return die(
+		    "%s: no such domain here (domain add it first)", dom);
+	if (strcmp(kind, "domain") == 0) {
+		snprintf(name, len, "%s", canon);
+		return 0;
+	}
+	*at = '\0';
+	r = dir_user_hash(c->dir, name, canon, &hash, c->err, ERRLEN);
+	free(hash);
+	if (r == -1)
+		return die("%s", c->err);
+	if (r == 0) {
+		*at = '@';
+		return die("%s: no such user (limits apply to users, not "
+		           "aliases)",
+		    name);
+	}
+	/* name is "local\0..." now: the canonical domain after it. */
+	*at = '@';
+	snprintf(at + 1, len - (size_t)(at + 1 - name), "%s", canon);
+	return 0;
+}
+
+/*
+ * A sender as posternd keys it (issue 15 part 4): "ip:ADDR" as
+ * counter_ip_key writes it (an IPv6 address as its network), "net:CIDR"
+ * (a relay_addresses entry) as it is, else a user's address.  0 or 1.
+ */
+static int
+limit_key_arg(struct ctl *c, const char *in, char *name, size_t len)
+{
+	char key[COUNTER_IP_KEY_MAX];
+	struct in6_addr a6;
+	struct in_addr a4;
+
+	if (strncmp(in, "net:", 4) == 0) {
+		snprintf(name, len, "%s", in);
+		return 0;
+	}
+	if (strncmp(in, "ip:", 3) != 0)
+		return limit_name("user", in, name, len);
+	if (inet_pton(AF_INET, in + 3, &a4) != 1 &&
+	    inet_pton(AF_INET6, in + 3, &a6) != 1) {
+		/* Not an address: a key as posternd shows it (an IPv6
+		 * network, 2001:db8:1:2::/64), taken as it is. */
+		snprintf(name, len, "%s", in);
+		return 0;
+	}
+	counter_ip_key(
+	    in + 3, (unsigned)c->cfg->ipv6_prefix_length, key, sizeof(key));
+	snprintf(name, len, "ip:%s", key);
+	return 0;
+}
+
 /* One rate option's value into n, w: N/W, 0 (no limit) or default. */
 static int
 limit_rate_arg(const char *v, int64_t *n, uint32_t *w)
@@ -2800,6 +2877,8 @@ c_limit_set(struct ctl *c, char **a)
 	if (c->dir->admin->send_limit_set == NULL)
 		return die("%s", "this directory backend keeps no limits");
 	if (limit_name(a[0], a[1], name, sizeof(name)) != 0)
+		return 1;
+	if (limit_resolve(c, a[0], name, sizeof(name)) != 0)
 		return 1;
 	if (dir_send_limit_get(c->dir, a[0], name, &l, c->err, ERRLEN) == -1)
 		return die("%s", c->err);
@@ -2925,7 +3004,7 @@ limit_counts(struct ctl *c, const char *key,
 	if ((text = file_read(path, SENDLIMIT_FILE_MAX, &len, NULL)) == NULL)
 		return;
 	t = sendlimit_table_new(10000000);
-	sendlimit_load(t, text, len, &bad);
+	sendlimit_load(t, text, len, time(NULL), &bad);
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
 		sendlimit_get(t, key, k, time(NULL), &cnt[k]);
 	sendlimit_table_free(&t);
@@ -2944,10 +3023,9 @@ c_limit_show(struct ctl *c, char **a)
 
 	eff[0] = c->cfg->send_limit_messages;
 	eff[1] = c->cfg->send_limit_recipients;
-	snprintf(name, sizeof(name), "%s", a[0]);
-	if (strncmp(a[0], "ip:", 3) != 0) {
-		if (limit_name("user", a[0], name, sizeof(name)) != 0)
-			return 1;
+	if (limit_key_arg(c, a[0], name, sizeof(name)) != 0)
+		return 1;
+	if (strncmp(name, "ip:", 3) != 0 && strncmp(name, "net:", 4) != 0) {
 		snprintf(dom, sizeof(dom), "%s", strrchr(name, '@') + 1);
 		/* Domain, then user: each kind from the nearest level. */
 		for (int lv = 0; lv < 2; lv++) {
@@ -3004,7 +3082,7 @@ limit_reset_file(struct ctl *c, const char *key)
 		return die("%s: %s", path, strerror(errno));
 	}
 	t = sendlimit_table_new(10000000);
-	sendlimit_load(t, text, len, &bad);
+	sendlimit_load(t, text, len, time(NULL), &bad);
 	free(text);
 	had = sendlimit_reset(t, key);
 	out = sendlimit_dump(t);
@@ -3024,17 +3102,20 @@ c_limit_reset(struct ctl *c, char **a)
 	char name[SENDLIMIT_KEY_MAX], line[SENDLIMIT_KEY_MAX + 16], reply[256];
 	int fd, had;
 
-	snprintf(name, sizeof(name), "%s", a[0]);
-	if (strncmp(a[0], "ip:", 3) != 0 &&
-	    limit_name("user", a[0], name, sizeof(name)) != 0)
+	if (limit_key_arg(c, a[0], name, sizeof(name)) != 0)
 		return 1;
 	/* Shared by the nodes (PostgreSQL): every node sees it at the
 	 * sender's next RCPT; this node's own table is reset below too. */
 	if (c->dir->ops->send_count_reset != NULL &&
 	    c->dir->ops->send_count_reset(c->dir, name, c->err, ERRLEN) == -1)
 		return die("%s", c->err);
-	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) == -1)
+	/* The file only when posternd is not running: edited under a
+	 * running posternd it would be written over (issue 15 part 4). */
+	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) == -1) {
+		if (errno != ENOENT && errno != ECONNREFUSED)
+			return die("%s", reply);
 		return limit_reset_file(c, name);
+	}
 	snprintf(line, sizeof(line), "limit reset %s\n", name);
 	if (ctl_request(fd, line, reply, sizeof(reply)) == -1 ||
 	    sscanf(reply, "ok %d", &had) != 1)

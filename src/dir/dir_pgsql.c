@@ -450,7 +450,8 @@ static const char *const stmt_sql[S_COUNT] = {
         "tripped = true, count = CASE WHEN c.window_end <= extract(epoch "
         "FROM now()) THEN 0 ELSE c.count END, window_end = CASE WHEN "
         "c.window_end <= extract(epoch FROM now()) THEN EXCLUDED.window_end "
-        "ELSE c.window_end END",
+        "ELSE c.window_end END WHERE NOT c.tripped OR c.window_end <= "
+        "extract(epoch FROM now()) RETURNING 1",
     [S_SEND_COUNT_RESET] = "DELETE FROM send_counts WHERE key = $1",
 };
 #define LOCK_CLEAN_EVERY 32
@@ -2319,14 +2320,14 @@ count_write(struct dir *d, enum stmt st, const char *const v[4], char *err,
 {
 	struct dir_pgsql *p = pg(d);
 	char ignored[64];
+	int rows;
 
 	if (p->is_txn)
-		return db_exec_v(d, st, v, NULL, NULL, err, errlen) < 0 ? -1
-		                                                        : 0;
+		return db_exec_v(d, st, v, NULL, NULL, err, errlen);
 	if (db_exec(
 	        d, S_LOCK_BEGIN, NULL, NULL, NULL, NULL, NULL, err, errlen) < 0)
 		return -1;
-	if (db_exec_v(d, st, v, NULL, NULL, err, errlen) < 0) {
+	if ((rows = db_exec_v(d, st, v, NULL, NULL, err, errlen)) < 0) {
 		if (p->conn != NULL &&
 		    db_exec(d, S_LOCK_COMMIT, NULL, NULL, NULL, NULL, NULL,
 		        ignored, sizeof(ignored)) < 0)
@@ -2336,7 +2337,7 @@ count_write(struct dir *d, enum stmt st, const char *const v[4], char *err,
 	return db_exec(d, S_LOCK_COMMIT, NULL, NULL, NULL, NULL, NULL, err,
 	           errlen) < 0
 	           ? -1
-	           : 0;
+	           : rows;
 }
 
 static int
@@ -2345,6 +2346,7 @@ p_send_count_add(struct dir *d, const char *key, int kind, uint32_t n,
 {
 	char k[8], nb[16], w[16];
 	const char *v[4] = {key, k, is_trip ? w : nb, is_trip ? NULL : w};
+	int r;
 
 	if (ready(pg(d), err, errlen) == -1)
 		return -1;
@@ -2353,8 +2355,12 @@ p_send_count_add(struct dir *d, const char *key, int kind, uint32_t n,
 	snprintf(k, sizeof(k), "%d", kind);
 	snprintf(nb, sizeof(nb), "%u", n);
 	snprintf(w, sizeof(w), "%u", window_s);
-	return count_write(
-	    d, is_trip ? S_SEND_COUNT_TRIP : S_SEND_COUNT_ADD, v, err, errlen);
+	/* A trip: 1 when this statement flipped the flag (RETURNING a row),
+	 * 0 when another node had (issue 15 part 4). */
+	if ((r = count_write(d, is_trip ? S_SEND_COUNT_TRIP : S_SEND_COUNT_ADD,
+	         v, err, errlen)) < 0)
+		return -1;
+	return is_trip && r > 0 ? 1 : 0;
 }
 
 static int
@@ -2366,7 +2372,7 @@ p_send_count_reset(struct dir *d, const char *key, char *err, size_t errlen)
 		return -1;
 	if (pg(d)->version < V_SEND_LIMITS)
 		return 0;
-	return count_write(d, S_SEND_COUNT_RESET, v, err, errlen);
+	return count_write(d, S_SEND_COUNT_RESET, v, err, errlen) < 0 ? -1 : 0;
 }
 
 static int

@@ -3,8 +3,9 @@
  * for outbound sending caps (issue 15 part 4; include/sendlimit.h).
  * Pure: no I/O, no clock, no config.  The table is a hash of chains with
  * at most max_keys entries; a full table forgets senders whose windows
- * all ended (a sweep at most once a second), so memory stays bounded
- * whatever the number of clients.
+ * all ended (a sweep at most once a second), then those whose windows
+ * end first (evict), so memory stays bounded whatever the number of
+ * clients and a new sender is still capped.
  */
 #include <ctype.h>
 #include <inttypes.h>
@@ -109,13 +110,17 @@ sendlimit_rate_format(const struct sendlimit_rate *r, char *out, size_t len)
 struct entry {
 	struct entry *next;
 	struct sendlimit_count c[SENDLIMIT_NKINDS];
+	/* Not written to the file: what open transactions reserved, and
+	 * what was held after the trip (both of the current window). */
+	uint32_t reserved[SENDLIMIT_NKINDS];
+	uint32_t held[SENDLIMIT_NKINDS];
 	char key[];
 };
 
 struct sendlimit_table {
 	struct entry **buckets;
 	size_t nbuckets, n, max;
-	time_t last_sweep;
+	time_t last_sweep, last_evict;
 	uint64_t generation;
 };
 
@@ -171,12 +176,15 @@ find(struct sendlimit_table *t, const char *key)
 
 /* A window that ended by now is closed (and its trip lifted). */
 static void
-expire(struct sendlimit_count *c, time_t now)
+expire(struct entry *e, int k, time_t now)
 {
+	struct sendlimit_count *c = &e->c[k];
+
 	if (c->end != 0 && now >= c->end) {
 		c->end = 0;
 		c->count = 0;
 		c->is_tripped = false;
+		e->held[k] = 0;
 	}
 }
 
@@ -184,8 +192,8 @@ static bool
 is_idle(struct entry *e, time_t now)
 {
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
-		expire(&e->c[k], now);
-		if (e->c[k].end != 0)
+		expire(e, k, now);
+		if (e->c[k].end != 0 || e->reserved[k] != 0)
 			return false;
 	}
 	return true;
@@ -212,6 +220,76 @@ sweep(struct sendlimit_table *t, time_t now)
 	}
 }
 
+/* The order entries are evicted in: the window that ends first, a
+ * tripped sender after every untripped one (its throttle would go). */
+static long long
+evict_rank(const struct entry *e)
+{
+	long long end = 0;
+	bool is_tripped = false;
+
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		if ((long long)e->c[k].end > end)
+			end = (long long)e->c[k].end;
+		is_tripped = is_tripped || e->c[k].is_tripped;
+	}
+	return end + (is_tripped ? 2 * (long long)SENDLIMIT_MAX_WINDOW : 0);
+}
+
+static bool
+is_reserved(const struct entry *e)
+{
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		if (e->reserved[k] != 0)
+			return true;
+	return false;
+}
+
+/*
+ * A full table with nobody idle: a batch of the entries whose windows
+ * end first goes (at most max / 16, at least one; none with an open
+ * transaction's reservation), at most once a second, so a new sender
+ * is still capped and a flood of new keys costs one scan a second.
+ */
+static void
+evict(struct sendlimit_table *t, time_t now)
+{
+	long long lo = 0, hi = 0, cut;
+	size_t batch = t->max / 16 ? t->max / 16 : 1, gone = 0;
+	bool any = false;
+
+	t->last_evict = now;
+	for (size_t i = 0; i < t->nbuckets; i++)
+		for (const struct entry *e = t->buckets[i]; e; e = e->next) {
+			long long r = evict_rank(e);
+
+			if (is_reserved(e))
+				continue;
+			lo = !any || r < lo ? r : lo;
+			hi = !any || r > hi ? r : hi;
+			any = true;
+		}
+	if (!any)
+		return;
+	cut = lo + (hi - lo) / 16;
+	for (size_t i = 0; i < t->nbuckets && gone < batch; i++) {
+		struct entry **ep = &t->buckets[i];
+
+		while (*ep != NULL && gone < batch) {
+			struct entry *e = *ep;
+
+			if (!is_reserved(e) && evict_rank(e) <= cut) {
+				*ep = e->next;
+				free(e);
+				t->n--;
+				gone++;
+			} else
+				ep = &e->next;
+		}
+	}
+	t->generation++;
+}
+
 /* key's entry, made when absent; NULL when the table is full. */
 static struct entry *
 get_entry(struct sendlimit_table *t, const char *key, time_t now)
@@ -223,6 +301,10 @@ get_entry(struct sendlimit_table *t, const char *key, time_t now)
 		return *ep;
 	if (t->n >= t->max && now != t->last_sweep) {
 		sweep(t, now);
+		ep = find(t, key);
+	}
+	if (t->n >= t->max && now != t->last_evict) {
+		evict(t, now);
 		ep = find(t, key);
 	}
 	if (t->n >= t->max)
@@ -254,8 +336,11 @@ sendlimit_check(struct sendlimit_table *t, const char *key,
 			return true;
 	}
 	c = &e->c[kind];
-	expire(c, now);
-	if (!c->is_tripped && (uint64_t)c->count + add <= lim->max)
+	expire(e, kind, now);
+	/* What open transactions reserved counts as sent (parallel
+	 * sessions of one sender share the cap). */
+	if (!c->is_tripped &&
+	    (uint64_t)c->count + e->reserved[kind] + add <= lim->max)
 		return true;
 	if (!c->is_tripped) {
 		c->is_tripped = true;
@@ -279,7 +364,7 @@ sendlimit_add(struct sendlimit_table *t, const char *key,
 	if (lim->max == 0 || n == 0 || (e = get_entry(t, key, now)) == NULL)
 		return;
 	c = &e->c[kind];
-	expire(c, now);
+	expire(e, kind, now);
 	if (c->end == 0)
 		c->end = now + (time_t)lim->window_s;
 	c->count = c->count + n < c->count ? UINT32_MAX : c->count + n;
@@ -295,8 +380,60 @@ sendlimit_get(struct sendlimit_table *t, const char *key,
 	memset(out, 0, sizeof(*out));
 	if (e == NULL)
 		return false;
-	expire(&e->c[kind], now);
+	expire(e, kind, now);
 	*out = e->c[kind];
+	return true;
+}
+
+bool
+sendlimit_reserve(struct sendlimit_table *t, const char *key,
+    enum sendlimit_kind kind, uint32_t n, time_t now)
+{
+	struct entry *e;
+
+	if (n == 0 || (e = get_entry(t, key, now)) == NULL)
+		return false;
+	e->reserved[kind] =
+	    e->reserved[kind] + n < n ? UINT32_MAX : e->reserved[kind] + n;
+	return true;
+}
+
+void
+sendlimit_release(struct sendlimit_table *t, const char *key,
+    enum sendlimit_kind kind, uint32_t n)
+{
+	struct entry *e = *find(t, key);
+
+	if (e != NULL)
+		e->reserved[kind] -=
+		    n < e->reserved[kind] ? n : e->reserved[kind];
+}
+
+uint32_t
+sendlimit_reserved(
+    struct sendlimit_table *t, const char *key, enum sendlimit_kind kind)
+{
+	struct entry *e = *find(t, key);
+
+	return e != NULL ? e->reserved[kind] : 0;
+}
+
+bool
+sendlimit_hold(struct sendlimit_table *t, const char *key,
+    enum sendlimit_kind kind, const struct sendlimit_rate *lim, uint32_t add,
+    time_t now, bool is_commit)
+{
+	struct entry *e = *find(t, key);
+
+	if (lim->max == 0 || e == NULL)
+		return true;
+	expire(e, kind, now);
+	if (!e->c[kind].is_tripped)
+		return true;
+	if ((uint64_t)e->held[kind] + add > lim->max)
+		return false;
+	if (is_commit)
+		e->held[kind] += add;
 	return true;
 }
 
@@ -313,7 +450,9 @@ sendlimit_set(struct sendlimit_table *t, const char *key,
 	if (memcmp(&e->c[kind], c, sizeof(*c)) != 0)
 		t->generation++;
 	e->c[kind] = *c;
-	expire(&e->c[kind], now);
+	if (!c->is_tripped)
+		e->held[kind] = 0; /* lifted (a reset on another node) */
+	expire(e, kind, now);
 }
 
 bool
@@ -387,7 +526,7 @@ sendlimit_dump(const struct sendlimit_table *t)
 
 /* One line (NUL-terminated, no LF) into t; -1 when it is bad. */
 static int
-load_line(struct sendlimit_table *t, char *line)
+load_line(struct sendlimit_table *t, char *line, time_t now)
 {
 	char *save = NULL, *f[6], *w;
 	int k, nf = 0;
@@ -406,7 +545,10 @@ load_line(struct sendlimit_table *t, char *line)
 	if (k == SENDLIMIT_NKINDS)
 		return -1;
 	end = strtoll(f[2], &endp, 10);
-	if (*endp != '\0' || end <= 0)
+	/* No window is longer than SENDLIMIT_MAX_WINDOW: a later end is a
+	 * corrupt (or forged) line that would throttle for ever. */
+	if (*endp != '\0' || end <= 0 ||
+	    end > (long long)now + (long long)SENDLIMIT_MAX_WINDOW)
 		return -1;
 	count = strtoul(f[3], &endp, 10);
 	if (*endp != '\0' || count > UINT32_MAX ||
@@ -422,8 +564,8 @@ load_line(struct sendlimit_table *t, char *line)
 }
 
 size_t
-sendlimit_load(
-    struct sendlimit_table *t, const char *text, size_t len, size_t *bad_out)
+sendlimit_load(struct sendlimit_table *t, const char *text, size_t len,
+    time_t now, size_t *bad_out)
 {
 	size_t loaded = 0, bad = 0;
 	const char *p = text, *end = text + len;
@@ -436,7 +578,7 @@ sendlimit_load(
 		if (n > 0 && n < sizeof(line)) {
 			memcpy(line, p, n); /* UNSAFE: n < sizeof(line) */
 			line[n] = '\0';
-			if (load_line(t, line) == 0)
+			if (load_line(t, line, now) == 0)
 				loaded++;
 			else
 				bad++;

@@ -13,9 +13,11 @@
  * that shares counters between nodes (PostgreSQL) is read there too, and
  * written by count jobs on the directory pool after each 250 and trip.
  */
+#include <sys/socket.h>
 #include <sys/stat.h>
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@
 
 #include <event2/event.h>
 
+#include "cidr.h"
 #include "delivery.h"
 #include "dir.h"
 #include "file.h"
@@ -39,11 +42,16 @@
 /* Senders held in memory at most: beyond, idle ones are forgotten and a
  * sender not held is not limited (sendlimit.h), never refused. */
 #define LIMIT_TABLE_MAX 100000
-/* Alerts in flight at most; a trip beyond them is logged only. */
+/* Alerts in flight at most, and sent per LIMIT_ALERT_WINDOW seconds at
+ * most; a trip beyond them is logged only (result=alert-skipped). */
 #define LIMIT_ALERTS_MAX 16
+#define LIMIT_ALERTS_PER_WINDOW 10
+#define LIMIT_ALERT_WINDOW 600
 
 static const char *const kind_names[SENDLIMIT_NKINDS] = {
     "messages", "recipients"};
+
+static void limit_prune(struct smtp_server *, bool is_all);
 
 /* ---- persistence ------------------------------------------------------ */
 
@@ -112,11 +120,12 @@ smtp_limit_start(struct smtp_server *srv)
 
 	srv->limits = sendlimit_table_new(LIMIT_TABLE_MAX);
 	srv->limit_pending = counter_new(1024);
+	TAILQ_INIT(&srv->limit_inflight);
 	snprintf(
 	    path, sizeof(path), "%s/%s", srv->cfg->data_dir, SENDLIMIT_FILE);
 	/* Start-up, before the loop: a blocking read is fine here. */
 	if ((text = file_read(path, SENDLIMIT_FILE_MAX, &len, NULL)) != NULL) {
-		n = sendlimit_load(srv->limits, text, len, &bad);
+		n = sendlimit_load(srv->limits, text, len, time(NULL), &bad);
 		free(text);
 		log_info("event=send_limit result=loaded senders=%zu lines=%zu "
 		         "bad=%zu",
@@ -152,6 +161,7 @@ smtp_limit_free(struct smtp_server *srv)
 	}
 	sendlimit_table_free(&srv->limits);
 	counter_free(&srv->limit_pending);
+	limit_prune(srv, true);
 }
 
 /* ---- limits ----------------------------------------------------------- */
@@ -173,13 +183,15 @@ limit_over(struct sendlimit_rate *out, const struct dir_send_limit *l)
 /* The counters the directory shares (PostgreSQL), when it does. */
 static int
 limit_shared_get(struct dir *d, const char *key, struct smtp_limit_shared *sh,
-    char *err, size_t errlen)
+    _Atomic uint64_t *clock, char *err, size_t errlen)
 {
 	struct dir_send_count c[SENDLIMIT_NKINDS];
 
 	sh->is_set = false;
 	if (d == NULL || d->ops->send_count_get == NULL)
 		return 0;
+	/* Before the read: a write that ticked by now is in it. */
+	sh->tick = clock != NULL ? atomic_load(clock) : 0;
 	dir_op_begin(d);
 	if (d->ops->send_count_get(d, key, c, err, errlen) == -1) {
 		dir_op_end(d);
@@ -196,7 +208,8 @@ limit_shared_get(struct dir *d, const char *key, struct smtp_limit_shared *sh,
 int
 smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
     const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
-    struct smtp_limit_shared *sh, char *err, size_t errlen)
+    struct smtp_limit_shared *sh, _Atomic uint64_t *clock, char *err,
+    size_t errlen)
 {
 	struct dir_send_limit l;
 	const char *at;
@@ -208,7 +221,7 @@ smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
 		/* relay clients: the system's */
 		if (out[0].max == 0 && out[1].max == 0)
 			return 0;
-		return limit_shared_get(d, key, sh, err, errlen);
+		return limit_shared_get(d, key, sh, clock, err, errlen);
 	}
 	/* User overrides domain overrides system, each kind alone. */
 	if ((at = strrchr(user, '@')) != NULL) {
@@ -224,7 +237,7 @@ smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
 		limit_over(out, &l);
 	if (out[0].max == 0 && out[1].max == 0)
 		return 0; /* no caps: nothing to count */
-	return limit_shared_get(d, key, sh, err, errlen);
+	return limit_shared_get(d, key, sh, clock, err, errlen);
 }
 
 /* ---- shared counters (PostgreSQL) ------------------------------------- */
@@ -260,14 +273,35 @@ pending_get(struct smtp_server *srv, const char *key, char tag)
 	return counter_get(srv->limit_pending, k);
 }
 
+/* The trip a node saw, logged and alerted only when the shared table
+ * says this node's trip flipped it (one in all nodes). */
+struct limit_trip {
+	struct config *cfg; /* its own reference */
+	char session[32], queue_id[32], ip[INET6_ADDRSTRLEN];
+	struct sendlimit_rate lim;
+	struct sendlimit_count c;
+};
+
 struct count_job {
-	struct smtp_server *srv; /* done only */
+	struct smtp_server *srv;     /* done only; the worker: limit_clock */
+	TAILQ_ENTRY(count_job) link; /* srv->limit_inflight (loop) */
+	/* Set by the worker as each kind is written (each kind is its own
+	 * statement and commit: a read between two sees the first). */
+	_Atomic uint64_t tick[SENDLIMIT_NKINDS];
+	/* Done on the loop: kept a while (limit_prune), since a RCPT job
+	 * whose read began before the write may not have been checked. */
+	bool is_done;
+	time_t done_at;
 	char key[SENDLIMIT_KEY_MAX];
 	uint32_t n[SENDLIMIT_NKINDS], window[SENDLIMIT_NKINDS];
-	int trip_kind; /* -1: an add of n */
+	int trip_kind;          /* -1: an add of n */
+	struct limit_trip trip; /* trip_kind >= 0 */
 	int r;
 	char err[256];
 };
+
+static void trip_report(struct smtp_server *, const char *key,
+    enum sendlimit_kind, const struct limit_trip *);
 
 /* Directory worker: the change on the shared table. */
 static void
@@ -287,14 +321,36 @@ count_run(void *arg, void *ctx)
 			continue;
 		j->r = d->ops->send_count_add(d, j->key, k, j->n[k],
 		    j->window[k], j->trip_kind >= 0, j->err, sizeof(j->err));
+		/* Written (or failed): a read from now on sees it. */
+		atomic_store(
+		    &j->tick[k], atomic_fetch_add(&j->srv->limit_clock, 1) + 1);
 	}
 	dir_op_end(d);
+}
+
+/* Forgets done count jobs no read still running can have missed: a
+ * directory operation ends within directory_timeout. */
+static void
+limit_prune(struct smtp_server *srv, bool is_all)
+{
+	time_t now = time(NULL),
+	       keep = (time_t)(srv->cfg->directory_timeout_ms / 1000) + 2;
+	struct count_job *j, *next;
+
+	for (j = TAILQ_FIRST(&srv->limit_inflight); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, link);
+		if (is_all || (j->is_done && now - j->done_at > keep)) {
+			TAILQ_REMOVE(&srv->limit_inflight, j, link);
+			free(j);
+		}
+	}
 }
 
 static void
 count_done(void *arg)
 {
 	struct count_job *j = arg;
+	struct smtp_server *srv = j->srv;
 
 	j->srv->limit_jobs--;
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
@@ -306,16 +362,32 @@ count_done(void *arg)
 		log_err("event=send_limit result=count-error sender=%s "
 		        "error=\"%s\"",
 		    log_esc(j->key), log_esc(j->err));
-	free(j);
+	/* A trip: reported by the node whose statement flipped it; on an
+	 * error too (better two alerts than none). */
+	if (j->trip_kind >= 0 && j->r != 0)
+		trip_report(j->srv, j->key, j->trip_kind, &j->trip);
+	else if (j->trip_kind >= 0)
+		log_info("session=%s event=send_limit result=trip-shared "
+		         "sender=%s kind=%s",
+		    j->trip.session, log_esc(j->key), kind_names[j->trip_kind]);
+	config_unref(&j->trip.cfg);
+	j->is_done = true;
+	j->done_at = time(NULL);
+	limit_prune(srv, false);
 }
 
 static void
 count_submit(struct smtp_server *srv, const char *key, int trip_kind,
-    const uint32_t n[SENDLIMIT_NKINDS], const struct sendlimit_rate *lim)
+    const uint32_t n[SENDLIMIT_NKINDS], const struct sendlimit_rate *lim,
+    const struct limit_trip *trip)
 {
 	struct count_job *j = xcalloc(1, sizeof(*j));
 
 	j->srv = srv;
+	if (trip != NULL) {
+		j->trip = *trip;
+		j->trip.cfg = config_ref(trip->cfg);
+	}
 	snprintf(j->key, sizeof(j->key), "%s", key);
 	j->trip_kind = trip_kind;
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
@@ -327,7 +399,29 @@ count_submit(struct smtp_server *srv, const char *key, int trip_kind,
 			pending_add(srv, key, k, false, (int)n[k]);
 	}
 	srv->limit_jobs++;
+	TAILQ_INSERT_TAIL(&srv->limit_inflight, j, link);
 	workers_submit(srv->dir_workers, count_run, count_done, j);
+}
+
+/*
+ * What this node counted for key's kind whose write the shared read (as
+ * of tick) cannot have seen: jobs not yet written, or written after the
+ * read began.  A write already in the read is not added again.
+ */
+static uint32_t
+inflight_get(struct smtp_server *srv, const char *key, int kind, uint64_t tick)
+{
+	uint64_t n = 0;
+	struct count_job *j;
+
+	TAILQ_FOREACH(j, &srv->limit_inflight, link) {
+		uint64_t t = atomic_load(&j->tick[kind]);
+
+		if (j->trip_kind < 0 && j->window[kind] != 0 &&
+		    (t == 0 || t > tick) && strcmp(j->key, key) == 0)
+			n += j->n[kind];
+	}
+	return n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
 }
 
 /* ---- the alert -------------------------------------------------------- */
@@ -468,24 +562,46 @@ alert_clean(char *dst, size_t len, const char *src)
 }
 
 static void
-alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
-    const struct sendlimit_rate *lim, const struct sendlimit_count *c)
+alert_send(struct smtp_server *srv, const char *key, enum sendlimit_kind kind,
+    const struct limit_trip *tr)
 {
-	struct smtp_server *srv = s->srv;
+	const struct config *cfg = tr->cfg;
+	const struct sendlimit_rate *lim = &tr->lim;
+	const struct sendlimit_count *c = &tr->c;
 	struct alert_job *j;
 	char who[SENDLIMIT_KEY_MAX], rate[SENDLIMIT_RATE_MAX], date[64],
 	    until[64];
 	struct tm tm;
 	time_t now = time(NULL), end = c->end;
-	const char *host = s->cfg->hostname;
+	const char *host = cfg->hostname;
 	int n;
+	size_t skipped;
 
-	if (srv->limit_alerts >= LIMIT_ALERTS_MAX) {
+	if (now - srv->limit_alert_start >= LIMIT_ALERT_WINDOW) {
+		if (srv->limit_alert_n >= LIMIT_ALERTS_PER_WINDOW &&
+		    srv->limit_alert_skipped > 0)
+			log_warn("event=send_limit result=alerts-skipped "
+			         "skipped=%zu reason=\"at most %d alerts per "
+			         "%ds\"",
+			    srv->limit_alert_skipped, LIMIT_ALERTS_PER_WINDOW,
+			    LIMIT_ALERT_WINDOW);
+		srv->limit_alert_start = now;
+		srv->limit_alert_n = 0;
+	}
+	if (srv->limit_alerts >= LIMIT_ALERTS_MAX ||
+	    srv->limit_alert_n >= LIMIT_ALERTS_PER_WINDOW) {
+		srv->limit_alert_skipped++;
 		log_warn("event=send_limit result=alert-skipped sender=%s "
-		         "reason=\"too many alerts in flight\"",
-		    log_esc(key));
+		         "skipped=%zu reason=\"%s\"",
+		    log_esc(key), srv->limit_alert_skipped,
+		    srv->limit_alerts >= LIMIT_ALERTS_MAX
+		        ? "too many alerts in flight"
+		        : "too many alerts in 10 minutes");
 		return;
 	}
+	srv->limit_alert_n++;
+	skipped = srv->limit_alert_skipped;
+	srv->limit_alert_skipped = 0;
 	alert_clean(who, sizeof(who), key);
 	sendlimit_rate_format(lim, rate, sizeof(rate));
 	gmtime_r(&now, &tm);
@@ -494,7 +610,7 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	strftime(until, sizeof(until), "%Y-%m-%d %H:%M:%S UTC", &tm);
 	j = xcalloc(1, sizeof(*j));
 	j->srv = srv;
-	j->cfg = config_ref(s->cfg);
+	j->cfg = config_ref(tr->cfg);
 	queue_new_id(j->qenv.id);
 	j->qenv.arrival = now;
 	j->qenv.from[0] = '\0'; /* the null sender: no loop, no bounce */
@@ -524,14 +640,18 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	    "password is known to a spammer.  Check the account, then lift\n"
 	    "the throttle with:\n"
 	    "\n"
-	    "  posternctl limit reset %s\n",
-	    host, j->qenv.id, date, host, s->cfg->send_limit_alert, who,
+	    "  posternctl limit reset %s\n"
+	    "\n"
+	    "Alerts skipped before this one (at most %d are sent per %d\n"
+	    "minutes; the log has every trip, result=tripped): %zu\n",
+	    host, j->qenv.id, date, host, cfg->send_limit_alert, who,
 	    kind_names[kind], rate, date, j->qenv.id, host, who, host,
-	    kind_names[kind], rate, c->count, s->ip,
-	    s->cfg->send_limit_action == SEND_LIMIT_HOLD
+	    kind_names[kind], rate, c->count, tr->ip,
+	    cfg->send_limit_action == SEND_LIMIT_HOLD
 	        ? "hold (its mail is held in the queue)"
 	        : "defer (its mail gets 451 4.7.1)",
-	    until, who);
+	    until, who, LIMIT_ALERTS_PER_WINDOW, LIMIT_ALERT_WINDOW / 60,
+	    skipped);
 	if (n < 0 || n >= 4096)
 		j->text[4095] = '\0'; /* cut; the key's room keeps it rare */
 	srv->limit_jobs++;
@@ -539,28 +659,100 @@ alert_send(struct session *s, const char *key, enum sendlimit_kind kind,
 	workers_submit(srv->dir_workers, alert_expand_run, alert_expanded, j);
 }
 
+/* The trip's one log line and alert. */
+static void
+trip_report(struct smtp_server *srv, const char *key, enum sendlimit_kind k,
+    const struct limit_trip *tr)
+{
+	char rate[SENDLIMIT_RATE_MAX];
+
+	log_warn("session=%s id=%s event=send_limit result=tripped "
+	         "sender=%s client=%s kind=%s limit=%s count=%u "
+	         "action=%s",
+	    tr->session, tr->queue_id, log_esc(key), tr->ip, kind_names[k],
+	    sendlimit_rate_format(&tr->lim, rate, sizeof(rate)), tr->c.count,
+	    tr->cfg->send_limit_action == SEND_LIMIT_HOLD ? "hold" : "defer");
+	alert_send(srv, key, k, tr);
+}
+
 /* ---- the session's hooks ---------------------------------------------- */
+
+/* An open transaction's share of the caps (issue 15 part 4). */
+static void
+limit_reserve(struct session *s, const char *key, const uint32_t *add)
+{
+	if (s->limit_res_key[0] == '\0')
+		snprintf(s->limit_res_key, sizeof(s->limit_res_key), "%s", key);
+	else if (strcmp(s->limit_res_key, key) != 0)
+		return; /* not within one transaction */
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		if (s->limit[k].max != 0 && add[k] != 0 &&
+		    sendlimit_reserve(
+		        s->srv->limits, key, k, add[k], time(NULL)))
+			s->limit_reserved[k] += add[k];
+}
+
+static void
+limit_release(struct session *s)
+{
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		if (s->limit_reserved[k] != 0 && s->srv->limits != NULL)
+			sendlimit_release(s->srv->limits, s->limit_res_key, k,
+			    s->limit_reserved[k]);
+		s->limit_reserved[k] = 0;
+	}
+	s->limit_res_key[0] = '\0';
+}
+
+bool
+smtp_limit_applies(struct session *s)
+{
+	return s->auth_user[0] != '\0' ||
+	       (s->cfg->relay_mode == RELAY_ADDRESSES &&
+	           cidr_match(&s->cfg->relay_addresses, s->ip));
+}
 
 const char *
 smtp_limit_key(struct session *s, char *buf, size_t len)
 {
-	if (s->auth_user[0] != '\0')
+	const struct cidr_list *l = &s->cfg->relay_addresses;
+
+	if (s->auth_user[0] != '\0') {
 		snprintf(buf, len, "%s", s->auth_user);
-	else
-		snprintf(buf, len, "ip:%s", s->ip_key);
+		return buf;
+	}
+	/* A relay client counts under the relay_addresses network it is
+	 * in, so hopping addresses within it does not multiply the cap; a
+	 * one-host entry as ip:ADDR (an IPv6 one by its prefix). */
+	for (size_t i = 0; i < l->n; i++) {
+		struct cidr_list one = {&l->v[i], 1};
+		unsigned host = l->v[i].family == AF_INET
+		                    ? 32
+		                    : (unsigned)s->cfg->ipv6_prefix_length;
+
+		if (!cidr_match(&one, s->ip))
+			continue;
+		if (l->v[i].prefix < host) {
+			snprintf(buf, len, "net:%s", l->v[i].text);
+			return buf;
+		}
+		break;
+	}
+	snprintf(buf, len, "ip:%s", s->ip_key);
 	return buf;
 }
 
 const char *
 smtp_limit_rcpt(struct session *s,
     const struct sendlimit_rate lim[SENDLIMIT_NKINDS],
-    const struct smtp_limit_shared *sh)
+    const struct smtp_limit_shared *sh, size_t nadd)
 {
 	char kb[SENDLIMIT_KEY_MAX];
 	const char *key = smtp_limit_key(s, kb, sizeof(kb));
 	time_t now = time(NULL);
+	/* This transaction's earlier RCPTs are reserved: only the new. */
 	const uint32_t add[SENDLIMIT_NKINDS] = {
-	    s->limit_rcpts == 0 ? 1 : 0, (uint32_t)s->limit_rcpts + 1};
+	    s->limit_rcpts == 0 ? 1 : 0, (uint32_t)nadd};
 	bool is_over = false;
 
 	s->limit[SENDLIMIT_MESSAGES] = lim[SENDLIMIT_MESSAGES];
@@ -573,22 +765,21 @@ smtp_limit_rcpt(struct session *s,
 	    sh->c[1].count);
 	for (int k = 0; sh->is_set && k < SENDLIMIT_NKINDS; k++) {
 		struct sendlimit_count c = sh->c[k], mine;
-		size_t more = pending_get(s->srv, key, k == 0 ? 'm' : 'r');
+		uint32_t more = inflight_get(s->srv, key, k, sh->tick);
 
 		/* ... with what this node has not seen written yet. */
 		if (more > 0 || pending_get(s->srv, key, 't') > 0) {
 			if (sendlimit_get(s->srv->limits, key, k, now, &mine) &&
 			    c.end == 0)
 				c.end = mine.end;
-			c.count += (uint32_t)more;
+			c.count += more;
 			c.is_tripped = c.is_tripped || mine.is_tripped;
 		}
 		sendlimit_set(s->srv->limits, key, k, &c, now);
 	}
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
 		bool is_new;
-		struct sendlimit_count c;
-		char rate[SENDLIMIT_RATE_MAX];
+		struct limit_trip tr;
 
 		/* Messages: only the transaction's first remote RCPT asks
 		 * (add 0 still sees a trip). */
@@ -598,30 +789,44 @@ smtp_limit_rcpt(struct session *s,
 		is_over = true;
 		if (!is_new)
 			continue;
-		sendlimit_get(s->srv->limits, key, k, now, &c);
-		log_warn("session=%s id=%s event=send_limit result=tripped "
-		         "sender=%s client=%s kind=%s limit=%s count=%u "
-		         "action=%s",
-		    s->id, s->queue_id, log_esc(key), s->ip, kind_names[k],
-		    sendlimit_rate_format(&lim[k], rate, sizeof(rate)), c.count,
-		    s->cfg->send_limit_action == SEND_LIMIT_HOLD ? "hold"
-		                                                 : "defer");
-		alert_send(s, key, k, &lim[k], &c);
+		memset(&tr, 0, sizeof(tr));
+		tr.cfg = s->cfg;
+		snprintf(tr.session, sizeof(tr.session), "%s", s->id);
+		snprintf(tr.queue_id, sizeof(tr.queue_id), "%s", s->queue_id);
+		snprintf(tr.ip, sizeof(tr.ip), "%s", s->ip);
+		tr.lim = lim[k];
+		sendlimit_get(s->srv->limits, key, k, now, &tr.c);
 		if (s->is_limit_shared) {
 			const uint32_t zero[SENDLIMIT_NKINDS] = {0, 0};
 
-			count_submit(s->srv, key, k, zero, lim);
-		}
+			/* Logged and alerted when the shared table says
+			 * this node tripped it (count_done). */
+			count_submit(s->srv, key, k, zero, lim, &tr);
+		} else
+			trip_report(s->srv, key, k, &tr);
 	}
 	if (!is_over) {
-		s->limit_rcpts++;
+		limit_reserve(s, key, add);
+		s->limit_rcpts += nadd;
 		return NULL;
 	}
 	if (s->cfg->send_limit_action == SEND_LIMIT_HOLD) {
-		/* Accepted into a held entry; not counted as sent. */
-		s->is_limit_hold = true;
-		s->limit_rcpts++;
-		return NULL;
+		bool is_room = true;
+
+		/* Accepted into a held entry, not counted as sent; after the
+		 * trip at most the cap again is held, then 451. */
+		for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+			is_room =
+			    is_room && sendlimit_hold(s->srv->limits, key, k,
+			                   &lim[k], add[k], now, false);
+		for (int k = 0; is_room && k < SENDLIMIT_NKINDS; k++)
+			sendlimit_hold(
+			    s->srv->limits, key, k, &lim[k], add[k], now, true);
+		if (is_room) {
+			s->is_limit_hold = true;
+			s->limit_rcpts += nadd;
+			return NULL;
+		}
 	}
 	snprintf(s->limit_reply, sizeof(s->limit_reply),
 	    "Sending limit reached for %s; try again later", key);
@@ -636,8 +841,12 @@ smtp_limit_sent(struct session *s, size_t nremote)
 {
 	char kb[SENDLIMIT_KEY_MAX];
 	const char *key;
-	size_t n = s->limit_rcpts < nremote ? s->limit_rcpts : nremote;
+	/* Every remote recipient of a capped transaction counts, alias
+	 * targets included (issue 15 part 4). */
+	size_t n = s->limit_rcpts > 0 ? nremote : 0;
 	time_t now = time(NULL);
+
+	limit_release(s); /* the reservation becomes the count */
 
 	if (n > 0 && s->is_limit_hold)
 		log_info("session=%s id=%s event=send_limit result=held "
@@ -654,13 +863,14 @@ smtp_limit_sent(struct session *s, size_t nremote)
 	if (s->is_limit_shared) {
 		const uint32_t add[SENDLIMIT_NKINDS] = {1, (uint32_t)n};
 
-		count_submit(s->srv, key, -1, add, s->limit);
+		count_submit(s->srv, key, -1, add, s->limit, NULL);
 	}
 }
 
 void
 smtp_limit_txn_reset(struct session *s)
 {
+	limit_release(s);
 	s->limit_rcpts = 0;
 	s->is_limit_hold = false;
 	s->is_limit_shared = false;

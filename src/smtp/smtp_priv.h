@@ -20,6 +20,8 @@
 #include "counter.h"
 #include "delivery.h"
 #include "queue_file.h"
+#include <stdatomic.h> /* issue 15 part 4 */
+
 #include "sendlimit.h" /* issue 15 part 4 */
 #include "smtp_data.h"
 #include "strlist.h"
@@ -76,6 +78,17 @@ struct smtp_server {
 	struct event *limit_timer;
 	uint64_t limit_saved_gen;
 	size_t limit_jobs, limit_alerts; /* alerts: of those jobs */
+	/* Alerts sent in the window from limit_alert_start, and skipped
+	 * since the last one sent (issue 15 part 4). */
+	time_t limit_alert_start;
+	size_t limit_alert_n, limit_alert_skipped;
+	/* Shared counts (PostgreSQL): count jobs in flight (loop only), and
+	 * the commit clock, the one field directory workers touch (atomic):
+	 * a job takes a tick after its write commits, a RCPT job reads it
+	 * before it reads the shared counts, so the loop adds only writes
+	 * the read cannot have seen. */
+	TAILQ_HEAD(, count_job) limit_inflight;
+	_Atomic uint64_t limit_clock;
 	bool is_limit_saving;
 };
 
@@ -156,6 +169,9 @@ struct session {
 	bool is_limit_hold;
 	bool is_limit_shared; /* the directory shares the counters */
 	char limit_reply[SENDLIMIT_KEY_MAX + 64];
+	/* What this transaction reserved in srv->limits, under which key. */
+	uint32_t limit_reserved[SENDLIMIT_NKINDS];
+	char limit_res_key[SENDLIMIT_KEY_MAX];
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */
@@ -243,16 +259,22 @@ struct dir;
  * RCPT job read them; is_set false: none (each node counts alone). */
 struct smtp_limit_shared {
 	bool is_set;
+	uint64_t tick; /* srv->limit_clock before the read */
 	struct sendlimit_count c[SENDLIMIT_NKINDS];
 };
 /* The sender s counts as, into buf (len SENDLIMIT_KEY_MAX); returns it. */
 const char *smtp_limit_key(struct session *, char *buf, size_t len);
 int smtp_limit_lookup(const struct config *, struct dir *, const char *key,
     const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
-    struct smtp_limit_shared *sh, char *err, size_t errlen);
+    struct smtp_limit_shared *sh, _Atomic uint64_t *clock, char *err,
+    size_t errlen);
+/* Is s's remote mail capped: an authenticated session, or a client in
+ * relay_addresses under relay = addresses (not inbound backup-MX mail). */
+bool smtp_limit_applies(struct session *);
+/* nadd: the remote recipients this RCPT adds (alias targets too). */
 const char *smtp_limit_rcpt(struct session *,
     const struct sendlimit_rate lim[SENDLIMIT_NKINDS],
-    const struct smtp_limit_shared *sh);
+    const struct smtp_limit_shared *sh, size_t nadd);
 void smtp_limit_sent(struct session *, size_t nremote);
 void smtp_limit_txn_reset(struct session *);
 int smtp_limit_control(

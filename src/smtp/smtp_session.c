@@ -93,6 +93,8 @@ struct rcpt_job {
 	struct smtp_limit_shared limit_shared;
 	char limit_key[SENDLIMIT_KEY_MAX];
 	char limit_err[256];
+	bool is_capped;                /* the session's remote mail is capped */
+	_Atomic uint64_t *limit_clock; /* srv's commit clock (atomic) */
 };
 
 static void msg_charge(struct session *);
@@ -123,8 +125,9 @@ smtp_free(struct core_session *cs)
 	free(s->headers);
 	strlist_clear(&s->auth_addresses);
 	free(s->line);
-	smtp_milter_free(s); /* milters (issue 15 part 2) */
-	smtp_dnsbl_free(s);  /* DNSBL (issue 15 part 3) */
+	smtp_milter_free(s);     /* milters (issue 15 part 2) */
+	smtp_dnsbl_free(s);      /* DNSBL (issue 15 part 3) */
+	smtp_limit_txn_reset(s); /* reservations released (issue 15 part 4) */
 }
 
 /* In a completion (s is dead): frees it now. */
@@ -691,11 +694,15 @@ rcpt_job_run(void *arg, void *ctx)
 	if (j->ans.dir_result == DIR_EXPAND_LOCAL &&
 	    j->ans.verdict.kind == VERDICT_ACCEPT)
 		rcpt_quota_check(j, ctx);
-	/* Sending caps (issue 15 part 4): the sender's rates. */
-	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL &&
+	/* Sending caps (issue 15 part 4): the sender's rates, for a capped
+	 * sender's remote recipient or alias with remote targets. */
+	if (j->is_capped &&
+	    (j->ans.dir_result == DIR_EXPAND_NONLOCAL ||
+	        (j->ans.dir_result == DIR_EXPAND_LOCAL &&
+	            j->ans.remote.n > 0)) &&
 	    j->ans.verdict.kind == VERDICT_ACCEPT &&
 	    smtp_limit_lookup(j->cfg, ctx, j->limit_key, j->auth_user,
-	        j->limits, &j->limit_shared, j->limit_err,
+	        j->limits, &j->limit_shared, j->limit_clock, j->limit_err,
 	        sizeof(j->limit_err)) == -1 &&
 	    j->limit_err[0] == '\0')
 		snprintf(j->limit_err, sizeof(j->limit_err), "directory error");
@@ -783,7 +790,10 @@ rcpt_limit_check(struct session *s, struct rcpt_job *j)
 		    "Temporary directory failure, try again later");
 		return false;
 	}
-	if ((why = smtp_limit_rcpt(s, j->limits, &j->limit_shared)) == NULL)
+	if ((why = smtp_limit_rcpt(s, j->limits, &j->limit_shared,
+	         j->ans.dir_result == DIR_EXPAND_NONLOCAL ? 1
+	                                                  : j->ans.remote.n)) ==
+	    NULL)
 		return true;
 	rcpt_log(s, j, "tempfail", "451", why, "send-limit");
 	rcpt_refuse(s, j, "451 4.7.1", why);
@@ -844,7 +854,8 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		rcpt_quota_refuse(s, j);
 		return;
 	}
-	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL && /* issue 15 part 4 */
+	if (j->is_capped && /* issue 15 part 4 */
+	    (j->ans.dir_result == DIR_EXPAND_NONLOCAL || j->ans.remote.n > 0) &&
 	    !rcpt_limit_check(s, j))
 		return;
 	smtp_milter_rcpt_mark(s); /* milters (issue 15 part 2) */
@@ -986,6 +997,8 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	snprintf(j->ip, sizeof(j->ip), "%s", s->ip);
 	snprintf(j->auth_user, sizeof(j->auth_user), "%s", s->auth_user);
 	smtp_limit_key(s, j->limit_key, sizeof(j->limit_key)); /* issue 15.4 */
+	j->is_capped = smtp_limit_applies(s);
+	j->limit_clock = &s->srv->limit_clock;
 	j->facts.ip = j->ip;
 	j->facts.listener = kind_names[s->kind]; /* static */
 	j->facts.is_tls = s->cs.is_tls;

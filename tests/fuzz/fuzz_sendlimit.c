@@ -49,12 +49,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		char *rest = malloc(size - head);
 
 		memcpy(rest, nl + 1, size - head - 1);
-		sendlimit_load(t, rest, size - head - 1, &bad);
+		sendlimit_load(t, rest, size - head - 1, 0, &bad);
 		free(rest);
 	}
 	d1 = sendlimit_dump(t);
 	u = sendlimit_table_new(8);
-	sendlimit_load(u, d1, strlen(d1), &bad);
+	sendlimit_load(u, d1, strlen(d1), 0, &bad);
 	d2 = sendlimit_dump(u);
 	if (bad != 0 || strlen(d1) != strlen(d2))
 		__builtin_trap();

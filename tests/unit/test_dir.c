@@ -2159,8 +2159,14 @@ test_pg_send_counts(void **state)
 	assert_true(
 	    c[0].end > time(NULL) + 3500 && c[0].end <= time(NULL) + 3601);
 	assert_false(c[0].is_tripped);
-	OK(n2->ops->send_count_add(
-	    n2, "alice@example.test", 0, 0, 3600, true, err, 256));
+	/* The trip that flips the flag says so (1); a second node's finds
+	 * it flipped (0): one alert in all (issue 15 part 4). */
+	assert_int_equal(n2->ops->send_count_add(n2, "alice@example.test", 0, 0,
+	                     3600, true, err, 256),
+	    1);
+	assert_int_equal(n1->ops->send_count_add(n1, "alice@example.test", 0, 0,
+	                     3600, true, err, 256),
+	    0);
 	OK(n1->ops->send_count_get(n1, "alice@example.test", c, err, 256));
 	assert_true(c[0].is_tripped);
 	assert_int_equal(c[0].count, 2);

@@ -161,31 +161,55 @@ test_kinds_keys_reset(void **state)
 	sendlimit_table_free(&t);
 }
 
-/* A full table forgets idle senders; when none is idle it refuses
- * nothing (never a refusal for want of room). */
+/* A full table forgets idle senders, else the one whose window ends
+ * first (untripped before tripped, never one with a reservation), so a
+ * new sender is still capped; at most one eviction a second. */
 static void
 test_full_table(void **state)
 {
 	struct sendlimit_table *t = sendlimit_table_new(3);
-	const struct sendlimit_rate lim = {1, 60};
-	char key[32];
+	const struct sendlimit_rate lim[3] = {{1, 60}, {1, 120}, {1, 180}};
+	struct sendlimit_count c;
 	bool trip;
 
 	(void)state;
-	for (int i = 0; i < 3; i++) {
-		snprintf(key, sizeof(key), "ip:192.0.2.%d", i);
-		sendlimit_add(t, key, SENDLIMIT_MESSAGES, &lim, 1, 100);
-	}
+	/* a ends at 160 but is tripped, b at 220, c at 280. */
+	sendlimit_add(t, "a", SENDLIMIT_MESSAGES, &lim[0], 1, 100);
+	assert_false(sendlimit_check(
+	    t, "a", SENDLIMIT_MESSAGES, &lim[0], 1, 100, &trip));
+	sendlimit_add(t, "b", SENDLIMIT_MESSAGES, &lim[1], 1, 100);
+	sendlimit_add(t, "c", SENDLIMIT_MESSAGES, &lim[2], 1, 100);
 	assert_int_equal(sendlimit_size(t), 3);
-	sendlimit_add(t, "ip:192.0.2.9", SENDLIMIT_MESSAGES, &lim, 1, 101);
-	assert_int_equal(sendlimit_size(t), 3); /* not held */
+	/* A new sender evicts b (untripped, ends first), is held, capped. */
+	sendlimit_add(t, "ip:192.0.2.9", SENDLIMIT_MESSAGES, &lim[0], 1, 101);
+	assert_int_equal(sendlimit_size(t), 3);
+	assert_false(sendlimit_get(t, "b", SENDLIMIT_MESSAGES, 101, &c));
+	assert_true(sendlimit_get(t, "a", SENDLIMIT_MESSAGES, 101, &c));
+	assert_true(c.is_tripped);
+	assert_false(sendlimit_check(
+	    t, "ip:192.0.2.9", SENDLIMIT_MESSAGES, &lim[0], 1, 101, &trip));
+	assert_true(trip);
+	/* Once a second: another new sender in the same second finds no
+	 * room and is not refused. */
 	assert_true(sendlimit_check(
-	    t, "ip:192.0.2.9", SENDLIMIT_MESSAGES, &lim, 1, 101, &trip));
-	assert_true(sendlimit_check(
-	    t, "ip:192.0.2.9", SENDLIMIT_MESSAGES, &lim, 2, 101, &trip));
-	/* The others' windows end at 160: room again. */
-	sendlimit_add(t, "ip:192.0.2.9", SENDLIMIT_MESSAGES, &lim, 1, 160);
-	assert_int_equal(sendlimit_size(t), 1);
+	    t, "d", SENDLIMIT_MESSAGES, &lim[0], 2, 101, &trip));
+	assert_false(sendlimit_get(t, "d", SENDLIMIT_MESSAGES, 101, &c));
+	/* c has a reservation and stays; a and ip:192.0.2.9 are both
+	 * tripped: a goes (its window ends first). */
+	assert_true(sendlimit_reserve(t, "c", SENDLIMIT_MESSAGES, 1, 102));
+	assert_true(sendlimit_reserve(t, "e", SENDLIMIT_MESSAGES, 1, 102));
+	assert_false(sendlimit_get(t, "a", SENDLIMIT_MESSAGES, 102, &c));
+	assert_true(sendlimit_get(t, "c", SENDLIMIT_MESSAGES, 102, &c));
+	assert_int_equal(sendlimit_reserved(t, "e", SENDLIMIT_MESSAGES), 1);
+	/* Reserved counts as sent; released, it does not. */
+	assert_false(sendlimit_check(
+	    t, "e", SENDLIMIT_MESSAGES, &lim[0], 1, 102, &trip));
+	sendlimit_release(t, "c", SENDLIMIT_MESSAGES, 1);
+	assert_int_equal(sendlimit_reserved(t, "c", SENDLIMIT_MESSAGES), 0);
+	/* Every window ended: room again (the sweep). */
+	sendlimit_add(t, "f", SENDLIMIT_MESSAGES, &lim[0], 1, 400);
+	assert_true(sendlimit_get(t, "f", SENDLIMIT_MESSAGES, 400, &c));
+	assert_int_equal(c.count, 1);
 	sendlimit_table_free(&t);
 }
 
@@ -198,8 +222,9 @@ test_dump_load(void **state)
 	    "x messages -5 1 0\n",            /* end */
 	    "x messages 100 1 2\n",           /* tripped */
 	    "x messages 100 99999999999 0\n", /* count */
-	    "x messages 100 1 0 extra\n",
-	    "x\tmessages 100 1 0\n",
+	    "x messages 100 1 0 extra\n", "x\tmessages 100 1 0\n",
+	    "x messages 31622501 1 1\n",    /* ends after now + 366d */
+	    "x messages 32503680000 0 1\n", /* the year 3000 */
 	};
 	struct sendlimit_table *t = sendlimit_table_new(10), *u;
 	const struct sendlimit_rate lim = {2, 3600};
@@ -215,7 +240,7 @@ test_dump_load(void **state)
 	sendlimit_add(t, "ip:192.0.2.7", SENDLIMIT_RECIPIENTS, &lim, 1, 70);
 	text = sendlimit_dump(t);
 	u = sendlimit_table_new(10);
-	assert_int_equal(sendlimit_load(u, text, strlen(text), &nbad), 2);
+	assert_int_equal(sendlimit_load(u, text, strlen(text), 100, &nbad), 2);
 	assert_int_equal(nbad, 0);
 	assert_true(
 	    sendlimit_get(u, "alice@example.org", SENDLIMIT_MESSAGES, 100, &c));
@@ -234,7 +259,8 @@ test_dump_load(void **state)
 	    u, "alice@example.org", SENDLIMIT_MESSAGES, &lim, 1, 3650, &trip));
 	free(text);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		size_t n = sendlimit_load(u, bad[i], strlen(bad[i]), &nbad);
+		size_t n =
+		    sendlimit_load(u, bad[i], strlen(bad[i]), 100, &nbad);
 
 		if (n != 0 || nbad != 1)
 			fail_msg("bad %zu: got %zu loaded %zu bad", i, n, nbad);
