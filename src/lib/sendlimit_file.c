@@ -26,9 +26,13 @@ sendlimit_file_write(
 	int fd, dfd, r = -1;
 
 	snprintf(path, sizeof(path), "%s/%s", data_dir, SENDLIMIT_FILE);
-	snprintf(tmp, sizeof(tmp), "%s/%s.tmp", data_dir, SENDLIMIT_FILE);
+	/* Per process, created new: posternd's save and posternctl's
+	 * reset (posternd starting) never write one file together. */
+	snprintf(tmp, sizeof(tmp), "%s/%s.tmp.%ld", data_dir, SENDLIMIT_FILE,
+	    (long)getpid());
+	(void)unlink(tmp); /* a crashed process of the same pid's */
 	fd = open(
-	    tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+	    tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd == -1) {
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
 		return -1;
@@ -42,6 +46,8 @@ sendlimit_file_write(
 		snprintf(err, errlen, "rename %s: %s", path, strerror(errno));
 		r = -1;
 	}
+	if (r == -1)
+		(void)unlink(tmp);
 	if (r == 0 &&
 	    (dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1) {
 		(void)fsync(dfd); /* the rename durable */

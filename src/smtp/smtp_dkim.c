@@ -27,6 +27,7 @@
 #include "cidr.h"
 #include "dkim.h"
 #include "log.h"
+#include "milter.h"
 #include "smtp_priv.h"
 #include "xmalloc.h"
 
@@ -66,8 +67,10 @@ smtp_dkim_new(struct session *s)
 		return NULL;
 	k = xcalloc(1, sizeof(*k));
 	k->cfg = config_ref(s->srv->cfg);
-	/* The header bound the message was accepted under. */
-	k->hdr_max = s->cfg->header_size_limit;
+	/* The header bound the message was accepted under, and what the
+	 * milters may have added to it (a message rspamd annotated must not
+	 * go out unsigned for want of room). */
+	k->hdr_max = s->cfg->header_size_limit + MILTER_ADDED_MAX;
 	if (s->auth_user[0] != '\0') {
 		k->is_auth = true;
 		k->is_exact = c->auth_sender_match != SENDER_MATCH_NO;

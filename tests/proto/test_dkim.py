@@ -262,6 +262,41 @@ def test_milter_changes_before_signing(make_server, sinks, tmp_path_factory):
         shutil.rmtree(base, ignore_errors=True)
 
 
+def test_milter_headers_past_header_size_limit(make_server, sinks):
+    """The header section was under header_size_limit at DATA; a milter's
+    additions (rspamd adds several) take it past: still signed, and the
+    signature covers them."""
+    import json
+    import shutil
+    base = tempfile.mkdtemp(prefix="postern-dkim-milter-")
+    os.chmod(base, 0o755)
+    sock = os.path.join(base, "m.sock")
+    script, log = os.path.join(base, "plan.json"), os.path.join(base, "log.jsonl")
+    with open(script, "w") as f:
+        json.dump({"mods": [["addheader", "X-Spam-Report", "x" * 900]]}, f)
+    here = os.path.dirname(os.path.abspath(__file__))
+    proc = subprocess.Popen(["/usr/bin/python3", os.path.join(here, "milter_script.py"),
+                             sock, script, log])
+    try:
+        wait_for(lambda: os.path.exists(sock), what="milter socket")
+        os.chmod(sock, 0o777)
+        mx = sinks("127.0.0.2")
+        s = keyed_server(make_server, ("rsa",),
+                         extra={"milters": "unix:" + sock, "milter_command_timeout": "5s",
+                                "milter_content_timeout": "5s",
+                                "header_size_limit": "1024"})
+        big = MSG.replace(b"Subject: signed", b"Subject: " + b"s" * 500)
+        submit(s, big)
+        data = relayed(mx)
+        assert len(header_block(data)) > 1024
+        assert py_verify(data, s.recs) == [True]
+        assert "event=dkim result=signed" in s.log()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(base, ignore_errors=True)
+
+
 def test_large_spooled_message(make_server, sinks):
     """A message big enough to be spooled to disk is signed over all of it."""
     mx = sinks("127.0.0.2")

@@ -358,17 +358,21 @@ def test_db_export_import_carries_caps(make_server, tmp_path):
 
 
 def test_save_error_is_logged(make_server, sinks, cert):
-    """data_dir/sendlimits cannot be written (its temporary name is a
-    directory): logged, the caps go on from memory."""
+    """data_dir/sendlimits cannot be written (data_dir made read-only for
+    the run user once posternd runs): logged, the caps go on from memory."""
     sinks("127.0.0.2")
-    s = make_server(dict(BASE, send_limit_messages="1/1h"), start=False)
-    os.makedirs(os.path.join(s.data, "sendlimits.tmp"))
-    s.start()
-    c = login(s, cert, "alice")
-    assert spam_until_refused(c, "alice") == 1
-    c.quit()
-    wait_for(lambda: "event=send_limit result=save-error" in s.log(), 5, "save error")
-    assert not os.path.exists(os.path.join(s.data, "sendlimits"))
+    s = make_server(dict(BASE, send_limit_messages="1/1h"))
+    mode = os.stat(s.data).st_mode & 0o7777
+    os.chmod(s.data, 0o555)
+    try:
+        c = login(s, cert, "alice")
+        assert spam_until_refused(c, "alice") == 1
+        c.quit()
+        wait_for(lambda: "event=send_limit result=save-error" in s.log(), 5, "save error")
+        assert not os.path.exists(os.path.join(s.data, "sendlimits"))
+        assert not [f for f in os.listdir(s.data) if f.startswith("sendlimits")]
+    finally:
+        os.chmod(s.data, mode)
 
 
 # ---- review-dc findings (issue 15 part 4) ----------------------------------
