@@ -156,6 +156,30 @@ mark_active(int fd, const char *sel)
 	return 0;
 }
 
+/*
+ * Whether any SELECTOR.active marker is in the domain's directory fd,
+ * readable key or not: a broken active key still means the domain signs
+ * (or should), so a new key must wait for dkim activate.
+ */
+static bool
+has_marker(int fd)
+{
+	DIR *d = fdopendir(dup(fd));
+	struct dirent *e;
+	bool has = false;
+
+	if (d == NULL)
+		return true; /* unknown: the careful answer */
+	rewinddir(d); /* the dup shares fd's offset: an earlier scan's end */
+	while (!has && (e = readdir(d)) != NULL) {
+		size_t l = strlen(e->d_name);
+
+		has = l > 7 && strcmp(e->d_name + l - 7, ".active") == 0;
+	}
+	closedir(d);
+	return has;
+}
+
 /* The active selectors of fd's domain with algorithm alg, into v. */
 static size_t
 active_of(int fd, const char *data_dir, const char *dom, enum dkim_alg alg,
@@ -167,6 +191,7 @@ active_of(int fd, const char *data_dir, const char *dom, enum dkim_alg alg,
 
 	if (d == NULL)
 		return 0;
+	rewinddir(d); /* the dup shares fd's offset: an earlier scan's end */
 	while ((e = readdir(d)) != NULL && n < max) {
 		size_t l = strlen(e->d_name);
 		char sel[DKIM_SELECTOR_MAX + 1];
@@ -243,7 +268,6 @@ int
 ctl_dkim_keygen(const char *data_dir, char **a)
 {
 	char dom[DKIM_DOMAIN_MAX + 1], sel[DKIM_SELECTOR_MAX + 1] = "";
-	char act[4][DKIM_SELECTOR_MAX + 1];
 	const char *type = "rsa";
 	unsigned long bits = 2048;
 	bool has_bits = false;
@@ -317,10 +341,7 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 		 * either type, waits for dkim activate, so a domain that
 		 * signs never signs with a key whose TXT is not published
 		 * (issue 15 part 1 review). */
-		bool is_first = active_of(fd, data_dir, dom, DKIM_RSA_SHA256,
-		                    act, 4) == 0 &&
-		                active_of(fd, data_dir, dom,
-		                    DKIM_ED25519_SHA256, act, 4) == 0;
+		bool is_first = !has_marker(fd);
 
 		if (is_first)
 			r = mark_active(fd, sel);

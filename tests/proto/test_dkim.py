@@ -698,6 +698,20 @@ def test_retired_key_stops_in_open_session(make_server, sinks):
     assert b"s=new;" in data and py_verify(data, recs) == [True]
 
 
+def test_keygen_waits_when_the_active_key_is_broken(make_server):
+    """The domain's only active key cannot be read (damaged): the domain
+    is still one that signs, so a new key waits for dkim activate."""
+    s = make_server(dict(BASE), start=False)
+    s.ctl("dkim", "keygen", "example.test", "--selector", "r1")
+    key = os.path.join(s.data, "dkim", "example.test", "r1.key")
+    with open(key, "w") as f:
+        f.write("not a key\n")
+    r = s.ctl("dkim", "keygen", "example.test", "--type", "ed25519", "--selector", "e1")
+    assert "not active" in r.stderr, r.stderr
+    assert not os.path.exists(os.path.join(s.data, "dkim", "example.test", "e1.active"))
+    assert os.path.exists(os.path.join(s.data, "dkim", "example.test", "r1.active"))
+
+
 def test_keygen_second_type_waits(make_server, sinks):
     """Adding an Ed25519 key to a domain that signs with RSA: the new key
     is inactive until dkim activate (its TXT is not published yet), and
