@@ -240,10 +240,20 @@ def test_two_nodes_share_counts(make_server, sinks, pg, cert):
     conf = dict(BASE, send_limit_messages="4/1h")
     a = make_server(conf, pg=pg)
     b = make_server(conf, pg=pg, db=a.dbname, populate=False)
+    sent = 0
     for node in (a, b):
         c = login(node, cert, "alice")
         for i in range(2):
             assert send(c, "alice@example.test", [f"n{i}@remote.example"])[0][0] == 250
+            sent += 1
+            # Each count is written by a worker after the 250; the next
+            # RCPT waits for it: a RCPT that reads the table just as a
+            # write commits may count that message twice for a moment
+            # (a known race, see the issue note), which is not what this
+            # test is about.
+            wait_for(lambda: f"count={sent}" in
+                     node.ctl("limit", "show", "alice@example.test").stdout,
+                     10, f"{sent} counted")
         c.quit()
     # Counted on the directory by a worker after each 250: wait for it.
     wait_for(lambda: "count=4" in a.ctl("limit", "show", "alice@example.test").stdout,
