@@ -119,6 +119,8 @@ smtp_limit_start(struct smtp_server *srv)
 	struct timeval tv = {1, 0};
 
 	srv->limits = sendlimit_table_new(LIMIT_TABLE_MAX);
+	for (int i = 0; i < SMTP_LIMIT_STRIPES; i++)
+		pthread_rwlock_init(&srv->limit_sync.lock[i], NULL);
 	srv->limit_pending = counter_new(1024);
 	TAILQ_INIT(&srv->limit_inflight);
 	snprintf(
@@ -162,6 +164,8 @@ smtp_limit_free(struct smtp_server *srv)
 	sendlimit_table_free(&srv->limits);
 	counter_free(&srv->limit_pending);
 	limit_prune(srv, true);
+	for (int i = 0; i < SMTP_LIMIT_STRIPES; i++)
+		pthread_rwlock_destroy(&srv->limit_sync.lock[i]);
 }
 
 /* ---- limits ----------------------------------------------------------- */
@@ -180,24 +184,43 @@ limit_over(struct sendlimit_rate *out, const struct dir_send_limit *l)
 	}
 }
 
+/* key's stripe of sync's locks. */
+static pthread_rwlock_t *
+limit_stripe(struct smtp_limit_sync *sync, const char *key)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (const unsigned char *p = (const unsigned char *)key; *p; p++)
+		h = (h ^ *p) * 16777619u;
+	return &sync->lock[h % SMTP_LIMIT_STRIPES];
+}
+
 /* The counters the directory shares (PostgreSQL), when it does. */
 static int
 limit_shared_get(struct dir *d, const char *key, struct smtp_limit_shared *sh,
-    _Atomic uint64_t *clock, char *err, size_t errlen)
+    struct smtp_limit_sync *sync, char *err, size_t errlen)
 {
 	struct dir_send_count c[SENDLIMIT_NKINDS];
+	pthread_rwlock_t *lk = sync != NULL ? limit_stripe(sync, key) : NULL;
+	int r;
 
 	sh->is_set = false;
 	if (d == NULL || d->ops->send_count_get == NULL)
 		return 0;
-	/* Before the read: a write that ticked by now is in it. */
-	sh->tick = clock != NULL ? atomic_load(clock) : 0;
+	/* The tick and the read under the stripe: a write that ticked by
+	 * now is in the read, and none commits until the read is done
+	 * (each of this node's writes is either in it with a tick at most
+	 * this one, or after it with a later tick). */
+	if (lk != NULL)
+		pthread_rwlock_rdlock(lk);
+	sh->tick = sync != NULL ? atomic_load(&sync->clock) : 0;
 	dir_op_begin(d);
-	if (d->ops->send_count_get(d, key, c, err, errlen) == -1) {
-		dir_op_end(d);
-		return -1;
-	}
+	r = d->ops->send_count_get(d, key, c, err, errlen);
 	dir_op_end(d);
+	if (lk != NULL)
+		pthread_rwlock_unlock(lk);
+	if (r == -1)
+		return -1;
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
 		sh->c[k] = (struct sendlimit_count){
 		    (time_t)c[k].end, c[k].count, c[k].is_tripped};
@@ -208,7 +231,7 @@ limit_shared_get(struct dir *d, const char *key, struct smtp_limit_shared *sh,
 int
 smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
     const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
-    struct smtp_limit_shared *sh, _Atomic uint64_t *clock, char *err,
+    struct smtp_limit_shared *sh, struct smtp_limit_sync *sync, char *err,
     size_t errlen)
 {
 	struct dir_send_limit l;
@@ -221,7 +244,7 @@ smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
 		/* relay clients: the system's */
 		if (out[0].max == 0 && out[1].max == 0)
 			return 0;
-		return limit_shared_get(d, key, sh, clock, err, errlen);
+		return limit_shared_get(d, key, sh, sync, err, errlen);
 	}
 	/* User overrides domain overrides system, each kind alone. */
 	if ((at = strrchr(user, '@')) != NULL) {
@@ -237,7 +260,7 @@ smtp_limit_lookup(const struct config *cfg, struct dir *d, const char *key,
 		limit_over(out, &l);
 	if (out[0].max == 0 && out[1].max == 0)
 		return 0; /* no caps: nothing to count */
-	return limit_shared_get(d, key, sh, clock, err, errlen);
+	return limit_shared_get(d, key, sh, sync, err, errlen);
 }
 
 /* ---- shared counters (PostgreSQL) ------------------------------------- */
@@ -283,7 +306,7 @@ struct limit_trip {
 };
 
 struct count_job {
-	struct smtp_server *srv;     /* done only; the worker: limit_clock */
+	struct smtp_server *srv;     /* done only; the worker: limit_sync */
 	TAILQ_ENTRY(count_job) link; /* srv->limit_inflight (loop) */
 	/* Set by the worker as each kind is written (each kind is its own
 	 * statement and commit: a read between two sees the first). */
@@ -309,6 +332,8 @@ count_run(void *arg, void *ctx)
 {
 	struct count_job *j = arg;
 	struct dir *d = ctx;
+	struct smtp_limit_sync *sync = &j->srv->limit_sync;
+	pthread_rwlock_t *lk = limit_stripe(sync, j->key);
 
 	j->r = 0;
 	if (d == NULL || d->ops->send_count_add == NULL)
@@ -319,11 +344,14 @@ count_run(void *arg, void *ctx)
 			continue;
 		if (j->trip_kind < 0 && (j->n[k] == 0 || j->window[k] == 0))
 			continue;
+		/* The write and its tick as one to a read (limit_sync). */
+		pthread_rwlock_wrlock(lk);
 		j->r = d->ops->send_count_add(d, j->key, k, j->n[k],
 		    j->window[k], j->trip_kind >= 0, j->err, sizeof(j->err));
 		/* Written (or failed): a read from now on sees it. */
 		atomic_store(
-		    &j->tick[k], atomic_fetch_add(&j->srv->limit_clock, 1) + 1);
+		    &j->tick[k], atomic_fetch_add(&sync->clock, 1) + 1);
+		pthread_rwlock_unlock(lk);
 	}
 	dir_op_end(d);
 }

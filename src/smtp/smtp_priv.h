@@ -7,6 +7,8 @@
 
 #include <netinet/in.h>
 
+#include <pthread.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
@@ -40,6 +42,22 @@ enum listener_kind { LK_SMTP, LK_SUBMISSION, LK_SUBMISSIONS };
 #define SMTP_SPOOL_MIN_CHUNK (64u * 1024)
 
 struct session;
+
+/*
+ * The shared counts' (PostgreSQL) commit clock and its locks, what
+ * directory workers touch of the server.  A count job takes a tick after
+ * each write commits; a RCPT job takes one with its read of the shared
+ * counts, so the loop adds to a read only the writes it cannot have seen.
+ * A write and its tick, and a tick and its read, are each under the
+ * key's stripe (write-locked by a write, read-locked by a read): else a
+ * read could see a write that had not taken its tick yet and add it
+ * once more.
+ */
+#define SMTP_LIMIT_STRIPES 64
+struct smtp_limit_sync {
+	_Atomic uint64_t clock;
+	pthread_rwlock_t lock[SMTP_LIMIT_STRIPES];
+};
 
 struct smtp_server {
 	struct event_base *base;
@@ -83,12 +101,10 @@ struct smtp_server {
 	time_t limit_alert_start;
 	size_t limit_alert_n, limit_alert_skipped;
 	/* Shared counts (PostgreSQL): count jobs in flight (loop only), and
-	 * the commit clock, the one field directory workers touch (atomic):
-	 * a job takes a tick after its write commits, a RCPT job reads it
-	 * before it reads the shared counts, so the loop adds only writes
-	 * the read cannot have seen. */
+	 * the commit clock and its locks, the fields directory workers
+	 * touch (struct smtp_limit_sync). */
 	TAILQ_HEAD(, count_job) limit_inflight;
-	_Atomic uint64_t limit_clock;
+	struct smtp_limit_sync limit_sync;
 	bool is_limit_saving;
 };
 
@@ -259,14 +275,14 @@ struct dir;
  * RCPT job read them; is_set false: none (each node counts alone). */
 struct smtp_limit_shared {
 	bool is_set;
-	uint64_t tick; /* srv->limit_clock before the read */
+	uint64_t tick; /* srv->limit_sync.clock at the read */
 	struct sendlimit_count c[SENDLIMIT_NKINDS];
 };
 /* The sender s counts as, into buf (len SENDLIMIT_KEY_MAX); returns it. */
 const char *smtp_limit_key(struct session *, char *buf, size_t len);
 int smtp_limit_lookup(const struct config *, struct dir *, const char *key,
     const char *user, struct sendlimit_rate out[SENDLIMIT_NKINDS],
-    struct smtp_limit_shared *sh, _Atomic uint64_t *clock, char *err,
+    struct smtp_limit_shared *sh, struct smtp_limit_sync *sync, char *err,
     size_t errlen);
 /* Is s's remote mail capped: an authenticated session, or a client in
  * relay_addresses under relay = addresses (not inbound backup-MX mail). */

@@ -94,7 +94,7 @@ struct rcpt_job {
 	char limit_key[SENDLIMIT_KEY_MAX];
 	char limit_err[256];
 	bool is_capped;                /* the session's remote mail is capped */
-	_Atomic uint64_t *limit_clock; /* srv's commit clock (atomic) */
+	struct smtp_limit_sync *limit_sync; /* srv's; its own locks */
 };
 
 static void msg_charge(struct session *);
@@ -702,7 +702,7 @@ rcpt_job_run(void *arg, void *ctx)
 	            j->ans.remote.n > 0)) &&
 	    j->ans.verdict.kind == VERDICT_ACCEPT &&
 	    smtp_limit_lookup(j->cfg, ctx, j->limit_key, j->auth_user,
-	        j->limits, &j->limit_shared, j->limit_clock, j->limit_err,
+	        j->limits, &j->limit_shared, j->limit_sync, j->limit_err,
 	        sizeof(j->limit_err)) == -1 &&
 	    j->limit_err[0] == '\0')
 		snprintf(j->limit_err, sizeof(j->limit_err), "directory error");
@@ -998,7 +998,7 @@ cmd_rcpt(struct session *s, struct smtp_cmd *c)
 	snprintf(j->auth_user, sizeof(j->auth_user), "%s", s->auth_user);
 	smtp_limit_key(s, j->limit_key, sizeof(j->limit_key)); /* issue 15.4 */
 	j->is_capped = smtp_limit_applies(s);
-	j->limit_clock = &s->srv->limit_clock;
+	j->limit_sync = &s->srv->limit_sync;
 	j->facts.ip = j->ip;
 	j->facts.listener = kind_names[s->kind]; /* static */
 	j->facts.is_tls = s->cs.is_tls;
