@@ -48,6 +48,9 @@ enum qrcpt_state { QRCPT_PENDING, QRCPT_SENT, QRCPT_FAILED, QRCPT_BOUNCING };
 struct qrcpt {
 	enum qrcpt_state state;
 	bool is_pinned; /* deliver only to relay_addresses (backup MX) */
+	/* A local mailbox ("local@domain", canonical) held with the message
+	 * (milter quarantine): delivered into its Maildir on release. */
+	bool is_local;
 	unsigned attempts;
 	time_t next;
 	char addr[QADDR_MAX];
@@ -67,6 +70,9 @@ struct qenv {
 	struct qrcpt *rcpts;
 };
 
+/* Is mb fit for a local recipient: "local@domain", no part empty or
+ * starting with a dot, no slash (it names a folder, maildir_path). */
+bool queue_mailbox_ok(const char *mb);
 /* Parses an .env file.  Returns 0, or -1 with a static reason. */
 int queue_env_parse(
     const char *text, size_t len, struct qenv *out, const char **why);

@@ -906,10 +906,11 @@ print_entry_json(const struct qenv *e, off_t size, time_t now, bool first)
 		json_str(e->rcpts[i].addr);
 		printf(
 		    ",\"state\":\"%s\",\"attempts\":%u,\"next_attempt\":%lld,"
-		    "\"pinned\":%s,\"last_error\":",
+		    "\"pinned\":%s,\"local\":%s,\"last_error\":",
 		    queue_state_name(e->rcpts[i].state), e->rcpts[i].attempts,
 		    (long long)e->rcpts[i].next,
-		    e->rcpts[i].is_pinned ? "true" : "false");
+		    e->rcpts[i].is_pinned ? "true" : "false",
+		    e->rcpts[i].is_local ? "true" : "false");
 		json_str(e->rcpts[i].error);
 		printf("}");
 	}

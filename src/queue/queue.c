@@ -125,6 +125,16 @@ struct attempt {
 	 * just to unlink them). */
 	bool remove_if_sent, has_env;
 	bool removed; /* set by the thread */
+	/* Local mailboxes held with a quarantined message (qrcpt.is_local):
+	 * expanded again on the directory pool (the user may be gone),
+	 * then stored in their Maildirs on the storage pool, not sent. */
+	bool is_local;
+	struct committer *committer; /* the storage pool's, copied */
+	struct workers *store;
+	struct strlist mailboxes;
+	char *text; /* the queue file, read by local_write_run */
+	char rp[QADDR_MAX + 32];
+	struct delivery dlv;
 };
 
 /* An entry write or removal: persist_run reads only snap and cfg; q and
@@ -1052,6 +1062,151 @@ send_dsn(struct queue *q, struct qentry *e, const size_t *idx,
 
 /* ---- attempts ---------------------------------------------------------- */
 
+static void attempt_done(void *arg);
+
+/* A local recipient's result before or instead of the write. */
+static void
+local_result(struct outbound_rcpt *r, enum outbound_result res,
+    const char *status, const char *reply)
+{
+	r->result = res;
+	snprintf(r->status, sizeof(r->status), "%s", status);
+	snprintf(r->reply, sizeof(r->reply), "%s", reply);
+}
+
+/* Directory pool: each held mailbox still a local user's? */
+static void
+local_expand_run(void *arg, void *ctx)
+{
+	struct attempt *a = arg;
+	struct dir *d = ctx;
+
+	snprintf(a->job.relay, sizeof(a->job.relay), "local");
+	for (size_t i = 0; i < a->job.nrcpt; i++) {
+		struct outbound_rcpt *r = &a->job.rcpts[i];
+		struct strlist users = {0}, remote = {0};
+		char err[256] = "";
+		struct addr to;
+		const char *why;
+		enum dir_expand_result x = DIR_EXPAND_TEMPFAIL;
+
+		if (addr_parse_mailbox(r->addr, &to, &why) == -1) {
+			local_result(r, OUT_BOUNCE, "5.1.3", why);
+			continue;
+		}
+		if (d != NULL)
+			x = dir_expand(d, &to, a->job.cfg->expansion_limit,
+			    &users, &remote, err, sizeof(err));
+		else
+			snprintf(err, sizeof(err), "no directory handle");
+		/* Its own mailbox, as at the quarantine: stored below.  The
+		 * user gone or turned into an alias since: a bounce (the
+		 * release is not a new message to new addresses). */
+		if (x == DIR_EXPAND_LOCAL && strlist_has(&users, r->addr)) {
+			struct store_quota sq;
+
+			/* Its maildirsize's limits as the directory has them
+			 * now, for the write's quota check (as at RCPT). */
+			(void)maildir_quota_check(a->job.cfg->data_dir, d,
+			    a->job.cfg, r->addr, &sq, err, sizeof(err));
+			strlist_add_unique(&a->mailboxes, r->addr);
+			local_result(r, OUT_SENT, "2.0.0", "250 2.0.0 delivered "
+			                                   "to its Maildir");
+		} else if (x == DIR_EXPAND_TEMPFAIL)
+			local_result(r, OUT_DEFER, "4.3.0",
+			    err[0] ? err : "directory error");
+		else
+			local_result(r, OUT_BOUNCE, "5.1.1",
+			    "550 5.1.1 no longer a local mailbox");
+		strlist_clear(&users);
+		strlist_clear(&remote);
+	}
+}
+
+/* Loop, from the committer (or posted by local_write_run on a read
+ * error): the copies are durable, or none is. */
+static void
+local_stored(void *arg)
+{
+	struct attempt *a = arg;
+	struct delivery *d = &a->dlv;
+	char why[QERR_MAX];
+
+	if (d->result != 0)
+		snprintf(why, sizeof(why), "%s%.300s",
+		    d->is_over_quota ? "452 4.2.2 mailbox full: " : "451 4.3.0 ",
+		    d->error);
+	for (size_t i = 0; d->result != 0 && i < a->job.nrcpt; i++)
+		if (a->job.rcpts[i].result == OUT_SENT)
+			local_result(&a->job.rcpts[i], OUT_DEFER,
+			    d->is_over_quota ? "4.2.2" : "4.3.0", why);
+	if (d->result == 0)
+		mailnotify_changed((const char *const *)a->mailboxes.v,
+		    a->mailboxes.n);
+	attempt_done(a);
+}
+
+/* Storage pool: the message, as the queue holds it, into the Maildirs
+ * with its Return-Path line (final delivery adds it, as at DATA). */
+static void
+local_write_run(void *arg, void *ctx)
+{
+	struct attempt *a = arg;
+	struct delivery *d = &a->dlv;
+	size_t len = 0, max = a->job.cfg->message_size_limit + (1u << 20);
+	const char *body;
+
+	(void)ctx;
+	/* The envelope (many recipients) and the message: both bounded,
+	 * the latter by what DATA and the milters may have made of it. */
+	if (max < a->job.cfg->message_size_limit ||
+	    max + a->job.body_offset < max)
+		max = SIZE_MAX;
+	else
+		max += a->job.body_offset;
+	a->text = file_read(a->job.msg_path, max, &len, NULL);
+	if (a->text == NULL || len < a->job.body_offset) {
+		d->result = -1;
+		snprintf(d->error, sizeof(d->error), "read %s.msg: %s",
+		    a->job.id,
+		    a->text == NULL ? strerror(errno) : "truncated");
+		workers_post(a->store, local_stored, a);
+		return;
+	}
+	body = a->text + a->job.body_offset;
+	len -= a->job.body_offset;
+	snprintf(a->rp, sizeof(a->rp), "Return-Path: <%s>\n", a->job.from);
+	d->mailboxes = &a->mailboxes;
+	d->iov[0].iov_base = a->rp;
+	d->iov[0].iov_len = strlen(a->rp);
+	/* UNSAFE: the iovec does not write; body is a->text's. */
+	d->iov[1].iov_base = (char *)body;
+	d->iov[1].iov_len = len;
+	d->iovcnt = 2;
+	d->src_fd = -1;
+	d->wsize = d->iov[0].iov_len + len + 1;
+	for (const char *p = body;
+	     (p = memchr(p, '\n', (size_t)(body + len - p))) != NULL; p++)
+		d->wsize++;
+	d->is_quota_checked = true;
+	d->done = local_stored;
+	d->done_arg = a;
+	delivery_run(a->committer, d);
+}
+
+/* Loop: expanded; the mailboxes left are written. */
+static void
+local_expanded(void *arg)
+{
+	struct attempt *a = arg;
+
+	if (a->mailboxes.n == 0) {
+		attempt_done(a);
+		return;
+	}
+	workers_submit(a->store, local_write_run, NULL, a);
+}
+
 static void
 attempt_run(void *arg, void *ctx)
 {
@@ -1135,7 +1290,8 @@ attempt_done(void *arg)
 		if (r->result == OUT_SENT) {
 			qr->state = QRCPT_SENT;
 			log_result(e, a, r, "sent", now);
-			stats_add(STAT_RELAYED, 1);
+			if (!a->is_local) /* delivery.c counts a local one */
+				stats_add(STAT_RELAYED, 1);
 			continue;
 		}
 		if (r->result == OUT_DEFER &&
@@ -1196,6 +1352,8 @@ attempt_done(void *arg)
 	}
 	free(a->job.rcpts);
 	config_unref(&a->job.cfg);
+	strlist_clear(&a->mailboxes);
+	free(a->text);
 	if (e->is_removed)
 		entry_unhold(q, e); /* deleted meanwhile: the files are gone */
 	else if (a->removed)
@@ -1235,8 +1393,10 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 		snprintf(a->job.id, sizeof(a->job.id), "%s", e->env.id);
 		snprintf(a->job.from, sizeof(a->job.from), "%s", e->env.from);
 		snprintf(a->job.domain, sizeof(a->job.domain), "%s", dom);
-		/* Pinned (backup-MX) recipients travel in their own job. */
+		/* Pinned (backup-MX) recipients travel in their own job, so
+		 * do local ones (a released quarantine). */
 		a->job.is_pinned = e->env.rcpts[i].is_pinned;
+		a->is_local = e->env.rcpts[i].is_local;
 		queue_path(a->job.msg_path, sizeof(a->job.msg_path),
 		    q->cfg->data_dir, "entries", e->env.id, ".msg");
 		a->job.body_offset = e->body_offset;
@@ -1248,6 +1408,7 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 
 			if (e->busy[k] || r->state != QRCPT_PENDING ||
 			    r->next > now || r->is_pinned != a->job.is_pinned ||
+			    r->is_local != a->is_local ||
 			    strcmp(rcpt_domain(r->addr), dom) != 0)
 				continue;
 			o = &a->job.rcpts[a->job.nrcpt++];
@@ -1256,12 +1417,19 @@ entry_schedule(struct queue *q, struct qentry *e, time_t now)
 			e->busy[k] = true;
 		}
 		a->has_env = e->has_env;
-		a->remove_if_sent =
-		    e->dsn_refs == 0 && a->job.nrcpt == entry_pending(e);
+		a->remove_if_sent = !a->is_local && e->dsn_refs == 0 &&
+		                    a->job.nrcpt == entry_pending(e);
 		e->active_jobs++;
 		q->active++;
 		counter_add(q->domains, dom, 1);
-		workers_submit(q->outbound, attempt_run, attempt_done, a);
+		if (a->is_local) {
+			a->committer = q->committer;
+			a->store = q->store;
+			workers_submit(
+			    q->workers, local_expand_run, local_expanded, a);
+		} else
+			workers_submit(
+			    q->outbound, attempt_run, attempt_done, a);
 	}
 }
 

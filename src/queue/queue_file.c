@@ -123,7 +123,10 @@ queue_env_format(const struct qenv *e, struct buf *out)
 
 		snprintf(line, sizeof(line), "rcpt\t%s\t%u\t%lld\t%s\t%s%s\n",
 		    state_names[r->state], r->attempts, (long long)r->next,
-		    r->addr, r->error, r->is_pinned ? "\tpin" : "");
+		    r->addr, r->error,
+		    r->is_pinned  ? "\tpin"
+		    : r->is_local ? "\tlocal"
+		                  : "");
 		if (put(out, line) == -1)
 			return -1;
 	}
@@ -158,6 +161,16 @@ parse_num(const char *s, long long *out)
 	return errno != 0 || *end != '\0' ? -1 : 0;
 }
 
+bool
+queue_mailbox_ok(const char *mb)
+{
+	const char *at = strrchr(mb, '@');
+
+	return at != NULL && at != mb && at[1] != '\0' && mb[0] != '.' &&
+	       at[1] != '.' && strchr(mb, '/') == NULL &&
+	       strchr(mb, '@') == at;
+}
+
 static int
 parse_rcpt(struct qenv *e, char **f, size_t n, const char **why)
 {
@@ -165,8 +178,9 @@ parse_rcpt(struct qenv *e, char **f, size_t n, const char **why)
 	long long attempts, next;
 	size_t s;
 
-	/* A seventh field holds flags; "pin" is the only one. */
-	if ((n != 6 && (n != 7 || strcmp(f[6], "pin") != 0)) ||
+	/* A seventh field holds a flag: "pin" or "local". */
+	if ((n != 6 && (n != 7 || (strcmp(f[6], "pin") != 0 &&
+	                              strcmp(f[6], "local") != 0))) ||
 	    parse_num(f[2], &attempts) == -1 || parse_num(f[3], &next) == -1 ||
 	    attempts > 1000000) {
 		*why = "bad rcpt line";
@@ -185,7 +199,15 @@ parse_rcpt(struct qenv *e, char **f, size_t n, const char **why)
 		return -1;
 	}
 	r.state = (enum qrcpt_state)s;
-	r.is_pinned = n == 7;
+	r.is_pinned = n == 7 && f[6][0] == 'p';
+	r.is_local = n == 7 && f[6][0] == 'l';
+	/* A mailbox names a folder under data_dir/mail (maildir_path):
+	 * "local@domain" with neither part empty, dotted first or holding
+	 * a slash. */
+	if (r.is_local && !queue_mailbox_ok(f[4])) {
+		*why = "bad local mailbox";
+		return -1;
+	}
 	r.attempts = (unsigned)attempts;
 	r.next = (time_t)next;
 	memcpy(r.addr, f[4], strlen(f[4]) + 1);

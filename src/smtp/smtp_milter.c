@@ -790,18 +790,14 @@ message_done(struct session *s, struct milter_job *j)
 /*
  * Quarantine (SMFIR_QUARANTINE): the message goes to the queue on hold
  * (`posternctl queue list` shows it, `queue release` or `delete`
- * decides), for every recipient: the local mailboxes too, as addresses,
- * since the queue holds nothing else.  Called as the delivery is built.
+ * decides), for every recipient: the local mailboxes too, as local
+ * recipients (qrcpt.is_local) the release stores in their Maildirs.
+ * Called as the delivery is built (data_deliver moves them).
  */
 bool
 smtp_milter_hold(struct session *s)
 {
-	if (!s->is_milter_hold)
-		return false;
-	for (size_t i = 0; i < s->mailboxes.n; i++)
-		strlist_add_unique(&s->remote, s->mailboxes.v[i]);
-	strlist_clear(&s->mailboxes);
-	return true;
+	return s->is_milter_hold;
 }
 
 /* Every milter job's completion, on the loop. */

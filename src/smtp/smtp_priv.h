@@ -221,8 +221,8 @@ bool smtp_milter_data(struct session *, smtp_milter_fn go);
  * left it), or end (the transaction ends: a reply was sent). */
 bool smtp_milter_eom(
     struct session *, smtp_milter_fn deliver, smtp_milter_fn end);
-/* At the delivery: a quarantined message moves its local mailboxes to
- * the queue's recipients; true: hold the queue entry. */
+/* At the delivery: true, a quarantined message: its queue entry is held
+ * and takes its local mailboxes too (data_deliver). */
 bool smtp_milter_hold(struct session *);
 void smtp_milter_job_done(void *arg);
 /* At the session's free: the connections closed on the pool. */

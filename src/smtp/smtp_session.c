@@ -1440,7 +1440,8 @@ delivery_done(void *arg)
 		         "size=%zu",
 		    s->id, s->queue_id, s->ip,
 		    s->auth_user[0] ? log_esc(s->auth_user) : "-",
-		    log_esc(from), to, s->nrcpt, s->mailboxes.n, s->remote.n,
+		    log_esc(from), to, s->nrcpt, s->mailboxes.n,
+		    d->qenv != NULL ? j->qenv.nrcpt : 0,
 		    s->data.size + s->data.lines);
 		log_postfix_accepted(s, from);
 		if (d->over[0] != '\0')
@@ -1593,7 +1594,7 @@ data_deliver(struct session *s)
 	d->done = delivery_done;
 	d->done_arg = j;
 	d->is_quota_checked = true;
-	if (s->remote.n > 0) {
+	if (s->remote.n > 0 || (is_hold && j->mailboxes.n > 0)) {
 		struct qenv *q = &j->qenv;
 
 		snprintf(q->id, sizeof(q->id), "%s", s->queue_id);
@@ -1604,6 +1605,14 @@ data_deliver(struct session *s)
 			q->rcpts[q->nrcpt - 1].is_pinned =
 			    strlist_has(&s->pinned, s->remote.v[i]);
 		}
+		/* Quarantined: the local mailboxes wait in the held entry
+		 * too, stored in their Maildirs if it is released. */
+		for (size_t i = 0; is_hold && i < j->mailboxes.n; i++) {
+			queue_env_add_rcpt(q, j->mailboxes.v[i], q->arrival);
+			q->rcpts[q->nrcpt - 1].is_local = true;
+		}
+		if (is_hold)
+			strlist_clear(&j->mailboxes);
 		d->qenv = q;
 		/* milter quarantine, or over a sending cap (issue 15 part 4) */
 		q->is_held = is_hold || s->is_limit_hold;

@@ -230,32 +230,92 @@ def test_reply_control_bytes_refused(make_server, hostile, text):
 
 # ---- quarantine ------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="documented: a release hands local "
-                   "recipients to outbound delivery (admin.md Quarantine); not fixed")
-def test_quarantine_release_reaches_local_mailbox(make_server, hostile):
-    """Quarantine moves the local mailboxes into the queue as addresses;
-    a release must still deliver to bob's Maildir."""
+def quarantine_milter(hostile, on=None):
+    """Quarantines every message, or while on["q"] is true."""
     def q(cmd, data, st):
-        if cmd == "E":
+        if cmd == "E" and (on is None or on["q"]):
             return [b"qsuspicious\0", b"c"]
         return None
-    m = hostile(q)
+    return hostile(q)
+
+
+def quarantine_one(s, rcpts):
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30) as c:
+        c.ehlo("x")
+        assert c.sendmail("alice@example.test", rcpts, MSG) == {}
+    js = wait_for(lambda: json.loads(s.ctl("queue", "list", "--json").stdout), what="queue")
+    assert len(js) == 1 and js[0]["held"] is True
+    return js[0]["id"]
+
+
+def test_quarantine_release_reaches_local_mailbox(make_server, hostile):
+    """Quarantine holds the local mailboxes in the queue entry, marked
+    local; nothing reaches a Maildir until the release, which stores the
+    message in each one (once), with its Return-Path, and empties the
+    queue -- also across a restart of the server while it is held."""
+    m = quarantine_milter(hostile)
     s = server_with(make_server, [m.spec()], queue_retry_min="1s")
+    qid = quarantine_one(s, ["bob@example.test", "carol@example.test"])
+    with open(os.path.join(s.data, "queue", "entries", qid + ".msg"), "rb") as f:
+        env = f.read().split(b"\n\n", 1)[0]
+    assert env.count(b"\tlocal") == 2, env
+    js = json.loads(s.ctl("queue", "list", "--json").stdout)
+    assert [r["local"] for r in js[0]["recipients"]] == [True, True]
+    time.sleep(1.5)
+    assert s.messages("bob") == [] and s.messages("carol") == []
+    # Held across a restart: the entry and its local marks are on disk.
+    s.stop()
+    s.start()
+    s.ctl("queue", "release", qid)
+    for user in ("bob", "carol"):
+        got = wait_for(lambda: s.messages(user), 20, f"{user}'s delivery after release")
+        assert len(got) == 1
+        assert got[0].startswith(b"Return-Path: <alice@example.test>\n"), got[0][:200]
+        assert b"line one\nline two\n" in got[0]
+    wait_for(lambda: json.loads(s.ctl("queue", "list", "--json").stdout) == [], 20, "queue empty")
+    assert "relay=local" in s.log()
+    time.sleep(1)
+    assert len(s.messages("bob")) == 1 and s.messages("alice") == []
+
+
+def test_quarantine_release_to_a_deleted_user_bounces(make_server, hostile):
+    """A user deleted while its mail was held is not written a Maildir
+    at the release: the recipient fails 5.1.1 and the sender (local
+    here) gets the DSN; the other recipient is still delivered."""
+    m = quarantine_milter(hostile)
+    s = server_with(make_server, [m.spec()], queue_retry_min="1s")
+    qid = quarantine_one(s, ["bob@example.test", "carol@example.test"])
+    s.ctl("user", "del", "carol@example.test")
+    s.ctl("queue", "release", qid)
+    wait_for(lambda: s.messages("bob"), 20, "bob's delivery")
+    dsn = wait_for(lambda: s.messages("alice"), 20, "the DSN to alice")
+    assert b"carol@example.test" in dsn[0] and b"5.1.1" in dsn[0]
+    assert not os.path.isdir(s.maildir("carol")), "a Maildir made for a deleted user"
+    wait_for(lambda: json.loads(s.ctl("queue", "list", "--json").stdout) == [], 20, "queue empty")
+
+
+def test_quarantine_release_over_quota_waits(make_server, hostile):
+    """A mailbox full at the release: the local recipient is deferred
+    (4.2.2, it stays in the queue, nothing written), not lost; once
+    there is room the next try stores it."""
+    on = {"q": False}
+    m = quarantine_milter(hostile, on)
+    s = server_with(make_server, [m.spec()], queue_retry_min="1s", queue_retry_max="2s")
     with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30) as c:
         c.ehlo("x")
         c.sendmail("alice@example.test", ["bob@example.test"], MSG)
-    js = wait_for(lambda: json.loads(s.ctl("queue", "list", "--json").stdout), what="queue")
-    assert js[0]["held"] is True
-    qid = js[0]["id"]
+    wait_for(lambda: s.messages("bob"), 20, "a first message (bob's Maildir)")
+    on["q"] = True
+    qid = quarantine_one(s, ["bob@example.test"])
+    s.ctl("user", "quota", "bob@example.test", "1", "100")
     s.ctl("queue", "release", qid)
-    try:
-        got = wait_for(lambda: s.messages("bob"), 20, "delivery after release")
-    except AssertionError:
-        time.sleep(20)
-        print(s.ctl("queue", "list", "--json").stdout)
-        print("\n".join(l for l in s.log().splitlines() if "debug" not in l)[-3000:])
-        raise
-    assert b"line one" in got[0]
+    wait_for(lambda: "4.2.2" in s.log(), 20, "the deferral")
+    js = json.loads(s.ctl("queue", "list", "--json").stdout)
+    assert len(js) == 1 and js[0]["held"] is False, js
+    assert len(s.messages("bob")) == 1
+    s.ctl("user", "quota", "bob@example.test", "none")
+    wait_for(lambda: len(s.messages("bob")) == 2, 30, "delivery once there is room")
+    wait_for(lambda: json.loads(s.ctl("queue", "list", "--json").stdout) == [], 20, "queue empty")
 
 
 # ---- modifications ---------------------------------------------------------

@@ -152,6 +152,50 @@ test_env_pin(void **state)
 	buf_release(&b);
 }
 
+/* A quarantined local mailbox: "local" in the seventh field, its address
+ * a folder name that cannot leave data_dir/mail. */
+static void
+test_env_local(void **state)
+{
+	static const char held[] =
+	    "postern-queue 1\nid\tABC\nfrom\ta@x.example\narrival\t1\n"
+	    "flags\theld,\n"
+	    "rcpt\tpending\t0\t5\tbob@example.test\t\tlocal\n"
+	    "rcpt\tpending\t0\t5\tc@remote.example\t\n";
+	static const char *const bad[] = {
+	    "../x@example.test", "bob@../example.test", "b/ob@example.test",
+	    "bob@ex/ample.test", ".bob@example.test", "bob@.example.test",
+	    "@example.test", "bob@", "bob", "a@b@c.example", "bob@example.test\tpin",
+	};
+	struct qenv e;
+	const char *why;
+	struct buf b;
+	char text[512];
+
+	(void)state;
+	assert_int_equal(queue_env_parse(held, strlen(held), &e, &why), 0);
+	assert_int_equal(e.nrcpt, 2);
+	assert_true(e.rcpts[0].is_local);
+	assert_false(e.rcpts[0].is_pinned);
+	assert_false(e.rcpts[1].is_local);
+	buf_init(&b, 1 << 20);
+	assert_int_equal(queue_env_format(&e, &b), 0);
+	assert_int_equal(b.len, strlen(held));
+	assert_memory_equal(b.data, held, b.len);
+	queue_env_clear(&e);
+	buf_release(&b);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(text, sizeof(text),
+		    "postern-queue 1\nid\tABC\nfrom\t\narrival\t1\n"
+		    "flags\theld,\nrcpt\tpending\t0\t5\t%s\t\tlocal\n",
+		    bad[i]);
+		assert_int_equal(
+		    queue_env_parse(text, strlen(text), &e, &why), -1);
+	}
+	assert_true(queue_mailbox_ok("bob@example.test"));
+	assert_true(queue_mailbox_ok("b.o.b@example.test"));
+}
+
 static void
 test_env_damage(void **state)
 {
@@ -604,6 +648,7 @@ run_queue_tests(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_env_round_trip),
 	    cmocka_unit_test(test_env_pin),
+	    cmocka_unit_test(test_env_local),
 	    cmocka_unit_test(test_env_bouncing),
 	    cmocka_unit_test(test_env_size),
 	    cmocka_unit_test(test_env_damage),
