@@ -315,7 +315,13 @@ struct milter_msg {
 	bool is_hdr_changed;
 	bool has_eoh; /* the message has the empty line ending its headers */
 	size_t nmods, added_bytes;
+	size_t repl_col; /* the replaced body's last line so far, octets */
 };
+
+/* The longest line a milter may write, CRLF not counted (RFC 5322 2.1.1,
+ * RFC 5321 4.5.3.1.6): a longer one would be refused by the next hop
+ * after the 250, so the modification fails the milter instead. */
+#define MILTER_LINE_MAX 998
 
 /*
  * Parses the header section out of the stored message: first the

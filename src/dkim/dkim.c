@@ -1001,8 +1001,22 @@ dkim_keys_load(const char *data_dir, char *err, size_t errlen)
 		return NULL;
 	}
 	nd = list_dir(dkfd, NULL, &doms);
-	for (size_t i = 0; i < nd && r == 0; i++)
+	for (size_t i = 0; i < nd && r == 0; i++) {
+		struct stat st;
+
+		/* A stray file (a README, an archive) is no domain: passed
+		 * over, not fatal to every reload.  A symbolic link stays an
+		 * error (open_dir): a domain's keys are not followed
+		 * elsewhere. */
+		if (fstatat(dkfd, doms[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
+			log_warn("event=dkim result=skipped file=\"%s/dkim/%s\" "
+			         "reason=\"not a directory\"",
+			    log_esc(data_dir), log_esc(doms[i]));
+			continue;
+		}
 		r = load_domain(ks, dkfd, doms[i], data_dir, err, errlen);
+	}
 	names_free(doms, nd);
 	close(dkfd);
 	if (r == -1)

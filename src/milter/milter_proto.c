@@ -216,13 +216,14 @@ hdr_name_ok(struct span s)
  * before an LF, no other control byte but TAB (nor DEL; 8-bit is UTF-8's,
  * RFC 6532), and no line after the first that is empty or only blanks
  * (some parsers end the header section there), but for one line end at
- * the very end (dropped when stored).  Line ends are normalized when it
+ * the very end (dropped when stored), and no line over MILTER_LINE_MAX
+ * (the first counted with "Name: ").  Line ends are normalized when it
  * is stored (issue 15 part 2 review).
  */
 static bool
-hdr_value_ok(struct span s)
+hdr_value_ok(struct span s, size_t name_len)
 {
-	size_t len = s.len;
+	size_t len = s.len, col = name_len + 2; /* "Name: " */
 
 	if (len >= 1 && s.p[len - 1] == '\n')
 		len -= len >= 2 && s.p[len - 2] == '\r' ? 2 : 1;
@@ -231,9 +232,14 @@ hdr_value_ok(struct span s)
 
 		if (c == '\r' && (i + 1 == len || s.p[i + 1] != '\n'))
 			return false;
+		if (c == '\r')
+			continue;
+		if (c != '\n' && ++col > MILTER_LINE_MAX)
+			return false; /* a line the next hop refuses */
 		if (c == '\n') {
 			size_t k = i + 1;
 
+			col = 0;
 			while (k < len && (s.p[k] == ' ' || s.p[k] == '\t'))
 				k++;
 			if (k == len || s.p[k] == '\r' || s.p[k] == '\n')
@@ -362,7 +368,8 @@ milter_reply_parse(
 		        rd_u32(&r, &out->index) == -1) ||
 		    rd_str(&r, &out->name) == -1 ||
 		    rd_str(&r, &out->value) == -1 || r.off != len ||
-		    !hdr_name_ok(out->name) || !hdr_value_ok(out->value)) {
+		    !hdr_name_ok(out->name) ||
+		    !hdr_value_ok(out->value, out->name.len)) {
 			*why = "bad header modification";
 			return -1;
 		}

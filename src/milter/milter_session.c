@@ -1101,9 +1101,19 @@ mod_body(struct milter_set *set, struct milter_msg *m, struct span b, int *fd,
 		*why = "cannot create the replaced body's file";
 		return -1;
 	}
-	for (size_t i = 0; i < b.len; i++)
-		if (b.p[i] != '\r')
-			out[o++] = b.p[i];
+	if (*len == 0)
+		m->repl_col = 0;
+	for (size_t i = 0; i < b.len; i++) {
+		if (b.p[i] == '\r')
+			continue;
+		m->repl_col = b.p[i] == '\n' ? 0 : m->repl_col + 1;
+		if (m->repl_col > MILTER_LINE_MAX) {
+			free(out);
+			*why = "replaced body has a line over 998 octets";
+			return -1;
+		}
+		out[o++] = b.p[i];
+	}
 	if (*len + o > set->conf.message_size_limit) {
 		*why = "replaced body over message_size_limit";
 		rc = -1;

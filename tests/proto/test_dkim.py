@@ -472,6 +472,28 @@ def test_key_file_rules_in_check(make_server):
     assert s.ctl("check").returncode == 0
 
 
+def test_stray_file_in_dkim_dir(make_server, sinks):
+    """A file in data_dir/dkim whose name could be a domain's (notes.txt)
+    is passed over with a warning: check passes, the server starts and
+    reloads and still signs; a symbolic link named as a domain is still
+    refused (its keys are not followed elsewhere)."""
+    mx = sinks("127.0.0.2")
+    s = make_server(dict(BASE), start=False)
+    s.ctl("dkim", "keygen", "example.test", "--type", "ed25519", "--selector", "k1")
+    dk = os.path.join(s.data, "dkim")
+    with open(os.path.join(dk, "notes.txt"), "w") as f:
+        f.write("rotate in March\n")
+    assert s.ctl("check").returncode == 0
+    s.start()
+    assert s.ctl("reload").returncode == 0
+    assert "reason=\"not a directory\"" in s.log()
+    submit(s, MSG)
+    assert b"DKIM-Signature:" in relayed(mx)
+    os.symlink(os.path.join(dk, "example.test"), os.path.join(dk, "other.example"))
+    r = s.ctl("check", check=False)
+    assert r.returncode == 1 and "other.example" in r.stdout + r.stderr
+
+
 def test_parallel_sessions_all_verify(make_server, sinks):
     """Messages signed at once on several storage workers with the shared
     key set: every one verifies."""

@@ -418,10 +418,16 @@ def test_config_rejects_bad_milter(make_server):
 
 @pytest.mark.parametrize("mods,extra,why", [
     ([["addheader", f"X-N{i}", "v"] for i in range(1001)], {}, "too many modifications"),
-    ([["addheader", f"X-Big{i}", "v" * 10000] for i in range(7)], {},
+    ([["addheader", f"X-Big{i}", "\r\n\t".join(["v" * 990] * 10)] for i in range(7)], {},
      "too much header text added"),
-    ([["replacebody", "y" * 3000 + "\r\n"], ["replacebody", "z" * 3000 + "\r\n"]],
+    ([["replacebody", ("y" * 900 + "\r\n") * 4], ["replacebody", ("z" * 900 + "\r\n") * 4]],
      {"message_size_limit": "4096"}, "replaced body over message_size_limit"),
+    # Lines the next hop would refuse after our 250 (RFC 5322 2.1.1).
+    ([["addheader", "X-Long", "v" * 1100]], {}, "bad header modification"),
+    ([["chgheader", "Subject", 1, "a\r\n\t" + "w" * 1000]], {}, "bad header modification"),
+    ([["replacebody", "x" * 2000 + "\r\n"]], {}, "replaced body has a line over 998 octets"),
+    ([["replacebody", "x" * 600], ["replacebody", "x" * 600 + "\r\n"]], {},
+     "replaced body has a line over 998 octets"),
 ])
 def test_modification_bounds(make_server, milters, mods, extra, why):
     m = milters({"mods": mods})
