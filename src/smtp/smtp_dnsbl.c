@@ -9,7 +9,12 @@
  * only, no lock) for their TTL.  A list that fails or does not answer
  * lists nobody (fail open, logged).  Sessions of the same client that
  * come while its job runs wait for that job (parked), and with
- * greet_pause the job starts at connect.
+ * greet_pause the job starts at connect.  With no DNS slot free
+ * (smtp_dns_lookups, the pool's threads, smtp_dns_lookups_per_ip per
+ * ip_key) a session waits in srv->dnsbl_queue, parked, for one within
+ * the same dnsbl_timeout; none by then: port 25 gets 421 4.3.2 (filling
+ * the DNS threads is no way past the lists), submission goes on
+ * unchecked.
  * Listed, dnsbl_action = reject: port 25 greets with 554 and answers 503
  * to everything but QUIT (RFC 5321 3.1), then closes; the submission
  * ports greet as usual and refuse MAIL without AUTH with the 554.
@@ -277,13 +282,42 @@ greet_refused(struct session *s)
 	bufferevent_enable(s->cs.bev, EV_READ | EV_WRITE);
 }
 
+/* Port 25, not checked (no DNS slot within dnsbl_timeout): a listed
+ * client must not get in by keeping the DNS threads busy, so 421, as
+ * Postfix's postscreen when overloaded; a real MTA comes back. */
+static void
+greet_busy(struct session *s)
+{
+	log_warn("session=%s event=reject client=%s cmd=CONNECT code=421 "
+	         "reason=\"DNSBL not checked: too many DNS lookups in "
+	         "progress\"",
+	    s->id, s->ip);
+	s->state = ST_CMD;
+	core_reply(&s->cs, "421 4.3.2 %s Service busy; try again later",
+	    s->cfg->hostname);
+	core_close(&s->cs);
+}
+
+/* True: port 25 refuses at the greeting (listed, or not checked). */
+static bool
+greet_refusal(struct session *s)
+{
+	if (s->kind != LK_SMTP)
+		return false;
+	if (s->is_dnsbl_busy)
+		greet_busy(s);
+	else if (s->dnsbl_refusal != NULL)
+		greet_refused(s);
+	else
+		return false;
+	return true;
+}
+
 /* After the answers: refuse at the greeting or go on (milters, 220). */
 static void
 go_on(struct session *s, smtp_milter_fn next)
 {
-	if (s->dnsbl_refusal != NULL && s->kind == LK_SMTP)
-		greet_refused(s);
-	else
+	if (!greet_refusal(s))
 		next(s);
 }
 
@@ -336,11 +370,14 @@ dnsbl_job_done(void *arg)
 	struct session *s = j->s, *w;
 	TAILQ_HEAD(, session) waiters = TAILQ_HEAD_INITIALIZER(waiters);
 
-	TAILQ_REMOVE(&s->srv->dnsbl_flights, s, dnsbl_link);
+	struct smtp_server *srv = s->srv;
+
+	TAILQ_REMOVE(&srv->dnsbl_flights, s, dnsbl_link);
 	/* s may be freed by its core_resume: its waiters first. */
 	TAILQ_CONCAT(&waiters, &s->dnsbl_waiters, dnsbl_link);
-	s->srv->dns_inflight--;
-	cache_answers(s->srv, j);
+	srv->dns_inflight--;
+	counter_add(srv->dns_ips, s->ip_key, -1);
+	cache_answers(srv, j);
 	finish(s, j);
 	while ((w = TAILQ_FIRST(&waiters)) != NULL) {
 		TAILQ_REMOVE(&waiters, w, dnsbl_link);
@@ -349,6 +386,7 @@ dnsbl_job_done(void *arg)
 	}
 	job_free(j);
 	core_resume(&s->cs);
+	smtp_dnsbl_kick(srv); /* its slot is free */
 }
 
 /* The session whose job asks about the same client under the same
@@ -366,14 +404,17 @@ flight_of(const struct session *s)
 
 /* Lookups may start: a thread of the DNS pool is free now (so the job
  * does not queue behind backup-MX lookups past its deadline), within
- * smtp_dns_lookups in flight. */
+ * smtp_dns_lookups in flight, and smtp_dns_lookups_per_ip for this
+ * client (its ip_key: an IPv6 /64 is one client). */
 static bool
 admit(struct session *s)
 {
 	struct smtp_server *srv = s->srv;
 
 	return srv->dns_inflight < srv->dns_threads &&
-	       srv->dns_inflight < s->cfg->smtp_dns_lookups;
+	       srv->dns_inflight < s->cfg->smtp_dns_lookups &&
+	       counter_get(srv->dns_ips, s->ip_key) <
+	           s->cfg->smtp_dns_lookups_per_ip;
 }
 
 /* Is this client never checked: dnsbl_allow, relay_addresses. */
@@ -397,6 +438,9 @@ job_new(struct session *s, size_t *asked_out)
 	j->s = s;
 	j->cfg = config_ref(s->cfg);
 	j->timeout_ms = s->cfg->dnsbl_timeout_ms;
+	/* After a wait for a slot: only what is left of the bound. */
+	if (s->dnsbl_until > now && s->dnsbl_until - now < j->timeout_ms)
+		j->timeout_ms = (unsigned)(s->dnsbl_until - now);
 	j->deadline_ms = now + j->timeout_ms;
 	*asked_out = 0;
 	for (size_t i = 0; i < s->cfg->dnsbl.n; i++) {
@@ -420,6 +464,8 @@ job_new(struct session *s, size_t *asked_out)
 	}
 	return j;
 }
+
+static void queue_tick(evutil_socket_t, short, void *);
 
 /* The check; next NULL: started at connect, during greet_pause, the
  * greeting comes later (smtp_dnsbl_connect).  True: a job runs, or (next
@@ -465,14 +511,32 @@ check(struct session *s, smtp_milter_fn next)
 		return true;
 	}
 	if (!admit(s)) {
-		log_warn("session=%s event=dnsbl result=error ip=%s "
-		         "error=\"too many DNS lookups in progress, not "
-		         "checked\"",
-		    s->id, s->ip);
+		/* No slot now: wait for one in the queue, at most until the
+		 * check's own deadline (smtp_dnsbl_kick, queue_tick). */
 		job_free(j);
-		return false;
+		if (!core_park(&s->cs))
+			return false;
+		if (s->dnsbl_until == 0)
+			s->dnsbl_until =
+			    clock_mono_ms() + s->cfg->dnsbl_timeout_ms;
+		s->is_dnsbl_queued = true;
+		TAILQ_INSERT_TAIL(&s->srv->dnsbl_queue, s, dnsbl_link);
+		s->dnsbl_next = next;
+		s->is_dnsbl_running = next == NULL;
+		if (s->srv->dnsbl_timer == NULL)
+			s->srv->dnsbl_timer = event_new(
+			    s->srv->base, -1, EV_PERSIST, queue_tick, s->srv);
+		if (!evtimer_pending(s->srv->dnsbl_timer, NULL)) {
+			struct timeval tv = {0, 100000};
+
+			evtimer_add(s->srv->dnsbl_timer, &tv);
+		}
+		log_debug("session=%s event=dnsbl result=queued ip=%s", s->id,
+		    s->ip);
+		return true;
 	}
 	s->srv->dns_inflight++;
+	counter_add(s->srv->dns_ips, s->ip_key, 1);
 	if (core_submit(&s->cs, s->srv->dns_workers, dnsbl_job_run,
 	        dnsbl_job_done, j)) {
 		TAILQ_INIT(&s->dnsbl_waiters);
@@ -482,8 +546,89 @@ check(struct session *s, smtp_milter_fn next)
 		return true;
 	}
 	s->srv->dns_inflight--;
+	counter_add(s->srv->dns_ips, s->ip_key, -1);
 	job_free(j);
 	return false;
+}
+
+/* s out of the queue, its wait over: with a slot (is_busy false) the
+ * check starts now, else it was not made. */
+static void
+unqueue(struct session *s, bool is_busy)
+{
+	smtp_milter_fn next = s->dnsbl_next;
+
+	TAILQ_REMOVE(&s->srv->dnsbl_queue, s, dnsbl_link);
+	s->is_dnsbl_queued = false;
+	s->is_dnsbl_running = false;
+	/* Gone or shut down meanwhile: core_resume ends it. */
+	if (!core_job_end(&s->cs) || s->cs.is_shutdown || s->cs.is_forced) {
+		core_resume(&s->cs);
+		return;
+	}
+	if (is_busy) {
+		log_warn("session=%s event=dnsbl result=error ip=%s "
+		         "error=\"too many DNS lookups in progress, not "
+		         "checked\"%s",
+		    s->id, s->ip,
+		    s->kind == LK_SMTP ? " action=tempfail" : "");
+		s->is_dnsbl_busy = true;
+	}
+	if (is_busy || !check(s, next)) {
+		/* Not checked, or answered from the cache at once. */
+		if (next != NULL)
+			go_on(s, next);
+		else
+			s->is_dnsbl_done = true; /* greet_pause still runs */
+	}
+	core_resume(&s->cs);
+}
+
+/* Every 100 ms while sessions wait: those past their deadline. */
+static void
+queue_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+	uint64_t now = clock_mono_ms();
+	struct session *s, *next;
+
+	(void)fd;
+	(void)what;
+	for (s = TAILQ_FIRST(&srv->dnsbl_queue); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, dnsbl_link);
+		if (now >= s->dnsbl_until)
+			unqueue(s, true);
+	}
+	smtp_dnsbl_kick(srv);
+}
+
+void
+smtp_dnsbl_kick(struct smtp_server *srv)
+{
+	struct session *s, *next;
+	uint64_t now = clock_mono_ms();
+
+	/* In arrival order, each that may have a slot (one client over
+	 * its own share does not hold back the others); one whose time is
+	 * up gets none, so no greeting waits past dnsbl_timeout. */
+	for (s = TAILQ_FIRST(&srv->dnsbl_queue);
+	     s != NULL && srv->dns_inflight < srv->dns_threads; s = next) {
+		next = TAILQ_NEXT(s, dnsbl_link);
+		if (now >= s->dnsbl_until)
+			unqueue(s, true);
+		else if (admit(s))
+			unqueue(s, false);
+	}
+	if (TAILQ_EMPTY(&srv->dnsbl_queue) && srv->dnsbl_timer != NULL)
+		evtimer_del(srv->dnsbl_timer);
+}
+
+void
+smtp_dnsbl_server_free(struct smtp_server *srv)
+{
+	if (srv->dnsbl_timer != NULL)
+		event_free(srv->dnsbl_timer);
+	srv->dnsbl_timer = NULL;
 }
 
 void
@@ -500,13 +645,8 @@ smtp_dnsbl_connect(struct session *s, smtp_milter_fn next)
 		s->dnsbl_next = next;
 		return true;
 	}
-	if (s->is_dnsbl_done) {
-		if (s->dnsbl_refusal != NULL && s->kind == LK_SMTP) {
-			greet_refused(s);
-			return true;
-		}
-		return false;
-	}
+	if (s->is_dnsbl_done)
+		return greet_refusal(s);
 	return check(s, next);
 }
 

@@ -88,6 +88,11 @@ struct smtp_server {
 	struct dnsbl_cache *dnsbl_cache;
 	size_t dns_threads;
 	TAILQ_HEAD(, session) dnsbl_flights; /* sessions whose job runs */
+	/* Sessions waiting for a DNS slot for their check (parked), in
+	 * arrival order, each until its dnsbl_until; the timer looks at
+	 * them every 100 ms while there are any (issue 15 part 3). */
+	TAILQ_HEAD(, session) dnsbl_queue;
+	struct event *dnsbl_timer;
 	/* Sending caps (issue 15 part 4, smtp_limit.c): the counters, the
 	 * save timer, the generation last saved, jobs (save, alerts) in
 	 * flight. */
@@ -172,9 +177,15 @@ struct session {
 	 * running check ends. */
 	bool is_dnsbl_running, is_dnsbl_done;
 	void (*dnsbl_next)(struct session *);
+	/* Waiting in srv->dnsbl_queue: until when (monotonic ms, the
+	 * check's own deadline); busy: no slot came by then, the check
+	 * could not be made (port 25: 421 at the greeting). */
+	uint64_t dnsbl_until;
+	bool is_dnsbl_queued, is_dnsbl_busy;
 	/* A session whose job is in flight is in srv->dnsbl_flights, and
 	 * the sessions of the same client that wait for that job (parked:
-	 * core_park) are in its dnsbl_waiters, by dnsbl_link. */
+	 * core_park) are in its dnsbl_waiters, by dnsbl_link; or it waits
+	 * in srv->dnsbl_queue (is_dnsbl_queued), by the same link. */
 	TAILQ_ENTRY(session) dnsbl_link;
 	TAILQ_HEAD(, session) dnsbl_waiters;
 	/* Sending caps (issue 15 part 4): remote RCPTs counted in this
@@ -259,6 +270,10 @@ void smtp_dnsbl_early(struct session *);
  * the submission ports, anything but MAIL before AUTH. */
 bool smtp_dnsbl_refused(struct session *, int verb);
 void smtp_dnsbl_free(struct session *);
+/* A DNS slot may have come free: checks waiting for one start. */
+void smtp_dnsbl_kick(struct smtp_server *);
+/* At the server's free: the queue's timer. */
+void smtp_dnsbl_server_free(struct smtp_server *);
 
 /*
  * smtp_limit.c (issue 15 part 4): sending caps.  start/free: the counters

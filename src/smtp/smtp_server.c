@@ -142,6 +142,7 @@ smtp_server_new(
 	}
 	srv->cfg = srv->core->cfg;
 	TAILQ_INIT(&srv->dnsbl_flights); /* issue 15 part 3 */
+	TAILQ_INIT(&srv->dnsbl_queue);
 	return srv;
 }
 
@@ -200,6 +201,7 @@ smtp_server_free(struct smtp_server **sp)
 	smtp_limit_free(srv);         /* issue 15 part 4: the counters saved */
 	counter_free(&srv->dns_ips);
 	dnsbl_cache_free(&srv->dnsbl_cache); /* issue 15 part 3 */
+	smtp_dnsbl_server_free(srv);
 	bufpool_clear(&srv->msgbufs);
 	free(srv);
 	*sp = NULL;

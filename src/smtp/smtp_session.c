@@ -913,6 +913,7 @@ rcpt_dns_done(void *arg)
 	counter_add(srv->dns_ips, j->s->ip_key, -1);
 	srv->dns_inflight--;
 	rcpt_finish(j);
+	smtp_dnsbl_kick(srv); /* a DNSBL check may wait for the slot */
 }
 
 /*

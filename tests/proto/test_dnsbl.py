@@ -41,6 +41,7 @@ RECORDS = {
     f"15.0.0.127.{BL}": ("127.0.0.2", "with the hole"),
     f"25.0.0.127.{ZEN}": ("127.0.0.2", "burst"),
     f"26.0.0.127.{ZEN}": ("127.0.0.2", "implicit tls"),
+    f"19.0.0.127.{ZEN}": ("127.0.0.2", "queued"),
 }
 V6_NAME = ".".join("1" + "0" * 31) + "." + ZEN  # ::1 reversed (RFC 5782 2.4)
 RECORDS[V6_NAME] = ("127.0.0.2", "v6 listed")
@@ -330,22 +331,60 @@ def test_ipv6_client_nibble_name(make_server, zones):
     assert zones.queries(V6_NAME) == 1
 
 
-def test_lookups_in_flight_are_bounded(make_server, zones, hole):
-    """smtp_dns_lookups in flight in total: beyond, a client is greeted
-    at once, not checked (logged)."""
-    s = server_for(make_server, zones, dnsbl=HOLE, dnsbl_timeout="3s",
-                   smtp_dns_lookups="1")
+def hold_the_slot(s, source="127.0.0.18"):
+    """A session whose lookup (the hole) holds the one DNS slot."""
     first = Raw.__new__(Raw)
     first.sock = socket.create_connection(("127.0.0.1", s.ports["smtp"]), timeout=20,
-                                          source_address=("127.0.0.18", 0))
+                                          source_address=(source, 0))
     first.buf = b""
-    wait_for(lambda: "event=connect client=127.0.0.18" in s.log(), what="first session")
-    time.sleep(0.3)  # its lookup (the hole) holds the one slot
+    wait_for(lambda: f"event=connect client={source}" in s.log(), what="first session")
+    time.sleep(0.3)
+    return first
+
+
+def test_lookups_in_flight_are_bounded_a_client_waits(make_server, zones, hole):
+    """smtp_dns_lookups in flight in total: beyond, a client waits for a
+    slot (within its dnsbl_timeout), then is checked like any other --
+    filling the DNS threads is no way past the lists."""
+    s = server_for(make_server, zones, dnsbl=f"{HOLE}, {ZEN}", dnsbl_timeout="4s",
+                   smtp_dns_lookups="1")
+    first = hold_the_slot(s)
     t = time.time()
     r = connect(s, "127.0.0.19")
-    assert r.greeting.startswith("220 ") and time.time() - t < 2
+    took = time.time() - t
+    assert r.greeting == ("554 5.7.1 Service unavailable; client [127.0.0.19] blocked "
+                          f"using {ZEN}; queued"), r.greeting
+    assert took < 4.5, f"greeted after {took:.1f}s, dnsbl_timeout 4s"
+    assert "event=dnsbl result=queued ip=127.0.0.19" in s.log()
+    assert "not checked" not in s.log()
     r.close()
-    assert "too many DNS lookups in progress, not checked" in s.log()
+    assert first.reply().startswith("220 ")
+    first.close()
+
+
+def test_no_slot_within_timeout_is_421_on_port_25(make_server, zones, hole):
+    """No DNS slot comes within dnsbl_timeout: port 25 says 421 4.3.2 (a
+    real MTA comes back; a listed one does not get in unchecked), the
+    submission port greets (its listed clients may log in anyway), and
+    the session holding the slot is not disturbed."""
+    s = server_for(make_server, zones, dnsbl=HOLE, dnsbl_timeout="6s",
+                   smtp_dns_lookups="1")
+    first = hold_the_slot(s)
+    # New sessions wait 1 s at most; the first keeps its 6 s job.
+    s.extra["dnsbl_timeout"] = "1s"
+    s.write_conf()
+    s.ctl("reload")
+    t = time.time()
+    r = connect(s, "127.0.0.19")
+    assert r.greeting.startswith("421 4.3.2 "), r.greeting
+    assert r.closed()
+    assert 0.8 < time.time() - t < 3
+    sub = connect(s, "127.0.0.27", kind="submission")
+    assert sub.greeting.startswith("220 "), sub.greeting
+    sub.close()
+    log = s.log()
+    assert "ip=127.0.0.19 error=\"too many DNS lookups in progress, not checked\" action=tempfail" in log
+    assert "ip=127.0.0.27 error=\"too many DNS lookups in progress, not checked\"" in log
     assert first.reply().startswith("220 ")
     first.close()
 
