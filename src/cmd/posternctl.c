@@ -67,12 +67,12 @@ struct ctl {
 	char err[ERRLEN];
 };
 
-static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static int usage_error(const char *name);
 static void print_user_long(void *arg, const struct dir_user_info *u);
 
-static int
-die(const char *fmt, ...)
+/* Says "posternctl: ..." on stderr; returns 1 (posternctl_dkim.h). */
+int
+ctl_die(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -125,7 +125,7 @@ static int
 domain_arg(const char *in, char *out)
 {
 	if (addr_domain_normalize(in, out, ADDR_DOMAIN_MAX + 1) == -1)
-		return die("bad domain name: %s", in), -1;
+		return ctl_die("bad domain name: %s", in), -1;
 	return 0;
 }
 
@@ -160,12 +160,12 @@ read_password(char *pw, size_t len)
 		again[strcspn(again, "\r\n")] = '\0';
 		if (strcmp(pw, again) != 0) {
 			explicit_bzero(again, sizeof(again));
-			return die("%s", "passwords do not match"), -1;
+			return ctl_die("%s", "passwords do not match"), -1;
 		}
 		explicit_bzero(again, sizeof(again));
 	}
 	if (pw[0] == '\0')
-		return die("%s", "empty password"), -1;
+		return ctl_die("%s", "empty password"), -1;
 	return 0;
 }
 
@@ -180,7 +180,7 @@ hash_from_input(char *hash, size_t hlen)
 	r = passwd_hash(pw, hash, hlen);
 	explicit_bzero(pw, sizeof(pw));
 	if (r == -1)
-		return die("%s", "password hashing failed"), -1;
+		return ctl_die("%s", "password hashing failed"), -1;
 	return 0;
 }
 
@@ -190,7 +190,7 @@ static int
 result(struct ctl *c, int r)
 {
 	if (r < 0)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	return 0;
 }
 
@@ -318,13 +318,14 @@ admin_name_arg(const char *in, char *out, size_t len)
 	size_t n = strlen(in);
 
 	if (n >= len || n > DIR_ADMIN_NAME_MAX)
-		return die("bad admin name: too long (at most %d)",
+		return ctl_die("bad admin name: too long (at most %d)",
 		           DIR_ADMIN_NAME_MAX),
 		       -1;
 	for (size_t i = 0; i <= n; i++)
 		out[i] = (char)tolower((unsigned char)in[i]);
 	if (!dir_admin_name_ok(out))
-		return die("bad admin name: %s (1 to %d of a-z 0-9 . _ @ -)",
+		return ctl_die(
+		           "bad admin name: %s (1 to %d of a-z 0-9 . _ @ -)",
 		           in, DIR_ADMIN_NAME_MAX),
 		       -1;
 	return 0;
@@ -351,7 +352,7 @@ c_admin_add(struct ctl *c, char **a)
 		return 1;
 	/* "admin token list" and "admin token del" are commands. */
 	if (strcmp(name, "list") == 0 || strcmp(name, "del") == 0)
-		return die("admin name %s is reserved", name);
+		return ctl_die("admin name %s is reserved", name);
 	if (hash_from_input(h, sizeof(h)) == -1)
 		return 1;
 	return result(c, c->dir->admin->admin_add(c->dir, name, h,
@@ -408,7 +409,7 @@ c_admin_token(struct ctl *c, char **a)
 		return 1;
 	if (dir_token_new(bearer, sizeof(bearer), id, sizeof(id), hash,
 	        sizeof(hash)) == -1)
-		return die("cannot make a token: %s", strerror(errno));
+		return ctl_die("cannot make a token: %s", strerror(errno));
 	r = c->dir->admin->token_add(c->dir, name, id, hash, c->err, ERRLEN);
 	/* Shown once, here: only its hash is kept. */
 	if (r == 0)
@@ -441,7 +442,7 @@ c_admin_token_del(struct ctl *c, char **a)
 	else if (n == DIR_TOKEN_ID_LEN)
 		snprintf(id, sizeof(id), "%s", a[0]);
 	else
-		return die("bad token id: %s", a[0]);
+		return ctl_die("bad token id: %s", a[0]);
 	return result(c, c->dir->admin->token_del(c->dir, id, c->err, ERRLEN));
 }
 
@@ -531,9 +532,9 @@ c_user_show(struct ctl *c, char **a)
 	snprintf(canon, sizeof(canon), "%s@%s", l, d);
 	if (c->dir->admin->user_rows(
 	        c->dir, d, print_user_show, &w, c->err, ERRLEN) < 0)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	if (!w.is_found)
-		return die("no such user: %s", canon);
+		return ctl_die("no such user: %s", canon);
 	return 0;
 }
 
@@ -546,13 +547,13 @@ quota_arg(const char *in, bool is_bytes, uint64_t *out)
 	if (is_bytes) {
 		if (config_parse_size(in, out) == 0 && *out <= INT64_MAX)
 			return 0;
-		return die("bad size: %s (bytes, with k, M or G)", in), -1;
+		return ctl_die("bad size: %s (bytes, with k, M or G)", in), -1;
 	}
 	errno = 0;
 	*out = strtoull(in, &end, 10);
 	if (!isdigit((unsigned char)in[0]) || *end != '\0' || errno != 0 ||
 	    *out > INT64_MAX)
-		return die("bad message count: %s", in), -1;
+		return ctl_die("bad message count: %s", in), -1;
 	return 0;
 }
 
@@ -565,10 +566,10 @@ quota_show(struct ctl *c, const char *canon)
 	struct store_quota q;
 
 	if (dir_user_limits(c->dir, c->cfg, canon, &lim, c->err, ERRLEN) == -1)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	if (maildir_quota_check(c->cfg->data_dir, c->dir, c->cfg, canon, &q,
 	        c->err, ERRLEN) == -1)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	printf("limit: bytes=%llu messages=%llu source=%s\n",
 	    (unsigned long long)lim.bytes, (unsigned long long)lim.messages,
 	    lim.is_set ? "user" : "default");
@@ -595,8 +596,8 @@ c_user_quota(struct ctl *c, char **a)
 		/* "no such user" before any Maildir is looked at */
 		if ((r = dir_user_limits(
 		         c->dir, c->cfg, canon, &lim, c->err, ERRLEN)) <= 0)
-			return r == 0 ? die("no such user: %s", canon)
-			              : die("%s", c->err);
+			return r == 0 ? ctl_die("no such user: %s", canon)
+			              : ctl_die("%s", c->err);
 		return quota_show(c, canon);
 	}
 	if (a[2] == NULL && strcmp(a[1], "default") == 0) {
@@ -607,7 +608,7 @@ c_user_quota(struct ctl *c, char **a)
 		r = c->dir->admin->user_quota_set(
 		    c->dir, l, d, &q, c->err, ERRLEN);
 	} else if (a[2] == NULL) {
-		return die("%s", "want BYTES MESSAGES, none or default");
+		return ctl_die("%s", "want BYTES MESSAGES, none or default");
 	} else {
 		if (quota_arg(a[1], true, &q.bytes) == -1 ||
 		    quota_arg(a[2], false, &q.messages) == -1)
@@ -616,7 +617,7 @@ c_user_quota(struct ctl *c, char **a)
 		    c->dir, l, d, &q, c->err, ERRLEN);
 	}
 	if (r < 0)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	/* The Maildir's limits line now, so the next delivery sees it. */
 	if (maildir_quota_check(c->cfg->data_dir, c->dir, c->cfg, canon, &use,
 	        c->err, ERRLEN) == -1)
@@ -758,10 +759,10 @@ c_list_show(struct ctl *c, char **a)
 	if (split(a[0], l, d) == -1)
 		return 1;
 	if (dir_address_lookup(c->dir, l, d, &kind, &t, c->err, ERRLEN) == -1)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	strlist_clear(&t);
 	if (kind != DIR_KIND_LIST)
-		return die("no such list: %s", a[0]);
+		return ctl_die("no such list: %s", a[0]);
 	snprintf(full, sizeof(full), "%s@%s", l, d);
 	return result(c, c->dir->admin->list_rows(c->dir, "members", full,
 	                     print_row, NULL, c->err, ERRLEN));
@@ -808,14 +809,14 @@ read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size,
 	int r;
 
 	if (!is_qid(id))
-		return die("bad queue id: %s", id), -1;
+		return ctl_die("bad queue id: %s", id), -1;
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".msg");
 	if ((text = file_read(path, 16u << 20, &len, &total)) == NULL)
-		return die("no such message: %s", id), -1;
+		return ctl_die("no such message: %s", id), -1;
 	*offset = queue_msg_body_offset(text, len);
 	if (*offset == 0) {
 		free(text);
-		return die("%s: no envelope", path), -1;
+		return ctl_die("%s: no envelope", path), -1;
 	}
 	*size = total - (off_t)*offset;
 	queue_path(path, sizeof(path), data_dir, "entries", id, ".env");
@@ -825,7 +826,7 @@ read_env(const char *data_dir, const char *id, struct qenv *e, off_t *size,
 	free(etext);
 	free(text);
 	if (r == -1)
-		return die("queue entry %s: %s", id, why), -1;
+		return ctl_die("queue entry %s: %s", id, why), -1;
 	return 0;
 }
 
@@ -984,11 +985,11 @@ c_queue_show(struct ctl *c, char **a)
 	    path, sizeof(path), c->cfg->data_dir, "entries", a[0], ".msg");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
-		return die("%s: %s", path, strerror(errno));
+		return ctl_die("%s: %s", path, strerror(errno));
 	n = pread(fd, buf, sizeof(buf) - 1, (off_t)off);
 	close(fd);
 	if (n < 0)
-		return die("%s: %s", path, strerror(errno));
+		return ctl_die("%s: %s", path, strerror(errno));
 	buf[n] = '\0';
 	end = strstr(buf, "\n\n");
 	printf("\n%.*s", end ? (int)(end - buf + 1) : (int)n, buf);
@@ -1056,17 +1057,18 @@ ctl_send(struct ctl *c, const char *verb, const char *arg, long long res[2])
 
 	res[0] = res[1] = -1;
 	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) == -1)
-		return die("%s", reply);
+		return ctl_die("%s", reply);
 	snprintf(line, sizeof(line), "%s%s%s%s\n",
 	    strcmp(verb, "reload") == 0 ? "" : "queue ", verb, arg ? " " : "",
 	    arg ? arg : "");
 	if (ctl_request(fd, line, reply, sizeof(reply)) == -1)
-		return die("%s", reply);
+		return ctl_die("%s", reply);
 	if (strcmp(reply, "ok") == 0)
 		return 0;
 	if (sscanf(reply, "ok %lld %lld", &res[0], &res[1]) == 2)
 		return 0;
-	return die("%s", strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
+	return ctl_die(
+	    "%s", strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
 }
 
 static const char *
@@ -1086,7 +1088,7 @@ queue_do(struct ctl *c, const char *verb, const char *id, const char *did)
 	long long res[2];
 
 	if (!all && !is_qid(id))
-		return die("bad queue id: %s", id);
+		return ctl_die("bad queue id: %s", id);
 	if (ctl_send(c, verb, all ? "all" : id, res) != 0)
 		return 1;
 	if (!all && res[1] > 0)
@@ -1146,13 +1148,13 @@ become_run_user(struct ctl *c, int *data_fd_out)
 
 	if (geteuid() == 0 &&
 	    config_run_user(c->cfg, &pw, err, sizeof(err)) == -1)
-		return die("%s", err);
+		return ctl_die("%s", err);
 	if (data_fd_out != NULL) {
 		fd = safefs_data_dir(c->cfg->data_dir,
 		    pw ? pw->pw_uid : geteuid(), pw ? pw->pw_gid : getegid(),
 		    &old, err, sizeof(err));
 		if (fd == -1)
-			return die("data_dir: %s", err);
+			return ctl_die("data_dir: %s", err);
 		if (old != 0)
 			fprintf(stderr,
 			    "posternctl: note: %s mode %04o tightened to "
@@ -1165,7 +1167,7 @@ become_run_user(struct ctl *c, int *data_fd_out)
 	    (setgroups(1, &pw->pw_gid) == -1 || setgid(pw->pw_gid) == -1 ||
 	        setuid(pw->pw_uid) == -1 || setuid(0) != -1 ||
 	        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == -1))
-		return die(
+		return ctl_die(
 		    "cannot become user %s: %s", pw->pw_name, strerror(errno));
 	return 0;
 }
@@ -1190,7 +1192,7 @@ open_dir_flags(struct ctl *c, int flags)
 		    c->cfg, fd, false, note, sizeof(note), err, sizeof(err));
 	close(fd);
 	if (r == -1)
-		return die("data_dir: %s", err);
+		return ctl_die("data_dir: %s", err);
 	for (char *l = strtok(note, "\n"); l; l = strtok(NULL, "\n")) {
 		char safe[1024]; /* names under mail/ are the run user's */
 
@@ -1199,7 +1201,7 @@ open_dir_flags(struct ctl *c, int flags)
 	}
 	c->dir = dir_open(c->cfg, flags, c->err, ERRLEN);
 	if (c->dir == NULL)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	return 0;
 }
 
@@ -1674,12 +1676,12 @@ path_arg(
 
 	if (smtp_path_arg(
 	        in, is_mail, cfg->command_line_limit, out, &code, &why) == -1)
-		return die("%s: %s %s", in, code, why), -1;
+		return ctl_die("%s: %s %s", in, code, why), -1;
 	if (!is_mail)
 		relay_rcpt_canon(cfg, out); /* as the server does */
 	/* As at MAIL and RCPT: decide on the text that is queued. */
 	if (addr_format(out, text, sizeof(text)) == -1)
-		return die("%s: 501 5.1.3 address too long", in), -1;
+		return ctl_die("%s: 501 5.1.3 address too long", in), -1;
 	return 0;
 }
 
@@ -1714,16 +1716,16 @@ c_relay_check(struct ctl *c, char **a)
 	if (client == NULL || from == NULL || to == NULL)
 		return usage_error("relay-check");
 	if (net_ip_canon(client, ip, sizeof(ip)) == -1)
-		return die("--client %s: not an IP address", client);
+		return ctl_die("--client %s: not an IP address", client);
 	if (strcmp(port, "smtp") != 0 && strcmp(port, "submission") != 0 &&
 	    strcmp(port, "submissions") != 0)
-		return die(
+		return ctl_die(
 		    "--port %s: want smtp, submission or submissions", port);
 	if (path_arg(c->cfg, from, true, &fa) == -1 ||
 	    path_arg(c->cfg, to, false, &ta) == -1)
 		return 1;
 	if (dns_init() == -1)
-		return die("%s", "resolver initialisation failed");
+		return ctl_die("%s", "resolver initialisation failed");
 	memset(&cf, 0, sizeof(cf));
 	cf.ip = ip;
 	cf.listener = port;
@@ -1777,9 +1779,9 @@ config_text(struct ctl *c, size_t *len)
 	char *text = file_read(c->path, CONFIG_FILE_MAX, len, &size);
 
 	if (text == NULL)
-		die("%s: %s", c->path, strerror(errno));
+		ctl_die("%s: %s", c->path, strerror(errno));
 	else if (size > CONFIG_FILE_MAX) {
-		die("%s: file too large", c->path);
+		ctl_die("%s: file too large", c->path);
 		free(text);
 		text = NULL;
 	}
@@ -1796,7 +1798,7 @@ config_show(const char *text, size_t len, const char *key, bool mark_default,
 
 	if (config_get_text(text, len, key, val, sizeof(val), &is_set, err,
 	        sizeof(err)) == -1)
-		return die("%s", err);
+		return ctl_die("%s", err);
 	if (only_set && !is_set)
 		return 0;
 	printf("%s = %s%s\n", key, val,
@@ -1832,8 +1834,9 @@ c_config_get(struct ctl *c, char **a)
 	/* Every key is checked before anything is printed. */
 	for (size_t i = 0; a[i] != NULL; i++)
 		if (!config_key_exists(a[i]))
-			return die("unknown key \"%s\" (posternctl config list "
-			           "shows them all)",
+			return ctl_die(
+			    "unknown key \"%s\" (posternctl config list "
+			    "shows them all)",
 			    a[i]);
 	if ((text = config_text(c, &len)) == NULL)
 		return 1;
@@ -1878,7 +1881,7 @@ config_after_edit(struct ctl *c, const struct config_edit *e, size_t n,
 	}
 	if (ctl_request(fd, "reload\n", reply, sizeof(reply)) == -1 ||
 	    strcmp(reply, "ok") != 0)
-		return die("%s written, but the reload failed: %s", c->path,
+		return ctl_die("%s written, but the reload failed: %s", c->path,
 		    strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
 	printf("posternd reloaded %s\n", c->path);
 	return 0;
@@ -1897,7 +1900,7 @@ config_edit_do(struct ctl *c, const struct config_edit *e, size_t n)
 		old = NULL;
 	if (config_edit_file(c->path, e, n, &cfg, err, sizeof(err)) == -1) {
 		config_unref(&old);
-		return die("%s (%s is unchanged)", err, c->path);
+		return ctl_die("%s (%s is unchanged)", err, c->path);
 	}
 	for (size_t i = 0; i < n; i++)
 		if (e[i].value != NULL)
@@ -1950,11 +1953,11 @@ db_schema(struct ctl *c, bool is_upgrade, int *have, int *want, char *note,
 {
 	note[0] = '\0';
 	if (c->dir->admin->schema == NULL)
-		return die(
+		return ctl_die(
 		    "%s", "directory: this backend has no schema versions");
 	if (c->dir->admin->schema(c->dir, is_upgrade, have, want, note, notelen,
 	        c->err, ERRLEN) < 0)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	return 0;
 }
 
@@ -2024,7 +2027,7 @@ c_db_upgrade(struct ctl *c, char **a)
 	if (db_schema(c, false, &have, &want, note, sizeof(note)) != 0)
 		return 1;
 	if (have == 0)
-		return die(
+		return ctl_die(
 		    "%s", "directory: no schema (run posternctl db init)");
 	if (have == want) {
 		printf("already at schema %d\n", have);
@@ -2038,7 +2041,7 @@ rows_of(struct ctl *c, const char *what, const char *filter, struct strpairs *r)
 {
 	if (c->dir->admin->list_rows(
 	        c->dir, what, filter, strpairs_add, r, c->err, ERRLEN) < 0)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	return 0;
 }
 
@@ -2066,10 +2069,10 @@ export_rec(
 	if ((a != NULL && strlen(a) >= sizeof(x->rec.a)) ||
 	    (b != NULL && strlen(b) >= sizeof(x->rec.b)) ||
 	    (n = dir_json_format(&x->rec, x->line, sizeof(x->line) - 1)) < 0)
-		return die("%s", "export: a value too long for the format");
+		return ctl_die("%s", "export: a value too long for the format");
 	x->line[n] = '\n';
 	if (fwrite(x->line, 1, (size_t)n + 1, x->out) != (size_t)n + 1)
-		return die("export: %s", strerror(errno));
+		return ctl_die("export: %s", strerror(errno));
 	if (type != DIR_JSON_HEADER && type != DIR_JSON_END)
 		x->records++;
 	memset(&x->rec, 0, sizeof(x->rec));
@@ -2086,11 +2089,11 @@ export_addr(const char *stored, char *out, size_t len)
 
 	if (at == NULL || (size_t)(at - stored) > ADDR_LOCAL_MAX ||
 	    strlen(at + 1) > ADDR_DOMAIN_MAX)
-		return die("export: bad stored address %s", stored);
+		return ctl_die("export: bad stored address %s", stored);
 	memcpy(t.local, stored, (size_t)(at - stored));
 	snprintf(t.domain, sizeof(t.domain), "%s", at + 1);
 	if (addr_format(&t, out, len) == -1)
-		return die("export: bad stored address %s", stored);
+		return ctl_die("export: bad stored address %s", stored);
 	return 0;
 }
 
@@ -2120,7 +2123,7 @@ export_users(struct export *x)
 		    c->dir->ops->user_disabled(c->dir, r.a.v[i], at + 1,
 		        &is_dis, c->err, ERRLEN) != 1) {
 			free(hash);
-			rc = die("export: %s: %s", addr,
+			rc = ctl_die("export: %s: %s", addr,
 			    c->err[0] ? c->err : "gone while exported");
 			break;
 		}
@@ -2206,7 +2209,7 @@ export_limits(struct export *x)
 		return 0;
 	if (c->dir->admin->send_limit_rows(
 	        c->dir, export_limit_row, &e, c->err, ERRLEN) < 0)
-		return die("export: %s", c->err);
+		return ctl_die("export: %s", c->err);
 	return e.rc;
 }
 
@@ -2258,13 +2261,13 @@ export_to(struct ctl *c, FILE *out)
 	}
 	if (have == 0) {
 		free(x);
-		return die(
+		return ctl_die(
 		    "%s", "directory: no schema (run posternctl db init)");
 	}
 	if (is_txn && c->dir->admin->transaction(
 	                  c->dir, DIR_TXN_BEGIN, c->err, ERRLEN) < 0) {
 		free(x);
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	}
 	x->rec.n1 = (uint64_t)have;
 	rc = export_rec(x, DIR_JSON_HEADER, POSTERN_VERSION, NULL);
@@ -2277,9 +2280,9 @@ export_to(struct ctl *c, FILE *out)
 	    c->dir->admin->transaction(
 	        c->dir, DIR_TXN_ROLLBACK, c->err, ERRLEN) < 0 &&
 	    rc == 0)
-		rc = die("%s", c->err);
+		rc = ctl_die("%s", c->err);
 	if (rc == 0 && fflush(out) != 0)
-		rc = die("export: %s", strerror(errno));
+		rc = ctl_die("export: %s", strerror(errno));
 	free(x);
 	return rc;
 }
@@ -2299,19 +2302,19 @@ export_file(struct ctl *c, const char *path)
 	pid_t pid;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.XXXXXX", path) >= (int)sizeof(tmp))
-		return die("%s: name too long", path);
+		return ctl_die("%s: name too long", path);
 	if ((fd = mkstemp(tmp)) == -1)
-		return die("%s: %s", path, strerror(errno));
+		return ctl_die("%s: %s", path, strerror(errno));
 	if (fchmod(fd, 0600) == -1) {
 		unlink(tmp);
 		close(fd);
-		return die("%s: %s", tmp, strerror(errno));
+		return ctl_die("%s: %s", tmp, strerror(errno));
 	}
 	fflush(NULL);
 	if ((pid = fork()) == -1) {
 		unlink(tmp);
 		close(fd);
-		return die("fork: %s", strerror(errno));
+		return ctl_die("fork: %s", strerror(errno));
 	}
 	if (pid == 0) {
 		FILE *f = fdopen(fd, "w");
@@ -2321,7 +2324,7 @@ export_file(struct ctl *c, const char *path)
 		             : export_to(c, f);
 
 		if (f != NULL && fclose(f) != 0 && rc == 0)
-			rc = die("%s: %s", tmp, strerror(errno));
+			rc = ctl_die("%s: %s", tmp, strerror(errno));
 		dir_close(&c->dir);
 		config_unref(&c->cfg);
 		exit(rc);
@@ -2336,7 +2339,7 @@ export_file(struct ctl *c, const char *path)
 		close(fd);
 		if (WIFEXITED(status) && WEXITSTATUS(status) != 0)
 			return 1; /* the child said why */
-		return die("%s: %s", path,
+		return ctl_die("%s: %s", path,
 		    WIFEXITED(status) ? strerror(e) : "export failed");
 	}
 	/* The rename itself, durable. */
@@ -2640,15 +2643,15 @@ import_lines(struct import *im, FILE *in)
 	}
 	free(line);
 	if (r == -1)
-		return die("line %llu: longer than %d bytes",
+		return ctl_die("line %llu: longer than %d bytes",
 		    (unsigned long long)n + 1, DIR_JSON_LINE_MAX);
 	if (r == -2)
-		return die("line %llu: %s", (unsigned long long)n + 1,
+		return ctl_die("line %llu: %s", (unsigned long long)n + 1,
 		    strerror(errno));
 	if (r == 1)
-		return die("line %llu: %s", (unsigned long long)n, im->why);
+		return ctl_die("line %llu: %s", (unsigned long long)n, im->why);
 	if (!im->has_end)
-		return die("line %llu: %s", (unsigned long long)n + 1,
+		return ctl_die("line %llu: %s", (unsigned long long)n + 1,
 		    n == 0 ? "no header: an empty file"
 		           : "the end line is missing (a cut-off file?)");
 	return 0;
@@ -2666,7 +2669,7 @@ import_check_empty(struct ctl *c)
 	n = r.a.n;
 	strpairs_clear(&r);
 	if (n > 0)
-		return die(
+		return ctl_die(
 		    "the directory is not empty (%zu domain%s): db import "
 		    "loads only into an empty one",
 		    n, n == 1 ? "" : "s");
@@ -2694,28 +2697,31 @@ c_db_import(struct ctl *c, char **a)
 		struct stat st;
 
 		if (fd == -1)
-			return die("%s: %s", a[0], strerror(errno));
+			return ctl_die("%s: %s", a[0], strerror(errno));
 		if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) ||
 		    fcntl(fd, F_SETFL, 0) == -1 ||
 		    (in = fdopen(fd, "r")) == NULL) {
 			close(fd);
-			return die("%s: not a regular file", a[0]);
+			return ctl_die("%s: not a regular file", a[0]);
 		}
 	}
 	rc = open_dir(c);
 	if (rc == 0 && c->dir->admin->transaction == NULL)
-		rc = die("%s", "directory: this backend has no transactions");
+		rc = ctl_die(
+		    "%s", "directory: this backend has no transactions");
 	if (rc == 0)
 		rc = db_schema(c, false, &have, &im.want, note, sizeof(note));
 	if (rc == 0 && have == 0)
-		rc = die("%s", "directory: no schema (run posternctl db init)");
+		rc = ctl_die(
+		    "%s", "directory: no schema (run posternctl db init)");
 	else if (rc == 0 && have < im.want)
-		rc = die("directory schema %d of %d: run posternctl db upgrade "
-		         "first",
+		rc = ctl_die(
+		    "directory schema %d of %d: run posternctl db upgrade "
+		    "first",
 		    have, im.want);
 	if (rc == 0 && c->dir->admin->transaction(
 	                   c->dir, DIR_TXN_BEGIN, c->err, ERRLEN) < 0)
-		rc = die("%s", c->err);
+		rc = ctl_die("%s", c->err);
 	else if (rc == 0) {
 		rc = import_check_empty(c);
 		if (rc == 0)
@@ -2725,7 +2731,7 @@ c_db_import(struct ctl *c, char **a)
 			    c->dir, DIR_TXN_ROLLBACK, c->err, ERRLEN);
 		else if (c->dir->admin->transaction(
 		             c->dir, DIR_TXN_COMMIT, c->err, ERRLEN) < 0)
-			rc = die("%s (nothing imported)", c->err);
+			rc = ctl_die("%s (nothing imported)", c->err);
 		else
 			printf("imported %llu records\n",
 			    (unsigned long long)im.records);
@@ -2769,11 +2775,11 @@ limit_name(const char *kind, const char *in, char *name, size_t len)
 	}
 	if (strcmp(kind, "domain") == 0) {
 		if (addr_domain_normalize(in, d, sizeof(d)) == -1)
-			return die("%s: bad domain name", in);
+			return ctl_die("%s: bad domain name", in);
 		snprintf(name, len, "%s", d);
 		return 0;
 	}
-	return die("%s", "want user or domain");
+	return ctl_die("%s", "want user or domain");
 }
 
 /*
@@ -2793,9 +2799,9 @@ limit_resolve(struct ctl *c, const char *kind, char *name, size_t len)
 	r = dir_domain_resolve(
 	    c->dir, dom, canon, sizeof(canon), c->err, ERRLEN);
 	if (r == -1)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	if (r == 0)
-		return die(
+		return ctl_die(
 		    "%s: no such domain here (domain add it first)", dom);
 	if (strcmp(kind, "domain") == 0) {
 		snprintf(name, len, "%s", canon);
@@ -2805,11 +2811,11 @@ limit_resolve(struct ctl *c, const char *kind, char *name, size_t len)
 	r = dir_user_hash(c->dir, name, canon, &hash, c->err, ERRLEN);
 	free(hash);
 	if (r == -1)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	if (r == 0) {
 		*at = '@';
-		return die("%s: no such user (limits apply to users, not "
-		           "aliases)",
+		return ctl_die("%s: no such user (limits apply to users, not "
+		               "aliases)",
 		    name);
 	}
 	/* name is "local\0..." now: the canonical domain after it. */
@@ -2862,7 +2868,7 @@ limit_rate_arg(const char *v, int64_t *n, uint32_t *w)
 		return 0;
 	}
 	if (sendlimit_rate_parse(v, strlen(v), &r, &why) == -1)
-		return die("%s: %s", v, why);
+		return ctl_die("%s: %s", v, why);
 	*n = r.max;
 	*w = r.window_s;
 	return 0;
@@ -2876,13 +2882,13 @@ c_limit_set(struct ctl *c, char **a)
 	int i, r, nset = 0;
 
 	if (c->dir->admin->send_limit_set == NULL)
-		return die("%s", "this directory backend keeps no limits");
+		return ctl_die("%s", "this directory backend keeps no limits");
 	if (limit_name(a[0], a[1], name, sizeof(name)) != 0)
 		return 1;
 	if (limit_resolve(c, a[0], name, sizeof(name)) != 0)
 		return 1;
 	if (dir_send_limit_get(c->dir, a[0], name, &l, c->err, ERRLEN) == -1)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	for (i = 2; a[i] != NULL; i += 2) {
 		bool is_msgs = strcmp(a[i], "--messages") == 0;
 
@@ -2901,7 +2907,7 @@ c_limit_set(struct ctl *c, char **a)
 	    l.messages == -1 && l.recipients == -1 ? NULL : &l, c->err, ERRLEN);
 	if (r == DIR_ADMIN_REFUSED && l.messages == -1 && l.recipients == -1)
 		return 0; /* back to the defaults, and it had none */
-	return r < 0 ? die("%s", c->err) : 0;
+	return r < 0 ? ctl_die("%s", c->err) : 0;
 }
 
 static int
@@ -2910,12 +2916,12 @@ c_limit_unset(struct ctl *c, char **a)
 	char name[SENDLIMIT_KEY_MAX];
 
 	if (c->dir->admin->send_limit_set == NULL)
-		return die("%s", "this directory backend keeps no limits");
+		return ctl_die("%s", "this directory backend keeps no limits");
 	if (limit_name(a[0], a[1], name, sizeof(name)) != 0)
 		return 1;
 	if (c->dir->admin->send_limit_set(
 	        c->dir, a[0], name, NULL, c->err, ERRLEN) < 0)
-		return die("%s %s: %s", a[0], name, c->err);
+		return ctl_die("%s %s: %s", a[0], name, c->err);
 	return 0;
 }
 
@@ -2955,7 +2961,7 @@ c_limit_list(struct ctl *c, char **a)
 		return 0;
 	if (c->dir->admin->send_limit_rows(
 	        c->dir, limit_row, NULL, c->err, ERRLEN) < 0)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	return 0;
 }
 
@@ -3034,7 +3040,7 @@ c_limit_show(struct ctl *c, char **a)
 
 			if (dir_send_limit_get(c->dir, kind, lv ? name : dom,
 			        &l, c->err, ERRLEN) == -1)
-				return die("%s", c->err);
+				return ctl_die("%s", c->err);
 			if (l.messages >= 0) {
 				eff[0] = (struct sendlimit_rate){
 				    (uint32_t)l.messages, l.msg_window};
@@ -3080,7 +3086,7 @@ limit_reset_file(struct ctl *c, const char *key)
 	if ((text = file_read(path, SENDLIMIT_FILE_MAX, &len, NULL)) == NULL) {
 		if (errno == ENOENT)
 			return printf("%s: nothing to reset\n", key) < 0;
-		return die("%s: %s", path, strerror(errno));
+		return ctl_die("%s: %s", path, strerror(errno));
 	}
 	t = sendlimit_table_new(10000000);
 	sendlimit_load(t, text, len, time(NULL), &bad);
@@ -3092,7 +3098,7 @@ limit_reset_file(struct ctl *c, const char *key)
 	        : 0;
 	free(out);
 	if (r == -1)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	printf("%s: %s\n", key, had ? "reset" : "nothing to reset");
 	return 0;
 }
@@ -3109,18 +3115,18 @@ c_limit_reset(struct ctl *c, char **a)
 	 * sender's next RCPT; this node's own table is reset below too. */
 	if (c->dir->ops->send_count_reset != NULL &&
 	    c->dir->ops->send_count_reset(c->dir, name, c->err, ERRLEN) == -1)
-		return die("%s", c->err);
+		return ctl_die("%s", c->err);
 	/* The file only when posternd is not running: edited under a
 	 * running posternd it would be written over (issue 15 part 4). */
 	if ((fd = ctl_connect(c->cfg->data_dir, reply, sizeof(reply))) == -1) {
 		if (errno != ENOENT && errno != ECONNREFUSED)
-			return die("%s", reply);
+			return ctl_die("%s", reply);
 		return limit_reset_file(c, name);
 	}
 	snprintf(line, sizeof(line), "limit reset %s\n", name);
 	if (ctl_request(fd, line, reply, sizeof(reply)) == -1 ||
 	    sscanf(reply, "ok %d", &had) != 1)
-		return die("%s",
+		return ctl_die("%s",
 		    strncmp(reply, "error: ", 7) == 0 ? reply + 7 : reply);
 	printf("%s: %s\n", name, had ? "reset" : "nothing to reset");
 	return 0;
@@ -3548,7 +3554,7 @@ main(int argc, char **argv)
 	c.path = conf;
 	if (cmd->setup != CTL_FILE &&
 	    config_load(conf, &c.cfg, c.err, ERRLEN) == -1)
-		return die("%s", c.err);
+		return ctl_die("%s", c.err);
 	rc = setup(&c, cmd->setup) != 0 ? 1 : cmd->fn(&c, argv + argc - nargs);
 	dir_close(&c.dir);
 	config_unref(&c.cfg);

@@ -13,7 +13,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,22 +28,6 @@
 
 #define DIR_MODE 0700
 #define KEY_MODE 0600
-
-static int fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-
-/* Says "posternctl: ..." on stderr; returns 1. */
-static int
-fail(const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "posternctl: ");
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	return 1;
-}
 
 /* Lower-cases a domain or selector argument into out; 0 or -1. */
 static int
@@ -79,14 +62,15 @@ dir_at(int dfd, const char *name, const char *shown, bool is_create)
 	int fd;
 
 	if (is_create && mkdirat(dfd, name, DIR_MODE) == -1 && errno != EEXIST)
-		return fail("%s: %s", shown, strerror(errno)), -1;
+		return ctl_die("%s: %s", shown, strerror(errno)), -1;
 	fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd == -1)
-		return fail("%s: %s", shown, strerror(errno)), -1;
+		return ctl_die("%s: %s", shown, strerror(errno)), -1;
 	if (fstat(fd, &st) == -1 || st.st_uid != geteuid() ||
 	    (st.st_mode & 077) != 0) {
 		close(fd);
-		return fail("%s must be the run user's, mode 0700", shown), -1;
+		return ctl_die("%s must be the run user's, mode 0700", shown),
+		       -1;
 	}
 	return fd;
 }
@@ -100,7 +84,7 @@ domain_dir(const char *data_dir, const char *dom, bool is_create, int *dk_out)
 
 	dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd == -1)
-		return fail("%s: %s", data_dir, strerror(errno)), -1;
+		return ctl_die("%s: %s", data_dir, strerror(errno)), -1;
 	snprintf(shown, sizeof(shown), "%s/dkim", data_dir);
 	dk = dir_at(dfd, "dkim", shown, is_create);
 	close(dfd);
@@ -136,7 +120,7 @@ read_key(int fd, const char *data_dir, const char *dom, const char *sel,
 	snprintf(file, sizeof(file), "%s.key", sel);
 	snprintf(shown, sizeof(shown), "%s/dkim/%s/%s", data_dir, dom, file);
 	if (dkim_key_read(fd, file, shown, k, err, sizeof(err)) == -1)
-		return fail("%s", err);
+		return ctl_die("%s", err);
 	return 0;
 }
 
@@ -151,7 +135,7 @@ mark_active(int fd, const char *sel)
 	m = openat(fd, file,
 	    O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK, KEY_MODE);
 	if (m == -1)
-		return fail("%s: %s", file, strerror(errno));
+		return ctl_die("%s: %s", file, strerror(errno));
 	close(m);
 	return 0;
 }
@@ -239,18 +223,18 @@ write_key(int fd, const struct dkim_key *k)
 	        1 ||
 	    (len = BIO_get_mem_data(bio, &pem)) <= 0) {
 		BIO_free(bio);
-		return fail("cannot encode the key");
+		return ctl_die("cannot encode the key");
 	}
 	t = openat(fd, tmp,
 	    O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, KEY_MODE);
 	if (t == -1) {
 		BIO_free(bio);
-		return fail("%s: %s", tmp, strerror(errno));
+		return ctl_die("%s: %s", tmp, strerror(errno));
 	}
 	if (write(t, pem, (size_t)len) != len || fsync(t) == -1)
-		fail("%s: %s", tmp, strerror(errno));
+		ctl_die("%s: %s", tmp, strerror(errno));
 	else if (linkat(fd, tmp, fd, file, 0) == -1)
-		fail("%s: %s", file,
+		ctl_die("%s: %s", file,
 		    errno == EEXIST ? "exists: choose another --selector"
 		                    : strerror(errno));
 	else
@@ -296,14 +280,14 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 			if (a[i + 1][0] < '0' || a[i + 1][0] > '9' ||
 			    *end != '\0' || errno != 0 || bits < DKIM_RSA_MIN ||
 			    bits > DKIM_RSA_MAX)
-				return fail("--bits: %d..%d", DKIM_RSA_MIN,
+				return ctl_die("--bits: %d..%d", DKIM_RSA_MIN,
 				    DKIM_RSA_MAX);
 			has_bits = true;
 		} else
 			return 2;
 	}
 	if (has_bits && strcmp(type, "ed25519") == 0)
-		return fail("--bits: only with --type rsa");
+		return ctl_die("--bits: only with --type rsa");
 	if (sel[0] == '\0') {
 		/* TYPE-YYYYMMDD: a second key later gets another name. */
 		time_t now = time(NULL);
@@ -316,7 +300,7 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 	/* The TXT owner SEL._domainkey.DOM must be a DNS name: at most 253
 	 * octets written out (255 on the wire; issue 15 part 1 review). */
 	if (strlen(sel) + strlen("._domainkey.") + strlen(dom) > 253)
-		return fail(
+		return ctl_die(
 		    "%s._domainkey.%s: over 253 octets, not a DNS name: "
 		    "choose a shorter --selector",
 		    sel, dom);
@@ -332,7 +316,7 @@ ctl_dkim_keygen(const char *data_dir, char **a)
 	             : EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)bits);
 	if (k.pkey == NULL) {
 		close(fd);
-		return fail("key generation failed");
+		return ctl_die("key generation failed");
 	}
 	r = write_key(fd, &k);
 	if (r == 0) {
@@ -430,7 +414,7 @@ ctl_dkim_list(const char *data_dir, char **a)
 	(void)a;
 	dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd == -1)
-		return fail("%s: %s", data_dir, strerror(errno));
+		return ctl_die("%s: %s", data_dir, strerror(errno));
 	if (!exists_at(dfd, "dkim")) {
 		close(dfd);
 		return 0; /* no keys yet */
@@ -497,7 +481,7 @@ ctl_dkim_activate(const char *data_dir, char **a)
 			continue;
 		snprintf(file, sizeof(file), "%s.active", act[i]);
 		if (unlinkat(fd, file, 0) == -1)
-			r = fail("%s: %s", file, strerror(errno));
+			r = ctl_die("%s: %s", file, strerror(errno));
 		else
 			fprintf(stderr, "posternctl: %s %s: no longer active\n",
 			    k.domain, act[i]);
@@ -522,7 +506,7 @@ ctl_dkim_retire(const char *data_dir, char **a)
 		return 1;
 	snprintf(file, sizeof(file), "%s.active", k.selector);
 	if (unlinkat(fd, file, 0) == -1 && errno != ENOENT)
-		r = fail("%s: %s", file, strerror(errno));
+		r = ctl_die("%s: %s", file, strerror(errno));
 	else
 		fprintf(stderr,
 		    "posternctl: %s %s: not active; posternctl reload to "

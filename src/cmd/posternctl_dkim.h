@@ -7,6 +7,9 @@
 #ifndef POSTERN_POSTERNCTL_DKIM_H
 #define POSTERN_POSTERNCTL_DKIM_H
 
+/* posternctl.c: says "posternctl: ..." on stderr; returns 1. */
+int ctl_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* DOMAIN [--selector S] [--type rsa|ed25519] [--bits N] */
 int ctl_dkim_keygen(const char *data_dir, char **args);
 /* DOMAIN<tab>SELECTOR<tab>rsa|ed25519<tab>active|inactive lines */

@@ -1010,8 +1010,9 @@ dkim_keys_load(const char *data_dir, char *err, size_t errlen)
 		 * elsewhere. */
 		if (fstatat(dkfd, doms[i], &st, AT_SYMLINK_NOFOLLOW) == 0 &&
 		    !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode)) {
-			log_warn("event=dkim result=skipped file=\"%s/dkim/%s\" "
-			         "reason=\"not a directory\"",
+			log_warn(
+			    "event=dkim result=skipped file=\"%s/dkim/%s\" "
+			    "reason=\"not a directory\"",
 			    log_esc(data_dir), log_esc(doms[i]));
 			continue;
 		}

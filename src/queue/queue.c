@@ -1110,8 +1110,9 @@ local_expand_run(void *arg, void *ctx)
 			(void)maildir_quota_check(a->job.cfg->data_dir, d,
 			    a->job.cfg, r->addr, &sq, err, sizeof(err));
 			strlist_add_unique(&a->mailboxes, r->addr);
-			local_result(r, OUT_SENT, "2.0.0", "250 2.0.0 delivered "
-			                                   "to its Maildir");
+			local_result(r, OUT_SENT, "2.0.0",
+			    "250 2.0.0 delivered "
+			    "to its Maildir");
 		} else if (x == DIR_EXPAND_TEMPFAIL)
 			local_result(r, OUT_DEFER, "4.3.0",
 			    err[0] ? err : "directory error");
@@ -1134,15 +1135,16 @@ local_stored(void *arg)
 
 	if (d->result != 0)
 		snprintf(why, sizeof(why), "%s%.300s",
-		    d->is_over_quota ? "452 4.2.2 mailbox full: " : "451 4.3.0 ",
+		    d->is_over_quota ? "452 4.2.2 mailbox full: "
+		                     : "451 4.3.0 ",
 		    d->error);
 	for (size_t i = 0; d->result != 0 && i < a->job.nrcpt; i++)
 		if (a->job.rcpts[i].result == OUT_SENT)
 			local_result(&a->job.rcpts[i], OUT_DEFER,
 			    d->is_over_quota ? "4.2.2" : "4.3.0", why);
 	if (d->result == 0)
-		mailnotify_changed((const char *const *)a->mailboxes.v,
-		    a->mailboxes.n);
+		mailnotify_changed(
+		    (const char *const *)a->mailboxes.v, a->mailboxes.n);
 	attempt_done(a);
 }
 
@@ -1168,8 +1170,7 @@ local_write_run(void *arg, void *ctx)
 	if (a->text == NULL || len < a->job.body_offset) {
 		d->result = -1;
 		snprintf(d->error, sizeof(d->error), "read %s.msg: %s",
-		    a->job.id,
-		    a->text == NULL ? strerror(errno) : "truncated");
+		    a->job.id, a->text == NULL ? strerror(errno) : "truncated");
 		workers_post(a->store, local_stored, a);
 		return;
 	}

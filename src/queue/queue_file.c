@@ -167,8 +167,7 @@ queue_mailbox_ok(const char *mb)
 	const char *at = strrchr(mb, '@');
 
 	return at != NULL && at != mb && at[1] != '\0' && mb[0] != '.' &&
-	       at[1] != '.' && strchr(mb, '/') == NULL &&
-	       strchr(mb, '@') == at;
+	       at[1] != '.' && strchr(mb, '/') == NULL && strchr(mb, '@') == at;
 }
 
 static int

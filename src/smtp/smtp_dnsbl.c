@@ -531,8 +531,8 @@ check(struct session *s, smtp_milter_fn next)
 
 			evtimer_add(s->srv->dnsbl_timer, &tv);
 		}
-		log_debug("session=%s event=dnsbl result=queued ip=%s", s->id,
-		    s->ip);
+		log_debug(
+		    "session=%s event=dnsbl result=queued ip=%s", s->id, s->ip);
 		return true;
 	}
 	s->srv->dns_inflight++;
@@ -570,8 +570,7 @@ unqueue(struct session *s, bool is_busy)
 		log_warn("session=%s event=dnsbl result=error ip=%s "
 		         "error=\"too many DNS lookups in progress, not "
 		         "checked\"%s",
-		    s->id, s->ip,
-		    s->kind == LK_SMTP ? " action=tempfail" : "");
+		    s->id, s->ip, s->kind == LK_SMTP ? " action=tempfail" : "");
 		s->is_dnsbl_busy = true;
 	}
 	if (is_busy || !check(s, next)) {

@@ -93,7 +93,7 @@ struct rcpt_job {
 	struct smtp_limit_shared limit_shared;
 	char limit_key[SENDLIMIT_KEY_MAX];
 	char limit_err[256];
-	bool is_capped;                /* the session's remote mail is capped */
+	bool is_capped; /* the session's remote mail is capped */
 	struct smtp_limit_sync *limit_sync; /* srv's; its own locks */
 };
 

@@ -12,6 +12,7 @@ nodes, one directory).  POSTERN_TEST_DIRECTORY=postgresql makes that every
 server's default, so any test file runs against PostgreSQL; tests that only
 mean something for SQLite's file are marked @sqlite_only(why)."""
 import contextlib
+import json
 import os
 import pwd
 import re
@@ -22,6 +23,7 @@ import sqlite3
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -758,3 +760,97 @@ def admin_server(make_server):
         s.start()
         return s
     return factory
+
+
+class BlackHole:
+    """A UDP socket on loopback that reads DNS queries and never answers
+    (a resolver or a list that does not answer); counts what it read."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.queries = 0
+        self.running = True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while self.running:
+            try:
+                self.sock.recv(4096)
+                self.queries += 1
+            except socket.timeout:
+                pass
+            except OSError:
+                return
+
+    @property
+    def port(self):
+        return self.sock.getsockname()[1]
+
+    @property
+    def server(self):
+        """As dns_servers takes it."""
+        return "127.0.0.1:%d" % self.port
+
+    def close(self):
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+class ScriptMilter:
+    """A libmilter milter (python3-milter, milter_script.py) that follows
+    plan, on a Unix socket under base; seen() reads what it was told."""
+
+    def __init__(self, base, plan, name="m"):
+        self.sock = os.path.join(base, name + ".sock")
+        self.logpath = os.path.join(base, name + ".jsonl")
+        script = os.path.join(base, name + ".json")
+        with open(script, "w") as f:
+            json.dump(plan, f)
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", os.path.join(os.path.dirname(os.path.abspath(__file__)), "milter_script.py"), self.sock,
+             script, self.logpath], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda: os.path.exists(self.sock), 10, "milter socket")
+        os.chmod(self.sock, 0o777)  # posternd runs as the unprivileged user
+        os.chmod(base, 0o755)
+
+    def spec(self):
+        return "unix:" + self.sock
+
+    def seen(self, stage=None):
+        try:
+            with open(self.logpath) as f:
+                recs = [json.loads(l) for l in f]
+        except FileNotFoundError:
+            return []
+        return [r for r in recs if stage is None or r["stage"] == stage]
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def milters():
+    made = []
+    # Not pytest's tmp_path: its parents are root's 0700, and posternd
+    # runs as the unprivileged user.
+    base = tempfile.mkdtemp(prefix="postern-milter-")
+    os.chmod(base, 0o755)
+
+    def factory(plan=None, name="m"):
+        m = ScriptMilter(base, plan or {}, name)
+        made.append(m)
+        return m
+
+    yield factory
+    for m in made:
+        m.stop()
+    shutil.rmtree(base, ignore_errors=True)

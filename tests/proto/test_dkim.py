@@ -227,74 +227,40 @@ def test_local_copy_unsigned_queue_copy_signed(make_server, sinks):
     assert s.log().count("event=dkim result=signed") == 1
 
 
-def test_milter_changes_before_signing(make_server, sinks, tmp_path_factory):
+def test_milter_changes_before_signing(make_server, sinks, milters):
     """A milter's header change is part of what is signed."""
-    import json
-    import shutil
-    base = tempfile.mkdtemp(prefix="postern-dkim-milter-")
-    os.chmod(base, 0o755)
-    sock = os.path.join(base, "m.sock")
-    script, log = os.path.join(base, "plan.json"), os.path.join(base, "log.jsonl")
-    with open(script, "w") as f:
-        json.dump({"mods": [["addheader", "X-Milter", "added"],
-                            ["chgheader", "Subject", 1, "changed by milter"]]}, f)
-    here = os.path.dirname(os.path.abspath(__file__))
-    proc = subprocess.Popen(["/usr/bin/python3", os.path.join(here, "milter_script.py"),
-                             sock, script, log])
-    try:
-        wait_for(lambda: os.path.exists(sock), what="milter socket")
-        os.chmod(sock, 0o777)
-        mx = sinks("127.0.0.2")
-        s = keyed_server(make_server, ("rsa",),
-                         extra={"milters": "unix:" + sock, "milter_command_timeout": "5s",
-                                "milter_content_timeout": "5s"})
-        submit(s, MSG)
-        data = relayed(mx)
-        hdr = header_block(data)
-        assert b"X-Milter: added" in hdr and b"Subject: changed by milter" in hdr
-        assert py_verify(data, s.recs) == [True]
-        # Undo the milter's change: the signature no longer verifies.
-        undone = data.replace(b"Subject: changed by milter", b"Subject: signed")
-        assert py_verify(undone, s.recs) == [False]
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(base, ignore_errors=True)
+    m = milters({"mods": [["addheader", "X-Milter", "added"],
+                          ["chgheader", "Subject", 1, "changed by milter"]]})
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa",),
+                     extra={"milters": m.spec(), "milter_command_timeout": "5s",
+                            "milter_content_timeout": "5s"})
+    submit(s, MSG)
+    data = relayed(mx)
+    hdr = header_block(data)
+    assert b"X-Milter: added" in hdr and b"Subject: changed by milter" in hdr
+    assert py_verify(data, s.recs) == [True]
+    # Undo the milter's change: the signature no longer verifies.
+    undone = data.replace(b"Subject: changed by milter", b"Subject: signed")
+    assert py_verify(undone, s.recs) == [False]
 
 
-def test_milter_headers_past_header_size_limit(make_server, sinks):
+def test_milter_headers_past_header_size_limit(make_server, sinks, milters):
     """The header section was under header_size_limit at DATA; a milter's
     additions (rspamd adds several) take it past: still signed, and the
     signature covers them."""
-    import json
-    import shutil
-    base = tempfile.mkdtemp(prefix="postern-dkim-milter-")
-    os.chmod(base, 0o755)
-    sock = os.path.join(base, "m.sock")
-    script, log = os.path.join(base, "plan.json"), os.path.join(base, "log.jsonl")
-    with open(script, "w") as f:
-        json.dump({"mods": [["addheader", "X-Spam-Report", "x" * 900]]}, f)
-    here = os.path.dirname(os.path.abspath(__file__))
-    proc = subprocess.Popen(["/usr/bin/python3", os.path.join(here, "milter_script.py"),
-                             sock, script, log])
-    try:
-        wait_for(lambda: os.path.exists(sock), what="milter socket")
-        os.chmod(sock, 0o777)
-        mx = sinks("127.0.0.2")
-        s = keyed_server(make_server, ("rsa",),
-                         extra={"milters": "unix:" + sock, "milter_command_timeout": "5s",
-                                "milter_content_timeout": "5s",
-                                "header_size_limit": "1024"})
-        big = MSG.replace(b"Subject: signed", b"Subject: " + b"s" * 500)
-        submit(s, big)
-        data = relayed(mx)
-        assert len(header_block(data)) > 1024
-        assert py_verify(data, s.recs) == [True]
-        assert "event=dkim result=signed" in s.log()
-    finally:
-        proc.terminate()
-        proc.wait(10)
-        shutil.rmtree(base, ignore_errors=True)
+    m = milters({"mods": [["addheader", "X-Spam-Report", "x" * 900]]})
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa",),
+                     extra={"milters": m.spec(), "milter_command_timeout": "5s",
+                            "milter_content_timeout": "5s",
+                            "header_size_limit": "1024"})
+    big = MSG.replace(b"Subject: signed", b"Subject: " + b"s" * 500)
+    submit(s, big)
+    data = relayed(mx)
+    assert len(header_block(data)) > 1024
+    assert py_verify(data, s.recs) == [True]
+    assert "event=dkim result=signed" in s.log()
 
 
 def test_large_spooled_message(make_server, sinks):

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import Raw, free_port, tls_context, wait_for
+from conftest import BlackHole, Raw, free_port, tls_context, wait_for
 
 ZEN = "zen.example.org"
 BL = "bl.example.net"
@@ -45,38 +45,6 @@ RECORDS = {
 }
 V6_NAME = ".".join("1" + "0" * 31) + "." + ZEN  # ::1 reversed (RFC 5782 2.4)
 RECORDS[V6_NAME] = ("127.0.0.2", "v6 listed")
-
-
-class BlackHole:
-    """A UDP socket on loopback that reads queries and never answers."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.queries = 0
-        self.running = True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while self.running:
-            try:
-                self.sock.recv(4096)
-                self.queries += 1
-            except socket.timeout:
-                pass
-            except OSError:
-                return
-
-    @property
-    def port(self):
-        return self.sock.getsockname()[1]
-
-    def close(self):
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
 
 
 class Zones:

@@ -3,14 +3,9 @@ libmilter milter (python3-milter, tests/proto/milter_script.py) scripted
 per test on a Unix socket in the test's directory, and against raw
 socket "milters" that hang or send garbage."""
 import json
-import os
-import shutil
-import tempfile
 import smtplib
 import socket
 import struct
-import subprocess
-import sys
 import threading
 import time
 
@@ -18,62 +13,8 @@ import pytest
 
 from conftest import wait_for
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MSG = (b"From: Alice <alice@example.test>\r\nTo: bob@example.test\r\n"
        b"Subject: milter test\r\nX-Old: one\r\n\r\nline one\r\nline two\r\n")
-
-
-class ScriptMilter:
-    def __init__(self, base, plan, name="m"):
-        self.sock = os.path.join(base, name + ".sock")
-        self.logpath = os.path.join(base, name + ".jsonl")
-        script = os.path.join(base, name + ".json")
-        with open(script, "w") as f:
-            json.dump(plan, f)
-        self.proc = subprocess.Popen(
-            ["/usr/bin/python3", os.path.join(HERE, "milter_script.py"), self.sock,
-             script, self.logpath], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        wait_for(lambda: os.path.exists(self.sock), 10, "milter socket")
-        os.chmod(self.sock, 0o777)  # posternd runs as the unprivileged user
-        os.chmod(base, 0o755)
-
-    def spec(self):
-        return "unix:" + self.sock
-
-    def seen(self, stage=None):
-        try:
-            with open(self.logpath) as f:
-                recs = [json.loads(l) for l in f]
-        except FileNotFoundError:
-            return []
-        return [r for r in recs if stage is None or r["stage"] == stage]
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-@pytest.fixture
-def milters():
-    made = []
-    # Not pytest's tmp_path: its parents are root's 0700, and posternd
-    # runs as the unprivileged user.
-    base = tempfile.mkdtemp(prefix="postern-milter-")
-    os.chmod(base, 0o755)
-
-    def factory(plan=None, name="m"):
-        m = ScriptMilter(base, plan or {}, name)
-        made.append(m)
-        return m
-
-    yield factory
-    for m in made:
-        m.stop()
-    shutil.rmtree(base, ignore_errors=True)
 
 
 def server_with(make_server, specs, **extra):

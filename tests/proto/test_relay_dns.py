@@ -13,12 +13,11 @@ import smtplib
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 
 import pytest
 
-from conftest import Raw, free_port, tls_context, wait_for
+from conftest import BlackHole, Raw, free_port, tls_context, wait_for
 
 BASE = {"queue_retry_min": "1s", "queue_retry_max": "2s", "relay": "addresses"}
 
@@ -214,38 +213,6 @@ def test_pinned_entry_defers_when_dns_moves_off_the_list(make_server, sinks,
 
 
 # ---- item 4: DNS from unauthenticated clients is bounded ------------------
-
-class BlackHole:
-    """A UDP socket on loopback that reads queries and never answers."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.2)
-        self.queries = 0
-        self.running = True
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while self.running:
-            try:
-                self.sock.recv(4096)
-                self.queries += 1
-            except socket.timeout:
-                pass
-            except OSError:
-                return
-
-    @property
-    def server(self):
-        return "127.0.0.1:%d" % self.sock.getsockname()[1]
-
-    def close(self):
-        self.running = False
-        self.thread.join(2)
-        self.sock.close()
-
 
 @pytest.fixture
 def blackhole():

@@ -163,9 +163,17 @@ test_env_local(void **state)
 	    "rcpt\tpending\t0\t5\tbob@example.test\t\tlocal\n"
 	    "rcpt\tpending\t0\t5\tc@remote.example\t\n";
 	static const char *const bad[] = {
-	    "../x@example.test", "bob@../example.test", "b/ob@example.test",
-	    "bob@ex/ample.test", ".bob@example.test", "bob@.example.test",
-	    "@example.test", "bob@", "bob", "a@b@c.example", "bob@example.test\tpin",
+	    "../x@example.test",
+	    "bob@../example.test",
+	    "b/ob@example.test",
+	    "bob@ex/ample.test",
+	    ".bob@example.test",
+	    "bob@.example.test",
+	    "@example.test",
+	    "bob@",
+	    "bob",
+	    "a@b@c.example",
+	    "bob@example.test\tpin",
 	};
 	struct qenv e;
 	const char *why;
