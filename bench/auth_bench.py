@@ -32,7 +32,9 @@ import smtp_bench  # noqa: E402
 from smtp_bench import POSTERNCTL, sh, wait_port  # noqa: E402
 
 ROUNDS = int(os.environ.get("ROUNDS", "3"))
-# (message size, messages); AUTH_LOADS="1024:300 102400:100" for a quick look.
+# (message size, messages); AUTH_LOADS="1024:300 102400:100" for a quick look;
+# AUTH_LOADS="" for none.  AUTH_LATENCY: messages of the one-session run
+# (0: none).
 LOADS = [tuple(map(int, x.split(":"))) for x in
          os.environ.get("AUTH_LOADS", "1024:3000 102400:1000").split()]
 SINK, MILTER = 2727, 2728
@@ -105,6 +107,31 @@ def relay_run(server, size, count):
     return smtp_bench.relay_load(server, port, SINK, size, count, sender=SENDER)
 
 
+def latency(servers, base_names, count):
+    """One session, count 1 KiB messages one after the other: the time
+    from MAIL to the 250 after DATA per message, as the client sees it,
+    with and without the OpenDKIM milter; the difference is what the
+    milter's round trips add to each message (connect, HELO, MAIL, RCPT,
+    DATA, each header, the body, the end: about 15 exchanges here)."""
+    by = {s.name: s for s in servers}
+    ms = {n: [] for n in base_names}
+    for _ in range(ROUNDS):
+        for n in base_names:
+            took = []
+            port = smtp_bench.F_PORT if n.startswith("postfix") else smtp_bench.P_PORT
+            smtp_bench.relay_load(by[n], port, SINK, 1024, count, sender=SENDER,
+                                  sessions=1, accepted=took)
+            ms[n].append(1000 * took[0] / count)
+            time.sleep(0.5)
+    print(f"## one session, 1024 bytes x {count}: ms per message, median ({ROUNDS} rounds)")
+    med = {n: statistics.median(v) for n, v in ms.items()}
+    for n in base_names:
+        print(f"{n:>18} {med[n]:>7.2f} ms  ({' '.join(f'{v:.2f}' for v in ms[n])})")
+    for srv in ("postern", "postfix"):
+        print(f"{srv + ' milter':>18} +{med[srv + '+opendkim'] - med[srv]:.2f} ms per message",
+              flush=True)
+
+
 def main():
     if os.geteuid() != 0:
         raise SystemExit("run as root (Postfix needs it)")
@@ -119,6 +146,14 @@ def main():
     servers += [Postern(base, "postern+opendkim", milter=True),
                 Postfix(base, "postfix"), Postfix(base, "postfix+opendkim", milter=True)]
     milter, milter_dir = opendkim_start(base)
+    if os.environ.get("AUTH_LATENCY", "300") != "0":
+        try:
+            latency(servers, ["postern", "postern+opendkim", "postfix", "postfix+opendkim"],
+                    int(os.environ.get("AUTH_LATENCY", "300")))
+        except BaseException:
+            milter.terminate()
+            shutil.rmtree(milter_dir, ignore_errors=True)
+            raise
     print(f"# relay load, 20 sessions, {ROUNDS} rounds interleaved; msg/s median "
           "(cost = drop against the same server without it)")
     try:

@@ -229,9 +229,13 @@ def queue_files_postfix(server):
     return n
 
 
-def relay_load(server, port, sink_port, size, count, sender="bench@remote.example"):
+def relay_load(server, port, sink_port, size, count, sender="bench@remote.example",
+               sessions=None, accepted=None):
     """Remote mail: accepted, queued, relayed to smtp-sink, dequeued.
-    sender: the envelope sender and From: (bench/auth_bench.py signs)."""
+    sender: the envelope sender and From: (bench/auth_bench.py signs).
+    sessions: smtp-source's sessions (default SESSIONS); accepted, a list:
+    gets the seconds smtp-source took (the client's view, every message
+    acknowledged)."""
     sink = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{sink_port}", "1000"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(sink_port)
@@ -240,9 +244,11 @@ def relay_load(server, port, sink_port, size, count, sender="bench@remote.exampl
     settle()
     server.start(f"relay-{size}-{time.time_ns()}")
     t0 = time.monotonic()
-    subprocess.run(["smtp-source", "-s", str(SESSIONS), "-m", str(count), "-l", str(size),
-                    "-f", sender, "-t", "someone@elsewhere.example",
+    subprocess.run(["smtp-source", "-s", str(sessions or SESSIONS), "-m", str(count),
+                    "-l", str(size), "-f", sender, "-t", "someone@elsewhere.example",
                     f"127.0.0.1:{port}"], check=True, timeout=600)
+    if accepted is not None:
+        accepted.append(time.monotonic() - t0)
     count_fn = (queue_files_postern if server.name.startswith("postern")
                 else queue_files_postfix)
     deadline = t0 + 600
