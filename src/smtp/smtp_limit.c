@@ -896,6 +896,38 @@ smtp_limit_sent(struct session *s, size_t nremote)
 }
 
 void
+smtp_limit_mark(struct session *s)
+{
+	s->limit_mark_rcpts = s->limit_rcpts;
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++)
+		s->limit_mark_reserved[k] = s->limit_reserved[k];
+}
+
+/* A held RCPT's share of the held count stays (send_limit_action =
+ * hold past the cap, then a milter's refusal: rare, and only more
+ * conservative). */
+void
+smtp_limit_undo(struct session *s)
+{
+	bool is_any = false;
+
+	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
+		uint32_t d = s->limit_reserved[k] - s->limit_mark_reserved[k];
+
+		if (s->limit_reserved[k] > s->limit_mark_reserved[k] &&
+		    s->srv->limits != NULL)
+			sendlimit_release(
+			    s->srv->limits, s->limit_res_key, k, d);
+		if (s->limit_reserved[k] > s->limit_mark_reserved[k])
+			s->limit_reserved[k] = s->limit_mark_reserved[k];
+		is_any = is_any || s->limit_reserved[k] != 0;
+	}
+	s->limit_rcpts = s->limit_mark_rcpts;
+	if (!is_any)
+		s->limit_res_key[0] = '\0';
+}
+
+void
 smtp_limit_txn_reset(struct session *s)
 {
 	limit_release(s);

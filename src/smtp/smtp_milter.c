@@ -422,6 +422,7 @@ smtp_milter_rcpt_mark(struct session *s)
 	s->milter_mark[1] = s->pinned.n;
 	s->milter_mark[2] = s->mailboxes.n;
 	s->milter_mark[3] = s->rcpt_log.n;
+	smtp_limit_mark(s); /* issue 15 part 4 */
 }
 
 bool
@@ -479,6 +480,7 @@ command_done(struct session *s, struct milter_job *j)
 		strlist_cut(&s->mailboxes, s->milter_mark[2]);
 		strlist_cut(&s->rcpt_log, s->milter_mark[3]);
 		s->nrcpt--;
+		smtp_limit_undo(s); /* its share of the cap's reservation */
 		break;
 	default:
 		break;

@@ -199,6 +199,10 @@ struct session {
 	/* What this transaction reserved in srv->limits, under which key. */
 	uint32_t limit_reserved[SENDLIMIT_NKINDS];
 	char limit_res_key[SENDLIMIT_KEY_MAX];
+	/* The two above and limit_rcpts before a RCPT's check, undone when
+	 * a milter refuses that RCPT (smtp_limit_mark, smtp_limit_undo). */
+	size_t limit_mark_rcpts;
+	uint32_t limit_mark_reserved[SENDLIMIT_NKINDS];
 };
 
 /* smtp_session.c: the protocol table the core runs SMTP with. */
@@ -307,6 +311,10 @@ const char *smtp_limit_rcpt(struct session *,
     const struct sendlimit_rate lim[SENDLIMIT_NKINDS],
     const struct smtp_limit_shared *sh, size_t nadd);
 void smtp_limit_sent(struct session *, size_t nremote);
+/* Before a RCPT's check: what its undo (a milter refused the RCPT)
+ * gives back of the transaction's reservation. */
+void smtp_limit_mark(struct session *);
+void smtp_limit_undo(struct session *);
 void smtp_limit_txn_reset(struct session *);
 int smtp_limit_control(
     struct smtp_server *, const char *args, char *out, size_t outlen);

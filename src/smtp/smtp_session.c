@@ -854,11 +854,13 @@ rcpt_apply(struct session *s, struct rcpt_job *j)
 		rcpt_quota_refuse(s, j);
 		return;
 	}
+	/* milters (issue 15 part 2): what a refusal of theirs undoes, the
+	 * cap's reservation below included */
+	smtp_milter_rcpt_mark(s);
 	if (j->is_capped && /* issue 15 part 4 */
 	    (j->ans.dir_result == DIR_EXPAND_NONLOCAL || j->ans.remote.n > 0) &&
 	    !rcpt_limit_check(s, j))
 		return;
-	smtp_milter_rcpt_mark(s); /* milters (issue 15 part 2) */
 	if (j->ans.dir_result == DIR_EXPAND_NONLOCAL) {
 		strlist_add_unique(&s->remote, j->rcpt_text);
 		/* Backup MX: this recipient goes only to relay_addresses. */

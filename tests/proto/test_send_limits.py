@@ -105,6 +105,26 @@ def test_recipients_limit(make_server, sinks, cert):
     assert "kind=recipients limit=5/1d" in s.log()
 
 
+def test_milter_refused_rcpt_gives_back_its_share(make_server, sinks, cert, milters):
+    """A remote RCPT the cap reserved and a milter then refused: its share
+    goes back, so the transaction's next RCPT within the cap is taken,
+    and the message counts the recipients that went."""
+    mx = sinks("127.0.0.2")
+    m = milters({"rcpt_reject": ["bad@remote.example"]})
+    s = make_server(dict(BASE, send_limit_recipients="2/1d", milters=m.spec(),
+                         milter_command_timeout="5s", milter_content_timeout="5s"))
+    c = login(s, cert, "alice")
+    got = send(c, "alice@example.test",
+               ["a@remote.example", "bad@remote.example", "c@remote.example"])
+    assert [code for code, _ in got] == [250, 550, 250], got
+    c.quit()
+    wait_for(lambda: len(mx.messages) == 1, what="relayed")
+    assert sorted(mx.messages[0]["to"]) == ["a@remote.example", "c@remote.example"]
+    out = wait_for(lambda: (lambda o: "count=2" in o and o)(
+        s.ctl("limit", "show", "alice@example.test").stdout), 10, "2 counted")
+    assert "recipients" in out
+
+
 def test_relay_client_counts_by_ip(make_server, sinks):
     """An unauthenticated relay client (relay_addresses) counts as ip:ADDR."""
     mx = sinks("127.0.0.2")
