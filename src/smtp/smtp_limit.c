@@ -356,6 +356,19 @@ count_run(void *arg, void *ctx)
 	dir_op_end(d);
 }
 
+/* "j:KEY": key's count jobs in srv->limit_inflight, so a RCPT of a
+ * sender with none walks nothing (inflight_get). */
+static void
+jobs_of_add(struct smtp_server *srv, const char *key, int delta)
+{
+	char k[SENDLIMIT_KEY_MAX + 4];
+
+	if (srv->limit_pending == NULL)
+		return; /* the table's free: counted no more */
+	pending_key(k, sizeof(k), 'j', key);
+	counter_add(srv->limit_pending, k, delta);
+}
+
 /* Forgets done count jobs no read still running can have missed: a
  * directory operation ends within directory_timeout. */
 static void
@@ -369,6 +382,7 @@ limit_prune(struct smtp_server *srv, bool is_all)
 		next = TAILQ_NEXT(j, link);
 		if (is_all || (j->is_done && now - j->done_at > keep)) {
 			TAILQ_REMOVE(&srv->limit_inflight, j, link);
+			jobs_of_add(srv, j->key, -1);
 			free(j);
 		}
 	}
@@ -428,6 +442,7 @@ count_submit(struct smtp_server *srv, const char *key, int trip_kind,
 	}
 	srv->limit_jobs++;
 	TAILQ_INSERT_TAIL(&srv->limit_inflight, j, link);
+	jobs_of_add(srv, key, 1);
 	workers_submit(srv->dir_workers, count_run, count_done, j);
 }
 
@@ -442,6 +457,8 @@ inflight_get(struct smtp_server *srv, const char *key, int kind, uint64_t tick)
 	uint64_t n = 0;
 	struct count_job *j;
 
+	if (pending_get(srv, key, 'j') == 0)
+		return 0; /* none of key's: no walk */
 	TAILQ_FOREACH(j, &srv->limit_inflight, link) {
 		uint64_t t = atomic_load(&j->tick[kind]);
 
