@@ -233,6 +233,39 @@ def start_remote_rcpt(server, source, domain):
     return r
 
 
+def test_dnsbl_check_counts_in_the_clients_dns_share(make_server, blackhole):
+    """A DNSBL check takes one of smtp_dns_lookups_per_ip: a client whose
+    share a backup-MX lookup holds waits for it at connect, within
+    dnsbl_timeout, then port 25 says 421 4.3.2 (it is not greeted
+    unchecked); another client is checked (the list fails open here: the
+    black hole never answers) and greeted."""
+    s = make_server(dict(BASE, relay_addresses="127.0.0.99",
+                         dns_servers=blackhole.server, smtp_dns_timeout="8s",
+                         smtp_dns_lookups_per_ip="1", smtp_dns_lookups="10",
+                         dnsbl="zen.example.org", dnsbl_timeout="1s"))
+    held = start_remote_rcpt(s, "127.0.0.34", "d1.example")  # greeted after 1 s
+    wait_for(lambda: "event=mail" in s.log(), what="the lookup started")
+    time.sleep(0.5)
+    t0 = time.time()
+    r = Raw.__new__(Raw)
+    r.sock = socket.create_connection(("127.0.0.1", s.ports["smtp"]), timeout=20,
+                                      source_address=("127.0.0.34", 0))
+    r.buf = b""
+    greeting = r.reply()
+    assert greeting.startswith("421 4.3.2 "), greeting
+    assert 0.8 < time.time() - t0 < 4
+    r.close()
+    assert "ip=127.0.0.34 error=\"too many DNS lookups in progress, not checked\"" in s.log()
+    other = Raw.__new__(Raw)
+    other.sock = socket.create_connection(("127.0.0.1", s.ports["smtp"]), timeout=20,
+                                          source_address=("127.0.0.35", 0))
+    other.buf = b""
+    assert other.reply().startswith("220 ")
+    other.close()
+    assert "ip=127.0.0.35 error=\"too many" not in s.log()
+    held.close()
+
+
 def test_blackholed_dns_does_not_stall_local_rcpt_or_logins(make_server, blackhole, cert):
     s = make_server(dict(BASE, relay_addresses="127.0.0.99",
                          dns_servers=blackhole.server, smtp_dns_timeout="6s",
