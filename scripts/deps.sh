@@ -28,6 +28,14 @@ esac
 case $level in
 test|bench) pkgs="$pkgs python3-dkim opendkim opendkim-tools" ;;
 esac
+# clamav-milter and OpenDMARC (issue 15): tests/proto/test_milter_peers.py
+# starts its own clamd (a private signature database, no freshclam),
+# clamav-milter, OpenDKIM and OpenDMARC; python3-cryptography makes its
+# DKIM key (python3-dkim signs with it).
+peer_services="clamav-daemon clamav-freshclam clamav-milter opendmarc"
+case $level in
+test|bench) pkgs="$pkgs clamav-daemon clamav-milter opendmarc python3-cryptography" ;;
+esac
 # node and npm may come from elsewhere (NodeSource's nodejs bundles npm
 # and conflicts with Debian's): only asked for when the commands are missing.
 case $level in
@@ -75,10 +83,28 @@ if [ ! -e "$policy" ]; then
 	own_policy=1
 	trap 'rm -f "$policy"' EXIT
 fi
+# The peers' services not installed before (clamav-freshclam comes in as
+# clamav-daemon's dependency): disabled at boot below.
+new_services=""
+for svc in $peer_services; do
+	dpkg-query -W -f='${Status}' "$svc" 2>/dev/null | grep -q "ok installed" ||
+		new_services="$new_services $svc"
+done
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends $missing >/dev/null
 if [ -n "$own_policy" ]; then
 	rm -f "$policy"
 	trap - EXIT
 fi
+# Nor start at boot the services of the test peers installed just now:
+# freshclam would fetch signatures from the Internet, and the tests run
+# their own instances.
+for svc in $new_services; do
+	if command -v systemctl >/dev/null 2>&1; then
+		systemctl disable --quiet "$svc" >/dev/null 2>&1 || true
+	fi
+	if command -v update-rc.d >/dev/null 2>&1 && [ -e "/etc/init.d/$svc" ]; then
+		update-rc.d "$svc" disable >/dev/null 2>&1 || true
+	fi
+done
 node_deps
