@@ -319,9 +319,19 @@ struct milter_msg {
 };
 
 /* The longest line a milter may write, CRLF not counted (RFC 5322 2.1.1,
- * RFC 5321 4.5.3.1.6): a longer one would be refused by the next hop
- * after the 250, so the modification fails the milter instead. */
+ * RFC 5321 4.5.3.1.6): the next hop would refuse a longer one after our
+ * 250.  A header line is folded at a blank to fit; one that cannot be, or
+ * a longer line of a replaced body, fails the milter. */
 #define MILTER_LINE_MAX 998
+/*
+ * A stored header value (LF line ends, continuation lines starting with
+ * a blank) whose lines all fit MILTER_LINE_MAX once written as "Name:" +
+ * value (name_len octets of name): a longer line is folded before its
+ * last blank that follows some text (RFC 5322 3.2.2: the blank starts
+ * the continuation), as often as it takes.  Allocated; NULL when a line
+ * has no such blank within the bound (one long word: nothing to fold).
+ */
+char *milter_value_fold(const char *v, size_t name_len);
 
 /*
  * Parses the header section out of the stored message: first the

@@ -8,9 +8,11 @@
  * no control bytes, the code the client will see).
  */
 #include <ctype.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "milter.h"
+#include "xmalloc.h"
 
 static int
 put_u32(struct buf *out, uint32_t v)
@@ -216,14 +218,14 @@ hdr_name_ok(struct span s)
  * before an LF, no other control byte but TAB (nor DEL; 8-bit is UTF-8's,
  * RFC 6532), and no line after the first that is empty or only blanks
  * (some parsers end the header section there), but for one line end at
- * the very end (dropped when stored), and no line over MILTER_LINE_MAX
- * (the first counted with "Name: ").  Line ends are normalized when it
- * is stored (issue 15 part 2 review).
+ * the very end (dropped when stored).  Line ends are normalized, and
+ * lines over MILTER_LINE_MAX folded, when it is stored (issue 15 part 2
+ * review; milter_session.c value_fold).
  */
 static bool
-hdr_value_ok(struct span s, size_t name_len)
+hdr_value_ok(struct span s)
 {
-	size_t len = s.len, col = name_len + 2; /* "Name: " */
+	size_t len = s.len;
 
 	if (len >= 1 && s.p[len - 1] == '\n')
 		len -= len >= 2 && s.p[len - 2] == '\r' ? 2 : 1;
@@ -232,14 +234,9 @@ hdr_value_ok(struct span s, size_t name_len)
 
 		if (c == '\r' && (i + 1 == len || s.p[i + 1] != '\n'))
 			return false;
-		if (c == '\r')
-			continue;
-		if (c != '\n' && ++col > MILTER_LINE_MAX)
-			return false; /* a line the next hop refuses */
 		if (c == '\n') {
 			size_t k = i + 1;
 
-			col = 0;
 			while (k < len && (s.p[k] == ' ' || s.p[k] == '\t'))
 				k++;
 			if (k == len || s.p[k] == '\r' || s.p[k] == '\n')
@@ -250,6 +247,60 @@ hdr_value_ok(struct span s, size_t name_len)
 			return false;
 	}
 	return true;
+}
+
+/* Folding a stored header value (include/milter.h). */
+static bool
+is_wsp(char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+char *
+milter_value_fold(const char *v, size_t name_len)
+{
+	size_t n = strlen(v), o = 0, start = 0, col = name_len + 1;
+	char *out = xmalloc(2 * n + 2);
+	bool has_text = false;
+	size_t fold = 0; /* out index of the last blank after text, or 0 */
+
+	for (size_t i = 0; i < n; i++) {
+		char c = v[i];
+
+		out[o++] = c;
+		if (c == '\n') {
+			start = o;
+			col = 0;
+			has_text = false;
+			fold = 0;
+			continue;
+		}
+		if (is_wsp(c) && has_text)
+			fold = o - 1;
+		else if (!is_wsp(c))
+			has_text = true;
+		if (++col <= MILTER_LINE_MAX)
+			continue;
+		if (fold == 0 || fold <= start) {
+			free(out);
+			return NULL;
+		}
+		memmove(out + fold + 1, out + fold, o - fold);
+		out[fold] = '\n';
+		o++;
+		/* The new line: from the blank on. */
+		start = fold + 1;
+		col = o - start;
+		has_text = false;
+		fold = 0;
+		for (size_t k = start; k < o; k++)
+			if (is_wsp(out[k]) && has_text)
+				fold = k;
+			else if (!is_wsp(out[k]))
+				has_text = true;
+	}
+	out[o] = '\0';
+	return out;
 }
 
 /*
@@ -368,8 +419,7 @@ milter_reply_parse(
 		        rd_u32(&r, &out->index) == -1) ||
 		    rd_str(&r, &out->name) == -1 ||
 		    rd_str(&r, &out->value) == -1 || r.off != len ||
-		    !hdr_name_ok(out->name) ||
-		    !hdr_value_ok(out->value, out->name.len)) {
+		    !hdr_name_ok(out->name) || !hdr_value_ok(out->value)) {
 			*why = "bad header modification";
 			return -1;
 		}

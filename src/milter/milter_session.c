@@ -1012,14 +1012,18 @@ span_dup(struct span s)
 static int
 mod_header(struct milter_msg *m, const struct milter_reply *r, const char **why)
 {
-	char *name = span_dup(r->name), *value = value_norm(r->value);
+	char *name = span_dup(r->name), *norm = value_norm(r->value);
+	char *value = milter_value_fold(norm, r->name.len);
 	size_t at, seen = 0;
 
+	free(norm);
 	m->added_bytes += r->name.len + r->value.len;
-	if (m->added_bytes > MILTER_ADDED_MAX) {
+	if (m->added_bytes > MILTER_ADDED_MAX || value == NULL) {
 		free(name);
 		free(value);
-		*why = "too much header text added";
+		*why = value == NULL ? "header line over 998 octets, with "
+		                       "no blank to fold it at"
+		                     : "too much header text added";
 		return -1;
 	}
 	m->is_hdr_changed = true;

@@ -364,8 +364,10 @@ def test_config_rejects_bad_milter(make_server):
     ([["replacebody", ("y" * 900 + "\r\n") * 4], ["replacebody", ("z" * 900 + "\r\n") * 4]],
      {"message_size_limit": "4096"}, "replaced body over message_size_limit"),
     # Lines the next hop would refuse after our 250 (RFC 5322 2.1.1).
-    ([["addheader", "X-Long", "v" * 1100]], {}, "bad header modification"),
-    ([["chgheader", "Subject", 1, "a\r\n\t" + "w" * 1000]], {}, "bad header modification"),
+    ([["addheader", "X-Long", "v" * 1100]], {},
+     "header line over 998 octets, with no blank to fold it at"),
+    ([["chgheader", "Subject", 1, "a\r\n\t" + "w" * 1000]], {},
+     "header line over 998 octets, with no blank to fold it at"),
     ([["replacebody", "x" * 2000 + "\r\n"]], {}, "replaced body has a line over 998 octets"),
     ([["replacebody", "x" * 600], ["replacebody", "x" * 600 + "\r\n"]], {},
      "replaced body has a line over 998 octets"),
@@ -381,6 +383,24 @@ def test_modification_bounds(make_server, milters, mods, extra, why):
     assert f'result=fail action=tempfail error="{why}"' in log, log[-2000:]
     # Logged once.
     assert log.count("result=fail action=tempfail") == 1
+
+
+def test_long_header_is_folded(make_server, milters):
+    """A milter's header with a line over 998 octets that has blanks (a
+    spam report on one line): folded before a blank, every line within
+    the bound, the words all there."""
+    words = [f"TEST_{i:03d}=0.1" for i in range(150)]  # about 1800 octets
+    m = milters({"mods": [["addheader", "X-Spam-Report", " ".join(words)]]})
+    s = server_with(make_server, [m.spec()])
+    send(s)
+    msg = stored(s)[0]
+    head = msg.split(b"\n\n", 1)[0].decode()
+    i = head.index("X-Spam-Report:")
+    field = head[i:].split("\nX-", 1)[0]
+    lines = field.split("\n")
+    assert len(lines) >= 2 and all(len(l) <= 998 for l in lines), [len(l) for l in lines]
+    assert all(l[0] in " \t" for l in lines[1:])
+    assert field[len("X-Spam-Report:"):].split() == words
 
 
 @pytest.mark.parametrize("stage,key", [("rcpt", "milter_command_timeout"),
