@@ -26,10 +26,11 @@ struct delivery {
 	struct iovec iov[MAILDIR_IOV_MAX];
 	int iovcnt;
 	size_t wsize; /* size with CRLF line ends (",W=") */
-	/* A message spooled to a file: when src_len > 0, the first src_len
-	 * bytes of src_fd (read with pread, the offset is not used) go
-	 * between iov[0] and iov[1].  The caller keeps the fd. */
+	/* A message spooled to a file: when src_len > 0, src_len bytes of
+	 * src_fd from src_off (read with pread, the fd's offset is not
+	 * used) go between iov[0] and iov[1].  The caller keeps the fd. */
 	int src_fd;
+	off_t src_off;
 	size_t src_len;
 	/* Remote recipients: a queue entry written in the same commit, or
 	 * NULL.  The queue copy leaves out the first rp_len bytes of iov[0]

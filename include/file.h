@@ -24,14 +24,14 @@ char *file_read(const char *path, size_t max, size_t *len_out, off_t *size_out);
 /* Writes every byte of iov[0..iovcnt) (iovcnt <= FILE_IOV_MAX), retrying
  * short writes and EINTR.  0, or -1 with errno. */
 int file_writev_all(int fd, const struct iovec *iov, int iovcnt);
-/* Appends the first src_len bytes of src_fd (read from offset 0; the fd's
+/* Appends src_len bytes of src_fd from offset src_off (the fd's own
  * offset is not used) to fd, in the kernel where it can.  0, or -1 with
  * errno (EIO: src_fd is shorter). */
-int file_copy_fd(int fd, int src_fd, size_t src_len);
+int file_copy_fd(int fd, int src_fd, off_t src_off, size_t src_len);
 /* A message with a spooled middle: iov[0..nhead), then src_len bytes of
- * src_fd (file_copy_fd; none when src_len is 0), then iov[nhead..iovcnt).
- * 0, or -1 with errno. */
+ * src_fd from src_off (file_copy_fd; none when src_len is 0), then
+ * iov[nhead..iovcnt).  0, or -1 with errno. */
 int file_write_spliced(int fd, const struct iovec *iov, int iovcnt, int nhead,
-    int src_fd, size_t src_len);
+    int src_fd, off_t src_off, size_t src_len);
 
 #endif

@@ -26,11 +26,12 @@ struct dir;
 #define MAILDIR_IOV_MAX 4
 
 /* One message as it is written: iov[0..iovcnt) with, when src_len > 0,
- * the first src_len bytes of src_fd (pread) between iov[0] and iov[1]. */
+ * src_len bytes of src_fd from src_off (pread) between iov[0] and iov[1]. */
 struct maildir_msg {
 	const struct iovec *iov;
 	int iovcnt; /* at most MAILDIR_IOV_MAX */
 	int src_fd;
+	off_t src_off;
 	size_t src_len;
 	size_t wsize; /* size with CRLF line ends (",W=") */
 };

@@ -89,14 +89,14 @@ file_writev_all(int fd, const struct iovec *iov, int iovcnt)
 }
 
 int
-file_copy_fd(int fd, int src_fd, size_t src_len)
+file_copy_fd(int fd, int src_fd, off_t src_off, size_t src_len)
 {
 	char buf[65536];
-	off_t off = 0;
+	off_t off = src_off, end = src_off + (off_t)src_len;
 	bool in_kernel = true;
 
-	while ((size_t)off < src_len) {
-		size_t want = src_len - (size_t)off;
+	while (off < end) {
+		size_t want = (size_t)(end - off);
 		ssize_t n;
 
 		if (in_kernel) {
@@ -130,12 +130,12 @@ file_copy_fd(int fd, int src_fd, size_t src_len)
 
 int
 file_write_spliced(int fd, const struct iovec *iov, int iovcnt, int nhead,
-    int src_fd, size_t src_len)
+    int src_fd, off_t src_off, size_t src_len)
 {
 	if (src_len == 0)
 		return file_writev_all(fd, iov, iovcnt);
 	if (file_writev_all(fd, iov, nhead) == -1 ||
-	    file_copy_fd(fd, src_fd, src_len) == -1)
+	    file_copy_fd(fd, src_fd, src_off, src_len) == -1)
 		return -1;
 	return file_writev_all(fd, iov + nhead, iovcnt - nhead);
 }

@@ -164,7 +164,7 @@ maildir_write(const char *data_dir, const struct strlist *mailboxes,
 		/* Listed before the write: a failure unlinks it. */
 		commit_add(cm, tmp, newp);
 		if (file_write_spliced(fd, m->iov, m->iovcnt, 1, m->src_fd,
-		        m->src_len) == -1) {
+		        m->src_off, m->src_len) == -1) {
 			close(fd);
 			commit_fail(cm, "write", tmp);
 			return -1;

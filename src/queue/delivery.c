@@ -63,7 +63,7 @@ write_queue_entry(const char *data_dir, struct delivery *d, struct commit *cm)
 		/* Listed before the write: a failure unlinks it. */
 		commit_add(cm, tmp, dst);
 		if (file_write_spliced(fd, v, d->iovcnt + nv, nv + 1, d->src_fd,
-		        d->src_len) == -1) {
+		        d->src_off, d->src_len) == -1) {
 			close(fd);
 			commit_fail(cm, "write", tmp);
 		} else if (close(fd) == -1) {
@@ -150,8 +150,8 @@ delivery_run(struct committer *c, struct delivery *d)
 		return;
 	}
 	if (d->mailboxes != NULL && d->mailboxes->n > 0) {
-		struct maildir_msg m = {
-		    d->iov, d->iovcnt, d->src_fd, d->src_len, d->wsize};
+		struct maildir_msg m = {d->iov, d->iovcnt, d->src_fd,
+		    d->src_off, d->src_len, d->wsize};
 
 		r = maildir_write(data_dir, d->mailboxes, &m, cm);
 	}

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -132,7 +133,6 @@ struct attempt {
 	struct committer *committer; /* the storage pool's, copied */
 	struct workers *store;
 	struct strlist mailboxes;
-	char *text; /* the queue file, read by local_write_run */
 	char rp[QADDR_MAX + 32];
 	struct delivery dlv;
 };
@@ -1148,51 +1148,111 @@ local_stored(void *arg)
 	attempt_done(a);
 }
 
+/*
+ * Storage pool: where the message to store starts in the queue file and
+ * how long it is, read from fd: after the envelope and after the
+ * DKIM-Signature fields the queue copy starts with (delivery.h qhead, the
+ * outbound signature: nothing a Maildir copy has), which are the only
+ * fields above postern's Received (a milter's INSHEADER goes below it).
+ * *lfs: its line ends, for the CRLF size.  0, or -1 with err.
+ */
+static int
+local_span(int fd, size_t body_offset, off_t *off, size_t *len, size_t *lfs,
+    char *err, size_t errlen)
+{
+	static const char dkim[] = "DKIM-Signature:";
+	char buf[65536];
+	struct stat st;
+	ssize_t n;
+	size_t p = 0;
+
+	if (fstat(fd, &st) == -1 || (uint64_t)st.st_size < body_offset) {
+		snprintf(err, errlen, "%s",
+		    errno != 0 ? strerror(errno) : "truncated");
+		return -1;
+	}
+	if ((n = pread(fd, buf, sizeof(buf), (off_t)body_offset)) == -1) {
+		snprintf(err, errlen, "%s", strerror(errno));
+		return -1;
+	}
+	/* Whole fields only: one that runs past buf stays (signatures are
+	 * a few KiB, so never in practice). */
+	while ((size_t)n - p > sizeof(dkim) - 1 &&
+	       strncasecmp(buf + p, dkim, sizeof(dkim) - 1) == 0) {
+		size_t e = p;
+
+		for (;;) {
+			const char *lf = memchr(buf + e, '\n', (size_t)n - e);
+
+			if (lf == NULL)
+				goto counted;
+			e = (size_t)(lf - buf) + 1;
+			if (e >= (size_t)n || (buf[e] != ' ' && buf[e] != '\t'))
+				break;
+		}
+		if (e >= (size_t)n)
+			break;
+		p = e;
+	}
+counted:
+	*off = (off_t)(body_offset + p);
+	*len = (size_t)st.st_size - body_offset - p;
+	*lfs = 0;
+	for (off_t o = *off; o < st.st_size; o += n) {
+		if ((n = pread(fd, buf, sizeof(buf), o)) <= 0) {
+			snprintf(err, errlen, "%s",
+			    n == 0 ? "truncated" : strerror(errno));
+			return -1;
+		}
+		for (const char *q = buf;
+		     (q = memchr(q, '\n', (size_t)(buf + n - q))) != NULL; q++)
+			(*lfs)++;
+	}
+	return 0;
+}
+
 /* Storage pool: the message, as the queue holds it, into the Maildirs
- * with its Return-Path line (final delivery adds it, as at DATA). */
+ * with its Return-Path line (final delivery adds it, as at DATA), read
+ * from the queue file as the copy is written (never whole in memory). */
 static void
 local_write_run(void *arg, void *ctx)
 {
 	struct attempt *a = arg;
 	struct delivery *d = &a->dlv;
-	size_t len = 0, max = a->job.cfg->message_size_limit + (1u << 20);
-	const char *body;
+	char err[256];
+	size_t len = 0, lfs = 0;
+	off_t off = 0;
+	int fd;
 
 	(void)ctx;
-	/* The envelope (many recipients) and the message: both bounded,
-	 * the latter by what DATA and the milters may have made of it. */
-	if (max < a->job.cfg->message_size_limit ||
-	    max + a->job.body_offset < max)
-		max = SIZE_MAX;
-	else
-		max += a->job.body_offset;
-	a->text = file_read(a->job.msg_path, max, &len, NULL);
-	if (a->text == NULL || len < a->job.body_offset) {
+	errno = 0;
+	fd = open(a->job.msg_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd == -1 || local_span(fd, a->job.body_offset, &off, &len, &lfs,
+	                    err, sizeof(err)) == -1) {
 		d->result = -1;
-		snprintf(d->error, sizeof(d->error), "read %s.msg: %s",
-		    a->job.id, a->text == NULL ? strerror(errno) : "truncated");
+		snprintf(d->error, sizeof(d->error), "read %s.msg: %.180s",
+		    a->job.id, fd == -1 ? strerror(errno) : err);
+		if (fd != -1)
+			close(fd);
 		workers_post(a->store, local_stored, a);
 		return;
 	}
-	body = a->text + a->job.body_offset;
-	len -= a->job.body_offset;
 	snprintf(a->rp, sizeof(a->rp), "Return-Path: <%s>\n", a->job.from);
 	d->mailboxes = &a->mailboxes;
 	d->iov[0].iov_base = a->rp;
 	d->iov[0].iov_len = strlen(a->rp);
-	/* UNSAFE: the iovec does not write; body is a->text's. */
-	d->iov[1].iov_base = (char *)body;
-	d->iov[1].iov_len = len;
-	d->iovcnt = 2;
-	d->src_fd = -1;
-	d->wsize = d->iov[0].iov_len + len + 1;
-	for (const char *p = body;
-	     (p = memchr(p, '\n', (size_t)(body + len - p))) != NULL; p++)
-		d->wsize++;
+	d->iovcnt = 1;
+	d->src_fd = fd;
+	d->src_off = off;
+	d->src_len = len;
+	d->wsize = d->iov[0].iov_len + 1 + len + lfs;
 	d->is_quota_checked = true;
 	d->done = local_stored;
 	d->done_arg = a;
+	/* The copies are written before it returns (the committer only
+	 * syncs and renames them): the file may close. */
 	delivery_run(a->committer, d);
+	close(fd);
 }
 
 /* Loop: expanded; the mailboxes left are written. */
@@ -1354,7 +1414,6 @@ attempt_done(void *arg)
 	free(a->job.rcpts);
 	config_unref(&a->job.cfg);
 	strlist_clear(&a->mailboxes);
-	free(a->text);
 	if (e->is_removed)
 		entry_unhold(q, e); /* deleted meanwhile: the files are gone */
 	else if (a->removed)

@@ -12,9 +12,10 @@
  * greet_pause the job starts at connect.  With no DNS slot free
  * (smtp_dns_lookups, the pool's threads, smtp_dns_lookups_per_ip per
  * ip_key) a session waits in srv->dnsbl_queue, parked, for one within
- * the same dnsbl_timeout; none by then: port 25 gets 421 4.3.2 (filling
- * the DNS threads is no way past the lists), submission goes on
- * unchecked.
+ * dnsbl_timeout, then its lookups get a dnsbl_timeout of their own (the
+ * greeting waits at most twice that); no slot by then: port 25 gets 421
+ * 4.3.2 (filling the DNS threads is no way past the lists), submission
+ * goes on unchecked.
  * Listed, dnsbl_action = reject: port 25 greets with 554 and answers 503
  * to everything but QUIT (RFC 5321 3.1), then closes; the submission
  * ports greet as usual and refuse MAIL without AUTH with the 554.
@@ -437,10 +438,10 @@ job_new(struct session *s, size_t *asked_out)
 
 	j->s = s;
 	j->cfg = config_ref(s->cfg);
+	/* After a wait for a slot too, the whole bound: what was left of
+	 * it would make the lists time out, and a list that does not answer
+	 * lists nobody (the waiting would get a listed client in). */
 	j->timeout_ms = s->cfg->dnsbl_timeout_ms;
-	/* After a wait for a slot: only what is left of the bound. */
-	if (s->dnsbl_until > now && s->dnsbl_until - now < j->timeout_ms)
-		j->timeout_ms = (unsigned)(s->dnsbl_until - now);
 	j->deadline_ms = now + j->timeout_ms;
 	*asked_out = 0;
 	for (size_t i = 0; i < s->cfg->dnsbl.n; i++) {

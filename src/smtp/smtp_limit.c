@@ -117,10 +117,17 @@ smtp_limit_start(struct smtp_server *srv)
 	size_t len = 0, bad = 0, n = 0;
 	char *text;
 	struct timeval tv = {1, 0};
+	pthread_rwlockattr_t attr;
 
 	srv->limits = sendlimit_table_new(LIMIT_TABLE_MAX);
+	/* Writers first: a sender's steady RCPT reads must not starve its
+	 * count writes (each holds a directory thread while it waits). */
+	pthread_rwlockattr_init(&attr);
+	pthread_rwlockattr_setkind_np(
+	    &attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
 	for (int i = 0; i < SMTP_LIMIT_STRIPES; i++)
-		pthread_rwlock_init(&srv->limit_sync.lock[i], NULL);
+		pthread_rwlock_init(&srv->limit_sync.lock[i], &attr);
+	pthread_rwlockattr_destroy(&attr);
 	srv->limit_pending = counter_new(1024);
 	TAILQ_INIT(&srv->limit_inflight);
 	snprintf(

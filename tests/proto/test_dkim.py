@@ -4,6 +4,7 @@ independent verifiers accept it: python3-dkim (dkim.verify with a lookup
 function that returns the published key) and OpenDKIM (opendkim -t in
 verify mode with TestPublicKeys).  RSA, Ed25519 and both; tricky
 messages; what is not signed; milters before signing; posternctl dkim."""
+import json
 import os
 import re
 import smtplib
@@ -261,6 +262,25 @@ def test_milter_headers_past_header_size_limit(make_server, sinks, milters):
     assert len(header_block(data)) > 1024
     assert py_verify(data, s.recs) == [True]
     assert "event=dkim result=signed" in s.log()
+
+
+def test_released_quarantine_local_copy_has_no_signature(make_server, sinks, milters):
+    """A quarantined message to a local and a remote recipient: the queue
+    copy is signed, so the released local copy must leave those fields
+    out (a copy stored at DATA has none); the remote one verifies."""
+    m = milters({"mods": [["quarantine", "held"]]})
+    mx = sinks("127.0.0.2")
+    s = keyed_server(make_server, ("rsa",),
+                     extra={"milters": m.spec(), "milter_command_timeout": "5s",
+                            "milter_content_timeout": "5s"})
+    submit(s, MSG, to=("bob@example.test", "far@remote.example"))
+    js = wait_for(lambda: json.loads(s.ctl("queue", "list", "--json").stdout), what="queue")
+    s.ctl("queue", "release", js[0]["id"])
+    got = wait_for(lambda: s.messages("bob"), 20, "bob's copy")[0]
+    assert got.startswith(b"Return-Path: <alice@example.test>\nReceived: "), got[:200]
+    assert b"DKIM-Signature" not in got
+    assert got.endswith(b"\nHello.\n")
+    assert py_verify(relayed(mx), s.recs) == [True]
 
 
 def test_large_spooled_message(make_server, sinks):

@@ -278,6 +278,30 @@ def test_quarantine_release_reaches_local_mailbox(make_server, hostile):
     assert len(s.messages("bob")) == 1 and s.messages("alice") == []
 
 
+def test_quarantine_release_after_a_lower_size_limit_is_whole(make_server, hostile):
+    """A held 1.6 MB message released after a reload lowered
+    message_size_limit to 100 kB: the Maildir copy is the whole message,
+    byte for byte (review: it was cut at the new limit and logged
+    delivered), and its ,W= size counts every line end."""
+    m = quarantine_milter(hostile)
+    s = server_with(make_server, [m.spec()], queue_retry_min="1s")
+    body = b"".join(b"%07d " % i + b"x" * 70 + b"\r\n" for i in range(20000))
+    msg = MSG + body + b"THE-END\r\n"
+    with smtplib.SMTP("127.0.0.1", s.ports["smtp"], timeout=30) as c:
+        c.ehlo("x")
+        assert c.sendmail("alice@example.test", ["bob@example.test"], msg) == {}
+    qid = wait_for(lambda: json.loads(s.ctl("queue", "list", "--json").stdout), what="queue")[0]["id"]
+    s.extra["message_size_limit"] = "100000"
+    s.write_conf()
+    s.ctl("reload")
+    s.ctl("queue", "release", qid)
+    got = wait_for(lambda: s.messages("bob"), 20, "delivery")[0]
+    assert got.endswith(body.replace(b"\r\n", b"\n") + b"THE-END\n")
+    name = os.listdir(os.path.join(s.maildir("bob"), "new"))[0]
+    wsize = len(got) + got.count(b"\n")
+    assert f",W={wsize}" in name, name
+
+
 def test_quarantine_release_to_a_deleted_user_bounces(make_server, hostile):
     """A user deleted while its mail was held is not written a Maildir
     at the release: the recipient fails 5.1.1 and the sender (local
