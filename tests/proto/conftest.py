@@ -854,3 +854,12 @@ def milters():
     for m in made:
         m.stop()
     shutil.rmtree(base, ignore_errors=True)
+
+
+def port_open(port):
+    """Does something accept TCP on 127.0.0.1:port?"""
+    try:
+        socket.create_connection(("127.0.0.1", port), 0.5).close()
+        return True
+    except OSError:
+        return False

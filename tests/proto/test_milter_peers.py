@@ -25,14 +25,13 @@ import os
 import shutil
 import signal
 import smtplib
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import free_port, run_user, wait_for
+from conftest import free_port, port_open, run_user, wait_for
 
 CLAMD = "/usr/sbin/clamd"
 CLAMAV_MILTER = "/usr/sbin/clamav-milter"
@@ -126,14 +125,6 @@ def stop(proc, group=False):
     proc.wait(10)
     if group:
         group_gone(proc.pid, 10)
-
-
-def port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 def started(cond, proc, timeout, what, logs):

@@ -5,14 +5,13 @@ paths (dbdir, rundir, logdir, local.d: the test's)."""
 import os
 import shutil
 import smtplib
-import socket
 import subprocess
 import tempfile
 import time
 
 import pytest
 
-from conftest import free_port, run_user, wait_for
+from conftest import free_port, port_open, run_user, wait_for
 
 GTUBE = b"XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 MSG = (b"From: Alice <alice@example.test>\r\nTo: bob@example.test\r\n"
@@ -37,14 +36,6 @@ worker "rspamd_proxy" {
     reject_message = "Spam message rejected";
 }
 """
-
-
-def port_open(port):
-    try:
-        socket.create_connection(("127.0.0.1", port), 0.5).close()
-        return True
-    except OSError:
-        return False
 
 
 @pytest.fixture(scope="module")
