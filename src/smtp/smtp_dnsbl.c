@@ -520,7 +520,6 @@ check(struct session *s, smtp_milter_fn next)
 		if (s->dnsbl_until == 0)
 			s->dnsbl_until =
 			    clock_mono_ms() + s->cfg->dnsbl_timeout_ms;
-		s->is_dnsbl_queued = true;
 		TAILQ_INSERT_TAIL(&s->srv->dnsbl_queue, s, dnsbl_link);
 		s->dnsbl_next = next;
 		s->is_dnsbl_running = next == NULL;
@@ -560,7 +559,6 @@ unqueue(struct session *s, bool is_busy)
 	smtp_milter_fn next = s->dnsbl_next;
 
 	TAILQ_REMOVE(&s->srv->dnsbl_queue, s, dnsbl_link);
-	s->is_dnsbl_queued = false;
 	s->is_dnsbl_running = false;
 	/* Gone or shut down meanwhile: core_resume ends it. */
 	if (!core_job_end(&s->cs) || s->cs.is_shutdown || s->cs.is_forced) {

@@ -181,11 +181,11 @@ struct session {
 	 * check's own deadline); busy: no slot came by then, the check
 	 * could not be made (port 25: 421 at the greeting). */
 	uint64_t dnsbl_until;
-	bool is_dnsbl_queued, is_dnsbl_busy;
+	bool is_dnsbl_busy;
 	/* A session whose job is in flight is in srv->dnsbl_flights, and
 	 * the sessions of the same client that wait for that job (parked:
 	 * core_park) are in its dnsbl_waiters, by dnsbl_link; or it waits
-	 * in srv->dnsbl_queue (is_dnsbl_queued), by the same link. */
+	 * in srv->dnsbl_queue, by the same link. */
 	TAILQ_ENTRY(session) dnsbl_link;
 	TAILQ_HEAD(, session) dnsbl_waiters;
 	/* Sending caps (issue 15 part 4): remote RCPTs counted in this
