@@ -936,14 +936,15 @@ smtp_limit_undo(struct session *s)
 	bool is_any = false;
 
 	for (int k = 0; k < SENDLIMIT_NKINDS; k++) {
-		uint32_t d = s->limit_reserved[k] - s->limit_mark_reserved[k];
+		uint32_t mark = s->limit_mark_reserved[k];
 
-		if (s->limit_reserved[k] > s->limit_mark_reserved[k] &&
-		    s->srv->limits != NULL)
-			sendlimit_release(
-			    s->srv->limits, s->limit_res_key, k, d);
-		if (s->limit_reserved[k] > s->limit_mark_reserved[k])
-			s->limit_reserved[k] = s->limit_mark_reserved[k];
+		if (s->limit_reserved[k] > mark) {
+			if (s->srv->limits != NULL)
+				sendlimit_release(s->srv->limits,
+				    s->limit_res_key, k,
+				    s->limit_reserved[k] - mark);
+			s->limit_reserved[k] = mark;
+		}
 		is_any = is_any || s->limit_reserved[k] != 0;
 	}
 	s->limit_rcpts = s->limit_mark_rcpts;
